@@ -1,0 +1,113 @@
+"""Named constants of program text: Linux x86-64 values, spelt as in C.
+
+Program text uses these names so that a kernel developer reads it as C
+(``PROT_READ|PROT_WRITE``, ``MAP_PRIVATE|MAP_ANONYMOUS``).  Values are those of
+the x86-64 Linux UAPI headers (asm-generic/mman-common.h, asm/mman.h,
+linux/mman.h, asm-generic/errno-base.h).
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+
+# Groups of constants.  A name belongs to exactly one group; the group tells
+# the program validator which argument kinds may use it.
+PROT = {
+    "PROT_NONE": 0x0,
+    "PROT_READ": 0x1,
+    "PROT_WRITE": 0x2,
+    "PROT_EXEC": 0x4,
+    "PROT_SEM": 0x8,
+    "PROT_GROWSDOWN": 0x01000000,
+    "PROT_GROWSUP": 0x02000000,
+}
+
+MAP = {
+    "MAP_SHARED": 0x01,
+    "MAP_PRIVATE": 0x02,
+    "MAP_SHARED_VALIDATE": 0x03,
+    "MAP_FIXED": 0x10,
+    "MAP_ANONYMOUS": 0x20,
+    "MAP_32BIT": 0x40,
+    "MAP_GROWSDOWN": 0x0100,
+    "MAP_DENYWRITE": 0x0800,
+    "MAP_EXECUTABLE": 0x1000,
+    "MAP_LOCKED": 0x2000,
+    "MAP_NORESERVE": 0x4000,
+    "MAP_POPULATE": 0x8000,
+    "MAP_NONBLOCK": 0x10000,
+    "MAP_STACK": 0x20000,
+    "MAP_HUGETLB": 0x40000,
+    "MAP_SYNC": 0x80000,
+    "MAP_FIXED_NOREPLACE": 0x100000,
+    "MAP_UNINITIALIZED": 0x4000000,
+}
+
+MREMAP = {"MREMAP_MAYMOVE": 1, "MREMAP_FIXED": 2, "MREMAP_DONTUNMAP": 4}
+MADV = {
+    "MADV_NORMAL": 0, "MADV_RANDOM": 1, "MADV_SEQUENTIAL": 2, "MADV_WILLNEED": 3,
+    "MADV_DONTNEED": 4, "MADV_FREE": 8, "MADV_REMOVE": 9, "MADV_DONTFORK": 10,
+    "MADV_DOFORK": 11, "MADV_HUGEPAGE": 14, "MADV_NOHUGEPAGE": 15,
+}
+MS = {"MS_ASYNC": 1, "MS_INVALIDATE": 2, "MS_SYNC": 4}
+MCL = {"MCL_CURRENT": 1, "MCL_FUTURE": 2, "MCL_ONFAULT": 4}
+MLOCK = {"MLOCK_ONFAULT": 1}
+O_FLAGS = {
+    "O_RDONLY": 0, "O_WRONLY": 1, "O_RDWR": 2, "O_CREAT": 0o100, "O_EXCL": 0o200,
+    "O_TRUNC": 0o1000,
+}
+MISC = {"NULL": 0}
+
+GROUPS: dict[str, dict[str, int]] = {
+    "prot": PROT,
+    "map": MAP,
+    "mremap": MREMAP,
+    "madv": MADV,
+    "ms": MS,
+    "mcl": MCL,
+    "mlock": MLOCK,
+    "oflags": O_FLAGS,
+    "misc": MISC,
+}
+
+CONSTANTS: dict[str, int] = {}
+GROUP_OF: dict[str, str] = {}
+for _g, _table in GROUPS.items():
+    for _name, _value in _table.items():
+        CONSTANTS[_name] = _value
+        GROUP_OF[_name] = _g
+
+
+def flag_names(group: str, value: int) -> tuple[str, ...]:
+    """Decompose ``value`` into names of ``group`` (largest first), for display."""
+    table = GROUPS[group]
+    if value == 0:
+        zero = [n for n, v in table.items() if v == 0]
+        return (zero[0],) if zero else ()
+    names: list[str] = []
+    rest = value
+    for name, bit in sorted(table.items(), key=lambda kv: -kv[1]):
+        if bit and rest & bit == bit and bin(bit).count("1") == 1:
+            names.append(name)
+            rest &= ~bit
+    names.reverse()
+    if rest:
+        names.append(hex(rest))
+    return tuple(names)
+
+
+# errno and signal names travel as names (``"EINVAL"``, ``"SIGSEGV"``) in
+# observations, reports and the protocol; numbers only at the system-call edge.
+ERRNO_NAMES = frozenset(n for n in dir(_errno) if n.startswith("E") and n.isupper())
+SIGNAL_NAMES = frozenset({"SIGSEGV", "SIGBUS", "SIGILL", "SIGKILL", "SIGABRT", "SIGFPE", "SIGTRAP"})
+
+
+def errno_name(num: int) -> str:
+    return _errno.errorcode.get(num, f"E#{num}")
+
+
+def errno_number(name: str) -> int:
+    return getattr(_errno, name)

@@ -1,0 +1,28 @@
+"""The two kinds of error memspec raises.
+
+Faults and errno are *values* (see ``memspec.records``).  Exceptions mean one of:
+a user mistake (``UsageError`` and its subclasses, exit code 2, with a message that
+says what to do) or a bug in memspec itself (anything else).
+"""
+
+from __future__ import annotations
+
+
+class UsageError(Exception):
+    """The user asked for something memspec cannot do; the message says what to do."""
+
+
+class ProgramError(UsageError):
+    """A program text is malformed or invalid.  Carries line and column (1-based)."""
+
+    def __init__(self, message: str, line: int = 0, col: int = 0, source: str = "<program>"):
+        self.message = message
+        self.line = line
+        self.col = col
+        self.source = source
+        where = f"{source}:{line}:{col}: " if line else f"{source}: "
+        super().__init__(where + message)
+
+
+class TargetError(Exception):
+    """A target could not be started or spoke nonsense: a harness-level verdict, not a conformance failure."""

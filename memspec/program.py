@@ -1,0 +1,441 @@
+"""Programs as plain data, and their text form.
+
+A program is a tuple of calls; its text has one call per line::
+
+    # memspec-program: 1
+    # target: linux
+    a = mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)
+    store(a+4096, 0x41)
+    mprotect(a, 4096, PROT_READ)
+    p2 = fork()
+    p2: store(a, 1)
+
+Grammar (strict: anything else is a ``ProgramError`` with line and column)::
+
+    line   := header | comment | blank | stmt
+    header := "#" key ":" value        (only before the first call)
+    stmt   := [proc ":"] [result "="] name "(" [arg ("," arg)*] ")"
+    arg    := [param "="] expr
+    expr   := int | string | ref [("+"|"-") int] | CONST ("|" CONST)*
+    result, proc, ref := [a-z_][a-z0-9_]*        CONST := [A-Z][A-Z0-9_]*
+
+``parse(print(p)) == p`` for every valid program ``p`` (tests/core/test_program.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Union
+
+from .calls import CALLS, CallSpec
+from .consts import CONSTANTS
+from .errors import ProgramError
+
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class Int:
+    value: int
+    hex: bool = False   # how the text wrote it; printed back the same way
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A named earlier result plus a constant offset: ``a``, ``a+4096``, ``a-0x1000``."""
+
+    name: str
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Flags:
+    """Named constants or-ed together: ``PROT_READ|PROT_WRITE``."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Str:
+    value: str
+
+
+Arg = Union[Int, Ref, Flags, Str]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    name: str
+    args: tuple[Arg, ...] = ()
+    result: str | None = None
+    proc: str | None = None
+
+    @property
+    def spec(self) -> CallSpec:
+        return CALLS[self.name]
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    calls: tuple[Call, ...]
+    header: tuple[tuple[str, str], ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        for k, v in self.header:
+            if k == key:
+                return v
+        return default
+
+    def with_header(self, **items: object) -> "Program":
+        keep = [(k, v) for k, v in self.header if k not in items]
+        add = [(k, str(v)) for k, v in items.items() if v is not None]
+        return Program(self.calls, tuple(keep + add))
+
+    def with_calls(self, calls: Iterable[Call]) -> "Program":
+        return Program(tuple(calls), self.header)
+
+
+# ---------------------------------------------------------------------------
+# printing
+
+def format_int(v: int) -> str:
+    """Offsets: small ones in decimal, page-sized ones in hex."""
+    if -4096 < v < 4096:
+        return str(v)
+    return ("-" if v < 0 else "") + hex(abs(v))
+
+
+def format_arg(a: Arg) -> str:
+    if isinstance(a, Int):
+        if a.hex:
+            return ("-" if a.value < 0 else "") + hex(abs(a.value))
+        return str(a.value)
+    if isinstance(a, Ref):
+        if a.offset == 0:
+            return a.name
+        return f"{a.name}{'+' if a.offset > 0 else '-'}{format_int(abs(a.offset))}"
+    if isinstance(a, Flags):
+        return "|".join(a.names)
+    if isinstance(a, Str):
+        return '"' + _escape(a.value) + '"'
+    raise TypeError(f"not an argument: {a!r}")
+
+
+def _escape(s: str) -> str:
+    out = []
+    for ch in s:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+    return "".join(out)
+
+
+def format_call(c: Call) -> str:
+    text = f"{c.name}({', '.join(format_arg(a) for a in c.args)})"
+    if c.result:
+        text = f"{c.result} = {text}"
+    if c.proc:
+        text = f"{c.proc}: {text}"
+    return text
+
+
+def format_program(p: Program) -> str:
+    lines = [f"# {k}: {v}" for k, v in p.header]
+    lines += [format_call(c) for c in p.calls]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# parsing
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>[ \t]+)
+  | (?P<num>0[xX][0-9a-fA-F]+|[0-9]+)
+  | (?P<const>[A-Z][A-Z0-9_]*)
+  | (?P<ident>[a-z_][a-z0-9_]*)
+  | (?P<str>"(?:[^"\\]|\\.)*")
+  | (?P<punct>[(),=|:+\-])
+    """,
+    re.VERBOSE,
+)
+_HEADER = re.compile(r"#\s*([A-Za-z][A-Za-z0-9_-]*)\s*:\s*(.*?)\s*$")
+_IDENT = re.compile(r"[a-z_][a-z0-9_]*\Z")
+
+
+class _Tokens:
+    def __init__(self, text: str, line: int, source: str):
+        self.toks: list[tuple[str, str, int]] = []
+        self.line = line
+        self.source = source
+        pos = 0
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if not m:
+                raise ProgramError(f"unexpected character {text[pos]!r}", line, pos + 1, source)
+            if m.lastgroup != "ws":
+                self.toks.append((m.lastgroup, m.group(), pos + 1))
+            pos = m.end()
+        self.i = 0
+        self.end_col = len(text) + 1
+
+    def peek(self, k: int = 0) -> tuple[str, str, int]:
+        j = self.i + k
+        return self.toks[j] if j < len(self.toks) else ("eol", "end of line", self.end_col)
+
+    def take(self) -> tuple[str, str, int]:
+        t = self.peek()
+        self.i += 1
+        return t
+
+    def expect(self, value: str) -> tuple[str, str, int]:
+        t = self.take()
+        if t[1] != value:
+            self.fail(f"expected {value!r}, found {t[1]!r}", t[2])
+        return t
+
+    def fail(self, msg: str, col: int) -> None:
+        raise ProgramError(msg, self.line, col, self.source)
+
+
+def _parse_int(tok: tuple[str, str, int], ts: _Tokens, neg: bool = False) -> int:
+    kind, text, col = tok
+    if kind != "num":
+        ts.fail(f"expected a number, found {text!r}", col)
+    v = int(text, 16) if text[:2].lower() == "0x" else int(text, 10)
+    if text[:2].lower() != "0x" and len(text) > 1 and text[0] == "0":
+        ts.fail(f"leading zeros are not allowed: {text!r} (write hex as 0x…)", col)
+    return -v if neg else v
+
+
+def _unescape(body: str, ts: _Tokens, col: int) -> str:
+    out = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        nxt = body[i + 1]
+        if nxt in '"\\':
+            out.append(nxt)
+            i += 2
+        elif nxt == "n":
+            out.append("\n")
+            i += 2
+        elif nxt == "x" and re.fullmatch(r"[0-9a-f]{2}", body[i + 2:i + 4]):
+            out.append(chr(int(body[i + 2:i + 4], 16)))
+            i += 4
+        elif nxt == "u" and re.fullmatch(r"[0-9a-f]{4}", body[i + 2:i + 6]):
+            out.append(chr(int(body[i + 2:i + 6], 16)))
+            i += 6
+        else:
+            ts.fail(f"unknown escape \\{nxt} in string", col + i + 1)
+    return "".join(out)
+
+
+def _parse_expr(ts: _Tokens) -> tuple[Arg, int]:
+    kind, text, col = ts.take()
+    if kind == "punct" and text == "-":
+        t = ts.take()
+        return Int(_parse_int(t, ts, neg=True), t[1][:2].lower() == "0x"), col
+    if kind == "num":
+        return Int(_parse_int((kind, text, col), ts), text[:2].lower() == "0x"), col
+    if kind == "str":
+        return Str(_unescape(text[1:-1], ts, col + 1)), col
+    if kind == "ident":
+        nk, nt, _ = ts.peek()
+        if nk == "punct" and nt in "+-":
+            ts.take()
+            off = _parse_int(ts.take(), ts, neg=(nt == "-"))
+            if off == 0:
+                ts.fail("write the name alone instead of adding 0", col)
+            return Ref(text, off), col
+        return Ref(text), col
+    if kind == "const":
+        names = [text]
+        while ts.peek()[1] == "|":
+            ts.take()
+            k2, t2, c2 = ts.take()
+            if k2 != "const":
+                ts.fail(f"expected a constant name after '|', found {t2!r}", c2)
+            names.append(t2)
+        return Flags(tuple(names)), col
+    ts.fail(f"expected an argument, found {text!r}", col)
+    raise AssertionError  # unreachable
+
+
+def parse_call(text: str, line: int = 1, source: str = "<program>") -> Call:
+    ts = _Tokens(text, line, source)
+    proc = result = None
+    if ts.peek()[0] == "ident" and ts.peek(1)[1] == ":":
+        proc = ts.take()[1]
+        ts.take()
+    if ts.peek()[0] == "ident" and ts.peek(1)[1] == "=":
+        result = ts.take()[1]
+        ts.take()
+    kind, name, col = ts.take()
+    if kind != "ident":
+        ts.fail(f"expected a call name, found {name!r}", col)
+    spec = CALLS.get(name)
+    if spec is None:
+        ts.fail(f"unknown call {name!r} (known: {', '.join(sorted(CALLS))})", col)
+    ts.expect("(")
+    positional: list[tuple[Arg, int]] = []
+    keyword: dict[str, tuple[Arg, int]] = {}
+    if ts.peek()[1] != ")":
+        while True:
+            if ts.peek()[0] == "ident" and ts.peek(1)[1] == "=":
+                pk, pname, pcol = ts.take()
+                ts.take()
+                if pname in keyword:
+                    ts.fail(f"parameter {pname!r} given twice", pcol)
+                if pname not in [p.name for p in spec.params]:
+                    ts.fail(f"{name}() has no parameter {pname!r} "
+                            f"(parameters: {', '.join(p.name for p in spec.params) or 'none'})", pcol)
+                keyword[pname] = _parse_expr(ts)
+            else:
+                if keyword:
+                    ts.fail("positional argument after a keyword argument", ts.peek()[2])
+                positional.append(_parse_expr(ts))
+            t = ts.take()
+            if t[1] == ")":
+                break
+            if t[1] != ",":
+                ts.fail(f"expected ',' or ')', found {t[1]!r}", t[2])
+    else:
+        ts.take()
+    tail = ts.peek()
+    if tail[0] != "eol":
+        ts.fail(f"unexpected {tail[1]!r} after the call", tail[2])
+    if len(positional) > len(spec.params):
+        ts.fail(f"{name}() takes {len(spec.params)} arguments, got {len(positional)}", positional[len(spec.params)][1])
+    args: list[Arg] = []
+    for i, p in enumerate(spec.params):
+        if i < len(positional):
+            if p.name in keyword:
+                ts.fail(f"parameter {p.name!r} given twice", keyword[p.name][1])
+            args.append(positional[i][0])
+        elif p.name in keyword:
+            args.append(keyword[p.name][0])
+        elif p.has_default:
+            d = p.default
+            args.append(Str(d) if isinstance(d, str) else Int(int(d)))  # type: ignore[arg-type]
+        else:
+            ts.fail(f"{name}() is missing its argument {p.name!r}", ts.end_col)
+    return Call(name, tuple(args), result, proc)
+
+
+def parse(text: str, source: str = "<program>") -> Program:
+    """Parse and validate a program text.  Raises ``ProgramError`` with line and column."""
+    calls: list[Call] = []
+    header: list[tuple[str, str]] = []
+    positions: list[int] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.rstrip()
+        stripped = line.lstrip()
+        if not stripped:
+            continue
+        if stripped.startswith("#"):
+            m = _HEADER.match(stripped)
+            if m and not calls:
+                header.append((m.group(1), m.group(2)))
+            continue
+        indent = len(line) - len(stripped)
+        try:
+            call = parse_call(stripped, lineno, source)
+        except ProgramError as e:
+            raise ProgramError(e.message, e.line, e.col + indent, source) from None
+        calls.append(call)
+        positions.append(lineno)
+    prog = Program(tuple(calls), tuple(header))
+    validate(prog, positions, source)
+    return prog
+
+
+def validate(prog: Program, lines: list[int] | None = None, source: str = "<program>") -> None:
+    """Semantic checks after parsing (syzkaller's validation step): names, types, processes."""
+    defined: dict[str, str] = {}   # name -> what it holds ("addr", "value", "proc")
+    live_procs: set[str] = set()
+    for i, c in enumerate(prog.calls):
+        line = lines[i] if lines else i + 1
+        spec = CALLS.get(c.name)
+        if spec is None:
+            raise ProgramError(f"unknown call {c.name!r}", line, 1, source)
+        if len(c.args) != len(spec.params):
+            raise ProgramError(f"{c.name}() takes {len(spec.params)} arguments, got {len(c.args)}", line, 1, source)
+        if c.proc is not None:
+            if defined.get(c.proc) != "proc":
+                raise ProgramError(f"{c.proc!r} is not a process made by an earlier fork()", line, 1, source)
+            if c.proc not in live_procs:
+                raise ProgramError(f"process {c.proc!r} has already exited", line, 1, source)
+        elif spec.not_main:
+            raise ProgramError(f"{c.name}() needs a forked process prefix (e.g. 'p2: {c.name}()')", line, 1, source)
+        for p, a in zip(spec.params, c.args):
+            if isinstance(a, Ref):
+                kind = defined.get(a.name)
+                if kind is None:
+                    raise ProgramError(f"{a.name!r} is not defined by an earlier call", line, 1, source)
+                if kind == "proc":
+                    raise ProgramError(f"{a.name!r} is a process, not a number", line, 1, source)
+            elif isinstance(a, Flags):
+                for n in a.names:
+                    if n not in CONSTANTS:
+                        raise ProgramError(f"unknown constant {n!r}", line, 1, source)
+            elif isinstance(a, Str) and p.kind != "str":
+                raise ProgramError(f"{c.name}() argument {p.name!r} must be a number, not a string", line, 1, source)
+            if p.kind == "str" and not isinstance(a, Str):
+                raise ProgramError(f"{c.name}() argument {p.name!r} must be a string", line, 1, source)
+        if c.result is not None:
+            if not _IDENT.match(c.result):
+                raise ProgramError(f"bad result name {c.result!r}", line, 1, source)
+            if spec.returns == "none":
+                raise ProgramError(f"{c.name}() returns nothing to name", line, 1, source)
+            defined[c.result] = spec.returns
+            if spec.returns == "proc":
+                live_procs.add(c.result)
+        elif spec.returns == "proc":
+            raise ProgramError("fork() needs a result name for its process (e.g. 'p2 = fork()')", line, 1, source)
+        if c.name == "exit" and c.proc:
+            live_procs.discard(c.proc)
+
+
+def eval_arg(a: Arg, env: dict[str, int]) -> int | str:
+    if isinstance(a, Int):
+        return a.value
+    if isinstance(a, Ref):
+        return env[a.name] + a.offset
+    if isinstance(a, Flags):
+        v = 0
+        for n in a.names:
+            v |= CONSTANTS[n]
+        return v
+    return a.value
+
+
+def eval_args(c: Call, env: dict[str, int]) -> tuple[int | str, ...]:
+    """Concrete argument values, given the values of earlier named results."""
+    return tuple(eval_arg(a, env) for a in c.args)
+
+
+def load(path: str) -> Program:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ProgramError(f"cannot read program file: {e.strerror}", source=path) from None
+    except UnicodeDecodeError:
+        raise ProgramError("program file is not UTF-8 text", source=path) from None
+    return parse(text, source=path)

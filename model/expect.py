@@ -1,0 +1,55 @@
+"""What the model allows for one call: an ``Expect`` names its clause and judges an outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from memspec.records import Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """The allowed outcomes of one call under one clause.
+
+    ``allowed`` is either an exact tuple of outcomes or a predicate returning
+    ``None`` when the outcome is allowed and a reason string when it is not.
+    ``default`` is the outcome the model itself takes when it runs alone.
+    ``impl_defined`` marks a choice the standard leaves to the implementation.
+    """
+
+    clause: str
+    default: Outcome
+    describe: str
+    allowed: tuple[Outcome, ...] | None = None
+    predicate: Callable[[Outcome], str | None] | None = None
+    impl_defined: bool = False
+    unknown: bool = False   # the model cannot decide: never a failure
+
+    def judge(self, observed: Outcome) -> str | None:
+        """``None`` if ``observed`` is allowed, else why not."""
+        if self.unknown:
+            return None
+        if self.predicate is not None:
+            return self.predicate(observed)
+        allowed = self.allowed if self.allowed is not None else (self.default,)
+        if any(_same(observed, a) for a in allowed):
+            return None
+        return f"expected {self.describe}, observed {observed.describe()}"
+
+
+def _same(a: Outcome, b: Outcome) -> bool:
+    return a.value == b.value and a.errno == b.errno and a.signal == b.signal
+
+
+def exactly(clause: str, outcome: Outcome) -> Expect:
+    return Expect(clause, outcome, outcome.describe(), (outcome,))
+
+
+def errno(clause: str, name: str) -> Expect:
+    return exactly(clause, Outcome(value=-1, errno=name))
+
+
+def one_of(clause: str, outcomes: tuple[Outcome, ...], default: Outcome | None = None) -> Expect:
+    return Expect(clause, default or outcomes[0], " or ".join(o.describe() for o in outcomes),
+                  outcomes, impl_defined=True)

@@ -1,0 +1,1 @@
+"""The clause catalogue, the judge, invariants and the Hypothesis state machines."""

@@ -1,0 +1,150 @@
+"""The judge: replay a target's outcomes through the model, call by call.
+
+For each call the model computes what its clause allows (``model.expect``); the
+observed outcome is checked against it and, if allowed, adopted (so an allowed
+choice such as the address mmap picked carries forward).  At checkpoints the
+target's memory map is compared with the model's.  The first disagreement ends
+the judgement: after it the two states differ and later checks mean nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memspec.program import Program, eval_args
+from memspec.records import Check, Judgement, Observation, RunResult, RunStatus, Verdict
+from memspec.model.mm import Config, System
+
+from .catalogue import get as clause
+
+
+def config_from_facts(facts: dict[str, Any]) -> Config:
+    c = Config()
+    if "mmap_min_addr" in facts:
+        c.mmap_min_addr = int(facts["mmap_min_addr"])
+    if "quiet_ranges" in facts:
+        c.quiet_ranges = tuple((int(a), int(b)) for a, b in facts["quiet_ranges"])
+    if "cap_sys_rawio" in facts:
+        c.cap_sys_rawio = bool(facts["cap_sys_rawio"])
+    return c
+
+
+_STATUS_VERDICT = {
+    RunStatus.CRASH: Verdict.CRASH,
+    RunStatus.HANG: Verdict.HANG,
+    RunStatus.ERROR: Verdict.ERROR,
+    RunStatus.REFUSED: Verdict.UNSUPPORTED,
+}
+
+
+def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] | None = None) -> Judgement:
+    system = System(config_from_facts(facts or {}))
+    j = Judgement(target=target, status=run.status, message=run.message)
+    env: dict[str, int] = {}
+    for i, call in enumerate(program.calls):
+        if i >= len(run.outcomes):
+            verdict = _STATUS_VERDICT.get(run.status, Verdict.ERROR)
+            j.checks.append(Check("memspec.target.alive", verdict, i, "an outcome for every call",
+                                  run.message or "the target stopped answering"))
+            return j
+        args = eval_args(call, env)
+        proc = call.proc or "main"
+        exp = system.expect(proc, call.name, args)
+        clause(exp.clause)   # every rule names a catalogued clause
+        observed = run.outcomes[i]
+        why = exp.judge(observed)
+        if why is not None:
+            j.checks.append(Check(exp.clause, Verdict.FAIL, i, exp.describe, observed.describe(), why))
+            j.context["maps_before"] = _all_maps(system)
+            return j
+        verdict = (Verdict.UNKNOWN if exp.unknown else
+                   Verdict.IMPL_DEFINED if exp.impl_defined else Verdict.PASS)
+        j.checks.append(Check(exp.clause, verdict, i, exp.describe, observed.describe()))
+        system.apply(proc, call.name, args, observed)
+        if call.name == "fork" and call.result:
+            system.bind_proc(call.result)
+        elif call.result and observed.value is not None:
+            env[call.result] = observed.value
+        obs = run.observation_after(i)
+        if obs is not None:
+            bad = compare_maps(system, obs, i)
+            if bad is not None:
+                j.checks.append(bad)
+                j.context["maps_expected"] = _all_maps(system)
+                j.context["maps_observed"] = {p: [(m.start, m.end, m.perms) for m in ms] for p, ms in obs.maps}
+                return j
+    if run.status is not RunStatus.OK:
+        verdict = _STATUS_VERDICT.get(run.status, Verdict.ERROR)
+        j.checks.append(Check("memspec.target.alive", verdict, len(program.calls), "a clean finish", run.message))
+    return j
+
+
+def _all_maps(system: System) -> dict[str, list[tuple[int, int, str]]]:
+    return {p: system.maps(p) for p in system.procs}
+
+
+def _clip(ranges: list[tuple[int, int, str]], lo: int, hi: int) -> list[tuple[int, int, str]]:
+    out = []
+    for s, e, perms in ranges:
+        s2, e2 = max(s, lo), min(e, hi)
+        if s2 < e2:
+            out.append((s2, e2, perms))
+    return out
+
+
+def _merge(ranges: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    out: list[tuple[int, int, str]] = []
+    for s, e, p in sorted(ranges):
+        if out and out[-1][1] == s and out[-1][2] == p:
+            out[-1] = (out[-1][0], e, p)
+        else:
+            out.append((s, e, p))
+    return out
+
+
+def compare_maps(system: System, obs: Observation, index: int) -> Check | None:
+    """Compare each process's map with the model's, over the ranges the model can speak for:
+    the pages the model has mapped, and the target's quiet ranges (where nothing else lives)."""
+    for proc in system.procs:
+        seen = obs.maps_of(proc)
+        if seen is None:
+            continue
+        expected = system.maps(proc)
+        windows = [(s, e) for s, e, _ in expected] + list(system.config.quiet_ranges)
+        observed_raw = [(m.start, m.end, m.perms) for m in seen]
+        want: list[tuple[int, int, str]] = []
+        got: list[tuple[int, int, str]] = []
+        for lo, hi in _union(windows):
+            want += _clip(expected, lo, hi)
+            got += _clip(observed_raw, lo, hi)
+        want, got = _merge(want), _merge(got)
+        if want != got:
+            addr = _first_difference(want, got)
+            cid = system.blame(proc, addr)
+            return Check(cid, Verdict.FAIL, index,
+                         _fmt(want, addr), _fmt(got, addr),
+                         f"process {proc}: memory map differs at {addr:#x} ({clause('linux.proc-maps.matches').statement})")
+    return None
+
+
+def _union(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(ranges):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def _first_difference(a: list[tuple[int, int, str]], b: list[tuple[int, int, str]]) -> int:
+    for x, y in zip(a, b):
+        if x != y:
+            return min(x[0], y[0]) if x[0] != y[0] else (min(x[1], y[1]) if x[1] != y[1] else x[0])
+    longer = a if len(a) > len(b) else b
+    return longer[min(len(a), len(b))][0]
+
+
+def _fmt(ranges: list[tuple[int, int, str]], near: int) -> str:
+    close = [r for r in ranges if r[1] > near - 0x10000 and r[0] < near + 0x10000] or ranges[:3]
+    return "; ".join(f"{s:#x}-{e:#x} {p}" for s, e, p in close) or "(nothing mapped)"

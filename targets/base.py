@@ -1,0 +1,71 @@
+"""What every target provides: run a program (in one go), or a step-by-step session."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from memspec.program import Call, Program, eval_args
+from memspec.records import Observation, Outcome, RunResult, RunStatus
+
+
+class Session(abc.ABC):
+    """A live target, one call at a time (state machines drive this)."""
+
+    @abc.abstractmethod
+    def call(self, call: Call, args: tuple[int | str, ...]) -> Outcome: ...
+
+    @abc.abstractmethod
+    def observe(self) -> Observation: ...
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SessionFailed(Exception):
+    """The session's target crashed, hung or spoke nonsense; carries the run status."""
+
+    def __init__(self, status: RunStatus, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Target(abc.ABC):
+    name: str = "?"
+    layers: tuple[str, ...] = ("os",)
+    timeout: float = 10.0
+
+    def facts(self) -> dict[str, Any]:
+        """Machine facts the model needs to judge this target (see specs.judge.config_from_facts)."""
+        return {}
+
+    @abc.abstractmethod
+    def session(self) -> Session: ...
+
+    def run(self, program: Program, observe: str = "end") -> RunResult:
+        """Run a whole program; observe state after the last call ("end") or after every call ("each")."""
+        outcomes: list[Outcome] = []
+        observations: list[tuple[int, Observation]] = []
+        env: dict[str, int] = {}
+        try:
+            with self.session() as s:
+                for i, c in enumerate(program.calls):
+                    o = s.call(c, eval_args(c, env))
+                    outcomes.append(o)
+                    if c.result and o.value is not None and c.name != "fork":
+                        env[c.result] = o.value
+                    if observe == "each" or (observe == "end" and i == len(program.calls) - 1):
+                        observations.append((i, s.observe()))
+        except SessionFailed as e:
+            return RunResult(tuple(outcomes), tuple(observations), e.status, e.message)
+        return RunResult(tuple(outcomes), tuple(observations))
+
+    def close(self) -> None:
+        pass
