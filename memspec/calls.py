@@ -78,3 +78,8 @@ register(CallSpec("exit", "os", (), returns="none", not_main=True, doc="_exit(2)
 
 def layer_calls(layer: str) -> list[CallSpec]:
     return [c for c in CALLS.values() if c.layer == layer]
+
+
+# Other layers declare their calls in their own modules (memspec/calls_<layer>.py),
+# imported here so that every program parser knows every call.
+from . import calls_phys, calls_hw, calls_virt  # noqa: E402,F401

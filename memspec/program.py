@@ -84,6 +84,11 @@ class Program:
     def __len__(self) -> int:
         return len(self.calls)
 
+    @property
+    def layer(self) -> str:
+        """The layer whose calls this program makes (``os`` for an empty program)."""
+        return self.calls[0].spec.layer if self.calls else "os"
+
     def meta(self, key: str, default: str | None = None) -> str | None:
         for k, v in self.header:
             if k == key:
@@ -368,12 +373,16 @@ def parse(text: str, source: str = "<program>") -> Program:
 def validate(prog: Program, lines: list[int] | None = None, source: str = "<program>") -> None:
     """Semantic checks after parsing (syzkaller's validation step): names, types, processes."""
     defined: dict[str, str] = {}   # name -> what it holds ("addr", "value", "proc")
+    layer = prog.calls[0].spec.layer if prog.calls and prog.calls[0].name in CALLS else None
     live_procs: set[str] = set()
     for i, c in enumerate(prog.calls):
         line = lines[i] if lines else i + 1
         spec = CALLS.get(c.name)
         if spec is None:
             raise ProgramError(f"unknown call {c.name!r}", line, 1, source)
+        if spec.layer != layer:
+            raise ProgramError(f"{c.name}() belongs to the {spec.layer} layer; this program makes {layer}-layer calls "
+                               "(one program, one layer)", line, 1, source)
         if len(c.args) != len(spec.params):
             raise ProgramError(f"{c.name}() takes {len(spec.params)} arguments, got {len(c.args)}", line, 1, source)
         if c.proc is not None:

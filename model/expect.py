@@ -8,6 +8,16 @@ from typing import Callable
 from memspec.records import Outcome
 
 
+class LayerModel:
+    """What every layer's model offers the judge (duck-typed; this class documents it).
+
+    ``expect(proc, name, args)`` -> ``Expect``: what the clause allows for this call now.
+    ``apply(proc, name, args, outcome)``: adopt an allowed outcome as what happened.
+    ``bind(proc, name, result, outcome)``: a named result was bound (e.g. fork's process).
+    ``invariants()`` -> list of (clause ID, message) for every invariant broken now.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Expect:
     """The allowed outcomes of one call under one clause.
@@ -38,8 +48,15 @@ class Expect:
         return f"expected {self.describe}, observed {observed.describe()}"
 
 
-def _same(a: Outcome, b: Outcome) -> bool:
-    return a.value == b.value and a.errno == b.errno and a.signal == b.signal
+def _same(observed: Outcome, expected: Outcome) -> bool:
+    """Equal value, errno and signal; and every detail the expectation names (e.g. a
+    page fault's error code) equal in the observation.  Extra observed detail is ignored."""
+    if (observed.value, observed.errno, observed.signal) != (expected.value, expected.errno, expected.signal):
+        return False
+    if expected.detail:
+        got = dict(observed.detail)
+        return all(got.get(k) == v for k, v in expected.detail)
+    return True
 
 
 def exactly(clause: str, outcome: Outcome) -> Expect:

@@ -71,6 +71,18 @@ class Config:
     quiet_ranges: tuple[tuple[int, int], ...] = ()
     cap_sys_rawio: bool = True       # root: mmap below mmap_min_addr allowed
 
+    @classmethod
+    def from_facts(cls, facts: dict) -> "Config":
+        """Build from a target's reported facts (``Target.facts()`` / protocol ``hello``)."""
+        c = cls()
+        if "mmap_min_addr" in facts:
+            c.mmap_min_addr = int(facts["mmap_min_addr"])
+        if "quiet_ranges" in facts:
+            c.quiet_ranges = tuple((int(a), int(b)) for a, b in facts["quiet_ranges"])
+        if "cap_sys_rawio" in facts:
+            c.cap_sys_rawio = bool(facts["cap_sys_rawio"])
+        return c
+
 
 class Mm:
     """One process's address space (Linux's mm_struct)."""
@@ -423,11 +435,39 @@ class System:
         self._pending_fork = mm.fork()
         self._next_pid += 1
 
-    def bind_proc(self, name: str) -> None:
+    def bind(self, proc: str, name: str, result: str | None, outcome: Outcome) -> None:
         """Give the address space made by the last fork() its program name."""
-        assert self._pending_fork is not None, "bind_proc() without a fork()"
-        self.procs[name] = self._pending_fork
-        self._pending_fork = None
+        if name == "fork" and result and self._pending_fork is not None:
+            self.procs[result] = self._pending_fork
+            self._pending_fork = None
+
+    # -- invariants ------------------------------------------------------------
+
+    def invariants(self) -> list[tuple[str, str]]:
+        """Broken invariants of the os layer's state: (clause, message) pairs."""
+        bad: list[tuple[str, str]] = []
+        live: set[int] = set()
+        for name, mm in self.procs.items():
+            prev_end = 0
+            for s, e, v in mm.vmas.items():
+                if s & ~PAGE_MASK or e & ~PAGE_MASK or s >= e:
+                    bad.append(("memspec.inv.vma-page-aligned", f"{name}: VMA {s:#x}-{e:#x} is not a page range"))
+                if s < prev_end:
+                    bad.append(("memspec.inv.vmas-disjoint", f"{name}: VMA at {s:#x} overlaps the previous one"))
+                prev_end = e
+                if v.obj is not None:
+                    live.add(v.obj)
+                    if v.obj not in self.objects:
+                        bad.append(("memspec.inv.shared-object-exists", f"{name}: VMA {s:#x} maps a freed object"))
+            for page in mm.private:
+                hit = mm.vmas.find(page)
+                if hit is None or hit[2].obj is not None:
+                    bad.append(("memspec.inv.private-pages-mapped",
+                                f"{name}: private contents at {page:#x} outside any private mapping"))
+        for o in self.objects:
+            if o not in live:
+                bad.append(("memspec.inv.shared-object-exists", f"shared object {o} outlived its last mapping"))
+        return bad
 
     def _expect_exit(self, mm: Mm) -> Expect:
         return exactly("posix.exit.releases", OK)
@@ -452,3 +492,7 @@ class System:
     def blame(self, proc: str, addr: int) -> str:
         hit = self.procs[proc].vmas.find(addr)
         return hit[2].clause if hit else "posix.munmap.removes-range"
+
+
+def new_model(facts: dict) -> System:
+    return System(Config.from_facts(facts))

@@ -16,7 +16,12 @@ from memspec.records import Clause
 CATALOGUE: dict[str, Clause] = {}
 
 # Modules that declare clauses, one per layer (later layers add theirs here).
-CLAUSE_MODULES = ("memspec.specs.clauses_os",)
+CLAUSE_MODULES = (
+    "memspec.specs.clauses_os",
+    "memspec.specs.clauses_phys",
+    "memspec.specs.clauses_hw",
+    "memspec.specs.clauses_virt",
+)
 
 
 def declare(layer: str, *rows: tuple[str, str, str] | tuple[str, str, str, str]) -> None:

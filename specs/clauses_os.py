@@ -123,3 +123,15 @@ declare(
     ("memspec.target.alive", "the target runs every call of the program and answers (no crash, hang or garbage)",
      "memspec docs/protocol.md: one reply per request"),
 )
+
+# Invariants of the model's own state, checked after every call (a broken
+# implementation of the model, or a target adopted into an impossible state).
+declare(
+    "os",
+    ("memspec.inv.vma-page-aligned", "every VMA is a non-empty range of whole pages", "mm/vma.c (vm_start, vm_end page aligned)"),
+    ("memspec.inv.vmas-disjoint", "the VMAs of a process do not overlap", "mm/vma.c: the VMA tree holds disjoint ranges"),
+    ("memspec.inv.shared-object-exists", "a shared mapping's object exists exactly while some process maps it",
+     "POSIX.1-2024 XSH munmap(): the object is released when no mappings remain"),
+    ("memspec.inv.private-pages-mapped", "private page contents exist only inside private mappings",
+     "POSIX.1-2024 XSH munmap(): removed pages' contents are gone"),
+)

@@ -9,24 +9,35 @@ the judgement: after it the two states differ and later checks mean nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from memspec.program import Program, eval_args
 from memspec.records import Check, Judgement, Observation, RunResult, RunStatus, Verdict
-from memspec.model.mm import Config, System
+from memspec.model.mm import System
+from memspec.model.registry import new_model
 
 from .catalogue import get as clause
 
+# Checkpoint comparisons per layer: (model, observation, call index) -> failing Check or None.
+# Other layers' modules register theirs as "module:function", imported on first use.
+COMPARE: dict[str, str | Callable[[Any, Observation, int], Check | None]] = {
+    "phys": "memspec.specs.compare_phys:compare",
+    "hw": "memspec.specs.compare_hw:compare",
+    "virt": "memspec.specs.compare_virt:compare",
+}
 
-def config_from_facts(facts: dict[str, Any]) -> Config:
-    c = Config()
-    if "mmap_min_addr" in facts:
-        c.mmap_min_addr = int(facts["mmap_min_addr"])
-    if "quiet_ranges" in facts:
-        c.quiet_ranges = tuple((int(a), int(b)) for a, b in facts["quiet_ranges"])
-    if "cap_sys_rawio" in facts:
-        c.cap_sys_rawio = bool(facts["cap_sys_rawio"])
-    return c
+
+def _compare_for(layer: str) -> Callable[[Any, Observation, int], Check | None] | None:
+    f = COMPARE.get(layer)
+    if isinstance(f, str):
+        import importlib
+        mod, fn = f.split(":")
+        try:
+            f = getattr(importlib.import_module(mod), fn)
+        except ModuleNotFoundError:
+            return None
+        COMPARE[layer] = f
+    return f
 
 
 _STATUS_VERDICT = {
@@ -37,8 +48,11 @@ _STATUS_VERDICT = {
 }
 
 
-def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] | None = None) -> Judgement:
-    system = System(config_from_facts(facts or {}))
+def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] | None = None,
+          invariants: bool = True) -> Judgement:
+    """Judge one run of ``program`` on ``target``; ``invariants`` also checks the model's own after every call."""
+    system = new_model(program.layer, facts)
+    compare = _compare_for(program.layer)
     j = Judgement(target=target, status=run.status, message=run.message)
     env: dict[str, int] = {}
     for i, call in enumerate(program.calls):
@@ -61,17 +75,21 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
                    Verdict.IMPL_DEFINED if exp.impl_defined else Verdict.PASS)
         j.checks.append(Check(exp.clause, verdict, i, exp.describe, observed.describe()))
         system.apply(proc, call.name, args, observed)
-        if call.name == "fork" and call.result:
-            system.bind_proc(call.result)
-        elif call.result and observed.value is not None:
+        system.bind(proc, call.name, call.result, observed)
+        if call.result and observed.value is not None and call.spec.returns != "proc":
             env[call.result] = observed.value
+        if invariants:
+            for cid, msg in system.invariants():
+                j.checks.append(Check(cid, Verdict.FAIL, i, "the invariant holds", msg, "model invariant broken"))
+                return j
         obs = run.observation_after(i)
-        if obs is not None:
-            bad = compare_maps(system, obs, i)
+        if obs is not None and compare is not None:
+            bad = compare(system, obs, i)
             if bad is not None:
                 j.checks.append(bad)
-                j.context["maps_expected"] = _all_maps(system)
-                j.context["maps_observed"] = {p: [(m.start, m.end, m.perms) for m in ms] for p, ms in obs.maps}
+                if isinstance(system, System):
+                    j.context["maps_expected"] = _all_maps(system)
+                    j.context["maps_observed"] = {p: [(m.start, m.end, m.perms) for m in ms] for p, ms in obs.maps}
                 return j
     if run.status is not RunStatus.OK:
         verdict = _STATUS_VERDICT.get(run.status, Verdict.ERROR)
@@ -148,3 +166,6 @@ def _first_difference(a: list[tuple[int, int, str]], b: list[tuple[int, int, str
 def _fmt(ranges: list[tuple[int, int, str]], near: int) -> str:
     close = [r for r in ranges if r[1] > near - 0x10000 and r[0] < near + 0x10000] or ranges[:3]
     return "; ".join(f"{s:#x}-{e:#x} {p}" for s, e, p in close) or "(nothing mapped)"
+
+
+COMPARE["os"] = compare_maps

@@ -47,7 +47,7 @@ class Target(abc.ABC):
         return {}
 
     @abc.abstractmethod
-    def session(self) -> Session: ...
+    def session(self, layer: str = "os") -> Session: ...
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
         """Run a whole program; observe state after the last call ("end") or after every call ("each")."""
@@ -55,7 +55,7 @@ class Target(abc.ABC):
         observations: list[tuple[int, Observation]] = []
         env: dict[str, int] = {}
         try:
-            with self.session() as s:
+            with self.session(program.layer) as s:
                 for i, c in enumerate(program.calls):
                     o = s.call(c, eval_args(c, env))
                     outcomes.append(o)

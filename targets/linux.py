@@ -402,7 +402,7 @@ class LinuxTarget(Target):
         return RunResult(tuple(outcomes), tuple(observations), RunStatus.CRASH,
                          f"target crashed at call {n}: {_describe_status(status)}")
 
-    def session(self) -> "LinuxSession":
+    def session(self, layer: str = "os") -> "LinuxSession":
         return LinuxSession(self.timeout)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from memspec.model.mm import Config, System
+from typing import Any
+
+from memspec.model.mm import System
+from memspec.model.registry import new_model
 from memspec.program import Call
 from memspec.records import Mapping, Observation, Outcome
 
@@ -10,19 +13,20 @@ from .base import Session, Target
 
 
 class ModelSession(Session):
-    def __init__(self, config: Config | None = None):
-        self.system = System(config)
+    def __init__(self, layer: str = "os", facts: dict[str, Any] | None = None):
+        self.system = new_model(layer, facts)
 
     def call(self, call: Call, args: tuple[int | str, ...]) -> Outcome:
         proc = call.proc or "main"
         exp = self.system.expect(proc, call.name, args)
         o = exp.default
         self.system.apply(proc, call.name, args, o)
-        if call.name == "fork" and call.result:
-            self.system.bind_proc(call.result)
+        self.system.bind(proc, call.name, call.result, o)
         return o
 
     def observe(self) -> Observation:
+        if not isinstance(self.system, System):
+            return Observation()
         return Observation(tuple(
             (p, tuple(Mapping(s, e, perms) for s, e, perms in self.system.maps(p)))
             for p in self.system.procs))
@@ -31,5 +35,7 @@ class ModelSession(Session):
 class ModelTarget(Target):
     name = "model"
 
-    def session(self) -> ModelSession:
-        return ModelSession()
+    layers = ("phys", "hw", "os", "virt")
+
+    def session(self, layer: str = "os") -> ModelSession:
+        return ModelSession(layer)

@@ -1,0 +1,52 @@
+"""Target names -> adapters.  ``make_target("cmd:./impl --flag")`` etc.
+
+Names: ``model``, ``linux``, ``qemu``, ``libc`` (= ``malloc:glibc``),
+``malloc:NAME``, ``cmd:PROGRAM`` (the rest of the argument is one command line).
+Adapters are imported on first use, so an optional target's missing package
+only matters when that target is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from memspec.errors import UsageError
+
+from .base import Target
+
+TARGETS: dict[str, str] = {
+    "model": "memspec.targets.model:ModelTarget",
+    "linux": "memspec.targets.linux:LinuxTarget",
+    "qemu": "memspec.targets.qemu:QemuTarget",
+    "libc": "memspec.targets.libc:LibcTarget",
+}
+
+# Prefixed families: "prefix:" -> factory taking the rest of the argument.
+FAMILIES: dict[str, str] = {
+    "cmd": "memspec.targets.protocol:ProtocolTarget",
+    "malloc": "memspec.targets.libc:malloc_target",
+}
+
+
+def _load(where: str) -> Any:
+    mod, attr = where.split(":")
+    return getattr(importlib.import_module(mod), attr)
+
+
+def make_target(spec: str, **options: Any) -> Target:
+    if ":" in spec:
+        prefix, rest = spec.split(":", 1)
+        if prefix in FAMILIES:
+            if not rest.strip():
+                raise UsageError(f"target {spec!r} needs something after '{prefix}:' (e.g. cmd:./my_impl)")
+            return _load(FAMILIES[prefix])(rest, **options)
+    if spec not in TARGETS:
+        known = ", ".join(sorted(TARGETS) + [f"{p}:…" for p in FAMILIES])
+        raise UsageError(f"unknown target {spec!r}; known targets: {known}")
+    try:
+        cls = _load(TARGETS[spec])
+    except ModuleNotFoundError as e:
+        raise UsageError(f"target {spec!r} is not available: {e}. "
+                         f"Install its extra, e.g. pip install 'memspec[{spec}]'") from None
+    return cls(**options)
