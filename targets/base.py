@@ -40,11 +40,18 @@ class SessionFailed(Exception):
 class Target(abc.ABC):
     name: str = "?"
     layers: tuple[str, ...] = ("os",)
+    # the calls this target implements (None: every call of its layers); programs for it
+    # are generated from these only, and the rest is reported as not applicable
+    calls: frozenset[str] | None = None
     timeout: float = 10.0
 
     def facts(self) -> dict[str, Any]:
         """Machine facts the model needs to judge this target (see specs.judge.config_from_facts)."""
         return {}
+
+    def unsupported(self) -> list[str]:
+        """Optional features this target lacks (found by probing); listed in reports, never passed."""
+        return []
 
     @abc.abstractmethod
     def session(self, layer: str = "os") -> Session: ...
