@@ -60,6 +60,13 @@ O_FLAGS = {
     "O_TRUNC": 0o1000,
 }
 MISC = {"NULL": 0}
+# phys layer: gfp flags (include/linux/gfp_types.h; GFP_THISNODE stands for __GFP_THISNODE,
+# whose leading underscores program text cannot spell), page owners, NUMA policy modes
+# (include/uapi/linux/mempolicy.h) and counters.
+GFP = {"GFP_KERNEL": 0x0, "GFP_DMA": 0x1, "GFP_DMA32": 0x4, "GFP_THISNODE": 0x200000}
+PGOWNER = {"PG_SLAB": 1, "PG_PAGETABLE": 2, "PG_ANON": 3, "PG_PAGECACHE": 4, "PG_KERNEL": 5}
+MPOL = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3, "MPOL_LOCAL": 4}
+NUMASTAT = {"NUMA_LOCAL": 0, "NUMA_REMOTE": 1, "NUMA_HIT": 2, "NUMA_MISS": 3, "NUMA_INTERLEAVE_HIT": 4}
 
 GROUPS: dict[str, dict[str, int]] = {
     "prot": PROT,
@@ -71,6 +78,10 @@ GROUPS: dict[str, dict[str, int]] = {
     "mlock": MLOCK,
     "oflags": O_FLAGS,
     "misc": MISC,
+    "gfp": GFP,
+    "pgowner": PGOWNER,
+    "mpol": MPOL,
+    "numastat": NUMASTAT,
 }
 
 CONSTANTS: dict[str, int] = {}
@@ -111,3 +122,9 @@ def errno_name(num: int) -> str:
 
 def errno_number(name: str) -> int:
     return getattr(_errno, name)
+
+# A window of the x86-64 user address space that Linux never picks on its own
+# (mmap_base is near 0x7f..., the executable and brk near 0x55...).  Programs use
+# it for MAP_FIXED and hint addresses; the linux target refuses to run programs
+# that touch memory outside it and outside what they mapped themselves.
+SANDBOX_WINDOW = (0x100000000000, 0x100000000000 + (1 << 36))

@@ -35,6 +35,14 @@ class Expect:
     predicate: Callable[[Outcome], str | None] | None = None
     impl_defined: bool = False
     unknown: bool = False   # the model cannot decide: never a failure
+    # when several clauses guard one call (a malloc result must be aligned *and*
+    # disjoint from live blocks), the clause the observation broke; ``clause``
+    # otherwise.  ``blame(observed)`` is only asked after ``judge`` refused it.
+    blame_by: Callable[[Outcome], str] | None = None
+
+    def blame(self, observed: Outcome) -> str:
+        """The clause to report for a refused ``observed``."""
+        return self.blame_by(observed) if self.blame_by is not None else self.clause
 
     def judge(self, observed: Outcome) -> str | None:
         """``None`` if ``observed`` is allowed, else why not."""

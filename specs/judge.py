@@ -68,7 +68,8 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
         observed = run.outcomes[i]
         why = exp.judge(observed)
         if why is not None:
-            j.checks.append(Check(exp.clause, Verdict.FAIL, i, exp.describe, observed.describe(), why))
+            j.checks.append(Check(clause(exp.blame(observed)).id, Verdict.FAIL, i, exp.describe,
+                                  observed.describe(), why))
             j.context["maps_before"] = _all_maps(system)
             return j
         verdict = (Verdict.UNKNOWN if exp.unknown else
