@@ -26,3 +26,12 @@ class ProgramError(UsageError):
 
 class TargetError(Exception):
     """A target could not be started or spoke nonsense: a harness-level verdict, not a conformance failure."""
+
+
+class SessionFailed(Exception):
+    """A live target crashed, hung, refused or spoke nonsense; carries the run status."""
+
+    def __init__(self, status: "object", message: str):
+        super().__init__(message)
+        self.status = status      # a memspec.records.RunStatus
+        self.message = message

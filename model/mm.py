@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterator
 
-from memspec.consts import MAP, PAGE_SIZE, PROT
+from memspec.consts import MAP, PAGE_SIZE, PROT, errno_name
 from memspec.records import OK, Outcome
 
 from .expect import Expect, errno, exactly
@@ -30,6 +30,17 @@ MAP_DROPPABLE = 0x08                 # Linux 6.11+
 PROT_RWX = PROT["PROT_READ"] | PROT["PROT_WRITE"] | PROT["PROT_EXEC"]
 R, W, X = PROT["PROT_READ"], PROT["PROT_WRITE"], PROT["PROT_EXEC"]
 GROWS = PROT["PROT_GROWSDOWN"] | PROT["PROT_GROWSUP"]
+
+
+U64 = (1 << 64) - 1
+# Arguments the kernel receives as unsigned long: -1 arrives as 0xffff_ffff_ffff_ffff.
+_UNSIGNED = {"addr", "length", "offset"}
+
+
+def _registers(name: str, args: tuple) -> tuple:
+    from memspec.calls import CALLS
+    return tuple(a & U64 if isinstance(a, int) and p.name in _UNSIGNED else a
+                 for p, a in zip(CALLS[name].params, args))
 
 
 def page_align(n: int) -> int:
@@ -133,14 +144,14 @@ class System:
         mm = self.procs.get(proc)
         if mm is None:
             return errno("memspec.proc.exited", "ESRCH")
-        return getattr(self, "_expect_" + name)(mm, *args)
+        return getattr(self, "_expect_" + name)(mm, *_registers(name, args))
 
     def apply(self, proc: str, name: str, args: tuple, outcome: Outcome) -> None:
         """Adopt ``outcome`` (already judged allowed) as what happened."""
         mm = self.procs.get(proc)
         if mm is None:
             return
-        getattr(self, "_apply_" + name)(proc, mm, outcome, *args)
+        getattr(self, "_apply_" + name)(proc, mm, outcome, *_registers(name, args))
 
     # -- mmap ------------------------------------------------------------------
 
@@ -165,6 +176,10 @@ class System:
         if plen > c.task_size:
             return errno("linux.mmap.enomem-too-long", "ENOMEM")
         if fixed:
+            if addr >= (1 << 64) - 4095:
+                # mm/mmap.c __get_unmapped_area: a MAP_FIXED address passes through
+                # get_area unchanged and IS_ERR_VALUE() reads the top 4095 values as -errno.
+                return errno("linux.mmap.fixed-addr-is-err-value", errno_name((1 << 64) - addr))
             if addr > c.task_size - plen:
                 return errno("linux.mmap.fixed-enomem-beyond-task-size", "ENOMEM")
             if addr & ~PAGE_MASK:
@@ -195,6 +210,10 @@ class System:
         hint = addr & PAGE_MASK
         if hint and hint < c.mmap_min_addr:
             hint = page_align(c.mmap_min_addr)
+        if flags & MAP["MAP_32BIT"]:
+            # arch/x86/kernel/sys_x86_64.c: MAP_32BIT goes to the legacy bottom-up search
+            # before the hint is looked at, so the hint is ignored.
+            hint = 0
         honour = bool(hint) and hint + plen <= c.task_size and not mm.vmas.any_overlap(hint, hint + plen) \
             and any(qs <= hint and hint + plen <= qe for qs, qe in c.quiet_ranges)
         default = self._pick(mm, hint, plen, lo, hi)

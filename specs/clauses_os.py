@@ -135,3 +135,10 @@ declare(
     ("memspec.inv.private-pages-mapped", "private page contents exist only inside private mappings",
      "POSIX.1-2024 XSH munmap(): removed pages' contents are gone"),
 )
+
+declare(
+    "os",
+    ("linux.mmap.fixed-addr-is-err-value", "MAP_FIXED with an address in the top 4095 values fails with errno = -addr (EPERM for -1)",
+     "mm/mmap.c __get_unmapped_area: IS_ERR_VALUE(addr) after get_area returns a MAP_FIXED address unchanged",
+     "POSIX says EINVAL or ENOMEM; the kernel's error-pointer encoding leaks through"),
+)

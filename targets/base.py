@@ -5,8 +5,11 @@ from __future__ import annotations
 import abc
 from typing import Any
 
+from memspec.errors import SessionFailed
 from memspec.program import Call, Program, eval_args
-from memspec.records import Observation, Outcome, RunResult, RunStatus
+from memspec.records import Observation, Outcome, RunResult
+
+__all__ = ["Session", "SessionFailed", "Target"]
 
 
 class Session(abc.ABC):
@@ -26,15 +29,6 @@ class Session(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class SessionFailed(Exception):
-    """The session's target crashed, hung or spoke nonsense; carries the run status."""
-
-    def __init__(self, status: RunStatus, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class Target(abc.ABC):

@@ -26,19 +26,18 @@ import signal
 import time
 from typing import Any, Iterator
 
-from memspec.consts import MAP, PAGE_SIZE, errno_name
+from memspec.consts import MAP, PAGE_SIZE, SANDBOX_WINDOW, errno_name
 from memspec.program import Call, Program, eval_args
 from memspec.records import Mapping, Observation, Outcome, RunResult, RunStatus
 
 from .base import Session, SessionFailed, Target
 
-# A window of the address space the kernel never picks on its own (mmap_base
-# is near 0x7f..., the executable and brk near 0x55...): programs use it for
-# MAP_FIXED and hint addresses, and the model may assume nothing else lives there.
-WINDOW = (0x100000000000, 0x100000000000 + (1 << 36))
+WINDOW = SANDBOX_WINDOW
 
 SYS_mmap, SYS_mprotect, SYS_munmap = 9, 10, 11
 EFAULT = 14
+U64 = (1 << 64) - 1
+USER_TOP = 1 << 47
 PAGE_MASK = ~(PAGE_SIZE - 1)
 
 
@@ -118,7 +117,7 @@ class _Kernel:
         self.pr, self.pw = os.pipe()
         self.owned = _Ranges()
         self.owned.add(*WINDOW)
-        self._buf = ctypes.create_string_buffer(1)
+        _install_fault_handler(libc)
 
     def sys(self, nr: int, *args: int) -> Outcome:
         ctypes.set_errno(0)
@@ -141,19 +140,23 @@ class _Kernel:
                                   "which the program did not map")
 
     def do(self, name: str, args: tuple[Any, ...]) -> Outcome:
+        # Addresses and lengths reach the kernel as unsigned long (-1 is the top address).
+        if name in ("load", "store", "fetch", "munmap", "mprotect"):
+            args = (args[0] & U64,) + tuple(args[1:])
         return getattr(self, "do_" + name)(*args)
 
     def do_mmap(self, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> Outcome:
-        if flags & (MAP["MAP_FIXED"]) and length > 0:
-            self.check_safe(addr, addr + length)
+        addr &= U64
+        if flags & (MAP["MAP_FIXED"]) and length > 0 and addr < USER_TOP:
+            self.check_safe(addr, min(addr + length, USER_TOP))
         o = self.sys(SYS_mmap, addr, length, prot, flags, fd, offset)
         if o.ok and o.value is not None:
             self.owned.add(o.value, o.value + _align(length))
         return o
 
     def do_munmap(self, addr: int, length: int) -> Outcome:
-        if length and not addr & ~PAGE_MASK and addr + length < (1 << 47):
-            self.check_safe(addr, addr + length)
+        if length and not addr & ~PAGE_MASK and addr < USER_TOP:
+            self.check_safe(addr, min(addr + length, USER_TOP))
         o = self.sys(SYS_munmap, addr, length)
         if o.ok:
             self.owned.remove(addr, addr + _align(length))
@@ -161,8 +164,8 @@ class _Kernel:
         return o
 
     def do_mprotect(self, addr: int, length: int, prot: int) -> Outcome:
-        if length and addr + length < (1 << 47):
-            self.check_safe(addr, addr + length)
+        if length and addr < USER_TOP:
+            self.check_safe(addr, min(addr + length, USER_TOP))
         return self.sys(SYS_mprotect, addr, length, prot)
 
     def do_load(self, addr: int) -> Outcome:
@@ -183,9 +186,18 @@ class _Kernel:
 
     def do_fetch(self, addr: int) -> Outcome:
         self.check_safe(addr, addr + 1)
+        # Everything the probe needs exists before the fork: a callback made in the
+        # grandchild would allocate a libffi trampoline page, which the kernel may
+        # place right at the address under test.
+        _FETCH_TARGET.value = addr
+        jump = _JUMP_T(addr)
         pid = os.fork()
         if pid == 0:
-            _fetch_probe(addr)
+            try:
+                signal.alarm(1)
+                jump()
+            finally:
+                os._exit(12)
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         if code == 10:
@@ -196,36 +208,36 @@ class _Kernel:
 # x86-64 ucontext_t: uc_flags, uc_link, uc_stack (24 bytes), then mcontext gregs.
 _GREGS = 40
 _REG_RIP, _REG_ERR, _REG_TRAPNO = 16, 19, 20
+_FETCH_TARGET = ctypes.c_uint64(0)
+_JUMP_T = ctypes.CFUNCTYPE(None)
+_HANDLER_T = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 
 
-def _fetch_probe(addr: int) -> None:
-    """In a throw-away grandchild: jump to ``addr``; exit 10 iff the fetch itself faulted."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        handler_t = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+def _on_fault(sig: int, info: int, uc: int) -> None:
+    """Runs in the probe's grandchild only: exit 10 iff the instruction fetch itself faulted
+    (a #PF with the I/D bit at the target address), 11 for any later fault."""
+    def greg(i: int) -> int:
+        return ctypes.c_uint64.from_address(uc + _GREGS + 8 * i).value
+    fetch_fault = (sig == signal.SIGSEGV and greg(_REG_TRAPNO) == 14 and greg(_REG_RIP) == _FETCH_TARGET.value
+                   and greg(_REG_ERR) & 0x10)
+    os._exit(10 if fetch_fault else 11)
 
-        def handler(sig: int, info: int, uc: int) -> None:
-            greg = lambda i: ctypes.c_uint64.from_address(uc + _GREGS + 8 * i).value  # noqa: E731
-            fetch_fault = (sig == signal.SIGSEGV and greg(_REG_TRAPNO) == 14 and greg(_REG_RIP) == addr
-                           and greg(_REG_ERR) & 0x10)
-            os._exit(10 if fetch_fault else 11)
 
-        cb = handler_t(handler)
+class _Sigaction(ctypes.Structure):
+    _fields_ = [("handler", _HANDLER_T), ("mask", ctypes.c_ulong * 16), ("flags", ctypes.c_int),
+                ("restorer", ctypes.c_void_p)]
 
-        class Sigaction(ctypes.Structure):
-            _fields_ = [("handler", handler_t), ("mask", ctypes.c_ulong * 16), ("flags", ctypes.c_int),
-                        ("restorer", ctypes.c_void_p)]
 
-        sa = Sigaction()
-        sa.handler = cb
-        sa.flags = 4   # SA_SIGINFO
-        for s in (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP):
-            libc.sigaction(int(s), ctypes.byref(sa), None)
-        signal.alarm(1)
-        ctypes.CFUNCTYPE(None)(addr)()
-        os._exit(0)
-    finally:
-        os._exit(12)
+_HANDLER = _HANDLER_T(_on_fault)
+
+
+def _install_fault_handler(libc: ctypes.CDLL) -> None:
+    """Install the fetch probe's handler in the runner; forked probes inherit it."""
+    sa = _Sigaction()
+    sa.handler = _HANDLER
+    sa.flags = 4   # SA_SIGINFO
+    for s in (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP):
+        libc.sigaction(int(s), ctypes.byref(sa), None)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""The results of a run, as plain data that report writers read (and nothing else)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ClauseStats:
+    exercised: int = 0
+    counts: dict[str, int] = field(default_factory=dict)   # verdict value -> count
+
+    def add(self, verdict: str) -> None:
+        self.exercised += 1
+        self.counts[verdict] = self.counts.get(verdict, 0) + 1
+
+
+@dataclass
+class Failure:
+    clause: str
+    statement: str
+    citation: str
+    verdict: str
+    program: str            # minimal program text (with its header)
+    call_index: int
+    call_text: str
+    expected: str
+    observed: str
+    note: str
+    replay: str             # one command that replays it
+    file: str = ""          # where the program was saved
+    count: int = 1          # failures with this signature
+    expected_difference: str = ""   # the differences entry that explains it, if any
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def signature(self) -> tuple[str, str, str]:
+        return (self.clause, self.verdict, self.call_text.split("(")[0].split("=")[-1].strip())
+
+
+@dataclass
+class TargetResults:
+    name: str
+    layers: list[str]
+    facts: dict[str, Any] = field(default_factory=dict)
+    unsupported: list[str] = field(default_factory=list)
+    programs: int = 0
+    calls: int = 0
+    not_applicable: int = 0          # programs using calls the target does not implement
+    clauses: dict[str, ClauseStats] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    never_exercised: list[str] = field(default_factory=list)
+    not_observable: dict[str, str] = field(default_factory=dict)   # clause -> why this target cannot show it
+    machine: dict[str, Any] = field(default_factory=dict)          # state-machine statistics
+
+    def unexplained(self) -> list[Failure]:
+        return [f for f in self.failures if not f.expected_difference]
+
+
+@dataclass
+class RunResults:
+    command: str
+    seed: int
+    started: str
+    duration_s: float = 0.0
+    interrupted: bool = False
+    targets: list[TargetResults] = field(default_factory=list)
+    catalogue: dict[str, dict[str, str]] = field(default_factory=dict)   # id -> statement, citation, layer
+
+    @property
+    def unexplained_failures(self) -> int:
+        return sum(len(t.unexplained()) for t in self.targets)

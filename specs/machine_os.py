@@ -1,0 +1,180 @@
+"""The os layer's Hypothesis state machine, parameterised by target.
+
+Every rule makes one call on the target and on the model; the model judges the
+target's outcome at once (clause named), then adopts it.  After every step the
+invariants run: the model's own state is consistent, and the target's memory
+map agrees with the model's.  A failure prints the clause, the program so far in
+program text (Hypothesis shrinks it), expected vs observed, and a replay command.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hypothesis.strategies as st
+from hypothesis import note
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
+
+from memspec.consts import SANDBOX_WINDOW
+from memspec.errors import SessionFailed
+from memspec.model.registry import new_model
+from memspec.program import Call, Flags, Int, Program, Ref, eval_args, format_program
+from memspec.records import RunStatus
+
+from .catalogue import get as clause
+from .judge import compare_maps
+
+PAGE = 4096
+PROTS = st.sampled_from([("PROT_READ", "PROT_WRITE"), ("PROT_READ",), ("PROT_NONE",), ("PROT_WRITE",),
+                         ("PROT_EXEC",), ("PROT_READ", "PROT_EXEC"), ("PROT_READ", "PROT_WRITE", "PROT_EXEC")])
+
+
+class ConformanceFailure(AssertionError):
+    """A target disagreed with the model; carries the clause and the program that shows it."""
+
+    def __init__(self, clause_id: str, program: Program, index: int, expected: str, observed: str, note_: str):
+        self.clause = clause_id
+        self.program = program
+        self.index = index
+        self.expected = expected
+        self.observed = observed
+        c = clause(clause_id)
+        super().__init__(
+            f"{clause_id}: {c.statement}\n  [{c.citation}]\n"
+            f"at call {index + 1}: expected {expected}, observed {observed}\n  {note_}\n\n"
+            f"{format_program(program)}"
+            "replay: save the program above to a file and run `memspec replay FILE --target T`")
+
+
+def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int = 1) -> type[RuleBasedStateMachine]:
+    """A state machine class checking ``target`` against the os-layer model after every step."""
+    facts = dict(target.facts()) if facts is None else facts
+    allowed = target.calls
+
+    class OsMachine(RuleBasedStateMachine):
+        mappings = Bundle("mappings")
+        procs = Bundle("procs")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.session = target.session("os")
+            self.model = new_model("os", facts)
+            self.calls: list[Call] = []
+            self.env: dict[str, int] = {}
+            self.live_procs: list[str] = []
+            self.n = 0
+            self.steps = 0
+
+        def _name(self, prefix: str = "m") -> str:
+            self.n += 1
+            return f"{prefix}{self.n}"
+
+        def _do(self, call: Call) -> int | None:
+            if allowed is not None and call.name not in allowed:
+                return None
+            args = eval_args(call, self.env)
+            proc = call.proc or "main"
+            try:
+                observed = self.session.call(call, args)
+            except SessionFailed as e:
+                if e.status is RunStatus.REFUSED:
+                    note(f"refused: {e.message}")
+                    return None
+                prog = Program(tuple(self.calls + [call]))
+                raise ConformanceFailure("memspec.target.alive", prog, len(self.calls), "an answer", e.message,
+                                         e.status.value) from None
+            exp = self.model.expect(proc, call.name, args)
+            self.calls.append(call)
+            why = exp.judge(observed)
+            if why is not None:
+                raise ConformanceFailure(exp.clause, Program(tuple(self.calls)), len(self.calls) - 1,
+                                         exp.describe, observed.describe(), why)
+            self.model.apply(proc, call.name, args, observed)
+            self.model.bind(proc, call.name, call.result, observed)
+            if call.result and observed.value is not None and call.name != "fork":
+                self.env[call.result] = observed.value
+            self.steps += 1
+            return observed.value
+
+        def _proc(self, data: Any) -> str | None:
+            if self.live_procs and data.draw(st.integers(0, 3)) == 0:
+                return data.draw(st.sampled_from(self.live_procs))
+            return None
+
+        @rule(target=mappings, page=st.integers(0, 63), pages=st.integers(1, 6), prot=PROTS,
+              shared=st.booleans(), how=st.sampled_from(["hint", "hint", "fixed", "noreplace", "null"]),
+              data=st.data())
+        def mmap(self, page: int, pages: int, prot: tuple[str, ...], shared: bool, how: str, data: Any) -> str:
+            name = self._name()
+            extra = {"fixed": ("MAP_FIXED",), "noreplace": ("MAP_FIXED_NOREPLACE",)}.get(how, ())
+            addr = Flags(("NULL",)) if how == "null" else Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True)
+            flags = Flags(("MAP_SHARED" if shared else "MAP_PRIVATE",) + extra + ("MAP_ANONYMOUS",))
+            call = Call("mmap", (addr, Int(pages * PAGE, hex=True), Flags(prot), flags, Int(-1), Int(0)), name,
+                        self._proc(data))
+            v = self._do(call)
+            if v is None or v < 0 or how == "null":
+                return name if v is not None and v >= 0 else "-"
+            return name
+
+        @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), prot=PROTS, data=st.data())
+        def mprotect(self, base: str, page: int, pages: int, prot: tuple[str, ...], data: Any) -> None:
+            if base not in self.env or self.env[base] < SANDBOX_WINDOW[0]:
+                return
+            self._do(Call("mprotect", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
+                                       Flags(prot)), None, self._proc(data)))
+
+        @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), data=st.data())
+        def munmap(self, base: str, page: int, pages: int, data: Any) -> None:
+            if base not in self.env or self.env[base] < SANDBOX_WINDOW[0]:
+                return
+            self._do(Call("munmap", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True)),
+                          None, self._proc(data)))
+
+        @rule(base=mappings, offset=st.integers(-PAGE, 6 * PAGE), op=st.sampled_from(["load", "store", "fetch"]),
+              value=st.integers(0, 255), data=st.data())
+        def access(self, base: str, offset: int, op: str, value: int, data: Any) -> None:
+            if base not in self.env:
+                return
+            if self.env[base] < SANDBOX_WINDOW[0] and not 0 <= offset < PAGE:
+                offset = 0
+            addr = Ref(base, offset) if offset else Ref(base)
+            args = (addr, Int(value, hex=True)) if op == "store" else (addr,)
+            self._do(Call(op, args, None, self._proc(data)))
+
+        @precondition(lambda self: len(self.live_procs) < 2)
+        @rule()
+        def fork(self) -> None:
+            name = f"p{len(self.live_procs) + self.n + 2}"
+            self.n += 1
+            if self._do(Call("fork", (), name, None)) is not None:
+                self.live_procs.append(name)
+
+        @precondition(lambda self: bool(self.live_procs))
+        @rule(data=st.data())
+        def exit(self, data: Any) -> None:
+            p = data.draw(st.sampled_from(self.live_procs))
+            self._do(Call("exit", (), None, p))
+            self.live_procs.remove(p)
+
+        @invariant()
+        def model_state_consistent(self) -> None:
+            bad = self.model.invariants()
+            if bad:
+                cid, msg = bad[0]
+                raise ConformanceFailure(cid, Program(tuple(self.calls)), len(self.calls) - 1,
+                                         "the invariant holds", msg, "model invariant broken")
+
+        @invariant()
+        def memory_maps_agree(self) -> None:
+            if not self.calls or self.steps % observe_every:
+                return
+            bad = compare_maps(self.model, self.session.observe(), len(self.calls) - 1)
+            if bad is not None:
+                raise ConformanceFailure(bad.clause, Program(tuple(self.calls)), bad.index, bad.expected,
+                                         bad.observed, bad.note)
+
+        def teardown(self) -> None:
+            self.session.close()
+
+    OsMachine.__name__ = OsMachine.__qualname__ = f"OsMachine[{target.name}]"
+    return OsMachine

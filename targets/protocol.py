@@ -1,0 +1,220 @@
+"""Target ``cmd:PROGRAM``: any implementation speaking the JSON-lines protocol on stdin/stdout.
+
+The command runs in its own process group under a memory limit; every reply has
+a time limit.  A reply that is not valid JSON, has the wrong id or shape, an early
+exit, or silence past the limit becomes a verdict (``error``, ``crash``, ``hang``)
+naming the call -- never a pass.  One process serves many programs: ``reset``
+between them; a process that failed is replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import select
+import shlex
+import signal
+import subprocess
+import time
+from typing import Any
+
+from memspec import __version__
+from memspec.errors import TargetError, UsageError
+from memspec.program import Call
+from memspec.protocol import (PROTOCOL_VERSION, ProtocolViolation, call_message, decode, encode,
+                              reply_to_outcome, state_to_observation)
+from memspec.records import Observation, Outcome, RunStatus
+
+from .base import Session, SessionFailed, Target
+
+
+class _Peer:
+    """One running implementation process."""
+
+    def __init__(self, argv: list[str], timeout: float, memory_mb: int):
+        def limits() -> None:
+            os.setpgid(0, 0)
+            if memory_mb:
+                lim = memory_mb << 20
+                resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+        try:
+            self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, preexec_fn=limits)
+        except OSError as e:
+            raise TargetError(f"cannot start {shlex.join(argv)!r}: {e.strerror}") from None
+        self.timeout = timeout
+        self.buf = b""
+        self.ident = 0
+        self.dead = False
+
+    def send(self, msg: dict[str, Any]) -> None:
+        try:
+            assert self.p.stdin is not None
+            self.p.stdin.write(encode(msg))
+            self.p.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass   # the read that follows reports the exit
+
+    def receive(self, what: str) -> dict[str, Any]:
+        assert self.p.stdout is not None
+        fd = self.p.stdout.fileno()
+        deadline = time.monotonic() + self.timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.kill()
+                raise SessionFailed(RunStatus.HANG, f"target hung at {what} (no reply in {self.timeout:g} s)")
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                self.kill()
+                raise SessionFailed(RunStatus.CRASH, f"target exited at {what}: {self.exit_text()}")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        try:
+            return decode(line)
+        except ProtocolViolation as e:
+            self.kill()
+            raise SessionFailed(RunStatus.ERROR, f"target answered garbage at {what}: {e}") from None
+
+    def exit_text(self) -> str:
+        try:
+            code = self.p.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return "closed its output"
+        err = b""
+        if self.p.stderr is not None:
+            try:
+                err = self.p.stderr.read(2000) or b""
+            except OSError:
+                pass
+        tail = err.decode("utf-8", "replace").strip().splitlines()[-3:]
+        how = (f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}")
+        return how + (" -- stderr: " + " | ".join(tail) if tail else "")
+
+    def kill(self) -> None:
+        self.dead = True
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for f in (self.p.stdin, self.p.stdout, self.p.stderr):
+            try:
+                if f:
+                    f.close()
+            except OSError:
+                pass
+
+
+class ProtocolSession(Session):
+    def __init__(self, target: "ProtocolTarget"):
+        self.t = target
+        self.peer = target._peer()
+        self.n = 0
+
+    def _ask(self, msg: dict[str, Any], what: str) -> dict[str, Any]:
+        self.peer.ident += 1
+        msg["id"] = self.peer.ident
+        self.peer.send(msg)
+        return self.peer.receive(what)
+
+    def call(self, call: Call, args: tuple[int | str, ...]) -> Outcome:
+        self.n += 1
+        self.peer.ident += 1
+        ident = self.peer.ident
+        self.peer.send(call_message(ident, call, args))
+        reply = self.peer.receive(f"call {self.n} ({call.name})")
+        try:
+            return reply_to_outcome(reply, ident)
+        except ProtocolViolation as e:
+            self.peer.kill()
+            raise SessionFailed(RunStatus.ERROR, f"target answered garbage at call {self.n} ({call.name}): {e}") from None
+
+    def observe(self) -> Observation:
+        self.peer.ident += 1
+        ident = self.peer.ident
+        self.peer.send({"type": "observe", "id": ident})
+        reply = self.peer.receive(f"observe after call {self.n}")
+        try:
+            return state_to_observation(reply, ident)
+        except ProtocolViolation as e:
+            self.peer.kill()
+            raise SessionFailed(RunStatus.ERROR, f"target answered garbage at observe after call {self.n}: {e}") from None
+
+    def close(self) -> None:
+        pass
+
+
+class ProtocolTarget(Target):
+    def __init__(self, command: str, timeout: float = 10.0, memory_mb: int = 4096, **_: Any):
+        self.command = command.strip()
+        try:
+            self.argv = shlex.split(self.command)
+        except ValueError as e:
+            raise UsageError(f"cannot split target command {self.command!r}: {e}") from None
+        if not self.argv:
+            raise UsageError("cmd: needs a command line, e.g. cmd:./my_impl")
+        self.name = "cmd:" + self.command
+        self.timeout = timeout
+        self.memory_mb = memory_mb
+        self._live: _Peer | None = None
+        self._hello: dict[str, Any] = {}
+        self._start()
+
+    def _start(self) -> _Peer:
+        peer = _Peer(self.argv, self.timeout, self.memory_mb)
+        peer.send({"type": "hello", "protocol": PROTOCOL_VERSION, "client": f"memspec {__version__}"})
+        try:
+            hello = peer.receive("hello")
+        except SessionFailed as e:
+            raise TargetError(f"{self.name}: no valid hello: {e.message}") from None
+        if hello.get("type") != "hello":
+            peer.kill()
+            raise TargetError(f"{self.name}: first message must be 'hello', got {hello.get('type')!r}")
+        if hello.get("protocol") != PROTOCOL_VERSION:
+            peer.kill()
+            raise TargetError(f"{self.name}: speaks protocol {hello.get('protocol')!r}; memspec speaks {PROTOCOL_VERSION}")
+        self._hello = hello
+        layers = hello.get("layers") or ["os"]
+        self.layers = tuple(layers)
+        if hello.get("calls"):
+            self.calls = frozenset(hello["calls"])
+        self._live = peer
+        return peer
+
+    def _peer(self) -> _Peer:
+        if self._live is None or self._live.dead or self._live.p.poll() is not None:
+            if self._live is not None:
+                self._live.kill()
+            return self._start()
+        peer = self._live
+        peer.ident += 1
+        peer.send({"type": "reset", "id": peer.ident})
+        try:
+            r = peer.receive("reset")
+        except SessionFailed:
+            return self._start()
+        if r.get("type") != "reply" or r.get("id") != peer.ident:
+            peer.kill()
+            return self._start()
+        return peer
+
+    def facts(self) -> dict[str, Any]:
+        f = self._hello.get("facts") or {}
+        return dict(f) if isinstance(f, dict) else {}
+
+    def unsupported(self) -> list[str]:
+        u = self._hello.get("unsupported") or []
+        return [str(x) for x in u] if isinstance(u, list) else []
+
+    def session(self, layer: str = "os") -> ProtocolSession:
+        return ProtocolSession(self)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.send({"type": "bye"})
+            self._live.kill()
+            self._live = None
