@@ -68,6 +68,25 @@ PGOWNER = {"PG_SLAB": 1, "PG_PAGETABLE": 2, "PG_ANON": 3, "PG_PAGECACHE": 4, "PG
 MPOL = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3, "MPOL_LOCAL": 4}
 NUMASTAT = {"NUMA_LOCAL": 0, "NUMA_REMOTE": 1, "NUMA_HIT": 2, "NUMA_MISS": 3, "NUMA_INTERLEAVE_HIT": 4}
 
+# hw layer (Intel SDM Vol. 3A §2.5, §4.5, §4.10.4; AMD APM Vol. 2 §5): paging-entry
+# bits, control-register bits, access kinds and INVPCID types.
+PTE = {
+    "PTE_P": 1 << 0, "PTE_RW": 1 << 1, "PTE_US": 1 << 2, "PTE_PWT": 1 << 3, "PTE_PCD": 1 << 4,
+    "PTE_A": 1 << 5, "PTE_D": 1 << 6, "PTE_PS": 1 << 7, "PTE_G": 1 << 8,
+    "PTE_PAT_LARGE": 1 << 12,   # PAT of a 2 MiB / 1 GiB page (bit 7 is PAT in a 4 KiB PTE)
+    "PTE_PK1": 1 << 59, "PTE_PK2": 1 << 60, "PTE_PK4": 1 << 61, "PTE_PK8": 1 << 62,
+    "PTE_XD": 1 << 63,
+}
+CREG = {
+    "CR0_PE": 1 << 0, "CR0_WP": 1 << 16, "CR0_PG": 1 << 31,
+    "CR4_PSE": 1 << 4, "CR4_PAE": 1 << 5, "CR4_PGE": 1 << 7, "CR4_LA57": 1 << 12, "CR4_PCIDE": 1 << 17,
+    "CR4_SMEP": 1 << 20, "CR4_SMAP": 1 << 21, "CR4_PKE": 1 << 22,
+    "EFER_SCE": 1 << 0, "EFER_LME": 1 << 8, "EFER_LMA": 1 << 10, "EFER_NXE": 1 << 11,
+    "CR3_NOFLUSH": 1 << 63,
+}
+ACC = {"ACC_READ": 0, "ACC_WRITE": 1, "ACC_EXEC": 2}
+INVPCID = {"INVPCID_ADDR": 0, "INVPCID_SINGLE": 1, "INVPCID_ALL_GLOBAL": 2, "INVPCID_ALL": 3}
+
 GROUPS: dict[str, dict[str, int]] = {
     "prot": PROT,
     "map": MAP,
@@ -82,6 +101,10 @@ GROUPS: dict[str, dict[str, int]] = {
     "pgowner": PGOWNER,
     "mpol": MPOL,
     "numastat": NUMASTAT,
+    "pte": PTE,
+    "creg": CREG,
+    "acc": ACC,
+    "invpcid": INVPCID,
 }
 
 CONSTANTS: dict[str, int] = {}
