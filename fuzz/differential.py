@@ -22,7 +22,9 @@ class Signature:
 
     @classmethod
     def of(cls, program: Program, check: Check) -> "Signature":
-        name = program.calls[check.index].name if 0 <= check.index < len(program.calls) else "-"
+        # A checkpoint failure attaches to whichever call came last: the call is not part of it.
+        name = (program.calls[check.index].name if 0 <= check.index < len(program.calls) and check.at == "call"
+                else check.at)
         return cls(check.clause, check.verdict.value, name)
 
 
@@ -68,8 +70,9 @@ def _simpler_args(c: Call) -> list[Call]:
     for i, a in enumerate(c.args):
         if isinstance(a, Ref) and a.offset:
             out.append(Call(c.name, c.args[:i] + (Ref(a.name),) + c.args[i + 1:], c.result, c.proc))
-        if isinstance(a, Int) and a.value not in (0, 4096, -1) and c.name not in ("store",):
-            for v in (4096, 0):
+        # Only lengths shrink: an address or a flag word means something as it is.
+        if isinstance(a, Int) and c.spec.params[i].name == "length" and a.value > 4096:
+            for v in (4096,):
                 if v < abs(a.value):
                     out.append(Call(c.name, c.args[:i] + (Int(v, hex=v >= 4096),) + c.args[i + 1:], c.result, c.proc))
     return out

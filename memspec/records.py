@@ -135,6 +135,7 @@ class Check:
     expected: str = ""
     observed: str = ""
     note: str = ""
+    at: str = "call"           # "call", "checkpoint" (state compared after the call) or "invariant"
 
 
 @dataclass(slots=True)

@@ -142,3 +142,9 @@ declare(
      "mm/mmap.c __get_unmapped_area: IS_ERR_VALUE(addr) after get_area returns a MAP_FIXED address unchanged",
      "POSIX says EINVAL or ENOMEM; the kernel's error-pointer encoding leaks through"),
 )
+
+declare(
+    "os",
+    ("memspec.checkpoint", "a target's state at a checkpoint matches the model's (layers without a named view clause)",
+     "memspec docs/protocol.md, observe"),
+)

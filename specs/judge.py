@@ -27,6 +27,10 @@ COMPARE: dict[str, str | Callable[[Any, Observation, int], Check | None]] = {
 }
 
 
+# The clause a passing checkpoint comparison counts towards, per layer.
+_VIEW_CLAUSE = {"os": "linux.proc-maps.matches"}
+
+
 def _compare_for(layer: str) -> Callable[[Any, Observation, int], Check | None] | None:
     f = COMPARE.get(layer)
     if isinstance(f, str):
@@ -81,12 +85,16 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
             env[call.result] = observed.value
         if invariants:
             for cid, msg in system.invariants():
-                j.checks.append(Check(cid, Verdict.FAIL, i, "the invariant holds", msg, "model invariant broken"))
+                j.checks.append(Check(cid, Verdict.FAIL, i, "the invariant holds", msg, "model invariant broken",
+                                      at="invariant"))
                 return j
         obs = run.observation_after(i)
         if obs is not None and compare is not None:
             bad = compare(system, obs, i)
-            if bad is not None:
+            if bad is None:
+                j.checks.append(Check(_VIEW_CLAUSE.get(program.layer, "memspec.checkpoint"), Verdict.PASS, i,
+                                      "the target's state matches the model's", "it does", at="checkpoint"))
+            else:
                 j.checks.append(bad)
                 if isinstance(system, System):
                     j.context["maps_expected"] = _all_maps(system)
@@ -142,7 +150,8 @@ def compare_maps(system: System, obs: Observation, index: int) -> Check | None:
             cid = system.blame(proc, addr)
             return Check(cid, Verdict.FAIL, index,
                          _fmt(want, addr), _fmt(got, addr),
-                         f"process {proc}: memory map differs at {addr:#x} ({clause('linux.proc-maps.matches').statement})")
+                         f"process {proc}: memory map differs at {addr:#x} ({clause('linux.proc-maps.matches').statement})",
+                         at="checkpoint")
     return None
 
 

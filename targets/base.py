@@ -39,6 +39,10 @@ class Target(abc.ABC):
     calls: frozenset[str] | None = None
     timeout: float = 10.0
 
+    def __init__(self, timeout: float = 10.0, **options: Any) -> None:
+        """Every target takes ``timeout`` (seconds per program); others ignore unknown options."""
+        self.timeout = timeout
+
     def facts(self) -> dict[str, Any]:
         """Machine facts the model needs to judge this target (see specs.judge.config_from_facts)."""
         return {}

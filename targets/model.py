@@ -35,7 +35,7 @@ class ModelSession(Session):
 class ModelTarget(Target):
     name = "model"
 
-    layers = ("phys", "hw", "os", "virt")
+    layers = ("os", "phys", "hw", "virt")
 
     def session(self, layer: str = "os") -> ModelSession:
         return ModelSession(layer)

@@ -1,0 +1,286 @@
+"""``memspec check``: the conformance run that the CLI wires together.
+
+For each target and layer: the directed suite (specs/suite/<layer>/*.mst), then
+seeded random programs from the layer's codec, then the layer's state machine --
+each program run on the target and judged by the model.  A failure is confirmed
+by re-running it, shrunk to a minimal program that fails the same clause the
+same way, saved as a replayable file, and grouped by signature in the report.
+Ctrl-C stops the run and still writes a (partial) report.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import random
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Callable, Iterator
+
+from .errors import TargetError, UsageError
+from .program import Program, ProgramError, format_call, format_program, parse
+from .records import Verdict
+
+
+@dataclass
+class CheckOptions:
+    targets: list[str]
+    layer: str | None = None
+    seed: int = 0
+    out: str = "memspec-out"
+    programs: int = 200
+    machine_examples: int = 20
+    confirm: int = 3
+    shrink_budget: int = 200
+    timeout: float = 10.0
+    quiet: bool = False
+    progress: Callable[[str], None] | None = None
+    argv: list[str] = field(default_factory=list)
+
+
+def suite_programs(layer: str) -> Iterator[tuple[str, Program]]:
+    """The directed programs for ``layer``, in name order.  A malformed file is a usage error."""
+    try:
+        base = resources.files("memspec.specs").joinpath("suite", layer)
+    except ModuleNotFoundError:
+        return
+    if not base.is_dir():
+        return
+    for entry in sorted(base.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".mst"):
+            yield f"suite/{layer}/{entry.name}", parse(entry.read_text(encoding="utf-8"), source=f"suite/{layer}/{entry.name}")
+
+
+def codec(layer: str) -> Any | None:
+    try:
+        return importlib.import_module(f"memspec.fuzz.codec_{layer}")
+    except ModuleNotFoundError:
+        return None
+
+
+def random_programs(layer: str, n: int, seed: int, calls: frozenset[str] | None) -> Iterator[tuple[str, Program]]:
+    c = codec(layer)
+    if c is None:
+        return
+    rng = random.Random(f"{seed}:{layer}")
+    for i in range(n):
+        data = bytes(rng.randrange(256) for _ in range(256))
+        p = c.decode(data, calls)
+        if p.calls:
+            yield f"random #{i} (seed {seed})", p
+
+
+def load_differences() -> list[dict[str, str]]:
+    """Known, cited differences (specs/differences.toml): a failure they explain is reported apart."""
+    import tomllib
+    try:
+        text = resources.files("memspec.specs").joinpath("differences.toml").read_text(encoding="utf-8")
+    except (FileNotFoundError, ModuleNotFoundError):
+        return []
+    data = tomllib.loads(text)
+    return list(data.get("difference", []))
+
+
+def _explained(diffs: list[dict[str, str]], target: str, clause: str) -> str:
+    import fnmatch
+    for d in diffs:
+        if fnmatch.fnmatch(target, d.get("target", "*")) and d.get("clause") == clause:
+            return d.get("why", "listed in specs/differences.toml")
+    return ""
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60]
+
+
+def replay_command(path: str, target: str) -> str:
+    return f"memspec replay {shlex.quote(path)} --target {shlex.quote(target)}"
+
+
+class Checker:
+    def __init__(self, opts: CheckOptions):
+        from .reports_api import RunResults
+        self.o = opts
+        self.results = RunResults(command=" ".join(["memspec", "check"] + opts.argv), seed=opts.seed,
+                                  started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        self.t0 = time.monotonic()
+        self.diffs = load_differences()
+        self._last = 0.0
+
+    def say(self, msg: str) -> None:
+        if not self.o.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    def tick(self, msg: str) -> None:
+        now = time.monotonic()
+        if self.o.progress:
+            self.o.progress(msg)
+        elif not self.o.quiet and sys.stderr.isatty() and now - self._last > 0.2:
+            print("\r\033[K" + msg, end="", file=sys.stderr, flush=True)
+            self._last = now
+
+    def run(self) -> Any:
+        from .fuzz_api import catalogue, make_target
+        cat = catalogue()
+        self.results.catalogue = {c.id: {"layer": c.layer, "statement": c.statement, "citation": c.citation,
+                                         "kernel_differs": c.kernel_differs} for c in cat.values()}
+        try:
+            for spec in self.o.targets:
+                try:
+                    target = make_target(spec, timeout=self.o.timeout)
+                except TargetError as e:
+                    raise UsageError(str(e)) from None
+                try:
+                    layers = [self.o.layer] if self.o.layer else [target.layers[0]]
+                    for layer in layers:
+                        if layer not in target.layers:
+                            raise UsageError(f"target {spec!r} does not implement layer {layer!r} "
+                                             f"(it implements: {', '.join(target.layers)})")
+                        self.check_target(target, layer, cat)
+                finally:
+                    target.close()
+        except KeyboardInterrupt:
+            self.results.interrupted = True
+            self.say("\ninterrupted: writing a partial report")
+        self.results.duration_s = time.monotonic() - self.t0
+        return self.results
+
+    def check_target(self, target: Any, layer: str, cat: dict[str, Any]) -> None:
+        from .fuzz_api import Signature, confirm, execute, shrink_failure
+        from .reports_api import ClauseStats, Failure, TargetResults
+        facts = target.facts()
+        tr = TargetResults(name=target.name, layers=[layer], facts=facts, unsupported=list(target.unsupported()))
+        self.results.targets.append(tr)
+        groups: dict[Any, Any] = {}
+        sources = list(suite_programs(layer))
+        self.say(f"{target.name} [{layer}]: {len(sources)} suite programs, {self.o.programs} random programs, "
+                 f"{self.o.machine_examples} state-machine examples")
+        programs = sources + list(random_programs(layer, self.o.programs, self.o.seed, target.calls))
+        for n, (origin, program) in enumerate(programs, 1):
+            if target.calls is not None and any(c.name not in target.calls for c in program.calls):
+                tr.not_applicable += 1
+                continue
+            j = execute(target, program, facts)
+            tr.programs += 1
+            tr.calls += len(program.calls)
+            for c in j.checks:
+                tr.clauses.setdefault(c.clause, ClauseStats()).add(c.verdict.value)
+            f = j.failure
+            self.tick(f"{target.name} [{layer}] {n}/{len(programs)} programs, {len(tr.clauses)} clauses, "
+                      f"{len(tr.failures)} failures")
+            if f is None:
+                continue
+            sig = Signature.of(program, f)
+            if sig in groups:
+                groups[sig].count += 1
+                continue
+            if f.verdict in (Verdict.FAIL,) and not confirm(target, program, facts, sig, self.o.confirm):
+                self.say(f"\n{origin}: {f.clause} failed once but not on re-runs: reported as unknown (flaky)")
+                tr.clauses.setdefault(f.clause, ClauseStats()).add(Verdict.UNKNOWN.value)
+                continue
+            small = shrink_failure(target, program, facts, sig, self.o.shrink_budget)
+            j2 = execute(target, small, facts)
+            f2 = j2.failure or f
+            prog2 = small if j2.failure else program
+            failure = self._failure(target, layer, prog2, f2, j2 if j2.failure else j, origin, cat)
+            groups[sig] = failure
+            tr.failures.append(failure)
+        self.run_machine(target, layer, tr, facts, cat)
+        layer_clauses = sorted(cid for cid, c in cat.items() if c.layer == layer)
+        tr.never_exercised = [cid for cid in layer_clauses if cid not in tr.clauses]
+        self.tick("")
+        if not self.o.quiet and sys.stderr.isatty():
+            print("\r\033[K", end="", file=sys.stderr)
+
+    def _failure(self, target: Any, layer: str, program: Program, f: Any, j: Any, origin: str,
+                 cat: dict[str, Any]) -> Any:
+        from .reports_api import Failure
+        c = cat.get(f.clause)
+        header = dict(format="1", target=target.name, layer=layer, seed=self.o.seed, clause=f.clause,
+                      verdict=f.verdict.value, found_by=origin)
+        program = Program(program.calls, ()).with_header(**{"memspec-program": "1"}).with_header(
+            **{k: v for k, v in header.items() if k != "format"})
+        path = os.path.join(self.o.out, "counterexamples", _safe(target.name), f"{_safe(f.clause)}.mst")
+        n = 1
+        while os.path.exists(path):
+            n += 1
+            path = os.path.join(self.o.out, "counterexamples", _safe(target.name), f"{_safe(f.clause)}-{n}.mst")
+        from .reports_api import write_text
+        write_text(path, format_program(program))
+        call_text = format_call(program.calls[f.index]) if 0 <= f.index < len(program.calls) else "(end of program)"
+        return Failure(clause=f.clause, statement=c.statement if c else "", citation=c.citation if c else "",
+                       verdict=f.verdict.value, program=format_program(program), call_index=f.index,
+                       call_text=call_text, expected=f.expected, observed=f.observed, note=f.note,
+                       replay=replay_command(path, target.name), file=path,
+                       expected_difference=_explained(self.diffs, target.name, f.clause),
+                       context={k: v for k, v in j.context.items()})
+
+    def run_machine(self, target: Any, layer: str, tr: Any, facts: dict[str, Any], cat: dict[str, Any]) -> None:
+        if self.o.machine_examples <= 0:
+            return
+        try:
+            mod = importlib.import_module(f"memspec.specs.machine_{layer}")
+        except ModuleNotFoundError:
+            return
+        from hypothesis import HealthCheck, settings
+        from hypothesis import seed as hseed
+        from hypothesis.stateful import run_state_machine_as_test
+        M = hseed(self.o.seed)(mod.machine(target, facts))
+        cfg = settings(max_examples=self.o.machine_examples, stateful_step_count=25, deadline=None,
+                       database=None, suppress_health_check=list(HealthCheck), print_blob=False)
+        t0 = time.monotonic()
+        try:
+            run_state_machine_as_test(M, settings=cfg)
+            tr.machine = {"examples": self.o.machine_examples, "result": "pass", "seconds": round(time.monotonic() - t0, 2)}
+        except AssertionError as e:
+            prog = getattr(e, "program", None)
+            tr.machine = {"examples": self.o.machine_examples, "result": "fail", "seconds": round(time.monotonic() - t0, 2)}
+            if prog is None:
+                raise
+            from .records import Check, Judgement
+            from .reports_api import ClauseStats
+            check = Check(e.clause, Verdict.FAIL, e.index, e.expected, e.observed, str(e).splitlines()[0])
+            tr.clauses.setdefault(e.clause, ClauseStats()).add("fail")
+            tr.failures.append(self._failure(target, layer, prog, check, Judgement(target.name), "state machine", cat))
+
+
+def summary_lines(results: Any) -> list[str]:
+    lines = []
+    for t in results.targets:
+        counts: dict[str, int] = {}
+        for s in t.clauses.values():
+            for k, v in s.counts.items():
+                counts[k] = counts.get(k, 0) + v
+        lines.append(f"target {t.name} [{', '.join(t.layers)}]: {t.programs} programs, {t.calls} calls, "
+                     f"{len(t.clauses)} clauses exercised, {len(t.unexplained())} failures"
+                     + (f" ({len(t.failures) - len(t.unexplained())} expected differences)" if len(t.failures) != len(t.unexplained()) else "")
+                     + (f", {t.not_applicable} programs not applicable" if t.not_applicable else ""))
+        lines.append("  checks: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        if t.machine:
+            lines.append(f"  state machine: {t.machine['examples']} examples, {t.machine['result']} ({t.machine['seconds']} s)")
+        if t.unsupported:
+            lines.append("  unsupported by this target: " + ", ".join(t.unsupported))
+        if t.never_exercised:
+            lines.append(f"  warning: {len(t.never_exercised)} clauses of this layer never exercised: "
+                         + ", ".join(t.never_exercised[:8]) + (" …" if len(t.never_exercised) > 8 else ""))
+        for f in t.failures:
+            tag = "EXPECTED DIFFERENCE" if f.expected_difference else f.verdict.upper()
+            lines.append(f"\n  {tag} {f.clause} (x{f.count}): {f.statement}")
+            lines.append(f"    [{f.citation}]")
+            lines.append(f"    at call {f.call_index + 1}: {f.call_text}")
+            lines.append(f"    expected: {f.expected}")
+            lines.append(f"    observed: {f.observed}")
+            if f.note:
+                lines.append(f"    why: {f.note}")
+            for pl in f.program.rstrip().splitlines():
+                if not pl.startswith("#"):
+                    lines.append("      " + pl)
+            lines.append(f"    replay: {f.replay}")
+    return lines
+
+
+__all__ = ["CheckOptions", "Checker", "summary_lines", "suite_programs", "random_programs", "ProgramError"]

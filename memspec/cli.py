@@ -1,0 +1,247 @@
+"""The ``memspec`` command line.
+
+Exit codes (for CI): 0 pass, 1 conformance failure (or a reproduced failure for
+``replay``), 2 usage or harness error, 130 interrupted (a partial report is written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+
+from . import __version__
+from .errors import TargetError, UsageError
+
+EXAMPLES = """\
+examples:
+  memspec check --target linux                      judge the running kernel (os layer)
+  memspec check --target model --target linux       two targets in one run
+  memspec check --target cmd:"./my_impl --fast"     judge your implementation over the protocol
+  memspec fuzz --target linux --time 60             coverage-guided fuzzing for 60 s
+  memspec replay memspec-out/counterexamples/linux/posix.mmap.einval-len0.mst
+  memspec clauses --layer os                        the clause catalogue, one per line
+  memspec serve model                               the reference model as a protocol target
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {v}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+LAYERS = ("phys", "hw", "os", "virt")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="memspec",
+        description="Conformance and fuzzing harness for memory management: an executable reference model "
+                    "judges kernels, MMUs and allocators.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"memspec {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser("check", help="run the conformance check on one or more targets and write a report",
+                       description="Run the directed suite, seeded random programs and the state machine of a layer "
+                                   "on each target; the model judges every call. Writes report.json and report.xml "
+                                   "(JUnit) to --out, and each counterexample as a replayable program.",
+                       epilog="targets: model, linux, qemu, libc, malloc:NAME, cmd:PROGRAM (repeat --target for several)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--target", "-t", action="append", required=True, metavar="T", help="target to judge (repeatable)")
+    c.add_argument("--layer", "-l", choices=LAYERS, help="layer to check (default: the target's first layer)")
+    c.add_argument("--seed", type=_positive_int, default=0, help="seed for random programs and the state machine (default 0)")
+    c.add_argument("--out", default="memspec-out", metavar="DIR", help="report folder (default memspec-out)")
+    c.add_argument("--programs", type=_positive_int, default=200, metavar="N", help="random programs per target (default 200)")
+    c.add_argument("--machine-examples", type=_positive_int, default=20, metavar="N",
+                   help="state-machine examples per target (default 20; 0 skips)")
+    c.add_argument("--confirm", type=_positive_int, default=3, metavar="K", help="re-runs that must fail the same way (default 3)")
+    c.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="time limit per program (default 10 s)")
+    c.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    c.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+    f = sub.add_parser("fuzz", help="coverage-guided fuzzing of call sequences against a target",
+                       description="Decode fuzzer bytes into programs of a layer, run each on the target, judge it with "
+                                   "the model. New clauses and new model coverage grow the corpus; each distinct failure "
+                                   "is confirmed, minimised and saved to --findings as a replayable program.")
+    f.add_argument("--target", "-t", required=True, metavar="T")
+    f.add_argument("--layer", "-l", choices=LAYERS)
+    f.add_argument("--time", type=_seconds, required=True, metavar="S", help="how long to fuzz, in seconds")
+    f.add_argument("--corpus", default=None, metavar="DIR", help="corpus folder, kept across runs (default memspec-out/corpus/<layer>)")
+    f.add_argument("--findings", default=None, metavar="DIR", help="where failures go (default memspec-out/findings)")
+    f.add_argument("--seed", type=_positive_int, default=0)
+    f.add_argument("--engine", choices=("auto", "atheris", "python"), default="auto",
+                   help="atheris (libFuzzer) when installed, else a clause-guided Python loop (default auto)")
+    f.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="parallel fuzzing processes")
+    f.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="time limit per program")
+    f.add_argument("--no-invariants", action="store_true", help="skip the model's invariants after every call")
+    f.add_argument("--quiet", "-q", action="store_true")
+
+    r = sub.add_parser("replay", help="re-run a saved program (a counterexample) and show the verdict",
+                       description="Run FILE on its target (from the file's '# target:' header, or --target) and judge "
+                                   "it. Exit 1 if it fails (the failure reproduces), 0 if it passes.")
+    r.add_argument("file")
+    r.add_argument("--target", "-t", metavar="T", help="override the target named in the file")
+    r.add_argument("--timeout", type=_seconds, default=10.0, metavar="S")
+
+    cl = sub.add_parser("clauses", help="list the clause catalogue, one clause per line starting with its ID")
+    cl.add_argument("--layer", "-l", choices=LAYERS)
+    cl.add_argument("--cite", action="store_true", help="also print each clause's citation")
+    cl.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("serve", help="serve the reference model over the line protocol on stdin/stdout")
+    s.add_argument("what", choices=("model",))
+
+    e = sub.add_parser("experiment", help="run one of the seed's quantitative experiments")
+    e.add_argument("name")
+    e.add_argument("--out", default="memspec-out", metavar="DIR")
+    return p
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from .check import Checker, CheckOptions, summary_lines
+    from .reports_api import write_text  # noqa: F401
+    from memspec.reports import json_report, junit
+    opts = CheckOptions(targets=a.target, layer=a.layer, seed=a.seed, out=a.out, programs=a.programs,
+                        machine_examples=a.machine_examples, confirm=a.confirm, timeout=a.timeout,
+                        quiet=a.quiet or a.json, argv=sys.argv[2:])
+    results = Checker(opts).run()
+    json_path = os.path.join(a.out, "report.json")
+    xml_path = os.path.join(a.out, "report.xml")
+    json_report.write(results, json_path)
+    junit.write(results, xml_path)
+    if a.json:
+        print(json.dumps(json_report.to_dict(results), indent=2, default=str))
+    else:
+        for line in summary_lines(results):
+            print(line)
+        print(f"\nreport: {json_path} (JSON), {xml_path} (JUnit XML)")
+    if results.interrupted:
+        return 130
+    return 1 if results.unexplained_failures else 0
+
+
+def cmd_replay(a: argparse.Namespace) -> int:
+    from .fuzz_api import execute, make_target
+    from .program import load
+    from .check import summary_lines  # noqa: F401
+    prog = load(a.file)
+    target_name = a.target or prog.meta("target")
+    if not target_name:
+        raise UsageError(f"{a.file} names no target (no '# target:' line): pass --target T")
+    try:
+        target = make_target(target_name, timeout=a.timeout)
+    except TargetError as e:
+        raise UsageError(str(e)) from None
+    try:
+        from .fuzz_api import catalogue
+        cat = catalogue()
+        j = execute(target, prog, target.facts(), observe="end")
+    finally:
+        target.close()
+    f = j.failure
+    print(f"replayed {a.file} on {target_name}: {len(prog.calls)} calls")
+    for c in j.checks:
+        mark = {"pass": "ok", "impl-defined": "ok (impl-defined)", "unknown": "? unknown"}.get(c.verdict.value, c.verdict.value.upper())
+        call = prog.calls[c.index] if 0 <= c.index < len(prog.calls) else None
+        from .program import format_call
+        print(f"  {c.index + 1:3d} {format_call(call) if call else '(end)':60s} {c.observed:>14s}  {mark}  [{c.clause}]")
+    if f is None:
+        print("PASS: the target now agrees with the model")
+        return 0
+    if f.verdict.value == "unsupported":
+        print(f"\nUNSUPPORTED: {f.observed}")
+        return 2
+    c = cat.get(f.clause)
+    print(f"\nFAIL {f.clause}: {c.statement if c else ''}\n  [{c.citation if c else ''}]")
+    print(f"  expected: {f.expected}\n  observed: {f.observed}\n  why: {f.note}")
+    want = prog.meta("clause")
+    if want and want != f.clause:
+        print(f"  note: the file was saved for clause {want}; it now fails {f.clause}")
+    return 1
+
+
+def cmd_clauses(a: argparse.Namespace) -> int:
+    from .fuzz_api import catalogue
+    cat = catalogue()
+    rows = [c for c in cat.values() if not a.layer or c.layer == a.layer]
+    if a.json:
+        print(json.dumps([c.__dict__ if hasattr(c, "__dict__") else
+                          {"id": c.id, "layer": c.layer, "statement": c.statement, "citation": c.citation,
+                           "kernel_differs": c.kernel_differs} for c in rows], indent=2))
+        return 0
+    for c in sorted(rows, key=lambda c: (c.layer, c.id)):
+        print(f"{c.id}  [{c.layer}] {c.statement}")
+        if a.cite:
+            print(textwrap.indent(textwrap.fill(c.citation, 100), "    source: "))
+            if c.kernel_differs:
+                print(textwrap.indent(textwrap.fill(c.kernel_differs, 100), "    kernel differs: "))
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from memspec.targets.serve import main as serve_main
+    return serve_main([])
+
+
+def cmd_fuzz(a: argparse.Namespace) -> int:
+    from memspec.fuzz.driver import FuzzOptions, fuzz
+    return fuzz(FuzzOptions(target=a.target, layer=a.layer, seconds=a.time, corpus=a.corpus, findings=a.findings,
+                            seed=a.seed, engine=a.engine, jobs=a.jobs, timeout=a.timeout,
+                            invariants=not a.no_invariants, quiet=a.quiet))
+
+
+def cmd_experiment(a: argparse.Namespace) -> int:
+    import importlib
+    try:
+        mod = importlib.import_module(f"memspec.specs.experiment_{a.name}")
+    except ModuleNotFoundError:
+        raise UsageError(f"unknown experiment {a.name!r}") from None
+    mod.run(a.out)
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "replay": cmd_replay, "clauses": cmd_clauses, "serve": cmd_serve,
+            "fuzz": cmd_fuzz, "experiment": cmd_experiment}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if not a.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[a.command](a)
+    except UsageError as e:
+        print(f"memspec {a.command}: error: {e}", file=sys.stderr)
+        return 2
+    except TargetError as e:
+        print(f"memspec {a.command}: target error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nmemspec {a.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
