@@ -332,31 +332,24 @@ class System:
         return exactly("posix.mprotect.sets-prot", Outcome(value=0))
 
     def _apply_mprotect(self, proc: str, mm: Mm, o: Outcome, addr: int, length: int, prot: int) -> None:
-        if o.errno not in (None, "ENOMEM") or length == 0 or addr & ~PAGE_MASK:
+        if not (o.ok or o.errno == "ENOMEM"):
             return
+        decided = self._expect_mprotect(mm, addr, length, prot).clause
+        if decided not in ("posix.mprotect.sets-prot", "linux.mprotect.enomem-hole-partial"):
+            return   # failed before changing anything (or changed nothing: length 0)
         end = addr + page_align(length)
-        if o.errno == "ENOMEM":
+        if decided == "linux.mprotect.enomem-hole-partial":
             # Linux changes the VMAs before the first hole, then fails (mprotect(2) NOTES;
             # POSIX allows "some of the pages may have been changed").
-            if prot & ~(PROT_RWX | PROT["PROT_SEM"] | GROWS) or prot & GROWS:
-                return
-            runs = mm.vmas.overlapping(addr, end)
-            if not runs or runs[0][0] > addr:
-                return
             cursor = addr
-            stop = addr
-            for s, e, _ in runs:
+            for s, e, _ in mm.vmas.overlapping(addr, end):
                 if s > cursor:
                     break
                 cursor = e
-                stop = min(e, end)
-            end = stop
-            clause = "linux.mprotect.enomem-hole-partial"
-        else:
-            clause = "posix.mprotect.sets-prot"
+            end = min(cursor, end)
         p = prot & PROT_RWX
         for s, e, v in list(mm.mapped_pages(addr, end)):
-            mm.vmas.set(s, e, replace(v, prot=p, exec_only=(p == X), clause=clause))
+            mm.vmas.set(s, e, replace(v, prot=p, exec_only=(p == X), clause=decided))
 
     # -- memory accesses -------------------------------------------------------
 

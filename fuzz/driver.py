@@ -1,0 +1,327 @@
+"""``memspec fuzz``: coverage-guided fuzzing of call sequences against a target.
+
+Bytes decode into a program of the layer (``fuzz/codec_<layer>.py``); the program
+runs on the target and the model judges every call.  Feedback is what the
+judgement exercised: (clause, verdict) pairs and clause bigrams in call order, so
+an input that reaches a new clause or a new combination joins the corpus.  With
+the ``atheris`` engine, libFuzzer also sees the Python coverage of the model.
+
+Every distinct failure (by clause, verdict and failing call) is confirmed by
+re-running it, shrunk to a minimal program that fails the same way, and saved to
+the findings folder as a program file with its replay command.  Corpus entries
+and findings are written atomically as they are found, so Ctrl-C loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from memspec.errors import TargetError, UsageError
+from memspec.program import Program, ProgramError, format_program, load
+from memspec.reports.atomic import write_text
+from memspec.specs.catalogue import all_clauses
+from memspec.targets.registry import make_target
+
+from .differential import Signature, confirm, execute, shrink_failure
+
+
+@dataclass
+class FuzzOptions:
+    target: str
+    seconds: float
+    layer: str | None = None
+    corpus: str | None = None
+    findings: str | None = None
+    seed: int = 0
+    engine: str = "auto"
+    jobs: int = 1
+    timeout: float = 10.0
+    invariants: bool = True
+    quiet: bool = False
+    max_len: int = 512
+    out: str = "memspec-out"
+
+
+@dataclass
+class Stats:
+    execs: int = 0
+    corpus: int = 0
+    features: int = 0
+    findings: int = 0
+    refused: int = 0
+    started: float = 0.0
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)[:60]
+
+
+def features_of(judgement: Any) -> set[tuple[str, ...]]:
+    """The feedback an execution gives: clauses with their verdicts, and clause bigrams."""
+    feats: set[tuple[str, ...]] = set()
+    prev = "^"
+    for c in judgement.checks:
+        feats.add((c.clause, c.verdict.value))
+        feats.add((prev, c.clause))
+        prev = c.clause
+    return feats
+
+
+class Fuzzer:
+    def __init__(self, o: FuzzOptions):
+        self.o = o
+        try:
+            self.target = make_target(o.target, timeout=o.timeout)
+        except TargetError as e:
+            raise UsageError(str(e)) from None
+        self.layer = o.layer or self.target.layers[0]
+        if self.layer not in self.target.layers:
+            raise UsageError(f"target {o.target!r} does not implement layer {self.layer!r}")
+        try:
+            self.codec = importlib.import_module(f"memspec.fuzz.codec_{self.layer}")
+        except ModuleNotFoundError:
+            raise UsageError(f"no fuzz codec for layer {self.layer!r} yet") from None
+        self.facts = self.target.facts()
+        self.corpus_dir = o.corpus or os.path.join(o.out, "corpus", self.layer)
+        self.findings_dir = o.findings or os.path.join(o.out, "findings")
+        os.makedirs(self.corpus_dir, exist_ok=True)
+        os.makedirs(self.findings_dir, exist_ok=True)
+        self.seen: set[tuple[str, ...]] = set()
+        self.known: set[Signature] = self._known_findings()
+        self.entries: list[bytes] = []
+        self.stats = Stats(started=time.monotonic())
+        self.rng = random.Random(o.seed)
+        self.clauses: set[str] = set()
+        self._last_report = 0.0
+
+    # -- corpus and findings -------------------------------------------------
+
+    def _known_findings(self) -> set[Signature]:
+        out = set()
+        for name in os.listdir(self.findings_dir):
+            if not name.endswith(".mst"):
+                continue
+            try:
+                p = load(os.path.join(self.findings_dir, name))
+            except ProgramError:
+                continue
+            if p.meta("target") == self.target.name and p.meta("clause"):
+                out.add(Signature(p.meta("clause") or "", p.meta("verdict") or "", p.meta("call") or ""))
+        return out
+
+    def load_corpus(self) -> None:
+        for name in sorted(os.listdir(self.corpus_dir)):
+            path = os.path.join(self.corpus_dir, name)
+            if os.path.isfile(path) and not name.startswith("."):
+                with open(path, "rb") as f:
+                    data = f.read()
+                self.run_one(data, add=False)
+                self.entries.append(data)
+        self.stats.corpus = len(self.entries)
+
+    def add_entry(self, data: bytes) -> None:
+        name = hashlib.sha1(data).hexdigest()
+        path = os.path.join(self.corpus_dir, name)
+        if not os.path.exists(path):
+            tmp = path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        self.entries.append(data)
+        self.stats.corpus = len(self.entries)
+
+    def save_finding(self, program: Program, sig: Signature, check: Any) -> str:
+        path = os.path.join(self.findings_dir, f"{_safe(self.target.name)}--{_safe(sig.clause)}--{_safe(sig.call)}.mst")
+        prog = Program(program.calls, ()).with_header(**{
+            "memspec-program": "1", "target": self.target.name, "layer": self.layer, "seed": self.o.seed,
+            "clause": sig.clause, "verdict": sig.verdict, "call": sig.call,
+            "expected": check.expected, "observed": check.observed,
+            "replay": f"memspec replay {path} --target '{self.target.name}'"})
+        write_text(path, format_program(prog))
+        return path
+
+    # -- one execution -------------------------------------------------------
+
+    def run_one(self, data: bytes, add: bool = True) -> None:
+        program = self.codec.decode(data, self.target.calls)
+        if not program.calls:
+            return
+        j = execute(self.target, program, self.facts, invariants=self.o.invariants)
+        self.stats.execs += 1
+        if j.status.value == "refused":
+            self.stats.refused += 1
+        feats = features_of(j)
+        new = feats - self.seen
+        if new:
+            self.seen |= new
+            self.stats.features = len(self.seen)
+            self.clauses |= {c.clause for c in j.checks}
+            if add:
+                self.add_entry(data)
+        f = j.failure
+        if f is not None:
+            sig = Signature.of(program, f)
+            if sig in self.known:
+                return
+            self.known.add(sig)
+            if f.verdict.value == "fail" and not confirm(self.target, program, self.facts, sig, 2):
+                self.log(f"flaky: {sig.clause} at {sig.call} did not fail again; not saved")
+                return
+            small = shrink_failure(self.target, program, self.facts, sig, budget=200)
+            j2 = execute(self.target, small, self.facts)
+            check = j2.failure or f
+            path = self.save_finding(small if j2.failure else program, sig, check)
+            self.stats.findings += 1
+            self.log(f"finding #{self.stats.findings}: {sig.clause} ({sig.verdict} at {sig.call}), "
+                     f"{len(small.calls)} calls -> {path}")
+
+    # -- mutation ------------------------------------------------------------
+
+    def mutate(self, data: bytes) -> bytes:
+        b = bytearray(data)
+        r = self.rng
+        for _ in range(r.randint(1, 4)):
+            op = r.randrange(6)
+            if op == 0 and b:
+                b[r.randrange(len(b))] = r.randrange(256)
+            elif op == 1:
+                b.insert(r.randrange(len(b) + 1), r.randrange(256))
+            elif op == 2 and len(b) > 1:
+                i = r.randrange(len(b))
+                del b[i:i + r.randint(1, 8)]
+            elif op == 3 and self.entries:
+                other = r.choice(self.entries)
+                i = r.randrange(len(b) + 1)
+                j = r.randrange(len(other) + 1)
+                b[i:] = other[j:j + r.randint(1, 64)] + b[i:]
+            elif op == 4 and b:
+                i = r.randrange(len(b))
+                b[i] ^= 1 << r.randrange(8)
+            else:
+                b += bytes(r.randrange(256) for _ in range(r.randint(1, 16)))
+        return bytes(b[: self.o.max_len])
+
+    def next_input(self) -> bytes:
+        if self.entries and self.rng.random() < 0.8:
+            return self.mutate(self.rng.choice(self.entries))
+        return bytes(self.rng.randrange(256) for _ in range(self.rng.randint(16, 256)))
+
+    # -- reporting -----------------------------------------------------------
+
+    def log(self, msg: str) -> None:
+        if not self.o.quiet:
+            print(("\r\033[K" if sys.stderr.isatty() else "") + msg, file=sys.stderr, flush=True)
+
+    def progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.o.quiet or (not force and now - self._last_report < 1.0):
+            return
+        self._last_report = now
+        el = max(now - self.stats.started, 1e-9)
+        line = (f"#{self.stats.execs} {el:6.1f}s exec/s {self.stats.execs / el:7.1f} corpus {self.stats.corpus} "
+                f"features {self.stats.features} clauses {len(self.clauses)} findings {self.stats.findings}"
+                + (f" refused {self.stats.refused}" if self.stats.refused else ""))
+        if sys.stderr.isatty() and not force:
+            print("\r\033[K" + line, end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def summary(self) -> str:
+        el = time.monotonic() - self.stats.started
+        return (f"done: {self.stats.execs} executions in {el:.1f} s ({self.stats.execs / max(el, 1e-9):.1f}/s), "
+                f"corpus {self.stats.corpus} entries in {self.corpus_dir}, {len(self.clauses)} clauses exercised, "
+                f"{self.stats.findings} new findings in {self.findings_dir}")
+
+    # -- engines -------------------------------------------------------------
+
+    def run_python(self) -> int:
+        self.load_corpus()
+        deadline = time.monotonic() + self.o.seconds
+        try:
+            while time.monotonic() < deadline:
+                self.run_one(self.next_input())
+                self.progress()
+        except KeyboardInterrupt:
+            self.progress(force=True)
+            self.log("interrupted: corpus and findings are saved")
+            self.log(self.summary())
+            return 130
+        self.progress(force=True)
+        self.log(self.summary())
+        return 1 if self.stats.findings else 0
+
+    def run_atheris(self) -> int:
+        import atheris
+        # libFuzzer runs the corpus folder itself (and writes new entries there).
+        deadline = time.monotonic() + self.o.seconds
+
+        def one_input(data: bytes) -> None:
+            self.run_one(data)
+            self.progress()
+            if time.monotonic() > deadline:
+                self.progress(force=True)
+                self.log(self.summary())
+                os._exit(1 if self.stats.findings else 0)
+
+        argv = [sys.argv[0], self.corpus_dir, f"-max_total_time={int(self.o.seconds) + 1}",
+                f"-seed={self.o.seed or 1}", f"-max_len={self.o.max_len}", "-print_final_stats=0"]
+        if self.o.quiet:
+            argv.append("-close_fd_mask=2")
+        atheris.instrument_all()
+        atheris.Setup(argv, one_input)
+        atheris.Fuzz()
+        return 0
+
+
+def _engine(o: FuzzOptions) -> str:
+    if o.engine != "auto":
+        return o.engine
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        return "python"
+    return "atheris"
+
+
+def fuzz(o: FuzzOptions) -> int:
+    all_clauses()
+    if o.jobs > 1:
+        return _fuzz_jobs(o)
+    f = Fuzzer(o)
+    engine = _engine(o)
+    f.log(f"fuzzing {f.target.name} [{f.layer}] for {o.seconds:g} s with the {engine} engine; "
+          f"corpus {f.corpus_dir}, findings {f.findings_dir}")
+    try:
+        return f.run_atheris() if engine == "atheris" else f.run_python()
+    finally:
+        f.target.close()
+
+
+def _fuzz_jobs(o: FuzzOptions) -> int:
+    """N workers with seeds seed..seed+N-1 sharing one corpus and findings folder."""
+    import subprocess
+    procs = []
+    for i in range(o.jobs):
+        argv = [sys.executable, "-m", "memspec.cli", "fuzz", "--target", o.target, "--time", str(o.seconds),
+                "--seed", str(o.seed + i), "--engine", "python", "--timeout", str(o.timeout),
+                "--corpus", o.corpus or os.path.join(o.out, "corpus", o.layer or "os"),
+                "--findings", o.findings or os.path.join(o.out, "findings")]
+        if o.layer:
+            argv += ["--layer", o.layer]
+        if o.quiet or i:
+            argv.append("--quiet")
+        procs.append(subprocess.Popen(argv))
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        return 130
+    return max(codes)
