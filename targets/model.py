@@ -26,7 +26,9 @@ class ModelSession(Session):
 
     def observe(self) -> Observation:
         if not isinstance(self.system, System):
-            return Observation()
+            # layers whose model can show kernel-visible state (the phys layer's buddyinfo)
+            show = getattr(self.system, "observe", None)
+            return Observation(extra=tuple(sorted(show().items()))) if show else Observation()
         return Observation(tuple(
             (p, tuple(Mapping(s, e, perms) for s, e, perms in self.system.maps(p)))
             for p in self.system.procs))

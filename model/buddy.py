@@ -1,0 +1,235 @@
+"""The binary buddy allocator (Knuth TAOCP 1 §2.5; Linux mm/page_alloc.c).
+
+Laws:
+
+* a block of order ``k`` is 2^k frames starting at a pfn that is a multiple of
+  2^k; its buddy is the block at ``pfn ^ 2^k``;
+* allocation takes a free block of order >= k and splits it, putting the
+  unused halves on the lower orders' free lists (``expand``);
+* freeing merges a block with its buddy while the buddy is free and of the
+  same order (``__free_one_page``), so no two free buddies are ever left
+  apart: the free lists are a function of the set of allocated frames;
+* blocks never cross a zone (zones are max-order aligned).
+
+Worked example (the seed's figure): a 5 KB request needs two 4 KiB frames, so
+order 1, an 8 KiB block: 8192 - 5120 = 3072 bytes (3 KB) of internal
+fragmentation (``internal_waste(5 * 1024) == 3 * 1024``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .frames import MAX_ORDER, PAGE_SHIFT, FrameTable, Machine, Owner, Zone
+
+PAGE = 1 << PAGE_SHIFT
+
+
+def order_for(size: int) -> int:
+    """get_order(size): the smallest order whose block holds ``size`` bytes (size >= 1)."""
+    pages = max(1, (size + PAGE - 1) >> PAGE_SHIFT)
+    return (pages - 1).bit_length()
+
+
+def internal_waste(size: int) -> int:
+    """Bytes a buddy block of ``order_for(size)`` wastes on a ``size``-byte request."""
+    return (PAGE << order_for(size)) - size
+
+
+class Buddy:
+    """Free lists per order over all zones; ``owner`` records who holds each allocated block."""
+
+    __slots__ = ("machine", "frames", "free_head", "lists", "allocated")
+
+    def __init__(self, machine: Machine, frames: FrameTable):
+        self.machine = machine
+        self.frames = frames
+        self.free_head: dict[int, int] = {}                          # pfn -> order of a free block
+        self.lists: list[set[int]] = [set() for _ in range(MAX_ORDER + 1)]
+        self.allocated: dict[int, tuple[int, Owner]] = {}            # pfn -> (order, owner)
+        reserved = set(machine.reserved)
+        for r in reserved:
+            frames.owner[r] = Owner.KERNEL
+        # memblock_free_all: hand every non-reserved frame to the allocator in the
+        # largest aligned blocks that fit (the result is already maximally coalesced)
+        for z in machine.zones:
+            pfn = z.start
+            while pfn < z.end:
+                if pfn in reserved:
+                    pfn += 1
+                    continue
+                order = MAX_ORDER
+                while order > 0 and (pfn % (1 << order) or pfn + (1 << order) > z.end
+                                     or any(pfn <= r < pfn + (1 << order) for r in reserved)):
+                    order -= 1
+                self._push(pfn, order)
+                pfn += 1 << order
+
+    # -- free-list structure ---------------------------------------------------
+
+    def _push(self, pfn: int, order: int) -> None:
+        self.free_head[pfn] = order
+        self.lists[order].add(pfn)
+
+    def _pop(self, pfn: int) -> int:
+        order = self.free_head.pop(pfn)
+        self.lists[order].discard(pfn)
+        return order
+
+    def containing(self, pfn: int, order: int) -> int | None:
+        """The head of the free block that holds all of [pfn, pfn + 2^order), if any."""
+        for k in range(order, MAX_ORDER + 1):
+            head = pfn & ~((1 << k) - 1)
+            if self.free_head.get(head) == k:
+                return head
+        return None
+
+    def can_take(self, pfn: int, order: int) -> bool:
+        return pfn >= 0 and pfn % (1 << order) == 0 and self.containing(pfn, order) is not None
+
+    # -- allocation ----------------------------------------------------------------
+
+    def zonelist(self, nodes: Iterable[int], dma_only: bool = False, below: int | None = None) -> list[Zone]:
+        """Zones to try, in order: each node's Normal zone before its DMA zone (lowmem
+        reserve keeps DMA for those who need it); ``below`` keeps zones under a pfn limit."""
+        out = []
+        for n in nodes:
+            zs = [z for z in self.machine.zones if z.node == n]
+            zs.sort(key=lambda z: z.name == "DMA")
+            for z in zs:
+                if dma_only and z.name != "DMA":
+                    continue
+                if below is not None and z.start >= below:
+                    continue
+                out.append(z)
+        return out
+
+    def blocks_in(self, zone: Zone, order: int, limit: int | None = None) -> Iterator[tuple[int, int]]:
+        """Free blocks of order >= ``order`` inside ``zone`` (and below pfn ``limit``)."""
+        for k in range(order, MAX_ORDER + 1):
+            for head in self.lists[k]:
+                if head in zone and (limit is None or head + (1 << order) <= limit):
+                    yield head, k
+
+    def first_zone_with(self, zones: list[Zone], order: int, limit: int | None = None) -> Zone | None:
+        for z in zones:
+            if next(self.blocks_in(z, order, limit), None) is not None:
+                return z
+        return None
+
+    def pick(self, zone: Zone, order: int, limit: int | None = None) -> int | None:
+        """The model's own choice: __rmqueue_smallest -- the smallest order that has a
+        block, its lowest-addressed block, split keeping the low half."""
+        for k in range(order, MAX_ORDER + 1):
+            heads = [h for h in self.lists[k] if h in zone and (limit is None or h + (1 << order) <= limit)]
+            if heads:
+                return min(heads)
+        return None
+
+    def take(self, pfn: int, order: int, owner: Owner) -> None:
+        """Allocate [pfn, pfn + 2^order) out of the free block holding it, splitting it."""
+        head = self.containing(pfn, order)
+        if head is None:
+            self.frames.violations.append(("linux.buddy.alloc-from-free",
+                                           f"block {pfn}/order {order} taken but not free"))
+            self.frames.claim(pfn, 1 << order, owner)
+            self.allocated[pfn] = (order, owner)
+            return
+        k = self._pop(head)
+        # expand(): halve the block, keeping the half that holds pfn, freeing the other
+        while k > order:
+            k -= 1
+            half = head + (1 << k)
+            if pfn >= half:
+                self._push(head, k)
+                head = half
+            else:
+                self._push(half, k)
+        self.frames.claim(pfn, 1 << order, owner)
+        self.allocated[pfn] = (order, owner)
+
+    def give(self, pfn: int) -> int:
+        """Free an allocated block, merging with free buddies; returns its order."""
+        order, owner = self.allocated.pop(pfn)
+        self.frames.release(pfn, 1 << order, owner)
+        self.coalesce(pfn, order)
+        return order
+
+    def coalesce(self, pfn: int, order: int) -> None:
+        zone = self.machine.zone_of(pfn)
+        while order < MAX_ORDER:
+            buddy = pfn ^ (1 << order)
+            if self.free_head.get(buddy) != order or zone is None or buddy not in zone:
+                break
+            self._pop(buddy)
+            pfn = min(pfn, buddy)
+            order += 1
+        self._push(pfn, order)
+
+    # -- observation and measures ------------------------------------------------
+
+    def buddyinfo(self) -> dict[str, list[int]]:
+        """/proc/buddyinfo: free blocks per order, per zone."""
+        out = {z.label: [0] * (MAX_ORDER + 1) for z in self.machine.zones}
+        for head, k in self.free_head.items():
+            z = self.machine.zone_of(head)
+            if z is not None:
+                out[z.label][k] += 1
+        return out
+
+    def largest(self, node: int = -1) -> int:
+        best = -1
+        for head, k in self.free_head.items():
+            if k > best and (node < 0 or self.machine.node_of(head) == node):
+                best = k
+        return best
+
+    def free_pages(self, node: int = -1) -> int:
+        return sum(1 << k for h, k in self.free_head.items() if node < 0 or self.machine.node_of(h) == node)
+
+    def external_fragmentation(self, order: int, node: int = -1) -> float:
+        """The share of free memory unusable for an order-``order`` request
+        (Gorman's unusable free space index): 1 - (free pages in blocks >= order) / free pages."""
+        free = self.free_pages(node)
+        if free == 0:
+            return 0.0
+        usable = sum(1 << k for h, k in self.free_head.items()
+                     if k >= order and (node < 0 or self.machine.node_of(h) == node))
+        return 1.0 - usable / free
+
+    # -- invariants ----------------------------------------------------------
+
+    def audit(self) -> list[tuple[str, str]]:
+        """Free blocks aligned, inside one zone, not overlapping, maximally coalesced, and
+        exactly the frames the frame table marks free."""
+        bad: list[tuple[str, str]] = []
+        owner = self.frames.owner
+        seen = np.zeros(len(owner), dtype=np.int8)
+        for head, k in self.free_head.items():
+            n = 1 << k
+            if head % n:
+                bad.append(("linux.buddy.block-aligned", f"free block at pfn {head} of order {k} is not aligned"))
+            z = self.machine.zone_of(head)
+            if z is None or head + n > z.end:
+                bad.append(("linux.buddy.within-zone", f"free block at pfn {head} of order {k} leaves its zone"))
+                continue
+            if seen[head:head + n].any():
+                bad.append(("linux.buddy.no-overlap", f"free block at pfn {head} of order {k} overlaps another"))
+            seen[head:head + n] = 1
+            if owner[head:head + n].any():
+                bad.append(("memspec.phys.frame-one-owner",
+                            f"free block at pfn {head} of order {k} holds frames owned by someone else"))
+            if k < MAX_ORDER and self.free_head.get(head ^ n) == k and (head ^ n) in z:
+                bad.append(("linux.buddy.coalesce",
+                            f"free buddies at pfn {min(head, head ^ n)} and {max(head, head ^ n)} "
+                            f"(order {k}) were not merged"))
+            if bad:
+                return bad
+        free_rows = owner == Owner.FREE
+        if (free_rows != seen.astype(bool)).any():
+            pfn = int(np.flatnonzero(free_rows != seen.astype(bool))[0])
+            bad.append(("memspec.phys.frame-one-owner",
+                        f"frame {pfn} is {'free in the frame table but on no free list' if free_rows[pfn] else 'on a free list but owned'}"))
+        return bad

@@ -1,0 +1,183 @@
+"""Frames, zones and NUMA nodes: the machine the phys layer allocates from.
+
+The law: every frame has exactly one owner at every moment -- a free list, a
+slab, a page table, an anonymous page, the page cache or the kernel (reserved,
+vmalloc, DMA, kmalloc_large, plain ``alloc_pages``).  ``FrameTable`` keeps one
+row per frame (a numpy array of ``Owner``) and records every attempt to claim a
+frame that is not free, or to release one its caller does not own, as a
+violation for the invariant ``no_frame_owned_twice``.
+
+Worked example (the default machine): two nodes of 8192 frames (32 MiB) each;
+node 0's first 4096 frames (16 MiB) are ZONE_DMA, as on x86 where ISA DMA can
+only reach 24 address bits; frame 0 is reserved by the kernel (the BIOS data
+area), so no allocator ever hands out pfn 0 and a physical address 0 never
+names a buffer.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+PAGE_SHIFT = 12
+MAX_ORDER = 10          # orders 0..10: 4 KiB .. 4 MiB (Linux MAX_PAGE_ORDER on x86-64)
+
+
+class Owner(enum.IntEnum):
+    """Who owns a frame (the page's type in struct page terms)."""
+
+    FREE = 0        # on a buddy free list
+    SLAB = 1
+    PAGETABLE = 2
+    ANON = 3
+    PAGECACHE = 4
+    KERNEL = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """A pfn range of one node with one purpose (include/linux/mmzone.h ``struct zone``)."""
+
+    name: str       # "DMA", "Normal"
+    node: int
+    start: int      # first pfn
+    end: int        # one past the last pfn
+
+    def __contains__(self, pfn: int) -> bool:
+        return self.start <= pfn < self.end
+
+    @property
+    def label(self) -> str:
+        return f"Node {self.node}, zone {self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """A machine description: frames per node, the DMA zone, node distances (ACPI SLIT)."""
+
+    node_frames: tuple[int, ...] = (8192, 8192)
+    dma_frames: int = 4096
+    distances: tuple[tuple[int, ...], ...] = ((10, 21), (21, 10))
+    reserved: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        step = 1 << MAX_ORDER
+        if any(n <= 0 or n % step for n in self.node_frames) or self.dma_frames % step \
+                or self.dma_frames > self.node_frames[0]:
+            # blocks must never straddle a zone or a node, so every boundary is max-order aligned
+            raise ValueError(f"node and DMA sizes must be positive multiples of {step} frames")
+        if len(self.distances) != len(self.node_frames) or any(len(r) != len(self.node_frames)
+                                                               for r in self.distances):
+            raise ValueError("the distance table must be nodes x nodes")
+
+    @classmethod
+    def from_facts(cls, facts: dict) -> "Machine":
+        m = facts.get("phys_machine") or {}
+        kw = {}
+        if "node_frames" in m:
+            kw["node_frames"] = tuple(int(x) for x in m["node_frames"])
+        if "dma_frames" in m:
+            kw["dma_frames"] = int(m["dma_frames"])
+        if "distances" in m:
+            kw["distances"] = tuple(tuple(int(x) for x in r) for r in m["distances"])
+        if "reserved" in m:
+            kw["reserved"] = tuple(int(x) for x in m["reserved"])
+        if "node_frames" in kw and "distances" not in kw:
+            n = len(kw["node_frames"])
+            kw["distances"] = tuple(tuple(10 if i == j else 21 for j in range(n)) for i in range(n))
+        return cls(**kw)
+
+    @property
+    def nodes(self) -> int:
+        return len(self.node_frames)
+
+    @property
+    def total(self) -> int:
+        return sum(self.node_frames)
+
+    def node_range(self, node: int) -> tuple[int, int]:
+        start = sum(self.node_frames[:node])
+        return start, start + self.node_frames[node]
+
+    def node_of(self, pfn: int) -> int:
+        for n in range(self.nodes):
+            lo, hi = self.node_range(n)
+            if lo <= pfn < hi:
+                return n
+        return -1
+
+    @property
+    def zones(self) -> tuple[Zone, ...]:
+        out = []
+        for n in range(self.nodes):
+            lo, hi = self.node_range(n)
+            if n == 0 and self.dma_frames:
+                out.append(Zone("DMA", 0, lo, lo + self.dma_frames))
+                lo += self.dma_frames
+            if hi > lo:
+                out.append(Zone("Normal", n, lo, hi))
+        return tuple(out)
+
+    def zone_of(self, pfn: int) -> Zone | None:
+        for z in self.zones:
+            if pfn in z:
+                return z
+        return None
+
+    def fallback(self, node: int) -> list[int]:
+        """Nodes by distance from ``node`` (the kernel's zonelist order, build_zonelists)."""
+        return sorted(range(self.nodes), key=lambda n: (self.distances[node][n], n))
+
+
+class FrameTable:
+    """One owner per frame; claims and releases are checked as they happen."""
+
+    __slots__ = ("machine", "owner", "node_of_pfn", "violations")
+
+    def __init__(self, machine: Machine):
+        self.machine = machine
+        self.owner = np.zeros(machine.total, dtype=np.int8)
+        self.node_of_pfn = np.zeros(machine.total, dtype=np.int8)
+        for n in range(machine.nodes):
+            lo, hi = machine.node_range(n)
+            self.node_of_pfn[lo:hi] = n
+        self.violations: list[tuple[str, str]] = []
+
+    def claim(self, pfn: int, count: int, owner: Owner) -> None:
+        """Give free frames [pfn, pfn+count) to ``owner``."""
+        rows = self.owner[pfn:pfn + count]
+        if len(rows) != count or (rows != Owner.FREE).any():
+            bad = pfn + int(np.flatnonzero(rows != Owner.FREE)[0]) if len(rows) == count else pfn
+            self.violations.append(("memspec.phys.frame-one-owner",
+                                    f"frame {bad} claimed for {Owner(owner).name} while owned by "
+                                    f"{Owner(int(self.owner[bad])).name if bad < len(self.owner) else '?'}"))
+        rows[:] = owner
+
+    def release(self, pfn: int, count: int, owner: Owner) -> None:
+        """Return frames [pfn, pfn+count) owned by ``owner`` to the free state."""
+        rows = self.owner[pfn:pfn + count]
+        if (rows != owner).any():
+            bad = pfn + int(np.flatnonzero(rows != owner)[0])
+            self.violations.append(("memspec.phys.frame-one-owner",
+                                    f"frame {bad} released by {Owner(owner).name} but owned by "
+                                    f"{Owner(int(self.owner[bad])).name}"))
+        rows[:] = Owner.FREE
+
+    def is_free(self, pfn: int, count: int) -> bool:
+        if pfn < 0 or pfn + count > len(self.owner):
+            return False
+        return not self.owner[pfn:pfn + count].any()
+
+    def free_count(self, node: int = -1) -> int:
+        if node < 0:
+            return int((self.owner == Owner.FREE).sum())
+        lo, hi = self.machine.node_range(node)
+        return int((self.owner[lo:hi] == Owner.FREE).sum())
+
+    def counts(self) -> np.ndarray:
+        """Frames per (node, owner): rows are nodes, columns ``Owner`` values."""
+        out = np.zeros((self.machine.nodes, len(Owner) + 1), dtype=np.int64)
+        np.add.at(out, (self.node_of_pfn.astype(np.int64), self.owner.astype(np.int64)), 1)
+        return out

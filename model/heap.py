@@ -1,0 +1,186 @@
+"""A variable-size heap judged by what C11 §7.22.3 and POSIX promise, and a region (arena).
+
+The heap's laws (not glibc's internals):
+
+* a successful allocation is a non-null pointer, suitably aligned (16 bytes on
+  x86-64, ``alignof(max_align_t)``; the requested alignment for the aligned
+  calls), whose ``size`` bytes overlap no other live block;
+* a failure is NULL with errno ENOMEM (POSIX), and leaves every block as it was;
+* calloc's bytes read as zero; ``realloc`` keeps the first ``min(old, new)``
+  bytes; a stored byte reads back until it is overwritten or freed;
+* where the standard leaves a choice (``malloc(0)``, ``realloc(p, 0)``,
+  an alignment that is not a power of two for aligned_alloc/memalign) every
+  permitted answer is allowed and recorded as implementation-defined;
+* anything the standard calls undefined (freeing a pointer twice, touching
+  bytes outside a live block) is judged *unknown* -- and real targets refuse
+  to run it.
+
+Worked example: ``p = malloc(5000)`` then ``heap_fill(p, 5000, 0x41)`` then
+``q = realloc(p, 9000)``: ``heap_count(q, 5000, 0x41)`` must be 5000 and
+``heap_count(q+5000, 4000, 0x41)`` anything from 0 to 4000 (indeterminate).
+
+Contents are kept per byte with a provenance code, so that a wrong byte is
+blamed on the clause that promised it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .intervals import IntervalMap
+
+MAX_ALIGN = 16                  # alignof(max_align_t), x86-64 SysV ABI
+PTRDIFF_MAX = (1 << 63) - 1
+SIZE_MAX = (1 << 64) - 1
+HEAP_BASE = 0x0000_1000_0000    # where the model's own heap places blocks
+HEAP_END = 0x0000_7000_0000_0000
+
+# provenance of a known byte
+UNKNOWN, STORED, ZEROED, MOVED = 0, 1, 2, 3
+PROVENANCE_CLAUSE = {STORED: "c11.object.value-kept", ZEROED: "c11.calloc.zeroed",
+                     MOVED: "c11.realloc.preserves-contents"}
+
+
+class Contents:
+    """The bytes of one block that the program can know: value and provenance per byte."""
+
+    __slots__ = ("size", "data", "known", "zero")
+
+    def __init__(self, size: int, zero: bool):
+        self.size = size
+        self.zero = zero
+        self.data: np.ndarray | None = None
+        self.known: np.ndarray | None = None
+
+    def _materialise(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.data is None:
+            self.data = np.zeros(self.size, dtype=np.uint8)
+            self.known = np.full(self.size, ZEROED if self.zero else UNKNOWN, dtype=np.uint8)
+        assert self.known is not None
+        return self.data, self.known
+
+    def fill(self, off: int, n: int, value: int) -> None:
+        data, known = self._materialise()
+        data[off:off + n] = value & 0xFF
+        known[off:off + n] = STORED
+
+    def load(self, off: int) -> tuple[int | None, int]:
+        """(value, provenance) of one byte; value None if indeterminate."""
+        if self.data is None:
+            return (0, ZEROED) if self.zero else (None, UNKNOWN)
+        assert self.known is not None
+        k = int(self.known[off])
+        return (int(self.data[off]) if k else None), k
+
+    def count(self, off: int, n: int, value: int) -> tuple[int, int, int]:
+        """(fewest, most, provenance) of bytes equal to ``value`` in [off, off+n)."""
+        if self.data is None:
+            if self.zero:
+                c = n if value & 0xFF == 0 else 0
+                return c, c, ZEROED
+            return 0, n, UNKNOWN
+        assert self.known is not None
+        d, k = self.data[off:off + n], self.known[off:off + n]
+        certain = int(((d == (value & 0xFF)) & (k != UNKNOWN)).sum())
+        unknown = int((k == UNKNOWN).sum())
+        codes = [c for c in (MOVED, ZEROED, STORED) if (k == c).any()]
+        return certain, certain + unknown, codes[0] if codes else UNKNOWN
+
+    def moved(self, new_size: int) -> "Contents":
+        """The contents after realloc to ``new_size``: the kept prefix is marked MOVED."""
+        c = Contents(new_size, False)
+        keep = min(self.size, new_size)
+        if self.data is None and not self.zero:
+            return c
+        data, known = c._materialise()
+        if self.data is None:
+            known[:keep] = MOVED
+        else:
+            assert self.known is not None
+            data[:keep] = self.data[:keep]
+            known[:keep] = np.where(self.known[:keep] != UNKNOWN, MOVED, UNKNOWN)
+        return c
+
+
+@dataclass(slots=True)
+class Block:
+    size: int
+    contents: Contents
+
+
+class Heap:
+    """Live blocks by address; extent max(size, 1) so that malloc(0)'s pointer is unique too."""
+
+    __slots__ = ("blocks",)
+
+    def __init__(self) -> None:
+        self.blocks: IntervalMap[Block] = IntervalMap()
+
+    def live(self, ptr: int) -> Block | None:
+        hit = self.blocks.find(ptr)
+        return hit[2] if hit and hit[0] == ptr else None
+
+    def inside(self, addr: int, n: int = 1) -> tuple[int, Block] | None:
+        """The live block holding all of [addr, addr+n), with addr's offset in it."""
+        hit = self.blocks.find(addr)
+        if hit is None:
+            return None
+        start, _, b = hit
+        off = addr - start
+        return (off, b) if n >= 0 and off + n <= b.size else None
+
+    def overlaps(self, addr: int, size: int, ignore: int | None = None) -> int | None:
+        """The start of a live block (other than ``ignore``) that [addr, addr+max(size,1)) overlaps."""
+        for s, _, _ in self.blocks.overlapping(addr, addr + max(size, 1)):
+            if s != ignore:
+                return s
+        return None
+
+    def add(self, addr: int, size: int, contents: Contents) -> None:
+        self.blocks.set(addr, addr + max(size, 1), Block(size, contents))
+
+    def remove(self, addr: int) -> Block | None:
+        b = self.live(addr)
+        if b is not None:
+            self.blocks.remove(addr, addr + max(b.size, 1))
+        return b
+
+    def pick(self, size: int, align: int = MAX_ALIGN) -> int | None:
+        """The model's own placement: first fit from the bottom of its heap range."""
+        need = max(size, 1)
+        cur = HEAP_BASE
+        for s, e, _ in self.blocks.items():
+            a = (cur + align - 1) // align * align
+            if a + need <= s:
+                return a
+            cur = max(cur, e)
+        a = (cur + align - 1) // align * align
+        return a if a + need <= HEAP_END else None
+
+    def audit(self) -> list[tuple[str, str]]:
+        prev_end = -1
+        for s, e, _ in self.blocks.items():
+            if s < prev_end:
+                return [("c11.malloc.disjoint", f"live blocks overlap at {s:#x}")]
+            prev_end = e
+        return []
+
+
+@dataclass(slots=True)
+class Arena:
+    """A region (Hanson 1990; Ross 1967): bump allocation, everything freed at once."""
+
+    base: int
+    capacity: int
+    cursor: int
+    objects: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.base + self.capacity
+
+
+ARENA_BASE = 0x0000_2000_0000_0000
+ARENA_MAX = 1 << 26
