@@ -17,7 +17,7 @@ names a buffer.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,6 +61,10 @@ class Machine:
     dma_frames: int = 4096
     distances: tuple[tuple[int, ...], ...] = ((10, 21), (21, 10))
     reserved: tuple[int, ...] = (0,)
+    # derived tables, computed once (zones, pfn -> zone index, node starts)
+    _zones: tuple[Zone, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
+    zone_index: np.ndarray = field(default=None, init=False, repr=False, compare=False, hash=False)  # type: ignore[assignment]
+    _starts: tuple[int, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         step = 1 << MAX_ORDER
@@ -71,6 +75,21 @@ class Machine:
         if len(self.distances) != len(self.node_frames) or any(len(r) != len(self.node_frames)
                                                                for r in self.distances):
             raise ValueError("the distance table must be nodes x nodes")
+        starts = tuple(sum(self.node_frames[:n]) for n in range(len(self.node_frames)))
+        object.__setattr__(self, "_starts", starts)
+        zones = []
+        for n, lo in enumerate(starts):
+            hi = lo + self.node_frames[n]
+            if n == 0 and self.dma_frames:
+                zones.append(Zone("DMA", 0, lo, lo + self.dma_frames))
+                lo += self.dma_frames
+            if hi > lo:
+                zones.append(Zone("Normal", n, lo, hi))
+        object.__setattr__(self, "_zones", tuple(zones))
+        index = np.zeros(sum(self.node_frames), dtype=np.int8)
+        for i, z in enumerate(zones):
+            index[z.start:z.end] = i
+        object.__setattr__(self, "zone_index", index)
 
     @classmethod
     def from_facts(cls, facts: dict) -> "Machine":
@@ -98,33 +117,22 @@ class Machine:
         return sum(self.node_frames)
 
     def node_range(self, node: int) -> tuple[int, int]:
-        start = sum(self.node_frames[:node])
+        start = self._starts[node]
         return start, start + self.node_frames[node]
 
     def node_of(self, pfn: int) -> int:
-        for n in range(self.nodes):
-            lo, hi = self.node_range(n)
-            if lo <= pfn < hi:
-                return n
-        return -1
+        if not 0 <= pfn < len(self.zone_index):
+            return -1
+        return self._zones[self.zone_index[pfn]].node
 
     @property
     def zones(self) -> tuple[Zone, ...]:
-        out = []
-        for n in range(self.nodes):
-            lo, hi = self.node_range(n)
-            if n == 0 and self.dma_frames:
-                out.append(Zone("DMA", 0, lo, lo + self.dma_frames))
-                lo += self.dma_frames
-            if hi > lo:
-                out.append(Zone("Normal", n, lo, hi))
-        return tuple(out)
+        return self._zones
 
     def zone_of(self, pfn: int) -> Zone | None:
-        for z in self.zones:
-            if pfn in z:
-                return z
-        return None
+        if not 0 <= pfn < len(self.zone_index):
+            return None
+        return self._zones[self.zone_index[pfn]]
 
     def fallback(self, node: int) -> list[int]:
         """Nodes by distance from ``node`` (the kernel's zonelist order, build_zonelists)."""

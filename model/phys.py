@@ -446,9 +446,13 @@ class PhysModel:
         if self.frames.free_count() < n or span > VMALLOC_END - VMALLOC_START:
             return exactly("seed.vmalloc.physically-scattered", K_ENOMEM)
         zones = self.buddy.zonelist(self.machine.fallback(self.numa.cpu_node))
-        free = np.flatnonzero(self.frames.owner == Owner.FREE)
-        order_of = {z: i for i, z in enumerate(zones)}
-        pref = sorted(free.tolist(), key=lambda p: (order_of.get(self.machine.zone_of(p), 99), p))[:n]
+        # the model's own choice: the lowest free frames, zone by zone in zonelist order
+        pref: list[int] = []
+        for z in zones:
+            rows = np.flatnonzero(self.frames.owner[z.start:z.end] == Owner.FREE)[:n - len(pref)]
+            pref += (rows + z.start).tolist()
+            if len(pref) >= n:
+                break
         start = VMALLOC_START
         for s, e, _ in self.vm.items():
             if start + span <= s:
