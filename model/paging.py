@@ -1,0 +1,552 @@
+"""The hw layer's model: an x86-64 CPU's paging, MMU checks, A/D updates and TLB (SDM Vol. 3A ch. 4).
+
+State: control registers (CR0, CR3, CR4, EFER, PKRU), the paging entries the
+program wrote (all other physical memory holds the harness pattern, see
+``memspec.calls_hw``), the history of entry values, roots and invalidations
+(``tlb.History``), and the model's own TLB (``tlb.RefTlb``).
+
+Each call's ``expect`` names the clause that decides it; ``access`` allows the
+walk of the current tables plus every stale walk the SDM still permits (§4.10),
+and ``apply`` adopts what the target did.  A/D bits the model cannot pin down
+(set on a walk that faulted, or when a cached translation may have been used)
+are tracked as *unsure* bits and judged loosely when read back.
+
+Worked example: PML4E/PDPTE/PDE user, PTE ``P|US`` (read-only) and CR0.WP = 1:
+``access(la, ACC_WRITE, 0)`` -> #PF errcode ``P|W`` (sdm.access.wp-supervisor-write);
+with WP = 0 the same write succeeds and sets D in the PTE (sdm.ad.dirty-on-write).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3, RAM_SIZE, pattern
+from memspec.records import OK, Outcome
+
+from .expect import Expect, exactly
+from .pte import (CR0_PE, CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_LA57, CR4_PAE, CR4_PCIDE, CR4_PGE, CR4_PKE,
+                  CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, EXEC, READ, WRITE,
+                  ErrCode, Mode, Pte, addr_mask, bits, decode)
+from .tlb import ALL, ALL_NONGLOBAL, PAGE, PAGE_GLOBAL, PCID_ALL, History, RefTlb, stale_walks
+from .walk import PageFault, Path, canonical, check_access, index, walk
+
+U64 = (1 << 64) - 1
+EINVAL = Outcome(value=-1, errno="EINVAL")
+GP = Outcome(signal="#GP")
+UD = Outcome(signal="#UD")
+
+DEFAULT_FACTS: dict[str, Any] = {
+    "maxphyaddr": 52, "la57": True, "page1g": True, "pcid": True, "invpcid": True,
+    "smep": True, "smap": True, "pku": True, "nx": True,
+    "ram": RAM_SIZE, "harness_low": HARNESS_LOW,
+    # the harness's own top-level entries (root[511]); values only matter if a walk reads them
+    "harness_entry4": 0x2000 | 0x27, "harness_entry5": 0x1000 | 0x27,
+    "strict_tlb": False,
+}
+
+CR4_KNOWN = CR4_PSE | CR4_PAE | CR4_PGE | CR4_LA57 | CR4_PCIDE | CR4_SMEP | CR4_SMAP | CR4_PKE | (1 << 9) | (1 << 10) | (1 << 18)
+EFER_KNOWN = EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE
+
+
+def _pf(f: PageFault) -> Outcome:
+    return Outcome(signal="#PF", detail=(("cr2", f.cr2), ("errcode", f.errcode)))
+
+
+def describe_pf(o: Outcome) -> str:
+    d = dict(o.detail)
+    code = d.get("errcode")
+    names = "|".join(f.name for f in ErrCode if code is not None and code & f) or "0"
+    return f"#PF errcode={code:#x} ({names}) cr2={d.get('cr2', 0):#x}" if code is not None else "#PF"
+
+
+def show(o: Outcome) -> str:
+    if o.signal == "#PF":
+        return describe_pf(o)
+    return o.describe()
+
+
+class Paging:
+    """One x86-64 logical processor's paging state (see the module docstring)."""
+
+    def __init__(self, facts: dict[str, Any] | None = None):
+        f = dict(DEFAULT_FACTS)
+        f.update(facts or {})
+        self.facts = f
+        self.maxphy = int(f["maxphyaddr"])
+        self.ram = int(f["ram"])
+        self.low = int(f["harness_low"])
+        self.strict = bool(f["strict_tlb"])
+        self.cr0 = CR0_PG | CR0_PE | CR0_WP
+        self.cr4 = CR4_PAE
+        self.efer = EFER_LME | EFER_LMA | (EFER_NXE if f["nx"] else 0)
+        self.pkru = 0
+        self.cr3 = INITIAL_CR3
+        self.mem: dict[int, int] = {}          # qwords the program (or the CPU's A/D updates) changed
+        self.unsure: dict[int, int] = {}       # addr -> bits the CPU may or may not have set
+        self.ad_clause: dict[int, str] = {}    # addr -> clause that last decided its A/D bits
+        self.history = History()
+        self.tlb = RefTlb()
+        self._last: dict[str, Any] = {}
+        self._write_harness_entry()
+        self.history.load_root(self.root, self.pcid)
+
+    # -- state helpers -------------------------------------------------------
+
+    @property
+    def mode(self) -> Mode:
+        return Mode(self.cr0, self.cr4, self.efer, self.pkru, self.maxphy)
+
+    @property
+    def root(self) -> int:
+        return self.cr3 & addr_mask(self.maxphy)
+
+    @property
+    def pcid(self) -> int:
+        return self.cr3 & 0xFFF if self.cr4 & CR4_PCIDE else 0
+
+    def read(self, pa: int) -> int:
+        """The qword at physical ``pa`` as the model knows it (the pattern where never written)."""
+        v = self.mem.get(pa)
+        return pattern(pa) if v is None else v
+
+    def known(self, pa: int) -> bool:
+        return self.low <= pa < self.ram or pa in self.mem
+
+    def _write_harness_entry(self) -> None:
+        key = "harness_entry5" if self.cr4 & CR4_LA57 else "harness_entry4"
+        addr = self.root | (HARNESS_SLOT << 3)
+        old = self.read(addr)
+        new = int(self.facts[key])
+        if old != new:
+            self.mem[addr] = new
+            self.history.write(addr, old, new)
+
+    def _store(self, pa: int, value: int) -> None:
+        old = self.read(pa)
+        self.mem[pa] = value
+        self.unsure.pop(pa, None)
+        self.ad_clause.pop(pa, None)
+        if old != value:
+            self.history.write(pa, old, value)
+
+    def _invalidate(self, kind: str, pcid: int, addr: int, clause: str) -> None:
+        self.history.invalidate(kind, pcid, addr, clause)
+        self.tlb.apply(self.history.events[-1])
+
+    def _harness_slot(self, la: int) -> bool:
+        return index(la, 5 if self.cr4 & CR4_LA57 else 4) == HARNESS_SLOT and canonical(la, self.mode)
+
+    def _table_ok(self, table: int, idx: int) -> bool:
+        return table % 4096 == 0 and self.low <= table < self.ram and 0 <= idx < HARNESS_SLOT
+
+    # -- LayerModel ----------------------------------------------------------
+
+    def expect(self, proc: str, name: str, args: tuple) -> Expect:
+        return getattr(self, "_expect_" + name)(*args)
+
+    def apply(self, proc: str, name: str, args: tuple, outcome: Outcome) -> None:
+        getattr(self, "_apply_" + name)(outcome, *args)
+
+    def bind(self, proc: str, name: str, result: str | None, outcome: Outcome) -> None:
+        pass
+
+    def invariants(self) -> list[tuple[str, str]]:
+        """No reference-TLB entry outlives an invalidation that covers it; A/D never unset by the CPU."""
+        bad: list[tuple[str, str]] = []
+        for e in self.tlb.entries:
+            ev = self.history.killed(e.created, e.pcid if e.pcid >= 0 else -1, e.la_base, e.path.size, e.pcid == -1)
+            if ev is not None:
+                bad.append((ev.clause, f"a translation of {e.la_base:#x} (PCID {e.pcid}) survived {ev.kind} "
+                                       f"invalidation at time {ev.time}"))
+        for addr, mask in self.unsure.items():
+            if mask & ~(Pte.A | Pte.D):
+                bad.append(("sdm.ad.only-a-d", f"entry {addr:#x}: bits {mask:#x} beyond A/D are uncertain"))
+        return bad
+
+    # -- boot, control registers ---------------------------------------------
+
+    def _expect_boot(self, cr0: int, cr4: int, efer: int) -> Expect:
+        if not (cr0 & CR0_PG and cr0 & CR0_PE and cr4 & CR4_PAE and efer & EFER_LME):
+            return exactly("memspec.hw.boot-long-mode", EINVAL)
+        if cr4 & ~CR4_KNOWN or efer & ~EFER_KNOWN or cr4 & CR4_PCIDE and self.cr3 & 0xFFF:
+            return exactly("memspec.hw.boot-long-mode", EINVAL)
+        missing = self._unsupported_cr4(cr4) or (efer & EFER_NXE and not self.facts["nx"])
+        if missing:
+            return exactly("memspec.hw.boot-feature", EINVAL)
+        return exactly("memspec.hw.boot", OK)
+
+    def _apply_boot(self, o: Outcome, cr0: int, cr4: int, efer: int) -> None:
+        if not o.ok:
+            return
+        self.cr0, self.cr4, self.efer = cr0, cr4, efer | EFER_LMA
+        self._write_harness_entry()
+        self._invalidate(ALL, 0, 0, "memspec.hw.boot")
+        self.history.load_root(self.root, self.pcid)
+
+    def _unsupported_cr4(self, cr4: int) -> bool:
+        need = ((CR4_LA57, "la57"), (CR4_PCIDE, "pcid"), (CR4_SMEP, "smep"), (CR4_SMAP, "smap"), (CR4_PKE, "pku"))
+        return any(cr4 & bit and not self.facts[f] for bit, f in need)
+
+    def _expect_mov_cr3(self, value: int) -> Expect:
+        pcide = bool(self.cr4 & CR4_PCIDE)
+        noflush = bool(value & CR3_NOFLUSH) and pcide
+        v = value & ~CR3_NOFLUSH if pcide else value
+        # SDM MOV CR: #GP(0) on a 1 in a reserved bit of CR3 (bits 63:MAXPHYADDR; bit 63 is the
+        # no-flush hint only with CR4.PCIDE = 1)
+        if v & bits(63, self.maxphy):
+            return exactly("sdm.cr3.rsvd-gp", GP)
+        root = v & addr_mask(self.maxphy)
+        if not self.low <= root < self.ram:
+            return exactly("memspec.hw.root-in-ram", EINVAL)
+        if noflush:
+            return exactly("sdm.tlb.cr3-noflush", OK)
+        if pcide:
+            return exactly("sdm.tlb.cr3-flush-pcid", OK)
+        return exactly("sdm.tlb.cr3-flush-nonglobal", OK)
+
+    def _apply_mov_cr3(self, o: Outcome, value: int) -> None:
+        if not o.ok:
+            return
+        pcide = bool(self.cr4 & CR4_PCIDE)
+        noflush = bool(value & CR3_NOFLUSH) and pcide
+        self.cr3 = value & ~CR3_NOFLUSH & U64
+        self._write_harness_entry()
+        self.history.load_root(self.root, self.pcid)
+        if noflush:
+            return
+        if pcide:
+            self._invalidate(PCID_ALL, self.pcid, 0, "sdm.tlb.cr3-flush-pcid")
+        else:
+            self._invalidate(PCID_ALL, 0, 0, "sdm.tlb.cr3-flush-nonglobal")
+
+    def _expect_mov_cr4(self, value: int) -> Expect:
+        old = self.cr4
+        if value & ~CR4_KNOWN or self._unsupported_cr4(value):
+            return exactly("sdm.cr4.rsvd-gp", GP)
+        if not value & CR4_PAE:
+            return exactly("sdm.cr4.pae-clear-gp", GP)
+        if (value ^ old) & CR4_LA57:
+            return exactly("sdm.cr4.la57-change-gp", GP)
+        if value & CR4_PCIDE and not old & CR4_PCIDE and self.cr3 & 0xFFF:
+            return exactly("sdm.cr4.pcide-cr3-gp", GP)
+        if (value ^ old) & CR4_PGE:
+            return exactly("sdm.tlb.cr4-pge-flush", OK)
+        if old & CR4_PCIDE and not value & CR4_PCIDE:
+            return exactly("sdm.tlb.cr4-pcide-off-flush", OK)
+        return exactly("sdm.cr4.load", OK)
+
+    def _apply_mov_cr4(self, o: Outcome, value: int) -> None:
+        if not o.ok:
+            return
+        old, self.cr4 = self.cr4, value
+        if (value ^ old) & CR4_PGE:
+            self._invalidate(ALL, 0, 0, "sdm.tlb.cr4-pge-flush")
+        elif old & CR4_PCIDE and not value & CR4_PCIDE:
+            self._invalidate(ALL, 0, 0, "sdm.tlb.cr4-pcide-off-flush")
+        if (value ^ old) & CR4_PCIDE:
+            self.history.load_root(self.root, self.pcid)
+
+    def _expect_mov_cr0(self, value: int) -> Expect:
+        if value >> 32:
+            return exactly("sdm.cr0.rsvd-gp", GP)
+        if not value & CR0_PG or not value & CR0_PE:
+            return exactly("sdm.cr0.pg-clear-long-mode-gp", GP)
+        if value & (1 << 29) and not value & (1 << 30):   # NW = 1 with CD = 0
+            return exactly("sdm.cr0.nw-without-cd-gp", GP)
+        return exactly("sdm.cr0.wp-load", OK)
+
+    def _apply_mov_cr0(self, o: Outcome, value: int) -> None:
+        if o.ok:
+            self.cr0 = value
+
+    def _expect_wrmsr_efer(self, value: int) -> Expect:
+        if value & ~EFER_KNOWN or (value & EFER_NXE and not self.facts["nx"]):
+            return exactly("sdm.efer.rsvd-gp", GP)
+        if not value & EFER_LME:
+            return exactly("sdm.efer.lme-change-gp", GP)
+        return exactly("sdm.efer.nxe-load", OK)
+
+    def _apply_wrmsr_efer(self, o: Outcome, value: int) -> None:
+        if o.ok:
+            self.efer = (value & ~EFER_LMA) | EFER_LMA   # LMA is read-only (set by the processor)
+
+    def _expect_wrpkru(self, value: int) -> Expect:
+        if not self.cr4 & CR4_PKE:
+            return exactly("sdm.pkeys.wrpkru-ud", UD)
+        if value >> 32:
+            return exactly("memspec.hw.pkru-32bit", EINVAL)
+        return exactly("sdm.pkeys.wrpkru", OK)
+
+    def _apply_wrpkru(self, o: Outcome, value: int) -> None:
+        if o.ok:
+            self.pkru = value
+
+    # -- paging entries ------------------------------------------------------
+
+    def _expect_set_pte(self, table: int, idx: int, frame: int, flags: int) -> Expect:
+        if not self._table_ok(table, idx) or not 0 <= frame | flags <= U64:
+            return exactly("memspec.hw.table-args", EINVAL)
+        return exactly("memspec.hw.set-pte", OK)
+
+    def _apply_set_pte(self, o: Outcome, table: int, idx: int, frame: int, flags: int) -> None:
+        if o.ok:
+            self._store(table + 8 * idx, (frame | flags) & U64)
+
+    def _expect_read_pte(self, table: int, idx: int) -> Expect:
+        if not self._table_ok(table, idx):
+            return exactly("memspec.hw.table-args", EINVAL)
+        addr = table + 8 * idx
+        want = self.read(addr)
+        loose = self.unsure.get(addr, 0)
+        clause = self.ad_clause.get(addr, "memspec.hw.entry-readback")
+        if not loose:
+            return Expect(clause, Outcome(value=want), f"{want:#x} ({decode(want, 1)})", (Outcome(value=want),))
+
+        def allowed(o: Outcome) -> str | None:
+            if o.value is None or not o.ok:
+                return f"expected the entry, observed {o.describe()}"
+            if (o.value ^ want) & ~loose:
+                return f"expected {want:#x} (bits {loose:#x} either way), observed {o.value:#x}"
+            return None
+        return Expect(clause, Outcome(value=want), f"{want:#x} with bits {loose:#x} either way", predicate=allowed,
+                      impl_defined=True)
+
+    def _apply_read_pte(self, o: Outcome, table: int, idx: int) -> None:
+        addr = table + 8 * idx
+        if o.value is not None and addr in self.unsure:
+            self.unsure.pop(addr)
+            if o.value != self.read(addr):
+                self.mem[addr] = o.value
+                self.history.adopt(addr, o.value)
+
+    # -- invalidation ----------------------------------------------------------
+
+    def _expect_invlpg(self, addr: int) -> Expect:
+        if not canonical(addr, self.mode):
+            return exactly("sdm.invlpg.noncanonical-nop", OK)
+        if self._harness_slot(addr):
+            return exactly("memspec.hw.harness-slot", EINVAL)
+        return exactly("sdm.tlb.invlpg", OK)
+
+    def _apply_invlpg(self, o: Outcome, addr: int) -> None:
+        if o.ok and canonical(addr, self.mode):
+            self._invalidate(PAGE_GLOBAL, self.pcid, addr, "sdm.tlb.invlpg")
+
+    def _expect_invpcid(self, kind: int, pcid: int, addr: int) -> Expect:
+        if not self.facts["invpcid"]:
+            return exactly("sdm.invpcid.ud-unsupported", UD)
+        if kind > 3 or pcid > 0xFFF:
+            return exactly("sdm.invpcid.gp-type-pcid", GP)
+        if kind == 0 and not canonical(addr, self.mode):
+            return exactly("sdm.invpcid.gp-noncanonical", GP)
+        if kind in (0, 1) and pcid and not self.cr4 & CR4_PCIDE:
+            return exactly("sdm.invpcid.gp-pcid-without-pcide", GP)
+        if kind == 0 and self._harness_slot(addr):
+            return exactly("memspec.hw.harness-slot", EINVAL)
+        return exactly(("sdm.invpcid.addr", "sdm.invpcid.single", "sdm.invpcid.all-global", "sdm.invpcid.all")[kind], OK)
+
+    def _apply_invpcid(self, o: Outcome, kind: int, pcid: int, addr: int) -> None:
+        if not o.ok:
+            return
+        if kind == 0:
+            self._invalidate(PAGE, pcid, addr, "sdm.invpcid.addr")
+        elif kind == 1:
+            self._invalidate(PCID_ALL, pcid, 0, "sdm.invpcid.single")
+        elif kind == 2:
+            self._invalidate(ALL, 0, 0, "sdm.invpcid.all-global")
+        else:
+            self._invalidate(ALL_NONGLOBAL, 0, 0, "sdm.invpcid.all")
+
+    # -- accesses ----------------------------------------------------------------
+
+    def _outcome_of(self, res: Path | PageFault, la: int, acc: int, cpl: int, ac: int) -> tuple[Outcome | None, str, int | None]:
+        """(outcome or None if the value cannot be predicted, clause, physical address)."""
+        if isinstance(res, PageFault):
+            return _pf(res), res.clause, None
+        fault, clause = check_access(res, self.mode, la, acc, cpl, ac)
+        if fault is not None:
+            return _pf(fault), clause, None
+        pa = res.pa(la)
+        if not (self.low <= pa < self.ram) or self._is_harness_entry(pa):
+            return None, "memspec.hw.pa-outside-pattern", pa
+        if acc == EXEC:
+            if pa in self.mem:
+                return None, "memspec.hw.pa-outside-pattern", pa
+            return OK, clause, pa
+        v = self.read(pa)
+        if acc == WRITE:
+            v = (v & ~0xFF) | 0xCC
+        return Outcome(value=v), clause, pa
+
+    def _is_harness_entry(self, pa: int) -> bool:
+        return (pa >> 3) & 0x1FF == HARNESS_SLOT and pa in self.mem and self.mem[pa] in (
+            self.facts["harness_entry4"], self.facts["harness_entry5"])
+
+    def _candidates(self, la: int, acc: int, cpl: int, ac: int):
+        mode = self.mode
+        page1g = bool(self.facts["page1g"])
+        cur = walk(self.read, mode, self.root, la, acc, cpl, page1g)
+        stale, removed = stale_walks(self.history, mode, self.read, la, acc, cpl, self.pcid, page1g)
+        return cur, stale, removed
+
+    def _expect_access(self, la: int, acc: int, cpl: int, ac: int) -> Expect:
+        if la % 8 or acc not in (READ, WRITE, EXEC) or cpl not in (0, 3) or ac not in (0, 1) or not 0 <= la <= U64:
+            return exactly("memspec.hw.access-args", EINVAL)
+        if not canonical(la, self.mode):
+            # §4.5.1 / SDM Vol. 1 §3.3.7.1: a non-canonical linear address raises #GP(0), not #PF
+            return exactly("sdm.canonical.gp", GP)
+        if self._harness_slot(la):
+            return exactly("memspec.hw.harness-slot", EINVAL)
+        cur, stale, removed = self._candidates(la, acc, cpl, ac)
+        o_cur, clause, _ = self._outcome_of(cur, la, acc, cpl, ac)
+        options: list[tuple[Outcome | None, str]] = [(o_cur, clause)]
+        for res, _t, _g in stale:
+            o, c, _ = self._outcome_of(res, la, acc, cpl, ac)
+            options.append((o, c))
+        # PK as well as a paging-rights violation: the SDM does not order them; allow PK either way
+        extra = []
+        for o, c in options:
+            if o is not None and o.signal == "#PF" and isinstance(cur, Path) and self._pk_also(cur, acc, cpl):
+                d = dict(o.detail)
+                extra.append((Outcome(signal="#PF", detail=(("cr2", d["cr2"]), ("errcode", int(d["errcode"] | ErrCode.PK)))), c))
+        options += extra
+        # the reference TLB's choice (the default, and the strict law)
+        default = o_cur
+        hit = self.tlb.lookup(la, self.pcid)
+        if hit is not None and o_cur is not None:
+            o_hit, _, _ = self._outcome_of(hit.path, la, acc, cpl, ac)
+            if o_hit is not None and o_hit.ok:
+                default = o_hit
+        if default is None:
+            default = Outcome(value=0)
+        self._last = {"la": la, "cur": cur, "stale": stale}
+        if any(o is None for o, _ in options if o is o_cur) and o_cur is None:
+            return Expect(clause, default, "a value from memory the pattern does not cover", unknown=True)
+        if self.strict:
+            return exactly(clause if default == o_cur else "sdm.tlb.stale-before-invalidation", default)
+        distinct = []
+        for o, c in options:
+            if o is None:
+                distinct.append((o, c))
+            elif all(o != d for d, _ in distinct):
+                distinct.append((o, c))
+        if len(distinct) == 1:
+            # exercised: the invalidation that removed every stale walk, if there was one
+            for res, ev in removed:
+                if not isinstance(res, Path):
+                    continue
+                o_old, _, _ = self._outcome_of(res, la, acc, cpl, ac)
+                if o_old is not None and o_old != o_cur and ev.clause.startswith("sdm."):
+                    clause = ev.clause
+                    break
+            return Expect(clause, o_cur, show(o_cur), (o_cur,))
+        unknown_value = any(o is None for o, _ in distinct)
+
+        def allowed(obs: Outcome) -> str | None:
+            for o, _ in distinct:
+                if o is None:
+                    if obs.ok and unknown_value and acc != EXEC:
+                        return None
+                    continue
+                if obs.signal == "#PF" and o.signal == "#PF":
+                    if dict(obs.detail).get("errcode") == dict(o.detail)["errcode"] and \
+                            dict(obs.detail).get("cr2") == dict(o.detail)["cr2"]:
+                        return None
+                elif (obs.value, obs.errno, obs.signal) == (o.value, o.errno, o.signal):
+                    return None
+            return "expected one of " + ", ".join(show(o) if o else "(any value)" for o, _ in distinct) + \
+                f"; observed {show(obs)}"
+        return Expect("sdm.tlb.stale-before-invalidation", default,
+                      " or ".join(show(o) if o else "(any value)" for o, _ in distinct), predicate=allowed,
+                      impl_defined=True)
+
+    def _pk_also(self, path: Path, acc: int, cpl: int) -> bool:
+        m = self.mode
+        if not (m.pke and path.user and acc != EXEC):
+            return False
+        ad = (m.pkru >> (2 * path.pkey)) & 1
+        wd = (m.pkru >> (2 * path.pkey + 1)) & 1
+        return bool(ad or (acc == WRITE and wd and (cpl == 3 or m.wp)))
+
+    def _apply_access(self, o: Outcome, la: int, acc: int, cpl: int, ac: int) -> None:
+        if o.errno or o.signal == "#GP":
+            return
+        last = self._last if self._last.get("la") == la else None
+        if last is None:
+            cur, stale, _ = self._candidates(la, acc, cpl, ac)
+        else:
+            cur, stale = last["cur"], last["stale"]
+        self._last = {}
+        exact = not stale
+        if o.signal == "#PF":
+            # §4.10.4.1: a #PF invalidates the TLB entries (non-global) for the faulting page, current PCID
+            self._invalidate(PAGE, self.pcid, la, "sdm.tlb.pf-invalidates")
+            # §4.8: whether A is set in entries used by a faulting walk is not specified
+            for res in [cur] + [r for r, _, _ in stale]:
+                for u in res.uses:
+                    if self.read(u.addr) & Pte.P and not self.read(u.addr) & Pte.A and u.addr in self.mem:
+                        self.unsure[u.addr] = int(self.unsure.get(u.addr, 0) | Pte.A)
+                        self.ad_clause[u.addr] = "sdm.ad.fault-a-unspecified"
+            return
+        used: Path | None = None
+        if isinstance(cur, Path):
+            oc, _, pa = self._outcome_of(cur, la, acc, cpl, ac)
+            if oc is not None and oc.ok:
+                used = cur
+        if used is not None:
+            for u in used.uses:
+                if u.addr not in self.mem:
+                    continue
+                v = self.read(u.addr)
+                leaf = u is used.uses[-1]
+                want = int(v | Pte.A | (Pte.D if leaf and acc == WRITE else 0))
+                if exact:
+                    if want != v:
+                        self.mem[u.addr] = want
+                        self.history.adopt(u.addr, want)
+                    self.ad_clause[u.addr] = ("sdm.ad.dirty-on-write" if leaf and acc == WRITE else
+                                              "sdm.ad.no-dirty-on-read" if leaf else "sdm.ad.accessed-on-use")
+                else:
+                    self.unsure[u.addr] = int(self.unsure.get(u.addr, 0) | (want & ~v))
+                    self.ad_clause[u.addr] = "sdm.tlb.ad-with-cached-translation"
+            self.tlb.fill(used, la, self.pcid, used.glob and bool(self.cr4 & CR4_PGE), self.history.now)
+        for res, _, _ in stale:
+            for u in res.uses:
+                v = self.read(u.addr)
+                if u.addr in self.mem and v & Pte.P:
+                    self.unsure[u.addr] = int(self.unsure.get(u.addr, 0) | ((Pte.A | (Pte.D if acc == WRITE else 0)) & ~v))
+                    self.ad_clause[u.addr] = "sdm.tlb.ad-with-cached-translation"
+        # a store lands the byte 0xCC at the physical address: a paging entry there changes
+        if acc == WRITE and o.value is not None:
+            for res in [cur] + [r for r, _, _ in stale]:
+                if isinstance(res, Path):
+                    pa = res.pa(la)
+                    if pa in self.mem and (self.mem[pa] & ~0xFF) | 0xCC == o.value:
+                        self._store(pa, o.value)
+                        break
+        for k in [k for k, m in self.unsure.items() if not m]:
+            del self.unsure[k]
+
+    # -- explanations (for failure reports) ----------------------------------------
+
+    def explain(self, la: int) -> str:
+        """Every level's entry for ``la`` with its bits decoded, and the control registers."""
+        lines = [f"CR0={self.cr0:#x} CR3={self.cr3:#x} CR4={self.cr4:#x} EFER={self.efer:#x} PKRU={self.pkru:#x}"]
+        table = self.root
+        for level in range(self.mode.levels, 0, -1):
+            addr = table | (index(la, level) << 3)
+            e = self.read(addr)
+            name = {5: "PML5E", 4: "PML4E", 3: "PDPTE", 2: "PDE", 1: "PTE"}[level]
+            lines.append(f"  {name}[{index(la, level)}] @ {addr:#x} = {e:#018x}  {decode(e, level)}")
+            if not e & Pte.P or level == 1 or (level in (2, 3) and e & Pte.PS):
+                break
+            table = e & addr_mask(self.maxphy)
+        return "\n".join(lines)
+
+
+def new_model(facts: dict) -> Paging:
+    return Paging(facts)
+
+
+__all__ = ["Paging", "new_model", "DEFAULT_FACTS", "replace"]

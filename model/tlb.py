@@ -1,0 +1,227 @@
+"""The TLB and paging-structure caches as an allowed-outcome model (Intel SDM Vol. 3A §4.10).
+
+The SDM lets a processor cache any translation that was valid at some moment
+since the last invalidation that covers it, including translations it never
+used (§4.10.2.3, prefetch and speculation), and combine cached upper-level
+entries with fresh lower-level ones (§4.10.3, paging-structure caches).  Flushing
+more than required is always allowed.  So the law is a set:
+
+    allowed(la) = { the walk of the current tables }
+                ∪ { walks whose entries each held their value at some time t after
+                    the last invalidation covering (PCID, la) -- or (any PCID, la)
+                    for a global translation with CR4.PGE = 1 }
+
+``History`` records every value every entry held, every root loaded (with its
+PCID) and every invalidation, and enumerates those walks.  ``RefTlb`` is the
+model's own deterministic choice (it caches every translation it used, and
+drops exactly what the SDM requires): the judge's default, and the strict law
+for tests of TLB-retention bugs.
+
+Worked example: PTE 5 maps frame A, a load caches it, PTE 5 is rewritten to
+frame B: a load may return A or B.  After ``invlpg`` of that page, only B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .pte import Mode, Pte, addr_mask, rsvd_high, bits
+from .walk import Path, PageFault, Use, index, pml4e, pml5e, pdpte, pde, pte, _path, errcode
+
+# invalidation kinds
+PAGE = "page"              # non-global translations of (pcid, page containing addr)
+PAGE_GLOBAL = "page+g"     # every translation of the page containing addr, any PCID (INVLPG)
+PCID_ALL = "pcid"          # non-global translations of one PCID
+ALL_NONGLOBAL = "nonglobal"
+ALL = "all"                # everything, global ones too
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    time: int
+    kind: str
+    pcid: int
+    addr: int
+    clause: str
+
+
+@dataclass(slots=True)
+class History:
+    """Every value of every paging entry over time, every (root, PCID) loaded, every invalidation."""
+
+    now: int = 0
+    values: dict[int, list[list[int]]] = field(default_factory=dict)   # addr -> [[start, end(-1 live), value]]
+    roots: list[list[int]] = field(default_factory=list)               # [[start, end(-1 live), root, pcid]]
+    events: list[Event] = field(default_factory=list)
+
+    def tick(self) -> int:
+        self.now += 1
+        return self.now
+
+    def write(self, addr: int, old: int, new: int) -> None:
+        t = self.tick()
+        vs = self.values.setdefault(addr, [[0, -1, old]])
+        vs[-1][1] = t
+        vs.append([t, -1, new])
+
+    def adopt(self, addr: int, new: int) -> None:
+        """A/D bits changed by the processor: the live value changes in place (§4.10.4.3: setting
+        A or D needs no invalidation, and translations do not depend on them)."""
+        vs = self.values.get(addr)
+        if vs:
+            vs[-1][2] = new
+
+    def load_root(self, root: int, pcid: int) -> None:
+        t = self.tick()
+        if self.roots:
+            self.roots[-1][1] = t
+        self.roots.append([t, -1, root, pcid])
+
+    def invalidate(self, kind: str, pcid: int, addr: int, clause: str) -> None:
+        self.events.append(Event(self.tick(), kind, pcid, addr, clause))
+
+    def alternatives(self, addr: int, current: int) -> list[tuple[int, int]]:
+        """(value, latest time it held) for each value of ``addr``; the live one with time ``now``."""
+        vs = self.values.get(addr)
+        if not vs:
+            return [(current, self.now)]
+        out = [(v, self.now if end < 0 else end - 1) for _, end, v in vs[-6:]]
+        return out
+
+    def killed(self, t: int, pcid: int, la: int, size: int, glob: bool) -> Event | None:
+        """The first invalidation after time ``t`` that removes a translation of ``la`` (page of
+        ``size``) cached under ``pcid`` (global: under any PCID)."""
+        base = la & ~(size - 1)
+        for ev in self.events:
+            if ev.time <= t:
+                continue
+            covers = ev.addr is not None and base <= ev.addr < base + size
+            if ev.kind == ALL:
+                return ev
+            if ev.kind == PAGE_GLOBAL and covers and (glob or ev.pcid == pcid):
+                return ev
+            if glob:
+                continue
+            if ev.kind == ALL_NONGLOBAL:
+                return ev
+            if ev.kind == PCID_ALL and ev.pcid == pcid:
+                return ev
+            if ev.kind == PAGE and ev.pcid == pcid and covers:
+                return ev
+        return None
+
+
+LEVEL_STEP = {5: pml5e, 4: pml4e, 2: pde, 1: pte}
+
+
+def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid: int, page1g: bool,
+                limit: int = 64) -> tuple[list[tuple[Path | PageFault, int, bool]], list[tuple[Path | PageFault, Event]]]:
+    """Walks over older values of the entries (see module doc) not yet invalidated.
+
+    Returns ([(result, latest time, global?)], the first invalidation that removed some older walk).
+    Every older value a walk uses must have been present and free of reserved bits (only such
+    entries are cached, §4.10.2.1 and §4.10.3.1)."""
+    out: list[tuple[Path | PageFault, int, bool]] = []
+    removed: list[tuple[Path | PageFault, Event]] = []
+    amask = addr_mask(mode.maxphy)
+    roots = [(root, p, h.now if end < 0 else end - 1) for _, end, root, p in h.roots[-6:]]
+
+    def go(level: int, table: int, uses: list[Use], t: int, stale: bool) -> None:
+        if len(out) >= limit:
+            return
+        addr = table | (index(la, level) << 3)
+        for value, until in h.alternatives(addr, read(addr)):
+            old = until < h.now
+            if level == 3:
+                fault, rsvd = pdpte(value, mode, page1g)
+            else:
+                fault, rsvd = LEVEL_STEP[level](value, mode)
+            u = uses + [Use(addr, value, level)]
+            tt = min(t, until)
+            if fault is not None:
+                if old:
+                    continue          # a not-present or reserved entry is never cached
+                if stale:
+                    out.append((PageFault(errcode(mode, acc, cpl, present=rsvd, rsvd=rsvd), la, fault, tuple(u)),
+                                tt, False))
+                continue
+            if level == 1 or (level in (2, 3) and value & Pte.PS):
+                if stale or old:
+                    out.append((_path(tuple(u), mode, level), tt, False))
+                continue
+            go(level - 1, value & amask, u, tt, stale or old)
+
+    for root, rpcid, until in roots:
+        go(mode.levels, root & amask, [], until, until < h.now or False)
+    kept: list[tuple[Path | PageFault, int, bool]] = []
+    seen = set()
+    for res, t, _ in out:
+        glob = isinstance(res, Path) and res.glob and mode.pge
+        size = res.size if isinstance(res, Path) else 1 << 12
+        root_pcid = _pcid_at(h, t)
+        if not glob and root_pcid != pcid:
+            continue
+        ev = h.killed(t, pcid if not glob else -1, la, size, glob)
+        if ev is not None:
+            removed.append((res, ev))
+            continue
+        key = (res.base, res.size, res.user, res.writable, res.xd, res.pkey) if isinstance(res, Path) else (res.errcode,)
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append((res, t, glob))
+    return kept, removed
+
+
+def _pcid_at(h: History, t: int) -> int:
+    for start, end, _root, p in reversed(h.roots):
+        if start <= t and (end < 0 or t < end):
+            return p
+    return h.roots[0][3] if h.roots else 0
+
+
+@dataclass(slots=True)
+class RefEntry:
+    path: Path
+    la_base: int
+    pcid: int       # -1: global
+    created: int
+
+
+class RefTlb:
+    """The model's own TLB: caches each translation it uses; drops exactly what the SDM requires."""
+
+    def __init__(self) -> None:
+        self.entries: list[RefEntry] = []
+
+    def lookup(self, la: int, pcid: int) -> RefEntry | None:
+        for e in reversed(self.entries):
+            if e.la_base <= la < e.la_base + e.path.size and (e.pcid == pcid or e.pcid == -1):
+                return e
+        return None
+
+    def fill(self, path: Path, la: int, pcid: int, glob: bool, now: int) -> None:
+        base = la & ~(path.size - 1)
+        self.drop_page(la, pcid, include_global=True)
+        self.entries.append(RefEntry(path, base, -1 if glob else pcid, now))
+
+    def drop_page(self, la: int, pcid: int, include_global: bool) -> None:
+        self.entries = [e for e in self.entries
+                        if not (e.la_base <= la < e.la_base + e.path.size
+                                and (e.pcid == pcid or (include_global and e.pcid == -1)))]
+
+    def apply(self, ev: Event) -> None:
+        if ev.kind == ALL:
+            self.entries = []
+        elif ev.kind == ALL_NONGLOBAL:
+            self.entries = [e for e in self.entries if e.pcid == -1]
+        elif ev.kind == PCID_ALL:
+            self.entries = [e for e in self.entries if e.pcid != ev.pcid]
+        elif ev.kind == PAGE_GLOBAL:
+            self.drop_page(ev.addr, ev.pcid, include_global=True)
+        elif ev.kind == PAGE:
+            self.drop_page(ev.addr, ev.pcid, include_global=False)
+
+
+__all__ = ["History", "RefTlb", "Event", "stale_walks", "PAGE", "PAGE_GLOBAL", "PCID_ALL", "ALL_NONGLOBAL", "ALL",
+           "bits", "rsvd_high"]

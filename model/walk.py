@@ -1,0 +1,270 @@
+"""The x86-64 linear-address translation, one function per level (Intel SDM Vol. 3A §4.5).
+
+``walk(read, mode, root, la)`` follows SDM §4.5.4 (4-level) and §4.5.5 (5-level):
+each level reads one entry, checks P, then the reserved bits, then either maps a
+page (PS = 1, or the PTE) or names the next table.  Structural failures are
+values (``PageFault``); access rights are checked afterwards over the whole path
+(``check_access``, §4.6), since the SDM combines the U/S, R/W and XD bits of
+every level.
+
+Worked example: with 4-level paging, la = 0x405008 uses PML4E 0, PDPTE 0,
+PDE 2, PTE 5; a 2 MiB PDE with XD = 1 and NXE = 1 forbids fetches:
+``check_access`` returns errcode ``P|ID`` with clause ``sdm.access.xd-fetch``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .pte import (EXEC, PKEY_MASK, PKEY_SHIFT, READ, WRITE, ErrCode, Mode, Pte, addr_mask, bits,
+                  rsvd_high)
+
+Read = Callable[[int], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Use:
+    """One paging-structure entry used by a walk: where it is, what it held, at which level."""
+
+    addr: int
+    value: int
+    level: int
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    """A completed walk: the entries used, the page it maps and the rights combined over all levels."""
+
+    uses: tuple[Use, ...]
+    base: int        # physical address of the page
+    size: int        # 4 KiB, 2 MiB or 1 GiB
+    user: bool       # U/S = 1 at every level (§4.6: a user-mode address)
+    writable: bool   # R/W = 1 at every level
+    xd: bool         # XD = 1 at some level (only meaningful with NXE = 1)
+    glob: bool       # G = 1 in the leaf
+    pkey: int
+    dirty: bool      # D = 1 in the leaf
+
+    def pa(self, la: int) -> int:
+        return self.base | (la & (self.size - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class PageFault:
+    """A #PF as a value: error code, CR2 and the clause that decided it."""
+
+    errcode: int
+    cr2: int
+    clause: str
+    uses: tuple[Use, ...] = ()
+
+
+# ---------------------------------------------------------------------------
+# canonical addresses (§3.3.7.1, §4.5.1): bits 63:47 (63:56 with LA57) all equal
+
+def canonical(la: int, mode: Mode) -> bool:
+    top = 56 if mode.la57 else 47
+    hi = la >> top
+    return hi == 0 or hi == (1 << (64 - top)) - 1
+
+
+def index(la: int, level: int) -> int:
+    """Bits of la that select the entry at ``level``: PML5 56:48, PML4 47:39, PDPT 38:30, PD 29:21, PT 20:12."""
+    return (la >> (12 + 9 * (level - 1))) & 0x1FF
+
+
+# ---------------------------------------------------------------------------
+# one function per level: (entry, mode) -> None (go on) or the clause of a fault.
+# Each returns (fault clause or None, rsvd?); the walk driver does the bookkeeping.
+
+def pml5e(e: int, mode: Mode) -> tuple[str | None, bool]:
+    """SDM Table 4-14: a PML5E references a PML4 table; its PS bit is reserved."""
+    if not e & Pte.P:
+        return "sdm.walk.pml5e.not-present", False
+    if e & Pte.PS:
+        return "sdm.walk.pml5e.rsvd-ps", True
+    if e & rsvd_high(mode):
+        return _rsvd_clause(e, mode, "sdm.walk.pml5e.rsvd-maxphy"), True
+    return None, False
+
+
+def pml4e(e: int, mode: Mode) -> tuple[str | None, bool]:
+    """SDM Table 4-15: a PML4E references a PDPT; its PS bit is reserved."""
+    if not e & Pte.P:
+        return "sdm.walk.pml4e.not-present", False
+    if e & Pte.PS:
+        return "sdm.walk.pml4e.rsvd-ps", True
+    if e & rsvd_high(mode):
+        return _rsvd_clause(e, mode, "sdm.walk.pml4e.rsvd-maxphy"), True
+    return None, False
+
+
+def pdpte(e: int, mode: Mode, page1g: bool) -> tuple[str | None, bool]:
+    """SDM Tables 4-16/4-17: PS = 1 maps a 1 GiB page (bits 29:13 reserved); else references a PD.
+    Without 1 GiB-page support (CPUID.80000001H:EDX.Page1GB = 0) PS is reserved."""
+    if not e & Pte.P:
+        return "sdm.walk.pdpte.not-present", False
+    if e & Pte.PS:
+        if not page1g:
+            return "sdm.walk.pdpte.rsvd-ps-no-1g", True
+        if e & bits(29, 13):
+            return "sdm.walk.pdpte.rsvd-1g-low", True
+    if e & rsvd_high(mode):
+        return _rsvd_clause(e, mode, "sdm.walk.pdpte.rsvd-maxphy"), True
+    return None, False
+
+
+def pde(e: int, mode: Mode) -> tuple[str | None, bool]:
+    """SDM Tables 4-18/4-19: PS = 1 maps a 2 MiB page (bits 20:13 reserved); else references a PT."""
+    if not e & Pte.P:
+        return "sdm.walk.pde.not-present", False
+    if e & Pte.PS and e & bits(20, 13):
+        return "sdm.walk.pde.rsvd-2m-low", True
+    if e & rsvd_high(mode):
+        return _rsvd_clause(e, mode, "sdm.walk.pde.rsvd-maxphy"), True
+    return None, False
+
+
+def pte(e: int, mode: Mode) -> tuple[str | None, bool]:
+    """SDM Table 4-20: a PTE maps a 4 KiB page; bit 7 is PAT, not PS."""
+    if not e & Pte.P:
+        return "sdm.walk.pte.not-present", False
+    if e & rsvd_high(mode):
+        return _rsvd_clause(e, mode, "sdm.walk.pte.rsvd-maxphy"), True
+    return None, False
+
+
+def _rsvd_clause(e: int, mode: Mode, maxphy_clause: str) -> str:
+    # the XD bit with NXE = 0 is its own clause (a common walker bug); bits 51:M the other
+    beyond = bits(51, mode.maxphy) if mode.maxphy < 52 else 0
+    if not mode.nxe and e & Pte.XD and not e & beyond:
+        return "sdm.walk.rsvd.xd-without-nxe"
+    return maxphy_clause
+
+
+# ---------------------------------------------------------------------------
+# the walk (§4.5.4/§4.5.5)
+
+def walk(read: Read, mode: Mode, root: int, la: int, acc: int, cpl: int, page1g: bool = True) -> Path | PageFault:
+    """Translate ``la``: read entries with ``read(physical address)``; structural faults only."""
+    uses: list[Use] = []
+    table = root & addr_mask(mode.maxphy)
+    for level in range(mode.levels, 0, -1):
+        addr = table | (index(la, level) << 3)
+        e = read(addr)
+        uses.append(Use(addr, e, level))
+        if level == 5:
+            fault, rsvd = pml5e(e, mode)
+        elif level == 4:
+            fault, rsvd = pml4e(e, mode)
+        elif level == 3:
+            fault, rsvd = pdpte(e, mode, page1g)
+        elif level == 2:
+            fault, rsvd = pde(e, mode)
+        else:
+            fault, rsvd = pte(e, mode)
+        if fault is not None:
+            return PageFault(errcode(mode, acc, cpl, present=rsvd, rsvd=rsvd), la, fault, tuple(uses))
+        if level == 1 or (level in (2, 3) and e & Pte.PS):
+            return _path(tuple(uses), mode, level)
+        table = e & addr_mask(mode.maxphy)
+    raise AssertionError("unreachable")
+
+
+def _path(uses: tuple[Use, ...], mode: Mode, level: int) -> Path:
+    leaf = uses[-1].value
+    size = {1: 1 << 12, 2: 1 << 21, 3: 1 << 30}[level]
+    return Path(
+        uses=uses,
+        base=leaf & addr_mask(mode.maxphy) & ~(size - 1),
+        size=size,
+        user=all(u.value & Pte.US for u in uses),
+        writable=all(u.value & Pte.RW for u in uses),
+        xd=any(u.value & Pte.XD for u in uses),
+        glob=bool(leaf & Pte.G),
+        pkey=(leaf & PKEY_MASK) >> PKEY_SHIFT,
+        dirty=bool(leaf & Pte.D),
+    )
+
+
+def errcode(mode: Mode, acc: int, cpl: int, present: bool, rsvd: bool = False, pk: bool = False) -> int:
+    """§4.7: P, W/R, U/S, RSVD, I/D, PK.  I/D is set for fetches only if SMEP = 1 or NXE = 1 (PAE is on)."""
+    code = 0
+    if present:
+        code |= ErrCode.P
+    if acc == WRITE:
+        code |= ErrCode.W
+    if cpl == 3:
+        code |= ErrCode.U
+    if rsvd:
+        code |= ErrCode.RSVD
+    if acc == EXEC and (mode.smep or mode.nxe):
+        code |= ErrCode.ID
+    if pk:
+        code |= ErrCode.PK
+    return int(code)
+
+
+# ---------------------------------------------------------------------------
+# access rights (§4.6.1) and protection keys (§4.6.2)
+
+def check_access(path: Path, mode: Mode, la: int, acc: int, cpl: int, ac: int) -> tuple[PageFault | None, str]:
+    """None if the access is allowed (with the clause that allowed it), else the #PF and its clause.
+
+    Supervisor-mode access (CPL < 3):
+      read:  user address -> SMAP = 1 and AC = 0 forbids (sdm.access.smap-read)
+      write: user address -> SMAP = 1 and AC = 0 forbids; then WP = 1 needs R/W = 1 at all levels
+      fetch: user address -> SMEP = 1 forbids; NXE = 1 and XD anywhere forbids
+    User-mode access (CPL = 3): needs U/S = 1 at all levels; writes need R/W = 1 at all levels
+      regardless of WP; fetches forbidden by XD (NXE = 1).
+    Protection keys (CR4.PKE = 1, user address, data access): PKRU.AD[key] forbids; PKRU.WD[key]
+      forbids user writes, and supervisor writes when WP = 1.
+    """
+    def fault(clause: str, pk: bool = False) -> tuple[PageFault, str]:
+        return PageFault(errcode(mode, acc, cpl, present=True, pk=pk), la, clause, path.uses), clause
+
+    if cpl == 3:
+        if not path.user:
+            return fault({READ: "sdm.access.user-read-supervisor", WRITE: "sdm.access.user-write-supervisor",
+                          EXEC: "sdm.access.user-fetch-supervisor"}[acc])
+        if acc == WRITE and not path.writable:
+            return fault("sdm.access.user-write-readonly")
+        if acc == EXEC and mode.nxe and path.xd:
+            return fault("sdm.access.xd-fetch")
+    else:
+        if acc == EXEC:
+            if path.user and mode.smep:
+                return fault("sdm.access.smep-fetch")
+            if mode.nxe and path.xd:
+                return fault("sdm.access.xd-fetch")
+        else:
+            if path.user and mode.smap and not ac:
+                return fault("sdm.access.smap-read" if acc == READ else "sdm.access.smap-write")
+            if acc == WRITE and mode.wp and not path.writable:
+                return fault("sdm.access.wp-supervisor-write")
+    if mode.pke and path.user and acc != EXEC:
+        ad = (mode.pkru >> (2 * path.pkey)) & 1
+        wd = (mode.pkru >> (2 * path.pkey + 1)) & 1
+        if ad:
+            return fault("sdm.pkeys.access-disable", pk=True)
+        if acc == WRITE and wd and (cpl == 3 or mode.wp):
+            return fault("sdm.pkeys.write-disable", pk=True)
+    return None, _allowed_clause(path, mode, acc, cpl, ac)
+
+
+def _allowed_clause(path: Path, mode: Mode, acc: int, cpl: int, ac: int) -> str:
+    if cpl == 3:
+        return {READ: "sdm.access.user-read-user", WRITE: "sdm.access.user-write-writable",
+                EXEC: "sdm.access.user-fetch-user"}[acc]
+    if acc == EXEC:
+        return "sdm.access.supervisor-fetch"
+    if path.user and mode.smap:
+        return "sdm.access.smap-ac-override"
+    if acc == WRITE and not mode.wp and not path.writable:
+        return "sdm.access.wp0-supervisor-write"
+    if path.size == 1 << 30:
+        return "sdm.walk.pdpte.ps-1g"
+    if path.size == 1 << 21:
+        return "sdm.walk.pde.ps-2m"
+    return "sdm.walk.pte.maps-4k" if acc == READ else "sdm.access.supervisor-write-writable"
