@@ -132,15 +132,29 @@ class PhysModel:
         pass
 
     def invariants(self) -> list[tuple[str, str]]:
-        if self.frames.violations:
-            out = self.frames.violations[:]
-            self.frames.violations.clear()
-            return out
-        bad = self.buddy.audit()
-        if bad:
-            return bad
-        for cid, msg in self.accounting():
-            return [(cid, msg)]
+        for check in self.INVARIANTS:
+            bad = getattr(self, check)()
+            if bad:
+                return bad
+        return []
+
+    # Each invariant on its own, named after what it protects (the state machines call them one by one).
+    INVARIANTS = ("no_frame_owned_twice", "buddy_blocks_aligned_and_coalesced", "free_plus_used_is_total",
+                  "slab_counts_consistent", "live_heap_blocks_disjoint", "gc_sound_and_complete",
+                  "bind_never_off_node")
+
+    def no_frame_owned_twice(self) -> list[tuple[str, str]]:
+        out = self.frames.violations[:]
+        self.frames.violations.clear()
+        return out
+
+    def buddy_blocks_aligned_and_coalesced(self) -> list[tuple[str, str]]:
+        return self.buddy.audit()
+
+    def free_plus_used_is_total(self) -> list[tuple[str, str]]:
+        return self.accounting()
+
+    def slab_counts_consistent(self) -> list[tuple[str, str]]:
         for c in list(self.caches.values()) + list(self.kmalloc_caches.values()):
             bad = c.audit()
             if bad:
@@ -148,9 +162,15 @@ class PhysModel:
             for pfn in c.slabs:
                 if (self.frames.owner[pfn:pfn + (1 << c.order)] != Owner.SLAB).any():
                     return [("bonwick.slab.from-buddy", f"{c.name}: slab {pfn}'s frames are not owned by the slab")]
-        bad = self.heap.audit() or self.gc.audit()
-        if bad:
-            return bad
+        return []
+
+    def live_heap_blocks_disjoint(self) -> list[tuple[str, str]]:
+        return self.heap.audit()
+
+    def gc_sound_and_complete(self) -> list[tuple[str, str]]:
+        return self.gc.audit()
+
+    def bind_never_off_node(self) -> list[tuple[str, str]]:
         for pfn, mask in self.numa.bound:
             node = self.machine.node_of(pfn)
             if not mask >> node & 1:

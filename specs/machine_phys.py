@@ -1,0 +1,354 @@
+"""Hypothesis state machines for the phys layer: drive a target and the model together.
+
+``machine(target)`` builds a ``RuleBasedStateMachine`` whose rules are the
+phys-layer calls the target implements (all of them for ``model``, the heap
+calls for ``libc``).  Each rule makes one call on ``target.session("phys")``,
+judges the outcome against the model's allowed set, adopts it, and the
+invariants -- named after what they protect -- run after every step.  A failure
+names the clause and prints the program so far, as program text that
+``memspec replay`` runs again.
+
+Results are named (``p3``) and kept in bundles per kind, so that frees and
+probes take live results and Hypothesis shrinks a failure to the fewest calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, multiple, precondition, rule
+
+from memspec.model.registry import new_model
+from memspec.program import Call, Flags, Int, Program, Ref, format_program
+from memspec.records import Outcome
+from memspec.targets.base import SessionFailed, Target
+
+from .catalogue import get as clause
+
+HEAP_SIZES = st.sampled_from((0, 1, 15, 16, 17, 100, 1000, 4095, 4096, 4097, 5000, 8192, 9000, 131072, 131073)) \
+    | st.integers(1, 20000)
+ORDERS = st.sampled_from((0, 0, 1, 2, 3, 5, 10, 11))
+VALUES = st.integers(0, 255)
+
+
+class PhysConformanceFailure(AssertionError):
+    """A target's answer, or the model's state, broke a clause."""
+
+
+def machine(target: Target, facts: dict[str, Any] | None = None) -> type[RuleBasedStateMachine]:
+    calls = target.calls
+
+    def has(*names: str):
+        return precondition(lambda self: all(calls is None or n in calls for n in names))
+
+    class PhysMachine(RuleBasedStateMachine):
+        blocks = Bundle("blocks")      # (name, address, size) of live heap blocks
+        pages = Bundle("pages")
+        caches = Bundle("caches")
+        objects = Bundle("objects")    # (cache name, object name)
+        kobjs = Bundle("kobjs")
+        areas = Bundle("areas")
+        dmas = Bundle("dmas")
+        arenas = Bundle("arenas")
+        gcobjs = Bundle("gcobjs")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.session = target.session("phys")
+            self.model = new_model("phys", facts if facts is not None else target.facts())
+            self.env: dict[str, int] = {}
+            self.program: list[Call] = []
+            self.n = 0
+
+        def teardown(self) -> None:
+            self.session.close()
+
+        # -- one call: run, judge, adopt ------------------------------------------
+
+        def text(self) -> str:
+            return format_program(Program(tuple(self.program)).with_header(target=target.name))
+
+        def do(self, name: str, *args: Int | Ref | Flags, result: bool = False) -> tuple[str | None, Outcome]:
+            res = None
+            if result:
+                self.n += 1
+                res = f"r{self.n}"
+            call = Call(name, tuple(args), res)
+            self.program.append(call)
+            from memspec.program import eval_args
+            values = eval_args(call, self.env)
+            exp = self.model.expect("main", name, values)
+            clause(exp.clause)
+            try:
+                o = self.session.call(call, values)
+            except SessionFailed as e:
+                raise PhysConformanceFailure(f"{e.status.value}: {e.message}\n{self.text()}") from None
+            why = exp.judge(o)
+            if why is not None:
+                cid = exp.blame(o)
+                raise PhysConformanceFailure(f"{cid} ({clause(cid).statement}): {why}\n"
+                                             f"expected {exp.describe}, observed {o.describe()}\n{self.text()}")
+            self.model.apply("main", name, values, o)
+            if res and o.value is not None:
+                self.env[res] = o.value
+            return res, o
+
+        def fail_if(self, bad: list[tuple[str, str]]) -> None:
+            if bad:
+                cid, msg = bad[0]
+                raise PhysConformanceFailure(f"{cid} ({clause(cid).statement}): {msg}\n{self.text()}")
+
+        # -- the variable-size heap -----------------------------------------------
+
+        def _block(self, name: str | None, o: Outcome, size: int):
+            if name and o.ok and o.value and 0 < size <= 1 << 20:
+                return (name, o.value, size)
+            return multiple()
+
+        @has("malloc")
+        @rule(target=blocks, size=HEAP_SIZES)
+        def malloc(self, size: int):
+            name, o = self.do("malloc", Int(size), result=True)
+            return self._block(name, o, size)
+
+        @has("calloc")
+        @rule(target=blocks, n=st.integers(0, 64), size=HEAP_SIZES)
+        def calloc(self, n: int, size: int):
+            name, o = self.do("calloc", Int(n), Int(size), result=True)
+            return self._block(name, o, n * size)
+
+        @has("posix_memalign")
+        @rule(target=blocks, align=st.sampled_from((8, 16, 24, 64, 4096, 3)), size=HEAP_SIZES)
+        def posix_memalign(self, align: int, size: int):
+            name, o = self.do("posix_memalign", Int(align), Int(size), result=True)
+            return self._block(name, o, size)
+
+        @has("aligned_alloc")
+        @rule(target=blocks, align=st.sampled_from((16, 64, 256, 4096)), size=HEAP_SIZES)
+        def aligned_alloc(self, align: int, size: int):
+            name, o = self.do("aligned_alloc", Int(align), Int(size), result=True)
+            return self._block(name, o, size)
+
+        @has("realloc")
+        @rule(target=blocks, b=consumes(blocks), size=HEAP_SIZES)
+        def realloc(self, b, size: int):
+            name, o = self.do("realloc", Ref(b[0]), Int(size), result=True)
+            return self._block(name, o, size)
+
+        @has("free")
+        @rule(b=consumes(blocks))
+        def free(self, b) -> None:
+            self.do("free", Ref(b[0]))
+
+        @has("heap_fill", "heap_count")
+        @rule(b=blocks, value=VALUES, data=st.data())
+        def fill_and_count(self, b, value: int, data) -> None:
+            off = data.draw(st.integers(0, b[2] - 1))
+            n = data.draw(st.integers(1, b[2] - off))
+            self.do("heap_fill", Ref(b[0], off) if off else Ref(b[0]), Int(n), Int(value))
+            self.do("heap_count", Ref(b[0]), Int(b[2]), Int(value), result=True)
+
+        @has("heap_store", "heap_load")
+        @rule(b=blocks, value=VALUES, data=st.data())
+        def store_and_load(self, b, value: int, data) -> None:
+            off = data.draw(st.integers(0, b[2] - 1))
+            ref = Ref(b[0], off) if off else Ref(b[0])
+            self.do("heap_store", ref, Int(value))
+            self.do("heap_load", ref, result=True)
+
+        @has("malloc_usable_size")
+        @rule(b=blocks)
+        def usable_size(self, b) -> None:
+            self.do("malloc_usable_size", Ref(b[0]), result=True)
+
+        # -- buddy ------------------------------------------------------------------
+
+        @has("buddy_alloc")
+        @rule(target=pages, order=ORDERS, node=st.sampled_from((-1, 0, 1)),
+              gfp=st.sampled_from(((), ("GFP_DMA",), ("GFP_THISNODE",))))
+        def buddy_alloc(self, order: int, node: int, gfp):
+            name, o = self.do("buddy_alloc", Int(order), Int(node), Flags(gfp) if gfp else Int(0), Int(5), result=True)
+            return name if o.ok and o.value is not None and o.value > 0 else multiple()
+
+        @has("buddy_free")
+        @rule(p=consumes(pages))
+        def buddy_free(self, p: str) -> None:
+            self.do("buddy_free", Ref(p))
+
+        @has("buddy_largest", "nr_free_pages")
+        @rule(node=st.sampled_from((-1, 0, 1)))
+        def buddy_state(self, node: int) -> None:
+            self.do("buddy_largest", Int(node), result=True)
+            self.do("nr_free_pages", Int(node), result=True)
+
+        # -- slab and kmalloc -----------------------------------------------------
+
+        @has("kmem_cache_create")
+        @rule(target=caches, size=st.sampled_from((8, 24, 192, 1024, 4096, 9000)))
+        def cache_create(self, size: int):
+            name, o = self.do("kmem_cache_create", Int(size), result=True)
+            return name if o.ok and o.value and o.value > 0 else multiple()
+
+        @has("kmem_cache_alloc")
+        @rule(target=objects, c=caches)
+        def cache_alloc(self, c: str):
+            name, o = self.do("kmem_cache_alloc", Ref(c), result=True)
+            return (c, name) if o.ok and o.value and o.value > 0 else multiple()
+
+        @has("kmem_cache_free")
+        @rule(x=consumes(objects))
+        def cache_free(self, x) -> None:
+            self.do("kmem_cache_free", Ref(x[0]), Ref(x[1]))
+
+        @has("kmem_cache_shrink")
+        @rule(c=caches)
+        def cache_shrink(self, c: str) -> None:
+            self.do("kmem_cache_shrink", Ref(c), result=True)
+
+        @has("kmalloc")
+        @rule(target=kobjs, size=st.sampled_from((0, 8, 100, 192, 5000, 8193, 1 << 20)) | st.integers(1, 9000))
+        def kmalloc(self, size: int):
+            name, o = self.do("kmalloc", Int(size), result=True)
+            return name if o.ok and o.value and o.value > 16 else multiple()
+
+        @has("kfree", "ksize")
+        @rule(k=consumes(kobjs))
+        def kfree(self, k: str) -> None:
+            self.do("ksize", Ref(k), result=True)
+            self.do("kfree", Ref(k))
+
+        # -- vmalloc and DMA ----------------------------------------------------------
+
+        @has("vmalloc", "vmalloc_to_pfn")
+        @rule(target=areas, size=st.sampled_from((1, 4096, 10000, 1 << 20, 40 << 20)))
+        def vmalloc(self, size: int):
+            name, o = self.do("vmalloc", Int(size), result=True)
+            if o.ok and o.value and o.value > 0:
+                self.do("vmalloc_to_pfn", Ref(name), result=True)
+                return name
+            return multiple()
+
+        @has("vfree")
+        @rule(v=consumes(areas))
+        def vfree(self, v: str) -> None:
+            self.do("vfree", Ref(v))
+
+        @has("dma_alloc_coherent")
+        @rule(target=dmas, size=st.sampled_from((1, 9000, 1 << 20, 4 << 20)),
+              mask=st.sampled_from((0xFFFFFF, 0xFFFFFFFF, 0xFFFFF)))
+        def dma_alloc(self, size: int, mask: int):
+            name, o = self.do("dma_alloc_coherent", Int(size), Int(mask), result=True)
+            return name if o.ok and o.value and o.value > 0 else multiple()
+
+        @has("dma_free_coherent")
+        @rule(d=consumes(dmas))
+        def dma_free(self, d: str) -> None:
+            self.do("dma_free_coherent", Ref(d))
+
+        # -- NUMA ---------------------------------------------------------------
+
+        @has("set_mempolicy")
+        @rule(mode=st.sampled_from(("MPOL_DEFAULT", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_PREFERRED")),
+              mask=st.sampled_from((0, 1, 2, 3)))
+        def set_mempolicy(self, mode: str, mask: int) -> None:
+            self.do("set_mempolicy", Flags((mode,)), Int(mask if mode != "MPOL_DEFAULT" else 0))
+
+        @has("migrate_thread")
+        @rule(node=st.sampled_from((0, 1)))
+        def migrate(self, node: int) -> None:
+            self.do("migrate_thread", Int(node))
+
+        @has("numa_touch", "numa_stat")
+        @rule(page=st.integers(0, 30), k=st.integers(1, 8))
+        def touch(self, page: int, k: int) -> None:
+            for i in range(k):
+                self.do("numa_touch", Int(page + i), result=True)
+            self.do("numa_stat", Flags(("NUMA_REMOTE",)), result=True)
+
+        # -- region ---------------------------------------------------------------
+
+        @has("arena_create")
+        @rule(target=arenas, cap=st.sampled_from((100, 4096, 65536)))
+        def arena_create(self, cap: int):
+            name, o = self.do("arena_create", Int(cap), result=True)
+            return name if o.ok and o.value else multiple()
+
+        @has("arena_alloc")
+        @rule(a=arenas, size=st.sampled_from((1, 24, 1000, 5000)), align=st.sampled_from((8, 16, 64)))
+        def arena_alloc(self, a: str, size: int, align: int) -> None:
+            self.do("arena_alloc", Ref(a), Int(size), Int(align), result=True)
+
+        @has("arena_reset")
+        @rule(a=arenas)
+        def arena_reset(self, a: str) -> None:
+            self.do("arena_reset", Ref(a))
+
+        # -- GC -------------------------------------------------------------------
+
+        @has("gc_new")
+        @rule(target=gcobjs, size=st.sampled_from((16, 32, 100)), nrefs=st.integers(0, 3))
+        def gc_new(self, size: int, nrefs: int):
+            name, o = self.do("gc_new", Int(size), Int(nrefs), result=True)
+            return name if o.ok and o.value and o.value > 0 else multiple()
+
+        @has("gc_ref")
+        @rule(a=gcobjs, b=gcobjs, slot=st.integers(0, 2))
+        def gc_ref(self, a: str, b: str, slot: int) -> None:
+            self.do("gc_ref", Ref(a), Int(slot), Ref(b))
+
+        @has("gc_root", "gc_unroot")
+        @rule(a=gcobjs, add=st.booleans())
+        def gc_root(self, a: str, add: bool) -> None:
+            self.do("gc_root" if add else "gc_unroot", Ref(a))
+
+        @has("gc_collect", "gc_pause")
+        @rule()
+        def gc_collect(self) -> None:
+            self.do("gc_collect", result=True)
+            self.do("gc_pause", result=True)
+
+        @has("gc_compact", "gc_addr")
+        @rule(a=gcobjs)
+        def gc_compact(self, a: str) -> None:
+            self.do("gc_compact", result=True)
+            self.do("gc_addr", Ref(a), result=True)
+
+        @has("gc_live", "gc_get")
+        @rule(a=gcobjs, slot=st.integers(0, 2))
+        def gc_probe(self, a: str, slot: int) -> None:
+            self.do("gc_live", Ref(a), result=True)
+            self.do("gc_get", Ref(a), Int(slot), result=True)
+
+        # -- invariants, after every step ---------------------------------------------
+
+        @invariant()
+        def no_frame_owned_twice(self) -> None:
+            self.fail_if(self.model.no_frame_owned_twice())
+
+        @invariant()
+        def buddy_blocks_aligned_and_coalesced(self) -> None:
+            self.fail_if(self.model.buddy_blocks_aligned_and_coalesced())
+
+        @invariant()
+        def free_plus_used_is_total(self) -> None:
+            self.fail_if(self.model.free_plus_used_is_total())
+
+        @invariant()
+        def slab_counts_consistent(self) -> None:
+            self.fail_if(self.model.slab_counts_consistent())
+
+        @invariant()
+        def live_heap_blocks_disjoint(self) -> None:
+            self.fail_if(self.model.live_heap_blocks_disjoint())
+
+        @invariant()
+        def gc_sound_and_complete(self) -> None:
+            self.fail_if(self.model.gc_sound_and_complete())
+
+        @invariant()
+        def bind_never_off_node(self) -> None:
+            self.fail_if(self.model.bind_never_off_node())
+
+    PhysMachine.__name__ = PhysMachine.__qualname__ = f"PhysMachine_{target.name.replace(':', '_')}"
+    return PhysMachine
