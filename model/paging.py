@@ -69,6 +69,8 @@ def show(o: Outcome) -> str:
 class Paging:
     """One x86-64 logical processor's paging state (see the module docstring)."""
 
+    procs: tuple[str, ...] = ()     # no processes at this layer (the judge's os-layer context is empty)
+
     def __init__(self, facts: dict[str, Any] | None = None):
         f = dict(DEFAULT_FACTS)
         f.update(facts or {})
@@ -440,8 +442,9 @@ class Paging:
                 if o_old is not None and o_old != o_cur and ev.clause.startswith("sdm."):
                     clause = ev.clause
                     break
-            return Expect(clause, o_cur, show(o_cur), (o_cur,))
+            return self._explained(clause, o_cur, la)
         unknown_value = any(o is None for o, _ in distinct)
+        explanation = self.explain(la)
 
         def allowed(obs: Outcome) -> str | None:
             for o, _ in distinct:
@@ -456,10 +459,22 @@ class Paging:
                 elif (obs.value, obs.errno, obs.signal) == (o.value, o.errno, o.signal):
                     return None
             return "expected one of " + ", ".join(show(o) if o else "(any value)" for o, _ in distinct) + \
-                f"; observed {show(obs)}"
+                f"; observed {show(obs)}\n" + explanation
         return Expect("sdm.tlb.stale-before-invalidation", default,
                       " or ".join(show(o) if o else "(any value)" for o, _ in distinct), predicate=allowed,
                       impl_defined=True)
+
+    def _explained(self, clause: str, want: Outcome, la: int) -> Expect:
+        """Exactly ``want``; a mismatch explains every level's entry and the control registers."""
+        explanation = self.explain(la)
+
+        def allowed(obs: Outcome) -> str | None:
+            if (obs.value, obs.errno, obs.signal) == (want.value, want.errno, want.signal):
+                got = dict(obs.detail)
+                if all(got.get(k) == v for k, v in want.detail):
+                    return None
+            return f"expected {show(want)}, observed {show(obs)}\n{explanation}"
+        return Expect(clause, want, show(want), (want,), predicate=allowed)
 
     def _pk_also(self, path: Path, acc: int, cpl: int) -> bool:
         m = self.mode

@@ -297,6 +297,8 @@ class Machine:
             self.uc.emu_start(start, end, count=count)
         except _uc.UcError as e:
             self.dirty = True
+            if e.errno == _uc.UC_ERR_INSN_INVALID:
+                return Outcome(signal="#UD")     # unicorn ends emulation on #UD instead of calling the hook
             return Outcome(signal="#HARNESS", detail=(("error", str(e)),))
         if self.exc is None:
             return None
@@ -314,7 +316,7 @@ class Machine:
         return OK if o is None else o
 
     def root_entry(self, cr3: int, la57: bool) -> None:
-        root = cr3 & 0x000FFFFFFFFFF000
+        root = cr3 & ((1 << self.features["maxphyaddr"]) - 1) & ~0xFFF
         if HARNESS_LOW <= root < RAM_SIZE:
             self._q(root + 8 * HARNESS_SLOT, ENTRY5 if la57 else ENTRY4)
             self.touched.add(root)
@@ -354,7 +356,7 @@ class Machine:
             return Outcome(value=struct.unpack("<Q", uc.mem_read(table + 8 * idx, 8))[0])
         if name == "mov_cr3":
             (v,) = a
-            root = v & 0x000FFFFFFFFFF000
+            root = v & ((1 << self.features["maxphyaddr"]) - 1) & ~0xFFF
             if not HARNESS_LOW <= root < RAM_SIZE:
                 return EINVAL
             self.root_entry(v, bool(uc.reg_read(_x.UC_X86_REG_CR4) & (1 << 12)))
