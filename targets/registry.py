@@ -19,6 +19,7 @@ TARGETS: dict[str, str] = {
     "model": "memspec.targets.model:ModelTarget",
     "linux": "memspec.targets.linux:LinuxTarget",
     "qemu": "memspec.targets.qemu:QemuTarget",
+    "kvm": "memspec.targets.kvm:KvmTarget",
     "libc": "memspec.targets.libc:LibcTarget",
 }
 
