@@ -1009,8 +1009,9 @@ class PhysModel:
         dead = set(freed) if freed is not None else set(g.objects) - live
         g.last_pause = g.pause_for(live)
         for h in dead:
+            # a root is never garbage; if a (broken) collector freed one, the root now dangles,
+            # and the soundness invariant reports it
             g.objects.pop(h, None)
-            g.roots.discard(h)
             g.dead.add(h)
             self.gc_bound.pop(h, None)
         g.collected = True

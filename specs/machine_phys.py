@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, multiple, precondition, rule
 
 from memspec.model.registry import new_model
-from memspec.program import Call, Flags, Int, Program, Ref, format_program
+from memspec.program import Call, Flags, Int, Program, Ref, eval_args, format_program
 from memspec.records import Outcome
 from memspec.targets.base import SessionFailed, Target
 
@@ -33,7 +33,17 @@ VALUES = st.integers(0, 255)
 
 
 class PhysConformanceFailure(AssertionError):
-    """A target's answer, or the model's state, broke a clause."""
+    """A target's answer, or the model's state, broke a clause: the clause, the program so far,
+    the failing call's index, expected vs observed (what ``memspec check`` reports)."""
+
+    def __init__(self, clause_id: str, program: Program, index: int, expected: str, observed: str, note: str):
+        self.clause = clause_id
+        self.program = program
+        self.index = index
+        self.expected = expected
+        self.observed = observed
+        super().__init__(f"{clause_id} ({clause(clause_id).statement}) at call {index + 1}: expected {expected}, "
+                         f"observed {observed}\n  {note}\n\n{format_program(program)}")
 
 
 def machine(target: Target, facts: dict[str, Any] | None = None) -> type[RuleBasedStateMachine]:
@@ -66,8 +76,8 @@ def machine(target: Target, facts: dict[str, Any] | None = None) -> type[RuleBas
 
         # -- one call: run, judge, adopt ------------------------------------------
 
-        def text(self) -> str:
-            return format_program(Program(tuple(self.program)).with_header(target=target.name))
+        def prog(self) -> Program:
+            return Program(tuple(self.program)).with_header(target=target.name)
 
         def do(self, name: str, *args: Int | Ref | Flags, result: bool = False) -> tuple[str | None, Outcome]:
             res = None
@@ -76,19 +86,18 @@ def machine(target: Target, facts: dict[str, Any] | None = None) -> type[RuleBas
                 res = f"r{self.n}"
             call = Call(name, tuple(args), res)
             self.program.append(call)
-            from memspec.program import eval_args
             values = eval_args(call, self.env)
             exp = self.model.expect("main", name, values)
             clause(exp.clause)
             try:
                 o = self.session.call(call, values)
             except SessionFailed as e:
-                raise PhysConformanceFailure(f"{e.status.value}: {e.message}\n{self.text()}") from None
+                raise PhysConformanceFailure("memspec.target.alive", self.prog(), len(self.program) - 1,
+                                             "an outcome for every call", e.status.value, e.message) from None
             why = exp.judge(o)
             if why is not None:
-                cid = exp.blame(o)
-                raise PhysConformanceFailure(f"{cid} ({clause(cid).statement}): {why}\n"
-                                             f"expected {exp.describe}, observed {o.describe()}\n{self.text()}")
+                raise PhysConformanceFailure(exp.blame(o), self.prog(), len(self.program) - 1, exp.describe,
+                                             o.describe(), why)
             self.model.apply("main", name, values, o)
             if res and o.value is not None:
                 self.env[res] = o.value
@@ -97,7 +106,8 @@ def machine(target: Target, facts: dict[str, Any] | None = None) -> type[RuleBas
         def fail_if(self, bad: list[tuple[str, str]]) -> None:
             if bad:
                 cid, msg = bad[0]
-                raise PhysConformanceFailure(f"{cid} ({clause(cid).statement}): {msg}\n{self.text()}")
+                raise PhysConformanceFailure(cid, self.prog(), len(self.program) - 1, "the invariant holds", msg,
+                                             "model invariant broken")
 
         # -- the variable-size heap -----------------------------------------------
 
