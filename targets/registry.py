@@ -19,6 +19,7 @@ TARGETS: dict[str, str] = {
     "model": "memspec.targets.model:ModelTarget",
     "linux": "memspec.targets.linux:LinuxTarget",
     "qemu": "memspec.targets.qemu:QemuTarget",
+    "qemu-system": "memspec.targets.qemu_system:QemuSystemTarget",
     "kvm": "memspec.targets.kvm:KvmTarget",
     "libc": "memspec.targets.libc:LibcTarget",
 }

@@ -1,0 +1,508 @@
+"""Target ``qemu-system``: full-system QEMU (TCG) running memspec's own test kernel.
+
+memspec builds a small freestanding x86-64 kernel (``targets/testkernel/``: C and
+GNU assembler, built with the system's gcc and binutils at first use and cached
+under the user's cache directory, keyed by a hash of the sources), boots it with
+``qemu-system-x86_64 -accel tcg -cpu max -kernel`` (a multiboot v1 image with a
+32-bit entry that switches to long mode itself), and talks to it over COM1:
+one command line per call, one answer line per command, many programs per boot.
+
+What this peer shows that the unicorn ``qemu`` target cannot: exceptions are
+delivered by the CPU through the kernel's IDT, so a page fault's error code and
+CR2 are what the processor pushed and loaded; ring-3 accesses are made for real
+(IRETQ to a user page, back through a DPL-3 gate), so U/S, SMEP and SMAP are
+applied as the CPU applies them; CR4.LA57 is chosen by leaving and re-entering
+IA-32e mode, as firmware does.
+
+Outcomes have the shapes of the ``qemu`` target's: a load or store returns the
+qword read, a fetch returns ok, a page fault is ``signal="#PF"`` with
+``detail`` ``cr2`` and ``errcode``, other exceptions ``#GP``, ``#UD``, …; the
+harness's refusals (arguments outside the program's memory, the harness's slot)
+are ``EINVAL``.  A guest that stops answering within the time limit is killed
+(``hang``); one that resets (a triple fault: QEMU runs with ``-no-reboot``) or
+reports an exception outside any probe is a ``crash``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from importlib import resources
+from typing import Any
+
+from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3
+from memspec.errors import SessionFailed, TargetError
+from memspec.program import Call, Program, Ref, eval_args
+from memspec.records import Observation, Outcome, RunResult, RunStatus
+
+from .base import Session, Target
+
+OK = Outcome()
+EINVAL = Outcome(value=-1, errno="EINVAL")
+U64 = (1 << 64) - 1
+NO_VECTOR = U64
+USER_RETURN = 0x81
+# the same names as the unicorn target's; others are "#V<n>"
+VECTORS = {0: "#DE", 6: "#UD", 8: "#DF", 12: "#SS", 13: "#GP", 14: "#PF"}
+
+# what the kernel installs as root[511] (testkernel/kernel.c HARNESS_ENTRY4/5)
+HARNESS_ENTRY4 = 0x5000 | 0x27
+HARNESS_ENTRY5 = 0x1000 | 0x27
+
+QEMU = "qemu-system-x86_64"
+APT_HINT = "apt-get install -y --no-install-recommends qemu-system-x86"
+SOURCES = ("entry.S", "kernel.c", "kernel.ld")
+CFLAGS = ("-m64", "-ffreestanding", "-fno-pic", "-fno-pie", "-mcmodel=kernel", "-mno-red-zone",
+          "-mgeneral-regs-only", "-fno-stack-protector", "-fno-asynchronous-unwind-tables",
+          "-fcf-protection=none", "-fno-builtin", "-nostdlib", "-O2", "-Wall")
+# initial paging mode of every program (the hw model's): CR0.PG|WP|PE, CR4.PAE, EFER.LME|LMA|NXE
+BOOT_CR0, BOOT_CR4, BOOT_EFER_NX, BOOT_EFER = 0x80010001, 0x20, 0xD00, 0x500
+
+
+# ---------------------------------------------------------------------------------------------
+# building the test kernel
+
+def cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "memspec")
+
+
+def _sources(defines: tuple[str, ...] = ()) -> tuple[dict[str, bytes], str]:
+    root = resources.files("memspec.targets").joinpath("testkernel")
+    texts = {name: root.joinpath(name).read_bytes() for name in SOURCES}
+    h = hashlib.sha256()
+    for name in SOURCES:
+        h.update(name.encode() + b"\0" + texts[name] + b"\0")
+    h.update(" ".join(CFLAGS + defines).encode())
+    return texts, h.hexdigest()[:16]
+
+
+def build_kernel(defines: tuple[str, ...] = (), force: bool = False) -> str:
+    """Build (or find in the cache) the test kernel; returns the path of its flat multiboot image.
+
+    ``defines`` are extra ``-D`` options (a deliberately broken variant for tests).  Needs gcc
+    and binutils (ld, objcopy); nothing is downloaded."""
+    texts, key = _sources(defines)
+    out_dir = os.path.join(cache_dir(), f"testkernel-{key}")
+    image = os.path.join(out_dir, "kernel.bin")
+    if os.path.exists(image) and not force:
+        return image
+    for tool in ("gcc", "ld", "objcopy"):
+        if shutil.which(tool) is None:
+            raise TargetError(f"building the qemu-system test kernel needs {tool}: "
+                              f"apt-get install -y gcc binutils")
+    os.makedirs(cache_dir(), exist_ok=True)
+    work = tempfile.mkdtemp(prefix="testkernel-", dir=cache_dir())
+    try:
+        for name, data in texts.items():
+            with open(os.path.join(work, name), "wb") as f:
+                f.write(data)
+        flags = list(CFLAGS) + list(defines)
+        steps = [
+            ["gcc", *flags, "-c", "entry.S", "-o", "entry.o"],
+            ["gcc", *flags, "-c", "kernel.c", "-o", "kernel.o"],
+            ["ld", "-m", "elf_x86_64", "-nostdlib", "-T", "kernel.ld", "-z", "max-page-size=0x1000",
+             "--no-warn-rwx-segments", "-o", "kernel.elf", "entry.o", "kernel.o"],
+            ["objcopy", "-O", "binary", "kernel.elf", "kernel.bin"],
+        ]
+        for cmd in steps:
+            r = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise TargetError(f"building the test kernel failed: {' '.join(cmd)}\n{r.stderr.strip()}")
+        try:
+            os.replace(work, out_dir)
+        except OSError:         # built concurrently by another process: theirs is as good
+            shutil.rmtree(work, ignore_errors=True)
+        work = ""
+    finally:
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
+    return image
+
+
+def find_qemu(binary: str = QEMU) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        raise TargetError(f"the qemu-system target needs {binary} (Debian: {APT_HINT})")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# one boot of the kernel
+
+class GuestDied(Exception):
+    def __init__(self, status: RunStatus, message: str, replies: list[str]):
+        super().__init__(message)
+        self.status, self.message, self.replies = status, message, replies
+
+
+class Guest:
+    """One QEMU process running the test kernel; commands and answers are lines on COM1."""
+
+    def __init__(self, image: str, cpu: str = "max", memory_mib: int = 32, binary: str = QEMU,
+                 boot_timeout: float = 30.0, extra: tuple[str, ...] = ()):
+        self.cmd = [find_qemu(binary), "-accel", "tcg", "-cpu", cpu, "-m", str(memory_mib),
+                    "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
+                    "-no-reboot", "-serial", "stdio", "-kernel", image, *extra]
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        self.buf = b""
+        self.sel = selectors.DefaultSelector()
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
+        self.commands = 0
+        try:
+            line = self._line(time.monotonic() + boot_timeout)
+            while not line.startswith("memspec-testkernel"):
+                line = self._line(time.monotonic() + boot_timeout)
+        except GuestDied as e:
+            self.close()
+            raise TargetError(f"the test kernel did not start under QEMU ({e.message}); command: "
+                              f"{' '.join(self.cmd)}") from None
+        if not line.endswith(" ready"):
+            self.close()
+            raise TargetError(f"unexpected greeting from the test kernel: {line!r}")
+
+    def _line(self, deadline: float) -> str:
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise GuestDied(RunStatus.HANG, "the guest stopped answering (time limit)", [])
+            if not self.sel.select(min(left, 1.0)):
+                continue
+            chunk = self.proc.stdout.read(65536)
+            if not chunk:
+                err = self._stderr()
+                raise GuestDied(RunStatus.CRASH, "QEMU exited: the guest reset (a triple fault; QEMU runs with "
+                                "-no-reboot)" + (f": {err}" if err else ""), [])
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        text = line.decode("ascii", "replace").rstrip("\r")
+        if text.startswith("!"):
+            raise GuestDied(RunStatus.CRASH, "the test kernel took an exception outside a probe: " + text[1:].strip(), [])
+        return text
+
+    def _stderr(self) -> str:
+        try:
+            self.proc.wait(timeout=2)
+            return (self.proc.stderr.read() or b"").decode(errors="replace").strip()[-500:]
+        except Exception:
+            return ""
+
+    def exchange(self, lines: list[str], timeout: float) -> list[str]:
+        """Send ``lines`` (one command each) and read one answer per command."""
+        if not lines:
+            return []
+        try:
+            self.proc.stdin.write(("\n".join(lines) + "\n").encode("ascii"))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise GuestDied(RunStatus.CRASH, "QEMU exited: " + self._stderr(), []) from None
+        self.commands += len(lines)
+        deadline = time.monotonic() + timeout
+        out: list[str] = []
+        try:
+            while len(out) < len(lines):
+                out.append(self._line(deadline))
+        except GuestDied as e:
+            e.replies = out
+            raise
+        return out
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except Exception:
+                pass
+        self.sel.close()
+
+
+def parse_features(line: str) -> dict[str, Any]:
+    """The kernel's ``F`` answer: vendor, then CPUID leaves in hex (see kernel.c features_reply)."""
+    parts = line.split()
+    if not parts or parts[0] != "F" or len(parts) != 14:
+        raise TargetError(f"bad feature line from the test kernel: {line!r}")
+    v = [int(x, 16) for x in parts[2:]]
+    fmax, fxmax, f1c, f1d, f7b, f7c, f7d, f81c, f81d, f88a, f8ad, ram = v
+    return {
+        "vendor": parts[1],
+        "maxphyaddr": (f88a & 0xFF) or 36,
+        "la57": bool(f7c >> 16 & 1),
+        "page1g": bool(f81d >> 26 & 1),
+        "pcid": bool(f1c >> 17 & 1),
+        "invpcid": bool(f7b >> 10 & 1),
+        "smep": bool(f7b >> 7 & 1),
+        "smap": bool(f7b >> 20 & 1),
+        "pku": bool(f7c >> 3 & 1),
+        "nx": bool(f81d >> 20 & 1),
+        "pge": bool(f1d >> 13 & 1),
+        "svm": bool(f81c >> 2 & 1),
+        "npt": bool(f8ad & 1),
+        "ram": ram,
+        "cpuid": {"max_leaf": fmax, "max_ext_leaf": fxmax, "1.ecx": f1c, "1.edx": f1d, "7.ebx": f7b,
+                  "7.ecx": f7c, "7.edx": f7d, "80000001.ecx": f81c, "80000001.edx": f81d,
+                  "80000008.eax": f88a, "8000000a.edx": f8ad},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# calls -> command lines, answer lines -> outcomes
+
+def _h(v: int) -> str:
+    return format(v & U64, "x")
+
+
+def encode(name: str, a: tuple[int, ...]) -> str | Outcome:
+    """The command line for one hw call, or the outcome when the harness refuses it here."""
+    if name == "access":
+        la, acc, cpl, ac = a
+        if la % 8 or acc not in (0, 1, 2) or cpl not in (0, 3) or ac not in (0, 1) or not 0 <= la <= U64:
+            return EINVAL
+        return f"A {_h(la)} {acc} {cpl} {ac}"
+    if name == "set_pte":
+        table, idx, frame, flags = a
+        if not _table_ok(table, idx) or not 0 <= frame | flags <= U64:
+            return EINVAL
+        return f"W {_h(table + 8 * idx)} {_h(frame | flags)}"
+    if name == "read_pte":
+        table, idx = a
+        if not _table_ok(table, idx):
+            return EINVAL
+        return f"Q {_h(table + 8 * idx)}"
+    if name == "boot":
+        cr0, cr4, efer = a
+        if not all(0 <= x <= U64 for x in a):
+            return EINVAL
+        return f"B {_h(cr0)} {_h(cr4)} {_h(efer)}"
+    if name == "wrpkru":
+        if not 0 <= a[0] <= 0xFFFFFFFF:
+            return EINVAL
+        return f"K {_h(a[0])}"
+    if name == "invpcid":
+        kind, pcid, addr = a
+        return f"N {_h(kind)} {_h(pcid)} {_h(addr)}"
+    simple = {"mov_cr3": "3", "mov_cr4": "4", "mov_cr0": "0", "wrmsr_efer": "E", "invlpg": "I"}
+    if name in simple:
+        return f"{simple[name]} {_h(a[0])}"
+    raise TargetError(f"the qemu-system target does not implement {name}()")
+
+
+def decode(name: str, a: tuple[int, ...], reply: str) -> Outcome:
+    """One answer line -> the outcome, in the unicorn target's shapes."""
+    parts = reply.split()
+    if not parts:
+        raise TargetError("empty answer from the test kernel")
+    kind = parts[0]
+    if kind == "k":
+        return OK
+    if kind == "e":
+        return EINVAL
+    if kind == "v":
+        return Outcome(value=int(parts[1], 16))
+    if kind != "x" or len(parts) != 6:
+        raise TargetError(f"unexpected answer from the test kernel to {name}: {reply!r}")
+    vec, err, cr2, rip, rax = (int(p, 16) for p in parts[1:])
+    if name == "access":
+        acc = a[1]
+        if acc == 2:
+            if vec == 3:          # the pattern's int3 ran: the fetch was allowed
+                return OK
+        elif vec in (NO_VECTOR, USER_RETURN):
+            return Outcome(value=rax)
+    elif vec == NO_VECTOR:
+        return OK
+    if vec == 14:
+        return Outcome(signal="#PF", detail=(("cr2", cr2), ("errcode", err)))
+    return Outcome(signal=VECTORS.get(vec, f"#V{vec}"))
+
+
+def _table_ok(table: int, idx: int) -> bool:
+    return table % 4096 == 0 and HARNESS_LOW <= table and table + 4096 <= RAM_END and 0 <= idx < HARNESS_SLOT
+
+
+RAM_END = 32 << 20      # replaced by what the kernel reports (it reads the multiboot memory size)
+
+
+# ---------------------------------------------------------------------------------------------
+# the target
+
+class QemuSystemSession(Session):
+    def __init__(self, target: "QemuSystemTarget"):
+        self.t = target
+        target.reset()
+
+    def call(self, call: Call, args: tuple[int | str, ...]) -> Outcome:
+        a = tuple(int(x) for x in args)
+        line = encode(call.name, a)
+        if isinstance(line, Outcome):
+            return line
+        try:
+            (reply,) = self.t.guest_exchange([line])
+        except GuestDied as e:
+            raise SessionFailed(e.status, e.message) from None
+        return decode(call.name, a, reply)
+
+    def observe(self) -> Observation:
+        return Observation()
+
+
+class QemuSystemTarget(Target):
+    """Full-system QEMU under TCG with memspec's test kernel (see the module docstring)."""
+
+    name = "qemu-system"
+    layers = ("hw",)
+    timeout = 10.0
+
+    def __init__(self, timeout: float = 10.0, cpu: str = "max", memory_mib: int = 32, binary: str = QEMU,
+                 image: str | None = None, **_options: Any) -> None:
+        self.timeout = timeout
+        self.cpu = cpu
+        self.memory_mib = memory_mib
+        self.binary = binary
+        find_qemu(binary)                       # a missing binary is a clear error at once
+        self.image = image or build_kernel()
+        self.guest: Guest | None = None
+        self.boots = 0
+        self._features: dict[str, Any] | None = None
+        self._start()
+
+    # -- the guest ------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self.guest = Guest(self.image, self.cpu, self.memory_mib, self.binary)
+        self.boots += 1
+        if self._features is None:
+            (line,) = self.guest.exchange(["F"], self.timeout)
+            self._features = parse_features(line)
+            global RAM_END
+            RAM_END = self._features["ram"]
+
+    def guest_exchange(self, lines: list[str]) -> list[str]:
+        if self.guest is None or not self.guest.alive():
+            if self.guest is not None:
+                self.guest.close()
+            self._start()
+        assert self.guest is not None
+        try:
+            return self.guest.exchange(lines, self.timeout)
+        except GuestDied:
+            self.guest.close()
+            self.guest = None
+            raise
+
+    def reset_line(self) -> str:
+        efer = BOOT_EFER_NX if self.features["nx"] else BOOT_EFER
+        return f"R {_h(BOOT_CR0)} {_h(BOOT_CR4)} {_h(efer)} {_h(INITIAL_CR3)}"
+
+    def reset(self) -> None:
+        try:
+            (reply,) = self.guest_exchange([self.reset_line()])
+        except GuestDied as e:
+            raise SessionFailed(e.status, "reset: " + e.message) from None
+        if reply != "k":
+            raise TargetError(f"the test kernel refused its reset: {reply}")
+
+    # -- Target ---------------------------------------------------------------------------
+
+    @property
+    def features(self) -> dict[str, Any]:
+        assert self._features is not None
+        return self._features
+
+    def facts(self) -> dict[str, Any]:
+        f = {k: v for k, v in self.features.items() if k != "cpuid"}
+        f.update(harness_low=HARNESS_LOW, harness_entry4=HARNESS_ENTRY4, harness_entry5=HARNESS_ENTRY5,
+                 qemu_cpu=self.cpu, cpuid={k: hex(v) for k, v in self.features["cpuid"].items()})
+        return f
+
+    def unsupported(self) -> list[str]:
+        names = {"la57": "5-level paging (CR4.LA57)", "page1g": "1-GByte pages", "pcid": "PCID (CPUID.01H:ECX[17])",
+                 "invpcid": "INVPCID (CPUID.07H:EBX[10])", "smep": "SMEP", "smap": "SMAP",
+                 "pku": "protection keys (PKU)", "nx": "execute-disable (NX)"}
+        f = self.features
+        out = [text for key, text in names.items() if not f[key]]
+        if f["maxphyaddr"] < 52:
+            out.append(f"MAXPHYADDR = 52 (this CPU has {f['maxphyaddr']}: bits 51:{f['maxphyaddr']} are reserved instead)")
+        return out
+
+    def session(self, layer: str = "hw") -> QemuSystemSession:
+        if layer != "hw":
+            raise TargetError(f"the qemu-system target runs the hw layer, not {layer!r}")
+        return QemuSystemSession(self)
+
+    def run(self, program: Program, observe: str = "end") -> RunResult:
+        """The whole program in as few exchanges as its named results allow (usually one)."""
+        outcomes: list[Outcome] = []
+        env: dict[str, int] = {}
+        pending: list[tuple[Call, tuple[int, ...], str | Outcome]] = [(Call("reset"), (), self.reset_line())]
+        names_pending: set[str] = set()
+
+        def flush() -> RunResult | None:
+            lines = [x for _, _, x in pending if isinstance(x, str)]
+            try:
+                replies = self.guest_exchange(lines)
+            except GuestDied as e:
+                replies, died = e.replies, e
+            else:
+                died = None
+            it = iter(replies)
+            for call, a, x in pending:
+                if isinstance(x, Outcome):
+                    o = x
+                else:
+                    r = next(it, None)
+                    if r is None:
+                        assert died is not None
+                        return RunResult(tuple(outcomes), (), died.status, f"at {call.name}(): {died.message}")
+                    if call.name == "reset":
+                        if r != "k":
+                            raise TargetError(f"the test kernel refused its reset: {r}")
+                        continue
+                    o = decode(call.name, a, r)
+                outcomes.append(o)
+                if call.result and o.value is not None:
+                    env[call.result] = o.value
+            pending.clear()
+            names_pending.clear()
+            return None
+
+        for c in program.calls:
+            if any(isinstance(arg, Ref) and arg.name in names_pending for arg in c.args):
+                bad = flush()
+                if bad is not None:
+                    return bad
+            a = tuple(int(x) for x in eval_args(c, env))
+            pending.append((c, a, encode(c.name, a)))
+            if c.result:
+                names_pending.add(c.result)
+        bad = flush()
+        if bad is not None:
+            return bad
+        return RunResult(tuple(outcomes), ((len(outcomes) - 1, Observation()),) if outcomes and observe != "none" else ())
+
+    def close(self) -> None:
+        if self.guest is not None:
+            self.guest.close()
+            self.guest = None
+
+
+__all__ = ["QemuSystemTarget", "Guest", "build_kernel", "find_qemu", "parse_features", "encode", "decode"]

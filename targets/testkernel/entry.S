@@ -1,0 +1,389 @@
+/* memspec test kernel: entry, paging-mode switches, exception stubs and the
+ * guarded-operation machinery.  GNU assembler, AT&T syntax.
+ *
+ * Physical layout below 1 MiB (the program owns [1 MiB, end of RAM)):
+ *   0x1000  H_BOOT4   harness PML4: [0] identity 0-2 MiB, [511] -> H_PDPT
+ *   0x2000  H_BOOT5   harness PML5: [0] and [511] -> H_BOOT4
+ *   0x3000  H_IDPDPT  identity PDPT: [0] -> H_IDPD
+ *   0x4000  H_IDPD    identity PD: [0] = 2 MiB page at 0
+ *   0x5000  H_PDPT    top 1 GiB: [511] -> H_PD
+ *   0x6000  H_PD      [0] -> H_PT, [i] = 2 MiB page at i*2 MiB (supervisor)
+ *   0x7000  H_PT      4 KiB pages of the first 2 MiB (the user stub page has U/S=1)
+ *   0x9000  the multiboot information QEMU leaves (read once at start)
+ *   0x10000 this image (.boot at its load address, the rest at KBASE + pa)
+ */
+#define KBASE 0xFFFFFFFFC0000000
+#define MB_MAGIC 0x1BADB002
+#define MB_FLAGS 0x00010002     /* memory info; address fields (a flat image) */
+
+        .section .multiboot, "a"
+        .align 4
+mb_header:
+        .long MB_MAGIC
+        .long MB_FLAGS
+        .long -(MB_MAGIC + MB_FLAGS)
+        .long mb_header                 /* header_addr */
+        .long mb_header                 /* load_addr: the image starts with this header */
+        .long _load_end_phys
+        .long _bss_end_phys
+        .long _start
+
+/* ------------------------------------------------------------------------- */
+        .section .boot, "ax"
+        .code32
+        .globl _start
+_start:
+        cli
+        cld
+        movl %ebx, mbi_phys
+        movl $_load_end_phys, %edi      /* zero .bss */
+        movl $_bss_end_phys, %ecx
+        subl %edi, %ecx
+        xorl %eax, %eax
+        rep stosb
+        movl $0x1000, %edi              /* zero the harness tables */
+        movl $0x7000, %ecx
+        rep stosb
+        movl $0x00000083, 0x4000        /* H_IDPD[0]: 2 MiB page at 0, RW */
+        movl $0x4003, 0x3000
+        movl $0x3003, 0x1000
+        movl $0x5007, 0x1000 + 511*8
+        movl $0x1003, 0x2000
+        movl $0x1007, 0x2000 + 511*8
+        movl $0x6007, 0x5000 + 511*8
+        movl $0x7007, 0x6000
+        movl $1, %ecx
+1:      movl %ecx, %eax
+        shll $21, %eax
+        orl $0x83, %eax
+        movl %eax, 0x6000(,%ecx,8)
+        incl %ecx
+        cmpl $512, %ecx
+        jb 1b
+        xorl %ecx, %ecx
+2:      movl %ecx, %eax
+        shll $12, %eax
+        orl $0x3, %eax
+        movl %eax, 0x7000(,%ecx,8)
+        incl %ecx
+        cmpl $512, %ecx
+        jb 2b
+        movl $0x20, %eax                /* CR4.PAE */
+        movl %eax, %cr4
+        movl $0x1000, %eax
+        movl %eax, %cr3
+        movl $0xC0000080, %ecx          /* IA32_EFER.LME */
+        rdmsr
+        orl $0x100, %eax
+        wrmsr
+        movl $0x80010001, %eax          /* CR0.PG|WP|PE: long mode, compatibility submode */
+        movl %eax, %cr0
+        lgdt gdtr_low
+        ljmp $0x08, $entry64
+
+        .code64
+entry64:
+        movw $0x10, %ax
+        movw %ax, %ds
+        movw %ax, %es
+        movw %ax, %ss
+        xorw %ax, %ax
+        movw %ax, %fs
+        movw %ax, %gs
+        movabsq $stack_top, %rsp
+        movabsq $kmain, %rax
+        callq *%rax
+3:      cli
+        hlt
+        jmp 3b
+
+/* Paging-mode switch, second half: runs at its physical address, identity mapped. */
+tramp_low:
+        pushq $0x18
+        leaq tramp32(%rip), %rax
+        pushq %rax
+        lretq
+        .code32
+tramp32:
+        movl %cr0, %eax                 /* paging off: IA-32e mode ends (SDM 10.8.5.4) */
+        andl $0x7FFFFFFF, %eax
+        movl %eax, %cr0
+        movl %esi, %eax                 /* CR4 as asked, but PCIDE only once back in IA-32e mode */
+        andl $~0x20000, %eax
+        movl %eax, %cr4
+        movl %edx, %ebx
+        movl $0xC0000080, %ecx
+        movl %ebx, %eax
+        andl $~0x400, %eax              /* LMA is the processor's to set */
+        xorl %edx, %edx
+        wrmsr
+        movl %ebp, %cr3                 /* the harness root of the new depth */
+        movl %edi, %cr0                 /* paging on: IA-32e mode again */
+        ljmp $0x08, $tramp64
+
+        .code64
+tramp64:
+        movabsq $switch_back, %rax
+        jmpq *%rax
+
+        .section .bootdata, "aw"
+        .globl mbi_phys
+mbi_phys:
+        .long 0
+        .align 16
+        .globl gdt
+gdt:
+        .quad 0
+        .quad 0x00AF9A000000FFFF        /* 0x08 64-bit code, DPL 0 */
+        .quad 0x00CF92000000FFFF        /* 0x10 data, DPL 0 */
+        .quad 0x00CF9A000000FFFF        /* 0x18 32-bit code, DPL 0 (mode switches) */
+        .quad 0x00CFF2000000FFFF        /* 0x20 data, DPL 3 */
+        .quad 0x00AFFA000000FFFF        /* 0x28 64-bit code, DPL 3 */
+        .globl gdt_tss
+gdt_tss:
+        .quad 0, 0                      /* 0x30 64-bit TSS, filled by kmain */
+gdt_end:
+        .align 16
+        .globl gdtr_low
+gdtr_low:
+        .word gdt_end - gdt - 1
+        .quad gdt                       /* physical = identity-mapped linear */
+        .align 16
+        .globl gdtr_high
+gdtr_high:
+        .word gdt_end - gdt - 1
+        .quad gdt + KBASE
+
+/* ------------------------------------------------------------------------- */
+        .text
+        .code64
+
+/* void switch_mode(u64 cr0, u64 cr4, u64 efer, u64 new_root, u64 cur_root)
+ * Leave IA-32e mode through compatibility mode, load CR4 and EFER with paging
+ * off (the only way to change CR4.LA57), and come back on the harness root of
+ * the new depth.  Interrupts are off throughout. */
+        .globl switch_mode
+switch_mode:
+        pushq %rbx
+        pushq %rbp
+        pushq %r12
+        pushq %r13
+        pushq %r14
+        pushq %r15
+        movq %rsp, saved_rsp(%rip)
+        movq %rcx, %rbp
+        movabsq $(gdtr_low + KBASE), %rax
+        lgdt (%rax)
+        movq %r8, %cr3
+        movabsq $tramp_low, %rax
+        jmpq *%rax
+switch_back:
+        movabsq $(gdtr_high + KBASE), %rax
+        lgdt (%rax)
+        movw $0x10, %ax
+        movw %ax, %ss
+        movw %ax, %ds
+        movw %ax, %es
+        movq saved_rsp(%rip), %rsp
+        popq %r15
+        popq %r14
+        popq %r13
+        popq %r12
+        popq %rbp
+        popq %rbx
+        retq
+
+/* u64 run_guarded(fn, a, b, c): call fn(a, b, c); any exception on the way
+ * ends it: the vector, error code, CR2 and RIP land in g_fault_* and
+ * run_guarded returns as if fn had.  g_fault_vec = -1 for a normal return. */
+        .globl run_guarded
+run_guarded:
+        pushq %rbx
+        pushq %rbp
+        pushq %r12
+        pushq %r13
+        pushq %r14
+        pushq %r15
+        movq %rsp, g_recover_rsp(%rip)
+        movq %rdi, %rax
+        movq %rsi, %rdi
+        movq %rdx, %rsi
+        movq %rcx, %rdx
+        callq *%rax
+        movq %rax, g_fault_rax(%rip)
+        movq $-1, g_fault_vec(%rip)
+guard_recover:
+        movq $0, g_recover_rsp(%rip)
+        movw $0x10, %ax
+        movw %ax, %ds
+        movw %ax, %es
+        movw %ax, %ss
+        pushfq
+        andq $~0x40000, (%rsp)          /* AC off again */
+        popfq
+        popq %r15
+        popq %r14
+        popq %r13
+        popq %r12
+        popq %rbp
+        popq %rbx
+        retq
+
+/* Exception and interrupt entry.  Vectors 0x20-0x2f are the remapped 8259
+ * IRQs (only COM1's is unmasked, to wake the idle loop's HLT). */
+        .irp v, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,129
+isr\v:  pushq $0
+        pushq $\v
+        jmp isr_common
+        .endr
+        .irp v, 8,10,11,12,13,14,17,21,29,30
+isr\v:  pushq $\v
+        jmp isr_common
+        .endr
+
+isr_common:
+        cmpq $32, (%rsp)
+        jb 1f
+        cmpq $48, (%rsp)
+        jae 1f
+        pushq %rax
+        movb $0x20, %al
+        cmpq $40, 8(%rsp)
+        jb 2f
+        outb %al, $0xA0
+2:      outb %al, $0x20
+        popq %rax
+        addq $16, %rsp
+        iretq
+1:      movq %rax, g_fault_rax(%rip)
+        movq (%rsp), %rax
+        movq %rax, g_fault_vec(%rip)
+        movq 8(%rsp), %rax
+        movq %rax, g_fault_err(%rip)
+        movq 16(%rsp), %rax
+        movq %rax, g_fault_rip(%rip)
+        movq %cr2, %rax
+        movq %rax, g_fault_cr2(%rip)
+        movq g_recover_rsp(%rip), %rax
+        testq %rax, %rax
+        jz 3f
+        movq %rax, %rsp
+        jmp guard_recover
+3:      movq %rsp, %rdi                 /* not in a guarded operation: a harness bug */
+        andq $~15, %rsp
+        callq fatal_exception
+4:      cli
+        hlt
+        jmp 4b
+
+        .section .rodata
+        .align 8
+        .globl isr_table
+isr_table:
+        .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+        .quad isr\v
+        .endr
+        .globl isr_user_return
+isr_user_return:
+        .quad isr129
+
+/* Guarded operations (called through run_guarded). */
+        .text
+        .macro SET_AC reg
+        testq \reg, \reg
+        jz 9f
+        pushfq
+        orq $0x40000, (%rsp)
+        popfq
+9:
+        .endm
+
+        .globl op_read, op_write, op_fetch, op_user, op_cr0, op_cr3, op_cr4, op_efer
+        .globl op_invlpg, op_invpcid, op_wrpkru
+op_read:                                /* (addr, ac) */
+        SET_AC %rsi
+        movq (%rdi), %rax
+        retq
+op_write:
+        SET_AC %rsi
+        movb $0xCC, (%rdi)
+        movq (%rdi), %rax
+        retq
+op_fetch:                               /* the int3 of the pattern ends it with #BP */
+        SET_AC %rsi
+        xorl %eax, %eax
+        xorl %ecx, %ecx
+        xorl %edx, %edx
+        xorl %esi, %esi
+        jmpq *%rdi
+op_user:                                /* (rip, rdi for the stub, rflags): iretq to CPL 3 */
+        pushq $0x23
+        pushq $0
+        pushq %rdx
+        pushq $0x2B
+        pushq %rdi
+        movq %rsi, %rdi
+        xorl %eax, %eax
+        xorl %ecx, %ecx
+        xorl %edx, %edx
+        xorl %esi, %esi
+        iretq
+op_cr0: movq %rdi, %cr0
+        retq
+op_cr3: movq %rdi, %cr3
+        retq
+op_cr4: movq %rdi, %cr4
+        retq
+op_efer:
+        movq %rdi, %rax
+        movq %rdi, %rdx
+        shrq $32, %rdx
+        movl $0xC0000080, %ecx
+        wrmsr
+        retq
+op_invlpg:
+        invlpg (%rdi)
+        retq
+op_invpcid:                             /* (type, pcid, addr) */
+        subq $16, %rsp
+        movq %rsi, (%rsp)
+        movq %rdx, 8(%rsp)
+        invpcid (%rsp), %rdi
+        addq $16, %rsp
+        retq
+op_wrpkru:
+        movl %edi, %eax
+        xorl %ecx, %ecx
+        xorl %edx, %edx
+        wrpkru
+        retq
+
+/* Ring-3 stubs: the only code on a user page.  INT 0x81 (DPL 3) returns to the harness. */
+        .section .user, "ax"
+        .globl user_read, user_write
+user_read:
+        movq (%rdi), %rax
+        int $0x81
+user_write:
+        movb $0xCC, (%rdi)
+        movq (%rdi), %rax
+        int $0x81
+
+        .section .bss
+        .align 16
+        .globl saved_rsp, g_recover_rsp, g_fault_vec, g_fault_err, g_fault_rip, g_fault_cr2, g_fault_rax
+saved_rsp:      .quad 0
+g_recover_rsp:  .quad 0
+g_fault_vec:    .quad 0
+g_fault_err:    .quad 0
+g_fault_rip:    .quad 0
+g_fault_cr2:    .quad 0
+g_fault_rax:    .quad 0
+        .align 4096
+        .space 16384
+        .globl stack_top
+stack_top:
+        .space 16384
+        .globl isr_stack_top
+isr_stack_top:
+        .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,491 @@
+/* memspec test kernel: probes x86-64 paging on a real (or emulated) CPU.
+ *
+ * The host sends one command per line and the kernel answers one line per
+ * command (the protocol is described in README.md beside this file).  Every
+ * operation that can fault runs under run_guarded(): the exception's vector,
+ * error code and CR2 -- pushed and loaded by the processor itself -- are the
+ * answer, and the kernel carries on with the next command.
+ */
+typedef unsigned long u64;
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef unsigned char u8;
+
+#define KBASE 0xFFFFFFFFC0000000UL
+#define PHYS(pa) ((volatile u64 *)(KBASE + (u64)(pa)))
+#define H_BOOT4 0x1000UL
+#define H_BOOT5 0x2000UL
+#define H_PT 0x7000UL
+#define HARNESS_LOW 0x100000UL
+#define HARNESS_SLOT 511
+/* root[511] of every program root: P|RW|US|A (A preset, so that the CPU never changes it) */
+#define HARNESS_ENTRY4 (0x5000UL | 0x27)
+#define HARNESS_ENTRY5 (0x1000UL | 0x27)
+
+#define CR0_PE (1UL << 0)
+#define CR0_NW (1UL << 29)
+#define CR0_CD (1UL << 30)
+#define CR0_PG (1UL << 31)
+#define CR4_PAE (1UL << 5)
+#define CR4_LA57 (1UL << 12)
+#define CR4_PCIDE (1UL << 17)
+#define EFER_LME (1UL << 8)
+
+/* entry.S */
+extern u32 mbi_phys;
+extern u64 gdt[], gdt_tss[];
+extern u64 isr_table[], isr_user_return[];
+extern char _user_start[], isr_stack_top[];
+extern char user_read[], user_write[];
+extern volatile u64 g_fault_vec, g_fault_err, g_fault_rip, g_fault_cr2, g_fault_rax;
+extern void switch_mode(u64 cr0, u64 cr4, u64 efer, u64 new_root, u64 cur_root);
+extern void run_guarded(void *fn, u64 a, u64 b, u64 c);
+extern char op_read[], op_write[], op_fetch[], op_user[], op_cr0[], op_cr3[], op_cr4[], op_efer[];
+extern char op_invlpg[], op_invpcid[], op_wrpkru[];
+
+static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
+static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline void outw(u16 port, u16 v) { __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port)); }
+static inline u64 rdcr0(void) { u64 v; __asm__ volatile("mov %%cr0, %0" : "=r"(v)); return v; }
+static inline u64 rdcr3(void) { u64 v; __asm__ volatile("mov %%cr3, %0" : "=r"(v)); return v; }
+static inline u64 rdcr4(void) { u64 v; __asm__ volatile("mov %%cr4, %0" : "=r"(v)); return v; }
+static inline void wrcr3(u64 v) { __asm__ volatile("mov %0, %%cr3" : : "r"(v) : "memory"); }
+static inline void wrcr4(u64 v) { __asm__ volatile("mov %0, %%cr4" : : "r"(v) : "memory"); }
+static inline u64 rdmsr(u32 msr) {
+    u32 lo, hi;
+    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+    return ((u64)hi << 32) | lo;
+}
+static inline void cpuid(u32 leaf, u32 sub, u32 r[4]) {
+    __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));
+}
+
+/* ---- console: output to COM1 and/or port 0xE9; input from COM1 or a batch module ---- */
+#define COM1 0x3F8
+static int out_serial = 1, out_e9 = 0;
+static const char *batch;
+static u64 batch_len, batch_pos;
+static char batch_buf[65536];
+
+static void putc(char c) {
+    if (out_serial) {
+        while (!(inb(COM1 + 5) & 0x20))
+            ;
+        outb(COM1, (u8)c);
+    }
+    if (out_e9)
+        outb(0xE9, (u8)c);
+}
+
+static void puts(const char *s) { while (*s) putc(*s++); }
+
+static void puthex(u64 v) {
+    char buf[17];
+    int i = 16;
+    buf[16] = 0;
+    do { buf[--i] = "0123456789abcdef"[v & 15]; v >>= 4; } while (v);
+    puts(buf + i);
+}
+
+static int getc(void) {
+    if (batch)
+        return batch_pos < batch_len ? batch[batch_pos++] : -1;
+    while (!(inb(COM1 + 5) & 1))
+        __asm__ volatile("sti; hlt; cli");   /* COM1's receive interrupt wakes us */
+    return inb(COM1);
+}
+
+static void serial_init(int irq) {
+    outb(COM1 + 1, 0);
+    outb(COM1 + 3, 0x80);
+    outb(COM1 + 0, 1);      /* 115200 baud (meaningless under emulation) */
+    outb(COM1 + 1, 0);
+    outb(COM1 + 3, 0x03);   /* 8N1 */
+    outb(COM1 + 2, 0xC7);
+    outb(COM1 + 4, 0x0B);   /* DTR, RTS, OUT2 (gates the IRQ line on a PC) */
+    if (irq)
+        outb(COM1 + 1, 0x01);
+}
+
+static void pic_init(void) {
+    outb(0x20, 0x11); outb(0xA0, 0x11);
+    outb(0x21, 0x20); outb(0xA1, 0x28);
+    outb(0x21, 0x04); outb(0xA1, 0x02);
+    outb(0x21, 0x01); outb(0xA1, 0x01);
+    outb(0x21, 0xEF); outb(0xA1, 0xFF);     /* only IRQ 4 (COM1) */
+}
+
+/* ---- descriptor tables ---- */
+struct tss {
+    u32 rsv0;
+    u64 rsp[3];
+    u64 rsv1;
+    u64 ist[7];
+    u64 rsv2;
+    u16 rsv3, iomap;
+} __attribute__((packed));
+static struct tss tss __attribute__((aligned(16)));
+static u64 idt[512] __attribute__((aligned(4096)));
+static struct { u16 limit; u64 base; } __attribute__((packed)) idtr;
+
+static void set_gate(int vec, u64 fn, int dpl) {
+    idt[2 * vec] = (fn & 0xFFFF) | (0x08UL << 16) | ((u64)(0x8E | (dpl << 5)) << 40) |
+                   ((fn >> 16) & 0xFFFF) << 48;
+    idt[2 * vec + 1] = fn >> 32;
+}
+
+static void tables_init(void) {
+    for (int v = 0; v < 48; v++)
+        set_gate(v, isr_table[v], v == 3 ? 3 : 0);   /* INT3 from ring 3: the fetch probe's end */
+    set_gate(0x81, isr_user_return[0], 3);
+    idtr.limit = sizeof idt - 1;
+    idtr.base = (u64)idt;
+    __asm__ volatile("lidt %0" : : "m"(idtr));
+    tss.rsp[0] = (u64)isr_stack_top;
+    tss.iomap = sizeof tss;
+    u64 base = (u64)&tss, limit = sizeof tss - 1;
+    gdt_tss[0] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89UL << 40) |
+                 ((limit >> 16) & 0xF) << 48 | ((base >> 24) & 0xFF) << 56;
+    gdt_tss[1] = base >> 32;
+    __asm__ volatile("ltr %w0" : : "r"(0x30));
+    /* the ring-3 stubs' page is the harness's only user page */
+    u64 user_pa = (u64)_user_start - KBASE;
+    PHYS(H_PT)[user_pa >> 12] |= 4;
+    __asm__ volatile("invlpg (%0)" : : "r"(_user_start) : "memory");
+}
+
+/* ---- features (CPUID) ---- */
+static u32 f1c, f1d, f7b, f7c, f7d, f81c, f81d, f88a, f8ad, fmax, fxmax;
+static u64 cr4_ok, efer_ok, maxphy;
+
+static void features_init(void) {
+    u32 r[4];
+    cpuid(0, 0, r); fmax = r[0];
+    cpuid(1, 0, r); f1c = r[2]; f1d = r[3];
+    if (fmax >= 7) { cpuid(7, 0, r); f7b = r[1]; f7c = r[2]; f7d = r[3]; }
+    cpuid(0x80000000, 0, r); fxmax = r[0];
+    if (fxmax >= 0x80000001) { cpuid(0x80000001, 0, r); f81c = r[2]; f81d = r[3]; }
+    if (fxmax >= 0x80000008) { cpuid(0x80000008, 0, r); f88a = r[0]; }
+    if (fxmax >= 0x8000000A && (f81c & (1 << 2))) { cpuid(0x8000000A, 0, r); f8ad = r[3]; }
+    /* what boot() accepts: the paging-relevant bits this CPU enumerates */
+    cr4_ok = 1UL << 4 | CR4_PAE | 1UL << 7 | 1UL << 9 | 1UL << 10;   /* PSE PAE PGE OSFXSR OSXMMEXCPT */
+    if (f7c & (1 << 16)) cr4_ok |= CR4_LA57;
+    if (f1c & (1 << 17)) cr4_ok |= CR4_PCIDE;
+    if (f1c & (1 << 26)) cr4_ok |= 1UL << 18;                /* OSXSAVE */
+    if (f7b & (1 << 7)) cr4_ok |= 1UL << 20;                 /* SMEP */
+    if (f7b & (1 << 20)) cr4_ok |= 1UL << 21;                /* SMAP */
+    if (f7c & (1 << 3)) cr4_ok |= 1UL << 22;                 /* PKE */
+    efer_ok = 1UL << 0 | 1UL << 8 | 1UL << 10;
+    if (f81d & (1 << 20)) efer_ok |= 1UL << 11;              /* NXE */
+    maxphy = (f88a & 0xFF) ? (f88a & 0xFF) : 36;
+}
+
+/* ---- physical memory: the pattern, and a log of what the program changed ---- */
+static u64 ram_end;
+#define LOG_MAX 16384
+static u64 wlog[LOG_MAX];
+static u64 nlog;
+static int full_refill;
+
+static inline u64 pattern(u64 pa) { return (pa << 8) | 0xCC; }
+
+static void fill_pattern(void) {
+    for (u64 pa = HARNESS_LOW; pa < ram_end; pa += 8)
+        *PHYS(pa) = pattern(pa);
+}
+
+static void note_write(u64 pa) {
+    if (nlog < LOG_MAX) wlog[nlog++] = pa;
+    else full_refill = 1;
+}
+
+static void restore_memory(void) {
+    if (full_refill) fill_pattern();
+    else for (u64 i = 0; i < nlog; i++) *PHYS(wlog[i]) = pattern(wlog[i]);
+    nlog = 0;
+    full_refill = 0;
+}
+
+static int pa_ok(u64 pa) { return pa >= HARNESS_LOW && pa + 8 <= ram_end && !(pa & 7); }
+
+/* The harness's own slot in a root table: its code, data and the user stub page. */
+static int install_slot(u64 root_pa) {
+    if (!pa_ok(root_pa)) return 0;
+    u64 pa = root_pa + 8 * HARNESS_SLOT;
+    note_write(pa);
+    *PHYS(pa) = (rdcr4() & CR4_LA57) ? HARNESS_ENTRY5 : HARNESS_ENTRY4;
+    return 1;
+}
+
+static int top_level(void) { return (rdcr4() & CR4_LA57) ? 5 : 4; }
+
+static int canonical(u64 la) {
+    int top = top_level() == 5 ? 56 : 47;
+    u64 hi = la >> top;
+    return hi == 0 || hi == (~0UL >> top);
+}
+
+/* linear addresses in the harness's top-level slot are refused (the program's are 0..510) */
+static int harness_slot(u64 la) {
+    return canonical(la) && ((la >> (top_level() == 5 ? 48 : 39)) & 0x1FF) == HARNESS_SLOT;
+}
+
+/* Would this access let the CPU write the harness's own memory (a store or A/D update
+ * below HARNESS_LOW) or run its code?  A software walk of the current tables: a stale
+ * TLB entry could still differ, which is the price of not trusting the program. */
+static int harms_harness(u64 la, u64 op) {
+    u64 table = rdcr3() & 0x000FFFFFFFFFF000UL;
+    for (int lvl = top_level(); lvl >= 1; lvl--) {
+        if (table < HARNESS_LOW) return 1;
+        if (table + 4096 > ram_end) return 0;
+        u64 e = *PHYS(table + 8 * ((la >> (12 + 9 * (lvl - 1))) & 0x1FF));
+        if (!(e & 1)) return 0;
+        u64 next = e & 0x000FFFFFFFFFF000UL;
+        if (lvl == 1 || ((lvl == 2 || lvl == 3) && (e & 0x80))) {
+            u64 size = lvl == 1 ? 1UL << 12 : lvl == 2 ? 1UL << 21 : 1UL << 30;
+            u64 pa = (next & ~(size - 1)) | (la & (size - 1));
+            return op != 0 && pa < HARNESS_LOW;
+        }
+        table = next;
+    }
+    return 0;
+}
+
+/* ---- replies ---- */
+static void reply_x(void) {
+    putc('x'); putc(' '); puthex(g_fault_vec);
+    putc(' '); puthex(g_fault_err);
+    putc(' '); puthex(g_fault_cr2);
+    putc(' '); puthex(g_fault_rip);
+    putc(' '); puthex(g_fault_rax);
+    putc('\n');
+}
+static void reply_e(const char *why) { puts("e "); puts(why); putc('\n'); }
+static void reply_k(void) { puts("k\n"); }
+
+static void guarded(void *fn, u64 a, u64 b, u64 c) {
+    g_fault_err = g_fault_cr2 = g_fault_rip = g_fault_rax = 0;
+    run_guarded(fn, a, b, c);
+}
+
+/* ---- boot(cr0, cr4, efer): paging off, load, paging on ---- */
+static const char *boot(u64 cr0, u64 cr4, u64 efer) {
+    if (!(cr0 & CR0_PG) || !(cr0 & CR0_PE) || !(cr4 & CR4_PAE) || !(efer & EFER_LME))
+        return "the harness runs in IA-32e mode: boot needs CR0.PG|PE, CR4.PAE and EFER.LME";
+    if (cr0 >> 32 || ((cr0 & CR0_NW) && !(cr0 & CR0_CD)))
+        return "CR0 value not loadable";
+    if (cr4 & ~cr4_ok) return "CR4 bits this CPU lacks";
+    if (efer & ~efer_ok) return "EFER bits this CPU lacks";
+    if ((cr4 & CR4_PCIDE) && (rdcr3() & 0xFFF)) return "CR4.PCIDE with a nonzero PCID in CR3";
+    u64 root = rdcr3() & 0x000FFFFFFFFFF000UL;
+    u64 cur = (rdcr4() & CR4_LA57) ? H_BOOT5 : H_BOOT4;
+    u64 nxt = (cr4 & CR4_LA57) ? H_BOOT5 : H_BOOT4;
+    switch_mode(cr0, cr4, efer, nxt, cur);
+    if (root != H_BOOT4 && root != H_BOOT5) {
+        if (install_slot(root)) wrcr3(root);
+    } else {
+        wrcr3(nxt);
+    }
+    if (cr4 & CR4_PCIDE) wrcr4(rdcr4() | CR4_PCIDE);
+    return 0;
+}
+
+/* ---- the command loop ---- */
+static char line[512];
+
+static int read_line(void) {
+    int n = 0, c;
+    for (;;) {
+        c = getc();
+        if (c < 0) return n ? n : -1;
+        if (c == '\n') break;
+        if (c == '\r') continue;
+        if (n < (int)sizeof line - 1) line[n++] = (char)c;
+    }
+    line[n] = 0;
+    return n;
+}
+
+static int parse_args(const char *s, u64 *a, int max) {
+    int n = 0;
+    while (*s && n < max) {
+        while (*s == ' ') s++;
+        if (!*s) break;
+        u64 v = 0;
+        int digits = 0;
+        for (; *s && *s != ' '; s++, digits++) {
+            char c = *s;
+            v <<= 4;
+            if (c >= '0' && c <= '9') v |= (u64)(c - '0');
+            else if (c >= 'a' && c <= 'f') v |= (u64)(c - 'a' + 10);
+            else return -1;
+        }
+        if (!digits) break;
+        a[n++] = v;
+    }
+    return n;
+}
+
+static void features_reply(void) {
+    u32 r[4];
+    char vendor[13];
+    cpuid(0, 0, r);
+    *(u32 *)&vendor[0] = r[1]; *(u32 *)&vendor[4] = r[3]; *(u32 *)&vendor[8] = r[2];
+    vendor[12] = 0;
+    puts("F "); puts(vendor);
+    u64 v[] = {fmax, fxmax, f1c, f1d, f7b, f7c, f7d, f81c, f81d, f88a, f8ad, ram_end};
+    for (unsigned i = 0; i < sizeof v / sizeof v[0]; i++) { putc(' '); puthex(v[i]); }
+    putc('\n');
+}
+
+static void access(u64 addr, u64 op, u64 cpl, u64 ac) {
+    if (harness_slot(addr)) { reply_e("address in the harness's slot"); return; }
+    if (harms_harness(addr, op)) { reply_e("the access would reach the harness's own memory"); return; }
+    if (cpl == 3) {
+        u64 rflags = 0x2 | (ac ? 0x40000 : 0);
+        if (op == 2) guarded(op_user, addr, 0, rflags);
+        else guarded(op_user, (u64)(op == 1 ? user_write : user_read), addr, rflags);
+    } else {
+        guarded(op == 0 ? op_read : op == 1 ? op_write : op_fetch, addr, ac, 0);
+    }
+    /* a store at an unaligned address changes a pattern byte the log cannot name */
+    if (op == 1 && (addr & 7) && (g_fault_vec == (u64)-1 || g_fault_vec == 0x81))
+        full_refill = 1;
+    reply_x();
+}
+
+static void command(void) {
+    u64 a[6] = {0};
+    char cmd = line[0];
+    int n = parse_args(line + 1, a, 6);
+    if (n < 0) { reply_e("bad number"); return; }
+    switch (cmd) {
+    case 'R': {   /* reset: memory back to the pattern, then boot(cr0, cr4, efer), CR3 = root */
+        if (n != 4) break;
+        restore_memory();
+        wrcr3((rdcr4() & CR4_LA57) ? H_BOOT5 : H_BOOT4);
+        if (f7c & (1 << 3)) {       /* PKRU back to 0 (WRPKRU needs CR4.PKE) */
+            wrcr4(rdcr4() | (1UL << 22));
+            guarded(op_wrpkru, 0, 0, 0);
+        }
+        const char *why = boot(a[0], a[1], a[2]);
+        if (why) { reply_e(why); return; }
+        if (!install_slot(a[3] & 0x000FFFFFFFFFF000UL)) { reply_e("root outside the program's memory"); return; }
+        wrcr3(a[3]);
+        reply_k();
+        return;
+    }
+    case 'B': {
+        if (n != 3) break;
+        const char *why = boot(a[0], a[1], a[2]);
+        if (why) reply_e(why); else reply_k();
+        return;
+    }
+    case 'W':
+        if (n != 2) break;
+        if (!pa_ok(a[0])) { reply_e("address outside the program's memory"); return; }
+        note_write(a[0]);
+        *PHYS(a[0]) = a[1];
+        reply_k();
+        return;
+    case 'Q':
+        if (n != 1) break;
+        if (!pa_ok(a[0])) { reply_e("address outside the program's memory"); return; }
+        puts("v "); puthex(*PHYS(a[0])); putc('\n');
+        return;
+    case 'A':
+        if (n != 4) break;
+        access(a[0], a[1], a[2], a[3]);
+        return;
+    case '3':
+        if (n != 1) break;
+    {
+        /* bits 63:MAXPHYADDR are reserved (bit 63 is the no-flush hint with CR4.PCIDE = 1):
+         * such a value is the CPU's to refuse (#GP); any other root must be the program's */
+        u64 rsvd = a[0] & ~((1UL << maxphy) - 1);
+        if (rdcr4() & CR4_PCIDE) rsvd &= ~(1UL << 63);
+        u64 root = a[0] & ((1UL << maxphy) - 1) & ~0xFFFUL;
+        if (!rsvd && !install_slot(root)) { reply_e("root outside the program's memory"); return; }
+        guarded(op_cr3, a[0], 0, 0); reply_x();
+        return;
+    }
+    case '0': if (n != 1) break; guarded(op_cr0, a[0], 0, 0); reply_x(); return;
+    case '4': if (n != 1) break; guarded(op_cr4, a[0], 0, 0); reply_x(); return;
+    case 'E': if (n != 1) break; guarded(op_efer, a[0], 0, 0); reply_x(); return;
+    case 'I':
+        if (n != 1) break;
+        if (harness_slot(a[0])) { reply_e("address in the harness's slot"); return; }
+        guarded(op_invlpg, a[0], 0, 0); reply_x(); return;
+    case 'N':
+        if (n != 3) break;
+        if (a[0] == 0 && harness_slot(a[2])) { reply_e("address in the harness's slot"); return; }
+        guarded(op_invpcid, a[0], a[1], a[2]); reply_x(); return;
+    case 'K': if (n != 1) break; guarded(op_wrpkru, a[0], 0, 0); reply_x(); return;
+    case 'S':     /* state: CR0 CR3 CR4 EFER */
+        puts("v "); puthex(rdcr0()); putc(' '); puthex(rdcr3()); putc(' ');
+        puthex(rdcr4()); putc(' '); puthex(rdmsr(0xC0000080)); putc('\n');
+        return;
+    case 'F': features_reply(); return;
+    case 'P': puts("k\n"); return;      /* ping */
+    case 'X':     /* the end: Bochs' shutdown port; QEMU is killed by its host */
+        puts("bye\n");
+        for (const char *s = "Shutdown"; *s; s++) outb(0x8900, (u8)*s);
+        for (;;) __asm__ volatile("cli; hlt");
+    }
+    reply_e("bad command");
+}
+
+void fatal_exception(u64 *frame) {
+    puts("! harness exception vector "); puthex(frame[0]);
+    puts(" error "); puthex(frame[1]);
+    puts(" rip "); puthex(frame[2]);
+    puts(" cr2 "); puthex(g_fault_cr2);
+    putc('\n');
+    for (;;) __asm__ volatile("cli; hlt");
+}
+
+static int has_word(const char *s, const char *w) {
+    for (; *s; s++) {
+        const char *p = s, *q = w;
+        while (*q && *p == *q) { p++; q++; }
+        if (!*q && (*p == 0 || *p == ' ')) return 1;
+    }
+    return 0;
+}
+
+void kmain(void) {
+    volatile u32 *mbi = (volatile u32 *)(KBASE + mbi_phys);
+    u32 flags = mbi[0];
+    ram_end = (flags & 1) ? HARNESS_LOW + (u64)mbi[2] * 1024 : 32UL << 20;
+    if (ram_end > (1UL << 30)) ram_end = 1UL << 30;   /* the harness maps the first GiB */
+    const char *cmdline = (flags & 4) ? (const char *)(KBASE + mbi[4]) : "";
+    if (has_word(cmdline, "console=e9")) { out_e9 = 1; out_serial = 0; }
+    if (has_word(cmdline, "console=both")) out_e9 = 1;
+    if ((flags & 8) && mbi[5] > 0) {     /* a batch of commands as the first module (Bochs, GRUB) */
+        volatile u32 *mod = (volatile u32 *)(KBASE + mbi[6]);
+        u64 len = mod[1] - mod[0];
+        if (len > sizeof batch_buf) len = sizeof batch_buf;
+        for (u64 i = 0; i < len; i++) batch_buf[i] = *(volatile char *)(KBASE + mod[0] + i);
+        batch = batch_buf;
+        batch_len = len;
+    }
+    /* .bootdata symbols have their low (identity) addresses: kmain runs on the boot root */
+    extern char gdtr_high[];
+    __asm__ volatile("lgdt (%0)" : : "r"((u64)gdtr_high + KBASE) : "memory");
+    tables_init();
+    serial_init(!batch && out_serial);
+    if (!batch && out_serial) pic_init();
+    features_init();
+    fill_pattern();
+    puts("memspec-testkernel 1 ready\n");
+    for (;;) {
+        int n = read_line();
+        if (n < 0) {
+            puts("bye\n");
+            for (const char *s = "Shutdown"; *s; s++) outb(0x8900, (u8)*s);
+            for (;;) __asm__ volatile("cli; hlt");
+        }
+        if (n == 0) continue;
+        command();
+    }
+}
