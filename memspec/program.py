@@ -142,7 +142,8 @@ def _escape(s: str) -> str:
         elif " " <= ch <= "~":
             out.append(ch)
         else:
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+            o = ord(ch)
+            out.append(f"\\x{o:02x}" if o < 256 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
     return "".join(out)
 
 
@@ -246,6 +247,9 @@ def _unescape(body: str, ts: _Tokens, col: int) -> str:
         elif nxt == "u" and re.fullmatch(r"[0-9a-f]{4}", body[i + 2:i + 6]):
             out.append(chr(int(body[i + 2:i + 6], 16)))
             i += 6
+        elif nxt == "U" and re.fullmatch(r"[0-9a-f]{8}", body[i + 2:i + 10]) and int(body[i + 2:i + 10], 16) <= 0x10FFFF:
+            out.append(chr(int(body[i + 2:i + 10], 16)))
+            i += 10
         else:
             ts.fail(f"unknown escape \\{nxt} in string", col + i + 1)
     return "".join(out)

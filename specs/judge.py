@@ -53,9 +53,10 @@ _STATUS_VERDICT = {
 
 
 def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] | None = None,
-          invariants: bool = True) -> Judgement:
-    """Judge one run of ``program`` on ``target``; ``invariants`` also checks the model's own after every call."""
-    system = new_model(program.layer, facts)
+          invariants: bool = True, model: Any | None = None) -> Judgement:
+    """Judge one run of ``program`` on ``target``; ``invariants`` also checks the model's own after every call.
+    ``model`` replaces the layer's reference model (tests use it to show invariants catch a broken one)."""
+    system = model if model is not None else new_model(program.layer, facts)
     compare = _compare_for(program.layer)
     j = Judgement(target=target, status=run.status, message=run.message)
     env: dict[str, int] = {}

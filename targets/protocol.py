@@ -48,15 +48,19 @@ class _Peer:
         self.dead = False
 
     def send(self, msg: dict[str, Any]) -> None:
+        if self.dead:
+            return
         try:
             assert self.p.stdin is not None
             self.p.stdin.write(encode(msg))
             self.p.stdin.flush()
-        except (BrokenPipeError, OSError):
+        except (BrokenPipeError, OSError, ValueError):
             pass   # the read that follows reports the exit
 
     def receive(self, what: str) -> dict[str, Any]:
         assert self.p.stdout is not None
+        if self.dead:
+            raise SessionFailed(RunStatus.CRASH, f"target was already stopped at {what}")
         fd = self.p.stdout.fileno()
         deadline = time.monotonic() + self.timeout
         while b"\n" not in self.buf:
@@ -85,7 +89,7 @@ class _Peer:
         if self.p.stderr is not None:
             try:
                 err = self.p.stderr.read(2000) or b""
-            except OSError:
+            except (OSError, ValueError):
                 pass
         tail = err.decode("utf-8", "replace").strip().splitlines()[-3:]
         how = (f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}")

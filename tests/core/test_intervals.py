@@ -1,0 +1,43 @@
+"""The VMA tree (IntervalMap) agrees with a page-by-page dictionary under any operations."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memspec.model.intervals import IntervalMap
+
+OPS = st.lists(st.tuples(st.sampled_from(["set", "remove"]), st.integers(0, 40), st.integers(1, 12),
+                         st.integers(0, 3)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPS, st.integers(0, 50), st.integers(0, 50))
+def test_interval_map_matches_a_dict(ops, qlo, qlen) -> None:
+    m: IntervalMap[int] = IntervalMap()
+    ref: dict[int, int] = {}
+    for op, start, length, value in ops:
+        if op == "set":
+            m.set(start, start + length, value)
+            for x in range(start, start + length):
+                ref[x] = value
+        else:
+            m.remove(start, start + length)
+            for x in range(start, start + length):
+                ref.pop(x, None)
+    items = list(m.items())
+    for (s1, e1, _), (s2, _, _) in zip(items, items[1:]):
+        assert e1 <= s2, "intervals overlap or are out of order"
+    seen = {x: v for s, e, v in items for x in range(s, e)}
+    assert seen == ref
+    for x in range(0, 60):
+        hit = m.find(x)
+        assert (hit[2] if hit else None) == ref.get(x)
+    lo, hi = qlo, qlo + qlen
+    assert m.any_overlap(lo, hi) == any(lo <= x < hi for x in ref) if hi > lo else True
+    over = {x for s, e, _ in m.overlapping(lo, hi) for x in range(max(s, lo), min(e, hi))}
+    assert over == {x for x in ref if lo <= x < hi}
+    gaps = list(m.gaps(0, 60))
+    free = {x for a, b in gaps for x in range(a, b)}
+    assert free == {x for x in range(60) if x not in ref}
+    assert gaps == sorted(gaps, reverse=True)

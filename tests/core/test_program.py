@@ -1,0 +1,125 @@
+"""Program text: strict parsing with line and column, and parse(print(p)) == p."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memspec.calls import CALLS
+from memspec.errors import ProgramError
+from memspec.program import Call, Flags, Int, Program, Ref, Str, format_program, parse, validate
+from memspec.consts import GROUPS
+
+NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
+CONSTS = st.sampled_from(sorted(n for g in GROUPS.values() for n in g))
+
+
+@st.composite
+def programs(draw: st.DrawFn) -> Program:
+    layer = draw(st.sampled_from(sorted({c.layer for c in CALLS.values()})))
+    specs = [c for c in CALLS.values() if c.layer == layer]
+    calls: list[Call] = []
+    numbers: list[str] = []
+    procs: list[str] = []
+    for _ in range(draw(st.integers(0, 12))):
+        spec = draw(st.sampled_from(specs))
+        if spec.not_main and not procs:
+            continue
+        args = []
+        for p in spec.params:
+            if p.kind == "str":
+                args.append(Str(draw(st.text(max_size=12))))
+                continue
+            kind = draw(st.sampled_from(["int", "flags", "ref"] if numbers else ["int", "flags"]))
+            if kind == "int":
+                v = draw(st.integers(-(1 << 63), (1 << 64) - 1))
+                args.append(Int(v, hex=draw(st.booleans())))
+            elif kind == "flags":
+                args.append(Flags(tuple(draw(st.lists(CONSTS, min_size=1, max_size=3)))))
+            else:
+                off = draw(st.integers(-(1 << 20), 1 << 20))
+                args.append(Ref(draw(st.sampled_from(numbers)), off))
+        proc = draw(st.sampled_from(procs)) if procs and spec.not_main else (
+            draw(st.sampled_from([None] + procs)) if procs and spec.returns != "proc" else None)
+        result = None
+        if spec.returns == "proc":
+            result = f"p{len(procs) + 2}"
+            procs.append(result)
+        elif spec.returns != "none" and draw(st.booleans()):
+            result = draw(NAMES)
+            if result in procs:
+                result = None
+            else:
+                numbers.append(result)
+        if spec.name == "exit" and proc:
+            procs.remove(proc)
+        calls.append(Call(spec.name, tuple(args), result, proc))
+    header = tuple(draw(st.lists(st.tuples(st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True),
+                                           st.from_regex(r"[ -~]{0,20}", fullmatch=True).map(str.strip)), max_size=3)))
+    p = Program(tuple(calls), header)
+    try:
+        validate(p)
+    except ProgramError:
+        from hypothesis import assume
+        assume(False)
+    return p
+
+
+@settings(max_examples=150, deadline=None)
+@given(programs())
+def test_parse_print_roundtrip(p: Program) -> None:
+    text = format_program(p)
+    assert parse(text) == p, text
+
+
+def test_example_from_the_issue_parses_and_prints_canonically() -> None:
+    text = ("a = mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+            "store(a+4096, 0x41)\n"
+            "mprotect(a, 4096, PROT_READ)\n")
+    p = parse(text)
+    assert p.calls[1].args[0] == Ref("a", 4096)
+    assert format_program(p).splitlines()[1] == "store(a+0x1000, 0x41)"
+    assert parse(format_program(p)) == p
+
+
+def test_keywords_and_defaults_normalise_to_positional() -> None:
+    p = parse("b = mmap(length=4096, prot=PROT_READ, flags=MAP_SHARED|MAP_ANONYMOUS)")
+    assert format_program(p).strip() == "b = mmap(0, 4096, PROT_READ, MAP_SHARED|MAP_ANONYMOUS, -1, 0)"
+
+
+@pytest.mark.parametrize("text, line, col, words", [
+    ("a = mmap(", 1, 10, "expected an argument"),
+    ("store(b, 1)", 1, 1, "'b' is not defined"),
+    ("x = foo()", 1, 5, "unknown call 'foo'"),
+    ("munmap(1, 2, 3)", 1, 14, "takes 2 arguments"),
+    ("store(a+, 1)", 1, 9, "expected a number"),
+    ("p2: store(0, 1)", 1, 1, "not a process"),
+    ("mprotect(0, 4096, PROT_BOGUS)", 1, 1, "unknown constant 'PROT_BOGUS'"),
+    ("load(0) junk", 1, 9, "unexpected 'junk'"),
+    ("load(007)", 1, 6, "leading zeros"),
+    ("fork()", 1, 1, "needs a result name"),
+    ("\n\n  load(0x1000, 2)", 3, 16, "takes 1 arguments"),
+    ("load(0)\nexit()", 2, 1, "needs a forked process"),
+    ("load(addr=1, addr=2)", 1, 14, "given twice"),
+    ("load(@)", 1, 6, "unexpected character"),
+    ('load("x")', 1, 1, "must be a number"),
+])
+def test_errors_name_line_and_column(text: str, line: int, col: int, words: str) -> None:
+    with pytest.raises(ProgramError) as e:
+        parse(text, source="t.mst")
+    assert (e.value.line, e.value.col) == (line, col), str(e.value)
+    assert words in e.value.message
+    assert str(e.value).startswith(f"t.mst:{line}:{col}: ")
+
+
+def test_exited_process_cannot_call_again() -> None:
+    with pytest.raises(ProgramError, match="already exited"):
+        parse("p2 = fork()\np2: exit()\np2: load(0)")
+
+
+def test_header_is_kept_and_comments_elsewhere_are_not() -> None:
+    p = parse("# memspec-program: 1\n# target: linux\nload(0)\n# not a header: later\nload(1)\n")
+    assert p.header == (("memspec-program", "1"), ("target", "linux"))
+    assert p.meta("target") == "linux"
+    assert len(p.calls) == 2
