@@ -88,7 +88,7 @@ KVM_GET_SREGS = _ior(0x83, 312)
 KVM_SET_SREGS = _iow(0x84, 312)
 KVM_SET_CPUID2 = _iow(0x90, 8)
 
-EXIT_HLT, EXIT_SHUTDOWN, EXIT_FAIL_ENTRY, EXIT_INTR, EXIT_INTERNAL_ERROR = 5, 8, 9, 10, 17
+EXIT_MMIO, EXIT_HLT, EXIT_SHUTDOWN, EXIT_FAIL_ENTRY, EXIT_INTR, EXIT_INTERNAL_ERROR = 6, 5, 8, 9, 10, 17
 EXIT_NAMES = {0: "UNKNOWN", 1: "EXCEPTION", 2: "IO", 4: "DEBUG", 5: "HLT", 6: "MMIO", 8: "SHUTDOWN",
               9: "FAIL_ENTRY", 10: "INTR", 17: "INTERNAL_ERROR", 24: "SYSTEM_EVENT"}
 
@@ -179,6 +179,10 @@ class KvmUnavailable(TargetError):
 
 class _GuestTimeout(Exception):
     pass
+
+
+class _Refused(Exception):
+    """A call this KVM cannot be judged on (the message says why)."""
 
 
 def _ioctl(fd: int, req: int, buf: bytes | bytearray | int = 0) -> tuple[int, bytearray | None]:
@@ -495,6 +499,7 @@ class _Chunk:
     descriptors: list[tuple[int, bytes]] = field(default_factory=list)
     ac_dirty: bool = False
     unemulated: list[int] = field(default_factory=list)    # RIPs KVM's emulator gave up on
+    mmio: list[int] = field(default_factory=list)          # guest-physical addresses outside RAM touched
 
     def full(self) -> bool:
         return len(self.code) > CODE_END - CODE - 256 or self.slots >= NSLOTS - 1
@@ -599,7 +604,16 @@ class _Machine:
                 at = self._where(chunk)
                 self.broken = True
                 return RunStatus.ERROR, f"KVM_RUN failed: {e.strerror}", at
-            if exit_reason != EXIT_INTERNAL_ERROR or resumes > len(by_slot):
+            if exit_reason == EXIT_MMIO and resumes < 64 * (chunk.slots + 1):
+                # an access reached guest-physical memory outside RAM: no device answers, so a
+                # read returns all ones (as an unclaimed bus read does) and a write is dropped
+                phys, _data, size, is_write = struct.unpack_from("<Q8sIB", vm.run_mm, 32)
+                if not is_write:
+                    vm.run_mm[40:48] = b"\xff" * 8
+                chunk.mmio.append(phys)
+                resumes += 1
+                continue
+            if exit_reason != EXIT_INTERNAL_ERROR or resumes > 64 * (chunk.slots + 1):
                 break
             if not self._skip_unemulated(chunk, by_slot):
                 break
@@ -776,6 +790,9 @@ class _Machine:
             return self._const(cc, EINVAL)
         if _canonical(la) and (la >> 39) & 0x1FF == HARNESS_SLOT:
             return self._const(cc, EINVAL)
+        if cpl == 3 and _canonical(la) and (la >> 39) & 0x1FF in self.features.get("cpl3_reserved_slots", ()):
+            raise _Refused(f"CPL 3 access at {la:#x}: kvm-pvm reserves root slot {(la >> 39) & 0x1FF} for "
+                           "itself while guest user code runs natively (every access there is a not-present #PF)")
         cc.kind, cc.addr, cc.op, cc.cpl = "access", la, op, cpl
         self._guard(chunk, cc)
         if cpl == 0:
@@ -895,7 +912,7 @@ def probe_features(kvm: _Kvm, timeout: float = 2.0) -> dict[str, Any]:
         ccs = [m.compile(chunk, i, n, a) for i, (n, a) in enumerate(calls)]
         status, msg, _ = m.run_chunk(chunk)
         if status is not RunStatus.OK:
-            return [Outcome(signal="crash", detail=(("why", msg),))]
+            return [Outcome(signal="crash", detail=(("why", msg),))] * max(len(calls), 1)
         return [m.outcome(c) for c in ccs]
 
     user = P | RW | US
@@ -935,6 +952,14 @@ def probe_features(kvm: _Kvm, timeout: float = 2.0) -> dict[str, Any]:
     if f["la57"]:
         f["la57"] = False     # the harness builds 4-level roots only; 5-level would need a PML5 slot
         f["la57_why"] = "KVM accepted CR4.LA57 but the harness does not build 5-level tables"
+    # kvm-pvm keeps part of the upper half for itself while guest user code runs natively
+    f["cpl3_reserved_slots"] = []
+    for slot in (256, 257, 300, 510):
+        r = run([("set_pte", (T, slot, D4 | user, 0)), ("set_pte", (D4, 0, P4 | user, 0)),
+                 ("set_pte", (P4, 2, PT4 | user, 0)), ("set_pte", (PT4, 5, 0x300000 | user, 0)), ("mov_cr3", (T,)),
+                 ("access", (0xFFFF << 48 | slot << 39 | 0x405000, READ, 3, 0))])
+        if r[-1].value is None:
+            f["cpl3_reserved_slots"].append(slot)
     f["legacy32"], f["pae32"] = _probe_legacy(kvm, m.cpuid, timeout)
     m.discard()
     _PROBED = f
@@ -1009,7 +1034,10 @@ class KvmTarget(Target):
         }
 
     def unsupported(self) -> list[str]:
-        return [FEATURE_NAMES[k] for k in FEATURES if not self.features.get(k)]
+        out = [FEATURE_NAMES[k] for k in FEATURES if not self.features.get(k)]
+        for slot in self.features.get("cpl3_reserved_slots", ()):
+            out.append(f"CPL 3 accesses in root slot {slot} (reserved by kvm-pvm; such programs are refused)")
+        return out
 
     # -- running --
 
@@ -1017,6 +1045,10 @@ class KvmTarget(Target):
         m = self.machine
         outcomes: list[Outcome] = []
         env: dict[str, int] = {}
+        self._explained: set[int] = set()
+        why = self._refuse_statically(program)
+        if why:
+            return RunResult((), (), RunStatus.REFUSED, why)
         try:
             m.start_program(fresh=self.fresh)
         except (RuntimeError, OSError) as e:
@@ -1033,13 +1065,17 @@ class KvmTarget(Target):
                     break
                 if any(isinstance(a, Ref) and a.name in bound_here for a in c.args) or chunk.full():
                     break
-                cc = m.compile(chunk, i, c.name, tuple(int(x) for x in eval_args(c, env)))
+                try:
+                    cc = m.compile(chunk, i, c.name, tuple(int(x) for x in eval_args(c, env)))
+                except _Refused as e:
+                    return self._finish(program, outcomes, RunStatus.REFUSED, f"call {i + 1} refused: {e}")
                 pending.append((c, cc))
                 if c.result:
                     bound_here.add(c.result)
                 i += 1
             if pending:
                 status, msg, at = m.run_chunk(chunk)
+                self._explained.update(chunk.unemulated)
                 if status is not RunStatus.OK:
                     for c, cc in pending:
                         if at >= 0 and cc.index < at:
@@ -1060,10 +1096,27 @@ class KvmTarget(Target):
                 i += 1
         return self._finish(program, outcomes, RunStatus.OK, "")
 
+    _explained: set[int] = set()
+
+    def _refuse_statically(self, program: Program) -> str:
+        """Refuse a program before running it if a call with literal arguments cannot be judged here."""
+        chunk, m = _Chunk(), self.machine
+        for i, c in enumerate(program.calls):
+            if c.name != "access" or any(isinstance(a, Ref) for a in c.args):
+                continue
+            try:
+                m._c_access(chunk, _Compiled(i, "none"), *(int(x) for x in eval_args(c, {})))
+            except _Refused as e:
+                return f"call {i + 1} refused: {e}"
+        return ""
+
     def _finish(self, program: Program, outcomes: list[Outcome], status: RunStatus, msg: str) -> RunResult:
+        """The run's result; KVM's kernel-log lines from this program are kept, and any that no
+        outcome already accounts for (an instruction reported as not emulated) is a finding."""
         lines = self.log.new_lines()
+        self.kernel_log = (self.kernel_log + [(program.meta("about") or "", line) for line in lines])[-1000:]
+        lines = [ln for ln in lines if not any(f"rip={rip:#x} " in ln + " " for rip in self._explained)]
         if lines:
-            self.kernel_log += [(program.meta("about") or "", line) for line in lines]
             if status is RunStatus.OK:
                 status, msg = RunStatus.ERROR, "KVM logged during this program: " + " | ".join(lines[:4])
             else:
@@ -1100,7 +1153,10 @@ class KvmSession(Session):
                 raise SessionFailed(RunStatus.ERROR, f"call {self.n}: {err}")
             return o
         chunk = _Chunk()
-        cc = self.m.compile(chunk, 0, call.name, ints)
+        try:
+            cc = self.m.compile(chunk, 0, call.name, ints)
+        except _Refused as e:
+            raise SessionFailed(RunStatus.REFUSED, f"call {self.n} refused: {e}") from None
         if cc.kind == "const":
             return self.m.outcome(cc)
         status, msg, _ = self.m.run_chunk(chunk)
