@@ -74,6 +74,52 @@ register(CallSpec("fetch", "os", (P("addr"),), returns="none",
                   doc="execute at addr: ok if the instruction fetch is allowed, else a signal"))
 register(CallSpec("fork", "os", (), returns="proc", doc="fork(2): returns a process handle"))
 register(CallSpec("exit", "os", (), returns="none", not_main=True, doc="_exit(2) of a forked process"))
+register(CallSpec("mremap", "os", (P("old_addr"), P("old_size"), P("new_size"), P("flags", "mremap", 0),
+                                   P("new_addr", "int", 0)), returns="addr", doc="mremap(2): move or resize a mapping"))
+register(CallSpec("madvise", "os", (P("addr"), P("length"), P("advice", "madv")), doc="madvise(2)"))
+register(CallSpec("msync", "os", (P("addr"), P("length"), P("flags", "ms")), doc="msync(2)"))
+register(CallSpec("mincore", "os", (P("addr"), P("length")),
+                  doc="mincore(2): returns the residency vector as one number (bit i: page i resident)"))
+register(CallSpec("mlock", "os", (P("addr"), P("length")), doc="mlock(2)"))
+register(CallSpec("mlock2", "os", (P("addr"), P("length"), P("flags", "mlock", 0)), doc="mlock2(2)"))
+register(CallSpec("munlock", "os", (P("addr"), P("length")), doc="munlock(2)"))
+register(CallSpec("mlockall", "os", (P("flags", "mcl"),), doc="mlockall(2)"))
+register(CallSpec("munlockall", "os", (), doc="munlockall(2)"))
+register(CallSpec("set_memlock_limit", "os", (P("soft"),),
+                  doc="setrlimit(RLIMIT_MEMLOCK) with this soft limit in bytes (the hard limit stays)"))
+register(CallSpec("drop_privileges", "os", (), not_main=True,
+                  doc="setresuid/setresgid to an unprivileged id (65534): this process loses CAP_IPC_LOCK "
+                      "and file-mode bypass; forked processes only, since it cannot be undone"))
+register(CallSpec("shm_open", "os", (P("name", "str"), P("oflag", "oflags"), P("mode", "int", 0x180)),
+                  doc="shm_open(3): returns a file descriptor"))
+register(CallSpec("shm_unlink", "os", (P("name", "str"),), doc="shm_unlink(3)"))
+register(CallSpec("memfd_create", "os", (P("name", "str"), P("flags", "int", 0)),
+                  doc="memfd_create(2): an anonymous file; returns a file descriptor"))
+register(CallSpec("open_file", "os", (P("size"), P("oflag", "oflags", 2)),
+                  doc="a fresh regular file of size bytes (zero), in the target's private directory, "
+                      "opened with oflag; returns a file descriptor"))
+register(CallSpec("pipe", "os", (), doc="pipe(2): returns the read end (a file that cannot be mapped)"))
+register(CallSpec("ftruncate", "os", (P("fd"), P("length")), doc="ftruncate(2)"))
+register(CallSpec("close", "os", (P("fd"),), doc="close(2)"))
+register(CallSpec("pfn_of", "os", (P("addr"),),
+                  doc="the frame number mapping addr now (/proc/self/pagemap), 0 if none; needs root"))
+register(CallSpec("thp_mapped", "os", (P("addr"),), doc="1 if addr is mapped by a transparent huge page, else 0"))
+register(CallSpec("minflt", "os", (), doc="minor faults of this process so far, getrusage(RUSAGE_SELF).ru_minflt"))
+register(CallSpec("majflt", "os", (), doc="major faults of this process so far, getrusage(RUSAGE_SELF).ru_majflt"))
+register(CallSpec("get_node", "os", (P("addr"),), doc="the NUMA node of the page at addr (move_pages query)"))
+register(CallSpec("mbind", "os", (P("addr"), P("length"), P("mode", "mpol"), P("nodemask", "int", 1)),
+                  doc="mbind(2) with a one-word node mask"))
+# Memory-pressure events: only targets that model pressure (the model) implement them.
+register(CallSpec("memory_limit", "os", (P("ram_pages"), P("swap_pages")), main_only=True,
+                  doc="pressure event: the machine has this many frames of RAM and slots of swap"))
+register(CallSpec("set_swappiness", "os", (P("value"),), main_only=True, doc="pressure event: vm.swappiness"))
+register(CallSpec("reclaim", "os", (P("pages"),), main_only=True,
+                  doc="pressure event: reclaim up to this many frames (kswapd); returns the number freed"))
+register(CallSpec("tick", "os", (), doc="pressure event: one unit of this process's virtual time passes"))
+register(CallSpec("wss", "os", (P("tau"),), doc="|W(t, tau)|: pages this process referenced in its last tau time units"))
+register(CallSpec("oom", "os", (), main_only=True,
+                  doc="pressure event: invoke the OOM killer once; returns the victim's process id"))
+register(CallSpec("khugepaged", "os", (), doc="pressure event: one khugepaged pass over this process; returns collapses"))
 
 
 def layer_calls(layer: str) -> list[CallSpec]:

@@ -60,6 +60,8 @@ O_FLAGS = {
     "O_TRUNC": 0o1000,
 }
 MISC = {"NULL": 0}
+# memfd_create(2) flags (include/uapi/linux/memfd.h) and resource limits (asm-generic/resource.h)
+MFD = {"MFD_CLOEXEC": 0x1, "MFD_ALLOW_SEALING": 0x2, "MFD_HUGETLB": 0x4, "MFD_NOEXEC_SEAL": 0x8, "MFD_EXEC": 0x10}
 # phys layer: gfp flags (include/linux/gfp_types.h; GFP_THISNODE stands for __GFP_THISNODE,
 # whose leading underscores program text cannot spell), page owners, NUMA policy modes
 # (include/uapi/linux/mempolicy.h) and counters.
@@ -97,6 +99,7 @@ GROUPS: dict[str, dict[str, int]] = {
     "mlock": MLOCK,
     "oflags": O_FLAGS,
     "misc": MISC,
+    "mfd": MFD,
     "gfp": GFP,
     "pgowner": PGOWNER,
     "mpol": MPOL,

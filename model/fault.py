@@ -1,0 +1,308 @@
+"""The page-fault path as the seed's nine steps, each a named, testable function.
+
+``do_page_fault`` runs them in order, as mm/memory.c and arch/x86/mm/fault.c do:
+
+1. ``access_attempt``   -- the TLB, then the page table, are consulted (seed.fault.step1-access);
+2. ``raise_fault``      -- a miss or a permission failure is a #PF with CR2 = the address
+                           and an error code (P, W/R, U/S, I/D) (seed.fault.step2-pf-cr2);
+3. ``classify``         -- minor (the page is in memory: zero fill, COW, page cache hit),
+                           major (read from swap or the file), or invalid (SIGSEGV: no
+                           mapping or no permission; SIGBUS: beyond the file's end)
+                           (seed.fault.step3-classify);
+4. ``alloc_frame``      -- a free frame, else the replacement policy's victim
+                           (seed.fault.step4-frame, model.pressure.reclaim);
+5. eviction             -- a dirty victim is written back (file) or swapped out (anon,
+                           shmem) before its frame is reused (seed.fault.step5-evict);
+6. ``load_page``        -- zero fill, COW copy, swap-in or file read into the frame
+                           (seed.fault.step6-load);
+7. ``set_pte``          -- present, R/W (read-only for COW and the zero page), U/S = user
+                           (seed.fault.step7-pte);
+8. ``flush_tlb_page``   -- any stale translation of the address is dropped (seed.fault.step8-tlb);
+9. restart              -- the access runs again and now hits (seed.fault.step9-restart).
+
+Faults are values: ``classify`` returns a ``FaultClass``; nothing here raises.
+Worked example: ``a = mmap(…PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS…)``,
+``load(a)`` is a minor fault mapping the zero page read-only; ``store(a, 1)`` is a
+second minor fault (write-protect: ``do_wp_page`` copies into a fresh frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from memspec.consts import PAGE_SIZE
+
+from .pages import ZERO_PAGE, Page
+
+if TYPE_CHECKING:
+    from .mm import Mm, System, Vma
+
+PAGE_MASK = ~(PAGE_SIZE - 1)
+R, W, X = 1, 2, 4
+
+# x86 page-fault error code bits (Intel SDM Vol. 3A §4.7)
+PF_P, PF_W, PF_U, PF_I = 1, 2, 4, 16
+
+
+@dataclass(frozen=True, slots=True)
+class PageFault:
+    """Step 2's record: the faulting address (CR2) and the error code."""
+
+    cr2: int
+    errcode: int
+
+
+@dataclass(frozen=True, slots=True)
+class FaultClass:
+    """Step 3's verdict on a fault."""
+
+    kind: str            # "minor", "major", "sigsegv", "sigbus"
+    how: str             # "anon-zero", "anon-new", "wp-copy", "wp-reuse", "cache-hit", "cache-alloc",
+                         # "file-read", "swap-in", "maperr", "accerr", "beyond-eof", "oom"
+    clause: str
+
+
+@dataclass(slots=True)
+class Pte:
+    """A present page-table entry: the page it maps and its R/W bit (U/S is always user here)."""
+
+    page: object         # a Page or ZERO_PAGE
+    write: bool
+
+
+def vma_allows(v: "Vma", kind: int) -> bool:
+    """What the VMA's protection lets through on x86-64 (NX; write implies read; PKU exec-only)."""
+    if kind == X:
+        return bool(v.prot & X)
+    if kind == W:
+        return bool(v.prot & W)
+    return bool(v.prot & (R | W)) or (bool(v.prot & X) and not v.exec_only)
+
+
+# --- step 1 -----------------------------------------------------------------
+
+def access_attempt(mm: "Mm", v: "Vma | None", page: int, kind: int) -> Pte | None:
+    """Step 1: the translation the hardware would use now -- a TLB entry, else the PTE --
+    if it permits this access; ``None`` means the access faults."""
+    if v is None or not vma_allows(v, kind):
+        return None
+    t = mm.tlb.get(page)
+    if t is None:
+        t = mm.pte.get(page)
+    if t is None or (kind == W and not t.write):
+        return None
+    return t
+
+
+# --- step 2 -----------------------------------------------------------------
+
+def raise_fault(mm: "Mm", addr: int, kind: int) -> PageFault:
+    """Step 2: #PF with CR2 = addr; P set if a translation was present (a protection fault)."""
+    page = addr & PAGE_MASK
+    err = PF_U | (PF_W if kind == W else 0) | (PF_I if kind == X else 0)
+    if page in mm.pte:
+        err |= PF_P
+    return PageFault(addr, err)
+
+
+# --- step 3 -----------------------------------------------------------------
+
+def classify(sys: "System", mm: "Mm", v: "Vma | None", addr: int, kind: int) -> FaultClass:
+    """Step 3: minor, major or invalid."""
+    page = addr & PAGE_MASK
+    if v is None:
+        return FaultClass("sigsegv", "maperr", "posix.access.unmapped-sigsegv")
+    if not vma_allows(v, kind):
+        return FaultClass("sigsegv", "accerr", "seed.fault.step3-classify")
+    if v.obj is not None:
+        obj = sys.objects[v.obj]
+        pgoff = v.pgoff(page)
+        if pgoff >= obj.npages():
+            # mm/filemap.c filemap_fault / mm/shmem.c: a page wholly past i_size is SIGBUS.
+            return FaultClass("sigbus", "beyond-eof", "posix.mmap.sigbus-beyond-eof")
+    anon = mm.anon.get(page)
+    if anon is not None:
+        if anon.pfn is None:
+            return FaultClass("major", "swap-in", "seed.fault.step6-load")
+        if kind == W:
+            return FaultClass("minor", "wp-copy" if anon.mapcount > 1 else "wp-reuse", "seed.fault.cow-minor")
+        return FaultClass("minor", "map-present", "seed.fault.step3-classify")
+    if v.obj is None:
+        if kind == W:
+            return FaultClass("minor", "anon-new", "seed.fault.step3-classify")
+        if page in mm.pte and mm.pte[page].page is ZERO_PAGE:
+            return FaultClass("minor", "anon-new", "seed.fault.step3-classify")
+        return FaultClass("minor", "anon-zero", "seed.fault.step3-classify")
+    obj = sys.objects[v.obj]
+    pgoff = v.pgoff(page)
+    cached = obj.pages.get(pgoff)
+    if cached is not None and cached.pfn is None:
+        return FaultClass("major", "swap-in", "seed.fault.step6-load")
+    if cached is None and obj.kind == "file":
+        return FaultClass("major", "file-read", "seed.fault.major-file")
+    if not v.shared and kind == W:
+        return FaultClass("minor", "wp-copy", "posix.mmap.private-file-cow")
+    return FaultClass("minor", "cache-hit" if cached is not None else "cache-alloc", "seed.fault.step3-classify")
+
+
+# --- steps 4 and 5 ------------------------------------------------------------
+
+def alloc_frame(sys: "System", mm: "Mm", page: Page, node: int) -> bool:
+    """Step 4: a free frame for ``page``; when none is free, reclaim (step 5) and retry.
+    False when nothing can be reclaimed (the OOM killer's case)."""
+    if sys.frames.alloc(page, node) is not None:
+        sys.stats["frames_allocated"] += 1
+        return True
+    from .pressure import out_of_memory, reclaim
+    if reclaim(sys, 1, protect=page) and sys.frames.alloc(page, node) is not None:
+        sys.stats["frames_allocated"] += 1
+        return True
+    # RAM and swap exhausted: mm/oom_kill.c out_of_memory kills the worst process
+    while sys.procs:
+        victim = out_of_memory(sys)
+        if victim is None or mm not in sys.procs.values():
+            return False
+        if sys.frames.alloc(page, node) is not None:
+            sys.stats["frames_allocated"] += 1
+            return True
+    return False
+
+
+# --- step 6 -----------------------------------------------------------------
+
+def load_page(sys: "System", mm: "Mm", v: "Vma", page_addr: int, fc: FaultClass, kind: int) -> object | None:
+    """Step 6: make the page's contents present in a frame; returns the page to map
+    (``None`` when no frame could be had)."""
+    node = sys.numa_node(mm, v, page_addr)
+    if fc.how == "anon-zero":
+        return ZERO_PAGE
+    if fc.how == "anon-new":
+        p = Page("anon", lru_seq=sys.next_seq())
+        if not alloc_frame(sys, mm, p, node):
+            return None
+        p.mapcount = 1
+        mm.anon[page_addr] = p
+        sys.lru_add(p)
+        return p
+    if fc.how in ("wp-copy", "wp-reuse", "map-present", "swap-in") and page_addr in mm.anon:
+        old = mm.anon[page_addr]
+        if fc.how == "swap-in":
+            if not alloc_frame(sys, mm, old, node):
+                return None
+            sys.frames.swap_free(old)
+            sys.lru_add(old)
+            sys.stats["swap_ins"] += 1
+            if kind != W or old.mapcount == 1:
+                return old
+        if kind == W and old.mapcount > 1:
+            new = Page("anon", old.copy_data(), lru_seq=sys.next_seq())
+            if not alloc_frame(sys, mm, new, node):
+                return None
+            old.mapcount -= 1
+            new.mapcount = 1
+            mm.anon[page_addr] = new
+            sys.lru_add(new)
+            sys.stats["cow_copies"] += 1
+            return new
+        return old
+    # page cache (shmem or file)
+    obj = sys.objects[v.obj]
+    pgoff = v.pgoff(page_addr)
+    cp = obj.pages.get(pgoff)
+    if cp is None:
+        cp = Page(obj.kind if obj.kind == "file" else "shmem", obj=obj.id, pgoff=pgoff, lru_seq=sys.next_seq())
+        if obj.kind == "file" and pgoff in obj.disk:
+            cp.data = bytearray(obj.disk[pgoff])
+            sys.stats["file_reads"] += 1
+        if not alloc_frame(sys, mm, cp, node):
+            return None
+        obj.pages[pgoff] = cp
+        sys.lru_add(cp)
+    elif cp.pfn is None:
+        if not alloc_frame(sys, mm, cp, node):
+            return None
+        sys.frames.swap_free(cp)
+        sys.lru_add(cp)
+        sys.stats["swap_ins"] += 1
+    if not v.shared and kind == W:
+        new = Page("anon", cp.copy_data(), lru_seq=sys.next_seq())
+        if not alloc_frame(sys, mm, new, node):
+            return None
+        new.mapcount = 1
+        mm.anon[page_addr] = new
+        sys.lru_add(new)
+        sys.stats["cow_copies"] += 1
+        return new
+    return cp
+
+
+# --- steps 7 and 8 ------------------------------------------------------------
+
+def set_pte(sys: "System", mm: "Mm", v: "Vma", page_addr: int, page: object, kind: int) -> None:
+    """Step 7: install a present PTE.  Writable only where a write may go straight to the
+    page: never the zero page, never a page still shared copy-on-write, never a page-cache
+    page under a private mapping."""
+    old = mm.pte.get(page_addr)
+    if old is not None and old.page is not page:
+        zap_pte(sys, mm, page_addr)
+    write = bool(v.prot & W) and page is not ZERO_PAGE and (
+        v.shared or (isinstance(page, Page) and page.kind == "anon" and page.mapcount == 1))
+    if old is None or old.page is not page:
+        if isinstance(page, Page) and page.kind != "anon":
+            page.mapcount += 1
+    mm.pte[page_addr] = Pte(page, write)
+    mm.maybe.discard(page_addr)
+    mm.flushed.discard(page_addr)
+
+
+def flush_tlb_page(mm: "Mm", page_addr: int) -> None:
+    """Step 8: INVLPG -- drop any cached translation of the page."""
+    mm.tlb.pop(page_addr, None)
+
+
+def zap_pte(sys: "System", mm: "Mm", page_addr: int) -> None:
+    """Remove a PTE (munmap, MADV_DONTNEED, reclaim) and flush its TLB entry."""
+    old = mm.pte.pop(page_addr, None)
+    if old is not None and isinstance(old.page, Page) and old.page.kind != "anon":
+        old.page.mapcount -= 1
+    flush_tlb_page(mm, page_addr)
+
+
+# --- the whole path -------------------------------------------------------------
+
+def do_page_fault(sys: "System", mm: "Mm", v: "Vma | None", addr: int, kind: int) -> FaultClass | None:
+    """Run steps 1-9 for one access; ``None`` when the access hit without a fault.
+    Counts the fault (minor or major) against ``mm`` (getrusage ru_minflt / ru_majflt)."""
+    page_addr = addr & PAGE_MASK
+    if access_attempt(mm, v, page_addr, kind) is not None:          # step 1
+        return None
+    pf = raise_fault(mm, addr, kind)                                 # step 2
+    sys.last_fault = pf
+    fc = classify(sys, mm, v, addr, kind)                            # step 3
+    if fc.kind in ("sigsegv", "sigbus"):
+        sys.stats["faults_invalid"] += 1
+        return fc
+    assert v is not None
+    certain = page_addr not in mm.maybe
+    loaded = load_page(sys, mm, v, page_addr, fc, kind)              # steps 4, 5, 6
+    if loaded is None:
+        return FaultClass("sigkill", "oom", "linux.oom.kills-worst")
+    set_pte(sys, mm, v, page_addr, loaded, kind)                     # step 7
+    flush_tlb_page(mm, page_addr)                                    # step 8
+    if fc.kind == "major":
+        mm.majflt += 1
+        sys.stats["faults_major"] += 1
+    else:
+        sys.stats["faults_minor"] += 1
+        if certain:
+            mm.minflt += 1
+        else:
+            mm.minflt_maybe += 1
+    sys.stats["fault_" + fc.how] = sys.stats.get("fault_" + fc.how, 0) + 1
+    # step 9: restart -- the access now hits (a second fault here would be a model bug)
+    t = access_attempt(mm, v, page_addr, kind)
+    if t is None and kind == W:
+        # a read-only translation after a write fault can only be a COW page: resolve again
+        return do_page_fault(sys, mm, v, addr, kind)
+    return fc

@@ -1,0 +1,211 @@
+"""Invariants of the os layer's state, checked after every step.
+
+Each is named after what it protects and names its clause.  They hold of any state
+the model can reach from allowed outcomes; a broken implementation (tests/broken)
+reaches states that break them.
+
+Worked example: a COW fault that writes into the still-shared page (the Dirty-COW
+outcome) leaves a page with mapcount 2 behind a writable PTE:
+``cow_pages_read_only`` reports ``memspec.inv.cow-read-only``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from memspec.consts import PAGE_SIZE
+
+from .pages import ZERO_PAGE, Page
+
+if TYPE_CHECKING:
+    from .mm import System
+
+PAGE_MASK = ~(PAGE_SIZE - 1)
+HPAGE = 2 << 20
+
+
+def vmas_well_formed(sys: "System") -> list[tuple[str, str]]:
+    bad = []
+    for name, mm in sys.procs.items():
+        prev_end = 0
+        for s, e, v in mm.vmas.items():
+            if s & ~PAGE_MASK or e & ~PAGE_MASK or s >= e:
+                bad.append(("memspec.inv.vma-page-aligned", f"{name}: VMA {s:#x}-{e:#x} is not a page range"))
+            if s < prev_end:
+                bad.append(("memspec.inv.vmas-disjoint", f"{name}: VMA at {s:#x} overlaps the previous one"))
+            prev_end = e
+    return bad
+
+
+def objects_live_while_used(sys: "System") -> list[tuple[str, str]]:
+    bad = []
+    used: set[int] = set()
+    for name, mm in sys.procs.items():
+        for s, _, v in mm.vmas.items():
+            if v.obj is not None:
+                used.add(v.obj)
+                if v.obj not in sys.objects:
+                    bad.append(("memspec.inv.shared-object-exists", f"{name}: VMA {s:#x} maps a freed object"))
+        used |= {f.obj for f in mm.fds.values() if f.obj is not None}
+    for oid, o in sys.objects.items():
+        if oid not in used and not o.linked:
+            bad.append(("memspec.inv.shared-object-exists", f"object {oid} outlived its last mapping, fd and name"))
+    return bad
+
+
+def private_pages_mapped(sys: "System") -> list[tuple[str, str]]:
+    bad = []
+    for name, mm in sys.procs.items():
+        for page in mm.anon:
+            hit = mm.vmas.find(page)
+            if hit is None or hit[2].shared:
+                bad.append(("memspec.inv.private-pages-mapped",
+                            f"{name}: private page at {page:#x} outside any private mapping"))
+    return bad
+
+
+def _all_pages(sys: "System") -> list[Page]:
+    seen: dict[int, Page] = {}
+    for mm in sys.procs.values():
+        for p in mm.anon.values():
+            seen[id(p)] = p
+        for t in mm.pte.values():
+            if isinstance(t.page, Page):
+                seen[id(t.page)] = t.page
+    for o in sys.objects.values():
+        for p in o.pages.values():
+            seen[id(p)] = p
+    return list(seen.values())
+
+
+def no_frame_owned_twice(sys: "System") -> list[tuple[str, str]]:
+    bad = []
+    owner: dict[int, Page] = {}
+    for p in _all_pages(sys):
+        if p.pfn is None:
+            continue
+        if p.pfn in owner and owner[p.pfn] is not p:
+            bad.append(("memspec.inv.no-frame-owned-twice", f"frame {p.pfn} holds two pages"))
+        owner[p.pfn] = p
+        if sys.frames.owner.get(p.pfn) is not p:
+            bad.append(("memspec.inv.no-frame-owned-twice", f"frame {p.pfn}'s owner is not the page mapped there"))
+    if sys.frames.used() > sys.frames.ram_pages:
+        bad.append(("memspec.inv.no-frame-owned-twice", f"{sys.frames.used()} frames used of {sys.frames.ram_pages}"))
+    return bad
+
+
+def mapcounts_match_mappers(sys: "System") -> list[tuple[str, str]]:
+    """An anon page's mapcount is the number of (process, address) referring to it; a page-cache
+    page's is the number of PTEs mapping it (the rmap's count)."""
+    bad = []
+    refs: dict[int, int] = {}
+    pages: dict[int, Page] = {}
+    for mm in sys.procs.values():
+        for p in mm.anon.values():
+            refs[id(p)] = refs.get(id(p), 0) + 1
+            pages[id(p)] = p
+        for t in mm.pte.values():
+            if isinstance(t.page, Page) and t.page.kind != "anon":
+                refs[id(t.page)] = refs.get(id(t.page), 0) + 1
+                pages[id(t.page)] = t.page
+    for o in sys.objects.values():
+        for p in o.pages.values():
+            pages[id(p)] = p
+    for k, p in pages.items():
+        if p.mapcount != refs.get(k, 0):
+            bad.append(("memspec.inv.mapcount-matches", f"{p.kind} page (frame {p.pfn}) has mapcount {p.mapcount} "
+                        f"but {refs.get(k, 0)} mappers"))
+    return bad
+
+
+def cow_pages_read_only(sys: "System") -> list[tuple[str, str]]:
+    """A page shared copy-on-write is never writable through any PTE or TLB entry."""
+    bad = []
+    for name, mm in sys.procs.items():
+        for view, table in (("PTE", mm.pte), ("TLB", mm.tlb)):
+            for page, t in table.items():
+                if t.write and (t.page is ZERO_PAGE or (isinstance(t.page, Page) and t.page.kind == "anon"
+                                                         and t.page.mapcount > 1)):
+                    bad.append(("memspec.inv.cow-read-only",
+                                f"{name}: writable {view} at {page:#x} maps a page shared copy-on-write"))
+    return bad
+
+
+def isolation(sys: "System") -> list[tuple[str, str]]:
+    """A PTE maps only what its VMA may show: the process's own private page there, or the page
+    of the VMA's object at that offset (so no process sees another's private pages, and shared
+    memory is seen exactly by the processes that map it)."""
+    bad = []
+    for name, mm in sys.procs.items():
+        for page, t in mm.pte.items():
+            hit = mm.vmas.find(page)
+            if hit is None:
+                bad.append(("memspec.inv.pte-inside-vma", f"{name}: PTE at {page:#x} outside every VMA"))
+                continue
+            v = hit[2]
+            if t.page is ZERO_PAGE:
+                continue
+            p = t.page
+            if p.kind == "anon":
+                if mm.anon.get(page) is not p:
+                    bad.append(("memspec.inv.isolation", f"{name}: PTE at {page:#x} maps a private page not its own"))
+            elif v.obj != p.obj or v.pgoff(page) != p.pgoff:
+                bad.append(("memspec.inv.isolation", f"{name}: PTE at {page:#x} maps a page of another object"))
+    return bad
+
+
+def page_table_agrees_with_vmas(sys: "System") -> list[tuple[str, str]]:
+    bad = []
+    for name, mm in sys.procs.items():
+        for page, t in mm.pte.items():
+            hit = mm.vmas.find(page)
+            if hit is not None and t.write and not hit[2].prot & 2:
+                bad.append(("memspec.inv.pte-matches-vma", f"{name}: writable PTE at {page:#x} in a VMA without PROT_WRITE"))
+            if isinstance(t.page, Page) and t.page.pfn is None:
+                bad.append(("memspec.inv.pte-matches-vma", f"{name}: present PTE at {page:#x} maps a page not in RAM"))
+        for base in mm.huge:
+            if any(p not in mm.pte for p in range(base, base + HPAGE, PAGE_SIZE)):
+                bad.append(("memspec.inv.pte-matches-vma", f"{name}: huge mapping at {base:#x} with a missing piece"))
+    return bad
+
+
+def no_stale_tlb(sys: "System") -> list[tuple[str, str]]:
+    """After every required invalidation, each TLB entry is the PTE the page table holds now."""
+    bad = []
+    for name, mm in sys.procs.items():
+        for page, t in mm.tlb.items():
+            cur = mm.pte.get(page)
+            if cur is None or cur.page is not t.page or (t.write and not cur.write):
+                bad.append(("memspec.inv.no-stale-tlb", f"{name}: TLB entry at {page:#x} outlived its PTE"))
+    return bad
+
+
+def locked_pages_resident(sys: "System") -> list[tuple[str, str]]:
+    bad = []
+    for name, mm in sys.procs.items():
+        for page, p in mm.anon.items():
+            hit = mm.vmas.find(page)
+            if hit is not None and hit[2].locked and p.pfn is None:
+                bad.append(("memspec.inv.locked-resident", f"{name}: mlock'd page at {page:#x} is not in RAM"))
+        for s, e, v in mm.vmas.items():
+            if v.locked and v.obj is not None and v.obj in sys.objects:
+                obj = sys.objects[v.obj]
+                for pg in range(s, e, PAGE_SIZE):
+                    cp = obj.pages.get(v.pgoff(pg))
+                    if cp is not None and cp.pfn is None:
+                        bad.append(("memspec.inv.locked-resident", f"{name}: mlock'd page at {pg:#x} is not in RAM"))
+    return bad
+
+
+CHECKS = (vmas_well_formed, objects_live_while_used, private_pages_mapped, no_frame_owned_twice,
+          mapcounts_match_mappers, cow_pages_read_only, isolation, page_table_agrees_with_vmas, no_stale_tlb,
+          locked_pages_resident)
+
+
+def check_all(sys: "System") -> list[tuple[str, str]]:
+    bad: list[tuple[str, str]] = []
+    for f in CHECKS:
+        bad += f(sys)
+        if bad:
+            break
+    return bad
