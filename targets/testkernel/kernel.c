@@ -230,23 +230,53 @@ static int harness_slot(u64 la) {
     return canonical(la) && ((la >> (top_level() == 5 ? 48 : 39)) & 0x1FF) == HARNESS_SLOT;
 }
 
-/* Would this access let the CPU write the harness's own memory (a store or A/D update
- * below HARNESS_LOW) or run its code?  A software walk of the current tables: a stale
- * TLB entry could still differ, which is the price of not trusting the program. */
-static int harms_harness(u64 la, u64 op) {
+/* Would this access let the CPU write the harness's own memory (a store or an A/D update
+ * below HARNESS_LOW) or run code other than the pattern's int3?  A software walk of the
+ * current tables with the SDM's rights (Vol. 3A 4.5, 4.6): only an access the walk says
+ * the CPU will *allow* is refused; one that must fault is left to the CPU, so its #PF is
+ * still observed.  A stale TLB entry could differ: the price of not trusting the program. */
+static int harms_harness(u64 la, u64 op, u64 cpl, u64 ac) {
+    u64 cr0 = rdcr0(), cr4 = rdcr4(), efer = rdmsr(0xC0000080);
+    u64 rsvd_hi = (maxphy < 52 ? ((1UL << 52) - 1) & ~((1UL << maxphy) - 1) : 0) |
+                  ((efer & (1UL << 11)) ? 0 : 1UL << 63);
     u64 table = rdcr3() & 0x000FFFFFFFFFF000UL;
+    int user = 1, writable = 1, xd = 0;
     for (int lvl = top_level(); lvl >= 1; lvl--) {
-        if (table < HARNESS_LOW) return 1;
+        if (table < HARNESS_LOW) return 1;          /* the CPU would read, maybe set A, there */
         if (table + 4096 > ram_end) return 0;
         u64 e = *PHYS(table + 8 * ((la >> (12 + 9 * (lvl - 1))) & 0x1FF));
-        if (!(e & 1)) return 0;
+        if (!(e & 1)) return 0;                                     /* not present: #PF */
+        if (e & rsvd_hi) return 0;                                  /* reserved: #PF */
+        int leaf = lvl == 1 || ((lvl == 2 || lvl == 3) && (e & 0x80));
+        if ((lvl >= 4 && (e & 0x80)) || (lvl == 3 && leaf && (e & 0x3FFFE000UL)) ||
+            (lvl == 2 && leaf && (e & 0x1FE000UL)) || (lvl == 3 && leaf && !(f81d & (1 << 26))))
+            return 0;
+        user &= !!(e & 4);
+        writable &= !!(e & 2);
+        xd |= !!(e >> 63);
         u64 next = e & 0x000FFFFFFFFFF000UL;
-        if (lvl == 1 || ((lvl == 2 || lvl == 3) && (e & 0x80))) {
-            u64 size = lvl == 1 ? 1UL << 12 : lvl == 2 ? 1UL << 21 : 1UL << 30;
-            u64 pa = (next & ~(size - 1)) | (la & (size - 1));
-            return op != 0 && pa < HARNESS_LOW;
+        if (!leaf) { table = next; continue; }
+        /* rights (SDM 4.6.1): a fault here means the CPU must not reach memory */
+        int nxe = !!(efer & (1UL << 11)), wp = !!(cr0 & (1UL << 16));
+        if (cpl == 3) {
+            if (!user || (op == 1 && !writable) || (op == 2 && nxe && xd)) return 0;
+        } else if (op == 2) {
+            if ((user && (cr4 & (1UL << 20))) || (nxe && xd)) return 0;
+        } else {
+            if (user && (cr4 & (1UL << 21)) && !ac) return 0;
+            if (op == 1 && wp && !writable) return 0;
         }
-        table = next;
+        if ((cr4 & (1UL << 22)) && user && op != 2) {
+            u32 pkru = 0, key = (e >> 59) & 0xF;
+            __asm__ volatile("xor %%ecx, %%ecx; rdpkru" : "=a"(pkru) : : "rcx", "rdx");
+            if ((pkru >> (2 * key)) & 1) return 0;
+            if (op == 1 && ((pkru >> (2 * key + 1)) & 1) && (cpl == 3 || wp)) return 0;
+        }
+        u64 size = lvl == 1 ? 1UL << 12 : lvl == 2 ? 1UL << 21 : 1UL << 30;
+        u64 pa = (next & ~(size - 1)) | (la & (size - 1));
+        if (op == 2)    /* run only the pattern's int3, never entries or unbacked memory */
+            return pa < HARNESS_LOW || pa + 8 > ram_end || *PHYS(pa & ~7UL) != pattern(pa & ~7UL);
+        return op == 1 && pa < HARNESS_LOW;
     }
     return 0;
 }
@@ -340,7 +370,7 @@ static void features_reply(void) {
 
 static void access(u64 addr, u64 op, u64 cpl, u64 ac) {
     if (harness_slot(addr)) { reply_e("address in the harness's slot"); return; }
-    if (harms_harness(addr, op)) { reply_e("the access would reach the harness's own memory"); return; }
+    if (harms_harness(addr, op, cpl, ac)) { reply_e("the access would reach the harness's own memory"); return; }
     if (cpl == 3) {
         u64 rflags = 0x2 | (ac ? 0x40000 : 0);
         if (op == 2) guarded(op_user, addr, 0, rflags);
