@@ -100,7 +100,7 @@ UCODE, USTACK, KSTACK, SCRATCH = 0x6000, 0x7000, 0x8000, 0x9000
 H_PDPT, H_PD, H_PT = 0xA000, 0xB000, 0xC000
 CODE, CODE_END = 0x10000, 0x50000
 SLOTS, SLOT_SIZE, NSLOTS = 0x50000, 40, 0x40000 // 40
-STATIC_END = 0xD000                   # pages below this never change while a program runs
+STATIC_PAGES = (GDT, IDT, TSS, STUBS, HANDLERS, UCODE, H_PDPT, H_PD, H_PT)   # never written by the guest
 KTOP, UTOP = PHYS + KSTACK + 0x1000, PHYS + USTACK + 0x1000
 KCS, KDS, UCS, UDS, TSSSEL = 0x08, 0x10, 0x2B, 0x23, 0x30
 P, RW, US, A, D, PS = 1, 2, 4, 0x20, 0x40, 0x80
@@ -274,8 +274,9 @@ def _w64(m: bytearray | mmap.mmap, a: int, v: int) -> None:
 
 def _build_harness(m: bytearray) -> None:
     """GDT, TSS, IDT, exception stubs and handlers, user snippets, the physmap tables, root[511]."""
-    for i, v in enumerate([0, 0x00AF9A000000FFFF, 0x00CF92000000FFFF, 0x00CFFA000000FFFF,
-                           0x00CFF2000000FFFF, 0x00AFFA000000FFFF]):
+    # descriptor types with the accessed bit preset, so that loading a segment writes nothing
+    for i, v in enumerate([0, 0x00AF9B000000FFFF, 0x00CF93000000FFFF, 0x00CFFB000000FFFF,
+                           0x00CFF3000000FFFF, 0x00AFFB000000FFFF]):
         _w64(m, GDT + 8 * i, v)
     base, lim = PHYS + TSS, 0x67
     _w64(m, GDT + TSSSEL, (lim & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89 << 40)
@@ -531,6 +532,7 @@ class _Machine:
             self.vm.close()
         self.vm = _Vm(self.kvm, self.cpuid)
         self.dirty.clear()
+        self.broken = False
 
     def discard(self) -> None:
         if self.vm is not None:
@@ -568,7 +570,7 @@ class _Machine:
     def _harness_intact(self) -> bool:
         assert self.vm is not None
         img = _image()
-        return (self.vm.mem[GDT:STATIC_END] == img[GDT:STATIC_END]
+        return (all(self.vm.mem[pg:pg + 4096] == img[pg:pg + 4096] for pg in STATIC_PAGES)
                 and self.vm.r64(INITIAL_CR3 + 8 * HARNESS_SLOT) == HARNESS_ENTRY)
 
     def _run_plain(self, chunk: _Chunk) -> None:

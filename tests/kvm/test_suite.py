@@ -1,0 +1,69 @@
+"""The directed hw suite judged on KVM, as written and with every access moved to the
+other privilege level, so that both of KVM's paths (the CPL 0 emulator walk and the
+CPL 3 shadow MMU) answer every program."""
+
+from __future__ import annotations
+
+import pytest
+
+from memspec.check import load_differences, suite_programs
+from memspec.program import Int, Program
+from memspec.records import RunStatus, Verdict
+from memspec.targets.kvm import PATH_CPL0, PATH_CPL3
+
+from .conftest import run_and_judge
+
+SUITE = list(suite_programs("hw"))
+
+
+def at_cpl(program: Program, cpl: int) -> Program:
+    """Every access of ``program`` at privilege level ``cpl``."""
+    calls = []
+    for c in program.calls:
+        if c.name == "access" and len(c.args) >= 3:
+            args = list(c.args)
+            args[2] = Int(cpl)
+            c = type(c)(**{**{f: getattr(c, f) for f in c.__dataclass_fields__}, "args": tuple(args)})
+        calls.append(c)
+    return program.with_calls(calls)
+
+
+def explained(clause: str) -> bool:
+    return any(d.get("target") == "kvm" and d.get("clause") == clause for d in load_differences())
+
+
+@pytest.mark.parametrize("variant", ["as-written", "cpl0", "cpl3"])
+def test_suite_on_kvm(kvm_target, kvm_facts, variant):
+    paths: set[str] = set()
+    clauses: set[str] = set()
+    unexplained = []
+    for origin, program in SUITE:
+        if variant != "as-written":
+            program = at_cpl(program, 0 if variant == "cpl0" else 3)
+        run = kvm_target.run(program)
+        for o in run.outcomes:
+            paths.update(v for k, v in o.detail if k == "path")
+        j = run_and_judge(kvm_target, program, kvm_facts)
+        clauses.update(c.clause for c in j.checks if c.verdict in (Verdict.PASS, Verdict.IMPL_DEFINED))
+        f = j.failure
+        if f is not None and not explained(f.clause) and run.status is not RunStatus.REFUSED:
+            unexplained.append(f"{origin} ({variant}): {f.clause} at call {f.index + 1}: expected {f.expected}, "
+                               f"observed {f.observed} {run.message}")
+    assert not unexplained, "\n".join(unexplained)
+    want = {"as-written": {PATH_CPL0, PATH_CPL3}, "cpl0": {PATH_CPL0}, "cpl3": {PATH_CPL3}}[variant]
+    assert want <= paths
+    assert len(clauses) >= 30
+
+
+def test_session_drives_one_call_at_a_time(kvm_target, kvm_facts):
+    from memspec.program import eval_args
+    origin, program = SUITE[0]
+    outcomes = []
+    env: dict[str, int] = {}
+    with kvm_target.session("hw") as s:
+        for c in program.calls:
+            o = s.call(c, eval_args(c, env))
+            outcomes.append(o)
+            if c.result and o.value is not None:
+                env[c.result] = o.value
+    assert outcomes == list(kvm_target.run(program).outcomes)
