@@ -145,6 +145,7 @@ class Mm:
         self.maybe: set[int] = set()          # pages whose PTE the model cannot know (fault-around, fork copy)
         self.huge: set[int] = set()           # 2 MiB bases mapped by a huge PMD
         self.thp_maybe: set[int] = set()      # 2 MiB bases where a fault may have got a huge page
+        self.thp_split: set[int] = set()      # PMD split, pages maybe still one huge folio (deferred split)
         self.fds: dict[int, Fd] = {}
         self.pid = 1
         self.minflt = 0                       # faults the model is sure of
@@ -287,7 +288,7 @@ class System:
             if mtype in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"]):
                 legacy = 0xFFFFF & ~(MAP["MAP_SYNC"] | MAP["MAP_FIXED_NOREPLACE"]) | MAP["MAP_FIXED_NOREPLACE"]
                 if mtype == MAP["MAP_SHARED_VALIDATE"] and flags & ~_LEGACY_MAP_MASK:
-                    return errno("linux.mmap.eopnotsupp-validate", "EOPNOTSUPP")
+                    return errno("linux.mmap.eopnotsupp-validate", errno_name(95))   # EOPNOTSUPP
                 del legacy
                 if prot & W and not f.write:
                     return errno("posix.mmap.eacces-fd-mode", "EACCES")
@@ -374,7 +375,7 @@ class System:
         start, end = o.value, o.value + page_align(length)
         shared = flags & MAP_TYPE in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"])
         obj = None
-        origin = start
+        origin = 0      # anonymous private memory: pgoff follows the address, so VMAs merge
         may_write = True
         if not flags & MAP["MAP_ANONYMOUS"]:
             f = mm.fds[fd if fd < (1 << 63) else fd - (1 << 64)]
@@ -383,6 +384,7 @@ class System:
             may_write = f.write or not shared
         elif shared:
             obj = self._new_object("anon-shared", end - start).id
+            origin = start
         self._unmap(mm, start, end)
         prot &= PROT_RWX
         locked = bool(flags & MAP["MAP_LOCKED"]) or bool(mm.mcl_future)
@@ -467,6 +469,8 @@ class System:
     def _split_one(self, mm: Mm, base: int) -> None:
         if base in mm.huge:
             self.stats["thp_splits"] += 1
+        if base in mm.huge or base in mm.thp_maybe:
+            mm.thp_split.add(base)
         mm.huge.discard(base)
         mm.thp_maybe.discard(base)
 
@@ -894,7 +898,7 @@ class System:
         if old_len == 0:
             return Expect("linux.mremap.efault-unmapped", OK, "old_size 0 (shared duplicate): not modelled",
                           unknown=True)
-        hit = mm.vmas.find(addr)
+        hit = self._vma_extent(mm, addr)
         if hit is None:
             return errno("linux.mremap.efault-unmapped", "EFAULT")
         s, e, v = hit
@@ -918,6 +922,24 @@ class System:
         if not flags & MAYMOVE:
             return errno("linux.mremap.enomem-no-maymove", "ENOMEM")
         return self._placement(mm, 0, new_len, False, "linux.mremap.maymove-moves")
+
+    def _vma_extent(self, mm: Mm, addr: int) -> tuple[int, int, Vma] | None:
+        """The kernel's VMA around addr: adjacent ranges with equal attributes are one VMA
+        (mm/vma.c vma_merge), whatever clause set them."""
+        hit = mm.vmas.find(addr)
+        if hit is None:
+            return None
+        s, e, v = hit
+        key = replace(v, clause="")
+        for s2, e2, w in mm.vmas.overlapping(e, U64):
+            if s2 != e or replace(w, clause="") != key:
+                break
+            e = e2
+        for s2, e2, w in reversed(mm.vmas.overlapping(0, s)):
+            if e2 != s or replace(w, clause="") != key:
+                break
+            s = s2
+        return s, e, v
 
     def _apply_mremap(self, proc: str, mm: Mm, o: Outcome, addr: int, old_size: int, new_size: int, flags: int,
                       new_addr: int) -> None:
@@ -1253,7 +1275,8 @@ class System:
                 return
         for s, e, v in list(mm.mapped_pages(start, end)):
             mm.vmas.set(s, e, replace(v, locked=lock, onfault=onfault and lock))
-        if lock and not onfault:
+        if lock and not onfault and o.ok:
+            # mm/mlock.c do_mlock: __mm_populate only after the flags went on without error
             self._populate(mm, start, end)
 
     def _apply_mlock(self, proc: str, mm: Mm, o: Outcome, addr: int, length: int) -> None:
@@ -1499,6 +1522,9 @@ class System:
             return exactly("linux.thp.fault-huge", Outcome(value=1))
         if base in mm.thp_maybe:
             return one_of_values("linux.thp.fault-huge", (1, 0))
+        if base in mm.thp_split:
+            # split_huge_pmd maps the huge folio by PTEs; the folio itself is split later (or never)
+            return one_of_values("linux.thp.split-keeps-data", (1, 0))
         return exactly("linux.thp.not-eligible-small", Outcome(value=0))
 
     def _apply_thp_mapped(self, proc: str, mm: Mm, o: Outcome, addr: int) -> None:

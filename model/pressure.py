@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 HPAGE = 2 << 20
 HPAGE_NR = HPAGE // PAGE_SIZE
 FAULT_AROUND = 16        # mm/memory.c fault_around_bytes = 64 KiB
+ZERO_PFN = 1 << 40       # the model's own stand-in frame number of the zero page
 
 
 # --- unevictable, reclaimable --------------------------------------------------
@@ -401,11 +402,12 @@ def pfn_expect(sys: "System", mm: "Mm", addr: int) -> Expect:
     pg = t.page
     if pg is ZERO_PAGE:
         if (page & ~(HPAGE - 1)) in mm.thp_maybe or (page & ~(HPAGE - 1)) in mm.huge:
-            return Expect("linux.pagemap.pfn", Outcome(value=1), "a frame", predicate=_some_pfn, impl_defined=True)
+            return Expect("linux.pagemap.pfn", Outcome(value=ZERO_PFN), "a frame", predicate=_some_pfn,
+                          impl_defined=True)
         known = sys.pfn_seen_zero
         if known:
             return exactly("linux.mmap.zero-page-shared", Outcome(value=known))
-        return Expect("linux.mmap.zero-page-shared", Outcome(value=1), "the zero page's frame",
+        return Expect("linux.mmap.zero-page-shared", Outcome(value=ZERO_PFN), "the zero page's frame",
                       predicate=_some_pfn, impl_defined=True)
     assert isinstance(pg, Page)
     clause = ("seed.cow.shared-until-write" if pg.kind == "anon" and pg.mapcount > 1 else

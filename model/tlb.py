@@ -23,7 +23,7 @@ frame B: a load may return A or B.  After ``invlpg`` of that page, only B.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .pte import Mode, Pte, addr_mask, rsvd_high, bits
 from .walk import Path, PageFault, Use, index, pml4e, pml5e, pdpte, pde, pte, _path, errcode
@@ -53,6 +53,7 @@ class History:
     values: dict[int, list[list[int]]] = field(default_factory=dict)   # addr -> [[start, end(-1 live), value]]
     roots: list[list[int]] = field(default_factory=list)               # [[start, end(-1 live), root, pcid]]
     events: list[Event] = field(default_factory=list)
+    nxe_cleared: int = -1      # when EFER.NXE last went from 1 to 0 (XD bits became reserved)
 
     def tick(self) -> int:
         self.now += 1
@@ -115,27 +116,31 @@ LEVEL_STEP = {5: pml5e, 4: pml4e, 2: pde, 1: pte}
 
 
 def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid: int, page1g: bool,
-                limit: int = 64) -> tuple[list[tuple[Path | PageFault, int, bool]], list[tuple[Path | PageFault, Event]]]:
+                limit: int = 64) -> tuple[list[tuple[Path | PageFault, int, bool]], list[tuple[Path | PageFault, Event, int]]]:
     """Walks over older values of the entries (see module doc) not yet invalidated.
 
     Returns ([(result, latest time, global?)], the first invalidation that removed some older walk).
     Every older value a walk uses must have been present and free of reserved bits (only such
     entries are cached, §4.10.2.1 and §4.10.3.1)."""
     out: list[tuple[Path | PageFault, int, bool]] = []
-    removed: list[tuple[Path | PageFault, Event]] = []
+    removed: list[tuple[Path | PageFault, Event, int]] = []
     amask = addr_mask(mode.maxphy)
+    mode_then = replace(mode, efer=mode.efer | (1 << 11))
     roots = [(root, p, h.now if end < 0 else end - 1) for _, end, root, p in h.roots[-6:]]
 
-    def go(level: int, table: int, uses: list[Use], t: int, stale: bool) -> None:
+    def go(level: int, table: int, uses: list[Use], t: int, stale: bool, then: bool = False) -> None:
         if len(out) >= limit:
             return
         addr = table | (index(la, level) << 3)
         for value, until in h.alternatives(addr, read(addr)):
             old = until < h.now
+            # an older value was checked when it was cached, under the EFER.NXE of that time:
+            # its XD bit is not reserved then (the looser reading)
+            m = mode_then if old or then else mode
             if level == 3:
-                fault, rsvd = pdpte(value, mode, page1g)
+                fault, rsvd = pdpte(value, m, page1g)
             else:
-                fault, rsvd = LEVEL_STEP[level](value, mode)
+                fault, rsvd = LEVEL_STEP[level](value, m)
             u = uses + [Use(addr, value, level)]
             tt = min(t, until)
             if fault is not None:
@@ -149,10 +154,14 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
                 if stale or old:
                     out.append((_path(tuple(u), mode, level), tt, False))
                 continue
-            go(level - 1, value & amask, u, tt, stale or old)
+            go(level - 1, value & amask, u, tt, stale or old, then)
 
     for root, rpcid, until in roots:
         go(mode.levels, root & amask, [], until, until < h.now or False)
+    if not mode.nxe and h.nxe_cleared >= 0:
+        # translations cached while NXE was 1 (XD not reserved then) may outlive the WRMSR
+        for root, rpcid, until in roots:
+            go(mode.levels, root & amask, [], min(until, h.nxe_cleared - 1), True, True)
     kept: list[tuple[Path | PageFault, int, bool]] = []
     seen = set()
     for res, t, _ in out:
@@ -163,7 +172,7 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
             continue
         ev = h.killed(t, pcid if not glob else -1, la, size, glob)
         if ev is not None:
-            removed.append((res, ev))
+            removed.append((res, ev, t))
             continue
         key = (res.base, res.size, res.user, res.writable, res.xd, res.pkey) if isinstance(res, Path) else (res.errcode,)
         if key in seen:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import resource
 import select
 import signal
 import time
@@ -35,6 +36,15 @@ from .base import Session, SessionFailed, Target
 WINDOW = SANDBOX_WINDOW
 
 SYS_mmap, SYS_mprotect, SYS_munmap = 9, 10, 11
+SYS_close, SYS_mremap, SYS_msync, SYS_mincore, SYS_madvise = 3, 25, 26, 27, 28
+SYS_ftruncate, SYS_mlock, SYS_munlock, SYS_mlockall, SYS_munlockall = 77, 149, 150, 151, 152
+SYS_mbind, SYS_move_pages, SYS_memfd_create, SYS_mlock2 = 237, 279, 319, 325
+MREMAP_FIXED, MREMAP_DONTUNMAP = 2, 4
+KPF_THP = 22
+NOBODY = 65534
+# Calls of the os layer this target implements: everything but the memory-pressure
+# events, which need control of the machine's RAM and swap (see not_observable()).
+PRESSURE_CALLS = frozenset({"memory_limit", "set_swappiness", "reclaim", "tick", "wss", "oom", "khugepaged"})
 EFAULT = 14
 U64 = (1 << 64) - 1
 USER_TOP = 1 << 47
@@ -115,10 +125,31 @@ class _Kernel:
         libc.write.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
         libc.read.restype = ctypes.c_ssize_t
         libc.read.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+        libc.shm_open.restype = ctypes.c_int
+        libc.shm_open.argtypes = (ctypes.c_char_p, ctypes.c_int, ctypes.c_uint)
+        libc.shm_unlink.restype = ctypes.c_int
+        libc.shm_unlink.argtypes = (ctypes.c_char_p,)
         self.pr, self.pw = os.pipe()
         self.owned = _Ranges()
         self.owned.add(*WINDOW)
+        self.fds: set[int] = set()          # descriptors the program made
+        self.shm_prefix = f"ms{os.getpid()}x{int(time.time() * 1000) % 100000}-"
+        self.shm_made: set[str] = set()
+        import tempfile
+        self.tmpdir = tempfile.mkdtemp(prefix="memspec-")
+        os.chmod(self.tmpdir, 0o1777)    # a process that dropped its privileges may make files too
+        self.nfiles = 0
+        self.start_process()
         _install_fault_handler(libc)
+
+    def start_process(self) -> None:
+        """Per process: its own pagemap (opened while privileged) and fault-count baseline."""
+        try:
+            self.pagemap = os.open("/proc/self/pagemap", os.O_RDONLY)
+        except OSError:
+            self.pagemap = -1
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        self.flt0 = (ru.ru_minflt, ru.ru_majflt)
 
     def sys(self, nr: int, *args: int) -> Outcome:
         ctypes.set_errno(0)
@@ -142,9 +173,221 @@ class _Kernel:
 
     def do(self, name: str, args: tuple[Any, ...]) -> Outcome:
         # Addresses and lengths reach the kernel as unsigned long (-1 is the top address).
-        if name in ("load", "store", "fetch", "munmap", "mprotect"):
+        if name in ("load", "store", "fetch", "munmap", "mprotect", "mremap", "madvise", "msync", "mincore",
+                    "mlock", "mlock2", "munlock", "pfn_of", "thp_mapped", "get_node", "mbind"):
             args = (args[0] & U64,) + tuple(args[1:])
         return getattr(self, "do_" + name)(*args)
+
+    # -- the rest of the os layer --------------------------------------------------
+
+    def do_mremap(self, addr: int, old_size: int, new_size: int, flags: int, new_addr: int) -> Outcome:
+        old_size &= U64
+        new_size &= U64
+        new_addr &= U64
+        if old_size and addr < USER_TOP:
+            self.check_safe(addr, min(addr + old_size, USER_TOP))
+        if flags & MREMAP_FIXED and new_size and new_addr < USER_TOP:
+            self.check_safe(new_addr, min(new_addr + new_size, USER_TOP))
+        o = self.sys(SYS_mremap, addr, old_size, new_size, flags, new_addr)
+        if o.ok and o.value is not None:
+            if not flags & MREMAP_DONTUNMAP and o.value != addr:
+                self.owned.remove(addr, addr + _align(old_size))
+            self.owned.add(o.value, o.value + _align(new_size))
+            self.owned.add(*WINDOW)
+        return o
+
+    def _range_safe(self, addr: int, length: int) -> None:
+        if addr & ~PAGE_MASK:
+            return
+        end = addr + _align(length & U64)
+        if end > addr and addr < USER_TOP:
+            self.check_safe(addr, min(end, USER_TOP))
+
+    def do_madvise(self, addr: int, length: int, advice: int) -> Outcome:
+        self._range_safe(addr, length)
+        return self.sys(SYS_madvise, addr, length, advice)
+
+    def do_msync(self, addr: int, length: int, flags: int) -> Outcome:
+        self._range_safe(addr, length)
+        return self.sys(SYS_msync, addr, length, flags)
+
+    def do_mincore(self, addr: int, length: int) -> Outcome:
+        length &= U64
+        npages = (length + PAGE_SIZE - 1) // PAGE_SIZE if length else 0
+        # the kernel writes the vector chunk by chunk, also for a mapped prefix before a hole:
+        # give it room for the mapped prefix of the range (and one more page)
+        room = npages
+        if npages > 4096:
+            cur = addr
+            for m in sorted(_read_maps(), key=lambda m: m.start):
+                if m.start <= cur < m.end:
+                    cur = m.end
+            room = min(npages, (cur - addr) // PAGE_SIZE + 1) if cur > addr else 1
+        vec = (ctypes.c_ubyte * max(room, 1))()
+        o = self.sys(SYS_mincore, addr, length, ctypes.addressof(vec))
+        if not o.ok:
+            return o
+        return Outcome(value=sum(1 << i for i in range(min(room, npages)) if vec[i] & 1))
+
+    def do_mlock(self, addr: int, length: int) -> Outcome:
+        return self.sys(SYS_mlock, addr, length & U64)
+
+    def do_mlock2(self, addr: int, length: int, flags: int) -> Outcome:
+        return self.sys(SYS_mlock2, addr, length & U64, flags)
+
+    def do_munlock(self, addr: int, length: int) -> Outcome:
+        return self.sys(SYS_munlock, addr, length & U64)
+
+    def do_mlockall(self, flags: int) -> Outcome:
+        return self.sys(SYS_mlockall, flags)
+
+    def do_munlockall(self) -> Outcome:
+        return self.sys(SYS_munlockall)
+
+    def do_set_memlock_limit(self, soft: int) -> Outcome:
+        hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+        try:
+            resource.setrlimit(resource.RLIMIT_MEMLOCK, (soft & U64 if soft >= 0 else resource.RLIM_INFINITY, hard))
+        except ValueError:
+            return Outcome(value=-1, errno="EINVAL")
+        except OSError as e:
+            return Outcome(value=-1, errno=errno_name(e.errno or 0))
+        return Outcome(value=0)
+
+    def do_drop_privileges(self) -> Outcome:
+        try:
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+        except OSError as e:
+            return Outcome(value=-1, errno=errno_name(e.errno or 0))
+        return Outcome(value=0)
+
+    def _shm_name(self, name: str) -> bytes:
+        # Names live in one system-wide namespace: give this run's objects a prefix of their
+        # own, leaving names the C library rejects as they are (so the errno is the library's).
+        n = name.lstrip("/")
+        if not n or "/" in n or n in (".", "..") or len(n) > 255:
+            return name.encode()
+        if len(self.shm_prefix) + len(n) > 255:
+            import hashlib
+            n = hashlib.sha1(n.encode()).hexdigest()
+        return ("/" + self.shm_prefix + n).encode()
+
+    def do_shm_open(self, name: str, oflag: int, mode: int) -> Outcome:
+        real = self._shm_name(name)
+        ctypes.set_errno(0)
+        fd = self.libc.shm_open(real, oflag, mode)
+        if fd < 0:
+            return Outcome(value=-1, errno=errno_name(ctypes.get_errno()))
+        os.set_inheritable(fd, True)
+        self.fds.add(fd)
+        self.shm_made.add(real.decode())
+        return Outcome(value=fd)
+
+    def do_shm_unlink(self, name: str) -> Outcome:
+        ctypes.set_errno(0)
+        if self.libc.shm_unlink(self._shm_name(name)) < 0:
+            return Outcome(value=-1, errno=errno_name(ctypes.get_errno()))
+        return Outcome(value=0)
+
+    def do_memfd_create(self, name: str, flags: int) -> Outcome:
+        buf = ctypes.create_string_buffer(name.encode())
+        o = self.sys(SYS_memfd_create, ctypes.addressof(buf), flags & ~1)
+        if o.ok and o.value is not None:
+            self.fds.add(o.value)
+        return o
+
+    def do_open_file(self, size: int, oflag: int) -> Outcome:
+        self.nfiles += 1
+        path = os.path.join(self.tmpdir, f"f{os.getpid()}-{self.nfiles}")
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.ftruncate(fd, size)
+            os.close(fd)
+            fd = os.open(path, oflag & 3)
+        except (OSError, OverflowError, ValueError) as e:
+            return Outcome(value=-1, errno=errno_name(getattr(e, "errno", None) or 22))
+        self.fds.add(fd)
+        return Outcome(value=fd)
+
+    def do_pipe(self) -> Outcome:
+        r, w = os.pipe()
+        self.fds.update((r, w))
+        return Outcome(value=r)
+
+    def _fd_safe(self, fd: int) -> None:
+        if fd in self.fds or fd < 0 or fd > 1 << 20:
+            return
+        try:
+            os.fstat(fd)
+        except OSError:
+            return      # not open: the call fails with EBADF and touches nothing
+        raise Refused(f"descriptor {fd} belongs to the harness, not the program")
+
+    def do_ftruncate(self, fd: int, length: int) -> Outcome:
+        self._fd_safe(fd)
+        return self.sys(SYS_ftruncate, fd, length)
+
+    def do_close(self, fd: int) -> Outcome:
+        self._fd_safe(fd)
+        o = self.sys(SYS_close, fd)
+        if o.ok:
+            self.fds.discard(fd)
+        return o
+
+    def _pagemap(self, addr: int) -> int:
+        if self.pagemap < 0:
+            raise Refused("/proc/self/pagemap is not readable here")
+        e = int.from_bytes(os.pread(self.pagemap, 8, (addr >> 12) * 8), "little")
+        return e & ((1 << 55) - 1) if e >> 63 else 0
+
+    def do_pfn_of(self, addr: int) -> Outcome:
+        return Outcome(value=self._pagemap(addr))
+
+    def do_thp_mapped(self, addr: int) -> Outcome:
+        pfn = self._pagemap(addr)
+        if not pfn:
+            return Outcome(value=0)
+        try:
+            with open("/proc/kpageflags", "rb") as f:
+                f.seek(pfn * 8)
+                flags = int.from_bytes(f.read(8), "little")
+        except OSError:
+            raise Refused("/proc/kpageflags is not readable here") from None
+        return Outcome(value=1 if flags >> KPF_THP & 1 else 0)
+
+    def do_minflt(self) -> Outcome:
+        return Outcome(value=resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self.flt0[0])
+
+    def do_majflt(self) -> Outcome:
+        return Outcome(value=resource.getrusage(resource.RUSAGE_SELF).ru_majflt - self.flt0[1])
+
+    def do_get_node(self, addr: int) -> Outcome:
+        page = ctypes.c_uint64(addr)
+        status = ctypes.c_int(-999)
+        o = self.sys(SYS_move_pages, 0, 1, ctypes.addressof(page), 0, ctypes.addressof(status), 0)
+        if not o.ok:
+            return o
+        if status.value < 0:
+            return Outcome(value=-1, errno=errno_name(-status.value))
+        return Outcome(value=status.value)
+
+    def do_mbind(self, addr: int, length: int, mode: int, nodemask: int) -> Outcome:
+        mask = ctypes.c_uint64(nodemask & U64)
+        return self.sys(SYS_mbind, addr, length & U64, mode, ctypes.addressof(mask), 64, 0)
+
+    def cleanup(self) -> None:
+        """Remove this run's shared memory names (made by any of its processes) and files."""
+        try:
+            names = [n for n in os.listdir("/dev/shm") if n.startswith(self.shm_prefix)]
+        except OSError:
+            names = [n.lstrip("/") for n in self.shm_made]
+        for n in names:
+            self.libc.shm_unlink(("/" + n).encode())
+        if self.tmpdir:
+            import shutil
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def do_mmap(self, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> Outcome:
         addr &= U64
@@ -178,7 +421,7 @@ class _Kernel:
         self.check_safe(addr, addr + 1)
         n = self.libc.write(self.pw, ctypes.c_void_p(addr), 1)
         if n != 1:
-            return Outcome(signal="SIGSEGV", detail=(("errno", errno_name(ctypes.get_errno())),))
+            return Outcome(signal=self.probe_signal(addr, None), detail=(("errno", errno_name(ctypes.get_errno())),))
         return Outcome(value=os.read(self.pr, 1)[0])
 
     def do_store(self, addr: int, value: int) -> Outcome:
@@ -187,8 +430,28 @@ class _Kernel:
         n = self.libc.read(self.pr, ctypes.c_void_p(addr), 1)
         if n != 1:
             os.read(self.pr, 1)
-            return Outcome(signal="SIGSEGV", detail=(("errno", errno_name(ctypes.get_errno())),))
+            return Outcome(signal=self.probe_signal(addr, value), detail=(("errno", errno_name(ctypes.get_errno())),))
         return Outcome()
+
+    def probe_signal(self, addr: int, value: int | None) -> str:
+        """The kernel refused to copy (EFAULT): which signal would a user-mode access get?
+        A grandchild makes the real access with the fault handler installed; SIGBUS (a page
+        past the end of a file) and SIGSEGV differ only there."""
+        _PROBE_MODE.value = 1
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.alarm(1)
+                if value is None:
+                    ctypes.string_at(addr, 1)
+                else:
+                    ctypes.memset(addr, value & 0xFF, 1)
+            finally:
+                os._exit(12)
+        _PROBE_MODE.value = 0
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        return {31: "SIGBUS"}.get(code, "SIGSEGV")
 
     def do_fetch(self, addr: int) -> Outcome:
         self.check_safe(addr, addr + 1)
@@ -215,6 +478,7 @@ class _Kernel:
 _GREGS = 40
 _REG_RIP, _REG_ERR, _REG_TRAPNO = 16, 19, 20
 _FETCH_TARGET = ctypes.c_uint64(0)
+_PROBE_MODE = ctypes.c_int(0)   # 0: a fetch probe; 1: a load/store probe (exit 30 SIGSEGV, 31 SIGBUS)
 _JUMP_T = ctypes.CFUNCTYPE(None)
 _HANDLER_T = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -222,6 +486,9 @@ _HANDLER_T = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void
 def _on_fault(sig: int, info: int, uc: int) -> None:
     """Runs in the probe's grandchild only: exit 10 iff the instruction fetch itself faulted
     (a #PF with the I/D bit at the target address), 11 for any later fault."""
+    if _PROBE_MODE.value == 1:
+        os._exit(31 if sig == signal.SIGBUS else 30)
+
     def greg(i: int) -> int:
         return ctypes.c_uint64.from_address(uc + _GREGS + 8 * i).value
     fetch_fault = (sig == signal.SIGSEGV and greg(_REG_TRAPNO) == 14 and greg(_REG_RIP) == _FETCH_TARGET.value
@@ -274,6 +541,9 @@ class _Runner:
                 os.close(w)
                 f.close()
             self.servants = {}
+            if self.k.pagemap >= 0:
+                os.close(self.k.pagemap)
+            self.k.start_process()
             _serve_requests(self, os.fdopen(req_r, "rb"), rep_w)
             os._exit(0)
         os.close(req_r)
@@ -335,6 +605,13 @@ def _describe_status(status: int) -> str:
 def _child_batch(program: Program, observe: str, wfd: int) -> None:
     """The program's process: run it all, one JSON line per outcome, then the observations."""
     runner = _Runner()
+    try:
+        _run_calls(runner, program, observe, wfd)
+    finally:
+        runner.k.cleanup()
+
+
+def _run_calls(runner: "_Runner", program: Program, observe: str, wfd: int) -> None:
     env: dict[str, int] = {}
     out = os.fdopen(wfd, "w", buffering=1)
     for i, c in enumerate(program.calls):
@@ -362,8 +639,45 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+def _os_calls() -> frozenset[str]:
+    from memspec.calls import layer_calls
+    return frozenset(c.name for c in layer_calls("os")) - PRESSURE_CALLS
+
+
+# Clauses the running kernel cannot show this harness, and why.  A check run copies
+# these into its report (TargetResults.not_observable) instead of warning about them.
+NOT_OBSERVABLE = {
+    "seed.swap.clock-second-chance": "which page reclaim evicts needs memory pressure and a swap device; this machine has no swap and the harness may not exhaust RAM shared with other work",
+    "seed.pagecache.clean-dropped": "page-cache reclaim happens only under memory pressure, which the harness does not create on a shared machine",
+    "seed.fault.step5-evict": "victim eviction needs memory pressure (no swap device here; RAM is shared)",
+    "linux.swap.swappiness": "vm.swappiness needs a swap device and pressure; changing the sysctl would affect the whole machine",
+    "linux.swap.swappiness-range": "writing /proc/sys/vm/swappiness changes the machine for everybody",
+    "posix.mlock.never-evicted": "eviction needs memory pressure and swap (locked pages are checked resident with mincore instead: posix.mlock.resident)",
+    "linux.oom.kills-worst": "invoking the OOM killer would kill processes of the whole machine",
+    "seed.wss.denning": "the kernel keeps no working-set window per process that user space can read",
+    "linux.thp.khugepaged-collapse": "khugepaged runs on its own schedule; a collapse cannot be requested and waited for (MADV_COLLAPSE aside)",
+    "memspec.pressure.event": "pressure events (machine size, virtual time) are the model's own controls",
+    "linux.numa.interleave": "this machine has one NUMA node: interleaving over one node is indistinguishable from first touch",
+    "linux.numa.preferred": "this machine has one NUMA node: preference cannot be told from first touch",
+    "memspec.inv.no-frame-owned-twice": "an invariant of the model's own state (frame table), checked after every step on the state adopted from the kernel",
+    "memspec.inv.mapcount-matches": "an invariant of the model's own state (the rmap's counts); the kernel's mapcounts are not visible to user space",
+    "memspec.inv.cow-read-only": "an invariant of the model's own state; on the kernel COW is observed through data and pagemap frames (seed.cow.*)",
+    "memspec.inv.isolation": "an invariant of the model's own state; on the kernel isolation is observed through data (posix.fork.private-copy, posix.mmap.shared-visible)",
+    "memspec.inv.pte-inside-vma": "an invariant of the model's own page tables",
+    "memspec.inv.pte-matches-vma": "an invariant of the model's own page tables",
+    "memspec.inv.no-stale-tlb": "an invariant of the model's own TLB; on the kernel stale entries are observed through accesses (seed.fault.step8-tlb)",
+    "memspec.inv.locked-resident": "an invariant of the model's own state; on the kernel residency is observed with mincore (posix.mlock.resident)",
+    "memspec.inv.vma-page-aligned": "an invariant of the model's own VMA tree",
+    "memspec.inv.vmas-disjoint": "an invariant of the model's own VMA tree",
+    "memspec.inv.shared-object-exists": "an invariant of the model's own object table",
+    "memspec.inv.private-pages-mapped": "an invariant of the model's own state",
+    "memspec.checkpoint": "names checkpoints of layers without a view clause; the os layer uses linux.proc-maps.matches",
+}
+
+
 class LinuxTarget(Target):
     name = "linux"
+    calls = _os_calls()
 
     def __init__(self, timeout: float = 10.0):
         self.timeout = timeout
@@ -371,7 +685,27 @@ class LinuxTarget(Target):
     def facts(self) -> dict[str, Any]:
         with open("/proc/sys/vm/mmap_min_addr") as f:
             min_addr = int(f.read())
-        return {"mmap_min_addr": min_addr, "quiet_ranges": [list(WINDOW)], "cap_sys_rawio": _has_cap(17)}
+        soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+        try:
+            with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+                thp = f.read().split("[")[1].split("]")[0]
+        except (OSError, IndexError):
+            thp = "never"
+        try:
+            nodes = len([n for n in os.listdir("/sys/devices/system/node") if n.startswith("node")])
+        except OSError:
+            nodes = 1
+        umask = os.umask(0)
+        os.umask(umask)
+        with open("/proc/self/status") as f:
+            vm = next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:")), 0)
+        return {"mmap_min_addr": min_addr, "quiet_ranges": [list(WINDOW)], "cap_sys_rawio": _has_cap(17),
+                "privileged": _has_cap(14), "memlock_soft": soft, "memlock_hard": hard, "base_vm": vm,
+                "umask": umask, "thp": thp, "nodes": max(nodes, 1)}
+
+    def not_observable(self) -> dict[str, str]:
+        """Clauses this target cannot show, with the reason (for TargetResults.not_observable)."""
+        return dict(NOT_OBSERVABLE)
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
         r, w = os.pipe()
@@ -465,6 +799,7 @@ class LinuxSession(Session):
                 os.setpgid(0, 0)
                 os.close(self.req_w)
                 os.close(self.rep_r)
+                runner = None
                 runner = _Runner()
                 for line in os.fdopen(req_r, "rb"):
                     req = json.loads(line)
@@ -482,7 +817,11 @@ class LinuxSession(Session):
             except BaseException:  # noqa: BLE001
                 code = 3
             finally:
-                os._exit(code)
+                try:
+                    if runner is not None:
+                        runner.k.cleanup()
+                finally:
+                    os._exit(code)
         os.close(req_r)
         os.close(rep_w)
         try:
@@ -531,6 +870,15 @@ class LinuxSession(Session):
             except OSError:
                 pass
         if self.pid:
+            # the child cleans up (shared memory names, files) when its request pipe closes
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                try:
+                    if os.waitpid(self.pid, os.WNOHANG)[0]:
+                        break
+                except ChildProcessError:
+                    break
+                time.sleep(0.005)
             _kill_group(self.pid)
             try:
                 os.waitpid(self.pid, 0)
