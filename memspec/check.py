@@ -38,6 +38,7 @@ class CheckOptions:
     shrink_budget: int = 200
     timeout: float = 10.0
     quiet: bool = False
+    coverage: bool = False     # measure line and branch coverage of the model package
     progress: Callable[[str], None] | None = None
     argv: list[str] = field(default_factory=list)
 
@@ -108,6 +109,7 @@ class Checker:
         self.results = RunResults(command=" ".join(["memspec", "check"] + opts.argv), seed=opts.seed,
                                   started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         self.t0 = time.monotonic()
+        self.cov: Any = None
         self.diffs = load_differences()
         self._last = 0.0
 
@@ -128,6 +130,8 @@ class Checker:
         cat = catalogue()
         self.results.catalogue = {c.id: {"layer": c.layer, "statement": c.statement, "citation": c.citation,
                                          "kernel_differs": c.kernel_differs} for c in cat.values()}
+        if self.o.coverage:
+            self.cov = _start_model_coverage()
         try:
             for spec in self.o.targets:
                 try:
@@ -146,6 +150,8 @@ class Checker:
         except KeyboardInterrupt:
             self.results.interrupted = True
             self.say("\ninterrupted: writing a partial report")
+        if self.cov is not None:
+            self.results.coverage = _stop_model_coverage(self.cov, self.o.out)
         self.results.duration_s = time.monotonic() - self.t0
         return self.results
 
@@ -160,9 +166,15 @@ class Checker:
         self.say(f"{target.name} [{layer}]: {len(sources)} suite programs, {self.o.programs} random programs, "
                  f"{self.o.machine_examples} state-machine examples")
         programs = sources + list(random_programs(layer, self.o.programs, self.o.seed, target.calls))
+        t_start = time.monotonic()
         for n, (origin, program) in enumerate(programs, 1):
+            if n == 1 or n == len(programs) or n % 10 == 0:
+                tr.timeline.append([round(time.monotonic() - t_start, 3), tr.programs, len(tr.clauses), len(tr.failures)])
             if target.calls is not None and any(c.name not in target.calls for c in program.calls):
                 tr.not_applicable += 1
+                # which clauses the skipped program would have exercised: judged on the model alone
+                for cid in _model_clauses(program):
+                    tr.not_applicable_clauses[cid] = tr.not_applicable_clauses.get(cid, 0) + 1
                 continue
             j = execute(target, program, facts)
             tr.programs += 1
@@ -192,6 +204,8 @@ class Checker:
         self.run_machine(target, layer, tr, facts, cat)
         layer_clauses = sorted(cid for cid, c in cat.items() if c.layer == layer)
         tr.never_exercised = [cid for cid in layer_clauses if cid not in tr.clauses]
+        tr.not_applicable_clauses = {c: k for c, k in tr.not_applicable_clauses.items() if c not in tr.clauses}
+        tr.timeline.append([round(time.monotonic() - t_start, 3), tr.programs, len(tr.clauses), len(tr.failures)])
         self.tick("")
         if not self.o.quiet and sys.stderr.isatty():
             print("\r\033[K", end="", file=sys.stderr)
@@ -231,7 +245,8 @@ class Checker:
         from hypothesis.stateful import run_state_machine_as_test
         M = hseed(self.o.seed)(mod.machine(target, facts))
         cfg = settings(max_examples=self.o.machine_examples, stateful_step_count=25, deadline=None,
-                       database=None, suppress_health_check=list(HealthCheck), print_blob=False)
+                       database=None, suppress_health_check=list(HealthCheck), print_blob=False,
+                       report_multiple_bugs=False)
         t0 = time.monotonic()
         try:
             run_state_machine_as_test(M, settings=cfg)
@@ -246,6 +261,41 @@ class Checker:
             check = Check(e.clause, Verdict.FAIL, e.index, e.expected, e.observed, str(e).splitlines()[0])
             tr.clauses.setdefault(e.clause, ClauseStats()).add("fail")
             tr.failures.append(self._failure(target, layer, prog, check, Judgement(target.name), "state machine", cat))
+
+
+def _model_clauses(program: Program) -> set[str]:
+    """The clauses ``program`` exercises when the model itself runs it."""
+    from .fuzz_api import execute, make_target
+    try:
+        return {c.clause for c in execute(make_target("model"), program, {}).checks}
+    except Exception:   # a statistic only: a model that cannot run it yet must not stop the check
+        return set()
+
+
+def _start_model_coverage() -> Any:
+    import coverage
+    from importlib.util import find_spec
+    spec = find_spec("memspec.model")
+    where = os.path.dirname(spec.origin) if spec and spec.origin else None
+    cov = coverage.Coverage(branch=True, source=[where] if where else ["memspec.model"], data_file=None)
+    cov.start()
+    return cov
+
+
+def _stop_model_coverage(cov: Any, out: str) -> dict[str, Any]:
+    """Line and branch coverage of the model package, per file and in total."""
+    import json as _json
+    cov.stop()
+    path = os.path.join(out, "coverage-model.json")
+    os.makedirs(out, exist_ok=True)
+    cov.json_report(outfile=path, pretty_print=False)
+    with open(path, encoding="utf-8") as f:
+        data = _json.load(f)
+    keys = ("covered_lines", "num_statements", "num_branches", "covered_branches", "percent_covered")
+    files = {os.path.basename(name): {k: v.get("summary", {}).get(k) for k in keys}
+             for name, v in data.get("files", {}).items()}
+    return {"package": "memspec.model", "files": files,
+            "totals": {k: data.get("totals", {}).get(k) for k in keys}}
 
 
 def summary_lines(results: Any) -> list[str]:

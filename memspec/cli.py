@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--confirm", type=_positive_int, default=3, metavar="K", help="re-runs that must fail the same way (default 3)")
     c.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="time limit per program (default 10 s)")
     c.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    c.add_argument("--coverage", action="store_true", help="also measure line and branch coverage of the model (in report.html)")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
     f = sub.add_parser("fuzz", help="coverage-guided fuzzing of call sequences against a target",
@@ -121,18 +122,20 @@ def cmd_check(a: argparse.Namespace) -> int:
     from memspec.reports import json_report, junit
     opts = CheckOptions(targets=a.target, layer=a.layer, seed=a.seed, out=a.out, programs=a.programs,
                         machine_examples=a.machine_examples, confirm=a.confirm, timeout=a.timeout,
-                        quiet=a.quiet or a.json, argv=sys.argv[2:])
+                        quiet=a.quiet or a.json, argv=sys.argv[2:], coverage=a.coverage)
     results = Checker(opts).run()
     json_path = os.path.join(a.out, "report.json")
     xml_path = os.path.join(a.out, "report.xml")
     json_report.write(results, json_path)
     junit.write(results, xml_path)
+    from memspec.reports import html as html_report
+    html_report.write(results, os.path.join(a.out, "report.html"))
     if a.json:
         print(json.dumps(json_report.to_dict(results), indent=2, default=str))
     else:
         for line in summary_lines(results):
             print(line)
-        print(f"\nreport: {json_path} (JSON), {xml_path} (JUnit XML)")
+        print(f"\nreport: {json_path} (JSON), {xml_path} (JUnit XML), {os.path.join(a.out, 'report.html')} (HTML)")
     if results.interrupted:
         return 130
     return 1 if results.unexplained_failures else 0

@@ -38,6 +38,8 @@ def to_dict(r: RunResults) -> dict[str, Any]:
         d["clauses_failed"] = sorted({f.clause for f in t.failures})
         out["targets"].append(d)
     out["catalogue"] = r.catalogue
+    if r.coverage:
+        out["coverage"] = r.coverage
     return out
 
 

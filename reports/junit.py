@@ -18,7 +18,7 @@ def to_xml(r: RunResults) -> str:
         failed = {}
         for f in t.failures:
             failed.setdefault(f.clause, f)
-        cases = sorted(set(t.clauses) | set(t.never_exercised) | set(failed))
+        cases = sorted(set(t.clauses) | set(t.never_exercised) | set(failed) | set(t.not_applicable_clauses))
         suite = ET.SubElement(suites, "testsuite", name=f"memspec.{t.name}", tests=str(len(cases)),
                               failures=str(len([c for c in cases if c in failed and not failed[c].expected_difference])),
                               skipped=str(len([c for c in cases if c not in t.clauses and c not in failed])))
@@ -32,6 +32,9 @@ def to_xml(r: RunResults) -> str:
                 el.text = (f"{f.note}\n\nat call {f.call_index + 1}: {f.call_text}\n\n{f.program}\n"
                            f"replay: {f.replay}\n" + (f"expected difference: {f.expected_difference}\n"
                                                        if f.expected_difference else ""))
+            elif cid not in t.clauses and cid in t.not_applicable_clauses:
+                ET.SubElement(case, "skipped", message=f"not applicable: {t.not_applicable_clauses[cid]} programs "
+                                                       "use calls the target does not implement")
             elif cid not in t.clauses:
                 ET.SubElement(case, "skipped", message="not exercised by this run")
             else:

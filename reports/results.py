@@ -53,6 +53,9 @@ class TargetResults:
     never_exercised: list[str] = field(default_factory=list)
     not_observable: dict[str, str] = field(default_factory=dict)   # clause -> why this target cannot show it
     machine: dict[str, Any] = field(default_factory=dict)          # state-machine statistics
+    # clause -> programs skipped as not applicable that would have exercised it (judged on the model)
+    not_applicable_clauses: dict[str, int] = field(default_factory=dict)
+    timeline: list[list[float]] = field(default_factory=list)      # [seconds, programs, clauses, failures] samples
 
     def unexplained(self) -> list[Failure]:
         return [f for f in self.failures if not f.expected_difference]
@@ -67,6 +70,7 @@ class RunResults:
     interrupted: bool = False
     targets: list[TargetResults] = field(default_factory=list)
     catalogue: dict[str, dict[str, str]] = field(default_factory=dict)   # id -> statement, citation, layer
+    coverage: dict[str, Any] = field(default_factory=dict)   # the model's line/branch coverage (check --coverage)
 
     @property
     def unexplained_failures(self) -> int:
