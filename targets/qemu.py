@@ -55,8 +55,8 @@ ENTRY4 = H_PDPT | UPPER             # root[511] with 4-level paging
 ENTRY5 = H_PML4 | UPPER             # root[511] with 5-level paging
 
 # code offsets in the supervisor and user code pages
-LOAD, STORE, MOVCR3, MOVCR4, MOVCR0, WRMSR, INVLPG, INVPCID, WRPKRU, IRET = (
-    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90)
+LOAD, STORE, MOVCR3, MOVCR4, MOVCR0, WRMSR, INVLPG, INVPCID, WRPKRU, IRET, NOP = (
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xF0)
 CODE = {
     LOAD: bytes.fromhex("488b18"),                 # mov rbx, [rax]
     STORE: bytes.fromhex("c600cc488b18"),          # mov byte [rax], 0xcc ; mov rbx, [rax]
@@ -68,10 +68,16 @@ CODE = {
     INVPCID: bytes.fromhex("660f388218"),          # invpcid rbx, [rax]
     WRPKRU: bytes.fromhex("0f01ef"),               # wrpkru
     IRET: bytes.fromhex("48cf"),                   # iretq
+    NOP: bytes.fromhex("90"),                      # nop (also where the IRETQ lands)
 }
 GDT_ENTRIES = (0, 0x00AF9B000000FFFF, 0x00CF93000000FFFF, 0x00CFF3000000FFFF, 0x00AFFB000000FFFF)
 USER_CS, USER_SS = 0x23, 0x1B
 VECTORS = {0: "#DE", 6: "#UD", 8: "#DF", 13: "#GP", 14: "#PF", 12: "#SS"}
+
+
+_GPRS = tuple(getattr(_x, "UC_X86_REG_" + n) for n in (
+    "RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP", "R8", "R9", "R10", "R11", "R12", "R13", "R14", "R15")) \
+    if _x is not None else ()
 
 
 class CalibrationFailed(TargetError):
@@ -96,6 +102,7 @@ class Machine:
         self.cpl = 0
         self.ac = 0
         self.touched: set[int] = set()
+        self.wild = False      # a fetch executed something other than the pattern's int3
         self.ctx = uc.context_save()
         self.ctx_ptr = ctypes.cast(self.ctx.context, ctypes.c_void_p).value
         self._fill_pattern(0, RAM_SIZE)
@@ -283,6 +290,9 @@ class Machine:
 
     def reset(self) -> None:
         """Back to the boot state: pattern restored where the program wrote, TLB empty."""
+        if self.wild:
+            self._fill_pattern(HARNESS_LOW, RAM_SIZE)
+            self.wild = False
         for frame in self.touched:
             self._fill_pattern(frame, frame + 0x1000)
         self.touched.clear()
@@ -335,7 +345,21 @@ class Machine:
                 uc.reg_write(_x.UC_X86_REG_EFLAGS, 0x2 | (ac << 18))
                 self.ac = ac
             if acc == 2:
-                o = self._run(la, 0, count=1)
+                # if the fetch reaches memory without the pattern's int3, whatever it executes must
+                # not scribble on program memory: every register points at read-only harness code
+                uc.reg_write_batch([(r, SUP) for r in _GPRS])
+                # "until" must not be la (nor la's page): unicorn looks up the page before its
+                # stop address, which would walk (and fault on) a page the program never touched
+                o = self._run(la, SUP + 0xFF0, count=1)
+                if self.exc != 3:
+                    self.wild = o is None or o.signal != "#PF"
+                # unicorn drops its one-instruction limit on the next emu_start by invalidating the
+                # translated block at la, which walks the tables again and may raise a #PF that nobody
+                # sees but that leaves QEMU's pending-exception field set: absorb it in a nop at the
+                # same CPL and restore a clean context before the next call
+                start = (USR if cpl == 3 else SUP) + NOP
+                self.uc.emu_start(start, start + 1)
+                self.dirty = True
                 return OK if o is None else o
             uc.reg_write(_x.UC_X86_REG_RAX, la)
             op = STORE if acc == 1 else LOAD

@@ -1,0 +1,231 @@
+"""hw-layer codec: bytes -> a well-typed program that builds page-table trees and probes them.
+
+A decoded program boots a mode (CR0.WP, CR4.PGE/SMEP/SMAP/PKE/LA57, EFER.NXE),
+builds a valid table tree for a handful of linear "slots" (4 KiB pages, 2 MiB
+and 1 GiB pages, aliases of one frame, a self-referencing root entry, entries
+with reserved bits, XD, protection keys, G), then interleaves accesses (read,
+write, fetch; CPL 0 and 3; EFLAGS.AC) with the events that make walkers go
+wrong: entry changes with and without INVLPG, CR3 reloads and switches between
+two roots that share subtrees, CR4/CR0/EFER toggles, PKRU loads, A/D read-backs.
+
+``encode`` is the inverse for text (``decode(encode(p)) == p``), so a text
+reproducer seeds a corpus as it is.
+"""
+
+from __future__ import annotations
+
+from memspec.calls import CALLS
+from memspec.program import Call, Flags, Int, Program, ProgramError, format_program, parse
+
+from .bytes import ByteReader
+
+TEXT_MAGIC = b"MST1\n"
+MAX_OPS = 28
+TABLE_BASE = 0x200000        # table frames: 0x200000 + 0x1000*k
+DATA_BASE = 0x300000         # 4 KiB data frames: 0x300000 + 0x1000*k
+BIG_BASE = 0x400000          # 2 MiB frames: 0x400000, 0x600000, ...
+
+_UPPER = [(70, ("PTE_P", "PTE_RW", "PTE_US")), (8, ("PTE_P", "PTE_RW")), (8, ("PTE_P", "PTE_US")),
+          (4, ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD")), (3, ("PTE_P",)), (3, ("PTE_RW", "PTE_US")),
+          (2, ("PTE_P", "PTE_RW", "PTE_US", "PTE_A")), (2, ("PTE_P", "PTE_RW", "PTE_US", "PTE_PS"))]
+_LEAF = [(40, ("PTE_P", "PTE_RW", "PTE_US")), (10, ("PTE_P", "PTE_US")), (10, ("PTE_P", "PTE_RW")),
+         (6, ("PTE_P",)), (6, ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD")), (6, ("PTE_P", "PTE_RW", "PTE_US", "PTE_G")),
+         (5, ("PTE_P", "PTE_RW", "PTE_US", "PTE_PK1")), (4, ("PTE_P", "PTE_RW", "PTE_US", "PTE_A", "PTE_D")),
+         (4, ("PTE_RW", "PTE_US")), (3, ("PTE_P", "PTE_US", "PTE_XD", "PTE_PK2")),
+         (3, ("PTE_P", "PTE_RW", "PTE_US", "PTE_PAT_LARGE"))]
+_CR4 = [(40, ()), (15, ("CR4_SMEP",)), (12, ("CR4_SMAP",)), (10, ("CR4_PGE",)), (8, ("CR4_SMEP", "CR4_SMAP")),
+        (6, ("CR4_PKE",)), (6, ("CR4_LA57",)), (3, ("CR4_PGE", "CR4_SMEP", "CR4_SMAP", "CR4_PKE"))]
+_RSVD = [0, 0, 0, 0, 0, 0, 1 << 51, 1 << 45, 1 << 13, 1 << 40]
+
+
+def _w(r: ByteReader, table: list[tuple[int, tuple[str, ...]]]) -> tuple[str, ...]:
+    total = sum(w for w, _ in table)
+    x = r.int(0, total - 1)
+    for w, v in table:
+        if x < w:
+            return v
+        x -= w
+    return table[-1][1]
+
+
+def _flags(names: tuple[str, ...]) -> Flags | Int:
+    return Flags(names) if names else Int(0)
+
+
+def _hex(v: int) -> Int:
+    return Int(v, hex=v >= 4096)
+
+
+class _Builder:
+    def __init__(self, r: ByteReader, calls: frozenset[str] | None):
+        self.r = r
+        self.allowed = calls
+        self.calls: list[Call] = []
+        self.next_table = 1
+        self.la57 = False
+        self.pke = False
+        self.slots: list[tuple[int, int, int]] = []   # (linear base, leaf table, leaf index)
+        self.entries: dict[tuple[int, int], int] = {}  # (table, index) -> next table (for non-leaf entries)
+        self.names = 0
+
+    def ok(self, name: str) -> bool:
+        return self.allowed is None or name in self.allowed
+
+    def emit(self, name: str, *args: object, result: bool = False) -> None:
+        if not self.ok(name):
+            return
+        conv = tuple(a if isinstance(a, (Int, Flags)) else _hex(int(a)) for a in args)  # type: ignore[arg-type]
+        res = None
+        if result and CALLS[name].returns != "none":
+            self.names += 1
+            res = "v" + str(self.names)
+        self.calls.append(Call(name, conv, res))
+
+    def table(self) -> int:
+        t = TABLE_BASE + 0x1000 * self.next_table
+        self.next_table += 1
+        return t
+
+    # -- a mode ----------------------------------------------------------------------
+
+    def boot(self) -> None:
+        r = self.r
+        cr0 = ("CR0_PG", "CR0_PE") + (("CR0_WP",) if r.chance(75) else ())
+        cr4 = ("CR4_PAE",) + _w(r, _CR4)
+        efer = ("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if r.chance(85) else ())
+        self.la57 = "CR4_LA57" in cr4
+        self.pke = "CR4_PKE" in cr4
+        if cr4 != ("CR4_PAE",) or "CR0_WP" not in cr0 or "EFER_NXE" not in efer:
+            self.emit("boot", Flags(cr0), Flags(cr4), Flags(efer))
+
+    # -- a tree ----------------------------------------------------------------------
+
+    def slot(self, root: int) -> None:
+        """Map one linear page (4 KiB, 2 MiB or 1 GiB) under ``root``, making missing tables."""
+        r = self.r
+        levels = 5 if self.la57 else 4
+        idx = {5: r.choice([0, 0, 0, 1]) if self.la57 else 0, 4: r.choice([0, 0, 1, 2, 256, 300]),
+               3: r.choice([0, 0, 1, 3]), 2: r.choice([0, 1, 2, 2, 3, 5]), 1: r.int(0, 7)}
+        size = r.choice([1, 1, 1, 1, 2, 2, 3])
+        table = root
+        la = 0
+        for level in range(levels, size, -1):
+            la |= idx[level] << (12 + 9 * (level - 1))
+            nxt = self.entries.get((table, idx[level]))
+            if nxt is None:
+                nxt = self.table()
+                flags = _w(r, _UPPER) if r.chance(15) else ("PTE_P", "PTE_RW", "PTE_US")
+                if level == 4 or level == 5 or "PTE_PS" not in flags:
+                    flags = tuple(f for f in flags if f != "PTE_PS")
+                self.emit("set_pte", table, Int(idx[level]), nxt | (_RSVD[r.int(0, 9)] if r.chance(5) else 0),
+                          _flags(flags))
+                self.entries[(table, idx[level])] = nxt
+            table = nxt
+        la |= idx[size] << (12 + 9 * (size - 1))
+        if la >> 47 & 1 and not self.la57:
+            la |= 0xFFFF << 48
+        leaf = _w(r, _LEAF)
+        if size == 1:
+            frame = DATA_BASE + 0x1000 * r.int(0, 15)
+            if r.chance(4):
+                frame = TABLE_BASE + 0x1000 * r.int(0, self.next_table - 1)   # a table seen as data
+        elif size == 2:
+            frame = BIG_BASE + 0x200000 * r.int(0, 3)
+            leaf = leaf + ("PTE_PS",)
+        else:
+            frame = 0
+            leaf = leaf + ("PTE_PS",)
+        if r.chance(6):
+            frame |= _RSVD[r.int(0, 9)]
+        self.emit("set_pte", table, Int(idx[size]), frame, _flags(tuple(sorted(set(leaf), key=leaf.index))))
+        self.slots.append((la, table, idx[size]))
+
+    # -- operations --------------------------------------------------------------------
+
+    def addr(self) -> int:
+        r = self.r
+        if not self.slots or r.chance(5):
+            return r.choice([0x800000000000, 0x1000, 0x405000, 0x7FFFFFFFF000])
+        la, _, _ = r.choice(self.slots)
+        return la + 8 * r.int(0, 3) + (0x1000 * r.int(0, 2) if r.chance(20) else 0)
+
+    def op(self, roots: list[int]) -> None:
+        r = self.r
+        k = r.int(0, 99)
+        if k < 45:
+            acc = r.choice([0, 0, 0, 1, 1, 2])
+            cpl = r.choice([0, 3, 3])
+            ac = 1 if r.chance(15) else 0
+            self.emit("access", self.addr(), Flags((("ACC_READ", "ACC_WRITE", "ACC_EXEC")[acc],)), Int(cpl), Int(ac),
+                      result=acc != 2)
+        elif k < 62 and self.slots:
+            la, table, idx = r.choice(self.slots)
+            frame = DATA_BASE + 0x1000 * r.int(0, 15)
+            leaf = _w(r, _LEAF)
+            if table != roots[0] and r.chance(30):
+                self.emit("set_pte", table, Int(idx), frame, _flags(leaf))
+            else:
+                self.emit("set_pte", table, Int(idx), frame, _flags(leaf))
+            if r.chance(50):
+                self.emit("invlpg", la)
+        elif k < 68:
+            self.emit("invlpg", self.addr())
+        elif k < 75:
+            self.emit("mov_cr3", r.choice(roots))
+        elif k < 81 and self.slots:
+            _, table, idx = r.choice(self.slots)
+            self.emit("read_pte", table, Int(idx), result=True)
+        elif k < 85:
+            self.emit("mov_cr0", Flags(("CR0_PG", "CR0_PE") + (("CR0_WP",) if r.chance(50) else ())))
+        elif k < 89:
+            cr4 = ("CR4_PAE",) + tuple(n for n in ("CR4_PGE", "CR4_SMEP", "CR4_SMAP") if r.chance(35))
+            if self.la57:
+                cr4 += ("CR4_LA57",)
+            if self.pke:
+                cr4 += ("CR4_PKE",)
+            self.emit("mov_cr4", Flags(cr4))
+        elif k < 92:
+            self.emit("wrmsr_efer", Flags(("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if r.chance(60) else ())))
+        elif k < 96 and self.pke:
+            self.emit("wrpkru", _hex(r.choice([0, 0x4, 0x8, 0xC, 0x10, 0x20, 0x30])))
+        elif self.slots:
+            # alias: another slot's leaf entry points at the frame of this one
+            _, t1, i1 = r.choice(self.slots)
+            self.emit("set_pte", t1, Int(i1), DATA_BASE, Flags(("PTE_P", "PTE_RW", "PTE_US")))
+
+
+def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
+    if data.startswith(TEXT_MAGIC):
+        try:
+            p = parse(data[len(TEXT_MAGIC):].decode("utf-8", "replace"))
+        except ProgramError:
+            return Program(())
+        if p.calls and p.layer == "hw" and (calls is None or all(c.name in calls for c in p.calls)):
+            return p
+        return Program(())
+    r = ByteReader(data)
+    b = _Builder(r, calls)
+    b.boot()
+    root = TABLE_BASE
+    roots = [root]
+    for _ in range(r.int(1, 4)):
+        b.slot(root)
+    if r.chance(25):
+        # a second root sharing the first one's lower tables (an alias address space)
+        other = b.table()
+        roots.append(other)
+        for (t, i), nxt in list(b.entries.items()):
+            if t == root:
+                b.emit("set_pte", other, Int(i), nxt, Flags(("PTE_P", "PTE_RW", "PTE_US")))
+    if r.chance(10):
+        b.emit("set_pte", root, Int(r.choice([7, 100, 510])), root, Flags(("PTE_P", "PTE_RW")))   # self-reference
+    b.emit("mov_cr3", root)
+    for _ in range(r.int(3, MAX_OPS)):
+        if r.exhausted:
+            break
+        b.op(roots)
+    return Program(tuple(b.calls))
+
+
+def encode(program: Program) -> bytes:
+    return TEXT_MAGIC + format_program(program).encode()
