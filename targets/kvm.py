@@ -761,7 +761,8 @@ class _Machine:
     def _c_invlpg(self, chunk: _Chunk, cc: _Compiled, addr: int) -> None:
         if _canonical(addr) and (addr >> 39) & 0x1FF == HARNESS_SLOT:
             return self._const(cc, EINVAL)
-        self._simple(chunk, cc, mov_rbx(addr) + INVLPG_RBX)
+        # INVLPG at CPL 0 raises nothing (a non-canonical operand is a no-op): no fault guard
+        chunk.code += mov_rbx(addr) + INVLPG_RBX
 
     def _c_invpcid(self, chunk: _Chunk, cc: _Compiled, kind: int, pcid: int, addr: int) -> None:
         if kind == 0 and _canonical(addr) and (addr >> 39) & 0x1FF == HARNESS_SLOT and kind <= 3 \
@@ -1102,14 +1103,16 @@ class KvmTarget(Target):
 
     def _refuse_statically(self, program: Program) -> str:
         """Refuse a program before running it if a call with literal arguments cannot be judged here."""
-        chunk, m = _Chunk(), self.machine
+        reserved = self.features.get("cpl3_reserved_slots", ())
+        if not reserved:
+            return ""
         for i, c in enumerate(program.calls):
             if c.name != "access" or any(isinstance(a, Ref) for a in c.args):
                 continue
-            try:
-                m._c_access(chunk, _Compiled(i, "none"), *(int(x) for x in eval_args(c, {})))
-            except _Refused as e:
-                return f"call {i + 1} refused: {e}"
+            la, _op, cpl = (int(x) for x in eval_args(c, {})[:3])
+            if cpl == 3 and _canonical(la) and (la >> 39) & 0x1FF in reserved:
+                return (f"call {i + 1} refused: CPL 3 access at {la:#x}: kvm-pvm reserves root slot "
+                        f"{(la >> 39) & 0x1FF} for itself while guest user code runs natively")
         return ""
 
     def _finish(self, program: Program, outcomes: list[Outcome], status: RunStatus, msg: str) -> RunResult:
