@@ -1,0 +1,196 @@
+"""The hw layer's Hypothesis state machine, parameterised by target.
+
+Rules map pages (a fresh 4-level chain, or a 2 MiB / 1 GiB page), change leaf
+bits with or without INVLPG, access as user or supervisor (read, write, fetch,
+EFLAGS.AC), reload or switch CR3, toggle CR0.WP, CR4.SMEP/SMAP/PGE and
+EFER.NXE, and read entries back.  Every step is judged by the model at once
+(clause named) and then adopted; after every step the model's invariants run
+(``no_stale_translation_after_invalidation``: the model's own TLB never keeps
+what an invalidation removed).  A failure prints the clause, the program so far
+in program text (Hypothesis shrinks it), expected vs observed, and a replay hint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hypothesis.strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from memspec.model.registry import new_model
+from memspec.program import Call, Flags, Int, Program, format_program
+
+from .catalogue import get as clause
+
+ROOT = 0x200000
+TABLES = 0x210000        # fresh table frames from here
+DATA = 0x300000
+LEAF_FLAGS = st.sampled_from([("PTE_P", "PTE_RW", "PTE_US"), ("PTE_P", "PTE_US"), ("PTE_P", "PTE_RW"), ("PTE_P",),
+                              ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD"), ("PTE_P", "PTE_RW", "PTE_US", "PTE_G"),
+                              ("PTE_RW", "PTE_US")])
+
+
+class ConformanceFailure(AssertionError):
+    """A target disagreed with the model; carries the clause and the program that shows it."""
+
+    def __init__(self, clause_id: str, program: Program, index: int, expected: str, observed: str, note_: str):
+        self.clause = clause_id
+        self.program = program
+        self.index = index
+        self.expected = expected
+        self.observed = observed
+        c = clause(clause_id)
+        super().__init__(
+            f"{clause_id}: {c.statement}\n  [{c.citation}]\n"
+            f"at call {index + 1}: expected {expected}, observed {observed}\n  {note_}\n\n"
+            f"{format_program(program)}"
+            "replay: save the program above to a file and run `memspec replay FILE --target T`")
+
+
+def _hex(v: int) -> Int:
+    return Int(v, hex=v >= 4096)
+
+
+def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedStateMachine]:
+    """A state machine class checking ``target`` against the hw-layer model after every step."""
+    facts = dict(target.facts()) if facts is None else facts
+
+    class HwMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.session = target.session("hw")
+            self.model = new_model("hw", facts)
+            self.calls: list[Call] = []
+            self.next_table = TABLES
+            self.pml4e: dict[int, int] = {}        # PML4 index -> PDPT
+            self.pdpte: dict[tuple[int, int], int] = {}
+            self.pde: dict[tuple[int, int, int], int] = {}
+            self.leaves: list[tuple[int, int, int]] = []   # (linear page, table, index)
+            self._do("mov_cr3", _hex(ROOT))
+
+        # -- plumbing ------------------------------------------------------------
+
+        def _do(self, name: str, *args: Int | Flags) -> None:
+            call = Call(name, tuple(args))
+            values = tuple(a.value if isinstance(a, Int) else _flags_value(a) for a in args)
+            observed = self.session.call(call, values)
+            exp = self.model.expect("main", name, values)
+            self.calls.append(call)
+            why = exp.judge(observed)
+            if why is not None:
+                raise ConformanceFailure(exp.blame(observed), Program(tuple(self.calls)), len(self.calls) - 1,
+                                         exp.describe, observed.describe(), why)
+            self.model.apply("main", name, values, observed)
+
+        def _table(self) -> int:
+            t = self.next_table
+            self.next_table += 0x1000
+            return t
+
+        # -- rules ---------------------------------------------------------------
+
+        @rule(i4=st.sampled_from([0, 1, 256]), i3=st.integers(0, 2), i2=st.integers(0, 3), i1=st.integers(0, 5),
+              size=st.sampled_from(["4k", "4k", "4k", "2m", "1g"]), frame=st.integers(0, 15), flags=LEAF_FLAGS)
+        def map_page(self, i4: int, i3: int, i2: int, i1: int, size: str, frame: int, flags: tuple[str, ...]) -> None:
+            upper = Flags(("PTE_P", "PTE_RW", "PTE_US"))
+            if i4 not in self.pml4e:
+                self.pml4e[i4] = self._table()
+                self._do("set_pte", _hex(ROOT), Int(i4), _hex(self.pml4e[i4]), upper)
+            pdpt = self.pml4e[i4]
+            la = (i4 << 39) | (i3 << 30)
+            if la >> 47:
+                la |= 0xFFFF << 48
+            if size == "1g":
+                if (i4, i3) in self.pdpte:
+                    return
+                self._do("set_pte", _hex(pdpt), Int(i3), Int(0), Flags(flags + ("PTE_PS",)))
+                self.leaves.append((la, pdpt, i3))
+                self.pdpte[(i4, i3)] = -1
+                return
+            if self.pdpte.get((i4, i3), 0) == -1:
+                return
+            if (i4, i3) not in self.pdpte:
+                self.pdpte[(i4, i3)] = self._table()
+                self._do("set_pte", _hex(pdpt), Int(i3), _hex(self.pdpte[(i4, i3)]), upper)
+            pd = self.pdpte[(i4, i3)]
+            la |= i2 << 21
+            if size == "2m":
+                if (i4, i3, i2) in self.pde:
+                    return
+                self._do("set_pte", _hex(pd), Int(i2), _hex(0x400000 + 0x200000 * (frame % 4)), Flags(flags + ("PTE_PS",)))
+                self.leaves.append((la, pd, i2))
+                self.pde[(i4, i3, i2)] = -1
+                return
+            if self.pde.get((i4, i3, i2), 0) == -1:
+                return
+            if (i4, i3, i2) not in self.pde:
+                self.pde[(i4, i3, i2)] = self._table()
+                self._do("set_pte", _hex(pd), Int(i2), _hex(self.pde[(i4, i3, i2)]), upper)
+            pt = self.pde[(i4, i3, i2)]
+            self._do("set_pte", _hex(pt), Int(i1), _hex(DATA + 0x1000 * frame), Flags(flags))
+            self.leaves.append((la | (i1 << 12), pt, i1))
+
+        @rule(data=st.data(), flags=LEAF_FLAGS, frame=st.integers(0, 15), invalidate=st.booleans())
+        def change_leaf(self, data: Any, flags: tuple[str, ...], frame: int, invalidate: bool) -> None:
+            if not self.leaves:
+                return
+            la, table, idx = data.draw(st.sampled_from(self.leaves))
+            self._do("set_pte", _hex(table), Int(idx), _hex(DATA + 0x1000 * frame), Flags(flags))
+            if invalidate:
+                self._do("invlpg", _hex(la))
+
+        @rule(data=st.data(), op=st.sampled_from(["ACC_READ", "ACC_READ", "ACC_WRITE", "ACC_EXEC"]),
+              cpl=st.sampled_from([0, 3]), ac=st.sampled_from([0, 0, 0, 1]), offset=st.integers(0, 7))
+        def access(self, data: Any, op: str, cpl: int, ac: int, offset: int) -> None:
+            if self.leaves and data.draw(st.integers(0, 9)) > 0:
+                la = data.draw(st.sampled_from(self.leaves))[0] + 8 * offset
+            else:
+                la = data.draw(st.sampled_from([0x1000, 0x800000000000, 0x7FFFFFFFF000]))
+            self._do("access", _hex(la), Flags((op,)), Int(cpl), Int(ac))
+
+        @rule(data=st.data())
+        def invlpg(self, data: Any) -> None:
+            if self.leaves:
+                self._do("invlpg", _hex(data.draw(st.sampled_from(self.leaves))[0]))
+
+        @rule()
+        def reload_cr3(self) -> None:
+            self._do("mov_cr3", _hex(ROOT))
+
+        @rule(wp=st.booleans())
+        def set_wp(self, wp: bool) -> None:
+            self._do("mov_cr0", Flags(("CR0_PG", "CR0_PE") + (("CR0_WP",) if wp else ())))
+
+        @rule(bits=st.sets(st.sampled_from(["CR4_SMEP", "CR4_SMAP", "CR4_PGE"])))
+        def set_cr4(self, bits: set[str]) -> None:
+            self._do("mov_cr4", Flags(("CR4_PAE",) + tuple(sorted(bits))))
+
+        @rule(nxe=st.booleans())
+        def set_nxe(self, nxe: bool) -> None:
+            self._do("wrmsr_efer", Flags(("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if nxe else ())))
+
+        @rule(data=st.data())
+        def read_back(self, data: Any) -> None:
+            if self.leaves:
+                _, table, idx = data.draw(st.sampled_from(self.leaves))
+                self._do("read_pte", _hex(table), Int(idx))
+
+        @invariant()
+        def no_stale_translation_after_invalidation(self) -> None:
+            for cid, msg in self.model.invariants():
+                raise ConformanceFailure(cid, Program(tuple(self.calls)), len(self.calls) - 1,
+                                         "the invariant holds", msg, "model invariant broken")
+
+        def teardown(self) -> None:
+            self.session.close()
+
+    HwMachine.__name__ = f"HwMachine_{getattr(target, 'name', 'target')}"
+    return HwMachine
+
+
+def _flags_value(f: Flags) -> int:
+    from memspec.consts import CONSTANTS
+    v = 0
+    for n in f.names:
+        v |= CONSTANTS[n]
+    return v
