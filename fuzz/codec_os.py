@@ -1,4 +1,7 @@
-"""os-layer codec: bytes -> a well-typed program of mmap/munmap/mprotect/accesses/fork.
+"""os-layer codec: bytes -> a well-typed multi-process program of the os layer's calls:
+mmap (anonymous and of files), munmap, mprotect, mremap, madvise, msync, mincore, the
+mlock family, files and shared memory, accesses, fork/exit, observations (frames,
+fault counts) and -- for targets that implement them -- memory-pressure events.
 
 Addresses come mostly from earlier results (``a+0x1000``) and from the sandbox
 window (where hints are honoured and MAP_FIXED is safe on every target); sizes
@@ -10,7 +13,7 @@ reproducer seeds a corpus as it is.
 from __future__ import annotations
 
 from memspec.consts import SANDBOX_WINDOW
-from memspec.program import Call, Flags, Int, Program, ProgramError, Ref, format_program, parse
+from memspec.program import Call, Flags, Int, Program, ProgramError, Ref, Str, format_program, parse
 
 from .bytes import ByteReader
 
@@ -40,6 +43,9 @@ class _Builder:
         self.procs: list[str] = []
         self.n_names = 0
         self.n_procs = 1
+        self.fds: list[str] = []            # named descriptors of files that can be mapped
+        self.fd_procs: dict[str, set] = {}  # descriptor -> processes that have it (None: main)
+        self.dropped: set[str] = set()      # processes that gave up their privileges
 
     def ok(self, name: str) -> bool:
         return self.allowed is None or name in self.allowed
@@ -88,10 +94,17 @@ class _Builder:
 
     def step(self) -> None:
         r = self.r
-        table = [(28, "mmap"), (10, "munmap"), (14, "mprotect"), (18, "load"), (18, "store"), (3, "fetch"),
-                 (4, "fork"), (2, "exit")]
-        what = r.weighted([(w, n) for w, n in table if self.ok(n)])
+        table = [(24, "mmap"), (8, "munmap"), (10, "mprotect"), (16, "load"), (16, "store"), (3, "fetch"),
+                 (4, "fork"), (2, "exit"), (4, "file"), (3, "mremap"), (5, "madvise"), (2, "msync"),
+                 (3, "mincore"), (3, "mlock"), (2, "munlock"), (1, "mlockall"), (1, "munlockall"),
+                 (2, "ftruncate"), (1, "close"), (2, "shm_unlink"), (2, "pfn_of"), (2, "minflt"), (1, "majflt"),
+                 (1, "thp_mapped"), (1, "get_node"), (1, "mbind"), (1, "drop_privileges"),
+                 (1, "set_memlock_limit"), (2, "memory_limit"), (1, "set_swappiness"), (2, "reclaim"),
+                 (1, "tick"), (1, "wss"), (1, "oom"), (1, "khugepaged")]
+        what = r.weighted([(w, n) for w, n in table if self.ok(n) or (n == "file" and self.ok("memfd_create"))])
         proc = self.proc_prefix()
+        if self.more(what, proc):
+            return
         if what == "mmap":
             hint = r.weighted([(20, "null"), (55, "window"), (15, "near"), (10, "odd")])
             if hint == "null":
@@ -110,9 +123,15 @@ class _Builder:
             extra = r.weighted(_EXTRA)
             if extra and hint == "null":
                 addr = _hex(self.window_addr())
-            flags = Flags(mtype + extra + ("MAP_ANONYMOUS",)) if not r.chance(3) else Flags(mtype or ("MAP_PRIVATE",))
-            offset = Int(0) if r.chance(92) else _hex(r.choice([1, PAGE, 100]))
-            fd = Int(-1)
+            fd: Int | Ref = Int(-1)
+            mine = self.fds_of(proc)
+            if mine and r.chance(35):
+                fd = Ref(r.choice(mine))
+                flags = Flags((mtype or ("MAP_SHARED",)) + extra)
+                offset = Int(0) if r.chance(80) else _hex(r.choice([PAGE, 2 * PAGE, 1, (1 << 63) - PAGE]))
+            else:
+                flags = Flags(mtype + extra + ("MAP_ANONYMOUS",)) if not r.chance(3) else Flags(mtype or ("MAP_PRIVATE",))
+                offset = Int(0) if r.chance(92) else _hex(r.choice([1, PAGE, 100]))
             res = self.name()
             self.calls.append(Call("mmap", (addr, length, prot, flags, fd, offset), res, proc))
             pages = max(1, min(16, (length.value + PAGE - 1) // PAGE)) if length.value < (1 << 30) else 1
@@ -138,11 +157,147 @@ class _Builder:
                 name = f"p{self.n_procs}"
                 self.calls.append(Call("fork", (), name, None))
                 self.procs.append(name)
+                for owners in self.fd_procs.values():
+                    if None in owners:
+                        owners.add(name)
         elif what == "exit":
             if self.procs:
                 p = r.choice(self.procs)
                 self.procs.remove(p)
                 self.calls.append(Call("exit", (), None, p))
+
+
+    def fds_of(self, proc: str | None) -> list[str]:
+        """Descriptors open in ``proc``: a number means something else in another process."""
+        return [f for f in self.fds if proc in self.fd_procs.get(f, ())]
+
+    def more(self, what: str, proc: str | None) -> bool:
+        """The calls beyond the original slice; True when ``what`` was handled here."""
+        r = self.r
+        c = self.calls.append
+        if what == "file":
+            kind = r.weighted([(5, "memfd"), (3, "file"), (3, "shm"), (1, "pipe")])
+            fd = self.name()
+            if kind == "memfd" and self.ok("memfd_create"):
+                c(Call("memfd_create", (Str(r.choice(["f", "g", "x" * 250])), Int(r.choice([0, 0, 1, 0x100]))), fd, proc))
+            elif kind == "file" and self.ok("open_file"):
+                c(Call("open_file", (_hex(PAGE * r.int(0, 4) + r.choice([0, 0, 1, 2048])),
+                                     Flags((r.choice(["O_RDWR", "O_RDWR", "O_RDONLY", "O_WRONLY"]),))), fd, proc))
+            elif kind == "shm" and self.ok("shm_open"):
+                oflag = r.choice([("O_CREAT", "O_RDWR"), ("O_CREAT", "O_EXCL", "O_RDWR"), ("O_RDWR",), ("O_RDONLY",),
+                                  ("O_CREAT", "O_RDONLY")])
+                c(Call("shm_open", (Str(r.choice(["/c0", "/c1", "c2", "/", "/a/b"])), Flags(oflag),
+                                    _hex(r.choice([0x180, 0x1A4, 0x100]))), fd, proc))
+            elif self.ok("pipe"):
+                c(Call("pipe", (), fd, proc))
+            else:
+                return True
+            self.fd_procs[fd] = {proc}
+            if kind != "pipe":
+                self.fds.append(fd)
+                if self.ok("ftruncate") and r.chance(70):
+                    c(Call("ftruncate", (Ref(fd), _hex(PAGE * r.int(0, 4) + r.choice([0, 0, 100]))), None, proc))
+            return True
+        if what == "ftruncate":
+            mine = self.fds_of(proc)
+            fd = Ref(r.choice(mine)) if mine and r.chance(85) else Int(r.choice([-1, 9999]))
+            c(Call("ftruncate", (fd, _hex(PAGE * r.int(0, 4) + r.choice([0, 0, 1, 2048])) if r.chance(95) else Int(-1)),
+                   None, proc))
+            return True
+        if what == "close":
+            mine = self.fds_of(proc)
+            fd = Ref(r.choice(mine)) if mine and r.chance(85) else Int(9999)
+            c(Call("close", (fd,), None, proc))
+            return True
+        if what == "shm_unlink":
+            c(Call("shm_unlink", (Str(r.choice(["/c0", "/c1", "c2", "/nope", "/a/b"])),), None, proc))
+            return True
+        if what == "mremap":
+            addr, room = self.addr_and_room()
+            flags = r.weighted([(40, ()), (40, ("MREMAP_MAYMOVE",)), (8, ("MREMAP_MAYMOVE", "MREMAP_FIXED")),
+                                (6, ("MREMAP_MAYMOVE", "MREMAP_DONTUNMAP")), (3, ("MREMAP_FIXED",))])
+            new_addr = _hex(self.window_addr()) if "MREMAP_FIXED" in flags else Int(0)
+            old = self.length(room)
+            new = _hex(PAGE * r.int(1, 8)) if r.chance(90) else Int(0)
+            res = self.name()
+            c(Call("mremap", (addr, old, new, Flags(flags) if flags else Int(0), new_addr), res, proc))
+            self.bases.append((res, max(1, new.value // PAGE), "MREMAP_FIXED" in flags))
+            return True
+        if what == "madvise":
+            addr, room = self.addr_and_room()
+            adv = r.choice(["MADV_DONTNEED", "MADV_DONTNEED", "MADV_FREE", "MADV_REMOVE", "MADV_WILLNEED",
+                            "MADV_DONTFORK", "MADV_DOFORK", "MADV_HUGEPAGE", "MADV_NOHUGEPAGE", "MADV_NORMAL"])
+            c(Call("madvise", (addr, self.length(room), Flags((adv,)) if r.chance(95) else Int(99)), None, proc))
+            return True
+        if what == "msync":
+            addr, room = self.addr_and_room()
+            fl = r.choice([("MS_SYNC",), ("MS_ASYNC",), ("MS_INVALIDATE",), ("MS_SYNC", "MS_ASYNC")])
+            c(Call("msync", (addr, self.length(room), Flags(fl)), None, proc))
+            return True
+        if what == "mincore":
+            addr, room = self.addr_and_room()
+            c(Call("mincore", (addr, self.length(room)), self.name(), proc))
+            return True
+        if what == "mlock":
+            addr, room = self.addr_and_room()
+            if r.chance(60):
+                c(Call("mlock", (addr, self.length(room)), None, proc))
+            else:
+                c(Call("mlock2", (addr, self.length(room), r.choice([Int(0), Flags(("MLOCK_ONFAULT",)), Int(2)])),
+                       None, proc))
+            return True
+        if what == "munlock":
+            addr, room = self.addr_and_room()
+            c(Call("munlock", (addr, self.length(room)), None, proc))
+            return True
+        if what == "mlockall":
+            c(Call("mlockall", (r.choice([Flags(("MCL_FUTURE",)), Flags(("MCL_FUTURE", "MCL_ONFAULT")),
+                                          Flags(("MCL_ONFAULT",)), Int(0), Flags(("MCL_CURRENT",))]),), None, proc))
+            return True
+        if what == "munlockall":
+            c(Call("munlockall", (), None, proc))
+            return True
+        if what in ("pfn_of", "thp_mapped", "get_node"):
+            c(Call(what, (self.addr_arg(),), self.name(), proc))
+            return True
+        if what in ("minflt", "majflt"):
+            c(Call(what, (), self.name(), proc))
+            return True
+        if what == "mbind":
+            addr, room = self.addr_and_room()
+            mode = r.choice(["MPOL_DEFAULT", "MPOL_BIND", "MPOL_PREFERRED", "MPOL_INTERLEAVE", "MPOL_LOCAL"])
+            c(Call("mbind", (addr, self.length(room), Flags((mode,)), Int(r.choice([0, 1, 1, 2, 3]))), None, proc))
+            return True
+        if what == "drop_privileges":
+            if proc is not None and proc not in self.dropped:
+                self.dropped.add(proc)
+                c(Call("drop_privileges", (), None, proc))
+            return True
+        if what == "set_memlock_limit":
+            c(Call("set_memlock_limit", (_hex(r.choice([0, PAGE, 4 * PAGE, 8 << 20, 1 << 40])),), None, proc))
+            return True
+        if what == "memory_limit":
+            c(Call("memory_limit", (Int(r.int(4, 40)), Int(r.choice([0, 0, 4, 16, 64]))), None, None))
+            return True
+        if what == "set_swappiness":
+            c(Call("set_swappiness", (Int(r.choice([0, 60, 100, 200, 201])),), None, None))
+            return True
+        if what == "reclaim":
+            c(Call("reclaim", (Int(r.int(1, 8)),), self.name(), None))
+            return True
+        if what == "tick":
+            c(Call("tick", (), None, proc))
+            return True
+        if what == "wss":
+            c(Call("wss", (Int(r.int(1, 10)),), self.name(), proc))
+            return True
+        if what == "oom":
+            c(Call("oom", (), self.name(), None))
+            return True
+        if what == "khugepaged":
+            c(Call("khugepaged", (), self.name(), proc))
+            return True
+        return False
 
 
 def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:

@@ -402,7 +402,7 @@ class System:
         with a write fault (to break COW), others with a read fault; PROT_NONE is skipped and
         a page past the file's end stops nothing (errors are ignored)."""
         for s, e, v in list(mm.mapped_pages(start, end)):
-            if not v.prot & (R | W | X):
+            if not v.prot & (R | W | X) or v.exec_only:
                 continue
             kind = W if (v.prot & W and not v.shared) else R
             for page in range(s, e, PAGE_SIZE):
@@ -788,7 +788,11 @@ class System:
         return self._expect_access(mm, addr, X)
 
     def _apply_fetch(self, proc: str, mm: Mm, o: Outcome, addr: int) -> None:
-        self._access(proc, mm, o, addr, X)
+        # A target may run the fetch in a probe process (the linux target must: a jump into
+        # the page cannot return): whether this process now maps the page is unknown.
+        page = addr & PAGE_MASK
+        if o.ok and page not in mm.pte and mm.vmas.find(addr) is not None:
+            mm.maybe.add(page)
 
     # -- processes -------------------------------------------------------------
 
@@ -902,6 +906,11 @@ class System:
         if hit is None:
             return errno("linux.mremap.efault-unmapped", "EFAULT")
         s, e, v = hit
+        if not flags & (FIXED | DONTUNMAP) and new_len <= old_len:
+            # mm/mremap.c: a shrink unmaps [addr+new_len, addr+old_len) whatever is there
+            if new_len == old_len:
+                return exactly("linux.mremap.same-size-noop", Outcome(value=addr))
+            return exactly("linux.mremap.shrink-in-place", Outcome(value=addr))
         if old_len > e - addr:
             if flags & FIXED and old_len == new_len:
                 return Expect("linux.mremap.efault-unmapped", OK, "a move of several VMAs: not modelled",
@@ -916,9 +925,19 @@ class System:
             return exactly("linux.mremap.same-size-noop", Outcome(value=addr))
         if new_len < old_len:
             return exactly("linux.mremap.shrink-in-place", Outcome(value=addr))
-        if not flags & DONTUNMAP and e == addr + old_len and addr + new_len <= c.task_size and \
-                not mm.vmas.any_overlap(addr + old_len, addr + new_len):
+        room = not flags & DONTUNMAP and e == addr + old_len and addr + new_len <= c.task_size and \
+            not mm.vmas.any_overlap(addr + old_len, addr + new_len)
+        quiet = any(qs <= addr + old_len and addr + new_len <= qe for qs, qe in c.quiet_ranges)
+        if room and (quiet or not c.quiet_ranges):
             return exactly("linux.mremap.grow-in-place", Outcome(value=addr))
+        if room:
+            # past a mapping the target placed itself may live memory the model does not see
+            if not flags & MAYMOVE:
+                return Expect("linux.mremap.grow-in-place", Outcome(value=addr), f"{addr:#x} or ENOMEM",
+                              (Outcome(value=addr), Outcome(value=-1, errno="ENOMEM")), impl_defined=True)
+            moved = self._placement(mm, 0, new_len, False, "linux.mremap.grow-in-place")
+            return Expect("linux.mremap.grow-in-place", Outcome(value=addr), f"{addr:#x} or a free range",
+                          predicate=lambda o: None if o.ok and o.value == addr else moved.judge(o), impl_defined=True)
         if not flags & MAYMOVE:
             return errno("linux.mremap.enomem-no-maymove", "ENOMEM")
         return self._placement(mm, 0, new_len, False, "linux.mremap.maymove-moves")
@@ -1244,14 +1263,38 @@ class System:
             return errno(hole, "ENOMEM")
         return None
 
+    def _populate_fails(self, mm: Mm, start: int, end: int) -> int | None:
+        """mm/gup.c __mm_populate without ignore_errors: the first page that cannot be faulted
+        in (no access rights, or past a file's end) stops it; mlock then reports ENOMEM."""
+        for s, e, v in mm.mapped_pages(start, end):
+            if not v.prot & (R | W | X) or v.exec_only:
+                return s      # (an execute-only protection key forbids GUP's read too)
+            if v.obj is not None:
+                obj = self.objects[v.obj]
+                for page in range(s, e, PAGE_SIZE):
+                    if v.pgoff(page) >= obj.npages():
+                        return page
+        return None
+
     def _expect_mlock(self, mm: Mm, addr: int, length: int) -> Expect:
-        return self._lock_check(mm, addr, length) or exactly("posix.mlock.locks", Outcome(value=0))
+        bad = self._lock_check(mm, addr, length)
+        if bad is not None:
+            return bad
+        start = addr & PAGE_MASK
+        if self._populate_fails(mm, start, start + page_align(length + (addr & ~PAGE_MASK))) is not None:
+            return errno("linux.mlock.enomem-populate", "ENOMEM")
+        return exactly("posix.mlock.locks", Outcome(value=0))
 
     def _expect_mlock2(self, mm: Mm, addr: int, length: int, flags: int) -> Expect:
         if flags & ~1:
             return errno("linux.mlock2.einval-flags", "EINVAL")
-        return self._lock_check(mm, addr, length) or exactly(
-            "linux.mlock2.onfault" if flags else "posix.mlock.locks", Outcome(value=0))
+        bad = self._lock_check(mm, addr, length)
+        if bad is not None:
+            return bad
+        start = addr & PAGE_MASK
+        if not flags and self._populate_fails(mm, start, start + page_align(length + (addr & ~PAGE_MASK))) is not None:
+            return errno("linux.mlock.enomem-populate", "ENOMEM")
+        return exactly("linux.mlock2.onfault" if flags else "posix.mlock.locks", Outcome(value=0))
 
     def _set_locked(self, mm: Mm, o: Outcome, addr: int, length: int, lock: bool, onfault: bool) -> None:
         if o.errno not in (None, "ENOMEM"):
@@ -1260,6 +1303,15 @@ class System:
         end = start + page_align(length + (addr & ~PAGE_MASK))
         if end <= start or end > U64:
             return
+        populate_end = end
+        if o.errno == "ENOMEM" and lock and not onfault:
+            stop = self._populate_fails(mm, start, end)
+            chk = self._lock_check(mm, addr, length)
+            if stop is not None and chk is None:
+                for s, e, v in list(mm.mapped_pages(start, end)):
+                    mm.vmas.set(s, e, replace(v, locked=True, onfault=False))
+                self._populate(mm, start, stop)
+                return
         if o.errno == "ENOMEM":
             if not mm.privileged and lock and self._lock_check(mm, addr, length) is not None and \
                     self._lock_check(mm, addr, length).clause == "linux.mlock.enomem-rlimit":
@@ -1417,8 +1469,11 @@ class System:
 
     def _expect_shm_unlink(self, mm: Mm, name: str) -> Expect:
         n, bad = self._shm_name(name)
+        if n in (".", ".."):
+            return errno("posix.shm_unlink.enoent", "EISDIR")     # unlink of the directory itself
         if bad is not None:
-            return bad
+            # glibc shm_unlink: "historically, shm_unlink returned ENOENT for invalid names"
+            return errno("posix.shm_unlink.enoent", "ENOENT" if bad.default.errno == "EINVAL" else bad.default.errno)
         oid = self.shm_names.get(n)
         if oid is None:
             return errno("posix.shm_unlink.enoent", "ENOENT")
@@ -1475,11 +1530,12 @@ class System:
                 self._collect({f.obj})
 
     def _expect_ftruncate(self, mm: Mm, fd: int, length: int) -> Expect:
+        # fs/open.c do_sys_ftruncate: the length is checked before the descriptor
+        if length < 0 or length > LLONG_MAX:
+            return errno("posix.ftruncate.einval-length", "EINVAL")
         f = mm.fds.get(fd)
         if f is None:
             return errno("posix.ftruncate.ebadf", "EBADF")
-        if length < 0 or length > LLONG_MAX:
-            return errno("posix.ftruncate.einval-length", "EINVAL")
         if f.obj is None or not f.write:
             return errno("posix.ftruncate.einval-not-writable", "EINVAL")
         return exactly("posix.ftruncate.sets-size", Outcome(value=0))

@@ -372,6 +372,12 @@ def mbind_expect(sys: "System", mm: "Mm", addr: int, length: int, mode: int, nod
         return errno("linux.numa.mbind-einval", "EINVAL")
     elif mode in (1, 2, 3, 5, 6) and not online:
         return errno("linux.numa.mbind-einval", "EINVAL")
+    if mode == 0:
+        # mm/mempolicy.c queue_pages_range: MPOL_DEFAULT drops MPOL_MF_STRICT, so holes are not
+        # reported; a range with no VMA at all still is (qp.first == NULL -> -EFAULT)
+        if not mm.vmas.any_overlap(addr, addr + plen):
+            return errno("linux.numa.mbind-efault-hole", "EFAULT")
+        return exactly("linux.numa.mbind-sets-policy", Outcome(value=0))
     cursor = addr
     for s, e, _ in mm.vmas.overlapping(addr, addr + plen):
         if s > cursor:

@@ -211,8 +211,18 @@ class _Kernel:
         self._range_safe(addr, length)
         return self.sys(SYS_msync, addr, length, flags)
 
+    def _lock_range_safe(self, addr: int, length: int) -> None:
+        """Calls whose result depends on every page of the range (mlock family, mincore, mbind):
+        the model can only speak for ranges the program owns or that are free."""
+        start = addr & PAGE_MASK
+        end = _align(addr + (length & U64))
+        if end > start and start < USER_TOP:
+            self.check_safe(start, min(end, USER_TOP))
+
     def do_mincore(self, addr: int, length: int) -> Outcome:
         length &= U64
+        if not addr & ~PAGE_MASK:
+            self._lock_range_safe(addr, length)
         npages = (length + PAGE_SIZE - 1) // PAGE_SIZE if length else 0
         # the kernel writes the vector chunk by chunk, also for a mapped prefix before a hole:
         # give it room for the mapped prefix of the range (and one more page)
@@ -230,12 +240,15 @@ class _Kernel:
         return Outcome(value=sum(1 << i for i in range(min(room, npages)) if vec[i] & 1))
 
     def do_mlock(self, addr: int, length: int) -> Outcome:
+        self._lock_range_safe(addr, length)
         return self.sys(SYS_mlock, addr, length & U64)
 
     def do_mlock2(self, addr: int, length: int, flags: int) -> Outcome:
+        self._lock_range_safe(addr, length)
         return self.sys(SYS_mlock2, addr, length & U64, flags)
 
     def do_munlock(self, addr: int, length: int) -> Outcome:
+        self._lock_range_safe(addr, length)
         return self.sys(SYS_munlock, addr, length & U64)
 
     def do_mlockall(self, flags: int) -> Outcome:
@@ -374,6 +387,8 @@ class _Kernel:
         return Outcome(value=status.value)
 
     def do_mbind(self, addr: int, length: int, mode: int, nodemask: int) -> Outcome:
+        if not addr & ~PAGE_MASK:
+            self._lock_range_safe(addr, length)
         mask = ctypes.c_uint64(nodemask & U64)
         return self.sys(SYS_mbind, addr, length & U64, mode, ctypes.addressof(mask), 64, 0)
 
