@@ -283,6 +283,9 @@ static int harms_harness(u64 la, u64 op, u64 cpl, u64 ac) {
 
 /* ---- replies ---- */
 static void reply_x(void) {
+#ifdef MEMSPEC_BROKEN_ERRCODE   /* a deliberately wrong kernel for memspec's own tests: W/R inverted */
+    if (g_fault_vec == 14) g_fault_err ^= 2;
+#endif
     putc('x'); putc(' '); puthex(g_fault_vec);
     putc(' '); puthex(g_fault_err);
     putc(' '); puthex(g_fault_cr2);
@@ -369,6 +372,9 @@ static void features_reply(void) {
 }
 
 static void access(u64 addr, u64 op, u64 cpl, u64 ac) {
+#ifdef MEMSPEC_BROKEN_RING3     /* a deliberately wrong kernel: "user" accesses made at CPL 0 */
+    cpl = 0;
+#endif
     if (harness_slot(addr)) { reply_e("address in the harness's slot"); return; }
     if (harms_harness(addr, op, cpl, ac)) { reply_e("the access would reach the harness's own memory"); return; }
     if (cpl == 3) {
