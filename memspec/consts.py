@@ -89,6 +89,22 @@ CREG = {
 ACC = {"ACC_READ": 0, "ACC_WRITE": 1, "ACC_EXEC": 2}
 INVPCID = {"INVPCID_ADDR": 0, "INVPCID_SINGLE": 1, "INVPCID_ALL_GLOBAL": 2, "INVPCID_ALL": 3}
 
+# virt layer (Intel SDM Vol. 3C §29.3 EPT, §25.6.11 EPTP; AMD APM Vol. 2 §15.25 nested paging;
+# Linux Documentation/arch/x86/pti.rst): EPT entry bits, EPTP fields, VM kinds, INVEPT types,
+# KPTI modes, mapping kinds and counters.
+EPT = {
+    "EPT_R": 1 << 0, "EPT_W": 1 << 1, "EPT_X": 1 << 2,
+    "EPT_MT_UC": 0 << 3, "EPT_MT_WC": 1 << 3, "EPT_MT_WT": 4 << 3, "EPT_MT_WP": 5 << 3, "EPT_MT_WB": 6 << 3,
+    "EPT_IPAT": 1 << 6, "EPT_PS": 1 << 7, "EPT_A": 1 << 8, "EPT_D": 1 << 9, "EPT_XU": 1 << 10,
+    "EPT_SVE": 1 << 63,
+}
+EPTP = {"EPTP_UC": 0, "EPTP_WB": 6, "EPTP_WL4": 3 << 3, "EPTP_WL5": 4 << 3, "EPTP_AD": 1 << 6}
+VMKIND = {"VM_EPT": 1, "VM_NPT": 2}
+INVEPT = {"INVEPT_SINGLE": 1, "INVEPT_ALL": 2}
+KPTI = {"KPTI_OFF": 0, "KPTI_ON": 1, "KPTI_PCID": 2}
+KMAP = {"KMAP_USER": 1, "KMAP_KERNEL": 2, "KMAP_TRAMPOLINE": 3}
+KSTAT = {"KSTAT_FLUSHES": 0, "KSTAT_WALKS": 1, "KSTAT_CR3_WRITES": 2, "KSTAT_SYSCALLS": 3}
+
 GROUPS: dict[str, dict[str, int]] = {
     "prot": PROT,
     "map": MAP,
@@ -108,6 +124,13 @@ GROUPS: dict[str, dict[str, int]] = {
     "creg": CREG,
     "acc": ACC,
     "invpcid": INVPCID,
+    "ept": EPT,
+    "eptp": EPTP,
+    "vmkind": VMKIND,
+    "invept": INVEPT,
+    "kpti": KPTI,
+    "kmap": KMAP,
+    "kstat": KSTAT,
 }
 
 CONSTANTS: dict[str, int] = {}
