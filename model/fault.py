@@ -65,10 +65,14 @@ class FaultClass:
 
 @dataclass(slots=True)
 class Pte:
-    """A present page-table entry: the page it maps and its R/W bit (U/S is always user here)."""
+    """A present page-table entry (or a TLB entry cached from one): the page it maps and its
+    R/W bit; U/S is always user here.  ``read``/``exec`` matter for TLB entries, which the
+    hardware uses without looking at the VMA."""
 
     page: object         # a Page or ZERO_PAGE
     write: bool
+    read: bool = True
+    exec: bool = False
 
 
 def vma_allows(v: "Vma", kind: int) -> bool:
@@ -85,11 +89,12 @@ def vma_allows(v: "Vma", kind: int) -> bool:
 def access_attempt(mm: "Mm", v: "Vma | None", page: int, kind: int) -> Pte | None:
     """Step 1: the translation the hardware would use now -- a TLB entry, else the PTE --
     if it permits this access; ``None`` means the access faults."""
+    t = mm.tlb.get(page)
+    if t is not None and (t.write if kind == W else t.exec if kind == X else t.read):
+        return t       # a TLB hit: the walk (and so the VMA) is not consulted
     if v is None or not vma_allows(v, kind):
         return None
-    t = mm.tlb.get(page)
-    if t is None:
-        t = mm.pte.get(page)
+    t = mm.pte.get(page)
     if t is None or (kind == W and not t.write):
         return None
     return t

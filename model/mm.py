@@ -620,6 +620,8 @@ class System:
                 "posix.mmap.shared-visible", "posix.mmap.file-contents") and \
                 fault.classify(self, mm, v, addr, R).how == "cache-hit":
             clause = "seed.fault.step9-restart"
+        if (page & ~(HPAGE - 1)) in mm.thp_split and clause == "posix.mmap.private-contents":
+            clause = "linux.thp.split-keeps-data"
         lazy = mm.anon.get(page)
         if lazy is not None and lazy.lazyfree and value:
             # MADV_FREE: until the next write the kernel may have freed the page (reads 0)
@@ -722,7 +724,9 @@ class System:
         self._touch(mm, addr)
         t = mm.tlb.get(page) or mm.pte.get(page)
         if t is not None:
-            mm.tlb[page] = t
+            if page not in mm.tlb:
+                mm.tlb[page] = Pte(t.page, t.write, fault.vma_allows(v, R), bool(v.prot & X))
+            t = mm.tlb[page]
             if isinstance(t.page, Page):
                 t.page.referenced = True
         return t
@@ -1673,8 +1677,16 @@ class System:
             self.swappiness = value
 
     def _expect_reclaim(self, mm: Mm, pages: int) -> Expect:
-        from .pressure import reclaim_plan
-        return exactly("seed.swap.clock-second-chance", Outcome(value=len(reclaim_plan(self, max(pages, 0)))))
+        from .pressure import is_locked, reclaim_plan
+        n = len(reclaim_plan(self, max(pages, 0)))
+        locked = any(p.pfn is not None and is_locked(self, p) for p in self.lru)
+
+        def blame(o: Outcome) -> str:
+            # more pages than the evictable ones: a locked page must have gone
+            return "posix.mlock.never-evicted" if locked and o.value is not None and o.value > n \
+                else "seed.swap.clock-second-chance"
+        e = exactly("seed.swap.clock-second-chance", Outcome(value=n))
+        return replace(e, blame_by=blame)
 
     def _apply_reclaim(self, proc: str, mm: Mm, o: Outcome, pages: int) -> None:
         from .pressure import reclaim

@@ -81,13 +81,12 @@ class History:
     def invalidate(self, kind: str, pcid: int, addr: int, clause: str) -> None:
         self.events.append(Event(self.tick(), kind, pcid, addr, clause))
 
-    def alternatives(self, addr: int, current: int) -> list[tuple[int, int]]:
-        """(value, latest time it held) for each value of ``addr``; the live one with time ``now``."""
+    def alternatives(self, addr: int, current: int) -> list[tuple[int, int, int]]:
+        """(value, first time, latest time it held) for each value of ``addr``; the live one until ``now``."""
         vs = self.values.get(addr)
         if not vs:
-            return [(current, self.now)]
-        out = [(v, self.now if end < 0 else end - 1) for _, end, v in vs[-6:]]
-        return out
+            return [(current, 0, self.now)]
+        return [(v, start, self.now if end < 0 else end - 1) for start, end, v in vs[-6:]]
 
     def killed(self, t: int, pcid: int, la: int, size: int, glob: bool) -> Event | None:
         """The first invalidation after time ``t`` that removes a translation of ``la`` (page of
@@ -132,7 +131,9 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
         if len(out) >= limit:
             return
         addr = table | (index(la, level) << 3)
-        for value, until in h.alternatives(addr, read(addr)):
+        for value, since, until in h.alternatives(addr, read(addr)):
+            if then and since > t:
+                continue              # written after NXE was cleared: never cached with NXE = 1
             old = until < h.now
             # an older value was checked when it was cached, under the EFER.NXE of that time:
             # its XD bit is not reserved then (the looser reading)

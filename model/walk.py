@@ -254,6 +254,28 @@ def check_access(path: Path, mode: Mode, la: int, acc: int, cpl: int, ac: int) -
 
 
 def _allowed_clause(path: Path, mode: Mode, acc: int, cpl: int, ac: int) -> str:
+    """The most specific clause that allowed this access (for the report's clause coverage)."""
+    denies = (mode.pkru >> (2 * path.pkey)) & 3
+    if mode.pke and denies and acc == EXEC and path.user:
+        return "sdm.pkeys.fetch-unaffected"
+    if mode.pke and denies and not path.user:
+        return "sdm.pkeys.supervisor-page-unaffected"
+    if not mode.pke and path.pkey:
+        return "sdm.pkeys.ignored-without-pke"
+    if any(u.value & bits(58, 52) or u.value & bits(11, 9) for u in path.uses):
+        return "sdm.walk.ignored-bits"
+    if path.size == 1 << 12 and path.uses[-1].value & Pte.PS:
+        return "sdm.walk.pte.pat-not-ps"
+    if cpl < 3 and acc == WRITE and not mode.wp and not path.writable:
+        return "sdm.access.wp0-supervisor-write"
+    if cpl < 3 and acc != EXEC and path.size > 1 << 12:
+        return "sdm.walk.pdpte.ps-1g" if path.size == 1 << 30 else "sdm.walk.pde.ps-2m"
+    if cpl == 3 and acc == EXEC and mode.smep:
+        return "sdm.access.smep-cpl3-unaffected"
+    if cpl < 3 and acc != EXEC and mode.smap and not path.user:
+        return "sdm.access.smap-supervisor-page-unaffected"
+    if cpl < 3 and acc != EXEC and not mode.smap and path.user:
+        return "sdm.access.supervisor-data-user-no-smap"
     if cpl == 3:
         return {READ: "sdm.access.user-read-user", WRITE: "sdm.access.user-write-writable",
                 EXEC: "sdm.access.user-fetch-user"}[acc]
