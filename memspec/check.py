@@ -182,7 +182,7 @@ class Checker:
             for c in j.checks:
                 tr.clauses.setdefault(c.clause, ClauseStats()).add(c.verdict.value)
             f = j.failure
-            self.tick(f"{target.name} [{layer}] {n}/{len(programs)} programs, {len(tr.clauses)} clauses, "
+            self.tick(f"{target.name} [{layer}] {n}/{total} programs, {len(tr.clauses)} clauses, "
                       f"{len(tr.failures)} failures")
             if f is None:
                 continue

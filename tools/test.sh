@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs on a fresh machine, then run it.
+#   bash tools/test.sh            # the whole suite (what CI runs)
+#   bash tools/test.sh tests/os   # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages for the real targets: full-system QEMU, Chromium for the HTML
+# report's browser test, Bochs, and the malloc libraries judged by malloc:NAME.
+APT_PACKAGES="qemu-system-x86 chromium bochs bochsbios vgabios libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4"
+missing=""
+for p in $APT_PACKAGES; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing system packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  else
+    echo "== missing system packages:$missing (install them with apt-get as root); the tests that need them will fail" >&2
+  fi
+fi
+
+python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+exec .venv/bin/python -m pytest -n 2 "$@"
