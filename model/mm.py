@@ -607,11 +607,14 @@ class System:
             killed = self._oom_predict(mm, v, page, kind, fc)
             if killed is not None:
                 return exactly("linux.oom.kills-worst", killed)
+        if v is None or not fault.vma_allows(v, kind):
+            # only a stale TLB entry gets here (an implementation that skipped a flush)
+            value = t.page.byte(addr & (PAGE_SIZE - 1)) if t is not None and kind == R else None
+            return exactly("seed.fault.step8-tlb", Outcome(value=value))
         if kind == X:
             return exactly("posix.mmap.prot-exec", OK)
         if kind == W:
             return exactly(self._store_clause(mm, v, page, t), OK)
-        assert v is not None
         value = t.page.byte(addr & (PAGE_SIZE - 1)) if t is not None else self._read(mm, v, addr)
         if not v.prot & (R | W):
             return exactly("posix.mmap.prot-read", Outcome(value=value))

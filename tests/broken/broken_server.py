@@ -11,8 +11,10 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
+from memspec.model.expect import errno, exactly
+from memspec.model.fault import Pte
 from memspec.model.mm import MAP, PAGE_MASK, System, page_align
-from memspec.model.expect import errno
+from memspec.model.pages import Page
 from memspec.records import Outcome
 from memspec.targets.model import ModelSession
 from memspec.targets.serve import serve
@@ -52,23 +54,94 @@ class SharedNotShared(System):
         super()._apply_fork(proc, mm, o)
         child = self._pending_fork
         for s, e, v in list(child.vmas.items()):
-            if v.obj is not None:   # the child gets a private copy instead of the shared object
-                new = self._next_obj
-                self._next_obj += 1
-                self.objects[new] = {k: bytearray(b) for k, b in self.objects[v.obj].items()}
-                child.vmas.set(s, e, replace(v, obj=new))
+            if v.obj is not None and self.objects[v.obj].kind == "anon-shared":
+                # the child gets a private copy instead of the shared object
+                old = self.objects[v.obj]
+                new = self._new_object("anon-shared", old.size)
+                for pgoff, page in old.pages.items():
+                    cp = Page("shmem", page.copy_data(), obj=new.id, pgoff=pgoff)
+                    if self.frames.alloc(cp) is not None:
+                        new.pages[pgoff] = cp
+                child.vmas.set(s, e, replace(v, obj=new.id))
+                for a in [a for a in child.pte if s <= a < e]:
+                    del child.pte[a]
+                child.maybe -= {a for a in child.maybe if s <= a < e}
 
 
 class CowSharesWrittenPage(System):
-    """The Dirty-COW outcome: a private write after fork lands in the other process too."""
+    """The Dirty-COW outcome: a private write after fork lands in the page the other process
+    still maps (the write fault skips the copy and makes the shared page writable)."""
 
     def _apply_store(self, proc, mm, o, addr, value):
-        super()._apply_store(proc, mm, o, addr, value)
         page = addr & PAGE_MASK
-        if o.ok and page in mm.inherited:
-            for other in self.procs.values():
-                if other is not mm and page in other.inherited:
-                    other.private.setdefault(page, bytearray(4096))[addr & 4095] = value & 0xFF
+        shared = mm.anon.get(page)
+        if o.ok and shared is not None and shared.mapcount > 1 and shared.pfn is not None:
+            shared.put(addr & 4095, value)
+            mm.pte[page] = Pte(shared, True)
+            mm.tlb.pop(page, None)
+            return
+        super()._apply_store(proc, mm, o, addr, value)
+
+
+class MunmapStaleTlb(System):
+    """munmap forgets the TLB shootdown: the old translation keeps answering."""
+
+    def _apply_munmap(self, proc, mm, o, addr, length):
+        keep = {p: t for p, t in mm.tlb.items() if addr <= p < addr + page_align(length)}
+        super()._apply_munmap(proc, mm, o, addr, length)
+        mm.tlb.update(keep)
+
+
+class MlockedPageSwapped(System):
+    """Reclaim ignores VM_LOCKED: mlock'd pages are swapped out like any other."""
+
+    def _apply_reclaim(self, proc, mm, o, pages):
+        from memspec.model import pressure
+        real = pressure.is_locked
+        pressure.is_locked = lambda sys, page: False
+        try:
+            super()._apply_reclaim(proc, mm, o, pages)
+        finally:
+            pressure.is_locked = real
+
+    def _expect_reclaim(self, mm, pages):
+        from memspec.model import pressure
+        real = pressure.is_locked
+        pressure.is_locked = lambda sys, page: False
+        try:
+            return super()._expect_reclaim(mm, pages)
+        finally:
+            pressure.is_locked = real
+
+
+class OomKillsNotWorst(System):
+    """The OOM killer takes the first process it finds, not the one with the highest badness."""
+
+    def _expect_oom(self, mm):
+        first = next(iter(self.procs.values()))
+        return exactly("linux.oom.kills-worst", Outcome(value=first.pid))
+
+
+class ThpSplitLosesData(System):
+    """Splitting a huge mapping (partial mprotect/munmap) forgets the contents of its pieces."""
+
+    def _split_one(self, mm, base):
+        if base in mm.huge:
+            for p in range(base, base + (2 << 20), 4096):
+                page = mm.anon.get(p)
+                if page is not None:
+                    page.data = None
+        super()._split_one(mm, base)
+
+
+class MlockWrongErrno(System):
+    """Over RLIMIT_MEMLOCK the unprivileged mlock fails with EPERM instead of ENOMEM."""
+
+    def _expect_mlock(self, mm, addr, length):
+        e = super()._expect_mlock(mm, addr, length)
+        if e.clause == "linux.mlock.enomem-rlimit":
+            return errno("linux.mlock.enomem-rlimit", "EPERM")
+        return e
 
 
 class FetchIgnoresNx(System):
@@ -110,6 +183,11 @@ BUGS = {
     "fetch-ignores-nx": FetchIgnoresNx,
     "noreplace-replaces": NoreplaceReplaces,
     "prot-none-readable": ProtNoneReadable,
+    "munmap-stale-tlb": MunmapStaleTlb,
+    "mlocked-page-swapped": MlockedPageSwapped,
+    "oom-kills-not-worst": OomKillsNotWorst,
+    "thp-split-loses-data": ThpSplitLosesData,
+    "mlock-wrong-errno": MlockWrongErrno,
 }
 
 
