@@ -1,0 +1,35 @@
+"""The standalone fuzz entry point fails with a readable program on a disagreement."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+import pytest
+
+from memspec.fuzz.codec_os import decode, encode
+from memspec.fuzz.entry import Disagreement, make_test_one_input
+from memspec.program import parse
+
+BROKEN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "broken", "broken_server.py")
+
+
+def test_entry_point_is_quiet_on_the_model_and_raises_on_a_broken_target() -> None:
+    ok = make_test_one_input("model")
+    rng = random.Random(3)
+    for _ in range(50):
+        ok(bytes(rng.randrange(256) for _ in range(128)))
+    bad = make_test_one_input(f"cmd:{sys.executable} {BROKEN} len0-wrong-errno")
+    prog = parse("a = mmap(NULL, 0, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)")
+    with pytest.raises(Disagreement) as e:
+        bad(encode(prog))
+    assert "posix.mmap.einval-len0" in str(e.value)
+    assert "a = mmap(NULL, 0, PROT_READ" in str(e.value)
+
+
+def test_codec_is_total_and_text_inputs_round_trip() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        p = decode(bytes(rng.randrange(256) for _ in range(rng.randrange(300))))
+        assert decode(encode(p)) == p
