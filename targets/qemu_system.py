@@ -46,8 +46,6 @@ from .base import Session, Target
 OK = Outcome()
 EINVAL = Outcome(value=-1, errno="EINVAL")
 U64 = (1 << 64) - 1
-NO_VECTOR = U64
-USER_RETURN = 0x81
 # the same names as the unicorn target's; others are "#V<n>"
 VECTORS = {0: "#DE", 6: "#UD", 8: "#DF", 12: "#SS", 13: "#GP", 14: "#PF"}
 
@@ -307,7 +305,11 @@ def encode(name: str, a: tuple[int, ...]) -> str | Outcome:
 
 
 def decode(name: str, a: tuple[int, ...], reply: str) -> Outcome:
-    """One answer line -> the outcome, in the unicorn target's shapes."""
+    """One answer line -> the outcome, in the unicorn target's shapes.
+
+    ``k``: done (a fetch: the pattern's int3 ran, so the fetch was allowed); ``v X``: a load or
+    store completed and read X (or read_pte's entry); ``e …``: the harness refused; ``x V E C R``:
+    exception vector V with error code E, CR2 C (page faults), at RIP R."""
     parts = reply.split()
     if not parts:
         raise TargetError("empty answer from the test kernel")
@@ -318,18 +320,10 @@ def decode(name: str, a: tuple[int, ...], reply: str) -> Outcome:
         return EINVAL
     if kind == "v":
         return Outcome(value=int(parts[1], 16))
-    if kind != "x" or len(parts) != 6:
+    if kind != "x" or len(parts) != 5:
         raise TargetError(f"unexpected answer from the test kernel to {name}: {reply!r}")
-    vec, err, cr2, rip, rax = (int(p, 16) for p in parts[1:])
-    if name == "access":
-        acc = a[1]
-        if acc == 2:
-            if vec == 3:          # the pattern's int3 ran: the fetch was allowed
-                return OK
-        elif vec in (NO_VECTOR, USER_RETURN):
-            return Outcome(value=rax)
-    elif vec == NO_VECTOR:
-        return OK
+    # an exception ended the operation: vector, error code, CR2 (for #PF), RIP
+    vec, err, cr2, _rip = (int(p, 16) for p in parts[1:])
     if vec == 14:
         return Outcome(signal="#PF", detail=(("cr2", cr2), ("errcode", err)))
     return Outcome(signal=VECTORS.get(vec, f"#V{vec}"))

@@ -67,11 +67,16 @@ static const char *batch;
 static u64 batch_len, batch_pos;
 static char batch_buf[65536];
 
+static int tx_room;
+
 static void putc(char c) {
     if (out_serial) {
-        while (!(inb(COM1 + 5) & 0x20))
-            ;
+        /* THRE means the 16-byte transmit FIFO is empty: one status read per 16 bytes */
+        while (!tx_room) {
+            if (inb(COM1 + 5) & 0x20) tx_room = 16;
+        }
         outb(COM1, (u8)c);
+        tx_room--;
     }
     if (out_e9)
         outb(0xE9, (u8)c);
@@ -282,15 +287,28 @@ static int harms_harness(u64 la, u64 op, u64 cpl, u64 ac) {
 }
 
 /* ---- replies ---- */
-static void reply_x(void) {
+/* The answer to a guarded operation, as short as it can be (the serial line is the
+ * bottleneck): "k" for a normal end, "v RAX" for a load or store that completed, "k" for a
+ * fetch that reached the pattern's int3, else "x VECTOR ERRCODE CR2 RIP". */
+#define DATA_OP 1
+#define FETCH_OP 2
+static void reply_x(int kind) {
+    u64 v = g_fault_vec;
 #ifdef MEMSPEC_BROKEN_ERRCODE   /* a deliberately wrong kernel for memspec's own tests: W/R inverted */
-    if (g_fault_vec == 14) g_fault_err ^= 2;
+    if (v == 14) g_fault_err ^= 2;
 #endif
-    putc('x'); putc(' '); puthex(g_fault_vec);
+    if (kind == DATA_OP && (v == (u64)-1 || v == 0x81)) {
+        puts("v "); puthex(g_fault_rax); putc('\n');
+        return;
+    }
+    if ((kind == FETCH_OP && v == 3) || (kind == 0 && v == (u64)-1)) {
+        puts("k\n");
+        return;
+    }
+    putc('x'); putc(' '); puthex(v);
     putc(' '); puthex(g_fault_err);
-    putc(' '); puthex(g_fault_cr2);
+    putc(' '); puthex(v == 14 ? g_fault_cr2 : 0);
     putc(' '); puthex(g_fault_rip);
-    putc(' '); puthex(g_fault_rax);
     putc('\n');
 }
 static void reply_e(const char *why) { puts("e "); puts(why); putc('\n'); }
@@ -387,7 +405,7 @@ static void access(u64 addr, u64 op, u64 cpl, u64 ac) {
     /* a store at an unaligned address changes a pattern byte the log cannot name */
     if (op == 1 && (addr & 7) && (g_fault_vec == (u64)-1 || g_fault_vec == 0x81))
         full_refill = 1;
-    reply_x();
+    reply_x(op == 2 ? FETCH_OP : DATA_OP);
 }
 
 static void command(void) {
@@ -442,21 +460,21 @@ static void command(void) {
         if (rdcr4() & CR4_PCIDE) rsvd &= ~(1UL << 63);
         u64 root = a[0] & ((1UL << maxphy) - 1) & ~0xFFFUL;
         if (!rsvd && !install_slot(root)) { reply_e("root outside the program's memory"); return; }
-        guarded(op_cr3, a[0], 0, 0); reply_x();
+        guarded(op_cr3, a[0], 0, 0); reply_x(0);
         return;
     }
-    case '0': if (n != 1) break; guarded(op_cr0, a[0], 0, 0); reply_x(); return;
-    case '4': if (n != 1) break; guarded(op_cr4, a[0], 0, 0); reply_x(); return;
-    case 'E': if (n != 1) break; guarded(op_efer, a[0], 0, 0); reply_x(); return;
+    case '0': if (n != 1) break; guarded(op_cr0, a[0], 0, 0); reply_x(0); return;
+    case '4': if (n != 1) break; guarded(op_cr4, a[0], 0, 0); reply_x(0); return;
+    case 'E': if (n != 1) break; guarded(op_efer, a[0], 0, 0); reply_x(0); return;
     case 'I':
         if (n != 1) break;
         if (harness_slot(a[0])) { reply_e("address in the harness's slot"); return; }
-        guarded(op_invlpg, a[0], 0, 0); reply_x(); return;
+        guarded(op_invlpg, a[0], 0, 0); reply_x(0); return;
     case 'N':
         if (n != 3) break;
         if (a[0] == 0 && harness_slot(a[2])) { reply_e("address in the harness's slot"); return; }
-        guarded(op_invpcid, a[0], a[1], a[2]); reply_x(); return;
-    case 'K': if (n != 1) break; guarded(op_wrpkru, a[0], 0, 0); reply_x(); return;
+        guarded(op_invpcid, a[0], a[1], a[2]); reply_x(0); return;
+    case 'K': if (n != 1) break; guarded(op_wrpkru, a[0], 0, 0); reply_x(0); return;
     case 'S':     /* state: CR0 CR3 CR4 EFER */
         puts("v "); puthex(rdcr0()); putc(' '); puthex(rdcr3()); putc(' ');
         puthex(rdcr4()); putc(' '); puthex(rdmsr(0xC0000080)); putc('\n');

@@ -35,8 +35,8 @@ def test_a_missing_qemu_binary_says_how_to_install_it() -> None:
 def test_call_encoding_round_trip() -> None:
     assert encode("set_pte", (0x200000, 1, 0x201000, 3)) == "W 200008 201003"
     assert encode("access", (0x405004, 0, 3, 0)).errno == "EINVAL"       # unaligned: the harness's rule
-    pf = decode("access", (0x1000, 1, 3, 0), "x e 6 1000 0 0")
+    pf = decode("access", (0x1000, 1, 3, 0), "x e 6 1000 ffffffffc0013005")
     assert pf.signal == "#PF" and dict(pf.detail) == {"cr2": 0x1000, "errcode": 6}
-    assert decode("access", (0x1000, 0, 3, 0), "x 81 0 0 0 1000cc").value == 0x1000CC
-    assert decode("access", (0x1000, 2, 0, 0), "x 3 0 0 1001 0").ok
-    assert decode("mov_cr4", (0,), "x d 0 0 0 0").signal == "#GP"
+    assert decode("access", (0x1000, 0, 3, 0), "v 1000cc").value == 0x1000CC
+    assert decode("access", (0x1000, 2, 0, 0), "k").ok
+    assert decode("mov_cr4", (0,), "x d 0 0 ffffffffc0012000").signal == "#GP"
