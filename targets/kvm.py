@@ -333,7 +333,10 @@ def _build_harness(m: bytearray) -> None:
     for i in range(1, RAM_SIZE >> 21):
         _w64(m, H_PD + 8 * i, (i << 21) | P | RW | PS | A | D)
     for i in range(512):
-        _w64(m, H_PT + 8 * i, (i << 12) | P | RW | A | D | (US if (i << 12) in (UCODE, USTACK) else 0))
+        # user code is read-only, so that code a program makes the guest run at CPL 3 (bytes of
+        # paging entries, say) cannot rewrite the snippets later accesses use
+        flags = P | US | A if (i << 12) == UCODE else P | RW | A | D | (US if (i << 12) == USTACK else 0)
+        _w64(m, H_PT + 8 * i, (i << 12) | flags)
     _w64(m, INITIAL_CR3 + 8 * HARNESS_SLOT, HARNESS_ENTRY)
 
 
@@ -634,6 +637,11 @@ class _Machine:
         if exit_reason == EXIT_HLT:
             rip = vm.get_regs()["rip"]
             if rip == end:
+                if not self._harness_intact():
+                    # code the program made the guest execute (paging entries fetched as
+                    # instructions) overwrote the harness: later outcomes would be meaningless
+                    self.broken = True
+                    return RunStatus.ERROR, "the program's guest code overwrote the harness's own memory", -1
                 return RunStatus.OK, "", -1
             at = self._where(chunk)
             where = "in the harness's fault path (a fault in the harness's own code)" if rip == FATAL + 1 \
