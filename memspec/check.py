@@ -165,10 +165,12 @@ class Checker:
         sources = list(suite_programs(layer))
         self.say(f"{target.name} [{layer}]: {len(sources)} suite programs, {self.o.programs} random programs, "
                  f"{self.o.machine_examples} state-machine examples")
-        programs = sources + list(random_programs(layer, self.o.programs, self.o.seed, target.calls))
+        import itertools
+        total = len(sources) + self.o.programs
+        programs = itertools.chain(sources, random_programs(layer, self.o.programs, self.o.seed, target.calls))
         t_start = time.monotonic()
         for n, (origin, program) in enumerate(programs, 1):
-            if n == 1 or n == len(programs) or n % 10 == 0:
+            if n == 1 or n == total or n % 10 == 0:
                 tr.timeline.append([round(time.monotonic() - t_start, 3), tr.programs, len(tr.clauses), len(tr.failures)])
             if target.calls is not None and any(c.name not in target.calls for c in program.calls):
                 tr.not_applicable += 1
