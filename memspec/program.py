@@ -438,6 +438,13 @@ def eval_arg(a: Arg, env: dict[str, int]) -> int | str:
     return a.value
 
 
+def bind_result(env: dict[str, int], c: Call, value: int | None) -> None:
+    """Record a named result for later calls.  A call that produced no value (it failed
+    with an errno or a signal) binds -1, as the C call would have returned."""
+    if c.result and c.spec.returns != "proc":
+        env[c.result] = value if value is not None else -1
+
+
 def eval_args(c: Call, env: dict[str, int]) -> tuple[int | str, ...]:
     """Concrete argument values, given the values of earlier named results."""
     return tuple(eval_arg(a, env) for a in c.args)

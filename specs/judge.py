@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from memspec.program import Program, eval_args
+from memspec.program import Program, bind_result, eval_args
 from memspec.records import Check, Judgement, Observation, RunResult, RunStatus, Verdict
 from memspec.model.mm import System
 from memspec.model.registry import new_model
@@ -82,8 +82,7 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
         j.checks.append(Check(exp.clause, verdict, i, exp.describe, observed.describe()))
         system.apply(proc, call.name, args, observed)
         system.bind(proc, call.name, call.result, observed)
-        if call.result and observed.value is not None and call.spec.returns != "proc":
-            env[call.result] = observed.value
+        bind_result(env, call, observed.value)
         if invariants:
             for cid, msg in system.invariants():
                 j.checks.append(Check(cid, Verdict.FAIL, i, "the invariant holds", msg, "model invariant broken",

@@ -6,7 +6,7 @@ import abc
 from typing import Any
 
 from memspec.errors import SessionFailed
-from memspec.program import Call, Program, eval_args
+from memspec.program import Call, Program, bind_result, eval_args
 from memspec.records import Observation, Outcome, RunResult
 
 __all__ = ["Session", "SessionFailed", "Target"]
@@ -64,8 +64,7 @@ class Target(abc.ABC):
                 for i, c in enumerate(program.calls):
                     o = s.call(c, eval_args(c, env))
                     outcomes.append(o)
-                    if c.result and o.value is not None and c.name != "fork":
-                        env[c.result] = o.value
+                    bind_result(env, c, o.value)
                     if observe == "each" or (observe == "end" and i == len(program.calls) - 1):
                         observations.append((i, s.observe()))
         except SessionFailed as e:
