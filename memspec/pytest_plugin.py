@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import traceback
 from typing import Any
 
 import pytest
@@ -85,7 +86,7 @@ class _Runner:
         self.target = target
         self.layer = layer
         self.results: Any = None
-        self.error: BaseException | None = None
+        self.error: str | None = None
 
     def result(self) -> Any:
         if self.results is None and self.error is None:
@@ -100,7 +101,9 @@ class _Runner:
             try:
                 self.results = Checker(opts).run()
             except (UsageError, TargetError) as e:
-                self.error = e
+                self.error = f"{e}"
+            except Exception:   # a bug in memspec: report it once per clause, run it once
+                self.error = "memspec itself failed (please report this):\n" + traceback.format_exc()
             else:
                 _write_reports(self.results, out, self.target, self.layer)
         if self.error is not None:
