@@ -1,0 +1,765 @@
+"""The virt layer's model: two-dimensional translation (EPT / AMD nested paging) and KPTI.
+
+**The 2-D walk** (Intel SDM Vol. 3C §29.3; AMD APM Vol. 2 §15.25.5).  A guest
+access translates the guest-linear address with the *guest's* tables (the hw
+walker, ``walk.walk``), but every guest-physical address the walk touches --
+each guest paging entry (the guest CR3 included) and the final gpa -- is itself
+translated by the *nested* stage: the EPT walk (``ept.ept_walk``) for VM_EPT,
+or the hw walker again over the nested (x86-format) tables for VM_NPT, where
+every nested access is a user access (APM §15.25.5).  The guest stage's read
+callback goes through the nested stage; a nested fault leaves the guest walk as
+a VM exit.  With 4-level guest and nested tables and nothing cached, an access
+makes 4 x (4 + 1) + 4 = 24 memory references (``Walk2D.refs``).
+
+Outcomes, faults as values:
+
+* guest #PF (guest walk or guest rights), delivered to the guest with CR2 = gva;
+* EPT violation (exit qualification bits, §28.2.1 Table 28-7), EPT misconfiguration
+  (§29.3.3.1), or #NPF (EXITINFO1 = #PF-style code | bit 32 final | bit 33 guest
+  page table, EXITINFO2 = gpa) -- exits to the hypervisor.
+
+Guest-physical mappings (cached nested translations, tagged by the EPT/NPT root)
+may outlive a change of the nested tables until ``invept`` (§29.4.3.1, §29.4.3.4):
+the model allows any mix of fresh and cached nested translations per gpa page,
+and adopts what the target did.  Linear and combined mappings do not survive
+(VPIDs off: every VM entry and exit flushes them, §29.4.3.3).
+
+Worked example (module ``memspec.calls_virt``'s program): gva 0x5008 -> guest PTE
+-> gpa 0x200008 -> EPT PDE ``0x800000|R|PS`` -> hpa 0x800008; a read returns
+``pattern(0x800008)`` in 24 references, a write exits with an EPT violation,
+exit qualification ``WRITE|READABLE|GLA_VALID|FINAL`` (0x18a).
+
+**KPTI** is in ``model.kpti``; this model hands it the KPTI calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from memspec.calls_hw import HARNESS_LOW, RAM_SIZE, pattern
+from memspec.calls_virt import GUEST_HARNESS_SLOT, MAX_VMS
+from memspec.consts import VMKIND
+from memspec.records import OK, Outcome
+
+from .ept import Ept, EptMisconfig, EptPath, EptViolation, Eptp, decode_ept, ept_rights, ept_walk
+from .expect import Expect, exactly
+from .kpti import KPTI_CALLS, Kpti
+from .pte import (CR0_PE, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, EFER_LMA, EFER_LME, EFER_NXE, EXEC, READ, WRITE,
+                  Mode, Pte, addr_mask, decode)
+from .walk import PageFault, Path, Use, check_access, index, walk
+
+U64 = (1 << 64) - 1
+EINVAL = Outcome(value=-1, errno="EINVAL")
+VM_EPT, VM_NPT = VMKIND["VM_EPT"], VMKIND["VM_NPT"]
+NPF_FINAL = 1 << 32
+NPF_GPT = 1 << 33
+GUEST_CR0 = CR0_PG | CR0_PE | CR0_WP
+
+DEFAULT_FACTS: dict[str, Any] = {
+    "maxphyaddr": 52, "la57": True, "page1g": True, "ept_xonly": True, "ept_ad": True, "ept_1g": True,
+    "ram": RAM_SIZE, "harness_low": HARNESS_LOW, "strict_tlb": False, "tlb_entries": 64,
+}
+
+
+class _Exit(Exception):
+    """Carries a nested-stage fault out of the hw walker's read callback; caught in ``walk_2d``
+    and returned as a value (never escapes this module)."""
+
+    def __init__(self, fault: Any, gpa: int, acc: int, table: bool):
+        self.fault, self.gpa, self.acc, self.table = fault, gpa, acc, table
+
+
+@dataclass(frozen=True, slots=True)
+class Nested:
+    """One nested translation used by a 2-D walk: which gpa, how, and whether it came from the cache."""
+
+    gpa: int
+    path: EptPath | Path
+    cached: bool
+    table: bool      # the gpa of a guest paging entry (not the final gpa)
+
+
+@dataclass(frozen=True, slots=True)
+class Walk2D:
+    """The result of one 2-D walk: an outcome (value, guest #PF or exit), its clause, and how it got there."""
+
+    outcome: Outcome | None      # None: a value from memory the pattern does not cover
+    clause: str
+    refs: int                    # memory references to paging structures (guest + nested)
+    nested: tuple[Nested, ...]
+    guest: Path | PageFault | None
+    gpa: int | None = None
+    hpa: int | None = None
+
+
+@dataclass(slots=True)
+class Vm:
+    kind: int
+    root: int                    # EPT PML4 (PML5) table, or nCR3's table
+    eptp_flags: int
+    gcr3: int
+    gcr4: int
+    gefer: int
+    levels: int = 4
+
+    @property
+    def ad(self) -> bool:
+        return self.kind == VM_EPT and bool(self.eptp_flags & (1 << 6))
+
+    @property
+    def mode(self) -> Mode:
+        return Mode(GUEST_CR0, self.gcr4, self.gefer | EFER_LMA)
+
+
+@dataclass(slots=True)
+class GpCache:
+    """Guest-physical mappings the model's CPU cached: (root, gpa page base, size) -> nested path."""
+
+    entries: list[tuple[int, int, int, Any, int]] = field(default_factory=list)   # root, base, size, path, time
+
+    def lookup(self, root: int, gpa: int) -> list[Any]:
+        return [p for r, b, s, p, _ in self.entries if r == root and b <= gpa < b + s]
+
+    def fill(self, root: int, gpa: int, path: Any, now: int) -> None:
+        size = path.size
+        base = gpa & ~(size - 1)
+        self.entries = [e for e in self.entries if not (e[0] == root and e[1] == base)]
+        self.entries.append((root, base, size, path, now))
+        del self.entries[:-256]
+
+    def invalidate(self, root: int | None) -> None:
+        self.entries = [e for e in self.entries if root is not None and e[0] != root]
+
+
+def explore(run: Callable[[Callable[[int], int]], Any], limit: int = 32) -> list[Any]:
+    """Run ``run(choose)`` once per sequence of choices (depth first, first option first);
+    ``choose(n)`` picks one of ``n`` options.  At most ``limit`` runs."""
+    results = []
+    todo: list[tuple[int, ...]] = [()]
+    while todo and len(results) < limit:
+        prefix = todo.pop()
+        taken: list[int] = []
+
+        def choose(n: int) -> int:
+            i = len(taken)
+            if i < len(prefix):
+                c = prefix[i]
+            else:
+                c = 0
+                for alt in range(n - 1, 0, -1):
+                    todo.append(tuple(taken) + (alt,))
+            taken.append(c)
+            return c
+        results.append(run(choose))
+    return results
+
+
+def host_mode(maxphy: int, la57: bool = False) -> Mode:
+    """The host paging mode the nested (NPT) stage walks with: 4-level, NXE on, WP on (APM §15.25.5)."""
+    return Mode(GUEST_CR0, CR4_PAE | (CR4_LA57 if la57 else 0), EFER_LME | EFER_LMA | EFER_NXE, 0, maxphy)
+
+
+class VirtModel:
+    """Host memory, guests (EPT or NPT), the cached guest-physical mappings, and a KPTI kernel."""
+
+    procs: tuple[str, ...] = ()
+
+    def __init__(self, facts: dict[str, Any] | None = None):
+        f = dict(DEFAULT_FACTS)
+        f.update(facts or {})
+        self.facts = f
+        self.maxphy = int(f["maxphyaddr"])
+        self.low = int(f["harness_low"])
+        self.ram = int(f["ram"])
+        self.mem: dict[int, int] = {}
+        self.unsure: dict[int, int] = {}
+        self.vms: dict[int, Vm] = {}
+        self.cur: int | None = None
+        self.cache = GpCache()
+        self.now = 0
+        self.kpti = Kpti(f)
+        self._last: tuple[tuple, list[Walk2D]] | None = None
+        # what guests reached: (vm, hpa page) -> gpa page, for the isolation invariant
+        self.reached: dict[tuple[int, int], int] = {}
+        self.last_walk: tuple[int, int, int, Walk2D] | None = None    # (vm, gva, acc, walk)
+        self.broken: set[str] = set()     # tests switch deliberate bugs on (see tests/virt)
+
+    # -- memory ----------------------------------------------------------------
+
+    def read(self, hpa: int) -> int:
+        v = self.mem.get(hpa)
+        return pattern(hpa) if v is None else v
+
+    def _store(self, hpa: int, value: int) -> None:
+        self.mem[hpa] = value & U64
+        self.unsure.pop(hpa, None)
+
+    @property
+    def vm(self) -> Vm | None:
+        return self.vms.get(self.cur) if self.cur is not None else None
+
+    # -- the nested stage --------------------------------------------------------
+
+    def nested_walk(self, vm: Vm, gpa: int, acc: int = READ) -> EptPath | EptViolation | EptMisconfig | Path | PageFault:
+        """The current nested translation of ``gpa`` (no rights check, no cache); ``acc`` only shapes an
+        NPT fault's error code."""
+        if vm.kind == VM_EPT:
+            return ept_walk(self.read, vm.root, vm.levels, gpa, self.maxphy, bool(self.facts["ept_xonly"]),
+                            bool(self.facts["ept_1g"]))
+        return walk(self.read, host_mode(self.maxphy, vm.levels == 5), vm.root, gpa, acc, 3,
+                    bool(self.facts["page1g"]))
+
+    def nested_rights(self, vm: Vm, res: Any, gpa: int, acc: int) -> Any | None:
+        """None if ``res`` (a completed nested walk) allows ``acc``, else the fault value."""
+        if vm.kind == VM_EPT:
+            if "ept-ignores-x" in self.broken and acc == EXEC:
+                return None
+            return ept_rights(res, acc, gpa)
+        fault, _ = check_access(res, host_mode(self.maxphy, vm.levels == 5), gpa, acc, 3, 0)
+        return fault
+
+    def software_gpa(self, vm: Vm, gpa: int) -> int | None:
+        """The hypervisor's own software walk (for set_gpte/read_gpte): the hpa, or None if unmapped."""
+        res = self.nested_walk(vm, gpa)
+        if isinstance(res, (EptPath, Path)):
+            return res.pa(gpa) if isinstance(res, Path) else res.hpa(gpa)
+        return None
+
+    def _exit(self, vm: Vm, fault: Any, gpa: int, acc: int, gva: int, final: bool) -> tuple[Outcome, str]:
+        if isinstance(fault, EptMisconfig):
+            return Outcome(signal="EPT_MISCONFIG", detail=(("gpa", gpa),)), fault.clause
+        if isinstance(fault, EptViolation):
+            q = fault.qualification(acc, gva, final)
+            clause = fault.clause
+            if not final:
+                clause = "sdm.ept.violation.guest-paging-entry"
+            return Outcome(signal="EPT_VIOLATION", detail=(("exit_qualification", q), ("gla", gva), ("gpa", gpa))), clause
+        # AMD: #NPF; EXITINFO1 = the nested #PF error code | bit 32 (final) or bit 33 (guest page table)
+        info1 = int(fault.errcode) | (NPF_FINAL if final else NPF_GPT)
+        clause = "apm.npt.npf-final" if final else "apm.npt.npf-guest-table"
+        return Outcome(signal="#NPF", detail=(("exitinfo1", info1), ("exitinfo2", gpa))), clause
+
+    # -- the 2-D walk ------------------------------------------------------------
+
+    def walk_2d(self, vm: Vm, gva: int, acc: int, cpl: int, choose: Callable[[int], int] | None = None,
+                use_cache: bool = True, ad_first: bool = True) -> Walk2D:
+        """One guest access, both stages (see the module doc).  ``choose`` picks between a fresh nested
+        walk and cached guest-physical mappings where they differ."""
+        refs = [0]
+        nested: list[Nested] = []
+        pick = choose or (lambda n: 0)
+
+        def translate(gpa: int, acc2: int, table: bool) -> Any:
+            options: list[tuple[Any, bool]] = []
+            fresh = self.nested_walk(vm, gpa, acc2)
+            options.append((fresh, False))
+            if use_cache:
+                for p in self.cache.lookup(vm.root, gpa):
+                    if not isinstance(fresh, (EptPath, Path)) or p != fresh:
+                        options.append((p, True))
+            res, cached = options[pick(len(options)) if len(options) > 1 else 0]
+            if not cached:
+                refs[0] += len(res.uses)
+            if not isinstance(res, (EptPath, Path)):
+                raise _Exit(res, gpa, acc2, table)
+            bad = self.nested_rights(vm, res, gpa, acc2)
+            if bad is not None:
+                raise _Exit(bad, gpa, acc2, table)
+            nested.append(Nested(gpa, res, cached, table))
+            return res
+
+        def hpa_of(res: Any, gpa: int) -> int:
+            return res.hpa(gpa) if isinstance(res, EptPath) else res.pa(gpa)
+
+        def read_gpa(gpa: int) -> int:
+            # SDM §29.3.3.2: with EPT A/D on, accesses to guest paging structures count as writes
+            if "skip-table-translation" in self.broken:
+                refs[0] += 1
+                return self.read(gpa)
+            res = translate(gpa, WRITE if vm.ad else READ, True)
+            refs[0] += 1
+            return self.read(hpa_of(res, gpa))
+
+        gmode = vm.mode
+        g: Path | PageFault | None = None
+        try:
+            g = walk(read_gpa, gmode, vm.gcr3, gva, acc, cpl, bool(self.facts["page1g"]))
+            if isinstance(g, PageFault):
+                return Walk2D(_pf(g), g.clause, refs[0], tuple(nested), g)
+            fault, clause = check_access(g, gmode, gva, acc, cpl, 0)
+            if fault is not None:
+                return Walk2D(_pf(fault), clause, refs[0], tuple(nested), g)
+            gpa = g.pa(gva)
+            if ad_first:
+                self._guest_ad_rights(vm, g, acc, nested)
+            final = translate(gpa, acc, False)
+            if not ad_first:
+                self._guest_ad_rights(vm, g, acc, nested)
+        except _Exit as e:
+            o, clause = self._exit(vm, e.fault, e.gpa, e.acc, gva, not e.table)
+            return Walk2D(o, clause, refs[0], tuple(nested), g, e.gpa)
+        hpa = hpa_of(final, gpa)
+        clause = "sdm.ept.two-dimensional" if vm.kind == VM_EPT else "apm.npt.two-dimensional"
+        if not (self.low <= hpa < self.ram):
+            return Walk2D(None, "memspec.virt.pa-outside-pattern", refs[0], tuple(nested), g, gpa, hpa)
+        if acc == EXEC:
+            return Walk2D(OK if hpa not in self.mem else None, clause, refs[0], tuple(nested), g, gpa, hpa)
+        v = self.read(hpa)
+        if acc == WRITE:
+            return Walk2D(Outcome(value=(v & ~0xFF) | 0xCC), clause, refs[0], tuple(nested), g, gpa, hpa)
+        if hpa in self.mem:
+            loose = int(Pte.A | Pte.D | Ept.A | Ept.D) | self.unsure.get(hpa, 0)
+            return Walk2D(Outcome(value=v, detail=(("loose", loose),)), clause, refs[0], tuple(nested), g, gpa, hpa)
+        return Walk2D(Outcome(value=v), clause, refs[0], tuple(nested), g, gpa, hpa)
+
+    def _guest_ad_rights(self, vm: Vm, g: Path, acc: int, nested: list[Nested]) -> None:
+        """Setting a guest A (or D) flag is a write to a guest paging entry: without EPT A/D the nested
+        translation the walk just used for that entry must also allow a write (SDM §29.3.3.2; with EPT
+        A/D the walk already translated them as writes).  No new references: the same translation."""
+        if vm.ad or "skip-table-translation" in self.broken:
+            return
+        used = {n.gpa: n.path for n in nested if n.table}
+        for u in g.uses:
+            need = Pte.A | (Pte.D if u is g.uses[-1] and acc == WRITE else 0)
+            res = used.get(u.addr)
+            if res is None or self.read(self._hpa_now(vm, u.addr)) & need == need:
+                continue
+            bad = self.nested_rights(vm, res, u.addr, WRITE)
+            if bad is not None:
+                raise _Exit(bad, u.addr, WRITE, True)
+
+    def _hpa_now(self, vm: Vm, gpa: int) -> int:
+        h = self.software_gpa(vm, gpa)
+        return gpa if h is None else h
+
+    # -- LayerModel ---------------------------------------------------------------
+
+    def expect(self, proc: str, name: str, args: tuple) -> Expect:
+        if name in KPTI_CALLS:
+            return self.kpti.expect(name, args)
+        return getattr(self, "_expect_" + name)(*args)
+
+    def apply(self, proc: str, name: str, args: tuple, outcome: Outcome) -> None:
+        if name in KPTI_CALLS:
+            self.kpti.apply(name, args, outcome)
+            return
+        getattr(self, "_apply_" + name)(outcome, *args)
+
+    def bind(self, proc: str, name: str, result: str | None, outcome: Outcome) -> None:
+        pass
+
+    def invariants(self) -> list[tuple[str, str]]:
+        """``two_d_equals_composition``, ``guest_confined_to_its_ept``, ``guests_isolated`` and the KPTI ones."""
+        bad: list[tuple[str, str]] = []
+        if self.last_walk is not None:
+            vmid, gva, acc, w = self.last_walk
+            vm = self.vms.get(vmid)
+            if vm is not None and w.hpa is not None and not any(n.cached for n in w.nested):
+                want = self.compose(vm, gva, acc)
+                if want is not None and want != w.hpa:
+                    bad.append(("memspec.virt.two-d-equals-composition",
+                                f"guest {vmid}: gva {gva:#x} reached hpa {w.hpa:#x}; the guest walk over guest-physical "
+                                f"memory then the EPT walk give {want:#x}"))
+            if vm is not None and w.hpa is not None and w.gpa is not None:
+                fin = [n for n in w.nested if not n.table]
+                ok = fin and any(self._maps(vm, n.gpa, w.hpa, n) for n in fin)
+                if not ok:
+                    bad.append(("memspec.virt.guest-confined",
+                                f"guest {vmid} reached hpa {w.hpa:#x}, which its EPT/NPT (or a mapping it cached) "
+                                f"does not map to gpa {w.gpa:#x}"))
+        pages: dict[int, list[tuple[int, int]]] = {}
+        for (vmid, hp), gp in self.reached.items():
+            pages.setdefault(hp, []).append((vmid, gp))
+        for hp, who in pages.items():
+            if len(who) < 2:
+                continue
+            for vmid, gp in who:
+                vm = self.vms.get(vmid)
+                if vm is None:
+                    continue
+                h = self.software_gpa(vm, gp << 12)
+                cached = any(self._path_base(p) == hp << 12 or self._path_base(p) >> 12 <= hp < (self._path_base(p) + p.size) >> 12
+                             for p in self.cache.lookup(vm.root, gp << 12))
+                if (h is None or h >> 12 != hp) and not cached:
+                    bad.append(("memspec.virt.guests-isolated",
+                                f"host page {hp << 12:#x} reached by guests {sorted(v for v, _ in who)}, but guest {vmid}'s "
+                                f"EPT/NPT does not map it"))
+                    break
+        bad += self.kpti.invariants()
+        return bad
+
+    @staticmethod
+    def _path_base(p: Any) -> int:
+        return p.base
+
+    def _maps(self, vm: Vm, gpa: int, hpa: int, n: Nested) -> bool:
+        if n.cached:
+            return any((p.hpa(gpa) if isinstance(p, EptPath) else p.pa(gpa)) == hpa & ~0xFFF | (gpa & 0xFFF) or
+                       (p.hpa(gpa) if isinstance(p, EptPath) else p.pa(gpa)) >> 12 == hpa >> 12
+                       for p in self.cache.lookup(vm.root, gpa))
+        h = self.software_gpa(vm, gpa)
+        return h is not None and h >> 12 == hpa >> 12
+
+    def compose(self, vm: Vm, gva: int, acc: int) -> int | None:
+        """The guest walk over a flat view of guest-physical memory, then the nested walk of its gpa
+        (no rights, no cache): the composition the 2-D walk must equal wherever neither faults."""
+        def flat(gpa: int) -> int:
+            h = self.software_gpa(vm, gpa)
+            return 0 if h is None else self.read(h)
+        g = walk(flat, vm.mode, vm.gcr3, gva, acc, 0, bool(self.facts["page1g"]))
+        if isinstance(g, PageFault):
+            return None
+        return self.software_gpa(vm, g.pa(gva))
+
+    # -- VM set-up -----------------------------------------------------------------
+
+    def _expect_vm_boot(self, vmid: int, kind: int, root: int, eptp_flags: int, gcr3: int, gcr4: int, gefer: int) -> Expect:
+        if not 0 <= vmid < MAX_VMS or kind not in (VM_EPT, VM_NPT) or root % 4096 or not self.low <= root < self.ram:
+            return exactly("memspec.virt.vm-args", EINVAL)
+        if not gcr4 & CR4_PAE or not gefer & EFER_LME or gcr4 & CR4_LA57 and not self.facts["la57"]:
+            return exactly("memspec.virt.vm-args", EINVAL)
+        if gcr3 % 4096 or not 0 <= gcr3 < (GUEST_HARNESS_SLOT << 39):
+            return exactly("memspec.virt.vm-args", EINVAL)
+        if kind == VM_EPT:
+            why = Eptp(root | eptp_flags).invalid(self.maxphy, bool(self.facts["la57"]), bool(self.facts["ept_ad"]))
+            if why is not None:
+                return exactly("sdm.eptp.invalid-fails-entry", EINVAL)
+            return exactly("sdm.eptp.valid", OK)
+        if eptp_flags:
+            return exactly("memspec.virt.vm-args", EINVAL)
+        return exactly("apm.npt.ncr3", OK)
+
+    def _apply_vm_boot(self, o: Outcome, vmid: int, kind: int, root: int, eptp_flags: int, gcr3: int, gcr4: int,
+                       gefer: int) -> None:
+        if not o.ok:
+            return
+        levels = Eptp(root | eptp_flags).levels if kind == VM_EPT else (5 if gcr4 & CR4_LA57 else 4)
+        self.vms[vmid] = Vm(kind, root, eptp_flags, gcr3, gcr4, gefer | EFER_LMA, levels)
+        self.cur = vmid
+        self.reached = {k: v for k, v in self.reached.items() if k[0] != vmid}
+
+    def _expect_vm_enter(self, vmid: int) -> Expect:
+        if vmid not in self.vms:
+            return exactly("memspec.virt.vm-args", EINVAL)
+        return exactly("memspec.virt.vm-enter", OK)
+
+    def _apply_vm_enter(self, o: Outcome, vmid: int) -> None:
+        if o.ok:
+            self.cur = vmid
+
+    def _expect_vm_cr3(self, value: int) -> Expect:
+        if self.vm is None or value % 4096 or not 0 <= value < (GUEST_HARNESS_SLOT << 39):
+            return exactly("memspec.virt.vm-args", EINVAL)
+        return exactly("memspec.virt.guest-cr3", OK)
+
+    def _apply_vm_cr3(self, o: Outcome, value: int) -> None:
+        if o.ok and self.vm is not None:
+            self.vm.gcr3 = value
+
+    # -- entries ---------------------------------------------------------------------
+
+    def _host_table_ok(self, table: int, idx: int) -> bool:
+        return table % 4096 == 0 and self.low <= table < self.ram and 0 <= idx <= 511
+
+    def _expect_set_epte(self, table: int, idx: int, frame: int, flags: int) -> Expect:
+        if not self._host_table_ok(table, idx) or not 0 <= frame | flags <= U64 or self._harness_root_slot(table, idx):
+            return exactly("memspec.virt.table-args", EINVAL)
+        return exactly("memspec.virt.set-entry", OK)
+
+    def _harness_root_slot(self, table: int, idx: int) -> bool:
+        return idx == GUEST_HARNESS_SLOT and any(v.root == table for v in self.vms.values())
+
+    def _apply_set_epte(self, o: Outcome, table: int, idx: int, frame: int, flags: int) -> None:
+        if o.ok:
+            self._store(table + 8 * idx, frame | flags)
+
+    _expect_set_npte = _expect_set_epte
+    _apply_set_npte = _apply_set_epte
+
+    def _expect_read_epte(self, table: int, idx: int) -> Expect:
+        if not self._host_table_ok(table, idx):
+            return exactly("memspec.virt.table-args", EINVAL)
+        return self._readback(table + 8 * idx, "sdm.ept.ad.readback")
+
+    def _apply_read_epte(self, o: Outcome, table: int, idx: int) -> None:
+        self._adopt_readback(table + 8 * idx, o)
+
+    def _readback(self, hpa: int, clause: str) -> Expect:
+        want = self.read(hpa)
+        loose = self.unsure.get(hpa, 0)
+        if not loose:
+            return exactly(clause, Outcome(value=want))
+
+        def allowed(o: Outcome) -> str | None:
+            if o.value is None or not o.ok:
+                return f"expected the entry, observed {o.describe()}"
+            if (o.value ^ want) & ~loose:
+                return f"expected {want:#x} (bits {loose:#x} either way), observed {o.value:#x}"
+            return None
+        return Expect(clause, Outcome(value=want), f"{want:#x} with bits {loose:#x} either way", predicate=allowed,
+                      impl_defined=True)
+
+    def _adopt_readback(self, hpa: int, o: Outcome) -> None:
+        if o.value is not None and hpa in self.unsure:
+            self.unsure.pop(hpa)
+            self.mem[hpa] = o.value & U64
+
+    def _expect_set_gpte(self, table: int, idx: int, frame: int, flags: int) -> Expect:
+        vm = self.vm
+        if vm is None or table % 4096 or not 0 <= idx < GUEST_HARNESS_SLOT + 1 or not 0 <= frame | flags <= U64:
+            return exactly("memspec.virt.table-args", EINVAL)
+        if table == vm.gcr3 and idx == GUEST_HARNESS_SLOT:
+            return exactly("memspec.virt.table-args", EINVAL)
+        hpa = self.software_gpa(vm, table + 8 * idx)
+        if hpa is None or not self.low <= hpa < self.ram:
+            return exactly("memspec.virt.gpte-unmapped", EINVAL)
+        return exactly("memspec.virt.set-gpte", OK)
+
+    def _apply_set_gpte(self, o: Outcome, table: int, idx: int, frame: int, flags: int) -> None:
+        vm = self.vm
+        if o.ok and vm is not None:
+            hpa = self.software_gpa(vm, table + 8 * idx)
+            if hpa is not None:
+                self._store(hpa, frame | flags)
+
+    def _expect_read_gpte(self, table: int, idx: int) -> Expect:
+        vm = self.vm
+        if vm is None or table % 4096 or not 0 <= idx <= 511:
+            return exactly("memspec.virt.table-args", EINVAL)
+        hpa = self.software_gpa(vm, table + 8 * idx)
+        if hpa is None or not self.low <= hpa < self.ram:
+            return exactly("memspec.virt.gpte-unmapped", EINVAL)
+        return self._readback(hpa, "sdm.ept.guest-ad")
+
+    def _apply_read_gpte(self, o: Outcome, table: int, idx: int) -> None:
+        vm = self.vm
+        if vm is not None:
+            hpa = self.software_gpa(vm, table + 8 * idx)
+            if hpa is not None:
+                self._adopt_readback(hpa, o)
+
+    def _expect_invept(self, kind: int, root: int) -> Expect:
+        if kind not in (1, 2) or kind == 1 and (root % 4096 or not self.low <= root < self.ram):
+            return exactly("memspec.virt.invept-args", EINVAL)
+        return exactly("sdm.invept.single-context" if kind == 1 else "sdm.invept.all-context", OK)
+
+    def _apply_invept(self, o: Outcome, kind: int, root: int) -> None:
+        if o.ok:
+            self.cache.invalidate(root if kind == 1 else None)
+
+    # -- accesses ------------------------------------------------------------------------
+
+    def candidates(self, gva: int, acc: int, cpl: int) -> list[Walk2D]:
+        vm = self.vm
+        assert vm is not None
+        out: list[Walk2D] = []
+        for ad_first in (True, False):
+            out += explore(lambda choose: self.walk_2d(vm, gva, acc, cpl, choose, ad_first=ad_first))
+        return out
+
+    def _expect_vm_access(self, gva: int, acc: int, cpl: int) -> Expect:
+        vm = self.vm
+        if vm is None or gva % 8 or acc not in (READ, WRITE, EXEC) or cpl not in (0, 3) or not 0 <= gva <= U64:
+            return exactly("memspec.virt.access-args", EINVAL)
+        if not (gva >> 47 == 0 or (vm.levels == 5 and gva >> 56 == 0)) or index(gva, vm.mode.levels) == GUEST_HARNESS_SLOT:
+            return exactly("memspec.virt.access-args", EINVAL)
+        cands = self.candidates(gva, acc, cpl)
+        self._last = ((gva, acc, cpl), cands)
+        fresh = cands[0]
+        options: list[tuple[Outcome | None, str]] = []
+        for w in cands:
+            if all(not _same(w.outcome, o) for o, _ in options):
+                options.append((w.outcome, w.clause))
+        if fresh.outcome is None:
+            return Expect(fresh.clause, Outcome(value=0), "a value from memory the pattern does not cover", unknown=True)
+        explanation = self.explain(gva)
+        wrong = self._wrong_outcomes(vm, gva, acc, cpl)
+
+        def blame(obs: Outcome) -> str:
+            for o, cid in wrong:
+                if o is not None and _same(obs, o):
+                    return cid
+            return fresh.clause
+
+        def allowed(obs: Outcome) -> str | None:
+            for o, _ in options:
+                if o is None or _same(obs, o):
+                    return None
+            return (f"expected {' or '.join(show(o) for o, _ in options)}, observed {show(obs)}\n{explanation}")
+        if len(options) == 1:
+            return Expect(fresh.clause, fresh.outcome, show(fresh.outcome), predicate=allowed, blame_by=blame)
+        return Expect("sdm.ept.cached-guest-physical", fresh.outcome, " or ".join(show(o) for o, _ in options),
+                      predicate=allowed, impl_defined=True, blame_by=blame)
+
+    def _wrong_outcomes(self, vm: Vm, gva: int, acc: int, cpl: int) -> list[tuple[Outcome | None, str]]:
+        """Outcomes of known walker bugs, to name the clause a wrong observation breaks."""
+        out = []
+        saved = set(self.broken)
+        for bug, cid in (("ept-ignores-x", "sdm.ept.violation.execute"),
+                         ("skip-table-translation", "sdm.ept.guest-paging-structures-translated")):
+            if bug in saved:
+                continue
+            self.broken = saved | {bug}
+            try:
+                out.append((self.walk_2d(vm, gva, acc, cpl, use_cache=False).outcome, cid))
+            finally:
+                self.broken = saved
+        for r, _b, _s, p, _t in self.cache.entries:
+            if r != vm.root:
+                # a guest-physical mapping cached under another EPT root, used as if untagged
+                other = Vm(vm.kind, r, vm.eptp_flags, vm.gcr3, vm.gcr4, vm.gefer, vm.levels)
+                w = self._walk_with_foreign_cache(vm, other, gva, acc, cpl)
+                if w is not None:
+                    out.append((w, "memspec.virt.guests-isolated"))
+                break
+        return out
+
+    def _walk_with_foreign_cache(self, vm: Vm, other: Vm, gva: int, acc: int, cpl: int) -> Outcome | None:
+        saved = self.cache.entries
+        self.cache.entries = [(vm.root, b, s, p, t) for r, b, s, p, t in saved if r == other.root]
+        try:
+            ws = explore(lambda choose: self.walk_2d(vm, gva, acc, cpl, lambda n: n - 1))
+        finally:
+            self.cache.entries = saved
+        return ws[0].outcome if ws else None
+
+    def _apply_vm_access(self, o: Outcome, gva: int, acc: int, cpl: int) -> None:
+        vm = self.vm
+        if vm is None or o.errno:
+            return
+        key = (gva, acc, cpl)
+        cands = self._last[1] if self._last and self._last[0] == key else self.candidates(gva, acc, cpl)
+        self._last = None
+        match = [w for w in cands if w.outcome is not None and _same(o, w.outcome)] or cands[:1]
+        w = match[0]
+        exact = len({_sig(c.outcome) for c in cands}) == 1 and not any(n.cached for c in cands for n in c.nested)
+        self.now += 1
+        for n in w.nested:
+            if not n.cached:
+                self.cache.fill(vm.root, n.gpa, n.path, self.now)
+        self.last_walk = (self.cur, gva, acc, w) if o.ok else None
+        if w.hpa is not None and o.ok:
+            self.reached[(self.cur, w.hpa >> 12)] = (w.gpa or 0) >> 12
+        self._set_ad(vm, w, acc, o, exact)
+        if acc == WRITE and o.ok and o.value is not None and w.hpa is not None and w.hpa in self.mem:
+            self._store(w.hpa, o.value)
+        elif o.signal == "#PF" and isinstance(w.guest, Path):
+            pass
+
+    def _set_ad(self, vm: Vm, w: Walk2D, acc: int, o: Outcome, exact: bool) -> None:
+        """Guest A/D (SDM Vol. 3A §4.8) and EPT A/D (Vol. 3C §29.3.5) the access set: exact on a clean
+        success, unsure (either way) on a fault or when cached translations were possible."""
+        sure = exact and o.ok
+        touched: list[tuple[int, int]] = []
+        if isinstance(w.guest, Path) or isinstance(w.guest, PageFault):
+            uses = w.guest.uses
+            for u in uses:
+                h = self._hpa_now(vm, u.addr)
+                if h not in self.mem or not self.read(h) & Pte.P:
+                    continue
+                leaf = isinstance(w.guest, Path) and u is uses[-1]
+                touched.append((h, int(Pte.A | (Pte.D if leaf and acc == WRITE else 0))))
+        if vm.ad:
+            for n in w.nested:
+                if n.cached:
+                    continue
+                for u in n.path.uses:
+                    leaf = u is n.path.uses[-1]
+                    write = n.table or acc == WRITE
+                    touched.append((u.addr, int(Ept.A | (Ept.D if leaf and write else 0))))
+        elif vm.kind == VM_NPT:
+            for n in w.nested:
+                if n.cached:
+                    continue
+                for u in n.path.uses:
+                    leaf = u is n.path.uses[-1]
+                    touched.append((u.addr, int(Pte.A | (Pte.D if leaf and (acc == WRITE and not n.table) else 0))))
+        for h, bitsset in touched:
+            if h not in self.mem:
+                continue
+            v = self.read(h)
+            if sure:
+                self.mem[h] = v | bitsset
+            else:
+                self.unsure[h] = self.unsure.get(h, 0) | (bitsset & ~v)
+        for k in [k for k, m in self.unsure.items() if not m]:
+            del self.unsure[k]
+
+    # -- explanations ---------------------------------------------------------------------
+
+    def explain(self, gva: int) -> str:
+        """Every guest entry for ``gva`` and the nested entries of the gpas involved, bits decoded."""
+        vm = self.vm
+        if vm is None:
+            return ""
+        kind = "EPT" if vm.kind == VM_EPT else "NPT"
+        lines = [f"guest {self.cur}: {kind} root={vm.root:#x} eptp_flags={vm.eptp_flags:#x} gCR3={vm.gcr3:#x} "
+                 f"gCR4={vm.gcr4:#x} gEFER={vm.gefer:#x}"]
+        table = vm.gcr3
+        for level in range(vm.mode.levels, 0, -1):
+            gaddr = table | (index(gva, level) << 3)
+            h = self.software_gpa(vm, gaddr)
+            e = self.read(h) if h is not None else 0
+            lines.append(f"  guest {('', 'PTE', 'PDE', 'PDPTE', 'PML4E', 'PML5E')[level]}[{index(gva, level)}] "
+                         f"@ gpa {gaddr:#x} (hpa {h if h is None else hex(h)}) = {e:#018x}  {decode(e, level)}")
+            lines += self._explain_nested(vm, gaddr)
+            if h is None or not e & Pte.P or level == 1 or (level in (2, 3) and e & Pte.PS):
+                if e & Pte.P:
+                    size = {1: 12, 2: 21, 3: 30}[level]
+                    gpa = (e & addr_mask(self.maxphy) & ~((1 << size) - 1)) | (gva & ((1 << size) - 1))
+                    lines.append(f"  final gpa {gpa:#x}")
+                    lines += self._explain_nested(vm, gpa)
+                break
+            table = e & addr_mask(self.maxphy)
+        return "\n".join(lines)
+
+    def _explain_nested(self, vm: Vm, gpa: int) -> list[str]:
+        res = self.nested_walk(vm, gpa)
+        out = []
+        for u in res.uses:
+            d = decode_ept(u.value, u.level) if vm.kind == VM_EPT else decode(u.value, u.level)
+            out.append(f"      nested L{u.level}[{index(gpa, u.level)}] @ hpa {u.addr:#x} = {u.value:#018x}  {d}")
+        return out
+
+
+def _pf(f: PageFault) -> Outcome:
+    return Outcome(signal="#PF", detail=(("cr2", f.cr2), ("errcode", f.errcode)))
+
+
+_KEYS = {"#PF": ("errcode", "cr2"), "EPT_VIOLATION": ("exit_qualification", "gpa", "gla"),
+         "EPT_MISCONFIG": ("gpa",), "#NPF": ("exitinfo1", "exitinfo2")}
+
+
+def _same(obs: Outcome | None, want: Outcome | None) -> bool:
+    """``obs`` is ``want``: same value (up to ``loose`` bits), errno, signal and the fault's detail fields."""
+    if obs is None or want is None:
+        return obs is want
+    if (obs.errno, obs.signal) != (want.errno, want.signal):
+        return False
+    if want.signal:
+        got, d = dict(obs.detail), dict(want.detail)
+        return all(got.get(k) == d.get(k) for k in _KEYS.get(want.signal, ()))
+    if want.value is None or obs.value is None:
+        return want.value == obs.value
+    return (obs.value ^ want.value) & ~dict(want.detail).get("loose", 0) == 0
+
+
+def _sig(o: Outcome | None) -> tuple:
+    if o is None:
+        return ("?",)
+    return (o.value, o.signal, tuple(sorted((k, v) for k, v in o.detail if k != "loose")))
+
+
+def show(o: Outcome | None) -> str:
+    if o is None:
+        return "(any value)"
+    if o.signal:
+        d = dict(o.detail)
+        return o.signal + " " + " ".join(f"{k}={d[k]:#x}" for k in _KEYS.get(o.signal, ()) if k in d)
+    loose = dict(o.detail).get("loose")
+    return o.describe() + (f" (bits {loose:#x} either way)" if loose else "")
+
+
+def new_model(facts: dict) -> VirtModel:
+    return VirtModel(facts)
