@@ -478,9 +478,8 @@ class Paging:
                     clause = ev.clause
                     break
             expect_clause = clause
-            return replace(self._explained(clause, o_cur, la), blame_by=blame)
-        unknown_value = any(o is None for o, _ in distinct)
-        explanation = self.explain(la)
+            return self._explained(clause, o_cur, la, blame)
+        explain = self.explain
 
         def allowed(obs: Outcome) -> str | None:
             for o, _ in distinct:
@@ -493,20 +492,19 @@ class Paging:
                 if matches(obs, o):
                     return None
             return "expected one of " + ", ".join(show(o) if o else "(any value)" for o, _ in distinct) + \
-                f"; observed {show(obs)}\n" + explanation
+                f"; observed {show(obs)}\n" + explain(la)
         return Expect("sdm.tlb.stale-before-invalidation", default, blame_by=blame, describe=
                       " or ".join(show(o) if o else "(any value)" for o, _ in distinct), predicate=allowed,
                       impl_defined=True)
 
-    def _explained(self, clause: str, want: Outcome, la: int) -> Expect:
+    def _explained(self, clause: str, want: Outcome, la: int, blame=None) -> Expect:
         """Exactly ``want``; a mismatch explains every level's entry and the control registers."""
-        explanation = self.explain(la)
 
         def allowed(obs: Outcome) -> str | None:
             if matches(obs, want):
                 return None
-            return f"expected {show(want)}, observed {show(obs)}\n{explanation}"
-        return Expect(clause, want, show(want), (want,), predicate=allowed)
+            return f"expected {show(want)}, observed {show(obs)}\n{self.explain(la)}"
+        return Expect(clause, want, show(want), (want,), predicate=allowed, blame_by=blame)
 
     def _pk_also(self, path: Path, acc: int, cpl: int) -> bool:
         m = self.mode

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import lru_cache
 
 from memspec.consts import CREG
 
@@ -62,11 +63,13 @@ LEVEL_NAMES = {5: "pml5e", 4: "pml4e", 3: "pdpte", 2: "pde", 1: "pte"}
 PAGE_SIZES = {3: 1 << 30, 2: 1 << 21, 1: 1 << 12}
 
 
+@lru_cache(maxsize=None)
 def bits(hi: int, lo: int) -> int:
     """The mask of bits hi..lo inclusive."""
     return ((1 << (hi + 1)) - 1) & ~((1 << lo) - 1)
 
 
+@lru_cache(maxsize=None)
 def addr_mask(maxphy: int) -> int:
     """Bits (M-1):12 of an entry: the physical address of the next table or frame (§4.5.4)."""
     return bits(maxphy - 1, 12)
@@ -121,9 +124,14 @@ class Mode:
 
 def rsvd_high(mode: Mode) -> int:
     """Bits 51:M are reserved in every entry; bit 63 (XD) is reserved when EFER.NXE = 0 (§4.5.4)."""
-    m = bits(51, mode.maxphy) if mode.maxphy < 52 else 0
-    if not mode.nxe:
-        m |= Pte.XD
+    return _rsvd_high(mode.maxphy, bool(mode.efer & EFER_NXE))
+
+
+@lru_cache(maxsize=None)
+def _rsvd_high(maxphy: int, nxe: bool) -> int:
+    m = bits(51, maxphy) if maxphy < 52 else 0
+    if not nxe:
+        m |= 1 << 63
     return m
 
 

@@ -54,6 +54,9 @@ class History:
     roots: list[list[int]] = field(default_factory=list)               # [[start, end(-1 live), root, pcid]]
     events: list[Event] = field(default_factory=list)
     nxe_cleared: int = -1      # when EFER.NXE last went from 1 to 0 (XD bits became reserved)
+    last_all: int = -1         # the last invalidation of everything
+    last_nonglobal: dict[int, int] = field(default_factory=dict)   # pcid -> last flush of its non-global ones
+    last_nonglobal_all: int = -1
 
     def tick(self) -> int:
         self.now += 1
@@ -79,7 +82,14 @@ class History:
         self.roots.append([t, -1, root, pcid])
 
     def invalidate(self, kind: str, pcid: int, addr: int, clause: str) -> None:
-        self.events.append(Event(self.tick(), kind, pcid, addr, clause))
+        t = self.tick()
+        self.events.append(Event(t, kind, pcid, addr, clause))
+        if kind == ALL:
+            self.last_all = t
+        elif kind == ALL_NONGLOBAL:
+            self.last_nonglobal_all = t
+        elif kind == PCID_ALL:
+            self.last_nonglobal[pcid] = t
 
     def alternatives(self, addr: int, current: int) -> list[tuple[int, int, int]]:
         """(value, first time, latest time it held) for each value of ``addr``; the live one until ``now``."""
@@ -92,23 +102,24 @@ class History:
         """The first invalidation after time ``t`` that removes a translation of ``la`` (page of
         ``size``) cached under ``pcid`` (global: under any PCID)."""
         base = la & ~(size - 1)
-        for ev in self.events:
+        hit: Event | None = None
+        for ev in reversed(self.events):       # time order: only events after t matter
             if ev.time <= t:
-                continue
-            covers = ev.addr is not None and base <= ev.addr < base + size
+                break
+            covers = base <= ev.addr < base + size
             if ev.kind == ALL:
-                return ev
-            if ev.kind == PAGE_GLOBAL and covers and (glob or ev.pcid == pcid):
-                return ev
-            if glob:
+                hit = ev
+            elif ev.kind == PAGE_GLOBAL and covers and (glob or ev.pcid == pcid):
+                hit = ev
+            elif glob:
                 continue
-            if ev.kind == ALL_NONGLOBAL:
-                return ev
-            if ev.kind == PCID_ALL and ev.pcid == pcid:
-                return ev
-            if ev.kind == PAGE and ev.pcid == pcid and covers:
-                return ev
-        return None
+            elif ev.kind == ALL_NONGLOBAL:
+                hit = ev
+            elif ev.kind == PCID_ALL and ev.pcid == pcid:
+                hit = ev
+            elif ev.kind == PAGE and ev.pcid == pcid and covers:
+                hit = ev
+        return hit      # the first (earliest) invalidation after t that removes it
 
 
 LEVEL_STEP = {5: pml5e, 4: pml4e, 2: pde, 1: pte}
@@ -125,10 +136,20 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     removed: list[tuple[Path | PageFault, Event, int]] = []
     amask = addr_mask(mode.maxphy)
     mode_then = replace(mode, efer=mode.efer | (1 << 11))
-    roots = [(root, p, h.now if end < 0 else end - 1) for _, end, root, p in h.roots[-6:]]
+    floor_g = h.last_all
+    floor_ng = max(floor_g, h.last_nonglobal_all, h.last_nonglobal.get(pcid, -1))
 
+    latest: dict[tuple[int, int], int] = {}
+    for _, end, root, p in h.roots[-8:]:
+        latest[(root, p)] = h.now if end < 0 else end - 1
+    roots = [(root, p, until) for (root, p), until in latest.items() if until >= floor_g]
+
+    # values that ended before the last flush of every non-global translation can only
+    # survive in a global translation; before the last flush of everything, not at all
     def go(level: int, table: int, uses: list[Use], t: int, stale: bool, then: bool = False) -> None:
-        if len(out) >= limit:
+        if len(out) >= limit or t < floor_g:
+            return
+        if t < floor_ng and not mode.pge:
             return
         addr = table | (index(la, level) << 3)
         for value, since, until in h.alternatives(addr, read(addr)):
@@ -142,17 +163,19 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
                 fault, rsvd = pdpte(value, m, page1g)
             else:
                 fault, rsvd = LEVEL_STEP[level](value, m)
-            u = uses + [Use(addr, value, level)]
             tt = min(t, until)
+            if tt < floor_g or (tt < floor_ng and not mode.pge):
+                continue                  # flushed since: cannot be in any TLB or paging-structure cache
+            u = uses + [Use(addr, value, level)]
             if fault is not None:
                 if old:
                     continue          # a not-present or reserved entry is never cached
-                if stale:
+                if stale and tt >= floor_ng:
                     out.append((PageFault(errcode(mode, acc, cpl, present=rsvd, rsvd=rsvd), la, fault, tuple(u)),
                                 tt, False))
                 continue
-            if level == 1 or (level in (2, 3) and value & Pte.PS):
-                if stale or old:
+            if level == 1 or (level in (2, 3) and value & 0x80):
+                if (stale or old) and (tt >= floor_ng or value & 0x100):
                     out.append((_path(tuple(u), mode, level), tt, False))
                 continue
             go(level - 1, value & amask, u, tt, stale or old, then)

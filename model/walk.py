@@ -22,6 +22,10 @@ from .pte import (EXEC, PKEY_MASK, PKEY_SHIFT, READ, WRITE, ErrCode, Mode, Pte, 
 
 Read = Callable[[int], int]
 
+# plain ints of the IntFlag bits for the hot path (IntFlag arithmetic is slow)
+_P, _RW, _US, _PS, _G, _D, _XD = (int(Pte.P), int(Pte.RW), int(Pte.US), int(Pte.PS), int(Pte.G), int(Pte.D),
+                                  int(Pte.XD))
+
 
 @dataclass(frozen=True, slots=True)
 class Use:
@@ -80,9 +84,9 @@ def index(la: int, level: int) -> int:
 
 def pml5e(e: int, mode: Mode) -> tuple[str | None, bool]:
     """SDM Table 4-14: a PML5E references a PML4 table; its PS bit is reserved."""
-    if not e & Pte.P:
+    if not e & _P:
         return "sdm.walk.pml5e.not-present", False
-    if e & Pte.PS:
+    if e & _PS:
         return "sdm.walk.pml5e.rsvd-ps", True
     if e & rsvd_high(mode):
         return _rsvd_clause(e, mode, "sdm.walk.pml5e.rsvd-maxphy"), True
@@ -91,9 +95,9 @@ def pml5e(e: int, mode: Mode) -> tuple[str | None, bool]:
 
 def pml4e(e: int, mode: Mode) -> tuple[str | None, bool]:
     """SDM Table 4-15: a PML4E references a PDPT; its PS bit is reserved."""
-    if not e & Pte.P:
+    if not e & _P:
         return "sdm.walk.pml4e.not-present", False
-    if e & Pte.PS:
+    if e & _PS:
         return "sdm.walk.pml4e.rsvd-ps", True
     if e & rsvd_high(mode):
         return _rsvd_clause(e, mode, "sdm.walk.pml4e.rsvd-maxphy"), True
@@ -103,9 +107,9 @@ def pml4e(e: int, mode: Mode) -> tuple[str | None, bool]:
 def pdpte(e: int, mode: Mode, page1g: bool) -> tuple[str | None, bool]:
     """SDM Tables 4-16/4-17: PS = 1 maps a 1 GiB page (bits 29:13 reserved); else references a PD.
     Without 1 GiB-page support (CPUID.80000001H:EDX.Page1GB = 0) PS is reserved."""
-    if not e & Pte.P:
+    if not e & _P:
         return "sdm.walk.pdpte.not-present", False
-    if e & Pte.PS:
+    if e & _PS:
         if not page1g:
             return "sdm.walk.pdpte.rsvd-ps-no-1g", True
         if e & bits(29, 13):
@@ -117,9 +121,9 @@ def pdpte(e: int, mode: Mode, page1g: bool) -> tuple[str | None, bool]:
 
 def pde(e: int, mode: Mode) -> tuple[str | None, bool]:
     """SDM Tables 4-18/4-19: PS = 1 maps a 2 MiB page (bits 20:13 reserved); else references a PT."""
-    if not e & Pte.P:
+    if not e & _P:
         return "sdm.walk.pde.not-present", False
-    if e & Pte.PS and e & bits(20, 13):
+    if e & _PS and e & bits(20, 13):
         return "sdm.walk.pde.rsvd-2m-low", True
     if e & rsvd_high(mode):
         return _rsvd_clause(e, mode, "sdm.walk.pde.rsvd-maxphy"), True
@@ -128,7 +132,7 @@ def pde(e: int, mode: Mode) -> tuple[str | None, bool]:
 
 def pte(e: int, mode: Mode) -> tuple[str | None, bool]:
     """SDM Table 4-20: a PTE maps a 4 KiB page; bit 7 is PAT, not PS."""
-    if not e & Pte.P:
+    if not e & _P:
         return "sdm.walk.pte.not-present", False
     if e & rsvd_high(mode):
         return _rsvd_clause(e, mode, "sdm.walk.pte.rsvd-maxphy"), True
@@ -138,7 +142,7 @@ def pte(e: int, mode: Mode) -> tuple[str | None, bool]:
 def _rsvd_clause(e: int, mode: Mode, maxphy_clause: str) -> str:
     # the XD bit with NXE = 0 is its own clause (a common walker bug); bits 51:M the other
     beyond = bits(51, mode.maxphy) if mode.maxphy < 52 else 0
-    if not mode.nxe and e & Pte.XD and not e & beyond:
+    if not mode.nxe and e & _XD and not e & beyond:
         return "sdm.walk.rsvd.xd-without-nxe"
     return maxphy_clause
 
@@ -166,7 +170,7 @@ def walk(read: Read, mode: Mode, root: int, la: int, acc: int, cpl: int, page1g:
             fault, rsvd = pte(e, mode)
         if fault is not None:
             return PageFault(errcode(mode, acc, cpl, present=rsvd, rsvd=rsvd), la, fault, tuple(uses))
-        if level == 1 or (level in (2, 3) and e & Pte.PS):
+        if level == 1 or (level in (2, 3) and e & _PS):
             return _path(tuple(uses), mode, level)
         table = e & addr_mask(mode.maxphy)
     raise AssertionError("unreachable")
@@ -179,12 +183,12 @@ def _path(uses: tuple[Use, ...], mode: Mode, level: int) -> Path:
         uses=uses,
         base=leaf & addr_mask(mode.maxphy) & ~(size - 1),
         size=size,
-        user=all(u.value & Pte.US for u in uses),
-        writable=all(u.value & Pte.RW for u in uses),
-        xd=any(u.value & Pte.XD for u in uses),
-        glob=bool(leaf & Pte.G),
+        user=all(u.value & _US for u in uses),
+        writable=all(u.value & _RW for u in uses),
+        xd=any(u.value & _XD for u in uses),
+        glob=bool(leaf & _G),
         pkey=(leaf & PKEY_MASK) >> PKEY_SHIFT,
-        dirty=bool(leaf & Pte.D),
+        dirty=bool(leaf & _D),
     )
 
 
@@ -192,18 +196,18 @@ def errcode(mode: Mode, acc: int, cpl: int, present: bool, rsvd: bool = False, p
     """§4.7: P, W/R, U/S, RSVD, I/D, PK.  I/D is set for fetches only if SMEP = 1 or NXE = 1 (PAE is on)."""
     code = 0
     if present:
-        code |= ErrCode.P
+        code |= 1                       # P
     if acc == WRITE:
-        code |= ErrCode.W
+        code |= 2                       # W/R
     if cpl == 3:
-        code |= ErrCode.U
+        code |= 4                       # U/S
     if rsvd:
-        code |= ErrCode.RSVD
+        code |= 8                       # RSVD
     if acc == EXEC and (mode.smep or mode.nxe):
-        code |= ErrCode.ID
+        code |= 16                      # I/D
     if pk:
-        code |= ErrCode.PK
-    return int(code)
+        code |= 32                      # PK
+    return code
 
 
 # ---------------------------------------------------------------------------
@@ -264,7 +268,7 @@ def _allowed_clause(path: Path, mode: Mode, acc: int, cpl: int, ac: int) -> str:
         return "sdm.pkeys.ignored-without-pke"
     if any(u.value & bits(58, 52) or u.value & bits(11, 9) for u in path.uses):
         return "sdm.walk.ignored-bits"
-    if path.size == 1 << 12 and path.uses[-1].value & Pte.PS:
+    if path.size == 1 << 12 and path.uses[-1].value & _PS:
         return "sdm.walk.pte.pat-not-ps"
     if cpl < 3 and acc == WRITE and not mode.wp and not path.writable:
         return "sdm.access.wp0-supervisor-write"
