@@ -211,10 +211,12 @@ def _rates(timeline: list[list[float]]) -> list[tuple[float, float]]:
 # ---------------------------------------------------------------------------
 # sections
 
-def _summary(report: dict[str, Any]) -> str:
+def _summary(report: dict[str, Any], cx_ids: dict[tuple[int, str], str]) -> str:
     rows = []
     for i, t in enumerate(report.get("targets", [])):
         unexplained = [f for f in t.get("failures", []) if not f.get("expected_difference")]
+        first = cx_ids.get((i, unexplained[0]["clause"])) if unexplained else None
+        n_failed = f'<a href="#{first}">{len(unexplained)}</a>' if first else str(len(unexplained))
         verdict = ('<span class="verdict bad">FAIL</span>' if unexplained else '<span class="verdict ok">PASS</span>')
         m = t.get("machine") or {}
         machine = f"{m.get('examples', 0)} examples, {m.get('result', '?')}" if m else "not run"
@@ -222,7 +224,7 @@ def _summary(report: dict[str, Any]) -> str:
             f'<tr id="{anchor("target", str(i))}"><td><code>{_e(t["name"])}</code></td><td>{_e(", ".join(t.get("layers", [])))}</td>'
             f"<td>{verdict}</td><td class=num>{t.get('programs', 0)}</td><td class=num>{t.get('calls', 0)}</td>"
             f"<td class=num>{t.get('clauses_exercised', len(t.get('clauses', {})))}</td>"
-            f"<td class=num>{len(unexplained)}</td><td class=num>{len(t.get('failures', [])) - len(unexplained)}</td>"
+            f"<td class=num>{n_failed}</td><td class=num>{len(t.get('failures', [])) - len(unexplained)}</td>"
             f"<td class=num>{t.get('not_applicable', 0)}</td><td>{_e(machine)}</td></tr>")
         extra = []
         if t.get("unsupported"):
@@ -419,7 +421,7 @@ def render(report: dict[str, Any]) -> str:
         '<nav><a href="#summary">Summary</a><a href="#clauses">Clauses</a>'
         '<a href="#counterexamples">Counterexamples</a><a href="#coverage">Coverage</a><a href="#plots">Plots</a></nav>',
         "<main>",
-        f'<section id="summary"><h2>Summary</h2>{banner}{_summary(report)}</section>',
+        f'<section id="summary"><h2>Summary</h2>{banner}{_summary(report, cx_ids)}</section>',
         f'<section id="clauses"><h2>Clauses</h2><p class="small">One row per clause of the layers judged. '
         f'<b>passed</b>: every check agreed with the model; <b>failed</b>: links to the counterexample; '
         f'<b>not applicable</b>: only programs using calls the target does not implement would reach it; '
