@@ -575,6 +575,11 @@ class Paging:
         for k in [k for k, m in self.unsure.items() if not m]:
             del self.unsure[k]
 
+    def observe(self) -> dict[str, Any]:
+        """The checkpoint state a target reports (specs/compare_hw.py): changed qwords of program RAM."""
+        return {"entries": tuple(sorted((a, v) for a, v in self.mem.items()
+                                        if self.low <= a < self.ram and v != pattern(a)))}
+
     # -- explanations (for failure reports) ----------------------------------------
 
     def explain(self, la: int) -> str:

@@ -301,6 +301,18 @@ class Machine:
         self.uc.reg_write(_x.UC_X86_REG_CR3, INITIAL_CR3)
         self.dirty, self.cpl, self.ac = False, 0, 0
 
+    def observe(self) -> Observation:
+        """Every qword of the frames the program wrote that no longer holds the pattern (A/D included)."""
+        import numpy as np
+        entries = []
+        for frame in sorted(self.touched):
+            got = np.frombuffer(bytes(self.uc.mem_read(frame, 0x1000)), dtype=np.uint64)
+            pa = np.arange(frame, frame + 0x1000, 8, dtype=np.uint64)
+            want = (pa << np.uint64(8)) | np.uint64(0xCC)
+            for i in np.nonzero(got != want)[0]:
+                entries.append((int(pa[i]), int(got[i])))
+        return Observation(extra=(("entries", tuple(entries)),))
+
     def _run(self, start: int, end: int, count: int = 0) -> Outcome | None:
         self.exc = None
         try:
@@ -465,7 +477,7 @@ class QemuSession(Session):
         return self.m.call(call.name, tuple(int(x) for x in args))
 
     def observe(self) -> Observation:
-        return Observation()
+        return self.m.observe()
 
 
 class QemuTarget(Target):
@@ -507,7 +519,7 @@ class QemuTarget(Target):
             out.append(o)
             if c.result and o.value is not None:
                 env[c.result] = o.value
-        return RunResult(tuple(out), ((len(out) - 1, Observation()),) if out and observe != "none" else ())
+        return RunResult(tuple(out), ((len(out) - 1, m.observe()),) if out and observe != "none" else ())
 
 
 __all__ = ["QemuTarget", "Machine", "pattern"]

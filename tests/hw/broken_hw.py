@@ -126,7 +126,7 @@ class _Session(Session):
         return o
 
     def observe(self) -> Observation:
-        return Observation()
+        return Observation(extra=tuple(sorted(self.model.observe().items())))
 
 
 class BrokenTarget(Target):

@@ -63,3 +63,18 @@ def test_broken_walker_is_caught_with_a_minimal_reproducer(cls):
     # without the strict law, extra flushing is allowed
     if strict:
         assert failing_signature(target, program, {}) is None
+
+
+def test_checkpoint_comparison_catches_a_d_bugs_without_read_back():
+    from .broken_hw import DirtyOnRead
+    program = parse("""\
+set_pte(0x200000, 0, 0x201000, PTE_P|PTE_RW|PTE_US)
+set_pte(0x201000, 0, 0x202000, PTE_P|PTE_RW|PTE_US)
+set_pte(0x202000, 2, 0x203000, PTE_P|PTE_RW|PTE_US)
+set_pte(0x203000, 5, 0x300000, PTE_P|PTE_RW|PTE_US)
+mov_cr3(0x200000)
+a = access(0x405000, ACC_READ, 3)
+""")
+    sig = failing_signature(BrokenTarget(DirtyOnRead), program, {})
+    assert sig is not None and sig.clause == "sdm.ad.no-dirty-on-read"
+    assert failing_signature(ModelTarget(), program, {}) is None
