@@ -223,7 +223,7 @@ class Kpti:
     def _a_syscall_exit(self, o: Outcome) -> None:
         self.in_kernel = False
         if self.kpti:
-            slot = self.slot_of[self.cur]
+            slot = self.slot_of.get(self.cur, -1)
             flush = not self.pcid or slot in self.pending_user_flush or "pcid-flush-every-switch" in self.broken
             self.pending_user_flush.discard(slot)
             self._cr3(self._user_pcid(), noflush=not flush)
