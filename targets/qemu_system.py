@@ -36,6 +36,7 @@ import time
 from importlib import resources
 from typing import Any
 
+from memspec.calls import layer_calls
 from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3
 from memspec.errors import SessionFailed, TargetError
 from memspec.program import Call, Program, Ref, eval_args
@@ -54,6 +55,9 @@ HARNESS_ENTRY4 = 0x5000 | 0x27
 HARNESS_ENTRY5 = 0x1000 | 0x27
 
 QEMU = "qemu-system-x86_64"
+# TCG's default MAXPHYADDR is 40; the SVM guest's own harness slot lives at guest-physical
+# 511 << 39, which needs 48 bits (and 48 is what most real CPUs have)
+DEFAULT_CPU = "max,phys-bits=48"
 APT_HINT = "apt-get install -y --no-install-recommends qemu-system-x86"
 SOURCES = ("entry.S", "kernel.c", "kernel.ld")
 CFLAGS = ("-m64", "-ffreestanding", "-fno-pic", "-fno-pie", "-mcmodel=kernel", "-mno-red-zone",
@@ -143,7 +147,7 @@ class GuestDied(Exception):
 class Guest:
     """One QEMU process running the test kernel; commands and answers are lines on COM1."""
 
-    def __init__(self, image: str, cpu: str = "max", memory_mib: int = 32, binary: str = QEMU,
+    def __init__(self, image: str, cpu: str = DEFAULT_CPU, memory_mib: int = 32, binary: str = QEMU,
                  boot_timeout: float = 30.0, extra: tuple[str, ...] = ()):
         self.cmd = [find_qemu(binary), "-accel", "tcg", "-cpu", cpu, "-m", str(memory_mib),
                     "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
@@ -270,7 +274,9 @@ def _h(v: int) -> str:
 
 
 def encode(name: str, a: tuple[int, ...]) -> str | Outcome:
-    """The command line for one hw call, or the outcome when the harness refuses it here."""
+    """The command line for one call, or the outcome when the harness refuses it here."""
+    if name in VIRT_CALLS:
+        return encode_virt(name, a)
     if name == "access":
         la, acc, cpl, ac = a
         if la % 8 or acc not in (0, 1, 2) or cpl not in (0, 3) or ac not in (0, 1) or not 0 <= la <= U64:
@@ -320,6 +326,8 @@ def decode(name: str, a: tuple[int, ...], reply: str) -> Outcome:
         return EINVAL
     if kind == "v":
         return Outcome(value=int(parts[1], 16))
+    if kind == "n" and len(parts) == 5:
+        return decode_vmexit(name, a, parts)
     if kind != "x" or len(parts) != 5:
         raise TargetError(f"unexpected answer from the test kernel to {name}: {reply!r}")
     # an exception ended the operation: vector, error code, CR2 (for #PF), RIP
@@ -340,8 +348,85 @@ def accepted_then_died(message: str) -> Outcome:
     return Outcome(detail=(("guest", "died after the write was accepted: " + message),))
 
 
-def _table_ok(table: int, idx: int) -> bool:
-    return table % 4096 == 0 and HARNESS_LOW <= table and table + 4096 <= RAM_END and 0 <= idx < HARNESS_SLOT
+def _table_ok(table: int, idx: int, top: int = HARNESS_SLOT - 1) -> bool:
+    return table % 4096 == 0 and HARNESS_LOW <= table and table + 4096 <= RAM_END and 0 <= idx <= top
+
+
+# ---------------------------------------------------------------------------------------------
+# the virt layer: AMD SVM with nested paging (RVI); Intel EPT has no peer here (QEMU's TCG
+# implements SVM but not VMX)
+
+VM_EPT, VM_NPT = 1, 2
+GUEST_SLOT_BASE = 511 << 39
+VIRT_CALLS = frozenset({"vm_boot", "vm_enter", "set_npte", "read_epte", "set_gpte", "read_gpte", "vm_cr3",
+                        "vm_access", "invept"})
+VMEXIT_VMMCALL, VMEXIT_NPF, VMEXIT_SWINT, VMEXIT_EXCP = 0x81, 0x400, 0x75, 0x40
+
+
+class Refused(Exception):
+    """A call this peer cannot run at all (Intel EPT): the program is refused, not judged."""
+
+
+def encode_virt(name: str, a: tuple[int, ...]) -> str | Outcome:
+    if name == "vm_boot":
+        vm, kind, root, eptp_flags, gcr3, gcr4, gefer = a
+        if kind == VM_EPT:
+            raise Refused("Intel EPT: QEMU's TCG has no VMX, so the qemu-system target runs AMD nested paging only")
+        if not 0 <= vm < 4 or kind != VM_NPT or root % 4096 or not HARNESS_LOW <= root < RAM_END or eptp_flags:
+            return EINVAL
+        if not gcr4 & 0x20 or not gefer & 0x100 or gcr3 % 4096 or not 0 <= gcr3 < GUEST_SLOT_BASE:
+            return EINVAL
+        return f"G {vm} {_h(root)} {_h(gcr3)} {_h(gcr4)} {_h(gefer)}"
+    if name == "vm_enter":
+        return f"J {_h(a[0])}" if 0 <= a[0] < 4 else EINVAL
+    if name == "set_npte":
+        table, idx, frame, flags = a
+        if not _table_ok(table, idx, 511) or not 0 <= frame | flags <= U64:
+            return EINVAL
+        return f"U {_h(table + 8 * idx)} {_h(frame | flags)}"
+    if name == "read_epte":
+        table, idx = a
+        return f"Q {_h(table + 8 * idx)}" if _table_ok(table, idx, 511) else EINVAL
+    if name in ("set_gpte", "read_gpte"):
+        table, idx = a[0], a[1]
+        if table % 4096 or not 0 <= idx <= 511 or not 0 <= table < GUEST_SLOT_BASE:
+            return EINVAL
+        if name == "set_gpte":
+            frame, flags = a[2], a[3]
+            if not 0 <= frame | flags <= U64:
+                return EINVAL
+            return f"g {_h(table + 8 * idx)} {_h(frame | flags)}"
+        return f"h {_h(table + 8 * idx)}"
+    if name == "vm_cr3":
+        return f"C {_h(a[0])}" if a[0] % 4096 == 0 and 0 <= a[0] < GUEST_SLOT_BASE else EINVAL
+    if name == "vm_access":
+        gva, acc, cpl = a
+        if gva % 8 or acc not in (0, 1, 2) or cpl not in (0, 3) or not 0 <= gva < GUEST_SLOT_BASE:
+            return EINVAL
+        return f"Y {_h(gva)} {acc} {cpl}"
+    if name == "invept":
+        kind, root = a
+        if kind not in (1, 2) or kind == 1 and (root % 4096 or not HARNESS_LOW <= root < RAM_END):
+            return EINVAL
+        return f"T {kind} {_h(root)}"
+    raise TargetError(f"the qemu-system target does not implement {name}()")
+
+
+def decode_vmexit(name: str, a: tuple[int, ...], parts: list[str]) -> Outcome:
+    """``n EXITCODE EXITINFO1 EXITINFO2 RAX`` (AMD APM Vol. 2 Appendix C) -> the virt outcome."""
+    code, info1, info2, rax = (int(p, 16) for p in parts[1:5])
+    if code == VMEXIT_VMMCALL:
+        return Outcome(value=rax) if name == "vm_access" else OK
+    if name == "vm_access" and a[1] == 2 and code in (VMEXIT_EXCP + 3, VMEXIT_SWINT):
+        # the pattern's int3 ran: the fetch was allowed (QEMU exits with INTn for INT3, see the docstring)
+        return OK
+    if code == VMEXIT_NPF:
+        return Outcome(signal="#NPF", detail=(("exitinfo1", info1), ("exitinfo2", info2)))
+    if code == VMEXIT_EXCP + 14:
+        return Outcome(signal="#PF", detail=(("cr2", info2), ("errcode", info1)))
+    if VMEXIT_EXCP <= code < VMEXIT_EXCP + 32:
+        return Outcome(signal=VECTORS.get(code - VMEXIT_EXCP, f"#V{code - VMEXIT_EXCP}"))
+    return Outcome(signal=f"#VMEXIT{code:#x}", detail=(("exitinfo1", info1), ("exitinfo2", info2)))
 
 
 RAM_END = 32 << 20      # replaced by what the kernel reports (it reads the multiboot memory size)
@@ -360,7 +445,10 @@ class QemuSystemSession(Session):
         if self.dead is not None:     # the guest this session's state lived in is gone
             raise SessionFailed(self.dead.status, self.dead.message)
         a = tuple(int(x) for x in args)
-        line = encode(call.name, a)
+        try:
+            line = encode(call.name, a)
+        except Refused as e:
+            raise SessionFailed(RunStatus.REFUSED, str(e)) from None
         if isinstance(line, Outcome):
             return line
         try:
@@ -380,10 +468,12 @@ class QemuSystemTarget(Target):
     """Full-system QEMU under TCG with memspec's test kernel (see the module docstring)."""
 
     name = "qemu-system"
-    layers = ("hw",)
+    layers = ("hw", "virt")
+    # the hw layer's calls and the virt layer's two-dimensional ones (not KPTI's)
+    calls = frozenset(c.name for c in layer_calls("hw")) | VIRT_CALLS
     timeout = 10.0
 
-    def __init__(self, timeout: float = 10.0, cpu: str = "max", memory_mib: int = 32, binary: str = QEMU,
+    def __init__(self, timeout: float = 10.0, cpu: str = DEFAULT_CPU, memory_mib: int = 32, binary: str = QEMU,
                  image: str | None = None, **_options: Any) -> None:
         self.timeout = timeout
         self.cpu = cpu
@@ -458,8 +548,8 @@ class QemuSystemTarget(Target):
         return out
 
     def session(self, layer: str = "hw") -> QemuSystemSession:
-        if layer != "hw":
-            raise TargetError(f"the qemu-system target runs the hw layer, not {layer!r}")
+        if layer not in self.layers:
+            raise TargetError(f"the qemu-system target runs the hw and virt layers, not {layer!r}")
         return QemuSystemSession(self)
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
@@ -506,7 +596,10 @@ class QemuSystemTarget(Target):
                 if bad is not None:
                     return bad
             a = tuple(int(x) for x in eval_args(c, env))
-            pending.append((c, a, encode(c.name, a)))
+            try:
+                pending.append((c, a, encode(c.name, a)))
+            except Refused as e:
+                return RunResult((), (), RunStatus.REFUSED, str(e))
             if c.result:
                 names_pending.add(c.result)
         bad = flush()

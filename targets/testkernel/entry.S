@@ -358,7 +358,44 @@ op_wrpkru:
         wrpkru
         retq
 
-/* Ring-3 stubs: the only code on a user page.  INT 0x81 (DPL 3) returns to the harness. */
+/* int svm_run(u64 vmcb_pa, u64 guest_rdi): one VMRUN (AMD APM Vol. 2 15.5); returns at
+ * #VMEXIT with the host's RSP, RIP and RAX restored by the processor, GIF set again. */
+        .globl svm_run
+svm_run:
+        pushq %rbx
+        pushq %rbp
+        pushq %r12
+        pushq %r13
+        pushq %r14
+        pushq %r15
+        movq %rdi, %rax
+        movq %rsi, %rdi
+        clgi
+        vmrun %rax
+        stgi
+        popq %r15
+        popq %r14
+        popq %r13
+        popq %r12
+        popq %rbp
+        popq %rbx
+        retq
+
+/* SVM guest stubs at CPL 0 (supervisor pages of the guest's harness slot): VMMCALL exits. */
+        .globl gk_read, gk_write, gk_cr3
+gk_read:
+        movq (%rdi), %rax
+        vmmcall
+gk_write:
+        movb $0xCC, (%rdi)
+        movq (%rdi), %rax
+        vmmcall
+gk_cr3:
+        movq %rdi, %cr3
+        vmmcall
+
+/* Ring-3 stubs: the only code on a user page.  INT 0x81 (DPL 3) returns to the harness;
+ * in an SVM guest at CPL 3, VMMCALL does. */
         .section .user, "ax"
         .globl user_read, user_write
 user_read:
@@ -368,6 +405,14 @@ user_write:
         movb $0xCC, (%rdi)
         movq (%rdi), %rax
         int $0x81
+        .globl gu_read, gu_write
+gu_read:
+        movq (%rdi), %rax
+        vmmcall
+gu_write:
+        movb $0xCC, (%rdi)
+        movq (%rdi), %rax
+        vmmcall
 
         .section .bss
         .align 16

@@ -341,6 +341,198 @@ static const char *boot(u64 cr0, u64 cr4, u64 efer) {
     return 0;
 }
 
+/* ---- AMD SVM with nested paging (AMD APM Vol. 2 ch. 15, 15.25) ----
+ * The program's nested root gets slot 511 mapping gpa G_BASE + x to hpa x (x < 1 GiB);
+ * the guest's root gets slot 511 mapping gva KBASE + x to gpa G_BASE + x.  So the guest
+ * runs the harness's own stubs at the same linear addresses as the host.  Every
+ * exception in the guest is intercepted (no guest IDT), VMMCALL ends an access. */
+#define MAX_VMS 4
+#define G_BASE (511UL << 39)
+#define EFER_SVME (1UL << 12)
+static u8 vmcb[MAX_VMS][4096] __attribute__((aligned(4096)));
+static u8 hsave[4096] __attribute__((aligned(4096)));
+static u64 h_npdpt[512] __attribute__((aligned(4096)));
+static u64 h_npd[512] __attribute__((aligned(4096)));
+static u64 h_gpml4[512] __attribute__((aligned(4096)));
+static u64 h_gpdpt[512] __attribute__((aligned(4096)));
+static u64 h_gpd[512] __attribute__((aligned(4096)));
+static u64 h_gpt[512] __attribute__((aligned(4096)));
+static int vm_booted[MAX_VMS], vm_flush[MAX_VMS], cur_vm = -1, svm_tables;
+extern int svm_run(u64 vmcb_pa, u64 rdi);
+extern char gk_read[], gk_write[], gk_cr3[], gu_read[], gu_write[];
+
+static u64 va2pa(const void *p) { return (u64)p - KBASE; }
+#define V8(v, o) (*(volatile u8 *)&vmcb[v][o])
+#define V16(v, o) (*(volatile u16 *)&vmcb[v][o])
+#define V32(v, o) (*(volatile u32 *)&vmcb[v][o])
+#define V64(v, o) (*(volatile u64 *)&vmcb[v][o])
+
+static int svm_ok(void) { return (f81c & (1 << 2)) && (f8ad & 1); }
+
+static void svm_tables_init(void) {
+    if (svm_tables) return;
+    h_npdpt[0] = va2pa(h_npd) | 0x27;                 /* nested walks are user accesses: U/S = 1 */
+    for (u64 i = 0; i < 512; i++) h_npd[i] = (i << 21) | 0xE7;
+    h_gpml4[511] = (G_BASE + va2pa(h_gpdpt)) | 0x27;
+    h_gpdpt[511] = (G_BASE + va2pa(h_gpd)) | 0x27;
+    h_gpd[0] = (G_BASE + va2pa(h_gpt)) | 0x27;
+    for (u64 i = 1; i < 512; i++) h_gpd[i] = (G_BASE + (i << 21)) | 0xE3;
+    for (u64 j = 0; j < 512; j++) h_gpt[j] = (G_BASE + (j << 12)) | 0x63;
+    h_gpt[((u64)_user_start - KBASE) >> 12] |= 4;
+    svm_tables = 1;
+}
+
+/* The hypervisor's software walk of a 4-level nested table (no rights): hpa, or ~0 if unmapped. */
+static u64 npt_walk(u64 root, u64 gpa) {
+    u64 table = root & 0x000FFFFFFFFFF000UL;
+    for (int lvl = 4; lvl >= 1; lvl--) {
+        if (table + 4096 > ram_end) return ~0UL;
+        u64 e = *PHYS(table + 8 * ((gpa >> (12 + 9 * (lvl - 1))) & 0x1FF));
+        if (!(e & 1)) return ~0UL;
+        u64 next = e & 0x000FFFFFFFFFF000UL;
+        if (lvl == 1 || ((lvl == 2 || lvl == 3) && (e & 0x80))) {
+            u64 size = lvl == 1 ? 1UL << 12 : lvl == 2 ? 1UL << 21 : 1UL << 30;
+            return (next & ~(size - 1)) | (gpa & (size - 1));
+        }
+        table = next;
+    }
+    return ~0UL;
+}
+
+static void seg(int v, int off, u16 sel, u16 attr) {
+    V16(v, off) = sel;
+    V16(v, off + 2) = attr;
+    V32(v, off + 4) = 0xFFFFFFFF;
+    V64(v, off + 8) = 0;
+}
+
+static void set_cpl(int v, int cpl) {
+    /* VMCB segment attributes: type, S, DPL, P, AVL, L, D/B, G (APM Vol. 2 15.5.1) */
+    u16 code = cpl == 3 ? 0x02FB : 0x029B, data = cpl == 3 ? 0x00F3 : 0x0093;
+    u16 cs = cpl == 3 ? 0x2B : 0x08, ds = cpl == 3 ? 0x23 : 0x10;
+    seg(v, 0x410, cs, code);
+    seg(v, 0x400, ds, data);
+    seg(v, 0x420, ds, data);
+    seg(v, 0x430, ds, data);
+    V8(v, 0x4CB) = (u8)cpl;
+}
+
+static const char *vm_boot(u64 v, u64 root, u64 gcr3, u64 gcr4, u64 gefer) {
+    if (!svm_ok()) return "this CPU has no SVM with nested paging";
+    if (v >= MAX_VMS || !pa_ok(root) || (root & 0xFFF)) return "bad vm or nested root";
+    svm_tables_init();
+    for (int i = 0; i < 4096; i++) vmcb[v][i] = 0;
+    V32(v, 0x008) = 0xFFFFFFFF;                          /* every exception */
+    V32(v, 0x00C) = 1U << 21 | 1U << 24 | 1U << 31;     /* INTn, HLT, shutdown */
+    V32(v, 0x010) = 1U << 0 | 1U << 1;                   /* VMRUN (required), VMMCALL */
+    V32(v, 0x058) = (u32)v + 1;                          /* ASID */
+    V8(v, 0x05C) = 1;                                    /* TLB_CONTROL: flush on first run */
+    V64(v, 0x090) = 1;                                   /* NP_ENABLE */
+    V64(v, 0x0B0) = root;                                /* nCR3 */
+    set_cpl((int)v, 0);
+    seg((int)v, 0x490, 0, 0x008B);                       /* TR: a busy 64-bit TSS */
+    V32((int)v, 0x494) = 0x67;
+    V64(v, 0x4D0) = gefer | (1UL << 10) | EFER_SVME;     /* LMA; SVME must be set in the guest */
+    V64(v, 0x548) = gcr4;
+    V64(v, 0x550) = gcr3;
+    V64(v, 0x558) = 0x80010001;                          /* guest CR0 = PG|WP|PE */
+    V64(v, 0x560) = 0x400;
+    V64(v, 0x568) = 0xFFFF0FF0;
+    V64(v, 0x570) = 2;
+    V64(v, 0x668) = 0x0007040600070406UL;                /* guest PAT: the reset value */
+    u64 pa = root + 8 * 511;                             /* the harness's nested slot */
+    note_write(pa);
+    *PHYS(pa) = va2pa(h_npdpt) | 0x27;
+    vm_booted[v] = 1;
+    vm_flush[v] = 0;
+    cur_vm = (int)v;
+    return 0;
+}
+
+static void vm_run(u64 rip, u64 rdi, int cpl) {
+    int v = cur_vm;
+    /* the guest root's slot 511, wherever its gpa maps now */
+    u64 gcr3 = V64(v, 0x550) & 0x000FFFFFFFFFF000UL;
+    u64 h = npt_walk(V64(v, 0x0B0), gcr3 + 8 * 511);
+    if (h != ~0UL && pa_ok(h)) {
+        note_write(h);
+        *PHYS(h) = (G_BASE + va2pa((V64(v, 0x548) & CR4_LA57) ? h_gpml4 : h_gpdpt)) | 0x27;
+    }
+    if (!(rdmsr(0xC0000080) & EFER_SVME)) guarded(op_efer, rdmsr(0xC0000080) | EFER_SVME, 0, 0);
+    __asm__ volatile("wrmsr" : : "c"(0xC0010117), "a"((u32)va2pa(hsave)), "d"((u32)(va2pa(hsave) >> 32)));
+    set_cpl(v, cpl);
+    V64(v, 0x578) = rip;
+    V64(v, 0x5D8) = 0;
+    V64(v, 0x5F8) = 0;
+    V64(v, 0x570) = 2;
+    V32(v, 0x0C0) = 0;                                   /* VMCB clean bits: nothing cached */
+    if (vm_flush[v]) { V8(v, 0x05C) = 1; vm_flush[v] = 0; }
+    svm_run(va2pa(vmcb[v]), rdi);
+    V8(v, 0x05C) = 0;
+    puts("n "); puthex(V64(v, 0x070));
+    putc(' '); puthex(V64(v, 0x078));
+    putc(' '); puthex(V64(v, 0x080));
+    putc(' '); puthex(V64(v, 0x5F8));
+    putc('\n');
+}
+
+static void virt_command(char cmd, u64 *a, int n) {
+    const char *why = 0;
+    switch (cmd) {
+    case 'G':                                            /* vm_boot(vm, VM_NPT, root, 0, gcr3, gcr4, gefer) */
+        if (n != 5) break;
+        why = vm_boot(a[0], a[1], a[2], a[3], a[4]);
+        if (why) reply_e(why); else reply_k();
+        return;
+    case 'J':
+        if (n != 1) break;
+        if (a[0] >= MAX_VMS || !vm_booted[a[0]]) { reply_e("vm never booted"); return; }
+        cur_vm = (int)a[0];
+        reply_k();
+        return;
+    case 'U':                                            /* a nested entry: hpa, value */
+        if (n != 2) break;
+        if (!pa_ok(a[0])) { reply_e("address outside the program's memory"); return; }
+        for (int v = 0; v < MAX_VMS; v++)
+            if (vm_booted[v] && a[0] == V64(v, 0x0B0) + 8 * 511) { reply_e("the harness's nested slot"); return; }
+        note_write(a[0]);
+        *PHYS(a[0]) = a[1];
+        reply_k();
+        return;
+    case 'g': case 'h': {                               /* guest entries by gpa */
+        if (n != (cmd == 'g' ? 2 : 1)) break;
+        if (cur_vm < 0) { reply_e("no current vm"); return; }
+        if ((a[0] & ~0xFFFUL) == (V64(cur_vm, 0x550) & 0x000FFFFFFFFFF000UL) && ((a[0] >> 3) & 0x1FF) == 511) {
+            reply_e("the harness's guest slot"); return;
+        }
+        u64 h = npt_walk(V64(cur_vm, 0x0B0), a[0]);
+        if (h == ~0UL || !pa_ok(h)) { reply_e("gpa not mapped to the program's memory"); return; }
+        if (cmd == 'g') { note_write(h); *PHYS(h) = a[1]; reply_k(); }
+        else { puts("v "); puthex(*PHYS(h)); putc('\n'); }
+        return;
+    }
+    case 'C':                                            /* guest MOV to CR3 */
+        if (n != 1) break;
+        if (cur_vm < 0) { reply_e("no current vm"); return; }
+        vm_run((u64)gk_cr3, a[0], 0);
+        return;
+    case 'Y':                                            /* guest access: gva, op, cpl */
+        if (n != 3) break;
+        if (cur_vm < 0) { reply_e("no current vm"); return; }
+        if (a[1] == 2) vm_run(a[0], 0, (int)a[2]);
+        else if (a[2] == 3) vm_run((u64)(a[1] == 1 ? gu_write : gu_read), a[0], 3);
+        else vm_run((u64)(a[1] == 1 ? gk_write : gk_read), a[0], 0);
+        return;
+    case 'T':                                            /* invept(kind, root): TLB_CONTROL on next VMRUN */
+        if (n != 2) break;
+        for (int v = 0; v < MAX_VMS; v++)
+            if (vm_booted[v] && (a[0] == 2 || V64(v, 0x0B0) == a[1])) vm_flush[v] = 1;
+        reply_k();
+        return;
+    }
+    reply_e("bad command");
+}
+
 /* ---- the command loop ---- */
 static char line[512];
 
@@ -417,6 +609,8 @@ static void command(void) {
     case 'R': {   /* reset: memory back to the pattern, then boot(cr0, cr4, efer), CR3 = root */
         if (n != 4) break;
         restore_memory();
+        for (int v = 0; v < MAX_VMS; v++) vm_booted[v] = 0;
+        cur_vm = -1;
         wrcr3((rdcr4() & CR4_LA57) ? H_BOOT5 : H_BOOT4);
         if (f7c & (1 << 3)) {       /* PKRU back to 0 (WRPKRU needs CR4.PKE) */
             wrcr4(rdcr4() | (1UL << 22));
@@ -480,6 +674,9 @@ static void command(void) {
         puthex(rdcr4()); putc(' '); puthex(rdmsr(0xC0000080)); putc('\n');
         return;
     case 'F': features_reply(); return;
+    case 'G': case 'J': case 'U': case 'g': case 'h': case 'C': case 'Y': case 'T':
+        virt_command(cmd, a, n);
+        return;
     case 'P': puts("k\n"); return;      /* ping */
     case 'X':     /* the end: Bochs' shutdown port; QEMU is killed by its host */
         puts("bye\n");
