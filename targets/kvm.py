@@ -641,7 +641,8 @@ class _Machine:
                     # code the program made the guest execute (paging entries fetched as
                     # instructions) overwrote the harness: later outcomes would be meaningless
                     self.broken = True
-                    return RunStatus.ERROR, "the program's guest code overwrote the harness's own memory", -1
+                    return (RunStatus.REFUSED, "the program's accesses overwrote the harness's own memory "
+                            "(guest-physical memory below 1 MiB, which the model does not judge either)", -1)
                 return RunStatus.OK, "", -1
             at = self._where(chunk)
             where = "in the harness's fault path (a fault in the harness's own code)" if rip == FATAL + 1 \
@@ -673,7 +674,10 @@ class _Machine:
         if sub != 1 or cc is None or (regs["r14"] - PHYS - SLOTS) % SLOT_SIZE:
             return False
         rip = regs["rip"]
-        if cc.kind == "access" and cc.op == EXEC and cc.cpl == 0 and rip == cc.addr:
+        if cc.kind == "access" and cc.op == EXEC and rip == cc.addr:
+            # At CPL 0 KVM fetched the bytes and cannot emulate them (INT3); at CPL 3 the walk
+            # succeeded and the page is guest-physical memory outside RAM, which KVM cannot
+            # execute from.  Either way the fetch passed every paging check.
             status = ST_FETCHED
         elif PHYS + cc.start <= rip < PHYS + cc.end:
             status = ST_UNEMULATED
@@ -862,7 +866,8 @@ class _Machine:
             extra = (("errcode", err),) if vec in ERRCODE_VECTORS else ()
             return Outcome(signal=name, detail=extra + path + (("cs", cs),) * (cs not in (KCS, UCS)))
         if status == ST_FETCHED:
-            return Outcome(detail=path + (("kvm", "fetched; INT3 not emulated (KVM_EXIT_INTERNAL_ERROR)"),))
+            why = "INT3 not emulated" if cc.cpl == 0 else "fetch from memory outside RAM not emulated"
+            return Outcome(detail=path + (("kvm", f"fetch passed its checks; {why} (KVM_EXIT_INTERNAL_ERROR)"),))
         if status == ST_UNEMULATED:
             return Outcome(signal="KVM_EXIT_INTERNAL_ERROR", detail=path + (("kvm", "emulation failure, suberror 1"),))
         if cc.kind == "fault":
