@@ -86,8 +86,12 @@ def main(argv: list[str]) -> None:
     n = int(argv[1]) if len(argv) > 1 else 3000
     q = QemuTarget()
     bare_rate(q, 200)                        # warm the translation cache
-    bare = bare_rate(q, n)
-    judged, target_only = judged_rate(q, n)
+    # interleaved rounds, best of each: the same machine load for both figures
+    bare = judged = target_only = 0.0
+    for _ in range(3):
+        bare = max(bare, bare_rate(q, n))
+        j, t = judged_rate(q, n)
+        judged, target_only = max(judged, j), max(target_only, t)
     print(f"bare unicorn (PTE write + CR3 write + one load): {bare:10.0f} /s")
     print(f"qemu target only (same step as program calls):   {target_only:10.0f} /s")
     print(f"qemu judged (run + hw model judging each call):  {judged:10.0f} translations/s")

@@ -98,6 +98,8 @@ class Paging:
         self.cr4 = CR4_PAE
         self.efer = EFER_LME | EFER_LMA | (EFER_NXE if f["nx"] else 0)
         self.pkru = 0
+        self._mode_key: tuple[int, ...] | None = None
+        self._mode: Mode | None = None
         self.cr3 = INITIAL_CR3
         self.mem: dict[int, int] = {}          # qwords the program (or the CPU's A/D updates) changed
         self.unsure: dict[int, int] = {}       # addr -> bits the CPU may or may not have set
@@ -112,7 +114,11 @@ class Paging:
 
     @property
     def mode(self) -> Mode:
-        return Mode(self.cr0, self.cr4, self.efer, self.pkru, self.maxphy)
+        key = (self.cr0, self.cr4, self.efer, self.pkru)
+        if self._mode_key != key:
+            self._mode_key = key
+            self._mode = Mode(self.cr0, self.cr4, self.efer, self.pkru, self.maxphy)
+        return self._mode
 
     @property
     def root(self) -> int:

@@ -57,6 +57,7 @@ class History:
     last_all: int = -1         # the last invalidation of everything
     last_nonglobal: dict[int, int] = field(default_factory=dict)   # pcid -> last flush of its non-global ones
     last_nonglobal_all: int = -1
+    last_change: int = -1      # the last entry write or root load (what could make a stale walk)
 
     def tick(self) -> int:
         self.now += 1
@@ -64,6 +65,7 @@ class History:
 
     def write(self, addr: int, old: int, new: int) -> None:
         t = self.tick()
+        self.last_change = t
         vs = self.values.setdefault(addr, [[0, -1, old]])
         vs[-1][1] = t
         vs.append([t, -1, new])
@@ -77,6 +79,7 @@ class History:
 
     def load_root(self, root: int, pcid: int) -> None:
         t = self.tick()
+        self.last_change = t
         if self.roots:
             self.roots[-1][1] = t
         self.roots.append([t, -1, root, pcid])
@@ -134,6 +137,10 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     entries are cached, §4.10.2.1 and §4.10.3.1)."""
     out: list[tuple[Path | PageFault, int, bool]] = []
     removed: list[tuple[Path | PageFault, Event, int]] = []
+    floor_g = h.last_all
+    floor_ng = max(floor_g, h.last_nonglobal_all, h.last_nonglobal.get(pcid, -1))
+    if max(h.last_change, h.nxe_cleared) < (floor_g if mode.pge else floor_ng):
+        return out, removed           # everything since the last flush is current: nothing stale
     amask = addr_mask(mode.maxphy)
     mode_then = replace(mode, efer=mode.efer | (1 << 11))
     floor_g = h.last_all

@@ -341,6 +341,7 @@ class VirtModel:
         return getattr(self, "_expect_" + name)(*args)
 
     def apply(self, proc: str, name: str, args: tuple, outcome: Outcome) -> None:
+        self.last_walk = None       # the composition invariant judges the access just made, once
         if name in KPTI_CALLS:
             self.kpti.apply(name, args, outcome)
             return

@@ -80,6 +80,9 @@ _GPRS = tuple(getattr(_x, "UC_X86_REG_" + n) for n in (
     if _x is not None else ()
 
 
+_REG = {n: getattr(_x, "UC_X86_REG_" + n.upper()) for n in ("rax", "rbx", "rcx", "rdx")} if _x is not None else {}
+
+
 class CalibrationFailed(TargetError):
     pass
 
@@ -103,6 +106,7 @@ class Machine:
         self.ac = 0
         self.touched: set[int] = set()
         self.wild = False      # a fetch executed something other than the pattern's int3
+        self.la57 = False      # CR4.LA57 as last loaded (read back after every CR4 change)
         self.ctx = uc.context_save()
         self.ctx_ptr = ctypes.cast(self.ctx.context, ctypes.c_void_p).value
         self._fill_pattern(0, RAM_SIZE)
@@ -299,7 +303,7 @@ class Machine:
         self._q(INITIAL_CR3 + 8 * HARNESS_SLOT, ENTRY4)
         self.uc.context_restore(self.boot_ctx)
         self.uc.reg_write(_x.UC_X86_REG_CR3, INITIAL_CR3)
-        self.dirty, self.cpl, self.ac = False, 0, 0
+        self.dirty, self.cpl, self.ac, self.la57 = False, 0, 0, False
 
     def observe(self) -> Observation:
         """Every qword of the frames the program wrote that no longer holds the pattern (A/D included)."""
@@ -331,9 +335,10 @@ class Machine:
         return Outcome(signal=VECTORS.get(self.exc, f"#V{self.exc}"))
 
     def _priv(self, op: int, **regs: int) -> Outcome:
-        self._set_cpl(0)
+        if self.dirty or self.cpl:
+            self._set_cpl(0)
         for name, v in regs.items():
-            self.uc.reg_write(getattr(_x, "UC_X86_REG_" + name.upper()), v & U64)
+            self.uc.reg_write(_REG[name], v & U64)
         o = self._run(SUP + op, SUP + op + len(CODE[op]))
         return OK if o is None else o
 
@@ -349,10 +354,10 @@ class Machine:
             la, acc, cpl, ac = a
             if la % 8 or acc not in (0, 1, 2) or cpl not in (0, 3) or ac not in (0, 1) or not 0 <= la <= U64:
                 return EINVAL
-            la57 = bool(uc.reg_read(_x.UC_X86_REG_CR4) & (1 << 12))
-            if _slot(la, la57):
+            if _slot(la, self.la57):
                 return EINVAL
-            self._set_cpl(cpl)
+            if self.dirty or cpl != self.cpl:
+                self._set_cpl(cpl)
             if ac != self.ac:
                 uc.reg_write(_x.UC_X86_REG_EFLAGS, 0x2 | (ac << 18))
                 self.ac = ac
@@ -395,22 +400,24 @@ class Machine:
             root = v & ((1 << self.features["maxphyaddr"]) - 1) & ~0xFFF
             if not HARNESS_LOW <= root < RAM_SIZE:
                 return EINVAL
-            self.root_entry(v, bool(uc.reg_read(_x.UC_X86_REG_CR4) & (1 << 12)))
+            self.root_entry(v, self.la57)
             return self._priv(MOVCR3, rax=v)
         if name == "mov_cr4":
-            return self._priv(MOVCR4, rax=a[0])
+            o = self._priv(MOVCR4, rax=a[0])
+            self.la57 = bool(uc.reg_read(_x.UC_X86_REG_CR4) & (1 << 12))
+            return o
         if name == "mov_cr0":
             return self._priv(MOVCR0, rax=a[0])
         if name == "wrmsr_efer":
             return self._priv(WRMSR, rcx=MSR_EFER, rax=a[0] & 0xFFFFFFFF, rdx=a[0] >> 32)
         if name == "invlpg":
-            la57 = bool(uc.reg_read(_x.UC_X86_REG_CR4) & (1 << 12))
+            la57 = self.la57
             if _canonical(a[0], la57) and _slot(a[0], la57):
                 return EINVAL
             return self._priv(INVLPG, rax=a[0])
         if name == "invpcid":
             kind, pcid, addr = a
-            la57 = bool(uc.reg_read(_x.UC_X86_REG_CR4) & (1 << 12))
+            la57 = self.la57
             if kind == 0 and _canonical(addr, la57) and _slot(addr, la57):
                 return EINVAL
             # the descriptor lives in the read-only harness data page
@@ -445,6 +452,7 @@ class Machine:
                 uc.reg_write(_x.UC_X86_REG_CR3, cr3)
                 return EINVAL
             self.dirty = True
+            self.la57 = bool(cr4 & (1 << 12))
             return OK
         raise TargetError(f"the qemu target does not implement {name}()")
 
