@@ -155,6 +155,8 @@ class EptMisconfig:
 
 
 LEVEL = {5: "pml5e", 4: "pml4e", 3: "pdpte", 2: "pde", 1: "pte"}
+# plain ints for the walk's hot path (IntFlag arithmetic is slow)
+_R, _W, _X, _PS = int(Ept.R), int(Ept.W), int(Ept.X), int(Ept.PS)
 
 
 def present(e: int) -> bool:
@@ -169,16 +171,16 @@ def misconfigured(e: int, level: int, maxphy: int, xonly: bool, page1g: bool) ->
     execute-only support; so do bits 51:M, bit 7 of a PML4E/PML5E, bits 6:3 of a
     non-leaf entry, bits 29:12 (1 GiB) / 20:12 (2 MiB) of a large page, and memory
     types 2, 3, 7 in a leaf."""
-    if e & Ept.W and not e & Ept.R:
+    if e & _W and not e & _R:
         return "sdm.ept.misconfig.write-without-read"
-    if e & 0x7 == Ept.X and not xonly:
+    if e & 0x7 == _X and not xonly:
         return "sdm.ept.misconfig.execute-only-unsupported"
     if maxphy < 52 and e & bits(51, maxphy):
         return "sdm.ept.misconfig.rsvd-maxphy"
-    leaf = level == 1 or (level in (2, 3) and e & Ept.PS)
-    if level >= 4 and e & Ept.PS:
+    leaf = level == 1 or (level in (2, 3) and e & _PS)
+    if level >= 4 and e & _PS:
         return "sdm.ept.misconfig.rsvd-ps"
-    if level == 3 and e & Ept.PS and not page1g:
+    if level == 3 and e & _PS and not page1g:
         return "sdm.ept.misconfig.rsvd-ps"
     if not leaf and e & bits(6, 3):
         return "sdm.ept.misconfig.rsvd-nonleaf"
@@ -210,11 +212,11 @@ def ept_walk(read: Read, root: int, levels: int, gpa: int, maxphy: int = 52, xon
         bad = misconfigured(e, level, maxphy, xonly, page1g)
         if bad is not None:
             return EptMisconfig(gpa, tuple(uses), bad)
-        r, w, x = r and bool(e & Ept.R), w and bool(e & Ept.W), x and bool(e & Ept.X)
-        if level == 1 or (level in (2, 3) and e & Ept.PS):
+        r, w, x = r and bool(e & _R), w and bool(e & _W), x and bool(e & _X)
+        if level == 1 or (level in (2, 3) and e & _PS):
             size = {1: 1 << 12, 2: 1 << 21, 3: 1 << 30}[level]
             return EptPath(tuple(uses), e & amask & ~(size - 1), size, r, w, x,
-                           (e & MT_MASK) >> MT_SHIFT, bool(e & Ept.IPAT))
+                           (e & MT_MASK) >> MT_SHIFT, bool(e & 0x40))
         table = e & amask
     raise AssertionError("unreachable")
 

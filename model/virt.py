@@ -370,7 +370,7 @@ class VirtModel:
                                 f"guest {vmid} reached hpa {w.hpa:#x}, which its EPT/NPT (or a mapping it cached) "
                                 f"does not map to gpa {w.gpa:#x}"))
         pages: dict[int, list[tuple[int, int]]] = {}
-        for (vmid, hp), gp in self.reached.items():
+        for (vmid, hp), gp in (self.reached.items() if len(self.vms) > 1 else ()):
             pages.setdefault(hp, []).append((vmid, gp))
         for hp, who in pages.items():
             if len(who) < 2:
@@ -554,9 +554,10 @@ class VirtModel:
     def candidates(self, gva: int, acc: int, cpl: int) -> list[Walk2D]:
         vm = self.vm
         assert vm is not None
-        out: list[Walk2D] = []
-        for ad_first in (True, False):
-            out += explore(lambda choose: self.walk_2d(vm, gva, acc, cpl, choose, ad_first=ad_first))
+        out: list[Walk2D] = explore(lambda choose: self.walk_2d(vm, gva, acc, cpl, choose))
+        if not vm.ad and any(isinstance(w.guest, Path) for w in out):
+            # the SDM does not order the guest A/D write against the final translation
+            out += explore(lambda choose: self.walk_2d(vm, gva, acc, cpl, choose, ad_first=False))
         return out
 
     def _expect_vm_access(self, gva: int, acc: int, cpl: int) -> Expect:
@@ -574,11 +575,8 @@ class VirtModel:
                 options.append((w.outcome, w.clause))
         if fresh.outcome is None:
             return Expect(fresh.clause, Outcome(value=0), "a value from memory the pattern does not cover", unknown=True)
-        explanation = self.explain(gva)
-        wrong = self._wrong_outcomes(vm, gva, acc, cpl)
-
         def blame(obs: Outcome) -> str:
-            for o, cid in wrong:
+            for o, cid in self._wrong_outcomes(vm, gva, acc, cpl):
                 if o is not None and _same(obs, o):
                     return cid
             return fresh.clause
@@ -587,7 +585,7 @@ class VirtModel:
             for o, _ in options:
                 if o is None or _same(obs, o):
                     return None
-            return (f"expected {' or '.join(show(o) for o, _ in options)}, observed {show(obs)}\n{explanation}")
+            return (f"expected {' or '.join(show(o) for o, _ in options)}, observed {show(obs)}\n{self.explain(gva)}")
         if len(options) == 1:
             return Expect(fresh.clause, fresh.outcome, show(fresh.outcome), predicate=allowed, blame_by=blame)
         return Expect("sdm.ept.cached-guest-physical", fresh.outcome, " or ".join(show(o) for o, _ in options),
