@@ -514,6 +514,13 @@ static void virt_command(char cmd, u64 *a, int n) {
     case 'C':                                            /* guest MOV to CR3 */
         if (n != 1) break;
         if (cur_vm < 0) { reply_e("no current vm"); return; }
+        {   /* the new root needs the harness's slot before the guest's next fetch */
+            u64 h = npt_walk(V64(cur_vm, 0x0B0), (a[0] & 0x000FFFFFFFFFF000UL) + 8 * 511);
+            if (h != ~0UL && pa_ok(h)) {
+                note_write(h);
+                *PHYS(h) = (G_BASE + va2pa((V64(cur_vm, 0x548) & CR4_LA57) ? h_gpml4 : h_gpdpt)) | 0x27;
+            }
+        }
         vm_run((u64)gk_cr3, a[0], 0);
         return;
     case 'Y':                                            /* guest access: gva, op, cpl */
@@ -608,10 +615,12 @@ static void command(void) {
     switch (cmd) {
     case 'R': {   /* reset: memory back to the pattern, then boot(cr0, cr4, efer), CR3 = root */
         if (n != 4) break;
+        /* off the program's root first: restoring it would pull the harness's slot from
+         * under the running code once the TLB forgets (a VMRUN flushes QEMU's) */
+        wrcr3((rdcr4() & CR4_LA57) ? H_BOOT5 : H_BOOT4);
         restore_memory();
         for (int v = 0; v < MAX_VMS; v++) vm_booted[v] = 0;
         cur_vm = -1;
-        wrcr3((rdcr4() & CR4_LA57) ? H_BOOT5 : H_BOOT4);
         if (f7c & (1 << 3)) {       /* PKRU back to 0 (WRPKRU needs CR4.PKE) */
             wrcr4(rdcr4() | (1UL << 22));
             guarded(op_wrpkru, 0, 0, 0);
