@@ -39,6 +39,7 @@ import errno as _errno
 import fcntl
 import mmap
 import os
+import re
 import signal
 import struct
 import threading
@@ -456,7 +457,7 @@ class KernelLog:
     # lines kvm-pvm prints for events the run already reports as an exit or an outcome
     # (an emulation failure, a triple fault): kept, but no finding by themselves
     ROUTINE = ("INTERNAL_ERROR in batch emul", "INTERNAL_ERROR after native exit", "triple fault delivering",
-               "kvm-pvm:  D nent=", "kvm-pvm: loaded")
+               "kvm-pvm:  D nent=", "kvm-pvm: loaded", "supports paging only in long mode")
 
     def __init__(self) -> None:
         try:
@@ -483,6 +484,9 @@ class KernelLog:
             if not rec:
                 break
             text = rec.decode("utf-8", "replace").split(";", 1)[-1].strip()
+            other = re.search(r"\bpid (\d+)", text)
+            if other and int(other.group(1)) != os.getpid():
+                continue          # kvm-pvm names the process sometimes: another VMM's line
             if any(w in text for w in self.WORDS) and "__vm_enough_memory" not in text:
                 out.append(text)
         return out
