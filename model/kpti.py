@@ -246,6 +246,14 @@ class Kpti:
             self.cur = pid
             self._cr3(self._kern_pcid(), noflush=True)
             return
+        if "pcid-reuse-no-flush" in self.broken:
+            # a deliberate bug: the next process inherits the running one's PCIDs, and nothing is flushed
+            slot = self.slot_of.pop(self.cur)
+            self.slots[slot] = pid
+            self.slot_of[pid] = slot
+            self.cur = pid
+            self._cr3(self._kern_pcid(), noflush=True)
+            return
         # choose_new_asid: a slot last used by another address space is flushed before reuse
         slot = self.next_slot % NR_DYN_ASIDS
         self.next_slot += 1
@@ -255,9 +263,6 @@ class Kpti:
         self.slots[slot] = pid
         self.slot_of[pid] = slot
         self.cur = pid
-        if "pcid-reuse-no-flush" in self.broken:
-            self._cr3(self._kern_pcid(), noflush=True)
-            return
         self._cr3(self._kern_pcid(), noflush=False)
         if self.kpti:
             self.pending_user_flush.add(slot)
