@@ -12,7 +12,7 @@ guest-physical memory, and let the guest access memory::
     set_epte(0x201000, 0, 0x202000, EPT_R|EPT_W|EPT_X)            # EPT PDPT[0] -> EPT PD
     set_epte(0x202000, 0, 0x400000, EPT_R|EPT_W|EPT_X|EPT_MT_WB|EPT_PS)  # gpa 0..2M -> hpa 4M..6M
     set_epte(0x202000, 1, 0x800000, EPT_R|EPT_MT_WB|EPT_PS)       # gpa 2M..4M -> hpa 8M..10M, read-only
-    vm_boot(0, VM_EPT, 0x200000, EPTP_WB|EPTP_WL4, 0x10000)       # guest CR3 = gpa 0x10000
+    vm_boot(0, VM_EPT, 0x200000, EPTP_WB|EPTP_WL4, 0x10000, CR4_PAE, EFER_LME|EFER_LMA|EFER_NXE)
     set_gpte(0x10000, 0, 0x11000, PTE_P|PTE_RW|PTE_US)            # guest tables, written at gpa
     set_gpte(0x11000, 0, 0x12000, PTE_P|PTE_RW|PTE_US)
     set_gpte(0x12000, 0, 0x13000, PTE_P|PTE_RW|PTE_US)
@@ -64,13 +64,11 @@ from __future__ import annotations
 
 from .calls import CallSpec, Param as P, register
 
-_GUEST_CR4 = P("gcr4", "creg", 1 << 5)                        # CR4_PAE
-_GUEST_EFER = P("gefer", "creg", (1 << 8) | (1 << 10) | (1 << 11))   # EFER_LME|EFER_LMA|EFER_NXE
 
 # --- the two-dimensional walk ---------------------------------------------------
 register(CallSpec(
-    "vm_boot", "virt", (P("vm"), P("kind", "vmkind"), P("root"), P("eptp_flags", "eptp", 0), P("gcr3", "int", 0),
-                        _GUEST_CR4, _GUEST_EFER),
+    "vm_boot", "virt",
+    (P("vm"), P("kind", "vmkind"), P("root"), P("eptp_flags", "eptp"), P("gcr3"), P("gcr4", "creg"), P("gefer", "creg")),
     returns="none",
     doc="create (or reset) guest vm (0..3) of kind VM_EPT (EPTP = root | eptp_flags: EPTP_WB|EPTP_WL4 [|EPTP_AD]) "
         "or VM_NPT (nCR3 = root, eptp_flags 0), guest CR0 = PG|PE|WP, CR3 = gcr3 (a gpa), CR4, EFER; it becomes current. "

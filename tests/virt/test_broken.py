@@ -33,7 +33,7 @@ set_gpte(0x11000, 0, 0x12000, PTE_P|PTE_RW|PTE_US)
 set_gpte(0x12000, 0, 0x13000, PTE_P|PTE_RW|PTE_US)
 set_gpte(0x13000, 5, 0x100000, PTE_P|PTE_RW|PTE_US)
 """
-BOOT0 = "vm_boot(0, VM_EPT, 0x200000, EPTP_WB|EPTP_WL4, 0x10000)\n"
+BOOT0 = "vm_boot(0, VM_EPT, 0x200000, EPTP_WB|EPTP_WL4, 0x10000, CR4_PAE, EFER_LME|EFER_LMA|EFER_NXE)\n"
 
 # guest 1: its own EPT (gpa 0-2M -> hpa 0xC00000), the same guest-physical layout
 EPT_1 = """set_epte(0x240000, 0, 0x241000, EPT_R|EPT_W|EPT_X)
@@ -44,7 +44,7 @@ set_epte(0x242000, 0, 0xC00000, EPT_R|EPT_W|EPT_X|EPT_MT_WB|EPT_PS)
 # guest tables at gpa 0x410000 (hpa 0x810000) and a decoy set at gpa 0x10000 (hpa 0x410000): a walk
 # that takes table gpas for hpas reads the decoy
 DECOY = EPT_4M + """set_epte(0x202000, 2, 0x800000, EPT_R|EPT_W|EPT_X|EPT_MT_WB|EPT_PS)
-vm_boot(0, VM_EPT, 0x200000, EPTP_WB|EPTP_WL4, 0x410000)
+vm_boot(0, VM_EPT, 0x200000, EPTP_WB|EPTP_WL4, 0x410000, CR4_PAE, EFER_LME|EFER_LMA|EFER_NXE)
 set_gpte(0x410000, 0, 0x411000, PTE_P|PTE_RW|PTE_US)
 set_gpte(0x411000, 0, 0x412000, PTE_P|PTE_RW|PTE_US)
 set_gpte(0x412000, 0, 0x413000, PTE_P|PTE_RW|PTE_US)
@@ -69,7 +69,7 @@ CASES = [
     ("skip-table-translation", EPT_4M + BOOT0 + GUEST + "v = vm_access(0x5008, ACC_READ, 3)\n",
      "sdm.ept.guest-paging-structures-translated", 9),
     ("untagged-cache", EPT_4M + EPT_1 + BOOT0 + GUEST + "v = vm_access(0x5008, ACC_READ, 3)\n"
-     + "vm_boot(1, VM_EPT, 0x240000, EPTP_WB|EPTP_WL4, 0x10000)\n" + GUEST + "w = vm_access(0x5008, ACC_READ, 3)\n",
+     + "vm_boot(1, VM_EPT, 0x240000, EPTP_WB|EPTP_WL4, 0x10000, CR4_PAE, EFER_LME|EFER_LMA|EFER_NXE)\n" + GUEST + "w = vm_access(0x5008, ACC_READ, 3)\n",
      "memspec.virt.guests-isolated", 20),
     ("user-set-maps-kernel", KPTI_BASE + "u = user_access(0x400000)\nk = user_access(0xffffffff81000000)\n",
      "linux.pti.user-set-no-kernel", 3),
