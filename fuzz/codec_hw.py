@@ -64,7 +64,7 @@ class _Builder:
         self.next_table = 1
         self.la57 = False
         self.pke = False
-        self.slots: list[tuple[int, int, int]] = []   # (linear base, leaf table, leaf index)
+        self.slots: list[tuple[int, int, int, int, int]] = []   # (linear base, leaf table, index, level, frame)
         self.entries: dict[tuple[int, int], int] = {}  # (table, index) -> next table (for non-leaf entries)
         self.names = 0
 
@@ -138,7 +138,7 @@ class _Builder:
         if r.chance(6):
             frame |= _RSVD[r.int(0, 9)]
         self.emit("set_pte", table, Int(idx[size]), frame, _flags(tuple(sorted(set(leaf), key=leaf.index))))
-        self.slots.append((la, table, idx[size]))
+        self.slots.append((la, table, idx[size], size, frame))
 
     # -- operations --------------------------------------------------------------------
 
@@ -146,7 +146,7 @@ class _Builder:
         r = self.r
         if not self.slots or r.chance(5):
             return r.choice([0x800000000000, 0x1000, 0x405000, 0x7FFFFFFFF000])
-        la, _, _ = r.choice(self.slots)
+        la = r.choice(self.slots)[0]
         return la + 8 * r.int(0, 3) + (0x1000 * r.int(0, 2) if r.chance(20) else 0)
 
     def op(self, roots: list[int]) -> None:
@@ -159,13 +159,15 @@ class _Builder:
             self.emit("access", self.addr(), Flags((("ACC_READ", "ACC_WRITE", "ACC_EXEC")[acc],)), Int(cpl), Int(ac),
                       result=acc != 2)
         elif k < 62 and self.slots:
-            la, table, idx = r.choice(self.slots)
-            frame = DATA_BASE + 0x1000 * r.int(0, 15)
+            # change a leaf: new rights on the same frame (upgrades, downgrades), or a new frame
+            la, table, idx, level, frame = r.choice(self.slots)
             leaf = _w(r, _LEAF)
-            if table != roots[0] and r.chance(30):
-                self.emit("set_pte", table, Int(idx), frame, _flags(leaf))
-            else:
-                self.emit("set_pte", table, Int(idx), frame, _flags(leaf))
+            if level > 1:
+                leaf = leaf + ("PTE_PS",)
+            if r.chance(50):
+                frame = (DATA_BASE + 0x1000 * r.int(0, 15) if level == 1 else
+                         BIG_BASE + 0x200000 * r.int(0, 3) if level == 2 else 0)
+            self.emit("set_pte", table, Int(idx), frame, _flags(leaf))
             if r.chance(50):
                 self.emit("invlpg", la)
         elif k < 68:
@@ -173,7 +175,7 @@ class _Builder:
         elif k < 75:
             self.emit("mov_cr3", r.choice(roots))
         elif k < 81 and self.slots:
-            _, table, idx = r.choice(self.slots)
+            _, table, idx, _, _ = r.choice(self.slots)
             self.emit("read_pte", table, Int(idx), result=True)
         elif k < 85:
             self.emit("mov_cr0", Flags(("CR0_PG", "CR0_PE") + (("CR0_WP",) if r.chance(50) else ())))
@@ -189,9 +191,12 @@ class _Builder:
         elif k < 96 and self.pke:
             self.emit("wrpkru", _hex(r.choice([0, 0x4, 0x8, 0xC, 0x10, 0x20, 0x30])))
         elif self.slots:
-            # alias: another slot's leaf entry points at the frame of this one
-            _, t1, i1 = r.choice(self.slots)
-            self.emit("set_pte", t1, Int(i1), DATA_BASE, Flags(("PTE_P", "PTE_RW", "PTE_US")))
+            # alias: a 4 KiB leaf points at the frame of another (two linear pages, one frame)
+            small = [sl for sl in self.slots if sl[3] == 1]
+            if small:
+                _, t1, i1, _, _ = r.choice(small)
+                _, _, _, _, f2 = r.choice(small)
+                self.emit("set_pte", t1, Int(i1), f2, Flags(("PTE_P", "PTE_RW", "PTE_US")))
 
 
 def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
