@@ -264,8 +264,10 @@ class VirtModel:
                     if foreign:
                         options.insert(0, (foreign[-1], True))
             res, cached = options[pick(len(options)) if len(options) > 1 else 0]
-            if not cached:
-                refs[0] += len(res.uses)
+            hit = cached or (use_cache and not cached and isinstance(res, (EptPath, Path)) and
+                             res in self.cache.lookup(vm.root, gpa))
+            if not hit:
+                refs[0] += len(res.uses)     # a guest-physical mapping that hits costs no references
             if not isinstance(res, (EptPath, Path)):
                 raise _Exit(res, gpa, acc2, table)
             bad = self.nested_rights(vm, res, gpa, acc2)
