@@ -25,7 +25,7 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_clean_target_every_clause_passes_or_is_skipped_with_a_reason(run, c_model_bin: Path) -> None:
-    r = run(f"--memspec-target=cmd:{c_model_bin}", "--memspec-programs=40", "--memspec-examples=5", "-v", "-rs")
+    r = run(f"--memspec-target=cmd:{c_model_bin}", "--memspec-programs=20", "--memspec-examples=3", "-v", "-rs")
     outcomes = r.parseoutcomes()
     assert r.ret == 0, r.stdout.str()
     assert outcomes.get("failed", 0) == 0 and outcomes["passed"] >= 20
@@ -39,7 +39,7 @@ def test_clean_target_every_clause_passes_or_is_skipped_with_a_reason(run, c_mod
 
 def test_a_broken_target_fails_the_clause_with_program_and_replay(run, pytester: pytest.Pytester,
                                                                   c_model_bin: Path) -> None:
-    r = run(f"--memspec-target=cmd:{c_model_bin} --bug=len0-enomem", "--memspec-programs=20",
+    r = run(f"--memspec-target=cmd:{c_model_bin} --bug=len0-enomem", "--memspec-programs=5",
             "--memspec-examples=0")
     assert r.ret == 1
     out = r.stdout.str()
@@ -56,7 +56,7 @@ def test_ini_option_and_the_broken_model_server(run, pytester: pytest.Pytester) 
     pytester.makeini(f"""
         [pytest]
         memspec_target = cmd:{sys.executable} {server} prot-none-readable
-        memspec_programs = 20
+        memspec_programs = 5
         memspec_examples = 0
     """)
     r = run()

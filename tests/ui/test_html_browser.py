@@ -73,7 +73,7 @@ def browse(path: Path, tmp: Path, *extra: str) -> tuple[str, list[str]]:
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run with a passing and a failing target, with model coverage measured."""
     out = tmp_path_factory.mktemp("html") / "out"
-    cmd = [sys.executable, "-m", "memspec.cli", "check", "-q", "--out", str(out), "--programs", "25",
+    cmd = [sys.executable, "-m", "memspec.cli", "check", "-q", "--out", str(out), "--programs", "10",
            "--machine-examples", "0", "--coverage",
            "--target", f"cmd:{sys.executable} -m memspec.cli serve model",
            "--target", f"cmd:{sys.executable} {BROKEN} mprotect-misses-last-page"]
@@ -83,8 +83,14 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_report_renders_with_links_that_resolve_and_a_quiet_console(report: Path, tmp_path: Path) -> None:
-    dom, console = browse(report / "report.html", tmp_path, "--dump-dom")
+@pytest.fixture(scope="module")
+def rendered(report: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
+    """The report's DOM as the browser built it, and its console output."""
+    return browse(report / "report.html", tmp_path_factory.mktemp("browser"), "--dump-dom")
+
+
+def test_report_renders_with_links_that_resolve_and_a_quiet_console(rendered: tuple[str, list[str]]) -> None:
+    dom, console = rendered
     assert console == [], "the report logged to the browser console:\n" + "\n".join(console)
     page = Page()
     page.feed(dom)
@@ -104,11 +110,11 @@ def test_report_renders_with_links_that_resolve_and_a_quiet_console(report: Path
     assert page.tags.get("script", 0) == 0
 
 
-def test_failing_clause_links_to_its_counterexample(report: Path, tmp_path: Path) -> None:
+def test_failing_clause_links_to_its_counterexample(report: Path, rendered: tuple[str, list[str]]) -> None:
     data = json.loads((report / "report.json").read_text())
     failed = {f["clause"] for t in data["targets"] for f in t["failures"]}
     assert "posix.mprotect.sets-prot" in failed
-    dom, _ = browse(report / "report.html", tmp_path, "--dump-dom")
+    dom = rendered[0]
     row = dom.split('id="clause-posix.mprotect.sets-prot"', 1)[1].split("</tr>", 1)[0]
     assert "passed" in row and '<a href="#cx-' in row and "failed" in row
     cx = row.split('<a href="#', 1)[1].split('"', 1)[0]
