@@ -1162,6 +1162,20 @@ class KvmTarget(Target):
         self.machine.discard()
 
 
+def _session_refusal(message: str) -> SessionFailed:
+    """SessionFailed(REFUSED) for a call this KVM cannot be judged on.  Under Hypothesis it is also
+    an unsatisfied assumption, so that a state machine that does not catch refusals drops the
+    example instead of failing (as ``reject()`` would)."""
+    try:
+        from hypothesis.errors import UnsatisfiedAssumption
+    except ImportError:
+        return SessionFailed(RunStatus.REFUSED, message)
+
+    class Refusal(SessionFailed, UnsatisfiedAssumption):
+        pass
+    return Refusal(RunStatus.REFUSED, message)
+
+
 class KvmSession(Session):
     """One call at a time (state machines): each call is its own KVM_RUN on a live VM."""
 
@@ -1188,7 +1202,7 @@ class KvmSession(Session):
         try:
             cc = self.m.compile(chunk, 0, call.name, ints)
         except _Refused as e:
-            raise SessionFailed(RunStatus.REFUSED, f"call {self.n} refused: {e}") from None
+            raise _session_refusal(f"call {self.n} refused: {e}") from None
         if cc.kind == "const":
             return self.m.outcome(cc)
         status, msg, _ = self.m.run_chunk(chunk)
