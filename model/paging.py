@@ -183,7 +183,7 @@ class Paging:
                 bad.append((ev.clause, f"a translation of {e.la_base:#x} (PCID {e.pcid}) survived {ev.kind} "
                                        f"invalidation at time {ev.time}"))
         for addr, mask in self.unsure.items():
-            if mask & ~(Pte.A | Pte.D):
+            if mask & ~0x60:
                 bad.append(("sdm.ad.only-a-d", f"entry {addr:#x}: bits {mask:#x} beyond A/D are uncertain"))
         return bad
 
@@ -404,7 +404,7 @@ class Paging:
             v = (v & ~0xFF) | 0xCC
         elif pa in self.mem:
             # a paging entry read as data: this very walk (or an earlier cached one) may have set its A/D
-            return Outcome(value=v, detail=(("loose", int(Pte.A | Pte.D) | self.unsure.get(pa, 0)),)), clause, pa
+            return Outcome(value=v, detail=(("loose", 0x60 | self.unsure.get(pa, 0)),)), clause, pa
         return Outcome(value=v), clause, pa
 
     def _is_harness_entry(self, pa: int) -> bool:
@@ -536,8 +536,8 @@ class Paging:
             # §4.8: whether A is set in entries used by a faulting walk is not specified
             for res in [cur] + [r for r, _, _ in stale]:
                 for u in res.uses:
-                    if self.read(u.addr) & Pte.P and not self.read(u.addr) & Pte.A and u.addr in self.mem:
-                        self.unsure[u.addr] = int(self.unsure.get(u.addr, 0) | Pte.A)
+                    if u.addr in self.mem and self.mem[u.addr] & 0x21 == 0x01:     # present, A clear
+                        self.unsure[u.addr] = self.unsure.get(u.addr, 0) | 0x20
                         self.ad_clause[u.addr] = "sdm.ad.fault-a-unspecified"
             return
         if o.signal:
@@ -553,7 +553,7 @@ class Paging:
                     continue
                 v = self.read(u.addr)
                 leaf = u is used.uses[-1]
-                want = int(v | Pte.A | (Pte.D if leaf and acc == WRITE else 0))
+                want = v | 0x20 | (0x40 if leaf and acc == WRITE else 0)
                 if exact:
                     if want != v:
                         self.mem[u.addr] = want
@@ -561,14 +561,14 @@ class Paging:
                     self.ad_clause[u.addr] = ("sdm.ad.dirty-on-write" if leaf and acc == WRITE else
                                               "sdm.ad.no-dirty-on-read" if leaf else "sdm.ad.accessed-on-use")
                 else:
-                    self.unsure[u.addr] = int(self.unsure.get(u.addr, 0) | (want & ~v))
+                    self.unsure[u.addr] = self.unsure.get(u.addr, 0) | (want & ~v)
                     self.ad_clause[u.addr] = "sdm.tlb.ad-with-cached-translation"
             self.tlb.fill(used, la, self.pcid, used.glob and bool(self.cr4 & CR4_PGE), self.history.now)
         for res, _, _ in stale:
             for u in res.uses:
                 v = self.read(u.addr)
-                if u.addr in self.mem and v & Pte.P:
-                    self.unsure[u.addr] = int(self.unsure.get(u.addr, 0) | ((Pte.A | (Pte.D if acc == WRITE else 0)) & ~v))
+                if u.addr in self.mem and v & 1:
+                    self.unsure[u.addr] = self.unsure.get(u.addr, 0) | ((0x20 | (0x40 if acc == WRITE else 0)) & ~v)
                     self.ad_clause[u.addr] = "sdm.tlb.ad-with-cached-translation"
         # a store lands the byte 0xCC at the physical address: a paging entry there changes
         if acc == WRITE and o.value is not None:
@@ -578,8 +578,9 @@ class Paging:
                     if pa in self.mem and (self.mem[pa] & ~0xFF) | 0xCC == o.value:
                         self._store(pa, o.value)
                         break
-        for k in [k for k, m in self.unsure.items() if not m]:
-            del self.unsure[k]
+        if self.unsure:
+            for k in [k for k, m in self.unsure.items() if not m]:
+                del self.unsure[k]
 
     def observe(self) -> dict[str, Any]:
         """The checkpoint state a target reports (specs/compare_hw.py): changed qwords of program RAM."""

@@ -57,6 +57,9 @@ ENTRY5 = H_PML4 | UPPER             # root[511] with 5-level paging
 # code offsets in the supervisor and user code pages
 LOAD, STORE, MOVCR3, MOVCR4, MOVCR0, WRMSR, INVLPG, INVPCID, WRPKRU, IRET, NOP = (
     0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xF0)
+# two calls in one emu_start (run() only): MOV CR3 or INVLPG, then a CPL-0 load or store
+CR3_LOAD, CR3_STORE, INVLPG_LOAD, INVLPG_STORE = 0xA0, 0xB0, 0xC0, 0xD0
+FIRST_LEN = 3
 CODE = {
     LOAD: bytes.fromhex("488b18"),                 # mov rbx, [rax]
     STORE: bytes.fromhex("c600cc488b18"),          # mov byte [rax], 0xcc ; mov rbx, [rax]
@@ -69,6 +72,10 @@ CODE = {
     WRPKRU: bytes.fromhex("0f01ef"),               # wrpkru
     IRET: bytes.fromhex("48cf"),                   # iretq
     NOP: bytes.fromhex("90"),                      # nop (also where the IRETQ lands)
+    CR3_LOAD: bytes.fromhex("0f22df488b18"),       # mov cr3, rdi ; mov rbx, [rax]
+    CR3_STORE: bytes.fromhex("0f22dfc600cc488b18"),  # mov cr3, rdi ; mov byte [rax], 0xcc ; mov rbx, [rax]
+    INVLPG_LOAD: bytes.fromhex("0f013f488b18"),    # invlpg [rdi] ; mov rbx, [rax]
+    INVLPG_STORE: bytes.fromhex("0f013fc600cc488b18"),
 }
 GDT_ENTRIES = (0, 0x00AF9B000000FFFF, 0x00CF93000000FFFF, 0x00CFF3000000FFFF, 0x00AFFB000000FFFF)
 USER_CS, USER_SS = 0x23, 0x1B
@@ -99,6 +106,7 @@ class Machine:
         uc.ctl_set_cpu_model(getattr(_x, cpu_model))
         uc.mem_map(0, RAM_SIZE)
         self.exc: int | None = None
+        self.rip = 0
         self.cr2 = 0
         self.errcode = 0
         self.dirty = False
@@ -185,6 +193,7 @@ class Machine:
 
     def _on_intr(self, uc: Any, intno: int, _data: Any) -> None:
         self.exc = intno
+        self.rip = uc.reg_read(_x.UC_X86_REG_RIP)
         if intno == 14:
             self.cr2 = uc.reg_read(_x.UC_X86_REG_CR2)
             uc.context_update(self.ctx)
@@ -333,6 +342,38 @@ class Machine:
         if self.exc == 3:
             return None
         return Outcome(signal=VECTORS.get(self.exc, f"#V{self.exc}"))
+
+    def fused(self, first: str, arg: int, la: int, acc: int, ac: int) -> tuple[Outcome, Outcome] | None:
+        """``mov_cr3(arg)`` or ``invlpg(arg)`` then ``access(la, acc, 0, ac)`` in one emu_start, or None
+        if the pair does not qualify (the caller then runs them one by one)."""
+        if la % 8 or acc not in (0, 1) or ac not in (0, 1) or not 0 <= la <= U64 or _slot(la, self.la57):
+            return None
+        if first == "mov_cr3":
+            root = arg & ((1 << self.features["maxphyaddr"]) - 1) & ~0xFFF
+            if not HARNESS_LOW <= root < RAM_SIZE:
+                return None
+            self.root_entry(arg, self.la57)
+            op = CR3_STORE if acc else CR3_LOAD
+        else:
+            if _canonical(arg, self.la57) and _slot(arg, self.la57):
+                return None
+            op = INVLPG_STORE if acc else INVLPG_LOAD
+        if self.dirty or self.cpl:
+            self._set_cpl(0)
+        uc = self.uc
+        if ac != self.ac:
+            uc.reg_write(_x.UC_X86_REG_EFLAGS, 0x2 | (ac << 18))
+            self.ac = ac
+        uc.reg_write(_x.UC_X86_REG_RDI, arg & U64)
+        uc.reg_write(_x.UC_X86_REG_RAX, la)
+        start = SUP + op
+        o = self._run(start, start + len(CODE[op]))
+        if o is None:
+            return OK, Outcome(value=uc.reg_read(_x.UC_X86_REG_RBX))
+        if self.exc is not None and self.rip == start:
+            # the first instruction raised: the access never ran; run it alone
+            return o, self.call("access", (la, acc, 0, ac))
+        return OK, o
 
     def _priv(self, op: int, **regs: int) -> Outcome:
         if self.dirty or self.cpl:
@@ -522,11 +563,26 @@ class QemuTarget(Target):
         m.reset()
         env: dict[str, int] = {}
         out: list[Outcome] = []
-        for c in program.calls:
-            o = m.call(c.name, tuple(int(x) for x in eval_args(c, env)))
+        calls = program.calls
+        i = 0
+        while i < len(calls):
+            c = calls[i]
+            args = tuple(int(x) for x in eval_args(c, env))
+            nxt = calls[i + 1] if i + 1 < len(calls) else None
+            if c.name in ("mov_cr3", "invlpg") and nxt is not None and nxt.name == "access":
+                a2 = tuple(int(x) for x in eval_args(nxt, env))
+                pair = m.fused(c.name, args[0], a2[0], a2[1], a2[3]) if a2[2] == 0 else None
+                if pair is not None:
+                    out.extend(pair)
+                    if nxt.result and pair[1].value is not None:
+                        env[nxt.result] = pair[1].value
+                    i += 2
+                    continue
+            o = m.call(c.name, args)
             out.append(o)
             if c.result and o.value is not None:
                 env[c.result] = o.value
+            i += 1
         return RunResult(tuple(out), ((len(out) - 1, m.observe()),) if out and observe != "none" else ())
 
 
