@@ -17,6 +17,8 @@ does) and reports **one test per clause** of the layer, named by the clause ID::
     memspec-os[cmd:./my_impl]::posix.mprotect.sets-prot FAILED
     memspec-os[cmd:./my_impl]::linux.mmap.hint-used-when-free SKIPPED (not exercised)
 
+``--memspec-layer=os,phys`` (or ``all``) judges several layers, one group of tests each.
+
 A failed clause shows the minimal program, expected vs observed and the command
 that replays it.  A clause that no program reached, or that only programs using
 calls the target does not implement would reach, is *skipped* with that reason --
@@ -42,7 +44,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--memspec-target", action="append", default=None, metavar="T",
                 help="judge target T (repeatable), e.g. cmd:./my_impl; ini: memspec_target")
     g.addoption("--memspec-layer", default=None, metavar="LAYER",
-                help="layer to check (default: the target's first layer); ini: memspec_layer")
+                help="layer(s) to check: a name, a comma-separated list or 'all' "
+                     "(default: the target's first layer); ini: memspec_layer")
     g.addoption("--memspec-seed", type=int, default=None, metavar="N", help="seed (default 0); ini: memspec_seed")
     g.addoption("--memspec-programs", type=int, default=None, metavar="N",
                 help="random programs per target (default 100); ini: memspec_programs")
@@ -194,7 +197,8 @@ class TargetCollector(pytest.Collector):
                 for cid, c in sorted(cat.items()) if c.layer == self.runner.layer]
 
 
-def _layer_of(target: str, wanted: str) -> str:
+def _layers_of(target: str, wanted: str) -> list[str]:
+    """The layers to judge: ``wanted`` (comma-separated, or ``all``), else the target's first layer."""
     from memspec.errors import TargetError, UsageError
     from memspec.fuzz_api import make_target
     try:
@@ -205,10 +209,16 @@ def _layer_of(target: str, wanted: str) -> str:
         layers = list(t.layers)
     finally:
         t.close()
-    if wanted and wanted not in layers:
-        raise pytest.UsageError(f"memspec: target {target!r} does not implement layer {wanted!r} "
-                                f"(it implements: {', '.join(layers)})")
-    return wanted or layers[0]
+    if not wanted:
+        return layers[:1]
+    if wanted.strip() == "all":
+        return layers
+    out = [w.strip() for w in wanted.split(",") if w.strip()]
+    for w in out:
+        if w not in layers:
+            raise pytest.UsageError(f"memspec: target {target!r} does not implement layer {w!r} "
+                                    f"(it implements: {', '.join(layers)})")
+    return out
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -222,11 +232,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     wanted = _setting(config, "layer", str)
     for target in targets:
-        layer = _layer_of(target, wanted)
-        runner = _Runner(config, target, layer)
-        name = f"memspec-{layer}[{target}]"
-        col = TargetCollector.from_parent(session, name=name, nodeid=name, runner=runner)
-        items.extend(col.collect())
+        for layer in _layers_of(target, wanted):
+            runner = _Runner(config, target, layer)
+            name = f"memspec-{layer}[{target}]"
+            col = TargetCollector.from_parent(session, name=name, nodeid=name, runner=runner)
+            items.extend(col.collect())
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

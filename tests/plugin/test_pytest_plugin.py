@@ -64,6 +64,16 @@ def test_ini_option_and_the_broken_model_server(run, pytester: pytest.Pytester) 
     r.stdout.fnmatch_lines(["FAILED memspec-os[[]cmd:*prot-none-readable[]]::posix.mmap.prot-none-sigsegv"])
 
 
+def test_all_layers_each_get_their_clause_tests(run, c_model_bin: Path) -> None:
+    r = run(f"--memspec-target=cmd:{c_model_bin}", "--memspec-layer=all", "--memspec-programs=3",
+            "--memspec-examples=0", "-v")
+    assert r.ret == 0, r.stdout.str()
+    r.stdout.fnmatch_lines(["*memspec-os[[]cmd:*]::posix.mmap.einval-len0 PASSED*"])
+    r.stdout.fnmatch_lines(["*memspec-phys[[]cmd:*]::linux.buddy.free-unallocated PASSED*"])
+    bad = run(f"--memspec-target=cmd:{c_model_bin}", "--memspec-layer=hw")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR and "does not implement layer 'hw'" in bad.stderr.str()
+
+
 def test_inert_without_a_target(run, pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="def test_one():\n    assert 1 + 1 == 2\n")
     r = run("-v")
