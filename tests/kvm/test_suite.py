@@ -67,3 +67,30 @@ def test_session_drives_one_call_at_a_time(kvm_target, kvm_facts):
             if c.result and o.value is not None:
                 env[c.result] = o.value
     assert outcomes == list(kvm_target.run(program).outcomes)
+
+
+STALE = """set_pte(0x200000, 0, 0x201000, PTE_P|PTE_RW|PTE_US)
+set_pte(0x201000, 0, 0x202000, PTE_P|PTE_RW|PTE_US)
+set_pte(0x202000, 0, 0x203000, PTE_P|PTE_RW|PTE_US)
+set_pte(0x203000, 1, 0x300000, PTE_P|PTE_RW|PTE_US)
+set_pte(0x203000, 2, 0x203000, PTE_P|PTE_RW|PTE_US)
+mov_cr3(0x200000)
+a = access(0x1008, ACC_READ, 3)
+w = access(0x2008, ACC_WRITE, 3)
+b = access(0x1008, ACC_READ, 3)
+invlpg(0x1000)
+c = access(0x1008, ACC_READ, 3)
+"""
+
+
+def test_user_alias_write_leaves_a_stale_translation_until_invlpg(kvm_target, kvm_facts):
+    # PT[2] maps the page table itself, user-writable: the CPL 3 store of 0xCC into PT[1]
+    # clears its P bit behind the shadow MMU's back (KVM marks the table unsync)
+    from memspec.program import parse
+    p = parse(STALE)
+    run = kvm_target.run(p)
+    j = run_and_judge(kvm_target, p, kvm_facts)
+    assert j.passed, j.failure
+    assert run.outcomes[8].value == run.outcomes[6].value == (0x300008 << 8) | 0xCC     # stale: allowed
+    assert j.checks[8].verdict is Verdict.IMPL_DEFINED
+    assert run.outcomes[10].signal == "#PF" and dict(run.outcomes[10].detail)["errcode"] == 0x4
