@@ -18,7 +18,6 @@ with WP = 0 the same write succeeds and sets D in the PTE (sdm.ad.dirty-on-write
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3, RAM_SIZE, pattern
@@ -608,4 +607,4 @@ def new_model(facts: dict) -> Paging:
     return Paging(facts)
 
 
-__all__ = ["Paging", "new_model", "DEFAULT_FACTS", "replace"]
+__all__ = ["Paging", "new_model", "DEFAULT_FACTS", "matches", "show"]

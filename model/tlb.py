@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .pte import Mode, Pte, addr_mask, rsvd_high, bits
+from .pte import Mode, addr_mask
 from .walk import Path, PageFault, Use, index, pml4e, pml5e, pdpte, pde, pte, _path, errcode
 
 # invalidation kinds
@@ -263,5 +263,4 @@ class RefTlb:
             self.drop_page(ev.addr, ev.pcid, include_global=False)
 
 
-__all__ = ["History", "RefTlb", "Event", "stale_walks", "PAGE", "PAGE_GLOBAL", "PCID_ALL", "ALL_NONGLOBAL", "ALL",
-           "bits", "rsvd_high"]
+__all__ = ["History", "RefTlb", "Event", "stale_walks", "PAGE", "PAGE_GLOBAL", "PCID_ALL", "ALL_NONGLOBAL", "ALL"]

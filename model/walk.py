@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .pte import (EXEC, PKEY_MASK, PKEY_SHIFT, READ, WRITE, ErrCode, Mode, Pte, addr_mask, bits,
-                  rsvd_high)
+from .pte import EXEC, PKEY_MASK, PKEY_SHIFT, READ, WRITE, Mode, Pte, addr_mask, bits, rsvd_high
 
 Read = Callable[[int], int]
 
