@@ -43,7 +43,6 @@ import re
 import signal
 import struct
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,7 +106,6 @@ KCS, KDS, UCS, UDS, TSSSEL = 0x08, 0x10, 0x2B, 0x23, 0x30
 P, RW, US, A, D, PS = 1, 2, 4, 0x20, 0x40, 0x80
 HARNESS_ENTRY = H_PDPT | P | RW | US | A     # root[511]: A preset so that walks never change it
 ERRCODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17, 21, 29, 30})
-VEC_USER_DONE = 0x81                  # `int 0x81`: a CPL 3 snippet hands its value back
 VEC_NAMES = {0: "#DE", 1: "#DB", 2: "#NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF",
              10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC",
              19: "#XM", 21: "#CP"}
@@ -124,9 +122,10 @@ U64 = (1 << 64) - 1
 PATH_CPL0, PATH_CPL3 = "cpl0-emulator", "cpl3-shadow"
 
 # Result slot: [0] status, [8] value or faulting RIP, [16] error code, [24] CR2, [32] rax at a fault.
-# status 0: ran to completion at CPL 0; 1: a CPL 3 snippet handed back rax; 2: a fetch
-# returned; 0x100|vector | cs << 16: an exception.
-ST_OK, ST_USER, ST_RETURNED, ST_FETCHED, ST_UNEMULATED, ST_EXC = 0, 1, 2, 3, 4, 0x100
+# status 0: ran to completion at CPL 0; 2: a fetch returned; 3: a fetch passed its checks but
+# KVM could not emulate what it fetched; 4: KVM could not emulate the call's instruction;
+# 0x100|vector | cs << 16: an exception (a CPL 3 snippet ends in one: HLT -> #GP).
+ST_OK, ST_RETURNED, ST_FETCHED, ST_UNEMULATED, ST_EXC = 0, 2, 3, 4, 0x100
 
 
 def _q(v: int) -> bytes:
@@ -299,8 +298,8 @@ def _build_harness(m: bytearray) -> None:
         code += b"\x68" + _d(v)                                   # push vector
         code += b"\xe9" + struct.pack("<i", common - (stub + len(code) + 5))
         m[stub:stub + len(code)] = code
-        handler = PHYS + (HANDLERS + 0x200 if v == VEC_USER_DONE else stub)
-        dpl = 3 if v in (3, VEC_USER_DONE) else 0
+        handler = PHYS + stub
+        dpl = 3 if v == 3 else 0           # INT3 from CPL 3: a fetch of the pattern succeeded
         _w64(m, IDT + 16 * v, (handler & 0xFFFF) | (KCS << 16) | ((0x8E00 | dpl << 13) << 32)
              | (((handler >> 16) & 0xFFFF) << 48))
         _w64(m, IDT + 16 * v + 8, handler >> 32)
@@ -320,10 +319,6 @@ def _build_harness(m: bytearray) -> None:
               + b"\x48\xbc" + _q(KTOP)      # mov rsp, KTOP
               + b"\x41\xff\xe7")            # jmp r15
     m[common:common + len(record)] = record
-    user_done = (b"\x49\x89\x46\x08"        # mov [r14+8], rax
-                 b"\x49\xc7\x06" + _d(ST_USER)
-                 + b"\x48\xbc" + _q(KTOP) + b"\x41\xff\xe7")
-    m[HANDLERS + 0x200:HANDLERS + 0x200 + len(user_done)] = user_done
     m[HANDLERS + 0x300] = 0xF4             # FATAL: where a fault in the harness's own code resumes
     for op, code in USER_SNIPPETS.items():
         m[UCODE + 0x40 * op:UCODE + 0x40 * op + len(code)] = code
