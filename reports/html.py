@@ -86,7 +86,7 @@ def clause_status(t: dict[str, Any], cid: str) -> tuple[str, str, str]:
         if counts.get("pass", 0) == 0 and counts.get("impl-defined", 0) == 0 and counts.get("unknown", 0):
             return "unknown", "unk", f"{n} checks the model could not decide"
         parts = [f"{counts[k]} {k}" for k in ("pass", "impl-defined", "unknown", "unsupported") if counts.get(k)]
-        return "passed", "ok", ", ".join(parts)
+        return "passed", "ok", f"exercised {n}: " + ", ".join(parts)
     na = t.get("not_applicable_clauses", {})
     if cid in na:
         return "not applicable", "na", f"{na[cid]} programs use calls the target does not implement"
