@@ -35,7 +35,7 @@ NOT_CATCHABLE_THROUGH_A_PEER = {"KeepsAfterInvlpg", "PfKeepsTranslation", "Flush
 def qemu_runs(qsys, qsys_facts):
     programs = [p for _o, p in suite_programs("hw")]
     rng = random.Random(5)
-    for _ in range(150):
+    for _ in range(120):
         p = codec_hw.decode(bytes(rng.randrange(256) for _ in range(256)))
         if p.calls:
             programs.append(p)

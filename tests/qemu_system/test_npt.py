@@ -91,5 +91,5 @@ def test_guests_are_separate_and_invept_takes_the_new_mapping(qsys) -> None:
 
 def test_intel_ept_is_refused_not_judged(qsys) -> None:
     r = qsys.run(parse("set_epte(0x200000, 0, 0x201000, EPT_R|EPT_W|EPT_X)\n"
-                       "vm_boot(0, VM_EPT, 0x200000, EPTP_WB|EPTP_WL4, 0x10000)\n"))
+                       "vm_boot(0, VM_EPT, 0x200000, EPTP_WB|EPTP_WL4, 0x10000, CR4_PAE, EFER_LME|EFER_LMA|EFER_NXE)\n"))
     assert r.status is RunStatus.REFUSED and "VMX" in r.message

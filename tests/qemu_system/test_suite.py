@@ -40,7 +40,7 @@ def test_the_directed_suite_passes_or_differs_as_documented(qsys, qsys_facts) ->
 def test_random_programs_agree_with_the_model(qsys, qsys_facts) -> None:
     rng = random.Random("qemu-system")
     programs = []
-    for i in range(80):
+    for i in range(60):
         p = codec_hw.decode(bytes(rng.randrange(256) for _ in range(256)), qsys.calls)
         if p.calls:
             programs.append((f"random #{i}", p))
