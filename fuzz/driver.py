@@ -47,6 +47,9 @@ class FuzzOptions:
     quiet: bool = False
     max_len: int = 512
     out: str = "memspec-out"
+    stop_on_finding: bool = False
+    summary_json: str | None = None
+    merge: bool = False
 
 
 @dataclass
@@ -74,9 +77,15 @@ def features_of(judgement: Any) -> set[tuple[str, ...]]:
     return feats
 
 
+class _Stop(Exception):
+    """The first finding ends the run (--stop-on-finding)."""
+
+
 class Fuzzer:
     def __init__(self, o: FuzzOptions):
         self.o = o
+        self.first_finding: dict[str, Any] | None = None
+        self._feature_order = []
         try:
             self.target = make_target(o.target, timeout=o.timeout)
         except TargetError as e:
@@ -177,10 +186,16 @@ class Fuzzer:
             small = shrink_failure(self.target, program, self.facts, sig, budget=200)
             j2 = execute(self.target, small, self.facts)
             check = j2.failure or f
-            path = self.save_finding(small if j2.failure else program, sig, check)
+            saved = small if j2.failure else program
+            path = self.save_finding(saved, sig, check)
             self.stats.findings += 1
+            self.first_finding = self.first_finding or {
+                "clause": sig.clause, "verdict": sig.verdict, "call": sig.call, "calls": len(saved.calls),
+                "seconds": round(time.monotonic() - self.stats.started, 3), "execs": self.stats.execs, "file": path}
             self.log(f"finding #{self.stats.findings}: {sig.clause} ({sig.verdict} at {sig.call}), "
-                     f"{len(small.calls)} calls -> {path}")
+                     f"{len(saved.calls)} calls -> {path}")
+            if self.o.stop_on_finding:
+                raise _Stop()
 
     # -- mutation ------------------------------------------------------------
 
@@ -241,6 +256,41 @@ class Fuzzer:
 
     # -- engines -------------------------------------------------------------
 
+    def write_summary(self) -> None:
+        if not self.o.summary_json:
+            return
+        import json
+        el = time.monotonic() - self.stats.started
+        write_text(self.o.summary_json, json.dumps({
+            "target": self.target.name, "layer": self.layer, "seed": self.o.seed, "seconds": round(el, 3),
+            "execs": self.stats.execs, "corpus": self.stats.corpus, "features": self.stats.features,
+            "clauses": sorted(self.clauses), "findings": self.stats.findings, "first_finding": self.first_finding,
+        }, indent=2) + "\n")
+
+    def merge(self) -> int:
+        """Keep only the corpus entries that add features (libFuzzer's -merge=1), smallest first."""
+        names = [n for n in os.listdir(self.corpus_dir) if not n.startswith(".") and not n.endswith(".tmp")]
+        blobs = []
+        for n in names:
+            with open(os.path.join(self.corpus_dir, n), "rb") as f:
+                blobs.append((len(f.read()), n))
+        keep: set[str] = set()
+        for _, n in sorted(blobs):
+            with open(os.path.join(self.corpus_dir, n), "rb") as f:
+                data = f.read()
+            program = self.codec.decode(data, self.target.calls)
+            if not program.calls:
+                continue
+            feats = features_of(execute(self.target, program, self.facts, invariants=self.o.invariants))
+            if feats - self.seen:
+                self.seen |= feats
+                keep.add(n)
+        for n in names:
+            if n not in keep:
+                os.unlink(os.path.join(self.corpus_dir, n))
+        self.log(f"merge: kept {len(keep)} of {len(names)} corpus entries ({len(self.seen)} features)")
+        return 0
+
     def run_python(self) -> int:
         self.load_corpus()
         deadline = time.monotonic() + self.o.seconds
@@ -248,13 +298,17 @@ class Fuzzer:
             while time.monotonic() < deadline:
                 self.run_one(self.next_input())
                 self.progress()
+        except _Stop:
+            pass
         except KeyboardInterrupt:
             self.progress(force=True)
             self.log("interrupted: corpus and findings are saved")
             self.log(self.summary())
+            self.write_summary()
             return 130
         self.progress(force=True)
         self.log(self.summary())
+        self.write_summary()
         return 1 if self.stats.findings else 0
 
     def run_atheris(self) -> int:
@@ -262,22 +316,111 @@ class Fuzzer:
         # libFuzzer runs the corpus folder itself (and writes new entries there).
         deadline = time.monotonic() + self.o.seconds
 
+        hit = _clause_feedback(atheris)
+
         def one_input(data: bytes) -> None:
-            self.run_one(data)
+            before = len(self.seen)
+            try:
+                self.run_one(data)
+            except _Stop:
+                self.finish_atheris()
+            if len(self.seen) > before:
+                for feat in self.feature_index(self.seen, before):
+                    hit(feat)
             self.progress()
             if time.monotonic() > deadline:
-                self.progress(force=True)
-                self.log(self.summary())
-                os._exit(1 if self.stats.findings else 0)
+                self.finish_atheris()
 
         argv = [sys.argv[0], self.corpus_dir, f"-max_total_time={int(self.o.seconds) + 1}",
-                f"-seed={self.o.seed or 1}", f"-max_len={self.o.max_len}", "-print_final_stats=0"]
+                f"-seed={self.o.seed or 1}", f"-max_len={self.o.max_len}", "-len_control=10", "-print_final_stats=0"]
+        dictionary = _dictionary(self.layer)
+        if dictionary:
+            argv.append(f"-dict={dictionary}")
         if self.o.quiet:
             argv.append("-close_fd_mask=2")
-        atheris.instrument_all()
+        _instrument_model(atheris)
         atheris.Setup(argv, one_input)
         atheris.Fuzz()
         return 0
+
+
+    def feature_index(self, seen: set[tuple[str, ...]], before: int) -> list[int]:
+        """Stable small integers for the features found since ``before`` (for libFuzzer's counters)."""
+        known = set(self._feature_order)
+        new = sorted(f for f in seen if f not in known)
+        self._feature_order.extend(new)
+        return [self._feature_order.index(f) for f in new]
+
+    def finish_atheris(self) -> None:
+        self.progress(force=True)
+        self.log(self.summary())
+        self.write_summary()
+        os._exit(1 if self.stats.findings else 0)
+
+
+_FEEDBACK_SLOTS = 256
+
+
+def _instrument_model(atheris: Any) -> int:
+    """Give libFuzzer the coverage of the model and the judge only (instrumenting every
+    loaded module, hypothesis and numpy included, costs minutes and says nothing useful)."""
+    import inspect
+    import types
+    done = 0
+    for name, mod in list(sys.modules.items()):
+        if mod is None or not (name.startswith("memspec.model") or name in ("memspec.specs.judge",)):
+            continue
+        for obj in list(vars(mod).values()):
+            funcs = []
+            if isinstance(obj, types.FunctionType) and obj.__module__ == name:
+                funcs.append(obj)
+            elif inspect.isclass(obj) and obj.__module__ == name:
+                for v in vars(obj).values():
+                    f = v.__func__ if isinstance(v, (staticmethod, classmethod)) else v
+                    if isinstance(f, types.FunctionType):
+                        funcs.append(f)
+            for f in funcs:
+                try:
+                    atheris.instrument_func(f)
+                    done += 1
+                except Exception:   # noqa: BLE001 -- a function atheris cannot patch stays uninstrumented
+                    pass
+    return done
+
+
+def _clause_feedback(atheris: Any) -> Any:
+    """A function with one instrumented branch per feature slot: calling it with a new
+    feature's index shows libFuzzer new coverage, so a new clause (or clause pair) keeps
+    its input in the corpus even when the Python coverage is the same."""
+    lines = ["def hit(i):"]
+    lo, hi = 0, _FEEDBACK_SLOTS
+
+    def tree(lo: int, hi: int, depth: int) -> None:
+        pad = "    " * depth
+        if hi - lo == 1:
+            lines.append(f"{pad}return {lo}")
+            return
+        mid = (lo + hi) // 2
+        lines.append(f"{pad}if i < {mid}:")
+        tree(lo, mid, depth + 1)
+        lines.append(f"{pad}else:")
+        tree(mid, hi, depth + 1)
+
+    tree(lo, hi, 1)
+    ns: dict[str, Any] = {}
+    exec(compile("\n".join(lines), "<memspec-clause-feedback>", "exec"), ns)
+    fn = atheris.instrument_func(ns["hit"])
+    return lambda i: fn(i % _FEEDBACK_SLOTS)
+
+
+def _dictionary(layer: str) -> str | None:
+    """The layer's libFuzzer dictionary (tokens for the program-text path of the codecs)."""
+    from importlib import resources
+    try:
+        p = resources.files("memspec.fuzz").joinpath("dict", f"{layer}.dict")
+    except ModuleNotFoundError:
+        return None
+    return str(p) if p.is_file() else None
 
 
 def _engine(o: FuzzOptions) -> str:
@@ -295,6 +438,11 @@ def fuzz(o: FuzzOptions) -> int:
     if o.jobs > 1:
         return _fuzz_jobs(o)
     f = Fuzzer(o)
+    if o.merge:
+        try:
+            return f.merge()
+        finally:
+            f.target.close()
     engine = _engine(o)
     f.log(f"fuzzing {f.target.name} [{f.layer}] for {o.seconds:g} s with the {engine} engine; "
           f"corpus {f.corpus_dir}, findings {f.findings_dir}")

@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="parallel fuzzing processes")
     f.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="time limit per program")
     f.add_argument("--no-invariants", action="store_true", help="skip the model's invariants after every call")
+    f.add_argument("--merge", action="store_true",
+                   help="shrink the corpus to the entries that add features (libFuzzer -merge=1 style), then stop")
+    f.add_argument("--stop-on-finding", action="store_true", help="stop at the first new finding")
+    f.add_argument("--summary-json", metavar="FILE", help="write the run's figures (execs, clauses, first finding) as JSON")
     f.add_argument("--quiet", "-q", action="store_true")
 
     r = sub.add_parser("replay", help="re-run a saved program (a counterexample) and show the verdict",
@@ -208,7 +212,8 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
     from memspec.fuzz.driver import FuzzOptions, fuzz
     return fuzz(FuzzOptions(target=a.target, layer=a.layer, seconds=a.time, corpus=a.corpus, findings=a.findings,
                             seed=a.seed, engine=a.engine, jobs=a.jobs, timeout=a.timeout,
-                            invariants=not a.no_invariants, quiet=a.quiet))
+                            invariants=not a.no_invariants, quiet=a.quiet, merge=a.merge,
+                            stop_on_finding=a.stop_on_finding, summary_json=a.summary_json))
 
 
 def cmd_experiment(a: argparse.Namespace) -> int:

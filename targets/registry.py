@@ -28,6 +28,7 @@ TARGETS: dict[str, str] = {
 FAMILIES: dict[str, str] = {
     "cmd": "memspec.targets.protocol:ProtocolTarget",
     "malloc": "memspec.targets.libc:malloc_target",
+    "py": "memspec.targets.pyload:load_target",
 }
 
 

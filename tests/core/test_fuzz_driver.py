@@ -1,0 +1,49 @@
+"""The fuzz driver's own promises: dictionaries stay in sync, merge keeps coverage, py: targets load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from memspec.calls import LAYERS
+from memspec.fuzz.make_dicts import dictionary
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_committed_dictionaries_match_the_call_table() -> None:
+    for layer in LAYERS:
+        with open(os.path.join(ROOT, "fuzz", "dict", f"{layer}.dict")) as f:
+            assert f.read() == dictionary(layer), f"regenerate with: python -m memspec.fuzz.make_dicts fuzz/dict"
+
+
+def test_merge_keeps_fewer_entries_with_the_same_clauses(tmp_path) -> None:
+    corpus = tmp_path / "c"
+    base = [sys.executable, "-m", "memspec.cli", "fuzz", "--target", "model", "--engine", "python",
+            "--corpus", str(corpus), "--findings", str(tmp_path / "f"), "--quiet"]
+    r = subprocess.run(base + ["--time", "3", "--summary-json", str(tmp_path / "s1.json")], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    before = len(os.listdir(corpus))
+    r = subprocess.run(base + ["--time", "1", "--merge"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    after = len(os.listdir(corpus))
+    assert 0 < after <= before
+
+
+def test_stop_on_finding_reports_the_first_finding(tmp_path) -> None:
+    import json
+    broken = os.path.join(ROOT, "tests", "broken", "broken_server.py")
+    r = subprocess.run([sys.executable, "-m", "memspec.cli", "fuzz", "--target",
+                        f"cmd:{sys.executable} {broken} len0-wrong-errno", "--engine", "python", "--time", "60",
+                        "--stop-on-finding", "--corpus", str(tmp_path / "c"), "--findings", str(tmp_path / "f"),
+                        "--summary-json", str(tmp_path / "s.json"), "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    s = json.load(open(tmp_path / "s.json"))
+    assert s["first_finding"]["clause"] == "posix.mmap.einval-len0"
+    assert s["first_finding"]["calls"] <= 6
+    (saved,) = os.listdir(tmp_path / "f")
+    text = open(tmp_path / "f" / saved).read()
+    assert "# clause: posix.mmap.einval-len0" in text and "# replay: memspec replay" in text
