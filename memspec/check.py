@@ -39,6 +39,7 @@ class CheckOptions:
     timeout: float = 10.0
     quiet: bool = False
     coverage: bool = False     # measure line and branch coverage of the model package
+    db: str | None = None      # Hypothesis example database: a directory or redis://host:port/n
     progress: Callable[[str], None] | None = None
     argv: list[str] = field(default_factory=list)
 
@@ -96,6 +97,23 @@ def _explained(diffs: list[dict[str, str]], target: str, clause: str) -> str:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60]
+
+
+def example_database(spec: str | None) -> Any:
+    """A Hypothesis example database shared between runs and workers: a directory, or Redis.
+    ``None`` (and no MEMSPEC_HYPOTHESIS_DB in the environment) keeps none, so runs are reproducible."""
+    spec = spec or os.environ.get("MEMSPEC_HYPOTHESIS_DB")
+    if not spec:
+        return None
+    if spec.startswith(("redis://", "rediss://")):
+        try:
+            import redis
+            from hypothesis.extra.redis import RedisExampleDatabase
+        except ImportError:
+            raise UsageError("a redis:// example database needs the redis package: pip install redis") from None
+        return RedisExampleDatabase(redis.Redis.from_url(spec))
+    from hypothesis.database import DirectoryBasedExampleDatabase
+    return DirectoryBasedExampleDatabase(spec)
 
 
 def replay_command(path: str, target: str) -> str:
@@ -247,7 +265,7 @@ class Checker:
         from hypothesis.stateful import run_state_machine_as_test
         M = hseed(self.o.seed)(mod.machine(target, facts))
         cfg = settings(max_examples=self.o.machine_examples, stateful_step_count=25, deadline=None,
-                       database=None, suppress_health_check=list(HealthCheck), print_blob=False,
+                       database=example_database(self.o.db), suppress_health_check=list(HealthCheck), print_blob=False,
                        report_multiple_bugs=False)
         t0 = time.monotonic()
         try:
