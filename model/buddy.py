@@ -41,7 +41,7 @@ def internal_waste(size: int) -> int:
 class Buddy:
     """Free lists per order over all zones; ``owner`` records who holds each allocated block."""
 
-    __slots__ = ("machine", "frames", "free_head", "lists", "allocated")
+    __slots__ = ("machine", "frames", "free_head", "lists", "allocated", "used")
 
     def __init__(self, machine: Machine, frames: FrameTable):
         self.machine = machine
@@ -49,6 +49,7 @@ class Buddy:
         self.free_head: dict[int, int] = {}                          # pfn -> order of a free block
         self.lists: list[set[int]] = [set() for _ in range(MAX_ORDER + 1)]
         self.allocated: dict[int, tuple[int, Owner]] = {}            # pfn -> (order, owner)
+        self.used = [0] * machine.nodes                               # frames in allocated blocks, per node
         reserved = set(machine.reserved)
         for r in reserved:
             frames.owner[r] = Owner.KERNEL
@@ -136,6 +137,7 @@ class Buddy:
                                            f"block {pfn}/order {order} taken but not free"))
             self.frames.claim(pfn, 1 << order, owner)
             self.allocated[pfn] = (order, owner)
+            self.used[self.machine.node_of(pfn)] += 1 << order
             return
         k = self._pop(head)
         # expand(): halve the block, keeping the half that holds pfn, freeing the other
@@ -149,10 +151,12 @@ class Buddy:
                 self._push(half, k)
         self.frames.claim(pfn, 1 << order, owner)
         self.allocated[pfn] = (order, owner)
+        self.used[self.machine.node_of(pfn)] += 1 << order
 
     def give(self, pfn: int) -> int:
         """Free an allocated block, merging with free buddies; returns its order."""
         order, owner = self.allocated.pop(pfn)
+        self.used[self.machine.node_of(pfn)] -= 1 << order
         self.frames.release(pfn, 1 << order, owner)
         self.coalesce(pfn, order)
         return order
@@ -203,33 +207,41 @@ class Buddy:
 
     def audit(self) -> list[tuple[str, str]]:
         """Free blocks aligned, inside one zone, not overlapping, maximally coalesced, and
-        exactly the frames the frame table marks free."""
+        exactly the frames the frame table marks free (one numpy pass over the frame table)."""
         bad: list[tuple[str, str]] = []
-        owner = self.frames.owner
-        seen = np.zeros(len(owner), dtype=np.int8)
-        for head, k in self.free_head.items():
-            n = 1 << k
-            if head % n:
-                bad.append(("linux.buddy.block-aligned", f"free block at pfn {head} of order {k} is not aligned"))
-            z = self.machine.zone_of(head)
-            if z is None or head + n > z.end:
-                bad.append(("linux.buddy.within-zone", f"free block at pfn {head} of order {k} leaves its zone"))
-                continue
-            if seen[head:head + n].any():
-                bad.append(("linux.buddy.no-overlap", f"free block at pfn {head} of order {k} overlaps another"))
-            seen[head:head + n] = 1
-            if owner[head:head + n].any():
-                bad.append(("memspec.phys.frame-one-owner",
-                            f"free block at pfn {head} of order {k} holds frames owned by someone else"))
-            if k < MAX_ORDER and self.free_head.get(head ^ n) == k and (head ^ n) in z:
-                bad.append(("linux.buddy.coalesce",
-                            f"free buddies at pfn {min(head, head ^ n)} and {max(head, head ^ n)} "
-                            f"(order {k}) were not merged"))
-            if bad:
-                return bad
-        free_rows = owner == Owner.FREE
-        if (free_rows != seen.astype(bool)).any():
-            pfn = int(np.flatnonzero(free_rows != seen.astype(bool))[0])
+        if not self.free_head:
+            heads = np.zeros(0, dtype=np.int64)
+            orders = np.zeros(0, dtype=np.int64)
+        else:
+            heads = np.fromiter(self.free_head.keys(), dtype=np.int64, count=len(self.free_head))
+            orders = np.fromiter(self.free_head.values(), dtype=np.int64, count=len(self.free_head))
+        sizes = np.left_shift(1, orders)
+        misaligned = np.flatnonzero(heads % sizes)
+        if len(misaligned):
+            i = misaligned[0]
+            return [("linux.buddy.block-aligned", f"free block at pfn {heads[i]} of order {orders[i]} is not aligned")]
+        zi = self.machine.zone_index
+        ends = heads + sizes
+        if len(heads) and (ends > len(zi)).any() or len(heads) and (zi[heads] != zi[np.minimum(ends, len(zi)) - 1]).any():
+            i = int(np.flatnonzero((ends > len(zi)) | (zi[heads] != zi[np.minimum(ends, len(zi)) - 1]))[0])
+            return [("linux.buddy.within-zone", f"free block at pfn {heads[i]} of order {orders[i]} leaves its zone")]
+        # coverage: +1 at each head, -1 at each end; the running sum counts free lists covering a frame
+        cover = np.bincount(heads, minlength=len(zi) + 1) - np.bincount(ends, minlength=len(zi) + 1)
+        count = np.cumsum(cover)[:len(zi)]
+        if (count > 1).any():
+            pfn = int(np.flatnonzero(count > 1)[0])
+            return [("linux.buddy.no-overlap", f"frame {pfn} is in two free blocks")]
+        on_list = count == 1
+        free_rows = self.frames.owner == Owner.FREE
+        if (on_list != free_rows).any():
+            pfn = int(np.flatnonzero(on_list != free_rows)[0])
             bad.append(("memspec.phys.frame-one-owner",
                         f"frame {pfn} is {'free in the frame table but on no free list' if free_rows[pfn] else 'on a free list but owned'}"))
+            return bad
+        for head, k in self.free_head.items():
+            if k < MAX_ORDER:
+                b = head ^ (1 << k)
+                if self.free_head.get(b) == k and 0 <= b < len(zi) and zi[b] == zi[head]:
+                    return [("linux.buddy.coalesce", f"free buddies at pfn {min(head, b)} and {max(head, b)} "
+                             f"(order {k}) were not merged")]
         return bad

@@ -179,9 +179,8 @@ class PhysModel:
 
     def accounting(self) -> list[tuple[str, str]]:
         """free + allocated = total, per node."""
-        used = np.zeros(self.machine.nodes, dtype=np.int64)
-        for pfn, (order, _) in self.buddy.allocated.items():
-            used[self.machine.node_of(pfn)] += 1 << order
+        # the buddy allocator counts its allocated frames per node as blocks come and go
+        used = np.array(self.buddy.used, dtype=np.int64)
         for r in self.machine.reserved:
             used[self.machine.node_of(r)] += 1
         for n in range(self.machine.nodes):

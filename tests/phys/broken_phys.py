@@ -327,9 +327,10 @@ class BrokenModelTarget(Target):
 
     layers = ("phys",)
 
-    def __init__(self, cls: type[PhysModel]):
+    def __init__(self, cls: type[PhysModel], calls: frozenset[str] | None = None):
         self.cls = cls
         self.name = f"broken[{cls.__name__}]"
+        self.calls = calls
 
     def session(self, layer: str = "phys") -> ModelSession:
         s = ModelSession("phys")
