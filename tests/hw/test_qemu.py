@@ -77,3 +77,21 @@ def test_state_machine(which, qemu):
     M = machine(target, target.facts())
     run_state_machine_as_test(M, settings=settings(max_examples=25, stateful_step_count=25, deadline=None,
                                                    database=None, suppress_health_check=list(HealthCheck)))
+
+
+def test_run_in_one_go_equals_call_by_call(qemu):
+    # run() fuses MOV CR3/INVLPG with the next CPL-0 access; the session does one call at a time
+    from memspec.program import eval_args
+    rng = random.Random(5)
+    for _ in range(40):
+        program = decode(bytes(rng.randrange(256) for _ in range(256)))
+        fused = qemu.run(program).outcomes
+        env: dict[str, int] = {}
+        single = []
+        with qemu.session("hw") as s:
+            for c in program.calls:
+                o = s.call(c, eval_args(c, env))
+                single.append(o)
+                if c.result and o.value is not None:
+                    env[c.result] = o.value
+        assert list(fused) == single
