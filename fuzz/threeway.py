@@ -78,11 +78,18 @@ class Disagreement:
     def model_sides_with(self) -> tuple[str, ...]:
         return tuple(a.target for a in self.answers if a.accepted)
 
+    @property
+    def both_allowed(self) -> bool:
+        """Every peer's answer is allowed (an allowed choice, or facts that differ between
+        the peers, e.g. one has LA57 and the other not): not a bug in either."""
+        return all(a.accepted for a in self.answers)
+
     def describe(self) -> str:
         lines = [f"call {self.index + 1}: {self.call}"]
         for a in self.answers:
             lines.append(f"  {a.target:>8}: {show(a.outcome):<44} model: {a.verdict}")
-        side = ", ".join(self.model_sides_with) or "none of them"
+        side = ("all of them (allowed choices, or the peers' facts differ)" if self.both_allowed
+                else ", ".join(self.model_sides_with) or "none of them")
         expected = next((a.expected for a in self.answers if a.expected), "")
         if expected:
             lines.append(f"  model expects {expected} under {self.clause}: sides with {side}")
@@ -104,6 +111,11 @@ class ThreeWay:
     judgements: dict[str, Judgement]
     facts: dict[str, dict[str, Any]]
     disagreements: list[Disagreement] = field(default_factory=list)
+
+    @property
+    def one_sided(self) -> list["Disagreement"]:
+        """Disagreements where the model rejects at least one peer: where a bug is."""
+        return [d for d in self.disagreements if not d.both_allowed]
 
     @property
     def facts_differ(self) -> dict[str, dict[str, Any]]:
