@@ -1,5 +1,6 @@
 """The HTML report in a real headless browser (Debian's chromium): it renders, its
-internal links resolve, it loads nothing from outside, and the console stays quiet.
+internal links resolve and navigate, it loads nothing from outside, and the console
+stays quiet (checked over the DevTools protocol, with a test showing the check bites).
 
 CI installs chromium (apt-get install -y chromium); without it these tests fail and
 say so -- they are never skipped.
@@ -15,6 +16,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+
+from .cdp import Browser
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = ROOT / "tests" / "broken" / "broken_server.py"
@@ -89,7 +92,7 @@ def rendered(report: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[st
     return browse(report / "report.html", tmp_path_factory.mktemp("browser"), "--dump-dom")
 
 
-def test_report_renders_with_links_that_resolve_and_a_quiet_console(rendered: tuple[str, list[str]]) -> None:
+def test_report_renders_with_links_that_resolve(rendered: tuple[str, list[str]]) -> None:
     dom, console = rendered
     assert console == [], "the report logged to the browser console:\n" + "\n".join(console)
     page = Page()
@@ -132,12 +135,38 @@ def test_report_paints(report: Path, tmp_path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, "the page painted (almost) nothing"
 
 
-def test_console_check_catches_errors(tmp_path: Path) -> None:
-    """The console check above can fail: a page that throws is caught."""
+JS_BROKEN_LINKS = """[...document.querySelectorAll('a[href^="#"]')]
+    .map(a => a.getAttribute('href').slice(1)).filter(id => !document.getElementById(id))"""
+
+
+def test_report_over_devtools_no_errors_and_links_navigate(report: Path, tmp_path: Path) -> None:
+    """Loaded through the DevTools protocol: no console error or warning, no failed load,
+    every internal link has a target, and following one scrolls to it."""
+    with Browser(chromium(), tmp_path / "profile") as b:
+        b.load((report / "report.html").as_uri())
+        assert b.evaluate("document.readyState") == "complete"
+        assert b.evaluate(JS_BROKEN_LINKS) == []
+        # laid out: the clause table and every plot take up space on the page
+        assert b.evaluate("document.querySelector('#clauses table').getBoundingClientRect().height") > 500
+        sizes = b.evaluate("[...document.querySelectorAll('svg')].map(e => e.getBoundingClientRect().width)")
+        assert len(sizes) >= 4 and min(sizes) > 100
+        # follow the first clause -> counterexample link, as a reader would
+        hash_, y, top = b.evaluate("""(() => { const a = document.querySelector('#clauses a[href^="#cx-"]');
+            a.click(); const t = document.getElementById(a.getAttribute('href').slice(1));
+            return [location.hash, window.scrollY, t.getBoundingClientRect().top]; })()""")
+        assert hash_.startswith("#cx-") and y > 0 and abs(top) < 120
+        assert b.problems() == []
+
+
+def test_devtools_check_catches_errors_and_failed_loads(tmp_path: Path) -> None:
     bad = tmp_path / "bad.html"
-    bad.write_text("<!DOCTYPE html><title>x</title><p>x</p><script>console.error('boom'); missing();</script>")
-    _, console = browse(bad, tmp_path, "--dump-dom")
-    assert any("boom" in ln for ln in console) and any("missing" in ln for ln in console)
+    bad.write_text('<!DOCTYPE html><title>x</title><img src="missing.png"><a href="#nowhere">x</a>'
+                   "<script>console.error('boom'); missing();</script>")
+    with Browser(chromium(), tmp_path / "profile") as b:
+        b.load(bad.as_uri())
+        assert b.evaluate(JS_BROKEN_LINKS) == ["nowhere"]
+        found = "\n".join(b.problems())
+    assert "boom" in found and "missing is not defined" in found and "missing.png" in found, found
 
 
 def test_report_from_json_is_the_same_page(report: Path, tmp_path: Path) -> None:
