@@ -59,7 +59,8 @@ def test_undefined_behaviour_is_refused_not_run():
         p = parse(text)
         r = t.run(p)
         assert r.status is RunStatus.REFUSED and "refused" in r.message
-        assert judge(p, r, t.name).failure is None or judge(p, r, t.name).failure.verdict is not Verdict.FAIL
+        j = judge(p, r, t.name)
+        assert j.failure is None and j.checks[-1].verdict is Verdict.UNSUPPORTED
 
 
 def test_calls_outside_the_target_are_not_applicable():
@@ -122,3 +123,21 @@ def test_suite_heap_programs_pass_on_glibc_and_others_are_not_applicable():
         assert j.passed, (name, j.failure)
         assert set(p.meta("clauses").split()) <= {c.clause for c in j.checks}, name
     assert ran >= 3
+
+
+def test_preloaded_allocator_runs_in_an_execd_interpreter():
+    """malloc:/path/to/lib.so execs a fresh interpreter with LD_PRELOAD (here: the C library itself,
+    which every machine has), and the same judgement applies."""
+    with open("/proc/self/maps") as f:
+        path = next(line.split()[-1] for line in f if "libc.so.6" in line)
+    t = malloc_target(path)
+    assert t.preload == path and t.name == f"malloc:{path}"
+    p = parse("p = malloc(5000)\nheap_fill(p, 5000, 0x41)\nq = realloc(p, 9000)\nn = heap_count(q, 5000, 0x41)\n"
+              "free(q)\nfree(q)\n")
+    r = t.run(p)
+    assert [o.describe() for o in r.outcomes][3] == "0x1388"
+    assert r.status is RunStatus.REFUSED          # the double free was refused in the exec'd child too
+    j = judge(p, r, t.name)
+    assert j.failure is None and j.checks[-1].verdict is Verdict.UNSUPPORTED
+    with t.session("phys") as s:
+        assert s.call(p.calls[0], (100,)).ok
