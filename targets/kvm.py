@@ -862,8 +862,8 @@ class _Machine:
             name = VEC_NAMES.get(vec, f"#V{vec}")
             if vec == 14:
                 return Outcome(signal="#PF", detail=(("cr2", cr2), ("errcode", err)) + path)
-            extra = (("errcode", err),) if vec in ERRCODE_VECTORS else ()
-            return Outcome(signal=name, detail=extra + path + (("cs", cs),) * (cs not in (KCS, UCS)))
+            # as the qemu target reports them: the vector's name, no error code but a #PF's
+            return Outcome(signal=name, detail=path + (("cs", cs),) * (cs not in (KCS, UCS)))
         if status == ST_FETCHED:
             why = "INT3 not emulated" if cc.cpl == 0 else "fetch from memory outside RAM not emulated"
             return Outcome(detail=path + (("kvm", f"fetch passed its checks; {why} (KVM_EXIT_INTERNAL_ERROR)"),))
