@@ -1044,7 +1044,9 @@ class KvmTarget(Target):
         self.features = probe_features(self.kvm)
         self.log = KernelLog()
         self.machine = _Machine(self.kvm, self.features, timeout, self.log)
-        self.kernel_log: list[tuple[str, str]] = []     # (program's first line or tag, log line)
+        # KVM's kernel-log lines seen while programs ran (the last 1000); the facts hold this
+        # very list, so a report written at the end of a run lists them
+        self.kernel_log: list[str] = []
 
     # -- what the model needs, what is missing --
 
@@ -1056,7 +1058,7 @@ class KvmTarget(Target):
             "ram": RAM_SIZE, "harness_low": HARNESS_LOW, "harness_entry4": HARNESS_ENTRY,
             "harness_entry5": HARNESS_ENTRY, "strict_tlb": False,
             "kvm_smap_stac": f["smap_stac"], "kvm_legacy32": f["legacy32"], "kvm_pae32": f["pae32"],
-            "kvm_kernel_log_readable": self.log.readable,
+            "kvm_kernel_log_readable": self.log.readable, "kvm_kernel_log": self.kernel_log,
         }
 
     def unsupported(self) -> list[str]:
@@ -1138,7 +1140,8 @@ class KvmTarget(Target):
         """The run's result; KVM's kernel-log lines from this program are kept, and any that no
         outcome already accounts for (an instruction reported as not emulated) is a finding."""
         lines = self.log.new_lines()
-        self.kernel_log = (self.kernel_log + [(program.meta("about") or "", line) for line in lines])[-1000:]
+        self.kernel_log.extend(lines)
+        del self.kernel_log[:-1000]
         # /dev/kmsg does not say which process a line is from: another KVM user running at the
         # same time can add lines.  Routine lines are kept in kernel_log; the rest (WARNING,
         # BUG, shadow-MMU complaints) make the run an error with the lines as its message.
