@@ -418,8 +418,9 @@ static int pick_range(struct mm *mm, u64 hint, u64 plen, u64 lo, u64 hi, u64 *ou
 static void do_mmap(i64 id, struct mm *mm, u64 addr, u64 length, int prot, int flags, i64 fd, u64 offset) {
     if (offset & ~PAGE_MASK) { reply_errno(id, "EINVAL"); return; }
     if (!(flags & MAP_ANONYMOUS)) {
-        /* This slice maps anonymous memory only. */
-        reply_errno(id, fd < 0 ? "EBADF" : "ENODEV");
+        /* This slice has no files: no descriptor is open, so every fd is a bad one. */
+        (void)fd;
+        reply_errno(id, "EBADF");
         return;
     }
     if (flags & (MAP_HUGETLB | MAP_GROWSDOWN)) { reply_errno(id, "EINVAL"); return; }
