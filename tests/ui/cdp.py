@@ -25,9 +25,18 @@ class Browser:
             [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0",
              f"--user-data-dir={profile}", "--window-size=1280,2000", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.sock: socket.socket | None = None
         port = self._port()
-        pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout))
-        url = next(p["webSocketDebuggerUrl"] for p in pages if p.get("type") == "page")
+        url = None
+        deadline = time.monotonic() + timeout
+        while url is None and time.monotonic() < deadline:   # the first tab may take a moment to appear
+            pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout))
+            url = next((p["webSocketDebuggerUrl"] for p in pages if p.get("type") == "page"), None)
+            if url is None:
+                time.sleep(0.2)
+        if url is None:
+            self.close()
+            raise RuntimeError("chromium opened no page to drive")
         self.sock = _connect(url, timeout)
         self.buf = b""
         self.next_id = 0
@@ -141,7 +150,7 @@ class Browser:
 
     def close(self) -> None:
         try:
-            if getattr(self, "sock", None) is not None:
+            if self.sock is not None:
                 try:
                     self.send("Browser.close")
                 except (RuntimeError, OSError):
