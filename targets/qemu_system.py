@@ -3,9 +3,11 @@
 memspec builds a small freestanding x86-64 kernel (``targets/testkernel/``: C and
 GNU assembler, built with the system's gcc and binutils at first use and cached
 under the user's cache directory, keyed by a hash of the sources), boots it with
-``qemu-system-x86_64 -accel tcg -cpu max -kernel`` (a multiboot v1 image with a
-32-bit entry that switches to long mode itself), and talks to it over COM1:
+``qemu-system-x86_64 -accel tcg -cpu max,phys-bits=48 -kernel`` (a multiboot v1
+image with a 32-bit entry that switches to long mode itself), and talks to it:
 one command line per call, one answer line per command, many programs per boot.
+Batches travel through an ivshmem shared-memory device with COM1 as the doorbell;
+single commands (and kernels without the device) use COM1 alone.
 
 What this peer shows that the unicorn ``qemu`` target cannot: exceptions are
 delivered by the CPU through the kernel's IDT, so a page fault's error code and
@@ -26,6 +28,7 @@ reports an exception outside any probe is a ``crash``.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import selectors
 import shutil
@@ -144,14 +147,30 @@ class GuestDied(Exception):
         self.status, self.message, self.replies = status, message, replies
 
 
+SHM_SIZE, SHM_IN, SHM_OUT = 1 << 20, 64, 512 << 10
+
+
 class Guest:
-    """One QEMU process running the test kernel; commands and answers are lines on COM1."""
+    """One QEMU process running the test kernel; commands and answers are lines on COM1, or,
+    when the kernel found the ivshmem device, whole batches in shared memory with COM1 as the
+    doorbell (testkernel/README.md)."""
 
     def __init__(self, image: str, cpu: str = DEFAULT_CPU, memory_mib: int = 32, binary: str = QEMU,
-                 boot_timeout: float = 30.0, extra: tuple[str, ...] = ()):
+                 boot_timeout: float = 30.0, extra: tuple[str, ...] = (), shared_memory: bool = True):
+        self.shm: mmap.mmap | None = None
+        self.shm_path = ""
+        shm_args: list[str] = []
+        if shared_memory:
+            where = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            fd, self.shm_path = tempfile.mkstemp(prefix="memspec-qemu-", dir=where)
+            os.ftruncate(fd, SHM_SIZE)
+            self.shm = mmap.mmap(fd, SHM_SIZE)
+            os.close(fd)
+            shm_args = ["-object", f"memory-backend-file,id=shm0,share=on,mem-path={self.shm_path},size=1M",
+                        "-device", "ivshmem-plain,memdev=shm0"]
         self.cmd = [find_qemu(binary), "-accel", "tcg", "-cpu", cpu, "-m", str(memory_mib),
                     "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
-                    "-no-reboot", "-serial", "stdio", "-kernel", image, *extra]
+                    "-no-reboot", "-serial", "stdio", "-kernel", image, *shm_args, *extra]
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, start_new_session=True)
         self.buf = b""
@@ -167,9 +186,11 @@ class Guest:
             self.close()
             raise TargetError(f"the test kernel did not start under QEMU ({e.message}); command: "
                               f"{' '.join(self.cmd)}") from None
-        if not line.endswith(" ready"):
+        if not (line.endswith(" ready") or line.endswith(" ready shm")):
             self.close()
             raise TargetError(f"unexpected greeting from the test kernel: {line!r}")
+        if not line.endswith(" shm") and self.shm is not None:
+            self._drop_shm()
 
     def _line(self, deadline: float) -> str:
         while b"\n" not in self.buf:
@@ -197,10 +218,62 @@ class Guest:
         except Exception:
             return ""
 
+    def _drop_shm(self) -> None:
+        if self.shm is not None:
+            self.shm.close()
+            self.shm = None
+        if self.shm_path:
+            try:
+                os.unlink(self.shm_path)
+            except OSError:
+                pass
+            self.shm_path = ""
+
     def exchange(self, lines: list[str], timeout: float) -> list[str]:
         """Send ``lines`` (one command each) and read one answer per command."""
         if not lines:
             return []
+        if self.shm is not None and len(lines) > 1:
+            return self._exchange_shm(lines, timeout)
+        return self._exchange_serial(lines, timeout)
+
+    def _exchange_shm(self, lines: list[str], timeout: float) -> list[str]:
+        assert self.shm is not None
+        out: list[str] = []
+        deadline = time.monotonic() + timeout
+        i = 0
+        while i < len(lines):
+            chunk: list[str] = []
+            size = 0
+            while i < len(lines) and size + len(lines[i]) + 1 < SHM_OUT - SHM_IN and len(chunk) < 8000:
+                chunk.append(lines[i])
+                size += len(lines[i]) + 1
+                i += 1
+            data = ("\n".join(chunk) + "\n").encode("ascii")
+            self.shm[SHM_IN:SHM_IN + len(data)] = data
+            self.shm[16:24] = len(data).to_bytes(8, "little")
+            try:
+                self.proc.stdin.write(b"@\n")
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                raise GuestDied(RunStatus.CRASH, "QEMU exited: " + self._stderr(), out) from None
+            self.commands += len(chunk)
+            try:
+                done = self._line(deadline)
+            except GuestDied as e:
+                n = int.from_bytes(self.shm[24:32], "little")
+                e.replies = out + self.shm[SHM_OUT:SHM_OUT + n].decode("ascii", "replace").splitlines()
+                raise
+            if not done.startswith("@ "):
+                raise TargetError(f"unexpected answer from the test kernel to a batch: {done!r}")
+            n = int(done[2:], 16)
+            got = self.shm[SHM_OUT:SHM_OUT + n].decode("ascii", "replace").splitlines()
+            if len(got) != len(chunk):
+                raise TargetError(f"the test kernel answered {len(got)} of {len(chunk)} commands")
+            out += got
+        return out
+
+    def _exchange_serial(self, lines: list[str], timeout: float) -> list[str]:
         try:
             self.proc.stdin.write(("\n".join(lines) + "\n").encode("ascii"))
             self.proc.stdin.flush()
@@ -236,6 +309,7 @@ class Guest:
             except Exception:
                 pass
         self.sel.close()
+        self._drop_shm()
 
 
 def parse_features(line: str) -> dict[str, Any]:
