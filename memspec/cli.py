@@ -117,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the reference model over the line protocol on stdin/stdout")
     s.add_argument("what", choices=("model",))
 
+    b = sub.add_parser("bench", help="speed figures (each against its denominator, same run) and scaling curves",
+                       description="Measure each figure and its denominator in the same run, repeated; print medians "
+                                   "with min/max and the ratio; write bench.json and scaling.png to --out.")
+    b.add_argument("--quick", action="store_true", help="a reduced run (well under a minute; what CI runs)")
+    b.add_argument("--out", default="memspec-out/bench", metavar="DIR", help="where bench.json and the plot go")
+    b.add_argument("--only", action="append", metavar="FIGURE", help="measure only this figure or curve set (repeatable)")
+    b.add_argument("--repeat", type=_positive_int, default=None, metavar="N", help="repeats per figure (default 7, 3 with --quick)")
+
     e = sub.add_parser("experiment", help="run one of the seed's quantitative experiments")
     e.add_argument("name")
     e.add_argument("--out", default="memspec-out", metavar="DIR")
@@ -219,6 +227,12 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
                             stop_on_finding=a.stop_on_finding, summary_json=a.summary_json))
 
 
+def cmd_bench(a: argparse.Namespace) -> int:
+    from .bench import run
+    run(quick=a.quick, out=a.out, only=a.only, repeat=a.repeat or None)
+    return 0
+
+
 def cmd_experiment(a: argparse.Namespace) -> int:
     import importlib
     try:
@@ -230,7 +244,7 @@ def cmd_experiment(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"check": cmd_check, "replay": cmd_replay, "clauses": cmd_clauses, "serve": cmd_serve,
-            "fuzz": cmd_fuzz, "experiment": cmd_experiment}
+            "fuzz": cmd_fuzz, "experiment": cmd_experiment, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,202 @@
+"""Scale of the os layer: per-operation cost as the number of mappings grows, model and kernel side by side.
+
+State at size N: N private anonymous one-page mappings, two pages apart (so no two
+merge), each with one page read-faulted in (a present PTE to the zero page).
+
+Operations, each timed over a batch and repeated (medians):
+
+* ``mmap+munmap``: map one anonymous page where the kernel (model) picks, unmap it;
+* ``mprotect``: one page of a mapping in the middle to PROT_READ and back (two calls);
+* ``fault``: a write fault on a page in the middle, then MADV_DONTNEED (so the next one faults again).
+
+The model side is ``System.expect`` + ``System.apply`` (what the judge does per call);
+its invariants are a series of their own (one ``System.invariants()`` call at size N),
+because the judge runs them after every call.  The kernel side is the same calls
+through ctypes in a forked child that holds the N mappings.
+
+The model's state is built directly (VMA tree inserts and the fault path), not
+through N ``mmap`` calls, because each model ``mmap`` currently costs time
+proportional to the resident pages (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+import time
+
+from memspec.bench import Curve
+
+NAME = "os_scale"
+PAGE = 4096
+PROT_READ, PROT_WRITE = 1, 2
+MAP_PRIVATE, MAP_ANONYMOUS, MAP_FIXED = 0x02, 0x20, 0x10
+MADV_DONTNEED = 4
+OPS = ("mmap+munmap", "mprotect", "fault")
+
+
+def sizes(quick: bool) -> tuple[int, ...]:
+    return (10, 1000, 8000) if quick else (10, 1000, 65000)
+
+
+def batch(n: int) -> int:
+    return 20 if n > 5000 else 100
+
+
+# -- model -------------------------------------------------------------------------------------------
+
+def model_state(n: int):
+    from memspec.model import fault
+    from memspec.model.mm import Config, System, Vma
+    s = System(Config(ram_pages=1 << 20))
+    mm = s.procs["main"]
+    base = 0x100000000
+    for i in range(n):
+        a = base + 2 * i * PAGE
+        v = Vma(PROT_READ | PROT_WRITE, False)
+        mm.vmas.set(a, a + PAGE, v)
+        fault.do_page_fault(s, mm, v, a, fault.R)
+    return s, base + 2 * (n // 2) * PAGE
+
+
+def model_ops(s, mid: int, k: int) -> dict[str, float]:
+    def do(name: str, args: tuple):
+        e = s.expect("main", name, args)
+        o = e.default
+        s.apply("main", name, args, o)
+        return o
+
+    out = {}
+    t0 = time.perf_counter()
+    for _ in range(k):
+        a = do("mmap", (0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)).value
+        do("munmap", (a, PAGE))
+    out["mmap+munmap"] = (time.perf_counter() - t0) / k
+    t0 = time.perf_counter()
+    for _ in range(k):
+        do("mprotect", (mid, PAGE, PROT_READ))
+        do("mprotect", (mid, PAGE, PROT_READ | PROT_WRITE))
+    out["mprotect"] = (time.perf_counter() - t0) / (2 * k)
+    t0 = time.perf_counter()
+    for _ in range(k):
+        do("store", (mid, 1))
+        do("madvise", (mid, PAGE, MADV_DONTNEED))
+    out["fault"] = (time.perf_counter() - t0) / k
+    t0 = time.perf_counter()
+    bad = s.invariants()
+    out["invariants"] = time.perf_counter() - t0
+    if bad:
+        raise AssertionError(f"model invariant broken in the benchmark state: {bad[0]}")
+    return out
+
+
+# -- kernel ------------------------------------------------------------------------------------------
+
+def _kernel_child(sizes_: tuple[int, ...], repeat: int, wfd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    mmap, munmap, mprotect, madvise = libc.mmap, libc.munmap, libc.mprotect, libc.madvise
+    mmap.restype = ctypes.c_void_p
+    mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+    for f in (munmap, mprotect, madvise):
+        f.restype = ctypes.c_int
+    munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    mprotect.argtypes = madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    rw, anon = PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS
+    results: dict[str, dict[int, list[float]] | str] = {op: {} for op in OPS}
+    for _ in range(2000):     # warm-up: page tables, slab caches and ctypes' call paths
+        a = mmap(None, PAGE, rw, anon, -1, 0)
+        munmap(a, PAGE)
+    for n in sizes_:
+        span = 2 * n * PAGE
+        base = mmap(None, span, 0, anon, -1, 0)
+        if base in (None, ctypes.c_void_p(-1).value):
+            results["error"] = f"could not reserve {span} bytes"
+            break
+        munmap(base, span)
+        made = 0
+        for i in range(n):
+            a = base + 2 * i * PAGE
+            if mmap(a, PAGE, rw, anon | MAP_FIXED, -1, 0) != a:
+                break
+            ctypes.c_char.from_address(a).value    # read fault: the zero page
+            made += 1
+        if made < n:
+            results["error"] = (f"the kernel refused mapping {made + 1} of {n} "
+                                f"(errno {ctypes.get_errno()}; vm.max_map_count?)")
+            munmap(base, span)
+            break
+        mid = base + 2 * (n // 2) * PAGE
+        k = batch(n) * 5
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for _ in range(k):
+                a = mmap(None, PAGE, rw, anon, -1, 0)
+                munmap(a, PAGE)
+            results["mmap+munmap"].setdefault(n, []).append((time.perf_counter() - t0) / k)
+            t0 = time.perf_counter()
+            for _ in range(k):
+                mprotect(mid, PAGE, PROT_READ)
+                mprotect(mid, PAGE, rw)
+            results["mprotect"].setdefault(n, []).append((time.perf_counter() - t0) / (2 * k))
+            cell = ctypes.c_char.from_address(mid)
+            t0 = time.perf_counter()
+            for _ in range(k):
+                cell.value = b"\x01"
+                madvise(mid, PAGE, MADV_DONTNEED)
+            results["fault"].setdefault(n, []).append((time.perf_counter() - t0) / k)
+        munmap(base, span)
+    os.write(wfd, json.dumps(results).encode())
+
+
+def kernel_samples(sizes_: tuple[int, ...], repeat: int) -> dict:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            _kernel_child(sizes_, repeat, w)
+        finally:
+            os._exit(0)
+    os.close(w)
+    chunks = []
+    while True:
+        b = os.read(r, 1 << 16)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(b"".join(chunks) or b"{}")
+
+
+def curves(quick: bool, repeat: int) -> list[Curve]:
+    ns = sizes(quick)
+    out = {op: Curve(op, "mappings", 2.0) for op in OPS}
+    model: dict[str, list[tuple[int, list[float]]]] = {op: [] for op in OPS + ("invariants",)}
+    for n in ns:
+        s, mid = model_state(n)
+        samples: dict[str, list[float]] = {op: [] for op in model}
+        for _ in range(repeat):
+            for op, t in model_ops(s, mid, batch(n)).items():
+                samples[op].append(t)
+        for op in model:
+            model[op].append((n, samples[op]))
+    for op in OPS:
+        out[op].series["model"] = model[op]
+    inv = Curve("os invariants (one full check)", "mappings", 2.0, {"model": model["invariants"]},
+                ["the judge runs these after every call: a step at N mappings pays this on top of the op"])
+    if sys.platform.startswith("linux"):
+        k = kernel_samples(ns, repeat)
+        for op in OPS:
+            pts = sorted((int(n), v) for n, v in k.get(op, {}).items())
+            if pts:
+                out[op].series["kernel"] = pts
+        if "error" in k:
+            for c in out.values():
+                c.notes.append(f"kernel: {k['error']}")
+    else:
+        for c in out.values():
+            c.notes.append("kernel: unavailable (not Linux)")
+    return list(out.values()) + [inv]

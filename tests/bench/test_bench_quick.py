@@ -1,0 +1,71 @@
+"""`memspec bench --quick` runs and writes every figure with numerator, denominator and ratio.
+
+No speed assertions: the numbers depend on the machine and its load.  A figure whose
+peer is missing must say so (``unavailable`` with a reason) instead of giving numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from memspec import bench
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_every_figure(tmp_path) -> None:
+    out = tmp_path / "bench"
+    r = subprocess.run([sys.executable, "-m", "memspec.cli", "bench", "--quick", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    data = json.loads((out / "bench.json").read_text())
+    want = {bench.load_module(f).NAME for f in bench.figure_modules()}
+    assert want >= {"kernel_diff_vs_raw", "qemu_diff_vs_unicorn", "fuzz_invariant_overhead", "pbt_model_share",
+                    "walk_batch_vs_numpy", "linux_program_vs_fork"}
+    rows = {row["figure"]: row for row in data["figures"]}
+    assert set(rows) == want
+    for name, row in rows.items():
+        assert "numerator" in row and "denominator" in row and "ratio" in row, name
+        if row["status"] == "unavailable":
+            assert row["reason"], name
+            assert row["ratio"] is None
+            continue
+        assert row["status"] in ("met", "missed"), name
+        for side in ("numerator", "denominator"):
+            s = row[side]
+            assert s["min"] <= s["median"] <= s["max"] and s["min"] > 0, (name, side)
+        assert row["ratio"] == pytest.approx(row["numerator"]["median"] / row["denominator"]["median"])
+        assert name in r.stdout
+    curves = {c["name"] for c in data["curves"]}
+    assert {"mmap+munmap", "mprotect", "fault", "buddy alloc+free"} <= curves
+    for c in data["curves"]:
+        for pts in c["series"].values():
+            assert [p["x"] for p in pts] == sorted(p["x"] for p in pts)
+    assert (out / "scaling.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert (out / "scaling.svg").exists()
+
+
+def test_only_rejects_an_unknown_figure(tmp_path) -> None:
+    r = subprocess.run([sys.executable, "-m", "memspec.cli", "bench", "--quick", "--only", "no_such_figure",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "unknown figure 'no_such_figure'" in r.stderr
+
+
+def test_unavailable_figure_is_reported_not_measured(tmp_path) -> None:
+    class Missing:
+        NAME, GOAL, UNIT, NUMERATOR, DENOMINATOR = "missing_peer", 0.5, "x/s", "n", "d"
+
+        @staticmethod
+        def setup(quick: bool):
+            raise bench.Unavailable("the peer is not installed")
+
+    row = bench.measure_figure(Missing, True, 2)
+    assert row["status"] == "unavailable" and row["reason"] == "the peer is not installed"
+    assert row["numerator"] is None and row["ratio"] is None
+    assert "unavailable: the peer is not installed" in "\n".join(bench.table_lines([row]))
+    assert os.path.isdir(bench.benchmarks_dir())
