@@ -599,6 +599,12 @@ class System:
         t = fault.access_attempt(mm, v, page, kind)
         if t is None:
             fc = fault.classify(self, mm, v, addr, kind)
+            if fc.kind == "sigsegv" and kind == X and v is not None and fault.vma_allows(v, R):
+                # arch/x86/mm/fault.c access_error has no exec check for a page not present:
+                # the fault is handled first (SIGBUS past a file's end), NX faults on the retry
+                fc2 = fault.classify(self, mm, v, addr, R)
+                if fc2.kind == "sigbus":
+                    fc = fc2
             if fc.kind == "sigsegv":
                 return self._segv_expect(v, kind, mm, page)
             if fc.kind == "sigbus":
@@ -918,6 +924,9 @@ class System:
             if new_len == old_len:
                 return exactly("linux.mremap.same-size-noop", Outcome(value=addr))
             return exactly("linux.mremap.shrink-in-place", Outcome(value=addr))
+        if flags & FIXED and new_len < old_len:
+            # mm/mremap.c mremap_to: the tail is unmapped first, then the rest must be one VMA
+            old_len = new_len
         if old_len > e - addr:
             if flags & FIXED and old_len == new_len:
                 return Expect("linux.mremap.efault-unmapped", OK, "a move of several VMAs: not modelled",
@@ -1039,10 +1048,12 @@ class System:
                 return errno("linux.madvise.einval-locked", "EINVAL")
             if advice == MADV["MADV_FREE"] and v.obj is not None:
                 return errno("linux.madvise.einval-free-file", "EINVAL")
-            if advice == MADV["MADV_REMOVE"] and (not v.shared or v.locked or
-                                                  (v.obj is not None and self.objects[v.obj].kind == "file")):
+            # mm/madvise.c madvise_remove: locked or without a file: EINVAL; not shared and
+            # may-write (vma_is_shared_maywrite, PROT_NONE included): EACCES; then the file system
+            # punches the hole (shmem and ext4 can)
+            if advice == MADV["MADV_REMOVE"] and (v.locked or v.obj is None):
                 return errno("linux.madvise.einval-remove-private", "EINVAL")
-            if advice == MADV["MADV_REMOVE"] and not v.prot & W:
+            if advice == MADV["MADV_REMOVE"] and not (v.shared and v.may_write):
                 return errno("linux.madvise.eacces-remove-readonly", "EACCES")
         cursor = addr
         hole = False

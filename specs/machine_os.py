@@ -1,9 +1,15 @@
 """The os layer's Hypothesis state machine, parameterised by target.
 
+One machine over several processes: rules fork and exit processes, map anonymous
+memory and files (memfd) privately and shared, change and remove mappings, make
+accesses, advise, lock, remap, observe frames and residency, and -- on targets
+that model it -- apply memory pressure (machine size, reclaim, the OOM killer).
 Every rule makes one call on the target and on the model; the model judges the
 target's outcome at once (clause named), then adopts it.  After every step the
-invariants run: the model's own state is consistent, and the target's memory
-map agrees with the model's.  A failure prints the clause, the program so far in
+invariants run: the model's own state is consistent (no frame owned twice,
+mapcounts equal mappers, COW pages read-only, isolation, locked pages resident,
+page tables agree with VMAs, no stale TLB entry), and the target's memory map
+agrees with the model's.  A failure prints the clause, the program so far in
 program text (Hypothesis shrinks it), expected vs observed, and a replay command.
 """
 
@@ -18,7 +24,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precon
 from memspec.consts import SANDBOX_WINDOW
 from memspec.errors import SessionFailed
 from memspec.model.registry import new_model
-from memspec.program import Call, Flags, Int, Program, Ref, eval_args, format_program
+from memspec.program import Call, Flags, Int, Program, Ref, Str, eval_args, format_program
 from memspec.records import RunStatus
 
 from .catalogue import get as clause
@@ -62,8 +68,10 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self.calls: list[Call] = []
             self.env: dict[str, int] = {}
             self.live_procs: list[str] = []
+            self.fd_owner: dict[str, set] = {}
             self.n = 0
             self.steps = 0
+            self.dead = False
 
         def _name(self, prefix: str = "m") -> str:
             self.n += 1
@@ -72,6 +80,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
         def _do(self, call: Call) -> int | None:
             if allowed is not None and call.name not in allowed:
                 return None
+            if self.dead or (call.proc or "main") not in self.model.procs:
+                return None     # killed by the OOM killer
             args = eval_args(call, self.env)
             proc = call.proc or "main"
             try:
@@ -118,14 +128,14 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
 
         @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), prot=PROTS, data=st.data())
         def mprotect(self, base: str, page: int, pages: int, prot: tuple[str, ...], data: Any) -> None:
-            if base not in self.env or self.env[base] < SANDBOX_WINDOW[0]:
+            if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             self._do(Call("mprotect", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
                                        Flags(prot)), None, self._proc(data)))
 
         @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), data=st.data())
         def munmap(self, base: str, page: int, pages: int, data: Any) -> None:
-            if base not in self.env or self.env[base] < SANDBOX_WINDOW[0]:
+            if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             self._do(Call("munmap", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True)),
                           None, self._proc(data)))
@@ -135,7 +145,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
         def access(self, base: str, offset: int, op: str, value: int, data: Any) -> None:
             if base not in self.env:
                 return
-            if self.env[base] < SANDBOX_WINDOW[0] and not 0 <= offset < PAGE:
+            if not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1] and not 0 <= offset < PAGE:
                 offset = 0
             addr = Ref(base, offset) if offset else Ref(base)
             args = (addr, Int(value, hex=True)) if op == "store" else (addr,)
@@ -148,13 +158,91 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self.n += 1
             if self._do(Call("fork", (), name, None)) is not None:
                 self.live_procs.append(name)
+                for owners in self.fd_owner.values():
+                    if None in owners:
+                        owners.add(name)
+
+        @rule(target=mappings, page=st.integers(0, 63), pages=st.integers(1, 4), size=st.integers(0, 5),
+              shared=st.booleans(), prot=PROTS)
+        def map_file(self, page: int, pages: int, size: int, shared: bool, prot: tuple[str, ...]) -> str:
+            fd = self._name("fd")
+            name = self._name()
+            if self._do(Call("memfd_create", (Str("m"), Int(0)), fd, None)) is None:
+                return "-"
+            self.fd_owner[fd] = {None}
+            self._do(Call("ftruncate", (Ref(fd), Int(size * 2048, hex=size * 2048 >= 4096)), None, None))
+            v = self._do(Call("mmap", (Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True), Int(pages * PAGE, hex=True),
+                                       Flags(prot), Flags(("MAP_SHARED" if shared else "MAP_PRIVATE",)),
+                                       Ref(fd), Int(0)), name, None))
+            return name if v is not None and v >= 0 else "-"
+
+        @rule(base=mappings, page=st.integers(0, 4), pages=st.integers(0, 3),
+              advice=st.sampled_from(["MADV_DONTNEED", "MADV_FREE", "MADV_REMOVE", "MADV_WILLNEED",
+                                      "MADV_DONTFORK", "MADV_HUGEPAGE"]), data=st.data())
+        def madvise(self, base: str, page: int, pages: int, advice: str, data: Any) -> None:
+            if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
+                return
+            self._do(Call("madvise", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
+                                      Flags((advice,))), None, self._proc(data)))
+
+        @rule(base=mappings, page=st.integers(0, 4), pages=st.integers(0, 3), lock=st.sampled_from(
+            ["mlock", "munlock", "mlock2"]), data=st.data())
+        def mlock(self, base: str, page: int, pages: int, lock: str, data: Any) -> None:
+            if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
+                return
+            args = (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True))
+            if lock == "mlock2":
+                args += (Flags(("MLOCK_ONFAULT",)),)
+            self._do(Call(lock, args, None, self._proc(data)))
+
+        @rule(target=mappings, base=mappings, old=st.integers(1, 3), new=st.integers(1, 5),
+              move=st.sampled_from(["none", "maymove", "fixed"]), page=st.integers(64, 127))
+        def mremap(self, base: str, old: int, new: int, move: str, page: int) -> str:
+            if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
+                return "-"
+            name = self._name()
+            flags = {"none": Int(0), "maymove": Flags(("MREMAP_MAYMOVE",)),
+                     "fixed": Flags(("MREMAP_MAYMOVE", "MREMAP_FIXED"))}[move]
+            new_addr = Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True) if move == "fixed" else Int(0)
+            v = self._do(Call("mremap", (Ref(base), Int(old * PAGE, hex=True), Int(new * PAGE, hex=True), flags,
+                                         new_addr), name, None))
+            return name if v is not None and v >= SANDBOX_WINDOW[0] else "-"
+
+        @rule(base=mappings, pages=st.integers(1, 4), what=st.sampled_from(["mincore", "pfn_of", "minflt"]),
+              data=st.data())
+        def observe_call(self, base: str, pages: int, what: str, data: Any) -> None:
+            if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
+                return
+            if what == "mincore":
+                c = Call("mincore", (Ref(base), Int(pages * PAGE, hex=True)), self._name("v"), self._proc(data))
+            elif what == "pfn_of":
+                c = Call("pfn_of", (Ref(base, (pages - 1) * PAGE) if pages > 1 else Ref(base),), self._name("v"),
+                         self._proc(data))
+            else:
+                c = Call("minflt", (), self._name("v"), self._proc(data))
+            self._do(c)
+
+        @rule(event=st.sampled_from(["limit", "reclaim", "oom", "tick"]), n=st.integers(1, 24))
+        def pressure(self, event: str, n: int) -> None:
+            if event == "limit":
+                self._do(Call("memory_limit", (Int(8 + n), Int(n // 2)), None, None))
+            elif event == "reclaim":
+                self._do(Call("reclaim", (Int(n),), self._name("v"), None))
+            elif event == "oom":
+                if self._do(Call("oom", (), self._name("v"), None)) is not None:
+                    self.live_procs = [p for p in self.live_procs if p in self.model.procs]
+                    if "main" not in self.model.procs:
+                        self.dead = True
+            else:
+                self._do(Call("tick", (), None, None))
 
         @precondition(lambda self: bool(self.live_procs))
         @rule(data=st.data())
         def exit(self, data: Any) -> None:
             p = data.draw(st.sampled_from(self.live_procs))
             self._do(Call("exit", (), None, p))
-            self.live_procs.remove(p)
+            if p in self.live_procs:
+                self.live_procs.remove(p)
 
         @invariant()
         def model_state_consistent(self) -> None:

@@ -356,9 +356,11 @@ class _Kernel:
         return e & ((1 << 55) - 1) if e >> 63 else 0
 
     def do_pfn_of(self, addr: int) -> Outcome:
+        self.check_safe(addr, addr + 1)     # the model can speak only for the program's own pages
         return Outcome(value=self._pagemap(addr))
 
     def do_thp_mapped(self, addr: int) -> Outcome:
+        self.check_safe(addr, addr + 1)     # the model can speak only for the program's own pages
         pfn = self._pagemap(addr)
         if not pfn:
             return Outcome(value=0)
@@ -377,6 +379,7 @@ class _Kernel:
         return Outcome(value=resource.getrusage(resource.RUSAGE_SELF).ru_majflt - self.flt0[1])
 
     def do_get_node(self, addr: int) -> Outcome:
+        self.check_safe(addr, addr + 1)     # the model can speak only for the program's own pages
         page = ctypes.c_uint64(addr)
         status = ctypes.c_int(-999)
         o = self.sys(SYS_move_pages, 0, 1, ctypes.addressof(page), 0, ctypes.addressof(status), 0)
@@ -486,6 +489,8 @@ class _Kernel:
         code = os.waitstatus_to_exitcode(status)
         if code == 10:
             return Outcome(signal="SIGSEGV")
+        if code == 13:
+            return Outcome(signal="SIGBUS")
         return Outcome(detail=(("after_fetch", code),))
 
 
@@ -508,7 +513,9 @@ def _on_fault(sig: int, info: int, uc: int) -> None:
         return ctypes.c_uint64.from_address(uc + _GREGS + 8 * i).value
     fetch_fault = (sig == signal.SIGSEGV and greg(_REG_TRAPNO) == 14 and greg(_REG_RIP) == _FETCH_TARGET.value
                    and greg(_REG_ERR) & 0x10)
-    os._exit(10 if fetch_fault else 11)
+    # SIGBUS at the target itself: the fetch reached a file page past the end of the file
+    fetch_bus = sig == signal.SIGBUS and greg(_REG_RIP) == _FETCH_TARGET.value
+    os._exit(10 if fetch_fault else 13 if fetch_bus else 11)
 
 
 class _Sigaction(ctypes.Structure):
