@@ -149,7 +149,7 @@ class _Builder:
 
     def two_d(self) -> None:
         r = self.r
-        ept = r.chance(60)
+        ept = r.chance(60) and (self.allowed is None or "set_epte" in self.allowed)
         root, leaves = self.nested(ept, 0)
         kind = "VM_EPT" if ept else "VM_NPT"
         eptp = Flags(("EPTP_WB", "EPTP_WL4") + (("EPTP_AD",) if r.chance(25) else ())) if ept else Int(0)
@@ -248,7 +248,8 @@ def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
         return Program(())
     r = ByteReader(data)
     b = _Builder(r, calls)
-    if r.chance(30):
+    two_d_ok = calls is None or "vm_access" in calls
+    if (r.chance(30) or not two_d_ok) and (calls is None or "kpti_boot" in calls):
         b.kpti()
     else:
         b.two_d()

@@ -108,6 +108,13 @@ class Vm:
         return self.kind == VM_EPT and bool(self.eptp_flags & (1 << 6))
 
     @property
+    def table_writes(self) -> bool:
+        """Whether the nested stage sees the guest walk's own table accesses as writes: with EPT A/D
+        (SDM Vol. 3C §29.3.3.2), and always with nested paging, where they are user writes so that the
+        guest's A/D flags can be set (AMD APM Vol. 2 §15.25.5; QEMU and KVM's nested walk agree)."""
+        return self.ad or self.kind == VM_NPT
+
+    @property
     def mode(self) -> Mode:
         return Mode(GUEST_CR0, self.gcr4, self.gefer | EFER_LMA)
 
@@ -284,7 +291,7 @@ class VirtModel:
             if "skip-table-translation" in self.broken:
                 refs[0] += 1
                 return self.read(gpa)
-            res = translate(gpa, WRITE if vm.ad else READ, True)
+            res = translate(gpa, WRITE if vm.table_writes else READ, True)
             refs[0] += 1
             return self.read(hpa_of(res, gpa))
 
@@ -324,7 +331,7 @@ class VirtModel:
         """Setting a guest A (or D) flag is a write to a guest paging entry: without EPT A/D the nested
         translation the walk just used for that entry must also allow a write (SDM §29.3.3.2; with EPT
         A/D the walk already translated them as writes).  No new references: the same translation."""
-        if vm.ad or "skip-table-translation" in self.broken:
+        if vm.table_writes or "skip-table-translation" in self.broken:
             return
         used = {n.gpa: n.path for n in nested if n.table}
         for u in g.uses:
@@ -574,6 +581,11 @@ class VirtModel:
                 options.append((w.outcome, w.clause))
         if fresh.outcome is None:
             return Expect(fresh.clause, Outcome(value=0), "a value from memory the pattern does not cover", unknown=True)
+        harness = self._harness_walk_exit(vm, fresh.outcome)
+        if harness is not None:
+            # the guest reaches its own (harness) code through the same root page, entry 511, first
+            options.insert(0, (harness, "memspec.virt.harness-code-walk"))
+            fresh = Walk2D(harness, "memspec.virt.harness-code-walk", fresh.refs, fresh.nested, fresh.guest, fresh.gpa)
         def blame(obs: Outcome) -> str:
             for o, cid in self._wrong_outcomes(vm, gva, acc, cpl):
                 if o is not None and _same(obs, o):
@@ -589,6 +601,17 @@ class VirtModel:
             return Expect(fresh.clause, fresh.outcome, show(fresh.outcome), predicate=allowed, blame_by=blame)
         return Expect("sdm.ept.cached-guest-physical", fresh.outcome, " or ".join(show(o) for o, _ in options),
                       predicate=allowed, impl_defined=True, blame_by=blame)
+
+    def _harness_walk_exit(self, vm: Vm, o: Outcome) -> Outcome | None:
+        """The #NPF the harness's own guest code meets first when the nested stage refuses the guest root
+        page: every VM entry walks gva slot 511 through guest PML4 entry 511 (gpa gCR3 + 0xff8)."""
+        if vm.kind != VM_NPT or o.signal != "#NPF":
+            return None
+        d = dict(o.detail)
+        if d["exitinfo1"] & NPF_GPT and d["exitinfo2"] & ~0xFFF == vm.gcr3 & ~0xFFF:
+            return Outcome(signal="#NPF", detail=(("exitinfo1", d["exitinfo1"]),
+                                                  ("exitinfo2", (vm.gcr3 & ~0xFFF) + 8 * GUEST_HARNESS_SLOT)))
+        return None
 
     def _wrong_outcomes(self, vm: Vm, gva: int, acc: int, cpl: int) -> list[tuple[Outcome | None, str]]:
         """Outcomes of known walker bugs, to name the clause a wrong observation breaks."""
@@ -672,7 +695,7 @@ class VirtModel:
                     continue
                 for u in n.path.uses:
                     leaf = u is n.path.uses[-1]
-                    touched.append((u.addr, int(Pte.A | (Pte.D if leaf and (acc == WRITE and not n.table) else 0))))
+                    touched.append((u.addr, int(Pte.A | (Pte.D if leaf and (acc == WRITE or n.table) else 0))))
         for h, bitsset in touched:
             if h not in self.mem:
                 continue

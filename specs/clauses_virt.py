@@ -91,13 +91,16 @@ declare(
     ("apm.npt.npf-final", "a nested fault on the final gpa exits with #VMEXIT_NPF: EXITINFO1 = #PF-style error code with "
      "bit 32 set, EXITINFO2 = the gpa", NPF),
     ("apm.npt.npf-guest-table", "a nested fault while translating a guest page-table gpa exits with #VMEXIT_NPF, "
-     "EXITINFO1 bit 33 set", NPF),
+     "EXITINFO1 bit 33 set; the nested walk treats guest page-table accesses as user writes (W|U), and sets D in "
+     "the nested leaf that maps a guest table", f"{NPF}; {NPT}"),
     ("memspec.virt.two-d-equals-composition", "wherever neither stage faults, the 2-D walk reaches the hpa of the guest "
      "walk over guest-physical memory composed with the nested walk of its gpa", f"{EPT}; {NPT}"),
     ("memspec.virt.guest-confined", "a guest never reaches a host frame that its EPT/NPT (or a mapping cached from it "
      "and not yet invalidated) does not map to it", f"{VIO}; {CACHE}"),
     ("memspec.virt.guests-isolated", "two guests reach a common host frame only if both EPTs map it: guests with "
      "disjoint EPT mappings are isolated (cached mappings are tagged by EP4TA)", f"{CACHE} (EP4TA tagging); {NPT}"),
+    ("memspec.virt.harness-code-walk", "each guest access first runs the harness's guest code through guest PML4 "
+     "entry 511: a nested fault on the guest root page exits there (gpa gCR3 + 0xff8) before the program's access", H),
     ("memspec.virt.vm-args", "vm_boot/vm_enter/vm_cr3 with a bad guest number, kind, root or register: EINVAL", H),
     ("memspec.virt.vm-enter", "vm_enter(vm) makes a booted guest current", H),
     ("memspec.virt.guest-cr3", "vm_cr3 loads the guest's CR3 (its root table's gpa)", H),

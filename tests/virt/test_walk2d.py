@@ -136,7 +136,7 @@ def test_npt_faults_carry_exitinfo1_bits():
     m.mem[0x212000 + 8 * 0x12] = 0
     w = m.walk_2d(m.vm, 0x5008, READ, 3, use_cache=False)
     d = dict(w.outcome.detail)
-    assert d["exitinfo1"] == NPF_GPT | 0x4 and d["exitinfo2"] == 0x12000
+    assert d["exitinfo1"] == NPF_GPT | 0x6 and d["exitinfo2"] == 0x12000
 
 
 def test_guest_page_fault_is_delivered_with_guest_cr2():
