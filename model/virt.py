@@ -262,8 +262,10 @@ class VirtModel:
             fresh = self.nested_walk(vm, gpa, acc2)
             options.append((fresh, False))
             if use_cache:
+                seen = {_pkey(fresh)} if isinstance(fresh, (EptPath, Path)) else set()
                 for p in self.cache.lookup(vm.root, gpa):
-                    if not isinstance(fresh, (EptPath, Path)) or p != fresh:
+                    if _pkey(p) not in seen:
+                        seen.add(_pkey(p))
                         options.append((p, True))
                 if "untagged-cache" in self.broken:
                     # a deliberate bug: guest-physical mappings looked up by gpa alone, whoever cached them
@@ -271,8 +273,8 @@ class VirtModel:
                     if foreign:
                         options.insert(0, (foreign[-1], True))
             res, cached = options[pick(len(options)) if len(options) > 1 else 0]
-            hit = cached or (use_cache and not cached and isinstance(res, (EptPath, Path)) and
-                             res in self.cache.lookup(vm.root, gpa))
+            hit = cached or (use_cache and isinstance(res, (EptPath, Path)) and
+                             any(_pkey(p) == _pkey(res) for p in self.cache.lookup(vm.root, gpa)))
             if not hit:
                 refs[0] += len(res.uses)     # a guest-physical mapping that hits costs no references
             if not isinstance(res, (EptPath, Path)):
@@ -742,6 +744,13 @@ class VirtModel:
             d = decode_ept(u.value, u.level) if vm.kind == VM_EPT else decode(u.value, u.level)
             out.append(f"      nested L{u.level}[{index(gpa, u.level)}] @ hpa {u.addr:#x} = {u.value:#018x}  {d}")
         return out
+
+
+def _pkey(p: EptPath | Path) -> tuple:
+    """What a cached nested translation decides (frame, size, rights), not the A/D bits its entries held."""
+    if isinstance(p, EptPath):
+        return (p.base, p.size, p.r, p.w, p.x, p.memtype)
+    return (p.base, p.size, p.user, p.writable, p.xd)
 
 
 def _pf(f: PageFault) -> Outcome:
