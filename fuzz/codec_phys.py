@@ -316,17 +316,17 @@ class _Builder:
         r = self.r
         c = r.choice(cs)
         if c == "set_mempolicy":
-            mode = r.choice(("MPOL_DEFAULT", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_PREFERRED", "MPOL_LOCAL"))
+            mode = r.choice(("MPOL_DEFAULT", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_PREFERRED", "MPOL_LOCAL", "7"))
             mask = r.choice((0, 1, 2, 3, 4, 7)) if mode not in ("MPOL_DEFAULT", "MPOL_LOCAL") or r.chance(10) else 0
-            self.emit(c, Flags((mode,)), Int(mask))
+            self.emit(c, Int(7) if mode == "7" else Flags((mode,)), Int(mask))
         elif c == "migrate_thread":
             self.emit(c, Int(r.choice((0, 1, 1, 2))))
         elif c == "numa_touch":
             for _ in range(r.choice((1, 1, 4, 16))):
-                self.emit(c, Int(r.int(0, 40)), result=self.name("t"))
+                self.emit(c, Int(r.int(-1, 40)), result=self.name("t"))
         else:
-            self.emit(c, Flags((r.choice(("NUMA_LOCAL", "NUMA_REMOTE", "NUMA_HIT", "NUMA_MISS",
-                                          "NUMA_INTERLEAVE_HIT")),)), result=self.name("s"))
+            stat = r.choice(("NUMA_LOCAL", "NUMA_REMOTE", "NUMA_HIT", "NUMA_MISS", "NUMA_INTERLEAVE_HIT", "9"))
+            self.emit(c, Int(9) if stat == "9" else Flags((stat,)), result=self.name("s"))
 
     def g_arena(self, cs: list[str]) -> None:
         r = self.r

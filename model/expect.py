@@ -39,6 +39,8 @@ class Expect:
     # disjoint from live blocks), the clause the observation broke; ``clause``
     # otherwise.  ``blame(observed)`` is only asked after ``judge`` refused it.
     blame_by: Callable[[Outcome], str] | None = None
+    # every clause such a multi-clause check holds the outcome to (reported as exercised when it passes)
+    covers: tuple[str, ...] = ()
 
     def blame(self, observed: Outcome) -> str:
         """The clause to report for a refused ``observed``."""

@@ -16,7 +16,7 @@ Worked example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -65,12 +65,8 @@ def checked(clause: str, default: Outcome, describe: str, *checks: Check, impl_d
         bad = first(o)
         return bad[0] if bad else clause
 
-    return Expect(clause, default, describe, predicate=predicate, impl_defined=impl_defined, blame_by=blame)
-
-
-def succeeded(what: str) -> Check:
-    return ("", lambda o: None if o.ok and o.value is not None and o.value not in (-1,) else
-            f"{what}, observed {o.describe()}")
+    return Expect(clause, default, describe, predicate=predicate, impl_defined=impl_defined, blame_by=blame,
+                  covers=tuple(dict.fromkeys(cid for cid, _ in checks if cid)))
 
 
 def not_failed(clause: str, what: str) -> Check:
@@ -237,7 +233,8 @@ class PhysModel:
 
     def _x_buddy_alloc(self, order: int, node: int = -1, gfp: int = 0, owner: int = Owner.KERNEL) -> Expect:
         if order < 0 or order > MAX_ORDER:
-            return exactly("linux.buddy.order-too-large", K_ENOMEM)
+            return replace(exactly("linux.buddy.order-too-large", K_ENOMEM),
+                           covers=("linux.buddy.order-too-large", "seed.buddy.sizes-4k-4m"))
         if node < -1 or node >= self.machine.nodes or owner not in set(Owner) - {Owner.FREE}:
             return exactly("linux.buddy.einval", K_EINVAL)
         dma = bool(gfp & GFP["GFP_DMA"])
@@ -402,7 +399,19 @@ class PhysModel:
         if size < 0:
             return exactly("linux.kmalloc.too-large", K_ENOMEM)
         if size <= KMALLOC_MAX_CACHE:
-            return self._slab_expect(self._kcache(size), gfp)
+            c = self._kcache(size)
+            e = self._slab_expect(c, gfp)
+            if not is_pow2(c.objsize) or e.predicate is None:
+                return e
+            inner, blame = e.predicate, e.blame
+
+            def natural(o: Outcome) -> str | None:
+                if o.ok and o.value and o.value > 0 and o.value % c.objsize:
+                    return f"{o.value:#x} is not aligned to its size class {c.objsize}"
+                return None
+            return replace(e, predicate=lambda o: inner(o) or natural(o),
+                           blame_by=lambda o: blame(o) if inner(o) else "linux.kmalloc.pow2-aligned",
+                           covers=e.covers + ("linux.kmalloc.pow2-aligned",))
         order = order_for(size)
         if order > MAX_ORDER:
             return exactly("linux.kmalloc.too-large", K_ENOMEM)
@@ -451,8 +460,10 @@ class PhysModel:
         if c is not None:
             return exactly("linux.kmalloc.ksize", Outcome(value=c.objsize))
         if obj in self.kmalloc_large:
+            # the request got the smallest block of 2^order pages that holds it (5 KB -> 8 KB)
             order, _ = self.buddy.allocated[self.kmalloc_large[obj]]
-            return exactly("linux.kmalloc.ksize", Outcome(value=PAGE << order))
+            return replace(exactly("seed.buddy.internal-frag-5k-8k", Outcome(value=PAGE << order)),
+                           covers=("seed.buddy.internal-frag-5k-8k", "linux.kmalloc.ksize"))
         return exactly("linux.slub.free-not-live", K_EINVAL)
 
     # -- vmalloc ------------------------------------------------------------------
@@ -799,7 +810,8 @@ class PhysModel:
         e = self._block_expect("c11.malloc.aligned-max-align-t", size, MAX_ALIGN, MAX_ALIGN, ignore=ptr)
         # the model's own choice: grow or shrink in place when the room is there
         if self.heap.overlaps(ptr, size, ignore=ptr) is None:
-            e = Expect(e.clause, Outcome(value=ptr), e.describe, predicate=e.predicate, blame_by=e.blame_by)
+            e = Expect(e.clause, Outcome(value=ptr), e.describe, predicate=e.predicate, blame_by=e.blame_by,
+                       covers=e.covers)
         return e
 
     def _a_realloc(self, o: Outcome, ptr: int, size: int) -> None:

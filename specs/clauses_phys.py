@@ -64,7 +64,8 @@ declare(
     ("linux.buddy.free", "freeing an allocated block succeeds", f"{PA} __free_pages"),
     ("linux.buddy.free-unallocated", "freeing a block that is not an allocated block is refused (a double free is "
      "never put on a free list twice)", f"{PA} free_page_is_bad / bad_page: 'Bad page state'"),
-    ("seed.buddy.internal-frag-5k-8k", "a 5 KB request gets an 8 KB block (order 1), wasting 3 KB",
+    ("seed.buddy.internal-frag-5k-8k", "a request gets the smallest power-of-two block of pages that holds it: "
+     "a 5 KB request gets an 8 KB block (order 1), wasting 3 KB",
      f"{SEED}: 'A process requesting 5 KB receives an 8 KB block -- wasting 3 KB per allocation'"),
     ("seed.buddy.sizes-4k-4m", "buddy blocks range from 4 KiB (order 0) to 4 MiB (order 10)",
      f"{SEED}: 'power-of-2-sized blocks (from 4 KB up to 4 MB in typical configurations)'"),

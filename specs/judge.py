@@ -80,6 +80,9 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
         verdict = (Verdict.UNKNOWN if exp.unknown else
                    Verdict.IMPL_DEFINED if exp.impl_defined else Verdict.PASS)
         j.checks.append(Check(exp.clause, verdict, i, exp.describe, observed.describe()))
+        for other in exp.covers:   # the other clauses this call's check also held the target to
+            if other != exp.clause:
+                j.checks.append(Check(clause(other).id, verdict, i, exp.describe, observed.describe()))
         system.apply(proc, call.name, args, observed)
         system.bind(proc, call.name, call.result, observed)
         bind_result(env, call, observed.value)
