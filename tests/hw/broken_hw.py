@@ -105,7 +105,17 @@ class LargePageOffset4k(Paging):
         return cur, stale, removed
 
 
-BROKEN = [IgnoresUsAtPde, DirtyOnRead, NoRsvdBit, NoIdBit, KeepsAfterInvlpg, PfKeepsTranslation,
+class ScribblesOnEntries(Paging):
+    """Sets an available bit (bit 9) in the leaf entry it used, besides A/D."""
+
+    def _apply_access(self, o, la, acc, cpl, ac):
+        cur = self._last.get("cur") if self._last.get("la") == la else None
+        super()._apply_access(o, la, acc, cpl, ac)
+        if o.ok and isinstance(cur, Path) and cur.uses[-1].addr in self.mem:
+            self.mem[cur.uses[-1].addr] |= 1 << 9
+
+
+BROKEN = [ScribblesOnEntries, IgnoresUsAtPde, DirtyOnRead, NoRsvdBit, NoIdBit, KeepsAfterInvlpg, PfKeepsTranslation,
           FlushesGlobalOnCr3, IgnoresWp, SmapIgnoresAc, LargePageOffset4k]
 
 
