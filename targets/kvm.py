@@ -838,6 +838,21 @@ class _Machine:
             chunk.code += mov_rax(PHYS + UCODE + 0x40 * op) + b"\x50" + IRETQ
         self._patch_resume(chunk, cc)
 
+    def observe(self) -> Observation:
+        """Every qword of the frames the program wrote that no longer holds the pattern (A/D
+        included), read from guest memory: what the hw checkpoint comparison reads."""
+        import numpy as np
+        assert self.vm is not None
+        entries: list[tuple[int, int]] = []
+        for frame in sorted({pa & ~0xFFF for pa in self.dirty}):
+            got = np.frombuffer(self.vm.mem, dtype="<u8", count=512, offset=frame)
+            pas = np.arange(frame, frame + 0x1000, 8, dtype=np.uint64)
+            want = (pas << np.uint64(8)) | np.uint64(0xCC)
+            # root[511] holding the harness's own entry is the harness's, not the program's
+            entries += [(int(pas[i]), int(got[i])) for i in np.nonzero(got != want)[0]
+                        if not (i == HARNESS_SLOT and int(got[i]) == HARNESS_ENTRY)]
+        return Observation(extra=(("entries", tuple(entries)),))
+
     # -- reading outcomes --
 
     def outcome(self, cc: _Compiled) -> Outcome:
@@ -1120,7 +1135,8 @@ class KvmTarget(Target):
                     return self._finish(program, outcomes, RunStatus.ERROR, f"call {i + 1}: {err}")
                 outcomes.append(o)
                 i += 1
-        return self._finish(program, outcomes, RunStatus.OK, "")
+        obs = ((len(outcomes) - 1, m.observe()),) if outcomes and observe != "none" and not m.broken else ()
+        return self._finish(program, outcomes, RunStatus.OK, "", obs)
 
     def _refuse_statically(self, program: Program) -> str:
         """Refuse a program before running it if a call with literal arguments cannot be judged here."""
@@ -1136,7 +1152,8 @@ class KvmTarget(Target):
                         f"{(la >> 39) & 0x1FF} for itself while guest user code runs natively")
         return ""
 
-    def _finish(self, program: Program, outcomes: list[Outcome], status: RunStatus, msg: str) -> RunResult:
+    def _finish(self, program: Program, outcomes: list[Outcome], status: RunStatus, msg: str,
+                observations: tuple[tuple[int, Observation], ...] = ()) -> RunResult:
         """The run's result; KVM's kernel-log lines from this program are kept, and any that no
         outcome already accounts for (an instruction reported as not emulated) is a finding."""
         lines = self.log.new_lines()
@@ -1151,7 +1168,7 @@ class KvmTarget(Target):
                 status, msg = RunStatus.ERROR, "KVM logged during this program: " + " | ".join(lines[:4])
             else:
                 msg += "; kernel log: " + " | ".join(lines[:4])
-        return RunResult(tuple(outcomes), (), status, msg)
+        return RunResult(tuple(outcomes), observations, status, msg)
 
     def session(self, layer: str = "hw") -> "KvmSession":
         return KvmSession(self)
@@ -1209,7 +1226,7 @@ class KvmSession(Session):
         return self.m.outcome(cc)
 
     def observe(self) -> Observation:
-        return Observation()
+        return self.m.observe() if self.m.vm is not None and not self.m.broken else Observation()
 
 
 __all__ = ["KvmTarget", "KvmSession", "KvmUnavailable", "kvm_status", "probe_features", "FEATURE_NAMES",
