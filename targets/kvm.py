@@ -452,7 +452,8 @@ class KernelLog:
     # lines kvm-pvm prints for events the run already reports as an exit or an outcome
     # (an emulation failure, a triple fault): kept, but no finding by themselves
     ROUTINE = ("INTERNAL_ERROR in batch emul", "INTERNAL_ERROR after native exit", "triple fault delivering",
-               "kvm-pvm:  D nent=", "kvm-pvm: loaded", "supports paging only in long mode")
+               "kvm-pvm:  D nent=", "kvm-pvm: loaded", "supports paging only in long mode",
+               "trace dump vcpu", "kvm-pvm: deliver[")
 
     def __init__(self) -> None:
         try:
