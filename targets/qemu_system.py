@@ -191,6 +191,10 @@ class Guest:
             raise TargetError(f"unexpected greeting from the test kernel: {line!r}")
         if not line.endswith(" shm") and self.shm is not None:
             self._drop_shm()
+        elif self.shm_path:
+            # both sides have it mapped now: no name left behind if this process is killed
+            os.unlink(self.shm_path)
+            self.shm_path = ""
 
     def _line(self, deadline: float) -> str:
         while b"\n" not in self.buf:

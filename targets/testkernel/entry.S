@@ -382,16 +382,13 @@ svm_run:
         retq
 
 /* SVM guest stubs at CPL 0 (supervisor pages of the guest's harness slot): VMMCALL exits. */
-        .globl gk_read, gk_write, gk_cr3
+        .globl gk_read, gk_write
 gk_read:
         movq (%rdi), %rax
         vmmcall
 gk_write:
         movb $0xCC, (%rdi)
         movq (%rdi), %rax
-        vmmcall
-gk_cr3:
-        movq %rdi, %cr3
         vmmcall
 
 /* Ring-3 stubs: the only code on a user page.  INT 0x81 (DPL 3) returns to the harness;

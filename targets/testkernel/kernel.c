@@ -380,7 +380,7 @@ static u64 h_gpd[512] __attribute__((aligned(4096)));
 static u64 h_gpt[512] __attribute__((aligned(4096)));
 static int vm_booted[MAX_VMS], vm_flush[MAX_VMS], cur_vm = -1, svm_tables;
 extern int svm_run(u64 vmcb_pa, u64 rdi);
-extern char gk_read[], gk_write[], gk_cr3[], gu_read[], gu_write[];
+extern char gk_read[], gk_write[], gu_read[], gu_write[];
 
 static u64 va2pa(const void *p) { return (u64)p - KBASE; }
 #define V8(v, o) (*(volatile u8 *)&vmcb[v][o])
@@ -532,17 +532,14 @@ static void virt_command(char cmd, u64 *a, int n) {
         else { puts("v "); puthex(*PHYS(h)); putc('\n'); }
         return;
     }
-    case 'C':                                            /* guest MOV to CR3 */
+    case 'C':                                            /* the guest's CR3 (its root's gpa) */
         if (n != 1) break;
         if (cur_vm < 0) { reply_e("no current vm"); return; }
-        {   /* the new root needs the harness's slot before the guest's next fetch */
-            u64 h = npt_walk(V64(cur_vm, 0x0B0), (a[0] & 0x000FFFFFFFFFF000UL) + 8 * 511);
-            if (h != ~0UL && pa_ok(h)) {
-                note_write(h);
-                *PHYS(h) = (G_BASE + va2pa((V64(cur_vm, 0x548) & CR4_LA57) ? h_gpml4 : h_gpdpt)) | 0x27;
-            }
-        }
-        vm_run((u64)gk_cr3, a[0], 0);
+        /* written into the VMCB rather than executed by the guest: a guest MOV to CR3 would
+         * need the guest's code reachable through the old root first.  The virt layer takes
+         * every VM entry to drop linear translations, so the next access sees the same. */
+        V64(cur_vm, 0x550) = a[0];
+        reply_k();
         return;
     case 'Y':                                            /* guest access: gva, op, cpl */
         if (n != 3) break;
