@@ -117,13 +117,14 @@ def _clauses_for(report: dict[str, Any]) -> list[str]:
 # SVG plots
 
 def _nice_max(v: float) -> float:
+    """The smallest round number >= v for an axis end (12 -> 12, 13 -> 15, 0.7 -> 0.8)."""
     if v <= 0:
         return 1.0
-    for m in (1, 2, 5):
-        for e in range(-3, 12):
+    for e in range(-3, 13):
+        for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8):
             c = m * 10 ** e
             if c >= v:
-                return float(c)
+                return float(f"{c:.6g}")
     return float(v)
 
 
@@ -260,7 +261,11 @@ def _clause_table(report: dict[str, Any], cx_ids: dict[tuple[int, str], str]) ->
 
 
 def _short(name: str, n: int = 40) -> str:
-    return name if len(name) <= n else name[: n - 1] + "…"
+    """Long target names keep their start and their end (where options such as --bug=... are)."""
+    if len(name) <= n:
+        return name
+    head = max(4, n // 3)
+    return name[:head] + "…" + name[-(n - head - 1):]
 
 
 def _program_block(program: str, index: int) -> str:
