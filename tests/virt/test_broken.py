@@ -124,3 +124,19 @@ def test_decoy_program_shows_the_difference():
     good = ModelTarget().run(program).outcomes[-1].value
     bad = T("skip-table-translation").run(program).outcomes[-1].value
     assert good == (0x580008 << 8) | 0xCC and bad == (0x500008 << 8) | 0xCC
+
+
+@pytest.mark.parametrize("bug", ["ept-ignores-x", "skip-table-translation", "skip-final-translation", "untagged-cache",
+                                 "user-set-maps-kernel", "pcid-reuse-no-flush", "pcid-flush-every-switch"])
+def test_codec_fuzzing_finds_each_broken_implementation(bug):
+    """Seeded random programs from the virt codec expose every bug within a short campaign."""
+    import random
+
+    from memspec.fuzz.codec_virt import decode
+    target = T(bug)
+    rng = random.Random(7)
+    for _ in range(200):
+        p = decode(bytes(rng.randrange(256) for _ in range(256)))
+        if failing_signature(target, p, {}) is not None:
+            return
+    pytest.fail(f"200 random programs did not expose {bug}")
