@@ -23,7 +23,7 @@ class Browser:
         self.timeout = timeout
         self.proc = subprocess.Popen(
             [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0",
-             f"--user-data-dir={profile}", "--window-size=1280,2000", "about:blank"],
+             f"--user-data-dir={profile}", "--window-size=1280,900", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.sock: socket.socket | None = None
         port = self._port()
