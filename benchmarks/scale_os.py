@@ -7,7 +7,8 @@ Operations, each timed over a batch and repeated (medians):
 
 * ``mmap+munmap``: map one anonymous page where the kernel (model) picks, unmap it;
 * ``mprotect``: one page of a mapping in the middle to PROT_READ and back (two calls);
-* ``fault``: a write fault on a page in the middle, then MADV_DONTNEED (so the next one faults again).
+* ``fault``: a write fault on a page in the middle, then MADV_DONTNEED (so the next one faults again);
+* ``vma tree``: the VMA tree alone (``IntervalMap.set`` + ``find`` + ``remove`` of one page).
 
 The model side is ``System.expect`` + ``System.apply`` (what the judge does per call);
 its invariants are a series of their own (one ``System.invariants()`` call at size N),
@@ -84,6 +85,14 @@ def model_ops(s, mid: int, k: int) -> dict[str, float]:
         do("store", (mid, 1))
         do("madvise", (mid, PAGE, MADV_DONTNEED))
     out["fault"] = (time.perf_counter() - t0) / k
+    tree = s.procs["main"].vmas
+    hole = mid + PAGE           # the unmapped page after ``mid``
+    t0 = time.perf_counter()
+    for _ in range(k):
+        tree.set(hole, hole + PAGE, None)
+        tree.find(hole)
+        tree.remove(hole, hole + PAGE)
+    out["vma tree"] = (time.perf_counter() - t0) / k
     t0 = time.perf_counter()
     bad = s.invariants()
     out["invariants"] = time.perf_counter() - t0
@@ -174,7 +183,7 @@ def kernel_samples(sizes_: tuple[int, ...], repeat: int) -> dict:
 def curves(quick: bool, repeat: int) -> list[Curve]:
     ns = sizes(quick)
     out = {op: Curve(op, "mappings", 2.0) for op in OPS}
-    model: dict[str, list[tuple[int, list[float]]]] = {op: [] for op in OPS + ("invariants",)}
+    model: dict[str, list[tuple[int, list[float]]]] = {op: [] for op in OPS + ("invariants", "vma tree")}
     for n in ns:
         s, mid = model_state(n)
         samples: dict[str, list[float]] = {op: [] for op in model}
@@ -199,4 +208,6 @@ def curves(quick: bool, repeat: int) -> list[Curve]:
     else:
         for c in out.values():
             c.notes.append("kernel: unavailable (not Linux)")
-    return list(out.values()) + [inv]
+    tree = Curve("VMA tree set+find+remove", "mappings", 2.0, {"IntervalMap": model["vma tree"]},
+                 ["model/intervals.py alone: the tree is not what grows"])
+    return list(out.values()) + [inv, tree]

@@ -124,6 +124,9 @@ def measure_figure(mod: ModuleType, quick: bool, repeat: int, profile: bool = Fa
     except Unavailable as e:
         row.update(status="unavailable", reason=str(e), numerator=None, denominator=None, ratio=None)
         return row
+    except Exception as e:      # noqa: BLE001 -- a crash in memspec is reported on its row; the others still run
+        row.update(status="error", reason=_crash(e), numerator=None, denominator=None, ratio=None)
+        return row
     try:
         pair.numerator()          # warm-up: imports, caches, first-use costs
         pair.denominator()
@@ -146,10 +149,19 @@ def measure_figure(mod: ModuleType, quick: bool, repeat: int, profile: bool = Fa
             row["profile"] = profile_lines(pair.profile or pair.numerator)
     except Unavailable as e:
         row.update(status="unavailable", reason=str(e), numerator=None, denominator=None, ratio=None)
+    except Exception as e:      # noqa: BLE001
+        row.update(status="error", reason=_crash(e), numerator=None, denominator=None, ratio=None)
     finally:
         pair.close()
     row["seconds"] = time.perf_counter() - t0
     return row
+
+
+def _crash(e: BaseException) -> str:
+    import traceback
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" at {os.path.relpath(tb[-1].filename, repo_root())}:{tb[-1].lineno}" if tb else ""
+    return f"{type(e).__name__}: {e}{where}"
 
 
 def profile_lines(fn: Callable[[], Any], top: int = 14) -> list[str]:
@@ -191,8 +203,8 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
     head = f"{'figure':<26} {'numerator/s med [min-max]':<28} {'denominator/s med [min-max]':<28} {'ratio':>7} {'goal':>6}  status"
     out = [head, "-" * len(head)]
     for r in rows:
-        if r["status"] == "unavailable":
-            out.append(f"{r['figure']:<26} {'unavailable: ' + r['reason']}")
+        if r["status"] in ("unavailable", "error"):
+            out.append(f"{r['figure']:<26} {r['status'] + ': ' + r['reason']}")
             continue
         out.append(f"{r['figure']:<26} {_side(r['numerator']):<28} {_side(r['denominator']):<28} "
                    f"{r['ratio']:>7.3f} {r['goal']:>6.2f}  {r['status']}"
@@ -215,8 +227,8 @@ def curve_lines(curves: list[Curve]) -> list[str]:
 
 
 def check_line(c: dict[str, Any]) -> str:
-    if c["status"] == "unavailable":
-        return f"{c['check']}: unavailable: {c['reason']}"
+    if c["status"] in ("unavailable", "error"):
+        return f"{c['check']}: {c['status']}: {c['reason']}"
     if c["unit"] == "bytes":
         return (f"{c['check']}: {c['value'] / 2**20:.1f} MiB resident (limit {c['limit'] / 2**20:.0f} MiB) {c['status']}"
                 + "".join(f"; {k} {v / 2**20:.1f} MiB" for k, v in c.get("detail", {}).items() if k.endswith("_bytes")))
@@ -267,9 +279,12 @@ def run(quick: bool, out: str, only: list[str] | None, repeat: int | None, profi
     checks: list[dict[str, Any]] = []
     for m in cmods:
         print_(f"measuring curves of {m.NAME} ...")
-        curves += m.curves(quick, repeat)
-        if hasattr(m, "checks"):
-            checks += m.checks(quick)
+        try:
+            curves += m.curves(quick, repeat)
+            if hasattr(m, "checks"):
+                checks += m.checks(quick)
+        except Exception as e:      # noqa: BLE001
+            checks.append({"check": m.NAME, "status": "error", "reason": _crash(e)})
     result = {
         "memspec_bench": 1, "quick": quick, "repeat": repeat, "commit": _commit(),
         "machine": {"python": platform.python_version(), "system": platform.system(), "release": platform.release(),

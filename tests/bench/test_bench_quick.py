@@ -34,7 +34,7 @@ def test_bench_quick_writes_every_figure(tmp_path) -> None:
             assert row["reason"], name
             assert row["ratio"] is None
             continue
-        assert row["status"] in ("met", "missed"), name
+        assert row["status"] in ("met", "missed"), (name, row.get("reason"))
         for side in ("numerator", "denominator"):
             s = row[side]
             assert s["min"] <= s["median"] <= s["max"] and s["min"] > 0, (name, side)
@@ -69,3 +69,16 @@ def test_unavailable_figure_is_reported_not_measured(tmp_path) -> None:
     assert row["numerator"] is None and row["ratio"] is None
     assert "unavailable: the peer is not installed" in "\n".join(bench.table_lines([row]))
     assert os.path.isdir(bench.benchmarks_dir())
+
+
+def test_a_crashing_figure_is_an_error_row(tmp_path) -> None:
+    class Crashes:
+        NAME, GOAL, UNIT, NUMERATOR, DENOMINATOR = "crashes", 0.5, "x/s", "n", "d"
+
+        @staticmethod
+        def setup(quick: bool):
+            return bench.Pair(lambda: 1 / 0, lambda: 1.0)
+
+    row = bench.measure_figure(Crashes, True, 2)
+    assert row["status"] == "error" and row["reason"].startswith("ZeroDivisionError")
+    assert row["ratio"] is None
