@@ -65,6 +65,24 @@ def test_worst_case_4x4_walk_makes_24_references():
         assert w.refs == 24 == 4 * (4 + 1) + 4
 
 
+def test_five_level_guest_under_five_level_ept_makes_35_references():
+    """n-level guest x m-level nested: n * (m + 1) + m references; 5 x 5 -> 35."""
+    m = VirtModel()
+    base = 0x210000
+    m.mem[0x200000] = base | RWX
+    for k in range(3):
+        m.mem[base + 0x1000 * k] = (base + 0x1000 * (k + 1)) | RWX
+    for g in (0x10, 0x11, 0x12, 0x13, 0x14, 0x100):
+        m.mem[base + 0x3000 + 8 * g] = (0x400000 + g * 0x1000) | RWX | WB
+    m.apply("main", "vm_boot", (0, VM_EPT, 0x200000, 6 | (4 << 3), 0x10000, (1 << 5) | (1 << 12),
+                                (1 << 8) | (1 << 10) | (1 << 11)), Outcome())
+    for t, nxt in ((0x10, 0x11000), (0x11, 0x12000), (0x12, 0x13000), (0x13, 0x14000)):
+        m.mem[0x400000 + t * 0x1000] = nxt | U
+    m.mem[0x414000 + 8 * 5] = 0x100000 | U
+    w = m.walk_2d(m.vm, 0x5008, READ, 3, use_cache=False)
+    assert w.hpa == 0x500008 and w.refs == 35 == 5 * (5 + 1) + 5
+
+
 def test_cached_guest_physical_mappings_save_references():
     m = standard()
     e = m.expect("main", "vm_access", (0x5008, READ, 3))
