@@ -50,6 +50,8 @@ class Pair:
     note: str = ""
     # what a cProfile run of the numerator should execute (defaults to ``numerator``)
     profile: Callable[[], Any] | None = None
+    # the numerator's own breakdown, sampled alongside it (e.g. target run alone, judging alone)
+    parts: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,6 +147,8 @@ def measure_figure(mod: ModuleType, quick: bool, repeat: int, profile: bool = Fa
         row.update(status="met" if ratio >= mod.GOAL else "missed", numerator=_summary(num),
                    denominator=_summary(den), ratio=ratio, ratio_min=min(ratios), ratio_max=max(ratios),
                    note=pair.note)
+        if pair.parts:
+            row["parts"] = {k: _summary(v) for k, v in pair.parts.items() if v}
         if profile and ratio < mod.GOAL:
             row["profile"] = profile_lines(pair.profile or pair.numerator)
     except Unavailable as e:
@@ -209,6 +213,9 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
         out.append(f"{r['figure']:<26} {_side(r['numerator']):<28} {_side(r['denominator']):<28} "
                    f"{r['ratio']:>7.3f} {r['goal']:>6.2f}  {r['status']}"
                    + ("" if r["status"] == "met" else f" (x{r['goal'] / r['ratio']:.1f} short)"))
+        if r.get("parts"):
+            out.append(f"{'':<26}   numerator alone: " + ", ".join(
+                f"{k.replace('_', ' ')} {_rate(v['median'])}/s" for k, v in r["parts"].items()))
     return out
 
 
