@@ -219,7 +219,10 @@ def load_page(sys: "System", mm: "Mm", v: "Vma", page_addr: int, fc: FaultClass,
         cp = Page(obj.kind if obj.kind == "file" else "shmem", obj=obj.id, pgoff=pgoff, lru_seq=sys.next_seq())
         if obj.kind == "file" and pgoff in obj.disk:
             cp.data = bytearray(obj.disk[pgoff])
+        if obj.kind == "file":
             sys.stats["file_reads"] += 1
+            # mm/readahead.c: a read from the file may bring in its neighbours as well
+            obj.uncertain |= {p for p in range(obj.npages()) if p not in obj.pages and p != pgoff}
         if not alloc_frame(sys, mm, cp, node):
             return None
         obj.pages[pgoff] = cp
@@ -290,12 +293,20 @@ def do_page_fault(sys: "System", mm: "Mm", v: "Vma | None", addr: int, kind: int
         return fc
     assert v is not None
     certain = page_addr not in mm.maybe
+    if fc.how in ("wp-copy", "wp-reuse") and page_addr in mm.anon and mm.anon[page_addr].inherited:
+        mm.cow_faults += 1
+    if v.obj is not None and v.pgoff(page_addr) in sys.objects[v.obj].uncertain:
+        sys.objects[v.obj].uncertain.discard(v.pgoff(page_addr))
+        certain = False
     loaded = load_page(sys, mm, v, page_addr, fc, kind)              # steps 4, 5, 6
     if loaded is None:
         return FaultClass("sigkill", "oom", "linux.oom.kills-worst")
     set_pte(sys, mm, v, page_addr, loaded, kind)                     # step 7
     flush_tlb_page(mm, page_addr)                                    # step 8
-    if fc.kind == "major":
+    if fc.kind == "major" and not certain:
+        mm.minflt_maybe += 1          # the target may have kept the page: minor or major
+        sys.stats["faults_major"] += 1
+    elif fc.kind == "major":
         mm.majflt += 1
         sys.stats["faults_major"] += 1
     else:

@@ -158,6 +158,8 @@ class Mm:
         self.vtime = 0                        # this process's virtual time (Denning)
         self.last_ref: dict[int, int] = {}    # page -> virtual time of its last reference
         self.flushed: set[int] = set()        # pages whose translation munmap/mprotect removed or narrowed
+        self.unlocked_at_fork: set[int] = set()   # pages locked in the parent, not here
+        self.cow_faults = 0                   # write faults on pages shared copy-on-write
 
     def mapped_pages(self, start: int, end: int) -> Iterator[tuple[int, int, Vma]]:
         for s, e, v in self.vmas.overlapping(start, end):
@@ -268,7 +270,7 @@ class System:
                 return errno("linux.mmap.fixed-enomem-beyond-task-size", "ENOMEM")
             if addr & ~PAGE_MASK:
                 return errno("posix.mmap.fixed-einval-unaligned", "EINVAL")
-            if addr < c.mmap_min_addr and not c.cap_sys_rawio:
+            if addr < c.mmap_min_addr and not (c.cap_sys_rawio and mm.privileged):
                 return errno("linux.mmap.eperm-below-min-addr", "EPERM")
             if flags & MAP["MAP_FIXED_NOREPLACE"] and mm.vmas.any_overlap(addr, addr + plen):
                 return errno("linux.mmap.fixed-noreplace-eexist", "EEXIST")
@@ -311,7 +313,8 @@ class System:
             clause = ("linux.mmap.fixed-noreplace-maps" if flags & MAP["MAP_FIXED_NOREPLACE"]
                       else "posix.mmap.fixed-exact")
             return exactly(clause, Outcome(value=addr))
-        return self._placement(mm, addr, plen, bool(flags & MAP["MAP_32BIT"]), "posix.mmap.new-range-free")
+        return self._placement(mm, addr, plen, bool(flags & MAP["MAP_32BIT"]),
+                               "posix.mmap.maps-range" if not flags & MAP["MAP_ANONYMOUS"] else "posix.mmap.new-range-free")
 
     def _placement(self, mm: Mm, addr: int, plen: int, bit32: bool, clause: str) -> Expect:
         c = self.config
@@ -608,7 +611,7 @@ class System:
             if fc.kind == "sigsegv":
                 return self._segv_expect(v, kind, mm, page)
             if fc.kind == "sigbus":
-                return exactly(fc.clause, Outcome(signal="SIGBUS"))
+                return exactly(fc.clause if kind == R else "seed.fault.step3-classify", Outcome(signal="SIGBUS"))
             assert v is not None
             killed = self._oom_predict(mm, v, page, kind, fc)
             if killed is not None:
@@ -625,6 +628,8 @@ class System:
         if not v.prot & (R | W):
             return exactly("posix.mmap.prot-read", Outcome(value=value))
         clause = self._content_clause(mm, v, addr) if v.prot & R else "linux.x86.write-implies-read"
+        if v.prot & (R | W) == R and clause == "linux.mmap.anon-zero-fill":
+            clause = "posix.mmap.prot-read"
         if t is None and v.obj is not None and v.shared and page not in mm.maybe and clause in (
                 "posix.mmap.shared-visible", "posix.mmap.file-contents") and \
                 fault.classify(self, mm, v, addr, R).how == "cache-hit":
@@ -656,7 +661,9 @@ class System:
             # the page had a translation that munmap/mprotect took away: a stale TLB entry would let this through
             return exactly("seed.fault.step8-tlb", Outcome(signal="SIGSEGV"))
         if v is None:
-            return exactly("posix.access.unmapped-sigsegv", Outcome(signal="SIGSEGV"))
+            # a fetch probe checks the #PF itself: at CR2 = the address, with the I/D bit
+            return exactly("seed.fault.step2-pf-cr2" if kind == X else "posix.access.unmapped-sigsegv",
+                           Outcome(signal="SIGSEGV"))
         if kind == X:
             return exactly("linux.x86.nx-enforced", Outcome(signal="SIGSEGV"))
         if v.prot == 0:
@@ -689,6 +696,8 @@ class System:
             off_in_file = pgoff * PAGE_SIZE + (addr & (PAGE_SIZE - 1))
             if off_in_file >= obj.size:
                 return "posix.mmap.partial-page-zero"
+            if pgoff not in obj.pages and pgoff in obj.disk:
+                return "seed.fault.step6-load"     # evicted, read back from the file
             return "posix.mmap.file-contents" if v.shared else "posix.mmap.private-file-reads-file"
         return "linux.mmap.anon-zero-fill"
 
@@ -835,6 +844,8 @@ class System:
             if v.dontfork:
                 continue
             child.vmas.set(s, e, replace(v, locked=False, onfault=False))
+            if v.locked:
+                child.unlocked_at_fork |= set(range(s, e, PAGE_SIZE))
             for page in self._pages_in(parent, s, e):
                 p = parent.anon.get(page)
                 if p is not None:
@@ -1046,6 +1057,9 @@ class System:
         for s, e, v in runs:
             if advice in (MADV["MADV_DONTNEED"], MADV["MADV_FREE"]) and v.locked:
                 return errno("linux.madvise.einval-locked", "EINVAL")
+            if advice in (MADV["MADV_PAGEOUT"], MADV["MADV_COLD"]) and v.locked:
+                # mm/madvise.c can_madv_lru_vma: locked memory cannot be paged out
+                return errno("posix.mlock.never-evicted", "EINVAL")
             if advice == MADV["MADV_FREE"] and v.obj is not None:
                 return errno("linux.madvise.einval-free-file", "EINVAL")
             # mm/madvise.c madvise_remove: locked or without a file: EINVAL; not shared and
@@ -1063,6 +1077,12 @@ class System:
             cursor = e
         if hole or cursor < end or runs[0][0] > addr:
             return errno("posix.madvise.enomem-unmapped", "ENOMEM")
+        if advice == MADV["MADV_PAGEOUT"]:
+            dirty = any(cp.dirty for _, _, cp in self._pageout_pages(mm, addr, end))
+            return exactly("seed.fault.step5-evict" if dirty else "seed.pagecache.clean-dropped", Outcome(value=0))
+        if advice == MADV["MADV_DONTNEED"] and any(mm.unlocked_at_fork & set(range(s, e, PAGE_SIZE))
+                                                  for s, e, _ in runs):
+            return exactly("linux.mlock.not-inherited", Outcome(value=0))
         clause = {MADV["MADV_DONTNEED"]: "linux.madvise.dontneed", MADV["MADV_REMOVE"]: "linux.madvise.remove",
                   MADV["MADV_FREE"]: "linux.madvise.free-lazy", MADV["MADV_DONTFORK"]: "linux.madvise.dontfork",
                   MADV["MADV_HUGEPAGE"]: "linux.thp.madvise-hugepage",
@@ -1097,6 +1117,8 @@ class System:
                 mm.vmas.set(s, e, replace(v, dontfork=advice == MADV["MADV_DONTFORK"]))
             elif advice in (MADV["MADV_HUGEPAGE"], MADV["MADV_NOHUGEPAGE"]):
                 mm.vmas.set(s, e, replace(v, huge=advice == MADV["MADV_HUGEPAGE"]))
+            elif advice == MADV["MADV_PAGEOUT"]:
+                self._pageout(mm, s, e)
             elif advice == MADV["MADV_WILLNEED"] and v.obj is not None:
                 obj = self.objects[v.obj]
                 if obj.kind == "file":
@@ -1104,6 +1126,38 @@ class System:
                         pgoff = v.pgoff(page)
                         if pgoff < obj.npages() and pgoff not in obj.pages:
                             self._cache_read(obj, pgoff)
+
+    def _pageout_pages(self, mm: Mm, start: int, end: int) -> list[tuple[int, MemObject, Page]]:
+        """The file pages MADV_PAGEOUT may reclaim: page-cache pages of regular files in the
+        range, mapped by this process alone (mm/madvise.c skips shared folios)."""
+        out = []
+        for s, e, v in mm.mapped_pages(start, end):
+            if v.obj is None or self.objects[v.obj].kind != "file":
+                continue
+            obj = self.objects[v.obj]
+            for page in range(s, e, PAGE_SIZE):
+                if page in mm.anon:
+                    continue
+                cp = obj.pages.get(v.pgoff(page))
+                if cp is None or cp.pfn is None:
+                    continue
+                if page in mm.maybe:
+                    obj.uncertain.add(cp.pgoff)     # a PTE the kernel may have: may be paged out
+                    continue
+                t = mm.pte.get(page)
+                if t is not None and t.page is cp and cp.mapcount <= 1:
+                    out.append((page, obj, cp))
+        return out
+
+    def _pageout(self, mm: Mm, start: int, end: int) -> None:
+        """MADV_PAGEOUT: reclaim the range's own file pages now (seed step 5: dirty ones are
+        written back first).  The kernel may keep a page (writeback still running, a racing
+        reference): the model evicts and marks the page uncertain until it is touched again."""
+        from .pressure import evict
+        for page, obj, cp in self._pageout_pages(mm, start, end):
+            evict(self, cp)
+            obj.uncertain.add(cp.pgoff)
+            mm.maybe.add(page)
 
     def _cache_read(self, obj: MemObject, pgoff: int) -> Page | None:
         cp = Page("file", bytearray(obj.disk[pgoff]) if pgoff in obj.disk else None, obj=obj.id, pgoff=pgoff)
@@ -1231,14 +1285,17 @@ class System:
         if t is not None:
             return True
         if page in mm.maybe:
-            if v.obj is not None:
+            if v.obj is not None and v.pgoff(page) not in self.objects[v.obj].uncertain:
                 cp = self.objects[v.obj].pages.get(v.pgoff(page))
                 if cp is not None and cp.pfn is not None:
                     return True
             return None
         if v.obj is None:
             return False
-        cp = self.objects[v.obj].pages.get(v.pgoff(page))
+        obj = self.objects[v.obj]
+        if v.pgoff(page) in obj.uncertain:
+            return None
+        cp = obj.pages.get(v.pgoff(page))
         return cp is not None and cp.pfn is not None
 
     def _apply_mincore(self, proc: str, mm: Mm, o: Outcome, addr: int, length: int) -> None:
@@ -1625,7 +1682,8 @@ class System:
             if o.value > hi:
                 return f"at most {hi} minor faults, observed {o.value}"
             return None
-        return Expect("seed.fault.minor-counted", Outcome(value=lo), f"between {lo} and {hi}",
+        return Expect("seed.fault.cow-minor" if mm.cow_faults else "seed.fault.minor-counted", Outcome(value=lo),
+                      f"between {lo} and {hi}",
                       predicate=allowed, impl_defined=True)
 
     def _noisy(self) -> bool:

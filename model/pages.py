@@ -87,6 +87,7 @@ class MemObject:
     pages: dict[int, Page] = field(default_factory=dict)
     disk: dict[int, bytearray] = field(default_factory=dict)
     opens: int = 0                   # open file descriptions (fd references)
+    uncertain: set[int] = field(default_factory=set)   # pages a target may or may not have evicted
 
     @property
     def shmem(self) -> bool:

@@ -30,7 +30,6 @@ declare(
      "Linux rejects MAP_SHARED_VALIDATE for anonymous mappings with EINVAL although the man page lists it as a valid type"),
     ("posix.mmap.ebadf", "a non-anonymous mapping with an invalid fd fails with EBADF",
      f"{POSIX_MMAP}, ERRORS: EBADF The fildes argument is not a valid open file descriptor"),
-    ("posix.mmap.file", "file-backed mappings (not modelled in this slice: judged unknown)", f"{POSIX_MMAP}"),
     ("linux.mmap.hugetlb-growsdown", "MAP_HUGETLB and MAP_GROWSDOWN mappings (not modelled: judged unknown)", MAN_MMAP),
     ("linux.mmap.enomem-len-overflow", "a length that overflows when rounded up to a page fails with ENOMEM",
      "mm/mmap.c do_mmap: len = PAGE_ALIGN(len); if (!len) return -ENOMEM"),
@@ -344,7 +343,7 @@ declare(
     # --- memory pressure ---------------------------------------------------------------------------
     ("seed.swap.clock-second-chance", "reclaim evicts with a clock: a referenced page loses its bit and is passed over once; the first unreferenced page goes",
      "seed, Swapping and Page Replacement: Linux approximates it with a clock-based algorithm using access bits; mm/vmscan.c folio_check_references"),
-    ("seed.pagecache.clean-dropped", "reclaim drops a clean file page without I/O and writes a dirty one back first",
+    ("seed.pagecache.clean-dropped", "reclaim (or MADV_PAGEOUT) drops a clean file page without I/O and writes a dirty one back first",
      "seed step 5; mm/vmscan.c shrink_folio_list (pageout for dirty file folios)"),
     ("linux.swap.swappiness", "swappiness biases reclaim: of n pages, about n*swappiness/200 come from anonymous memory",
      "Documentation/admin-guide/sysctl/vm.rst swappiness; mm/vmscan.c get_scan_count (anon_prio = swappiness, file_prio = 200 - swappiness); seed: vm.swappiness"),
