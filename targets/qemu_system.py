@@ -141,6 +141,17 @@ def find_qemu(binary: str = QEMU) -> str:
 # ---------------------------------------------------------------------------------------------
 # one boot of the kernel
 
+def _die_with_parent() -> None:
+    """In the QEMU child before exec: SIGKILL when the process that started it goes away
+    (Linux PR_SET_PDEATHSIG), so that a harness killed mid-run leaves no guest behind.
+    The signal follows the starting *thread*: start targets from a thread that outlives them."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+    except Exception:
+        pass
+
+
 class GuestDied(Exception):
     def __init__(self, status: RunStatus, message: str, replies: list[str]):
         super().__init__(message)
@@ -172,7 +183,8 @@ class Guest:
                     "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
                     "-no-reboot", "-serial", "stdio", "-kernel", image, *shm_args, *extra]
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+                                     stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         self.buf = b""
         self.sel = selectors.DefaultSelector()
         os.set_blocking(self.proc.stdout.fileno(), False)
