@@ -138,6 +138,8 @@ class _Builder:
         if r.chance(6):
             frame |= _RSVD[r.int(0, 9)]
         self.emit("set_pte", table, Int(idx[size]), frame, _flags(tuple(sorted(set(leaf), key=leaf.index))))
+        if size == 3:
+            la |= 0x300000        # a 1 GiB page maps physical 0: probe above the harness's first MiB
         self.slots.append((la, table, idx[size], size, frame))
 
     # -- operations --------------------------------------------------------------------
