@@ -670,11 +670,8 @@ def _os_calls() -> frozenset[str]:
 # these into its report (TargetResults.not_observable) instead of warning about them.
 NOT_OBSERVABLE = {
     "seed.swap.clock-second-chance": "which page reclaim evicts needs memory pressure and a swap device; this machine has no swap and the harness may not exhaust RAM shared with other work",
-    "seed.pagecache.clean-dropped": "page-cache reclaim happens only under memory pressure, which the harness does not create on a shared machine",
-    "seed.fault.step5-evict": "victim eviction needs memory pressure (no swap device here; RAM is shared)",
     "linux.swap.swappiness": "vm.swappiness needs a swap device and pressure; changing the sysctl would affect the whole machine",
     "linux.swap.swappiness-range": "writing /proc/sys/vm/swappiness changes the machine for everybody",
-    "posix.mlock.never-evicted": "eviction needs memory pressure and swap (locked pages are checked resident with mincore instead: posix.mlock.resident)",
     "linux.oom.kills-worst": "invoking the OOM killer would kill processes of the whole machine",
     "seed.wss.denning": "the kernel keeps no working-set window per process that user space can read",
     "linux.thp.khugepaged-collapse": "khugepaged runs on its own schedule; a collapse cannot be requested and waited for (MADV_COLLAPSE aside)",
@@ -693,6 +690,8 @@ NOT_OBSERVABLE = {
     "memspec.inv.vmas-disjoint": "an invariant of the model's own VMA tree",
     "memspec.inv.shared-object-exists": "an invariant of the model's own object table",
     "memspec.inv.private-pages-mapped": "an invariant of the model's own state",
+    "memspec.proc.exited": "on this target a process ends only by the program's exit(), after which the program may not name it; only the model's OOM killer ends one behind the program's back",
+    "linux.mmap.hugetlb-growsdown": "MAP_HUGETLB needs reserved huge pages (none here) and MAP_GROWSDOWN stacks are not modelled; the model answers unknown",
     "memspec.checkpoint": "names checkpoints of layers without a view clause; the os layer uses linux.proc-maps.matches",
 }
 
