@@ -299,8 +299,13 @@ class Kpti:
                 return None
             return f"expected {_show(want)}, observed {_show(o)} (process {self.cur}, " \
                    f"{'kernel' if self.in_kernel else 'user'} mode, KPTI {'on' if self.kpti else 'off'})"
+        covers: tuple[str, ...] = ()
+        if cpl == 3 and self.kpti:
+            covers += ("linux.pti.user-set-no-kernel",)      # the answer reflects the user set's contents
+        if self.pcid and len(self.user) > 1:
+            covers += ("linux.pti.pcid-flush-on-reuse", "linux.pti.pcid-distinct")
         return Expect(clause, default, _show(want), predicate=allowed,
-                      blame_by=lambda o: self._blame(o, addr, cpl, clause))
+                      blame_by=lambda o: self._blame(o, addr, cpl, clause), covers=covers)
 
     def _blame(self, o: Outcome, addr: int, cpl: int, clause: str) -> str:
         if o.ok and o.value is not None:

@@ -599,10 +599,18 @@ class VirtModel:
                 if o is None or _same(obs, o):
                     return None
             return (f"expected {' or '.join(show(o) for o, _ in options)}, observed {show(obs)}\n{self.explain(gva)}")
+        # a guest access's value names the host frame it reached: the check holds the target to the 2-D laws
+        covers: tuple[str, ...] = ()
+        if fresh.hpa is not None:
+            covers = ("sdm.ept.guest-paging-structures-translated", "memspec.virt.guest-confined",
+                      "memspec.virt.two-d-equals-composition")
+            if len(self.vms) > 1:
+                covers += ("memspec.virt.guests-isolated",)
         if len(options) == 1:
-            return Expect(fresh.clause, fresh.outcome, show(fresh.outcome), predicate=allowed, blame_by=blame)
+            return Expect(fresh.clause, fresh.outcome, show(fresh.outcome), predicate=allowed, blame_by=blame,
+                          covers=covers)
         return Expect("sdm.ept.cached-guest-physical", fresh.outcome, " or ".join(show(o) for o, _ in options),
-                      predicate=allowed, impl_defined=True, blame_by=blame)
+                      predicate=allowed, impl_defined=True, blame_by=blame, covers=covers)
 
     def _harness_walk_exit(self, vm: Vm, o: Outcome) -> Outcome | None:
         """The #NPF the harness's own guest code meets first when the nested stage refuses the guest root
