@@ -2,8 +2,9 @@
 
 Rules map pages (a fresh 4-level chain, or a 2 MiB / 1 GiB page), change leaf
 bits with or without INVLPG, access as user or supervisor (read, write, fetch,
-EFLAGS.AC), reload or switch CR3, toggle CR0.WP, CR4.SMEP/SMAP/PGE and
-EFER.NXE, and read entries back.  Every step is judged by the model at once
+EFLAGS.AC), switch CR3 between two roots that share their lower tables (with
+PCIDs and the no-flush bit, and INVPCID, where the CPU has them), toggle CR0.WP,
+CR4.SMEP/SMAP/PGE and EFER.NXE, and read entries back.  Every step is judged by the model at once
 (clause named) and then adopted; after every step the model's invariants run
 (``no_stale_translation_after_invalidation``: the model's own TLB never keeps
 what an invalidation removed).  A failure prints the clause, the program so far
@@ -23,6 +24,7 @@ from memspec.program import Call, Flags, Int, Program, format_program
 from .catalogue import get as clause
 
 ROOT = 0x200000
+ROOT2 = 0x20F000         # a second root sharing ROOT's lower tables (another address space, same pages)
 TABLES = 0x210000        # fresh table frames from here
 DATA = 0x300000
 LEAF_FLAGS = st.sampled_from([("PTE_P", "PTE_RW", "PTE_US"), ("PTE_P", "PTE_US"), ("PTE_P", "PTE_RW"), ("PTE_P",),
@@ -66,7 +68,13 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             self.pdpte: dict[tuple[int, int], int] = {}
             self.pde: dict[tuple[int, int, int], int] = {}
             self.leaves: list[tuple[int, int, int]] = []   # (linear page, table, index)
+            self.pcid = bool(facts.get("pcid", True))
             self._do("mov_cr3", _hex(ROOT))
+            if self.pcid:
+                self._do("mov_cr4", Flags(("CR4_PAE", "CR4_PCIDE")))
+                self.cr4 = ("CR4_PAE", "CR4_PCIDE")
+            else:
+                self.cr4 = ("CR4_PAE",)
 
         # -- plumbing ------------------------------------------------------------
 
@@ -96,6 +104,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             if i4 not in self.pml4e:
                 self.pml4e[i4] = self._table()
                 self._do("set_pte", _hex(ROOT), Int(i4), _hex(self.pml4e[i4]), upper)
+                self._do("set_pte", _hex(ROOT2), Int(i4), _hex(self.pml4e[i4]), upper)
             pdpt = self.pml4e[i4]
             la = (i4 << 39) | (i3 << 30)
             if la >> 47:
@@ -153,9 +162,13 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             if self.leaves:
                 self._do("invlpg", _hex(data.draw(st.sampled_from(self.leaves))[0]))
 
-        @rule()
-        def reload_cr3(self) -> None:
-            self._do("mov_cr3", _hex(ROOT))
+        @rule(second=st.booleans(), pcid=st.integers(0, 2), noflush=st.booleans())
+        def switch_cr3(self, second: bool, pcid: int, noflush: bool) -> None:
+            """Load CR3: either root, with a PCID and the no-flush bit where the CPU has PCIDs."""
+            value = ROOT2 if second else ROOT
+            if self.pcid:
+                value |= pcid | ((1 << 63) if noflush else 0)
+            self._do("mov_cr3", _hex(value))
 
         @rule(wp=st.booleans())
         def set_wp(self, wp: bool) -> None:
@@ -163,7 +176,15 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
 
         @rule(bits=st.sets(st.sampled_from(["CR4_SMEP", "CR4_SMAP", "CR4_PGE"])))
         def set_cr4(self, bits: set[str]) -> None:
-            self._do("mov_cr4", Flags(("CR4_PAE",) + tuple(sorted(bits))))
+            self._do("mov_cr4", Flags(self.cr4 + tuple(sorted(bits))))
+
+        @rule(kind=st.sampled_from(["INVPCID_ADDR", "INVPCID_SINGLE", "INVPCID_ALL_GLOBAL", "INVPCID_ALL"]),
+              pcid=st.integers(0, 2), data=st.data())
+        def invpcid(self, kind: str, pcid: int, data: Any) -> None:
+            if not (self.pcid and facts.get("invpcid", True)) or not self.leaves:
+                return
+            la = data.draw(st.sampled_from(self.leaves))[0]
+            self._do("invpcid", Flags((kind,)), Int(pcid), _hex(la))
 
         @rule(nxe=st.booleans())
         def set_nxe(self, nxe: bool) -> None:
