@@ -645,9 +645,16 @@ class _Machine:
                             "(guest-physical memory below 1 MiB, which the model does not judge either)", -1)
                 return RunStatus.OK, "", -1
             at = self._where(chunk)
+            self.broken = True
+            regs = vm.get_regs()
+            cc = by_slot.get((regs["r14"] - PHYS - SLOTS) // SLOT_SIZE)
+            if cc is not None and cc.kind == "access" and cc.op == EXEC and rip != FATAL + 1:
+                # the fetch reached code that is not the pattern's INT3 (the harness's own pages,
+                # or paging entries), which halted: the model does not judge that either
+                return (RunStatus.REFUSED, f"the fetch at {cc.addr:#x} ran code outside the pattern, which "
+                        f"halted at RIP {rip:#x}", cc.index)
             where = "in the harness's fault path (a fault in the harness's own code)" if rip == FATAL + 1 \
                 else f"at RIP {rip:#x}"
-            self.broken = True
             return RunStatus.CRASH, f"the guest halted {where}, not at the end of its code", at
         at = self._where(chunk)
         name = EXIT_NAMES.get(exit_reason, str(exit_reason))
