@@ -61,11 +61,11 @@ def _by_clause(target_name: str, clause: str) -> bool:
     return bool(explained(target_name, clause)) and not clause.startswith("sdm.walk.") and clause not in RSVD_ONLY
 
 
-def unexplained_failure(target, program, facts):
+def unexplained_failure(target, program, facts, run=None):
     """The first failure of ``program`` on ``target`` that no cited qemu-system difference
     explains; None if there is none.  The RSVD-without-P bug is checked precisely: the run
     with P restored must get past the failing call."""
-    run = target.run(program)
+    run = target.run(program) if run is None else run
     f = judge(program, run, target.name, facts).failure
     if f is None or _by_clause(target.name, f.clause):
         return None

@@ -12,17 +12,20 @@ from memspec.check import suite_programs
 from memspec.fuzz import codec_hw
 from memspec.records import RunStatus
 
-from .conftest import run_and_judge, unexplained_failure
+from memspec.specs.judge import judge
+
+from .conftest import unexplained_failure
 
 
 def _judge_all(qsys, qsys_facts, programs):
     exercised: set[str] = set()
     unexplained = []
     for origin, program in programs:
-        j = run_and_judge(qsys, program, qsys_facts)
+        run = qsys.run(program)
+        j = judge(program, run, qsys.name, qsys_facts)
         exercised |= {c.clause for c in j.checks}
         if j.failure is not None:
-            f = unexplained_failure(qsys, program, qsys_facts)
+            f = unexplained_failure(qsys, program, qsys_facts, run)
             if f is not None:
                 unexplained.append((origin, f.clause, f.expected, f.observed, f.note[:300]))
     return exercised, unexplained
