@@ -447,7 +447,8 @@ class Paging:
                 default = o_hit
         if default is None:
             default = Outcome(value=0)
-        self._last = {"la": la, "cur": cur, "stale": stale}
+        self._last = {"la": la, "cur": cur, "stale": stale,
+                      "cur_ok": isinstance(cur, Path) and not (o_cur is not None and o_cur.signal == "#PF")}
         if any(o is None for o, _ in options if o is o_cur) and o_cur is None:
             return Expect(clause, default, "a value from memory the pattern does not cover", unknown=True)
         if self.strict:
@@ -458,19 +459,21 @@ class Paging:
                 distinct.append((o, c))
             elif all(o != d for d, _ in distinct):
                 distinct.append((o, c))
-        killed = []
-        for res, ev, _t in sorted(removed, key=lambda x: -x[2]):    # latest caching time first
-            o_old, _, _ = self._outcome_of(res, la, acc, cpl, ac)
-            if o_old is not None:
-                killed.append((o_old, ev.clause))
+        blame = None
+        if removed:
+            killed = []
+            for res, ev, _t in sorted(removed, key=lambda x: -x[2]):    # latest caching time first
+                o_old, _, _ = self._outcome_of(res, la, acc, cpl, ac)
+                if o_old is not None:
+                    killed.append((o_old, ev.clause))
 
-        def blame(obs: Outcome) -> str:
-            # an observation that only a translation removed by an invalidation explains
-            # breaks that invalidation's clause
-            for o_old, cid in killed:
-                if matches(obs, o_old) and cid.startswith("sdm."):
-                    return cid
-            return expect_clause
+            def blame(obs: Outcome) -> str:
+                # an observation that only a translation removed by an invalidation explains
+                # breaks that invalidation's clause
+                for o_old, cid in killed:
+                    if matches(obs, o_old) and cid.startswith("sdm."):
+                        return cid
+                return expect_clause
 
         expect_clause = clause if len(distinct) == 1 else "sdm.tlb.stale-before-invalidation"
         if len(distinct) == 1:
@@ -525,8 +528,9 @@ class Paging:
         last = self._last if self._last.get("la") == la else None
         if last is None:
             cur, stale, _ = self._candidates(la, acc, cpl, ac)
+            cur_ok = isinstance(cur, Path) and check_access(cur, self.mode, la, acc, cpl, ac)[0] is None
         else:
-            cur, stale = last["cur"], last["stale"]
+            cur, stale, cur_ok = last["cur"], last["stale"], last["cur_ok"]
         self._last = {}
         exact = not stale
         if o.signal == "#PF":
@@ -543,9 +547,7 @@ class Paging:
             # the walk succeeded but the physical access hit harness memory: the CPU may have set
             # A/D already (they are set by the walk), so those become unsure
             exact = False
-        used: Path | None = None
-        if isinstance(cur, Path) and check_access(cur, self.mode, la, acc, cpl, ac)[0] is None:
-            used = cur
+        used = cur if cur_ok else None
         if used is not None:
             for u in used.uses:
                 if u.addr not in self.mem:

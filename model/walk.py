@@ -20,6 +20,7 @@ from typing import Callable
 from .pte import EXEC, PKEY_MASK, PKEY_SHIFT, READ, WRITE, Mode, Pte, addr_mask, bits, rsvd_high
 
 Read = Callable[[int], int]
+_IGNORED = ((1 << 59) - (1 << 52)) | 0xE00      # bits 58:52 and 11:9
 
 # plain ints of the IntFlag bits for the hot path (IntFlag arithmetic is slow)
 _P, _RW, _US, _PS, _G, _D, _XD = (int(Pte.P), int(Pte.RW), int(Pte.US), int(Pte.PS), int(Pte.G), int(Pte.D),
@@ -265,7 +266,7 @@ def _allowed_clause(path: Path, mode: Mode, acc: int, cpl: int, ac: int) -> str:
         return "sdm.pkeys.supervisor-page-unaffected"
     if not mode.pke and path.pkey:
         return "sdm.pkeys.ignored-without-pke"
-    if any(u.value & bits(58, 52) or u.value & bits(11, 9) for u in path.uses):
+    if any(u.value & _IGNORED for u in path.uses):
         return "sdm.walk.ignored-bits"
     if path.size == 1 << 12 and path.uses[-1].value & _PS:
         return "sdm.walk.pte.pat-not-ps"
