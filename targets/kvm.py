@@ -569,6 +569,7 @@ class _Machine:
         cr0, cr4, efer = self.initial_mode()
         self.vm.set_control(cr0, INITIAL_CR3, cr4, efer)
         self.cr3 = INITIAL_CR3
+        self.cr4_pke = False
         chunk = _Chunk()
         chunk.code += mov_rax(INITIAL_CR3) + MOV_CR3_RAX
         for pa in sorted(self.dirty):
@@ -795,8 +796,9 @@ class _Machine:
         chunk.code += mov_rbx(addr) + INVLPG_RBX
 
     def _c_invpcid(self, chunk: _Chunk, cc: _Compiled, kind: int, pcid: int, addr: int) -> None:
-        if kind == 0 and _canonical(addr) and (addr >> 39) & 0x1FF == HARNESS_SLOT and kind <= 3 \
-                and pcid <= 0xFFF and self.features.get("invpcid"):
+        # the harness's slot is off limits, as for INVLPG; the CPU's own checks (#UD, #GP) come first
+        if self.features.get("invpcid") and kind == 0 and pcid <= 0xFFF and _canonical(addr) \
+                and (addr >> 39) & 0x1FF == HARNESS_SLOT:
             return self._const(cc, EINVAL)
         cc.kind = "fault"
         self._guard(chunk, cc)
@@ -806,11 +808,12 @@ class _Machine:
         self._patch_resume(chunk, cc)
 
     def _c_wrpkru(self, chunk: _Chunk, cc: _Compiled, value: int) -> None:
-        if value >> 32 and self.vm_cr4_pke:
+        # PKRU is 32 bits: a wider value is the program's mistake once CR4.PKE allows WRPKRU
+        if value >> 32 and self.cr4_pke:
             return self._const(cc, EINVAL)
         self._simple(chunk, cc, b"\xb8" + _d(value) + b"\x31\xc9\x31\xd2" + WRPKRU)
 
-    vm_cr4_pke = False
+    cr4_pke = False      # CR4.PKE as the last boot set it
 
     def _simple(self, chunk: _Chunk, cc: _Compiled, body: bytes) -> None:
         cc.kind = "fault"
@@ -917,7 +920,7 @@ class _Machine:
             self.vm.set_control(cr0, self.vm.control()["cr3"], cr4, efer | EFER_LMA)
         except OSError as e:
             return EINVAL, f"KVM_SET_SREGS refused CR0={cr0:#x} CR4={cr4:#x} EFER={efer | EFER_LMA:#x}: {e.strerror}"
-        self.vm_cr4_pke = bool(cr4 & CR4_PKE)
+        self.cr4_pke = bool(cr4 & CR4_PKE)
         return OK, ""
 
 
