@@ -90,6 +90,7 @@ class _Runner:
         self.layer = layer
         self.results: Any = None
         self.error: str | None = None
+        self.html = ""
 
     def result(self) -> Any:
         if self.results is None and self.error is None:
@@ -108,19 +109,20 @@ class _Runner:
             except Exception:   # a bug in memspec: report it once per clause, run it once
                 self.error = "memspec itself failed (please report this):\n" + traceback.format_exc()
             else:
-                _write_reports(self.results, out, self.target, self.layer)
+                self.html = _write_reports(self.results, out, self.target, self.layer)
         if self.error is not None:
             pytest.fail(f"memspec could not judge {self.target}: {self.error}", pytrace=False)
         return self.results.targets[0]
 
 
-def _write_reports(results: Any, out: str, target: str, layer: str) -> None:
+def _write_reports(results: Any, out: str, target: str, layer: str) -> str:
     from memspec.check import _safe  # the file-name rule counterexamples use
     from memspec.reports import html, json_report, junit
     stem = os.path.join(out, f"pytest-{_safe(target)}-{layer}")
     json_report.write(results, stem + ".json")
     junit.write(results, stem + ".xml")
     html.write(results, stem + ".html")
+    return stem + ".html"
 
 
 def failure_text(f: Any, target: str) -> str:
@@ -156,7 +158,8 @@ class ClauseItem(pytest.Item):
         failures = [f for f in t.failures if f.clause == self.clause]
         unexplained = [f for f in failures if not f.expected_difference]
         if unexplained:
-            pytest.fail("\n\n".join(failure_text(f, self.runner.target) for f in unexplained), pytrace=False)
+            pytest.fail("\n\n".join(failure_text(f, self.runner.target) for f in unexplained)
+                        + f"\nreport: {self.runner.html}", pytrace=False)
         if failures:
             pytest.xfail(f"expected difference: {failures[0].expected_difference}")
         stats = t.clauses.get(self.clause)

@@ -45,7 +45,7 @@ def test_a_broken_target_fails_the_clause_with_program_and_replay(run, pytester:
     out = r.stdout.str()
     r.stdout.fnmatch_lines(["FAILED memspec-os[[]cmd:*--bug=len0-enomem[]]::posix.mmap.einval-len0"])
     for want in ("posix.mmap.einval-len0: mmap with length 0 fails with EINVAL", "expected: -1 EINVAL",
-                 "observed: -1 ENOMEM", "  > ", "replay: memspec replay "):
+                 "observed: -1 ENOMEM", "  > ", "replay: memspec replay ", "report: ", "-os.html"):
         assert want in out, want
     # the reports are written too, under the project's root directory
     assert list((pytester.path / "memspec-out").glob("pytest-*-os.html"))
