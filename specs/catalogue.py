@@ -18,6 +18,7 @@ CATALOGUE: dict[str, Clause] = {}
 # Modules that declare clauses, one per layer (later layers add theirs here).
 CLAUSE_MODULES = (
     "memspec.specs.clauses_os",
+    "memspec.specs.clauses_aslr",
     "memspec.specs.clauses_phys",
     "memspec.specs.clauses_hw",
     "memspec.specs.clauses_virt",
