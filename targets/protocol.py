@@ -171,6 +171,9 @@ class ProtocolTarget(Target):
     def _start(self) -> _Peer:
         peer = _Peer(self.argv, self.timeout, self.memory_mb)
         peer.send({"type": "hello", "protocol": PROTOCOL_VERSION, "client": f"memspec {__version__}"})
+        # Start-up may take longer than one call (an interpreter importing its libraries):
+        # the hello gets a longer limit than each reply.
+        peer.timeout = max(self.timeout, 60.0)
         try:
             hello = peer.receive("hello")
         except SessionFailed as e:
@@ -181,6 +184,7 @@ class ProtocolTarget(Target):
         if hello.get("protocol") != PROTOCOL_VERSION:
             peer.kill()
             raise TargetError(f"{self.name}: speaks protocol {hello.get('protocol')!r}; memspec speaks {PROTOCOL_VERSION}")
+        peer.timeout = self.timeout
         self._hello = hello
         layers = hello.get("layers") or ["os"]
         self.layers = tuple(layers)
