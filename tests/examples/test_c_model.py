@@ -128,3 +128,20 @@ def test_hello_and_garbage(c_model: Path) -> None:
     assert {"mmap", "fork", "buddy_alloc"} <= set(hello["calls"]) and "kmalloc" not in hello["calls"]
     assert err["type"] == "error"
     assert re.search(r"cc .*memspec_model\.c", (C_MODEL_DIR / "README.md").read_text())
+
+
+def test_same_seed_same_verdicts_and_exit_codes_for_ci(c_model: Path, tmp_path: Path) -> None:
+    """What docs/ci.md promises: a fixed --seed gives the same run; 2 means nothing was judged."""
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        p = subprocess.run(MEMSPEC + ["check", "-q", "--target", f"cmd:{c_model}", "--seed", "3", "--programs", "10",
+                                      "--machine-examples", "2", "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        t = json.loads((out / "report.json").read_text())["targets"][0]
+        runs.append((t["programs"], t["calls"], t["clauses"], t["not_applicable"]))
+    assert runs[0] == runs[1]
+    p = subprocess.run(MEMSPEC + ["check", "-q", "--target", f"cmd:{tmp_path}/no-such-binary", "--out",
+                                  str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "cannot start" in p.stderr
