@@ -1016,10 +1016,15 @@ class System:
             mm.maybe.discard(page)
             fault.flush_tlb_page(mm, page)
         gone: set[int] = set()
-        if not flags & MREMAP["MREMAP_DONTUNMAP"]:
-            # the old range goes (its tail beyond the new length with its pages)
-            self._unmap(mm, addr, addr + old_len)
         self._unmap(mm, dest, dest + new_len)
+        old_vmas = list(mm.mapped_pages(addr, addr + old_len))
+        if not flags & MREMAP["MREMAP_DONTUNMAP"]:
+            # the old range goes (its tail beyond the new length with its pages); its objects
+            # are collected only after the moved VMAs exist
+            for page in self._pages_in(mm, addr, addr + old_len):
+                self._drop_page(mm, page)
+            mm.vmas.remove(addr, addr + old_len)
+            gone = {w.obj for _, _, w in old_vmas if w.obj is not None}
         for s, e, w in moved_vmas:
             mm.vmas.set(s + delta, e + delta, replace(w, origin=w.origin + delta, clause="linux.mremap.maymove-moves"))
         if new_len > keep:
@@ -1722,7 +1727,7 @@ class System:
         return mbind_expect(self, mm, addr, length, mode, nodemask)
 
     def _apply_mbind(self, proc: str, mm: Mm, o: Outcome, addr: int, length: int, mode: int, nodemask: int) -> None:
-        if o.ok:
+        if o.ok and page_align(length):
             end = addr + page_align(length)
             for s, e, v in list(mm.mapped_pages(addr, end)):
                 mm.vmas.set(s, e, replace(v, policy=(mode, nodemask)))

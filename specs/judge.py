@@ -181,4 +181,4 @@ def _fmt(ranges: list[tuple[int, int, str]], near: int) -> str:
     return "; ".join(f"{s:#x}-{e:#x} {p}" for s, e, p in close) or "(nothing mapped)"
 
 
-COMPARE["os"] = compare_maps
+COMPARE["os"] = "memspec.specs.compare_os:compare"

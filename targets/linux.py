@@ -372,6 +372,11 @@ class _Kernel:
             raise Refused("/proc/kpageflags is not readable here") from None
         return Outcome(value=1 if flags >> KPF_THP & 1 else 0)
 
+    def faults(self) -> list[int]:
+        """[minor, major] faults of this process since the program began in it (getrusage)."""
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return [ru.ru_minflt - self.flt0[0], ru.ru_majflt - self.flt0[1]]
+
     def do_minflt(self) -> Outcome:
         return Outcome(value=resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self.flt0[0])
 
@@ -594,11 +599,13 @@ class _Runner:
 
     def observe(self) -> Observation:
         maps = [("main", _read_maps())]
+        faults = {"main": self.k.faults()}
         for name, (pid, w, f) in self.servants.items():
             os.write(w, b'{"observe": 1}\n')
             msg = json.loads(f.readline())
             maps.append((name, tuple(Mapping(*m) for m in msg["maps"])))
-        return Observation(tuple(maps))
+            faults[name] = msg.get("faults", [0, 0])
+        return Observation(tuple(maps), (("faults", faults),))
 
 
 def _serve_requests(runner: _Runner, rf: Any, wfd: int) -> None:
@@ -606,7 +613,8 @@ def _serve_requests(runner: _Runner, rf: Any, wfd: int) -> None:
     for line in rf:
         req = json.loads(line)
         if "observe" in req:
-            reply: dict[str, Any] = {"maps": [[m.start, m.end, m.perms] for m in _read_maps()]}
+            reply: dict[str, Any] = {"maps": [[m.start, m.end, m.perms] for m in _read_maps()],
+                                     "faults": runner.k.faults()}
         else:
             if req["name"] == "exit":
                 os.write(wfd, b"{}\n")
@@ -649,7 +657,7 @@ def _run_calls(runner: "_Runner", program: Program, observe: str, wfd: int) -> N
         if observe == "each" or (observe == "end" and i == len(program.calls) - 1):
             obs = runner.observe()
             out.write(json.dumps({"obs": [[p, [[m.start, m.end, m.perms] for m in ms]] for p, ms in obs.maps],
-                                  "index": i}) + "\n")
+                                  "extra": dict(obs.extra), "index": i}) + "\n")
     out.write('{"done": 1}\n')
     out.flush()
 
@@ -762,7 +770,8 @@ class LinuxTarget(Target):
                 outcomes.append(Outcome.from_json(msg["o"]))
             elif "obs" in msg:
                 observations.append((msg["index"], Observation(tuple(
-                    (p, tuple(Mapping(*m) for m in ms)) for p, ms in msg["obs"]))))
+                    (p, tuple(Mapping(*m) for m in ms)) for p, ms in msg["obs"]),
+                    tuple(sorted((msg.get("extra") or {}).items())))))
             elif "refused" in msg:
                 return RunResult(tuple(outcomes), tuple(observations), RunStatus.REFUSED,
                                  f"call {msg['index'] + 1} refused: {msg['refused']}")
@@ -827,7 +836,7 @@ class LinuxSession(Session):
                     if "observe" in req:
                         obs = runner.observe()
                         reply: dict[str, Any] = {"obs": [[p, [[m.start, m.end, m.perms] for m in ms]]
-                                                          for p, ms in obs.maps]}
+                                                          for p, ms in obs.maps], "extra": dict(obs.extra)}
                     else:
                         try:
                             reply = {"o": runner.call(req["proc"], req["name"], tuple(req["args"]),
@@ -882,7 +891,8 @@ class LinuxSession(Session):
         self.n += 0
         msg = self._ask({"observe": 1})
         self.n -= 1
-        return Observation(tuple((p, tuple(Mapping(*m) for m in ms)) for p, ms in msg["obs"]))
+        return Observation(tuple((p, tuple(Mapping(*m) for m in ms)) for p, ms in msg["obs"]),
+                           tuple(sorted((msg.get("extra") or {}).items())))
 
     def close(self) -> None:
         for fd in (self.req_w, self.rep_r):
