@@ -38,7 +38,7 @@ def program_text(n: int) -> str:
     for i in range(n):
         lines.append(f"set_pte({PT:#x}, 5, {FRAMES[i & 7]:#x}, PTE_P|PTE_RW|PTE_US)")
         lines.append(f"mov_cr3({ROOT:#x})")
-        lines.append(f"access({LA:#x}, ACC_READ, {3 if i & 1 else 0})")
+        lines.append(f"access({LA:#x}, ACC_READ, 0)")     # CPL 0, as the bare loop
     return "\n".join(lines) + "\n"
 
 
