@@ -117,3 +117,18 @@ register(CallSpec("gc_pause", "phys", (), doc="work units of the last collection
 
 HEAP_CALLS = frozenset({"malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc", "memalign",
                         "malloc_usable_size", "heap_store", "heap_load", "heap_fill", "heap_count"})
+
+# The layer's allocators and the calls that drive each: a codec or state machine for one
+# allocator draws from its calls only (``decode(data, ALLOCATORS["slab"])``, ``machine(t, "slab")``).
+ALLOCATORS: dict[str, frozenset[str]] = {
+    "buddy": frozenset({"buddy_alloc", "buddy_free", "nr_free_pages", "buddy_largest"}),
+    "slab": frozenset({"kmem_cache_create", "kmem_cache_alloc", "kmem_cache_free", "kmem_cache_shrink"}),
+    "kmalloc": frozenset({"kmalloc", "kfree", "ksize"}),
+    "vmalloc": frozenset({"vmalloc", "vfree", "vmalloc_to_pfn"}),
+    "dma": frozenset({"dma_alloc_coherent", "dma_free_coherent"}),
+    "numa": frozenset({"set_mempolicy", "migrate_thread", "numa_touch", "numa_stat"}),
+    "arena": frozenset({"arena_create", "arena_alloc", "arena_reset", "arena_destroy"}),
+    "heap": HEAP_CALLS,
+    "gc": frozenset({"gc_new", "gc_ref", "gc_get", "gc_root", "gc_unroot", "gc_collect", "gc_compact", "gc_live",
+                     "gc_addr", "gc_pause"}),
+}

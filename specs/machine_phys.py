@@ -46,8 +46,14 @@ class PhysConformanceFailure(AssertionError):
                          f"observed {observed}\n  {note}\n\n{format_program(program)}")
 
 
-def machine(target: Target, facts: dict[str, Any] | None = None) -> type[RuleBasedStateMachine]:
+def machine(target: Target, facts: dict[str, Any] | None = None,
+            allocator: str | None = None) -> type[RuleBasedStateMachine]:
+    """The state machine for ``target``: every phys allocator it implements, or only ``allocator``
+    (a key of ``memspec.calls_phys.ALLOCATORS``: "buddy", "slab", "heap", "gc", ...)."""
     calls = target.calls
+    if allocator is not None:
+        from memspec.calls_phys import ALLOCATORS
+        calls = ALLOCATORS[allocator] if calls is None else ALLOCATORS[allocator] & calls
 
     def has(*names: str):
         """Mark a rule with the calls it makes; rules the target cannot run are removed below
@@ -369,5 +375,6 @@ def machine(target: Target, facts: dict[str, Any] | None = None) -> type[RuleBas
         needs = getattr(value, "_phys_needs", None)
         if needs and calls is not None and not all(n in calls for n in needs):
             delattr(PhysMachine, attr)
-    PhysMachine.__name__ = PhysMachine.__qualname__ = f"PhysMachine_{target.name.replace(':', '_')}"
+    PhysMachine.__name__ = PhysMachine.__qualname__ = \
+        f"PhysMachine_{target.name.replace(':', '_')}" + (f"_{allocator}" if allocator else "")
     return PhysMachine

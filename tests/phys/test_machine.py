@@ -52,3 +52,13 @@ def test_machine_finds_the_bug(target, clause):
                                                                          stateful_step_count=8))
     assert e.value.clause == clause
     assert len(e.value.program) <= 6     # Hypothesis shrank it
+
+
+@pytest.mark.parametrize("allocator", sorted(__import__("memspec.calls_phys", fromlist=["ALLOCATORS"]).ALLOCATORS))
+def test_one_machine_per_allocator_on_the_model(allocator):
+    from memspec.calls_phys import ALLOCATORS
+    from memspec.fuzz.codec_phys import decode
+    M = machine(ModelTarget(), {}, allocator)
+    run_state_machine_as_test(M, settings=settings(CFG, max_examples=8, stateful_step_count=15))
+    # and a codec per allocator: programs from its calls only
+    assert {c.name for c in decode(bytes(range(200)), ALLOCATORS[allocator]).calls} <= ALLOCATORS[allocator]
