@@ -1346,6 +1346,8 @@ class System:
     def _populate_fails(self, mm: Mm, start: int, end: int) -> int | None:
         """mm/gup.c __mm_populate without ignore_errors: the first page that cannot be faulted
         in (no access rights, or past a file's end) stops it; mlock then reports ENOMEM."""
+        if end <= start:
+            return None
         for s, e, v in mm.mapped_pages(start, end):
             if not v.prot & (R | W | X) or v.exec_only:
                 return s      # (an execute-only protection key forbids GUP's read too)

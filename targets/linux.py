@@ -133,6 +133,7 @@ class _Kernel:
         self.owned = _Ranges()
         self.owned.add(*WINDOW)
         self.fds: set[int] = set()          # descriptors the program made
+        self.dontfork = _Ranges()           # MADV_DONTFORK ranges (absent in forked probes)
         self.shm_prefix = f"ms{os.getpid()}x{int(time.time() * 1000) % 100000}-"
         self.shm_made: set[str] = set()
         import tempfile
@@ -205,7 +206,20 @@ class _Kernel:
 
     def do_madvise(self, addr: int, length: int, advice: int) -> Outcome:
         self._range_safe(addr, length)
-        return self.sys(SYS_madvise, addr, length, advice)
+        o = self.sys(SYS_madvise, addr, length, advice)
+        if advice in (10, 11) and not addr & ~PAGE_MASK:      # MADV_DONTFORK, MADV_DOFORK
+            end = addr + _align(length & U64)
+            if advice == 10:
+                self.dontfork.add(addr, end)
+            else:
+                self.dontfork.remove(addr, end)
+        return o
+
+    def _probe_ok(self, addr: int) -> None:
+        # probes run in a forked process, where MADV_DONTFORK memory does not exist
+        if any(True for _ in self.dontfork.uncovered(addr, addr + 1)):
+            return
+        raise Refused(f"{addr:#x} is MADV_DONTFORK memory, which a forked probe cannot reach")
 
     def do_msync(self, addr: int, length: int, flags: int) -> Outcome:
         self._range_safe(addr, length)
@@ -418,6 +432,7 @@ class _Kernel:
             self.check_safe(addr, min(addr + length, USER_TOP))
         o = self.sys(SYS_mmap, addr, length, prot, flags, fd, offset)
         if o.ok and o.value is not None:
+            self.dontfork.remove(o.value, o.value + _align(length))
             self.owned.add(o.value, o.value + _align(length))
         return o
 
@@ -428,6 +443,7 @@ class _Kernel:
             self.check_safe(addr, addr + length)
         o = self.sys(SYS_munmap, addr, length)
         if o.ok:
+            self.dontfork.remove(addr, addr + _align(length))
             self.owned.remove(addr, addr + _align(length))
             self.owned.add(*WINDOW) if addr < WINDOW[1] and addr + length > WINDOW[0] else None
         return o
@@ -460,6 +476,7 @@ class _Kernel:
         """The kernel refused to copy (EFAULT): which signal would a user-mode access get?
         A grandchild makes the real access with the fault handler installed; SIGBUS (a page
         past the end of a file) and SIGSEGV differ only there."""
+        self._probe_ok(addr)
         _PROBE_MODE.value = 1
         pid = os.fork()
         if pid == 0:
@@ -478,6 +495,7 @@ class _Kernel:
 
     def do_fetch(self, addr: int) -> Outcome:
         self.check_safe(addr, addr + 1)
+        self._probe_ok(addr)
         # Everything the probe needs exists before the fork: a callback made in the
         # grandchild would allocate a libffi trampoline page, which the kernel may
         # place right at the address under test.
@@ -571,6 +589,7 @@ class _Runner:
             if self.k.pagemap >= 0:
                 os.close(self.k.pagemap)
             self.k.start_process()
+            self.k.dontfork = _Ranges()     # those ranges do not exist in the child
             _serve_requests(self, os.fdopen(req_r, "rb"), rep_w)
             os._exit(0)
         os.close(req_r)
