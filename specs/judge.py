@@ -75,7 +75,8 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
         if why is not None:
             j.checks.append(Check(clause(exp.blame(observed)).id, Verdict.FAIL, i, exp.describe,
                                   observed.describe(), why))
-            j.context["maps_before"] = _all_maps(system)
+            if isinstance(system, System):
+                j.context["maps_before"] = _all_maps(system)
             return j
         verdict = (Verdict.UNKNOWN if exp.unknown else
                    Verdict.IMPL_DEFINED if exp.impl_defined else Verdict.PASS)
