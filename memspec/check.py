@@ -99,6 +99,15 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60]
 
 
+def _lacks(facts: dict[str, Any], requires: str | None) -> bool:
+    """A program's ``# requires: pcid invpcid`` header names features; a target whose facts
+    say it lacks one cannot run the program (not applicable, never passed)."""
+    if not requires:
+        return False
+    feats = facts.get("features", facts)
+    return any(feats.get(name) is False for name in requires.replace(",", " ").split())
+
+
 def example_database(spec: str | None) -> Any:
     """A Hypothesis example database shared between runs and workers: a directory, or Redis.
     ``None`` (and no MEMSPEC_HYPOTHESIS_DB in the environment) keeps none, so runs are reproducible."""
@@ -190,7 +199,8 @@ class Checker:
         for n, (origin, program) in enumerate(programs, 1):
             if n == 1 or n == total or n % 10 == 0:
                 tr.timeline.append([round(time.monotonic() - t_start, 3), tr.programs, len(tr.clauses), len(tr.failures)])
-            if target.calls is not None and any(c.name not in target.calls for c in program.calls):
+            if target.calls is not None and any(c.name not in target.calls for c in program.calls) or \
+                    _lacks(facts, program.meta("requires")):
                 tr.not_applicable += 1
                 # which clauses the skipped program would have exercised: judged on the model alone
                 for cid in _model_clauses(program):
