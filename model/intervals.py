@@ -1,8 +1,15 @@
 """A sorted map of disjoint half-open intervals [start, end) to values.
 
 This is the model's VMA tree: lookups, inserts and range removals cost
-O(log n + k) for k touched intervals (bisect on a sorted list), so that the
-model's cost grows like the kernel's maple tree, not like a scan of every VMA.
+O(log n + k) for k touched intervals, so that the model's cost grows like the
+kernel's maple tree, not like a scan of every VMA.
+
+Storage is a list of sorted chunks of at most ``2 * LOAD`` intervals each (starts,
+ends and values in parallel lists), with the first start of every chunk in
+``_heads``.  A lookup bisects the heads, then one chunk; an insert or a removal
+moves at most one chunk's entries.  One flat sorted list would make every insert
+and removal move O(n) entries: with 65,000 mappings that memmove cost 30x the
+lookup itself (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -12,93 +19,202 @@ from typing import Generic, Iterator, TypeVar
 
 V = TypeVar("V")
 
+LOAD = 512     # a chunk splits in two when it grows past 2 * LOAD
+
 
 class IntervalMap(Generic[V]):
-    __slots__ = ("_starts", "_ends", "_values")
+    __slots__ = ("_cs", "_ce", "_cv", "_heads")
 
     def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-        self._values: list[V] = []
+        # Always at least one chunk; only a lone chunk may be empty.  ``_heads`` is kept
+        # only while there are several chunks (a lone chunk's head is read from it).
+        self._cs: list[list[int]] = [[]]
+        self._ce: list[list[int]] = [[]]
+        self._cv: list[list[V]] = [[]]
+        self._heads: list[int] = []
+
+    # A map of one chunk (every map below 2 * LOAD intervals) exposes its flat lists,
+    # which some tests use to build deliberately broken states.
+    @property
+    def _starts(self) -> list[int]:
+        return self._flat(self._cs)
+
+    @property
+    def _ends(self) -> list[int]:
+        return self._flat(self._ce)
+
+    @property
+    def _values(self) -> list[V]:
+        return self._flat(self._cv)
+
+    def _flat(self, chunks: list[list]) -> list:
+        if len(chunks) == 1:
+            return chunks[0]
+        return [x for c in chunks for x in c]     # a copy: large maps have no single flat list
 
     def __len__(self) -> int:
-        return len(self._starts)
+        return sum(map(len, self._cs))
 
     def copy(self) -> "IntervalMap[V]":
         m: IntervalMap[V] = IntervalMap()
-        m._starts = self._starts[:]
-        m._ends = self._ends[:]
-        m._values = self._values[:]
+        m._cs = [c[:] for c in self._cs]
+        m._ce = [c[:] for c in self._ce]
+        m._cv = [c[:] for c in self._cv]
+        m._heads = self._heads[:]
         return m
 
     def items(self) -> Iterator[tuple[int, int, V]]:
-        return zip(self._starts, self._ends, self._values)
+        if len(self._cs) == 1:
+            return zip(self._cs[0], self._ce[0], self._cv[0])
+        return (t for c in range(len(self._cs)) for t in zip(self._cs[c], self._ce[c], self._cv[c]))
+
+    # -- positions ----------------------------------------------------------------------
+
+    def _chunk(self, addr: int) -> int:
+        """The chunk holding the last interval that starts at or before ``addr`` (-1: none)."""
+        if len(self._cs) == 1:
+            s = self._cs[0]
+            return 0 if s and s[0] <= addr else -1
+        return bisect_right(self._heads, addr) - 1
+
+    def _last_at_or_before(self, addr: int) -> tuple[int, int]:
+        """(chunk, index) of the last interval with start <= addr; (0, -1) if there is none."""
+        c = self._chunk(addr)
+        if c < 0:
+            return 0, -1
+        return c, bisect_right(self._cs[c], addr) - 1
+
+    def _next(self, c: int, i: int) -> tuple[int, int]:
+        i += 1
+        if i < len(self._cs[c]):
+            return c, i
+        return c + 1, 0
+
+    def _valid(self, c: int, i: int) -> bool:
+        return c < len(self._cs) and 0 <= i < len(self._cs[c])
+
+    # -- queries ------------------------------------------------------------------------
 
     def find(self, addr: int) -> tuple[int, int, V] | None:
-        i = bisect_right(self._starts, addr) - 1
-        if i >= 0 and addr < self._ends[i]:
-            return self._starts[i], self._ends[i], self._values[i]
+        cs = self._cs
+        if len(cs) == 1:
+            s = cs[0]
+            i = bisect_right(s, addr) - 1
+            if i >= 0:
+                e = self._ce[0][i]
+                if addr < e:
+                    return s[i], e, self._cv[0][i]
+            return None
+        c = bisect_right(self._heads, addr) - 1
+        if c < 0:
+            return None
+        s = cs[c]
+        i = bisect_right(s, addr) - 1
+        e = self._ce[c][i]
+        if addr < e:
+            return s[i], e, self._cv[c][i]
         return None
 
     def overlapping(self, start: int, end: int) -> list[tuple[int, int, V]]:
         """Intervals that intersect [start, end), in address order (not clipped)."""
-        i = max(bisect_right(self._starts, start) - 1, 0)
+        c, i = self._last_at_or_before(start)
+        if i < 0:
+            i = 0
         out = []
-        while i < len(self._starts) and self._starts[i] < end:
-            if self._ends[i] > start:
-                out.append((self._starts[i], self._ends[i], self._values[i]))
-            i += 1
+        cs, ce, cv = self._cs, self._ce, self._cv
+        while c < len(cs):
+            s, e, v = cs[c], ce[c], cv[c]
+            while i < len(s):
+                if s[i] >= end:
+                    return out
+                if e[i] > start:
+                    out.append((s[i], e[i], v[i]))
+                i += 1
+            c, i = c + 1, 0
         return out
 
     def any_overlap(self, start: int, end: int) -> bool:
-        i = bisect_right(self._starts, start) - 1
-        if i >= 0 and self._ends[i] > start:
+        c, i = self._last_at_or_before(start)
+        if i >= 0 and self._ce[c][i] > start:
             return True
-        return i + 1 < len(self._starts) and self._starts[i + 1] < end
+        c, i = self._next(c, i)
+        return self._valid(c, i) and self._cs[c][i] < end
+
+    def gaps(self, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+        """Free ranges within [lo, hi), from the highest address down (top-down placement)."""
+        c = self._chunk(hi - 1) if hi > 0 else -1
+        # the intervals that start below hi: up to (c, i) inclusive
+        i = bisect_left(self._cs[c], hi) - 1 if c >= 0 else -1
+        cur_hi = hi
+        while c >= 0:
+            s_, e_ = self._cs[c], self._ce[c]
+            while i >= 0:
+                s, e = s_[i], e_[i]
+                if e <= lo:
+                    if cur_hi > lo:
+                        yield lo, cur_hi
+                    return
+                if e < cur_hi:
+                    yield max(e, lo), cur_hi
+                cur_hi = min(cur_hi, s)
+                if cur_hi <= lo:
+                    return
+                i -= 1
+            c -= 1
+            if c >= 0:
+                i = len(self._cs[c]) - 1
+        if cur_hi > lo:
+            yield lo, cur_hi
+
+    # -- updates ------------------------------------------------------------------------
+
+    def _delete(self, start: int) -> None:
+        c = self._chunk(start)
+        i = bisect_left(self._cs[c], start)
+        del self._cs[c][i], self._ce[c][i], self._cv[c][i]
+        if len(self._cs) == 1:
+            return
+        if not self._cs[c]:
+            del self._cs[c], self._ce[c], self._cv[c], self._heads[c]
+            if len(self._cs) == 1:
+                self._heads = []
+        elif i == 0:
+            self._heads[c] = self._cs[c][0]
+
+    def _insert(self, start: int, end: int, value: V) -> None:
+        c = max(self._chunk(start), 0)
+        s = self._cs[c]
+        i = bisect_left(s, start)
+        s.insert(i, start)
+        self._ce[c].insert(i, end)
+        self._cv[c].insert(i, value)
+        if self._heads and i == 0:
+            self._heads[c] = start
+        if len(s) > 2 * LOAD:
+            if not self._heads:
+                self._heads = [s[0]]
+            for lists in (self._cs, self._ce, self._cv):
+                whole = lists[c]
+                lists[c:c + 1] = [whole[:LOAD], whole[LOAD:]]
+            self._heads.insert(c + 1, self._cs[c + 1][0])
 
     def remove(self, start: int, end: int) -> None:
         """Remove [start, end), splitting intervals that straddle its edges."""
         if start >= end:
             return
-        i = max(bisect_right(self._starts, start) - 1, 0)
-        j = bisect_left(self._starts, end)
-        keep_s: list[int] = []
-        keep_e: list[int] = []
-        keep_v: list[V] = []
-        for k in range(i, j):
-            s, e, v = self._starts[k], self._ends[k], self._values[k]
-            if e <= start:
-                keep_s.append(s); keep_e.append(e); keep_v.append(v)
-                continue
-            if s < start:
-                keep_s.append(s); keep_e.append(start); keep_v.append(v)
-            if e > end:
-                keep_s.append(end); keep_e.append(e); keep_v.append(v)
-        self._starts[i:j] = keep_s
-        self._ends[i:j] = keep_e
-        self._values[i:j] = keep_v
+        hits = self.overlapping(start, end)
+        if not hits:
+            return
+        for s, _, _ in hits:
+            self._delete(s)
+        s0, _, v0 = hits[0]
+        if s0 < start:
+            self._insert(s0, start, v0)
+        _, e1, v1 = hits[-1]
+        if e1 > end:
+            self._insert(end, e1, v1)
 
     def set(self, start: int, end: int, value: V) -> None:
         """Map [start, end) to ``value``, replacing whatever was there."""
         self.remove(start, end)
-        i = bisect_left(self._starts, start)
-        self._starts.insert(i, start)
-        self._ends.insert(i, end)
-        self._values.insert(i, value)
-
-    def gaps(self, lo: int, hi: int) -> Iterator[tuple[int, int]]:
-        """Free ranges within [lo, hi), from the highest address down (top-down placement)."""
-        i = bisect_left(self._starts, hi)
-        cur_hi = hi
-        while i > 0:
-            i -= 1
-            s, e = self._starts[i], self._ends[i]
-            if e <= lo:
-                break
-            if e < cur_hi:
-                yield max(e, lo), cur_hi
-            cur_hi = min(cur_hi, s)
-            if cur_hi <= lo:
-                return
-        if cur_hi > lo:
-            yield lo, cur_hi
+        self._insert(start, end, value)

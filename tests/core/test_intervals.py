@@ -41,3 +41,17 @@ def test_interval_map_matches_a_dict(ops, qlo, qlen) -> None:
     free = {x for a, b in gaps for x in range(a, b)}
     assert free == {x for x in range(60) if x not in ref}
     assert gaps == sorted(gaps, reverse=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPS, st.integers(0, 50), st.integers(0, 50))
+def test_interval_map_matches_a_dict_across_chunks(ops, qlo, qlen) -> None:
+    """The same law with chunks of at most 4 intervals, so that splits, emptied chunks and
+    lookups across chunk boundaries all happen in small examples."""
+    from memspec.model import intervals
+    old = intervals.LOAD
+    intervals.LOAD = 2
+    try:
+        test_interval_map_matches_a_dict.hypothesis.inner_test(ops, qlo, qlen)
+    finally:
+        intervals.LOAD = old
