@@ -37,7 +37,7 @@ def setup(quick: bool) -> Pair:
     from memspec.program import parse
     from memspec.records import RunStatus
     from memspec.targets.linux import LinuxTarget
-    n = 15 if quick else 200
+    n = 15 if quick else 60
     prog = parse("a = mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n")
     target = LinuxTarget(timeout=30.0)
 

@@ -40,7 +40,7 @@ def setup(quick: bool) -> Pair:
     for inv in (True, False):
         fuzzers[inv] = Fuzzer(FuzzOptions(target="model", layer="os", seconds=1.0, out=tmp, corpus=f"{tmp}/corpus-{inv}",
                                           findings=f"{tmp}/findings", invariants=inv, quiet=True, seed=1))
-    data = inputs(fuzzers[True], 40 if quick else 200)
+    data = inputs(fuzzers[True], 40 if quick else 100)
     data = [d for d in data if fuzzers[True].codec.decode(d, fuzzers[True].target.calls).calls]
 
     def rate(inv: bool) -> float:

@@ -74,7 +74,7 @@ def setup(quick: bool) -> Pair:
     if not sys.platform.startswith("linux"):
         raise Unavailable("the linux target needs Linux")
     from memspec.targets.linux import LinuxTarget
-    n = 300 if quick else 2000
+    n = 300 if quick else 1000
     prog = program(n)
     target = LinuxTarget(timeout=60.0)
     facts = target.facts()

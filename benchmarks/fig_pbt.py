@@ -88,7 +88,7 @@ def setup(quick: bool) -> Pair:
     from memspec.targets.model import ModelTarget
     os_machine = _counting(machine(ModelTarget()))
     trivial = _counting(trivial_machine())
-    examples, steps = (6, 25) if quick else (40, 50)
+    examples, steps = (6, 25) if quick else (20, 50)
     return Pair(lambda: steps_per_second(os_machine, examples, steps),
                 lambda: steps_per_second(trivial, examples, steps),
                 note=f"{examples} examples of up to {steps} steps, derandomised (the same draws each repeat)")

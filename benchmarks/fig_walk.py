@@ -67,7 +67,7 @@ def setup(quick: bool) -> Pair:
     la = np.random.default_rng(12).integers(0, 4 << 30, n, dtype=np.uint64)
     mode = Mode(cr0=CR0_PE | CR0_PG | CR0_WP, cr4=CR4_PAE, efer=EFER_LME | EFER_LMA | EFER_NXE)
     root = ROOT * PAGE
-    sample = [int(x) for x in la[: (5_000 if quick else 50_000)]]
+    sample = [int(x) for x in la[: (5_000 if quick else 20_000)]]
     want, _ = numpy_walk(mem, root, la[: len(sample)])
 
     def read(pa: int) -> int:

@@ -43,7 +43,7 @@ def sizes(quick: bool) -> tuple[int, ...]:
 
 
 def batch(n: int) -> int:
-    return 20 if n > 5000 else 100
+    return 5 if n > 5000 else 100
 
 
 # -- model -------------------------------------------------------------------------------------------
