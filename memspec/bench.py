@@ -250,6 +250,32 @@ def _us(t: float) -> str:
 
 # -- output --------------------------------------------------------------------------------------
 
+def markdown(result: dict[str, Any]) -> str:
+    """The figures and curves as Markdown tables (written as bench.md, for the README)."""
+    out = ["| figure | numerator (median [min-max]) | denominator (median [min-max]) | ratio | goal | status |",
+           "|---|---|---|---|---|---|"]
+    for r in result["figures"]:
+        if r["status"] in ("unavailable", "error"):
+            out.append(f"| {r['figure']} | {r['status']}: {r['reason']} | | | {r['goal']} | {r['status']} |")
+            continue
+        status = r["status"] if r["status"] == "met" else f"missed (x{r['goal'] / r['ratio']:.1f} short)"
+        out.append(f"| {r['figure']} | {_side(r['numerator'])} {r['unit']} | {_side(r['denominator'])} {r['unit']} "
+                   f"| {r['ratio']:.3f} | ≥ {r['goal']} | {status} |")
+    if result["curves"]:
+        out += ["", "| curve | series | per-op time at each size (median) | growth | goal |",
+                "|---|---|---|---|---|"]
+        for c in result["curves"]:
+            for name, pts in c["series"].items():
+                cells = ", ".join(f"{p['x']:,}: {_us(p['median']).strip()}" for p in pts)
+                g = c["growth"][name]
+                ok = "" if g is None else ("met" if g <= c["limit"] else "missed")
+                out.append(f"| {c['name']} | {name} | {cells} | x{g:.2f} | ≤ x{c['limit']:g} {ok} |"
+                           if g is not None else f"| {c['name']} | {name} | {cells} | | |")
+    for c in result.get("checks", []):
+        out += ["", check_line(c)]
+    return "\n".join(out) + "\n"
+
+
 def _commit() -> str | None:
     try:
         r = subprocess.run(["git", "-C", repo_root(), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
@@ -320,6 +346,8 @@ def run(quick: bool, out: str, only: list[str] | None, repeat: int | None, profi
         how = bench_plot.plot(curves, png, svg)
         result["plot"] = {"png": png, "svg": svg, "how": how}
     result["seconds"] = time.perf_counter() - t_start
+    with open(os.path.join(out, "bench.md"), "w") as f:
+        f.write(markdown(result))
     path = os.path.join(out, "bench.json")
     with open(path + ".tmp", "w") as f:
         json.dump(result, f, indent=2)
