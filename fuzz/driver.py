@@ -313,7 +313,12 @@ class Fuzzer:
 
     def run_atheris(self) -> int:
         import atheris
-        # libFuzzer runs the corpus folder itself (and writes new entries there).
+        # libFuzzer runs the corpus folder itself (and writes new entries there).  An empty
+        # corpus gets seeds of a useful size first: libFuzzer starts from one-byte inputs,
+        # and a program worth running needs a hundred bytes or more.
+        if len([n for n in os.listdir(self.corpus_dir) if not n.startswith(".")]) < 8:
+            for _ in range(32):
+                self.add_entry(bytes(self.rng.randrange(256) for _ in range(self.rng.randint(64, 256))))
         deadline = time.monotonic() + self.o.seconds
 
         hit = _clause_feedback(atheris)
@@ -332,7 +337,7 @@ class Fuzzer:
                 self.finish_atheris()
 
         argv = [sys.argv[0], self.corpus_dir, f"-max_total_time={int(self.o.seconds) + 1}",
-                f"-seed={self.o.seed or 1}", f"-max_len={self.o.max_len}", "-len_control=10", "-print_final_stats=0"]
+                f"-seed={self.o.seed or 1}", f"-max_len={self.o.max_len}", "-print_final_stats=0"]
         dictionary = _dictionary(self.layer)
         if dictionary:
             argv.append(f"-dict={dictionary}")
