@@ -118,46 +118,57 @@ def _kernel_child(sizes_: tuple[int, ...], repeat: int, wfd: int) -> None:
     for _ in range(2000):     # warm-up: page tables, slab caches and ctypes' call paths
         a = mmap(None, PAGE, rw, anon, -1, 0)
         munmap(a, PAGE)
-    for n in sizes_:
-        span = 2 * n * PAGE
-        base = mmap(None, span, 0, anon, -1, 0)
-        if base in (None, ctypes.c_void_p(-1).value):
-            results["error"] = f"could not reserve {span} bytes"
-            break
-        munmap(base, span)
-        made = 0
-        for i in range(n):
-            a = base + 2 * i * PAGE
-            if mmap(a, PAGE, rw, anon | MAP_FIXED, -1, 0) != a:
-                break
-            ctypes.c_char.from_address(a).value    # read fault: the zero page
-            made += 1
-        if made < n:
-            results["error"] = (f"the kernel refused mapping {made + 1} of {n} "
-                                f"(errno {ctypes.get_errno()}; vm.max_map_count?)")
-            munmap(base, span)
-            break
-        mid = base + 2 * (n // 2) * PAGE
-        k = batch(n) * 5
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            for _ in range(k):
-                a = mmap(None, PAGE, rw, anon, -1, 0)
-                munmap(a, PAGE)
-            results["mmap+munmap"].setdefault(n, []).append((time.perf_counter() - t0) / k)
-            t0 = time.perf_counter()
-            for _ in range(k):
-                mprotect(mid, PAGE, PROT_READ)
-                mprotect(mid, PAGE, rw)
-            results["mprotect"].setdefault(n, []).append((time.perf_counter() - t0) / (2 * k))
-            cell = ctypes.c_char.from_address(mid)
-            t0 = time.perf_counter()
-            for _ in range(k):
-                cell.value = b"\x01"
-                madvise(mid, PAGE, MADV_DONTNEED)
-            results["fault"].setdefault(n, []).append((time.perf_counter() - t0) / k)
-        munmap(base, span)
+    # Each repeat builds every size afresh, in alternating order (small to large, then large
+    # to small), so that drift in the machine's load does not masquerade as growth.
+    for r in range(repeat):
+        for n in (sizes_ if r % 2 == 0 else tuple(reversed(sizes_))):
+            err = _kernel_sample(n, mmap, munmap, mprotect, madvise, results)
+            if err:
+                results["error"] = err
+                os.write(wfd, json.dumps(results).encode())
+                return
     os.write(wfd, json.dumps(results).encode())
+
+
+def _kernel_sample(n: int, mmap, munmap, mprotect, madvise, results: dict) -> str | None:
+    """Build N mappings, time one batch of each operation, remove them; an error message or None."""
+    rw, anon = PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS
+    span = 2 * n * PAGE
+    base = mmap(None, span, 0, anon, -1, 0)
+    if base in (None, ctypes.c_void_p(-1).value):
+        return f"could not reserve {span} bytes"
+    munmap(base, span)
+    made = 0
+    for i in range(n):
+        a = base + 2 * i * PAGE
+        if mmap(a, PAGE, rw, anon | MAP_FIXED, -1, 0) != a:
+            break
+        ctypes.c_char.from_address(a).value    # read fault: the zero page
+        made += 1
+    try:
+        if made < n:
+            return f"the kernel refused mapping {made + 1} of {n} (errno {ctypes.get_errno()}; vm.max_map_count?)"
+        mid = base + 2 * (n // 2) * PAGE
+        k = 500
+        t0 = time.perf_counter()
+        for _ in range(k):
+            a = mmap(None, PAGE, rw, anon, -1, 0)
+            munmap(a, PAGE)
+        results["mmap+munmap"].setdefault(n, []).append((time.perf_counter() - t0) / k)
+        t0 = time.perf_counter()
+        for _ in range(k):
+            mprotect(mid, PAGE, PROT_READ)
+            mprotect(mid, PAGE, rw)
+        results["mprotect"].setdefault(n, []).append((time.perf_counter() - t0) / (2 * k))
+        cell = ctypes.c_char.from_address(mid)
+        t0 = time.perf_counter()
+        for _ in range(k):
+            cell.value = b"\x01"
+            madvise(mid, PAGE, MADV_DONTNEED)
+        results["fault"].setdefault(n, []).append((time.perf_counter() - t0) / k)
+        return None
+    finally:
+        munmap(base, span)
 
 
 def kernel_samples(sizes_: tuple[int, ...], repeat: int) -> dict:
@@ -185,14 +196,16 @@ def curves(quick: bool, repeat: int) -> list[Curve]:
     ns = sizes(quick)
     out = {op: Curve(op, "mappings", 2.0) for op in OPS}
     model: dict[str, list[tuple[int, list[float]]]] = {op: [] for op in OPS + ("invariants", "vma tree")}
-    for n in ns:
-        s, mid = model_state(n)
-        samples: dict[str, list[float]] = {op: [] for op in model}
-        for _ in range(repeat):
+    states = {n: model_state(n) for n in ns}
+    samples: dict[int, dict[str, list[float]]] = {n: {op: [] for op in model} for n in ns}
+    for r in range(repeat):
+        for n in (ns if r % 2 == 0 else tuple(reversed(ns))):
+            s, mid = states[n]
             for op, t in model_ops(s, mid, batch(n)).items():
-                samples[op].append(t)
+                samples[n][op].append(t)
+    for n in ns:
         for op in model:
-            model[op].append((n, samples[op]))
+            model[op].append((n, samples[n][op]))
     for op in OPS:
         out[op].series["model"] = model[op]
     inv = Curve("os invariants (one full check)", "mappings", 2.0, {"model": model["invariants"]},
