@@ -9,7 +9,6 @@ cost of the invariants alone.
 
 from __future__ import annotations
 
-import random
 import shutil
 import tempfile
 import time
@@ -55,6 +54,5 @@ def setup(quick: bool) -> Pair:
             f.target.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    random.Random(0)
     return Pair(lambda: rate(True), lambda: rate(False), close=close,
                 note=f"{len(data)} inputs from a seeded fuzzing run, the same on both sides")
