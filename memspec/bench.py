@@ -252,8 +252,10 @@ def _us(t: float) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     """The figures and curves as Markdown tables (written as bench.md, for the README)."""
-    out = ["| figure | numerator (median [min-max]) | denominator (median [min-max]) | ratio | goal | status |",
-           "|---|---|---|---|---|---|"]
+    out: list[str] = []
+    if result["figures"]:
+        out += ["| figure | numerator (median [min-max]) | denominator (median [min-max]) | ratio | goal | status |",
+                "|---|---|---|---|---|---|"]
     for r in result["figures"]:
         if r["status"] in ("unavailable", "error"):
             out.append(f"| {r['figure']} | {r['status']}: {r['reason']} | | | {r['goal']} | {r['status']} |")
@@ -273,7 +275,7 @@ def markdown(result: dict[str, Any]) -> str:
                            if g is not None else f"| {c['name']} | {name} | {cells} | | |")
     for c in result.get("checks", []):
         out += ["", check_line(c)]
-    return "\n".join(out) + "\n"
+    return "\n".join(out).strip("\n") + "\n"
 
 
 def _commit() -> str | None:
