@@ -19,6 +19,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, multiple, rule
 
+from memspec.calls import CALLS
 from memspec.model.registry import new_model
 from memspec.program import Call, Flags, Int, Program, Ref, eval_args, format_program
 from memspec.records import Outcome
@@ -95,6 +96,10 @@ def machine(target: Target, facts: dict[str, Any] | None = None,
             if result:
                 self.n += 1
                 res = f"r{self.n}"
+            spec = CALLS[name]
+            # spell out trailing defaults, as the parser does, so the call is canonical program text
+            # and a protocol peer gets every argument
+            args = args + tuple(Int(p.default) for p in spec.params[len(args):])  # type: ignore[arg-type]
             call = Call(name, tuple(args), res)
             self.program.append(call)
             values = eval_args(call, self.env)

@@ -62,3 +62,18 @@ def test_one_machine_per_allocator_on_the_model(allocator):
     run_state_machine_as_test(M, settings=settings(CFG, max_examples=8, stateful_step_count=15))
     # and a codec per allocator: programs from its calls only
     assert {c.name for c in decode(bytes(range(200)), ALLOCATORS[allocator]).calls} <= ALLOCATORS[allocator]
+
+
+def test_machine_calls_are_canonical_program_text():
+    """Every call the machine makes carries all its arguments (a protocol peer needs them)."""
+    from memspec.calls import CALLS
+    from memspec.program import format_program, parse
+    M = machine(ModelTarget(), {})
+    m = M()
+    try:
+        m.do("kmem_cache_create", __import__("memspec.program", fromlist=["Int"]).Int(64), result=True)
+        p = m.prog()
+        assert all(len(c.args) == len(CALLS[c.name].params) for c in p.calls)
+        assert parse(format_program(p)).calls == p.calls
+    finally:
+        m.teardown()
