@@ -80,6 +80,8 @@ def _size(curves: list[Any]) -> tuple[int, int]:
 
 def _us_label(exp: int) -> str:
     v = 10.0 ** exp * 1e6
+    if v >= 1e6:
+        return f"{v / 1e6:g}s"
     return f"{v:g}us" if v < 1000 else f"{v / 1000:g}ms"
 
 
