@@ -372,7 +372,10 @@ class _Vm:
             os.close(self.cpu)
             os.close(self.fd)
             self.cpu = self.fd = -1
-            # the buffer export of ctypes keeps the mmap alive until collected; that is fine
+            try:
+                self.mem.close()      # 32 MiB: do not wait for the collector
+            except BufferError:       # a view of guest memory is still alive somewhere
+                pass
 
     def _seg(self, name: str, **kw: int) -> None:
         f = dict(base=0, limit=0xFFFFFFFF, sel=0, type=3, present=1, dpl=0, db=1, s=1, l=0, g=1, avl=0,
