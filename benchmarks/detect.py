@@ -52,14 +52,14 @@ def bugs() -> list[tuple[str, str, str]]:
     return out
 
 
-def run_one(name: str, layer: str, target: str, seed: int, seconds: float) -> dict:
+def run_one(name: str, layer: str, target: str, seed: int, seconds: float, suite_seeds: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as d:
         summary = os.path.join(d, "summary.json")
         t0 = time.monotonic()
         r = subprocess.run([sys.executable, "-m", "memspec.cli", "fuzz", "--target", target, "--layer", layer,
                             "--time", str(seconds), "--seed", str(seed), "--stop-on-finding", "--quiet",
                             "--corpus", os.path.join(d, "corpus"), "--findings", os.path.join(d, "findings"),
-                            "--summary-json", summary],
+                            "--summary-json", summary] + ([] if suite_seeds else ["--no-suite-seeds"]),
                            cwd=ROOT, capture_output=True, text=True, timeout=seconds + 300)
         wall = time.monotonic() - t0
         res = {"bug": name, "seed": seed, "wall": round(wall, 2), "rc": r.returncode}
@@ -102,11 +102,12 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--only", default="")
     ap.add_argument("--out", default="memspec-out/detect.json")
+    ap.add_argument("--no-suite-seeds", action="store_true", help="fuzz from random inputs only (no directed-suite seeds)")
     a = ap.parse_args()
     work = [(n, layer, t, s) for n, layer, t in bugs() if a.only in n for s in range(1, a.seeds + 1)]
     results = []
     with cf.ThreadPoolExecutor(a.jobs) as ex:
-        futs = [ex.submit(run_one, n, layer, t, s, a.time) for n, layer, t, s in work]
+        futs = [ex.submit(run_one, n, layer, t, s, a.time, not a.no_suite_seeds) for n, layer, t, s in work]
         for f in cf.as_completed(futs):
             r = f.result()
             results.append(r)

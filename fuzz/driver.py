@@ -50,6 +50,7 @@ class FuzzOptions:
     stop_on_finding: bool = False
     summary_json: str | None = None
     merge: bool = False
+    suite_seeds: bool = True     # an empty corpus starts from the layer's directed suite
 
 
 @dataclass
@@ -125,7 +126,22 @@ class Fuzzer:
                 out.add(Signature(p.meta("clause") or "", p.meta("verdict") or "", p.meta("call") or ""))
         return out
 
+    def seed_from_suite(self) -> int:
+        """An empty corpus starts from the layer's directed programs (as text inputs the
+        codec decodes exactly): the fuzzer mutates from known-interesting states."""
+        if not self.o.suite_seeds or any(not n.startswith(".") for n in os.listdir(self.corpus_dir)):
+            return 0
+        from memspec.check import suite_programs
+        n = 0
+        for _, program in suite_programs(self.layer):
+            if self.target.calls is None or all(c.name in self.target.calls for c in program.calls):
+                self.add_entry(self.codec.encode(program))
+                n += 1
+        self.entries.clear()
+        return n
+
     def load_corpus(self) -> None:
+        self.seed_from_suite()
         for name in sorted(os.listdir(self.corpus_dir)):
             path = os.path.join(self.corpus_dir, name)
             if os.path.isfile(path) and not name.startswith("."):
@@ -316,7 +332,8 @@ class Fuzzer:
         # libFuzzer runs the corpus folder itself (and writes new entries there).  An empty
         # corpus gets seeds of a useful size first: libFuzzer starts from one-byte inputs,
         # and a program worth running needs a hundred bytes or more.
-        if len([n for n in os.listdir(self.corpus_dir) if not n.startswith(".")]) < 8:
+        self.seed_from_suite()
+        if len([n for n in os.listdir(self.corpus_dir) if not n.startswith(".")]) < 40:
             for _ in range(32):
                 self.add_entry(bytes(self.rng.randrange(256) for _ in range(self.rng.randint(64, 256))))
         deadline = time.monotonic() + self.o.seconds

@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--merge", action="store_true",
                    help="shrink the corpus to the entries that add features (libFuzzer -merge=1 style), then stop")
     f.add_argument("--stop-on-finding", action="store_true", help="stop at the first new finding")
+    f.add_argument("--no-suite-seeds", action="store_true",
+                   help="start an empty corpus from random inputs only, not from the layer's directed suite")
     f.add_argument("--summary-json", metavar="FILE", help="write the run's figures (execs, clauses, first finding) as JSON")
     f.add_argument("--quiet", "-q", action="store_true")
 
@@ -224,7 +226,8 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
     return fuzz(FuzzOptions(target=a.target, layer=a.layer, seconds=a.time, corpus=a.corpus, findings=a.findings,
                             seed=a.seed, engine=a.engine, jobs=a.jobs, timeout=a.timeout,
                             invariants=not a.no_invariants, quiet=a.quiet, merge=a.merge,
-                            stop_on_finding=a.stop_on_finding, summary_json=a.summary_json))
+                            stop_on_finding=a.stop_on_finding, summary_json=a.summary_json,
+                            suite_seeds=not a.no_suite_seeds))
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
