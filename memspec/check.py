@@ -149,8 +149,17 @@ class Checker:
         if self.o.progress:
             self.o.progress(msg)
         elif not self.o.quiet and sys.stderr.isatty() and now - self._last > 0.2:
-            print("\r\033[K" + msg, end="", file=sys.stderr, flush=True)
+            print("\r\033[K" + self._bar() + msg, end="", file=sys.stderr, flush=True)
             self._last = now
+
+    def _bar(self, width: int = 24) -> str:
+        done, total = self._progress
+        if not total:
+            return ""
+        fill = min(width, width * done // total)
+        return f"[{'#' * fill}{'.' * (width - fill)}] "
+
+    _progress: tuple[int, int] = (0, 0)
 
     def run(self) -> Any:
         from .fuzz_api import catalogue, make_target
@@ -206,6 +215,7 @@ class Checker:
                 for cid in _model_clauses(program):
                     tr.not_applicable_clauses[cid] = tr.not_applicable_clauses.get(cid, 0) + 1
                 continue
+            self._progress = (n, total)
             j = execute(target, program, facts)
             tr.programs += 1
             tr.calls += len(program.calls)
