@@ -356,7 +356,8 @@ class Fuzzer:
         # libFuzzer truncates inputs to -max_len: let the longest seed (a suite program as text) fit.
         longest = max([os.path.getsize(os.path.join(self.corpus_dir, n)) for n in os.listdir(self.corpus_dir)] + [0])
         argv = [sys.argv[0], self.corpus_dir, f"-max_total_time={int(self.o.seconds) + 1}",
-                f"-seed={self.o.seed or 1}", f"-max_len={max(self.o.max_len, longest)}", "-print_final_stats=0"]
+                f"-seed={self.o.seed or 1}", f"-max_len={max(self.o.max_len, longest)}", "-print_final_stats=0",
+                f"-artifact_prefix={os.path.join(self.findings_dir, '')}"]
         dictionary = _dictionary(self.layer)
         if dictionary:
             argv.append(f"-dict={dictionary}")

@@ -521,7 +521,9 @@ class PhysModel:
         n = (size + PAGE - 1) // PAGE
         pfns = dict(o.detail).get("pfns")
         if pfns is None:
-            pfns = dict(self._x_vmalloc(size).default.detail)["pfns"]
+            # the target did not say which frames back the area, and the model's own choice
+            # may not exist (the target succeeded where the model would have failed)
+            pfns = dict(self._x_vmalloc(size).default.detail).get("pfns", ())
         pfns = tuple(int(p) for p in pfns)
         for p in pfns:
             self.buddy.take(p, 0, Owner.KERNEL)
