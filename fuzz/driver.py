@@ -172,6 +172,19 @@ class Fuzzer:
         write_text(path, format_program(prog))
         return path
 
+    def save_harness_error(self, data: bytes) -> None:
+        """An exception inside memspec (model, judge, codec) is a bug of ours: the input and the
+        traceback are saved next to the findings, once per distinct place it was raised."""
+        import traceback
+        tb = traceback.format_exc()
+        where = hashlib.sha1(tb.strip().splitlines()[-3].encode()).hexdigest()[:12]
+        path = os.path.join(self.findings_dir, f"harness-error-{where}")
+        if not os.path.exists(path + ".bin"):
+            with open(path + ".bin", "wb") as f:
+                f.write(data)
+            write_text(path + ".txt", tb)
+            self.log(f"harness error (a memspec bug) saved to {path}.bin: {tb.strip().splitlines()[-1]}")
+
     # -- one execution -------------------------------------------------------
 
     def run_one(self, data: bytes, add: bool = True) -> None:
@@ -312,7 +325,13 @@ class Fuzzer:
         deadline = time.monotonic() + self.o.seconds
         try:
             while time.monotonic() < deadline:
-                self.run_one(self.next_input())
+                data = self.next_input()
+                try:
+                    self.run_one(data)
+                except (_Stop, KeyboardInterrupt):
+                    raise
+                except Exception:   # noqa: BLE001 -- a bug in memspec itself: keep the input, go on
+                    self.save_harness_error(data)
                 self.progress()
         except _Stop:
             pass
