@@ -212,7 +212,8 @@ class Fuzzer:
             if f.verdict.value == "fail" and not confirm(self.target, program, self.facts, sig, 2):
                 self.log(f"flaky: {sig.clause} at {sig.call} did not fail again; not saved")
                 return
-            small = shrink_failure(self.target, program, self.facts, sig, budget=200)
+            small = shrink_failure(self.target, program, self.facts, sig,
+                                   budget=200 if f.verdict.value != "hang" else 12)
             j2 = execute(self.target, small, self.facts)
             check = j2.failure or f
             saved = small if j2.failure else program
@@ -321,9 +322,9 @@ class Fuzzer:
         return 0
 
     def run_python(self) -> int:
-        self.load_corpus()
         deadline = time.monotonic() + self.o.seconds
         try:
+            self.load_corpus()
             while time.monotonic() < deadline:
                 data = self.next_input()
                 try:

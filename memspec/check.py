@@ -234,7 +234,9 @@ class Checker:
                 self.say(f"\n{origin}: {f.clause} failed once but not on re-runs: reported as unknown (flaky)")
                 tr.clauses.setdefault(f.clause, ClauseStats()).add(Verdict.UNKNOWN.value)
                 continue
-            small = shrink_failure(target, program, facts, sig, self.o.shrink_budget)
+            # every try of a hang costs a whole time limit: shrink those on a small budget
+            budget = self.o.shrink_budget if f.verdict is not Verdict.HANG else min(self.o.shrink_budget, 12)
+            small = shrink_failure(target, program, facts, sig, budget)
             j2 = execute(target, small, facts)
             f2 = j2.failure or f
             prog2 = small if j2.failure else program

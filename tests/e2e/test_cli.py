@@ -148,7 +148,7 @@ def test_fuzz_shows_progress_and_keeps_its_corpus(tmp_path) -> None:
     args = [PY, "-m", "memspec.cli", "fuzz", "--target", "linux", "--time", "4", "--engine", "python",
             "--corpus", str(corpus), "--findings", str(findings)]
     r = subprocess.run(args, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode in (0, 1), r.stderr     # 1: it found something (reported, not this test's concern)
     assert "exec/s" in r.stderr and "clauses" in r.stderr
     first = set(os.listdir(corpus))
     assert len(first) >= 5
