@@ -28,7 +28,7 @@ import time
 from typing import Any, Iterator
 
 from memspec.consts import MAP, PAGE_SIZE, SANDBOX_WINDOW, errno_name
-from memspec.program import Call, Program, eval_args
+from memspec.program import Call, Program, bind_result, eval_args
 from memspec.records import Mapping, Observation, Outcome, RunResult, RunStatus
 
 from .base import Session, SessionFailed, Target
@@ -670,8 +670,7 @@ def _run_calls(runner: "_Runner", program: Program, observe: str, wfd: int) -> N
         except Refused as e:
             out.write(json.dumps({"refused": str(e), "index": i}) + "\n")
             return
-        if c.result and o.value is not None and c.name != "fork":
-            env[c.result] = o.value
+        bind_result(env, c, o.value)
         out.write(json.dumps({"o": o.to_json()}) + "\n")
         if observe == "each" or (observe == "end" and i == len(program.calls) - 1):
             obs = runner.observe()
