@@ -40,6 +40,7 @@ HPAGE = 2 << 20                      # a PMD-mapped transparent huge page
 HPAGE_NR = HPAGE // PAGE_SIZE
 LLONG_MAX = (1 << 63) - 1
 NAME_MAX = 255
+SHM_NAME_BUF = 260     # glibc posix/shm-directory.c: struct shmdir_name's room for the name
 NOBODY = 65534
 
 U64 = (1 << 64) - 1
@@ -1493,7 +1494,12 @@ class System:
         n = name.lstrip("/")
         if not n or "/" in n or n in (".", ".."):
             return n, errno("posix.shm_open.einval-name", "EINVAL")
-        if len(n) > NAME_MAX:
+        size = len(n.encode("utf-8", "surrogateescape"))   # the kernel counts bytes, not characters
+        if size >= SHM_NAME_BUF:
+            # glibc copies "/dev/shm/" + name into a fixed buffer first: a name that does not
+            # fit never reaches the kernel (measured: 260 bytes and more give EINVAL here)
+            return n, errno("glibc.shm_open.einval-name-too-long", "EINVAL")
+        if size > NAME_MAX:
             return n, errno("posix.shm_open.enametoolong", "ENAMETOOLONG")
         return n, None
 

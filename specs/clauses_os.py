@@ -390,3 +390,10 @@ declare(
     ("memspec.inv.no-stale-tlb", "each TLB entry is the current PTE (every change was followed by its invalidation)", "seed step 8; Intel SDM Vol. 3A §4.10.4"),
     ("memspec.inv.locked-resident", "every page of a locked mapping that exists is in RAM", "mlock(2); seed: Locked Memory"),
 )
+
+declare(
+    "os",
+    ("glibc.shm_open.einval-name-too-long", "a shm name of 260 bytes or more fails with EINVAL before it reaches the kernel (glibc's path buffer)",
+     "glibc posix/shm-directory.c __shm_get_name (struct shmdir_name); measured on glibc 2.36: 256-259 bytes ENAMETOOLONG, 260+ EINVAL",
+     "POSIX says ENAMETOOLONG for a name longer than {NAME_MAX}; glibc reports EINVAL once the name overflows its buffer"),
+)
