@@ -25,6 +25,8 @@ class Signature:
         # A checkpoint failure attaches to whichever call came last: the call is not part of it.
         name = (program.calls[check.index].name if 0 <= check.index < len(program.calls) and check.at == "call"
                 else check.at)
+        if check.clause == "memspec.target.alive":
+            name = "any"    # a target that hangs or crashes does so whatever the call: one failure, not one per call
         return cls(check.clause, check.verdict.value, name)
 
 
