@@ -40,6 +40,7 @@ class CheckOptions:
     quiet: bool = False
     coverage: bool = False     # measure line and branch coverage of the model package
     db: str | None = None      # Hypothesis example database: a directory or redis://host:port/n
+    suite: bool = True         # run the layer's directed suite (off: random programs and the machine only)
     progress: Callable[[str], None] | None = None
     argv: list[str] = field(default_factory=list)
 
@@ -198,7 +199,9 @@ class Checker:
         tr = TargetResults(name=target.name, layers=[layer], facts=facts, unsupported=list(target.unsupported()))
         self.results.targets.append(tr)
         groups: dict[Any, Any] = {}
-        sources = list(suite_programs(layer))
+        sources = list(suite_programs(layer)) if self.o.suite else []
+        if hasattr(target, "not_observable"):
+            tr.not_observable = dict(target.not_observable())
         self.say(f"{target.name} [{layer}]: {len(sources)} suite programs, {self.o.programs} random programs, "
                  f"{self.o.machine_examples} state-machine examples")
         import itertools
@@ -221,6 +224,9 @@ class Checker:
             tr.calls += len(program.calls)
             for c in j.checks:
                 tr.clauses.setdefault(c.clause, ClauseStats()).add(c.verdict.value)
+            for k, v in j.context.get("fault_path", {}).items():
+                if isinstance(v, int):
+                    tr.fault_path[k] = tr.fault_path.get(k, 0) + v
             f = j.failure
             self.tick(f"{target.name} [{layer}] {n}/{total} programs, {len(tr.clauses)} clauses, "
                       f"{len(tr.failures)} failures")
@@ -245,7 +251,7 @@ class Checker:
             tr.failures.append(failure)
         self.run_machine(target, layer, tr, facts, cat)
         layer_clauses = sorted(cid for cid, c in cat.items() if c.layer == layer)
-        tr.never_exercised = [cid for cid in layer_clauses if cid not in tr.clauses]
+        tr.never_exercised = [cid for cid in layer_clauses if cid not in tr.clauses and cid not in tr.not_observable]
         tr.not_applicable_clauses = {c: k for c, k in tr.not_applicable_clauses.items() if c not in tr.clauses}
         tr.timeline.append([round(time.monotonic() - t_start, 3), tr.programs, len(tr.clauses), len(tr.failures)])
         self.tick("")
@@ -354,6 +360,12 @@ def summary_lines(results: Any) -> list[str]:
         lines.append("  checks: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         if t.machine:
             lines.append(f"  state machine: {t.machine['examples']} examples, {t.machine['result']} ({t.machine['seconds']} s)")
+        if t.fault_path:
+            lines.append("  fault path (model, summed over programs): "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(t.fault_path.items()) if v))
+        if t.not_observable:
+            lines.append(f"  {len(t.not_observable)} clauses this target cannot show (reasons in the report): "
+                         + ", ".join(sorted(t.not_observable)[:6]) + (" …" if len(t.not_observable) > 6 else ""))
         if t.unsupported:
             lines.append("  unsupported by this target: " + ", ".join(t.unsupported))
         if t.never_exercised:

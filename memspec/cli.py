@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="state-machine examples per target (default 20; 0 skips)")
     c.add_argument("--confirm", type=_positive_int, default=3, metavar="K", help="re-runs that must fail the same way (default 3)")
     c.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="time limit per program (default 10 s)")
+    c.add_argument("--no-suite", action="store_true", help="skip the directed suite (random programs and the state machine only)")
     c.add_argument("--db", metavar="DIR|redis://…",
                    help="Hypothesis example database shared across runs and workers (default: none; "
                         "env MEMSPEC_HYPOTHESIS_DB)")
@@ -138,7 +139,7 @@ def cmd_check(a: argparse.Namespace) -> int:
     from .reports_api import write_text  # noqa: F401
     from memspec.reports import json_report, junit
     opts = CheckOptions(targets=a.target, layer=a.layer, seed=a.seed, out=a.out, programs=a.programs,
-                        machine_examples=a.machine_examples, confirm=a.confirm, timeout=a.timeout, db=a.db,
+                        machine_examples=a.machine_examples, confirm=a.confirm, timeout=a.timeout, db=a.db, suite=not a.no_suite,
                         quiet=a.quiet or a.json, argv=sys.argv[2:], coverage=a.coverage)
     results = Checker(opts).run()
     json_path = os.path.join(a.out, "report.json")

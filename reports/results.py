@@ -53,6 +53,7 @@ class TargetResults:
     never_exercised: list[str] = field(default_factory=list)
     not_observable: dict[str, str] = field(default_factory=dict)   # clause -> why this target cannot show it
     machine: dict[str, Any] = field(default_factory=dict)          # state-machine statistics
+    fault_path: dict[str, int] = field(default_factory=dict)       # the model's fault-path counters, summed
     # clause -> programs skipped as not applicable that would have exercised it (judged on the model)
     not_applicable_clauses: dict[str, int] = field(default_factory=dict)
     timeline: list[list[float]] = field(default_factory=list)      # [seconds, programs, clauses, failures] samples

@@ -104,6 +104,8 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
                     j.context["maps_expected"] = _all_maps(system)
                     j.context["maps_observed"] = {p: [(m.start, m.end, m.perms) for m in ms] for p, ms in obs.maps}
                 return j
+    if hasattr(system, "fault_report"):
+        j.context["fault_path"] = system.fault_report().get("stats", {})
     if run.status is not RunStatus.OK:
         verdict = _STATUS_VERDICT.get(run.status, Verdict.ERROR)
         j.checks.append(Check("memspec.target.alive", verdict, len(program.calls), "a clean finish", run.message))
