@@ -70,7 +70,7 @@ def test_broken_implementation_is_caught_and_replays(memspec_cli, tmp_path, bug)
     assert mine, f"expected a failure of {BUGS[bug]}, got {[f['clause'] for f in fails]}"
     best = min(mine, key=lambda f: f["program"].count("\n"))
     calls = [ln for ln in best["program"].splitlines() if ln and not ln.startswith("#")]
-    assert 1 <= len(calls) <= 6, best["program"]
+    assert len(calls) in range(1, 7), best["program"]
     assert best["expected"] != best["observed"]
     assert best["replay"].startswith("memspec replay ")
     rr = memspec_cli("replay", best["file"], "--target", target)
