@@ -19,9 +19,9 @@ import hypothesis.strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from memspec.model.registry import new_model
-from memspec.program import Call, Flags, Int, Program, format_program
+from memspec.program import Call, Flags, Int, Program
 
-from .catalogue import get as clause
+from .failures import ConformanceFailure
 
 ROOT = 0x200000
 ROOT2 = 0x20F000         # a second root sharing ROOT's lower tables (another address space, same pages)
@@ -30,23 +30,6 @@ DATA = 0x300000
 LEAF_FLAGS = st.sampled_from([("PTE_P", "PTE_RW", "PTE_US"), ("PTE_P", "PTE_US"), ("PTE_P", "PTE_RW"), ("PTE_P",),
                               ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD"), ("PTE_P", "PTE_RW", "PTE_US", "PTE_G"),
                               ("PTE_RW", "PTE_US")])
-
-
-class ConformanceFailure(AssertionError):
-    """A target disagreed with the model; carries the clause and the program that shows it."""
-
-    def __init__(self, clause_id: str, program: Program, index: int, expected: str, observed: str, note_: str):
-        self.clause = clause_id
-        self.program = program
-        self.index = index
-        self.expected = expected
-        self.observed = observed
-        c = clause(clause_id)
-        super().__init__(
-            f"{clause_id}: {c.statement}\n  [{c.citation}]\n"
-            f"at call {index + 1}: expected {expected}, observed {observed}\n  {note_}\n\n"
-            f"{format_program(program)}"
-            "replay: save the program above to a file and run `memspec replay FILE --target T`")
 
 
 def _hex(v: int) -> Int:

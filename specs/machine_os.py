@@ -24,32 +24,15 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precon
 from memspec.consts import SANDBOX_WINDOW
 from memspec.errors import SessionFailed
 from memspec.model.registry import new_model
-from memspec.program import Call, Flags, Int, Program, Ref, Str, eval_args, format_program
+from memspec.program import Call, Flags, Int, Program, Ref, Str, eval_args
 from memspec.records import RunStatus
 
-from .catalogue import get as clause
+from .failures import ConformanceFailure
 from .judge import compare_maps
 
 PAGE = 4096
 PROTS = st.sampled_from([("PROT_READ", "PROT_WRITE"), ("PROT_READ",), ("PROT_NONE",), ("PROT_WRITE",),
                          ("PROT_EXEC",), ("PROT_READ", "PROT_EXEC"), ("PROT_READ", "PROT_WRITE", "PROT_EXEC")])
-
-
-class ConformanceFailure(AssertionError):
-    """A target disagreed with the model; carries the clause and the program that shows it."""
-
-    def __init__(self, clause_id: str, program: Program, index: int, expected: str, observed: str, note_: str):
-        self.clause = clause_id
-        self.program = program
-        self.index = index
-        self.expected = expected
-        self.observed = observed
-        c = clause(clause_id)
-        super().__init__(
-            f"{clause_id}: {c.statement}\n  [{c.citation}]\n"
-            f"at call {index + 1}: expected {expected}, observed {observed}\n  {note_}\n\n"
-            f"{format_program(program)}"
-            "replay: save the program above to a file and run `memspec replay FILE --target T`")
 
 
 def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int = 1) -> type[RuleBasedStateMachine]:
