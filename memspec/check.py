@@ -299,7 +299,16 @@ class Checker:
         try:
             run_state_machine_as_test(M, settings=cfg)
             tr.machine = {"examples": self.o.machine_examples, "result": "pass", "seconds": round(time.monotonic() - t0, 2)}
-        except AssertionError as e:
+        except Exception as e:
+            if not isinstance(e, AssertionError):
+                from hypothesis.errors import Flaky
+                if not isinstance(e, Flaky):
+                    raise
+                # a failure that did not happen again on replay: the target's behaviour depended
+                # on something the program does not control (state left by an earlier example)
+                tr.machine = {"examples": self.o.machine_examples, "result": "flaky",
+                              "seconds": round(time.monotonic() - t0, 2), "message": str(e).splitlines()[0][:300]}
+                return
             prog = getattr(e, "program", None)
             tr.machine = {"examples": self.o.machine_examples, "result": "fail", "seconds": round(time.monotonic() - t0, 2)}
             if prog is None:
@@ -359,7 +368,8 @@ def summary_lines(results: Any) -> list[str]:
                      + (f", {t.not_applicable} programs not applicable" if t.not_applicable else ""))
         lines.append("  checks: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         if t.machine:
-            lines.append(f"  state machine: {t.machine['examples']} examples, {t.machine['result']} ({t.machine['seconds']} s)")
+            lines.append(f"  state machine: {t.machine['examples']} examples, {t.machine['result']} ({t.machine['seconds']} s)"
+                         + (f": {t.machine['message']}" if t.machine.get("message") else ""))
         if t.fault_path:
             lines.append("  fault path (model, summed over programs): "
                          + ", ".join(f"{k} {v}" for k, v in sorted(t.fault_path.items()) if v))

@@ -156,7 +156,8 @@ def cmd_check(a: argparse.Namespace) -> int:
         print(f"\nreport: {json_path} (JSON), {xml_path} (JUnit XML), {os.path.join(a.out, 'report.html')} (HTML)")
     if results.interrupted:
         return 130
-    return 1 if results.unexplained_failures else 0
+    flaky = any(t.machine.get("result") == "flaky" for t in results.targets if t.machine)
+    return 1 if results.unexplained_failures or flaky else 0
 
 
 def cmd_replay(a: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ UD = Outcome(signal="#UD")
 
 DEFAULT_FACTS: dict[str, Any] = {
     "maxphyaddr": 52, "la57": True, "page1g": True, "pcid": True, "invpcid": True,
-    "smep": True, "smap": True, "pku": True, "nx": True,
+    "smep": True, "smap": True, "pku": True, "nx": True, "cet": False,
     "ram": RAM_SIZE, "harness_low": HARNESS_LOW,
     # the harness's own top-level entries (root[511]); values only matter if a walk reads them
     "harness_entry4": 0x2000 | 0x27, "harness_entry5": 0x1000 | 0x27,
@@ -45,6 +45,9 @@ DEFAULT_FACTS: dict[str, Any] = {
 }
 
 CR4_KNOWN = CR4_PSE | CR4_PAE | CR4_PGE | CR4_LA57 | CR4_PCIDE | CR4_SMEP | CR4_SMAP | CR4_PKE | (1 << 9) | (1 << 10) | (1 << 18)
+# CR4.CET (bit 23, SDM Vol. 3A §2.5): loadable by MOV to CR4 on a CPU with CET (CPUID.(EAX=7,
+# ECX=0):ECX[7] or EDX[20]) and only while CR0.WP = 1; never part of a boot() the harness makes
+CR4_CET = 1 << 23
 EFER_KNOWN = EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE
 
 
@@ -207,8 +210,9 @@ class Paging:
         self.history.load_root(self.root, self.pcid)
 
     def _unsupported_cr4(self, cr4: int) -> bool:
-        need = ((CR4_LA57, "la57"), (CR4_PCIDE, "pcid"), (CR4_SMEP, "smep"), (CR4_SMAP, "smap"), (CR4_PKE, "pku"))
-        return any(cr4 & bit and not self.facts[f] for bit, f in need)
+        need = ((CR4_LA57, "la57"), (CR4_PCIDE, "pcid"), (CR4_SMEP, "smep"), (CR4_SMAP, "smap"), (CR4_PKE, "pku"),
+                (CR4_CET, "cet"))
+        return any(cr4 & bit and not self.facts.get(f, False) for bit, f in need)
 
     def _expect_mov_cr3(self, value: int) -> Expect:
         pcide = bool(self.cr4 & CR4_PCIDE)
@@ -244,8 +248,10 @@ class Paging:
 
     def _expect_mov_cr4(self, value: int) -> Expect:
         old = self.cr4
-        if value & ~CR4_KNOWN or self._unsupported_cr4(value):
+        if value & ~(CR4_KNOWN | CR4_CET) or self._unsupported_cr4(value):
             return exactly("sdm.cr4.rsvd-gp", GP)
+        if value & CR4_CET and not self.cr0 & CR0_WP:
+            return exactly("sdm.cr4.cet-without-wp-gp", GP)
         if not value & CR4_PAE:
             return exactly("sdm.cr4.pae-clear-gp", GP)
         if (value ^ old) & CR4_LA57:
@@ -276,6 +282,8 @@ class Paging:
             return exactly("sdm.cr0.pg-clear-long-mode-gp", GP)
         if value & (1 << 29) and not value & (1 << 30):   # NW = 1 with CD = 0
             return exactly("sdm.cr0.nw-without-cd-gp", GP)
+        if not value & CR0_WP and self.cr4 & CR4_CET:
+            return exactly("sdm.cr0.wp-clear-cet-gp", GP)
         return exactly("sdm.cr0.wp-load", OK)
 
     def _apply_mov_cr0(self, o: Outcome, value: int) -> None:

@@ -103,6 +103,8 @@ declare(
     ("sdm.cr3.rsvd-gp", "MOV to CR3 with a 1 in bits 63:MAXPHYADDR (bit 63 only without PCIDE) raises #GP(0)", "Intel SDM Vol. 2B MOV—Move to/from Control Registers, 64-Bit Mode Exceptions; Vol. 3A §4.5.4"),
     ("sdm.cr4.load", "MOV to CR4 loads the supported bits (SMEP, SMAP, PKE, PGE, PCIDE) and they take effect for the next access", "Intel SDM Vol. 3A §2.5; Vol. 2B MOV CR"),
     ("sdm.cr4.rsvd-gp", "MOV to CR4 setting a reserved bit or a feature the CPU lacks raises #GP(0)", "Intel SDM Vol. 2B MOV CR, Protected Mode Exceptions"),
+    ("sdm.cr4.cet-without-wp-gp", "MOV to CR4 setting CET (bit 23) while CR0.WP = 0 raises #GP(0); on a CPU without CET the bit is reserved", "Intel SDM Vol. 2B MOV CR, Protected Mode Exceptions; Vol. 3A §2.5 (CR4.CET)"),
+    ("sdm.cr0.wp-clear-cet-gp", "MOV to CR0 clearing WP while CR4.CET = 1 raises #GP(0)", "Intel SDM Vol. 2B MOV CR, Protected Mode Exceptions; Vol. 3A §2.5"),
     ("sdm.cr4.pae-clear-gp", "MOV to CR4 clearing PAE in IA-32e mode raises #GP(0)", "Intel SDM Vol. 2B MOV CR"),
     ("sdm.cr4.la57-change-gp", "MOV to CR4 changing LA57 while IA32_EFER.LMA = 1 raises #GP(0)", "Intel SDM Vol. 2B MOV CR; Vol. 3A §4.1.1"),
     ("sdm.cr4.pcide-cr3-gp", "MOV to CR4 setting PCIDE while CR3[11:0] != 0 raises #GP(0)", "Intel SDM Vol. 2B MOV CR; Vol. 3A §4.10.1"),

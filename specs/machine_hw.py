@@ -18,6 +18,7 @@ from typing import Any
 import hypothesis.strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from memspec.errors import SessionFailed
 from memspec.model.registry import new_model
 from memspec.program import Call, Flags, Int, Program
 
@@ -43,9 +44,13 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
     class HwMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            self.session = target.session("hw")
-            self.model = new_model("hw", facts)
             self.calls: list[Call] = []
+            try:
+                self.session = target.session("hw")
+            except SessionFailed as e:   # the reset before the first call did not answer
+                raise ConformanceFailure("memspec.target.alive", Program(()), 0, "an answer to the reset",
+                                         e.message, e.status.value) from None
+            self.model = new_model("hw", facts)
             self.next_table = TABLES
             self.pml4e: dict[int, int] = {}        # PML4 index -> PDPT
             self.pdpte: dict[tuple[int, int], int] = {}
@@ -64,7 +69,11 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
         def _do(self, name: str, *args: Int | Flags) -> None:
             call = Call(name, tuple(args))
             values = tuple(a.value if isinstance(a, Int) else _flags_value(a) for a in args)
-            observed = self.session.call(call, values)
+            try:
+                observed = self.session.call(call, values)
+            except SessionFailed as e:
+                raise ConformanceFailure("memspec.target.alive", Program(tuple(self.calls + [call])), len(self.calls),
+                                         "an answer", e.message, e.status.value) from None
             exp = self.model.expect("main", name, values)
             self.calls.append(call)
             why = exp.judge(observed)

@@ -190,23 +190,29 @@ class Guest:
         os.set_blocking(self.proc.stdout.fileno(), False)
         self.sel.register(self.proc.stdout, selectors.EVENT_READ)
         self.commands = 0
-        try:
-            line = self._line(time.monotonic() + boot_timeout)
-            while not line.startswith("memspec-testkernel"):
-                line = self._line(time.monotonic() + boot_timeout)
-        except GuestDied as e:
-            self.close()
-            raise TargetError(f"the test kernel did not start under QEMU ({e.message}); command: "
-                              f"{' '.join(self.cmd)}") from None
-        if not (line.endswith(" ready") or line.endswith(" ready shm")):
-            self.close()
-            raise TargetError(f"unexpected greeting from the test kernel: {line!r}")
+        line = self._greeting(boot_timeout, "QEMU")
         if not line.endswith(" shm") and self.shm is not None:
             self._drop_shm()
         elif self.shm_path:
             # both sides have it mapped now: no name left behind if this process is killed
             os.unlink(self.shm_path)
             self.shm_path = ""
+
+    def _greeting(self, boot_timeout: float, host: str) -> str:
+        """Wait for the kernel's ``memspec-testkernel 1 ready`` line (closing the guest if it
+        never comes) and return it."""
+        try:
+            line = self._line(time.monotonic() + boot_timeout)
+            while not line.startswith("memspec-testkernel"):
+                line = self._line(time.monotonic() + boot_timeout)
+        except GuestDied as e:
+            self.close()
+            raise TargetError(f"the test kernel did not start under {host} ({e.message}); command: "
+                              f"{' '.join(self.cmd)}") from None
+        if not (line.endswith(" ready") or line.endswith(" ready shm")):
+            self.close()
+            raise TargetError(f"unexpected greeting from the test kernel: {line!r}")
+        return line
 
     def _line(self, deadline: float) -> str:
         while b"\n" not in self.buf:
@@ -215,17 +221,32 @@ class Guest:
                 raise GuestDied(RunStatus.HANG, "the guest stopped answering (time limit)", [])
             if not self.sel.select(min(left, 1.0)):
                 continue
-            chunk = self.proc.stdout.read(65536)
+            chunk = self._recv()
+            if chunk is None:       # woken with nothing to read after all
+                continue
             if not chunk:
-                err = self._stderr()
-                raise GuestDied(RunStatus.CRASH, "QEMU exited: the guest reset (a triple fault; QEMU runs with "
-                                "-no-reboot)" + (f": {err}" if err else ""), [])
+                raise GuestDied(RunStatus.CRASH, self._exit_message(), [])
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
         text = line.decode("ascii", "replace").rstrip("\r")
         if text.startswith("!"):
             raise GuestDied(RunStatus.CRASH, "the test kernel took an exception outside a probe: " + text[1:].strip(), [])
         return text
+
+    # -- the transport: QEMU's COM1 is its stdin and stdout (a subclass may use a socket) --
+
+    def _recv(self) -> bytes | None:
+        """What arrived (b"" at end of file, None if nothing after all)."""
+        return self.proc.stdout.read(65536)
+
+    def _send(self, data: bytes) -> None:
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def _exit_message(self) -> str:
+        err = self._stderr()
+        return ("QEMU exited: the guest reset (a triple fault; QEMU runs with -no-reboot)"
+                + (f": {err}" if err else ""))
 
     def _stderr(self) -> str:
         try:
@@ -269,10 +290,9 @@ class Guest:
             self.shm[SHM_IN:SHM_IN + len(data)] = data
             self.shm[16:24] = len(data).to_bytes(8, "little")
             try:
-                self.proc.stdin.write(b"@\n")
-                self.proc.stdin.flush()
+                self._send(b"@\n")
             except (BrokenPipeError, OSError):
-                raise GuestDied(RunStatus.CRASH, "QEMU exited: " + self._stderr(), out) from None
+                raise GuestDied(RunStatus.CRASH, self._exit_message(), out) from None
             self.commands += len(chunk)
             try:
                 done = self._line(deadline)
@@ -291,10 +311,9 @@ class Guest:
 
     def _exchange_serial(self, lines: list[str], timeout: float) -> list[str]:
         try:
-            self.proc.stdin.write(("\n".join(lines) + "\n").encode("ascii"))
-            self.proc.stdin.flush()
+            self._send(("\n".join(lines) + "\n").encode("ascii"))
         except (BrokenPipeError, OSError):
-            raise GuestDied(RunStatus.CRASH, "QEMU exited: " + self._stderr(), []) from None
+            raise GuestDied(RunStatus.CRASH, self._exit_message(), []) from None
         self.commands += len(lines)
         deadline = time.monotonic() + timeout
         out: list[str] = []
@@ -345,6 +364,7 @@ def parse_features(line: str) -> dict[str, Any]:
         "smep": bool(f7b >> 7 & 1),
         "smap": bool(f7b >> 20 & 1),
         "pku": bool(f7c >> 3 & 1),
+        "cet": bool(f7c >> 7 & 1 or f7d >> 20 & 1),
         "nx": bool(f81d >> 20 & 1),
         "pge": bool(f1d >> 13 & 1),
         "svm": bool(f81c >> 2 & 1),
@@ -580,8 +600,11 @@ class QemuSystemTarget(Target):
 
     # -- the guest ------------------------------------------------------------------
 
+    def _new_guest(self) -> Guest:
+        return Guest(self.image, self.cpu, self.memory_mib, self.binary)
+
     def _start(self) -> None:
-        self.guest = Guest(self.image, self.cpu, self.memory_mib, self.binary)
+        self.guest = self._new_guest()
         self.boots += 1
         if self._features is None:
             (line,) = self.guest.exchange(["F"], self.timeout)
@@ -641,7 +664,7 @@ class QemuSystemTarget(Target):
 
     def session(self, layer: str = "hw") -> QemuSystemSession:
         if layer not in self.layers:
-            raise TargetError(f"the qemu-system target runs the hw and virt layers, not {layer!r}")
+            raise TargetError(f"the {self.name} target runs the {' and '.join(self.layers)} layer(s), not {layer!r}")
         return QemuSystemSession(self)
 
     def run(self, program: Program, observe: str = "end") -> RunResult:

@@ -1,7 +1,7 @@
 """Target names -> adapters.  ``make_target("cmd:./impl --flag")`` etc.
 
-Names: ``model``, ``linux``, ``qemu``, ``libc`` (= ``malloc:glibc``),
-``malloc:NAME``, ``cmd:PROGRAM`` (the rest of the argument is one command line).
+Names: ``model``, ``linux``, ``qemu``, ``qemu-system``, ``kvm``, ``bochs`` (and
+``bochs:CPU_MODEL``), ``libc`` (= ``malloc:glibc``), ``malloc:NAME``, ``cmd:PROGRAM`` (the rest of the argument is one command line).
 Adapters are imported on first use, so an optional target's missing package
 only matters when that target is asked for.
 """
@@ -21,6 +21,7 @@ TARGETS: dict[str, str] = {
     "qemu": "memspec.targets.qemu:QemuTarget",
     "qemu-system": "memspec.targets.qemu_system:QemuSystemTarget",
     "kvm": "memspec.targets.kvm:KvmTarget",
+    "bochs": "memspec.targets.bochs:BochsTarget",
     "libc": "memspec.targets.libc:LibcTarget",
 }
 
@@ -29,6 +30,7 @@ FAMILIES: dict[str, str] = {
     "cmd": "memspec.targets.protocol:ProtocolTarget",
     "malloc": "memspec.targets.libc:malloc_target",
     "py": "memspec.targets.pyload:load_target",
+    "bochs": "memspec.targets.bochs:bochs_target",
 }
 
 

@@ -349,6 +349,9 @@ static const char *boot(u64 cr0, u64 cr4, u64 efer) {
     if (cr4 & ~cr4_ok) return "CR4 bits this CPU lacks";
     if (efer & ~efer_ok) return "EFER bits this CPU lacks";
     if ((cr4 & CR4_PCIDE) && (rdcr3() & 0xFFF)) return "CR4.PCIDE with a nonzero PCID in CR3";
+    /* leaving IA-32e mode clears CR0.PG, which CR4.PCIDE forbids (#GP, SDM Vol. 2B MOV CR), and
+     * CR0.WP, which CR4.CET forbids: a program may have set either */
+    if (rdcr4() & (CR4_PCIDE | 1UL << 23)) wrcr4(rdcr4() & ~(CR4_PCIDE | 1UL << 23));
     u64 root = rdcr3() & 0x000FFFFFFFFFF000UL;
     u64 cur = (rdcr4() & CR4_LA57) ? H_BOOT5 : H_BOOT4;
     u64 nxt = (cr4 & CR4_LA57) ? H_BOOT5 : H_BOOT4;

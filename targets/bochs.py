@@ -1,0 +1,282 @@
+"""Target ``bochs`` (and ``bochs:CPU_MODEL``): Bochs' x86 paging, running memspec's test kernel.
+
+The same freestanding kernel as the ``qemu-system`` target (``targets/testkernel/``), booted
+the way a PC boots: Bochs' BIOS loads a floppy image whose first sector is memspec's own
+boot sector (``testkernel/boot.S``), which reads the kernel to its multiboot load address,
+enables A20, enters protected mode and jumps to the kernel's multiboot entry with a
+multiboot information structure, as GRUB would.  The kernel then switches to long mode
+itself.  Commands and answers travel over Bochs' emulated COM1, which Bochs connects to a
+TCP socket that this process listens on (``com1: mode=socket-client``); the protocol is the
+kernel's (testkernel/README.md), one command line per call.
+
+Bochs runs headless with its ``term`` display (Debian ships no ``nogui`` plugin), which
+needs ``TERM`` set; its debugger is told to continue and quit by an rc file.  A triple fault
+ends Bochs (``reset_on_triple_fault=0``): the run is a ``crash``.  The CPU is one of Bochs'
+named models (``bochs:corei7_icelake_u``; default ``tigerlake``: 1-GByte pages, PCID,
+INVPCID, SMEP, SMAP, PKU, NX, VMX with EPT; no model has LA57).  What a model lacks is
+reported as not applicable, from the kernel's CPUID probe, never as passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import selectors
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from importlib import resources
+from typing import Any
+
+from memspec.errors import TargetError, UsageError
+
+from .qemu_system import Guest, QemuSystemTarget, _die_with_parent, build_kernel, cache_dir
+
+BOCHS = "bochs"
+APT_HINT = "apt-get install -y --no-install-recommends bochs bochsbios vgabios bochs-term"
+DEFAULT_MODEL = "tigerlake"
+# Bochs 2.7's named CPU models with long mode (`bochs -help cpu` lists them)
+MODELS = ("bx_generic", "p4_prescott_celeron_336", "athlon64_clawhammer", "athlon64_venice", "turion64_tyler",
+          "phenom_8650_toliman", "core2_penryn_t9600", "corei5_lynnfield_750", "corei5_arrandale_m520",
+          "corei7_sandy_bridge_2600k", "zambezi", "trinity_apu", "ryzen", "corei7_ivy_bridge_3770k",
+          "corei7_haswell_4770", "broadwell_ult", "corei7_skylake_x", "corei3_cnl", "corei7_icelake_u",
+          "tigerlake")
+BIOS = ("/usr/share/bochs/BIOS-bochs-latest", "/usr/share/vgabios/vgabios.bin")
+FLOPPY_SIZE = 1474560
+SECTOR = 512
+MULTIBOOT_MAGIC = 0x1BADB002
+
+
+def find_bochs(binary: str = BOCHS) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        raise TargetError(f"the bochs target needs Bochs ({binary!r} is not on PATH): {APT_HINT}")
+    for f in BIOS:
+        if not os.path.exists(f):
+            raise TargetError(f"the bochs target needs Bochs' BIOS images ({f} is missing): {APT_HINT}")
+    return path
+
+
+def build_boot_sector() -> bytes:
+    """Assemble testkernel/boot.S into the 512-byte boot sector (cached like the kernel)."""
+    text = resources.files("memspec.targets").joinpath("testkernel", "boot.S").read_bytes()
+    key = hashlib.sha256(text).hexdigest()[:16]
+    out = os.path.join(cache_dir(), f"bootsector-{key}.bin")
+    if os.path.exists(out):
+        with open(out, "rb") as f:
+            return f.read()
+    os.makedirs(cache_dir(), exist_ok=True)
+    work = tempfile.mkdtemp(prefix="bootsector-", dir=cache_dir())
+    try:
+        with open(os.path.join(work, "boot.S"), "wb") as f:
+            f.write(text)
+        for cmd in (["gcc", "-m32", "-c", "boot.S", "-o", "boot.o"],
+                    ["ld", "-m", "elf_i386", "-Ttext", "0x7C00", "-e", "start", "--oformat", "binary",
+                     "-o", "boot.bin", "boot.o"]):
+            r = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise TargetError(f"building the boot sector failed: {' '.join(cmd)}\n{r.stderr.strip()}")
+        with open(os.path.join(work, "boot.bin"), "rb") as f:
+            data = f.read()
+        if len(data) != SECTOR or data[-2:] != b"\x55\xaa":
+            raise TargetError(f"the boot sector came out {len(data)} bytes long, not {SECTOR} with a signature")
+        tmp = out + f".{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+        return data
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def floppy_image(kernel: str, memory_mib: int) -> str:
+    """A 1.44 MB floppy image: the boot sector with its parameter block filled in, then the
+    kernel's flat image from sector 1.  Cached by content."""
+    boot = bytearray(build_boot_sector())
+    with open(kernel, "rb") as f:
+        k = f.read()
+    at = k.find(struct.pack("<I", MULTIBOOT_MAGIC), 0, 8192)
+    if at < 0 or at % 4:
+        raise TargetError(f"{kernel} has no multiboot header in its first 8 KiB")
+    load_addr, entry = struct.unpack_from("<I", k, at + 16)[0], struct.unpack_from("<I", k, at + 28)[0]
+    if load_addr != 0x10000:
+        raise TargetError(f"the boot sector loads kernels at 0x10000, this one wants {load_addr:#x}")
+    sectors = -(-len(k) // SECTOR)
+    if 1 + sectors > FLOPPY_SIZE // SECTOR or 0x10000 + sectors * SECTOR > 0x9F000:
+        raise TargetError(f"the kernel image is too large for the floppy loader ({len(k)} bytes)")
+    struct.pack_into("<H", boot, 0x1F0, sectors)
+    struct.pack_into("<I", boot, 0x1F4, entry)
+    struct.pack_into("<I", boot, 0x1F8, (memory_mib - 1) * 1024)
+    img = bytes(boot) + k
+    img += b"\0" * (FLOPPY_SIZE - len(img))
+    key = hashlib.sha256(img).hexdigest()[:16]
+    out = os.path.join(cache_dir(), f"floppy-{key}.img")
+    if not os.path.exists(out):
+        tmp = out + f".{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(img)
+        os.replace(tmp, out)
+    return out
+
+
+BOCHSRC = """\
+megs: {megs}
+romimage: file={bios}
+vgaromimage: file={vgabios}
+floppya: 1_44={image}, status=inserted, write_protected=1
+boot: floppy
+floppy_bootsig_check: disabled=0
+display_library: term
+log: {log}
+panic: action=fatal
+error: action=report
+info: action=ignore
+debug: action=ignore
+mouse: enabled=0
+speaker: enabled=0
+port_e9_hack: enabled=1
+com1: enabled=1, mode=socket-client, dev=127.0.0.1:{port}
+cpu: model={model}, count=1, reset_on_triple_fault=0, ignore_bad_msrs=0
+"""
+
+
+class BochsGuest(Guest):
+    """One Bochs process running the test kernel; its COM1 is a TCP connection to us."""
+
+    def __init__(self, image: str, model: str, memory_mib: int = 32, binary: str = BOCHS,
+                 boot_timeout: float = 60.0):
+        self.shm = None
+        self.shm_path = ""
+        self.conn: socket.socket | None = None
+        self.dir = tempfile.mkdtemp(prefix="memspec-bochs-")
+        self.log = os.path.join(self.dir, "bochs.log")
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            rc = os.path.join(self.dir, "bochsrc")
+            with open(rc, "w") as f:
+                f.write(BOCHSRC.format(megs=memory_mib, bios=BIOS[0], vgabios=BIOS[1], image=image,
+                                       log=self.log, port=listener.getsockname()[1], model=model))
+            with open(os.path.join(self.dir, "cont.rc"), "w") as f:
+                f.write("c\nquit\n")     # Debian's Bochs has the debugger: continue, then quit
+            self.cmd = [binary, "-q", "-f", rc, "-rc", os.path.join(self.dir, "cont.rc")]
+            self.screen = open(os.path.join(self.dir, "screen.txt"), "wb")
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.screen,
+                                         stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True,
+                                         preexec_fn=_die_with_parent, env=dict(os.environ, TERM="dumb"))
+            listener.settimeout(0.25)
+            deadline = time.monotonic() + boot_timeout
+            while self.conn is None:
+                try:
+                    self.conn, _ = listener.accept()
+                except socket.timeout:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        msg = self._exit_message()
+                        self.close()
+                        raise TargetError(f"Bochs did not start: {msg}; command: {' '.join(self.cmd)}") from None
+        finally:
+            listener.close()
+        self.conn.setblocking(False)
+        self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.conn, selectors.EVENT_READ)
+        self.commands = 0
+        self._greeting(boot_timeout, "Bochs")
+
+    def _recv(self) -> bytes | None:
+        assert self.conn is not None
+        try:
+            return self.conn.recv(65536)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
+    def _send(self, data: bytes) -> None:
+        assert self.conn is not None
+        self.conn.setblocking(True)
+        try:
+            self.conn.sendall(data)
+        finally:
+            self.conn.setblocking(False)
+
+    def _exit_message(self) -> str:
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        rc = self.proc.poll()
+        why = ""
+        try:
+            with open(self.log, errors="replace") as f:
+                lines = [ln.strip() for ln in f if "PANIC" in ln or "ERROR" in ln or "triple fault" in ln.lower()
+                         or "shutdown" in ln.lower()]
+            why = "; ".join(lines[-3:])
+        except OSError:
+            pass
+        return f"Bochs exited (status {rc})" + (f": {why}" if why else "")
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.conn is not None:
+            self.conn.close()
+        sel = getattr(self, "sel", None)
+        if sel is not None:
+            sel.close()
+        screen = getattr(self, "screen", None)
+        if screen is not None:
+            screen.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class BochsTarget(QemuSystemTarget):
+    """Bochs with memspec's test kernel (see the module docstring)."""
+
+    name = "bochs"
+    layers = ("hw",)
+
+    def __init__(self, timeout: float = 20.0, model: str = DEFAULT_MODEL, memory_mib: int = 32,
+                 binary: str = BOCHS, image: str | None = None, **_options: Any) -> None:
+        if model not in MODELS:
+            raise UsageError(f"unknown Bochs CPU model {model!r}; known: {', '.join(MODELS)}")
+        self.timeout = timeout
+        self.cpu = model
+        self.memory_mib = memory_mib
+        self.binary = find_bochs(binary)
+        self.image = floppy_image(image or build_kernel(), memory_mib)
+        self.guest = None
+        self.boots = 0
+        self._features = None
+        if model != DEFAULT_MODEL:
+            self.name = f"bochs:{model}"
+        self._start()
+
+    def _new_guest(self) -> Guest:
+        return BochsGuest(self.image, self.cpu, self.memory_mib, self.binary)
+
+    def facts(self) -> dict[str, Any]:
+        f = super().facts()
+        f.pop("qemu_cpu", None)
+        f["bochs_cpu"] = self.cpu
+        return f
+
+
+def bochs_target(model: str, **options: Any) -> BochsTarget:
+    """``bochs:MODEL``: Bochs with one of its named CPU models."""
+    return BochsTarget(model=model.strip(), **options)
+
+
+__all__ = ["BochsTarget", "BochsGuest", "bochs_target", "floppy_image", "build_boot_sector", "find_bochs"]
