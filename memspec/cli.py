@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the directed suite, seeded random programs and the state machine of a layer "
                                    "on each target; the model judges every call. Writes report.json and report.xml "
                                    "(JUnit) to --out, and each counterexample as a replayable program.",
-                       epilog="targets: model, linux, qemu, libc, malloc:NAME, cmd:PROGRAM (repeat --target for several)",
+                       epilog="targets: model, linux, qemu, qemu-system, kvm, bochs[:CPU_MODEL], libc, malloc:NAME, cmd:PROGRAM, py:FILE:EXPR (repeat --target for several)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--target", "-t", action="append", required=True, metavar="T", help="target to judge (repeatable)")
     c.add_argument("--layer", "-l", choices=LAYERS, help="layer to check (default: the target's first layer)")
