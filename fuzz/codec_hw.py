@@ -8,6 +8,15 @@ write, fetch; CPL 0 and 3; EFLAGS.AC) with the events that make walkers go
 wrong: entry changes with and without INVLPG, CR3 reloads and switches between
 two roots that share subtrees, CR4/CR0/EFER toggles, PKRU loads, A/D read-backs.
 
+An input whose last byte is a multiple of 5 (one in five), for a target whose calls
+include the ``segmentation`` ones (an explicit ``calls`` set: ``None`` means the core
+calls), decodes to a segmentation program instead: a mode (real with
+A20 masked or not, protected, 64-bit), a handful of descriptors (expand-up and
+expand-down data, read-only, code with and without read, conforming, DPLs, G, D/B, not
+present, system), then segment-register loads at CPL 0 and 3 with good and bad
+selectors (null, RPL, TI, beyond GDTR.limit), accesses at the edges of each segment's
+limit, descriptor changes while loaded, GDTR limits and FS/GS bases.
+
 ``encode`` is the inverse for text (``decode(encode(p)) == p``), so a text
 reproducer seeds a corpus as it is.
 """
@@ -201,6 +210,109 @@ class _Builder:
                 self.emit("set_pte", t1, Int(i1), f2, Flags(("PTE_P", "PTE_RW", "PTE_US")))
 
 
+# -- segmentation programs --------------------------------------------------------------------
+
+SEG_CALLS = ("seg_mode", "set_desc", "load_seg", "seg_access")
+_SEGMODES = [(15, "SEG_REAL_A20"), (10, "SEG_REAL"), (45, "SEG_PROTECTED"), (30, "SEG_LONG")]
+_DTYPES = [(30, "DESC_DATA_RW"), (12, "DESC_DATA_R"), (14, "DESC_DATA_RW_ED"), (6, "DESC_DATA_R_ED"),
+           (10, "DESC_CODE_XR"), (6, "DESC_CODE_X"), (6, "DESC_CODE_XRC"), (3, "DESC_CODE_XC")]
+_BASES = [0x200000, 0x200000, 0x300000, 0x100000, 0x10000, 0x10000, 0xFFFFF000, 0xFFC00000, 0x123456]
+_LIMITS = [0xFFF, 0xFFF, 0xFFFF, 0x1, 0x0, 0x1FF, 0xFFFFF, 0x3FF]
+_SREGS = ["SREG_DS", "SREG_DS", "SREG_ES", "SREG_FS", "SREG_GS", "SREG_SS", "SREG_SS"]
+_SREG_NO = {"SREG_ES": 0, "SREG_CS": 1, "SREG_SS": 2, "SREG_DS": 3, "SREG_FS": 4, "SREG_GS": 5}
+
+
+class _SegBuilder:
+    def __init__(self, b: _Builder):
+        self.b = b
+        self.r = b.r
+        self.mode = "SEG_LONG"
+        self.descs: dict[int, tuple[int, int, bool, bool, bool]] = {}   # index -> (base, limit, G, expand-down, B)
+        self.loaded: dict[str, int] = {}                                  # sreg -> GDT index (0: flat/real)
+
+    def desc(self, index: int) -> None:
+        r = self.r
+        base, limit, dtype = r.choice(_BASES), r.choice(_LIMITS), _w(r, _DTYPES)
+        names: tuple[str, ...] = (dtype,) + (("DESC_ACCESSED",) if r.chance(15) else ())
+        dpl = r.choice([0, 0, 0, 0, 3, 3, 1, 2])
+        flags = tuple(f for f, keep in (("DESC_S", not r.chance(5)), ("DESC_P", not r.chance(8)),
+                                        ("DESC_DB", r.chance(70)), ("DESC_G", r.chance(25)),
+                                        ("DESC_AVL", r.chance(5)), ("DESC_L", r.chance(3))) if keep)
+        self.b.emit("set_desc", Int(index), _hex(base), _hex(limit), Flags(names), Int(dpl), _flags(flags))
+        self.descs[index] = (base, limit, "DESC_G" in flags, "_ED" in dtype, "DESC_DB" in flags)
+
+    def selector(self, cpl: int) -> int:
+        r = self.r
+        if self.mode in ("SEG_REAL", "SEG_REAL_A20"):
+            return r.choice([0x1000, 0x2000, 0xFFFF, 0xF800, 0x0800, 0x1234, 0x0, 0x3000])
+        k = r.int(0, 99)
+        if k < 8:
+            return r.choice([0, 3, cpl])                                  # null, any RPL
+        if k < 12:
+            return (r.int(1, 8) << 3) | 4 | r.int(0, 3)                   # TI = 1: no LDT
+        if k < 16:
+            return r.choice([24, 25, 28, 29, 31, 40, 200]) << 3 | cpl     # the harness's entries, beyond
+        index = r.choice(sorted(self.descs)) if self.descs else r.int(1, 8)
+        rpl = cpl if r.chance(75) else r.int(0, 3)
+        return index << 3 | rpl
+
+    def offset(self, sreg: str) -> int:
+        r = self.r
+        if self.mode in ("SEG_REAL", "SEG_REAL_A20"):
+            return r.choice([0x10, 0x8010, 0x1000, 0xFFFC, 0xFFFE, 0xFFFF, 0x10000, 0x5678, 0xFFF0])
+        index = self.loaded.get(sreg, 0)
+        if self.mode == "SEG_LONG":
+            if r.chance(20):
+                return r.choice([0x800000000000, 0xFFFF800000000000, 0x7FFFFFFFFFF8, 0xFFFFFFFFFFFFF000])
+            return r.choice([0x200000, 0x300008, 0x100010, 0x10, 0x3FFFF8]) + 8 * r.int(0, 3)
+        if index in self.descs:
+            base, limit, g, ed, big = self.descs[index]
+            lim = (limit << 12) | 0xFFF if g else limit
+            upper = 0xFFFFFFFF if big else 0xFFFF
+            edges = ([lim + 1, lim, lim + 4, upper - 3, upper - 1, upper, 0x10] if ed else
+                     [0, 0x10, lim - 3, lim - 1, lim, lim + 1, 0x1000, 0x100000])
+            return r.choice([e for e in edges if 0 <= e <= 0xFFFFFFFF] or [0])
+        return r.choice([0x200000, 0x300010, 0x10010, 0x3FFFF0, 0x100000, 0xFFFFFFFC])
+
+    def op(self) -> None:
+        r, b = self.r, self.b
+        real = self.mode in ("SEG_REAL", "SEG_REAL_A20")
+        k = r.int(0, 99)
+        if k < 35:
+            sreg = r.choice(_SREGS + ["SREG_CS"] * (1 if r.chance(20) else 0))
+            cpl = 0 if real else r.choice([0, 0, 3, 3, 1])
+            sel = self.selector(cpl)
+            b.emit("load_seg", Flags((sreg,)), _hex(sel), Int(cpl))
+            self.loaded[sreg] = sel >> 3 if not real else 0
+        elif k < 80:
+            sreg = r.choice(_SREGS)
+            size = r.choice([4, 4, 2, 1] + ([8, 8] if self.mode == "SEG_LONG" else []))
+            op = "ACC_WRITE" if r.chance(30) else "ACC_READ"
+            b.emit("seg_access", Flags((sreg,)), _hex(self.offset(sreg)), Flags((op,)), Int(size), result=True)
+        elif k < 88:
+            self.desc(r.choice(sorted(self.descs)) if self.descs and r.chance(70) else r.int(1, 8))
+        elif k < 92:
+            b.emit("read_desc", Int(r.choice(sorted(self.descs)) if self.descs else 1), result=True)
+        elif k < 95:
+            b.emit("lgdt", _hex(r.choice([0x47, 0x1F, 0xFF, 0x7, 0x0])))
+        elif self.mode == "SEG_LONG":
+            base = r.choice([0x200000, 0x100000, 0x0, 0x7FFFFFFFF000, 0x800000000000, 0xFFFF800000000000])
+            b.emit("wrmsr_segbase", Flags((r.choice(["SREG_FS", "SREG_GS"]),)), _hex(base))
+
+
+def _decode_seg(r: ByteReader, b: _Builder) -> Program:
+    sb = _SegBuilder(b)
+    sb.mode = r.weighted(_SEGMODES)
+    b.emit("seg_mode", Flags((sb.mode,)))
+    for i in range(r.int(1, 6)):
+        sb.desc(r.int(1, 8) if r.chance(30) else i + 1)
+    for _ in range(r.int(3, MAX_OPS)):
+        if r.exhausted:
+            break
+        sb.op()
+    return Program(tuple(b.calls))
+
+
 def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
     if data.startswith(TEXT_MAGIC):
         try:
@@ -212,6 +324,8 @@ def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
         return Program(())
     r = ByteReader(data)
     b = _Builder(r, calls)
+    if data and data[-1] % 5 == 0 and calls is not None and all(c in calls for c in SEG_CALLS):
+        return _decode_seg(r, b)
     b.boot()
     root = TABLE_BASE
     roots = [root]

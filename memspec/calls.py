@@ -43,6 +43,9 @@ class CallSpec:
     main_only: bool = False
     not_main: bool = False
     aliases: tuple[str, ...] = field(default=())
+    # an optional part of a layer (e.g. "segmentation"): only targets that declare the
+    # capability run these calls; for the others programs using them are not applicable
+    capability: str = ""
 
 
 CALLS: dict[str, CallSpec] = {}
@@ -124,6 +127,16 @@ register(CallSpec("khugepaged", "os", (), doc="pressure event: one khugepaged pa
 
 def layer_calls(layer: str) -> list[CallSpec]:
     return [c for c in CALLS.values() if c.layer == layer]
+
+
+def capability_calls(capability: str) -> frozenset[str]:
+    """The calls that make up one capability (e.g. "segmentation")."""
+    return frozenset(c.name for c in CALLS.values() if c.capability == capability)
+
+
+def gated_calls(capabilities: frozenset[str] | set[str] | tuple[str, ...]) -> frozenset[str]:
+    """The calls that need a capability not in ``capabilities`` (not applicable to such a target)."""
+    return frozenset(c.name for c in CALLS.values() if c.capability and c.capability not in capabilities)
 
 
 # Other layers declare their calls in their own modules (memspec/calls_<layer>.py),

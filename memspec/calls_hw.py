@@ -75,3 +75,65 @@ INITIAL_CR3 = HARNESS_LOW       # the root a program starts with (empty: pattern
 def pattern(pa: int) -> int:
     """The qword the harness keeps at physical address ``pa`` (8-aligned): ``(pa << 8) | 0xCC``."""
     return ((pa << 8) | 0xCC) & ((1 << 64) - 1)
+
+
+# --- segmentation (Intel SDM Vol. 3A ch. 3 and 5; ch. 20 real-address mode) -------------------
+#
+# The segmentation calls drive a second logical processor of the harness, the *segmentation
+# unit*: it shares nothing with the paging calls above (its own RAM, paging off in real and
+# protected mode, an identity map in long mode) so that a load's value is the linear address
+# the segment produced.  A program picks its mode with ``seg_mode`` (which also resets it),
+# writes code/data descriptors into the harness's GDT, loads segment registers with real
+# ``MOV Sreg, r16`` instructions and accesses memory through them::
+#
+#     seg_mode(SEG_PROTECTED)
+#     set_desc(3, 0x200000, 0xFFF, DESC_DATA_RW, 0, DESC_S|DESC_P|DESC_DB)
+#     load_seg(SREG_DS, 0x18, 0)                    # index 3, RPL 0, at CPL 0
+#     v = seg_access(SREG_DS, 0x10, ACC_READ, 4)    # linear 0x200010: 0x200010cc
+#     seg_access(SREG_DS, 0xFFE, ACC_READ, 4)       # beyond the limit: #GP(0)
+#     load_seg(SREG_SS, 0x18, 3)                    # RPL != CPL: #GP(0x18)
+SEG = "segmentation"
+register(CallSpec(
+    "seg_mode", "hw", (P("mode", "segmode"),), returns="none", capability=SEG,
+    doc="reset the segmentation unit into SEG_REAL (A20 masked), SEG_REAL_A20, SEG_PROTECTED (CR0.PE = 1, "
+        "paging off) or SEG_LONG (64-bit mode): program descriptors zero, GDTR limit SEG_GDT_LIMIT, every "
+        "segment register flat (real mode: selector 0), CPL 0"))
+register(CallSpec(
+    "set_desc", "hw", (P("index"), P("base"), P("limit"), P("type", "desctype"), P("dpl", "int", 0),
+                       P("flags", "desc", 0)), returns="none", capability=SEG,
+    doc="write the GDT descriptor at index (1..SEG_GDT_PROGRAM-1): 32-bit base, 20-bit limit, type "
+        "(DESC_DATA_*/DESC_CODE_*, |DESC_ACCESSED), DPL and DESC_S|DESC_P|DESC_AVL|DESC_L|DESC_DB|DESC_G"))
+register(CallSpec(
+    "read_desc", "hw", (P("index"),), capability=SEG,
+    doc="read the 64-bit GDT descriptor at index back from memory (the accessed bit as the CPU left it)"))
+register(CallSpec(
+    "lgdt", "hw", (P("limit"),), returns="none", capability=SEG,
+    doc="LGDT with the harness's GDT base and this limit (0..SEG_GDT_LIMIT): selectors whose index*8+7 "
+        "exceeds it are outside the GDT"))
+register(CallSpec(
+    "load_seg", "hw", (P("sreg", "sreg"), P("selector"), P("cpl", "int", 0)), returns="none", capability=SEG,
+    doc="MOV Sreg, r16 at privilege level cpl (0..3; 0 in real mode): the descriptor checks of SDM "
+        "Vol. 2B MOV; ok, or #GP/#NP/#SS with their error code, or #UD for SREG_CS"))
+register(CallSpec(
+    "seg_access", "hw", (P("sreg", "sreg"), P("offset"), P("op", "acc", 0), P("size", "int", 4)), capability=SEG,
+    doc="a load (ACC_READ) or a read-and-write-back (ACC_WRITE, XADD of 0) of size 1, 2, 4 (8 in long mode) "
+        "bytes at sreg:offset (SREG_SS: based on (E/R)BP); returns the value read, or #GP(0)/#SS(0)"))
+register(CallSpec(
+    "wrmsr_segbase", "hw", (P("sreg", "sreg"), P("base")), returns="none", capability=SEG,
+    doc="WRMSR to IA32_FS_BASE (SREG_FS) or IA32_GS_BASE (SREG_GS) at CPL 0 in long mode: a 64-bit base"))
+
+# The segmentation unit's physical layout, shared by the model and the targets.
+SEG_RAM = 4 << 20           # its RAM: the pattern fills [SEG_LOW, SEG_RAM)
+SEG_LOW = 0x8000            # below: the harness's code, GDT, stack and (long mode) page tables
+SEG_GDT_ENTRIES = 32        # the GDT: program descriptors 1..23, the harness's own 24..31
+SEG_GDT_PROGRAM = 24
+SEG_GDT_LIMIT = 8 * SEG_GDT_ENTRIES - 1
+# the harness's descriptors: flat code (32-bit, 64-bit, DPL 0 and 3) and flat data (DPL 0 and 3)
+SEG_HARNESS_GDT = {
+    24: 0x00CF9B000000FFFF,     # 32-bit code, DPL 0, base 0, 4 GiB
+    25: 0x00CF93000000FFFF,     # data, read/write, DPL 0, base 0, 4 GiB
+    26: 0x00AF9B000000FFFF,     # 64-bit code, DPL 0
+    27: 0x00CFFB000000FFFF,     # 32-bit code, DPL 3
+    28: 0x00CFF3000000FFFF,     # data, read/write, DPL 3
+}
+SEG_CODE32, SEG_DATA, SEG_CODE64 = 24 << 3, 25 << 3, 26 << 3

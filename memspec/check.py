@@ -45,17 +45,23 @@ class CheckOptions:
     argv: list[str] = field(default_factory=list)
 
 
-def suite_programs(layer: str) -> Iterator[tuple[str, Program]]:
-    """The directed programs for ``layer``, in name order.  A malformed file is a usage error."""
+def suite_programs(layer: str, capabilities: bool = False) -> Iterator[tuple[str, Program]]:
+    """The directed programs for ``layer``, in name order.  A malformed file is a usage error.
+    ``capabilities`` adds the programs of the layer's optional parts, one folder each
+    (``suite/hw/segmentation/``): they use calls only some targets implement."""
     try:
         base = resources.files("memspec.specs").joinpath("suite", layer)
     except ModuleNotFoundError:
         return
     if not base.is_dir():
         return
-    for entry in sorted(base.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".mst"):
-            yield f"suite/{layer}/{entry.name}", parse(entry.read_text(encoding="utf-8"), source=f"suite/{layer}/{entry.name}")
+    folders = [(f"suite/{layer}", base)]
+    if capabilities:
+        folders += [(f"suite/{layer}/{e.name}", e) for e in sorted(base.iterdir(), key=lambda e: e.name) if e.is_dir()]
+    for where, folder in folders:
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".mst"):
+                yield f"{where}/{entry.name}", parse(entry.read_text(encoding="utf-8"), source=f"{where}/{entry.name}")
 
 
 def codec(layer: str) -> Any | None:
@@ -199,7 +205,7 @@ class Checker:
         tr = TargetResults(name=target.name, layers=[layer], facts=facts, unsupported=list(target.unsupported()))
         self.results.targets.append(tr)
         groups: dict[Any, Any] = {}
-        sources = list(suite_programs(layer)) if self.o.suite else []
+        sources = list(suite_programs(layer, capabilities=True)) if self.o.suite else []
         if hasattr(target, "not_observable"):
             tr.not_observable = dict(target.not_observable())
         self.say(f"{target.name} [{layer}]: {len(sources)} suite programs, {self.o.programs} random programs, "

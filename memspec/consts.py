@@ -88,6 +88,18 @@ CREG = {
 }
 ACC = {"ACC_READ": 0, "ACC_WRITE": 1, "ACC_EXEC": 2}
 INVPCID = {"INVPCID_ADDR": 0, "INVPCID_SINGLE": 1, "INVPCID_ALL_GLOBAL": 2, "INVPCID_ALL": 3}
+# hw layer, segmentation (Intel SDM Vol. 3A §3.4.2 selectors, §3.4.5 descriptors, Table 3-1 types;
+# Vol. 2B MOV's sreg encoding): CPU modes of the segmentation unit, segment registers, descriptor
+# types (the 4-bit type field of a code/data descriptor) and descriptor flags (their bits in the
+# descriptor's high dword).
+SEGMODE = {"SEG_REAL": 0, "SEG_REAL_A20": 1, "SEG_PROTECTED": 2, "SEG_LONG": 3}
+SREG = {"SREG_ES": 0, "SREG_CS": 1, "SREG_SS": 2, "SREG_DS": 3, "SREG_FS": 4, "SREG_GS": 5}
+DESCTYPE = {
+    "DESC_DATA_R": 0x0, "DESC_ACCESSED": 0x1, "DESC_DATA_RW": 0x2, "DESC_DATA_R_ED": 0x4, "DESC_DATA_RW_ED": 0x6,
+    "DESC_CODE_X": 0x8, "DESC_CODE_XR": 0xA, "DESC_CODE_XC": 0xC, "DESC_CODE_XRC": 0xE,
+}
+DESC = {"DESC_S": 1 << 12, "DESC_P": 1 << 15, "DESC_AVL": 1 << 20, "DESC_L": 1 << 21, "DESC_DB": 1 << 22,
+        "DESC_G": 1 << 23}
 
 # virt layer (Intel SDM Vol. 3C §29.3 EPT, §25.6.11 EPTP; AMD APM Vol. 2 §15.25 nested paging;
 # Linux Documentation/arch/x86/pti.rst): EPT entry bits, EPTP fields, VM kinds, INVEPT types,
@@ -124,6 +136,10 @@ GROUPS: dict[str, dict[str, int]] = {
     "creg": CREG,
     "acc": ACC,
     "invpcid": INVPCID,
+    "segmode": SEGMODE,
+    "sreg": SREG,
+    "desctype": DESCTYPE,
+    "desc": DESC,
     "ept": EPT,
     "eptp": EPTP,
     "vmkind": VMKIND,

@@ -27,6 +27,7 @@ from .expect import Expect, exactly
 from .pte import (CR0_PE, CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_LA57, CR4_PAE, CR4_PCIDE, CR4_PGE, CR4_PKE,
                   CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, EXEC, READ, WRITE,
                   ErrCode, Mode, Pte, addr_mask, bits, decode)
+from .segunit import SEG_CALLS, SegUnit
 from .tlb import ALL, ALL_NONGLOBAL, PAGE, PAGE_GLOBAL, PCID_ALL, History, RefTlb, stale_walks
 from .walk import PageFault, Path, canonical, check_access, index, walk
 
@@ -111,6 +112,7 @@ class Paging:
         self._last: dict[str, Any] = {}
         self._write_harness_entry()
         self.history.load_root(self.root, self.pcid)
+        self.seg = SegUnit(f)       # the segmentation calls' own logical processor (memspec.calls_hw)
 
     # -- state helpers -------------------------------------------------------
 
@@ -168,9 +170,14 @@ class Paging:
     # -- LayerModel ----------------------------------------------------------
 
     def expect(self, proc: str, name: str, args: tuple) -> Expect:
+        if name in SEG_CALLS:
+            return self.seg.expect(name, args)
         return getattr(self, "_expect_" + name)(*args)
 
     def apply(self, proc: str, name: str, args: tuple, outcome: Outcome) -> None:
+        if name in SEG_CALLS:
+            self.seg.apply(name, args, outcome)
+            return
         getattr(self, "_apply_" + name)(outcome, *args)
 
     def bind(self, proc: str, name: str, result: str | None, outcome: Outcome) -> None:

@@ -21,6 +21,7 @@ CLAUSE_MODULES = (
     "memspec.specs.clauses_aslr",
     "memspec.specs.clauses_phys",
     "memspec.specs.clauses_hw",
+    "memspec.specs.clauses_seg",
     "memspec.specs.clauses_virt",
 )
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import abc
 from typing import Any
 
+from memspec.calls import gated_calls, layer_calls
 from memspec.errors import SessionFailed
 from memspec.program import Call, Program, bind_result, eval_args
 from memspec.records import Observation, Outcome, RunResult
 
-__all__ = ["Session", "SessionFailed", "Target"]
+__all__ = ["Session", "SessionFailed", "Target", "negotiate"]
 
 
 class Session(abc.ABC):
@@ -37,7 +38,15 @@ class Target(abc.ABC):
     # the calls this target implements (None: every call of its layers); programs for it
     # are generated from these only, and the rest is reported as not applicable
     calls: frozenset[str] | None = None
+    # optional parts of a layer this target implements (``CallSpec.capability``, e.g.
+    # "segmentation"): calls needing a capability a target does not declare are taken out
+    # of its ``calls``, so programs using them are not applicable to it (never passed)
+    capabilities: frozenset[str] = frozenset()
     timeout: float = 10.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.calls = negotiate(cls.layers, cls.calls, cls.capabilities)
 
     def __init__(self, timeout: float = 10.0, **options: Any) -> None:
         """Every target takes ``timeout`` (seconds per program); others ignore unknown options."""
@@ -73,3 +82,17 @@ class Target(abc.ABC):
 
     def close(self) -> None:
         pass
+
+
+
+
+def negotiate(layers: tuple[str, ...], calls: frozenset[str] | None,
+              capabilities: frozenset[str]) -> frozenset[str] | None:
+    """The calls a target with these layers, declared calls (None: all of its layers') and
+    capabilities may be given: without the calls of capabilities it lacks.  A layer with
+    optional parts always gets an explicit set (generators read None as the core calls)."""
+    specs = [c for layer in layers for c in layer_calls(layer)]
+    if calls is None and not any(c.capability for c in specs):
+        return None
+    mine = frozenset(c.name for c in specs) if calls is None else calls
+    return mine - gated_calls(capabilities)

@@ -38,6 +38,7 @@ class ModelTarget(Target):
     name = "model"
 
     layers = ("os", "phys", "hw", "virt")
+    capabilities = frozenset({"segmentation"})
 
     def session(self, layer: str = "os") -> ModelSession:
         return ModelSession(layer)

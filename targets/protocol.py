@@ -25,7 +25,7 @@ from memspec.protocol import (PROTOCOL_VERSION, ProtocolViolation, call_message,
                               reply_to_outcome, state_to_observation)
 from memspec.records import Observation, Outcome, RunStatus
 
-from .base import Session, SessionFailed, Target
+from .base import Session, SessionFailed, Target, negotiate
 
 
 class _Peer:
@@ -188,8 +188,12 @@ class ProtocolTarget(Target):
         self._hello = hello
         layers = hello.get("layers") or ["os"]
         self.layers = tuple(layers)
+        caps = hello.get("capabilities") or []
+        self.capabilities = frozenset(str(c) for c in caps) if isinstance(caps, list) else frozenset()
         if hello.get("calls"):
-            self.calls = frozenset(hello["calls"])
+            self.calls = frozenset(hello["calls"])      # an explicit list declares what it names
+        else:
+            self.calls = negotiate(self.layers, None, self.capabilities)
         self._live = peer
         return peer
 

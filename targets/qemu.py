@@ -18,6 +18,9 @@ in a ``context_save()`` at an offset found by calibration at start-up (known
 faults must give 0, 3, 2 and 9); the target refuses to run if calibration fails.
 The CPL is switched by patching the calibrated segment/hflags fields of a saved
 context, so CR3 and the TLB stay as the program left them.
+
+The segmentation calls (capability ``segmentation``) run on the machines of
+``targets/qemu_seg.py``: one unicorn CPU per mode (16-, 32- and 64-bit).
 """
 
 from __future__ import annotations
@@ -26,12 +29,17 @@ import ctypes
 import struct
 from typing import Any
 
+from memspec.calls import capability_calls
 from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3, RAM_SIZE, pattern
 from memspec.errors import TargetError
 from memspec.program import Call, Program, eval_args
 from memspec.records import Observation, Outcome, RunResult
 
 from .base import Session, Target
+from .qemu_seg import FACTS as SEG_FACTS
+from .qemu_seg import SegUnit
+
+SEG_CALLS = capability_calls("segmentation")
 
 try:
     import unicorn as _uc
@@ -518,11 +526,15 @@ def _missing(cr4: int, efer: int, f: dict[str, Any]) -> bool:
 
 
 class QemuSession(Session):
-    def __init__(self, machine: Machine):
+    def __init__(self, machine: Machine, seg: SegUnit):
         self.m = machine
+        self.seg = seg
         machine.reset()
+        seg.reset()
 
     def call(self, call: Call, args: tuple[int | str, ...]) -> Outcome:
+        if call.name in SEG_CALLS:
+            return self.seg.call(call.name, tuple(int(x) for x in args))
         return self.m.call(call.name, tuple(int(x) for x in args))
 
     def observe(self) -> Observation:
@@ -532,14 +544,17 @@ class QemuSession(Session):
 class QemuTarget(Target):
     name = "qemu"
     layers = ("hw",)
+    capabilities = frozenset({"segmentation"})
     timeout = 30.0
 
     def __init__(self, cpu_model: str = "UC_CPU_X86_ICELAKE_SERVER", **_options: Any):
         self.machine = Machine(cpu_model)
+        self.seg = SegUnit()
 
     def facts(self) -> dict[str, Any]:
         f = dict(self.machine.features)
         f.update(ram=RAM_SIZE, harness_low=HARNESS_LOW, harness_entry4=ENTRY4, harness_entry5=ENTRY5)
+        f.update(SEG_FACTS)
         return f
 
     def unsupported(self) -> list[str]:
@@ -547,6 +562,8 @@ class QemuTarget(Target):
                  "invpcid": "INVPCID (CPUID.07H:EBX[10])", "smep": "SMEP", "smap": "SMAP",
                  "pku": "protection keys (PKU)", "nx": "execute-disable (NX)"}
         out = [text for key, text in names.items() if not self.machine.features[key]]
+        if not SEG_FACTS["a20_gate"]:
+            out.append("the A20 gate (SEG_REAL: real-address mode with A20 masked)")
         if self.machine.features["maxphyaddr"] < 52:
             out.append(f"MAXPHYADDR = 52 (this CPU has {self.machine.features['maxphyaddr']}: bits 51:"
                        f"{self.machine.features['maxphyaddr']} are reserved instead)")
@@ -555,12 +572,13 @@ class QemuTarget(Target):
     def session(self, layer: str = "hw") -> QemuSession:
         if layer != "hw":
             raise TargetError(f"the qemu target runs the hw layer only, not {layer!r}")
-        return QemuSession(self.machine)
+        return QemuSession(self.machine, self.seg)
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
         """The whole program in one go: no model, no per-call object churn beyond the outcome."""
         m = self.machine
         m.reset()
+        self.seg.reset()
         env: dict[str, int] = {}
         out: list[Outcome] = []
         calls = program.calls
@@ -578,7 +596,7 @@ class QemuTarget(Target):
                         env[nxt.result] = pair[1].value
                     i += 2
                     continue
-            o = m.call(c.name, args)
+            o = self.seg.call(c.name, args) if c.name in SEG_CALLS else m.call(c.name, args)
             out.append(o)
             if c.result and o.value is not None:
                 env[c.result] = o.value
