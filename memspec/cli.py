@@ -82,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--coverage", action="store_true", help="also measure line and branch coverage of the model (in report.html)")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
+    m = sub.add_parser("compare", help="run the same programs on several targets and report where they disagree",
+                       description="Run the layer's directed suite and seeded random programs (the calls every target "
+                                   "implements) on each target, judge each run with the model, and list the calls where "
+                                   "the targets answer differently, with the side the model (and its citation) takes. "
+                                   "Writes compare.json and compare.md to --out; exits 1 when a disagreement rejects a "
+                                   "target for a reason specs/differences.toml does not explain.",
+                       epilog="example: memspec compare -t qemu -t qemu-system -t kvm -t bochs --layer hw")
+    m.add_argument("--target", "-t", action="append", required=True, metavar="T", help="target (repeat: two or more)")
+    m.add_argument("--layer", "-l", choices=LAYERS, help="layer (default: the first layer all targets implement)")
+    m.add_argument("--programs", type=_positive_int, default=100, metavar="N", help="random programs (default 100)")
+    m.add_argument("--seed", type=_positive_int, default=0, help="seed for the random programs (default 0)")
+    m.add_argument("--out", default="memspec-out", metavar="DIR", help="report folder (default memspec-out)")
+    m.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="time limit per program (default 10 s)")
+    m.add_argument("--no-suite", action="store_true", help="random programs only")
+    m.add_argument("--quiet", "-q", action="store_true", help="no progress output and no summary on stderr")
+
     f = sub.add_parser("fuzz", help="coverage-guided fuzzing of call sequences against a target",
                        description="Decode fuzzer bytes into programs of a layer, run each on the target, judge it with "
                                    "the model. New clauses and new model coverage grow the corpus; each distinct failure "
@@ -200,6 +216,14 @@ def cmd_replay(a: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_compare(a: argparse.Namespace) -> int:
+    from .compare import CompareOptions, run
+    _, status = run(CompareOptions(targets=a.target, layer=a.layer, programs=a.programs, seed=a.seed, out=a.out,
+                                   timeout=a.timeout, suite=not a.no_suite, quiet=a.quiet,
+                                   argv=sys.argv[2:] if len(sys.argv) > 2 else []))
+    return status
+
+
 def cmd_clauses(a: argparse.Namespace) -> int:
     from .fuzz_api import catalogue
     cat = catalogue()
@@ -248,7 +272,7 @@ def cmd_experiment(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "replay": cmd_replay, "clauses": cmd_clauses, "serve": cmd_serve,
+COMMANDS = {"check": cmd_check, "compare": cmd_compare, "replay": cmd_replay, "clauses": cmd_clauses, "serve": cmd_serve,
             "fuzz": cmd_fuzz, "experiment": cmd_experiment, "bench": cmd_bench}
 
 
