@@ -145,7 +145,7 @@ class SegUnit:
     def _expect_load_seg(self, sreg: int, selector: int, cpl: int) -> Expect:
         if not self._load_args_ok(sreg, selector, cpl):
             return exactly("memspec.seg.args", EINVAL)
-        res = load(self.mode, self.gdt, self.gdt_limit, sreg, selector, cpl, self.regs.get(sreg, self.cs))
+        res = self._load(sreg, selector, cpl)
         if isinstance(res, SegFault):
             return self._exact(res.clause, fault_outcome(res), lambda: self._explain_load(sreg, selector, cpl))
         return self._exact(load_clause(self.mode, sreg, selector, self.gdt), OK,
@@ -154,7 +154,7 @@ class SegUnit:
     def _apply_load_seg(self, o: Outcome, sreg: int, selector: int, cpl: int) -> None:
         if not o.ok or not self._load_args_ok(sreg, selector, cpl):
             return
-        res = load(self.mode, self.gdt, self.gdt_limit, sreg, selector, cpl, self.regs.get(sreg, self.cs))
+        res = self._load(sreg, selector, cpl)
         if isinstance(res, SegFault):
             return
         self.regs[sreg] = res
@@ -166,6 +166,10 @@ class SegUnit:
                 self.gdt[index] = self.gdt.get(index, 0) | ACCESSED
                 self.set_by_cpu.add(index)
             self.loaded[sreg] = (index, self.gdt[index])
+
+    def _load(self, sreg: int, selector: int, cpl: int) -> SegReg | SegFault:
+        """MOV sreg, selector at cpl (``seg.load``), on this unit's GDT."""
+        return load(self.mode, self.gdt, self.gdt_limit, sreg, selector, cpl, self.regs.get(sreg, self.cs))
 
     def _explain_load(self, sreg: int, selector: int, cpl: int) -> str:
         index = selector >> 3
@@ -185,14 +189,22 @@ class SegUnit:
     def _value(self, la: int, size: int) -> int | None:
         v = 0
         for i in range(size):
-            pa = physical(self.mode, la, i)
+            pa = self._physical(la, i)
             if not self.low <= pa < self.ram:
                 return None
             v |= (pattern(pa & ~7) >> (8 * (pa & 7)) & 0xFF) << (8 * i)
         return v
 
+    def _access(self, reg: SegReg, sreg: int, offset: int, size: int, op: int) -> tuple[int, str] | SegFault:
+        """The linear address of ``sreg:offset`` or the fault (``seg.access``)."""
+        return access(self.mode, reg, sreg, offset, size, op)
+
+    def _physical(self, la: int, i: int) -> int:
+        """The physical address of byte ``i`` of an access at ``la`` (``seg.physical``)."""
+        return physical(self.mode, la, i)
+
     def _outcome(self, reg: SegReg, sreg: int, offset: int, op: int, size: int) -> tuple[Outcome | None, str]:
-        res = access(self.mode, reg, sreg, offset, size, op)
+        res = self._access(reg, sreg, offset, size, op)
         if isinstance(res, SegFault):
             return fault_outcome(res), res.clause
         la, clause = res
