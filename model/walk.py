@@ -294,3 +294,7 @@ def _allowed_clause(path: Path, mode: Mode, acc: int, cpl: int, ac: int) -> str:
     if path.size == 1 << 21:
         return "sdm.walk.pde.ps-2m"
     return "sdm.walk.pte.maps-4k" if acc == READ else "sdm.access.supervisor-write-writable"
+
+
+# the same translation for many addresses at once (numpy), with this module's walk as its reference
+from .walkbatch import walk_batch  # noqa: E402,F401
