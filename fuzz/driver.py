@@ -133,7 +133,7 @@ class Fuzzer:
             return 0
         from memspec.check import suite_programs
         n = 0
-        for _, program in suite_programs(self.layer):
+        for _, program in suite_programs(self.layer, capabilities=True):
             if self.target.calls is None or all(c.name in self.target.calls for c in program.calls):
                 self.add_entry(self.codec.encode(program))
                 n += 1

@@ -14,7 +14,7 @@ from memspec.fuzz.differential import failing_signature, shrink_failure
 from memspec.program import format_program
 from memspec.targets.model import ModelTarget
 
-from .broken_seg import BROKEN, BrokenSegTarget
+from .broken_seg import BROKEN, BrokenSegTarget, ErrcodeKeepsRpl, StackFaultAsGp
 
 SEG_SUITE = [(o, p) for o, p in suite_programs("hw", capabilities=True) if "/segmentation/" in o]
 
@@ -50,3 +50,18 @@ def test_broken_segmentation_is_caught_by_random_programs_with_a_small_reproduce
     assert failing_signature(target, small, {}) == sig
     assert len(small) <= 10, format_program(small)
     assert failing_signature(ModelTarget(), small, {}) is None, format_program(small)
+
+
+@pytest.mark.parametrize("cls", [ErrcodeKeepsRpl, StackFaultAsGp], ids=lambda c: c.__name__)
+def test_the_state_machine_catches_broken_segmentation(cls):
+    from hypothesis import HealthCheck, settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from memspec.specs.failures import ConformanceFailure
+    from memspec.specs.machine_hw import machine
+    M = machine(BrokenSegTarget(cls), {})
+    with pytest.raises(ConformanceFailure) as e:
+        run_state_machine_as_test(M, settings=settings(max_examples=200, stateful_step_count=40, deadline=None,
+                                                       database=None, derandomize=True,
+                                                       suppress_health_check=list(HealthCheck)))
+    assert e.value.clause.startswith("sdm.seg."), e.value.clause

@@ -21,8 +21,8 @@ from .broken_hw import BrokenTarget
 DIFFS = {d["clause"] for d in load_differences() if d.get("target") == "qemu"}
 SEG_SUITE = [(o, p) for o, p in suite_programs("hw", capabilities=True) if "/segmentation/" in o]
 SEG_CLAUSES = sorted(c for c in all_clauses() if c.startswith(("sdm.seg.", "memspec.seg.")))
-# what unicorn cannot show: it has no A20 gate, and the vendor choice for a null FS/GS base needs a non-zero base
-NOT_ON_UNICORN = {"sdm.seg.real.a20-wrap", "sdm.seg.long.null-fs-gs-base"}
+# what unicorn cannot show: it has no A20 gate
+NOT_ON_UNICORN = {"sdm.seg.real.a20-wrap"}
 
 
 def test_calibration_found_error_code_pending_exception_and_cpl(qemu):
