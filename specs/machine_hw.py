@@ -4,15 +4,17 @@ Rules map pages (a fresh 4-level chain, or a 2 MiB / 1 GiB page), change leaf
 bits with or without INVLPG, access as user or supervisor (read, write, fetch,
 EFLAGS.AC), switch CR3 between two roots that share their lower tables (with
 PCIDs and the no-flush bit, and INVPCID, where the CPU has them), toggle CR0.WP,
-CR4.SMEP/SMAP/PGE and EFER.NXE, and read entries back.  On a target with the ``segmentation``
-calls, more rules drive the segmentation unit: switch its mode, write descriptors, load
-segment registers at CPL 0 and 3 (good and bad selectors) and access through them at the
-edges of their limits; a step whose clause is a cited difference of this target
-(specs/differences.toml) is skipped, since the suite and random programs report those.  Every step is judged by the model at once
-(clause named) and then adopted; after every step the model's invariants run
-(``no_stale_translation_after_invalidation``: the model's own TLB never keeps
-what an invalidation removed).  A failure prints the clause, the program so far
+CR4.SMEP/SMAP/PGE and EFER.NXE, and read entries back.  Every step is judged by
+the model at once (clause named) and then adopted; after every step the model's
+invariants run (``no_stale_translation_after_invalidation``: the model's own TLB
+never keeps what an invalidation removed).  A failure prints the clause, the program so far
 in program text (Hypothesis shrinks it), expected vs observed, and a replay hint.
+
+On a target with the ``segmentation`` calls, more rules drive the segmentation unit:
+switch its mode, write descriptors, load segment registers at CPL 0 and 3 (good and
+bad selectors) and access through them at the edges of their limits.  A segmentation
+step whose clause is a cited difference of this target (specs/differences.toml) is
+skipped: the suite and random programs report those.
 """
 
 from __future__ import annotations
