@@ -23,7 +23,7 @@ Worked examples:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 # CPU modes of the segmentation unit (memspec.consts.SEGMODE)
 REAL, REAL_A20, PROTECTED, LONG = 0, 1, 2, 3
@@ -331,5 +331,5 @@ def sreg_name(sreg: int) -> str:
 
 
 __all__ = ["Descriptor", "SegFault", "SegReg", "load", "load_clause", "access", "limit_ok", "canonical",
-           "physical", "make_descriptor", "real_reg", "flat", "null_reg", "replace", "MODES",
+           "physical", "make_descriptor", "real_reg", "flat", "null_reg", "sreg_name", "MODES",
            "REAL", "REAL_A20", "PROTECTED", "LONG", "ES", "CS", "SS", "DS", "FS", "GS", "READ", "WRITE"]

@@ -21,7 +21,7 @@ from memspec.calls_hw import (SEG_CODE32, SEG_CODE64, SEG_DATA, SEG_GDT_ENTRIES,
 from memspec.records import OK, Outcome
 
 from .expect import Expect, exactly
-from .seg import (CS, FS, GS, LONG, MODES, PROTECTED, REAL, REAL_A20, SS, U32, U64, WRITE, Descriptor, SegFault,
+from .seg import (CS, FS, GS, LONG, MODES, PROTECTED, REAL, REAL_A20, SS, U32, U64, Descriptor, SegFault,
                   SegReg, access, canonical, from_descriptor, load, load_clause, make_descriptor, physical, real_reg,
                   sreg_name)
 
