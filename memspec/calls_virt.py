@@ -31,7 +31,9 @@ hypervisor writes (reads) the host frame the current VM's EPT/NPT maps that gpa
 to now (a software walk that ignores permissions; EINVAL if nothing maps it).
 Index 511 of the EPT/NPT root and of the guest root are the harness's own (the
 guest's code), so guest-linear and guest-physical addresses in top-level slot 511
-are refused (EINVAL), as in the hw layer.
+are refused (EINVAL), as in the hw layer.  On a CPU whose guest-physical addresses
+cannot reach EPT/NPT root slot 511 (MAXPHYADDR < 48; Bochs has 40) the harness keeps
+the highest root slot below 2^MAXPHYADDR instead (``nested_harness_slot``).
 
 A guest access is one VM entry, one guest load, store or fetch, and one VM exit;
 its outcome is a value, or one of three faults as values:
@@ -135,3 +137,10 @@ register(CallSpec(
 GUEST_HARNESS_SLOT = 511
 MAX_VMS = 4
 MAX_PIDS = 8
+
+
+def nested_harness_slot(maxphyaddr: int) -> int:
+    """The EPT/NPT root slot the harness keeps for its guest code: 511, or on a CPU whose
+    guest-physical addresses are too narrow to reach it (MAXPHYADDR < 48: gpa bits 47:39 index
+    the root), the highest slot below 2^MAXPHYADDR (1 with Bochs' 40 bits)."""
+    return 511 if maxphyaddr >= 48 else max((1 << max(maxphyaddr - 39, 0)) - 1, 0)

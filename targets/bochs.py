@@ -33,7 +33,7 @@ from typing import Any
 
 from memspec.errors import TargetError, UsageError
 
-from .qemu_system import Guest, QemuSystemTarget, _die_with_parent, build_kernel, cache_dir
+from .qemu_system import VM_EPT, VM_NPT, Guest, QemuSystemTarget, _die_with_parent, build_kernel, cache_dir
 
 BOCHS = "bochs"
 APT_HINT = "apt-get install -y --no-install-recommends bochs bochsbios vgabios bochs-term"
@@ -242,11 +242,65 @@ class BochsGuest(Guest):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# IA32_VMX_EPT_VPID_CAP (MSR 0x48C) bits, Intel SDM Vol. 3C Appendix A.10
+EPT_CAP_BITS = {"ept_xonly": 0, "ept_wl4": 6, "ept_wl5": 7, "ept_uc": 8, "ept_wb": 14, "ept_2m": 16, "ept_1g": 17,
+                "invept": 20, "ept_ad": 21, "ept_advanced_exit_info": 22, "invept_single": 25, "invept_all": 26,
+                "invvpid": 32}
+EPT_FEATURE_NAMES = {
+    "ept_xonly": "EPT execute-only entries (IA32_VMX_EPT_VPID_CAP[0])",
+    "ept_wl4": "4-level EPT walks (IA32_VMX_EPT_VPID_CAP[6])",
+    "ept_wl5": "5-level EPT walks (IA32_VMX_EPT_VPID_CAP[7])",
+    "ept_uc": "EPT paging structures of memory type UC (IA32_VMX_EPT_VPID_CAP[8])",
+    "ept_wb": "EPT paging structures of memory type WB (IA32_VMX_EPT_VPID_CAP[14])",
+    "ept_2m": "EPT 2-MByte pages (IA32_VMX_EPT_VPID_CAP[16])",
+    "ept_1g": "EPT 1-GByte pages (IA32_VMX_EPT_VPID_CAP[17])",
+    "ept_ad": "EPT accessed and dirty flags (IA32_VMX_EPT_VPID_CAP[21])",
+    "invept_single": "INVEPT single-context (IA32_VMX_EPT_VPID_CAP[25])",
+    "invept_all": "INVEPT all-context (IA32_VMX_EPT_VPID_CAP[26])",
+}
+
+
+def parse_vmx(line: str) -> dict[str, Any]:
+    """The kernel's ``M`` answer: the VMX capability MSRs (IA32_VMX_BASIC 0x480, PINBASED 0x481,
+    PROCBASED 0x482, EXIT 0x483, ENTRY 0x484, PROCBASED2 0x48B, EPT_VPID_CAP 0x48C, MISC 0x485,
+    CR0/CR4 FIXED0/1 0x486-0x489, FEATURE_CONTROL 0x3A) -> what this CPU's VMX offers.
+    A control is available when its allowed-1 bit (bits 63:32 of the MSR) is set (SDM A.3-A.5)."""
+    parts = line.split()
+    if not parts or parts[0] != "M" or len(parts) != 14:
+        raise TargetError(f"bad VMX capability line from the test kernel: {line!r}")
+    basic, pin, proc, exit_, entry, proc2, ept, misc, cr0f0, cr0f1, cr4f0, cr4f1, fctl = (int(x, 16) for x in parts[1:])
+    ok1 = lambda msr, bit: bool(msr >> 32 >> bit & 1)       # noqa: E731
+    f: dict[str, Any] = {
+        "vmcs_revision": basic & 0x7FFFFFFF,
+        "secondary_controls": ok1(proc, 31),
+        "ept": ok1(proc, 31) and ok1(proc2, 1),
+        "vpid": ok1(proc, 31) and ok1(proc2, 5),
+        "unrestricted_guest": ok1(proc, 31) and ok1(proc2, 7),
+        "entry_load_efer": ok1(entry, 15),
+        "exit_load_efer": ok1(exit_, 21),
+    }
+    for key, bit in EPT_CAP_BITS.items():
+        f[key] = f["ept"] and bool(ept >> bit & 1)
+    f["msr"] = {"IA32_VMX_BASIC": hex(basic), "IA32_VMX_PINBASED_CTLS": hex(pin), "IA32_VMX_PROCBASED_CTLS": hex(proc),
+                "IA32_VMX_EXIT_CTLS": hex(exit_), "IA32_VMX_ENTRY_CTLS": hex(entry),
+                "IA32_VMX_PROCBASED_CTLS2": hex(proc2), "IA32_VMX_EPT_VPID_CAP": hex(ept), "IA32_VMX_MISC": hex(misc),
+                "IA32_VMX_CR0_FIXED0": hex(cr0f0), "IA32_VMX_CR0_FIXED1": hex(cr0f1),
+                "IA32_VMX_CR4_FIXED0": hex(cr4f0), "IA32_VMX_CR4_FIXED1": hex(cr4f1),
+                "IA32_FEATURE_CONTROL": hex(fctl)}
+    return f
+
+
 class BochsTarget(QemuSystemTarget):
-    """Bochs with memspec's test kernel (see the module docstring)."""
+    """Bochs with memspec's test kernel (see the module docstring).
+
+    The virt layer runs on the nested paging of the CPU model's vendor: Intel models with VMX
+    and EPT run EPT programs (the kernel as a VMX hypervisor), AMD models with SVM and nested
+    paging run NPT programs (its SVM path); programs of the other vendor's kind are not
+    applicable.  The VMX features come from the capability MSRs (``facts()["vmx"]``); an EPT
+    feature the model lacks is listed by ``unsupported()`` and judged as absent, never passed."""
 
     name = "bochs"
-    layers = ("hw",)
+    layers = ("hw", "virt")
 
     def __init__(self, timeout: float = 20.0, model: str = DEFAULT_MODEL, memory_mib: int = 32,
                  binary: str = BOCHS, image: str | None = None, **_options: Any) -> None:
@@ -260,9 +314,30 @@ class BochsTarget(QemuSystemTarget):
         self.guest = None
         self.boots = 0
         self._features = None
+        self.vmx: dict[str, Any] | None = None
         if model != DEFAULT_MODEL:
             self.name = f"bochs:{model}"
         self._start()
+        feats = self.features
+        if feats["vendor"] == "GenuineIntel" and feats["cpuid"]["1.ecx"] >> 5 & 1:
+            (line,) = self.guest_exchange(["M"])
+            self.vmx = parse_vmx(line)
+        kinds = set()
+        if self.vmx is not None and self.vmx["ept"]:
+            kinds.add(VM_EPT)
+        if feats["svm"] and feats["npt"]:
+            kinds.add(VM_NPT)
+        self.vm_kinds = frozenset(kinds)
+        # the nested-entry writer of this vendor's kind only (the other vendor's is not applicable)
+        calls = set(type(self).calls or ())
+        calls.discard("set_npte")
+        if VM_EPT in kinds:
+            calls.add("set_epte")
+        if VM_NPT in kinds:
+            calls.add("set_npte")
+        if not kinds:
+            calls -= {"vm_boot", "vm_enter", "read_epte", "set_gpte", "read_gpte", "vm_cr3", "vm_access", "invept"}
+        self.calls = frozenset(calls)
 
     def _new_guest(self) -> Guest:
         return BochsGuest(self.image, self.cpu, self.memory_mib, self.binary)
@@ -271,7 +346,25 @@ class BochsTarget(QemuSystemTarget):
         f = super().facts()
         f.pop("qemu_cpu", None)
         f["bochs_cpu"] = self.cpu
+        v = self.vmx
+        if v is not None:
+            f["vmx"] = v
+            # what the virt model reads (model/virt.py DEFAULT_FACTS)
+            f.update(ept_xonly=v["ept_xonly"], ept_ad=v["ept_ad"], ept_1g=v["ept_1g"])
         return f
+
+    def unsupported(self) -> list[str]:
+        out = super().unsupported()
+        v = self.vmx
+        if VM_EPT in self.vm_kinds and v is not None:
+            out += [text for key, text in EPT_FEATURE_NAMES.items() if not v[key]]
+        elif VM_NPT in self.vm_kinds:
+            out.append("Intel VMX with EPT (an AMD CPU model: the virt layer runs AMD nested paging)")
+        else:
+            out.append("nested paging: neither VMX with EPT nor SVM with nested paging (the virt layer has no peer)")
+        if VM_EPT in self.vm_kinds:
+            out.append("AMD SVM nested paging (an Intel CPU model: the virt layer runs EPT)")
+        return out
 
 
 def bochs_target(model: str, **options: Any) -> BochsTarget:
@@ -279,4 +372,4 @@ def bochs_target(model: str, **options: Any) -> BochsTarget:
     return BochsTarget(model=model.strip(), **options)
 
 
-__all__ = ["BochsTarget", "BochsGuest", "bochs_target", "floppy_image", "build_boot_sector", "find_bochs"]
+__all__ = ["BochsTarget", "BochsGuest", "bochs_target", "floppy_image", "build_boot_sector", "find_bochs", "parse_vmx"]

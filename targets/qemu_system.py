@@ -383,10 +383,11 @@ def _h(v: int) -> str:
     return format(v & U64, "x")
 
 
-def encode(name: str, a: tuple[int, ...]) -> str | Outcome:
-    """The command line for one call, or the outcome when the harness refuses it here."""
-    if name in VIRT_CALLS or name == "set_epte":
-        return encode_virt(name, a)
+def encode(name: str, a: tuple[int, ...], vm_kinds: frozenset[int] = frozenset({2})) -> str | Outcome:
+    """The command line for one call, or the outcome when the harness refuses it here.
+    ``vm_kinds``: the nested-paging kinds this CPU runs (VM_NPT with SVM, VM_EPT with VMX)."""
+    if name in VIRT_CALLS or name in ("set_epte", "set_npte"):
+        return encode_virt(name, a, vm_kinds)
     if name == "access":
         la, acc, cpl, ac = a
         if la % 8 or acc not in (0, 1, 2) or cpl not in (0, 3) or ac not in (0, 1) or not 0 <= la <= U64:
@@ -438,6 +439,8 @@ def decode(name: str, a: tuple[int, ...], reply: str) -> Outcome:
         return Outcome(value=int(parts[1], 16))
     if kind == "n" and len(parts) == 5:
         return decode_vmexit(name, a, parts)
+    if kind == "m" and len(parts) == 8:
+        return decode_vmx_exit(name, a, parts)
     if kind != "x" or len(parts) != 5:
         raise TargetError(f"unexpected answer from the test kernel to {name}: {reply!r}")
     # an exception ended the operation: vector, error code, CR2 (for #PF), RIP
@@ -463,35 +466,54 @@ def _table_ok(table: int, idx: int, top: int = HARNESS_SLOT - 1) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# the virt layer: AMD SVM with nested paging (RVI); Intel EPT has no peer here (QEMU's TCG
-# implements SVM but not VMX)
+# the virt layer: AMD SVM with nested paging (RVI), and Intel VMX with EPT where the CPU has it
+# (Bochs; QEMU's TCG implements SVM but not VMX)
 
 VM_EPT, VM_NPT = 1, 2
 GUEST_SLOT_BASE = 511 << 39
 VIRT_CALLS = frozenset({"vm_boot", "vm_enter", "set_npte", "read_epte", "set_gpte", "read_gpte", "vm_cr3",
                         "vm_access", "invept"})
 VMEXIT_VMMCALL, VMEXIT_NPF, VMEXIT_SWINT, VMEXIT_EXCP = 0x81, 0x400, 0x75, 0x40
+# VMX basic exit reasons (Intel SDM Vol. 3C Appendix C)
+EXIT_EXCEPTION, EXIT_VMCALL, EXIT_EPT_VIOLATION, EXIT_EPT_MISCONFIG = 0, 18, 48, 49
+# the EPT-violation exit-qualification bits memspec models (Table 28-7: bits 5:0, 7, 8); bits 9-12
+# (advanced information, NMI unblocking) depend on features the model does not describe
+QUAL_MODELLED = 0x1BF
+NO_VMX = "Intel EPT: QEMU's TCG has no VMX, so the qemu-system target runs AMD nested paging only"
+NO_SVM = "AMD nested paging: this CPU has VMX, not SVM (the vendor decides EPT or NPT)"
 
 
 class Refused(Exception):
-    """A call this peer cannot run at all (Intel EPT): the program is refused, not judged."""
+    """A call this peer cannot run at all (the other vendor's nested paging): the program is
+    refused, not judged."""
 
 
-def encode_virt(name: str, a: tuple[int, ...]) -> str | Outcome:
+def encode_virt(name: str, a: tuple[int, ...], vm_kinds: frozenset[int] = frozenset({VM_NPT})) -> str | Outcome:
+    def refuse(kind: int) -> None:
+        if kind not in vm_kinds:
+            raise Refused(NO_SVM if kind == VM_NPT else NO_VMX)
     if name == "set_epte":
-        raise Refused("Intel EPT: QEMU's TCG has no VMX, so the qemu-system target runs AMD nested paging only")
+        refuse(VM_EPT)
+    if name == "set_npte":
+        refuse(VM_NPT)
     if name == "vm_boot":
         vm, kind, root, eptp_flags, gcr3, gcr4, gefer = a
-        if kind == VM_EPT:
-            raise Refused("Intel EPT: QEMU's TCG has no VMX, so the qemu-system target runs AMD nested paging only")
-        if not 0 <= vm < 4 or kind != VM_NPT or root % 4096 or not HARNESS_LOW <= root < RAM_END or eptp_flags:
+        if kind in (VM_EPT, VM_NPT):
+            refuse(kind)
+        if not 0 <= vm < 4 or kind not in (VM_EPT, VM_NPT) or root % 4096 or not HARNESS_LOW <= root < RAM_END:
             return EINVAL
         if not gcr4 & 0x20 or not gefer & 0x100 or gcr3 % 4096 or not 0 <= gcr3 < GUEST_SLOT_BASE:
+            return EINVAL
+        if kind == VM_EPT:
+            if not 0 <= eptp_flags <= U64:
+                return EINVAL
+            return f"V {vm} {_h(root | eptp_flags)} {_h(gcr3)} {_h(gcr4)} {_h(gefer)}"
+        if eptp_flags:
             return EINVAL
         return f"G {vm} {_h(root)} {_h(gcr3)} {_h(gcr4)} {_h(gefer)}"
     if name == "vm_enter":
         return f"J {_h(a[0])}" if 0 <= a[0] < 4 else EINVAL
-    if name == "set_npte":
+    if name in ("set_npte", "set_epte"):
         table, idx, frame, flags = a
         if not _table_ok(table, idx, 511) or not 0 <= frame | flags <= U64:
             return EINVAL
@@ -541,6 +563,31 @@ def decode_vmexit(name: str, a: tuple[int, ...], parts: list[str]) -> Outcome:
     return Outcome(signal=f"#VMEXIT{code:#x}", detail=(("exitinfo1", info1), ("exitinfo2", info2)))
 
 
+def decode_vmx_exit(name: str, a: tuple[int, ...], parts: list[str]) -> Outcome:
+    """``m REASON QUALIFICATION GPA GLA INTERRUPTION-INFO ERROR-CODE RAX`` (Intel SDM Vol. 3C
+    §28.2) -> the virt outcome: VMCALL ends an access with the value in RAX; an intercepted
+    exception is the guest's (a #PF with the error code and, in the exit qualification, the
+    linear address: CR2 is not loaded, §28.1); exit reasons 48 and 49 are EPT violations and
+    misconfigurations."""
+    reason, qual, gpa, gla, info, err, rax = (int(p, 16) for p in parts[1:8])
+    if reason == EXIT_VMCALL:
+        return Outcome(value=rax) if name == "vm_access" else OK
+    if reason == EXIT_EXCEPTION and info >> 31:
+        vec = info & 0xFF
+        if name == "vm_access" and a[1] == 2 and vec == 3:
+            return OK       # the pattern's int3 ran: the fetch was allowed
+        if vec == 14:
+            return Outcome(signal="#PF", detail=(("cr2", qual), ("errcode", err)))
+        return Outcome(signal=VECTORS.get(vec, f"#V{vec}"))
+    if reason == EXIT_EPT_VIOLATION:
+        detail = (("exit_qualification", qual & QUAL_MODELLED),) + ((("gla", gla),) if qual >> 7 & 1 else ())
+        return Outcome(signal="EPT_VIOLATION", detail=detail + (("gpa", gpa), ("exit_qualification_raw", qual)))
+    if reason == EXIT_EPT_MISCONFIG:
+        return Outcome(signal="EPT_MISCONFIG", detail=(("gpa", gpa),))
+    what = "VMENTRY_FAIL" if reason >> 31 else "VMEXIT"
+    return Outcome(signal=f"#{what}{reason & 0xFFFF}", detail=(("exit_qualification", qual), ("gpa", gpa)))
+
+
 RAM_END = 32 << 20      # replaced by what the kernel reports (it reads the multiboot memory size)
 
 
@@ -558,7 +605,7 @@ class QemuSystemSession(Session):
             raise SessionFailed(self.dead.status, self.dead.message)
         a = tuple(int(x) for x in args)
         try:
-            line = encode(call.name, a)
+            line = encode(call.name, a, self.t.vm_kinds)
         except Refused as e:
             raise SessionFailed(RunStatus.REFUSED, str(e)) from None
         if isinstance(line, Outcome):
@@ -584,6 +631,7 @@ class QemuSystemTarget(Target):
     # the hw layer's calls and the virt layer's two-dimensional ones (not KPTI's)
     calls = frozenset(c.name for c in layer_calls("hw")) | VIRT_CALLS
     timeout = 10.0
+    vm_kinds: frozenset[int] = frozenset({VM_NPT})
 
     def __init__(self, timeout: float = 10.0, cpu: str = DEFAULT_CPU, memory_mib: int = 32, binary: str = QEMU,
                  image: str | None = None, **_options: Any) -> None:
@@ -712,7 +760,7 @@ class QemuSystemTarget(Target):
                     return bad
             a = tuple(int(x) for x in eval_args(c, env))
             try:
-                pending.append((c, a, encode(c.name, a)))
+                pending.append((c, a, encode(c.name, a, self.vm_kinds)))
             except Refused as e:
                 return RunResult((), (), RunStatus.REFUSED, str(e))
             if c.result:

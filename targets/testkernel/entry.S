@@ -381,6 +381,45 @@ svm_run:
         popq %rbx
         retq
 
+/* u64 vmx_run(u64 guest_rdi): one VMLAUNCH of the current VMCS (Intel SDM Vol. 3C ch. 27).
+ * Returns 0 after a VM exit (or a VM-entry failure, which loads host state the same way),
+ * else RFLAGS with CF (VMfailInvalid) or ZF (VMfailValid).  A VM exit loads the host RSP
+ * written here and RIP = vmx_exit_stub; general registers are not switched, so the guest's
+ * RAX (the value an access read) is saved first thing. */
+        .globl vmx_run, vmx_exit_stub
+vmx_run:
+        pushq %rbx
+        pushq %rbp
+        pushq %r12
+        pushq %r13
+        pushq %r14
+        pushq %r15
+        movl $0x6C14, %edx              /* host RSP */
+        vmwrite %rsp, %rdx
+        vmlaunch
+        pushfq
+        popq %rax
+        jmp 1f
+vmx_exit_stub:
+        movq %rax, g_vmx_rax(%rip)
+        xorl %eax, %eax
+1:      popq %r15
+        popq %r14
+        popq %r13
+        popq %r12
+        popq %rbp
+        popq %rbx
+        retq
+
+        .globl op_vmxon
+op_vmxon:                               /* (region pa): VMXON; returns RFLAGS */
+        pushq %rdi
+        vmxon (%rsp)
+        pushfq
+        popq %rax
+        popq %rdi
+        retq
+
 /* SVM guest stubs at CPL 0 (supervisor pages of the guest's harness slot): VMMCALL exits. */
         .globl gk_read, gk_write
 gk_read:
@@ -390,6 +429,16 @@ gk_write:
         movb $0xCC, (%rdi)
         movq (%rdi), %rax
         vmmcall
+
+/* VMX guest stubs at CPL 0: VMCALL exits (unconditionally in VMX non-root operation). */
+        .globl gkv_read, gkv_write
+gkv_read:
+        movq (%rdi), %rax
+        vmcall
+gkv_write:
+        movb $0xCC, (%rdi)
+        movq (%rdi), %rax
+        vmcall
 
 /* Ring-3 stubs: the only code on a user page.  INT 0x81 (DPL 3) returns to the harness;
  * in an SVM guest at CPL 3, VMMCALL does. */
@@ -410,11 +459,20 @@ gu_write:
         movb $0xCC, (%rdi)
         movq (%rdi), %rax
         vmmcall
+        .globl guv_read, guv_write
+guv_read:
+        movq (%rdi), %rax
+        vmcall
+guv_write:
+        movb $0xCC, (%rdi)
+        movq (%rdi), %rax
+        vmcall
 
         .section .bss
         .align 16
-        .globl saved_rsp, g_recover_rsp, g_fault_vec, g_fault_err, g_fault_rip, g_fault_cr2, g_fault_rax
+        .globl saved_rsp, g_recover_rsp, g_fault_vec, g_fault_err, g_fault_rip, g_fault_cr2, g_fault_rax, g_vmx_rax
 saved_rsp:      .quad 0
+g_vmx_rax:      .quad 0
 g_recover_rsp:  .quad 0
 g_fault_vec:    .quad 0
 g_fault_err:    .quad 0

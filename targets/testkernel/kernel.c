@@ -340,6 +340,8 @@ static void guarded(void *fn, u64 a, u64 b, u64 c) {
     run_guarded(fn, a, b, c);
 }
 
+static void vmx_disable(void);
+
 /* ---- boot(cr0, cr4, efer): paging off, load, paging on ---- */
 static const char *boot(u64 cr0, u64 cr4, u64 efer) {
     if (!(cr0 & CR0_PG) || !(cr0 & CR0_PE) || !(cr4 & CR4_PAE) || !(efer & EFER_LME))
@@ -352,6 +354,7 @@ static const char *boot(u64 cr0, u64 cr4, u64 efer) {
     /* leaving IA-32e mode clears CR0.PG, which CR4.PCIDE forbids (#GP, SDM Vol. 2B MOV CR), and
      * CR0.WP, which CR4.CET forbids: a program may have set either */
     if (rdcr4() & (CR4_PCIDE | 1UL << 23)) wrcr4(rdcr4() & ~(CR4_PCIDE | 1UL << 23));
+    vmx_disable();      /* VMX operation forbids clearing CR0.PG (SDM Vol. 3C 24.8) */
     u64 root = rdcr3() & 0x000FFFFFFFFFF000UL;
     u64 cur = (rdcr4() & CR4_LA57) ? H_BOOT5 : H_BOOT4;
     u64 nxt = (cr4 & CR4_LA57) ? H_BOOT5 : H_BOOT4;
@@ -365,14 +368,20 @@ static const char *boot(u64 cr0, u64 cr4, u64 efer) {
     return 0;
 }
 
-/* ---- AMD SVM with nested paging (AMD APM Vol. 2 ch. 15, 15.25) ----
- * The program's nested root gets slot 511 mapping gpa G_BASE + x to hpa x (x < 1 GiB);
- * the guest's root gets slot 511 mapping gva KBASE + x to gpa G_BASE + x.  So the guest
- * runs the harness's own stubs at the same linear addresses as the host.  Every
- * exception in the guest is intercepted (no guest IDT), VMMCALL ends an access. */
+/* ---- virtualization: AMD SVM with nested paging (AMD APM Vol. 2 ch. 15, 15.25) and
+ * Intel VMX with EPT (Intel SDM Vol. 3C ch. 24-29) ----
+ * The guest runs the harness's own stubs at the same linear addresses as the host: the
+ * guest's root gets slot 511 mapping gva KBASE + x to gpa g_base + x, and the program's
+ * nested (NPT or EPT) root gets slot nslot mapping gpa g_base + x to hpa x (x < 1 GiB).
+ * nslot is the highest top-level slot below 2^MAXPHYADDR (511 with 48 physical address bits,
+ * 1 with Bochs' 40), g_base = nslot << 39.  Every exception in the guest is intercepted (no
+ * guest IDT is used); VMMCALL (SVM) or VMCALL (VMX) ends an access. */
 #define MAX_VMS 4
-#define G_BASE (511UL << 39)
 #define EFER_SVME (1UL << 12)
+#define CR0_NE (1UL << 5)
+#define CR4_VMXE (1UL << 13)
+#define KIND_EPT 1
+#define KIND_NPT 2
 static u8 vmcb[MAX_VMS][4096] __attribute__((aligned(4096)));
 static u8 hsave[4096] __attribute__((aligned(4096)));
 static u64 h_npdpt[512] __attribute__((aligned(4096)));
@@ -381,7 +390,8 @@ static u64 h_gpml4[512] __attribute__((aligned(4096)));
 static u64 h_gpdpt[512] __attribute__((aligned(4096)));
 static u64 h_gpd[512] __attribute__((aligned(4096)));
 static u64 h_gpt[512] __attribute__((aligned(4096)));
-static int vm_booted[MAX_VMS], vm_flush[MAX_VMS], cur_vm = -1, svm_tables;
+static int vm_booted[MAX_VMS], vm_flush[MAX_VMS], cur_vm = -1, virt_tables;
+static u64 nslot, g_base;
 extern int svm_run(u64 vmcb_pa, u64 rdi);
 extern char gk_read[], gk_write[], gu_read[], gu_write[];
 
@@ -393,17 +403,60 @@ static u64 va2pa(const void *p) { return (u64)p - KBASE; }
 
 static int svm_ok(void) { return (f81c & (1 << 2)) && (f8ad & 1); }
 
-static void svm_tables_init(void) {
-    if (svm_tables) return;
-    h_npdpt[0] = va2pa(h_npd) | 0x27;                 /* nested walks are user accesses: U/S = 1 */
+/* VMX: capability MSRs (SDM Vol. 3C Appendix A), read once at start when CPUID.01H:ECX[5] = 1 */
+static u64 vmx_basic, vmx_pin, vmx_proc, vmx_exit, vmx_entry, vmx_proc2, vmx_ept, vmx_misc;
+static u64 vmx_cr0f0, vmx_cr0f1, vmx_cr4f0, vmx_cr4f1;
+static int vmx_on;
+static u8 vmxon_region[4096] __attribute__((aligned(4096)));
+static u8 vmcs[MAX_VMS][4096] __attribute__((aligned(4096)));
+static u64 h_eptpdpt[512] __attribute__((aligned(4096)));
+static u64 h_eptpd[512] __attribute__((aligned(4096)));
+static int vm_kind[MAX_VMS];
+static u64 vx_eptp[MAX_VMS], vx_gcr3[MAX_VMS], vx_gcr4[MAX_VMS], vx_gefer[MAX_VMS];
+extern u64 vmx_run(u64 rdi);
+extern char vmx_exit_stub[], gkv_read[], gkv_write[], guv_read[], guv_write[], op_vmxon[];
+extern volatile u64 g_vmx_rax;
+
+static int vmx_ok(void) { return (f1c & (1 << 5)) && (vmx_proc >> 63 & 1) && (vmx_proc2 >> 33 & 1); }
+
+static void vmx_probe(void) {
+    if (!(f1c & (1 << 5))) return;
+    vmx_basic = rdmsr(0x480);
+    vmx_pin = rdmsr(0x481);
+    vmx_proc = rdmsr(0x482);
+    vmx_exit = rdmsr(0x483);
+    vmx_entry = rdmsr(0x484);
+    vmx_misc = rdmsr(0x485);
+    vmx_cr0f0 = rdmsr(0x486); vmx_cr0f1 = rdmsr(0x487);
+    vmx_cr4f0 = rdmsr(0x488); vmx_cr4f1 = rdmsr(0x489);
+    if (vmx_proc >> 63 & 1) vmx_proc2 = rdmsr(0x48B);
+    /* IA32_VMX_EPT_VPID_CAP exists only if EPT or VPID can be enabled (SDM A.10) */
+    if (vmx_proc2 >> 33 & 1 || vmx_proc2 >> 37 & 1) vmx_ept = rdmsr(0x48C);
+}
+
+static void vmx_reply(void) {
+    if (!(f1c & (1 << 5))) { reply_e("no VMX"); return; }
+    u64 v[] = {vmx_basic, vmx_pin, vmx_proc, vmx_exit, vmx_entry, vmx_proc2, vmx_ept, vmx_misc,
+               vmx_cr0f0, vmx_cr0f1, vmx_cr4f0, vmx_cr4f1, rdmsr(0x3A)};
+    putc('M');
+    for (unsigned i = 0; i < sizeof v / sizeof v[0]; i++) { putc(' '); puthex(v[i]); }
+    putc('\n');
+}
+
+static void virt_tables_init(void) {
+    if (virt_tables) return;
+    /* nested walks are user accesses: U/S = 1; EPT leaves: R|W|X, WB, PS, A|D preset */
+    h_npdpt[0] = va2pa(h_npd) | 0x27;
     for (u64 i = 0; i < 512; i++) h_npd[i] = (i << 21) | 0xE7;
-    h_gpml4[511] = (G_BASE + va2pa(h_gpdpt)) | 0x27;
-    h_gpdpt[511] = (G_BASE + va2pa(h_gpd)) | 0x27;
-    h_gpd[0] = (G_BASE + va2pa(h_gpt)) | 0x27;
-    for (u64 i = 1; i < 512; i++) h_gpd[i] = (G_BASE + (i << 21)) | 0xE3;
-    for (u64 j = 0; j < 512; j++) h_gpt[j] = (G_BASE + (j << 12)) | 0x63;
+    h_eptpdpt[0] = va2pa(h_eptpd) | 0x107;
+    for (u64 i = 0; i < 512; i++) h_eptpd[i] = (i << 21) | 0x3F7;
+    h_gpml4[511] = (g_base + va2pa(h_gpdpt)) | 0x27;
+    h_gpdpt[511] = (g_base + va2pa(h_gpd)) | 0x27;
+    h_gpd[0] = (g_base + va2pa(h_gpt)) | 0x27;
+    for (u64 i = 1; i < 512; i++) h_gpd[i] = (g_base + (i << 21)) | 0xE3;
+    for (u64 j = 0; j < 512; j++) h_gpt[j] = (g_base + (j << 12)) | 0x63;
     h_gpt[((u64)_user_start - KBASE) >> 12] |= 4;
-    svm_tables = 1;
+    virt_tables = 1;
 }
 
 /* The hypervisor's software walk of a 4-level nested table (no rights): hpa, or ~0 if unmapped. */
@@ -423,6 +476,54 @@ static u64 npt_walk(u64 root, u64 gpa) {
     return ~0UL;
 }
 
+/* The same for a 4-level EPT (SDM Vol. 3C 29.3.2): an entry is present if any of bits 2:0 is
+ * set; a misconfigured one (29.3.3.1) maps nothing, as the processor would not use it. */
+static u64 ept_walk(u64 eptp, u64 gpa) {
+    u64 table = eptp & 0x000FFFFFFFFFF000UL;
+    u64 rsvd = maxphy < 52 ? ((1UL << 52) - 1) & ~((1UL << maxphy) - 1) : 0;
+    for (int lvl = 4; lvl >= 1; lvl--) {
+        if (table + 4096 > ram_end) return ~0UL;
+        u64 e = *PHYS(table + 8 * ((gpa >> (12 + 9 * (lvl - 1))) & 0x1FF));
+        if (!(e & 7)) return ~0UL;
+        if ((e & 3) == 2 || ((e & 7) == 4 && !(vmx_ept & 1)) || (e & rsvd)) return ~0UL;
+        int leaf = lvl == 1 || ((lvl == 2 || lvl == 3) && (e & 0x80));
+        if ((lvl == 4 && (e & 0x80)) || (lvl == 3 && leaf && !(vmx_ept >> 17 & 1))) return ~0UL;
+        if (!leaf && (e & 0x78)) return ~0UL;
+        u64 next = e & 0x000FFFFFFFFFF000UL;
+        if (leaf) {
+            u64 mt = (e >> 3) & 7;
+            u64 size = lvl == 1 ? 1UL << 12 : lvl == 2 ? 1UL << 21 : 1UL << 30;
+            if (mt == 2 || mt == 3 || mt == 7 || (next & (size - 1))) return ~0UL;
+            return next | (gpa & (size - 1));
+        }
+        table = next;
+    }
+    return ~0UL;
+}
+
+static u64 nested_root(int v) { return vm_kind[v] == KIND_EPT ? vx_eptp[v] & 0x000FFFFFFFFFF000UL : V64(v, 0x0B0); }
+static u64 guest_cr3(int v) { return vm_kind[v] == KIND_EPT ? vx_gcr3[v] : V64(v, 0x550); }
+static u64 guest_cr4(int v) { return vm_kind[v] == KIND_EPT ? vx_gcr4[v] : V64(v, 0x548); }
+static u64 nested_walk(int v, u64 gpa) {
+    return vm_kind[v] == KIND_EPT ? ept_walk(vx_eptp[v], gpa) : npt_walk(V64(v, 0x0B0), gpa);
+}
+
+/* the guest root's slot 511, wherever its gpa maps now */
+static void install_guest_slot(int v) {
+    u64 h = nested_walk(v, (guest_cr3(v) & 0x000FFFFFFFFFF000UL) + 8 * 511);
+    if (h != ~0UL && pa_ok(h)) {
+        note_write(h);
+        *PHYS(h) = (g_base + va2pa((guest_cr4(v) & CR4_LA57) ? h_gpml4 : h_gpdpt)) | 0x27;
+    }
+}
+
+static void install_nested_slot(u64 root, u64 entry) {
+    u64 pa = root + 8 * nslot;
+    note_write(pa);
+    *PHYS(pa) = entry;
+}
+
+/* ---- SVM ---- */
 static void seg(int v, int off, u16 sel, u16 attr) {
     V16(v, off) = sel;
     V16(v, off + 2) = attr;
@@ -443,8 +544,9 @@ static void set_cpl(int v, int cpl) {
 
 static const char *vm_boot(u64 v, u64 root, u64 gcr3, u64 gcr4, u64 gefer) {
     if (!svm_ok()) return "this CPU has no SVM with nested paging";
+    if (nslot < 1) return "MAXPHYADDR below 40: no room for the harness's nested slot";
     if (v >= MAX_VMS || !pa_ok(root) || (root & 0xFFF)) return "bad vm or nested root";
-    svm_tables_init();
+    virt_tables_init();
     for (int i = 0; i < 4096; i++) vmcb[v][i] = 0;
     V32(v, 0x008) = 0xFFFFFFFF;                          /* every exception */
     V32(v, 0x00C) = 1U << 21 | 1U << 24 | 1U << 31;     /* INTn, HLT, shutdown */
@@ -464,9 +566,8 @@ static const char *vm_boot(u64 v, u64 root, u64 gcr3, u64 gcr4, u64 gefer) {
     V64(v, 0x568) = 0xFFFF0FF0;
     V64(v, 0x570) = 2;
     V64(v, 0x668) = 0x0007040600070406UL;                /* guest PAT: the reset value */
-    u64 pa = root + 8 * 511;                             /* the harness's nested slot */
-    note_write(pa);
-    *PHYS(pa) = va2pa(h_npdpt) | 0x27;
+    install_nested_slot(root, va2pa(h_npdpt) | 0x27);    /* the harness's nested slot */
+    vm_kind[v] = KIND_NPT;
     vm_booted[v] = 1;
     vm_flush[v] = 0;
     cur_vm = (int)v;
@@ -475,13 +576,7 @@ static const char *vm_boot(u64 v, u64 root, u64 gcr3, u64 gcr4, u64 gefer) {
 
 static void vm_run(u64 rip, u64 rdi, int cpl) {
     int v = cur_vm;
-    /* the guest root's slot 511, wherever its gpa maps now */
-    u64 gcr3 = V64(v, 0x550) & 0x000FFFFFFFFFF000UL;
-    u64 h = npt_walk(V64(v, 0x0B0), gcr3 + 8 * 511);
-    if (h != ~0UL && pa_ok(h)) {
-        note_write(h);
-        *PHYS(h) = (G_BASE + va2pa((V64(v, 0x548) & CR4_LA57) ? h_gpml4 : h_gpdpt)) | 0x27;
-    }
+    install_guest_slot(v);
     if (!(rdmsr(0xC0000080) & EFER_SVME)) guarded(op_efer, rdmsr(0xC0000080) | EFER_SVME, 0, 0);
     __asm__ volatile("wrmsr" : : "c"(0xC0010117), "a"((u32)va2pa(hsave)), "d"((u32)(va2pa(hsave) >> 32)));
     set_cpl(v, cpl);
@@ -500,6 +595,152 @@ static void vm_run(u64 rip, u64 rdi, int cpl) {
     putc('\n');
 }
 
+/* ---- VMX ---- */
+static inline void vmw(u64 field, u64 value) {
+    __asm__ volatile("vmwrite %0, %1" : : "r"(value), "r"(field) : "cc", "memory");
+}
+static inline u64 vmr(u64 field) {
+    u64 v = 0;
+    __asm__ volatile("vmread %1, %0" : "=r"(v) : "r"(field) : "cc");
+    return v;
+}
+/* a control field: the bits wanted, within what the capability MSR allows (SDM A.3-A.5):
+ * bits 31:0 of the MSR must be 1, bits 63:32 may be 1 */
+static u64 ctl(u64 msr, u64 want) { return (want | (u32)msr) & (msr >> 32); }
+
+static int vmx_enable(void) {
+    if (vmx_on) return 1;
+    u64 fc = rdmsr(0x3A);                                /* IA32_FEATURE_CONTROL */
+    if (!(fc & 1)) {
+        fc |= 1 | 4;                                     /* lock, VMXON outside SMX */
+        __asm__ volatile("wrmsr" : : "c"(0x3A), "a"((u32)fc), "d"((u32)(fc >> 32)));
+    }
+    if (!(fc & 4)) return 0;
+    __asm__ volatile("mov %0, %%cr0" : : "r"((rdcr0() | vmx_cr0f0 | CR0_NE) & (vmx_cr0f1 | 0xFFFFFFFF00000000UL)));
+    wrcr4(rdcr4() | CR4_VMXE);
+    *(volatile u32 *)vmxon_region = (u32)vmx_basic & 0x7FFFFFFF;
+    guarded(op_vmxon, va2pa(vmxon_region), 0, 0);        /* returns RFLAGS: CF or ZF = failure */
+    if (g_fault_vec != (u64)-1 || (g_fault_rax & 0x41)) return 0;
+    vmx_on = 1;
+    return 1;
+}
+
+/* leave VMX operation (a reset or boot() turns paging off, which VMX operation forbids) */
+static void vmx_disable(void) {
+    if (!vmx_on) return;
+    __asm__ volatile("vmxoff" : : : "cc", "memory");
+    wrcr4(rdcr4() & ~CR4_VMXE);
+    vmx_on = 0;
+}
+
+static u64 gdt_base(void) { return (u64)gdt + KBASE; }
+
+/* Load VMCS v afresh (VMCLEAR, VMPTRLD: the launch state is clear) with every field a run
+ * needs: a 64-bit guest at cpl with the program's CR3/CR4/EFER and EPT; host state = now. */
+static void vmcs_setup(int v, u64 rip, int cpl) {
+    u64 pa = va2pa(vmcs[v]);
+    *(volatile u32 *)vmcs[v] = (u32)vmx_basic & 0x7FFFFFFF;
+    __asm__ volatile("vmclear %0" : : "m"(pa) : "cc", "memory");
+    __asm__ volatile("vmptrld %0" : : "m"(pa) : "cc", "memory");
+    vmw(0x4000, ctl(vmx_pin, 0));                                    /* pin-based */
+    vmw(0x4002, ctl(vmx_proc, 1UL << 31 | 1UL << 7));                /* secondary controls, HLT exiting */
+    vmw(0x401E, ctl(vmx_proc2, 1UL << 1));                           /* enable EPT (no VPID) */
+    vmw(0x400C, ctl(vmx_exit, 1UL << 9 | 1UL << 21));                /* host address-space size, load EFER */
+    vmw(0x4012, ctl(vmx_entry, 1UL << 9 | 1UL << 15));               /* IA-32e mode guest, load EFER */
+    vmw(0x4004, 0xFFFFFFFF);                                         /* exception bitmap: every vector */
+    vmw(0x4006, 0); vmw(0x4008, 0);                                  /* every #PF exits */
+    vmw(0x400A, 0); vmw(0x400E, 0); vmw(0x4010, 0); vmw(0x4014, 0); vmw(0x4016, 0);
+    vmw(0x6000, 0); vmw(0x6002, 0); vmw(0x6004, 0); vmw(0x6006, 0);
+    vmw(0x201A, vx_eptp[v]);
+    vmw(0x2800, ~0UL);                                               /* VMCS link pointer */
+    /* host state */
+    vmw(0x6C00, rdcr0()); vmw(0x6C02, rdcr3()); vmw(0x6C04, rdcr4());
+    vmw(0x0C00, 0x10); vmw(0x0C02, 0x08); vmw(0x0C04, 0x10); vmw(0x0C06, 0x10);
+    vmw(0x0C08, 0); vmw(0x0C0A, 0); vmw(0x0C0C, 0x30);
+    vmw(0x6C06, 0); vmw(0x6C08, 0); vmw(0x6C0A, (u64)&tss); vmw(0x6C0C, gdt_base()); vmw(0x6C0E, (u64)idt);
+    vmw(0x4C00, 0); vmw(0x6C10, 0); vmw(0x6C12, 0);
+    vmw(0x2C02, rdmsr(0xC0000080));
+    vmw(0x6C16, (u64)vmx_exit_stub);
+    /* guest state (SDM 26.4.1): CR0 = PG|WP|PE and the bits VMX fixes to 1 (NE) */
+    vmw(0x6800, (0x80010001UL | vmx_cr0f0) & vmx_cr0f1);
+    vmw(0x6802, vx_gcr3[v]);
+    vmw(0x6804, (vx_gcr4[v] | vmx_cr4f0) & vmx_cr4f1);
+    vmw(0x6000, 0); vmw(0x6002, 0);                                  /* CR0/CR4 guest/host masks */
+    vmw(0x2806, vx_gefer[v] | (1UL << 10));                          /* guest IA32_EFER: LMA */
+    vmw(0x681A, 0x400); vmw(0x2802, 0);                              /* DR7, IA32_DEBUGCTL */
+    vmw(0x681C, 0); vmw(0x681E, rip); vmw(0x6820, 2);                /* RSP, RIP, RFLAGS */
+    vmw(0x6822, 0); vmw(0x4824, 0); vmw(0x4826, 0);
+    vmw(0x482A, 0); vmw(0x6824, 0); vmw(0x6826, 0);                  /* SYSENTER */
+    u64 code = cpl == 3 ? 0xA0FB : 0xA09B, data = cpl == 3 ? 0xC0F3 : 0xC093;
+    u64 cs = cpl == 3 ? 0x2B : 0x08, ds = cpl == 3 ? 0x23 : 0x10;
+    for (u64 i = 0; i < 6; i++) {                                    /* ES CS SS DS FS GS */
+        vmw(0x0800 + 2 * i, i == 1 ? cs : ds);
+        vmw(0x4800 + 2 * i, 0xFFFFFFFF);
+        vmw(0x4814 + 2 * i, i == 1 ? code : data);
+        vmw(0x6806 + 2 * i, 0);
+    }
+    vmw(0x080C, 0); vmw(0x480C, 0); vmw(0x4820, 0x10000); vmw(0x6812, 0);   /* LDTR unusable */
+    vmw(0x080E, 0x30); vmw(0x480E, 0x67); vmw(0x4822, 0x8B); vmw(0x6814, (u64)&tss);   /* TR: busy TSS */
+    vmw(0x4810, 0); vmw(0x6816, 0); vmw(0x4812, 0); vmw(0x6818, 0);  /* GDTR, IDTR: never used */
+}
+
+static const char *vmx_boot(u64 v, u64 eptp, u64 gcr3, u64 gcr4, u64 gefer) {
+    if (!vmx_ok()) return "this CPU has no VMX with EPT";
+    if (nslot < 1) return "MAXPHYADDR below 40: no room for the harness's nested slot";
+    u64 root = eptp & 0x000FFFFFFFFFF000UL;
+    if (v >= MAX_VMS || !pa_ok(root)) return "bad vm or EPT root";
+    if (!vmx_enable()) return "VMXON failed";
+    virt_tables_init();
+    u64 saved = *PHYS(root + 8 * nslot);
+    install_nested_slot(root, va2pa(h_eptpdpt) | 0x107);
+    vm_kind[v] = KIND_EPT;
+    vx_eptp[v] = eptp; vx_gcr3[v] = gcr3; vx_gcr4[v] = gcr4; vx_gefer[v] = gefer;
+    /* The EPTP is the CPU's to judge: a VM entry whose guest state is invalid on purpose
+     * (RFLAGS bit 1 clear) checks the controls first (SDM 27.2.1.1: VMfailValid, error 7),
+     * then fails on the guest state (exit reason 33) without running the guest. */
+    vmcs_setup((int)v, (u64)gkv_read, 0);
+    vmw(0x6820, 0);
+    u64 fl = vmx_run(0);
+    if (fl) {
+        *PHYS(root + 8 * nslot) = saved;
+        vm_booted[v] = 0;
+        if (cur_vm == (int)v) cur_vm = -1;
+        return (fl & 0x40) && vmr(0x4400) == 7 ? "VM entry refused the controls (EPTP)" : "VM entry failed";
+    }
+    vm_booted[v] = 1;
+    cur_vm = (int)v;
+    return 0;
+}
+
+static void vmx_access(u64 rip, u64 rdi, int cpl) {
+    int v = cur_vm;
+    if (!vmx_enable()) { reply_e("VMXON failed"); return; }
+    install_guest_slot(v);
+    vmcs_setup(v, rip, cpl);
+    g_vmx_rax = 0;
+    u64 fl = vmx_run(rdi);
+    if (fl) { puts("e VM entry failed, error "); puthex(fl & 0x40 ? vmr(0x4400) : 0); putc('\n'); return; }
+    /* m REASON QUALIFICATION GPA GLA INTERRUPTION-INFO ERROR-CODE RAX (SDM 28.2) */
+    puts("m "); puthex(vmr(0x4402));
+    putc(' '); puthex(vmr(0x6400));
+    putc(' '); puthex(vmr(0x2400));
+    putc(' '); puthex(vmr(0x640A));
+    putc(' '); puthex(vmr(0x4404));
+    putc(' '); puthex(vmr(0x4406));
+    putc(' '); puthex(g_vmx_rax);
+    putc('\n');
+}
+
+static const char *vmx_invept(u64 type, u64 root) {
+    if (!vmx_enable()) return "VMXON failed";
+    u64 desc[2] = {root | 0x1E, 0};                      /* an EPTP for the root: WB, 4 levels */
+    for (int v = 0; v < MAX_VMS; v++)
+        if (vm_booted[v] && vm_kind[v] == KIND_EPT && (vx_eptp[v] & 0x000FFFFFFFFFF000UL) == root) desc[0] = vx_eptp[v];
+    u64 fl;
+    __asm__ volatile("invept %1, %2; pushfq; popq %0" : "=r"(fl) : "m"(desc), "r"(type) : "cc", "memory");
+    return fl & 0x41 ? "INVEPT failed" : 0;
+}
+
 static void virt_command(char cmd, u64 *a, int n) {
     const char *why = 0;
     switch (cmd) {
@@ -508,17 +749,22 @@ static void virt_command(char cmd, u64 *a, int n) {
         why = vm_boot(a[0], a[1], a[2], a[3], a[4]);
         if (why) reply_e(why); else reply_k();
         return;
+    case 'V':                                            /* vm_boot(vm, VM_EPT, eptp, gcr3, gcr4, gefer) */
+        if (n != 5) break;
+        why = vmx_boot(a[0], a[1], a[2], a[3], a[4]);
+        if (why) reply_e(why); else reply_k();
+        return;
     case 'J':
         if (n != 1) break;
         if (a[0] >= MAX_VMS || !vm_booted[a[0]]) { reply_e("vm never booted"); return; }
         cur_vm = (int)a[0];
         reply_k();
         return;
-    case 'U':                                            /* a nested entry: hpa, value */
+    case 'U':                                            /* a nested (NPT or EPT) entry: hpa, value */
         if (n != 2) break;
         if (!pa_ok(a[0])) { reply_e("address outside the program's memory"); return; }
         for (int v = 0; v < MAX_VMS; v++)
-            if (vm_booted[v] && a[0] == V64(v, 0x0B0) + 8 * 511) { reply_e("the harness's nested slot"); return; }
+            if (vm_booted[v] && a[0] == nested_root(v) + 8 * nslot) { reply_e("the harness's nested slot"); return; }
         note_write(a[0]);
         *PHYS(a[0]) = a[1];
         reply_k();
@@ -526,10 +772,10 @@ static void virt_command(char cmd, u64 *a, int n) {
     case 'g': case 'h': {                               /* guest entries by gpa */
         if (n != (cmd == 'g' ? 2 : 1)) break;
         if (cur_vm < 0) { reply_e("no current vm"); return; }
-        if ((a[0] & ~0xFFFUL) == (V64(cur_vm, 0x550) & 0x000FFFFFFFFFF000UL) && ((a[0] >> 3) & 0x1FF) == 511) {
+        if ((a[0] & ~0xFFFUL) == (guest_cr3(cur_vm) & 0x000FFFFFFFFFF000UL) && ((a[0] >> 3) & 0x1FF) == 511) {
             reply_e("the harness's guest slot"); return;
         }
-        u64 h = npt_walk(V64(cur_vm, 0x0B0), a[0]);
+        u64 h = nested_walk(cur_vm, a[0]);
         if (h == ~0UL || !pa_ok(h)) { reply_e("gpa not mapped to the program's memory"); return; }
         if (cmd == 'g') { note_write(h); *PHYS(h) = a[1]; reply_k(); }
         else { puts("v "); puthex(*PHYS(h)); putc('\n'); }
@@ -538,21 +784,33 @@ static void virt_command(char cmd, u64 *a, int n) {
     case 'C':                                            /* the guest's CR3 (its root's gpa) */
         if (n != 1) break;
         if (cur_vm < 0) { reply_e("no current vm"); return; }
-        /* written into the VMCB rather than executed by the guest: a guest MOV to CR3 would
+        /* written into the VMCB/VMCS rather than executed by the guest: a guest MOV to CR3 would
          * need the guest's code reachable through the old root first.  The virt layer takes
          * every VM entry to drop linear translations, so the next access sees the same. */
-        V64(cur_vm, 0x550) = a[0];
+        if (vm_kind[cur_vm] == KIND_EPT) vx_gcr3[cur_vm] = a[0]; else V64(cur_vm, 0x550) = a[0];
         reply_k();
         return;
     case 'Y':                                            /* guest access: gva, op, cpl */
         if (n != 3) break;
         if (cur_vm < 0) { reply_e("no current vm"); return; }
+        if (vm_kind[cur_vm] == KIND_EPT) {
+            if (a[1] == 2) vmx_access(a[0], 0, (int)a[2]);
+            else if (a[2] == 3) vmx_access((u64)(a[1] == 1 ? guv_write : guv_read), a[0], 3);
+            else vmx_access((u64)(a[1] == 1 ? gkv_write : gkv_read), a[0], 0);
+            return;
+        }
         if (a[1] == 2) vm_run(a[0], 0, (int)a[2]);
         else if (a[2] == 3) vm_run((u64)(a[1] == 1 ? gu_write : gu_read), a[0], 3);
         else vm_run((u64)(a[1] == 1 ? gk_write : gk_read), a[0], 0);
         return;
-    case 'T':                                            /* invept(kind, root): TLB_CONTROL on next VMRUN */
+    case 'T':                                            /* invept(kind, root) */
         if (n != 2) break;
+        if (vmx_ok() && !svm_ok()) {                     /* Intel: INVEPT itself */
+            why = vmx_invept(a[0], a[1]);
+            if (why) reply_e(why); else reply_k();
+            return;
+        }
+        /* AMD: TLB_CONTROL on the next VMRUN */
         for (int v = 0; v < MAX_VMS; v++)
             if (vm_booted[v] && (a[0] == 2 || V64(v, 0x0B0) == a[1])) vm_flush[v] = 1;
         reply_k();
@@ -746,7 +1004,8 @@ static void command(void) {
         puthex(rdcr4()); putc(' '); puthex(rdmsr(0xC0000080)); putc('\n');
         return;
     case 'F': features_reply(); return;
-    case 'G': case 'J': case 'U': case 'g': case 'h': case 'C': case 'Y': case 'T':
+    case 'M': vmx_reply(); return;
+    case 'G': case 'V': case 'J': case 'U': case 'g': case 'h': case 'C': case 'Y': case 'T':
         virt_command(cmd, a, n);
         return;
     case 'P': puts("k\n"); return;      /* ping */
@@ -801,6 +1060,10 @@ void kmain(void) {
     serial_init(!batch && out_serial);
     if (!batch && out_serial) pic_init();
     features_init();
+    vmx_probe();
+    /* the harness's nested slot: the highest top-level slot below 2^MAXPHYADDR */
+    nslot = maxphy >= 48 ? 511 : maxphy >= 40 ? (1UL << (maxphy - 39)) - 1 : 0;
+    g_base = nslot << 39;
     fill_pattern();
     if (!batch) shm_init();
     puts(shm ? "memspec-testkernel 1 ready shm\n" : "memspec-testkernel 1 ready\n");
