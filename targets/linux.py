@@ -23,7 +23,9 @@ import json
 import os
 import resource
 import select
+import shutil
 import signal
+import tempfile
 import time
 from typing import Any, Iterator
 
@@ -114,12 +116,14 @@ class _Ranges:
             yield cur, e
 
 
-class _Kernel:
-    """System calls and access probes, inside the child."""
+_LIBC: list[ctypes.CDLL] = []
 
-    def __init__(self) -> None:
+
+def _libc() -> ctypes.CDLL:
+    """The C library with the prototypes the child uses; made once per process (the target makes
+    it before forking, so each program's child inherits it ready)."""
+    if not _LIBC:
         libc = ctypes.CDLL(None, use_errno=True)
-        self.libc = libc
         libc.syscall.restype = ctypes.c_long
         libc.write.restype = ctypes.c_ssize_t
         libc.write.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
@@ -129,6 +133,16 @@ class _Kernel:
         libc.shm_open.argtypes = (ctypes.c_char_p, ctypes.c_int, ctypes.c_uint)
         libc.shm_unlink.restype = ctypes.c_int
         libc.shm_unlink.argtypes = (ctypes.c_char_p,)
+        _LIBC.append(libc)
+    return _LIBC[0]
+
+
+class _Kernel:
+    """System calls and access probes, inside the child."""
+
+    def __init__(self) -> None:
+        libc = _libc()
+        self.libc = libc
         self.pr, self.pw = os.pipe()
         self.owned = _Ranges()
         self.owned.add(*WINDOW)
@@ -136,9 +150,9 @@ class _Kernel:
         self.dontfork = _Ranges()           # MADV_DONTFORK ranges (absent in forked probes)
         self.shm_prefix = f"ms{os.getpid()}x{int(time.time() * 1000) % 100000}-"
         self.shm_made: set[str] = set()
-        import tempfile
-        self.tmpdir = tempfile.mkdtemp(prefix="memspec-")
-        os.chmod(self.tmpdir, 0o1777)    # a process that dropped its privileges may make files too
+        # made on the first open_file only (most programs have none): the name is fixed now, so
+        # that every process of the program uses, and the cleanup removes, the same folder
+        self.tmpdir = os.path.join(tempfile.gettempdir(), f"memspec-{os.getpid()}-{os.urandom(6).hex()}")
         self.nfiles = 0
         self.start_process()
         _install_fault_handler(libc)
@@ -329,6 +343,9 @@ class _Kernel:
         self.nfiles += 1
         path = os.path.join(self.tmpdir, f"f{os.getpid()}-{self.nfiles}")
         try:
+            if not os.path.isdir(self.tmpdir):
+                os.mkdir(self.tmpdir, 0o700)
+                os.chmod(self.tmpdir, 0o1777)    # a process that dropped its privileges may make files too
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
             os.ftruncate(fd, size)
             os.close(fd)
@@ -422,8 +439,7 @@ class _Kernel:
             names = [n.lstrip("/") for n in self.shm_made]
         for n in names:
             self.libc.shm_unlink(("/" + n).encode())
-        if self.tmpdir:
-            import shutil
+        if os.path.isdir(self.tmpdir):
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def do_mmap(self, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> Outcome:
@@ -728,6 +744,7 @@ class LinuxTarget(Target):
 
     def __init__(self, timeout: float = 10.0):
         self.timeout = timeout
+        _libc()         # once here, inherited by every program's child
 
     def facts(self) -> dict[str, Any]:
         with open("/proc/sys/vm/mmap_min_addr") as f:
