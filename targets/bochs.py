@@ -15,6 +15,12 @@ ends Bochs (``reset_on_triple_fault=0``): the run is a ``crash``.  The CPU is on
 named models (``bochs:corei7_icelake_u``; default ``tigerlake``: 1-GByte pages, PCID,
 INVPCID, SMEP, SMAP, PKU, NX, VMX with EPT; no model has LA57).  What a model lacks is
 reported as not applicable, from the kernel's CPUID probe, never as passed.
+
+The virt layer runs too: on Intel models the kernel is a VMX hypervisor with EPT (the
+features from the VMX capability MSRs, ``facts()["vmx"]``), on AMD models (``bochs:ryzen``,
+``bochs:phenom_8650_toliman``) an SVM hypervisor with nested paging, so AMD nested paging has
+a second real implementation beside QEMU's.  Bochs' MAXPHYADDR is 40, so the harness's own
+guest code lives in EPT/NPT root slot 1 rather than 511 (``calls_virt.nested_harness_slot``).
 """
 
 from __future__ import annotations
@@ -352,6 +358,23 @@ class BochsTarget(QemuSystemTarget):
             # what the virt model reads (model/virt.py DEFAULT_FACTS)
             f.update(ept_xonly=v["ept_xonly"], ept_ad=v["ept_ad"], ept_1g=v["ept_1g"])
         return f
+
+    def not_observable(self) -> dict[str, str]:
+        """Virt clauses no program can exercise on this CPU model, with the reason."""
+        out: dict[str, str] = {}
+        f = self.features
+        if VM_EPT in self.vm_kinds and self.vmx is not None:
+            if f["maxphyaddr"] < 48:
+                why = (f"MAXPHYADDR is {f['maxphyaddr']}: guest-physical addresses reach EPT PML4 slots 0 and "
+                       f"{(1 << (f['maxphyaddr'] - 39)) - 1} only, and the second is the harness's")
+                out["sdm.ept.violation.pml4e-not-present"] = why + " (slot 0 maps the guest's own tables)"
+                out["sdm.ept.misconfig.rsvd-ps"] = why + (" and the CPU has 1-GByte EPT pages" if self.vmx["ept_1g"] else "")
+            if not self.vmx["ept_wl5"]:
+                out["sdm.ept.violation.pml5e-not-present"] = "no 5-level EPT walks (IA32_VMX_EPT_VPID_CAP[7] = 0)"
+            if self.vmx["ept_xonly"]:
+                out["sdm.ept.misconfig.execute-only-unsupported"] = "the CPU supports execute-only EPT entries"
+        out["sdm.ept.worst-case-24-refs"] = "a CPU's count of paging-structure references is not observable"
+        return out
 
     def unsupported(self) -> list[str]:
         out = super().unsupported()

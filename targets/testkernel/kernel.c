@@ -1,4 +1,5 @@
-/* memspec test kernel: probes x86-64 paging on a real (or emulated) CPU.
+/* memspec test kernel: probes x86-64 paging on a real (or emulated) CPU, and nested paging as
+ * an SVM (AMD) or VMX (Intel EPT) hypervisor.
  *
  * The host sends one command per line and the kernel answers one line per
  * command (the protocol is described in README.md beside this file).  Every
@@ -721,8 +722,12 @@ static void vmx_access(u64 rip, u64 rdi, int cpl) {
     u64 fl = vmx_run(rdi);
     if (fl) { puts("e VM entry failed, error "); puthex(fl & 0x40 ? vmr(0x4400) : 0); putc('\n'); return; }
     /* m REASON QUALIFICATION GPA GLA INTERRUPTION-INFO ERROR-CODE RAX (SDM 28.2) */
-    puts("m "); puthex(vmr(0x4402));
-    putc(' '); puthex(vmr(0x6400));
+    u64 reason = vmr(0x4402), qual = vmr(0x6400);
+#ifdef MEMSPEC_BROKEN_EPT_QUAL  /* a deliberately wrong kernel: an EPT violation's read and write bits swapped */
+    if (reason == 48) qual ^= 3;
+#endif
+    puts("m "); puthex(reason);
+    putc(' '); puthex(qual);
     putc(' '); puthex(vmr(0x2400));
     putc(' '); puthex(vmr(0x640A));
     putc(' '); puthex(vmr(0x4404));
