@@ -84,14 +84,20 @@ def random_programs(layer: str, n: int, seed: int, calls: frozenset[str] | None)
 
 
 def load_differences() -> list[dict[str, str]]:
-    """Known, cited differences (specs/differences.toml): a failure they explain is reported apart."""
+    """Known, cited differences (specs/differences.toml, and specs/differences-*.toml per family of
+    targets): a failure they explain is reported apart."""
     import tomllib
     try:
-        text = resources.files("memspec.specs").joinpath("differences.toml").read_text(encoding="utf-8")
+        base = resources.files("memspec.specs")
+        files = sorted((e for e in base.iterdir()
+                        if e.name == "differences.toml" or (e.name.startswith("differences-") and e.name.endswith(".toml"))),
+                       key=lambda e: e.name)
     except (FileNotFoundError, ModuleNotFoundError):
         return []
-    data = tomllib.loads(text)
-    return list(data.get("difference", []))
+    out: list[dict[str, str]] = []
+    for e in files:
+        out += tomllib.loads(e.read_text(encoding="utf-8")).get("difference", [])
+    return out
 
 
 def _explained(diffs: list[dict[str, str]], target: str, clause: str) -> str:
@@ -146,6 +152,7 @@ class Checker:
         self.cov: Any = None
         self.diffs = load_differences()
         self._last = 0.0
+        self._choices = {}
 
     def say(self, msg: str) -> None:
         if not self.o.quiet:
@@ -188,6 +195,8 @@ class Checker:
                             raise UsageError(f"target {spec!r} does not implement layer {layer!r} "
                                              f"(it implements: {', '.join(target.layers)})")
                         self.check_target(target, layer, cat)
+                        if layer == "phys" and "allocator" in target.facts():
+                            self.probe_choices(target)
                 finally:
                     target.close()
         except KeyboardInterrupt:
@@ -197,6 +206,15 @@ class Checker:
             self.results.coverage = _stop_model_coverage(self.cov, self.o.out)
         self.results.duration_s = time.monotonic() - self.t0
         return self.results
+
+    def probe_choices(self, target: Any) -> None:
+        """A malloc target: measure what it chose where C and POSIX allow a choice (the report's table)."""
+        from .impl_choices import probe, table
+        self.tick(f"{target.name}: probing implementation choices")
+        self._choices[target.name] = probe(target)
+        self.results.impl_choices = table(self._choices)
+
+    _choices: dict[str, dict[str, str]]
 
     def check_target(self, target: Any, layer: str, cat: dict[str, Any]) -> None:
         from .fuzz_api import Signature, confirm, execute, shrink_failure
@@ -400,6 +418,11 @@ def summary_lines(results: Any) -> list[str]:
                 if not pl.startswith("#"):
                     lines.append("      " + pl)
             lines.append(f"    replay: {f.replay}")
+    if getattr(results, "impl_choices", None):
+        from .impl_choices import text_table
+        lines.append("\nimplementation choices (where C and POSIX leave the choice, and how each library meets absurd "
+                     "sizes; measured by probe programs, judged in the clauses above):")
+        lines += ["  " + x for x in text_table(results.impl_choices)]
     return lines
 
 

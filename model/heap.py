@@ -2,10 +2,14 @@
 
 The heap's laws (not glibc's internals):
 
-* a successful allocation is a non-null pointer, suitably aligned (16 bytes on
-  x86-64, ``alignof(max_align_t)``; the requested alignment for the aligned
-  calls), whose ``size`` bytes overlap no other live block;
-* a failure is NULL with errno ENOMEM (POSIX), and leaves every block as it was;
+* a successful allocation is a non-null pointer, suitably aligned for any object
+  with a fundamental alignment *that fits in the size asked for* (C23 §7.24.3
+  p1, DR 445): 16 bytes on x86-64 (``alignof(max_align_t)``) from 16 bytes up,
+  the largest power of two <= n below that (``fundamental_align``); the
+  requested alignment for the aligned calls; its ``size`` bytes overlap no
+  other live block;
+* a failure is NULL with errno ENOMEM (POSIX), and leaves every block as it was
+  (glibc also fails every request above PTRDIFF_MAX that way: a glibc-only rule);
 * calloc's bytes read as zero; ``realloc`` keeps the first ``min(old, new)``
   bytes; a stored byte reads back until it is overwritten or freed;
 * where the standard leaves a choice (``malloc(0)``, ``realloc(p, 0)``,
@@ -36,6 +40,21 @@ PTRDIFF_MAX = (1 << 63) - 1
 SIZE_MAX = (1 << 64) - 1
 HEAP_BASE = 0x0000_1000_0000    # where the model's own heap places blocks
 HEAP_END = 0x0000_7000_0000_0000
+
+
+
+def fundamental_align(size: int) -> int:
+    """The alignment a malloc/calloc/realloc block of ``size`` bytes must have (C23 §7.24.3 p1,
+    after C17's DR 445): enough for every object with a fundamental alignment and a size <= ``size``.
+    No such object is larger than its size, so below 16 bytes that is the largest power of two <= size.
+
+    >>> [fundamental_align(n) for n in (0, 1, 3, 4, 8, 12, 15, 16, 100)]
+    [1, 1, 2, 4, 8, 8, 8, 16, 16]
+    """
+    if size >= MAX_ALIGN:
+        return MAX_ALIGN
+    return 1 << (size.bit_length() - 1) if size > 0 else 1
+
 
 # provenance of a known byte
 UNKNOWN, STORED, ZEROED, MOVED = 0, 1, 2, 3

@@ -29,7 +29,7 @@ from .expect import Expect, exactly
 from .frames import MAX_ORDER, PAGE_SHIFT, FrameTable, Machine, Owner
 from .gc import GC_ALIGN, GC_BASE, GC_SIZE, MAX_REFS, MAX_SIZE, GcHeap, GcObject, gc_round
 from .heap import (ARENA_BASE, ARENA_MAX, MAX_ALIGN, PROVENANCE_CLAUSE, PTRDIFF_MAX, SIZE_MAX, Arena, Contents,
-                   Heap)
+                   Heap, fundamental_align)
 from .intervals import IntervalMap
 from .numa import BIND, DEFAULT, INTERLEAVE, LOCAL, MAX_PAGE, PREFERRED, NumaState, mask_nodes
 from .slab import KMALLOC_CLASSES, KMALLOC_MAX_CACHE, MAX_OBJECT, ZERO_SIZE_PTR, KmemCache, kmalloc_class
@@ -98,8 +98,10 @@ class PhysModel:
     # The judge lists per-process memory maps when a check fails; this layer has no processes.
     procs: tuple[str, ...] = ()
 
-    def __init__(self, machine: Machine | None = None):
+    def __init__(self, machine: Machine | None = None, glibc_malloc: bool = True):
         self.machine = machine or Machine()
+        # the heap follows glibc's own documented rules on top of C and POSIX (fact ``malloc_rules``)
+        self.glibc_malloc = glibc_malloc
         self.frames = FrameTable(self.machine)
         self.buddy = Buddy(self.machine, self.frames)
         self.pages: set[int] = set()                         # blocks from buddy_alloc (freeable by buddy_free)
@@ -734,14 +736,16 @@ class PhysModel:
     # -- the variable-size heap ---------------------------------------------------
 
     def _block_expect(self, clause: str, size: int, align: int, default_align: int, ignore: int | None = None,
-                      may_be_null: bool = False, impl: bool = False, align_clause: str | None = None) -> Expect:
+                      may_be_null: bool = False, impl: bool = False, align_clause: str | None = None,
+                      null_clause: str = "posix.malloc.enomem", null_errno: tuple[str, ...] = ("ENOMEM",)) -> Expect:
         """A fresh block: non-null, ``align``-aligned, overlapping no live block (but ``ignore``);
-        NULL with ENOMEM is always allowed (POSIX: insufficient storage)."""
+        NULL is always allowed (insufficient storage) with an errno in ``null_errno`` (POSIX: ENOMEM),
+        or with any errno when ``may_be_null``."""
         def null_ok(o: Outcome) -> str | None:
             if o.value == 0 and o.signal is None:
-                if may_be_null or o.errno == "ENOMEM":
+                if may_be_null or o.errno in null_errno:
                     return None
-                return f"a NULL result must set errno to ENOMEM, observed {o.describe()}"
+                return f"a NULL result must set errno to {' or '.join(null_errno)}, observed {o.describe()}"
             if not o.ok or o.value is None:
                 return f"observed {o.describe()}"
             return None
@@ -760,20 +764,37 @@ class PhysModel:
                     return f"[{o.value:#x}, +{max(size, 1)}) overlaps the live block at {other:#x}"
             return None
 
-        pick = self.heap.pick(size, max(align, default_align))
+        pick = self.heap.pick(size, max(align, default_align)) if size <= PTRDIFF_MAX else None
         default = Outcome(value=pick) if pick is not None else NULL_ENOMEM
         return checked(clause, default, f"a {align}-aligned block of {size} bytes overlapping no live block",
-                       ("posix.malloc.enomem", null_ok),
-                       (align_clause or ("c11.malloc.aligned-max-align-t" if align <= MAX_ALIGN else clause), aligned),
+                       (null_clause, null_ok), (align_clause or clause, aligned),
                        ("c11.malloc.disjoint", disjoint), impl_defined=impl)
+
+    def _fresh(self, clause: str | None, size: int, ignore: int | None = None, may_be_null: bool = False,
+               impl: bool = False, null_clause: str = "posix.malloc.enomem") -> Expect:
+        """A malloc/calloc/realloc block: aligned for every fundamental type that fits in ``size``
+        (16 from 16 bytes up; ``malloc(8)`` may be 8-aligned: C23 §7.24.3 p1, DR 445)."""
+        small = size < MAX_ALIGN
+        align_clause = "c23.malloc.aligned-small-size" if small else "c11.malloc.aligned-max-align-t"
+        return self._block_expect(clause or align_clause, size, fundamental_align(size), MAX_ALIGN, ignore=ignore,
+                                  may_be_null=may_be_null, impl=impl, null_clause=null_clause,
+                                  align_clause=align_clause)
+
+    def _too_big(self, size: int, null_clause: str) -> Expect:
+        """A request above PTRDIFF_MAX.  glibc fails it with ENOMEM by its own rule; any other allocator
+        is held to POSIX only: no block that large fits the address space, and a NULL carries ENOMEM."""
+        if self.glibc_malloc:
+            return exactly("glibc.malloc.enomem-over-ptrdiff-max", NULL_ENOMEM)
+        return checked(null_clause, NULL_ENOMEM, f"NULL with errno ENOMEM (no block of {size & SIZE_MAX:#x} bytes fits)",
+                       (null_clause, lambda o: None if o.value == 0 and o.signal is None and o.errno == "ENOMEM"
+                        else f"a NULL result must set errno to ENOMEM, observed {o.describe()}"))
 
     def _x_malloc(self, size: int) -> Expect:
         if size > PTRDIFF_MAX or size < 0:
-            return exactly("glibc.malloc.enomem-over-ptrdiff-max", NULL_ENOMEM)
+            return self._too_big(size, "posix.malloc.enomem")
         if size == 0:
-            return self._block_expect("c11.malloc.size0-impl-defined", 0, MAX_ALIGN, MAX_ALIGN, may_be_null=True,
-                                      impl=True)
-        return self._block_expect("c11.malloc.aligned-max-align-t", size, MAX_ALIGN, MAX_ALIGN)
+            return self._fresh("c11.malloc.size0-impl-defined", 0, may_be_null=True, impl=True)
+        return self._fresh(None, size)
 
     def _adopt(self, o: Outcome, size: int, contents: Contents) -> None:
         if o.ok and o.value:
@@ -785,14 +806,18 @@ class PhysModel:
 
     def _x_calloc(self, nmemb: int, size: int) -> Expect:
         if nmemb < 0 or size < 0 or nmemb * size > SIZE_MAX:
-            return exactly("c11.calloc.overflow", NULL_ENOMEM)
+            return checked("c11.calloc.overflow", NULL_ENOMEM, "NULL with errno ENOMEM",
+                           ("c11.calloc.overflow", lambda o: None if o.value == 0 and o.signal is None
+                            else f"nmemb * size overflows size_t, so the result must be NULL; observed {o.describe()}"),
+                           ("posix.calloc.enomem", lambda o: None if o.errno == "ENOMEM"
+                            else f"a NULL result must set errno to ENOMEM, observed {o.describe()}"))
         total = nmemb * size
         if total > PTRDIFF_MAX:
-            return exactly("glibc.malloc.enomem-over-ptrdiff-max", NULL_ENOMEM)
+            return self._too_big(total, "posix.calloc.enomem")
         if total == 0:
-            return self._block_expect("c11.malloc.size0-impl-defined", 0, MAX_ALIGN, MAX_ALIGN, may_be_null=True,
-                                      impl=True)
-        return self._block_expect("c11.malloc.aligned-max-align-t", total, MAX_ALIGN, MAX_ALIGN)
+            return self._fresh("c11.malloc.size0-impl-defined", 0, may_be_null=True, impl=True,
+                               null_clause="posix.calloc.enomem")
+        return self._fresh(None, total, null_clause="posix.calloc.enomem")
 
     def _a_calloc(self, o: Outcome, nmemb: int, size: int) -> None:
         if nmemb >= 0 and size >= 0 and nmemb * size <= PTRDIFF_MAX:
@@ -805,11 +830,10 @@ class PhysModel:
         if old is None:
             return unknown("c11.free.undefined-non-live", "undefined: realloc of a pointer that is not live")
         if size > PTRDIFF_MAX or size < 0:
-            return exactly("glibc.malloc.enomem-over-ptrdiff-max", NULL_ENOMEM)
+            return self._too_big(size, "posix.realloc.enomem")
         if size == 0:
-            return self._block_expect("c11.realloc.size0-impl-defined", 0, MAX_ALIGN, MAX_ALIGN, ignore=ptr,
-                                      may_be_null=True, impl=True)
-        e = self._block_expect("c11.malloc.aligned-max-align-t", size, MAX_ALIGN, MAX_ALIGN, ignore=ptr)
+            return self._fresh("c11.realloc.size0-impl-defined", 0, ignore=ptr, may_be_null=True, impl=True)
+        e = self._fresh(None, size, ignore=ptr, null_clause="posix.realloc.enomem")
         # the model's own choice: grow or shrink in place when the room is there
         if self.heap.overlaps(ptr, size, ignore=ptr) is None:
             e = Expect(e.clause, Outcome(value=ptr), e.describe, predicate=e.predicate, blame_by=e.blame_by,
@@ -847,37 +871,55 @@ class PhysModel:
             return exactly("posix.posix_memalign.einval-not-power-of-two" if alignment % 8 == 0
                            else "posix.posix_memalign.einval-not-multiple-of-pointer", NULL_EINVAL)
         if size > PTRDIFF_MAX or size < 0:
-            return exactly("glibc.malloc.enomem-over-ptrdiff-max", NULL_ENOMEM)
+            return self._too_big(size, "posix.posix_memalign.enomem")
         if size == 0:
             return self._block_expect("posix.posix_memalign.size0-impl-defined", 0, alignment, MAX_ALIGN,
-                                      may_be_null=True, impl=True)
-        return self._block_expect("posix.posix_memalign.aligned", size, alignment, MAX_ALIGN)
+                                      may_be_null=True, impl=True, align_clause="posix.posix_memalign.aligned")
+        return self._block_expect("posix.posix_memalign.aligned", size, alignment, MAX_ALIGN,
+                                  null_clause="posix.posix_memalign.enomem")
 
     def _x_aligned_alloc(self, alignment: int, size: int) -> Expect:
         if size > PTRDIFF_MAX or size < 0 or alignment > 1 << 62 or alignment < 0:
-            return self._null_any("glibc.malloc.enomem-over-ptrdiff-max")
+            if self.glibc_malloc:
+                return self._null_any("glibc.malloc.enomem-over-ptrdiff-max")
+            return self._null_errno("posix.aligned_alloc.errors", ("ENOMEM", "EINVAL"))
         if not is_pow2(alignment):
-            # C17 7.22.3.1 (DR 460): an unsupported alignment yields NULL; glibc before 2.38 instead
-            # rounds it up to a power of two.  Both are allowed, recorded as implementation-defined.
+            # C17 7.22.3.1 (DR 460): an unsupported alignment yields NULL (POSIX.1-2024: with EINVAL);
+            # glibc before 2.38 instead rounds it up to a power of two.  Both recorded as implementation-defined.
             return self._block_expect("c11.aligned_alloc.unsupported-alignment", size, next_pow2(alignment),
-                                      MAX_ALIGN, may_be_null=True, impl=True)
+                                      MAX_ALIGN, impl=True, null_clause="posix.aligned_alloc.errors",
+                                      null_errno=("EINVAL", "ENOMEM"))
         if size == 0:
             return self._block_expect("c11.malloc.size0-impl-defined", 0, alignment, MAX_ALIGN, may_be_null=True,
-                                      impl=True)
-        return self._block_expect("c11.aligned_alloc.aligned", size, alignment, MAX_ALIGN)
+                                      impl=True, align_clause="c11.aligned_alloc.aligned")
+        return self._block_expect("c11.aligned_alloc.aligned", size, alignment, MAX_ALIGN,
+                                  null_clause="posix.aligned_alloc.errors", null_errno=("ENOMEM", "EINVAL"))
 
     def _null_any(self, clause: str) -> Expect:
         return checked(clause, NULL_ENOMEM, "NULL",
                        (clause, lambda o: None if o.value == 0 else f"observed {o.describe()}"))
 
+    def _null_errno(self, clause: str, errnos: tuple[str, ...]) -> Expect:
+        return checked(clause, Outcome(value=0, errno=errnos[0]), f"NULL with errno {' or '.join(errnos)}",
+                       (clause, lambda o: None if o.value == 0 and o.signal is None and o.errno in errnos
+                        else f"observed {o.describe()}"))
+
     def _x_memalign(self, alignment: int, size: int) -> Expect:
+        # memalign is in neither C nor POSIX: its errno is documented for glibc only (memalign(3))
         if size > PTRDIFF_MAX or size < 0 or alignment > 1 << 62 or alignment < 0:
-            return self._null_any("glibc.malloc.enomem-over-ptrdiff-max")
+            return self._null_any("glibc.malloc.enomem-over-ptrdiff-max" if self.glibc_malloc
+                                  else "linux.memalign.null-on-failure")
+        if not is_pow2(alignment) and not self.glibc_malloc:
+            return unknown("glibc.memalign.rounds-up", "memalign(3): the alignment must be a power of two; "
+                           "only glibc documents what it does with another")
         if size == 0:
             return self._block_expect("c11.malloc.size0-impl-defined", 0, next_pow2(alignment), MAX_ALIGN,
-                                      may_be_null=True, impl=True)
+                                      may_be_null=True, impl=True, align_clause="glibc.memalign.rounds-up")
         return self._block_expect("glibc.memalign.rounds-up", size, next_pow2(alignment), MAX_ALIGN,
-                                  may_be_null=not is_pow2(alignment), impl=not is_pow2(alignment))
+                                  may_be_null=not (is_pow2(alignment) and self.glibc_malloc),
+                                  impl=not is_pow2(alignment),
+                                  null_clause="posix.malloc.enomem" if self.glibc_malloc
+                                  else "linux.memalign.null-on-failure")
 
     _a_posix_memalign = _a_aligned_alloc = _a_memalign = \
         lambda self, o, alignment, size: self._a_malloc(o, size)  # noqa: E731
@@ -1088,4 +1130,5 @@ class PhysModel:
 
 
 def new_model(facts: dict) -> PhysModel:
-    return PhysModel(Machine.from_facts(facts or {}))
+    facts = facts or {}
+    return PhysModel(Machine.from_facts(facts), glibc_malloc=facts.get("malloc_rules", "glibc") == "glibc")

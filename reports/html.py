@@ -239,6 +239,22 @@ def _summary(report: dict[str, Any], cx_ids: dict[tuple[int, str], str]) -> str:
             "<th>programs not applicable</th><th>state machine</th></tr>" + "".join(rows) + "</table>")
 
 
+def _impl_choices(report: dict[str, Any]) -> str:
+    """Where C and POSIX let an allocator choose: each library's answer, one column per target."""
+    t = report.get("impl_choices") or {}
+    cols = t.get("columns") or []
+    if not cols:
+        return ""
+    head = "".join(f"<th><code>{_e(c)}</code></th>" for c in cols)
+    rows = "".join(f'<tr><td>{_e(r["choice"])}<div class="small"><code>{_e(r["program"].strip()[:120])}</code></div></td>'
+                   + "".join(f'<td>{_e(r["values"].get(c, ""))}</td>' for c in cols) + "</tr>"
+                   for r in t.get("rows", []))
+    return ('<section id="choices"><h2>Implementation choices</h2><p class="small">Measured by probe programs run on '
+            'each malloc target, one column per library: where C23 §7.24.3 and POSIX.1-2024 leave the choice to the '
+            'library, and how it meets absurd sizes. Whether an answer conforms is judged by the clauses below.</p>'
+            f"<table><tr><th>choice (probe)</th>{head}</tr>{rows}</table></section>")
+
+
 def _clause_table(report: dict[str, Any], cx_ids: dict[tuple[int, str], str]) -> str:
     targets = report.get("targets", [])
     cat = report.get("catalogue", {})
@@ -423,10 +439,12 @@ def render(report: dict[str, Any]) -> str:
         f'seed {_e(report.get("seed", ""))} · started {_e(report.get("started", ""))} · '
         f'{_e(report.get("duration_s", ""))} s · memspec {_e(report.get("memspec", ""))} · '
         f'report schema {_e(report.get("schema", ""))}</div></header>',
-        '<nav><a href="#summary">Summary</a><a href="#clauses">Clauses</a>'
+        '<nav><a href="#summary">Summary</a>' + ('<a href="#choices">Choices</a>' if report.get("impl_choices") else "")
+        + '<a href="#clauses">Clauses</a>'
         '<a href="#counterexamples">Counterexamples</a><a href="#coverage">Coverage</a><a href="#plots">Plots</a></nav>',
         "<main>",
         f'<section id="summary"><h2>Summary</h2>{banner}{_summary(report, cx_ids)}</section>',
+        _impl_choices(report),
         f'<section id="clauses"><h2>Clauses</h2><p class="small">One row per clause of the layers judged. '
         f'<b>passed</b>: every check agreed with the model; <b>failed</b>: links to the counterexample; '
         f'<b>not applicable</b>: only programs using calls the target does not implement would reach it; '

@@ -40,6 +40,8 @@ def to_dict(r: RunResults) -> dict[str, Any]:
     out["catalogue"] = r.catalogue
     if r.coverage:
         out["coverage"] = r.coverage
+    if r.impl_choices:
+        out["impl_choices"] = r.impl_choices
     return out
 
 

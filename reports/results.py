@@ -72,6 +72,8 @@ class RunResults:
     targets: list[TargetResults] = field(default_factory=list)
     catalogue: dict[str, dict[str, str]] = field(default_factory=dict)   # id -> statement, citation, layer
     coverage: dict[str, Any] = field(default_factory=dict)   # the model's line/branch coverage (check --coverage)
+    # malloc targets: {columns, rows} of what each library chose where the standards allow a choice
+    impl_choices: dict[str, Any] = field(default_factory=dict)
 
     @property
     def unexplained_failures(self) -> int:

@@ -13,20 +13,31 @@ pointer that is not live, and any access outside a live block (the model
 judges those calls undefined, i.e. unknown).  Addresses are the allocator's
 choice; the model judges them with allowed sets.
 
+The child also runs under a memory limit: RLIMIT_AS is set to what it has
+mapped when it starts plus ``mem_limit`` (default 2 GiB), so a huge request
+fails with ENOMEM instead of committing the machine's memory.  Without it,
+gperftools' tcmalloc (2.10) answers ``calloc(3, 0x100000000)`` by writing
+zeros over all 12 GiB (about a second and a GiB of resident memory per GiB),
+which the per-call time limit then reports as a hang.
+
 ``malloc:glibc`` forks the harness (glibc is already loaded).  Other
 allocators act only if loaded before the C library's own malloc is bound, so
 ``malloc:jemalloc``, ``malloc:mimalloc``, ``malloc:tcmalloc`` (or
-``malloc:/path/to/lib.so``) exec a fresh interpreter with LD_PRELOAD set.
+``malloc:/path/to/lib.so``) exec a fresh interpreter with LD_PRELOAD set once
+(the zygote), which forks a child per program.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import json
 import os
+import resource
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +52,7 @@ from memspec.records import Observation, Outcome, RunResult, RunStatus
 from .base import Session, SessionFailed, Target
 
 U64 = (1 << 64) - 1
+MEM_LIMIT = 2 << 30      # address space a program may add to the child's own (bytes)
 
 # malloc:NAME -> shared objects to try (Debian packages libjemalloc2, libmimalloc2.0, libtcmalloc-minimal4)
 PRELOAD = {
@@ -154,10 +166,24 @@ class _Heap:
         return Outcome(value=ctypes.string_at(addr, length).count(bytes([value & 0xFF])))
 
 
-def _serve(rf: BinaryIO, wfd: int) -> None:
+def _limit_memory(budget: int) -> None:
+    """Cap the child's address space at what it maps now plus ``budget`` bytes."""
+    if budget <= 0:
+        return
+    with open("/proc/self/statm") as f:
+        mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = mapped + budget
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _serve(rf: BinaryIO, wfd: int, mem_limit: int = MEM_LIMIT) -> None:
     """The child's loop: ``{"program": text}`` runs a whole program, streaming one line per
     call; ``{"name", "args"}`` runs one call.  Every reply is one JSON line."""
     heap = _Heap()
+    _limit_memory(mem_limit)
 
     def say(msg: dict[str, Any]) -> None:
         os.write(wfd, (json.dumps(msg) + "\n").encode())
@@ -198,13 +224,111 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-class _Child:
-    """One child process speaking the line protocol above: forked, or exec'd with LD_PRELOAD."""
+class _Zygote:
+    """An interpreter exec'd once with LD_PRELOAD that forks one child per program.
 
-    def __init__(self, preload: str | None, timeout: float):
+    LD_PRELOAD acts only at exec, but a fork keeps the preloaded allocator: so the
+    interpreter start-up (a fifth of a second) is paid once per allocator instead of once
+    per program.  It receives one end of a fresh socket pair per child (SCM_RIGHTS over a
+    SOCK_SEQPACKET socket), forks, and answers the child's pid; it also reaps its children
+    on request and answers how each ended.  One per (shared object, memory limit)."""
+
+    _live: dict[tuple[str, int], "_Zygote"] = {}
+
+    def __init__(self, preload: str, mem_limit: int, timeout: float):
+        self.timeout = timeout
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ, LD_PRELOAD=preload)
+        self.proc = subprocess.Popen([sys.executable, "-m", "memspec.targets.libc", "--zygote", str(theirs.fileno()),
+                                      str(mem_limit)], stdin=subprocess.DEVNULL, env=env, pass_fds=[theirs.fileno()],
+                                     start_new_session=True)
+        theirs.close()
+
+    @classmethod
+    def get(cls, preload: str, mem_limit: int, timeout: float) -> "_Zygote":
+        z = cls._live.get((preload, mem_limit))
+        if z is None or z.proc.poll() is not None:
+            z = cls._live[(preload, mem_limit)] = cls(preload, mem_limit, timeout)
+        return z
+
+    def _ask(self, msg: bytes, fds: tuple[int, ...] = ()) -> str:
+        socket.send_fds(self.sock, [msg], list(fds))
+        if not select.select([self.sock], [], [], max(self.timeout, 30.0))[0]:
+            raise OSError("the preloaded interpreter does not answer")
+        answer = self.sock.recv(256)
+        if not answer:
+            raise OSError(f"the preloaded interpreter ended ({self.proc.poll()})")
+        return answer.decode()
+
+    def spawn(self) -> tuple[int, socket.socket]:
+        """A fresh child: its pid, and the harness's end of its socket."""
+        ours, theirs = socket.socketpair()
+        try:
+            pid = int(self._ask(b"fork", (theirs.fileno(),)))
+        finally:
+            theirs.close()
+        return pid, ours
+
+    def reap(self, pid: int) -> str:
+        return self._ask(f"wait {pid}".encode())
+
+    def close(self) -> None:
+        self.sock.close()
+        _kill_group(self.proc.pid)
+        self.proc.wait()
+
+    @classmethod
+    def close_all(cls) -> None:
+        for z in cls._live.values():
+            z.close()
+        cls._live.clear()
+
+
+atexit.register(_Zygote.close_all)
+
+
+def _zygote(fd: int, mem_limit: int) -> None:
+    """The zygote's loop (in the exec'd interpreter): ``fork`` with a socket -> a child serving on it."""
+    sock = socket.socket(fileno=fd)
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 256, 1)
+        except ConnectionError:
+            return
+        if not msg:
+            return
+        if msg == b"fork":
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    sock.close()
+                    os.setpgid(0, 0)
+                    _serve(os.fdopen(fds[0], "rb"), fds[0], mem_limit)
+                except BaseException:  # noqa: BLE001 -- any harness failure is exit 3
+                    code = 3
+                finally:
+                    os._exit(code)
+            for f in fds:
+                os.close(f)
+            sock.send(str(pid).encode())
+        elif msg.startswith(b"wait "):
+            try:
+                _, status = os.waitpid(int(msg.split()[1]), 0)
+                sock.send(_describe_status(status).encode())
+            except ChildProcessError:
+                sock.send(b"already reaped")
+
+
+class _Child:
+    """One child process speaking the line protocol above: forked from the harness (glibc),
+    or from the allocator's zygote (LD_PRELOAD)."""
+
+    def __init__(self, preload: str | None, timeout: float, mem_limit: int = MEM_LIMIT):
         self.timeout = timeout
         self.buf = b""
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.zygote: _Zygote | None = None
+        self.conn: socket.socket | None = None
         if preload is None:
             req_r, self.req_w = os.pipe()
             self.rep_r, rep_w = os.pipe()
@@ -215,7 +339,7 @@ class _Child:
                     os.setpgid(0, 0)
                     os.close(self.req_w)
                     os.close(self.rep_r)
-                    _serve(os.fdopen(req_r, "rb"), rep_w)
+                    _serve(os.fdopen(req_r, "rb"), rep_w, mem_limit)
                 except BaseException:  # noqa: BLE001 -- any harness failure is exit 3
                     code = 3
                 finally:
@@ -227,19 +351,19 @@ class _Child:
             except OSError:
                 pass
         else:
-            env = dict(os.environ, LD_PRELOAD=preload)
-            self.proc = subprocess.Popen([sys.executable, "-m", "memspec.targets.libc", "--serve"],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                                         start_new_session=True)
-            assert self.proc.stdin is not None and self.proc.stdout is not None
-            self.pid = self.proc.pid
-            self.req_w = self.proc.stdin.fileno()
-            self.rep_r = self.proc.stdout.fileno()
+            try:
+                self.zygote = _Zygote.get(preload, mem_limit, timeout)
+                self.pid, self.conn = self.zygote.spawn()
+            except OSError:   # a zygote that died (or hangs) is replaced once
+                _Zygote._live.pop((preload, mem_limit), None)
+                self.zygote = _Zygote.get(preload, mem_limit, timeout)
+                self.pid, self.conn = self.zygote.spawn()
+            self.req_w = self.rep_r = self.conn.fileno()
 
     def send(self, msg: dict[str, Any]) -> None:
         try:
             os.write(self.req_w, (json.dumps(msg) + "\n").encode())
-        except BrokenPipeError:
+        except (BrokenPipeError, ConnectionResetError):
             pass
 
     def read(self, n_done: int) -> tuple[dict[str, Any] | None, str]:
@@ -251,7 +375,10 @@ class _Child:
             if not ready:
                 self.close()
                 return None, f"target hung at call {n_done + 1} (no answer in {self.timeout:g} s)"
-            chunk = os.read(self.rep_r, 1 << 16)
+            try:
+                chunk = os.read(self.rep_r, 1 << 16)
+            except ConnectionResetError:
+                chunk = b""
             if not chunk:
                 status = self.wait()
                 return None, f"target crashed at call {n_done + 1}: {status}"
@@ -260,13 +387,13 @@ class _Child:
         return json.loads(line), ""
 
     def wait(self) -> str:
-        if self.proc is not None:
-            self.proc.wait()
-            rc = self.proc.returncode
-            self.pid = 0
-            return signal.Signals(-rc).name if rc < 0 else f"exit status {rc}"
-        _, status = os.waitpid(self.pid, 0)
-        self.pid = 0
+        pid, self.pid = self.pid, 0
+        if self.zygote is not None:
+            try:
+                return self.zygote.reap(pid)
+            except OSError as e:
+                return f"unknown ({e})"
+        _, status = os.waitpid(pid, 0)
         return _describe_status(status)
 
     def close(self) -> None:
@@ -276,23 +403,21 @@ class _Child:
                 self.wait()
             except ChildProcessError:
                 pass
-        if self.proc is not None:
-            for f in (self.proc.stdin, self.proc.stdout):
-                try:
-                    f.close()  # type: ignore[union-attr]
-                except OSError:
-                    pass
-        else:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        elif self.zygote is None:
             for fd in (self.req_w, self.rep_r):
                 try:
                     os.close(fd)
                 except OSError:
                     pass
+            self.req_w = self.rep_r = -1
 
 
 class LibcSession(Session):
-    def __init__(self, preload: str | None, timeout: float):
-        self.child = _Child(preload, timeout)
+    def __init__(self, preload: str | None, timeout: float, mem_limit: int = MEM_LIMIT):
+        self.child = _Child(preload, timeout, mem_limit)
         self.n = 0
 
     def call(self, call: Call, args: tuple[int | str, ...]) -> Outcome:
@@ -319,26 +444,36 @@ class LibcTarget(Target):
     layers = ("phys",)
     calls = HEAP_CALLS
 
-    def __init__(self, timeout: float = 10.0, preload: str | None = None, name: str | None = None):
+    def __init__(self, timeout: float = 10.0, preload: str | None = None, name: str | None = None,
+                 mem_limit: int = MEM_LIMIT):
         self.timeout = timeout
         self.preload = preload
+        self.mem_limit = mem_limit
         if name:
             self.name = name
 
     def facts(self) -> dict[str, Any]:
-        return {"allocator": self.name, "preload": self.preload or ""}
+        # glibc's own documented rules (PTRDIFF_MAX, memalign's errno) bind glibc only
+        return {"allocator": self.name, "preload": self.preload or "", "mem_limit": self.mem_limit,
+                "malloc_rules": "posix" if self.preload else "glibc"}
 
     def session(self, layer: str = "phys") -> LibcSession:
         if layer != "phys":
             raise UsageError(f"target {self.name} implements the phys layer only, not {layer!r}")
-        return LibcSession(self.preload, self.timeout)
+        return LibcSession(self.preload, self.timeout, self.mem_limit)
+
+    def close(self) -> None:
+        if self.preload:
+            z = _Zygote._live.pop((self.preload, self.mem_limit), None)
+            if z is not None:
+                z.close()
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
         outside = sorted({c.name for c in program.calls} - self.calls)
         if outside:
             return RunResult((), (), RunStatus.REFUSED,
                              f"{self.name} does not implement {', '.join(outside)} (not applicable)")
-        child = _Child(self.preload, self.timeout)
+        child = _Child(self.preload, self.timeout, self.mem_limit)
         outcomes: list[Outcome] = []
         try:
             child.send({"program": format_program(program.with_calls(program.calls))})
@@ -381,5 +516,7 @@ def malloc_target(name: str, **opts: Any) -> Target:
     return LibcTarget(preload=found, name=f"malloc:{name}", **opts)
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--serve"]:
-    _serve(sys.stdin.buffer, sys.stdout.fileno())
+if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
+    _serve(sys.stdin.buffer, sys.stdout.fileno(), int(sys.argv[2]) if len(sys.argv) > 2 else MEM_LIMIT)
+elif __name__ == "__main__" and sys.argv[1:2] == ["--zygote"]:
+    _zygote(int(sys.argv[2]), int(sys.argv[3]))

@@ -93,6 +93,9 @@ class NaiveHeap:
         self.free(ptr)
         return o
 
+    def malloc_usable_size(self, ptr: int) -> Outcome:
+        return Outcome(value=max(16, (self.size[ptr] + 15) // 16 * 16) if ptr else 0)
+
     def posix_memalign(self, align: int, size: int) -> Outcome:
         if self.bug != "memalign-einval" and (align % 8 or align & (align - 1) or align == 0):
             return Outcome(value=0, errno="EINVAL")
@@ -128,8 +131,8 @@ class NaiveHeapSession(Session):
 
 class NaiveHeapTarget(Target):
     layers = ("phys",)
-    calls = frozenset({"malloc", "calloc", "realloc", "free", "posix_memalign", "heap_store", "heap_load",
-                       "heap_fill", "heap_count"})
+    calls = frozenset({"malloc", "calloc", "realloc", "free", "posix_memalign", "malloc_usable_size", "heap_store",
+                       "heap_load", "heap_fill", "heap_count"})
 
     def __init__(self, bug: str = ""):
         self.bug = bug

@@ -20,7 +20,10 @@ def sample() -> dict:
     r = RunResults(command="memspec check", seed=0, started="2026-01-01T00:00:00Z", targets=[t],
                    catalogue={"posix.mmap.einval-len0": {"layer": "os", "statement": "s", "citation": "c",
                                                          "kernel_differs": ""}},
-                   coverage={"package": "memspec.model", "totals": {}, "files": {}})
+                   coverage={"package": "memspec.model", "totals": {}, "files": {}},
+                   impl_choices={"columns": ["malloc:glibc"], "rows": [
+                       {"id": "malloc0", "choice": "malloc(0)", "program": "p = malloc(0)\n",
+                        "values": {"malloc:glibc": "unique pointer, usable size 24"}}]})
     return to_dict(r)
 
 
@@ -31,5 +34,7 @@ def test_every_report_field_is_documented() -> None:
     missing += [f"summary.{k}" for k in d["summary"] if f"`{k}`" not in doc]
     missing += [f"targets[].{k}" for k in d["targets"][0] if f"`{k}`" not in doc]
     missing += [f"failures[].{k}" for k in d["targets"][0]["failures"][0] if f"`{k}`" not in doc]
+    missing += [f"impl_choices.{k}" for k in d["impl_choices"] if f"`{k}`" not in doc]
+    missing += [f"impl_choices.rows[].{k}" for k in d["impl_choices"]["rows"][0] if f"`rows[].{k}`" not in doc]
     assert missing == [], f"docs/report.md does not document: {missing}"
     assert f"Schema version **{SCHEMA}**" in doc
