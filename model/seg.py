@@ -203,9 +203,12 @@ def load(mode: int, gdt: dict[int, int], gdt_limit: int, sreg: int, selector: in
     err = selector & 0xFFFC
     if index == 0 and not ti:
         if sreg == SS:
-            # 64-bit mode: "IF segment selector is NULL ... and (CPL = 3 or RPL ≠ CPL) THEN #GP(0)"
-            if mode == LONG and cpl != 3 and rpl == cpl:
-                return null_reg(selector)                          # sdm.seg.load.null-ss-64
+            # MOV, 64-Bit Mode Exceptions: #GP(0) for a null SS "when CPL = 3" and "when CPL < 3 and
+            # CPL ≠ RPL"; otherwise 64-bit mode loads it
+            if mode == LONG and cpl != 3:
+                if rpl == cpl:
+                    return null_reg(selector)                      # sdm.seg.load.null-ss-64
+                return SegFault("#GP", 0, "sdm.seg.load.null-ss-64-rpl-gp")
             return SegFault("#GP", 0, "sdm.seg.load.null-ss-gp")
         if mode == LONG and sreg in (FS, GS):
             # the base after a null FS/GS load in 64-bit mode: zero or unchanged, by vendor

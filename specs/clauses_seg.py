@@ -35,7 +35,8 @@ declare(
     # --- descriptors and loads (protected mode and 64-bit mode) -------------------------------
     ("sdm.seg.load.ok", "a selector that passes the checks loads the descriptor's base, limit (scaled by G) and attributes into the segment register's hidden part", f"Intel SDM Vol. 3A §3.4.3; {DESC}; {MOV}"),
     ("sdm.seg.load.null-data", "MOV to DS, ES, FS or GS with a null selector (index 0, TI 0, any RPL) loads a null segment without a fault", f"Intel SDM Vol. 3A §3.4.2; {MOV}"),
-    ("sdm.seg.load.null-ss-gp", "MOV to SS with a null selector raises #GP(0) (in 64-bit mode: at CPL 3 or with RPL != CPL)", f"{MOV}; {MOVP}; Intel SDM Vol. 2B MOV, 64-Bit Mode Exceptions"),
+    ("sdm.seg.load.null-ss-gp", "MOV to SS with a null selector raises #GP(0) (in 64-bit mode: at CPL 3)", f"{MOV}; {MOVP}; Intel SDM Vol. 2B MOV, 64-Bit Mode Exceptions"),
+    ("sdm.seg.load.null-ss-64-rpl-gp", "in 64-bit mode MOV to SS with a null selector at CPL < 3 whose RPL != CPL raises #GP(0)", "Intel SDM Vol. 2B MOV, 64-Bit Mode Exceptions"),
     ("sdm.seg.load.null-ss-64", "in 64-bit mode MOV to SS with a null selector at CPL < 3 and RPL = CPL loads a null SS", f"{MOV} (IA-32e mode); Intel SDM Vol. 3A §3.4.4"),
     ("sdm.seg.load.beyond-limit-gp", "MOV to a segment register with a selector whose index is outside the descriptor table (index*8+7 > GDTR.limit, or TI = 1 with no LDT) raises #GP(selector & 0xFFFC)", f"{MOV}; Intel SDM Vol. 3A §5.3 (table-limit checking), §3.4.2"),
     ("sdm.seg.load.system-gp", "MOV to DS/ES/FS/GS with a system descriptor (S = 0) raises #GP(selector & 0xFFFC)", f"{MOV}; {MOVP}"),

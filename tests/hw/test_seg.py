@@ -140,7 +140,7 @@ def test_64_bit_null_ss_only_at_cpl_below_3_with_rpl_equal():
     lm = "seg_mode(SEG_LONG)\n"
     assert last(lm + "load_seg(SREG_SS, 0, 0)") == (Outcome(), "sdm.seg.load.null-ss-64")
     assert last(lm + "load_seg(SREG_SS, 3, 3)") == (fault("#GP", 0), "sdm.seg.load.null-ss-gp")
-    assert last(lm + "load_seg(SREG_SS, 1, 0)") == (fault("#GP", 0), "sdm.seg.load.null-ss-gp")
+    assert last(lm + "load_seg(SREG_SS, 1, 0)") == (fault("#GP", 0), "sdm.seg.load.null-ss-64-rpl-gp")
 
 
 def test_a_load_sets_the_accessed_bit_in_memory():
