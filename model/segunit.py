@@ -220,7 +220,8 @@ class SegUnit:
             return exactly("memspec.seg.args", EINVAL)
         reg = self.regs[sreg]
         want, clause = self._outcome(reg, sreg, offset, op, size)
-        if sreg in self.loaded and want is not None and want.ok:
+        # in 64-bit mode only FS's and GS's hidden part (their base) still matters
+        if sreg in self.loaded and want is not None and want.ok and (self.mode != LONG or sreg in (FS, GS)):
             index, raw = self.loaded[sreg]
             if (self.gdt.get(index, 0) | ACCESSED) != (raw | ACCESSED):
                 clause = "sdm.seg.cache-until-reload"      # §3.4.3: the hidden part is what was loaded
