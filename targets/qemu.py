@@ -36,7 +36,6 @@ from memspec.program import Call, Program, eval_args
 from memspec.records import Observation, Outcome, RunResult
 
 from .base import Session, Target
-from .qemu_seg import FACTS as SEG_FACTS
 from .qemu_seg import SegUnit
 
 SEG_CALLS = capability_calls("segmentation")
@@ -554,7 +553,7 @@ class QemuTarget(Target):
     def facts(self) -> dict[str, Any]:
         f = dict(self.machine.features)
         f.update(ram=RAM_SIZE, harness_low=HARNESS_LOW, harness_entry4=ENTRY4, harness_entry5=ENTRY5)
-        f.update(SEG_FACTS)
+        f.update(self.seg.facts())
         return f
 
     def unsupported(self) -> list[str]:
@@ -562,7 +561,7 @@ class QemuTarget(Target):
                  "invpcid": "INVPCID (CPUID.07H:EBX[10])", "smep": "SMEP", "smap": "SMAP",
                  "pku": "protection keys (PKU)", "nx": "execute-disable (NX)"}
         out = [text for key, text in names.items() if not self.machine.features[key]]
-        if not SEG_FACTS["a20_gate"]:
+        if not self.seg.facts()["a20_gate"]:
             out.append("the A20 gate (SEG_REAL: real-address mode with A20 masked)")
         if self.machine.features["maxphyaddr"] < 52:
             out.append(f"MAXPHYADDR = 52 (this CPU has {self.machine.features['maxphyaddr']}: bits 51:"

@@ -18,7 +18,10 @@ page tables.  Calls run real guest instructions, so QEMU's own checks decide:
 Exceptions come through a ``UC_HOOK_INTR`` hook; their error code is read from the
 saved CPU state at an offset found by calibration with loads whose #GP/#NP error
 codes are known; the machine refuses to run if calibration fails.  unicorn has no
-A20 gate (no port 0x92), so ``SEG_REAL`` (A20 masked) is unsupported here.
+A20 gate (no port 0x92); ``SEG_REAL`` (A20 masked) runs on a 16-bit machine whose
+QEMU ``a20_mask`` field (found by calibration: the one field whose masking makes
+FFFF:8010 read physical 0x8000) has bit 20 cleared; without it, ``SEG_REAL`` is
+unsupported (fact ``a20_gate``).
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ class CalibrationFailed(TargetError):
 class SegMachine:
     """One unicorn CPU in one mode with the segmentation harness installed."""
 
-    def __init__(self, mode: int, layout: dict[str, Any] | None = None):
+    def __init__(self, mode: int, layout: dict[str, Any] | None = None, a20_field: int | None = None):
         if _uc is None:
             raise TargetError("the qemu target needs the unicorn package: pip install 'memspec[qemu]'")
         self.mode = mode
@@ -99,6 +102,11 @@ class SegMachine:
         uc.hook_add(_uc.UC_HOOK_INTR, self._on_intr)
         self.layout = layout if layout is not None else self._calibrate()
         self._verify()
+        if a20_field is not None:
+            # mask address bit 20 before any data access, so no TLB entry was filled without it
+            uc.context_update(self.ctx)
+            ctypes.c_int32.from_address(self.ctx_ptr + a20_field).value = ~(1 << 20)
+            uc.context_restore(self.ctx)
         self.clean = uc.context_save()
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -354,6 +362,25 @@ class SegMachine:
         raise TargetError(f"the qemu segmentation unit does not implement {name}()")
 
 
+def find_a20_field(layout: dict[str, Any]) -> int | None:
+    """The context offset of QEMU's ``a20_mask`` (-1 when A20 is enabled): each candidate is tried on a
+    fresh real-mode machine (an empty TLB), and must make FFFF:8010 read physical 0x8000 while
+    1234:0010 still reads 0x12350."""
+    probe = SegMachine(REAL_A20, layout)
+    probe.uc.context_update(probe.ctx)
+    raw = probe._raw()
+    cands = [off for off in range(0, len(raw) - 4, 4)
+             if struct.unpack_from("<i", raw, off)[0] == -1 and off not in layout["oldexc"]]
+    for off in cands[:16]:
+        m = SegMachine(REAL, layout, a20_field=off)
+        m.reset()
+        ok = m.call("load_seg", (DS, 0xFFFF, 0)).ok and m.call("seg_access", (DS, 0x8010, 0, 4)).value == 0x8000CC
+        ok = ok and m.call("load_seg", (DS, 0x1234, 0)).ok and m.call("seg_access", (DS, 0x10, 0, 4)).value == 0x12350CC
+        if ok:
+            return off
+    return None
+
+
 class SegUnit:
     """The ``qemu`` target's segmentation unit: the machine of the current mode (SEG_LONG at first)."""
 
@@ -361,6 +388,17 @@ class SegUnit:
         self.machines: dict[int, SegMachine] = {}
         self.mode = LONG
         self.used = False
+        self._a20: int | None = None
+        self._a20_known = False
+
+    def a20_field(self) -> int | None:
+        if not self._a20_known:
+            self._a20 = find_a20_field(self.machine(PROTECTED).layout)
+            self._a20_known = True
+        return self._a20
+
+    def facts(self) -> dict[str, Any]:
+        return {"a20_gate": self.a20_field() is not None, "seg_ram": SEG_RAM, "seg_low": SEG_LOW}
 
     def machine(self, mode: int) -> SegMachine:
         m = self.machines.get(mode)
@@ -368,7 +406,7 @@ class SegUnit:
             if PROTECTED not in self.machines:
                 self.machines[PROTECTED] = SegMachine(PROTECTED)
             layout = self.machines[PROTECTED].layout
-            m = self.machines.get(mode) or SegMachine(mode, layout)
+            m = self.machines.get(mode) or SegMachine(mode, layout, self.a20_field() if mode == REAL else None)
             self.machines[mode] = m
         return m
 
@@ -383,8 +421,8 @@ class SegUnit:
         self.used = True
         if name == "seg_mode":
             (mode,) = a
-            if mode not in (REAL_A20, PROTECTED, LONG):
-                return EINVAL       # SEG_REAL needs an A20 gate unicorn does not have; others are not modes
+            if mode not in (REAL, REAL_A20, PROTECTED, LONG) or (mode == REAL and self.a20_field() is None):
+                return EINVAL
             self.machine(mode).reset()
             self.mode = mode
             return OK
@@ -392,6 +430,4 @@ class SegUnit:
         return m.call(name, a)
 
 
-FACTS = {"a20_gate": False, "seg_ram": SEG_RAM, "seg_low": SEG_LOW}
-
-__all__ = ["SegUnit", "SegMachine", "CalibrationFailed", "FACTS"]
+__all__ = ["SegUnit", "SegMachine", "CalibrationFailed", "find_a20_field"]
