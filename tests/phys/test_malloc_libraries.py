@@ -42,3 +42,23 @@ def test_check_passes_with_the_choice_table(name, memspec_cli, tmp_path):
     assert all(v and not v.startswith(("crash", "hang")) for v in values.values()), values
     assert "implementation choices" in p.stdout and "malloc(0)" in p.stdout
     assert "Implementation choices" in (out / "report.html").read_text()
+
+
+def test_a_huge_calloc_fails_under_the_memory_limit_instead_of_hanging():
+    """tcmalloc clears calloc's memory itself: calloc(3, 0x100000000) used to write 12 GiB of
+    zeros and run into the time limit.  The child's address-space limit makes it fail at once."""
+    import time
+
+    from memspec.program import parse
+    from memspec.records import RunStatus
+    for name in ("glibc", "tcmalloc"):
+        t = malloc_target(name, timeout=10.0)
+        try:
+            t0 = time.monotonic()
+            r = t.run(parse("p = calloc(3, 0x100000000)\nq = calloc(1, 0x40000000)\nfree(q)\n"))
+            assert r.status is RunStatus.OK and time.monotonic() - t0 < 8, (name, r)
+            assert r.outcomes[0].value == 0 and r.outcomes[0].errno == "ENOMEM", name
+            assert r.outcomes[1].value, name        # 1 GiB is within the limit
+            assert t.facts()["mem_limit"] == 2 << 30
+        finally:
+            t.close()
