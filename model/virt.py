@@ -45,8 +45,8 @@ from memspec.records import OK, Outcome
 from .ept import Ept, EptMisconfig, EptPath, EptViolation, Eptp, decode_ept, ept_rights, ept_walk
 from .expect import Expect, exactly
 from .kpti import KPTI_CALLS, Kpti
-from .pte import (CR0_PE, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, EFER_LMA, EFER_LME, EFER_NXE, EXEC, READ, WRITE,
-                  Mode, Pte, addr_mask, decode)
+from .pte import (CR0_PE, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PKE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME,
+                  EFER_NXE, EXEC, READ, WRITE, Mode, Pte, addr_mask, decode)
 from .walk import PageFault, Path, Use, check_access, index, walk
 
 U64 = (1 << 64) - 1
@@ -55,6 +55,8 @@ VM_EPT, VM_NPT = VMKIND["VM_EPT"], VMKIND["VM_NPT"]
 NPF_FINAL = 1 << 32
 NPF_GPT = 1 << 33
 GUEST_CR0 = CR0_PG | CR0_PE | CR0_WP
+# guest CR4 bits that need a CPU feature (the target's fact of that name; absent: assumed present)
+GUEST_CR4_FEATURES = ((CR4_SMEP, "smep"), (CR4_SMAP, "smap"), (CR4_PKE, "pku"))
 
 DEFAULT_FACTS: dict[str, Any] = {
     "maxphyaddr": 52, "la57": True, "page1g": True, "ept_xonly": True, "ept_ad": True, "ept_1g": True,
@@ -429,6 +431,9 @@ class VirtModel:
             return exactly("memspec.virt.vm-args", EINVAL)
         if not gcr4 & CR4_PAE or not gefer & EFER_LME or gcr4 & CR4_LA57 and not self.facts["la57"]:
             return exactly("memspec.virt.vm-args", EINVAL)
+        # a guest CR4 feature the CPU lacks cannot be loaded (VM entry / VMRUN would fail): refused
+        if any(gcr4 & bit and self.facts.get(key) is False for bit, key in GUEST_CR4_FEATURES):
+            return exactly("memspec.virt.vm-args", EINVAL)
         if gcr3 % 4096 or not 0 <= gcr3 < (GUEST_HARNESS_SLOT << 39):
             return exactly("memspec.virt.vm-args", EINVAL)
         if kind == VM_EPT:
@@ -586,9 +591,10 @@ class VirtModel:
             return Expect(fresh.clause, Outcome(value=0), "a value from memory the pattern does not cover", unknown=True)
         harness = self._harness_walk_exit(vm, fresh.outcome)
         if harness is not None:
-            # the guest reaches its own (harness) code through the same root page, entry 511, first
+            # the guest reaches its own (harness) code through the same root page, entry 511, first: the
+            # same law (the fresh walk's clause) met at another gpa of that page
             options.insert(0, (harness, "memspec.virt.harness-code-walk"))
-            fresh = Walk2D(harness, "memspec.virt.harness-code-walk", fresh.refs, fresh.nested, fresh.guest, fresh.gpa)
+            fresh = Walk2D(harness, fresh.clause, fresh.refs, fresh.nested, fresh.guest, fresh.gpa)
         def blame(obs: Outcome) -> str:
             for o, cid in self._wrong_outcomes(vm, gva, acc, cpl):
                 if o is not None and _same(obs, o):
@@ -601,7 +607,7 @@ class VirtModel:
                     return None
             return (f"expected {' or '.join(show(o) for o, _ in options)}, observed {show(obs)}\n{self.explain(gva)}")
         # a guest access's value names the host frame it reached: the check holds the target to the 2-D laws
-        covers: tuple[str, ...] = ()
+        covers: tuple[str, ...] = ("memspec.virt.harness-code-walk",) if harness is not None else ()
         if fresh.hpa is not None:
             covers = ("sdm.ept.guest-paging-structures-translated", "memspec.virt.guest-confined",
                       "memspec.virt.two-d-equals-composition")

@@ -543,8 +543,12 @@ static void set_cpl(int v, int cpl) {
     V8(v, 0x4CB) = (u8)cpl;
 }
 
+/* guest CR4 bits that need a CPU feature: refused where the CPU lacks it, as the model does */
+static int guest_cr4_ok(u64 gcr4) { return !(gcr4 & ~cr4_ok & (CR4_LA57 | 1UL << 20 | 1UL << 21 | 1UL << 22)); }
+
 static const char *vm_boot(u64 v, u64 root, u64 gcr3, u64 gcr4, u64 gefer) {
     if (!svm_ok()) return "this CPU has no SVM with nested paging";
+    if (!guest_cr4_ok(gcr4)) return "guest CR4 bits this CPU lacks";
     if (nslot < 1) return "MAXPHYADDR below 40: no room for the harness's nested slot";
     if (v >= MAX_VMS || !pa_ok(root) || (root & 0xFFF)) return "bad vm or nested root";
     virt_tables_init();
@@ -687,6 +691,7 @@ static void vmcs_setup(int v, u64 rip, int cpl) {
 
 static const char *vmx_boot(u64 v, u64 eptp, u64 gcr3, u64 gcr4, u64 gefer) {
     if (!vmx_ok()) return "this CPU has no VMX with EPT";
+    if (!guest_cr4_ok(gcr4)) return "guest CR4 bits this CPU lacks";
     if (nslot < 1) return "MAXPHYADDR below 40: no room for the harness's nested slot";
     u64 root = eptp & 0x000FFFFFFFFFF000UL;
     if (v >= MAX_VMS || !pa_ok(root)) return "bad vm or EPT root";
