@@ -1086,6 +1086,8 @@ class KvmTarget(Target):
             "invpcid": f["invpcid"], "smep": f["smep"], "smap": f["smap"], "pku": f["pku"], "nx": f["nx"],
             "ram": RAM_SIZE, "harness_low": HARNESS_LOW, "harness_entry4": HARNESS_ENTRY,
             "harness_entry5": HARNESS_ENTRY, "strict_tlb": False,
+            # the vCPU's CPUID enumerates no CET (MOV to CR4.CET raises #GP: suite/hw/20-cr4-reserved.mst)
+            "cet": False,
             "kvm_smap_stac": f["smap_stac"], "kvm_legacy32": f["legacy32"], "kvm_pae32": f["pae32"],
             "kvm_kernel_log_readable": self.log.readable, "kvm_kernel_log": self.kernel_log,
         }

@@ -193,6 +193,8 @@ class Machine:
             "smap": bool(out[7][1] >> 20 & 1),
             "pku": bool(out[7][2] >> 3 & 1),
             "nx": bool(out[0x80000001][3] >> 20 & 1),
+            # CET_SS or CET_IBT: CR4.CET is then loadable (SDM Vol. 3A §2.5)
+            "cet": bool(out[7][2] >> 7 & 1 or out[7][3] >> 20 & 1),
         }
 
     def _raw(self) -> bytes:
