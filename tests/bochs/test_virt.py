@@ -210,6 +210,22 @@ def test_ept_large_pages_and_invept(bochs, bochs_facts) -> None:
     assert n["d"].value == pattern(0xD00008) and n["e"].value == n["c"].value
 
 
+def test_hw_programs_run_after_vmx_operation(bochs, bochs_facts) -> None:
+    """A reset leaves VMX operation (which forbids clearing CR0.PG) before it re-boots the paging mode:
+    an hw program after an EPT one runs on plain paging again, and VMX is entered afresh after it."""
+    ept = parse(EPT + "set_epte(0x203000, 256, 0x500000, EPT_R|EPT_MT_WB)\n" + boot() + GUEST
+                + "set_gpte(0x13000, 5, 0x100000, PTE_P|PTE_RW|PTE_US)\nv = vm_access(0x5008, ACC_READ, 3)\n")
+    hw = parse("boot(CR0_PG|CR0_PE|CR0_WP, CR4_PAE, EFER_LME|EFER_LMA|EFER_NXE)\n"
+               "set_pte(0x200000, 0, 0x201000, PTE_P|PTE_RW|PTE_US)\nset_pte(0x201000, 0, 0x202000, PTE_P|PTE_RW|PTE_US)\n"
+               "set_pte(0x202000, 2, 0x203000, PTE_P|PTE_RW|PTE_US)\nset_pte(0x203000, 5, 0x300000, PTE_P|PTE_RW|PTE_US)\n"
+               "mov_cr3(0x200000)\nv = access(0x405008, ACC_READ, 3)\n")
+    for program in (ept, hw, ept):
+        r = bochs.run(program)
+        assert r.status is RunStatus.OK and run_and_judge(bochs, program, bochs_facts).failure is None
+    assert named(hw, bochs.run(hw))["v"].value == pattern(0x300008)
+    assert named(ept, bochs.run(ept))["v"].value == pattern(0x500008)
+
+
 # -- Bochs' EPT findings (docs/findings/bochs.md, findings 3 and 4) ---------------------------------
 
 def test_bochs_ept_findings_reproduce(bochs, bochs_facts) -> None:
