@@ -275,8 +275,10 @@ class Checker:
             tr.failures.append(failure)
         self.run_machine(target, layer, tr, facts, cat)
         layer_clauses = sorted(cid for cid, c in cat.items() if c.layer == layer)
-        tr.never_exercised = [cid for cid in layer_clauses if cid not in tr.clauses and cid not in tr.not_observable]
         tr.not_applicable_clauses = {c: k for c, k in tr.not_applicable_clauses.items() if c not in tr.clauses}
+        # a clause reached only by programs this target cannot run is reported as not applicable, not as a gap
+        tr.never_exercised = [cid for cid in layer_clauses if cid not in tr.clauses and cid not in tr.not_observable
+                              and cid not in tr.not_applicable_clauses]
         tr.timeline.append([round(time.monotonic() - t_start, 3), tr.programs, len(tr.clauses), len(tr.failures)])
         self.tick("")
         if not self.o.quiet and sys.stderr.isatty():
@@ -402,6 +404,9 @@ def summary_lines(results: Any) -> list[str]:
                          + ", ".join(sorted(t.not_observable)[:6]) + (" …" if len(t.not_observable) > 6 else ""))
         if t.unsupported:
             lines.append("  unsupported by this target: " + ", ".join(t.unsupported))
+        if t.not_applicable_clauses:
+            lines.append(f"  not applicable: {len(t.not_applicable_clauses)} clauses reached only by programs using calls "
+                         f"or features this target lacks (e.g. {', '.join(sorted(t.not_applicable_clauses)[:3])})")
         if t.never_exercised:
             lines.append(f"  warning: {len(t.never_exercised)} clauses of this layer never exercised: "
                          + ", ".join(t.never_exercised[:8]) + (" …" if len(t.never_exercised) > 8 else ""))
