@@ -149,7 +149,10 @@ class _Builder:
 
     def two_d(self) -> None:
         r = self.r
-        ept = r.chance(60) and (self.allowed is None or "set_epte" in self.allowed)
+        want_ept = r.chance(60)
+        # a target of one vendor (Bochs' Intel or AMD models) gets that vendor's nested paging only
+        npt_ok = self.allowed is None or "set_npte" in self.allowed
+        ept = (want_ept and (self.allowed is None or "set_epte" in self.allowed)) or not npt_ok
         root, leaves = self.nested(ept, 0)
         kind = "VM_EPT" if ept else "VM_NPT"
         eptp = Flags(("EPTP_WB", "EPTP_WL4") + (("EPTP_AD",) if r.chance(25) else ())) if ept else Int(0)
