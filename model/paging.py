@@ -49,6 +49,9 @@ CR4_KNOWN = CR4_PSE | CR4_PAE | CR4_PGE | CR4_LA57 | CR4_PCIDE | CR4_SMEP | CR4_
 # CR4.CET (bit 23, SDM Vol. 3A §2.5): loadable by MOV to CR4 on a CPU with CET (CPUID.(EAX=7,
 # ECX=0):ECX[7] or EDX[20]) and only while CR0.WP = 1; never part of a boot() the harness makes
 CR4_CET = 1 << 23
+# CR4.VMXE (bit 13, SDM Vol. 3C §24.7): loadable on a CPU with VMX (CPUID.01H:ECX[5], the `vmx` fact);
+# reserved otherwise
+CR4_VMXE = 1 << 13
 EFER_KNOWN = EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE
 
 
@@ -218,7 +221,7 @@ class Paging:
 
     def _unsupported_cr4(self, cr4: int) -> bool:
         need = ((CR4_LA57, "la57"), (CR4_PCIDE, "pcid"), (CR4_SMEP, "smep"), (CR4_SMAP, "smap"), (CR4_PKE, "pku"),
-                (CR4_CET, "cet"))
+                (CR4_CET, "cet"), (CR4_VMXE, "vmx"))
         return any(cr4 & bit and not self.facts.get(f, False) for bit, f in need)
 
     def _expect_mov_cr3(self, value: int) -> Expect:
@@ -255,7 +258,7 @@ class Paging:
 
     def _expect_mov_cr4(self, value: int) -> Expect:
         old = self.cr4
-        if value & ~(CR4_KNOWN | CR4_CET) or self._unsupported_cr4(value):
+        if value & ~(CR4_KNOWN | CR4_CET | CR4_VMXE) or self._unsupported_cr4(value):
             return exactly("sdm.cr4.rsvd-gp", GP)
         if value & CR4_CET and not self.cr0 & CR0_WP:
             return exactly("sdm.cr4.cet-without-wp-gp", GP)
