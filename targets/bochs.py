@@ -228,15 +228,8 @@ class BochsGuest(Guest):
         return f"Bochs exited (status {rc})" + (f": {why}" if why else "")
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 9)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+        if getattr(self, "proc", None) is not None:
+            self._stop_process()
         if self.conn is not None:
             self.conn.close()
         sel = getattr(self, "sel", None)

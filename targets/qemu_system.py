@@ -328,7 +328,8 @@ class Guest:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def close(self) -> None:
+    def _stop_process(self) -> None:
+        """Kill the emulator's process group (if it still runs) and reap it."""
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -338,6 +339,9 @@ class Guest:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+
+    def close(self) -> None:
+        self._stop_process()
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 f.close()
