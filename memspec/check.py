@@ -225,7 +225,9 @@ class Checker:
         groups: dict[Any, Any] = {}
         sources = list(suite_programs(layer, capabilities=True)) if self.o.suite else []
         if hasattr(target, "not_observable"):
-            tr.not_observable = dict(target.not_observable())
+            # a target of several layers lists them all: keep this layer's
+            tr.not_observable = {c: why for c, why in target.not_observable().items()
+                                 if c not in cat or cat[c].layer == layer}
         self.say(f"{target.name} [{layer}]: {len(sources)} suite programs, {self.o.programs} random programs, "
                  f"{self.o.machine_examples} state-machine examples")
         import itertools
