@@ -1,8 +1,14 @@
-"""A reader that turns fuzzer bytes into choices; exhausted input yields the first choice."""
+"""What every layer's codec shares: a reader that turns fuzzer bytes into choices (exhausted
+input yields the first choice), and the text form of an input (a program as text after a
+magic line), so that a reproducer or a suite program seeds a corpus as it is."""
 
 from __future__ import annotations
 
 from typing import Sequence, TypeVar
+
+from memspec.program import Program, ProgramError, format_program, parse
+
+TEXT_MAGIC = b"MST1\n"
 
 T = TypeVar("T")
 
@@ -49,3 +55,20 @@ class ByteReader:
 
     def chance(self, percent: int) -> bool:
         return self.int(0, 99) < percent
+
+
+def encode_text(program: Program) -> bytes:
+    """Program -> an input that every codec's ``decode`` maps back to the same program."""
+    return TEXT_MAGIC + format_program(program).encode()
+
+
+def decode_text(data: bytes, layer: str, calls: frozenset[str] | None) -> Program | None:
+    """The program written in a text input, if it parses, belongs to ``layer`` and uses only
+    ``calls`` (all calls when None); else None.  ``data`` must start with TEXT_MAGIC."""
+    try:
+        p = parse(data[len(TEXT_MAGIC):].decode("utf-8", "replace"))
+    except ProgramError:
+        return None
+    if p.calls and (p.layer != layer or calls is not None and any(c.name not in calls for c in p.calls)):
+        return None
+    return p

@@ -24,11 +24,10 @@ reproducer seeds a corpus as it is.
 from __future__ import annotations
 
 from memspec.calls import CALLS
-from memspec.program import Call, Flags, Int, Program, ProgramError, format_program, parse
+from memspec.program import Call, Flags, Int, Program
 
-from .bytes import ByteReader
+from .bytes import TEXT_MAGIC, ByteReader, decode_text, encode_text
 
-TEXT_MAGIC = b"MST1\n"
 MAX_OPS = 28
 TABLE_BASE = 0x200000        # table frames: 0x200000 + 0x1000*k
 DATA_BASE = 0x300000         # 4 KiB data frames: 0x300000 + 0x1000*k
@@ -315,13 +314,7 @@ def _decode_seg(r: ByteReader, b: _Builder) -> Program:
 
 def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
     if data.startswith(TEXT_MAGIC):
-        try:
-            p = parse(data[len(TEXT_MAGIC):].decode("utf-8", "replace"))
-        except ProgramError:
-            return Program(())
-        if p.calls and p.layer == "hw" and (calls is None or all(c.name in calls for c in p.calls)):
-            return p
-        return Program(())
+        return decode_text(data, "hw", calls) or Program(())
     r = ByteReader(data)
     b = _Builder(r, calls)
     if data and data[-1] % 5 == 0 and calls is not None and all(c in calls for c in SEG_CALLS):
@@ -349,4 +342,4 @@ def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
 
 
 def encode(program: Program) -> bytes:
-    return TEXT_MAGIC + format_program(program).encode()
+    return encode_text(program)

@@ -13,11 +13,10 @@ reproducer seeds a corpus as it is.
 from __future__ import annotations
 
 from memspec.consts import SANDBOX_WINDOW
-from memspec.program import Call, Flags, Int, Program, ProgramError, Ref, Str, format_program, parse
+from memspec.program import Call, Flags, Int, Program, Ref, Str
 
-from .bytes import ByteReader
+from .bytes import TEXT_MAGIC, ByteReader, decode_text, encode_text
 
-TEXT_MAGIC = b"MST1\n"
 PAGE = 4096
 MAX_CALLS = 24
 
@@ -303,10 +302,10 @@ class _Builder:
 def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
     """Bytes -> program (total: every input gives a valid program, possibly empty)."""
     if data.startswith(TEXT_MAGIC):
-        try:
-            return parse(data[len(TEXT_MAGIC):].decode("utf-8", "replace"))
-        except ProgramError:
-            data = data[len(TEXT_MAGIC):]
+        p = decode_text(data, "os", calls)
+        if p is not None:
+            return p
+        data = data[len(TEXT_MAGIC):]
     r = ByteReader(data)
     b = _Builder(r, calls)
     n = r.int(1, MAX_CALLS)
@@ -317,4 +316,4 @@ def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
 
 def encode(program: Program) -> bytes:
     """Program -> bytes that ``decode`` maps back to the same program."""
-    return TEXT_MAGIC + format_program(program).encode()
+    return encode_text(program)

@@ -18,12 +18,10 @@ malloc/realloc/free/... calls only.
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from memspec.program import Call, Flags, Int, Program, Ref
 
-from memspec.program import Call, Flags, Int, Program, ProgramError, Ref, format_program, parse
+from .bytes import TEXT_MAGIC, ByteReader, decode_text, encode_text
 
-T = TypeVar("T")
-TEXT_MAGIC = b"MST1\n"
 MAX_CALLS = 32
 PAGE = 4096
 
@@ -35,39 +33,6 @@ KSIZES = (0, 1, 8, 9, 64, 65, 96, 97, 100, 128, 192, 193, 256, 1000, 2048, 4096,
           1 << 22, (1 << 22) + 1)
 CACHE_SIZES = (8, 24, 64, 192, 256, 700, 1024, 3000, 4096, 8192, 0, 40000)
 DMA_MASKS = (0xFFFFFF, 0xFFFFFFFF, 0xFFFFF, 0x3FFFFFF)
-
-
-class _Reader:
-    """Choices from bytes; an exhausted input always yields the first choice."""
-
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
-
-    @property
-    def exhausted(self) -> bool:
-        return self.pos >= len(self.data)
-
-    def byte(self) -> int:
-        if self.pos >= len(self.data):
-            return 0
-        self.pos += 1
-        return self.data[self.pos - 1]
-
-    def int(self, lo: int, hi: int) -> int:
-        span = hi - lo + 1
-        v = n = 0
-        while (1 << (8 * n)) < span:
-            v = (v << 8) | self.byte()
-            n += 1
-        return lo + (v % span if span > 0 else 0)
-
-    def choice(self, seq: Sequence[T]) -> T:
-        return seq[self.int(0, len(seq) - 1)]
-
-    def chance(self, percent: int) -> bool:
-        return self.int(0, 99) < percent
 
 
 def _num(v: int) -> Int:
@@ -92,7 +57,7 @@ GROUPS = (
 
 
 class _Builder:
-    def __init__(self, r: _Reader, calls: frozenset[str] | None):
+    def __init__(self, r: ByteReader, calls: frozenset[str] | None):
         self.r = r
         self.allowed = calls
         self.calls: list[Call] = []
@@ -374,14 +339,11 @@ class _Builder:
 def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
     """Bytes -> program (total: every input gives a valid program, possibly empty)."""
     if data.startswith(TEXT_MAGIC):
-        try:
-            p = parse(data[len(TEXT_MAGIC):].decode("utf-8", "replace"))
-            if calls is None or all(c.name in calls for c in p.calls):
-                return p
-        except ProgramError:
-            pass
+        p = decode_text(data, "phys", calls)
+        if p is not None:
+            return p
         data = data[len(TEXT_MAGIC):]
-    r = _Reader(data)
+    r = ByteReader(data)
     b = _Builder(r, calls)
     n = r.int(1, MAX_CALLS)
     while len(b.calls) < n and not r.exhausted:
@@ -391,4 +353,4 @@ def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
 
 def encode(program: Program) -> bytes:
     """Program -> bytes that ``decode`` maps back to the same program."""
-    return TEXT_MAGIC + format_program(program).encode()
+    return encode_text(program)

@@ -21,11 +21,10 @@ processes and counter reads.
 from __future__ import annotations
 
 from memspec.calls import CALLS
-from memspec.program import Call, Flags, Int, Program, ProgramError, format_program, parse
+from memspec.program import Call, Flags, Int, Program
 
-from .bytes import ByteReader
+from .bytes import TEXT_MAGIC, ByteReader, decode_text, encode_text
 
-TEXT_MAGIC = b"MST1\n"
 MAX_OPS = 26
 EPT_ROOT = 0x200000          # nested tables: 0x200000 + 0x1000*k (guest 0), 0x240000 + ... (guest 1)
 HOST_4K = 0x400000           # gpa page g of the low 2 MiB -> hpa 0x400000 + g*0x1000 (guest 0)
@@ -242,13 +241,7 @@ class _Builder:
 
 def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
     if data.startswith(TEXT_MAGIC):
-        try:
-            p = parse(data[len(TEXT_MAGIC):].decode("utf-8", "replace"))
-        except ProgramError:
-            return Program(())
-        if p.calls and p.layer == "virt" and (calls is None or all(c.name in calls for c in p.calls)):
-            return p
-        return Program(())
+        return decode_text(data, "virt", calls) or Program(())
     r = ByteReader(data)
     b = _Builder(r, calls)
     two_d_ok = calls is None or "vm_access" in calls
@@ -260,4 +253,4 @@ def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
 
 
 def encode(program: Program) -> bytes:
-    return TEXT_MAGIC + format_program(program).encode()
+    return encode_text(program)
