@@ -36,7 +36,7 @@ from memspec.program import Call, Program, eval_args
 from memspec.records import Observation, Outcome, RunResult
 
 from .base import Session, Target
-from .qemu_seg import SegUnit
+from .qemu_seg import SegUnit, emulate
 
 SEG_CALLS = capability_calls("segmentation")
 
@@ -337,13 +337,10 @@ class Machine:
 
     def _run(self, start: int, end: int, count: int = 0) -> Outcome | None:
         self.exc = None
-        try:
-            self.uc.emu_start(start, end, count=count)
-        except _uc.UcError as e:
+        failed = emulate(self.uc, start, end, count)
+        if failed is not None:
             self.dirty = True
-            if e.errno == _uc.UC_ERR_INSN_INVALID:
-                return Outcome(signal="#UD")     # unicorn ends emulation on #UD instead of calling the hook
-            return Outcome(signal="#HARNESS", detail=(("error", str(e)),))
+            return failed
         if self.exc is None:
             return None
         if self.exc == 14:

@@ -54,6 +54,19 @@ MSR_BASE = {FS: 0xC0000100, GS: 0xC0000101}
 VECTORS = {6: "#UD", 8: "#DF", 10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF"}
 WITH_CODE = (8, 10, 11, 12, 13, 14)
 
+def emulate(uc: Any, start: int, end: int, count: int = 0) -> Outcome | None:
+    """``emu_start`` with unicorn's own failures as outcomes (None when emulation ran to the end or
+    into the exception hook): an invalid opcode ends emulation instead of reaching the hook, so it
+    is #UD here; any other unicorn error is the harness's (#HARNESS) and leaves the CPU state dirty."""
+    try:
+        uc.emu_start(start, end, count=count)
+    except _uc.UcError as e:
+        if e.errno == _uc.UC_ERR_INSN_INVALID:
+            return Outcome(signal="#UD")
+        return Outcome(signal="#HARNESS", detail=(("error", str(e)),))
+    return None
+
+
 # the harness's pages (physical, below SEG_LOW)
 CODE, GDT, STACK, PML4, PDPT, PD = 0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000
 SEG_PREFIX = {ES: b"\x26", DS: b"", FS: b"\x64", GS: b"\x65", SS: b""}
@@ -295,13 +308,10 @@ class SegMachine:
             uc.reg_write(getattr(_x, "UC_X86_REG_" + name.upper()), v & (U64 if self.bits == 64 else U32))
         at, n = self.slots[key]
         self.exc = None
-        try:
-            uc.emu_start(at, at + n)
-        except _uc.UcError as e:
+        failed = emulate(uc, at, at + n)
+        if failed is not None:
             self.dirty = True
-            if e.errno == _uc.UC_ERR_INSN_INVALID:
-                return Outcome(signal="#UD")     # unicorn ends emulation on #UD instead of calling the hook
-            return Outcome(signal="#HARNESS", detail=(("error", str(e)),))
+            return failed
         if self.exc is None:
             return None
         name = VECTORS.get(self.exc, f"#V{self.exc}")
