@@ -8,12 +8,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from memspec.model.paging import Paging
-from memspec.model.pte import EXEC, READ, ErrCode, Pte
+from memspec.model.expect import exactly
+from memspec.model.paging import CR4_CET, CR4_VMXE, Paging
+from memspec.model.pte import CR0_WP, EXEC, READ, ErrCode, Pte
 from memspec.model.tlb import ALL, PAGE
 from memspec.model.walk import Path
 from memspec.program import Call
-from memspec.records import Observation, Outcome
+from memspec.records import OK, Observation, Outcome
 from memspec.targets.base import Session, Target
 
 
@@ -113,6 +114,31 @@ class ScribblesOnEntries(Paging):
         super()._apply_access(o, la, acc, cpl, ac)
         if o.ok and isinstance(cur, Path) and cur.uses[-1].addr in self.mem:
             self.mem[cur.uses[-1].addr] |= 1 << 9
+
+
+class CetWithoutWp(Paging):
+    """Lets CR4.CET be set while CR0.WP = 0."""
+
+    def _expect_mov_cr4(self, value):
+        if value & CR4_CET and not self.cr0 & CR0_WP:
+            return exactly("sdm.cr4.load", OK)
+        return super()._expect_mov_cr4(value)
+
+
+class WpClearWithCet(Paging):
+    """Lets CR0.WP be cleared while CR4.CET = 1."""
+
+    def _expect_mov_cr0(self, value):
+        if self.cr4 & CR4_CET:
+            return exactly("sdm.cr0.wp-load", OK)
+        return super()._expect_mov_cr0(value)
+
+
+class VmxeReserved(Paging):
+    """Treats CR4.VMXE as reserved even on a CPU with VMX."""
+
+    def _unsupported_cr4(self, cr4):
+        return bool(cr4 & CR4_VMXE) or super()._unsupported_cr4(cr4)
 
 
 BROKEN = [ScribblesOnEntries, IgnoresUsAtPde, DirtyOnRead, NoRsvdBit, NoIdBit, KeepsAfterInvlpg, PfKeepsTranslation,

@@ -78,3 +78,25 @@ a = access(0x405000, ACC_READ, 3)
     sig = failing_signature(BrokenTarget(DirtyOnRead), program, {})
     assert sig is not None and sig.clause == "sdm.ad.no-dirty-on-read"
     assert failing_signature(ModelTarget(), program, {}) is None
+
+
+@pytest.mark.parametrize("cls, suite_file, facts, clause", [
+    ("CetWithoutWp", "34-cet.mst", {"cet": True}, "sdm.cr4.cet-without-wp-gp"),
+    ("WpClearWithCet", "34-cet.mst", {"cet": True}, "sdm.cr0.wp-clear-cet-gp"),
+    ("VmxeReserved", "37-cr4-vmxe.mst", {"vmx": True}, "sdm.cr4.load"),
+])
+def test_cr4_feature_rules_catch_a_broken_model(cls, suite_file, facts, clause):
+    """The CET and VMXE rules (enabled by CPUID facts) each fail a model that breaks them; the
+    correct model passes the same suite program under the same facts."""
+    import os
+
+    from memspec.model.paging import DEFAULT_FACTS
+    from memspec.specs.judge import judge
+    from . import broken_hw
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "specs", "suite", "hw", suite_file)
+    program = parse(open(path).read())
+    f = dict(DEFAULT_FACTS, **facts)
+    assert judge(program, BrokenTarget(broken_hw.Paging, f).run(program), "model", f).failure is None
+    bad = BrokenTarget(getattr(broken_hw, cls), f)
+    failure = judge(program, bad.run(program), bad.name, f).failure
+    assert failure is not None and failure.clause == clause, failure
