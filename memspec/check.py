@@ -218,7 +218,7 @@ class Checker:
 
     def check_target(self, target: Any, layer: str, cat: dict[str, Any]) -> None:
         from .fuzz_api import Signature, confirm, execute, shrink_failure
-        from .reports_api import ClauseStats, Failure, TargetResults
+        from .reports_api import ClauseStats, TargetResults
         facts = target.facts()
         tr = TargetResults(name=target.name, layers=[layer], facts=facts, unsupported=list(target.unsupported()))
         self.results.targets.append(tr)
@@ -318,6 +318,7 @@ class Checker:
             return
         from hypothesis import HealthCheck, settings
         from hypothesis import seed as hseed
+        from hypothesis.errors import Flaky
         from hypothesis.stateful import run_state_machine_as_test
         M = hseed(self.o.seed)(mod.machine(target, facts))
         cfg = settings(max_examples=self.o.machine_examples, stateful_step_count=25, deadline=None,
@@ -327,16 +328,12 @@ class Checker:
         try:
             run_state_machine_as_test(M, settings=cfg)
             tr.machine = {"examples": self.o.machine_examples, "result": "pass", "seconds": round(time.monotonic() - t0, 2)}
-        except Exception as e:
-            if not isinstance(e, AssertionError):
-                from hypothesis.errors import Flaky
-                if not isinstance(e, Flaky):
-                    raise
-                # a failure that did not happen again on replay: the target's behaviour depended
-                # on something the program does not control (state left by an earlier example)
-                tr.machine = {"examples": self.o.machine_examples, "result": "flaky",
-                              "seconds": round(time.monotonic() - t0, 2), "message": str(e).splitlines()[0][:300]}
-                return
+        except Flaky as e:
+            # a failure that did not happen again on replay: the target's behaviour depended
+            # on something the program does not control (state left by an earlier example)
+            tr.machine = {"examples": self.o.machine_examples, "result": "flaky",
+                          "seconds": round(time.monotonic() - t0, 2), "message": str(e).splitlines()[0][:300]}
+        except AssertionError as e:
             prog = getattr(e, "program", None)
             tr.machine = {"examples": self.o.machine_examples, "result": "fail", "seconds": round(time.monotonic() - t0, 2)}
             if prog is None:
