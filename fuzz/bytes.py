@@ -66,7 +66,7 @@ def decode_text(data: bytes, layer: str, calls: frozenset[str] | None) -> Progra
     """The program written in a text input, if it parses, belongs to ``layer`` and uses only
     ``calls`` (all calls when None); else None.  ``data`` must start with TEXT_MAGIC."""
     try:
-        p = parse(data[len(TEXT_MAGIC):].decode("utf-8", "replace"))
+        p = parse(data[len(TEXT_MAGIC):].decode("utf-8", "replace"), allow_empty=True)
     except ProgramError:
         return None
     if p.calls and (p.layer != layer or calls is not None and any(c.name not in calls for c in p.calls)):

@@ -12,12 +12,22 @@ A program is a tuple of calls; its text has one call per line::
 
 Grammar (strict: anything else is a ``ProgramError`` with line and column)::
 
-    line   := header | comment | blank | stmt
+    line   := header | comment | blank | stmt [comment]
     header := "#" key ":" value        (only before the first call)
+    comment:= "#" any text to the end of the line (outside a string)
     stmt   := [proc ":"] [result "="] name "(" [arg ("," arg)*] ")"
     arg    := [param "="] expr
     expr   := int | string | ref [("+"|"-") int] | CONST ("|" CONST)*
+    int    := ["-"] (decimal | "0x" hex)
     result, proc, ref := [a-z_][a-z0-9_]*        CONST := [A-Z][A-Z0-9_]*
+
+A program makes at least one call.  A number (and a ``ref``'s offset) is a 64-bit
+value: at most ``0xffffffffffffffff``, at least ``-0x8000000000000000`` (``-1`` for
+an fd is a signed 64-bit value); a wider one is an error, never wrapped, so
+``mmap(NULL, 0x10000000000000000, ...)`` cannot reach a target as length 0.  A
+``# memspec-program: N`` header must name a format version this parser reads (1).
+A comment after a call (``x = load(a)   # 0x41``) is allowed once the call is complete;
+comments are not part of the program and are not printed back.
 
 ``parse(print(p)) == p`` for every valid program ``p`` (tests/core/test_program.py).
 """
@@ -33,6 +43,10 @@ from .consts import CONSTANTS
 from .errors import ProgramError
 
 FORMAT_VERSION = "1"
+
+# The widest values program text may write: 64-bit unsigned above, 64-bit signed below.
+INT_MAX = (1 << 64) - 1
+INT_MIN = -(1 << 63)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +182,7 @@ def format_program(p: Program) -> str:
 _TOKEN = re.compile(
     r"""
     (?P<ws>[ \t]+)
+  | (?P<comment>\#.*)
   | (?P<num>0[xX][0-9a-fA-F]+|[0-9]+)
   | (?P<const>[A-Z][A-Z0-9_]*)
   | (?P<ident>[a-z_][a-z0-9_]*)
@@ -186,19 +201,24 @@ class _Tokens:
         self.line = line
         self.source = source
         pos = 0
+        self.end_col = len(text) + 1
+        self.end_text = "end of line"
         while pos < len(text):
             m = _TOKEN.match(text, pos)
             if not m:
                 raise ProgramError(f"unexpected character {text[pos]!r}", line, pos + 1, source)
+            if m.lastgroup == "comment":
+                # a comment ends the line: the call must be complete before it
+                self.end_col, self.end_text = pos + 1, "#"
+                break
             if m.lastgroup != "ws":
                 self.toks.append((m.lastgroup, m.group(), pos + 1))
             pos = m.end()
         self.i = 0
-        self.end_col = len(text) + 1
 
     def peek(self, k: int = 0) -> tuple[str, str, int]:
         j = self.i + k
-        return self.toks[j] if j < len(self.toks) else ("eol", "end of line", self.end_col)
+        return self.toks[j] if j < len(self.toks) else ("eol", self.end_text, self.end_col)
 
     def take(self) -> tuple[str, str, int]:
         t = self.peek()
@@ -215,14 +235,23 @@ class _Tokens:
         raise ProgramError(msg, self.line, col, self.source)
 
 
-def _parse_int(tok: tuple[str, str, int], ts: _Tokens, neg: bool = False) -> int:
+def _parse_int(tok: tuple[str, str, int], ts: _Tokens, neg: bool = False, sign_col: int | None = None) -> int:
+    """A number token as a 64-bit value; ``sign_col`` is where its ``-`` stands, if any."""
     kind, text, col = tok
     if kind != "num":
         ts.fail(f"expected a number, found {text!r}", col)
-    v = int(text, 16) if text[:2].lower() == "0x" else int(text, 10)
-    if text[:2].lower() != "0x" and len(text) > 1 and text[0] == "0":
+    is_hex = text[:2].lower() == "0x"
+    if not is_hex and len(text) > 1 and text[0] == "0":
         ts.fail(f"leading zeros are not allowed: {text!r} (write hex as 0x…)", col)
-    return -v if neg else v
+    # a decimal longer than 20 digits is too wide; checked before int() converts it, which
+    # refuses (ValueError) strings of thousands of digits
+    v = int(text, 16) if is_hex else (INT_MAX + 1 if len(text) > 20 else int(text, 10))
+    v = -v if neg else v
+    if not INT_MIN <= v <= INT_MAX:
+        shown = ("-" if neg else "") + (text if len(text) <= 40 else text[:20] + "…" + text[-8:])
+        ts.fail(f"number {shown} does not fit in 64 bits (at most {hex(INT_MAX)}, at least -{hex(-INT_MIN)})",
+                sign_col if sign_col is not None else col)
+    return v
 
 
 def _unescape(body: str, ts: _Tokens, col: int) -> str:
@@ -259,7 +288,7 @@ def _parse_expr(ts: _Tokens) -> tuple[Arg, int]:
     kind, text, col = ts.take()
     if kind == "punct" and text == "-":
         t = ts.take()
-        return Int(_parse_int(t, ts, neg=True), t[1][:2].lower() == "0x"), col
+        return Int(_parse_int(t, ts, neg=True, sign_col=col), t[1][:2].lower() == "0x"), col
     if kind == "num":
         return Int(_parse_int((kind, text, col), ts), text[:2].lower() == "0x"), col
     if kind == "str":
@@ -267,8 +296,8 @@ def _parse_expr(ts: _Tokens) -> tuple[Arg, int]:
     if kind == "ident":
         nk, nt, _ = ts.peek()
         if nk == "punct" and nt in "+-":
-            ts.take()
-            off = _parse_int(ts.take(), ts, neg=(nt == "-"))
+            _, _, sign_col = ts.take()
+            off = _parse_int(ts.take(), ts, neg=(nt == "-"), sign_col=sign_col)
             if off == 0:
                 ts.fail("write the name alone instead of adding 0", col)
             return Ref(text, off), col
@@ -347,12 +376,17 @@ def parse_call(text: str, line: int = 1, source: str = "<program>") -> Call:
     return Call(name, tuple(args), result, proc)
 
 
-def parse(text: str, source: str = "<program>") -> Program:
-    """Parse and validate a program text.  Raises ``ProgramError`` with line and column."""
+def parse(text: str, source: str = "<program>", *, allow_empty: bool = False) -> Program:
+    """Parse and validate a program text.  Raises ``ProgramError`` with line and column.
+
+    A text without a call (empty, or a header alone) is an error: judging it would judge
+    nothing and pass.  ``allow_empty`` is for the harness's own transport of programs
+    (a fuzzer's empty input), never for a user's file."""
     calls: list[Call] = []
     header: list[tuple[str, str]] = []
     positions: list[int] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    for lineno, raw in enumerate(lines, 1):
         line = raw.rstrip()
         stripped = line.lstrip()
         if not stripped:
@@ -360,6 +394,10 @@ def parse(text: str, source: str = "<program>") -> Program:
         if stripped.startswith("#"):
             m = _HEADER.match(stripped)
             if m and not calls:
+                if m.group(1) == "memspec-program" and m.group(2) != FORMAT_VERSION:
+                    col = len(line) - len(stripped) + m.start(2) + 1
+                    raise ProgramError(f"unknown program format version {m.group(2)!r}: this memspec reads "
+                                       f"'# memspec-program: {FORMAT_VERSION}'", lineno, col, source)
                 header.append((m.group(1), m.group(2)))
             continue
         indent = len(line) - len(stripped)
@@ -369,6 +407,10 @@ def parse(text: str, source: str = "<program>") -> Program:
             raise ProgramError(e.message, e.line, e.col + indent, source) from None
         calls.append(call)
         positions.append(lineno)
+    if not calls and not allow_empty:
+        raise ProgramError("the program makes no call (a program needs at least one call line, "
+                           "e.g. 'a = mmap(NULL, 0x1000, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)')",
+                           len(lines) + 1 if lines else 1, 1, source)
     prog = Program(tuple(calls), tuple(header))
     validate(prog, positions, source)
     return prog

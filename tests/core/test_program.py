@@ -22,7 +22,7 @@ def programs(draw: st.DrawFn) -> Program:
     calls: list[Call] = []
     numbers: list[str] = []
     procs: list[str] = []
-    for _ in range(draw(st.integers(0, 12))):
+    for _ in range(draw(st.integers(1, 12))):
         spec = draw(st.sampled_from(specs))
         if spec.not_main and not procs:
             continue
@@ -58,10 +58,11 @@ def programs(draw: st.DrawFn) -> Program:
     header = tuple(draw(st.lists(st.tuples(st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True),
                                            st.from_regex(r"[ -~]{0,20}", fullmatch=True).map(str.strip)), max_size=3)))
     p = Program(tuple(calls), header)
+    from hypothesis import assume
+    assume(p.calls)
     try:
         validate(p)
     except ProgramError:
-        from hypothesis import assume
         assume(False)
     return p
 
@@ -123,3 +124,106 @@ def test_header_is_kept_and_comments_elsewhere_are_not() -> None:
     assert p.header == (("memspec-program", "1"), ("target", "linux"))
     assert p.meta("target") == "linux"
     assert len(p.calls) == 2
+
+
+# --- numbers are 64-bit values: a wider one is an error, never wrapped -----------------
+
+WIDE = "0x1000000000000000000000000000000000000000"
+
+
+def test_a_length_wider_than_64_bits_is_an_error_not_length_0() -> None:
+    text = f"a = mmap(NULL, {WIDE}, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+    with pytest.raises(ProgramError) as e:
+        parse(text, source="wide.mst")
+    assert (e.value.line, e.value.col) == (1, 16), str(e.value)
+    assert "does not fit in 64 bits" in e.value.message
+
+
+@pytest.mark.parametrize("text, col", [
+    ("load(0x10000000000000000)", 6),            # 2**64
+    ("load(18446744073709551616)", 6),           # 2**64 in decimal
+    ("load(" + "9" * 5000 + ")", 6),             # more digits than int() converts
+    ("load(-0x8000000000000001)", 6),            # below the signed 64-bit minimum: column of the sign
+    ("a = mmap(NULL, 0x1000, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\nload(a+0x10000000000000000)", 7),
+    ("a = mmap(NULL, 0x1000, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\nload(a-0x8000000000000001)", 7),
+])
+def test_numbers_outside_64_bits_are_errors(text: str, col: int) -> None:
+    with pytest.raises(ProgramError) as e:
+        parse(text)
+    assert e.value.col == col and e.value.line == text.count("\n") + 1, str(e.value)
+    assert "does not fit in 64 bits" in e.value.message and len(str(e.value)) < 300
+
+
+def test_the_widest_64_bit_values_are_kept() -> None:
+    p = parse("a = mmap(NULL, 0xffffffffffffffff, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+              "load(18446744073709551615)\nload(-0x8000000000000000)\nload(-9223372036854775808)\n"
+              "load(a+0xffffffffffffffff)\n")
+    assert p.calls[0].args[1] == Int((1 << 64) - 1, hex=True)
+    assert p.calls[0].args[4] == Int(-1)
+    assert p.calls[1].args[0] == Int((1 << 64) - 1)
+    assert p.calls[2].args[0] == Int(-(1 << 63), hex=True) and p.calls[3].args[0] == Int(-(1 << 63))
+    assert p.calls[4].args[0] == Ref("a", (1 << 64) - 1)
+    assert parse(format_program(p)) == p
+
+
+# --- a program makes at least one call, in a format version this parser reads -----------
+
+@pytest.mark.parametrize("text, line", [
+    ("", 1),
+    ("\n\n", 3),
+    ("# memspec-program: 1\n# target: model\n", 3),
+    ("# memspec-program: 1\n# only comments\n\n", 4),
+])
+def test_a_program_without_a_call_is_an_error(text: str, line: int) -> None:
+    with pytest.raises(ProgramError) as e:
+        parse(text, source="empty.mst")
+    assert (e.value.line, e.value.col) == (line, 1) and "no call" in e.value.message, str(e.value)
+    # the harness's own transport (a fuzzer's empty input) may still carry one
+    assert parse(text, allow_empty=True).calls == ()
+
+
+@pytest.mark.parametrize("version", ["99", "2", "", "1.0"])
+def test_an_unknown_format_version_is_an_error(version: str) -> None:
+    with pytest.raises(ProgramError) as e:
+        parse(f"#  memspec-program: {version}\nload(0)\n", source="v.mst")
+    assert (e.value.line, e.value.col) == (1, 21 if version else 20), str(e.value)   # the value, or the line's end
+    assert "format version" in e.value.message
+
+
+def test_cli_replay_of_an_empty_or_unknown_version_program_is_exit_2(tmp_path, capsys) -> None:
+    from memspec.cli import main
+    for name, text, where in [("empty.mst", "", ":1:1:"), ("header.mst", "# memspec-program: 1\n# target: model\n", ":3:1:"),
+                              ("v99.mst", "# memspec-program: 99\n# target: model\nload(0)\n", ":1:20:")]:
+        path = tmp_path / name
+        path.write_text(text)
+        assert main(["replay", str(path), "--target", "model"]) == 2, name
+        err = capsys.readouterr().err
+        assert f"{path}{where}" in err, err
+
+
+# --- comments after a call --------------------------------------------------------------
+
+def test_a_comment_after_a_complete_call_is_allowed_and_not_kept() -> None:
+    p = parse("a = mmap(NULL, 0x2000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)  # two pages\n"
+              "x = load(a+0x1000)          # 0x41: the child wrote its own copy\n"
+              "store(a, 1)# no space is needed\n")
+    assert [c.name for c in p.calls] == ["mmap", "load", "store"]
+    assert "#" not in format_program(p)
+    assert p == parse(format_program(p))
+
+
+def test_a_hash_inside_a_string_is_not_a_comment() -> None:
+    p = parse('fd = shm_open("/a#b", O_RDWR|O_CREAT, 0x180)  # "#" starts a comment only outside a string\n')
+    assert p.calls[0].args[0] == Str("/a#b")
+
+
+@pytest.mark.parametrize("text, col, words", [
+    ("load(# 0x1000)", 6, "expected an argument, found '#'"),
+    ("load(0x1000 # x)", 13, "expected ',' or ')', found '#'"),
+    ("a = # mmap()", 5, "expected a call name, found '#'"),
+    ("load(0) # fine\nload(0x1000, # no)", 14, "expected an argument, found '#'"),
+])
+def test_a_comment_inside_a_call_is_an_error(text: str, col: int, words: str) -> None:
+    with pytest.raises(ProgramError) as e:
+        parse(text)
+    assert e.value.col == col and words in e.value.message, str(e.value)
