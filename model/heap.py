@@ -23,15 +23,13 @@ Worked example: ``p = malloc(5000)`` then ``heap_fill(p, 5000, 0x41)`` then
 ``q = realloc(p, 9000)``: ``heap_count(q, 5000, 0x41)`` must be 5000 and
 ``heap_count(q+5000, 4000, 0x41)`` anything from 0 to 4000 (indeterminate).
 
-Contents are kept per byte with a provenance code, so that a wrong byte is
+Contents are kept as runs of bytes with a provenance code, so that a wrong byte is
 blamed on the clause that promised it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
 
 from .intervals import IntervalMap
 
@@ -63,63 +61,54 @@ PROVENANCE_CLAUSE = {STORED: "c11.object.value-kept", ZEROED: "c11.calloc.zeroed
 
 
 class Contents:
-    """The bytes of one block that the program can know: value and provenance per byte."""
+    """The bytes of one block that the program can know: value and provenance per byte.
 
-    __slots__ = ("size", "data", "known", "zero")
+    Kept as runs (an interval map of ``[start, end) -> (value, provenance)``), never as an
+    array of ``size`` bytes: a block may be as large as the address space allows (a
+    realloc to 2^62 bytes is a well-formed call), and what the program can know about it
+    is only what it stored, plus the zeroes calloc promised.  A byte in no run is
+    indeterminate.
+    """
+
+    __slots__ = ("size", "runs")
 
     def __init__(self, size: int, zero: bool):
         self.size = size
-        self.zero = zero
-        self.data: np.ndarray | None = None
-        self.known: np.ndarray | None = None
-
-    def _materialise(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.data is None:
-            self.data = np.zeros(self.size, dtype=np.uint8)
-            self.known = np.full(self.size, ZEROED if self.zero else UNKNOWN, dtype=np.uint8)
-        assert self.known is not None
-        return self.data, self.known
+        self.runs: IntervalMap[tuple[int, int]] = IntervalMap()
+        if zero and size > 0:
+            self.runs.set(0, size, (0, ZEROED))
 
     def fill(self, off: int, n: int, value: int) -> None:
-        data, known = self._materialise()
-        data[off:off + n] = value & 0xFF
-        known[off:off + n] = STORED
+        if n > 0:
+            self.runs.set(off, off + n, (value & 0xFF, STORED))
 
     def load(self, off: int) -> tuple[int | None, int]:
         """(value, provenance) of one byte; value None if indeterminate."""
-        if self.data is None:
-            return (0, ZEROED) if self.zero else (None, UNKNOWN)
-        assert self.known is not None
-        k = int(self.known[off])
-        return (int(self.data[off]) if k else None), k
+        hit = self.runs.find(off)
+        if hit is None:
+            return None, UNKNOWN
+        v, k = hit[2]
+        return v, k
 
     def count(self, off: int, n: int, value: int) -> tuple[int, int, int]:
         """(fewest, most, provenance) of bytes equal to ``value`` in [off, off+n)."""
-        if self.data is None:
-            if self.zero:
-                c = n if value & 0xFF == 0 else 0
-                return c, c, ZEROED
-            return 0, n, UNKNOWN
-        assert self.known is not None
-        d, k = self.data[off:off + n], self.known[off:off + n]
-        certain = int(((d == (value & 0xFF)) & (k != UNKNOWN)).sum())
-        unknown = int((k == UNKNOWN).sum())
-        codes = [c for c in (MOVED, ZEROED, STORED) if (k == c).any()]
-        return certain, certain + unknown, codes[0] if codes else UNKNOWN
+        certain = known = 0
+        seen: set[int] = set()
+        for s, e, (v, k) in self.runs.overlapping(off, off + n):
+            length = min(e, off + n) - max(s, off)
+            known += length
+            seen.add(k)
+            if v == value & 0xFF:
+                certain += length
+        codes = [c for c in (MOVED, ZEROED, STORED) if c in seen]
+        return certain, certain + (n - known), codes[0] if codes else UNKNOWN
 
     def moved(self, new_size: int) -> "Contents":
         """The contents after realloc to ``new_size``: the kept prefix is marked MOVED."""
         c = Contents(new_size, False)
         keep = min(self.size, new_size)
-        if self.data is None and not self.zero:
-            return c
-        data, known = c._materialise()
-        if self.data is None:
-            known[:keep] = MOVED
-        else:
-            assert self.known is not None
-            data[:keep] = self.data[:keep]
-            known[:keep] = np.where(self.known[:keep] != UNKNOWN, MOVED, UNKNOWN)
+        for s, e, (v, _) in self.runs.overlapping(0, keep):
+            c.runs.set(s, min(e, keep), (v, MOVED))
         return c
 
 

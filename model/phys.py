@@ -28,7 +28,7 @@ from .buddy import Buddy, order_for
 from .expect import Expect, exactly
 from .frames import MAX_ORDER, PAGE_SHIFT, FrameTable, Machine, Owner
 from .gc import GC_ALIGN, GC_BASE, GC_SIZE, MAX_REFS, MAX_SIZE, GcHeap, GcObject, gc_round
-from .heap import (ARENA_BASE, ARENA_MAX, MAX_ALIGN, PROVENANCE_CLAUSE, PTRDIFF_MAX, SIZE_MAX, Arena, Contents,
+from .heap import (ARENA_BASE, ARENA_MAX, HEAP_END, MAX_ALIGN, PROVENANCE_CLAUSE, PTRDIFF_MAX, SIZE_MAX, Arena, Contents,
                    Heap, fundamental_align)
 from .intervals import IntervalMap
 from .numa import BIND, DEFAULT, INTERLEAVE, LOCAL, MAX_PAGE, PREFERRED, NumaState, mask_nodes
@@ -835,7 +835,7 @@ class PhysModel:
             return self._fresh("c11.realloc.size0-impl-defined", 0, ignore=ptr, may_be_null=True, impl=True)
         e = self._fresh(None, size, ignore=ptr, null_clause="posix.realloc.enomem")
         # the model's own choice: grow or shrink in place when the room is there
-        if self.heap.overlaps(ptr, size, ignore=ptr) is None:
+        if ptr + size <= HEAP_END and self.heap.overlaps(ptr, size, ignore=ptr) is None:
             e = Expect(e.clause, Outcome(value=ptr), e.describe, predicate=e.predicate, blame_by=e.blame_by,
                        covers=e.covers)
         return e

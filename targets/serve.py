@@ -13,7 +13,7 @@ from memspec.calls import CALLS
 from memspec.program import Call, Int, Str
 from memspec.protocol import PROTOCOL_VERSION, ProtocolViolation, decode, encode, observation_to_state, outcome_to_reply
 
-from .model import ModelSession
+from .model import ModelSession, ModelTarget
 
 
 def _call_of(msg: dict[str, Any]) -> tuple[Call, tuple[Any, ...]]:
@@ -29,9 +29,34 @@ def _call_of(msg: dict[str, Any]) -> tuple[Call, tuple[Any, ...]]:
     return call, tuple(args)
 
 
+class _Layers:
+    """One model session per layer, made on the layer's first call: a program makes the calls of
+    one layer, so each call goes to its own layer's model (``model.registry.new_model``), and
+    ``observe`` shows the layer called last."""
+
+    def __init__(self, make_session: Callable[[str], Any], layers: tuple[str, ...]):
+        self.make_session = make_session
+        self.sessions: dict[str, Any] = {}
+        self.current = layers[0]
+
+    def session(self, layer: str) -> Any:
+        s = self.sessions.get(layer)
+        if s is None:
+            s = self.sessions[layer] = self.make_session(layer)
+        self.current = layer
+        return s
+
+    def call(self, call: Call, args: tuple[Any, ...]) -> Any:
+        return self.session(CALLS[call.name].layer).call(call, args)
+
+    def observe(self) -> Any:
+        return self.session(self.current).observe()
+
+
 def serve(stdin: IO[bytes], stdout: IO[bytes], make_session: Callable[[str], Any] = ModelSession,
-          name: str = "memspec-model", layers: tuple[str, ...] = ("os",)) -> int:
-    session = make_session(layers[0])
+          name: str = "memspec-model", layers: tuple[str, ...] = ModelTarget.layers,
+          capabilities: frozenset[str] = ModelTarget.capabilities) -> int:
+    session = _Layers(make_session, layers)
 
     def send(msg: dict[str, Any]) -> None:
         stdout.write(encode(msg))
@@ -47,14 +72,19 @@ def serve(stdin: IO[bytes], stdout: IO[bytes], make_session: Callable[[str], Any
         try:
             if kind == "hello":
                 send({"type": "hello", "protocol": PROTOCOL_VERSION, "name": name, "layers": list(layers),
-                      "calls": sorted(c.name for c in CALLS.values() if c.layer in layers)})
+                      "capabilities": sorted(capabilities),
+                      "calls": sorted(c.name for c in CALLS.values() if c.layer in layers
+                                      and (not c.capability or c.capability in capabilities))})
             elif kind == "call":
                 call, args = _call_of(msg)
+                if CALLS[call.name].layer not in layers:
+                    raise ProtocolViolation(f"{call.name} is a call of the {CALLS[call.name].layer} layer, "
+                                            f"which this server does not implement")
                 send(outcome_to_reply(ident, session.call(call, args)))
             elif kind == "observe":
                 send(observation_to_state(ident, session.observe()))
             elif kind == "reset":
-                session = make_session(layers[0])
+                session = _Layers(make_session, layers)
                 send({"type": "reply", "id": ident, "value": 0})
             elif kind == "bye":
                 return 0
