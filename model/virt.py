@@ -52,6 +52,10 @@ from .walk import PageFault, Path, Use, check_access, index, walk
 U64 = (1 << 64) - 1
 EINVAL = Outcome(value=-1, errno="EINVAL")
 VM_EPT, VM_NPT = VMKIND["VM_EPT"], VMKIND["VM_NPT"]
+# what an entry in host memory is, as the program wrote it
+ENTRY_EPT, ENTRY_NPT, ENTRY_GUEST = "EPT entry", "nested (NPT) entry", "guest paging entry"
+# the clause that decides an entry's A/D bits when no walk has touched it since it was written
+AD_CLAUSE = {ENTRY_EPT: "sdm.ept.ad.readback", ENTRY_NPT: "apm.npt.ad", ENTRY_GUEST: "sdm.ept.guest-ad"}
 NPF_FINAL = 1 << 32
 NPF_GPT = 1 << 33
 GUEST_CR0 = CR0_PG | CR0_PE | CR0_WP
@@ -93,6 +97,10 @@ class Walk2D:
     guest: Path | PageFault | None
     gpa: int | None = None
     hpa: int | None = None
+    # on a VM exit: the nested entries the faulting nested walk read, and the gpas of the guest
+    # entries read before it (whether a walk that exits sets A in those is not specified)
+    exit_uses: tuple[Use, ...] = ()
+    guest_read: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -184,6 +192,10 @@ class VirtModel:
         self.ram = int(f["ram"])
         self.mem: dict[int, int] = {}
         self.unsure: dict[int, int] = {}
+        # what each entry the program wrote is (ENTRY_EPT, ENTRY_NPT, ENTRY_GUEST) and the clause that last
+        # decided its A/D bits: for the checkpoint comparison (specs/compare_virt.py)
+        self.kind_at: dict[int, str] = {}
+        self.ad_clause: dict[int, str] = {}
         self.vms: dict[int, Vm] = {}
         self.cur: int | None = None
         self.cache = GpCache()
@@ -201,9 +213,33 @@ class VirtModel:
         v = self.mem.get(hpa)
         return pattern(hpa) if v is None else v
 
-    def _store(self, hpa: int, value: int) -> None:
+    def _store(self, hpa: int, value: int, kind: str | None = None) -> None:
         self.mem[hpa] = value & U64
         self.unsure.pop(hpa, None)
+        self.ad_clause.pop(hpa, None)
+        if kind is not None:
+            self.kind_at[hpa] = kind
+
+    def observe(self) -> dict[str, Any]:
+        """The state a target shows at a checkpoint: every qword of host memory the program changed from
+        the pattern (EPT/NPT entries and guest paging entries, A/D bits as the walks left them)."""
+        return {"entries": tuple(sorted((a, v) for a, v in self.mem.items()
+                                        if self.low <= a < self.ram and v != pattern(a)))}
+
+    def is_harness_entry(self, hpa: int) -> bool:
+        """The harness's own entries: slot ``nslot`` of a booted EPT/NPT root and slot 511 of a guest root
+        (its guest code, written by the target, not by the program)."""
+        for vm in self.vms.values():
+            if hpa == vm.root + 8 * self.nslot:
+                return True
+            if hpa == self._hpa_now(vm, (vm.gcr3 & ~0xFFF) + 8 * GUEST_HARNESS_SLOT):
+                return True
+        return False
+
+    def ad_bits(self, hpa: int) -> int:
+        """The bits a processor may write in the entry at ``hpa``: EPT A|D (bits 8, 9; SDM Vol. 3C §29.3.5), or
+        x86-format A|D (bits 5, 6; Vol. 3A §4.8) in guest and nested (NPT) entries."""
+        return int(Ept.A | Ept.D) if self.kind_at.get(hpa) == ENTRY_EPT else int(Pte.A | Pte.D)
 
     @property
     def vm(self) -> Vm | None:
@@ -258,6 +294,7 @@ class VirtModel:
         walk and cached guest-physical mappings where they differ."""
         refs = [0]
         nested: list[Nested] = []
+        gread: list[int] = []
         pick = choose or (lambda n: 0)
 
         def translate(gpa: int, acc2: int, table: bool) -> Any:
@@ -298,6 +335,7 @@ class VirtModel:
                 return self.read(gpa)
             res = translate(gpa, WRITE if vm.table_writes else READ, True)
             refs[0] += 1
+            gread.append(gpa)
             return self.read(hpa_of(res, gpa))
 
         gmode = vm.mode
@@ -317,7 +355,8 @@ class VirtModel:
                 self._guest_ad_rights(vm, g, acc, nested)
         except _Exit as e:
             o, clause = self._exit(vm, e.fault, e.gpa, e.acc, gva, not e.table)
-            return Walk2D(o, clause, refs[0], tuple(nested), g, e.gpa)
+            return Walk2D(o, clause, refs[0], tuple(nested), g, e.gpa, None, tuple(getattr(e.fault, "uses", ())),
+                          tuple(gread))
         hpa = gpa if "skip-final-translation" in self.broken else hpa_of(final, gpa)
         clause = "sdm.ept.two-dimensional" if vm.kind == VM_EPT else "apm.npt.two-dimensional"
         if not (self.low <= hpa < self.ram):
@@ -487,15 +526,19 @@ class VirtModel:
 
     def _apply_set_epte(self, o: Outcome, table: int, idx: int, frame: int, flags: int) -> None:
         if o.ok:
-            self._store(table + 8 * idx, frame | flags)
+            self._store(table + 8 * idx, frame | flags, ENTRY_EPT)
 
     _expect_set_npte = _expect_set_epte
-    _apply_set_npte = _apply_set_epte
+
+    def _apply_set_npte(self, o: Outcome, table: int, idx: int, frame: int, flags: int) -> None:
+        if o.ok:
+            self._store(table + 8 * idx, frame | flags, ENTRY_NPT)
 
     def _expect_read_epte(self, table: int, idx: int) -> Expect:
         if not self._host_table_ok(table, idx):
             return exactly("memspec.virt.table-args", EINVAL)
-        return self._readback(table + 8 * idx, "sdm.ept.ad.readback")
+        hpa = table + 8 * idx
+        return self._readback(hpa, AD_CLAUSE[ENTRY_NPT] if self.kind_at.get(hpa) == ENTRY_NPT else "sdm.ept.ad.readback")
 
     def _apply_read_epte(self, o: Outcome, table: int, idx: int) -> None:
         self._adopt_readback(table + 8 * idx, o)
@@ -536,7 +579,7 @@ class VirtModel:
         if o.ok and vm is not None:
             hpa = self.software_gpa(vm, table + 8 * idx)
             if hpa is not None:
-                self._store(hpa, frame | flags)
+                self._store(hpa, frame | flags, ENTRY_GUEST)
 
     def _expect_read_gpte(self, table: int, idx: int) -> Expect:
         vm = self.vm
@@ -700,6 +743,7 @@ class VirtModel:
         success, unsure (either way) on a fault or when cached translations were possible."""
         sure = exact and o.ok
         touched: list[tuple[int, int]] = []
+        nested_clause = "sdm.ept.ad.readback" if vm.kind == VM_EPT else "apm.npt.ad"
         if isinstance(w.guest, Path) or isinstance(w.guest, PageFault):
             uses = w.guest.uses
             for u in uses:
@@ -707,8 +751,21 @@ class VirtModel:
                 if h not in self.mem or not self.read(h) & Pte.P:
                     continue
                 leaf = isinstance(w.guest, Path) and u is uses[-1]
-                touched.append((h, int(Pte.A | (Pte.D if leaf and acc == WRITE else 0))))
-        if vm.ad:
+                dirty = acc == WRITE or "guest-d-on-read" in self.broken
+                touched.append((h, int(Pte.A | (Pte.D if leaf and dirty else 0))))
+        elif w.guest is None:
+            # a VM exit in the middle of the guest walk: the guest entries it had read may have A set
+            for gpa in w.guest_read:
+                h = self._hpa_now(vm, gpa)
+                if h in self.mem and self.read(h) & Pte.P:
+                    touched.append((h, int(Pte.A)))
+        n_guest = len(touched)
+        if vm.ad or vm.kind == VM_NPT:
+            # the nested walk that exited: A in the present entries it read, either way (never sure: o is an exit)
+            present_bits = 0x7 if vm.kind == VM_EPT else int(Pte.P)
+            a_bit = int(Ept.A) if vm.kind == VM_EPT else int(Pte.A)
+            touched += [(u.addr, a_bit) for u in w.exit_uses if u.value & present_bits]
+        if vm.ad and "ept-a-missing" not in self.broken:
             for n in w.nested:
                 if n.cached:
                     continue
@@ -723,9 +780,11 @@ class VirtModel:
                 for u in n.path.uses:
                     leaf = u is n.path.uses[-1]
                     touched.append((u.addr, int(Pte.A | (Pte.D if leaf and (acc == WRITE or n.table) else 0))))
+        guest_entries = {h for h, _ in touched[:n_guest]}
         for h, bitsset in touched:
             if h not in self.mem:
                 continue
+            self.ad_clause[h] = "sdm.ept.guest-ad" if h in guest_entries else nested_clause
             v = self.read(h)
             if sure:
                 self.mem[h] = v | bitsset

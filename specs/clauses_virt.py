@@ -71,6 +71,10 @@ declare(
      "qualification bit 7 = 1 and bit 8 = 0; with EPT A/D on, such accesses count as writes (bit 1)", VIO),
     ("sdm.ept.ad.readback", "with EPTP[6] = 1 the processor sets EPT A in every entry used and EPT D in the leaf on a "
      "write; with EPTP[6] = 0 it never writes EPT entries", "Intel SDM Vol. 3C §29.3.5 (accessed and dirty flags for EPT)"),
+    ("sdm.ept.ad.only-a-d", "the processor writes no bit of an EPT entry other than accessed (8) and dirty (9)",
+     "Intel SDM Vol. 3C §29.3.5 (accessed and dirty flags for EPT); Tables 29-1..29-6 (the other bits are software's)"),
+    ("apm.npt.ad", "a nested walk sets A in every nested entry it uses and D in the nested leaf of a write (guest "
+     "page-table accesses count as writes), as ordinary paging does in ordinary entries", f"{NPT}; AMD64 APM Vol. 2 §5.4.2"),
     ("sdm.ept.guest-ad", "guest A/D flags are set in the guest's entries (in the host frames EPT maps them to) as in "
      "ordinary paging; setting them is a write for EPT purposes", "Intel SDM Vol. 3A §4.8; Vol. 3C §29.3.3.2"),
     ("sdm.ept.cached-guest-physical", "guest-physical mappings (cached EPT translations, tagged by EP4TA) may be used "

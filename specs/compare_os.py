@@ -1,4 +1,4 @@
-"""os-layer checkpoints: the memory maps (judge.compare_maps) and the fault counters.
+"""os-layer checkpoints: the memory maps (compare_maps.compare_maps) and the fault counters.
 
 At a checkpoint a target may report, per process, the faults it took since the program
 began in that process (``Observation.extra["faults"] = {proc: [minor, major]}``; the linux
@@ -17,7 +17,7 @@ from typing import Any
 
 from memspec.records import Check, Observation, Verdict
 
-from .judge import compare_maps
+from .compare_maps import compare_maps
 
 _TOTALS: dict[str, int] = {}
 

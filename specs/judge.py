@@ -3,45 +3,56 @@
 For each call the model computes what its clause allows (``model.expect``); the
 observed outcome is checked against it and, if allowed, adopted (so an allowed
 choice such as the address mmap picked carries forward).  At checkpoints the
-target's memory map is compared with the model's.  The first disagreement ends
-the judgement: after it the two states differ and later checks mean nothing.
+target's state is compared with the model's, by the layer's comparison
+(``COMPARE``); a checkpoint at which the target showed nothing is not counted.
+The first disagreement ends the judgement: after it the two states differ and
+later checks mean nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from memspec.calls import LAYERS
 from memspec.program import Program, bind_result, eval_args
 from memspec.records import Check, Judgement, Observation, RunResult, RunStatus, Verdict
 from memspec.model.mm import System
 from memspec.model.registry import new_model
 
+from . import compare_hw, compare_os, compare_phys, compare_virt
 from .catalogue import get as clause
+from .compare_maps import _all_maps, compare_maps
+
+__all__ = ["COMPARE", "judge", "compare_maps"]
+
+Compare = Callable[[Any, Observation, int], "Check | None"]
 
 # Checkpoint comparisons per layer: (model, observation, call index) -> failing Check or None.
-# Other layers' modules register theirs as "module:function", imported on first use.
-COMPARE: dict[str, str | Callable[[Any, Observation, int], Check | None]] = {
-    "phys": "memspec.specs.compare_phys:compare",
-    "hw": "memspec.specs.compare_hw:compare",
-    "virt": "memspec.specs.compare_virt:compare",
+# Every layer has one; a layer without one is an error at import, not a silent pass.
+COMPARE: dict[str, Compare] = {
+    "phys": compare_phys.compare,
+    "hw": compare_hw.compare,
+    "os": compare_os.compare,
+    "virt": compare_virt.compare,
 }
+if set(COMPARE) != set(LAYERS):
+    raise ImportError(f"checkpoint comparisons {sorted(COMPARE)} do not cover the layers {sorted(LAYERS)}")
 
 
 # The clause a passing checkpoint comparison counts towards, per layer.
 _VIEW_CLAUSE = {"os": "linux.proc-maps.matches"}
 
 
-def _compare_for(layer: str) -> Callable[[Any, Observation, int], Check | None] | None:
-    f = COMPARE.get(layer)
-    if isinstance(f, str):
-        import importlib
-        mod, fn = f.split(":")
-        try:
-            f = getattr(importlib.import_module(mod), fn)
-        except ModuleNotFoundError:
-            return None
-        COMPARE[layer] = f
-    return f
+def _compare_for(layer: str) -> Compare:
+    try:
+        return COMPARE[layer]
+    except KeyError:
+        raise KeyError(f"no checkpoint comparison for layer {layer!r} (have: {', '.join(sorted(COMPARE))})") from None
+
+
+def _shows_nothing(obs: Observation) -> bool:
+    """A checkpoint where the target reported no state (``Observation()``): nothing was compared."""
+    return not obs.maps and not obs.extra
 
 
 _STATUS_VERDICT = {
@@ -93,7 +104,7 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
                                       at="invariant"))
                 return j
         obs = run.observation_after(i)
-        if obs is not None and compare is not None:
+        if obs is not None and not _shows_nothing(obs):
             bad = compare(system, obs, i)
             if bad is None:
                 j.checks.append(Check(_VIEW_CLAUSE.get(program.layer, "memspec.checkpoint"), Verdict.PASS, i,
@@ -110,78 +121,3 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
         verdict = _STATUS_VERDICT.get(run.status, Verdict.ERROR)
         j.checks.append(Check("memspec.target.alive", verdict, len(program.calls), "a clean finish", run.message))
     return j
-
-
-def _all_maps(system: System) -> dict[str, list[tuple[int, int, str]]]:
-    return {p: system.maps(p) for p in system.procs}
-
-
-def _clip(ranges: list[tuple[int, int, str]], lo: int, hi: int) -> list[tuple[int, int, str]]:
-    out = []
-    for s, e, perms in ranges:
-        s2, e2 = max(s, lo), min(e, hi)
-        if s2 < e2:
-            out.append((s2, e2, perms))
-    return out
-
-
-def _merge(ranges: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
-    out: list[tuple[int, int, str]] = []
-    for s, e, p in sorted(ranges):
-        if out and out[-1][1] == s and out[-1][2] == p:
-            out[-1] = (out[-1][0], e, p)
-        else:
-            out.append((s, e, p))
-    return out
-
-
-def compare_maps(system: System, obs: Observation, index: int) -> Check | None:
-    """Compare each process's map with the model's, over the ranges the model can speak for:
-    the pages the model has mapped, and the target's quiet ranges (where nothing else lives)."""
-    for proc in system.procs:
-        seen = obs.maps_of(proc)
-        if seen is None:
-            continue
-        expected = system.maps(proc)
-        windows = [(s, e) for s, e, _ in expected] + list(system.config.quiet_ranges)
-        observed_raw = [(m.start, m.end, m.perms) for m in seen]
-        want: list[tuple[int, int, str]] = []
-        got: list[tuple[int, int, str]] = []
-        for lo, hi in _union(windows):
-            want += _clip(expected, lo, hi)
-            got += _clip(observed_raw, lo, hi)
-        want, got = _merge(want), _merge(got)
-        if want != got:
-            addr = _first_difference(want, got)
-            cid = system.blame(proc, addr)
-            return Check(cid, Verdict.FAIL, index,
-                         _fmt(want, addr), _fmt(got, addr),
-                         f"process {proc}: memory map differs at {addr:#x} ({clause('linux.proc-maps.matches').statement})",
-                         at="checkpoint")
-    return None
-
-
-def _union(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for s, e in sorted(ranges):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
-
-
-def _first_difference(a: list[tuple[int, int, str]], b: list[tuple[int, int, str]]) -> int:
-    for x, y in zip(a, b):
-        if x != y:
-            return min(x[0], y[0]) if x[0] != y[0] else (min(x[1], y[1]) if x[1] != y[1] else x[0])
-    longer = a if len(a) > len(b) else b
-    return longer[min(len(a), len(b))][0]
-
-
-def _fmt(ranges: list[tuple[int, int, str]], near: int) -> str:
-    close = [r for r in ranges if r[1] > near - 0x10000 and r[0] < near + 0x10000] or ranges[:3]
-    return "; ".join(f"{s:#x}-{e:#x} {p}" for s, e, p in close) or "(nothing mapped)"
-
-
-COMPARE["os"] = "memspec.specs.compare_os:compare"

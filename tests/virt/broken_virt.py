@@ -7,6 +7,8 @@ Bugs (``VirtModel.broken`` / ``Kpti.broken``):
 * ``skip-table-translation`` -- the 2-D walk reads the guest's paging entries at their gpa as if it
   were an hpa (the guest CR3 and table pointers are not translated through EPT);
 * ``skip-final-translation`` -- the final gpa is used as the hpa;
+* ``guest-d-on-read`` -- a guest read sets D in the guest PTE that maps the page (shown at checkpoints);
+* ``ept-a-missing`` -- with EPTP[6] = 1 the walks set no EPT accessed or dirty flag (shown at checkpoints);
 * ``untagged-cache`` -- cached guest-physical mappings are found by gpa alone, not by EPT root;
 * ``user-set-maps-kernel`` -- the KPTI user page-table set keeps kernel-only pages;
 * ``pcid-reuse-no-flush`` -- a context switch hands the next process the running one's PCIDs unflushed;
