@@ -57,6 +57,7 @@ class PeerAnswer:
     verdict: str           # "pass", "fail", "impl-defined", "unknown", or "not judged" (judging stopped earlier)
     clause: str
     expected: str
+    why_not_judged: str = ""   # for "not judged": where and why this peer's judging stopped
 
     @property
     def accepted(self) -> bool:
@@ -84,6 +85,11 @@ class Disagreement:
         the peers, e.g. one has LA57 and the other not): not a bug in either."""
         return all(a.accepted for a in self.answers)
 
+    @property
+    def why_not_judged(self) -> str:
+        """For the peers the model did not judge at this call: each one's reason."""
+        return "; ".join(f"{a.target}: {a.why_not_judged}" for a in self.answers if a.verdict == "not judged")
+
     def describe(self) -> str:
         lines = [f"call {self.index + 1}: {self.call}"]
         for a in self.answers:
@@ -94,7 +100,7 @@ class Disagreement:
         if expected:
             lines.append(f"  model expects {expected} under {self.clause}: sides with {side}")
         else:
-            lines.append("  the model judged neither (each run's judging had stopped at an earlier failure)")
+            lines.append("  the model judged none of them: " + self.why_not_judged)
         if self.citation:
             lines.append(f"  [{self.citation}]")
         if self.after_divergence:
@@ -148,7 +154,19 @@ def _answer(target: str, j: Judgement, run: RunResult, index: int) -> PeerAnswer
     for c in j.checks:
         if c.index == index and c.at == "call":
             return PeerAnswer(target, o, c.verdict.value, c.clause, c.expected)
-    return PeerAnswer(target, o, "not judged", "", "")
+    return PeerAnswer(target, o, "not judged", "", "", _why_not_judged(j, run, index))
+
+
+def _why_not_judged(j: Judgement, run: RunResult, index: int) -> str:
+    """Why the model has no verdict for this peer at call ``index`` (a report row must say)."""
+    f = j.failure
+    if f is not None and f.index < index:
+        return f"judging stopped at call {f.index + 1} ({f.verdict.value} {f.clause})"
+    if f is not None and f.index == index:
+        return f"a checkpoint after this call failed ({f.verdict.value} {f.clause})"
+    if index >= len(run.outcomes):
+        return f"the run ended before this call ({run.status.value}{': ' + run.message if run.message else ''})"
+    return "the model checked no clause at this call (its outcome was only recorded)"
 
 
 def threeway(program: Program, targets: Sequence[Any], facts: dict[str, dict[str, Any]] | None = None) -> ThreeWay:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Callable, Iterator
 
-from .errors import TargetError, UsageError
+from .errors import Terminated, TargetError, UsageError
 from .program import Program, ProgramError, format_call, format_program, parse
 from .records import Verdict
 
@@ -43,6 +43,7 @@ class CheckOptions:
     suite: bool = True         # run the layer's directed suite (off: random programs and the machine only)
     progress: Callable[[str], None] | None = None
     argv: list[str] = field(default_factory=list)
+    log_every: float = 5.0     # seconds between progress lines when stderr is not a terminal
 
 
 def suite_programs(layer: str, capabilities: bool = False) -> Iterator[tuple[str, Program]]:
@@ -138,6 +139,15 @@ def example_database(spec: str | None) -> Any:
     return DirectoryBasedExampleDatabase(spec)
 
 
+def _clear_counterexamples(out: str) -> None:
+    """A run's counterexamples folder holds that run's counterexamples only: an earlier run's are
+    removed at the start (memspec owns ``OUT/counterexamples``; nothing else in OUT is touched)."""
+    import shutil
+    d = os.path.join(out, "counterexamples")
+    if os.path.isdir(d) and not os.path.islink(d):
+        shutil.rmtree(d)
+
+
 def replay_command(path: str, target: str) -> str:
     return f"memspec replay {shlex.quote(path)} --target {shlex.quote(target)}"
 
@@ -162,8 +172,15 @@ class Checker:
         now = time.monotonic()
         if self.o.progress:
             self.o.progress(msg)
-        elif not self.o.quiet and sys.stderr.isatty() and now - self._last > 0.2:
-            print("\r\033[K" + self._bar() + msg, end="", file=sys.stderr, flush=True)
+        elif self.o.quiet or not msg:
+            return
+        elif sys.stderr.isatty():
+            if now - self._last > 0.2:
+                print("\r\033[K" + self._bar() + msg, end="", file=sys.stderr, flush=True)
+                self._last = now
+        elif now - self._last >= self.o.log_every:
+            # a log file or a CI job: a whole line every few seconds, with the elapsed time
+            print(f"[{now - self.t0:6.0f}s] {msg}", file=sys.stderr, flush=True)
             self._last = now
 
     def _bar(self, width: int = 24) -> str:
@@ -182,6 +199,7 @@ class Checker:
                                          "kernel_differs": c.kernel_differs} for c in cat.values()}
         if self.o.coverage:
             self.cov = _start_model_coverage()
+        _clear_counterexamples(self.o.out)
         try:
             for spec in self.o.targets:
                 try:
@@ -199,9 +217,10 @@ class Checker:
                             self.probe_choices(target)
                 finally:
                     target.close()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             self.results.interrupted = True
-            self.say("\ninterrupted: writing a partial report")
+            self.results.interrupted_by = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+            self.say(f"\n{'terminated' if isinstance(e, Terminated) else 'interrupted'}: writing a partial report")
         if self.cov is not None:
             self.results.coverage = _stop_model_coverage(self.cov, self.o.out)
         self.results.duration_s = time.monotonic() - self.t0

@@ -1,7 +1,8 @@
 """The ``memspec`` command line.
 
 Exit codes (for CI): 0 pass, 1 conformance failure (or a reproduced failure for
-``replay``), 2 usage or harness error, 130 interrupted (a partial report is written).
+``replay``), 2 usage or harness error, 130 interrupted by Ctrl-C, 143 ended by SIGTERM
+(a partial report is written in both cases).
 """
 
 from __future__ import annotations
@@ -9,11 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import textwrap
 
 from . import __version__
-from .errors import TargetError, UsageError
+from .errors import Terminated, TargetError, UsageError
+
+EXPERIMENTS = {
+    "buddy": "the buddy allocator's internal and external fragmentation (model)",
+    "tlb": "TLB reach with 4 KiB, 2 MiB and 1 GiB pages; TLB misses over a working-set sweep",
+    "replacement": "page-replacement faults: OPT, LRU, clock (second chance), FIFO; Belady's anomaly",
+    "workingset": "Denning's working-set size |W(t, tau)| over time (os model)",
+    "kpti": "TLB flushes, CR3 writes and walks per syscall with and without KPTI and PCID",
+    "numa": "NUMA first-touch vs bind and interleave: remote accesses after a migration",
+    "aslr": "observed randomisation of exec'd processes against the kernel's configuration",
+}
 
 EXAMPLES = """\
 examples:
@@ -61,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="run the conformance check on one or more targets and write a report",
                        description="Run the directed suite, seeded random programs and the state machine of a layer "
-                                   "on each target; the model judges every call. Writes report.json and report.xml "
-                                   "(JUnit) to --out, and each counterexample as a replayable program.",
+                                   "on each target; the model judges every call. Writes report.json, report.xml "
+                                   "(JUnit) and report.html to --out, and each counterexample as a replayable program "
+                                   "under --out/counterexamples (the folder holds this run's counterexamples only).",
                        epilog="targets: model, linux, qemu, qemu-system, kvm, bochs[:CPU_MODEL], libc, malloc:NAME, cmd:PROGRAM, py:FILE:EXPR (repeat --target for several)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--target", "-t", action="append", required=True, metavar="T", help="target to judge (repeatable)")
@@ -101,13 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fuzz", help="coverage-guided fuzzing of call sequences against a target",
                        description="Decode fuzzer bytes into programs of a layer, run each on the target, judge it with "
                                    "the model. New clauses and new model coverage grow the corpus; each distinct failure "
-                                   "is confirmed, minimised and saved to --findings as a replayable program.")
-    f.add_argument("--target", "-t", required=True, metavar="T")
-    f.add_argument("--layer", "-l", choices=LAYERS)
+                                   "is confirmed, minimised and saved to --findings as a replayable program. The "
+                                   "progress line counts execs, corpus entries, clauses reached, findings and "
+                                   "'refused' programs: ones the target declined to run (a step it cannot stage, "
+                                   "a feature it lacks); they are never judged.")
+    f.add_argument("--target", "-t", required=True, metavar="T",
+                   help="the implementation to fuzz (any target `memspec check` takes: model, linux, qemu, kvm, cmd:PROGRAM, ...)")
+    f.add_argument("--layer", "-l", choices=LAYERS, help="layer whose calls are generated (default: the target's first layer)")
     f.add_argument("--time", type=_seconds, required=True, metavar="S", help="how long to fuzz, in seconds")
     f.add_argument("--corpus", default=None, metavar="DIR", help="corpus folder, kept across runs (default memspec-out/corpus/<layer>)")
     f.add_argument("--findings", default=None, metavar="DIR", help="where failures go (default memspec-out/findings)")
-    f.add_argument("--seed", type=_positive_int, default=0)
+    f.add_argument("--seed", type=_positive_int, default=0,
+                   help="seed of the engine's random choices (default 0); the same seed, corpus and target repeat a run")
     f.add_argument("--engine", choices=("auto", "atheris", "python"), default="auto",
                    help="atheris (libFuzzer) when installed, else a clause-guided Python loop (default auto)")
     f.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="parallel fuzzing processes")
@@ -119,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-suite-seeds", action="store_true",
                    help="start an empty corpus from random inputs only, not from the layer's directed suite")
     f.add_argument("--summary-json", metavar="FILE", help="write the run's figures (execs, clauses, first finding) as JSON")
-    f.add_argument("--quiet", "-q", action="store_true")
+    f.add_argument("--verbose", "-v", action="store_true", help="also show the engine's own output (libFuzzer's lines)")
+    f.add_argument("--quiet", "-q", action="store_true", help="no progress lines and no summary")
 
     r = sub.add_parser("replay", help="re-run a saved program (a counterexample) and show the verdict",
                        description="Run FILE on its target (from the file's '# target:' header, or --target) and judge "
@@ -144,9 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--only", action="append", metavar="FIGURE", help="measure only this figure or curve set (repeatable)")
     b.add_argument("--repeat", type=_positive_int, default=None, metavar="N", help="repeats per figure (default 7, 3 with --quick)")
 
-    e = sub.add_parser("experiment", help="run one of the seed's quantitative experiments")
-    e.add_argument("name")
-    e.add_argument("--out", default="memspec-out", metavar="DIR")
+    e = sub.add_parser("experiment", help="run one of the seed's quantitative experiments",
+                       description="Run one of the seed article's quantitative claims as an experiment: a table next "
+                                   "to the claim on stdout, and a plot in --out.",
+                       epilog="experiments:\n" + "\n".join(f"  {k:12s} {v}" for k, v in EXPERIMENTS.items()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("name", choices=tuple(EXPERIMENTS), metavar="NAME", help="one of: " + ", ".join(EXPERIMENTS))
+    e.add_argument("--out", default="memspec-out", metavar="DIR", help="where the plot goes (default memspec-out)")
     return p
 
 
@@ -158,6 +181,11 @@ def cmd_check(a: argparse.Namespace) -> int:
                         machine_examples=a.machine_examples, confirm=a.confirm, timeout=a.timeout, db=a.db, suite=not a.no_suite,
                         quiet=a.quiet or a.json, argv=sys.argv[2:], coverage=a.coverage)
     results = Checker(opts).run()
+    flaky = any(t.machine.get("result") == "flaky" for t in results.targets if t.machine)
+    if results.interrupted:
+        results.exit_code = 143 if results.interrupted_by == "SIGTERM" else 130
+    else:
+        results.exit_code = 1 if results.unexplained_failures or flaky else 0
     json_path = os.path.join(a.out, "report.json")
     xml_path = os.path.join(a.out, "report.xml")
     json_report.write(results, json_path)
@@ -170,10 +198,7 @@ def cmd_check(a: argparse.Namespace) -> int:
         for line in summary_lines(results):
             print(line)
         print(f"\nreport: {json_path} (JSON), {xml_path} (JUnit XML), {os.path.join(a.out, 'report.html')} (HTML)")
-    if results.interrupted:
-        return 130
-    flaky = any(t.machine.get("result") == "flaky" for t in results.targets if t.machine)
-    return 1 if results.unexplained_failures or flaky else 0
+    return results.exit_code
 
 
 def cmd_replay(a: argparse.Namespace) -> int:
@@ -196,11 +221,15 @@ def cmd_replay(a: argparse.Namespace) -> int:
         target.close()
     f = j.failure
     print(f"replayed {a.file} on {target_name}: {len(prog.calls)} calls")
+    from .program import format_call
     for c in j.checks:
         mark = {"pass": "ok", "impl-defined": "ok (impl-defined)", "unknown": "? unknown"}.get(c.verdict.value, c.verdict.value.upper())
         call = prog.calls[c.index] if 0 <= c.index < len(prog.calls) else None
-        from .program import format_call
-        print(f"  {c.index + 1:3d} {format_call(call) if call else '(end)':60s} {c.observed:>14s}  {mark}  [{c.clause}]")
+        if c.at == "call" and call is not None:
+            print(f"  {c.index + 1:3d} {format_call(call):60s} {c.observed:>14s}  {mark}  [{c.clause}]")
+        else:      # a checkpoint or an invariant after the call: not the call's own outcome
+            where = f"after call {c.index + 1}" if call is not None else "whole program"
+            print(f"      ({c.at} {where}: {c.expected or c.clause})"[:78].ljust(76) + f" {mark}  [{c.clause}]")
     if f is None:
         print("PASS: the target now agrees with the model")
         return 0
@@ -209,7 +238,12 @@ def cmd_replay(a: argparse.Namespace) -> int:
         return 2
     c = cat.get(f.clause)
     print(f"\nFAIL {f.clause}: {c.statement if c else ''}\n  [{c.citation if c else ''}]")
-    print(f"  expected: {f.expected}\n  observed: {f.observed}\n  why: {f.note}")
+    why = f.note or {"crash": "the target died while running the program",
+                     "hang": "the target did not answer within the time limit",
+                     "error": "the target answered something that is not an outcome"}.get(f.verdict.value, "")
+    if f.verdict.value in ("crash", "hang", "error") and f.observed and f.observed != why:
+        why = f"{why}: {f.observed}" if why else f.observed
+    print(f"  expected: {f.expected}\n  observed: {f.observed}\n  why: {why or '(no reason recorded)'}")
     want = prog.meta("clause")
     if want and want != f.clause:
         print(f"  note: the file was saved for clause {want}; it now fails {f.clause}")
@@ -276,13 +310,45 @@ COMMANDS = {"check": cmd_check, "compare": cmd_compare, "replay": cmd_replay, "c
             "fuzz": cmd_fuzz, "experiment": cmd_experiment, "bench": cmd_bench}
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _writable_dir(path: str, option: str) -> None:
+    """Fail before any work (exit 2, one line) when an output folder cannot be made or written."""
+    p = os.path.abspath(path)
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise UsageError(f"{option} {path}: exists and is not a directory")
+    probe = p
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: cannot write there ({probe} is not a writable directory)")
+    try:
+        os.makedirs(p, exist_ok=True)
+        import tempfile
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError as e:
+        raise UsageError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
+
+
+# the output folders each command writes, checked before it starts
+_OUTPUTS = {"check": ("out",), "compare": ("out",), "experiment": ("out",), "bench": ("out",),
+            "fuzz": ("corpus", "findings")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     if not a.command:
         parser.print_help()
         return 2
+    old = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
+        for opt in _OUTPUTS.get(a.command, ()):
+            if getattr(a, opt, None):
+                _writable_dir(getattr(a, opt), "--" + opt)
         return COMMANDS[a.command](a)
     except UsageError as e:
         print(f"memspec {a.command}: error: {e}", file=sys.stderr)
@@ -290,11 +356,22 @@ def main(argv: list[str] | None = None) -> int:
     except TargetError as e:
         print(f"memspec {a.command}: target error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"\nmemspec {a.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"\nmemspec {a.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

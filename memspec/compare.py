@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import TargetError, UsageError
+from .errors import Terminated, TargetError, UsageError
 
 
 @dataclass
@@ -115,6 +115,7 @@ def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
                     "answers": [{"target": a.target, "observed": _show(a.outcome), "verdict": a.verdict,
                                  "expected": a.expected} for a in d.answers],
                     "model_sides_with": list(d.model_sides_with), "all_allowed": d.both_allowed,
+                    "not_judged": d.why_not_judged,
                     "after_divergence": d.after_divergence,
                     "explained": {t: _explained(diffs, t, d.clause) for t in rejected},
                 })
@@ -128,8 +129,9 @@ def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
                 _say(opts, progress)
         if sys.stderr.isatty():
             _say(opts, "")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         report["interrupted"] = True
+        report["interrupted_by"] = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
         _say(opts, "\ninterrupted: writing a partial report")
     finally:
         for t in targets:
@@ -138,6 +140,8 @@ def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
     report["summary"] = summary = _summarise(report)
     _write(opts.out, report)
     _say(opts, render_text(report))
+    if report["interrupted"]:
+        return report, (143 if report.get("interrupted_by") == "SIGTERM" else 130)
     return report, (1 if summary["unexplained"] else 0)
 
 
@@ -183,7 +187,10 @@ def render_text(report: dict[str, Any]) -> str:
             expected = next((a["expected"] for a in d["answers"] if a["expected"]), "")
             side = ("every answer is allowed" if d["all_allowed"]
                     else "sides with " + (", ".join(d["model_sides_with"]) or "none of them"))
-            lines.append(f"    model expects {expected or '?'} under {d['clause'] or '?'}: {side}")
+            if d["clause"]:
+                lines.append(f"    model expects {expected or '?'} under {d['clause']}: {side}")
+            if d.get("not_judged"):
+                lines.append(f"    not judged: {d['not_judged']}")
             if d["citation"]:
                 lines.append(f"    [{d['citation']}]")
             for t, why in d["explained"].items():
@@ -206,8 +213,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             obs = {a["target"]: f"{a['observed']} ({a['verdict']})" for a in d["answers"]}
             cells = [obs.get(t, "—").replace("|", "\\|") for t in report.get("targets", [])]
             side = "all (allowed)" if d["all_allowed"] else (", ".join(d["model_sides_with"]) or "none")
+            if d.get("not_judged"):
+                side += " (not judged: " + d["not_judged"].replace("|", "\\|") + ")"
             out.append(f"| {p['origin']} | {d['call']}: `{d['text']}` | " + " | ".join(cells)
-                       + f" | {d['clause']} | {side} |")
+                       + f" | {d['clause'] or '(not judged)'} | {side} |")
     return "\n".join(out) + "\n"
 
 

@@ -35,3 +35,8 @@ class SessionFailed(Exception):
         super().__init__(message)
         self.status = status      # a memspec.records.RunStatus
         self.message = message
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (as CI runners and ``timeout`` send it), treated like Ctrl-C: the run stops, every
+    child process group is ended, the partial report is written; the exit code is 143."""

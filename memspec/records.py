@@ -28,6 +28,10 @@ class Outcome:
 
     def describe(self) -> str:
         if self.signal:
+            d = dict(self.detail)
+            if isinstance(d.get("errcode"), int):     # a fault: its error code and faulting address belong to it
+                return f"{self.signal} errcode={d['errcode']:#x}" + (
+                    f" cr2={d['cr2']:#x}" if isinstance(d.get("cr2"), int) else "")
             return self.signal
         if self.errno:
             return f"-1 {self.errno}"

@@ -239,6 +239,31 @@ def _summary(report: dict[str, Any], cx_ids: dict[tuple[int, str], str]) -> str:
             "<th>programs not applicable</th><th>state machine</th></tr>" + "".join(rows) + "</table>")
 
 
+def exit_code(report: dict[str, Any]) -> int:
+    """The exit code the run ended with (report.json's ``exit_code``; older reports: derived)."""
+    if isinstance(report.get("exit_code"), int):
+        return report["exit_code"]
+    if report.get("interrupted"):
+        return 130
+    return 1 if report.get("summary", {}).get("unexplained_failures", 0) else 0
+
+
+def _failure_list(report: dict[str, Any], cx_ids: dict[tuple[int, str], str]) -> str:
+    """Every unexplained failure, one line each, linking to its counterexample: the first thing a reader sees."""
+    items = []
+    for i, t in enumerate(report.get("targets", [])):
+        for f in t.get("failures", []):
+            if f.get("expected_difference"):
+                continue
+            link = cx_ids.get((i, f["clause"]))
+            name = f'<a href="#{link}"><code>{_e(f["clause"])}</code></a>' if link else f'<code>{_e(f["clause"])}</code>'
+            items.append(f'<li>{_e(f.get("verdict", "fail").upper())} {name} on <code>{_e(_short(t["name"]))}</code>'
+                         f' <span class="small">(seen {f.get("count", 1)}×) {_e(f.get("statement", ""))}</span></li>')
+    if not items:
+        return ""
+    return f'<ol id="failures">{"".join(items)}</ol>'
+
+
 def _impl_choices(report: dict[str, Any]) -> str:
     """Where C and POSIX let an allocator choose: each library's answer, one column per target."""
     t = report.get("impl_choices") or {}
@@ -261,7 +286,8 @@ def _clause_table(report: dict[str, Any], cx_ids: dict[tuple[int, str], str]) ->
     head = "".join(f'<th><a href="#{anchor("target", str(i))}">{_e(_short(t["name"]))}</a></th>'
                    for i, t in enumerate(targets))
     rows = []
-    for cid in _clauses_for(report):
+    failing = {f["clause"] for t in targets for f in t.get("failures", []) if not f.get("expected_difference")}
+    for cid in sorted(_clauses_for(report), key=lambda c: c not in failing):   # stable: alphabetical within each
         c = cat.get(cid, {})
         cells = []
         for i, t in enumerate(targets):
@@ -422,11 +448,15 @@ def render(report: dict[str, Any]) -> str:
     """The whole page for a report dictionary (report.json's content)."""
     s = report.get("summary", {})
     failed = s.get("unexplained_failures", 0)
+    code = exit_code(report)
     banner = (f'<p class="banner bad">FAIL: {failed} conformance failure{"s" if failed != 1 else ""} '
-              f'(exit code 1).</p>' if failed else
-              '<p class="banner ok">PASS: no unexplained conformance failures (exit code 0).</p>')
+              f'(exit code {code}).</p>' if failed else
+              f'<p class="banner {"ok" if code == 0 else "warn"}">'
+              f'{"PASS" if code == 0 else "NO FAILURES SO FAR"}: no unexplained conformance failures '
+              f'(exit code {code}).</p>')
     if report.get("interrupted"):
-        banner += '<p class="banner warn">The run was interrupted: this report is partial.</p>'
+        by = report.get("interrupted_by") or "an interrupt"
+        banner += f'<p class="banner warn">The run was ended by {_e(by)}: this report is partial.</p>'
     cx_ids: dict[tuple[int, str], str] = {}
     counterexamples = _counterexamples(report, cx_ids)
     parts = [
@@ -439,18 +469,18 @@ def render(report: dict[str, Any]) -> str:
         f'seed {_e(report.get("seed", ""))} · started {_e(report.get("started", ""))} · '
         f'{_e(report.get("duration_s", ""))} s · memspec {_e(report.get("memspec", ""))} · '
         f'report schema {_e(report.get("schema", ""))}</div></header>',
-        '<nav><a href="#summary">Summary</a>' + ('<a href="#choices">Choices</a>' if report.get("impl_choices") else "")
-        + '<a href="#clauses">Clauses</a>'
-        '<a href="#counterexamples">Counterexamples</a><a href="#coverage">Coverage</a><a href="#plots">Plots</a></nav>',
+        '<nav><a href="#summary">Summary</a><a href="#counterexamples">Counterexamples</a>'
+        + ('<a href="#choices">Choices</a>' if report.get("impl_choices") else "")
+        + '<a href="#clauses">Clauses</a><a href="#coverage">Coverage</a><a href="#plots">Plots</a></nav>',
         "<main>",
-        f'<section id="summary"><h2>Summary</h2>{banner}{_summary(report, cx_ids)}</section>',
+        f'<section id="summary"><h2>Summary</h2>{banner}{_failure_list(report, cx_ids)}{_summary(report, cx_ids)}</section>',
+        f'<section id="counterexamples"><h2>Counterexamples</h2>{counterexamples}</section>',
         _impl_choices(report),
-        f'<section id="clauses"><h2>Clauses</h2><p class="small">One row per clause of the layers judged. '
+        f'<section id="clauses"><h2>Clauses</h2><p class="small">One row per clause of the layers judged, failures first. '
         f'<b>passed</b>: every check agreed with the model; <b>failed</b>: links to the counterexample; '
         f'<b>not applicable</b>: only programs using calls the target does not implement would reach it; '
         f'<b>not exercised</b>: no program of this run reached it. Neither of the last two is ever a pass.</p>'
         f'{_clause_table(report, cx_ids)}</section>',
-        f'<section id="counterexamples"><h2>Counterexamples</h2>{counterexamples}</section>',
         f'<section id="coverage"><h2>Coverage</h2>{_coverage(report)}</section>',
         f'<section id="plots"><h2>Plots</h2>{_plots(report)}</section>',
         "</main></body></html>",

@@ -23,6 +23,8 @@ def to_dict(r: RunResults) -> dict[str, Any]:
         "started": r.started,
         "duration_s": round(r.duration_s, 3),
         "interrupted": r.interrupted,
+        "interrupted_by": r.interrupted_by,
+        "exit_code": r.exit_code,
         "summary": {
             "targets": len(r.targets),
             "failures": sum(len(t.failures) for t in r.targets),

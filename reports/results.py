@@ -69,6 +69,8 @@ class RunResults:
     started: str
     duration_s: float = 0.0
     interrupted: bool = False
+    interrupted_by: str = ""          # "SIGINT" (Ctrl-C) or "SIGTERM"
+    exit_code: int | None = None      # the code the command exits with (set before the report is written)
     targets: list[TargetResults] = field(default_factory=list)
     catalogue: dict[str, dict[str, str]] = field(default_factory=dict)   # id -> statement, citation, layer
     coverage: dict[str, Any] = field(default_factory=dict)   # the model's line/branch coverage (check --coverage)

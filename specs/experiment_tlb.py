@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -42,8 +42,10 @@ _COLOURS = ("crimson", "steelblue", "darkgreen", "darkorange", "purple", "black"
 
 def plot_lines(out_dir: str, name: str, title: str, xlabel: str, ylabel: str,
                series: Sequence[tuple[str, Sequence[float], Sequence[float]]], logx: bool = False,
-               logy: bool = False) -> str:
-    """Write a line chart ``name``.png (matplotlib) or ``name``.svg (drawn here); return its path."""
+               logy: bool = False, xticks: Callable[[float], str] | None = None) -> str:
+    """Write a line chart ``name``.png (matplotlib) or ``name``.svg (drawn here); return its path.
+    ``xticks`` formats the x values (e.g. bytes as KiB/MiB/GiB): ticks then sit at the data's own x
+    values.  The legend sits right of the plot area, never over the lines."""
     os.makedirs(out_dir, exist_ok=True)
     try:
         import matplotlib
@@ -51,27 +53,41 @@ def plot_lines(out_dir: str, name: str, title: str, xlabel: str, ylabel: str,
         import matplotlib.pyplot as plt
     except ImportError:
         path = os.path.join(out_dir, name + ".svg")
-        _svg_lines(path, title, xlabel, ylabel, series, logx, logy)
+        _svg_lines(path, title, xlabel, ylabel, series, logx, logy, xticks)
         return path
     path = os.path.join(out_dir, name + ".png")
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     for (label, xs, ys), colour in zip(series, _COLOURS * 4):
         ax.plot(xs, ys, label=label, color=colour, marker="o", ms=3)
     ax.set_xscale("log" if logx else "linear")
     ax.set_yscale("symlog" if logy else "linear")
+    if xticks is not None:
+        ticks = _tick_values(sorted({x for _, xs, _ in series for x in xs}))
+        ax.set_xticks(ticks, [xticks(t) for t in ticks])
+        ax.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
+def _tick_values(xs: Sequence[float], most: int = 9) -> list[float]:
+    """At most ``most`` of the data's x values, evenly spread, first and last included."""
+    if len(xs) <= most:
+        return list(xs)
+    step = (len(xs) - 1) / (most - 1)
+    return [xs[round(i * step)] for i in range(most)]
+
+
 def _svg_lines(path: str, title: str, xlabel: str, ylabel: str,
-               series: Sequence[tuple[str, Sequence[float], Sequence[float]]], logx: bool, logy: bool) -> None:
+               series: Sequence[tuple[str, Sequence[float], Sequence[float]]], logx: bool, logy: bool,
+               xticks: Callable[[float], str] | None = None) -> None:
     w, h, pad = 760, 420, 64
+    legend_w = 140                       # the legend's own column, right of the plot area
 
     def tx(v: float) -> float:
         return math.log10(v) if logx else v
@@ -86,19 +102,24 @@ def _svg_lines(path: str, title: str, xlabel: str, ylabel: str,
     x1 = x1 if x1 > x0 else x0 + 1
     y1 = y1 if y1 > y0 else y0 + 1
 
+    def px_of(x: float) -> float:
+        return pad + (w - 2 * pad) * (tx(x) - x0) / (x1 - x0)
+
     def pt(x: float, y: float) -> str:
-        return (f"{pad + (w - 2 * pad) * (tx(x) - x0) / (x1 - x0):.1f},"
+        return (f"{px_of(x):.1f},"
                 f"{h - pad - (h - 2 * pad) * (ty(y) - y0) / (y1 - y0):.1f}")
 
     def fmt(v: float) -> str:
         return f"{v:.3g}"
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{w}" height="{h}" fill="white"/>',
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w + legend_w}" height="{h}" font-family="sans-serif" '
+           f'font-size="12">',
+           f'<rect width="{w + legend_w}" height="{h}" fill="white"/>',
            f'<text x="{w / 2}" y="22" text-anchor="middle" font-size="14">{_esc(title)}</text>',
            f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="black"/>',
            f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="black"/>',
-           f'<text x="{w / 2}" y="{h - 16}" text-anchor="middle">{_esc(xlabel)}{" (log)" if logx else ""}</text>',
+           f'<text x="{w / 2}" y="{h - 16}" text-anchor="middle">{_esc(xlabel)}'
+           f'{" (log)" if logx and xticks is None else ""}</text>',
            f'<text x="16" y="{h / 2}" text-anchor="middle" transform="rotate(-90 16 {h / 2})">'
            f'{_esc(ylabel)}{" (log)" if logy else ""}</text>']
     for i in range(5):
@@ -108,13 +129,20 @@ def _svg_lines(path: str, title: str, xlabel: str, ylabel: str,
         yv = 10 ** fy - 1 if logy else fy
         px = pad + (w - 2 * pad) * i / 4
         py = h - pad - (h - 2 * pad) * i / 4
-        out.append(f'<text x="{px:.1f}" y="{h - pad + 16}" text-anchor="middle">{fmt(xv)}</text>')
+        if xticks is None:
+            out.append(f'<text x="{px:.1f}" y="{h - pad + 16}" text-anchor="middle">{fmt(xv)}</text>')
         out.append(f'<text x="{pad - 6}" y="{py + 4:.1f}" text-anchor="end">{fmt(yv)}</text>')
         out.append(f'<line x1="{pad}" y1="{py:.1f}" x2="{w - pad}" y2="{py:.1f}" stroke="#ddd"/>')
+    if xticks is not None:
+        for x in _tick_values(sorted({x for _, s, _ in series for x in s})):
+            out.append(f'<text x="{px_of(x):.1f}" y="{h - pad + 16}" text-anchor="middle">{_esc(xticks(x))}</text>')
     for k, ((label, sx, sy), colour) in enumerate(zip(series, _COLOURS * 4)):
         pts = " ".join(pt(x, y) for x, y in zip(sx, sy))
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{pts}"/>')
-        out.append(f'<text x="{w - pad}" y="{pad + 14 * k}" text-anchor="end" fill="{colour}">{_esc(label)}</text>')
+        ly = pad + 18 * k
+        out.append(f'<line x1="{w - pad + 16}" y1="{ly - 4}" x2="{w - pad + 36}" y2="{ly - 4}" stroke="{colour}" '
+                   f'stroke-width="2"/>')
+        out.append(f'<text x="{w - pad + 42}" y="{ly}" text-anchor="start" fill="{colour}">{_esc(label)}</text>')
     out.append("</svg>")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(out) + "\n")
@@ -216,8 +244,9 @@ def run(out_dir: str) -> dict[str, Any]:
     print("seed.tlb.large-working-set-misses: misses pass 10% at working sets of " +
           ", ".join(f"{_human(v) if v else '> 16 GiB'} ({n})" for n, v in knee.items()))
     plot = plot_lines(out_dir, "tlb_misses", f"TLB misses, {ENTRIES}-entry LRU TLB, random loads",
-                      "working set (bytes)", "misses per 1000 loads",
-                      [(n, [r["working_set"] for r in rows], [r[n] for r in rows]) for n in PAGE_SIZES], logx=True)
+                      "working set", "misses per 1000 loads",
+                      [(n, [r["working_set"] for r in rows], [r[n] for r in rows]) for n in PAGE_SIZES], logx=True,
+                      xticks=_human)
     print(f"\nplot: {plot}")
     return {"reach": reach, "ratio_2m_4k": ratio, "ratio_1g_2m": reach[2]["reach_bytes"] // reach[1]["reach_bytes"],
             "sweep": rows, "knee": knee, "plot": plot, "seed_claim": SEED_CLAIM}

@@ -1,0 +1,221 @@
+"""Rough edges a new user met in a first afternoon (issue "What a new user meets"): each test
+here failed before its fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+PY = sys.executable
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAKE = os.path.join(HERE, "fake_server.py")
+
+
+def _report(out: str) -> dict:
+    with open(os.path.join(out, "report.json")) as f:
+        return json.load(f)
+
+
+# -- output locations are checked before any work -----------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ("check", "--target", "model", "--out", "{file}"),
+    ("check", "--target", "model", "--out", "{file}/sub"),
+    ("compare", "--target", "model", "--target", "model", "--out", "{file}"),
+    ("fuzz", "--target", "model", "--time", "5", "--corpus", "{file}/c"),
+    ("fuzz", "--target", "model", "--time", "5", "--findings", "{file}"),
+    ("experiment", "buddy", "--out", "{file}"),
+    ("check", "--target", "model", "--out", "/proc/nope"),
+])
+def test_an_unwritable_output_is_one_line_and_exit_2_before_any_work(memspec_cli, tmp_path, args) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    argv = [a.replace("{file}", str(blocker)) for a in args]
+    t0 = time.monotonic()
+    r = memspec_cli(*argv)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    err = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and ("cannot write" in err[0] or "not a directory" in err[0]), r.stderr
+    assert time.monotonic() - t0 < 30          # refused at once, not after the run
+
+
+def test_an_unwritable_folder_is_refused(memspec_cli, tmp_path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    # root bypasses directory modes: run the command as an unprivileged user where we are root
+    pre = ([] if os.geteuid() != 0 else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+    if pre and subprocess.run(["which", "setpriv"], capture_output=True).returncode != 0:
+        pytest.skip("setpriv (util-linux) is needed to drop root for this test")
+    tmp_path.chmod(0o755)
+    r = subprocess.run(pre + [PY, "-m", "memspec.cli", "check", "--target", "model", "--out", str(ro / "out")],
+                       capture_output=True, text=True, timeout=120, cwd="/")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "cannot write" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- SIGTERM is Ctrl-C's twin: a partial report and exit 143 -------------------------------------
+
+def test_sigterm_writes_a_partial_report_and_exits_143(tmp_path) -> None:
+    out = str(tmp_path / "out")
+    p = subprocess.Popen([PY, "-m", "memspec.cli", "check", "--target", "model", "--programs", "100000",
+                          "--out", out, "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 143, stdout + stderr
+    rep = _report(out)
+    assert rep["interrupted"] is True and rep["interrupted_by"] == "SIGTERM" and rep["exit_code"] == 143
+    with open(os.path.join(out, "report.html")) as f:
+        page = f.read()
+    assert "exit code 143" in page and "partial" in page and "exit code 1)" not in page
+
+
+def test_the_html_banner_gives_the_real_exit_code_after_ctrl_c() -> None:
+    from memspec.reports.html import render
+    page = render({"summary": {"unexplained_failures": 2}, "interrupted": True, "interrupted_by": "SIGINT",
+                   "exit_code": 130, "targets": []})
+    assert "exit code 130" in page and "exit code 1)" not in page
+    # an older report without exit_code: derived, and still not "1" for an interrupted run
+    page = render({"summary": {"unexplained_failures": 2}, "interrupted": True, "targets": []})
+    assert "exit code 130" in page
+
+
+# -- reports are readable by others (the umask decides, not mkstemp) -----------------------------
+
+def test_reports_follow_the_umask(memspec_cli, tmp_path) -> None:
+    from memspec.reports.atomic import write_text
+    old = os.umask(0o022)
+    try:
+        write_text(str(tmp_path / "r.json"), "{}\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "r.json").st_mode) == 0o644
+    old = os.umask(0o077)
+    try:
+        write_text(str(tmp_path / "s.json"), "{}\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "s.json").st_mode) == 0o600
+
+
+# -- the HTML report puts failures first ---------------------------------------------------------
+
+def _failing_report() -> dict:
+    cat = {f"a.clause-{i:03d}": {"layer": "os", "statement": f"s{i}", "citation": "c"} for i in range(200)}
+    cat["z.failing"] = {"layer": "os", "statement": "the failing one", "citation": "POSIX"}
+    fail = {"clause": "z.failing", "verdict": "fail", "statement": "the failing one", "program": "a = munmap(0, 0)\n",
+            "call_index": 0, "call_text": "a = munmap(0, 0)", "expected": "-1 EINVAL", "observed": "0", "count": 2,
+            "replay": "memspec replay x.mst --target t"}
+    return {"summary": {"unexplained_failures": 1}, "catalogue": cat, "exit_code": 1,
+            "targets": [{"name": "t", "layers": ["os"], "failures": [fail],
+                         "clauses": {c: {"exercised": 1, "pass": 1} for c in cat}}]}
+
+
+def test_html_failures_come_first() -> None:
+    from memspec.reports.html import render
+    page = render(_failing_report())
+    first_failure = page.index("z.failing")
+    assert first_failure < page.index("a.clause-000"), "a failing clause sits below passing ones"
+    assert page.index('id="failures"') < page.index('id="clauses"')
+    assert page.index('id="counterexamples"') < page.index('id="clauses"')
+    # the summary list links to the counterexample
+    assert 'href="#cx-1"' in page[:page.index('id="counterexamples"')]
+
+
+# -- replay: one row per call, a reason for every verdict, the hw error code kept ---------------
+
+def test_replay_prints_each_call_once(memspec_cli, tmp_path) -> None:
+    f = tmp_path / "p.mst"
+    f.write_text("# memspec-program: 1\n# target: model\n"
+                 "a = mmap(NULL, 0x2000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                 "store(a+0x1000, 0x41)\nx = load(a+0x1000)\n")
+    r = memspec_cli("replay", str(f))
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.strip().startswith("3 ")]
+    assert len(rows) == 1, r.stdout
+    assert "checkpoint after call 3" in r.stdout
+
+
+def test_replay_of_a_crash_says_why(memspec_cli, tmp_path) -> None:
+    f = tmp_path / "p.mst"
+    f.write_text("# memspec-program: 1\n"
+                 "a = mmap(NULL, 0x2000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                 "munmap(a, 0x2000)\n")
+    r = memspec_cli("replay", str(f), "--target", f"cmd:{PY} {FAKE} crash-at-2", "--timeout", "20")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "CRASH" in r.stdout
+    why = [line for line in r.stdout.splitlines() if line.strip().startswith("why:")]
+    assert why and why[0].strip() != "why:", r.stdout
+
+
+def test_a_fault_outcome_shows_its_error_code() -> None:
+    from memspec.records import Outcome
+    o = Outcome(signal="#PF", detail=(("cr2", 0x1000), ("errcode", 3)))
+    assert o.describe() == "#PF errcode=0x3 cr2=0x1000"
+    assert Outcome(signal="SIGSEGV").describe() == "SIGSEGV"
+
+
+# -- compare: every row says why ----------------------------------------------------------------
+
+def test_compare_rows_that_the_model_did_not_judge_say_why() -> None:
+    from memspec.compare import render_markdown, render_text
+    d = {"call": 3, "text": "x = load(a)", "clause": "", "citation": "", "after_divergence": False,
+         "all_allowed": False, "model_sides_with": [], "explained": {"a": "", "b": ""},
+         "not_judged": "a: judging stopped at call 2 (fail posix.x); b: judging stopped at call 2 (fail posix.x)",
+         "answers": [{"target": "a", "observed": "0", "verdict": "not judged", "expected": ""},
+                     {"target": "b", "observed": "1", "verdict": "not judged", "expected": ""}]}
+    rep = {"layer": "os", "targets": ["a", "b"], "command": "memspec compare", "programs": [
+        {"origin": "random 1", "disagreements": [d]}]}
+    from memspec.compare import _summarise
+    rep["summary"] = _summarise(rep)
+    text = render_text(rep)
+    assert "judging stopped at call 2" in text and "under ?" not in text
+    md = render_markdown(rep)
+    assert "(not judged)" in md and "judging stopped at call 2" in md
+
+
+def test_threeway_names_where_judging_stopped() -> None:
+    from memspec.fuzz.threeway import _why_not_judged
+    from memspec.records import Check, Judgement, Outcome, RunResult, RunStatus, Verdict
+    j = Judgement(target="t", checks=[Check("posix.x", Verdict.FAIL, 1)])
+    run = RunResult(status=RunStatus.OK, outcomes=[Outcome(0)] * 4)
+    assert "stopped at call 2" in _why_not_judged(j, run, 3)
+    j2 = Judgement(target="t")
+    short = RunResult(status=RunStatus.CRASH, outcomes=[Outcome(0)], message="killed by SIGKILL")
+    assert "run ended before this call" in _why_not_judged(j2, short, 2)
+
+
+# -- help texts ---------------------------------------------------------------------------------
+
+def test_experiment_help_lists_the_experiments(memspec_cli) -> None:
+    r = memspec_cli("experiment", "--help")
+    assert r.returncode == 0
+    for name in ("buddy", "tlb", "replacement", "workingset", "kpti", "numa", "aslr"):
+        assert f"  {name}" in r.stdout, name
+    bad = memspec_cli("experiment", "nope")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_check_and_fuzz_help_explain_their_outputs(memspec_cli) -> None:
+    assert "report.html" in memspec_cli("check", "--help").stdout
+    fz = memspec_cli("fuzz", "--help").stdout
+    assert "refused" in fz and "--target" in fz and "seed of the" in fz
+
+
+def test_tlb_plot_labels_sizes_in_binary_units(tmp_path) -> None:
+    from memspec.specs.experiment_tlb import _human, plot_lines
+    path = plot_lines(str(tmp_path), "t", "title", "working set", "misses",
+                      [("4 KiB", [4096, 1 << 20, 1 << 30], [1, 2, 3]), ("2 MiB", [4096, 1 << 20, 1 << 30], [0, 1, 2])],
+                      logx=True, xticks=_human)
+    if path.endswith(".svg"):
+        body = open(path).read()
+        assert "1 MiB" in body and "1 GiB" in body and "e+" not in body
