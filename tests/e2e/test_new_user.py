@@ -219,3 +219,29 @@ def test_tlb_plot_labels_sizes_in_binary_units(tmp_path) -> None:
     if path.endswith(".svg"):
         body = open(path).read()
         assert "1 MiB" in body and "1 GiB" in body and "e+" not in body
+
+
+# -- progress in a log, and a run's own counterexamples only -----------------------------------
+
+def test_check_logs_progress_lines_when_not_on_a_terminal(tmp_path, capsys) -> None:
+    from memspec.check import Checker, CheckOptions
+    out = str(tmp_path / "out")
+    Checker(CheckOptions(targets=["model"], out=out, programs=12, machine_examples=0, suite=False,
+                         log_every=0.0)).run()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("[") and "programs" in line]
+    assert len(lines) >= 5, err          # whole lines, not carriage-return redraws
+    assert "\r" not in err
+
+
+def test_a_run_clears_the_previous_runs_counterexamples(memspec_cli, tmp_path) -> None:
+    out = tmp_path / "out"
+    stale = out / "counterexamples" / "linux" / "posix.mprotect.sets-prot-2.mst"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("# memspec-program: 1\nmunmap(0, 0)\n")
+    (out / "keep.txt").write_text("the user's own file\n")
+    r = memspec_cli("check", "--target", "model", "--programs", "2", "--machine-examples", "0", "--no-suite",
+                    "--out", str(out), "-q")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not stale.exists()
+    assert (out / "keep.txt").exists()
