@@ -62,12 +62,21 @@ class Qual(enum.IntFlag):
 
     READ = 1 << 0            # the access causing the violation was a data read
     WRITE = 1 << 1           # ... a data write (guest paging-structure A/D updates count as writes)
+    # bit 0 and bit 1 both: a guest paging-structure access under EPT A/D (Table 28-7 note 1)
     FETCH = 1 << 2           # ... an instruction fetch
+    # bit 6: AND of bit 10 (user execute) with mode-based execute control, undefined without it
     READABLE = 1 << 3        # AND of bit 0 over the EPT entries used to translate the gpa
     WRITABLE = 1 << 4        # AND of bit 1
     EXECUTABLE = 1 << 5      # AND of bit 2
     GLA_VALID = 1 << 7       # the guest-linear-address field is valid
     FINAL = 1 << 8           # with bit 7: the access was to the final translation (0: to a guest paging entry)
+    # bits 9-11 (with bits 7 and 8): the linear address's U/S, R/W and XD, only with "advanced VM-exit
+    # information for EPT violations" (IA32_VMX_EPT_VPID_CAP[22]); reserved (0) without it
+
+
+# Bits the model leaves either way in an EPT violation's exit qualification, per case (Table 28-7):
+QUAL_UNDEFINED_NO_MBEC = 1 << 6        # undefined when mode-based execute control is 0 (the harness's case)
+QUAL_ADVANCED = 0x7 << 9               # U/S, R/W, XD of the linear address (advanced VM-exit information)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +146,14 @@ class EptViolation:
     w: bool = False
     x: bool = False
 
-    def qualification(self, acc: int, gla: int | None, final: bool) -> int:
+    def qualification(self, acc: int, gla: int | None, final: bool, paging_write: bool = False) -> int:
+        """Table 28-7.  ``paging_write``: the access was the guest walk's own access to a guest paging entry
+        with EPT A/D on (EPTP[6] = 1), which counts as a write (§29.3.3.2); Table 28-7 note 1: "If such
+        an access causes an EPT violation, the processor sets both bit 0 and bit 1".  Worked example: an
+        EPT-read-only guest PTE page under EPTP[6] = 1 exits with READ|WRITE|READABLE|GLA_VALID (0x8b)."""
         q = {READ: Qual.READ, WRITE: Qual.WRITE, EXEC: Qual.FETCH}[acc]
+        if paging_write:
+            q = Qual.READ | Qual.WRITE
         q |= (Qual.READABLE if self.r else 0) | (Qual.WRITABLE if self.w else 0) | (Qual.EXECUTABLE if self.x else 0)
         if gla is not None:
             q |= Qual.GLA_VALID | (Qual.FINAL if final else 0)

@@ -42,7 +42,8 @@ from memspec.calls_virt import GUEST_HARNESS_SLOT, MAX_VMS, nested_harness_slot
 from memspec.consts import VMKIND
 from memspec.records import OK, Outcome
 
-from .ept import Ept, EptMisconfig, EptPath, EptViolation, Eptp, decode_ept, ept_rights, ept_walk
+from .ept import (QUAL_ADVANCED, QUAL_UNDEFINED_NO_MBEC, Ept, EptMisconfig, EptPath, EptViolation, Eptp, Qual,
+                  decode_ept, ept_rights, ept_walk)
 from .expect import Expect, exactly
 from .kpti import KPTI_CALLS, Kpti
 from .pte import (CR0_PE, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PKE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME,
@@ -276,15 +277,46 @@ class VirtModel:
         if isinstance(fault, EptMisconfig):
             return Outcome(signal="EPT_MISCONFIG", detail=(("gpa", gpa),)), fault.clause
         if isinstance(fault, EptViolation):
-            q = fault.qualification(acc, gva, final)
+            # the guest walk's own access under EPT A/D: a write, qualification bits 0 and 1 (Table 28-7 note 1)
+            paging_write = not final and vm.ad and "qual-paging-write-only" not in self.broken
+            q = fault.qualification(acc, gva, final, paging_write)
             clause = fault.clause
             if not final:
                 clause = "sdm.ept.violation.guest-paging-entry"
-            return Outcome(signal="EPT_VIOLATION", detail=(("exit_qualification", q), ("gla", gva), ("gpa", gpa))), clause
+            return Outcome(signal="EPT_VIOLATION", detail=(("exit_qualification", q), ("gla", gva), ("gpa", gpa),
+                                                         ("qual_any", self._qual_any(vm, acc, final)))), clause
         # AMD: #NPF; EXITINFO1 = the nested #PF error code | bit 32 (final) or bit 33 (guest page table)
         info1 = int(fault.errcode) | (NPF_FINAL if final else NPF_GPT)
         clause = "apm.npt.npf-final" if final else "apm.npt.npf-guest-table"
         return Outcome(signal="#NPF", detail=(("exitinfo1", info1), ("exitinfo2", gpa))), clause
+
+    def _qual_any(self, vm: Vm, acc: int, final: bool) -> int:
+        """Exit-qualification bits of an EPT violation that may go either way (SDM Vol. 3C Table 28-7):
+
+        * bit 6, undefined without mode-based execute control (the harness never enables it);
+        * bits 9-11 of a final-translation violation, which a CPU with advanced VM-exit information for
+          EPT violations (IA32_VMX_EPT_VPID_CAP[22], the target's fact ``ept_exit_info``) fills in from the
+          guest's entries and one without it leaves 0: loose unless the fact says the CPU lacks it;
+        * bit 0 of the write that sets a guest A/D flag without EPT A/D: the processor's flag update is a
+          locked read-modify-write, and for a read-modify-write "whether it also sets bit 0 (data read) is
+          implementation-specific" (§28.2.1, after Table 28-7).
+        """
+        loose = QUAL_UNDEFINED_NO_MBEC
+        if final and self.ept_fact("ept_exit_info", 22) is not False:
+            loose |= QUAL_ADVANCED
+        if not final and not vm.ad and acc == WRITE:
+            loose |= int(Qual.READ)
+        return loose
+
+    def ept_fact(self, key: str, cap_bit: int) -> bool | None:
+        """An EPT capability: the target's fact ``key``, else bit ``cap_bit`` of the IA32_VMX_EPT_VPID_CAP it
+        reported (``facts["vmx"]["msr"]``), else None (not reported: the model does not know)."""
+        if key in self.facts:
+            return bool(self.facts[key])
+        msr = (self.facts.get("vmx") or {}).get("msr", {}).get("IA32_VMX_EPT_VPID_CAP")
+        if msr is None:
+            return None
+        return bool(int(msr, 16) >> cap_bit & 1)
 
     # -- the 2-D walk ------------------------------------------------------------
 
@@ -674,7 +706,8 @@ class VirtModel:
         if vm.kind == VM_EPT and o.signal == "EPT_VIOLATION" and d["gpa"] & ~0xFFF == root_page:
             q = d["exit_qualification"]
             if not q & 0x100:       # Table 28-7 bit 8 clear: an access to a guest paging entry
-                return Outcome(signal="EPT_VIOLATION", detail=(("exit_qualification", q), ("gpa", harness_gpa)))
+                return Outcome(signal="EPT_VIOLATION", detail=(("exit_qualification", q), ("gpa", harness_gpa),
+                                                             ("qual_any", d.get("qual_any", 0))))
             return None
         if vm.kind != VM_NPT or o.signal != "#NPF":
             return None
@@ -854,7 +887,13 @@ def _same(obs: Outcome | None, want: Outcome | None) -> bool:
     if want.signal:
         # a field the model leaves out of ``want`` may hold any value (see _harness_walk_exit)
         got, d = dict(obs.detail), dict(want.detail)
-        return all(got.get(k) == d[k] for k in _KEYS.get(want.signal, ()) if k in d)
+        keys = [k for k in _KEYS.get(want.signal, ()) if k in d]
+        if "qual_any" in d:        # exit-qualification bits the SDM leaves either way (VirtModel._qual_any)
+            keys.remove("exit_qualification")
+            q = got.get("exit_qualification")
+            if q is None or (q ^ d["exit_qualification"]) & ~d["qual_any"]:
+                return False
+        return all(got.get(k) == d[k] for k in keys)
     if want.value is None or obs.value is None:
         return want.value == obs.value
     return (obs.value ^ want.value) & ~dict(want.detail).get("loose", 0) == 0
@@ -871,7 +910,8 @@ def show(o: Outcome | None) -> str:
         return "(any value)"
     if o.signal:
         d = dict(o.detail)
-        return o.signal + " " + " ".join(f"{k}={d[k]:#x}" for k in _KEYS.get(o.signal, ()) if k in d)
+        loose = f" (qualification bits {d['qual_any']:#x} either way)" if d.get("qual_any") else ""
+        return o.signal + " " + " ".join(f"{k}={d[k]:#x}" for k in _KEYS.get(o.signal, ()) if k in d) + loose
     loose = dict(o.detail).get("loose")
     return o.describe() + (f" (bits {loose:#x} either way)" if loose else "")
 

@@ -68,7 +68,10 @@ declare(
     ("sdm.ept.violation.execute", "an instruction fetch needs X = 1 in every EPT entry used: else EPT violation, "
      "qualification bit 2", VIO),
     ("sdm.ept.violation.guest-paging-entry", "an EPT violation met while translating a guest paging entry's gpa has "
-     "qualification bit 7 = 1 and bit 8 = 0; with EPT A/D on, such accesses count as writes (bit 1)", VIO),
+     "qualification bit 7 = 1 and bit 8 = 0; the walk's reads are data reads (bit 0) and its A/D updates data writes "
+     "(bit 1; bit 0 implementation-specific for that read-modify-write); with EPT A/D on, every guest "
+     "paging-structure access counts as a write and sets both bit 0 and bit 1",
+     f"{VIO}, note 1 of Table 28-7; §28.2.1 (read-modify-write operations)"),
     ("sdm.ept.ad.readback", "with EPTP[6] = 1 the processor sets EPT A in every entry used and EPT D in the leaf on a "
      "write; with EPTP[6] = 0 it never writes EPT entries", "Intel SDM Vol. 3C §29.3.5 (accessed and dirty flags for EPT)"),
     ("sdm.ept.ad.only-a-d", "the processor writes no bit of an EPT entry other than accessed (8) and dirty (9)",

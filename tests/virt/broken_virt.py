@@ -9,6 +9,8 @@ Bugs (``VirtModel.broken`` / ``Kpti.broken``):
 * ``skip-final-translation`` -- the final gpa is used as the hpa;
 * ``guest-d-on-read`` -- a guest read sets D in the guest PTE that maps the page (shown at checkpoints);
 * ``ept-a-missing`` -- with EPTP[6] = 1 the walks set no EPT accessed or dirty flag (shown at checkpoints);
+* ``qual-paging-write-only`` -- under EPT A/D a guest paging-structure access that violates EPT sets
+  exit-qualification bit 1 only (Table 28-7 note 1 wants bits 0 and 1);
 * ``untagged-cache`` -- cached guest-physical mappings are found by gpa alone, not by EPT root;
 * ``user-set-maps-kernel`` -- the KPTI user page-table set keeps kernel-only pages;
 * ``pcid-reuse-no-flush`` -- a context switch hands the next process the running one's PCIDs unflushed;
