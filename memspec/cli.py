@@ -209,10 +209,19 @@ def cmd_replay(a: argparse.Namespace) -> int:
     target_name = a.target or prog.meta("target")
     if not target_name:
         raise UsageError(f"{a.file} names no target (no '# target:' line): pass --target T")
+    layers = sorted({c.spec.layer for c in prog.calls})
+    if len(layers) > 1:
+        raise UsageError(f"{a.file} mixes calls of the layers {', '.join(layers)}: a program belongs to one layer")
+    if prog.meta("layer") and layers and prog.meta("layer") != layers[0]:
+        raise UsageError(f"{a.file} says '# layer: {prog.meta('layer')}' but its calls are of the {layers[0]} layer")
     try:
         target = make_target(target_name, timeout=a.timeout)
     except TargetError as e:
         raise UsageError(str(e)) from None
+    if prog.layer not in target.layers:
+        target.close()
+        raise UsageError(f"{a.file} is a program of the {prog.layer} layer; target {target_name!r} implements "
+                         f"{', '.join(target.layers)} only")
     try:
         from .fuzz_api import catalogue
         cat = catalogue()

@@ -245,3 +245,28 @@ def test_a_run_clears_the_previous_runs_counterexamples(memspec_cli, tmp_path) -
     assert r.returncode == 0, r.stdout + r.stderr
     assert not stale.exists()
     assert (out / "keep.txt").exists()
+
+
+# -- a program of another layer is one clear error on every target ------------------------------
+
+HW_PROGRAM = ("# memspec-program: 1\nset_pte(0x200000, 0, 0x201000, PTE_P|PTE_RW|PTE_US)\nmov_cr3(0x200000)\n"
+              "access(0x1000, ACC_READ, 0, 0)\n")
+OS_PROGRAM = ("# memspec-program: 1\na = mmap(NULL, 0x1000, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+              "munmap(a, 0x1000)\n")
+
+
+@pytest.mark.parametrize("target,text", [("linux", HW_PROGRAM), ("libc", HW_PROGRAM), ("qemu", OS_PROGRAM),
+                                         ("libc", OS_PROGRAM)])
+def test_replaying_a_program_of_another_layer_is_a_usage_error(memspec_cli, tmp_path, target, text) -> None:
+    f = tmp_path / "p.mst"
+    f.write_text(text)
+    r = memspec_cli("replay", str(f), "--target", target)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "layer" in r.stderr and "Traceback" not in r.stderr and "PASS" not in r.stdout
+
+
+def test_a_program_mixing_layers_is_refused(memspec_cli, tmp_path) -> None:
+    f = tmp_path / "p.mst"
+    f.write_text(OS_PROGRAM + "mov_cr3(0x200000)\n")
+    r = memspec_cli("replay", str(f), "--target", "model")
+    assert r.returncode == 2 and "layer" in r.stderr and "Traceback" not in r.stderr, r.stdout + r.stderr
