@@ -17,11 +17,17 @@ present, system), then segment-register loads at CPL 0 and 3 with good and bad
 selectors (null, RPL, TI, beyond GDTR.limit), accesses at the edges of each segment's
 limit, descriptor changes while loaded, GDTR limits and FS/GS bases.
 
+A target's facts constrain what is generated: a root slot listed in ``cpl3_reserved_slots``
+(where the target cannot stage a CPL 3 access; kvm-pvm reports slot 256) gets CPL 0 accesses
+only, with the same bytes read, so an input decodes to the same shape on every target.
+
 ``encode`` is the inverse for text (``decode(encode(p)) == p``), so a text
 reproducer seeds a corpus as it is.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from memspec.calls import CALLS
 from memspec.program import Call, Flags, Int, Program
@@ -29,6 +35,7 @@ from memspec.program import Call, Flags, Int, Program
 from .bytes import TEXT_MAGIC, ByteReader, decode_text, encode_text
 
 MAX_OPS = 28
+USES_FACTS = True            # decode() takes the target's facts (callers pass them when a codec says so)
 TABLE_BASE = 0x200000        # table frames: 0x200000 + 0x1000*k
 DATA_BASE = 0x300000         # 4 KiB data frames: 0x300000 + 0x1000*k
 BIG_BASE = 0x400000          # 2 MiB frames: 0x400000, 0x600000, ...
@@ -65,9 +72,10 @@ def _hex(v: int) -> Int:
 
 
 class _Builder:
-    def __init__(self, r: ByteReader, calls: frozenset[str] | None):
+    def __init__(self, r: ByteReader, calls: frozenset[str] | None, facts: dict[str, Any] | None = None):
         self.r = r
         self.allowed = calls
+        self.cpl3_reserved = frozenset(int(i) for i in (facts or {}).get("cpl3_reserved_slots", ()))
         self.calls: list[Call] = []
         self.next_table = 1
         self.la57 = False
@@ -159,6 +167,16 @@ class _Builder:
         la = r.choice(self.slots)[0]
         return la + 8 * r.int(0, 3) + (0x1000 * r.int(0, 2) if r.chance(20) else 0)
 
+    def _reserved(self, la: int) -> bool:
+        """Is ``la`` in a root slot where the target cannot stage a CPL 3 access?  Under 4-level
+        paging a non-canonical address is in no slot (the CPU raises #GP before any walk); under
+        LA57 the PML4 index (bits 47:39) is taken as the slot, whatever the PML5 index."""
+        if not self.cpl3_reserved:
+            return False
+        if not self.la57 and la >> 47 not in (0, 0x1FFFF):
+            return False
+        return (la >> 39) & 0x1FF in self.cpl3_reserved
+
     def op(self, roots: list[int]) -> None:
         r = self.r
         k = r.int(0, 99)
@@ -166,7 +184,10 @@ class _Builder:
             acc = r.choice([0, 0, 0, 1, 1, 2])
             cpl = r.choice([0, 3, 3])
             ac = 1 if r.chance(15) else 0
-            self.emit("access", self.addr(), Flags((("ACC_READ", "ACC_WRITE", "ACC_EXEC")[acc],)), Int(cpl), Int(ac),
+            la = self.addr()
+            if cpl == 3 and self._reserved(la):
+                cpl = 0
+            self.emit("access", la, Flags((("ACC_READ", "ACC_WRITE", "ACC_EXEC")[acc],)), Int(cpl), Int(ac),
                       result=acc != 2)
         elif k < 62 and self.slots:
             # change a leaf: new rights on the same frame (upgrades, downgrades), or a new frame
@@ -312,11 +333,12 @@ def _decode_seg(r: ByteReader, b: _Builder) -> Program:
     return Program(tuple(b.calls))
 
 
-def decode(data: bytes, calls: frozenset[str] | None = None) -> Program:
+def decode(data: bytes, calls: frozenset[str] | None = None, facts: dict[str, Any] | None = None) -> Program:
+    """``facts``: the target's (``cpl3_reserved_slots`` constrains the accesses generated)."""
     if data.startswith(TEXT_MAGIC):
         return decode_text(data, "hw", calls) or Program(())
     r = ByteReader(data)
-    b = _Builder(r, calls)
+    b = _Builder(r, calls, facts)
     if data and data[-1] % 5 == 0 and calls is not None and all(c in calls for c in SEG_CALLS):
         return _decode_seg(r, b)
     b.boot()

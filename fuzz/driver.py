@@ -187,8 +187,12 @@ class Fuzzer:
 
     # -- one execution -------------------------------------------------------
 
+    def _codec_facts(self) -> dict[str, Any]:
+        """A codec that says ``USES_FACTS`` gets the target's facts: it never generates what the target cannot run."""
+        return {"facts": self.facts} if getattr(self.codec, "USES_FACTS", False) else {}
+
     def run_one(self, data: bytes, add: bool = True) -> None:
-        program = self.codec.decode(data, self.target.calls)
+        program = self.codec.decode(data, self.target.calls, **self._codec_facts())
         if not program.calls:
             return
         j = execute(self.target, program, self.facts, invariants=self.o.invariants)
@@ -308,7 +312,7 @@ class Fuzzer:
         for _, n in sorted(blobs):
             with open(os.path.join(self.corpus_dir, n), "rb") as f:
                 data = f.read()
-            program = self.codec.decode(data, self.target.calls)
+            program = self.codec.decode(data, self.target.calls, **self._codec_facts())
             if not program.calls:
                 continue
             feats = features_of(execute(self.target, program, self.facts, invariants=self.o.invariants))

@@ -32,9 +32,11 @@ def make_test_one_input(target_spec: str, layer: str | None = None) -> Callable[
     layer = layer or target.layers[0]
     codec: Any = importlib.import_module(f"memspec.fuzz.codec_{layer}")
     facts = target.facts()
+    # a codec that says USES_FACTS never generates what the target declares it cannot run
+    extra = {"facts": facts} if getattr(codec, "USES_FACTS", False) else {}
 
     def test_one_input(data: bytes) -> None:
-        program = codec.decode(data, target.calls)
+        program = codec.decode(data, target.calls, **extra)
         if not program.calls:
             return
         j = execute(target, program, facts)

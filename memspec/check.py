@@ -72,14 +72,18 @@ def codec(layer: str) -> Any | None:
         return None
 
 
-def random_programs(layer: str, n: int, seed: int, calls: frozenset[str] | None) -> Iterator[tuple[str, Program]]:
+def random_programs(layer: str, n: int, seed: int, calls: frozenset[str] | None,
+                    facts: dict[str, Any] | None = None) -> Iterator[tuple[str, Program]]:
+    """``n`` programs decoded from seeded random bytes; a codec with ``USES_FACTS`` also gets the
+    target's ``facts``, so that it never generates what the target declares it cannot run."""
     c = codec(layer)
     if c is None:
         return
+    extra = {"facts": facts} if facts is not None and getattr(c, "USES_FACTS", False) else {}
     rng = random.Random(f"{seed}:{layer}")
     for i in range(n):
         data = bytes(rng.randrange(256) for _ in range(256))
-        p = c.decode(data, calls)
+        p = c.decode(data, calls, **extra)
         if p.calls:
             yield f"random #{i} (seed {seed})", p
 
@@ -251,7 +255,8 @@ class Checker:
                  f"{self.o.machine_examples} state-machine examples")
         import itertools
         total = len(sources) + self.o.programs
-        programs = itertools.chain(sources, random_programs(layer, self.o.programs, self.o.seed, target.calls))
+        programs = itertools.chain(sources, random_programs(layer, self.o.programs, self.o.seed, target.calls,
+                                                                     facts))
         t_start = time.monotonic()
         for n, (origin, program) in enumerate(programs, 1):
             if n == 1 or n == total or n % 10 == 0:
@@ -339,11 +344,13 @@ class Checker:
         from hypothesis import seed as hseed
         from hypothesis.errors import Flaky
         from hypothesis.stateful import run_state_machine_as_test
-        M = hseed(self.o.seed)(mod.machine(target, facts))
+        machine_class = mod.machine(target, facts)
+        M = hseed(self.o.seed)(machine_class)
         cfg = settings(max_examples=self.o.machine_examples, stateful_step_count=25, deadline=None,
                        database=example_database(self.o.db), suppress_health_check=list(HealthCheck), print_blob=False,
                        report_multiple_bugs=False)
         t0 = time.monotonic()
+        from .reports_api import ClauseStats
         try:
             run_state_machine_as_test(M, settings=cfg)
             tr.machine = {"examples": self.o.machine_examples, "result": "pass", "seconds": round(time.monotonic() - t0, 2)}
@@ -351,17 +358,61 @@ class Checker:
             # a failure that did not happen again on replay: the target's behaviour depended
             # on something the program does not control (state left by an earlier example)
             tr.machine = {"examples": self.o.machine_examples, "result": "flaky",
-                          "seconds": round(time.monotonic() - t0, 2), "message": str(e).splitlines()[0][:300]}
+                          "seconds": round(time.monotonic() - t0, 2), "message": str(e).splitlines()[0][:300],
+                          "programs": self._flaky_programs(target, layer, facts, cat, e)}
         except AssertionError as e:
             prog = getattr(e, "program", None)
             tr.machine = {"examples": self.o.machine_examples, "result": "fail", "seconds": round(time.monotonic() - t0, 2)}
             if prog is None:
                 raise
             from .records import Check, Judgement
-            from .reports_api import ClauseStats
             check = Check(e.clause, Verdict.FAIL, e.index, e.expected, e.observed, str(e).splitlines()[0])
             tr.clauses.setdefault(e.clause, ClauseStats()).add("fail")
             tr.failures.append(self._failure(target, layer, prog, check, Judgement(target.name), "state machine", cat))
+        finally:
+            # steps the target refused to run: unsupported under the clause each would have exercised
+            refused = dict(getattr(machine_class, "unsupported_steps", {}))
+            for cid, n in sorted(refused.items()):
+                for _ in range(n):
+                    tr.clauses.setdefault(cid, ClauseStats()).add(Verdict.UNSUPPORTED.value)
+            if refused and tr.machine:
+                tr.machine["unsupported_steps"] = sum(refused.values())
+
+    def _flaky_programs(self, target: Any, layer: str, facts: dict[str, Any], cat: dict[str, Any],
+                        e: BaseException) -> list[dict[str, Any]]:
+        """The programs behind a flaky state-machine result, each saved as a replayable file, with
+        the outcome of every run seen: Hypothesis's runs (the failures it collected) and ``confirm``
+        more runs of the saved program on the target."""
+        from .fuzz_api import execute
+        from .records import Check, Judgement
+        by_text: dict[str, tuple[Program, list[Any]]] = {}
+        for x in getattr(e, "exceptions", ()) or ():
+            prog = getattr(x, "program", None)
+            if isinstance(prog, Program):
+                by_text.setdefault(format_program(prog), (prog, []))[1].append(x)
+        out: list[dict[str, Any]] = []
+        for prog, seen in by_text.values():
+            runs = [f"state machine run {k}: failed {x.clause} at call {x.index + 1}: expected {x.expected}, "
+                    f"observed {x.observed}" for k, x in enumerate(seen, 1)]
+            if len(by_text) == 1 and len(seen) == 1:
+                runs.append("state machine replay: " + str(e).splitlines()[0][:200])
+            for k in range(1, max(self.o.confirm, 1) + 1):
+                try:
+                    j = execute(target, prog, facts)
+                except Exception as bug:     # a report must still be written: say what went wrong
+                    runs.append(f"replay {k} of the saved program: the harness raised {type(bug).__name__}: {bug}")
+                    continue
+                f = j.failure
+                runs.append(f"replay {k} of the saved program: " + (
+                    f"{f.verdict.value} {f.clause} at call {f.index + 1}: expected {f.expected}, observed {f.observed}"
+                    if f is not None else f"no failure ({j.status.value})"))
+            x = seen[0]
+            check = Check(x.clause, Verdict.UNKNOWN, x.index, x.expected, x.observed,
+                          "flaky: failed under the state machine but not the same way on every run")
+            saved = self._failure(target, layer, prog, check, Judgement(target.name), "state machine (flaky)", cat)
+            out.append({"clause": x.clause, "file": saved.file, "replay": saved.replay, "program": saved.program,
+                        "runs": runs})
+        return out
 
 
 def _model_clauses(program: Program) -> set[str]:
@@ -413,7 +464,13 @@ def summary_lines(results: Any) -> list[str]:
         lines.append("  checks: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         if t.machine:
             lines.append(f"  state machine: {t.machine['examples']} examples, {t.machine['result']} ({t.machine['seconds']} s)"
+                         + (f", {t.machine['unsupported_steps']} steps unsupported by the target"
+                            if t.machine.get("unsupported_steps") else "")
                          + (f": {t.machine['message']}" if t.machine.get("message") else ""))
+            for fp in t.machine.get("programs", ()):
+                lines.append(f"    flaky {fp['clause']}: {fp['file']}")
+                lines += [f"      {r}" for r in fp["runs"]]
+                lines.append(f"      replay: {fp['replay']}")
         if t.fault_path:
             lines.append("  fault path (model, summed over programs): "
                          + ", ".join(f"{k} {v}" for k, v in sorted(t.fault_path.items()) if v))

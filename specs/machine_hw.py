@@ -15,6 +15,13 @@ switch its mode, write descriptors, load segment registers at CPL 0 and 3 (good 
 bad selectors) and access through them at the edges of their limits.  A segmentation
 step whose clause is a cited difference of this target (specs/differences.toml) is
 skipped: the suite and random programs report those.
+
+What a target cannot run is never generated: a target that declares root slots where it
+cannot run CPL 3 code (the fact ``cpl3_reserved_slots``: kvm-pvm keeps slot 256 for itself
+while guest user code runs natively) gets only CPL 0 accesses there.  A step the target still
+refuses at run time (``SessionFailed`` with ``RunStatus.REFUSED``: its harness, not the
+implementation under test, says no) is counted as ``unsupported`` under the clause it would
+have exercised (``machine.unsupported_steps``), is left out of the program, and the run goes on.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ from __future__ import annotations
 from typing import Any
 
 import hypothesis.strategies as st
+from hypothesis.control import note
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from memspec.errors import SessionFailed
 from memspec.model.registry import new_model
-from memspec.program import Call, Flags, Int, Program
+from memspec.program import Call, Flags, Int, Program, format_call
+from memspec.records import RunStatus
 
 from .failures import ConformanceFailure
 
@@ -57,6 +66,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
     seg_ok = calls is not None and "seg_access" in calls
     seg_modes = ["SEG_PROTECTED", "SEG_LONG", "SEG_REAL_A20"] + (["SEG_REAL"] if facts.get("a20_gate", True) else [])
     known = _known_differences(getattr(target, "name", "")) if seg_ok else set()
+    reserved = frozenset(int(i) for i in facts.get("cpl3_reserved_slots", ()))
+    unsupported_steps: dict[str, int] = {}      # clause -> steps the target refused to run
 
     class HwMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -91,6 +102,13 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             try:
                 observed = self.session.call(call, values)
             except SessionFailed as e:
+                if e.status is RunStatus.REFUSED:
+                    # the target's harness cannot stage this step: nothing happened on the target, so
+                    # the model does not adopt it either; unsupported under the clause it would exercise
+                    cid = self.model.expect("main", name, values).clause
+                    unsupported_steps[cid] = unsupported_steps.get(cid, 0) + 1
+                    note(f"unsupported (refused by the target): {format_call(call)}: {e.message}")
+                    return
                 raise ConformanceFailure("memspec.target.alive", Program(tuple(self.calls + [call])), len(self.calls),
                                          "an answer", e.message, e.status.value) from None
             exp = self.model.expect("main", name, values)
@@ -160,12 +178,14 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
                 self._do("invlpg", _hex(la))
 
         @rule(data=st.data(), op=st.sampled_from(["ACC_READ", "ACC_READ", "ACC_WRITE", "ACC_EXEC"]),
-              cpl=st.sampled_from([0, 3]), ac=st.sampled_from([0, 0, 0, 1]), offset=st.integers(0, 7))
-        def access(self, data: Any, op: str, cpl: int, ac: int, offset: int) -> None:
+              ac=st.sampled_from([0, 0, 0, 1]), offset=st.integers(0, 7))
+        def access(self, data: Any, op: str, ac: int, offset: int) -> None:
             if self.leaves and data.draw(st.integers(0, 9)) > 0:
                 la = data.draw(st.sampled_from(self.leaves))[0] + 8 * offset
             else:
                 la = data.draw(st.sampled_from([0x1000, 0x800000000000, 0x7FFFFFFFF000]))
+            # a root slot the target cannot run user code in is accessed at CPL 0 only
+            cpl = data.draw(st.sampled_from([0] if cpl3_reserved(la, reserved) else [0, 3]), label="cpl")
             self._do("access", _hex(la), Flags((op,)), Int(cpl), Int(ac))
 
         @rule(data=st.data())
@@ -247,7 +267,15 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             self.session.close()
 
     HwMachine.__name__ = f"HwMachine_{getattr(target, 'name', 'target')}"
+    HwMachine.unsupported_steps = unsupported_steps     # type: ignore[attr-defined]
     return HwMachine
+
+
+def cpl3_reserved(la: int, reserved: frozenset[int] | set[int]) -> bool:
+    """Is ``la`` (4-level paging) in a root slot where the target declares it cannot run CPL 3
+    accesses?  A non-canonical address is in no slot: the CPU raises #GP before any walk."""
+    top = la >> 47
+    return (top == 0 or top == 0x1FFFF) and (la >> 39) & 0x1FF in reserved
 
 
 def _known_differences(target_name: str) -> set[str]:

@@ -1088,6 +1088,9 @@ class KvmTarget(Target):
             "harness_entry5": HARNESS_ENTRY, "strict_tlb": False,
             # the vCPU's CPUID enumerates no CET (MOV to CR4.CET raises #GP: suite/hw/20-cr4-reserved.mst)
             "cet": False,
+            # root slots where a CPL 3 access cannot be staged (kvm-pvm keeps them for itself while
+            # guest user code runs natively): generators give those slots CPL 0 accesses only
+            "cpl3_reserved_slots": list(f.get("cpl3_reserved_slots", ())),
             "kvm_smap_stac": f["smap_stac"], "kvm_legacy32": f["legacy32"], "kvm_pae32": f["pae32"],
             "kvm_kernel_log_readable": self.log.readable, "kvm_kernel_log": self.kernel_log,
         }
@@ -1193,20 +1196,6 @@ class KvmTarget(Target):
         self.machine.discard()
 
 
-def _session_refusal(message: str) -> SessionFailed:
-    """SessionFailed(REFUSED) for a call this KVM cannot be judged on.  Under Hypothesis it is also
-    an unsatisfied assumption, so that a state machine that does not catch refusals drops the
-    example instead of failing (as ``reject()`` would)."""
-    try:
-        from hypothesis.errors import UnsatisfiedAssumption
-    except ImportError:
-        return SessionFailed(RunStatus.REFUSED, message)
-
-    class Refusal(SessionFailed, UnsatisfiedAssumption):
-        pass
-    return Refusal(RunStatus.REFUSED, message)
-
-
 class KvmSession(Session):
     """One call at a time (state machines): each call is its own KVM_RUN on a live VM."""
 
@@ -1233,7 +1222,8 @@ class KvmSession(Session):
         try:
             cc = self.m.compile(chunk, 0, call.name, ints)
         except _Refused as e:
-            raise _session_refusal(f"call {self.n} refused: {e}") from None
+            # unsupported, not a failure: the state machine counts it and goes on without the step
+            raise SessionFailed(RunStatus.REFUSED, f"call {self.n} refused: {e}") from None
         if cc.kind == "const":
             return self.m.outcome(cc)
         status, msg, _ = self.m.run_chunk(chunk)
