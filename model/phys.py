@@ -32,7 +32,8 @@ from .heap import (ARENA_BASE, ARENA_MAX, HEAP_END, MAX_ALIGN, PROVENANCE_CLAUSE
                    Heap, fundamental_align)
 from .intervals import IntervalMap
 from .numa import BIND, DEFAULT, INTERLEAVE, LOCAL, MAX_PAGE, PREFERRED, NumaState, mask_nodes
-from .slab import KMALLOC_CLASSES, KMALLOC_MAX_CACHE, MAX_OBJECT, ZERO_SIZE_PTR, KmemCache, kmalloc_class
+from .slab import (KMALLOC_CLASSES, KMALLOC_MAX_CACHE, SLUB_MAX_ORDER, SLUB_MIN_OBJECTS, ZERO_SIZE_PTR, KmemCache,
+                   kmalloc_class, slab_order)
 
 PAGE = 1 << PAGE_SHIFT
 VMALLOC_START = 0xFFFF_C900_0000_0000
@@ -98,8 +99,11 @@ class PhysModel:
     # The judge lists per-process memory maps when a check fails; this layer has no processes.
     procs: tuple[str, ...] = ()
 
-    def __init__(self, machine: Machine | None = None, glibc_malloc: bool = True):
+    def __init__(self, machine: Machine | None = None, glibc_malloc: bool = True,
+                 slab_geometry: tuple[int, int] = (SLUB_MIN_OBJECTS, SLUB_MAX_ORDER)):
         self.machine = machine or Machine()
+        # SLUB's slab_min_objects and slab_max_order: the target's own (fact ``phys_machine``), not a rule
+        self.slab_geometry = slab_geometry
         # the heap follows glibc's own documented rules on top of C and POSIX (fact ``malloc_rules``)
         self.glibc_malloc = glibc_malloc
         self.frames = FrameTable(self.machine)
@@ -278,7 +282,10 @@ class PhysModel:
     # -- slab -------------------------------------------------------------------
 
     def _x_kmem_cache_create(self, size: int, align: int = 8) -> Expect:
-        if size < 1 or size > MAX_OBJECT or not is_pow2(align) or align > PAGE:
+        if size < 1 or not is_pow2(align):
+            return exactly("memspec.slab.create-einval-args", K_EINVAL)
+        if slab_order(KmemCache.object_size(size, align), *self.slab_geometry) is None:
+            # linux.slab.create-einval: past KMALLOC_MAX_SIZE no slab order up to MAX_PAGE_ORDER holds an object
             return exactly("linux.slab.create-einval", K_EINVAL)
         taken = set(self.caches)
         return checked("linux.slab.create", Outcome(value=max(taken, default=0) + 1), "a new cache handle",
@@ -287,7 +294,9 @@ class PhysModel:
 
     def _a_kmem_cache_create(self, o: Outcome, size: int, align: int = 8) -> None:
         if o.ok and o.value is not None and o.value > 0:
-            self.caches[o.value] = KmemCache.make(o.value, f"cache-{o.value}", size, align)
+            if size >= 1 and is_pow2(align) and slab_order(KmemCache.object_size(size, align),
+                                                           *self.slab_geometry) is not None:
+                self.caches[o.value] = KmemCache.make(o.value, f"cache-{o.value}", size, align, *self.slab_geometry)
 
     def _slab_expect(self, c: KmemCache, gfp: int) -> Expect:
         if c.has_free():
@@ -392,7 +401,8 @@ class PhysModel:
         cls = kmalloc_class(size)
         c = self.kmalloc_caches.get(cls)
         if c is None:
-            c = self.kmalloc_caches[cls] = KmemCache.make(-cls, f"kmalloc-{cls}", cls, cls if is_pow2(cls) else 8)
+            c = self.kmalloc_caches[cls] = KmemCache.make(-cls, f"kmalloc-{cls}", cls, cls if is_pow2(cls) else 8,
+                                                          *self.slab_geometry)
         return c
 
     def _x_kmalloc(self, size: int, gfp: int = 0) -> Expect:
@@ -1131,4 +1141,8 @@ class PhysModel:
 
 def new_model(facts: dict) -> PhysModel:
     facts = facts or {}
-    return PhysModel(Machine.from_facts(facts), glibc_malloc=facts.get("malloc_rules", "glibc") == "glibc")
+    m = facts.get("phys_machine") or {}
+    geometry = (int(m.get("slub_min_objects", SLUB_MIN_OBJECTS)),
+                max(0, min(MAX_ORDER, int(m.get("slub_max_order", SLUB_MAX_ORDER)))))
+    return PhysModel(Machine.from_facts(facts), glibc_malloc=facts.get("malloc_rules", "glibc") == "glibc",
+                     slab_geometry=geometry)

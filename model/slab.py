@@ -23,13 +23,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .frames import PAGE_SHIFT
+from .buddy import order_for
+from .frames import MAX_ORDER, PAGE_SHIFT
 
 PAGE = 1 << PAGE_SHIFT
 KMALLOC_CLASSES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
 KMALLOC_MAX_CACHE = KMALLOC_CLASSES[-1]
 ZERO_SIZE_PTR = 16          # include/linux/slab.h: what kmalloc(0) returns
-MAX_OBJECT = PAGE << 3      # the model's largest cache object (an order-3 slab holding one)
+# KMALLOC_MAX_SIZE (include/linux/slab.h, SLUB): 1 << (MAX_PAGE_ORDER + PAGE_SHIFT), 4 MiB on x86-64.
+# The largest object a cache may hold: kmem_cache_sanity_check refuses a larger size (CONFIG_DEBUG_VM),
+# and without it SLUB's calculate_order finds no order up to MAX_PAGE_ORDER that holds one object.
+KMALLOC_MAX_SIZE = PAGE << MAX_ORDER
+# SLUB's slab geometry is the kernel's choice (boot parameters slub_min_objects and slub_max_order,
+# Documentation/mm/slub.rst; the default min_objects grows with the CPU count): a target states its
+# own through the facts; these are the model's when it runs alone.
+SLUB_MIN_OBJECTS = 4
+SLUB_MAX_ORDER = 3          # PAGE_ALLOC_COSTLY_ORDER, slub_max_order's default
 
 
 def kmalloc_class(size: int) -> int:
@@ -40,13 +49,26 @@ def kmalloc_class(size: int) -> int:
     raise ValueError(size)
 
 
-def slab_order(objsize: int) -> int:
-    """The model's slab order: the smallest order (<= 3) holding at least 4 objects
-    (SLUB's calculate_order likewise grows the slab until enough objects fit)."""
-    for order in range(4):
-        if (PAGE << order) // objsize >= 4:
-            return order
-    return 3
+def slab_order(objsize: int, min_objects: int = SLUB_MIN_OBJECTS, max_order: int = SLUB_MAX_ORDER) -> int | None:
+    """The slab order for ``objsize``-byte objects, as SLUB's calculate_order (mm/slub.c) finds it:
+    at least ``min_objects`` (capped at what an order-``max_order`` slab holds) per slab, the smallest
+    order up to ``max_order`` that wastes at most 1/16 of the slab, else 1/8, 1/4, 1/2; an object
+    too big for that gets the smallest order holding it (``get_order``) up to MAX_PAGE_ORDER; None
+    when none holds it (the cache cannot be created: -ENOSYS).
+
+    >>> [slab_order(n) for n in (8, 1024, 2048, 9000, 40000, 1 << 22, (1 << 22) + 1)]
+    [0, 0, 1, 3, 4, 10, None]
+    """
+    min_objects = min(min_objects, (PAGE << max_order) // objsize)
+    if min_objects >= 1:
+        lowest = order_for(min_objects * objsize)
+        for fraction in (16, 8, 4, 2):
+            for order in range(lowest, max_order + 1):
+                slab = PAGE << order
+                if slab % objsize <= slab // fraction:
+                    return order
+    order = order_for(objsize)
+    return order if order <= MAX_ORDER else None
 
 
 @dataclass(slots=True)
@@ -66,11 +88,20 @@ class KmemCache:
     slabs: dict[int, Slab] = field(default_factory=dict)
     live: dict[int, int] = field(default_factory=dict)     # object address -> slab pfn
 
-    @classmethod
-    def make(cls, handle: int, name: str, size: int, align: int) -> "KmemCache":
+    @staticmethod
+    def object_size(size: int, align: int) -> int:
+        """The object's size in its slab: at least a pointer (the free pointer), rounded up to ``align``."""
         objsize = max(size, 8)
-        objsize = (objsize + align - 1) // align * align
-        return cls(handle, name, objsize, slab_order(objsize))
+        return (objsize + align - 1) // align * align
+
+    @classmethod
+    def make(cls, handle: int, name: str, size: int, align: int, min_objects: int = SLUB_MIN_OBJECTS,
+             max_order: int = SLUB_MAX_ORDER) -> "KmemCache":
+        objsize = cls.object_size(size, align)
+        order = slab_order(objsize, min_objects, max_order)
+        if order is None:
+            raise ValueError(f"no slab order holds a {objsize}-byte object")
+        return cls(handle, name, objsize, order)
 
     @property
     def per_slab(self) -> int:

@@ -72,8 +72,15 @@ declare(
      f"{SEED}: 'power-of-2-sized blocks (from 4 KB up to 4 MB in typical configurations)'"),
     # --- slab ----------------------------------------------------------------
     ("linux.slab.create", "kmem_cache_create returns a new cache", f"{SLUB} kmem_cache_create; {BONWICK} §3.1"),
-    ("linux.slab.create-einval", "a cache of a size of 0, too large, or with an alignment that is not a power of two "
-     "up to a page is refused", f"{SLUB} kmem_cache_create (returns NULL)"),
+    ("linux.slab.create-einval", "a cache whose object (rounded up to its alignment) is larger than "
+     "KMALLOC_MAX_SIZE (4 MiB: one MAX_PAGE_ORDER block) is refused; every smaller size is accepted, in a slab "
+     "of a higher order when need be", "mm/slab_common.c kmem_cache_sanity_check (size > KMALLOC_MAX_SIZE: "
+     "-EINVAL, CONFIG_DEBUG_VM); mm/slub.c calculate_order (falls back to get_order(size) up to MAX_PAGE_ORDER, "
+     "else -ENOSYS) and kmem_cache_open; include/linux/slab.h KMALLOC_MAX_SIZE"),
+    ("memspec.slab.create-einval-args", "a cache of size 0, or with an alignment that is not a power of two, is "
+     "refused (EINVAL).  The kernel defines neither: its ALIGN() needs a power of two and no check refuses size 0; "
+     "this is memspec's convention for the protocol's kmem_cache_create, never a kernel rule",
+     "memspec convention; include/linux/align.h ALIGN (a power-of-two alignment)"),
     ("linux.slab.bad-cache", "an operation on a cache that does not exist is refused", f"{SLUB}"),
     ("bonwick.slab.reuse", "an allocation reuses a free object of an existing slab before the cache grows by a new slab",
      f"{BONWICK} §3.2 (the allocator grows a cache only when it has no free buffer); {SLUB} ___slab_alloc"),

@@ -17,7 +17,9 @@ from memspec.program import format_program, parse
 def test_decode_is_total_and_round_trips(data):
     p = decode(data)
     assert all(CALLS[c.name].layer == "phys" for c in p.calls)
-    assert parse(format_program(p)) == p
+    # a program without a call is no program text (memspec.program refuses it); the codec's own text form keeps it
+    if p.calls:
+        assert parse(format_program(p)) == p
     assert decode(encode(p)) == p
 
 
