@@ -10,6 +10,7 @@ Each layer adds its clauses from its own module; ``all_clauses()`` loads them al
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from memspec.records import Clause
 
@@ -24,6 +25,17 @@ CLAUSE_MODULES = (
     "memspec.specs.clauses_seg",
     "memspec.specs.clauses_virt",
 )
+
+
+def _check_modules() -> None:
+    """Every clause module exists (found, not imported: they import this module to declare): a
+    misspelt entry is an error at import, never a layer whose clauses silently go missing."""
+    for m in CLAUSE_MODULES:
+        if importlib.util.find_spec(m) is None:
+            raise ImportError(f"clause module {m!r} (catalogue.CLAUSE_MODULES) does not exist")
+
+
+_check_modules()
 
 
 def declare(layer: str, *rows: tuple[str, str, str] | tuple[str, str, str, str]) -> None:

@@ -9,6 +9,7 @@ only matters when that target is asked for.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 from memspec.errors import UsageError
@@ -34,9 +35,27 @@ FAMILIES: dict[str, str] = {
 }
 
 
+def _check_registered() -> None:
+    """Every registered adapter's module exists (found without importing it, so that an optional
+    target's missing package still only matters when that target is asked for): a misspelt
+    registration is an error at import, not at the first run of that target."""
+    for name, where in [*TARGETS.items(), *((f"{p}:", w) for p, w in FAMILIES.items())]:
+        mod, sep, attr = where.partition(":")
+        if not sep or not attr.isidentifier():
+            raise ImportError(f"target {name!r} is registered as {where!r}, not 'module:attribute'")
+        if importlib.util.find_spec(mod) is None:
+            raise ImportError(f"target {name!r} is registered in module {mod!r}, which does not exist")
+
+
+_check_registered()
+
+
 def _load(where: str) -> Any:
     mod, attr = where.split(":")
-    return getattr(importlib.import_module(mod), attr)
+    try:
+        return getattr(importlib.import_module(mod), attr)
+    except AttributeError:
+        raise ImportError(f"{mod} has no {attr!r}: the target registry names something that is not there") from None
 
 
 def make_target(spec: str, **options: Any) -> Target:
@@ -52,6 +71,8 @@ def make_target(spec: str, **options: Any) -> Target:
     try:
         cls = _load(TARGETS[spec])
     except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] == "memspec":
+            raise                  # memspec's own module missing: a bug, never "install an extra"
         raise UsageError(f"target {spec!r} is not available: {e}. "
                          f"Install its extra, e.g. pip install 'memspec[{spec}]'") from None
     return cls(**options)
