@@ -159,9 +159,11 @@ declare(
     ("numa.stat.einval", "an unknown counter is refused", "memspec convention"),
     # --- region/arena -----------------------------------------------------------
     ("hanson.arena.disjoint", "a new region overlaps no other region", HANSON),
-    ("hanson.arena.create-einval", "a region of capacity 0 or beyond the limit is refused", HANSON),
+    ("hanson.arena.create-einval", "a region of capacity 0, or above 64 MiB, is refused.  Hanson's regions have no "
+     "size limit: the bound is memspec's convention for the protocol's arena_create, not a rule of the paper",
+     f"memspec convention (model/heap.py ARENA_MAX); {HANSON} (regions of any size)"),
     ("hanson.arena.einval", "an operation on something that is not a live region, or an alignment that is not a "
-     "power of two, is refused", HANSON),
+     "power of two, is refused", f"memspec convention for the protocol's arena calls; {HANSON}"),
     ("hanson.arena.bump", "a region allocation is aligned and lies in the region's unused part: earlier objects stay "
      "live until the region is reset", f"{HANSON}; {SEED}: 'Region/arena allocation -- All allocations from a defined region freed together'"),
     ("hanson.arena.enomem-when-full", "a region allocation fails exactly when the unused part cannot hold it", HANSON),
