@@ -101,11 +101,14 @@ class Eptp:
     def root(self, maxphy: int) -> int:
         return self.value & bits(maxphy - 1, 12)
 
-    def invalid(self, maxphy: int, la57: bool, ad_ok: bool = True) -> str | None:
-        """Why a VM entry with this EPTP fails (§27.2.1.1, the EPTP checks), or None."""
-        if self.memtype not in (0, 6):
-            return "memory type must be UC (0) or WB (6)"
-        if self.levels not in ((4, 5) if la57 else (4,)):
+    def invalid(self, maxphy: int, wl5: bool, ad_ok: bool = True, uc_ok: bool = True, wb_ok: bool = True,
+                wl4: bool = True) -> str | None:
+        """Why a VM entry with this EPTP fails (§27.2.1.1, the EPTP checks), or None.  What the CPU supports
+        is its IA32_VMX_EPT_VPID_CAP (Appendix A.10): memory type UC (bit 8), WB (bit 14), page-walk
+        length 4 (bit 6) and 5 (bit 7), A/D flags (bit 21) -- the target's facts, never CPUID's LA57."""
+        if not {0: uc_ok, 6: wb_ok}.get(self.memtype, False):
+            return "memory type must be one the CPU supports (UC (0) or WB (6))"
+        if not {4: wl4, 5: wl5}.get(self.levels, False):
             return f"page-walk length {self.levels} not supported"
         if self.ad and not ad_ok:
             return "EPT A/D flags not supported"
@@ -179,7 +182,7 @@ def present(e: int) -> bool:
     return bool(e & 0x7)
 
 
-def misconfigured(e: int, level: int, maxphy: int, xonly: bool, page1g: bool) -> str | None:
+def misconfigured(e: int, level: int, maxphy: int, xonly: bool, page1g: bool, page2m: bool = True) -> str | None:
     """The clause of the misconfiguration a present entry causes at ``level``, or None (§29.3.3.1).
 
     ``EPT_W`` without ``EPT_R`` misconfigures; so does ``EPT_X`` alone on a CPU without
@@ -197,6 +200,8 @@ def misconfigured(e: int, level: int, maxphy: int, xonly: bool, page1g: bool) ->
         return "sdm.ept.misconfig.rsvd-ps"
     if level == 3 and e & _PS and not page1g:
         return "sdm.ept.misconfig.rsvd-ps"
+    if level == 2 and e & _PS and not page2m:      # bit 7 of a PDE is reserved without 2-MByte EPT pages
+        return "sdm.ept.misconfig.rsvd-ps"
     if not leaf and e & bits(6, 3):
         return "sdm.ept.misconfig.rsvd-nonleaf"
     if leaf and level == 3 and e & bits(29, 12):
@@ -209,7 +214,7 @@ def misconfigured(e: int, level: int, maxphy: int, xonly: bool, page1g: bool) ->
 
 
 def ept_walk(read: Read, root: int, levels: int, gpa: int, maxphy: int = 52, xonly: bool = True,
-             page1g: bool = True) -> EptPath | EptViolation | EptMisconfig:
+             page1g: bool = True, page2m: bool = True) -> EptPath | EptViolation | EptMisconfig:
     """Translate ``gpa`` through the EPT tables at ``root``: one step per level (SDM §29.3.2).
 
     The gpa is indexed like a linear address (bits 47:39, 38:30, 29:21, 20:12; 56:48
@@ -224,7 +229,7 @@ def ept_walk(read: Read, root: int, levels: int, gpa: int, maxphy: int = 52, xon
         uses.append(Use(addr, e, level))
         if not present(e):
             return EptViolation(gpa, tuple(uses), f"sdm.ept.violation.{LEVEL[level]}-not-present")
-        bad = misconfigured(e, level, maxphy, xonly, page1g)
+        bad = misconfigured(e, level, maxphy, xonly, page1g, page2m)
         if bad is not None:
             return EptMisconfig(gpa, tuple(uses), bad)
         r, w, x = r and bool(e & _R), w and bool(e & _W), x and bool(e & _X)

@@ -132,7 +132,8 @@ class Vm:
 
 @dataclass(slots=True)
 class GpCache:
-    """Guest-physical mappings the model's CPU cached: (root, gpa page base, size) -> nested path."""
+    """Guest-physical mappings the model's CPU cached: (root, gpa page base, size) -> nested path.  No
+    capacity: a CPU may keep any of them until INVEPT (SDM Vol. 3C §29.4.1), so the allowed set keeps them all."""
 
     entries: list[tuple[int, int, int, Any, int]] = field(default_factory=list)   # root, base, size, path, time
 
@@ -144,7 +145,6 @@ class GpCache:
         base = gpa & ~(size - 1)
         self.entries = [e for e in self.entries if not (e[0] == root and e[1] == base)]
         self.entries.append((root, base, size, path, now))
-        del self.entries[:-256]
 
     def invalidate(self, root: int | None) -> None:
         self.entries = [e for e in self.entries if root is not None and e[0] != root]
@@ -173,9 +173,12 @@ def explore(run: Callable[[Callable[[int], int]], Any], limit: int = 32) -> list
     return results
 
 
-def host_mode(maxphy: int, la57: bool = False) -> Mode:
-    """The host paging mode the nested (NPT) stage walks with: 4-level, NXE on, WP on (APM §15.25.5)."""
-    return Mode(GUEST_CR0, CR4_PAE | (CR4_LA57 if la57 else 0), EFER_LME | EFER_LMA | EFER_NXE, 0, maxphy)
+def host_mode(maxphy: int, la57: bool = False, nx: bool = True) -> Mode:
+    """The host paging mode the nested (NPT) stage walks with (APM §15.25.5: the host's paging mode at VMRUN):
+    the harness's host runs 4-level long mode with WP on, and with EFER.NXE on exactly where the CPU has NX
+    (``nx``, a target fact); without NXE bit 63 of a nested entry is reserved."""
+    return Mode(GUEST_CR0, CR4_PAE | (CR4_LA57 if la57 else 0), EFER_LME | EFER_LMA | (EFER_NXE if nx else 0), 0,
+                maxphy)
 
 
 class VirtModel:
@@ -253,8 +256,8 @@ class VirtModel:
         NPT fault's error code."""
         if vm.kind == VM_EPT:
             return ept_walk(self.read, vm.root, vm.levels, gpa, self.maxphy, bool(self.facts["ept_xonly"]),
-                            bool(self.facts["ept_1g"]))
-        return walk(self.read, host_mode(self.maxphy, vm.levels == 5), vm.root, gpa, acc, 3,
+                            bool(self.facts["ept_1g"]), self.ept_fact("ept_2m", 16) is not False)
+        return walk(self.read, host_mode(self.maxphy, vm.levels == 5, self.facts.get("nx", True) is not False), vm.root, gpa, acc, 3,
                     bool(self.facts["page1g"]))
 
     def nested_rights(self, vm: Vm, res: Any, gpa: int, acc: int) -> Any | None:
@@ -263,7 +266,7 @@ class VirtModel:
             if "ept-ignores-x" in self.broken and acc == EXEC:
                 return None
             return ept_rights(res, acc, gpa)
-        fault, _ = check_access(res, host_mode(self.maxphy, vm.levels == 5), gpa, acc, 3, 0)
+        fault, _ = check_access(res, host_mode(self.maxphy, vm.levels == 5, self.facts.get("nx", True) is not False), gpa, acc, 3, 0)
         return fault
 
     def software_gpa(self, vm: Vm, gpa: int) -> int | None:
@@ -508,7 +511,13 @@ class VirtModel:
         if gcr3 % 4096 or not 0 <= gcr3 < (GUEST_HARNESS_SLOT << 39):
             return exactly("memspec.virt.vm-args", EINVAL)
         if kind == VM_EPT:
-            why = Eptp(root | eptp_flags).invalid(self.maxphy, bool(self.facts["la57"]), bool(self.facts["ept_ad"]))
+            # what the CPU's IA32_VMX_EPT_VPID_CAP allows (a fact the target reports; not reported: allowed,
+            # except a 5-level walk, assumed only where the CPU has 5-level paging at all)
+            wl5 = self.ept_fact("ept_wl5", 7)
+            why = Eptp(root | eptp_flags).invalid(
+                self.maxphy, bool(self.facts["la57"]) if wl5 is None else wl5, bool(self.facts["ept_ad"]),
+                self.ept_fact("ept_uc", 8) is not False, self.ept_fact("ept_wb", 14) is not False,
+                self.ept_fact("ept_wl4", 6) is not False)
             if why is not None:
                 return exactly("sdm.eptp.invalid-fails-entry", EINVAL)
             return exactly("sdm.eptp.valid", OK)
