@@ -26,9 +26,13 @@ from typing import Any
 import hypothesis.strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from hypothesis.control import note
+
 from memspec.consts import CONSTANTS
+from memspec.errors import SessionFailed
 from memspec.model.registry import new_model
-from memspec.program import Call, Flags, Int, Program
+from memspec.program import Call, Flags, Int, Program, format_call
+from memspec.records import RunStatus
 
 from .machine_hw import ConformanceFailure
 
@@ -72,6 +76,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
     calls = getattr(target, "calls", None)
     ept_ok = calls is None or "set_epte" in calls
     kpti_ok = calls is None or "kpti_boot" in calls
+    unsupported_steps: dict[str, int] = {}      # clause -> steps the target refused to run (as in machine_hw)
 
     class VirtMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -88,7 +93,17 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
         def _do(self, name: str, *args: Int | Flags, result: bool = False) -> None:
             call = Call(name, tuple(args), f"v{len(self.calls)}" if result else None)
             values = tuple(_value(a) for a in args)
-            observed = self.session.call(call, values)
+            try:
+                observed = self.session.call(call, values)
+            except SessionFailed as e:
+                if e.status is RunStatus.REFUSED:
+                    # the target's harness cannot stage this step: unsupported, left out, and the run goes on
+                    cid = self.model.expect("main", name, values).clause
+                    unsupported_steps[cid] = unsupported_steps.get(cid, 0) + 1
+                    note(f"unsupported (refused by the target): {format_call(call)}: {e.message}")
+                    return
+                raise ConformanceFailure("memspec.target.alive", Program(tuple(self.calls + [call])), len(self.calls),
+                                         "an answer", e.message, e.status.value) from None
             exp = self.model.expect("main", name, values)
             self.calls.append(call)
             why = exp.judge(observed)
@@ -222,4 +237,5 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             self.session.close()
 
     VirtMachine.__name__ = f"VirtMachine_{getattr(target, 'name', 'target')}"
+    VirtMachine.unsupported_steps = unsupported_steps     # type: ignore[attr-defined]
     return VirtMachine

@@ -19,8 +19,10 @@ IA-32e mode, as firmware does.
 Outcomes have the shapes of the ``qemu`` target's: a load or store returns the
 qword read, a fetch returns ok, a page fault is ``signal="#PF"`` with
 ``detail`` ``cr2`` and ``errcode``, other exceptions ``#GP``, ``#UD``, …; the
-harness's refusals (arguments outside the program's memory, the harness's slot)
-are ``EINVAL``.  A guest that stops answering within the time limit is killed
+program's mistakes the harness refuses (arguments outside the program's memory, the
+harness's slot) are ``EINVAL``, as the model predicts; an operation the harness cannot stage
+safely (an allowed access that would reach the harness's own memory) is answered ``r`` and
+the program is ``refused`` (unsupported) from that call on, never judged.  A guest that stops answering within the time limit is killed
 (``hang``); one that resets (a triple fault: QEMU runs with ``-no-reboot``) or
 reports an exception outside any probe is a ``crash``.
 """
@@ -425,11 +427,17 @@ def encode(name: str, a: tuple[int, ...], vm_kinds: frozenset[int] = frozenset({
     raise TargetError(f"the qemu-system target does not implement {name}()")
 
 
+class HarnessRefused(Exception):
+    """The test kernel could not stage an operation (``r …``): the program is refused from this
+    call on (unsupported), which is no verdict on the CPU."""
+
+
 def decode(name: str, a: tuple[int, ...], reply: str) -> Outcome:
     """One answer line -> the outcome, in the unicorn target's shapes.
 
     ``k``: done (a fetch: the pattern's int3 ran, so the fetch was allowed); ``v X``: a load or
-    store completed and read X (or read_pte's entry); ``e …``: the harness refused; ``x V E C R``:
+    store completed and read X (or read_pte's entry); ``e …``: the program's mistake, refused
+    (EINVAL); ``r …``: the harness cannot stage it (raises ``HarnessRefused``); ``x V E C R``:
     exception vector V with error code E, CR2 C (page faults), at RIP R."""
     parts = reply.split()
     if not parts:
@@ -439,6 +447,9 @@ def decode(name: str, a: tuple[int, ...], reply: str) -> Outcome:
         return OK
     if kind == "e":
         return EINVAL
+    if kind == "r":
+        raise HarnessRefused(f"the test kernel cannot stage {name}({', '.join(hex(x) for x in a)}): "
+                             + reply[1:].strip())
     if kind == "v":
         return Outcome(value=int(parts[1], 16))
     if kind == "n" and len(parts) == 5:
@@ -621,7 +632,10 @@ class QemuSystemSession(Session):
                 self.dead = e
                 return accepted_then_died(e.message)
             raise SessionFailed(e.status, e.message) from None
-        return decode(call.name, a, reply)
+        try:
+            return decode(call.name, a, reply)
+        except HarnessRefused as e:
+            raise SessionFailed(RunStatus.REFUSED, str(e)) from None
 
     def observe(self) -> Observation:
         return Observation()
@@ -749,7 +763,12 @@ class QemuSystemTarget(Target):
                         if r != "k":
                             raise TargetError(f"the test kernel refused its reset: {r}")
                         continue
-                    o = decode(call.name, a, r)
+                    try:
+                        o = decode(call.name, a, r)
+                    except HarnessRefused as e:
+                        # the rest of the batch ran, but the judge cannot skip a call: refused from here
+                        return RunResult(tuple(outcomes), (), RunStatus.REFUSED,
+                                         f"call {len(outcomes) + 1} refused: {e}")
                 outcomes.append(o)
                 if call.result and o.value is not None:
                     env[call.result] = o.value
@@ -780,4 +799,5 @@ class QemuSystemTarget(Target):
             self.guest = None
 
 
-__all__ = ["QemuSystemTarget", "Guest", "build_kernel", "find_qemu", "parse_features", "encode", "decode"]
+__all__ = ["QemuSystemTarget", "Guest", "HarnessRefused", "build_kernel", "find_qemu", "parse_features", "encode",
+           "decode"]

@@ -443,7 +443,7 @@ gkv_write:
 /* Ring-3 stubs: the only code on a user page.  INT 0x81 (DPL 3) returns to the harness;
  * in an SVM guest at CPL 3, VMMCALL does. */
         .section .user, "ax"
-        .globl user_read, user_write
+        .globl user_read, user_write, user_fetch
 user_read:
         movq (%rdi), %rax
         int $0x81
@@ -451,6 +451,8 @@ user_write:
         movb $0xCC, (%rdi)
         movq (%rdi), %rax
         int $0x81
+user_fetch:                             /* a jump at CPL 3 (non-canonical targets: #GP here) */
+        jmpq *%rdi
         .globl gu_read, gu_write
 gu_read:
         movq (%rdi), %rax

@@ -37,7 +37,7 @@ extern u32 mbi_phys;
 extern u64 gdt[], gdt_tss[];
 extern u64 isr_table[], isr_user_return[];
 extern char _user_start[], isr_stack_top[];
-extern char user_read[], user_write[];
+extern char user_read[], user_write[], user_fetch[];
 extern volatile u64 g_fault_vec, g_fault_err, g_fault_rip, g_fault_cr2, g_fault_rax;
 extern void switch_mode(u64 cr0, u64 cr4, u64 efer, u64 new_root, u64 cur_root);
 extern void run_guarded(void *fn, u64 a, u64 b, u64 c);
@@ -263,6 +263,9 @@ static int harness_slot(u64 la) {
  * the CPU will *allow* is refused; one that must fault is left to the CPU, so its #PF is
  * still observed.  A stale TLB entry could differ: the price of not trusting the program. */
 static int harms_harness(u64 la, u64 op, u64 cpl, u64 ac) {
+    /* a non-canonical address raises #GP(0) before any walk (SDM Vol. 3A 4.5, Vol. 1 3.3.7.1):
+     * nothing is read, written or run, so the CPU is always left to answer */
+    if (!canonical(la)) return 0;
     u64 cr0 = rdcr0(), cr4 = rdcr4(), efer = rdmsr(0xC0000080);
     u64 rsvd_hi = (maxphy < 52 ? ((1UL << 52) - 1) & ~((1UL << maxphy) - 1) : 0) |
                   ((efer & (1UL << 11)) ? 0 : 1UL << 63);
@@ -334,6 +337,9 @@ static void reply_x(int kind) {
     putc('\n');
 }
 static void reply_e(const char *why) { puts("e "); puts(why); putc('\n'); }
+/* the harness cannot stage this operation safely: not the program's mistake (which is `e`,
+ * EINVAL as the model predicts) and no answer of the CPU's; the host reports it unsupported */
+static void reply_r(const char *why) { puts("r "); puts(why); putc('\n'); }
 static void reply_k(void) { puts("k\n"); }
 
 static void guarded(void *fn, u64 a, u64 b, u64 c) {
@@ -924,10 +930,13 @@ static void access(u64 addr, u64 op, u64 cpl, u64 ac) {
     cpl = 0;
 #endif
     if (harness_slot(addr)) { reply_e("address in the harness's slot"); return; }
-    if (harms_harness(addr, op, cpl, ac)) { reply_e("the access would reach the harness's own memory"); return; }
+    if (harms_harness(addr, op, cpl, ac)) { reply_r("the access would reach the harness's own memory"); return; }
     if (cpl == 3) {
         u64 rflags = 0x2 | (ac ? 0x40000 : 0);
-        if (op == 2) guarded(op_user, addr, 0, rflags);
+        /* a fetch from a non-canonical address is a CPL 3 jump there: its #GP(0) is raised by
+         * the jump at CPL 3, as for a program's own branch (IRETQ itself would refuse the RIP) */
+        if (op == 2 && !canonical(addr)) guarded(op_user, (u64)user_fetch, addr, rflags);
+        else if (op == 2) guarded(op_user, addr, 0, rflags);
         else guarded(op_user, (u64)(op == 1 ? user_write : user_read), addr, rflags);
     } else {
         guarded(op == 0 ? op_read : op == 1 ? op_write : op_fetch, addr, ac, 0);

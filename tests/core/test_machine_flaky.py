@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from memspec.cli import main
 from memspec.program import parse
 
@@ -136,7 +138,7 @@ class RefusesUser(Session):
         self.inner = inner
 
     def call(self, call, args):
-        if call.name == "access" and int(args[2]) == 3:
+        if call.name in ("access", "vm_access") and int(args[2]) == 3:
             log("refused")
             raise SessionFailed(RunStatus.REFUSED, "this harness cannot run CPL 3 code")
         log("ran " + call.name)
@@ -154,14 +156,16 @@ class RefusingModel(ModelTarget):
 
     def session(self, layer="hw"):
         return RefusesUser(super().session(layer))
+
 '''
 
 
-def test_a_step_the_target_refuses_is_unsupported_and_the_run_goes_on(tmp_path, capsys) -> None:
+@pytest.mark.parametrize("layer", ["hw", "virt"])
+def test_a_step_the_target_refuses_is_unsupported_and_the_run_goes_on(tmp_path, capsys, layer) -> None:
     f = tmp_path / "refusing_target.py"
     f.write_text(REFUSING)
     out = tmp_path / "out"
-    status = main(["check", "-q", "--target", f"py:{f}:RefusingModel()", "--layer", "hw", "--no-suite",
+    status = main(["check", "-q", "--target", f"py:{f}:RefusingModel()", "--layer", layer, "--no-suite",
                    "--programs", "0", "--machine-examples", "15", "--seed", "3", "--out", str(out)])
     (t,) = json.loads((out / "report.json").read_text())["targets"]
     assert status == 0, t["failures"]
