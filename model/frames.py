@@ -155,6 +155,9 @@ class FrameTable:
 
     def claim(self, pfn: int, count: int, owner: Owner) -> None:
         """Give free frames [pfn, pfn+count) to ``owner``."""
+        if count == 1 and 0 <= pfn < len(self.owner) and not self.owner[pfn]:
+            self.owner[pfn] = owner     # the common case (vmalloc, first touch), without slicing
+            return
         rows = self.owner[pfn:pfn + count]
         if len(rows) != count or (rows != Owner.FREE).any():
             bad = pfn + int(np.flatnonzero(rows != Owner.FREE)[0]) if len(rows) == count else pfn
@@ -176,6 +179,8 @@ class FrameTable:
     def is_free(self, pfn: int, count: int) -> bool:
         if pfn < 0 or pfn + count > len(self.owner):
             return False
+        if count == 1:
+            return not self.owner[pfn]
         return not self.owner[pfn:pfn + count].any()
 
     def free_count(self, node: int = -1) -> int:
