@@ -1203,6 +1203,7 @@ class KvmSession(Session):
         self.t = target
         self.m = target.machine
         self.n = 0
+        self.refused = ""       # why the VM was given up after a refused call, if it was
         try:
             self.m.start_program(fresh=target.fresh)
         except (RuntimeError, OSError) as e:
@@ -1211,6 +1212,9 @@ class KvmSession(Session):
     def call(self, call: Call, args: tuple[int | str, ...]) -> Outcome:
         self.n += 1
         ints = tuple(int(a) for a in args)
+        if (self.m.vm is None or self.m.broken) and self.refused:
+            # a refusal (not KVM's failure) ended the VM: the rest of the session is not run either
+            raise SessionFailed(RunStatus.REFUSED, f"call {self.n} not run: the VM was given up after {self.refused}")
         if self.m.vm is None or self.m.broken:
             raise SessionFailed(RunStatus.ERROR, f"call {self.n}: the VM is gone after an earlier failure")
         if call.name == "boot":
@@ -1228,6 +1232,8 @@ class KvmSession(Session):
             return self.m.outcome(cc)
         status, msg, _ = self.m.run_chunk(chunk)
         if status is not RunStatus.OK:
+            if status is RunStatus.REFUSED:
+                self.refused = f"call {self.n} was refused ({msg})"
             raise SessionFailed(status, f"call {self.n}: {msg}")
         return self.m.outcome(cc)
 

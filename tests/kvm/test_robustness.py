@@ -75,3 +75,35 @@ def test_unbacked_physical_memory_reads_all_ones(kvm_target):
     run = kvm_target.run(parse(WALK + "set_pte(0x203000, 1, 0x40000000, PTE_P|PTE_RW)\nmov_cr3(0x200000)\n"
                                       "v = access(0x1000, ACC_READ, 0)\n"))
     assert run.status is RunStatus.OK and run.outcomes[-1].value == (1 << 64) - 1
+
+
+def test_a_session_given_up_after_a_refusal_refuses_the_rest(kvm_target, monkeypatch):
+    """A call the harness refuses at run time (e.g. a fetch that ran the harness's own code)
+    gives up the VM: the session's later calls are refused too, never a failure of KVM."""
+    import pytest
+
+    from memspec.errors import SessionFailed
+    s = kvm_target.session("hw")
+    calls = list(GOOD.calls)
+    for c in calls[:5]:
+        s.call(c, _ints(c))
+    m = kvm_target.machine
+
+    def refuse(chunk):
+        m.broken = True
+        return RunStatus.REFUSED, "the fetch ran code outside the pattern", 0
+    monkeypatch.setattr(m, "run_chunk", refuse)
+    with pytest.raises(SessionFailed) as first:
+        s.call(calls[5], _ints(calls[5]))
+    assert first.value.status is RunStatus.REFUSED
+    monkeypatch.undo()
+    with pytest.raises(SessionFailed) as later:
+        s.call(calls[4], _ints(calls[4]))
+    assert later.value.status is RunStatus.REFUSED and "given up after call 6" in later.value.message
+    # a fresh session (a new VM) runs again
+    still_fine(kvm_target, kvm_target.facts())
+
+
+def _ints(call):
+    from memspec.program import eval_args
+    return tuple(int(x) for x in eval_args(call, {}))
