@@ -108,7 +108,7 @@ class Config:
     # sandbox window): a hint there that the model sees free must be honoured.
     quiet_ranges: tuple[tuple[int, int], ...] = ()
     cap_sys_rawio: bool = True       # root: mmap below mmap_min_addr allowed
-    privileged: bool = True          # CAP_IPC_LOCK and file-mode bypass (root)
+    privileged: bool = True          # CAP_IPC_LOCK: mlock ignores RLIMIT_MEMLOCK (root)
     memlock_soft: int = 8 << 20
     memlock_hard: int = 8 << 20
     base_vm: int = 0                 # bytes the target's process maps besides the program (total_vm)
@@ -119,6 +119,22 @@ class Config:
     nodes: int = 1
     thp: str = "madvise"             # /sys/kernel/mm/transparent_hugepage/enabled
     thp_certain: bool = False        # a fault in an eligible range surely gets a huge page (the model alone)
+    # PROT_EXEC alone is execute-only: the CPU has protection keys and the kernel enabled them
+    # (cpuinfo ``pku`` and ``ospke``); without them x86 page tables cannot express exec-without-read
+    exec_only: bool = True
+    page_size: int = PAGE_SIZE       # the model knows 4 KiB pages only; any other size: every call unknown
+    kernel: tuple[int, int] | None = None   # (major, minor) of the running kernel; None: recent (6.x)
+    overcommit_memory: int = 0       # /proc/sys/vm/overcommit_memory: 0 guess, 1 always, 2 never
+    overcommit_ratio: int = 50       # /proc/sys/vm/overcommit_ratio (mode 2's commit limit)
+    max_map_count: int = 65530       # /proc/sys/vm/max_map_count
+    base_maps: int = 0               # mappings the target's process has besides the program's
+    rlimit_as: int = -1              # RLIMIT_AS soft limit in bytes, -1 unlimited
+    rlimit_data: int = -1            # RLIMIT_DATA soft limit in bytes, -1 unlimited
+    rlimit_nofile: int = -1          # RLIMIT_NOFILE soft limit, -1 unlimited
+    cap_dac_override: bool = True    # root: file modes do not bind (CAP_DAC_OVERRIDE)
+    cap_fowner: bool = True          # root: may unlink others' names in sticky /dev/shm (CAP_FOWNER)
+    cap_setuid: bool = True          # may change user and group IDs (CAP_SETUID and CAP_SETGID)
+    thp_defrag: str = "madvise"      # .../transparent_hugepage/defrag: whether a fault waits for a huge page
 
     @classmethod
     def from_facts(cls, facts: dict) -> "Config":
@@ -127,12 +143,49 @@ class Config:
         for key, conv in (("mmap_min_addr", int), ("cap_sys_rawio", bool), ("privileged", bool),
                           ("memlock_soft", int), ("memlock_hard", int), ("base_vm", int), ("umask", int),
                           ("ram_pages", int), ("swap_pages", int), ("swappiness", int), ("nodes", int),
-                          ("thp", str), ("thp_certain", bool)):
+                          ("thp", str), ("thp_certain", bool), ("exec_only", bool), ("page_size", int),
+                          ("overcommit_memory", int), ("overcommit_ratio", int), ("max_map_count", int),
+                          ("base_maps", int), ("rlimit_as", int), ("rlimit_data", int), ("rlimit_nofile", int),
+                          ("cap_dac_override", bool), ("cap_fowner", bool), ("cap_setuid", bool), ("thp_defrag", str),
+                          ("task_size", int)):
             if key in facts:
                 setattr(c, key, conv(facts[key]))
+        if "exec_only" not in facts and "pku" in facts:
+            c.exec_only = bool(facts["pku"])
+        if "kernel" in facts:
+            c.kernel = kernel_version(str(facts["kernel"]))
         if "quiet_ranges" in facts:
             c.quiet_ranges = tuple((int(a), int(b)) for a, b in facts["quiet_ranges"])
         return c
+
+
+def _or_errno(ok: Expect, clause: str, name: str) -> Expect:
+    """``ok``, or the call fails with ``name`` under ``clause`` (a limit the model cannot pin down)."""
+    def allowed(o: Outcome) -> str | None:
+        return None if o.errno == name else ok.judge(o)
+    return Expect(ok.clause, ok.default, f"{ok.describe} or {name} ({clause})", predicate=allowed,
+                  impl_defined=True, blame_by=ok.blame_by, covers=tuple(dict.fromkeys(ok.covers + (ok.clause, clause))))
+
+
+def kernel_version(release: str) -> tuple[int, int] | None:
+    """``uname -r`` (``6.18.44-fc``) as (major, minor); None if it does not start with numbers."""
+    parts = release.split(".")
+    try:
+        return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or "0")
+    except (IndexError, ValueError):
+        return None
+
+
+# Calls' arguments that older kernels do not know, with the release that brought each
+# (the man pages' "since Linux x.y"): before it the kernel rejects them as unknown.
+SINCE = {
+    "MAP_FIXED_NOREPLACE": (4, 17),    # mmap(2): MAP_FIXED_NOREPLACE (since Linux 4.17)
+    "MAP_DROPPABLE": (6, 11),          # mmap(2): MAP_DROPPABLE (since Linux 6.11)
+    "MADV_FREE": (4, 5),               # madvise(2): MADV_FREE (since Linux 4.5)
+    "MADV_COLD": (5, 4),               # madvise(2): MADV_COLD (since Linux 5.4)
+    "MADV_PAGEOUT": (5, 4),            # madvise(2): MADV_PAGEOUT (since Linux 5.4)
+    "MREMAP_DONTUNMAP": (5, 7),        # mremap(2): MREMAP_DONTUNMAP (since Linux 5.7)
+}
 
 
 class Mm:
@@ -153,6 +206,9 @@ class Mm:
         self.minflt_maybe = 0                 # faults that may or may not have happened
         self.majflt = 0
         self.privileged = config.privileged
+        self.dac_override = config.cap_dac_override
+        self.fowner = config.cap_fowner
+        self.can_setuid = config.cap_setuid
         self.uid = 0
         self.memlock_soft = config.memlock_soft
         self.mcl_future = 0                   # mlockall(MCL_FUTURE[|MCL_ONFAULT]) in force
@@ -227,15 +283,23 @@ class System:
     # -- entry point -------------------------------------------------------
 
     def expect(self, proc: str, name: str, args: tuple) -> Expect:
+        if self.config.page_size != PAGE_SIZE:
+            return Expect("memspec.host.page-size", OK, f"(pages of {self.config.page_size} bytes: not modelled)",
+                          unknown=True)
         mm = self.procs.get(proc)
         if mm is None:
             return errno("memspec.proc.exited", "ESRCH")
         return getattr(self, "_expect_" + name)(mm, *_registers(name, args))
 
+    def has(self, feature: str) -> bool:
+        """Whether the running kernel knows ``feature`` (SINCE); an unknown version is recent."""
+        k = self.config.kernel
+        return k is None or k >= SINCE[feature]
+
     def apply(self, proc: str, name: str, args: tuple, outcome: Outcome) -> None:
         """Adopt ``outcome`` (already judged allowed) as what happened."""
         mm = self.procs.get(proc)
-        if mm is None:
+        if mm is None or self.config.page_size != PAGE_SIZE:
             return
         getattr(self, "_apply_" + name)(proc, mm, outcome, *_registers(name, args))
 
@@ -254,6 +318,10 @@ class System:
                 return errno("posix.mmap.ebadf", "EBADF")
         if flags & MAP["MAP_HUGETLB"] or flags & MAP["MAP_GROWSDOWN"]:
             return Expect("linux.mmap.hugetlb-growsdown", OK, "not modelled", unknown=True)
+        if flags & MAP["MAP_FIXED_NOREPLACE"] and not self.has("MAP_FIXED_NOREPLACE"):
+            # before 4.17 the flag is an unknown bit: ignored, and the address only a hint
+            return Expect("linux.mmap.fixed-noreplace-maps", OK, "MAP_FIXED_NOREPLACE before Linux 4.17: not modelled",
+                          unknown=True)
         if length == 0:
             return errno("posix.mmap.einval-len0", "EINVAL")
         plen = page_align(length)
@@ -300,7 +368,8 @@ class System:
             if not f.read:
                 return errno("posix.mmap.eacces-fd-mode", "EACCES")
             return None
-        if mtype not in (MAP["MAP_SHARED"], MAP["MAP_PRIVATE"], MAP_DROPPABLE):
+        if mtype not in (MAP["MAP_SHARED"], MAP["MAP_PRIVATE"]) and not (
+                mtype == MAP_DROPPABLE and self.has("MAP_DROPPABLE")):
             # For anonymous memory MAP_SHARED_VALIDATE (3) falls to this default too.
             return errno("posix.mmap.einval-type", "EINVAL")
         return None
@@ -313,9 +382,60 @@ class System:
         if flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]):
             clause = ("linux.mmap.fixed-noreplace-maps" if flags & MAP["MAP_FIXED_NOREPLACE"]
                       else "posix.mmap.fixed-exact")
-            return exactly(clause, Outcome(value=addr))
-        return self._placement(mm, addr, plen, bool(flags & MAP["MAP_32BIT"]),
-                               "posix.mmap.maps-range" if not flags & MAP["MAP_ANONYMOUS"] else "posix.mmap.new-range-free")
+            placed = exactly(clause, Outcome(value=addr))
+            replaced = sum(e - s for s, e, _ in mm.mapped_pages(addr, addr + plen))
+        else:
+            placed = self._placement(mm, addr, plen, bool(flags & MAP["MAP_32BIT"]),
+                                     "posix.mmap.maps-range" if not flags & MAP["MAP_ANONYMOUS"]
+                                     else "posix.mmap.new-range-free")
+            replaced = 0
+        if placed.default.errno:
+            return placed
+        shared = flags & MAP_TYPE in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"])
+        anon = bool(flags & MAP["MAP_ANONYMOUS"])
+        # mm/mmap.c mmap_region: may_expand_vm (RLIMIT_AS, RLIMIT_DATA), then the commit charge of
+        # accountable_mapping (private writable) or of a new shmem object (shared anonymous)
+        data = bool(prot & W) and not shared
+        account = (data or (shared and anon)) and not (
+            flags & MAP["MAP_NORESERVE"] and self.config.overcommit_memory != 2)
+        return self._limits(mm, placed, plen - replaced, plen - replaced if data else 0, plen if account else 0,
+                            count_maps=True)
+
+    def _limits(self, mm: Mm, ok: Expect, grow: int, data_grow: int, charge: int, count_maps: bool = False) -> Expect:
+        """The limits a call that adds ``grow`` bytes of address space (``charge`` of them committed)
+        may run into, as ``ok`` widened or replaced by their errno.  Each limit is a host fact;
+        where the target's own use of it is only approximately known (the harness's mappings, its
+        heap, other processes' commitments), the model allows both answers near the limit."""
+        c = self.config
+        slack = 64 << 20          # the target process's own memory moves while it runs
+        if count_maps and c.max_map_count - c.base_maps < 4096:
+            # mm/mmap.c do_mmap: mm->map_count > sysctl_max_map_count -> ENOMEM
+            n = c.base_maps + len(mm.vmas) + 64
+            if n >= c.max_map_count:
+                ok = _or_errno(ok, "linux.mmap.enomem-max-map-count", "ENOMEM")
+        if c.rlimit_as >= 0 and grow > 0:
+            # mm/mmap.c may_expand_vm: total_vm + npages > RLIMIT_AS
+            if grow > c.rlimit_as:
+                return errno("linux.mmap.enomem-rlimit-as", "ENOMEM")
+            if c.base_vm + mm.total_vm() + grow + slack > c.rlimit_as:
+                ok = _or_errno(ok, "linux.mmap.enomem-rlimit-as", "ENOMEM")
+        if c.rlimit_data >= 0 and data_grow > 0:
+            # mm/mmap.c may_expand_vm: data_vm (private writable) + npages > RLIMIT_DATA
+            if data_grow > c.rlimit_data:
+                return errno("linux.mmap.enomem-rlimit-data", "ENOMEM")
+            ok = _or_errno(ok, "linux.mmap.enomem-rlimit-data", "ENOMEM")
+        if charge > 0:
+            pages = charge // PAGE_SIZE
+            # mm/util.c __vm_enough_memory, by vm.overcommit_memory
+            if c.overcommit_memory == 0 and pages > c.ram_pages + c.swap_pages:
+                return errno("linux.mmap.enomem-overcommit", "ENOMEM")
+            if c.overcommit_memory == 2:
+                limit = c.ram_pages * c.overcommit_ratio // 100 + c.swap_pages
+                if pages > limit:
+                    return errno("linux.mmap.enomem-overcommit", "ENOMEM")
+                # what the rest of the machine has committed is not known: either answer
+                ok = _or_errno(ok, "linux.mmap.enomem-overcommit", "ENOMEM")
+        return ok
 
     def _placement(self, mm: Mm, addr: int, plen: int, bit32: bool, clause: str) -> Expect:
         c = self.config
@@ -392,7 +512,7 @@ class System:
         self._unmap(mm, start, end)
         prot &= PROT_RWX
         locked = bool(flags & MAP["MAP_LOCKED"]) or bool(mm.mcl_future)
-        vma = Vma(prot, shared, obj, origin, exec_only=(prot == X), clause=(
+        vma = Vma(prot, shared, obj, origin, exec_only=self._exec_only(prot), clause=(
             "posix.mmap.fixed-exact" if flags & MAP["MAP_FIXED"] else "posix.mmap.maps-range"),
             locked=locked, onfault=bool(mm.mcl_future & MCL["MCL_ONFAULT"]), may_write=may_write,
             huge=None)
@@ -400,6 +520,18 @@ class System:
         # mm/mmap.c do_mmap -> mm_populate: MAP_POPULATE, and MAP_LOCKED / MCL_FUTURE without ONFAULT
         if flags & MAP["MAP_POPULATE"] or (locked and not vma.onfault):
             self._populate(mm, start, end)
+
+    def _exec_only(self, prot: int) -> bool:
+        """Whether a mapping of ``prot`` is execute-only.
+
+        With PKU (fact ``exec_only``), mmap/mprotect with PROT_EXEC alone give the range the
+        process's execute-only protection key, whose PKRU bits deny data access
+        (arch/x86/mm/pkeys.c __arch_override_mprotect_pkey -> execute_only_pkey): clause
+        linux.x86.exec-only-pkey.  Without PKU, protection_map[VM_EXEC] is PAGE_READONLY_EXEC
+        (arch/x86/mm/pgprot.c): the page reads like PROT_READ|PROT_EXEC (clause
+        linux.x86.exec-implies-read).  Any other prot moves the range back to the default key.
+        Example: mmap(…PROT_EXEC…) then load(a): SIGSEGV with PKU, 0 without."""
+        return prot == X and self.config.exec_only
 
     def _populate(self, mm: Mm, start: int, end: int) -> None:
         """mm/gup.c populate_vma_page_range: fault every page in; private writable mappings
@@ -538,7 +670,14 @@ class System:
             cursor = e
         if cursor < end:
             return errno("linux.mprotect.enomem-hole-partial", "ENOMEM")
-        return exactly("posix.mprotect.sets-prot", Outcome(value=0))
+        ok = exactly("posix.mprotect.sets-prot", Outcome(value=0))
+        if prot & W:
+            # mm/mprotect.c mprotect_fixup: private memory turning writable becomes data
+            # (may_expand_vm) and is charged (security_vm_enough_memory_mm)
+            gain = sum(e - s for s, e, v in mm.mapped_pages(addr, end) if not v.shared and not v.prot & W)
+            if gain:
+                return self._limits(mm, ok, 0, gain, gain)
+        return ok
 
     def _apply_mprotect(self, proc: str, mm: Mm, o: Outcome, addr: int, length: int, prot: int) -> None:
         if o.errno not in (None, "ENOMEM", "EACCES") or length == 0 or addr & ~PAGE_MASK:
@@ -555,9 +694,15 @@ class System:
             if not runs or runs[0][0] > addr:
                 return
             cursor = addr
+            for s, e, _ in runs:
+                cursor = e if s <= cursor else cursor
+            # no hole and no refused VMA: a limit refused the first private VMA turning writable
+            limit = o.errno == "ENOMEM" and cursor >= end and all(v.may_write or not prot & W for _, _, v in runs)
+            cursor = addr
             stop = addr
             for s, e, v in runs:
-                if s > cursor or (prot & W and not v.may_write):
+                if s > cursor or (prot & W and not v.may_write) or (
+                        limit and prot & W and not v.shared and not v.prot & W):
                     break
                 cursor = e
                 stop = min(e, end)
@@ -570,7 +715,7 @@ class System:
         self._split_huge(mm, addr, end)
         p = prot & PROT_RWX
         for s, e, v in list(mm.mapped_pages(addr, end)):
-            mm.vmas.set(s, e, replace(v, prot=p, exec_only=(p == X), clause=clause))
+            mm.vmas.set(s, e, replace(v, prot=p, exec_only=self._exec_only(p), clause=clause))
             for page in self._pages_in(mm, s, e):
                 t = mm.pte.get(page)
                 if t is not None:
@@ -634,7 +779,8 @@ class System:
             return exactly(self._store_clause(mm, v, page, t), OK)
         value = t.page.byte(addr & (PAGE_SIZE - 1)) if t is not None else self._read(mm, v, addr)
         if not v.prot & (R | W):
-            return exactly("posix.mmap.prot-read", Outcome(value=value))
+            # PROT_EXEC alone on a CPU without PKU: the page table entry is readable
+            return exactly("linux.x86.exec-implies-read", Outcome(value=value))
         clause = self._content_clause(mm, v, addr) if v.prot & R else "linux.x86.write-implies-read"
         if v.prot & (R | W) == R and clause == "linux.mmap.anon-zero-fill":
             clause = "posix.mmap.prot-read"
@@ -678,12 +824,9 @@ class System:
             return exactly("posix.mmap.prot-none-sigsegv", Outcome(signal="SIGSEGV"))
         if kind == W:
             return exactly("posix.mmap.prot-enforced-write", Outcome(signal="SIGSEGV"))
-        # a read of PROT_EXEC-only memory: execute-only with PKU, readable without
-        value = 0
-        return Expect("linux.x86.exec-only-pkey", Outcome(signal="SIGSEGV"),
-                      "SIGSEGV (PKU) or a value", (Outcome(signal="SIGSEGV"), Outcome(value=value)),
-                      predicate=lambda o: None if o.signal == "SIGSEGV" or (o.ok and o.value is not None)
-                      else f"expected SIGSEGV or a value, observed {o.describe()}", impl_defined=True)
+        # a read of PROT_EXEC-only memory under PKU (Vma.exec_only): the execute-only key's
+        # PKRU bits deny it (SEGV_PKUERR); without PKU the read succeeds and never gets here
+        return exactly("linux.x86.exec-only-pkey", Outcome(signal="SIGSEGV"))
 
     def _content_clause(self, mm: Mm, v: Vma, addr: int) -> str:
         """Which promise a loaded value rests on: sharing, files, copy-on-write, zero fill, or plain memory."""
@@ -831,11 +974,17 @@ class System:
             if not o.ok or o.value is None or o.value <= 0:
                 return f"expected a process id, observed {o.describe()}"
             return None
-        return Expect("posix.fork.copies-address-space", Outcome(value=self._next_pid), "a process id",
-                      predicate=allowed, impl_defined=True)
+        ok = Expect("posix.fork.copies-address-space", Outcome(value=self._next_pid), "a process id",
+                    predicate=allowed, impl_defined=True)
+        if self.config.overcommit_memory == 2 and any(v.prot & W and not v.shared for _, _, v in mm.vmas.items()):
+            # kernel/fork.c dup_mmap charges every VM_ACCOUNT mapping: ENOMEM under strict overcommit
+            return _or_errno(ok, "linux.mmap.enomem-overcommit", "ENOMEM")
+        return ok
 
     def _apply_fork(self, proc: str, mm: Mm, o: Outcome) -> None:
         # The new process's name is bound by the caller through ``bind``.
+        if not o.ok:
+            return
         self._pending_fork = self.fork_mm(mm, o.value or self._next_pid)
         self._next_pid += 1
 
@@ -846,6 +995,9 @@ class System:
         child = Mm(self.config)
         child.pid = pid
         child.privileged = parent.privileged
+        child.dac_override = parent.dac_override
+        child.fowner = parent.fowner
+        child.can_setuid = parent.can_setuid
         child.uid = parent.uid
         child.memlock_soft = parent.memlock_soft
         for s, e, v in parent.vmas.items():
@@ -910,6 +1062,19 @@ class System:
     # -- mremap -----------------------------------------------------------------
 
     def _expect_mremap(self, mm: Mm, addr: int, old_size: int, new_size: int, flags: int, new_addr: int) -> Expect:
+        exp = self._mremap_expect(mm, addr, old_size, new_size, flags, new_addr)
+        if flags & MREMAP["MREMAP_DONTUNMAP"] and not self.has("MREMAP_DONTUNMAP") and not exp.default.errno:
+            return errno("linux.mremap.einval-flags", "EINVAL")
+        grow = (page_align(new_size) & U64) - (page_align(old_size) & U64)
+        hit = mm.vmas.find(addr)
+        if exp.default.errno or exp.unknown or hit is None or grow <= 0:
+            return exp
+        # mm/mremap.c vma_to_resize: may_expand_vm, then the commit charge of a VM_ACCOUNT mapping
+        v = hit[2]
+        data = bool(v.prot & W) and not v.shared
+        return self._limits(mm, exp, grow, grow if data else 0, grow if data else 0)
+
+    def _mremap_expect(self, mm: Mm, addr: int, old_size: int, new_size: int, flags: int, new_addr: int) -> Expect:
         c = self.config
         MAYMOVE, FIXED, DONTUNMAP = MREMAP["MREMAP_MAYMOVE"], MREMAP["MREMAP_FIXED"], MREMAP["MREMAP_DONTUNMAP"]
         # mm/mremap.c check_mremap_params, in order
@@ -1054,6 +1219,8 @@ class System:
         # mm/madvise.c do_madvise / madvise_walk_vmas
         if advice not in MADV.values():
             return errno("posix.madvise.einval-advice", "EINVAL")
+        if any(advice == MADV[n] and not self.has(n) for n in ("MADV_FREE", "MADV_COLD", "MADV_PAGEOUT")):
+            return errno("posix.madvise.einval-advice", "EINVAL")     # an advice this kernel does not know
         if addr & ~PAGE_MASK:
             return errno("posix.madvise.einval-unaligned", "EINVAL")
         plen = page_align(length) & U64
@@ -1171,6 +1338,27 @@ class System:
             evict(self, cp)
             obj.uncertain.add(cp.pgoff)
             mm.maybe.add(page)
+        if self.config.swap_pages > 0:
+            self._pageout_swap(mm, start, end)
+
+    def _pageout_swap(self, mm: Mm, start: int, end: int) -> None:
+        """With a swap device (fact ``swap_pages``), MADV_PAGEOUT may also swap out anonymous and
+        shmem pages this process alone maps (mm/madvise.c madvise_cold_or_pageout_pte_range ->
+        reclaim_pages); without one they stay (mm/vmscan.c: no swap, no anon reclaim).  Whether it
+        did is the kernel's: the page's presence, residency and frame become unknown, its data stays."""
+        for s, e, v in mm.mapped_pages(start, end):
+            for page in self._pages_in(mm, s, e):
+                t = mm.pte.get(page)
+                if t is None or not isinstance(t.page, Page) or t.page.mapcount > 1:
+                    continue
+                pg = t.page
+                if pg.kind != "anon" and v.obj is not None:
+                    self.objects[v.obj].uncertain.add(v.pgoff(page))
+                fault.zap_pte(self, mm, page)
+                mm.maybe.add(page)
+                self.pfn_of_page.pop(id(pg), None)
+                for pfn in [f for f, q in self.pfn_seen.items() if q is pg]:
+                    del self.pfn_seen[pfn]
 
     def _cache_read(self, obj: MemObject, pgoff: int) -> Page | None:
         cp = Page("file", bytearray(obj.disk[pgoff]) if pgoff in obj.disk else None, obj=obj.id, pgoff=pgoff)
@@ -1371,9 +1559,21 @@ class System:
         if bad is not None:
             return bad
         start = addr & PAGE_MASK
-        if self._populate_fails(mm, start, start + page_align(length + (addr & ~PAGE_MASK))) is not None:
-            return errno("linux.mlock.enomem-populate", "ENOMEM")
-        return exactly("posix.mlock.locks", Outcome(value=0))
+        return self._populate_expect(mm, start, start + page_align(length + (addr & ~PAGE_MASK)), "posix.mlock.locks")
+
+    def _populate_expect(self, mm: Mm, start: int, end: int, ok: str) -> Expect:
+        """mlock's answer after __mm_populate: ENOMEM at the first page that cannot be faulted
+        in.  A PROT_EXEC-only range decides by the PKU fact: execute-only (GUP's read is denied
+        by the key: ENOMEM, clause linux.x86.exec-only-pkey) or readable (success, clause
+        linux.x86.exec-implies-read)."""
+        stop = self._populate_fails(mm, start, end)
+        if stop is not None:
+            hit = mm.vmas.find(stop)
+            return errno("linux.x86.exec-only-pkey" if hit is not None and hit[2].exec_only
+                         else "linux.mlock.enomem-populate", "ENOMEM")
+        if any(v.prot == X for _, _, v in mm.mapped_pages(start, end)):
+            return exactly("linux.x86.exec-implies-read", Outcome(value=0))
+        return exactly(ok, Outcome(value=0))
 
     def _expect_mlock2(self, mm: Mm, addr: int, length: int, flags: int) -> Expect:
         if flags & ~1:
@@ -1382,9 +1582,9 @@ class System:
         if bad is not None:
             return bad
         start = addr & PAGE_MASK
-        if not flags and self._populate_fails(mm, start, start + page_align(length + (addr & ~PAGE_MASK))) is not None:
-            return errno("linux.mlock.enomem-populate", "ENOMEM")
-        return exactly("linux.mlock2.onfault" if flags else "posix.mlock.locks", Outcome(value=0))
+        if flags:
+            return exactly("linux.mlock2.onfault", Outcome(value=0))
+        return self._populate_expect(mm, start, start + page_align(length + (addr & ~PAGE_MASK)), "posix.mlock.locks")
 
     def _set_locked(self, mm: Mm, o: Outcome, addr: int, length: int, lock: bool, onfault: bool) -> None:
         if o.errno not in (None, "ENOMEM"):
@@ -1478,22 +1678,35 @@ class System:
             mm.memlock_soft = soft & U64
 
     def _expect_drop_privileges(self, mm: Mm) -> Expect:
+        if not mm.can_setuid:
+            # setgroups(2), setresuid(2): without CAP_SETGID / CAP_SETUID (an unprivileged caller,
+            # or one that already dropped them) changing the groups fails with EPERM
+            return errno("posix.setuid.eperm", "EPERM")
         return exactly("posix.setuid.drops-capabilities", Outcome(value=0))
 
     def _apply_drop_privileges(self, proc: str, mm: Mm, o: Outcome) -> None:
         if o.ok:
             mm.privileged = False
+            mm.dac_override = False
+            mm.fowner = False
+            mm.can_setuid = False
             mm.uid = NOBODY
 
     # -- files: shm_open, memfd_create, open_file, pipe, ftruncate, close ---------------
 
-    def _fd_expect(self, clause: str) -> Expect:
+    def _fd_expect(self, clause: str, mm: Mm | None = None) -> Expect:
         def allowed(o: Outcome) -> str | None:
             if not o.ok or o.value is None or o.value < 0:
                 return f"expected a file descriptor, observed {o.describe()}"
             return None
         nxt = 3 + sum(len(m.fds) for m in self.procs.values()) + self._next_obj
-        return Expect(clause, Outcome(value=nxt), "a file descriptor", predicate=allowed, impl_defined=True)
+        ok = Expect(clause, Outcome(value=nxt), "a file descriptor", predicate=allowed, impl_defined=True)
+        limit = self.config.rlimit_nofile
+        if mm is not None and limit >= 0 and len(mm.fds) + 64 >= limit:
+            # fs/file.c alloc_fd: a descriptor at or above RLIMIT_NOFILE is EMFILE (the target's own
+            # descriptors are not known exactly: near the limit either answer)
+            return _or_errno(ok, "posix.open.emfile", "EMFILE")
+        return ok
 
     def _shm_name(self, name: str) -> tuple[str, Expect | None]:
         # glibc shm_open/shm_unlink (posix/shm-directory.c __shm_get_name): leading slashes go;
@@ -1511,7 +1724,7 @@ class System:
         return n, None
 
     def _may(self, mm: Mm, obj: MemObject, read: bool, write: bool) -> bool:
-        if mm.privileged:
+        if mm.dac_override:
             return True
         bits = obj.mode >> 6 if obj.uid == mm.uid else obj.mode
         return (not read or bool(bits & 4)) and (not write or bool(bits & 2))
@@ -1533,7 +1746,7 @@ class System:
             return errno("posix.shm_open.eacces", "EACCES")
         if oid is None and not self._may_create(mm, acc, mode):
             return errno("posix.shm_open.eacces", "EACCES")
-        return self._fd_expect("posix.shm_open.opens" if oid is not None else "posix.shm_open.creates")
+        return self._fd_expect("posix.shm_open.opens" if oid is not None else "posix.shm_open.creates", mm)
 
     def _may_create(self, mm: Mm, acc: int, mode: int) -> bool:
         # open(2) O_CREAT: the new file's permissions apply to later opens, not this one
@@ -1572,7 +1785,7 @@ class System:
         oid = self.shm_names.get(n)
         if oid is None:
             return errno("posix.shm_unlink.enoent", "ENOENT")
-        if not mm.privileged and self.objects[oid].uid != mm.uid:
+        if not mm.fowner and self.objects[oid].uid != mm.uid:
             # /dev/shm is sticky: only the owner may unlink (EPERM, which glibc reports as EACCES)
             return errno("posix.shm_unlink.eacces", "EACCES")
         return exactly("posix.shm_unlink.removes-name", Outcome(value=0))
@@ -1588,7 +1801,7 @@ class System:
         # mm/memfd.c: unknown flags, HUGETLB (not modelled) and names over 249 bytes are EINVAL
         if flags & ~0x1F or flags & 0x4 or len(name.encode()) > 249 or (flags & 0x8 and flags & 0x10):
             return errno("linux.memfd_create.einval", "EINVAL")
-        return self._fd_expect("linux.memfd_create.creates")
+        return self._fd_expect("linux.memfd_create.creates", mm)
 
     def _apply_memfd_create(self, proc: str, mm: Mm, o: Outcome, name: str, flags: int) -> None:
         if o.ok and o.value is not None:
@@ -1598,7 +1811,7 @@ class System:
     def _expect_open_file(self, mm: Mm, size: int, oflag: int) -> Expect:
         if size & U64 > LLONG_MAX or oflag & 3 == 3:
             return errno("posix.ftruncate.einval-length", "EINVAL")
-        return self._fd_expect("posix.open.regular-file")
+        return self._fd_expect("posix.open.regular-file", mm)
 
     def _apply_open_file(self, proc: str, mm: Mm, o: Outcome, size: int, oflag: int) -> None:
         if o.ok and o.value is not None:
@@ -1606,7 +1819,7 @@ class System:
             self._add_fd(mm, o.value, obj.id, oflag & 3)
 
     def _expect_pipe(self, mm: Mm) -> Expect:
-        return self._fd_expect("posix.pipe.creates")
+        return self._fd_expect("posix.pipe.creates", mm)
 
     def _apply_pipe(self, proc: str, mm: Mm, o: Outcome) -> None:
         if o.ok and o.value is not None:

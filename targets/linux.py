@@ -133,6 +133,8 @@ def _libc() -> ctypes.CDLL:
         libc.shm_open.argtypes = (ctypes.c_char_p, ctypes.c_int, ctypes.c_uint)
         libc.shm_unlink.restype = ctypes.c_int
         libc.shm_unlink.argtypes = (ctypes.c_char_p,)
+        libc.unshare.argtypes = (ctypes.c_int,)
+        libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
         _LIBC.append(libc)
     return _LIBC[0]
 
@@ -150,6 +152,12 @@ class _Kernel:
         self.dontfork = _Ranges()           # MADV_DONTFORK ranges (absent in forked probes)
         self.shm_prefix = f"ms{os.getpid()}x{int(time.time() * 1000) % 100000}-"
         self.shm_made: set[str] = set()
+        # With a private /dev/shm (a mount namespace of the program's own), names reach glibc
+        # and the kernel exactly as the program wrote them; else they get this run's prefix.
+        want = bool(_SHM_PRIVATE and _SHM_PRIVATE[0])
+        self.shm_private = want and _private_dev_shm(libc)
+        if want and not self.shm_private:
+            raise RuntimeError("a private /dev/shm was probed to work but cannot be made now")
         # made on the first open_file only (most programs have none): the name is fixed now, so
         # that every process of the program uses, and the cleanup removes, the same folder
         self.tmpdir = os.path.join(tempfile.gettempdir(), f"memspec-{os.getpid()}-{os.urandom(6).hex()}")
@@ -163,6 +171,8 @@ class _Kernel:
             self.pagemap = os.open("/proc/self/pagemap", os.O_RDONLY)
         except OSError:
             self.pagemap = -1
+        # fs/proc/task_mmu.c pagemap_read: frame numbers only for an opener with CAP_SYS_ADMIN
+        self.pagemap_pfns = _has_cap(CAP_SYS_ADMIN)
         ru = resource.getrusage(resource.RUSAGE_SELF)
         self.flt0 = (ru.ru_minflt, ru.ru_majflt)
 
@@ -305,6 +315,8 @@ class _Kernel:
         return Outcome(value=0)
 
     def _shm_name(self, name: str) -> bytes:
+        if self.shm_private:
+            return name.encode("utf-8", "surrogateescape")
         # Names live in one system-wide namespace: give this run's objects a prefix of their
         # own, leaving names the C library rejects as they are (so the errno is the library's).
         n = name.lstrip("/")
@@ -356,7 +368,10 @@ class _Kernel:
         return Outcome(value=fd)
 
     def do_pipe(self) -> Outcome:
-        r, w = os.pipe()
+        try:
+            r, w = os.pipe()
+        except OSError as e:
+            return Outcome(value=-1, errno=errno_name(e.errno or 0))
         self.fds.update((r, w))
         return Outcome(value=r)
 
@@ -383,6 +398,8 @@ class _Kernel:
     def _pagemap(self, addr: int) -> int:
         if self.pagemap < 0:
             raise Refused("/proc/self/pagemap is not readable here")
+        if not self.pagemap_pfns:
+            raise Refused("/proc/self/pagemap shows frame numbers only to CAP_SYS_ADMIN, which this process lacks")
         e = int.from_bytes(os.pread(self.pagemap, 8, (addr >> 12) * 8), "little")
         return e & ((1 << 55) - 1) if e >> 63 else 0
 
@@ -433,14 +450,21 @@ class _Kernel:
 
     def cleanup(self) -> None:
         """Remove this run's shared memory names (made by any of its processes) and files."""
-        try:
-            names = [n for n in os.listdir("/dev/shm") if n.startswith(self.shm_prefix)]
-        except OSError:
-            names = [n.lstrip("/") for n in self.shm_made]
+        if self.shm_private:
+            names: list[str] = []      # the private tmpfs goes with the program's last process
+        else:
+            names = self._shared_names()
         for n in names:
             self.libc.shm_unlink(("/" + n).encode())
         if os.path.isdir(self.tmpdir):
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def _shared_names(self) -> list[str]:
+        try:
+            names = [n for n in os.listdir("/dev/shm") if n.startswith(self.shm_prefix)]
+        except OSError:
+            names = [n.lstrip("/") for n in self.shm_made]
+        return names
 
     def do_mmap(self, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> Outcome:
         addr &= U64
@@ -592,9 +616,17 @@ class _Runner:
         return self.k.do(name, args)
 
     def _fork(self, child_name: str) -> Outcome:
-        req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        pid = os.fork()
+        try:
+            req_r, req_w = os.pipe()
+            rep_r, rep_w = os.pipe()
+        except OSError as e:
+            return Outcome(value=-1, errno=errno_name(e.errno or 0))
+        try:
+            pid = os.fork()
+        except OSError as e:
+            for fd in (req_r, req_w, rep_r, rep_w):
+                os.close(fd)
+            return Outcome(value=-1, errno=errno_name(e.errno or 0))
         if pid == 0:
             os.close(req_w)
             os.close(rep_r)
@@ -738,6 +770,14 @@ NOT_OBSERVABLE = {
 }
 
 
+# Without a private /dev/shm the target rewrites shm names (a per-run prefix, a hash when
+# that is too long): the kernel never sees the program's name, so these are not shown.
+_NO_PRIVATE_SHM = ("shm names are rewritten with a per-run prefix: a private /dev/shm "
+                   "(unshare(CLONE_NEWNS) and a tmpfs mount, which need CAP_SYS_ADMIN) cannot be made here")
+SHM_NAME_CLAUSES = {c: _NO_PRIVATE_SHM for c in (
+    "posix.shm_open.einval-name", "posix.shm_open.enametoolong", "glibc.shm_open.einval-name-too-long")}
+
+
 class LinuxTarget(Target):
     name = "linux"
     calls = _os_calls()
@@ -745,31 +785,24 @@ class LinuxTarget(Target):
     def __init__(self, timeout: float = 10.0):
         self.timeout = timeout
         _libc()         # once here, inherited by every program's child
+        if not _SHM_PRIVATE:
+            _SHM_PRIVATE.append(bool(host_facts()["shm_private"]))
 
     def facts(self) -> dict[str, Any]:
-        with open("/proc/sys/vm/mmap_min_addr") as f:
-            min_addr = int(f.read())
-        soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-        try:
-            with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
-                thp = f.read().split("[")[1].split("]")[0]
-        except (OSError, IndexError):
-            thp = "never"
-        try:
-            nodes = len([n for n in os.listdir("/sys/devices/system/node") if n.startswith("node")])
-        except OSError:
-            nodes = 1
         umask = os.umask(0)
         os.umask(umask)
         with open("/proc/self/status") as f:
             vm = next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:")), 0)
-        return {"mmap_min_addr": min_addr, "quiet_ranges": [list(WINDOW)], "cap_sys_rawio": _has_cap(17),
-                "privileged": _has_cap(14), "memlock_soft": soft, "memlock_hard": hard, "base_vm": vm,
-                "umask": umask, "thp": thp, "nodes": max(nodes, 1)}
+        f = host_facts()
+        f.update({"quiet_ranges": [list(WINDOW)], "base_vm": vm, "umask": umask})
+        return f
 
     def not_observable(self) -> dict[str, str]:
         """Clauses this target cannot show, with the reason (for TargetResults.not_observable)."""
-        return dict(NOT_OBSERVABLE)
+        out = dict(NOT_OBSERVABLE)
+        if not self.facts()["shm_private"]:
+            out.update(SHM_NAME_CLAUSES)
+        return out
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
         r, w = os.pipe()
@@ -837,6 +870,158 @@ def _read_lines(fd: int, timeout: float) -> tuple[list[bytes], bool]:
         if not chunk:
             return buf.splitlines(), False
         buf += chunk
+
+
+# ---------------------------------------------------------------------------
+# Host facts: what the machine under the kernel is, probed (never assumed).
+
+CLONE_NEWNS = 0x00020000
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x4000, 1 << 18
+PROT_EXEC, MAP_PRIVATE_ANON, MAP_FIXED_NOREPLACE = 0x4, 0x22, 0x100000
+CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_SETGID, CAP_SETUID, CAP_IPC_LOCK, CAP_SYS_RAWIO, CAP_SYS_ADMIN = 1, 3, 6, 7, 14, 17, 21
+_SHM_PRIVATE: list[bool] = []     # set once by LinuxTarget (probed); every program's child reads it
+
+
+def _private_dev_shm(libc: ctypes.CDLL) -> bool:
+    """In this process: a mount namespace of its own, every mount in it made private (nothing
+    propagates back to the machine), and a fresh tmpfs on /dev/shm, sticky and world-writable
+    like the real one.  Then shm_open sees the program's names exactly, and no other process's.
+    Needs CAP_SYS_ADMIN; False (nothing changed outside this process) when it cannot be done."""
+    if libc.unshare(CLONE_NEWNS) != 0:
+        return False
+    if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        return False
+    return libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777") == 0
+
+
+def _in_child(probe: Any, failed: int = 99) -> int:
+    """Run ``probe()`` in a forked process (so that its mappings, keys and namespaces stay
+    there); its return value is the exit code, ``failed`` if it raised."""
+    pid = os.fork()
+    if pid == 0:
+        code = failed
+        try:
+            code = probe()
+        except BaseException:  # noqa: BLE001 -- a probe that fails reports ``failed``
+            code = failed
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _probe_shm_private() -> int:
+    libc = _libc()
+    if not _private_dev_shm(libc):
+        return 1
+    fd = libc.shm_open(b"/memspec-probe", os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    return 0 if fd >= 0 and os.listdir("/dev/shm") == ["memspec-probe"] else 1
+
+
+def _probe_exec_only() -> int:
+    """0: a PROT_EXEC-only page is readable; 1: reading it faults (execute-only, PKU); 2: unknown.
+    The kernel reads the page for write(2): EFAULT is what a user load would turn into SIGSEGV."""
+    libc = _libc()
+    addr = libc.syscall(ctypes.c_long(SYS_mmap), ctypes.c_long(0), ctypes.c_long(PAGE_SIZE), ctypes.c_long(PROT_EXEC),
+                        ctypes.c_long(MAP_PRIVATE_ANON), ctypes.c_long(-1), ctypes.c_long(0))
+    if addr == -1:
+        return 2
+    r, w = os.pipe()
+    ctypes.set_errno(0)
+    n = libc.write(w, ctypes.c_void_p(addr), 1)
+    if n == 1:
+        return 0
+    return 1 if ctypes.get_errno() == EFAULT else 2
+
+
+def _probe_five_level() -> int:
+    """0 when an address above 47 bits can be mapped (5-level paging, LA57), else 1."""
+    libc = _libc()
+    want = 1 << 47
+    addr = libc.syscall(ctypes.c_long(SYS_mmap), ctypes.c_long(want), ctypes.c_long(PAGE_SIZE), ctypes.c_long(0),
+                        ctypes.c_long(MAP_PRIVATE_ANON | MAP_FIXED_NOREPLACE), ctypes.c_long(-1), ctypes.c_long(0))
+    return 0 if addr == want else 1
+
+
+def _read(path: str, default: str = "") -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def _cpu_flags() -> set[str]:
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _meminfo(key: str) -> int:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _bracketed(text: str, default: str) -> str:
+    try:
+        return text.split("[")[1].split("]")[0]
+    except IndexError:
+        return default
+
+
+def _rlimit(which: int) -> int:
+    """The soft limit, with RLIM_INFINITY as -1 (JSON has no unsigned 64-bit)."""
+    soft = resource.getrlimit(which)[0]
+    return -1 if soft == resource.RLIM_INFINITY else soft
+
+
+_PROBED: dict[str, Any] = {}
+
+
+def host_facts() -> dict[str, Any]:
+    """The machine's facts that the os model reads (model.mm.Config.from_facts); probes that
+    fork run once per process."""
+    if not _PROBED:
+        flags = _cpu_flags()
+        pku = "pku" in flags and "ospke" in flags
+        x = _in_child(_probe_exec_only, 2)
+        _PROBED["pku"] = pku
+        _PROBED["exec_only"] = pku if x not in (0, 1) else x == 1
+        _PROBED["shm_private"] = _in_child(_probe_shm_private, 1) == 0
+        _PROBED["task_size"] = ((1 << 56) if _in_child(_probe_five_level, 1) == 0 else (1 << 47)) - PAGE_SIZE
+    f = dict(_PROBED)
+    f["mmap_min_addr"] = int(_read("/proc/sys/vm/mmap_min_addr", "4096"))
+    f["max_map_count"] = int(_read("/proc/sys/vm/max_map_count", "65530"))
+    f["base_maps"] = len(_read("/proc/self/maps").splitlines())
+    f["overcommit_memory"] = int(_read("/proc/sys/vm/overcommit_memory", "0"))
+    f["overcommit_ratio"] = int(_read("/proc/sys/vm/overcommit_ratio", "50"))
+    f["swappiness"] = int(_read("/proc/sys/vm/swappiness", "60"))
+    f["ram_pages"] = max(_meminfo("MemTotal") // PAGE_SIZE, 1)
+    f["swap_pages"] = _meminfo("SwapTotal") // PAGE_SIZE
+    f["thp"] = _bracketed(_read("/sys/kernel/mm/transparent_hugepage/enabled"), "never")
+    f["thp_defrag"] = _bracketed(_read("/sys/kernel/mm/transparent_hugepage/defrag"), "never")
+    try:
+        nodes = len([n for n in os.listdir("/sys/devices/system/node") if n.startswith("node")])
+    except OSError:
+        nodes = 1
+    f["nodes"] = max(nodes, 1)
+    f["page_size"] = os.sysconf("SC_PAGE_SIZE")
+    f["kernel"] = os.uname().release
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    f["memlock_soft"], f["memlock_hard"] = soft, hard
+    f["rlimit_as"] = _rlimit(resource.RLIMIT_AS)
+    f["rlimit_data"] = _rlimit(resource.RLIMIT_DATA)
+    f["rlimit_nofile"] = _rlimit(resource.RLIMIT_NOFILE)
+    f["cap_sys_rawio"] = _has_cap(CAP_SYS_RAWIO)
+    f["privileged"] = _has_cap(CAP_IPC_LOCK)
+    f["cap_dac_override"] = _has_cap(CAP_DAC_OVERRIDE)
+    f["cap_fowner"] = _has_cap(CAP_FOWNER)
+    f["cap_setuid"] = _has_cap(CAP_SETUID) and _has_cap(CAP_SETGID)
+    f["pagemap_pfns"] = _has_cap(CAP_SYS_ADMIN)
+    return f
 
 
 def _has_cap(bit: int) -> bool:
