@@ -41,7 +41,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 from memspec.calls_phys import HEAP_CALLS
 from memspec.consts import errno_name
@@ -53,6 +53,7 @@ from .base import Session, SessionFailed, Target
 
 U64 = (1 << 64) - 1
 MEM_LIMIT = 2 << 30      # address space a program may add to the child's own (bytes)
+MAX_LINE = 1 << 20       # longest reply line a child may send (bytes); a real one is under 200
 
 # malloc:NAME -> shared objects to try (Debian packages libjemalloc2, libmimalloc2.0, libtcmalloc-minimal4)
 PRELOAD = {
@@ -180,48 +181,73 @@ def _limit_memory(budget: int) -> None:
 
 
 def _serve(rf: BinaryIO, wfd: int, mem_limit: int = MEM_LIMIT) -> None:
-    """The child's loop: ``{"program": text}`` runs a whole program, streaming one line per
-    call; ``{"name", "args"}`` runs one call.  Every reply is one JSON line."""
+    """The child's loop: ``{"id": n, "program": text}`` runs a whole program, streaming one line
+    per call; ``{"id": n, "name", "args"}`` runs one call.  Every reply is one JSON line carrying
+    the id of the request it answers; a request the child cannot run (a harness bug, or the
+    allocator breaking the interpreter) is answered ``{"id": n, "error": why}``."""
     heap = _Heap()
     _limit_memory(mem_limit)
+    ident: Any = None
 
     def say(msg: dict[str, Any]) -> None:
-        os.write(wfd, (json.dumps(msg) + "\n").encode())
+        os.write(wfd, (json.dumps({"id": ident, **msg}) + "\n").encode())
 
     for line in rf:
-        req = json.loads(line)
-        if "program" in req:
-            prog = parse(req["program"], allow_empty=True)
-            env: dict[str, int] = {}
-            for i, c in enumerate(prog.calls):
-                try:
-                    o = heap.do(c.name, list(eval_args(c, env)))
-                except Refused as e:
-                    say({"refused": str(e), "index": i})
-                    break
-                if c.result and o.value is not None:
-                    env[c.result] = o.value
-                say({"o": o.to_json()})
-            else:
-                say({"done": 1})
-            continue
+        ident = None
         try:
-            say({"o": heap.do(req["name"], req["args"]).to_json()})
-        except Refused as e:
-            say({"refused": str(e)})
+            req = json.loads(line)
+            ident = req["id"]
+            if "program" in req:
+                prog = parse(req["program"])
+                env: dict[str, int] = {}
+                for i, c in enumerate(prog.calls):
+                    try:
+                        o = heap.do(c.name, list(eval_args(c, env)))
+                    except Refused as e:
+                        say({"refused": str(e), "index": i})
+                        break
+                    if c.result and o.value is not None:
+                        env[c.result] = o.value
+                    say({"o": o.to_json()})
+                else:
+                    say({"done": 1})
+                continue
+            try:
+                say({"o": heap.do(req["name"], req["args"]).to_json()})
+            except Refused as e:
+                say({"refused": str(e)})
+        except Exception as e:  # noqa: BLE001 -- reported to the harness, which makes it a verdict
+            say({"error": f"{type(e).__name__}: {e}"})
 
 
 def _describe_status(status: int) -> str:
     if os.WIFSIGNALED(status):
-        return signal.Signals(os.WTERMSIG(status)).name
+        try:
+            return signal.Signals(os.WTERMSIG(status)).name
+        except ValueError:
+            return f"signal {os.WTERMSIG(status)}"
     return f"exit status {os.WEXITSTATUS(status)}"
 
 
 def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    """SIGKILL a child's process group, and the child itself (in case it has not made its group yet)."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _outcome(d: Any) -> Outcome:
+    """A child's ``{"value", "errno", "signal", "detail"}``, checked: ValueError if it is not one."""
+    if not isinstance(d, dict):
+        raise ValueError(f"an outcome must be an object, not {type(d).__name__}")
+    v, e, s, detail = d.get("value"), d.get("errno"), d.get("signal"), d.get("detail") or {}
+    if v is not None and (type(v) is not int or not -(1 << 64) < v < 1 << 64):
+        raise ValueError(f"value {v!r} is not a 64-bit integer")
+    if not all(x is None or isinstance(x, str) for x in (e, s)) or not isinstance(detail, dict):
+        raise ValueError(f"malformed outcome {d!r:.80}")
+    return Outcome.from_json(d)
 
 
 class _Zygote:
@@ -231,51 +257,123 @@ class _Zygote:
     interpreter start-up (a fifth of a second) is paid once per allocator instead of once
     per program.  It receives one end of a fresh socket pair per child (SCM_RIGHTS over a
     SOCK_SEQPACKET socket), forks, and answers the child's pid; it also reaps its children
-    on request and answers how each ended.  One per (shared object, memory limit)."""
+    on request and answers how each ended.  One per (shared object, memory limit).
 
+    Every request carries an id and every answer the id of its request: an answer that comes
+    after its request's time limit (a child slow to die) is recognised and dropped, never
+    taken for the answer to a later request.  A zygote that ends, stops answering a fork or
+    answers garbage is stopped and replaced; the program at hand gets a verdict."""
+
+    ANSWER_TIMEOUT = 30.0     # seconds for an answer (the first fork includes the interpreter's start-up)
     _live: dict[tuple[str, int], "_Zygote"] = {}
 
     def __init__(self, preload: str, mem_limit: int, timeout: float):
         self.timeout = timeout
+        self.ident = 0
+        self.broken = ""
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = dict(os.environ, LD_PRELOAD=preload)
-        self.proc = subprocess.Popen([sys.executable, "-m", "memspec.targets.libc", "--zygote", str(theirs.fileno()),
-                                      str(mem_limit)], stdin=subprocess.DEVNULL, env=env, pass_fds=[theirs.fileno()],
-                                     start_new_session=True)
-        theirs.close()
+        try:
+            self.proc = subprocess.Popen(self.command(theirs.fileno(), mem_limit), stdin=subprocess.DEVNULL,
+                                         env=env, pass_fds=[theirs.fileno()], start_new_session=True)
+        except OSError as e:
+            self.sock.close()
+            raise SessionFailed(RunStatus.CRASH, f"cannot start the preloaded interpreter: {e}") from None
+        finally:
+            theirs.close()
+
+    @staticmethod
+    def command(fd: int, mem_limit: int) -> list[str]:
+        return [sys.executable, "-m", "memspec.targets.libc", "--zygote", str(fd), str(mem_limit)]
 
     @classmethod
     def get(cls, preload: str, mem_limit: int, timeout: float) -> "_Zygote":
         z = cls._live.get((preload, mem_limit))
-        if z is None or z.proc.poll() is not None:
+        if z is None or z.broken or z.proc.poll() is not None:
+            if z is not None:
+                z.close()
             z = cls._live[(preload, mem_limit)] = cls(preload, mem_limit, timeout)
         return z
 
-    def _ask(self, msg: bytes, fds: tuple[int, ...] = ()) -> str:
-        socket.send_fds(self.sock, [msg], list(fds))
-        if not select.select([self.sock], [], [], max(self.timeout, 30.0))[0]:
-            raise OSError("the preloaded interpreter does not answer")
-        answer = self.sock.recv(256)
-        if not answer:
-            raise OSError(f"the preloaded interpreter ended ({self.proc.poll()})")
-        return answer.decode()
+    def _how(self, wait: float = 0.0) -> str:
+        try:
+            code = self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            return "still running"
+        return f"killed by {_describe_status(-code)}" if code < 0 else f"exit status {code}"
+
+    def _fail(self, status: RunStatus, why: str) -> NoReturn:
+        """This zygote cannot be trusted any more: stop it (``get`` starts a fresh one)."""
+        self.broken = why
+        self.close()
+        raise SessionFailed(status, why)
+
+    def _ask(self, verb: str, fds: tuple[int, ...] = (), timeout: float | None = None) -> tuple[str, str] | None:
+        """Send ``ID verb``; its answer as (kind, text), or None if none came in time."""
+        if self.broken:
+            raise SessionFailed(RunStatus.CRASH, self.broken)
+        self.ident += 1
+        ident = self.ident
+        try:
+            socket.send_fds(self.sock, [f"{ident} {verb}".encode()], list(fds))
+        except OSError as e:
+            self._fail(RunStatus.CRASH, f"the preloaded interpreter takes no requests ({e.strerror}; {self._how()})")
+        deadline = time.monotonic() + (self.ANSWER_TIMEOUT if timeout is None else timeout)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                return None
+            try:
+                answer = self.sock.recv(4096)
+            except OSError:
+                answer = b""
+            if not answer:
+                self._fail(RunStatus.CRASH, f"the preloaded interpreter ended ({self._how(wait=2.0)})")
+            head, _, rest = answer.partition(b" ")
+            kind, _, text = rest.decode("utf-8", "replace").partition(" ")
+            if not head.isdigit() or int(head) > ident or kind not in ("pid", "ended", "error"):
+                self._fail(RunStatus.ERROR, f"the preloaded interpreter answered {verb!r} with garbage: {answer[:80]!r}")
+            if int(head) == ident:
+                return kind, text
+            # else: the late answer to an earlier request (whose caller stopped waiting)
 
     def spawn(self) -> tuple[int, socket.socket]:
         """A fresh child: its pid, and the harness's end of its socket."""
         ours, theirs = socket.socketpair()
         try:
-            pid = int(self._ask(b"fork", (theirs.fileno(),)))
-        finally:
-            theirs.close()
-        return pid, ours
+            try:
+                got = self._ask("fork", (theirs.fileno(),))
+            finally:
+                theirs.close()
+            if got is None:
+                self._fail(RunStatus.HANG, f"the preloaded interpreter forked no child in {self.ANSWER_TIMEOUT:g} s")
+            kind, text = got
+            if kind == "error":
+                self._fail(RunStatus.CRASH, f"the preloaded interpreter could not fork: {text}")
+            if kind != "pid" or not text.isdigit() or int(text) <= 1:
+                self._fail(RunStatus.ERROR, f"the preloaded interpreter answered a fork with {kind} {text!r:.80}")
+        except BaseException:
+            ours.close()
+            raise
+        return int(text), ours
 
-    def reap(self, pid: int) -> str:
-        return self._ask(f"wait {pid}".encode())
+    def reap(self, pid: int, timeout: float | None = None) -> str | None:
+        """How child ``pid`` ended, once it has; None if it did not end within ``timeout``."""
+        got = self._ask(f"wait {pid}", timeout=timeout)
+        if got is None:
+            return None
+        kind, text = got
+        if kind == "pid":
+            self._fail(RunStatus.ERROR, f"the preloaded interpreter answered a wait with pid {text!r:.80}")
+        return text if kind == "ended" else f"unknown ({text})"
 
     def close(self) -> None:
         self.sock.close()
         _kill_group(self.proc.pid)
-        self.proc.wait()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
     @classmethod
     def close_all(cls) -> None:
@@ -288,45 +386,88 @@ atexit.register(_Zygote.close_all)
 
 
 def _zygote(fd: int, mem_limit: int) -> None:
-    """The zygote's loop (in the exec'd interpreter): ``fork`` with a socket -> a child serving on it."""
+    """The zygote's loop (in the exec'd interpreter).  One SOCK_SEQPACKET message per request and
+    per answer, each answer starting with its request's id:
+
+        ID fork          (with a socket)  ->  ID pid PID       a child serving on that socket
+        ID wait PID                       ->  ID ended HOW     once PID has ended (SIGKILL, exit status 0)
+        anything else, or a failure       ->  ID error WHY
+
+    A wait never blocks the loop: the child is reaped when it ends, and forks are answered
+    meanwhile (a child the harness killed may take its time to die, freeing a GiB)."""
     sock = socket.socket(fileno=fd)
+    mine: set[int] = set()                 # forked, not reaped
+    waits: dict[int, list[bytes]] = {}     # pid -> ids of the waits for it
+
+    def answer(ident: bytes, text: str) -> None:
+        try:
+            sock.send(ident + b" " + text.encode())
+        except OSError:
+            pass
+
     while True:
+        for pid in list(waits):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, -1
+            if done:
+                mine.discard(pid)
+                how = _describe_status(status) if status >= 0 else "unknown (reaped already)"
+                for ident in waits.pop(pid):
+                    answer(ident, "ended " + how)
+        if not select.select([sock], [], [], 0.01 if waits else None)[0]:
+            continue
         try:
             msg, fds, _, _ = socket.recv_fds(sock, 256, 1)
         except ConnectionError:
             return
         if not msg:
             return
-        if msg == b"fork":
-            pid = os.fork()
-            if pid == 0:
-                code = 0
+        head, _, rest = msg.partition(b" ")
+        ident = head if head.isdigit() else b"0"
+        try:
+            words = rest.split()
+            if words == [b"fork"] and len(fds) == 1:
+                pid = os.fork()
+                if pid == 0:
+                    code = 0
+                    try:
+                        sock.close()
+                        os.setpgid(0, 0)
+                        _serve(os.fdopen(fds[0], "rb"), fds[0], mem_limit)
+                    except BaseException:  # noqa: BLE001 -- any harness failure is exit 3
+                        code = 3
+                    finally:
+                        os._exit(code)
                 try:
-                    sock.close()
-                    os.setpgid(0, 0)
-                    _serve(os.fdopen(fds[0], "rb"), fds[0], mem_limit)
-                except BaseException:  # noqa: BLE001 -- any harness failure is exit 3
-                    code = 3
-                finally:
-                    os._exit(code)
+                    os.setpgid(pid, pid)   # before the pid is answered: the harness may kill the group at once
+                except OSError:
+                    pass                   # the child made it already, or is gone
+                mine.add(pid)
+                answer(ident, f"pid {pid}")
+            elif len(words) == 2 and words[0] == b"wait" and words[1].isdigit() and int(words[1]) in mine:
+                waits.setdefault(int(words[1]), []).append(ident)
+            else:
+                answer(ident, f"error cannot do {rest[:60]!r}")
+        except Exception as e:  # noqa: BLE001 -- the harness makes it a verdict
+            answer(ident, f"error {type(e).__name__}: {e}")
+        finally:
             for f in fds:
                 os.close(f)
-            sock.send(str(pid).encode())
-        elif msg.startswith(b"wait "):
-            try:
-                _, status = os.waitpid(int(msg.split()[1]), 0)
-                sock.send(_describe_status(status).encode())
-            except ChildProcessError:
-                sock.send(b"already reaped")
 
 
 class _Child:
     """One child process speaking the line protocol above: forked from the harness (glibc),
-    or from the allocator's zygote (LD_PRELOAD)."""
+    or from the allocator's zygote (LD_PRELOAD).  Each request has an id and each reply is
+    matched to it; a reply that is not one (not JSON, the wrong shape, an id never asked,
+    a line without end) stops the child and is an ``error`` verdict."""
 
     def __init__(self, preload: str | None, timeout: float, mem_limit: int = MEM_LIMIT):
         self.timeout = timeout
         self.buf = b""
+        self.ident = 0
+        self.dead = False
         self.zygote: _Zygote | None = None
         self.conn: socket.socket | None = None
         if preload is None:
@@ -354,55 +495,100 @@ class _Child:
             try:
                 self.zygote = _Zygote.get(preload, mem_limit, timeout)
                 self.pid, self.conn = self.zygote.spawn()
-            except OSError:   # a zygote that died (or hangs) is replaced once
-                _Zygote._live.pop((preload, mem_limit), None)
+            except SessionFailed:   # a zygote that died, hangs or answered garbage is replaced once
                 self.zygote = _Zygote.get(preload, mem_limit, timeout)
                 self.pid, self.conn = self.zygote.spawn()
             self.req_w = self.rep_r = self.conn.fileno()
 
-    def send(self, msg: dict[str, Any]) -> None:
-        try:
-            os.write(self.req_w, (json.dumps(msg) + "\n").encode())
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def read(self, n_done: int) -> tuple[dict[str, Any] | None, str]:
-        """The next reply; or None and why (crash, hang)."""
-        deadline = time.monotonic() + self.timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            ready = select.select([self.rep_r], [], [], left)[0] if left > 0 else []
-            if not ready:
-                self.close()
-                return None, f"target hung at call {n_done + 1} (no answer in {self.timeout:g} s)"
+    def send(self, msg: dict[str, Any]) -> int:
+        """Send a request; its id."""
+        self.ident += 1
+        if not self.dead:
             try:
-                chunk = os.read(self.rep_r, 1 << 16)
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
-                status = self.wait()
-                return None, f"target crashed at call {n_done + 1}: {status}"
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line), ""
+                os.write(self.req_w, (json.dumps({"id": self.ident, **msg}) + "\n").encode())
+            except OSError:
+                pass    # the read that follows reports how the child ended
+        return self.ident
 
-    def wait(self) -> str:
+    def _stop(self, status: RunStatus, why: str) -> NoReturn:
+        self.close()
+        raise SessionFailed(status, why)
+
+    def read(self, ident: int, what: str) -> dict[str, Any]:
+        """The next reply to request ``ident`` (``what``: "call 3", for messages); SessionFailed
+        if the child crashed, hung or answered garbage (the child is then stopped)."""
+        if self.dead:
+            raise SessionFailed(RunStatus.CRASH, f"target was already stopped at {what}")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            while b"\n" not in self.buf:
+                if len(self.buf) > MAX_LINE:
+                    self._stop(RunStatus.ERROR, f"target answered garbage at {what}: no line end in {MAX_LINE} bytes")
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.rep_r], [], [], left)[0]:
+                    self._stop(RunStatus.HANG, f"target hung at {what} (no answer in {self.timeout:g} s)")
+                try:
+                    chunk = os.read(self.rep_r, 1 << 16)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    how = self.wait(grace=2.0)
+                    self._stop(RunStatus.CRASH, f"target crashed at {what}: {how}")
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\n", 1)
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                msg = None
+            rid = msg.get("id") if isinstance(msg, dict) else None
+            if type(rid) is not int or rid > ident:
+                self._stop(RunStatus.ERROR, f"target answered garbage at {what}: {line[:80]!r}")
+            if rid < ident:
+                continue      # the rest of an earlier request's answer
+            if "error" in msg:
+                self._stop(RunStatus.ERROR, f"the target's child could not run {what}: {str(msg['error'])[:200]}")
+            return msg
+
+    def outcome(self, msg: dict[str, Any], what: str) -> Outcome:
+        try:
+            return _outcome(msg.get("o"))
+        except ValueError as e:
+            self._stop(RunStatus.ERROR, f"target answered garbage at {what}: {e}")
+
+    def wait(self, grace: float | None = None) -> str:
+        """Reap the child: how it ended.  With ``grace``, a child still running after that many
+        seconds (it closed its end but lives on) is killed first."""
         pid, self.pid = self.pid, 0
+        if not pid:
+            return "unknown (reaped already)"
         if self.zygote is not None:
             try:
-                return self.zygote.reap(pid)
-            except OSError as e:
-                return f"unknown ({e})"
-        _, status = os.waitpid(pid, 0)
+                how = self.zygote.reap(pid, grace)
+                if how is None and grace is not None:
+                    _kill_group(pid)
+                    how = self.zygote.reap(pid)
+            except SessionFailed as e:
+                return f"unknown ({e.message})"
+            return how if how is not None else f"unknown (not reaped in {_Zygote.ANSWER_TIMEOUT:g} s)"
+        try:
+            if grace is not None:
+                end = time.monotonic() + grace
+                while time.monotonic() < end:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        return _describe_status(status)
+                    time.sleep(0.01)
+                _kill_group(pid)
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return "unknown (reaped already)"
         return _describe_status(status)
 
     def close(self) -> None:
         if self.pid:
             _kill_group(self.pid)
-            try:
-                self.wait()
-            except ChildProcessError:
-                pass
+            self.wait()
+        self.dead = True
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -412,29 +598,37 @@ class _Child:
                     os.close(fd)
                 except OSError:
                     pass
-            self.req_w = self.rep_r = -1
+        self.req_w = self.rep_r = -1
 
 
 class LibcSession(Session):
     def __init__(self, preload: str | None, timeout: float, mem_limit: int = MEM_LIMIT):
-        self.child = _Child(preload, timeout, mem_limit)
         self.n = 0
+        self.child: _Child | None = None
+        self.failed: SessionFailed | None = None
+        try:
+            self.child = _Child(preload, timeout, mem_limit)
+        except SessionFailed as e:   # reported at the first call, which then has a verdict
+            self.failed = e
 
     def call(self, call: Call, args: tuple[int | str, ...]) -> Outcome:
-        self.child.send({"name": call.name, "args": list(args)})
-        msg, why = self.child.read(self.n)
-        if msg is None:
-            raise SessionFailed(RunStatus.HANG if "hung" in why else RunStatus.CRASH, why)
+        what = f"call {self.n + 1}"
+        if self.child is None:
+            assert self.failed is not None
+            raise SessionFailed(self.failed.status, f"no target child for {what}: {self.failed.message}")
+        msg = self.child.read(self.child.send({"name": call.name, "args": list(args)}), what)
         if "refused" in msg:
-            raise SessionFailed(RunStatus.REFUSED, f"call {self.n + 1} refused: {msg['refused']}")
+            raise SessionFailed(RunStatus.REFUSED, f"{what} refused: {str(msg['refused'])[:200]}")
+        o = self.child.outcome(msg, what)
         self.n += 1
-        return Outcome.from_json(msg["o"])
+        return o
 
     def observe(self) -> Observation:
         return Observation()
 
     def close(self) -> None:
-        self.child.close()
+        if self.child is not None:
+            self.child.close()
 
 
 class LibcTarget(Target):
@@ -473,22 +667,29 @@ class LibcTarget(Target):
         if outside:
             return RunResult((), (), RunStatus.REFUSED,
                              f"{self.name} does not implement {', '.join(outside)} (not applicable)")
-        child = _Child(self.preload, self.timeout, self.mem_limit)
         outcomes: list[Outcome] = []
         try:
-            child.send({"program": format_program(program.with_calls(program.calls))})
+            child = _Child(self.preload, self.timeout, self.mem_limit)
+        except SessionFailed as e:
+            return RunResult((), (), e.status, e.message)
+        try:
+            ident = child.send({"program": format_program(program.with_calls(program.calls))})
             while True:
-                msg, why = child.read(len(outcomes))
-                if msg is None:
-                    status = RunStatus.HANG if "hung" in why else RunStatus.CRASH
-                    return RunResult(tuple(outcomes), (), status, why)
-                if "o" in msg:
-                    outcomes.append(Outcome.from_json(msg["o"]))
+                what = f"call {len(outcomes) + 1}"
+                msg = child.read(ident, what)
+                if "o" in msg and len(outcomes) < len(program.calls):
+                    outcomes.append(child.outcome(msg, what))
                 elif "refused" in msg:
                     return RunResult(tuple(outcomes), (), RunStatus.REFUSED,
-                                     f"call {msg['index'] + 1} refused: {msg['refused']}")
-                elif "done" in msg:
+                                     f"{what} refused: {str(msg['refused'])[:200]}")
+                elif "done" in msg and len(outcomes) == len(program.calls):
                     return RunResult(tuple(outcomes))
+                else:
+                    child.close()
+                    return RunResult(tuple(outcomes), (), RunStatus.ERROR,
+                                     f"target answered garbage at {what}: {json.dumps(msg)[:80]}")
+        except SessionFailed as e:
+            return RunResult(tuple(outcomes), (), e.status, e.message)
         finally:
             child.close()
 
@@ -519,4 +720,7 @@ def malloc_target(name: str, **opts: Any) -> Target:
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
     _serve(sys.stdin.buffer, sys.stdout.fileno(), int(sys.argv[2]) if len(sys.argv) > 2 else MEM_LIMIT)
 elif __name__ == "__main__" and sys.argv[1:2] == ["--zygote"]:
-    _zygote(int(sys.argv[2]), int(sys.argv[3]))
+    try:
+        _zygote(int(sys.argv[2]), int(sys.argv[3]))
+    except Exception:  # noqa: BLE001 -- the harness reports how the zygote ended, not a traceback
+        sys.exit(3)
