@@ -211,7 +211,7 @@ def machine(target: Target, facts: dict[str, Any] | None = None,
         # -- slab and kmalloc -----------------------------------------------------
 
         @has("kmem_cache_create")
-        @rule(target=caches, size=st.sampled_from((8, 24, 192, 1024, 4096, 9000)))
+        @rule(target=caches, size=st.sampled_from((8, 24, 192, 1024, 4096, 9000, 40000, 1 << 22, (1 << 22) + 1)))
         def cache_create(self, size: int):
             name, o = self.do("kmem_cache_create", Int(size), result=True)
             return name if o.ok and o.value and o.value > 0 else multiple()
