@@ -743,15 +743,13 @@ def _os_calls() -> frozenset[str]:
 # Clauses the running kernel cannot show this harness, and why.  A check run copies
 # these into its report (TargetResults.not_observable) instead of warning about them.
 NOT_OBSERVABLE = {
-    "seed.swap.clock-second-chance": "which page reclaim evicts needs memory pressure and a swap device; this machine has no swap and the harness may not exhaust RAM shared with other work",
+    "seed.swap.clock-second-chance": "which page reclaim evicts needs memory pressure; the harness may not exhaust RAM shared with other work",
     "linux.swap.swappiness": "vm.swappiness needs a swap device and pressure; changing the sysctl would affect the whole machine",
     "linux.swap.swappiness-range": "writing /proc/sys/vm/swappiness changes the machine for everybody",
     "linux.oom.kills-worst": "invoking the OOM killer would kill processes of the whole machine",
     "seed.wss.denning": "the kernel keeps no working-set window per process that user space can read",
     "linux.thp.khugepaged-collapse": "khugepaged runs on its own schedule; a collapse cannot be requested and waited for (MADV_COLLAPSE aside)",
     "memspec.pressure.event": "pressure events (machine size, virtual time) are the model's own controls",
-    "linux.numa.interleave": "this machine has one NUMA node: interleaving over one node is indistinguishable from first touch",
-    "linux.numa.preferred": "this machine has one NUMA node: preference cannot be told from first touch",
     "memspec.inv.no-frame-owned-twice": "an invariant of the model's own state (frame table), checked after every step on the state adopted from the kernel",
     "memspec.inv.mapcount-matches": "an invariant of the model's own state (the rmap's counts); the kernel's mapcounts are not visible to user space",
     "memspec.inv.cow-read-only": "an invariant of the model's own state; on the kernel COW is observed through data and pagemap frames (seed.cow.*)",
@@ -778,6 +776,34 @@ SHM_NAME_CLAUSES = {c: _NO_PRIVATE_SHM for c in (
     "posix.shm_open.einval-name", "posix.shm_open.enametoolong", "glibc.shm_open.einval-name-too-long")}
 
 
+ONE_NODE_CLAUSES = {
+    "linux.numa.interleave": "this machine has one NUMA node: interleaving over one node is indistinguishable from first touch",
+    "linux.numa.preferred": "this machine has one NUMA node: preference cannot be told from first touch",
+}
+
+
+def _unreached_limits(facts: dict[str, Any]) -> dict[str, str]:
+    """Limits no program can reach on this machine as it is (no call of the os layer changes
+    them), with the fact that says so."""
+    out = {}
+    if facts["rlimit_as"] < 0:
+        out["linux.mmap.enomem-rlimit-as"] = "RLIMIT_AS is unlimited for this target's processes and no call lowers it"
+    if facts["rlimit_data"] < 0:
+        out["linux.mmap.enomem-rlimit-data"] = "RLIMIT_DATA is unlimited for this target's processes and no call lowers it"
+    if facts["max_map_count"] - facts["base_maps"] > 4096:
+        out["linux.mmap.enomem-max-map-count"] = (f"vm.max_map_count is {facts['max_map_count']}: far more mappings "
+                                                  "than a program makes")
+    if facts["overcommit_memory"] != 2:
+        out["linux.mmap.enomem-overcommit"] = (f"vm.overcommit_memory is {facts['overcommit_memory']}: only a single "
+                                               "charge above RAM plus swap fails, larger than any program's mapping "
+                                               "below the task size")
+    if facts["rlimit_nofile"] < 0 or facts["rlimit_nofile"] > 1024:
+        out["posix.open.emfile"] = f"RLIMIT_NOFILE is {facts['rlimit_nofile']}: far more descriptors than a program makes"
+    if facts["page_size"] == PAGE_SIZE:
+        out["memspec.host.page-size"] = "pages are 4 KiB here: the model judges every call"
+    return out
+
+
 class LinuxTarget(Target):
     name = "linux"
     calls = _os_calls()
@@ -800,8 +826,12 @@ class LinuxTarget(Target):
     def not_observable(self) -> dict[str, str]:
         """Clauses this target cannot show, with the reason (for TargetResults.not_observable)."""
         out = dict(NOT_OBSERVABLE)
-        if not self.facts()["shm_private"]:
+        facts = self.facts()
+        if not facts["shm_private"]:
             out.update(SHM_NAME_CLAUSES)
+        if facts["nodes"] < 2:
+            out.update(ONE_NODE_CLAUSES)
+        out.update(_unreached_limits(facts))
         return out
 
     def run(self, program: Program, observe: str = "end") -> RunResult:

@@ -141,3 +141,25 @@ def test_without_a_private_dev_shm_the_name_clauses_are_not_observable(linux, mo
         assert c in hidden and "CAP_SYS_ADMIN" in hidden[c]
     monkeypatch.setattr(LinuxTarget, "facts", lambda self: dict(real, shm_private=True))
     assert "posix.shm_open.enametoolong" not in linux.not_observable()
+
+
+def test_numa_clauses_are_not_observable_on_one_node_only(linux, monkeypatch):
+    real = linux.facts()
+    for nodes, hidden in ((1, True), (2, False)):
+        monkeypatch.setattr(LinuxTarget, "facts", lambda self, n=nodes: dict(real, nodes=n))
+        no = linux.not_observable()
+        assert ("linux.numa.interleave" in no) is hidden and ("linux.numa.preferred" in no) is hidden
+
+
+def test_limit_clauses_are_not_observable_only_where_the_facts_put_them_out_of_reach(linux, monkeypatch):
+    real = linux.facts()
+    far = dict(real, rlimit_as=-1, rlimit_data=-1, max_map_count=65530, base_maps=100, overcommit_memory=0,
+               rlimit_nofile=20000, page_size=4096)
+    near = dict(real, rlimit_as=1 << 30, rlimit_data=1 << 30, max_map_count=300, base_maps=150, overcommit_memory=2,
+                rlimit_nofile=64, page_size=16384)
+    clauses = ("linux.mmap.enomem-rlimit-as", "linux.mmap.enomem-rlimit-data", "linux.mmap.enomem-max-map-count",
+               "linux.mmap.enomem-overcommit", "posix.open.emfile", "memspec.host.page-size")
+    monkeypatch.setattr(LinuxTarget, "facts", lambda self: far)
+    assert all(c in linux.not_observable() for c in clauses)
+    monkeypatch.setattr(LinuxTarget, "facts", lambda self: near)
+    assert not any(c in linux.not_observable() for c in clauses)
