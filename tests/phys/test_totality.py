@@ -76,3 +76,33 @@ def test_contents_runs(zero):
     assert m.size == 12 and m.load(11) == (0x41, MOVED) and m.load(12) == (None, UNKNOWN)
     assert m.count(0, 12, 0x41) == ((2, 2, MOVED) if zero else (2, 12, MOVED))
     assert base in (ZEROED, UNKNOWN)
+
+
+EXTREMES = (0, 1, -1, 4095, 1 << 22, 1 << 40, (1 << 63) - 1, 1 << 63, (1 << 64) - 1)
+
+
+def test_every_phys_call_with_extreme_arguments_gets_a_verdict():
+    """Each phys call with every argument at an extreme value, after a set-up that leaves a block,
+    a cache, an object, a region, a GC object, pages and a vmalloc area live."""
+    import random
+
+    from memspec.calls import CALLS
+    from memspec.program import Call, Int, Program
+
+    setup = parse("p = malloc(100)\nc = kmem_cache_create(64)\no = kmem_cache_alloc(c)\nr = arena_create(4096)\n"
+                  "g = gc_new(32)\nb = buddy_alloc(1)\nv = vmalloc(10000)\nk = kmalloc(100)\n")
+    names = sorted(n for n, c in CALLS.items() if c.layer == "phys")
+    rng = random.Random(7)
+    target = ModelTarget()
+    ran = 0
+    for name in names:
+        nparams = len(CALLS[name].params)
+        combos = [tuple([v] * nparams) for v in EXTREMES]
+        combos += [tuple(rng.choice(EXTREMES) for _ in range(nparams)) for _ in range(12)]
+        for args in combos:
+            call = Call(name, tuple(Int(a) for a in args))
+            p = Program(setup.calls + (call, call))
+            j = judge(p, target.run(p), "model", {})
+            assert j.passed, (name, args, j.failure)
+            ran += 1
+    assert ran >= 21 * len(names)
