@@ -369,11 +369,12 @@ class _Zygote:
 
     def close(self) -> None:
         self.sock.close()
-        _kill_group(self.proc.pid)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        if self.proc.poll() is None:     # once reaped, its pid may be another process's
+            _kill_group(self.proc.pid)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
 
     @classmethod
     def close_all(cls) -> None:

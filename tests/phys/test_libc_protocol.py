@@ -209,3 +209,18 @@ def test_a_request_the_child_cannot_run_is_an_error_verdict(monkeypatch):
     monkeypatch.setattr(libc_mod, "parse", no_parse)
     r = LibcTarget(timeout=5.0).run(PROGRAM)
     assert r.status is RunStatus.ERROR and "ValueError: cannot parse" in r.message
+
+
+def test_a_zygote_is_signalled_only_while_it_runs(monkeypatch, no_zygotes):
+    """Closing a zygote twice (a broken one is closed, then again at exit) must not signal
+    its pid again: once reaped, the pid may belong to another process."""
+    t = malloc_target(_libc_so(), timeout=5.0)
+    _passes(t)
+    (z,) = libc_mod._Zygote._live.values()
+    killed: list[int] = []
+    real = libc_mod._kill_group
+    monkeypatch.setattr(libc_mod, "_kill_group", lambda pid: (killed.append(pid), real(pid)))
+    z.close()
+    z.close()
+    t.close()
+    assert killed == [z.proc.pid] and z.proc.returncode is not None
