@@ -110,7 +110,7 @@ class PhysModel:
         self.buddy = Buddy(self.machine, self.frames)
         self.pages: set[int] = set()                         # blocks from buddy_alloc (freeable by buddy_free)
         self.caches: dict[int, KmemCache] = {}
-        self.kmalloc_caches: dict[int, KmemCache] = {}
+        self.kmalloc_caches: dict[tuple[int, bool], KmemCache] = {}   # (size class, GFP_DMA) -> cache
         self.kmalloc_large: dict[int, int] = {}              # address -> pfn
         self.vm: IntervalMap[VmArea] = IntervalMap()         # [start, end + guard page)
         self.dma: dict[int, int] = {}                        # handle -> pfn
@@ -397,12 +397,17 @@ class PhysModel:
 
     # -- kmalloc --------------------------------------------------------------
 
-    def _kcache(self, size: int) -> KmemCache:
+    def _kcache(self, size: int, gfp: int = 0) -> KmemCache:
+        """The kmalloc cache serving ``size``: a GFP_DMA request has caches of its own (dma-kmalloc-N,
+        mm/slab_common.c kmalloc_type), so its objects never come from a Normal-zone slab and a
+        kmalloc-N slab with room never obliges it (linux.gfp.dma-zone)."""
         cls = kmalloc_class(size)
-        c = self.kmalloc_caches.get(cls)
+        dma = bool(gfp & GFP["GFP_DMA"])
+        c = self.kmalloc_caches.get((cls, dma))
         if c is None:
-            c = self.kmalloc_caches[cls] = KmemCache.make(-cls, f"kmalloc-{cls}", cls, cls if is_pow2(cls) else 8,
-                                                          *self.slab_geometry)
+            c = self.kmalloc_caches[(cls, dma)] = KmemCache.make(
+                -(cls | dma << 20), f"{'dma-' if dma else ''}kmalloc-{cls}", cls, cls if is_pow2(cls) else 8,
+                *self.slab_geometry)
         return c
 
     def _x_kmalloc(self, size: int, gfp: int = 0) -> Expect:
@@ -411,7 +416,7 @@ class PhysModel:
         if size < 0:
             return exactly("linux.kmalloc.too-large", K_ENOMEM)
         if size <= KMALLOC_MAX_CACHE:
-            c = self._kcache(size)
+            c = self._kcache(size, gfp)
             e = self._slab_expect(c, gfp)
             if not is_pow2(c.objsize) or e.predicate is None:
                 return e
@@ -439,7 +444,7 @@ class PhysModel:
         if not o.ok or o.value is None or o.value <= 0 or size <= 0:
             return
         if size <= KMALLOC_MAX_CACHE:
-            self._slab_apply(self._kcache(size), o)
+            self._slab_apply(self._kcache(size, gfp), o)
         else:
             pfn = o.value >> PAGE_SHIFT
             self.buddy.take(pfn, order_for(size), Owner.KERNEL)

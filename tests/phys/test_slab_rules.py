@@ -89,3 +89,16 @@ def test_geometry_fact_decides_where_a_slab_ends(min_objects, max_order, second_
     far = [Outcome(value=h)] + [Outcome(value=first + i * 1024) for i in range(4)] + [Outcome(value=first + (64 << 12))]
     got = verdict(text, far, facts)
     assert got == (None if second_in_new_slab else ("bonwick.slab.reuse", Verdict.FAIL))
+
+
+def test_a_gfp_dma_kmalloc_has_caches_of_its_own():
+    # kmalloc-128 has a slab with room; a GFP_DMA kmalloc(100) may still take a new slab in ZONE_DMA
+    # (dma-kmalloc-128), and must not take an object of the Normal-zone slab
+    m = new_model({})
+    first = m.expect("main", "kmalloc", (100, 0)).default
+    m.apply("main", "kmalloc", (100, 0), first)
+    dma = m.expect("main", "kmalloc", (100, 1)).default       # GFP_DMA
+    assert dma.value >> 12 < m.machine.dma_frames and dma.value >> 12 != first.value >> 12
+    text = "a = kmalloc(100)\nb = kmalloc(100, GFP_DMA)\n"
+    assert verdict(text, [first, dma]) is None
+    assert verdict(text, [first, Outcome(value=first.value + 128)])[0] in ("linux.gfp.dma-zone", "linux.buddy.alloc-from-free")
