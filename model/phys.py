@@ -571,7 +571,10 @@ class PhysModel:
 
     def _x_dma_alloc_coherent(self, size: int, dma_mask: int = 0xFFFFFFFF) -> Expect:
         if size <= 0:
-            return exactly("linux.dma.size0", K_EINVAL)
+            # dma_alloc_coherent only returns NULL: which errno the protocol's -1 carries is the target's
+            return checked("linux.dma.size0", K_EINVAL, "-1 (EINVAL or ENOMEM)",
+                           ("linux.dma.size0", lambda o: None if o.value == -1 and o.errno in ("EINVAL", "ENOMEM")
+                            and o.signal is None else f"no buffer of size 0 exists; observed {o.describe()}"))
         order = order_for(size)
         if order > MAX_ORDER:
             return exactly("linux.dma.fails-cleanly", K_ENOMEM)

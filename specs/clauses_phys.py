@@ -126,7 +126,9 @@ declare(
     ("linux.dma.below-mask", "the whole buffer lies below the device's DMA mask", f"{DMA_API}; kernel/dma/direct.c dma_coherent_ok"),
     ("linux.dma.fails-cleanly", "dma_alloc_coherent fails with NULL when no contiguous run below the mask exists, "
      "and only then", f"{DMA_API}: returns NULL if the allocation failed"),
-    ("linux.dma.size0", "a DMA buffer of size 0 is refused", "kernel/dma/mapping.c dma_alloc_attrs"),
+    ("linux.dma.size0", "a DMA buffer of size 0 is refused (NULL: -1 with EINVAL or ENOMEM)",
+     "kernel/dma/direct.c dma_direct_alloc (no explicit check: PAGE_ALIGN(0) is 0, and get_order(0) exceeds "
+     "MAX_PAGE_ORDER, so the page allocator returns NULL); kernel/dma/mapping.c dma_alloc_attrs"),
     ("linux.dma.free", "dma_free_coherent of a live buffer frees its frames", DMA_API),
     ("linux.dma.free-unallocated", "dma_free_coherent of an address that is not a live buffer is refused", DMA_API),
     # --- NUMA ------------------------------------------------------------------

@@ -102,3 +102,10 @@ def test_a_gfp_dma_kmalloc_has_caches_of_its_own():
     text = "a = kmalloc(100)\nb = kmalloc(100, GFP_DMA)\n"
     assert verdict(text, [first, dma]) is None
     assert verdict(text, [first, Outcome(value=first.value + 128)])[0] in ("linux.gfp.dma-zone", "linux.buddy.alloc-from-free")
+
+
+@pytest.mark.parametrize("errno, ok", [("EINVAL", True), ("ENOMEM", True), ("EFAULT", False)])
+def test_dma_size0_is_a_null_whatever_errno_the_protocol_gives(errno, ok):
+    got = verdict("d = dma_alloc_coherent(0)\n", [Outcome(value=-1, errno=errno)])
+    assert (got is None) == ok
+    assert verdict("d = dma_alloc_coherent(0)\n", [Outcome(value=0x1000)]) == ("linux.dma.size0", Verdict.FAIL)
