@@ -116,36 +116,41 @@ class _Peer:
 class ProtocolSession(Session):
     def __init__(self, target: "ProtocolTarget"):
         self.t = target
-        self.peer = target._peer()
         self.n = 0
+        self.failed = ""
+        try:
+            self.peer: _Peer | None = target._peer()
+        except TargetError as e:   # a failed process's replacement did not start: the first call's verdict
+            self.peer, self.failed = None, str(e)
 
-    def _ask(self, msg: dict[str, Any], what: str) -> dict[str, Any]:
-        self.peer.ident += 1
-        msg["id"] = self.peer.ident
-        self.peer.send(msg)
-        return self.peer.receive(what)
+    def _live(self, what: str) -> _Peer:
+        if self.peer is None:
+            raise SessionFailed(RunStatus.CRASH, f"no target process at {what}: {self.failed}")
+        return self.peer
 
     def call(self, call: Call, args: tuple[int | str, ...]) -> Outcome:
         self.n += 1
-        self.peer.ident += 1
-        ident = self.peer.ident
-        self.peer.send(call_message(ident, call, args))
-        reply = self.peer.receive(f"call {self.n} ({call.name})")
+        peer = self._live(f"call {self.n} ({call.name})")
+        peer.ident += 1
+        ident = peer.ident
+        peer.send(call_message(ident, call, args))
+        reply = peer.receive(f"call {self.n} ({call.name})")
         try:
             return reply_to_outcome(reply, ident)
         except ProtocolViolation as e:
-            self.peer.kill()
+            peer.kill()
             raise SessionFailed(RunStatus.ERROR, f"target answered garbage at call {self.n} ({call.name}): {e}") from None
 
     def observe(self) -> Observation:
-        self.peer.ident += 1
-        ident = self.peer.ident
-        self.peer.send({"type": "observe", "id": ident})
-        reply = self.peer.receive(f"observe after call {self.n}")
+        peer = self._live(f"observe after call {self.n}")
+        peer.ident += 1
+        ident = peer.ident
+        peer.send({"type": "observe", "id": ident})
+        reply = peer.receive(f"observe after call {self.n}")
         try:
             return state_to_observation(reply, ident)
         except ProtocolViolation as e:
-            self.peer.kill()
+            peer.kill()
             raise SessionFailed(RunStatus.ERROR, f"target answered garbage at observe after call {self.n}: {e}") from None
 
     def close(self) -> None:
