@@ -42,6 +42,7 @@ LLONG_MAX = (1 << 63) - 1
 NAME_MAX = 255
 SHM_NAME_BUF = 260     # glibc posix/shm-directory.c: struct shmdir_name's room for the name
 NOBODY = 65534
+MAX_INSN = 15          # Intel SDM Vol. 2A §2.1: an instruction is at most 15 bytes long
 
 U64 = (1 << 64) - 1
 # Arguments the kernel receives as unsigned long: -1 arrives as 0xffff_ffff_ffff_ffff.
@@ -383,6 +384,12 @@ class System:
             clause = ("linux.mmap.fixed-noreplace-maps" if flags & MAP["MAP_FIXED_NOREPLACE"]
                       else "posix.mmap.fixed-exact")
             placed = exactly(clause, Outcome(value=addr))
+            c = self.config
+            if flags & MAP["MAP_FIXED_NOREPLACE"] and c.quiet_ranges and not any(
+                    qs <= addr and addr + plen <= qe for qs, qe in c.quiet_ranges):
+                # outside the target's quiet ranges its own mappings (libraries, heap) may live
+                placed = Expect(clause, Outcome(value=addr), f"{addr:#x}, or EEXIST over a mapping of the target's own",
+                                (Outcome(value=addr), Outcome(value=-1, errno="EEXIST")), impl_defined=True)
             replaced = sum(e - s for s, e, _ in mm.mapped_pages(addr, addr + plen))
         else:
             placed = self._placement(mm, addr, plen, bool(flags & MAP["MAP_32BIT"]),
@@ -536,7 +543,13 @@ class System:
     def _populate(self, mm: Mm, start: int, end: int) -> None:
         """mm/gup.c populate_vma_page_range: fault every page in; private writable mappings
         with a write fault (to break COW), others with a read fault; PROT_NONE is skipped and
-        a page past the file's end stops nothing (errors are ignored)."""
+        a page past the file's end stops nothing (errors are ignored).
+
+        A page read from the file drops the mmap lock for the I/O (VM_FAULT_RETRY, not counted);
+        __mm_populate then retakes it and faults again without FAULT_FLAG_TRIED, finding the page
+        cached: so the kernel counts such a load as a minor fault, or (without the retry) a major
+        one.  The model counts it as a fault that may be minor, never as a sure major fault."""
+        majflt = mm.majflt
         for s, e, v in list(mm.mapped_pages(start, end)):
             if not v.prot & (R | W | X) or v.exec_only:
                 continue
@@ -547,7 +560,10 @@ class System:
                     break
                 fc = fault.do_page_fault(self, mm, hit[2], page, kind if kind != R or hit[2].prot & (R | W) else X)
                 if fc is not None and fc.kind == "sigkill":
-                    return
+                    break
+        if mm.majflt > majflt:
+            mm.minflt_maybe += mm.majflt - majflt
+            mm.majflt = majflt
 
     def _unmap(self, mm: Mm, start: int, end: int) -> None:
         self._split_huge(mm, start, end)
@@ -774,6 +790,13 @@ class System:
             value = t.page.byte(addr & (PAGE_SIZE - 1)) if t is not None and kind == R else None
             return exactly("seed.fault.step8-tlb", Outcome(value=value))
         if kind == X:
+            if (addr & (PAGE_SIZE - 1)) > PAGE_SIZE - MAX_INSN:
+                nxt = mm.vmas.find(page + PAGE_SIZE)
+                if nxt is None or not fault.vma_allows(nxt[2], X):
+                    # the instruction at addr may run onto the next page, which cannot be fetched:
+                    # whether it does depends on the bytes there
+                    return Expect("linux.x86.fetch-crosses-page", OK, "ok, or SIGSEGV if the instruction crosses",
+                                  (OK, Outcome(signal="SIGSEGV")), impl_defined=True)
             return exactly("posix.mmap.prot-exec", OK)
         if kind == W:
             return exactly(self._store_clause(mm, v, page, t), OK)

@@ -85,6 +85,8 @@ declare(
     ("linux.x86.exec-implies-read", "where the CPU lacks PKU (facts: exec_only false), PROT_EXEC alone is readable: loads succeed and mlock faults the page in",
      "arch/x86/mm/pgprot.c protection_map: [VM_EXEC] = PAGE_READONLY_EXEC; POSIX.1-2024 XSH mmap(): an implementation may permit accesses other than those specified by prot",
      "POSIX allows either; x86 page tables without protection keys cannot express execute without read"),
+    ("linux.x86.fetch-crosses-page", "a fetch within 15 bytes of a page's end whose next page cannot be fetched runs, or raises SIGSEGV when its instruction reaches that page",
+     "Intel SDM Vol. 2A §2.1 (an instruction is up to 15 bytes); Intel SDM Vol. 3A §4.6 (every byte fetched is checked against its page's rights)"),
     ("linux.x86.nx-enforced", "a fetch from a page without PROT_EXEC raises SIGSEGV on x86-64 (NX), also when readable",
      f"{MAN_MMAP}, NOTES: PROT_READ implies PROT_EXEC only with READ_IMPLIES_EXEC personality; Intel SDM Vol. 3A §4.6 (XD)",
      "POSIX allows PROT_READ to imply execute; x86-64 Linux enforces NX"),
