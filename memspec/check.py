@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 from .errors import Terminated, TargetError, UsageError
 from .program import Program, ProgramError, format_call, format_program, parse
-from .records import Verdict
+from .records import RunStatus, Verdict
 
 
 @dataclass
@@ -44,6 +44,7 @@ class CheckOptions:
     progress: Callable[[str], None] | None = None
     argv: list[str] = field(default_factory=list)
     log_every: float = 5.0     # seconds between progress lines when stderr is not a terminal
+    max_dead: int = 3          # stop judging a target after this many programs in a row crash or hang (0: never)
 
 
 def suite_programs(layer: str, capabilities: bool = False) -> Iterator[tuple[str, Program]]:
@@ -258,6 +259,8 @@ class Checker:
         programs = itertools.chain(sources, random_programs(layer, self.o.programs, self.o.seed, target.calls,
                                                                      facts))
         t_start = time.monotonic()
+        dead_in_a_row = 0
+        last_ok: Program | None = None      # the last program this target ran to its end: the canary
         for n, (origin, program) in enumerate(programs, 1):
             if n == 1 or n == total or n % 10 == 0:
                 tr.timeline.append([round(time.monotonic() - t_start, 3), tr.programs, len(tr.clauses), len(tr.failures)])
@@ -270,6 +273,7 @@ class Checker:
                 continue
             self._progress = (n, total)
             j = execute(target, program, facts)
+            dead_in_a_row = dead_in_a_row + 1 if j.status in (RunStatus.CRASH, RunStatus.HANG) else 0
             tr.programs += 1
             tr.calls += len(program.calls)
             for c in j.checks:
@@ -280,6 +284,23 @@ class Checker:
             f = j.failure
             self.tick(f"{target.name} [{layer}] {n}/{total} programs, {len(tr.clauses)} clauses, "
                       f"{len(tr.failures)} failures")
+            if j.status is RunStatus.OK:
+                last_ok = program
+            if self.o.max_dead and dead_in_a_row >= self.o.max_dead and self._still_alive(target, last_ok, facts):
+                dead_in_a_row = 0       # only those programs kill it: go on
+            if self.o.max_dead and dead_in_a_row >= self.o.max_dead:
+                # every later program would cost a whole time limit: stop judging this target
+                # (libFuzzer and syzkaller stop at the first hang) and say so in the report
+                tr.stopped = (f"stopped after {dead_in_a_row} programs in a row ended in a crash or hang "
+                              f"(last: {j.status.value}{': ' + j.message if j.message else ''}), "
+                              + ("and a program it ran before failed too" if last_ok is not None else
+                                 "and none had run")
+                              + f"; {total - n} programs and the state machine were not run")
+                self.say(f"\n{target.name}: {tr.stopped}")
+                if f is not None and Signature.of(program, f) not in groups:
+                    groups[Signature.of(program, f)] = None
+                    tr.failures.append(self._failure(target, layer, program, f, j, origin, cat))
+                break
             if f is None:
                 continue
             sig = Signature.of(program, f)
@@ -291,7 +312,7 @@ class Checker:
                 tr.clauses.setdefault(f.clause, ClauseStats()).add(Verdict.UNKNOWN.value)
                 continue
             # every try of a hang costs a whole time limit: shrink those on a small budget
-            budget = self.o.shrink_budget if f.verdict is not Verdict.HANG else min(self.o.shrink_budget, 12)
+            budget = self.o.shrink_budget if f.verdict is not Verdict.HANG else min(self.o.shrink_budget, 4)
             small = shrink_failure(target, program, facts, sig, budget)
             j2 = execute(target, small, facts)
             f2 = j2.failure or f
@@ -299,7 +320,8 @@ class Checker:
             failure = self._failure(target, layer, prog2, f2, j2 if j2.failure else j, origin, cat)
             groups[sig] = failure
             tr.failures.append(failure)
-        self.run_machine(target, layer, tr, facts, cat)
+        if not tr.stopped:
+            self.run_machine(target, layer, tr, facts, cat)
         layer_clauses = sorted(cid for cid, c in cat.items() if c.layer == layer)
         tr.not_applicable_clauses = {c: k for c, k in tr.not_applicable_clauses.items() if c not in tr.clauses}
         # a clause reached only by programs this target cannot run is reported as not applicable, not as a gap
@@ -309,6 +331,15 @@ class Checker:
         self.tick("")
         if not self.o.quiet and sys.stderr.isatty():
             print("\r\033[K", end="", file=sys.stderr)
+
+    def _still_alive(self, target: Any, canary: Program | None, facts: dict[str, Any]) -> bool:
+        """After programs in a row crashed or hung: is the target dead, or do only those programs kill
+        it (an emulator that accepts an illegal write, then dies)?  A program it ran to its end
+        before is run again: if that still runs, the target lives and judging goes on."""
+        if canary is None:
+            return False
+        from .fuzz_api import execute
+        return execute(target, canary, facts).status is RunStatus.OK
 
     def _failure(self, target: Any, layer: str, program: Program, f: Any, j: Any, origin: str,
                  cat: dict[str, Any]) -> Any:
@@ -471,6 +502,8 @@ def summary_lines(results: Any) -> list[str]:
                 lines.append(f"    flaky {fp['clause']}: {fp['file']}")
                 lines += [f"      {r}" for r in fp["runs"]]
                 lines.append(f"      replay: {fp['replay']}")
+        if t.stopped:
+            lines.append(f"  STOPPED: {t.stopped}")
         if t.fault_path:
             lines.append("  fault path (model, summed over programs): "
                          + ", ".join(f"{k} {v}" for k, v in sorted(t.fault_path.items()) if v))

@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--confirm", type=_positive_int, default=3, metavar="K", help="re-runs that must fail the same way (default 3)")
     c.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="time limit per program (default 10 s)")
     c.add_argument("--no-suite", action="store_true", help="skip the directed suite (random programs and the state machine only)")
+    c.add_argument("--max-target-failures", type=_positive_int, default=3, metavar="N",
+                   help="stop judging a target after N programs in a row crash or hang, with one verdict that says so "
+                        "(default 3; 0 never stops)")
     c.add_argument("--db", metavar="DIR|redis://…",
                    help="Hypothesis example database shared across runs and workers (default: none; "
                         "env MEMSPEC_HYPOTHESIS_DB)")
@@ -179,7 +182,8 @@ def cmd_check(a: argparse.Namespace) -> int:
     from memspec.reports import json_report, junit
     opts = CheckOptions(targets=a.target, layer=a.layer, seed=a.seed, out=a.out, programs=a.programs,
                         machine_examples=a.machine_examples, confirm=a.confirm, timeout=a.timeout, db=a.db, suite=not a.no_suite,
-                        quiet=a.quiet or a.json, argv=sys.argv[2:], coverage=a.coverage)
+                        quiet=a.quiet or a.json, argv=sys.argv[2:], coverage=a.coverage,
+                        max_dead=a.max_target_failures)
     results = Checker(opts).run()
     flaky = any(t.machine.get("result") == "flaky" for t in results.targets if t.machine)
     if results.interrupted:

@@ -228,6 +228,8 @@ def _summary(report: dict[str, Any], cx_ids: dict[tuple[int, str], str]) -> str:
             f"<td class=num>{n_failed}</td><td class=num>{len(t.get('failures', [])) - len(unexplained)}</td>"
             f"<td class=num>{t.get('not_applicable', 0)}</td><td>{_e(machine)}</td></tr>")
         extra = []
+        if t.get("stopped"):
+            extra.append("STOPPED: " + t["stopped"])
         if t.get("unsupported"):
             extra.append("unsupported by this target: " + ", ".join(t["unsupported"]))
         if t.get("facts"):

@@ -57,6 +57,7 @@ class TargetResults:
     # clause -> programs skipped as not applicable that would have exercised it (judged on the model)
     not_applicable_clauses: dict[str, int] = field(default_factory=dict)
     timeline: list[list[float]] = field(default_factory=list)      # [seconds, programs, clauses, failures] samples
+    stopped: str = ""      # why judging this target stopped early (it kept crashing or hanging); "" if it did not
 
     def unexplained(self) -> list[Failure]:
         return [f for f in self.failures if not f.expected_difference]

@@ -26,10 +26,22 @@ from memspec.protocol import (PROTOCOL_VERSION, ProtocolViolation, call_message,
 from memspec.records import Observation, Outcome, RunStatus
 
 from .base import Session, SessionFailed, Target, negotiate
+from .children import LIVE_GROUPS, kill_group
+
+
+# The longest line a target may answer with: an ``observe`` reply with page contents fits well
+# inside; a longer line is an ``error`` (a runaway target), not a reason to exhaust memory.
+MAX_LINE = 32 << 20
+# How much of a target's standard error is kept (its last bytes, for crash messages).
+STDERR_KEEP = 8 << 10
 
 
 class _Peer:
-    """One running implementation process."""
+    """One running implementation process, in its own process group.
+
+    Its standard error is drained while memspec waits for a reply (a target that floods it
+    never blocks on a full pipe) and only its tail is kept; every reply has one deadline
+    however the bytes trickle in; a line longer than ``MAX_LINE`` is garbage."""
 
     def __init__(self, argv: list[str], timeout: float, memory_mb: int):
         def limits() -> None:
@@ -42,10 +54,14 @@ class _Peer:
                                       stderr=subprocess.PIPE, preexec_fn=limits)
         except OSError as e:
             raise TargetError(f"cannot start {shlex.join(argv)!r}: {e.strerror}") from None
+        LIVE_GROUPS.add(self.p.pid)
         self.timeout = timeout
         self.buf = b""
+        self.err = b""
         self.ident = 0
         self.dead = False
+        assert self.p.stderr is not None
+        os.set_blocking(self.p.stderr.fileno(), False)
 
     def send(self, msg: dict[str, Any]) -> None:
         if self.dead:
@@ -57,23 +73,52 @@ class _Peer:
         except (BrokenPipeError, OSError, ValueError):
             pass   # the read that follows reports the exit
 
+    def _drain_stderr(self) -> bool:
+        """Read what standard error holds now; False at its end."""
+        assert self.p.stderr is not None
+        try:
+            chunk = os.read(self.p.stderr.fileno(), 1 << 16)
+        except BlockingIOError:
+            return True
+        except (OSError, ValueError):
+            return False
+        if not chunk:
+            return False
+        self.err = (self.err + chunk)[-STDERR_KEEP:]
+        return True
+
     def receive(self, what: str) -> dict[str, Any]:
-        assert self.p.stdout is not None
+        assert self.p.stdout is not None and self.p.stderr is not None
         if self.dead:
             raise SessionFailed(RunStatus.CRASH, f"target was already stopped at {what}")
-        fd = self.p.stdout.fileno()
+        fd, efd = self.p.stdout.fileno(), self.p.stderr.fileno()
+        watch = [fd, efd]
         deadline = time.monotonic() + self.timeout
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            ready = select.select(watch, [], [], left)[0] if left > 0 else []
+            if not ready:
                 self.kill()
-                raise SessionFailed(RunStatus.HANG, f"target hung at {what} (no reply in {self.timeout:g} s)")
+                raise SessionFailed(RunStatus.HANG, f"target hung at {what} (no whole reply in {self.timeout:g} s"
+                                    + (f"; {len(self.buf)} bytes of a line" if self.buf else "") + ")")
+            if efd in ready and not self._drain_stderr():
+                watch = [fd]
+            if fd not in ready:
+                continue
             chunk = os.read(fd, 1 << 16)
             if not chunk:
                 self.kill()
                 raise SessionFailed(RunStatus.CRASH, f"target exited at {what}: {self.exit_text()}")
             self.buf += chunk
+            if len(self.buf) > MAX_LINE and b"\n" not in self.buf:
+                self.kill()
+                raise SessionFailed(RunStatus.ERROR, f"target answered garbage at {what}: a line longer than "
+                                    f"{MAX_LINE >> 20} MiB")
         line, self.buf = self.buf.split(b"\n", 1)
+        if len(line) > MAX_LINE:
+            self.kill()
+            raise SessionFailed(RunStatus.ERROR, f"target answered garbage at {what}: a line longer than "
+                                f"{MAX_LINE >> 20} MiB")
         try:
             return decode(line)
         except ProtocolViolation as e:
@@ -84,23 +129,19 @@ class _Peer:
         try:
             code = self.p.wait(timeout=2)
         except subprocess.TimeoutExpired:
-            return "closed its output"
-        err = b""
-        if self.p.stderr is not None:
-            try:
-                err = self.p.stderr.read(2000) or b""
-            except (OSError, ValueError):
-                pass
-        tail = err.decode("utf-8", "replace").strip().splitlines()[-3:]
-        how = (f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}")
+            code = None
+        # what standard error still holds, without waiting for its end (children may keep it open)
+        for _ in range(64):
+            if not self._drain_stderr():
+                break
+        tail = self.err.decode("utf-8", "replace").strip().splitlines()[-3:]
+        how = ("closed its output" if code is None else
+               f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}")
         return how + (" -- stderr: " + " | ".join(tail) if tail else "")
 
     def kill(self) -> None:
         self.dead = True
-        try:
-            os.killpg(self.p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        kill_group(self.p.pid)
         try:
             self.p.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -186,6 +227,10 @@ class ProtocolTarget(Target):
         if hello.get("type") != "hello":
             peer.kill()
             raise TargetError(f"{self.name}: first message must be 'hello', got {hello.get('type')!r}")
+        if "client" in hello or hello == {"type": "hello", "protocol": PROTOCOL_VERSION, "client": f"memspec {__version__}"}:
+            peer.kill()
+            raise TargetError(f"{self.name}: answered memspec's hello with a client's hello (its own input echoed "
+                              "back?): a protocol target answers with the layers and calls it implements")
         if hello.get("protocol") != PROTOCOL_VERSION:
             peer.kill()
             raise TargetError(f"{self.name}: speaks protocol {hello.get('protocol')!r}; memspec speaks {PROTOCOL_VERSION}")

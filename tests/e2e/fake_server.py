@@ -7,6 +7,11 @@
   wrong-id      answers every call with the wrong id
   exit-at-hello exits before saying hello
   old-protocol  says hello with protocol version 99
+  half-at-N     writes half of reply N, then nothing
+  bigline-at-N  answers reply N with a 100 MiB line
+  slow-at-N     sends reply N one byte a second
+  stderr-flood  writes 256 KiB to standard error before every reply
+  forks-at-N    forks 200 children (sleeping, holding its pipes) at reply N, then hangs
 """
 
 from __future__ import annotations
@@ -46,6 +51,29 @@ class Tap:
                     time.sleep(3600)
                 if self.mode == "garbage":
                     data = b"Segmentation fault (core dumped)\n"
+                if self.mode == "half":
+                    self.real.write(data[:len(data) // 2])
+                    self.real.flush()
+                    time.sleep(3600)
+                if self.mode == "bigline":
+                    self.real.write(b"x" * (100 << 20) + b"\n")
+                    self.real.flush()
+                    time.sleep(3600)
+                if self.mode == "slow":
+                    for b in data:
+                        self.real.write(bytes([b]))
+                        self.real.flush()
+                        time.sleep(1)
+                    return len(data)
+                if self.mode == "forks":
+                    for _ in range(200):
+                        if os.fork() == 0:
+                            time.sleep(3600)
+                            os._exit(0)
+                    time.sleep(3600)
+            if self.mode == "stderr-flood":
+                sys.stderr.buffer.write(b"E" * (256 << 10))
+                sys.stderr.buffer.flush()
         return self.real.write(data)
 
     def flush(self) -> None:
@@ -53,7 +81,7 @@ class Tap:
 
 
 def main() -> int:
-    mode = sys.argv[1]
+    mode = sys.argv[1]      # further arguments (a --tag=... to find the processes by) are ignored
     if mode == "exit-at-hello":
         return 3
     return serve(sys.stdin.buffer, Tap(sys.stdout.buffer, mode))

@@ -89,7 +89,8 @@ def test_broken_implementation_is_caught_and_replays(memspec_cli, tmp_path, bug)
 def test_misbehaving_target_gets_a_verdict_and_the_run_goes_on(memspec_cli, tmp_path, mode, verdict, words) -> None:
     out = str(tmp_path / "out")
     r = memspec_cli("check", "--target", f"cmd:{PY} {FAKE} {mode}", "--programs", "6", "--machine-examples", "0",
-                    "--no-suite", "--timeout", "2", "--confirm", "1", "--out", out, "-q", timeout=300)
+                    "--no-suite", "--timeout", "2", "--confirm", "1", "--max-target-failures", "0", "--out", out, "-q",
+                    timeout=300)
     assert r.returncode == 1, r.stdout + r.stderr
     t = report(out)["targets"][0]
     assert t["programs"] >= 6, "the run stopped at the first bad program"

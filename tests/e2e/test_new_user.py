@@ -270,3 +270,112 @@ def test_a_program_mixing_layers_is_refused(memspec_cli, tmp_path) -> None:
     f.write_text(OS_PROGRAM + "mov_cr3(0x200000)\n")
     r = memspec_cli("replay", str(f), "--target", "model")
     assert r.returncode == 2 and "layer" in r.stderr and "Traceback" not in r.stderr, r.stdout + r.stderr
+
+
+# -- a cmd: target that misbehaves costs a bounded time, and leaves nothing running --------------
+
+def _fake(mode: str, tag: str) -> str:
+    # the tag makes this run's processes findable (and killable) by their command line
+    return f"cmd:{PY} {FAKE} {mode} --tag={tag}"
+
+
+def _left_running(tag: str) -> list[str]:
+    r = subprocess.run(["pgrep", "-f", f"tag={tag}"], capture_output=True, text=True)
+    assert r.returncode in (0, 1), r.stderr      # 1: none found
+    return r.stdout.split()
+
+
+@pytest.mark.parametrize("mode, words", [
+    ("hang-at-2", "hang"),
+    ("half-at-2", "bytes of a line"),
+    ("slow-at-2", "hang"),
+    ("bigline-at-2", "longer than|bytes of a line"),   # which comes first depends on the pipe's speed
+    ("forks-at-2", "hang"),
+])
+def test_a_target_that_keeps_failing_is_stopped_with_one_verdict(memspec_cli, tmp_path, mode, words) -> None:
+    out = str(tmp_path / "out")
+    tag = f"{mode}-{os.getpid()}-{time.monotonic_ns()}"
+    t0 = time.monotonic()
+    r = memspec_cli("check", "--target", _fake(mode, tag), "--programs", "20", "--machine-examples", "0",
+                    "--no-suite", "--timeout", "2", "--out", out, "-q", timeout=240)
+    took = time.monotonic() - t0
+    assert r.returncode == 1, r.stdout + r.stderr
+    t = _report(out)["targets"][0]
+    seen = t["failures"][0]["observed"] + " " + t["failures"][0]["verdict"] if t["failures"] else ""
+    assert any(w in seen for w in words.split("|")), t["failures"]
+    assert "stopped after 3 programs in a row" in t["stopped"], t
+    assert t["programs"] < 20
+    assert took < 120, f"{took:.0f} s: every program paid its whole time limit"
+    time.sleep(0.5)
+    assert not _left_running(tag), "target processes outlived the run"
+
+
+def test_a_target_flooding_stderr_is_judged_normally(memspec_cli, tmp_path) -> None:
+    out = str(tmp_path / "out")
+    r = memspec_cli("check", "--target", _fake("stderr-flood", "flood"), "--programs", "10", "--machine-examples", "0",
+                    "--no-suite", "--timeout", "5", "--out", out, "-q", timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+    t = _report(out)["targets"][0]
+    assert t["programs"] == 10 and not t["failures"]
+
+
+def test_sigterm_ends_the_targets_processes_too(tmp_path) -> None:
+    out = str(tmp_path / "out")
+    tag = f"term-{os.getpid()}-{time.monotonic_ns()}"
+    p = subprocess.Popen([PY, "-m", "memspec.cli", "check", "--target", _fake("forks-at-2", tag), "--programs", "5",
+                          "--no-suite", "--timeout", "60", "--out", out, "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(_left_running(tag)) < 100 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(_left_running(tag)) >= 100, "the fake target did not fork"
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 143, stdout + stderr
+    time.sleep(0.5)
+    assert not _left_running(tag), "the target's processes outlived memspec"
+    assert _report(out)["interrupted_by"] == "SIGTERM"
+
+
+def test_a_target_echoing_memspecs_hello_is_a_harness_error(memspec_cli, tmp_path) -> None:
+    r = memspec_cli("check", "--target", "cmd:/bin/cat", "--out", str(tmp_path / "out"), "-q", timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "client's hello" in r.stderr
+
+
+def test_a_target_that_dies_only_on_some_programs_is_not_stopped(tmp_path) -> None:
+    """An emulator that dies on the programs that write an illegal value, and runs the rest: the
+    canary (a program it ran before) still runs, so judging goes on."""
+    from memspec.check import Checker, CheckOptions
+    from memspec.program import parse
+    from memspec.records import Outcome, RunResult, RunStatus
+    from memspec.targets.registry import make_target
+
+    model = make_target("model")
+
+    class DiesOnMunmap:
+        name, layers, calls, timeout = "dies-on-munmap", model.layers, model.calls, 1.0
+
+        def facts(self): return model.facts()
+        def unsupported(self): return []
+        def close(self): pass
+
+        def run(self, program, observe="end"):
+            if any(c.name == "munmap" for c in program.calls):
+                return RunResult(status=RunStatus.CRASH, outcomes=[], message="killed by SIGSEGV")
+            return model.run(program, observe=observe)
+
+    import memspec.check as check_mod
+    progs = [("p%d" % i, parse("a = mmap(NULL, 0x1000, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                               + ("munmap(a, 0x1000)\n" if 2 <= i <= 6 else ""))) for i in range(10)]
+    c = Checker(CheckOptions(targets=["x"], out=str(tmp_path), programs=0, machine_examples=0, suite=False, quiet=True))
+    orig = check_mod.random_programs
+    check_mod.random_programs = lambda *a, **k: iter(progs)
+    try:
+        from memspec.fuzz_api import catalogue
+        c.check_target(DiesOnMunmap(), "os", catalogue())
+    finally:
+        check_mod.random_programs = orig
+    t = c.results.targets[0]
+    assert not t.stopped and t.programs == 10, t.stopped
+    assert any(f.verdict == "crash" for f in t.failures)
