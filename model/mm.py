@@ -1036,8 +1036,14 @@ class System:
                     child.anon[page] = p
                     p.inherited = True
                 t = parent.pte.get(page)
-                if t is not None:
-                    if t.page is ZERO_PAGE or (p is not None and t.page is p):
+                if t is not None and t.page is ZERO_PAGE:
+                    # mm/memory.c copy_page_range copies nothing for a VMA without an anon_vma,
+                    # and a read fault mapping the zero page makes none: the child may or may
+                    # not have this PTE (it reads zero either way)
+                    fault.flush_tlb_page(parent, page)
+                    child.maybe.add(page)
+                elif t is not None:
+                    if p is not None and t.page is p:
                         t.write = False
                         fault.flush_tlb_page(parent, page)
                         child.pte[page] = Pte(t.page, False)

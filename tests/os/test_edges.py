@@ -72,3 +72,23 @@ def test_on_linux_a_fetch_of_zero_bytes_at_a_pages_end_faults_and_is_allowed():
     run = t.run(p)
     assert run.outcomes[1].signal == "SIGSEGV"       # 00 00 (add [rax], al) needs the next page
     assert execute(t, p, t.facts()).failure is None
+
+
+def test_a_forked_child_may_lack_the_parents_zero_page_pte():
+    text = (f"a = mmap({W:#x}, 0x2000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)\n"
+            "x = load(a)\np3 = fork()\np3: d = mincore(a, 0x2000)\nm = mincore(a, 0x2000)\n")
+    # no anon_vma (only a read fault): copy_page_range copies nothing; with one it copies the PTE
+    assert failed({}, text, [ok(W), ok(0), ok(2), ok(0), ok(1)]) is None
+    assert failed({}, text, [ok(W), ok(0), ok(2), ok(1), ok(1)]) is None
+    # the parent keeps its PTE, and the untouched page is in neither
+    assert failed({}, text, [ok(W), ok(0), ok(2), ok(0), ok(0)]) == "posix.mincore.residency"
+    assert failed({}, text, [ok(W), ok(0), ok(2), ok(3), ok(1)]) == "posix.mincore.residency"
+
+
+@pytest.mark.skipif(os.uname().sysname != "Linux", reason="needs Linux")
+def test_on_linux_the_child_of_a_read_only_touch_has_no_pte():
+    from memspec.targets.linux import LinuxTarget
+    t = LinuxTarget()
+    p = parse(f"a = mmap({W:#x}, 0x7000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)\n"
+              "x = load(a+0x4001)\np3 = fork()\np3: d = mincore(a+0x4000, 0x1000)\n")
+    assert execute(t, p, t.facts()).failure is None
