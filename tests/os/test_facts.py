@@ -307,3 +307,15 @@ def test_config_reads_every_fact_the_linux_target_reports():
         if k in fields and k not in ("quiet_ranges", "kernel"):
             assert getattr(c, k) == facts[k], k
     assert c.kernel == kernel_version(facts["kernel"]) and c.kernel is not None
+
+
+@pytest.mark.parametrize("exec_only", [True, False])
+def test_state_machine_on_the_model_under_each_pku_value(exec_only):
+    from hypothesis import HealthCheck, settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from memspec.specs.machine_os import machine
+    facts = {"exec_only": exec_only}
+    run_state_machine_as_test(machine(_ModelWith(facts), facts), settings=settings(
+        max_examples=15, stateful_step_count=25, deadline=None, database=None,
+        suppress_health_check=list(HealthCheck)))
