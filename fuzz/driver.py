@@ -51,6 +51,7 @@ class FuzzOptions:
     summary_json: str | None = None
     merge: bool = False
     suite_seeds: bool = True     # an empty corpus starts from the layer's directed suite
+    verbose: bool = False        # also show the engine's own output (libFuzzer's lines); else it goes to a log file
 
 
 @dataclass
@@ -110,6 +111,9 @@ class Fuzzer:
         self.rng = random.Random(o.seed)
         self.clauses: set[str] = set()
         self._last_report = 0.0
+        self.err = sys.stderr            # memspec's own progress and summary (libFuzzer's output may be elsewhere)
+        self.engine_log: str | None = None
+        self._signal: str | None = None  # "SIGINT" or "SIGTERM" once one arrived under libFuzzer
 
     # -- corpus and findings -------------------------------------------------
 
@@ -266,21 +270,23 @@ class Fuzzer:
 
     def log(self, msg: str) -> None:
         if not self.o.quiet:
-            print(("\r\033[K" if sys.stderr.isatty() else "") + msg, file=sys.stderr, flush=True)
+            print(("\r\033[K" if self.err.isatty() else "") + msg, file=self.err, flush=True)
 
     def progress(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self.o.quiet or (not force and now - self._last_report < 1.0):
+        # on a terminal the line is redrawn every second; in a log, a whole line every 5 s
+        every = 1.0 if self.err.isatty() else 5.0
+        if self.o.quiet or (not force and now - self._last_report < every):
             return
         self._last_report = now
         el = max(now - self.stats.started, 1e-9)
         line = (f"#{self.stats.execs} {el:6.1f}s exec/s {self.stats.execs / el:7.1f} corpus {self.stats.corpus} "
                 f"features {self.stats.features} clauses {len(self.clauses)} findings {self.stats.findings}"
                 + (f" refused {self.stats.refused}" if self.stats.refused else ""))
-        if sys.stderr.isatty() and not force:
-            print("\r\033[K" + line, end="", file=sys.stderr, flush=True)
+        if self.err.isatty() and not force:
+            print("\r\033[K" + line, end="", file=self.err, flush=True)
         else:
-            print(line, file=sys.stderr, flush=True)
+            print(line, file=self.err, flush=True)
 
     def summary(self) -> str:
         el = time.monotonic() - self.stats.started
@@ -365,10 +371,15 @@ class Fuzzer:
         hit = _clause_feedback(atheris)
 
         def one_input(data: bytes) -> None:
+            if self._signal:
+                self.finish_atheris()
             before = len(self.seen)
             try:
                 self.run_one(data)
             except _Stop:
+                self.finish_atheris()
+            except KeyboardInterrupt as e:     # Ctrl-C or SIGTERM while a program ran
+                self._signal = self._signal or ("SIGTERM" if type(e).__name__ == "Terminated" else "SIGINT")
                 self.finish_atheris()
             if len(self.seen) > before:
                 for feat in self.feature_index(self.seen, before):
@@ -385,12 +396,36 @@ class Fuzzer:
         dictionary = _dictionary(self.layer)
         if dictionary:
             argv.append(f"-dict={dictionary}")
-        if self.o.quiet:
-            argv.append("-close_fd_mask=2")
+        # Ctrl-C and SIGTERM are memspec's: it prints its summary and exits 130/143 (libFuzzer's own
+        # handlers would end the process with neither)
+        argv += ["-handle_int=0", "-handle_term=0"]
+        self._take_signals()
+        if not self.o.verbose:
+            self._engine_output_to_log()
         _instrument_model(atheris)
         atheris.Setup(argv, one_input)
         atheris.Fuzz()
         return 0
+
+    def _take_signals(self) -> None:
+        import signal
+
+        def note(signum: int, frame: object) -> None:
+            self._signal = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
+            raise KeyboardInterrupt        # a program running now stops; one_input ends the run
+
+        signal.signal(signal.SIGINT, note)
+        signal.signal(signal.SIGTERM, note)
+
+    def _engine_output_to_log(self) -> None:
+        """libFuzzer (and the sanitizer runtime's warnings) write to file descriptor 2: point it at a
+        log file beside the findings; memspec's own lines keep the real standard error."""
+        self.err = os.fdopen(os.dup(2), "w", buffering=1)
+        self.engine_log = os.path.join(self.findings_dir, f"libfuzzer-{_safe(self.layer)}.log")
+        fd = os.open(self.engine_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        os.dup2(fd, 2)
+        os.close(fd)
+        self.log(f"libFuzzer's own output: {self.engine_log} (shown with -v)")
 
 
     def feature_index(self, seen: set[tuple[str, ...]], before: int) -> list[int]:
@@ -402,9 +437,16 @@ class Fuzzer:
 
     def finish_atheris(self) -> None:
         self.progress(force=True)
+        if self._signal:
+            self.log(f"{'terminated' if self._signal == 'SIGTERM' else 'interrupted'}: corpus and findings are saved")
         self.log(self.summary())
         self.write_summary()
-        os._exit(1 if self.stats.findings else 0)
+        try:
+            self.target.close()
+        finally:
+            self.err.flush()
+            code = {"SIGINT": 130, "SIGTERM": 143}.get(self._signal or "", 1 if self.stats.findings else 0)
+            os._exit(code)
 
 
 _FEEDBACK_SLOTS = 256

@@ -300,7 +300,7 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
                             seed=a.seed, engine=a.engine, jobs=a.jobs, timeout=a.timeout,
                             invariants=not a.no_invariants, quiet=a.quiet, merge=a.merge,
                             stop_on_finding=a.stop_on_finding, summary_json=a.summary_json,
-                            suite_seeds=not a.no_suite_seeds))
+                            suite_seeds=not a.no_suite_seeds, verbose=a.verbose))
 
 
 def cmd_bench(a: argparse.Namespace) -> int:

@@ -379,3 +379,40 @@ def test_a_target_that_dies_only_on_some_programs_is_not_stopped(tmp_path) -> No
     t = c.results.targets[0]
     assert not t.stopped and t.programs == 10, t.stopped
     assert any(f.verdict == "crash" for f in t.failures)
+
+
+# -- fuzz under libFuzzer: memspec's progress and summary, libFuzzer's lines only with -v --------
+
+def _atheris() -> None:
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        pytest.skip("atheris is not installed (pip install -e '.[dev]' installs it)")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_fuzz_under_libfuzzer_shows_memspecs_lines_and_a_summary_when_stopped(tmp_path, sig, code) -> None:
+    _atheris()
+    corpus, findings = tmp_path / "c", tmp_path / "f"
+    p = subprocess.Popen([PY, "-m", "memspec.cli", "fuzz", "--target", "model", "--layer", "os", "--time", "120",
+                          "--engine", "atheris", "--corpus", str(corpus), "--findings", str(findings)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(14)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == code, err
+    assert "INFO:" not in err and "__sanitizer" not in err and "WARNING:" not in err, err
+    progress = [line for line in err.splitlines() if line.startswith("#") and "exec/s" in line]
+    assert len(progress) >= 2, err
+    assert "done:" in err and "saved" in err, err
+    log = findings / "libfuzzer-os.log"
+    assert log.exists() and "INFO:" in log.read_text()
+
+
+def test_fuzz_verbose_shows_libfuzzers_lines(tmp_path) -> None:
+    _atheris()
+    r = subprocess.run([PY, "-m", "memspec.cli", "fuzz", "--target", "model", "--layer", "os", "--time", "6",
+                        "--engine", "atheris", "-v", "--corpus", str(tmp_path / "c"), "--findings", str(tmp_path / "f")],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "INFO:" in r.stderr and "done:" in r.stderr
