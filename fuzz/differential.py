@@ -4,7 +4,7 @@ fails the same clause the same way."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from memspec.program import Call, Int, Program, ProgramError, Ref, validate
@@ -36,8 +36,27 @@ def execute(target: Any, program: Program, facts: dict[str, Any], invariants: bo
     return judge(program, run, target.name, facts, invariants=invariants)
 
 
+def localise(target: Any, program: Program, facts: dict[str, Any], j: Judgement,
+             invariants: bool = True) -> Judgement:
+    """A failure seen only at a later checkpoint (the state compared after the last call) is blamed
+    on the call that caused it: the program runs again with a checkpoint after every call, and the
+    first one at which the target's state differs names the call and the clause it stands for (the
+    model's record of which call last set that state).  If that run does not fail the same way
+    earlier, the failure stays where it was and its note says the cause could not be told."""
+    f = j.failure
+    if f is None or f.at != "checkpoint" or f.index <= 0:
+        return j
+    each = execute(target, program, facts, invariants, observe="each")
+    g = each.failure
+    if g is not None and g.index <= f.index and g.verdict is f.verdict:
+        return each
+    j.checks[j.checks.index(f)] = replace(
+        f, note=(f.note + "; " if f.note else "") + "seen at this checkpoint only: which call caused it could not be told")
+    return j
+
+
 def failing_signature(target: Any, program: Program, facts: dict[str, Any]) -> Signature | None:
-    j = execute(target, program, facts)
+    j = localise(target, program, facts, execute(target, program, facts))
     f = j.failure
     return Signature.of(program, f) if f else None
 
@@ -128,5 +147,5 @@ def shrink_failure(target: Any, program: Program, facts: dict[str, Any], sig: Si
     return minimise(program, lambda p: failing_signature(target, p, facts) == sig, budget)
 
 
-__all__ = ["Signature", "execute", "failing_signature", "confirm", "minimise", "shrink_failure",
+__all__ = ["Signature", "execute", "localise", "failing_signature", "confirm", "minimise", "shrink_failure",
            "RunStatus", "Verdict"]

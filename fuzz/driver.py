@@ -29,7 +29,7 @@ from memspec.reports.atomic import write_text
 from memspec.specs.catalogue import all_clauses
 from memspec.targets.registry import make_target
 
-from .differential import Signature, confirm, execute, shrink_failure
+from .differential import Signature, confirm, execute, localise, shrink_failure
 
 
 @dataclass
@@ -211,6 +211,8 @@ class Fuzzer:
             self.clauses |= {c.clause for c in j.checks}
             if add:
                 self.add_entry(data)
+        if j.failure is not None:
+            j = localise(self.target, program, self.facts, j, invariants=self.o.invariants)
         f = j.failure
         if f is not None:
             sig = Signature.of(program, f)
@@ -222,7 +224,7 @@ class Fuzzer:
                 return
             small = shrink_failure(self.target, program, self.facts, sig,
                                    budget=200 if f.verdict.value != "hang" else 12)
-            j2 = execute(self.target, small, self.facts)
+            j2 = localise(self.target, small, self.facts, execute(self.target, small, self.facts))
             check = j2.failure or f
             saved = small if j2.failure else program
             path = self.save_finding(saved, sig, check)

@@ -241,7 +241,7 @@ class Checker:
     _choices: dict[str, dict[str, str]]
 
     def check_target(self, target: Any, layer: str, cat: dict[str, Any]) -> None:
-        from .fuzz_api import Signature, confirm, execute, shrink_failure
+        from .fuzz_api import Signature, confirm, execute, localise, shrink_failure
         from .reports_api import ClauseStats, TargetResults
         facts = target.facts()
         tr = TargetResults(name=target.name, layers=[layer], facts=facts, unsupported=list(target.unsupported()))
@@ -273,6 +273,8 @@ class Checker:
                 continue
             self._progress = (n, total)
             j = execute(target, program, facts)
+            if j.failure is not None:
+                j = localise(target, program, facts, j)
             dead_in_a_row = dead_in_a_row + 1 if j.status in (RunStatus.CRASH, RunStatus.HANG) else 0
             tr.programs += 1
             tr.calls += len(program.calls)
@@ -314,7 +316,7 @@ class Checker:
             # every try of a hang costs a whole time limit: shrink those on a small budget
             budget = self.o.shrink_budget if f.verdict is not Verdict.HANG else min(self.o.shrink_budget, 4)
             small = shrink_failure(target, program, facts, sig, budget)
-            j2 = execute(target, small, facts)
+            j2 = localise(target, small, facts, execute(target, small, facts))
             f2 = j2.failure or f
             prog2 = small if j2.failure else program
             failure = self._failure(target, layer, prog2, f2, j2 if j2.failure else j, origin, cat)

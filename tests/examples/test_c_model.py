@@ -145,3 +145,34 @@ def test_same_seed_same_verdicts_and_exit_codes_for_ci(c_model: Path, tmp_path: 
     p = subprocess.run(MEMSPEC + ["check", "-q", "--target", f"cmd:{tmp_path}/no-such-binary", "--out",
                                   str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "cannot start" in p.stderr
+
+
+def test_one_bug_is_one_failure_blamed_on_its_call(c_model: Path, tmp_path: Path) -> None:
+    """A checkpoint that shows the seeded mprotect bug only after a later call (munmap) is blamed on
+    the mprotect and its clause, not on the call it happened to follow: one bug, one failure."""
+    rc, report, text = check(tmp_path, f"cmd:{c_model} --bug=mprotect-last-page", "--programs", "200",
+                             "--machine-examples", "0")
+    assert rc == 1, text
+    fails = [f for f in report["targets"][0]["failures"] if f["clause"] != "linux.x86.exec-only-pkey"]
+    assert [f["clause"] for f in fails] == ["posix.mprotect.sets-prot"], [(f["clause"], f["call_text"]) for f in fails]
+    assert "mprotect(" in fails[0]["call_text"]
+
+
+def test_a_checkpoint_failure_is_localised_to_the_call_that_caused_it(c_model: Path) -> None:
+    from memspec.fuzz.differential import execute, localise
+    from memspec.program import parse
+    from memspec.targets.registry import make_target
+    prog = parse("a = mmap(NULL, 0x3000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                 "mprotect(a, 0x2000, PROT_READ)\n"
+                 "b = mmap(NULL, 0x1000, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                 "munmap(b, 0x1000)\n")
+    t = make_target(f"cmd:{c_model} --bug=mprotect-last-page")
+    try:
+        facts = t.facts()
+        j = execute(t, prog, facts)
+        assert j.failure is not None and j.failure.index == 3 and j.failure.at == "checkpoint"
+        loc = localise(t, prog, facts, j)
+        assert loc.failure is not None and loc.failure.index == 1, loc.failure
+        assert loc.failure.clause == "posix.mprotect.sets-prot"
+    finally:
+        t.close()
