@@ -106,7 +106,8 @@ class Machine:
 
     def __init__(self, cpu_model: str = "UC_CPU_X86_ICELAKE_SERVER"):
         if _uc is None:
-            raise TargetError("the qemu target needs the unicorn package: pip install 'memspec[qemu]'")
+            raise TargetError("the qemu target needs the unicorn package: pip install unicorn==2.1.4 "
+                              "(from a memspec clone: pip install -e '.[qemu]')")
         if _uc.__version__ != "2.1.4":
             raise TargetError(f"the qemu target is calibrated for unicorn 2.1.4, found {_uc.__version__}")
         self.uc = uc = _uc.Uc(_uc.UC_ARCH_X86, _uc.UC_MODE_64)

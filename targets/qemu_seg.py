@@ -95,7 +95,8 @@ class SegMachine:
 
     def __init__(self, mode: int, layout: dict[str, Any] | None = None, a20_field: int | None = None):
         if _uc is None:
-            raise TargetError("the qemu target needs the unicorn package: pip install 'memspec[qemu]'")
+            raise TargetError("the qemu target needs the unicorn package: pip install unicorn==2.1.4 "
+                              "(from a memspec clone: pip install -e '.[qemu]')")
         self.mode = mode
         self.bits = 16 if mode in (REAL, REAL_A20) else 32 if mode == PROTECTED else 64
         uc_mode = {16: _uc.UC_MODE_16, 32: _uc.UC_MODE_32, 64: _uc.UC_MODE_64}[self.bits]

@@ -73,6 +73,6 @@ def make_target(spec: str, **options: Any) -> Target:
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] == "memspec":
             raise                  # memspec's own module missing: a bug, never "install an extra"
-        raise UsageError(f"target {spec!r} is not available: {e}. "
-                         f"Install its extra, e.g. pip install 'memspec[{spec}]'") from None
+        raise UsageError(f"target {spec!r} is not available: {e}. Install the package {e.name!r} into this "
+                         "Python (from a memspec clone, pip install -e '.[dev]' installs every optional one)") from None
     return cls(**options)
