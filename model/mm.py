@@ -121,8 +121,10 @@ class Config:
     thp: str = "madvise"             # /sys/kernel/mm/transparent_hugepage/enabled
     thp_certain: bool = False        # a fault in an eligible range surely gets a huge page (the model alone)
     # PROT_EXEC alone is execute-only: the CPU has protection keys and the kernel enabled them
-    # (cpuinfo ``pku`` and ``ospke``); without them x86 page tables cannot express exec-without-read
-    exec_only: bool = True
+    # (cpuinfo ``pku`` and ``ospke``); without them x86 page tables cannot express exec-without-read.
+    # A target that does not report it (an implementation of its own over the protocol) is taken
+    # to make PROT_EXEC readable, as POSIX and x86 without protection keys do.
+    exec_only: bool = False
     page_size: int = PAGE_SIZE       # the model knows 4 KiB pages only; any other size: every call unknown
     kernel: tuple[int, int] | None = None   # (major, minor) of the running kernel; None: recent (6.x)
     overcommit_memory: int = 0       # /proc/sys/vm/overcommit_memory: 0 guess, 1 always, 2 never
