@@ -19,6 +19,7 @@ so that a program can never corrupt the interpreter that runs it.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import resource
@@ -52,6 +53,25 @@ U64 = (1 << 64) - 1
 USER_TOP = 1 << 47
 TASK_SIZE = USER_TOP - PAGE_SIZE
 PAGE_MASK = ~(PAGE_SIZE - 1)
+
+
+def _high(fd: int) -> int:
+    """Move a descriptor of the harness's own above the ones a program uses: the kernel hands
+    out the lowest free number, so a pipe made after the program closed its fd 7 would be 7,
+    and the program's next mmap(…, 7, …) would map the harness's pipe."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    floor = 1000 if soft == resource.RLIM_INFINITY or soft > 1100 else max(soft // 2, 3)
+    try:
+        new = fcntl.fcntl(fd, fcntl.F_DUPFD, floor)
+    except OSError:
+        return fd
+    os.close(fd)
+    return new
+
+
+def _pipe() -> tuple[int, int]:
+    r, w = os.pipe()
+    return _high(r), _high(w)
 
 
 def _align(n: int) -> int:
@@ -145,7 +165,7 @@ class _Kernel:
     def __init__(self) -> None:
         libc = _libc()
         self.libc = libc
-        self.pr, self.pw = os.pipe()
+        self.pr, self.pw = _pipe()
         self.owned = _Ranges()
         self.owned.add(*WINDOW)
         self.fds: set[int] = set()          # descriptors the program made
@@ -168,7 +188,7 @@ class _Kernel:
     def start_process(self) -> None:
         """Per process: its own pagemap (opened while privileged) and fault-count baseline."""
         try:
-            self.pagemap = os.open("/proc/self/pagemap", os.O_RDONLY)
+            self.pagemap = _high(os.open("/proc/self/pagemap", os.O_RDONLY))
         except OSError:
             self.pagemap = -1
         # fs/proc/task_mmu.c pagemap_read: frame numbers only for an opener with CAP_SYS_ADMIN
@@ -617,8 +637,8 @@ class _Runner:
 
     def _fork(self, child_name: str) -> Outcome:
         try:
-            req_r, req_w = os.pipe()
-            rep_r, rep_w = os.pipe()
+            req_r, req_w = _pipe()
+            rep_r, rep_w = _pipe()
         except OSError as e:
             return Outcome(value=-1, errno=errno_name(e.errno or 0))
         try:

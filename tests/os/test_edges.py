@@ -92,3 +92,16 @@ def test_on_linux_the_child_of_a_read_only_touch_has_no_pte():
     p = parse(f"a = mmap({W:#x}, 0x7000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)\n"
               "x = load(a+0x4001)\np3 = fork()\np3: d = mincore(a+0x4000, 0x1000)\n")
     assert execute(t, p, t.facts()).failure is None
+
+
+@pytest.mark.skipif(os.uname().sysname != "Linux", reason="needs Linux")
+def test_on_linux_a_closed_descriptor_is_not_reused_by_the_harness():
+    # fork() makes the harness's pipes to the new process: they must not take the number the
+    # program just closed, or its mmap of that number maps a pipe (ENODEV) instead of EBADF
+    from memspec.targets.linux import LinuxTarget
+    t = LinuxTarget()
+    p = parse('a = memfd_create("f", 0)\nclose(a)\np2 = fork()\n'
+              f"p2: b = mmap({W:#x}, 0x1000, PROT_READ, MAP_PRIVATE, a, 0)\nc = mmap({W + 0x1000:#x}, 0x1000, PROT_READ, MAP_PRIVATE, a, 0)\n")
+    run = t.run(p)
+    assert [o.errno for o in run.outcomes[3:]] == ["EBADF", "EBADF"]
+    assert execute(t, p, t.facts()).failure is None
