@@ -198,7 +198,7 @@ def _serve(rf: BinaryIO, wfd: int, mem_limit: int = MEM_LIMIT) -> None:
             req = json.loads(line)
             ident = req["id"]
             if "program" in req:
-                prog = parse(req["program"])
+                prog = parse(req["program"], allow_empty=True)
                 env: dict[str, int] = {}
                 for i, c in enumerate(prog.calls):
                     try:

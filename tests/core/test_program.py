@@ -227,3 +227,18 @@ def test_a_comment_inside_a_call_is_an_error(text: str, col: int, words: str) ->
     with pytest.raises(ProgramError) as e:
         parse(text)
     assert e.value.col == col and words in e.value.message, str(e.value)
+
+
+def test_the_harness_transports_still_carry_an_empty_program() -> None:
+    """A fuzzer's empty input is a program to the harness: the text codec and the libc
+    target's child (which reads program text) take it; only a user's file must make a call."""
+    from memspec.fuzz.bytes import decode_text, encode_text
+    from memspec.records import RunStatus
+    from memspec.targets.registry import make_target
+    assert decode_text(encode_text(Program(())), "phys", None) == Program(())
+    t = make_target("libc")
+    try:
+        r = t.run(Program(()))
+    finally:
+        t.close()
+    assert r.status is RunStatus.OK and r.outcomes == (), r
