@@ -15,7 +15,6 @@ and findings are written atomically as they are found, so Ctrl-C loses nothing.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import random
 import sys
@@ -30,6 +29,7 @@ from memspec.specs.catalogue import all_clauses
 from memspec.targets.registry import make_target
 
 from .differential import Signature, confirm, execute, localise, shrink_failure
+from .layers import layer as layer_of
 
 
 @dataclass
@@ -95,10 +95,8 @@ class Fuzzer:
         self.layer = o.layer or self.target.layers[0]
         if self.layer not in self.target.layers:
             raise UsageError(f"target {o.target!r} does not implement layer {self.layer!r}")
-        try:
-            self.codec = importlib.import_module(f"memspec.fuzz.codec_{self.layer}")
-        except ModuleNotFoundError:
-            raise UsageError(f"no fuzz codec for layer {self.layer!r} yet") from None
+        self.lay = layer_of(self.layer)
+        self.codec = self.lay.codec
         self.facts = self.target.facts()
         self.corpus_dir = o.corpus or os.path.join(o.out, "corpus", self.layer)
         self.findings_dir = o.findings or os.path.join(o.out, "findings")
@@ -135,7 +133,7 @@ class Fuzzer:
         codec decodes exactly): the fuzzer mutates from known-interesting states."""
         if not self.o.suite_seeds or any(not n.startswith(".") for n in os.listdir(self.corpus_dir)):
             return 0
-        from memspec.check import suite_programs
+        from memspec.specs.suite import suite_programs
         n = 0
         for _, program in suite_programs(self.layer, capabilities=True):
             if self.target.calls is None or all(c.name in self.target.calls for c in program.calls):
@@ -191,12 +189,8 @@ class Fuzzer:
 
     # -- one execution -------------------------------------------------------
 
-    def _codec_facts(self) -> dict[str, Any]:
-        """A codec that says ``USES_FACTS`` gets the target's facts: it never generates what the target cannot run."""
-        return {"facts": self.facts} if getattr(self.codec, "USES_FACTS", False) else {}
-
     def run_one(self, data: bytes, add: bool = True) -> None:
-        program = self.codec.decode(data, self.target.calls, **self._codec_facts())
+        program = self.lay.decode(data, self.target.calls, self.facts)
         if not program.calls:
             return
         j = execute(self.target, program, self.facts, invariants=self.o.invariants)
@@ -320,7 +314,7 @@ class Fuzzer:
         for _, n in sorted(blobs):
             with open(os.path.join(self.corpus_dir, n), "rb") as f:
                 data = f.read()
-            program = self.codec.decode(data, self.target.calls, **self._codec_facts())
+            program = self.lay.decode(data, self.target.calls, self.facts)
             if not program.calls:
                 continue
             feats = features_of(execute(self.target, program, self.facts, invariants=self.o.invariants))

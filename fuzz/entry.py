@@ -12,15 +12,15 @@ program text -- libFuzzer then saves the input as a crash file, and
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from typing import Any, Callable
+from typing import Callable
 
 from memspec.program import format_program
 from memspec.targets.registry import make_target
 
 from .differential import execute
+from .layers import layer as layer_of
 
 
 class Disagreement(AssertionError):
@@ -30,13 +30,11 @@ class Disagreement(AssertionError):
 def make_test_one_input(target_spec: str, layer: str | None = None) -> Callable[[bytes], None]:
     target = make_target(target_spec)
     layer = layer or target.layers[0]
-    codec: Any = importlib.import_module(f"memspec.fuzz.codec_{layer}")
+    lay = layer_of(layer)
     facts = target.facts()
-    # a codec that says USES_FACTS never generates what the target declares it cannot run
-    extra = {"facts": facts} if getattr(codec, "USES_FACTS", False) else {}
 
     def test_one_input(data: bytes) -> None:
-        program = codec.decode(data, target.calls, **extra)
+        program = lay.decode(data, target.calls, facts)      # never what the target declared it cannot run
         if not program.calls:
             return
         j = execute(target, program, facts)

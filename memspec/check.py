@@ -10,20 +10,19 @@ Ctrl-C stops the run and still writes a (partial) report.
 
 from __future__ import annotations
 
-import importlib
 import os
-import random
 import re
 import shlex
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import resources
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from .errors import Terminated, TargetError, UsageError
-from .program import Program, ProgramError, format_call, format_program, parse
+from .program import Program, ProgramError, format_call, format_program
 from .records import RunStatus, Verdict
+from .fuzz.layers import layer as layer_of, random_programs
+from .specs.suite import explained as _explained, lacks as _lacks, load_differences, suite_programs
 
 
 @dataclass
@@ -47,84 +46,8 @@ class CheckOptions:
     max_dead: int = 3          # stop judging a target after this many programs in a row crash or hang (0: never)
 
 
-def suite_programs(layer: str, capabilities: bool = False) -> Iterator[tuple[str, Program]]:
-    """The directed programs for ``layer``, in name order.  A malformed file is a usage error.
-    ``capabilities`` adds the programs of the layer's optional parts, one folder each
-    (``suite/hw/segmentation/``): they use calls only some targets implement."""
-    try:
-        base = resources.files("memspec.specs").joinpath("suite", layer)
-    except ModuleNotFoundError:
-        return
-    if not base.is_dir():
-        return
-    folders = [(f"suite/{layer}", base)]
-    if capabilities:
-        folders += [(f"suite/{layer}/{e.name}", e) for e in sorted(base.iterdir(), key=lambda e: e.name) if e.is_dir()]
-    for where, folder in folders:
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-            if entry.name.endswith(".mst"):
-                yield f"{where}/{entry.name}", parse(entry.read_text(encoding="utf-8"), source=f"{where}/{entry.name}")
-
-
-def codec(layer: str) -> Any | None:
-    try:
-        return importlib.import_module(f"memspec.fuzz.codec_{layer}")
-    except ModuleNotFoundError:
-        return None
-
-
-def random_programs(layer: str, n: int, seed: int, calls: frozenset[str] | None,
-                    facts: dict[str, Any] | None = None) -> Iterator[tuple[str, Program]]:
-    """``n`` programs decoded from seeded random bytes; a codec with ``USES_FACTS`` also gets the
-    target's ``facts``, so that it never generates what the target declares it cannot run."""
-    c = codec(layer)
-    if c is None:
-        return
-    extra = {"facts": facts} if facts is not None and getattr(c, "USES_FACTS", False) else {}
-    rng = random.Random(f"{seed}:{layer}")
-    for i in range(n):
-        data = bytes(rng.randrange(256) for _ in range(256))
-        p = c.decode(data, calls, **extra)
-        if p.calls:
-            yield f"random #{i} (seed {seed})", p
-
-
-def load_differences() -> list[dict[str, str]]:
-    """Known, cited differences (specs/differences.toml, and specs/differences-*.toml per family of
-    targets): a failure they explain is reported apart."""
-    import tomllib
-    try:
-        base = resources.files("memspec.specs")
-        files = sorted((e for e in base.iterdir()
-                        if e.name == "differences.toml" or (e.name.startswith("differences-") and e.name.endswith(".toml"))),
-                       key=lambda e: e.name)
-    except (FileNotFoundError, ModuleNotFoundError):
-        return []
-    out: list[dict[str, str]] = []
-    for e in files:
-        out += tomllib.loads(e.read_text(encoding="utf-8")).get("difference", [])
-    return out
-
-
-def _explained(diffs: list[dict[str, str]], target: str, clause: str) -> str:
-    import fnmatch
-    for d in diffs:
-        if fnmatch.fnmatch(target, d.get("target", "*")) and d.get("clause") == clause:
-            return d.get("why", "listed in specs/differences.toml")
-    return ""
-
-
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60]
-
-
-def _lacks(facts: dict[str, Any], requires: str | None) -> bool:
-    """A program's ``# requires: pcid invpcid`` header names features; a target whose facts
-    say it lacks one cannot run the program (not applicable, never passed)."""
-    if not requires:
-        return False
-    feats = facts.get("features", facts)
-    return any(feats.get(name) is False for name in requires.replace(",", " ").split())
 
 
 def example_database(spec: str | None) -> Any:
@@ -369,15 +292,11 @@ class Checker:
     def run_machine(self, target: Any, layer: str, tr: Any, facts: dict[str, Any], cat: dict[str, Any]) -> None:
         if self.o.machine_examples <= 0:
             return
-        try:
-            mod = importlib.import_module(f"memspec.specs.machine_{layer}")
-        except ModuleNotFoundError:
-            return
         from hypothesis import HealthCheck, settings
         from hypothesis import seed as hseed
         from hypothesis.errors import Flaky
         from hypothesis.stateful import run_state_machine_as_test
-        machine_class = mod.machine(target, facts)
+        machine_class = layer_of(layer).machine(target, facts)
         M = hseed(self.o.seed)(machine_class)
         cfg = settings(max_examples=self.o.machine_examples, stateful_step_count=25, deadline=None,
                        database=example_database(self.o.db), suppress_health_check=list(HealthCheck), print_blob=False,

@@ -11,7 +11,8 @@ from dataclasses import replace
 
 import pytest
 
-from memspec.check import random_programs, suite_programs
+from memspec.fuzz.layers import random_programs
+from memspec.specs.suite import suite_programs
 from memspec.model.expect import Expect
 from memspec.model.mm import Config, System, Vma, page_align
 from memspec.program import Program, parse

@@ -107,20 +107,33 @@ def test_a_misspelt_clause_module_fails(monkeypatch) -> None:
         catalogue._check_modules()
 
 
-# -- the per-layer codec and state machine that memspec check loads by layer name ---------------
-# (memspec/check.py builds "memspec.fuzz.codec_<layer>" and "memspec.specs.machine_<layer>"; a layer
-# whose module is missing would be skipped there, so every layer's are imported here)
+# -- the Layer records (memspec.fuzz.layers): every part by direct reference ------------------------
 
-@pytest.mark.parametrize("layer", LAYERS)
-def test_every_layer_has_a_codec_and_a_state_machine(layer) -> None:
-    codec = importlib.import_module(f"memspec.fuzz.codec_{layer}")
-    assert callable(codec.decode) and callable(codec.encode)
-    machine = importlib.import_module(f"memspec.specs.machine_{layer}")
-    assert callable(machine.machine)
+@pytest.mark.parametrize("name", LAYERS)
+def test_every_layer_record_is_whole(name) -> None:
+    from memspec.fuzz.layers import LAYERS as RECORDS
+    from memspec.model.registry import FACTORIES
+    from memspec.specs.judge import COMPARE
+    lay = RECORDS[name]
+    assert lay.name == name
+    assert callable(lay.codec.decode) and callable(lay.codec.encode)
+    assert callable(lay.machine) and lay.compare is COMPARE[name] and lay.new_model is FACTORIES[name]
+    assert lay.clauses and next(iter(lay.suite()), None) is not None, f"layer {name} has no directed suite"
+    # its clause modules declare clauses of this layer
+    from memspec.specs.catalogue import all_clauses
+    assert any(c.layer == name for c in all_clauses().values())
 
 
-def test_a_layer_name_without_its_modules_is_caught_here() -> None:
-    with pytest.raises(ModuleNotFoundError):
-        importlib.import_module("memspec.fuzz.codec_bogus")
-    with pytest.raises(ModuleNotFoundError):
-        importlib.import_module("memspec.specs.machine_bogus")
+def test_every_catalogued_clause_module_belongs_to_a_layer_record() -> None:
+    from memspec.fuzz.layers import LAYERS as RECORDS
+    from memspec.specs import catalogue
+    in_records = {m.__name__ for lay in RECORDS.values() for m in lay.clauses}
+    assert in_records == set(catalogue.CLAUSE_MODULES)
+
+
+def test_an_unknown_layer_is_an_error_not_a_silent_skip() -> None:
+    from memspec.fuzz.layers import layer, random_programs
+    with pytest.raises(KeyError, match="no layer 'bogus'"):
+        layer("bogus")
+    with pytest.raises(KeyError):
+        list(random_programs("bogus", 3, 0, None))
