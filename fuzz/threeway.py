@@ -201,15 +201,4 @@ def threeway(program: Program, targets: Sequence[Any], facts: dict[str, dict[str
     return tw
 
 
-def threeway_by_name(program: Program, target_names: Sequence[str], timeout: float = 10.0) -> ThreeWay:
-    """``threeway`` with targets made from their names (``["qemu", "kvm"]``); closes them after."""
-    from memspec.targets.registry import make_target
-    targets = [make_target(n, timeout=timeout) for n in target_names]
-    try:
-        return threeway(program, targets)
-    finally:
-        for t in targets:
-            t.close()
-
-
-__all__ = ["ThreeWay", "Disagreement", "PeerAnswer", "threeway", "threeway_by_name", "comparable"]
+__all__ = ["ThreeWay", "Disagreement", "PeerAnswer", "threeway", "comparable"]

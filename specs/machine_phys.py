@@ -23,7 +23,7 @@ from memspec.calls import CALLS
 from memspec.model.registry import new_model
 from memspec.program import Call, Flags, Int, Program, Ref, eval_args, format_program
 from memspec.records import Outcome
-from memspec.targets.base import SessionFailed, Target
+from memspec.errors import SessionFailed
 
 from .catalogue import get as clause
 
@@ -47,7 +47,7 @@ class PhysConformanceFailure(AssertionError):
                          f"observed {observed}\n  {note}\n\n{format_program(program)}")
 
 
-def machine(target: Target, facts: dict[str, Any] | None = None,
+def machine(target: Any, facts: dict[str, Any] | None = None,
             allocator: str | None = None) -> type[RuleBasedStateMachine]:
     """The state machine for ``target``: every phys allocator it implements, or only ``allocator``
     (a key of ``memspec.calls_phys.ALLOCATORS``: "buddy", "slab", "heap", "gc", ...)."""
