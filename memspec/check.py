@@ -402,6 +402,13 @@ def _stop_model_coverage(cov: Any, out: str) -> dict[str, Any]:
             "totals": {k: data.get("totals", {}).get(k) for k in keys}}
 
 
+def _fact_text(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 1 << 16:
+        return hex(v)
+    text = str(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def summary_lines(results: Any) -> list[str]:
     lines = []
     for t in results.targets:
@@ -414,6 +421,10 @@ def summary_lines(results: Any) -> list[str]:
                      + (f" ({len(t.failures) - len(t.unexplained())} expected differences)" if len(t.failures) != len(t.unexplained()) else "")
                      + (f", {t.not_applicable} programs not applicable" if t.not_applicable else ""))
         lines.append("  checks: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        if t.facts:
+            shown = [f"{k}={_fact_text(v)}" for k, v in sorted(t.facts.items()) if k not in ("cpuid", "quiet_ranges")]
+            lines.append("  facts judged with: " + ", ".join(shown[:16]) + (f", … ({len(shown)} in the report)"
+                                                                             if len(shown) > 16 else ""))
         if t.machine:
             lines.append(f"  state machine: {t.machine['examples']} examples, {t.machine['result']} ({t.machine['seconds']} s)"
                          + (f", {t.machine['unsupported_steps']} steps unsupported by the target"

@@ -232,10 +232,14 @@ def _summary(report: dict[str, Any], cx_ids: dict[tuple[int, str], str]) -> str:
             extra.append("STOPPED: " + t["stopped"])
         if t.get("unsupported"):
             extra.append("unsupported by this target: " + ", ".join(t["unsupported"]))
+        facts = ""
         if t.get("facts"):
-            extra.append("facts: " + json.dumps(t["facts"], sort_keys=True)[:400])
-        if extra:
-            rows.append(f'<tr><td colspan="10" class="small">{_e("; ".join(extra))}</td></tr>')
+            items = "".join(f"<tr><td><code>{_e(k)}</code></td><td><code>{_e(json.dumps(v))[:300]}</code></td></tr>"
+                            for k, v in sorted(t["facts"].items()))
+            facts = (f'<details><summary>{len(t["facts"])} host facts judged with</summary>'
+                     f'<table class="small">{items}</table></details>')
+        if extra or facts:
+            rows.append(f'<tr><td colspan="10" class="small">{_e("; ".join(extra))}{facts}</td></tr>')
     return ("<table><tr><th>target</th><th>layers</th><th>verdict</th><th>programs</th><th>calls</th>"
             "<th>clauses exercised</th><th>failures</th><th>expected differences</th>"
             "<th>programs not applicable</th><th>state machine</th></tr>" + "".join(rows) + "</table>")

@@ -416,3 +416,16 @@ def test_fuzz_verbose_shows_libfuzzers_lines(tmp_path) -> None:
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "INFO:" in r.stderr and "done:" in r.stderr
+
+
+def test_the_report_lists_the_facts_it_judged_with() -> None:
+    from memspec.check import summary_lines
+    from memspec.reports.html import render
+    from memspec.reports.results import RunResults, TargetResults
+    r = RunResults(command="memspec check", seed=0, started="now")
+    r.targets.append(TargetResults(name="linux", layers=["os"], facts={"exec_only": False, "thp": "never",
+                                                                        "memlock_soft": 8 << 20}))
+    text = "\n".join(summary_lines(r))
+    assert "facts judged with:" in text and "exec_only=False" in text and "memlock_soft=0x800000" in text
+    page = render({"targets": [{"name": "linux", "layers": ["os"], "facts": {"exec_only": False}}], "summary": {}})
+    assert "host facts judged with" in page and "exec_only" in page
