@@ -17,7 +17,7 @@ import random
 import sys
 import time
 
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.fuzz import codec_hw
 from memspec.records import RunStatus
 from memspec.specs.judge import judge

@@ -133,7 +133,7 @@ class Fuzzer:
         codec decodes exactly): the fuzzer mutates from known-interesting states."""
         if not self.o.suite_seeds or any(not n.startswith(".") for n in os.listdir(self.corpus_dir)):
             return 0
-        from memspec.specs.suite import suite_programs
+        from memspec.specs.directed import suite_programs
         n = 0
         for _, program in suite_programs(self.layer, capabilities=True):
             if self.target.calls is None or all(c.name in self.target.calls for c in program.calls):

@@ -19,7 +19,7 @@ from memspec.program import Program
 from memspec.specs import (clauses_aslr, clauses_hw, clauses_os, clauses_phys, clauses_seg, clauses_virt,
                            machine_hw, machine_os, machine_phys, machine_virt)
 from memspec.specs.judge import COMPARE
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 
 from . import codec_hw, codec_os, codec_phys, codec_virt
 

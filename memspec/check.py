@@ -22,7 +22,7 @@ from .errors import Terminated, TargetError, UsageError
 from .program import Program, ProgramError, format_call, format_program
 from .records import RunStatus, Verdict
 from .fuzz.layers import layer as layer_of, random_programs
-from .specs.suite import explained as _explained, lacks as _lacks, load_differences, suite_programs
+from .specs.directed import explained as _explained, lacks as _lacks, load_differences, suite_programs
 
 
 @dataclass

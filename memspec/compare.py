@@ -46,7 +46,7 @@ def _say(opts: CompareOptions, msg: str, end: str = "\n") -> None:
 
 
 def _programs(layer: str, opts: CompareOptions, calls: frozenset[str] | None, facts: list[dict[str, Any]]):
-    from memspec.specs.suite import lacks as _lacks, suite_programs
+    from memspec.specs.directed import lacks as _lacks, suite_programs
     from memspec.fuzz.layers import random_programs
     chosen = list(suite_programs(layer, capabilities=True)) if opts.suite else []
     chosen += list(random_programs(layer, opts.programs, opts.seed, calls))
@@ -60,7 +60,7 @@ def _programs(layer: str, opts: CompareOptions, calls: frozenset[str] | None, fa
 
 def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
     """Run the comparison; returns the report (as written to compare.json) and the exit status."""
-    from memspec.specs.suite import explained as _explained, load_differences
+    from memspec.specs.directed import explained as _explained, load_differences
     from .fuzz.threeway import threeway
     from .program import format_program
     from .targets.registry import make_target

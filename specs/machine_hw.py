@@ -282,7 +282,7 @@ def _known_differences(target_name: str) -> set[str]:
     """Clauses with a cited difference for this target (specs/differences.toml)."""
     import fnmatch
 
-    from memspec.specs.suite import load_differences
+    from memspec.specs.directed import load_differences
     return {d["clause"] for d in load_differences() if fnmatch.fnmatch(target_name, d.get("target", "*"))}
 
 

@@ -39,5 +39,5 @@ def run_and_judge(target, program, facts):
 
 
 def explained(target_name: str, clause: str) -> str:
-    from memspec.specs.suite import explained as _explained, load_differences
+    from memspec.specs.directed import explained as _explained, load_differences
     return _explained(load_differences(), target_name, clause)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.errors import TargetError, UsageError
 from memspec.program import parse
 from memspec.records import Outcome, RunResult, RunStatus, Verdict

@@ -22,7 +22,7 @@ import pytest
 
 import memspec.specs.judge as judge_mod
 from memspec.fuzz.layers import random_programs
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.calls_hw import pattern
 from memspec.program import load, parse
 from memspec.records import RunStatus, Verdict
@@ -104,7 +104,7 @@ def test_a_cpu_model_without_ept_ad_and_1g_pages_is_judged_without_them() -> Non
     Both are listed as unsupported, an EPTP with A/D enabled fails the VM entry for real (the model
     expects EINVAL from the same fact), and programs that need them are not applicable."""
     need_bochs()
-    from memspec.specs.suite import lacks as _lacks
+    from memspec.specs.directed import lacks as _lacks
     from memspec.targets.bochs import BochsTarget
     t = BochsTarget(model="corei7_sandy_bridge_2600k")
     try:

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from memspec.fuzz.layers import random_programs
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.model.expect import Expect
 from memspec.model.mm import Config, System, Vma, page_align
 from memspec.program import Program, parse

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memspec.specs.suite import lacks as _lacks
+from memspec.specs.directed import lacks as _lacks
 from memspec.errors import UsageError
 from memspec.targets.registry import make_target
 

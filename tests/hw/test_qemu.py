@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from memspec.specs.suite import load_differences, suite_programs
+from memspec.specs.directed import load_differences, suite_programs
 from memspec.fuzz.codec_hw import decode
 from memspec.records import Verdict
 from memspec.specs.judge import judge

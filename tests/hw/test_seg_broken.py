@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.fuzz.codec_hw import decode
 from memspec.fuzz.differential import failing_signature, shrink_failure
 from memspec.program import format_program

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from memspec.check import CheckOptions, Checker
-from memspec.specs.suite import load_differences, suite_programs
+from memspec.specs.directed import load_differences, suite_programs
 from memspec.fuzz.codec_hw import decode
 from memspec.model.paging import Paging
 from memspec.program import eval_args

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.records import Outcome, RunResult, Verdict
 
 from .conftest import run_and_judge

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from memspec.specs.suite import load_differences, suite_programs
+from memspec.specs.directed import load_differences, suite_programs
 from memspec.program import Int, Program
 from memspec.records import RunStatus, Verdict
 from memspec.targets.kvm import PATH_CPL0, PATH_CPL3

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from memspec.fuzz.layers import random_programs
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.fuzz.differential import execute
 from memspec.model.mm import Config, kernel_version
 from memspec.program import parse

@@ -13,7 +13,7 @@ from memspec.specs.catalogue import all_clauses
 from memspec.specs.judge import judge
 from memspec.targets.linux import LinuxTarget, PRESSURE_CALLS
 from memspec.targets.model import ModelTarget
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 
 pytestmark = pytest.mark.skipif(os.uname().sysname != "Linux", reason="needs Linux")
 

@@ -111,7 +111,7 @@ def test_session_steps_and_refuses():
 
 
 def test_suite_heap_programs_pass_on_glibc_and_others_are_not_applicable():
-    from memspec.specs.suite import suite_programs
+    from memspec.specs.directed import suite_programs
     ran = 0
     for name, p in suite_programs("phys"):
         r = LibcTarget().run(p)

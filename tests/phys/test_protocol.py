@@ -6,7 +6,7 @@ import os
 import shlex
 import sys
 
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.specs.judge import judge
 from memspec.targets.registry import make_target
 

@@ -12,7 +12,7 @@ import shlex
 import subprocess
 import sys
 
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.program import Call, Int
 from memspec.specs.judge import judge
 from memspec.targets.model import ModelSession

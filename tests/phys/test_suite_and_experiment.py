@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.specs.catalogue import all_clauses
 from memspec.specs.judge import judge
 from memspec.targets.model import ModelTarget

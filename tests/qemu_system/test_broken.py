@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.records import Outcome, RunResult, Verdict
 
 from .conftest import need_qemu, run_and_judge

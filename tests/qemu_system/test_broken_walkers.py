@@ -18,7 +18,7 @@ import random
 import pytest
 
 import memspec.specs.judge as judge_mod
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.fuzz import codec_hw
 
 from .conftest import with_rsvd_p

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.fuzz import codec_hw
 from memspec.records import RunStatus
 

@@ -8,7 +8,7 @@ import random
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from memspec.specs.suite import suite_programs
+from memspec.specs.directed import suite_programs
 from memspec.fuzz.codec_virt import decode, encode
 from memspec.program import format_program, parse
 from memspec.specs.judge import judge

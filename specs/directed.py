@@ -1,4 +1,5 @@
-"""The directed suite and the cited differences: what every command judges with.
+"""The directed suite and the cited differences: what every command judges with (the programs
+themselves live in specs/suite/<layer>/).
 
 ``suite_programs(layer)`` yields the layer's directed programs (``specs/suite/<layer>/*.mst``);
 ``load_differences()`` the known, cited differences (``specs/differences*.toml``) and
