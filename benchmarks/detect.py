@@ -56,7 +56,7 @@ def run_one(name: str, layer: str, target: str, seed: int, seconds: float, suite
     with tempfile.TemporaryDirectory() as d:
         summary = os.path.join(d, "summary.json")
         t0 = time.monotonic()
-        r = subprocess.run([sys.executable, "-m", "memspec.cli", "fuzz", "--target", target, "--layer", layer,
+        r = subprocess.run([sys.executable, "-m", "memspec.commands.cli", "fuzz", "--target", target, "--layer", layer,
                             "--time", str(seconds), "--seed", str(seed), "--stop-on-finding", "--quiet",
                             "--corpus", os.path.join(d, "corpus"), "--findings", os.path.join(d, "findings"),
                             "--summary-json", summary] + ([] if suite_seeds else ["--no-suite-seeds"]),

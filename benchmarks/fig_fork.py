@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from memspec.bench import Pair, Unavailable
+from memspec.commands.bench import Pair, Unavailable
 
 NAME = "linux_program_vs_fork"
 GOAL = 0.8

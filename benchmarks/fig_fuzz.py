@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 
-from memspec.bench import Pair
+from memspec.commands.bench import Pair
 
 NAME = "fuzz_invariant_overhead"
 GOAL = 0.5
@@ -33,7 +33,7 @@ def inputs(fuzzer, n: int) -> list[bytes]:
 
 
 def setup(quick: bool) -> Pair:
-    from memspec.fuzz.driver import Fuzzer, FuzzOptions
+    from memspec.commands.fuzz_driver import Fuzzer, FuzzOptions
     tmp = tempfile.mkdtemp(prefix="memspec-bench-")
     fuzzers = {}
     for inv in (True, False):

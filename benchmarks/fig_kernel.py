@@ -14,7 +14,7 @@ import ctypes
 import sys
 import time
 
-from memspec.bench import Pair, Unavailable
+from memspec.commands.bench import Pair, Unavailable
 
 NAME = "kernel_diff_vs_raw"
 GOAL = 0.3

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from memspec.bench import Pair
+from memspec.commands.bench import Pair
 
 NAME = "pbt_model_share"
 GOAL = 0.75

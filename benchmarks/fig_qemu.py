@@ -9,7 +9,7 @@ One unit is one PTE change plus one checked translation.
 
 from __future__ import annotations
 
-from memspec.bench import Pair, Unavailable, load_module
+from memspec.commands.bench import Pair, Unavailable, load_module
 
 NAME = "qemu_diff_vs_unicorn"
 GOAL = 0.7

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from memspec.bench import Pair
+from memspec.commands.bench import Pair
 
 NAME = "walk_batch_vs_numpy"
 GOAL = 0.5

@@ -28,7 +28,7 @@ import os
 import sys
 import time
 
-from memspec.bench import Curve
+from memspec.commands.bench import Curve
 
 NAME = "os_scale"
 PAGE = 4096

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from memspec.bench import Curve
+from memspec.commands.bench import Curve
 
 NAME = "phys_scale"
 HELD = 256
@@ -84,7 +84,7 @@ def rss():
     return int(d["VmRSS"].split()[0]) * 1024, int(d["VmHWM"].split()[0]) * 1024
 sys.path.insert(0, sys.argv[1])
 import memspec.model.mm, memspec.model.phys, memspec.model.fault, numpy  # noqa
-from memspec import bench
+from memspec.commands import bench
 os_mod = bench.load_module("scale_os.py")
 phys_mod = bench.load_module("scale_phys.py")
 before, _ = rss()
@@ -102,7 +102,7 @@ def checks(quick: bool) -> list[dict]:
     n = 65000
     if not sys.platform.startswith("linux"):
         return [{"check": "model_memory_4gib_65k_mappings", "status": "unavailable", "reason": "reads /proc/self/status"}]
-    from memspec.bench import repo_root
+    from memspec.commands.bench import repo_root
     r = subprocess.run([sys.executable, "-c", MEMORY_PROBE, repo_root(), str(n)], capture_output=True, text=True,
                        timeout=600)
     if r.returncode != 0:

@@ -9,7 +9,7 @@ from typing import Any
 from memspec import __version__
 
 from .atomic import write_text
-from .results import RunResults
+from memspec.results import RunResults
 
 SCHEMA = 1
 

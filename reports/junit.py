@@ -9,7 +9,7 @@ from __future__ import annotations
 from xml.etree import ElementTree as ET
 
 from .atomic import write_text
-from .results import RunResults
+from memspec.results import RunResults
 
 
 def to_xml(r: RunResults) -> str:

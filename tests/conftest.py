@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_memspec(*args: str, timeout: float = 600, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "memspec.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "memspec.commands.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd)
 
 

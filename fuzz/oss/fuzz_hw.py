@@ -11,7 +11,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["memspec"]):
-    from memspec.fuzz.entry import make_test_one_input
+    from memspec.commands.fuzz_entry import make_test_one_input
 
 
 def main() -> None:

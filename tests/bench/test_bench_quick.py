@@ -13,13 +13,13 @@ import sys
 
 import pytest
 
-from memspec import bench
+from memspec.commands import bench
 
 
 @pytest.mark.slow
 def test_bench_quick_writes_every_figure(tmp_path) -> None:
     out = tmp_path / "bench"
-    r = subprocess.run([sys.executable, "-m", "memspec.cli", "bench", "--quick", "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "memspec.commands.cli", "bench", "--quick", "--out", str(out)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     data = json.loads((out / "bench.json").read_text())
@@ -50,7 +50,7 @@ def test_bench_quick_writes_every_figure(tmp_path) -> None:
 
 
 def test_only_rejects_an_unknown_figure(tmp_path) -> None:
-    r = subprocess.run([sys.executable, "-m", "memspec.cli", "bench", "--quick", "--only", "no_such_figure",
+    r = subprocess.run([sys.executable, "-m", "memspec.commands.cli", "bench", "--quick", "--only", "no_such_figure",
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "unknown figure 'no_such_figure'" in r.stderr

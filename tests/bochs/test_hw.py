@@ -165,7 +165,7 @@ def test_memspec_check_against_bochs_passes(tmp_path) -> None:
     need_bochs()
     from memspec.targets.bochs import BochsTarget
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "memspec.cli", "check", "--target", "bochs", "--layer", "hw",
+    r = subprocess.run([sys.executable, "-m", "memspec.commands.cli", "check", "--target", "bochs", "--layer", "hw",
                         "--programs", "20", "--machine-examples", "3", "--out", str(out)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -355,7 +355,7 @@ def test_qemu_and_bochs_nested_paging_disagree_only_where_cited(bochs_amd) -> No
 def test_memspec_check_against_bochs_virt_passes(tmp_path) -> None:
     need_bochs()
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "memspec.cli", "check", "--target", "bochs", "--layer", "virt",
+    r = subprocess.run([sys.executable, "-m", "memspec.commands.cli", "check", "--target", "bochs", "--layer", "virt",
                         "--programs", "40", "--machine-examples", "3", "--out", str(out)],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

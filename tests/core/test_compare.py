@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from memspec.compare import CompareOptions, render_markdown, run
+from memspec.commands.compare import CompareOptions, render_markdown, run
 from memspec.errors import UsageError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,7 +54,7 @@ def test_usage_errors() -> None:
 def test_real_peers_disagree_only_where_a_cited_difference_explains_it(tmp_path) -> None:
     """unicorn's QEMU 5.0 and Bochs on the hw suite: every disagreement that rejects one of them
     is an expected difference, and the model sides with Bochs on the MOV CR checks QEMU skips."""
-    r = subprocess.run([sys.executable, "-m", "memspec.cli", "compare", "-t", "qemu", "-t", "bochs", "--layer", "hw",
+    r = subprocess.run([sys.executable, "-m", "memspec.commands.cli", "compare", "-t", "qemu", "-t", "bochs", "--layer", "hw",
                         "--programs", "10", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads((tmp_path / "compare.json").read_text())

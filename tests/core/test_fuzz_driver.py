@@ -20,7 +20,7 @@ def test_committed_dictionaries_match_the_call_table() -> None:
 
 def test_merge_keeps_fewer_entries_with_the_same_clauses(tmp_path) -> None:
     corpus = tmp_path / "c"
-    base = [sys.executable, "-m", "memspec.cli", "fuzz", "--target", "model", "--engine", "python",
+    base = [sys.executable, "-m", "memspec.commands.cli", "fuzz", "--target", "model", "--engine", "python",
             "--corpus", str(corpus), "--findings", str(tmp_path / "f"), "--quiet"]
     r = subprocess.run(base + ["--time", "3", "--summary-json", str(tmp_path / "s1.json")], capture_output=True,
                        text=True, timeout=120)
@@ -35,7 +35,7 @@ def test_merge_keeps_fewer_entries_with_the_same_clauses(tmp_path) -> None:
 def test_stop_on_finding_reports_the_first_finding(tmp_path) -> None:
     import json
     broken = os.path.join(ROOT, "tests", "broken", "broken_server.py")
-    r = subprocess.run([sys.executable, "-m", "memspec.cli", "fuzz", "--target",
+    r = subprocess.run([sys.executable, "-m", "memspec.commands.cli", "fuzz", "--target",
                         f"cmd:{sys.executable} {broken} len0-wrong-errno", "--engine", "python", "--time", "60",
                         "--stop-on-finding", "--corpus", str(tmp_path / "c"), "--findings", str(tmp_path / "f"),
                         "--summary-json", str(tmp_path / "s.json"), "--quiet"],

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from memspec.fuzz.codec_os import decode, encode
-from memspec.fuzz.entry import Disagreement, make_test_one_input
+from memspec.commands.fuzz_entry import Disagreement, make_test_one_input
 from memspec.program import parse
 
 BROKEN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "broken", "broken_server.py")

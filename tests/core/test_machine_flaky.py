@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from memspec.cli import main
+from memspec.commands.cli import main
 from memspec.program import parse
 
 TARGET = '''

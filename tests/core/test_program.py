@@ -191,7 +191,7 @@ def test_an_unknown_format_version_is_an_error(version: str) -> None:
 
 
 def test_cli_replay_of_an_empty_or_unknown_version_program_is_exit_2(tmp_path, capsys) -> None:
-    from memspec.cli import main
+    from memspec.commands.cli import main
     for name, text, where in [("empty.mst", "", ":1:1:"), ("header.mst", "# memspec-program: 1\n# target: model\n", ":3:1:"),
                               ("v99.mst", "# memspec-program: 99\n# target: model\nload(0)\n", ":1:20:")]:
         path = tmp_path / name

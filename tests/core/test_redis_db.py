@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from memspec.check import example_database
+from memspec.commands.check import example_database
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
@@ -128,7 +128,7 @@ class RareBugModel(ModelTarget):
 def machine_result(tmp_path: Path, name: str, target: str, seed: int, examples: int, *db: str) -> str:
     """One CI runner: its own process, its own report folder; the database is all they share."""
     out = tmp_path / name
-    p = subprocess.run([sys.executable, "-m", "memspec.cli", "check", "-q", "--target", target, "--layer", "phys",
+    p = subprocess.run([sys.executable, "-m", "memspec.commands.cli", "check", "-q", "--target", target, "--layer", "phys",
                         "--no-suite", "--programs", "0", "--seed", str(seed), "--machine-examples", str(examples),
                         "--confirm", "1", *db, "--out", str(out)], capture_output=True, text=True, timeout=600)
     (t,) = json.loads((out / "report.json").read_text())["targets"]

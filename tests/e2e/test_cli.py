@@ -40,7 +40,7 @@ def test_check_linux_passes_with_30_clauses(memspec_cli, tmp_path) -> None:
 
 def test_check_through_the_protocol_with_the_model_server(memspec_cli, tmp_path) -> None:
     out = str(tmp_path / "out")
-    r = memspec_cli("check", "--target", f"cmd:{PY} -m memspec.cli serve model", "--programs", "40",
+    r = memspec_cli("check", "--target", f"cmd:{PY} -m memspec.commands.cli serve model", "--programs", "40",
                     "--machine-examples", "5", "--out", out, "-q")
     assert r.returncode == 0, r.stdout + r.stderr
     assert report(out)["targets"][0]["clauses_exercised"] >= 30
@@ -135,7 +135,7 @@ def test_replay_of_a_passing_program_exits_0(memspec_cli, tmp_path) -> None:
 
 def test_ctrl_c_writes_a_partial_report(tmp_path) -> None:
     out = str(tmp_path / "out")
-    p = subprocess.Popen([PY, "-m", "memspec.cli", "check", "--target", "linux", "--programs", "100000",
+    p = subprocess.Popen([PY, "-m", "memspec.commands.cli", "check", "--target", "linux", "--programs", "100000",
                           "--out", out, "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4)
     p.send_signal(signal.SIGINT)
@@ -148,7 +148,7 @@ def test_ctrl_c_writes_a_partial_report(tmp_path) -> None:
 
 def test_fuzz_shows_progress_and_keeps_its_corpus(tmp_path) -> None:
     corpus, findings = tmp_path / "corpus", tmp_path / "findings"
-    args = [PY, "-m", "memspec.cli", "fuzz", "--target", "linux", "--time", "4", "--engine", "python",
+    args = [PY, "-m", "memspec.commands.cli", "fuzz", "--target", "linux", "--time", "4", "--engine", "python",
             "--corpus", str(corpus), "--findings", str(findings)]
     r = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert r.returncode in (0, 1), r.stderr     # 1: it found something (reported, not this test's concern)

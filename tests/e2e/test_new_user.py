@@ -56,7 +56,7 @@ def test_an_unwritable_folder_is_refused(memspec_cli, tmp_path) -> None:
     if pre and subprocess.run(["which", "setpriv"], capture_output=True).returncode != 0:
         pytest.skip("setpriv (util-linux) is needed to drop root for this test")
     tmp_path.chmod(0o755)
-    r = subprocess.run(pre + [PY, "-m", "memspec.cli", "check", "--target", "model", "--out", str(ro / "out")],
+    r = subprocess.run(pre + [PY, "-m", "memspec.commands.cli", "check", "--target", "model", "--out", str(ro / "out")],
                        capture_output=True, text=True, timeout=120, cwd="/")
     assert r.returncode == 2, r.stdout + r.stderr
     assert "cannot write" in r.stderr and "Traceback" not in r.stderr
@@ -66,7 +66,7 @@ def test_an_unwritable_folder_is_refused(memspec_cli, tmp_path) -> None:
 
 def test_sigterm_writes_a_partial_report_and_exits_143(tmp_path) -> None:
     out = str(tmp_path / "out")
-    p = subprocess.Popen([PY, "-m", "memspec.cli", "check", "--target", "model", "--programs", "100000",
+    p = subprocess.Popen([PY, "-m", "memspec.commands.cli", "check", "--target", "model", "--programs", "100000",
                           "--out", out, "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(6)
     p.send_signal(signal.SIGTERM)
@@ -167,7 +167,7 @@ def test_a_fault_outcome_shows_its_error_code() -> None:
 # -- compare: every row says why ----------------------------------------------------------------
 
 def test_compare_rows_that_the_model_did_not_judge_say_why() -> None:
-    from memspec.compare import render_markdown, render_text
+    from memspec.commands.compare import render_markdown, render_text
     d = {"call": 3, "text": "x = load(a)", "clause": "", "citation": "", "after_divergence": False,
          "all_allowed": False, "model_sides_with": [], "explained": {"a": "", "b": ""},
          "not_judged": "a: judging stopped at call 2 (fail posix.x); b: judging stopped at call 2 (fail posix.x)",
@@ -175,7 +175,7 @@ def test_compare_rows_that_the_model_did_not_judge_say_why() -> None:
                      {"target": "b", "observed": "1", "verdict": "not judged", "expected": ""}]}
     rep = {"layer": "os", "targets": ["a", "b"], "command": "memspec compare", "programs": [
         {"origin": "random 1", "disagreements": [d]}]}
-    from memspec.compare import _summarise
+    from memspec.commands.compare import _summarise
     rep["summary"] = _summarise(rep)
     text = render_text(rep)
     assert "judging stopped at call 2" in text and "under ?" not in text
@@ -212,7 +212,7 @@ def test_check_and_fuzz_help_explain_their_outputs(memspec_cli) -> None:
 
 
 def test_tlb_plot_labels_sizes_in_binary_units(tmp_path) -> None:
-    from memspec.specs.experiment_tlb import _human, plot_lines
+    from memspec.commands.experiments.tlb import _human, plot_lines
     path = plot_lines(str(tmp_path), "t", "title", "working set", "misses",
                       [("4 KiB", [4096, 1 << 20, 1 << 30], [1, 2, 3]), ("2 MiB", [4096, 1 << 20, 1 << 30], [0, 1, 2])],
                       logx=True, xticks=_human)
@@ -224,7 +224,7 @@ def test_tlb_plot_labels_sizes_in_binary_units(tmp_path) -> None:
 # -- progress in a log, and a run's own counterexamples only -----------------------------------
 
 def test_check_logs_progress_lines_when_not_on_a_terminal(tmp_path, capsys) -> None:
-    from memspec.check import Checker, CheckOptions
+    from memspec.commands.check import Checker, CheckOptions
     out = str(tmp_path / "out")
     Checker(CheckOptions(targets=["model"], out=out, programs=12, machine_examples=0, suite=False,
                          log_every=0.0)).run()
@@ -322,7 +322,7 @@ def test_a_target_flooding_stderr_is_judged_normally(memspec_cli, tmp_path) -> N
 def test_sigterm_ends_the_targets_processes_too(tmp_path) -> None:
     out = str(tmp_path / "out")
     tag = f"term-{os.getpid()}-{time.monotonic_ns()}"
-    p = subprocess.Popen([PY, "-m", "memspec.cli", "check", "--target", _fake("forks-at-2", tag), "--programs", "5",
+    p = subprocess.Popen([PY, "-m", "memspec.commands.cli", "check", "--target", _fake("forks-at-2", tag), "--programs", "5",
                           "--no-suite", "--timeout", "60", "--out", out, "-q"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -346,7 +346,7 @@ def test_a_target_echoing_memspecs_hello_is_a_harness_error(memspec_cli, tmp_pat
 def test_a_target_that_dies_only_on_some_programs_is_not_stopped(tmp_path) -> None:
     """An emulator that dies on the programs that write an illegal value, and runs the rest: the
     canary (a program it ran before) still runs, so judging goes on."""
-    from memspec.check import Checker, CheckOptions
+    from memspec.commands.check import Checker, CheckOptions
     from memspec.program import parse
     from memspec.records import Outcome, RunResult, RunStatus
     from memspec.targets.registry import make_target
@@ -365,14 +365,14 @@ def test_a_target_that_dies_only_on_some_programs_is_not_stopped(tmp_path) -> No
                 return RunResult(status=RunStatus.CRASH, outcomes=[], message="killed by SIGSEGV")
             return model.run(program, observe=observe)
 
-    import memspec.check as check_mod
+    import memspec.commands.check as check_mod
     progs = [("p%d" % i, parse("a = mmap(NULL, 0x1000, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
                                + ("munmap(a, 0x1000)\n" if 2 <= i <= 6 else ""))) for i in range(10)]
     c = Checker(CheckOptions(targets=["x"], out=str(tmp_path), programs=0, machine_examples=0, suite=False, quiet=True))
     orig = check_mod.random_programs
     check_mod.random_programs = lambda *a, **k: iter(progs)
     try:
-        from memspec.fuzz_api import catalogue
+        from memspec.specs.catalogue import all_clauses as catalogue
         c.check_target(DiesOnMunmap(), "os", catalogue())
     finally:
         check_mod.random_programs = orig
@@ -394,7 +394,7 @@ def _atheris() -> None:
 def test_fuzz_under_libfuzzer_shows_memspecs_lines_and_a_summary_when_stopped(tmp_path, sig, code) -> None:
     _atheris()
     corpus, findings = tmp_path / "c", tmp_path / "f"
-    p = subprocess.Popen([PY, "-m", "memspec.cli", "fuzz", "--target", "model", "--layer", "os", "--time", "120",
+    p = subprocess.Popen([PY, "-m", "memspec.commands.cli", "fuzz", "--target", "model", "--layer", "os", "--time", "120",
                           "--engine", "atheris", "--corpus", str(corpus), "--findings", str(findings)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(14)
@@ -411,7 +411,7 @@ def test_fuzz_under_libfuzzer_shows_memspecs_lines_and_a_summary_when_stopped(tm
 
 def test_fuzz_verbose_shows_libfuzzers_lines(tmp_path) -> None:
     _atheris()
-    r = subprocess.run([PY, "-m", "memspec.cli", "fuzz", "--target", "model", "--layer", "os", "--time", "6",
+    r = subprocess.run([PY, "-m", "memspec.commands.cli", "fuzz", "--target", "model", "--layer", "os", "--time", "6",
                         "--engine", "atheris", "-v", "--corpus", str(tmp_path / "c"), "--findings", str(tmp_path / "f")],
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -419,9 +419,9 @@ def test_fuzz_verbose_shows_libfuzzers_lines(tmp_path) -> None:
 
 
 def test_the_report_lists_the_facts_it_judged_with() -> None:
-    from memspec.check import summary_lines
+    from memspec.commands.check import summary_lines
     from memspec.reports.html import render
-    from memspec.reports.results import RunResults, TargetResults
+    from memspec.results import RunResults, TargetResults
     r = RunResults(command="memspec check", seed=0, started="now")
     r.targets.append(TargetResults(name="linux", layers=["os"], facts={"exec_only": False, "thp": "never",
                                                                         "memlock_soft": 8 << 20}))

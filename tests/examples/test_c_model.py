@@ -13,7 +13,7 @@ import pytest
 
 from .conftest import C_MODEL_DIR
 
-MEMSPEC = [sys.executable, "-m", "memspec.cli"]
+MEMSPEC = [sys.executable, "-m", "memspec.commands.cli"]
 
 
 def check(tmp_path: Path, target: str, *extra: str) -> tuple[int, dict, str]:

@@ -6,7 +6,7 @@ import re
 import shlex
 from pathlib import Path
 
-from memspec.cli import build_parser
+from memspec.commands.cli import build_parser
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "ci.md"
 

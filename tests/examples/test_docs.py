@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from memspec.calls import CALLS
-from memspec.cli import build_parser
-from memspec.fuzz_api import execute, make_target
+from memspec.commands.cli import build_parser
+from memspec.fuzz.differential import execute
+from memspec.targets.registry import make_target
 from memspec.program import parse
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from memspec.check import CheckOptions, Checker
+from memspec.commands.check import CheckOptions, Checker
 from memspec.specs.directed import load_differences, suite_programs
 from memspec.fuzz.codec_hw import decode
 from memspec.model.paging import Paging

@@ -18,7 +18,7 @@ from memspec.program import load
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = ROOT / "tests" / "broken" / "broken_server.py"
 REPRO = ROOT / "tests" / "broken" / "repro"
-MEMSPEC = [sys.executable, "-m", "memspec.cli"] if False else [str(Path(sys.executable).with_name("memspec"))]
+MEMSPEC = [sys.executable, "-m", "memspec.commands.cli"] if False else [str(Path(sys.executable).with_name("memspec"))]
 
 sys.path.insert(0, str(SERVER.parent))
 import broken_server  # noqa: E402

@@ -118,7 +118,7 @@ def test_wheel_holds_every_module_and_data_file_under_memspec_only(dist: dict[st
         assert any(n.startswith(f"memspec/specs/suite/{layer}/") and n.endswith(".mst") for n in files), layer
     assert any(n.startswith("memspec/specs/suite/hw/segmentation/") for n in files)
     assert any(n.startswith("memspec/fuzz/corpus/") for n in files)
-    assert "memspec = memspec.cli:main" in entry_points and "memspec = memspec.pytest_plugin" in entry_points
+    assert "memspec = memspec.commands.cli:main" in entry_points and "memspec = memspec.commands.pytest_plugin" in entry_points
 
 
 def test_sdist_carries_docs_examples_and_tests(dist: dict[str, Path]) -> None:

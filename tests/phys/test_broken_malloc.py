@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from memspec.check import Checker, CheckOptions
+from memspec.commands.check import Checker, CheckOptions
 from memspec.program import parse
 
 SOURCE = Path(__file__).resolve().parents[1] / "broken" / "malloc_bugs.c"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from memspec.check import summary_lines
-from memspec.impl_choices import PROBES, probe, table, text_table
+from memspec.commands.check import summary_lines
+from memspec.commands.impl_choices import PROBES, probe, table, text_table
 from memspec.reports.html import render
 from memspec.reports.json_report import to_dict
-from memspec.reports.results import RunResults
+from memspec.results import RunResults
 from memspec.targets.registry import make_target
 
 _spec = importlib.util.spec_from_file_location("broken_phys", os.path.join(os.path.dirname(__file__), "broken_phys.py"))

@@ -19,7 +19,7 @@ from memspec.targets.model import ModelSession
 from memspec.targets.registry import make_target
 from memspec.targets.serve import serve
 
-SERVE = [sys.executable, "-c", "import sys; from memspec.cli import main; sys.exit(main(['serve', 'model']))"]
+SERVE = [sys.executable, "-c", "import sys; from memspec.commands.cli import main; sys.exit(main(['serve', 'model']))"]
 
 
 def _exchange(lines: list[dict]) -> list[dict]:

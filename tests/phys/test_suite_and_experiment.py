@@ -28,7 +28,7 @@ def test_every_phys_clause_is_cited():
 
 
 def test_experiment_numbers_and_plot(tmp_path):
-    from memspec.specs.experiment_buddy import run
+    from memspec.commands.experiments.buddy import run
     d = run(str(tmp_path))
     assert d["five_kb"] == {"request_bytes": 5120, "order": 1, "block_bytes": 8192, "wasted_bytes": 3072}
     curve = d["curve"]

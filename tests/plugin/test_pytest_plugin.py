@@ -19,7 +19,7 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
 
     def go(*args: str) -> pytest.RunResult:
-        return pytester.runpytest_subprocess("-p", "memspec.pytest_plugin", "-p", "no:cacheprovider", *args,
+        return pytester.runpytest_subprocess("-p", "memspec.commands.pytest_plugin", "-p", "no:cacheprovider", *args,
                                              timeout=300)
     return go
 
@@ -89,4 +89,4 @@ def test_a_target_that_cannot_start_is_a_usage_error(run) -> None:
 
 def test_registered_as_a_pytest11_entry_point() -> None:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert meta["project"]["entry-points"]["pytest11"]["memspec"] == "memspec.pytest_plugin"
+    assert meta["project"]["entry-points"]["pytest11"]["memspec"] == "memspec.commands.pytest_plugin"

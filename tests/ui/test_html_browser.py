@@ -76,9 +76,9 @@ def browse(path: Path, tmp: Path, *extra: str) -> tuple[str, list[str]]:
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run with a passing and a failing target, with model coverage measured."""
     out = tmp_path_factory.mktemp("html") / "out"
-    cmd = [sys.executable, "-m", "memspec.cli", "check", "-q", "--out", str(out), "--programs", "10",
+    cmd = [sys.executable, "-m", "memspec.commands.cli", "check", "-q", "--out", str(out), "--programs", "10",
            "--machine-examples", "0", "--coverage",
-           "--target", f"cmd:{sys.executable} -m memspec.cli serve model",
+           "--target", f"cmd:{sys.executable} -m memspec.commands.cli serve model",
            "--target", f"cmd:{sys.executable} {BROKEN} mprotect-misses-last-page"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from memspec.reports.json_report import SCHEMA, to_dict
-from memspec.reports.results import ClauseStats, Failure, RunResults, TargetResults
+from memspec.results import ClauseStats, Failure, RunResults, TargetResults
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "report.md"
 

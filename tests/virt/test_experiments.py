@@ -9,8 +9,11 @@ import sys
 
 import pytest
 
-from memspec.specs import (experiment_kpti, experiment_numa, experiment_replacement, experiment_tlb,
-                           experiment_workingset)
+from memspec.commands.experiments import kpti as experiment_kpti
+from memspec.commands.experiments import numa as experiment_numa
+from memspec.commands.experiments import replacement as experiment_replacement
+from memspec.commands.experiments import tlb as experiment_tlb
+from memspec.commands.experiments import workingset as experiment_workingset
 
 
 def test_tlb_reach_is_512_times_per_page_size(tmp_path, capsys):
@@ -60,7 +63,7 @@ def test_numa_first_touch_goes_remote_after_migration(tmp_path):
 
 @pytest.mark.parametrize("name", ["replacement"])
 def test_experiment_runs_from_the_cli(tmp_path, name):
-    p = subprocess.run([sys.executable, "-m", "memspec.cli", "experiment", name, "--out", str(tmp_path)],
+    p = subprocess.run([sys.executable, "-m", "memspec.commands.cli", "experiment", name, "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "plot:" in p.stdout and any(f.startswith("replacement_faults") for f in os.listdir(tmp_path))

@@ -14,8 +14,8 @@ import signal
 import sys
 import textwrap
 
-from . import __version__
-from .errors import Terminated, TargetError, UsageError
+from memspec import __version__
+from memspec.errors import Terminated, TargetError, UsageError
 
 EXPERIMENTS = {
     "buddy": "the buddy allocator's internal and external fragmentation (model)",
@@ -178,7 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_check(a: argparse.Namespace) -> int:
     from .check import Checker, CheckOptions, summary_lines
-    from .reports_api import write_text  # noqa: F401
     from memspec.reports import json_report, junit
     opts = CheckOptions(targets=a.target, layer=a.layer, seed=a.seed, out=a.out, programs=a.programs,
                         machine_examples=a.machine_examples, confirm=a.confirm, timeout=a.timeout, db=a.db, suite=not a.no_suite,
@@ -206,9 +205,9 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_replay(a: argparse.Namespace) -> int:
-    from .fuzz_api import execute, make_target
-    from .program import load
-    from .check import summary_lines  # noqa: F401
+    from memspec.fuzz.differential import execute
+    from memspec.targets.registry import make_target
+    from memspec.program import load
     prog = load(a.file)
     target_name = a.target or prog.meta("target")
     if not target_name:
@@ -227,14 +226,14 @@ def cmd_replay(a: argparse.Namespace) -> int:
         raise UsageError(f"{a.file} is a program of the {prog.layer} layer; target {target_name!r} implements "
                          f"{', '.join(target.layers)} only")
     try:
-        from .fuzz_api import catalogue
+        from memspec.specs.catalogue import all_clauses as catalogue
         cat = catalogue()
         j = execute(target, prog, target.facts(), observe="end")
     finally:
         target.close()
     f = j.failure
     print(f"replayed {a.file} on {target_name}: {len(prog.calls)} calls")
-    from .program import format_call
+    from memspec.program import format_call
     for c in j.checks:
         mark = {"pass": "ok", "impl-defined": "ok (impl-defined)", "unknown": "? unknown"}.get(c.verdict.value, c.verdict.value.upper())
         call = prog.calls[c.index] if 0 <= c.index < len(prog.calls) else None
@@ -272,7 +271,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 def cmd_clauses(a: argparse.Namespace) -> int:
-    from .fuzz_api import catalogue
+    from memspec.specs.catalogue import all_clauses as catalogue
     cat = catalogue()
     rows = [c for c in cat.values() if not a.layer or c.layer == a.layer]
     if a.json:
@@ -295,7 +294,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_fuzz(a: argparse.Namespace) -> int:
-    from memspec.fuzz.driver import FuzzOptions, fuzz
+    from memspec.commands.fuzz_driver import FuzzOptions, fuzz
     return fuzz(FuzzOptions(target=a.target, layer=a.layer, seconds=a.time, corpus=a.corpus, findings=a.findings,
                             seed=a.seed, engine=a.engine, jobs=a.jobs, timeout=a.timeout,
                             invariants=not a.no_invariants, quiet=a.quiet, merge=a.merge,
@@ -310,12 +309,11 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 
 def cmd_experiment(a: argparse.Namespace) -> int:
-    import importlib
-    try:
-        mod = importlib.import_module(f"memspec.specs.experiment_{a.name}")
-    except ModuleNotFoundError:
-        raise UsageError(f"unknown experiment {a.name!r}") from None
-    mod.run(a.out)
+    from .experiments import aslr, buddy, kpti, numa, replacement, tlb, workingset
+    modules = {"aslr": aslr, "buddy": buddy, "kpti": kpti, "numa": numa, "replacement": replacement, "tlb": tlb,
+               "workingset": workingset}
+    assert set(modules) == set(EXPERIMENTS), "every experiment listed in EXPERIMENTS has its module"
+    modules[a.name].run(a.out)
     return 0
 
 

@@ -28,8 +28,8 @@ from memspec.reports.atomic import write_text
 from memspec.specs.catalogue import all_clauses
 from memspec.targets.registry import make_target
 
-from .differential import Signature, confirm, execute, localise, shrink_failure
-from .layers import layer as layer_of
+from memspec.fuzz.differential import Signature, confirm, execute, localise, shrink_failure
+from memspec.fuzz.layers import layer as layer_of
 
 
 @dataclass
@@ -544,7 +544,7 @@ def _fuzz_jobs(o: FuzzOptions) -> int:
     import subprocess
     procs = []
     for i in range(o.jobs):
-        argv = [sys.executable, "-m", "memspec.cli", "fuzz", "--target", o.target, "--time", str(o.seconds),
+        argv = [sys.executable, "-m", "memspec.commands.cli", "fuzz", "--target", o.target, "--time", str(o.seconds),
                 "--seed", str(o.seed + i), "--engine", "python", "--timeout", str(o.timeout),
                 "--corpus", o.corpus or os.path.join(o.out, "corpus", o.layer or "os"),
                 "--findings", o.findings or os.path.join(o.out, "findings")]

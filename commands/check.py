@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import Terminated, TargetError, UsageError
-from .program import Program, ProgramError, format_call, format_program
-from .records import RunStatus, Verdict
-from .fuzz.layers import layer as layer_of, random_programs
-from .specs.directed import explained as _explained, lacks as _lacks, load_differences, suite_programs
+from memspec.errors import Terminated, TargetError, UsageError
+from memspec.program import Program, ProgramError, format_call, format_program
+from memspec.records import RunStatus, Verdict
+from memspec.fuzz.layers import layer as layer_of, random_programs
+from memspec.specs.directed import explained as _explained, lacks as _lacks, load_differences, suite_programs
 
 
 @dataclass
@@ -82,7 +82,7 @@ def replay_command(path: str, target: str) -> str:
 
 class Checker:
     def __init__(self, opts: CheckOptions):
-        from .reports_api import RunResults
+        from memspec.results import RunResults
         self.o = opts
         self.results = RunResults(command=" ".join(["memspec", "check"] + opts.argv), seed=opts.seed,
                                   started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -121,7 +121,8 @@ class Checker:
     _progress: tuple[int, int] = (0, 0)
 
     def run(self) -> Any:
-        from .fuzz_api import catalogue, make_target
+        from memspec.specs.catalogue import all_clauses as catalogue
+        from memspec.targets.registry import make_target
         cat = catalogue()
         self.results.catalogue = {c.id: {"layer": c.layer, "statement": c.statement, "citation": c.citation,
                                          "kernel_differs": c.kernel_differs} for c in cat.values()}
@@ -164,8 +165,8 @@ class Checker:
     _choices: dict[str, dict[str, str]]
 
     def check_target(self, target: Any, layer: str, cat: dict[str, Any]) -> None:
-        from .fuzz_api import Signature, confirm, execute, localise, shrink_failure
-        from .reports_api import ClauseStats, TargetResults
+        from memspec.fuzz.differential import Signature, confirm, execute, localise, shrink_failure
+        from memspec.results import ClauseStats, TargetResults
         facts = target.facts()
         tr = TargetResults(name=target.name, layers=[layer], facts=facts, unsupported=list(target.unsupported()))
         self.results.targets.append(tr)
@@ -263,12 +264,12 @@ class Checker:
         before is run again: if that still runs, the target lives and judging goes on."""
         if canary is None:
             return False
-        from .fuzz_api import execute
+        from memspec.fuzz.differential import execute
         return execute(target, canary, facts).status is RunStatus.OK
 
     def _failure(self, target: Any, layer: str, program: Program, f: Any, j: Any, origin: str,
                  cat: dict[str, Any]) -> Any:
-        from .reports_api import Failure
+        from memspec.results import Failure
         c = cat.get(f.clause)
         header = dict(format="1", target=target.name, layer=layer, seed=self.o.seed, clause=f.clause,
                       verdict=f.verdict.value, found_by=origin)
@@ -279,7 +280,7 @@ class Checker:
         while os.path.exists(path):
             n += 1
             path = os.path.join(self.o.out, "counterexamples", _safe(target.name), f"{_safe(f.clause)}-{n}.mst")
-        from .reports_api import write_text
+        from memspec.reports.atomic import write_text
         write_text(path, format_program(program))
         call_text = format_call(program.calls[f.index]) if 0 <= f.index < len(program.calls) else "(end of program)"
         return Failure(clause=f.clause, statement=c.statement if c else "", citation=c.citation if c else "",
@@ -302,7 +303,7 @@ class Checker:
                        database=example_database(self.o.db), suppress_health_check=list(HealthCheck), print_blob=False,
                        report_multiple_bugs=False)
         t0 = time.monotonic()
-        from .reports_api import ClauseStats
+        from memspec.results import ClauseStats
         try:
             run_state_machine_as_test(M, settings=cfg)
             tr.machine = {"examples": self.o.machine_examples, "result": "pass", "seconds": round(time.monotonic() - t0, 2)}
@@ -317,7 +318,7 @@ class Checker:
             tr.machine = {"examples": self.o.machine_examples, "result": "fail", "seconds": round(time.monotonic() - t0, 2)}
             if prog is None:
                 raise
-            from .records import Check, Judgement
+            from memspec.records import Check, Judgement
             check = Check(e.clause, Verdict.FAIL, e.index, e.expected, e.observed, str(e).splitlines()[0])
             tr.clauses.setdefault(e.clause, ClauseStats()).add("fail")
             tr.failures.append(self._failure(target, layer, prog, check, Judgement(target.name), "state machine", cat))
@@ -335,8 +336,8 @@ class Checker:
         """The programs behind a flaky state-machine result, each saved as a replayable file, with
         the outcome of every run seen: Hypothesis's runs (the failures it collected) and ``confirm``
         more runs of the saved program on the target."""
-        from .fuzz_api import execute
-        from .records import Check, Judgement
+        from memspec.fuzz.differential import execute
+        from memspec.records import Check, Judgement
         by_text: dict[str, tuple[Program, list[Any]]] = {}
         for x in getattr(e, "exceptions", ()) or ():
             prog = getattr(x, "program", None)
@@ -369,7 +370,8 @@ class Checker:
 
 def _model_clauses(program: Program) -> set[str]:
     """The clauses ``program`` exercises when the model itself runs it."""
-    from .fuzz_api import execute, make_target
+    from memspec.fuzz.differential import execute
+    from memspec.targets.registry import make_target
     try:
         return {c.clause for c in execute(make_target("model"), program, {}).checks}
     except Exception:   # a statistic only: a model that cannot run it yet must not stop the check

@@ -94,7 +94,7 @@ class _Runner:
 
     def result(self) -> Any:
         if self.results is None and self.error is None:
-            from memspec.check import Checker, CheckOptions
+            from memspec.commands.check import Checker, CheckOptions
             from memspec.errors import TargetError, UsageError
             c = self.config
             out = _setting(c, "out", str) or str(c.rootpath / "memspec-out")
@@ -116,7 +116,7 @@ class _Runner:
 
 
 def _write_reports(results: Any, out: str, target: str, layer: str) -> str:
-    from memspec.check import _safe  # the file-name rule counterexamples use
+    from memspec.commands.check import _safe  # the file-name rule counterexamples use
     from memspec.reports import html, json_report, junit
     stem = os.path.join(out, f"pytest-{_safe(target)}-{layer}")
     json_report.write(results, stem + ".json")
@@ -193,7 +193,7 @@ class TargetCollector(pytest.Collector):
         self.runner = runner
 
     def collect(self) -> list[pytest.Item]:
-        from memspec.fuzz_api import catalogue
+        from memspec.specs.catalogue import all_clauses as catalogue
         cat = catalogue()
         return [ClauseItem.from_parent(self, name=cid, runner=self.runner, clause=cid, statement=c.statement,
                                        citation=c.citation)
@@ -203,7 +203,7 @@ class TargetCollector(pytest.Collector):
 def _layers_of(target: str, wanted: str) -> list[str]:
     """The layers to judge: ``wanted`` (comma-separated, or ``all``), else the target's first layer."""
     from memspec.errors import TargetError, UsageError
-    from memspec.fuzz_api import make_target
+    from memspec.targets.registry import make_target
     try:
         t = make_target(target)
     except (UsageError, TargetError) as e:

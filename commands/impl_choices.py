@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .program import parse
-from .records import Outcome, RunResult, RunStatus
+from memspec.program import parse
+from memspec.records import Outcome, RunResult, RunStatus
 
 PTRDIFF_MAX = (1 << 63) - 1
 SIZE_MAX = (1 << 64) - 1

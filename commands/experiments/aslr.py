@@ -16,7 +16,7 @@ from dataclasses import asdict
 from memspec.model.aslr import AslrConfig, judge_layouts
 from memspec.targets.aslr import config, sample_layouts
 
-from .catalogue import get
+from memspec.specs.catalogue import get
 
 
 def run(out_dir: str, samples: int = 64) -> dict:

@@ -24,7 +24,7 @@ import random
 from collections import OrderedDict, deque
 from typing import Any, Sequence
 
-from .experiment_tlb import plot_lines
+from .tlb import plot_lines
 
 BELADY = (1, 2, 3, 4, 1, 2, 5, 1, 2, 3, 4, 5)
 

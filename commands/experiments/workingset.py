@@ -23,7 +23,7 @@ from memspec.consts import CONSTANTS
 from memspec.program import Call, Int
 from memspec.targets.model import ModelSession
 
-from .experiment_tlb import plot_lines
+from .tlb import plot_lines
 
 TAUS = (10, 50, 200)
 PAGES = 64

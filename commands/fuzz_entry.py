@@ -1,6 +1,6 @@
 """A standalone atheris/libFuzzer entry point, for OSS-Fuzz-style builds and plain runs.
 
-    python -m memspec.fuzz.entry [libFuzzer flags] [CORPUS_DIR ...]
+    python -m memspec.commands.fuzz_entry [libFuzzer flags] [CORPUS_DIR ...]
 
 Environment: MEMSPEC_TARGET (default ``model``), MEMSPEC_LAYER (default: the
 target's first layer).  Each input decodes into a program of the layer; the
@@ -19,8 +19,8 @@ from typing import Callable
 from memspec.program import format_program
 from memspec.targets.registry import make_target
 
-from .differential import execute
-from .layers import layer as layer_of
+from memspec.fuzz.differential import execute
+from memspec.fuzz.layers import layer as layer_of
 
 
 class Disagreement(AssertionError):

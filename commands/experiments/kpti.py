@@ -28,7 +28,7 @@ from memspec.consts import KMAP, KPTI, KSTAT
 from memspec.model.kpti import Kpti
 from memspec.records import Outcome
 
-from .experiment_tlb import plot_lines
+from .tlb import plot_lines
 
 USER_PAGES = 24
 KERNEL_PAGES = 12

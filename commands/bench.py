@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
 
-from .errors import UsageError
+from memspec.errors import UsageError
 
 
 class Unavailable(Exception):

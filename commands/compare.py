@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Terminated, TargetError, UsageError
+from memspec.errors import Terminated, TargetError, UsageError
 
 
 @dataclass
@@ -61,9 +61,9 @@ def _programs(layer: str, opts: CompareOptions, calls: frozenset[str] | None, fa
 def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
     """Run the comparison; returns the report (as written to compare.json) and the exit status."""
     from memspec.specs.directed import explained as _explained, load_differences
-    from .fuzz.threeway import threeway
-    from .program import format_program
-    from .targets.registry import make_target
+    from memspec.fuzz.threeway import threeway
+    from memspec.program import format_program
+    from memspec.targets.registry import make_target
     if len(opts.targets) < 2:
         raise UsageError("compare needs at least two targets (repeat --target)")
     diffs = load_differences()
@@ -147,7 +147,7 @@ def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
 
 
 def _show(o: Any) -> str:
-    from .fuzz.threeway import show
+    from memspec.fuzz.threeway import show
     return show(o)
 
 
@@ -222,7 +222,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def _write(out: str, report: dict[str, Any]) -> None:
-    from .reports_api import write_text
+    from memspec.reports.atomic import write_text
     os.makedirs(out, exist_ok=True)
     write_text(os.path.join(out, "compare.json"), json.dumps(report, indent=1, default=str) + "\n")
     write_text(os.path.join(out, "compare.md"), render_markdown(report))

@@ -26,7 +26,7 @@ from memspec.model.frames import Machine
 from memspec.model.phys import PhysModel
 from memspec.records import Outcome
 
-from .experiment_tlb import plot_lines
+from .tlb import plot_lines
 
 PAGES = 64
 ROUNDS = 4

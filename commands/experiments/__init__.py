@@ -1,0 +1,1 @@
+"""``memspec experiment NAME``: the seed article's quantitative claims, one module each."""
