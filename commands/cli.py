@@ -59,7 +59,7 @@ def _seconds(text: str) -> float:
     return v
 
 
-LAYERS = ("phys", "hw", "os", "virt")
+from memspec.calls import LAYERS  # noqa: E402 -- the one list of layers
 
 
 def build_parser() -> argparse.ArgumentParser:
