@@ -26,4 +26,6 @@ fi
 
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# every peer is required here: a missing one fails its tests (a plain local pytest skips them)
+export MEMSPEC_REQUIRE_PEERS=1
 exec .venv/bin/python -m pytest -n 2 "$@"

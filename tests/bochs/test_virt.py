@@ -20,6 +20,8 @@ import sys
 
 import pytest
 
+from ..conftest import missing_peer
+
 import memspec.specs.judge as judge_mod
 from memspec.fuzz.layers import random_programs
 from memspec.specs.directed import suite_programs
@@ -332,7 +334,7 @@ def test_qemu_and_bochs_nested_paging_disagree_only_where_cited(bochs_amd) -> No
     model rejects has a cited difference (QEMU 7.2's reserved-bit #PF without P)."""
     from memspec.targets.qemu_system import APT_HINT, QEMU, QemuSystemTarget
     if shutil.which(QEMU) is None:
-        pytest.fail(f"this comparison needs {QEMU}: {APT_HINT}", pytrace=False)
+        missing_peer("qemu-system", f"this comparison needs {QEMU}: {APT_HINT}")
     qemu = QemuSystemTarget(timeout=5.0)
     try:
         facts = {t.name: t.facts() for t in (qemu, bochs_amd)}

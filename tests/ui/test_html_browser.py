@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import missing_peer
+
 from .cdp import Browser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,8 +30,8 @@ def chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.fail("chromium is not installed: the HTML report's browser test needs it. "
-                "Install it with: apt-get install -y chromium (CI does this)")
+    missing_peer("chromium", "the HTML report's browser test needs it. "
+                 "Install it with: apt-get install -y chromium (CI does this)")
 
 
 class Page(HTMLParser):
