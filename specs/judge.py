@@ -20,7 +20,7 @@ from memspec.model.mm import System
 from memspec.model.registry import new_model
 
 from . import compare_hw, compare_os, compare_phys, compare_virt
-from .catalogue import get as clause
+from .step import invariant_failure, judge_call
 from .compare_maps import _all_maps, compare_maps
 
 __all__ = ["COMPARE", "judge", "compare_maps"]
@@ -78,31 +78,18 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
                                   run.message or "the target stopped answering"))
             return j
         args = eval_args(call, env)
-        proc = call.proc or "main"
-        exp = system.expect(proc, call.name, args)
-        clause(exp.clause)   # every rule names a catalogued clause
         observed = run.outcomes[i]
-        why = exp.judge(observed)
-        if why is not None:
-            j.checks.append(Check(clause(exp.blame(observed)).id, Verdict.FAIL, i, exp.describe,
-                                  observed.describe(), why))
+        checks = judge_call(system, call.proc or "main", call, args, observed, i)
+        j.checks += checks
+        if checks[0].verdict is Verdict.FAIL:
             if isinstance(system, System):
                 j.context["maps_before"] = _all_maps(system)
             return j
-        verdict = (Verdict.UNKNOWN if exp.unknown else
-                   Verdict.IMPL_DEFINED if exp.impl_defined else Verdict.PASS)
-        j.checks.append(Check(exp.clause, verdict, i, exp.describe, observed.describe()))
-        for other in exp.covers:   # the other clauses this call's check also held the target to
-            if other != exp.clause:
-                j.checks.append(Check(clause(other).id, verdict, i, exp.describe, observed.describe()))
-        system.apply(proc, call.name, args, observed)
-        system.bind(proc, call.name, call.result, observed)
         bind_result(env, call, observed.value)
-        if invariants:
-            for cid, msg in system.invariants():
-                j.checks.append(Check(cid, Verdict.FAIL, i, "the invariant holds", msg, "model invariant broken",
-                                      at="invariant"))
-                return j
+        bad = invariant_failure(system, i) if invariants else None
+        if bad is not None:
+            j.checks.append(bad)
+            return j
         obs = run.observation_after(i)
         if obs is not None and not _shows_nothing(obs):
             bad = compare(system, obs, i)

@@ -34,10 +34,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from memspec.errors import SessionFailed
 from memspec.model.registry import new_model
-from memspec.program import Call, Flags, Int, Program, format_call
-from memspec.records import RunStatus
+from memspec.program import Call, Flags, Int, Program
 
 from .failures import ConformanceFailure
+from .step import Stepper
 
 ROOT = 0x200000
 ROOT2 = 0x20F000         # a second root sharing ROOT's lower tables (another address space, same pages)
@@ -79,6 +79,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
                 raise ConformanceFailure("memspec.target.alive", Program(()), 0, "an answer to the reset",
                                          e.message, e.status.value) from None
             self.model = new_model("hw", facts)
+            self.stepper = Stepper(self.model, self.session, note, unsupported_steps)
+            self.calls = self.stepper.calls
             self.next_table = TABLES
             self.pml4e: dict[int, int] = {}        # PML4 index -> PDPT
             self.pdpte: dict[tuple[int, int], int] = {}
@@ -99,25 +101,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             values = tuple(a.value if isinstance(a, Int) else _flags_value(a) for a in args)
             if skip_known and self.model.expect("main", name, values).clause in known:
                 return
-            try:
-                observed = self.session.call(call, values)
-            except SessionFailed as e:
-                if e.status is RunStatus.REFUSED:
-                    # the target's harness cannot stage this step: nothing happened on the target, so
-                    # the model does not adopt it either; unsupported under the clause it would exercise
-                    cid = self.model.expect("main", name, values).clause
-                    unsupported_steps[cid] = unsupported_steps.get(cid, 0) + 1
-                    note(f"unsupported (refused by the target): {format_call(call)}: {e.message}")
-                    return
-                raise ConformanceFailure("memspec.target.alive", Program(tuple(self.calls + [call])), len(self.calls),
-                                         "an answer", e.message, e.status.value) from None
-            exp = self.model.expect("main", name, values)
-            self.calls.append(call)
-            why = exp.judge(observed)
-            if why is not None:
-                raise ConformanceFailure(exp.blame(observed), Program(tuple(self.calls)), len(self.calls) - 1,
-                                         exp.describe, observed.describe(), why)
-            self.model.apply("main", name, values, observed)
+            self.stepper.step(call, values)
 
         def _table(self) -> int:
             t = self.next_table
@@ -259,9 +243,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
 
         @invariant()
         def no_stale_translation_after_invalidation(self) -> None:
-            for cid, msg in self.model.invariants():
-                raise ConformanceFailure(cid, Program(tuple(self.calls)), len(self.calls) - 1,
-                                         "the invariant holds", msg, "model invariant broken")
+            self.stepper.check_invariants()
 
         def teardown(self) -> None:
             self.session.close()

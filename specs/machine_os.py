@@ -24,10 +24,10 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precon
 from memspec.consts import SANDBOX_WINDOW
 from memspec.errors import SessionFailed
 from memspec.model.registry import new_model
-from memspec.program import Call, Flags, Int, Program, Ref, Str, eval_args
-from memspec.records import RunStatus
+from memspec.program import Call, Flags, Int, Program, Ref, Str
 
 from .failures import ConformanceFailure
+from .step import Stepper
 from .judge import compare_maps
 
 PAGE = 4096
@@ -39,6 +39,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
     """A state machine class checking ``target`` against the os-layer model after every step."""
     facts = dict(target.facts()) if facts is None else facts
     allowed = target.calls
+    unsupported_steps: dict[str, int] = {}      # clause -> steps the target refused to run
 
     class OsMachine(RuleBasedStateMachine):
         mappings = Bundle("mappings")
@@ -46,10 +47,15 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
 
         def __init__(self) -> None:
             super().__init__()
-            self.session = target.session("os")
+            try:
+                self.session = target.session("os")
+            except SessionFailed as e:   # the reset before the first call did not answer
+                raise ConformanceFailure("memspec.target.alive", Program(()), 0, "an answer to the reset",
+                                         e.message, e.status.value) from None
             self.model = new_model("os", facts)
-            self.calls: list[Call] = []
-            self.env: dict[str, int] = {}
+            self.stepper = Stepper(self.model, self.session, note, unsupported_steps)
+            self.calls = self.stepper.calls
+            self.env = self.stepper.env
             self.live_procs: list[str] = []
             self.fd_owner: dict[str, set] = {}
             self.n = 0
@@ -65,27 +71,9 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                 return None
             if self.dead or (call.proc or "main") not in self.model.procs:
                 return None     # killed by the OOM killer
-            args = eval_args(call, self.env)
-            proc = call.proc or "main"
-            try:
-                observed = self.session.call(call, args)
-            except SessionFailed as e:
-                if e.status is RunStatus.REFUSED:
-                    note(f"refused: {e.message}")
-                    return None
-                prog = Program(tuple(self.calls + [call]))
-                raise ConformanceFailure("memspec.target.alive", prog, len(self.calls), "an answer", e.message,
-                                         e.status.value) from None
-            exp = self.model.expect(proc, call.name, args)
-            self.calls.append(call)
-            why = exp.judge(observed)
-            if why is not None:
-                raise ConformanceFailure(exp.clause, Program(tuple(self.calls)), len(self.calls) - 1,
-                                         exp.describe, observed.describe(), why)
-            self.model.apply(proc, call.name, args, observed)
-            self.model.bind(proc, call.name, call.result, observed)
-            if call.result and observed.value is not None and call.name != "fork":
-                self.env[call.result] = observed.value
+            observed = self.stepper.step(call)
+            if observed is None:
+                return None
             self.steps += 1
             return observed.value
 
@@ -229,11 +217,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
 
         @invariant()
         def model_state_consistent(self) -> None:
-            bad = self.model.invariants()
-            if bad:
-                cid, msg = bad[0]
-                raise ConformanceFailure(cid, Program(tuple(self.calls)), len(self.calls) - 1,
-                                         "the invariant holds", msg, "model invariant broken")
+            self.stepper.check_invariants()
 
         @invariant()
         def memory_maps_agree(self) -> None:
@@ -248,4 +232,5 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self.session.close()
 
     OsMachine.__name__ = OsMachine.__qualname__ = f"OsMachine[{target.name}]"
+    OsMachine.unsupported_steps = unsupported_steps     # type: ignore[attr-defined]
     return OsMachine

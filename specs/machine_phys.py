@@ -16,16 +16,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, multiple, rule
 
 from memspec.calls import CALLS
 from memspec.model.registry import new_model
-from memspec.program import Call, Flags, Int, Program, Ref, eval_args, format_program
+from memspec.program import Call, Flags, Int, Program, Ref
 from memspec.records import Outcome
 from memspec.errors import SessionFailed
 
-from .catalogue import get as clause
+from .failures import ConformanceFailure
+from .step import Stepper
 
 HEAP_SIZES = st.sampled_from((0, 1, 15, 16, 17, 100, 1000, 4095, 4096, 4097, 5000, 8192, 9000, 131072, 131073)) \
     | st.integers(1, 20000)
@@ -33,18 +35,8 @@ ORDERS = st.sampled_from((0, 0, 1, 2, 3, 5, 10, 11))
 VALUES = st.integers(0, 255)
 
 
-class PhysConformanceFailure(AssertionError):
-    """A target's answer, or the model's state, broke a clause: the clause, the program so far,
-    the failing call's index, expected vs observed (what ``memspec check`` reports)."""
-
-    def __init__(self, clause_id: str, program: Program, index: int, expected: str, observed: str, note: str):
-        self.clause = clause_id
-        self.program = program
-        self.index = index
-        self.expected = expected
-        self.observed = observed
-        super().__init__(f"{clause_id} ({clause(clause_id).statement}) at call {index + 1}: expected {expected}, "
-                         f"observed {observed}\n  {note}\n\n{format_program(program)}")
+# The phys machine's failures are the one ConformanceFailure every state machine raises.
+PhysConformanceFailure = ConformanceFailure
 
 
 def machine(target: Any, facts: dict[str, Any] | None = None,
@@ -55,6 +47,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
     if allocator is not None:
         from memspec.calls_phys import ALLOCATORS
         calls = ALLOCATORS[allocator] if calls is None else ALLOCATORS[allocator] & calls
+    unsupported_steps: dict[str, int] = {}      # clause -> steps the target refused to run
 
     def has(*names: str):
         """Mark a rule with the calls it makes; rules the target cannot run are removed below
@@ -77,10 +70,15 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
 
         def __init__(self) -> None:
             super().__init__()
-            self.session = target.session("phys")
+            try:
+                self.session = target.session("phys")
+            except SessionFailed as e:   # the reset before the first call did not answer
+                raise ConformanceFailure("memspec.target.alive", Program(()), 0, "an answer to the reset",
+                                         e.message, e.status.value) from None
             self.model = new_model("phys", facts if facts is not None else target.facts())
-            self.env: dict[str, int] = {}
-            self.program: list[Call] = []
+            self.stepper = Stepper(self.model, self.session, note, unsupported_steps)
+            self.env = self.stepper.env
+            self.program = self.stepper.calls
             self.n = 0
 
         def teardown(self) -> None:
@@ -101,29 +99,16 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
             # and a protocol peer gets every argument
             args = args + tuple(Int(p.default) for p in spec.params[len(args):])  # type: ignore[arg-type]
             call = Call(name, tuple(args), res)
-            self.program.append(call)
-            values = eval_args(call, self.env)
-            exp = self.model.expect("main", name, values)
-            clause(exp.clause)
-            try:
-                o = self.session.call(call, values)
-            except SessionFailed as e:
-                raise PhysConformanceFailure("memspec.target.alive", self.prog(), len(self.program) - 1,
-                                             "an outcome for every call", e.status.value, e.message) from None
-            why = exp.judge(o)
-            if why is not None:
-                raise PhysConformanceFailure(exp.blame(o), self.prog(), len(self.program) - 1, exp.describe,
-                                             o.describe(), why)
-            self.model.apply("main", name, values, o)
-            if res and o.value is not None:
-                self.env[res] = o.value
+            o = self.stepper.step(call)
+            if o is None:       # refused by the target's harness: unsupported, and the run goes on
+                o = Outcome(errno="EREFUSED")
             return res, o
 
         def fail_if(self, bad: list[tuple[str, str]]) -> None:
             if bad:
                 cid, msg = bad[0]
-                raise PhysConformanceFailure(cid, self.prog(), len(self.program) - 1, "the invariant holds", msg,
-                                             "model invariant broken")
+                raise ConformanceFailure(cid, self.prog(), len(self.program) - 1, "the invariant holds", msg,
+                                         "model invariant broken")
 
         # -- the variable-size heap -----------------------------------------------
 
@@ -382,4 +367,5 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
             delattr(PhysMachine, attr)
     PhysMachine.__name__ = PhysMachine.__qualname__ = \
         f"PhysMachine_{target.name.replace(':', '_')}" + (f"_{allocator}" if allocator else "")
+    PhysMachine.unsupported_steps = unsupported_steps     # type: ignore[attr-defined]
     return PhysMachine

@@ -31,10 +31,10 @@ from hypothesis.control import note
 from memspec.consts import CONSTANTS
 from memspec.errors import SessionFailed
 from memspec.model.registry import new_model
-from memspec.program import Call, Flags, Int, Program, format_call
-from memspec.records import RunStatus
+from memspec.program import Call, Flags, Int, Program
 
-from .machine_hw import ConformanceFailure
+from .failures import ConformanceFailure
+from .step import Stepper
 
 EPT_ROOTS = (0x200000, 0x240000)
 HOST = (0x400000, 0xC00000)           # guest g's gpa page p -> HOST[g] + p * 0x1000 initially
@@ -81,9 +81,14 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
     class VirtMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            self.session = target.session("virt")
+            try:
+                self.session = target.session("virt")
+            except SessionFailed as e:   # the reset before the first call did not answer
+                raise ConformanceFailure("memspec.target.alive", Program(()), 0, "an answer to the reset",
+                                         e.message, e.status.value) from None
             self.model = new_model("virt", facts)
-            self.calls: list[Call] = []
+            self.stepper = Stepper(self.model, self.session, note, unsupported_steps)
+            self.calls = self.stepper.calls
             self.ept = ept_ok
             self.booted: list[int] = []
             self.cur = 0
@@ -93,24 +98,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
         def _do(self, name: str, *args: Int | Flags, result: bool = False) -> None:
             call = Call(name, tuple(args), f"v{len(self.calls)}" if result else None)
             values = tuple(_value(a) for a in args)
-            try:
-                observed = self.session.call(call, values)
-            except SessionFailed as e:
-                if e.status is RunStatus.REFUSED:
-                    # the target's harness cannot stage this step: unsupported, left out, and the run goes on
-                    cid = self.model.expect("main", name, values).clause
-                    unsupported_steps[cid] = unsupported_steps.get(cid, 0) + 1
-                    note(f"unsupported (refused by the target): {format_call(call)}: {e.message}")
-                    return
-                raise ConformanceFailure("memspec.target.alive", Program(tuple(self.calls + [call])), len(self.calls),
-                                         "an answer", e.message, e.status.value) from None
-            exp = self.model.expect("main", name, values)
-            self.calls.append(call)
-            why = exp.judge(observed)
-            if why is not None:
-                raise ConformanceFailure(exp.blame(observed), Program(tuple(self.calls)), len(self.calls) - 1,
-                                         exp.describe, observed.describe(), why)
-            self.model.apply("main", name, values, observed)
+            self.stepper.step(call, values)
 
         # -- set-up: guest 0 ----------------------------------------------------------------
 
@@ -229,9 +217,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
 
         @invariant()
         def isolation_confinement_composition_kpti(self) -> None:
-            for cid, msg in self.model.invariants():
-                raise ConformanceFailure(cid, Program(tuple(self.calls)), len(self.calls) - 1,
-                                         "the invariant holds", msg, "model invariant broken")
+            self.stepper.check_invariants()
 
         def teardown(self) -> None:
             self.session.close()

@@ -1,0 +1,104 @@
+"""One judged step: expect -> judge -> apply -> invariants, as the judge and every state machine
+take it.
+
+``judge_call`` is the step on an outcome already observed (the judge replays a whole run through
+it); ``Stepper`` runs the call on a live session first (the state machines), turns a refusal by
+the target's harness into an ``unsupported`` step that the run goes on past, a dead target into a
+``memspec.target.alive`` failure, and a disagreement into a ``ConformanceFailure`` carrying the
+program so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from memspec.errors import SessionFailed
+from memspec.program import Call, Program, bind_result, eval_args, format_call
+from memspec.records import Check, Outcome, RunStatus, Verdict
+
+from .catalogue import get as clause
+from .failures import ConformanceFailure
+
+
+def judge_call(model: Any, proc: str, call: Call, args: tuple[int | str, ...], observed: Outcome,
+               index: int) -> list[Check]:
+    """Judge ``observed`` as the outcome of ``call`` and, if the model allows it, adopt it.
+
+    Returns the checks made: a single ``FAIL`` (blamed on the clause the observation broke; the
+    model is left as it was) or the passing check of the call's clause and of every other clause
+    the same check held the target to."""
+    exp = model.expect(proc, call.name, args)
+    clause(exp.clause)   # every rule names a catalogued clause
+    why = exp.judge(observed)
+    if why is not None:
+        return [Check(clause(exp.blame(observed)).id, Verdict.FAIL, index, exp.describe, observed.describe(), why)]
+    verdict = Verdict.UNKNOWN if exp.unknown else Verdict.IMPL_DEFINED if exp.impl_defined else Verdict.PASS
+    checks = [Check(exp.clause, verdict, index, exp.describe, observed.describe())]
+    checks += [Check(clause(other).id, verdict, index, exp.describe, observed.describe())
+               for other in exp.covers if other != exp.clause]
+    model.apply(proc, call.name, args, observed)
+    model.bind(proc, call.name, call.result, observed)
+    return checks
+
+
+def invariant_failure(model: Any, index: int) -> Check | None:
+    """The first of the model's own invariants broken now, as a failing check."""
+    for cid, msg in model.invariants():
+        return Check(cid, Verdict.FAIL, index, "the invariant holds", msg, "model invariant broken", at="invariant")
+    return None
+
+
+@dataclass
+class Stepper:
+    """A state machine's live session and the program it has run so far.
+
+    ``step(call)`` runs one call on the target and judges it; it returns the outcome, or ``None``
+    when the target's harness refused the step (counted in ``unsupported`` under the clause the
+    step would have exercised, left out of the program: nothing happened on the target, so the
+    model does not adopt it either)."""
+
+    model: Any
+    session: Any
+    note: Callable[[str], None] = lambda msg: None
+    unsupported: dict[str, int] = field(default_factory=dict)
+    invariants: bool = False
+    failure: type[ConformanceFailure] = ConformanceFailure
+    calls: list[Call] = field(default_factory=list)
+    env: dict[str, int] = field(default_factory=dict)
+
+    def program(self, extra: tuple[Call, ...] = ()) -> Program:
+        return Program(tuple(self.calls) + extra)
+
+    def step(self, call: Call, args: tuple[int | str, ...] | None = None) -> Outcome | None:
+        proc = call.proc or "main"
+        args = eval_args(call, self.env) if args is None else args
+        try:
+            observed = self.session.call(call, args)
+        except SessionFailed as e:
+            if e.status is RunStatus.REFUSED:
+                cid = self.model.expect(proc, call.name, args).clause
+                self.unsupported[cid] = self.unsupported.get(cid, 0) + 1
+                self.note(f"unsupported (refused by the target): {format_call(call)}: {e.message}")
+                return None
+            raise self.failure("memspec.target.alive", self.program((call,)), len(self.calls), "an answer",
+                               e.message, e.status.value) from None
+        self.calls.append(call)
+        index = len(self.calls) - 1
+        checks = judge_call(self.model, proc, call, args, observed, index)
+        bad = checks[0] if checks[0].verdict is Verdict.FAIL else (
+            invariant_failure(self.model, index) if self.invariants else None)
+        if bad is not None:
+            raise self.failure(bad.clause, self.program(), index, bad.expected, bad.observed, bad.note)
+        bind_result(self.env, call, observed.value)
+        return observed
+
+    def check_invariants(self) -> None:
+        """The model's invariants after the last step (a state machine's ``@invariant``)."""
+        index = max(len(self.calls) - 1, 0)
+        bad = invariant_failure(self.model, index)
+        if bad is not None:
+            raise self.failure(bad.clause, self.program(), index, bad.expected, bad.observed, bad.note)
+
+
+__all__ = ["judge_call", "invariant_failure", "Stepper"]
