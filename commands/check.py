@@ -11,8 +11,6 @@ Ctrl-C stops the run and still writes a (partial) report.
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -46,10 +44,6 @@ class CheckOptions:
     max_dead: int = 3          # stop judging a target after this many programs in a row crash or hang (0: never)
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60]
-
-
 def example_database(spec: str | None) -> Any:
     """A Hypothesis example database shared between runs and workers: a directory, or Redis.
     ``None`` (and no MEMSPEC_HYPOTHESIS_DB in the environment) keeps none, so runs are reproducible."""
@@ -74,10 +68,6 @@ def _clear_counterexamples(out: str) -> None:
     d = os.path.join(out, "counterexamples")
     if os.path.isdir(d) and not os.path.islink(d):
         shutil.rmtree(d)
-
-
-def replay_command(path: str, target: str) -> str:
-    return f"memspec replay {shlex.quote(path)} --target {shlex.quote(target)}"
 
 
 class Checker:
@@ -165,12 +155,13 @@ class Checker:
     _choices: dict[str, dict[str, str]]
 
     def check_target(self, target: Any, layer: str, cat: dict[str, Any]) -> None:
-        from memspec.fuzz.differential import Signature, confirm, execute, localise, shrink_failure
+        from memspec.fuzz.differential import execute, localise
         from memspec.results import ClauseStats, TargetResults
         facts = target.facts()
         tr = TargetResults(name=target.name, layers=[layer], facts=facts, unsupported=list(target.unsupported()))
         self.results.targets.append(tr)
-        groups: dict[Any, Any] = {}
+        findings = self._findings(target, facts, layer)
+        reported: dict[Any, Any] = {}        # finding -> its Failure in the report
         sources = list(suite_programs(layer, capabilities=True)) if self.o.suite else []
         if hasattr(target, "not_observable"):
             # a target of several layers lists them all: keep this layer's
@@ -223,29 +214,20 @@ class Checker:
                                  "and none had run")
                               + f"; {total - n} programs and the state machine were not run")
                 self.say(f"\n{target.name}: {tr.stopped}")
-                if f is not None and Signature.of(program, f) not in groups:
-                    groups[Signature.of(program, f)] = None
-                    tr.failures.append(self._failure(target, layer, program, f, j, origin, cat))
+                if f is not None and not findings.by_signature:
+                    # one verdict that says so: the dead target's failure, as it is (no re-runs)
+                    tr.failures.append(self._report(findings.record(program, f, j, origin), cat))
                 break
-            if f is None:
-                continue
-            sig = Signature.of(program, f)
-            if sig in groups:
-                groups[sig].count += 1
-                continue
-            if f.verdict in (Verdict.FAIL,) and not confirm(target, program, facts, sig, self.o.confirm):
+            status, finding = findings.consider(program, j, origin)
+            if status == "flaky":
                 self.say(f"\n{origin}: {f.clause} failed once but not on re-runs: reported as unknown (flaky)")
                 tr.clauses.setdefault(f.clause, ClauseStats()).add(Verdict.UNKNOWN.value)
-                continue
-            # every try of a hang costs a whole time limit: shrink those on a small budget
-            budget = self.o.shrink_budget if f.verdict is not Verdict.HANG else min(self.o.shrink_budget, 4)
-            small = shrink_failure(target, program, facts, sig, budget)
-            j2 = localise(target, small, facts, execute(target, small, facts))
-            f2 = j2.failure or f
-            prog2 = small if j2.failure else program
-            failure = self._failure(target, layer, prog2, f2, j2 if j2.failure else j, origin, cat)
-            groups[sig] = failure
-            tr.failures.append(failure)
+            elif status == "seen" and finding is not None:
+                reported[id(finding)].count = finding.count
+            elif status == "new" and finding is not None:
+                failure = self._report(finding, cat)
+                reported[id(finding)] = failure
+                tr.failures.append(failure)
         if not tr.stopped:
             self.run_machine(target, layer, tr, facts, cat)
         layer_clauses = sorted(cid for cid, c in cat.items() if c.layer == layer)
@@ -267,28 +249,24 @@ class Checker:
         from memspec.fuzz.differential import execute
         return execute(target, canary, facts).status is RunStatus.OK
 
-    def _failure(self, target: Any, layer: str, program: Program, f: Any, j: Any, origin: str,
-                 cat: dict[str, Any]) -> Any:
+    def _findings(self, target: Any, facts: dict[str, Any], layer: str) -> Any:
+        from memspec.fuzz.findings import Findings
+        return Findings(target, facts, os.path.join(self.o.out, "counterexamples"), layer, seed=self.o.seed,
+                        confirm=self.o.confirm, shrink_budget=self.o.shrink_budget)
+
+    def _report(self, finding: Any, cat: dict[str, Any]) -> Any:
+        """A finding as a report's failure: its clause's statement and citation, the failing call,
+        and the cited difference that explains it, if one does."""
         from memspec.results import Failure
+        f, program = finding.check, finding.program
         c = cat.get(f.clause)
-        header = dict(format="1", target=target.name, layer=layer, seed=self.o.seed, clause=f.clause,
-                      verdict=f.verdict.value, found_by=origin)
-        program = Program(program.calls, ()).with_header(**{"memspec-program": "1"}).with_header(
-            **{k: v for k, v in header.items() if k != "format"})
-        path = os.path.join(self.o.out, "counterexamples", _safe(target.name), f"{_safe(f.clause)}.mst")
-        n = 1
-        while os.path.exists(path):
-            n += 1
-            path = os.path.join(self.o.out, "counterexamples", _safe(target.name), f"{_safe(f.clause)}-{n}.mst")
-        from memspec.reports.atomic import write_text
-        write_text(path, format_program(program))
         call_text = format_call(program.calls[f.index]) if 0 <= f.index < len(program.calls) else "(end of program)"
         return Failure(clause=f.clause, statement=c.statement if c else "", citation=c.citation if c else "",
                        verdict=f.verdict.value, program=format_program(program), call_index=f.index,
                        call_text=call_text, expected=f.expected, observed=f.observed, note=f.note,
-                       replay=replay_command(path, target.name), file=path,
-                       expected_difference=_explained(self.diffs, target.name, f.clause),
-                       context={k: v for k, v in j.context.items()})
+                       replay=finding.replay, file=finding.path, count=finding.count,
+                       expected_difference=_explained(self.diffs, finding.program.meta("target") or "", f.clause),
+                       context={k: v for k, v in finding.judgement.context.items()})
 
     def run_machine(self, target: Any, layer: str, tr: Any, facts: dict[str, Any], cat: dict[str, Any]) -> None:
         if self.o.machine_examples <= 0:
@@ -321,7 +299,8 @@ class Checker:
             from memspec.records import Check, Judgement
             check = Check(e.clause, Verdict.FAIL, e.index, e.expected, e.observed, str(e).splitlines()[0])
             tr.clauses.setdefault(e.clause, ClauseStats()).add("fail")
-            tr.failures.append(self._failure(target, layer, prog, check, Judgement(target.name), "state machine", cat))
+            finding = self._findings(target, facts, layer).record(prog, check, Judgement(target.name), "state machine")
+            tr.failures.append(self._report(finding, cat))
         finally:
             # steps the target refused to run: unsupported under the clause each would have exercised
             refused = dict(getattr(machine_class, "unsupported_steps", {}))
@@ -362,7 +341,8 @@ class Checker:
             x = seen[0]
             check = Check(x.clause, Verdict.UNKNOWN, x.index, x.expected, x.observed,
                           "flaky: failed under the state machine but not the same way on every run")
-            saved = self._failure(target, layer, prog, check, Judgement(target.name), "state machine (flaky)", cat)
+            saved = self._report(self._findings(target, facts, layer).record(
+                prog, check, Judgement(target.name), "state machine (flaky)"), cat)
             out.append({"clause": x.clause, "file": saved.file, "replay": saved.replay, "program": saved.program,
                         "runs": runs})
         return out

@@ -222,7 +222,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def _write(out: str, report: dict[str, Any]) -> None:
-    from memspec.reports.atomic import write_text
+    from memspec.atomic import write_text
     os.makedirs(out, exist_ok=True)
     write_text(os.path.join(out, "compare.json"), json.dumps(report, indent=1, default=str) + "\n")
     write_text(os.path.join(out, "compare.md"), render_markdown(report))

@@ -22,14 +22,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from memspec.atomic import write_text
 from memspec.errors import TargetError, UsageError
-from memspec.program import Program, ProgramError, format_program, load
-from memspec.reports.atomic import write_text
+from memspec.fuzz.differential import execute, localise
+from memspec.fuzz.findings import Findings
+from memspec.fuzz.layers import layer as layer_of
 from memspec.specs.catalogue import all_clauses
 from memspec.targets.registry import make_target
-
-from memspec.fuzz.differential import Signature, confirm, execute, localise, shrink_failure
-from memspec.fuzz.layers import layer as layer_of
 
 
 @dataclass
@@ -103,7 +102,11 @@ class Fuzzer:
         os.makedirs(self.corpus_dir, exist_ok=True)
         os.makedirs(self.findings_dir, exist_ok=True)
         self.seen: set[tuple[str, ...]] = set()
-        self.known: set[Signature] = self._known_findings()
+        # confirmed, shrunk and saved as findings_dir/<target>/<clause>.mst, each signature once
+        # across runs (the folder's earlier findings are known)
+        self.findings = Findings(self.target, self.facts, self.findings_dir, self.layer, seed=o.seed, confirm=2,
+                                 invariants=o.invariants)
+        self.findings.load_known()
         self.entries: list[bytes] = []
         self.stats = Stats(started=time.monotonic())
         self.rng = random.Random(o.seed)
@@ -114,19 +117,6 @@ class Fuzzer:
         self._signal: str | None = None  # "SIGINT" or "SIGTERM" once one arrived under libFuzzer
 
     # -- corpus and findings -------------------------------------------------
-
-    def _known_findings(self) -> set[Signature]:
-        out = set()
-        for name in os.listdir(self.findings_dir):
-            if not name.endswith(".mst"):
-                continue
-            try:
-                p = load(os.path.join(self.findings_dir, name))
-            except ProgramError:
-                continue
-            if p.meta("target") == self.target.name and p.meta("clause"):
-                out.add(Signature(p.meta("clause") or "", p.meta("verdict") or "", p.meta("call") or ""))
-        return out
 
     def seed_from_suite(self) -> int:
         """An empty corpus starts from the layer's directed programs (as text inputs the
@@ -164,16 +154,6 @@ class Fuzzer:
         self.entries.append(data)
         self.stats.corpus = len(self.entries)
 
-    def save_finding(self, program: Program, sig: Signature, check: Any) -> str:
-        path = os.path.join(self.findings_dir, f"{_safe(self.target.name)}--{_safe(sig.clause)}--{_safe(sig.call)}.mst")
-        prog = Program(program.calls, ()).with_header(**{
-            "memspec-program": "1", "target": self.target.name, "layer": self.layer, "seed": self.o.seed,
-            "clause": sig.clause, "verdict": sig.verdict, "call": sig.call,
-            "expected": check.expected, "observed": check.observed,
-            "replay": f"memspec replay {path} --target '{self.target.name}'"})
-        write_text(path, format_program(prog))
-        return path
-
     def save_harness_error(self, data: bytes) -> None:
         """An exception inside memspec (model, judge, codec) is a bug of ours: the input and the
         traceback are saved next to the findings, once per distinct place it was raised."""
@@ -205,31 +185,25 @@ class Fuzzer:
             self.clauses |= {c.clause for c in j.checks}
             if add:
                 self.add_entry(data)
-        if j.failure is not None:
-            j = localise(self.target, program, self.facts, j, invariants=self.o.invariants)
-        f = j.failure
-        if f is not None:
-            sig = Signature.of(program, f)
-            if sig in self.known:
-                return
-            self.known.add(sig)
-            if f.verdict.value == "fail" and not confirm(self.target, program, self.facts, sig, 2):
-                self.log(f"flaky: {sig.clause} at {sig.call} did not fail again; not saved")
-                return
-            small = shrink_failure(self.target, program, self.facts, sig,
-                                   budget=200 if f.verdict.value != "hang" else 12)
-            j2 = localise(self.target, small, self.facts, execute(self.target, small, self.facts))
-            check = j2.failure or f
-            saved = small if j2.failure else program
-            path = self.save_finding(saved, sig, check)
-            self.stats.findings += 1
-            self.first_finding = self.first_finding or {
-                "clause": sig.clause, "verdict": sig.verdict, "call": sig.call, "calls": len(saved.calls),
-                "seconds": round(time.monotonic() - self.stats.started, 3), "execs": self.stats.execs, "file": path}
-            self.log(f"finding #{self.stats.findings}: {sig.clause} ({sig.verdict} at {sig.call}), "
-                     f"{len(saved.calls)} calls -> {path}")
-            if self.o.stop_on_finding:
-                raise _Stop()
+        if j.failure is None:
+            return
+        j = localise(self.target, program, self.facts, j, invariants=self.o.invariants)
+        status, finding = self.findings.consider(program, j, "fuzz")
+        if status == "flaky":
+            f = j.failure
+            self.log(f"flaky: {f.clause} at call {f.index + 1} did not fail again; not saved")
+        if status != "new" or finding is None:
+            return
+        sig, saved = finding.signature, finding.program
+        self.stats.findings += 1
+        self.first_finding = self.first_finding or {
+            "clause": sig.clause, "verdict": sig.verdict, "call": sig.call, "calls": len(saved.calls),
+            "seconds": round(time.monotonic() - self.stats.started, 3), "execs": self.stats.execs,
+            "file": finding.path}
+        self.log(f"finding #{self.stats.findings}: {sig.clause} ({sig.verdict} at {sig.call}), "
+                 f"{len(saved.calls)} calls -> {finding.path}")
+        if self.o.stop_on_finding:
+            raise _Stop()
 
     # -- mutation ------------------------------------------------------------
 

@@ -116,7 +116,7 @@ class _Runner:
 
 
 def _write_reports(results: Any, out: str, target: str, layer: str) -> str:
-    from memspec.commands.check import _safe  # the file-name rule counterexamples use
+    from memspec.fuzz.findings import safe_name as _safe  # the file-name rule counterexamples use
     from memspec.reports import html, json_report, junit
     stem = os.path.join(out, f"pytest-{_safe(target)}-{layer}")
     json_report.write(results, stem + ".json")

@@ -21,7 +21,7 @@ import re
 import sys
 from typing import Any, Iterable
 
-from .atomic import write_text
+from memspec.atomic import write_text
 
 _FAILING = ("fail", "crash", "hang", "error")
 

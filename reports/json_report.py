@@ -8,7 +8,7 @@ from typing import Any
 
 from memspec import __version__
 
-from .atomic import write_text
+from memspec.atomic import write_text
 from memspec.results import RunResults
 
 SCHEMA = 1

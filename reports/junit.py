@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from xml.etree import ElementTree as ET
 
-from .atomic import write_text
+from memspec.atomic import write_text
 from memspec.results import RunResults
 
 

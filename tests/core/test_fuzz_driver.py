@@ -44,6 +44,7 @@ def test_stop_on_finding_reports_the_first_finding(tmp_path) -> None:
     s = json.load(open(tmp_path / "s.json"))
     assert s["first_finding"]["clause"] == "posix.mmap.einval-len0"
     assert s["first_finding"]["calls"] <= 6
-    (saved,) = os.listdir(tmp_path / "f")
-    text = open(tmp_path / "f" / saved).read()
+    (folder,) = os.listdir(tmp_path / "f")          # one folder per target
+    (saved,) = os.listdir(tmp_path / "f" / folder)
+    text = open(tmp_path / "f" / folder / saved).read()
     assert "# clause: posix.mmap.einval-len0" in text and "# replay: memspec replay" in text

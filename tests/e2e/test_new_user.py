@@ -92,7 +92,7 @@ def test_the_html_banner_gives_the_real_exit_code_after_ctrl_c() -> None:
 # -- reports are readable by others (the umask decides, not mkstemp) -----------------------------
 
 def test_reports_follow_the_umask(memspec_cli, tmp_path) -> None:
-    from memspec.reports.atomic import write_text
+    from memspec.atomic import write_text
     old = os.umask(0o022)
     try:
         write_text(str(tmp_path / "r.json"), "{}\n")
@@ -397,7 +397,11 @@ def test_fuzz_under_libfuzzer_shows_memspecs_lines_and_a_summary_when_stopped(tm
     p = subprocess.Popen([PY, "-m", "memspec.commands.cli", "fuzz", "--target", "model", "--layer", "os", "--time", "120",
                           "--engine", "atheris", "--corpus", str(corpus), "--findings", str(findings)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(14)
+    log = findings / "libfuzzer-os.log"
+    deadline = time.monotonic() + 120        # libFuzzer has loaded the corpus and started ("INITED")
+    while time.monotonic() < deadline and not (log.exists() and "INITED" in log.read_text(errors="replace")):
+        time.sleep(0.5)
+    time.sleep(7)                            # a progress line every 5 s in a log: at least two by now
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
     assert p.returncode == code, err
@@ -405,7 +409,6 @@ def test_fuzz_under_libfuzzer_shows_memspecs_lines_and_a_summary_when_stopped(tm
     progress = [line for line in err.splitlines() if line.startswith("#") and "exec/s" in line]
     assert len(progress) >= 2, err
     assert "done:" in err and "saved" in err, err
-    log = findings / "libfuzzer-os.log"
     assert log.exists() and "INFO:" in log.read_text()
 
 
