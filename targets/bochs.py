@@ -39,6 +39,7 @@ from typing import Any
 
 from memspec.errors import TargetError, UsageError
 
+from .children import LIVE_GROUPS
 from .qemu_system import VM_EPT, VM_NPT, Guest, QemuSystemTarget, _die_with_parent, build_kernel, cache_dir
 
 BOCHS = "bochs"
@@ -174,6 +175,7 @@ class BochsGuest(Guest):
             self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.screen,
                                          stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True,
                                          preexec_fn=_die_with_parent, env=dict(os.environ, TERM="dumb"))
+            LIVE_GROUPS.add(self.proc.pid)
             listener.settimeout(0.25)
             deadline = time.monotonic() + boot_timeout
             while self.conn is None:

@@ -36,7 +36,6 @@ import json
 import os
 import resource
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from memspec.program import Call, Program, eval_args, format_program, parse
 from memspec.records import Observation, Outcome, RunResult, RunStatus
 
 from .base import Session, SessionFailed, Target
+from .children import LIVE_GROUPS, describe_status, fork_in_group, kill_group
 
 U64 = (1 << 64) - 1
 MEM_LIMIT = 2 << 30      # address space a program may add to the child's own (bytes)
@@ -220,24 +220,6 @@ def _serve(rf: BinaryIO, wfd: int, mem_limit: int = MEM_LIMIT) -> None:
             say({"error": f"{type(e).__name__}: {e}"})
 
 
-def _describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        try:
-            return signal.Signals(os.WTERMSIG(status)).name
-        except ValueError:
-            return f"signal {os.WTERMSIG(status)}"
-    return f"exit status {os.WEXITSTATUS(status)}"
-
-
-def _kill_group(pid: int) -> None:
-    """SIGKILL a child's process group, and the child itself (in case it has not made its group yet)."""
-    for kill in (os.killpg, os.kill):
-        try:
-            kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 def _outcome(d: Any) -> Outcome:
     """A child's ``{"value", "errno", "signal", "detail"}``, checked: ValueError if it is not one."""
     if not isinstance(d, dict):
@@ -276,6 +258,7 @@ class _Zygote:
         try:
             self.proc = subprocess.Popen(self.command(theirs.fileno(), mem_limit), stdin=subprocess.DEVNULL,
                                          env=env, pass_fds=[theirs.fileno()], start_new_session=True)
+            LIVE_GROUPS.add(self.proc.pid)      # ended with memspec, whatever ends it
         except OSError as e:
             self.sock.close()
             raise SessionFailed(RunStatus.CRASH, f"cannot start the preloaded interpreter: {e}") from None
@@ -300,7 +283,7 @@ class _Zygote:
             code = self.proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             return "still running"
-        return f"killed by {_describe_status(-code)}" if code < 0 else f"exit status {code}"
+        return f"killed by {describe_status(-code)}" if code < 0 else f"exit status {code}"
 
     def _fail(self, status: RunStatus, why: str) -> NoReturn:
         """This zygote cannot be trusted any more: stop it (``get`` starts a fresh one)."""
@@ -355,6 +338,7 @@ class _Zygote:
         except BaseException:
             ours.close()
             raise
+        LIVE_GROUPS.add(int(text))      # the child leads its own group (set before its pid was answered)
         return int(text), ours
 
     def reap(self, pid: int, timeout: float | None = None) -> str | None:
@@ -370,7 +354,7 @@ class _Zygote:
     def close(self) -> None:
         self.sock.close()
         if self.proc.poll() is None:     # once reaped, its pid may be another process's
-            _kill_group(self.proc.pid)
+            kill_group(self.proc.pid)
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -414,7 +398,7 @@ def _zygote(fd: int, mem_limit: int) -> None:
                 done, status = pid, -1
             if done:
                 mine.discard(pid)
-                how = _describe_status(status) if status >= 0 else "unknown (reaped already)"
+                how = describe_status(status) if status >= 0 else "unknown (reaped already)"
                 for ident in waits.pop(pid):
                     answer(ident, "ended " + how)
         if not select.select([sock], [], [], 0.01 if waits else None)[0]:
@@ -474,24 +458,15 @@ class _Child:
         if preload is None:
             req_r, self.req_w = os.pipe()
             self.rep_r, rep_w = os.pipe()
-            self.pid = os.fork()
-            if self.pid == 0:
-                code = 0
-                try:
-                    os.setpgid(0, 0)
-                    os.close(self.req_w)
-                    os.close(self.rep_r)
-                    _serve(os.fdopen(req_r, "rb"), rep_w, mem_limit)
-                except BaseException:  # noqa: BLE001 -- any harness failure is exit 3
-                    code = 3
-                finally:
-                    os._exit(code)
+
+            def serve() -> None:
+                os.close(self.req_w)
+                os.close(self.rep_r)
+                _serve(os.fdopen(req_r, "rb"), rep_w, mem_limit)
+
+            self.pid = fork_in_group(serve)
             os.close(req_r)
             os.close(rep_w)
-            try:
-                os.setpgid(self.pid, self.pid)
-            except OSError:
-                pass
         else:
             try:
                 self.zygote = _Zygote.get(preload, mem_limit, timeout)
@@ -566,7 +541,7 @@ class _Child:
             try:
                 how = self.zygote.reap(pid, grace)
                 if how is None and grace is not None:
-                    _kill_group(pid)
+                    kill_group(pid)
                     how = self.zygote.reap(pid)
             except SessionFailed as e:
                 return f"unknown ({e.message})"
@@ -577,17 +552,17 @@ class _Child:
                 while time.monotonic() < end:
                     done, status = os.waitpid(pid, os.WNOHANG)
                     if done:
-                        return _describe_status(status)
+                        return describe_status(status)
                     time.sleep(0.01)
-                _kill_group(pid)
+                kill_group(pid)
             _, status = os.waitpid(pid, 0)
         except ChildProcessError:
             return "unknown (reaped already)"
-        return _describe_status(status)
+        return describe_status(status)
 
     def close(self) -> None:
         if self.pid:
-            _kill_group(self.pid)
+            kill_group(self.pid)
             self.wait()
         self.dead = True
         if self.conn is not None:

@@ -35,6 +35,7 @@ from memspec.program import Call, Program, bind_result, eval_args
 from memspec.records import Mapping, Observation, Outcome, RunResult, RunStatus
 
 from .base import Session, SessionFailed, Target
+from .children import describe_status, fork_in_group, kill_group, read_lines, reap
 
 WINDOW = SANDBOX_WINDOW
 
@@ -673,7 +674,7 @@ class _Runner:
         line = f.readline()
         if not line:
             _, status = os.waitpid(pid, 0)
-            raise RuntimeError(f"process {proc} died: {_describe_status(status)}")
+            raise RuntimeError(f"process {proc} died: {describe_status(status)}")
         msg = json.loads(line)
         if "refused" in msg:
             raise Refused(msg["refused"])
@@ -713,12 +714,6 @@ def _serve_requests(runner: _Runner, rf: Any, wfd: int) -> None:
         os.write(wfd, (json.dumps(reply) + "\n").encode())
 
 
-def _describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return signal.Signals(os.WTERMSIG(status)).name
-    return f"exit status {os.WEXITSTATUS(status)}"
-
-
 def _child_batch(program: Program, observe: str, wfd: int) -> None:
     """The program's process: run it all, one JSON line per outcome, then the observations."""
     runner = _Runner()
@@ -746,13 +741,6 @@ def _run_calls(runner: "_Runner", program: Program, observe: str, wfd: int) -> N
                                   "extra": dict(obs.extra), "index": i}) + "\n")
     out.write('{"done": 1}\n')
     out.flush()
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _os_calls() -> frozenset[str]:
@@ -856,30 +844,18 @@ class LinuxTarget(Target):
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
         r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                os.close(r)
-                os.setpgid(0, 0)
-                _child_batch(program, observe, w)
-            except BaseException:   # noqa: BLE001 -- report any harness failure as exit 3
-                import traceback
-                traceback.print_exc()
-                code = 3
-            finally:
-                os._exit(code)
+
+        def child() -> None:
+            os.close(r)
+            _child_batch(program, observe, w)
+
+        pid = fork_in_group(child)
         os.close(w)
-        try:
-            os.setpgid(pid, pid)
-        except OSError:
-            pass
-        lines, timed_out = _read_lines(r, self.timeout)
+        lines, timed_out = read_lines(r, self.timeout)
         os.close(r)
         if timed_out:
-            _kill_group(pid)
-        _, status = os.waitpid(pid, 0)
-        _kill_group(pid)    # servants left behind by a crash
+            kill_group(pid)
+        status = reap(pid)
         outcomes: list[Outcome] = []
         observations: list[tuple[int, Observation]] = []
         for line in lines:
@@ -900,26 +876,10 @@ class LinuxTarget(Target):
             return RunResult(tuple(outcomes), tuple(observations), RunStatus.HANG,
                              f"target hung at call {n} (no answer in {self.timeout:g} s)")
         return RunResult(tuple(outcomes), tuple(observations), RunStatus.CRASH,
-                         f"target crashed at call {n}: {_describe_status(status)}")
+                         f"target crashed at call {n}: {describe_status(status)}")
 
     def session(self, layer: str = "os") -> "LinuxSession":
         return LinuxSession(self.timeout)
-
-
-def _read_lines(fd: int, timeout: float) -> tuple[list[bytes], bool]:
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return buf.splitlines(), True
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            return buf.splitlines(), True
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return buf.splitlines(), False
-        buf += chunk
 
 
 # ---------------------------------------------------------------------------
@@ -1092,15 +1052,12 @@ class LinuxSession(Session):
         self.timeout = timeout
         req_r, self.req_w = os.pipe()
         self.rep_r, rep_w = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:
-            code = 0
+
+        def serve() -> None:
+            os.close(self.req_w)
+            os.close(self.rep_r)
+            runner = _Runner()
             try:
-                os.setpgid(0, 0)
-                os.close(self.req_w)
-                os.close(self.rep_r)
-                runner = None
-                runner = _Runner()
                 for line in os.fdopen(req_r, "rb"):
                     req = json.loads(line)
                     if "observe" in req:
@@ -1114,20 +1071,12 @@ class LinuxSession(Session):
                         except Refused as e:
                             reply = {"refused": str(e)}
                     os.write(rep_w, (json.dumps(reply) + "\n").encode())
-            except BaseException:  # noqa: BLE001
-                code = 3
             finally:
-                try:
-                    if runner is not None:
-                        runner.k.cleanup()
-                finally:
-                    os._exit(code)
+                runner.k.cleanup()
+
+        self.pid = fork_in_group(serve)
         os.close(req_r)
         os.close(rep_w)
-        try:
-            os.setpgid(self.pid, self.pid)
-        except OSError:
-            pass
         self._buf = b""
         self.n = 0
 
@@ -1139,13 +1088,13 @@ class LinuxSession(Session):
             left = deadline - time.monotonic()
             ready = select.select([self.rep_r], [], [], max(left, 0))[0] if left > 0 else []
             if not ready:
-                _kill_group(self.pid)
+                kill_group(self.pid)
                 raise SessionFailed(RunStatus.HANG, f"target hung at call {self.n} (no answer in {self.timeout:g} s)")
             chunk = os.read(self.rep_r, 1 << 16)
             if not chunk:
-                _, status = os.waitpid(self.pid, 0)
+                status = reap(self.pid)
                 self.pid = 0
-                raise SessionFailed(RunStatus.CRASH, f"target crashed at call {self.n}: {_describe_status(status)}")
+                raise SessionFailed(RunStatus.CRASH, f"target crashed at call {self.n}: {describe_status(status)}")
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         msg = json.loads(line)
@@ -1180,7 +1129,7 @@ class LinuxSession(Session):
                 except ChildProcessError:
                     break
                 time.sleep(0.005)
-            _kill_group(self.pid)
+            kill_group(self.pid)
             try:
                 os.waitpid(self.pid, 0)
             except ChildProcessError:

@@ -48,6 +48,7 @@ from memspec.program import Call, Program, Ref, eval_args
 from memspec.records import Observation, Outcome, RunResult, RunStatus
 
 from .base import Session, Target
+from .children import LIVE_GROUPS, kill_group
 
 OK = Outcome()
 EINVAL = Outcome(value=-1, errno="EINVAL")
@@ -187,6 +188,7 @@ class Guest:
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, start_new_session=True,
                                      preexec_fn=_die_with_parent)
+        LIVE_GROUPS.add(self.proc.pid)
         self.buf = b""
         self.sel = selectors.DefaultSelector()
         os.set_blocking(self.proc.stdout.fileno(), False)
@@ -333,10 +335,8 @@ class Guest:
     def _stop_process(self) -> None:
         """Kill the emulator's process group (if it still runs) and reap it."""
         if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_group(self.proc.pid)
+        LIVE_GROUPS.discard(self.proc.pid)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:

@@ -218,8 +218,8 @@ def test_a_zygote_is_signalled_only_while_it_runs(monkeypatch, no_zygotes):
     _passes(t)
     (z,) = libc_mod._Zygote._live.values()
     killed: list[int] = []
-    real = libc_mod._kill_group
-    monkeypatch.setattr(libc_mod, "_kill_group", lambda pid: (killed.append(pid), real(pid)))
+    real = libc_mod.kill_group
+    monkeypatch.setattr(libc_mod, "kill_group", lambda pid: (killed.append(pid), real(pid)))
     z.close()
     z.close()
     t.close()
