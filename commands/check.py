@@ -271,7 +271,7 @@ class Checker:
     def run_machine(self, target: Any, layer: str, tr: Any, facts: dict[str, Any], cat: dict[str, Any]) -> None:
         if self.o.machine_examples <= 0:
             return
-        from hypothesis import HealthCheck, settings
+        from hypothesis import HealthCheck, Phase, settings
         from hypothesis import seed as hseed
         from hypothesis.errors import Flaky
         from hypothesis.stateful import run_state_machine_as_test
@@ -279,7 +279,10 @@ class Checker:
         M = hseed(self.o.seed)(machine_class)
         cfg = settings(max_examples=self.o.machine_examples, stateful_step_count=25, deadline=None,
                        database=example_database(self.o.db), suppress_health_check=list(HealthCheck), print_blob=False,
-                       report_multiple_bugs=False)
+                       report_multiple_bugs=False,
+                       # the explain phase traces every line of a failing example again and again (it
+                       # was most of a failing machine's minutes); the report explains failures itself
+                       phases=[p for p in Phase if p is not Phase.explain])
         t0 = time.monotonic()
         from memspec.results import ClauseStats
         try:
