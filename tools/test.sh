@@ -28,4 +28,5 @@ python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 # every peer is required here: a missing one fails its tests (a plain local pytest skips them)
 export MEMSPEC_REQUIRE_PEERS=1
-exec .venv/bin/python -m pytest -n 2 "$@"
+# every test, the slow ones too (a plain local pytest leaves those out: see pyproject.toml)
+exec .venv/bin/python -m pytest -n 2 -m "slow or not slow" "$@"

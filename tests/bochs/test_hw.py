@@ -161,6 +161,7 @@ def test_unknown_model_and_missing_bochs_are_clear_errors(monkeypatch) -> None:
         make_target("bochs")
 
 
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_memspec_check_against_bochs_passes(tmp_path) -> None:
     need_bochs()
     from memspec.targets.bochs import BochsTarget

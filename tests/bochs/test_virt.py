@@ -354,6 +354,7 @@ def test_qemu_and_bochs_nested_paging_disagree_only_where_cited(bochs_amd) -> No
         qemu.close()
 
 
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_memspec_check_against_bochs_virt_passes(tmp_path) -> None:
     need_bochs()
     out = tmp_path / "out"

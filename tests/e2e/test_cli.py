@@ -59,6 +59,7 @@ BUGS = {
 }
 
 
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 @pytest.mark.parametrize("bug", sorted(BUGS))
 def test_broken_implementation_is_caught_and_replays(memspec_cli, tmp_path, bug) -> None:
     out = str(tmp_path / "out")
@@ -86,6 +87,7 @@ def test_broken_implementation_is_caught_and_replays(memspec_cli, tmp_path, bug)
     ("garbage-at-2", "error", "target answered garbage at call 2"),
     ("wrong-id", "error", "does not match"),
 ])
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_misbehaving_target_gets_a_verdict_and_the_run_goes_on(memspec_cli, tmp_path, mode, verdict, words) -> None:
     out = str(tmp_path / "out")
     r = memspec_cli("check", "--target", f"cmd:{PY} {FAKE} {mode}", "--programs", "6", "--machine-examples", "0",
@@ -133,6 +135,7 @@ def test_replay_of_a_passing_program_exits_0(memspec_cli, tmp_path) -> None:
     assert "posix.mmap.einval-len0" in r.stdout and "PASS" in r.stdout
 
 
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_ctrl_c_writes_a_partial_report(tmp_path) -> None:
     out = str(tmp_path / "out")
     p = subprocess.Popen([PY, "-m", "memspec.commands.cli", "check", "--target", "linux", "--programs", "100000",
@@ -146,6 +149,7 @@ def test_ctrl_c_writes_a_partial_report(tmp_path) -> None:
     assert rep["targets"][0]["programs"] > 0
 
 
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_fuzz_shows_progress_and_keeps_its_corpus(tmp_path) -> None:
     corpus, findings = tmp_path / "corpus", tmp_path / "findings"
     args = [PY, "-m", "memspec.commands.cli", "fuzz", "--target", "linux", "--time", "4", "--engine", "python",

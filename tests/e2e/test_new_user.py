@@ -64,6 +64,7 @@ def test_an_unwritable_folder_is_refused(memspec_cli, tmp_path) -> None:
 
 # -- SIGTERM is Ctrl-C's twin: a partial report and exit 143 -------------------------------------
 
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_sigterm_writes_a_partial_report_and_exits_143(tmp_path) -> None:
     out = str(tmp_path / "out")
     p = subprocess.Popen([PY, "-m", "memspec.commands.cli", "check", "--target", "model", "--programs", "100000",
@@ -292,6 +293,7 @@ def _left_running(tag: str) -> list[str]:
     ("bigline-at-2", "longer than|bytes of a line"),   # which comes first depends on the pipe's speed
     ("forks-at-2", "hang"),
 ])
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_a_target_that_keeps_failing_is_stopped_with_one_verdict(memspec_cli, tmp_path, mode, words) -> None:
     out = str(tmp_path / "out")
     tag = f"{mode}-{os.getpid()}-{time.monotonic_ns()}"
@@ -310,6 +312,7 @@ def test_a_target_that_keeps_failing_is_stopped_with_one_verdict(memspec_cli, tm
     assert not _left_running(tag), "target processes outlived the run"
 
 
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_a_target_flooding_stderr_is_judged_normally(memspec_cli, tmp_path) -> None:
     out = str(tmp_path / "out")
     r = memspec_cli("check", "--target", _fake("stderr-flood", "flood"), "--programs", "10", "--machine-examples", "0",
@@ -319,6 +322,7 @@ def test_a_target_flooding_stderr_is_judged_normally(memspec_cli, tmp_path) -> N
     assert t["programs"] == 10 and not t["failures"]
 
 
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_sigterm_ends_the_targets_processes_too(tmp_path) -> None:
     out = str(tmp_path / "out")
     tag = f"term-{os.getpid()}-{time.monotonic_ns()}"
@@ -390,6 +394,7 @@ def _atheris() -> None:
         pytest.skip("atheris is not installed (pip install -e '.[dev]' installs it)")
 
 
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_fuzz_under_libfuzzer_shows_memspecs_lines_and_a_summary_when_stopped(tmp_path, sig, code) -> None:
     _atheris()
@@ -412,6 +417,7 @@ def test_fuzz_under_libfuzzer_shows_memspecs_lines_and_a_summary_when_stopped(tm
     assert log.exists() and "INFO:" in log.read_text()
 
 
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_fuzz_verbose_shows_libfuzzers_lines(tmp_path) -> None:
     _atheris()
     r = subprocess.run([PY, "-m", "memspec.commands.cli", "fuzz", "--target", "model", "--layer", "os", "--time", "6",

@@ -52,6 +52,7 @@ def test_broken_segmentation_is_caught_by_random_programs_with_a_small_reproduce
     assert failing_signature(ModelTarget(), small, {}) is None, format_program(small)
 
 
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 @pytest.mark.parametrize("cls", [ErrcodeKeepsRpl, StackFaultAsGp], ids=lambda c: c.__name__)
 def test_the_state_machine_catches_broken_segmentation(cls):
     from hypothesis import HealthCheck, settings

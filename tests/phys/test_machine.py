@@ -45,6 +45,7 @@ def test_machine_rules_follow_the_targets_calls():
     (broken.BrokenModelTarget(broken.GcMissesRoot, GC), "jones.gc.sound"),
     (broken.BrokenModelTarget(broken.BindSpills, NUMA), "numa.bind.no-spill"),
 ], ids=lambda x: getattr(x, "name", x))
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_machine_finds_the_bug(target, clause):
     """Rules drawn from the calls a broken allocator implements find its bug, and Hypothesis shrinks it."""
     with pytest.raises(PhysConformanceFailure) as e:

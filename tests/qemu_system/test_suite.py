@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from memspec.specs.directed import suite_programs
 from memspec.fuzz import codec_hw
 from memspec.records import RunStatus
@@ -31,6 +33,7 @@ def _judge_all(qsys, qsys_facts, programs):
     return exercised, unexplained
 
 
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_the_directed_suite_passes_or_differs_as_documented(qsys, qsys_facts) -> None:
     exercised, unexplained = _judge_all(qsys, qsys_facts, list(suite_programs("hw")))
     assert not unexplained, unexplained
