@@ -180,21 +180,35 @@ def no_stale_tlb(sys: "System") -> list[tuple[str, str]]:
     return bad
 
 
-def locked_pages_resident(sys: "System") -> list[tuple[str, str]]:
-    bad = []
+def maps_locked(sys: "System", page: "Page") -> list[str]:
+    """Where ``page`` is mapped by a locked (VM_LOCKED) mapping: ``proc@addr`` for each.  Computed
+    from the mappings alone, independently of the reclaim code that must honour it."""
+    where = []
     for name, mm in sys.procs.items():
-        for page, p in mm.anon.items():
-            hit = mm.vmas.find(page)
-            if hit is not None and hit[2].locked and p.pfn is None:
-                bad.append(("memspec.inv.locked-resident", f"{name}: mlock'd page at {page:#x} is not in RAM"))
-        for s, e, v in mm.vmas.items():
-            if v.locked and v.obj is not None and v.obj in sys.objects:
-                obj = sys.objects[v.obj]
-                for pg in range(s, e, PAGE_SIZE):
-                    cp = obj.pages.get(v.pgoff(pg))
-                    if cp is not None and cp.pfn is None:
-                        bad.append(("memspec.inv.locked-resident", f"{name}: mlock'd page at {pg:#x} is not in RAM"))
-    return bad
+        for addr, p in mm.anon.items():
+            if p is page:
+                hit = mm.vmas.find(addr)
+                if hit is not None and hit[2].locked:
+                    where.append(f"{name}@{addr:#x}")
+        if page.kind != "anon":
+            for s, e, v in mm.vmas.items():
+                if v.locked and v.obj is not None and v.obj == page.obj:
+                    addr = v.origin + page.pgoff * PAGE_SIZE
+                    if s <= addr < e:
+                        where.append(f"{name}@{addr:#x}")
+    return where
+
+
+def locked_pages_resident(sys: "System") -> list[tuple[str, str]]:
+    """memspec.inv.locked-resident: no page is evicted (swapped out, written back and dropped,
+    discarded) while a locked mapping maps it (mlock(2): locked pages stay in RAM; mm/mlock.c puts
+    them on the unevictable LRU).  The law is about eviction, not about every page of a locked
+    range being resident: a page swapped out before the lock, or one mlock did not fault in (an
+    mlock that failed with ENOMEM after setting VM_LOCKED on part of its range, MLOCK_ONFAULT),
+    stays swapped out until it is touched.  ``pressure.evict`` records each eviction of a page a
+    locked mapping maps (``maps_locked``, computed from the mappings, not from reclaim's own test)."""
+    return [("memspec.inv.locked-resident", f"page mapped locked at {', '.join(where)} was evicted")
+            for where in getattr(sys, "locked_evictions", ())]
 
 
 CHECKS = (vmas_well_formed, objects_live_while_used, private_pages_mapped, no_frame_owned_twice,

@@ -254,6 +254,7 @@ class System:
         self.pfn_seen_zero = 0
         self.killed: list[str] = []
         self.last_fault: fault.PageFault | None = None
+        self.locked_evictions: list[list[str]] = []   # evictions of locked pages (none may happen)
         self.stats: dict[str, int] = {k: 0 for k in (
             "faults_minor", "faults_major", "faults_invalid", "frames_allocated", "cow_copies", "swap_ins",
             "swap_outs", "writebacks", "evictions", "file_reads", "oom_kills", "thp_faults", "thp_collapses",

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from memspec.consts import PAGE_SIZE
 from memspec.records import Outcome
 
-from . import fault
+from . import fault, invariants
 from .expect import Expect, errno, exactly
 from .pages import ZERO_PAGE, MemObject, Page
 
@@ -134,6 +134,9 @@ def reclaim(sys: "System", n: int, protect: Page | None = None) -> int:
 def evict(sys: "System", page: Page) -> None:
     """Seed step 5: unmap the victim everywhere (rmap walk, TLB flush), write it back if
     dirty (file) or swap it out (anon, shmem), and free its frame."""
+    locked = invariants.maps_locked(sys, page)
+    if locked:                   # never allowed: memspec.inv.locked-resident reports it
+        sys.locked_evictions.append(locked)
     for mm in sys.procs.values():
         for addr, t in list(mm.pte.items()):
             if t.page is page:

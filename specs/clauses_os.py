@@ -405,7 +405,8 @@ declare(
     ("memspec.inv.pte-matches-vma", "PTEs agree with their VMA: writable only under PROT_WRITE, present only for pages in RAM, huge mappings whole",
      "seed step 7; mm/mprotect.c change_protection"),
     ("memspec.inv.no-stale-tlb", "each TLB entry is the current PTE (every change was followed by its invalidation)", "seed step 8; Intel SDM Vol. 3A §4.10.4"),
-    ("memspec.inv.locked-resident", "every page of a locked mapping that exists is in RAM", "mlock(2); seed: Locked Memory"),
+    ("memspec.inv.locked-resident", "no page is evicted (swapped out or dropped) while a locked mapping maps it",
+     "mlock(2): locked pages are guaranteed to stay in RAM; mm/mlock.c (mlocked pages go to the unevictable LRU); seed: Locked Memory"),
 )
 
 declare(
