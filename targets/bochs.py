@@ -40,7 +40,7 @@ from typing import Any
 from memspec.errors import TargetError, UsageError
 
 from .children import LIVE_GROUPS
-from .qemu_system import VM_EPT, VM_NPT, Guest, QemuSystemTarget, _die_with_parent, build_kernel, cache_dir
+from .qemu_system import VM_EPT, VM_NPT, Guest, TestKernelTarget, _die_with_parent, build_kernel, cache_dir
 
 BOCHS = "bochs"
 APT_HINT = "apt-get install -y --no-install-recommends bochs bochsbios vgabios bochs-term"
@@ -291,7 +291,7 @@ def parse_vmx(line: str) -> dict[str, Any]:
     return f
 
 
-class BochsTarget(QemuSystemTarget):
+class BochsTarget(TestKernelTarget):
     """Bochs with memspec's test kernel (see the module docstring).
 
     The virt layer runs on the nested paging of the CPU model's vendor: Intel models with VMX
@@ -307,14 +307,8 @@ class BochsTarget(QemuSystemTarget):
                  binary: str = BOCHS, image: str | None = None, **_options: Any) -> None:
         if model not in MODELS:
             raise UsageError(f"unknown Bochs CPU model {model!r}; known: {', '.join(MODELS)}")
-        self.timeout = timeout
-        self.cpu = model
-        self.memory_mib = memory_mib
-        self.binary = find_bochs(binary)
-        self.image = floppy_image(image or build_kernel(), memory_mib)
-        self.guest = None
-        self.boots = 0
-        self._features = None
+        super().__init__(timeout, model, memory_mib, find_bochs(binary),
+                         floppy_image(image or build_kernel(), memory_mib))
         self.vmx: dict[str, Any] | None = None
         if model != DEFAULT_MODEL:
             self.name = f"bochs:{model}"
@@ -345,7 +339,6 @@ class BochsTarget(QemuSystemTarget):
 
     def facts(self) -> dict[str, Any]:
         f = super().facts()
-        f.pop("qemu_cpu", None)
         f["bochs_cpu"] = self.cpu
         v = self.vmx
         if v is not None:

@@ -610,7 +610,7 @@ RAM_END = 32 << 20      # replaced by what the kernel reports (it reads the mult
 # the target
 
 class QemuSystemSession(Session):
-    def __init__(self, target: "QemuSystemTarget"):
+    def __init__(self, target: "TestKernelTarget"):
         self.t = target
         self.dead: GuestDied | None = None
         target.reset()
@@ -641,33 +641,32 @@ class QemuSystemSession(Session):
         return Observation()
 
 
-class QemuSystemTarget(Target):
-    """Full-system QEMU under TCG with memspec's test kernel (see the module docstring)."""
+class TestKernelTarget(Target):
+    """What every emulator running memspec's test kernel shares: booting a guest (and booting it
+    again after it died), the serial/shared-memory exchange, the reset line, the program run in
+    as few exchanges as its named results allow, and a session over the same.  An emulator adds
+    its guest (``_new_guest``), its name and what its CPU model can and cannot do."""
 
-    name = "qemu-system"
     layers = ("hw", "virt")
     # the hw layer's calls and the virt layer's two-dimensional ones (not KPTI's)
     calls = frozenset(c.name for c in layer_calls("hw")) | VIRT_CALLS
     timeout = 10.0
     vm_kinds: frozenset[int] = frozenset({VM_NPT})
 
-    def __init__(self, timeout: float = 10.0, cpu: str = DEFAULT_CPU, memory_mib: int = 32, binary: str = QEMU,
-                 image: str | None = None, **_options: Any) -> None:
+    def __init__(self, timeout: float, cpu: str, memory_mib: int, binary: str, image: str) -> None:
         self.timeout = timeout
         self.cpu = cpu
         self.memory_mib = memory_mib
         self.binary = binary
-        find_qemu(binary)                       # a missing binary is a clear error at once
-        self.image = image or build_kernel()
+        self.image = image
         self.guest: Guest | None = None
         self.boots = 0
         self._features: dict[str, Any] | None = None
-        self._start()
 
     # -- the guest ------------------------------------------------------------------
 
     def _new_guest(self) -> Guest:
-        return Guest(self.image, self.cpu, self.memory_mib, self.binary)
+        raise NotImplementedError
 
     def _start(self) -> None:
         self.guest = self._new_guest()
@@ -715,7 +714,7 @@ class QemuSystemTarget(Target):
     def facts(self) -> dict[str, Any]:
         f = {k: v for k, v in self.features.items() if k != "cpuid"}
         f.update(harness_low=HARNESS_LOW, harness_entry4=HARNESS_ENTRY4, harness_entry5=HARNESS_ENTRY5,
-                 qemu_cpu=self.cpu, cpuid={k: hex(v) for k, v in self.features["cpuid"].items()})
+                 cpuid={k: hex(v) for k, v in self.features["cpuid"].items()})
         return f
 
     def unsupported(self) -> list[str]:
@@ -728,7 +727,7 @@ class QemuSystemTarget(Target):
             out.append(f"MAXPHYADDR = 52 (this CPU has {f['maxphyaddr']}: bits 51:{f['maxphyaddr']} are reserved instead)")
         return out
 
-    def session(self, layer: str = "hw") -> QemuSystemSession:
+    def session(self, layer: str = "hw") -> "QemuSystemSession":
         if layer not in self.layers:
             raise TargetError(f"the {self.name} target runs the {' and '.join(self.layers)} layer(s), not {layer!r}")
         return QemuSystemSession(self)
@@ -799,5 +798,23 @@ class QemuSystemTarget(Target):
             self.guest = None
 
 
-__all__ = ["QemuSystemTarget", "Guest", "HarnessRefused", "build_kernel", "find_qemu", "parse_features", "encode",
+class QemuSystemTarget(TestKernelTarget):
+    """Full-system QEMU under TCG with memspec's test kernel (see the module docstring)."""
+
+    name = "qemu-system"
+
+    def __init__(self, timeout: float = 10.0, cpu: str = DEFAULT_CPU, memory_mib: int = 32, binary: str = QEMU,
+                 image: str | None = None, **_options: Any) -> None:
+        find_qemu(binary)                       # a missing binary is a clear error at once
+        super().__init__(timeout, cpu, memory_mib, binary, image or build_kernel())
+        self._start()
+
+    def _new_guest(self) -> Guest:
+        return Guest(self.image, self.cpu, self.memory_mib, self.binary)
+
+    def facts(self) -> dict[str, Any]:
+        return dict(super().facts(), qemu_cpu=self.cpu)
+
+
+__all__ = ["TestKernelTarget", "QemuSystemTarget", "Guest", "HarnessRefused", "build_kernel", "find_qemu", "parse_features", "encode",
            "decode"]
