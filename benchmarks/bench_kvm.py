@@ -25,6 +25,7 @@ import time
 from memspec.program import parse
 from memspec.specs.judge import judge
 from memspec.targets import kvm as K
+from memspec.targets.kvm import guest as G, ioctl as KIO
 
 LA = 0x405008
 ROOT, PDPT, PD, PT = 0x200000, 0x201000, 0x202000, 0x203000
@@ -32,17 +33,17 @@ FRAMES = [0x300000 + 0x1000 * i for i in range(8)]
 
 
 def raw_rate(n: int) -> float:
-    kvm = K._Kvm.get()
-    vm = K._Vm(kvm, K.guest_cpuid(kvm))
+    kvm = KIO._Kvm.get()
+    vm = G._Vm(kvm, KIO.guest_cpuid(kvm))
     try:
         for table, idx, nxt in ((ROOT, 0, PDPT), (PDPT, 0, PD), (PD, 2, PT)):
             struct.pack_into("<Q", vm.mem, table + 8 * idx, nxt | 3)
-        struct.pack_into("<Q", vm.mem, ROOT + 8 * 511, K.HARNESS_ENTRY)
-        loop = K.CODE
+        struct.pack_into("<Q", vm.mem, ROOT + 8 * 511, G.HARNESS_ENTRY)
+        loop = G.CODE
         vm.mem[loop:loop + 9] = b"\x0f\x01\x3b\x48\x8b\x03\xf4\xeb\xf7"   # invlpg [rbx]; mov rax,[rbx]; hlt; jmp loop
-        cr0, cr4, efer = K.CR0_PG | K.CR0_PE | K.CR0_WP, K.CR4_PAE, K.EFER_LME | K.EFER_LMA | K.EFER_NXE
+        cr0, cr4, efer = G.CR0_PG | G.CR0_PE | G.CR0_WP, G.CR4_PAE, G.EFER_LME | G.EFER_LMA | G.EFER_NXE
         vm.set_control(cr0, ROOT, cr4, efer)
-        vm.set_regs(rip=K.PHYS + loop, rbx=LA)
+        vm.set_regs(rip=G.PHYS + loop, rbx=LA)
         wrong = 0
         t0 = time.perf_counter()
         for i in range(n):
