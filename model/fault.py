@@ -34,23 +34,14 @@ from typing import TYPE_CHECKING
 from memspec.consts import PAGE_SIZE
 
 from .pages import ZERO_PAGE, Page
+from .pte import ErrCode
+from .walk import PageFault      # one #PF record for the os and hw layers (error code, CR2, clause)
 
 if TYPE_CHECKING:
     from .mm import Mm, System, Vma
 
 PAGE_MASK = ~(PAGE_SIZE - 1)
 R, W, X = 1, 2, 4
-
-# x86 page-fault error code bits (Intel SDM Vol. 3A §4.7)
-PF_P, PF_W, PF_U, PF_I = 1, 2, 4, 16
-
-
-@dataclass(frozen=True, slots=True)
-class PageFault:
-    """Step 2's record: the faulting address (CR2) and the error code."""
-
-    cr2: int
-    errcode: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +96,10 @@ def access_attempt(mm: "Mm", v: "Vma | None", page: int, kind: int) -> Pte | Non
 def raise_fault(mm: "Mm", addr: int, kind: int) -> PageFault:
     """Step 2: #PF with CR2 = addr; P set if a translation was present (a protection fault)."""
     page = addr & PAGE_MASK
-    err = PF_U | (PF_W if kind == W else 0) | (PF_I if kind == X else 0)
+    err = ErrCode.U | (ErrCode.W if kind == W else 0) | (ErrCode.ID if kind == X else 0)
     if page in mm.pte:
-        err |= PF_P
-    return PageFault(addr, err)
+        err |= ErrCode.P
+    return PageFault(int(err), addr, "seed.fault.step2-pf-cr2")
 
 
 # --- step 3 -----------------------------------------------------------------

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from memspec.model import fault
-from memspec.model.fault import PF_I, PF_P, PF_U, PF_W, R, W, X
+from memspec.model.fault import R, W, X
+from memspec.model.pte import ErrCode
+
+PF_P, PF_W, PF_U, PF_I = ErrCode.P, ErrCode.W, ErrCode.U, ErrCode.ID
 from memspec.model.mm import new_model
 from memspec.model.pages import ZERO_PAGE
 from memspec.records import OK, Outcome
@@ -40,7 +43,8 @@ def test_step1_access_attempt_hits_only_a_permitting_translation():
 
 def test_step2_error_code_and_cr2():
     s, mm = mapped()
-    assert fault.raise_fault(mm, A + 5, R) == fault.PageFault(A + 5, PF_U)
+    f = fault.raise_fault(mm, A + 5, R)
+    assert (f.cr2, f.errcode, f.clause) == (A + 5, PF_U, "seed.fault.step2-pf-cr2")
     assert fault.raise_fault(mm, A, X).errcode == PF_U | PF_I
     run(s, ("main", "load", (A,)))                             # maps the zero page read-only
     assert fault.raise_fault(mm, A, W).errcode == PF_U | PF_W | PF_P
