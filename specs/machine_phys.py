@@ -35,10 +35,6 @@ ORDERS = st.sampled_from((0, 0, 1, 2, 3, 5, 10, 11))
 VALUES = st.integers(0, 255)
 
 
-# The phys machine's failures are the one ConformanceFailure every state machine raises.
-PhysConformanceFailure = ConformanceFailure
-
-
 def machine(target: Any, facts: dict[str, Any] | None = None,
             allocator: str | None = None) -> type[RuleBasedStateMachine]:
     """The state machine for ``target``: every phys allocator it implements, or only ``allocator``

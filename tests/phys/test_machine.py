@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from memspec.specs.machine_phys import PhysConformanceFailure, machine
+from memspec.specs.failures import ConformanceFailure
+from memspec.specs.machine_phys import machine
 from memspec.targets.libc import LibcTarget
 from memspec.targets.model import ModelTarget
 
@@ -48,7 +49,7 @@ def test_machine_rules_follow_the_targets_calls():
 @pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_machine_finds_the_bug(target, clause):
     """Rules drawn from the calls a broken allocator implements find its bug, and Hypothesis shrinks it."""
-    with pytest.raises(PhysConformanceFailure) as e:
+    with pytest.raises(ConformanceFailure) as e:
         run_state_machine_as_test(machine(target, {}), settings=settings(CFG, max_examples=1000, derandomize=True,
                                                                          stateful_step_count=8))
     assert e.value.clause == clause
