@@ -1,21 +1,20 @@
-"""A minimal Chrome DevTools Protocol client: the standard library only (no npm, no
-websocket package).  Enough to load a page in headless chromium, collect what its
-console and network log say, and evaluate expressions in it."""
+"""A minimal Chrome DevTools Protocol client over the ``websocket-client`` package (the
+``dev`` extra).  Enough to load a page in headless chromium, collect what its console
+and network log say, and evaluate expressions in it."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
 import select
-import socket
-import struct
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import websocket
 
 
 class Browser:
@@ -25,7 +24,7 @@ class Browser:
             [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0",
              f"--user-data-dir={profile}", "--window-size=1280,900", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.sock: socket.socket | None = None
+        self.sock: websocket.WebSocket | None = None
         port = self._port()
         url = None
         deadline = time.monotonic() + timeout
@@ -37,8 +36,9 @@ class Browser:
         if url is None:
             self.close()
             raise RuntimeError("chromium opened no page to drive")
-        self.sock = _connect(url, timeout)
-        self.buf = b""
+        # no proxy: the DevTools port is on this host, whatever http_proxy says
+        self.sock = websocket.create_connection(url, timeout=timeout, suppress_origin=True,
+                                                http_no_proxy=["127.0.0.1", "localhost"])
         self.next_id = 0
         self.events: list[dict[str, Any]] = []
 
@@ -64,7 +64,8 @@ class Browser:
     def send(self, method: str, **params: Any) -> dict[str, Any]:
         self.next_id += 1
         ident = self.next_id
-        _send_frame(self.sock, json.dumps({"id": ident, "method": method, "params": params}).encode())
+        assert self.sock is not None
+        self.sock.send(json.dumps({"id": ident, "method": method, "params": params}))
         while True:
             msg = self._receive()
             if msg.get("id") == ident:
@@ -84,39 +85,13 @@ class Browser:
             self.events.append(msg)
 
     def _receive(self) -> dict[str, Any]:
-        data = b""
-        while True:
-            fin, opcode, payload = self._frame()
-            if opcode == 0x9:   # ping
-                _send_frame(self.sock, payload, opcode=0xA)
-                continue
-            if opcode == 0x8:
-                raise RuntimeError("the browser closed the DevTools connection")
-            data += payload
-            if fin:
-                return json.loads(data)
-
-    def _frame(self) -> tuple[bool, int, bytes]:
-        head = self._read(2)
-        fin, opcode, n = bool(head[0] & 0x80), head[0] & 0x0F, head[1] & 0x7F
-        if n == 126:
-            n = struct.unpack(">H", self._read(2))[0]
-        elif n == 127:
-            n = struct.unpack(">Q", self._read(8))[0]
-        mask = self._read(4) if head[1] & 0x80 else b""
-        payload = self._read(n)
-        if mask:
-            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        return fin, opcode, payload
-
-    def _read(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                raise RuntimeError("the DevTools connection closed")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+        """The next message (websocket-client answers pings and joins fragments itself)."""
+        assert self.sock is not None
+        try:
+            data = self.sock.recv()
+        except websocket.WebSocketConnectionClosedException:
+            raise RuntimeError("the browser closed the DevTools connection") from None
+        return json.loads(data)
 
     # -- what the tests use -----------------------------------------------------
 
@@ -153,7 +128,7 @@ class Browser:
             if self.sock is not None:
                 try:
                     self.send("Browser.close")
-                except (RuntimeError, OSError):
+                except (RuntimeError, OSError, websocket.WebSocketException):
                     pass
                 self.sock.close()
         finally:
@@ -168,34 +143,3 @@ class Browser:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _connect(url: str, timeout: float) -> socket.socket:
-    m = re.match(r"ws://([^:/]+):(\d+)(/.*)", url)
-    assert m, url
-    host, port, path = m.group(1), int(m.group(2)), m.group(3)
-    sock = socket.create_connection((host, port), timeout=timeout)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)
-        if not chunk:
-            raise RuntimeError("DevTools handshake failed")
-        head += chunk
-    if b" 101 " not in head.split(b"\r\n", 1)[0]:
-        raise RuntimeError(f"DevTools handshake refused: {head[:200]!r}")
-    return sock
-
-
-def _send_frame(sock: socket.socket, payload: bytes, opcode: int = 0x1) -> None:
-    """A client frame: FIN, the opcode, a masked payload (RFC 6455 §5.2, §5.3)."""
-    n = len(payload)
-    if n < 126:
-        head = struct.pack(">BB", 0x80 | opcode, 0x80 | n)
-    elif n < 1 << 16:
-        head = struct.pack(">BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack(">BBQ", 0x80 | opcode, 0x80 | 127, n)
-    mask = os.urandom(4)
-    sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
