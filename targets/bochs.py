@@ -40,6 +40,7 @@ from typing import Any
 from memspec.errors import TargetError, UsageError
 
 from .children import LIVE_GROUPS
+from .versions import bochs_version
 from .qemu_system import VM_EPT, VM_NPT, Guest, TestKernelTarget, _die_with_parent, build_kernel, cache_dir
 
 BOCHS = "bochs"
@@ -340,6 +341,7 @@ class BochsTarget(TestKernelTarget):
     def facts(self) -> dict[str, Any]:
         f = super().facts()
         f["bochs_cpu"] = self.cpu
+        f["impl_version"] = bochs_version(self.binary)
         v = self.vmx
         if v is not None:
             f["vmx"] = v

@@ -50,6 +50,7 @@ from memspec.records import Observation, Outcome, RunResult, RunStatus
 
 from .base import Session, SessionFailed, Target
 from .children import LIVE_GROUPS, describe_status, fork_in_group, kill_group
+from .versions import glibc_version, preload_version
 
 U64 = (1 << 64) - 1
 MEM_LIMIT = 2 << 30      # address space a program may add to the child's own (bytes)
@@ -625,7 +626,8 @@ class LibcTarget(Target):
     def facts(self) -> dict[str, Any]:
         # glibc's own documented rules (PTRDIFF_MAX, memalign's errno) bind glibc only
         return {"allocator": self.name, "preload": self.preload or "", "mem_limit": self.mem_limit,
-                "malloc_rules": "posix" if self.preload else "glibc"}
+                "malloc_rules": "posix" if self.preload else "glibc",
+                "impl_version": preload_version(self.preload) if self.preload else glibc_version()}
 
     def session(self, layer: str = "phys") -> LibcSession:
         if layer != "phys":

@@ -1019,7 +1019,7 @@ def host_facts() -> dict[str, Any]:
         nodes = 1
     f["nodes"] = max(nodes, 1)
     f["page_size"] = os.sysconf("SC_PAGE_SIZE")
-    f["kernel"] = os.uname().release
+    f["kernel"] = f["impl_version"] = os.uname().release
     soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     f["memlock_soft"], f["memlock_hard"] = soft, hard
     f["rlimit_as"] = _rlimit(resource.RLIMIT_AS)

@@ -554,6 +554,7 @@ class QemuTarget(Target):
         f = dict(self.machine.features)
         f.update(ram=RAM_SIZE, harness_low=HARNESS_LOW, harness_entry4=ENTRY4, harness_entry5=ENTRY5)
         f.update(self.seg.facts())
+        f["impl_version"] = _uc.__version__    # unicorn's release (its TCG is QEMU 5.0's)
         return f
 
     def unsupported(self) -> list[str]:

@@ -49,6 +49,7 @@ from memspec.records import Observation, Outcome, RunResult, RunStatus
 
 from .base import Session, Target
 from .children import LIVE_GROUPS, kill_group
+from .versions import qemu_version
 
 OK = Outcome()
 EINVAL = Outcome(value=-1, errno="EINVAL")
@@ -813,7 +814,7 @@ class QemuSystemTarget(TestKernelTarget):
         return Guest(self.image, self.cpu, self.memory_mib, self.binary)
 
     def facts(self) -> dict[str, Any]:
-        return dict(super().facts(), qemu_cpu=self.cpu)
+        return dict(super().facts(), qemu_cpu=self.cpu, impl_version=qemu_version(find_qemu(self.binary)))
 
 
 __all__ = ["TestKernelTarget", "QemuSystemTarget", "Guest", "HarnessRefused", "build_kernel", "find_qemu", "parse_features", "encode",

@@ -41,6 +41,7 @@ from memspec.program import Call, Program, Ref, eval_args
 from memspec.records import Observation, Outcome, RunResult, RunStatus
 
 from ..base import Session, Target
+from ..versions import kernel_release
 
 from .compile import _Chunk, _Compiled, _Machine, _canonical
 from .guest import HARNESS_ENTRY, PATH_CPL0, PATH_CPL3
@@ -86,6 +87,7 @@ class KvmTarget(Target):
             "cpl3_reserved_slots": list(f.get("cpl3_reserved_slots", ())),
             "kvm_smap_stac": f["smap_stac"], "kvm_legacy32": f["legacy32"], "kvm_pae32": f["pae32"],
             "kvm_kernel_log_readable": self.log.readable, "kvm_kernel_log": self.kernel_log,
+            "impl_version": kernel_release(),     # KVM is the running kernel's
         }
 
     def unsupported(self) -> list[str]:
