@@ -6,6 +6,7 @@ peer is missing must say so (``unavailable`` with a reason) instead of giving nu
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -45,8 +46,48 @@ def test_bench_quick_writes_every_figure(tmp_path) -> None:
     for c in data["curves"]:
         for pts in c["series"].values():
             assert [p["x"] for p in pts] == sorted(p["x"] for p in pts)
-    assert (out / "scaling.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert (out / "scaling.svg").exists()
+    if _has_matplotlib():
+        assert (out / "scaling.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        assert data["plot"]["how"] == "matplotlib"
+    else:
+        assert not (out / "scaling.png").exists()
+        assert "needs the plot extra" in r.stdout
+
+
+def _has_matplotlib() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _curves() -> list[bench.Curve]:
+    c = bench.Curve("mprotect", "mappings", 2.0)
+    c.series = {"model": [(10, [1e-6, 2e-6]), (1000, [3e-6]), (65000, [5e-6])],
+                "kernel": [(10, [4e-7]), (1000, [5e-7]), (65000, [6e-7])]}
+    return [c, bench.Curve("empty", "frames", 2.0)]
+
+
+def test_plot_draws_the_png_with_matplotlib(tmp_path) -> None:
+    if not _has_matplotlib():
+        pytest.fail("matplotlib (the plot extra, in dev) is not installed: pip install -e '.[dev]'")
+    plot = bench.load_module("plot.py")
+    png, svg = tmp_path / "s.png", tmp_path / "s.svg"
+    assert plot.plot(_curves(), str(png), str(svg)) == "matplotlib"
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    text = svg.read_text()
+    assert text.startswith("<svg") and "mprotect" in text and "kernel" in text and text.count("<polyline") == 2
+
+
+def test_plot_without_matplotlib_writes_the_svg_and_says_the_png_needs_the_extra(tmp_path, monkeypatch,
+                                                                                    capsys) -> None:
+    plot = bench.load_module("plot.py")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)        # import matplotlib -> ImportError
+    png, svg = tmp_path / "s.png", tmp_path / "s.svg"
+    png.write_bytes(b"an older run's figure")
+    how = plot.plot(_curves(), str(png), str(svg))
+    assert "needs the plot extra" in how and "memspec[plot]" in how
+    assert how in capsys.readouterr().out
+    assert not png.exists()                   # a stale PNG must not pass for this run's
+    assert svg.read_text().count("<polyline") == 2
 
 
 def test_only_rejects_an_unknown_figure(tmp_path) -> None:
