@@ -1,60 +1,18 @@
-"""What every layer's codec shares: a reader that turns fuzzer bytes into choices (exhausted
-input yields the first choice), and the text form of an input (a program as text after a
-magic line), so that a reproducer or a suite program seeds a corpus as it is."""
+"""What every layer's codec shares: fuzzer bytes drive the layer's generator through the byte
+chooser (``specs/choose.ByteChooser``: exhausted input yields the first choice), and the text form
+of an input (a program as text after a magic line), so that a reproducer, a suite program or a
+structure-keeping mutant (``fuzz/mutate.py``) seeds a corpus as it is."""
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from typing import Any, Callable
 
 from memspec.program import Program, ProgramError, format_program, parse
+from memspec.specs.choose import ByteChooser, Chooser
 
 TEXT_MAGIC = b"MST1\n"
 
-T = TypeVar("T")
-
-
-class ByteReader:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes):
-        self.data = data
-        self.pos = 0
-
-    @property
-    def exhausted(self) -> bool:
-        return self.pos >= len(self.data)
-
-    def byte(self) -> int:
-        if self.pos >= len(self.data):
-            return 0
-        b = self.data[self.pos]
-        self.pos += 1
-        return b
-
-    def int(self, lo: int, hi: int) -> int:
-        """An integer in [lo, hi] (inclusive) from as few bytes as the range needs."""
-        span = hi - lo + 1
-        v = 0
-        n = 0
-        while (1 << (8 * n)) < span:
-            v = (v << 8) | self.byte()
-            n += 1
-        return lo + (v % span if span > 0 else 0)
-
-    def choice(self, seq: Sequence[T]) -> T:
-        return seq[self.int(0, len(seq) - 1)]
-
-    def weighted(self, table: Sequence[tuple[int, T]]) -> T:
-        total = sum(w for w, _ in table)
-        r = self.int(0, total - 1)
-        for w, item in table:
-            if r < w:
-                return item
-            r -= w
-        return table[-1][1]
-
-    def chance(self, percent: int) -> bool:
-        return self.int(0, 99) < percent
+Generate = Callable[..., Program]      # (chooser, calls, facts) -> a program of the layer
 
 
 def encode_text(program: Program) -> bytes:
@@ -72,3 +30,19 @@ def decode_text(data: bytes, layer: str, calls: frozenset[str] | None) -> Progra
     if p.calls and (p.layer != layer or calls is not None and any(c.name not in calls for c in p.calls)):
         return None
     return p
+
+
+def decode(data: bytes, layer: str, generate: Generate, calls: frozenset[str] | None,
+           facts: dict[str, Any] | None = None, *, text_fallback: bool = True,
+           chooser: Callable[[bytes], Chooser] = ByteChooser) -> Program:
+    """Bytes -> a program of ``layer`` (total: every input gives a valid program, possibly empty).
+    A text input decodes to its program; one that is refused decodes, after the magic, as bytes
+    (``text_fallback``) or to the empty program."""
+    if data.startswith(TEXT_MAGIC):
+        p = decode_text(data, layer, calls)
+        if p is not None:
+            return p
+        if not text_fallback:
+            return Program(())
+        data = data[len(TEXT_MAGIC):]
+    return generate(chooser(data), calls, facts)

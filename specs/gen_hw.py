@@ -1,0 +1,363 @@
+"""The hw layer's generator: a well-typed program that builds page-table trees and probes them.
+
+A program boots a mode (CR0.WP, CR4.PGE/SMEP/SMAP/PKE/LA57, EFER.NXE),
+builds a valid table tree for a handful of linear "slots" (4 KiB pages, 2 MiB
+and 1 GiB pages, aliases of one frame, a self-referencing root entry, entries
+with reserved bits, XD, protection keys, G), then interleaves accesses (read,
+write, fetch; CPL 0 and 3; EFLAGS.AC) with the events that make walkers go
+wrong: entry changes with and without INVLPG, CR3 reloads and switches between
+two roots that share subtrees, CR4/CR0/EFER toggles, PKRU loads, A/D read-backs.
+
+One program in five (for the codec: an input whose last byte is a multiple of 5), for a target whose calls
+include the ``segmentation`` ones (an explicit ``calls`` set: ``None`` means the core
+calls), is a segmentation program instead: a mode (real with
+A20 masked or not, protected, 64-bit), a handful of descriptors (expand-up and
+expand-down data, read-only, code with and without read, conforming, DPLs, G, D/B, not
+present, system), then segment-register loads at CPL 0 and 3 with good and bad
+selectors (null, RPL, TI, beyond GDTR.limit), accesses at the edges of each segment's
+limit, descriptor changes while loaded, GDTR limits and FS/GS bases.
+
+A target's facts constrain what is generated: a root slot listed in ``cpl3_reserved_slots``
+(where the target cannot stage a CPL 3 access; kvm-pvm reports slot 256) gets CPL 0 accesses
+only, with the same choices drawn, so an input decodes to the same shape on every target.
+
+Every decision is drawn from a ``Chooser`` (``specs/choose.py``): fuzzer bytes in the codec
+(``fuzz/codec_hw.py``), Hypothesis draws in the state machine (``specs/machine_hw.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memspec.calls import CALLS
+from memspec.program import Call, Flags, Int, Program
+
+from .choose import Chooser
+
+MAX_OPS = 28
+TABLE_BASE = 0x200000        # table frames: 0x200000 + 0x1000*k
+DATA_BASE = 0x300000         # 4 KiB data frames: 0x300000 + 0x1000*k
+BIG_BASE = 0x400000          # 2 MiB frames: 0x400000, 0x600000, ...
+
+_UPPER = [(70, ("PTE_P", "PTE_RW", "PTE_US")), (8, ("PTE_P", "PTE_RW")), (8, ("PTE_P", "PTE_US")),
+          (4, ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD")), (3, ("PTE_P",)), (3, ("PTE_RW", "PTE_US")),
+          (2, ("PTE_P", "PTE_RW", "PTE_US", "PTE_A")), (2, ("PTE_P", "PTE_RW", "PTE_US", "PTE_PS"))]
+_LEAF = [(40, ("PTE_P", "PTE_RW", "PTE_US")), (10, ("PTE_P", "PTE_US")), (10, ("PTE_P", "PTE_RW")),
+         (6, ("PTE_P",)), (6, ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD")), (6, ("PTE_P", "PTE_RW", "PTE_US", "PTE_G")),
+         (5, ("PTE_P", "PTE_RW", "PTE_US", "PTE_PK1")), (4, ("PTE_P", "PTE_RW", "PTE_US", "PTE_A", "PTE_D")),
+         (4, ("PTE_RW", "PTE_US")), (3, ("PTE_P", "PTE_US", "PTE_XD", "PTE_PK2")),
+         (3, ("PTE_P", "PTE_RW", "PTE_US", "PTE_PAT_LARGE"))]
+_CR4 = [(40, ()), (15, ("CR4_SMEP",)), (12, ("CR4_SMAP",)), (10, ("CR4_PGE",)), (8, ("CR4_SMEP", "CR4_SMAP")),
+        (6, ("CR4_PKE",)), (6, ("CR4_LA57",)), (3, ("CR4_PGE", "CR4_SMEP", "CR4_SMAP", "CR4_PKE"))]
+_RSVD = [0, 0, 0, 0, 0, 0, 1 << 51, 1 << 45, 1 << 13, 1 << 40]
+
+
+def _w(r: Chooser, table: list[tuple[int, tuple[str, ...]]]) -> tuple[str, ...]:
+    total = sum(w for w, _ in table)
+    x = r.integer(0, total - 1)
+    for w, v in table:
+        if x < w:
+            return v
+        x -= w
+    return table[-1][1]
+
+
+def _flags(names: tuple[str, ...]) -> Flags | Int:
+    return Flags(names) if names else Int(0)
+
+
+def _hex(v: int) -> Int:
+    return Int(v, hex=v >= 4096)
+
+
+class HwGen:
+    def __init__(self, r: Chooser, calls: frozenset[str] | None, facts: dict[str, Any] | None = None):
+        self.r = r
+        self.allowed = calls
+        self.cpl3_reserved = frozenset(int(i) for i in (facts or {}).get("cpl3_reserved_slots", ()))
+        self.calls: list[Call] = []
+        self.next_table = 1
+        self.la57 = False
+        self.pke = False
+        self.slots: list[tuple[int, int, int, int, int]] = []   # (linear base, leaf table, index, level, frame)
+        self.entries: dict[tuple[int, int], int] = {}  # (table, index) -> next table (for non-leaf entries)
+        self.names = 0
+
+    def ok(self, name: str) -> bool:
+        return self.allowed is None or name in self.allowed
+
+    def emit(self, name: str, *args: object, result: bool = False) -> None:
+        if not self.ok(name):
+            return
+        conv = tuple(a if isinstance(a, (Int, Flags)) else _hex(int(a)) for a in args)  # type: ignore[arg-type]
+        res = None
+        if result and CALLS[name].returns != "none":
+            self.names += 1
+            res = "v" + str(self.names)
+        self.calls.append(Call(name, conv, res))
+
+    def table(self) -> int:
+        t = TABLE_BASE + 0x1000 * self.next_table
+        self.next_table += 1
+        return t
+
+    # -- a mode ----------------------------------------------------------------------
+
+    def boot(self) -> None:
+        r = self.r
+        cr0 = ("CR0_PG", "CR0_PE") + (("CR0_WP",) if r.chance(75) else ())
+        cr4 = ("CR4_PAE",) + _w(r, _CR4)
+        efer = ("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if r.chance(85) else ())
+        self.la57 = "CR4_LA57" in cr4
+        self.pke = "CR4_PKE" in cr4
+        if cr4 != ("CR4_PAE",) or "CR0_WP" not in cr0 or "EFER_NXE" not in efer:
+            self.emit("boot", Flags(cr0), Flags(cr4), Flags(efer))
+
+    # -- a tree ----------------------------------------------------------------------
+
+    def slot(self, root: int) -> None:
+        """Map one linear page (4 KiB, 2 MiB or 1 GiB) under ``root``, making missing tables."""
+        r = self.r
+        levels = 5 if self.la57 else 4
+        idx = {5: r.choice([0, 0, 0, 1]) if self.la57 else 0, 4: r.choice([0, 0, 1, 2, 256, 300]),
+               3: r.choice([0, 0, 1, 3]), 2: r.choice([0, 1, 2, 2, 3, 5]), 1: r.integer(0, 7)}
+        size = r.choice([1, 1, 1, 1, 2, 2, 3])
+        table = root
+        la = 0
+        for level in range(levels, size, -1):
+            la |= idx[level] << (12 + 9 * (level - 1))
+            nxt = self.entries.get((table, idx[level]))
+            if nxt is None:
+                nxt = self.table()
+                flags = _w(r, _UPPER) if r.chance(15) else ("PTE_P", "PTE_RW", "PTE_US")
+                if level == 4 or level == 5 or "PTE_PS" not in flags:
+                    flags = tuple(f for f in flags if f != "PTE_PS")
+                self.emit("set_pte", table, Int(idx[level]), nxt | (_RSVD[r.integer(0, 9)] if r.chance(5) else 0),
+                          _flags(flags))
+                self.entries[(table, idx[level])] = nxt
+            table = nxt
+        la |= idx[size] << (12 + 9 * (size - 1))
+        if la >> 47 & 1 and not self.la57:
+            la |= 0xFFFF << 48
+        leaf = _w(r, _LEAF)
+        if size == 1:
+            frame = DATA_BASE + 0x1000 * r.integer(0, 15)
+            if r.chance(4):
+                frame = TABLE_BASE + 0x1000 * r.integer(0, self.next_table - 1)   # a table seen as data
+        elif size == 2:
+            frame = BIG_BASE + 0x200000 * r.integer(0, 3)
+            leaf = leaf + ("PTE_PS",)
+        else:
+            frame = 0
+            leaf = leaf + ("PTE_PS",)
+        if r.chance(6):
+            frame |= _RSVD[r.integer(0, 9)]
+        self.emit("set_pte", table, Int(idx[size]), frame, _flags(tuple(sorted(set(leaf), key=leaf.index))))
+        if size == 3:
+            la |= 0x300000        # a 1 GiB page maps physical 0: probe above the harness's first MiB
+        self.slots.append((la, table, idx[size], size, frame))
+
+    # -- operations --------------------------------------------------------------------
+
+    def addr(self) -> int:
+        r = self.r
+        if not self.slots or r.chance(5):
+            return r.choice([0x800000000000, 0x1000, 0x405000, 0x7FFFFFFFF000])
+        la = r.choice(self.slots)[0]
+        return la + 8 * r.integer(0, 3) + (0x1000 * r.integer(0, 2) if r.chance(20) else 0)
+
+    def _reserved(self, la: int) -> bool:
+        """Is ``la`` in a root slot where the target cannot stage a CPL 3 access?  Under 4-level
+        paging a non-canonical address is in no slot (the CPU raises #GP before any walk); under
+        LA57 the PML4 index (bits 47:39) is taken as the slot, whatever the PML5 index."""
+        if not self.cpl3_reserved:
+            return False
+        if not self.la57 and la >> 47 not in (0, 0x1FFFF):
+            return False
+        return (la >> 39) & 0x1FF in self.cpl3_reserved
+
+    def op(self, roots: list[int]) -> None:
+        r = self.r
+        k = r.integer(0, 99)
+        if k < 45:
+            acc = r.choice([0, 0, 0, 1, 1, 2])
+            cpl = r.choice([0, 3, 3])
+            ac = 1 if r.chance(15) else 0
+            la = self.addr()
+            if cpl == 3 and self._reserved(la):
+                cpl = 0
+            self.emit("access", la, Flags((("ACC_READ", "ACC_WRITE", "ACC_EXEC")[acc],)), Int(cpl), Int(ac),
+                      result=acc != 2)
+        elif k < 62 and self.slots:
+            # change a leaf: new rights on the same frame (upgrades, downgrades), or a new frame
+            la, table, idx, level, frame = r.choice(self.slots)
+            leaf = _w(r, _LEAF)
+            if level > 1:
+                leaf = leaf + ("PTE_PS",)
+            if r.chance(50):
+                frame = (DATA_BASE + 0x1000 * r.integer(0, 15) if level == 1 else
+                         BIG_BASE + 0x200000 * r.integer(0, 3) if level == 2 else 0)
+            self.emit("set_pte", table, Int(idx), frame, _flags(leaf))
+            if r.chance(50):
+                self.emit("invlpg", la)
+        elif k < 68:
+            self.emit("invlpg", self.addr())
+        elif k < 75:
+            self.emit("mov_cr3", r.choice(roots))
+        elif k < 81 and self.slots:
+            _, table, idx, _, _ = r.choice(self.slots)
+            self.emit("read_pte", table, Int(idx), result=True)
+        elif k < 85:
+            self.emit("mov_cr0", Flags(("CR0_PG", "CR0_PE") + (("CR0_WP",) if r.chance(50) else ())))
+        elif k < 89:
+            cr4 = ("CR4_PAE",) + tuple(n for n in ("CR4_PGE", "CR4_SMEP", "CR4_SMAP") if r.chance(35))
+            if self.la57:
+                cr4 += ("CR4_LA57",)
+            if self.pke:
+                cr4 += ("CR4_PKE",)
+            self.emit("mov_cr4", Flags(cr4))
+        elif k < 92:
+            self.emit("wrmsr_efer", Flags(("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if r.chance(60) else ())))
+        elif k < 96 and self.pke:
+            self.emit("wrpkru", _hex(r.choice([0, 0x4, 0x8, 0xC, 0x10, 0x20, 0x30])))
+        elif self.slots:
+            # alias: a 4 KiB leaf points at the frame of another (two linear pages, one frame)
+            small = [sl for sl in self.slots if sl[3] == 1]
+            if small:
+                _, t1, i1, _, _ = r.choice(small)
+                _, _, _, _, f2 = r.choice(small)
+                self.emit("set_pte", t1, Int(i1), f2, Flags(("PTE_P", "PTE_RW", "PTE_US")))
+
+
+# -- segmentation programs --------------------------------------------------------------------
+
+SEG_CALLS = ("seg_mode", "set_desc", "load_seg", "seg_access")
+_SEGMODES = [(15, "SEG_REAL_A20"), (10, "SEG_REAL"), (45, "SEG_PROTECTED"), (30, "SEG_LONG")]
+_DTYPES = [(30, "DESC_DATA_RW"), (12, "DESC_DATA_R"), (14, "DESC_DATA_RW_ED"), (6, "DESC_DATA_R_ED"),
+           (10, "DESC_CODE_XR"), (6, "DESC_CODE_X"), (6, "DESC_CODE_XRC"), (3, "DESC_CODE_XC")]
+_BASES = [0x200000, 0x200000, 0x300000, 0x100000, 0x10000, 0x10000, 0xFFFFF000, 0xFFC00000, 0x123456]
+_LIMITS = [0xFFF, 0xFFF, 0xFFFF, 0x1, 0x0, 0x1FF, 0xFFFFF, 0x3FF]
+_SREGS = ["SREG_DS", "SREG_DS", "SREG_ES", "SREG_FS", "SREG_GS", "SREG_SS", "SREG_SS"]
+_SREG_NO = {"SREG_ES": 0, "SREG_CS": 1, "SREG_SS": 2, "SREG_DS": 3, "SREG_FS": 4, "SREG_GS": 5}
+
+
+class _SegBuilder:
+    def __init__(self, b: HwGen):
+        self.b = b
+        self.r = b.r
+        self.mode = "SEG_LONG"
+        self.descs: dict[int, tuple[int, int, bool, bool, bool]] = {}   # index -> (base, limit, G, expand-down, B)
+        self.loaded: dict[str, int] = {}                                  # sreg -> GDT index (0: flat/real)
+
+    def desc(self, index: int) -> None:
+        r = self.r
+        base, limit, dtype = r.choice(_BASES), r.choice(_LIMITS), _w(r, _DTYPES)
+        names: tuple[str, ...] = (dtype,) + (("DESC_ACCESSED",) if r.chance(15) else ())
+        dpl = r.choice([0, 0, 0, 0, 3, 3, 1, 2])
+        flags = tuple(f for f, keep in (("DESC_S", not r.chance(5)), ("DESC_P", not r.chance(8)),
+                                        ("DESC_DB", r.chance(70)), ("DESC_G", r.chance(25)),
+                                        ("DESC_AVL", r.chance(5)), ("DESC_L", r.chance(3))) if keep)
+        self.b.emit("set_desc", Int(index), _hex(base), _hex(limit), Flags(names), Int(dpl), _flags(flags))
+        self.descs[index] = (base, limit, "DESC_G" in flags, "_ED" in dtype, "DESC_DB" in flags)
+
+    def selector(self, cpl: int) -> int:
+        r = self.r
+        if self.mode in ("SEG_REAL", "SEG_REAL_A20"):
+            return r.choice([0x1000, 0x2000, 0xFFFF, 0xF800, 0x0800, 0x1234, 0x0, 0x3000])
+        k = r.integer(0, 99)
+        if k < 8:
+            return r.choice([0, 3, cpl])                                  # null, any RPL
+        if k < 12:
+            return (r.integer(1, 8) << 3) | 4 | r.integer(0, 3)                   # TI = 1: no LDT
+        if k < 16:
+            return r.choice([24, 25, 28, 29, 31, 40, 200]) << 3 | cpl     # the harness's entries, beyond
+        index = r.choice(sorted(self.descs)) if self.descs else r.integer(1, 8)
+        rpl = cpl if r.chance(75) else r.integer(0, 3)
+        return index << 3 | rpl
+
+    def offset(self, sreg: str) -> int:
+        r = self.r
+        if self.mode in ("SEG_REAL", "SEG_REAL_A20"):
+            return r.choice([0x10, 0x8010, 0x1000, 0xFFFC, 0xFFFE, 0xFFFF, 0x10000, 0x5678, 0xFFF0])
+        index = self.loaded.get(sreg, 0)
+        if self.mode == "SEG_LONG":
+            if r.chance(20):
+                return r.choice([0x800000000000, 0xFFFF800000000000, 0x7FFFFFFFFFF8, 0xFFFFFFFFFFFFF000])
+            return r.choice([0x200000, 0x300008, 0x100010, 0x10, 0x3FFFF8]) + 8 * r.integer(0, 3)
+        if index in self.descs:
+            base, limit, g, ed, big = self.descs[index]
+            lim = (limit << 12) | 0xFFF if g else limit
+            upper = 0xFFFFFFFF if big else 0xFFFF
+            edges = ([lim + 1, lim, lim + 4, upper - 3, upper - 1, upper, 0x10] if ed else
+                     [0, 0x10, lim - 3, lim - 1, lim, lim + 1, 0x1000, 0x100000])
+            return r.choice([e for e in edges if 0 <= e <= 0xFFFFFFFF] or [0])
+        return r.choice([0x200000, 0x300010, 0x10010, 0x3FFFF0, 0x100000, 0xFFFFFFFC])
+
+    def op(self) -> None:
+        r, b = self.r, self.b
+        real = self.mode in ("SEG_REAL", "SEG_REAL_A20")
+        k = r.integer(0, 99)
+        if k < 35:
+            sreg = r.choice(_SREGS + ["SREG_CS"] * (1 if r.chance(20) else 0))
+            cpl = 0 if real else r.choice([0, 0, 3, 3, 1])
+            sel = self.selector(cpl)
+            b.emit("load_seg", Flags((sreg,)), _hex(sel), Int(cpl))
+            self.loaded[sreg] = sel >> 3 if not real else 0
+        elif k < 80:
+            sreg = r.choice(_SREGS)
+            size = r.choice([4, 4, 2, 1] + ([8, 8] if self.mode == "SEG_LONG" else []))
+            op = "ACC_WRITE" if r.chance(30) else "ACC_READ"
+            b.emit("seg_access", Flags((sreg,)), _hex(self.offset(sreg)), Flags((op,)), Int(size), result=True)
+        elif k < 88:
+            self.desc(r.choice(sorted(self.descs)) if self.descs and r.chance(70) else r.integer(1, 8))
+        elif k < 92:
+            b.emit("read_desc", Int(r.choice(sorted(self.descs)) if self.descs else 1), result=True)
+        elif k < 95:
+            b.emit("lgdt", _hex(r.choice([0x47, 0x1F, 0xFF, 0x7, 0x0])))
+        elif self.mode == "SEG_LONG":
+            base = r.choice([0x200000, 0x100000, 0x0, 0x7FFFFFFFF000, 0x800000000000, 0xFFFF800000000000])
+            b.emit("wrmsr_segbase", Flags((r.choice(["SREG_FS", "SREG_GS"]),)), _hex(base))
+
+
+def _seg_program(r: Chooser, b: HwGen) -> Program:
+    sb = _SegBuilder(b)
+    sb.mode = r.weighted(_SEGMODES)
+    b.emit("seg_mode", Flags((sb.mode,)))
+    for i in range(r.integer(1, 6)):
+        sb.desc(r.integer(1, 8) if r.chance(30) else i + 1)
+    for _ in range(r.integer(3, MAX_OPS)):
+        if r.exhausted:
+            break
+        sb.op()
+    return Program(tuple(b.calls))
+
+
+def program(r: Chooser, calls: frozenset[str] | None = None, facts: dict[str, Any] | None = None,
+            seg: bool | None = None) -> Program:
+    """A program of the hw layer's calls in ``calls``, every decision drawn from ``r``; ``facts``: the
+    target's (``cpl3_reserved_slots`` constrains the accesses generated).  ``seg``: whether to build a
+    segmentation program (for a target with the segmentation calls; drawn from ``r`` when None)."""
+    b = HwGen(r, calls, facts)
+    seg_ok = calls is not None and all(c in calls for c in SEG_CALLS)
+    if seg_ok and (r.chance(20) if seg is None else seg):
+        return _seg_program(r, b)
+    b.boot()
+    root = TABLE_BASE
+    roots = [root]
+    for _ in range(r.integer(1, 4)):
+        b.slot(root)
+    if r.chance(25):
+        # a second root sharing the first one's lower tables (an alias address space)
+        other = b.table()
+        roots.append(other)
+        for (t, i), nxt in list(b.entries.items()):
+            if t == root:
+                b.emit("set_pte", other, Int(i), nxt, Flags(("PTE_P", "PTE_RW", "PTE_US")))
+    if r.chance(10):
+        b.emit("set_pte", root, Int(r.choice([7, 100, 510])), root, Flags(("PTE_P", "PTE_RW")))   # self-reference
+    b.emit("mov_cr3", root)
+    for _ in range(r.integer(3, MAX_OPS)):
+        if r.exhausted:
+            break
+        b.op(roots)
+    return Program(tuple(b.calls))

@@ -1,0 +1,347 @@
+"""The phys layer's generator: a well-typed program of the phys layer's calls.
+
+``program(chooser, calls)`` draws each step from the call groups the target
+implements (``calls``; None: all), so the libc target gets heap-only programs.
+The builder keeps a belief of what is live (blocks, pages, objects, handles)
+so that frees, reallocs and probes mostly name live results -- the deep states
+-- and sizes sit on the boundaries that matter: pages, buddy orders, kmalloc
+size classes, glibc's mmap threshold, PTRDIFF_MAX.  Content probes stay inside
+blocks the builder believes live, and it never frees what it believes dead, so
+a real target is never asked to run undefined behaviour by construction.
+
+Every decision is drawn from a ``Chooser`` (``specs/choose.py``): fuzzer bytes drive it in the
+codec (``fuzz/codec_phys.py``), Hypothesis draws in the state machine (``specs/machine_phys.py``).
+
+Worked example: ``program(ByteChooser(bytes(range(40))), ALLOCATORS["heap"])`` is a program of
+malloc/realloc/free/... calls only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memspec.program import Call, Flags, Int, Program, Ref
+
+from .choose import Chooser
+
+MAX_CALLS = 32
+PAGE = 4096
+
+HEAP_SIZES = (0, 1, 7, 8, 15, 16, 17, 24, 32, 100, 128, 500, 512, 1000, 1024, 4095, 4096, 4097, 5000, 5120,
+              8191, 8192, 9000, 16384, 65536, 131071, 131072, 131073, 262144, 1 << 20)
+HUGE_SIZES = ((1 << 63) - 1, 1 << 63, (1 << 64) - 1, 1 << 40)
+ALIGNS = (0, 1, 2, 8, 16, 24, 32, 48, 64, 100, 256, 4096, 8192, 65536)
+KSIZES = (0, 1, 8, 9, 64, 65, 96, 97, 100, 128, 192, 193, 256, 1000, 2048, 4096, 4097, 8192, 8193, 5000, 65536,
+          1 << 22, (1 << 22) + 1)
+CACHE_SIZES = (8, 24, 64, 192, 256, 700, 1024, 3000, 4096, 8192, 0, 40000, 1 << 22, (1 << 22) + 1)
+DMA_MASKS = (0xFFFFFF, 0xFFFFFFFF, 0xFFFFF, 0x3FFFFFF)
+
+
+def _num(v: int) -> Int:
+    return Int(v, hex=abs(v) >= 4096)
+
+
+# call groups: (weight, calls the group needs at least one of)
+GROUPS = (
+    (30, "heap", ("malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc", "memalign",
+                  "malloc_usable_size")),
+    (16, "probe", ("heap_store", "heap_load", "heap_fill", "heap_count")),
+    (14, "buddy", ("buddy_alloc", "buddy_free", "nr_free_pages", "buddy_largest")),
+    (12, "slab", ("kmem_cache_create", "kmem_cache_alloc", "kmem_cache_free", "kmem_cache_shrink")),
+    (8, "kmalloc", ("kmalloc", "kfree", "ksize")),
+    (5, "vmalloc", ("vmalloc", "vfree", "vmalloc_to_pfn")),
+    (5, "dma", ("dma_alloc_coherent", "dma_free_coherent")),
+    (8, "numa", ("set_mempolicy", "migrate_thread", "numa_touch", "numa_stat")),
+    (5, "arena", ("arena_create", "arena_alloc", "arena_reset", "arena_destroy")),
+    (12, "gc", ("gc_new", "gc_ref", "gc_get", "gc_root", "gc_unroot", "gc_collect", "gc_compact", "gc_live",
+                "gc_addr", "gc_pause")),
+)
+
+
+class PhysGen:
+    def __init__(self, r: Chooser, calls: frozenset[str] | None):
+        self.r = r
+        self.allowed = calls
+        self.calls: list[Call] = []
+        self.n = 0
+        self.blocks: list[tuple[str, int]] = []        # heap blocks believed live: (name, size)
+        self.pages: list[str] = []
+        self.caches: list[str] = []
+        self.objs: list[tuple[str, str]] = []          # (cache, object)
+        self.kobjs: list[str] = []
+        self.areas: list[tuple[str, int]] = []
+        self.dmas: list[str] = []
+        self.arenas: list[str] = []
+        self.gcs: list[str] = []
+        self.groups = [(w, g, [c for c in cs if self.ok(c)]) for w, g, cs in GROUPS]
+        self.groups = [(w, g, cs) for w, g, cs in self.groups if cs]
+
+    def ok(self, name: str) -> bool:
+        return self.allowed is None or name in self.allowed
+
+    def name(self, stem: str) -> str:
+        self.n += 1
+        return f"{stem}{self.n}"
+
+    def emit(self, name: str, *args: Int | Ref | Flags, result: str | None = None) -> None:
+        self.calls.append(Call(name, tuple(args), result))
+
+    def heap_size(self) -> int:
+        r = self.r
+        if r.chance(3):
+            return r.choice(HUGE_SIZES)
+        if r.chance(70):
+            return r.choice(HEAP_SIZES)
+        return r.integer(1, 20000)
+
+    def step(self) -> None:
+        r = self.r
+        if not self.groups:
+            return
+        total = sum(w for w, _, _ in self.groups)
+        x = r.integer(0, total - 1)
+        for w, g, cs in self.groups:
+            if x < w:
+                getattr(self, "g_" + g)(cs)
+                return
+            x -= w
+
+    # -- the variable-size heap ----------------------------------------------------
+
+    def _new_block(self, call: str, size: int, *args: Int) -> None:
+        n = self.name("p")
+        self.emit(call, *args, result=n)
+        # a block too large to be sure of is never probed or freed through (it may be NULL)
+        if 0 < size <= (1 << 20):
+            self.blocks.append((n, size))
+        elif size == 0 and self.r.chance(50):
+            self.blocks.append((n, 0))
+
+    def g_heap(self, cs: list[str]) -> None:
+        r = self.r
+        c = r.choice(cs)
+        live = self.blocks
+        if c in ("free", "realloc", "malloc_usable_size") and not live and r.chance(80):
+            c = "malloc" if self.ok("malloc") else c
+        if c == "malloc":
+            s = self.heap_size()
+            self._new_block("malloc", s, _num(s))
+        elif c == "calloc":
+            k = r.choice((0, 1, 3, 10, 1 << 32, 1000))
+            s = r.choice((0, 1, 8, 100, 4096, 1 << 32))
+            self._new_block("calloc", k * s if k * s < 1 << 64 else 1 << 64, _num(k), _num(s))
+        elif c in ("posix_memalign", "aligned_alloc", "memalign"):
+            a = r.choice(ALIGNS)
+            s = self.heap_size() if r.chance(80) else a * r.integer(1, 4)
+            # a refused alignment gives NULL: believe the block live only when the alignment is valid
+            valid = a > 0 and a & (a - 1) == 0 and (a >= 8 or c != "posix_memalign")
+            self._new_block(c, s if valid else 1 << 64, _num(a), _num(s))
+        elif c == "free":
+            if live and r.chance(95):
+                n, _ = live.pop(r.integer(0, len(live) - 1))
+                self.emit("free", Ref(n))
+            else:
+                self.emit("free", Int(0))
+        elif c == "realloc":
+            s = self.heap_size()
+            if live and r.chance(90):
+                n, _ = live.pop(r.integer(0, len(live) - 1))
+                old: Int | Ref = Ref(n)
+            else:
+                old = Int(0)
+            self._new_block("realloc", s, old, _num(s))
+        elif c == "malloc_usable_size":
+            arg: Int | Ref = Ref(r.choice(live)[0]) if live else Int(0)
+            self.emit("malloc_usable_size", arg, result=self.name("u"))
+
+    def g_probe(self, cs: list[str]) -> None:
+        r = self.r
+        live = [(n, s) for n, s in self.blocks if s > 0]
+        if not live:
+            if self.ok("malloc"):
+                s = r.choice(HEAP_SIZES[1:20])
+                self._new_block("malloc", s, _num(s))
+            return
+        n, size = r.choice(live)
+        c = r.choice(cs)
+        off = r.choice((0, size - 1, r.integer(0, size - 1)))
+        val = r.choice((0, 0x41, 0xFF, r.integer(0, 255)))
+        ref = Ref(n, off) if off else Ref(n)
+        if c == "heap_store":
+            self.emit(c, ref, _num(val))
+        elif c == "heap_load":
+            self.emit(c, ref, result=self.name("v"))
+        else:
+            length = r.choice((size - off, 1, r.integer(1, size - off)))
+            self.emit(c, ref, _num(length), _num(val), **({} if c == "heap_fill" else {"result": self.name("v")}))
+
+    # -- buddy ---------------------------------------------------------------
+
+    def g_buddy(self, cs: list[str]) -> None:
+        r = self.r
+        c = r.choice(cs)
+        if c == "buddy_free" and not self.pages:
+            c = "buddy_alloc" if self.ok("buddy_alloc") else c
+        if c == "buddy_alloc":
+            order = r.choice((0, 0, 1, 1, 2, 3, 5, 9, 10, 10, 11))
+            node = r.choice((-1, -1, 0, 1, 2))
+            gfp = r.choice(((), (), ("GFP_KERNEL",), ("GFP_DMA",), ("GFP_THISNODE",)))
+            n = self.name("b")
+            self.emit(c, Int(order), Int(node), Flags(gfp) if gfp else Int(0),
+                      Flags((r.choice(("PG_KERNEL", "PG_ANON", "PG_PAGECACHE", "PG_PAGETABLE")),)), result=n)
+            self.pages.append(n)
+        elif c == "buddy_free":
+            if self.pages and r.chance(92):
+                self.emit(c, Ref(self.pages.pop(r.integer(0, len(self.pages) - 1))))
+            else:
+                self.emit(c, _num(r.integer(0, 20000)))
+        else:
+            self.emit(c, Int(r.choice((-1, 0, 1))), result=self.name("n"))
+
+    # -- slab and kmalloc -------------------------------------------------------
+
+    def g_slab(self, cs: list[str]) -> None:
+        r = self.r
+        c = r.choice(cs)
+        if c != "kmem_cache_create" and not self.caches:
+            c = "kmem_cache_create" if self.ok("kmem_cache_create") else c
+            if not self.caches and c != "kmem_cache_create":
+                return
+        if c == "kmem_cache_create":
+            n = self.name("c")
+            self.emit(c, _num(r.choice(CACHE_SIZES)), Int(r.choice((8, 8, 16, 64, 3))), result=n)
+            self.caches.append(n)
+        elif c == "kmem_cache_alloc":
+            cache = r.choice(self.caches)
+            for _ in range(r.choice((1, 1, 2, 5))):
+                n = self.name("o")
+                self.emit(c, Ref(cache), Int(0), result=n)
+                self.objs.append((cache, n))
+        elif c == "kmem_cache_free":
+            if self.objs and r.chance(92):
+                cache, n = self.objs.pop(r.integer(0, len(self.objs) - 1))
+                self.emit(c, Ref(cache), Ref(n))
+            else:
+                self.emit(c, Ref(r.choice(self.caches)), _num(r.integer(0, 1 << 26)))
+        else:
+            self.emit(c, Ref(r.choice(self.caches)), result=self.name("n"))
+
+    def g_kmalloc(self, cs: list[str]) -> None:
+        r = self.r
+        c = r.choice(cs)
+        if c != "kmalloc" and not self.kobjs and self.ok("kmalloc"):
+            c = "kmalloc"
+        if c == "kmalloc":
+            n = self.name("k")
+            self.emit(c, _num(r.choice(KSIZES)), Flags(("GFP_DMA",)) if r.chance(10) else Int(0), result=n)
+            self.kobjs.append(n)
+        elif c == "kfree":
+            if self.kobjs and r.chance(92):
+                self.emit(c, Ref(self.kobjs.pop(r.integer(0, len(self.kobjs) - 1))))
+            else:
+                self.emit(c, Int(r.choice((0, 16, 4096))))
+        elif self.kobjs:
+            self.emit(c, Ref(r.choice(self.kobjs)), result=self.name("s"))
+
+    # -- vmalloc, DMA, NUMA, arena -----------------------------------------------
+
+    def g_vmalloc(self, cs: list[str]) -> None:
+        r = self.r
+        c = r.choice(cs)
+        if c != "vmalloc" and not self.areas and self.ok("vmalloc"):
+            c = "vmalloc"
+        if c == "vmalloc":
+            n = self.name("v")
+            size = r.choice((0, 1, 4096, 10000, 1 << 20, 5 << 20, 40 << 20, 80 << 20))
+            self.emit(c, _num(size), result=n)
+            if size:
+                self.areas.append((n, size))
+        elif c == "vfree":
+            if self.areas and r.chance(92):
+                self.emit(c, Ref(self.areas.pop(r.integer(0, len(self.areas) - 1))[0]))
+            else:
+                self.emit(c, _num(r.integer(0, 1 << 20)))
+        elif self.areas:
+            n, size = r.choice(self.areas)
+            off = r.choice((0, size - 1, r.integer(0, size + PAGE)))
+            self.emit(c, Ref(n, off) if off else Ref(n), result=self.name("f"))
+
+    def g_dma(self, cs: list[str]) -> None:
+        r = self.r
+        c = r.choice(cs)
+        if c == "dma_alloc_coherent" or not self.dmas:
+            if not self.ok("dma_alloc_coherent"):
+                return
+            n = self.name("d")
+            self.emit("dma_alloc_coherent", _num(r.choice((0, 1, 4096, 5000, 9000, 1 << 20, 4 << 20, 8 << 20))),
+                      _num(r.choice(DMA_MASKS)), result=n)
+            self.dmas.append(n)
+        else:
+            self.emit(c, Ref(self.dmas.pop(r.integer(0, len(self.dmas) - 1))) if r.chance(92) else Int(4096))
+
+    def g_numa(self, cs: list[str]) -> None:
+        r = self.r
+        c = r.choice(cs)
+        if c == "set_mempolicy":
+            mode = r.choice(("MPOL_DEFAULT", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_PREFERRED", "MPOL_LOCAL", "7"))
+            mask = r.choice((0, 1, 2, 3, 4, 7)) if mode not in ("MPOL_DEFAULT", "MPOL_LOCAL") or r.chance(10) else 0
+            self.emit(c, Int(7) if mode == "7" else Flags((mode,)), Int(mask))
+        elif c == "migrate_thread":
+            self.emit(c, Int(r.choice((0, 1, 1, 2))))
+        elif c == "numa_touch":
+            for _ in range(r.choice((1, 1, 4, 16))):
+                self.emit(c, Int(r.integer(-1, 40)), result=self.name("t"))
+        else:
+            stat = r.choice(("NUMA_LOCAL", "NUMA_REMOTE", "NUMA_HIT", "NUMA_MISS", "NUMA_INTERLEAVE_HIT", "9"))
+            self.emit(c, Int(9) if stat == "9" else Flags((stat,)), result=self.name("s"))
+
+    def g_arena(self, cs: list[str]) -> None:
+        r = self.r
+        c = r.choice(cs)
+        if c != "arena_create" and not self.arenas and self.ok("arena_create"):
+            c = "arena_create"
+        if c == "arena_create":
+            n = self.name("a")
+            self.emit(c, _num(r.choice((0, 100, 4096, 65536, 1 << 27))), result=n)
+            self.arenas.append(n)
+        elif self.arenas:
+            a = r.choice(self.arenas)
+            if c == "arena_alloc":
+                self.emit(c, Ref(a), _num(r.choice((0, 1, 24, 100, 1000, 5000, 70000))),
+                          Int(r.choice((1, 8, 16, 16, 64, 4096, 3))), result=self.name("x"))
+            elif c == "arena_destroy":
+                self.arenas.remove(a)
+                self.emit(c, Ref(a))
+            else:
+                self.emit(c, Ref(a))
+
+    # -- GC ----------------------------------------------------------------------
+
+    def g_gc(self, cs: list[str]) -> None:
+        r = self.r
+        c = r.choice(cs)
+        needs_obj = c in ("gc_ref", "gc_get", "gc_root", "gc_unroot", "gc_live", "gc_addr")
+        if (needs_obj and not self.gcs or r.chance(25)) and self.ok("gc_new"):
+            c = "gc_new"
+        if c == "gc_new":
+            n = self.name("g")
+            self.emit(c, _num(r.choice((1, 16, 32, 100, 4096, 0))), Int(r.choice((0, 1, 2, 2, 4))), result=n)
+            self.gcs.append(n)
+        elif c == "gc_ref" and self.gcs:
+            t: Int | Ref = Ref(r.choice(self.gcs)) if r.chance(80) else Int(0)
+            self.emit(c, Ref(r.choice(self.gcs)), Int(r.choice((0, 1, 0, 3))), t)
+        elif c == "gc_get" and self.gcs:
+            self.emit(c, Ref(r.choice(self.gcs)), Int(r.choice((0, 1))), result=self.name("r"))
+        elif c in ("gc_root", "gc_unroot", "gc_live", "gc_addr") and self.gcs:
+            self.emit(c, Ref(r.choice(self.gcs)), **({"result": self.name("r")} if c in ("gc_live", "gc_addr") else {}))
+        elif c in ("gc_collect", "gc_compact", "gc_pause"):
+            self.emit(c, result=self.name("w"))
+
+
+def program(r: Chooser, calls: frozenset[str] | None = None, facts: dict[str, Any] | None = None) -> Program:
+    """A program of the phys layer's calls in ``calls`` (all when None), every decision drawn from ``r``."""
+    b = PhysGen(r, calls)
+    n = r.integer(1, MAX_CALLS)
+    while len(b.calls) < n and not r.exhausted:
+        b.step()
+    return Program(tuple(b.calls[:MAX_CALLS * 2]))

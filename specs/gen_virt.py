@@ -1,0 +1,254 @@
+"""The virt layer's generator: a well-typed program over guest tables x EPT/NPT tables x accesses,
+or over KPTI syscall entries/exits, context switches and mappings.
+
+A two-dimensional program builds a nested stage (EPT with 4 KiB and 2 MiB leaves,
+rights from a weighted table that includes write-without-read, execute-only,
+not-present and reserved memory types; or x86-format nested tables with missing
+U/S, R/W or XD), boots a guest (EPTP with or without A/D), builds the guest's own
+tables in guest-physical memory (some in read-only or unmapped gpa ranges), then
+interleaves guest accesses (read/write/fetch, CPL 0 and 3) with the events that
+make 2-D walkers go wrong: nested entries changed with and without INVEPT, guest
+entries changed, a second guest with a disjoint EPT, read-backs of A/D bits.
+
+A KPTI program boots a kernel (KPTI and PCID on or off), maps user, kernel and
+trampoline pages, and alternates user accesses (of user and kernel addresses),
+syscall entries and exits, kernel accesses, context switches among up to 8
+processes and counter reads.
+
+Every decision is drawn from a ``Chooser`` (``specs/choose.py``): fuzzer bytes in the codec
+(``fuzz/codec_virt.py``), Hypothesis draws in the state machine (``specs/machine_virt.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memspec.calls import CALLS
+from memspec.program import Call, Flags, Int, Program
+
+from .choose import Chooser
+
+MAX_OPS = 26
+EPT_ROOT = 0x200000          # nested tables: 0x200000 + 0x1000*k (guest 0), 0x240000 + ... (guest 1)
+HOST_4K = 0x400000           # gpa page g of the low 2 MiB -> hpa 0x400000 + g*0x1000 (guest 0)
+HOST_2M = 0x800000           # gpa 2..4 MiB -> hpa 0x800000 (guest 0); guest 1 uses +0x800000
+GUEST_TABLES = 0x10000       # guest tables at gpa 0x10000 + 0x1000*k
+GUEST_DATA = 0x100000        # guest data pages at gpa 0x100000 + 0x1000*k (k < 16)
+
+_EPT_RIGHTS = [(64, ("EPT_R", "EPT_W", "EPT_X")), (8, ("EPT_R",)), (8, ("EPT_R", "EPT_W")), (5, ("EPT_R", "EPT_X")),
+               (3, ("EPT_X",)), (3, ("EPT_W",)), (3, ()), (2, ("EPT_R", "EPT_W", "EPT_X", "EPT_IPAT")),
+               (2, ("EPT_R", "EPT_W", "EPT_X", "EPT_A", "EPT_D"))]
+_NPT_RIGHTS = [(64, ("PTE_P", "PTE_RW", "PTE_US")), (8, ("PTE_P", "PTE_US")), (8, ("PTE_P", "PTE_RW")),
+               (6, ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD")), (4, ("PTE_RW", "PTE_US")),
+               (2, ("PTE_P", "PTE_RW", "PTE_US", "PTE_A", "PTE_D"))]
+_MT = [(80, "EPT_MT_WB"), (8, "EPT_MT_UC"), (6, "EPT_MT_WT"), (4, None), (2, "EPT_MT_WC")]
+_LEAF = [(50, ("PTE_P", "PTE_RW", "PTE_US")), (12, ("PTE_P", "PTE_US")), (10, ("PTE_P", "PTE_RW")),
+         (8, ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD")), (6, ("PTE_RW", "PTE_US")), (4, ("PTE_P",))]
+
+
+def _hex(v: int) -> Int:
+    return Int(v, hex=v >= 4096)
+
+
+def _flags(names: tuple[str, ...]) -> Flags | Int:
+    return Flags(names) if names else Int(0)
+
+
+class VirtGen:
+    def __init__(self, r: Chooser, calls: frozenset[str] | None):
+        self.r = r
+        self.allowed = calls
+        self.calls: list[Call] = []
+        self.names = 0
+
+    def emit(self, name: str, *args: object, result: bool = False) -> None:
+        if self.allowed is not None and name not in self.allowed:
+            return
+        conv = tuple(a if isinstance(a, (Int, Flags)) else _hex(int(a)) for a in args)  # type: ignore[arg-type]
+        res = None
+        if result and CALLS[name].returns != "none":
+            self.names += 1
+            res = "v" + str(self.names)
+        self.calls.append(Call(name, conv, res))
+
+    # -- the nested stage ----------------------------------------------------------------
+
+    def nested_leaf(self, ept: bool, large: bool) -> tuple[str, ...]:
+        r = self.r
+        if ept:
+            rights = r.weighted(_EPT_RIGHTS)
+            mt = r.weighted(_MT)
+            names = rights + ((mt,) if mt else ()) + (("EPT_PS",) if large else ())
+            if mt is None and rights:
+                names = rights + ("EPT_MT_WB",) + (("EPT_PS",) if large else ())
+                return names if not r.chance(50) else rights + (("EPT_PS",) if large else ()) + ("EPT_MT_WP",)
+            return names
+        return r.weighted(_NPT_RIGHTS) + (("PTE_PS",) if large else ())
+
+    def nested(self, ept: bool, vm: int) -> tuple[int, list[tuple[int, int]]]:
+        """Build one guest's nested tables; return the root and the (table, index) of 4 KiB leaves."""
+        r = self.r
+        base = EPT_ROOT + 0x40000 * vm
+        host = 0x800000 * vm
+        upper = ("EPT_R", "EPT_W", "EPT_X") if ept else ("PTE_P", "PTE_RW", "PTE_US")
+        setter = "set_epte" if ept else "set_npte"
+        pml4, pdpt, pd, pt = base, base + 0x1000, base + 0x2000, base + 0x3000
+        self.emit(setter, pml4, Int(0), pdpt, Flags(upper))
+        self.emit(setter, pdpt, Int(0), pd, Flags(upper))
+        leaves: list[tuple[int, int]] = []
+        if r.chance(20):
+            # the guest's low 2 MiB as one large page
+            self.emit(setter, pd, Int(0), HOST_4K + host, Flags(("EPT_R", "EPT_W", "EPT_X", "EPT_MT_WB", "EPT_PS")
+                                                                if ept else ("PTE_P", "PTE_RW", "PTE_US", "PTE_PS")))
+        else:
+            self.emit(setter, pd, Int(0), pt, Flags(upper))
+            for g in list(range(0x10, 0x18)) + list(range(0x100, 0x110)):
+                idx = g & 0x1FF
+                names = upper + (("EPT_MT_WB",) if ept else ()) if g < 0x100 or r.chance(60) else self.nested_leaf(ept, False)
+                if g < 0x100 and r.chance(4):
+                    names = self.nested_leaf(ept, False)      # a guest table in a restricted gpa page
+                self.emit(setter, pt, Int(idx), HOST_4K + host + 0x1000 * g, _flags(names))
+                leaves.append((pt, idx))
+        self.emit(setter, pd, Int(1), HOST_2M + host, _flags(self.nested_leaf(ept, True)))
+        self.emit(setter, pd, Int(2), 0, Int(0))                  # gpa 4..6 MiB: not present
+        return pml4, leaves
+
+    # -- the guest stage ------------------------------------------------------------------
+
+    def guest(self) -> list[tuple[int, int, int]]:
+        """Guest tables at gpa; returns (gva, guest leaf table gpa, index) slots."""
+        r = self.r
+        pml4 = GUEST_TABLES
+        nxt = [GUEST_TABLES + 0x1000]
+        entries: dict[tuple[int, int], int] = {}
+        slots = []
+
+        def table() -> int:
+            t = nxt[0]
+            nxt[0] += 0x1000
+            return t
+        for _ in range(r.integer(1, 4)):
+            i4, i3, i2, i1 = r.choice([0, 0, 1]), r.choice([0, 0, 2]), r.integer(0, 3), r.integer(0, 7)
+            t = pml4
+            for level, i in ((4, i4), (3, i3), (2, i2)):
+                n = entries.get((t, i))
+                if n is None:
+                    if nxt[0] >= GUEST_TABLES + 0x8000:
+                        break
+                    n = table()
+                    flags = ("PTE_P", "PTE_RW", "PTE_US") if r.chance(88) else r.weighted(_LEAF)
+                    self.emit("set_gpte", t, Int(i), n, Flags(flags))
+                    entries[(t, i)] = n
+                t = n
+            else:
+                k = r.integer(0, 19)
+                gpa = (GUEST_DATA + 0x1000 * k if k < 16 else
+                       (0x200000 + 0x1000 * r.integer(0, 7), 0x400000, 0x600000, GUEST_TABLES)[k - 16])
+                self.emit("set_gpte", t, Int(i1), gpa, Flags(r.weighted(_LEAF)))
+                gva = (i4 << 39) | (i3 << 30) | (i2 << 21) | (i1 << 12)
+                slots.append((gva, t, i1))
+        return slots
+
+    def two_d(self) -> None:
+        r = self.r
+        want_ept = r.chance(60)
+        # a target of one vendor (Bochs' Intel or AMD models) gets that vendor's nested paging only
+        npt_ok = self.allowed is None or "set_npte" in self.allowed
+        ept = (want_ept and (self.allowed is None or "set_epte" in self.allowed)) or not npt_ok
+        root, leaves = self.nested(ept, 0)
+        kind = "VM_EPT" if ept else "VM_NPT"
+        eptp = Flags(("EPTP_WB", "EPTP_WL4") + (("EPTP_AD",) if r.chance(25) else ())) if ept else Int(0)
+        gcr4 = Flags(("CR4_PAE",) + (("CR4_SMEP",) if r.chance(15) else ()))
+        gefer = Flags(("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if r.chance(85) else ()))
+        self.emit("vm_boot", Int(0), Flags((kind,)), root, eptp, GUEST_TABLES, gcr4, gefer)
+        slots = self.guest()
+        booted = [0]
+        setter = "set_epte" if ept else "set_npte"
+        for _ in range(r.integer(3, MAX_OPS)):
+            if r.exhausted:
+                break
+            k = r.integer(0, 99)
+            if k < 48 and slots:
+                gva = r.choice(slots)[0] + 8 * r.integer(0, 3)
+                acc = r.choice(["ACC_READ", "ACC_READ", "ACC_WRITE", "ACC_EXEC"])
+                self.emit("vm_access", gva, Flags((acc,)), Int(r.choice([0, 3, 3])), result=acc != "ACC_EXEC")
+            elif k < 62 and leaves:
+                t, i = r.choice(leaves)
+                self.emit(setter, t, Int(i), HOST_4K + 0x1000 * r.integer(0, 0x1FF), _flags(self.nested_leaf(ept, False)))
+                if r.chance(50):
+                    self.emit("invept", Flags(("INVEPT_SINGLE",)), root)
+            elif k < 70 and slots:
+                _, t, i = r.choice(slots)
+                self.emit("set_gpte", t, Int(i), GUEST_DATA + 0x1000 * r.integer(0, 15), Flags(r.weighted(_LEAF)))
+            elif k < 78 and slots:
+                _, t, i = r.choice(slots)
+                self.emit("read_gpte", t, Int(i), result=True)
+            elif k < 82 and leaves:
+                t, i = r.choice(leaves)
+                self.emit("read_epte", t, Int(i), result=True)
+            elif k < 86:
+                self.emit("invept", Flags(("INVEPT_ALL",)), Int(0))
+            elif k < 90:
+                self.emit("vm_cr3", GUEST_TABLES)
+            elif k < 96 and booted == [0]:
+                # a second guest with a disjoint nested stage and the same guest-physical layout
+                root1, _ = self.nested(ept, 1)
+                self.emit("vm_boot", Int(1), Flags((kind,)), root1, eptp, GUEST_TABLES, gcr4, gefer)
+                slots = self.guest()
+                booted.append(1)
+            elif len(booted) > 1:
+                self.emit("vm_enter", Int(r.choice(booted)))
+
+    # -- KPTI ------------------------------------------------------------------------------
+
+    def kpti(self) -> None:
+        r = self.r
+        mode = r.choice([("KPTI_ON", "KPTI_PCID"), ("KPTI_ON",), ("KPTI_PCID",), ("KPTI_ON", "KPTI_PCID")])
+        self.emit("kpti_boot", Flags(mode) if r.chance(90) else Flags(("KPTI_OFF",)))
+        users = [0x400000 + 0x1000 * i for i in range(r.integer(1, 4))]
+        kern = [0xFFFFFFFF81000000 + 0x1000 * i for i in range(r.integer(1, 3))]
+        tramp = 0xFFFFFE0000000000
+        for i, a in enumerate(kern):
+            self.emit("kpti_map", a, 0x1000000 + 0x1000 * i, Flags(("KMAP_KERNEL",)))
+        self.emit("kpti_map", tramp, 0x2000000, Flags(("KMAP_TRAMPOLINE",)))
+        for i, a in enumerate(users):
+            self.emit("kpti_map", a, 0x3000000 + 0x1000 * i, Flags(("KMAP_USER",)))
+        in_kernel = False
+        for _ in range(r.integer(3, MAX_OPS)):
+            if r.exhausted:
+                break
+            k = r.integer(0, 99)
+            addr = r.choice(users + users + kern + [tramp, 0x7FFFF000])
+            if not in_kernel:
+                if k < 55:
+                    self.emit("user_access", addr, result=True)
+                elif k < 85:
+                    self.emit("syscall_enter")
+                    in_kernel = True
+                elif k < 92:
+                    self.emit("kpti_map", r.choice(users), 0x3000000 + 0x1000 * r.integer(0, 15), Flags(("KMAP_USER",)))
+                else:
+                    self.emit("kpti_stat", Flags((r.choice(["KSTAT_FLUSHES", "KSTAT_CR3_WRITES", "KSTAT_WALKS",
+                                                            "KSTAT_SYSCALLS"]),)), result=True)
+            else:
+                if k < 40:
+                    self.emit("kernel_access", addr, result=True)
+                elif k < 60:
+                    self.emit("context_switch", Int(r.integer(1, 8)))
+                elif k < 70:
+                    self.emit("kpti_map", r.choice(users), 0x3000000 + 0x1000 * r.integer(0, 15), Flags(("KMAP_USER",)))
+                else:
+                    self.emit("syscall_exit")
+                    in_kernel = False
+
+
+def program(r: Chooser, calls: frozenset[str] | None = None, facts: dict[str, Any] | None = None) -> Program:
+    """A two-dimensional or a KPTI program of the virt layer's calls in ``calls``, every decision drawn
+    from ``r``."""
+    b = VirtGen(r, calls)
+    two_d_ok = calls is None or "vm_access" in calls
+    if (r.chance(30) or not two_d_ok) and (calls is None or "kpti_boot" in calls):
+        b.kpti()
+    else:
+        b.two_d()
+    return Program(tuple(b.calls))
