@@ -51,9 +51,9 @@ def setup(quick: bool) -> Pair:
 
     def profile() -> None:
         # the child's side, in process: what each program pays besides the fork
-        from memspec.targets import linux as L
+        from memspec.targets import linux_child as L
         for _ in range(n):
             fd = os.open(os.devnull, os.O_WRONLY)
-            L._child_batch(prog, "end", fd)
+            L.child_batch(prog, "end", fd)
 
     return Pair(programs, lambda: fork_rate(n), profile=profile)

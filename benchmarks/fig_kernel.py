@@ -91,12 +91,12 @@ def setup(quick: bool) -> Pair:
         # (the child's loop, without the fork), so one profile shows both
         import os
         from memspec.specs.judge import judge
-        from memspec.targets import linux as L
+        from memspec.targets import linux_child as L
         run = target.run(prog)
         judge(prog, run, target.name, facts)
-        runner = L._Runner()
+        runner = L.Runner()
         try:
-            L._run_calls(runner, prog, "end", os.open(os.devnull, os.O_WRONLY))
+            L.run_calls(runner, prog, "end", os.open(os.devnull, os.O_WRONLY))
         finally:
             runner.k.cleanup()
 

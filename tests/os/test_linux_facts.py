@@ -10,7 +10,7 @@ import pytest
 
 from memspec.fuzz.differential import execute
 from memspec.program import parse
-from memspec.targets import linux as L
+from memspec.targets import linux_child, linux_facts
 from memspec.targets.linux import LinuxTarget
 
 pytestmark = pytest.mark.skipif(os.uname().sysname != "Linux", reason="needs Linux")
@@ -31,7 +31,7 @@ def linux():
 
 
 def _cpu_pku() -> bool:
-    flags = L._cpu_flags()
+    flags = linux_facts._cpu_flags()
     return "pku" in flags and "ospke" in flags
 
 
@@ -39,7 +39,7 @@ def test_exec_only_is_probed(linux):
     f = linux.facts()
     assert f["pku"] == _cpu_pku()
     # the probe's answer: a PROT_EXEC page read through write(2)
-    assert f["exec_only"] == (L._in_child(L._probe_exec_only, 2) == 1)
+    assert f["exec_only"] == (linux_facts._in_child(linux_facts._probe_exec_only, 2) == 1)
     if f["pku"]:
         assert f["exec_only"]
 
@@ -100,8 +100,8 @@ def _names_seen_by_kernel(private: bool, names: list[str]) -> list[str]:
     if pid == 0:
         code = 1
         try:
-            L._SHM_PRIVATE[:] = [private]
-            k = L._Kernel()
+            linux_facts.SHM_PRIVATE[:] = [private]
+            k = linux_child._Kernel()
             for n in names:
                 assert k.do_shm_open(n, os.O_CREAT | os.O_RDWR, 0o600).ok
             os.write(w, "\n".join(sorted(os.listdir("/dev/shm"))).encode())

@@ -1,0 +1,696 @@
+"""The linux target's child: the process that runs a program with real system calls.
+
+It makes the calls with ``syscall(2)`` through ctypes (so glibc's wrappers judge nothing),
+probes accesses without crashing (targets/linux.py's docstring says how), forks a servant
+per process prefix, and answers observations from /proc/self/maps and getrusage.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import resource
+import shutil
+import signal
+import tempfile
+import time
+from typing import Any, Iterator
+
+from memspec.consts import MAP, PAGE_SIZE, SANDBOX_WINDOW, errno_name
+from memspec.program import Program, bind_result, eval_args
+from memspec.records import Mapping, Observation, Outcome
+
+from .children import describe_status
+from .linux_facts import SHM_PRIVATE, private_dev_shm
+from .linux_sys import (CAP_SYS_ADMIN, KPF_THP, MREMAP_DONTUNMAP, MREMAP_FIXED, NOBODY, PAGE_MASK, SYS_close,
+                        SYS_ftruncate, SYS_madvise, SYS_mbind, SYS_memfd_create, SYS_mincore, SYS_mlock, SYS_mlock2,
+                        SYS_mlockall, SYS_mmap, SYS_move_pages, SYS_mprotect, SYS_mremap, SYS_msync, SYS_munlock,
+                        SYS_munlockall, SYS_munmap, TASK_SIZE, U64, USER_TOP, c_library, has_cap)
+
+WINDOW = SANDBOX_WINDOW
+
+
+def _high(fd: int) -> int:
+    """Move a descriptor of the harness's own above the ones a program uses: the kernel hands
+    out the lowest free number, so a pipe made after the program closed its fd 7 would be 7,
+    and the program's next mmap(…, 7, …) would map the harness's pipe."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    floor = 1000 if soft == resource.RLIM_INFINITY or soft > 1100 else max(soft // 2, 3)
+    try:
+        new = fcntl.fcntl(fd, fcntl.F_DUPFD, floor)
+    except OSError:
+        return fd
+    os.close(fd)
+    return new
+
+
+def _pipe() -> tuple[int, int]:
+    r, w = os.pipe()
+    return _high(r), _high(w)
+
+
+def _align(n: int) -> int:
+    return (n + PAGE_SIZE - 1) & PAGE_MASK
+
+
+class Refused(Exception):
+    """The call would touch memory the program does not own."""
+
+
+def parse_maps(text: str) -> tuple[Mapping, ...]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 2:
+            continue
+        lo, hi = parts[0].split("-")
+        out.append(Mapping(int(lo, 16), int(hi, 16), parts[1]))
+    return tuple(out)
+
+
+def _read_maps() -> tuple[Mapping, ...]:
+    with open("/proc/self/maps") as f:
+        return parse_maps(f.read())
+
+
+class _Ranges:
+    """A small set of page ranges (what the program has mapped itself)."""
+
+    def __init__(self) -> None:
+        self.r: list[tuple[int, int]] = []
+
+    def add(self, s: int, e: int) -> None:
+        self.remove(s, e)
+        self.r.append((s, e))
+        self.r.sort()
+
+    def remove(self, s: int, e: int) -> None:
+        out = []
+        for a, b in self.r:
+            if b <= s or a >= e:
+                out.append((a, b))
+                continue
+            if a < s:
+                out.append((a, s))
+            if b > e:
+                out.append((e, b))
+        self.r = out
+
+    def uncovered(self, s: int, e: int) -> Iterator[tuple[int, int]]:
+        """Parts of [s, e) not in the set."""
+        cur = s
+        for a, b in self.r:
+            if b <= cur:
+                continue
+            if a >= e:
+                break
+            if a > cur:
+                yield cur, a
+            cur = max(cur, b)
+        if cur < e:
+            yield cur, e
+
+
+class _Kernel:
+    """System calls and access probes, inside the child."""
+
+    def __init__(self) -> None:
+        libc = c_library()
+        self.libc = libc
+        self.pr, self.pw = _pipe()
+        self.owned = _Ranges()
+        self.owned.add(*WINDOW)
+        self.fds: set[int] = set()          # descriptors the program made
+        self.dontfork = _Ranges()           # MADV_DONTFORK ranges (absent in forked probes)
+        self.shm_prefix = f"ms{os.getpid()}x{int(time.time() * 1000) % 100000}-"
+        self.shm_made: set[str] = set()
+        # With a private /dev/shm (a mount namespace of the program's own), names reach glibc
+        # and the kernel exactly as the program wrote them; else they get this run's prefix.
+        want = bool(SHM_PRIVATE and SHM_PRIVATE[0])
+        self.shm_private = want and private_dev_shm(libc)
+        if want and not self.shm_private:
+            raise RuntimeError("a private /dev/shm was probed to work but cannot be made now")
+        # made on the first open_file only (most programs have none): the name is fixed now, so
+        # that every process of the program uses, and the cleanup removes, the same folder
+        self.tmpdir = os.path.join(tempfile.gettempdir(), f"memspec-{os.getpid()}-{os.urandom(6).hex()}")
+        self.nfiles = 0
+        self.start_process()
+        _install_fault_handler(libc)
+
+    def start_process(self) -> None:
+        """Per process: its own pagemap (opened while privileged) and fault-count baseline."""
+        try:
+            self.pagemap = _high(os.open("/proc/self/pagemap", os.O_RDONLY))
+        except OSError:
+            self.pagemap = -1
+        # fs/proc/task_mmu.c pagemap_read: frame numbers only for an opener with CAP_SYS_ADMIN
+        self.pagemap_pfns = has_cap(CAP_SYS_ADMIN)
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        self.flt0 = (ru.ru_minflt, ru.ru_majflt)
+
+    def sys(self, nr: int, *args: int) -> Outcome:
+        ctypes.set_errno(0)
+        r = self.libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a if a < (1 << 63) else a - (1 << 64)) for a in args])
+        if r == -1:
+            return Outcome(value=-1, errno=errno_name(ctypes.get_errno()))
+        return Outcome(value=r if r >= 0 else r + (1 << 64))
+
+    def check_safe(self, s: int, e: int) -> None:
+        """Refuse unless every page of [s, e) is ours or not mapped at all."""
+        s &= PAGE_MASK
+        e = min(_align(e), 1 << 64)
+        gaps = list(self.owned.uncovered(s, e))
+        if not gaps:
+            return
+        for m in _read_maps():
+            for a, b in gaps:
+                if m.start < b and m.end > a:
+                    raise Refused(f"[{a:#x}, {b:#x}) overlaps {m.start:#x}-{m.end:#x} {m.perms}, "
+                                  "which the program did not map")
+
+    def do(self, name: str, args: tuple[Any, ...]) -> Outcome:
+        # Addresses and lengths reach the kernel as unsigned long (-1 is the top address).
+        if name in ("load", "store", "fetch", "munmap", "mprotect", "mremap", "madvise", "msync", "mincore",
+                    "mlock", "mlock2", "munlock", "pfn_of", "thp_mapped", "get_node", "mbind"):
+            args = (args[0] & U64,) + tuple(args[1:])
+        return getattr(self, "do_" + name)(*args)
+
+    # -- the rest of the os layer --------------------------------------------------
+
+    def do_mremap(self, addr: int, old_size: int, new_size: int, flags: int, new_addr: int) -> Outcome:
+        old_size &= U64
+        new_size &= U64
+        new_addr &= U64
+        if old_size and addr < USER_TOP:
+            self.check_safe(addr, min(addr + old_size, USER_TOP))
+        if flags & MREMAP_FIXED and new_size and new_addr < USER_TOP:
+            self.check_safe(new_addr, min(new_addr + new_size, USER_TOP))
+        o = self.sys(SYS_mremap, addr, old_size, new_size, flags, new_addr)
+        if o.ok and o.value is not None:
+            if not flags & MREMAP_DONTUNMAP and o.value != addr:
+                self.owned.remove(addr, addr + _align(old_size))
+            self.owned.add(o.value, o.value + _align(new_size))
+            self.owned.add(*WINDOW)
+        return o
+
+    def _range_safe(self, addr: int, length: int) -> None:
+        if addr & ~PAGE_MASK:
+            return
+        end = addr + _align(length & U64)
+        if end > addr and addr < USER_TOP:
+            self.check_safe(addr, min(end, USER_TOP))
+
+    def do_madvise(self, addr: int, length: int, advice: int) -> Outcome:
+        self._range_safe(addr, length)
+        o = self.sys(SYS_madvise, addr, length, advice)
+        if advice in (10, 11) and not addr & ~PAGE_MASK:      # MADV_DONTFORK, MADV_DOFORK
+            end = addr + _align(length & U64)
+            if advice == 10:
+                self.dontfork.add(addr, end)
+            else:
+                self.dontfork.remove(addr, end)
+        return o
+
+    def _probe_ok(self, addr: int) -> None:
+        # probes run in a forked process, where MADV_DONTFORK memory does not exist
+        if any(True for _ in self.dontfork.uncovered(addr, addr + 1)):
+            return
+        raise Refused(f"{addr:#x} is MADV_DONTFORK memory, which a forked probe cannot reach")
+
+    def do_msync(self, addr: int, length: int, flags: int) -> Outcome:
+        self._range_safe(addr, length)
+        return self.sys(SYS_msync, addr, length, flags)
+
+    def _lock_range_safe(self, addr: int, length: int) -> None:
+        """Calls whose result depends on every page of the range (mlock family, mincore, mbind):
+        the model can only speak for ranges the program owns or that are free."""
+        start = addr & PAGE_MASK
+        end = _align(addr + (length & U64))
+        if end > start and start < USER_TOP:
+            self.check_safe(start, min(end, USER_TOP))
+
+    def do_mincore(self, addr: int, length: int) -> Outcome:
+        length &= U64
+        if not addr & ~PAGE_MASK:
+            self._lock_range_safe(addr, length)
+        npages = (length + PAGE_SIZE - 1) // PAGE_SIZE if length else 0
+        # the kernel writes the vector chunk by chunk, also for a mapped prefix before a hole:
+        # give it room for the mapped prefix of the range (and one more page)
+        room = npages
+        if npages > 4096:
+            cur = addr
+            for m in sorted(_read_maps(), key=lambda m: m.start):
+                if m.start <= cur < m.end:
+                    cur = m.end
+            room = min(npages, (cur - addr) // PAGE_SIZE + 1) if cur > addr else 1
+        vec = (ctypes.c_ubyte * max(room, 1))()
+        o = self.sys(SYS_mincore, addr, length, ctypes.addressof(vec))
+        if not o.ok:
+            return o
+        return Outcome(value=sum(1 << i for i in range(min(room, npages)) if vec[i] & 1))
+
+    def do_mlock(self, addr: int, length: int) -> Outcome:
+        self._lock_range_safe(addr, length)
+        return self.sys(SYS_mlock, addr, length & U64)
+
+    def do_mlock2(self, addr: int, length: int, flags: int) -> Outcome:
+        self._lock_range_safe(addr, length)
+        return self.sys(SYS_mlock2, addr, length & U64, flags)
+
+    def do_munlock(self, addr: int, length: int) -> Outcome:
+        self._lock_range_safe(addr, length)
+        return self.sys(SYS_munlock, addr, length & U64)
+
+    def do_mlockall(self, flags: int) -> Outcome:
+        return self.sys(SYS_mlockall, flags)
+
+    def do_munlockall(self) -> Outcome:
+        return self.sys(SYS_munlockall)
+
+    def do_set_memlock_limit(self, soft: int) -> Outcome:
+        hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+        try:
+            resource.setrlimit(resource.RLIMIT_MEMLOCK, (soft & U64 if soft >= 0 else resource.RLIM_INFINITY, hard))
+        except ValueError:
+            return Outcome(value=-1, errno="EINVAL")
+        except OSError as e:
+            return Outcome(value=-1, errno=errno_name(e.errno or 0))
+        return Outcome(value=0)
+
+    def do_drop_privileges(self) -> Outcome:
+        try:
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+        except OSError as e:
+            return Outcome(value=-1, errno=errno_name(e.errno or 0))
+        return Outcome(value=0)
+
+    def _shm_name(self, name: str) -> bytes:
+        if self.shm_private:
+            return name.encode("utf-8", "surrogateescape")
+        # Names live in one system-wide namespace: give this run's objects a prefix of their
+        # own, leaving names the C library rejects as they are (so the errno is the library's).
+        n = name.lstrip("/")
+        if not n or "/" in n or n in (".", "..") or len(n) > 255:
+            return name.encode()
+        if len(self.shm_prefix) + len(n) > 255:
+            import hashlib
+            n = hashlib.sha1(n.encode()).hexdigest()
+        return ("/" + self.shm_prefix + n).encode()
+
+    def do_shm_open(self, name: str, oflag: int, mode: int) -> Outcome:
+        real = self._shm_name(name)
+        ctypes.set_errno(0)
+        fd = self.libc.shm_open(real, oflag, mode)
+        if fd < 0:
+            return Outcome(value=-1, errno=errno_name(ctypes.get_errno()))
+        os.set_inheritable(fd, True)
+        self.fds.add(fd)
+        self.shm_made.add(real.decode())
+        return Outcome(value=fd)
+
+    def do_shm_unlink(self, name: str) -> Outcome:
+        ctypes.set_errno(0)
+        if self.libc.shm_unlink(self._shm_name(name)) < 0:
+            return Outcome(value=-1, errno=errno_name(ctypes.get_errno()))
+        return Outcome(value=0)
+
+    def do_memfd_create(self, name: str, flags: int) -> Outcome:
+        buf = ctypes.create_string_buffer(name.encode())
+        o = self.sys(SYS_memfd_create, ctypes.addressof(buf), flags & ~1)
+        if o.ok and o.value is not None:
+            self.fds.add(o.value)
+        return o
+
+    def do_open_file(self, size: int, oflag: int) -> Outcome:
+        self.nfiles += 1
+        path = os.path.join(self.tmpdir, f"f{os.getpid()}-{self.nfiles}")
+        try:
+            if not os.path.isdir(self.tmpdir):
+                os.mkdir(self.tmpdir, 0o700)
+                os.chmod(self.tmpdir, 0o1777)    # a process that dropped its privileges may make files too
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.ftruncate(fd, size)
+            os.close(fd)
+            fd = os.open(path, oflag & 3)
+        except (OSError, OverflowError, ValueError) as e:
+            return Outcome(value=-1, errno=errno_name(getattr(e, "errno", None) or 22))
+        self.fds.add(fd)
+        return Outcome(value=fd)
+
+    def do_pipe(self) -> Outcome:
+        try:
+            r, w = os.pipe()
+        except OSError as e:
+            return Outcome(value=-1, errno=errno_name(e.errno or 0))
+        self.fds.update((r, w))
+        return Outcome(value=r)
+
+    def _fd_safe(self, fd: int) -> None:
+        if fd in self.fds or fd < 0 or fd > 1 << 20:
+            return
+        try:
+            os.fstat(fd)
+        except OSError:
+            return      # not open: the call fails with EBADF and touches nothing
+        raise Refused(f"descriptor {fd} belongs to the harness, not the program")
+
+    def do_ftruncate(self, fd: int, length: int) -> Outcome:
+        self._fd_safe(fd)
+        return self.sys(SYS_ftruncate, fd, length)
+
+    def do_close(self, fd: int) -> Outcome:
+        self._fd_safe(fd)
+        o = self.sys(SYS_close, fd)
+        if o.ok:
+            self.fds.discard(fd)
+        return o
+
+    def _pagemap(self, addr: int) -> int:
+        if self.pagemap < 0:
+            raise Refused("/proc/self/pagemap is not readable here")
+        if not self.pagemap_pfns:
+            raise Refused("/proc/self/pagemap shows frame numbers only to CAP_SYS_ADMIN, which this process lacks")
+        e = int.from_bytes(os.pread(self.pagemap, 8, (addr >> 12) * 8), "little")
+        return e & ((1 << 55) - 1) if e >> 63 else 0
+
+    def do_pfn_of(self, addr: int) -> Outcome:
+        self.check_safe(addr, addr + 1)     # the model can speak only for the program's own pages
+        return Outcome(value=self._pagemap(addr))
+
+    def do_thp_mapped(self, addr: int) -> Outcome:
+        self.check_safe(addr, addr + 1)     # the model can speak only for the program's own pages
+        pfn = self._pagemap(addr)
+        if not pfn:
+            return Outcome(value=0)
+        try:
+            with open("/proc/kpageflags", "rb") as f:
+                f.seek(pfn * 8)
+                flags = int.from_bytes(f.read(8), "little")
+        except OSError:
+            raise Refused("/proc/kpageflags is not readable here") from None
+        return Outcome(value=1 if flags >> KPF_THP & 1 else 0)
+
+    def faults(self) -> list[int]:
+        """[minor, major] faults of this process since the program began in it (getrusage)."""
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return [ru.ru_minflt - self.flt0[0], ru.ru_majflt - self.flt0[1]]
+
+    def do_minflt(self) -> Outcome:
+        return Outcome(value=resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self.flt0[0])
+
+    def do_majflt(self) -> Outcome:
+        return Outcome(value=resource.getrusage(resource.RUSAGE_SELF).ru_majflt - self.flt0[1])
+
+    def do_get_node(self, addr: int) -> Outcome:
+        self.check_safe(addr, addr + 1)     # the model can speak only for the program's own pages
+        page = ctypes.c_uint64(addr)
+        status = ctypes.c_int(-999)
+        o = self.sys(SYS_move_pages, 0, 1, ctypes.addressof(page), 0, ctypes.addressof(status), 0)
+        if not o.ok:
+            return o
+        if status.value < 0:
+            return Outcome(value=-1, errno=errno_name(-status.value))
+        return Outcome(value=status.value)
+
+    def do_mbind(self, addr: int, length: int, mode: int, nodemask: int) -> Outcome:
+        if not addr & ~PAGE_MASK:
+            self._lock_range_safe(addr, length)
+        mask = ctypes.c_uint64(nodemask & U64)
+        return self.sys(SYS_mbind, addr, length & U64, mode, ctypes.addressof(mask), 64, 0)
+
+    def cleanup(self) -> None:
+        """Remove this run's shared memory names (made by any of its processes) and files."""
+        if self.shm_private:
+            names: list[str] = []      # the private tmpfs goes with the program's last process
+        else:
+            names = self._shared_names()
+        for n in names:
+            self.libc.shm_unlink(("/" + n).encode())
+        if os.path.isdir(self.tmpdir):
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def _shared_names(self) -> list[str]:
+        try:
+            names = [n for n in os.listdir("/dev/shm") if n.startswith(self.shm_prefix)]
+        except OSError:
+            names = [n.lstrip("/") for n in self.shm_made]
+        return names
+
+    def do_mmap(self, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> Outcome:
+        addr &= U64
+        if flags & (MAP["MAP_FIXED"]) and length > 0 and addr < USER_TOP:
+            self.check_safe(addr, min(addr + length, USER_TOP))
+        o = self.sys(SYS_mmap, addr, length, prot, flags, fd, offset)
+        if o.ok and o.value is not None:
+            self.dontfork.remove(o.value, o.value + _align(length))
+            self.owned.add(o.value, o.value + _align(length))
+        return o
+
+    def do_munmap(self, addr: int, length: int) -> Outcome:
+        # mm/vma.c do_vmi_munmap fails these before touching anything: no safety check needed.
+        harmless = addr & ~PAGE_MASK or addr > TASK_SIZE or length > TASK_SIZE - addr or _align(length) == 0
+        if not harmless:
+            self.check_safe(addr, addr + length)
+        o = self.sys(SYS_munmap, addr, length)
+        if o.ok:
+            self.dontfork.remove(addr, addr + _align(length))
+            self.owned.remove(addr, addr + _align(length))
+            self.owned.add(*WINDOW) if addr < WINDOW[1] and addr + length > WINDOW[0] else None
+        return o
+
+    def do_mprotect(self, addr: int, length: int, prot: int) -> Outcome:
+        # mm/mprotect.c do_mprotect_pkey fails these before touching anything.
+        harmless = (addr & ~PAGE_MASK or length == 0 or addr + _align(length) > U64
+                    or prot & ~0x0300000F or prot & 0x03000000 == 0x03000000)
+        if not harmless and addr < USER_TOP:
+            self.check_safe(addr, min(addr + length, USER_TOP))
+        return self.sys(SYS_mprotect, addr, length, prot)
+
+    def do_load(self, addr: int) -> Outcome:
+        self.check_safe(addr, addr + 1)
+        n = self.libc.write(self.pw, ctypes.c_void_p(addr), 1)
+        if n != 1:
+            return Outcome(signal=self.probe_signal(addr, None), detail=(("errno", errno_name(ctypes.get_errno())),))
+        return Outcome(value=os.read(self.pr, 1)[0])
+
+    def do_store(self, addr: int, value: int) -> Outcome:
+        self.check_safe(addr, addr + 1)
+        os.write(self.pw, bytes([value & 0xFF]))
+        n = self.libc.read(self.pr, ctypes.c_void_p(addr), 1)
+        if n != 1:
+            os.read(self.pr, 1)
+            return Outcome(signal=self.probe_signal(addr, value), detail=(("errno", errno_name(ctypes.get_errno())),))
+        return Outcome()
+
+    def probe_signal(self, addr: int, value: int | None) -> str:
+        """The kernel refused to copy (EFAULT): which signal would a user-mode access get?
+        A grandchild makes the real access with the fault handler installed; SIGBUS (a page
+        past the end of a file) and SIGSEGV differ only there."""
+        self._probe_ok(addr)
+        _PROBE_MODE.value = 1
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.alarm(1)
+                if value is None:
+                    ctypes.string_at(addr, 1)
+                else:
+                    ctypes.memset(addr, value & 0xFF, 1)
+            finally:
+                os._exit(12)
+        _PROBE_MODE.value = 0
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        return {31: "SIGBUS"}.get(code, "SIGSEGV")
+
+    def do_fetch(self, addr: int) -> Outcome:
+        self.check_safe(addr, addr + 1)
+        self._probe_ok(addr)
+        # Everything the probe needs exists before the fork: a callback made in the
+        # grandchild would allocate a libffi trampoline page, which the kernel may
+        # place right at the address under test.
+        _FETCH_TARGET.value = addr
+        jump = _JUMP_T(addr)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.alarm(1)
+                jump()
+            finally:
+                os._exit(12)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code == 10:
+            return Outcome(signal="SIGSEGV")
+        if code == 13:
+            return Outcome(signal="SIGBUS")
+        return Outcome(detail=(("after_fetch", code),))
+
+
+# x86-64 ucontext_t: uc_flags, uc_link, uc_stack (24 bytes), then mcontext gregs.
+_GREGS = 40
+_REG_RIP, _REG_ERR, _REG_TRAPNO = 16, 19, 20
+_FETCH_TARGET = ctypes.c_uint64(0)
+_PROBE_MODE = ctypes.c_int(0)   # 0: a fetch probe; 1: a load/store probe (exit 30 SIGSEGV, 31 SIGBUS)
+_JUMP_T = ctypes.CFUNCTYPE(None)
+_HANDLER_T = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def _on_fault(sig: int, info: int, uc: int) -> None:
+    """Runs in the probe's grandchild only: exit 10 iff the instruction fetch itself faulted
+    (a #PF with the I/D bit at the target address), 11 for any later fault."""
+    if _PROBE_MODE.value == 1:
+        os._exit(31 if sig == signal.SIGBUS else 30)
+
+    def greg(i: int) -> int:
+        return ctypes.c_uint64.from_address(uc + _GREGS + 8 * i).value
+    fetch_fault = (sig == signal.SIGSEGV and greg(_REG_TRAPNO) == 14 and greg(_REG_RIP) == _FETCH_TARGET.value
+                   and greg(_REG_ERR) & 0x10)
+    # SIGBUS at the target itself: the fetch reached a file page past the end of the file
+    fetch_bus = sig == signal.SIGBUS and greg(_REG_RIP) == _FETCH_TARGET.value
+    os._exit(10 if fetch_fault else 13 if fetch_bus else 11)
+
+
+class _Sigaction(ctypes.Structure):
+    _fields_ = [("handler", _HANDLER_T), ("mask", ctypes.c_ulong * 16), ("flags", ctypes.c_int),
+                ("restorer", ctypes.c_void_p)]
+
+
+_HANDLER = _HANDLER_T(_on_fault)
+
+
+def _install_fault_handler(libc: ctypes.CDLL) -> None:
+    """Install the fetch probe's handler in the runner; forked probes inherit it."""
+    sa = _Sigaction()
+    sa.handler = _HANDLER
+    sa.flags = 4   # SA_SIGINFO
+    for s in (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP):
+        libc.sigaction(int(s), ctypes.byref(sa), None)
+
+
+# ---------------------------------------------------------------------------
+# The runner: the process that executes a program, with its forked processes.
+
+class Runner:
+    """Runs calls in the main process and dispatches prefixed ones to forked servants."""
+
+    def __init__(self) -> None:
+        self.k = _Kernel()
+        self.servants: dict[str, tuple[int, int, Any]] = {}   # name -> (pid, request fd, reply file)
+
+    def call(self, proc: str, name: str, args: tuple[Any, ...], result: str | None) -> Outcome:
+        if proc != "main":
+            return self._remote(proc, {"name": name, "args": list(args)})
+        if name == "fork":
+            return self._fork(result or "p?")
+        return self.k.do(name, args)
+
+    def _fork(self, child_name: str) -> Outcome:
+        try:
+            req_r, req_w = _pipe()
+            rep_r, rep_w = _pipe()
+        except OSError as e:
+            return Outcome(value=-1, errno=errno_name(e.errno or 0))
+        try:
+            pid = os.fork()
+        except OSError as e:
+            for fd in (req_r, req_w, rep_r, rep_w):
+                os.close(fd)
+            return Outcome(value=-1, errno=errno_name(e.errno or 0))
+        if pid == 0:
+            os.close(req_w)
+            os.close(rep_r)
+            for _, (_, w, f) in self.servants.items():
+                os.close(w)
+                f.close()
+            self.servants = {}
+            if self.k.pagemap >= 0:
+                os.close(self.k.pagemap)
+            self.k.start_process()
+            self.k.dontfork = _Ranges()     # those ranges do not exist in the child
+            _serve_requests(self, os.fdopen(req_r, "rb"), rep_w)
+            os._exit(0)
+        os.close(req_r)
+        os.close(rep_w)
+        self.servants[child_name] = (pid, req_w, os.fdopen(rep_r, "rb"))
+        return Outcome(value=pid)
+
+    def _remote(self, proc: str, req: dict[str, Any]) -> Outcome:
+        if proc not in self.servants:
+            return Outcome(value=-1, errno="ESRCH")
+        pid, w, f = self.servants[proc]
+        os.write(w, (json.dumps(req) + "\n").encode())
+        line = f.readline()
+        if not line:
+            _, status = os.waitpid(pid, 0)
+            raise RuntimeError(f"process {proc} died: {describe_status(status)}")
+        msg = json.loads(line)
+        if "refused" in msg:
+            raise Refused(msg["refused"])
+        if req.get("name") == "exit":
+            os.waitpid(pid, 0)
+            os.close(w)
+            f.close()
+            del self.servants[proc]
+        return Outcome.from_json(msg)
+
+    def observe(self) -> Observation:
+        maps = [("main", _read_maps())]
+        faults = {"main": self.k.faults()}
+        for name, (pid, w, f) in self.servants.items():
+            os.write(w, b'{"observe": 1}\n')
+            msg = json.loads(f.readline())
+            maps.append((name, tuple(Mapping(*m) for m in msg["maps"])))
+            faults[name] = msg.get("faults", [0, 0])
+        return Observation(tuple(maps), (("faults", faults),))
+
+
+def _serve_requests(runner: Runner, rf: Any, wfd: int) -> None:
+    """A forked servant's loop: run requests in this process, answer each."""
+    for line in rf:
+        req = json.loads(line)
+        if "observe" in req:
+            reply: dict[str, Any] = {"maps": [[m.start, m.end, m.perms] for m in _read_maps()],
+                                     "faults": runner.k.faults()}
+        else:
+            if req["name"] == "exit":
+                os.write(wfd, b"{}\n")
+                os._exit(0)
+            try:
+                reply = runner.call("main", req["name"], tuple(req["args"]), None).to_json()
+            except Refused as e:
+                reply = {"refused": str(e)}
+        os.write(wfd, (json.dumps(reply) + "\n").encode())
+
+
+def child_batch(program: Program, observe: str, wfd: int) -> None:
+    """The program's process: run it all, one JSON line per outcome, then the observations."""
+    runner = Runner()
+    try:
+        run_calls(runner, program, observe, wfd)
+    finally:
+        runner.k.cleanup()
+
+
+def run_calls(runner: "Runner", program: Program, observe: str, wfd: int) -> None:
+    env: dict[str, int] = {}
+    out = os.fdopen(wfd, "w", buffering=1)
+    for i, c in enumerate(program.calls):
+        args = eval_args(c, env)
+        try:
+            o = runner.call(c.proc or "main", c.name, args, c.result)
+        except Refused as e:
+            out.write(json.dumps({"refused": str(e), "index": i}) + "\n")
+            return
+        bind_result(env, c, o.value)
+        out.write(json.dumps({"o": o.to_json()}) + "\n")
+        if observe == "each" or (observe == "end" and i == len(program.calls) - 1):
+            obs = runner.observe()
+            out.write(json.dumps({"obs": [[p, [[m.start, m.end, m.perms] for m in ms]] for p, ms in obs.maps],
+                                  "extra": dict(obs.extra), "index": i}) + "\n")
+    out.write('{"done": 1}\n')
+    out.flush()
