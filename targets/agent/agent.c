@@ -1,0 +1,1519 @@
+/*
+ * agent.c -- memspec's native agent for the os layer.
+ *
+ * One program in C99 with Linux system calls and nothing beyond libc.  It speaks memspec's
+ * line protocol (docs/protocol.md) on standard input and output and makes the real system
+ * calls for every call of the os layer, as the `linux` target does from a Python child:
+ *
+ *   - each program runs in a fresh process ("main") forked from this supervisor at its
+ *     first call; `reset` ends it and every process it forked;
+ *   - `p2 = fork()` forks the process that calls it; later `p2: ...` calls are relayed to it
+ *     over a pipe (length-prefixed frames), and `p2: exit()` ends it;
+ *   - load and store are real accesses; a fault is caught by a SIGSEGV/SIGBUS handler that
+ *     siglongjmps back and the reply names the signal; fetch jumps to the address in a
+ *     forked grandchild, whose handler tells a fault of the fetch itself (a #PF with the
+ *     I/D bit at the target RIP) from one of the instructions after it;
+ *   - a call that would touch memory the program did not map (outside the sandbox window
+ *     and what the program mapped, and mapped per /proc/self/maps) or a descriptor of the
+ *     agent's own is refused: the reply carries "refused" and the program is not judged;
+ *   - `observe` reports each live process's /proc/self/maps and its page faults since the
+ *     program began in it (getrusage).
+ *
+ * The hello names the calls that exist here (a call whose system call fails with ENOSYS
+ * is left out: not applicable, never failed) and the facts that must be probed inside
+ * the agent's own process (execute-only pages, the top of the address space, page size,
+ * its own mappings, limits, capabilities, a private /dev/shm).  Under an emulator such as
+ * qemu-x86_64 the same binary probes the emulated system.
+ *
+ * Build: gcc -O2 -std=gnu99 -static -o memspec-agent agent.c   (memspec does this itself)
+ * Test variants: -DAGENT_BUG_MPROTECT_SHORT (mprotect leaves the last page as it was),
+ * -DAGENT_BUG_CRASH_ON_MSYNC (dies of SIGABRT on msync), -DAGENT_BUG_GARBAGE_ON_MINCORE
+ * (answers mincore with a line that is not JSON).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <grp.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+typedef uint64_t u64;
+typedef int64_t i64;
+typedef unsigned __int128 u128;
+
+#define PAGE 4096ULL
+#define PAGE_MASK (~(PAGE - 1))
+#define USER_TOP (1ULL << 47)
+#define TASK_SIZE (USER_TOP - PAGE)
+#define WINDOW_LO 0x100000000000ULL
+#define WINDOW_HI (0x100000000000ULL + (1ULL << 36))
+#define NOBODY 65534
+#define KPF_THP 22
+#define MAP_FIXED_FLAG 0x10
+#define MREMAP_FIXED_FLAG 2
+#define MREMAP_DONTUNMAP_FLAG 4
+
+/* ------------------------------------------------------------------------------------ */
+/* errno names, as Python's errno.errorcode spells them (the linux target's names)       */
+
+static const char *const ERRNO_NAMES[] = {
+    [1]="EPERM", [2]="ENOENT", [3]="ESRCH", [4]="EINTR", [5]="EIO", [6]="ENXIO", [7]="E2BIG",
+    [8]="ENOEXEC", [9]="EBADF", [10]="ECHILD", [11]="EAGAIN", [12]="ENOMEM", [13]="EACCES",
+    [14]="EFAULT", [15]="ENOTBLK", [16]="EBUSY", [17]="EEXIST", [18]="EXDEV", [19]="ENODEV",
+    [20]="ENOTDIR", [21]="EISDIR", [22]="EINVAL", [23]="ENFILE", [24]="EMFILE", [25]="ENOTTY",
+    [26]="ETXTBSY", [27]="EFBIG", [28]="ENOSPC", [29]="ESPIPE", [30]="EROFS", [31]="EMLINK",
+    [32]="EPIPE", [33]="EDOM", [34]="ERANGE", [35]="EDEADLOCK", [36]="ENAMETOOLONG",
+    [37]="ENOLCK", [38]="ENOSYS", [39]="ENOTEMPTY", [40]="ELOOP", [42]="ENOMSG", [43]="EIDRM",
+    [61]="ENODATA", [62]="ETIME", [75]="EOVERFLOW", [77]="EBADFD", [84]="EILSEQ",
+    [95]="ENOTSUP", [110]="ETIMEDOUT", [122]="EDQUOT", [125]="ECANCELED",
+};
+
+static const char *errno_name(int e, char *tmp) {
+    if (e > 0 && e < (int)(sizeof ERRNO_NAMES / sizeof ERRNO_NAMES[0]) && ERRNO_NAMES[e])
+        return ERRNO_NAMES[e];
+    sprintf(tmp, "E#%d", e);
+    return tmp;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* small helpers                                                                         */
+
+static void die(const char *what) {
+    fprintf(stderr, "memspec-agent: %s: %s\n", what, strerror(errno));
+    _exit(70);
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+    const char *c = p;
+    while (n) {
+        ssize_t k = write(fd, c, n);
+        if (k < 0) { if (errno == EINTR) continue; return -1; }
+        c += k; n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int read_all(int fd, void *p, size_t n) {
+    char *c = p;
+    while (n) {
+        ssize_t k = read(fd, c, n);
+        if (k < 0) { if (errno == EINTR) continue; return -1; }
+        if (k == 0) return -1;
+        c += k; n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* a growing text buffer */
+struct buf { char *p; size_t n, cap; };
+
+static void bput(struct buf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (b->n + n + 1 > cap) cap *= 2;
+        b->p = realloc(b->p, cap);
+        if (!b->p) die("out of memory");
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+static void bstr(struct buf *b, const char *s) { bput(b, s, strlen(s)); }
+static void bfmt(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bfmt(struct buf *b, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    bput(b, tmp, (size_t)n);
+}
+static void bjson_str(struct buf *b, const char *s) {
+    bput(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') { char e[2] = {'\\', (char)c}; bput(b, e, 2); }
+        else if (c < 0x20) bfmt(b, "\\u%04x", c);
+        else bput(b, (const char *)&c, 1);
+    }
+    bput(b, "\"", 1);
+}
+
+/* frames between the agent's processes: a 4-byte length, then the bytes */
+static int send_frame(int fd, const char *p, size_t n) {
+    uint32_t len = (uint32_t)n;
+    if (write_all(fd, &len, 4) < 0) return -1;
+    return write_all(fd, p, n);
+}
+static int recv_frame(int fd, struct buf *b) {
+    uint32_t len;
+    b->n = 0;
+    if (read_all(fd, &len, 4) < 0) return -1;
+    bput(b, "", 0);
+    if (b->cap < (size_t)len + 1) {
+        b->p = realloc(b->p, (size_t)len + 1);
+        if (!b->p) die("out of memory");
+        b->cap = (size_t)len + 1;
+    }
+    if (len && read_all(fd, b->p, len) < 0) return -1;
+    b->n = len;
+    b->p[len] = 0;
+    return 0;
+}
+
+/* Move one of the agent's descriptors above the ones a program uses: the kernel hands out
+   the lowest free number, and a program's fd must never be the agent's pipe. */
+static int high_fd(int fd) {
+    struct rlimit rl;
+    int floor = 1000;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= 1100)
+        floor = rl.rlim_cur / 2 > 3 ? (int)(rl.rlim_cur / 2) : 3;
+    int n = fcntl(fd, F_DUPFD_CLOEXEC, floor);
+    if (n < 0) return fd;
+    close(fd);
+    return n;
+}
+static int high_pipe(int p[2]) {
+    if (pipe2(p, O_CLOEXEC) < 0) return -1;
+    p[0] = high_fd(p[0]);
+    p[1] = high_fd(p[1]);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* the protocol's JSON: flat requests                                                    */
+
+#define MAX_ARGS 8
+#define STR_CAP 4096
+
+struct arg { int is_str; u64 num; char str[STR_CAP]; };
+struct req {
+    char type[32];
+    i64 id; int has_id;
+    char proc[64];
+    char name[64];
+    char result[64]; int has_result;
+    struct arg args[MAX_ARGS]; int nargs;
+    int protocol;
+};
+struct rd { const char *p; const char *err; };
+
+static void ws(struct rd *r) { while (*r->p == ' ' || *r->p == '\t' || *r->p == '\r' || *r->p == '\n') r->p++; }
+
+static void put_utf8(char *out, size_t *n, size_t cap, unsigned cp) {
+    unsigned char t[4]; int k;
+    if (cp >= 0xDC80 && cp <= 0xDCFF) { t[0] = (unsigned char)(cp - 0xDC00); k = 1; }   /* surrogateescape */
+    else if (cp < 0x80) { t[0] = (unsigned char)cp; k = 1; }
+    else if (cp < 0x800) { t[0] = (unsigned char)(0xC0 | cp >> 6); t[1] = (unsigned char)(0x80 | (cp & 63)); k = 2; }
+    else if (cp < 0x10000) { t[0] = (unsigned char)(0xE0 | cp >> 12); t[1] = (unsigned char)(0x80 | (cp >> 6 & 63));
+        t[2] = (unsigned char)(0x80 | (cp & 63)); k = 3; }
+    else { t[0] = (unsigned char)(0xF0 | cp >> 18); t[1] = (unsigned char)(0x80 | (cp >> 12 & 63));
+        t[2] = (unsigned char)(0x80 | (cp >> 6 & 63)); t[3] = (unsigned char)(0x80 | (cp & 63)); k = 4; }
+    for (int i = 0; i < k; i++) if (out && *n + 1 < cap) out[(*n)++] = (char)t[i];
+}
+
+static unsigned hex4(struct rd *r) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = *r->p;
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) { r->err = "bad \\u escape"; return 0; }
+        v = v * 16 + (unsigned)d;
+        r->p++;
+    }
+    return v;
+}
+
+static void str(struct rd *r, char *out, size_t cap) {
+    size_t n = 0;
+    if (*r->p != '"') { r->err = "expected a string"; return; }
+    r->p++;
+    while (*r->p && *r->p != '"' && !r->err) {
+        unsigned char c = (unsigned char)*r->p++;
+        if (c != '\\') { if (out && n + 1 < cap) out[n++] = (char)c; continue; }
+        c = (unsigned char)*r->p++;
+        switch (c) {
+        case 'n': c = '\n'; break;
+        case 't': c = '\t'; break;
+        case 'r': c = '\r'; break;
+        case 'b': c = '\b'; break;
+        case 'f': c = '\f'; break;
+        case '"': case '\\': case '/': break;
+        case 'u': {
+            unsigned cp = hex4(r);
+            if (cp >= 0xD800 && cp < 0xDC00 && r->p[0] == '\\' && r->p[1] == 'u') {
+                const char *save = r->p;
+                r->p += 2;
+                unsigned lo = hex4(r);
+                if (lo >= 0xDC00 && lo < 0xE000) cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                else r->p = save;
+            }
+            put_utf8(out, &n, cap, cp);
+            continue;
+        }
+        default: r->err = "bad escape"; return;
+        }
+        if (out && n + 1 < cap) out[n++] = (char)c;
+    }
+    if (*r->p != '"') { r->err = "unterminated string"; return; }
+    r->p++;
+    if (out) out[n] = 0;
+}
+
+static u64 num(struct rd *r) {
+    int neg = 0, digits = 0;
+    u64 v = 0;
+    if (*r->p == '-') { neg = 1; r->p++; }
+    while (*r->p >= '0' && *r->p <= '9') { v = v * 10 + (u64)(*r->p++ - '0'); digits++; }
+    if (!digits) r->err = "expected a number";
+    if (*r->p == '.' || *r->p == 'e' || *r->p == 'E') r->err = "the protocol has integers only";
+    return neg ? (u64)0 - v : v;
+}
+
+static void skip(struct rd *r, int depth);
+static void skip_in(struct rd *r, char close, int depth) {
+    r->p++;
+    ws(r);
+    if (*r->p == close) { r->p++; return; }
+    for (;;) {
+        ws(r);
+        if (close == '}') { str(r, NULL, 0); ws(r); if (*r->p++ != ':') { r->err = "expected ':'"; return; } }
+        skip(r, depth + 1);
+        if (r->err) return;
+        ws(r);
+        if (*r->p == ',') { r->p++; continue; }
+        if (*r->p == close) { r->p++; return; }
+        r->err = "bad container"; return;
+    }
+}
+static void skip(struct rd *r, int depth) {
+    ws(r);
+    if (depth > 32) { r->err = "nested too deeply"; return; }
+    if (*r->p == '"') str(r, NULL, 0);
+    else if (*r->p == '{') skip_in(r, '}', depth);
+    else if (*r->p == '[') skip_in(r, ']', depth);
+    else if (!strncmp(r->p, "null", 4)) r->p += 4;
+    else if (!strncmp(r->p, "true", 4)) r->p += 4;
+    else if (!strncmp(r->p, "false", 5)) r->p += 5;
+    else num(r);
+}
+
+static const char *parse_req(const char *line, struct req *m) {
+    struct rd r = {line, NULL};
+    memset(m, 0, offsetof(struct req, args));
+    m->nargs = 0;
+    ws(&r);
+    if (*r.p != '{') return "a request must be a JSON object";
+    r.p++;
+    ws(&r);
+    if (*r.p == '}') { r.p++; goto done; }
+    for (;;) {
+        char key[32];
+        ws(&r);
+        str(&r, key, sizeof key);
+        if (r.err) return r.err;
+        ws(&r);
+        if (*r.p++ != ':') return "expected ':'";
+        ws(&r);
+        if (!strcmp(key, "type")) str(&r, m->type, sizeof m->type);
+        else if (!strcmp(key, "proc")) str(&r, m->proc, sizeof m->proc);
+        else if (!strcmp(key, "name")) str(&r, m->name, sizeof m->name);
+        else if (!strcmp(key, "id") && *r.p != 'n') { m->id = (i64)num(&r); m->has_id = 1; }
+        else if (!strcmp(key, "protocol")) m->protocol = (int)num(&r);
+        else if (!strcmp(key, "result") && *r.p == '"') { str(&r, m->result, sizeof m->result); m->has_result = 1; }
+        else if (!strcmp(key, "args") && *r.p == '[') {
+            r.p++;
+            ws(&r);
+            if (*r.p == ']') r.p++;
+            else for (;;) {
+                ws(&r);
+                if (m->nargs >= MAX_ARGS) return "too many arguments";
+                struct arg *a = &m->args[m->nargs++];
+                if (*r.p == '"') { a->is_str = 1; str(&r, a->str, sizeof a->str); }
+                else { a->is_str = 0; a->num = num(&r); }
+                if (r.err) return r.err;
+                ws(&r);
+                if (*r.p == ',') { r.p++; continue; }
+                if (*r.p == ']') { r.p++; break; }
+                return "bad argument list";
+            }
+        }
+        else skip(&r, 0);
+        if (r.err) return r.err;
+        ws(&r);
+        if (*r.p == ',') { r.p++; continue; }
+        if (*r.p == '}') { r.p++; break; }
+        return "expected ',' or '}'";
+    }
+done:
+    ws(&r);
+    if (*r.p) return "trailing bytes after the object";
+    if (!m->type[0]) return "a request needs a string 'type'";
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* page ranges: what the program mapped itself, and its MADV_DONTFORK ranges              */
+
+struct range { u128 s, e; };
+struct ranges { struct range *r; int n, cap; };
+
+static void rg_remove(struct ranges *g, u128 s, u128 e) {
+    struct range *out = malloc(sizeof *out * (size_t)(g->n * 2 + 1));
+    int k = 0;
+    for (int i = 0; i < g->n; i++) {
+        u128 a = g->r[i].s, b = g->r[i].e;
+        if (b <= s || a >= e) { out[k++] = g->r[i]; continue; }
+        if (a < s) out[k++] = (struct range){a, s};
+        if (b > e) out[k++] = (struct range){e, b};
+    }
+    free(g->r);
+    g->r = out;
+    g->n = k;
+    g->cap = g->n * 2 + 1;
+}
+static void rg_add(struct ranges *g, u128 s, u128 e) {
+    rg_remove(g, s, e);
+    if (g->n + 1 > g->cap) { g->cap = g->n * 2 + 2; g->r = realloc(g->r, sizeof *g->r * (size_t)g->cap); }
+    int i = g->n;
+    while (i > 0 && g->r[i - 1].s > s) { g->r[i] = g->r[i - 1]; i--; }
+    g->r[i] = (struct range){s, e};
+    g->n++;
+}
+/* the first part of [s, e) not in the set, or 0 if it is covered */
+static int rg_uncovered(const struct ranges *g, u128 s, u128 e, struct range *gaps, int maxgaps) {
+    u128 cur = s;
+    int k = 0;
+    for (int i = 0; i < g->n; i++) {
+        u128 a = g->r[i].s, b = g->r[i].e;
+        if (b <= cur) continue;
+        if (a >= e) break;
+        if (a > cur && k < maxgaps) gaps[k++] = (struct range){cur, a};
+        if (b > cur) cur = b;
+    }
+    if (cur < e && k < maxgaps) gaps[k++] = (struct range){cur, e};
+    return k;
+}
+
+static u128 align_up(u128 n) { return (n + PAGE - 1) & ~(u128)(PAGE - 1); }
+
+/* ------------------------------------------------------------------------------------ */
+/* /proc/self/maps                                                                       */
+
+struct map { u64 s, e; char perms[5]; };
+
+static int read_maps(struct map **out) {
+    static char *text;
+    static size_t cap;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { *out = NULL; return 0; }
+    size_t n = 0;
+    for (;;) {
+        if (n + 65536 > cap) { cap = cap ? cap * 2 : 1 << 17; text = realloc(text, cap); if (!text) die("out of memory"); }
+        ssize_t k = read(fd, text + n, cap - n - 1);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        n += (size_t)k;
+    }
+    close(fd);
+    text[n] = 0;
+    int rows = 0, room = 64;
+    struct map *m = malloc(sizeof *m * (size_t)room);
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        unsigned long long s, e;
+        char perms[8];
+        if (sscanf(line, "%llx-%llx %7s", &s, &e, perms) == 3) {
+            if (rows == room) { room *= 2; m = realloc(m, sizeof *m * (size_t)room); }
+            m[rows].s = s; m[rows].e = e;
+            memcpy(m[rows].perms, perms, 4);
+            m[rows].perms[4] = 0;
+            rows++;
+        }
+        if (!nl) break;
+        line = nl + 1;
+    }
+    *out = m;
+    return rows;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* the state of one process of a program                                                 */
+
+struct servant { char name[64]; pid_t pid; int wfd, rfd; };
+
+static struct {
+    char name[64];                 /* "main", or the name the program's fork gave */
+    struct ranges owned, dontfork;
+    int *fds; int nfds, capfds;    /* descriptors the program made */
+    char shm_prefix[64];
+    int shm_private;
+    char tmpdir[512];
+    int nfiles;
+    int pagemap, pagemap_pfns;
+    long flt0[2];
+    struct servant *sv; int nsv;
+    int up_r, up_w;                /* frames from, and to, the process that relays to us */
+} K;
+
+static int g_shm_private_wanted;   /* probed at start: a private /dev/shm can be made */
+static char refusal[600];          /* set by a refused call */
+
+static int has_cap(int bit) {
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+    int r = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "CapEff:", 7)) { r = (int)(strtoull(line + 7, NULL, 16) >> bit & 1); break; }
+    fclose(f);
+    return r;
+}
+
+static void fds_add(int fd) {
+    for (int i = 0; i < K.nfds; i++) if (K.fds[i] == fd) return;
+    if (K.nfds == K.capfds) { K.capfds = K.capfds ? K.capfds * 2 : 16; K.fds = realloc(K.fds, sizeof(int) * (size_t)K.capfds); }
+    K.fds[K.nfds++] = fd;
+}
+static int fds_has(int fd) { for (int i = 0; i < K.nfds; i++) if (K.fds[i] == fd) return 1; return 0; }
+static void fds_del(int fd) { for (int i = 0; i < K.nfds; i++) if (K.fds[i] == fd) { K.fds[i] = K.fds[--K.nfds]; return; } }
+
+static void start_process(void) {
+    struct rusage ru;
+    K.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (K.pagemap >= 0) K.pagemap = high_fd(K.pagemap);
+    K.pagemap_pfns = has_cap(21);      /* CAP_SYS_ADMIN: fs/proc/task_mmu.c pagemap_read */
+    getrusage(RUSAGE_SELF, &ru);
+    K.flt0[0] = ru.ru_minflt;
+    K.flt0[1] = ru.ru_majflt;
+}
+
+static int private_dev_shm(void) {
+    if (unshare(CLONE_NEWNS) != 0) return 0;
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return 0;
+    return mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") == 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* an outcome                                                                            */
+
+struct out {
+    int has_value; i64 value; int value_unsigned;
+    const char *err;               /* errno name */
+    const char *sig;               /* signal name */
+    int has_after_fetch; int after_fetch;
+    char *bignum;                  /* a value too wide for 64 bits, in decimal */
+};
+static char errtmp[32];
+
+static struct out ok_value(u64 v) { struct out o = {0}; o.has_value = 1; o.value = (i64)v; o.value_unsigned = 1; return o; }
+static struct out fail_errno(int e) { struct out o = {0}; o.has_value = 1; o.value = -1; o.err = errno_name(e, errtmp); return o; }
+static struct out none(void) { struct out o = {0}; return o; }
+
+static struct out sysret(long r) {
+    if (r == -1) return fail_errno(errno);
+    return ok_value((u64)r);
+}
+
+#define REFUSE(...) do { snprintf(refusal, sizeof refusal, __VA_ARGS__); return none(); } while (0)
+
+/* Refuse unless every page of [s, e) is the program's or not mapped at all. */
+static int check_safe(u128 s, u128 e) {
+    struct range gaps[64];
+    s &= ~(u128)(PAGE - 1);
+    e = align_up(e);
+    if (e > ((u128)1 << 64)) e = (u128)1 << 64;
+    int ng = rg_uncovered(&K.owned, s, e, gaps, 64);
+    if (!ng) return 1;
+    struct map *m;
+    int n = read_maps(&m);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < ng; j++)
+            if (m[i].s < gaps[j].e && m[i].e > gaps[j].s) {
+                snprintf(refusal, sizeof refusal, "[%#" PRIx64 ", %#" PRIx64 ") overlaps %#" PRIx64 "-%#" PRIx64
+                         " %s, which the program did not map", (u64)gaps[j].s, (u64)gaps[j].e, m[i].s, m[i].e, m[i].perms);
+                free(m);
+                return 0;
+            }
+    free(m);
+    return 1;
+}
+static u128 min128(u128 a, u128 b) { return a < b ? a : b; }
+
+/* ------------------------------------------------------------------------------------ */
+/* access probes                                                                         */
+
+enum { MODE_NONE, MODE_PROBE, MODE_FETCH };
+static volatile sig_atomic_t fault_mode;
+static sigjmp_buf probe_jb;
+static volatile u64 fetch_target;
+
+static void on_fault(int sig, siginfo_t *si, void *ucv) {
+    ucontext_t *uc = ucv;
+    (void)si;
+    if (fault_mode == MODE_PROBE) {
+        fault_mode = MODE_NONE;
+        siglongjmp(probe_jb, sig == SIGBUS ? 2 : 1);
+    }
+    if (fault_mode == MODE_FETCH) {
+        u64 rip = (u64)uc->uc_mcontext.gregs[REG_RIP];
+        u64 err = (u64)uc->uc_mcontext.gregs[REG_ERR];
+        u64 trapno = (u64)uc->uc_mcontext.gregs[REG_TRAPNO];
+        int fetch_fault = sig == SIGSEGV && trapno == 14 && rip == fetch_target && (err & 0x10);
+        int fetch_bus = sig == SIGBUS && rip == fetch_target;
+        _exit(fetch_fault ? 10 : fetch_bus ? 13 : 11);
+    }
+    /* a fault of the agent's own: die of it */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_handler(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP};
+    for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+}
+
+/* 0: the access went through (value in *v); else SIGSEGV (1) or SIGBUS (2) */
+static int probe_access(u64 addr, int store, unsigned char value, unsigned char *v) {
+    int r = sigsetjmp(probe_jb, 1);
+    if (r) return r;
+    fault_mode = MODE_PROBE;
+    if (store) *(volatile unsigned char *)(uintptr_t)addr = value;
+    else *v = *(volatile unsigned char *)(uintptr_t)addr;
+    fault_mode = MODE_NONE;
+    return 0;
+}
+
+static struct out do_load(u64 addr) {
+    unsigned char v = 0;
+    if (!check_safe(addr, (u128)addr + 1)) return none();
+    int r = probe_access(addr, 0, 0, &v);
+    if (r) { struct out o = none(); o.sig = r == 2 ? "SIGBUS" : "SIGSEGV"; return o; }
+    return ok_value(v);
+}
+
+static struct out do_store(u64 addr, u64 value) {
+    if (!check_safe(addr, (u128)addr + 1)) return none();
+    int r = probe_access(addr, 1, (unsigned char)value, NULL);
+    if (r) { struct out o = none(); o.sig = r == 2 ? "SIGBUS" : "SIGSEGV"; return o; }
+    return none();
+}
+
+static int in_dontfork(u64 addr) {
+    struct range g[1];
+    return rg_uncovered(&K.dontfork, addr, (u128)addr + 1, g, 1) == 0;
+}
+
+static struct out do_fetch(u64 addr) {
+    if (!check_safe(addr, (u128)addr + 1)) return none();
+    if (in_dontfork(addr))
+        REFUSE("%#" PRIx64 " is MADV_DONTFORK memory, which a forked probe cannot reach", addr);
+    fetch_target = addr;
+    pid_t pid = fork();
+    if (pid < 0) REFUSE("fork for the fetch probe failed: %s", strerror(errno));
+    if (pid == 0) {
+        fault_mode = MODE_FETCH;
+        alarm(1);
+        ((void (*)(void))(uintptr_t)addr)();
+        _exit(12);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+    struct out o = none();
+    if (code == 10) o.sig = "SIGSEGV";
+    else if (code == 13) o.sig = "SIGBUS";
+    else { o.has_after_fetch = 1; o.after_fetch = code; }
+    return o;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* the calls                                                                             */
+
+static struct out do_mmap(u64 addr, u64 length, u64 prot, u64 flags, u64 fd, u64 offset) {
+    if ((flags & MAP_FIXED_FLAG) && length > 0 && addr < USER_TOP &&
+        !check_safe(addr, min128((u128)addr + length, USER_TOP))) return none();
+    long r = syscall(SYS_mmap, addr, length, prot, flags, fd, offset);
+    if (r != -1) {
+        u64 v = (u64)r;
+        rg_remove(&K.dontfork, v, v + align_up(length));
+        rg_add(&K.owned, v, v + align_up(length));
+    }
+    return sysret(r);
+}
+
+static struct out do_munmap(u64 addr, u64 length) {
+    /* mm/vma.c do_vmi_munmap fails these before touching anything */
+    int harmless = (addr & ~PAGE_MASK) || addr > TASK_SIZE || length > TASK_SIZE - addr || align_up(length) == 0;
+    if (!harmless && !check_safe(addr, (u128)addr + length)) return none();
+    long r = syscall(SYS_munmap, addr, length);
+    if (r == 0) {
+        u128 e = (u128)addr + align_up(length);
+        rg_remove(&K.dontfork, addr, e);
+        rg_remove(&K.owned, addr, e);
+        if (addr < WINDOW_HI && (u128)addr + length > WINDOW_LO) rg_add(&K.owned, WINDOW_LO, WINDOW_HI);
+    }
+    return sysret(r);
+}
+
+static struct out do_mprotect(u64 addr, u64 length, u64 prot) {
+    /* mm/mprotect.c do_mprotect_pkey fails these before touching anything */
+    int harmless = (addr & ~PAGE_MASK) || length == 0 || (u128)addr + align_up(length) > UINT64_MAX ||
+                   (prot & ~(u64)0x0300000F) || (prot & 0x03000000) == 0x03000000;
+    if (!harmless && addr < USER_TOP && !check_safe(addr, min128((u128)addr + length, USER_TOP))) return none();
+#ifdef AGENT_BUG_MPROTECT_SHORT
+    if (length > PAGE) length -= PAGE;
+#endif
+    return sysret(syscall(SYS_mprotect, addr, length, prot));
+}
+
+static struct out do_mremap(u64 addr, u64 old_size, u64 new_size, u64 flags, u64 new_addr) {
+    if (old_size && addr < USER_TOP && !check_safe(addr, min128((u128)addr + old_size, USER_TOP))) return none();
+    if ((flags & MREMAP_FIXED_FLAG) && new_size && new_addr < USER_TOP &&
+        !check_safe(new_addr, min128((u128)new_addr + new_size, USER_TOP))) return none();
+    long r = syscall(SYS_mremap, addr, old_size, new_size, flags, new_addr);
+    if (r != -1) {
+        u64 v = (u64)r;
+        if (!(flags & MREMAP_DONTUNMAP_FLAG) && v != addr) rg_remove(&K.owned, addr, (u128)addr + align_up(old_size));
+        rg_add(&K.owned, v, (u128)v + align_up(new_size));
+        rg_add(&K.owned, WINDOW_LO, WINDOW_HI);
+    }
+    return sysret(r);
+}
+
+static int range_safe(u64 addr, u64 length) {
+    if (addr & ~PAGE_MASK) return 1;
+    u128 end = (u128)addr + align_up(length);
+    if (end > addr && addr < USER_TOP) return check_safe(addr, min128(end, USER_TOP));
+    return 1;
+}
+
+/* mlock family, mincore, mbind: the result depends on every page of the range */
+static int lock_range_safe(u64 addr, u64 length) {
+    u128 start = addr & PAGE_MASK;
+    u128 end = align_up((u128)addr + length);
+    if (end > start && start < USER_TOP) return check_safe(start, min128(end, USER_TOP));
+    return 1;
+}
+
+static struct out do_madvise(u64 addr, u64 length, u64 advice) {
+    if (!range_safe(addr, length)) return none();
+    long r = syscall(SYS_madvise, addr, length, advice);
+    if ((advice == 10 || advice == 11) && !(addr & ~PAGE_MASK)) {     /* MADV_DONTFORK, MADV_DOFORK */
+        u128 end = (u128)addr + align_up(length);
+        if (advice == 10) rg_add(&K.dontfork, addr, end);
+        else rg_remove(&K.dontfork, addr, end);
+    }
+    return sysret(r);
+}
+
+static struct out do_msync(u64 addr, u64 length, u64 flags) {
+#ifdef AGENT_BUG_CRASH_ON_MSYNC
+    abort();
+#endif
+    if (!range_safe(addr, length)) return none();
+    return sysret(syscall(SYS_msync, addr, length, flags));
+}
+
+/* a bit vector as a decimal number (a residency vector wider than 64 pages) */
+static char *bits_decimal(const unsigned char *vec, u64 n) {
+    size_t limbs = (size_t)((n + 31) / 32);
+    uint32_t *x = calloc(limbs ? limbs : 1, 4);
+    for (u64 i = 0; i < n; i++) if (vec[i] & 1) x[i / 32] |= 1u << (i % 32);
+    size_t cap = (size_t)(n / 3 + 16);
+    char *digits = malloc(cap);
+    size_t nd = 0, top = limbs;
+    while (top && !x[top - 1]) top--;
+    while (top) {
+        uint64_t rem = 0;
+        for (size_t i = top; i-- > 0;) {
+            uint64_t cur = (rem << 32) | x[i];
+            x[i] = (uint32_t)(cur / 1000000000u);
+            rem = cur % 1000000000u;
+        }
+        while (top && !x[top - 1]) top--;
+        for (int k = 0; k < 9 && (top || rem); k++) { digits[nd++] = (char)('0' + rem % 10); rem /= 10; }
+    }
+    if (!nd) digits[nd++] = '0';
+    char *outp = malloc(nd + 1);
+    for (size_t i = 0; i < nd; i++) outp[i] = digits[nd - 1 - i];
+    outp[nd] = 0;
+    free(digits);
+    free(x);
+    return outp;
+}
+
+static unsigned char mincore_vec[1 << 20];
+
+static struct out do_mincore(u64 addr, u64 length) {
+    if (!(addr & ~PAGE_MASK) && !lock_range_safe(addr, length)) return none();
+    u64 npages = length ? (u64)(((u128)length + PAGE - 1) / PAGE) : 0;
+    u64 room = npages;
+    if (npages > 4096) {
+        /* the kernel writes the vector chunk by chunk, also for a mapped prefix before a
+           hole: room for the mapped prefix of the range (and one more page) */
+        struct map *m;
+        int n = read_maps(&m);
+        u64 cur = addr;
+        for (int i = 0; i < n; i++) if (m[i].s <= cur && cur < m[i].e) cur = m[i].e;
+        free(m);
+        room = cur > addr ? (((cur - addr) / PAGE + 1) < npages ? (cur - addr) / PAGE + 1 : npages) : 1;
+    }
+    unsigned char *vec = mincore_vec;
+    size_t size = room ? (size_t)room : 1;
+    int mapped = 0;
+    if (size > sizeof mincore_vec) {
+        vec = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (vec == MAP_FAILED) REFUSE("no room for a mincore vector of %" PRIu64 " pages", room);
+        mapped = 1;
+    } else memset(vec, 0, size);
+    long r = syscall(SYS_mincore, addr, length, vec);
+    struct out o;
+    if (r == -1) o = fail_errno(errno);
+    else {
+        u64 k = room < npages ? room : npages;
+        if (k <= 64) {
+            u64 v = 0;
+            for (u64 i = 0; i < k; i++) if (vec[i] & 1) v |= 1ULL << i;
+            o = ok_value(v);
+        } else { o = ok_value(0); o.bignum = bits_decimal(vec, k); }
+    }
+    if (mapped) munmap(vec, size);
+    return o;
+}
+
+static struct out do_mlock(u64 a, u64 l) { if (!lock_range_safe(a, l)) return none(); return sysret(syscall(SYS_mlock, a, l)); }
+static struct out do_mlock2(u64 a, u64 l, u64 f) { if (!lock_range_safe(a, l)) return none(); return sysret(syscall(SYS_mlock2, a, l, f)); }
+static struct out do_munlock(u64 a, u64 l) { if (!lock_range_safe(a, l)) return none(); return sysret(syscall(SYS_munlock, a, l)); }
+
+static struct out do_set_memlock_limit(u64 soft) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_MEMLOCK, &rl);
+    rl.rlim_cur = (i64)soft < 0 ? RLIM_INFINITY : soft;
+    if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+        return fail_errno(errno == EPERM ? EINVAL : errno);   /* Python's resource module: both are ValueError */
+    return ok_value(0);
+}
+
+static struct out do_drop_privileges(void) {
+    if (setgroups(0, NULL) != 0 || setresgid(NOBODY, NOBODY, NOBODY) != 0 || setresuid(NOBODY, NOBODY, NOBODY) != 0)
+        return fail_errno(errno);
+    return ok_value(0);
+}
+
+/* shm names: with a private /dev/shm exactly as the program wrote them; else with a prefix
+   of this run's own (names the C library rejects stay as they are, so the errno is its own) */
+static void shm_name(const char *name, char *out, size_t cap) {
+    if (K.shm_private) { snprintf(out, cap, "%s", name); return; }
+    const char *n = name;
+    while (*n == '/') n++;
+    size_t len = strlen(n);
+    if (!len || strchr(n, '/') || !strcmp(n, ".") || !strcmp(n, "..") || len > 255) { snprintf(out, cap, "%s", name); return; }
+    if (strlen(K.shm_prefix) + len > 255) {
+        u64 h = 1469598103934665603ULL;
+        for (const char *c = n; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+        snprintf(out, cap, "/%s%016" PRIx64, K.shm_prefix, h);
+        return;
+    }
+    snprintf(out, cap, "/%s%s", K.shm_prefix, n);
+}
+
+static struct out do_shm_open(const char *name, u64 oflag, u64 mode) {
+    char real[STR_CAP + 80];
+    shm_name(name, real, sizeof real);
+    int fd = shm_open(real, (int)oflag, (mode_t)mode);
+    if (fd < 0) return fail_errno(errno);
+    fcntl(fd, F_SETFD, 0);
+    fds_add(fd);
+    return ok_value((u64)fd);
+}
+
+static struct out do_shm_unlink(const char *name) {
+    char real[STR_CAP + 80];
+    shm_name(name, real, sizeof real);
+    if (shm_unlink(real) < 0) return fail_errno(errno);
+    return ok_value(0);
+}
+
+static struct out do_memfd_create(const char *name, u64 flags) {
+    long r = syscall(SYS_memfd_create, name, flags & ~(u64)1);
+    if (r != -1) fds_add((int)r);
+    return sysret(r);
+}
+
+static struct out do_open_file(u64 size, u64 oflag) {
+    char path[700];
+    K.nfiles++;
+    snprintf(path, sizeof path, "%s/f%d-%d", K.tmpdir, (int)getpid(), K.nfiles);
+    struct stat st;
+    if (stat(K.tmpdir, &st) != 0) {
+        if (mkdir(K.tmpdir, 0700) != 0) return fail_errno(errno);
+        chmod(K.tmpdir, 01777);       /* a process that dropped its privileges may make files too */
+    }
+    int fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) return fail_errno(errno);
+    if ((i64)size < 0 || ftruncate(fd, (off_t)size) != 0) {
+        int e = (i64)size < 0 ? EINVAL : errno;
+        close(fd);
+        return fail_errno(e ? e : EINVAL);
+    }
+    close(fd);
+    fd = open(path, (int)(oflag & 3));
+    if (fd < 0) return fail_errno(errno);
+    fds_add(fd);
+    return ok_value((u64)fd);
+}
+
+static struct out do_pipe(void) {
+    int p[2];
+    if (pipe(p) != 0) return fail_errno(errno);
+    fds_add(p[0]);
+    fds_add(p[1]);
+    return ok_value((u64)p[0]);
+}
+
+static int fd_safe(u64 fd) {
+    i64 f = (i64)fd;
+    if (f < 0 || f > (1 << 20) || fds_has((int)f)) return 1;
+    struct stat st;
+    if (fstat((int)f, &st) != 0) return 1;     /* not open: EBADF, touching nothing */
+    snprintf(refusal, sizeof refusal, "descriptor %d belongs to the harness, not the program", (int)f);
+    return 0;
+}
+
+static struct out do_ftruncate(u64 fd, u64 length) {
+    if (!fd_safe(fd)) return none();
+    return sysret(syscall(SYS_ftruncate, fd, length));
+}
+
+static struct out do_close(u64 fd) {
+    if (!fd_safe(fd)) return none();
+    long r = syscall(SYS_close, fd);
+    if (r == 0) fds_del((int)fd);
+    return sysret(r);
+}
+
+static int pagemap_pfn(u64 addr, u64 *pfn) {
+    if (K.pagemap < 0) { snprintf(refusal, sizeof refusal, "/proc/self/pagemap is not readable here"); return 0; }
+    if (!K.pagemap_pfns) {
+        snprintf(refusal, sizeof refusal, "/proc/self/pagemap shows frame numbers only to CAP_SYS_ADMIN, which this process lacks");
+        return 0;
+    }
+    u64 e = 0;
+    if (pread(K.pagemap, &e, 8, (off_t)((addr >> 12) * 8)) != 8) e = 0;
+    *pfn = e >> 63 ? e & ((1ULL << 55) - 1) : 0;
+    return 1;
+}
+
+static struct out do_pfn_of(u64 addr) {
+    u64 pfn;
+    if (!check_safe(addr, (u128)addr + 1) || !pagemap_pfn(addr, &pfn)) return none();
+    return ok_value(pfn);
+}
+
+static struct out do_thp_mapped(u64 addr) {
+    u64 pfn, flags = 0;
+    if (!check_safe(addr, (u128)addr + 1) || !pagemap_pfn(addr, &pfn)) return none();
+    if (!pfn) return ok_value(0);
+    int fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) REFUSE("/proc/kpageflags is not readable here");
+    if (pread(fd, &flags, 8, (off_t)(pfn * 8)) != 8) flags = 0;
+    close(fd);
+    return ok_value(flags >> KPF_THP & 1);
+}
+
+static void faults(long out[2]) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    out[0] = ru.ru_minflt - K.flt0[0];
+    out[1] = ru.ru_majflt - K.flt0[1];
+}
+
+static struct out do_get_node(u64 addr) {
+    if (!check_safe(addr, (u128)addr + 1)) return none();
+    u64 page = addr;
+    int status = -999;
+    long r = syscall(SYS_move_pages, 0, 1, &page, NULL, &status, 0);
+    if (r == -1) return fail_errno(errno);
+    if (status < 0) return fail_errno(-status);
+    return ok_value((u64)status);
+}
+
+static struct out do_mbind(u64 addr, u64 length, u64 mode, u64 nodemask) {
+    if (!(addr & ~PAGE_MASK) && !lock_range_safe(addr, length)) return none();
+    u64 mask = nodemask;
+    return sysret(syscall(SYS_mbind, addr, length, mode, &mask, 64, 0));
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* processes                                                                             */
+
+static void serve(void);
+
+static struct out do_fork(const char *child) {
+    int req[2], rep[2];
+    if (high_pipe(req) < 0) return fail_errno(errno);
+    if (high_pipe(rep) < 0) { int e = errno; close(req[0]); close(req[1]); return fail_errno(e); }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(req[0]); close(req[1]); close(rep[0]); close(rep[1]);
+        return fail_errno(e);
+    }
+    if (pid == 0) {
+        close(req[1]);
+        close(rep[0]);
+        close(K.up_r);
+        close(K.up_w);
+        for (int i = 0; i < K.nsv; i++) { close(K.sv[i].wfd); close(K.sv[i].rfd); }
+        K.nsv = 0;
+        if (K.pagemap >= 0) close(K.pagemap);
+        start_process();
+        free(K.dontfork.r);
+        memset(&K.dontfork, 0, sizeof K.dontfork);      /* those ranges do not exist here */
+        snprintf(K.name, sizeof K.name, "%s", child);
+        K.up_r = req[0];
+        K.up_w = rep[1];
+        serve();
+        _exit(0);
+    }
+    close(req[0]);
+    close(rep[1]);
+    K.sv = realloc(K.sv, sizeof *K.sv * (size_t)(K.nsv + 1));
+    struct servant *s = &K.sv[K.nsv++];
+    snprintf(s->name, sizeof s->name, "%s", child);
+    s->pid = pid;
+    s->wfd = req[1];
+    s->rfd = rep[0];
+    return ok_value((u64)pid);
+}
+
+static struct servant *find_servant(const char *name) {
+    for (int i = 0; i < K.nsv; i++) if (!strcmp(K.sv[i].name, name)) return &K.sv[i];
+    return NULL;
+}
+
+static void drop_servant(struct servant *s) {
+    int st;
+    close(s->wfd);
+    close(s->rfd);
+    while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR) {}
+    *s = K.sv[--K.nsv];
+}
+
+static void describe_death(pid_t pid, char *out, size_t cap) {
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    if (WIFSIGNALED(st)) snprintf(out, cap, "killed by %s", strsignal(WTERMSIG(st)));
+    else snprintf(out, cap, "exit status %d", WEXITSTATUS(st));
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* one request in this process                                                           */
+
+static void reply_text(struct buf *b, const struct req *m, const struct out *o) {
+    bfmt(b, "{\"type\":\"reply\",\"id\":%" PRId64, m->id);
+    if (refusal[0]) {
+        bstr(b, ",\"value\":null,\"refused\":");
+        bjson_str(b, refusal);
+        bstr(b, "}");
+        return;
+    }
+    if (o->bignum) bfmt(b, ",\"value\":%s", o->bignum);
+    else if (o->has_value) {
+        if (o->value == -1 && o->err) bstr(b, ",\"value\":-1");
+        else bfmt(b, ",\"value\":%" PRIu64, (u64)o->value);
+    } else bstr(b, ",\"value\":null");
+    if (o->err) bfmt(b, ",\"errno\":\"%s\"", o->err);
+    if (o->sig) bfmt(b, ",\"signal\":\"%s\"", o->sig);
+    if (o->has_after_fetch) bfmt(b, ",\"detail\":{\"after_fetch\":%d}", o->after_fetch);
+    bstr(b, "}");
+}
+
+#define A(i) (m->args[i].num)
+#define NEED(n) do { if (m->nargs != (n)) { snprintf(bad, sizeof bad, "%s takes %d arguments, got %d", m->name, (n), m->nargs); goto malformed; } } while (0)
+
+/* run a call of this process; returns 0, or -1 with a message in bad (an error reply) */
+static int run_call(const struct req *m, struct buf *b) {
+    static char bad[200];
+    struct out o = none();
+    const char *n = m->name;
+    refusal[0] = 0;
+    for (int i = 0; i < m->nargs; i++) {
+        int want_str = (!strcmp(n, "shm_open") || !strcmp(n, "shm_unlink") || !strcmp(n, "memfd_create")) && i == 0;
+        if (m->args[i].is_str != want_str) { snprintf(bad, sizeof bad, "argument %d of %s has the wrong kind", i + 1, n); goto malformed; }
+    }
+    if (!strcmp(n, "mmap")) { NEED(6); o = do_mmap(A(0), A(1), A(2), A(3), A(4), A(5)); }
+    else if (!strcmp(n, "munmap")) { NEED(2); o = do_munmap(A(0), A(1)); }
+    else if (!strcmp(n, "mprotect")) { NEED(3); o = do_mprotect(A(0), A(1), A(2)); }
+    else if (!strcmp(n, "load")) { NEED(1); o = do_load(A(0)); }
+    else if (!strcmp(n, "store")) { NEED(2); o = do_store(A(0), A(1)); }
+    else if (!strcmp(n, "fetch")) { NEED(1); o = do_fetch(A(0)); }
+    else if (!strcmp(n, "fork")) { NEED(0); o = do_fork(m->has_result ? m->result : "p?"); }
+    else if (!strcmp(n, "mremap")) { NEED(5); o = do_mremap(A(0), A(1), A(2), A(3), A(4)); }
+    else if (!strcmp(n, "madvise")) { NEED(3); o = do_madvise(A(0), A(1), A(2)); }
+    else if (!strcmp(n, "msync")) { NEED(3); o = do_msync(A(0), A(1), A(2)); }
+    else if (!strcmp(n, "mincore")) {
+        NEED(2);
+#ifdef AGENT_BUG_GARBAGE_ON_MINCORE
+        bstr(b, "mincore? not today");
+        return 0;
+#endif
+        o = do_mincore(A(0), A(1));
+    }
+    else if (!strcmp(n, "mlock")) { NEED(2); o = do_mlock(A(0), A(1)); }
+    else if (!strcmp(n, "mlock2")) { NEED(3); o = do_mlock2(A(0), A(1), A(2)); }
+    else if (!strcmp(n, "munlock")) { NEED(2); o = do_munlock(A(0), A(1)); }
+    else if (!strcmp(n, "mlockall")) { NEED(1); o = sysret(syscall(SYS_mlockall, A(0))); }
+    else if (!strcmp(n, "munlockall")) { NEED(0); o = sysret(syscall(SYS_munlockall)); }
+    else if (!strcmp(n, "set_memlock_limit")) { NEED(1); o = do_set_memlock_limit(A(0)); }
+    else if (!strcmp(n, "drop_privileges")) { NEED(0); o = do_drop_privileges(); }
+    else if (!strcmp(n, "shm_open")) { NEED(3); o = do_shm_open(m->args[0].str, A(1), A(2)); }
+    else if (!strcmp(n, "shm_unlink")) { NEED(1); o = do_shm_unlink(m->args[0].str); }
+    else if (!strcmp(n, "memfd_create")) { NEED(2); o = do_memfd_create(m->args[0].str, A(1)); }
+    else if (!strcmp(n, "open_file")) { NEED(2); o = do_open_file(A(0), A(1)); }
+    else if (!strcmp(n, "pipe")) { NEED(0); o = do_pipe(); }
+    else if (!strcmp(n, "ftruncate")) { NEED(2); o = do_ftruncate(A(0), A(1)); }
+    else if (!strcmp(n, "close")) { NEED(1); o = do_close(A(0)); }
+    else if (!strcmp(n, "pfn_of")) { NEED(1); o = do_pfn_of(A(0)); }
+    else if (!strcmp(n, "thp_mapped")) { NEED(1); o = do_thp_mapped(A(0)); }
+    else if (!strcmp(n, "minflt") || !strcmp(n, "majflt")) {
+        long f[2];
+        NEED(0);
+        faults(f);
+        o = ok_value((u64)f[n[1] == 'i' ? 0 : 1]);
+    }
+    else if (!strcmp(n, "get_node")) { NEED(1); o = do_get_node(A(0)); }
+    else if (!strcmp(n, "mbind")) { NEED(4); o = do_mbind(A(0), A(1), A(2), A(3)); }
+    else { snprintf(bad, sizeof bad, "the agent does not implement %s", n); goto malformed; }
+    reply_text(b, m, &o);
+    free(o.bignum);
+    return 0;
+malformed:
+    bfmt(b, "{\"type\":\"error\",\"id\":%" PRId64 ",\"message\":", m->id);
+    bjson_str(b, bad);
+    bstr(b, "}");
+    return -1;
+}
+
+static void maps_json(struct buf *b) {
+    struct map *mp;
+    long f[2];
+    int n = read_maps(&mp);
+    bstr(b, "{\"maps\":[");
+    for (int i = 0; i < n; i++) bfmt(b, "%s[%" PRIu64 ",%" PRIu64 ",\"%s\"]", i ? "," : "", mp[i].s, mp[i].e, mp[i].perms);
+    free(mp);
+    faults(f);
+    bfmt(b, "],\"faults\":[%ld,%ld]}", f[0], f[1]);
+}
+
+static void cleanup(void) {
+    if (!K.shm_private) {
+        /* this run's shared memory names, made by any of its processes */
+        char path[600];
+        FILE *ls = NULL;
+        (void)ls;
+        int dfd = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            char dbuf[8192];
+            long k;
+            size_t plen = strlen(K.shm_prefix);
+            while ((k = syscall(SYS_getdents64, dfd, dbuf, sizeof dbuf)) > 0) {
+                for (long off = 0; off < k;) {
+                    unsigned short reclen = *(unsigned short *)(dbuf + off + 16);
+                    const char *name = dbuf + off + 19;
+                    if (!strncmp(name, K.shm_prefix, plen)) { snprintf(path, sizeof path, "/%s", name); shm_unlink(path); }
+                    off += reclen;
+                }
+            }
+            close(dfd);
+        }
+    }
+    struct stat st;
+    if (stat(K.tmpdir, &st) == 0) {
+        int dfd = open(K.tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            char dbuf[8192];
+            long k;
+            while ((k = syscall(SYS_getdents64, dfd, dbuf, sizeof dbuf)) > 0)
+                for (long off = 0; off < k;) {
+                    unsigned short reclen = *(unsigned short *)(dbuf + off + 16);
+                    const char *name = dbuf + off + 19;
+                    if (strcmp(name, ".") && strcmp(name, "..")) unlinkat(dfd, name, 0);
+                    off += reclen;
+                }
+            close(dfd);
+        }
+        rmdir(K.tmpdir);
+    }
+}
+
+/* A process of the program: frames in (a request line, "O" observe-own, "E" end), frames out. */
+static void serve(void) {
+    struct buf in = {0}, out = {0}, sub = {0};
+    struct req *m = malloc(sizeof *m);
+    for (;;) {
+        if (recv_frame(K.up_r, &in) < 0) break;
+        out.n = 0;
+        bput(&out, "", 0);
+        if (in.n == 1 && in.p[0] == 'E') break;
+        if (in.n == 1 && in.p[0] == 'O') { maps_json(&out); send_frame(K.up_w, out.p, out.n); continue; }
+        const char *err = parse_req(in.p, m);
+        if (err) {
+            bstr(&out, "{\"type\":\"error\",\"id\":null,\"message\":");
+            bjson_str(&out, err);
+            bstr(&out, "}");
+        } else if (!strcmp(m->type, "observe")) {
+            bfmt(&out, "{\"type\":\"state\",\"id\":%" PRId64 ",\"procs\":{\"%s\":", m->id, K.name);
+            maps_json(&out);
+            for (int i = 0; i < K.nsv; i++) {
+                bfmt(&out, ",\"%s\":", K.sv[i].name);
+                if (send_frame(K.sv[i].wfd, "O", 1) < 0 || recv_frame(K.sv[i].rfd, &sub) < 0) {
+                    char how[100];
+                    describe_death(K.sv[i].pid, how, sizeof how);
+                    fprintf(stderr, "memspec-agent: process %s died: %s\n", K.sv[i].name, how);
+                    _exit(71);
+                }
+                bput(&out, sub.p, sub.n);
+            }
+            bstr(&out, "}}");
+        } else if (strcmp(m->proc[0] ? m->proc : "main", K.name) == 0) {
+            if (!strcmp(m->name, "exit")) {
+                if (!strcmp(K.name, "main")) {
+                    bfmt(&out, "{\"type\":\"error\",\"id\":%" PRId64 ",\"message\":\"exit is only for a forked process\"}", m->id);
+                } else {
+                    bfmt(&out, "{\"type\":\"reply\",\"id\":%" PRId64 ",\"value\":null}", m->id);
+                    send_frame(K.up_w, out.p, out.n);
+                    _exit(0);
+                }
+            } else run_call(m, &out);
+        } else {
+            struct servant *s = find_servant(m->proc);
+            if (!s) bfmt(&out, "{\"type\":\"reply\",\"id\":%" PRId64 ",\"value\":-1,\"errno\":\"ESRCH\"}", m->id);
+            else {
+                if (send_frame(s->wfd, in.p, in.n) < 0 || recv_frame(s->rfd, &out) < 0) {
+                    char how[100];
+                    describe_death(s->pid, how, sizeof how);
+                    fprintf(stderr, "memspec-agent: process %s died: %s\n", s->name, how);
+                    _exit(71);
+                }
+                if (!strcmp(m->name, "exit")) drop_servant(s);
+            }
+        }
+        if (send_frame(K.up_w, out.p, out.n) < 0) break;
+    }
+    /* the end of the program (or of the process relaying to us): end our own processes */
+    while (K.nsv) drop_servant(&K.sv[K.nsv - 1]);
+    if (!strcmp(K.name, "main")) cleanup();
+    _exit(0);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* the supervisor: one process per program                                               */
+
+static pid_t main_pid;
+static int main_w = -1, main_r = -1;
+
+static void start_program(void) {
+    int req[2], rep[2];
+    if (high_pipe(req) < 0 || high_pipe(rep) < 0) die("pipe");
+    fflush(NULL);
+    main_pid = fork();
+    if (main_pid < 0) die("fork");
+    if (main_pid == 0) {
+        close(req[1]);
+        close(rep[0]);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        if (null > 2) close(null);
+        memset(&K, 0, sizeof K);
+        snprintf(K.name, sizeof K.name, "main");
+        K.up_r = req[0];
+        K.up_w = rep[1];
+        rg_add(&K.owned, WINDOW_LO, WINDOW_HI);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(K.shm_prefix, sizeof K.shm_prefix, "ms%dx%ld-", (int)getpid(),
+                 (long)((ts.tv_sec * 1000 + ts.tv_nsec / 1000000) % 100000));
+        K.shm_private = g_shm_private_wanted && private_dev_shm();
+        if (g_shm_private_wanted && !K.shm_private) {
+            fprintf(stderr, "memspec-agent: a private /dev/shm was probed to work but cannot be made now\n");
+            _exit(72);
+        }
+        const char *tmp = getenv("TMPDIR");
+        unsigned char rnd[6] = {0};
+        int rfd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (rfd >= 0) { if (read(rfd, rnd, 6) < 0) {} close(rfd); }
+        snprintf(K.tmpdir, sizeof K.tmpdir, "%s/memspec-%d-%02x%02x%02x%02x%02x%02x", tmp && *tmp ? tmp : "/tmp",
+                 (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+        start_process();
+        install_handler();
+        serve();
+    }
+    close(req[0]);
+    close(rep[1]);
+    main_w = req[1];
+    main_r = rep[0];
+}
+
+static void end_program(void) {
+    if (!main_pid) return;
+    int st;
+    send_frame(main_w, "E", 1);
+    close(main_w);
+    close(main_r);
+    while (waitpid(main_pid, &st, 0) < 0 && errno == EINTR) {}
+    main_pid = 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* facts probed inside the agent's own process                                           */
+
+static int in_child(int (*probe)(void), int failed) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return failed;
+    if (pid == 0) _exit(probe());
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    return WIFEXITED(st) ? WEXITSTATUS(st) : failed;
+}
+
+/* 0: a PROT_EXEC-only page is readable; 1: a load from it faults (execute-only); 2: unknown */
+static int probe_exec_only(void) {
+    long a = syscall(SYS_mmap, 0, PAGE, PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned char v;
+    if (a == -1) return 2;
+    install_handler();
+    return probe_access((u64)a, 0, 0, &v) ? 1 : 0;
+}
+
+/* 0 when the page below probe_top can be mapped where asked (MAP_FIXED_NOREPLACE) */
+static u64 probe_top;
+static int probe_mappable(void) {
+    long a = syscall(SYS_mmap, probe_top - PAGE, PAGE, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    return a == (long)(probe_top - PAGE) ? 0 : 1;
+}
+
+static int probe_shm_private(void) {
+    if (!private_dev_shm()) return 1;
+    int fd = shm_open("/memspec-probe", O_CREAT | O_EXCL | O_RDWR, 0600);
+    return fd >= 0 ? 0 : 1;
+}
+
+/* the calls whose system call is missing (ENOSYS): a call that fails before doing anything */
+struct sysprobe { const char *call; long nr; long a[6]; };
+static const struct sysprobe SYSPROBES[] = {
+    {"mremap", SYS_mremap, {0, 0, 0, -1, 0, 0}},
+    {"madvise", SYS_madvise, {1, 0, 0, 0, 0, 0}},
+    {"msync", SYS_msync, {1, 0, 0, 0, 0, 0}},
+    {"mincore", SYS_mincore, {1, 0, 0, 0, 0, 0}},
+    {"mlock", SYS_mlock, {0, 0, 0, 0, 0, 0}},
+    {"mlock2", SYS_mlock2, {0, 0, -1, 0, 0, 0}},
+    {"munlock", SYS_munlock, {0, 0, 0, 0, 0, 0}},
+    {"mlockall", SYS_mlockall, {0, 0, 0, 0, 0, 0}},
+    {"munlockall", SYS_munlockall, {0, 0, 0, 0, 0, 0}},
+    {"memfd_create", SYS_memfd_create, {0, -1, 0, 0, 0, 0}},
+    {"mbind", SYS_mbind, {0, 0, -1, 0, 0, 0}},
+    {"get_node", SYS_move_pages, {0, 0, 0, 0, 0, 0}},
+    {"ftruncate", SYS_ftruncate, {-1, 0, 0, 0, 0, 0}},
+};
+static long probe_nr[6];
+static int probe_sys(void) {
+    long r = syscall(probe_nr[0], probe_nr[1], probe_nr[2], probe_nr[3], probe_nr[4], probe_nr[5], 0);
+    return r == -1 && errno == ENOSYS ? 1 : 0;
+}
+
+static const char *const CALLS[] = {
+    "mmap", "munmap", "mprotect", "load", "store", "fetch", "fork", "exit", "mremap", "madvise", "msync",
+    "mincore", "mlock", "mlock2", "munlock", "mlockall", "munlockall", "set_memlock_limit", "drop_privileges",
+    "shm_open", "shm_unlink", "memfd_create", "open_file", "pipe", "ftruncate", "close", "pfn_of",
+    "thp_mapped", "minflt", "majflt", "get_node", "mbind",
+};
+
+static long rlim(int which) {
+    struct rlimit rl;
+    getrlimit(which, &rl);
+    return rl.rlim_cur == RLIM_INFINITY ? -1 : (long)rl.rlim_cur;
+}
+
+static long read_long(const char *path, long dflt) {
+    char t[64] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return dflt;
+    ssize_t k = read(fd, t, sizeof t - 1);
+    close(fd);
+    return k > 0 ? strtol(t, NULL, 10) : dflt;
+}
+
+/* the mappings of a fresh program process: its count and size */
+static int probe_base_pipe[2];
+static int probe_base(void) {
+    struct map *m;
+    int n = read_maps(&m);
+    u64 vm = 0;
+    for (int i = 0; i < n; i++) if (m[i].s < (1ULL << 63)) vm += m[i].e - m[i].s;
+    u64 out[2] = {(u64)n, vm};
+    return write_all(probe_base_pipe[1], out, sizeof out) == 0 ? 0 : 1;
+}
+
+static void hello(struct buf *b) {
+    struct utsname u;
+    struct rlimit ml;
+    char errname[32];
+    uname(&u);
+    int x = in_child(probe_exec_only, 2);
+    /* the top of the address space: the last page below 2^56 (5-level paging) or 2^47 that maps
+       where asked; below that (an emulator's smaller space), the highest such page, by bisection */
+    u64 task_size;
+    probe_top = (1ULL << 56) - PAGE;
+    if (in_child(probe_mappable, 1) == 0) task_size = (1ULL << 56) - PAGE;
+    else {
+        probe_top = (1ULL << 47) - PAGE;
+        if (in_child(probe_mappable, 1) == 0) task_size = (1ULL << 47) - PAGE;
+        else {
+            u64 lo = 1ULL << 20, hi = (1ULL << 47) >> 12;     /* pages: lo maps, hi does not */
+            while (hi - lo > 1) {
+                u64 mid = lo + (hi - lo) / 2;
+                probe_top = (mid + 1) << 12;
+                if (in_child(probe_mappable, 1) == 0) lo = mid; else hi = mid;
+            }
+            task_size = (lo + 1) << 12;
+        }
+    }
+    g_shm_private_wanted = in_child(probe_shm_private, 1) == 0;
+    u64 base[2] = {0, 0};
+    if (pipe(probe_base_pipe) == 0) {
+        if (in_child(probe_base, 1) == 0 && read_all(probe_base_pipe[0], base, sizeof base) < 0) base[0] = 0;
+        close(probe_base_pipe[0]);
+        close(probe_base_pipe[1]);
+    }
+    mode_t um = umask(0);
+    umask(um);
+    getrlimit(RLIMIT_MEMLOCK, &ml);
+
+    bstr(b, "{\"type\":\"hello\",\"protocol\":1,\"name\":\"memspec-agent\",\"layers\":[\"os\"],\"calls\":[");
+    struct buf missing = {0};
+    bput(&missing, "", 0);
+    int first = 1;
+    for (unsigned i = 0; i < sizeof CALLS / sizeof CALLS[0]; i++) {
+        int absent = 0;
+        for (unsigned j = 0; j < sizeof SYSPROBES / sizeof SYSPROBES[0]; j++)
+            if (!strcmp(SYSPROBES[j].call, CALLS[i])) {
+                probe_nr[0] = SYSPROBES[j].nr;
+                for (int k = 0; k < 5; k++) probe_nr[k + 1] = SYSPROBES[j].a[k];
+                absent = in_child(probe_sys, 0) == 1;
+            }
+        if (absent) { bfmt(&missing, "%s\"%s: %s\"", missing.n ? "," : "", CALLS[i], errno_name(ENOSYS, errname)); continue; }
+        bfmt(b, "%s\"%s\"", first ? "" : ",", CALLS[i]);
+        first = 0;
+    }
+    bstr(b, "],\"unsupported\":[");
+    bput(b, missing.p, missing.n);
+    free(missing.p);
+    bstr(b, "],\"facts\":{");
+    if (x == 0 || x == 1) bfmt(b, "\"exec_only\":%s,", x ? "true" : "false");
+    bfmt(b, "\"task_size\":%" PRIu64 ",", task_size);
+    bfmt(b, "\"page_size\":%lu,", getauxval(AT_PAGESZ) ? getauxval(AT_PAGESZ) : (unsigned long)sysconf(_SC_PAGESIZE));
+    bfmt(b, "\"mmap_min_addr\":%ld,", read_long("/proc/sys/vm/mmap_min_addr", 4096));
+    bfmt(b, "\"max_map_count\":%ld,", read_long("/proc/sys/vm/max_map_count", 65530));
+    if (base[0]) bfmt(b, "\"base_maps\":%" PRIu64 ",\"base_vm\":%" PRIu64 ",", base[0], base[1]);
+    bfmt(b, "\"umask\":%u,", (unsigned)um);
+    bstr(b, "\"kernel\":");
+    bjson_str(b, u.release);
+    bfmt(b, ",\"memlock_soft\":%lld,\"memlock_hard\":%lld,", ml.rlim_cur == RLIM_INFINITY ? -1LL : (long long)ml.rlim_cur,
+         ml.rlim_max == RLIM_INFINITY ? -1LL : (long long)ml.rlim_max);
+    bfmt(b, "\"rlimit_as\":%ld,\"rlimit_data\":%ld,\"rlimit_nofile\":%ld,", rlim(RLIMIT_AS), rlim(RLIMIT_DATA), rlim(RLIMIT_NOFILE));
+    bfmt(b, "\"cap_sys_rawio\":%s,\"privileged\":%s,\"cap_dac_override\":%s,\"cap_fowner\":%s,\"cap_setuid\":%s,",
+         has_cap(17) ? "true" : "false", has_cap(14) ? "true" : "false", has_cap(1) ? "true" : "false",
+         has_cap(3) ? "true" : "false", has_cap(7) && has_cap(6) ? "true" : "false");
+    bfmt(b, "\"pagemap_pfns\":%s,\"shm_private\":%s", has_cap(21) ? "true" : "false", g_shm_private_wanted ? "true" : "false");
+    bstr(b, "}}");
+}
+
+/* ------------------------------------------------------------------------------------ */
+
+int main(void) {
+    struct buf line = {0}, reply = {0};
+    struct req *m = malloc(sizeof *m);
+    static char chunk[1 << 16];
+    size_t have = 0, cap = 0;
+    char *acc = NULL;
+    signal(SIGPIPE, SIG_IGN);
+    for (;;) {
+        /* one line from standard input */
+        char *nl;
+        while (!(acc && (nl = memchr(acc, '\n', have)))) {
+            ssize_t k = read(0, chunk, sizeof chunk);
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0) { end_program(); return 0; }
+            if (have + (size_t)k + 1 > cap) { cap = (have + (size_t)k + 1) * 2; acc = realloc(acc, cap); if (!acc) die("out of memory"); }
+            memcpy(acc + have, chunk, (size_t)k);
+            have += (size_t)k;
+        }
+        size_t len = (size_t)(nl - acc);
+        line.n = 0;
+        bput(&line, acc, len);
+        memmove(acc, nl + 1, have - len - 1);
+        have -= len + 1;
+
+        reply.n = 0;
+        bput(&reply, "", 0);
+        const char *err = parse_req(line.p, m);
+        if (err) {
+            bstr(&reply, "{\"type\":\"error\",\"id\":null,\"message\":");
+            bjson_str(&reply, err);
+            bstr(&reply, "}");
+        } else if (!strcmp(m->type, "hello")) {
+            hello(&reply);
+        } else if (!strcmp(m->type, "reset")) {
+            end_program();
+            bfmt(&reply, "{\"type\":\"reply\",\"id\":%" PRId64 ",\"value\":0}", m->id);
+        } else if (!strcmp(m->type, "bye")) {
+            end_program();
+            return 0;
+        } else if (!strcmp(m->type, "call") || !strcmp(m->type, "observe")) {
+            if (!main_pid) start_program();
+            if (send_frame(main_w, line.p, line.n) < 0 || recv_frame(main_r, &reply) < 0) {
+                char how[100];
+                describe_death(main_pid, how, sizeof how);
+                fprintf(stderr, "memspec-agent: the program's main process died: %s\n", how);
+                return 71;
+            }
+        } else {
+            bfmt(&reply, "{\"type\":\"error\",\"id\":%" PRId64 ",\"message\":\"unknown request type\"}", m->has_id ? m->id : 0);
+        }
+        bput(&reply, "\n", 1);
+        if (write_all(1, reply.p, reply.n) < 0) return 0;
+    }
+}
