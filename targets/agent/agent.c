@@ -54,6 +54,7 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <grp.h>
+#include <malloc.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -1470,6 +1471,9 @@ int main(void) {
     size_t have = 0, cap = 0;
     char *acc = NULL;
     signal(SIGPIPE, SIG_IGN);
+    /* the agent's own memory from the brk heap beside its binary, never from mmap: a mapping
+       of its own among the program's (where the kernel puts them) would be refused */
+    mallopt(M_MMAP_MAX, 0);
     for (;;) {
         /* one line from standard input */
         char *nl;
