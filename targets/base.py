@@ -43,6 +43,9 @@ class Target(abc.ABC):
     # of its ``calls``, so programs using them are not applicable to it (never passed)
     capabilities: frozenset[str] = frozenset()
     timeout: float = 10.0
+    # the program runs in another process (a child, a server, an emulator): while it runs the
+    # harness only waits, so it may judge the previous program meanwhile (fuzz/pipeline.py)
+    runs_elsewhere: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -614,6 +614,7 @@ class LibcTarget(Target):
     name = "libc"
     layers = ("phys",)
     calls = HEAP_CALLS
+    runs_elsewhere = True       # each program runs in a forked child
 
     def __init__(self, timeout: float = 10.0, preload: str | None = None, name: str | None = None,
                  mem_limit: int = MEM_LIMIT):

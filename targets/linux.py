@@ -111,6 +111,7 @@ def _unreached_limits(facts: dict[str, Any]) -> dict[str, str]:
 class LinuxTarget(Target):
     name = "linux"
     calls = _os_calls()
+    runs_elsewhere = True       # each program runs in a forked child
 
     def __init__(self, timeout: float = 10.0):
         self.timeout = timeout

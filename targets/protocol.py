@@ -199,6 +199,8 @@ class ProtocolSession(Session):
 
 
 class ProtocolTarget(Target):
+    runs_elsewhere = True       # the server is another process
+
     def __init__(self, command: str, timeout: float = 10.0, memory_mb: int = 4096, **_: Any):
         self.command = command.strip()
         try:
