@@ -38,6 +38,10 @@ from .protocol import ProtocolSession, ProtocolTarget
 
 SOURCE = "agent.c"
 CFLAGS = ("-O2", "-std=gnu99", "-Wall")
+# how to link, best first: a static PIE sits where a PIE's text does (0x55..., like the Python
+# the linux target runs in), so low addresses are free as there; static without PIE support;
+# dynamic where no static C library is installed
+LINKS = (("-static-pie", "-fPIE"), ("-static",), ())
 APT_HINT = "apt-get install -y gcc libc6-dev"
 
 
@@ -54,10 +58,10 @@ def build_agent(defines: tuple[str, ...] = (), force: bool = False) -> str:
     """Build (or find in the cache) the agent; returns the path of the executable.
 
     ``defines`` are extra ``-D`` options (the deliberately broken variants the tests use).
-    Static first (the binary then runs the same under an emulator, with no loader); without
-    a static C library, dynamic.  Needs gcc; nothing is downloaded."""
+    Static first (the binary then runs the same under an emulator, with no loader; see
+    ``LINKS``).  Needs gcc; nothing is downloaded."""
     text = _source()
-    h = hashlib.sha256(text + b"\0" + " ".join(CFLAGS + defines).encode())
+    h = hashlib.sha256(text + b"\0" + repr((CFLAGS, LINKS, defines)).encode())
     out_dir = os.path.join(cache_dir(), f"agent-{h.hexdigest()[:16]}")
     exe = os.path.join(out_dir, "memspec-agent")
     if os.path.exists(exe) and not force:
@@ -70,7 +74,7 @@ def build_agent(defines: tuple[str, ...] = (), force: bool = False) -> str:
         with open(os.path.join(work, SOURCE), "wb") as f:
             f.write(text)
         errors = []
-        for link in (("-static",), ()):
+        for link in LINKS:
             cmd = ["gcc", *CFLAGS, *link, *defines, "-o", "memspec-agent", SOURCE]
             r = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
             if r.returncode == 0:
