@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from memspec.program import Call, Int, Program, ProgramError, Ref, validate
+from memspec.program import Arg, Call, Flags, Int, Program, ProgramError, Ref, Str, validate
 from memspec.records import Check, Judgement, RunStatus, Verdict
 from memspec.specs.judge import judge
+from memspec.specs.kinds import kind_of
 
 
 @dataclass(frozen=True)
@@ -85,25 +86,67 @@ def _drop(program: Program, idx: set[int]) -> Program | None:
     return p
 
 
+PAGE = 4096
+
+
+def _num(v: int) -> Int:
+    return Int(v, hex=abs(v) >= PAGE)
+
+
+def _simpler_int(kind: str, v: int) -> list[int]:
+    """Simpler values of a number of ``kind`` (specs/kinds.py), simplest first."""
+    if kind == "flags":                 # a raw flag word: drop one bit at a time, the highest first
+        bits = [b for b in range(64) if v >= 0 and v >> b & 1]
+        return [v & ~(1 << b) for b in reversed(bits)][:8] if len(bits) > 1 else ([0] if v else [])
+    if kind == "addr":                  # page-aligned (an absolute address means where it points: no further)
+        return [v & ~(PAGE - 1)] if v > 0 and v % PAGE else []
+    if kind == "size":                  # one page, then whole pages, then half as many (a page or less stays)
+        out = [PAGE] if v > PAGE or v < 0 else []
+        if v > PAGE and v % PAGE:
+            out.append(v - v % PAGE)
+        elif v > 2 * PAGE:
+            out.append(v // 2 - v // 2 % PAGE)
+        return out
+    out = [0] if v else []              # toward zero
+    half = int(v / 2)
+    return out + ([half] if half not in (0, v) else [])
+
+
+def _simpler_arg(kind: str, a: Arg) -> list[Arg]:
+    """Simpler forms of one argument by its kind, simplest first."""
+    if isinstance(a, Ref):
+        if not a.offset:
+            return []
+        # the named result itself, then a page-aligned offset, then half as far (earlier)
+        out: list[Arg] = [Ref(a.name)]
+        aligned = int(a.offset / PAGE) * PAGE
+        half = int(a.offset / 2 / PAGE) * PAGE
+        for off in (aligned if a.offset % PAGE else half,):
+            if off and off != a.offset:
+                out.append(Ref(a.name, off))
+        return out
+    if isinstance(a, Flags):            # fewer constants: drop one at a time, the last first
+        if len(a.names) > 1:
+            return [Flags(a.names[:i] + a.names[i + 1:]) for i in reversed(range(len(a.names)))]
+        return [Int(0)] if kind == "flags" else []
+    if isinstance(a, Str):
+        return [Str(a.value[:n]) for n in sorted({len(a.value) // 2, 1}) if n < len(a.value)]
+    if isinstance(a, Int):
+        return [_num(v) for v in dict.fromkeys(_simpler_int(kind, a.value)) if v != a.value]
+    return []
+
+
 def _simpler_args(c: Call) -> list[Call]:
-    """Candidate simplifications of one call's arguments, simplest first."""
+    """Candidate simplifications of one call's arguments, each argument by its kind, simplest first."""
     out = []
     for i, a in enumerate(c.args):
-        if isinstance(a, Ref) and a.offset:
-            out.append(Call(c.name, c.args[:i] + (Ref(a.name),) + c.args[i + 1:], c.result, c.proc))
-        # Only lengths shrink: an address or a flag word means something as it is.
-        if isinstance(a, Int) and c.spec.params[i].name == "length" and a.value > 4096:
-            for v in (4096,):
-                if v < abs(a.value):
-                    out.append(Call(c.name, c.args[:i] + (Int(v, hex=v >= 4096),) + c.args[i + 1:], c.result, c.proc))
+        for b in _simpler_arg(kind_of(c.spec, i), a):
+            out.append(Call(c.name, c.args[:i] + (b,) + c.args[i + 1:], c.result, c.proc))
     return out
 
 
-def minimise(program: Program, still_fails: Callable[[Program], bool], budget: int = 300) -> Program:
-    """Delta debugging: drop chunks of calls, then single calls, then simplify arguments,
-    keeping each step only if the same failure remains (syzkaller's coarse-to-fine order)."""
-    tries = 0
-    best = program
+def _drop_calls(best: Program, still_fails: Callable[[Program], bool], tries: int, budget: int) -> tuple[Program, int]:
+    """Delta debugging over calls: chunks, then single calls (syzkaller's coarse-to-fine order)."""
     n = 2
     while len(best.calls) >= 2 and tries < budget:
         chunk = max(1, len(best.calls) // n)
@@ -122,23 +165,46 @@ def minimise(program: Program, still_fails: Callable[[Program], bool], budget: i
             if chunk == 1:
                 break
             n = min(n * 2, len(best.calls))
-    changed = True
-    while changed and tries < budget:
+    return best, tries
+
+
+def _simplify_args(best: Program, still_fails: Callable[[Program], bool], tries: int,
+                   budget: int) -> tuple[Program, int, bool]:
+    """Each call's arguments, one at a time, as simple as the failure allows."""
+    changed_any = False
+    i = 0
+    while i < len(best.calls) and tries < budget:
         changed = False
-        for i, c in enumerate(best.calls):
-            for simpler in _simpler_args(c):
-                cand = best.with_calls(best.calls[:i] + (simpler,) + best.calls[i + 1:])
-                tries += 1
-                try:
-                    validate(cand)
-                except ProgramError:
-                    continue
-                if still_fails(cand):
-                    best = cand
-                    changed = True
-                    break
-            if changed or tries >= budget:
+        for simpler in _simpler_args(best.calls[i]):
+            cand = best.with_calls(best.calls[:i] + (simpler,) + best.calls[i + 1:])
+            tries += 1
+            try:
+                validate(cand)
+            except ProgramError:
+                continue
+            if still_fails(cand):
+                best, changed = cand, True
                 break
+            if tries >= budget:
+                break
+        if changed:
+            changed_any = True      # the same call again: its next argument, or a simpler value still
+        else:
+            i += 1
+    return best, tries, changed_any
+
+
+def minimise(program: Program, still_fails: Callable[[Program], bool], budget: int = 300) -> Program:
+    """Delta debugging: drop chunks of calls, then single calls, then simplify every argument by its
+    kind (``specs/kinds.py``: flags lose constants, addresses become page-aligned and earlier, sizes
+    one page, numbers nearer zero, strings shorter, offsets of named results zero), keeping each step
+    only if the same failure remains; calls that simpler arguments made unnecessary go last."""
+    best, tries = _drop_calls(program, still_fails, 0, budget)
+    changed = True
+    while changed and tries < budget:       # a simpler later call may let an earlier one simplify further
+        best, tries, changed = _simplify_args(best, still_fails, tries, budget)
+        if changed:
+            best, tries = _drop_calls(best, still_fails, tries, budget)
     return best
 
 
