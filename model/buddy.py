@@ -14,14 +14,27 @@ Laws:
 Worked example (the seed's figure): a 5 KB request needs two 4 KiB frames, so
 order 1, an 8 KiB block: 8192 - 5120 = 3072 bytes (3 KB) of internal
 fragmentation (``internal_waste(5 * 1024) == 3 * 1024``).
+
+The rules of the buddy calls (``RULES``): ``buddy_alloc(order, node, gfp, owner)`` may
+return any free, order-aligned block of the first zone of the zonelist that has one
+(``linux.buddy.alloc-from-free``, ``linux.buddy.zonelist-order``); ``buddy_free`` frees
+what ``buddy_alloc`` handed out and refuses anything else (``linux.buddy.free-unallocated``).
+The other allocators that take blocks (slab, kmalloc_large, DMA, first touch) judge their
+block with ``Buddy.block_checks`` and choose it with ``Buddy.block_expect``.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from dataclasses import replace
+from typing import Container, Iterable, Iterator, Protocol
 
 import numpy as np
 
+from memspec.consts import GFP
+from memspec.records import Outcome
+
+from .allocator import K_EINVAL, K_ENOMEM, OK0, Check, Rule, checked, not_failed, table
+from .expect import Expect, exactly
 from .frames import MAX_ORDER, PAGE_SHIFT, FrameTable, Machine, Owner, Zone
 
 PAGE = 1 << PAGE_SHIFT
@@ -129,6 +142,44 @@ class Buddy:
                 return min(heads)
         return None
 
+    def block_checks(self, order: int, zone: Zone, clause_zone: str, shift: int = 0) -> list[Check]:
+        """A value names a free, aligned block of ``order`` in ``zone`` (value >> shift is its pfn)."""
+        n = 1 << order
+
+        def aligned(o: Outcome) -> str | None:
+            pfn = o.value >> shift if o.value is not None else -1
+            if o.value is None or o.value & ((1 << shift) - 1) or pfn % n:
+                return f"{o.describe()} does not start an order-{order} aligned block"
+            return None
+
+        def free(o: Outcome) -> str | None:
+            pfn = o.value >> shift
+            if not self.can_take(pfn, order):
+                return f"frames {pfn}..{pfn + n - 1} are not all free"
+            return None
+
+        def in_zone(o: Outcome) -> str | None:
+            pfn = o.value >> shift
+            if pfn not in zone:
+                z = self.machine.zone_of(pfn)
+                return f"pfn {pfn} is in {z.label if z else 'no zone'}, but {zone.label} had a free block"
+            return None
+
+        return [not_failed("linux.buddy.no-spurious-failure", f"an order-{order} block in {zone.label}"),
+                ("linux.buddy.block-aligned", aligned), ("linux.buddy.alloc-from-free", free),
+                (clause_zone, in_zone)]
+
+    def block_expect(self, zones: list[Zone], order: int, clause: str, enomem: str, clause_zone: str,
+                     shift: int = 0, what: str = "") -> Expect:
+        """Any free order-``order`` block of the first of ``zones`` that has one (``value >> shift`` is
+        its pfn); ``-1 ENOMEM`` under ``enomem`` when none has."""
+        zone = self.first_zone_with(zones, order)
+        if zone is None:
+            return exactly(enomem, K_ENOMEM)
+        return checked(clause, Outcome(value=self.pick(zone, order) << shift),
+                       f"{what or f'a free order-{order} block'} in {zone.label}",
+                       *self.block_checks(order, zone, clause_zone, shift))
+
     def take(self, pfn: int, order: int, owner: Owner) -> None:
         """Allocate [pfn, pfn + 2^order) out of the free block holding it, splitting it."""
         head = self.containing(pfn, order)
@@ -205,6 +256,19 @@ class Buddy:
 
     # -- invariants ----------------------------------------------------------
 
+    def accounting(self) -> list[tuple[str, str]]:
+        """free + allocated = total, per node (memspec.phys.free-plus-used)."""
+        # the allocated frames are counted per node as blocks come and go
+        used = np.array(self.used, dtype=np.int64)
+        for r in self.machine.reserved:
+            used[self.machine.node_of(r)] += 1
+        for n in range(self.machine.nodes):
+            free = self.free_pages(n)
+            if free + used[n] != self.machine.node_frames[n]:
+                return [("memspec.phys.free-plus-used",
+                         f"node {n}: {free} free + {used[n]} allocated != {self.machine.node_frames[n]} frames")]
+        return []
+
     def audit(self) -> list[tuple[str, str]]:
         """Free blocks aligned, inside one zone, not overlapping, maximally coalesced, and
         exactly the frames the frame table marks free (one numpy pass over the frame table)."""
@@ -245,3 +309,87 @@ class Buddy:
                     return [("linux.buddy.coalesce", f"free buddies at pfn {min(head, b)} and {max(head, b)} "
                              f"(order {k}) were not merged")]
         return bad
+
+
+# -- the buddy calls' rules --------------------------------------------------------
+
+
+class OnNode(Protocol):
+    cpu_node: int           # the node of the calling thread's CPU
+
+
+class Kernel(Protocol):
+    """What the buddy rules read and change of the phys model."""
+
+    machine: Machine
+    buddy: Buddy
+    numa: OnNode
+    pages: set[int]         # blocks from buddy_alloc (freeable by buddy_free)
+
+
+def nodes_for(m: Kernel, node: int, gfp: int) -> list[int]:
+    """The nodes an allocation on ``node`` (-1: the CPU's) tries: its fallback list by distance,
+    or ``node`` alone under GFP_THISNODE (linux.gfp.thisnode)."""
+    start = m.numa.cpu_node if node < 0 else node
+    if gfp & GFP["GFP_THISNODE"]:
+        return [start]
+    return m.machine.fallback(start)
+
+
+def bad_node(m: Kernel, node: int) -> bool:
+    return node < -1 or node >= m.machine.nodes
+
+
+def expect_buddy_alloc(m: Kernel, order: int, node: int = -1, gfp: int = 0, owner: int = Owner.KERNEL) -> Expect:
+    if order < 0 or order > MAX_ORDER:
+        return replace(exactly("linux.buddy.order-too-large", K_ENOMEM),
+                       covers=("linux.buddy.order-too-large", "seed.buddy.sizes-4k-4m"))
+    if bad_node(m, node) or owner not in set(Owner) - {Owner.FREE}:
+        return exactly("linux.buddy.einval", K_EINVAL)
+    dma = bool(gfp & GFP["GFP_DMA"])
+    clause_zone = ("linux.gfp.dma-zone" if dma else "linux.gfp.thisnode" if gfp & GFP["GFP_THISNODE"]
+                   else "linux.buddy.zonelist-order")
+    return m.buddy.block_expect(m.buddy.zonelist(nodes_for(m, node, gfp), dma_only=dma), order,
+                                "linux.buddy.alloc-from-free", "linux.buddy.enomem-when-exhausted", clause_zone)
+
+
+def apply_buddy_alloc(m: Kernel, o: Outcome, order: int, node: int = -1, gfp: int = 0,
+                      owner: int = Owner.KERNEL) -> None:
+    if o.ok and o.value is not None and o.value >= 0:
+        m.buddy.take(o.value, order, Owner(owner))
+        m.pages.add(o.value)
+
+
+def freeing(handed_out: Container[int], block: int, freed: str, unallocated: str) -> Expect:
+    """A free of ``block``: 0 if this allocator handed it out (and it is still out), else -1 EINVAL."""
+    return exactly(freed, OK0) if block in handed_out else exactly(unallocated, K_EINVAL)
+
+
+def expect_buddy_free(m: Kernel, pfn: int) -> Expect:
+    return freeing(m.pages, pfn, "linux.buddy.free", "linux.buddy.free-unallocated")
+
+
+def apply_buddy_free(m: Kernel, o: Outcome, pfn: int) -> None:
+    if o.ok and pfn in m.pages:
+        m.pages.discard(pfn)
+        m.buddy.give(pfn)
+
+
+def expect_nr_free_pages(m: Kernel, node: int = -1) -> Expect:
+    if bad_node(m, node):
+        return exactly("linux.buddy.einval", K_EINVAL)
+    return exactly("memspec.phys.free-plus-used", Outcome(value=m.buddy.free_pages(node)))
+
+
+def expect_buddy_largest(m: Kernel, node: int = -1) -> Expect:
+    if bad_node(m, node):
+        return exactly("linux.buddy.einval", K_EINVAL)
+    return exactly("linux.buddy.coalesce", Outcome(value=m.buddy.largest(node)))
+
+
+RULES = table(
+    Rule("buddy_alloc", expect_buddy_alloc, apply_buddy_alloc),
+    Rule("buddy_free", expect_buddy_free, apply_buddy_free),
+    Rule("nr_free_pages", expect_nr_free_pages),
+    Rule("buddy_largest", expect_buddy_largest),
+)

@@ -11,16 +11,19 @@ Two kinds:
 from __future__ import annotations
 
 from bisect import bisect_left
+from dataclasses import replace
 
+from memspec.model import dma, heap, slab, vmalloc
+from memspec.model.allocator import OK0, Rule
 from memspec.model.buddy import Buddy
 from memspec.model.heap import Block, Heap
 from memspec.model.expect import Expect, exactly
-from memspec.model.frames import Owner
-from memspec.model.phys import OK0, PAGE_SHIFT, PhysModel
+from memspec.model.frames import PAGE_SHIFT
+from memspec.model.phys import PhysModel
 from memspec.model.numa import BIND, NumaState
 from memspec.program import Call
-from memspec.records import Observation, Outcome, RunStatus
-from memspec.targets.base import Session, SessionFailed, Target
+from memspec.records import Observation, Outcome
+from memspec.targets.base import Session, Target
 from memspec.targets.model import ModelSession
 
 HEAP_BASE = 0x5000_0000
@@ -143,12 +146,49 @@ class NaiveHeapTarget(Target):
 
 
 # --- broken models ------------------------------------------------------------------
+#
+# A broken rule replaces an entry of the model's rules table (``PhysModel.RULES``); a broken
+# structure replaces the class of one piece of state.
+
+
+def with_rules(**rules: Rule) -> dict[str, Rule]:
+    """The reference model's table with ``rules`` in place of its own."""
+    assert set(rules) <= set(PhysModel.RULES), set(rules) - set(PhysModel.RULES)
+    return {**PhysModel.RULES, **rules}
+
+
+def expecting(call: str, expect) -> Rule:
+    return replace(PhysModel.RULES[call], expect=expect)
+
+
+def applying(call: str, apply) -> Rule:
+    return replace(PhysModel.RULES[call], apply=apply)
+
+
+def _hands_out(pick):
+    """The slab allocation rules with the model's own choice replaced by ``pick(m, cache)`` when it
+    names an address (kmem_cache_alloc and kmalloc's slab path)."""
+    def choose(e: Expect, m, c) -> Expect:
+        addr = pick(m, c)
+        if addr is None:
+            return e
+        return replace(e, default=Outcome(value=addr))
+
+    def cache_alloc(m, cache: int, gfp: int = 0) -> Expect:
+        e = slab.expect_kmem_cache_alloc(m, cache, gfp)
+        return choose(e, m, m.caches[cache]) if cache in m.caches else e
+
+    def kmalloc(m, size: int, gfp: int = 0) -> Expect:
+        e = slab.expect_kmalloc(m, size, gfp)
+        return choose(e, m, slab.kcache(m, size, gfp)) if 0 < size <= slab.KMALLOC_MAX_CACHE else e
+
+    return dict(kmem_cache_alloc=expecting("kmem_cache_alloc", cache_alloc), kmalloc=expecting("kmalloc", kmalloc))
+
 
 class DoubleFreeBuddy(PhysModel):
     """buddy_free accepts a block that is not allocated (and does nothing)."""
 
-    def _x_buddy_free(self, pfn: int) -> Expect:
-        return exactly("linux.buddy.free", OK0)
+    RULES = with_rules(buddy_free=expecting("buddy_free", lambda m, pfn: exactly("linux.buddy.free", OK0)))
 
 
 class NoCoalesceBuddy(PhysModel):
@@ -165,76 +205,72 @@ class NoCoalesceBuddy(PhysModel):
         self.buddy.__class__ = self._NoMerge
 
 
+def _leak(m, o: Outcome, pfn: int) -> None:
+    m.pages.discard(pfn)
+
+
 class LeakyBuddy(PhysModel):
     """buddy_free says 0 but never gives the frames back (they stay allocated)."""
 
-    def _a_buddy_free(self, o: Outcome, pfn: int) -> None:
-        self.pages.discard(pfn)
+    RULES = with_rules(buddy_free=applying("buddy_free", _leak))
 
 
 class SlabTwice(PhysModel):
     """A slab cache whose allocator hands out its first object again while it is live."""
 
-    def _slab_expect(self, c, gfp):
-        e = super()._slab_expect(c, gfp)
-        if c.live:
-            first = min(c.live)
-            return Expect(e.clause, Outcome(value=first), e.describe, predicate=e.predicate, blame_by=e.blame_by)
-        return e
+    RULES = with_rules(**_hands_out(lambda m, c: min(c.live) if c.live else None))
 
 
 class SlabStealsFrames(PhysModel):
     """A new slab is placed on the lowest frame that buddy_alloc handed out, not on a free block."""
 
-    def _slab_expect(self, c, gfp):
-        e = super()._slab_expect(c, gfp)
-        if not c.has_free() and self.pages:
-            pfn = min(self.pages)
-            return Expect(e.clause, Outcome(value=pfn << PAGE_SHIFT), e.describe, predicate=e.predicate,
-                          blame_by=e.blame_by)
-        return e
+    RULES = with_rules(**_hands_out(
+        lambda m, c: min(m.pages) << PAGE_SHIFT if not c.has_free() and m.pages else None))
+
+
+def _collects(reachable):
+    """gc_collect's rule with the set of live objects computed by ``reachable(m)``."""
+    def expect(m) -> Expect:
+        dead = set(m.gc.objects) - reachable(m)
+        return Expect("jones.gc.complete", Outcome(value=len(dead), detail=(("freed", tuple(sorted(dead))),)), "")
+    return expecting("gc_collect", expect)
+
+
+def _all_roots_but_the_newest(m) -> set[int]:
+    gc = m.gc
+    roots = gc.roots
+    if roots:
+        gc.roots = set(roots) - {max(roots)}
+    try:
+        return gc.reachable()
+    finally:
+        gc.roots = roots
+
+
+def _referenced(m) -> set[int]:
+    objs = m.gc.objects
+    alive = set(objs)
+    changed = True
+    while changed:
+        changed = False
+        for h in list(alive):
+            referenced = h in m.gc.roots or any(h in objs[o].refs for o in alive)
+            if not referenced:
+                alive.discard(h)
+                changed = True
+    return alive
 
 
 class GcMissesRoot(PhysModel):
     """Marking starts from every root but the newest one."""
 
-    def __init__(self, machine=None):
-        super().__init__(machine)
-        gc = self.gc
-        real = gc.reachable
-
-        def reachable():
-            roots = gc.roots
-            if roots:
-                gc.roots = set(roots) - {max(roots)}
-            try:
-                return real()
-            finally:
-                gc.roots = roots
-        self._broken_reachable = reachable
-
-    def _x_gc_collect(self):
-        live = self._broken_reachable()
-        dead = set(self.gc.objects) - live
-        return Expect("jones.gc.complete", Outcome(value=len(dead), detail=(("freed", tuple(sorted(dead))),)), "")
+    RULES = with_rules(gc_collect=_collects(_all_roots_but_the_newest))
 
 
 class RefcountGc(PhysModel):
     """A reference-counting collector: frees objects no root or object refers to, so cycles leak."""
 
-    def _x_gc_collect(self):
-        objs = self.gc.objects
-        alive = set(objs)
-        changed = True
-        while changed:
-            changed = False
-            for h in list(alive):
-                referenced = h in self.gc.roots or any(h in objs[o].refs for o in alive)
-                if not referenced:
-                    alive.discard(h)
-                    changed = True
-        dead = set(objs) - alive
-        return Expect("jones.gc.complete", Outcome(value=len(dead), detail=(("freed", tuple(sorted(dead))),)), "")
+    RULES = with_rules(gc_collect=_collects(_referenced))
 
 
 class BindSpills(PhysModel):
@@ -254,47 +290,64 @@ class BindSpills(PhysModel):
 class DmaIgnoresMask(PhysModel):
     """dma_alloc_coherent that takes any free block, reachable by the device or not."""
 
-    def _x_dma_alloc_coherent(self, size: int, dma_mask: int = 0xFFFFFFFF) -> Expect:
-        return super()._x_dma_alloc_coherent(size, (1 << 64) - 1)
+    RULES = with_rules(dma_alloc_coherent=expecting(
+        "dma_alloc_coherent", lambda m, size, dma_mask=0xFFFFFFFF: dma.expect_dma_alloc_coherent(m, size, (1 << 64) - 1)))
+
+
+def _packed_vmalloc(m, size: int) -> Expect:
+    e = vmalloc.expect_vmalloc(m, size)
+    if m.vm and e.default.value:
+        last_start, last_end, area = list(m.vm.items())[-1]
+        return Expect(e.clause, Outcome(value=last_end - 4096, detail=e.default.detail), e.describe,
+                      predicate=e.predicate, blame_by=e.blame_by)
+    return e
 
 
 class VmallocNoGuard(PhysModel):
     """vmalloc areas packed back to back, with no guard page between them."""
 
-    def _x_vmalloc(self, size: int) -> Expect:
-        e = super()._x_vmalloc(size)
-        if self.vm and e.default.value:
-            last_start, last_end, area = list(self.vm.items())[-1]
-            return Expect(e.clause, Outcome(value=last_end - 4096, detail=e.default.detail), e.describe,
-                          predicate=e.predicate, blame_by=e.blame_by)
-        return e
+    RULES = with_rules(vmalloc=expecting("vmalloc", _packed_vmalloc))
 
 
 class ArenaReuses(PhysModel):
     """A region whose bump pointer restarts at its base on every allocation."""
 
-    def _a_arena_alloc(self, o: Outcome, arena: int, size: int, align: int = 16) -> None:
-        pass
+    RULES = with_rules(arena_alloc=applying("arena_alloc", lambda m, o, arena, size, align=16: None))
+
+
+def _free_but_keep_counted(m, o: Outcome, pfn: int) -> None:
+    if o.ok and pfn in m.pages:
+        m.pages.discard(pfn)
+        order, owner = m.buddy.allocated[pfn]
+        m.frames.release(pfn, 1 << order, owner)
+        m.buddy.coalesce(pfn, order)
 
 
 class FreedButCounted(PhysModel):
     """buddy_free puts the block on the free lists but forgets to drop it from the allocated blocks."""
 
-    def _a_buddy_free(self, o: Outcome, pfn: int) -> None:
-        if o.ok and pfn in self.pages:
-            self.pages.discard(pfn)
-            order, owner = self.buddy.allocated[pfn]
-            self.frames.release(pfn, 1 << order, owner)
-            self.buddy.coalesce(pfn, order)
+    RULES = with_rules(buddy_free=applying("buddy_free", _free_but_keep_counted))
+
+
+def _forget_in_table(m, o: Outcome, cache: int, obj: int) -> None:
+    c = m.caches.get(cache)
+    if o.ok and c is not None:
+        c.live.pop(obj, None)
 
 
 class SlabMiscount(PhysModel):
     """kmem_cache_free forgets the object in the cache's table but not in its slab."""
 
-    def _a_kmem_cache_free(self, o: Outcome, cache: int, obj: int) -> None:
-        c = self.caches.get(cache)
-        if o.ok and c is not None:
-            c.live.pop(obj, None)
+    RULES = with_rules(kmem_cache_free=applying("kmem_cache_free", _forget_in_table))
+
+
+def _into_newest_block(m, size: int) -> Expect:
+    e = heap.expect_malloc(m, size)
+    starts = m.heap.blocks._starts
+    if starts:
+        return Expect(e.clause, Outcome(value=starts[-1] + 16), e.describe, predicate=e.predicate,
+                      blame_by=e.blame_by)
+    return e
 
 
 class HeapOverlaps(PhysModel):
@@ -312,17 +365,11 @@ class HeapOverlaps(PhysModel):
             m._ends.insert(i, addr + max(size, 1))
             m._values.insert(i, Block(size, contents))
 
+    RULES = with_rules(malloc=expecting("malloc", _into_newest_block))
+
     def __init__(self, machine=None):
         super().__init__(machine)
         self.heap.__class__ = self._RawHeap
-
-    def _x_malloc(self, size: int) -> Expect:
-        e = super()._x_malloc(size)
-        starts = self.heap.blocks._starts
-        if starts:
-            return Expect(e.clause, Outcome(value=starts[-1] + 16), e.describe, predicate=e.predicate,
-                          blame_by=e.blame_by)
-        return e
 
 
 class BrokenModelTarget(Target):
