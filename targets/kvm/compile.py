@@ -1,4 +1,8 @@
-"""Compiling hw-layer calls into guest code, and the outcomes back from the result slots."""
+"""Compiling hw-layer calls into guest code, and the outcomes back from the result slots.
+
+Each call is one or more templates of guest.S (``t_guard``, ``t_store``, ``t_read``, ...)
+emitted one after another, with the call's addresses and values in their named immediates
+(asm.py says why templates rather than assembling each program)."""
 
 from __future__ import annotations
 
@@ -11,12 +15,10 @@ from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3, RAM_SIZE
 from memspec.records import OK, Observation, Outcome, RunStatus
 
 from .guest import (
-    CALL_RBX, CODE, CODE_END, CR0_PE, CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_KNOWN, CR4_LA57, CR4_PAE, CR4_PCIDE,
-    CR4_PKE, CR4_SMAP, CR4_SMEP, EFER_KNOWN, EFER_LMA, EFER_LME, EFER_NXE, EXEC, FATAL, FLAGS_CLEAN,
-    HARNESS_ENTRY, HLT, INVLPG_RBX, INVPCID_RAX_RBX, IRETQ, KCS, LOAD_RBX, MOV_CR0_RAX, MOV_CR3_RAX,
-    MOV_CR4_RAX, NSLOTS, PATH_CPL0, PATH_CPL3, PHYS, READ, SLOTS, SLOT_SIZE, STATIC_PAGES, STATUS_RETURNED,
-    ST_EXC, ST_FETCHED, ST_UNEMULATED, U64, UCODE, UCS, UDS, USER_DONE, UTOP, VEC_NAMES, WRITE, WRITE_RBX,
-    WRMSR, WRPKRU, _Vm, _d, _flags_ac, _image, load_abs, mov_r14, mov_r15, mov_rax, mov_rbx, store_abs)
+    CODE, CODE_END, CR0_PE, CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_KNOWN, CR4_LA57, CR4_PAE, CR4_PCIDE, CR4_PKE,
+    CR4_SMAP, CR4_SMEP, EFER_KNOWN, EFER_LMA, EFER_LME, EFER_NXE, EXEC, HARNESS_ENTRY, KCS, NSLOTS, PATH_CPL0,
+    PATH_CPL3, PHYS, READ, SLOTS, SLOT_SIZE, STATIC_PAGES, ST_EXC, ST_FETCHED, ST_UNEMULATED, U64, UCS, VEC_NAMES,
+    WRITE, _Vm, _image, code)
 from .ioctl import (
     EXIT_HLT, EXIT_INTERNAL_ERROR, EXIT_MMIO, EXIT_NAMES, EXIT_SHUTDOWN, _GuestTimeout, _Kvm, _Refused,
     guest_cpuid)
@@ -72,6 +74,8 @@ class _Machine:
         self.dirty: set[int] = set()         # qwords a program changed (set_pte, root[511])
         self.maxphy = int(features.get("maxphyaddr", 48))
         self.cr3 = INITIAL_CR3
+        self.code = code()
+        self.t = self.code.t           # guest.S's templates, by name
 
     # -- lifecycle --
 
@@ -104,15 +108,16 @@ class _Machine:
         self.vm.set_control(cr0, INITIAL_CR3, cr4, efer)
         self.cr3 = INITIAL_CR3
         self.cr4_pke = False
+        t = self.t
         chunk = _Chunk()
-        chunk.code += mov_rax(INITIAL_CR3) + MOV_CR3_RAX
+        t["mov_cr3"].emit(chunk.code, VALUE=INITIAL_CR3)
         for pa in sorted(self.dirty):
-            chunk.code += mov_rax((pa << 8) | 0xCC if pa != INITIAL_CR3 + 8 * HARNESS_SLOT else HARNESS_ENTRY)
-            chunk.code += store_abs(PHYS + pa)
+            t["store"].emit(chunk.code, ADDR=PHYS + pa,
+                            VALUE=(pa << 8) | 0xCC if pa != INITIAL_CR3 + 8 * HARNESS_SLOT else HARNESS_ENTRY)
             if chunk.full():
                 self._run_plain(chunk)
                 chunk = _Chunk()
-        chunk.code += mov_rax(INITIAL_CR3) + MOV_CR3_RAX
+        t["mov_cr3"].emit(chunk.code, VALUE=INITIAL_CR3)
         self._run_plain(chunk)
         self.dirty.clear()
 
@@ -135,7 +140,7 @@ class _Machine:
         """Run compiled code; (status, message, index of the call that was running if not OK)."""
         vm = self.vm
         assert vm is not None
-        code = bytes(chunk.code) + HLT
+        code = bytes(chunk.code) + self.t["halt"].code
         end = PHYS + CODE + len(code)
         vm.mem[CODE:CODE + len(code)] = code
         vm.mem[SLOTS:SLOTS + SLOT_SIZE * max(chunk.slots, 1)] = bytes(SLOT_SIZE * max(chunk.slots, 1))
@@ -183,12 +188,12 @@ class _Machine:
             self.broken = True
             regs = vm.get_regs()
             cc = by_slot.get((regs["r14"] - PHYS - SLOTS) // SLOT_SIZE)
-            if cc is not None and cc.kind == "access" and cc.op == EXEC and rip != FATAL + 1:
+            if cc is not None and cc.kind == "access" and cc.op == EXEC and rip != self.code.fatal + 1:
                 # the fetch reached code that is not the pattern's INT3 (the harness's own pages,
                 # or paging entries), which halted: the model does not judge that either
                 return (RunStatus.REFUSED, f"the fetch at {cc.addr:#x} ran code outside the pattern, which "
                         f"halted at RIP {rip:#x}", cc.index)
-            where = "in the harness's fault path (a fault in the harness's own code)" if rip == FATAL + 1 \
+            where = "in the harness's fault path (a fault in the harness's own code)" if rip == self.code.fatal + 1 \
                 else f"at RIP {rip:#x}"
             return RunStatus.CRASH, f"the guest halted {where}, not at the end of its code", at
         at = self._where(chunk)
@@ -262,9 +267,9 @@ class _Machine:
     def _guard(self, chunk: _Chunk, cc: _Compiled) -> None:
         """r14 = this call's slot, r15 = where the next call starts (patched after the body)."""
         cc.slot = self._slot(chunk)
-        chunk.code += mov_r14(PHYS + SLOTS + SLOT_SIZE * cc.slot)
-        cc.resume_at = len(chunk.code) + 2   # the imm64 of mov r15
-        chunk.code += mov_r15(0)
+        guard = self.t["guard"]
+        at = guard.emit(chunk.code, SLOT=PHYS + SLOTS + SLOT_SIZE * cc.slot, RESUME=0)
+        cc.resume_at = at + guard.offset("RESUME")      # written once the body is there
 
     def _patch_resume(self, chunk: _Chunk, cc: _Compiled) -> None:
         struct.pack_into("<Q", chunk.code, cc.resume_at, PHYS + CODE + len(chunk.code))
@@ -272,7 +277,7 @@ class _Machine:
     def compile(self, chunk: _Chunk, index: int, name: str, args: tuple[int, ...]) -> _Compiled:
         cc = _Compiled(index, "none", start=CODE + len(chunk.code))
         if chunk.ac_dirty:
-            chunk.code += FLAGS_CLEAN
+            self.t["flags_clean"].emit(chunk.code)
             chunk.ac_dirty = False
             cc.start = CODE + len(chunk.code)
         getattr(self, "_c_" + name)(chunk, cc, *args)
@@ -290,14 +295,14 @@ class _Machine:
         if not self._table_ok(table, idx) or not 0 <= frame | flags <= U64:
             return self._const(cc, EINVAL)
         pa = table + 8 * idx
-        chunk.code += mov_rax(frame | flags) + store_abs(PHYS + pa)
+        self.t["store"].emit(chunk.code, VALUE=frame | flags, ADDR=PHYS + pa)
         self.dirty.add(pa)
 
     def _c_read_pte(self, chunk: _Chunk, cc: _Compiled, table: int, idx: int) -> None:
         if not self._table_ok(table, idx):
             return self._const(cc, EINVAL)
         cc.kind, cc.slot = "value", self._slot(chunk)
-        chunk.code += load_abs(PHYS + table + 8 * idx) + store_abs(PHYS + SLOTS + SLOT_SIZE * cc.slot + 8)
+        self.t["copy"].emit(chunk.code, SRC=PHYS + table + 8 * idx, DST=PHYS + SLOTS + SLOT_SIZE * cc.slot + 8)
 
     def _c_mov_cr3(self, chunk: _Chunk, cc: _Compiled, value: int) -> None:
         pcide = False      # CR4.PCIDE can never be set on this KVM (see the feature probe)
@@ -307,52 +312,47 @@ class _Machine:
         if not rsvd and not HARNESS_LOW <= root < RAM_SIZE:
             return self._const(cc, EINVAL)
         if HARNESS_LOW <= root < RAM_SIZE:
-            chunk.code += mov_rax(HARNESS_ENTRY) + store_abs(PHYS + root + 8 * HARNESS_SLOT)
+            self.t["store"].emit(chunk.code, VALUE=HARNESS_ENTRY, ADDR=PHYS + root + 8 * HARNESS_SLOT)
             self.dirty.add(root + 8 * HARNESS_SLOT)
-        cc.kind = "fault"
-        self._guard(chunk, cc)
-        chunk.code += mov_rax(value) + MOV_CR3_RAX
-        self._patch_resume(chunk, cc)
+        self._simple(chunk, cc, "mov_cr3", VALUE=value)
 
     def _c_mov_cr4(self, chunk: _Chunk, cc: _Compiled, value: int) -> None:
-        self._simple(chunk, cc, mov_rax(value) + MOV_CR4_RAX)
+        self._simple(chunk, cc, "mov_cr4", VALUE=value)
 
     def _c_mov_cr0(self, chunk: _Chunk, cc: _Compiled, value: int) -> None:
-        self._simple(chunk, cc, mov_rax(value) + MOV_CR0_RAX)
+        self._simple(chunk, cc, "mov_cr0", VALUE=value)
 
     def _c_wrmsr_efer(self, chunk: _Chunk, cc: _Compiled, value: int) -> None:
-        self._simple(chunk, cc, b"\xb9" + _d(0xC0000080) + b"\xb8" + _d(value) + b"\xba" + _d(value >> 32) + WRMSR)
+        self._simple(chunk, cc, "wrmsr_efer", LOW=value, HIGH=value >> 32)
 
     def _c_invlpg(self, chunk: _Chunk, cc: _Compiled, addr: int) -> None:
         if _canonical(addr) and (addr >> 39) & 0x1FF == HARNESS_SLOT:
             return self._const(cc, EINVAL)
         # INVLPG at CPL 0 raises nothing (a non-canonical operand is a no-op): no fault guard
-        chunk.code += mov_rbx(addr) + INVLPG_RBX
+        self.t["invlpg"].emit(chunk.code, ADDR=addr)
 
     def _c_invpcid(self, chunk: _Chunk, cc: _Compiled, kind: int, pcid: int, addr: int) -> None:
         # the harness's slot is off limits, as for INVLPG; the CPU's own checks (#UD, #GP) come first
         if self.features.get("invpcid") and kind == 0 and pcid <= 0xFFF and _canonical(addr) \
                 and (addr >> 39) & 0x1FF == HARNESS_SLOT:
             return self._const(cc, EINVAL)
-        cc.kind = "fault"
-        self._guard(chunk, cc)
-        desc = SLOTS + SLOT_SIZE * cc.slot + 16
+        desc = SLOTS + SLOT_SIZE * chunk.slots + 16     # in the slot _simple's guard takes
         chunk.descriptors.append((desc, struct.pack("<QQ", pcid & U64, addr & U64)))
-        chunk.code += mov_rax(kind) + mov_rbx(PHYS + desc) + INVPCID_RAX_RBX
-        self._patch_resume(chunk, cc)
+        self._simple(chunk, cc, "invpcid", KIND=kind, DESC=PHYS + desc)
 
     def _c_wrpkru(self, chunk: _Chunk, cc: _Compiled, value: int) -> None:
         # PKRU is 32 bits: a wider value is the program's mistake once CR4.PKE allows WRPKRU
         if value >> 32 and self.cr4_pke:
             return self._const(cc, EINVAL)
-        self._simple(chunk, cc, b"\xb8" + _d(value) + b"\x31\xc9\x31\xd2" + WRPKRU)
+        self._simple(chunk, cc, "wrpkru", VALUE=value)
 
     cr4_pke = False      # CR4.PKE as the last boot set it
 
-    def _simple(self, chunk: _Chunk, cc: _Compiled, body: bytes) -> None:
+    def _simple(self, chunk: _Chunk, cc: _Compiled, template: str, **values: int) -> None:
+        """One instruction that may fault, between a guard and the resume point."""
         cc.kind = "fault"
         self._guard(chunk, cc)
-        chunk.code += body
+        self.t[template].emit(chunk.code, **values)
         self._patch_resume(chunk, cc)
 
     def _c_access(self, chunk: _Chunk, cc: _Compiled, la: int, op: int, cpl: int, ac: int) -> None:
@@ -365,22 +365,20 @@ class _Machine:
                            "itself while guest user code runs natively (every access there is a not-present #PF)")
         cc.kind, cc.addr, cc.op, cc.cpl = "access", la, op, cpl
         self._guard(chunk, cc)
+        t = self.t
         if cpl == 0:
             if ac:
-                chunk.code += _flags_ac()
+                t["flags_ac"].emit(chunk.code)
                 chunk.ac_dirty = True
-            chunk.code += mov_rbx(la)
             if op == READ:
-                chunk.code += LOAD_RBX + store_abs(PHYS + SLOTS + SLOT_SIZE * cc.slot + 8)
+                t["read"].emit(chunk.code, ADDR=la, DST=PHYS + SLOTS + SLOT_SIZE * cc.slot + 8)
             elif op == WRITE:
-                chunk.code += WRITE_RBX + store_abs(PHYS + SLOTS + SLOT_SIZE * cc.slot + 8)
+                t["write"].emit(chunk.code, ADDR=la, DST=PHYS + SLOTS + SLOT_SIZE * cc.slot + 8)
             else:
-                chunk.code += CALL_RBX + STATUS_RETURNED
+                t["exec"].emit(chunk.code, ADDR=la)
         else:
-            # iretq to the CPL 3 snippet: SS, RSP, RFLAGS (AC as asked), CS, RIP
-            chunk.code += mov_rbx(la) + b"\x6a" + bytes([UDS]) + mov_rax(UTOP) + b"\x50"
-            chunk.code += b"\x68" + _d(0x40002 if ac else 0x2) + b"\x6a" + bytes([UCS])
-            chunk.code += mov_rax(PHYS + UCODE + 0x40 * op) + b"\x50" + IRETQ
+            # IRETQ to the CPL 3 snippet, with RFLAGS.AC as asked
+            t["user"].emit(chunk.code, ADDR=la, FLAGS=0x40002 if ac else 0x2, ENTRY=self.code.user_entry[op])
         self._patch_resume(chunk, cc)
 
     def observe(self) -> Observation:
@@ -413,7 +411,8 @@ class _Machine:
         if status & ST_EXC:
             vec = status & 0xFF
             cs = status >> 16
-            if cc.kind == "access" and cc.cpl == 3 and vec == 13 and value == USER_DONE[cc.op] and cs == UCS:
+            if cc.kind == "access" and cc.cpl == 3 and vec == 13 and value == self.code.user_done[cc.op] \
+                    and cs == UCS:
                 if cc.op == EXEC:
                     return Outcome(detail=path + (("returned", 1),))
                 return Outcome(value=rax, detail=path)

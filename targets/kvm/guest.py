@@ -1,20 +1,24 @@
 """The guest: its physical layout, the harness code and tables written into its RAM, and the VM that
-runs it (machine code as bytes, each instruction named)."""
+runs it.  The machine code is GNU assembler source, ``guest.S``, assembled at first use
+(``asm.py``); the tables (GDT, IDT, TSS, the physmap) are data, written here."""
 
 from __future__ import annotations
 
 import ctypes
 import fcntl
+import functools
 import mmap
 import os
 import signal
 import struct
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3, RAM_SIZE
 from memspec.consts import CREG
 
+from . import asm
 from .ioctl import (
     KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_REGS, KVM_GET_SREGS, KVM_RUN, KVM_SET_CPUID2, KVM_SET_REGS,
     KVM_SET_SREGS, KVM_SET_USER_MEMORY_REGION, _GuestTimeout, _Kvm, _REGS, _SEG, _SEG_OFF)
@@ -32,7 +36,6 @@ KTOP, UTOP = PHYS + KSTACK + 0x1000, PHYS + USTACK + 0x1000
 KCS, KDS, UCS, UDS, TSSSEL = 0x08, 0x10, 0x2B, 0x23, 0x30
 P, RW, US, A, D, PS = 1, 2, 4, 0x20, 0x40, 0x80
 HARNESS_ENTRY = H_PDPT | P | RW | US | A     # root[511]: A preset so that walks never change it
-ERRCODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17, 21, 29, 30})
 VEC_NAMES = {0: "#DE", 1: "#DB", 2: "#NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF",
              10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC",
              19: "#XM", 21: "#CP"}
@@ -55,48 +58,39 @@ PATH_CPL0, PATH_CPL3 = "cpl0-emulator", "cpl3-shadow"
 ST_OK, ST_RETURNED, ST_FETCHED, ST_UNEMULATED, ST_EXC = 0, 2, 3, 4, 0x100
 
 
-def _q(v: int) -> bytes:
-    return struct.pack("<Q", v & U64)
+READ, WRITE, EXEC = 0, 1, 2
+# what guest.S takes from here (-D values): one source for the layout
+DEFINES = dict(STUBS=STUBS, HANDLERS=HANDLERS, UCODE=UCODE, KTOP=KTOP, UTOP=UTOP, UCS=UCS, UDS=UDS,
+               ST_EXC=ST_EXC, ST_RETURNED=ST_RETURNED)
 
 
-def _d(v: int) -> bytes:
-    return struct.pack("<I", v & 0xFFFFFFFF)
+@dataclass(frozen=True)
+class Code:
+    """guest.S assembled: the harness blob, the templates compile.py emits, and the addresses
+    (in the physmap) of the harness labels the host needs."""
+
+    harness: bytes
+    t: dict[str, asm.Template]
+    assembled: asm.GuestCode    # all of it (the probe's 32-bit code, the symbols)
+    fatal: int                  # where a fault in the harness's own code resumes (a HLT)
+    user_entry: dict[int, int]  # op -> the CPL 3 snippet an access IRETQs to
+    user_done: dict[int, int]   # op -> the RIP of the snippet's final HLT (its #GP ends the access)
 
 
-# A few x86-64 encodings, by name (Intel SDM Vol. 2).
-def mov_r14(v: int) -> bytes: return b"\x49\xbe" + _q(v)
-def mov_r15(v: int) -> bytes: return b"\x49\xbf" + _q(v)
-def mov_rbx(v: int) -> bytes: return b"\x48\xbb" + _q(v)
-def mov_rax(v: int) -> bytes: return b"\x48\xb8" + _q(v)
-def store_abs(addr: int) -> bytes: return b"\x48\xa3" + _q(addr)          # mov [moffs64], rax
-def load_abs(addr: int) -> bytes: return b"\x48\xa1" + _q(addr)           # mov rax, [moffs64]
+@functools.lru_cache(maxsize=None)
+def code() -> Code:
+    g = asm.build(DEFINES)
+    assert STUBS + len(g.harness) <= USTACK, "guest.S: the harness runs into the user stack"
 
+    def at(label: str) -> int:
+        return PHYS + g.at(label, STUBS)
 
-LOAD_RBX = b"\x48\x8b\x03"            # mov rax, [rbx]
-STORE_CC_RBX = b"\xc6\x03\xcc"        # mov byte [rbx], 0xcc
-# A write: `xor ecx, ecx; lock xadd [rbx], rcx` is a write access (faults report W = 1) that
-# leaves memory as it was and hands back the qword; then the byte 0xCC is stored through the
-# same translation, and rax = that qword with its low byte 0xCC.  No load follows the store:
-# a store that changes an entry of its own walk (a self-referencing table) may make a later
-# access fault (SDM §4.10.4.2 lets the processor use either the old or the new entry).
-WRITE_RBX = (b"\x31\xc9" b"\xf0\x48\x0f\xc1\x0b" + STORE_CC_RBX
-             + b"\x48\x89\xc8" b"\xb0\xcc")
-CALL_RBX = b"\xff\xd3"
-INVLPG_RBX = b"\x0f\x01\x3b"
-MOV_CR3_RAX, MOV_CR4_RAX, MOV_CR0_RAX = b"\x0f\x22\xd8", b"\x0f\x22\xe0", b"\x0f\x22\xc0"
-MOV_RAX_CR3 = b"\x0f\x20\xd8"
-WRMSR = b"\x0f\x30"
-WRPKRU = b"\x0f\x01\xef"
-INVPCID_RAX_RBX = b"\x66\x0f\x38\x82\x03"
-IRETQ = b"\x48\xcf"
-HLT = b"\xf4"
-STATUS_RETURNED = b"\x49\xc7\x06" + _d(ST_RETURNED)    # mov qword [r14], 2
-FLAGS_CLEAN = b"\x6a\x02\x9d"         # push 2; popfq (AC = 0 again)
-STAC_CLAC = b"\x0f\x01\xcb\x0f\x01\xca"
-
-
-def _flags_ac() -> bytes:
-    return b"\x68" + _d(0x40002) + b"\x9d"     # push 0x40002; popfq
+    names = {READ: "user_read", WRITE: "user_write", EXEC: "user_exec"}
+    entry = {op: at(n) for op, n in names.items()}
+    done = {op: at(n + "_done") for op, n in names.items()}
+    assert all(PHYS + UCODE <= a < PHYS + UCODE + 0x1000 for a in (*entry.values(), *done.values())), \
+        "guest.S: a user snippet outside the user page"
+    return Code(g.harness, g.templates, g, at("fatal"), entry, done)
 
 
 def _pattern_image() -> bytes:
@@ -134,37 +128,15 @@ def _build_harness(m: bytearray) -> None:
     _w64(m, GDT + TSSSEL + 8, base >> 32)
     _w64(m, TSS + 4, KTOP)                          # RSP0: the stack a CPL 3 fault lands on
     struct.pack_into("<H", m, TSS + 0x66, 0x68)     # no I/O bitmap
-    common = HANDLERS
+    # the stubs, the common handler, FATAL and the user snippets (guest.S, section .harness)
+    harness = code().harness
+    m[STUBS:STUBS + len(harness)] = harness
     for v in range(256):
-        stub = STUBS + 16 * v
-        code = b"" if v in ERRCODE_VECTORS else b"\x6a\x00"       # push 0 (no error code)
-        code += b"\x68" + _d(v)                                   # push vector
-        code += b"\xe9" + struct.pack("<i", common - (stub + len(code) + 5))
-        m[stub:stub + len(code)] = code
-        handler = PHYS + stub
+        handler = PHYS + STUBS + 16 * v
         dpl = 3 if v == 3 else 0           # INT3 from CPL 3: a fetch of the pattern succeeded
         _w64(m, IDT + 16 * v, (handler & 0xFFFF) | (KCS << 16) | ((0x8E00 | dpl << 13) << 32)
              | (((handler >> 16) & 0xFFFF) << 48))
         _w64(m, IDT + 16 * v + 8, handler >> 32)
-    record = (b"\x49\x89\x46\x20"           # mov [r14+32], rax  (what a CPL 3 snippet loaded)
-              b"\x58"                       # pop rax            (vector)
-              b"\x0d\x00\x01\x00\x00"       # or eax, 0x100
-              b"\x49\x89\x06"               # mov [r14], rax
-              b"\x58"                       # pop rax            (error code)
-              b"\x49\x89\x46\x10"           # mov [r14+16], rax
-              b"\x48\x8b\x04\x24"           # mov rax, [rsp]     (RIP)
-              b"\x49\x89\x46\x08"           # mov [r14+8], rax
-              b"\x0f\x20\xd0"               # mov rax, cr2
-              b"\x49\x89\x46\x18"           # mov [r14+24], rax
-              b"\x48\x8b\x44\x24\x08"       # mov rax, [rsp+8]   (CS)
-              b"\x48\xc1\xe0\x10"           # shl rax, 16
-              b"\x49\x09\x06"               # or [r14], rax
-              + b"\x48\xbc" + _q(KTOP)      # mov rsp, KTOP
-              + b"\x41\xff\xe7")            # jmp r15
-    m[common:common + len(record)] = record
-    m[HANDLERS + 0x300] = 0xF4             # FATAL: where a fault in the harness's own code resumes
-    for op, code in USER_SNIPPETS.items():
-        m[UCODE + 0x40 * op:UCODE + 0x40 * op + len(code)] = code
     # physmap: PML4[511] -> H_PDPT[0] -> H_PD: entry 0 -> H_PT (4 KiB pages, the user pages U/S=1),
     # entries 1..15 -> 2 MiB pages; A and D preset so that no walk ever changes these entries
     _w64(m, H_PDPT, H_PD | P | RW | US | A)
@@ -177,18 +149,6 @@ def _build_harness(m: bytearray) -> None:
         flags = P | US | A if (i << 12) == UCODE else P | RW | A | D | (US if (i << 12) == USTACK else 0)
         _w64(m, H_PT + 8 * i, (i << 12) | flags)
     _w64(m, INITIAL_CR3 + 8 * HARNESS_SLOT, HARNESS_ENTRY)
-
-
-FATAL = PHYS + HANDLERS + 0x300
-READ, WRITE, EXEC = 0, 1, 2
-# A CPL 3 snippet ends in HLT, which raises #GP(0) at CPL 3: the way back to the kernel
-# (kvm-pvm answers `int n` from CPL 3 with #UD).  The handler keeps rax in the slot.
-USER_SNIPPETS = {
-    READ: LOAD_RBX + HLT,
-    WRITE: WRITE_RBX + HLT,
-    EXEC: CALL_RBX + HLT,                    # only reached if the fetched code returns
-}
-USER_DONE = {op: PHYS + UCODE + 0x40 * op + len(code) - 1 for op, code in USER_SNIPPETS.items()}
 
 
 class _Vm:
@@ -253,7 +213,7 @@ class _Vm:
 
     def set_regs(self, **kw: int) -> None:
         r = dict.fromkeys(_REGS, 0)
-        r.update(rflags=2, rsp=KTOP, r14=PHYS + SCRATCH, r15=FATAL)
+        r.update(rflags=2, rsp=KTOP, r14=PHYS + SCRATCH, r15=code().fatal)
         r.update(kw)
         fcntl.ioctl(self.cpu, KVM_SET_REGS, struct.pack("<18Q", *(r[n] for n in _REGS)))
 

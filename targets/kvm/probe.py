@@ -12,7 +12,7 @@ from memspec.records import Outcome, RunStatus
 from .compile import _Chunk, _Machine
 from .guest import (
     CR0_PE, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PCIDE, CR4_PKE, CR4_SMAP, CR4_SMEP, EXEC, P, PS, READ,
-    RW, STAC_CLAC, US, _Vm, _w64)
+    RW, US, _Vm, _w64, code)
 from .ioctl import EXIT_HLT, KVM_SET_SREGS, _GuestTimeout, _Kvm, _SEG, _SEG_OFF, guest_cpuid
 from .klog import KernelLog
 
@@ -72,7 +72,7 @@ def probe_features(kvm: _Kvm, timeout: float = 2.0) -> dict[str, Any]:
     # STAC/CLAC: the instructions themselves (KVM's emulator may not implement them)
     m.start_program(fresh=True)
     chunk = _Chunk()
-    chunk.code += STAC_CLAC
+    code().t["stac_clac"].emit(chunk.code)
     status, msg, _ = m.run_chunk(chunk)
     f["smap_stac"] = status is RunStatus.OK
     if not f["smap_stac"]:
@@ -116,7 +116,9 @@ def _probe_legacy(kvm: _Kvm, cpuid: list[list[int]], timeout: float) -> tuple[bo
             gdt = 0x1000
             _w64(vm.mem, gdt + 8, 0x00CF9A000000FFFF)
             _w64(vm.mem, gdt + 16, 0x00CF92000000FFFF)
-            vm.mem[0x5000:0x5003] = b"\x8b\x03\xf4"          # mov eax, [ebx]; hlt
+            probe = code().assembled                        # guest.S, section .probe32
+            entry = 0x5000
+            vm.mem[entry:entry + len(probe.probe32)] = probe.probe32
             root = 0x100000
             if pae:
                 struct.pack_into("<Q", vm.mem, root, 0x101000 | P)
@@ -132,8 +134,9 @@ def _probe_legacy(kvm: _Kvm, cpuid: list[list[int]], timeout: float) -> tuple[bo
             struct.pack_into("<5Q", s, 224, CR0_PG | CR0_PE | CR0_WP, 0, root, 0x20 if pae else 0x10, 0)
             struct.pack_into("<Q", s, 264, 0)
             fcntl.ioctl(vm.cpu, KVM_SET_SREGS, bytes(s))
-            vm.set_regs(rip=0x5000, rbx=0x203000, rsp=0x8000, r14=0, r15=0)
-            results.append(vm.run(timeout) == EXIT_HLT and vm.get_regs()["rip"] == 0x5003)
+            vm.set_regs(rip=entry, rbx=0x203000, rsp=0x8000, r14=0, r15=0)
+            results.append(vm.run(timeout) == EXIT_HLT
+                           and vm.get_regs()["rip"] == probe.at("probe_legacy_done", entry) + 1)
         except (OSError, _GuestTimeout):
             results.append(False)
         finally:
