@@ -80,3 +80,11 @@ def errno(clause: str, name: str) -> Expect:
 def one_of(clause: str, outcomes: tuple[Outcome, ...], default: Outcome | None = None) -> Expect:
     return Expect(clause, default or outcomes[0], " or ".join(o.describe() for o in outcomes),
                   outcomes, impl_defined=True)
+
+
+def or_errno(ok: Expect, clause: str, name: str) -> Expect:
+    """``ok``, or the call fails with ``name`` under ``clause`` (a limit the model cannot pin down)."""
+    def allowed(o: Outcome) -> str | None:
+        return None if o.errno == name else ok.judge(o)
+    return Expect(ok.clause, ok.default, f"{ok.describe} or {name} ({clause})", predicate=allowed,
+                  impl_defined=True, blame_by=ok.blame_by, covers=tuple(dict.fromkeys(ok.covers + (ok.clause, clause))))

@@ -29,19 +29,20 @@ second minor fault (write-protect: ``do_wp_page`` copies into a fresh frame).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from memspec.consts import PAGE_SIZE
 
+from . import pressure
+from .os.state import PAGE_MASK, R, W, X, Mm, OsState, Pte, Vma, flush_tlb_page, zap_pte
 from .pages import ZERO_PAGE, Page
 from .pte import ErrCode
 from .walk import PageFault      # one #PF record for the os and hw layers (error code, CR2, clause)
 
-if TYPE_CHECKING:
-    from .mm import Mm, System, Vma
-
-PAGE_MASK = ~(PAGE_SIZE - 1)
-R, W, X = 1, 2, 4
+# The page-table entry and the two TLB operations belong to the state every part shares
+# (model.os.state); they are the fault path's own vocabulary too, so they are named here.
+__all__ = ["FaultClass", "PageFault", "Pte", "R", "W", "X", "access_attempt", "alloc_frame", "classify",
+           "do_page_fault", "flush_tlb_page", "load_page", "populate", "raise_fault", "set_pte", "vma_allows",
+           "zap_pte"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,19 +55,7 @@ class FaultClass:
     clause: str
 
 
-@dataclass(slots=True)
-class Pte:
-    """A present page-table entry (or a TLB entry cached from one): the page it maps and its
-    R/W bit; U/S is always user here.  ``read``/``exec`` matter for TLB entries, which the
-    hardware uses without looking at the VMA."""
-
-    page: object         # a Page or ZERO_PAGE
-    write: bool
-    read: bool = True
-    exec: bool = False
-
-
-def vma_allows(v: "Vma", kind: int) -> bool:
+def vma_allows(v: Vma, kind: int) -> bool:
     """What the VMA's protection lets through on x86-64 (NX; write implies read; PKU exec-only)."""
     if kind == X:
         return bool(v.prot & X)
@@ -77,7 +66,7 @@ def vma_allows(v: "Vma", kind: int) -> bool:
 
 # --- step 1 -----------------------------------------------------------------
 
-def access_attempt(mm: "Mm", v: "Vma | None", page: int, kind: int) -> Pte | None:
+def access_attempt(mm: Mm, v: Vma | None, page: int, kind: int) -> Pte | None:
     """Step 1: the translation the hardware would use now -- a TLB entry, else the PTE --
     if it permits this access; ``None`` means the access faults."""
     t = mm.tlb.get(page)
@@ -93,7 +82,7 @@ def access_attempt(mm: "Mm", v: "Vma | None", page: int, kind: int) -> Pte | Non
 
 # --- step 2 -----------------------------------------------------------------
 
-def raise_fault(mm: "Mm", addr: int, kind: int) -> PageFault:
+def raise_fault(mm: Mm, addr: int, kind: int) -> PageFault:
     """Step 2: #PF with CR2 = addr; P set if a translation was present (a protection fault)."""
     page = addr & PAGE_MASK
     err = ErrCode.U | (ErrCode.W if kind == W else 0) | (ErrCode.ID if kind == X else 0)
@@ -104,7 +93,7 @@ def raise_fault(mm: "Mm", addr: int, kind: int) -> PageFault:
 
 # --- step 3 -----------------------------------------------------------------
 
-def classify(sys: "System", mm: "Mm", v: "Vma | None", addr: int, kind: int) -> FaultClass:
+def classify(sys: OsState, mm: Mm, v: Vma | None, addr: int, kind: int) -> FaultClass:
     """Step 3: minor, major or invalid."""
     page = addr & PAGE_MASK
     if v is None:
@@ -144,19 +133,18 @@ def classify(sys: "System", mm: "Mm", v: "Vma | None", addr: int, kind: int) -> 
 
 # --- steps 4 and 5 ------------------------------------------------------------
 
-def alloc_frame(sys: "System", mm: "Mm", page: Page, node: int) -> bool:
+def alloc_frame(sys: OsState, mm: Mm, page: Page, node: int) -> bool:
     """Step 4: a free frame for ``page``; when none is free, reclaim (step 5) and retry.
     False when nothing can be reclaimed (the OOM killer's case)."""
     if sys.frames.alloc(page, node) is not None:
         sys.stats["frames_allocated"] += 1
         return True
-    from .pressure import out_of_memory, reclaim
-    if reclaim(sys, 1, protect=page) and sys.frames.alloc(page, node) is not None:
+    if pressure.reclaim(sys, 1, protect=page) and sys.frames.alloc(page, node) is not None:
         sys.stats["frames_allocated"] += 1
         return True
     # RAM and swap exhausted: mm/oom_kill.c out_of_memory kills the worst process
     while sys.procs:
-        victim = out_of_memory(sys)
+        victim = pressure.out_of_memory(sys)
         if victim is None or mm not in sys.procs.values():
             return False
         if sys.frames.alloc(page, node) is not None:
@@ -167,10 +155,10 @@ def alloc_frame(sys: "System", mm: "Mm", page: Page, node: int) -> bool:
 
 # --- step 6 -----------------------------------------------------------------
 
-def load_page(sys: "System", mm: "Mm", v: "Vma", page_addr: int, fc: FaultClass, kind: int) -> object | None:
+def load_page(sys: OsState, mm: Mm, v: Vma, page_addr: int, fc: FaultClass, kind: int) -> object | None:
     """Step 6: make the page's contents present in a frame; returns the page to map
     (``None`` when no frame could be had)."""
-    node = sys.numa_node(mm, v, page_addr)
+    node = pressure.policy_node(sys, v, page_addr)
     if fc.how == "anon-zero":
         return ZERO_PAGE
     if fc.how == "anon-new":
@@ -238,7 +226,7 @@ def load_page(sys: "System", mm: "Mm", v: "Vma", page_addr: int, fc: FaultClass,
 
 # --- steps 7 and 8 ------------------------------------------------------------
 
-def set_pte(sys: "System", mm: "Mm", v: "Vma", page_addr: int, page: object, kind: int) -> None:
+def set_pte(sys: OsState, mm: Mm, v: Vma, page_addr: int, page: object, kind: int) -> None:
     """Step 7: install a present PTE.  Writable only where a write may go straight to the
     page: never the zero page, never a page still shared copy-on-write, never a page-cache
     page under a private mapping."""
@@ -255,22 +243,9 @@ def set_pte(sys: "System", mm: "Mm", v: "Vma", page_addr: int, page: object, kin
     mm.flushed.discard(page_addr)
 
 
-def flush_tlb_page(mm: "Mm", page_addr: int) -> None:
-    """Step 8: INVLPG -- drop any cached translation of the page."""
-    mm.tlb.pop(page_addr, None)
-
-
-def zap_pte(sys: "System", mm: "Mm", page_addr: int) -> None:
-    """Remove a PTE (munmap, MADV_DONTNEED, reclaim) and flush its TLB entry."""
-    old = mm.pte.pop(page_addr, None)
-    if old is not None and isinstance(old.page, Page) and old.page.kind != "anon":
-        old.page.mapcount -= 1
-    flush_tlb_page(mm, page_addr)
-
-
 # --- the whole path -------------------------------------------------------------
 
-def do_page_fault(sys: "System", mm: "Mm", v: "Vma | None", addr: int, kind: int) -> FaultClass | None:
+def do_page_fault(sys: OsState, mm: Mm, v: Vma | None, addr: int, kind: int) -> FaultClass | None:
     """Run steps 1-9 for one access; ``None`` when the access hit without a fault.
     Counts the fault (minor or major) against ``mm`` (getrusage ru_minflt / ru_majflt)."""
     page_addr = addr & PAGE_MASK
@@ -313,3 +288,31 @@ def do_page_fault(sys: "System", mm: "Mm", v: "Vma | None", addr: int, kind: int
         # a read-only translation after a write fault can only be a COW page: resolve again
         return do_page_fault(sys, mm, v, addr, kind)
     return fc
+
+
+# --- a range at once -------------------------------------------------------------
+
+def populate(sys: OsState, mm: Mm, start: int, end: int) -> None:
+    """mm/gup.c populate_vma_page_range: fault every page in; private writable mappings
+    with a write fault (to break COW), others with a read fault; PROT_NONE is skipped and
+    a page past the file's end stops nothing (errors are ignored).
+
+    A page read from the file drops the mmap lock for the I/O (VM_FAULT_RETRY, not counted);
+    __mm_populate then retakes it and faults again without FAULT_FLAG_TRIED, finding the page
+    cached: so the kernel counts such a load as a minor fault, or (without the retry) a major
+    one.  The model counts it as a fault that may be minor, never as a sure major fault."""
+    majflt = mm.majflt
+    for s, e, v in list(mm.mapped_pages(start, end)):
+        if not v.prot & (R | W | X) or v.exec_only:
+            continue
+        kind = W if (v.prot & W and not v.shared) else R
+        for page in range(s, e, PAGE_SIZE):
+            hit = mm.vmas.find(page)
+            if hit is None:
+                break
+            fc = do_page_fault(sys, mm, hit[2], page, kind if kind != R or hit[2].prot & (R | W) else X)
+            if fc is not None and fc.kind == "sigkill":
+                break
+    if mm.majflt > majflt:
+        mm.minflt_maybe += mm.majflt - majflt
+        mm.majflt = majflt

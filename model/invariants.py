@@ -11,20 +11,16 @@ outcome) leaves a page with mapcount 2 behind a writable PTE:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from memspec.consts import PAGE_SIZE
 
+from .os.state import OsState
 from .pages import ZERO_PAGE, Page
-
-if TYPE_CHECKING:
-    from .mm import System
 
 PAGE_MASK = ~(PAGE_SIZE - 1)
 HPAGE = 2 << 20
 
 
-def vmas_well_formed(sys: "System") -> list[tuple[str, str]]:
+def vmas_well_formed(sys: OsState) -> list[tuple[str, str]]:
     bad = []
     for name, mm in sys.procs.items():
         prev_end = 0
@@ -37,7 +33,7 @@ def vmas_well_formed(sys: "System") -> list[tuple[str, str]]:
     return bad
 
 
-def objects_live_while_used(sys: "System") -> list[tuple[str, str]]:
+def objects_live_while_used(sys: OsState) -> list[tuple[str, str]]:
     bad = []
     used: set[int] = set()
     for name, mm in sys.procs.items():
@@ -53,7 +49,7 @@ def objects_live_while_used(sys: "System") -> list[tuple[str, str]]:
     return bad
 
 
-def private_pages_mapped(sys: "System") -> list[tuple[str, str]]:
+def private_pages_mapped(sys: OsState) -> list[tuple[str, str]]:
     bad = []
     for name, mm in sys.procs.items():
         for page in mm.anon:
@@ -64,7 +60,7 @@ def private_pages_mapped(sys: "System") -> list[tuple[str, str]]:
     return bad
 
 
-def _all_pages(sys: "System") -> list[Page]:
+def _all_pages(sys: OsState) -> list[Page]:
     seen: dict[int, Page] = {}
     for mm in sys.procs.values():
         for p in mm.anon.values():
@@ -78,7 +74,7 @@ def _all_pages(sys: "System") -> list[Page]:
     return list(seen.values())
 
 
-def no_frame_owned_twice(sys: "System") -> list[tuple[str, str]]:
+def no_frame_owned_twice(sys: OsState) -> list[tuple[str, str]]:
     bad = []
     owner: dict[int, Page] = {}
     for p in _all_pages(sys):
@@ -94,7 +90,7 @@ def no_frame_owned_twice(sys: "System") -> list[tuple[str, str]]:
     return bad
 
 
-def mapcounts_match_mappers(sys: "System") -> list[tuple[str, str]]:
+def mapcounts_match_mappers(sys: OsState) -> list[tuple[str, str]]:
     """An anon page's mapcount is the number of (process, address) referring to it; a page-cache
     page's is the number of PTEs mapping it (the rmap's count)."""
     bad = []
@@ -118,7 +114,7 @@ def mapcounts_match_mappers(sys: "System") -> list[tuple[str, str]]:
     return bad
 
 
-def cow_pages_read_only(sys: "System") -> list[tuple[str, str]]:
+def cow_pages_read_only(sys: OsState) -> list[tuple[str, str]]:
     """A page shared copy-on-write is never writable through any PTE or TLB entry."""
     bad = []
     for name, mm in sys.procs.items():
@@ -131,7 +127,7 @@ def cow_pages_read_only(sys: "System") -> list[tuple[str, str]]:
     return bad
 
 
-def isolation(sys: "System") -> list[tuple[str, str]]:
+def isolation(sys: OsState) -> list[tuple[str, str]]:
     """A PTE maps only what its VMA may show: the process's own private page there, or the page
     of the VMA's object at that offset (so no process sees another's private pages, and shared
     memory is seen exactly by the processes that map it)."""
@@ -154,7 +150,7 @@ def isolation(sys: "System") -> list[tuple[str, str]]:
     return bad
 
 
-def page_table_agrees_with_vmas(sys: "System") -> list[tuple[str, str]]:
+def page_table_agrees_with_vmas(sys: OsState) -> list[tuple[str, str]]:
     bad = []
     for name, mm in sys.procs.items():
         for page, t in mm.pte.items():
@@ -169,7 +165,7 @@ def page_table_agrees_with_vmas(sys: "System") -> list[tuple[str, str]]:
     return bad
 
 
-def no_stale_tlb(sys: "System") -> list[tuple[str, str]]:
+def no_stale_tlb(sys: OsState) -> list[tuple[str, str]]:
     """After every required invalidation, each TLB entry is the PTE the page table holds now."""
     bad = []
     for name, mm in sys.procs.items():
@@ -180,7 +176,7 @@ def no_stale_tlb(sys: "System") -> list[tuple[str, str]]:
     return bad
 
 
-def maps_locked(sys: "System", page: "Page") -> list[str]:
+def maps_locked(sys: OsState, page: Page) -> list[str]:
     """Where ``page`` is mapped by a locked (VM_LOCKED) mapping: ``proc@addr`` for each.  Computed
     from the mappings alone, independently of the reclaim code that must honour it."""
     where = []
@@ -199,7 +195,7 @@ def maps_locked(sys: "System", page: "Page") -> list[str]:
     return where
 
 
-def locked_pages_resident(sys: "System") -> list[tuple[str, str]]:
+def locked_pages_resident(sys: OsState) -> list[tuple[str, str]]:
     """memspec.inv.locked-resident: no page is evicted (swapped out, written back and dropped,
     discarded) while a locked mapping maps it (mlock(2): locked pages stay in RAM; mm/mlock.c puts
     them on the unevictable LRU).  The law is about eviction, not about every page of a locked
@@ -216,7 +212,7 @@ CHECKS = (vmas_well_formed, objects_live_while_used, private_pages_mapped, no_fr
           locked_pages_resident)
 
 
-def check_all(sys: "System") -> list[tuple[str, str]]:
+def check_all(sys: OsState) -> list[tuple[str, str]]:
     bad: list[tuple[str, str]] = []
     for f in CHECKS:
         bad += f(sys)

@@ -28,17 +28,13 @@ Laws (each with its clause; citations in specs/clauses_os.py):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from memspec.consts import PAGE_SIZE
 from memspec.records import Outcome
 
-from . import fault, invariants
+from . import invariants
 from .expect import Expect, errno, exactly
+from .os.state import Mm, OsState, Pte, Vma, flush_tlb_page, zap_pte
 from .pages import ZERO_PAGE, MemObject, Page
-
-if TYPE_CHECKING:
-    from .mm import Mm, System, Vma
 
 HPAGE = 2 << 20
 HPAGE_NR = HPAGE // PAGE_SIZE
@@ -48,7 +44,7 @@ ZERO_PFN = 1 << 40       # the model's own stand-in frame number of the zero pag
 
 # --- unevictable, reclaimable --------------------------------------------------
 
-def is_locked(sys: "System", page: Page) -> bool:
+def is_locked(sys: OsState, page: Page) -> bool:
     """Is ``page`` in a VM_LOCKED mapping of some process (mlock'd: unevictable)?"""
     for mm in sys.procs.values():
         if page.kind == "anon":
@@ -64,7 +60,7 @@ def is_locked(sys: "System", page: Page) -> bool:
     return False
 
 
-def evictable(sys: "System", page: Page, protect: Page | None = None) -> bool:
+def evictable(sys: OsState, page: Page, protect: Page | None = None) -> bool:
     if page is protect or page.pfn is None or is_locked(sys, page):
         return False
     if page.kind in ("anon", "shmem") and not (page.kind == "anon" and page.lazyfree and not page.dirty):
@@ -72,7 +68,7 @@ def evictable(sys: "System", page: Page, protect: Page | None = None) -> bool:
     return True
 
 
-def can_reclaim(sys: "System") -> bool:
+def can_reclaim(sys: OsState) -> bool:
     return any(evictable(sys, p) for p in sys.lru)
 
 
@@ -80,13 +76,13 @@ def _is_anon_lru(page: Page) -> bool:
     return page.kind in ("anon", "shmem")     # shmem is swap-backed: on the anon LRU
 
 
-def reclaim_plan(sys: "System", n: int, protect: Page | None = None) -> list[Page]:
+def reclaim_plan(sys: OsState, n: int, protect: Page | None = None) -> list[Page]:
     """The pages ``reclaim(n)`` would evict, in order, without changing anything."""
     pages, _ = _plan(sys, n, protect)
     return pages
 
 
-def _plan(sys: "System", n: int, protect: Page | None) -> tuple[list[Page], list[Page]]:
+def _plan(sys: OsState, n: int, protect: Page | None) -> tuple[list[Page], list[Page]]:
     ref = {id(p): p.referenced for p in sys.lru}
     chosen: list[Page] = []
     cleared: list[Page] = []
@@ -121,7 +117,7 @@ def _plan(sys: "System", n: int, protect: Page | None) -> tuple[list[Page], list
     return chosen, cleared
 
 
-def reclaim(sys: "System", n: int, protect: Page | None = None) -> int:
+def reclaim(sys: OsState, n: int, protect: Page | None = None) -> int:
     """kswapd / direct reclaim of up to ``n`` frames; returns how many were freed."""
     chosen, cleared = _plan(sys, n, protect)
     for p in cleared:
@@ -131,7 +127,7 @@ def reclaim(sys: "System", n: int, protect: Page | None = None) -> int:
     return len(chosen)
 
 
-def evict(sys: "System", page: Page) -> None:
+def evict(sys: OsState, page: Page) -> None:
     """Seed step 5: unmap the victim everywhere (rmap walk, TLB flush), write it back if
     dirty (file) or swap it out (anon, shmem), and free its frame."""
     locked = invariants.maps_locked(sys, page)
@@ -140,10 +136,10 @@ def evict(sys: "System", page: Page) -> None:
     for mm in sys.procs.values():
         for addr, t in list(mm.pte.items()):
             if t.page is page:
-                fault.zap_pte(sys, mm, addr)
+                zap_pte(sys, mm, addr)
                 sys.stats["tlb_flushes"] += 1
         for addr in [a for a, t in mm.tlb.items() if t.page is page]:
-            fault.flush_tlb_page(mm, addr)
+            flush_tlb_page(mm, addr)
     sys.stats["evictions"] += 1
     sys.lru_del(page)
     if page.kind == "file":
@@ -165,13 +161,13 @@ def evict(sys: "System", page: Page) -> None:
     sys.stats["swap_outs"] += 1
 
 
-def writeback(sys: "System", obj: MemObject, page: Page) -> None:
+def writeback(sys: OsState, obj: MemObject, page: Page) -> None:
     obj.disk[page.pgoff] = bytearray(page.data) if page.data is not None else bytearray(PAGE_SIZE)
     page.dirty = False
     sys.stats["writebacks"] += 1
 
 
-def set_limits(sys: "System", ram: int, swap: int) -> None:
+def set_limits(sys: OsState, ram: int, swap: int) -> None:
     sys.frames.ram_pages = ram
     sys.frames.swap_pages = swap
     while sys.frames.used() > ram:
@@ -182,14 +178,14 @@ def set_limits(sys: "System", ram: int, swap: int) -> None:
 
 # --- the OOM killer ----------------------------------------------------------------
 
-def badness(sys: "System", mm: "Mm") -> int:
+def badness(sys: OsState, mm: Mm) -> int:
     """mm/oom_kill.c oom_badness: rss + swap entries (page tables left out)."""
     rss = sum(1 for t in mm.pte.values() if t.page is not ZERO_PAGE)
     swapped = sum(1 for p in mm.anon.values() if p.pfn is None and p.swap is not None)
     return rss + swapped
 
 
-def select_bad_process(sys: "System") -> str | None:
+def select_bad_process(sys: OsState) -> str | None:
     best, best_pts = None, -1
     for name, mm in sys.procs.items():      # creation order; ties go to the later process
         pts = badness(sys, mm)
@@ -198,7 +194,7 @@ def select_bad_process(sys: "System") -> str | None:
     return best
 
 
-def out_of_memory(sys: "System") -> str | None:
+def out_of_memory(sys: OsState) -> str | None:
     victim = select_bad_process(sys)
     if victim is not None:
         sys.killed.append(victim)
@@ -207,7 +203,7 @@ def out_of_memory(sys: "System") -> str | None:
     return victim
 
 
-def oom_expect(sys: "System") -> Expect:
+def oom_expect(sys: OsState) -> Expect:
     pts = {n: badness(sys, mm) for n, mm in sys.procs.items()}
     top = max(pts.values())
     worst = [sys.procs[n].pid for n, p in pts.items() if p == top]
@@ -218,7 +214,7 @@ def oom_expect(sys: "System") -> Expect:
                   tuple(Outcome(value=w) for w in worst), impl_defined=True)
 
 
-def oom_kill_pid(sys: "System", pid: int) -> None:
+def oom_kill_pid(sys: OsState, pid: int) -> None:
     for name, mm in list(sys.procs.items()):
         if mm.pid == pid:
             sys.killed.append(name)
@@ -229,7 +225,7 @@ def oom_kill_pid(sys: "System", pid: int) -> None:
 
 # --- working sets ----------------------------------------------------------------
 
-def working_set(mm: "Mm", tau: int) -> set[int]:
+def working_set(mm: Mm, tau: int) -> set[int]:
     """Denning's W(t, τ): pages referenced in the virtual-time window (t - τ, t]."""
     t = mm.vtime
     return {p for p, last in mm.last_ref.items() if t - last < tau}
@@ -237,7 +233,7 @@ def working_set(mm: "Mm", tau: int) -> set[int]:
 
 # --- transparent huge pages -----------------------------------------------------------
 
-def thp_eligible(sys: "System", mm: "Mm", v: "Vma", base: int) -> bool:
+def thp_eligible(sys: OsState, mm: Mm, v: Vma, base: int) -> bool:
     """mm/huge_memory.c thp_vma_allowable_order: private anonymous memory, THP 'always' or
     'madvise' with MADV_HUGEPAGE, never MADV_NOHUGEPAGE, and the whole aligned 2 MiB inside
     one VMA with the same flags."""
@@ -257,7 +253,7 @@ def thp_eligible(sys: "System", mm: "Mm", v: "Vma", base: int) -> bool:
     return cov >= base + HPAGE
 
 
-def materialize_huge(sys: "System", mm: "Mm", base: int) -> None:
+def materialize_huge(sys: OsState, mm: Mm, base: int) -> None:
     """The kernel gave this range a huge page: every 4 KiB piece is now present."""
     hit = mm.vmas.find(base)
     if hit is None:
@@ -274,14 +270,14 @@ def materialize_huge(sys: "System", mm: "Mm", base: int) -> None:
         mm.anon[p] = page
         sys.lru_add(page)
         if t is not None:
-            fault.zap_pte(sys, mm, p)
-        mm.pte[p] = fault.Pte(page, bool(v.prot & 2))
+            zap_pte(sys, mm, p)
+        mm.pte[p] = Pte(page, bool(v.prot & 2))
         mm.maybe.discard(p)
     mm.huge.add(base)
     mm.thp_maybe.discard(base)
 
 
-def collapse_candidates(sys: "System", mm: "Mm") -> list[int]:
+def collapse_candidates(sys: OsState, mm: Mm) -> list[int]:
     out = []
     for s, e, v in mm.vmas.items():
         base = (s + HPAGE - 1) & ~(HPAGE - 1)
@@ -295,7 +291,7 @@ def collapse_candidates(sys: "System", mm: "Mm") -> list[int]:
     return out
 
 
-def collapse(sys: "System", mm: "Mm") -> int:
+def collapse(sys: OsState, mm: Mm) -> int:
     """khugepaged's collapse_huge_page: copy the range into one new huge page (new frames),
     free the old pages, map it with one PMD."""
     done = 0
@@ -308,12 +304,12 @@ def collapse(sys: "System", mm: "Mm") -> int:
                 return done
             new.mapcount = 1
             if old is not None:
-                sys._drop_page(mm, p)
+                sys.drop_page(mm, p)
             else:
-                fault.zap_pte(sys, mm, p)
+                zap_pte(sys, mm, p)
             mm.anon[p] = new
             sys.lru_add(new)
-            mm.pte[p] = fault.Pte(new, bool(v.prot & 2))
+            mm.pte[p] = Pte(new, bool(v.prot & 2))
             mm.maybe.discard(p)
         mm.huge.add(base)
         mm.thp_maybe.discard(base)
@@ -324,7 +320,7 @@ def collapse(sys: "System", mm: "Mm") -> int:
 
 # --- NUMA -------------------------------------------------------------------------------
 
-def policy_node(sys: "System", v: "Vma", page: int) -> int:
+def policy_node(sys: OsState, v: Vma, page: int) -> int:
     mode, mask = v.policy
     nodes = [n for n in range(sys.config.nodes) if mask >> n & 1]
     if mode in (1, 2) and nodes:          # MPOL_PREFERRED, MPOL_BIND
@@ -334,7 +330,7 @@ def policy_node(sys: "System", v: "Vma", page: int) -> int:
     return 0
 
 
-def node_expect(sys: "System", mm: "Mm", addr: int) -> Expect:
+def node_expect(sys: OsState, mm: Mm, addr: int) -> Expect:
     page = addr & ~(PAGE_SIZE - 1)
     hit = mm.vmas.find(page)
     if hit is None:
@@ -353,7 +349,7 @@ def node_expect(sys: "System", mm: "Mm", addr: int) -> Expect:
     return exactly(clause, Outcome(value=node))
 
 
-def mbind_expect(sys: "System", mm: "Mm", addr: int, length: int, mode: int, nodemask: int) -> Expect:
+def mbind_expect(sys: OsState, mm: Mm, addr: int, length: int, mode: int, nodemask: int) -> Expect:
     # mm/mempolicy.c kernel_mbind -> sanitize_mpol_flags, do_mbind, mpol_new, mpol_set_nodemask
     if mode < 0 or mode >= 7:
         return errno("linux.numa.mbind-einval", "EINVAL")
@@ -393,7 +389,7 @@ def mbind_expect(sys: "System", mm: "Mm", addr: int, length: int, mode: int, nod
 
 # --- frame numbers ---------------------------------------------------------------------
 
-def pfn_expect(sys: "System", mm: "Mm", addr: int) -> Expect:
+def pfn_expect(sys: OsState, mm: Mm, addr: int) -> Expect:
     """/proc/PID/pagemap: the frame of a present page.  The model knows which pages are the
     same page (COW-shared, one page-cache page) and which are different; the frame numbers
     themselves are the target's: the first one seen for a page is adopted."""
@@ -439,7 +435,7 @@ def pfn_expect(sys: "System", mm: "Mm", addr: int) -> Expect:
                   impl_defined=True)
 
 
-def _live(sys: "System", p: Page) -> bool:
+def _live(sys: OsState, p: Page) -> bool:
     if p.pfn is None:
         return False
     for mm in sys.procs.values():
@@ -457,7 +453,7 @@ def _some_pfn(o: Outcome) -> str | None:
     return None if o.ok and o.value is not None and o.value > 0 else f"expected a frame, observed {o.describe()}"
 
 
-def pfn_adopt(sys: "System", mm: "Mm", addr: int, o: Outcome) -> None:
+def pfn_adopt(sys: OsState, mm: Mm, addr: int, o: Outcome) -> None:
     page = addr & ~(PAGE_SIZE - 1)
     t = mm.pte.get(page)
     if t is None or not o.ok or not o.value:

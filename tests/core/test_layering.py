@@ -5,6 +5,8 @@ ones included, read from the source, against the rule of its part.
     core  <-  targets (and the model, for the in-process targets that run it)
     core  <-  reports (they read run results only)
     nothing imports the commands
+
+and the model's modules import one another without a cycle (none hidden in a function either).
 """
 
 from __future__ import annotations
@@ -145,3 +147,92 @@ def test_nothing_imports_the_commands() -> None:
         if any(part_of(n) == "commands" for n in names):
             users.append(os.path.relpath(f, ROOT))
     assert users == []
+
+
+# --- no import cycle among the model's modules ----------------------------------------------------
+
+def model_sources() -> dict[str, str]:
+    """Every model module's dotted name -> its file."""
+    return {module_name(f): f for f in sources() if part_of(module_name(f)) == "model"}
+
+
+def model_imports(source: str, module: str, is_package: bool, known: set[str]) -> set[str]:
+    """The model modules an import anywhere in ``source`` loads (``from . import fault`` loads
+    ``fault``, not the package; ``from .pages import Page`` loads ``pages``)."""
+    out: set[str] = set()
+
+    def module_of(name: str) -> str | None:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            targets = [module_of(a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[:len(base) - node.level + (1 if is_package else 0)]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            targets = [f"{prefix}.{a.name}" if f"{prefix}.{a.name}" in known else module_of(prefix)
+                       for a in node.names]
+        else:
+            continue
+        out |= {t for t in targets if t is not None and t != module}
+    return out
+
+
+def import_cycle(overrides: dict[str, str] | None = None) -> list[str] | None:
+    """A cycle of imports among the model's modules (as a path that returns to its start), or None.
+    ``overrides`` replaces the source of some files (relative paths) to show the check works."""
+    files = model_sources()
+    known = set(files)
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        rel = os.path.relpath(path, ROOT)
+        if overrides and rel in overrides:
+            source = overrides[rel]
+        else:
+            with open(path, encoding="utf-8") as fh:
+                source = fh.read()
+        graph[module] = model_imports(source, module, path.endswith("__init__.py"), known)
+    state: dict[str, int] = {}      # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        path.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return path[path.index(n):] + [n]
+            if n not in state:
+                found = visit(n)
+                if found:
+                    return found
+        path.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def test_the_model_has_no_import_cycle() -> None:
+    assert len(model_sources()) > 20, "the walk found too few model modules to be checking anything"
+    cycle = import_cycle()
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or ())
+
+
+@pytest.mark.parametrize("where, text", [
+    ("model/invariants.py", "from .mm import System\n"),                                  # top level
+    ("model/os/state.py", "def f():\n    from ..fault import do_page_fault\n"),            # function-local
+    ("model/pages.py", "class C:\n    def m(self):\n        import memspec.model.mm\n"),  # absolute, in a method
+])
+def test_an_import_cycle_is_caught(where, text) -> None:
+    assert import_cycle({where: text}) is not None, f"{text!r} in {where} made no cycle"

@@ -15,6 +15,8 @@ from memspec.fuzz.layers import random_programs
 from memspec.specs.directed import suite_programs
 from memspec.model.expect import Expect
 from memspec.model.mm import Config, System, Vma, page_align
+from memspec.model.os import mappings
+from memspec.model.os.rules import replaced
 from memspec.program import Program, parse
 from memspec.records import Outcome
 from memspec.specs.judge import judge
@@ -119,35 +121,41 @@ def test_a_wrong_memory_map_is_caught_at_the_checkpoint() -> None:
 
 # --- invariants -----------------------------------------------------------------
 
+def _unaligned_vma(sys, proc, mm, o, addr, length, prot, flags, fd, offset):
+    mappings.apply_mmap(sys, proc, mm, o, addr, length, prot, flags, fd, offset)
+    if o.ok and length % 4096:
+        s, e, v = mm.vmas.find(o.value)
+        mm.vmas.set(s, s + length, v)     # forgets to round the end up to a page
+
+
 class UnalignedVma(System):
-    def _apply_mmap(self, proc, mm, o, addr, length, prot, flags, fd, offset):
-        super()._apply_mmap(proc, mm, o, addr, length, prot, flags, fd, offset)
-        if o.ok and length % 4096:
-            s, e, v = mm.vmas.find(o.value)
-            mm.vmas.set(s, s + length, v)     # forgets to round the end up to a page
+    rules = replaced(System.rules, "mmap", apply=_unaligned_vma)
+
+
+def _overlapping_vmas(sys, proc, mm, o, addr, length, prot, flags, fd, offset):
+    if o.ok and mm.vmas.find(o.value) is not None:
+        # inserts without removing what was there (a broken VMA tree)
+        mm.vmas._starts.insert(0, o.value)
+        mm.vmas._ends.insert(0, o.value + page_align(length))
+        mm.vmas._values.insert(0, Vma(prot, False))
+        return
+    mappings.apply_mmap(sys, proc, mm, o, addr, length, prot, flags, fd, offset)
 
 
 class OverlappingVmas(System):
-    def _apply_mmap(self, proc, mm, o, addr, length, prot, flags, fd, offset):
-        if o.ok and mm.vmas.find(o.value) is not None:
-            # inserts without removing what was there (a broken VMA tree)
-            mm.vmas._starts.insert(0, o.value)
-            mm.vmas._ends.insert(0, o.value + page_align(length))
-            mm.vmas._values.insert(0, Vma(prot, False))
-            return
-        super()._apply_mmap(proc, mm, o, addr, length, prot, flags, fd, offset)
+    rules = replaced(System.rules, "mmap", apply=_overlapping_vmas)
 
 
 class LeakySharedObjects(System):
-    def _collect(self, objs):
+    def collect(self, objs):
         pass                                  # never frees a shared object
 
 
 class StalePrivateContents(System):
-    def _unmap(self, mm, start, end):
+    def unmap(self, mm, start, end):
         gone = {v.obj for _, _, v in mm.vmas.overlapping(start, end) if v.obj is not None}
         mm.vmas.remove(start, end)            # forgets mm.drop_private
-        self._collect(gone)
+        self.collect(gone)
 
 
 W = "0x100000000000"

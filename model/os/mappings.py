@@ -1,0 +1,544 @@
+"""The rules of the calls that make, change and remove mappings: mmap, munmap, mprotect, mremap.
+
+Each rule names its clause (``memspec clauses`` lists them with citations): the checks run in
+the kernel's order (mm/mmap.c do_mmap, mm/vma.c do_vmi_munmap, mm/mprotect.c
+do_mprotect_pkey, mm/mremap.c), then the limits a growing address space may meet (RLIMIT_AS,
+RLIMIT_DATA, the commit charge, vm.max_map_count).  Where the kernel picks (the address of a
+mapping without MAP_FIXED), the rule allows any free, aligned range and adopts the target's.
+
+Worked example: ``a = mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`` allows
+any free page-aligned range of two pages (``posix.mmap.new-range-free``); ``mprotect(a, 4096,
+PROT_READ|PROT_WRITE)`` then splits the VMA in two (``posix.mprotect.sets-prot``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from memspec.consts import MAP, MCL, MREMAP, PAGE_SIZE, PROT, errno_name
+from memspec.records import OK, Outcome
+
+from .. import fault
+from ..expect import Expect, errno, exactly, or_errno
+from .rules import Rule
+from .state import LLONG_MAX, PAGE_MASK, U64, W, X, Mm, OsState, Vma, can_do_mlock, page_align
+
+MAP_TYPE = 0x0F
+MAP_DROPPABLE = 0x08                 # Linux 6.11+
+PROT_RWX = PROT["PROT_READ"] | PROT["PROT_WRITE"] | PROT["PROT_EXEC"]
+GROWS = PROT["PROT_GROWSDOWN"] | PROT["PROT_GROWSUP"]
+# include/linux/mman.h LEGACY_MAP_MASK: the flags MAP_SHARED_VALIDATE accepts
+_LEGACY_MAP_MASK = (MAP["MAP_SHARED"] | MAP["MAP_PRIVATE"] | MAP["MAP_FIXED"] | MAP["MAP_ANONYMOUS"]
+                    | MAP["MAP_DENYWRITE"] | MAP["MAP_EXECUTABLE"] | MAP["MAP_UNINITIALIZED"]
+                    | MAP["MAP_GROWSDOWN"] | MAP["MAP_LOCKED"] | MAP["MAP_NORESERVE"] | MAP["MAP_POPULATE"]
+                    | MAP["MAP_NONBLOCK"] | MAP["MAP_STACK"] | MAP["MAP_HUGETLB"] | MAP["MAP_32BIT"]
+                    | MAP["MAP_FIXED_NOREPLACE"] | 0x3F000000)
+
+
+def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> Expect | None:
+    c = sys.config
+    # arch/x86/kernel/sys_x86_64.c: the byte offset must be page aligned.
+    if offset & ~PAGE_MASK:
+        return errno("posix.mmap.einval-offset", "EINVAL")
+    f = None
+    if not flags & MAP["MAP_ANONYMOUS"]:
+        # mm/mmap.c ksys_mmap_pgoff: fget(fd) before anything else.
+        f = mm.fds.get(fd if fd < (1 << 63) else fd - (1 << 64))
+        if f is None:
+            return errno("posix.mmap.ebadf", "EBADF")
+    if flags & MAP["MAP_HUGETLB"] or flags & MAP["MAP_GROWSDOWN"]:
+        return Expect("linux.mmap.hugetlb-growsdown", OK, "not modelled", unknown=True)
+    if flags & MAP["MAP_FIXED_NOREPLACE"] and not sys.has("MAP_FIXED_NOREPLACE"):
+        # before 4.17 the flag is an unknown bit: ignored, and the address only a hint
+        return Expect("linux.mmap.fixed-noreplace-maps", OK, "MAP_FIXED_NOREPLACE before Linux 4.17: not modelled",
+                      unknown=True)
+    if length == 0:
+        return errno("posix.mmap.einval-len0", "EINVAL")
+    plen = page_align(length)
+    if plen == 0 or plen > (1 << 64) - 1:
+        return errno("linux.mmap.enomem-len-overflow", "ENOMEM")
+    fixed = bool(flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]))
+    if plen > c.task_size:
+        return errno("linux.mmap.enomem-too-long", "ENOMEM")
+    if fixed:
+        if addr >= (1 << 64) - 4095:
+            # mm/mmap.c __get_unmapped_area: a MAP_FIXED address passes through
+            # get_area unchanged and IS_ERR_VALUE() reads the top 4095 values as -errno.
+            return errno("linux.mmap.fixed-addr-is-err-value", errno_name((1 << 64) - addr))
+        if addr > c.task_size - plen:
+            return errno("linux.mmap.fixed-enomem-beyond-task-size", "ENOMEM")
+        if addr & ~PAGE_MASK:
+            return errno("posix.mmap.fixed-einval-unaligned", "EINVAL")
+        if addr < c.mmap_min_addr and not (c.cap_sys_rawio and mm.privileged):
+            return errno("linux.mmap.eperm-below-min-addr", "EPERM")
+        if flags & MAP["MAP_FIXED_NOREPLACE"] and mm.vmas.any_overlap(addr, addr + plen):
+            return errno("linux.mmap.fixed-noreplace-eexist", "EEXIST")
+    if flags & MAP["MAP_LOCKED"] and not can_do_mlock(mm):
+        return errno("linux.mlock.eperm-no-limit", "EPERM")
+    mtype = flags & MAP_TYPE
+    if f is not None:
+        if f.obj is None:
+            # mm/mmap.c do_mmap: a file without ->mmap (a pipe)
+            if mtype in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"], MAP["MAP_PRIVATE"]):
+                if not f.read:
+                    return errno("posix.mmap.eacces-fd-mode", "EACCES")
+                return errno("posix.mmap.enodev", "ENODEV")
+        # mm/mmap.c file_mmap_ok: offset + length beyond MAX_LFS_FILESIZE
+        if offset > LLONG_MAX or plen > LLONG_MAX or offset > LLONG_MAX - plen:
+            return errno("posix.mmap.eoverflow", "EOVERFLOW")
+        if mtype in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"]):
+            if mtype == MAP["MAP_SHARED_VALIDATE"] and flags & ~_LEGACY_MAP_MASK:
+                return errno("linux.mmap.eopnotsupp-validate", errno_name(95))   # EOPNOTSUPP
+            if prot & W and not f.write:
+                return errno("posix.mmap.eacces-fd-mode", "EACCES")
+        elif mtype != MAP["MAP_PRIVATE"]:
+            return errno("posix.mmap.einval-type", "EINVAL")
+        if not f.read:
+            return errno("posix.mmap.eacces-fd-mode", "EACCES")
+        return None
+    if mtype not in (MAP["MAP_SHARED"], MAP["MAP_PRIVATE"]) and not (
+            mtype == MAP_DROPPABLE and sys.has("MAP_DROPPABLE")):
+        # For anonymous memory MAP_SHARED_VALIDATE (3) falls to this default too.
+        return errno("posix.mmap.einval-type", "EINVAL")
+    return None
+
+
+def expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> Expect:
+    bad = _mmap_check(sys, mm, addr, length, prot, flags, fd, offset)
+    if bad is not None:
+        return bad
+    plen = page_align(length)
+    if flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]):
+        clause = ("linux.mmap.fixed-noreplace-maps" if flags & MAP["MAP_FIXED_NOREPLACE"]
+                  else "posix.mmap.fixed-exact")
+        placed = exactly(clause, Outcome(value=addr))
+        c = sys.config
+        if flags & MAP["MAP_FIXED_NOREPLACE"] and c.quiet_ranges and not any(
+                qs <= addr and addr + plen <= qe for qs, qe in c.quiet_ranges):
+            # outside the target's quiet ranges its own mappings (libraries, heap) may live
+            placed = Expect(clause, Outcome(value=addr), f"{addr:#x}, or EEXIST over a mapping of the target's own",
+                            (Outcome(value=addr), Outcome(value=-1, errno="EEXIST")), impl_defined=True)
+        replaced = sum(e - s for s, e, _ in mm.mapped_pages(addr, addr + plen))
+    else:
+        placed = _placement(sys, mm, addr, plen, bool(flags & MAP["MAP_32BIT"]),
+                                 "posix.mmap.maps-range" if not flags & MAP["MAP_ANONYMOUS"]
+                                 else "posix.mmap.new-range-free")
+        replaced = 0
+    if placed.default.errno:
+        return placed
+    shared = flags & MAP_TYPE in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"])
+    anon = bool(flags & MAP["MAP_ANONYMOUS"])
+    # mm/mmap.c mmap_region: may_expand_vm (RLIMIT_AS, RLIMIT_DATA), then the commit charge of
+    # accountable_mapping (private writable) or of a new shmem object (shared anonymous)
+    data = bool(prot & W) and not shared
+    account = (data or (shared and anon)) and not (
+        flags & MAP["MAP_NORESERVE"] and sys.config.overcommit_memory != 2)
+    return _limits(sys, mm, placed, plen - replaced, plen - replaced if data else 0, plen if account else 0,
+                        count_maps=True)
+
+
+def _limits(sys: OsState, mm: Mm, ok: Expect, grow: int, data_grow: int, charge: int, count_maps: bool = False) -> Expect:
+    """The limits a call that adds ``grow`` bytes of address space (``charge`` of them committed)
+    may run into, as ``ok`` widened or replaced by their errno.  Each limit is a host fact;
+    where the target's own use of it is only approximately known (the harness's mappings, its
+    heap, other processes' commitments), the model allows both answers near the limit."""
+    c = sys.config
+    slack = 64 << 20          # the target process's own memory moves while it runs
+    if count_maps and c.max_map_count - c.base_maps < 4096:
+        # mm/mmap.c do_mmap: mm->map_count > sysctl_max_map_count -> ENOMEM
+        n = c.base_maps + len(mm.vmas) + 64
+        if n >= c.max_map_count:
+            ok = or_errno(ok, "linux.mmap.enomem-max-map-count", "ENOMEM")
+    if c.rlimit_as >= 0 and grow > 0:
+        # mm/mmap.c may_expand_vm: total_vm + npages > RLIMIT_AS
+        if grow > c.rlimit_as:
+            return errno("linux.mmap.enomem-rlimit-as", "ENOMEM")
+        if c.base_vm + mm.total_vm() + grow + slack > c.rlimit_as:
+            ok = or_errno(ok, "linux.mmap.enomem-rlimit-as", "ENOMEM")
+    if c.rlimit_data >= 0 and data_grow > 0:
+        # mm/mmap.c may_expand_vm: data_vm (private writable) + npages > RLIMIT_DATA
+        if data_grow > c.rlimit_data:
+            return errno("linux.mmap.enomem-rlimit-data", "ENOMEM")
+        ok = or_errno(ok, "linux.mmap.enomem-rlimit-data", "ENOMEM")
+    if charge > 0:
+        pages = charge // PAGE_SIZE
+        # mm/util.c __vm_enough_memory, by vm.overcommit_memory
+        if c.overcommit_memory == 0 and pages > c.ram_pages + c.swap_pages:
+            return errno("linux.mmap.enomem-overcommit", "ENOMEM")
+        if c.overcommit_memory == 2:
+            limit = c.ram_pages * c.overcommit_ratio // 100 + c.swap_pages
+            if pages > limit:
+                return errno("linux.mmap.enomem-overcommit", "ENOMEM")
+            # what the rest of the machine has committed is not known: either answer
+            ok = or_errno(ok, "linux.mmap.enomem-overcommit", "ENOMEM")
+    return ok
+
+
+def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: str) -> Expect:
+    c = sys.config
+    hi = 0x80000000 if bit32 else c.task_size
+    lo = c.mmap_min_addr
+    # mm/mmap.c round_hint_to_min: a hint below mmap_min_addr is raised to it.
+    hint = addr & PAGE_MASK
+    if hint and hint < c.mmap_min_addr:
+        hint = page_align(c.mmap_min_addr)
+    if bit32:
+        # arch/x86/kernel/sys_x86_64.c: MAP_32BIT goes to the legacy bottom-up search
+        # before the hint is looked at, so the hint is ignored.
+        hint = 0
+    honour = bool(hint) and hint + plen <= c.task_size and not mm.vmas.any_overlap(hint, hint + plen) \
+        and any(qs <= hint and hint + plen <= qe for qs, qe in c.quiet_ranges)
+    default = _pick(sys, mm, hint, plen, lo, hi)
+    if default is None:
+        return errno("posix.mmap.enomem-no-room", "ENOMEM")
+    if honour:
+        return exactly("linux.mmap.hint-used-when-free", Outcome(value=hint))
+
+    def allowed(o: Outcome) -> str | None:
+        if not o.ok or o.value is None:
+            return f"expected an address, observed {o.describe()}"
+        a = o.value
+        if a & ~PAGE_MASK:
+            return f"address {a:#x} is not page aligned"
+        if a < lo or a + plen > hi:
+            return f"address {a:#x}+{plen:#x} is outside [{lo:#x}, {hi:#x})"
+        if mm.vmas.any_overlap(a, a + plen):
+            return f"[{a:#x}, {a + plen:#x}) overlaps an existing mapping"
+        return None
+
+    if bit32:
+        clause = "linux.mmap.32bit-below-2g"
+    return Expect(clause, Outcome(value=default), f"a free, page-aligned range of {plen:#x} bytes",
+                  predicate=allowed, impl_defined=True)
+
+
+def _pick(sys: OsState, mm: Mm, hint: int, plen: int, lo: int, hi: int) -> int | None:
+    if hint and hint + plen <= hi and not mm.vmas.any_overlap(hint, hint + plen):
+        return hint
+    top = min(hi, sys.config.mmap_base)
+    for glo, ghi in mm.vmas.gaps(lo, top):
+        if ghi - glo >= plen:
+            return ghi - plen
+    for glo, ghi in mm.vmas.gaps(lo, hi):
+        if ghi - glo >= plen:
+            return ghi - plen
+    return None
+
+
+def apply_mmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: int, prot: int, flags: int,
+               fd: int, offset: int) -> None:
+    if not o.ok or o.value is None:
+        return
+    start, end = o.value, o.value + page_align(length)
+    shared = flags & MAP_TYPE in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"])
+    obj = None
+    origin = 0      # anonymous private memory: pgoff follows the address, so VMAs merge
+    may_write = True
+    if not flags & MAP["MAP_ANONYMOUS"]:
+        f = mm.fds[fd if fd < (1 << 63) else fd - (1 << 64)]
+        obj = f.obj
+        origin = start - offset
+        may_write = f.write or not shared
+    elif shared:
+        obj = sys.new_object("anon-shared", end - start).id
+        origin = start
+    sys.unmap(mm, start, end)
+    prot &= PROT_RWX
+    locked = bool(flags & MAP["MAP_LOCKED"]) or bool(mm.mcl_future)
+    vma = Vma(prot, shared, obj, origin, exec_only=_exec_only(sys, prot), clause=(
+        "posix.mmap.fixed-exact" if flags & MAP["MAP_FIXED"] else "posix.mmap.maps-range"),
+        locked=locked, onfault=bool(mm.mcl_future & MCL["MCL_ONFAULT"]), may_write=may_write,
+        huge=None)
+    mm.vmas.set(start, end, vma)
+    # mm/mmap.c do_mmap -> mm_populate: MAP_POPULATE, and MAP_LOCKED / MCL_FUTURE without ONFAULT
+    if flags & MAP["MAP_POPULATE"] or (locked and not vma.onfault):
+        fault.populate(sys, mm, start, end)
+
+
+def _exec_only(sys: OsState, prot: int) -> bool:
+    """Whether a mapping of ``prot`` is execute-only.
+
+    With PKU (fact ``exec_only``), mmap/mprotect with PROT_EXEC alone give the range the
+    process's execute-only protection key, whose PKRU bits deny data access
+    (arch/x86/mm/pkeys.c __arch_override_mprotect_pkey -> execute_only_pkey): clause
+    linux.x86.exec-only-pkey.  Without PKU, protection_map[VM_EXEC] is PAGE_READONLY_EXEC
+    (arch/x86/mm/pgprot.c): the page reads like PROT_READ|PROT_EXEC (clause
+    linux.x86.exec-implies-read).  Any other prot moves the range back to the default key.
+    Example: mmap(…PROT_EXEC…) then load(a): SIGSEGV with PKU, 0 without."""
+    return prot == X and sys.config.exec_only
+
+
+def expect_munmap(sys: OsState, mm: Mm, addr: int, length: int) -> Expect:
+    c = sys.config
+    # mm/vma.c do_vmi_munmap: alignment, then the range must lie below TASK_SIZE.
+    if addr & ~PAGE_MASK:
+        return errno("posix.munmap.einval-unaligned", "EINVAL")
+    if addr > c.task_size or length > c.task_size - addr:
+        return errno("posix.munmap.einval-outside", "EINVAL")
+    if page_align(length) == 0:
+        return errno("posix.munmap.einval-len0", "EINVAL")
+    if not mm.vmas.any_overlap(addr, addr + page_align(length)):
+        return exactly("posix.munmap.unmapped-ok", Outcome(value=0))
+    return exactly("posix.munmap.removes-range", Outcome(value=0))
+
+
+def apply_munmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: int) -> None:
+    if o.ok and o.value == 0:
+        sys.unmap(mm, addr, addr + page_align(length))
+
+
+def expect_mprotect(sys: OsState, mm: Mm, addr: int, length: int, prot: int) -> Expect:
+    # mm/mprotect.c do_mprotect_pkey, in the kernel's order of checks.
+    if prot & GROWS == GROWS:
+        return errno("linux.mprotect.einval-grows-both", "EINVAL")
+    if addr & ~PAGE_MASK:
+        return errno("posix.mprotect.einval-unaligned", "EINVAL")
+    if length == 0:
+        return exactly("linux.mprotect.len0-ok", Outcome(value=0))
+    end = addr + page_align(length)
+    if end <= addr or end > (1 << 64) - 1 or page_align(length) == 0:
+        return errno("linux.mprotect.enomem-wrap", "ENOMEM")
+    if prot & ~(PROT_RWX | PROT["PROT_SEM"] | GROWS):
+        return errno("posix.mprotect.einval-prot", "EINVAL")
+    first = mm.vmas.overlapping(addr, end)
+    if not first:
+        return errno("posix.mprotect.enomem-unmapped", "ENOMEM")
+    if prot & PROT["PROT_GROWSDOWN"]:
+        return errno("linux.mprotect.einval-growsdown-not-stack", "EINVAL")
+    if first[0][0] > addr:
+        return errno("posix.mprotect.enomem-unmapped", "ENOMEM")
+    if prot & PROT["PROT_GROWSUP"]:
+        return errno("linux.mprotect.einval-growsdown-not-stack", "EINVAL")
+    cursor = addr
+    for s, e, v in first:
+        if s > cursor:
+            return errno("linux.mprotect.enomem-hole-partial", "ENOMEM")
+        if prot & W and not v.may_write:
+            # mm/mprotect.c: newflags & ~(oldflags >> 4) & VM_WRITE -> EACCES
+            return errno("posix.mprotect.eacces-shared-readonly-fd", "EACCES")
+        cursor = e
+    if cursor < end:
+        return errno("linux.mprotect.enomem-hole-partial", "ENOMEM")
+    ok = exactly("posix.mprotect.sets-prot", Outcome(value=0))
+    if prot & W:
+        # mm/mprotect.c mprotect_fixup: private memory turning writable becomes data
+        # (may_expand_vm) and is charged (security_vm_enough_memory_mm)
+        gain = sum(e - s for s, e, v in mm.mapped_pages(addr, end) if not v.shared and not v.prot & W)
+        if gain:
+            return _limits(sys, mm, ok, 0, gain, gain)
+    return ok
+
+
+def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: int, prot: int) -> None:
+    if o.errno not in (None, "ENOMEM", "EACCES") or length == 0 or addr & ~PAGE_MASK:
+        return
+    end = addr + page_align(length)
+    if o.errno is not None:
+        # Linux changes the VMAs before the first hole (or refused VMA), then fails (mprotect(2)
+        # NOTES; POSIX allows "some of the pages may have been changed").
+        if prot & ~(PROT_RWX | PROT["PROT_SEM"] | GROWS) or prot & GROWS:
+            return
+        if end <= addr or end > U64:
+            return     # mm/mprotect.c: end <= start fails before touching anything
+        runs = mm.vmas.overlapping(addr, end)
+        if not runs or runs[0][0] > addr:
+            return
+        cursor = addr
+        for s, e, _ in runs:
+            cursor = e if s <= cursor else cursor
+        # no hole and no refused VMA: a limit refused the first private VMA turning writable
+        limit = o.errno == "ENOMEM" and cursor >= end and all(v.may_write or not prot & W for _, _, v in runs)
+        cursor = addr
+        stop = addr
+        for s, e, v in runs:
+            if s > cursor or (prot & W and not v.may_write) or (
+                    limit and prot & W and not v.shared and not v.prot & W):
+                break
+            cursor = e
+            stop = min(e, end)
+        end = stop
+        clause = "linux.mprotect.enomem-hole-partial"
+    else:
+        clause = "posix.mprotect.sets-prot"
+    if end <= addr:
+        return
+    sys.split_huge(mm, addr, end)
+    p = prot & PROT_RWX
+    for s, e, v in list(mm.mapped_pages(addr, end)):
+        mm.vmas.set(s, e, replace(v, prot=p, exec_only=_exec_only(sys, p), clause=clause))
+        for page in sys.pages_in(mm, s, e):
+            t = mm.pte.get(page)
+            if t is not None:
+                if not p & W:
+                    if t.write:
+                        mm.flushed.add(page)
+                    t.write = False
+                else:
+                    # mm/mprotect.c can_change_pte_writable: the kernel may make an exclusive
+                    # page writable at once; the next store may or may not fault.
+                    mm.maybe.add(page)
+            fault.flush_tlb_page(mm, page)
+
+
+def expect_mremap(sys: OsState, mm: Mm, addr: int, old_size: int, new_size: int, flags: int, new_addr: int) -> Expect:
+    exp = _mremap_expect(sys, mm, addr, old_size, new_size, flags, new_addr)
+    if flags & MREMAP["MREMAP_DONTUNMAP"] and not sys.has("MREMAP_DONTUNMAP") and not exp.default.errno:
+        return errno("linux.mremap.einval-flags", "EINVAL")
+    grow = (page_align(new_size) & U64) - (page_align(old_size) & U64)
+    hit = mm.vmas.find(addr)
+    if exp.default.errno or exp.unknown or hit is None or grow <= 0:
+        return exp
+    # mm/mremap.c vma_to_resize: may_expand_vm, then the commit charge of a VM_ACCOUNT mapping
+    v = hit[2]
+    data = bool(v.prot & W) and not v.shared
+    return _limits(sys, mm, exp, grow, grow if data else 0, grow if data else 0)
+
+
+def _mremap_expect(sys: OsState, mm: Mm, addr: int, old_size: int, new_size: int, flags: int, new_addr: int) -> Expect:
+    c = sys.config
+    MAYMOVE, FIXED, DONTUNMAP = MREMAP["MREMAP_MAYMOVE"], MREMAP["MREMAP_FIXED"], MREMAP["MREMAP_DONTUNMAP"]
+    # mm/mremap.c check_mremap_params, in order
+    if flags & ~(MAYMOVE | FIXED | DONTUNMAP):
+        return errno("linux.mremap.einval-flags", "EINVAL")
+    if addr & ~PAGE_MASK:
+        return errno("linux.mremap.einval-unaligned", "EINVAL")
+    old_len, new_len = page_align(old_size) & U64, page_align(new_size) & U64
+    if new_len == 0:
+        return errno("linux.mremap.einval-len0", "EINVAL")
+    if new_len > c.task_size or new_addr > c.task_size - new_len:
+        return errno("linux.mremap.einval-flags", "EINVAL")
+    if flags & (FIXED | DONTUNMAP):
+        if new_addr & ~PAGE_MASK:
+            return errno("linux.mremap.einval-unaligned", "EINVAL")
+        if not flags & MAYMOVE:
+            return errno("linux.mremap.einval-flags", "EINVAL")
+        if flags & DONTUNMAP and old_len != new_len:
+            return errno("linux.mremap.einval-flags", "EINVAL")
+        if flags & FIXED and new_addr < addr + old_len and addr < new_addr + new_len:
+            return errno("linux.mremap.einval-overlap", "EINVAL")
+    if old_len == 0:
+        return Expect("linux.mremap.efault-unmapped", OK, "old_size 0 (shared duplicate): not modelled",
+                      unknown=True)
+    hit = _vma_extent(sys, mm, addr)
+    if hit is None:
+        return errno("linux.mremap.efault-unmapped", "EFAULT")
+    s, e, v = hit
+    if not flags & (FIXED | DONTUNMAP) and new_len <= old_len:
+        # mm/mremap.c: a shrink unmaps [addr+new_len, addr+old_len) whatever is there
+        if new_len == old_len:
+            return exactly("linux.mremap.same-size-noop", Outcome(value=addr))
+        return exactly("linux.mremap.shrink-in-place", Outcome(value=addr))
+    if flags & FIXED and new_len < old_len:
+        # mm/mremap.c mremap_to: the tail is unmapped first, then the rest must be one VMA
+        old_len = new_len
+    if old_len > e - addr:
+        if flags & FIXED and old_len == new_len:
+            return Expect("linux.mremap.efault-unmapped", OK, "a move of several VMAs: not modelled",
+                          unknown=True)
+        return errno("linux.mremap.efault-unmapped", "EFAULT")
+    if v.locked and not mm.privileged and new_len > old_len and \
+            mm.locked_vm() + new_len - old_len > mm.memlock_soft:
+        return errno("linux.mremap.eagain-locked", "EAGAIN")
+    if flags & FIXED:
+        return exactly("linux.mremap.fixed-moves", Outcome(value=new_addr))
+    if old_len == new_len and not flags & DONTUNMAP:
+        return exactly("linux.mremap.same-size-noop", Outcome(value=addr))
+    if new_len < old_len:
+        return exactly("linux.mremap.shrink-in-place", Outcome(value=addr))
+    room = not flags & DONTUNMAP and e == addr + old_len and addr + new_len <= c.task_size and \
+        not mm.vmas.any_overlap(addr + old_len, addr + new_len)
+    quiet = any(qs <= addr + old_len and addr + new_len <= qe for qs, qe in c.quiet_ranges)
+    if room and (quiet or not c.quiet_ranges):
+        return exactly("linux.mremap.grow-in-place", Outcome(value=addr))
+    if room:
+        # past a mapping the target placed itself may live memory the model does not see
+        if not flags & MAYMOVE:
+            return Expect("linux.mremap.grow-in-place", Outcome(value=addr), f"{addr:#x} or ENOMEM",
+                          (Outcome(value=addr), Outcome(value=-1, errno="ENOMEM")), impl_defined=True)
+        moved = _placement(sys, mm, 0, new_len, False, "linux.mremap.grow-in-place")
+        return Expect("linux.mremap.grow-in-place", Outcome(value=addr), f"{addr:#x} or a free range",
+                      predicate=lambda o: None if o.ok and o.value == addr else moved.judge(o), impl_defined=True)
+    if not flags & MAYMOVE:
+        return errno("linux.mremap.enomem-no-maymove", "ENOMEM")
+    return _placement(sys, mm, 0, new_len, False, "linux.mremap.maymove-moves")
+
+
+def _vma_extent(sys: OsState, mm: Mm, addr: int) -> tuple[int, int, Vma] | None:
+    """The kernel's VMA around addr: adjacent ranges with equal attributes are one VMA
+    (mm/vma.c vma_merge), whatever clause set them."""
+    hit = mm.vmas.find(addr)
+    if hit is None:
+        return None
+    s, e, v = hit
+    key = replace(v, clause="")
+    for s2, e2, w in mm.vmas.overlapping(e, U64):
+        if s2 != e or replace(w, clause="") != key:
+            break
+        e = e2
+    for s2, e2, w in reversed(mm.vmas.overlapping(0, s)):
+        if e2 != s or replace(w, clause="") != key:
+            break
+        s = s2
+    return s, e, v
+
+
+def apply_mremap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, old_size: int, new_size: int, flags: int,
+                 new_addr: int) -> None:
+    if not o.ok or o.value is None:
+        return
+    old_len, new_len = page_align(old_size), page_align(new_size)
+    dest = o.value
+    hit = mm.vmas.find(addr)
+    if hit is None or old_len == 0:
+        return
+    v = hit[2]
+    if dest == addr and not flags & MREMAP["MREMAP_FIXED"]:
+        if new_len < old_len:
+            sys.unmap(mm, addr + new_len, addr + old_len)
+        elif new_len > old_len:
+            mm.vmas.set(addr + old_len, addr + new_len, v)
+            if v.locked and not v.onfault:
+                fault.populate(sys, mm, addr + old_len, addr + new_len)
+        return
+    keep = min(old_len, new_len)
+    sys.split_huge(mm, addr, addr + old_len)
+    delta = dest - addr
+    moved_vmas = list(mm.mapped_pages(addr, addr + keep))
+    moved = []
+    for page in sys.pages_in(mm, addr, addr + keep):
+        moved.append((page, mm.anon.pop(page, None), mm.pte.pop(page, None), page in mm.maybe,
+                      mm.last_ref.pop(page, None)))
+        mm.maybe.discard(page)
+        fault.flush_tlb_page(mm, page)
+    gone: set[int] = set()
+    sys.unmap(mm, dest, dest + new_len)
+    old_vmas = list(mm.mapped_pages(addr, addr + old_len))
+    if not flags & MREMAP["MREMAP_DONTUNMAP"]:
+        # the old range goes (its tail beyond the new length with its pages); its objects
+        # are collected only after the moved VMAs exist
+        for page in sys.pages_in(mm, addr, addr + old_len):
+            sys.drop_page(mm, page)
+        mm.vmas.remove(addr, addr + old_len)
+        gone = {w.obj for _, _, w in old_vmas if w.obj is not None}
+    for s, e, w in moved_vmas:
+        mm.vmas.set(s + delta, e + delta, replace(w, origin=w.origin + delta, clause="linux.mremap.maymove-moves"))
+    if new_len > keep:
+        mm.vmas.set(dest + keep, dest + new_len, replace(v, origin=v.origin + delta))
+    for page, a, t, maybe, ref in moved:
+        if a is not None:
+            mm.anon[page + delta] = a
+        if t is not None:
+            mm.pte[page + delta] = t
+        if maybe:
+            mm.maybe.add(page + delta)
+        if ref is not None:
+            mm.last_ref[page + delta] = ref
+    sys.collect(gone | {w.obj for _, _, w in moved_vmas if w.obj is not None})
+
+
+RULES = {
+    "mmap": Rule(expect_mmap, apply_mmap),
+    "munmap": Rule(expect_munmap, apply_munmap),
+    "mprotect": Rule(expect_mprotect, apply_mprotect),
+    "mremap": Rule(expect_mremap, apply_mremap),
+}
