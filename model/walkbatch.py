@@ -97,6 +97,8 @@ class BatchResult:
     ad: np.ndarray | None = None        # uint16: A (bit 2(L-1)) and D (bit 2(L-1)+1) of the level-L entry
     #                                     as an allowed access leaves them; 0 for levels not used
     used: np.ndarray | None = None      # uint16: bit L-1 set where the walk read the level-L entry
+    pk_also: np.ndarray | None = None   # bool: a paging-rights #PF where protection keys deny too: the
+    #                                     SDM does not order the two, so PK may be set (model/paging.py)
 
     def clause_of(self, i: int) -> str:
         return CLAUSES[int(self.clause[i])]
@@ -199,11 +201,11 @@ def _clean_walk(mem: np.ndarray, mode: Mode, root: int, la: np.ndarray):
 
 def _result(modes: Modes, acc: np.ndarray, cpl: np.ndarray, pa: np.ndarray, fault: np.ndarray, present: np.ndarray,
             rsvd: np.ndarray, clause: np.ndarray, gp: np.ndarray | None = None, ad: np.ndarray | None = None,
-            used: np.ndarray | None = None) -> BatchResult:
+            used: np.ndarray | None = None, pk_also: np.ndarray | None = None) -> BatchResult:
     """§4.7: the error code of every faulting access (P, W/R, U/S, RSVD, I/D, PK); pa is 0 where an
     access faulted."""
     if not fault.any():
-        return BatchResult(pa, fault, np.zeros(pa.shape[0], dtype=np.uint32), clause, gp, ad, used)
+        return BatchResult(pa, fault, np.zeros(pa.shape[0], dtype=np.uint32), clause, gp, ad, used, pk_also)
     pk = fault & ((clause == _ID["sdm.pkeys.access-disable"]) | (clause == _ID["sdm.pkeys.write-disable"]))
     fetch = acc == EXEC
     code = (present.astype(np.uint32)
@@ -216,7 +218,7 @@ def _result(modes: Modes, acc: np.ndarray, cpl: np.ndarray, pa: np.ndarray, faul
     err = np.where(fault, code, 0).astype(np.uint32)
     pa = pa.copy()
     pa[fault] = 0
-    return BatchResult(pa, fault, err, clause, gp, ad, used)
+    return BatchResult(pa, fault, err, clause, gp, ad, used, pk_also)
 
 
 def _canonical(la: np.ndarray, levels: int) -> np.ndarray:
@@ -306,9 +308,12 @@ def _general(read: Read, la: np.ndarray, modes: Modes, acc: np.ndarray, cpl: np.
             pa[d] = (e[done] & amask & ~(size - np.uint64(1))) | (la[d] & (size - np.uint64(1)))
         table[active] = e & amask
         active = active[ok & ~done]
-    _check_rights(modes, acc, cpl, ac, fault, present, clause, user, writable, xd, leaf, skip=gp)
+    structural = fault.copy()
+    pk_denies = _check_rights(modes, acc, cpl, ac, fault, present, clause, user, writable, xd, leaf, skip=gp)
     ad = _accessed_dirty(seen, levels, leaf_level, ~fault & ~gp, acc == WRITE)
-    return _result(modes, acc, cpl, pa, fault, present, rsvd, clause, gp, ad, used)
+    pk_ids = (clause == _ID["sdm.pkeys.access-disable"]) | (clause == _ID["sdm.pkeys.write-disable"])
+    pk_also = fault & ~structural & ~gp & pk_denies & ~pk_ids
+    return _result(modes, acc, cpl, pa, fault, present, rsvd, clause, gp, ad, used, pk_also)
 
 
 def _accessed_dirty(seen: np.ndarray, levels: int, leaf_level: np.ndarray, allowed: np.ndarray,
@@ -331,8 +336,9 @@ def _accessed_dirty(seen: np.ndarray, levels: int, leaf_level: np.ndarray, allow
 
 def _check_rights(modes: Modes, acc: np.ndarray, cpl: np.ndarray, ac: np.ndarray, fault: np.ndarray,
                   present: np.ndarray, clause: np.ndarray, user: np.ndarray, writable: np.ndarray, xd: np.ndarray,
-                  leaf: np.ndarray, skip: np.ndarray | None = None) -> None:
-    """§4.6.1 and §4.6.2 for the accesses that translated, first failing rule wins (as check_access)."""
+                  leaf: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
+    """§4.6.1 and §4.6.2 for the accesses that translated, first failing rule wins (as check_access).
+    Returns where protection keys deny, whichever rule won."""
     live = ~fault if skip is None else ~fault & ~skip
 
     def deny(mask: np.ndarray, name: str) -> None:
@@ -364,11 +370,16 @@ def _check_rights(modes: Modes, acc: np.ndarray, cpl: np.ndarray, ac: np.ndarray
     deny(sup & wr & modes.wp & ~writable, "sdm.access.wp-supervisor-write")
     # §4.6.2: protection keys of user addresses, data accesses only
     pk = modes.pke & user & ~fx
+    denies = np.zeros(fault.shape[0], dtype=bool)
     if pk.any():
         key = ((leaf >> np.uint64(PKEY_SHIFT)) & np.uint64(0xF)).astype(np.uint32)
         rights = (modes.pkru.astype(np.uint32) >> (np.uint32(2) * key)) & np.uint32(3)
-        deny(pk & ((rights & np.uint32(1)) != 0), "sdm.pkeys.access-disable")
-        deny(pk & wr & (u3 | modes.wp) & ((rights & np.uint32(2)) != 0), "sdm.pkeys.write-disable")
+        ad_ = pk & ((rights & np.uint32(1)) != 0)
+        wd_ = pk & wr & (u3 | modes.wp) & ((rights & np.uint32(2)) != 0)
+        deny(ad_, "sdm.pkeys.access-disable")
+        deny(wd_, "sdm.pkeys.write-disable")
+        denies = ad_ | wd_
+    return denies
 
 
 __all__ = ["walk_batch", "walk_paths", "Modes", "BatchResult", "CLAUSES"]

@@ -110,6 +110,14 @@ static void puthex(u64 v) {
     puts(buf + i);
 }
 
+/* exactly w hex digits (the sweep's fixed-width answers) */
+static void puthexw(u64 v, int w) {
+    char buf[17];
+    buf[w] = 0;
+    for (int i = w - 1; i >= 0; i--) { buf[i] = "0123456789abcdef"[v & 15]; v >>= 4; }
+    puts(buf);
+}
+
 static int getc(void) {
     if (shm_active) {
         u64 len = *(volatile u64 *)(shm + 16);
@@ -925,12 +933,8 @@ static void features_reply(void) {
     putc('\n');
 }
 
-static void access(u64 addr, u64 op, u64 cpl, u64 ac) {
-#ifdef MEMSPEC_BROKEN_RING3     /* a deliberately wrong kernel: "user" accesses made at CPL 0 */
-    cpl = 0;
-#endif
-    if (harness_slot(addr)) { reply_e("address in the harness's slot"); return; }
-    if (harms_harness(addr, op, cpl, ac)) { reply_r("the access would reach the harness's own memory"); return; }
+/* the access itself, at CPL 0 or 3 (the answer is in g_fault_*) */
+static void run_access(u64 addr, u64 op, u64 cpl, u64 ac) {
     if (cpl == 3) {
         u64 rflags = 0x2 | (ac ? 0x40000 : 0);
         /* a fetch from a non-canonical address is a CPL 3 jump there: its #GP(0) is raised by
@@ -941,18 +945,116 @@ static void access(u64 addr, u64 op, u64 cpl, u64 ac) {
     } else {
         guarded(op == 0 ? op_read : op == 1 ? op_write : op_fetch, addr, ac, 0);
     }
+}
+
+static void access(u64 addr, u64 op, u64 cpl, u64 ac) {
+#ifdef MEMSPEC_BROKEN_RING3     /* a deliberately wrong kernel: "user" accesses made at CPL 0 */
+    cpl = 0;
+#endif
+    if (harness_slot(addr)) { reply_e("address in the harness's slot"); return; }
+    if (harms_harness(addr, op, cpl, ac)) { reply_r("the access would reach the harness's own memory"); return; }
+    run_access(addr, op, cpl, ac);
     /* a store at an unaligned address changes a pattern byte the log cannot name */
     if (op == 1 && (addr & 7) && (g_fault_vec == (u64)-1 || g_fault_vec == 0x81))
         full_refill = 1;
     reply_x(op == 2 ? FETCH_OP : DATA_OP);
 }
 
+/* ---- sweeps: one access through its own tree per command (README.md, Sweeps) ----
+ * Z root cr0 cr4 efer pkru la tla how e_top .. e_leaf: load the control state (CR0 may differ
+ * in WP only, CR4 in SMEP/SMAP/PKE/PGE only, EFER in NXE only), write the tree's entries from
+ * root along the indexes of tla (down to a not-present entry or a leaf), MOV CR3 root (the TLB
+ * and paging-structure caches empty), access la (how: op | cpl << 4 | ac << 8), read the A and
+ * D flags of the entries back and put the pattern back where the tree was. */
+#define EFER_NXE (1UL << 11)
+#define SWEEP_CR4 (1UL << 7 | 1UL << 20 | 1UL << 21 | 1UL << 22)
+static u64 sweep_last;
+static void sweep_item(u64 *a, int n) {
+    u64 root = a[0] & 0x000FFFFFFFFFF000UL, cr0 = a[1], cr4 = a[2], efer = a[3], pkru = a[4], la = a[5];
+    u64 tla = a[6], op = a[7] & 0xF, cpl = (a[7] >> 4) & 0xF, ac = (a[7] >> 8) & 1;
+    int levels = n - 8;
+#ifdef MEMSPEC_BROKEN_RING3
+    cpl = 0;
+#endif
+    if (levels != top_level()) { reply_e("the tree's depth is not the paging mode's"); return; }
+    if (op > 2 || (cpl != 0 && cpl != 3) || (la & 7)) { reply_e("bad access"); return; }
+    if (((cr0 ^ rdcr0()) & (CR0_PG | CR0_PE)) || ((cr4 ^ rdcr4()) & (CR4_PAE | CR4_LA57 | CR4_PCIDE)) ||
+        (cr4 & SWEEP_CR4 & ~cr4_ok) || (efer & EFER_NXE & ~efer_ok) || !(efer & EFER_LME)) {
+        reply_e("control state not loadable by a sweep"); return;
+    }
+    /* of the host's values, only the bits a sweep varies are taken */
+    cr0 = (rdcr0() & ~(1UL << 16)) | (cr0 & (1UL << 16));
+    cr4 = (rdcr4() & ~SWEEP_CR4) | (cr4 & SWEEP_CR4);
+    efer = (rdmsr(0xC0000080) & ~EFER_NXE) | (efer & EFER_NXE);
+    u64 where[5];
+    int nw = 0;
+    u64 table = root;
+    for (int k = 0; k < levels; k++) {
+        int lvl = levels - k;
+        u64 idx = (tla >> (12 + 9 * (lvl - 1))) & 0x1FF;
+        u64 e = a[8 + k];
+        if (!pa_ok(table) || (lvl == levels && idx == HARNESS_SLOT)) break;
+        where[nw++] = table + 8 * idx;
+        if (!(e & 1) || lvl == 1 || ((lvl == 2 || lvl == 3) && (e & 0x80))) break;
+        table = e & 0x000FFFFFFFFFF000UL;
+    }
+    if (nw == 0 || !(nw == levels || !(a[8 + nw - 1] & 1) || (a[8 + nw - 1] & 0x80))) {
+        reply_e("tree outside the program's memory"); return;
+    }
+    if (*PHYS(root + 8 * HARNESS_SLOT) != (levels == 5 ? HARNESS_ENTRY5 : HARNESS_ENTRY4)) install_slot(root);
+    /* NXE first (the harness's entries have XD clear), then WP, then CR4, then PKRU (needs PKE) */
+    u64 cur = rdmsr(0xC0000080);
+    if (cur != efer) __asm__ volatile("wrmsr" : : "c"(0xC0000080), "a"((u32)efer), "d"((u32)(efer >> 32)));
+    if (rdcr0() != cr0) __asm__ volatile("mov %0, %%cr0" : : "r"(cr0) : "memory");
+    if (rdcr4() != cr4) wrcr4(cr4);
+    if (cr4 & (1UL << 22)) {
+        u32 now;
+        __asm__ volatile("xor %%ecx, %%ecx; rdpkru" : "=a"(now) : : "rcx", "rdx");
+        if (now != (u32)pkru) __asm__ volatile("wrpkru" : : "a"((u32)pkru), "c"(0), "d"(0) : "memory");
+    }
+    for (int k = 0; k < nw; k++) *PHYS(where[k]) = a[8 + k];
+    /* a fresh walk: INVLPG of this tree's address and of the last one's invalidates their TLB
+     * entries (whatever the page size) and every paging-structure-cache entry (SDM Vol. 3A
+     * 4.10.4.1); the root changes by MOV CR3 only when it differs (a full flush) */
+    if ((rdcr3() & 0x000FFFFFFFFFF000UL) != root) wrcr3(root);
+    else {
+        __asm__ volatile("invlpg (%0)" : : "r"(tla) : "memory");
+        if (sweep_last != tla) __asm__ volatile("invlpg (%0)" : : "r"(sweep_last) : "memory");
+    }
+    sweep_last = tla;
+    int refused = harms_harness(la, op, cpl, ac);
+    if (!refused) run_access(la, op, cpl, ac);
+    u64 ad = 0;
+    for (int k = 0; k < nw; k++) {
+        int lvl = levels - k;
+        ad |= ((*PHYS(where[k]) >> 5) & 3) << (2 * (lvl - 1));
+        *PHYS(where[k]) = pattern(where[k]);
+    }
+    if (refused) { reply_r("the access would reach the harness's own memory"); return; }
+    u64 v = g_fault_vec;
+#ifdef MEMSPEC_BROKEN_ERRCODE
+    if (v == 14) g_fault_err ^= 2;
+#endif
+    /* one fixed-width answer: o|x VECTOR(2) ERRCODE(8) CR2(16) AD(3) VALUE(16) */
+    int ok = (op != 2 && (v == (u64)-1 || v == 0x81)) || (op == 2 && v == 3);
+    putc(ok ? 'o' : 'x'); putc(' ');
+    puthexw(ok ? 0xff : v, 2); putc(' ');
+    puthexw(ok ? 0 : g_fault_err, 8); putc(' ');
+    puthexw(!ok && v == 14 ? g_fault_cr2 : 0, 16); putc(' ');
+    puthexw(ad, 3); putc(' ');
+    puthexw(ok && op != 2 ? g_fault_rax : 0, 16); putc('\n');
+}
+
 static void command(void) {
-    u64 a[6] = {0};
+    u64 a[13] = {0};
     char cmd = line[0];
-    int n = parse_args(line + 1, a, 6);
+    int n = parse_args(line + 1, a, cmd == 'Z' ? 13 : 6);
     if (n < 0) { reply_e("bad number"); return; }
     switch (cmd) {
+    case 'Z':
+        if (n < 12) break;
+        sweep_item(a, n);
+        return;
     case 'R': {   /* reset: memory back to the pattern, then boot(cr0, cr4, efer), CR3 = root */
         if (n != 4) break;
         /* off the program's root first: restoring it would pull the harness's slot from

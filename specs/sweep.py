@@ -1,0 +1,243 @@
+"""The sweep's judge: a batch of observed accesses against the vectorised reference walk, and the
+running summary (per clause, per differing outcome class) that a sweep checkpoints.
+
+For every access the reference (``model.walkbatch.walk_paths``, property-tested against the
+scalar walk) gives #GP(0) (a non-canonical address, SDM Vol. 1 §3.3.7.1), a #PF with its error
+code (§4.7) and CR2, or the translation; and for an allowed access the A and D flags of every
+entry it used (§4.8).  A target's answer must be the same outcome (for a #PF the same error code
+and CR2 = the address), for an allowed load or store the qword of the page the reference names,
+and the A/D flags: exact after an allowed access; after a #PF only A may have been set (whether a
+faulting walk sets A is not specified, ``sdm.ad.fault-a-unspecified``); after #GP(0) nothing.
+
+Differences fall into classes: (what kind, the reference's clause, expected, observed), e.g.
+``#PF 0xc where #PF 0xd`` under ``sdm.walk.pte.rsvd-maxphy``.  A class keeps its count, its
+first combination (the reproducer) and, per dimension, how many members took each value: the
+dimensions whose members all share one value are the ones that matter.  A cited difference
+(``specs/differences.toml``) for the target and the class's clause explains the whole class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from memspec.model.walkbatch import CLAUSES, BatchResult, Modes, walk_paths
+from memspec.sweepspace import ALLOWED, GP, PF, REFUSED, Items, Observed, Space, ad_of
+
+LEAF_CLAUSE = {1: "sdm.walk.pte.maps-4k", 2: "sdm.walk.pde.ps-2m", 3: "sdm.walk.pdpte.ps-1g"}
+KINDS = ("outcome", "translation", "a/d")
+
+
+def reference(items: Items, facts: dict[str, Any]) -> BatchResult:
+    modes = Modes.from_regs(items.cr0, items.cr4, items.efer, items.pkru)
+    return walk_paths(items.entries, items.la, modes, items.acc, items.cpl, items.ac, levels=items.levels,
+                      maxphy=int(facts.get("maxphyaddr", 52)), page1g=bool(facts.get("page1g", True)),
+                      canonical_check=True)
+
+
+def _outcome_str(kind: int, code: int, cr2_ok: bool = True) -> str:
+    if kind == ALLOWED:
+        return "allowed"
+    if kind == PF:
+        return f"#PF {code:#x}" + ("" if cr2_ok else " (CR2 is not the address)")
+    if kind == GP:
+        return "#GP"
+    if kind == REFUSED:
+        return "refused"
+    return f"vector {code}"
+
+
+@dataclass
+class Verdicts:
+    """One batch judged: per access, 0 pass, 1 fail, 2 refused by the target (unsupported); and the
+    failing accesses' class keys."""
+
+    status: np.ndarray
+    keys: list[tuple[str, str, str, str]]       # per failing access, in order
+    failing: np.ndarray                         # indexes into the batch
+    clause: np.ndarray                          # per access, index into CLAUSES (0: allowed)
+
+
+def judge(items: Items, obs: Observed, facts: dict[str, Any]) -> Verdicts:
+    ref = reference(items, facts)
+    assert ref.gp is not None and ref.ad is not None and ref.used is not None and ref.pk_also is not None
+    n = len(items)
+    exp_kind = np.where(ref.gp, GP, np.where(ref.fault, PF, ALLOWED)).astype(np.uint8)
+    refused = obs.kind == REFUSED
+    same_kind = obs.kind == exp_kind
+    pf = exp_kind == PF
+    # a paging-rights #PF where protection keys deny as well may carry PK (the SDM orders neither)
+    code_ok = (obs.errcode == ref.errcode) | (ref.pk_also & (obs.errcode == (ref.errcode | np.uint32(0x20))))
+    bad_outcome = ~refused & (~same_kind | (pf & (~code_ok | (obs.cr2 != items.la))))
+    allowed = ~refused & same_kind & (exp_kind == ALLOWED)
+    data = allowed & (items.acc != 2)
+    want_value = ((ref.pa & ~np.uint64(7)) << np.uint64(8)) | np.uint64(0xCC)
+    bad_value = data & (obs.value != want_value)
+    before = ad_of(items.entries, items.levels, items.written)
+    used_mask = np.zeros(n, dtype=np.uint16)
+    for lv in range(1, items.levels + 1):
+        used_mask |= np.where((ref.used >> np.uint16(lv - 1)) & np.uint16(1), np.uint16(3 << (2 * (lv - 1))),
+                              np.uint16(0)).astype(np.uint16)
+    d_mask = np.uint16(sum(2 << (2 * (lv - 1)) for lv in range(1, items.levels + 1)))
+    ok_outcome = ~refused & ~bad_outcome
+    bad_ad = np.zeros(n, dtype=bool)
+    # allowed: exactly the reference's flags in the entries used
+    bad_ad |= allowed & ((obs.ad & used_mask) != (ref.ad & used_mask))
+    # #PF: no D set by a faulting access (A may be)
+    bad_ad |= ok_outcome & pf & ((obs.ad & d_mask) != (before & d_mask))
+    # #GP: no walk, no flag
+    bad_ad |= ok_outcome & (exp_kind == GP) & (obs.ad != before)
+    bad_ad &= ~bad_value
+    fail = bad_outcome | bad_value | bad_ad
+    status = np.where(refused, 2, np.where(fail, 1, 0)).astype(np.uint8)
+    failing = np.nonzero(fail)[0]
+    keys: list[tuple[str, str, str, str]] = []
+    if failing.size:
+        f = failing
+        # the level the reference's walk ended at (names the clause of an allowed access)
+        leaf_level = np.zeros(n, dtype=np.int64)
+        for lv in range(items.levels, 0, -1):
+            leaf_level = np.where((ref.used >> np.uint16(lv - 1)) & np.uint16(1), lv, leaf_level)
+        cat = np.where(bad_outcome[f], 0, np.where(bad_value[f], 1, 2))
+        names = list(CLAUSES) + [LEAF_CLAUSE[1], LEAF_CLAUSE[2], LEAF_CLAUSE[3], "sdm.ad.dirty-on-write",
+                                 "sdm.ad.accessed-on-use", "sdm.ad.fault-a-unspecified"]
+        leaf_name = len(CLAUSES) - 1 + np.clip(leaf_level[f], 1, 3)
+        ek, ok_ = exp_kind[f].astype(np.int64), obs.kind[f].astype(np.int64)
+        clause_out = np.where(ref.clause[f] > 0, ref.clause[f].astype(np.int64), leaf_name)
+        got_out = np.where(ok_ == PF, obs.errcode[f].astype(np.int64), obs.vector[f].astype(np.int64))
+        cr2_ok = (ok_ != PF) | (obs.cr2[f] == items.la[f])
+        delta = (obs.value[f] >> np.uint64(8)).astype(np.int64) - (ref.pa[f] & ~np.uint64(7)).astype(np.int64)
+        um = used_mask[f].astype(np.int64)
+        dm = int(d_mask)
+        ad_exp = np.where(ek == ALLOWED, ref.ad[f].astype(np.int64) & um,
+                          np.where(ek == PF, before[f].astype(np.int64) & dm, before[f].astype(np.int64)))
+        ad_got = np.where(ek == ALLOWED, obs.ad[f].astype(np.int64) & um,
+                          np.where(ek == PF, obs.ad[f].astype(np.int64) & dm, obs.ad[f].astype(np.int64)))
+        base = len(CLAUSES) + 2
+        ad_clause = np.where(ek == ALLOWED, np.where((ad_exp ^ ad_got) & dm, base + 1, base + 2),
+                             np.where(ek == PF, base + 3, CLAUSES.index("sdm.canonical.gp")))
+        rows = np.column_stack([
+            cat,
+            np.where(cat == 0, clause_out, np.where(cat == 1, leaf_name, ad_clause)),
+            np.where(cat == 0, ek, 0), np.where(cat == 0, ref.errcode[f].astype(np.int64), np.where(cat == 2, ad_exp, 0)),
+            np.where(cat == 0, ok_, 0), np.where(cat == 0, got_out, np.where(cat == 1, delta, ad_got)),
+            np.where(cat == 0, cr2_ok, 1).astype(np.int64)])
+        uniq, inv = np.unique(rows, axis=0, return_inverse=True)
+        text = []
+        for c, cl, a1, a2, b1, b2, b3 in uniq.tolist():
+            if c == 0:
+                text.append(("outcome", names[cl], _outcome_str(a1, a2), _outcome_str(b1, b2, bool(b3))))
+            elif c == 1:
+                text.append(("translation", names[cl], "the reference's page", f"physical address {b2:+#x} from it"))
+            else:
+                text.append(("a/d", names[cl], f"A/D {a2:#x}", f"A/D {b2:#x}"))
+        keys = [text[j] for j in np.asarray(inv).reshape(-1).tolist()]
+    return Verdicts(status, keys, failing, ref.clause)
+
+
+# ---------------------------------------------------------------------------------------------
+# the running summary
+
+@dataclass
+class ClassRecord:
+    count: int = 0
+    first: int = -1                                 # the lowest combination index (the reproducer)
+    hist: list[list[int]] = field(default_factory=list)     # per dimension, members per value
+    why: str = ""                                   # the cited difference that explains it, if any
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "first": self.first, "hist": self.hist, "why": self.why}
+
+
+@dataclass
+class Summary:
+    """Everything a sweep has judged so far: resumable from ``next_index``."""
+
+    target: str
+    mode: str
+    filter: str
+    next_index: int = 0
+    judged: int = 0                 # combinations run and judged
+    passed: int = 0
+    failed: int = 0
+    refused: int = 0                # the target's harness could not stage them
+    unsupported: dict[str, int] = field(default_factory=dict)      # reason -> combinations
+    per_clause: dict[str, list[int]] = field(default_factory=dict)  # clause -> [judged, failed]
+    classes: dict[str, ClassRecord] = field(default_factory=dict)
+    hist_all: list[list[int]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @staticmethod
+    def key(k: tuple[str, str, str, str]) -> str:
+        return " | ".join(k)
+
+    def add(self, space: Space, items: Items, v: Verdicts, diffs_why) -> None:
+        """Fold a judged batch in (``diffs_why(clause)``: the cited difference's reason or "")."""
+        digits = space.decode(items.index)
+        if not self.hist_all:
+            self.hist_all = [[0] * len(d.values) for d in space.dims]
+        for k, d in enumerate(space.dims):
+            for val, c in enumerate(np.bincount(digits[d.name], minlength=len(d.values)).tolist()):
+                self.hist_all[k][val] += c
+        n = len(items)
+        self.judged += int((v.status != 2).sum())
+        self.failed += int((v.status == 1).sum())
+        self.passed += int((v.status == 0).sum())
+        self.refused += int((v.status == 2).sum())
+        names = np.array([c or "(allowed)" for c in CLAUSES], dtype=object)
+        for ci in np.unique(v.clause).tolist():
+            sel = v.clause == ci
+            rec = self.per_clause.setdefault(str(names[ci]), [0, 0])
+            rec[0] += int((sel & (v.status != 2)).sum())
+            rec[1] += int((sel & (v.status == 1)).sum())
+        if v.failing.size:
+            order: dict[tuple[str, str, str, str], list[int]] = {}
+            for j, key in zip(v.failing.tolist(), v.keys):
+                order.setdefault(key, []).append(j)
+            for key, members in order.items():
+                rec = self.classes.get(self.key(key))
+                if rec is None:
+                    rec = self.classes[self.key(key)] = ClassRecord(
+                        hist=[[0] * len(d.values) for d in space.dims], why=diffs_why(key[1]))
+                sel = np.array(members)
+                rec.count += sel.size
+                first = int(items.index[sel].min())
+                rec.first = first if rec.first < 0 else min(rec.first, first)
+                for k, d in enumerate(space.dims):
+                    for val, c in enumerate(np.bincount(digits[d.name][sel], minlength=len(d.values)).tolist()):
+                        rec.hist[k][val] += c
+        del n
+
+    def explained(self) -> int:
+        return sum(r.count for r in self.classes.values() if r.why)
+
+    def where(self, space: Space, rec: ClassRecord) -> list[str]:
+        """The dimensions that matter to a class: those whose members all share one value while the
+        sweep ran more than one."""
+        out = []
+        for k, d in enumerate(space.dims):
+            seen = [i for i, c in enumerate(rec.hist[k]) if c]
+            swept = [i for i, c in enumerate(self.hist_all[k]) if c] if self.hist_all else []
+            if len(seen) == 1 and len(swept) > 1:
+                out.append(f"{d.name}={d.values[seen[0]]}")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "mode": self.mode, "filter": self.filter, "next_index": self.next_index,
+                "judged": self.judged, "passed": self.passed, "failed": self.failed, "refused": self.refused,
+                "explained": self.explained(), "unsupported": self.unsupported, "per_clause": self.per_clause,
+                "classes": {k: r.to_json() for k, r in self.classes.items()}, "hist_all": self.hist_all,
+                "seconds": round(self.seconds, 3)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Summary":
+        s = cls(d["target"], d["mode"], d["filter"], d["next_index"], d["judged"], d["passed"], d["failed"],
+                d["refused"], dict(d["unsupported"]), {k: list(v) for k, v in d["per_clause"].items()},
+                {k: ClassRecord(r["count"], r["first"], r["hist"], r.get("why", "")) for k, r in d["classes"].items()},
+                d.get("hist_all", []), float(d.get("seconds", 0.0)))
+        return s
+
+
+__all__ = ["judge", "reference", "Verdicts", "Summary", "ClassRecord", "KINDS"]
