@@ -1,7 +1,10 @@
 """``memspec fuzz``: coverage-guided fuzzing of call sequences against a target.
 
 Bytes decode into a program of the layer (``fuzz/codec_<layer>.py``); the program
-runs on the target and the model judges every call.  Feedback is what the
+runs on the target and the model judges every call.  Mutation keeps structure as often as it
+flips bytes (``fuzz/mutate.py``: insert, delete and splice calls, change one argument by its
+kind; the mutant is written as a text input), in the Python loop and, through libFuzzer's
+custom-mutator hook, under atheris.  Feedback is what the
 judgement exercised: (clause, verdict) pairs and clause bigrams in call order, so
 an input that reaches a new clause or a new combination joins the corpus.  With
 the ``atheris`` engine, libFuzzer also sees the Python coverage of the model.
@@ -26,7 +29,9 @@ from memspec.atomic import write_text
 from memspec.errors import TargetError, UsageError
 from memspec.fuzz.differential import execute, localise
 from memspec.fuzz.findings import Findings
+from memspec.fuzz.bytes import TEXT_MAGIC
 from memspec.fuzz.layers import layer as layer_of
+from memspec.fuzz.mutate import libfuzzer_mutator, mutate_input, mutator_for
 from memspec.specs.catalogue import all_clauses
 from memspec.targets.registry import make_target
 
@@ -110,6 +115,7 @@ class Fuzzer:
         self.entries: list[bytes] = []
         self.stats = Stats(started=time.monotonic())
         self.rng = random.Random(o.seed)
+        self.mutator = mutator_for(self.lay, self.target.calls, self.facts, random.Random(f"{o.seed}:programs"))
         self.clauses: set[str] = set()
         self._last_report = 0.0
         self.err = sys.stderr            # memspec's own progress and summary (libFuzzer's output may be elsewhere)
@@ -207,7 +213,19 @@ class Fuzzer:
 
     # -- mutation ------------------------------------------------------------
 
+    def decode(self, data: bytes) -> Any:
+        return self.lay.decode(data, self.target.calls, self.facts)
+
     def mutate(self, data: bytes) -> bytes:
+        """A text input (a program) mostly keeps its structure; a byte input mostly has its bytes changed."""
+        if self.rng.random() < (0.8 if data.startswith(TEXT_MAGIC) else 0.3):
+            other = [self.rng.choice(self.entries)] if self.entries else []
+            mutant = mutate_input(self.mutator, self.decode, data, other)
+            if mutant is not None:
+                return mutant
+        return self.mutate_bytes(data)
+
+    def mutate_bytes(self, data: bytes) -> bytes:
         b = bytearray(data)
         r = self.rng
         for _ in range(r.randint(1, 4)):
@@ -373,7 +391,7 @@ class Fuzzer:
         if not self.o.verbose:
             self._engine_output_to_log()
         _instrument_model(atheris)
-        atheris.Setup(argv, one_input)
+        atheris.Setup(argv, one_input, custom_mutator=libfuzzer_mutator(self.mutator, self.decode, atheris.Mutate))
         atheris.Fuzz()
         return 0
 

@@ -4,7 +4,8 @@
 
 Environment: MEMSPEC_TARGET (default ``model``), MEMSPEC_LAYER (default: the
 target's first layer).  Each input decodes into a program of the layer; the
-program runs on the target and the model judges it; any disagreement raises
+program runs on the target and the model judges it (half the mutations keep the program's
+structure: libFuzzer's custom-mutator hook calls ``fuzz/mutate.py``); any disagreement raises
 ``Disagreement`` whose message is the clause, expected vs observed and the
 program text -- libFuzzer then saves the input as a crash file, and
 ``memspec fuzz`` (which keeps going instead) is the interactive alternative.
@@ -16,25 +17,33 @@ import os
 import sys
 from typing import Callable
 
-from memspec.program import format_program
+from memspec.program import Program, format_program
 from memspec.targets.registry import make_target
 
 from memspec.fuzz.differential import execute
 from memspec.fuzz.layers import layer as layer_of
+from memspec.fuzz.mutate import libfuzzer_mutator, mutator_for
 
 
 class Disagreement(AssertionError):
     """The target and the model disagree; the message is a readable reproducer."""
 
 
-def make_test_one_input(target_spec: str, layer: str | None = None) -> Callable[[bytes], None]:
+def make_entry(target_spec: str, layer: str | None = None
+               ) -> tuple[Callable[[bytes], None], Callable[[Callable[[bytes, int], bytes]], Callable[[bytes, int, int], bytes]]]:
+    """The libFuzzer test function for ``target_spec`` and a maker of its custom mutator (given
+    libFuzzer's own byte mutation, ``atheris.Mutate``: half the mutations keep the program's
+    structure, ``fuzz/mutate.py``), over one target."""
     target = make_target(target_spec)
     layer = layer or target.layers[0]
     lay = layer_of(layer)
     facts = target.facts()
 
+    def decode(data: bytes) -> Program:
+        return lay.decode(data, target.calls, facts)      # never what the target declared it cannot run
+
     def test_one_input(data: bytes) -> None:
-        program = lay.decode(data, target.calls, facts)      # never what the target declared it cannot run
+        program = decode(data)
         if not program.calls:
             return
         j = execute(target, program, facts)
@@ -44,14 +53,21 @@ def make_test_one_input(target_spec: str, layer: str | None = None) -> Callable[
                                f"observed {f.observed}\n{f.note}\n\n"
                                + format_program(program.with_header(target=target.name, clause=f.clause)))
 
-    return test_one_input
+    def custom_mutator(byte_mutate: Callable[[bytes, int], bytes]) -> Callable[[bytes, int, int], bytes]:
+        return libfuzzer_mutator(mutator_for(lay, target.calls, facts), decode, byte_mutate)
+
+    return test_one_input, custom_mutator
+
+
+def make_test_one_input(target_spec: str, layer: str | None = None) -> Callable[[bytes], None]:
+    return make_entry(target_spec, layer)[0]
 
 
 def main(argv: list[str] | None = None) -> None:
     import atheris
-    one = make_test_one_input(os.environ.get("MEMSPEC_TARGET", "model"), os.environ.get("MEMSPEC_LAYER") or None)
+    one, custom_mutator = make_entry(os.environ.get("MEMSPEC_TARGET", "model"), os.environ.get("MEMSPEC_LAYER") or None)
     atheris.instrument_all()
-    atheris.Setup(sys.argv if argv is None else argv, one)
+    atheris.Setup(sys.argv if argv is None else argv, one, custom_mutator=custom_mutator(atheris.Mutate))
     atheris.Fuzz()
 
 

@@ -67,7 +67,7 @@ def confirm(target: Any, program: Program, facts: dict[str, Any], sig: Signature
     return all(failing_signature(target, program, facts) == sig for _ in range(k))
 
 
-def _drop(program: Program, idx: set[int]) -> Program | None:
+def without_calls(program: Program, idx: set[int]) -> Program | None:
     """The program without calls ``idx`` (and calls that used their results); None if invalid."""
     gone_names: set[str] = set()
     keep: list[Call] = []
@@ -152,7 +152,7 @@ def _drop_calls(best: Program, still_fails: Callable[[Program], bool], tries: in
         chunk = max(1, len(best.calls) // n)
         progressed = False
         for start in range(0, len(best.calls), chunk):
-            cand = _drop(best, set(range(start, min(start + chunk, len(best.calls)))))
+            cand = without_calls(best, set(range(start, min(start + chunk, len(best.calls)))))
             tries += 1
             if cand is not None and len(cand.calls) < len(best.calls) and still_fails(cand):
                 best = cand
@@ -214,4 +214,5 @@ def shrink_failure(target: Any, program: Program, facts: dict[str, Any], sig: Si
 
 
 __all__ = ["Signature", "execute", "localise", "failing_signature", "confirm", "minimise", "shrink_failure",
+           "without_calls",
            "RunStatus", "Verdict"]

@@ -48,3 +48,27 @@ def test_stop_on_finding_reports_the_first_finding(tmp_path) -> None:
     (saved,) = os.listdir(tmp_path / "f" / folder)
     text = open(tmp_path / "f" / folder / saved).read()
     assert "# clause: posix.mmap.einval-len0" in text and "# replay: memspec replay" in text
+
+
+def test_the_python_loop_mutates_programs_keeping_their_structure(tmp_path) -> None:
+    from memspec.commands.fuzz_driver import Fuzzer, FuzzOptions
+    from memspec.fuzz.bytes import TEXT_MAGIC
+    from memspec.program import parse, validate
+    f = Fuzzer(FuzzOptions(target="model", seconds=1, layer="phys", corpus=str(tmp_path / "c"),
+                           findings=str(tmp_path / "f"), quiet=True))
+    try:
+        parent = f.codec.encode(parse("p = malloc(24)\nheap_store(p, 0x41)\nq = malloc(100)\nfree(p)\n"))
+        f.entries.append(parent)
+        kept = 0
+        for _ in range(100):
+            child = f.mutate(parent)
+            if child.startswith(TEXT_MAGIC):
+                p = f.decode(child)
+                assert p.calls and p.layer == "phys"
+                validate(p)
+                kept += 1
+                f.run_one(child)
+        assert kept >= 60                   # a text input mostly keeps its structure
+        assert f.stats.findings == 0        # and the model passes its mutants
+    finally:
+        f.target.close()

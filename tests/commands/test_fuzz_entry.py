@@ -33,3 +33,30 @@ def test_codec_is_total_and_text_inputs_round_trip() -> None:
     for _ in range(300):
         p = decode(bytes(rng.randrange(256) for _ in range(rng.randrange(300))))
         assert decode(encode(p)) == p
+
+
+def test_the_custom_mutator_keeps_structure_and_the_size_limit() -> None:
+    from memspec.commands.fuzz_entry import make_entry
+    from memspec.fuzz.bytes import TEXT_MAGIC
+    one, make_mutator = make_entry("model", "os")
+    byte_calls: list[int] = []
+
+    def byte_mutate(data: bytes, max_size: int) -> bytes:
+        byte_calls.append(max_size)
+        return data[:max_size]
+
+    custom = make_mutator(byte_mutate)
+    parent = encode(parse("a = mmap(NULL, 0x2000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                          "store(a+0x1000, 0x41)\nmunmap(a, 0x1000)\n"))
+    texts = 0
+    for seed in range(200):
+        out = custom(parent, 4096, seed)
+        assert len(out) <= 4096
+        if out.startswith(TEXT_MAGIC) and out != parent:
+            texts += 1
+            assert decode(out).calls                 # a program again, which the model passes
+            one(out)
+    assert 60 < texts < 140 and 60 < len(byte_calls) < 140     # about half and half
+    # a mutant too large for libFuzzer's limit falls back to the byte mutation
+    byte_calls.clear()
+    assert custom(parent, 10, 1) == parent[:10] and byte_calls == [10]
