@@ -150,6 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target", "-t", metavar="T", help="override the target named in the file")
     r.add_argument("--timeout", type=_seconds, default=10.0, metavar="S")
 
+    sw = sub.add_parser("sweep", help="every combination of the x86 walk's permission space, run in batches and judged",
+                        description="Enumerate the hw layer's permission space (docs/sweep.md), run it on the target "
+                                    "in batches and judge every access with the vectorised reference walk. Exit 1 if a "
+                                    "differing class is not explained by specs/differences.toml.")
+    sw.add_argument("--target", "-t", required=True, metavar="T", help="model, qemu, qemu-system or bochs")
+    sw.add_argument("--mode", default="4level", choices=("4level", "5level", "pae", "32bit"),
+                    help="the paging mode (pae and 32bit: not implemented yet)")
+    sw.add_argument("--filter", metavar="EXPR", help="keep the combinations EXPR holds for, e.g. 'cpl==3 and leaf==4k'")
+    sw.add_argument("--out", default="memspec-sweep", metavar="DIR", help="summary, checkpoint and reproducers")
+    sw.add_argument("--resume", action="store_true", help="go on from DIR's checkpoint")
+    sw.add_argument("--batch", type=_positive_int, default=4000, metavar="N", help="accesses per round trip")
+    sw.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N combinations")
+    sw.add_argument("--timeout", type=_seconds, default=30.0, metavar="S")
+    sw.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+
     cl = sub.add_parser("clauses", help="list the clause catalogue, one clause per line starting with its ID")
     cl.add_argument("--layer", "-l", choices=LAYERS)
     cl.add_argument("--cite", action="store_true", help="also print each clause's citation")
@@ -262,6 +277,12 @@ def cmd_replay(a: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from .sweep import SweepOptions, main as sweep_main
+    return sweep_main(SweepOptions(target=a.target, mode=a.mode, filter=a.filter, out=a.out, resume=a.resume,
+                                   batch=max(1, a.batch), limit=a.limit, quiet=a.quiet, timeout=a.timeout))
+
+
 def cmd_compare(a: argparse.Namespace) -> int:
     from .compare import CompareOptions, run
     _, status = run(CompareOptions(targets=a.target, layer=a.layer, programs=a.programs, seed=a.seed, out=a.out,
@@ -318,7 +339,7 @@ def cmd_experiment(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"check": cmd_check, "compare": cmd_compare, "replay": cmd_replay, "clauses": cmd_clauses, "serve": cmd_serve,
-            "fuzz": cmd_fuzz, "experiment": cmd_experiment, "bench": cmd_bench}
+            "fuzz": cmd_fuzz, "experiment": cmd_experiment, "bench": cmd_bench, "sweep": cmd_sweep}
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -345,7 +366,7 @@ def _writable_dir(path: str, option: str) -> None:
 
 
 # the output folders each command writes, checked before it starts
-_OUTPUTS = {"check": ("out",), "compare": ("out",), "experiment": ("out",), "bench": ("out",),
+_OUTPUTS = {"check": ("out",), "compare": ("out",), "experiment": ("out",), "bench": ("out",), "sweep": ("out",),
             "fuzz": ("corpus", "findings")}
 
 
