@@ -42,7 +42,7 @@ BIG_BASE = 0x400000          # 2 MiB frames: 0x400000, 0x600000, ...
 _UPPER = [(70, ("PTE_P", "PTE_RW", "PTE_US")), (8, ("PTE_P", "PTE_RW")), (8, ("PTE_P", "PTE_US")),
           (4, ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD")), (3, ("PTE_P",)), (3, ("PTE_RW", "PTE_US")),
           (2, ("PTE_P", "PTE_RW", "PTE_US", "PTE_A")), (2, ("PTE_P", "PTE_RW", "PTE_US", "PTE_PS"))]
-_LEAF = [(40, ("PTE_P", "PTE_RW", "PTE_US")), (10, ("PTE_P", "PTE_US")), (10, ("PTE_P", "PTE_RW")),
+LEAF = [(40, ("PTE_P", "PTE_RW", "PTE_US")), (10, ("PTE_P", "PTE_US")), (10, ("PTE_P", "PTE_RW")),
          (6, ("PTE_P",)), (6, ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD")), (6, ("PTE_P", "PTE_RW", "PTE_US", "PTE_G")),
          (5, ("PTE_P", "PTE_RW", "PTE_US", "PTE_PK1")), (4, ("PTE_P", "PTE_RW", "PTE_US", "PTE_A", "PTE_D")),
          (4, ("PTE_RW", "PTE_US")), (3, ("PTE_P", "PTE_US", "PTE_XD", "PTE_PK2")),
@@ -50,6 +50,19 @@ _LEAF = [(40, ("PTE_P", "PTE_RW", "PTE_US")), (10, ("PTE_P", "PTE_US")), (10, ("
 _CR4 = [(40, ()), (15, ("CR4_SMEP",)), (12, ("CR4_SMAP",)), (10, ("CR4_PGE",)), (8, ("CR4_SMEP", "CR4_SMAP")),
         (6, ("CR4_PKE",)), (6, ("CR4_LA57",)), (3, ("CR4_PGE", "CR4_SMEP", "CR4_SMAP", "CR4_PKE"))]
 _RSVD = [0, 0, 0, 0, 0, 0, 1 << 51, 1 << 45, 1 << 13, 1 << 40]
+
+
+def leaf(r: Chooser) -> tuple[str, ...]:
+    """The rights of a leaf entry (``LEAF``: the combinations the walk's clauses tell apart)."""
+    return r.weighted(LEAF)
+
+
+def desc_type(r: Chooser) -> str:
+    return r.weighted(DESC_TYPES)
+
+
+def sreg(r: Chooser) -> str:
+    return r.choice(SREGS)
 
 
 def _w(r: Chooser, table: list[tuple[int, tuple[str, ...]]]) -> tuple[str, ...]:
@@ -139,7 +152,7 @@ class HwGen:
         la |= idx[size] << (12 + 9 * (size - 1))
         if la >> 47 & 1 and not self.la57:
             la |= 0xFFFF << 48
-        leaf = _w(r, _LEAF)
+        leaf = _w(r, LEAF)
         if size == 1:
             frame = DATA_BASE + 0x1000 * r.integer(0, 15)
             if r.chance(4):
@@ -191,7 +204,7 @@ class HwGen:
         elif k < 62 and self.slots:
             # change a leaf: new rights on the same frame (upgrades, downgrades), or a new frame
             la, table, idx, level, frame = r.choice(self.slots)
-            leaf = _w(r, _LEAF)
+            leaf = _w(r, LEAF)
             if level > 1:
                 leaf = leaf + ("PTE_PS",)
             if r.chance(50):
@@ -233,11 +246,11 @@ class HwGen:
 
 SEG_CALLS = ("seg_mode", "set_desc", "load_seg", "seg_access")
 _SEGMODES = [(15, "SEG_REAL_A20"), (10, "SEG_REAL"), (45, "SEG_PROTECTED"), (30, "SEG_LONG")]
-_DTYPES = [(30, "DESC_DATA_RW"), (12, "DESC_DATA_R"), (14, "DESC_DATA_RW_ED"), (6, "DESC_DATA_R_ED"),
+DESC_TYPES = [(30, "DESC_DATA_RW"), (12, "DESC_DATA_R"), (14, "DESC_DATA_RW_ED"), (6, "DESC_DATA_R_ED"),
            (10, "DESC_CODE_XR"), (6, "DESC_CODE_X"), (6, "DESC_CODE_XRC"), (3, "DESC_CODE_XC")]
 _BASES = [0x200000, 0x200000, 0x300000, 0x100000, 0x10000, 0x10000, 0xFFFFF000, 0xFFC00000, 0x123456]
 _LIMITS = [0xFFF, 0xFFF, 0xFFFF, 0x1, 0x0, 0x1FF, 0xFFFFF, 0x3FF]
-_SREGS = ["SREG_DS", "SREG_DS", "SREG_ES", "SREG_FS", "SREG_GS", "SREG_SS", "SREG_SS"]
+SREGS = ["SREG_DS", "SREG_DS", "SREG_ES", "SREG_FS", "SREG_GS", "SREG_SS", "SREG_SS"]
 _SREG_NO = {"SREG_ES": 0, "SREG_CS": 1, "SREG_SS": 2, "SREG_DS": 3, "SREG_FS": 4, "SREG_GS": 5}
 
 
@@ -251,7 +264,7 @@ class _SegBuilder:
 
     def desc(self, index: int) -> None:
         r = self.r
-        base, limit, dtype = r.choice(_BASES), r.choice(_LIMITS), _w(r, _DTYPES)
+        base, limit, dtype = r.choice(_BASES), r.choice(_LIMITS), _w(r, DESC_TYPES)
         names: tuple[str, ...] = (dtype,) + (("DESC_ACCESSED",) if r.chance(15) else ())
         dpl = r.choice([0, 0, 0, 0, 3, 3, 1, 2])
         flags = tuple(f for f, keep in (("DESC_S", not r.chance(5)), ("DESC_P", not r.chance(8)),
@@ -298,13 +311,13 @@ class _SegBuilder:
         real = self.mode in ("SEG_REAL", "SEG_REAL_A20")
         k = r.integer(0, 99)
         if k < 35:
-            sreg = r.choice(_SREGS + ["SREG_CS"] * (1 if r.chance(20) else 0))
+            sreg = r.choice(SREGS + ["SREG_CS"] * (1 if r.chance(20) else 0))
             cpl = 0 if real else r.choice([0, 0, 3, 3, 1])
             sel = self.selector(cpl)
             b.emit("load_seg", Flags((sreg,)), _hex(sel), Int(cpl))
             self.loaded[sreg] = sel >> 3 if not real else 0
         elif k < 80:
-            sreg = r.choice(_SREGS)
+            sreg = r.choice(SREGS)
             size = r.choice([4, 4, 2, 1] + ([8, 8] if self.mode == "SEG_LONG" else []))
             op = "ACC_WRITE" if r.chance(30) else "ACC_READ"
             b.emit("seg_access", Flags((sreg,)), _hex(self.offset(sreg)), Flags((op,)), Int(size), result=True)

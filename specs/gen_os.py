@@ -24,11 +24,26 @@ from .choose import Chooser
 PAGE = 4096
 MAX_CALLS = 24
 
-_PROTS = [("PROT_READ", "PROT_WRITE"), ("PROT_READ",), ("PROT_NONE",), ("PROT_WRITE",), ("PROT_EXEC",),
+PROTS = [("PROT_READ", "PROT_WRITE"), ("PROT_READ",), ("PROT_NONE",), ("PROT_WRITE",), ("PROT_EXEC",),
           ("PROT_READ", "PROT_EXEC"), ("PROT_READ", "PROT_WRITE", "PROT_EXEC")]
-_TYPES = [(60, ("MAP_PRIVATE",)), (30, ("MAP_SHARED",)), (4, ()), (3, ("MAP_SHARED_VALIDATE",)), (3, ("MAP_32BIT", "MAP_PRIVATE"))]
-_EXTRA = [(70, ()), (12, ("MAP_FIXED",)), (8, ("MAP_FIXED_NOREPLACE",)), (4, ("MAP_POPULATE",)),
+MAP_TYPES = [(60, ("MAP_PRIVATE",)), (30, ("MAP_SHARED",)), (4, ()), (3, ("MAP_SHARED_VALIDATE",)), (3, ("MAP_32BIT", "MAP_PRIVATE"))]
+MAP_EXTRA = [(70, ()), (12, ("MAP_FIXED",)), (8, ("MAP_FIXED_NOREPLACE",)), (4, ("MAP_POPULATE",)),
           (3, ("MAP_NORESERVE",)), (3, ("MAP_LOCKED",))]
+
+
+MREMAP_FLAGS = [(40, ()), (40, ("MREMAP_MAYMOVE",)), (8, ("MREMAP_MAYMOVE", "MREMAP_FIXED")),
+                (6, ("MREMAP_MAYMOVE", "MREMAP_DONTUNMAP")), (3, ("MREMAP_FIXED",))]
+ADVICE = ["MADV_DONTNEED", "MADV_DONTNEED", "MADV_FREE", "MADV_REMOVE", "MADV_WILLNEED", "MADV_DONTFORK",
+          "MADV_DOFORK", "MADV_HUGEPAGE", "MADV_NOHUGEPAGE", "MADV_NORMAL"]
+
+
+def prot(r: Chooser) -> Flags:
+    """A protection the clauses name (``PROTS``)."""
+    return Flags(r.choice(PROTS))
+
+
+def advice(r: Chooser) -> str:
+    return r.choice(ADVICE)
 
 
 def _hex(v: int) -> Int:
@@ -121,9 +136,9 @@ class OsGen:
             else:
                 addr = _hex(self.window_addr() + r.choice([1, 100, 2048]))
             length = self.length()
-            prot = Flags(r.choice(_PROTS))
-            mtype = r.weighted(_TYPES)
-            extra = r.weighted(_EXTRA)
+            prot = Flags(r.choice(PROTS))
+            mtype = r.weighted(MAP_TYPES)
+            extra = r.weighted(MAP_EXTRA)
             if extra and hint == "null":
                 addr = _hex(self.window_addr())
             fd: Int | Ref = Int(-1)
@@ -144,7 +159,7 @@ class OsGen:
             addr, room = self.addr_and_room()
             self.calls.append(Call("munmap", (addr, self.length(room)), None, proc))
         elif what == "mprotect":
-            prot = Flags(r.choice(_PROTS)) if r.chance(93) else r.choice(
+            prot = Flags(r.choice(PROTS)) if r.chance(93) else r.choice(
                 [Flags(("PROT_GROWSDOWN", "PROT_READ")), Flags(("PROT_GROWSDOWN", "PROT_GROWSUP")), _hex(0x10), Flags(("PROT_SEM", "PROT_READ"))])
             addr, room = self.addr_and_room()
             self.calls.append(Call("mprotect", (addr, self.length(room), prot), None, proc))
@@ -217,8 +232,7 @@ class OsGen:
             return True
         if what == "mremap":
             addr, room = self.addr_and_room()
-            flags = r.weighted([(40, ()), (40, ("MREMAP_MAYMOVE",)), (8, ("MREMAP_MAYMOVE", "MREMAP_FIXED")),
-                                (6, ("MREMAP_MAYMOVE", "MREMAP_DONTUNMAP")), (3, ("MREMAP_FIXED",))])
+            flags = r.weighted(MREMAP_FLAGS)
             new_addr = _hex(self.window_addr()) if "MREMAP_FIXED" in flags else Int(0)
             old = self.length(room)
             new = _hex(PAGE * r.integer(1, 8)) if r.chance(90) else Int(0)
@@ -228,8 +242,7 @@ class OsGen:
             return True
         if what == "madvise":
             addr, room = self.addr_and_room()
-            adv = r.choice(["MADV_DONTNEED", "MADV_DONTNEED", "MADV_FREE", "MADV_REMOVE", "MADV_WILLNEED",
-                            "MADV_DONTFORK", "MADV_DOFORK", "MADV_HUGEPAGE", "MADV_NOHUGEPAGE", "MADV_NORMAL"])
+            adv = advice(r)
             c(Call("madvise", (addr, self.length(room), Flags((adv,)) if r.chance(95) else Int(99)), None, proc))
             return True
         if what == "msync":

@@ -30,33 +30,34 @@ from typing import Any
 
 import hypothesis.strategies as st
 from hypothesis.control import note
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from memspec.errors import SessionFailed
 from memspec.model.registry import new_model
 from memspec.program import Call, Flags, Int, Program
 
+from . import gen_hw
+from .choose import DrawChooser
 from .failures import ConformanceFailure
+from .machine_rules import law_invariants, needs, remove_unrunnable
 from .step import Stepper
 
 ROOT = 0x200000
 ROOT2 = 0x20F000         # a second root sharing ROOT's lower tables (another address space, same pages)
 TABLES = 0x210000        # fresh table frames from here
 DATA = 0x300000
-LEAF_FLAGS = st.sampled_from([("PTE_P", "PTE_RW", "PTE_US"), ("PTE_P", "PTE_US"), ("PTE_P", "PTE_RW"), ("PTE_P",),
-                              ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD"), ("PTE_P", "PTE_RW", "PTE_US", "PTE_G"),
-                              ("PTE_RW", "PTE_US")])
 
 
 def _hex(v: int) -> Int:
     return Int(v, hex=v >= 4096)
 
 
-SEG_TYPES = st.sampled_from(["DESC_DATA_RW", "DESC_DATA_RW", "DESC_DATA_R", "DESC_DATA_RW_ED", "DESC_CODE_XR",
-                             "DESC_CODE_X", "DESC_CODE_XRC"])
 SEG_FLAGS = st.sampled_from([("DESC_S", "DESC_P", "DESC_DB"), ("DESC_S", "DESC_P", "DESC_DB"), ("DESC_S", "DESC_P"),
                              ("DESC_S", "DESC_P", "DESC_DB", "DESC_G"), ("DESC_S", "DESC_DB"), ("DESC_P", "DESC_DB")])
-SEG_SREGS = st.sampled_from(["SREG_DS", "SREG_ES", "SREG_FS", "SREG_GS", "SREG_SS"])
+SEG_SREGS = st.sampled_from(sorted(set(gen_hw.SREGS)))
+# the laws of the model's invariants (model/paging.py), each its own invariant: by the clause it names
+LAWS = {"a_d_uncertain_only_in_a_d_bits": lambda cid: cid == "sdm.ad.only-a-d",
+        "no_stale_translation_after_invalidation": lambda cid: cid != "sdm.ad.only-a-d"}
 
 
 def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedStateMachine]:
@@ -111,8 +112,9 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
         # -- rules ---------------------------------------------------------------
 
         @rule(i4=st.sampled_from([0, 1, 256]), i3=st.integers(0, 2), i2=st.integers(0, 3), i1=st.integers(0, 5),
-              size=st.sampled_from(["4k", "4k", "4k", "2m", "1g"]), frame=st.integers(0, 15), flags=LEAF_FLAGS)
-        def map_page(self, i4: int, i3: int, i2: int, i1: int, size: str, frame: int, flags: tuple[str, ...]) -> None:
+              size=st.sampled_from(["4k", "4k", "4k", "2m", "1g"]), frame=st.integers(0, 15), data=st.data())
+        def map_page(self, i4: int, i3: int, i2: int, i1: int, size: str, frame: int, data: Any) -> None:
+            flags = tuple(f for f in gen_hw.leaf(DrawChooser(data)) if f != "PTE_PS")
             upper = Flags(("PTE_P", "PTE_RW", "PTE_US"))
             if i4 not in self.pml4e:
                 self.pml4e[i4] = self._table()
@@ -152,11 +154,11 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             self._do("set_pte", _hex(pt), Int(i1), _hex(DATA + 0x1000 * frame), Flags(flags))
             self.leaves.append((la | (i1 << 12), pt, i1))
 
-        @rule(data=st.data(), flags=LEAF_FLAGS, frame=st.integers(0, 15), invalidate=st.booleans())
-        def change_leaf(self, data: Any, flags: tuple[str, ...], frame: int, invalidate: bool) -> None:
-            if not self.leaves:
-                return
+        @precondition(lambda self: bool(self.leaves))
+        @rule(data=st.data(), frame=st.integers(0, 15), invalidate=st.booleans())
+        def change_leaf(self, data: Any, frame: int, invalidate: bool) -> None:
             la, table, idx = data.draw(st.sampled_from(self.leaves))
+            flags = tuple(f for f in gen_hw.leaf(DrawChooser(data)) if f != "PTE_PS")
             self._do("set_pte", _hex(table), Int(idx), _hex(DATA + 0x1000 * frame), Flags(flags))
             if invalidate:
                 self._do("invlpg", _hex(la))
@@ -172,10 +174,10 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             cpl = data.draw(st.sampled_from([0] if cpl3_reserved(la, reserved) else [0, 3]), label="cpl")
             self._do("access", _hex(la), Flags((op,)), Int(cpl), Int(ac))
 
+        @precondition(lambda self: bool(self.leaves))
         @rule(data=st.data())
         def invlpg(self, data: Any) -> None:
-            if self.leaves:
-                self._do("invlpg", _hex(data.draw(st.sampled_from(self.leaves))[0]))
+            self._do("invlpg", _hex(data.draw(st.sampled_from(self.leaves))[0]))
 
         @rule(second=st.booleans(), pcid=st.integers(0, 2), noflush=st.booleans())
         def switch_cr3(self, second: bool, pcid: int, noflush: bool) -> None:
@@ -193,11 +195,11 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
         def set_cr4(self, bits: set[str]) -> None:
             self._do("mov_cr4", Flags(self.cr4 + tuple(sorted(bits))))
 
+        @needs("invpcid")
+        @precondition(lambda self: bool(self.leaves))
         @rule(kind=st.sampled_from(["INVPCID_ADDR", "INVPCID_SINGLE", "INVPCID_ALL_GLOBAL", "INVPCID_ALL"]),
               pcid=st.integers(0, 2), data=st.data())
         def invpcid(self, kind: str, pcid: int, data: Any) -> None:
-            if not (self.pcid and facts.get("invpcid", True)) or not self.leaves:
-                return
             la = data.draw(st.sampled_from(self.leaves))[0]
             self._do("invpcid", Flags((kind,)), Int(pcid), _hex(la))
 
@@ -205,49 +207,52 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
         def set_nxe(self, nxe: bool) -> None:
             self._do("wrmsr_efer", Flags(("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if nxe else ())))
 
+        @precondition(lambda self: bool(self.leaves))
         @rule(data=st.data())
         def read_back(self, data: Any) -> None:
-            if self.leaves:
-                _, table, idx = data.draw(st.sampled_from(self.leaves))
-                self._do("read_pte", _hex(table), Int(idx))
+            _, table, idx = data.draw(st.sampled_from(self.leaves))
+            self._do("read_pte", _hex(table), Int(idx))
 
         # -- segmentation (targets with the capability) ----------------------------
 
+        @needs("seg_mode")
         @rule(mode=st.sampled_from(seg_modes))
         def seg_switch_mode(self, mode: str) -> None:
-            if seg_ok:
-                self._do("seg_mode", Flags((mode,)), skip_known=True)
+            self._do("seg_mode", Flags((mode,)), skip_known=True)
 
+        @needs("set_desc")
         @rule(index=st.integers(1, 4), base=st.sampled_from([0x200000, 0x300000, 0x10000, 0xFFFF0000]),
-              limit=st.sampled_from([0xFFF, 0xFFFF, 0x1, 0xFFFFF]), dtype=SEG_TYPES, dpl=st.sampled_from([0, 0, 3]),
-              flags=SEG_FLAGS)
-        def seg_write_desc(self, index: int, base: int, limit: int, dtype: str, dpl: int, flags: tuple[str, ...]) -> None:
-            if seg_ok:
-                self._do("set_desc", Int(index), _hex(base), _hex(limit), Flags((dtype,)), Int(dpl), Flags(flags),
-                         skip_known=True)
+              limit=st.sampled_from([0xFFF, 0xFFFF, 0x1, 0xFFFFF]), dpl=st.sampled_from([0, 0, 3]),
+              flags=SEG_FLAGS, data=st.data())
+        def seg_write_desc(self, index: int, base: int, limit: int, dpl: int, flags: tuple[str, ...], data: Any) -> None:
+            dtype = gen_hw.desc_type(DrawChooser(data))
+            self._do("set_desc", Int(index), _hex(base), _hex(limit), Flags((dtype,)), Int(dpl), Flags(flags),
+                     skip_known=True)
 
+        @needs("load_seg")
         @rule(sreg=SEG_SREGS, index=st.integers(0, 5), rpl=st.sampled_from([0, 0, 3]), cpl=st.sampled_from([0, 0, 3]))
         def seg_load(self, sreg: str, index: int, rpl: int, cpl: int) -> None:
-            if seg_ok:
-                real = self.model.seg.mode in (0, 1)
-                sel = 0x1000 + (index << 12) if real else index << 3 | rpl
-                self._do("load_seg", Flags((sreg,)), _hex(sel), Int(0 if real else cpl), skip_known=True)
+            real = self.model.seg.mode in (0, 1)
+            sel = 0x1000 + (index << 12) if real else index << 3 | rpl
+            self._do("load_seg", Flags((sreg,)), _hex(sel), Int(0 if real else cpl), skip_known=True)
 
+        @needs("seg_access")
         @rule(sreg=SEG_SREGS, offset=st.sampled_from([0x10, 0xFFC, 0xFFE, 0x1000, 0x1FFC, 0xFFFC, 0x10000, 0x100000,
                                                       0x200010, 0xFFFFFFFC, 0x800000000000]),
               write=st.booleans(), size=st.sampled_from([1, 2, 4, 4]))
         def seg_access(self, sreg: str, offset: int, write: bool, size: int) -> None:
-            if seg_ok:
-                self._do("seg_access", Flags((sreg,)), _hex(offset), Flags(("ACC_WRITE" if write else "ACC_READ",)),
-                         Int(size), skip_known=True)
-
-        @invariant()
-        def no_stale_translation_after_invalidation(self) -> None:
-            self.stepper.check_invariants()
+            self._do("seg_access", Flags((sreg,)), _hex(offset), Flags(("ACC_WRITE" if write else "ACC_READ",)),
+                     Int(size), skip_known=True)
 
         def teardown(self) -> None:
             self.session.close()
 
+    # the segmentation rules only for a target with the capability (its calls are never the default);
+    # INVPCID only where the CPU has PCIDs and the instruction
+    seg_rules = () if seg_ok else ("seg_switch_mode", "seg_write_desc", "seg_load", "seg_access")
+    no_invpcid = () if facts.get("pcid", True) and facts.get("invpcid", True) else ("invpcid",)
+    remove_unrunnable(HwMachine, calls, also=seg_rules + no_invpcid)
+    law_invariants(HwMachine, LAWS)
     HwMachine.__name__ = f"HwMachine_{getattr(target, 'name', 'target')}"
     HwMachine.unsupported_steps = unsupported_steps     # type: ignore[attr-defined]
     return HwMachine

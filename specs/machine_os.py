@@ -4,12 +4,15 @@ One machine over several processes: rules fork and exit processes, map anonymous
 memory and files (memfd) privately and shared, change and remove mappings, make
 accesses, advise, lock, remap, observe frames and residency, and -- on targets
 that model it -- apply memory pressure (machine size, reclaim, the OOM killer).
-Every rule makes one call on the target and on the model; the model judges the
-target's outcome at once (clause named), then adopts it.  After every step the
-invariants run: the model's own state is consistent (no frame owned twice,
-mapcounts equal mappers, COW pages read-only, isolation, locked pages resident,
-page tables agree with VMAs, no stale TLB entry), and the target's memory map
-agrees with the model's.  A failure prints the clause, the program so far in
+The rules draw their arguments through the os generator's vocabularies
+(``specs/gen_os.py``, with the Hypothesis chooser); a rule whose calls the target
+does not implement is removed, and a rule that draws among calls draws among the
+ones the target implements.  Every rule makes one call on the target and on the
+model; the model judges the target's outcome at once (clause named), then adopts
+it.  After every step one invariant per law of the model's state runs (named after
+``model/invariants.CHECKS``: VMAs well formed, no frame owned twice, mapcounts equal
+mappers, COW pages read-only, isolation, page tables agree with VMAs, no stale TLB
+entry, locked pages resident, ...), and the target's memory map agrees with the model's.  A failure prints the clause, the program so far in
 program text (Hypothesis shrinks it), expected vs observed, and a replay command.
 """
 
@@ -23,22 +26,28 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precon
 
 from memspec.consts import SANDBOX_WINDOW
 from memspec.errors import SessionFailed
+from memspec.model.invariants import CHECKS
 from memspec.model.registry import new_model
 from memspec.program import Call, Flags, Int, Program, Ref, Str
 
+from . import gen_os
+from .choose import DrawChooser
 from .failures import ConformanceFailure
-from .step import Stepper
 from .judge import compare_maps
+from .machine_rules import law_checks, needs, remove_unrunnable, runnable
+from .step import Stepper
 
 PAGE = 4096
-PROTS = st.sampled_from([("PROT_READ", "PROT_WRITE"), ("PROT_READ",), ("PROT_NONE",), ("PROT_WRITE",),
-                         ("PROT_EXEC",), ("PROT_READ", "PROT_EXEC"), ("PROT_READ", "PROT_WRITE", "PROT_EXEC")])
 
 
 def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int = 1) -> type[RuleBasedStateMachine]:
     """A state machine class checking ``target`` against the os-layer model after every step."""
     facts = dict(target.facts()) if facts is None else facts
     allowed = target.calls
+    accesses = runnable(allowed, "load", "store", "fetch")
+    locks = runnable(allowed, "mlock", "munlock", "mlock2")
+    observations = runnable(allowed, "mincore", "pfn_of", "minflt")
+    events = runnable(allowed, "memory_limit", "reclaim", "oom", "tick")
     unsupported_steps: dict[str, int] = {}      # clause -> steps the target refused to run
 
     class OsMachine(RuleBasedStateMachine):
@@ -67,8 +76,6 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             return f"{prefix}{self.n}"
 
         def _do(self, call: Call) -> int | None:
-            if allowed is not None and call.name not in allowed:
-                return None
             if self.dead or (call.proc or "main") not in self.model.procs:
                 return None     # killed by the OOM killer
             observed = self.stepper.step(call)
@@ -82,28 +89,31 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                 return data.draw(st.sampled_from(self.live_procs))
             return None
 
-        @rule(target=mappings, page=st.integers(0, 63), pages=st.integers(1, 6), prot=PROTS,
+        @needs("mmap")
+        @rule(target=mappings, page=st.integers(0, 63), pages=st.integers(1, 6),
               shared=st.booleans(), how=st.sampled_from(["hint", "hint", "fixed", "noreplace", "null"]),
               data=st.data())
-        def mmap(self, page: int, pages: int, prot: tuple[str, ...], shared: bool, how: str, data: Any) -> str:
+        def mmap(self, page: int, pages: int, shared: bool, how: str, data: Any) -> str:
             name = self._name()
             extra = {"fixed": ("MAP_FIXED",), "noreplace": ("MAP_FIXED_NOREPLACE",)}.get(how, ())
             addr = Flags(("NULL",)) if how == "null" else Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True)
             flags = Flags(("MAP_SHARED" if shared else "MAP_PRIVATE",) + extra + ("MAP_ANONYMOUS",))
-            call = Call("mmap", (addr, Int(pages * PAGE, hex=True), Flags(prot), flags, Int(-1), Int(0)), name,
-                        self._proc(data))
+            call = Call("mmap", (addr, Int(pages * PAGE, hex=True), gen_os.prot(DrawChooser(data)), flags, Int(-1),
+                                 Int(0)), name, self._proc(data))
             v = self._do(call)
             if v is None or v < 0 or how == "null":
                 return name if v is not None and v >= 0 else "-"
             return name
 
-        @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), prot=PROTS, data=st.data())
-        def mprotect(self, base: str, page: int, pages: int, prot: tuple[str, ...], data: Any) -> None:
+        @needs("mprotect")
+        @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), data=st.data())
+        def mprotect(self, base: str, page: int, pages: int, data: Any) -> None:
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             self._do(Call("mprotect", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
-                                       Flags(prot)), None, self._proc(data)))
+                                       gen_os.prot(DrawChooser(data))), None, self._proc(data)))
 
+        @needs("munmap")
         @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), data=st.data())
         def munmap(self, base: str, page: int, pages: int, data: Any) -> None:
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
@@ -111,7 +121,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self._do(Call("munmap", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True)),
                           None, self._proc(data)))
 
-        @rule(base=mappings, offset=st.integers(-PAGE, 6 * PAGE), op=st.sampled_from(["load", "store", "fetch"]),
+        @needs("load", "store", "fetch", any_of=True)
+        @rule(base=mappings, offset=st.integers(-PAGE, 6 * PAGE), op=st.sampled_from(accesses or ["load"]),
               value=st.integers(0, 255), data=st.data())
         def access(self, base: str, offset: int, op: str, value: int, data: Any) -> None:
             if base not in self.env:
@@ -122,6 +133,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             args = (addr, Int(value, hex=True)) if op == "store" else (addr,)
             self._do(Call(op, args, None, self._proc(data)))
 
+        @needs("fork")
         @precondition(lambda self: len(self.live_procs) < 2)
         @rule()
         def fork(self) -> None:
@@ -133,9 +145,10 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                     if None in owners:
                         owners.add(name)
 
+        @needs("memfd_create", "ftruncate", "mmap")
         @rule(target=mappings, page=st.integers(0, 63), pages=st.integers(1, 4), size=st.integers(0, 5),
-              shared=st.booleans(), prot=PROTS)
-        def map_file(self, page: int, pages: int, size: int, shared: bool, prot: tuple[str, ...]) -> str:
+              shared=st.booleans(), data=st.data())
+        def map_file(self, page: int, pages: int, size: int, shared: bool, data: Any) -> str:
             fd = self._name("fd")
             name = self._name()
             if self._do(Call("memfd_create", (Str("m"), Int(0)), fd, None)) is None:
@@ -143,21 +156,21 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self.fd_owner[fd] = {None}
             self._do(Call("ftruncate", (Ref(fd), Int(size * 2048, hex=size * 2048 >= 4096)), None, None))
             v = self._do(Call("mmap", (Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True), Int(pages * PAGE, hex=True),
-                                       Flags(prot), Flags(("MAP_SHARED" if shared else "MAP_PRIVATE",)),
-                                       Ref(fd), Int(0)), name, None))
+                                       gen_os.prot(DrawChooser(data)),
+                                       Flags(("MAP_SHARED" if shared else "MAP_PRIVATE",)), Ref(fd), Int(0)), name, None))
             return name if v is not None and v >= 0 else "-"
 
-        @rule(base=mappings, page=st.integers(0, 4), pages=st.integers(0, 3),
-              advice=st.sampled_from(["MADV_DONTNEED", "MADV_FREE", "MADV_REMOVE", "MADV_WILLNEED",
-                                      "MADV_DONTFORK", "MADV_HUGEPAGE"]), data=st.data())
-        def madvise(self, base: str, page: int, pages: int, advice: str, data: Any) -> None:
+        @needs("madvise")
+        @rule(base=mappings, page=st.integers(0, 4), pages=st.integers(0, 3), data=st.data())
+        def madvise(self, base: str, page: int, pages: int, data: Any) -> None:
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             self._do(Call("madvise", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
-                                      Flags((advice,))), None, self._proc(data)))
+                                      Flags((gen_os.advice(DrawChooser(data)),))), None, self._proc(data)))
 
-        @rule(base=mappings, page=st.integers(0, 4), pages=st.integers(0, 3), lock=st.sampled_from(
-            ["mlock", "munlock", "mlock2"]), data=st.data())
+        @needs("mlock", "munlock", "mlock2", any_of=True)
+        @rule(base=mappings, page=st.integers(0, 4), pages=st.integers(0, 3),
+              lock=st.sampled_from(locks or ["mlock"]), data=st.data())
         def mlock(self, base: str, page: int, pages: int, lock: str, data: Any) -> None:
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
@@ -166,6 +179,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                 args += (Flags(("MLOCK_ONFAULT",)),)
             self._do(Call(lock, args, None, self._proc(data)))
 
+        @needs("mremap")
         @rule(target=mappings, base=mappings, old=st.integers(1, 3), new=st.integers(1, 5),
               move=st.sampled_from(["none", "maymove", "fixed"]), page=st.integers(64, 127))
         def mremap(self, base: str, old: int, new: int, move: str, page: int) -> str:
@@ -179,7 +193,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                                          new_addr), name, None))
             return name if v is not None and v >= SANDBOX_WINDOW[0] else "-"
 
-        @rule(base=mappings, pages=st.integers(1, 4), what=st.sampled_from(["mincore", "pfn_of", "minflt"]),
+        @needs("mincore", "pfn_of", "minflt", any_of=True)
+        @rule(base=mappings, pages=st.integers(1, 4), what=st.sampled_from(observations or ["minflt"]),
               data=st.data())
         def observe_call(self, base: str, pages: int, what: str, data: Any) -> None:
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
@@ -193,9 +208,10 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                 c = Call("minflt", (), self._name("v"), self._proc(data))
             self._do(c)
 
-        @rule(event=st.sampled_from(["limit", "reclaim", "oom", "tick"]), n=st.integers(1, 24))
+        @needs("memory_limit", "reclaim", "oom", "tick", any_of=True)
+        @rule(event=st.sampled_from(events or ["tick"]), n=st.integers(1, 24))
         def pressure(self, event: str, n: int) -> None:
-            if event == "limit":
+            if event == "memory_limit":
                 self._do(Call("memory_limit", (Int(8 + n), Int(n // 2)), None, None))
             elif event == "reclaim":
                 self._do(Call("reclaim", (Int(n),), self._name("v"), None))
@@ -207,6 +223,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             else:
                 self._do(Call("tick", (), None, None))
 
+        @needs("fork", "exit")
         @precondition(lambda self: bool(self.live_procs))
         @rule(data=st.data())
         def exit(self, data: Any) -> None:
@@ -214,10 +231,6 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self._do(Call("exit", (), None, p))
             if p in self.live_procs:
                 self.live_procs.remove(p)
-
-        @invariant()
-        def model_state_consistent(self) -> None:
-            self.stepper.check_invariants()
 
         @invariant()
         def memory_maps_agree(self) -> None:
@@ -231,6 +244,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
         def teardown(self) -> None:
             self.session.close()
 
+    remove_unrunnable(OsMachine, allowed)
+    law_checks(OsMachine, CHECKS)
     OsMachine.__name__ = OsMachine.__qualname__ = f"OsMachine[{target.name}]"
     OsMachine.unsupported_steps = unsupported_steps     # type: ignore[attr-defined]
     return OsMachine
