@@ -20,7 +20,7 @@ from memspec.errors import Terminated, TargetError, UsageError
 from memspec.program import Program, ProgramError, format_call, format_program
 from memspec.records import RunStatus, Verdict
 from memspec.fuzz.layers import layer as layer_of, random_programs
-from memspec.specs.directed import explained as _explained, lacks as _lacks, load_differences, suite_programs
+from memspec.specs.directed import excused_by as _excused_by, lacks as _lacks, load_differences, suite_programs
 
 
 @dataclass
@@ -216,7 +216,7 @@ class Checker:
                 self.say(f"\n{target.name}: {tr.stopped}")
                 if f is not None and not findings.by_signature:
                     # one verdict that says so: the dead target's failure, as it is (no re-runs)
-                    tr.failures.append(self._report(findings.record(program, f, j, origin), cat))
+                    tr.failures.append(self._report(findings.record(program, f, j, origin), cat, facts))
                 break
             status, finding = findings.consider(program, j, origin)
             if status == "flaky":
@@ -225,7 +225,7 @@ class Checker:
             elif status == "seen" and finding is not None:
                 reported[id(finding)].count = finding.count
             elif status == "new" and finding is not None:
-                failure = self._report(finding, cat)
+                failure = self._report(finding, cat, facts)
                 reported[id(finding)] = failure
                 tr.failures.append(failure)
         if not tr.stopped:
@@ -254,18 +254,21 @@ class Checker:
         return Findings(target, facts, os.path.join(self.o.out, "counterexamples"), layer, seed=self.o.seed,
                         confirm=self.o.confirm, shrink_budget=self.o.shrink_budget)
 
-    def _report(self, finding: Any, cat: dict[str, Any]) -> Any:
+    def _report(self, finding: Any, cat: dict[str, Any], facts: dict[str, Any]) -> Any:
         """A finding as a report's failure: its clause's statement and citation, the failing call,
-        and the cited difference that explains it, if one does."""
+        and the cited difference that excuses it (same clause and outcome, on the version ``facts``
+        report), if one does."""
         from memspec.results import Failure
         f, program = finding.check, finding.program
         c = cat.get(f.clause)
         call_text = format_call(program.calls[f.index]) if 0 <= f.index < len(program.calls) else "(end of program)"
+        excuse = _excused_by(self.diffs, program.meta("target") or "", f.clause, f.observed, facts)
         return Failure(clause=f.clause, statement=c.statement if c else "", citation=c.citation if c else "",
                        verdict=f.verdict.value, program=format_program(program), call_index=f.index,
                        call_text=call_text, expected=f.expected, observed=f.observed, note=f.note,
                        replay=finding.replay, file=finding.path, count=finding.count,
-                       expected_difference=_explained(self.diffs, finding.program.meta("target") or "", f.clause),
+                       expected_difference=excuse.why if excuse else "",
+                       excused_by=excuse.describe() if excuse else "",
                        context={k: v for k, v in finding.judgement.context.items()})
 
     def run_machine(self, target: Any, layer: str, tr: Any, facts: dict[str, Any], cat: dict[str, Any]) -> None:
@@ -303,7 +306,7 @@ class Checker:
             check = Check(e.clause, Verdict.FAIL, e.index, e.expected, e.observed, str(e).splitlines()[0])
             tr.clauses.setdefault(e.clause, ClauseStats()).add("fail")
             finding = self._findings(target, facts, layer).record(prog, check, Judgement(target.name), "state machine")
-            tr.failures.append(self._report(finding, cat))
+            tr.failures.append(self._report(finding, cat, facts))
         finally:
             # steps the target refused to run: unsupported under the clause each would have exercised
             refused = dict(getattr(machine_class, "unsupported_steps", {}))
@@ -345,7 +348,7 @@ class Checker:
             check = Check(x.clause, Verdict.UNKNOWN, x.index, x.expected, x.observed,
                           "flaky: failed under the state machine but not the same way on every run")
             saved = self._report(self._findings(target, facts, layer).record(
-                prog, check, Judgement(target.name), "state machine (flaky)"), cat)
+                prog, check, Judgement(target.name), "state machine (flaky)"), cat, facts)
             out.append({"clause": x.clause, "file": saved.file, "replay": saved.replay, "program": saved.program,
                         "runs": runs})
         return out
@@ -444,6 +447,8 @@ def summary_lines(results: Any) -> list[str]:
             lines.append(f"    observed: {f.observed}")
             if f.note:
                 lines.append(f"    why: {f.note}")
+            if f.excused_by:
+                lines.append(f"    excused by: {f.excused_by}")
             for pl in f.program.rstrip().splitlines():
                 if not pl.startswith("#"):
                     lines.append("      " + pl)

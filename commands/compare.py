@@ -60,7 +60,7 @@ def _programs(layer: str, opts: CompareOptions, calls: frozenset[str] | None, fa
 
 def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
     """Run the comparison; returns the report (as written to compare.json) and the exit status."""
-    from memspec.specs.directed import explained as _explained, load_differences
+    from memspec.specs.directed import excused_by, load_differences
     from memspec.fuzz.threeway import threeway
     from memspec.program import format_program
     from memspec.targets.registry import make_target
@@ -105,7 +105,8 @@ def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
                 "verdicts": {t: (None if j.failure is None else
                                  {"clause": j.failure.clause, "verdict": j.failure.verdict.value,
                                   "call": j.failure.index + 1,
-                                  "expected_difference": bool(_explained(diffs, t, j.failure.clause))})
+                                  "expected_difference": bool(excused_by(diffs, t, j.failure.clause,
+                                                                         j.failure.observed, facts[t]))})
                              for t, j in tw.judgements.items()},
                 "disagreements": [],
             }
@@ -118,7 +119,9 @@ def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
                     "model_sides_with": list(d.model_sides_with), "all_allowed": d.both_allowed,
                     "not_judged": d.why_not_judged,
                     "after_divergence": d.after_divergence,
-                    "explained": {t: _explained(diffs, t, d.clause) for t in rejected},
+                    # the entry that excuses each rejected answer (same clause, outcome and version), or ""
+                    "explained": {t: _excuse(diffs, t, d.clause, a.outcome, facts[t])
+                                  for a in d.answers for t in [a.target] if t in rejected},
                 })
             if entry["disagreements"]:
                 entry["program"] = format_program(program)
@@ -144,6 +147,12 @@ def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
     if report["interrupted"]:
         return report, (143 if report.get("interrupted_by") == "SIGTERM" else 130)
     return report, (1 if summary["unexplained"] else 0)
+
+
+def _excuse(diffs: list[Any], target: str, clause: str, outcome: Any, facts: dict[str, Any]) -> str:
+    from memspec.specs.directed import excused_by
+    d = excused_by(diffs, target, clause, outcome.describe() if outcome is not None else "", facts)
+    return d.describe() if d else ""
 
 
 def _show(o: Any) -> str:
@@ -195,7 +204,7 @@ def render_text(report: dict[str, Any]) -> str:
             if d["citation"]:
                 lines.append(f"    [{d['citation']}]")
             for t, why in d["explained"].items():
-                lines.append(f"    {t}: " + ("expected difference (specs/differences.toml)" if why
+                lines.append(f"    {t}: " + (f"expected difference, excused by {why}" if why
                                              else "NOT EXPLAINED by a cited difference"))
     return "\n".join(lines)
 

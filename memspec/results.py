@@ -31,7 +31,8 @@ class Failure:
     replay: str             # one command that replays it
     file: str = ""          # where the program was saved
     count: int = 1          # failures with this signature
-    expected_difference: str = ""   # the differences entry that explains it, if any
+    expected_difference: str = ""   # why the differences entry that explains it allows it, if one does
+    excused_by: str = ""            # that entry: its file and id, the versions it covers, the upstream fix
     context: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -363,7 +363,8 @@ def _counterexamples(report: dict[str, Any], cx_ids: dict[tuple[int, str], str])
             tag = ('<span class="verdict warn">expected difference</span>' if f.get("expected_difference")
                    else f'<span class="verdict bad">{_e(f.get("verdict", "fail").upper())}</span>')
             exp_diff = (f'<tr><td>why allowed</td><td>{_e(f["expected_difference"])}</td></tr>'
-                        if f.get("expected_difference") else "")
+                        if f.get("expected_difference") else "") + (
+                f'<tr><td>excused by</td><td><code>{_e(f["excused_by"])}</code></td></tr>' if f.get("excused_by") else "")
             out.append(
                 f'<div class="cx" id="{ident}"><h3>{tag} <a href="#{anchor("clause", f["clause"])}"><code>{_e(f["clause"])}</code></a>'
                 f' <span class="small">on <code>{_e(t["name"])}</code>, seen {f.get("count", 1)}×</span></h3>'

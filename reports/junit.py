@@ -31,7 +31,8 @@ def to_xml(r: RunResults) -> str:
                 el = ET.SubElement(case, tag, message=f"{f.verdict}: expected {f.expected}, observed {f.observed}"[:500])
                 el.text = (f"{f.note}\n\nat call {f.call_index + 1}: {f.call_text}\n\n{f.program}\n"
                            f"replay: {f.replay}\n" + (f"expected difference: {f.expected_difference}\n"
-                                                       if f.expected_difference else ""))
+                                                       if f.expected_difference else "")
+                           + (f"excused by: {f.excused_by}\n" if f.excused_by else ""))
             elif cid not in t.clauses and cid in t.not_applicable_clauses:
                 ET.SubElement(case, "skipped", message=f"not applicable: {t.not_applicable_clauses[cid]} programs "
                                                        "use calls the target does not implement")
