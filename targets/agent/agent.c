@@ -574,7 +574,6 @@ static volatile u64 fetch_target;
 
 static void on_fault(int sig, siginfo_t *si, void *ucv) {
     ucontext_t *uc = ucv;
-    (void)si;
     if (fault_mode == MODE_PROBE) {
         fault_mode = MODE_NONE;
         siglongjmp(probe_jb, sig == SIGBUS ? 2 : 1);
@@ -583,7 +582,12 @@ static void on_fault(int sig, siginfo_t *si, void *ucv) {
         u64 rip = (u64)uc->uc_mcontext.gregs[REG_RIP];
         u64 err = (u64)uc->uc_mcontext.gregs[REG_ERR];
         u64 trapno = (u64)uc->uc_mcontext.gregs[REG_TRAPNO];
-        int fetch_fault = sig == SIGSEGV && trapno == 14 && rip == fetch_target && (err & 0x10);
+        /* A kernel's frame records the #PF (trap 14) and its error code: the fetch itself
+           faulted iff the I/D bit is set at the target RIP.  QEMU linux-user's frame has no
+           trap number (-1) and no I/D bit (docs/findings/qemu-user.md): there the fault is
+           the fetch's iff both the RIP and the faulting address are the target. */
+        int fetch_fault = sig == SIGSEGV && rip == fetch_target &&
+                          (trapno == 14 ? (err & 0x10) != 0 : (u64)(uintptr_t)si->si_addr == fetch_target);
         int fetch_bus = sig == SIGBUS && rip == fetch_target;
         _exit(fetch_fault ? 10 : fetch_bus ? 13 : 11);
     }
