@@ -20,6 +20,7 @@ from typing import Any
 from memspec.errors import TargetError
 
 from .agent import AgentTarget
+from .versions import program_version
 
 QEMU_USER = "qemu-x86_64"
 APT_HINT = "apt-get install -y qemu-user"
@@ -36,4 +37,11 @@ class QemuUserTarget(AgentTarget):
     label = "qemu-user"
 
     def __init__(self, timeout: float = 10.0, defines: tuple[str, ...] = (), **options: Any):
-        super().__init__(timeout=timeout, defines=defines, prefix=(find_qemu_user(),), **options)
+        self.binary = find_qemu_user()
+        super().__init__(timeout=timeout, defines=defines, prefix=(self.binary,), **options)
+
+    def facts(self) -> dict[str, Any]:
+        # the version the differences name is QEMU's ("qemu-x86_64 version 7.2.22 (Debian ...)");
+        # "kernel" stays the release QEMU's uname passes through, which the model's rules read
+        version = program_version((self.binary, "--version"), r"qemu-x86_64 version (\S+)")
+        return dict(super().facts(), impl_version=version)
