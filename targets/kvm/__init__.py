@@ -29,6 +29,8 @@ All of RAM is mapped at ``PHYS`` (root slot 511), so the harness reaches any
 table by its physical address; the harness's code, IDT and stacks live there too.
 An exception handler writes the vector, error code, CR2, RIP and CS of a fault
 into the current call's slot (``r14``) and resumes at the next call (``r15``).
+Every instruction the guest runs is in ``guest.S`` (GNU as, assembled at first use:
+``asm.py``); compile.py copies its templates and writes each call's immediates.
 """
 
 from __future__ import annotations
