@@ -204,6 +204,10 @@ class _Kernel:
 
     def do_madvise(self, addr: int, length: int, advice: int) -> Outcome:
         self._range_safe(addr, length)
+        if advice in (100, 101) and length and has_cap(CAP_SYS_ADMIN):
+            # MADV_HWPOISON, MADV_SOFT_OFFLINE: mm/madvise.c madvise_inject_error: with CAP_SYS_ADMIN the kernel really poisons (or
+            # offlines) the frames behind the range, which the machine then never uses again
+            raise Refused("MADV_HWPOISON and MADV_SOFT_OFFLINE with CAP_SYS_ADMIN take frames out of the machine")
         o = self.sys(SYS_madvise, addr, length, advice)
         if advice in (10, 11) and not addr & ~PAGE_MASK:      # MADV_DONTFORK, MADV_DOFORK
             end = addr + _align(length & U64)
