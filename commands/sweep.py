@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 import sys
 import time
 from dataclasses import dataclass
@@ -31,11 +32,11 @@ from memspec.atomic import write_text
 from memspec.errors import TargetError, Terminated, UsageError
 from memspec.specs.directed import explained, load_differences
 from memspec.specs.sweep import Summary, judge
-from memspec.sweepspace import (MODES, NOT_YET, UNSUPPORTED_REASONS, Space, build, parse_filter, program_text,
-                                unsupported)
+from memspec.sweepspace import (MODES, NOT_YET, UNSUPPORTED_REASONS, Items, Observed, Space, build, parse_filter,
+                                program_text, unsupported)
 from memspec.targets.sweep import SweepRunner
 
-CHUNK = 1 << 18              # indexes decoded and filtered at a time
+CHUNK = 1 << 15              # the least block of indexes decoded and filtered at a time
 CHECKPOINT_SECONDS = 5.0
 
 
@@ -50,14 +51,6 @@ class SweepOptions:
     limit: int | None = None             # stop after this many combinations judged (benchmarks, tests)
     quiet: bool = False
     timeout: float = 30.0
-
-
-def count_selected(space: Space, flt) -> int:
-    total = 0
-    for lo in range(0, space.size, 1 << 20):
-        idx = np.arange(lo, min(space.size, lo + (1 << 20)), dtype=np.int64)
-        total += int(flt.mask(space.decode(idx)).sum())
-    return total
 
 
 def _fmt_time(s: float) -> str:
@@ -84,7 +77,7 @@ class Sweep:
                 raise UsageError(f"--resume: {self.path} is a sweep of {old.target} --mode {old.mode} "
                                  f"--filter {old.filter!r}, not of this one")
             self.summary = old
-        self.total = count_selected(self.space, self.flt)
+        self.total = self.flt.count(self.space)
 
     def why(self, clause: str) -> str:
         return explained(self.diffs, self.runner.name, clause)
@@ -105,56 +98,96 @@ class Sweep:
         last_save = last_progress = time.monotonic()
         done_before = self._done()
         t_run = time.monotonic()
+        # the target runs batch k+1 (a worker thread waiting on its round trip) while batch k is judged
+        pool = ThreadPoolExecutor(1) if getattr(self.runner, "pipelined", False) else None
+        pending: list[tuple[np.ndarray, int, np.ndarray, Items | None, Future | Observed | None]] = []
         try:
-            lo = s.next_index
-            while lo < space.size:
-                hi = min(space.size, lo + CHUNK)
-                idx = np.arange(lo, hi, dtype=np.int64)
-                idx = idx[self.flt.mask(space.decode(idx))]
-                for b in range(0, idx.size, self.o.batch):
-                    part = idx[b:b + self.o.batch]
-                    self._batch(part)
-                    s.next_index = int(part[-1]) + 1
-                    s.seconds = time.monotonic() - start_time
-                    now = time.monotonic()
-                    if now - last_progress >= 1.0 and not self.o.quiet:
-                        self.progress(self._done() - done_before, now - t_run)
-                        last_progress = now
-                    if now - last_save >= CHECKPOINT_SECONDS:
-                        self.save()
-                        last_save = now
-                    if self.o.limit is not None and s.judged + s.refused >= self.o.limit:
-                        self.save()
-                        return s
-                s.next_index = hi
-                lo = hi
+            for part, end in self._parts():
+                pending.append(self._start(part, end, pool))
+                if len(pending) < 2 and pool is not None:
+                    continue
+                self._finish(*pending.pop(0))
+                s.seconds = time.monotonic() - start_time
+                now = time.monotonic()
+                if now - last_progress >= 1.0 and not self.o.quiet:
+                    self.progress(self._done() - done_before, now - t_run)
+                    last_progress = now
+                if now - last_save >= CHECKPOINT_SECONDS:
+                    self.save()
+                    last_save = now
+            while pending:
+                self._finish(*pending.pop(0))
         except (KeyboardInterrupt, Terminated):
             s.seconds = time.monotonic() - start_time
             self.save(partial=True)
             raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         s.seconds = time.monotonic() - start_time
         self.save()
         if not self.o.quiet:
             self.progress(self._done() - done_before, time.monotonic() - t_run)
         return s
 
+    def _parts(self):
+        """(combination indexes, the next index after them) in order, up to ``limit`` combinations."""
+        s, space = self.summary, self.space
+        planned = s.judged + s.refused
+        # blocks aligned to a dimension's place value: the dimensions outside it are constant over a
+        # block, so a block the filter cannot keep anything of is skipped without decoding it
+        k = max(i for i in range(len(space.dims)) if int(space.place[i]) >= CHUNK)
+        block = int(space.place[k])
+        outer = [d.name for d in space.dims[:k]]
+        kept = self.flt.kept(space) if self.flt.names else {}
+        lo = s.next_index
+        while lo < space.size:
+            hi = min(space.size, (lo // block + 1) * block)
+            first = space.decode(np.array([lo]), frozenset(outer))
+            if not self.flt.possible(kept, {n: int(v[0]) for n, v in first.items()}):
+                yield np.zeros(0, dtype=np.int64), hi
+                lo = hi
+                continue
+            idx = np.arange(lo, hi, dtype=np.int64)
+            idx = self.flt.select(space, idx)
+            for b in range(0, idx.size, self.o.batch):
+                part = idx[b:b + self.o.batch]
+                if self.o.limit is not None:
+                    part = part[:self.o.limit - planned]
+                    if part.size == 0:
+                        return
+                planned += part.size
+                last = b + self.o.batch >= idx.size and part.size == idx[b:b + self.o.batch].size
+                yield part, (hi if last else int(part[-1]) + 1)
+            if idx.size == 0:
+                yield idx, hi
+            lo = hi
+
     def _done(self) -> int:
         s = self.summary
         return s.judged + s.refused + sum(s.unsupported.values())
 
-    def _batch(self, part: np.ndarray) -> None:
-        s = self.summary
+    def _start(self, part: np.ndarray, end: int, pool: ThreadPoolExecutor | None):
         why = unsupported(self.space, self.space.decode(part), self.runner.facts)
+        run = part[why == 0]
+        if run.size == 0:
+            return part, end, why, None, None
+        items = build(self.space, run)
+        if pool is None:
+            return part, end, why, items, self.runner.run(items)
+        return part, end, why, items, pool.submit(self.runner.run, items)
+
+    def _finish(self, part: np.ndarray, end: int, why: np.ndarray, items: Items | None, obs) -> None:
+        s = self.summary
         for code in np.unique(why[why > 0]).tolist():
             reason = UNSUPPORTED_REASONS[code]
             s.unsupported[reason] = s.unsupported.get(reason, 0) + int((why == code).sum())
-        run = part[why == 0]
-        if run.size == 0:
-            return
-        items = build(self.space, run)
-        obs = self.runner.run(items)
-        v = judge(items, obs, self.runner.facts)
-        s.add(self.space, items, v, self.why)
+        if items is not None:
+            if isinstance(obs, Future):
+                obs = obs.result()
+            v = judge(items, obs, self.runner.facts)
+            s.add(self.space, items, v, self.why)
+        s.next_index = end
 
     def progress(self, done: int, seconds: float) -> None:
         s = self.summary
@@ -247,7 +280,7 @@ def main(opts: SweepOptions, out: TextIO = sys.stdout) -> int:
                          f"the sweep enumerates {' and '.join(MODES)} paging")
     from memspec.targets.registry import make_target
     from memspec.targets.sweep import runner_for
-    Space(opts.mode)      # usage errors before a target starts
+    parse_filter(opts.filter, Space(opts.mode))      # usage errors before a target starts
     try:
         target = make_target(opts.target, timeout=opts.timeout)
     except TargetError as e:
@@ -274,4 +307,4 @@ def describe_space(mode: str = "4level") -> str:
     return f"{space.size:,} combinations per mode:\n" + space.describe()
 
 
-__all__ = ["SweepOptions", "Sweep", "main", "exit_code", "count_selected", "describe_space"]
+__all__ = ["SweepOptions", "Sweep", "main", "exit_code", "describe_space"]

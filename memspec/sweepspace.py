@@ -123,12 +123,13 @@ class Space:
             self.place[k] = self.place[k + 1] * self.radix[k + 1]
         self.size = int(self.place[0] * self.radix[0])
 
-    def decode(self, index: np.ndarray) -> dict[str, np.ndarray]:
-        """Each index's value number in every dimension (arrays of small ints)."""
+    def decode(self, index: np.ndarray, names: frozenset[str] | None = None) -> dict[str, np.ndarray]:
+        """Each index's value number in every dimension (or those ``names``), as arrays of small ints."""
         index = np.asarray(index, dtype=np.int64)
         if index.size and (index.min() < 0 or index.max() >= self.size):
             raise ValueError(f"combination index outside 0..{self.size - 1}")
-        return {d.name: ((index // self.place[k]) % self.radix[k]).astype(np.int8) for k, d in enumerate(self.dims)}
+        return {d.name: ((index // self.place[k]) % self.radix[k]).astype(np.int8) for k, d in enumerate(self.dims)
+                if names is None or d.name in names}
 
     def encode(self, digits: dict[str, np.ndarray]) -> np.ndarray:
         out = np.zeros(np.asarray(digits[self.dims[0].name]).shape, dtype=np.int64)
@@ -162,14 +163,62 @@ _TOKEN = re.compile(r"\s*(?:(==|!=|\(|\)|,)|([A-Za-z0-9_]+))")
 
 
 class Filter:
-    """A parsed ``--filter`` expression: ``mask(digits)`` says which combinations it keeps."""
+    """A parsed ``--filter`` expression: ``mask(digits)`` says which combinations it keeps; it reads the
+    dimensions in ``names`` only, so ``count`` multiplies out the others."""
 
     def __init__(self, text: str, tree: tuple):
         self.text = text
         self.tree = tree
+        self.names = frozenset(_names(tree))
 
     def mask(self, digits: dict[str, np.ndarray]) -> np.ndarray:
+        if not self.names:
+            return np.ones(next(iter(digits.values())).shape, dtype=bool)
         return _eval(self.tree, digits)
+
+    def select(self, space: "Space", index: np.ndarray) -> np.ndarray:
+        """The indexes it keeps."""
+        if not self.names:
+            return index
+        return index[_eval(self.tree, space.decode(index, self.names))]
+
+    def kept(self, space: "Space") -> dict[str, np.ndarray]:
+        """The tuples of the named dimensions' values that the filter keeps (columns by name)."""
+        dims = [d for d in space.dims if d.name in self.names]
+        grids = np.meshgrid(*[np.arange(len(d.values), dtype=np.int8) for d in dims], indexing="ij")
+        cols = {d.name: g.reshape(-1) for d, g in zip(dims, grids)}
+        keep = _eval(self.tree, cols)
+        return {k: v[keep] for k, v in cols.items()}
+
+    def count(self, space: "Space") -> int:
+        """How many combinations of the space it keeps: the filter over the product of the dimensions it
+        names, times the sizes of the others."""
+        if not self.names:
+            return space.size
+        kept = self.kept(space)
+        rest = space.size // int(np.prod([len(DIM[n].values) for n in self.names]))
+        return int(next(iter(kept.values())).size) * rest
+
+    def possible(self, kept: dict[str, np.ndarray], fixed: dict[str, int]) -> bool:
+        """Whether any combination with these dimensions' values (``fixed``) is kept (``kept``: from
+        ``kept()``): a block of indexes over which they do not change can be skipped whole."""
+        if not self.names:
+            return True
+        ok = np.ones(next(iter(kept.values())).size, dtype=bool)
+        for name, v in fixed.items():
+            if name in kept:
+                ok &= kept[name] == v
+        return bool(ok.any())
+
+
+def _names(node: tuple):
+    if node[0] in ("or", "and"):
+        yield from _names(node[1])
+        yield from _names(node[2])
+    elif node[0] == "not":
+        yield from _names(node[1])
+    elif node[0] == "in":
+        yield node[1]
 
 
 def _eval(node: tuple, dig: dict[str, np.ndarray]) -> np.ndarray:
@@ -180,8 +229,6 @@ def _eval(node: tuple, dig: dict[str, np.ndarray]) -> np.ndarray:
         return _eval(node[1], dig) & _eval(node[2], dig)
     if op == "not":
         return ~_eval(node[1], dig)
-    if op == "true":
-        return np.ones(next(iter(dig.values())).shape, dtype=bool)
     _, name, values = node      # "in"
     a = dig[name]
     out = np.zeros(a.shape, dtype=bool)
@@ -192,7 +239,7 @@ def _eval(node: tuple, dig: dict[str, np.ndarray]) -> np.ndarray:
 
 def parse_filter(text: str | None, space: Space) -> Filter:
     if text is None or not text.strip():
-        return Filter("", ("true",))
+        return Filter("", ("all",))
     toks: list[tuple[str, int]] = []
     pos = 0
     while pos < len(text):

@@ -97,6 +97,8 @@ class ModelRunner(SweepRunner):
 # the test kernel (qemu-system, bochs)
 
 class KernelRunner(SweepRunner):
+    pipelined = True        # run() waits on the guest: the sweep overlaps it with judging
+
     def __init__(self, target: Any) -> None:
         self.target = target
         self.name = target.name
