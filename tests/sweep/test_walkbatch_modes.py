@@ -17,20 +17,24 @@ FLAGS = (1, 2, 4, 0x20, 0x40, 0x80, 0x100, 1 << 63, 1 << 59, 3 << 59, 1 << 45, 1
 
 
 def scalar(read, mode, root, la, acc, cpl, ac, page1g):
-    """(gp, fault, errcode, clause, pa, ad) by the scalar reference."""
+    """(gp, fault, errcode, clause, pa, ad, pk_also) by the scalar reference (pk_also: the hw model's
+    Paging._pk_also for a paging-rights #PF)."""
     if not canonical(la, mode):
-        return True, False, 0, "sdm.canonical.gp", 0, 0
+        return True, False, 0, "sdm.canonical.gp", 0, 0, False
     path = walk(read, mode, root, la, acc, cpl, page1g)
     if isinstance(path, PageFault):
-        return False, True, path.errcode, path.clause, 0, 0
+        return False, True, path.errcode, path.clause, 0, 0, False
     f, _ = check_access(path, mode, la, acc, cpl, ac)
     if f is not None:
-        return False, True, f.errcode, f.clause, 0, 0
+        rights = (mode.pkru >> (2 * path.pkey)) & 3
+        pk = mode.pke and path.user and acc != 2 and bool(rights & 1 or (acc == WRITE and rights & 2 and
+                                                                          (cpl == 3 or mode.wp)))
+        return False, True, f.errcode, f.clause, 0, 0, pk and not f.clause.startswith("sdm.pkeys.")
     ad = 0
     for u in path.uses:
         d = bool(u.value & 0x40) or (u is path.uses[-1] and acc == WRITE)
         ad |= (1 | (int(d) << 1)) << (2 * (u.level - 1))
-    return False, False, 0, "", path.pa(la), ad
+    return False, False, 0, "", path.pa(la), ad, False
 
 
 @st.composite
@@ -77,7 +81,8 @@ def test_per_access_modes_equal_scalar(m, page1g) -> None:
     for i in range(la.shape[0]):
         mode = Mode(int(regs[0][i]), int(regs[1][i]), int(regs[2][i]), int(regs[3][i]), maxphy)
         want = scalar(read, mode, root, int(la[i]), int(acc[i]), int(cpl[i]), int(ac[i]), page1g)
-        got = (bool(r.gp[i]), bool(r.fault[i]), int(r.errcode[i]), r.clause_of(i), int(r.pa[i]), int(r.ad[i]))
+        got = (bool(r.gp[i]), bool(r.fault[i]), int(r.errcode[i]), r.clause_of(i), int(r.pa[i]), int(r.ad[i]),
+               bool(r.pk_also[i]))
         assert got == want, (i, hex(int(la[i])), mode)
 
 
@@ -118,7 +123,8 @@ def test_path_form_equals_scalar(seed, levels, maxphy) -> None:
             table = ((i * levels + k + 2) << 12)
         mode = Mode(int(cr0[i]), int(cr4[i]), int(efer[i]), int(pkru[i]), maxphy)
         want = scalar(lambda pa: mem.get(pa, 0), mode, root, int(la[i]), int(acc[i]), int(cpl[i]), int(ac[i]), True)
-        got = (bool(r.gp[i]), bool(r.fault[i]), int(r.errcode[i]), r.clause_of(i), int(r.pa[i]), int(r.ad[i]))
+        got = (bool(r.gp[i]), bool(r.fault[i]), int(r.errcode[i]), r.clause_of(i), int(r.pa[i]), int(r.ad[i]),
+               bool(r.pk_also[i]))
         assert got == want, (i, hex(int(la[i])), [hex(int(x)) for x in entries[i]], mode)
 
 
