@@ -1038,7 +1038,11 @@ static void drop_servant(struct servant *s) {
 static void describe_death(pid_t pid, char *out, size_t cap) {
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-    if (WIFSIGNALED(st)) snprintf(out, cap, "killed by %s", strsignal(WTERMSIG(st)));
+    if (WIFSIGNALED(st)) {
+        const char *abbrev = sigabbrev_np(WTERMSIG(st));
+        if (abbrev) snprintf(out, cap, "killed by SIG%s", abbrev);
+        else snprintf(out, cap, "killed by signal %d", WTERMSIG(st));
+    }
     else snprintf(out, cap, "exit status %d", WEXITSTATUS(st));
 }
 
