@@ -29,8 +29,12 @@ class Disagreement(AssertionError):
     """The target and the model disagree; the message is a readable reproducer."""
 
 
+Mutate = Callable[[bytes, int], bytes]                  # libFuzzer's byte mutation: (data, max_size) -> data
+CustomMutator = Callable[[bytes, int, int], bytes]     # (data, max_size, seed) -> data
+
+
 def make_entry(target_spec: str, layer: str | None = None
-               ) -> tuple[Callable[[bytes], None], Callable[[Callable[[bytes, int], bytes]], Callable[[bytes, int, int], bytes]]]:
+               ) -> tuple[Callable[[bytes], None], Callable[[Mutate], CustomMutator]]:
     """The libFuzzer test function for ``target_spec`` and a maker of its custom mutator (given
     libFuzzer's own byte mutation, ``atheris.Mutate``: half the mutations keep the program's
     structure, ``fuzz/mutate.py``), over one target."""
@@ -53,7 +57,7 @@ def make_entry(target_spec: str, layer: str | None = None
                                f"observed {f.observed}\n{f.note}\n\n"
                                + format_program(program.with_header(target=target.name, clause=f.clause)))
 
-    def custom_mutator(byte_mutate: Callable[[bytes, int], bytes]) -> Callable[[bytes, int, int], bytes]:
+    def custom_mutator(byte_mutate: Mutate) -> CustomMutator:
         return libfuzzer_mutator(mutator_for(lay, target.calls, facts), decode, byte_mutate)
 
     return test_one_input, custom_mutator

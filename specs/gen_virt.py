@@ -35,15 +35,33 @@ HOST_2M = 0x800000           # gpa 2..4 MiB -> hpa 0x800000 (guest 0); guest 1 u
 GUEST_TABLES = 0x10000       # guest tables at gpa 0x10000 + 0x1000*k
 GUEST_DATA = 0x100000        # guest data pages at gpa 0x100000 + 0x1000*k (k < 16)
 
-_EPT_RIGHTS = [(64, ("EPT_R", "EPT_W", "EPT_X")), (8, ("EPT_R",)), (8, ("EPT_R", "EPT_W")), (5, ("EPT_R", "EPT_X")),
+EPT_RIGHTS = [(64, ("EPT_R", "EPT_W", "EPT_X")), (8, ("EPT_R",)), (8, ("EPT_R", "EPT_W")), (5, ("EPT_R", "EPT_X")),
                (3, ("EPT_X",)), (3, ("EPT_W",)), (3, ()), (2, ("EPT_R", "EPT_W", "EPT_X", "EPT_IPAT")),
                (2, ("EPT_R", "EPT_W", "EPT_X", "EPT_A", "EPT_D"))]
-_NPT_RIGHTS = [(64, ("PTE_P", "PTE_RW", "PTE_US")), (8, ("PTE_P", "PTE_US")), (8, ("PTE_P", "PTE_RW")),
+NPT_RIGHTS = [(64, ("PTE_P", "PTE_RW", "PTE_US")), (8, ("PTE_P", "PTE_US")), (8, ("PTE_P", "PTE_RW")),
                (6, ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD")), (4, ("PTE_RW", "PTE_US")),
                (2, ("PTE_P", "PTE_RW", "PTE_US", "PTE_A", "PTE_D"))]
-_MT = [(80, "EPT_MT_WB"), (8, "EPT_MT_UC"), (6, "EPT_MT_WT"), (4, None), (2, "EPT_MT_WC")]
-_LEAF = [(50, ("PTE_P", "PTE_RW", "PTE_US")), (12, ("PTE_P", "PTE_US")), (10, ("PTE_P", "PTE_RW")),
+EPT_MEMTYPES = [(80, "EPT_MT_WB"), (8, "EPT_MT_UC"), (6, "EPT_MT_WT"), (4, None), (2, "EPT_MT_WC")]
+GUEST_LEAF = [(50, ("PTE_P", "PTE_RW", "PTE_US")), (12, ("PTE_P", "PTE_US")), (10, ("PTE_P", "PTE_RW")),
          (8, ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD")), (6, ("PTE_RW", "PTE_US")), (4, ("PTE_P",))]
+
+
+def nested_leaf(r: Chooser, ept: bool, large: bool) -> tuple[str, ...]:
+    """The rights (and, for EPT, the memory type) of a nested leaf: ``EPT_RIGHTS`` x ``EPT_MEMTYPES``
+    including write-without-read, execute-only, not-present and reserved types; or ``NPT_RIGHTS``."""
+    if ept:
+        rights = r.weighted(EPT_RIGHTS)
+        mt = r.weighted(EPT_MEMTYPES)
+        names = rights + ((mt,) if mt else ()) + (("EPT_PS",) if large else ())
+        if mt is None and rights:
+            names = rights + ("EPT_MT_WB",) + (("EPT_PS",) if large else ())
+            return names if not r.chance(50) else rights + (("EPT_PS",) if large else ()) + ("EPT_MT_WP",)
+        return names
+    return r.weighted(NPT_RIGHTS) + (("PTE_PS",) if large else ())
+
+
+def guest_leaf(r: Chooser) -> tuple[str, ...]:
+    return r.weighted(GUEST_LEAF)
 
 
 def _hex(v: int) -> Int:
@@ -74,16 +92,7 @@ class VirtGen:
     # -- the nested stage ----------------------------------------------------------------
 
     def nested_leaf(self, ept: bool, large: bool) -> tuple[str, ...]:
-        r = self.r
-        if ept:
-            rights = r.weighted(_EPT_RIGHTS)
-            mt = r.weighted(_MT)
-            names = rights + ((mt,) if mt else ()) + (("EPT_PS",) if large else ())
-            if mt is None and rights:
-                names = rights + ("EPT_MT_WB",) + (("EPT_PS",) if large else ())
-                return names if not r.chance(50) else rights + (("EPT_PS",) if large else ()) + ("EPT_MT_WP",)
-            return names
-        return r.weighted(_NPT_RIGHTS) + (("PTE_PS",) if large else ())
+        return nested_leaf(self.r, ept, large)
 
     def nested(self, ept: bool, vm: int) -> tuple[int, list[tuple[int, int]]]:
         """Build one guest's nested tables; return the root and the (table, index) of 4 KiB leaves."""
@@ -136,7 +145,7 @@ class VirtGen:
                     if nxt[0] >= GUEST_TABLES + 0x8000:
                         break
                     n = table()
-                    flags = ("PTE_P", "PTE_RW", "PTE_US") if r.chance(88) else r.weighted(_LEAF)
+                    flags = ("PTE_P", "PTE_RW", "PTE_US") if r.chance(88) else r.weighted(GUEST_LEAF)
                     self.emit("set_gpte", t, Int(i), n, Flags(flags))
                     entries[(t, i)] = n
                 t = n
@@ -144,7 +153,7 @@ class VirtGen:
                 k = r.integer(0, 19)
                 gpa = (GUEST_DATA + 0x1000 * k if k < 16 else
                        (0x200000 + 0x1000 * r.integer(0, 7), 0x400000, 0x600000, GUEST_TABLES)[k - 16])
-                self.emit("set_gpte", t, Int(i1), gpa, Flags(r.weighted(_LEAF)))
+                self.emit("set_gpte", t, Int(i1), gpa, Flags(r.weighted(GUEST_LEAF)))
                 gva = (i4 << 39) | (i3 << 30) | (i2 << 21) | (i1 << 12)
                 slots.append((gva, t, i1))
         return slots
@@ -179,7 +188,7 @@ class VirtGen:
                     self.emit("invept", Flags(("INVEPT_SINGLE",)), root)
             elif k < 70 and slots:
                 _, t, i = r.choice(slots)
-                self.emit("set_gpte", t, Int(i), GUEST_DATA + 0x1000 * r.integer(0, 15), Flags(r.weighted(_LEAF)))
+                self.emit("set_gpte", t, Int(i), GUEST_DATA + 0x1000 * r.integer(0, 15), Flags(r.weighted(GUEST_LEAF)))
             elif k < 78 and slots:
                 _, t, i = r.choice(slots)
                 self.emit("read_gpte", t, Int(i), result=True)

@@ -114,7 +114,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
         @rule(i4=st.sampled_from([0, 1, 256]), i3=st.integers(0, 2), i2=st.integers(0, 3), i1=st.integers(0, 5),
               size=st.sampled_from(["4k", "4k", "4k", "2m", "1g"]), frame=st.integers(0, 15), data=st.data())
         def map_page(self, i4: int, i3: int, i2: int, i1: int, size: str, frame: int, data: Any) -> None:
-            flags = tuple(f for f in gen_hw.leaf(DrawChooser(data)) if f != "PTE_PS")
+            flags = _rights(data, large=size != "4k")
             upper = Flags(("PTE_P", "PTE_RW", "PTE_US"))
             if i4 not in self.pml4e:
                 self.pml4e[i4] = self._table()
@@ -128,7 +128,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
                 if (i4, i3) in self.pdpte:
                     return
                 self._do("set_pte", _hex(pdpt), Int(i3), Int(0), Flags(flags + ("PTE_PS",)))
-                self.leaves.append((la, pdpt, i3))
+                # a 1 GiB page maps physical 0: probe above the harness's first MiB, as gen_hw does
+                self.leaves.append((la | 0x300000, pdpt, i3))
                 self.pdpte[(i4, i3)] = -1
                 return
             if self.pdpte.get((i4, i3), 0) == -1:
@@ -158,7 +159,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
         @rule(data=st.data(), frame=st.integers(0, 15), invalidate=st.booleans())
         def change_leaf(self, data: Any, frame: int, invalidate: bool) -> None:
             la, table, idx = data.draw(st.sampled_from(self.leaves))
-            flags = tuple(f for f in gen_hw.leaf(DrawChooser(data)) if f != "PTE_PS")
+            flags = _rights(data, large=False)
             self._do("set_pte", _hex(table), Int(idx), _hex(DATA + 0x1000 * frame), Flags(flags))
             if invalidate:
                 self._do("invlpg", _hex(la))
@@ -224,7 +225,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
         @rule(index=st.integers(1, 4), base=st.sampled_from([0x200000, 0x300000, 0x10000, 0xFFFF0000]),
               limit=st.sampled_from([0xFFF, 0xFFFF, 0x1, 0xFFFFF]), dpl=st.sampled_from([0, 0, 3]),
               flags=SEG_FLAGS, data=st.data())
-        def seg_write_desc(self, index: int, base: int, limit: int, dpl: int, flags: tuple[str, ...], data: Any) -> None:
+        def seg_write_desc(self, index: int, base: int, limit: int, dpl: int, flags: tuple[str, ...],
+                           data: Any) -> None:
             dtype = gen_hw.desc_type(DrawChooser(data))
             self._do("set_desc", Int(index), _hex(base), _hex(limit), Flags((dtype,)), Int(dpl), Flags(flags),
                      skip_known=True)
@@ -256,6 +258,14 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
     HwMachine.__name__ = f"HwMachine_{getattr(target, 'name', 'target')}"
     HwMachine.unsupported_steps = unsupported_steps     # type: ignore[attr-defined]
     return HwMachine
+
+
+def _rights(data: Any, large: bool) -> tuple[str, ...]:
+    """A leaf's rights from the generator's vocabulary (``gen_hw.LEAF``); the page size is the rule's
+    choice, so PS goes, and so does the PAT bit of a large page where the leaf is a 4 KiB one (bit 12 is
+    then part of the frame)."""
+    drop = ("PTE_PS",) if large else ("PTE_PS", "PTE_PAT_LARGE")
+    return tuple(f for f in gen_hw.leaf(DrawChooser(data)) if f not in drop)
 
 
 def cpl3_reserved(la: int, reserved: frozenset[int] | set[int]) -> bool:

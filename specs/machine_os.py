@@ -12,7 +12,8 @@ model; the model judges the target's outcome at once (clause named), then adopts
 it.  After every step one invariant per law of the model's state runs (named after
 ``model/invariants.CHECKS``: VMAs well formed, no frame owned twice, mapcounts equal
 mappers, COW pages read-only, isolation, page tables agree with VMAs, no stale TLB
-entry, locked pages resident, ...), and the target's memory map agrees with the model's.  A failure prints the clause, the program so far in
+entry, locked pages resident, ...), and the target's memory map agrees with the model's.
+A failure prints the clause, the program so far in
 program text (Hypothesis shrinks it), expected vs observed, and a replay command.
 """
 
@@ -157,7 +158,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self._do(Call("ftruncate", (Ref(fd), Int(size * 2048, hex=size * 2048 >= 4096)), None, None))
             v = self._do(Call("mmap", (Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True), Int(pages * PAGE, hex=True),
                                        gen_os.prot(DrawChooser(data)),
-                                       Flags(("MAP_SHARED" if shared else "MAP_PRIVATE",)), Ref(fd), Int(0)), name, None))
+                                       Flags(("MAP_SHARED" if shared else "MAP_PRIVATE",)), Ref(fd), Int(0)),
+                              name, None))
             return name if v is not None and v >= 0 else "-"
 
         @needs("madvise")
