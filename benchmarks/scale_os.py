@@ -58,7 +58,7 @@ def model_state(n: int):
         a = base + 2 * i * PAGE
         v = Vma(PROT_READ | PROT_WRITE, False)
         mm.vmas.set(a, a + PAGE, v)
-        fault.do_page_fault(s, mm, v, a, fault.R)
+        fault.do_page_fault(s, mm, v, a, fault.READ)
     return s, base + 2 * (n // 2) * PAGE
 
 

@@ -33,14 +33,14 @@ from dataclasses import dataclass
 from memspec.consts import PAGE_SIZE
 
 from . import pressure
-from .os.state import PAGE_MASK, R, W, X, Mm, OsState, Pte, Vma, flush_tlb_page, zap_pte
+from .os.state import PAGE_MASK, PROT_R, PROT_W, PROT_X, Mm, OsState, Pte, Vma, flush_tlb_page, zap_pte
 from .pages import ZERO_PAGE, Page
-from .pte import ErrCode
+from .pte import EXEC, READ, WRITE, ErrCode
 from .walk import PageFault      # one #PF record for the os and hw layers (error code, CR2, clause)
 
 # The page-table entry and the two TLB operations belong to the state every part shares
 # (model.os.state); they are the fault path's own vocabulary too, so they are named here.
-__all__ = ["FaultClass", "PageFault", "Pte", "R", "W", "X", "access_attempt", "alloc_frame", "classify",
+__all__ = ["EXEC", "FaultClass", "PageFault", "Pte", "READ", "WRITE", "access_attempt", "alloc_frame", "classify",
            "do_page_fault", "flush_tlb_page", "load_page", "populate", "raise_fault", "set_pte", "vma_allows",
            "zap_pte"]
 
@@ -57,11 +57,11 @@ class FaultClass:
 
 def vma_allows(v: Vma, kind: int) -> bool:
     """What the VMA's protection lets through on x86-64 (NX; write implies read; PKU exec-only)."""
-    if kind == X:
-        return bool(v.prot & X)
-    if kind == W:
-        return bool(v.prot & W)
-    return bool(v.prot & (R | W)) or (bool(v.prot & X) and not v.exec_only)
+    if kind == EXEC:
+        return bool(v.prot & PROT_X)
+    if kind == WRITE:
+        return bool(v.prot & PROT_W)
+    return bool(v.prot & (PROT_R | PROT_W)) or (bool(v.prot & PROT_X) and not v.exec_only)
 
 
 # --- step 1 -----------------------------------------------------------------
@@ -70,12 +70,12 @@ def access_attempt(mm: Mm, v: Vma | None, page: int, kind: int) -> Pte | None:
     """Step 1: the translation the hardware would use now -- a TLB entry, else the PTE --
     if it permits this access; ``None`` means the access faults."""
     t = mm.tlb.get(page)
-    if t is not None and (t.write if kind == W else t.exec if kind == X else t.read):
+    if t is not None and (t.write if kind == WRITE else t.exec if kind == EXEC else t.read):
         return t       # a TLB hit: the walk (and so the VMA) is not consulted
     if v is None or not vma_allows(v, kind):
         return None
     t = mm.pte.get(page)
-    if t is None or (kind == W and not t.write):
+    if t is None or (kind == WRITE and not t.write):
         return None
     return t
 
@@ -85,7 +85,7 @@ def access_attempt(mm: Mm, v: Vma | None, page: int, kind: int) -> Pte | None:
 def raise_fault(mm: Mm, addr: int, kind: int) -> PageFault:
     """Step 2: #PF with CR2 = addr; P set if a translation was present (a protection fault)."""
     page = addr & PAGE_MASK
-    err = ErrCode.U | (ErrCode.W if kind == W else 0) | (ErrCode.ID if kind == X else 0)
+    err = ErrCode.U | (ErrCode.W if kind == WRITE else 0) | (ErrCode.ID if kind == EXEC else 0)
     if page in mm.pte:
         err |= ErrCode.P
     return PageFault(int(err), addr, "seed.fault.step2-pf-cr2")
@@ -110,11 +110,11 @@ def classify(sys: OsState, mm: Mm, v: Vma | None, addr: int, kind: int) -> Fault
     if anon is not None:
         if anon.pfn is None:
             return FaultClass("major", "swap-in", "seed.fault.step6-load")
-        if kind == W:
+        if kind == WRITE:
             return FaultClass("minor", "wp-copy" if anon.mapcount > 1 else "wp-reuse", "seed.fault.cow-minor")
         return FaultClass("minor", "map-present", "seed.fault.step3-classify")
     if v.obj is None:
-        if kind == W:
+        if kind == WRITE:
             return FaultClass("minor", "anon-new", "seed.fault.step3-classify")
         if page in mm.pte and mm.pte[page].page is ZERO_PAGE:
             return FaultClass("minor", "anon-new", "seed.fault.step3-classify")
@@ -126,7 +126,7 @@ def classify(sys: OsState, mm: Mm, v: Vma | None, addr: int, kind: int) -> Fault
         return FaultClass("major", "swap-in", "seed.fault.step6-load")
     if cached is None and obj.kind == "file":
         return FaultClass("major", "file-read", "seed.fault.major-file")
-    if not v.shared and kind == W:
+    if not v.shared and kind == WRITE:
         return FaultClass("minor", "wp-copy", "posix.mmap.private-file-cow")
     return FaultClass("minor", "cache-hit" if cached is not None else "cache-alloc", "seed.fault.step3-classify")
 
@@ -177,9 +177,9 @@ def load_page(sys: OsState, mm: Mm, v: Vma, page_addr: int, fc: FaultClass, kind
             sys.frames.swap_free(old)
             sys.lru_add(old)
             sys.stats["swap_ins"] += 1
-            if kind != W or old.mapcount == 1:
+            if kind != WRITE or old.mapcount == 1:
                 return old
-        if kind == W and old.mapcount > 1:
+        if kind == WRITE and old.mapcount > 1:
             new = Page("anon", old.copy_data(), lru_seq=sys.next_seq())
             if not alloc_frame(sys, mm, new, node):
                 return None
@@ -212,7 +212,7 @@ def load_page(sys: OsState, mm: Mm, v: Vma, page_addr: int, fc: FaultClass, kind
         sys.frames.swap_free(cp)
         sys.lru_add(cp)
         sys.stats["swap_ins"] += 1
-    if not v.shared and kind == W:
+    if not v.shared and kind == WRITE:
         new = Page("anon", cp.copy_data(), lru_seq=sys.next_seq())
         if not alloc_frame(sys, mm, new, node):
             return None
@@ -233,7 +233,7 @@ def set_pte(sys: OsState, mm: Mm, v: Vma, page_addr: int, page: object, kind: in
     old = mm.pte.get(page_addr)
     if old is not None and old.page is not page:
         zap_pte(sys, mm, page_addr)
-    write = bool(v.prot & W) and page is not ZERO_PAGE and (
+    write = bool(v.prot & PROT_W) and page is not ZERO_PAGE and (
         v.shared or (isinstance(page, Page) and page.kind == "anon" and page.mapcount == 1))
     if old is None or old.page is not page:
         if isinstance(page, Page) and page.kind != "anon":
@@ -284,7 +284,7 @@ def do_page_fault(sys: OsState, mm: Mm, v: Vma | None, addr: int, kind: int) -> 
     sys.stats["fault_" + fc.how] = sys.stats.get("fault_" + fc.how, 0) + 1
     # step 9: restart -- the access now hits (a second fault here would be a model bug)
     t = access_attempt(mm, v, page_addr, kind)
-    if t is None and kind == W:
+    if t is None and kind == WRITE:
         # a read-only translation after a write fault can only be a COW page: resolve again
         return do_page_fault(sys, mm, v, addr, kind)
     return fc
@@ -303,14 +303,14 @@ def populate(sys: OsState, mm: Mm, start: int, end: int) -> None:
     one.  The model counts it as a fault that may be minor, never as a sure major fault."""
     majflt = mm.majflt
     for s, e, v in list(mm.mapped_pages(start, end)):
-        if not v.prot & (R | W | X) or v.exec_only:
+        if not v.prot & (PROT_R | PROT_W | PROT_X) or v.exec_only:
             continue
-        kind = W if (v.prot & W and not v.shared) else R
+        kind = WRITE if (v.prot & PROT_W and not v.shared) else READ
         for page in range(s, e, PAGE_SIZE):
             hit = mm.vmas.find(page)
             if hit is None:
                 break
-            fc = do_page_fault(sys, mm, hit[2], page, kind if kind != R or hit[2].prot & (R | W) else X)
+            fc = do_page_fault(sys, mm, hit[2], page, kind if kind != READ or hit[2].prot & (PROT_R | PROT_W) else EXEC)
             if fc is not None and fc.kind == "sigkill":
                 break
     if mm.majflt > majflt:

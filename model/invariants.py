@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from memspec.consts import PAGE_SIZE
 
-from .os.state import OsState
+from .os.state import PROT_W, OsState
 from .pages import ZERO_PAGE, Page
 
 PAGE_MASK = ~(PAGE_SIZE - 1)
@@ -155,7 +155,7 @@ def page_table_agrees_with_vmas(sys: OsState) -> list[tuple[str, str]]:
     for name, mm in sys.procs.items():
         for page, t in mm.pte.items():
             hit = mm.vmas.find(page)
-            if hit is not None and t.write and not hit[2].prot & 2:
+            if hit is not None and t.write and not hit[2].prot & PROT_W:
                 bad.append(("memspec.inv.pte-matches-vma", f"{name}: writable PTE at {page:#x} in a VMA without PROT_WRITE"))
             if isinstance(t.page, Page) and t.page.pfn is None:
                 bad.append(("memspec.inv.pte-matches-vma", f"{name}: present PTE at {page:#x} maps a page not in RAM"))

@@ -33,7 +33,7 @@ from memspec.records import Outcome
 
 from . import invariants
 from .expect import Expect, errno, exactly
-from .os.state import Mm, OsState, Pte, Vma, flush_tlb_page, zap_pte
+from .os.state import PROT_W, Mm, OsState, Pte, Vma, flush_tlb_page, zap_pte
 from .pages import ZERO_PAGE, MemObject, Page
 
 HPAGE = 2 << 20
@@ -271,7 +271,7 @@ def materialize_huge(sys: OsState, mm: Mm, base: int) -> None:
         sys.lru_add(page)
         if t is not None:
             zap_pte(sys, mm, p)
-        mm.pte[p] = Pte(page, bool(v.prot & 2))
+        mm.pte[p] = Pte(page, bool(v.prot & PROT_W))
         mm.maybe.discard(p)
     mm.huge.add(base)
     mm.thp_maybe.discard(base)
@@ -309,7 +309,7 @@ def collapse(sys: OsState, mm: Mm) -> int:
                 zap_pte(sys, mm, p)
             mm.anon[p] = new
             sys.lru_add(new)
-            mm.pte[p] = Pte(new, bool(v.prot & 2))
+            mm.pte[p] = Pte(new, bool(v.prot & PROT_W))
             mm.maybe.discard(p)
         mm.huge.add(base)
         mm.thp_maybe.discard(base)

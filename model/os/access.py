@@ -20,7 +20,8 @@ from .. import fault, pressure
 from ..expect import Expect, exactly
 from ..pages import Page
 from .rules import Rule
-from .state import HPAGE, PAGE_MASK, R, W, X, Mm, OsState, Pte, Vma
+from ..pte import EXEC, READ, WRITE
+from .state import HPAGE, PAGE_MASK, PROT_R, PROT_W, PROT_X, Mm, OsState, Pte, Vma
 
 MAX_INSN = 15          # Intel SDM Vol. 2A §2.1: an instruction is at most 15 bytes long
 FAULT_AROUND = 16      # mm/memory.c fault_around_bytes = 64 KiB: pages mapped around a file read fault
@@ -29,7 +30,7 @@ FAULT_AROUND = 16      # mm/memory.c fault_around_bytes = 64 KiB: pages mapped a
 def _oom_predict(sys: OsState, mm: Mm, v: Vma, page: int, kind: int, fc: fault.FaultClass) -> Outcome | None:
     """Would this fault need a frame that only the OOM killer can free, and kill us?"""
     needs = fc.how in ("anon-new", "wp-copy", "swap-in", "cache-alloc", "file-read") or (
-        fc.how == "cache-hit" and kind == W and not v.shared)
+        fc.how == "cache-hit" and kind == WRITE and not v.shared)
     if fc.how == "wp-copy" and page in mm.anon and mm.anon[page].mapcount <= 1:
         needs = False
     if not needs or sys.frames.free_count() > 0 or pressure.can_reclaim(sys):
@@ -41,7 +42,7 @@ def _oom_predict(sys: OsState, mm: Mm, v: Vma, page: int, kind: int, fc: fault.F
 
 
 def expect_load(sys: OsState, mm: Mm, addr: int) -> Expect:
-    return _expect_access(sys, mm, addr, R)
+    return _expect_access(sys, mm, addr, READ)
 
 
 def _expect_access(sys: OsState, mm: Mm, addr: int, kind: int) -> Expect:
@@ -51,45 +52,45 @@ def _expect_access(sys: OsState, mm: Mm, addr: int, kind: int) -> Expect:
     t = fault.access_attempt(mm, v, page, kind)
     if t is None:
         fc = fault.classify(sys, mm, v, addr, kind)
-        if fc.kind == "sigsegv" and kind == X and v is not None and fault.vma_allows(v, R):
+        if fc.kind == "sigsegv" and kind == EXEC and v is not None and fault.vma_allows(v, READ):
             # arch/x86/mm/fault.c access_error has no exec check for a page not present:
             # the fault is handled first (SIGBUS past a file's end), NX faults on the retry
-            fc2 = fault.classify(sys, mm, v, addr, R)
+            fc2 = fault.classify(sys, mm, v, addr, READ)
             if fc2.kind == "sigbus":
                 fc = fc2
         if fc.kind == "sigsegv":
             return _segv_expect(sys, v, kind, mm, page)
         if fc.kind == "sigbus":
-            return exactly(fc.clause if kind == R else "seed.fault.step3-classify", Outcome(signal="SIGBUS"))
+            return exactly(fc.clause if kind == READ else "seed.fault.step3-classify", Outcome(signal="SIGBUS"))
         assert v is not None
         killed = _oom_predict(sys, mm, v, page, kind, fc)
         if killed is not None:
             return exactly("linux.oom.kills-worst", killed)
     if v is None or not fault.vma_allows(v, kind):
         # only a stale TLB entry gets here (an implementation that skipped a flush)
-        value = t.page.byte(addr & (PAGE_SIZE - 1)) if t is not None and kind == R else None
+        value = t.page.byte(addr & (PAGE_SIZE - 1)) if t is not None and kind == READ else None
         return exactly("seed.fault.step8-tlb", Outcome(value=value))
-    if kind == X:
+    if kind == EXEC:
         if (addr & (PAGE_SIZE - 1)) > PAGE_SIZE - MAX_INSN:
             nxt = mm.vmas.find(page + PAGE_SIZE)
-            if nxt is None or not fault.vma_allows(nxt[2], X):
+            if nxt is None or not fault.vma_allows(nxt[2], EXEC):
                 # the instruction at addr may run onto the next page, which cannot be fetched:
                 # whether it does depends on the bytes there
                 return Expect("linux.x86.fetch-crosses-page", OK, "ok, or SIGSEGV if the instruction crosses",
                               (OK, Outcome(signal="SIGSEGV")), impl_defined=True)
         return exactly("posix.mmap.prot-exec", OK)
-    if kind == W:
+    if kind == WRITE:
         return exactly(_store_clause(sys, mm, v, page, t), OK)
     value = t.page.byte(addr & (PAGE_SIZE - 1)) if t is not None else _read(sys, mm, v, addr)
-    if not v.prot & (R | W):
+    if not v.prot & (PROT_R | PROT_W):
         # PROT_EXEC alone on a CPU without PKU: the page table entry is readable
         return exactly("linux.x86.exec-implies-read", Outcome(value=value))
-    clause = _content_clause(sys, mm, v, addr) if v.prot & R else "linux.x86.write-implies-read"
-    if v.prot & (R | W) == R and clause == "linux.mmap.anon-zero-fill":
+    clause = _content_clause(sys, mm, v, addr) if v.prot & PROT_R else "linux.x86.write-implies-read"
+    if v.prot & (PROT_R | PROT_W) == PROT_R and clause == "linux.mmap.anon-zero-fill":
         clause = "posix.mmap.prot-read"
     if t is None and v.obj is not None and v.shared and page not in mm.maybe and clause in (
             "posix.mmap.shared-visible", "posix.mmap.file-contents") and \
-            fault.classify(sys, mm, v, addr, R).how == "cache-hit":
+            fault.classify(sys, mm, v, addr, READ).how == "cache-hit":
         clause = "seed.fault.step9-restart"
     if (page & ~(HPAGE - 1)) in mm.thp_split and clause == "posix.mmap.private-contents":
         clause = "linux.thp.split-keeps-data"
@@ -108,7 +109,7 @@ def _store_clause(sys: OsState, mm: Mm, v: Vma | None, page: int, t: Pte | None)
         return "posix.mmap.prot-write"
     if t is not None:
         return "seed.fault.step1-access"
-    fc = fault.classify(sys, mm, v, page, W)
+    fc = fault.classify(sys, mm, v, page, WRITE)
     return {"anon-new": "seed.fault.step4-frame", "wp-copy": "seed.cow.copy-on-write",
             "wp-reuse": "seed.fault.step7-pte", "swap-in": "seed.fault.step6-load",
             "file-read": "seed.fault.major-file"}.get(fc.how, "posix.mmap.prot-write") \
@@ -116,18 +117,18 @@ def _store_clause(sys: OsState, mm: Mm, v: Vma | None, page: int, t: Pte | None)
 
 
 def _segv_expect(sys: OsState, v: Vma | None, kind: int, mm: Mm | None = None, page: int = 0) -> Expect:
-    if mm is not None and page in mm.flushed and (v is None or kind == W):
+    if mm is not None and page in mm.flushed and (v is None or kind == WRITE):
         # the page had a translation that munmap/mprotect took away: a stale TLB entry would let this through
         return exactly("seed.fault.step8-tlb", Outcome(signal="SIGSEGV"))
     if v is None:
         # a fetch probe checks the #PF itself: at CR2 = the address, with the I/D bit
-        return exactly("seed.fault.step2-pf-cr2" if kind == X else "posix.access.unmapped-sigsegv",
+        return exactly("seed.fault.step2-pf-cr2" if kind == EXEC else "posix.access.unmapped-sigsegv",
                        Outcome(signal="SIGSEGV"))
-    if kind == X:
+    if kind == EXEC:
         return exactly("linux.x86.nx-enforced", Outcome(signal="SIGSEGV"))
     if v.prot == 0:
         return exactly("posix.mmap.prot-none-sigsegv", Outcome(signal="SIGSEGV"))
-    if kind == W:
+    if kind == WRITE:
         return exactly("posix.mmap.prot-enforced-write", Outcome(signal="SIGSEGV"))
     # a read of PROT_EXEC-only memory under PKU (Vma.exec_only): the execute-only key's
     # PKRU bits deny it (SEGV_PKUERR); without PKU the read succeeds and never gets here
@@ -197,13 +198,13 @@ def _access(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, kind: int) -
         return None
     if proc not in sys.procs:
         return None
-    if fc is not None and kind != W and v.obj is not None:
+    if fc is not None and kind != WRITE and v.obj is not None:
         _fault_around(sys, mm, v, page)
     _touch(sys, mm, addr)
     t = mm.tlb.get(page) or mm.pte.get(page)
     if t is not None:
         if page not in mm.tlb:
-            mm.tlb[page] = Pte(t.page, t.write, fault.vma_allows(v, R), bool(v.prot & X))
+            mm.tlb[page] = Pte(t.page, t.write, fault.vma_allows(v, READ), bool(v.prot & PROT_X))
         t = mm.tlb[page]
         if isinstance(t.page, Page):
             t.page.referenced = True
@@ -248,7 +249,7 @@ def _thp_fault(sys: OsState, mm: Mm, v: Vma, page: int) -> None:
 
 
 def apply_load(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int) -> None:
-    _access(sys, proc, mm, o, addr, R)
+    _access(sys, proc, mm, o, addr, READ)
     page = addr & PAGE_MASK
     p = mm.anon.get(page)
     if o.ok and o.value == 0 and p is not None and p.lazyfree and p.byte(addr & 4095):
@@ -256,11 +257,11 @@ def apply_load(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int) -> None:
 
 
 def expect_store(sys: OsState, mm: Mm, addr: int, value: int) -> Expect:
-    return _expect_access(sys, mm, addr, W)
+    return _expect_access(sys, mm, addr, WRITE)
 
 
 def apply_store(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, value: int) -> None:
-    t = _access(sys, proc, mm, o, addr, W)
+    t = _access(sys, proc, mm, o, addr, WRITE)
     if not o.ok or t is None:
         return
     pg = t.page
@@ -271,7 +272,7 @@ def apply_store(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, value: i
 
 
 def expect_fetch(sys: OsState, mm: Mm, addr: int) -> Expect:
-    return _expect_access(sys, mm, addr, X)
+    return _expect_access(sys, mm, addr, EXEC)
 
 
 def apply_fetch(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int) -> None:

@@ -21,7 +21,7 @@ from memspec.records import Outcome
 from .. import fault
 from ..expect import Expect, errno, exactly
 from .rules import Rule
-from .state import PAGE_MASK, U64, R, W, X, Mm, OsState, can_do_mlock, page_align
+from .state import PAGE_MASK, PROT_R, PROT_W, PROT_X, U64, Mm, OsState, can_do_mlock, page_align
 
 
 def _lock_check(sys: OsState, mm: Mm, addr: int, length: int) -> Expect | None:
@@ -63,7 +63,7 @@ def _populate_fails(sys: OsState, mm: Mm, start: int, end: int) -> int | None:
     if end <= start:
         return None
     for s, e, v in mm.mapped_pages(start, end):
-        if not v.prot & (R | W | X) or v.exec_only:
+        if not v.prot & (PROT_R | PROT_W | PROT_X) or v.exec_only:
             return s      # (an execute-only protection key forbids GUP's read too)
         if v.obj is not None:
             obj = sys.objects[v.obj]
@@ -91,7 +91,7 @@ def _populate_expect(sys: OsState, mm: Mm, start: int, end: int, ok: str) -> Exp
         hit = mm.vmas.find(stop)
         return errno("linux.x86.exec-only-pkey" if hit is not None and hit[2].exec_only
                      else "linux.mlock.enomem-populate", "ENOMEM")
-    if any(v.prot == X for _, _, v in mm.mapped_pages(start, end)):
+    if any(v.prot == PROT_X for _, _, v in mm.mapped_pages(start, end)):
         return exactly("linux.x86.exec-implies-read", Outcome(value=0))
     return exactly(ok, Outcome(value=0))
 

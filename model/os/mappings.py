@@ -21,7 +21,7 @@ from memspec.records import OK, Outcome
 from .. import fault
 from ..expect import Expect, errno, exactly, or_errno
 from .rules import Rule
-from .state import LLONG_MAX, PAGE_MASK, U64, W, X, Mm, OsState, Vma, can_do_mlock, page_align
+from .state import LLONG_MAX, PAGE_MASK, PROT_W, PROT_X, U64, Mm, OsState, Vma, can_do_mlock, page_align
 
 MAP_TYPE = 0x0F
 MAP_DROPPABLE = 0x08                 # Linux 6.11+
@@ -35,7 +35,8 @@ _LEGACY_MAP_MASK = (MAP["MAP_SHARED"] | MAP["MAP_PRIVATE"] | MAP["MAP_FIXED"] | 
                     | MAP["MAP_FIXED_NOREPLACE"] | 0x3F000000)
 
 
-def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> Expect | None:
+def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: int, fd: int,
+                offset: int) -> Expect | None:
     c = sys.config
     # arch/x86/kernel/sys_x86_64.c: the byte offset must be page aligned.
     if offset & ~PAGE_MASK:
@@ -89,7 +90,7 @@ def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
         if mtype in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"]):
             if mtype == MAP["MAP_SHARED_VALIDATE"] and flags & ~_LEGACY_MAP_MASK:
                 return errno("linux.mmap.eopnotsupp-validate", errno_name(95))   # EOPNOTSUPP
-            if prot & W and not f.write:
+            if prot & PROT_W and not f.write:
                 return errno("posix.mmap.eacces-fd-mode", "EACCES")
         elif mtype != MAP["MAP_PRIVATE"]:
             return errno("posix.mmap.einval-type", "EINVAL")
@@ -130,14 +131,15 @@ def expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
     anon = bool(flags & MAP["MAP_ANONYMOUS"])
     # mm/mmap.c mmap_region: may_expand_vm (RLIMIT_AS, RLIMIT_DATA), then the commit charge of
     # accountable_mapping (private writable) or of a new shmem object (shared anonymous)
-    data = bool(prot & W) and not shared
+    data = bool(prot & PROT_W) and not shared
     account = (data or (shared and anon)) and not (
         flags & MAP["MAP_NORESERVE"] and sys.config.overcommit_memory != 2)
     return _limits(sys, mm, placed, plen - replaced, plen - replaced if data else 0, plen if account else 0,
                         count_maps=True)
 
 
-def _limits(sys: OsState, mm: Mm, ok: Expect, grow: int, data_grow: int, charge: int, count_maps: bool = False) -> Expect:
+def _limits(sys: OsState, mm: Mm, ok: Expect, grow: int, data_grow: int, charge: int,
+            count_maps: bool = False) -> Expect:
     """The limits a call that adds ``grow`` bytes of address space (``charge`` of them committed)
     may run into, as ``ok`` widened or replaced by their errno.  Each limit is a host fact;
     where the target's own use of it is only approximately known (the harness's mappings, its
@@ -265,7 +267,7 @@ def _exec_only(sys: OsState, prot: int) -> bool:
     (arch/x86/mm/pgprot.c): the page reads like PROT_READ|PROT_EXEC (clause
     linux.x86.exec-implies-read).  Any other prot moves the range back to the default key.
     Example: mmap(…PROT_EXEC…) then load(a): SIGSEGV with PKU, 0 without."""
-    return prot == X and sys.config.exec_only
+    return prot == PROT_X and sys.config.exec_only
 
 
 def expect_munmap(sys: OsState, mm: Mm, addr: int, length: int) -> Expect:
@@ -313,17 +315,17 @@ def expect_mprotect(sys: OsState, mm: Mm, addr: int, length: int, prot: int) -> 
     for s, e, v in first:
         if s > cursor:
             return errno("linux.mprotect.enomem-hole-partial", "ENOMEM")
-        if prot & W and not v.may_write:
+        if prot & PROT_W and not v.may_write:
             # mm/mprotect.c: newflags & ~(oldflags >> 4) & VM_WRITE -> EACCES
             return errno("posix.mprotect.eacces-shared-readonly-fd", "EACCES")
         cursor = e
     if cursor < end:
         return errno("linux.mprotect.enomem-hole-partial", "ENOMEM")
     ok = exactly("posix.mprotect.sets-prot", Outcome(value=0))
-    if prot & W:
+    if prot & PROT_W:
         # mm/mprotect.c mprotect_fixup: private memory turning writable becomes data
         # (may_expand_vm) and is charged (security_vm_enough_memory_mm)
-        gain = sum(e - s for s, e, v in mm.mapped_pages(addr, end) if not v.shared and not v.prot & W)
+        gain = sum(e - s for s, e, v in mm.mapped_pages(addr, end) if not v.shared and not v.prot & PROT_W)
         if gain:
             return _limits(sys, mm, ok, 0, gain, gain)
     return ok
@@ -347,12 +349,12 @@ def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, lengt
         for s, e, _ in runs:
             cursor = e if s <= cursor else cursor
         # no hole and no refused VMA: a limit refused the first private VMA turning writable
-        limit = o.errno == "ENOMEM" and cursor >= end and all(v.may_write or not prot & W for _, _, v in runs)
+        limit = o.errno == "ENOMEM" and cursor >= end and all(v.may_write or not prot & PROT_W for _, _, v in runs)
         cursor = addr
         stop = addr
         for s, e, v in runs:
-            if s > cursor or (prot & W and not v.may_write) or (
-                    limit and prot & W and not v.shared and not v.prot & W):
+            if s > cursor or (prot & PROT_W and not v.may_write) or (
+                    limit and prot & PROT_W and not v.shared and not v.prot & PROT_W):
                 break
             cursor = e
             stop = min(e, end)
@@ -369,7 +371,7 @@ def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, lengt
         for page in sys.pages_in(mm, s, e):
             t = mm.pte.get(page)
             if t is not None:
-                if not p & W:
+                if not p & PROT_W:
                     if t.write:
                         mm.flushed.add(page)
                     t.write = False
@@ -390,7 +392,7 @@ def expect_mremap(sys: OsState, mm: Mm, addr: int, old_size: int, new_size: int,
         return exp
     # mm/mremap.c vma_to_resize: may_expand_vm, then the commit charge of a VM_ACCOUNT mapping
     v = hit[2]
-    data = bool(v.prot & W) and not v.shared
+    data = bool(v.prot & PROT_W) and not v.shared
     return _limits(sys, mm, exp, grow, grow if data else 0, grow if data else 0)
 
 

@@ -20,7 +20,7 @@ from .. import fault
 from ..expect import Expect, errno, exactly, or_errno
 from ..pages import ZERO_PAGE
 from .rules import Rule
-from .state import W, Fd, Mm, OsState, Pte
+from .state import PROT_W, Fd, Mm, OsState, Pte
 
 NOBODY = 65534         # the unprivileged user and group drop_privileges switches to
 
@@ -32,7 +32,7 @@ def expect_fork(sys: OsState, mm: Mm) -> Expect:
         return None
     ok = Expect("posix.fork.copies-address-space", Outcome(value=sys.next_pid), "a process id",
                 predicate=allowed, impl_defined=True)
-    if sys.config.overcommit_memory == 2 and any(v.prot & W and not v.shared for _, _, v in mm.vmas.items()):
+    if sys.config.overcommit_memory == 2 and any(v.prot & PROT_W and not v.shared for _, _, v in mm.vmas.items()):
         # kernel/fork.c dup_mmap charges every VM_ACCOUNT mapping: ENOMEM under strict overcommit
         return or_errno(ok, "linux.mmap.enomem-overcommit", "ENOMEM")
     return ok

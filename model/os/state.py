@@ -37,8 +37,9 @@ LLONG_MAX = (1 << 63) - 1
 U64 = (1 << 64) - 1
 
 
-# Access kinds of the os fault path; they are also the PROT bits a VMA's protection tests.
-R, W, X = PROT["PROT_READ"], PROT["PROT_WRITE"], PROT["PROT_EXEC"]
+# What a VMA's protection holds: mmap's PROT bits.  (The kind of an access is another thing:
+# model.pte's READ, WRITE, EXEC, one vocabulary with the hw layer.)
+PROT_R, PROT_W, PROT_X = PROT["PROT_READ"], PROT["PROT_WRITE"], PROT["PROT_EXEC"]
 
 
 def page_align(n: int) -> int:
@@ -70,8 +71,8 @@ class Vma:
 
     @property
     def perms(self) -> str:
-        return (("r" if self.prot & R else "-") + ("w" if self.prot & W else "-")
-                + ("x" if self.prot & X else "-") + ("s" if self.shared else "p"))
+        return (("r" if self.prot & PROT_R else "-") + ("w" if self.prot & PROT_W else "-")
+                + ("x" if self.prot & PROT_X else "-") + ("s" if self.shared else "p"))
 
     def pgoff(self, page: int) -> int:
         return (page - self.origin) // PAGE_SIZE
@@ -222,12 +223,12 @@ class Pte:
     exec: bool = False
 
 
-def flush_tlb_page(mm: "Mm", page_addr: int) -> None:
+def flush_tlb_page(mm: Mm, page_addr: int) -> None:
     """Seed step 8 (seed.fault.step8-tlb): INVLPG -- drop any cached translation of the page."""
     mm.tlb.pop(page_addr, None)
 
 
-def zap_pte(sys: "OsState", mm: "Mm", page_addr: int) -> None:
+def zap_pte(sys: OsState, mm: Mm, page_addr: int) -> None:
     """Remove a PTE (munmap, MADV_DONTNEED, reclaim) and flush its TLB entry."""
     old = mm.pte.pop(page_addr, None)
     if old is not None and isinstance(old.page, Page) and old.page.kind != "anon":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from memspec.model import fault
-from memspec.model.fault import R, W, X
+from memspec.model.fault import EXEC, READ, WRITE
 from memspec.model.pte import ErrCode
 
 PF_P, PF_W, PF_U, PF_I = ErrCode.P, ErrCode.W, ErrCode.U, ErrCode.ID
@@ -36,33 +36,33 @@ def mapped(**cfg):
 def test_step1_access_attempt_hits_only_a_permitting_translation():
     s, mm = mapped()
     v = mm.vmas.find(A)[2]
-    assert fault.access_attempt(mm, v, A, R) is None          # nothing mapped yet: faults
+    assert fault.access_attempt(mm, v, A, READ) is None          # nothing mapped yet: faults
     run(s, ("main", "store", (A, 1)))
-    assert fault.access_attempt(mm, v, A, W) is not None      # now a hit
+    assert fault.access_attempt(mm, v, A, WRITE) is not None      # now a hit
 
 
 def test_step2_error_code_and_cr2():
     s, mm = mapped()
-    f = fault.raise_fault(mm, A + 5, R)
+    f = fault.raise_fault(mm, A + 5, READ)
     assert (f.cr2, f.errcode, f.clause) == (A + 5, PF_U, "seed.fault.step2-pf-cr2")
-    assert fault.raise_fault(mm, A, X).errcode == PF_U | PF_I
+    assert fault.raise_fault(mm, A, EXEC).errcode == PF_U | PF_I
     run(s, ("main", "load", (A,)))                             # maps the zero page read-only
-    assert fault.raise_fault(mm, A, W).errcode == PF_U | PF_W | PF_P
+    assert fault.raise_fault(mm, A, WRITE).errcode == PF_U | PF_W | PF_P
 
 
 def test_step3_classify_minor_major_invalid():
     s, mm = mapped()
     v = mm.vmas.find(A)[2]
-    assert fault.classify(s, mm, None, A - 0x1000, R).kind == "sigsegv"
-    assert fault.classify(s, mm, v, A, R).how == "anon-zero"
-    assert fault.classify(s, mm, v, A, W).how == "anon-new"
+    assert fault.classify(s, mm, None, A - 0x1000, READ).kind == "sigsegv"
+    assert fault.classify(s, mm, v, A, READ).how == "anon-zero"
+    assert fault.classify(s, mm, v, A, WRITE).how == "anon-new"
     fd = run(s, ("main", "memfd_create", ("f", 0)))[0].value
     run(s, ("main", "ftruncate", (fd, 0x1000)), ("main", "mmap", (A + 0x10000, 0x2000, RW, 0x01, fd, 0)))
     fv = mm.vmas.find(A + 0x10000)[2]
-    assert fault.classify(s, mm, fv, A + 0x11000, R).kind == "sigbus"
+    assert fault.classify(s, mm, fv, A + 0x11000, READ).kind == "sigbus"
     ff = run(s, ("main", "open_file", (0x1000, 2)))[0].value
     run(s, ("main", "mmap", (A + 0x20000, 0x1000, RW, 0x01, ff, 0)))
-    assert fault.classify(s, mm, mm.vmas.find(A + 0x20000)[2], A + 0x20000, R).kind == "major"
+    assert fault.classify(s, mm, mm.vmas.find(A + 0x20000)[2], A + 0x20000, READ).kind == "major"
 
 
 def test_steps4_to_6_frame_selection_eviction_writeback_and_load():
@@ -103,9 +103,9 @@ def test_step8_tlb_flushed_on_munmap_and_mprotect():
 def test_step9_restart_completes_and_counts_once():
     s, mm = mapped()
     v = mm.vmas.find(A)[2]
-    fc = fault.do_page_fault(s, mm, v, A, W)
+    fc = fault.do_page_fault(s, mm, v, A, WRITE)
     assert fc is not None and fc.kind == "minor"
-    assert fault.do_page_fault(s, mm, v, A, W) is None        # restarted access hits
+    assert fault.do_page_fault(s, mm, v, A, WRITE) is None        # restarted access hits
     assert mm.minflt == 1
 
 
