@@ -391,7 +391,9 @@ class Fuzzer:
         if not self.o.verbose:
             self._engine_output_to_log()
         _instrument_model(atheris)
-        atheris.Setup(argv, one_input, custom_mutator=libfuzzer_mutator(self.mutator, self.decode, atheris.Mutate))
+        # atheris.Mutate is looked up at each call: the module's own is a stub until Fuzz() runs
+        atheris.Setup(argv, one_input, custom_mutator=libfuzzer_mutator(
+            self.mutator, self.decode, lambda data, max_size: atheris.Mutate(data, max_size)))
         atheris.Fuzz()
         return 0
 

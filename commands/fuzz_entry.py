@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     import atheris
     one, custom_mutator = make_entry(os.environ.get("MEMSPEC_TARGET", "model"), os.environ.get("MEMSPEC_LAYER") or None)
     atheris.instrument_all()
-    atheris.Setup(sys.argv if argv is None else argv, one, custom_mutator=custom_mutator(atheris.Mutate))
+    # atheris.Mutate is looked up at each call: the module's own is a stub until Fuzz() runs
+    atheris.Setup(sys.argv if argv is None else argv, one,
+                  custom_mutator=custom_mutator(lambda data, max_size: atheris.Mutate(data, max_size)))
     atheris.Fuzz()
 
 

@@ -6,8 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from memspec.calls import LAYERS
 from memspec.fuzz.make_dicts import dictionary
+
+from ..conftest import missing_peer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -72,3 +76,23 @@ def test_the_python_loop_mutates_programs_keeping_their_structure(tmp_path) -> N
         assert f.stats.findings == 0        # and the model passes its mutants
     finally:
         f.target.close()
+
+
+@pytest.mark.slow     # waits for libFuzzer to start (instrumenting the model takes ~15 s)
+def test_libfuzzer_runs_the_structure_keeping_mutator(tmp_path) -> None:
+    import json
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        missing_peer("atheris", "pip install -e '.[dev]' installs it (libFuzzer's engine for memspec fuzz)")
+    r = subprocess.run([sys.executable, "-m", "memspec.commands.cli", "fuzz", "--target", "model", "--layer", "phys",
+                        "--engine", "atheris", "--time", "35", "--corpus", str(tmp_path / "c"), "--findings",
+                        str(tmp_path / "f"), "--summary-json", str(tmp_path / "s.json"), "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    log = (tmp_path / "f" / "libfuzzer-phys.log").read_text(errors="replace")
+    assert r.returncode == 0, r.stderr + log[-2000:]
+    assert "must be called before" not in log, log[-2000:]
+    # libFuzzer names the mutations that made each new input: ours is "Custom"
+    assert "MS: 1 Custom-" in log, log[-2000:]
+    s = json.load(open(tmp_path / "s.json"))
+    assert s["execs"] > 50 and s["findings"] == 0
