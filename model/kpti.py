@@ -63,7 +63,6 @@ class Kpti:
 
     def __init__(self, facts: dict[str, Any] | None = None):
         self.capacity = int((facts or {}).get("tlb_entries", 64))
-        self.broken: set[str] = set()
         self.reset(0)
         self.booted = False
 
@@ -98,7 +97,7 @@ class Kpti:
         """page -> (frame, user-accessible) of the set active in user mode."""
         m = {p: (f, True) for p, f in self.user.get(pid, {}).items()}
         m.update({p: (f, False) for p, f in self.tramp.items()})
-        if not self.kpti or "user-set-maps-kernel" in self.broken:
+        if not self.kpti:
             m.update({p: (f, False) for p, f in self.kernel.items()})
         return m
 
@@ -213,7 +212,7 @@ class Kpti:
         self.in_kernel = True
         self.counters[SYSCALLS] += 1
         if self.kpti:
-            self._cr3(self._kern_pcid(), noflush=self.pcid and "pcid-flush-every-switch" not in self.broken)
+            self._cr3(self._kern_pcid(), noflush=self.pcid)
 
     def _x_syscall_exit(self) -> Expect:
         if not self.in_kernel:
@@ -224,7 +223,7 @@ class Kpti:
         self.in_kernel = False
         if self.kpti:
             slot = self.slot_of.get(self.cur, -1)
-            flush = not self.pcid or slot in self.pending_user_flush or "pcid-flush-every-switch" in self.broken
+            flush = not self.pcid or slot in self.pending_user_flush
             self.pending_user_flush.discard(slot)
             self._cr3(self._user_pcid(), noflush=not flush)
 
@@ -243,14 +242,6 @@ class Kpti:
             return
         slot = self.slot_of.get(pid)
         if slot is not None and self.slots[slot] == pid:
-            self.cur = pid
-            self._cr3(self._kern_pcid(), noflush=True)
-            return
-        if "pcid-reuse-no-flush" in self.broken:
-            # a deliberate bug: the next process inherits the running one's PCIDs, and nothing is flushed
-            slot = self.slot_of.pop(self.cur)
-            self.slots[slot] = pid
-            self.slot_of[pid] = slot
             self.cur = pid
             self._cr3(self._kern_pcid(), noflush=True)
             return

@@ -1,221 +1,70 @@
-"""The virt layer's model: two-dimensional translation (EPT / AMD nested paging) and KPTI.
+"""The virt layer's model: guests under EPT / AMD nested paging, judged call by call, and KPTI.
 
-**The 2-D walk** (Intel SDM Vol. 3C §29.3; AMD APM Vol. 2 §15.25.5).  A guest
-access translates the guest-linear address with the *guest's* tables (the hw
-walker, ``walk.walk``), but every guest-physical address the walk touches --
-each guest paging entry (the guest CR3 included) and the final gpa -- is itself
-translated by the *nested* stage: the EPT walk (``ept.ept_walk``) for VM_EPT,
-or the hw walker again over the nested (x86-format) tables for VM_NPT, where
-every nested access is a user access (APM §15.25.5).  The guest stage's read
-callback goes through the nested stage; a nested fault leaves the guest walk as
-a VM exit.  With 4-level guest and nested tables and nothing cached, an access
-makes 4 x (4 + 1) + 4 = 24 memory references (``Walk2D.refs``).
+The machine -- host memory, the guests, the two-dimensional walk and its VM exits, faults as
+values -- is ``model.walk2d``; this module is the layer's rules: for each call the clause and
+the outcomes it allows (a guest access may meet any mix of fresh and cached nested
+translations per gpa page, and the model adopts what the target did), the A/D bits the
+walks set, the clause a wrong observation breaks, and the invariants.  Linear and combined
+mappings do not survive (VPIDs off: every VM entry and exit flushes them, SDM Vol. 3C
+§29.4.3.3); guest-physical mappings may outlive a change of the nested tables until
+``invept`` (§29.4.3.1, §29.4.3.4).
 
-Outcomes, faults as values:
-
-* guest #PF (guest walk or guest rights), delivered to the guest with CR2 = gva;
-* EPT violation (exit qualification bits, §28.2.1 Table 28-7), EPT misconfiguration
-  (§29.3.3.1), or #NPF (EXITINFO1 = #PF-style code | bit 32 final | bit 33 guest
-  page table, EXITINFO2 = gpa) -- exits to the hypervisor.
-
-Guest-physical mappings (cached nested translations, tagged by the EPT/NPT root)
-may outlive a change of the nested tables until ``invept`` (§29.4.3.1, §29.4.3.4):
-the model allows any mix of fresh and cached nested translations per gpa page,
-and adopts what the target did.  Linear and combined mappings do not survive
-(VPIDs off: every VM entry and exit flushes them, §29.4.3.3).
-
-Worked example (module ``memspec.calls_virt``'s program): gva 0x5008 -> guest PTE
--> gpa 0x200008 -> EPT PDE ``0x800000|R|PS`` -> hpa 0x800008; a read returns
-``pattern(0x800008)`` in 24 references, a write exits with an EPT violation,
-exit qualification ``WRITE|READABLE|GLA_VALID|FINAL`` (0x18a).
+Worked example: after the ``memspec.calls_virt`` program boots a guest whose gva 0x5008
+reaches gpa 0x200008 and an EPT PDE ``0x800000|R|PS``, ``vm_access(0x5008, ACC_READ, 3)``
+expects ``pattern(0x800008)`` under sdm.ept.two-dimensional, and ``vm_access(0x5008,
+ACC_WRITE, 3)`` an EPT violation with exit qualification 0x18a under sdm.ept.violation.write.
 
 **KPTI** is in ``model.kpti``; this model hands it the KPTI calls.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from memspec.calls_hw import HARNESS_LOW, RAM_SIZE, pattern
-from memspec.calls_virt import GUEST_HARNESS_SLOT, MAX_VMS, nested_harness_slot
-from memspec.consts import VMKIND
+from memspec.calls_virt import GUEST_HARNESS_SLOT, MAX_VMS
 from memspec.records import OK, Outcome
 
-from .ept import (QUAL_ADVANCED, QUAL_UNDEFINED_NO_MBEC, Ept, EptMisconfig, EptPath, EptViolation, Eptp, Qual,
-                  decode_ept, ept_rights, ept_walk)
+from .ept import Ept, EptPath, Eptp, decode_ept
 from .expect import Expect, exactly
 from .kpti import KPTI_CALLS, Kpti
-from .pte import (CR0_PE, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PKE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME,
-                  EFER_NXE, EXEC, READ, WRITE, Mode, Pte, addr_mask, decode)
-from .walk import PageFault, Path, Use, check_access, index, walk
+from .pte import CR4_LA57, CR4_PAE, CR4_PKE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME, EXEC, READ, WRITE, Pte, addr_mask, decode
+from .walk import PageFault, Path, index
+from .walk2d import NPF_GPT, VM_EPT, VM_NPT, GpCache, Host, Nested, Vm, Walk2D, explore
 
 U64 = (1 << 64) - 1
 EINVAL = Outcome(value=-1, errno="EINVAL")
-VM_EPT, VM_NPT = VMKIND["VM_EPT"], VMKIND["VM_NPT"]
 # what an entry in host memory is, as the program wrote it
 ENTRY_EPT, ENTRY_NPT, ENTRY_GUEST = "EPT entry", "nested (NPT) entry", "guest paging entry"
 # the clause that decides an entry's A/D bits when no walk has touched it since it was written
 AD_CLAUSE = {ENTRY_EPT: "sdm.ept.ad.readback", ENTRY_NPT: "apm.npt.ad", ENTRY_GUEST: "sdm.ept.guest-ad"}
-NPF_FINAL = 1 << 32
-NPF_GPT = 1 << 33
-GUEST_CR0 = CR0_PG | CR0_PE | CR0_WP
-# guest CR4 bits that need a CPU feature (the target's fact of that name; absent: assumed present)
-GUEST_CR4_FEATURES = ((CR4_SMEP, "smep"), (CR4_SMAP, "smap"), (CR4_PKE, "pku"))
-
 DEFAULT_FACTS: dict[str, Any] = {
     "maxphyaddr": 52, "la57": True, "page1g": True, "ept_xonly": True, "ept_ad": True, "ept_1g": True,
     "ram": RAM_SIZE, "harness_low": HARNESS_LOW, "strict_tlb": False, "tlb_entries": 64,
 }
+# guest CR4 bits that need a CPU feature (the target's fact of that name; absent: assumed present)
+GUEST_CR4_FEATURES = ((CR4_SMEP, "smep"), (CR4_SMAP, "smap"), (CR4_PKE, "pku"))
 
 
-class _Exit(Exception):
-    """Carries a nested-stage fault out of the hw walker's read callback; caught in ``walk_2d``
-    and returned as a value (never escapes this module)."""
-
-    def __init__(self, fault: Any, gpa: int, acc: int, table: bool):
-        self.fault, self.gpa, self.acc, self.table = fault, gpa, acc, table
-
-
-@dataclass(frozen=True, slots=True)
-class Nested:
-    """One nested translation used by a 2-D walk: which gpa, how, and whether it came from the cache."""
-
-    gpa: int
-    path: EptPath | Path
-    cached: bool
-    table: bool      # the gpa of a guest paging entry (not the final gpa)
-
-
-@dataclass(frozen=True, slots=True)
-class Walk2D:
-    """The result of one 2-D walk: an outcome (value, guest #PF or exit), its clause, and how it got there."""
-
-    outcome: Outcome | None      # None: a value from memory the pattern does not cover
-    clause: str
-    refs: int                    # memory references to paging structures (guest + nested)
-    nested: tuple[Nested, ...]
-    guest: Path | PageFault | None
-    gpa: int | None = None
-    hpa: int | None = None
-    # on a VM exit: the nested entries the faulting nested walk read, and the gpas of the guest
-    # entries read before it (whether a walk that exits sets A in those is not specified)
-    exit_uses: tuple[Use, ...] = ()
-    guest_read: tuple[int, ...] = ()
-
-
-@dataclass(slots=True)
-class Vm:
-    kind: int
-    root: int                    # EPT PML4 (PML5) table, or nCR3's table
-    eptp_flags: int
-    gcr3: int
-    gcr4: int
-    gefer: int
-    levels: int = 4
-
-    @property
-    def ad(self) -> bool:
-        return self.kind == VM_EPT and bool(self.eptp_flags & (1 << 6))
-
-    @property
-    def table_writes(self) -> bool:
-        """Whether the nested stage sees the guest walk's own table accesses as writes: with EPT A/D
-        (SDM Vol. 3C §29.3.3.2), and always with nested paging, where they are user writes so that the
-        guest's A/D flags can be set (AMD APM Vol. 2 §15.25.5; QEMU and KVM's nested walk agree)."""
-        return self.ad or self.kind == VM_NPT
-
-    @property
-    def mode(self) -> Mode:
-        return Mode(GUEST_CR0, self.gcr4, self.gefer | EFER_LMA)
-
-
-@dataclass(slots=True)
-class GpCache:
-    """Guest-physical mappings the model's CPU cached: (root, gpa page base, size) -> nested path.  No
-    capacity: a CPU may keep any of them until INVEPT (SDM Vol. 3C §29.4.1), so the allowed set keeps them all."""
-
-    entries: list[tuple[int, int, int, Any, int]] = field(default_factory=list)   # root, base, size, path, time
-
-    def lookup(self, root: int, gpa: int) -> list[Any]:
-        return [p for r, b, s, p, _ in self.entries if r == root and b <= gpa < b + s]
-
-    def fill(self, root: int, gpa: int, path: Any, now: int) -> None:
-        size = path.size
-        base = gpa & ~(size - 1)
-        self.entries = [e for e in self.entries if not (e[0] == root and e[1] == base)]
-        self.entries.append((root, base, size, path, now))
-
-    def invalidate(self, root: int | None) -> None:
-        self.entries = [e for e in self.entries if root is not None and e[0] != root]
-
-
-def explore(run: Callable[[Callable[[int], int]], Any], limit: int = 32) -> list[Any]:
-    """Run ``run(choose)`` once per sequence of choices (depth first, first option first);
-    ``choose(n)`` picks one of ``n`` options.  At most ``limit`` runs."""
-    results = []
-    todo: list[tuple[int, ...]] = [()]
-    while todo and len(results) < limit:
-        prefix = todo.pop()
-        taken: list[int] = []
-
-        def choose(n: int) -> int:
-            i = len(taken)
-            if i < len(prefix):
-                c = prefix[i]
-            else:
-                c = 0
-                for alt in range(n - 1, 0, -1):
-                    todo.append(tuple(taken) + (alt,))
-            taken.append(c)
-            return c
-        results.append(run(choose))
-    return results
-
-
-def host_mode(maxphy: int, la57: bool = False, nx: bool = True) -> Mode:
-    """The host paging mode the nested (NPT) stage walks with (APM §15.25.5: the host's paging mode at VMRUN):
-    the harness's host runs 4-level long mode with WP on, and with EFER.NXE on exactly where the CPU has NX
-    (``nx``, a target fact); without NXE bit 63 of a nested entry is reserved."""
-    return Mode(GUEST_CR0, CR4_PAE | (CR4_LA57 if la57 else 0), EFER_LME | EFER_LMA | (EFER_NXE if nx else 0), 0,
-                maxphy)
-
-
-class VirtModel:
+class VirtModel(Host):
     """Host memory, guests (EPT or NPT), the cached guest-physical mappings, and a KPTI kernel."""
 
     procs: tuple[str, ...] = ()
 
     def __init__(self, facts: dict[str, Any] | None = None):
-        f = dict(DEFAULT_FACTS)
-        f.update(facts or {})
-        self.facts = f
-        self.maxphy = int(f["maxphyaddr"])
-        self.nslot = nested_harness_slot(self.maxphy)
-        self.low = int(f["harness_low"])
-        self.ram = int(f["ram"])
-        self.mem: dict[int, int] = {}
-        self.unsure: dict[int, int] = {}
+        super().__init__({**DEFAULT_FACTS, **(facts or {})})
         # what each entry the program wrote is (ENTRY_EPT, ENTRY_NPT, ENTRY_GUEST) and the clause that last
         # decided its A/D bits: for the checkpoint comparison (specs/compare_virt.py)
         self.kind_at: dict[int, str] = {}
         self.ad_clause: dict[int, str] = {}
-        self.vms: dict[int, Vm] = {}
-        self.cur: int | None = None
-        self.cache = GpCache()
         self.now = 0
-        self.kpti = Kpti(f)
+        self.kpti = Kpti(self.facts)
         self._last: tuple[tuple, list[Walk2D]] | None = None
         # what guests reached: (vm, hpa page) -> gpa page, for the isolation invariant
         self.reached: dict[tuple[int, int], int] = {}
         self.last_walk: tuple[int, int, int, Walk2D] | None = None    # (vm, gva, acc, walk)
-        self.broken: set[str] = set()     # tests switch deliberate bugs on (see tests/virt)
 
     # -- memory ----------------------------------------------------------------
-
-    def read(self, hpa: int) -> int:
-        v = self.mem.get(hpa)
-        return pattern(hpa) if v is None else v
 
     def _store(self, hpa: int, value: int, kind: str | None = None) -> None:
         self.mem[hpa] = value & U64
@@ -236,7 +85,7 @@ class VirtModel:
         for vm in self.vms.values():
             if hpa == vm.root + 8 * self.nslot:
                 return True
-            if hpa == self._hpa_now(vm, (vm.gcr3 & ~0xFFF) + 8 * GUEST_HARNESS_SLOT):
+            if hpa == self.hpa_now(vm, (vm.gcr3 & ~0xFFF) + 8 * GUEST_HARNESS_SLOT):
                 return True
         return False
 
@@ -244,187 +93,6 @@ class VirtModel:
         """The bits a processor may write in the entry at ``hpa``: EPT A|D (bits 8, 9; SDM Vol. 3C §29.3.5), or
         x86-format A|D (bits 5, 6; Vol. 3A §4.8) in guest and nested (NPT) entries."""
         return int(Ept.A | Ept.D) if self.kind_at.get(hpa) == ENTRY_EPT else int(Pte.A | Pte.D)
-
-    @property
-    def vm(self) -> Vm | None:
-        return self.vms.get(self.cur) if self.cur is not None else None
-
-    # -- the nested stage --------------------------------------------------------
-
-    def nested_walk(self, vm: Vm, gpa: int, acc: int = READ) -> EptPath | EptViolation | EptMisconfig | Path | PageFault:
-        """The current nested translation of ``gpa`` (no rights check, no cache); ``acc`` only shapes an
-        NPT fault's error code."""
-        if vm.kind == VM_EPT:
-            return ept_walk(self.read, vm.root, vm.levels, gpa, self.maxphy, bool(self.facts["ept_xonly"]),
-                            bool(self.facts["ept_1g"]), self.ept_fact("ept_2m", 16) is not False)
-        return walk(self.read, host_mode(self.maxphy, vm.levels == 5, self.facts.get("nx", True) is not False), vm.root, gpa, acc, 3,
-                    bool(self.facts["page1g"]))
-
-    def nested_rights(self, vm: Vm, res: Any, gpa: int, acc: int) -> Any | None:
-        """None if ``res`` (a completed nested walk) allows ``acc``, else the fault value."""
-        if vm.kind == VM_EPT:
-            if "ept-ignores-x" in self.broken and acc == EXEC:
-                return None
-            return ept_rights(res, acc, gpa)
-        fault, _ = check_access(res, host_mode(self.maxphy, vm.levels == 5, self.facts.get("nx", True) is not False), gpa, acc, 3, 0)
-        return fault
-
-    def software_gpa(self, vm: Vm, gpa: int) -> int | None:
-        """The hypervisor's own software walk (for set_gpte/read_gpte): the hpa, or None if unmapped."""
-        res = self.nested_walk(vm, gpa)
-        if isinstance(res, (EptPath, Path)):
-            return res.pa(gpa) if isinstance(res, Path) else res.hpa(gpa)
-        return None
-
-    def _exit(self, vm: Vm, fault: Any, gpa: int, acc: int, gva: int, final: bool) -> tuple[Outcome, str]:
-        if isinstance(fault, EptMisconfig):
-            return Outcome(signal="EPT_MISCONFIG", detail=(("gpa", gpa),)), fault.clause
-        if isinstance(fault, EptViolation):
-            # the guest walk's own access under EPT A/D: a write, qualification bits 0 and 1 (Table 28-7 note 1)
-            paging_write = not final and vm.ad and "qual-paging-write-only" not in self.broken
-            q = fault.qualification(acc, gva, final, paging_write)
-            clause = fault.clause
-            if not final:
-                clause = "sdm.ept.violation.guest-paging-entry"
-            return Outcome(signal="EPT_VIOLATION", detail=(("exit_qualification", q), ("gla", gva), ("gpa", gpa),
-                                                         ("qual_any", self._qual_any(vm, acc, final)))), clause
-        # AMD: #NPF; EXITINFO1 = the nested #PF error code | bit 32 (final) or bit 33 (guest page table)
-        info1 = int(fault.errcode) | (NPF_FINAL if final else NPF_GPT)
-        clause = "apm.npt.npf-final" if final else "apm.npt.npf-guest-table"
-        return Outcome(signal="#NPF", detail=(("exitinfo1", info1), ("exitinfo2", gpa))), clause
-
-    def _qual_any(self, vm: Vm, acc: int, final: bool) -> int:
-        """Exit-qualification bits of an EPT violation that may go either way (SDM Vol. 3C Table 28-7):
-
-        * bit 6, undefined without mode-based execute control (the harness never enables it);
-        * bits 9-11 of a final-translation violation, which a CPU with advanced VM-exit information for
-          EPT violations (IA32_VMX_EPT_VPID_CAP[22], the target's fact ``ept_exit_info``) fills in from the
-          guest's entries and one without it leaves 0: loose unless the fact says the CPU lacks it;
-        * bit 0 of the write that sets a guest A/D flag without EPT A/D: the processor's flag update is a
-          locked read-modify-write, and for a read-modify-write "whether it also sets bit 0 (data read) is
-          implementation-specific" (§28.2.1, after Table 28-7).
-        """
-        loose = QUAL_UNDEFINED_NO_MBEC
-        if final and self.ept_fact("ept_exit_info", 22) is not False:
-            loose |= QUAL_ADVANCED
-        if not final and not vm.ad and acc == WRITE:
-            loose |= int(Qual.READ)
-        return loose
-
-    def ept_fact(self, key: str, cap_bit: int) -> bool | None:
-        """An EPT capability: the target's fact ``key``, else bit ``cap_bit`` of the IA32_VMX_EPT_VPID_CAP it
-        reported (``facts["vmx"]["msr"]``), else None (not reported: the model does not know)."""
-        if key in self.facts:
-            return bool(self.facts[key])
-        msr = (self.facts.get("vmx") or {}).get("msr", {}).get("IA32_VMX_EPT_VPID_CAP")
-        if msr is None:
-            return None
-        return bool(int(msr, 16) >> cap_bit & 1)
-
-    # -- the 2-D walk ------------------------------------------------------------
-
-    def walk_2d(self, vm: Vm, gva: int, acc: int, cpl: int, choose: Callable[[int], int] | None = None,
-                use_cache: bool = True, ad_first: bool = True) -> Walk2D:
-        """One guest access, both stages (see the module doc).  ``choose`` picks between a fresh nested
-        walk and cached guest-physical mappings where they differ."""
-        refs = [0]
-        nested: list[Nested] = []
-        gread: list[int] = []
-        pick = choose or (lambda n: 0)
-
-        def translate(gpa: int, acc2: int, table: bool) -> Any:
-            options: list[tuple[Any, bool]] = []
-            fresh = self.nested_walk(vm, gpa, acc2)
-            options.append((fresh, False))
-            if use_cache:
-                seen = {_pkey(fresh)} if isinstance(fresh, (EptPath, Path)) else set()
-                for p in self.cache.lookup(vm.root, gpa):
-                    if _pkey(p) not in seen:
-                        seen.add(_pkey(p))
-                        options.append((p, True))
-                if "untagged-cache" in self.broken:
-                    # a deliberate bug: guest-physical mappings looked up by gpa alone, whoever cached them
-                    foreign = [p for r, b, s, p, _ in self.cache.entries if b <= gpa < b + s]
-                    if foreign:
-                        options.insert(0, (foreign[-1], True))
-            res, cached = options[pick(len(options)) if len(options) > 1 else 0]
-            hit = cached or (use_cache and isinstance(res, (EptPath, Path)) and
-                             any(_pkey(p) == _pkey(res) for p in self.cache.lookup(vm.root, gpa)))
-            if not hit:
-                refs[0] += len(res.uses)     # a guest-physical mapping that hits costs no references
-            if not isinstance(res, (EptPath, Path)):
-                raise _Exit(res, gpa, acc2, table)
-            bad = self.nested_rights(vm, res, gpa, acc2)
-            if bad is not None:
-                raise _Exit(bad, gpa, acc2, table)
-            nested.append(Nested(gpa, res, cached, table))
-            return res
-
-        def hpa_of(res: Any, gpa: int) -> int:
-            return res.hpa(gpa) if isinstance(res, EptPath) else res.pa(gpa)
-
-        def read_gpa(gpa: int) -> int:
-            # SDM §29.3.3.2: with EPT A/D on, accesses to guest paging structures count as writes
-            if "skip-table-translation" in self.broken:
-                refs[0] += 1
-                return self.read(gpa)
-            res = translate(gpa, WRITE if vm.table_writes else READ, True)
-            refs[0] += 1
-            gread.append(gpa)
-            return self.read(hpa_of(res, gpa))
-
-        gmode = vm.mode
-        g: Path | PageFault | None = None
-        try:
-            g = walk(read_gpa, gmode, vm.gcr3, gva, acc, cpl, bool(self.facts["page1g"]))
-            if isinstance(g, PageFault):
-                return Walk2D(_pf(g), g.clause, refs[0], tuple(nested), g)
-            fault, clause = check_access(g, gmode, gva, acc, cpl, 0)
-            if fault is not None:
-                return Walk2D(_pf(fault), clause, refs[0], tuple(nested), g)
-            gpa = g.pa(gva)
-            if ad_first:
-                self._guest_ad_rights(vm, g, acc, nested)
-            final = translate(gpa, acc, False)
-            if not ad_first:
-                self._guest_ad_rights(vm, g, acc, nested)
-        except _Exit as e:
-            o, clause = self._exit(vm, e.fault, e.gpa, e.acc, gva, not e.table)
-            return Walk2D(o, clause, refs[0], tuple(nested), g, e.gpa, None, tuple(getattr(e.fault, "uses", ())),
-                          tuple(gread))
-        hpa = gpa if "skip-final-translation" in self.broken else hpa_of(final, gpa)
-        clause = "sdm.ept.two-dimensional" if vm.kind == VM_EPT else "apm.npt.two-dimensional"
-        if not (self.low <= hpa < self.ram):
-            return Walk2D(None, "memspec.virt.pa-outside-pattern", refs[0], tuple(nested), g, gpa, hpa)
-        if acc == EXEC:
-            return Walk2D(OK if hpa not in self.mem else None, clause, refs[0], tuple(nested), g, gpa, hpa)
-        v = self.read(hpa)
-        if acc == WRITE:
-            return Walk2D(Outcome(value=(v & ~0xFF) | 0xCC), clause, refs[0], tuple(nested), g, gpa, hpa)
-        if hpa in self.mem:
-            loose = int(Pte.A | Pte.D | Ept.A | Ept.D) | self.unsure.get(hpa, 0)
-            return Walk2D(Outcome(value=v, detail=(("loose", loose),)), clause, refs[0], tuple(nested), g, gpa, hpa)
-        return Walk2D(Outcome(value=v), clause, refs[0], tuple(nested), g, gpa, hpa)
-
-    def _guest_ad_rights(self, vm: Vm, g: Path, acc: int, nested: list[Nested]) -> None:
-        """Setting a guest A (or D) flag is a write to a guest paging entry: without EPT A/D the nested
-        translation the walk just used for that entry must also allow a write (SDM §29.3.3.2; with EPT
-        A/D the walk already translated them as writes).  No new references: the same translation."""
-        if vm.table_writes or "skip-table-translation" in self.broken:
-            return
-        used = {n.gpa: n.path for n in nested if n.table}
-        for u in g.uses:
-            need = Pte.A | (Pte.D if u is g.uses[-1] and acc == WRITE else 0)
-            res = used.get(u.addr)
-            if res is None or self.read(self._hpa_now(vm, u.addr)) & need == need:
-                continue
-            bad = self.nested_rights(vm, res, u.addr, WRITE)
-            if bad is not None:
-                raise _Exit(bad, u.addr, WRITE, True)
-
-    def _hpa_now(self, vm: Vm, gpa: int) -> int:
-        h = self.software_gpa(vm, gpa)
-        return gpa if h is None else h
 
     # -- LayerModel ---------------------------------------------------------------
 
@@ -486,17 +154,6 @@ class VirtModel:
                        for p in self.cache.lookup(vm.root, gpa))
         h = self.software_gpa(vm, gpa)
         return h is not None and h >> 12 == hpa >> 12
-
-    def compose(self, vm: Vm, gva: int, acc: int) -> int | None:
-        """The guest walk over a flat view of guest-physical memory, then the nested walk of its gpa
-        (no rights, no cache): the composition the 2-D walk must equal wherever neither faults."""
-        def flat(gpa: int) -> int:
-            h = self.software_gpa(vm, gpa)
-            return 0 if h is None else self.read(h)
-        g = walk(flat, vm.mode, vm.gcr3, gva, acc, 0, bool(self.facts["page1g"]))
-        if isinstance(g, PageFault):
-            return None
-        return self.software_gpa(vm, g.pa(gva))
 
     # -- VM set-up -----------------------------------------------------------------
 
@@ -680,10 +337,7 @@ class VirtModel:
             options.insert(0, (harness, "memspec.virt.harness-code-walk"))
             fresh = Walk2D(harness, fresh.clause, fresh.refs, fresh.nested, fresh.guest, fresh.gpa)
         def blame(obs: Outcome) -> str:
-            for o, cid in self._wrong_outcomes(vm, gva, acc, cpl):
-                if o is not None and _same(obs, o):
-                    return cid
-            return fresh.clause
+            return self.blame(vm, gva, acc, cpl, fresh, obs)
 
         def allowed(obs: Outcome) -> str | None:
             for o, _ in options:
@@ -725,36 +379,40 @@ class VirtModel:
                                                   ("exitinfo2", (vm.gcr3 & ~0xFFF) + 8 * GUEST_HARNESS_SLOT)))
         return None
 
-    def _wrong_outcomes(self, vm: Vm, gva: int, acc: int, cpl: int) -> list[tuple[Outcome | None, str]]:
-        """Outcomes of known walker bugs, to name the clause a wrong observation breaks."""
-        out = []
-        saved = set(self.broken)
-        for bug, cid in (("ept-ignores-x", "sdm.ept.violation.execute"),
-                         ("skip-table-translation", "sdm.ept.guest-paging-structures-translated")):
-            if bug in saved:
-                continue
-            self.broken = saved | {bug}
-            try:
-                out.append((self.walk_2d(vm, gva, acc, cpl, use_cache=False).outcome, cid))
-            finally:
-                self.broken = saved
-        for r, _b, _s, p, _t in self.cache.entries:
-            if r != vm.root:
-                # a guest-physical mapping cached under another EPT root, used as if untagged
-                other = Vm(vm.kind, r, vm.eptp_flags, vm.gcr3, vm.gcr4, vm.gefer, vm.levels)
-                w = self._walk_with_foreign_cache(vm, other, gva, acc, cpl)
-                if w is not None:
-                    out.append((w, "memspec.virt.guests-isolated"))
-                break
-        return out
+    # -- blame: the clause a wrong observation breaks ------------------------------------
 
-    def _walk_with_foreign_cache(self, vm: Vm, other: Vm, gva: int, acc: int, cpl: int) -> Outcome | None:
-        saved = self.cache.entries
-        self.cache.entries = [(vm.root, b, s, p, t) for r, b, s, p, t in saved if r == other.root]
-        try:
-            ws = explore(lambda choose: self.walk_2d(vm, gva, acc, cpl, lambda n: n - 1))
-        finally:
-            self.cache.entries = saved
+    def blame(self, vm: Vm, gva: int, acc: int, cpl: int, fresh: Walk2D, obs: Outcome) -> str:
+        """The clause a refused guest access breaks: the first law below whose breach, computed from the
+        walk, gives exactly the observed outcome; else the clause of the fresh walk.
+
+        * sdm.ept.violation.execute -- the fetch EPT refused for X at the final translation completed:
+          the outcome of the access at the host address the final gpa maps to;
+        * sdm.ept.guest-paging-structures-translated -- the guest entries were read at their gpa as if
+          it were a host address (``walk_2d(translate_tables=False)``);
+        * memspec.virt.guests-isolated -- a guest-physical mapping cached under another EPT root was
+          used as if the cache were not tagged by root.
+        """
+        if fresh.clause == "sdm.ept.violation.execute" and fresh.gpa is not None:
+            hpa = self.software_gpa(vm, fresh.gpa)
+            o = self.access_at(vm, hpa, EXEC)[0] if hpa is not None else None
+            if o is not None and _same(obs, o):
+                return "sdm.ept.violation.execute"
+        o = self.walk_2d(vm, gva, acc, cpl, use_cache=False, translate_tables=False).outcome
+        if o is not None and _same(obs, o):
+            return "sdm.ept.guest-paging-structures-translated"
+        for r, _b, _s, _p, _t in self.cache.entries:
+            if r != vm.root:
+                o = self._walk_with_foreign_cache(vm, r, gva, acc, cpl)
+                if o is not None and _same(obs, o):
+                    return "memspec.virt.guests-isolated"
+                break
+        return fresh.clause
+
+    def _walk_with_foreign_cache(self, vm: Vm, root: int, gva: int, acc: int, cpl: int) -> Outcome | None:
+        """The access with the guest-physical mappings cached under ``root`` taken for this guest's own
+        (the last option at each gpa: a cached one where there is one)."""
+        foreign = GpCache([(vm.root, b, s, p, t) for r, b, s, p, t in self.cache.entries if r == root])
+        ws = explore(lambda choose: self.walk_2d(vm, gva, acc, cpl, lambda n: n - 1, cache=foreign))
         return ws[0].outcome if ws else None
 
     def _apply_vm_access(self, o: Outcome, gva: int, acc: int, cpl: int) -> None:
@@ -777,8 +435,6 @@ class VirtModel:
         self._set_ad(vm, w, acc, o, exact)
         if acc == WRITE and o.ok and o.value is not None and w.hpa is not None and w.hpa in self.mem:
             self._store(w.hpa, o.value)
-        elif o.signal == "#PF" and isinstance(w.guest, Path):
-            pass
 
     def _set_ad(self, vm: Vm, w: Walk2D, acc: int, o: Outcome, exact: bool) -> None:
         """Guest A/D (SDM Vol. 3A §4.8) and EPT A/D (Vol. 3C §29.3.5) the access set: exact on a clean
@@ -789,16 +445,14 @@ class VirtModel:
         if isinstance(w.guest, Path) or isinstance(w.guest, PageFault):
             uses = w.guest.uses
             for u in uses:
-                h = self._hpa_now(vm, u.addr)
+                h = self.hpa_now(vm, u.addr)
                 if h not in self.mem or not self.read(h) & Pte.P:
                     continue
-                leaf = isinstance(w.guest, Path) and u is uses[-1]
-                dirty = acc == WRITE or "guest-d-on-read" in self.broken
-                touched.append((h, int(Pte.A | (Pte.D if leaf and dirty else 0))))
+                touched.append((h, self.guest_ad(isinstance(w.guest, Path) and u is uses[-1], acc)))
         elif w.guest is None:
             # a VM exit in the middle of the guest walk: the guest entries it had read may have A set
             for gpa in w.guest_read:
-                h = self._hpa_now(vm, gpa)
+                h = self.hpa_now(vm, gpa)
                 if h in self.mem and self.read(h) & Pte.P:
                     touched.append((h, int(Pte.A)))
         n_guest = len(touched)
@@ -807,21 +461,8 @@ class VirtModel:
             present_bits = 0x7 if vm.kind == VM_EPT else int(Pte.P)
             a_bit = int(Ept.A) if vm.kind == VM_EPT else int(Pte.A)
             touched += [(u.addr, a_bit) for u in w.exit_uses if u.value & present_bits]
-        if vm.ad and "ept-a-missing" not in self.broken:
-            for n in w.nested:
-                if n.cached:
-                    continue
-                for u in n.path.uses:
-                    leaf = u is n.path.uses[-1]
-                    write = n.table or acc == WRITE
-                    touched.append((u.addr, int(Ept.A | (Ept.D if leaf and write else 0))))
-        elif vm.kind == VM_NPT:
-            for n in w.nested:
-                if n.cached:
-                    continue
-                for u in n.path.uses:
-                    leaf = u is n.path.uses[-1]
-                    touched.append((u.addr, int(Pte.A | (Pte.D if leaf and (acc == WRITE or n.table) else 0))))
+        for n in w.nested:
+            touched += self.nested_ad(vm, n, acc)
         guest_entries = {h for h, _ in touched[:n_guest]}
         for h, bitsset in touched:
             if h not in self.mem:
@@ -834,6 +475,22 @@ class VirtModel:
                 self.unsure[h] = self.unsure.get(h, 0) | (bitsset & ~v)
         for k in [k for k, m in self.unsure.items() if not m]:
             del self.unsure[k]
+
+    def guest_ad(self, leaf: bool, acc: int) -> int:
+        """The flags an access sets in a guest paging entry it used (SDM Vol. 3A §4.8, sdm.ept.guest-ad):
+        A in every entry, D in the entry that maps the page for a write."""
+        return int(Pte.A | (Pte.D if leaf and acc == WRITE else 0))
+
+    def nested_ad(self, vm: Vm, n: Nested, acc: int) -> list[tuple[int, int]]:
+        """(hpa, flags) a fresh nested walk sets in the entries it used: with EPTP[6] = 1, EPT A in each and
+        D in the leaf for a write, the guest walk's own accesses counting as writes (SDM Vol. 3C §29.3.5,
+        sdm.ept.ad.readback); with nested paging x86 A/D the same way (apm.npt.ad); none without EPT A/D
+        or through a cached mapping."""
+        if n.cached or not (vm.ad or vm.kind == VM_NPT):
+            return []
+        a, d = (int(Ept.A), int(Ept.D)) if vm.ad else (int(Pte.A), int(Pte.D))
+        write = n.table or acc == WRITE
+        return [(u.addr, a | (d if u is n.path.uses[-1] and write else 0)) for u in n.path.uses]
 
     # -- explanations ---------------------------------------------------------------------
 
@@ -870,17 +527,6 @@ class VirtModel:
             d = decode_ept(u.value, u.level) if vm.kind == VM_EPT else decode(u.value, u.level)
             out.append(f"      nested L{u.level}[{index(gpa, u.level)}] @ hpa {u.addr:#x} = {u.value:#018x}  {d}")
         return out
-
-
-def _pkey(p: EptPath | Path) -> tuple:
-    """What a cached nested translation decides (frame, size, rights), not the A/D bits its entries held."""
-    if isinstance(p, EptPath):
-        return (p.base, p.size, p.r, p.w, p.x, p.memtype)
-    return (p.base, p.size, p.user, p.writable, p.xd)
-
-
-def _pf(f: PageFault) -> Outcome:
-    return Outcome(signal="#PF", detail=(("cr2", f.cr2), ("errcode", f.errcode)))
 
 
 _KEYS = {"#PF": ("errcode", "cr2"), "EPT_VIOLATION": ("exit_qualification", "gpa", "gla"),

@@ -15,11 +15,12 @@ PDE 2, PTE 5; a 2 MiB PDE with XD = 1 and NXE = 1 forbids fetches:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 
 from .pte import EXEC, PKEY_MASK, PKEY_SHIFT, READ, WRITE, Mode, Pte, addr_mask, bits, rsvd_high
 
 Read = Callable[[int], int]
+F = TypeVar("F")        # the fault value of a nested step (never an int): the 2-D walk's EPT violation
 _IGNORED = ((1 << 59) - (1 << 52)) | 0xE00      # bits 58:52 and 11:9
 
 # plain ints of the IntFlag bits for the hot path (IntFlag arithmetic is slow)
@@ -150,13 +151,24 @@ def _rsvd_clause(e: int, mode: Mode, maxphy_clause: str) -> str:
 # ---------------------------------------------------------------------------
 # the walk (§4.5.4/§4.5.5)
 
-def walk(read: Read, mode: Mode, root: int, la: int, acc: int, cpl: int, page1g: bool = True) -> Path | PageFault:
-    """Translate ``la``: read entries with ``read(physical address)``; structural faults only."""
+def walk(read: Read, mode: Mode, root: int, la: int, acc: int, cpl: int, page1g: bool = True,
+         nested: Callable[[int], int | F] | None = None) -> Path | PageFault | F:
+    """Translate ``la``: read entries with ``read(physical address)``; structural faults only.
+
+    ``nested`` makes this the guest stage of a 2-D walk (SDM Vol. 3C §29.3.3): each entry's address
+    is guest-physical, and ``nested(gpa)`` gives the host address to read or refuses it with a fault
+    value, which is the walk's result (QEMU's ptw_translate in mmu_translate)."""
     uses: list[Use] = []
     table = root & addr_mask(mode.maxphy)
     for level in range(mode.levels, 0, -1):
         addr = table | (index(la, level) << 3)
-        e = read(addr)
+        if nested is None:
+            e = read(addr)
+        else:
+            hpa = nested(addr)
+            if not isinstance(hpa, int):
+                return hpa
+            e = read(hpa)
         uses.append(Use(addr, e, level))
         if level == 5:
             fault, rsvd = pml5e(e, mode)

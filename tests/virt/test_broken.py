@@ -13,8 +13,12 @@ import os
 
 import pytest
 
+from memspec.calls_hw import pattern
 from memspec.fuzz.differential import failing_signature, shrink_failure
-from memspec.program import format_program, parse
+from memspec.model.pte import EXEC, READ
+from memspec.model.virt import VirtModel
+from memspec.program import eval_args, format_program, parse
+from memspec.records import OK, Outcome
 from memspec.specs.judge import judge
 from memspec.targets.model import ModelTarget
 
@@ -124,6 +128,42 @@ def test_decoy_program_shows_the_difference():
     good = ModelTarget().run(program).outcomes[-1].value
     bad = T("skip-table-translation").run(program).outcomes[-1].value
     assert good == (0x580008 << 8) | 0xCC and bad == (0x500008 << 8) | 0xCC
+
+
+def model_after(text: str) -> VirtModel:
+    """The reference model after running ``text`` (taking its own choices)."""
+    m, env = VirtModel(), {}
+    for call in parse(text).calls:
+        args = eval_args(call, env)
+        m.apply("main", call.name, args, m.expect("main", call.name, args).default)
+    return m
+
+
+def test_blame_names_the_law_whose_breach_gives_the_observation():
+    """The decoy world, with the decoy's leaf at gpa 0x500000 (EPT: executable) while the real one is at
+    gpa 0x180000 (EPT: not executable).  A fetch the reference refuses for EPT X that completes breaks
+    sdm.ept.violation.execute, even though a walk of the untranslated guest tables would complete it too;
+    a read of the decoy's frame breaks sdm.ept.guest-paging-structures-translated; any other wrong
+    outcome is blamed on the reference walk's own clause."""
+    m = model_after(DECOY.replace("set_gpte(0x13000, 5, 0x100000", "set_gpte(0x13000, 5, 0x500000")
+                    .replace("v = vm_access(0x5008, ACC_READ, 3)\n", ""))
+    fetch = m.expect("main", "vm_access", (0x5000, EXEC, 3))
+    assert fetch.default.signal == "EPT_VIOLATION" and fetch.clause == "sdm.ept.violation.execute"
+    assert m.walk_2d(m.vm, 0x5000, EXEC, 3, use_cache=False, translate_tables=False).outcome == OK
+    assert fetch.judge(OK) is not None and fetch.blame(OK) == "sdm.ept.violation.execute"
+    read = m.expect("main", "vm_access", (0x5008, READ, 3))
+    assert read.default == Outcome(value=pattern(0x580008)) and read.clause == "sdm.ept.two-dimensional"
+    decoy = Outcome(value=pattern(0x900008))
+    assert read.judge(decoy) is not None and read.blame(decoy) == "sdm.ept.guest-paging-structures-translated"
+    assert read.blame(Outcome(value=pattern(0x580010))) == "sdm.ept.two-dimensional"
+
+
+def test_the_reference_model_has_no_bug_switches():
+    """Every bug lives in broken_virt.py as a subclass; the model and its KPTI part carry none."""
+    m = VirtModel()
+    assert not hasattr(m, "broken") and not hasattr(m.kpti, "broken")
+    assert sorted(broken.BUGS) == sorted({c[0] for c in CASES} | {c[0] for c in INVARIANT_CASES}
+                                         | {"guest-d-on-read", "ept-a-missing", "qual-paging-write-only"})
 
 
 @pytest.mark.parametrize("bug", ["ept-ignores-x", "skip-table-translation", "skip-final-translation", "untagged-cache",

@@ -11,7 +11,8 @@ import pytest
 
 from memspec.model.ept import Ept, EptMisconfig, EptPath
 from memspec.model.pte import READ, Pte
-from memspec.model.virt import VM_EPT, VM_NPT, GpCache, VirtModel
+from memspec.model.virt import VirtModel
+from memspec.model.walk2d import VM_EPT, VM_NPT, GpCache
 
 _spec = importlib.util.spec_from_file_location("walk2d", os.path.join(os.path.dirname(__file__), "test_walk2d.py"))
 walk2d = importlib.util.module_from_spec(_spec)

@@ -9,7 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from memspec.calls_hw import pattern
 from memspec.model.ept import Ept, EptMisconfig, EptPath, EptViolation, Qual, ept_walk, misconfigured
 from memspec.model.pte import EXEC, READ, WRITE, Pte
-from memspec.model.virt import NPF_FINAL, NPF_GPT, VM_EPT, VM_NPT, VirtModel
+from memspec.model.virt import VirtModel
+from memspec.model.walk import PageFault, Path, Use, walk
+from memspec.model.walk2d import NPF_FINAL, NPF_GPT, VM_EPT, VM_NPT, NestedFault
 from memspec.records import Outcome
 
 RWX = int(Ept.R | Ept.W | Ept.X)
@@ -112,6 +114,41 @@ def test_ept_execute_bit_and_guest_page_table_violation_bits():
     q = dict(w.outcome.detail)["exit_qualification"]
     assert w.clause == "sdm.ept.violation.guest-paging-entry" and q == Qual.READ | Qual.GLA_VALID
     assert dict(w.outcome.detail)["gpa"] == 0x12000
+
+
+def test_a_nested_refusal_is_the_guest_walks_result_as_a_value():
+    """The guest walk's nested step refuses the guest PD's gpa: the walk returns that value (no exception),
+    having read the two entries above it and not the PD entry; the 2-D walk makes it a VM exit."""
+    m = standard()
+    m.mem[0x212000 + 8 * 0x12] = 0                      # gpa page 0x12000 (the guest PD) not mapped by EPT
+    seen: list[int] = []
+
+    def read(hpa: int) -> int:
+        seen.append(hpa)
+        return m.read(hpa)
+
+    def nested(gpa: int) -> int | NestedFault:
+        res = m.nested_walk(m.vm, gpa)
+        return res.hpa(gpa) if isinstance(res, EptPath) else NestedFault(res, gpa, READ, True)
+    g = walk(read, m.vm.mode, m.vm.gcr3, 0x5008, READ, 3, nested=nested)
+    assert isinstance(g, NestedFault) and g.gpa == 0x12000 and g.table
+    assert isinstance(g.fault, EptViolation) and g.fault.clause == "sdm.ept.violation.pte-not-present"
+    assert seen == [0x410000, 0x411000]
+    w = m.walk_2d(m.vm, 0x5008, READ, 3, use_cache=False)
+    assert w.guest is None and w.outcome.signal == "EPT_VIOLATION" and w.guest_read == (0x10000, 0x11000)
+    assert w.exit_uses == g.fault.uses
+
+
+def test_without_a_nested_step_the_walk_reads_its_addresses_as_given():
+    """The hw walk (no nested step) reads each table address as a host address: from the guest PML4's hpa,
+    its entry's gpa 0x11000 is read as hpa 0x11000 (the harness pattern, a non-present PDPTE), exactly as
+    with an identity nested step; with the EPT as the step the same walk completes."""
+    m = standard()
+    plain = walk(m.read, m.vm.mode, 0x410000, 0x5008, READ, 3)
+    assert plain == walk(m.read, m.vm.mode, 0x410000, 0x5008, READ, 3, nested=lambda a: a)
+    assert isinstance(plain, PageFault) and plain.uses[1] == Use(0x11000, pattern(0x11000), 3)
+    through_ept = walk(m.read, m.vm.mode, 0x10000, 0x5008, READ, 3, nested=lambda a: m.software_gpa(m.vm, a))
+    assert isinstance(through_ept, Path) and through_ept.pa(0x5008) == 0x100008
 
 
 def test_ept_a_d_makes_guest_table_accesses_writes():
