@@ -212,9 +212,7 @@ class Sweep:
         write_text(os.path.join(self.o.out, "summary.txt"), "\n".join(self.report_lines()) + "\n")
         rdir = os.path.join(self.o.out, "reproducers")
         for key, rec in s.classes.items():
-            path = os.path.join(rdir, self.repro_name(key))
-            if not os.path.exists(path):
-                write_text(path, self.reproducer(key, rec))
+            write_text(os.path.join(rdir, self.repro_name(key)), self.reproducer(key, rec))
 
     @staticmethod
     def repro_name(key: str) -> str:
@@ -222,11 +220,12 @@ class Sweep:
         return f"{key.split(' | ')[1]}.{_slug(key)}.mst"
 
     def reproducer(self, key: str, rec) -> str:
-        kind, clause, exp, got = key.split(" | ")
+        kind, clause = key.split(" | ")[:2]
         items = build(self.space, np.array([rec.first]))
         combo = self.space.combination(rec.first)
         title = (f"target: {self.summary.target}\nlayer: hw\nclause: {clause}\n"
-                 f"sweep class ({kind}): {got} where {exp}: {rec.count:,} combinations\n"
+                 f"sweep class ({kind}): {class_title(key)}: {rec.count:,} combinations"
+                 + (f" (this one: {rec.example})" if rec.example else "") + "\n"
                  f"combination {rec.first} of the {self.summary.mode} space: "
                  + " ".join(f"{k}={v}" for k, v in combo.items())
                  + (f"\nexplained: {rec.why}" if rec.why else ""))
@@ -247,10 +246,11 @@ class Sweep:
         if s.classes:
             out.append("differing outcome classes:")
             for key, rec in sorted(s.classes.items(), key=lambda kv: -kv[1].count):
-                kind, clause, exp, got = key.split(" | ")
                 where = " ".join(s.where(self.space, rec))
-                out.append(f"  {got} where {exp}: {rec.count:,} combinations  [{clause}]"
+                out.append(f"  {class_title(key)}: {rec.count:,} combinations  [{key.split(' | ')[1]}]"
                            + (" EXPLAINED" if rec.why else ""))
+                if rec.example:
+                    out.append(f"      e.g. {rec.example}")
                 out.append(f"      where: {where or '(no single dimension)'}")
                 out.append(f"      reproducer: reproducers/{self.repro_name(key)} (combination {rec.first})")
                 if rec.why:
@@ -262,6 +262,12 @@ class Sweep:
         for clause, (judged, failed) in sorted(s.per_clause.items()):
             out.append(f"  {clause:<48} {judged:>12,} {failed:>10,}")
         return out
+
+
+def class_title(key: str) -> str:
+    """``allowed where #PF 0x1``, or for an error code that differs in some bits, ``#PF error code without P``."""
+    _kind, _clause, exp, got = key.split(" | ")
+    return got if exp == "#PF" else f"{got} where {exp}"
 
 
 def _slug(key: str) -> str:

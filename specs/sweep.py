@@ -37,6 +37,23 @@ def reference(items: Items, facts: dict[str, Any]) -> BatchResult:
                       canonical_check=True)
 
 
+_ERR_BITS = ((1, "P"), (2, "W"), (4, "U"), (8, "RSVD"), (16, "I/D"), (32, "PK"))
+
+
+def _bits_str(missing: int, extra: int) -> str:
+    """``without P`` / ``with PK`` / ``without P, with W``: how an error code differs (§4.7's names)."""
+    parts = []
+    if missing:
+        parts.append("without " + "|".join(n for b, n in _ERR_BITS if missing & b))
+    if extra:
+        parts.append("with " + "|".join(n for b, n in _ERR_BITS if extra & b))
+    return ", ".join(parts)
+
+
+def _example(ek: int, ecode: int, ok_: int, ocode: int, vector: int) -> str:
+    return f"{_outcome_str(ok_, ocode if ok_ == PF else vector)} where {_outcome_str(ek, ecode)}"
+
+
 def _outcome_str(kind: int, code: int, cr2_ok: bool = True) -> str:
     if kind == ALLOWED:
         return "allowed"
@@ -58,6 +75,7 @@ class Verdicts:
     keys: list[tuple[str, str, str, str]]       # per failing access, in order
     failing: np.ndarray                         # indexes into the batch
     clause: np.ndarray                          # per access, index into CLAUSES (0: allowed)
+    examples: dict = field(default_factory=dict)  # key -> (its first combination here, "observed where expected")
 
 
 def judge(items: Items, obs: Observed, facts: dict[str, Any]) -> Verdicts:
@@ -94,6 +112,7 @@ def judge(items: Items, obs: Observed, facts: dict[str, Any]) -> Verdicts:
     status = np.where(refused, 2, np.where(fail, 1, 0)).astype(np.uint8)
     failing = np.nonzero(fail)[0]
     keys: list[tuple[str, str, str, str]] = []
+    examples: dict[tuple[str, str, str, str], tuple[int, str]] = {}
     if failing.size:
         f = failing
         # the level the reference's walk ended at (names the clause of an allowed access)
@@ -118,23 +137,35 @@ def judge(items: Items, obs: Observed, facts: dict[str, Any]) -> Verdicts:
         base = len(CLAUSES) + 2
         ad_clause = np.where(ek == ALLOWED, np.where((ad_exp ^ ad_got) & dm, base + 1, base + 2),
                              np.where(ek == PF, base + 3, CLAUSES.index("sdm.canonical.gp")))
+        # a #PF with the right CR2 and another error code is classed by the bits that differ (so one
+        # cause is one class whatever the access's W/U/I bits); its first member gives the example
+        code_only = (cat == 0) & (ek == PF) & (ok_ == PF) & cr2_ok
+        exp_code = ref.errcode[f].astype(np.int64)
+        got_code = obs.errcode[f].astype(np.int64)
         rows = np.column_stack([
-            cat,
+            np.where(code_only, 3, cat),
             np.where(cat == 0, clause_out, np.where(cat == 1, leaf_name, ad_clause)),
-            np.where(cat == 0, ek, 0), np.where(cat == 0, ref.errcode[f].astype(np.int64), np.where(cat == 2, ad_exp, 0)),
-            np.where(cat == 0, ok_, 0), np.where(cat == 0, got_out, np.where(cat == 1, delta, ad_got)),
+            np.where(cat == 0, ek, 0),
+            np.where(code_only, exp_code & ~got_code, np.where(cat == 0, exp_code, np.where(cat == 2, ad_exp, 0))),
+            np.where(cat == 0, ok_, 0),
+            np.where(code_only, got_code & ~exp_code, np.where(cat == 0, got_out, np.where(cat == 1, delta, ad_got))),
             np.where(cat == 0, cr2_ok, 1).astype(np.int64)])
-        uniq, inv = np.unique(rows, axis=0, return_inverse=True)
+        uniq, first, inv = np.unique(rows, axis=0, return_index=True, return_inverse=True)
         text = []
-        for c, cl, a1, a2, b1, b2, b3 in uniq.tolist():
+        for (c, cl, a1, a2, b1, b2, b3), j in zip(uniq.tolist(), first.tolist()):
             if c == 0:
                 text.append(("outcome", names[cl], _outcome_str(a1, a2), _outcome_str(b1, b2, bool(b3))))
+            elif c == 3:
+                text.append(("outcome", names[cl], "#PF", "#PF error code " + _bits_str(a2, b2)))
             elif c == 1:
                 text.append(("translation", names[cl], "the reference's page", f"physical address {b2:+#x} from it"))
             else:
                 text.append(("a/d", names[cl], f"A/D {a2:#x}", f"A/D {b2:#x}"))
+            i = int(f[j])
+            examples[text[-1]] = (int(items.index[i]), _example(int(exp_kind[i]), int(ref.errcode[i]), int(obs.kind[i]),
+                                                                int(obs.errcode[i]), int(obs.vector[i])))
         keys = [text[j] for j in np.asarray(inv).reshape(-1).tolist()]
-    return Verdicts(status, keys, failing, ref.clause)
+    return Verdicts(status, keys, failing, ref.clause, examples)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,9 +177,10 @@ class ClassRecord:
     first: int = -1                                 # the lowest combination index (the reproducer)
     hist: list[list[int]] = field(default_factory=list)     # per dimension, members per value
     why: str = ""                                   # the cited difference that explains it, if any
+    example: str = ""                               # the first member's outcomes: "#PF 0x8 where #PF 0x9"
 
     def to_json(self) -> dict[str, Any]:
-        return {"count": self.count, "first": self.first, "hist": self.hist, "why": self.why}
+        return {"count": self.count, "first": self.first, "hist": self.hist, "why": self.why, "example": self.example}
 
 
 @dataclass
@@ -203,8 +235,9 @@ class Summary:
                         hist=[[0] * len(d.values) for d in space.dims], why=diffs_why(key[1]))
                 sel = np.array(members)
                 rec.count += sel.size
-                first = int(items.index[sel].min())
-                rec.first = first if rec.first < 0 else min(rec.first, first)
+                first, example = v.examples.get(key, (int(items.index[sel].min()), ""))
+                if rec.first < 0 or first < rec.first:
+                    rec.first, rec.example = first, example
                 for k, d in enumerate(space.dims):
                     for val, c in enumerate(np.bincount(digits[d.name][sel], minlength=len(d.values)).tolist()):
                         rec.hist[k][val] += c
@@ -235,7 +268,8 @@ class Summary:
     def from_json(cls, d: dict[str, Any]) -> "Summary":
         s = cls(d["target"], d["mode"], d["filter"], d["next_index"], d["judged"], d["passed"], d["failed"],
                 d["refused"], dict(d["unsupported"]), {k: list(v) for k, v in d["per_clause"].items()},
-                {k: ClassRecord(r["count"], r["first"], r["hist"], r.get("why", "")) for k, r in d["classes"].items()},
+                {k: ClassRecord(r["count"], r["first"], r["hist"], r.get("why", ""), r.get("example", ""))
+                 for k, r in d["classes"].items()},
                 d.get("hist_all", []), float(d.get("seconds", 0.0)))
         return s
 
