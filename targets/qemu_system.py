@@ -25,6 +25,9 @@ safely (an allowed access that would reach the harness's own memory) is answered
 the program is ``refused`` (unsupported) from that call on, never judged.  A guest that stops answering within the time limit is killed
 (``hang``); one that resets (a triple fault: QEMU runs with ``-no-reboot``) or
 reports an exception outside any probe is a ``crash``.
+
+This module builds the kernel, runs one boot of it (``Guest``) and holds the target;
+the command and answer lines are ``testkernel_wire``'s.
 """
 
 from __future__ import annotations
@@ -42,20 +45,18 @@ from importlib import resources
 from typing import Any
 
 from memspec.calls import layer_calls
-from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3
+from memspec.calls_hw import HARNESS_LOW, INITIAL_CR3
 from memspec.errors import SessionFailed, TargetError
 from memspec.program import Call, Program, Ref, eval_args
 from memspec.records import Observation, Outcome, RunResult, RunStatus
 
 from .base import Session, Target
 from .children import LIVE_GROUPS, kill_group
+from .testkernel_wire import (
+    FATAL_IF_ACCEPTED, VIRT_CALLS, VM_EPT, VM_NPT, HarnessRefused, Refused, _h, accepted_then_died, decode, encode,
+    parse_features, set_ram_end)
+from .toolchain import cache_dir
 from .versions import qemu_version
-
-OK = Outcome()
-EINVAL = Outcome(value=-1, errno="EINVAL")
-U64 = (1 << 64) - 1
-# the same names as the unicorn target's; others are "#V<n>"
-VECTORS = {0: "#DE", 6: "#UD", 8: "#DF", 12: "#SS", 13: "#GP", 14: "#PF"}
 
 # what the kernel installs as root[511] (testkernel/kernel.c HARNESS_ENTRY4/5)
 HARNESS_ENTRY4 = 0x5000 | 0x27
@@ -76,11 +77,6 @@ BOOT_CR0, BOOT_CR4, BOOT_EFER_NX, BOOT_EFER = 0x80010001, 0x20, 0xD00, 0x500
 
 # ---------------------------------------------------------------------------------------------
 # building the test kernel
-
-def cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "memspec")
-
 
 def _sources(defines: tuple[str, ...] = ()) -> tuple[dict[str, bytes], str]:
     root = resources.files("memspec.targets").joinpath("testkernel")
@@ -354,257 +350,6 @@ class Guest:
         self._drop_shm()
 
 
-def parse_features(line: str) -> dict[str, Any]:
-    """The kernel's ``F`` answer: vendor, then CPUID leaves in hex (see kernel.c features_reply)."""
-    parts = line.split()
-    if not parts or parts[0] != "F" or len(parts) != 14:
-        raise TargetError(f"bad feature line from the test kernel: {line!r}")
-    v = [int(x, 16) for x in parts[2:]]
-    fmax, fxmax, f1c, f1d, f7b, f7c, f7d, f81c, f81d, f88a, f8ad, ram = v
-    return {
-        "vendor": parts[1],
-        "maxphyaddr": (f88a & 0xFF) or 36,
-        "la57": bool(f7c >> 16 & 1),
-        "page1g": bool(f81d >> 26 & 1),
-        "pcid": bool(f1c >> 17 & 1),
-        "invpcid": bool(f7b >> 10 & 1),
-        "smep": bool(f7b >> 7 & 1),
-        "smap": bool(f7b >> 20 & 1),
-        "pku": bool(f7c >> 3 & 1),
-        "cet": bool(f7c >> 7 & 1 or f7d >> 20 & 1),
-        "nx": bool(f81d >> 20 & 1),
-        "pge": bool(f1d >> 13 & 1),
-        "svm": bool(f81c >> 2 & 1),
-        "npt": bool(f8ad & 1),
-        "ram": ram,
-        "cpuid": {"max_leaf": fmax, "max_ext_leaf": fxmax, "1.ecx": f1c, "1.edx": f1d, "7.ebx": f7b,
-                  "7.ecx": f7c, "7.edx": f7d, "80000001.ecx": f81c, "80000001.edx": f81d,
-                  "80000008.eax": f88a, "8000000a.edx": f8ad},
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# calls -> command lines, answer lines -> outcomes
-
-def _h(v: int) -> str:
-    return format(v & U64, "x")
-
-
-def encode(name: str, a: tuple[int, ...], vm_kinds: frozenset[int] = frozenset({2})) -> str | Outcome:
-    """The command line for one call, or the outcome when the harness refuses it here.
-    ``vm_kinds``: the nested-paging kinds this CPU runs (VM_NPT with SVM, VM_EPT with VMX)."""
-    if name in VIRT_CALLS or name in ("set_epte", "set_npte"):
-        return encode_virt(name, a, vm_kinds)
-    if name == "access":
-        la, acc, cpl, ac = a
-        if la % 8 or acc not in (0, 1, 2) or cpl not in (0, 3) or ac not in (0, 1) or not 0 <= la <= U64:
-            return EINVAL
-        return f"A {_h(la)} {acc} {cpl} {ac}"
-    if name == "set_pte":
-        table, idx, frame, flags = a
-        if not _table_ok(table, idx) or not 0 <= frame | flags <= U64:
-            return EINVAL
-        return f"W {_h(table + 8 * idx)} {_h(frame | flags)}"
-    if name == "read_pte":
-        table, idx = a
-        if not _table_ok(table, idx):
-            return EINVAL
-        return f"Q {_h(table + 8 * idx)}"
-    if name == "boot":
-        cr0, cr4, efer = a
-        if not all(0 <= x <= U64 for x in a):
-            return EINVAL
-        return f"B {_h(cr0)} {_h(cr4)} {_h(efer)}"
-    if name == "wrpkru":
-        if not 0 <= a[0] <= 0xFFFFFFFF:
-            return EINVAL
-        return f"K {_h(a[0])}"
-    if name == "invpcid":
-        kind, pcid, addr = a
-        return f"N {_h(kind)} {_h(pcid)} {_h(addr)}"
-    simple = {"mov_cr3": "3", "mov_cr4": "4", "mov_cr0": "0", "wrmsr_efer": "E", "invlpg": "I"}
-    if name in simple:
-        return f"{simple[name]} {_h(a[0])}"
-    raise TargetError(f"the qemu-system target does not implement {name}()")
-
-
-class HarnessRefused(Exception):
-    """The test kernel could not stage an operation (``r …``): the program is refused from this
-    call on (unsupported), which is no verdict on the CPU."""
-
-
-def decode(name: str, a: tuple[int, ...], reply: str) -> Outcome:
-    """One answer line -> the outcome, in the unicorn target's shapes.
-
-    ``k``: done (a fetch: the pattern's int3 ran, so the fetch was allowed); ``v X``: a load or
-    store completed and read X (or read_pte's entry); ``e …``: the program's mistake, refused
-    (EINVAL); ``r …``: the harness cannot stage it (raises ``HarnessRefused``); ``x V E C R``:
-    exception vector V with error code E, CR2 C (page faults), at RIP R."""
-    parts = reply.split()
-    if not parts:
-        raise TargetError("empty answer from the test kernel")
-    kind = parts[0]
-    if kind == "k":
-        return OK
-    if kind == "e":
-        return EINVAL
-    if kind == "r":
-        raise HarnessRefused(f"the test kernel cannot stage {name}({', '.join(hex(x) for x in a)}): "
-                             + reply[1:].strip())
-    if kind == "v":
-        return Outcome(value=int(parts[1], 16))
-    if kind == "n" and len(parts) == 5:
-        return decode_vmexit(name, a, parts)
-    if kind == "m" and len(parts) == 8:
-        return decode_vmx_exit(name, a, parts)
-    if kind != "x" or len(parts) != 5:
-        raise TargetError(f"unexpected answer from the test kernel to {name}: {reply!r}")
-    # an exception ended the operation: vector, error code, CR2 (for #PF), RIP
-    vec, err, cr2, _rip = (int(p, 16) for p in parts[1:])
-    if vec == 14:
-        return Outcome(signal="#PF", detail=(("cr2", cr2), ("errcode", err)))
-    return Outcome(signal=VECTORS.get(vec, f"#V{vec}"))
-
-
-# Writes the SDM says must raise #GP and that kill the harness when a CPU accepts them anyway
-# (QEMU 7.2 accepts CR4.PAE = 0 and CR0.PG = 0 in 64-bit mode, CR3 bits above MAXPHYADDR, ...).
-# A #GP would have reached the kernel's IDT and been answered; a guest that dies on one of
-# these without answering took the write: that is the observation, and the run then ends.
-FATAL_IF_ACCEPTED = frozenset({"mov_cr0", "mov_cr4", "mov_cr3", "wrmsr_efer"})
-
-
-def accepted_then_died(message: str) -> Outcome:
-    return Outcome(detail=(("guest", "died after the write was accepted: " + message),))
-
-
-def _table_ok(table: int, idx: int, top: int = HARNESS_SLOT - 1) -> bool:
-    return table % 4096 == 0 and HARNESS_LOW <= table and table + 4096 <= RAM_END and 0 <= idx <= top
-
-
-# ---------------------------------------------------------------------------------------------
-# the virt layer: AMD SVM with nested paging (RVI), and Intel VMX with EPT where the CPU has it
-# (Bochs; QEMU's TCG implements SVM but not VMX)
-
-VM_EPT, VM_NPT = 1, 2
-GUEST_SLOT_BASE = 511 << 39
-VIRT_CALLS = frozenset({"vm_boot", "vm_enter", "set_npte", "read_epte", "set_gpte", "read_gpte", "vm_cr3",
-                        "vm_access", "invept"})
-VMEXIT_VMMCALL, VMEXIT_NPF, VMEXIT_SWINT, VMEXIT_EXCP = 0x81, 0x400, 0x75, 0x40
-# VMX basic exit reasons (Intel SDM Vol. 3C Appendix C)
-EXIT_EXCEPTION, EXIT_VMCALL, EXIT_EPT_VIOLATION, EXIT_EPT_MISCONFIG = 0, 18, 48, 49
-# the EPT-violation exit-qualification bits memspec models (Table 28-7: bits 5:0, 7, 8); bits 9-12
-# (advanced information, NMI unblocking) depend on features the model does not describe
-QUAL_MODELLED = 0x1BF
-NO_VMX = "Intel EPT: QEMU's TCG has no VMX, so the qemu-system target runs AMD nested paging only"
-NO_SVM = "AMD nested paging: this CPU has VMX, not SVM (the vendor decides EPT or NPT)"
-
-
-class Refused(Exception):
-    """A call this peer cannot run at all (the other vendor's nested paging): the program is
-    refused, not judged."""
-
-
-def encode_virt(name: str, a: tuple[int, ...], vm_kinds: frozenset[int] = frozenset({VM_NPT})) -> str | Outcome:
-    def refuse(kind: int) -> None:
-        if kind not in vm_kinds:
-            raise Refused(NO_SVM if kind == VM_NPT else NO_VMX)
-    if name == "set_epte":
-        refuse(VM_EPT)
-    if name == "set_npte":
-        refuse(VM_NPT)
-    if name == "vm_boot":
-        vm, kind, root, eptp_flags, gcr3, gcr4, gefer = a
-        if kind in (VM_EPT, VM_NPT):
-            refuse(kind)
-        if not 0 <= vm < 4 or kind not in (VM_EPT, VM_NPT) or root % 4096 or not HARNESS_LOW <= root < RAM_END:
-            return EINVAL
-        if not gcr4 & 0x20 or not gefer & 0x100 or gcr3 % 4096 or not 0 <= gcr3 < GUEST_SLOT_BASE:
-            return EINVAL
-        if kind == VM_EPT:
-            if not 0 <= eptp_flags <= U64:
-                return EINVAL
-            return f"V {vm} {_h(root | eptp_flags)} {_h(gcr3)} {_h(gcr4)} {_h(gefer)}"
-        if eptp_flags:
-            return EINVAL
-        return f"G {vm} {_h(root)} {_h(gcr3)} {_h(gcr4)} {_h(gefer)}"
-    if name == "vm_enter":
-        return f"J {_h(a[0])}" if 0 <= a[0] < 4 else EINVAL
-    if name in ("set_npte", "set_epte"):
-        table, idx, frame, flags = a
-        if not _table_ok(table, idx, 511) or not 0 <= frame | flags <= U64:
-            return EINVAL
-        return f"U {_h(table + 8 * idx)} {_h(frame | flags)}"
-    if name == "read_epte":
-        table, idx = a
-        return f"Q {_h(table + 8 * idx)}" if _table_ok(table, idx, 511) else EINVAL
-    if name in ("set_gpte", "read_gpte"):
-        table, idx = a[0], a[1]
-        if table % 4096 or not 0 <= idx <= 511 or not 0 <= table < GUEST_SLOT_BASE:
-            return EINVAL
-        if name == "set_gpte":
-            frame, flags = a[2], a[3]
-            if not 0 <= frame | flags <= U64:
-                return EINVAL
-            return f"g {_h(table + 8 * idx)} {_h(frame | flags)}"
-        return f"h {_h(table + 8 * idx)}"
-    if name == "vm_cr3":
-        return f"C {_h(a[0])}" if a[0] % 4096 == 0 and 0 <= a[0] < GUEST_SLOT_BASE else EINVAL
-    if name == "vm_access":
-        gva, acc, cpl = a
-        if gva % 8 or acc not in (0, 1, 2) or cpl not in (0, 3) or not 0 <= gva < GUEST_SLOT_BASE:
-            return EINVAL
-        return f"Y {_h(gva)} {acc} {cpl}"
-    if name == "invept":
-        kind, root = a
-        if kind not in (1, 2) or kind == 1 and (root % 4096 or not HARNESS_LOW <= root < RAM_END):
-            return EINVAL
-        return f"T {kind} {_h(root)}"
-    raise TargetError(f"the qemu-system target does not implement {name}()")
-
-
-def decode_vmexit(name: str, a: tuple[int, ...], parts: list[str]) -> Outcome:
-    """``n EXITCODE EXITINFO1 EXITINFO2 RAX`` (AMD APM Vol. 2 Appendix C) -> the virt outcome."""
-    code, info1, info2, rax = (int(p, 16) for p in parts[1:5])
-    if code == VMEXIT_VMMCALL:
-        return Outcome(value=rax) if name == "vm_access" else OK
-    if name == "vm_access" and a[1] == 2 and code in (VMEXIT_EXCP + 3, VMEXIT_SWINT):
-        # the pattern's int3 ran: the fetch was allowed (QEMU exits with INTn for INT3, see the docstring)
-        return OK
-    if code == VMEXIT_NPF:
-        return Outcome(signal="#NPF", detail=(("exitinfo1", info1), ("exitinfo2", info2)))
-    if code == VMEXIT_EXCP + 14:
-        return Outcome(signal="#PF", detail=(("cr2", info2), ("errcode", info1)))
-    if VMEXIT_EXCP <= code < VMEXIT_EXCP + 32:
-        return Outcome(signal=VECTORS.get(code - VMEXIT_EXCP, f"#V{code - VMEXIT_EXCP}"))
-    return Outcome(signal=f"#VMEXIT{code:#x}", detail=(("exitinfo1", info1), ("exitinfo2", info2)))
-
-
-def decode_vmx_exit(name: str, a: tuple[int, ...], parts: list[str]) -> Outcome:
-    """``m REASON QUALIFICATION GPA GLA INTERRUPTION-INFO ERROR-CODE RAX`` (Intel SDM Vol. 3C
-    §28.2) -> the virt outcome: VMCALL ends an access with the value in RAX; an intercepted
-    exception is the guest's (a #PF with the error code and, in the exit qualification, the
-    linear address: CR2 is not loaded, §28.1); exit reasons 48 and 49 are EPT violations and
-    misconfigurations."""
-    reason, qual, gpa, gla, info, err, rax = (int(p, 16) for p in parts[1:8])
-    if reason == EXIT_VMCALL:
-        return Outcome(value=rax) if name == "vm_access" else OK
-    if reason == EXIT_EXCEPTION and info >> 31:
-        vec = info & 0xFF
-        if name == "vm_access" and a[1] == 2 and vec == 3:
-            return OK       # the pattern's int3 ran: the fetch was allowed
-        if vec == 14:
-            return Outcome(signal="#PF", detail=(("cr2", qual), ("errcode", err)))
-        return Outcome(signal=VECTORS.get(vec, f"#V{vec}"))
-    if reason == EXIT_EPT_VIOLATION:
-        detail = (("exit_qualification", qual & QUAL_MODELLED),) + ((("gla", gla),) if qual >> 7 & 1 else ())
-        return Outcome(signal="EPT_VIOLATION", detail=detail + (("gpa", gpa), ("exit_qualification_raw", qual)))
-    if reason == EXIT_EPT_MISCONFIG:
-        return Outcome(signal="EPT_MISCONFIG", detail=(("gpa", gpa),))
-    what = "VMENTRY_FAIL" if reason >> 31 else "VMEXIT"
-    return Outcome(signal=f"#{what}{reason & 0xFFFF}", detail=(("exit_qualification", qual), ("gpa", gpa)))
-
-
-RAM_END = 32 << 20      # replaced by what the kernel reports (it reads the multiboot memory size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -675,8 +420,7 @@ class TestKernelTarget(Target):
         if self._features is None:
             (line,) = self.guest.exchange(["F"], self.timeout)
             self._features = parse_features(line)
-            global RAM_END
-            RAM_END = self._features["ram"]
+            set_ram_end(self._features["ram"])
 
     def guest_exchange(self, lines: list[str]) -> list[str]:
         if self.guest is None or not self.guest.alive():
@@ -817,5 +561,6 @@ class QemuSystemTarget(TestKernelTarget):
         return dict(super().facts(), qemu_cpu=self.cpu, impl_version=qemu_version(find_qemu(self.binary)))
 
 
-__all__ = ["TestKernelTarget", "QemuSystemTarget", "Guest", "HarnessRefused", "build_kernel", "find_qemu", "parse_features", "encode",
-           "decode"]
+# the command language is testkernel_wire's; bochs.py and the tests still take these names from here
+__all__ = ["TestKernelTarget", "QemuSystemTarget", "Guest", "HarnessRefused", "build_kernel", "cache_dir", "find_qemu",
+           "parse_features", "encode", "decode", "VM_EPT", "VM_NPT"]
