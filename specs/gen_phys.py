@@ -35,6 +35,19 @@ KSIZES = (0, 1, 8, 9, 64, 65, 96, 97, 100, 128, 192, 193, 256, 1000, 2048, 4096,
           1 << 22, (1 << 22) + 1)
 CACHE_SIZES = (8, 24, 64, 192, 256, 700, 1024, 3000, 4096, 8192, 0, 40000, 1 << 22, (1 << 22) + 1)
 DMA_MASKS = (0xFFFFFF, 0xFFFFFFFF, 0xFFFFF, 0x3FFFFFF)
+DMA_SIZES = (0, 1, 4096, 5000, 9000, 1 << 20, 4 << 20, 8 << 20)
+ORDERS = (0, 0, 1, 1, 2, 3, 5, 9, 10, 10, 11)
+VMALLOC_SIZES = (0, 1, 4096, 10000, 1 << 20, 5 << 20, 40 << 20, 80 << 20)
+
+
+def heap_size(r: Chooser) -> int:
+    """A heap request: mostly a boundary that matters (``HEAP_SIZES``), sometimes any size up to 20000,
+    rarely one no heap can give (``HUGE_SIZES``)."""
+    if r.chance(3):
+        return r.choice(HUGE_SIZES)
+    if r.chance(70):
+        return r.choice(HEAP_SIZES)
+    return r.integer(1, 20000)
 
 
 def _num(v: int) -> Int:
@@ -87,12 +100,7 @@ class PhysGen:
         self.calls.append(Call(name, tuple(args), result))
 
     def heap_size(self) -> int:
-        r = self.r
-        if r.chance(3):
-            return r.choice(HUGE_SIZES)
-        if r.chance(70):
-            return r.choice(HEAP_SIZES)
-        return r.integer(1, 20000)
+        return heap_size(self.r)
 
     def step(self) -> None:
         r = self.r
@@ -183,7 +191,7 @@ class PhysGen:
         if c == "buddy_free" and not self.pages:
             c = "buddy_alloc" if self.ok("buddy_alloc") else c
         if c == "buddy_alloc":
-            order = r.choice((0, 0, 1, 1, 2, 3, 5, 9, 10, 10, 11))
+            order = r.choice(ORDERS)
             node = r.choice((-1, -1, 0, 1, 2))
             gfp = r.choice(((), (), ("GFP_KERNEL",), ("GFP_DMA",), ("GFP_THISNODE",)))
             n = self.name("b")
@@ -252,7 +260,7 @@ class PhysGen:
             c = "vmalloc"
         if c == "vmalloc":
             n = self.name("v")
-            size = r.choice((0, 1, 4096, 10000, 1 << 20, 5 << 20, 40 << 20, 80 << 20))
+            size = r.choice(VMALLOC_SIZES)
             self.emit(c, _num(size), result=n)
             if size:
                 self.areas.append((n, size))
@@ -273,7 +281,7 @@ class PhysGen:
             if not self.ok("dma_alloc_coherent"):
                 return
             n = self.name("d")
-            self.emit("dma_alloc_coherent", _num(r.choice((0, 1, 4096, 5000, 9000, 1 << 20, 4 << 20, 8 << 20))),
+            self.emit("dma_alloc_coherent", _num(r.choice(DMA_SIZES)),
                       _num(r.choice(DMA_MASKS)), result=n)
             self.dmas.append(n)
         else:

@@ -26,13 +26,21 @@ from memspec.program import Call, Flags, Int, Program, Ref
 from memspec.records import Outcome
 from memspec.errors import SessionFailed
 
+from . import gen_phys
+from .choose import DrawChooser
 from .failures import ConformanceFailure
+from .machine_rules import needs as has, remove_unrunnable
 from .step import Stepper
 
-HEAP_SIZES = st.sampled_from((0, 1, 15, 16, 17, 100, 1000, 4095, 4096, 4097, 5000, 8192, 9000, 131072, 131073)) \
-    | st.integers(1, 20000)
-ORDERS = st.sampled_from((0, 0, 1, 2, 3, 5, 10, 11))
 VALUES = st.integers(0, 255)
+
+
+def _size(data) -> int:
+    return gen_phys.heap_size(DrawChooser(data))
+
+
+def _pick(data, vocabulary: tuple[int, ...]) -> int:
+    return DrawChooser(data).choice(vocabulary)
 
 
 def machine(target: Any, facts: dict[str, Any] | None = None,
@@ -44,14 +52,6 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
         from memspec.calls_phys import ALLOCATORS
         calls = ALLOCATORS[allocator] if calls is None else ALLOCATORS[allocator] & calls
     unsupported_steps: dict[str, int] = {}      # clause -> steps the target refused to run
-
-    def has(*names: str):
-        """Mark a rule with the calls it makes; rules the target cannot run are removed below
-        (not merely preconditioned: Hypothesis would waste its draws on them)."""
-        def mark(f):
-            f._phys_needs = names
-            return f
-        return mark
 
     class PhysMachine(RuleBasedStateMachine):
         blocks = Bundle("blocks")      # (name, address, size) of live heap blocks
@@ -114,32 +114,37 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
             return multiple()
 
         @has("malloc")
-        @rule(target=blocks, size=HEAP_SIZES)
-        def malloc(self, size: int):
+        @rule(target=blocks, data=st.data())
+        def malloc(self, data):
+            size = _size(data)
             name, o = self.do("malloc", Int(size), result=True)
             return self._block(name, o, size)
 
         @has("calloc")
-        @rule(target=blocks, n=st.integers(0, 64), size=HEAP_SIZES)
-        def calloc(self, n: int, size: int):
+        @rule(target=blocks, n=st.integers(0, 64), data=st.data())
+        def calloc(self, n: int, data):
+            size = _size(data)
             name, o = self.do("calloc", Int(n), Int(size), result=True)
             return self._block(name, o, n * size)
 
         @has("posix_memalign")
-        @rule(target=blocks, align=st.sampled_from((8, 16, 24, 64, 4096, 3)), size=HEAP_SIZES)
-        def posix_memalign(self, align: int, size: int):
+        @rule(target=blocks, data=st.data())
+        def posix_memalign(self, data):
+            align, size = _pick(data, gen_phys.ALIGNS), _size(data)
             name, o = self.do("posix_memalign", Int(align), Int(size), result=True)
             return self._block(name, o, size)
 
         @has("aligned_alloc")
-        @rule(target=blocks, align=st.sampled_from((16, 64, 256, 4096)), size=HEAP_SIZES)
-        def aligned_alloc(self, align: int, size: int):
+        @rule(target=blocks, data=st.data())
+        def aligned_alloc(self, data):
+            align, size = _pick(data, gen_phys.ALIGNS), _size(data)
             name, o = self.do("aligned_alloc", Int(align), Int(size), result=True)
             return self._block(name, o, size)
 
         @has("realloc")
-        @rule(target=blocks, b=consumes(blocks), size=HEAP_SIZES)
-        def realloc(self, b, size: int):
+        @rule(target=blocks, b=consumes(blocks), data=st.data())
+        def realloc(self, b, data):
+            size = _size(data)
             name, o = self.do("realloc", Ref(b[0]), Int(size), result=True)
             return self._block(name, o, size)
 
@@ -172,9 +177,10 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
         # -- buddy ------------------------------------------------------------------
 
         @has("buddy_alloc")
-        @rule(target=pages, order=ORDERS, node=st.sampled_from((-1, 0, 1)),
-              gfp=st.sampled_from(((), ("GFP_DMA",), ("GFP_THISNODE",))))
-        def buddy_alloc(self, order: int, node: int, gfp):
+        @rule(target=pages, node=st.sampled_from((-1, 0, 1)),
+              gfp=st.sampled_from(((), ("GFP_DMA",), ("GFP_THISNODE",))), data=st.data())
+        def buddy_alloc(self, node: int, gfp, data):
+            order = _pick(data, gen_phys.ORDERS)
             name, o = self.do("buddy_alloc", Int(order), Int(node), Flags(gfp) if gfp else Int(0), Int(5), result=True)
             return name if o.ok and o.value is not None and o.value > 0 else multiple()
 
@@ -192,8 +198,9 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
         # -- slab and kmalloc -----------------------------------------------------
 
         @has("kmem_cache_create")
-        @rule(target=caches, size=st.sampled_from((8, 24, 192, 1024, 4096, 9000, 40000, 1 << 22, (1 << 22) + 1)))
-        def cache_create(self, size: int):
+        @rule(target=caches, data=st.data())
+        def cache_create(self, data):
+            size = _pick(data, gen_phys.CACHE_SIZES)
             name, o = self.do("kmem_cache_create", Int(size), result=True)
             return name if o.ok and o.value and o.value > 0 else multiple()
 
@@ -214,8 +221,9 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
             self.do("kmem_cache_shrink", Ref(c), result=True)
 
         @has("kmalloc")
-        @rule(target=kobjs, size=st.sampled_from((0, 8, 100, 192, 5000, 8193, 1 << 20)) | st.integers(1, 9000))
-        def kmalloc(self, size: int):
+        @rule(target=kobjs, data=st.data())
+        def kmalloc(self, data):
+            size = _pick(data, gen_phys.KSIZES)
             name, o = self.do("kmalloc", Int(size), result=True)
             return name if o.ok and o.value and o.value > 16 else multiple()
 
@@ -228,8 +236,9 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
         # -- vmalloc and DMA ----------------------------------------------------------
 
         @has("vmalloc", "vmalloc_to_pfn")
-        @rule(target=areas, size=st.sampled_from((1, 4096, 10000, 1 << 20)))
-        def vmalloc(self, size: int):
+        @rule(target=areas, data=st.data())
+        def vmalloc(self, data):
+            size = _pick(data, gen_phys.VMALLOC_SIZES)
             name, o = self.do("vmalloc", Int(size), result=True)
             if o.ok and o.value and o.value > 0:
                 self.do("vmalloc_to_pfn", Ref(name), result=True)
@@ -242,9 +251,9 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
             self.do("vfree", Ref(v))
 
         @has("dma_alloc_coherent")
-        @rule(target=dmas, size=st.sampled_from((1, 9000, 1 << 20, 4 << 20)),
-              mask=st.sampled_from((0xFFFFFF, 0xFFFFFFFF, 0xFFFFF)))
-        def dma_alloc(self, size: int, mask: int):
+        @rule(target=dmas, data=st.data())
+        def dma_alloc(self, data):
+            size, mask = _pick(data, gen_phys.DMA_SIZES), _pick(data, gen_phys.DMA_MASKS)
             name, o = self.do("dma_alloc_coherent", Int(size), Int(mask), result=True)
             return name if o.ok and o.value and o.value > 0 else multiple()
 
@@ -357,10 +366,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
         def bind_never_off_node(self) -> None:
             self.fail_if(self.model.bind_never_off_node())
 
-    for attr, value in list(vars(PhysMachine).items()):
-        needs = getattr(value, "_phys_needs", None)
-        if needs and calls is not None and not all(n in calls for n in needs):
-            delattr(PhysMachine, attr)
+    remove_unrunnable(PhysMachine, calls)
     PhysMachine.__name__ = PhysMachine.__qualname__ = \
         f"PhysMachine_{target.name.replace(':', '_')}" + (f"_{allocator}" if allocator else "")
     PhysMachine.unsupported_steps = unsupported_steps     # type: ignore[attr-defined]
