@@ -150,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target", "-t", metavar="T", help="override the target named in the file")
     r.add_argument("--timeout", type=_seconds, default=10.0, metavar="S")
 
+    rp = sub.add_parser("repro", help="write a standalone C reproducer of a saved program (os on linux; malloc family)",
+                        description="Run FILE once on the target, replay the run through the model, and write a C99 "
+                                    "file (libc only) that makes the same calls in the same processes and checks each "
+                                    "outcome the model allows, with a README: build it with cc -O2, run it without "
+                                    "memspec. The os layer on linux, the phys layer's malloc family on libc or "
+                                    "malloc:NAME.")
+    rp.add_argument("file")
+    rp.add_argument("--target", "-t", metavar="T", help="override the target named in the file")
+    rp.add_argument("--out", metavar="DIR", help="folder for repro.c and README.md (default memspec-repro/NAME)")
+    rp.add_argument("--timeout", type=_seconds, default=10.0, metavar="S")
+
     sw = sub.add_parser("sweep", help="every combination of the x86 walk's permission space, run in batches and judged",
                         description="Enumerate the hw layer's permission space (docs/sweep.md), run it on the target "
                                     "in batches and judge every access with the vectorised reference walk. Exit 1 if a "
@@ -338,8 +349,16 @@ def cmd_experiment(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repro(a: argparse.Namespace) -> int:
+    from .repro import repro
+    folder, r = repro(a.file, a.target, a.out, a.timeout)
+    print(f"wrote {folder}/repro.c and {folder}/README.md (memspec's verdict on {r.target}: {r.verdict}; "
+          f"build: cc -O2 -o repro {folder}/repro.c)")
+    return 0
+
+
 COMMANDS = {"check": cmd_check, "compare": cmd_compare, "replay": cmd_replay, "clauses": cmd_clauses, "serve": cmd_serve,
-            "fuzz": cmd_fuzz, "experiment": cmd_experiment, "bench": cmd_bench, "sweep": cmd_sweep}
+            "fuzz": cmd_fuzz, "experiment": cmd_experiment, "bench": cmd_bench, "sweep": cmd_sweep, "repro": cmd_repro}
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

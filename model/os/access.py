@@ -19,7 +19,7 @@ from memspec.records import OK, Outcome
 from .. import fault, pressure
 from ..expect import Expect, exactly
 from ..pages import Page
-from .rules import Rule
+from ..rules import Rule
 from ..pte import EXEC, READ, WRITE
 from .state import HPAGE, PAGE_MASK, PROT_R, PROT_W, PROT_X, Mm, OsState, Pte, Vma
 

@@ -21,7 +21,7 @@ from memspec.records import Outcome
 from .. import fault, pressure
 from ..expect import Expect, errno, exactly
 from ..pages import MemObject, Page
-from .rules import Rule, unchanged
+from ..rules import Rule
 from .state import HPAGE, PAGE_MASK, U64, Mm, OsState, page_align
 
 
@@ -301,5 +301,5 @@ def _resident(sys: OsState, mm: Mm, page: int) -> bool | None:
 RULES = {
     "madvise": Rule(expect_madvise, apply_madvise),
     "msync": Rule(expect_msync, apply_msync),
-    "mincore": Rule(expect_mincore, unchanged),
+    "mincore": Rule(expect_mincore),
 }

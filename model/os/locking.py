@@ -20,7 +20,7 @@ from memspec.records import Outcome
 
 from .. import fault
 from ..expect import Expect, errno, exactly
-from .rules import Rule
+from ..rules import Rule
 from .state import PAGE_MASK, PROT_R, PROT_W, PROT_X, U64, Mm, OsState, can_do_mlock, page_align
 
 

@@ -20,7 +20,7 @@ from memspec.records import OK, Outcome
 
 from .. import fault
 from ..expect import Expect, errno, exactly, or_errno
-from .rules import Rule
+from ..rules import Rule
 from .state import LLONG_MAX, PAGE_MASK, PROT_W, PROT_X, U64, Mm, OsState, Vma, can_do_mlock, page_align
 
 MAP_TYPE = 0x0F
@@ -382,7 +382,9 @@ def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, lengt
             fault.flush_tlb_page(mm, page)
 
 
-def expect_mremap(sys: OsState, mm: Mm, addr: int, old_size: int, new_size: int, flags: int, new_addr: int) -> Expect:
+def expect_mremap(sys: OsState, mm: Mm, old_addr: int, old_size: int, new_size: int, flags: int,
+                  new_addr: int) -> Expect:
+    addr = old_addr        # mm/mremap.c names it addr
     exp = _mremap_expect(sys, mm, addr, old_size, new_size, flags, new_addr)
     if flags & MREMAP["MREMAP_DONTUNMAP"] and not sys.has("MREMAP_DONTUNMAP") and not exp.default.errno:
         return errno("linux.mremap.einval-flags", "EINVAL")
@@ -484,8 +486,9 @@ def _vma_extent(sys: OsState, mm: Mm, addr: int) -> tuple[int, int, Vma] | None:
     return s, e, v
 
 
-def apply_mremap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, old_size: int, new_size: int, flags: int,
-                 new_addr: int) -> None:
+def apply_mremap(sys: OsState, proc: str, mm: Mm, o: Outcome, old_addr: int, old_size: int, new_size: int,
+                 flags: int, new_addr: int) -> None:
+    addr = old_addr
     if not o.ok or o.value is None:
         return
     old_len, new_len = page_align(old_size), page_align(new_size)

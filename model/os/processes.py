@@ -19,7 +19,7 @@ from memspec.records import OK, Outcome
 from .. import fault
 from ..expect import Expect, errno, exactly, or_errno
 from ..pages import ZERO_PAGE
-from .rules import Rule
+from ..rules import Rule
 from .state import PROT_W, Fd, Mm, OsState, Pte
 
 NOBODY = 65534         # the unprivileged user and group drop_privileges switches to
