@@ -996,7 +996,8 @@ static void sweep_item(u64 *a, int n) {
         if (!pa_ok(table) || (lvl == levels && idx == HARNESS_SLOT)) break;
         where[nw++] = table + 8 * idx;
         if (!(e & 1) || lvl == 1 || ((lvl == 2 || lvl == 3) && (e & 0x80))) break;
-        table = e & 0x000FFFFFFFFFF000UL;
+        /* the next table's address is bits M-1:12 (bits 51:M are reserved, not address) */
+        table = e & ((1UL << maxphy) - 1) & ~0xFFFUL;
     }
     if (nw == 0 || !(nw == levels || !(a[8 + nw - 1] & 1) || (a[8 + nw - 1] & 0x80))) {
         reply_e("tree outside the program's memory"); return;

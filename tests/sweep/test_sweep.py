@@ -208,8 +208,9 @@ def test_sweep_lines_and_answers() -> None:
 
 # --- the emulators ------------------------------------------------------------------------------------
 
-SHORT = ("variant in (none, leaf51) and leaf==4k and wp==1 and smep==0 and smap==0 and pk==off and nxe==1 "
+SHORT = ("variant in (none, leaf51, dir51) and leaf==4k and wp==1 and smep==0 and smap==0 and pk==off and nxe==1 "
          "and dir_rw==1 and dir_us==1 and dir_nx==0 and leaf_a==0 and leaf_d==0")
+WITHOUT_P = "outcome | sdm.walk.{}.rsvd-maxphy | #PF | #PF error code without P"
 
 
 def test_a_short_sweep_of_qemu_system(tmp_path) -> None:
@@ -223,14 +224,15 @@ def test_a_short_sweep_of_qemu_system(tmp_path) -> None:
         s = sw.run()
     finally:
         target.close()
-    assert s.judged == sw.total == 2 * 2 * 2 * 3 * 2 * 16 and s.refused == 0
-    # QEMU 7.2 drops P from reserved-bit error codes: one class, explained, whatever the access
-    assert list(s.classes) == ["outcome | sdm.walk.pte.rsvd-maxphy | #PF | #PF error code without P"], list(s.classes)
-    rec = s.classes["outcome | sdm.walk.pte.rsvd-maxphy | #PF | #PF error code without P"]
-    assert rec.why and rec.example in ("#PF 0xc where #PF 0xd", "#PF 0x8 where #PF 0x9")
-    assert {"variant=leaf51", "leaf_p=1", "dir_p=1"} <= set(s.where(sw.space, rec))
-    assert rec.count == s.failed == s.judged // 8 and s.passed == s.judged - rec.count     # leaf51, dir_p, leaf_p
-    assert exit_code(s) == 0
+    assert s.judged == sw.total == 3 * 2 * 2 * 3 * 2 * 16 and s.refused == 0
+    # QEMU 7.2 drops P from reserved-bit error codes: one class per clause, explained, whatever the access
+    assert sorted(s.classes) == [WITHOUT_P.format("pde"), WITHOUT_P.format("pte")], list(s.classes)
+    pte, pde = s.classes[WITHOUT_P.format("pte")], s.classes[WITHOUT_P.format("pde")]
+    assert pte.why and pde.why and pte.example in ("#PF 0xc where #PF 0xd", "#PF 0x8 where #PF 0x9")
+    assert {"variant=leaf51", "leaf_p=1", "dir_p=1"} <= set(s.where(sw.space, pte))
+    assert {"variant=dir51", "dir_p=1"} <= set(s.where(sw.space, pde))
+    assert pte.count == s.judged // 12 and pde.count == s.judged // 6         # leaf51, dir_p, leaf_p / dir51, dir_p
+    assert s.passed == s.judged - pte.count - pde.count and exit_code(s) == 0
 
 
 def test_a_short_sweep_of_unicorn(tmp_path) -> None:
@@ -245,4 +247,4 @@ def test_a_short_sweep_of_unicorn(tmp_path) -> None:
     finally:
         target.close()
     # unicorn's QEMU 5.0 reports P|RSVD: no class at all
-    assert s.judged == 2 * 2 * 3 * 2 * 16 and s.failed == 0 and not s.classes
+    assert s.judged == 3 * 2 * 3 * 2 * 16 and s.failed == 0 and not s.classes and s.refused == 0
