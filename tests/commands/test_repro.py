@@ -1,0 +1,185 @@
+"""``memspec repro``: the C reproducer gives memspec's verdict without memspec.
+
+Every os suite program and every saved os counterexample on ``linux``, and the malloc findings on
+their libraries: built with ``cc -O2``, the C file exits 0 where memspec passes the program and 1
+where it fails it.  Preloaded shims that break one law show that the C checks catch a broken
+implementation that the real one does not."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memspec.commands.repro import repro
+from memspec.errors import UsageError
+from memspec.fuzz.differential import execute
+from memspec.program import load
+from memspec.targets.libc import PRELOAD
+from memspec.targets.registry import make_target
+
+from ..conftest import missing_peer
+
+ROOT = Path(__file__).resolve().parents[2]
+OS_SUITE = sorted((ROOT / "specs" / "suite" / "os").glob("*.mst"))
+BROKEN = sorted((ROOT / "tests" / "broken" / "repro").glob("*.mst"))
+FINDINGS = sorted((ROOT / "docs" / "findings" / "programs").glob("*.mst"))
+LIBDIR = Path("/usr/lib/x86_64-linux-gnu")
+
+
+def cc() -> str:
+    c = shutil.which("cc") or shutil.which("gcc")
+    if c is None:
+        pytest.fail("the reproducers are built with cc: apt-get install gcc (tools/test.sh does)")
+    return c
+
+
+def build(folder: Path) -> Path:
+    exe = folder / "repro"
+    subprocess.run([cc(), "-O2", "-std=c99", "-o", str(exe), str(folder / "repro.c")], check=True,
+                   capture_output=True, text=True)
+    return exe
+
+
+def run_c(exe: Path, preload: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if preload:
+        env["LD_PRELOAD"] = preload
+    return subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, env=env, cwd=exe.parent)
+
+
+def memspec_verdict(path: Path, spec: str) -> str:
+    """memspec's own verdict, as `memspec replay` reaches it: pass, fail or not applicable."""
+    prog = load(str(path))
+    t = make_target(spec)
+    try:
+        if t.calls is not None and {c.name for c in prog.calls} - set(t.calls):
+            return "not applicable"
+        j = execute(t, prog, t.facts(), observe="end")
+    finally:
+        t.close()
+    f = j.failure
+    if f is None:
+        return "pass"
+    return "not applicable" if f.verdict.value == "unsupported" else f.verdict.value
+
+
+def agree(path: Path, spec: str, tmp_path: Path, preload: str | None = None) -> tuple[str, subprocess.CompletedProcess | None]:
+    try:
+        folder, r = repro(str(path), spec, str(tmp_path / "out"))
+    except UsageError as e:
+        assert "not applicable" in str(e), e
+        assert memspec_verdict(path, spec) == "not applicable"
+        return "not applicable", None
+    proc = run_c(build(Path(folder)), preload)
+    want = {"pass": 0, "fail": 1}[r.verdict]
+    assert proc.returncode == want, (r.verdict, proc.stdout, proc.stderr)
+    return r.verdict, proc
+
+
+@pytest.mark.parametrize("path", OS_SUITE, ids=[p.stem for p in OS_SUITE])
+def test_os_suite_program_gives_memspecs_verdict_on_linux(path, tmp_path):
+    verdict, proc = agree(path, "linux", tmp_path)
+    if proc is not None:
+        assert ("CONFORMS" in proc.stdout) == (verdict == "pass"), proc.stdout
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=[p.stem for p in BROKEN])
+def test_saved_os_counterexample_gives_memspecs_verdict_on_linux(path, tmp_path):
+    agree(path, "linux", tmp_path)
+
+
+@pytest.mark.parametrize("path", FINDINGS, ids=[p.stem for p in FINDINGS])
+def test_malloc_finding_reproduces_without_memspec(path, tmp_path):
+    spec = load(str(path)).meta("target")
+    lib = LIBDIR / PRELOAD[spec.split(":", 1)[1]][0]
+    if not lib.exists():
+        missing_peer(spec, f"{lib} is not installed (Debian: libtcmalloc-minimal4, libjemalloc2, libmimalloc2.0)")
+    verdict, proc = agree(path, spec, tmp_path, preload=str(lib))
+    assert verdict == "fail"
+    clause = load(str(path)).meta("clause")
+    assert "DIVERGES at call" in proc.stdout and f"clause:   {clause}" in proc.stdout, proc.stdout
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert clause in readme and "LD_PRELOAD=" in readme and lib.name in readme
+
+
+# --- the C checks catch a broken implementation ------------------------------------------------
+
+CALLOC_SHIM = r'''
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+extern void *__libc_calloc(size_t, size_t);
+/* broken on purpose: an overflowing calloc returns NULL without ENOMEM */
+void *calloc(size_t n, size_t s) { if (s && n > SIZE_MAX / s) { errno = 0; return 0; } return __libc_calloc(n, s); }
+'''
+
+SYSCALL_SHIM = r'''
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <sys/syscall.h>
+/* broken on purpose: mmap with length 0 fails with ENOMEM instead of EINVAL */
+long syscall(long nr, ...) {
+  va_list ap; long a[6];
+  va_start(ap, nr); for (int i = 0; i < 6; i++) a[i] = va_arg(ap, long); va_end(ap);
+  if (nr == SYS_mmap && a[1] == 0) { errno = ENOMEM; return -1; }
+  long (*real)(long, ...) = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+  return real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+'''
+
+
+def shim(tmp_path: Path, name: str, source: str) -> str:
+    c = tmp_path / f"{name}.c"
+    c.write_text(source)
+    so = tmp_path / f"{name}.so"
+    subprocess.run([cc(), "-shared", "-fPIC", "-O2", "-o", str(so), str(c), "-ldl"], check=True)
+    return str(so)
+
+
+def test_c_file_catches_a_broken_calloc_that_glibc_does_not_break(tmp_path):
+    prog = tmp_path / "calloc.mst"
+    prog.write_text("big = calloc(0x100000000, 0x100000000)\n")
+    so = shim(tmp_path, "calloc", CALLOC_SHIM)
+    folder, r = repro(str(prog), f"malloc:{so}", str(tmp_path / "broken"))
+    assert r.verdict == "fail"
+    out = run_c(build(Path(folder)), so)
+    assert out.returncode == 1 and "clause:   posix.calloc.enomem" in out.stdout
+    assert "expected: NULL with errno ENOMEM" in out.stdout and "observed: 0" in out.stdout
+    # the same file on glibc itself conforms
+    assert run_c(Path(folder) / "repro").returncode == 0
+
+
+def test_os_reproducer_catches_a_kernel_answer_the_model_refuses(tmp_path):
+    # made where the kernel is right (linux passes), run where mmap(len=0) answers ENOMEM
+    folder, r = repro(str(ROOT / "tests" / "broken" / "repro" / "len0-wrong-errno.mst"), "linux", str(tmp_path / "r"))
+    assert r.verdict == "pass"
+    exe = build(Path(folder))
+    assert run_c(exe).returncode == 0
+    out = run_c(exe, shim(tmp_path, "len0", SYSCALL_SHIM))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "DIVERGES at call 1" in out.stdout and "clause:   posix.mmap.einval-len0" in out.stdout
+    assert "expected: -1 EINVAL" in out.stdout and "observed: -1 ENOMEM" in out.stdout
+    assert "POSIX" in out.stdout        # the clause's citation
+
+
+def test_cli_writes_the_file_and_a_readme(tmp_path):
+    prog = ROOT / "specs" / "suite" / "os" / "08-fork-cow.mst"
+    r = subprocess.run([sys.executable, "-m", "memspec.commands.cli", "repro", str(prog), "--target", "linux",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "verdict on linux: pass" in r.stdout
+    readme = (tmp_path / "README.md").read_text()
+    assert "cc -O2 -o repro repro.c" in readme and "Seen on: target `linux`" in readme
+    src = (tmp_path / "repro.c").read_text()
+    assert "fork()" in src and "sigsetjmp" in src and "#include <Python.h>" not in src
+    bad = subprocess.run([sys.executable, "-m", "memspec.commands.cli", "repro", str(prog), "--target", "qemu"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "os layer on the linux target" in bad.stderr
