@@ -308,9 +308,4 @@ def main(opts: SweepOptions, out: TextIO = sys.stdout) -> int:
         target.close()
 
 
-def describe_space(mode: str = "4level") -> str:
-    space = Space(mode)
-    return f"{space.size:,} combinations per mode:\n" + space.describe()
-
-
-__all__ = ["SweepOptions", "Sweep", "main", "exit_code", "describe_space"]
+__all__ = ["SweepOptions", "Sweep", "main", "exit_code", "class_title"]
