@@ -1,29 +1,21 @@
-"""What a phys allocator's rules are made of: one ``Rule`` per call, a table of them by
-call name, and the outcomes and checks the allocators share.
+"""The outcomes and checks the phys allocators' rules share.
 
-A rule is two plain functions of the phys model: ``expect(m, *args) -> Expect`` (what
-the clauses allow now, each naming its clause) and ``apply(m, outcome, *args)`` (adopt
-an allowed outcome as what happened; ``None`` when the call changes nothing).  Each
-allocator module (``buddy``, ``slab``, ``vmalloc``, ``dma``, ``numa``, ``heap``,
-``gc``) exports its table as ``RULES``; ``model.phys`` composes them and ``compose``
-checks the result against the call table: a call without a rule, a rule without a
-call, a call with two rules, or a rule whose parameters are not the call's fails at
-import, not at the first program that uses it.
+A phys rule (``model.rules.Rule``) is two plain functions of the phys model:
+``expect(m, *args) -> Expect`` (what the clauses allow now, each naming its clause) and
+``apply(m, outcome, *args)`` (adopt an allowed outcome as what happened; ``None`` when the
+call changes nothing).  Each allocator module (``buddy``, ``slab``, ``vmalloc``, ``dma``,
+``numa``, ``heap``, ``gc``) exports its table as ``RULES``; ``model.phys`` composes them
+with ``model.rules.compose``.
 
-Worked example::
-
-    RULES = table(Rule("buddy_free", expect_buddy_free, apply_buddy_free))
-    compose("phys", buddy.RULES, slab.RULES, ...)["buddy_free"].expect(m, pfn)
+Worked example: ``checked("linux.buddy.alloc", OK0, "a free block", not_failed(...))``
+accepts an outcome only if every check passes, and a refusal names the first failing
+check's clause.
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable
 
-from memspec.calls import CALLS
 from memspec.records import Outcome
 
 from .expect import Expect
@@ -36,52 +28,6 @@ NULL_ENOMEM = Outcome(value=0, errno="ENOMEM")
 NULL_EINVAL = Outcome(value=0, errno="EINVAL")
 
 Check = tuple[str, Callable[[Outcome], str | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One call's rule: ``expect(m, *args)`` and, if the call changes state, ``apply(m, outcome, *args)``."""
-
-    call: str
-    expect: Callable[..., Expect]
-    apply: Callable[..., None] | None = None
-
-
-Rules = Mapping[str, Rule]
-
-
-def table(*rules: Rule) -> Rules:
-    """One allocator's rules by call name; a call given twice is an error."""
-    out: dict[str, Rule] = {}
-    for r in rules:
-        if r.call in out:
-            raise ValueError(f"two rules for {r.call!r}")
-        out[r.call] = r
-    return MappingProxyType(out)
-
-
-def _params(f: Callable[..., object], skip: int) -> tuple[str, ...]:
-    return tuple(inspect.signature(f).parameters)[skip:]
-
-
-def compose(layer: str, *tables: Rules) -> Rules:
-    """The allocators' tables as one, which must cover exactly ``layer``'s calls in the call table,
-    each rule taking the call's parameters in the call's order."""
-    out: dict[str, Rule] = {}
-    for t in tables:
-        for name, r in t.items():
-            if name in out:
-                raise ValueError(f"two rules for {name!r}")
-            out[name] = r
-    calls = {c.name: c for c in CALLS.values() if c.layer == layer}
-    if set(out) != set(calls):
-        raise ValueError(f"{layer} rules and calls differ: no rule for {sorted(set(calls) - set(out))}, "
-                         f"no call for {sorted(set(out) - set(calls))}")
-    for name, r in out.items():
-        want = tuple(p.name for p in calls[name].params)
-        if _params(r.expect, 1) != want or r.apply is not None and _params(r.apply, 2) != want:
-            raise ValueError(f"the rule for {name!r} does not take the call's parameters {want}")
-    return MappingProxyType(out)
 
 
 def checked(clause: str, default: Outcome, describe: str, *checks: Check, impl_defined: bool = False) -> Expect:

@@ -33,9 +33,10 @@ import numpy as np
 from memspec.consts import GFP
 from memspec.records import Outcome
 
-from .allocator import K_EINVAL, K_ENOMEM, OK0, Check, Rule, checked, not_failed, table
+from .allocator import K_EINVAL, K_ENOMEM, OK0, Check, checked, not_failed
 from .expect import Expect, exactly
 from .frames import MAX_ORDER, PAGE_SHIFT, FrameTable, Machine, Owner, Zone
+from .rules import Rule
 
 PAGE = 1 << PAGE_SHIFT
 
@@ -387,9 +388,9 @@ def expect_buddy_largest(m: Kernel, node: int = -1) -> Expect:
     return exactly("linux.buddy.coalesce", Outcome(value=m.buddy.largest(node)))
 
 
-RULES = table(
-    Rule("buddy_alloc", expect_buddy_alloc, apply_buddy_alloc),
-    Rule("buddy_free", expect_buddy_free, apply_buddy_free),
-    Rule("nr_free_pages", expect_nr_free_pages),
-    Rule("buddy_largest", expect_buddy_largest),
-)
+RULES = {
+    "buddy_alloc": Rule(expect_buddy_alloc, apply_buddy_alloc),
+    "buddy_free": Rule(expect_buddy_free, apply_buddy_free),
+    "nr_free_pages": Rule(expect_nr_free_pages),
+    "buddy_largest": Rule(expect_buddy_largest),
+}

@@ -19,10 +19,11 @@ from typing import Protocol
 
 from memspec.records import Outcome
 
-from .allocator import K_EINVAL, K_ENOMEM, Rule, checked, not_failed, table
+from .allocator import K_EINVAL, K_ENOMEM, checked, not_failed
 from .buddy import Buddy, OnNode, freeing, order_for
 from .expect import Expect, exactly
 from .frames import MAX_ORDER, PAGE_SHIFT, Machine, Owner
+from .rules import Rule
 
 PAGE = 1 << PAGE_SHIFT
 
@@ -87,7 +88,7 @@ def apply_dma_free_coherent(m: Kernel, o: Outcome, handle: int) -> None:
         m.buddy.give(m.dma.pop(handle))
 
 
-RULES = table(
-    Rule("dma_alloc_coherent", expect_dma_alloc_coherent, apply_dma_alloc_coherent),
-    Rule("dma_free_coherent", expect_dma_free_coherent, apply_dma_free_coherent),
-)
+RULES = {
+    "dma_alloc_coherent": Rule(expect_dma_alloc_coherent, apply_dma_alloc_coherent),
+    "dma_free_coherent": Rule(expect_dma_free_coherent, apply_dma_free_coherent),
+}

@@ -32,8 +32,9 @@ from typing import Protocol
 
 from memspec.records import Outcome
 
-from .allocator import K_EINVAL, OK0, Rule, checked, table
+from .allocator import K_EINVAL, OK0, checked
 from .expect import Expect, exactly
+from .rules import Rule
 
 GC_BASE = 0x0000_3000_0000_0000
 GC_SIZE = 1 << 32
@@ -285,15 +286,15 @@ def expect_gc_pause(m: Collected) -> Expect:
                    impl_defined=True)
 
 
-RULES = table(
-    Rule("gc_new", expect_gc_new, apply_gc_new),
-    Rule("gc_ref", expect_gc_ref, apply_gc_ref),
-    Rule("gc_get", expect_gc_get),
-    Rule("gc_root", expect_gc_root, apply_gc_root),
-    Rule("gc_unroot", expect_gc_unroot, apply_gc_unroot),
-    Rule("gc_collect", expect_gc_collect, apply_gc_collect),
-    Rule("gc_compact", expect_gc_compact, apply_gc_compact),
-    Rule("gc_live", expect_gc_live),
-    Rule("gc_addr", expect_gc_addr, apply_gc_addr),
-    Rule("gc_pause", expect_gc_pause),
-)
+RULES = {
+    "gc_new": Rule(expect_gc_new, apply_gc_new),
+    "gc_ref": Rule(expect_gc_ref, apply_gc_ref),
+    "gc_get": Rule(expect_gc_get),
+    "gc_root": Rule(expect_gc_root, apply_gc_root),
+    "gc_unroot": Rule(expect_gc_unroot, apply_gc_unroot),
+    "gc_collect": Rule(expect_gc_collect, apply_gc_collect),
+    "gc_compact": Rule(expect_gc_compact, apply_gc_compact),
+    "gc_live": Rule(expect_gc_live),
+    "gc_addr": Rule(expect_gc_addr, apply_gc_addr),
+    "gc_pause": Rule(expect_gc_pause),
+}

@@ -38,11 +38,11 @@ from typing import Protocol
 
 from memspec.records import Outcome
 
-from .allocator import (NULL_EINVAL, NULL_ENOMEM, OK0, K_EINVAL, Rule, checked, is_pow2, next_pow2, not_failed,
-                        table, unknown)
+from .allocator import K_EINVAL, NULL_EINVAL, NULL_ENOMEM, OK0, checked, is_pow2, next_pow2, not_failed, unknown
 from .expect import Expect, exactly
 from .frames import PAGE_SHIFT
 from .intervals import IntervalMap
+from .rules import Rule
 
 PAGE = 1 << PAGE_SHIFT
 
@@ -551,21 +551,21 @@ def expect_heap_count(m: Heaps, addr: int, length: int, value: int = 0x41) -> Ex
                     else f"observed {o.describe()}"), impl_defined=True)
 
 
-RULES = table(
-    Rule("arena_create", expect_arena_create, apply_arena_create),
-    Rule("arena_alloc", expect_arena_alloc, apply_arena_alloc),
-    Rule("arena_reset", expect_arena_known, apply_arena_reset),
-    Rule("arena_destroy", expect_arena_known, apply_arena_destroy),
-    Rule("malloc", expect_malloc, apply_malloc),
-    Rule("calloc", expect_calloc, apply_calloc),
-    Rule("realloc", expect_realloc, apply_realloc),
-    Rule("free", expect_free, apply_free),
-    Rule("posix_memalign", expect_posix_memalign, apply_aligned),
-    Rule("aligned_alloc", expect_aligned_alloc, apply_aligned),
-    Rule("memalign", expect_memalign, apply_aligned),
-    Rule("malloc_usable_size", expect_malloc_usable_size),
-    Rule("heap_store", expect_heap_store, apply_heap_store),
-    Rule("heap_fill", expect_heap_fill, apply_heap_fill),
-    Rule("heap_load", expect_heap_load),
-    Rule("heap_count", expect_heap_count),
-)
+RULES = {
+    "arena_create": Rule(expect_arena_create, apply_arena_create),
+    "arena_alloc": Rule(expect_arena_alloc, apply_arena_alloc),
+    "arena_reset": Rule(expect_arena_known, apply_arena_reset),
+    "arena_destroy": Rule(expect_arena_known, apply_arena_destroy),
+    "malloc": Rule(expect_malloc, apply_malloc),
+    "calloc": Rule(expect_calloc, apply_calloc),
+    "realloc": Rule(expect_realloc, apply_realloc),
+    "free": Rule(expect_free, apply_free),
+    "posix_memalign": Rule(expect_posix_memalign, apply_aligned),
+    "aligned_alloc": Rule(expect_aligned_alloc, apply_aligned),
+    "memalign": Rule(expect_memalign, apply_aligned),
+    "malloc_usable_size": Rule(expect_malloc_usable_size),
+    "heap_store": Rule(expect_heap_store, apply_heap_store),
+    "heap_fill": Rule(expect_heap_fill, apply_heap_fill),
+    "heap_load": Rule(expect_heap_load),
+    "heap_count": Rule(expect_heap_count),
+}

@@ -31,24 +31,23 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from memspec.calls import CALLS, layer_calls
+from memspec.calls import CALLS
 from memspec.consts import MAP, PAGE_SIZE
 from memspec.records import OK, Outcome
 
 from . import invariants
 from .expect import Expect, errno
 from .os import access, advice, files, locking, mappings, observation, pressure_events, processes
-from .os.rules import Rule, covering, merge
 from .os.state import PAGE_MASK, Config, Fd, Mm, OsState, Vma, kernel_version, page_align
+from .rules import Rule, compose
 
 __all__ = ["MAP", "PAGE_MASK", "RULES", "Config", "Fd", "Mm", "Rule", "System", "Vma", "kernel_version",
            "new_model", "page_align"]
 
 # Every os call's rule, by name: the union of the families' tables (a call in two: an error).
-RULES: Mapping[str, Rule] = covering(
-    merge(mappings.RULES, access.RULES, advice.RULES, locking.RULES, files.RULES, processes.RULES,
-          observation.RULES, pressure_events.RULES),
-    (c.name for c in layer_calls("os")))
+RULES: Mapping[str, Rule] = compose(
+    "os", mappings.RULES, access.RULES, advice.RULES, locking.RULES, files.RULES, processes.RULES,
+    observation.RULES, pressure_events.RULES, lead=(2, 4))
 
 U64 = (1 << 64) - 1
 # Arguments the kernel receives as unsigned long: -1 arrives as 0xffff_ffff_ffff_ffff.
@@ -82,7 +81,9 @@ class System(OsState):
         mm = self.procs.get(proc)
         if mm is None or self.config.page_size != PAGE_SIZE:
             return
-        self.rules[name].apply(self, proc, mm, outcome, *_registers(name, args))
+        f = self.rules[name].apply
+        if f is not None:
+            f(self, proc, mm, outcome, *_registers(name, args))
 
     def bind(self, proc: str, name: str, result: str | None, outcome: Outcome) -> None:
         """Give the address space made by the last fork() its program name."""

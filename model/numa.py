@@ -33,10 +33,11 @@ from typing import Protocol
 from memspec.consts import MPOL, NUMASTAT
 from memspec.records import Outcome
 
-from .allocator import K_EINVAL, OK0, Rule, table
+from .allocator import K_EINVAL, OK0
 from .buddy import Buddy
 from .expect import Expect, exactly
 from .frames import Machine, Owner
+from .rules import Rule
 
 DEFAULT, PREFERRED, BIND, INTERLEAVE, LOCAL = (MPOL[n] for n in (
     "MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_LOCAL"))
@@ -165,9 +166,9 @@ def bind_never_off_node(m: Kernel) -> list[tuple[str, str]]:
     return []
 
 
-RULES = table(
-    Rule("set_mempolicy", expect_set_mempolicy, apply_set_mempolicy),
-    Rule("migrate_thread", expect_migrate_thread, apply_migrate_thread),
-    Rule("numa_touch", expect_numa_touch, apply_numa_touch),
-    Rule("numa_stat", expect_numa_stat),
-)
+RULES = {
+    "set_mempolicy": Rule(expect_set_mempolicy, apply_set_mempolicy),
+    "migrate_thread": Rule(expect_migrate_thread, apply_migrate_thread),
+    "numa_touch": Rule(expect_numa_touch, apply_numa_touch),
+    "numa_stat": Rule(expect_numa_stat),
+}

@@ -6,7 +6,7 @@ allow for one call now (allocators choose addresses, so most answers are
 *sets*: "any free, order-aligned block of the first zone that has one"),
 ``apply`` adopts the target's allowed choice, ``invariants`` reports every
 broken law.  Each allocator owns its rules beside its state and exports them as
-one table (``RULES``: call name -> expect and apply; see ``model.allocator``):
+one table (``RULES``: call name -> expect and apply; see ``model.rules``):
 
 =========================  ====================================================
 ``model.buddy``            buddy_alloc, buddy_free, nr_free_pages, buddy_largest
@@ -37,7 +37,6 @@ from typing import Any, Callable
 from memspec.records import Outcome
 
 from . import buddy, dma, gc, heap, numa, slab, vmalloc
-from .allocator import Rules, compose
 from .buddy import Buddy
 from .expect import Expect
 from .frames import MAX_ORDER, FrameTable, Machine
@@ -45,10 +44,12 @@ from .gc import GcHeap
 from .heap import Arena, Heap
 from .intervals import IntervalMap
 from .numa import NumaState
+from .rules import Rules, compose
 from .slab import SLUB_MAX_ORDER, SLUB_MIN_OBJECTS, KmemCache
 from .vmalloc import VmArea
 
-RULES: Rules = compose("phys", buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, heap.RULES, gc.RULES)
+RULES: Rules = compose("phys", buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, heap.RULES, gc.RULES,
+                       lead=(1, 2))
 
 Law = Callable[["PhysModel"], list[tuple[str, str]]]
 

@@ -32,10 +32,11 @@ from typing import Protocol
 from memspec.consts import GFP
 from memspec.records import Outcome
 
-from .allocator import K_EINVAL, K_ENOMEM, OK0, Rule, checked, is_pow2, not_failed, table
+from .allocator import K_EINVAL, K_ENOMEM, OK0, checked, is_pow2, not_failed
 from .buddy import Buddy, OnNode, freeing, nodes_for, order_for
 from .expect import Expect, exactly
 from .frames import MAX_ORDER, PAGE_SHIFT, FrameTable, Machine, Owner
+from .rules import Rule
 
 PAGE = 1 << PAGE_SHIFT
 KMALLOC_CLASSES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
@@ -407,12 +408,12 @@ def slab_counts_consistent(m: Kernel) -> list[tuple[str, str]]:
     return []
 
 
-RULES = table(
-    Rule("kmem_cache_create", expect_kmem_cache_create, apply_kmem_cache_create),
-    Rule("kmem_cache_alloc", expect_kmem_cache_alloc, apply_kmem_cache_alloc),
-    Rule("kmem_cache_free", expect_kmem_cache_free, apply_kmem_cache_free),
-    Rule("kmem_cache_shrink", expect_kmem_cache_shrink, apply_kmem_cache_shrink),
-    Rule("kmalloc", expect_kmalloc, apply_kmalloc),
-    Rule("kfree", expect_kfree, apply_kfree),
-    Rule("ksize", expect_ksize),
-)
+RULES = {
+    "kmem_cache_create": Rule(expect_kmem_cache_create, apply_kmem_cache_create),
+    "kmem_cache_alloc": Rule(expect_kmem_cache_alloc, apply_kmem_cache_alloc),
+    "kmem_cache_free": Rule(expect_kmem_cache_free, apply_kmem_cache_free),
+    "kmem_cache_shrink": Rule(expect_kmem_cache_shrink, apply_kmem_cache_shrink),
+    "kmalloc": Rule(expect_kmalloc, apply_kmalloc),
+    "kfree": Rule(expect_kfree, apply_kfree),
+    "ksize": Rule(expect_ksize),
+}

@@ -25,11 +25,12 @@ import numpy as np
 
 from memspec.records import Outcome
 
-from .allocator import K_EFAULT, K_ENOMEM, K_EINVAL, OK0, Rule, checked, not_failed, table
+from .allocator import K_EFAULT, K_ENOMEM, K_EINVAL, OK0, checked, not_failed
 from .buddy import Buddy, OnNode
 from .expect import Expect, exactly
 from .frames import PAGE_SHIFT, FrameTable, Machine, Owner
 from .intervals import IntervalMap
+from .rules import Rule
 
 PAGE = 1 << PAGE_SHIFT
 VMALLOC_START = 0xFFFF_C900_0000_0000
@@ -139,8 +140,8 @@ def expect_vmalloc_to_pfn(m: Kernel, addr: int) -> Expect:
     return exactly("linux.vmalloc.to-pfn-unmapped", K_EFAULT)
 
 
-RULES = table(
-    Rule("vmalloc", expect_vmalloc, apply_vmalloc),
-    Rule("vfree", expect_vfree, apply_vfree),
-    Rule("vmalloc_to_pfn", expect_vmalloc_to_pfn),
-)
+RULES = {
+    "vmalloc": Rule(expect_vmalloc, apply_vmalloc),
+    "vfree": Rule(expect_vfree, apply_vfree),
+    "vmalloc_to_pfn": Rule(expect_vmalloc_to_pfn),
+}

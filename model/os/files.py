@@ -19,7 +19,7 @@ from memspec.records import Outcome
 
 from ..expect import Expect, errno, exactly, or_errno
 from ..pages import MemObject
-from .rules import Rule
+from ..rules import Rule
 from .state import LLONG_MAX, U64, Fd, Mm, OsState
 
 NAME_MAX = 255

@@ -19,7 +19,7 @@ from memspec.records import Outcome
 
 from .. import pressure
 from ..expect import Expect, exactly
-from .rules import Rule, unchanged
+from ..rules import Rule
 from .state import HPAGE, U64, Mm, OsState, page_align
 
 
@@ -115,8 +115,8 @@ def apply_mbind(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: 
 RULES = {
     "pfn_of": Rule(expect_pfn_of, apply_pfn_of),
     "thp_mapped": Rule(expect_thp_mapped, apply_thp_mapped),
-    "minflt": Rule(expect_minflt, unchanged),
-    "majflt": Rule(expect_majflt, unchanged),
-    "get_node": Rule(expect_get_node, unchanged),
+    "minflt": Rule(expect_minflt),
+    "majflt": Rule(expect_majflt),
+    "get_node": Rule(expect_get_node),
     "mbind": Rule(expect_mbind, apply_mbind),
 }

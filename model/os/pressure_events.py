@@ -16,7 +16,7 @@ from memspec.records import Outcome
 
 from .. import pressure
 from ..expect import Expect, errno, exactly
-from .rules import Rule, unchanged
+from ..rules import Rule
 from .state import Mm, OsState
 
 
@@ -92,7 +92,7 @@ RULES = {
     "set_swappiness": Rule(expect_set_swappiness, apply_set_swappiness),
     "reclaim": Rule(expect_reclaim, apply_reclaim),
     "tick": Rule(expect_tick, apply_tick),
-    "wss": Rule(expect_wss, unchanged),
+    "wss": Rule(expect_wss),
     "oom": Rule(expect_oom, apply_oom),
     "khugepaged": Rule(expect_khugepaged, apply_khugepaged),
 }

@@ -16,7 +16,7 @@ from memspec.model import pressure
 from memspec.model.fault import Pte
 from memspec.model.mm import MAP, PAGE_MASK, System, page_align
 from memspec.model.os import access, locking, mappings, pressure_events, processes
-from memspec.model.os.rules import replaced
+from memspec.model.rules import replaced
 from memspec.model.pages import Page
 from memspec.records import Outcome
 from memspec.targets.model import ModelSession

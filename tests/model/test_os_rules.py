@@ -10,7 +10,7 @@ import pytest
 from memspec.calls import layer_calls
 from memspec.model import mm
 from memspec.model.os import access, advice, files, locking, mappings, observation, pressure_events, processes
-from memspec.model.os.rules import Rule, covering, merge, replaced
+from memspec.model.rules import Rule, compose, replaced
 from memspec.records import Outcome
 
 FAMILIES = (mappings, access, advice, locking, files, processes, observation, pressure_events)
@@ -21,7 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_the_table_covers_exactly_the_os_calls() -> None:
     assert set(mm.RULES) == OS_CALLS
     assert len(OS_CALLS) >= 39
-    assert all(isinstance(r, Rule) and callable(r.expect) and callable(r.apply) for r in mm.RULES.values())
+    assert all(isinstance(r, Rule) and callable(r.expect) and (r.apply is None or callable(r.apply))
+               for r in mm.RULES.values())
 
 
 def test_each_call_has_its_rule_in_one_family() -> None:
@@ -33,22 +34,38 @@ def test_each_call_has_its_rule_in_one_family() -> None:
     assert set(owners) == OS_CALLS
 
 
+def _compose(*tables):
+    return compose("os", *tables, lead=(2, 4))
+
+
+def test_the_families_compose_to_the_facade_table() -> None:
+    assert dict(_compose(*(f.RULES for f in FAMILIES))) == dict(mm.RULES)
+
+
 def test_a_duplicate_rule_fails() -> None:
-    with pytest.raises(ValueError, match="'munmap' has two rules"):
-        merge(mappings.RULES, {"munmap": access.RULES["load"]})
+    with pytest.raises(ValueError, match="two rules for 'munmap'"):
+        _compose(*(f.RULES for f in FAMILIES), {"munmap": mappings.RULES["munmap"]})
 
 
 def test_a_missing_rule_fails() -> None:
-    table = merge(*(f.RULES for f in FAMILIES))
-    del table["mincore"]
-    with pytest.raises(ValueError, match=r"without a rule \['mincore'\]"):
-        covering(table, OS_CALLS)
+    table = {n: r for f in FAMILIES for n, r in f.RULES.items() if n != "mincore"}
+    with pytest.raises(ValueError, match=r"no rule for \['mincore'\]"):
+        _compose(table)
 
 
 def test_a_rule_for_no_call_fails() -> None:
-    table = merge(*(f.RULES for f in FAMILIES), {"mmap2": mappings.RULES["mmap"]})
-    with pytest.raises(ValueError, match=r"rules for no such call \['mmap2'\]"):
-        covering(table, OS_CALLS)
+    with pytest.raises(ValueError, match=r"no call for \['mmap2'\]"):
+        _compose(*(f.RULES for f in FAMILIES), {"mmap2": mappings.RULES["mmap"]})
+
+
+def test_a_rule_with_other_parameters_than_its_call_fails() -> None:
+    table = {n: r for f in FAMILIES for n, r in f.RULES.items()}
+    table["munmap"] = Rule(lambda sys, m, length, addr: mappings.expect_munmap(sys, m, addr, length))
+    with pytest.raises(ValueError, match="the rule for 'munmap'"):
+        _compose(table)
+    table["munmap"] = Rule(mappings.expect_munmap, lambda sys, m, o, addr, length: None)   # apply lacks proc
+    with pytest.raises(ValueError, match="the rule for 'munmap'"):
+        _compose(table)
 
 
 def test_the_facade_answers_through_the_table() -> None:

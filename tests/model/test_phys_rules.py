@@ -1,4 +1,4 @@
-"""The phys model's rules table (model/allocator.py, model/phys.py): each allocator module owns the
+"""The phys model's rules table (model/rules.py, model/phys.py): each allocator module owns the
 rules of its calls, and their composition covers exactly the phys calls of the call table, each
 rule taking its call's parameters -- a rule missing, given twice, or taking the wrong parameters is
 an error when the model is imported, not when a program first uses the call."""
@@ -9,7 +9,7 @@ import pytest
 
 from memspec.calls import layer_calls
 from memspec.model import buddy, dma, gc, heap, numa, phys, slab, vmalloc
-from memspec.model.allocator import Rule, compose, table
+from memspec.model.rules import Rule, compose
 from memspec.model.expect import exactly
 from memspec.records import Outcome
 
@@ -25,7 +25,6 @@ def test_each_allocator_owns_the_rules_it_exports():
     seen: set[str] = set()
     for mod in OWNERS:
         for name, rule in mod.RULES.items():
-            assert rule.call == name
             assert rule.expect.__module__ == mod.__name__, (name, rule.expect.__module__)
             assert rule.apply is None or rule.apply.__module__ == mod.__name__, (name, rule.apply.__module__)
             assert phys.RULES[name] is rule
@@ -34,47 +33,41 @@ def test_each_allocator_owns_the_rules_it_exports():
     assert seen == set(phys.RULES)
 
 
-def test_a_rule_given_twice_in_one_table_fails():
-    r = buddy.RULES["buddy_free"]
-    with pytest.raises(ValueError, match="two rules for 'buddy_free'"):
-        table(r, r)
-
-
 def test_a_rule_given_by_two_allocators_fails():
-    other = table(Rule("buddy_free", lambda m, pfn: exactly("linux.buddy.free", Outcome(value=0))))
+    other = {"buddy_free": Rule(lambda m, pfn: exactly("linux.buddy.free", Outcome(value=0)))}
     with pytest.raises(ValueError, match="two rules for 'buddy_free'"):
-        compose("phys", buddy.RULES, other, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, heap.RULES, gc.RULES)
+        compose("phys", buddy.RULES, other, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, heap.RULES, gc.RULES,
+                lead=(1, 2))
 
 
 def test_a_missing_rule_fails():
     with pytest.raises(ValueError, match=r"no rule for \['gc_addr', 'gc_collect'"):
-        compose("phys", buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, heap.RULES)
+        compose("phys", buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, heap.RULES, lead=(1, 2))
 
 
 def test_a_rule_without_a_call_fails():
-    extra = table(Rule("buddy_defrag", lambda m: exactly("linux.buddy.coalesce", Outcome(value=0))))
+    extra = {"buddy_defrag": Rule(lambda m: exactly("linux.buddy.coalesce", Outcome(value=0)))}
     with pytest.raises(ValueError, match=r"no call for \['buddy_defrag'\]"):
-        compose("phys", *(mod.RULES for mod in OWNERS), extra)
+        compose("phys", *(mod.RULES for mod in OWNERS), extra, lead=(1, 2))
 
 
 def test_a_rule_with_other_parameters_than_its_call_fails():
     swapped = dict(heap.RULES)
-    swapped["calloc"] = Rule("calloc", lambda m, size, nmemb: exactly("c11.calloc.zeroed", Outcome(value=0)))
-    with pytest.raises(ValueError, match="the rule for 'calloc' does not take the call's parameters"):
-        compose("phys", buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, table(*swapped.values()),
-                gc.RULES)
+    swapped["calloc"] = Rule(lambda m, size, nmemb: exactly("c11.calloc.zeroed", Outcome(value=0)))
+    with pytest.raises(ValueError, match=r"the rule for 'calloc' \(<lambda>\) does not take the call's parameters"):
+        compose("phys", buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, swapped,
+                gc.RULES, lead=(1, 2))
     applied = dict(heap.RULES)
-    applied["free"] = Rule("free", heap.expect_free, lambda m, ptr: None)     # apply takes the outcome too
+    applied["free"] = Rule(heap.expect_free, lambda m, ptr: None)     # apply takes the outcome too
     with pytest.raises(ValueError, match="the rule for 'free'"):
-        compose("phys", buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, table(*applied.values()),
-                gc.RULES)
+        compose("phys", buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, applied,
+                gc.RULES, lead=(1, 2))
 
 
 def test_the_model_looks_its_rules_up_in_its_table():
     """A model class with one entry replaced runs that entry (how the tests' broken models are made)."""
     class Refuses(phys.PhysModel):
-        RULES = {**phys.RULES, "nr_free_pages": Rule("nr_free_pages",
-                                                     lambda m, node=-1: exactly("x", Outcome(value=-7)))}
+        RULES = {**phys.RULES, "nr_free_pages": Rule(lambda m, node=-1: exactly("x", Outcome(value=-7)))}
     assert Refuses().expect("main", "nr_free_pages", (-1,)).default.value == -7
     assert phys.PhysModel().expect("main", "nr_free_pages", (-1,)).default.value == 16383
 

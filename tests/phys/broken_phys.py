@@ -14,7 +14,8 @@ from bisect import bisect_left
 from dataclasses import replace
 
 from memspec.model import dma, heap, slab, vmalloc
-from memspec.model.allocator import OK0, Rule
+from memspec.model.allocator import OK0
+from memspec.model.rules import Rule
 from memspec.model.buddy import Buddy
 from memspec.model.heap import Block, Heap
 from memspec.model.expect import Expect, exactly

@@ -16,7 +16,7 @@ from memspec.specs.directed import suite_programs
 from memspec.model.expect import Expect
 from memspec.model.mm import Config, System, Vma, page_align
 from memspec.model.os import mappings
-from memspec.model.os.rules import replaced
+from memspec.model.rules import replaced
 from memspec.program import Program, parse
 from memspec.records import Outcome
 from memspec.specs.judge import judge
