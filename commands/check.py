@@ -20,6 +20,7 @@ from memspec.errors import Terminated, TargetError, UsageError
 from memspec.program import Program, ProgramError, format_call, format_program
 from memspec.records import RunStatus, Verdict
 from memspec.fuzz.layers import layer as layer_of, random_programs
+from memspec.model.os.open_answers import OPEN_ANSWERS
 from memspec.specs.directed import excused_by as _excused_by, lacks as _lacks, load_differences, suite_programs
 
 
@@ -409,6 +410,9 @@ def summary_lines(results: Any) -> list[str]:
                      + (f" ({len(t.failures) - len(t.unexplained())} expected differences)" if len(t.failures) != len(t.unexplained()) else "")
                      + (f", {t.not_applicable} programs not applicable" if t.not_applicable else ""))
         lines.append("  checks: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        if "os" in t.layers:
+            lines.append(f"  os model: {len(OPEN_ANSWERS)} rules allow more than one outcome or answer unknown "
+                         "(each with the kernel's reason in docs/os-audit.md)")
         if t.facts:
             shown = [f"{k}={_fact_text(v)}" for k, v in sorted(t.facts.items()) if k not in ("cpuid", "quiet_ranges")]
             lines.append("  facts judged with: " + ", ".join(shown[:16]) + (f", … ({len(shown)} in the report)"

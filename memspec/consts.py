@@ -44,13 +44,28 @@ MAP = {
     "MAP_SYNC": 0x80000,
     "MAP_FIXED_NOREPLACE": 0x100000,
     "MAP_UNINITIALIZED": 0x4000000,
+    "MAP_DROPPABLE": 0x08,           # linux/mman.h, since Linux 6.11 (a mapping type, like MAP_PRIVATE)
+    "MAP_ABOVE4G": 0x80,             # arch/x86/include/uapi/asm/mman.h, since Linux 6.6
+    "MAP_FILE": 0x0,
+    # linux/mman.h MAP_HUGE_* (asm-generic/hugetlb_encode.h): log2 of the huge page size << 26
+    "MAP_HUGE_16KB": 14 << 26, "MAP_HUGE_64KB": 16 << 26, "MAP_HUGE_512KB": 19 << 26,
+    "MAP_HUGE_1MB": 20 << 26, "MAP_HUGE_2MB": 21 << 26, "MAP_HUGE_8MB": 23 << 26,
+    "MAP_HUGE_16MB": 24 << 26, "MAP_HUGE_32MB": 25 << 26, "MAP_HUGE_256MB": 28 << 26,
+    "MAP_HUGE_512MB": 29 << 26, "MAP_HUGE_1GB": 30 << 26, "MAP_HUGE_2GB": 31 << 26,
+    "MAP_HUGE_16GB": 34 << 26,
 }
 
 MREMAP = {"MREMAP_MAYMOVE": 1, "MREMAP_FIXED": 2, "MREMAP_DONTUNMAP": 4}
+# asm-generic/mman-common.h: every advice value of the 6.x uapi
 MADV = {
     "MADV_NORMAL": 0, "MADV_RANDOM": 1, "MADV_SEQUENTIAL": 2, "MADV_WILLNEED": 3,
     "MADV_DONTNEED": 4, "MADV_FREE": 8, "MADV_REMOVE": 9, "MADV_DONTFORK": 10,
-    "MADV_DOFORK": 11, "MADV_HUGEPAGE": 14, "MADV_NOHUGEPAGE": 15, "MADV_COLD": 20, "MADV_PAGEOUT": 21,
+    "MADV_DOFORK": 11, "MADV_MERGEABLE": 12, "MADV_UNMERGEABLE": 13,
+    "MADV_HUGEPAGE": 14, "MADV_NOHUGEPAGE": 15, "MADV_DONTDUMP": 16, "MADV_DODUMP": 17,
+    "MADV_WIPEONFORK": 18, "MADV_KEEPONFORK": 19, "MADV_COLD": 20, "MADV_PAGEOUT": 21,
+    "MADV_POPULATE_READ": 22, "MADV_POPULATE_WRITE": 23, "MADV_DONTNEED_LOCKED": 24,
+    "MADV_COLLAPSE": 25, "MADV_HWPOISON": 100, "MADV_SOFT_OFFLINE": 101,
+    "MADV_GUARD_INSTALL": 102, "MADV_GUARD_REMOVE": 103,
 }
 MS = {"MS_ASYNC": 1, "MS_INVALIDATE": 2, "MS_SYNC": 4}
 MCL = {"MCL_CURRENT": 1, "MCL_FUTURE": 2, "MCL_ONFAULT": 4}

@@ -310,6 +310,8 @@ def populate(sys: OsState, mm: Mm, start: int, end: int) -> None:
             hit = mm.vmas.find(page)
             if hit is None:
                 break
+            if page in mm.guard:
+                continue      # a guard marker: the fault fails, and populate ignores errors
             fc = do_page_fault(sys, mm, hit[2], page, kind if kind != READ or hit[2].prot & (PROT_R | PROT_W) else EXEC)
             if fc is not None and fc.kind == "sigkill":
                 break

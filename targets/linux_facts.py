@@ -15,7 +15,8 @@ from memspec.consts import PAGE_SIZE
 
 from .linux_sys import (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_IPC_LOCK, CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN,
                         CAP_SYS_RAWIO, CLONE_NEWNS, EFAULT, MAP_FIXED_NOREPLACE, MAP_PRIVATE_ANON, MS_NODEV,
-                        MS_NOSUID, MS_PRIVATE, MS_REC, PROT_EXEC, SYS_mmap, c_library, has_cap)
+                        MS_NOSUID, MS_PRIVATE, MS_REC, PROT_EXEC, SYS_madvise, SYS_mmap, SYS_munmap, c_library,
+                        has_cap)
 
 SHM_PRIVATE: list[bool] = []     # set once by LinuxTarget (probed); every program's child reads it
 
@@ -81,6 +82,19 @@ def _probe_five_level() -> int:
     return 0 if addr == want else 1
 
 
+def _probe_advice() -> list[int]:
+    """The madvise advice this kernel accepts: mm/madvise.c do_madvise refuses an advice it does
+    not know (madvise_behavior_valid: the release, and KSM / THP / MEMORY_FAILURE compiled in)
+    with EINVAL before anything else, and returns 0 for a zero length without touching memory."""
+    libc = c_library()
+    addr = libc.syscall(ctypes.c_long(SYS_mmap), ctypes.c_long(0), ctypes.c_long(PAGE_SIZE), ctypes.c_long(0),
+                        ctypes.c_long(MAP_PRIVATE_ANON), ctypes.c_long(-1), ctypes.c_long(0))
+    known = [a for a in list(range(0, 64)) + list(range(100, 112))
+             if libc.syscall(ctypes.c_long(SYS_madvise), ctypes.c_long(addr), ctypes.c_long(0), ctypes.c_long(a)) == 0]
+    libc.syscall(ctypes.c_long(SYS_munmap), ctypes.c_long(addr), ctypes.c_long(PAGE_SIZE))
+    return known
+
+
 def _read(path: str, default: str = "") -> str:
     try:
         with open(path) as f:
@@ -129,6 +143,7 @@ def host_facts() -> dict[str, Any]:
         _PROBED["pku"] = pku
         _PROBED["exec_only"] = pku if x not in (0, 1) else x == 1
         _PROBED["shm_private"] = _in_child(_probe_shm_private, 1) == 0
+        _PROBED["madv_known"] = _probe_advice()
         _PROBED["task_size"] = ((1 << 56) if _in_child(_probe_five_level, 1) == 0 else (1 << 47)) - PAGE_SIZE
     f = dict(_PROBED)
     f["mmap_min_addr"] = int(_read("/proc/sys/vm/mmap_min_addr", "4096"))
@@ -159,4 +174,5 @@ def host_facts() -> dict[str, Any]:
     f["cap_fowner"] = has_cap(CAP_FOWNER)
     f["cap_setuid"] = has_cap(CAP_SETUID) and has_cap(CAP_SETGID)
     f["pagemap_pfns"] = has_cap(CAP_SYS_ADMIN)
+    f["cap_sys_admin"] = has_cap(CAP_SYS_ADMIN)
     return f

@@ -49,6 +49,9 @@ def _expect_access(sys: OsState, mm: Mm, addr: int, kind: int) -> Expect:
     page = addr & PAGE_MASK
     hit = mm.vmas.find(addr)
     v = hit[2] if hit else None
+    if v is not None and page in mm.guard:
+        # mm/memory.c handle_pte_marker: a guard marker (MADV_GUARD_INSTALL) faults SIGSEGV
+        return exactly("linux.madvise.guard-install", Outcome(signal="SIGSEGV"))
     t = fault.access_attempt(mm, v, page, kind)
     if t is None:
         fc = fault.classify(sys, mm, v, addr, kind)
@@ -185,6 +188,8 @@ def _access(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, kind: int) -
     """Run the fault path for an access the target reported as done; returns the translation used."""
     if o.signal is not None and o.signal != "SIGKILL":
         hit = mm.vmas.find(addr)
+        if hit is not None and addr & PAGE_MASK in mm.guard:
+            return None         # a guard marker stays; nothing is faulted in
         fault.do_page_fault(sys, mm, hit[2] if hit else None, addr, kind)
         return None
     hit = mm.vmas.find(addr)
@@ -219,7 +224,7 @@ def _fault_around(sys: OsState, mm: Mm, v: Vma, page: int) -> None:
     obj = sys.objects[v.obj]
     lo = page & ~(PAGE_SIZE * FAULT_AROUND - 1)
     for p in range(lo, lo + PAGE_SIZE * FAULT_AROUND, PAGE_SIZE):
-        if p == page or p in mm.pte or p in mm.anon:
+        if p == page or p in mm.pte or p in mm.anon or p in mm.guard:
             continue
         hit = mm.vmas.find(p)
         if hit is None or hit[2] is not v and hit[2] != v:
@@ -236,7 +241,7 @@ def _thp_fault(sys: OsState, mm: Mm, v: Vma, page: int) -> None:
     base = page & ~(HPAGE - 1)
     if base in mm.huge or base in mm.thp_maybe or not pressure.thp_eligible(sys, mm, v, base):
         return
-    if any(p in mm.pte or p in mm.anon for p in range(base, base + HPAGE, PAGE_SIZE)):
+    if any(p in mm.pte or p in mm.anon or p in mm.guard for p in range(base, base + HPAGE, PAGE_SIZE)):
         return
     sys.stats["thp_faults"] += 1
     if sys.config.thp_certain:

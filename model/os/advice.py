@@ -16,78 +16,216 @@ from __future__ import annotations
 from dataclasses import replace
 
 from memspec.consts import MADV, MS, PAGE_SIZE
-from memspec.records import Outcome
+from memspec.records import OK, Outcome
 
 from .. import fault, pressure
 from ..expect import Expect, errno, exactly
 from ..pages import MemObject, Page
+from ..pte import READ, WRITE
 from ..rules import Rule
-from .state import HPAGE, PAGE_MASK, U64, Mm, OsState, page_align
+from .state import HPAGE, PAGE_MASK, PROT_R, PROT_W, U64, Mm, OsState, Vma, page_align
 
 
-def expect_madvise(sys: OsState, mm: Mm, addr: int, length: int, advice: int) -> Expect:
-    # mm/madvise.c do_madvise / madvise_walk_vmas
-    if advice not in MADV.values():
-        return errno("posix.madvise.einval-advice", "EINVAL")
-    if any(advice == MADV[n] and not sys.has(n) for n in ("MADV_FREE", "MADV_COLD", "MADV_PAGEOUT")):
-        return errno("posix.madvise.einval-advice", "EINVAL")     # an advice this kernel does not know
+M = MADV
+# advice whose only effect is a VMA flag no program can observe (madvise_vma_behavior ->
+# madvise_update_vma; ksm_madvise refuses nothing): NORMAL, RANDOM, SEQUENTIAL, DONTDUMP,
+# DODUMP, MERGEABLE, UNMERGEABLE (clause linux.madvise.flags-only)
+_FLAGS_ONLY = {M["MADV_DONTDUMP"], M["MADV_DODUMP"], M["MADV_MERGEABLE"], M["MADV_UNMERGEABLE"]}
+_POPULATE = {M["MADV_POPULATE_READ"], M["MADV_POPULATE_WRITE"]}
+_MEMORY_FAILURE = {M["MADV_HWPOISON"], M["MADV_SOFT_OFFLINE"]}
+_COLLAPSE_ERRNOS = ("EAGAIN", "EINVAL", "ENOMEM", "EBUSY")    # mm/madvise.c madvise_collapse_errno
+
+
+def _range(addr: int, length: int) -> tuple[int, int] | Expect:
+    """mm/madvise.c check_input_range: (start, end), or EINVAL."""
     if addr & ~PAGE_MASK:
         return errno("posix.madvise.einval-unaligned", "EINVAL")
     plen = page_align(length) & U64
     if length and not plen:
         return errno("posix.madvise.einval-unaligned", "EINVAL")
-    end = addr + plen
-    if end > U64:
+    if addr + plen > U64:
         return errno("posix.madvise.einval-unaligned", "EINVAL")
-    if end == addr:
-        return exactly("linux.madvise.len0-ok", Outcome(value=0))
-    runs = mm.vmas.overlapping(addr, end)
-    if not runs:
-        return errno("posix.madvise.enomem-unmapped", "ENOMEM")
+    return addr, addr + plen
+
+
+def _vma_error(sys: OsState, mm: Mm, s: int, e: int, v: Vma, advice: int) -> Expect | None:
+    """mm/madvise.c madvise_vma_behavior: the error one VMA's part [s, e) of the range gives."""
+    if advice in (M["MADV_DONTNEED"], M["MADV_FREE"]) and v.locked:
+        return errno("linux.madvise.einval-locked", "EINVAL")     # madvise_dontneed_free_valid_vma
+    if advice in (M["MADV_PAGEOUT"], M["MADV_COLD"]) and v.locked:
+        # mm/madvise.c can_madv_lru_vma: locked memory cannot be paged out
+        return errno("posix.mlock.never-evicted", "EINVAL")
+    if advice == M["MADV_FREE"] and v.obj is not None:
+        return errno("linux.madvise.einval-free-file", "EINVAL")
+    # mm/madvise.c madvise_remove: locked or without a file: EINVAL; not shared and may-write
+    # (vma_is_shared_maywrite, PROT_NONE included): EACCES; then the file system punches the hole
+    if advice == M["MADV_REMOVE"] and (v.locked or v.obj is None):
+        return errno("linux.madvise.einval-remove-private", "EINVAL")
+    if advice == M["MADV_REMOVE"] and not (v.shared and v.may_write):
+        return errno("linux.madvise.eacces-remove-readonly", "EACCES")
+    if advice == M["MADV_WIPEONFORK"] and v.obj is not None:
+        # "MADV_WIPEONFORK is only supported on anonymous memory": a file or shared VMA
+        return errno("linux.madvise.einval-wipeonfork", "EINVAL")
+    if advice in (M["MADV_KEEPONFORK"], M["MADV_DODUMP"]) and v.droppable:
+        # measured on Linux 6.18: MAP_DROPPABLE memory stays wiped on fork and out of core dumps
+        return errno("linux.madvise.einval-droppable", "EINVAL")
+    if advice == M["MADV_GUARD_INSTALL"] and v.locked:
+        # mm/madvise.c is_valid_guard_vma(allow_locked=false): it would zap locked pages
+        return errno("linux.madvise.einval-guard-locked", "EINVAL")
+    if advice == M["MADV_COLLAPSE"]:
+        vs, ve, _ = _kernel_vma(mm, s)
+        # mm/huge_memory.c __thp_vma_allowable_orders (not in a fault): a VMA that cannot hold
+        # one PMD-aligned 2 MiB block (at its end), or VM_NOHUGEPAGE, cannot collapse
+        if ((ve - HPAGE) & ~(HPAGE - 1)) < vs or ve - vs < HPAGE or v.huge is False:
+            return errno("linux.madvise.collapse-einval", "EINVAL")
+    return None
+
+
+def _kernel_vma(mm: Mm, addr: int) -> tuple[int, int, Vma]:
+    """The kernel's VMA around addr: neighbours with equal attributes are one VMA (mm/vma.c
+    vma_merge), whatever clause set them."""
+    s, e, v = mm.vmas.find(addr)
+    key = replace(v, clause="")
+    for s2, e2, w in mm.vmas.overlapping(e, U64):
+        if s2 != e or replace(w, clause="") != key:
+            break
+        e = e2
+    for s2, e2, w in reversed(mm.vmas.overlapping(0, s)):
+        if e2 != s or replace(w, clause="") != key:
+            break
+        s = s2
+    return s, e, v
+
+
+def _walk(sys: OsState, mm: Mm, start: int, end: int, advice: int) -> tuple[Expect | None, list]:
+    """mm/madvise.c madvise_walk_vmas: the runs advised, in order, and the error: the first
+    VMA's error ends the walk (the runs before it are already advised); a gap is ENOMEM at the
+    end, after the VMAs behind it were advised."""
+    runs = mm.vmas.overlapping(start, end)
+    done = []
     for s, e, v in runs:
-        if advice in (MADV["MADV_DONTNEED"], MADV["MADV_FREE"]) and v.locked:
-            return errno("linux.madvise.einval-locked", "EINVAL")
-        if advice in (MADV["MADV_PAGEOUT"], MADV["MADV_COLD"]) and v.locked:
-            # mm/madvise.c can_madv_lru_vma: locked memory cannot be paged out
-            return errno("posix.mlock.never-evicted", "EINVAL")
-        if advice == MADV["MADV_FREE"] and v.obj is not None:
-            return errno("linux.madvise.einval-free-file", "EINVAL")
-        # mm/madvise.c madvise_remove: locked or without a file: EINVAL; not shared and
-        # may-write (vma_is_shared_maywrite, PROT_NONE included): EACCES; then the file system
-        # punches the hole (shmem and ext4 can)
-        if advice == MADV["MADV_REMOVE"] and (v.locked or v.obj is None):
-            return errno("linux.madvise.einval-remove-private", "EINVAL")
-        if advice == MADV["MADV_REMOVE"] and not (v.shared and v.may_write):
-            return errno("linux.madvise.eacces-remove-readonly", "EACCES")
-    cursor = addr
-    hole = False
+        bad = _vma_error(sys, mm, max(s, start), min(e, end), v, advice)
+        if bad is not None:
+            return bad, done
+        done.append((max(s, start), min(e, end), v))
+    cursor = start
+    hole = not runs
     for s, e, _ in runs:
         if s > cursor:
             hole = True
         cursor = e
-    if hole or cursor < end or runs[0][0] > addr:
-        return errno("posix.madvise.enomem-unmapped", "ENOMEM")
-    if advice == MADV["MADV_PAGEOUT"]:
-        dirty = any(cp.dirty for _, _, cp in _pageout_pages(sys, mm, addr, end))
+    if hole or cursor < end:
+        return errno("posix.madvise.enomem-unmapped", "ENOMEM"), done
+    return None, done
+
+
+def _populate_walk(sys: OsState, mm: Mm, start: int, end: int, write: bool) -> tuple[Expect | None, int]:
+    """mm/madvise.c madvise_populate -> mm/gup.c faultin_page_range: page by page, the first that
+    fails ends it (the pages before it are populated).  Returns the error and where it stopped."""
+    page = start
+    while page < end:
+        hit = mm.vmas.find(page)
+        if hit is None:
+            return errno("linux.madvise.populate-enomem", "ENOMEM"), page   # no VMA
+        s, e, v = hit
+        # mm/gup.c check_vma_flags: POPULATE_WRITE needs VM_WRITE, POPULATE_READ VM_READ (an
+        # execute-only key forbids the read too): EFAULT, which madvise_populate makes EINVAL
+        if not (v.prot & PROT_W if write else v.prot & PROT_R) or (v.exec_only and not write):
+            return errno("linux.madvise.populate-einval", "EINVAL"), page
+        for p in range(page, min(e, end), PAGE_SIZE):
+            if p in mm.guard or (v.obj is not None and v.pgoff(p) >= sys.objects[v.obj].npages()):
+                # a fault that would be SIGSEGV (guard marker) or SIGBUS (past the file's end)
+                return errno("linux.madvise.populate-efault", "EFAULT"), p
+        page = min(e, end)
+    return None, end
+
+
+def expect_madvise(sys: OsState, mm: Mm, addr: int, length: int, advice: int) -> Expect:
+    # mm/madvise.c do_madvise: madvise_behavior_valid, check_input_range, a zero length, then
+    # madvise_do_behavior (memory failure, populate, or the walk over the VMAs)
+    if not sys.knows_advice(advice):
+        return errno("posix.madvise.einval-advice", "EINVAL")     # unknown to this kernel
+    rng = _range(addr, length)
+    if isinstance(rng, Expect):
+        return rng
+    start, end = rng
+    if not length:
+        return exactly("linux.madvise.len0-ok", Outcome(value=0))
+    if advice in _MEMORY_FAILURE:
+        # mm/madvise.c madvise_inject_error
+        if not mm.sys_admin:
+            return errno("linux.madvise.eperm-hwpoison", "EPERM")
+        return Expect("linux.madvise.hwpoison-privileged", OK, "poisoning a frame: not modelled", unknown=True)
+    if advice in _POPULATE:
+        bad, _ = _populate_walk(sys, mm, start, end, advice == M["MADV_POPULATE_WRITE"])
+        return bad or exactly("linux.madvise.populate", Outcome(value=0))
+    bad, runs = _walk(sys, mm, start, end, advice)
+    if bad is not None:
+        return bad
+    if advice == M["MADV_PAGEOUT"]:
+        dirty = any(cp.dirty for _, _, cp in _pageout_pages(sys, mm, start, end))
         return exactly("seed.fault.step5-evict" if dirty else "seed.pagecache.clean-dropped", Outcome(value=0))
-    if advice == MADV["MADV_DONTNEED"] and any(mm.unlocked_at_fork & set(range(s, e, PAGE_SIZE))
-                                              for s, e, _ in runs):
+    if advice == M["MADV_DONTNEED"] and any(mm.unlocked_at_fork & set(range(s, e, PAGE_SIZE))
+                                            for s, e, _ in runs):
         return exactly("linux.mlock.not-inherited", Outcome(value=0))
-    clause = {MADV["MADV_DONTNEED"]: "linux.madvise.dontneed", MADV["MADV_REMOVE"]: "linux.madvise.remove",
-              MADV["MADV_FREE"]: "linux.madvise.free-lazy", MADV["MADV_DONTFORK"]: "linux.madvise.dontfork",
-              MADV["MADV_HUGEPAGE"]: "linux.thp.madvise-hugepage",
-              MADV["MADV_NOHUGEPAGE"]: "linux.thp.madvise-hugepage"}.get(advice, "posix.madvise.advice-ok")
+    if advice == M["MADV_COLLAPSE"]:
+        return _expect_collapse(sys, mm, runs)
+    clause = {M["MADV_DONTNEED"]: "linux.madvise.dontneed", M["MADV_REMOVE"]: "linux.madvise.remove",
+              M["MADV_FREE"]: "linux.madvise.free-lazy", M["MADV_DONTFORK"]: "linux.madvise.dontfork",
+              M["MADV_HUGEPAGE"]: "linux.thp.madvise-hugepage",
+              M["MADV_NOHUGEPAGE"]: "linux.thp.madvise-hugepage",
+              M["MADV_DONTNEED_LOCKED"]: "linux.madvise.dontneed-locked",
+              M["MADV_WIPEONFORK"]: "linux.madvise.wipeonfork", M["MADV_KEEPONFORK"]: "linux.madvise.wipeonfork",
+              M["MADV_GUARD_INSTALL"]: "linux.madvise.guard-install",
+              M["MADV_GUARD_REMOVE"]: "linux.madvise.guard-remove"}.get(advice, "posix.madvise.advice-ok")
+    if advice in _FLAGS_ONLY:
+        clause = "linux.madvise.flags-only"
     return exactly(clause, Outcome(value=0))
 
 
+def _expect_collapse(sys: OsState, mm: Mm, runs: list) -> Expect:
+    """MADV_COLLAPSE over VMAs that can hold a huge page: no PMD-aligned 2 MiB block inside the
+    range is 0; otherwise success depends on what the kernel finds (pages on per-CPU LRU
+    caches: EAGAIN, a huge page it cannot allocate: ENOMEM, an empty page table: EINVAL, a
+    charge it cannot make: EBUSY) -- a choice, with the contents kept either way."""
+    start, end = runs[0][0], runs[-1][1]
+    hstart, hend = page_align_huge(start), end & ~(HPAGE - 1)
+    if hstart > hend:
+        # Linux 6.18 mm/khugepaged.c madvise_collapse: thps == (hend - hstart) >> HPAGE_PMD_SHIFT
+        # with hend < hstart compares with a huge unsigned count: the last failure, EINVAL
+        # (measured); later trees return 0 for a range without a whole block
+        if sys.config.kernel is not None and sys.config.kernel <= (6, 18):
+            return errno("linux.madvise.collapse-einval", "EINVAL")
+        return Expect("linux.madvise.collapse", Outcome(value=-1, errno="EINVAL"),
+                      "EINVAL (Linux 6.18 and before) or 0 (later trees)",
+                      (Outcome(value=-1, errno="EINVAL"), Outcome(value=0)), impl_defined=True)
+    if hstart == hend:
+        return exactly("linux.madvise.collapse", Outcome(value=0))
+    outs = (Outcome(value=0),) + tuple(Outcome(value=-1, errno=n) for n in _COLLAPSE_ERRNOS)
+    return Expect("linux.madvise.collapse", outs[0], "0, or EAGAIN/EINVAL/ENOMEM/EBUSY by what the kernel finds",
+                  outs, impl_defined=True)
+
+
+def page_align_huge(a: int) -> int:
+    return (a + HPAGE - 1) & ~(HPAGE - 1)
+
+
 def apply_madvise(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: int, advice: int) -> None:
-    if o.errno not in (None, "ENOMEM") or advice not in MADV.values():
+    if not sys.knows_advice(advice) or advice in _MEMORY_FAILURE:
         return
-    end = addr + page_align(length)
-    if end <= addr:
+    rng = _range(addr, length)
+    if isinstance(rng, Expect) or not length:
         return
-    for s, e, v in list(mm.mapped_pages(addr, end)):
-        if advice == MADV["MADV_DONTNEED"]:
+    start, end = rng
+    if advice in _POPULATE:
+        _, stop = _populate_walk(sys, mm, start, end, advice == M["MADV_POPULATE_WRITE"])
+        _populate(sys, mm, start, stop, WRITE if advice == M["MADV_POPULATE_WRITE"] else READ)
+        return
+    # the runs advised before the walk ended (all of them on success or ENOMEM)
+    _, runs = _walk(sys, mm, start, end, advice)
+    for s, e, v in runs:
+        if advice in (M["MADV_DONTNEED"], M["MADV_DONTNEED_LOCKED"], M["MADV_GUARD_INSTALL"]):
+            # zap_vma_range: the range's pages go (guard markers stay)
             sys.split_huge(mm, s, e)
             for page in sys.pages_in(mm, s, e):
                 sys.drop_page(mm, page)
@@ -95,28 +233,58 @@ def apply_madvise(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length
                 if s <= base and base + HPAGE <= e:
                     mm.huge.discard(base)
                     mm.thp_maybe.discard(base)
-        elif advice == MADV["MADV_REMOVE"] and v.obj is not None:
+            if advice == M["MADV_GUARD_INSTALL"]:
+                mm.guard |= set(range(s, e, PAGE_SIZE))
+        elif advice == M["MADV_GUARD_REMOVE"]:
+            mm.guard -= set(range(s, e, PAGE_SIZE))
+        elif advice == M["MADV_REMOVE"] and v.obj is not None:
             obj = sys.objects[v.obj]
             for page in range(s, e, PAGE_SIZE):
                 sys.punch(obj, v.pgoff(page))
-        elif advice == MADV["MADV_FREE"]:
+        elif advice == M["MADV_FREE"]:
             for page in sys.pages_in(mm, s, e):
                 p = mm.anon.get(page)
                 if p is not None and p.mapcount == 1 and p.pfn is not None:
                     p.lazyfree = True
-        elif advice in (MADV["MADV_DONTFORK"], MADV["MADV_DOFORK"]):
-            mm.vmas.set(s, e, replace(v, dontfork=advice == MADV["MADV_DONTFORK"]))
-        elif advice in (MADV["MADV_HUGEPAGE"], MADV["MADV_NOHUGEPAGE"]):
-            mm.vmas.set(s, e, replace(v, huge=advice == MADV["MADV_HUGEPAGE"]))
-        elif advice == MADV["MADV_PAGEOUT"]:
+        elif advice in (M["MADV_DONTFORK"], M["MADV_DOFORK"]):
+            mm.vmas.set(s, e, replace(v, dontfork=advice == M["MADV_DONTFORK"]))
+        elif advice in (M["MADV_WIPEONFORK"], M["MADV_KEEPONFORK"]):
+            mm.vmas.set(s, e, replace(v, wipeonfork=advice == M["MADV_WIPEONFORK"]))
+        elif advice in (M["MADV_HUGEPAGE"], M["MADV_NOHUGEPAGE"]):
+            mm.vmas.set(s, e, replace(v, huge=advice == M["MADV_HUGEPAGE"]))
+        elif advice == M["MADV_PAGEOUT"]:
             _pageout(sys, mm, s, e)
-        elif advice == MADV["MADV_WILLNEED"] and v.obj is not None:
+        elif advice == M["MADV_COLLAPSE"]:
+            # contents stay; whether a block is now one huge page, and which of its pages are
+            # present, is the kernel's (linux.madvise.collapse)
+            for base in range(page_align_huge(s), e - HPAGE + 1, HPAGE):
+                mm.thp_maybe.add(base)
+                for page in range(base, base + HPAGE, PAGE_SIZE):
+                    if page not in mm.pte:
+                        mm.maybe.add(page)
+        elif advice == M["MADV_WILLNEED"] and v.obj is not None:
             obj = sys.objects[v.obj]
             if obj.kind == "file":
                 for page in range(s, e, PAGE_SIZE):
                     pgoff = v.pgoff(page)
                     if pgoff < obj.npages() and pgoff not in obj.pages:
                         _cache_read(sys, obj, pgoff)
+
+
+def _populate(sys: OsState, mm: Mm, start: int, end: int, kind: int) -> None:
+    """Fault [start, end) in with ``kind`` faults, as GUP does for MADV_POPULATE_(READ|WRITE);
+    a page read from a file may be counted minor after a retry (as ``fault.populate`` says)."""
+    majflt = mm.majflt
+    for page in range(start, end, PAGE_SIZE):
+        hit = mm.vmas.find(page)
+        if hit is None:
+            break
+        fc = fault.do_page_fault(sys, mm, hit[2], page, kind)
+        if fc is not None and fc.kind == "sigkill":
+            break
+    if mm.majflt > majflt:
+        mm.minflt_maybe += mm.majflt - majflt
+        mm.majflt = majflt
 
 
 def _pageout_pages(sys: OsState, mm: Mm, start: int, end: int) -> list[tuple[int, MemObject, Page]]:
@@ -280,6 +448,13 @@ def _resident(sys: OsState, mm: Mm, page: int) -> bool | None:
     and a file/shmem page is resident iff it is in the page cache.  None: the model cannot say."""
     hit = mm.vmas.find(page)
     v = hit[2]
+    if page in mm.guard:
+        # a guard marker (clause linux.madvise.guard-install): anonymous memory reads 0; a file
+        # page in the cache reads 1 (both measured on Linux 6.18); one not in the cache: either
+        if v.obj is None:
+            return False
+        cp = sys.objects[v.obj].pages.get(v.pgoff(page))
+        return True if cp is not None and cp.pfn is not None else None
     t = mm.pte.get(page)
     if t is not None:
         return True

@@ -65,10 +65,14 @@ def _populate_fails(sys: OsState, mm: Mm, start: int, end: int) -> int | None:
     for s, e, v in mm.mapped_pages(start, end):
         if not v.prot & (PROT_R | PROT_W | PROT_X) or v.exec_only:
             return s      # (an execute-only protection key forbids GUP's read too)
+        # a guard marker (MADV_GUARD_INSTALL) faults SIGSEGV: measured, mlock is then ENOMEM
+        guarded = [p for p in mm.guard if s <= p < e]
+        if v.obj is None and guarded:
+            return min(guarded)
         if v.obj is not None:
             obj = sys.objects[v.obj]
             for page in range(s, e, PAGE_SIZE):
-                if v.pgoff(page) >= obj.npages():
+                if v.pgoff(page) >= obj.npages() or page in mm.guard:
                     return page
     return None
 

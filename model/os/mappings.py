@@ -24,15 +24,19 @@ from ..rules import Rule
 from .state import LLONG_MAX, PAGE_MASK, PROT_W, PROT_X, U64, Mm, OsState, Vma, can_do_mlock, page_align
 
 MAP_TYPE = 0x0F
-MAP_DROPPABLE = 0x08                 # Linux 6.11+
+MAP_DROPPABLE = MAP["MAP_DROPPABLE"]   # Linux 6.11+
+FOUR_G = 1 << 32
 PROT_RWX = PROT["PROT_READ"] | PROT["PROT_WRITE"] | PROT["PROT_EXEC"]
 GROWS = PROT["PROT_GROWSDOWN"] | PROT["PROT_GROWSUP"]
-# include/linux/mman.h LEGACY_MAP_MASK: the flags MAP_SHARED_VALIDATE accepts
+# include/linux/mman.h LEGACY_MAP_MASK: the flags MAP_SHARED_VALIDATE accepts (clause
+# linux.mmap.eopnotsupp-validate).  It holds MAP_ABOVE4G and of the MAP_HUGE_* encodings only
+# MAP_HUGE_2MB and MAP_HUGE_1GB; MAP_FIXED_NOREPLACE and MAP_SYNC are not in it (measured on
+# Linux 6.18: MAP_SHARED_VALIDATE|MAP_FIXED_NOREPLACE is EOPNOTSUPP, |MAP_HUGE_1GB maps).
 _LEGACY_MAP_MASK = (MAP["MAP_SHARED"] | MAP["MAP_PRIVATE"] | MAP["MAP_FIXED"] | MAP["MAP_ANONYMOUS"]
                     | MAP["MAP_DENYWRITE"] | MAP["MAP_EXECUTABLE"] | MAP["MAP_UNINITIALIZED"]
                     | MAP["MAP_GROWSDOWN"] | MAP["MAP_LOCKED"] | MAP["MAP_NORESERVE"] | MAP["MAP_POPULATE"]
                     | MAP["MAP_NONBLOCK"] | MAP["MAP_STACK"] | MAP["MAP_HUGETLB"] | MAP["MAP_32BIT"]
-                    | MAP["MAP_FIXED_NOREPLACE"] | 0x3F000000)
+                    | MAP["MAP_ABOVE4G"] | MAP["MAP_HUGE_2MB"] | MAP["MAP_HUGE_1GB"])
 
 
 def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: int, fd: int,
@@ -76,6 +80,10 @@ def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
             return errno("linux.mmap.fixed-noreplace-eexist", "EEXIST")
     if flags & MAP["MAP_LOCKED"] and not can_do_mlock(mm):
         return errno("linux.mlock.eperm-no-limit", "EPERM")
+    if (flags & MAP["MAP_LOCKED"] or mm.mcl_future) and not mm.privileged and \
+            plen // PAGE_SIZE + mm.locked_vm() // PAGE_SIZE > mm.memlock_soft // PAGE_SIZE:
+        # mm/mmap.c do_mmap -> mlock_future_ok: a locked mapping beyond RLIMIT_MEMLOCK
+        return errno("linux.mmap.eagain-memlock", "EAGAIN")
     mtype = flags & MAP_TYPE
     if f is not None:
         if f.obj is None:
@@ -101,6 +109,9 @@ def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
             mtype == MAP_DROPPABLE and sys.has("MAP_DROPPABLE")):
         # For anonymous memory MAP_SHARED_VALIDATE (3) falls to this default too.
         return errno("posix.mmap.einval-type", "EINVAL")
+    if mtype == MAP_DROPPABLE and flags & MAP["MAP_LOCKED"]:
+        # mm/mmap.c do_mmap, case MAP_DROPPABLE: "a locked ... area makes no sense to be droppable"
+        return errno("linux.mmap.droppable", "EINVAL")
     return None
 
 
@@ -121,9 +132,10 @@ def expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
                             (Outcome(value=addr), Outcome(value=-1, errno="EEXIST")), impl_defined=True)
         replaced = sum(e - s for s, e, _ in mm.mapped_pages(addr, addr + plen))
     else:
+        above4g = bool(flags & MAP["MAP_ABOVE4G"]) and sys.has("MAP_ABOVE4G")
         placed = _placement(sys, mm, addr, plen, bool(flags & MAP["MAP_32BIT"]),
-                                 "posix.mmap.maps-range" if not flags & MAP["MAP_ANONYMOUS"]
-                                 else "posix.mmap.new-range-free")
+                            "posix.mmap.maps-range" if not flags & MAP["MAP_ANONYMOUS"]
+                            else "posix.mmap.new-range-free", above4g=above4g)
         replaced = 0
     if placed.default.errno:
         return placed
@@ -133,7 +145,8 @@ def expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
     # accountable_mapping (private writable) or of a new shmem object (shared anonymous)
     data = bool(prot & PROT_W) and not shared
     account = (data or (shared and anon)) and not (
-        flags & MAP["MAP_NORESERVE"] and sys.config.overcommit_memory != 2)
+        flags & MAP["MAP_NORESERVE"] and sys.config.overcommit_memory != 2) and not (
+        anon and flags & MAP_TYPE == MAP_DROPPABLE)          # MAP_DROPPABLE: VM_NORESERVE
     return _limits(sys, mm, placed, plen - replaced, plen - replaced if data else 0, plen if account else 0,
                         count_maps=True)
 
@@ -176,10 +189,16 @@ def _limits(sys: OsState, mm: Mm, ok: Expect, grow: int, data_grow: int, charge:
     return ok
 
 
-def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: str) -> Expect:
+def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: str,
+               above4g: bool = False) -> Expect:
     c = sys.config
     hi = 0x80000000 if bit32 else c.task_size
     lo = c.mmap_min_addr
+    if above4g and not bit32:
+        # arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area(_topdown): MAP_ABOVE4G raises the
+        # search's low limit to 4 GiB; MAP_32BIT takes the bottom-up path first (measured: it wins)
+        lo = max(lo, FOUR_G)
+        clause = "linux.mmap.above4g"
     # mm/mmap.c round_hint_to_min: a hint below mmap_min_addr is raised to it.
     hint = addr & PAGE_MASK
     if hint and hint < c.mmap_min_addr:
@@ -247,13 +266,17 @@ def apply_mmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: i
     sys.unmap(mm, start, end)
     prot &= PROT_RWX
     locked = bool(flags & MAP["MAP_LOCKED"]) or bool(mm.mcl_future)
+    # MAP_DROPPABLE (anonymous only): VM_DROPPABLE | VM_WIPEONFORK | VM_DONTDUMP (clause linux.mmap.droppable)
+    droppable = obj is None and flags & MAP_TYPE == MAP_DROPPABLE
     vma = Vma(prot, shared, obj, origin, exec_only=_exec_only(sys, prot), clause=(
         "posix.mmap.fixed-exact" if flags & MAP["MAP_FIXED"] else "posix.mmap.maps-range"),
         locked=locked, onfault=bool(mm.mcl_future & MCL["MCL_ONFAULT"]), may_write=may_write,
-        huge=None)
+        huge=None, droppable=droppable, wipeonfork=droppable)
     mm.vmas.set(start, end, vma)
-    # mm/mmap.c do_mmap -> mm_populate: MAP_POPULATE, and MAP_LOCKED / MCL_FUTURE without ONFAULT
-    if flags & MAP["MAP_POPULATE"] or (locked and not vma.onfault):
+    # mm/mmap.c do_mmap -> mm_populate: MAP_POPULATE (not with MAP_NONBLOCK: clause
+    # linux.mmap.populate-nonblock), and MAP_LOCKED / MCL_FUTURE without ONFAULT
+    populate = flags & (MAP["MAP_POPULATE"] | MAP["MAP_NONBLOCK"]) == MAP["MAP_POPULATE"]
+    if populate or (locked and not vma.onfault):
         fault.populate(sys, mm, start, end)
 
 
@@ -409,9 +432,12 @@ def _mremap_expect(sys: OsState, mm: Mm, addr: int, old_size: int, new_size: int
     old_len, new_len = page_align(old_size) & U64, page_align(new_size) & U64
     if new_len == 0:
         return errno("linux.mremap.einval-len0", "EINVAL")
-    if new_len > c.task_size or new_addr > c.task_size - new_len:
+    if new_len > c.task_size:
         return errno("linux.mremap.einval-flags", "EINVAL")
     if flags & (FIXED | DONTUNMAP):
+        # mm/mremap.c check_mremap_params: new_addr is looked at only when it is implied
+        if new_addr > c.task_size - new_len:
+            return errno("linux.mremap.einval-flags", "EINVAL")
         if new_addr & ~PAGE_MASK:
             return errno("linux.mremap.einval-unaligned", "EINVAL")
         if not flags & MAYMOVE:
@@ -515,6 +541,9 @@ def apply_mremap(sys: OsState, proc: str, mm: Mm, o: Outcome, old_addr: int, old
                       mm.last_ref.pop(page, None)))
         mm.maybe.discard(page)
         fault.flush_tlb_page(mm, page)
+    # mm/mremap.c move_page_tables: guard markers move with the page tables
+    guards = {p for p in mm.guard if addr <= p < addr + keep}
+    mm.guard -= guards
     gone: set[int] = set()
     sys.unmap(mm, dest, dest + new_len)
     old_vmas = list(mm.mapped_pages(addr, addr + old_len))
@@ -538,6 +567,7 @@ def apply_mremap(sys: OsState, proc: str, mm: Mm, o: Outcome, old_addr: int, old
             mm.maybe.add(page + delta)
         if ref is not None:
             mm.last_ref[page + delta] = ref
+    mm.guard |= {p + delta for p in guards}
     sys.collect(gone | {w.obj for _, _, w in moved_vmas if w.obj is not None})
 
 

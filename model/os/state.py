@@ -68,6 +68,8 @@ class Vma:
     dontfork: bool = False     # MADV_DONTFORK
     policy: tuple[int, int] = (0, 0)   # NUMA (mode, nodemask) from mbind
     may_write: bool = True     # VM_MAYWRITE: a shared mapping of a read-only fd can never be made writable
+    wipeonfork: bool = False   # VM_WIPEONFORK (MADV_WIPEONFORK, MAP_DROPPABLE): a child gets the range empty
+    droppable: bool = False    # VM_DROPPABLE (MAP_DROPPABLE, Linux 6.11+)
 
     @property
     def perms(self) -> str:
@@ -125,6 +127,11 @@ class Config:
     cap_fowner: bool = True          # root: may unlink others' names in sticky /dev/shm (CAP_FOWNER)
     cap_setuid: bool = True          # may change user and group IDs (CAP_SETUID and CAP_SETGID)
     thp_defrag: str = "madvise"      # .../transparent_hugepage/defrag: whether a fault waits for a huge page
+    # the advice values this kernel accepts (madvise(addr, 0, advice) is 0, not EINVAL: mm/madvise.c
+    # madvise_behavior_valid, which leaves out what the kernel's configuration compiled out -- KSM,
+    # THP, MEMORY_FAILURE); None: not probed, decided by the release (ADVICE_SINCE)
+    madv_known: tuple[int, ...] | None = None
+    cap_sys_admin: bool = True       # root: MADV_HWPOISON / MADV_SOFT_OFFLINE are allowed (CAP_SYS_ADMIN)
 
     @classmethod
     def from_facts(cls, facts: dict) -> "Config":
@@ -136,7 +143,7 @@ class Config:
                           ("thp", str), ("thp_certain", bool), ("exec_only", bool), ("page_size", int),
                           ("overcommit_memory", int), ("overcommit_ratio", int), ("max_map_count", int),
                           ("base_maps", int), ("rlimit_as", int), ("rlimit_data", int), ("rlimit_nofile", int),
-                          ("cap_dac_override", bool), ("cap_fowner", bool), ("cap_setuid", bool), ("thp_defrag", str),
+                          ("cap_dac_override", bool), ("cap_fowner", bool), ("cap_setuid", bool), ("thp_defrag", str), ("cap_sys_admin", bool),
                           ("task_size", int)):
             if key in facts:
                 setattr(c, key, conv(facts[key]))
@@ -144,6 +151,8 @@ class Config:
             c.exec_only = bool(facts["pku"])
         if "kernel" in facts:
             c.kernel = kernel_version(str(facts["kernel"]))
+        if "madv_known" in facts and facts["madv_known"] is not None:
+            c.madv_known = tuple(int(a) for a in facts["madv_known"])
         if "quiet_ranges" in facts:
             c.quiet_ranges = tuple((int(a), int(b)) for a, b in facts["quiet_ranges"])
         return c
@@ -167,6 +176,18 @@ SINCE = {
     "MADV_COLD": (5, 4),               # madvise(2): MADV_COLD (since Linux 5.4)
     "MADV_PAGEOUT": (5, 4),            # madvise(2): MADV_PAGEOUT (since Linux 5.4)
     "MREMAP_DONTUNMAP": (5, 7),        # mremap(2): MREMAP_DONTUNMAP (since Linux 5.7)
+    "MAP_ABOVE4G": (6, 6),             # arch/x86/include/uapi/asm/mman.h MAP_ABOVE4G (Linux 6.6, shadow stacks)
+}
+
+# madvise advice by the release that brought it (madvise(2): "since Linux x.y"; the
+# MADV_GUARD_* pair: Linux 6.13, mm/madvise.c madvise_guard_install).  Used when the target
+# did not probe which advice its kernel accepts (fact ``madv_known``): a configuration that
+# compiled KSM, THP or MEMORY_FAILURE out then reads as one that has them.
+ADVICE_SINCE = {
+    0: (2, 0), 1: (2, 0), 2: (2, 0), 3: (2, 0), 4: (2, 0), 8: (4, 5), 9: (2, 6), 10: (2, 6), 11: (2, 6),
+    12: (2, 6), 13: (2, 6), 14: (2, 6), 15: (2, 6), 16: (3, 4), 17: (3, 4), 18: (4, 14), 19: (4, 14),
+    20: (5, 4), 21: (5, 4), 22: (5, 14), 23: (5, 14), 24: (5, 18), 25: (6, 1), 100: (2, 6), 101: (2, 6),
+    102: (6, 13), 103: (6, 13),
 }
 
 
@@ -198,6 +219,8 @@ class Mm:
         self.last_ref: dict[int, int] = {}    # page -> virtual time of its last reference
         self.flushed: set[int] = set()        # pages whose translation munmap/mprotect removed or narrowed
         self.unlocked_at_fork: set[int] = set()   # pages locked in the parent, not here
+        self.guard: set[int] = set()          # pages with a guard marker (MADV_GUARD_INSTALL): accesses SIGSEGV
+        self.sys_admin = config.cap_sys_admin  # CAP_SYS_ADMIN (drop_privileges clears it)
         self.cow_faults = 0                   # write faults on pages shared copy-on-write
 
     def mapped_pages(self, start: int, end: int) -> Iterator[tuple[int, int, Vma]]:
@@ -281,6 +304,15 @@ class OsState:
         except ValueError:
             pass
 
+    def knows_advice(self, advice: int) -> bool:
+        """Whether the running kernel accepts this madvise advice: the probed set (fact
+        ``madv_known``), else the release (ADVICE_SINCE; an unknown release is recent)."""
+        if self.config.madv_known is not None:
+            return advice in self.config.madv_known
+        since = ADVICE_SINCE.get(advice)
+        k = self.config.kernel
+        return since is not None and (k is None or k >= since)
+
     def has(self, feature: str) -> bool:
         """Whether the running kernel knows ``feature`` (SINCE); an unknown version is recent."""
         k = self.config.kernel
@@ -298,6 +330,9 @@ class OsState:
             self.drop_page(mm, page)
         gone = {v.obj for _, _, v in mm.vmas.overlapping(start, end) if v.obj is not None}
         mm.vmas.remove(start, end)
+        if mm.guard:
+            # mm/memory.c zap_nonpresent_ptes: unmapping (ZAP_FLAG_DROP_MARKER) drops guard markers
+            mm.guard -= {p for p in mm.guard if start <= p < end}
         if gone:
             self.collect(gone)
 

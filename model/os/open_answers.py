@@ -1,0 +1,76 @@
+"""Where the os model does not give one exact answer, and why the kernel leaves it open.
+
+A rule that allows several outcomes (``impl_defined=True``, ``or_errno``) or answers "unknown"
+(``unknown=True``) judges less than an exact one: a wrong kernel could pass it.  Each such place
+in ``model/os/*.py`` and ``model/mm.py`` is listed here with the reason; ``tests/os/test_os_audit.py``
+finds every one in the source and fails when the source and this list differ, so the count
+only changes knowingly.  ``docs/os-audit.md`` shows the same list; ``memspec check`` prints
+the count for the os layer.
+
+Each entry: (module, function, clause, reason).
+"""
+
+from __future__ import annotations
+
+OPEN_ANSWERS: tuple[tuple[str, str, str, str], ...] = (
+    ("access", "_expect_access", "linux.x86.fetch-crosses-page",
+     "an instruction fetched near a page's end may run onto a page that cannot be fetched: whether it "
+     "does depends on the bytes there, which the model does not decode"),
+    ("access", "_expect_access", "linux.madvise.free-lazy",
+     "after MADV_FREE the kernel frees the page only under memory pressure (mm/vmscan.c): old value or 0"),
+    ("advice", "expect_madvise", "linux.madvise.hwpoison-privileged",
+     "MADV_HWPOISON / MADV_SOFT_OFFLINE with CAP_SYS_ADMIN take frames out of the machine: the linux "
+     "target refuses them, so no kernel answer exists to model (unknown)"),
+    ("advice", "_expect_collapse", "linux.madvise.collapse",
+     "a range without a whole 2 MiB block: EINVAL on Linux 6.18 and before, 0 in later trees; an "
+     "unknown release allows both"),
+    ("advice", "_expect_collapse", "linux.madvise.collapse",
+     "a collapse succeeds or fails by what the kernel finds: pages still on per-CPU LRU caches (EAGAIN), "
+     "no huge page to allocate (ENOMEM), an empty page table (EINVAL), a charge refused (EBUSY)"),
+    ("advice", "expect_mincore", "posix.mincore.residency",
+     "pages reclaim, MADV_PAGEOUT, fault-around or a fork copy may or may not have left resident"),
+    ("files", "_fd_expect", "posix.open.regular-file",
+     "the lowest free descriptor depends on the descriptors the target process holds itself"),
+    ("files", "_fd_expect", "posix.open.emfile",
+     "near RLIMIT_NOFILE the target's own open descriptors decide between a descriptor and EMFILE"),
+    ("mappings", "_mmap_check", "linux.mmap.hugetlb-growsdown",
+     "MAP_HUGETLB depends on the huge page pool (nr_hugepages, reservations); MAP_GROWSDOWN on the "
+     "stack guard gap: not modelled (unknown)"),
+    ("mappings", "_mmap_check", "linux.mmap.fixed-noreplace-maps",
+     "before Linux 4.17 MAP_FIXED_NOREPLACE is an unknown bit (the address a hint): not modelled (unknown)"),
+    ("mappings", "expect_mmap", "linux.mmap.fixed-noreplace-maps",
+     "outside the target's quiet ranges its own mappings (libraries, heap) may occupy the range: EEXIST"),
+    ("mappings", "_limits", "linux.mmap.enomem-max-map-count",
+     "near vm.max_map_count the target's own mappings count too"),
+    ("mappings", "_limits", "linux.mmap.enomem-rlimit-as",
+     "near RLIMIT_AS the target process's own address space moves while it runs"),
+    ("mappings", "_limits", "linux.mmap.enomem-rlimit-data",
+     "RLIMIT_DATA counts the target process's own private writable memory and heap"),
+    ("mappings", "_limits", "linux.mmap.enomem-overcommit",
+     "overcommit mode 2: what the rest of the machine has committed is not known"),
+    ("mappings", "_placement", "posix.mmap.new-range-free",
+     "the address of a mapping without MAP_FIXED is the kernel's choice (ASLR, mmap_base); any free, "
+     "aligned range in the allowed window is accepted"),
+    ("mappings", "_mremap_expect", "linux.mremap.efault-unmapped",
+     "old_size 0 duplicates a shared mapping (a legacy path): not modelled (unknown)"),
+    ("mappings", "_mremap_expect", "linux.mremap.efault-unmapped",
+     "a MREMAP_FIXED move of several VMAs (Linux 6.17+): not modelled (unknown)"),
+    ("mappings", "_mremap_expect", "linux.mremap.grow-in-place",
+     "past a mapping the target placed itself may live memory the model does not see: grow or ENOMEM"),
+    ("mappings", "_mremap_expect", "linux.mremap.grow-in-place",
+     "as above, with MREMAP_MAYMOVE: grown in place or moved to a free range"),
+    ("observation", "one_of_values", "linux.thp.fault-huge",
+     "whether a fault got a transparent huge page depends on huge page allocation at that moment"),
+    ("observation", "expect_minflt", "seed.fault.minor-counted",
+     "fault counts are judged as bounds the kernel guarantees, never as the model's own accounting "
+     "(fault-around, retries, the harness's own faults)"),
+    ("observation", "expect_majflt", "seed.fault.major-counted",
+     "as above: a lower bound of the page loads the model is sure of"),
+    ("processes", "expect_fork", "posix.fork.copies-address-space",
+     "the child's process id is the kernel's choice"),
+    ("processes", "expect_fork", "linux.mmap.enomem-overcommit",
+     "overcommit mode 2: fork charges the copied private writable memory against a commit limit "
+     "other processes share"),
+    ("mm", "expect", "memspec.host.page-size",
+     "a kernel with pages other than 4 KiB: the model knows 4 KiB pages only (unknown)"),
+)
