@@ -27,7 +27,8 @@ from ..conftest import missing_peer
 ROOT = Path(__file__).resolve().parents[2]
 OS_SUITE = sorted((ROOT / "specs" / "suite" / "os").glob("*.mst"))
 BROKEN = sorted((ROOT / "tests" / "broken" / "repro").glob("*.mst"))
-FINDINGS = sorted((ROOT / "docs" / "findings" / "programs").glob("*.mst"))
+FINDINGS = sorted(p for p in (ROOT / "docs" / "findings" / "programs").glob("*.mst")
+                  if (load(str(p)).meta("target") or "").startswith("malloc:"))
 LIBDIR = Path("/usr/lib/x86_64-linux-gnu")
 
 
@@ -183,3 +184,26 @@ def test_cli_writes_the_file_and_a_readme(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "memspec.commands.cli", "repro", str(prog), "--target", "qemu"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "os layer on the linux target" in bad.stderr
+
+
+# --- the /dev/kvm reproducer of the KVM finding (docs/findings/repro) ----------------------------
+
+KVM_C = ROOT / "docs" / "findings" / "repro" / "kvm-mov-cr0-high-bits.c"
+
+
+def test_kvm_c_reproducer_gives_memspecs_verdict(tmp_path):
+    from memspec.targets.kvm.ioctl import kvm_status
+    why = kvm_status()
+    if why:
+        missing_peer("kvm", why)
+    exe, ctl = tmp_path / "kvm-cr0", tmp_path / "kvm-ctl"
+    subprocess.run([cc(), "-O2", "-std=c99", "-o", str(exe), str(KVM_C)], check=True)
+    # control: NW without CD is refused by every KVM path, so the #GP detection itself is shown to work
+    subprocess.run([cc(), "-O2", "-std=c99", "-DNEW_CR0=0xa0010011ULL", "-o", str(ctl), str(KVM_C)], check=True)
+    c = run_c(ctl)
+    assert c.returncode == 0 and "CONFORMS" in c.stdout, c.stdout + c.stderr
+    verdict = memspec_verdict(ROOT / "docs" / "findings" / "programs" / "kvm-mov-cr0-high-bits.mst", "kvm")
+    out = run_c(exe)
+    assert out.returncode == {"pass": 0, "fail": 1}[verdict], (verdict, out.stdout, out.stderr)
+    if verdict == "fail":
+        assert "clause:   sdm.cr0.rsvd-gp" in out.stdout and "CR0 reads back 0x80010011" in out.stdout
