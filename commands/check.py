@@ -156,12 +156,11 @@ class Checker:
     _choices: dict[str, dict[str, str]]
 
     def check_target(self, target: Any, layer: str, cat: dict[str, Any]) -> None:
-        from memspec.fuzz.differential import execute, localise
-        from memspec.results import ClauseStats, TargetResults
+        from memspec.fuzz.pipeline import RunAhead
+        from memspec.results import TargetResults
         facts = target.facts()
         tr = TargetResults(name=target.name, layers=[layer], facts=facts, unsupported=list(target.unsupported()))
         self.results.targets.append(tr)
-        findings = self._findings(target, facts, layer)
         reported: dict[Any, Any] = {}        # finding -> its Failure in the report
         sources = list(suite_programs(layer, capabilities=True)) if self.o.suite else []
         if hasattr(target, "not_observable"):
@@ -175,22 +174,50 @@ class Checker:
         programs = itertools.chain(sources, random_programs(layer, self.o.programs, self.o.seed, target.calls,
                                                                      facts))
         t_start = time.monotonic()
+
+        def not_applicable(program: Program) -> bool:
+            return (target.calls is not None and any(c.name not in target.calls for c in program.calls)
+                    or _lacks(facts, program.meta("requires")))
+
+        # the next program runs on the target while this one is judged (fuzz/pipeline.py); the
+        # findings pipeline re-runs programs through the held target, which waits for that run
+        ahead = RunAhead(target, programs, skip=not_applicable)
+        findings = self._findings(ahead.target, facts, layer)
+        with ahead:
+            self._judge_stream(ahead, target, layer, tr, facts, cat, findings, reported, total, t_start)
+        if not tr.stopped:
+            self.run_machine(target, layer, tr, facts, cat)
+        layer_clauses = sorted(cid for cid, c in cat.items() if c.layer == layer)
+        tr.not_applicable_clauses = {c: k for c, k in tr.not_applicable_clauses.items() if c not in tr.clauses}
+        # a clause reached only by programs this target cannot run is reported as not applicable, not as a gap
+        tr.never_exercised = [cid for cid in layer_clauses if cid not in tr.clauses and cid not in tr.not_observable
+                              and cid not in tr.not_applicable_clauses]
+        tr.timeline.append([round(time.monotonic() - t_start, 3), tr.programs, len(tr.clauses), len(tr.failures)])
+        self.tick("")
+        if not self.o.quiet and sys.stderr.isatty():
+            print("\r\033[K", end="", file=sys.stderr)
+
+    def _judge_stream(self, ahead: Any, target: Any, layer: str, tr: Any, facts: dict[str, Any], cat: dict[str, Any],
+                      findings: Any, reported: dict[Any, Any], total: int, t_start: float) -> None:
+        from memspec.fuzz.differential import localise
+        from memspec.results import ClauseStats
+        from memspec.specs.judge import judge
+        held = ahead.target
         dead_in_a_row = 0
         last_ok: Program | None = None      # the last program this target ran to its end: the canary
-        for n, (origin, program) in enumerate(programs, 1):
+        for n, (origin, program, run) in enumerate(ahead, 1):
             if n == 1 or n == total or n % 10 == 0:
                 tr.timeline.append([round(time.monotonic() - t_start, 3), tr.programs, len(tr.clauses), len(tr.failures)])
-            if target.calls is not None and any(c.name not in target.calls for c in program.calls) or \
-                    _lacks(facts, program.meta("requires")):
+            if run is None:
                 tr.not_applicable += 1
                 # which clauses the skipped program would have exercised: judged on the model alone
                 for cid in _model_clauses(program):
                     tr.not_applicable_clauses[cid] = tr.not_applicable_clauses.get(cid, 0) + 1
                 continue
             self._progress = (n, total)
-            j = execute(target, program, facts)
+            j = judge(program, run, target.name, facts)
             if j.failure is not None:
-                j = localise(target, program, facts, j)
+                j = localise(held, program, facts, j)
             dead_in_a_row = dead_in_a_row + 1 if j.status in (RunStatus.CRASH, RunStatus.HANG) else 0
             tr.programs += 1
             tr.calls += len(program.calls)
@@ -204,7 +231,7 @@ class Checker:
                       f"{len(tr.failures)} failures")
             if j.status is RunStatus.OK:
                 last_ok = program
-            if self.o.max_dead and dead_in_a_row >= self.o.max_dead and self._still_alive(target, last_ok, facts):
+            if self.o.max_dead and dead_in_a_row >= self.o.max_dead and self._still_alive(held, last_ok, facts):
                 dead_in_a_row = 0       # only those programs kill it: go on
             if self.o.max_dead and dead_in_a_row >= self.o.max_dead:
                 # every later program would cost a whole time limit: stop judging this target
@@ -229,17 +256,6 @@ class Checker:
                 failure = self._report(finding, cat, facts)
                 reported[id(finding)] = failure
                 tr.failures.append(failure)
-        if not tr.stopped:
-            self.run_machine(target, layer, tr, facts, cat)
-        layer_clauses = sorted(cid for cid, c in cat.items() if c.layer == layer)
-        tr.not_applicable_clauses = {c: k for c, k in tr.not_applicable_clauses.items() if c not in tr.clauses}
-        # a clause reached only by programs this target cannot run is reported as not applicable, not as a gap
-        tr.never_exercised = [cid for cid in layer_clauses if cid not in tr.clauses and cid not in tr.not_observable
-                              and cid not in tr.not_applicable_clauses]
-        tr.timeline.append([round(time.monotonic() - t_start, 3), tr.programs, len(tr.clauses), len(tr.failures)])
-        self.tick("")
-        if not self.o.quiet and sys.stderr.isatty():
-            print("\r\033[K", end="", file=sys.stderr)
 
     def _still_alive(self, target: Any, canary: Program | None, facts: dict[str, Any]) -> bool:
         """After programs in a row crashed or hung: is the target dead, or do only those programs kill
