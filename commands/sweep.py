@@ -48,7 +48,7 @@ class SweepOptions:
     out: str = "memspec-sweep"
     resume: bool = False
     batch: int = 4000
-    limit: int | None = None             # stop after this many combinations judged (benchmarks, tests)
+    limit: int | None = None             # stop after this many combinations in this run (benchmarks, tests)
     quiet: bool = False
     timeout: float = 30.0
 
@@ -133,7 +133,7 @@ class Sweep:
     def _parts(self):
         """(combination indexes, the next index after them) in order, up to ``limit`` combinations."""
         s, space = self.summary, self.space
-        planned = s.judged + s.refused
+        planned = 0                 # --limit counts this run's combinations
         # blocks aligned to a dimension's place value: the dimensions outside it are constant over a
         # block, so a block the filter cannot keep anything of is skipped without decoding it
         k = max(i for i in range(len(space.dims)) if int(space.place[i]) >= CHUNK)
