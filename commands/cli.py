@@ -34,6 +34,7 @@ examples:
   memspec check --target cmd:"./my_impl --fast"     judge your implementation over the protocol
   memspec fuzz --target linux --time 60             coverage-guided fuzzing for 60 s
   memspec replay memspec-out/counterexamples/linux/posix.mmap.einval-len0.mst
+  memspec sweep --target qemu-system --filter "cpl==3 and leaf==4k"   the x86 walk's permission space
   memspec clauses --layer os                        the clause catalogue, one per line
   memspec serve model                               the reference model as a protocol target
 """
