@@ -117,7 +117,8 @@ class Sweep:
                     last_save = now
             while pending:
                 self._finish(*pending.pop(0))
-        except (KeyboardInterrupt, Terminated):
+        except BaseException:
+            # Ctrl-C, SIGTERM or a target that died: what was judged is kept, --resume goes on
             s.seconds = time.monotonic() - start_time
             self.save(partial=True)
             raise
@@ -296,8 +297,9 @@ def main(opts: SweepOptions, out: TextIO = sys.stdout) -> int:
         sw = Sweep(opts, runner)
         try:
             s = sw.run()
-        except (KeyboardInterrupt, Terminated):
-            print(f"interrupted: checkpoint and partial summary in {opts.out} (--resume goes on from "
+        except BaseException as e:
+            what = "interrupted" if isinstance(e, (KeyboardInterrupt, Terminated)) else "stopped"
+            print(f"{what}: checkpoint and partial summary in {opts.out} (--resume goes on from "
                   f"index {sw.summary.next_index:,})", file=sys.stderr)
             raise
         for line in sw.report_lines():

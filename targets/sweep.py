@@ -119,7 +119,13 @@ class KernelRunner(SweepRunner):
         t = self.target
         # the paging depth of the batch, everything else per access
         boot = f"B {0x80010001:x} {0x20 | (0x1000 if items.levels == 5 else 0):x} {0xD00 if self.facts['nx'] else 0x500:x}"
-        replies = t.guest_exchange([t.reset_line(), boot] + self.lines(items))
+        try:
+            replies = t.guest_exchange([t.reset_line(), boot] + self.lines(items))
+        except TargetError:
+            raise
+        except Exception as e:      # the guest died (crash or hang): the sweep stops at its checkpoint
+            raise TargetError(f"the {self.name} guest stopped answering during a sweep batch: "
+                              f"{getattr(e, 'message', e)}") from None
         if replies[:2] != ["k", "k"]:
             raise TargetError(f"the test kernel refused the sweep's set-up: {replies[:2]}")
         return parse_replies(replies[2:], len(items))

@@ -235,6 +235,44 @@ def test_a_short_sweep_of_qemu_system(tmp_path) -> None:
     assert s.passed == s.judged - pte.count - pde.count and exit_code(s) == 0
 
 
+def test_a_kernel_with_the_write_bit_inverted_is_caught(tmp_path) -> None:
+    """The test kernel built wrong on purpose (-DMEMSPEC_BROKEN_ERRCODE: W/R of every #PF inverted):
+    every #PF is one unexplained class by the bit that differs."""
+    if shutil.which("qemu-system-x86_64") is None:
+        missing_peer("qemu-system-x86_64", "apt-get install -y --no-install-recommends qemu-system-x86")
+    from memspec.targets.qemu_system import QemuSystemTarget, build_kernel
+    from memspec.targets.sweep import KernelRunner
+    target = QemuSystemTarget(timeout=5.0, image=build_kernel(("-DMEMSPEC_BROKEN_ERRCODE",)))
+    try:
+        s = sweep(tmp_path, KernelRunner(target), filter=SHORT + " and variant==none and cpl==3").run()
+    finally:
+        target.close()
+    assert exit_code(s) == 1 and s.failed > 0
+    titles = {k.split(" | ")[3] for k, r in s.classes.items() if not r.why}
+    assert titles == {"#PF error code with W", "#PF error code without W"}, s.classes.keys()
+
+
+class DiesAfter(ModelRunner):
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    def run(self, items: Items) -> Observed:
+        from memspec.errors import TargetError
+        self.after -= 1
+        if self.after < 0:
+            raise TargetError("the guest stopped answering")
+        return super().run(items)
+
+
+def test_a_target_that_dies_leaves_a_checkpoint(tmp_path) -> None:
+    from memspec.errors import TargetError
+    with pytest.raises(TargetError):
+        sweep(tmp_path, DiesAfter(3)).run()
+    saved = json.load(open(tmp_path / "out" / "sweep.json"))
+    assert saved["partial"] and 0 < saved["judged"] <= 3 * 250
+
+
 def test_a_short_sweep_of_unicorn(tmp_path) -> None:
     import importlib.util
     if importlib.util.find_spec("unicorn") is None:
