@@ -41,7 +41,9 @@ from memspec.errors import TargetError, UsageError
 
 from .children import LIVE_GROUPS
 from .versions import bochs_version
-from .qemu_system import VM_EPT, VM_NPT, Guest, TestKernelTarget, _die_with_parent, build_kernel, cache_dir
+from .qemu_system import Guest, TestKernelTarget, _die_with_parent, build_kernel
+from .testkernel_wire import VM_EPT, VM_NPT
+from .toolchain import cache_dir
 
 BOCHS = "bochs"
 APT_HINT = "apt-get install -y --no-install-recommends bochs bochsbios vgabios bochs-term"

@@ -53,7 +53,7 @@ from memspec.records import Observation, Outcome, RunResult, RunStatus
 from .base import Session, Target
 from .children import LIVE_GROUPS, kill_group
 from .testkernel_wire import (
-    FATAL_IF_ACCEPTED, VIRT_CALLS, VM_EPT, VM_NPT, HarnessRefused, Refused, _h, accepted_then_died, decode, encode,
+    FATAL_IF_ACCEPTED, VIRT_CALLS, VM_NPT, HarnessRefused, Refused, _h, accepted_then_died, decode, encode,
     parse_features, set_ram_end)
 from .toolchain import cache_dir
 from .versions import qemu_version
@@ -562,5 +562,4 @@ class QemuSystemTarget(TestKernelTarget):
 
 
 # the command language is testkernel_wire's; bochs.py and the tests still take these names from here
-__all__ = ["TestKernelTarget", "QemuSystemTarget", "Guest", "HarnessRefused", "build_kernel", "cache_dir", "find_qemu",
-           "parse_features", "encode", "decode", "VM_EPT", "VM_NPT"]
+__all__ = ["TestKernelTarget", "QemuSystemTarget", "Guest", "build_kernel", "find_qemu"]

@@ -84,7 +84,7 @@ def bochs_amd():
 # -- features ---------------------------------------------------------------------------------
 
 def test_vmx_features_come_from_the_capability_msrs(bochs, bochs_facts) -> None:
-    from memspec.targets.qemu_system import VM_EPT
+    from memspec.targets.testkernel_wire import VM_EPT
     v = bochs_facts["vmx"]
     cap = int(v["msr"]["IA32_VMX_EPT_VPID_CAP"], 16)
     proc2 = int(v["msr"]["IA32_VMX_PROCBASED_CTLS2"], 16)
@@ -313,7 +313,7 @@ def test_a_miscompiled_kernel_is_caught_on_the_ept_suite(bochs, bochs_facts) -> 
 # -- AMD models: the SVM path, and two implementations of nested paging ----------------------------
 
 def test_amd_models_run_nested_paging(bochs_amd) -> None:
-    from memspec.targets.qemu_system import VM_NPT
+    from memspec.targets.testkernel_wire import VM_NPT
     f = bochs_amd.facts()
     assert f["vendor"] == "AuthenticAMD" and f["svm"] and f["npt"] and "vmx" not in f
     assert bochs_amd.vm_kinds == frozenset({VM_NPT}) and "set_epte" not in bochs_amd.calls

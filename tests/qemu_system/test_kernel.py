@@ -7,7 +7,8 @@ import os
 import pytest
 
 from memspec.errors import TargetError
-from memspec.targets.qemu_system import QemuSystemTarget, build_kernel, encode, decode
+from memspec.targets.qemu_system import QemuSystemTarget, build_kernel
+from memspec.targets.testkernel_wire import decode, encode
 
 
 def test_the_kernel_build_is_cached_by_source_hash(qsys) -> None:

@@ -8,7 +8,7 @@ import pytest
 from memspec.errors import SessionFailed
 from memspec.program import parse
 from memspec.records import RunStatus, Verdict
-from memspec.targets.qemu_system import HarnessRefused, decode
+from memspec.targets.testkernel_wire import HarnessRefused, decode
 
 from .conftest import run_and_judge
 
