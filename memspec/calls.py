@@ -103,6 +103,18 @@ register(CallSpec("open_file", "os", (P("size"), P("oflag", "oflags", 2)),
                       "opened with oflag; returns a file descriptor"))
 register(CallSpec("pipe", "os", (), doc="pipe(2): returns the read end (a file that cannot be mapped)"))
 register(CallSpec("ftruncate", "os", (P("fd"), P("length")), doc="ftruncate(2)"))
+register(CallSpec("read", "os", (P("fd"),),
+                  doc="read(2) of one byte at the descriptor's file offset (which advances): the byte's value, "
+                      "or 256 when read returns 0 (end of file)"))
+register(CallSpec("write", "os", (P("fd"), P("value", "int", 0x41), P("count", "int", 1)),
+                  doc="write(2) of count bytes of value at the descriptor's file offset (which advances); "
+                      "returns the number of bytes written"))
+register(CallSpec("pread", "os", (P("fd"), P("offset")),
+                  doc="pread(2) of one byte at offset: its value, or 256 when pread returns 0 (end of file)"))
+register(CallSpec("pwrite", "os", (P("fd"), P("offset"), P("value", "int", 0x41), P("count", "int", 1)),
+                  doc="pwrite(2) of count bytes of value at offset; returns the number of bytes written"))
+register(CallSpec("lseek", "os", (P("fd"), P("offset"), P("whence", "seek", 0)),
+                  doc="lseek(2): returns the new file offset"))
 register(CallSpec("close", "os", (P("fd"),), doc="close(2)"))
 register(CallSpec("pfn_of", "os", (P("addr"),),
                   doc="the frame number mapping addr now (/proc/self/pagemap), 0 if none; needs root"))

@@ -75,6 +75,8 @@ O_FLAGS = {
     "O_TRUNC": 0o1000,
 }
 MISC = {"NULL": 0}
+# lseek(2) whence (include/uapi/linux/fs.h)
+SEEK = {"SEEK_SET": 0, "SEEK_CUR": 1, "SEEK_END": 2, "SEEK_DATA": 3, "SEEK_HOLE": 4}
 # memfd_create(2) flags (include/uapi/linux/memfd.h) and resource limits (asm-generic/resource.h)
 MFD = {"MFD_CLOEXEC": 0x1, "MFD_ALLOW_SEALING": 0x2, "MFD_HUGETLB": 0x4, "MFD_NOEXEC_SEAL": 0x8, "MFD_EXEC": 0x10}
 # phys layer: gfp flags (include/linux/gfp_types.h; GFP_THISNODE stands for __GFP_THISNODE,
@@ -142,6 +144,7 @@ GROUPS: dict[str, dict[str, int]] = {
     "mlock": MLOCK,
     "oflags": O_FLAGS,
     "misc": MISC,
+    "seek": SEEK,
     "mfd": MFD,
     "gfp": GFP,
     "pgowner": PGOWNER,

@@ -14,6 +14,7 @@ import os
 import resource
 import shutil
 import signal
+import stat
 import tempfile
 import time
 from typing import Any, Iterator
@@ -365,6 +366,46 @@ class _Kernel:
     def do_ftruncate(self, fd: int, length: int) -> Outcome:
         self._fd_safe(fd)
         return self.sys(SYS_ftruncate, fd, length)
+
+    # read, write, pread, pwrite, lseek: one byte read (256: nothing read, end of file), count
+    # bytes of one value written (x86-64 system calls 0, 1, 17, 18, 8)
+    def _read_one(self, fd: int, nr: int, *pos: int) -> Outcome:
+        self._fd_safe(fd)
+        if nr == 0 and fd in self.fds:
+            try:
+                if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    raise Refused("read of a pipe whose write end the harness holds would block")
+            except OSError:
+                pass
+        buf = ctypes.create_string_buffer(1)
+        o = self.sys(nr, fd, ctypes.addressof(buf), 1, *pos)
+        if not o.ok:
+            return o
+        return Outcome(value=buf.raw[0] if o.value == 1 else 256)
+
+    def do_read(self, fd: int) -> Outcome:
+        return self._read_one(fd, 0)
+
+    def do_pread(self, fd: int, offset: int) -> Outcome:
+        return self._read_one(fd, 17, offset)
+
+    def _write(self, fd: int, nr: int, value: int, count: int, *pos: int) -> Outcome:
+        self._fd_safe(fd)
+        count &= U64
+        if count > 1 << 20:
+            raise Refused("writes of more than 1 MiB are not staged")
+        buf = ctypes.create_string_buffer(bytes([value & 0xFF]) * max(count, 1))
+        return self.sys(nr, fd, ctypes.addressof(buf), count, *pos)
+
+    def do_write(self, fd: int, value: int, count: int) -> Outcome:
+        return self._write(fd, 1, value, count)
+
+    def do_pwrite(self, fd: int, offset: int, value: int, count: int) -> Outcome:
+        return self._write(fd, 18, value, count, offset)
+
+    def do_lseek(self, fd: int, offset: int, whence: int) -> Outcome:
+        self._fd_safe(fd)
+        return self.sys(8, fd, offset, whence)
 
     def do_close(self, fd: int) -> Outcome:
         self._fd_safe(fd)

@@ -29,6 +29,17 @@ OPEN_ANSWERS: tuple[tuple[str, str, str, str], ...] = (
      "no huge page to allocate (ENOMEM), an empty page table (EINVAL), a charge refused (EBUSY)"),
     ("advice", "expect_mincore", "posix.mincore.residency",
      "pages reclaim, MADV_PAGEOUT, fault-around or a fork copy may or may not have left resident"),
+    ("fileio", "expect_read", "linux.read.pipe-blocks",
+     "read of the program's pipe blocks while the harness holds its write end: no answer to model "
+     "(the linux target refuses it; unknown)"),
+    ("fileio", "_write_check", "linux.write.not-modelled",
+     "writes beyond 1 MiB per call are not staged; a regular file past 1 TiB meets its file system's "
+     "s_maxbytes, a host fact not probed (unknown)"),
+    ("fileio", "expect_lseek", "linux.lseek.data-hole",
+     "SEEK_DATA / SEEK_HOLE inside a file: where the file system keeps holes is its own allocation"),
+    ("fileio", "expect_lseek", "posix.lseek.sets-offset",
+     "an offset past 1 TiB in a regular file may pass its file system's s_maxbytes (EINVAL), a host "
+     "fact not probed"),
     ("files", "_fd_expect", "posix.open.regular-file",
      "the lowest free descriptor depends on the descriptors the target process holds itself"),
     ("files", "_fd_expect", "posix.open.emfile",

@@ -98,7 +98,7 @@ def fork_mm(sys: OsState, parent: Mm, pid: int) -> Mm:
     for base in parent.huge | parent.thp_maybe:
         child.thp_maybe.add(base)
     for fd, f in parent.fds.items():
-        child.fds[fd] = Fd(f.obj, f.read, f.write)
+        child.fds[fd] = Fd(f.obj, f.read, f.write, f.pos)     # one open file description, one offset
         if f.obj is not None:
             sys.objects[f.obj].opens += 1
     return child

@@ -18,7 +18,7 @@ drops to 0 and its frame is freed (``free_page``), and the VMA tree keeps [a + 4
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from memspec.consts import PROT, PAGE_SIZE
@@ -85,6 +85,9 @@ class Fd:
     obj: int | None      # None: a pipe
     read: bool
     write: bool
+    # the file offset of the open file description (read, write, lseek): one list shared by the
+    # descriptors fork copies, as the kernel shares the struct file
+    pos: list[int] = field(default_factory=lambda: [0])
 
 
 @dataclass(slots=True)

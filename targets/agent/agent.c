@@ -731,6 +731,11 @@ static int lock_range_safe(u64 addr, u64 length) {
 
 static struct out do_madvise(u64 addr, u64 length, u64 advice) {
     if (!range_safe(addr, length)) return none();
+    if ((advice == 100 || advice == 101) && length && has_cap(21)) {
+        /* MADV_HWPOISON, MADV_SOFT_OFFLINE with CAP_SYS_ADMIN (mm/madvise.c madvise_inject_error) */
+        snprintf(refusal, sizeof refusal, "MADV_HWPOISON and MADV_SOFT_OFFLINE with CAP_SYS_ADMIN take frames out of the machine");
+        return none();
+    }
     long r = syscall(SYS_madvise, addr, length, advice);
     if ((advice == 10 || advice == 11) && !(addr & ~PAGE_MASK)) {     /* MADV_DONTFORK, MADV_DOFORK */
         u128 end = (u128)addr + align_up(length);
@@ -917,6 +922,39 @@ static int fd_safe(u64 fd) {
 static struct out do_ftruncate(u64 fd, u64 length) {
     if (!fd_safe(fd)) return none();
     return sysret(syscall(SYS_ftruncate, fd, length));
+}
+
+/* read, write, pread, pwrite, lseek: one byte read (256: nothing read, end of file), count bytes
+   of one value written */
+static struct out do_read_one(u64 fd, int positional, u64 offset) {
+    unsigned char c = 0;
+    if (!fd_safe(fd)) return none();
+    if (!positional && fds_has((int)fd)) {
+        struct stat st;
+        if (fstat((int)fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+            snprintf(refusal, sizeof refusal, "read of a pipe whose write end the harness holds would block");
+            return none();
+        }
+    }
+    long r = positional ? syscall(SYS_pread64, fd, &c, 1, offset) : syscall(SYS_read, fd, &c, 1);
+    if (r < 0) return sysret(r);
+    return ok_value(r == 1 ? c : 256);
+}
+
+static struct out do_write_n(u64 fd, int positional, u64 offset, u64 value, u64 count) {
+    static unsigned char buf[1 << 20];
+    if (!fd_safe(fd)) return none();
+    if (count > sizeof buf) {
+        snprintf(refusal, sizeof refusal, "writes of more than 1 MiB are not staged");
+        return none();
+    }
+    memset(buf, (int)(value & 0xff), (size_t)count);
+    return sysret(positional ? syscall(SYS_pwrite64, fd, buf, count, offset) : syscall(SYS_write, fd, buf, count));
+}
+
+static struct out do_lseek(u64 fd, u64 offset, u64 whence) {
+    if (!fd_safe(fd)) return none();
+    return sysret(syscall(SYS_lseek, fd, offset, whence));
 }
 
 static struct out do_close(u64 fd) {
@@ -1113,6 +1151,11 @@ static int run_call(const struct req *m, struct buf *b) {
     else if (!strcmp(n, "pipe")) { NEED(0); o = do_pipe(); }
     else if (!strcmp(n, "ftruncate")) { NEED(2); o = do_ftruncate(A(0), A(1)); }
     else if (!strcmp(n, "close")) { NEED(1); o = do_close(A(0)); }
+    else if (!strcmp(n, "read")) { NEED(1); o = do_read_one(A(0), 0, 0); }
+    else if (!strcmp(n, "pread")) { NEED(2); o = do_read_one(A(0), 1, A(1)); }
+    else if (!strcmp(n, "write")) { NEED(3); o = do_write_n(A(0), 0, 0, A(1), A(2)); }
+    else if (!strcmp(n, "pwrite")) { NEED(4); o = do_write_n(A(0), 1, A(1), A(2), A(3)); }
+    else if (!strcmp(n, "lseek")) { NEED(3); o = do_lseek(A(0), A(1), A(2)); }
     else if (!strcmp(n, "pfn_of")) { NEED(1); o = do_pfn_of(A(0)); }
     else if (!strcmp(n, "thp_mapped")) { NEED(1); o = do_thp_mapped(A(0)); }
     else if (!strcmp(n, "minflt") || !strcmp(n, "majflt")) {
@@ -1366,7 +1409,8 @@ static int probe_sys(void) {
 static const char *const CALLS[] = {
     "mmap", "munmap", "mprotect", "load", "store", "fetch", "fork", "exit", "mremap", "madvise", "msync",
     "mincore", "mlock", "mlock2", "munlock", "mlockall", "munlockall", "set_memlock_limit", "drop_privileges",
-    "shm_open", "shm_unlink", "memfd_create", "open_file", "pipe", "ftruncate", "close", "pfn_of",
+    "shm_open", "shm_unlink", "memfd_create", "open_file", "pipe", "ftruncate", "close", "read", "write",
+    "pread", "pwrite", "lseek", "pfn_of",
     "thp_mapped", "minflt", "majflt", "get_node", "mbind",
 };
 
