@@ -197,7 +197,10 @@ def test_an_interrupted_sweep_resumes_to_the_same_summary(tmp_path) -> None:
 
 def test_sweep_lines_and_answers() -> None:
     cols = np.array([[0x200000, 1 << 63, 0], [0xABC, 0xFFFF_FFFF_FFFF_FFFF, 7]], dtype=np.uint64)
-    assert hex_lines(b"Z", cols)[1] == "Z 0000000000000abc ffffffffffffffff 0000000000000007"
+    assert hex_lines(b"Z", cols) == ["Z 200000 8000000000000000 0", "Z abc ffffffffffffffff 7"]
+    many = np.random.default_rng(2).integers(0, 2**64 - 1, (300, 9), dtype=np.uint64) >> \
+        np.random.default_rng(3).integers(0, 64, (300, 9)).astype(np.uint64)
+    assert hex_lines(b"Z", many) == ["Z " + " ".join(f"{int(v):x}" for v in row) for row in many]
     obs = parse_replies(["o ff 00000000 0000000000000000 055 00000000300008cc",
                          "x 0e 0000000d 000000000080c040 010 0000000000000000",
                          "r the access would reach the harness's own memory",
