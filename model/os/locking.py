@@ -124,7 +124,7 @@ def _set_locked(sys: OsState, mm: Mm, o: Outcome, addr: int, length: int, lock: 
         chk = _lock_check(sys, mm, addr, length)
         if stop is not None and chk is None:
             for s, e, v in list(mm.mapped_pages(start, end)):
-                mm.vmas.set(s, e, replace(v, locked=True, onfault=False))
+                mm.vmas.set(s, e, replace(v, locked=not v.droppable, onfault=False))
             fault.populate(sys, mm, start, stop)
             return
     if o.errno == "ENOMEM":
@@ -141,7 +141,9 @@ def _set_locked(sys: OsState, mm: Mm, o: Outcome, addr: int, length: int, lock: 
         if mm.vmas.find(start) is None:
             return
     for s, e, v in list(mm.mapped_pages(start, end)):
-        mm.vmas.set(s, e, replace(v, locked=lock, onfault=onfault and lock))
+        # mm/mlock.c mlock_fixup: VM_DROPPABLE memory is never locked (measured on 6.18: mlock is 0,
+        # the pages are populated, and MADV_DONTNEED still drops them)
+        mm.vmas.set(s, e, replace(v, locked=lock and not v.droppable, onfault=onfault and lock and not v.droppable))
     if lock and not onfault and o.ok:
         # mm/mlock.c do_mlock: __mm_populate only after the flags went on without error
         fault.populate(sys, mm, start, end)
@@ -184,7 +186,8 @@ def apply_mlockall(sys: OsState, proc: str, mm: Mm, o: Outcome, flags: int) -> N
     mm.mcl_future = (F | (flags & OF)) if flags & F else 0
     if flags & C:
         for s, e, v in list(mm.vmas.items()):
-            mm.vmas.set(s, e, replace(v, locked=True, onfault=bool(flags & OF)))
+            if not v.droppable:             # mlock_fixup skips VM_DROPPABLE
+                mm.vmas.set(s, e, replace(v, locked=True, onfault=bool(flags & OF)))
         if not flags & OF:
             for s, e, _ in list(mm.vmas.items()):
                 fault.populate(sys, mm, s, e)

@@ -270,12 +270,13 @@ def apply_mmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: i
     droppable = obj is None and flags & MAP_TYPE == MAP_DROPPABLE
     vma = Vma(prot, shared, obj, origin, exec_only=_exec_only(sys, prot), clause=(
         "posix.mmap.fixed-exact" if flags & MAP["MAP_FIXED"] else "posix.mmap.maps-range"),
-        locked=locked, onfault=bool(mm.mcl_future & MCL["MCL_ONFAULT"]), may_write=may_write,
+        locked=locked and not droppable, onfault=bool(mm.mcl_future & MCL["MCL_ONFAULT"]), may_write=may_write,
         huge=None, droppable=droppable, wipeonfork=droppable)
     mm.vmas.set(start, end, vma)
     # mm/mmap.c do_mmap -> mm_populate: MAP_POPULATE (not with MAP_NONBLOCK: clause
     # linux.mmap.populate-nonblock), and MAP_LOCKED / MCL_FUTURE without ONFAULT
     populate = flags & (MAP["MAP_POPULATE"] | MAP["MAP_NONBLOCK"]) == MAP["MAP_POPULATE"]
+    # (MCL_FUTURE still populates a MAP_DROPPABLE mapping, which stays unlocked: measured on 6.18)
     if populate or (locked and not vma.onfault):
         fault.populate(sys, mm, start, end)
 
