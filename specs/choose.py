@@ -17,7 +17,7 @@ fuzz; the core is no place for it either (it is about generation, not programs).
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -117,4 +117,20 @@ class DrawChooser:
         return self.integer(0, 1) == 1
 
 
-__all__ = ["Chooser", "ByteChooser", "DrawChooser"]
+def swarm(r: Chooser, table: Sequence[T], percent: int, keep: Callable[[T], bool] = lambda item: False) -> list[T]:
+    """Swarm testing (Groce et al., "Swarm testing", ISSTA 2012): in ``percent`` of the programs, only a
+    random subset of ``table`` (the calls or features a generator draws from; ``keep`` names those
+    always in), so that long runs of a few calls appear; the other programs draw from the whole table.
+    Each entry stays with chance 1/2, 1/4, 1/8 or 1/16 (the density is drawn first: the AND of 1 to 4
+    random masks), so small subsets are common too.  Never empty."""
+    if len(table) < 2 or not r.chance(percent):
+        return list(table)
+    full = (1 << len(table)) - 1
+    mask = full
+    for _ in range(r.integer(1, 4)):
+        mask &= r.integer(0, full)
+    sub = [item for i, item in enumerate(table) if mask >> i & 1 or keep(item)]
+    return sub or list(table)
+
+
+__all__ = ["Chooser", "ByteChooser", "DrawChooser", "swarm"]

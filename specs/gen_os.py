@@ -19,10 +19,21 @@ from typing import Any
 from memspec.consts import SANDBOX_WINDOW
 from memspec.program import Call, Flags, Int, Program, Ref, Str
 
-from .choose import Chooser
+from .choose import Chooser, swarm
 
 PAGE = 4096
 MAX_CALLS = 24
+SWARM_PERCENT = 40          # programs that draw from a random subset of the calls (swarm testing)
+READBACK_PERCENT = 30       # changes of a range followed by loads of its edges and the pages beside it
+
+# what one step does, by weight ("file": make a descriptor of a file that can be mapped)
+STEPS = [(24, "mmap"), (8, "munmap"), (10, "mprotect"), (16, "load"), (16, "store"), (3, "fetch"),
+         (4, "fork"), (2, "exit"), (4, "file"), (3, "mremap"), (5, "madvise"), (2, "msync"),
+         (3, "mincore"), (3, "mlock"), (2, "munlock"), (1, "mlockall"), (1, "munlockall"),
+         (2, "ftruncate"), (1, "close"), (2, "shm_unlink"), (2, "pfn_of"), (2, "minflt"), (1, "majflt"),
+         (1, "thp_mapped"), (1, "get_node"), (1, "mbind"), (1, "drop_privileges"),
+         (1, "set_memlock_limit"), (2, "memory_limit"), (1, "set_swappiness"), (2, "reclaim"),
+         (1, "tick"), (1, "wss"), (1, "oom"), (1, "khugepaged")]
 
 PROTS = [("PROT_READ", "PROT_WRITE"), ("PROT_READ",), ("PROT_NONE",), ("PROT_WRITE",), ("PROT_EXEC",),
           ("PROT_READ", "PROT_EXEC"), ("PROT_READ", "PROT_WRITE", "PROT_EXEC")]
@@ -64,6 +75,8 @@ class OsGen:
         self.fds: list[str] = []            # named descriptors of files that can be mapped
         self.fd_procs: dict[str, set] = {}  # descriptor -> processes that have it (None: main)
         self.dropped: set[str] = set()      # processes that gave up their privileges
+        steps = [(w, n) for w, n in STEPS if self.ok(n) or (n == "file" and self.ok("memfd_create"))]
+        self.steps = swarm(r, steps, SWARM_PERCENT, keep=lambda step: step[1] in ("mmap", "fork"))
 
     def ok(self, name: str) -> bool:
         return self.allowed is None or name in self.allowed
@@ -112,14 +125,7 @@ class OsGen:
 
     def step(self) -> None:
         r = self.r
-        table = [(24, "mmap"), (8, "munmap"), (10, "mprotect"), (16, "load"), (16, "store"), (3, "fetch"),
-                 (4, "fork"), (2, "exit"), (4, "file"), (3, "mremap"), (5, "madvise"), (2, "msync"),
-                 (3, "mincore"), (3, "mlock"), (2, "munlock"), (1, "mlockall"), (1, "munlockall"),
-                 (2, "ftruncate"), (1, "close"), (2, "shm_unlink"), (2, "pfn_of"), (2, "minflt"), (1, "majflt"),
-                 (1, "thp_mapped"), (1, "get_node"), (1, "mbind"), (1, "drop_privileges"),
-                 (1, "set_memlock_limit"), (2, "memory_limit"), (1, "set_swappiness"), (2, "reclaim"),
-                 (1, "tick"), (1, "wss"), (1, "oom"), (1, "khugepaged")]
-        what = r.weighted([(w, n) for w, n in table if self.ok(n) or (n == "file" and self.ok("memfd_create"))])
+        what = r.weighted(self.steps)
         proc = self.proc_prefix()
         if self.more(what, proc):
             return
@@ -157,12 +163,16 @@ class OsGen:
                                and "MAP_32BIT" not in mtype))
         elif what == "munmap":
             addr, room = self.addr_and_room()
-            self.calls.append(Call("munmap", (addr, self.length(room)), None, proc))
+            length = self.length(room)
+            self.calls.append(Call("munmap", (addr, length), None, proc))
+            self.read_back(addr, length, room, proc)
         elif what == "mprotect":
             prot = Flags(r.choice(PROTS)) if r.chance(93) else r.choice(
                 [Flags(("PROT_GROWSDOWN", "PROT_READ")), Flags(("PROT_GROWSDOWN", "PROT_GROWSUP")), _hex(0x10), Flags(("PROT_SEM", "PROT_READ"))])
             addr, room = self.addr_and_room()
-            self.calls.append(Call("mprotect", (addr, self.length(room), prot), None, proc))
+            length = self.length(room)
+            self.calls.append(Call("mprotect", (addr, length, prot), None, proc))
+            self.read_back(addr, length, room, proc)
         elif what == "load":
             self.calls.append(Call("load", (self.addr_arg(),), None, proc))
         elif what == "store":
@@ -184,6 +194,24 @@ class OsGen:
                 self.procs.remove(p)
                 self.calls.append(Call("exit", (), None, p))
 
+
+    def read_back(self, addr: Int | Ref | Flags, length: Int, room: int | None, proc: str | None) -> None:
+        """After a change of [addr, addr+length) (done or refused): loads of the page before it, its
+        first and last byte and the page after it, in the process that made it -- what a change could
+        have damaged beside the range.  Not around a mapping the kernel placed outside the sandbox
+        window (``room``: the runtime's own memory is beside it)."""
+        r = self.r
+        if room is not None or not self.ok("load") or not 0 < length.value <= 64 * PAGE or isinstance(addr, Flags) \
+                or not r.chance(READBACK_PERCENT):
+            return
+        for delta in (-PAGE, 0, length.value - 1, length.value + PAGE - 1):
+            if isinstance(addr, Ref):
+                at: Int | Ref = Ref(addr.name, addr.offset + delta) if addr.offset + delta else Ref(addr.name)
+            elif SANDBOX_WINDOW[0] <= addr.value + delta < SANDBOX_WINDOW[1]:
+                at = _hex(addr.value + delta)
+            else:
+                continue
+            self.calls.append(Call("load", (at,), None, proc))
 
     def fds_of(self, proc: str | None) -> list[str]:
         """Descriptors open in ``proc``: a number means something else in another process."""
@@ -238,12 +266,15 @@ class OsGen:
             new = _hex(PAGE * r.integer(1, 8)) if r.chance(90) else Int(0)
             res = self.name()
             c(Call("mremap", (addr, old, new, Flags(flags) if flags else Int(0), new_addr), res, proc))
+            self.read_back(addr, old, room, proc)
             self.bases.append((res, max(1, new.value // PAGE), "MREMAP_FIXED" in flags))
             return True
         if what == "madvise":
             addr, room = self.addr_and_room()
             adv = advice(r)
-            c(Call("madvise", (addr, self.length(room), Flags((adv,)) if r.chance(95) else Int(99)), None, proc))
+            length = self.length(room)
+            c(Call("madvise", (addr, length, Flags((adv,)) if r.chance(95) else Int(99)), None, proc))
+            self.read_back(addr, length, room, proc)
             return True
         if what == "msync":
             addr, room = self.addr_and_room()

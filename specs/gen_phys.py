@@ -22,15 +22,17 @@ from typing import Any
 
 from memspec.program import Call, Flags, Int, Program, Ref
 
-from .choose import Chooser
+from .choose import Chooser, swarm
 
 MAX_CALLS = 32
+SWARM_PERCENT = 40          # programs that draw from a random subset of the call groups (swarm testing)
 PAGE = 4096
 
 HEAP_SIZES = (0, 1, 7, 8, 15, 16, 17, 24, 32, 100, 128, 500, 512, 1000, 1024, 4095, 4096, 4097, 5000, 5120,
               8191, 8192, 9000, 16384, 65536, 131071, 131072, 131073, 262144, 1 << 20)
 HUGE_SIZES = ((1 << 63) - 1, 1 << 63, (1 << 64) - 1, 1 << 40)
 ALIGNS = (0, 1, 2, 8, 16, 24, 32, 48, 64, 100, 256, 4096, 8192, 65536)
+VALID_ALIGNS = tuple(a for a in ALIGNS if a >= 8 and a & (a - 1) == 0)     # what every heap must accept
 KSIZES = (0, 1, 8, 9, 64, 65, 96, 97, 100, 128, 192, 193, 256, 1000, 2048, 4096, 4097, 8192, 8193, 5000, 65536,
           1 << 22, (1 << 22) + 1)
 CACHE_SIZES = (8, 24, 64, 192, 256, 700, 1024, 3000, 4096, 8192, 0, 40000, 1 << 22, (1 << 22) + 1)
@@ -40,10 +42,10 @@ ORDERS = (0, 0, 1, 1, 2, 3, 5, 9, 10, 10, 11)
 VMALLOC_SIZES = (0, 1, 4096, 10000, 1 << 20, 5 << 20, 40 << 20, 80 << 20)
 
 
-def heap_size(r: Chooser) -> int:
+def heap_size(r: Chooser, huge: bool = True) -> int:
     """A heap request: mostly a boundary that matters (``HEAP_SIZES``), sometimes any size up to 20000,
-    rarely one no heap can give (``HUGE_SIZES``)."""
-    if r.chance(3):
+    rarely (``huge``) one no heap can give (``HUGE_SIZES``)."""
+    if huge and r.chance(3):
         return r.choice(HUGE_SIZES)
     if r.chance(70):
         return r.choice(HEAP_SIZES)
@@ -87,7 +89,7 @@ class PhysGen:
         self.arenas: list[str] = []
         self.gcs: list[str] = []
         self.groups = [(w, g, [c for c in cs if self.ok(c)]) for w, g, cs in GROUPS]
-        self.groups = [(w, g, cs) for w, g, cs in self.groups if cs]
+        self.groups = swarm(r, [(w, g, cs) for w, g, cs in self.groups if cs], SWARM_PERCENT)
 
     def ok(self, name: str) -> bool:
         return self.allowed is None or name in self.allowed

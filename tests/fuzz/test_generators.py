@@ -74,3 +74,52 @@ def test_the_os_codec_and_generator_share_one_vocabulary() -> None:
     # the codec keeps no vocabulary of its own: the generator's tuples are the only ones
     assert not any(isinstance(v, (list, tuple)) and v and isinstance(v[0], tuple) for k, v in vars(codec_os).items()
                    if k.isupper())
+
+
+class _First:
+    """A chooser that always takes the first choice and every chance."""
+    exhausted = False
+
+    def integer(self, lo, hi):
+        return lo
+
+    def choice(self, seq):
+        return seq[0]
+
+    def weighted(self, table):
+        return table[0][1]
+
+    def chance(self, percent):
+        return True
+
+    def boolean(self):
+        return True
+
+
+def test_a_changed_range_is_read_back_at_its_edges_and_beside_it() -> None:
+    from memspec.program import Call, Int, Ref
+    g = gen_os.OsGen(_First(), None)
+    g.read_back(Ref("a", 0x1000), Int(0x2000, hex=True), None, "p2")
+    assert g.calls == [Call("load", (Ref("a"),), None, "p2"), Call("load", (Ref("a", 0x1000),), None, "p2"),
+                       Call("load", (Ref("a", 0x2fff),), None, "p2"), Call("load", (Ref("a", 0x3fff),), None, "p2")]
+    g.calls.clear()
+    g.read_back(Ref("b"), Int(0x1000, hex=True), 3, None)      # beside a mapping outside the window: never
+    assert g.calls == []
+
+
+def _few_call_runs(gen, monkeypatch, percent: int) -> int:
+    """Programs of 10 calls or more that use at most 4 distinct calls, among 400 random inputs."""
+    monkeypatch.setattr(gen, "SWARM_PERCENT", percent)
+    rng = random.Random(9)
+    n = 0
+    for _ in range(400):
+        p = gen.program(ByteChooser(bytes(rng.randrange(256) for _ in range(300))), None)
+        n += len(p.calls) >= 10 and len({c.name for c in p.calls}) <= 4
+    return n
+
+
+@pytest.mark.parametrize("gen", [gen_os, gen_phys], ids=["os", "phys"])
+def test_swarm_programs_are_long_runs_of_a_few_calls(gen, monkeypatch) -> None:
+    percent = gen.SWARM_PERCENT
+    without, with_swarm = _few_call_runs(gen, monkeypatch, 0), _few_call_runs(gen, monkeypatch, percent)
+    assert with_swarm >= 2 * without + 10, (without, with_swarm)
