@@ -12,17 +12,18 @@ dimensions that matter and the cited difference that explains it.
 
 The folder ``--out`` holds ``sweep.json`` (the summary and the checkpoint: the next index to run),
 ``summary.txt`` and one reproducer program per class in ``reproducers/`` (its first member, as a
-program ``memspec replay`` runs).  Both are rewritten atomically after every batch's checkpoint
-interval and on Ctrl-C / SIGTERM, so ``--resume`` goes on where the last one stopped.
+program ``memspec replay`` runs).  They are rewritten atomically every few seconds, and on Ctrl-C,
+SIGTERM or a target that dies, so ``--resume`` goes on where the last run stopped.  The target runs
+batch k+1 in a worker thread (its round trip) while batch k is judged.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TextIO
 

@@ -10,9 +10,12 @@ and the A/D flags: exact after an allowed access; after a #PF only A may have be
 faulting walk sets A is not specified, ``sdm.ad.fault-a-unspecified``); after #GP(0) nothing.
 
 Differences fall into classes: (what kind, the reference's clause, expected, observed), e.g.
-``#PF 0xc where #PF 0xd`` under ``sdm.walk.pte.rsvd-maxphy``.  A class keeps its count, its
-first combination (the reproducer) and, per dimension, how many members took each value: the
-dimensions whose members all share one value are the ones that matter.  A cited difference
+``allowed where #PF 0x1`` under ``sdm.access.smap-read``; a #PF with the right CR2 whose error code
+differs is classed by the bits that differ, ``#PF error code without P`` under
+``sdm.walk.pte.rsvd-maxphy`` (QEMU 7.2: ``#PF 0xc where #PF 0xd``, ``0x8 where 0x9``, ... are one
+cause).  A class keeps its count, its first combination (the reproducer) with its own outcomes as
+the example and, per dimension, how many members took each value: the dimensions whose members all
+share one value are the ones that matter.  A cited difference
 (``specs/differences.toml``) for the target and the class's clause explains the whole class.
 """
 
@@ -213,7 +216,6 @@ class Summary:
         for k, d in enumerate(space.dims):
             for val, c in enumerate(np.bincount(digits[d.name], minlength=len(d.values)).tolist()):
                 self.hist_all[k][val] += c
-        n = len(items)
         self.judged += int((v.status != 2).sum())
         self.failed += int((v.status == 1).sum())
         self.passed += int((v.status == 0).sum())
@@ -241,7 +243,6 @@ class Summary:
                 for k, d in enumerate(space.dims):
                     for val, c in enumerate(np.bincount(digits[d.name][sel], minlength=len(d.values)).tolist()):
                         rec.hist[k][val] += c
-        del n
 
     def explained(self) -> int:
         return sum(r.count for r in self.classes.values() if r.why)
