@@ -1,7 +1,8 @@
 """The four layers as typed records: each layer's parts, by direct reference.
 
 A ``Layer`` names everything the commands need to judge a layer: the model factory, the clause
-modules, the directed suite, the generator (fuzz codec), the state machine and the checkpoint
+modules, the directed suite, the generator (``specs/gen_<layer>.py``; the fuzz codec is it driven by
+fuzzer bytes, the state machine draws through it too), the state machine and the checkpoint
 comparison.  Every part is imported here, so a missing or misspelt part is an error when this
 module is imported -- never a layer that quietly checks less.  ``LAYERS`` is the one table; the
 model's factories and the judge's comparisons are the same objects their own modules hold.
@@ -17,7 +18,7 @@ from typing import Any, Callable, Iterator
 from memspec.model.registry import FACTORIES
 from memspec.program import Program
 from memspec.specs import (clauses_aslr, clauses_hw, clauses_os, clauses_phys, clauses_seg, clauses_virt,
-                           machine_hw, machine_os, machine_phys, machine_virt)
+                           gen_hw, gen_os, gen_phys, gen_virt, machine_hw, machine_os, machine_phys, machine_virt)
 from memspec.specs.judge import COMPARE
 from memspec.specs.directed import suite_programs
 
@@ -32,6 +33,7 @@ class Layer:
     codec: ModuleType                                        # fuzzer bytes -> program (``decode``)
     machine: Callable[..., Any]                              # (target, facts) -> a Hypothesis state machine class
     compare: Callable[[Any, Any, int], Any]                  # checkpoint: (model, observation, index) -> Check | None
+    generator: ModuleType                                    # (chooser, calls, facts) -> program (``program``)
 
     def suite(self, capabilities: bool = False) -> Iterator[tuple[str, Program]]:
         return suite_programs(self.name, capabilities)
@@ -45,10 +47,12 @@ class Layer:
 
 
 LAYERS: dict[str, Layer] = {
-    "phys": Layer("phys", FACTORIES["phys"], (clauses_phys,), codec_phys, machine_phys.machine, COMPARE["phys"]),
-    "hw": Layer("hw", FACTORIES["hw"], (clauses_hw, clauses_seg), codec_hw, machine_hw.machine, COMPARE["hw"]),
-    "os": Layer("os", FACTORIES["os"], (clauses_os, clauses_aslr), codec_os, machine_os.machine, COMPARE["os"]),
-    "virt": Layer("virt", FACTORIES["virt"], (clauses_virt,), codec_virt, machine_virt.machine, COMPARE["virt"]),
+    "phys": Layer("phys", FACTORIES["phys"], (clauses_phys,), codec_phys, machine_phys.machine, COMPARE["phys"],
+                  gen_phys),
+    "hw": Layer("hw", FACTORIES["hw"], (clauses_hw, clauses_seg), codec_hw, machine_hw.machine, COMPARE["hw"], gen_hw),
+    "os": Layer("os", FACTORIES["os"], (clauses_os, clauses_aslr), codec_os, machine_os.machine, COMPARE["os"], gen_os),
+    "virt": Layer("virt", FACTORIES["virt"], (clauses_virt,), codec_virt, machine_virt.machine, COMPARE["virt"],
+                  gen_virt),
 }
 
 

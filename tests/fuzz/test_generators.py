@@ -28,6 +28,7 @@ def test_byte_chooser_reads_as_few_bytes_as_the_range_needs_and_yields_the_first
 @pytest.mark.parametrize("layer", sorted(GENERATORS))
 def test_the_codec_is_the_generator_driven_by_the_byte_chooser(layer: str) -> None:
     from memspec.fuzz.layers import layer as layer_of
+    assert layer_of(layer).generator is GENERATORS[layer]
     rng = random.Random(layer)
     for _ in range(50):
         data = bytes(rng.randrange(256) for _ in range(200))
