@@ -38,6 +38,7 @@ from memspec.consts import KMAP, KPTI, KSTAT
 from memspec.records import OK, Outcome
 
 from .expect import Expect, exactly
+from .rules import Rule, compose
 
 KPTI_CALLS = frozenset({"kpti_boot", "kpti_map", "syscall_enter", "syscall_exit", "context_switch",
                         "user_access", "kernel_access", "kpti_stat"})
@@ -149,12 +150,14 @@ class Kpti:
     def expect(self, name: str, args: tuple) -> Expect:
         if name != "kpti_boot" and not self.booted:
             return exactly("memspec.kpti.boot-first", EINVAL)
-        return getattr(self, "_x_" + name)(*args)
+        return self.RULES[name].expect(self, *args)
 
     def apply(self, name: str, args: tuple, o: Outcome) -> None:
         if o.errno:
             return
-        getattr(self, "_a_" + name)(o, *args)
+        f = self.RULES[name].apply
+        if f is not None:
+            f(self, o, *args)
 
     def invariants(self) -> list[tuple[str, str]]:
         """``no_kernel_page_in_user_set`` and ``no_stale_translation_across_processes``."""
@@ -350,6 +353,18 @@ class Kpti:
 
     def _a_kpti_stat(self, o: Outcome, counter: int) -> None:
         pass
+
+    # the rules of this model's calls, by name (model.rules.compose checks them against the call table)
+    RULES = compose("virt", {
+        "kpti_boot": Rule(_x_kpti_boot, _a_kpti_boot),
+        "kpti_map": Rule(_x_kpti_map, _a_kpti_map),
+        "syscall_enter": Rule(_x_syscall_enter, _a_syscall_enter),
+        "syscall_exit": Rule(_x_syscall_exit, _a_syscall_exit),
+        "context_switch": Rule(_x_context_switch, _a_context_switch),
+        "user_access": Rule(_x_user_access, _a_user_access),
+        "kernel_access": Rule(_x_kernel_access, _a_kernel_access),
+        "kpti_stat": Rule(_x_kpti_stat, _a_kpti_stat),
+    }, lead=(1, 2), only=KPTI_CALLS)
 
 
 def _show(o: Outcome) -> str:

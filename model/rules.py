@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from memspec.calls import CALLS
 
@@ -50,9 +50,13 @@ def _params(f: Callable[..., object], lead: int) -> tuple[str, ...] | None:
     return tuple(p.name for p in ps[lead:])
 
 
-def compose(layer: str, *tables: Rules, lead: tuple[int, int]) -> Rules:
-    """The tables as one, covering exactly ``layer``'s calls; ``lead``: how many of the model's own
-    arguments ``expect`` and ``apply`` take before the call's."""
+def compose(layer: str, *tables: Rules, lead: tuple[int, int], only: Iterable[str] | None = None,
+            names: bool = True) -> Rules:
+    """The tables as one, covering exactly ``layer``'s calls (or those of them in ``only``: a model that
+    hands a part of its layer to another, as the virt model hands the KPTI calls to ``model.kpti``);
+    ``lead``: how many of the model's own arguments ``expect`` and ``apply`` take before the call's.
+    With ``names`` the parameters must be the call's by name, else by number (methods whose names
+    would shadow the walk's own, such as ``index``)."""
     out: dict[str, Rule] = {}
     for t in tables:
         for name, r in t.items():
@@ -60,6 +64,8 @@ def compose(layer: str, *tables: Rules, lead: tuple[int, int]) -> Rules:
                 raise ValueError(f"two rules for {name!r}")
             out[name] = r
     calls = {c.name: c for c in CALLS.values() if c.layer == layer}
+    if only is not None:
+        calls = {n: c for n, c in calls.items() if n in set(only)}
     if set(out) != set(calls):
         raise ValueError(f"{layer} rules and calls differ: no rule for {sorted(set(calls) - set(out))}, "
                          f"no call for {sorted(set(out) - set(calls))}")
@@ -67,7 +73,7 @@ def compose(layer: str, *tables: Rules, lead: tuple[int, int]) -> Rules:
         want = tuple(p.name for p in calls[name].params)
         for f, n in ((r.expect, lead[0]), (r.apply, lead[1])):
             got = None if f is None else _params(f, n)
-            if got is not None and got != want:
+            if got is not None and (got != want if names else len(got) != len(want)):
                 raise ValueError(f"the rule for {name!r} ({f.__name__}) does not take the call's parameters "
                                  f"{want}: it takes {got}")
     return MappingProxyType(out)

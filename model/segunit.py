@@ -21,6 +21,7 @@ from memspec.calls_hw import (SEG_CODE32, SEG_CODE64, SEG_DATA, SEG_GDT_ENTRIES,
 from memspec.records import OK, Outcome
 
 from .expect import Expect, exactly
+from .rules import Rule, compose
 from .seg import (CS, FS, GS, LONG, MODES, PROTECTED, REAL, REAL_A20, SS, U32, U64, Descriptor, SegFault,
                   SegReg, access, canonical, from_descriptor, load, load_clause, make_descriptor, physical, real_reg,
                   sreg_name)
@@ -84,10 +85,12 @@ class SegUnit:
     # -- LayerModel-like entry points (the hw model delegates the segmentation calls here) ----------
 
     def expect(self, name: str, args: tuple) -> Expect:
-        return getattr(self, "_expect_" + name)(*args)
+        return self.RULES[name].expect(self, *args)
 
     def apply(self, name: str, args: tuple, outcome: Outcome) -> None:
-        getattr(self, "_apply_" + name)(outcome, *args)
+        f = self.RULES[name].apply
+        if f is not None:
+            f(self, outcome, *args)
 
     # -- mode, descriptors, GDTR -------------------------------------------------------------------
 
@@ -290,6 +293,17 @@ class SegUnit:
     def explain(self) -> str:
         regs = ", ".join(f"{sreg_name(s)}={self.regs[s].describe()}" for s in DATA_SREGS)
         return f"mode {_MODE_NAMES[self.mode]}, GDTR.limit={self.gdt_limit:#x}, CS={self.cs.describe()}, {regs}"
+
+    # the rules of this model's calls, by name (model.rules.compose checks them against the call table)
+    RULES = compose("hw", {
+        "seg_mode": Rule(_expect_seg_mode, _apply_seg_mode),
+        "set_desc": Rule(_expect_set_desc, _apply_set_desc),
+        "read_desc": Rule(_expect_read_desc, _apply_read_desc),
+        "lgdt": Rule(_expect_lgdt, _apply_lgdt),
+        "load_seg": Rule(_expect_load_seg, _apply_load_seg),
+        "seg_access": Rule(_expect_seg_access, _apply_seg_access),
+        "wrmsr_segbase": Rule(_expect_wrmsr_segbase, _apply_wrmsr_segbase),
+    }, lead=(1, 2), only=SEG_CALLS, names=False)
 
 
 _MODE_NAMES = {REAL: "SEG_REAL", REAL_A20: "SEG_REAL_A20", PROTECTED: "SEG_PROTECTED", LONG: "SEG_LONG"}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from memspec.calls import layer_calls
 from memspec.calls_hw import HARNESS_LOW, RAM_SIZE, pattern
 from memspec.calls_virt import GUEST_HARNESS_SLOT, MAX_VMS
 from memspec.records import OK, Outcome
@@ -29,6 +30,7 @@ from .ept import Ept, EptPath, Eptp, decode_ept
 from .expect import Expect, exactly
 from .kpti import KPTI_CALLS, Kpti
 from .pte import CR4_LA57, CR4_PAE, CR4_PKE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME, EXEC, READ, WRITE, Pte, addr_mask, decode
+from .rules import Rule, compose
 from .walk import PageFault, Path, index
 from .walk2d import NPF_GPT, VM_EPT, VM_NPT, GpCache, Host, Nested, Vm, Walk2D, explore
 
@@ -44,6 +46,10 @@ DEFAULT_FACTS: dict[str, Any] = {
 }
 # guest CR4 bits that need a CPU feature (the target's fact of that name; absent: assumed present)
 GUEST_CR4_FEATURES = ((CR4_SMEP, "smep"), (CR4_SMAP, "smap"), (CR4_PKE, "pku"))
+
+
+# the virt layer's calls this model governs itself; the KPTI calls are model.kpti's
+_OWN_CALLS = frozenset(c.name for c in layer_calls("virt")) - KPTI_CALLS
 
 
 class VirtModel(Host):
@@ -99,14 +105,16 @@ class VirtModel(Host):
     def expect(self, proc: str, name: str, args: tuple) -> Expect:
         if name in KPTI_CALLS:
             return self.kpti.expect(name, args)
-        return getattr(self, "_expect_" + name)(*args)
+        return self.RULES[name].expect(self, *args)
 
     def apply(self, proc: str, name: str, args: tuple, outcome: Outcome) -> None:
         self.last_walk = None       # the composition invariant judges the access just made, once
         if name in KPTI_CALLS:
             self.kpti.apply(name, args, outcome)
             return
-        getattr(self, "_apply_" + name)(outcome, *args)
+        f = self.RULES[name].apply
+        if f is not None:
+            f(self, outcome, *args)
 
     def bind(self, proc: str, name: str, result: str | None, outcome: Outcome) -> None:
         pass
@@ -527,6 +535,20 @@ class VirtModel(Host):
             d = decode_ept(u.value, u.level) if vm.kind == VM_EPT else decode(u.value, u.level)
             out.append(f"      nested L{u.level}[{index(gpa, u.level)}] @ hpa {u.addr:#x} = {u.value:#018x}  {d}")
         return out
+
+    # the rules of this model's calls, by name (model.rules.compose checks them against the call table)
+    RULES = compose("virt", {
+        "vm_boot": Rule(_expect_vm_boot, _apply_vm_boot),
+        "vm_enter": Rule(_expect_vm_enter, _apply_vm_enter),
+        "vm_cr3": Rule(_expect_vm_cr3, _apply_vm_cr3),
+        "set_epte": Rule(_expect_set_epte, _apply_set_epte),
+        "set_npte": Rule(_expect_set_npte, _apply_set_npte),
+        "read_epte": Rule(_expect_read_epte, _apply_read_epte),
+        "set_gpte": Rule(_expect_set_gpte, _apply_set_gpte),
+        "read_gpte": Rule(_expect_read_gpte, _apply_read_gpte),
+        "invept": Rule(_expect_invept, _apply_invept),
+        "vm_access": Rule(_expect_vm_access, _apply_vm_access),
+    }, lead=(1, 2), only=_OWN_CALLS, names=False)
 
 
 _KEYS = {"#PF": ("errcode", "cr2"), "EPT_VIOLATION": ("exit_qualification", "gpa", "gla"),

@@ -26,6 +26,7 @@ from typing import Any
 from memspec.model.ept import Qual
 from memspec.model.kpti import SYSCALLS, Kpti
 from memspec.model.pte import EXEC, Pte
+from memspec.model.rules import replaced
 from memspec.model.virt import VirtModel
 from memspec.model.walk2d import VM_EPT, GpCache, Nested, NestedFault, Vm
 from memspec.records import Outcome
@@ -111,6 +112,8 @@ class PcidFlushEverySwitch(Kpti):
             self.pending_user_flush.discard(self.slot_of.get(self.cur, -1))
             self._cr3(self._user_pcid(), noflush=False)
 
+    RULES = replaced(replaced(Kpti.RULES, "syscall_enter", apply=_a_syscall_enter), "syscall_exit", apply=_a_syscall_exit)
+
 
 class PcidReuseNoFlush(Kpti):
     def _a_context_switch(self, o: Outcome, pid: int) -> None:
@@ -125,6 +128,8 @@ class PcidReuseNoFlush(Kpti):
         self.slot_of[pid] = slot
         self.cur = pid
         self._cr3(self._kern_pcid(), noflush=True)
+
+    RULES = replaced(Kpti.RULES, "context_switch", apply=_a_context_switch)
 
 
 VIRT_BUGS: dict[str, type[VirtModel]] = {
