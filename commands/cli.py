@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "on each target; the model judges every call. Writes report.json, report.xml "
                                    "(JUnit) and report.html to --out, and each counterexample as a replayable program "
                                    "under --out/counterexamples (the folder holds this run's counterexamples only).",
-                       epilog="targets: model, linux, qemu, qemu-system, kvm, bochs[:CPU_MODEL], libc, malloc:NAME, cmd:PROGRAM, py:FILE:EXPR (repeat --target for several)",
+                       epilog="targets: model, linux, linux-agent, qemu-user, qemu, qemu-system, kvm, bochs[:CPU_MODEL], libc, malloc:NAME, cmd:PROGRAM, py:FILE:EXPR (repeat --target for several)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--target", "-t", action="append", required=True, metavar="T", help="target to judge (repeatable)")
     c.add_argument("--layer", "-l", choices=LAYERS, help="layer to check (default: the target's first layer)")
