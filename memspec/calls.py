@@ -86,6 +86,8 @@ register(CallSpec("mincore", "os", (P("addr"), P("length")),
 register(CallSpec("mlock", "os", (P("addr"), P("length")), doc="mlock(2)"))
 register(CallSpec("mlock2", "os", (P("addr"), P("length"), P("flags", "mlock", 0)), doc="mlock2(2)"))
 register(CallSpec("munlock", "os", (P("addr"), P("length")), doc="munlock(2)"))
+register(CallSpec("mseal", "os", (P("addr"), P("length"), P("flags", "int", 0)),
+                  doc="mseal(2): seal the mappings of the range (Linux 6.10+)"))
 register(CallSpec("mlockall", "os", (P("flags", "mcl"),), doc="mlockall(2)"))
 register(CallSpec("munlockall", "os", (), doc="munlockall(2)"))
 register(CallSpec("set_memlock_limit", "os", (P("soft"),),

@@ -363,6 +363,16 @@ declare(
      f"{POSIX} ftruncate(), ERRORS: EINVAL The fildes argument references a file that was opened without write permission; ftruncate(2), {MAN}"),
     ("posix.ftruncate.einval-length", "ftruncate to a negative length fails with EINVAL", f"{POSIX} ftruncate(), ERRORS: EINVAL The length argument was less than 0"),
     ("posix.close.ebadf", "close of a descriptor that is not open fails with EBADF", f"{POSIX} close(), ERRORS: EBADF"),
+    # --- mseal (mm/mseal.c, Linux 6.10+) ------------------------------------------------------
+    ("linux.mseal.seals", "mseal of a mapped range (or of length 0) returns 0 and seals its mappings; fork keeps the seal",
+     f"mseal(2), {MAN} (Linux 6.10); mm/mseal.c do_mseal, mseal_apply; Documentation/userspace-api/mseal.rst"),
+    ("linux.mseal.einval", "mseal with flags other than 0, an unaligned start, or a length that wraps fails with EINVAL",
+     "mm/mseal.c do_mseal; Documentation/userspace-api/mseal.rst: EINVAL"),
+    ("linux.mseal.enomem-unmapped", "mseal of a range with an unmapped page fails with ENOMEM and seals nothing",
+     "mm/mseal.c range_contains_unmapped; Documentation/userspace-api/mseal.rst: ENOMEM"),
+    ("linux.mseal.enosys", "mseal on a kernel before 6.10 fails with ENOSYS", "mseal(2): since Linux 6.10"),
+    ("linux.mseal.eperm", "a sealed mapping refuses with EPERM: munmap of a range touching it (nothing unmapped), MAP_FIXED over it, mremap of it or onto it, mprotect (even to its own protection; earlier VMAs of the range already changed), and discarding madvise on private anonymous memory without PROT_WRITE",
+     "Documentation/userspace-api/mseal.rst (blocked operations); mm/vma.c vms_gather_munmap_vmas; mm/mprotect.c; mm/mremap.c; mm/madvise.c can_madvise_modify, is_discard; measured on Linux 6.18"),
     # --- read, write, pread, pwrite, lseek (fs/read_write.c) -------------------------------
     ("posix.read.file-contents", "read and pread return the file's byte (what writes and stores through shared mappings put there, zero in a hole); at or past the end of the file they read nothing (256 in program text)",
      f"{POSIX} read(): ... No data transfer shall occur past the current end-of-file; pread(); mmap(): modifications through MAP_SHARED change the underlying object; mm/filemap.c filemap_read, mm/shmem.c shmem_file_read_iter"),

@@ -173,7 +173,7 @@ class _Kernel:
 
     def do(self, name: str, args: tuple[Any, ...]) -> Outcome:
         # Addresses and lengths reach the kernel as unsigned long (-1 is the top address).
-        if name in ("load", "store", "fetch", "munmap", "mprotect", "mremap", "madvise", "msync", "mincore",
+        if name in ("load", "store", "fetch", "munmap", "mprotect", "mremap", "madvise", "mseal", "msync", "mincore",
                     "mlock", "mlock2", "munlock", "pfn_of", "thp_mapped", "get_node", "mbind"):
             args = (args[0] & U64,) + tuple(args[1:])
         return getattr(self, "do_" + name)(*args)
@@ -223,6 +223,13 @@ class _Kernel:
         if any(True for _ in self.dontfork.uncovered(addr, addr + 1)):
             return
         raise Refused(f"{addr:#x} is MADV_DONTFORK memory, which a forked probe cannot reach")
+
+    def do_mseal(self, addr: int, length: int, flags: int) -> Outcome:
+        # mm/mseal.c do_mseal fails these before touching anything: no safety check needed
+        plen = _align(length & U64)
+        if not (flags or addr & ~PAGE_MASK or (length and not plen) or addr + plen > U64):
+            self._range_safe(addr, length)
+        return self.sys(462, addr, length, flags)      # x86-64 __NR_mseal (Linux 6.10)
 
     def do_msync(self, addr: int, length: int, flags: int) -> Outcome:
         self._range_safe(addr, length)

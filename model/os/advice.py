@@ -23,6 +23,7 @@ from ..expect import Expect, errno, exactly
 from ..pages import MemObject, Page
 from ..pte import READ, WRITE
 from ..rules import Rule
+from .sealing import refuses_advice
 from .state import HPAGE, PAGE_MASK, PROT_R, PROT_W, U64, Mm, OsState, Vma, page_align
 
 
@@ -50,6 +51,8 @@ def _range(addr: int, length: int) -> tuple[int, int] | Expect:
 
 def _vma_error(sys: OsState, mm: Mm, s: int, e: int, v: Vma, advice: int) -> Expect | None:
     """mm/madvise.c madvise_vma_behavior: the error one VMA's part [s, e) of the range gives."""
+    if refuses_advice(v, advice):
+        return errno("linux.mseal.eperm", "EPERM")                  # can_madvise_modify
     if advice in (M["MADV_DONTNEED"], M["MADV_FREE"]) and v.locked:
         return errno("linux.madvise.einval-locked", "EINVAL")     # madvise_dontneed_free_valid_vma
     if advice in (M["MADV_PAGEOUT"], M["MADV_COLD"]) and v.locked:

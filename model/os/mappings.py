@@ -21,6 +21,7 @@ from memspec.records import OK, Outcome
 from .. import fault
 from ..expect import Expect, errno, exactly, or_errno
 from ..rules import Rule
+from .sealing import sealed_in
 from .state import LLONG_MAX, PAGE_MASK, PROT_W, PROT_X, U64, Mm, OsState, Vma, can_do_mlock, page_align
 
 MAP_TYPE = 0x0F
@@ -120,6 +121,9 @@ def expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
     if bad is not None:
         return bad
     plen = page_align(length)
+    if flags & MAP["MAP_FIXED"] and sealed_in(mm, addr, addr + plen):
+        # mm/vma.c __mmap_region -> vms_gather_munmap_vmas: the old mapping is sealed
+        return errno("linux.mseal.eperm", "EPERM")
     if flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]):
         clause = ("linux.mmap.fixed-noreplace-maps" if flags & MAP["MAP_FIXED_NOREPLACE"]
                   else "posix.mmap.fixed-exact")
@@ -303,6 +307,9 @@ def expect_munmap(sys: OsState, mm: Mm, addr: int, length: int) -> Expect:
         return errno("posix.munmap.einval-outside", "EINVAL")
     if page_align(length) == 0:
         return errno("posix.munmap.einval-len0", "EINVAL")
+    if sealed_in(mm, addr, addr + page_align(length)):
+        # mm/vma.c vms_gather_munmap_vmas: a sealed VMA in the range: EPERM, nothing unmapped
+        return errno("linux.mseal.eperm", "EPERM")
     if not mm.vmas.any_overlap(addr, addr + page_align(length)):
         return exactly("posix.munmap.unmapped-ok", Outcome(value=0))
     return exactly("posix.munmap.removes-range", Outcome(value=0))
@@ -342,6 +349,10 @@ def expect_mprotect(sys: OsState, mm: Mm, addr: int, length: int, prot: int) -> 
         if prot & PROT_W and not v.may_write:
             # mm/mprotect.c: newflags & ~(oldflags >> 4) & VM_WRITE -> EACCES
             return errno("posix.mprotect.eacces-shared-readonly-fd", "EACCES")
+        if v.sealed:
+            # a sealed VMA: EPERM, even for its own protection (measured on 6.18); the VMAs
+            # before it in the range are already changed
+            return errno("linux.mseal.eperm", "EPERM")
         cursor = e
     if cursor < end:
         return errno("linux.mprotect.enomem-hole-partial", "ENOMEM")
@@ -356,7 +367,7 @@ def expect_mprotect(sys: OsState, mm: Mm, addr: int, length: int, prot: int) -> 
 
 
 def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: int, prot: int) -> None:
-    if o.errno not in (None, "ENOMEM", "EACCES") or length == 0 or addr & ~PAGE_MASK:
+    if o.errno not in (None, "ENOMEM", "EACCES", "EPERM") or length == 0 or addr & ~PAGE_MASK:
         return
     end = addr + page_align(length)
     if o.errno is not None:
@@ -377,7 +388,7 @@ def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, lengt
         cursor = addr
         stop = addr
         for s, e, v in runs:
-            if s > cursor or (prot & PROT_W and not v.may_write) or (
+            if s > cursor or (prot & PROT_W and not v.may_write) or v.sealed or (
                     limit and prot & PROT_W and not v.shared and not v.prot & PROT_W):
                 break
             cursor = e
@@ -454,6 +465,9 @@ def _mremap_expect(sys: OsState, mm: Mm, addr: int, old_size: int, new_size: int
     if hit is None:
         return errno("linux.mremap.efault-unmapped", "EFAULT")
     s, e, v = hit
+    if v.sealed or (flags & FIXED and sealed_in(mm, new_addr, new_addr + new_len)):
+        # a sealed VMA cannot be resized or moved, nor unmapped as the destination (measured on 6.18)
+        return errno("linux.mseal.eperm", "EPERM")
     if not flags & (FIXED | DONTUNMAP) and new_len <= old_len:
         # mm/mremap.c: a shrink unmaps [addr+new_len, addr+old_len) whatever is there
         if new_len == old_len:

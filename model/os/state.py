@@ -70,6 +70,7 @@ class Vma:
     may_write: bool = True     # VM_MAYWRITE: a shared mapping of a read-only fd can never be made writable
     wipeonfork: bool = False   # VM_WIPEONFORK (MADV_WIPEONFORK, MAP_DROPPABLE): a child gets the range empty
     droppable: bool = False    # VM_DROPPABLE (MAP_DROPPABLE, Linux 6.11+)
+    sealed: bool = False       # VM_SEALED (mseal, Linux 6.10+): no unmap, move, protection change or discard
 
     @property
     def perms(self) -> str:
@@ -179,6 +180,7 @@ SINCE = {
     "MADV_COLD": (5, 4),               # madvise(2): MADV_COLD (since Linux 5.4)
     "MADV_PAGEOUT": (5, 4),            # madvise(2): MADV_PAGEOUT (since Linux 5.4)
     "MREMAP_DONTUNMAP": (5, 7),        # mremap(2): MREMAP_DONTUNMAP (since Linux 5.7)
+    "mseal": (6, 10),                  # mseal(2) (since Linux 6.10)
     "MAP_ABOVE4G": (6, 6),             # arch/x86/include/uapi/asm/mman.h MAP_ABOVE4G (Linux 6.6, shadow stacks)
 }
 

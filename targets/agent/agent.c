@@ -745,6 +745,14 @@ static struct out do_madvise(u64 addr, u64 length, u64 advice) {
     return sysret(r);
 }
 
+static struct out do_mseal(u64 addr, u64 length, u64 flags) {
+    /* mm/mseal.c do_mseal fails these before touching anything: no safety check needed */
+    u128 plen = align_up(length);
+    int harmless = flags || (addr & ~PAGE_MASK) || (length && !(u64)plen) || (u128)addr + plen > (u128)~(u64)0;
+    if (!harmless && !range_safe(addr, length)) return none();
+    return sysret(syscall(462, addr, length, flags));      /* x86-64 __NR_mseal (Linux 6.10) */
+}
+
 static struct out do_msync(u64 addr, u64 length, u64 flags) {
 #ifdef AGENT_BUG_CRASH_ON_MSYNC
     abort();
@@ -1129,6 +1137,7 @@ static int run_call(const struct req *m, struct buf *b) {
     else if (!strcmp(n, "mremap")) { NEED(5); o = do_mremap(A(0), A(1), A(2), A(3), A(4)); }
     else if (!strcmp(n, "madvise")) { NEED(3); o = do_madvise(A(0), A(1), A(2)); }
     else if (!strcmp(n, "msync")) { NEED(3); o = do_msync(A(0), A(1), A(2)); }
+    else if (!strcmp(n, "mseal")) { NEED(3); o = do_mseal(A(0), A(1), A(2)); }
     else if (!strcmp(n, "mincore")) {
         NEED(2);
 #ifdef AGENT_BUG_GARBAGE_ON_MINCORE
@@ -1407,7 +1416,7 @@ static int probe_sys(void) {
 }
 
 static const char *const CALLS[] = {
-    "mmap", "munmap", "mprotect", "load", "store", "fetch", "fork", "exit", "mremap", "madvise", "msync",
+    "mmap", "munmap", "mprotect", "load", "store", "fetch", "fork", "exit", "mremap", "madvise", "mseal", "msync",
     "mincore", "mlock", "mlock2", "munlock", "mlockall", "munlockall", "set_memlock_limit", "drop_privileges",
     "shm_open", "shm_unlink", "memfd_create", "open_file", "pipe", "ftruncate", "close", "read", "write",
     "pread", "pwrite", "lseek", "pfn_of",

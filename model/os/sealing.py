@@ -1,0 +1,85 @@
+"""The rule of mseal, and what a sealed mapping refuses.
+
+mm/mseal.c do_mseal (Linux 6.10+): flags must be 0, the start page aligned, the rounded length
+must not wrap (EINVAL); a zero length is 0; any unmapped page in the range is ENOMEM before
+anything is sealed; then every VMA of the range gets VM_SEALED (split at the ends).  A sealed
+VMA refuses with EPERM (clause linux.mseal.eperm; measured on Linux 6.18): munmap of a range
+that touches it (nothing changes), MAP_FIXED over it, mremap of it or onto it, mprotect (even to
+the same protection; the VMAs before it in the range are already changed), and on private
+anonymous memory without PROT_WRITE the advice that discard data (mm/madvise.c
+can_madvise_modify).  fork keeps the seal (kernel/fork.c dup_mmap copies vm_flags).
+
+Worked example: ``mseal(a, 4096, 0)`` is 0 and ``munmap(a, 4096)`` then fails with EPERM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from memspec.consts import MADV
+from memspec.records import Outcome
+
+from ..expect import Expect, errno, exactly
+from ..rules import Rule
+from .state import PAGE_MASK, PROT_W, U64, Mm, OsState, Vma, page_align
+
+# mm/madvise.c is_discard: the advice that may not touch sealed read-only anonymous memory
+DISCARD = frozenset(MADV[n] for n in ("MADV_FREE", "MADV_DONTNEED", "MADV_DONTNEED_LOCKED", "MADV_REMOVE",
+                                      "MADV_DONTFORK", "MADV_WIPEONFORK", "MADV_GUARD_INSTALL"))
+
+
+def sealed_in(mm: Mm, start: int, end: int) -> bool:
+    """Whether a sealed VMA overlaps [start, end)."""
+    return any(v.sealed for _, _, v in mm.vmas.overlapping(start, end))
+
+
+def refuses_advice(v: Vma, advice: int) -> bool:
+    """mm/madvise.c can_madvise_modify: a discarding advice on sealed private anonymous memory the
+    process could not write anyway."""
+    return v.sealed and advice in DISCARD and v.obj is None and not v.prot & PROT_W
+
+
+def _range(addr: int, length: int) -> tuple[int, int] | Expect:
+    if addr & ~PAGE_MASK:
+        return errno("linux.mseal.einval", "EINVAL")
+    plen = page_align(length) & U64
+    if (length and not plen) or addr + plen > U64:
+        return errno("linux.mseal.einval", "EINVAL")
+    return addr, addr + plen
+
+
+def expect_mseal(sys: OsState, mm: Mm, addr: int, length: int, flags: int) -> Expect:
+    if not sys.has("mseal"):
+        return errno("linux.mseal.enosys", "ENOSYS")
+    if flags:
+        return errno("linux.mseal.einval", "EINVAL")
+    rng = _range(addr, length)
+    if isinstance(rng, Expect):
+        return rng
+    start, end = rng
+    if end == start:
+        return exactly("linux.mseal.seals", Outcome(value=0))
+    # mm/mseal.c range_contains_unmapped
+    cursor = start
+    for s, e, _ in mm.vmas.overlapping(start, end):
+        if s > cursor:
+            return errno("linux.mseal.enomem-unmapped", "ENOMEM")
+        cursor = e
+    if cursor < end:
+        return errno("linux.mseal.enomem-unmapped", "ENOMEM")
+    return exactly("linux.mseal.seals", Outcome(value=0))
+
+
+def apply_mseal(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: int, flags: int) -> None:
+    if not o.ok or o.value != 0:
+        return
+    rng = _range(addr, length)
+    if isinstance(rng, Expect):
+        return
+    for s, e, v in list(mm.mapped_pages(*rng)):
+        mm.vmas.set(s, e, replace(v, sealed=True))
+
+
+RULES = {
+    "mseal": Rule(expect_mseal, apply_mseal),
+}
