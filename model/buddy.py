@@ -55,7 +55,7 @@ def internal_waste(size: int) -> int:
 class Buddy:
     """Free lists per order over all zones; ``owner`` records who holds each allocated block."""
 
-    __slots__ = ("machine", "frames", "free_head", "lists", "allocated", "used")
+    __slots__ = ("machine", "frames", "free_head", "lists", "allocated", "used", "head_order", "free_frames", "touched")
 
     def __init__(self, machine: Machine, frames: FrameTable):
         self.machine = machine
@@ -64,6 +64,11 @@ class Buddy:
         self.lists: list[set[int]] = [set() for _ in range(MAX_ORDER + 1)]
         self.allocated: dict[int, tuple[int, Owner]] = {}            # pfn -> (order, owner)
         self.used = [0] * machine.nodes                               # frames in allocated blocks, per node
+        # the same free lists as a per-frame array (order of the free block headed there, -1: none) and
+        # the free frames per node, both kept by _push/_pop: what the incremental audit reads
+        self.head_order = np.full(machine.total, -1, dtype=np.int8)
+        self.free_frames = [0] * machine.nodes
+        self.touched: set[int] = set()                                # heads pushed or popped since the last audit
         reserved = set(machine.reserved)
         for r in reserved:
             frames.owner[r] = Owner.KERNEL
@@ -87,10 +92,18 @@ class Buddy:
     def _push(self, pfn: int, order: int) -> None:
         self.free_head[pfn] = order
         self.lists[order].add(pfn)
+        self.touched.add(pfn)
+        if 0 <= pfn < len(self.head_order):
+            self.head_order[pfn] = order
+            self.free_frames[self.frames.node_of_pfn[pfn]] += 1 << order
 
     def _pop(self, pfn: int) -> int:
         order = self.free_head.pop(pfn)
         self.lists[order].discard(pfn)
+        self.touched.add(pfn)
+        if 0 <= pfn < len(self.head_order):
+            self.head_order[pfn] = -1
+            self.free_frames[self.frames.node_of_pfn[pfn]] -= 1 << order
         return order
 
     def containing(self, pfn: int, order: int) -> int | None:
@@ -270,16 +283,66 @@ class Buddy:
                          f"node {n}: {free} free + {used[n]} allocated != {self.machine.node_frames[n]} frames")]
         return []
 
+    def accounting_step(self) -> list[tuple[str, str]]:
+        """``accounting`` from the free frames counted as blocks enter and leave the free lists
+        (``free_frames``) instead of a sum over every free block: O(nodes)."""
+        for n in range(self.machine.nodes):
+            used = self.used[n] + sum(1 for r in self.machine.reserved if self.machine.node_of(r) == n)
+            if self.free_frames[n] + used != self.machine.node_frames[n]:
+                return [("memspec.phys.free-plus-used", f"node {n}: {self.free_frames[n]} free + {used} allocated "
+                         f"!= {self.machine.node_frames[n]} frames")]
+        return []
+
     def audit(self) -> list[tuple[str, str]]:
         """Free blocks aligned, inside one zone, not overlapping, maximally coalesced, and
-        exactly the frames the frame table marks free (one numpy pass over the frame table)."""
-        bad: list[tuple[str, str]] = []
+        exactly the frames the frame table marks free (one numpy pass over the frame table);
+        and the per-frame copy of the free lists the incremental audit reads agrees with them."""
         if not self.free_head:
             heads = np.zeros(0, dtype=np.int64)
             orders = np.zeros(0, dtype=np.int64)
         else:
             heads = np.fromiter(self.free_head.keys(), dtype=np.int64, count=len(self.free_head))
             orders = np.fromiter(self.free_head.values(), dtype=np.int64, count=len(self.free_head))
+        bad = self._audit_blocks(heads, orders, 0, len(self.machine.zone_index))
+        if bad:
+            return bad
+        inside = heads < len(self.head_order)
+        if (int(np.count_nonzero(self.head_order >= 0)) != int(np.count_nonzero(inside))
+                or (self.head_order[heads[inside]] != orders[inside]).any()):
+            return [("linux.buddy.no-overlap", "the free lists and the per-frame record of their heads differ")]
+        return []
+
+    def audit_step(self, ranges: list[tuple[int, int]]) -> list[tuple[str, str]]:
+        """``audit`` over the footprint of the steps since the last audit: the 2^MAX_ORDER-frame
+        windows holding a head pushed or popped (``touched``) or a frame claimed or released
+        (``ranges``: (pfn, count)).  An aligned block of order <= MAX_ORDER lies inside one window,
+        and so does its buddy, so each window is audited exactly as the whole table would be."""
+        size = 1 << MAX_ORDER
+        total = len(self.machine.zone_index)
+        windows: set[int] = set()
+        for h in self.touched:
+            k = self.free_head.get(h)
+            if k is not None and (k < 0 or k > MAX_ORDER or h % (1 << k)):
+                return [("linux.buddy.block-aligned", f"free block at pfn {h} of order {k} is not aligned")]
+            if 0 <= h < total:
+                windows.add(h >> MAX_ORDER)
+            elif k is not None:
+                return [("linux.buddy.within-zone", f"free block at pfn {h} of order {k} leaves its zone")]
+        for pfn, count in ranges:
+            lo, hi = max(pfn, 0), min(pfn + max(count, 1), total)
+            windows.update(range(lo >> MAX_ORDER, ((hi - 1) >> MAX_ORDER) + 1) if hi > lo else ())
+        for w in sorted(windows):
+            lo = w * size
+            hi = min(lo + size, total)
+            heads = lo + np.flatnonzero(self.head_order[lo:hi] >= 0).astype(np.int64)
+            bad = self._audit_blocks(heads, self.head_order[heads].astype(np.int64), lo, hi)
+            if bad:
+                return bad
+        return []
+
+    def _audit_blocks(self, heads: np.ndarray, orders: np.ndarray, lo: int, hi: int) -> list[tuple[str, str]]:
+        """The audit of the free blocks ``heads``/``orders`` over frames [lo, hi), which must hold
+        every free block that covers a frame of it."""
         sizes = np.left_shift(1, orders)
         misaligned = np.flatnonzero(heads % sizes)
         if len(misaligned):
@@ -291,25 +354,25 @@ class Buddy:
             i = int(np.flatnonzero((ends > len(zi)) | (zi[heads] != zi[np.minimum(ends, len(zi)) - 1]))[0])
             return [("linux.buddy.within-zone", f"free block at pfn {heads[i]} of order {orders[i]} leaves its zone")]
         # coverage: +1 at each head, -1 at each end; the running sum counts free lists covering a frame
-        cover = np.bincount(heads, minlength=len(zi) + 1) - np.bincount(ends, minlength=len(zi) + 1)
-        count = np.cumsum(cover)[:len(zi)]
+        n = hi - lo
+        cover = np.bincount(heads - lo, minlength=n + 1) - np.bincount(np.minimum(ends, hi) - lo, minlength=n + 1)
+        count = np.cumsum(cover)[:n]
         if (count > 1).any():
-            pfn = int(np.flatnonzero(count > 1)[0])
+            pfn = lo + int(np.flatnonzero(count > 1)[0])
             return [("linux.buddy.no-overlap", f"frame {pfn} is in two free blocks")]
         on_list = count == 1
-        free_rows = self.frames.owner == Owner.FREE
+        free_rows = self.frames.owner[lo:hi] == Owner.FREE
         if (on_list != free_rows).any():
             pfn = int(np.flatnonzero(on_list != free_rows)[0])
-            bad.append(("memspec.phys.frame-one-owner",
-                        f"frame {pfn} is {'free in the frame table but on no free list' if free_rows[pfn] else 'on a free list but owned'}"))
-            return bad
-        for head, k in self.free_head.items():
+            return [("memspec.phys.frame-one-owner",
+                     f"frame {lo + pfn} is {'free in the frame table but on no free list' if free_rows[pfn] else 'on a free list but owned'}")]
+        for head, k in zip(heads.tolist(), orders.tolist()):
             if k < MAX_ORDER:
                 b = head ^ (1 << k)
                 if self.free_head.get(b) == k and 0 <= b < len(zi) and zi[b] == zi[head]:
                     return [("linux.buddy.coalesce", f"free buddies at pfn {min(head, b)} and {max(head, b)} "
                              f"(order {k}) were not merged")]
-        return bad
+        return []
 
 
 # -- the buddy calls' rules --------------------------------------------------------

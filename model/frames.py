@@ -142,7 +142,7 @@ class Machine:
 class FrameTable:
     """One owner per frame; claims and releases are checked as they happen."""
 
-    __slots__ = ("machine", "owner", "node_of_pfn", "violations")
+    __slots__ = ("machine", "owner", "node_of_pfn", "violations", "touched")
 
     def __init__(self, machine: Machine):
         self.machine = machine
@@ -152,9 +152,11 @@ class FrameTable:
             lo, hi = machine.node_range(n)
             self.node_of_pfn[lo:hi] = n
         self.violations: list[tuple[str, str]] = []
+        self.touched: list[tuple[int, int]] = []    # (pfn, count) claimed or released since the last check
 
     def claim(self, pfn: int, count: int, owner: Owner) -> None:
         """Give free frames [pfn, pfn+count) to ``owner``."""
+        self.touched.append((pfn, count))
         if count == 1 and 0 <= pfn < len(self.owner) and not self.owner[pfn]:
             self.owner[pfn] = owner     # the common case (vmalloc, first touch), without slicing
             return
@@ -168,6 +170,7 @@ class FrameTable:
 
     def release(self, pfn: int, count: int, owner: Owner) -> None:
         """Return frames [pfn, pfn+count) owned by ``owner`` to the free state."""
+        self.touched.append((pfn, count))
         rows = self.owner[pfn:pfn + count]
         if (rows != owner).any():
             bad = pfn + int(np.flatnonzero(rows != owner)[0])

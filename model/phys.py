@@ -51,6 +51,11 @@ from .vmalloc import VmArea
 RULES: Rules = compose("phys", buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, heap.RULES, gc.RULES,
                        lead=(1, 2))
 
+# call name -> the allocator whose rule it is (what a step's footprint names besides frames and blocks)
+FAMILY: dict[str, str] = {name: fam for fam, rules in (
+    ("buddy", buddy.RULES), ("slab", slab.RULES), ("vmalloc", vmalloc.RULES), ("dma", dma.RULES),
+    ("numa", numa.RULES), ("heap", heap.RULES), ("gc", gc.RULES)) for name in rules}
+
 Law = Callable[["PhysModel"], list[tuple[str, str]]]
 
 
@@ -82,6 +87,10 @@ class PhysModel:
         self.heap = Heap()
         self.arenas: dict[int, Arena] = {}
         self.gc = GcHeap()
+        # the footprint of the steps since the last invariant check, besides the frames the frame
+        # table and the heads the buddy lists record: the allocators whose rules ran
+        self.touched: set[str] = set()
+        self.bound_checked = 0        # numa.bound entries already checked
 
     # -- LayerModel -----------------------------------------------------------
 
@@ -91,17 +100,33 @@ class PhysModel:
     def apply(self, proc: str, name: str, args: tuple, outcome: Outcome) -> None:
         f = self.RULES[name].apply
         if f is not None:
+            self.touched.add(FAMILY.get(name, name))
             f(self, outcome, *args)
 
     def bind(self, proc: str, name: str, result: str | None, outcome: Outcome) -> None:
         pass
 
-    def invariants(self) -> list[tuple[str, str]]:
-        for law in self.INVARIANTS.values():
-            bad = law(self)
-            if bad:
-                return bad
-        return []
+    # ``invariants(full=False)`` checks only the footprint of the steps since the last check
+    incremental_invariants = True
+
+    def invariants(self, full: bool = True) -> list[tuple[str, str]]:
+        """The broken invariants: all of them recounted over the whole state (``full``: at
+        checkpoints and at the end of a program), or each in its incremental form over the
+        footprint of the steps since the last check (after a step: the frames claimed and
+        released, the free blocks pushed and popped, the allocators whose rules ran).  Either
+        way the footprint starts afresh."""
+        laws = self.INVARIANTS if full else self.STEP_INVARIANTS
+        try:
+            for law in laws.values():
+                bad = law(self)
+                if bad:
+                    return bad
+            return []
+        finally:
+            self.frames.touched.clear()
+            self.buddy.touched.clear()
+            self.touched.clear()
+            self.bound_checked = len(self.numa.bound)
 
     # Each invariant on its own, named after what it protects (the state machines call them one by one).
 
@@ -128,6 +153,33 @@ class PhysModel:
     def bind_never_off_node(self) -> list[tuple[str, str]]:
         return numa.bind_never_off_node(self)
 
+    # Their incremental forms, over the footprint (each catches what its full form catches there).
+
+    def buddy_blocks_step(self) -> list[tuple[str, str]]:
+        return self.buddy.audit_step(self.frames.touched)
+
+    def free_plus_used_step(self) -> list[tuple[str, str]]:
+        return self.buddy.accounting_step()
+
+    def slab_counts_step(self) -> list[tuple[str, str]]:
+        if "slab" in self.touched:
+            return slab.slab_counts_consistent(self)
+        return slab.slab_frames_owned(self, self.frames.touched)
+
+    def live_heap_blocks_step(self) -> list[tuple[str, str]]:
+        return self.heap.audit() if "heap" in self.touched else []
+
+    def gc_step(self) -> list[tuple[str, str]]:
+        return self.gc.audit() if "gc" in self.touched else []
+
+    def bind_step(self) -> list[tuple[str, str]]:
+        """``bind_never_off_node`` over the frames allocated under MPOL_BIND since the last check."""
+        for pfn, mask in self.numa.bound[self.bound_checked:]:
+            node = self.machine.node_of(pfn)
+            if not mask >> node & 1:
+                return [("numa.bind.no-spill", f"frame {pfn} on node {node} was allocated under MPOL_BIND to {mask:#x}")]
+        return []
+
     # in the order ``invariants`` checks them (the first broken one is reported)
     INVARIANTS: MappingProxyType[str, Law] = MappingProxyType({
         "no_frame_owned_twice": no_frame_owned_twice,
@@ -137,6 +189,16 @@ class PhysModel:
         "live_heap_blocks_disjoint": live_heap_blocks_disjoint,
         "gc_sound_and_complete": gc_sound_and_complete,
         "bind_never_off_node": bind_never_off_node,
+    })
+    # the same laws, incremental, in the same order and under the same names
+    STEP_INVARIANTS: MappingProxyType[str, Law] = MappingProxyType({
+        "no_frame_owned_twice": no_frame_owned_twice,
+        "buddy_blocks_aligned_and_coalesced": buddy_blocks_step,
+        "free_plus_used_is_total": free_plus_used_step,
+        "slab_counts_consistent": slab_counts_step,
+        "live_heap_blocks_disjoint": live_heap_blocks_step,
+        "gc_sound_and_complete": gc_step,
+        "bind_never_off_node": bind_step,
     })
 
     def observe(self) -> dict[str, Any]:

@@ -408,6 +408,18 @@ def slab_counts_consistent(m: Kernel) -> list[tuple[str, str]]:
     return []
 
 
+def slab_frames_owned(m: Kernel, ranges: list[tuple[int, int]]) -> list[tuple[str, str]]:
+    """bonwick.slab.from-buddy over frames claimed or released (``ranges``: (pfn, count)) by a step
+    that ran no slab rule: every slab there still owns its frames."""
+    for pfn, count in ranges:
+        for c in list(m.caches.values()) + list(m.kmalloc_caches.values()):
+            n = 1 << c.order
+            for head in range(pfn - pfn % n, pfn + max(count, 1), n):
+                if head in c.slabs and (m.frames.owner[head:head + n] != Owner.SLAB).any():
+                    return [("bonwick.slab.from-buddy", f"{c.name}: slab {head}'s frames are not owned by the slab")]
+    return []
+
+
 RULES = {
     "kmem_cache_create": Rule(expect_kmem_cache_create, apply_kmem_cache_create),
     "kmem_cache_alloc": Rule(expect_kmem_cache_alloc, apply_kmem_cache_alloc),

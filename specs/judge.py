@@ -63,11 +63,19 @@ _STATUS_VERDICT = {
 }
 
 
+# whether ``judge`` recounts the invariants over the whole state at checkpoints and at the end
+RECOUNT = True
+
+
 def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] | None = None,
-          invariants: bool = True, model: Any | None = None) -> Judgement:
-    """Judge one run of ``program`` on ``target``; ``invariants`` also checks the model's own after every call.
+          invariants: bool = True, model: Any | None = None, recount: bool | None = None) -> Judgement:
+    """Judge one run of ``program`` on ``target``; ``invariants`` also checks the model's own after every call
+    (over the call's footprint) and recounts them over the whole state at each checkpoint and at the end
+    (``recount=False``, or ``RECOUNT`` false, leaves the recount out: tests use it to show the footprint
+    checks alone catch every broken model).
     ``model`` replaces the layer's reference model (tests use it to show invariants catch a broken one)."""
     system = model if model is not None else new_model(program.layer, facts)
+    recount = RECOUNT if recount is None else recount
     compare = _compare_for(program.layer)
     j = Judgement(target=target, status=run.status, message=run.message)
     env: dict[str, int] = {}
@@ -86,11 +94,12 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
                 j.context["maps_before"] = _all_maps(system)
             return j
         bind_result(env, call, observed.value)
-        bad = invariant_failure(system, i) if invariants else None
+        obs = run.observation_after(i)
+        full = recount and (obs is not None or i == len(program.calls) - 1)
+        bad = invariant_failure(system, i, full) if invariants else None
         if bad is not None:
             j.checks.append(bad)
             return j
-        obs = run.observation_after(i)
         if obs is not None and not _shows_nothing(obs):
             bad = compare(system, obs, i)
             if bad is None:

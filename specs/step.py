@@ -42,9 +42,15 @@ def judge_call(model: Any, proc: str, call: Call, args: tuple[int | str, ...], o
     return checks
 
 
-def invariant_failure(model: Any, index: int) -> Check | None:
-    """The first of the model's own invariants broken now, as a failing check."""
-    for cid, msg in model.invariants():
+def invariant_failure(model: Any, index: int, full: bool = True) -> Check | None:
+    """The first of the model's own invariants broken now, as a failing check.
+
+    ``full``: every invariant recounted over the whole state (at checkpoints and at the end of a
+    program); otherwise, after a step, each over the footprint of the steps since the last check,
+    where the model offers that (``incremental_invariants``), else the full recount."""
+    bad = model.invariants() if full or not getattr(type(model), "incremental_invariants", False) \
+        else model.invariants(full=False)
+    for cid, msg in bad:
         return Check(cid, Verdict.FAIL, index, "the invariant holds", msg, "model invariant broken", at="invariant")
     return None
 
@@ -87,16 +93,17 @@ class Stepper:
         index = len(self.calls) - 1
         checks = judge_call(self.model, proc, call, args, observed, index)
         bad = checks[0] if checks[0].verdict is Verdict.FAIL else (
-            invariant_failure(self.model, index) if self.invariants else None)
+            invariant_failure(self.model, index, full=False) if self.invariants else None)
         if bad is not None:
             raise self.failure(bad.clause, self.program(), index, bad.expected, bad.observed, bad.note)
         bind_result(self.env, call, observed.value)
         return observed
 
-    def check_invariants(self) -> None:
-        """The model's invariants after the last step (a state machine's ``@invariant``)."""
+    def check_invariants(self, full: bool = False) -> None:
+        """The model's invariants after the last step (a state machine's ``@invariant``): over the
+        steps' footprint, or (``full``, at the end of a run) recounted over the whole state."""
         index = max(len(self.calls) - 1, 0)
-        bad = invariant_failure(self.model, index)
+        bad = invariant_failure(self.model, index, full)
         if bad is not None:
             raise self.failure(bad.clause, self.program(), index, bad.expected, bad.observed, bad.note)
 
