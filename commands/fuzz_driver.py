@@ -31,7 +31,7 @@ from memspec.fuzz.differential import execute, localise
 from memspec.fuzz.findings import Findings
 from memspec.fuzz.bytes import TEXT_MAGIC
 from memspec.fuzz.layers import layer as layer_of
-from memspec.fuzz.mutate import libfuzzer_mutator, mutate_input, mutator_for
+from memspec.fuzz.mutate import libfuzzer_mutator, mutate_program_input, mutator_for
 from memspec.specs.catalogue import all_clauses
 from memspec.targets.registry import make_target
 
@@ -116,6 +116,7 @@ class Fuzzer:
         self.stats = Stats(started=time.monotonic())
         self.rng = random.Random(o.seed)
         self.mutator = mutator_for(self.lay, self.target.calls, self.facts, random.Random(f"{o.seed}:programs"))
+        self._decoded: dict[bytes, Any] = {}      # input -> its program (corpus entries and fresh mutants)
         self.clauses: set[str] = set()
         self._last_report = 0.0
         self.err = sys.stderr            # memspec's own progress and summary (libFuzzer's output may be elsewhere)
@@ -176,7 +177,7 @@ class Fuzzer:
     # -- one execution -------------------------------------------------------
 
     def run_one(self, data: bytes, add: bool = True) -> None:
-        program = self.lay.decode(data, self.target.calls, self.facts)
+        program = self.decode(data)
         if not program.calls:
             return
         j = execute(self.target, program, self.facts, invariants=self.o.invariants)
@@ -214,14 +215,28 @@ class Fuzzer:
     # -- mutation ------------------------------------------------------------
 
     def decode(self, data: bytes) -> Any:
-        return self.lay.decode(data, self.target.calls, self.facts)
+        """The program of an input (decoded once: corpus entries are mutated again and again)."""
+        p = self._decoded.get(data)
+        if p is None:
+            p = self._remember(data, self.lay.decode(data, self.target.calls, self.facts))
+        return p
+
+    def _remember(self, data: bytes, program: Any) -> Any:
+        if len(self._decoded) >= 8192:
+            self._decoded.clear()
+        self._decoded[data] = program
+        return program
 
     def mutate(self, data: bytes) -> bytes:
         """A text input (a program) mostly keeps its structure; a byte input mostly has its bytes changed."""
         if self.rng.random() < (0.8 if data.startswith(TEXT_MAGIC) else 0.3):
             other = [self.rng.choice(self.entries)] if self.entries else []
-            mutant = mutate_input(self.mutator, self.decode, data, other)
-            if mutant is not None:
+            got = mutate_program_input(self.mutator, self.decode, data, other)
+            if got is not None:
+                mutant, program = got
+                calls = self.target.calls
+                if calls is None or all(c.name in calls for c in program.calls):
+                    self._remember(mutant, program)      # what its text decodes to (parse(print(p)) == p)
                 return mutant
         return self.mutate_bytes(data)
 

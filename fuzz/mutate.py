@@ -148,7 +148,8 @@ class Mutator:
     # -- plumbing --------------------------------------------------------------------------
 
     def _donor(self) -> Program:
-        return self.generate(bytes(self.rng.randrange(256) for _ in range(self.rng.randint(32, 200))))
+        # a short input: a few calls with their context (the mappings, blocks or tables they use)
+        return self.generate(bytes(self.rng.randrange(256) for _ in range(self.rng.randint(24, 96))))
 
     def _graft(self, program: Program, at: int, donor: Program, start: int, end: int) -> Program | None:
         """``donor``'s calls ``start:end`` inserted before call ``at``, with fresh result names; a
@@ -237,18 +238,25 @@ def mutator_for(layer: Any, calls: frozenset[str] | None, facts: dict[str, Any] 
     return Mutator(lambda data: layer.decode(data, calls, facts), rng)
 
 
-def mutate_input(mutator: Mutator, decode: Callable[[bytes], Program], data: bytes,
-                 others: Sequence[bytes] = (), max_size: int | None = None) -> bytes | None:
+def mutate_program_input(mutator: Mutator, decode: Callable[[bytes], Program], data: bytes,
+                         others: Sequence[bytes] = (), max_size: int | None = None) -> tuple[bytes, Program] | None:
     """A fuzz input mutated as a program: ``data`` decoded, mutated, written as a text input (which
-    every codec decodes back to the same program).  None when ``data`` decodes to no call or the
-    mutant does not fit in ``max_size`` bytes."""
+    every codec decodes back to the same program), with that program.  None when ``data`` decodes to
+    no call or the mutant does not fit in ``max_size`` bytes."""
     p = decode(data)
     if not p.calls:
         return None
     donors = [q for q in (decode(o) for o in others) if q.calls]
     q = mutator.mutate(p, donors)
     out = encode_text(q)
-    return out if q.calls and q != p and (max_size is None or len(out) <= max_size) else None
+    return (out, q) if q.calls and q != p and (max_size is None or len(out) <= max_size) else None
+
+
+def mutate_input(mutator: Mutator, decode: Callable[[bytes], Program], data: bytes,
+                 others: Sequence[bytes] = (), max_size: int | None = None) -> bytes | None:
+    """``mutate_program_input`` without the program."""
+    got = mutate_program_input(mutator, decode, data, others, max_size)
+    return got[0] if got else None
 
 
 def libfuzzer_mutator(mutator: Mutator, decode: Callable[[bytes], Program], byte_mutate: Callable[[bytes, int], bytes],
@@ -266,4 +274,4 @@ def libfuzzer_mutator(mutator: Mutator, decode: Callable[[bytes], Program], byte
     return custom
 
 
-__all__ = ["Mutator", "mutator_for", "mutate_input", "libfuzzer_mutator"]
+__all__ = ["Mutator", "mutator_for", "mutate_input", "mutate_program_input", "libfuzzer_mutator"]
