@@ -446,11 +446,26 @@ def expect_mincore(sys: OsState, mm: Mm, addr: int, length: int) -> Expect:
                   predicate=allowed, impl_defined=True)
 
 
+def _reveals(sys: OsState, mm: Mm, v: Vma) -> bool:
+    """mm/mincore.c can_do_mincore: page-cache residency is shown only for anonymous memory and
+    for files the caller owns (or has CAP_FOWNER for) or could open for writing; for any other
+    file mapping every page reads resident (clause posix.mincore.residency).  memfd and shared
+    anonymous memory are shmem inodes of mode 0777."""
+    if v.obj is None:
+        return True
+    obj = sys.objects[v.obj]
+    if obj.kind in ("anon-shared", "memfd") or obj.uid == mm.uid or mm.fowner or mm.dac_override:
+        return True
+    return bool(obj.mode & 0o002)
+
+
 def _resident(sys: OsState, mm: Mm, page: int) -> bool | None:
     """mm/mincore.c: a present PTE is resident; else an anon page is not (unless in swap cache),
     and a file/shmem page is resident iff it is in the page cache.  None: the model cannot say."""
     hit = mm.vmas.find(page)
     v = hit[2]
+    if not _reveals(sys, mm, v):
+        return True
     if page in mm.guard:
         # a guard marker (clause linux.madvise.guard-install): anonymous memory reads 0; a file
         # page in the cache reads 1 (both measured on Linux 6.18); one not in the cache: either

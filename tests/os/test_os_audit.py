@@ -211,3 +211,16 @@ def test_the_check_summary_shows_the_count():
     assert any(f"os model: {OPEN_COUNT} rules allow more than one outcome" in line for line in os_lines)
     phys_lines = summary_lines(SimpleNamespace(targets=[TargetResults("model", ["phys"])]))
     assert not any("os model:" in line for line in phys_lines)
+
+
+def test_mincore_reads_every_page_resident_for_a_file_the_caller_cannot_write():
+    text = (f'fd = shm_open("/mc", O_CREAT|O_RDWR, 0x180)\nftruncate(fd, 0x2000)\n'
+            f"s = mmap({W:#x}, 0x2000, PROT_READ, MAP_SHARED, fd, 0)\nx = load(s)\n"
+            'm = memfd_create("m", 0)\nftruncate(m, 0x2000)\n'
+            f"h = mmap({W + 0x10000:#x}, 0x2000, PROT_READ, MAP_SHARED, m, 0)\nz = load(h)\n"
+            "p = fork()\np: drop_privileges()\np: m1 = mincore(s, 0x2000)\np: m2 = mincore(h, 0x2000)\np: exit()\n"
+            "m3 = mincore(s, 0x2000)\n")
+    good = [ok(3), ok(0), ok(W), ok(0), ok(4), ok(0), ok(W + 0x10000), ok(0), ok(9), ok(0), ok(3), ok(1), DONE, ok(1)]
+    assert failed(text, good) is None                                             # measured on 6.18
+    assert failed(text, good[:10] + [ok(1)] + good[11:]) == "posix.mincore.residency"   # a side channel
+    assert failed(text, good[:11] + [ok(3)] + good[12:]) == "posix.mincore.residency"   # memfd shows the truth
