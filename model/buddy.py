@@ -333,11 +333,45 @@ class Buddy:
             windows.update(range(lo >> MAX_ORDER, ((hi - 1) >> MAX_ORDER) + 1) if hi > lo else ())
         for w in sorted(windows):
             lo = w * size
-            hi = min(lo + size, total)
-            heads = lo + np.flatnonzero(self.head_order[lo:hi] >= 0).astype(np.int64)
-            bad = self._audit_blocks(heads, self.head_order[heads].astype(np.int64), lo, hi)
+            bad = self._audit_window(lo, min(lo + size, total))
             if bad:
                 return bad
+        return []
+
+    def _audit_window(self, lo: int, hi: int) -> list[tuple[str, str]]:
+        """``_audit_blocks`` over one window, block by block: a window holds few free blocks, and
+        a handful of scalar steps beat a dozen array passes there."""
+        ho, zi, owner = self.head_order, self.machine.zone_index, self.frames.owner
+        free = np.cumsum(owner[lo:hi] == Owner.FREE)   # free[i]: free frames in [lo, lo + i]
+        prev_end = lo
+        covered = 0
+        for i in np.flatnonzero(ho[lo:hi] >= 0).tolist():
+            h = lo + i
+            k = int(ho[h])
+            n = 1 << k
+            if h % n:
+                return [("linux.buddy.block-aligned", f"free block at pfn {h} of order {k} is not aligned")]
+            if h + n > len(zi) or zi[h] != zi[h + n - 1]:
+                return [("linux.buddy.within-zone", f"free block at pfn {h} of order {k} leaves its zone")]
+            if h < prev_end:
+                return [("linux.buddy.no-overlap", f"frame {h} is in two free blocks")]
+            end = min(h + n, hi)
+            prev_end = end
+            if int(free[end - lo - 1]) - (int(free[i - 1]) if i else 0) != end - h:
+                pfn = h + int(np.flatnonzero(owner[h:end] != Owner.FREE)[0])
+                return [("memspec.phys.frame-one-owner", f"frame {pfn} is on a free list but owned")]
+            covered += end - h
+            if k < MAX_ORDER:
+                b = h ^ n
+                if self.free_head.get(b) == k and 0 <= b < len(zi) and zi[b] == zi[h]:
+                    return [("linux.buddy.coalesce", f"free buddies at pfn {min(h, b)} and {max(h, b)} "
+                             f"(order {k}) were not merged")]
+        if len(free) and int(free[-1]) != covered:
+            listed = np.zeros(hi - lo, dtype=bool)
+            for i in np.flatnonzero(ho[lo:hi] >= 0).tolist():
+                listed[i:i + (1 << int(ho[lo + i]))] = True
+            pfn = lo + int(np.flatnonzero(listed != (owner[lo:hi] == Owner.FREE))[0])
+            return [("memspec.phys.frame-one-owner", f"frame {pfn} is free in the frame table but on no free list")]
         return []
 
     def _audit_blocks(self, heads: np.ndarray, orders: np.ndarray, lo: int, hi: int) -> list[tuple[str, str]]:

@@ -125,3 +125,39 @@ def test_incremental_check_sees_a_corruption_of_a_touched_frame():
     m.frames.owner[far] = Owner.KERNEL               # owned, yet on a free list: outside any footprint
     assert m.invariants(full=False) == []
     assert [c for c, _ in m.invariants(full=True)] == ["memspec.phys.frame-one-owner"]
+
+
+def _corrupt(kind: str) -> PhysModel:
+    m = PhysModel()
+    o = m.expect("main", "buddy_alloc", (0,)).default
+    m.apply("main", "buddy_alloc", (0,), o)
+    assert m.invariants() == []
+    pfn, b = o.value, m.buddy
+    if kind == "misaligned":
+        head = next(h for h, k in b.free_head.items() if k >= 2)
+        b._pop(head)
+        b._push(head + 1, 1)
+    elif kind == "overlap":
+        head = next(h for h, k in b.free_head.items() if k >= 1)
+        b._push(head + 1, 0)
+    elif kind == "owned-on-list":
+        b._push(pfn, 0)
+    elif kind == "free-off-list":
+        m.frames.owner[pfn] = Owner.FREE
+        m.frames.touched.append((pfn, 1))
+    elif kind == "not-coalesced":
+        head = next(h for h, k in b.free_head.items() if k >= 1 and h not in b.allocated)
+        k = b._pop(head)
+        b._push(head, k - 1)
+        b._push(head + (1 << (k - 1)), k - 1)
+    return m
+
+
+@pytest.mark.parametrize("kind,clause", [
+    ("misaligned", "linux.buddy.block-aligned"), ("overlap", "linux.buddy.no-overlap"),
+    ("owned-on-list", "memspec.phys.frame-one-owner"), ("free-off-list", "memspec.phys.frame-one-owner"),
+    ("not-coalesced", "linux.buddy.coalesce")])
+def test_window_audit_names_the_same_clause_as_the_full_audit(kind, clause):
+    m = _corrupt(kind)
+    assert [c for c, _ in m.buddy.audit_step(m.frames.touched)][:1] == [clause]
+    assert [c for c, _ in m.buddy.audit()][:1] == [clause]
