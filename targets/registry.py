@@ -1,6 +1,6 @@
 """Target names -> adapters.  ``make_target("cmd:./impl --flag")`` etc.
 
-Names: ``model``, ``linux``, ``linux-agent``, ``qemu-user``, ``qemu``, ``qemu-system``, ``kvm``, ``bochs`` (and
+Names: ``model``, ``linux``, ``linux-agent``, ``qemu-user``, ``uml``, ``qemu``, ``qemu-system``, ``kvm``, ``bochs`` (and
 ``bochs:CPU_MODEL``), ``libc`` (= ``malloc:glibc``), ``malloc:NAME``, ``cmd:PROGRAM`` (the rest of the argument is one command line).
 Adapters are imported on first use, so an optional target's missing package
 only matters when that target is asked for.
@@ -21,6 +21,7 @@ TARGETS: dict[str, str] = {
     "linux": "memspec.targets.linux:LinuxTarget",
     "linux-agent": "memspec.targets.agent:LinuxAgentTarget",
     "qemu-user": "memspec.targets.qemu_user:QemuUserTarget",
+    "uml": "memspec.targets.uml:UmlTarget",
     "qemu": "memspec.targets.qemu:QemuTarget",
     "qemu-system": "memspec.targets.qemu_system:QemuSystemTarget",
     "kvm": "memspec.targets.kvm:KvmTarget",
