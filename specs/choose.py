@@ -37,15 +37,33 @@ class Chooser(Protocol):
     def boolean(self) -> bool: ...
 
 
-def _pick(table: Sequence[tuple[int, T]], r: int) -> T:
-    for w, item in table:
-        if r < w:
-            return item
-        r -= w
-    return table[-1][1]
+class _FromIntegers:
+    """Every choice made from ``integer`` (so both choosers map a decision to the same number)."""
+
+    __slots__ = ()
+
+    def integer(self, lo: int, hi: int) -> int:
+        raise NotImplementedError
+
+    def choice(self, seq: Sequence[T]) -> T:
+        return seq[self.integer(0, len(seq) - 1)]
+
+    def weighted(self, table: Sequence[tuple[int, T]]) -> T:
+        r = self.integer(0, sum(w for w, _ in table) - 1)
+        for w, item in table:
+            if r < w:
+                return item
+            r -= w
+        return table[-1][1]
+
+    def chance(self, percent: int) -> bool:
+        return self.integer(0, 99) < percent
+
+    def boolean(self) -> bool:
+        return self.integer(0, 1) == 1
 
 
-class ByteChooser:
+class ByteChooser(_FromIntegers):
     """Choices from fuzzer bytes (big-endian, modulo the range; 0 once the bytes run out)."""
 
     __slots__ = ("data", "pos")
@@ -75,20 +93,8 @@ class ByteChooser:
             n += 1
         return lo + (v % span if span > 0 else 0)
 
-    def choice(self, seq: Sequence[T]) -> T:
-        return seq[self.integer(0, len(seq) - 1)]
 
-    def weighted(self, table: Sequence[tuple[int, T]]) -> T:
-        return _pick(table, self.integer(0, sum(w for w, _ in table) - 1))
-
-    def chance(self, percent: int) -> bool:
-        return self.integer(0, 99) < percent
-
-    def boolean(self) -> bool:
-        return self.integer(0, 1) == 1
-
-
-class DrawChooser:
+class DrawChooser(_FromIntegers):
     """Choices drawn from a Hypothesis ``st.data()`` object (never exhausted)."""
 
     __slots__ = ("data",)
@@ -103,18 +109,6 @@ class DrawChooser:
     def integer(self, lo: int, hi: int) -> int:
         from hypothesis import strategies as st
         return self.data.draw(st.integers(lo, max(lo, hi)))
-
-    def choice(self, seq: Sequence[T]) -> T:
-        return seq[self.integer(0, len(seq) - 1)]
-
-    def weighted(self, table: Sequence[tuple[int, T]]) -> T:
-        return _pick(table, self.integer(0, sum(w for w, _ in table) - 1))
-
-    def chance(self, percent: int) -> bool:
-        return self.integer(0, 99) < percent
-
-    def boolean(self) -> bool:
-        return self.integer(0, 1) == 1
 
 
 def swarm(r: Chooser, table: Sequence[T], percent: int, keep: Callable[[T], bool] = lambda item: False) -> list[T]:

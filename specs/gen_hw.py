@@ -29,10 +29,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from memspec.calls import CALLS
-from memspec.program import Call, Flags, Int, Program
+from memspec.program import Flags, Int, Program
 
 from .choose import Chooser
+from .gen_base import CallEmitter
 
 MAX_OPS = 28
 TABLE_BASE = 0x200000        # table frames: 0x200000 + 0x1000*k
@@ -83,31 +83,15 @@ def _hex(v: int) -> Int:
     return Int(v, hex=v >= 4096)
 
 
-class HwGen:
+class HwGen(CallEmitter):
     def __init__(self, r: Chooser, calls: frozenset[str] | None, facts: dict[str, Any] | None = None):
-        self.r = r
-        self.allowed = calls
+        super().__init__(r, calls)
         self.cpl3_reserved = frozenset(int(i) for i in (facts or {}).get("cpl3_reserved_slots", ()))
-        self.calls: list[Call] = []
         self.next_table = 1
         self.la57 = False
         self.pke = False
         self.slots: list[tuple[int, int, int, int, int]] = []   # (linear base, leaf table, index, level, frame)
         self.entries: dict[tuple[int, int], int] = {}  # (table, index) -> next table (for non-leaf entries)
-        self.names = 0
-
-    def ok(self, name: str) -> bool:
-        return self.allowed is None or name in self.allowed
-
-    def emit(self, name: str, *args: object, result: bool = False) -> None:
-        if not self.ok(name):
-            return
-        conv = tuple(a if isinstance(a, (Int, Flags)) else _hex(int(a)) for a in args)  # type: ignore[arg-type]
-        res = None
-        if result and CALLS[name].returns != "none":
-            self.names += 1
-            res = "v" + str(self.names)
-        self.calls.append(Call(name, conv, res))
 
     def table(self) -> int:
         t = TABLE_BASE + 0x1000 * self.next_table

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from memspec.calls import CALLS
-from memspec.program import Call, Flags, Int, Program
+from memspec.program import Flags, Int, Program
 
 from .choose import Chooser
+from .gen_base import CallEmitter
 
 MAX_OPS = 26
 EPT_ROOT = 0x200000          # nested tables: 0x200000 + 0x1000*k (guest 0), 0x240000 + ... (guest 1)
@@ -72,22 +72,8 @@ def _flags(names: tuple[str, ...]) -> Flags | Int:
     return Flags(names) if names else Int(0)
 
 
-class VirtGen:
-    def __init__(self, r: Chooser, calls: frozenset[str] | None):
-        self.r = r
-        self.allowed = calls
-        self.calls: list[Call] = []
-        self.names = 0
-
-    def emit(self, name: str, *args: object, result: bool = False) -> None:
-        if self.allowed is not None and name not in self.allowed:
-            return
-        conv = tuple(a if isinstance(a, (Int, Flags)) else _hex(int(a)) for a in args)  # type: ignore[arg-type]
-        res = None
-        if result and CALLS[name].returns != "none":
-            self.names += 1
-            res = "v" + str(self.names)
-        self.calls.append(Call(name, conv, res))
+class VirtGen(CallEmitter):
+    """Two-dimensional (guest tables x EPT/NPT) and KPTI programs."""
 
     # -- the nested stage ----------------------------------------------------------------
 
