@@ -494,6 +494,8 @@ class _Kernel:
 
     def do_mmap(self, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> Outcome:
         addr &= U64
+        if not flags & MAP["MAP_ANONYMOUS"]:
+            self._fd_safe(fd)       # the harness's descriptors (0, 1, 2, its pipes) are not the program's
         if flags & (MAP["MAP_FIXED"]) and length > 0 and addr < USER_TOP:
             self.check_safe(addr, min(addr + length, USER_TOP))
         o = self.sys(SYS_mmap, addr, length, prot, flags, fd, offset)

@@ -663,7 +663,11 @@ static struct out do_fetch(u64 addr) {
 /* ------------------------------------------------------------------------------------ */
 /* the calls                                                                             */
 
+static int fd_safe(u64 fd);
+
 static struct out do_mmap(u64 addr, u64 length, u64 prot, u64 flags, u64 fd, u64 offset) {
+    /* the harness's descriptors (0, 1, 2, its pipes) are not the program's */
+    if (!(flags & 0x20) && !fd_safe(fd)) return none();
     if ((flags & MAP_FIXED_FLAG) && length > 0 && addr < USER_TOP &&
         !check_safe(addr, min128((u128)addr + length, USER_TOP))) return none();
     long r = syscall(SYS_mmap, addr, length, prot, flags, fd, offset);
