@@ -477,33 +477,35 @@ class Paging:
                 distinct.append((o, c))
             elif all(o != d for d, _ in distinct):
                 distinct.append((o, c))
-        blame = None
-        if removed:
-            killed = []
-            for res, ev, _t in sorted(removed, key=lambda x: -x[2]):    # latest caching time first
-                o_old, _, _ = self._outcome_of(res, la, acc, cpl, ac)
-                if o_old is not None:
-                    killed.append((o_old, ev.clause))
-
-            def blame(obs: Outcome) -> str:
-                # an observation that only a translation removed by an invalidation explains
-                # breaks that invalidation's clause
-                for o_old, cid in killed:
-                    if matches(obs, o_old) and cid.startswith("sdm."):
-                        return cid
-                return expect_clause
-
         expect_clause = clause if len(distinct) == 1 else "sdm.tlb.stale-before-invalidation"
         if len(distinct) == 1:
             # exercised: the invalidation that removed every stale walk, if there was one
-            for res, ev, _t in sorted(removed, key=lambda x: -x[2]):
-                if not isinstance(res, Path):
+            for res, ev, _t in removed.latest_first(paths_only=True):
+                if not ev.clause.startswith("sdm."):
                     continue
                 o_old, _, _ = self._outcome_of(res, la, acc, cpl, ac)
-                if (o_old is None or not matches(o_old, o_cur)) and ev.clause.startswith("sdm."):
+                if o_old is None or not matches(o_old, o_cur):
                     clause = ev.clause
                     break
             expect_clause = clause
+        killed: list[tuple[Outcome, str]] | None = None
+
+        def blame(obs: Outcome) -> str:
+            # an observation that only a translation removed by an invalidation explains
+            # breaks that invalidation's clause (worked out only for a refused observation)
+            nonlocal killed
+            if killed is None:
+                killed = []
+                for res, ev, _t in removed.latest_first():    # latest caching time first
+                    o_old, _, _ = self._outcome_of(res, la, acc, cpl, ac)
+                    if o_old is not None:
+                        killed.append((o_old, ev.clause))
+            for o_old, cid in killed:
+                if matches(obs, o_old) and cid.startswith("sdm."):
+                    return cid
+            return expect_clause
+
+        if len(distinct) == 1:
             return self._explained(clause, o_cur, la, blame)
         explain = self.explain
 

@@ -12,7 +12,7 @@ and frame ``0x203000``; with EFER.NXE = 0 its XD bit is reserved
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from memspec.consts import CREG
@@ -77,54 +77,45 @@ def addr_mask(maxphy: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Mode:
-    """The control state that paging reads: CR0, CR4, EFER, PKRU and the CPU's limits."""
+    """The control state that paging reads: CR0, CR4, EFER, PKRU and the CPU's limits.
+
+    The bits a walk tests (``wp``, ``nxe``, ``smep`` ...) and the reserved-bit mask are
+    worked out once, when the mode is made (a mode changes only with a control register;
+    the walk reads them for every entry)."""
 
     cr0: int
     cr4: int
     efer: int
     pkru: int = 0
     maxphy: int = 52
+    wp: bool = field(init=False, repr=False, compare=False)       # CR0.WP
+    nxe: bool = field(init=False, repr=False, compare=False)      # EFER.NXE
+    la57: bool = field(init=False, repr=False, compare=False)     # CR4.LA57
+    levels: int = field(init=False, repr=False, compare=False)    # 5 with LA57, else 4
+    smep: bool = field(init=False, repr=False, compare=False)     # CR4.SMEP
+    smap: bool = field(init=False, repr=False, compare=False)     # CR4.SMAP
+    pke: bool = field(init=False, repr=False, compare=False)      # CR4.PKE
+    pge: bool = field(init=False, repr=False, compare=False)      # CR4.PGE
+    pcide: bool = field(init=False, repr=False, compare=False)    # CR4.PCIDE
+    rsvd: int = field(init=False, repr=False, compare=False)      # rsvd_high(mode), see below
 
-    @property
-    def wp(self) -> bool:
-        return bool(self.cr0 & CR0_WP)
-
-    @property
-    def nxe(self) -> bool:
-        return bool(self.efer & EFER_NXE)
-
-    @property
-    def la57(self) -> bool:
-        return bool(self.cr4 & CR4_LA57)
-
-    @property
-    def levels(self) -> int:
-        return 5 if self.la57 else 4
-
-    @property
-    def smep(self) -> bool:
-        return bool(self.cr4 & CR4_SMEP)
-
-    @property
-    def smap(self) -> bool:
-        return bool(self.cr4 & CR4_SMAP)
-
-    @property
-    def pke(self) -> bool:
-        return bool(self.cr4 & CR4_PKE)
-
-    @property
-    def pge(self) -> bool:
-        return bool(self.cr4 & CR4_PGE)
-
-    @property
-    def pcide(self) -> bool:
-        return bool(self.cr4 & CR4_PCIDE)
+    def __post_init__(self) -> None:
+        put = object.__setattr__
+        put(self, "wp", bool(self.cr0 & CR0_WP))
+        put(self, "nxe", bool(self.efer & EFER_NXE))
+        put(self, "la57", bool(self.cr4 & CR4_LA57))
+        put(self, "levels", 5 if self.cr4 & CR4_LA57 else 4)
+        put(self, "smep", bool(self.cr4 & CR4_SMEP))
+        put(self, "smap", bool(self.cr4 & CR4_SMAP))
+        put(self, "pke", bool(self.cr4 & CR4_PKE))
+        put(self, "pge", bool(self.cr4 & CR4_PGE))
+        put(self, "pcide", bool(self.cr4 & CR4_PCIDE))
+        put(self, "rsvd", _rsvd_high(self.maxphy, bool(self.efer & EFER_NXE)))
 
 
 def rsvd_high(mode: Mode) -> int:
     """Bits 51:M are reserved in every entry; bit 63 (XD) is reserved when EFER.NXE = 0 (§4.5.4)."""
-    return _rsvd_high(mode.maxphy, bool(mode.efer & EFER_NXE))
+    return mode.rsvd
 
 
 @lru_cache(maxsize=None)

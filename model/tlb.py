@@ -24,6 +24,8 @@ frame B: a load may return A or B.  After ``invlpg`` of that page, only B.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Iterator
 
 from .pte import Mode, addr_mask
 from .walk import Path, PageFault, Use, index, pml4e, pml5e, pdpte, pde, pte, _path, errcode
@@ -58,6 +60,7 @@ class History:
     last_nonglobal: dict[int, int] = field(default_factory=dict)   # pcid -> last flush of its non-global ones
     last_nonglobal_all: int = -1
     last_change: int = -1      # the last entry write or root load (what could make a stale walk)
+    pages: dict[int, list[Event]] = field(default_factory=dict)    # 4 KiB page number -> its INVLPG/INVPCID
 
     def tick(self) -> int:
         self.now += 1
@@ -86,8 +89,11 @@ class History:
 
     def invalidate(self, kind: str, pcid: int, addr: int, clause: str) -> None:
         t = self.tick()
-        self.events.append(Event(t, kind, pcid, addr, clause))
-        if kind == ALL:
+        ev = Event(t, kind, pcid, addr, clause)
+        self.events.append(ev)
+        if kind == PAGE or kind == PAGE_GLOBAL:
+            self.pages.setdefault(addr >> 12, []).append(ev)
+        elif kind == ALL:
             self.last_all = t
         elif kind == ALL_NONGLOBAL:
             self.last_nonglobal_all = t
@@ -101,12 +107,37 @@ class History:
             return [(current, 0, self.now)]
         return [(v, start, self.now if end < 0 else end - 1) for start, end, v in vs[-6:]]
 
-    def killed(self, t: int, pcid: int, la: int, size: int, glob: bool) -> Event | None:
+    def kill_times(self, la: int, pcid: int) -> tuple[int, int]:
+        """(the last invalidation that removed every translation of ``la``'s 4 KiB page under ``pcid``,
+        global ones included; the last that removed every non-global one), -1 for none.
+
+        An INVLPG (or INVPCID by address) of any address in that 4 KiB page removes the page's
+        translations of every page size (§4.10.4.1), so these bound what ``killed`` answers: a
+        walk whose latest time is before the first is removed whatever its page size."""
+        k_all = self.last_all
+        k_ng = max(k_all, self.last_nonglobal_all, self.last_nonglobal.get(pcid, -1))
+        for ev in reversed(self.pages.get(la >> 12, ())):
+            if ev.time <= k_all:
+                break
+            if ev.pcid != pcid:
+                continue
+            if ev.kind == PAGE_GLOBAL:
+                k_all = ev.time
+                break
+            if ev.time > k_ng:              # PAGE: non-global translations of this PCID only
+                k_ng = ev.time
+        return k_all, max(k_ng, k_all)
+
+    def killed(self, t: int, pcid: int, la: int, size: int, glob: bool, upto: int | None = None) -> Event | None:
         """The first invalidation after time ``t`` that removes a translation of ``la`` (page of
-        ``size``) cached under ``pcid`` (global: under any PCID)."""
+        ``size``) cached under ``pcid`` (global: under any PCID); among the first ``upto`` events."""
         base = la & ~(size - 1)
         hit: Event | None = None
-        for ev in reversed(self.events):       # time order: only events after t matter
+        events = self.events
+        i = len(events) if upto is None else upto
+        while i:                        # time order, latest first: only events after t matter
+            i -= 1
+            ev = events[i]
             if ev.time <= t:
                 break
             covers = base <= ev.addr < base + size
@@ -126,43 +157,62 @@ class History:
 
 
 LEVEL_STEP = {5: pml5e, 4: pml4e, 2: pde, 1: pte}
+PAGE_SIZES = {1: 1 << 12, 2: 1 << 21, 3: 1 << 30}
+_G = 0x100
+
+
+@lru_cache(maxsize=64)
+def _nxe_on(mode: Mode) -> Mode:
+    """``mode`` with EFER.NXE = 1: how an entry cached before NXE was cleared was checked."""
+    return replace(mode, efer=mode.efer | (1 << 11))
 
 
 def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid: int, page1g: bool,
-                limit: int = 64) -> tuple[list[tuple[Path | PageFault, int, bool]], list[tuple[Path | PageFault, Event, int]]]:
+                limit: int = 64) -> tuple[list[tuple[Path | PageFault, int, bool]], Removed]:
     """Walks over older values of the entries (see module doc) not yet invalidated.
 
-    Returns ([(result, latest time, global?)], the first invalidation that removed some older walk).
-    Every older value a walk uses must have been present and free of reserved bits (only such
-    entries are cached, §4.10.2.1 and §4.10.3.1)."""
-    out: list[tuple[Path | PageFault, int, bool]] = []
-    removed: list[tuple[Path | PageFault, Event, int]] = []
+    Returns ([(result, latest time, global?)], the walks some invalidation has removed since, as a
+    ``Removed`` worked out only when asked).  Every older value a walk uses must have been present
+    and free of reserved bits (only such entries are cached, §4.10.2.1 and §4.10.3.1).
+
+    The walks are enumerated as plain (time, entries) tuples; a walk becomes a ``Path`` or a
+    ``PageFault`` only if it is still allowed.  Whether it is, is first decided by the last
+    invalidations of this page (``History.kill_times``): INVLPG of the page containing ``la``
+    removes every translation of it, of any page size, and every paging-structure-cache entry
+    of the current PCID (§4.10.4.1), so a walk whose entries all ended before it is gone."""
+    removed = Removed(h, mode, la, acc, cpl, pcid)
     floor_g = h.last_all
     floor_ng = max(floor_g, h.last_nonglobal_all, h.last_nonglobal.get(pcid, -1))
     if max(h.last_change, h.nxe_cleared) < (floor_g if mode.pge else floor_ng):
-        return out, removed           # everything since the last flush is current: nothing stale
+        return [], removed           # everything since the last flush is current: nothing stale
     amask = addr_mask(mode.maxphy)
-    mode_then = replace(mode, efer=mode.efer | (1 << 11))
-    floor_g = h.last_all
-    floor_ng = max(floor_g, h.last_nonglobal_all, h.last_nonglobal.get(pcid, -1))
+    mode_then = _nxe_on(mode)
+    now = h.now
+    pge = mode.pge
 
     latest: dict[tuple[int, int], int] = {}
     for _, end, root, p in h.roots[-8:]:
-        latest[(root, p)] = h.now if end < 0 else end - 1
+        latest[(root, p)] = now if end < 0 else end - 1
     roots = [(root, p, until) for (root, p), until in latest.items() if until >= floor_g]
+
+    # candidates in the order of the walk over the tree: (latest time, level, entries, fault, rsvd?)
+    out: list[tuple[int, int, tuple[tuple[int, int], ...], str | None, bool]] = []
 
     # values that ended before the last flush of every non-global translation can only
     # survive in a global translation; before the last flush of everything, not at all
-    def go(level: int, table: int, uses: list[Use], t: int, stale: bool, then: bool = False) -> None:
+    def go(level: int, table: int, uses: tuple[tuple[int, int], ...], t: int, stale: bool, then: bool = False) -> None:
         if len(out) >= limit or t < floor_g:
             return
-        if t < floor_ng and not mode.pge:
+        if t < floor_ng and not pge:
             return
         addr = table | (index(la, level) << 3)
         for value, since, until in h.alternatives(addr, read(addr)):
             if then and since > t:
                 continue              # written after NXE was cleared: never cached with NXE = 1
-            old = until < h.now
+            old = until < now
+            tt = t if t < until else until
+            if tt < floor_g or (tt < floor_ng and not pge):
+                continue                  # flushed since: cannot be in any TLB or paging-structure cache
             # an older value was checked when it was cached, under the EFER.NXE of that time:
             # its XD bit is not reserved then (the looser reading)
             m = mode_then if old or then else mode
@@ -170,47 +220,106 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
                 fault, rsvd = pdpte(value, m, page1g)
             else:
                 fault, rsvd = LEVEL_STEP[level](value, m)
-            tt = min(t, until)
-            if tt < floor_g or (tt < floor_ng and not mode.pge):
-                continue                  # flushed since: cannot be in any TLB or paging-structure cache
-            u = uses + [Use(addr, value, level)]
+            u = uses + ((addr, value),)
             if fault is not None:
                 if old:
                     continue          # a not-present or reserved entry is never cached
                 if stale and tt >= floor_ng:
-                    out.append((PageFault(errcode(mode, acc, cpl, present=rsvd, rsvd=rsvd), la, fault, tuple(u)),
-                                tt, False))
+                    out.append((tt, level, u, fault, rsvd))
                 continue
             if level == 1 or (level in (2, 3) and value & 0x80):
-                if (stale or old) and (tt >= floor_ng or value & 0x100):
-                    out.append((_path(tuple(u), mode, level), tt, False))
+                if (stale or old) and (tt >= floor_ng or value & _G):
+                    out.append((tt, level, u, None, False))
                 continue
             go(level - 1, value & amask, u, tt, stale or old, then)
 
     for root, rpcid, until in roots:
-        go(mode.levels, root & amask, [], until, until < h.now or False)
+        go(mode.levels, root & amask, (), until, until < now)
     if not mode.nxe and h.nxe_cleared >= 0:
         # translations cached while NXE was 1 (XD not reserved then) may outlive the WRMSR
         for root, rpcid, until in roots:
-            go(mode.levels, root & amask, [], min(until, h.nxe_cleared - 1), True, True)
+            go(mode.levels, root & amask, (), min(until, h.nxe_cleared - 1), True, True)
+
+    kill_all, kill_ng = h.kill_times(la, pcid)
     kept: list[tuple[Path | PageFault, int, bool]] = []
     seen = set()
-    for res, t, _ in out:
-        glob = isinstance(res, Path) and res.glob and mode.pge
-        size = res.size if isinstance(res, Path) else 1 << 12
-        root_pcid = _pcid_at(h, t)
-        if not glob and root_pcid != pcid:
+    for cand in out:
+        t, level, uses, fault, _ = cand
+        glob = fault is None and pge and bool(uses[-1][1] & _G)
+        if t < kill_all or (t < kill_ng and not glob):
+            removed.add(cand, glob, None)     # an invalidation of this page (or all) since: gone
             continue
+        if not glob and _pcid_at(h, t) != pcid:
+            continue
+        size = PAGE_SIZES[level] if fault is None else 1 << 12
         ev = h.killed(t, pcid if not glob else -1, la, size, glob)
         if ev is not None:
-            removed.append((res, ev, t))
+            removed.add(cand, glob, ev)
             continue
+        res = removed.result(cand)
         key = (res.base, res.size, res.user, res.writable, res.xd, res.pkey) if isinstance(res, Path) else (res.errcode,)
         if key in seen:
             continue
         seen.add(key)
         kept.append((res, t, glob))
     return kept, removed
+
+
+class Removed:
+    """The stale walks an invalidation removed, each with the first invalidation after its time that
+    covered it: what the judge names as the invalidation exercised, and blames for an observation
+    only such a walk explains.  Worked out when asked, from the entries captured at enumeration
+    (the history only grows, so the answer does not change)."""
+
+    __slots__ = ("h", "mode", "la", "acc", "cpl", "pcid", "n_events", "cands")
+
+    def __init__(self, h: History, mode: Mode, la: int, acc: int, cpl: int, pcid: int) -> None:
+        self.h, self.mode, self.la, self.acc, self.cpl, self.pcid = h, mode, la, acc, cpl, pcid
+        self.n_events = len(h.events)
+        self.cands: list[tuple[tuple, bool, Event | None]] = []
+
+    def add(self, cand: tuple, glob: bool, ev: Event | None) -> None:
+        self.cands.append((cand, glob, ev))
+
+    def result(self, cand: tuple) -> Path | PageFault:
+        """The walk as the walker reports it: a ``Path``, or the ``PageFault`` of its last entry."""
+        _t, level, entries, fault, rsvd = cand
+        top = self.mode.levels
+        uses = tuple(Use(addr, value, top - i) for i, (addr, value) in enumerate(entries))
+        if fault is None:
+            return _path(uses, self.mode, level)
+        return PageFault(errcode(self.mode, self.acc, self.cpl, present=rsvd, rsvd=rsvd), self.la, fault, uses)
+
+    def latest_first(self, paths_only: bool = False) -> Iterator[tuple[Path | PageFault, Event, int]]:
+        """(walk, invalidation that removed it, latest time) for each removed walk, the latest
+        cached first (in enumeration order among equal times)."""
+        h, pcid = self.h, self.pcid
+        for cand, glob, ev in sorted(self.cands, key=lambda c: -c[0][0]):
+            t, level, _, fault, _ = cand
+            if paths_only and fault is not None:
+                continue
+            if ev is None:
+                if not glob and _pcid_at(h, t) != pcid:
+                    continue
+                size = PAGE_SIZES[level] if fault is None else 1 << 12
+                ev = h.killed(t, pcid if not glob else -1, self.la, size, glob, self.n_events)
+                assert ev is not None, "a walk older than this page's last invalidation survived it"
+            yield self.result(cand), ev, t
+
+    def __iter__(self) -> Iterator[tuple[Path | PageFault, Event, int]]:
+        """In enumeration order (the order ``latest_first`` breaks ties by)."""
+        return self._in_order()
+
+    def _in_order(self) -> Iterator[tuple[Path | PageFault, Event, int]]:
+        h, pcid = self.h, self.pcid
+        for cand, glob, ev in self.cands:
+            t, level, _, fault, _ = cand
+            if ev is None:
+                if not glob and _pcid_at(h, t) != pcid:
+                    continue
+                size = PAGE_SIZES[level] if fault is None else 1 << 12
+                ev = h.killed(t, pcid if not glob else -1, self.la, size, glob, self.n_events)
+            yield self.result(cand), ev, t
 
 
 def _pcid_at(h: History, t: int) -> int:
