@@ -4,6 +4,13 @@ Each is named after what it protects and names its clause.  They hold of any sta
 the model can reach from allowed outcomes; a broken implementation (tests/broken)
 reaches states that break them.
 
+Each has two forms: the full one recounts the whole state (``check_all``: at checkpoints and at
+the end of a program), the incremental one (given a ``Footprint``) looks only at what the steps
+since the last check touched -- the addresses whose PTE, TLB entry or private page changed, the
+ranges whose VMAs changed, the pages that gained or lost a mapping or a frame, the objects made,
+freed, mapped or named (``check_step``, after a step; model.os.footprint records them).  A
+change of the processes themselves (fork, exit) makes the next check a full one.
+
 Worked example: a COW fault that writes into the still-shared page (the Dirty-COW
 outcome) leaves a page with mapcount 2 behind a writable PTE:
 ``cow_pages_read_only`` reports ``memspec.inv.cow-read-only``.
@@ -11,29 +18,121 @@ outcome) leaves a page with mapcount 2 behind a writable PTE:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Iterable
+
 from memspec.consts import PAGE_SIZE
 
-from .os.state import PROT_W, OsState
+from .os.state import PROT_W, Mm, OsState
 from .pages import ZERO_PAGE, Page
 
 PAGE_MASK = ~(PAGE_SIZE - 1)
 HPAGE = 2 << 20
 
 
-def vmas_well_formed(sys: OsState) -> list[tuple[str, str]]:
+@dataclass
+class Footprint:
+    """What the steps since the last check touched, per process (by name) and machine-wide."""
+
+    addrs: dict[str, list[int]] = field(default_factory=dict)               # addresses with a PTE/TLB/page change
+    ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # merged ranges whose VMAs changed
+    pages: list[Page] = field(default_factory=list)                         # pages whose mappings or frame changed
+    objs: set[int] = field(default_factory=set)                             # objects made, freed, mapped, named
+
+
+def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(ranges):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def _state_in(mm: Mm, ranges: list[tuple[int, int]]) -> set[int]:
+    """The addresses in ``ranges`` with a PTE, TLB entry or private page (O(range or table))."""
+    found: set[int] = set()
+    tables = (mm.pte, mm.anon, mm.tlb)
+    held = sum(len(t) for t in tables)
+    for s, e in ranges:
+        if (e - s) // PAGE_SIZE <= held:
+            found.update(a for a in range(s & PAGE_MASK, e, PAGE_SIZE) if a in mm.pte or a in mm.anon or a in mm.tlb)
+        else:
+            for t in tables:
+                found.update(a for a in t if s <= a < e)
+    return found
+
+
+def footprint(sys: OsState) -> Footprint:
+    """The footprint recorded since the last check (it stays recorded until ``reset``)."""
+    fp = Footprint(objs=set(sys.touched_objs))
+    pages: dict[int, Page] = {id(p): p for p in sys.frames.touched}
+    for name, mm in sys.procs.items():
+        tree = mm.vmas
+        if getattr(tree, "changed_unrecorded", lambda: True)():
+            mm.touched_ranges.append((0, 1 << 64))     # changed behind the tree's methods: all of it
+        ranges = _merged(mm.touched_ranges)
+        fp.ranges[name] = ranges
+        fp.addrs[name] = sorted(mm.touched | _state_in(mm, ranges))
+        fp.objs |= mm.touched_objs
+        for p in mm.touched_pages:
+            pages[id(p)] = p
+    fp.pages = list(pages.values())
+    return fp
+
+
+def reset(sys: OsState) -> None:
+    """Start a new footprint (after a check of either form)."""
+    for mm in sys.procs.values():
+        if hasattr(mm.vmas, "known_len"):
+            mm.vmas.known_len = len(mm.vmas)
+        mm.touched.clear()
+        mm.touched_pages.clear()
+        mm.touched_ranges.clear()
+        mm.touched_objs.clear()
+    sys.touched_objs.clear()
+    sys.frames.touched.clear()
+    sys.checked_procs = {name: id(mm) for name, mm in sys.procs.items()}
+
+
+def _each(sys: OsState, fp: Footprint, table: str):
+    """(name, mm, address, entry) for each footprint address that holds an entry of ``table``."""
+    for name, mm in sys.procs.items():
+        t = getattr(mm, table)
+        for a in fp.addrs.get(name, ()):
+            e = t.get(a)
+            if e is not None:
+                yield name, mm, a, e
+
+
+def vmas_well_formed(sys: OsState, fp: Footprint | None = None) -> list[tuple[str, str]]:
     bad = []
     for name, mm in sys.procs.items():
-        prev_end = 0
-        for s, e, v in mm.vmas.items():
-            if s & ~PAGE_MASK or e & ~PAGE_MASK or s >= e:
-                bad.append(("memspec.inv.vma-page-aligned", f"{name}: VMA {s:#x}-{e:#x} is not a page range"))
-            if s < prev_end:
-                bad.append(("memspec.inv.vmas-disjoint", f"{name}: VMA at {s:#x} overlaps the previous one"))
-            prev_end = e
+        if fp is None:
+            chunks: Iterable = (mm.vmas.items(),)
+        else:   # the VMAs of each changed range and their neighbours on either side
+            chunks = (mm.vmas.overlapping(max(s - 1, 0), e + 1) for s, e in fp.ranges.get(name, ()))
+        for chunk in chunks:
+            bad += _well_formed(name, chunk)
     return bad
 
 
-def objects_live_while_used(sys: OsState) -> list[tuple[str, str]]:
+def _well_formed(name: str, vmas: Iterable) -> list[tuple[str, str]]:
+    bad = []
+    prev_end = 0
+    for s, e, v in vmas:
+        if s & ~PAGE_MASK or e & ~PAGE_MASK or s >= e:
+            bad.append(("memspec.inv.vma-page-aligned", f"{name}: VMA {s:#x}-{e:#x} is not a page range"))
+        if s < prev_end:
+            bad.append(("memspec.inv.vmas-disjoint", f"{name}: VMA at {s:#x} overlaps the previous one"))
+        prev_end = e
+    return bad
+
+
+def objects_live_while_used(sys: OsState, fp: Footprint | None = None) -> list[tuple[str, str]]:
+    if fp is not None:
+        return _objects_live_step(sys, fp)
     bad = []
     used: set[int] = set()
     for name, mm in sys.procs.items():
@@ -49,10 +148,36 @@ def objects_live_while_used(sys: OsState) -> list[tuple[str, str]]:
     return bad
 
 
-def private_pages_mapped(sys: OsState) -> list[tuple[str, str]]:
+def _objects_live_step(sys: OsState, fp: Footprint) -> list[tuple[str, str]]:
+    """``objects_live_while_used`` for the objects in the footprint: each VMA of a changed range
+    maps a live object; a freed object is mapped nowhere; a live one is linked, open or mapped
+    (the last two read every descriptor, then, only for an object neither linked nor open, every
+    VMA -- as the freeing rule itself does)."""
     bad = []
     for name, mm in sys.procs.items():
-        for page in mm.anon:
+        for s, e in fp.ranges.get(name, ()):
+            for vs, _, v in mm.vmas.overlapping(s, e):
+                if v.obj is not None and v.obj not in sys.objects:
+                    bad.append(("memspec.inv.shared-object-exists", f"{name}: VMA {vs:#x} maps a freed object"))
+    if bad or not fp.objs:
+        return bad
+    held = {f.obj for mm in sys.procs.values() for f in mm.fds.values() if f.obj is not None}
+    for oid in sorted(fp.objs):
+        o = sys.objects.get(oid)
+        if o is not None and (o.linked or oid in held):
+            continue
+        mapped = [(name, s) for name, mm in sys.procs.items() for s, _, v in mm.vmas.items() if v.obj == oid]
+        if o is None and mapped:
+            bad.append(("memspec.inv.shared-object-exists", f"{mapped[0][0]}: VMA {mapped[0][1]:#x} maps a freed object"))
+        elif o is not None and not mapped:
+            bad.append(("memspec.inv.shared-object-exists", f"object {oid} outlived its last mapping, fd and name"))
+    return bad
+
+
+def private_pages_mapped(sys: OsState, fp: Footprint | None = None) -> list[tuple[str, str]]:
+    bad = []
+    for name, mm in sys.procs.items():
+        for page in (mm.anon if fp is None else [a for a in fp.addrs.get(name, ()) if a in mm.anon]):
             hit = mm.vmas.find(page)
             if hit is None or hit[2].shared:
                 bad.append(("memspec.inv.private-pages-mapped",
@@ -74,10 +199,10 @@ def _all_pages(sys: OsState) -> list[Page]:
     return list(seen.values())
 
 
-def no_frame_owned_twice(sys: OsState) -> list[tuple[str, str]]:
+def no_frame_owned_twice(sys: OsState, fp: Footprint | None = None) -> list[tuple[str, str]]:
     bad = []
     owner: dict[int, Page] = {}
-    for p in _all_pages(sys):
+    for p in (_all_pages(sys) if fp is None else fp.pages):
         if p.pfn is None:
             continue
         if p.pfn in owner and owner[p.pfn] is not p:
@@ -90,9 +215,13 @@ def no_frame_owned_twice(sys: OsState) -> list[tuple[str, str]]:
     return bad
 
 
-def mapcounts_match_mappers(sys: OsState) -> list[tuple[str, str]]:
+def mapcounts_match_mappers(sys: OsState, fp: Footprint | None = None) -> list[tuple[str, str]]:
     """An anon page's mapcount is the number of (process, address) referring to it; a page-cache
-    page's is the number of PTEs mapping it (the rmap's count)."""
+    page's is the number of PTEs mapping it (the rmap's count).  Incrementally: for each page in
+    the footprint, against the count the tables keep as entries come and go (``Page.refs``)."""
+    if fp is not None:
+        return [("memspec.inv.mapcount-matches", f"{p.kind} page (frame {p.pfn}) has mapcount {p.mapcount} "
+                 f"but {p.refs} mappers") for p in fp.pages if p.mapcount != p.refs]
     bad = []
     refs: dict[int, int] = {}
     pages: dict[int, Page] = {}
@@ -114,12 +243,13 @@ def mapcounts_match_mappers(sys: OsState) -> list[tuple[str, str]]:
     return bad
 
 
-def cow_pages_read_only(sys: OsState) -> list[tuple[str, str]]:
+def cow_pages_read_only(sys: OsState, fp: Footprint | None = None) -> list[tuple[str, str]]:
     """A page shared copy-on-write is never writable through any PTE or TLB entry."""
     bad = []
     for name, mm in sys.procs.items():
         for view, table in (("PTE", mm.pte), ("TLB", mm.tlb)):
-            for page, t in table.items():
+            entries = table.items() if fp is None else [(a, table[a]) for a in fp.addrs.get(name, ()) if a in table]
+            for page, t in entries:
                 if t.write and (t.page is ZERO_PAGE or (isinstance(t.page, Page) and t.page.kind == "anon"
                                                          and t.page.mapcount > 1)):
                     bad.append(("memspec.inv.cow-read-only",
@@ -127,13 +257,18 @@ def cow_pages_read_only(sys: OsState) -> list[tuple[str, str]]:
     return bad
 
 
-def isolation(sys: OsState) -> list[tuple[str, str]]:
+def _ptes(mm: Mm, name: str, fp: Footprint | None, table: str = "pte"):
+    t = getattr(mm, table)
+    return t.items() if fp is None else [(a, t[a]) for a in fp.addrs.get(name, ()) if a in t]
+
+
+def isolation(sys: OsState, fp: Footprint | None = None) -> list[tuple[str, str]]:
     """A PTE maps only what its VMA may show: the process's own private page there, or the page
     of the VMA's object at that offset (so no process sees another's private pages, and shared
     memory is seen exactly by the processes that map it)."""
     bad = []
     for name, mm in sys.procs.items():
-        for page, t in mm.pte.items():
+        for page, t in _ptes(mm, name, fp):
             hit = mm.vmas.find(page)
             if hit is None:
                 bad.append(("memspec.inv.pte-inside-vma", f"{name}: PTE at {page:#x} outside every VMA"))
@@ -150,26 +285,30 @@ def isolation(sys: OsState) -> list[tuple[str, str]]:
     return bad
 
 
-def page_table_agrees_with_vmas(sys: OsState) -> list[tuple[str, str]]:
+def page_table_agrees_with_vmas(sys: OsState, fp: Footprint | None = None) -> list[tuple[str, str]]:
     bad = []
+    if fp is not None:   # a page that lost its frame while still mapped (the tables count its PTEs)
+        bad += [("memspec.inv.pte-matches-vma", f"a present PTE maps a {p.kind} page not in RAM")
+                for p in fp.pages if p.pfn is None and p.ptes > 0]
     for name, mm in sys.procs.items():
-        for page, t in mm.pte.items():
+        for page, t in _ptes(mm, name, fp):
             hit = mm.vmas.find(page)
             if hit is not None and t.write and not hit[2].prot & PROT_W:
                 bad.append(("memspec.inv.pte-matches-vma", f"{name}: writable PTE at {page:#x} in a VMA without PROT_WRITE"))
             if isinstance(t.page, Page) and t.page.pfn is None:
                 bad.append(("memspec.inv.pte-matches-vma", f"{name}: present PTE at {page:#x} maps a page not in RAM"))
-        for base in mm.huge:
+        bases = mm.huge if fp is None else {a & ~(HPAGE - 1) for a in fp.addrs.get(name, ())} & mm.huge
+        for base in bases:
             if any(p not in mm.pte for p in range(base, base + HPAGE, PAGE_SIZE)):
                 bad.append(("memspec.inv.pte-matches-vma", f"{name}: huge mapping at {base:#x} with a missing piece"))
     return bad
 
 
-def no_stale_tlb(sys: OsState) -> list[tuple[str, str]]:
+def no_stale_tlb(sys: OsState, fp: Footprint | None = None) -> list[tuple[str, str]]:
     """After every required invalidation, each TLB entry is the PTE the page table holds now."""
     bad = []
     for name, mm in sys.procs.items():
-        for page, t in mm.tlb.items():
+        for page, t in _ptes(mm, name, fp, "tlb"):
             cur = mm.pte.get(page)
             if cur is None or cur.page is not t.page or (t.write and not cur.write):
                 bad.append(("memspec.inv.no-stale-tlb", f"{name}: TLB entry at {page:#x} outlived its PTE"))
@@ -195,7 +334,7 @@ def maps_locked(sys: OsState, page: Page) -> list[str]:
     return where
 
 
-def locked_pages_resident(sys: OsState) -> list[tuple[str, str]]:
+def locked_pages_resident(sys: OsState, fp: Footprint | None = None) -> list[tuple[str, str]]:
     """memspec.inv.locked-resident: no page is evicted (swapped out, written back and dropped,
     discarded) while a locked mapping maps it (mlock(2): locked pages stay in RAM; mm/mlock.c puts
     them on the unevictable LRU).  The law is about eviction, not about every page of a locked
@@ -213,9 +352,28 @@ CHECKS = (vmas_well_formed, objects_live_while_used, private_pages_mapped, no_fr
 
 
 def check_all(sys: OsState) -> list[tuple[str, str]]:
+    """Every invariant recounted over the whole state; the footprint starts afresh."""
+    try:
+        return _first(sys, None)
+    finally:
+        reset(sys)
+
+
+def check_step(sys: OsState) -> list[tuple[str, str]]:
+    """Every invariant over the footprint of the steps since the last check (a full recount when
+    the processes changed since: fork, exit, or no check yet); the footprint starts afresh."""
+    if sys.checked_procs != {name: id(mm) for name, mm in sys.procs.items()}:
+        return check_all(sys)
+    try:
+        return _first(sys, footprint(sys))
+    finally:
+        reset(sys)
+
+
+def _first(sys: OsState, fp: Footprint | None) -> list[tuple[str, str]]:
     bad: list[tuple[str, str]] = []
     for f in CHECKS:
-        bad += f(sys)
+        bad += f(sys, fp)
         if bad:
             break
     return bad

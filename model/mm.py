@@ -96,9 +96,13 @@ class System(OsState):
 
     # -- invariants ------------------------------------------------------------
 
-    def invariants(self) -> list[tuple[str, str]]:
-        """Broken invariants of the os layer's state: (clause, message) pairs."""
-        return invariants.check_all(self)
+    # ``invariants(full=False)`` checks only the footprint of the steps since the last check
+    incremental_invariants = True
+
+    def invariants(self, full: bool = True) -> list[tuple[str, str]]:
+        """Broken invariants of the os layer's state: (clause, message) pairs; recounted over the
+        whole state (``full``), or over what the steps since the last check touched."""
+        return invariants.check_all(self) if full else invariants.check_step(self)
 
     # -- views -----------------------------------------------------------------
 

@@ -38,6 +38,10 @@ class Page:
     lru_seq: int = 0                # position on its LRU list (lower: older)
     lazyfree: bool = False          # MADV_FREE'd and not written since (may be discarded clean)
     inherited: bool = False         # was shared copy-on-write by a fork at some point
+    # the reverse map's counts, kept by the tables that refer to the page (model.os.footprint),
+    # never by the rules: private-page entries plus page-cache PTEs (what mapcount must be), PTEs
+    refs: int = 0
+    ptes: int = 0
 
     def byte(self, off: int) -> int:
         return self.data[off] if self.data is not None else 0
@@ -109,6 +113,7 @@ class FrameTable:
         self._next = 1                # pfn 0 is the zero page's stand-in
         self.swap_used: dict[int, Page] = {}
         self._next_slot = 1
+        self.touched: set[Page] = set()   # pages that got or gave up a frame since the last check
 
     def used(self) -> int:
         return len(self.owner)
@@ -122,6 +127,7 @@ class FrameTable:
             return None
         pfn = self._free.pop() if self._free else self._take()
         self.owner[pfn] = page
+        self.touched.add(page)
         page.pfn = pfn
         page.node = node % self.nodes
         return pfn
@@ -132,6 +138,7 @@ class FrameTable:
         return pfn
 
     def free(self, page: Page) -> None:
+        self.touched.add(page)
         if page.pfn is not None and self.owner.get(page.pfn) is page:
             del self.owner[page.pfn]
             self._free.append(page.pfn)

@@ -25,6 +25,7 @@ from memspec.consts import PROT, PAGE_SIZE
 
 from ..intervals import IntervalMap
 from ..pages import FrameTable, MemObject, Page
+from .footprint import PTE, TLB, ObjectRefs, PageTable, VmaTree
 from ..walk import PageFault
 
 PAGE_MASK = ~(PAGE_SIZE - 1)
@@ -200,15 +201,21 @@ class Mm:
     """One process: its address space (mm_struct), page tables, TLB, files and counters."""
 
     def __init__(self, config: Config) -> None:
-        self.vmas: IntervalMap[Vma] = IntervalMap()
-        self.anon: dict[int, Page] = {}       # page address -> private (anon_vma) page
-        self.pte: dict[int, Pte] = {}         # page address -> present PTE
-        self.tlb: dict[int, Pte] = {}         # cached translations (filled on access, flushed on change)
+        # the footprint since the last invariant check: the tables below record what changes (model.os.footprint)
+        self.touched: set[int] = set()                    # page addresses whose PTE, TLB entry or private page changed
+        self.touched_pages: set[Page] = set()             # pages that gained or lost a mapping here
+        self.touched_ranges: list[tuple[int, int]] = []   # ranges whose VMAs changed
+        self.touched_objs: set[int] = set()               # objects mapped or named there before or after
+        self.vmas: IntervalMap[Vma] = VmaTree(self.touched_ranges, self.touched_objs)
+        self.anon: dict[int, Page] = PageTable(self.touched, self.touched_pages)   # address -> private (anon_vma) page
+        self.pte: dict[int, Pte] = PageTable(self.touched, self.touched_pages, PTE)  # address -> present PTE
+        # cached translations (filled on access, flushed on change)
+        self.tlb: dict[int, Pte] = PageTable(self.touched, self.touched_pages, TLB)
         self.maybe: set[int] = set()          # pages whose PTE the model cannot know (fault-around, fork copy)
         self.huge: set[int] = set()           # 2 MiB bases mapped by a huge PMD
         self.thp_maybe: set[int] = set()      # 2 MiB bases where a fault may have got a huge page
         self.thp_split: set[int] = set()      # PMD split, pages maybe still one huge folio (deferred split)
-        self.fds: dict[int, Fd] = {}
+        self.fds: dict[int, Fd] = ObjectRefs(self.touched_objs)
         self.pid = 1
         self.minflt = 0                       # faults the model is sure of
         self.minflt_maybe = 0                 # faults that may or may not have happened
@@ -272,8 +279,10 @@ class OsState:
         self.config = config or Config()
         main = Mm(self.config)
         self.procs: dict[str, Mm] = {"main": main}
-        self.objects: dict[int, MemObject] = {}
-        self.shm_names: dict[str, int] = {}
+        self.touched_objs: set[int] = set()   # objects made, freed or named since the last invariant check
+        self.objects: dict[int, MemObject] = ObjectRefs(self.touched_objs, by_key=True)
+        self.shm_names: dict[str, int] = ObjectRefs(self.touched_objs)
+        self.checked_procs: dict[str, int] | None = None   # the processes at the last check (None: none yet)
         self.frames = FrameTable(self.config.ram_pages, self.config.swap_pages, self.config.nodes)
         self.swappiness = self.config.swappiness
         self.next_obj = 1
