@@ -1412,6 +1412,7 @@ static const struct sysprobe SYSPROBES[] = {
     {"mbind", SYS_mbind, {0, 0, -1, 0, 0, 0}},
     {"get_node", SYS_move_pages, {0, 0, 0, 0, 0, 0}},
     {"ftruncate", SYS_ftruncate, {-1, 0, 0, 0, 0, 0}},
+    {"mseal", 462, {0, 0, -1, 0, 0, 0}},          /* x86-64 __NR_mseal (Linux 6.10; QEMU 7.2: ENOSYS) */
 };
 static long probe_nr[6];
 static int probe_sys(void) {
