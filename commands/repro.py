@@ -23,6 +23,10 @@ asks).  Each call's check in C is then one of:
 
 A failure the judge finds at a checkpoint (the mappings compared after a call) is not a call's
 outcome: the C file reproduces the calls and says so (the README too).
+
+A new os call needs its C form here (``OS_CALLS`` and ``_dispatch``: a raw system call goes in
+``_dispatch``'s table, anything else gets a ``c_NAME`` helper doing what the linux target does);
+until then ``memspec repro`` says it has none.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ OS_CALLS = ("mmap", "munmap", "mprotect", "load", "store", "fetch", "fork", "exi
             "mincore", "mlock", "mlock2", "munlock", "mlockall", "munlockall", "set_memlock_limit",
             "drop_privileges", "shm_open", "shm_unlink", "memfd_create", "open_file", "pipe", "ftruncate", "close",
             "pfn_of", "thp_mapped", "minflt", "majflt", "get_node", "mbind", "read", "write", "pread", "pwrite",
-            "lseek")
+            "lseek", "mseal")
 ERRNOS = ("EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "EBADF", "ECHILD", "EAGAIN", "ENOMEM",
           "EACCES", "EFAULT", "EBUSY", "EEXIST", "ENODEV", "ENOTDIR", "EISDIR", "EINVAL", "ENFILE", "EMFILE",
           "ETXTBSY", "EFBIG", "ENOSPC", "ESPIPE", "EROFS", "EOVERFLOW", "ENAMETOOLONG", "EOPNOTSUPP", "ENOSYS",
@@ -232,6 +236,10 @@ _PRELUDE = r'''/* A standalone reproducer written by `memspec repro`: C99 and th
 #include <sys/wait.h>
 #include <unistd.h>
 #include <malloc.h>
+
+#ifndef SYS_mseal
+#define SYS_mseal 462      /* x86-64, Linux 6.10 */
+#endif
 
 typedef unsigned long long u64;
 enum { K_OK, K_VALUE, K_ERRNO, K_SIGNAL, K_DIED };
@@ -602,7 +610,7 @@ def _dispatch(call: Any, slots: dict[str, int]) -> str:
     sysnr = {"mmap": "SYS_mmap", "munmap": "SYS_munmap", "mprotect": "SYS_mprotect", "mremap": "SYS_mremap",
              "madvise": "SYS_madvise", "msync": "SYS_msync", "mlock": "SYS_mlock", "mlock2": "SYS_mlock2",
              "munlock": "SYS_munlock", "mlockall": "SYS_mlockall", "munlockall": "SYS_munlockall",
-             "ftruncate": "SYS_ftruncate", "close": "SYS_close"}
+             "ftruncate": "SYS_ftruncate", "close": "SYS_close", "mseal": "SYS_mseal"}
     if n in sysnr:
         return f"sysret(syscall({', '.join([sysnr[n]] + A)}))"
     if n in ("minflt", "majflt"):
