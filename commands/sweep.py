@@ -31,7 +31,7 @@ import numpy as np
 
 from memspec.atomic import write_text
 from memspec.errors import TargetError, Terminated, UsageError
-from memspec.specs.directed import explained, load_differences
+from memspec.specs.directed import excused_by, load_differences
 from memspec.specs.sweep import Summary, judge
 from memspec.sweepspace import (MODES, NOT_YET, UNSUPPORTED_REASONS, Items, Observed, Space, build, parse_filter,
                                 program_text, unsupported)
@@ -80,8 +80,12 @@ class Sweep:
             self.summary = old
         self.total = self.flt.count(self.space)
 
-    def why(self, clause: str) -> str:
-        return explained(self.diffs, self.runner.name, clause)
+    def why(self, clause: str, observed: str) -> str:
+        """The cited difference that excuses a class, judged as ``check`` judges a failure: target,
+        clause, the version the target reports and the observed outcome (its first member's; the
+        members of a class share the bits that differ)."""
+        d = excused_by(self.diffs, self.runner.name, clause, observed, self.runner.facts)
+        return f"{d.why} [{d.label}]" if d is not None else ""
 
     # -- the loop ---------------------------------------------------------------------------
 

@@ -57,6 +57,17 @@ def _example(ek: int, ecode: int, ok_: int, ocode: int, vector: int) -> str:
     return f"{_outcome_str(ok_, ocode if ok_ == PF else vector)} where {_outcome_str(ek, ecode)}"
 
 
+def _describe(kind: int, code: int, cr2: int, vector: int, value: int, acc: int) -> str:
+    """An observed outcome in ``Outcome.describe``'s words (what a cited difference's ``match`` reads)."""
+    if kind == PF:
+        return f"#PF errcode={code:#x} cr2={cr2:#x}"
+    if kind == GP:
+        return "#GP"
+    if kind == ALLOWED:
+        return "ok" if acc == 2 else f"{value:#x}"
+    return f"#V{vector}"
+
+
 def _outcome_str(kind: int, code: int, cr2_ok: bool = True) -> str:
     if kind == ALLOWED:
         return "allowed"
@@ -78,7 +89,8 @@ class Verdicts:
     keys: list[tuple[str, str, str, str]]       # per failing access, in order
     failing: np.ndarray                         # indexes into the batch
     clause: np.ndarray                          # per access, index into CLAUSES (0: allowed)
-    examples: dict = field(default_factory=dict)  # key -> (its first combination here, "observed where expected")
+    examples: dict = field(default_factory=dict)  # key -> (its first combination here, "observed where expected",
+    #                                                the observed outcome as Outcome.describe says it)
 
 
 def judge(items: Items, obs: Observed, facts: dict[str, Any]) -> Verdicts:
@@ -115,7 +127,7 @@ def judge(items: Items, obs: Observed, facts: dict[str, Any]) -> Verdicts:
     status = np.where(refused, 2, np.where(fail, 1, 0)).astype(np.uint8)
     failing = np.nonzero(fail)[0]
     keys: list[tuple[str, str, str, str]] = []
-    examples: dict[tuple[str, str, str, str], tuple[int, str]] = {}
+    examples: dict[tuple[str, str, str, str], tuple[int, str, str]] = {}
     if failing.size:
         f = failing
         # the level the reference's walk ended at (names the clause of an allowed access)
@@ -165,8 +177,11 @@ def judge(items: Items, obs: Observed, facts: dict[str, Any]) -> Verdicts:
             else:
                 text.append(("a/d", names[cl], f"A/D {a2:#x}", f"A/D {b2:#x}"))
             i = int(f[j])
-            examples[text[-1]] = (int(items.index[i]), _example(int(exp_kind[i]), int(ref.errcode[i]), int(obs.kind[i]),
-                                                                int(obs.errcode[i]), int(obs.vector[i])))
+            examples[text[-1]] = (int(items.index[i]),
+                                  _example(int(exp_kind[i]), int(ref.errcode[i]), int(obs.kind[i]), int(obs.errcode[i]),
+                                           int(obs.vector[i])),
+                                  _describe(int(obs.kind[i]), int(obs.errcode[i]), int(obs.cr2[i]), int(obs.vector[i]),
+                                            int(obs.value[i]), int(items.acc[i])))
         keys = [text[j] for j in np.asarray(inv).reshape(-1).tolist()]
     return Verdicts(status, keys, failing, ref.clause, examples)
 
@@ -209,7 +224,8 @@ class Summary:
         return " | ".join(k)
 
     def add(self, space: Space, items: Items, v: Verdicts, diffs_why) -> None:
-        """Fold a judged batch in (``diffs_why(clause)``: the cited difference's reason or "")."""
+        """Fold a judged batch in (``diffs_why(clause, observed)``: the reason of the cited difference
+        that excuses the class's first member, or "")."""
         digits = space.decode(items.index)
         if not self.hist_all:
             self.hist_all = [[0] * len(d.values) for d in space.dims]
@@ -232,12 +248,12 @@ class Summary:
                 order.setdefault(key, []).append(j)
             for key, members in order.items():
                 rec = self.classes.get(self.key(key))
+                first, example, observed = v.examples.get(key, (int(items.index[min(members)]), "", ""))
                 if rec is None:
                     rec = self.classes[self.key(key)] = ClassRecord(
-                        hist=[[0] * len(d.values) for d in space.dims], why=diffs_why(key[1]))
+                        hist=[[0] * len(d.values) for d in space.dims], why=diffs_why(key[1], observed))
                 sel = np.array(members)
                 rec.count += sel.size
-                first, example = v.examples.get(key, (int(items.index[sel].min()), ""))
                 if rec.first < 0 or first < rec.first:
                     rec.first, rec.example = first, example
                 for k, d in enumerate(space.dims):

@@ -104,6 +104,7 @@ class KernelRunner(SweepRunner):
         self.name = target.name
         f = target.facts()
         self.facts = {k: f[k] for k in FEATURES}
+        self.facts["impl_version"] = str(f.get("impl_version", ""))
 
     def lines(self, items: Items) -> list[str]:
         """One ``Z`` command per access, every number as 16 hex digits (formatted for the whole batch
@@ -216,6 +217,7 @@ class UnicornRunner(SweepRunner):
         self.m = target.machine
         f = target.facts()
         self.facts = {k: f[k] for k in FEATURES}
+        self.facts["impl_version"] = str(f.get("impl_version", ""))
 
     def run(self, items: Items) -> Observed:
         q, m = self.q, self.m

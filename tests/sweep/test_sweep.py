@@ -153,9 +153,8 @@ def test_a_walker_that_ignores_smap_is_one_class_per_access_type(tmp_path) -> No
 
 def test_an_explained_class_is_counted_once(tmp_path, monkeypatch) -> None:
     """A cited difference for the target and the class's clause explains the whole class."""
-    from memspec.commands import sweep as mod
-    monkeypatch.setattr(mod, "explained", lambda diffs, target, clause:
-                        "cited" if clause == "sdm.access.smap-read" else "")
+    monkeypatch.setattr(Sweep, "why", lambda self, clause, observed:
+                        "cited" if clause == "sdm.access.smap-read" and observed.startswith("0x") else "")
     s = sweep(tmp_path, NoSmap()).run()
     why = {k.split(" | ")[1]: r.why for k, r in s.classes.items()}
     assert why == {"sdm.access.smap-read": "cited", "sdm.access.smap-write": ""}
