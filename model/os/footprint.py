@@ -139,7 +139,6 @@ class VmaTree(IntervalMap):
         if start < end:
             self._note(start, end)
         super().remove(start, end)
-        self.known_len = len(self)
 
     def set(self, start: int, end: int, value: Any) -> None:
         if start < end:
@@ -148,7 +147,15 @@ class VmaTree(IntervalMap):
             self.objs.add(value.obj)
         IntervalMap.remove(self, start, end)
         self._insert(start, end, value)
-        self.known_len = len(self)
+
+    # the tree's two primitive changes, which set and remove go through, keep the count
+    def _insert(self, start: int, end: int, value: Any) -> None:
+        super()._insert(start, end, value)
+        self.known_len += 1
+
+    def _delete(self, start: int) -> None:
+        super()._delete(start)
+        self.known_len -= 1
 
 
 class ObjectRefs(dict):
