@@ -23,7 +23,7 @@ from typing import Any
 
 import hypothesis.strategies as st
 from hypothesis import note
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, precondition, rule
 
 from memspec.consts import SANDBOX_WINDOW
 from memspec.errors import SessionFailed
@@ -102,9 +102,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             call = Call("mmap", (addr, Int(pages * PAGE, hex=True), gen_os.prot(DrawChooser(data)), flags, Int(-1),
                                  Int(0)), name, self._proc(data))
             v = self._do(call)
-            if v is None or v < 0 or how == "null":
-                return name if v is not None and v >= 0 else "-"
-            return name
+            return name if v is not None and v >= 0 else multiple()      # a failed mmap names nothing
 
         @needs("mprotect")
         @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), data=st.data())
@@ -153,14 +151,14 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             fd = self._name("fd")
             name = self._name()
             if self._do(Call("memfd_create", (Str("m"), Int(0)), fd, None)) is None:
-                return "-"
+                return multiple()
             self.fd_owner[fd] = {None}
             self._do(Call("ftruncate", (Ref(fd), Int(size * 2048, hex=size * 2048 >= 4096)), None, None))
             v = self._do(Call("mmap", (Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True), Int(pages * PAGE, hex=True),
                                        gen_os.prot(DrawChooser(data)),
                                        Flags(("MAP_SHARED" if shared else "MAP_PRIVATE",)), Ref(fd), Int(0)),
                               name, None))
-            return name if v is not None and v >= 0 else "-"
+            return name if v is not None and v >= 0 else multiple()
 
         @needs("madvise")
         @rule(base=mappings, page=st.integers(0, 4), pages=st.integers(0, 3), data=st.data())
@@ -186,14 +184,14 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
               move=st.sampled_from(["none", "maymove", "fixed"]), page=st.integers(64, 127))
         def mremap(self, base: str, old: int, new: int, move: str, page: int) -> str:
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
-                return "-"
+                return multiple()
             name = self._name()
             flags = {"none": Int(0), "maymove": Flags(("MREMAP_MAYMOVE",)),
                      "fixed": Flags(("MREMAP_MAYMOVE", "MREMAP_FIXED"))}[move]
             new_addr = Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True) if move == "fixed" else Int(0)
             v = self._do(Call("mremap", (Ref(base), Int(old * PAGE, hex=True), Int(new * PAGE, hex=True), flags,
                                          new_addr), name, None))
-            return name if v is not None and v >= SANDBOX_WINDOW[0] else "-"
+            return name if v is not None and v >= SANDBOX_WINDOW[0] else multiple()
 
         @needs("mincore", "pfn_of", "minflt", any_of=True)
         @rule(base=mappings, pages=st.integers(1, 4), what=st.sampled_from(observations or ["minflt"]),
