@@ -1,6 +1,6 @@
 """Target names -> adapters.  ``make_target("cmd:./impl --flag")`` etc.
 
-Names: ``model``, ``linux``, ``linux-agent``, ``qemu-user``, ``uml``, ``qemu``, ``qemu-system``, ``kvm``, ``bochs`` (and
+Names: ``model``, ``linux``, ``linux-agent``, ``qemu-user``, ``uml``, ``linux-guest``, ``qemu``, ``qemu-system``, ``kvm``, ``bochs`` (and
 ``bochs:CPU_MODEL``), ``libc`` (= ``malloc:glibc``), ``malloc:NAME``, ``cmd:PROGRAM`` (the rest of the argument is one command line).
 Adapters are imported on first use, so an optional target's missing package
 only matters when that target is asked for.
@@ -22,6 +22,7 @@ TARGETS: dict[str, str] = {
     "linux-agent": "memspec.targets.agent:LinuxAgentTarget",
     "qemu-user": "memspec.targets.qemu_user:QemuUserTarget",
     "uml": "memspec.targets.uml:UmlTarget",
+    "linux-guest": "memspec.targets.linux_guest:LinuxGuestTarget",
     "qemu": "memspec.targets.qemu:QemuTarget",
     "qemu-system": "memspec.targets.qemu_system:QemuSystemTarget",
     "kvm": "memspec.targets.kvm:KvmTarget",

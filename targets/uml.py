@@ -138,7 +138,7 @@ class UmlTarget(AgentTarget):
     label = "uml"
 
     def __init__(self, timeout: float = 10.0, defines: tuple[str, ...] = (), mem_mb: int = 256, **options: Any):
-        self.binary = find_linux_uml()
+        self.binary = self._binary()
         self.init = build_init()
         self.agent = build_agent(tuple(defines))
         self.mem_mb = mem_mb
@@ -150,6 +150,9 @@ class UmlTarget(AgentTarget):
         # AgentTarget builds a command for a prefix; here the command is the kernel's
         super(AgentTarget, self).__init__(shlex.join(self._argv()), timeout=timeout, memory_mb=0)
         self.name = self.label
+
+    def _binary(self) -> str:
+        return find_linux_uml()
 
     def _argv(self) -> list[str]:
         disk = [f"ubd0={self._image}"] if self._image else []

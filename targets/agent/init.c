@@ -1,9 +1,11 @@
 /*
- * init.c -- the first process of a Linux booted for memspec (the `uml` target): PID 1.
+ * init.c -- the first process of a Linux booted for memspec (the `uml` and `linux-guest`
+ * targets): PID 1.
  *
  * It makes the system the agent expects, reports the machine's facts that only a process
  * inside it can read, then runs the agent on the console and stays to reap orphans:
  *
+ *   0. loads the kernel modules named with -m (in the order given: dependencies first);
  *   1. mounts /proc, /sys, devtmpfs on /dev (where the kernel has not), a tmpfs on /dev/shm
  *      and on /tmp the ext4 image on the first block device (the agent's files then live on a
  *      disk file system of the guest kernel's, as on the host, not on the host's files), or a
@@ -133,9 +135,31 @@ static void facts(FILE *out) {
     if (a != -1) munmap((void *)a, (size_t)ps);
 }
 
+/* the first of the block devices memspec may attach for /tmp: UML's ubd, a virtio disk */
+static const char *const DISKS[] = {"/dev/ubda", "/dev/vda"};
+
+static const char *find_disk(int wait_ms) {
+    for (int t = 0; t <= wait_ms; t += 50) {
+        for (unsigned i = 0; i < sizeof DISKS / sizeof DISKS[0]; i++)
+            if (access(DISKS[i], F_OK) == 0) return DISKS[i];
+        usleep(50000);
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv) {
+    int wait_disk = 0;
+    /* -m MODULE: load a kernel module first (a guest whose ext4 and virtio drivers are modules) */
+    while (argc >= 3 && !strcmp(argv[1], "-m")) {
+        int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || syscall(SYS_finit_module, fd, "", 0) != 0) say("load module %s: %s", argv[2]);
+        if (fd >= 0) close(fd);
+        wait_disk = 5000;
+        argc -= 2;
+        argv += 2;
+    }
     if (argc < 3) {
-        fprintf(stderr, "memspec-init: usage: init CONSOLE AGENT (the kernel's command line ends with -- CONSOLE AGENT)\n");
+        fprintf(stderr, "memspec-init: usage: init [-m MODULE]... CONSOLE AGENT (the kernel's command line ends with -- CONSOLE AGENT)\n");
         return 64;
     }
     mount_one("proc", "/proc", "proc", NULL);
@@ -145,10 +169,11 @@ int main(int argc, char **argv) {
     /* /tmp, where the agent makes its files: the first block device's file system when there is
        one (an ext4 image memspec made: files on a disk file system, as on the host), else a tmpfs */
     mkdir("/tmp", 01777);
-    if (access("/dev/ubda", F_OK) == 0) {
-        if (mount("/dev/ubda", "/tmp", "ext4", MS_NOSUID | MS_NODEV, NULL) != 0) say("mount %s: %s", "/dev/ubda");
-        else chmod("/tmp", 01777);
-    } else mount_one("tmpfs", "/tmp", "tmpfs", "mode=1777");
+    const char *disk = find_disk(wait_disk);
+    if (!disk || mount(disk, "/tmp", "ext4", MS_NOSUID | MS_NODEV, NULL) != 0) {
+        if (disk) say("mount %s: %s", disk);
+        mount_one("tmpfs", "/tmp", "tmpfs", "mode=1777");
+    } else chmod("/tmp", 01777);
     setenv("TMPDIR", "/tmp", 1);
     setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
 
