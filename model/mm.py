@@ -57,8 +57,14 @@ U64 = (1 << 64) - 1
 _UNSIGNED = {"addr", "length", "offset", "old_addr", "old_size", "new_size", "new_addr"}
 
 
+# A file descriptor reaches the kernel as unsigned int (close, ftruncate, read, write, lseek take
+# one; mmap's unsigned long goes through fget(unsigned int)): 0x100000000 is descriptor 0.
+U32 = (1 << 32) - 1
+
+
 def _registers(name: str, args: tuple) -> tuple:
-    return tuple(a & U64 if isinstance(a, int) and p.name in _UNSIGNED else a
+    return tuple(a & U64 if isinstance(a, int) and p.name in _UNSIGNED else
+                 a & U32 if isinstance(a, int) and p.name == "fd" else a
                  for p, a in zip(CALLS[name].params, args))
 
 

@@ -362,7 +362,8 @@ class _Kernel:
         return Outcome(value=r)
 
     def _fd_safe(self, fd: int) -> None:
-        if fd in self.fds or fd < 0 or fd > 1 << 20:
+        fd &= 0xFFFFFFFF          # the kernel reads a descriptor as unsigned int: 0x100000000 is 0
+        if fd in self.fds or fd > 1 << 20:
             return
         try:
             os.fstat(fd)

@@ -923,8 +923,8 @@ static struct out do_pipe(void) {
 }
 
 static int fd_safe(u64 fd) {
-    i64 f = (i64)fd;
-    if (f < 0 || f > (1 << 20) || fds_has((int)f)) return 1;
+    u64 f = fd & 0xffffffffu;      /* the kernel reads a descriptor as unsigned int: 0x100000000 is 0 */
+    if (f > (1 << 20) || fds_has((int)f)) return 1;
     struct stat st;
     if (fstat((int)f, &st) != 0) return 1;     /* not open: EBADF, touching nothing */
     snprintf(refusal, sizeof refusal, "descriptor %d belongs to the harness, not the program", (int)f);

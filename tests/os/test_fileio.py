@@ -81,3 +81,13 @@ def test_data_and_holes_are_the_file_systems_choice_inside_the_file():
     assert failed(text, [ok(3), ok(0), ok(0x1000)]) is None
     assert failed(text, [ok(3), ok(0), ok(0x3000)]) is None
     assert failed(text, [ok(3), ok(0), ok(0x4000)]) == "linux.lseek.data-hole"
+
+
+def test_a_descriptor_is_an_unsigned_int_and_access_mode_3_opens():
+    text = ('fd = memfd_create("io", 0)\ne = ftruncate(fd+0x100000000, 0x1000)\n'
+            "c = open_file(0x2000, O_RDWR|O_WRONLY)\nr = pread(c, 0)\nt = ftruncate(c, 0)\n")
+    good = [ok(3), ok(0), ok(4), err("EBADF"), err("EINVAL")]
+    assert failed(text, good) is None                                          # measured on 6.18
+    assert failed(text, good[:1] + [err("EBADF")] + good[2:]) == "posix.ftruncate.sets-size"
+    assert failed(text, good[:2] + [err("EINVAL")] + good[3:]) is not None     # the open must succeed
+    assert failed(text, good[:3] + [ok(0)] + good[4:]) == "posix.read.ebadf"   # neither read nor write

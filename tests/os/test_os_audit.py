@@ -224,3 +224,10 @@ def test_mincore_reads_every_page_resident_for_a_file_the_caller_cannot_write():
     assert failed(text, good) is None                                             # measured on 6.18
     assert failed(text, good[:10] + [ok(1)] + good[11:]) == "posix.mincore.residency"   # a side channel
     assert failed(text, good[:11] + [ok(3)] + good[12:]) == "posix.mincore.residency"   # memfd shows the truth
+
+
+def test_every_clause_the_audit_names_is_catalogued():
+    known = set(catalogue.all_clauses())
+    named = set(re.findall(r"\b((?:posix|linux|seed|memspec|glibc)\.[a-z0-9_-]+\.[a-z0-9_.-]*[a-z0-9])\b(?!\.\*)",
+                           DOC.read_text()))
+    assert named and not sorted(c for c in named if c not in known)
