@@ -18,12 +18,13 @@ with WP = 0 the same write succeeds and sets D in the PTE (sdm.ad.dirty-on-write
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3, RAM_SIZE, pattern
 from memspec.records import OK, Outcome
 
-from .expect import Expect, exactly
+from .expect import Expect, exactly as _exactly
 from .pte import (CR0_PE, CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_LA57, CR4_PAE, CR4_PCIDE, CR4_PGE, CR4_PKE,
                   CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, EXEC, READ, WRITE,
                   ErrCode, Mode, Pte, addr_mask, bits, decode)
@@ -35,6 +36,9 @@ U64 = (1 << 64) - 1
 EINVAL = Outcome(value=-1, errno="EINVAL")
 GP = Outcome(signal="#GP")
 UD = Outcome(signal="#UD")
+
+# an Expect is frozen: one per clause and constant outcome serves every call that has it
+exactly = lru_cache(maxsize=1024)(_exactly)
 
 DEFAULT_FACTS: dict[str, Any] = {
     "maxphyaddr": 52, "la57": True, "page1g": True, "pcid": True, "invpcid": True,
@@ -113,6 +117,7 @@ class Paging:
         self.history = History()
         self.tlb = RefTlb()
         self._last: dict[str, Any] = {}
+        self._rules: dict[str, tuple[Any, Any]] = {}   # call name -> (its _expect_, its _apply_ method)
         self._write_harness_entry()
         self.history.load_root(self.root, self.pcid)
         self.seg = SegUnit(f)       # the segmentation calls' own logical processor (memspec.calls_hw)
@@ -175,13 +180,19 @@ class Paging:
     def expect(self, proc: str, name: str, args: tuple) -> Expect:
         if name in SEG_CALLS:
             return self.seg.expect(name, args)
-        return getattr(self, "_expect_" + name)(*args)
+        rule = self._rules.get(name)
+        if rule is None:
+            rule = self._rules[name] = (getattr(self, "_expect_" + name), getattr(self, "_apply_" + name))
+        return rule[0](*args)
 
     def apply(self, proc: str, name: str, args: tuple, outcome: Outcome) -> None:
         if name in SEG_CALLS:
             self.seg.apply(name, args, outcome)
             return
-        getattr(self, "_apply_" + name)(outcome, *args)
+        rule = self._rules.get(name)
+        if rule is None:
+            rule = self._rules[name] = (getattr(self, "_expect_" + name), getattr(self, "_apply_" + name))
+        rule[1](outcome, *args)
 
     def bind(self, proc: str, name: str, result: str | None, outcome: Outcome) -> None:
         pass

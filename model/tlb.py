@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Iterator
 
 from .pte import Mode, addr_mask
-from .walk import Path, PageFault, Use, index, pml4e, pml5e, pdpte, pde, pte, _path, errcode
+from .walk import Path, PageFault, Use, pml4e, pml5e, pdpte, pde, pte, _path, errcode
 
 # invalidation kinds
 PAGE = "page"              # non-global translations of (pcid, page containing addr)
@@ -61,6 +61,7 @@ class History:
     last_nonglobal_all: int = -1
     last_change: int = -1      # the last entry write or root load (what could make a stale walk)
     pages: dict[int, list[Event]] = field(default_factory=dict)    # 4 KiB page number -> its INVLPG/INVPCID
+    uses: dict[tuple[int, int, int], Use] = field(default_factory=dict)   # one Use per (addr, value, level) seen
 
     def tick(self) -> int:
         self.now += 1
@@ -180,11 +181,11 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     invalidations of this page (``History.kill_times``): INVLPG of the page containing ``la``
     removes every translation of it, of any page size, and every paging-structure-cache entry
     of the current PCID (§4.10.4.1), so a walk whose entries all ended before it is gone."""
-    removed = Removed(h, mode, la, acc, cpl, pcid)
     floor_g = h.last_all
     floor_ng = max(floor_g, h.last_nonglobal_all, h.last_nonglobal.get(pcid, -1))
     if max(h.last_change, h.nxe_cleared) < (floor_g if mode.pge else floor_ng):
-        return [], removed           # everything since the last flush is current: nothing stale
+        return [], NOTHING_REMOVED     # everything since the last flush is current: nothing stale
+    removed = Removed(h, mode, la, acc, cpl, pcid)
     amask = addr_mask(mode.maxphy)
     mode_then = _nxe_on(mode)
     now = h.now
@@ -200,26 +201,36 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
 
     # values that ended before the last flush of every non-global translation can only
     # survive in a global translation; before the last flush of everything, not at all
+    floor = floor_g if pge else floor_ng
+    values = h.values
+    shift = {level: 12 + 9 * (level - 1) for level in range(1, 6)}     # index(la, level)
+
     def go(level: int, table: int, uses: tuple[tuple[int, int], ...], t: int, stale: bool, then: bool = False) -> None:
-        if len(out) >= limit or t < floor_g:
+        if len(out) >= limit or t < floor:
             return
-        if t < floor_ng and not pge:
-            return
-        addr = table | (index(la, level) << 3)
-        for value, since, until in h.alternatives(addr, read(addr)):
+        addr = table | (((la >> shift[level]) & 0x1FF) << 3)
+        vs = values.get(addr)
+        alts = [(read(addr), 0, -1)] if not vs else vs[-6:]       # (value, first time, end) as in alternatives()
+        step = LEVEL_STEP.get(level)
+        for start_end_value in alts:
+            if vs:
+                since, end, value = start_end_value
+            else:
+                value, since, end = start_end_value
+            until = now if end < 0 else end - 1
             if then and since > t:
                 continue              # written after NXE was cleared: never cached with NXE = 1
             old = until < now
             tt = t if t < until else until
-            if tt < floor_g or (tt < floor_ng and not pge):
+            if tt < floor:
                 continue                  # flushed since: cannot be in any TLB or paging-structure cache
             # an older value was checked when it was cached, under the EFER.NXE of that time:
             # its XD bit is not reserved then (the looser reading)
             m = mode_then if old or then else mode
-            if level == 3:
+            if step is None:
                 fault, rsvd = pdpte(value, m, page1g)
             else:
-                fault, rsvd = LEVEL_STEP[level](value, m)
+                fault, rsvd = step(value, m)
             u = uses + ((addr, value),)
             if fault is not None:
                 if old:
@@ -285,7 +296,15 @@ class Removed:
         """The walk as the walker reports it: a ``Path``, or the ``PageFault`` of its last entry."""
         _t, level, entries, fault, rsvd = cand
         top = self.mode.levels
-        uses = tuple(Use(addr, value, top - i) for i, (addr, value) in enumerate(entries))
+        made = self.h.uses
+        chain: list[Use] = []
+        for i, (addr, value) in enumerate(entries):
+            key = (addr, value, top - i)
+            u = made.get(key)
+            if u is None:
+                u = made[key] = Use(addr, value, top - i)
+            chain.append(u)
+        uses = tuple(chain)
         if fault is None:
             return _path(uses, self.mode, level)
         return PageFault(errcode(self.mode, self.acc, self.cpl, present=rsvd, rsvd=rsvd), self.la, fault, uses)
@@ -320,6 +339,9 @@ class Removed:
                 size = PAGE_SIZES[level] if fault is None else 1 << 12
                 ev = h.killed(t, pcid if not glob else -1, self.la, size, glob, self.n_events)
             yield self.result(cand), ev, t
+
+
+NOTHING_REMOVED = Removed(History(), Mode(0, 0, 0), 0, 0, 0, 0)     # never added to
 
 
 def _pcid_at(h: History, t: int) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-from .pte import EXEC, PKEY_MASK, PKEY_SHIFT, READ, WRITE, Mode, Pte, addr_mask, bits, rsvd_high
+from .pte import EXEC, PAGE_SIZES, PKEY_MASK, PKEY_SHIFT, READ, WRITE, Mode, Pte, addr_mask, bits, rsvd_high
 
 Read = Callable[[int], int]
 F = TypeVar("F")        # the fault value of a nested step (never an int): the 2-D walk's EPT violation
@@ -190,14 +190,18 @@ def walk(read: Read, mode: Mode, root: int, la: int, acc: int, cpl: int, page1g:
 
 def _path(uses: tuple[Use, ...], mode: Mode, level: int) -> Path:
     leaf = uses[-1].value
-    size = {1: 1 << 12, 2: 1 << 21, 3: 1 << 30}[level]
+    size = PAGE_SIZES[level]
+    every, some = -1, 0             # U/S and R/W count if set at every level, XD if set at some (§4.6)
+    for u in uses:
+        every &= u.value
+        some |= u.value
     return Path(
         uses=uses,
         base=leaf & addr_mask(mode.maxphy) & ~(size - 1),
         size=size,
-        user=all(u.value & _US for u in uses),
-        writable=all(u.value & _RW for u in uses),
-        xd=any(u.value & _XD for u in uses),
+        user=bool(every & _US),
+        writable=bool(every & _RW),
+        xd=bool(some & _XD),
         glob=bool(leaf & _G),
         pkey=(leaf & PKEY_MASK) >> PKEY_SHIFT,
         dirty=bool(leaf & _D),
