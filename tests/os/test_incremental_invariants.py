@@ -168,3 +168,27 @@ def test_a_corruption_in_the_footprint_is_seen_by_both_forms(kind, clause):
         assert bad_inc and bad_full and at_inc == at_full, (bad_inc, bad_full)
         assert bad_inc[0][0] == bad_full[0][0] == clause
     assert corrupted >= 10
+
+
+class _CorruptsAnUntouchedPage(type(new_model({}))):
+    """After each ``load`` it raises the mapcount of a private page the load did not touch."""
+
+    def apply(self, proc, name, args, outcome):
+        super().apply(proc, name, args, outcome)
+        if name == "load":
+            mm = self.procs[proc]
+            for addr, page in mm.anon.items():
+                if addr != args[0] & ~0xFFF:
+                    page.mapcount += 1
+                    return
+
+
+def test_the_judge_recounts_at_the_end_what_no_footprint_holds(monkeypatch):
+    W = "0x100000000000"
+    p = parse(f"a = mmap({W}, 0x2000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+              f"store(a, 1)\nstore(a + 0x1000, 2)\nn = load(a)\n")
+    run = ModelTarget().run(p)
+    f = judge(p, run, "model", model=_CorruptsAnUntouchedPage(Config())).failure
+    assert f is not None and f.at == "invariant" and f.clause == "memspec.inv.mapcount-matches", f
+    monkeypatch.setattr(judge_mod, "RECOUNT", False)
+    assert judge(p, run, "model", model=_CorruptsAnUntouchedPage(Config())).failure is None
