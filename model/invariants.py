@@ -151,20 +151,23 @@ def objects_live_while_used(sys: OsState, fp: Footprint | None = None) -> list[t
 def _objects_live_step(sys: OsState, fp: Footprint) -> list[tuple[str, str]]:
     """``objects_live_while_used`` for the objects in the footprint: each VMA of a changed range
     maps a live object; a freed object is mapped nowhere; a live one is linked, open or mapped
-    (the last two read every descriptor, then, only for an object neither linked nor open, every
-    VMA -- as the freeing rule itself does)."""
+    (by a VMA of a changed range, else -- only for an object neither linked, open nor mapped
+    there, as when its last mapping goes -- by any VMA: the scan the freeing rule itself makes)."""
     bad = []
+    near: set[int] = set()      # objects the VMAs of the changed ranges map
     for name, mm in sys.procs.items():
         for s, e in fp.ranges.get(name, ()):
             for vs, _, v in mm.vmas.overlapping(s, e):
-                if v.obj is not None and v.obj not in sys.objects:
-                    bad.append(("memspec.inv.shared-object-exists", f"{name}: VMA {vs:#x} maps a freed object"))
+                if v.obj is not None:
+                    near.add(v.obj)
+                    if v.obj not in sys.objects:
+                        bad.append(("memspec.inv.shared-object-exists", f"{name}: VMA {vs:#x} maps a freed object"))
     if bad or not fp.objs:
         return bad
     held = {f.obj for mm in sys.procs.values() for f in mm.fds.values() if f.obj is not None}
     for oid in sorted(fp.objs):
         o = sys.objects.get(oid)
-        if o is not None and (o.linked or oid in held):
+        if o is not None and (o.linked or oid in held or oid in near):
             continue
         mapped = [(name, s) for name, mm in sys.procs.items() for s, _, v in mm.vmas.items() if v.obj == oid]
         if o is None and mapped:
