@@ -19,7 +19,8 @@ A time limit per mutant (``--limit``) ends a mutant that hangs.  Mutants ``check
 does not kill may then be fuzzed (``memspec fuzz --stop-on-finding`` for
 ``--fuzz-seconds``).  Verdicts: ``killed`` (a failure with its clause, time to detect
 and reproducer length), ``survived``, ``crashed`` (the mutated model does not load, or
-the harness died), ``timeout``.  Mutants listed in benchmarks/mutation_equivalent.toml
+the harness died), ``timeout``, ``stale`` (the module changed since the sample was drawn:
+no verdict, left out).  Mutants listed in benchmarks/mutation_equivalent.toml
 (inspected by hand: no program can tell them from the model) are left out of the rate.
 Results go to ``--out`` as JSON (written atomically, after every mutant), and a
 Markdown table is printed.  Run from the repository root; not part of CI.
@@ -32,6 +33,7 @@ import ast
 import concurrent.futures as cf
 import copy
 import functools
+import hashlib
 import json
 import os
 import random
@@ -386,16 +388,23 @@ def _first_detection(target: dict[str, Any]) -> float | None:
 
 
 def judge_mutant(m: Mutant | None, layer: str, seed: int, programs: int | None,
-                 fuzz_seconds: float, limit: float) -> dict[str, Any]:
-    """Serve one mutant (None: the unmutated model) as a target; check it, then fuzz it if alive."""
+                 fuzz_seconds: float, limit: float, prior: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Serve one mutant (None: the unmutated model) as a target; check it, then fuzz it if alive.
+    With ``prior`` (this mutant's result of an earlier run, survived by check) only fuzz."""
     res: dict[str, Any] = {"id": m.id if m else "(unmutated)"}
+    if prior is not None:
+        res.update(prior)
     with tempfile.TemporaryDirectory(prefix="memspec-mutant-") as d:
         try:
             write_overlay(m, d)
-        except (MutantNotFound, SyntaxError) as e:
-            res.update(verdict="crashed", stage="mutate", error=str(e))
+        except MutantNotFound as e:
+            # the module changed since the sample was drawn (someone edited the model): no
+            # verdict, left out of the rate
+            res.update(verdict="stale", stage="mutate", error=str(e))
             return res
         env = dict(os.environ, **{OVERLAY_ENV: d, "PYTHONDONTWRITEBYTECODE": "1"})
+        if prior is not None:
+            return _fuzz(res, d, env, layer, seed, fuzz_seconds, limit)
         out = os.path.join(d, "out")
         argv = [sys.executable, "-m", "memspec.commands.cli", "check", "--target", TARGET,
                 "--layer", layer, "--seed", str(seed), "--out", out, "--quiet"]
@@ -422,27 +431,33 @@ def judge_mutant(m: Mutant | None, layer: str, seed: int, programs: int | None,
                        failures=len(fails))
             return res
         res.update(verdict="survived", stage="check", programs=t.get("programs"))
-        if fuzz_seconds <= 0:
-            return res
-        summary = os.path.join(d, "fuzz.json")
-        argv = [sys.executable, "-m", "memspec.commands.cli", "fuzz", "--target", TARGET,
-                "--layer", layer, "--time", str(fuzz_seconds), "--seed", str(seed),
-                "--engine", "python", "--stop-on-finding", "--quiet",
-                "--corpus", os.path.join(d, "corpus"), "--findings", os.path.join(d, "findings"),
-                "--summary-json", summary]
-        code, secs, err = _run(argv, env, fuzz_seconds + limit)
-        res["fuzz_s"] = round(secs, 2)
-        if code is None:
-            res.update(verdict="timeout", stage="fuzz")
-        elif os.path.exists(summary):
-            with open(summary) as f:
-                s = json.load(f)
-            ff = s.get("first_finding")
-            if ff:
-                res.update(verdict="killed", stage="fuzz", clause=ff.get("clause", ""),
-                           detect_s=ff.get("seconds"), repro_calls=ff.get("calls"))
-        else:
-            res.update(fuzz_error=(err.strip().splitlines() or [""])[-1][-300:])
+        return _fuzz(res, d, env, layer, seed, fuzz_seconds, limit)
+
+
+def _fuzz(res: dict[str, Any], d: str, env: dict[str, str], layer: str, seed: int,
+          fuzz_seconds: float, limit: float) -> dict[str, Any]:
+    """The fuzz stage for a mutant check left alive: ``memspec fuzz --stop-on-finding``."""
+    if fuzz_seconds <= 0:
+        return res
+    summary = os.path.join(d, "fuzz.json")
+    argv = [sys.executable, "-m", "memspec.commands.cli", "fuzz", "--target", TARGET,
+            "--layer", layer, "--time", str(fuzz_seconds), "--seed", str(seed),
+            "--engine", "python", "--stop-on-finding", "--quiet",
+            "--corpus", os.path.join(d, "corpus"), "--findings", os.path.join(d, "findings"),
+            "--summary-json", summary]
+    code, secs, err = _run(argv, env, fuzz_seconds + limit)
+    res["fuzz_s"] = round(secs, 2)
+    if code is None:
+        res.update(verdict="timeout", stage="fuzz")
+    elif os.path.exists(summary):
+        with open(summary) as f:
+            s = json.load(f)
+        ff = s.get("first_finding")
+        if ff:
+            res.update(verdict="killed", stage="fuzz", clause=ff.get("clause", ""),
+                       detect_s=ff.get("seconds"), repro_calls=ff.get("calls"))
+    else:
+        res.update(fuzz_error=(err.strip().splitlines() or [""])[-1][-300:])
     return res
 
 
@@ -479,6 +494,14 @@ def sample(layer: str, n: int, seed: int) -> list[Mutant]:
     return everything[:n]
 
 
+def model_digest(layer: str) -> str:
+    """A digest of the layer's model modules: two runs with the same digest mutated the same code."""
+    h = hashlib.sha256()
+    for rel in LAYER_FILES[layer]:
+        h.update(rel.encode() + b"\0" + _read(rel).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def _write_atomic(path: str, data: Any) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -492,6 +515,8 @@ def summarise(results: list[dict[str, Any]], equivalent: dict[str, str]) -> dict
     done = [r for r in results if r["id"] != "(unmutated)"]
     eq = [r for r in done if r["id"] in equivalent]
     judged = [r for r in done if r["id"] not in equivalent]
+    stale = [r for r in judged if r["verdict"] == "stale"]
+    judged = [r for r in judged if r["verdict"] != "stale"]
     by = {v: [r for r in judged if r["verdict"] == v] for v in ("killed", "survived", "crashed", "timeout")}
     by_check = [r for r in by["killed"] if r["stage"] == "check"]
     n = len(judged)
@@ -499,10 +524,15 @@ def summarise(results: list[dict[str, Any]], equivalent: dict[str, str]) -> dict
     def pct(k: int) -> float | None:
         return round(100.0 * k / n, 1) if n else None
 
+    by_op: dict[str, list[int]] = {}
+    for r in judged:
+        counts = by_op.setdefault(Mutant.parse(r["id"]).op.split(".")[0], [0, 0])
+        counts[0] += r["verdict"] == "killed"
+        counts[1] += 1
     detect = [r["detect_s"] for r in by_check if r.get("detect_s") is not None]
     repro = [r["repro_calls"] for r in by["killed"] if r.get("repro_calls") is not None]
     return {
-        "mutants": len(done), "equivalent": len(eq), "judged": n,
+        "mutants": len(done), "equivalent": len(eq), "stale": len(stale), "judged": n,
         "killed_by_check": len(by_check), "killed_by_fuzz": len(by["killed"]) - len(by_check),
         "survived": len(by["survived"]), "crashed": len(by["crashed"]), "timeout": len(by["timeout"]),
         "kill_rate_check_pct": pct(len(by_check)),
@@ -512,6 +542,8 @@ def summarise(results: list[dict[str, Any]], equivalent: dict[str, str]) -> dict
         "detect_s_max": max(detect) if detect else None,
         "repro_calls_median": statistics.median(repro) if repro else None,
         "repro_calls_max": max(repro) if repro else None,
+        "killed_by_crash": sum(r.get("clause") == "memspec.target.alive" for r in by["killed"]),
+        "by_operator": {op: {"killed": k, "judged": j} for op, (k, j) in sorted(by_op.items())},
         "check_s_mean": round(statistics.mean(r["check_s"] for r in done if "check_s" in r), 1)
         if any("check_s" in r for r in done) else None,
     }
@@ -519,10 +551,11 @@ def summarise(results: list[dict[str, Any]], equivalent: dict[str, str]) -> dict
 
 def table(layer: str, s: dict[str, Any]) -> str:
     return "\n".join([
-        "| layer | mutants | equivalent | killed by check | + fuzz | crashed | timeout | survived "
+        "| layer | mutants | equivalent | stale | killed by check | + fuzz | crashed | timeout | survived "
         "| check kill % | check+fuzz kill % | median detect s | median repro calls |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| {layer} | {s['mutants']} | {s['equivalent']} | {s['killed_by_check']} | {s['killed_by_fuzz']} "
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {layer} | {s['mutants']} | {s['equivalent']} | {s.get('stale', 0)} | {s['killed_by_check']} "
+        f"| {s['killed_by_fuzz']} "
         f"| {s['crashed']} | {s['timeout']} | {s['survived']} | {s['kill_rate_check_pct']} "
         f"| {s['kill_rate_check_fuzz_pct']} | {s['detect_s_median']} | {s['repro_calls_median']} |",
     ])
@@ -539,9 +572,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="fuzz each mutant check leaves alive this long (default 0: no fuzz)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--limit", type=float, default=300.0, help="time limit per mutant and stage, s")
+    ap.add_argument("--fuzz-survivors-of", metavar="FILE",
+                    help="only fuzz --sample of the mutants an earlier run's FILE lists as survived by "
+                         "check (not the equivalent ones), --fuzz-seconds each; all results written to --out")
     ap.add_argument("--only", action="append", default=[], help="judge this mutant id (repeatable)")
     ap.add_argument("--baseline", action="store_true", help="also judge the unmutated model first")
     ap.add_argument("--out", default="memspec-out/mutation.json")
+    ap.add_argument("--summarise", metavar="FILE",
+                    help="recompute FILE's summary with the current equivalent list, print its table")
     ap.add_argument("--list", action="store_true", help="print every mutant id of the layer")
     ap.add_argument("--show", metavar="ID", help="print a mutant's original and mutated line")
     a = ap.parse_args(argv)
@@ -550,23 +588,44 @@ def main(argv: list[str] | None = None) -> int:
         before, after = mutated_line(Mutant.parse(a.show))
         print(f"- {before}\n+ {after}")
         return 0
+    if a.summarise:
+        with open(a.summarise) as f:
+            doc = json.load(f)
+        doc["summary"] = summarise(doc["results"], equivalent_ids())
+        _write_atomic(a.summarise, doc)
+        print(table(doc["layer"], doc["summary"]))
+        return 0
     if a.list:
         for m in mutants_of(a.layer):
             print(m.id)
         return 0
     todo: list[Mutant | None] = [Mutant.parse(i) for i in a.only] if a.only else sample(a.layer, a.sample, a.seed)
+    equivalent = equivalent_ids()
+    priors: dict[str, dict[str, Any]] = {}
+    earlier: list[dict[str, Any]] = []
+    if a.fuzz_survivors_of:
+        with open(a.fuzz_survivors_of) as f:
+            earlier = json.load(f)["results"]
+        alive = sorted(r["id"] for r in earlier if r["verdict"] == "survived" and r.get("stage") == "check"
+                       and "fuzz_s" not in r and r["id"] not in equivalent and r["id"] != "(unmutated)")
+        random.Random(a.seed).shuffle(alive)
+        chosen = set(alive[:a.sample])      # --sample of them, drawn by --seed
+        priors = {r["id"]: r for r in earlier if r["id"] in chosen}
+        earlier = [r for r in earlier if r["id"] not in chosen]
+        todo = [Mutant.parse(i) for i in sorted(chosen)]
     if a.baseline:
         todo.insert(0, None)
-    equivalent = equivalent_ids()
     print(f"{a.layer}: {len(mutants_of(a.layer))} mutants, judging {len(todo)}", file=sys.stderr)
     doc: dict[str, Any] = {"layer": a.layer, "seed": a.seed, "sample": a.sample,
                            "check_programs": a.check_programs, "fuzz_seconds": a.fuzz_seconds,
                            "limit": a.limit, "command": " ".join(["python", "benchmarks/mutation.py"]
                                                                  + (argv if argv is not None else sys.argv[1:])),
-                           "results": []}
+                           "results": list(earlier)}
+    doc["model_digest"] = model_digest(a.layer)
     t0 = time.monotonic()
     with cf.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-        futures = {pool.submit(judge_mutant, m, a.layer, a.seed, a.check_programs, a.fuzz_seconds, a.limit): m
+        futures = {pool.submit(judge_mutant, m, a.layer, a.seed, a.check_programs, a.fuzz_seconds, a.limit,
+                               priors.get(m.id) if m else None): m
                    for m in todo}
         for i, fut in enumerate(cf.as_completed(futures), 1):
             r = fut.result()
@@ -577,6 +636,10 @@ def main(argv: list[str] | None = None) -> int:
             _write_atomic(a.out, doc)
             print(f"[{i}/{len(todo)}] {r['id']}: {r['verdict']} {r.get('stage', '')} "
                   f"{r.get('clause', '')} {r.get('check_s', '')}s", file=sys.stderr)
+    doc["model_digest_end"] = model_digest(a.layer)
+    _write_atomic(a.out, doc)
+    if doc["model_digest_end"] != doc["model_digest"]:
+        print("warning: the model changed during the run (model_digest differs at the end)", file=sys.stderr)
     print(table(a.layer, doc["summary"]))
     return 0
 

@@ -87,3 +87,16 @@ def test_obvious_mutant_killed_and_unmutated_model_survives() -> None:
     assert killed["repro_calls"] and killed["repro_calls"] >= 1
     clean = mutation.judge_mutant(None, "os", seed=0, programs=5, fuzz_seconds=0, limit=120)
     assert clean["verdict"] == "survived", clean
+
+
+def test_equivalent_list_names_real_mutants_with_reasons() -> None:
+    import tomllib
+    with open(mutation.EQUIVALENT, "rb") as f:
+        entries = tomllib.load(f)["equivalent"]
+    assert len({e["id"] for e in entries}) == len(entries)
+    for e in entries:
+        assert e["kind"] in ("equivalent", "allowed"), e
+        assert len(e["reason"]) > 20, e
+        m = mutation.Mutant.parse(e["id"])
+        layer = next(lay for lay, files in mutation.LAYER_FILES.items() if m.file in files)
+        assert m in mutation.mutants_of(layer, files=(m.file,)), e["id"]
