@@ -148,7 +148,11 @@ class UmlTarget(AgentTarget):
         self._uml_dir = tempfile.mkdtemp(prefix="memspec-uml-")
         self._image = ""
         # AgentTarget builds a command for a prefix; here the command is the kernel's
-        super(AgentTarget, self).__init__(shlex.join(self._argv()), timeout=timeout, memory_mb=0)
+        try:
+            super(AgentTarget, self).__init__(shlex.join(self._argv()), timeout=timeout, memory_mb=0)
+        except BaseException:       # no boot: nothing of it stays behind
+            shutil.rmtree(self._uml_dir, ignore_errors=True)
+            raise
         self.name = self.label
 
     def _binary(self) -> str:
