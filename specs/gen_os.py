@@ -25,15 +25,23 @@ PAGE = 4096
 MAX_CALLS = 24
 SWARM_PERCENT = 40          # programs that draw from a random subset of the calls (swarm testing)
 READBACK_PERCENT = 30       # changes of a range followed by loads of its edges and the pages beside it
+SPREAD_PERCENT = 60         # stores that go to one of BYTE_OFFSETS of a page rather than where the address fell
+RECALL_PERCENT = 40         # loads of a byte some process stored earlier (in any process)
+BYTE_OFFSETS = (0, 1, 7, 0x800, PAGE - 1)   # bytes of a page whose loss a one-byte copy or a zeroed tail shows
+FORK_SCENARIO_WEIGHT = 5    # of STEPS: a fork scenario (``OsGen.fork_scenario``), drawn like any step
+FORK_PAGES = 3              # pages of the mapping a fork scenario makes
 
-# what one step does, by weight ("file": make a descriptor of a file that can be mapped)
+# what one step does, by weight ("file": make a descriptor of a file that can be mapped;
+# "fork-scenario": a fork with changes on both sides and read-back, several calls in one step)
 STEPS = [(24, "mmap"), (8, "munmap"), (10, "mprotect"), (16, "load"), (16, "store"), (3, "fetch"),
          (4, "fork"), (2, "exit"), (4, "file"), (3, "mremap"), (5, "madvise"), (2, "msync"),
          (3, "mincore"), (3, "mlock"), (2, "munlock"), (1, "mlockall"), (1, "munlockall"),
          (2, "ftruncate"), (1, "close"), (2, "shm_unlink"), (2, "pfn_of"), (2, "minflt"), (1, "majflt"),
          (1, "thp_mapped"), (1, "get_node"), (1, "mbind"), (1, "drop_privileges"),
          (1, "set_memlock_limit"), (2, "memory_limit"), (1, "set_swappiness"), (2, "reclaim"),
-         (1, "tick"), (1, "wss"), (1, "oom"), (1, "khugepaged")]
+         (1, "tick"), (1, "wss"), (1, "oom"), (1, "khugepaged"), (FORK_SCENARIO_WEIGHT, "fork-scenario")]
+# what changes a mapping on one side of a fork scenario, by weight
+FORK_CHANGES = [(40, "store"), (20, "mprotect"), (12, "madvise"), (8, "munmap"), (20, "load")]
 
 PROTS = [("PROT_READ", "PROT_WRITE"), ("PROT_READ",), ("PROT_NONE",), ("PROT_WRITE",), ("PROT_EXEC",),
           ("PROT_READ", "PROT_EXEC"), ("PROT_READ", "PROT_WRITE", "PROT_EXEC")]
@@ -61,6 +69,18 @@ def _hex(v: int) -> Int:
     return Int(v, hex=abs(v) >= 4096)
 
 
+def pattern(at: Int | Ref, salt: int = 0) -> int:
+    """The byte a store writes at ``at``: derived from the address as the program spells it (the
+    mapping's name and offset, or the number) and from ``salt`` (which side of a fork writes it), never
+    zero and different for neighbouring bytes and pages, so a copy that lost or zeroed other bytes
+    of a page, or took them from the wrong page or process, reads back differently."""
+    if isinstance(at, Ref):
+        key = sum(ord(ch) * 31 ** i for i, ch in enumerate(at.name)) * 0x3B + at.offset
+    else:
+        key = at.value
+    return (key * 7 + (key >> 12) * 0x1D + salt * 0x55) % 255 + 1
+
+
 class OsGen:
     def __init__(self, r: Chooser, calls: frozenset[str] | None):
         self.r = r
@@ -75,7 +95,9 @@ class OsGen:
         self.fds: list[str] = []            # named descriptors of files that can be mapped
         self.fd_procs: dict[str, set] = {}  # descriptor -> processes that have it (None: main)
         self.dropped: set[str] = set()      # processes that gave up their privileges
-        steps = [(w, n) for w, n in STEPS if self.ok(n) or (n == "file" and self.ok("memfd_create"))]
+        self.written: list[Int | Ref] = []  # bytes some process stored (loads come back to them)
+        steps = [(w, n) for w, n in STEPS if self.ok(n) or (n == "file" and self.ok("memfd_create"))
+                 or (n == "fork-scenario" and self.ok("fork"))]
         self.steps = swarm(r, steps, SWARM_PERCENT, keep=lambda step: step[1] in ("mmap", "fork"))
 
     def ok(self, name: str) -> bool:
@@ -129,6 +151,9 @@ class OsGen:
         proc = self.proc_prefix()
         if self.more(what, proc):
             return
+        if what == "fork-scenario":
+            self.fork_scenario()
+            return
         if what == "mmap":
             hint = r.weighted([(20, "null"), (55, "window"), (15, "near"), (10, "odd")])
             if hint == "null":
@@ -174,9 +199,10 @@ class OsGen:
             self.calls.append(Call("mprotect", (addr, length, prot), None, proc))
             self.read_back(addr, length, room, proc)
         elif what == "load":
-            self.calls.append(Call("load", (self.addr_arg(),), None, proc))
+            at = r.choice(self.written) if self.written and r.chance(RECALL_PERCENT) else self.addr_arg()
+            self.calls.append(Call("load", (at,), None, proc))
         elif what == "store":
-            self.calls.append(Call("store", (self.addr_arg(), _hex(r.integer(0, 255))), None, proc))
+            self.store(self.spread(self.addr_arg()), proc)
         elif what == "fetch":
             self.calls.append(Call("fetch", (self.addr_arg(),), None, proc))
         elif what == "fork":
@@ -194,6 +220,76 @@ class OsGen:
                 self.procs.remove(p)
                 self.calls.append(Call("exit", (), None, p))
 
+
+    def spread(self, at: Int | Ref) -> Int | Ref:
+        """``at``, or (SPREAD_PERCENT) one of ``BYTE_OFFSETS`` in its page: stores land on more than the
+        first byte of a page."""
+        if not self.r.chance(SPREAD_PERCENT):
+            return at
+        off = self.r.choice(BYTE_OFFSETS)
+        if isinstance(at, Ref):
+            o = (at.offset & ~(PAGE - 1)) + off
+            return Ref(at.name, o) if o else Ref(at.name)
+        return _hex((at.value & ~(PAGE - 1)) + off)
+
+    def store(self, at: Int | Ref, proc: str | None, salt: int = 0) -> None:
+        """A store of the address-derived ``pattern`` (not a byte a later load could expect by chance)."""
+        self.calls.append(Call("store", (at, _hex(pattern(at, salt))), None, proc))
+        if at not in self.written:
+            self.written.append(at)
+
+    def fork_scenario(self) -> None:
+        """Fork-centred: a writable mapping (private or shared) with distinct bytes on its pages, a fork,
+        then changes of protection and contents on both sides (stores, mprotect, madvise, munmap of one
+        page), then loads of every byte stored, on the other side first.  7 to 20 calls."""
+        r = self.r
+        if len(self.procs) >= 2 or not all(self.ok(c) for c in ("mmap", "fork", "load", "store")):
+            return
+        c = self.calls.append
+        base = self.name()
+        shared = r.chance(30)
+        flags = ("MAP_SHARED" if shared else "MAP_PRIVATE", "MAP_ANONYMOUS")
+        c(Call("mmap", (Flags(("NULL",)), _hex(FORK_PAGES * PAGE), Flags(("PROT_READ", "PROT_WRITE")), Flags(flags),
+                        Int(-1), Int(0)), base, None))
+        self.bases.append((base, FORK_PAGES, False))
+        spots = []
+        for page in range(FORK_PAGES):
+            for off in (r.choice(BYTE_OFFSETS), r.choice(BYTE_OFFSETS)):
+                at = Ref(base, page * PAGE + off) if page * PAGE + off else Ref(base)
+                if at not in spots:
+                    spots.append(at)
+        for at in spots:
+            if r.chance(75):
+                self.store(at, None)
+        self.n_procs += 1
+        child = f"p{self.n_procs}"
+        c(Call("fork", (), child, None))
+        self.procs.append(child)
+        for owners in self.fd_procs.values():
+            if None in owners:
+                owners.add(child)
+        sides: list[str | None] = [None, child]
+        for _ in range(r.integer(2, 5)):
+            side = r.choice(sides)
+            page = r.integer(0, FORK_PAGES - 1)
+            what = r.weighted([(w, n) for w, n in FORK_CHANGES if self.ok(n)])
+            at = r.choice(spots)
+            if what == "store":
+                self.store(at, side, salt=sides.index(side) + 1)
+            elif what == "load":
+                c(Call("load", (at,), None, side))
+            elif what == "mprotect":
+                c(Call("mprotect", (Ref(base, page * PAGE) if page else Ref(base), _hex(PAGE * r.integer(1, FORK_PAGES - page)),
+                                    Flags(r.choice(PROTS[:3]))), None, side))
+            elif what == "madvise":
+                c(Call("madvise", (Ref(base, page * PAGE) if page else Ref(base), _hex(PAGE),
+                                   Flags((r.choice(["MADV_DONTNEED", "MADV_FREE", "MADV_DONTFORK"]),))), None, side))
+            else:
+                c(Call("munmap", (Ref(base, page * PAGE) if page else Ref(base), _hex(PAGE)), None, side))
+        first = r.choice(sides)
+        for side in (first, sides[1 - sides.index(first)]):
+            for at in spots:
+                c(Call("load", (at,), None, side))
 
     def read_back(self, addr: Int | Ref | Flags, length: Int, room: int | None, proc: str | None) -> None:
         """After a change of [addr, addr+length) (done or refused): loads of the page before it, its

@@ -1,0 +1,73 @@
+"""Broken os implementations that only programs of a particular shape show (issue #26): the
+reference model with one mechanic changed, served in process as ``py:`` targets
+(``py:tests/os/broken_shapes.py:target("cow-copies-first-byte")``).  Fakes for testing the
+generator and the judge, never targets of their own."""
+
+from __future__ import annotations
+
+from memspec.model.fault import Pte
+from memspec.model.mm import PAGE_MASK, System, page_align
+from memspec.model.os import access, mappings
+from memspec.model.rules import replaced
+from memspec.targets.model import ModelSession, ModelTarget
+
+PAGE = 4096
+
+
+def _cow_copies_first_byte(sys, proc, mm, o, addr, value):
+    before = sys.stats["cow_copies"]
+    access.apply_store(sys, proc, mm, o, addr, value)
+    page = mm.anon.get(addr & PAGE_MASK)
+    if sys.stats["cow_copies"] > before and page is not None and page.data is not None:
+        first, mine = page.data[0], page.data[addr & (PAGE - 1)]
+        page.data[:] = bytes(PAGE)
+        page.data[0], page.data[addr & (PAGE - 1)] = first, mine
+
+
+class CowCopiesFirstByte(System):
+    """A write fault on a copy-on-write page copies only the page's first byte (and the byte written)."""
+
+    rules = replaced(System.rules, "store", apply=_cow_copies_first_byte)
+
+
+def _mprotect_makes_cow_writable(sys, proc, mm, o, addr, length, prot):
+    mappings.apply_mprotect(sys, proc, mm, o, addr, length, prot)
+    if not o.ok or not prot & 2:
+        return
+    for p in range(addr & PAGE_MASK, addr + page_align(length), PAGE):
+        page = mm.anon.get(p)
+        hit = mm.vmas.find(p)
+        if page is not None and page.mapcount > 1 and p in mm.pte and hit is not None and not hit[2].shared:
+            mm.pte[p] = Pte(page, True)
+            mm.tlb.pop(p, None)
+
+
+class MprotectMakesCowWritable(System):
+    """mprotect(PROT_WRITE) of a private page still shared after fork makes its PTE writable without
+    breaking the copy: the next store lands in the page the other process maps."""
+
+    rules = replaced(System.rules, "mprotect", apply=_mprotect_makes_cow_writable)
+
+
+BUGS = {"cow-copies-first-byte": CowCopiesFirstByte, "mprotect-makes-cow-writable": MprotectMakesCowWritable}
+
+
+class _Session(ModelSession):
+    def __init__(self, cls):
+        self.system = cls()
+
+
+class BrokenOs(ModelTarget):
+    layers = ("os",)
+
+    def __init__(self, bug: str):
+        super().__init__()
+        self.bug = bug
+        self.name = f"broken-os:{bug}"
+
+    def session(self, layer: str = "os") -> _Session:
+        return _Session(BUGS[self.bug])
+
+
+def target(bug: str) -> BrokenOs:
+    return BrokenOs(bug)
