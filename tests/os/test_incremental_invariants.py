@@ -1,6 +1,10 @@
 """The os model's incremental invariants (``System.invariants(full=False)``: each invariant over
 the addresses, VMA ranges, pages and objects the steps since the last check touched) catch every
-broken model the full recount catches, no later, and agree with it after random programs."""
+broken model the full recount catches, no later, and agree with it after random programs.
+
+The broken-model suites themselves also pass with the recount left out of every judge, in
+process and in the processes they start: ``MEMSPEC_INVARIANT_RECOUNT=0 pytest tests/os/test_broken.py
+tests/phys/test_broken.py tests/phys/test_broken_malloc.py tests/specs/test_judge_catches.py tests/model``."""
 
 from __future__ import annotations
 
@@ -188,6 +192,7 @@ def test_the_judge_recounts_at_the_end_what_no_footprint_holds(monkeypatch):
     p = parse(f"a = mmap({W}, 0x2000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
               f"store(a, 1)\nstore(a + 0x1000, 2)\nn = load(a)\n")
     run = ModelTarget().run(p)
+    monkeypatch.setattr(judge_mod, "RECOUNT", True)
     f = judge(p, run, "model", model=_CorruptsAnUntouchedPage(Config())).failure
     assert f is not None and f.at == "invariant" and f.clause == "memspec.inv.mapcount-matches", f
     monkeypatch.setattr(judge_mod, "RECOUNT", False)
