@@ -62,6 +62,11 @@ declare(
      f"{MAN_MMAP}: If addr is not NULL, then the kernel takes it as a hint about where to place the mapping; arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area_topdown",
      "POSIX leaves the use of the hint implementation-defined; Linux uses it when the range is free"),
     ("linux.mmap.32bit-below-2g", "MAP_32BIT places the mapping in the first 2 GiB", f"{MAN_MMAP}, MAP_32BIT"),
+    ("linux.x86.mmap-47-bit-window", "with 5-level paging, mmap places a mapping above 47 bits only for a hint above "
+     "DEFAULT_MAP_WINDOW (2^47 - 4 KiB); a hint range may not cross it",
+     "Documentation/arch/x86/x86_64/5level-paging.rst (User-space and large virtual address space); "
+     "arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area(_topdown), mmap_address_hint_valid",
+     "x86-specific: the address space is 2^56 but the default window keeps 47-bit programs working"),
     ("linux.mmap.above4g", "MAP_ABOVE4G (Linux 6.6+) places the mapping at or above 4 GiB; with MAP_32BIT it is ignored",
      "arch/x86/include/uapi/asm/mman.h MAP_ABOVE4G; arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area(_topdown) (info.low_limit = SZ_4G); measured on Linux 6.18"),
     ("linux.mmap.droppable", "MAP_DROPPABLE (Linux 6.11+) maps private anonymous memory that a child made by fork gets empty; with MAP_LOCKED, or with a file, it fails with EINVAL",

@@ -27,6 +27,9 @@ from .state import LLONG_MAX, PAGE_MASK, PROT_W, PROT_X, U64, Mm, OsState, Vma, 
 MAP_TYPE = 0x0F
 MAP_DROPPABLE = MAP["MAP_DROPPABLE"]   # Linux 6.11+
 FOUR_G = 1 << 32
+# arch/x86/include/asm/page_64_types.h DEFAULT_MAP_WINDOW: with 5-level paging (LA57) the user
+# address space reaches 2^56, but mmap only places a mapping above 47 bits for a hint above this
+DEFAULT_MAP_WINDOW = (1 << 47) - PAGE_SIZE
 PROT_RWX = PROT["PROT_READ"] | PROT["PROT_WRITE"] | PROT["PROT_EXEC"]
 GROWS = PROT["PROT_GROWSDOWN"] | PROT["PROT_GROWSUP"]
 # include/linux/mman.h LEGACY_MAP_MASK: the flags MAP_SHARED_VALIDATE accepts (clause
@@ -97,7 +100,9 @@ def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
         if offset > LLONG_MAX or plen > LLONG_MAX or offset > LLONG_MAX - plen:
             return errno("posix.mmap.eoverflow", "EOVERFLOW")
         if mtype in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"]):
-            if mtype == MAP["MAP_SHARED_VALIDATE"] and flags & ~_LEGACY_MAP_MASK:
+            # MAP_ABOVE4G joined LEGACY_MAP_MASK with the flag itself, in Linux 6.6: before, it is unknown
+            legacy = _LEGACY_MAP_MASK if sys.has("MAP_ABOVE4G") else _LEGACY_MAP_MASK & ~MAP["MAP_ABOVE4G"]
+            if mtype == MAP["MAP_SHARED_VALIDATE"] and flags & ~legacy:
                 return errno("linux.mmap.eopnotsupp-validate", errno_name(95))   # EOPNOTSUPP
             if prot & PROT_W and not f.write:
                 return errno("posix.mmap.eacces-fd-mode", "EACCES")
@@ -197,6 +202,11 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
                above4g: bool = False) -> Expect:
     c = sys.config
     hi = 0x80000000 if bit32 else c.task_size
+    if hi > DEFAULT_MAP_WINDOW and addr <= DEFAULT_MAP_WINDOW:
+        # arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area(_topdown): without a hint above
+        # DEFAULT_MAP_WINDOW the search stays below it, also on a 5-level machine (linux.x86.mmap-47-bit-window)
+        hi = DEFAULT_MAP_WINDOW
+        clause = "linux.x86.mmap-47-bit-window"
     lo = c.mmap_min_addr
     if above4g and not bit32:
         # arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area(_topdown): MAP_ABOVE4G raises the
@@ -211,7 +221,10 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
         # arch/x86/kernel/sys_x86_64.c: MAP_32BIT goes to the legacy bottom-up search
         # before the hint is looked at, so the hint is ignored.
         hint = 0
+    # arch/x86/kernel/sys_x86_64.c mmap_address_hint_valid: a hint
+    # range may not cross DEFAULT_MAP_WINDOW (always true below a 47-bit task size)
     honour = bool(hint) and hint + plen <= c.task_size and not mm.vmas.any_overlap(hint, hint + plen) \
+        and (hint > DEFAULT_MAP_WINDOW) == (hint + plen > DEFAULT_MAP_WINDOW) \
         and any(qs <= hint and hint + plen <= qe for qs, qe in c.quiet_ranges)
     default = _pick(sys, mm, hint, plen, lo, hi)
     if default is None:

@@ -23,10 +23,6 @@ from ..conftest import missing_peer
 
 pytestmark = pytest.mark.skipif(os.uname().sysname != "Linux", reason="linux.uml runs on Linux")
 
-# A gap of the model, not of the kernel (reported to the model's owners): MAP_ABOVE4G is in
-# include/linux/mman.h LEGACY_MAP_MASK only since Linux 6.6, so 6.1 refuses it under
-# MAP_SHARED_VALIDATE with EOPNOTSUPP; the model's mask holds it whatever the release.
-MODEL_GAPS = {("suite/os/44-map-flags.mst", "posix.mmap.maps-range", "-1 ENOTSUP")}
 
 
 def need_uml() -> None:
@@ -97,7 +93,7 @@ def test_every_disagreement_on_the_suite_is_explained(uml):
             continue
         if excused_by(diffs, uml.name, f.clause, f.observed, facts):
             excused += 1
-        elif (name, f.clause, f.observed) not in MODEL_GAPS:
+        else:
             bad.append((name, f.clause, f.verdict.name, f.observed, j.message))
     assert not bad, bad
     assert judged >= 35 and excused >= 1                       # 04-prot-enforced: no NX on UML
