@@ -7,7 +7,7 @@ call changes nothing).  Each allocator module (``buddy``, ``slab``, ``vmalloc``,
 ``numa``, ``heap``, ``gc``) exports its table as ``RULES``; ``model.phys`` composes them
 with ``model.rules.compose``.
 
-Worked example: ``checked("linux.buddy.alloc", OK0, "a free block", not_failed(...))``
+Worked example: ``checked("linux.buddy.alloc-from-free", OK0, "a free block", not_failed(...))``
 accepts an outcome only if every check passes, and a refusal names the first failing
 check's clause.
 """
