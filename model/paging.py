@@ -21,6 +21,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from memspec.calls import layer_calls
 from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3, RAM_SIZE, pattern
 from memspec.records import OK, Outcome
 
@@ -28,6 +29,7 @@ from .expect import Expect, exactly as _exactly
 from .pte import (CR0_PE, CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_LA57, CR4_PAE, CR4_PCIDE, CR4_PGE, CR4_PKE,
                   CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, EXEC, READ, WRITE,
                   ErrCode, Mode, Pte, addr_mask, bits, decode)
+from .rules import Rule, Rules, compose
 from .segunit import SEG_CALLS, SegUnit
 from .tlb import ALL, ALL_NONGLOBAL, PAGE, PAGE_GLOBAL, PCID_ALL, History, RefTlb, stale_walks
 from .walk import PageFault, Path, canonical, check_access, index, walk
@@ -91,10 +93,29 @@ def show(o: Outcome) -> str:
     return o.describe() + (f" (bits {loose:#x} either way)" if loose else "")
 
 
+# the hw calls this model governs itself; the segmentation calls are model.segunit's
+_OWN_CALLS = frozenset(c.name for c in layer_calls("hw")) - SEG_CALLS
+
+
+def _rules_of(cls: type) -> Rules:
+    """The class's rules by call name: its ``_expect_<call>`` and ``_apply_<call>`` for every call it
+    governs, composed and checked (a missing method or a wrong arity fails when the class is made).
+    Taken from the class, so a subclass (a test's deliberately broken walker) that overrides one
+    method has that method in its table."""
+    return compose("hw", {n: Rule(getattr(cls, "_expect_" + n), getattr(cls, "_apply_" + n)) for n in sorted(_OWN_CALLS)},
+                   lead=(1, 2), only=_OWN_CALLS, names=False)
+
+
 class Paging:
     """One x86-64 logical processor's paging state (see the module docstring)."""
 
     procs: tuple[str, ...] = ()     # no processes at this layer (the judge's os-layer context is empty)
+
+    RULES: Rules       # set below, and for each subclass when it is made
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.RULES = _rules_of(cls)
 
     def __init__(self, facts: dict[str, Any] | None = None):
         f = dict(DEFAULT_FACTS)
@@ -117,7 +138,6 @@ class Paging:
         self.history = History()
         self.tlb = RefTlb()
         self._last: dict[str, Any] = {}
-        self._rules: dict[str, tuple[Any, Any]] = {}   # call name -> (its _expect_, its _apply_ method)
         self._write_harness_entry()
         self.history.load_root(self.root, self.pcid)
         self.seg = SegUnit(f)       # the segmentation calls' own logical processor (memspec.calls_hw)
@@ -180,19 +200,13 @@ class Paging:
     def expect(self, proc: str, name: str, args: tuple) -> Expect:
         if name in SEG_CALLS:
             return self.seg.expect(name, args)
-        rule = self._rules.get(name)
-        if rule is None:
-            rule = self._rules[name] = (getattr(self, "_expect_" + name), getattr(self, "_apply_" + name))
-        return rule[0](*args)
+        return self.RULES[name].expect(self, *args)
 
     def apply(self, proc: str, name: str, args: tuple, outcome: Outcome) -> None:
         if name in SEG_CALLS:
             self.seg.apply(name, args, outcome)
             return
-        rule = self._rules.get(name)
-        if rule is None:
-            rule = self._rules[name] = (getattr(self, "_expect_" + name), getattr(self, "_apply_" + name))
-        rule[1](outcome, *args)
+        self.RULES[name].apply(self, outcome, *args)
 
     def bind(self, proc: str, name: str, result: str | None, outcome: Outcome) -> None:
         pass
@@ -634,6 +648,9 @@ class Paging:
                 break
             table = e & addr_mask(self.maxphy)
         return "\n".join(lines)
+
+
+Paging.RULES = _rules_of(Paging)
 
 
 def new_model(facts: dict) -> Paging:
