@@ -35,6 +35,10 @@ from .choose import Chooser
 from .gen_base import CallEmitter
 
 MAX_OPS = 28
+PCID_PERCENT = 25            # programs with a multi-address-space scenario (``HwGen.pcid_scenario``)
+PCIDS = (1, 2, 0, 0xFFF)
+CR3_NOFLUSH = 1 << 63
+INVPCID_KINDS = ("INVPCID_ADDR", "INVPCID_SINGLE", "INVPCID_ALL", "INVPCID_ALL_GLOBAL")
 TABLE_BASE = 0x200000        # table frames: 0x200000 + 0x1000*k
 DATA_BASE = 0x300000         # 4 KiB data frames: 0x300000 + 0x1000*k
 BIG_BASE = 0x400000          # 2 MiB frames: 0x400000, 0x600000, ...
@@ -92,6 +96,7 @@ class HwGen(CallEmitter):
         self.pke = False
         self.slots: list[tuple[int, int, int, int, int]] = []   # (linear base, leaf table, index, level, frame)
         self.entries: dict[tuple[int, int], int] = {}  # (table, index) -> next table (for non-leaf entries)
+        self.pcid_ok = bool((facts or {}).get("pcid", True))
 
     def table(self) -> int:
         t = TABLE_BASE + 0x1000 * self.next_table
@@ -172,6 +177,64 @@ class HwGen(CallEmitter):
         if not self.la57 and la >> 47 not in (0, 0x1FFFF):
             return False
         return (la >> 39) & 0x1FF in self.cpl3_reserved
+
+    def cr4_keeping(self, *extra: str) -> Flags:
+        """A CR4 value with what the program booted that may not change under it (LA57, PKE), plus ``extra``."""
+        return Flags(("CR4_PAE",) + extra + (("CR4_LA57",) if self.la57 else ()) + (("CR4_PKE",) if self.pke else ()))
+
+    def second_root(self, roots: list[int]) -> None:
+        """A second root sharing the first one's lower tables (an alias address space)."""
+        other = self.table()
+        roots.append(other)
+        for (t, i), nxt in list(self.entries.items()):
+            if t == roots[0]:
+                self.emit("set_pte", other, Int(i), nxt, Flags(("PTE_P", "PTE_RW", "PTE_US")))
+
+    def pcid_scenario(self, roots: list[int]) -> None:
+        """Several address spaces tagged by PCIDs: CR4.PCIDE on, an access under (root A, PCID a), a
+        switch to (root B, PCID b) without flushing and maybe an access there, a change of a leaf both
+        see, then an INVPCID of one kind covering a (by address, by PCID, all, all with globals) and a
+        switch back to (A, a) without flushing, or a flushing switch back; then the access again, and
+        maybe a flushing switch to (B, b) and the access there.  8 to 12 calls: the shape where a TLB
+        keeps a tagged translation it must drop.
+
+        Not generated: a switch back to (A, a) without flushing and with nothing covering a
+        invalidated, where the SDM lets a's old translation answer -- the hw model does not allow it
+        yet (``stale_walks`` asks which PCID was current at the walk's latest time, not whether the
+        walk held while (A, a) was loaded; tests/hw/test_pcid_scenarios.py keeps the case as xfail)."""
+        r = self.r
+        if not self.slots or not self.pcid_ok or not all(self.ok(c) for c in ("mov_cr4", "mov_cr3", "access", "set_pte")):
+            return
+        if len(roots) < 2:
+            self.second_root(roots)
+        a_root, b_root = roots[0], r.choice(roots[1:])
+        a = r.choice(PCIDS)
+        b = r.choice([p for p in PCIDS if p != a]) if r.chance(85) else a
+        la, table, idx, level, frame = r.choice(self.slots)
+        la = la + 8 * r.integer(0, 3)
+        acc = Flags((r.choice(["ACC_READ", "ACC_READ", "ACC_WRITE"]),))
+        cpl = Int(0 if self._reserved(la) else r.choice([0, 3]))
+        self.emit("mov_cr3", a_root)                     # PCID 0 first: CR4.PCIDE may only be set then
+        self.emit("mov_cr4", self.cr4_keeping("CR4_PCIDE"))
+        self.emit("mov_cr3", a_root | a)
+        self.emit("access", la, acc, cpl, Int(0), result=True)
+        self.emit("mov_cr3", CR3_NOFLUSH | b_root | b)
+        if r.chance(50):
+            self.emit("access", la, acc, cpl, Int(0), result=True)
+        leaf = _w(r, LEAF) + (("PTE_PS",) if level > 1 else ())
+        new = (DATA_BASE + 0x1000 * r.integer(0, 15) if level == 1 else
+               BIG_BASE + 0x200000 * r.integer(0, 3) if level == 2 else 0)
+        self.emit("set_pte", table, Int(idx), new, _flags(leaf))
+        if self.ok("invpcid") and r.chance(70):
+            kind = r.choice(INVPCID_KINDS)
+            self.emit("invpcid", Flags((kind,)), Int(a), la & ~0xFFF if kind == "INVPCID_ADDR" else 0)
+            self.emit("mov_cr3", CR3_NOFLUSH | a_root | a)
+        else:
+            self.emit("mov_cr3", a_root | a)
+        self.emit("access", la, acc, cpl, Int(0), result=True)
+        if r.chance(40):
+            self.emit("mov_cr3", b_root | b)
+            self.emit("access", la, acc, cpl, Int(0), result=True)
 
     def op(self, roots: list[int]) -> None:
         r = self.r
@@ -344,15 +407,12 @@ def program(r: Chooser, calls: frozenset[str] | None = None, facts: dict[str, An
     for _ in range(r.integer(1, 4)):
         b.slot(root)
     if r.chance(25):
-        # a second root sharing the first one's lower tables (an alias address space)
-        other = b.table()
-        roots.append(other)
-        for (t, i), nxt in list(b.entries.items()):
-            if t == root:
-                b.emit("set_pte", other, Int(i), nxt, Flags(("PTE_P", "PTE_RW", "PTE_US")))
+        b.second_root(roots)
     if r.chance(10):
         b.emit("set_pte", root, Int(r.choice([7, 100, 510])), root, Flags(("PTE_P", "PTE_RW")))   # self-reference
     b.emit("mov_cr3", root)
+    if r.chance(PCID_PERCENT):
+        b.pcid_scenario(roots)
     for _ in range(r.integer(3, MAX_OPS)):
         if r.exhausted:
             break
