@@ -156,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "file (libc only) that makes the same calls in the same processes and checks each "
                                     "outcome the model allows, with a README: build it with cc -O2, run it without "
                                     "memspec. The os layer on linux, the phys layer's malloc family on libc or "
-                                    "malloc:NAME.")
+                                    "malloc:NAME. hw and virt programs on qemu-system or bochs[:MODEL]: the test "
+                                    "kernel with the program built in (kernel.bin for qemu-system-x86_64 -kernel, "
+                                    "floppy.img and bochsrc for Bochs), printing its verdict on the serial port.")
     rp.add_argument("file")
     rp.add_argument("--target", "-t", metavar="T", help="override the target named in the file")
     rp.add_argument("--out", metavar="DIR", help="folder for repro.c and README.md (default memspec-repro/NAME)")
@@ -353,6 +355,10 @@ def cmd_experiment(a: argparse.Namespace) -> int:
 def cmd_repro(a: argparse.Namespace) -> int:
     from .repro import repro
     folder, r = repro(a.file, a.target, a.out, a.timeout)
+    if r.layer in ("hw", "virt"):
+        print(f"wrote {folder}/kernel.bin, floppy.img, bochsrc and README.md (memspec's verdict on {r.target}: "
+              f"{r.verdict}; run: see {folder}/README.md)")
+        return 0
     print(f"wrote {folder}/repro.c and {folder}/README.md (memspec's verdict on {r.target}: {r.verdict}; "
           f"build: cc -O2 -o repro {folder}/repro.c)")
     return 0

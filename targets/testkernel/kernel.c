@@ -82,7 +82,15 @@ static volatile u8 *shm;
 static int shm_active;
 static u64 shm_in_pos, shm_out_pos;
 
+/* the built-in program's mode (MEMSPEC_BUILTIN): a command's answer is captured, not sent */
+static char *capture;
+static int capture_n;
+
 static void putc(char c) {
+    if (capture) {
+        if (capture_n < 255) capture[capture_n++] = c;
+        return;
+    }
     if (shm_active) {
         if (shm_out_pos < SHM_SIZE - SHM_OUT) shm[SHM_OUT + shm_out_pos++] = (u8)c;
         if (c == '\n') *(volatile u64 *)(shm + 24) = shm_out_pos;
@@ -1140,15 +1148,90 @@ static void command(void) {
     reply_e("bad command");
 }
 
+#ifdef MEMSPEC_BUILTIN
+static void builtin_exit(int code);
+#endif
+
 void fatal_exception(u64 *frame) {
     shm_active = 0;
+    capture = 0;
     puts("! harness exception vector "); puthex(frame[0]);
     puts(" error "); puthex(frame[1]);
     puts(" rip "); puthex(frame[2]);
     puts(" cr2 "); puthex(g_fault_cr2);
     putc('\n');
+#ifdef MEMSPEC_BUILTIN
+    puts("VERDICT: CRASH (the harness took an exception outside a probe)\n");
+    builtin_exit(2);
+#endif
     for (;;) __asm__ volatile("cli; hlt");
 }
+
+/* ---- the built-in program (memspec repro: -DMEMSPEC_BUILTIN with a generated builtin.h) ----
+ * Each call is a command line of the serial protocol; its answer is captured and compared with
+ * the answers the model allows, each a kind letter and hex fields compared under a mask (0: any
+ * value, e.g. the RIP of an exception).  At the first answer that is none of them the kernel
+ * prints the call, the clause, expected and observed; the last line is the verdict.  The end:
+ * QEMU's isa-debug-exit at port 0xf4 (exit status 1 CONFORMS, 3 DIVERGES, 5 CRASH), then
+ * Bochs' shutdown port. */
+#ifdef MEMSPEC_BUILTIN
+static void builtin_exit(int code) {
+    /* the UART's transmitter empty (LSR.TEMT) first: Bochs stops at once on its shutdown port */
+    for (long spin = 0; spin < 100000000L && !(inb(COM1 + 5) & 0x40); spin++) {}
+    outb(0xf4, (u8)code);
+    for (const char *s = "Shutdown"; *s; s++) outb(0x8900, (u8)*s);
+    for (;;) __asm__ volatile("cli; hlt");
+}
+
+struct bi_pat { char kind; int nf; u64 v[7], m[7]; };
+struct bi_call {
+    const char *line, *text, *clause, *citation, *expected;
+    const char *before;     /* printed before the call ("": nothing) */
+    int npat;       /* -1: the model cannot decide, any answer */
+    const struct bi_pat *pats;
+};
+#include "builtin.h"
+
+static int bi_match(const char *r, const struct bi_pat *p) {
+    if (r[0] != p->kind) return 0;
+    if (!p->nf) return 1;
+    u64 a[8];
+    if (parse_args(r + 1, a, 8) != p->nf) return 0;
+    for (int i = 0; i < p->nf; i++)
+        if ((a[i] ^ p->v[i]) & p->m[i]) return 0;
+    return 1;
+}
+
+static void run_builtin(void) {
+    static char reply[256];
+    puts("memspec repro: "); puts(BI_NAME); putc('\n');
+    for (int k = 0; k < (int)(sizeof bi_calls / sizeof bi_calls[0]); k++) {
+        const struct bi_call *c = &bi_calls[k];
+        int i = 0;
+        for (; c->line[i] && i < (int)sizeof line - 1; i++) line[i] = c->line[i];
+        line[i] = 0;
+        if (c->before[0]) { puts(c->before); putc('\n'); }
+        capture = reply; capture_n = 0;
+        command();
+        capture = 0;
+        while (capture_n > 0 && reply[capture_n - 1] == '\n') capture_n--;
+        reply[capture_n] = 0;
+        int ok = c->npat < 0;
+        for (int p = 0; p < c->npat && !ok; p++) ok = bi_match(reply, &c->pats[p]);
+        if (ok) continue;
+        puts("DIVERGES at "); puts(c->text); putc('\n');
+        puts("  command:  "); puts(c->line); putc('\n');
+        puts("  clause:   "); puts(c->clause); putc('\n');
+        puts("  spec:     "); puts(c->citation); putc('\n');
+        puts("  expected: "); puts(c->expected); putc('\n');
+        puts("  observed: "); puts(reply); putc('\n');
+        puts("VERDICT: DIVERGES ("); puts(c->clause); puts(")\n");
+        builtin_exit(1);
+    }
+    puts("VERDICT: CONFORMS (every answer is one the model allows)\n");
+    builtin_exit(0);
+}
+#endif
 
 static int has_word(const char *s, const char *w) {
     for (; *s; s++) {
@@ -1187,6 +1270,9 @@ void kmain(void) {
     nslot = maxphy >= 48 ? 511 : maxphy >= 40 ? (1UL << (maxphy - 39)) - 1 : 0;
     g_base = nslot << 39;
     fill_pattern();
+#ifdef MEMSPEC_BUILTIN
+    run_builtin();
+#endif
     if (!batch) shm_init();
     puts(shm ? "memspec-testkernel 1 ready shm\n" : "memspec-testkernel 1 ready\n");
     for (;;) {
