@@ -297,6 +297,7 @@ def main(opts: SweepOptions, out: TextIO = sys.stdout) -> int:
         target = make_target(opts.target, timeout=opts.timeout)
     except TargetError as e:
         raise UsageError(str(e)) from None
+    runner: SweepRunner | None = None
     try:
         runner = runner_for(target)
         sw = Sweep(opts, runner)
@@ -312,6 +313,8 @@ def main(opts: SweepOptions, out: TextIO = sys.stdout) -> int:
         print(f"\nsummary: {os.path.join(opts.out, 'summary.txt')}, checkpoint: {sw.path}", file=out)
         return exit_code(s)
     finally:
+        if runner is not None:
+            runner.close()          # the kvm runner's VM and tree memory
         target.close()
 
 

@@ -5,6 +5,8 @@
   the kernel loads the control state, writes the tree, reloads CR3, runs the access and reads
   the A/D flags back (``targets/testkernel/README.md``, Sweeps).
 * ``UnicornRunner`` (``qemu``): the same steps on the unicorn machine, in process.
+* ``KvmRunner`` (``kvm``, in ``targets/kvm/sweep.py``): the host writes the trees into guest memory and
+  guest code (guest.S, ``t_sweep``) runs a batch of accesses per KVM_RUN.
 * ``ModelRunner`` (``model``): the scalar reference walk (``model.walk``: ``walk`` +
   ``check_access``, §4.8's A/D updates), access by access: the sweep's judge is the batch
   walker, so a sweep of the model target is the scalar walk judged by the vectorised one.
@@ -294,8 +296,12 @@ def runner_for(target: Any) -> SweepRunner:
         QemuTarget = None   # type: ignore[assignment,misc]
     if QemuTarget is not None and isinstance(target, QemuTarget):
         return UnicornRunner(target)
+    from .kvm import KvmTarget
+    if isinstance(target, KvmTarget):
+        from .kvm.sweep import KvmRunner
+        return KvmRunner(target)
     raise TargetError(f"the {getattr(target, 'name', target)} target has no sweep runner yet "
-                      "(sweeps run on model, qemu, qemu-system and bochs)")
+                      "(sweeps run on model, qemu, qemu-system, bochs and kvm)")
 
 
 __all__ = ["SweepRunner", "ModelRunner", "KernelRunner", "UnicornRunner", "runner_for", "parse_replies"]

@@ -206,6 +206,68 @@ t_stac_clac:
 t_halt:
         hlt
 
+/* The sweep (targets/kvm/sweep.py): one access per record, every record through its own tree.
+ * Records of 80 bytes from r13, r12 of them: [0] the root to load (0: keep CR3), [8] the address, [16] the stub
+ * below that makes the access, [24] RFLAGS for it (AC as asked), [32] the CPL 3 snippet
+ * (sweep_user), then the access's result slot (as a call's: status, value or RIP, error code,
+ * CR2, rax at a fault).  r15 = sweep_next: a fault resumes with the next record.  Entered at
+ * sweep_pkru (r11 = PKRU) when CR4.PKE is set, else at sweep_next; halts at sweep_end. */
+t_sweep:
+sweep_pkru:
+        mov     %r11d, %eax
+        xor     %ecx, %ecx
+        xor     %edx, %edx
+        wrpkru
+sweep_next:
+        dec     %r12
+        js      sweep_end
+        mov     (%r13), %rax            /* a root to load, or 0: the same as the last record's */
+        test    %rax, %rax
+        jz      1f
+        mov     %rax, %cr3
+1:      mov     8(%r13), %rbx
+        mov     16(%r13), %rdi
+        mov     24(%r13), %rcx
+        mov     32(%r13), %rdx
+        lea     40(%r13), %r14
+        add     $80, %r13
+        push    %rcx
+        popfq
+        jmp     *%rdi
+
+sweep_read:                             /* CPL 0 (KVM's emulator), as t_read */
+        mov     (%rbx), %rax
+        mov     %rax, 8(%r14)
+        movq    $0, (%r14)
+        jmp     sweep_next
+
+sweep_write:                            /* CPL 0, as t_write */
+        xor     %ecx, %ecx
+        lock xadd %rcx, (%rbx)
+        movb    $0xcc, (%rbx)
+        mov     %rcx, %rax
+        mov     $0xcc, %al
+        mov     %rax, 8(%r14)
+        movq    $0, (%r14)
+        jmp     sweep_next
+
+sweep_exec:                             /* CPL 0, as t_exec: the pattern's INT3 */
+        call    *%rbx
+        movq    $ST_RETURNED, (%r14)
+        jmp     sweep_next
+
+sweep_user:                             /* CPL 3, as t_user: IRETQ to the snippet (rdx), RFLAGS rcx */
+        pushq   $UDS
+        movabs  $UTOP, %rax
+        push    %rax
+        push    %rcx
+        pushq   $UCS
+        push    %rdx
+        iretq
+
+sweep_end:
+        hlt
+
 /* ---------------------------------------------------------------------------------------- */
         .section .probe32, "ax"
         .code32
