@@ -755,13 +755,16 @@ def readme(r: Repro, c_name: str, cmd: str) -> str:
 def repro(path: str, target_spec: str | None, out: str | None, timeout: float = 10.0) -> tuple[str, Any]:
     """Write the reproducer of ``path`` on ``target_spec`` into ``out``; returns its folder and analysis.
     hw and virt programs (qemu-system, bochs[:MODEL]) get the test kernel with the program built in
-    (``repro_hw``)."""
+    (``repro_hw``); hw programs of control-register writes on kvm a /dev/kvm C file (``repro_kvm``)."""
     from memspec.targets.registry import make_target
     prog = load(path)
     spec = target_spec or prog.meta("target")
     if not spec:
         raise UsageError(f"{path} names no target (no '# target:' line): pass --target T")
     layer = prog.layer
+    if layer == "hw" and spec == "kvm":
+        from .repro_kvm import repro_kvm
+        return repro_kvm(path, out, timeout)
     if layer in ("hw", "virt"):
         from .repro_hw import repro_hw
         return repro_hw(path, spec, out, max(timeout, 20.0))

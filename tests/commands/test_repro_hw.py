@@ -78,3 +78,36 @@ def test_bochs_finding_diverges_with_memspecs_clause(tmp_path):
                          timeout=300).stdout
     assert f"DIVERGES at call {first.index + 1}:" in out, out
     assert out.splitlines()[-1] == f"VERDICT: DIVERGES ({first.clause})"
+
+
+# --- kvm: a /dev/kvm C file for hw programs of control-register writes --------------------------
+
+KVM_CR0 = os.path.join(ROOT, "docs", "findings", "programs", "kvm-mov-cr0-high-bits.mst")
+CET = os.path.join(ROOT, "specs", "suite", "hw", "34-cet.mst")      # 7 writes of CR0 and CR4
+
+
+@pytest.mark.parametrize("path", [KVM_CR0, CET], ids=["finding", "conforming"])
+def test_kvm_c_file_gives_memspecs_verdict(path, tmp_path):
+    from memspec.commands.repro_kvm import repro_kvm
+    from memspec.targets.kvm.ioctl import kvm_status
+    why = kvm_status()
+    if why:
+        missing_peer("kvm", why)
+    cc = shutil.which("cc") or shutil.which("gcc")
+    folder, r = repro_kvm(path, str(tmp_path / "kvm"))
+    exe = os.path.join(folder, "repro")
+    subprocess.run([cc, "-O2", "-std=c99", "-Wall", "-Werror", "-o", exe, os.path.join(folder, "repro.c")], check=True)
+    out = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == {"pass": 0, "fail": 1}[r.verdict], (r.verdict, out.stdout, out.stderr)
+    if r.verdict == "fail":
+        first = next(c for c in r.checks if c.diverges)
+        assert f"DIVERGES at call {first.index + 1}:" in out.stdout and f"clause:   {first.clause}" in out.stdout
+    else:
+        assert out.stdout.startswith("CONFORMS")
+
+
+def test_kvm_refuses_calls_without_a_c_form(tmp_path):
+    from memspec.commands.repro_kvm import repro_kvm
+    from memspec.errors import UsageError
+    with pytest.raises(UsageError, match="no /dev/kvm C form for"):
+        repro_kvm(RSVD, str(tmp_path / "x"))
