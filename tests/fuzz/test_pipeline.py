@@ -134,3 +134,19 @@ def test_an_error_in_the_run_reaches_the_caller():
     with RunAhead(Broken(True), _programs(2)) as ra:
         with pytest.raises(RuntimeError, match="exploded"):
             list(ra)
+
+
+def test_leaving_by_an_interrupt_does_not_wait_for_the_run_in_flight():
+    gate = {8192: threading.Event()}
+    t = Recorder(True, gate)
+    with pytest.raises(KeyboardInterrupt):
+        with RunAhead(t, _programs(4)) as ra:
+            for _ in ra:
+                assert t.started.setdefault(8192, threading.Event()).wait(5)
+                inflight = ra._inflight
+                raise KeyboardInterrupt          # program 1 is still held by the gate
+    # the harness went on (to write its partial report) with the run still in flight
+    assert inflight is not None and inflight.thread.is_alive() and inflight.thread.daemon
+    gate[8192].set()
+    inflight.thread.join(5)
+    assert t.ran == [4096, 8192]                 # and nothing after it was started
