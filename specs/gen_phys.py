@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from memspec.model.frames import MAX_ORDER, Machine
 from memspec.program import Call, Flags, Int, Program, Ref
 
 from .choose import Chooser, swarm
@@ -40,6 +41,9 @@ DMA_MASKS = (0xFFFFFF, 0xFFFFFFFF, 0xFFFFF, 0x3FFFFFF)
 DMA_SIZES = (0, 1, 4096, 5000, 9000, 1 << 20, 4 << 20, 8 << 20)
 ORDERS = (0, 0, 1, 1, 2, 3, 5, 9, 10, 10, 11)
 VMALLOC_SIZES = (0, 1, 4096, 10000, 1 << 20, 5 << 20, 40 << 20, 80 << 20)
+EXHAUST_MAX = 20            # allocations of one exhaustion phase at most (the program stays short enough to shrink)
+FREE_ORDERS = ("reverse", "same", "evens-first", "odds-first", "shuffled")
+BRIM_CACHE_SIZES = (64, 256, 512, 1024, 2048, 4096)
 
 
 def heap_size(r: Chooser, huge: bool = True) -> int:
@@ -70,13 +74,17 @@ GROUPS = (
     (5, "arena", ("arena_create", "arena_alloc", "arena_reset", "arena_destroy")),
     (12, "gc", ("gc_new", "gc_ref", "gc_get", "gc_root", "gc_unroot", "gc_collect", "gc_compact", "gc_live",
                 "gc_addr", "gc_pause")),
+    # an exhaustion and recovery phase of one allocator (``PhysGen.g_pressure``)
+    (8, "pressure", ("buddy_alloc", "kmem_cache_alloc", "arena_alloc", "malloc")),
 )
 
 
 class PhysGen:
-    def __init__(self, r: Chooser, calls: frozenset[str] | None):
+    def __init__(self, r: Chooser, calls: frozenset[str] | None, facts: dict[str, Any] | None = None):
         self.r = r
         self.allowed = calls
+        # the machine the target declares in its hello (fact ``phys_machine``): its nodes' sizes, not ours
+        self.machine = Machine.from_facts(facts or {})
         self.calls: list[Call] = []
         self.n = 0
         self.blocks: list[tuple[str, int]] = []        # heap blocks believed live: (name, size)
@@ -194,7 +202,7 @@ class PhysGen:
             c = "buddy_alloc" if self.ok("buddy_alloc") else c
         if c == "buddy_alloc":
             order = r.choice(ORDERS)
-            node = r.choice((-1, -1, 0, 1, 2))
+            node = r.choice((-1, -1) + tuple(range(self.machine.nodes)) + (self.machine.nodes,))
             gfp = r.choice(((), (), ("GFP_KERNEL",), ("GFP_DMA",), ("GFP_THISNODE",)))
             n = self.name("b")
             self.emit(c, Int(order), Int(node), Flags(gfp) if gfp else Int(0),
@@ -207,6 +215,112 @@ class PhysGen:
                 self.emit(c, _num(r.integer(0, 20000)))
         else:
             self.emit(c, Int(r.choice((-1, 0, 1))), result=self.name("n"))
+
+    # -- exhaustion and recovery ----------------------------------------------------
+
+    def free_order(self, names: list) -> list:
+        """``names`` in one of ``FREE_ORDERS``: coalescing and free-list bugs depend on it."""
+        how = self.r.choice(FREE_ORDERS)
+        if how == "reverse":
+            return names[::-1]
+        if how == "evens-first":
+            return names[::2] + names[1::2]
+        if how == "odds-first":
+            return names[1::2] + names[::2]
+        if how == "shuffled":
+            rest, out = list(names), []
+            while rest:
+                out.append(rest.pop(self.r.integer(0, len(rest) - 1)))
+            return out
+        return list(names)
+
+    def g_pressure(self, cs: list[str]) -> None:
+        """One allocator driven to (or near) exhaustion, then freed in one of ``FREE_ORDERS`` and asked
+        again: the buddy's highest orders on one node used up; a slab cache past the brim of its slabs;
+        an arena filled to its capacity and reset; heap blocks of one size class freed out of order and
+        asked for again at the coalesced size."""
+        r = self.r
+        kinds = [k for k, need in (("buddy", ("buddy_alloc", "buddy_free")),
+                                   ("slab", ("kmem_cache_create", "kmem_cache_alloc", "kmem_cache_free")),
+                                   ("arena", ("arena_create", "arena_alloc", "arena_reset")),
+                                   ("heap", ("malloc", "free"))) if all(self.ok(c) for c in need)]
+        if not kinds:
+            return
+        getattr(self, "exhaust_" + r.choice(kinds))()
+
+    def exhaust_buddy(self) -> None:
+        r, m = self.r, self.machine
+        node = r.integer(0, m.nodes - 1)
+        order = r.choice((MAX_ORDER, MAX_ORDER, MAX_ORDER - 1))
+        # one more than the node holds, as far as EXHAUST_MAX reaches
+        n = min(EXHAUST_MAX, (m.node_frames[node] >> order) + 1)
+        thisnode = Flags(("GFP_THISNODE",))
+        names = []
+        for _ in range(n):
+            names.append(self.name("b"))
+            self.emit("buddy_alloc", Int(order), Int(node), thisnode, Flags(("PG_KERNEL",)), result=names[-1])
+        self.buddy_state(node)
+        keep = r.integer(0, 2) if r.chance(30) else 0
+        ordered = self.free_order(names)
+        for name in ordered[keep:]:
+            self.emit("buddy_free", Ref(name))
+        self.pages.extend(ordered[:keep])
+        self.buddy_state(node)
+        self.pages.append(self.name("b"))
+        self.emit("buddy_alloc", Int(MAX_ORDER), Int(node), thisnode, Flags(("PG_KERNEL",)), result=self.pages[-1])
+
+    def buddy_state(self, node: int) -> None:
+        for c in ("buddy_largest", "nr_free_pages"):
+            if self.ok(c):
+                self.emit(c, Int(node), result=self.name("n"))
+
+    def exhaust_slab(self) -> None:
+        r = self.r
+        size = r.choice(BRIM_CACHE_SIZES)
+        cache = self.name("c")
+        self.emit("kmem_cache_create", _num(size), Int(8), result=cache)
+        self.caches.append(cache)
+        per_page = PAGE // size
+        n = min(EXHAUST_MAX, per_page * r.choice((1, 2, 4)) + r.choice((0, 1, 1)))
+        objs = []
+        for _ in range(n):
+            objs.append(self.name("o"))
+            self.emit("kmem_cache_alloc", Ref(cache), Int(0), result=objs[-1])
+        for o in self.free_order(objs):
+            self.emit("kmem_cache_free", Ref(cache), Ref(o))
+        if self.ok("kmem_cache_shrink") and r.chance(60):
+            self.emit("kmem_cache_shrink", Ref(cache), result=self.name("n"))
+        for _ in range(r.integer(1, 3)):
+            o = self.name("o")
+            self.emit("kmem_cache_alloc", Ref(cache), Int(0), result=o)
+            self.objs.append((cache, o))
+
+    def exhaust_arena(self) -> None:
+        r = self.r
+        cap = r.choice((256, 4096, 65536))
+        arena = self.name("a")
+        self.emit("arena_create", _num(cap), result=arena)
+        self.arenas.append(arena)
+        size = r.choice((16, 64, cap // 4, cap // 2))
+        for _ in range(min(EXHAUST_MAX, cap // size + 1)):
+            self.emit("arena_alloc", Ref(arena), _num(size), Int(16), result=self.name("x"))
+        self.emit("arena_reset", Ref(arena))
+        self.emit("arena_alloc", Ref(arena), _num(cap if r.chance(50) else size), Int(16), result=self.name("x"))
+
+    def exhaust_heap(self) -> None:
+        r = self.r
+        size = r.choice((16, 24, 100, 1000, 4096, 5000))
+        names = []
+        for _ in range(r.integer(4, 12)):
+            names.append(self.name("p"))
+            self.emit("malloc", _num(size), result=names[-1])
+        keep = r.integer(0, 2)
+        ordered = self.free_order(names)
+        for name in ordered[keep:]:
+            self.emit("free", Ref(name))
+        self.blocks.extend((name, size) for name in ordered[:keep])
+        for s in (size * 2, size * (len(names) - keep)):
+            self._new_block("malloc", s, _num(s))
 
     # -- slab and kmalloc -------------------------------------------------------
 
@@ -350,7 +464,7 @@ class PhysGen:
 
 def program(r: Chooser, calls: frozenset[str] | None = None, facts: dict[str, Any] | None = None) -> Program:
     """A program of the phys layer's calls in ``calls`` (all when None), every decision drawn from ``r``."""
-    b = PhysGen(r, calls)
+    b = PhysGen(r, calls, facts)
     n = r.integer(1, MAX_CALLS)
     while len(b.calls) < n and not r.exhausted:
         b.step()

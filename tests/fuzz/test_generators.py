@@ -111,6 +111,9 @@ def test_a_changed_range_is_read_back_at_its_edges_and_beside_it() -> None:
 def _few_call_runs(gen, monkeypatch, percent: int) -> int:
     """Programs of 10 calls or more that use at most 4 distinct calls, among 400 random inputs."""
     monkeypatch.setattr(gen, "SWARM_PERCENT", percent)
+    if gen is gen_phys:
+        # the exhaustion phases are long runs of a few calls by design: measure swarm without them
+        monkeypatch.setattr(gen, "GROUPS", tuple(g for g in gen.GROUPS if g[1] != "pressure"))
     rng = random.Random(9)
     n = 0
     for _ in range(400):
