@@ -18,6 +18,7 @@ from memspec.targets.testkernel_repro import EXIT_STATUS, BOCHS_COMMAND, Builtin
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RSVD = os.path.join(ROOT, "specs", "suite", "hw", "03-rsvd.mst")            # docs/findings/qemu.md, finding 1
 WALK = os.path.join(ROOT, "specs", "suite", "hw", "01-walk-4k.mst")         # conforms on qemu-system
+NPF = os.path.join(ROOT, "docs", "findings", "programs", "qemu-npf-rsvd-without-p.mst")   # the same, nested
 BOCHS_BIT12 = os.path.join(ROOT, "docs", "findings", "programs", "bochs-ept-large-page-bit12.mst")
 
 
@@ -48,11 +49,13 @@ def _qemu(folder: str) -> tuple[str, int]:
     return r.stdout, r.returncode
 
 
-def test_qemu_finding_diverges_with_memspecs_clause(qsys, tmp_path):
-    folder, r = repro_hw(RSVD, "qemu-system", str(tmp_path / "rsvd"), target=qsys)
+@pytest.mark.parametrize("path,clause", [(RSVD, "sdm.walk.pte.rsvd-maxphy"), (NPF, "apm.npt.npf-final")],
+                         ids=["rsvd", "npf"])
+def test_qemu_finding_diverges_with_memspecs_clause(qsys, tmp_path, path, clause):
+    folder, r = repro_hw(path, "qemu-system", str(tmp_path / "finding"), target=qsys)
     assert r.verdict == "fail" and not r.disagreements
     first = next(c for c in r.checks if c.diverges)
-    assert first.clause == r.failure.clause == "sdm.walk.pte.rsvd-maxphy"
+    assert first.clause == r.failure.clause == clause
     out, rc = _qemu(folder)
     assert f"DIVERGES at call {first.index + 1}:" in out, out
     assert out.splitlines()[-1] == f"VERDICT: DIVERGES ({first.clause})" and rc == EXIT_STATUS["DIVERGES"]
