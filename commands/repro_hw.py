@@ -277,6 +277,9 @@ def readme(r: HwRepro, cmd: str, qemu: list[str], bochs_model: str) -> str:
               "that hangs, as one may after a control-register write that must fault was accepted):", "", "```", q, "```", "",
               f"Bochs (CPU model `{bochs_model}`; the kernel ends Bochs through its shutdown port, `timeout` "
               "is only a guard; COM1 goes to `serial.txt`):", "", "```", BOCHS_COMMAND, "```", "",
+              f"The allowed answers are the model's for the CPU `{r.target}` reported (its CPUID features, "
+              "MAXPHYADDR): the verdict is the one memspec gives on that target; on the other emulator, whose CPU "
+              "may differ, it says whether that CPU agrees with the first one's model.", "",
               "Answers (testkernel/README.md): `k` done, `v X` a value, `e …` refused as the program's mistake "
               "(EINVAL), `x VECTOR ERRCODE CR2 RIP` an exception, `n CODE INFO1 INFO2 RAX` an SVM #VMEXIT, "
               "`m REASON QUAL GPA GLA INFO ERR RAX` a VMX exit.", ""]
