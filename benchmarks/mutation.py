@@ -538,7 +538,7 @@ def summarise(results: list[dict[str, Any]], equivalent: dict[str, str]) -> dict
         "kill_rate_check_pct": pct(len(by_check)),
         "kill_rate_check_fuzz_pct": pct(len(by["killed"])),
         "detected_pct": pct(len(by["killed"]) + len(by["crashed"]) + len(by["timeout"])),
-        "detect_s_median": statistics.median(detect) if detect else None,
+        "detect_s_median": round(statistics.median(detect), 3) if detect else None,
         "detect_s_max": max(detect) if detect else None,
         "repro_calls_median": statistics.median(repro) if repro else None,
         "repro_calls_max": max(repro) if repro else None,
