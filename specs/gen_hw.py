@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from memspec.calls_hw import RAM_SIZE
 from memspec.program import Flags, Int, Program
 
 from .choose import Chooser
@@ -53,7 +54,14 @@ LEAF = [(40, ("PTE_P", "PTE_RW", "PTE_US")), (10, ("PTE_P", "PTE_US")), (10, ("P
          (3, ("PTE_P", "PTE_RW", "PTE_US", "PTE_PAT_LARGE"))]
 _CR4 = [(40, ()), (15, ("CR4_SMEP",)), (12, ("CR4_SMAP",)), (10, ("CR4_PGE",)), (8, ("CR4_SMEP", "CR4_SMAP")),
         (6, ("CR4_PKE",)), (6, ("CR4_LA57",)), (3, ("CR4_PGE", "CR4_SMEP", "CR4_SMAP", "CR4_PKE"))]
-_RSVD = [0, 0, 0, 0, 0, 0, 1 << 51, 1 << 45, 1 << 13, 1 << 40]
+
+
+def reserved_bits(maxphy: int) -> list[int]:
+    """Bits an entry may carry, drawn one in ten times ahead of a frame: none mostly; the lowest bit
+    above the target's MAXPHYADDR (reserved) and bit 51 (reserved unless MAXPHYADDR is 52); bit 13
+    (PAT in a large page, an address bit in a 4 KiB one); the highest address bit the target has
+    (not reserved: a frame beyond its memory)."""
+    return [0] * 6 + [1 << min(maxphy, 51), 1 << 51, 1 << 13, 1 << (maxphy - 1)]
 
 
 def leaf(r: Chooser) -> tuple[str, ...]:
@@ -97,6 +105,9 @@ class HwGen(CallEmitter):
         self.slots: list[tuple[int, int, int, int, int]] = []   # (linear base, leaf table, index, level, frame)
         self.entries: dict[tuple[int, int], int] = {}  # (table, index) -> next table (for non-leaf entries)
         self.pcid_ok = bool((facts or {}).get("pcid", True))
+        # the machine the target declares: its MAXPHYADDR and the size of its guest memory
+        self.rsvd = reserved_bits(int((facts or {}).get("maxphyaddr", 52)))
+        self.ram = int((facts or {}).get("ram", RAM_SIZE))
 
     def table(self) -> int:
         t = TABLE_BASE + 0x1000 * self.next_table
@@ -134,7 +145,7 @@ class HwGen(CallEmitter):
                 flags = _w(r, _UPPER) if r.chance(15) else ("PTE_P", "PTE_RW", "PTE_US")
                 if level == 4 or level == 5 or "PTE_PS" not in flags:
                     flags = tuple(f for f in flags if f != "PTE_PS")
-                self.emit("set_pte", table, Int(idx[level]), nxt | (_RSVD[r.integer(0, 9)] if r.chance(5) else 0),
+                self.emit("set_pte", table, Int(idx[level]), nxt | (self.rsvd[r.integer(0, 9)] if r.chance(5) else 0),
                           _flags(flags))
                 self.entries[(table, idx[level])] = nxt
             table = nxt
@@ -146,6 +157,8 @@ class HwGen(CallEmitter):
             frame = DATA_BASE + 0x1000 * r.integer(0, 15)
             if r.chance(4):
                 frame = TABLE_BASE + 0x1000 * r.integer(0, self.next_table - 1)   # a table seen as data
+            elif r.chance(4):
+                frame = self.ram - 0x1000 * r.choice([1, 1, 2, 0])   # the last pages of guest memory, or beyond
         elif size == 2:
             frame = BIG_BASE + 0x200000 * r.integer(0, 3)
             leaf = leaf + ("PTE_PS",)
@@ -153,7 +166,7 @@ class HwGen(CallEmitter):
             frame = 0
             leaf = leaf + ("PTE_PS",)
         if r.chance(6):
-            frame |= _RSVD[r.integer(0, 9)]
+            frame |= self.rsvd[r.integer(0, 9)]
         self.emit("set_pte", table, Int(idx[size]), frame, _flags(tuple(sorted(set(leaf), key=leaf.index))))
         if size == 3:
             la |= 0x300000        # a 1 GiB page maps physical 0: probe above the harness's first MiB
