@@ -9,8 +9,8 @@ once per 255 accesses; the address differs from the sweep's in its top-level ind
 CR2 is taken back to the sweep's address.  Host writes are invisible to KVM's shadow MMU
 (docs/findings/kvm.md), so no table page is used twice while KVM may hold a shadow of it: the
 pages of one batch are all distinct, and between batches the trees' memory slot is deleted and
-added again, which makes KVM drop every shadow page it built from it (a test shows the stale
-translations that appear without it).
+added again, which makes KVM drop every shadow page it built from it (without that, CPL 3 reads
+through leaves the next batch made not present still succeeded; a test checks that they fault).
 
 The guest code is ``t_sweep`` of guest.S: a loop over 80-byte records in RAM (root or 0, address,
 the stub that makes the access, RFLAGS, the CPL 3 snippet; then the result slot the exception
