@@ -43,6 +43,7 @@ from ..sweep import FEATURES, SweepRunner
 from .guest import (CODE, CR4_PKE, EFER_LMA, EXEC, HARNESS_ENTRY, KTOP, PHYS, READ, STATIC_PAGES, ST_EXC,
                     ST_FETCHED, ST_RETURNED, ST_UNEMULATED, UCS, WRITE, _image, _Vm, code)
 from .ioctl import EXIT_HLT, EXIT_INTERNAL_ERROR, EXIT_NAMES, KVM_SET_USER_MEMORY_REGION, _GuestTimeout
+from .klog import KernelLog
 
 TREES = RAM_SIZE                # guest-physical: the trees' memory slot, right above RAM
 MAX_TREES = 4096                # per VM (a batch over this runs in several VMs)
@@ -175,7 +176,20 @@ class KvmRunner(SweepRunner):
         finally:
             if not ok or not self.reuse:
                 self.discard()
+        self._kernel_log()
         self._decode(items, lo, hi, la, res, got, obs)
+
+    def _kernel_log(self) -> None:
+        """KVM's kernel-log lines of the batch, kept as the target keeps a program's; one that is not
+        routine (a WARNING, a shadow-MMU complaint) stops the sweep at its checkpoint, as it makes a
+        program's run an error."""
+        t = self.target
+        lines = t.log.new_lines()
+        t.kernel_log.extend(lines)
+        del t.kernel_log[:-1000]
+        odd = [ln for ln in lines if not any(r in ln for r in KernelLog.ROUTINE)]
+        if odd:
+            raise TargetError("KVM logged during a sweep batch: " + " | ".join(odd[:4]))
 
     def _vm(self) -> _Vm:
         """A VM whose shadow MMU knows nothing of the trees: a new one, or the last one with the trees'
