@@ -32,10 +32,15 @@ from typing import Any
 from memspec.calls_hw import RAM_SIZE
 from memspec.program import Flags, Int, Program
 
-from .choose import Chooser
+from .choose import Chooser, swarm
 from .gen_base import CallEmitter
 
 MAX_OPS = 28
+SWARM_PERCENT = 40           # programs that draw from a random subset of the operations (swarm testing)
+READBACK_PERCENT = 30        # leaf changes followed by reads of the page, its neighbours and the entry
+# what one operation after the tree is built does, by weight (accesses always stay in a swarm subset)
+OPS = [(45, "access"), (17, "leaf"), (6, "invlpg"), (7, "cr3"), (6, "read_pte"), (4, "cr0"), (4, "cr4"),
+       (3, "efer"), (4, "pkru"), (4, "alias")]
 PCID_PERCENT = 25            # programs with a multi-address-space scenario (``HwGen.pcid_scenario``)
 PCIDS = (1, 2, 0, 0xFFF)
 CR3_NOFLUSH = 1 << 63
@@ -108,6 +113,7 @@ class HwGen(CallEmitter):
         # the machine the target declares: its MAXPHYADDR and the size of its guest memory
         self.rsvd = reserved_bits(int((facts or {}).get("maxphyaddr", 52)))
         self.ram = int((facts or {}).get("ram", RAM_SIZE))
+        self.ops = OPS
 
     def table(self) -> int:
         t = TABLE_BASE + 0x1000 * self.next_table
@@ -251,8 +257,8 @@ class HwGen(CallEmitter):
 
     def op(self, roots: list[int]) -> None:
         r = self.r
-        k = r.integer(0, 99)
-        if k < 45:
+        k = r.weighted(self.ops)
+        if k == "access":
             acc = r.choice([0, 0, 0, 1, 1, 2])
             cpl = r.choice([0, 3, 3])
             ac = 1 if r.chance(15) else 0
@@ -261,7 +267,7 @@ class HwGen(CallEmitter):
                 cpl = 0
             self.emit("access", la, Flags((("ACC_READ", "ACC_WRITE", "ACC_EXEC")[acc],)), Int(cpl), Int(ac),
                       result=acc != 2)
-        elif k < 62 and self.slots:
+        elif k == "leaf" and self.slots:
             # change a leaf: new rights on the same frame (upgrades, downgrades), or a new frame
             la, table, idx, level, frame = r.choice(self.slots)
             leaf = _w(r, LEAF)
@@ -273,33 +279,46 @@ class HwGen(CallEmitter):
             self.emit("set_pte", table, Int(idx), frame, _flags(leaf))
             if r.chance(50):
                 self.emit("invlpg", la)
-        elif k < 68:
+            self.read_back(la, table, idx, level)
+        elif k == "invlpg":
             self.emit("invlpg", self.addr())
-        elif k < 75:
+        elif k == "cr3":
             self.emit("mov_cr3", r.choice(roots))
-        elif k < 81 and self.slots:
+        elif k == "read_pte" and self.slots:
             _, table, idx, _, _ = r.choice(self.slots)
             self.emit("read_pte", table, Int(idx), result=True)
-        elif k < 85:
+        elif k == "cr0":
             self.emit("mov_cr0", Flags(("CR0_PG", "CR0_PE") + (("CR0_WP",) if r.chance(50) else ())))
-        elif k < 89:
+        elif k == "cr4":
             cr4 = ("CR4_PAE",) + tuple(n for n in ("CR4_PGE", "CR4_SMEP", "CR4_SMAP") if r.chance(35))
             if self.la57:
                 cr4 += ("CR4_LA57",)
             if self.pke:
                 cr4 += ("CR4_PKE",)
             self.emit("mov_cr4", Flags(cr4))
-        elif k < 92:
+        elif k == "efer":
             self.emit("wrmsr_efer", Flags(("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if r.chance(60) else ())))
-        elif k < 96 and self.pke:
+        elif k == "pkru" and self.pke:
             self.emit("wrpkru", _hex(r.choice([0, 0x4, 0x8, 0xC, 0x10, 0x20, 0x30])))
-        elif self.slots:
+        elif k == "alias" and self.slots:
             # alias: a 4 KiB leaf points at the frame of another (two linear pages, one frame)
             small = [sl for sl in self.slots if sl[3] == 1]
             if small:
                 _, t1, i1, _, _ = r.choice(small)
                 _, _, _, _, f2 = r.choice(small)
                 self.emit("set_pte", t1, Int(i1), f2, Flags(("PTE_P", "PTE_RW", "PTE_US")))
+
+    def read_back(self, la: int, table: int, idx: int, level: int) -> None:
+        """After a change of a leaf (READBACK_PERCENT): reads of the changed page, of the pages beside it
+        (the neighbouring entries of the same table, mapped or not) and of the entry itself (A/D)."""
+        r = self.r
+        if not r.chance(READBACK_PERCENT):
+            return
+        size = 0x1000 << (9 * (level - 1))
+        for at in (la, la - size, la + size):
+            if 0 <= at < 1 << 64 and (at >> 47 in (0, 0x1FFFF) or self.la57):
+                self.emit("access", at, Flags(("ACC_READ",)), Int(0 if self._reserved(at) else 3), Int(0), result=True)
+        self.emit("read_pte", table, Int(idx), result=True)
 
 
 # -- segmentation programs --------------------------------------------------------------------
@@ -414,6 +433,7 @@ def program(r: Chooser, calls: frozenset[str] | None = None, facts: dict[str, An
     seg_ok = calls is not None and all(c in calls for c in SEG_CALLS)
     if seg_ok and (r.chance(20) if seg is None else seg):
         return _seg_program(r, b)
+    b.ops = swarm(r, OPS, SWARM_PERCENT, keep=lambda op: op[1] == "access")
     b.boot()
     root = TABLE_BASE
     roots = [root]

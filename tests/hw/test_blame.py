@@ -55,6 +55,10 @@ OWN = {
     "Cr3FlushesOldPcid": {"sdm.tlb.cr3-flush-pcid"},
 }
 NOT_YET = {
+    "ScribblesOnEntries": "an entry read back with bit 9 set is blamed on sdm.ad.no-dirty-on-read as often as "
+                          "on sdm.ad.only-a-d: read_pte's blame does not look at which bit differs",
+    "KeepsAfterInvlpg": "A/D bits read back after the kept translation was used are blamed on sdm.ad.* rather "
+                        "than on the INVLPG that should have removed it (order 4)",
     "NoIdBit": "no clause for the error code's I/D bit: a fetch's #PF without I/D is blamed on the walk's "
                "presence clause (order 3)",
     "SmapIgnoresAc": "as often blamed on the large page's clause (sdm.walk.pde.ps-2m, a side clause of the "
