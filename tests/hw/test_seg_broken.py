@@ -62,7 +62,9 @@ def test_the_state_machine_catches_broken_segmentation(cls):
     from memspec.specs.machine_hw import machine
     M = machine(BrokenSegTarget(cls), {})
     with pytest.raises(ConformanceFailure) as e:
-        run_state_machine_as_test(M, settings=settings(max_examples=200, stateful_step_count=40, deadline=None,
+        # 600: the derandomized exploration differs with what else the process imported, and 200
+        # examples missed the #SS case after some imports (a found bug ends the run early)
+        run_state_machine_as_test(M, settings=settings(max_examples=600, stateful_step_count=40, deadline=None,
                                                        database=None, derandomize=True,
                                                        suppress_health_check=list(HealthCheck)))
     assert e.value.clause.startswith("sdm.seg."), e.value.clause
