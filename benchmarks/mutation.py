@@ -20,7 +20,8 @@ does not kill may then be fuzzed (``memspec fuzz --stop-on-finding`` for
 ``--fuzz-seconds``).  Verdicts: ``killed`` (a failure with its clause, time to detect
 and reproducer length), ``survived``, ``crashed`` (the mutated model does not load, or
 the harness died), ``timeout``, ``stale`` (the module changed since the sample was drawn:
-no verdict, left out).  Mutants listed in benchmarks/mutation_equivalent.toml
+no verdict, left out), ``false-kill`` (the kill's reproducer, replayed on the unmutated
+model served the same way, fails too: the model's own failure, not the mutant's; left out).  Mutants listed in benchmarks/mutation_equivalent.toml
 (inspected by hand: no program can tell them from the model) are left out of the rate.
 Results go to ``--out`` as JSON (written atomically, after every mutant), and a
 Markdown table is printed.  Run from the repository root; not part of CI.
@@ -379,6 +380,29 @@ def _run(argv: list[str], env: dict[str, str], limit: float) -> tuple[int | None
         return None, time.monotonic() - t0, ""
 
 
+def _fails_unmutated(program: str, d: str, limit: float) -> bool:
+    """Whether the saved ``program`` also fails on the unmutated model served the same way: a
+    kill that is not the mutant's (a failure of the model itself, e.g. one being edited)."""
+    base = os.path.join(d, "unmutated")
+    if not os.path.isdir(base):
+        os.makedirs(base)
+        write_overlay(None, base)
+    env = dict(os.environ, **{OVERLAY_ENV: base, "PYTHONDONTWRITEBYTECODE": "1"})
+    code, _, _ = _run([sys.executable, "-m", "memspec.commands.cli", "replay", "--target", TARGET, program],
+                      env, limit)
+    return code == 1
+
+
+def _confirm(res: dict[str, Any], program: str | None, d: str, limit: float) -> dict[str, Any]:
+    """A kill stands only if its reproducer passes on the unmutated model; else ``false-kill``."""
+    if program and os.path.exists(program):
+        if _fails_unmutated(program, d, limit):
+            res["verdict"] = "false-kill"
+    else:
+        res["unconfirmed"] = True      # no saved reproducer to replay
+    return res
+
+
 def _first_detection(target: dict[str, Any]) -> float | None:
     """Seconds into the run at which the first failure was counted (the report's timeline)."""
     for row in target.get("timeline", []):
@@ -429,7 +453,7 @@ def judge_mutant(m: Mutant | None, layer: str, seed: int, programs: int | None,
             res.update(verdict="killed", stage="check", clause=first.get("clause", ""),
                        detect_s=_first_detection(t), repro_calls=_repro_len(first),
                        failures=len(fails))
-            return res
+            return _confirm(res, first.get("file") or None, d, limit)
         res.update(verdict="survived", stage="check", programs=t.get("programs"))
         return _fuzz(res, d, env, layer, seed, fuzz_seconds, limit)
 
@@ -456,6 +480,9 @@ def _fuzz(res: dict[str, Any], d: str, env: dict[str, str], layer: str, seed: in
         if ff:
             res.update(verdict="killed", stage="fuzz", clause=ff.get("clause", ""),
                        detect_s=ff.get("seconds"), repro_calls=ff.get("calls"))
+            found = sorted(os.path.join(r, n) for r, _, ns in os.walk(os.path.join(d, "findings"))
+                           for n in ns if n.endswith(".mst"))
+            return _confirm(res, found[0] if found else None, d, limit)
     else:
         res.update(fuzz_error=(err.strip().splitlines() or [""])[-1][-300:])
     return res
@@ -478,12 +505,35 @@ def _repro_len(failure: dict[str, Any]) -> int | None:
 # -- the benchmark --------------------------------------------------------------------------
 
 def equivalent_ids() -> dict[str, str]:
-    """Mutant id -> why it is equivalent (benchmarks/mutation_equivalent.toml)."""
+    """Mutant id -> why it is equivalent (benchmarks/mutation_equivalent.toml).  Each entry
+    keeps its id as inspected (what older results name) and, when the model has been edited
+    since, the id re-anchored where its ``source`` line now is (one line with that text)."""
+    out: dict[str, str] = {}
+    for e in equivalent_entries():
+        out[e["id"]] = e["reason"]
+        now = reanchor(e)
+        if now:
+            out[now] = e["reason"]
+    return out
+
+
+def equivalent_entries() -> list[dict[str, Any]]:
     if not os.path.exists(EQUIVALENT):
-        return {}
+        return []
     with open(EQUIVALENT, "rb") as f:
-        data = tomllib.load(f)
-    return {e["id"]: e["reason"] for e in data.get("equivalent", [])}
+        return list(tomllib.load(f).get("equivalent", []))
+
+
+def reanchor(entry: dict[str, Any]) -> str | None:
+    """The id of ``entry``'s mutant in the model as it is now: its line, else the one line
+    holding its ``source`` text; None when that text is gone or not unique."""
+    m = Mutant.parse(entry["id"])
+    lines = [ln.strip() for ln in _read(m.file).splitlines()]
+    src = entry.get("source", "")
+    if 0 < m.line <= len(lines) and lines[m.line - 1] == src:
+        return m.id
+    at = [i for i, ln in enumerate(lines, 1) if ln == src]
+    return Mutant(m.file, at[0], m.col, m.op).id if len(at) == 1 else None
 
 
 def sample(layer: str, n: int, seed: int) -> list[Mutant]:
@@ -516,7 +566,8 @@ def summarise(results: list[dict[str, Any]], equivalent: dict[str, str]) -> dict
     eq = [r for r in done if r["id"] in equivalent]
     judged = [r for r in done if r["id"] not in equivalent]
     stale = [r for r in judged if r["verdict"] == "stale"]
-    judged = [r for r in judged if r["verdict"] != "stale"]
+    false_kills = [r for r in judged if r["verdict"] == "false-kill"]
+    judged = [r for r in judged if r["verdict"] not in ("stale", "false-kill")]
     by = {v: [r for r in judged if r["verdict"] == v] for v in ("killed", "survived", "crashed", "timeout")}
     by_check = [r for r in by["killed"] if r["stage"] == "check"]
     n = len(judged)
@@ -532,7 +583,7 @@ def summarise(results: list[dict[str, Any]], equivalent: dict[str, str]) -> dict
     detect = [r["detect_s"] for r in by_check if r.get("detect_s") is not None]
     repro = [r["repro_calls"] for r in by["killed"] if r.get("repro_calls") is not None]
     return {
-        "mutants": len(done), "equivalent": len(eq), "stale": len(stale), "judged": n,
+        "mutants": len(done), "equivalent": len(eq), "stale": len(stale), "false_kills": len(false_kills), "judged": n,
         "killed_by_check": len(by_check), "killed_by_fuzz": len(by["killed"]) - len(by_check),
         "survived": len(by["survived"]), "crashed": len(by["crashed"]), "timeout": len(by["timeout"]),
         "kill_rate_check_pct": pct(len(by_check)),
