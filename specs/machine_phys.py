@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, multiple, rule
 
 from memspec.calls import CALLS
+from memspec.model.frames import Machine
 from memspec.model.registry import new_model
 from memspec.program import Call, Flags, Int, Program, Ref
 from memspec.records import Outcome
@@ -54,6 +55,9 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
         from memspec.calls_phys import ALLOCATORS
         calls = ALLOCATORS[allocator] if calls is None else ALLOCATORS[allocator] & calls
     unsupported_steps: dict[str, int] = {}      # clause -> steps the target refused to run
+    # the nodes of the machine the target declares (fact ``phys_machine``; two when the facts are not
+    # known yet): the CPU's (-1), each of them
+    nodes = tuple(range(Machine.from_facts(facts).nodes)) if facts is not None else (0, 1)
 
     class PhysMachine(RuleBasedStateMachine):
         blocks = Bundle("blocks")      # (name, address, size) of live heap blocks
@@ -179,7 +183,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
         # -- buddy ------------------------------------------------------------------
 
         @has("buddy_alloc")
-        @rule(target=pages, node=st.sampled_from((-1, 0, 1)),
+        @rule(target=pages, node=st.sampled_from((-1,) + nodes),
               gfp=st.sampled_from(((), ("GFP_DMA",), ("GFP_THISNODE",))), data=st.data())
         def buddy_alloc(self, node: int, gfp, data):
             order = _pick(data, gen_phys.ORDERS)
@@ -192,7 +196,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
             self.do("buddy_free", Ref(p))
 
         @has("buddy_largest", "nr_free_pages")
-        @rule(node=st.sampled_from((-1, 0, 1)))
+        @rule(node=st.sampled_from((-1,) + nodes))
         def buddy_state(self, node: int) -> None:
             self.do("buddy_largest", Int(node), result=True)
             self.do("nr_free_pages", Int(node), result=True)
@@ -273,7 +277,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
             self.do("set_mempolicy", Flags((mode,)), Int(mask if mode != "MPOL_DEFAULT" else 0))
 
         @has("migrate_thread")
-        @rule(node=st.sampled_from((0, 1)))
+        @rule(node=st.sampled_from(nodes))
         def migrate(self, node: int) -> None:
             self.do("migrate_thread", Int(node))
 
