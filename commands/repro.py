@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+from importlib import resources
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,329 +213,15 @@ def analyse(program: Program, target: Any, facts: dict[str, Any]) -> Repro:
 
 
 # ---------------------------------------------------------------------------------------------
-# C
+# C: the fixed parts are C files beside this module (commands/c/), the per-program part is written here
 
-_PRELUDE = r'''/* A standalone reproducer written by `memspec repro`: C99 and the C library only.
- * Build: cc -O2 -o repro repro.c    Run: see README.  Exit 0: every call conforms; 1: a divergence. */
-#define _GNU_SOURCE
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <grp.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/time.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
-#include <malloc.h>
 
-#ifndef SYS_mseal
-#define SYS_mseal 462      /* x86-64, Linux 6.10 */
-#endif
+def _c(name: str) -> str:
+    return resources.files("memspec.commands").joinpath("c", name).read_text(encoding="utf-8")
 
-typedef unsigned long long u64;
-enum { K_OK, K_VALUE, K_ERRNO, K_SIGNAL, K_DIED };
-typedef struct { int kind; long long value; int err; int sig; } outcome;
 
-static const struct { int e; const char *name; } ERRNAMES[] = {
-  {EPERM,"EPERM"},{ENOENT,"ENOENT"},{ESRCH,"ESRCH"},{EINTR,"EINTR"},{EIO,"EIO"},{ENXIO,"ENXIO"},{E2BIG,"E2BIG"},
-  {EBADF,"EBADF"},{ECHILD,"ECHILD"},{EAGAIN,"EAGAIN"},{ENOMEM,"ENOMEM"},{EACCES,"EACCES"},{EFAULT,"EFAULT"},
-  {EBUSY,"EBUSY"},{EEXIST,"EEXIST"},{ENODEV,"ENODEV"},{ENOTDIR,"ENOTDIR"},{EISDIR,"EISDIR"},{EINVAL,"EINVAL"},
-  {ENFILE,"ENFILE"},{EMFILE,"EMFILE"},{ETXTBSY,"ETXTBSY"},{EFBIG,"EFBIG"},{ENOSPC,"ENOSPC"},{ESPIPE,"ESPIPE"},
-  {EROFS,"EROFS"},{EOVERFLOW,"EOVERFLOW"},{ENAMETOOLONG,"ENAMETOOLONG"},{EOPNOTSUPP,"EOPNOTSUPP"},
-  {ENOSYS,"ENOSYS"},{ELOOP,"ELOOP"},{EXDEV,"EXDEV"}};
-static const char *errname(int e) {
-  for (size_t i = 0; i < sizeof ERRNAMES / sizeof ERRNAMES[0]; i++) if (ERRNAMES[i].e == e) return ERRNAMES[i].name;
-  static char b[32]; snprintf(b, sizeof b, "errno %d", e); return b;
-}
-static const char *signame(int s) { return s == SIGSEGV ? "SIGSEGV" : s == SIGBUS ? "SIGBUS" : "signal"; }
-static void describe(const outcome *o, char *b, size_t n) {
-  switch (o->kind) {
-  case K_OK: snprintf(b, n, "ok"); break;
-  case K_ERRNO: snprintf(b, n, "-1 %s", errname(o->err)); break;
-  case K_SIGNAL: snprintf(b, n, "%s", signame(o->sig)); break;
-  case K_DIED: snprintf(b, n, "the process died"); break;
-  default:
-    if (o->value == 0 && o->err) snprintf(b, n, "0 (errno %s)", errname(o->err));
-    else if (o->value >= 4096 || o->value <= -4096) snprintf(b, n, "%#llx", (u64)o->value);
-    else snprintf(b, n, "%lld", o->value);
-  }
-}
-static outcome ok(void) { outcome o = {K_OK, 0, 0, 0}; return o; }
-static outcome val(long long v) { outcome o = {K_VALUE, v, 0, 0}; return o; }
-static outcome sysret(long r) {
-  outcome o = {K_VALUE, r, 0, 0};
-  if (r == -1) { o.kind = K_ERRNO; o.err = errno; }
-  return o;
-}
-/* an allocator's NULL: errno as the call left it (0: none) */
-static outcome ptrret(void *p) { outcome o = {K_VALUE, (long long)(uintptr_t)p, p ? 0 : errno, 0}; return o; }
 
-/* the checks: 1 if o is the allowed outcome */
-static int is_ok(const outcome *o) { return o->kind == K_OK; }
-static int is_val(const outcome *o, u64 v) { return o->kind == K_VALUE && (u64)o->value == v && !o->err; }
-static int is_err(const outcome *o, long long v, int e) {
-  return (o->kind == K_ERRNO && v == -1 && o->err == e) || (o->kind == K_VALUE && o->value == v && o->err == e);
-}
-static int is_sig(const outcome *o, int s) { return o->kind == K_SIGNAL && o->sig == s; }
-static int is_range(const outcome *o, u64 lo, u64 hi, u64 align) {
-  return o->kind == K_VALUE && !o->err && (u64)o->value >= lo && (u64)o->value <= hi && (u64)o->value % align == 0;
-}
-static int is_null(const outcome *o) { return o->kind == K_VALUE && o->value == 0 && !o->err; }
-static int is_addr(const outcome *o, u64 align) {
-  return o->kind == K_VALUE && !o->err && o->value != 0 && o->value != -1 && (align < 2 || (u64)o->value % align == 0);
-}
 
-/* ---- memory accesses that may fault: a SIGSEGV/SIGBUS handler and sigsetjmp ---------------- */
-static sigjmp_buf probe_jb;
-static volatile sig_atomic_t probe_sig;
-static volatile uintptr_t fetch_target;
-static void on_fault(int sig, siginfo_t *si, void *uc) {
-  (void)uc;
-  if (fetch_target) _exit((uintptr_t)si->si_addr == fetch_target ? (sig == SIGBUS ? 13 : 10) : 11);
-  probe_sig = sig; siglongjmp(probe_jb, 1);
-}
-static void install_handler(void) {
-  struct sigaction sa; memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = on_fault; sa.sa_flags = SA_SIGINFO | SA_NODEFER; sigemptyset(&sa.sa_mask);
-  sigaction(SIGSEGV, &sa, 0); sigaction(SIGBUS, &sa, 0);
-}
-static outcome c_load(u64 a) {
-  if (sigsetjmp(probe_jb, 1)) { outcome o = {K_SIGNAL, 0, 0, probe_sig}; return o; }
-  unsigned char v = *(volatile unsigned char *)(uintptr_t)a;
-  return val(v);
-}
-static outcome c_store(u64 a, u64 v) {
-  if (sigsetjmp(probe_jb, 1)) { outcome o = {K_SIGNAL, 0, 0, probe_sig}; return o; }
-  *(volatile unsigned char *)(uintptr_t)a = (unsigned char)v;
-  return ok();
-}
-/* an instruction fetch at a: in a forked process, which exits 10 (13) if the fetch itself faulted */
-static outcome c_fetch(u64 a) {
-  pid_t pid = fork();
-  if (pid == 0) { fetch_target = (uintptr_t)a; alarm(1); ((void (*)(void))(uintptr_t)a)(); _exit(12); }
-  int st = 0; waitpid(pid, &st, 0);
-  int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  if (code == 10) { outcome o = {K_SIGNAL, 0, 0, SIGSEGV}; return o; }
-  if (code == 13) { outcome o = {K_SIGNAL, 0, 0, SIGBUS}; return o; }
-  return ok();
-}
-'''
-
-_OS_HELPERS = r'''
-/* ---- the os layer's calls, as the linux target makes them (raw system calls) --------------- */
-static char shm_prefix[64];
-static char tmpdir[256];
-static int nfiles;
-static int pagemap_fd = -1;
-static long flt0[2];
-static void start_process(void) {
-  pagemap_fd = open("/proc/self/pagemap", O_RDONLY);
-  struct rusage ru; getrusage(RUSAGE_SELF, &ru); flt0[0] = ru.ru_minflt; flt0[1] = ru.ru_majflt;
-}
-static void shm_name(const char *name, char *out, size_t n) {
-  /* names get this run's prefix (one system-wide namespace); names the C library rejects stay as written */
-  const char *s = name; while (*s == '/') s++;
-  if (!*s || strchr(s, '/') || !strcmp(s, ".") || !strcmp(s, "..") || strlen(s) + strlen(shm_prefix) > 255) {
-    snprintf(out, n, "%s", name); return;
-  }
-  snprintf(out, n, "/%s%s", shm_prefix, s);
-}
-static outcome c_shm_open(const char *name, u64 oflag, u64 mode) {
-  char real[300]; shm_name(name, real, sizeof real); errno = 0;
-  int fd = shm_open(real, (int)oflag, (mode_t)mode);
-  return fd < 0 ? sysret(-1) : val(fd);
-}
-static outcome c_shm_unlink(const char *name) {
-  char real[300]; shm_name(name, real, sizeof real); errno = 0;
-  return shm_unlink(real) < 0 ? sysret(-1) : val(0);
-}
-static outcome c_memfd_create(const char *name, u64 flags) { return sysret(syscall(SYS_memfd_create, name, (unsigned)(flags & ~1ULL))); }
-static outcome c_open_file(u64 size, u64 oflag) {
-  char path[400];
-  snprintf(path, sizeof path, "%s/f%d-%d", tmpdir, (int)getpid(), ++nfiles);
-  int fd = open(path, O_CREAT | O_RDWR, 0600);
-  if (fd < 0 || ftruncate(fd, (off_t)size) < 0) return sysret(-1);
-  close(fd);
-  return sysret(open(path, (int)(oflag & 3)));
-}
-static outcome c_pipe(void) { int p[2]; if (pipe(p) < 0) return sysret(-1); return val(p[0]); }
-static outcome c_set_memlock_limit(long long soft) {
-  struct rlimit r; getrlimit(RLIMIT_MEMLOCK, &r);
-  r.rlim_cur = soft < 0 ? RLIM_INFINITY : (rlim_t)soft;
-  return setrlimit(RLIMIT_MEMLOCK, &r) < 0 ? sysret(-1) : val(0);
-}
-static outcome c_drop_privileges(void) {
-  if (setgroups(0, 0) < 0 || setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0) return sysret(-1);
-  return val(0);
-}
-static u64 pagemap_pfn(u64 a) {
-  uint64_t e = 0;
-  if (pagemap_fd < 0 || pread(pagemap_fd, &e, 8, (off_t)((a >> 12) * 8)) != 8) return 0;
-  return e >> 63 ? e & ((1ULL << 55) - 1) : 0;
-}
-static outcome c_pfn_of(u64 a) { return val((long long)pagemap_pfn(a)); }
-static outcome c_thp_mapped(u64 a) {
-  u64 pfn = pagemap_pfn(a); uint64_t fl = 0;
-  if (!pfn) return val(0);
-  int fd = open("/proc/kpageflags", O_RDONLY);
-  if (fd < 0 || pread(fd, &fl, 8, (off_t)(pfn * 8)) != 8) { if (fd >= 0) close(fd); return val(0); }
-  close(fd);
-  return val((fl >> 22) & 1);
-}
-static outcome c_flt(int which) {
-  struct rusage ru; getrusage(RUSAGE_SELF, &ru);
-  return val(which ? ru.ru_majflt - flt0[1] : ru.ru_minflt - flt0[0]);
-}
-static outcome c_get_node(u64 a) {
-  void *page = (void *)(uintptr_t)a; int status = -999;
-  long r = syscall(SYS_move_pages, 0, 1UL, &page, 0, &status, 0);
-  if (r < 0) return sysret(-1);
-  if (status < 0) { outcome o = {K_ERRNO, -1, -status, 0}; return o; }
-  return val(status);
-}
-static outcome c_mbind(u64 a, u64 len, u64 mode, u64 mask) {
-  unsigned long m = (unsigned long)mask;
-  return sysret(syscall(SYS_mbind, a, len, mode, &m, 64UL, 0UL));
-}
-static outcome c_mincore(u64 a, u64 len) {
-  u64 npages = (len + 4095) / 4096, room = npages > (1ULL << 30) ? (1ULL << 30) : npages;
-  unsigned char *vec = mmap(0, room ? room : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  long r = syscall(SYS_mincore, a, len, vec);
-  if (r < 0) { outcome o = sysret(-1); munmap(vec, room ? room : 1); return o; }
-  u64 bits = 0;
-  for (u64 i = 0; i < room && i < 64; i++) if (vec[i] & 1) bits |= 1ULL << i;
-  munmap(vec, room ? room : 1);
-  return val((long long)bits);
-}
-/* one byte read (its value, or 256 at end of file) and count bytes of one value written, as the
-   linux target does */
-static outcome c_read1(u64 fd, int positional, u64 off) {
-  unsigned char b = 0;
-  long r = positional ? syscall(SYS_pread64, fd, &b, 1UL, off) : syscall(SYS_read, fd, &b, 1UL);
-  if (r < 0) return sysret(-1);
-  return val(r == 1 ? b : 256);
-}
-static outcome c_read(u64 fd) { return c_read1(fd, 0, 0); }
-static outcome c_pread(u64 fd, u64 off) { return c_read1(fd, 1, off); }
-static outcome c_writen(u64 fd, u64 v, u64 count, int positional, u64 off) {
-  size_t n = count ? (size_t)count : 1;
-  unsigned char *buf = malloc(n);
-  if (!buf) return sysret(-1);
-  memset(buf, (int)(v & 0xff), n);
-  long r = positional ? syscall(SYS_pwrite64, fd, buf, count, off) : syscall(SYS_write, fd, buf, count);
-  outcome o = sysret(r);
-  free(buf);
-  return o;
-}
-static outcome c_write(u64 fd, u64 v, u64 count) { return c_writen(fd, v, count, 0, 0); }
-static outcome c_pwrite(u64 fd, u64 off, u64 v, u64 count) { return c_writen(fd, v, count, 1, off); }
-static outcome c_lseek(u64 fd, u64 off, u64 whence) { return sysret(syscall(SYS_lseek, fd, off, whence)); }
-static void cleanup_files(void) {
-  DIR *d = opendir(tmpdir); struct dirent *e; char p[600];
-  if (!d) return;
-  while ((e = readdir(d))) if (e->d_name[0] != '.') { snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name); unlink(p); }
-  closedir(d); rmdir(tmpdir);
-}
-'''
-
-_HEAP_HELPERS = r'''
-/* ---- the malloc family, through volatile pointers so that the compiler keeps every call ---- */
-static void *(*volatile p_malloc)(size_t) = malloc;
-static void *(*volatile p_calloc)(size_t, size_t) = calloc;
-static void *(*volatile p_realloc)(void *, size_t) = realloc;
-static void (*volatile p_free)(void *) = free;
-static void *(*volatile p_aligned_alloc)(size_t, size_t) = aligned_alloc;
-static void *(*volatile p_memalign)(size_t, size_t) = memalign;
-static int (*volatile p_posix_memalign)(void **, size_t, size_t) = posix_memalign;
-static size_t (*volatile p_usable)(void *) = malloc_usable_size;
-
-/* live blocks (pointer, size asked for), as the libc target keeps them */
-#define MAXLIVE 4096
-static u64 live_p[MAXLIVE], live_n[MAXLIVE]; static int nlive;
-static void live_add(u64 p, u64 n) { if (nlive < MAXLIVE) { live_p[nlive] = p; live_n[nlive] = n; nlive++; } }
-static void live_del(u64 p) { for (int i = 0; i < nlive; i++) if (live_p[i] == p) { live_p[i] = live_p[--nlive]; live_n[i] = live_n[nlive]; return; } }
-static int overlaps_live(u64 p, u64 n) {
-  u64 e = p + (n ? n : 1);
-  for (int i = 0; i < nlive; i++) if (p < live_p[i] + (live_n[i] ? live_n[i] : 1) && live_p[i] < e) return 1;
-  return 0;
-}
-static outcome c_malloc(u64 n) { errno = 0; return ptrret(p_malloc((size_t)n)); }
-static outcome c_calloc(u64 m, u64 n) { errno = 0; return ptrret(p_calloc((size_t)m, (size_t)n)); }
-static outcome c_realloc(u64 p, u64 n) { errno = 0; return ptrret(p_realloc((void *)(uintptr_t)p, (size_t)n)); }
-static outcome c_free(u64 p) { p_free((void *)(uintptr_t)p); return ok(); }
-static outcome c_aligned_alloc(u64 a, u64 n) { errno = 0; return ptrret(p_aligned_alloc((size_t)a, (size_t)n)); }
-static outcome c_memalign(u64 a, u64 n) { errno = 0; return ptrret(p_memalign((size_t)a, (size_t)n)); }
-static outcome c_posix_memalign(u64 a, u64 n) {
-  void *p = 0; int r = p_posix_memalign(&p, (size_t)a, (size_t)n);
-  if (r) { outcome o = {K_VALUE, 0, r, 0}; return o; }
-  return ptrret(p);
-}
-static outcome c_malloc_usable_size(u64 p) { return val((long long)p_usable((void *)(uintptr_t)p)); }
-static outcome c_heap_store(u64 a, u64 v) { *(volatile unsigned char *)(uintptr_t)a = (unsigned char)v; return ok(); }
-static outcome c_heap_load(u64 a) { return val(*(volatile unsigned char *)(uintptr_t)a); }
-static outcome c_heap_fill(u64 a, u64 n, u64 v) { memset((void *)(uintptr_t)a, (int)(v & 0xff), (size_t)n); return ok(); }
-static outcome c_heap_count(u64 a, u64 n, u64 v) {
-  long long c = 0; for (u64 i = 0; i < n; i++) c += ((unsigned char *)(uintptr_t)a)[i] == (unsigned char)v; return val(c);
-}
-static void limit_memory(u64 budget) {
-  /* the libc target's memory limit: what the process maps now plus the budget (RLIMIT_AS) */
-  if (!budget) return;
-  FILE *f = fopen("/proc/self/statm", "r"); unsigned long pages = 0;
-  if (f) { if (fscanf(f, "%lu", &pages) != 1) pages = 0; fclose(f); }
-  struct rlimit r = { (rlim_t)(pages * 4096 + budget), (rlim_t)(pages * 4096 + budget) };
-  setrlimit(RLIMIT_AS, &r);
-}
-'''
-
-_PROCS = r'''
-/* ---- processes: a worker per program process; the coordinator sends it calls ------------ */
-#define NPROC %(nproc)d
-typedef struct { int idx; u64 a[6]; } request;
-static int req_pipe[NPROC][2], rep_pipe[NPROC][2];
-static pid_t worker_pid[NPROC];
-static outcome do_call(int idx, const u64 *A);
-static void serve(int slot) {
-  request rq;
-  for (;;) {
-    if (read(req_pipe[slot][0], &rq, sizeof rq) != (ssize_t)sizeof rq) _exit(0);
-    outcome o = do_call(rq.idx, rq.a);
-    if (write(rep_pipe[slot][1], &o, sizeof o) != (ssize_t)sizeof o) _exit(3);
-  }
-}
-static void start_worker(int slot) {  /* in the coordinator: the program's first process */
-  pid_t pid = fork();
-  if (pid == 0) { install_handler(); start_process(); serve(slot); }
-  worker_pid[slot] = pid;
-}
-static outcome c_fork(int slot) {       /* in a worker: its child serves the new process's slot */
-  pid_t pid = fork();
-  if (pid < 0) return sysret(-1);
-  if (pid == 0) { start_process(); serve(slot); }
-  return val(pid);
-}
-static outcome c_exit(void) {
-  outcome o = ok();
-  /* the reply goes first: the coordinator waits for it */
-  return o;
-}
-static outcome run_in(int slot, int idx, const u64 *A) {
-  request rq; memset(&rq, 0, sizeof rq); rq.idx = idx; memcpy(rq.a, A, sizeof rq.a);
-  outcome o = {K_DIED, 0, 0, 0};
-  if (write(req_pipe[slot][1], &rq, sizeof rq) != (ssize_t)sizeof rq) return o;
-  if (read(rep_pipe[slot][0], &o, sizeof o) != (ssize_t)sizeof o) { outcome d = {K_DIED, 0, 0, 0}; return d; }
-  return o;
-}
-'''
 
 
 def _expr_for(v: int, env: dict[str, int]) -> str:
@@ -627,11 +314,11 @@ def c_source(r: Repro) -> str:
     slots = {p: k for k, p in enumerate(procs)}
     names = sorted({c.result for c in prog.calls if c.result and c.name != "fork"}
                    | {a.name for c in prog.calls for a in c.args if isinstance(a, Ref)})
-    out = [_PRELUDE]
-    out.append(_HEAP_HELPERS if heap else _OS_HELPERS)
+    out = [_c("prelude.c")]
+    out.append(_c("heap_helpers.c") if heap else _c("os_helpers.c"))
     if heap:
         out.append("static void start_process(void) {}\n")
-    out.append(_PROCS % {"nproc": len(procs)})
+    out.append(f"#define NPROC {len(procs)}\n" + _c("procs.c"))
     out.append("/* named results */\n" + "".join(f"static long long R_{n} = -1;\n" for n in names))
     shm_names = sorted({a.value for c in prog.calls if c.name in ("shm_open", "shm_unlink") for a in c.args
                         if isinstance(a, Str)})

@@ -1,0 +1,115 @@
+/* memspec repro: the os layer's calls as the linux target makes them (included after prelude.c). */
+/* ---- the os layer's calls, as the linux target makes them (raw system calls) --------------- */
+static char shm_prefix[64];
+static char tmpdir[256];
+static int nfiles;
+static int pagemap_fd = -1;
+static long flt0[2];
+static void start_process(void) {
+  pagemap_fd = open("/proc/self/pagemap", O_RDONLY);
+  struct rusage ru; getrusage(RUSAGE_SELF, &ru); flt0[0] = ru.ru_minflt; flt0[1] = ru.ru_majflt;
+}
+static void shm_name(const char *name, char *out, size_t n) {
+  /* names get this run's prefix (one system-wide namespace); names the C library rejects stay as written */
+  const char *s = name; while (*s == '/') s++;
+  if (!*s || strchr(s, '/') || !strcmp(s, ".") || !strcmp(s, "..") || strlen(s) + strlen(shm_prefix) > 255) {
+    snprintf(out, n, "%s", name); return;
+  }
+  snprintf(out, n, "/%s%s", shm_prefix, s);
+}
+static outcome c_shm_open(const char *name, u64 oflag, u64 mode) {
+  char real[300]; shm_name(name, real, sizeof real); errno = 0;
+  int fd = shm_open(real, (int)oflag, (mode_t)mode);
+  return fd < 0 ? sysret(-1) : val(fd);
+}
+static outcome c_shm_unlink(const char *name) {
+  char real[300]; shm_name(name, real, sizeof real); errno = 0;
+  return shm_unlink(real) < 0 ? sysret(-1) : val(0);
+}
+static outcome c_memfd_create(const char *name, u64 flags) { return sysret(syscall(SYS_memfd_create, name, (unsigned)(flags & ~1ULL))); }
+static outcome c_open_file(u64 size, u64 oflag) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/f%d-%d", tmpdir, (int)getpid(), ++nfiles);
+  int fd = open(path, O_CREAT | O_RDWR, 0600);
+  if (fd < 0 || ftruncate(fd, (off_t)size) < 0) return sysret(-1);
+  close(fd);
+  return sysret(open(path, (int)(oflag & 3)));
+}
+static outcome c_pipe(void) { int p[2]; if (pipe(p) < 0) return sysret(-1); return val(p[0]); }
+static outcome c_set_memlock_limit(long long soft) {
+  struct rlimit r; getrlimit(RLIMIT_MEMLOCK, &r);
+  r.rlim_cur = soft < 0 ? RLIM_INFINITY : (rlim_t)soft;
+  return setrlimit(RLIMIT_MEMLOCK, &r) < 0 ? sysret(-1) : val(0);
+}
+static outcome c_drop_privileges(void) {
+  if (setgroups(0, 0) < 0 || setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0) return sysret(-1);
+  return val(0);
+}
+static u64 pagemap_pfn(u64 a) {
+  uint64_t e = 0;
+  if (pagemap_fd < 0 || pread(pagemap_fd, &e, 8, (off_t)((a >> 12) * 8)) != 8) return 0;
+  return e >> 63 ? e & ((1ULL << 55) - 1) : 0;
+}
+static outcome c_pfn_of(u64 a) { return val((long long)pagemap_pfn(a)); }
+static outcome c_thp_mapped(u64 a) {
+  u64 pfn = pagemap_pfn(a); uint64_t fl = 0;
+  if (!pfn) return val(0);
+  int fd = open("/proc/kpageflags", O_RDONLY);
+  if (fd < 0 || pread(fd, &fl, 8, (off_t)(pfn * 8)) != 8) { if (fd >= 0) close(fd); return val(0); }
+  close(fd);
+  return val((fl >> 22) & 1);
+}
+static outcome c_flt(int which) {
+  struct rusage ru; getrusage(RUSAGE_SELF, &ru);
+  return val(which ? ru.ru_majflt - flt0[1] : ru.ru_minflt - flt0[0]);
+}
+static outcome c_get_node(u64 a) {
+  void *page = (void *)(uintptr_t)a; int status = -999;
+  long r = syscall(SYS_move_pages, 0, 1UL, &page, 0, &status, 0);
+  if (r < 0) return sysret(-1);
+  if (status < 0) { outcome o = {K_ERRNO, -1, -status, 0}; return o; }
+  return val(status);
+}
+static outcome c_mbind(u64 a, u64 len, u64 mode, u64 mask) {
+  unsigned long m = (unsigned long)mask;
+  return sysret(syscall(SYS_mbind, a, len, mode, &m, 64UL, 0UL));
+}
+static outcome c_mincore(u64 a, u64 len) {
+  u64 npages = (len + 4095) / 4096, room = npages > (1ULL << 30) ? (1ULL << 30) : npages;
+  unsigned char *vec = mmap(0, room ? room : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  long r = syscall(SYS_mincore, a, len, vec);
+  if (r < 0) { outcome o = sysret(-1); munmap(vec, room ? room : 1); return o; }
+  u64 bits = 0;
+  for (u64 i = 0; i < room && i < 64; i++) if (vec[i] & 1) bits |= 1ULL << i;
+  munmap(vec, room ? room : 1);
+  return val((long long)bits);
+}
+/* one byte read (its value, or 256 at end of file) and count bytes of one value written, as the
+   linux target does */
+static outcome c_read1(u64 fd, int positional, u64 off) {
+  unsigned char b = 0;
+  long r = positional ? syscall(SYS_pread64, fd, &b, 1UL, off) : syscall(SYS_read, fd, &b, 1UL);
+  if (r < 0) return sysret(-1);
+  return val(r == 1 ? b : 256);
+}
+static outcome c_read(u64 fd) { return c_read1(fd, 0, 0); }
+static outcome c_pread(u64 fd, u64 off) { return c_read1(fd, 1, off); }
+static outcome c_writen(u64 fd, u64 v, u64 count, int positional, u64 off) {
+  size_t n = count ? (size_t)count : 1;
+  unsigned char *buf = malloc(n);
+  if (!buf) return sysret(-1);
+  memset(buf, (int)(v & 0xff), n);
+  long r = positional ? syscall(SYS_pwrite64, fd, buf, count, off) : syscall(SYS_write, fd, buf, count);
+  outcome o = sysret(r);
+  free(buf);
+  return o;
+}
+static outcome c_write(u64 fd, u64 v, u64 count) { return c_writen(fd, v, count, 0, 0); }
+static outcome c_pwrite(u64 fd, u64 off, u64 v, u64 count) { return c_writen(fd, v, count, 1, off); }
+static outcome c_lseek(u64 fd, u64 off, u64 whence) { return sysret(syscall(SYS_lseek, fd, off, whence)); }
+static void cleanup_files(void) {
+  DIR *d = opendir(tmpdir); struct dirent *e; char p[600];
+  if (!d) return;
+  while ((e = readdir(d))) if (e->d_name[0] != '.') { snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name); unlink(p); }
+  closedir(d); rmdir(tmpdir);
+}
