@@ -215,6 +215,8 @@ class IntervalMap(Generic[V]):
             self._insert(end, e1, v1)
 
     def set(self, start: int, end: int, value: V) -> None:
-        """Map [start, end) to ``value``, replacing whatever was there."""
+        """Map [start, end) to ``value``, replacing whatever was there; an empty range maps nothing."""
+        if end <= start:
+            return
         self.remove(start, end)
         self._insert(start, end, value)

@@ -55,3 +55,11 @@ def test_interval_map_matches_a_dict_across_chunks(ops, qlo, qlen) -> None:
         test_interval_map_matches_a_dict.hypothesis.inner_test(ops, qlo, qlen)
     finally:
         intervals.LOAD = old
+
+
+def test_setting_an_empty_range_maps_nothing():
+    from memspec.model.intervals import IntervalMap
+    m = IntervalMap()
+    m.set(0x1000, 0x3000, "a")
+    m.set(0x2000, 0x2000, "b")
+    assert list(m.overlapping(0, 0x10000)) == [(0x1000, 0x3000, "a")]

@@ -63,3 +63,17 @@ def test_before_linux_6_10_there_is_no_mseal():
     text = A + "e = mseal(a, 0x1000, 0)\n"
     assert failed(text, [ok(W), err("ENOSYS")], kernel="6.9.0") is None
     assert failed(text, [ok(W), ok(0)], kernel="6.9.0") == "linux.mseal.enosys"
+
+
+def test_a_zero_length_seal_changes_nothing():
+    # mm/mseal.c do_mseal: end == start returns 0 before any VMA is touched (the model once
+    # split a VMA at the address and left an empty one behind: memspec.inv.vma-page-aligned)
+    from memspec.model.mm import new_model
+    m = new_model({})
+    o = m.expect("main", "mmap", (W, 0x3000, 0, 0x22, -1, 0)).default
+    m.apply("main", "mmap", (W, 0x3000, 0, 0x22, -1, 0), o)
+    before = m.maps("main")
+    e = m.expect("main", "mseal", (W + 0x1000, 0, 0))
+    assert e.default.value == 0
+    m.apply("main", "mseal", (W + 0x1000, 0, 0), e.default)
+    assert m.maps("main") == before and m.invariants(full=True) == []
