@@ -85,7 +85,11 @@ class _Peer:
         if not chunk:
             return False
         self.err = (self.err + chunk)[-STDERR_KEEP:]
+        self.on_stderr(chunk)
         return True
+
+    def on_stderr(self, chunk: bytes) -> None:
+        """What a peer does with its standard error besides keeping the tail (nothing here)."""
 
     def receive(self, what: str) -> dict[str, Any]:
         assert self.p.stdout is not None and self.p.stderr is not None

@@ -46,7 +46,7 @@ from memspec.records import RunResult, RunStatus
 
 from .agent import CFLAGS, AgentTarget, build_agent, cache_dir
 from .base import SessionFailed, negotiate
-from .protocol import STDERR_KEEP, _Peer
+from .protocol import _Peer
 
 LINUX_UML = "linux.uml"
 APT_HINT = "apt-get install -y user-mode-linux"
@@ -105,20 +105,9 @@ class _KernelPeer(_Peer):
         self._part = b""
         super().__init__(argv, timeout, memory_mb)
 
-    def _drain_stderr(self) -> bool:
-        assert self.p.stderr is not None
-        try:
-            chunk = os.read(self.p.stderr.fileno(), 1 << 16)
-        except BlockingIOError:
-            return True
-        except (OSError, ValueError):
-            return False
-        if not chunk:
-            return False
-        self.err = (self.err + chunk)[-STDERR_KEEP:]
+    def on_stderr(self, chunk: bytes) -> None:
         *whole, self._part = (self._part + chunk).split(b"\n")
         self.lines.extend(ln.decode("utf-8", "replace").rstrip("\r") for ln in whole if ln.strip())
-        return True
 
     def take_lines(self) -> list[str]:
         """The kernel-log lines logged since the last call (with what standard error holds now)."""
