@@ -122,6 +122,7 @@ class Fuzzer:
         self.err = sys.stderr            # memspec's own progress and summary (libFuzzer's output may be elsewhere)
         self.engine_log: str | None = None
         self._signal: str | None = None  # "SIGINT" or "SIGTERM" once one arrived under libFuzzer
+        self._in_program = False          # one_input is running a program (a signal may interrupt it)
 
     # -- corpus and findings -------------------------------------------------
 
@@ -377,6 +378,7 @@ class Fuzzer:
             if self._signal:
                 self.finish_atheris()
             before = len(self.seen)
+            self._in_program = True
             try:
                 self.run_one(data)
             except _Stop:
@@ -384,6 +386,8 @@ class Fuzzer:
             except KeyboardInterrupt as e:     # Ctrl-C or SIGTERM while a program ran
                 self._signal = self._signal or ("SIGTERM" if type(e).__name__ == "Terminated" else "SIGINT")
                 self.finish_atheris()
+            finally:
+                self._in_program = False
             if len(self.seen) > before:
                 for feat in self.feature_index(self.seen, before):
                     hit(feat)
@@ -417,7 +421,10 @@ class Fuzzer:
 
         def note(signum: int, frame: object) -> None:
             self._signal = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
-            raise KeyboardInterrupt        # a program running now stops; one_input ends the run
+            if self._in_program:
+                raise KeyboardInterrupt    # a program running now stops; one_input ends the run
+            # elsewhere (libFuzzer's loop, the custom mutator) an exception would unwind through C:
+            # the next one_input sees the flag and ends the run
 
         signal.signal(signal.SIGINT, note)
         signal.signal(signal.SIGTERM, note)

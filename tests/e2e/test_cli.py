@@ -80,11 +80,12 @@ def test_broken_implementation_is_caught_and_replays(memspec_cli, tmp_path, bug)
 
 
 @pytest.mark.parametrize("mode, verdict, words", [
-    # the server counts replies over its whole life (it is reused with reset), so the crash
-    # lands on whichever program makes its third call: the message names that call
+    # the server counts replies over its whole life (it is reused with reset), so the crash,
+    # hang or garbage lands on whichever program makes that call, at whichever of its calls
+    # that is (it depends on the generated programs): the message names the call
     ("crash-at-3", "crash", "killed by SIGSEGV"),
-    ("hang-at-2", "hang", "target hung at call 2"),
-    ("garbage-at-2", "error", "target answered garbage at call 2"),
+    ("hang-at-2", "hang", "target hung at call "),
+    ("garbage-at-2", "error", "target answered garbage at call "),
     ("wrong-id", "error", "does not match"),
 ])
 @pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
