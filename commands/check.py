@@ -43,6 +43,7 @@ class CheckOptions:
     argv: list[str] = field(default_factory=list)
     log_every: float = 5.0     # seconds between progress lines when stderr is not a terminal
     max_dead: int = 3          # stop judging a target after this many programs in a row crash or hang (0: never)
+    overlap: bool = False      # judge a program while the next one runs (targets that run programs elsewhere)
 
 
 def example_database(spec: str | None) -> Any:
@@ -181,7 +182,7 @@ class Checker:
 
         # the next program runs on the target while this one is judged (fuzz/pipeline.py); the
         # findings pipeline re-runs programs through the held target, which waits for that run
-        ahead = RunAhead(target, programs, skip=not_applicable)
+        ahead = RunAhead(target, programs, skip=not_applicable, ahead=self.o.overlap and target.runs_elsewhere)
         findings = self._findings(ahead.target, facts, layer)
         with ahead:
             self._judge_stream(ahead, target, layer, tr, facts, cat, findings, reported, total, t_start)

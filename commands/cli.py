@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--confirm", type=_positive_int, default=3, metavar="K", help="re-runs that must fail the same way (default 3)")
     c.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="time limit per program (default 10 s)")
     c.add_argument("--no-suite", action="store_true", help="skip the directed suite (random programs and the state machine only)")
+    c.add_argument("--overlap", action="store_true",
+                   help="judge each program while the next one runs, on targets that run programs in another "
+                        "process (linux, libc, malloc:NAME, cmd:): wall time near max(run, judge); off by default "
+                        "while its interrupt handling is being proven")
     c.add_argument("--max-target-failures", type=_positive_int, default=3, metavar="N",
                    help="stop judging a target after N programs in a row crash or hang, with one verdict that says so "
                         "(default 3; 0 never stops)")
@@ -211,7 +215,7 @@ def cmd_check(a: argparse.Namespace) -> int:
     opts = CheckOptions(targets=a.target, layer=a.layer, seed=a.seed, out=a.out, programs=a.programs,
                         machine_examples=a.machine_examples, confirm=a.confirm, timeout=a.timeout, db=a.db, suite=not a.no_suite,
                         quiet=a.quiet or a.json, argv=sys.argv[2:], coverage=a.coverage,
-                        max_dead=a.max_target_failures)
+                        max_dead=a.max_target_failures, overlap=a.overlap)
     results = Checker(opts).run()
     flaky = any(t.machine.get("result") == "flaky" for t in results.targets if t.machine)
     if results.interrupted:
