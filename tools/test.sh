@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # System packages for the real targets: full-system QEMU, Bochs, Chromium for the HTML
 # report's browser test, the toolchain for the test kernel, the malloc libraries, and
 # redis-server for the shared Hypothesis example database's test.
-APT_PACKAGES="qemu-system-x86 qemu-user user-mode-linux linux-image-amd64 bochs bochsbios vgabios bochs-term chromium gcc binutils libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 redis-server"
+APT_PACKAGES="cpio qemu-system-x86 qemu-user user-mode-linux linux-image-amd64 bochs bochsbios vgabios bochs-term chromium gcc binutils libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 redis-server"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -37,7 +37,7 @@ def test_modules_come_after_what_they_need(tmp_path):
 
 def test_the_initramfs_is_a_newc_archive(tmp_path):
     if shutil.which("cpio") is None:
-        pytest.skip("cpio(1) reads the archive back")
+        missing_peer("cpio", "cpio(1) reads the archive back: apt-get install -y cpio (tools/test.sh installs it)")
     files = []
     for name, text in (("init", b"#!init"), ("agent", b"agent!"), ("a.ko", b"mod")):
         (tmp_path / name).write_bytes(text)
