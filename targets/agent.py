@@ -23,7 +23,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import tempfile
 from importlib import resources
 from typing import Any
 
@@ -35,6 +34,7 @@ from memspec.records import Observation, Outcome, RunStatus
 
 from .base import SessionFailed
 from .protocol import ProtocolSession, ProtocolTarget
+from .toolchain import building, cache_dir
 
 SOURCE = "agent.c"
 CFLAGS = ("-O2", "-std=gnu99", "-Wall")
@@ -43,11 +43,6 @@ CFLAGS = ("-O2", "-std=gnu99", "-Wall")
 # dynamic where no static C library is installed
 LINKS = (("-static-pie", "-fPIE"), ("-static",), ())
 APT_HINT = "apt-get install -y gcc libc6-dev"
-
-
-def cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "memspec")
 
 
 def _source() -> bytes:
@@ -68,11 +63,7 @@ def build_agent(defines: tuple[str, ...] = (), force: bool = False) -> str:
         return exe
     if shutil.which("gcc") is None:
         raise TargetError(f"building the native agent needs gcc: {APT_HINT}")
-    os.makedirs(cache_dir(), exist_ok=True)
-    work = tempfile.mkdtemp(prefix="agent-", dir=cache_dir())
-    try:
-        with open(os.path.join(work, SOURCE), "wb") as f:
-            f.write(text)
+    with building(out_dir, {SOURCE: text}, prefix="agent-") as work:
         errors = []
         for link in LINKS:
             cmd = ["gcc", *CFLAGS, *link, *defines, "-o", "memspec-agent", SOURCE]
@@ -82,14 +73,6 @@ def build_agent(defines: tuple[str, ...] = (), force: bool = False) -> str:
             errors.append(f"{shlex.join(cmd)}\n{r.stderr.strip()}")
         else:
             raise TargetError("building the native agent failed:\n" + "\n".join(errors))
-        try:
-            os.replace(work, out_dir)
-        except OSError:         # built concurrently by another process: theirs is as good
-            shutil.rmtree(work, ignore_errors=True)
-        work = ""
-    finally:
-        if work:
-            shutil.rmtree(work, ignore_errors=True)
     return exe
 
 

@@ -55,7 +55,7 @@ from .children import LIVE_GROUPS, kill_group
 from .testkernel_wire import (
     FATAL_IF_ACCEPTED, VIRT_CALLS, VM_NPT, HarnessRefused, Refused, _h, accepted_then_died, decode, encode,
     parse_features, set_ram_end)
-from .toolchain import cache_dir
+from .toolchain import building, cache_dir, need_tools, run_steps, testkernel_steps
 from .versions import qemu_version
 
 # what the kernel installs as root[511] (testkernel/kernel.c HARNESS_ENTRY4/5)
@@ -98,36 +98,9 @@ def build_kernel(defines: tuple[str, ...] = (), force: bool = False) -> str:
     image = os.path.join(out_dir, "kernel.bin")
     if os.path.exists(image) and not force:
         return image
-    for tool in ("gcc", "ld", "objcopy"):
-        if shutil.which(tool) is None:
-            raise TargetError(f"building the qemu-system test kernel needs {tool}: "
-                              f"apt-get install -y gcc binutils")
-    os.makedirs(cache_dir(), exist_ok=True)
-    work = tempfile.mkdtemp(prefix="testkernel-", dir=cache_dir())
-    try:
-        for name, data in texts.items():
-            with open(os.path.join(work, name), "wb") as f:
-                f.write(data)
-        flags = list(CFLAGS) + list(defines)
-        steps = [
-            ["gcc", *flags, "-c", "entry.S", "-o", "entry.o"],
-            ["gcc", *flags, "-c", "kernel.c", "-o", "kernel.o"],
-            ["ld", "-m", "elf_x86_64", "-nostdlib", "-T", "kernel.ld", "-z", "max-page-size=0x1000",
-             "--no-warn-rwx-segments", "-o", "kernel.elf", "entry.o", "kernel.o"],
-            ["objcopy", "-O", "binary", "kernel.elf", "kernel.bin"],
-        ]
-        for cmd in steps:
-            r = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
-            if r.returncode != 0:
-                raise TargetError(f"building the test kernel failed: {' '.join(cmd)}\n{r.stderr.strip()}")
-        try:
-            os.replace(work, out_dir)
-        except OSError:         # built concurrently by another process: theirs is as good
-            shutil.rmtree(work, ignore_errors=True)
-        work = ""
-    finally:
-        if work:
-            shutil.rmtree(work, ignore_errors=True)
+    need_tools(("gcc", "ld", "objcopy"), "the qemu-system test kernel", "apt-get install -y gcc binutils")
+    with building(out_dir, texts, prefix="testkernel-") as work:
+        run_steps(testkernel_steps(list(CFLAGS) + list(defines)), work, "the test kernel")
     return image
 
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 
-from memspec.errors import TargetError
 
 from .qemu_system import CFLAGS, DEFAULT_CPU, SOURCES
+from .toolchain import building, need_tools, run_steps, testkernel_steps
 
 U64 = (1 << 64) - 1
 # QEMU's isa-debug-exit turns the kernel's code c into exit status 2c+1
@@ -99,38 +97,19 @@ def header(name: str, calls: list[BuiltinCall]) -> str:
 def build_builtin(name: str, calls: list[BuiltinCall], out_dir: str) -> str:
     """Build the kernel with ``calls`` built in; writes ``kernel.bin`` (and ``builtin.h``) into
     ``out_dir`` and returns the image's path.  Needs gcc and binutils, as the target's build."""
-    for tool in ("gcc", "ld", "objcopy"):
-        if shutil.which(tool) is None:
-            raise TargetError(f"building the test kernel needs {tool}: apt-get install -y gcc binutils")
+    need_tools(("gcc", "ld", "objcopy"), "the test kernel", "apt-get install -y gcc binutils")
     os.makedirs(out_dir, exist_ok=True)
     h = header(name, calls)
     with open(os.path.join(out_dir, "builtin.h"), "w", encoding="utf-8") as f:
         f.write(h)
     root = resources.files("memspec.targets").joinpath("testkernel")
-    work = tempfile.mkdtemp(prefix="testkernel-repro-")
-    try:
-        for src in SOURCES:
-            with open(os.path.join(work, src), "wb") as f:
-                f.write(root.joinpath(src).read_bytes())
-        with open(os.path.join(work, "builtin.h"), "w", encoding="utf-8") as f:
-            f.write(h)
-        flags = list(CFLAGS) + ["-DMEMSPEC_BUILTIN"]
-        steps = [
-            ["gcc", *flags, "-c", "entry.S", "-o", "entry.o"],
-            ["gcc", *flags, "-c", "kernel.c", "-o", "kernel.o"],
-            ["ld", "-m", "elf_x86_64", "-nostdlib", "-T", "kernel.ld", "-z", "max-page-size=0x1000",
-             "--no-warn-rwx-segments", "-o", "kernel.elf", "entry.o", "kernel.o"],
-            ["objcopy", "-O", "binary", "kernel.elf", "kernel.bin"],
-        ]
-        for cmd in steps:
-            r = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
-            if r.returncode != 0:
-                raise TargetError(f"building the test kernel failed: {' '.join(cmd)}\n{r.stderr.strip()}")
+    files = {src: root.joinpath(src).read_bytes() for src in SOURCES}
+    files["builtin.h"] = h.encode()
+    with building(out_dir, files, prefix="testkernel-repro-", inside_cache=False) as work:
+        run_steps(testkernel_steps(list(CFLAGS) + ["-DMEMSPEC_BUILTIN"]), work, "the test kernel")
         image = os.path.join(out_dir, "kernel.bin")
         shutil.copyfile(os.path.join(work, "kernel.bin"), image)
-        return image
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return image
 
 
 def qemu_command(image: str = "kernel.bin", cpu: str = DEFAULT_CPU, memory_mib: int = 32) -> list[str]:

@@ -44,9 +44,10 @@ from memspec.program import Program
 from memspec.protocol import PROTOCOL_VERSION
 from memspec.records import RunResult, RunStatus
 
-from .agent import CFLAGS, AgentTarget, build_agent, cache_dir
+from .agent import CFLAGS, AgentTarget, build_agent
 from .base import SessionFailed, negotiate
 from .protocol import _Peer
+from .toolchain import building, cache_dir, run_steps
 
 LINUX_UML = "linux.uml"
 APT_HINT = "apt-get install -y user-mode-linux"
@@ -76,24 +77,9 @@ def build_init(force: bool = False) -> str:
         return exe
     if shutil.which("gcc") is None:
         raise TargetError("building memspec's init needs gcc: apt-get install -y gcc libc6-dev")
-    os.makedirs(cache_dir(), exist_ok=True)
-    work = tempfile.mkdtemp(prefix="init-", dir=cache_dir())
-    try:
-        with open(os.path.join(work, INIT_SOURCE), "wb") as f:
-            f.write(text)
-        cmd = ["gcc", *CFLAGS, "-static", "-o", "memspec-init", INIT_SOURCE]
-        r = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise TargetError(f"building memspec's init failed (a static C library is needed: "
-                              f"apt-get install -y libc6-dev):\n{shlex.join(cmd)}\n{r.stderr.strip()}")
-        try:
-            os.replace(work, out_dir)
-        except OSError:         # built concurrently by another process: theirs is as good
-            shutil.rmtree(work, ignore_errors=True)
-        work = ""
-    finally:
-        if work:
-            shutil.rmtree(work, ignore_errors=True)
+    with building(out_dir, {INIT_SOURCE: text}, prefix="init-") as work:
+        run_steps([["gcc", *CFLAGS, "-static", "-o", "memspec-init", INIT_SOURCE]], work, "memspec's init",
+                  " (a static C library is needed: apt-get install -y libc6-dev)")
     return exe
 
 
