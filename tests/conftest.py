@@ -11,6 +11,7 @@ without Bochs is not always red.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -39,3 +40,27 @@ def missing_peer(peer: str, why: str) -> None:
     if peers_required():
         pytest.fail(msg + " (MEMSPEC_REQUIRE_PEERS=1: every peer is required)", pytrace=False)
     pytest.skip(msg + " (set MEMSPEC_REQUIRE_PEERS=1 to make this a failure, as CI does)")
+
+
+# (binary, peer, how to install it): what ``need`` and ``target_fixture`` take
+GCC = ("gcc", "gcc", "the native agent is built with gcc: apt-get install -y gcc libc6-dev")
+
+
+def need(*binaries: tuple[str, str, str]) -> None:
+    """Each ``(binary, peer, why)`` on the PATH, or ``missing_peer(peer, why)``."""
+    for binary, peer, why in binaries:
+        if shutil.which(binary) is None:
+            missing_peer(peer, why)
+
+
+def target_fixture(name: str, *binaries: tuple[str, str, str]):
+    """A module-scoped fixture: the registry's target ``name`` once its ``binaries`` are here,
+    closed after the module's tests."""
+    @pytest.fixture(scope="module")
+    def fixture():
+        need(*binaries)
+        from memspec.targets.registry import make_target
+        t = make_target(name)
+        yield t
+        t.close()
+    return fixture

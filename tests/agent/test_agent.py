@@ -5,7 +5,6 @@ caught, and a crashing or garbage-answering one gets its verdict."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -19,22 +18,12 @@ from memspec.specs.judge import judge
 from memspec.targets.agent import AgentTarget, build_agent
 from memspec.targets.registry import make_target
 
-from ..conftest import missing_peer
+from ..conftest import GCC, need, target_fixture
 
 pytestmark = pytest.mark.skipif(os.uname().sysname != "Linux", reason="the agent makes Linux system calls")
 
 
-def need_gcc() -> None:
-    if shutil.which("gcc") is None:
-        missing_peer("gcc", "the native agent is built with gcc: apt-get install -y gcc libc6-dev")
-
-
-@pytest.fixture(scope="module")
-def agent():
-    need_gcc()
-    t = make_target("linux-agent")
-    yield t
-    t.close()
+agent = target_fixture("linux-agent", GCC)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +32,7 @@ def linux():
 
 
 def test_agent_builds_once_and_answers_hello():
-    need_gcc()
+    need(GCC)
     exe = build_agent()
     assert os.access(exe, os.X_OK)
     assert build_agent() == exe                       # cached by content hash: not rebuilt
@@ -56,7 +45,7 @@ def test_agent_builds_once_and_answers_hello():
 
 
 def test_agent_answers_garbage_with_an_error_and_keeps_going():
-    need_gcc()
+    need(GCC)
     exe = build_agent()
     r = subprocess.run([exe], input='not json\n{"type":"reset","id":4}\n', capture_output=True, text=True, timeout=30)
     lines = r.stdout.splitlines()
@@ -142,7 +131,7 @@ def test_faults_signals_and_processes(agent):
 
 
 def test_a_broken_agent_is_caught():
-    need_gcc()
+    need(GCC)
     broken = AgentTarget(defines=("-DAGENT_BUG_MPROTECT_SHORT",))
     try:
         p = parse("a = mmap(0x100000000000, 0x3000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
@@ -155,7 +144,7 @@ def test_a_broken_agent_is_caught():
 
 
 def test_a_crashing_agent_gets_a_crash_verdict_and_is_replaced():
-    need_gcc()
+    need(GCC)
     t = AgentTarget(defines=("-DAGENT_BUG_CRASH_ON_MSYNC",))
     try:
         p = parse("a = mmap(NULL, 0x1000, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\nmsync(a, 0x1000, MS_SYNC)\n")
@@ -169,7 +158,7 @@ def test_a_crashing_agent_gets_a_crash_verdict_and_is_replaced():
 
 
 def test_a_garbage_answer_gets_an_error_verdict():
-    need_gcc()
+    need(GCC)
     t = AgentTarget(defines=("-DAGENT_BUG_GARBAGE_ON_MINCORE",))
     try:
         p = parse("a = mmap(NULL, 0x1000, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\nm = mincore(a, 0x1000)\n")

@@ -6,7 +6,6 @@ specs/differences-qemu-user.toml, and a missing qemu-x86_64 names its install co
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -18,25 +17,13 @@ from memspec.records import RunStatus, Verdict
 from memspec.specs.directed import excused_by, load_differences, suite_programs
 from memspec.targets.qemu_user import APT_HINT, QEMU_USER, find_qemu_user
 
-from ..conftest import missing_peer
+from ..conftest import GCC, need, target_fixture
 
 pytestmark = pytest.mark.skipif(os.uname().sysname != "Linux", reason="qemu-x86_64 runs Linux programs")
 
 
-def need_qemu_user() -> None:
-    if shutil.which(QEMU_USER) is None:
-        missing_peer("qemu-user", f"the qemu-user target needs {QEMU_USER}: {APT_HINT}")
-    if shutil.which("gcc") is None:
-        missing_peer("gcc", "the native agent is built with gcc: apt-get install -y gcc libc6-dev")
-
-
-@pytest.fixture(scope="module")
-def qu():
-    need_qemu_user()
-    from memspec.targets.registry import make_target
-    t = make_target("qemu-user")
-    yield t
-    t.close()
+QEMU = (QEMU_USER, "qemu-user", f"the qemu-user target needs {QEMU_USER}: {APT_HINT}")
+qu = target_fixture("qemu-user", QEMU, GCC)
 
 
 def test_a_missing_qemu_names_the_install_command():
@@ -132,7 +119,7 @@ def test_the_differences_catch_the_known_ones_and_only_them(qu):
 
 @pytest.mark.slow
 def test_a_store_after_a_failed_mprotect_hangs_qemu_and_gets_a_hang_verdict():
-    need_qemu_user()
+    need(QEMU, GCC)
     from memspec.targets.registry import make_target
     t = make_target("qemu-user", timeout=3.0)
     try:

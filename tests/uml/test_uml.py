@@ -8,7 +8,6 @@ install command."""
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -19,26 +18,12 @@ from memspec.records import RunStatus
 from memspec.specs.directed import excused_by, load_differences, suite_programs
 from memspec.targets.uml import APT_HINT, LINUX_UML, find_linux_uml
 
-from ..conftest import missing_peer
+from ..conftest import GCC, target_fixture
 
 pytestmark = pytest.mark.skipif(os.uname().sysname != "Linux", reason="linux.uml runs on Linux")
 
 
-
-def need_uml() -> None:
-    if shutil.which(LINUX_UML) is None:
-        missing_peer("user-mode-linux", f"the uml target needs {LINUX_UML}: {APT_HINT}")
-    if shutil.which("gcc") is None:
-        missing_peer("gcc", "the agent and init are built with gcc: apt-get install -y gcc libc6-dev")
-
-
-@pytest.fixture(scope="module")
-def uml():
-    need_uml()
-    from memspec.targets.registry import make_target
-    t = make_target("uml")
-    yield t
-    t.close()
+uml = target_fixture("uml", (LINUX_UML, "user-mode-linux", f"the uml target needs {LINUX_UML}: {APT_HINT}"), GCC)
 
 
 def test_a_missing_linux_uml_names_the_install_command():
