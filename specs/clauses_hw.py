@@ -71,6 +71,8 @@ declare(
     ("sdm.walk.pte.pat-not-ps", "bit 7 of a PTE is PAT, not PS: the PTE still maps a 4-KByte page", f"{W}, Table 4-20"),
     ("sdm.access.smep-cpl3-unaffected", "SMEP restricts supervisor-mode fetches only: CPL 3 fetches from user pages are allowed", A),
     ("sdm.access.smap-supervisor-page-unaffected", "SMAP restricts accesses to user-mode addresses only: CPL 0 data accesses to supervisor pages are allowed", A),
+    ("sdm.access.smap-fetch-unaffected", "SMAP restricts supervisor-mode data accesses only: with CR4.SMEP = 0, CPL 0 may fetch from a user-mode address whatever CR4.SMAP and EFLAGS.AC (XD permitting)", f"{A} (SMAP: 'data' accesses; instruction fetches are governed by SMEP)"),
+    ("sdm.access.xd-data-unaffected", "XD restricts instruction fetches only: with IA32_EFER.NXE = 1, reads and writes of an address with XD = 1 at some level follow the other rules", f"{A}; AMD64 APM Vol. 2 §5.6.1 (no-execute)"),
     ("sdm.access.supervisor-data-user-no-smap", "with CR4.SMAP = 0, CPL 0 may read (and, subject to WP, write) user-mode addresses", A),
     ("sdm.pkeys.wrpkru", "WRPKRU with CR4.PKE = 1 loads PKRU", "Intel SDM Vol. 2D WRPKRU"),
     ("sdm.pkeys.wrpkru-ud", "WRPKRU with CR4.PKE = 0 raises #UD", "Intel SDM Vol. 2D WRPKRU, Protected Mode Exceptions"),

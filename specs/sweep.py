@@ -13,7 +13,13 @@ Differences fall into classes: (what kind, the reference's clause, expected, obs
 ``allowed where #PF 0x1`` under ``sdm.access.smap-read``; a #PF with the right CR2 whose error code
 differs is classed by the bits that differ, ``#PF error code without P`` under
 ``sdm.walk.pte.rsvd-maxphy`` (QEMU 7.2: ``#PF 0xc where #PF 0xd``, ``0x8 where 0x9``, ... are one
-cause).  A class keeps its count, its first combination (the reproducer) with its own outcomes as
+cause).  The clause of an outcome class is the rule that decided it: the reference's clause where it
+faults (a target that allows is wrong under that rule); where the reference allows and the target
+faults (or the target's #PF has PK the reference's lacks), the rights rule the target's fault
+contradicts, from its error code, the entries' rights and the modes (``blame``: e.g. a CPL 0 fetch
+from a user page with SMAP = 1 and SMEP = 0 that faults is ``sdm.access.smap-fetch-unaffected``); the
+leaf's clause (``sdm.walk.pte.maps-4k``, ...) only where no rights rule is involved (a not-present or
+reserved-bit claim, a CPL 0 read of a supervisor page, another vector).  A class keeps its count, its first combination (the reproducer) with its own outcomes as
 the example and, per dimension, how many members took each value: the dimensions whose members all
 share one value are the ones that matter.  A cited difference
 (``specs/differences.toml``) for the target and the class's clause explains the whole class.
@@ -26,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from memspec.model.pte import CR0_WP, CR4_PKE, CR4_SMAP, CR4_SMEP, EFER_NXE, PKEY_SHIFT
 from memspec.model.walkbatch import CLAUSES, BatchResult, Modes, walk_paths
 from memspec.sweepspace import ALLOWED, GP, PF, REFUSED, Items, Observed, Space, ad_of
 
@@ -38,6 +45,100 @@ def reference(items: Items, facts: dict[str, Any]) -> BatchResult:
     return walk_paths(items.entries, items.la, modes, items.acc, items.cpl, items.ac, levels=items.levels,
                       maxphy=int(facts.get("maxphyaddr", 52)), page1g=bool(facts.get("page1g", True)),
                       canonical_check=True)
+
+
+# the rights rules ``blame`` names for a fault the reference does not expect, each the clause of the
+# rule that allowed the access (or left PK clear)
+RIGHTS = (
+    "sdm.pkeys.ignored-without-pke", "sdm.pkeys.fetch-unaffected", "sdm.pkeys.supervisor-page-unaffected",
+    "sdm.pkeys.write-disable", "sdm.pkeys.access-disable",
+    "sdm.access.smep-cpl3-unaffected", "sdm.access.user-fetch-user", "sdm.access.smap-fetch-unaffected",
+    "sdm.access.supervisor-fetch",
+    "sdm.access.wp0-supervisor-write", "sdm.access.smap-ac-override", "sdm.access.supervisor-data-user-no-smap",
+    "sdm.access.smap-supervisor-page-unaffected", "sdm.access.xd-data-unaffected",
+    "sdm.access.user-read-user", "sdm.access.user-write-writable", "sdm.access.supervisor-write-writable",
+)
+_R = {c: i for i, c in enumerate(RIGHTS)}
+
+
+def blame(items: Items, ref: BatchResult, errcode: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The rights rule a target's #PF contradicts, for the accesses ``idx`` (index into ``RIGHTS``; -1
+    where no rights rule is involved: the caller names the leaf's clause).  ``errcode`` is the
+    observed one; the rights are those of the entries the reference's walk used (U/S and R/W at every
+    level, XD at some, the leaf's key), as §4.6 combines them.  The first row that applies decides:
+
+    * P = 0 or RSVD = 1: a claim about the structure, not the rights: -1;
+    * PK = 1 (§4.6.2): CR4.PKE = 0 -> ``sdm.pkeys.ignored-without-pke``; a fetch ->
+      ``sdm.pkeys.fetch-unaffected``; a supervisor-mode address -> ``sdm.pkeys.supervisor-page-unaffected``;
+      the key's WD = 1 (a read, or a CPL 0 write with WP = 0) -> ``sdm.pkeys.write-disable``; else
+      ``sdm.pkeys.access-disable``;
+    * a fetch at CPL 3: SMEP = 1 -> ``sdm.access.smep-cpl3-unaffected``, else ``sdm.access.user-fetch-user``;
+      at CPL 0: a user-mode address with SMAP = 1 (then SMEP = 0) -> ``sdm.access.smap-fetch-unaffected``
+      (SMAP governs data accesses only), else ``sdm.access.supervisor-fetch``;
+    * a CPL 0 write with R/W = 0 somewhere and WP = 0 -> ``sdm.access.wp0-supervisor-write``;
+    * CPL 0 data to a user-mode address: SMAP = 1 (then AC = 1) -> ``sdm.access.smap-ac-override``, SMAP = 0
+      -> ``sdm.access.supervisor-data-user-no-smap``; to a supervisor-mode address with SMAP = 1 ->
+      ``sdm.access.smap-supervisor-page-unaffected``;
+    * data with XD = 1 somewhere and NXE = 1 -> ``sdm.access.xd-data-unaffected`` (XD governs fetches only);
+    * else the U/S and R/W rule of the access: ``sdm.access.user-read-user``, ``user-write-writable``,
+      ``supervisor-write-writable``; a CPL 0 read of a supervisor-mode address obeys no rights rule: -1.
+
+    Where two rules could each explain the fault (a CPL 0 write to a read-only user page with WP = 0 and
+    SMAP = 1, AC = 1 breaks the WP rule or the AC rule), the earlier row is named.  Worked example:
+    kvm-pvm's CPL 0 fetch from a user page with SMAP = 1, SMEP = 0, AC = 0 faults with P|I/D (0x11):
+    ``sdm.access.smap-fetch-unaffected``."""
+    u64 = np.uint64
+    ent = items.entries[idx]
+    used = ref.used[idx] if ref.used is not None else np.full(idx.shape[0], (1 << items.levels) - 1, np.uint16)
+    user = np.ones(idx.shape[0], dtype=bool)
+    writable = user.copy()
+    xd = np.zeros(idx.shape[0], dtype=bool)
+    leaf = np.zeros(idx.shape[0], dtype=np.uint64)
+    for k in range(items.levels):
+        on = ((used >> np.uint16(items.levels - k - 1)) & np.uint16(1)).astype(bool)
+        e = ent[:, k]
+        user &= ~on | ((e & u64(4)) != 0)
+        writable &= ~on | ((e & u64(2)) != 0)
+        xd |= on & ((e >> u64(63)) != 0)
+        leaf = np.where(on, e, leaf)
+    code = errcode[idx]
+    acc, cpl = items.acc[idx], items.cpl[idx]
+    cr0, cr4, efer = items.cr0[idx], items.cr4[idx], items.efer[idx]
+    wp, nxe = (cr0 & u64(CR0_WP)) != 0, (efer & u64(EFER_NXE)) != 0
+    smep, smap, pke = (cr4 & u64(CR4_SMEP)) != 0, (cr4 & u64(CR4_SMAP)) != 0, (cr4 & u64(CR4_PKE)) != 0
+    key = ((leaf >> u64(PKEY_SHIFT)) & u64(0xF)).astype(np.uint64)
+    wd = ((items.pkru[idx] >> (u64(2) * key + u64(1))) & u64(1)) != 0
+    fetch, write, u3 = acc == 2, acc == 1, cpl == 3
+    data = ~fetch
+    pk = (code & 0x20) != 0
+    rows: list[tuple[np.ndarray, str | None]] = [
+        ((code & 1) == 0, None), ((code & 8) != 0, None),
+        (pk & ~pke, "sdm.pkeys.ignored-without-pke"),
+        (pk & fetch, "sdm.pkeys.fetch-unaffected"),
+        (pk & ~user, "sdm.pkeys.supervisor-page-unaffected"),
+        (pk & wd, "sdm.pkeys.write-disable"),
+        (pk, "sdm.pkeys.access-disable"),
+        (fetch & u3 & smep, "sdm.access.smep-cpl3-unaffected"),
+        (fetch & u3, "sdm.access.user-fetch-user"),
+        (fetch & user & smap, "sdm.access.smap-fetch-unaffected"),
+        (fetch, "sdm.access.supervisor-fetch"),
+        (~u3 & write & ~writable & ~wp, "sdm.access.wp0-supervisor-write"),
+        (~u3 & data & user & smap, "sdm.access.smap-ac-override"),
+        (~u3 & data & user, "sdm.access.supervisor-data-user-no-smap"),
+        (~u3 & data & ~user & smap, "sdm.access.smap-supervisor-page-unaffected"),
+        (data & xd & nxe, "sdm.access.xd-data-unaffected"),
+        (u3 & ~write, "sdm.access.user-read-user"),
+        (u3, "sdm.access.user-write-writable"),
+        (write, "sdm.access.supervisor-write-writable"),
+    ]
+    out = np.full(idx.shape[0], -1, dtype=np.int64)
+    left = np.ones(idx.shape[0], dtype=bool)
+    for cond, rule in rows:
+        hit = left & cond
+        if rule is not None:
+            out[hit] = _R[rule]
+        left &= ~hit
+    return out
 
 
 _ERR_BITS = ((1, "P"), (2, "W"), (4, "U"), (8, "RSVD"), (16, "I/D"), (32, "PK"))
@@ -137,9 +238,18 @@ def judge(items: Items, obs: Observed, facts: dict[str, Any]) -> Verdicts:
         cat = np.where(bad_outcome[f], 0, np.where(bad_value[f], 1, 2))
         names = list(CLAUSES) + [LEAF_CLAUSE[1], LEAF_CLAUSE[2], LEAF_CLAUSE[3], "sdm.ad.dirty-on-write",
                                  "sdm.ad.accessed-on-use", "sdm.ad.fault-a-unspecified"]
+        names_rights = names + list(RIGHTS)
         leaf_name = len(CLAUSES) - 1 + np.clip(leaf_level[f], 1, 3)
         ek, ok_ = exp_kind[f].astype(np.int64), obs.kind[f].astype(np.int64)
         clause_out = np.where(ref.clause[f] > 0, ref.clause[f].astype(np.int64), leaf_name)
+        # an access the reference allows and the target faults (or a #PF the target gives PK the
+        # reference's lacks): the rights rule the target's fault contradicts (``blame``)
+        contra = (ek == ALLOWED) & (ok_ == PF) | (ek == PF) & (ok_ == PF) & ((obs.errcode[f] & ~ref.errcode[f]
+                                                                               & np.uint32(0x20)) != 0)
+        if contra.any():
+            fc = f[contra]
+            rule = blame(items, ref, obs.errcode, fc)
+            clause_out[contra] = np.where(rule >= 0, len(names) + rule, clause_out[contra])
         got_out = np.where(ok_ == PF, obs.errcode[f].astype(np.int64), obs.vector[f].astype(np.int64))
         cr2_ok = (ok_ != PF) | (obs.cr2[f] == items.la[f])
         delta = (obs.value[f] >> np.uint64(8)).astype(np.int64) - (ref.pa[f] & ~np.uint64(7)).astype(np.int64)
@@ -169,9 +279,9 @@ def judge(items: Items, obs: Observed, facts: dict[str, Any]) -> Verdicts:
         text = []
         for (c, cl, a1, a2, b1, b2, b3), j in zip(uniq.tolist(), first.tolist()):
             if c == 0:
-                text.append(("outcome", names[cl], _outcome_str(a1, a2), _outcome_str(b1, b2, bool(b3))))
+                text.append(("outcome", names_rights[cl], _outcome_str(a1, a2), _outcome_str(b1, b2, bool(b3))))
             elif c == 3:
-                text.append(("outcome", names[cl], "#PF", "#PF error code " + _bits_str(a2, b2)))
+                text.append(("outcome", names_rights[cl], "#PF", "#PF error code " + _bits_str(a2, b2)))
             elif c == 1:
                 text.append(("translation", names[cl], "the reference's page", f"physical address {b2:+#x} from it"))
             else:

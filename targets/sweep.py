@@ -24,7 +24,7 @@ import numpy as np
 from memspec.calls_hw import pattern
 from memspec.errors import TargetError
 from memspec.model.pte import Mode
-from memspec.model.walk import PageFault, canonical, check_access, walk
+from memspec.model.walk import PageFault, Path, canonical, check_access, walk
 from memspec.sweepspace import ALLOWED, GP, OTHER, PF, REFUSED, TABLES, Items, Observed, index_at
 
 VECTOR_OF = {"#DE": 0, "#UD": 6, "#DF": 8, "#SS": 12, "#GP": 13, "#PF": 14}
@@ -59,6 +59,10 @@ class ModelRunner(SweepRunner):
         return Mode(int(items.cr0[i]), int(items.cr4[i]), int(items.efer[i]), int(items.pkru[i]),
                     self.facts["maxphyaddr"])
 
+    def check(self, path: Path, mode: Mode, la: int, acc: int, cpl: int, ac: int) -> PageFault | None:
+        """The rights of a completed walk (§4.6): the model's ``check_access`` (tests override it)."""
+        return check_access(path, mode, la, acc, cpl, ac)[0]
+
     def run(self, items: Items) -> Observed:
         n = len(items)
         obs = Observed.empty(n)
@@ -77,7 +81,7 @@ class ModelRunner(SweepRunner):
             else:
                 res = walk(lambda pa: mem.get(pa, pattern(pa)), mode, TABLES[0], la, acc, cpl,
                            self.facts["page1g"])
-                fault = res if isinstance(res, PageFault) else check_access(res, mode, la, acc, cpl, ac)[0]
+                fault = res if isinstance(res, PageFault) else self.check(res, mode, la, acc, cpl, ac)
                 if fault is not None:
                     obs.kind[i], obs.vector[i], obs.errcode[i], obs.cr2[i] = PF, 14, fault.errcode, fault.cr2
                 else:
