@@ -329,10 +329,15 @@ def maps_locked(sys: OsState, page: Page) -> list[str]:
                 if hit is not None and hit[2].locked:
                     where.append(f"{name}@{addr:#x}")
         if page.kind != "anon":
+            # a page-cache page is mlocked only while a VM_LOCKED mapping maps it with a PTE
+            # (mm/rmap.c adds the mapping, mm/mlock.c mlock_vma_folio counts it): a locked
+            # VMA over its offset that never faulted it in (mlock of PROT_NONE fails with
+            # ENOMEM after VM_LOCKED is set; MLOCK_ONFAULT) does not keep it in RAM
             for s, e, v in mm.vmas.items():
                 if v.locked and v.obj is not None and v.obj == page.obj:
                     addr = v.origin + page.pgoff * PAGE_SIZE
-                    if s <= addr < e:
+                    t = mm.pte.get(addr)
+                    if s <= addr < e and t is not None and t.page is page:
                         where.append(f"{name}@{addr:#x}")
     return where
 
