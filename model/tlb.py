@@ -180,7 +180,11 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     ``PageFault`` only if it is still allowed.  Whether it is, is first decided by the last
     invalidations of this page (``History.kill_times``): INVLPG of the page containing ``la``
     removes every translation of it, of any page size, and every paging-structure-cache entry
-    of the current PCID (§4.10.4.1), so a walk whose entries all ended before it is gone."""
+    of the current PCID (§4.10.4.1), so a walk whose entries all ended before it is gone.
+
+    A non-global walk from a root loaded with PCID p counts only under p, from the latest time p was
+    current while its entries held (a translation of PCID 1 made before ``mov_cr3`` with bit 63 set
+    to PCID 2 and back is still allowed, §4.10.1)."""
     floor_g = h.last_all
     floor_ng = max(floor_g, h.last_nonglobal_all, h.last_nonglobal.get(pcid, -1))
     if max(h.last_change, h.nxe_cleared) < (floor_g if mode.pge else floor_ng):
@@ -192,12 +196,16 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     pge = mode.pge
 
     latest: dict[tuple[int, int], int] = {}
-    for _, end, root, p in h.roots[-8:]:
+    first: dict[tuple[int, int], int] = {}
+    for start, end, root, p in h.roots[-8:]:
         latest[(root, p)] = now if end < 0 else end - 1
+        first.setdefault((root, p), start)
     roots = [(root, p, until) for (root, p), until in latest.items() if until >= floor_g]
 
-    # candidates in the order of the walk over the tree: (latest time, level, entries, fault, rsvd?)
-    out: list[tuple[int, int, tuple[tuple[int, int], ...], str | None, bool]] = []
+    # candidates in the order of the walk over the tree: (latest time, level, entries, fault, rsvd?, root's
+    # PCID, when that (root, PCID) was first loaded)
+    out: list[tuple[int, int, tuple[tuple[int, int], ...], str | None, bool, int, int]] = []
+    root_pcid = root_since = 0
 
     # values that ended before the last flush of every non-global translation can only
     # survive in a global translation; before the last flush of everything, not at all
@@ -236,31 +244,41 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
                 if old:
                     continue          # a not-present or reserved entry is never cached
                 if stale and tt >= floor_ng:
-                    out.append((tt, level, u, fault, rsvd))
+                    out.append((tt, level, u, fault, rsvd, root_pcid, root_since))
                 continue
             if level == 1 or (level in (2, 3) and value & 0x80):
                 if (stale or old) and (tt >= floor_ng or value & _G):
-                    out.append((tt, level, u, None, False))
+                    out.append((tt, level, u, None, False, root_pcid, root_since))
                 continue
             go(level - 1, value & amask, u, tt, stale or old, then)
 
-    for root, rpcid, until in roots:
+    for root, root_pcid, until in roots:
+        root_since = first[(root, root_pcid)]
         go(mode.levels, root & amask, (), until, until < now)
     if not mode.nxe and h.nxe_cleared >= 0:
         # translations cached while NXE was 1 (XD not reserved then) may outlive the WRMSR
-        for root, rpcid, until in roots:
+        for root, root_pcid, until in roots:
+            root_since = first[(root, root_pcid)]
             go(mode.levels, root & amask, (), min(until, h.nxe_cleared - 1), True, True)
 
     kill_all, kill_ng = h.kill_times(la, pcid)
     kept: list[tuple[Path | PageFault, int, bool]] = []
     seen = set()
-    for cand in out:
-        t, level, uses, fault, _ = cand
+    for t, level, uses, fault, rsvd, p, since in out:
         glob = fault is None and pge and bool(uses[-1][1] & _G)
+        if not glob:
+            # sdm.tlb.cr3-noflush: a non-global translation is cached for the PCID current when it is
+            # made and used only under that PCID (§4.10.1); a load of CR3 with bit 63 set invalidates
+            # nothing (§4.10.4.1), so one made under p before a switch away and back survives until
+            # something invalidates it -- judged from the latest time it could have been made
+            if p != pcid:
+                continue
+            t = _latest_under(h, t, pcid, since)
+            if t < 0:
+                continue
+        cand = (t, level, uses, fault, rsvd)
         if t < kill_all or (t < kill_ng and not glob):
             removed.add(cand, glob, None)     # an invalidation of this page (or all) since: gone
-            continue
-        if not glob and _pcid_at(h, t) != pcid:
             continue
         size = PAGE_SIZES[level] if fault is None else 1 << 12
         ev = h.killed(t, pcid if not glob else -1, la, size, glob)
@@ -318,8 +336,6 @@ class Removed:
             if paths_only and fault is not None:
                 continue
             if ev is None:
-                if not glob and _pcid_at(h, t) != pcid:
-                    continue
                 size = PAGE_SIZES[level] if fault is None else 1 << 12
                 ev = h.killed(t, pcid if not glob else -1, self.la, size, glob, self.n_events)
                 assert ev is not None, "a walk older than this page's last invalidation survived it"
@@ -334,8 +350,6 @@ class Removed:
         for cand, glob, ev in self.cands:
             t, level, _, fault, _ = cand
             if ev is None:
-                if not glob and _pcid_at(h, t) != pcid:
-                    continue
                 size = PAGE_SIZES[level] if fault is None else 1 << 12
                 ev = h.killed(t, pcid if not glob else -1, self.la, size, glob, self.n_events)
             yield self.result(cand), ev, t
@@ -344,11 +358,15 @@ class Removed:
 NOTHING_REMOVED = Removed(History(), Mode(0, 0, 0), 0, 0, 0, 0)     # never added to
 
 
-def _pcid_at(h: History, t: int) -> int:
+def _latest_under(h: History, t: int, pcid: int, since: int) -> int:
+    """The latest time at or before ``t``, and not before ``since``, at which ``pcid`` was current:
+    when a walk whose entries all held until ``t`` was last cacheable under it (-1: never)."""
     for start, end, _root, p in reversed(h.roots):
-        if start <= t and (end < 0 or t < end):
-            return p
-    return h.roots[0][3] if h.roots else 0
+        if start > t or p != pcid:
+            continue
+        s = t if end < 0 else min(t, end - 1)
+        return s if s >= since else -1
+    return -1
 
 
 @dataclass(slots=True)

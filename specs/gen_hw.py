@@ -213,14 +213,11 @@ class HwGen(CallEmitter):
         """Several address spaces tagged by PCIDs: CR4.PCIDE on, an access under (root A, PCID a), a
         switch to (root B, PCID b) without flushing and maybe an access there, a change of a leaf both
         see, then an INVPCID of one kind covering a (by address, by PCID, all, all with globals) and a
-        switch back to (A, a) without flushing, or a flushing switch back; then the access again, and
-        maybe a flushing switch to (B, b) and the access there.  8 to 12 calls: the shape where a TLB
-        keeps a tagged translation it must drop.
-
-        Not generated: a switch back to (A, a) without flushing and with nothing covering a
-        invalidated, where the SDM lets a's old translation answer -- the hw model does not allow it
-        yet (``stale_walks`` asks which PCID was current at the walk's latest time, not whether the
-        walk held while (A, a) was loaded; tests/hw/test_pcid_scenarios.py keeps the case as xfail)."""
+        switch back to (A, a) without flushing, or a flushing switch back, or a switch back without
+        flushing and with nothing covering a invalidated (SDM Vol. 3A §4.10.1: a's old translation
+        may answer, or a fresh walk); then the access again, and maybe a flushing switch to (B, b)
+        and the access there.  8 to 12 calls: the shape where a TLB keeps a tagged translation it
+        must drop, or drops one it may keep."""
         r = self.r
         if not self.slots or not self.pcid_ok or not all(self.ok(c) for c in ("mov_cr4", "mov_cr3", "access", "set_pte")):
             return
@@ -244,12 +241,14 @@ class HwGen(CallEmitter):
         new = (DATA_BASE + 0x1000 * r.integer(0, 15) if level == 1 else
                BIG_BASE + 0x200000 * r.integer(0, 3) if level == 2 else 0)
         self.emit("set_pte", table, Int(idx), new, _flags(leaf))
-        if self.ok("invpcid") and r.chance(70):
+        if self.ok("invpcid") and r.chance(60):
             kind = r.choice(INVPCID_KINDS)
             self.emit("invpcid", Flags((kind,)), Int(a), la & ~0xFFF if kind == "INVPCID_ADDR" else 0)
             self.emit("mov_cr3", CR3_NOFLUSH | a_root | a)
-        else:
+        elif r.chance(50):
             self.emit("mov_cr3", a_root | a)
+        else:
+            self.emit("mov_cr3", CR3_NOFLUSH | a_root | a)
         self.emit("access", la, acc, cpl, Int(0), result=True)
         if r.chance(40):
             self.emit("mov_cr3", b_root | b)

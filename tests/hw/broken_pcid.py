@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from memspec.model.paging import CR4_PCIDE, Paging
-from memspec.model.tlb import PCID_ALL
+from memspec.model.tlb import PCID_ALL, RefTlb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from broken_hw import BrokenTarget  # noqa: E402
@@ -47,7 +47,35 @@ class Cr3FlushesOldPcid(_Caching):
         super()._apply_mov_cr3(o, value)
 
 
-BUGS = {c.__name__: c for c in (_Caching, InvpcidSingleFlushesCurrent, Cr3FlushesOldPcid)}
+class _NoTlb(RefTlb):
+    def lookup(self, la, pcid):
+        return None
+
+
+class _Refetching(_Caching):
+    """Walks the tables afresh for every access (a TLB that holds nothing): the other end of what the
+    SDM allows, the control for a judge that must not insist on a kept translation."""
+
+    def __init__(self, facts=None):
+        super().__init__(facts)
+        self.tlb = _NoTlb()
+
+
+class Cr3NeverFlushes(_Caching):
+    """With CR4.PCIDE = 1, every CR3 load acts as if bit 63 were set: a flushing load of a PCID keeps
+    that PCID's translations."""
+
+    def _apply_mov_cr3(self, o, value):
+        if o.ok and self.cr4 & CR4_PCIDE and not value >> 63:
+            self.cr3 = value
+            self._write_harness_entry()
+            self.history.load_root(self.root, self.pcid)
+            return
+        super()._apply_mov_cr3(o, value)
+
+
+BUGS = {c.__name__: c for c in (_Caching, _Refetching, InvpcidSingleFlushesCurrent, Cr3FlushesOldPcid,
+                                Cr3NeverFlushes)}
 
 
 def target(name: str) -> BrokenTarget:

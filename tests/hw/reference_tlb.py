@@ -15,7 +15,7 @@ from dataclasses import replace
 from memspec.model.expect import Expect, exactly
 from memspec.model.paging import EINVAL, GP, U64, Paging, matches, show
 from memspec.model.pte import EXEC, READ, WRITE, ErrCode, Mode, addr_mask
-from memspec.model.tlb import Event, History, _pcid_at
+from memspec.model.tlb import Event, History
 from memspec.model.walk import (PageFault, Path, Use, _path, canonical, errcode, index, pde, pdpte, pml4e, pml5e,
                                 pte, walk)
 from memspec.records import Outcome
@@ -42,9 +42,13 @@ def stale_walks_reference(h: History, mode: Mode, read, la: int, acc: int, cpl: 
     floor_ng = max(floor_g, h.last_nonglobal_all, h.last_nonglobal.get(pcid, -1))
 
     latest: dict[tuple[int, int], int] = {}
-    for _, end, root, p in h.roots[-8:]:
+    first: dict[tuple[int, int], int] = {}
+    for start, end, root, p in h.roots[-8:]:
         latest[(root, p)] = h.now if end < 0 else end - 1
+        first.setdefault((root, p), start)
     roots = [(root, p, until) for (root, p), until in latest.items() if until >= floor_g]
+    made_under: list[tuple[int, int]] = []       # per stale walk in ``out``: its root's (PCID, first load)
+    under = (0, 0)
 
     # values that ended before the last flush of every non-global translation can only
     # survive in a global translation; before the last flush of everything, not at all
@@ -75,27 +79,36 @@ def stale_walks_reference(h: History, mode: Mode, read, la: int, acc: int, cpl: 
                 if stale and tt >= floor_ng:
                     out.append((PageFault(errcode(mode, acc, cpl, present=rsvd, rsvd=rsvd), la, fault, tuple(u)),
                                 tt, False))
+                    made_under.append(under)
                 continue
             if level == 1 or (level in (2, 3) and value & 0x80):
                 if (stale or old) and (tt >= floor_ng or value & 0x100):
                     out.append((_path(tuple(u), mode, level), tt, False))
+                    made_under.append(under)
                 continue
             go(level - 1, value & amask, u, tt, stale or old, then)
 
     for root, rpcid, until in roots:
+        under = (rpcid, first[(root, rpcid)])
         go(mode.levels, root & amask, [], until, until < h.now or False)
     if not mode.nxe and h.nxe_cleared >= 0:
         # translations cached while NXE was 1 (XD not reserved then) may outlive the WRMSR
         for root, rpcid, until in roots:
+            under = (rpcid, first[(root, rpcid)])
             go(mode.levels, root & amask, [], min(until, h.nxe_cleared - 1), True, True)
     kept: list[tuple[Path | PageFault, int, bool]] = []
     seen = set()
-    for res, t, _ in out:
+    for (res, t, _), (root_pcid, since) in zip(out, made_under):
         glob = isinstance(res, Path) and res.glob and mode.pge
         size = res.size if isinstance(res, Path) else 1 << 12
-        root_pcid = _pcid_at(h, t)
-        if not glob and root_pcid != pcid:
-            continue
+        if not glob:
+            # made under the root's PCID, at the latest time that PCID was current (SDM 4.10.1)
+            if root_pcid != pcid:
+                continue
+            t = max((min(t, h.now if end < 0 else end - 1) for start, end, _r, p in h.roots
+                     if p == pcid and start <= t), default=-1)
+            if t < since:
+                continue
         ev = h.killed(t, pcid if not glob else -1, la, size, glob)
         if ev is not None:
             removed.append((res, ev, t))
