@@ -94,7 +94,9 @@ def _candidates(o: Outcome) -> list[str]:
         return [f"m 31 0 {h(d.get('gpa', 0))} 0 0 0 0"]
     vec = _vector(sig)
     if vec is not None:
-        return [f"x {vec:x} 0 0 0", f"n {0x40 + vec:x} 0 0 0", f"m 0 0 0 0 {0x80000300 | vec:x} 0 0"]
+        # the segmentation calls' exceptions carry their error code (#GP(selector), #SS(0), ...)
+        err = h(d.get("errcode", 0))
+        return [f"x {vec:x} {err} 0 0", f"n {0x40 + vec:x} {err} 0 0", f"m 0 0 0 0 {0x80000300 | vec:x} {err} 0"]
     return []
 
 

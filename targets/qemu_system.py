@@ -54,7 +54,7 @@ from .base import Session, Target
 from .children import LIVE_GROUPS, kill_group
 from .testkernel_wire import (
     FATAL_IF_ACCEPTED, VIRT_CALLS, VM_NPT, HarnessRefused, Refused, _h, accepted_then_died, decode, encode,
-    parse_features, set_ram_end)
+    parse_features, seg_facts, set_ram_end)
 from .toolchain import building, cache_dir, need_tools, run_steps, testkernel_steps
 from .versions import qemu_version
 
@@ -367,8 +367,10 @@ class TestKernelTarget(Target):
     its guest (``_new_guest``), its name and what its CPU model can and cannot do."""
 
     layers = ("hw", "virt")
-    # the hw layer's calls and the virt layer's two-dimensional ones (not KPTI's)
+    # the hw layer's calls and the virt layer's two-dimensional ones (not KPTI's); the segmentation
+    # calls run on the kernel's segmentation unit, in 64-bit mode (testkernel/README.md)
     calls = frozenset(c.name for c in layer_calls("hw")) | VIRT_CALLS
+    capabilities = frozenset({"segmentation"})
     timeout = 10.0
     vm_kinds: frozenset[int] = frozenset({VM_NPT})
 
@@ -433,6 +435,7 @@ class TestKernelTarget(Target):
         f = {k: v for k, v in self.features.items() if k != "cpuid"}
         f.update(harness_low=HARNESS_LOW, harness_entry4=HARNESS_ENTRY4, harness_entry5=HARNESS_ENTRY5,
                  cpuid={k: hex(v) for k, v in self.features["cpuid"].items()})
+        f.update(seg_facts(self.features["ram"]))
         return f
 
     def unsupported(self) -> list[str]:
@@ -441,6 +444,9 @@ class TestKernelTarget(Target):
                  "pku": "protection keys (PKU)", "nx": "execute-disable (NX)"}
         f = self.features
         out = [text for key, text in names.items() if not f[key]]
+        out += ["the A20 gate (SEG_REAL: real-address mode with A20 masked)",
+                "segmentation outside 64-bit mode (SEG_REAL_A20, SEG_PROTECTED: refused by the test kernel)",
+                "segment-register loads at CPL 1..3 (refused by the test kernel)"]
         if f["maxphyaddr"] < 52:
             out.append(f"MAXPHYADDR = 52 (this CPU has {f['maxphyaddr']}: bits 51:{f['maxphyaddr']} are reserved instead)")
         return out

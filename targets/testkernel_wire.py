@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT
+from memspec.calls import capability_calls
+from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, SEG_GDT_ENTRIES, SEG_GDT_LIMIT, SEG_GDT_PROGRAM
 from memspec.errors import TargetError
 from memspec.records import Outcome
 
@@ -20,7 +21,9 @@ OK = Outcome()
 EINVAL = Outcome(value=-1, errno="EINVAL")
 U64 = (1 << 64) - 1
 # the same names as the unicorn target's; others are "#V<n>"
-VECTORS = {0: "#DE", 6: "#UD", 8: "#DF", 12: "#SS", 13: "#GP", 14: "#PF"}
+VECTORS = {0: "#DE", 6: "#UD", 8: "#DF", 10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF"}
+# the vectors whose exception pushes an error code (Intel SDM Vol. 3A Table 6-1)
+WITH_ERRCODE = frozenset({8, 10, 11, 12, 13, 14, 17, 21})
 
 
 def parse_features(line: str) -> dict[str, Any]:
@@ -64,6 +67,8 @@ def encode(name: str, a: tuple[int, ...], vm_kinds: frozenset[int] = frozenset({
     ``vm_kinds``: the nested-paging kinds this CPU runs (VM_NPT with SVM, VM_EPT with VMX)."""
     if name in VIRT_CALLS or name in ("set_epte", "set_npte"):
         return encode_virt(name, a, vm_kinds)
+    if name in SEG_CALLS:
+        return encode_seg(name, a)
     if name == "access":
         la, acc, cpl, ac = a
         if la % 8 or acc not in (0, 1, 2) or cpl not in (0, 3) or ac not in (0, 1) or not 0 <= la <= U64:
@@ -132,6 +137,9 @@ def decode(name: str, a: tuple[int, ...], reply: str) -> Outcome:
     vec, err, cr2, _rip = (int(p, 16) for p in parts[1:])
     if vec == 14:
         return Outcome(signal="#PF", detail=(("cr2", cr2), ("errcode", err)))
+    if name in SEG_CALLS and vec in WITH_ERRCODE:
+        # the segmentation clauses name the error code (#GP(selector), #SS(0), ...)
+        return Outcome(signal=VECTORS.get(vec, f"#V{vec}"), detail=(("errcode", err),))
     return Outcome(signal=VECTORS.get(vec, f"#V{vec}"))
 
 
@@ -271,6 +279,67 @@ def decode_vmx_exit(name: str, a: tuple[int, ...], parts: list[str]) -> Outcome:
         return Outcome(signal="EPT_MISCONFIG", detail=(("gpa", gpa),))
     what = "VMENTRY_FAIL" if reason >> 31 else "VMEXIT"
     return Outcome(signal=f"#{what}{reason & 0xFFFF}", detail=(("exit_qualification", qual), ("gpa", gpa)))
+
+
+# ---------------------------------------------------------------------------------------------
+# the segmentation calls (capability "segmentation"): the kernel's segmentation unit runs them in
+# 64-bit mode with a GDT laid out as memspec/calls_hw.py's (testkernel/README.md, Segmentation)
+
+SEG_CALLS = capability_calls("segmentation")
+SEG_REAL, SEG_LONG = 0, 3
+SREG_FS, SREG_GS = 4, 5
+DESC_FLAGS = (1 << 12) | (1 << 15) | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 23)
+# what the unit's facts say (the model's SEG_FACTS): no A20 gate is offered (SEG_REAL is EINVAL,
+# as the model predicts for a unit without one); the pattern fills [HARNESS_LOW, end of RAM)
+SEG_FACT_A20 = False
+
+
+def descriptor(base: int, limit: int, type_: int, dpl: int, flags: int) -> int:
+    """The raw GDT descriptor of ``set_desc`` (Intel SDM Vol. 3A §3.4.5, Figure 3-8)."""
+    hi = ((base >> 16) & 0xFF) | type_ << 8 | dpl << 13 | ((limit >> 16) & 0xF) << 16 | (base >> 24) << 24 | flags
+    return (limit & 0xFFFF) | (base & 0xFFFF) << 16 | hi << 32
+
+
+def encode_seg(name: str, a: tuple[int, ...]) -> str | Outcome:
+    """The segmentation calls' command lines; the argument checks are the model's (EINVAL)."""
+    if name == "seg_mode":
+        (mode,) = a
+        if mode not in (0, 1, 2, 3) or (mode == SEG_REAL and not SEG_FACT_A20):
+            return EINVAL
+        return f"D {mode}"
+    if name == "set_desc":
+        index, base, limit, type_, dpl, flags = a
+        if not (1 <= index < SEG_GDT_PROGRAM and 0 <= base <= 0xFFFFFFFF and 0 <= limit < 1 << 20
+                and 0 <= type_ < 16 and 0 <= dpl <= 3 and 0 <= flags and not flags & ~DESC_FLAGS):
+            return EINVAL
+        return f"d {_h(index)} {_h(descriptor(base, limit, type_, dpl, flags))}"
+    if name == "read_desc":
+        (index,) = a
+        return f"q {_h(index)}" if 0 <= index < SEG_GDT_ENTRIES else EINVAL
+    if name == "lgdt":
+        (limit,) = a
+        return f"l {_h(limit)}" if 0 <= limit <= SEG_GDT_LIMIT else EINVAL
+    if name == "load_seg":
+        sreg, sel, cpl = a
+        if not (0 <= sreg <= 5 and 0 <= sel <= 0xFFFF and 0 <= cpl <= 3):
+            return EINVAL
+        return f"L {sreg} {_h(sel)} {cpl}"
+    if name == "seg_access":
+        sreg, offset, op, size = a
+        if sreg not in (0, 2, 3, 4, 5) or not 0 <= offset <= U64 or op not in (0, 1) or size not in (1, 2, 4, 8):
+            return EINVAL
+        return f"a {sreg} {_h(offset)} {op} {size}"
+    if name == "wrmsr_segbase":
+        sreg, base = a
+        if sreg not in (SREG_FS, SREG_GS) or not 0 <= base <= U64:
+            return EINVAL
+        return f"w {sreg} {_h(base)}"
+    raise TargetError(f"the test kernel does not implement {name}()")
+
+
+def seg_facts(ram: int) -> dict[str, Any]:
+    """The facts the segmentation model reads (model/segunit.py SEG_FACTS), for this kernel."""
+    return {"a20_gate": SEG_FACT_A20, "seg_ram": ram, "seg_low": HARNESS_LOW}
 
 
 RAM_END = 32 << 20      # replaced by what the kernel reports (it reads the multiboot memory size)

@@ -214,7 +214,7 @@ run_guarded:
         movq $-1, g_fault_vec(%rip)
 guard_recover:
         movq $0, g_recover_rsp(%rip)
-        movw $0x10, %ax
+        movw g_data_sel(%rip), %ax      /* 0x10, or 0xC8 in the segmentation unit's GDT */
         movw %ax, %ds
         movw %ax, %es
         movw %ax, %ss
@@ -299,7 +299,7 @@ isr_user_return:
         .endm
 
         .globl op_read, op_write, op_fetch, op_user, op_cr0, op_cr3, op_cr4, op_efer
-        .globl op_invlpg, op_invpcid, op_wrpkru
+        .globl op_invlpg, op_invpcid, op_wrpkru, op_wrmsr
 op_read:                                /* (addr, ac) */
         SET_AC %rsi
         movq (%rdi), %rax
@@ -350,6 +350,13 @@ op_invpcid:                             /* (type, pcid, addr) */
         movq %rdx, 8(%rsp)
         invpcid (%rsp), %rdi
         addq $16, %rsp
+        retq
+op_wrmsr:                               /* (msr, value) */
+        movl %edi, %ecx
+        movq %rsi, %rax
+        movq %rsi, %rdx
+        shrq $32, %rdx
+        wrmsr
         retq
 op_wrpkru:
         movl %edi, %eax
@@ -470,6 +477,151 @@ guv_write:
         movq (%rdi), %rax
         vmcall
 
+
+        .text
+/* void seg_env_enter(gdtr, idtr) / seg_env_exit(gdtr, idtr): switch GDT, IDT, CS and the data
+ * segments between the kernel's (CS 0x08, data 0x10) and the segmentation unit's (its GDT's
+ * harness descriptors: 64-bit code 0xD0, flat data 0xC8).  Interrupts are off (commands run
+ * with IF = 0).  guard_recover loads g_data_sel, which each side sets to its own. */
+        .globl seg_env_enter, seg_env_exit
+seg_env_enter:
+        lgdt (%rdi)
+        lidt (%rsi)
+        pushq $0xD0
+        leaq 1f(%rip), %rax
+        pushq %rax
+        lretq
+1:      movw $0xC8, %ax
+        movw %ax, %ds
+        movw %ax, %es
+        movw %ax, %ss
+        movq $0xC8, g_data_sel(%rip)
+        retq
+seg_env_exit:
+        lgdt (%rdi)
+        lidt (%rsi)
+        pushq $0x08
+        leaq 1f(%rip), %rax
+        pushq %rax
+        lretq
+1:      movw $0x10, %ax
+        movw %ax, %ds
+        movw %ax, %es
+        movw %ax, %ss
+        xorl %eax, %eax
+        movw %ax, %fs
+        movw %ax, %gs
+        movq $0x10, g_data_sel(%rip)
+        retq
+
+/* Segmentation probes (the seg calls, 64-bit mode; kernel.c seg_*), run by run_guarded in the
+ * segmentation unit's environment (its GDT, IDT and root: seg_env_enter).
+ * seg_load_N(selector): MOV Sreg N, r16 (8E /r; N = 1 is CS: #UD).
+ * seg_acc_S_O_Z(offset, selector, base): reload Sreg S from (selector), for FS and GS then
+ * WRMSR its base (the hidden part the program's last load or WRMSR left, kernel.c seg_access),
+ * set seg_stage, then the access the unicorn target makes (targets/qemu_seg.py): a read
+ * (MOV/MOVZX into EBX) or an XADD of 0 (a write of the value read) of Z bytes at S:offset,
+ * with an ES/FS/GS override prefix, DS by default, SS as [RBP]. */
+        .text
+seg_load_0:
+        movl %edi, %eax
+        .byte 0x8e, 0xc0
+        retq
+seg_load_1:
+        movl %edi, %eax
+        .byte 0x8e, 0xc8
+        retq
+seg_load_2:
+        movl %edi, %eax
+        .byte 0x8e, 0xd0
+        retq
+seg_load_3:
+        movl %edi, %eax
+        .byte 0x8e, 0xd8
+        retq
+seg_load_4:
+        movl %edi, %eax
+        .byte 0x8e, 0xe0
+        retq
+seg_load_5:
+        movl %edi, %eax
+        .byte 0x8e, 0xe8
+        retq
+        /* SEGACC sreg-number, sreg, MSR of its base (0: none), address register, the access */
+        .macro SEGACC n, sreg, msr, areg, op, z, insn:vararg
+seg_acc_\n\()_\op\()_\z:
+        movl %esi, %eax
+        movw %ax, %\sreg
+        .if \msr
+        movq %rdx, %rax
+        shrq $32, %rdx
+        movl $\msr, %ecx
+        wrmsr
+        .endif
+        movq $1, seg_stage(%rip)
+        xorl %ebx, %ebx
+        movq %rdi, %\areg
+        \insn
+        movq %rbx, %rax
+        retq
+        .endm
+        SEGACC 0, es, 0, rax, 0, 1, movzbl %es:(%rax), %ebx
+        SEGACC 0, es, 0, rax, 0, 2, movzwl %es:(%rax), %ebx
+        SEGACC 0, es, 0, rax, 0, 4, movl %es:(%rax), %ebx
+        SEGACC 0, es, 0, rax, 0, 8, movq %es:(%rax), %rbx
+        SEGACC 0, es, 0, rax, 1, 1, xaddb %bl, %es:(%rax)
+        SEGACC 0, es, 0, rax, 1, 2, xaddw %bx, %es:(%rax)
+        SEGACC 0, es, 0, rax, 1, 4, xaddl %ebx, %es:(%rax)
+        SEGACC 0, es, 0, rax, 1, 8, xaddq %rbx, %es:(%rax)
+        SEGACC 2, ss, 0, rbp, 0, 1, movzbl (%rbp), %ebx
+        SEGACC 2, ss, 0, rbp, 0, 2, movzwl (%rbp), %ebx
+        SEGACC 2, ss, 0, rbp, 0, 4, movl (%rbp), %ebx
+        SEGACC 2, ss, 0, rbp, 0, 8, movq (%rbp), %rbx
+        SEGACC 2, ss, 0, rbp, 1, 1, xaddb %bl, (%rbp)
+        SEGACC 2, ss, 0, rbp, 1, 2, xaddw %bx, (%rbp)
+        SEGACC 2, ss, 0, rbp, 1, 4, xaddl %ebx, (%rbp)
+        SEGACC 2, ss, 0, rbp, 1, 8, xaddq %rbx, (%rbp)
+        SEGACC 3, ds, 0, rax, 0, 1, movzbl (%rax), %ebx
+        SEGACC 3, ds, 0, rax, 0, 2, movzwl (%rax), %ebx
+        SEGACC 3, ds, 0, rax, 0, 4, movl (%rax), %ebx
+        SEGACC 3, ds, 0, rax, 0, 8, movq (%rax), %rbx
+        SEGACC 3, ds, 0, rax, 1, 1, xaddb %bl, (%rax)
+        SEGACC 3, ds, 0, rax, 1, 2, xaddw %bx, (%rax)
+        SEGACC 3, ds, 0, rax, 1, 4, xaddl %ebx, (%rax)
+        SEGACC 3, ds, 0, rax, 1, 8, xaddq %rbx, (%rax)
+        SEGACC 4, fs, 0xC0000100, rax, 0, 1, movzbl %fs:(%rax), %ebx
+        SEGACC 4, fs, 0xC0000100, rax, 0, 2, movzwl %fs:(%rax), %ebx
+        SEGACC 4, fs, 0xC0000100, rax, 0, 4, movl %fs:(%rax), %ebx
+        SEGACC 4, fs, 0xC0000100, rax, 0, 8, movq %fs:(%rax), %rbx
+        SEGACC 4, fs, 0xC0000100, rax, 1, 1, xaddb %bl, %fs:(%rax)
+        SEGACC 4, fs, 0xC0000100, rax, 1, 2, xaddw %bx, %fs:(%rax)
+        SEGACC 4, fs, 0xC0000100, rax, 1, 4, xaddl %ebx, %fs:(%rax)
+        SEGACC 4, fs, 0xC0000100, rax, 1, 8, xaddq %rbx, %fs:(%rax)
+        SEGACC 5, gs, 0xC0000101, rax, 0, 1, movzbl %gs:(%rax), %ebx
+        SEGACC 5, gs, 0xC0000101, rax, 0, 2, movzwl %gs:(%rax), %ebx
+        SEGACC 5, gs, 0xC0000101, rax, 0, 4, movl %gs:(%rax), %ebx
+        SEGACC 5, gs, 0xC0000101, rax, 0, 8, movq %gs:(%rax), %rbx
+        SEGACC 5, gs, 0xC0000101, rax, 1, 1, xaddb %bl, %gs:(%rax)
+        SEGACC 5, gs, 0xC0000101, rax, 1, 2, xaddw %bx, %gs:(%rax)
+        SEGACC 5, gs, 0xC0000101, rax, 1, 4, xaddl %ebx, %gs:(%rax)
+        SEGACC 5, gs, 0xC0000101, rax, 1, 8, xaddq %rbx, %gs:(%rax)
+        .section .rodata
+        .align 8
+        .globl seg_load_table, seg_acc_table
+seg_load_table:
+        .quad seg_load_0, seg_load_1, seg_load_2, seg_load_3, seg_load_4, seg_load_5
+seg_acc_table:                          /* [sreg][op][log2 size] */
+        .quad seg_acc_0_0_1, seg_acc_0_0_2, seg_acc_0_0_4, seg_acc_0_0_8, seg_acc_0_1_1, seg_acc_0_1_2, seg_acc_0_1_4, seg_acc_0_1_8
+        .quad 0, 0, 0, 0, 0, 0, 0, 0
+        .quad seg_acc_2_0_1, seg_acc_2_0_2, seg_acc_2_0_4, seg_acc_2_0_8, seg_acc_2_1_1, seg_acc_2_1_2, seg_acc_2_1_4, seg_acc_2_1_8
+        .quad seg_acc_3_0_1, seg_acc_3_0_2, seg_acc_3_0_4, seg_acc_3_0_8, seg_acc_3_1_1, seg_acc_3_1_2, seg_acc_3_1_4, seg_acc_3_1_8
+        .quad seg_acc_4_0_1, seg_acc_4_0_2, seg_acc_4_0_4, seg_acc_4_0_8, seg_acc_4_1_1, seg_acc_4_1_2, seg_acc_4_1_4, seg_acc_4_1_8
+        .quad seg_acc_5_0_1, seg_acc_5_0_2, seg_acc_5_0_4, seg_acc_5_0_8, seg_acc_5_1_1, seg_acc_5_1_2, seg_acc_5_1_4, seg_acc_5_1_8
+
+        .data
+        .align 8
+g_data_sel:     .quad 0x10
+
         .section .bss
         .align 16
         .globl saved_rsp, g_recover_rsp, g_fault_vec, g_fault_err, g_fault_rip, g_fault_cr2, g_fault_rax, g_vmx_rax
@@ -481,6 +633,8 @@ g_fault_err:    .quad 0
 g_fault_rip:    .quad 0
 g_fault_cr2:    .quad 0
 g_fault_rax:    .quad 0
+        .globl g_data_sel, seg_stage
+seg_stage:      .quad 0
         .align 4096
         .space 16384
         .globl stack_top

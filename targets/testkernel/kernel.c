@@ -42,7 +42,7 @@ extern volatile u64 g_fault_vec, g_fault_err, g_fault_rip, g_fault_cr2, g_fault_
 extern void switch_mode(u64 cr0, u64 cr4, u64 efer, u64 new_root, u64 cur_root);
 extern void run_guarded(void *fn, u64 a, u64 b, u64 c);
 extern char op_read[], op_write[], op_fetch[], op_user[], op_cr0[], op_cr3[], op_cr4[], op_efer[];
-extern char op_invlpg[], op_invpcid[], op_wrpkru[];
+extern char op_invlpg[], op_invpcid[], op_wrpkru[], op_wrmsr[];
 
 static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
 static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
@@ -1054,12 +1054,191 @@ static void sweep_item(u64 *a, int n) {
     puthexw(ok && op != 2 ? g_fault_rax : 0, 16); putc('\n');
 }
 
+/* ---- the segmentation unit (the seg calls; README.md, Segmentation) ----
+ * A program's descriptors live in a GDT of their own, laid out as memspec's segmentation unit
+ * (memspec/calls_hw.py): program descriptors 1..23, the harness's flat ones at 24..28, 29..31
+ * zero (29 is a scratch slot, written only inside a probe).  Probes run in 64-bit mode with
+ * that GDT loaded, an IDT whose gates use its 64-bit code descriptor (0xD0) and a root that
+ * maps physical memory one to one (2 MiB pages up to the end of RAM, the harness's slot 511).
+ * A segment register's hidden part is what the program's last successful load (or WRMSR of
+ * FS/GS_BASE) left: the kernel keeps it (the descriptor as loaded, the selector, the base read
+ * back from the MSR) and reloads the register from it, through the scratch slot, in the same
+ * probe as the access, so a descriptor rewritten since is not seen (SDM Vol. 3A 3.4.3). */
+#define SEG_ENTRIES 32
+#define SEG_PROGRAM 24
+#define SEG_SCRATCH 29
+#define SEG_KCODE (26 << 3)
+#define SEG_FULL_LIMIT (8 * SEG_ENTRIES - 1)
+#define SEG_LONG 3
+extern u64 seg_load_table[6], seg_acc_table[48];
+extern volatile u64 seg_stage;
+extern void seg_env_enter(void *gdtr, void *idtr), seg_env_exit(void *gdtr, void *idtr);
+static const u64 seg_harness[5] = {
+    0x00CF9B000000FFFFUL, 0x00CF93000000FFFFUL, 0x00AF9B000000FFFFUL, 0x00CFFB000000FFFFUL, 0x00CFF3000000FFFFUL,
+};
+static u64 seg_gdt[SEG_ENTRIES] __attribute__((aligned(16)));
+static u64 seg_idt[512] __attribute__((aligned(4096)));
+static u64 seg_pml4[512] __attribute__((aligned(4096)));
+static u64 seg_pdpt[512] __attribute__((aligned(4096)));
+static u64 seg_pd[512] __attribute__((aligned(4096)));
+static struct { u16 limit; u64 base; } __attribute__((packed)) seg_gdtr, seg_idtr, k_gdtr;
+static struct { u64 sel, desc, base; } seg_reg[6];
+static u64 seg_limit, seg_base_now[2];
+static int seg_paging;      /* a paging call ran since the reset: the memory is not the pattern any more */
+
+static void seg_reset(void) {
+    for (int i = 0; i < SEG_ENTRIES; i++) seg_gdt[i] = 0;
+    for (int i = 0; i < 5; i++) seg_gdt[SEG_PROGRAM + i] = seg_harness[i];
+    seg_limit = SEG_FULL_LIMIT;
+    for (int s = 0; s < 6; s++) {     /* every data register flat (25 << 3), FS and GS bases 0 */
+        seg_reg[s].sel = 25 << 3;
+        seg_reg[s].desc = seg_harness[1];
+        seg_reg[s].base = 0;
+    }
+}
+
+static void seg_init(void) {
+    for (int v = 0; v < 512; v++) seg_idt[v] = idt[v];
+    for (int v = 0; v < 256; v++)
+        seg_idt[2 * v] = (seg_idt[2 * v] & ~(0xFFFFUL << 16)) | ((u64)SEG_KCODE << 16);
+    seg_idtr.limit = sizeof seg_idt - 1;
+    seg_idtr.base = (u64)seg_idt;
+    seg_gdtr.base = (u64)seg_gdt;
+    extern char gdtr_high[];
+    const volatile u16 *kg = (const volatile u16 *)((u64)gdtr_high + KBASE);
+    k_gdtr.limit = kg[0];
+    k_gdtr.base = *(const volatile u64 *)(kg + 1);
+    seg_pml4[0] = va2pa(seg_pdpt) | 3;
+    seg_pdpt[0] = va2pa(seg_pd) | 3;
+    for (u64 i = 0; i < 512 && (i << 21) < ram_end; i++) seg_pd[i] = (i << 21) | 0x83;
+    seg_pml4[HARNESS_SLOT] = HARNESS_ENTRY4;
+    seg_reset();
+}
+
+/* run fn(a, b, c) guarded in the unit's environment, the GDT limit as given */
+static void seg_guarded(void *fn, u64 a, u64 b, u64 c, u64 limit) {
+    u64 cr3 = rdcr3();
+    wrcr3(va2pa(seg_pml4));
+    seg_gdtr.limit = SEG_FULL_LIMIT;
+    seg_env_enter(&seg_gdtr, &seg_idtr);
+    if (limit != SEG_FULL_LIMIT) {
+        seg_gdtr.limit = limit;
+        __asm__ volatile("lgdt %0" : : "m"(seg_gdtr) : "memory");
+    }
+    seg_stage = 0;
+    guarded(fn, a, b, c);
+    /* FS's and GS's bases before seg_env_exit loads null selectors into them */
+    seg_base_now[0] = rdmsr(0xC0000100);
+    seg_base_now[1] = rdmsr(0xC0000101);
+    seg_env_exit(&k_gdtr, &idtr);
+    wrcr3(cr3);
+}
+
+/* why the unit cannot run a probe now, or 0 */
+static const char *seg_blocked(void) {
+    if (seg_paging) return "the segmentation calls run only in programs without paging calls (they share one CPU and its memory here)";
+    if (rdcr4() & CR4_LA57) return "the segmentation unit's root is a 4-level one";
+    return 0;
+}
+
+static void seg_command(char cmd, u64 *a, int n) {
+    const char *why;
+    switch (cmd) {
+    case 'D':                                           /* seg_mode(mode) */
+        if (n != 1) break;
+        if (a[0] != SEG_LONG) { reply_r("the test kernel runs the segmentation calls in 64-bit mode (SEG_LONG) only"); return; }
+        seg_reset();
+        reply_k();
+        return;
+    case 'd':                                           /* set_desc: index, raw descriptor */
+        if (n != 2) break;
+        if (a[0] < 1 || a[0] >= SEG_PROGRAM) { reply_e("descriptor index outside 1..23"); return; }
+        seg_gdt[a[0]] = a[1];
+        reply_k();
+        return;
+    case 'q':                                           /* read_desc(index) */
+        if (n != 1) break;
+        if (a[0] >= SEG_ENTRIES) { reply_e("descriptor index outside the GDT"); return; }
+        puts("v "); puthex(seg_gdt[a[0]]); putc('\n');
+        return;
+    case 'l':                                           /* lgdt(limit) */
+        if (n != 1) break;
+        if (a[0] > SEG_FULL_LIMIT) { reply_e("GDT limit beyond the unit's GDT"); return; }
+        seg_limit = a[0];
+        reply_k();
+        return;
+    case 'L': {                                         /* load_seg(sreg, selector, cpl) */
+        if (n != 3) break;
+        u64 s = a[0], sel = a[1], cpl = a[2];
+        if (s > 5 || sel > 0xFFFF || cpl > 3) { reply_e("bad load"); return; }
+        if ((why = seg_blocked())) { reply_r(why); return; }
+        if (cpl != 0) { reply_r("segment-register loads at CPL 1..3 are not staged by the test kernel"); return; }
+        if (seg_limit < SEG_KCODE + 7) {
+            reply_r("a GDT limit below the harness's code descriptor (index 26) leaves no way to deliver an exception");
+            return;
+        }
+        seg_guarded((void *)seg_load_table[s], sel, 0, 0, seg_limit);
+        if (g_fault_vec == (u64)-1) {
+            /* the hidden part as loaded: the descriptor with the accessed flag the load set, and
+             * FS's or GS's base as the CPU holds it (a null load may keep or clear it) */
+            seg_reg[s].sel = sel;
+            seg_reg[s].desc = (sel & ~3UL) ? seg_gdt[sel >> 3] : 0;
+            if (s == 4 || s == 5) seg_reg[s].base = seg_base_now[s - 4];
+        }
+        reply_x(0);
+        return;
+    }
+    case 'a': {                                         /* seg_access(sreg, offset, op, size) */
+        if (n != 4) break;
+        u64 s = a[0], off = a[1], op = a[2], size = a[3];
+        int lg = size == 1 ? 0 : size == 2 ? 1 : size == 4 ? 2 : size == 8 ? 3 : -1;
+        if (s > 5 || s == 1 || op > 1 || lg < 0) { reply_e("bad access"); return; }
+        if ((why = seg_blocked())) { reply_r(why); return; }
+        u64 sel = seg_reg[s].sel;
+        if (sel & ~3UL) { seg_gdt[SEG_SCRATCH] = seg_reg[s].desc; sel = SEG_SCRATCH << 3; }
+        u64 base = seg_reg[s].base;
+#ifdef MEMSPEC_BROKEN_SEG       /* a deliberately wrong kernel: FS's and GS's bases are lost */
+        base = 0;
+#endif
+        seg_guarded((void *)seg_acc_table[8 * s + 4 * op + lg], off, sel, base, SEG_FULL_LIMIT);
+        seg_gdt[SEG_SCRATCH] = 0;
+        if (g_fault_vec != (u64)-1 && !seg_stage) {
+            reply_r("the test kernel could not reload the segment register as the program left it");
+            return;
+        }
+        reply_x(DATA_OP);
+        return;
+    }
+    case 'w': {                                         /* wrmsr_segbase(sreg, base): FS 4, GS 5 */
+        if (n != 2) break;
+        if (a[0] != 4 && a[0] != 5) { reply_e("WRMSR of FS_BASE or GS_BASE only"); return; }
+        u32 msr = 0xC0000100 + (u32)(a[0] - 4);
+        guarded(op_wrmsr, msr, a[1], 0);
+        if (g_fault_vec == (u64)-1) seg_reg[a[0]].base = rdmsr(msr);
+        reply_x(0);
+        return;
+    }
+    }
+    reply_e("bad command");
+}
+
+static int strchr_(const char *s, char c) {
+    for (; *s; s++) if (*s == c) return 1;
+    return 0;
+}
+
 static void command(void) {
     u64 a[13] = {0};
     char cmd = line[0];
     int n = parse_args(line + 1, a, cmd == 'Z' ? 13 : 6);
     if (n < 0) { reply_e("bad number"); return; }
+    /* every command but the reset, the segmentation unit's and the queries may change paging
+     * state or memory: the segmentation calls are refused from then on (seg_blocked) */
+    if (!strchr_("RDdqlLawSFMP@X", cmd)) seg_paging = 1;
     switch (cmd) {
+    case 'D': case 'd': case 'q': case 'l': case 'L': case 'a': case 'w':
+        seg_command(cmd, a, n);
+        return;
     case 'Z':
         if (n < 12) break;
         sweep_item(a, n);
@@ -1076,6 +1255,8 @@ static void command(void) {
             wrcr4(rdcr4() | (1UL << 22));
             guarded(op_wrpkru, 0, 0, 0);
         }
+        seg_reset();
+        seg_paging = 0;
         const char *why = boot(a[0], a[1], a[2]);
         if (why) { reply_e(why); return; }
         if (!install_slot(a[3] & 0x000FFFFFFFFFF000UL)) { reply_e("root outside the program's memory"); return; }
@@ -1262,6 +1443,7 @@ void kmain(void) {
     extern char gdtr_high[];
     __asm__ volatile("lgdt (%0)" : : "r"((u64)gdtr_high + KBASE) : "memory");
     tables_init();
+    seg_init();
     serial_init(!batch && out_serial);
     if (!batch && out_serial) pic_init();
     features_init();

@@ -71,6 +71,42 @@ def test_qemu_conforming_program_conforms(qsys, tmp_path):
     assert out.splitlines()[-1].startswith("VERDICT: CONFORMS") and rc == EXIT_STATUS["CONFORMS"], out
 
 
+SEG = os.path.join(ROOT, "specs", "suite", "hw", "segmentation")
+# docs/findings/qemu.md, findings 2-4: the test kernel's segmentation unit, 64-bit mode
+SEG_FINDINGS = [("17-long-noncanonical-ss.mst", "sdm.seg.long.noncanonical-ss"),
+                ("18-wrmsr-noncanonical.mst", "sdm.seg.wrmsr-base-noncanonical-gp"),
+                ("21-long-null-ss-rpl.mst", "sdm.seg.load.null-ss-64-rpl-gp")]
+
+
+@pytest.mark.parametrize("name,clause", SEG_FINDINGS, ids=["ss-noncanonical", "wrmsr-fs-base", "null-ss-rpl"])
+def test_qemu_segmentation_finding_image_gives_memspecs_verdict(qsys, tmp_path, name, clause):
+    folder, r = repro_hw(os.path.join(SEG, name), "qemu-system", str(tmp_path / "seg"), target=qsys)
+    assert r.verdict == "fail" and r.failure.clause == clause and not r.disagreements
+    first = next(c for c in r.checks if c.diverges)
+    assert first.clause == clause and first.index == len(r.checks) - 1
+    out, rc = _qemu(folder)
+    assert f"DIVERGES at call {first.index + 1}:" in out, out
+    assert out.splitlines()[-1] == f"VERDICT: DIVERGES ({clause})" and rc == EXIT_STATUS["DIVERGES"], out
+
+
+def test_qemu_segmentation_conforming_image_conforms(qsys, tmp_path):
+    # FS's base from WRMSR, then a null FS (base kept or cleared: both allowed)
+    folder, r = repro_hw(os.path.join(SEG, "20-long-null-fs.mst"), "qemu-system", str(tmp_path / "fs"), target=qsys)
+    assert r.verdict == "pass" and not r.disagreements
+    out, rc = _qemu(folder)
+    assert out.splitlines()[-1].startswith("VERDICT: CONFORMS") and rc == EXIT_STATUS["CONFORMS"], out
+
+
+def test_bochs_runs_the_segmentation_finding_image_and_conforms(qsys, tmp_path):
+    # the image made on qemu-system, booted under Bochs, whose CPU raises the #SS(0) the SDM asks for
+    if shutil.which("bochs") is None:
+        missing_peer("bochs", "apt-get install -y --no-install-recommends bochs bochsbios vgabios bochs-term")
+    folder, r = repro_hw(os.path.join(SEG, SEG_FINDINGS[0][0]), "qemu-system", str(tmp_path / "ss"), target=qsys)
+    out = subprocess.run(["bash", "-c", BOCHS_COMMAND], cwd=folder, capture_output=True, text=True,
+                         timeout=300).stdout
+    assert out.splitlines()[-1].startswith("VERDICT: CONFORMS"), out
+
+
 def test_bochs_finding_diverges_with_memspecs_clause(tmp_path):
     if shutil.which("bochs") is None:
         missing_peer("bochs", "apt-get install -y --no-install-recommends bochs bochsbios vgabios bochs-term")
