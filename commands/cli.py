@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "differing class is not explained by specs/differences.toml.")
     sw.add_argument("--target", "-t", required=True, metavar="T", help="model, qemu, qemu-system or bochs")
     sw.add_argument("--mode", default="4level", choices=("4level", "5level", "pae", "32bit"),
-                    help="the paging mode (pae and 32bit: not implemented yet)")
+                    help="the paging mode (pae and 32bit: the model and qemu targets)")
     sw.add_argument("--filter", metavar="EXPR", help="keep the combinations EXPR holds for, e.g. 'cpl==3 and leaf==4k'")
     sw.add_argument("--out", default="memspec-sweep", metavar="DIR", help="summary, checkpoint and reproducers")
     sw.add_argument("--resume", action="store_true", help="go on from DIR's checkpoint")

@@ -33,8 +33,8 @@ from memspec.atomic import write_text
 from memspec.errors import TargetError, Terminated, UsageError
 from memspec.specs.directed import excused_by, load_differences
 from memspec.specs.sweep import Summary, judge
-from memspec.sweepspace import (MODES, NOT_YET, UNSUPPORTED_REASONS, Items, Observed, Space, build, parse_filter,
-                                program_text, unsupported)
+from memspec.sweepspace import (LEGACY, UNSUPPORTED_REASONS, Items, Observed, Space, build, legacy_text,
+                                parse_filter, program_text, unsupported)
 from memspec.targets.sweep import SweepRunner
 
 CHUNK = 1 << 15              # the least block of indexes decoded and filtered at a time
@@ -67,6 +67,8 @@ class Sweep:
         self.runner = runner
         self.err = err
         self.space = Space(opts.mode)
+        if opts.mode not in runner.modes:
+            raise UsageError(runner.refuse(opts.mode))
         self.flt = parse_filter(opts.filter, self.space)
         self.diffs = load_differences()
         self.path = os.path.join(opts.out, "sweep.json")
@@ -220,10 +222,10 @@ class Sweep:
         for key, rec in s.classes.items():
             write_text(os.path.join(rdir, self.repro_name(key)), self.reproducer(key, rec))
 
-    @staticmethod
-    def repro_name(key: str) -> str:
-        """``<clause>.<hash of the class>.mst``: stable across runs and resumes."""
-        return f"{key.split(' | ')[1]}.{_slug(key)}.mst"
+    def repro_name(self, key: str) -> str:
+        """``<clause>.<hash of the class>.mst``: stable across runs and resumes (``.txt`` for PAE and
+        32-bit paging, which have no program form)."""
+        return f"{key.split(' | ')[1]}.{_slug(key)}.{'txt' if self.space.mode in LEGACY else 'mst'}"
 
     def reproducer(self, key: str, rec) -> str:
         kind, clause = key.split(" | ")[:2]
@@ -235,7 +237,7 @@ class Sweep:
                  f"combination {rec.first} of the {self.summary.mode} space: "
                  + " ".join(f"{k}={v}" for k, v in combo.items())
                  + (f"\nexplained: {rec.why}" if rec.why else ""))
-        return program_text(items, 0, title)
+        return (legacy_text if self.space.mode in LEGACY else program_text)(items, 0, title)
 
     def report_lines(self) -> list[str]:
         s = self.summary
@@ -287,9 +289,6 @@ def exit_code(s: Summary) -> int:
 
 
 def main(opts: SweepOptions, out: TextIO = sys.stdout) -> int:
-    if opts.mode in NOT_YET:
-        raise UsageError(f"--mode {opts.mode}: not implemented yet ({NOT_YET[opts.mode]}); "
-                         f"the sweep enumerates {' and '.join(MODES)} paging")
     from memspec.targets.registry import make_target
     from memspec.targets.sweep import runner_for
     parse_filter(opts.filter, Space(opts.mode))      # usage errors before a target starts

@@ -73,20 +73,52 @@ DIMENSIONS: tuple[Dimension, ...] = (
 )
 DIM = {d.name: d for d in DIMENSIONS}
 
-# the paging modes a sweep names; only the IA-32e ones are enumerated yet
-MODES = {"4level": 4, "5level": 5}
-NOT_YET = {"pae": "PAE paging (CR4.PAE = 1 without IA-32e mode: 3 levels, 64-bit entries)",
-           "32bit": "32-bit paging (CR4.PAE = 0: 2 levels, 32-bit entries, PSE 4 MiB pages)"}
+# PAE paging (SDM §4.4): no canonical addresses, no 1 GiB pages, no protection keys; the PDPTE has
+# no R/W, U/S or XD (they are reserved: a present PDPTE with one set is #GP at MOV CR3)
+DIMENSIONS_PAE: tuple[Dimension, ...] = (
+    Dimension("variant", ("none", "leaf51", "leaf62", "dir51", "leaf13", "pdpte_rsvd"),
+              "none; bit 51 in the leaf or the directory entry (reserved below MAXPHYADDR 52); bit 62 in the "
+              "leaf (reserved: bits 62:M, no protection-key bits); bit 13 in the leaf (reserved in a 2 MiB "
+              "PDE, a frame bit in a PTE); bit 5 of the PDPTE (reserved: #GP at MOV CR3)"),
+    Dimension("leaf", ("4k", "2m"), "the page size: a PTE, a PDE with PS = 1"),
+    *(d for d in DIMENSIONS if d.name in ("wp", "smep", "smap", "nxe", "cpl", "ac", "access")),
+    Dimension("dir_p", B, "P of the directory entry (the PDE of a 4 KiB page, the PDPTE of a 2 MiB page)"),
+    Dimension("dir_rw", B, "R/W of the directory entry (reserved in a PDPTE)"),
+    Dimension("dir_us", B, "U/S of the directory entry (reserved in a PDPTE)"),
+    Dimension("dir_nx", B, "XD of the directory entry (reserved in a PDPTE)"),
+    *(d for d in DIMENSIONS if d.name.startswith("leaf_")),
+)
+
+# 32-bit paging (SDM §4.3): 32-bit entries, no XD, no NXE, no protection keys; CR4.PSE = 1 (with PSE = 0
+# a PDE's PS is ignored, which the model and its property test cover: a sweep would walk the 4 MiB
+# frame as a page table)
+DIMENSIONS_32: tuple[Dimension, ...] = (
+    Dimension("variant", ("none", "leaf21", "leaf13"),
+              "none; bit 21 flipped in the leaf (reserved in a 4 MiB PDE, a frame bit in a PTE); bit 13 in the leaf "
+              "(physical address bit 32 of a 4 MiB page with PSE-36, a frame bit in a PTE)"),
+    Dimension("leaf", ("4k", "4m"), "the page size: a PTE, a PDE with PS = 1 (then there is no directory entry)"),
+    *(d for d in DIMENSIONS if d.name in ("wp", "smep", "smap", "cpl", "ac", "access")),
+    Dimension("dir_p", B, "P of the PDE of a 4 KiB page"),
+    Dimension("dir_rw", B, "R/W of the PDE of a 4 KiB page"),
+    Dimension("dir_us", B, "U/S of the PDE of a 4 KiB page"),
+    *(d for d in DIMENSIONS if d.name.startswith("leaf_") and d.name != "leaf_nx"),
+)
+
+# the paging modes a sweep names: their depth and dimensions
+MODES = {"4level": 4, "5level": 5, "pae": 3, "32bit": 2}
+MODE_DIMENSIONS = {"4level": DIMENSIONS, "5level": DIMENSIONS, "pae": DIMENSIONS_PAE, "32bit": DIMENSIONS_32}
+LEGACY = ("pae", "32bit")          # outside IA-32e mode: no hw program form (the harness boots long mode)
 
 # --- the layout of every tree ------------------------------------------------------------------
 
 TABLES = (0x200000, 0x201000, 0x202000, 0x203000, 0x204000)     # root first
-FRAME = {"4k": 0x300000, "2m": 0xA00000, "1g": 0x0}             # 1 GiB frame 0: the offset lands at 0x401008
+FRAME = {"4k": 0x300000, "2m": 0xA00000, "1g": 0x0, "4m": 0x800000}   # 1 GiB frame 0: the offset lands at 0x401008
 FETCH_FRAME_4K = 0x310000
 OFFSET = 0x8
 PKEY = 1                                                         # the leaf's protection key
 CR0_BASE, CR4_BASE, EFER_BASE = 0x80000001, 0x20, 0x500          # PG|PE, PAE, LME|LMA
 CR0_WP, CR4_LA57, CR4_SMEP, CR4_SMAP, CR4_PKE, EFER_NXE = 1 << 16, 1 << 12, 1 << 20, 1 << 21, 1 << 22, 1 << 11
+CR4_PSE_BIT, CR4_PAE_BIT = 1 << 4, 1 << 5
 PKRU = {"off": 0, "allow": 0, "ad": 1 << (2 * PKEY), "wd": 2 << (2 * PKEY)}
 ACC = {"read": 0, "write": 1, "fetch": 2}
 ADDR_BITS = ((1 << 52) - 1) & ~0xFFF
@@ -99,6 +131,8 @@ def index_at(level: int, levels: int, fetch: bool = False) -> int:
 
 
 def la_of(levels: int, fetch: bool = False) -> int:
+    if levels == 2:         # 32-bit paging: 10-bit indexes, la[31:22] and la[21:12]
+        return (index_at(2, 2) << 22) | (index_at(1, 2, fetch) << 12) | OFFSET
     return sum(index_at(lv, levels, fetch) << (12 + 9 * (lv - 1)) for lv in range(1, levels + 1)) | OFFSET
 
 
@@ -108,14 +142,12 @@ class Space:
     """The product of ``DIMENSIONS`` for one paging mode, with its bijection to 0..size-1."""
 
     def __init__(self, mode: str = "4level"):
-        if mode in NOT_YET:
-            raise UsageError(f"--mode {mode}: not implemented yet ({NOT_YET[mode]}); the sweep enumerates "
-                             f"{' and '.join(MODES)} paging")
         if mode not in MODES:
-            raise UsageError(f"--mode must be one of {', '.join([*MODES, *NOT_YET])}; got {mode!r}")
+            raise UsageError(f"--mode must be one of {', '.join(MODES)}; got {mode!r}")
         self.mode = mode
         self.levels = MODES[mode]
-        self.dims = DIMENSIONS
+        self.dims = MODE_DIMENSIONS[mode]
+        self.dim = {d.name: d for d in self.dims}
         self.radix = np.array([len(d.values) for d in self.dims], dtype=np.int64)
         # place value of each digit: the last dimension varies fastest
         self.place = np.ones(len(self.dims), dtype=np.int64)
@@ -142,9 +174,9 @@ class Space:
         return {d.name: d.values[int(dig[d.name][0])] for d in self.dims}
 
     def index_of(self, combo: dict[str, str]) -> int:
-        if set(combo) != set(DIM):
-            raise ValueError(f"a combination names every dimension once: {sorted(set(DIM) ^ set(combo))}")
-        return int(sum(DIM[name].values.index(v) * int(self.place[k])
+        if set(combo) != set(self.dim):
+            raise ValueError(f"a combination names every dimension once: {sorted(set(self.dim) ^ set(combo))}")
+        return int(sum(self.dim[name].values.index(v) * int(self.place[k])
                        for k, name in enumerate(d.name for d in self.dims) for v in [combo[name]]))
 
     def describe(self) -> str:
@@ -196,7 +228,7 @@ class Filter:
         if not self.names:
             return space.size
         kept = self.kept(space)
-        rest = space.size // int(np.prod([len(DIM[n].values) for n in self.names]))
+        rest = space.size // int(np.prod([len(space.dim[n].values) for n in self.names]))
         return int(next(iter(kept.values())).size) * rest
 
     def possible(self, kept: dict[str, np.ndarray], fixed: dict[str, int]) -> bool:
@@ -266,7 +298,7 @@ def parse_filter(text: str | None, space: Space) -> Filter:
 
     def value(name: str) -> int:
         tok, col = take()
-        dim = DIM[name]
+        dim = space.dim[name]
         if tok not in dim.values:
             raise UsageError(f"--filter: {tok or 'the end'!r} at column {col} is not a value of {name} "
                              f"(one of {', '.join(dim.values)}): {text}")
@@ -282,9 +314,9 @@ def parse_filter(text: str | None, space: Space) -> Filter:
             e = expr()
             take(")")
             return e
-        if tok not in DIM:
-            raise UsageError(f"--filter: {tok or 'the end'!r} at column {col} is not a dimension "
-                             f"(one of {', '.join(DIM)}): {text}")
+        if tok not in space.dim:
+            raise UsageError(f"--filter: {tok or 'the end'!r} at column {col} is not a dimension of {space.mode} "
+                             f"paging (one of {', '.join(space.dim)}): {text}")
         take()
         op, col = take()
         if op == "==":
@@ -341,6 +373,7 @@ class Items:
     entries: np.ndarray     # (n, levels) uint64: the entry at each level, top first
     written: np.ndarray     # uint16: bit L-1 set where the tree has an entry at level L (down to the
     #                         leaf or the first not-present entry)
+    paging: str = "4level"  # the paging mode (MODES)
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -351,6 +384,11 @@ class Items:
         return TABLES[k], index_at(level, self.levels, int(self.acc[i]) == 2)
 
     @property
+    def entry_size(self) -> int:
+        """Bytes per paging entry: 4 with 32-bit paging, else 8."""
+        return 4 if self.paging == "32bit" else 8
+
+    @property
     def tla(self) -> np.ndarray:
         """The canonical address whose indexes place each tree's entries (la without the
         non-canonical bit)."""
@@ -359,6 +397,8 @@ class Items:
 
 def build(space: Space, index: np.ndarray) -> Items:
     """The trees and accesses of these combinations."""
+    if space.mode in LEGACY:
+        return _build_legacy(space, index)
     index = np.asarray(index, dtype=np.int64)
     d = space.decode(index)
     n = index.shape[0]
@@ -413,6 +453,77 @@ def build(space: Space, index: np.ndarray) -> Items:
             above_ok &= ((entries[:, j] & u64(1)) != 0) & (levels - j > leaf_level)
         written |= np.where(above_ok & (level >= leaf_level), np.uint16(1 << (level - 1)), np.uint16(0))
     return Items(index, levels, cr0, cr4, efer, pkru, la, acc, cpl, ac, entries, written)
+
+
+def _build_legacy(space: Space, index: np.ndarray) -> Items:
+    """PAE paging: PDPTE (at TABLES[0], slot 1: la[31:30] = 1), PDE, PTE; the PDPTE above a 4 KiB page's
+    PDE is P alone.  32-bit paging: PDE (slot 1), PTE; CR4.PSE = 1."""
+    index = np.asarray(index, dtype=np.int64)
+    d = space.decode(index)
+    n = index.shape[0]
+    levels = space.levels
+    pae = space.mode == "pae"
+    u64 = np.uint64
+    vn = space.dim["variant"].values
+
+    def on(name: str) -> np.ndarray:
+        return d[name].astype(bool)
+
+    def bit(name: str, value: int) -> np.ndarray:
+        return np.where(on(name), u64(value), u64(0))
+
+    def variant(name: str, value: int) -> np.ndarray:
+        return np.where(d["variant"] == vn.index(name), u64(value), u64(0)) if name in vn else u64(0)
+
+    cr0 = u64(CR0_BASE) | bit("wp", CR0_WP)
+    cr4 = u64(CR4_PAE_BIT if pae else CR4_PSE_BIT) | bit("smep", CR4_SMEP) | bit("smap", CR4_SMAP)
+    efer = bit("nxe", EFER_NXE) if pae else np.zeros(n, dtype=np.uint64)
+    pkru = np.zeros(n, dtype=np.uint64)
+    acc = d["access"].astype(np.uint8)
+    la = np.where(acc == 2, u64(la_of(levels, True)), u64(la_of(levels)))
+    cpl = np.where(d["cpl"] == 1, 3, 0).astype(np.uint8)
+    ac = d["ac"].astype(np.uint8)
+    big = d["leaf"] == 1
+    nx = (lambda p: bit(p + "_nx", 1 << 63)) if pae else (lambda p: u64(0))
+    leaf = bit("leaf_p", 1) | bit("leaf_rw", 2) | bit("leaf_us", 4) | bit("leaf_a", 0x20) | bit("leaf_d", 0x40) | nx("leaf")
+    frame_big = FRAME["2m" if pae else "4m"]
+    leaf |= np.where(big, u64(0x80 | frame_big), np.where(acc == 2, u64(FETCH_FRAME_4K), u64(FRAME["4k"])))
+    # the variants flip their bit (a 4 KiB frame at 0x300000 has bit 21 set: flipped it is 0x100000)
+    leaf ^= variant("leaf51", 1 << 51) | variant("leaf62", 1 << 62) | variant("leaf13", 1 << 13) | variant("leaf21", 1 << 21)
+    dire = bit("dir_p", 1) | bit("dir_rw", 2) | bit("dir_us", 4) | nx("dir") | variant("dir51", 1 << 51)
+    entries = np.zeros((n, levels), dtype=np.uint64)
+    written = np.zeros(n, dtype=np.uint16)
+    if pae:
+        pdpte = np.where(big, dire, u64(1)) | u64(TABLES[1]) | variant("pdpte_rsvd", 1 << 5)
+        pde = np.where(big, leaf, dire | u64(TABLES[2]))
+        entries[:, 0], entries[:, 1], entries[:, 2] = pdpte, pde, np.where(big, u64(0), leaf)
+        written |= np.uint16(4)
+        written[(pdpte & u64(1)) != 0] |= np.uint16(2)
+        written[~big & ((pdpte & u64(1)) != 0) & ((pde & u64(1)) != 0)] |= np.uint16(1)
+    else:
+        pde = np.where(big, leaf, dire | u64(TABLES[1]))
+        entries[:, 0], entries[:, 1] = pde, np.where(big, u64(0), leaf)
+        written |= np.uint16(2)
+        written[~big & ((pde & u64(1)) != 0)] |= np.uint16(1)
+    return Items(index, levels, cr0, cr4, efer, pkru, la, acc, cpl, ac, entries, written, space.mode)
+
+
+def legacy_text(items: Items, i: int, title: str = "") -> str:
+    """Combination i of a PAE or 32-bit sweep in words (memspec's hw programs boot into IA-32e mode, so
+    these modes have no program form): the control registers, the entries, the access."""
+    lines = [f"# {t}" for t in title.splitlines()]
+    lines.append(f"# {items.paging} paging: not a memspec program (the hw harness boots into long mode)")
+    lines.append(f"cr0={int(items.cr0[i]):#x} cr4={int(items.cr4[i]):#x} efer={int(items.efer[i]):#x} "
+                 f"cr3={TABLES[0]:#x}")
+    for k in range(items.levels):
+        level = items.levels - k
+        if int(items.written[i]) >> (level - 1) & 1:
+            table, idx = items.slot(k, i)
+            lines.append(f"entry at {table + items.entry_size * idx:#x} (table {table:#x} index {idx}) = "
+                         f"{int(items.entries[i, k]):#x}")
+    lines.append(f"access la={int(items.la[i]):#x} {('read', 'write', 'fetch')[int(items.acc[i])]} "
+                 f"cpl={int(items.cpl[i])} ac={int(items.ac[i])}")
+    return "\n".join(lines) + "\n"
 
 
 def program_text(items: Items, i: int, title: str = "") -> str:
@@ -488,13 +599,13 @@ def unsupported(space: Space, digits: dict[str, np.ndarray], facts: dict) -> np.
     ``UNSUPPORTED_REASONS``.  (5-level paging without LA57 is the whole mode: the caller says so.)"""
     n = next(iter(digits.values())).shape[0]
     out = np.zeros(n, dtype=np.int8)
-    vn = DIM["variant"].values
-    need = [(digits["smep"] == 1, "smep", 1), (digits["smap"] == 1, "smap", 2), (digits["pk"] > 0, "pku", 3),
-            (digits["nxe"] == 1, "nx", 4)]
-    for mask, fact, code in need:
+    vn = space.dim["variant"].values
+    need = [(name, fact, code) for name, fact, code in (("smep", "smep", 1), ("smap", "smap", 2), ("pk", "pku", 3),
+                                                         ("nxe", "nx", 4)) if name in digits]
+    for name, fact, code in need:
         if not facts.get(fact, False):
-            out[(out == 0) & mask] = code
-    if int(facts.get("maxphyaddr", 52)) >= 52:
+            out[(out == 0) & (digits[name] > 0)] = code
+    if int(facts.get("maxphyaddr", 52)) >= 52 and "leaf51" in vn:
         bit51 = (digits["variant"] == vn.index("leaf51")) | (digits["variant"] == vn.index("dir51"))
         out[(out == 0) & bit51] = 5
     return out
@@ -502,4 +613,4 @@ def unsupported(space: Space, digits: dict[str, np.ndarray], facts: dict) -> np.
 
 __all__ = ["unsupported", "UNSUPPORTED_REASONS", "ALLOWED", "PF", "GP", "OTHER", "REFUSED", "KIND_NAMES",
            "Dimension", "DIMENSIONS", "Space", "Filter", "parse_filter", "Items", "build", "program_text",
-           "Observed", "ad_of", "MODES", "NOT_YET", "TABLES", "la_of", "index_at"]
+           "Observed", "ad_of", "MODES", "MODE_DIMENSIONS", "LEGACY", "TABLES", "la_of", "index_at", "legacy_text"]

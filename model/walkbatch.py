@@ -51,6 +51,10 @@ CLAUSES = (
     "sdm.access.smap-read", "sdm.access.smap-write", "sdm.access.wp-supervisor-write",
     "sdm.pkeys.access-disable", "sdm.pkeys.write-disable",
     "sdm.canonical.gp",
+    # 32-bit paging (§4.3) and PAE paging (§4.4): walk_paths_legacy
+    "sdm.walk32.pde.not-present", "sdm.walk32.pde.rsvd-4m", "sdm.walk32.pte.not-present",
+    "sdm.pae.pdpte.rsvd-gp", "sdm.pae.pdpte.not-present", "sdm.pae.pde.not-present", "sdm.pae.pde.rsvd-2m-low",
+    "sdm.pae.pde.rsvd-maxphy", "sdm.pae.pte.not-present", "sdm.pae.pte.rsvd-maxphy", "sdm.pae.rsvd.xd-without-nxe",
 )
 _ID = {c: i for i, c in enumerate(CLAUSES)}
 _LEVEL_NAME = {5: "pml5e", 4: "pml4e", 3: "pdpte", 2: "pde", 1: "pte"}
@@ -173,6 +177,107 @@ def walk_paths(entries: np.ndarray, la: np.ndarray, modes: Modes, acc, cpl, ac, 
 
     return _general(read, la, modes, _arr(acc, n, np.uint8), _arr(cpl, n, np.uint8), _arr(ac, n, np.uint8),
                     levels, maxphy, page1g, 0, canonical_check)
+
+
+def walk_paths_legacy(entries: np.ndarray, la: np.ndarray, modes: Modes, acc, cpl, ac, *, paging: str,
+                      maxphy: int, pse=True) -> BatchResult:
+    """``walk_paths`` for 32-bit paging (``paging="32bit"``: ``entries[i]`` = PDE, PTE; ``pse`` is
+    CR4.PSE, per access or one) and PAE paging (``"pae"``: PDPTE, PDE, PTE), the rules of
+    ``model/walk_legacy.py``.  A PAE PDPTE with P = 1 and a reserved bit gives #GP(0) (``gp``: the MOV to
+    CR3 that loads it fails, §4.4.1); the path form knows the access's own PDPTE only, the other three
+    are taken to be valid.  Protection keys do not apply (§4.6.2) and 32-bit paging has no NXE (§4.3),
+    whatever ``modes`` say."""
+    la = np.asarray(la, dtype=np.uint64)
+    n = la.shape[0]
+    entries = np.asarray(entries, dtype=np.uint64)
+    levels = 2 if paging == "32bit" else 3
+    assert entries.shape == (n, levels), (entries.shape, n, levels)
+    no = np.zeros(n, dtype=bool)
+    m = Modes(modes.wp, modes.nxe & (paging == "pae"), modes.smep, modes.smap, no, np.zeros(n, dtype=np.uint32))
+    acc, cpl, ac = _arr(acc, n, np.uint8), _arr(cpl, n, np.uint8), _arr(ac, n, np.uint8)
+    fault = np.zeros(n, dtype=bool)
+    present = np.zeros(n, dtype=bool)
+    rsvd = np.zeros(n, dtype=bool)
+    clause = np.zeros(n, dtype=np.uint8)
+    gp = np.zeros(n, dtype=bool)
+    used = np.zeros(n, dtype=np.uint16)
+    leaf_level = np.zeros(n, dtype=np.uint8)
+    pa = np.zeros(n, dtype=np.uint64)
+    u64 = np.uint64
+
+    def end(mask: np.ndarray, name: str, is_rsvd: bool) -> None:
+        mask = mask & ~fault & ~gp
+        fault[mask] = True
+        clause[mask] = _ID[name]
+        rsvd[mask] = is_rsvd
+        present[mask] = is_rsvd
+
+    if paging == "32bit":
+        pde = entries[:, 0] & u64(0xFFFFFFFF)
+        pte = entries[:, 1] & u64(0xFFFFFFFF)
+        used |= np.uint16(2)
+        end((pde & u64(_P)) == 0, "sdm.walk32.pde.not-present", False)
+        big = ((pde & u64(_PS)) != 0) & np.asarray(pse, dtype=bool)
+        mm = min(maxphy, 40)                        # PSE-36: M = min(MAXPHYADDR, 40)
+        end(big & ((pde & _u((1 << 21) | (bits(20, mm - 19) if mm < 40 else 0))) != 0), "sdm.walk32.pde.rsvd-4m", True)
+        small = ~fault & ~big
+        used[small] |= np.uint16(1)
+        end(small & ((pte & u64(_P)) == 0), "sdm.walk32.pte.not-present", False)
+        high = (pde >> u64(13)) & _u((1 << (mm - 32)) - 1) if mm > 32 else np.zeros(n, dtype=np.uint64)
+        pa = np.where(big, (pde & u64(0xFFC00000)) | (high << u64(32)) | (la & u64(0x3FFFFF)),
+                      (pte & u64(0xFFFFF000)) | (la & u64(0xFFF)))
+        leaf_level = np.where(big, 2, 1).astype(np.uint8)
+        leaf = np.where(big, pde, pte)
+        rights_all = np.where(big, pde, pde & pte)
+        rights_any = np.where(big, pde, pde | pte)
+        seen = np.stack([pde, pte], axis=1)
+    else:
+        pdpte, pde, pte = entries[:, 0], entries[:, 1], entries[:, 2]
+        amask = _u(bits(maxphy - 1, 12))
+        # §4.4.1: MOV to CR3 loads the PDPTEs; a present one with a reserved bit (2:1, 8:5, 63:M) is #GP(0)
+        gp = ((pdpte & u64(_P)) != 0) & ((pdpte & _u(0x6 | 0x1E0 | bits(63, maxphy))) != 0)
+        clause[gp] = _ID["sdm.pae.pdpte.rsvd-gp"]
+        used[~gp] |= np.uint16(4)
+        end((pdpte & u64(_P)) == 0, "sdm.pae.pdpte.not-present", False)
+        high = np.where(m.nxe, _u(bits(62, maxphy)), _u(bits(62, maxphy) | _XD))
+
+        def check_high(e: np.ndarray, at: np.ndarray, name: str) -> None:
+            r = at & ((e & high) != 0)
+            xd_only = r & ((e & _u(_XD)) != 0) & ((e & _u(bits(62, maxphy))) == 0) & ~m.nxe
+            end(xd_only, "sdm.pae.rsvd.xd-without-nxe", True)
+            end(r, name, True)
+
+        at = ~fault & ~gp
+        used[at] |= np.uint16(2)
+        end(at & ((pde & u64(_P)) == 0), "sdm.pae.pde.not-present", False)
+        ps = (pde & u64(_PS)) != 0
+        end(at & ps & ((pde & _u(bits(20, 13))) != 0), "sdm.pae.pde.rsvd-2m-low", True)
+        check_high(pde, at, "sdm.pae.pde.rsvd-maxphy")
+        small = ~fault & ~gp & ~ps
+        used[small] |= np.uint16(1)
+        end(small & ((pte & u64(_P)) == 0), "sdm.pae.pte.not-present", False)
+        check_high(pte, small & ~fault, "sdm.pae.pte.rsvd-maxphy")
+        pa = np.where(ps, (pde & amask & ~u64((1 << 21) - 1)) | (la & u64((1 << 21) - 1)),
+                      (pte & amask) | (la & u64(0xFFF)))
+        leaf_level = np.where(ps, 2, 1).astype(np.uint8)
+        leaf = np.where(ps, pde, pte)
+        # the PDPTE carries no rights (Table 4-8)
+        rights_all = np.where(ps, pde, pde & pte)
+        rights_any = np.where(ps, pde, pde | pte)
+        seen = np.stack([np.zeros(n, dtype=np.uint64), pde, pte], axis=1)
+    user = (rights_all & u64(_US)) != 0
+    writable = (rights_all & u64(_RW)) != 0
+    xd = (rights_any & _u(_XD)) != 0
+    walked = ~fault & ~gp
+    leaf_level = np.where(walked, leaf_level, 0).astype(np.uint8)
+    pa = np.where(walked, pa, np.uint64(0))
+    _check_rights(m, acc, cpl, ac, fault, present, clause, user, writable, xd, leaf, skip=gp)
+    # §4.8: A in the PDE and PTE used, D in the leaf for a write; a PAE PDPTE has no A (its bits 5, 6
+    # are reserved), so its flags stay as they were: 0 in any PDPTE that loaded
+    ad = _accessed_dirty(seen, levels, leaf_level, ~fault & ~gp, acc == WRITE)
+    if levels == 3:
+        ad &= np.uint16(0xF)
+    return _result(m, acc, cpl, pa, fault, present, rsvd, clause, gp, ad, used, np.zeros(n, dtype=bool))
 
 
 def _clean_walk(mem: np.ndarray, mode: Mode, root: int, la: np.ndarray):
@@ -382,4 +487,4 @@ def _check_rights(modes: Modes, acc: np.ndarray, cpl: np.ndarray, ac: np.ndarray
     return denies
 
 
-__all__ = ["walk_batch", "walk_paths", "Modes", "BatchResult", "CLAUSES"]
+__all__ = ["walk_batch", "walk_paths", "walk_paths_legacy", "Modes", "BatchResult", "CLAUSES"]

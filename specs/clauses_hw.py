@@ -3,7 +3,7 @@
 Sources: Intel 64 and IA-32 Architectures Software Developer's Manual, Vol. 3A
 (order no. 253668), chapter 4 "Paging" (§4.5 4-level and 5-level paging, §4.6
 access rights, §4.7 page-fault exceptions, §4.8 accessed and dirty flags, §4.10
-caching translation information) and chapter 2 (§2.5 control registers);
+caching translation information), §4.3 32-bit paging, §4.4 PAE paging, and chapter 2 (§2.5 control registers);
 Vol. 2 instruction pages MOV to/from CR, INVLPG, INVPCID, WRMSR, WRPKRU; AMD64
 Architecture Programmer's Manual Vol. 2 (24593) §5.3 long-mode page translation,
 §5.6 page-protection checks, §8.4.2 #PF error code.  ``memspec.hw.*`` clauses are
@@ -16,6 +16,8 @@ from .catalogue import declare
 
 W = "Intel SDM Vol. 3A §4.5.4 (4-level paging), Tables 4-15..4-20"
 W5 = "Intel SDM Vol. 3A §4.5.5 (5-level paging), Table 4-14"
+W32 = "Intel SDM Vol. 3A §4.3 (32-bit paging)"
+WPAE = "Intel SDM Vol. 3A §4.4 (PAE paging)"
 A = "Intel SDM Vol. 3A §4.6.1 (determination of access rights)"
 PF = "Intel SDM Vol. 3A §4.7 (page-fault exceptions), Figure 4-12"
 AD = "Intel SDM Vol. 3A §4.8 (accessed and dirty flags)"
@@ -44,6 +46,26 @@ declare(
     ("sdm.walk.pte.maps-4k", "a PTE maps a 4-KByte page: pa = PTE[51:12] | la[11:0]", f"{W}, Table 4-20; {APM}"),
     ("sdm.walk.pte.rsvd-maxphy", "bits 51:MAXPHYADDR of a PTE are reserved: #PF with P|RSVD", f"{W}, Table 4-20; {PF}"),
     ("sdm.walk.rsvd.xd-without-nxe", "with IA32_EFER.NXE = 0, bit 63 (XD) of any paging entry is reserved: #PF with P|RSVD", f"{W}, §4.5.4 and Figure 4-11; {PF}"),
+    # --- 32-bit paging (§4.3) and PAE paging (§4.4) ------------------------------------
+    ("sdm.walk32.pde.not-present", "32-bit paging: a PDE with P = 0 ends the walk: #PF with errcode P = 0", f"{W32}, Tables 4-4/4-5; {PF}"),
+    ("sdm.walk32.pde.ps-4m", "32-bit paging with CR4.PSE = 1: a PDE with PS = 1 maps a 4-MByte page: pa[31:22] = PDE[31:22], pa[M-1:32] = PDE[M-20:13] (PSE-36, M = min(MAXPHYADDR, 40))", f"{W32}, Table 4-4"),
+    ("sdm.walk32.pde.rsvd-4m", "32-bit paging: bit 21 and bits 20:(M-19) of a PDE that maps a 4-MByte page are reserved: #PF with P|RSVD", f"{W32}, Table 4-4; {PF}"),
+    ("sdm.walk32.pde.pse-off-ignores-ps", "32-bit paging with CR4.PSE = 0: PS of a PDE is ignored; the PDE references a page table", f"{W32}, §4.3 and Table 4-5"),
+    ("sdm.walk32.pte.not-present", "32-bit paging: a PTE with P = 0: #PF with errcode P = 0", f"{W32}, Table 4-6; {PF}"),
+    ("sdm.walk32.pte.maps-4k", "32-bit paging: a PTE maps a 4-KByte page: pa = PTE[31:12] | la[11:0]; a PTE has no reserved bit", f"{W32}, Table 4-6"),
+    ("sdm.walk32.no-xd", "32-bit paging has no XD bit: IA32_EFER.NXE has no effect, and the error code's I/D is set for fetches only with CR4.SMEP = 1", f"{W32}; {PF}"),
+    ("sdm.pkeys.ia32e-only", "protection keys apply with 4-level and 5-level paging only: with 32-bit or PAE paging CR4.PKE has no effect", "Intel SDM Vol. 3A §4.6.2"),
+    ("sdm.pae.pdpte.rsvd-gp", "PAE paging: MOV to CR3 (or to CR0/CR4 enabling PAE paging) loads the four PDPTEs; one with P = 1 and a reserved bit (2:1, 8:5, 63:MAXPHYADDR) makes it raise #GP(0), not a later #PF", f"{WPAE}, §4.4.1 and Table 4-8; Intel SDM Vol. 2B MOV CR"),
+    ("sdm.pae.pdpte.not-present", "PAE paging: an access through a PDPTE register with P = 0 raises #PF with errcode P = 0", f"{WPAE}, Table 4-8"),
+    ("sdm.pae.pdpte.no-rights", "PAE paging: a PDPTE has no R/W, U/S or XD bit and gets no A flag: the rights are the PDE's and PTE's", f"{WPAE}, Table 4-8; {A}; {AD}"),
+    ("sdm.pae.pde.not-present", "PAE paging: a PDE with P = 0 ends the walk: #PF with errcode P = 0", f"{WPAE}, Tables 4-9/4-10"),
+    ("sdm.pae.pde.ps-2m", "PAE paging: a PDE with PS = 1 maps a 2-MByte page: pa = PDE[M-1:21] | la[20:0]", f"{WPAE}, Table 4-9"),
+    ("sdm.pae.pde.rsvd-2m-low", "PAE paging: bits 20:13 of a PDE that maps a 2-MByte page are reserved: #PF with P|RSVD", f"{WPAE}, Table 4-9"),
+    ("sdm.pae.pde.rsvd-maxphy", "PAE paging: bits 62:MAXPHYADDR of a PDE are reserved (no ignored or protection-key bits above 51 as in IA-32e paging): #PF with P|RSVD", f"{WPAE}, Tables 4-9/4-10"),
+    ("sdm.pae.pte.not-present", "PAE paging: a PTE with P = 0: #PF with errcode P = 0", f"{WPAE}, Table 4-11; {PF}"),
+    ("sdm.pae.pte.maps-4k", "PAE paging: a PTE maps a 4-KByte page: pa = PTE[M-1:12] | la[11:0]", f"{WPAE}, Table 4-11"),
+    ("sdm.pae.pte.rsvd-maxphy", "PAE paging: bits 62:MAXPHYADDR of a PTE are reserved: #PF with P|RSVD", f"{WPAE}, Table 4-11; {PF}"),
+    ("sdm.pae.rsvd.xd-without-nxe", "PAE paging with IA32_EFER.NXE = 0: bit 63 (XD) of a PDE or PTE is reserved: #PF with P|RSVD", f"{WPAE}, Tables 4-9..4-11; {PF}"),
     ("sdm.canonical.gp", "a non-canonical linear address (bits 63:47, or 63:56 with LA57, not all equal) raises #GP(0), not #PF", "Intel SDM Vol. 3A §4.5.1 and Vol. 1 §3.3.7.1; AMD64 APM Vol. 2 §5.3.1"),
     # --- access rights --------------------------------------------------------------
     ("sdm.access.user-read-user", "CPL 3 may read a user-mode address (U/S = 1 at every level)", A),

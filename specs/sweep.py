@@ -32,16 +32,29 @@ from typing import Any
 
 import numpy as np
 
-from memspec.model.pte import CR0_WP, CR4_PKE, CR4_SMAP, CR4_SMEP, EFER_NXE, PKEY_SHIFT
-from memspec.model.walkbatch import CLAUSES, BatchResult, Modes, walk_paths
+from memspec.model.pte import CR0_WP, CR4_PKE, CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_NXE, PKEY_SHIFT
+from memspec.model.walkbatch import CLAUSES, BatchResult, Modes, walk_paths, walk_paths_legacy
 from memspec.sweepspace import ALLOWED, GP, PF, REFUSED, Items, Observed, Space, ad_of
 
 LEAF_CLAUSE = {1: "sdm.walk.pte.maps-4k", 2: "sdm.walk.pde.ps-2m", 3: "sdm.walk.pdpte.ps-1g"}
 KINDS = ("outcome", "translation", "a/d")
 
 
+# the clause of the page an allowed access's walk ended at, per leaf level (1, 2, 3), per paging mode
+LEAF_CLAUSES = {
+    "4level": (LEAF_CLAUSE[1], LEAF_CLAUSE[2], LEAF_CLAUSE[3]),
+    "5level": (LEAF_CLAUSE[1], LEAF_CLAUSE[2], LEAF_CLAUSE[3]),
+    "pae": ("sdm.pae.pte.maps-4k", "sdm.pae.pde.ps-2m", "sdm.pae.pde.ps-2m"),
+    "32bit": ("sdm.walk32.pte.maps-4k", "sdm.walk32.pde.ps-4m", "sdm.walk32.pde.ps-4m"),
+}
+
+
 def reference(items: Items, facts: dict[str, Any]) -> BatchResult:
     modes = Modes.from_regs(items.cr0, items.cr4, items.efer, items.pkru)
+    if items.paging in ("pae", "32bit"):
+        return walk_paths_legacy(items.entries, items.la, modes, items.acc, items.cpl, items.ac, paging=items.paging,
+                                 maxphy=int(facts.get("maxphyaddr", 52)),
+                                 pse=(items.cr4 & np.uint64(CR4_PSE)) != 0)
     return walk_paths(items.entries, items.la, modes, items.acc, items.cpl, items.ac, levels=items.levels,
                       maxphy=int(facts.get("maxphyaddr", 52)), page1g=bool(facts.get("page1g", True)),
                       canonical_check=True)
@@ -95,6 +108,8 @@ def blame(items: Items, ref: BatchResult, errcode: np.ndarray, idx: np.ndarray) 
     xd = np.zeros(idx.shape[0], dtype=bool)
     leaf = np.zeros(idx.shape[0], dtype=np.uint64)
     for k in range(items.levels):
+        if items.paging == "pae" and k == 0:
+            continue            # a PAE PDPTE carries no rights (sdm.pae.pdpte.no-rights)
         on = ((used >> np.uint16(items.levels - k - 1)) & np.uint16(1)).astype(bool)
         e = ent[:, k]
         user &= ~on | ((e & u64(4)) != 0)
@@ -236,7 +251,7 @@ def judge(items: Items, obs: Observed, facts: dict[str, Any]) -> Verdicts:
         for lv in range(items.levels, 0, -1):
             leaf_level = np.where((ref.used >> np.uint16(lv - 1)) & np.uint16(1), lv, leaf_level)
         cat = np.where(bad_outcome[f], 0, np.where(bad_value[f], 1, 2))
-        names = list(CLAUSES) + [LEAF_CLAUSE[1], LEAF_CLAUSE[2], LEAF_CLAUSE[3], "sdm.ad.dirty-on-write",
+        names = list(CLAUSES) + [*LEAF_CLAUSES[items.paging], "sdm.ad.dirty-on-write",
                                  "sdm.ad.accessed-on-use", "sdm.ad.fault-a-unspecified"]
         names_rights = names + list(RIGHTS)
         leaf_name = len(CLAUSES) - 1 + np.clip(leaf_level[f], 1, 3)

@@ -25,7 +25,8 @@ from memspec.calls_hw import pattern
 from memspec.errors import TargetError
 from memspec.model.pte import Mode
 from memspec.model.walk import PageFault, Path, canonical, check_access, walk
-from memspec.sweepspace import ALLOWED, GP, OTHER, PF, REFUSED, TABLES, Items, Observed, index_at
+from memspec.model.walk_legacy import accessed_dirty, load_pdptes, rights_mode, walk32, walk_pae
+from memspec.sweepspace import ALLOWED, GP, LEGACY, OTHER, PF, REFUSED, TABLES, Items, Observed, index_at
 
 VECTOR_OF = {"#DE": 0, "#UD": 6, "#DF": 8, "#SS": 12, "#GP": 13, "#PF": 14}
 FEATURES = ("maxphyaddr", "la57", "page1g", "smep", "smap", "pku", "nx")
@@ -34,6 +35,13 @@ FEATURES = ("maxphyaddr", "la57", "page1g", "smep", "smap", "pku", "nx")
 class SweepRunner:
     name = ""
     facts: dict[str, Any]
+    modes: tuple[str, ...] = ("4level", "5level")    # the paging modes it can sweep
+
+    def refuse(self, mode: str) -> str:
+        """Why this runner cannot sweep ``mode``."""
+        return (f"--mode {mode}: the {self.name} target's sweep runs in IA-32e mode (its harness boots into "
+                f"long mode), so it sweeps {' and '.join(self.modes)} paging only; PAE and 32-bit paging sweep "
+                "on the model and qemu (unicorn) targets")
 
     def run(self, items: Items) -> Observed:
         raise NotImplementedError
@@ -50,6 +58,7 @@ class ModelRunner(SweepRunner):
     that bit 51 is reserved as on the emulators' CPUs."""
 
     name = "model"
+    modes = ("4level", "5level", "pae", "32bit")
 
     def __init__(self, maxphyaddr: int = 48) -> None:
         self.facts = {"maxphyaddr": maxphyaddr, "la57": True, "page1g": True, "smep": True, "smap": True,
@@ -64,6 +73,8 @@ class ModelRunner(SweepRunner):
         return check_access(path, mode, la, acc, cpl, ac)[0]
 
     def run(self, items: Items) -> Observed:
+        if items.paging in LEGACY:
+            return self.run_legacy(items)
         n = len(items)
         obs = Observed.empty(n)
         for i in range(n):
@@ -97,6 +108,59 @@ class ModelRunner(SweepRunner):
                     ad |= ((after[table + 8 * idx] >> 5) & 3) << (2 * (items.levels - k - 1))
             obs.ad[i] = ad
         return obs
+
+
+    def run_legacy(self, items: Items) -> Observed:
+        """32-bit and PAE paging: ``model.walk_legacy`` (PAE: the PDPTEs loaded by MOV CR3 first, whose
+        reserved bits are #GP(0))."""
+        n = len(items)
+        obs = Observed.empty(n)
+        size = items.entry_size
+        for i in range(n):
+            mode = self.mode_of(items, i)
+            la = int(items.la[i])
+            acc, cpl, ac = int(items.acc[i]), int(items.cpl[i]), int(items.ac[i])
+            mem = {}
+            for k in range(items.levels):
+                if int(items.written[i]) >> (items.levels - k - 1) & 1:
+                    table, idx = items.slot(k, i)
+                    mem[table + size * idx] = int(items.entries[i, k])
+            after = dict(mem)
+
+            def read(pa: int) -> int:
+                return mem[pa] if pa in mem else pattern(pa & ~7) >> (8 * (pa & 4)) if size == 4 else pattern(pa)
+
+            if items.paging == "pae":
+                pdptes = load_pdptes(read, mode, TABLES[0])
+                res = (walk_pae(read, mode, pdptes, TABLES[0], la, acc, cpl) if not isinstance(pdptes, str)
+                       else None)
+            else:
+                res = walk32(read, mode, TABLES[0], la, acc, cpl)
+            if res is None:
+                obs.kind[i], obs.vector[i] = GP, 13
+            else:
+                fault = res if isinstance(res, PageFault) else self.check(res, rights_mode(mode), la, acc, cpl, ac)
+                if fault is not None:
+                    obs.kind[i], obs.vector[i], obs.errcode[i], obs.cr2[i] = PF, 14, fault.errcode, fault.cr2
+                else:
+                    assert not isinstance(res, PageFault)
+                    for addr, bits2 in accessed_dirty(res, acc).items():
+                        after[addr] |= bits2
+                    obs.kind[i] = ALLOWED
+                    obs.value[i] = 0 if acc == 2 else pattern(res.pa(la) & ~7)
+            obs.ad[i] = _ad_back(items, i, after)
+        return obs
+
+
+def _ad_back(items: Items, i: int, mem: dict[int, int]) -> int:
+    """The A/D bits of access i's tree entries in ``mem`` (packed as ``Observed.ad``)."""
+    ad = 0
+    for k in range(items.levels):
+        table, idx = items.slot(k, i)
+        addr = table + items.entry_size * idx
+        if addr in mem:
+            ad |= ((mem[addr] >> 5) & 3) << (2 * (items.levels - k - 1))
+    return ad
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,6 +279,8 @@ def parse_replies(replies: list[str], n: int) -> Observed:
 
 class UnicornRunner(SweepRunner):
     name = "qemu"
+    modes = ("4level", "5level", "pae", "32bit")
+    legacy = None           # the 32-bit protected-mode machine (targets/sweep_legacy.py), made when needed
 
     def __init__(self, target: Any) -> None:
         from . import qemu as q
@@ -226,6 +292,11 @@ class UnicornRunner(SweepRunner):
         self.facts["impl_version"] = str(f.get("impl_version", ""))
 
     def run(self, items: Items) -> Observed:
+        if items.paging in LEGACY:
+            from .sweep_legacy import Legacy, run_legacy
+            if self.legacy is None:
+                self.legacy = Legacy(self.m.off_err)
+            return run_legacy(self.legacy, items)
         q, m = self.q, self.m
         x = q._x
         uc = m.uc
