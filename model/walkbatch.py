@@ -13,7 +13,8 @@ PKRU), access type, CPL and EFLAGS.AC; the paging depth and MAXPHYADDR are one p
 ``mem`` is physical memory as 64-bit words (``mem[pa >> 3]``); an entry outside it reads as 0
 (not present).  ``walk_paths`` takes the entries each access's walk reads instead of a memory
 (``entries[i, k]`` is the entry at level ``levels - k``): the form of a sweep, where every
-access has its own tree.
+access has its own tree.  ``walk_paths_legacy`` is the same for 32-bit and PAE paging (§4.3, §4.4;
+scalar reference ``walk_legacy.py``, property-tested in ``tests/sweep/test_walkbatch_legacy.py``).
 
 The result gives, per access, the physical address (where allowed), whether it faulted (#PF),
 whether it raised #GP(0) first (a non-canonical address, SDM Vol. 1 §3.3.7.1, when asked to

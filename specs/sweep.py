@@ -1,28 +1,31 @@
 """The sweep's judge: a batch of observed accesses against the vectorised reference walk, and the
 running summary (per clause, per differing outcome class) that a sweep checkpoints.
 
-For every access the reference (``model.walkbatch.walk_paths``, property-tested against the
-scalar walk) gives #GP(0) (a non-canonical address, SDM Vol. 1 §3.3.7.1), a #PF with its error
-code (§4.7) and CR2, or the translation; and for an allowed access the A and D flags of every
-entry it used (§4.8).  A target's answer must be the same outcome (for a #PF the same error code
-and CR2 = the address), for an allowed load or store the qword of the page the reference names,
-and the A/D flags: exact after an allowed access; after a #PF only A may have been set (whether a
-faulting walk sets A is not specified, ``sdm.ad.fault-a-unspecified``); after #GP(0) nothing.
+For every access the reference (``model.walkbatch.walk_paths``, or ``walk_paths_legacy`` for PAE
+and 32-bit paging, each property-tested against its scalar walk) gives #GP(0) (a non-canonical
+address, SDM Vol. 1 §3.3.7.1; a PAE PDPTE with a reserved bit, at MOV to CR3, §4.4.1), a #PF with
+its error code (§4.7) and CR2, or the translation; and for an allowed access the A and D flags of
+every entry it used (§4.8).  A target's answer must be the same outcome (for a #PF the same error
+code and CR2 = the address), for an allowed load or store the qword of the page the reference
+names, and the A/D flags: exact after an allowed access; after a #PF only A may have been set
+(whether a faulting walk sets A is not specified, ``sdm.ad.fault-a-unspecified``); after #GP(0)
+nothing.
 
-Differences fall into classes: (what kind, the reference's clause, expected, observed), e.g.
+Differences fall into classes: (what kind, the clause that decided it, expected, observed), e.g.
 ``allowed where #PF 0x1`` under ``sdm.access.smap-read``; a #PF with the right CR2 whose error code
 differs is classed by the bits that differ, ``#PF error code without P`` under
 ``sdm.walk.pte.rsvd-maxphy`` (QEMU 7.2: ``#PF 0xc where #PF 0xd``, ``0x8 where 0x9``, ... are one
-cause).  The clause of an outcome class is the rule that decided it: the reference's clause where it
-faults (a target that allows is wrong under that rule); where the reference allows and the target
-faults (or the target's #PF has PK the reference's lacks), the rights rule the target's fault
-contradicts, from its error code, the entries' rights and the modes (``blame``: e.g. a CPL 0 fetch
-from a user page with SMAP = 1 and SMEP = 0 that faults is ``sdm.access.smap-fetch-unaffected``); the
-leaf's clause (``sdm.walk.pte.maps-4k``, ...) only where no rights rule is involved (a not-present or
-reserved-bit claim, a CPL 0 read of a supervisor page, another vector).  A class keeps its count, its first combination (the reproducer) with its own outcomes as
-the example and, per dimension, how many members took each value: the dimensions whose members all
-share one value are the ones that matter.  A cited difference
-(``specs/differences.toml``) for the target and the class's clause explains the whole class.
+cause).  The clause of an outcome class is the reference's where the reference faults (a target
+that allows is wrong under that rule); where the reference allows and the target faults (or the
+target's #PF has PK the reference's lacks), the rights rule the target's fault contradicts, from
+its error code, the entries' rights and the modes (``blame``: e.g. a CPL 0 fetch from a user page
+with SMAP = 1 and SMEP = 0 that faults is ``sdm.access.smap-fetch-unaffected``); the leaf's clause
+(``sdm.walk.pte.maps-4k``, ...) only where no rights rule is involved (a not-present or
+reserved-bit claim, a CPL 0 read of a supervisor page, another vector).  A class keeps its count,
+its first combination (the reproducer) with its own outcomes as the example and, per dimension, how
+many members took each value: the dimensions whose members all share one value are the ones that
+matter.  A cited difference (``specs/differences.toml``) for the target and the class's clause
+explains the whole class.
 """
 
 from __future__ import annotations

@@ -241,3 +241,17 @@ def test_blame_rows_and_their_order() -> None:
     v = judge(items, obs, {"maxphyaddr": 48})
     assert v.keys[0][1] == "sdm.walk.pte.maps-4k"
     assert parse_filter(BASE, SPACE).count(SPACE) > 0
+
+
+def test_a_pk_bit_the_reference_lacks_is_the_pk_rule() -> None:
+    """Both fault, the target's error code has PK where the reference's (U/S) has not: the protection-key
+    rule the PK bit contradicts names the class (a supervisor page: keys do not apply)."""
+    c = SPACE.combination(0)
+    c.update(variant="none", leaf="4k", dir_p="1", leaf_p="1", dir_us="0", cpl="3", access="read", pk="ad")
+    items = build(SPACE, np.array([SPACE.index_of(c)]))
+    ref = reference(items, {"maxphyaddr": 48})
+    assert ref.fault[0] and int(ref.errcode[0]) == 0x5 and not ref.pk_also[0]
+    obs = Observed.empty(1)
+    obs.kind[0], obs.errcode[0], obs.cr2[0] = PF, 0x25, items.la[0]
+    v = judge(items, obs, {"maxphyaddr": 48})
+    assert v.keys[0] == ("outcome", "sdm.pkeys.supervisor-page-unaffected", "#PF", "#PF error code with PK")
