@@ -442,7 +442,7 @@ def readme(r: Repro, c_name: str, cmd: str) -> str:
 def repro(path: str, target_spec: str | None, out: str | None, timeout: float = 10.0) -> tuple[str, Any]:
     """Write the reproducer of ``path`` on ``target_spec`` into ``out``; returns its folder and analysis.
     hw and virt programs (qemu-system, bochs[:MODEL]) get the test kernel with the program built in
-    (``repro_hw``); hw programs of control-register writes on kvm a /dev/kvm C file (``repro_kvm``)."""
+    (``repro_hw``); hw programs on kvm a /dev/kvm C file replaying the kvm target's guest code (``repro_kvm``)."""
     from memspec.targets.registry import make_target
     prog = load(path)
     spec = target_spec or prog.meta("target")

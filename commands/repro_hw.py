@@ -304,8 +304,7 @@ def repro_hw(path: str, spec: str, out: str | None, timeout: float = 20.0,
         raise UsageError(f"repro writes a test kernel image for hw and virt programs; {path} is a {prog.layer} program")
     if target is None and not (spec == "qemu-system" or spec == "bochs" or spec.startswith("bochs:")):
         raise UsageError(f"repro writes the test kernel image for qemu-system and bochs[:MODEL], not {spec!r}"
-                         + ("; on kvm it writes a /dev/kvm C file for hw programs of control-register writes "
-                            "only" if spec == "kvm" else ""))
+                         + ("; on kvm it writes a /dev/kvm C file for hw programs" if spec == "kvm" else ""))
     own = target is None
     if own:
         try:

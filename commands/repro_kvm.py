@@ -1,197 +1,265 @@
-"""``memspec repro FILE --target kvm``: one C file that runs the program's control-register writes
-in a VM through /dev/kvm and checks each outcome the model allowed.
+"""``memspec repro FILE --target kvm``: one C file that runs a hw program through /dev/kvm as memspec's
+kvm target ran it, and checks each call's outcome against the outcomes the model allowed.
 
-The generalisation of the hand-written docs/findings/repro/kvm-mov-cr0-high-bits.c to programs made
-of ``mov_cr0``, ``mov_cr4`` and ``wrmsr_efer``: one vCPU put straight into the mode every hw program
-starts in (CR0 = PG|WP|PE, CR4 = PAE, EFER = LME|LMA|NXE, identity-mapped 2 MiB page), the writes in
-one guest code sequence, each followed by a store of 1 to its result byte.  The #GP handler stores
-0x0d there and resumes at the next write (a table of resume addresses); any other exception stores
-0x80 | vector and halts.  Each write's result is compared with the outcomes the model allowed on
-memspec's run (``repro.analyse``: the run replayed through the model), and the first that is none
-of them is printed with the clause and its citation (exit 1; 0 when every write conforms).  Other
-hw calls (the page-table writes and accesses) have no C form here yet.
+The kvm target (targets/kvm/) compiles a program into guest code, guest.S's templates one after
+another, each call that can fault or return a value writing its result slot (status, value or RIP,
+error code, CR2, RAX: targets/kvm/guest.py), and runs it in chunks with KVM_RUN; ``boot`` is a
+KVM_SET_SREGS between chunks.  The reproducer records what the target handed KVM on memspec's run of
+the program in a fresh VM: the harness's memory below 1 MiB (GDT, IDT, TSS, exception stubs and
+handler, the CPL 3 snippets, the physmap tables) and the harness's root entry, the CPUID table, every
+KVM_SET_SREGS (the initial mode, each ``boot``) and every chunk of code with its slots and descriptors.
+The C file replays exactly that, and handles the exits as the target does (a read of memory outside
+RAM answered with all ones, a write dropped; an instruction KVM's emulator gives up on recorded in
+its call's slot and skipped), so the vCPU meets the same code in the same state.
+
+Each call with a slot is checked against patterns made from the outcomes the model allows (the run
+replayed through the model call by call, as the judge does): a pattern is the five slot qwords and,
+for each, a mask of the bits whose change would make the target's own decoding of the slot
+(``targets.kvm.compile._Machine.outcome``) give an outcome the model judges otherwise (the method of
+``repro_hw`` for the test kernel).  The first call whose slot matches none is printed with the clause,
+its citation, expected and observed (exit 1); a guest that stops (a triple fault, an unexpected
+exit, a time limit) is reported as such (exit 3, or 4 for the time limit); every call conforming
+exits 0.  Arguments naming earlier results are fixed to memspec's run: the C file stops at the first
+divergence, before any of them could differ.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from memspec.errors import TargetError, UsageError
-from memspec.program import format_call, load
-from memspec.records import Outcome
+from memspec.program import Program, bind_result, eval_args, format_call, load
+from memspec.records import Outcome, RunStatus
 
-CALLS = {"mov_cr0": 0, "mov_cr4": 1, "wrmsr_efer": 2}
-VECTORS = {"#DE": 0, "#UD": 6, "#DF": 8, "#SS": 12, "#GP": 13, "#PF": 14}
+U64 = (1 << 64) - 1
+EXIT_STATUS = {"CONFORMS": 0, "DIVERGES": 1, "CRASH": 3, "HANG": 4, "NOT JUDGED": 5}
 
 
-def _code(o: Outcome) -> int | None:
-    """The result byte the guest stores for outcome ``o`` (None: not observable this way)."""
-    if o.value is None and o.errno is None and o.signal is None and not o.detail:
-        return 1
-    if o.signal == "#GP" and o.value is None and o.errno is None:
-        return 0x0D
-    if o.signal in VECTORS and o.signal != "#PF" and o.value is None:
-        return 0x80 | VECTORS[o.signal]
-    return None
+@dataclass
+class SlotPattern:
+    values: tuple[int, ...]       # status, value/RIP, error code, CR2, RAX
+    masks: tuple[int, ...]
 
+
+@dataclass
+class KvmCheck:
+    index: int
+    text: str
+    clause: str
+    statement: str
+    citation: str
+    expected: str
+    observed: Outcome
+    diverges: bool
+    chunk: int = -1               # the recorded chunk holding its code (-1: decided by the host)
+    slot: int = -1
+    patterns: list[SlotPattern] | None = None
+
+
+@dataclass
+class KvmRepro:
+    program: Program
+    target: str
+    version: str
+    checks: list[KvmCheck]
+    verdict: str
+    failure: Any
+    events: list[dict[str, Any]] = field(default_factory=list)
+    cpuid: list[list[int]] = field(default_factory=list)
+    stopped: str = ""
+    disagreements: list[str] = field(default_factory=list)
+
+
+class _Slot:
+    """What ``_Machine.outcome`` reads, with a slot's five qwords given."""
+
+    def __init__(self, raw: tuple[int, ...], code: Any):
+        self.raw, self.code = raw, code
+
+    def read_slot(self, _slot: int) -> tuple[int, ...]:
+        return self.raw
+
+
+def _decoder(cc: Any, code: Any) -> Callable[[tuple[int, ...]], Outcome]:
+    from memspec.targets.kvm.compile import _Machine
+    return lambda raw: _Machine.outcome(_Slot(raw, code), cc)      # type: ignore[arg-type]
+
+
+def _candidates(cc: Any, code: Any, o: Outcome) -> list[tuple[int, ...]]:
+    """Slots that may decode to ``o`` (the shapes of guest.py's result slot)."""
+    from memspec.targets.kvm.guest import KCS, ST_EXC, ST_UNEMULATED, UCS, VEC_NAMES
+    d = dict(o.detail)
+    vec_of = {v: k for k, v in VEC_NAMES.items()}
+    out: list[tuple[int, ...]] = []
+    css = (UCS, KCS) if cc.kind == "access" and cc.cpl == 3 else (KCS, UCS)
+    if o.signal is None and o.errno is None:
+        v = o.value or 0
+        out += [(0, v, 0, 0, 0), (ST_EXC | 3 | KCS << 16, cc.addr + 1, 0, 0, 0)]
+        if cc.kind == "access":
+            out += [(ST_EXC | 13 | UCS << 16, code.user_done[cc.op], 0, 0, v), (2, 0, 0, 0, 0), (3, 0, 0, 0, 0)]
+    elif o.signal == "#PF":
+        out += [(ST_EXC | 14 | cs << 16, 0, int(d.get("errcode", 0)), int(d.get("cr2", 0)), 0) for cs in css]
+    elif o.signal == "KVM_EXIT_INTERNAL_ERROR":
+        out.append((ST_UNEMULATED, 0, 0, 0, 0))
+    elif o.signal in vec_of:
+        out += [(ST_EXC | vec_of[o.signal] | cs << 16, 0, 0, 0, 0) for cs in css]
+    return out
+
+
+def _pattern(decode: Callable[[tuple[int, ...]], Outcome], raw: tuple[int, ...],
+             ok: Callable[[Outcome], bool]) -> SlotPattern | None:
+    if not ok(decode(raw)):
+        return None
+    masks = []
+    for j in range(len(raw)):
+        m = 0
+        for b in range(64):
+            flipped = list(raw)
+            flipped[j] ^= 1 << b
+            try:
+                o2 = decode(tuple(flipped))
+            except Exception:
+                o2 = None
+            if o2 is None or not ok(o2):
+                m |= 1 << b
+        masks.append(m)
+    return SlotPattern(tuple(raw), tuple(masks))
+
+
+def _patterns(cc: Any, code: Any, exp: Any, raw: tuple[int, ...] | None) -> list[SlotPattern] | None:
+    from memspec.model.expect import _same
+    if exp.unknown:
+        return None
+    decode = _decoder(cc, code)
+    out: list[SlotPattern] = []
+
+    def add(want: Outcome, ok: Callable[[Outcome], bool]) -> None:
+        for cand in ([raw] if raw is not None else []) + _candidates(cc, code, want):
+            p = _pattern(decode, cand, ok)
+            if p is not None:
+                if p not in out:
+                    out.append(p)
+                return
+
+    if exp.predicate is None:
+        for want in (exp.allowed if exp.allowed is not None else (exp.default,)):
+            add(want, lambda o, w=want: _same(o, w))
+    else:
+        add(exp.default, lambda o: exp.judge(o) is None)
+    return out
+
+
+def analyse(program: Program, target: Any, facts: dict[str, Any]) -> KvmRepro:
+    """Run ``program`` on the kvm target in a fresh VM, recording what it handed KVM, and replay the
+    outcomes through the model to find each call's allowed slots."""
+    from memspec.model.registry import new_model
+    from memspec.specs.catalogue import get as clause_of
+    from memspec.specs.judge import judge
+    from memspec.targets.kvm import guest as kg
+    from memspec.targets.kvm.guest import SLOT_SIZE, SLOTS
+    m = target.machine
+    events: list[dict[str, Any]] = []
+    orig_chunk, orig_set = m.run_chunk, kg._Vm.set_control
+
+    def run_chunk(chunk: Any) -> Any:
+        ev: dict[str, Any] = {"kind": "chunk", "code": bytes(chunk.code) + m.t["halt"].code, "slots": chunk.slots,
+                              "desc": list(chunk.descriptors), "calls": list(chunk.calls)}
+        events.append(ev)
+        res = orig_chunk(chunk)
+        ev["status"] = res
+        ev["slotdata"] = bytes(m.vm.mem[SLOTS:SLOTS + SLOT_SIZE * max(chunk.slots, 1)]) if m.vm is not None else b""
+        return res
+
+    def set_control(vm: Any, cr0: int, cr3: int, cr4: int, efer: int) -> None:
+        orig_set(vm, cr0, cr3, cr4, efer)
+        events.append({"kind": "sregs", "sregs": bytes(vm.sregs)})
+
+    m.discard()                       # a fresh VM: the harness's memory is guest.py's image
+    m.run_chunk = run_chunk
+    kg._Vm.set_control = set_control
+    try:
+        run = target.run(program, observe="end")
+    finally:
+        del m.run_chunk
+        kg._Vm.set_control = orig_set
+    if run.status is RunStatus.REFUSED and not run.outcomes:
+        raise UsageError(f"not applicable: kvm refused the program ({run.message})")
+    j = judge(program, run, target.name, facts)
+    where: dict[int, tuple[int, Any]] = {}
+    for e, ev in enumerate(events):
+        if ev["kind"] == "chunk":
+            for cc in ev["calls"]:
+                where[cc.index] = (e, cc)
+    model = new_model("hw", facts)
+    env: dict[str, int] = {}
+    checks: list[KvmCheck] = []
+    disagreements: list[str] = []
+    for i, call in enumerate(program.calls):
+        if i >= len(run.outcomes):
+            break
+        o = run.outcomes[i]
+        margs = eval_args(call, env)
+        exp = model.expect(call.proc or "main", call.name, margs)
+        why = exp.judge(o)
+        cid = exp.blame(o) if why is not None else exp.clause
+        c = clause_of(cid)
+        chk = KvmCheck(i, format_call(call), cid, c.statement, c.citation, exp.describe, o, why is not None)
+        e, cc = where.get(i, (-1, None))
+        if cc is not None and cc.kind in ("value", "access", "fault"):
+            data = events[e]["slotdata"]
+            raw = struct.unpack_from("<5Q", data, SLOT_SIZE * cc.slot) if len(data) >= SLOT_SIZE * (cc.slot + 1) else None
+            chk.chunk, chk.slot = e, cc.slot
+            chk.patterns = _patterns(cc, m.code, exp, raw)
+            if raw is not None and chk.patterns is not None:
+                hit = any(all(not ((a ^ v) & mk) for a, v, mk in zip(raw, p.values, p.masks)) for p in chk.patterns)
+                if hit != (why is None):
+                    disagreements.append(f"call {i + 1}: slot {[hex(x) for x in raw]} "
+                                         f"{'matches' if hit else 'matches no pattern'} but memspec's verdict is "
+                                         f"{'a divergence' if why else 'allowed'}")
+        checks.append(chk)
+        if why is not None:
+            break
+        model.apply(call.proc or "main", call.name, margs, o)
+        model.bind(call.proc or "main", call.name, call.result, o)
+        bind_result(env, call, o.value)
+    f = j.failure
+    verdict = "pass" if f is None else f.verdict.value
+    stopped = run.message if run.status is not RunStatus.OK else ""
+    return KvmRepro(program, target.name, str(facts.get("impl_version", "")), checks, verdict, f, events,
+                    [list(e) for e in m.cpuid], stopped, disagreements)
+
+
+# --- the C file ----------------------------------------------------------------------------------
 
 def _c(s: str) -> str:
     return '"' + "".join(c if c.isprintable() and c not in '"\\?' else f"\\{ord(c) & 0xFF:03o}" for c in s) + '"'
 
 
-_MAIN = r'''
-static void die(const char *what) { fprintf(stderr, "repro: %s: %s\n", what, strerror(errno)); exit(2); }
+def _bytes(b: bytes) -> str:
+    rows = [", ".join(f"0x{x:02x}" for x in b[k:k + 24]) for k in range(0, len(b), 24)]
+    return "{\n  " + ",\n  ".join(rows) + "\n}" if rows else "{0}"
 
-static void idt_gate(uint8_t *mem, int vec, uint64_t handler) {
-  uint8_t *e = mem + 0x600 + 16 * vec;
-  memset(e, 0, 16);
-  e[0] = handler & 0xff; e[1] = (handler >> 8) & 0xff;
-  e[2] = 0x08;                       /* code segment selector */
-  e[5] = 0x8e;                       /* present, DPL 0, 64-bit interrupt gate */
-  e[6] = (handler >> 16) & 0xff; e[7] = (handler >> 24) & 0xff;
-}
-
-static void seg(struct kvm_segment *s, uint16_t sel, uint8_t type, int code) {
-  memset(s, 0, sizeof *s);
-  s->base = 0; s->limit = 0xffffffff; s->selector = sel; s->type = type; s->present = 1;
-  s->dpl = 0; s->s = 1; s->g = 1; s->l = code; s->db = !code;
-}
-
-static uint8_t *emit(uint8_t *p, const uint8_t *b, size_t n) { memcpy(p, b, n); return p + n; }
-static uint8_t *emit32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); return p + 4; }
-static uint8_t *emit64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); return p + 8; }
-
-#define MEM (2u << 20)
-#define STEP 0x5000          /* the write running now (qword) */
-#define RES 0x5100           /* one result byte per write: 1 done, 0x0d #GP, 0x80|v another vector */
-#define RESUME 0x6000        /* where the #GP handler resumes after write i */
-
-static const char *describe(int r, char *b, size_t n) {
-  if (r == 1) snprintf(b, n, "ok (the write completed)");
-  else if (r == 0x0d) snprintf(b, n, "#GP");
-  else if (r & 0x80) snprintf(b, n, "exception vector %d", r & 0x7f);
-  else snprintf(b, n, "not reached (the guest stopped before it)");
-  return b;
-}
-
-int main(void) {
-  int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-  if (kvm < 0) die("open /dev/kvm");
-  if (ioctl(kvm, KVM_GET_API_VERSION, 0) != 12) { fprintf(stderr, "repro: KVM API is not 12\n"); return 2; }
-  int vm = ioctl(kvm, KVM_CREATE_VM, 0);
-  if (vm < 0) die("KVM_CREATE_VM");
-  uint8_t *mem = mmap(0, MEM, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) die("mmap");
-  struct kvm_userspace_memory_region region = { .slot = 0, .guest_phys_addr = 0, .memory_size = MEM,
-                                                .userspace_addr = (uint64_t)(uintptr_t)mem };
-  if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0) die("KVM_SET_USER_MEMORY_REGION");
-  /* page tables: PML4 0x1000 -> PDPT 0x2000 -> PD 0x3000 -> one 2 MiB page at 0 */
-  uint64_t *pml4 = (uint64_t *)(mem + 0x1000), *pdpt = (uint64_t *)(mem + 0x2000), *pd = (uint64_t *)(mem + 0x3000);
-  pml4[0] = 0x2000 | 3; pdpt[0] = 0x3000 | 3; pd[0] = 0 | 0x83;
-  uint64_t *gdt = (uint64_t *)(mem + 0x500);
-  gdt[0] = 0; gdt[1] = 0x00af9a000000ffffULL; gdt[2] = 0x00cf92000000ffffULL;
-  /* any vector but #GP: RES[STEP] = 0x80 | vector, halt (one stub per vector at 0x8000 + 32 v) */
-  for (int v = 0; v < 32; v++) {
-    uint8_t *p = mem + 0x8000 + 32 * v;
-    static const uint8_t step[] = {0x48, 0x8b, 0x04, 0x25};            /* mov rax, [STEP] */
-    p = emit(p, step, 4); p = emit32(p, STEP);
-    static const uint8_t st[] = {0xc6, 0x80};                          /* mov byte [rax + RES], imm8 */
-    p = emit(p, st, 2); p = emit32(p, RES); *p++ = (uint8_t)(0x80 | v);
-    *p++ = 0xf4;                                                       /* hlt */
-    idt_gate(mem, v, 0x8000 + 32 * v);
-  }
-  { /* #GP: RES[STEP] = 0x0d, then resume at RESUME[STEP] */
-    uint8_t *p = mem + 0x8800;
-    static const uint8_t step[] = {0x48, 0x8b, 0x04, 0x25};
-    p = emit(p, step, 4); p = emit32(p, STEP);
-    static const uint8_t st[] = {0xc6, 0x80};
-    p = emit(p, st, 2); p = emit32(p, RES); *p++ = 0x0d;
-    static const uint8_t ld[] = {0x48, 0x8b, 0x04, 0xc5};              /* mov rax, [rax*8 + RESUME] */
-    p = emit(p, ld, 4); p = emit32(p, RESUME);
-    static const uint8_t tail[] = {0x48, 0x83, 0xc4, 0x08,             /* add rsp, 8 (the error code) */
-                                   0x48, 0x89, 0x04, 0x24,             /* mov [rsp], rax */
-                                   0x48, 0xcf};                        /* iretq */
-    p = emit(p, tail, sizeof tail);
-    idt_gate(mem, 13, 0x8800);
-  }
-  /* the program: for each write, STEP = i; the write; RES[i] = 1 */
-  uint8_t *p = mem + 0x10000;
-  for (int i = 0; i < NSTEPS; i++) {
-    static const uint8_t setstep[] = {0x48, 0xc7, 0x04, 0x25};         /* mov qword [STEP], imm32 */
-    p = emit(p, setstep, 4); p = emit32(p, STEP); p = emit32(p, (uint32_t)i);
-    static const uint8_t movabs[] = {0x48, 0xb8};                      /* mov rax, imm64 */
-    p = emit(p, movabs, 2); p = emit64(p, STEPS[i].value);
-    if (STEPS[i].kind == 0) { static const uint8_t b[] = {0x0f, 0x22, 0xc0}; p = emit(p, b, 3); }   /* mov cr0, rax */
-    else if (STEPS[i].kind == 1) { static const uint8_t b[] = {0x0f, 0x22, 0xe0}; p = emit(p, b, 3); } /* mov cr4, rax */
-    else {
-      static const uint8_t b[] = {0xb9, 0x80, 0x00, 0x00, 0xc0,        /* mov ecx, 0xc0000080 (IA32_EFER) */
-                                  0x48, 0x89, 0xc2, 0x48, 0xc1, 0xea, 0x20,   /* mov rdx, rax; shr rdx, 32 */
-                                  0x0f, 0x30};                         /* wrmsr */
-      p = emit(p, b, sizeof b);
-    }
-    static const uint8_t done[] = {0xc6, 0x04, 0x25};                  /* mov byte [RES + i], 1 */
-    p = emit(p, done, 3); p = emit32(p, RES + i); *p++ = 1;
-    ((uint64_t *)(mem + RESUME))[i] = (uint64_t)(p - mem);
-  }
-  *p++ = 0xf4;
-
-  int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
-  if (vcpu < 0) die("KVM_CREATE_VCPU");
-  int n = 256;
-  struct kvm_cpuid2 *cpuid = calloc(1, sizeof *cpuid + n * sizeof(struct kvm_cpuid_entry2));
-  cpuid->nent = n;
-  if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, cpuid) < 0) die("KVM_GET_SUPPORTED_CPUID");
-  if (ioctl(vcpu, KVM_SET_CPUID2, cpuid) < 0) die("KVM_SET_CPUID2");
-  int run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-  struct kvm_run *run = mmap(0, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
-  if (run == MAP_FAILED) die("mmap kvm_run");
-  struct kvm_sregs sregs;
-  if (ioctl(vcpu, KVM_GET_SREGS, &sregs) < 0) die("KVM_GET_SREGS");
-  seg(&sregs.cs, 0x08, 11, 1);
-  seg(&sregs.ds, 0x10, 3, 0); sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
-  memset(&sregs.tr, 0, sizeof sregs.tr);
-  sregs.tr.limit = 0x67; sregs.tr.type = 11; sregs.tr.present = 1; sregs.tr.selector = 0x18;
-  sregs.gdt.base = 0x500; sregs.gdt.limit = 23;
-  sregs.idt.base = 0x600; sregs.idt.limit = 32 * 16 - 1;
-  sregs.cr0 = INIT_CR0; sregs.cr3 = 0x1000; sregs.cr4 = INIT_CR4; sregs.efer = INIT_EFER;
-  if (ioctl(vcpu, KVM_SET_SREGS, &sregs) < 0) die("KVM_SET_SREGS");
-  struct kvm_regs regs;
-  memset(&regs, 0, sizeof regs);
-  regs.rip = 0x10000; regs.rsp = 0x9000; regs.rflags = 2;
-  if (ioctl(vcpu, KVM_SET_REGS, &regs) < 0) die("KVM_SET_REGS");
-  const char *end = "halted";
-  for (int i = 0; i < 64; i++) {
-    if (ioctl(vcpu, KVM_RUN, 0) < 0) { if (errno == EINTR) continue; die("KVM_RUN"); }
-    if (run->exit_reason == KVM_EXIT_HLT) break;
-    end = run->exit_reason == KVM_EXIT_SHUTDOWN ? "the guest shut down (a triple fault)" : "an unexpected VM exit";
-    break;
-  }
-  char b[96];
-  for (int i = 0; i < NSTEPS; i++) {
-    int r = mem[RES + i], ok = 0;
-    for (int k = 0; k < 4 && STEPS[i].allowed[k] >= 0; k++) ok |= STEPS[i].allowed[k] == 0 || STEPS[i].allowed[k] == r;
-    if (ok) continue;
-    printf("DIVERGES at call %d: %s\n  clause:   %s\n  spec:     %s\n            [%s]\n  expected: %s\n"
-           "  observed: %s%s%s\n", STEPS[i].call, STEPS[i].text, STEPS[i].clause, STEPS[i].statement,
-           STEPS[i].citation, STEPS[i].expected, describe(r, b, sizeof b), r ? "" : "; ", r ? "" : end);
-    return 1;
-  }
-  printf("CONFORMS: every write's outcome is one the model allows (%d writes)\n", NSTEPS);
-  return 0;
-}
-'''
 
 _HEAD = r'''/* A standalone reproducer written by `memspec repro --target kvm`: C99, libc and the kernel's uapi
  * headers.  Build: cc -O2 -o repro repro.c    Run: ./repro (needs /dev/kvm).
- * Exit 0: every write conforms; 1: a divergence (printed with the clause); 2: the VM could not be set up.
- * One vCPU straight in 64-bit mode (KVM_SET_SREGS), the program's control-register writes in one guest
- * code sequence; the #GP handler records the #GP and resumes at the next write. */
+ * Exit 0: every call conforms; 1: a divergence (printed with the clause); 3: the guest stopped (a
+ * triple fault, an unexpected exit); 4: it ran past the time limit; 5: it reached code memspec does
+ * not judge; 2: the VM could not be set up.
+ *
+ * What it replays is what memspec's kvm target handed KVM for this program (targets/kvm/ in
+ * memspec): the harness's memory below 1 MiB, the CPUID table, each KVM_SET_SREGS and each chunk of
+ * guest code.  Each call that can fault or return a value writes a result slot of five qwords
+ * (status, value or RIP, error code, CR2, RAX); each is compared, under masks, with the slots that
+ * give an outcome the model allows. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,78 +268,284 @@ _HEAD = r'''/* A standalone reproducer written by `memspec repro --target kvm`: 
 #include <sys/mman.h>
 #include <unistd.h>
 
-struct step { int call, kind; uint64_t value; int allowed[4];   /* 0: any; -1 ends the list */
-              const char *text, *clause, *statement, *citation, *expected; };
+struct pat { uint64_t v[5], m[5]; };
+struct check { int call, chunk, slot, npat;       /* npat -1: the model cannot decide, any slot */
+               const struct pat *pats;
+               const char *text, *clause, *statement, *citation, *expected; };
+struct ccall { int call, slot, guarded, is_exec; uint64_t start, end, addr; };   /* calls with code */
+struct event { const uint8_t *sregs; const uint8_t *code; unsigned len; int nslots;
+               int ndesc; const uint64_t (*desc)[3]; int ncalls; const struct ccall *calls; };
+'''
+
+_MAIN = r'''
+static void die(const char *what) { fprintf(stderr, "repro: %s: %s\n", what, strerror(errno)); exit(2); }
+static void on_alarm(int sig) { (void)sig; }
+
+static int vcpu;
+static void set_regs(uint64_t rip, uint64_t r14, uint64_t r15) {
+  struct kvm_regs regs;
+  memset(&regs, 0, sizeof regs);
+  regs.rflags = 2; regs.rsp = KTOP; regs.rip = rip; regs.r14 = r14; regs.r15 = r15;
+  if (ioctl(vcpu, KVM_SET_REGS, &regs) < 0) die("KVM_SET_REGS");
+}
+
+static const char *describe(const uint64_t *s, char *b, size_t n) {
+  snprintf(b, n, "slot status=%#llx value/rip=%#llx errcode=%#llx cr2=%#llx rax=%#llx",
+           (unsigned long long)s[0], (unsigned long long)s[1], (unsigned long long)s[2],
+           (unsigned long long)s[3], (unsigned long long)s[4]);
+  return b;
+}
+
+/* the call of ev whose code the vCPU was in (rip, else r15 - 1), as the target's _where */
+static int where(const struct event *ev, uint64_t rip, uint64_t r15) {
+  uint64_t at[2] = {rip, r15 - 1};
+  for (int k = 0; k < 2; k++) {
+    uint64_t off = at[k] - PHYS;
+    int found = -1;
+    if (off < CODE || off >= CODE + ev->len) continue;
+    for (int c = 0; c < ev->ncalls; c++) if (ev->calls[c].start <= off) found = ev->calls[c].call;
+    if (found >= 0) return found;
+  }
+  return -1;
+}
+
+int main(void) {
+  int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  if (kvm < 0) die("open /dev/kvm");
+  if (ioctl(kvm, KVM_GET_API_VERSION, 0) != 12) { fprintf(stderr, "repro: KVM API is not 12\n"); return 2; }
+  int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+  if (vm < 0) die("KVM_CREATE_VM");
+  uint8_t *mem = mmap(0, RAM, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) die("mmap");
+  /* the pattern above 1 MiB: the qword at pa reads (pa << 8) | 0xCC; the harness's memory below */
+  for (uint64_t pa = LOW; pa < RAM; pa += 8) *(uint64_t *)(mem + pa) = (pa << 8) | 0xCC;
+  for (unsigned k = 0; k < sizeof HARNESS / sizeof HARNESS[0]; k++) *(uint64_t *)(mem + HARNESS[k][0]) = HARNESS[k][1];
+  struct kvm_userspace_memory_region region = { .slot = 0, .guest_phys_addr = 0, .memory_size = RAM,
+                                                .userspace_addr = (uint64_t)(uintptr_t)mem };
+  if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0) die("KVM_SET_USER_MEMORY_REGION");
+  vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+  if (vcpu < 0) die("KVM_CREATE_VCPU");
+  int n = sizeof CPUID / sizeof CPUID[0];
+  struct kvm_cpuid2 *cpuid = calloc(1, sizeof *cpuid + n * sizeof(struct kvm_cpuid_entry2));
+  cpuid->nent = n;
+  for (int i = 0; i < n; i++) {
+    struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+    e->function = CPUID[i][0]; e->index = CPUID[i][1]; e->flags = CPUID[i][2];
+    e->eax = CPUID[i][3]; e->ebx = CPUID[i][4]; e->ecx = CPUID[i][5]; e->edx = CPUID[i][6];
+  }
+  if (ioctl(vcpu, KVM_SET_CPUID2, cpuid) < 0) die("KVM_SET_CPUID2");
+  int run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+  struct kvm_run *run = mmap(0, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+  if (run == MAP_FAILED) die("mmap kvm_run");
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_alarm;                 /* no SA_RESTART: KVM_RUN returns EINTR */
+  sigaction(SIGALRM, &sa, 0);
+  int next = 0;                             /* the next check */
+  char b[200];
+  for (int e = 0; e < NEVENTS; e++) {
+    const struct event *ev = &EVENTS[e];
+    if (ev->sregs) {
+      struct kvm_sregs sregs;
+      memcpy(&sregs, ev->sregs, sizeof sregs);
+      if (ioctl(vcpu, KVM_SET_SREGS, &sregs) < 0) die("KVM_SET_SREGS");
+      continue;
+    }
+    memcpy(mem + CODE, ev->code, ev->len);
+    memset(mem + SLOTS, 0, SLOT_SIZE * (ev->nslots > 0 ? ev->nslots : 1));
+    for (int d = 0; d < ev->ndesc; d++) {
+      memcpy(mem + ev->desc[d][0], &ev->desc[d][1], 8);
+      memcpy(mem + ev->desc[d][0] + 8, &ev->desc[d][2], 8);
+    }
+    set_regs(PHYS + CODE, PHYS + SCRATCH, FATAL);
+    const char *stop = 0, *verdict = "CRASH";
+    int code = 3, resumes = 0, limit = 64 * (ev->nslots + 1);
+    struct kvm_regs regs;
+    for (;;) {
+      alarm(TIME_LIMIT);
+      int rc = ioctl(vcpu, KVM_RUN, 0);
+      alarm(0);
+      if (rc < 0 && errno == EINTR) { stop = "the guest did not halt within the time limit"; verdict = "HANG"; code = 4; break; }
+      if (rc < 0) die("KVM_RUN");
+      if (run->exit_reason == KVM_EXIT_MMIO && resumes < limit) {
+        /* guest-physical memory outside RAM: a read returns all ones, a write is dropped */
+        if (!run->mmio.is_write) memset(run->mmio.data, 0xff, 8);
+        resumes++;
+        continue;
+      }
+      if (ioctl(vcpu, KVM_GET_REGS, &regs) < 0) die("KVM_GET_REGS");
+      if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR && resumes <= limit && run->internal.suberror == 1 &&
+          (regs.r14 - PHYS - SLOTS) % SLOT_SIZE == 0) {
+        /* KVM's emulator gave up on the call's instruction: its outcome, then the next call */
+        int slot = (int)((regs.r14 - PHYS - SLOTS) / SLOT_SIZE);
+        const struct ccall *c = 0;
+        for (int k = 0; k < ev->ncalls; k++) if (ev->calls[k].guarded && ev->calls[k].slot == slot) c = &ev->calls[k];
+        uint64_t status = 0;
+        if (c && c->is_exec && regs.rip == c->addr) status = ST_FETCHED;
+        else if (c && PHYS + c->start <= regs.rip && regs.rip < PHYS + c->end) status = ST_UNEMULATED;
+        if (status) {
+          uint64_t *s = (uint64_t *)(mem + SLOTS + SLOT_SIZE * slot);
+          s[0] = status; s[1] = regs.rip;
+          set_regs(regs.r15, regs.r14, regs.r15);
+          resumes++;
+          continue;
+        }
+      }
+      if (run->exit_reason == KVM_EXIT_HLT && regs.rip == PHYS + CODE + ev->len) break;
+      if (run->exit_reason == KVM_EXIT_HLT) {
+        int slot = (int)((regs.r14 - PHYS - SLOTS) / SLOT_SIZE);
+        int exec = 0;
+        for (int k = 0; k < ev->ncalls; k++) if (ev->calls[k].guarded && ev->calls[k].slot == slot && ev->calls[k].is_exec) exec = 1;
+        if (exec && regs.rip != FATAL + 1) {
+          stop = "a fetch ran code outside the pattern, which halted (memspec does not judge it)";
+          verdict = "NOT JUDGED"; code = 5;
+        } else {
+          stop = "the guest halted before the end of its code";
+        }
+      } else if (run->exit_reason == KVM_EXIT_SHUTDOWN) {
+        stop = "KVM_EXIT_SHUTDOWN: the guest triple-faulted";
+      } else if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR) {
+        stop = "KVM_EXIT_INTERNAL_ERROR";
+      } else {
+        stop = "an unexpected VM exit";
+      }
+      break;
+    }
+    int at = stop ? where(ev, regs.rip, regs.r15) : -1;
+    for (; next < NCHECKS && CHECKS[next].chunk <= e; next++) {
+      const struct check *c = &CHECKS[next];
+      if (c->chunk < e) continue;
+      if (stop && (at < 0 || c->call >= at)) break;
+      const uint64_t *s = (const uint64_t *)(mem + SLOTS + SLOT_SIZE * c->slot);
+      int ok = c->npat < 0;
+      for (int p = 0; p < c->npat && !ok; p++) {
+        int all = 1;
+        for (int f = 0; f < 5; f++) all &= !((s[f] ^ c->pats[p].v[f]) & c->pats[p].m[f]);
+        ok = all;
+      }
+      if (ok) continue;
+      printf("DIVERGES at call %d: %s\n  clause:   %s\n  spec:     %s\n            [%s]\n  expected: %s\n"
+             "  observed: %s\n", c->call + 1, c->text, c->clause, c->statement, c->citation, c->expected,
+             describe(s, b, sizeof b));
+      printf("VERDICT: DIVERGES (%s)\n", c->clause);
+      return 1;
+    }
+    if (stop) {
+      printf("the guest stopped%s%d: %s\nVERDICT: %s\n", at >= 0 ? " at call " : "", at >= 0 ? at + 1 : 0, stop, verdict);
+      return code;
+    }
+  }
+  printf("VERDICT: CONFORMS (every call's outcome is one the model allows; %d checked)\n", NCHECKS);
+  return 0;
+}
 '''
 
 
-def c_source(r: Any, init: tuple[int, int, int]) -> str:
+def c_source(r: KvmRepro) -> str:
+    from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3, RAM_SIZE
+    from memspec.targets.kvm.guest import (
+        CODE, KTOP, PHYS, SCRATCH, SLOT_SIZE, SLOTS, ST_FETCHED, ST_UNEMULATED, _image, code)
+    img = _image()
+    harness = [(pa, struct.unpack_from("<Q", img, pa)[0]) for pa in range(0, HARNESS_LOW, 8)]
+    harness = [(pa, v) for pa, v in harness if v]
+    root511 = INITIAL_CR3 + 8 * HARNESS_SLOT
+    harness.append((root511, struct.unpack_from("<Q", img, root511)[0]))
+    out = [_HEAD]
+    out.append(f"#define PHYS {PHYS:#x}ULL\n#define CODE {CODE:#x}ULL\n#define SLOTS {SLOTS:#x}ULL\n"
+               f"#define SLOT_SIZE {SLOT_SIZE}\n#define KTOP {KTOP:#x}ULL\n#define SCRATCH {SCRATCH:#x}ULL\n"
+               f"#define FATAL {code().fatal:#x}ULL\n#define RAM {RAM_SIZE:#x}ULL\n#define LOW {HARNESS_LOW:#x}ULL\n"
+               f"#define ST_FETCHED {ST_FETCHED}\n#define ST_UNEMULATED {ST_UNEMULATED}\n#define TIME_LIMIT 10\n")
+    out.append("/* the harness's memory as memspec's kvm target writes it (targets/kvm/guest.py, _build_harness):\n"
+               " * GDT, IDT, TSS, exception stubs and handler, CPL 3 snippets, physmap tables; root[511] */")
+    out.append("static const uint64_t HARNESS[][2] = {\n" +
+               "\n".join(f"  {{{pa:#x}, {v:#x}ULL}}," for pa, v in harness) + "\n};")
+    out.append("/* the CPUID table given to KVM_SET_CPUID2: function, index, flags, eax, ebx, ecx, edx */")
+    out.append("static const uint32_t CPUID[][7] = {\n" +
+               "\n".join("  {" + ", ".join(f"{x:#x}" for x in e) + "}," for e in r.cpuid) + "\n};")
+    ev_rows = []
+    for e, ev in enumerate(r.events):
+        if ev["kind"] == "sregs":
+            out.append(f"static const uint8_t SREGS_{e}[] = {_bytes(ev['sregs'])};")
+            ev_rows.append(f"  {{SREGS_{e}, 0, 0, 0, 0, 0, 0, 0}},")
+            continue
+        out.append(f"/* chunk {e}: guest code at CODE (calls {', '.join(str(cc.index + 1) for cc in ev['calls'])}) */")
+        out.append(f"static const uint8_t CODE_{e}[] = {_bytes(ev['code'])};")
+        desc = ev["desc"]
+        if desc:
+            out.append(f"static const uint64_t DESC_{e}[][3] = {{" + ", ".join(
+                f"{{{pa:#x}, {struct.unpack_from('<Q', d)[0]:#x}ULL, {struct.unpack_from('<Q', d, 8)[0]:#x}ULL}}"
+                for pa, d in desc) + "};")
+        calls = [cc for cc in ev["calls"] if cc.kind != "const"]
+        if calls:
+            out.append(f"static const struct ccall CALLS_{e}[] = {{" + ", ".join(
+                f"{{{cc.index}, {cc.slot}, {int(cc.kind in ('access', 'fault'))}, {int(cc.kind == 'access' and cc.op == 2)}, "
+                f"{cc.start:#x}, {cc.end:#x}, {cc.addr & U64:#x}ULL}}" for cc in calls) + "};")
+        ev_rows.append(f"  {{0, CODE_{e}, {len(ev['code'])}, {ev['slots']}, {len(desc)}, {f'DESC_{e}' if desc else '0'}, "
+                       f"{len(calls)}, {f'CALLS_{e}' if calls else '0'}}},")
+    out.append(f"#define NEVENTS {len(ev_rows)}\nstatic const struct event EVENTS[] = {{\n" + "\n".join(ev_rows) + "\n};")
     rows = []
-    for cc in r.checks:
-        call = r.program.calls[cc.index]
-        if cc.any_outcome:
-            allowed = [0]
-        else:
-            codes = [_code(o) for o in (cc.exact or [])]
-            if not codes or any(c is None for c in codes):
-                raise UsageError(f"repro: the outcomes the model allows for call {cc.index + 1} "
-                                 f"({cc.expected}) have no /dev/kvm C check yet")
-            allowed = sorted(set(c for c in codes if c is not None))[:3]
-        value = int(cc.text and _arg(r, cc.index))
-        rows.append(f"  {{{cc.index + 1}, {CALLS[call.name]}, {value:#x}ULL, {{{', '.join(map(str, allowed + [-1]))}}},\n"
-                    f"   {_c(cc.text)}, {_c(cc.clause)},\n   {_c(cc.statement)},\n   {_c(cc.citation)}, {_c(cc.expected)}}},")
-    cr0, cr4, efer = init
-    return (_HEAD + f"#define INIT_CR0 {cr0:#x}ULL\n#define INIT_CR4 {cr4:#x}ULL\n#define INIT_EFER {efer:#x}ULL\n"
-            f"#define NSTEPS {len(rows)}\nstatic const struct step STEPS[] = {{\n" + "\n".join(rows) + "\n};\n" + _MAIN)
+    for k, c in enumerate(x for x in r.checks if x.chunk >= 0):
+        if c.patterns:
+            out.append(f"static const struct pat PATS_{k}[] = {{" + ", ".join(
+                "{{" + ", ".join(f"{v:#x}ULL" for v in p.values) + "}, {" + ", ".join(f"{m:#x}ULL" for m in p.masks) + "}}"
+                for p in c.patterns) + "};")
+        npat = -1 if c.patterns is None else len(c.patterns)
+        rows.append(f"  {{{c.index}, {c.chunk}, {c.slot}, {npat}, {f'PATS_{k}' if c.patterns else '0'},\n"
+                    f"   {_c(c.text)}, {_c(c.clause)},\n   {_c(c.statement)},\n   {_c(c.citation)}, {_c(c.expected)}}},")
+    out.append(f"#define NCHECKS {len(rows)}\nstatic const struct check CHECKS[] = {{\n" + "\n".join(rows or ["  {0}"]) + "\n};")
+    return "\n".join(out) + "\n" + _MAIN
 
 
-def _arg(r: Any, index: int) -> int:
-    from memspec.program import eval_args
-    return int(eval_args(r.program.calls[index], {})[0]) & ((1 << 64) - 1)
-
-
-def readme(r: Any, cmd: str) -> str:
+def readme(r: KvmRepro, cmd: str) -> str:
     first = next((c for c in r.checks if c.diverges), None)
-    lines = [f"# Reproducer: {first.clause if first else 'a conforming run'} on {r.target}", "",
-             f"Made by `{cmd}` from this memspec program:", "", "```"]
+    lines = [f"# Reproducer: {first.clause if first else 'a conforming run' if r.verdict == 'pass' else r.verdict} "
+             f"on {r.target}", "", f"Made by `{cmd}` from this memspec program:", "", "```"]
     lines += [format_call(c) for c in r.program.calls] + ["```", "",
               f"Seen on: target `{r.target}`, version `{r.version or 'unknown'}`.", "", "## What it shows", ""]
     if first is not None:
         lines += [f"Call {first.index + 1}, `{first.text}`, does not do what the specification allows.", "",
                   f"- clause: `{first.clause}`: {first.statement}", f"- spec: {first.citation}",
-                  f"- expected: {first.expected}",
-                  f"- observed: {first.observed.describe() if first.observed else '?'}", ""]
+                  f"- expected: {first.expected}", f"- observed: {first.observed.describe()}", ""]
+        if first.chunk < 0:
+            lines += ["The outcome of this call is decided by memspec's harness, not read from the guest: the C "
+                      "file checks the calls before it only.", ""]
+    elif r.failure is not None:
+        lines += [f"memspec's verdict is `{r.failure.verdict.value}`: {r.stopped or r.failure.clause}.", ""]
     else:
         lines += ["Every call's outcome is one the model allows (memspec's verdict: pass).", ""]
     lines += ["## Build and run", "", "```", "cc -O2 -o repro repro.c", "./repro", "```", "",
-              "It needs /dev/kvm and no memspec or Python. It prints `DIVERGES at call N` with the clause, the "
-              "spec, expected and observed and exits 1, or prints `CONFORMS` and exits 0 (2: the VM could not be "
-              "set up).", ""]
+              "It needs /dev/kvm and no memspec or Python. It replays the guest code memspec's kvm target ran "
+              "(the harness's memory, the CPUID table, each KVM_SET_SREGS, each chunk of code) and compares each "
+              "call's result slot with the slots the model allows. It prints `DIVERGES at call N` with the "
+              "clause, the spec, expected and observed and `VERDICT: DIVERGES (clause)` and exits 1, or "
+              "`VERDICT: CONFORMS` and exits 0; a guest that stops prints `VERDICT: CRASH` (exit 3) or "
+              "`VERDICT: HANG` (exit 4); 2: the VM could not be set up.", ""]
     return "\n".join(lines)
 
 
-def repro_kvm(path: str, out: str | None, timeout: float = 10.0) -> tuple[str, Any]:
+def repro_kvm(path: str, out: str | None, timeout: float = 10.0, target: Any = None) -> tuple[str, KvmRepro]:
+    """Write the /dev/kvm C reproducer of the hw program ``path`` into ``out``; ``target``: a running
+    kvm target to use (left running), else one is started and closed."""
     from memspec.targets.registry import make_target
-    from .repro import analyse
     prog = load(path)
     if prog.layer != "hw":
         raise UsageError(f"repro writes /dev/kvm C for hw programs; {path} is a {prog.layer} program")
-    other = sorted({c.name for c in prog.calls} - set(CALLS))
-    if other:
-        raise UsageError(f"repro has no /dev/kvm C form for {', '.join(other)} yet (only {', '.join(CALLS)})")
+    own = target is None
+    if own:
+        try:
+            target = make_target("kvm", timeout=timeout)
+        except TargetError as e:
+            raise UsageError(str(e)) from None
     try:
-        target = make_target("kvm", timeout=timeout)
-    except TargetError as e:
-        raise UsageError(str(e)) from None
-    try:
+        lacks = sorted({c.name for c in prog.calls} - set(target.calls or ()))
+        if lacks:
+            raise UsageError(f"not applicable: kvm does not implement {', '.join(lacks)}")
         facts = target.facts()
         r = analyse(prog, target, facts)
     finally:
-        target.close()
-    if r.verdict.startswith("unsupported"):
-        raise UsageError(f"not applicable: kvm refused the program ({r.verdict})")
-    init = (0x80010001, 0x20, 0xD00 if facts.get("nx", True) else 0x500)
-    src = c_source(r, init)
+        if own:
+            target.close()
+    src = c_source(r)
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(os.path.basename(path))[0])
     folder = out or os.path.join("memspec-repro", base)
     os.makedirs(folder, exist_ok=True)
@@ -282,4 +556,4 @@ def repro_kvm(path: str, out: str | None, timeout: float = 10.0) -> tuple[str, A
     return folder, r
 
 
-__all__ = ["repro_kvm", "c_source"]
+__all__ = ["repro_kvm", "analyse", "c_source", "KvmRepro", "KvmCheck", "EXIT_STATUS"]

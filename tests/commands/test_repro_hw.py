@@ -119,34 +119,95 @@ def test_bochs_finding_diverges_with_memspecs_clause(tmp_path):
     assert out.splitlines()[-1] == f"VERDICT: DIVERGES ({first.clause})"
 
 
-# --- kvm: a /dev/kvm C file for hw programs of control-register writes --------------------------
+# --- kvm: a /dev/kvm C file that replays the kvm target's guest code -----------------------------
 
 KVM_CR0 = os.path.join(ROOT, "docs", "findings", "programs", "kvm-mov-cr0-high-bits.mst")
-CET = os.path.join(ROOT, "specs", "suite", "hw", "34-cet.mst")      # 7 writes of CR0 and CR4
+HW = os.path.join(ROOT, "specs", "suite", "hw")
+KVM_PROGRAMS = [KVM_CR0] + [os.path.join(HW, n) for n in (
+    "34-cet.mst",                   # 7 writes of CR0 and CR4
+    "03-rsvd.mst",                  # page tables, CPL 3 reads, reserved-bit faults
+    "07-smep-smap.mst",             # CPL 0 fetches and reads of user pages
+    "11-tlb-pf-invalidates.mst",    # a stale translation: either outcome allowed
+    "12-pkeys.mst",                 # WRPKRU: KVM's emulator gives up (KVM_EXIT_INTERNAL_ERROR)
+    "29-self-reference.mst")]       # a table that maps itself
 
 
-@pytest.mark.parametrize("path", [KVM_CR0, CET], ids=["finding", "conforming"])
-def test_kvm_c_file_gives_memspecs_verdict(path, tmp_path):
-    from memspec.commands.repro_kvm import repro_kvm
+def _kvm_ready():
     from memspec.targets.kvm.ioctl import kvm_status
     why = kvm_status()
     if why:
         missing_peer("kvm", why)
-    cc = shutil.which("cc") or shutil.which("gcc")
-    folder, r = repro_kvm(path, str(tmp_path / "kvm"))
+    return shutil.which("cc") or shutil.which("gcc")
+
+
+def _build_and_run(cc, folder, src=None):
     exe = os.path.join(folder, "repro")
-    subprocess.run([cc, "-O2", "-std=c99", "-Wall", "-Werror", "-o", exe, os.path.join(folder, "repro.c")], check=True)
-    out = subprocess.run([exe], capture_output=True, text=True, timeout=60)
-    assert out.returncode == {"pass": 0, "fail": 1}[r.verdict], (r.verdict, out.stdout, out.stderr)
+    c_file = os.path.join(folder, "repro.c")
+    if src is not None:
+        with open(c_file, "w") as fh:
+            fh.write(src)
+    subprocess.run([cc, "-O2", "-std=c99", "-Wall", "-Werror", "-o", exe, c_file], check=True)
+    return subprocess.run([exe], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def kvm():
+    _kvm_ready()
+    from memspec.targets.registry import make_target
+    t = make_target("kvm", timeout=10.0)
+    yield t
+    t.close()
+
+
+@pytest.mark.parametrize("path", KVM_PROGRAMS, ids=lambda p: os.path.basename(p).removesuffix(".mst"))
+def test_kvm_c_file_gives_memspecs_verdict(kvm, path, tmp_path):
+    from memspec.commands.repro_kvm import EXIT_STATUS as KVM_EXIT, repro_kvm
+    cc = _kvm_ready()
+    folder, r = repro_kvm(path, str(tmp_path / "kvm"), target=kvm)
+    assert not r.disagreements and any(c.patterns for c in r.checks)
+    out = _build_and_run(cc, folder)
+    assert out.returncode == {"pass": KVM_EXIT["CONFORMS"], "fail": KVM_EXIT["DIVERGES"]}[r.verdict], \
+        (r.verdict, out.stdout, out.stderr)
     if r.verdict == "fail":
         first = next(c for c in r.checks if c.diverges)
         assert f"DIVERGES at call {first.index + 1}:" in out.stdout and f"clause:   {first.clause}" in out.stdout
+        assert out.stdout.splitlines()[-1] == f"VERDICT: DIVERGES ({first.clause})"
     else:
-        assert out.stdout.startswith("CONFORMS")
+        assert out.stdout.startswith("VERDICT: CONFORMS")
 
 
-def test_kvm_refuses_calls_without_a_c_form(tmp_path):
+def test_kvm_c_file_catches_memory_that_reads_wrong(kvm, tmp_path):
+    # the same reproducer with guest RAM holding another pattern: the first load reads a value the
+    # model does not allow, and the C file says which call and clause
+    from memspec.commands.repro_kvm import c_source, repro_kvm
+    cc = _kvm_ready()
+    folder, r = repro_kvm(os.path.join(HW, "01-walk-4k.mst"), str(tmp_path / "walk"), target=kvm)
+    assert r.verdict == "pass"
+    src = c_source(r)
+    assert "(pa << 8) | 0xCC;" in src
+    out = _build_and_run(cc, folder, src.replace("(pa << 8) | 0xCC;", "(pa << 8) | 0xCD;"))
+    first_read = next(c for c in r.checks if c.observed.value is not None and c.patterns)
+    assert out.returncode == 1 and f"DIVERGES at call {first_read.index + 1}:" in out.stdout, out.stdout
+    assert f"VERDICT: DIVERGES ({first_read.clause})" in out.stdout
+
+
+def test_kvm_slot_patterns_compare_what_the_target_decodes(kvm):
+    # a CPL 3 read's #PF: vector, error code and CR2 compared, the faulting RIP and RAX not
+    from memspec.commands.repro_kvm import _patterns
+    from memspec.model.expect import Expect
+    from memspec.targets.kvm.compile import _Compiled
+    from memspec.targets.kvm.guest import ST_EXC, UCS
+    cc = _Compiled(0, "access", addr=0x405000, op=0, cpl=3)
+    want = Outcome(signal="#PF", detail=(("cr2", 0x405000), ("errcode", 0xD), ("path", "cpl3-shadow")))
+    exp = Expect("sdm.walk.pte.rsvd-maxphy", want, "#PF", (want,))
+    raw = (ST_EXC | 14 | UCS << 16, 0x1234, 0xD, 0x405000, 0x99)
+    (p,) = _patterns(cc, kvm.machine.code, exp, raw)
+    assert p.masks[1] == 0 and p.masks[4] == 0 and p.masks[2] == p.masks[3] == (1 << 64) - 1
+    assert p.masks[0] & 0xFF == 0xFF
+
+
+def test_kvm_refuses_programs_it_cannot_run(kvm, tmp_path):
     from memspec.commands.repro_kvm import repro_kvm
     from memspec.errors import UsageError
-    with pytest.raises(UsageError, match="no /dev/kvm C form for"):
-        repro_kvm(RSVD, str(tmp_path / "x"))
+    with pytest.raises(UsageError, match="kvm does not implement seg_access"):
+        repro_kvm(os.path.join(SEG, "17-long-noncanonical-ss.mst"), str(tmp_path / "x"), target=kvm)
