@@ -1,9 +1,12 @@
 """The os layer's Hypothesis state machine, parameterised by target.
 
 One machine over several processes: rules fork and exit processes, map anonymous
-memory and files (memfd) privately and shared, change and remove mappings, make
-accesses, advise, lock, remap, observe frames and residency, and -- on targets
-that model it -- apply memory pressure (machine size, reclaim, the OOM killer).
+memory and files (memfd, shm_open, open_file) privately and shared, read and write
+files through their descriptors (read, write, pread, pwrite, lseek), change, seal and
+remove mappings (mseal, then the calls it forbids: the other rules draw from the same
+mappings), make accesses and read a mapping back page by page in every process, advise,
+lock, remap, observe frames and residency, and -- on targets that model it -- apply
+memory pressure (machine size, reclaim, the OOM killer).
 The rules draw their arguments through the os generator's vocabularies
 (``specs/gen_os.py``, with the Hypothesis chooser); a rule whose calls the target
 does not implement is removed, and a rule that draws among calls draws among the
@@ -47,6 +50,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
     allowed = target.calls
     accesses = runnable(allowed, "load", "store", "fetch")
     locks = runnable(allowed, "mlock", "munlock", "mlock2")
+    fd_calls = runnable(allowed, "pwrite", "pread", "write", "read", "lseek")
     observations = runnable(allowed, "mincore", "pfn_of", "minflt")
     events = runnable(allowed, "memory_limit", "reclaim", "oom", "tick")
     unsupported_steps: dict[str, int] = {}      # clause -> steps the target refused to run
@@ -54,6 +58,9 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
     class OsMachine(RuleBasedStateMachine):
         mappings = Bundle("mappings")
         procs = Bundle("procs")
+        files = Bundle("files")         # descriptors of files that can be mapped
+        written = Bundle("written")     # (descriptor, offset, process) of a byte pwrite wrote
+        sealed = Bundle("sealed")       # (mapping, first page, pages) of a range mseal sealed
 
         def __init__(self) -> None:
             super().__init__()
@@ -68,6 +75,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self.env = self.stepper.env
             self.live_procs: list[str] = []
             self.fd_owner: dict[str, set] = {}
+            self.map_owner: dict[str, set] = {}     # mapping -> processes that map it (None: main)
+            self.fd_maps: dict[str, list[str]] = {}  # descriptor -> its mappings (map_fd)
             self.n = 0
             self.steps = 0
             self.dead = False
@@ -102,6 +111,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             call = Call("mmap", (addr, Int(pages * PAGE, hex=True), gen_os.prot(DrawChooser(data)), flags, Int(-1),
                                  Int(0)), name, self._proc(data))
             v = self._do(call)
+            self.map_owner[name] = {call.proc}
             return name if v is not None and v >= 0 else multiple()      # a failed mmap names nothing
 
         @needs("mprotect")
@@ -140,7 +150,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self.n += 1
             if self._do(Call("fork", (), name, None)) is not None:
                 self.live_procs.append(name)
-                for owners in self.fd_owner.values():
+                for owners in list(self.fd_owner.values()) + list(self.map_owner.values()):
                     if None in owners:
                         owners.add(name)
 
@@ -158,7 +168,147 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                                        gen_os.prot(DrawChooser(data)),
                                        Flags(("MAP_SHARED" if shared else "MAP_PRIVATE",)), Ref(fd), Int(0)),
                               name, None))
+            self.map_owner[name] = {None}
             return name if v is not None and v >= 0 else multiple()
+
+        @needs("ftruncate", "memfd_create", "shm_open", "open_file", any_of=True)
+        @rule(target=files, kind=st.sampled_from([k for k in ("memfd_create", "shm_open", "open_file")
+                                                  if allowed is None or k in allowed] or ["memfd_create"]),
+              size=st.integers(0, 5))
+        def make_file(self, kind: str, size: int) -> str:
+            fd = self._name("fd")
+            length = Int(size * 2048, hex=size * 2048 >= 4096)
+            if kind == "memfd_create":
+                call = Call("memfd_create", (Str("m"), Int(0)), fd, None)
+            elif kind == "shm_open":
+                call = Call("shm_open", (Str(f"/m{size % 2}"), Flags(("O_CREAT", "O_RDWR")), Int(0x180, hex=True)), fd, None)
+            else:
+                call = Call("open_file", (length, Flags(("O_RDWR",))), fd, None)
+            v = self._do(call)
+            if v is None or v < 0:
+                return multiple()
+            self.fd_owner[fd] = {None}
+            if runnable(allowed, "ftruncate"):
+                self._do(Call("ftruncate", (Ref(fd), length), None, None))
+            return fd
+
+        @needs("mmap")
+        @rule(target=mappings, fd=files, page=st.integers(0, 63), pages=st.integers(1, 4), shared=st.booleans(),
+              data=st.data())
+        def map_fd(self, fd: str, page: int, pages: int, shared: bool, data: Any) -> str:
+            name = self._name()
+            v = self._do(Call("mmap", (Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True), Int(pages * PAGE, hex=True),
+                                       Flags(("PROT_READ", "PROT_WRITE")),
+                                       Flags(("MAP_SHARED" if shared else "MAP_PRIVATE",)), Ref(fd), Int(0)),
+                              name, None))
+            self.map_owner[name] = {None}
+            if v is None or v < 0:
+                return multiple()
+            self.fd_maps.setdefault(fd, []).append(name)
+            return name
+
+        @needs(*fd_calls, any_of=True)
+        @rule(target=written, fd=files, what=st.sampled_from(fd_calls or ["pread"]), page=st.integers(0, 4),
+              byte=st.sampled_from(gen_os.BYTE_OFFSETS[::-1]), count=st.sampled_from([1, 1, 1, 3, 0, PAGE + 1]),
+              whence=st.sampled_from(gen_os.WHENCE), data=st.data())
+        def fd_io(self, fd: str, what: str, page: int, byte: int, count: int, whence: Any, data: Any) -> Any:
+            """The descriptor path of a file: one of read, write, pread, pwrite, lseek, in a process
+            that has the descriptor; the bytes written are the address-derived pattern of (fd, offset).
+            A byte pwrite wrote joins ``written`` (read back by ``read_written``)."""
+            owners = sorted(self.fd_owner.get(fd, {None}) & ({None} | set(self.live_procs)), key=str)
+            proc = data.draw(st.sampled_from(owners)) if owners else None
+            off = page * PAGE + byte
+            value = Int(gen_os.pattern(Ref(fd, off) if off else Ref(fd)), hex=True)
+            args: tuple = {"read": (Ref(fd),), "write": (Ref(fd), value, Int(count)),
+                           "pread": (Ref(fd), Int(off, hex=off >= 4096)),
+                           "pwrite": (Ref(fd), Int(off, hex=off >= 4096), value, Int(count)),
+                           "lseek": (Ref(fd), Int(off, hex=off >= 4096), whence)}[what]
+            v = self._do(Call(what, args, self._name("v"), proc))
+            return (fd, off, proc) if what == "pwrite" and v and v > 0 else multiple()
+
+        @needs("pread", "load", any_of=True)
+        @rule(w=written, how=st.sampled_from(runnable(allowed, "pread", "load") or ["pread"]),
+              where=st.sampled_from(["at", "page", "next"]), data=st.data())
+        def read_written(self, w: tuple, how: str, where: str, data: Any) -> None:
+            """A byte pwrite wrote, its page's first byte or the byte after it, read back through the
+            descriptor (pread) or through a mapping of the file (load), in a process that has it."""
+            fd, off, proc = w
+            at = {"at": off, "page": off - off % PAGE, "next": off + 1}[where]
+            maps = [m for m in self.fd_maps.get(fd, []) if m in self.env]
+            if how == "load" and maps:
+                base = data.draw(st.sampled_from(maps))
+                owners = sorted(self.map_owner.get(base, {None}) & ({None} | set(self.live_procs)), key=str)
+                self._do(Call("load", (Ref(base, at) if at else Ref(base),), None,
+                              data.draw(st.sampled_from(owners)) if owners else None))
+            elif runnable(allowed, "pread"):
+                self._do(Call("pread", (Ref(fd), Int(at, hex=at >= 4096)), self._name("v"), proc))
+
+        @needs("mseal")
+        @rule(target=sealed, base=mappings, page=st.integers(0, 3), pages=st.integers(1, 3),
+              how=st.sampled_from(["range", "range", "range", "hole-before", "zero", "flags"]), data=st.data())
+        def mseal(self, base: str, page: int, pages: int, how: str, data: Any) -> Any:
+            """Seal part of a mapping (or a range with a hole, or with a flag); a sealed range joins
+            ``sealed``, which ``meet_seal`` (and the munmap, mprotect, mremap, madvise and MAP_FIXED
+            rules, on the same mappings) then meet."""
+            if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
+                return multiple()
+            proc = self._proc(data)
+            page -= how == "hole-before"
+            pages *= how != "zero"
+            v = self._do(Call("mseal", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
+                                        Int(how == "flags")), None, proc))
+            return (base, page, pages, proc) if v == 0 and pages else multiple()
+
+        @needs("munmap", "mprotect", "mremap", "madvise", "mmap", any_of=True)
+        @rule(s=sealed, what=st.sampled_from(runnable(allowed, "munmap", "mprotect", "mremap", "madvise", "mmap")
+                                             or ["munmap"]),
+              first=st.sampled_from([1, 0, 2, -1]), pages=st.integers(1, 4), data=st.data())
+        def meet_seal(self, s: tuple, what: str, first: int, pages: int, data: Any) -> None:
+            """A call mseal forbids over a range that touches a sealed range (from one page before it):
+            munmap, mprotect, mremap (resize or move), madvise with discarding advice, mmap MAP_FIXED."""
+            base, page, n, proc = s
+            if base not in self.env:
+                return
+            start = page + min(first, n - 1)
+            at = Ref(base, start * PAGE) if start else Ref(base)
+            length = Int(pages * PAGE, hex=True)
+            if what == "munmap":
+                call = Call("munmap", (at, length), None, proc)
+            elif what == "mprotect":
+                call = Call("mprotect", (at, length, gen_os.prot(DrawChooser(data))), None, proc)
+            elif what == "mremap":
+                call = Call("mremap", (at, length, Int(data.draw(st.integers(1, 5)) * PAGE, hex=True),
+                                       Flags(("MREMAP_MAYMOVE",)), Int(0)), self._name(), proc)
+            elif what == "madvise":
+                call = Call("madvise", (at, length, Flags((data.draw(st.sampled_from(gen_os.DISCARD_ADVICE)),))),
+                            None, proc)
+            else:
+                call = Call("mmap", (at, length, Flags(("PROT_READ",)), Flags(("MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_FIXED")),
+                                     Int(-1), Int(0)), self._name(), proc)
+            self._do(call)
+
+        @needs("mmap")
+        @rule(base=mappings, page=st.integers(-1, 3), pages=st.integers(1, 3), data=st.data())
+        def map_fixed_over(self, base: str, page: int, pages: int, data: Any) -> None:
+            """mmap MAP_FIXED over (part of) a mapping: the old pages go, unless sealed."""
+            if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
+                return
+            self._do(Call("mmap", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
+                                   gen_os.prot(DrawChooser(data)), Flags(("MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_FIXED")),
+                                   Int(-1), Int(0)), self._name(), self._proc(data)))
+
+        @needs("load")
+        @rule(base=mappings, pages=st.integers(1, 5), byte=st.sampled_from(gen_os.BYTE_OFFSETS))
+        def read_back(self, base: str, pages: int, byte: int) -> None:
+            """Every page of a mapping and the page before and after it, in every process that maps
+            it: what an earlier change (of the range, of the file, of the other process) did."""
+            if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
+                return
+            procs = [p for p in [None] + self.live_procs if p in self.map_owner.get(base, {None})]
+            for proc in procs:
+                for page in range(-1, pages + 1):
+                    off = page * PAGE + byte
+                    self._do(Call("load", (Ref(base, off) if off else Ref(base),), None, proc))
 
         @needs("madvise")
         @rule(base=mappings, page=st.integers(0, 4), pages=st.integers(0, 3), data=st.data())
@@ -181,13 +331,16 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
 
         @needs("mremap")
         @rule(target=mappings, base=mappings, old=st.integers(1, 3), new=st.integers(1, 5),
-              move=st.sampled_from(["none", "maymove", "fixed"]), page=st.integers(64, 127))
+              move=st.sampled_from(["none", "maymove", "fixed", "dontunmap"]), page=st.integers(64, 127))
         def mremap(self, base: str, old: int, new: int, move: str, page: int) -> str:
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return multiple()
             name = self._name()
             flags = {"none": Int(0), "maymove": Flags(("MREMAP_MAYMOVE",)),
-                     "fixed": Flags(("MREMAP_MAYMOVE", "MREMAP_FIXED"))}[move]
+                     "fixed": Flags(("MREMAP_MAYMOVE", "MREMAP_FIXED")),
+                     "dontunmap": Flags(("MREMAP_MAYMOVE", "MREMAP_DONTUNMAP"))}[move]
+            if move == "dontunmap":
+                new = old       # MREMAP_DONTUNMAP moves without resizing
             new_addr = Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True) if move == "fixed" else Int(0)
             v = self._do(Call("mremap", (Ref(base), Int(old * PAGE, hex=True), Int(new * PAGE, hex=True), flags,
                                          new_addr), name, None))

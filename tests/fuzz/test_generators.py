@@ -109,7 +109,7 @@ def test_a_changed_range_is_read_back_at_its_edges_and_beside_it() -> None:
 
 
 def _few_call_runs(gen, monkeypatch, percent: int) -> int:
-    """Programs of 10 calls or more that use at most 4 distinct calls, among 400 random inputs."""
+    """Programs of 10 calls or more (besides loads) that use at most 4 distinct calls, among 400 random inputs."""
     monkeypatch.setattr(gen, "SWARM_PERCENT", percent)
     if gen is gen_phys:
         # the exhaustion phases are long runs of a few calls by design: measure swarm without them
@@ -118,7 +118,9 @@ def _few_call_runs(gen, monkeypatch, percent: int) -> int:
     n = 0
     for _ in range(400):
         p = gen.program(ByteChooser(bytes(rng.randrange(256) for _ in range(300))), None)
-        n += len(p.calls) >= 10 and len({c.name for c in p.calls}) <= 4
+        # loads left out: the os generator reads a changed range back with a run of them in any program
+        calls = [c for c in p.calls if c.name != "load"]
+        n += len(calls) >= 10 and len({c.name for c in calls}) <= 4
     return n
 
 
