@@ -30,6 +30,10 @@ from __future__ import annotations
 from .calls import CallSpec, Param as P, register
 
 # --- frames and the buddy allocator (mm/page_alloc.c) ------------------------
+register(CallSpec("phys_boot", "phys", (P("node0"), P("node1", "int", 0), P("dma", "int", 0)),
+                  doc="start the phys layer afresh on a machine of one node of node0 frames (two with node1 > 0) "
+                      "whose first dma frames are ZONE_DMA; any sizes, not only multiples of a max-order block: "
+                      "0, or -1 EINVAL for a shape no machine has (every allocation before it is forgotten)"))
 register(CallSpec("buddy_alloc", "phys", (P("order"), P("node", "int", -1), P("gfp", "gfp", 0),
                                           P("owner", "pgowner", 5)), returns="value",
                   doc="alloc_pages_node(node, gfp, order): 2^order contiguous frames; returns the first pfn "

@@ -9,7 +9,7 @@ Laws:
 * freeing merges a block with its buddy while the buddy is free and of the
   same order (``__free_one_page``), so no two free buddies are ever left
   apart: the free lists are a function of the set of allocated frames;
-* blocks never cross a zone (zones are max-order aligned).
+* blocks never cross a zone, which may end anywhere (seeded per zone, merged within it).
 
 Worked example (the seed's figure): a 5 KB request needs two 4 KiB frames, so
 order 1, an 8 KiB block: 8192 - 5120 = 3072 bytes (3 KB) of internal
@@ -72,8 +72,8 @@ class Buddy:
         reserved = set(machine.reserved)
         for r in reserved:
             frames.owner[r] = Owner.KERNEL
-        # memblock_free_all: hand every non-reserved frame to the allocator in the
-        # largest aligned blocks that fit (the result is already maximally coalesced)
+        # linux.buddy.init-free-ranges (memblock_free_all): every non-reserved frame of a zone in the largest
+        # aligned blocks that fit before the zone's end, wherever it is (already maximally coalesced)
         for z in machine.zones:
             pfn = z.start
             while pfn < z.end:

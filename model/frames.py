@@ -12,6 +12,12 @@ node 0's first 4096 frames (16 MiB) are ZONE_DMA, as on x86 where ISA DMA can
 only reach 24 address bits; frame 0 is reserved by the kernel (the BIOS data
 area), so no allocator ever hands out pfn 0 and a physical address 0 never
 names a buffer.
+
+A machine may end anywhere: nodes and the DMA zone have any positive number of
+frames (8191, 5000, 1025), as real memory maps do.  Blocks still never straddle a
+zone or a node: the buddy allocator seeds each zone with the largest naturally
+aligned blocks that fit inside it (``linux.buddy.init-free-ranges``) and never
+merges across a zone boundary (``linux.buddy.coalesce``).
 """
 
 from __future__ import annotations
@@ -67,11 +73,12 @@ class Machine:
     _starts: tuple[int, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        step = 1 << MAX_ORDER
-        if any(n <= 0 or n % step for n in self.node_frames) or self.dma_frames % step \
-                or self.dma_frames > self.node_frames[0]:
-            # blocks must never straddle a zone or a node, so every boundary is max-order aligned
-            raise ValueError(f"node and DMA sizes must be positive multiples of {step} frames")
+        # any positive sizes (linux.buddy.init-free-ranges: a zone need not end on a max-order boundary)
+        if not self.node_frames or any(n <= 0 for n in self.node_frames) \
+                or not 0 <= self.dma_frames <= self.node_frames[0]:
+            raise ValueError("nodes need a positive number of frames, and the DMA zone 0 to node 0's frames")
+        if any(not 0 <= r < sum(self.node_frames) for r in self.reserved):
+            raise ValueError("reserved frames must be frames of the machine")
         if len(self.distances) != len(self.node_frames) or any(len(r) != len(self.node_frames)
                                                                for r in self.distances):
             raise ValueError("the distance table must be nodes x nodes")
@@ -107,6 +114,15 @@ class Machine:
             n = len(kw["node_frames"])
             kw["distances"] = tuple(tuple(10 if i == j else 21 for j in range(n)) for i in range(n))
         return cls(**kw)
+
+    @classmethod
+    def shaped(cls, node_frames: tuple[int, ...], dma_frames: int, reserved: tuple[int, ...] = (0,)) -> "Machine":
+        """A machine of ``node_frames`` with a DMA zone of ``dma_frames`` (the call ``phys_boot``): the
+        default node distances (10 local, 21 remote) and the ``reserved`` frames that lie inside it."""
+        n = len(node_frames)
+        return cls(node_frames=tuple(node_frames), dma_frames=dma_frames,
+                   distances=tuple(tuple(10 if i == j else 21 for j in range(n)) for i in range(n)),
+                   reserved=tuple(r for r in reserved if 0 <= r < sum(node_frames)))
 
     @property
     def nodes(self) -> int:

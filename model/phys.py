@@ -16,6 +16,7 @@ one table (``RULES``: call name -> expect and apply; see ``model.rules``):
 ``model.numa``             set_mempolicy, migrate_thread, numa_touch, numa_stat
 ``model.heap``             arena_*, malloc and the C library's heap calls
 ``model.gc``               gc_*
+this module                phys_boot (a machine of another shape)
 =========================  ====================================================
 
 This module is their composition: one machine, the allocators' state, the
@@ -37,19 +38,37 @@ from typing import Any, Callable
 from memspec.records import Outcome
 
 from . import buddy, dma, gc, heap, numa, slab, vmalloc
+from .allocator import K_EINVAL, OK0
 from .buddy import Buddy
-from .expect import Expect
+from .expect import Expect, exactly
 from .frames import MAX_ORDER, FrameTable, Machine
 from .gc import GcHeap
 from .heap import Arena, Heap
 from .intervals import IntervalMap
 from .numa import NumaState
-from .rules import Rules, compose
+from .rules import Rule, Rules, compose
 from .slab import SLUB_MAX_ORDER, SLUB_MIN_OBJECTS, KmemCache
 from .vmalloc import VmArea
 
-RULES: Rules = compose("phys", buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, heap.RULES, gc.RULES,
-                       lead=(1, 2))
+BOOT_MAX_FRAMES = 1 << 16      # the largest machine phys_boot builds (256 MiB): the frame table stays small
+
+
+def expect_phys_boot(m: "PhysModel", node0: int, node1: int = 0, dma: int = 0) -> Expect:
+    """A machine of any positive size (memspec.phys.boot): nodes and the DMA zone need not be multiples
+    of a max-order block (linux.buddy.init-free-ranges seeds them)."""
+    if node0 <= 0 or node1 < 0 or not 0 <= dma <= node0 or node0 + node1 > BOOT_MAX_FRAMES:
+        return exactly("memspec.phys.boot", K_EINVAL)
+    return exactly("memspec.phys.boot", OK0)
+
+
+def apply_phys_boot(m: "PhysModel", o: Outcome, node0: int, node1: int = 0, dma: int = 0) -> None:
+    if o.ok and o.value == 0 and expect_phys_boot(m, node0, node1, dma).default == OK0:
+        m.boot(Machine.shaped((node0, node1) if node1 else (node0,), dma, m.machine.reserved))
+
+
+BOOT_RULES: Rules = {"phys_boot": Rule(expect_phys_boot, apply_phys_boot)}
+RULES: Rules = compose("phys", BOOT_RULES, buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, heap.RULES,
+                       gc.RULES, lead=(1, 2))
 
 # call name -> the allocator whose rule it is (what a step's footprint names besides frames and blocks)
 FAMILY: dict[str, str] = {name: fam for fam, rules in (
@@ -91,6 +110,13 @@ class PhysModel:
         # table and the heads the buddy lists record: the allocators whose rules ran
         self.touched: set[str] = set()
         self.bound_checked = 0        # numa.bound entries already checked
+
+    def boot(self, machine: Machine) -> None:
+        """Start afresh on ``machine`` (phys_boot): every allocator's state forgotten, the target's own
+        facts (its malloc rules, SLUB's geometry) kept."""
+        glibc, geometry = self.glibc_malloc, self.slab_geometry
+        self.__init__(machine)          # type: ignore[misc] -- a broken subclass keeps its bug
+        self.glibc_malloc, self.slab_geometry = glibc, geometry
 
     # -- LayerModel -----------------------------------------------------------
 

@@ -41,7 +41,19 @@ declare(
      f"{PHYS_DOC} (struct page: one use at a time); {PA} (bad_page on freeing a page still in use)"),
     ("memspec.phys.free-plus-used", "per node, free frames plus allocated frames equal the node's frames",
      f"{PHYS_DOC}, Nodes and Zones; /proc/zoneinfo nr_free_pages against managed pages"),
+    ("memspec.phys.boot", "phys_boot starts the layer afresh on a machine of one or two nodes of any positive "
+     "number of frames whose first frames (up to node 0's) are ZONE_DMA: 0, every earlier allocation forgotten; a "
+     "shape no machine has (no frames, a DMA zone larger than node 0) is refused (-1 EINVAL)",
+     f"{PHYS_DOC}, Nodes and Zones (a node's and a zone's spanned pages are any count: e820 ranges end anywhere); "
+     "memspec's own reset call, as vm_boot and seg_mode are"),
     # --- buddy -----------------------------------------------------------------
+    ("linux.buddy.init-free-ranges", "at boot each zone's free frames enter the free lists as the largest naturally "
+     "aligned blocks that fit (order min(MAX_ORDER, trailing zero bits of the pfn), lowered while the block would "
+     "pass the range's end), so a zone that does not end on a max-order boundary ends in smaller blocks and no "
+     "block crosses the end of a zone or a node",
+     "Linux mm/memblock.c __free_pages_memory (memblock_free_all -> free_low_memory_core_early); mm/mm_init.c "
+     "memblock_free_pages -> __free_pages_core, and deferred_free_pages (zone by zone, merged by __free_one_page into the same lists); "
+     f"{PA} __free_one_page/page_is_buddy (no merge with a buddy of another zone)"),
     ("linux.buddy.alloc-from-free", "an allocation of order k returns 2^k frames that were all free",
      f"{PA} __rmqueue_smallest, expand"),
     ("linux.buddy.block-aligned", "a block of order k starts at a pfn that is a multiple of 2^k",

@@ -44,6 +44,12 @@ VMALLOC_SIZES = (0, 1, 4096, 10000, 1 << 20, 5 << 20, 40 << 20, 80 << 20)
 EXHAUST_MAX = 20            # allocations of one exhaustion phase at most (the program stays short enough to shrink)
 FREE_ORDERS = ("reverse", "same", "evens-first", "odds-first", "shuffled")
 BRIM_CACHE_SIZES = (64, 256, 512, 1024, 2048, 4096)
+BOOT_PERCENT = 35           # programs that start on a machine of another shape (``phys_boot``), when the target takes it
+# node and DMA-zone sizes in frames: mostly ones that do not end on a max-order (1,024-frame) boundary
+NODE_SIZES = (1, 2, 3, 511, 1000, 1023, 1024, 1025, 1536, 2047, 2049, 3000, 4095, 4097, 5000, 8191, 8192, 8193,
+              12345, 16383)
+DMA_ZONES = (0, 1, 513, 1000, 1023, 1024, 1025, 3000, 4095, 4096)
+KMALLOC_BRIM = (64, 192, 1024, 4096, 8192, 1 << 20, 1 << 21, 1 << 22)    # size classes and kmalloc_large orders
 
 
 def heap_size(r: Chooser, huge: bool = True) -> int:
@@ -54,6 +60,37 @@ def heap_size(r: Chooser, huge: bool = True) -> int:
     if r.chance(70):
         return r.choice(HEAP_SIZES)
     return r.integer(1, 20000)
+
+
+def machine_shape(r: Chooser) -> tuple[int, int, int] | None:
+    """The arguments of a ``phys_boot`` that starts a program (``BOOT_PERCENT`` of them; None: the target's own
+    machine): one or two nodes and a DMA zone of sizes that mostly do not end on a max-order boundary
+    (``NODE_SIZES``), rarely (5 %) a shape no machine has (refused: EINVAL)."""
+    if not r.chance(BOOT_PERCENT):
+        return None
+    n0 = r.choice(NODE_SIZES) if r.chance(80) else r.integer(1, 16384)
+    n1 = 0 if r.chance(30) else r.choice(NODE_SIZES) if r.chance(80) else r.integer(1, 16384)
+    dma = min(n0, r.choice(DMA_ZONES) if r.chance(70) else r.choice((n0, n0 - 1, r.integer(0, n0))))
+    if r.chance(5):
+        return r.choice(((0, n1, 0), (n0, n1, n0 + 1), (n0, -1, dma)))
+    return n0, n1, dma
+
+
+def free_order(r: Chooser, names: list, how: str | None = None) -> list:
+    """``names`` in one of ``FREE_ORDERS`` (``how``, else drawn): coalescing and free-list bugs depend on it."""
+    how = how or r.choice(FREE_ORDERS)
+    if how == "reverse":
+        return names[::-1]
+    if how == "evens-first":
+        return names[::2] + names[1::2]
+    if how == "odds-first":
+        return names[1::2] + names[::2]
+    if how == "shuffled":
+        rest, out = list(names), []
+        while rest:
+            out.append(rest.pop(r.integer(0, len(rest) - 1)))
+        return out
+    return list(names)
 
 
 def _num(v: int) -> Int:
@@ -75,7 +112,8 @@ GROUPS = (
     (12, "gc", ("gc_new", "gc_ref", "gc_get", "gc_root", "gc_unroot", "gc_collect", "gc_compact", "gc_live",
                 "gc_addr", "gc_pause")),
     # an exhaustion and recovery phase of one allocator (``PhysGen.g_pressure``)
-    (8, "pressure", ("buddy_alloc", "kmem_cache_alloc", "arena_alloc", "malloc")),
+    (14, "pressure", ("buddy_alloc", "kmem_cache_alloc", "kmalloc", "vmalloc", "dma_alloc_coherent", "arena_alloc",
+                      "malloc", "gc_new")),
 )
 
 
@@ -111,6 +149,18 @@ class PhysGen:
 
     def heap_size(self) -> int:
         return heap_size(self.r)
+
+    def boot(self) -> None:
+        """Sometimes start on a machine of another shape (``machine_shape``)."""
+        if not self.ok("phys_boot"):
+            return
+        shape = machine_shape(self.r)
+        if shape is None:
+            return
+        n0, n1, dma = shape
+        if n0 > 0 and n1 >= 0 and 0 <= dma <= n0:
+            self.machine = Machine.shaped((n0, n1) if n1 else (n0,), dma, self.machine.reserved)
+        self.emit("phys_boot", _num(n0), _num(n1), _num(dma))
 
     def step(self) -> None:
         r = self.r
@@ -219,46 +269,50 @@ class PhysGen:
     # -- exhaustion and recovery ----------------------------------------------------
 
     def free_order(self, names: list) -> list:
-        """``names`` in one of ``FREE_ORDERS``: coalescing and free-list bugs depend on it."""
-        how = self.r.choice(FREE_ORDERS)
-        if how == "reverse":
-            return names[::-1]
-        if how == "evens-first":
-            return names[::2] + names[1::2]
-        if how == "odds-first":
-            return names[1::2] + names[::2]
-        if how == "shuffled":
-            rest, out = list(names), []
-            while rest:
-                out.append(rest.pop(self.r.integer(0, len(rest) - 1)))
-            return out
-        return list(names)
+        return free_order(self.r, names)
 
     def g_pressure(self, cs: list[str]) -> None:
         """One allocator driven to (or near) exhaustion, then freed in one of ``FREE_ORDERS`` and asked
-        again: the buddy's highest orders on one node used up; a slab cache past the brim of its slabs;
-        an arena filled to its capacity and reset; heap blocks of one size class freed out of order and
-        asked for again at the coalesced size."""
+        again: the buddy's blocks of one order on one node used up (behind the node's max-order blocks, for
+        a low order); a slab cache past the brim of its slabs; kmalloc of one size class or of large blocks
+        until the machine runs out; vmalloc and DMA buffers until the frames (the DMA zone) run out; an
+        arena filled to its capacity and reset; heap blocks of one size class freed out of order and asked
+        for again at the coalesced size; GC objects dropped, collected and compacted, then allocated again."""
         r = self.r
         kinds = [k for k, need in (("buddy", ("buddy_alloc", "buddy_free")),
                                    ("slab", ("kmem_cache_create", "kmem_cache_alloc", "kmem_cache_free")),
+                                   ("kmalloc", ("kmalloc", "kfree")),
+                                   ("vmalloc", ("vmalloc", "vfree")),
+                                   ("dma", ("dma_alloc_coherent", "dma_free_coherent")),
                                    ("arena", ("arena_create", "arena_alloc", "arena_reset")),
-                                   ("heap", ("malloc", "free"))) if all(self.ok(c) for c in need)]
+                                   ("heap", ("malloc", "free")),
+                                   ("gc", ("gc_new", "gc_root", "gc_unroot", "gc_collect")))
+                 if all(self.ok(c) for c in need)]
         if not kinds:
             return
-        getattr(self, "exhaust_" + r.choice(kinds))()
+        # the buddy allocator, under every other allocator, a quarter of the time besides its share
+        getattr(self, "exhaust_" + ("buddy" if "buddy" in kinds and r.chance(25) else r.choice(kinds)))()
 
     def exhaust_buddy(self) -> None:
         r, m = self.r, self.machine
         node = r.integer(0, m.nodes - 1)
-        order = r.choice((MAX_ORDER, MAX_ORDER, MAX_ORDER - 1))
-        # one more than the node holds, as far as EXHAUST_MAX reaches
-        n = min(EXHAUST_MAX, (m.node_frames[node] >> order) + 1)
+        frames = m.node_frames[node]
+        order = r.choice((MAX_ORDER, MAX_ORDER, MAX_ORDER - 1, r.integer(0, MAX_ORDER - 2)))
         thisnode = Flags(("GFP_THISNODE",))
-        names = []
-        for _ in range(n):
-            names.append(self.name("b"))
-            self.emit("buddy_alloc", Int(order), Int(node), thisnode, Flags(("PG_KERNEL",)), result=names[-1])
+        names: list[str] = []
+
+        def take(k: int, n: int) -> None:
+            for _ in range(n):
+                names.append(self.name("b"))
+                self.emit("buddy_alloc", Int(k), Int(node), thisnode, Flags(("PG_KERNEL",)), result=names[-1])
+
+        if order < MAX_ORDER - 1 and frames >> MAX_ORDER and r.chance(60):
+            # the node's max-order blocks first, so that the low order exhausts what is left
+            big = min(EXHAUST_MAX // 2, frames >> MAX_ORDER)
+            take(MAX_ORDER, big)
+            frames -= big << MAX_ORDER
+        # one more than the node holds, as far as EXHAUST_MAX reaches
+        take(order, min(EXHAUST_MAX, (frames >> order) + 1))
         self.buddy_state(node)
         keep = r.integer(0, 2) if r.chance(30) else 0
         ordered = self.free_order(names)
@@ -266,8 +320,98 @@ class PhysGen:
             self.emit("buddy_free", Ref(name))
         self.pages.extend(ordered[:keep])
         self.buddy_state(node)
-        self.pages.append(self.name("b"))
-        self.emit("buddy_alloc", Int(MAX_ORDER), Int(node), thisnode, Flags(("PG_KERNEL",)), result=self.pages[-1])
+        # the highest orders must be back: the largest block the node can hold, and the exhausted order
+        for k in dict.fromkeys((MAX_ORDER, min(MAX_ORDER, max(m.node_frames[node].bit_length() - 1, 0)), order)):
+            self.pages.append(self.name("b"))
+            self.emit("buddy_alloc", Int(k), Int(node), thisnode, Flags(("PG_KERNEL",)), result=self.pages[-1])
+
+    def exhaust_kmalloc(self) -> None:
+        r, m = self.r, self.machine
+        size = r.choice(KMALLOC_BRIM)
+        per = max(1, (size + PAGE - 1) // PAGE)
+        # a size class: past the brim of a slab; kmalloc_large: one more block than the machine holds
+        n = min(EXHAUST_MAX, PAGE // size * r.choice((1, 2)) + 1 if size < PAGE else m.total // per + 1)
+        gfp = Flags(("GFP_DMA",)) if r.chance(15) else Int(0)
+        names = []
+        for _ in range(n):
+            names.append(self.name("k"))
+            self.emit("kmalloc", _num(size), gfp, result=names[-1])
+        for name in self.free_order(names):
+            self.emit("kfree", Ref(name))
+        for s in dict.fromkeys((size, 1 << 22)):
+            k = self.name("k")
+            self.emit("kmalloc", _num(s), gfp, result=k)
+            self.kobjs.append(k)
+        if self.ok("ksize"):
+            self.emit("ksize", Ref(self.kobjs[-1]), result=self.name("s"))
+
+    def exhaust_vmalloc(self) -> None:
+        r, m = self.r, self.machine
+        # a large machine's max-order blocks taken first (one call each; vmalloc claims frame by frame)
+        big = []
+        if m.total > 4096 and self.ok("buddy_alloc") and self.ok("buddy_free"):
+            for _ in range(min(EXHAUST_MAX, m.total >> MAX_ORDER)):
+                big.append(self.name("b"))
+                self.emit("buddy_alloc", Int(MAX_ORDER), Int(-1), Int(0), Flags(("PG_KERNEL",)), result=big[-1])
+        left = max(1, m.total - (len(big) << MAX_ORDER))
+        # areas of a share of the frames left: the last ones fail for want of frames
+        size = PAGE * max(1, -(-left // r.choice((3, 4, 8, 16))))
+        names = []
+        for _ in range(min(EXHAUST_MAX, left * PAGE // size + 1)):
+            names.append(self.name("v"))
+            self.emit("vmalloc", _num(size), result=names[-1])
+        for name in self.free_order(names + big):
+            self.emit("buddy_free" if name in big else "vfree", Ref(name))
+        v = self.name("v")
+        self.emit("vmalloc", _num(size if r.chance(50) else PAGE * max(1, left - r.integer(0, 64))), result=v)
+        if self.ok("vmalloc_to_pfn"):
+            self.emit("vmalloc_to_pfn", Ref(v), result=self.name("f"))
+
+    def exhaust_dma(self) -> None:
+        r, m = self.r, self.machine
+        dma = m.dma_frames or m.node_frames[0]
+        # buffers of one order, until the DMA zone (or the device's reach) has none left
+        order = min(MAX_ORDER, max(0, (dma // r.choice((2, 4, 8, 16))).bit_length() - 1))
+        mask = r.choice((0xFFFFFF, 0xFFFFFF, 0xFFFFFFFF, (dma << 12) - 1 if dma else 0xFFFFF))
+        names = []
+        for _ in range(min(EXHAUST_MAX, (dma >> order) + 1)):
+            names.append(self.name("d"))
+            self.emit("dma_alloc_coherent", _num(PAGE << order), _num(mask), result=names[-1])
+        for name in self.free_order(names):
+            self.emit("dma_free_coherent", Ref(name))
+        for k in dict.fromkeys((MAX_ORDER, order)):
+            d = self.name("d")
+            self.emit("dma_alloc_coherent", _num(PAGE << k), _num(mask), result=d)
+            self.dmas.append(d)
+
+    def exhaust_gc(self) -> None:
+        r = self.r
+        size = r.choice((16, 100, 4096, 1 << 20))
+        names = []
+        for _ in range(r.integer(4, 12)):
+            names.append(self.name("g"))
+            self.emit("gc_new", _num(size), Int(1), result=names[-1])
+        # a chain from a root, then the root dropped or the chain cut: a collection frees it all (or half)
+        for a, b in zip(names, names[1:]):
+            if self.ok("gc_ref"):
+                self.emit("gc_ref", Ref(a), Int(0), Ref(b))
+        self.emit("gc_root", Ref(names[0]))
+        rooted = r.chance(50)
+        if not rooted:
+            self.emit("gc_unroot", Ref(names[0]))
+        elif self.ok("gc_ref"):
+            self.emit("gc_ref", Ref(names[len(names) // 2]), Int(0), Int(0))
+        self.emit("gc_collect", result=self.name("w"))
+        if self.ok("gc_compact") and r.chance(70):
+            self.emit("gc_compact", result=self.name("w"))
+        for _ in range(r.integer(1, 3)):
+            g = self.name("g")
+            self.emit("gc_new", _num(size), Int(1), result=g)
+            self.gcs.append(g)
+            if self.ok("gc_addr"):
+                self.emit("gc_addr", Ref(g), result=self.name("r"))
+        if rooted:
+            self.gcs.append(names[0])
 
     def buddy_state(self, node: int) -> None:
         for c in ("buddy_largest", "nr_free_pages"):
@@ -465,6 +609,7 @@ class PhysGen:
 def program(r: Chooser, calls: frozenset[str] | None = None, facts: dict[str, Any] | None = None) -> Program:
     """A program of the phys layer's calls in ``calls`` (all when None), every decision drawn from ``r``."""
     b = PhysGen(r, calls, facts)
+    b.boot()
     n = r.integer(1, MAX_CALLS)
     while len(b.calls) < n and not r.exhausted:
         b.step()

@@ -18,10 +18,10 @@ from typing import Any
 
 from hypothesis import note
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, multiple, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, multiple, rule
 
 from memspec.calls import CALLS
-from memspec.model.frames import Machine
+from memspec.model.frames import MAX_ORDER, Machine
 from memspec.model.registry import new_model
 from memspec.program import Call, Flags, Int, Program, Ref
 from memspec.records import Outcome
@@ -180,6 +180,16 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
         def usable_size(self, b) -> None:
             self.do("malloc_usable_size", Ref(b[0]), result=True)
 
+        # -- the machine's shape --------------------------------------------------------
+
+        @has("phys_boot")
+        @initialize(data=st.data())
+        def boot(self, data) -> None:
+            """Sometimes a machine of another shape first (``gen_phys.machine_shape``)."""
+            shape = gen_phys.machine_shape(DrawChooser(data))
+            if shape is not None:
+                self.do("phys_boot", *(Int(x) for x in shape))
+
         # -- buddy ------------------------------------------------------------------
 
         @has("buddy_alloc")
@@ -200,6 +210,22 @@ def machine(target: Any, facts: dict[str, Any] | None = None,
         def buddy_state(self, node: int) -> None:
             self.do("buddy_largest", Int(node), result=True)
             self.do("nr_free_pages", Int(node), result=True)
+
+        @has("buddy_alloc", "buddy_free")
+        @rule(node=st.sampled_from(nodes), order=st.sampled_from((MAX_ORDER, MAX_ORDER - 1, 6, 3, 0)),
+              how=st.sampled_from(gen_phys.FREE_ORDERS), data=st.data())
+        def buddy_exhaust(self, node: int, order: int, how: str, data) -> None:
+            """Blocks of one order on one node until one fails (as far as EXHAUST_MAX reaches), all freed in
+            one of FREE_ORDERS, then the highest order asked for again: it must be back (coalescing)."""
+            names = []
+            for _ in range(gen_phys.EXHAUST_MAX):
+                name, o = self.do("buddy_alloc", Int(order), Int(node), Flags(("GFP_THISNODE",)), Int(5), result=True)
+                if not (o.ok and o.value is not None and o.value >= 0):
+                    break
+                names.append(name)
+            for name in gen_phys.free_order(DrawChooser(data), names, how):
+                self.do("buddy_free", Ref(name))
+            self.do("buddy_alloc", Int(MAX_ORDER), Int(node), Flags(("GFP_THISNODE",)), Int(5), result=True)
 
         # -- slab and kmalloc -----------------------------------------------------
 
