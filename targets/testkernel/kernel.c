@@ -278,7 +278,9 @@ static int harness_slot(u64 la) {
  * current tables with the SDM's rights (Vol. 3A 4.5, 4.6): only an access the walk says
  * the CPU will *allow* is refused; one that must fault is left to the CPU, so its #PF is
  * still observed.  A stale TLB entry could differ: the price of not trusting the program. */
+static int walk_leaves_ram;     /* the last harms_harness walk reached a table beyond the end of RAM */
 static int harms_harness(u64 la, u64 op, u64 cpl, u64 ac) {
+    walk_leaves_ram = 0;
     /* a non-canonical address raises #GP(0) before any walk (SDM Vol. 3A 4.5, Vol. 1 3.3.7.1):
      * nothing is read, written or run, so the CPU is always left to answer */
     if (!canonical(la)) return 0;
@@ -289,7 +291,7 @@ static int harms_harness(u64 la, u64 op, u64 cpl, u64 ac) {
     int user = 1, writable = 1, xd = 0;
     for (int lvl = top_level(); lvl >= 1; lvl--) {
         if (table < HARNESS_LOW) return 1;          /* the CPU would read, maybe set A, there */
-        if (table + 4096 > ram_end) return 0;
+        if (table + 4096 > ram_end) { walk_leaves_ram = 1; return 0; }
         u64 e = *PHYS(table + 8 * ((la >> (12 + 9 * (lvl - 1))) & 0x1FF));
         if (!(e & 1)) return 0;                                     /* not present: #PF */
         if (e & rsvd_hi) return 0;                                  /* reserved: #PF */
@@ -961,6 +963,9 @@ static void access(u64 addr, u64 op, u64 cpl, u64 ac) {
 #endif
     if (harness_slot(addr)) { reply_e("address in the harness's slot"); return; }
     if (harms_harness(addr, op, cpl, ac)) { reply_r("the access would reach the harness's own memory"); return; }
+    /* an entry beyond the end of RAM is whatever the machine returns for absent memory (QEMU 0,
+     * Bochs all ones), not the pattern the model reads there: not judged */
+    if (walk_leaves_ram) { reply_r("the walk reads a paging entry beyond the end of RAM"); return; }
     run_access(addr, op, cpl, ac);
     /* a store at an unaligned address changes a pattern byte the log cannot name */
     if (op == 1 && (addr & 7) && (g_fault_vec == (u64)-1 || g_fault_vec == 0x81))
