@@ -80,6 +80,23 @@ def test_bochs_pkru_findings_reproduce(bochs, bochs_facts) -> None:
     assert j.failure.clause == "sdm.pkeys.supervisor-page-unaffected" and j.failure.verdict is Verdict.FAIL
 
 
+def test_bochs_keeps_the_data_translation_after_a_fetch_fault(bochs, bochs_facts) -> None:
+    """Finding 5: a #PF on a fetch does not remove the data translation of the same page
+    (SDM §4.10.4.1 says it must); the cited difference explains it, by clause and outcome."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "findings", "programs",
+                        "bochs-pf-keeps-data-tlb.mst")
+    with open(path) as f:
+        program = parse(f.read())
+    r = bochs.run(program)
+    assert r.outcomes[-2].signal == "#PF" and dict(r.outcomes[-2].detail)["errcode"] == 0x15
+    assert r.outcomes[-1].value == (0x300010 << 8) | 0xCC        # the old frame: the SDM says 0x301010
+    j = run_and_judge(bochs, program, bochs_facts)
+    assert j.failure.clause == "sdm.tlb.pf-invalidates" and j.failure.verdict is Verdict.FAIL
+    from memspec.specs.directed import excused_by, load_differences
+    d = excused_by(load_differences(), "bochs", j.failure.clause, j.failure.observed, bochs_facts)
+    assert d is not None and d.id == "bochs-pf-keeps-data-tlb"
+
+
 def applicable(target):
     """The hw suite's programs whose every call ``target`` implements (the rest are not applicable)."""
     return [(o, p) for o, p in suite_programs("hw") if all(c.name in target.calls for c in p.calls)]
