@@ -92,6 +92,9 @@ register(CallSpec("mlockall", "os", (P("flags", "mcl"),), doc="mlockall(2)"))
 register(CallSpec("munlockall", "os", (), doc="munlockall(2)"))
 register(CallSpec("set_memlock_limit", "os", (P("soft"),),
                   doc="setrlimit(RLIMIT_MEMLOCK) with this soft limit in bytes (the hard limit stays)"))
+register(CallSpec("set_fsize_limit", "os", (P("soft"),),
+                  doc="setrlimit(RLIMIT_FSIZE) with this soft limit in bytes (the hard limit stays; a negative "
+                      "value is RLIM_INFINITY); the harness ignores SIGXFSZ, so a write past it fails with EFBIG"))
 register(CallSpec("drop_privileges", "os", (), not_main=True,
                   doc="setresuid/setresgid to an unprivileged id (65534): this process loses CAP_IPC_LOCK "
                       "and file-mode bypass; forked processes only, since it cannot be undone"))
@@ -102,7 +105,8 @@ register(CallSpec("memfd_create", "os", (P("name", "str"), P("flags", "int", 0))
                   doc="memfd_create(2): an anonymous file; returns a file descriptor"))
 register(CallSpec("open_file", "os", (P("size"), P("oflag", "oflags", 2)),
                   doc="a fresh regular file of size bytes (zero), in the target's private directory, "
-                      "opened with oflag; returns a file descriptor"))
+                      "opened with oflag's access mode and O_APPEND (its other bits are ignored); "
+                      "returns a file descriptor"))
 register(CallSpec("pipe", "os", (), doc="pipe(2): returns the read end (a file that cannot be mapped)"))
 register(CallSpec("ftruncate", "os", (P("fd"), P("length")), doc="ftruncate(2)"))
 register(CallSpec("read", "os", (P("fd"),),

@@ -72,7 +72,7 @@ MCL = {"MCL_CURRENT": 1, "MCL_FUTURE": 2, "MCL_ONFAULT": 4}
 MLOCK = {"MLOCK_ONFAULT": 1}
 O_FLAGS = {
     "O_RDONLY": 0, "O_WRONLY": 1, "O_RDWR": 2, "O_CREAT": 0o100, "O_EXCL": 0o200,
-    "O_TRUNC": 0o1000,
+    "O_TRUNC": 0o1000, "O_APPEND": 0o2000,
 }
 MISC = {"NULL": 0}
 # lseek(2) whence (include/uapi/linux/fs.h)

@@ -10,7 +10,7 @@ of calls, each exporting a table call name -> (expect, apply):
     model.os.advice           madvise, msync, mincore
     model.os.locking          mlock, mlock2, munlock, mlockall, munlockall, set_memlock_limit
     model.os.files            shm_open, shm_unlink, memfd_create, open_file, pipe, close, ftruncate
-    model.os.fileio           read, write, pread, pwrite, lseek
+    model.os.fileio           read, write, pread, pwrite, lseek, set_fsize_limit
     model.os.sealing          mseal
     model.os.processes        fork, exit, drop_privileges
     model.os.observation      pfn_of, thp_mapped, minflt, majflt, get_node, mbind

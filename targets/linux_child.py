@@ -291,6 +291,19 @@ class _Kernel:
             return Outcome(value=-1, errno=errno_name(e.errno or 0))
         return Outcome(value=0)
 
+    def do_set_fsize_limit(self, soft: int) -> Outcome:
+        # (SIGXFSZ, sent with EFBIG past the limit, is ignored: CPython ignores it at start-up,
+        # and the child makes sure; by default it would kill the process)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        try:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft & U64 if soft >= 0 else resource.RLIM_INFINITY, hard))
+        except ValueError:
+            return Outcome(value=-1, errno="EINVAL")
+        except OSError as e:
+            return Outcome(value=-1, errno=errno_name(e.errno or 0))
+        return Outcome(value=0)
+
     def do_drop_privileges(self) -> Outcome:
         try:
             os.setgroups([])
@@ -347,7 +360,7 @@ class _Kernel:
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
             os.ftruncate(fd, size)
             os.close(fd)
-            fd = os.open(path, oflag & 3)
+            fd = os.open(path, oflag & (3 | os.O_APPEND))   # the access mode and O_APPEND
         except (OSError, OverflowError, ValueError) as e:
             return Outcome(value=-1, errno=errno_name(getattr(e, "errno", None) or 22))
         self.fds.add(fd)

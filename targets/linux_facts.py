@@ -168,6 +168,9 @@ def host_facts() -> dict[str, Any]:
     f["rlimit_as"] = _rlimit(resource.RLIMIT_AS)
     f["rlimit_data"] = _rlimit(resource.RLIMIT_DATA)
     f["rlimit_nofile"] = _rlimit(resource.RLIMIT_NOFILE)
+    f["rlimit_fsize"] = _rlimit(resource.RLIMIT_FSIZE)
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    f["rlimit_fsize_hard"] = -1 if hard == resource.RLIM_INFINITY else hard
     f["cap_sys_rawio"] = has_cap(CAP_SYS_RAWIO)
     f["privileged"] = has_cap(CAP_IPC_LOCK)
     f["cap_dac_override"] = has_cap(CAP_DAC_OVERRIDE)

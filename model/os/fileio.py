@@ -11,6 +11,20 @@ returns and a write is what a later load sees (clauses posix.read.file-contents,
 posix.write.file-contents).  Program text reads one byte per call: its value, or 256 when the
 kernel read nothing (end of file).
 
+O_APPEND (a flag of the open file description): write(2) puts the file offset at the end of the
+file before each write, in the same step (posix.write.append-at-end; mm/filemap.c
+generic_write_checks -> generic_write_checks_count: IOCB_APPEND sets ki_pos to i_size), and
+leaves it after the bytes written.  Linux does the same for pwrite(2), whose offset is then
+ignored, though POSIX says pwrite writes at its offset whatever O_APPEND says (pwrite(2) BUGS;
+clause linux.pwrite.append-at-end); pwrite still leaves the file offset alone (ksys_pwrite64
+writes through a copy of the offset).  rw_verify_area checks the offset the caller passed.
+
+RLIMIT_FSIZE (fact ``rlimit_fsize``, call ``set_fsize_limit``): mm/filemap.c
+generic_write_check_limits, after rw_verify_area: a write starting at or past the limit fails
+with EFBIG and the kernel sends SIGXFSZ (which the harness ignores: by default it would kill the
+process); one that crosses it is cut short at the limit (clause linux.write.efbig-fsize).  A
+pipe is not checked; a write of 0 bytes returns before the check.
+
 Worked example: ``fd = memfd_create("m", 0)``, ``pwrite(fd, 4096, 7, 1)`` is 1 and makes the
 file 4097 bytes long; ``pread(fd, 0)`` then reads 0 (a hole) and ``pread(fd, 4097)`` reads 256.
 """
@@ -159,16 +173,47 @@ def _write_check(sys: OsState, mm: Mm, fd: int, positional: bool, pos: int, coun
     return f
 
 
+def _write_pos(sys: OsState, f: Fd, pos: int, count: int = 1) -> int:
+    """Where a write starts: the file's end with O_APPEND (generic_write_checks_count,
+    posix.write.append-at-end / linux.pwrite.append-at-end), else ``pos``.  A write of 0
+    bytes returns before IOCB_APPEND moves the position."""
+    return sys.objects[f.obj].size if f.append and f.obj is not None and count else pos
+
+
+def _write_clause(f: Fd, positional: bool) -> str:
+    if not f.append:
+        return "posix.write.file-contents"
+    return "linux.pwrite.append-at-end" if positional else "posix.write.append-at-end"
+
+
+def _expect_write(sys: OsState, mm: Mm, fd: int, positional: bool, pos: int, count: int) -> Expect:
+    """rw_verify_area judges the offset the caller gave (pwrite's, or the file offset); with
+    O_APPEND the bytes then go to the end of the file, whose limits are checked there."""
+    f = _write_check(sys, mm, fd, positional, pos, count)
+    if isinstance(f, Expect):
+        return f
+    at = _write_pos(sys, f, pos, count)
+    if at != pos:
+        end = _write_check(sys, mm, fd, positional, at, count)
+        if isinstance(end, Expect):
+            return end
+    lim = mm.fsize_soft
+    if lim >= 0 and count and f.obj is not None:
+        # mm/filemap.c generic_write_check_limits (linux.write.efbig-fsize)
+        if at >= lim:
+            return errno("linux.write.efbig-fsize", "EFBIG")
+        if count > lim - at:
+            return exactly("linux.write.efbig-fsize", Outcome(value=lim - at))
+    return exactly(_write_clause(f, positional), Outcome(value=count))
+
+
 def expect_pwrite(sys: OsState, mm: Mm, fd: int, offset: int, value: int, count: int) -> Expect:
-    f = _write_check(sys, mm, fd, True, _signed(offset), count & U64)
-    return f if isinstance(f, Expect) else exactly("posix.write.file-contents", Outcome(value=count & U64))
+    return _expect_write(sys, mm, fd, True, _signed(offset), count & U64)
 
 
 def expect_write(sys: OsState, mm: Mm, fd: int, value: int, count: int) -> Expect:
     f = _fd(mm, fd)
-    pos = f.pos[0] if f is not None else 0
-    c = _write_check(sys, mm, fd, False, pos, count & U64)
-    return c if isinstance(c, Expect) else exactly("posix.write.file-contents", Outcome(value=count & U64))
+    return _expect_write(sys, mm, fd, False, f.pos[0] if f is not None else 0, count & U64)
 
 
 def _apply_write_at(sys: OsState, mm: Mm, f: Fd, pos: int, value: int, count: int) -> None:
@@ -192,14 +237,15 @@ def _apply_write_at(sys: OsState, mm: Mm, f: Fd, pos: int, value: int, count: in
 def apply_pwrite(sys: OsState, proc: str, mm: Mm, o: Outcome, fd: int, offset: int, value: int, count: int) -> None:
     f = _fd(mm, fd)
     if o.ok and o.value and f is not None and f.obj is not None:
-        _apply_write_at(sys, mm, f, _signed(offset), value, o.value)
+        _apply_write_at(sys, mm, f, _write_pos(sys, f, _signed(offset)), value, o.value)
 
 
 def apply_write(sys: OsState, proc: str, mm: Mm, o: Outcome, fd: int, value: int, count: int) -> None:
     f = _fd(mm, fd)
     if o.ok and o.value and f is not None and f.obj is not None:
-        _apply_write_at(sys, mm, f, f.pos[0], value, o.value)
-        f.pos[0] += o.value
+        pos = _write_pos(sys, f, f.pos[0])
+        _apply_write_at(sys, mm, f, pos, value, o.value)
+        f.pos[0] = pos + o.value
 
 
 def expect_lseek(sys: OsState, mm: Mm, fd: int, offset: int, whence: int) -> Expect:
@@ -246,7 +292,21 @@ def apply_lseek(sys: OsState, proc: str, mm: Mm, o: Outcome, fd: int, offset: in
         f.pos[0] = o.value
 
 
+def expect_set_fsize_limit(sys: OsState, mm: Mm, soft: int) -> Expect:
+    # kernel/sys.c do_prlimit: soft above hard is EINVAL (RLIM_INFINITY is above any finite hard)
+    hard = sys.config.rlimit_fsize_hard
+    if hard >= 0 and (_signed(soft) < 0 or soft & U64 > hard):
+        return errno("posix.setrlimit.einval-soft-above-hard", "EINVAL")
+    return exactly("posix.setrlimit.sets", Outcome(value=0))
+
+
+def apply_set_fsize_limit(sys: OsState, proc: str, mm: Mm, o: Outcome, soft: int) -> None:
+    if o.ok:
+        mm.fsize_soft = -1 if _signed(soft) < 0 else soft & U64
+
+
 RULES = {
+    "set_fsize_limit": Rule(expect_set_fsize_limit, apply_set_fsize_limit),
     "read": Rule(expect_read, apply_read),
     "write": Rule(expect_write, apply_write),
     "pread": Rule(expect_pread, apply_pread),

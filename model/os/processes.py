@@ -59,6 +59,7 @@ def fork_mm(sys: OsState, parent: Mm, pid: int) -> Mm:
     child.sys_admin = parent.sys_admin
     child.uid = parent.uid
     child.memlock_soft = parent.memlock_soft
+    child.fsize_soft = parent.fsize_soft
     for s, e, v in parent.vmas.items():
         if v.dontfork:
             continue
@@ -98,7 +99,7 @@ def fork_mm(sys: OsState, parent: Mm, pid: int) -> Mm:
     for base in parent.huge | parent.thp_maybe:
         child.thp_maybe.add(base)
     for fd, f in parent.fds.items():
-        child.fds[fd] = Fd(f.obj, f.read, f.write, f.pos)     # one open file description, one offset
+        child.fds[fd] = Fd(f.obj, f.read, f.write, f.pos, f.append)     # one open file description, one offset
         if f.obj is not None:
             sys.objects[f.obj].opens += 1
     return child

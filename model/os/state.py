@@ -90,6 +90,9 @@ class Fd:
     # the file offset of the open file description (read, write, lseek): one list shared by the
     # descriptors fork copies, as the kernel shares the struct file
     pos: list[int] = field(default_factory=lambda: [0])
+    # O_APPEND (a flag of the open file description, shared as the offset is): every write goes
+    # to the end of the file (posix.write.append-at-end; Linux pwrite too: linux.pwrite.append-at-end)
+    append: bool = False
 
 
 @dataclass(slots=True)
@@ -128,6 +131,8 @@ class Config:
     rlimit_as: int = -1              # RLIMIT_AS soft limit in bytes, -1 unlimited
     rlimit_data: int = -1            # RLIMIT_DATA soft limit in bytes, -1 unlimited
     rlimit_nofile: int = -1          # RLIMIT_NOFILE soft limit, -1 unlimited
+    rlimit_fsize: int = -1           # RLIMIT_FSIZE soft limit in bytes, -1 unlimited
+    rlimit_fsize_hard: int = -1      # RLIMIT_FSIZE hard limit in bytes, -1 unlimited
     cap_dac_override: bool = True    # root: file modes do not bind (CAP_DAC_OVERRIDE)
     cap_fowner: bool = True          # root: may unlink others' names in sticky /dev/shm (CAP_FOWNER)
     cap_setuid: bool = True          # may change user and group IDs (CAP_SETUID and CAP_SETGID)
@@ -148,6 +153,7 @@ class Config:
                           ("thp", str), ("thp_certain", bool), ("exec_only", bool), ("page_size", int),
                           ("overcommit_memory", int), ("overcommit_ratio", int), ("max_map_count", int),
                           ("base_maps", int), ("rlimit_as", int), ("rlimit_data", int), ("rlimit_nofile", int),
+                          ("rlimit_fsize", int), ("rlimit_fsize_hard", int),
                           ("cap_dac_override", bool), ("cap_fowner", bool), ("cap_setuid", bool), ("thp_defrag", str), ("cap_sys_admin", bool),
                           ("task_size", int)):
             if key in facts:
@@ -183,6 +189,10 @@ SINCE = {
     "MREMAP_DONTUNMAP": (5, 7),        # mremap(2): MREMAP_DONTUNMAP (since Linux 5.7)
     "mseal": (6, 10),                  # mseal(2) (since Linux 6.10)
     "MAP_ABOVE4G": (6, 6),             # arch/x86/include/uapi/asm/mman.h MAP_ABOVE4G (Linux 6.6, shadow stacks)
+    # not a flag: pipefs mounted noexec (path_noexec true for a pipe, so mmap with PROT_EXEC is
+    # EPERM before ENODEV): measured on 6.18, the release that brought it not pinned; before
+    # 6.18 the model allows both answers
+    "pipefs-noexec": (6, 18),
 }
 
 # madvise advice by the release that brought it (madvise(2): "since Linux x.y"; the
@@ -226,6 +236,7 @@ class Mm:
         self.can_setuid = config.cap_setuid
         self.uid = 0
         self.memlock_soft = config.memlock_soft
+        self.fsize_soft = config.rlimit_fsize      # RLIMIT_FSIZE of this process, -1 unlimited
         self.mcl_future = 0                   # mlockall(MCL_FUTURE[|MCL_ONFAULT]) in force
         self.vtime = 0                        # this process's virtual time (Denning)
         self.last_ref: dict[int, int] = {}    # page -> virtual time of its last reference

@@ -845,6 +845,15 @@ static struct out do_set_memlock_limit(u64 soft) {
     return ok_value(0);
 }
 
+static struct out do_set_fsize_limit(u64 soft) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_FSIZE, &rl);
+    rl.rlim_cur = (i64)soft < 0 ? RLIM_INFINITY : soft;
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+        return fail_errno(errno == EPERM ? EINVAL : errno);   /* as set_memlock_limit */
+    return ok_value(0);
+}
+
 static struct out do_drop_privileges(void) {
     if (setgroups(0, NULL) != 0 || setresgid(NOBODY, NOBODY, NOBODY) != 0 || setresuid(NOBODY, NOBODY, NOBODY) != 0)
         return fail_errno(errno);
@@ -908,7 +917,7 @@ static struct out do_open_file(u64 size, u64 oflag) {
         return fail_errno(e ? e : EINVAL);
     }
     close(fd);
-    fd = open(path, (int)(oflag & 3));
+    fd = open(path, (int)(oflag & (3 | O_APPEND)));   /* the access mode and O_APPEND */
     if (fd < 0) return fail_errno(errno);
     fds_add(fd);
     return ok_value((u64)fd);
@@ -1156,6 +1165,7 @@ static int run_call(const struct req *m, struct buf *b) {
     else if (!strcmp(n, "mlockall")) { NEED(1); o = sysret(syscall(SYS_mlockall, A(0))); }
     else if (!strcmp(n, "munlockall")) { NEED(0); o = sysret(syscall(SYS_munlockall)); }
     else if (!strcmp(n, "set_memlock_limit")) { NEED(1); o = do_set_memlock_limit(A(0)); }
+    else if (!strcmp(n, "set_fsize_limit")) { NEED(1); o = do_set_fsize_limit(A(0)); }
     else if (!strcmp(n, "drop_privileges")) { NEED(0); o = do_drop_privileges(); }
     else if (!strcmp(n, "shm_open")) { NEED(3); o = do_shm_open(m->args[0].str, A(1), A(2)); }
     else if (!strcmp(n, "shm_unlink")) { NEED(1); o = do_shm_unlink(m->args[0].str); }
@@ -1422,7 +1432,7 @@ static int probe_sys(void) {
 
 static const char *const CALLS[] = {
     "mmap", "munmap", "mprotect", "load", "store", "fetch", "fork", "exit", "mremap", "madvise", "mseal", "msync",
-    "mincore", "mlock", "mlock2", "munlock", "mlockall", "munlockall", "set_memlock_limit", "drop_privileges",
+    "mincore", "mlock", "mlock2", "munlock", "mlockall", "munlockall", "set_memlock_limit", "set_fsize_limit", "drop_privileges",
     "shm_open", "shm_unlink", "memfd_create", "open_file", "pipe", "ftruncate", "close", "read", "write",
     "pread", "pwrite", "lseek", "pfn_of",
     "thp_mapped", "minflt", "majflt", "get_node", "mbind",
@@ -1521,6 +1531,10 @@ static void hello(struct buf *b) {
     bfmt(b, ",\"memlock_soft\":%lld,\"memlock_hard\":%lld,", ml.rlim_cur == RLIM_INFINITY ? -1LL : (long long)ml.rlim_cur,
          ml.rlim_max == RLIM_INFINITY ? -1LL : (long long)ml.rlim_max);
     bfmt(b, "\"rlimit_as\":%ld,\"rlimit_data\":%ld,\"rlimit_nofile\":%ld,", rlim(RLIMIT_AS), rlim(RLIMIT_DATA), rlim(RLIMIT_NOFILE));
+    struct rlimit fz;
+    getrlimit(RLIMIT_FSIZE, &fz);
+    bfmt(b, "\"rlimit_fsize\":%lld,\"rlimit_fsize_hard\":%lld,", fz.rlim_cur == RLIM_INFINITY ? -1LL : (long long)fz.rlim_cur,
+         fz.rlim_max == RLIM_INFINITY ? -1LL : (long long)fz.rlim_max);
     bfmt(b, "\"cap_sys_rawio\":%s,\"privileged\":%s,\"cap_dac_override\":%s,\"cap_fowner\":%s,\"cap_setuid\":%s,",
          has_cap(17) ? "true" : "false", has_cap(14) ? "true" : "false", has_cap(1) ? "true" : "false",
          has_cap(3) ? "true" : "false", has_cap(7) && has_cap(6) ? "true" : "false");
@@ -1537,6 +1551,9 @@ int main(void) {
     size_t have = 0, cap = 0;
     char *acc = NULL;
     signal(SIGPIPE, SIG_IGN);
+    /* a write past RLIMIT_FSIZE (set_fsize_limit) sends SIGXFSZ, which would kill the program's
+       process by default: ignored, the write fails with EFBIG (as under CPython, the linux target) */
+    signal(SIGXFSZ, SIG_IGN);
     /* the agent's own memory from the brk heap beside its binary, never from mmap: a mapping
        of its own among the program's (where the kernel puts them) would be refused */
     mallopt(M_MMAP_MAX, 0);
