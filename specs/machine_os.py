@@ -256,7 +256,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             page -= how == "hole-before"
             pages *= how != "zero"
             v = self._do(Call("mseal", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
-                                        Int(how == "flags")), None, proc))
+                                        Int(1 if how == "flags" else 0)), None, proc))
             return (base, page, pages, proc) if v == 0 and pages else multiple()
 
         @needs("munmap", "mprotect", "mremap", "madvise", "mmap", any_of=True)

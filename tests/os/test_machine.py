@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from memspec.program import Program, format_program, parse
 from memspec.records import Mapping, Observation
 from memspec.model.mm import new_model
 from memspec.specs.compare_os import compare, fault_stats
@@ -67,3 +68,33 @@ def test_machine_catches_a_broken_descriptor_path_or_seal(bug, clauses):
 def test_machine_has_rules_for_the_descriptor_path_and_mseal():
     rules = {n for n, v in vars(machine(ModelTarget(), {})).items() if hasattr(v, "hypothesis_stateful_rule")}
     assert {"make_file", "map_fd", "fd_io", "mseal", "map_fixed_over", "read_back"} <= rules
+
+
+class _Recording(ModelTarget):
+    """The model, recording every call the machine sends it."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent = []
+
+    def session(self, layer: str = "os"):
+        s = super().session(layer)
+        call, sent = s.call, self.sent
+
+        def record(c, args):
+            sent.append(c)
+            return call(c, args)
+        s.call = record
+        return s
+
+
+def test_machine_programs_are_program_text_every_target_reads():
+    # a number drawn as a bool (Int(False)) prints as "False", which the agent cannot read
+    t = _Recording()
+    run_state_machine_as_test(machine(t, {}), settings=settings(
+        max_examples=40, stateful_step_count=30, deadline=None, database=None, derandomize=True,
+        suppress_health_check=list(HealthCheck)))
+    assert {c.name for c in t.sent} >= {"mseal", "pwrite", "load"}
+    text = format_program(Program(tuple(t.sent)))
+    assert "False" not in text and "True" not in text
+    assert parse(text).calls == tuple(t.sent)
