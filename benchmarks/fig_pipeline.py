@@ -8,12 +8,21 @@ max(run, judge): the same programs run one after the other (all runs timed toget
 then judged one after the other (all judging timed together), n / max(the two).  A ratio
 near 1 means the two overlap fully; the plain loop would give run x judge / (run + judge)
 of it, 0.5 when the two are equal.
+
+Run as a script (``python benchmarks/fig_pipeline.py [N]``) it prints the same comparison for
+the three loops that judge beside the run -- check's, compare's (linux and the model on the
+same programs) and the fuzz driver's Python loop -- each with and without overlap in the same
+run, interleaved, with the run alone, the judging alone and the ratio of each wall time to
+max(run, judge).  The machine may be loaded by other work: compare the ratios within one run.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
+import tempfile
 import time
+from typing import Any, Callable
 
 from memspec.commands.bench import Pair, Unavailable
 
@@ -24,14 +33,18 @@ NUMERATOR = "os programs run on `linux` and judged, the next one running while t
 DENOMINATOR = "n / max(time to run them all, time to judge them all), each measured alone"
 
 
-def setup(quick: bool) -> Pair:
+def _linux() -> Any:
     if not sys.platform.startswith("linux"):
         raise Unavailable("the linux target needs Linux")
+    from memspec.targets.linux import LinuxTarget
+    return LinuxTarget()
+
+
+def setup(quick: bool) -> Pair:
     from memspec.fuzz.layers import random_programs
     from memspec.fuzz.pipeline import RunAhead
     from memspec.specs.judge import judge
-    from memspec.targets.linux import LinuxTarget
-    target = LinuxTarget()
+    target = _linux()
     facts = target.facts()
     programs = list(random_programs("os", 40 if quick else 150, 7, target.calls, facts))
     n = len(programs)
@@ -39,9 +52,9 @@ def setup(quick: bool) -> Pair:
 
     def overlapped() -> float:
         t0 = time.perf_counter()
-        with RunAhead(target, programs) as ra:
-            for _tag, program, run in ra:
-                judge(program, run, target.name, facts)
+        with RunAhead(target, programs, judge=lambda p, r: judge(p, r, target.name, facts)) as ra:
+            for _ in ra:
+                pass
         return n / (time.perf_counter() - t0)
 
     def bound() -> float:
@@ -56,3 +69,117 @@ def setup(quick: bool) -> Pair:
         return n / max(t1 - t0, t2 - t1)
 
     return Pair(overlapped, bound, parts=parts, note=f"{n} seeded random os programs per sample")
+
+
+# -- the three loops, as a script -------------------------------------------------
+
+
+def _timed(f: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def _check_case(n: int) -> dict[str, Callable[[], Any]]:
+    from memspec.fuzz.layers import random_programs
+    from memspec.fuzz.pipeline import RunAhead
+    from memspec.specs.judge import judge
+    target = _linux()
+    facts = target.facts()
+    programs = list(random_programs("os", n, 7, target.calls, facts))
+    runs: list[Any] = []
+
+    def loop(ahead: bool) -> None:
+        with RunAhead(target, programs, ahead=ahead, judge=lambda p, r: judge(p, r, target.name, facts)) as ra:
+            for _ in ra:
+                pass
+    return {"with": lambda: loop(True), "without": lambda: loop(False),
+            "run": lambda: runs.__setitem__(slice(None), [target.run(p) for _, p in programs]),
+            "judge": lambda: [judge(p, r, target.name, facts) for (_, p), r in zip(programs, runs)]}
+
+
+def _compare_case(n: int) -> dict[str, Callable[[], Any]]:
+    from memspec.commands.compare import _EveryTarget, _Ran
+    from memspec.fuzz.layers import random_programs
+    from memspec.fuzz.pipeline import RunAhead
+    from memspec.fuzz.threeway import threeway
+    from memspec.targets.model import ModelTarget
+    targets = [_linux(), ModelTarget()]
+    facts = {t.name: t.facts() for t in targets}
+    calls = targets[0].calls
+    programs = list(random_programs("os", n, 7, calls, facts["linux"]))
+    each = _EveryTarget(targets)
+    runs: list[Any] = []
+
+    def compared(program: Any, ran: dict[str, Any]) -> Any:
+        return threeway(program, [_Ran(t, ran[t.name], facts[t.name]) for t in targets], facts)
+
+    def loop(ahead: bool) -> None:
+        with RunAhead(each, programs, ahead=ahead, judge=compared) as ra:
+            for _ in ra:
+                pass
+    # the model target's run is in-process work: it counts as judging, with the comparison
+    return {"with": lambda: loop(True), "without": lambda: loop(False),
+            "run": lambda: runs.__setitem__(slice(None), [{"linux": targets[0].run(p)} for _, p in programs]),
+            "judge": lambda: [compared(p, {**r, "model": targets[1].run(p)}) for (_, p), r in zip(programs, runs)]}
+
+
+def _fuzz_case(n: int) -> dict[str, Callable[[], Any]]:
+    from memspec.commands.fuzz_driver import Fuzzer, FuzzOptions
+    from memspec.specs.judge import judge
+    _linux()
+    seen: list[Any] = []
+    runs: list[Any] = []
+    state: dict[str, Any] = {}
+
+    def loop(ahead: bool) -> None:
+        root = tempfile.mkdtemp(prefix="fig-pipeline-")
+        f = Fuzzer(FuzzOptions(target="linux", layer="os", seconds=3600, seed=7, corpus=root + "/c",
+                               findings=root + "/f", quiet=True, overlap=ahead, suite_seeds=False))
+        judged = f.judged
+
+        def note(data: bytes, program: Any, j: Any, keep: Any) -> None:
+            if ahead:
+                seen.append(program)
+            judged(data, program, j, keep)
+        f.judged = note                 # type: ignore[method-assign]
+        if ahead:
+            seen.clear()
+            state["f"] = f
+        f.run_python(limit=n)
+        if not ahead:
+            f.target.close()
+
+    def run_alone() -> None:
+        f = state["f"]
+        runs[:] = [f.target.run(p) for p in seen]
+
+    def judge_alone() -> None:
+        f = state["f"]
+        for p, r in zip(seen, runs):
+            judge(p, r, f.target.name, f.facts, invariants=True)
+    return {"with": lambda: loop(True), "without": lambda: loop(False), "run": run_alone, "judge": judge_alone}
+
+
+def main(n: int = 60, repeat: int = 3) -> None:
+    print(f"judging beside the run: {n} seeded random os programs on linux, {repeat} samples, interleaved; "
+          "medians in seconds")
+    print(f"{'loop':8s} {'with':>7s} {'without':>8s} {'run':>7s} {'judge':>7s} {'with/max':>9s} {'without/max':>12s}")
+    for name, make in (("check", _check_case), ("compare", _compare_case), ("fuzz", _fuzz_case)):
+        case = make(n)
+        t: dict[str, list[float]] = {k: [] for k in ("with", "without", "run", "judge")}
+        for i in range(repeat):
+            order = ("with", "without") if i % 2 == 0 else ("without", "with")
+            for k in order:
+                t[k].append(_timed(case[k]))
+                if k == "with":             # run and judge alone, on the programs that loop ran
+                    t["run"].append(_timed(case["run"]))
+                    t["judge"].append(_timed(case["judge"]))
+        m = {k: statistics.median(v) for k, v in t.items()}
+        bound = max(m["run"], m["judge"])
+        print(f"{name:8s} {m['with']:7.2f} {m['without']:8.2f} {m['run']:7.2f} {m['judge']:7.2f} "
+              f"{m['with'] / bound:9.2f} {m['without'] / bound:12.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))

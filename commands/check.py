@@ -43,7 +43,7 @@ class CheckOptions:
     argv: list[str] = field(default_factory=list)
     log_every: float = 5.0     # seconds between progress lines when stderr is not a terminal
     max_dead: int = 3          # stop judging a target after this many programs in a row crash or hang (0: never)
-    overlap: bool = False      # judge a program while the next one runs (targets that run programs elsewhere)
+    overlap: bool = True       # judge a program while the next one runs (targets that run programs elsewhere)
 
 
 def example_database(spec: str | None) -> Any:
@@ -180,10 +180,13 @@ class Checker:
             return (target.calls is not None and any(c.name not in target.calls for c in program.calls)
                     or _lacks(facts, program.meta("requires")))
 
-        # the next program runs on the target while this one is judged (fuzz/pipeline.py); the
-        # findings pipeline re-runs programs through the held target, which waits for that run
-        ahead = RunAhead(target, programs, skip=not_applicable, ahead=self.o.overlap and target.runs_elsewhere)
-        findings = self._findings(ahead.target, facts, layer)
+        # the next program runs on the target while this one is judged on a helper thread
+        # (fuzz/pipeline.py); the target itself, and so the findings pipeline's re-runs, stay on
+        # this thread
+        from memspec.specs.judge import judge
+        ahead = RunAhead(target, programs, skip=not_applicable, ahead=self.o.overlap and target.runs_elsewhere,
+                         judge=lambda program, run: judge(program, run, target.name, facts))
+        findings = self._findings(target, facts, layer)
         with ahead:
             self._judge_stream(ahead, target, layer, tr, facts, cat, findings, reported, total, t_start)
         if not tr.stopped:
@@ -202,11 +205,10 @@ class Checker:
                       findings: Any, reported: dict[Any, Any], total: int, t_start: float) -> None:
         from memspec.fuzz.differential import localise
         from memspec.results import ClauseStats
-        from memspec.specs.judge import judge
         held = ahead.target
         dead_in_a_row = 0
         last_ok: Program | None = None      # the last program this target ran to its end: the canary
-        for n, (origin, program, run) in enumerate(ahead, 1):
+        for n, (origin, program, run, j) in enumerate(ahead, 1):
             if n == 1 or n == total or n % 10 == 0:
                 tr.timeline.append([round(time.monotonic() - t_start, 3), tr.programs, len(tr.clauses), len(tr.failures)])
             if run is None:
@@ -216,7 +218,6 @@ class Checker:
                     tr.not_applicable_clauses[cid] = tr.not_applicable_clauses.get(cid, 0) + 1
                 continue
             self._progress = (n, total)
-            j = judge(program, run, target.name, facts)
             if j.failure is not None:
                 j = localise(held, program, facts, j)
             dead_in_a_row = dead_in_a_row + 1 if j.status in (RunStatus.CRASH, RunStatus.HANG) else 0

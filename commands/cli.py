@@ -63,6 +63,13 @@ def _seconds(text: str) -> float:
 from memspec.calls import LAYERS  # noqa: E402 -- the one list of layers
 
 
+def _overlap_option(p: argparse.ArgumentParser, where: str = "") -> None:
+    p.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
+                   help="judge each program while the next one runs, on targets that run programs in another "
+                        "process (linux, libc, malloc:NAME, cmd:): wall time near max(run, judge), the same "
+                        f"verdicts as --no-overlap{where} (default on)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="memspec",
@@ -89,10 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--confirm", type=_positive_int, default=3, metavar="K", help="re-runs that must fail the same way (default 3)")
     c.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="time limit per program (default 10 s)")
     c.add_argument("--no-suite", action="store_true", help="skip the directed suite (random programs and the state machine only)")
-    c.add_argument("--overlap", action="store_true",
-                   help="judge each program while the next one runs, on targets that run programs in another "
-                        "process (linux, libc, malloc:NAME, cmd:): wall time near max(run, judge); off by default "
-                        "while its interrupt handling is being proven")
+    _overlap_option(c)
     c.add_argument("--max-target-failures", type=_positive_int, default=3, metavar="N",
                    help="stop judging a target after N programs in a row crash or hang, with one verdict that says so "
                         "(default 3; 0 never stops)")
@@ -118,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="time limit per program (default 10 s)")
     m.add_argument("--no-suite", action="store_true", help="random programs only")
     m.add_argument("--quiet", "-q", action="store_true", help="no progress output and no summary on stderr")
+    _overlap_option(m)
 
     f = sub.add_parser("fuzz", help="coverage-guided fuzzing of call sequences against a target",
                        description="Decode fuzzer bytes into programs of a layer, run each on the target, judge it with "
@@ -147,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--summary-json", metavar="FILE", help="write the run's figures (execs, clauses, first finding) as JSON")
     f.add_argument("--verbose", "-v", action="store_true", help="also show the engine's own output (libFuzzer's lines)")
     f.add_argument("--quiet", "-q", action="store_true", help="no progress lines and no summary")
+    _overlap_option(f, " (the Python engine; libFuzzer runs its own loop)")
 
     r = sub.add_parser("replay", help="re-run a saved program (a counterexample) and show the verdict",
                        description="Run FILE on its target (from the file's '# target:' header, or --target) and judge "
@@ -304,7 +310,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 def cmd_compare(a: argparse.Namespace) -> int:
     from .compare import CompareOptions, run
     _, status = run(CompareOptions(targets=a.target, layer=a.layer, programs=a.programs, seed=a.seed, out=a.out,
-                                   timeout=a.timeout, suite=not a.no_suite, quiet=a.quiet,
+                                   timeout=a.timeout, suite=not a.no_suite, quiet=a.quiet, overlap=a.overlap,
                                    argv=sys.argv[2:] if len(sys.argv) > 2 else []))
     return status
 
@@ -338,7 +344,7 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
                             seed=a.seed, engine=a.engine, jobs=a.jobs, timeout=a.timeout,
                             invariants=not a.no_invariants, quiet=a.quiet, merge=a.merge,
                             stop_on_finding=a.stop_on_finding, summary_json=a.summary_json,
-                            suite_seeds=not a.no_suite_seeds, verbose=a.verbose))
+                            suite_seeds=not a.no_suite_seeds, verbose=a.verbose, overlap=a.overlap))
 
 
 def cmd_bench(a: argparse.Namespace) -> int:

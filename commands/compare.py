@@ -38,6 +38,7 @@ class CompareOptions:
     suite: bool = True
     quiet: bool = False
     argv: list[str] = field(default_factory=list)
+    overlap: bool = True        # judge a program while the next one runs (when a target runs programs elsewhere)
 
 
 def _say(opts: CompareOptions, msg: str, end: str = "\n") -> None:
@@ -58,9 +59,34 @@ def _programs(layer: str, opts: CompareOptions, calls: frozenset[str] | None, fa
         yield origin, p
 
 
+class _EveryTarget:
+    """Runs a program on each target in turn: one run of the stream ``RunAhead`` keeps ahead."""
+
+    def __init__(self, targets: list[Any]) -> None:
+        self.targets = targets
+        self.runs_elsewhere = any(getattr(t, "runs_elsewhere", False) for t in targets)
+
+    def run(self, program: Any, observe: str = "end") -> dict[str, Any]:
+        return {t.name: t.run(program, observe=observe) for t in self.targets}
+
+
+class _Ran:
+    """A target whose run of this program is already done: hands ``threeway`` that run."""
+
+    def __init__(self, target: Any, run: Any, facts: dict[str, Any]) -> None:
+        self.name, self._run, self._facts = target.name, run, facts
+
+    def facts(self) -> dict[str, Any]:
+        return self._facts
+
+    def run(self, program: Any, observe: str = "end") -> Any:
+        return self._run
+
+
 def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
     """Run the comparison; returns the report (as written to compare.json) and the exit status."""
     from memspec.specs.directed import excused_by, load_differences
+    from memspec.fuzz.pipeline import RunAhead
     from memspec.fuzz.threeway import threeway
     from memspec.program import format_program
     from memspec.targets.registry import make_target
@@ -72,6 +98,7 @@ def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
                               "seed": opts.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "interrupted": False}
     t0 = time.monotonic()
+    ahead = None
     try:
         for spec in opts.targets:
             try:
@@ -98,8 +125,12 @@ def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
         _say(opts, f"compare [{layer}]: {len(chosen)} programs on {', '.join(names)}")
         results: list[dict[str, Any]] = []
         report["programs"] = results
-        for n, (origin, program) in enumerate(chosen, 1):
-            tw = threeway(program, targets, facts)
+        # every target runs program k+1 (on this thread) while program k's runs are judged and
+        # compared on a helper thread (fuzz/pipeline.py)
+        each = _EveryTarget(targets)
+        ahead = RunAhead(each, chosen, ahead=opts.overlap and each.runs_elsewhere,
+                         judge=lambda program, runs: threeway(program, [_Ran(t, runs[t.name], facts[t.name]) for t in targets], facts))
+        for n, (origin, program, _runs, tw) in enumerate(ahead, 1):
             entry: dict[str, Any] = {
                 "origin": origin,
                 "verdicts": {t: (None if j.failure is None else
@@ -138,6 +169,8 @@ def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
         report["interrupted_by"] = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
         _say(opts, "\ninterrupted: writing a partial report")
     finally:
+        if ahead is not None:
+            ahead.close()
         for t in targets:
             t.close()
     report["duration_s"] = round(time.monotonic() - t0, 2)

@@ -32,6 +32,8 @@ from memspec.fuzz.findings import Findings
 from memspec.fuzz.bytes import TEXT_MAGIC
 from memspec.fuzz.layers import layer as layer_of
 from memspec.fuzz.mutate import libfuzzer_mutator, mutate_program_input, mutator_for
+from memspec.program import Program
+from memspec.specs.judge import judge
 from memspec.specs.catalogue import all_clauses
 from memspec.targets.registry import make_target
 
@@ -56,6 +58,7 @@ class FuzzOptions:
     merge: bool = False
     suite_seeds: bool = True     # an empty corpus starts from the layer's directed suite
     verbose: bool = False        # also show the engine's own output (libFuzzer's lines); else it goes to a log file
+    overlap: bool = True         # Python engine: judge an input while the next one runs (targets that run elsewhere)
 
 
 @dataclass
@@ -85,6 +88,24 @@ def features_of(judgement: Any) -> set[tuple[str, ...]]:
 
 class _Stop(Exception):
     """The first finding ends the run (--stop-on-finding)."""
+
+
+_EMPTY = Program(())
+
+
+class _Guarded:
+    """The target for the Python engine's stream: a run that raises hands its exception over as the
+    run's value, so that the loop saves it as a harness error with its input and goes on."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.runs_elsewhere = bool(getattr(target, "runs_elsewhere", False))
+
+    def run(self, program: Any, observe: str = "end") -> Any:
+        try:
+            return self.target.run(program, observe=observe)
+        except Exception as e:  # noqa: BLE001
+            return e
 
 
 class Fuzzer:
@@ -182,6 +203,11 @@ class Fuzzer:
         if not program.calls:
             return
         j = execute(self.target, program, self.facts, invariants=self.o.invariants)
+        self.judged(data, program, j, self.add_entry if add else None)
+
+    def judged(self, data: bytes, program: Any, j: Any, keep: Any) -> None:
+        """An execution's judgement: feedback (``keep(data)`` for an input that adds features),
+        then the failure, if any, localised, confirmed, shrunk and saved."""
         self.stats.execs += 1
         if j.status.value == "refused":
             self.stats.refused += 1
@@ -191,8 +217,8 @@ class Fuzzer:
             self.seen |= new
             self.stats.features = len(self.seen)
             self.clauses |= {c.clause for c in j.checks}
-            if add:
-                self.add_entry(data)
+            if keep is not None:
+                keep(data)
         if j.failure is None:
             return
         j = localise(self.target, program, self.facts, j, invariants=self.o.invariants)
@@ -335,22 +361,68 @@ class Fuzzer:
         self.log(f"merge: kept {len(keep)} of {len(names)} corpus entries ({len(self.seen)} features)")
         return 0
 
-    def run_python(self) -> int:
+    # -- the Python engine's loop ------------------------------------------------
+
+    def _inputs(self, deadline: float, limit: int | None):
+        """The stream of (input number, input) and its program.  Input k is drawn from a corpus that
+        holds what inputs up to k - 2 added: with judging beside the run, input k is drawn while
+        input k - 1 is still being judged, so without that lag the stream (and every result after
+        it) would depend on --overlap."""
+        k = 0
+        while time.monotonic() < deadline and (limit is None or k < limit):
+            self._commit(k - 2)
+            data = self.next_input()
+            try:
+                program = self.decode(data)
+            except Exception:   # noqa: BLE001 -- a bug in memspec itself: keep the input, go on
+                self.save_harness_error(data)
+                program = _EMPTY
+            yield (k, data), program
+            k += 1
+
+    def _commit(self, upto: int) -> None:
+        while self._pending and self._pending[0][0] <= upto:
+            self.add_entry(self._pending.pop(0)[1])
+
+    def _judge(self, program: Any, run: Any) -> Any:
+        """The judgement of one run, or the exception the run or the judge raised (a memspec bug,
+        saved by the loop with its input)."""
+        if isinstance(run, BaseException):
+            return run
+        try:
+            return judge(program, run, self.target.name, self.facts, invariants=self.o.invariants)
+        except Exception as e:  # noqa: BLE001
+            return e
+
+    def run_python(self, limit: int | None = None) -> int:
+        """Fuzz until the time is up (or ``limit`` inputs, for tests).  With --overlap, a target that
+        runs programs in another process runs input k + 1 while input k is judged
+        (fuzz/pipeline.py); the inputs, verdicts, corpus and findings are the same either way."""
+        from memspec.fuzz.pipeline import RunAhead
         deadline = time.monotonic() + self.o.seconds
+        self._pending: list[tuple[int, bytes]] = []
         try:
             self.load_corpus()
-            while time.monotonic() < deadline:
-                data = self.next_input()
-                try:
-                    self.run_one(data)
-                except (_Stop, KeyboardInterrupt):
-                    raise
-                except Exception:   # noqa: BLE001 -- a bug in memspec itself: keep the input, go on
-                    self.save_harness_error(data)
-                self.progress()
+            target = _Guarded(self.target)
+            with RunAhead(target, self._inputs(deadline, limit), skip=lambda p: not p.calls,
+                          ahead=self.o.overlap and target.runs_elsewhere, judge=self._judge) as ahead:
+                for (k, data), program, run, j in ahead:
+                    if run is None:
+                        continue
+                    try:
+                        if isinstance(j, BaseException):
+                            raise j
+                        self.judged(data, program, j, lambda d, k=k: self._pending.append((k, d)))
+                    except (_Stop, KeyboardInterrupt):
+                        raise
+                    except Exception:   # noqa: BLE001 -- a bug in memspec itself: keep the input, go on
+                        self.save_harness_error(data)
+                    self.progress()
+            self._commit(sys.maxsize)
         except _Stop:
-            pass
+            self._commit(sys.maxsize)
         except KeyboardInterrupt:
+            self._commit(sys.maxsize)
             self.progress(force=True)
             self.log("interrupted: corpus and findings are saved")
             self.log(self.summary())
@@ -568,6 +640,8 @@ def _fuzz_jobs(o: FuzzOptions) -> int:
             argv += ["--layer", o.layer]
         if o.quiet or i:
             argv.append("--quiet")
+        if not o.overlap:
+            argv.append("--no-overlap")
         procs.append(subprocess.Popen(argv))
     try:
         codes = [p.wait() for p in procs]

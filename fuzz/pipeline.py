@@ -1,132 +1,160 @@
-"""Judging while the target runs: the next program runs on the target while this one is judged.
+"""Judging beside the run: program k is judged while program k+1 runs on the target.
 
 A target whose programs run in another process (``Target.runs_elsewhere``: the kernel's
 child, a malloc library's child, a protocol server, an emulator) spends its run time
 waiting on that process, so the harness can judge the previous program meanwhile, on the
 other core: a stream of programs then takes max(run, judge) instead of their sum.  An
 in-process target (the model, unicorn, KVM) holds the interpreter while it runs, and its
-programs run one after the other as before.
+programs are run and judged one after the other as before.
+
+Which thread does what.  Everything that touches the target -- ``target.run``, and so every
+fork, pipe, wait and process-group registration (targets/children.py) -- stays on the
+caller's (main) thread, as in the plain loop; only the judge, pure model code that starts
+no process, runs on a helper thread.  That is what makes an interrupt safe:
+
+* a child is never forked from a helper thread, so it never inherits a lock (the import
+  lock of a module being imported, a stream's buffer lock) that another thread held at the
+  fork and that no thread of the child will ever release;
+* Ctrl-C and SIGTERM are blocked on the helper thread, so the kernel delivers them to the
+  main thread, which is interrupted in whatever it waits on (the target's pipe, a wait for
+  the judge) at once, instead of after the run the signal happened to land beside;
+* every child is registered by the thread that forked it before that thread does anything
+  else, so the exit's ``kill_all`` ends all of them; nothing forks after it.
+
+(The first design ran ``target.run`` on a daemon thread instead: ``memspec check`` on linux
+then hung now and then when interrupted under load, and was made opt-in until this.)
 
 Order and results are those of the plain loop: each program's run is the same call to
-``target.run``, made one program early.  The target is used by one thread at a time: a
-caller that needs it between two programs (to confirm or shrink a failure) takes
-``RunAhead.target``, which waits for the run in flight first.
+``target.run`` in the same order, and each judgement the same call to ``judge``; only when
+the judging happens changes.  A caller that uses the target between two programs (to
+confirm or shrink a failure) does so on the main thread while the helper is idle: the next
+judgement is handed over only when the caller asks for the next program.
 """
 
 from __future__ import annotations
 
+import queue
+import signal
 import threading
 from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from memspec.program import Program
-from memspec.records import RunResult
 
 T = TypeVar("T")
+J = TypeVar("J")
+
+# signals the helper thread never takes: the main thread must see them (see the module doc)
+_MAIN_ONLY = {signal.SIGINT, signal.SIGTERM}
 
 
-class _Held:
-    """The target, for use between runs: every method call waits for the run in flight."""
+class _Judge:
+    """The helper thread: judges one (program, run) at a time and hands the judgement back."""
 
-    def __init__(self, target: Any, lock: threading.Lock) -> None:
-        self._target = target
-        self._lock = lock
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._target, name)
-        if not callable(value):
-            return value
-        lock = self._lock
-
-        def held(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return value(*args, **kwargs)
-        return held
-
-
-class _InFlight:
-    """One program's run on a daemon thread: an interrupted harness never waits for it (the
-    target's processes are ended at exit, targets/children.py), a finished one hands its result
-    or its exception over."""
-
-    def __init__(self, run: Callable[[], RunResult]) -> None:
-        self._run = run
+    def __init__(self, judge: Callable[[Program, Any], Any]) -> None:
+        self._judge = judge
+        self._jobs: queue.SimpleQueue[tuple[Program, Any] | None] = queue.SimpleQueue()
         self._done = threading.Event()
-        self._result: RunResult | None = None
+        self._result: Any = None
         self._error: BaseException | None = None
-        self.thread = threading.Thread(target=self._work, name="memspec-run-ahead", daemon=True)
+        self.thread = threading.Thread(target=self._work, name="memspec-judge", daemon=True)
         self.thread.start()
 
     def _work(self) -> None:
-        try:
-            self._result = self._run()
-        except BaseException as e:      # noqa: BLE001 -- handed to the caller by result()
-            self._error = e
-        finally:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _MAIN_ONLY)
+        while (job := self._jobs.get()) is not None:
+            try:
+                self._result, self._error = self._judge(*job), None
+            except BaseException as e:      # noqa: BLE001 -- handed to the caller by result()
+                self._result, self._error = None, e
             self._done.set()
 
-    def result(self) -> RunResult:
-        self._done.wait()               # a signal (Ctrl-C, SIGTERM) interrupts the wait
+    def submit(self, program: Program, run: Any) -> None:
+        self._done.clear()
+        self._jobs.put((program, run))
+
+    def result(self) -> Any:
+        while not self._done.wait(0.25):    # the main thread takes Ctrl-C here too
+            if not self.thread.is_alive():
+                raise RuntimeError("the judge thread ended")
         if self._error is not None:
             raise self._error
-        assert self._result is not None
         return self._result
+
+    def stop(self) -> None:
+        self._jobs.put(None)
 
 
 class RunAhead(Generic[T]):
-    """Iterate ``(tag, program, run)``: ``run`` is None for a program ``skip`` says not to run.
+    """Iterate ``(tag, program, run, judgement)``: ``run`` and ``judgement`` are None for a program
+    ``skip`` says not to run; ``judgement`` is ``judge(program, run)``, or None without ``judge``.
 
-    With ``ahead`` (default: ``target.runs_elsewhere``) the next runnable program is on the
-    target while the caller handles the current one.  Leaving a ``with`` normally waits for a
-    run in flight; leaving it by an exception (an interrupt) does not: the run is abandoned
-    with its thread, and memspec's exit ends the target's processes."""
+    With ``ahead`` (default: ``target.runs_elsewhere``) and a ``judge``, program k+1 runs on the
+    target (on this thread) while program k is judged on the helper thread.  Without, each
+    program is run, then judged, when the caller asks for it: the plain loop.  Leaving early or
+    by an exception (an interrupt) abandons the judgement in progress; no run is ever left in
+    flight, since runs happen on the caller's thread."""
 
     def __init__(self, target: Any, programs: Iterable[tuple[T, Program]],
                  skip: Callable[[Program], bool] = lambda p: False, observe: str = "end",
-                 ahead: bool | None = None) -> None:
-        self._raw = target
-        self._lock = threading.Lock()
-        self.target = _Held(target, self._lock)
+                 ahead: bool | None = None, judge: Callable[[Program, Any], Any] | None = None) -> None:
+        self.target = target
         self._programs = iter(programs)
         self._skip = skip
         self._observe = observe
-        self.ahead = bool(getattr(target, "runs_elsewhere", False)) if ahead is None else ahead
-        self._inflight: _InFlight | None = None
+        self._judge_fn = judge
+        self.ahead = (bool(getattr(target, "runs_elsewhere", False)) if ahead is None else ahead) and judge is not None
+        self._helper: _Judge | None = None
 
-    def _run(self, program: Program) -> RunResult:
-        with self._lock:
-            return self._raw.run(program, observe=self._observe)
-
-    def _next(self) -> tuple[T, Program, _InFlight | RunResult | None] | None:
+    def _next(self) -> tuple[T, Program, Any] | None:
         for tag, program in self._programs:
             if self._skip(program):
                 return tag, program, None
-            if not self.ahead:
-                return tag, program, self._run(program)
-            self._inflight = _InFlight(lambda: self._run(program))
-            return tag, program, self._inflight
+            return tag, program, self.target.run(program, observe=self._observe)
         return None
 
-    def __iter__(self) -> Iterator[tuple[T, Program, RunResult | None]]:
-        if not self.ahead:                   # the plain loop: run, hand over, then the next
+    def _judged(self, program: Program, run: Any) -> Any:
+        return None if self._judge_fn is None or run is None else self._judge_fn(program, run)
+
+    def __iter__(self) -> Iterator[tuple[T, Program, Any, Any]]:
+        if not self.ahead:                   # the plain loop: run, judge, hand over, then the next
             while (item := self._next()) is not None:
-                yield item                   # type: ignore[misc]
+                tag, program, run = item
+                yield tag, program, run, self._judged(program, run)
             return
         pending = self._next()
+        first = True
         while pending is not None:
             tag, program, run = pending
-            result = run.result() if isinstance(run, _InFlight) else run
-            pending = self._next()           # the next program starts before this one is judged
-            yield tag, program, result
+            if run is None:
+                pending = self._next()
+                yield tag, program, None, None
+                continue
+            if first:
+                # the first judgement on this thread: the judge's lazy imports and caches are made
+                # here, not on the helper while a child is forked
+                first = False
+                judgement = self._judged(program, run)
+                pending = self._next()
+                yield tag, program, run, judgement
+                continue
+            if self._helper is None:
+                self._helper = _Judge(self._judge_fn)    # type: ignore[arg-type]
+            self._helper.submit(program, run)
+            pending = self._next()           # the next program runs while this one is judged
+            yield tag, program, run, self._helper.result()
 
-    def close(self, wait: bool = True) -> None:
-        """Stop; with ``wait``, after the run in flight has ended."""
-        inflight, self._inflight = self._inflight, None
+    def close(self) -> None:
+        """Stop: no program after this one runs; the helper thread ends."""
         self._programs = iter(())
-        if wait and inflight is not None:
-            inflight.thread.join()
+        helper, self._helper = self._helper, None
+        if helper is not None:
+            helper.stop()
 
     def __enter__(self) -> "RunAhead[T]":
         return self
 
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        self.close(wait=exc_type is None)
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["RunAhead"]

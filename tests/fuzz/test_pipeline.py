@@ -1,9 +1,14 @@
-"""fuzz/pipeline.RunAhead: the next program runs while this one is judged, with the plain loop's
-order and results, the target used by one thread at a time, and skipped programs never run."""
+"""fuzz/pipeline.RunAhead: program k is judged while program k+1 runs, with the plain loop's order
+and results; the target is only ever used on the caller's thread (a child is never forked from
+another); the judge's thread never takes Ctrl-C or SIGTERM, so the caller is interrupted at once;
+skipped programs are never run."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 
 import pytest
 
@@ -17,136 +22,140 @@ def _programs(n: int):
             for i in range(n)]
 
 
-class Recorder:
-    """A fake target: answers each program with its length, records who ran what, and fails
-    the test if two runs are ever in flight at once."""
+def _length(program) -> int:
+    return program.calls[0].args[1].value
 
-    def __init__(self, runs_elsewhere: bool, gate: dict[int, threading.Event] | None = None) -> None:
+
+class Recorder:
+    """A fake target: answers each program with its length, records on which thread it ran what."""
+
+    def __init__(self, runs_elsewhere: bool) -> None:
         self.runs_elsewhere = runs_elsewhere
         self.started: dict[int, threading.Event] = {}
         self.threads: list[str] = []
         self.ran: list[int] = []
-        self.inside = 0
-        self.overlapped = False
-        self.gate = gate or {}
-        self._mu = threading.Lock()
 
     def run(self, program, observe="end"):
-        length = program.calls[0].args[1].value
-        with self._mu:
-            self.inside += 1
-            self.overlapped |= self.inside > 1
-        self.started.setdefault(length, threading.Event()).set()
-        if length in self.gate:
-            self.gate[length].wait(5)
+        length = _length(program)
         self.threads.append(threading.current_thread().name)
         self.ran.append(length)
-        with self._mu:
-            self.inside -= 1
+        self.started.setdefault(length, threading.Event()).set()
         return RunResult((Outcome(value=length),), ())
 
-    def facts(self):
-        return {"answer": 42}
+
+def _judge(program, run):
+    return ("judged", _length(program), run.outcomes[0].value, threading.current_thread().name)
 
 
 @pytest.mark.parametrize("elsewhere", [True, False])
 def test_same_order_and_results_as_the_plain_loop(elsewhere):
-    t = Recorder(elsewhere)
-    progs = _programs(6)
-    with RunAhead(t, progs) as ra:
-        got = [(tag, run.outcomes[0].value) for tag, _p, run in ra]
-    assert got == [(f"p{i}", 4096 * (i + 1)) for i in range(6)]
-    assert t.ran == [4096 * (i + 1) for i in range(6)]
-    assert not t.overlapped
-    # in-process targets run in the caller's thread; the others in the run-ahead thread
-    assert all(name.startswith("memspec-run-ahead") == elsewhere for name in t.threads)
+    got = {}
+    for ahead in (True, False):
+        t = Recorder(elsewhere)
+        with RunAhead(t, _programs(6), judge=_judge, ahead=ahead and elsewhere) as ra:
+            got[ahead] = [(tag, run.outcomes[0].value, j[:3]) for tag, _p, run, j in ra]
+        assert t.ran == [4096 * (i + 1) for i in range(6)]
+        # every run on the caller's thread, whatever the mode
+        assert set(t.threads) == {threading.current_thread().name}
+    assert got[True] == got[False] == [(f"p{i}", 4096 * (i + 1), ("judged", 4096 * (i + 1), 4096 * (i + 1)))
+                                       for i in range(6)]
 
 
-def test_the_next_program_runs_while_this_one_is_handled():
+def test_program_k_is_judged_while_program_k_plus_1_runs():
     t = Recorder(True)
-    progs = _programs(4)
-    with RunAhead(t, progs) as ra:
-        for i, (_tag, _p, _run) in enumerate(ra):
-            if i + 1 < len(progs):
-                # still handling program i: program i + 1 is already on the target
-                assert t.started.setdefault(4096 * (i + 2), threading.Event()).wait(5), f"program {i + 1} did not start"
+    seen = []
+
+    def judge(program, run):
+        # judging program k: program k + 1 starts on the target meanwhile (the first is judged
+        # on the caller's thread, before anything runs beside it)
+        k = _length(program) // 4096 - 1
+        if 1 <= k < 4:
+            seen.append(t.started.setdefault(4096 * (k + 2), threading.Event()).wait(5))
+        return threading.current_thread().name
+
+    with RunAhead(t, _programs(5), judge=judge) as ra:
+        names = [j for _tag, _p, _run, j in ra]
+    assert seen == [True, True, True]            # programs 1..3 (program 4 is the last: nothing after it)
+    assert names[0] == threading.current_thread().name
+    assert all(n == "memspec-judge" for n in names[1:])
 
 
 def test_plain_loop_when_not_ahead():
+    for kw in ({"ahead": False, "judge": _judge}, {}):       # asked for, or nothing to judge beside the run
+        t = Recorder(True)
+        with RunAhead(t, _programs(3), **kw) as ra:
+            assert ra.ahead is False
+            for i, _ in enumerate(ra):
+                assert 4096 * (i + 2) not in t.started     # nothing runs before the caller asks for it
+
+
+def test_skipped_programs_are_never_run_nor_judged():
     t = Recorder(True)
-    progs = _programs(3)
-    with RunAhead(t, progs, ahead=False) as ra:
-        for i, _ in enumerate(ra):
-            # nothing runs before the caller asks for it
-            assert 4096 * (i + 2) not in t.started
+    judged = []
+    with RunAhead(t, _programs(5), skip=lambda p: _length(p) in (8192, 16384),
+                  judge=lambda p, r: judged.append(_length(p)) or _length(p)) as ra:
+        got = [(tag, run, j) for tag, _p, run, j in ra]
+    assert [tag for tag, run, j in got if run is None and j is None] == ["p1", "p3"]
+    assert t.ran == judged == [4096, 12288, 20480]
 
 
-def test_skipped_programs_are_never_run():
-    t = Recorder(True)
-    progs = _programs(5)
-    skip = {"p1", "p3"}
-    with RunAhead(t, progs, skip=lambda p: p.calls[0].args[1].value in (8192, 16384)) as ra:
-        got = [(tag, run) for tag, _p, run in ra]
-    assert [tag for tag, run in got if run is None] == sorted(skip)
-    assert t.ran == [4096, 12288, 20480]
-
-
-def test_the_held_target_waits_for_the_run_in_flight():
-    gate = {8192: threading.Event()}
-    t = Recorder(True, gate)
-    progs = _programs(3)
-    with RunAhead(t, progs) as ra:
-        it = iter(ra)
-        next(it)                       # program 0 judged; program 1 is on the target and held by the gate
-        assert t.started.setdefault(8192, threading.Event()).wait(5)
-        done = threading.Event()
-
-        def rerun():
-            ra.target.run(progs[0][1])     # e.g. confirming program 0's failure
-            done.set()
-        th = threading.Thread(target=rerun)
-        th.start()
-        assert not done.wait(0.2), "the held target ran beside the run in flight"
-        gate[8192].set()
-        assert done.wait(5)
-        th.join()
-        assert ra.target.facts() == {"answer": 42}
-        list(it)
-    assert not t.overlapped
-    assert t.ran == [4096, 8192, 4096, 12288]
-
-
-def test_leaving_early_waits_for_the_run_in_flight():
-    gate = {8192: threading.Event()}
-    t = Recorder(True, gate)
-    ra = RunAhead(t, _programs(4))
-    for _ in ra:
-        break                          # program 1 is in flight
-    threading.Timer(0.1, gate[8192].set).start()
-    ra.close()
-    assert t.ran == [4096, 8192]       # finished, and nothing after it started
-
-
-def test_an_error_in_the_run_reaches_the_caller():
+def test_errors_of_the_run_and_of_the_judge_reach_the_caller():
     class Broken(Recorder):
         def run(self, program, observe="end"):
             raise RuntimeError("target exploded")
-    with RunAhead(Broken(True), _programs(2)) as ra:
+    with RunAhead(Broken(True), _programs(2), judge=_judge) as ra:
         with pytest.raises(RuntimeError, match="exploded"):
             list(ra)
 
+    def bad_judge(program, run):
+        if _length(program) == 8192:
+            raise ValueError("judge exploded")
+        return 1
+    with RunAhead(Recorder(True), _programs(3), judge=bad_judge) as ra:
+        it = iter(ra)
+        next(it)
+        with pytest.raises(ValueError, match="judge exploded"):
+            next(it)
 
-def test_leaving_by_an_interrupt_does_not_wait_for_the_run_in_flight():
-    gate = {8192: threading.Event()}
-    t = Recorder(True, gate)
-    with pytest.raises(KeyboardInterrupt):
-        with RunAhead(t, _programs(4)) as ra:
-            for _ in ra:
-                assert t.started.setdefault(8192, threading.Event()).wait(5)
-                inflight = ra._inflight
-                raise KeyboardInterrupt          # program 1 is still held by the gate
-    # the harness went on (to write its partial report) with the run still in flight
-    assert inflight is not None and inflight.thread.is_alive() and inflight.thread.daemon
-    gate[8192].set()
-    inflight.thread.join(5)
-    assert t.ran == [4096, 8192]                 # and nothing after it was started
+
+def test_the_judge_thread_blocks_the_stop_signals():
+    masks = []
+
+    def judge(program, run):
+        masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        return 0
+    with RunAhead(Recorder(True), _programs(3), judge=judge) as ra:
+        list(ra)
+    assert signal.SIGINT not in masks[0] and signal.SIGTERM not in masks[0]      # the caller's thread
+    assert all({signal.SIGINT, signal.SIGTERM} <= m for m in masks[1:]), masks   # the helper's
+
+
+class _Stopped(Exception):
+    pass
+
+
+def test_a_stop_signal_interrupts_the_caller_at_once_while_a_judgement_is_slow():
+    # SIGTERM sent to the process lands on the caller's thread (the helper blocks it), which was
+    # waiting for the judge: it is interrupted at once, not when the judgement ends
+    gate = threading.Event()
+
+    def judge(program, run):
+        if _length(program) == 8192:
+            gate.wait(20)
+        return 0
+
+    def stop(signum, frame):
+        raise _Stopped()
+    old = signal.signal(signal.SIGTERM, stop)
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(_Stopped):
+            with RunAhead(Recorder(True), _programs(4), judge=judge) as ra:
+                timer.start()
+                list(ra)
+        assert time.monotonic() - t0 < 5
+    finally:
+        timer.cancel()
+        gate.set()
+        signal.signal(signal.SIGTERM, old)
