@@ -88,6 +88,7 @@ def _agree(agent, linux, programs):
     return same, refused, differ
 
 
+@pytest.mark.slow   # the suite and 300 random programs on two targets: ~30 s
 def test_agent_agrees_with_linux_on_the_suite_and_random_programs(agent, linux):
     programs = list(suite_programs("os")) + list(random_programs("os", 80, 11, agent.calls, agent.facts()))
     same, refused, differ = _agree(agent, linux, programs)

@@ -136,6 +136,7 @@ def machine_result(tmp_path: Path, name: str, target: str, seed: int, examples: 
     return t["machine"]["result"]
 
 
+@pytest.mark.slow   # two check runs against a redis server: ~25 s
 def test_a_failure_one_runner_finds_is_replayed_first_by_another(tmp_path: Path, redis_url: str, redis_client) -> None:
     f = tmp_path / "rare_bug.py"
     f.write_text(RARE_BUG)

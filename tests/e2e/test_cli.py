@@ -23,6 +23,7 @@ def report(out: str) -> dict:
         return json.load(f)
 
 
+@pytest.mark.slow   # a whole check of the kernel: ~25 s
 def test_check_linux_passes_with_30_clauses(memspec_cli, tmp_path) -> None:
     out = str(tmp_path / "out")
     r = memspec_cli("check", "--target", "linux", "--programs", "60", "--machine-examples", "5", "--out", out, "-q")

@@ -21,6 +21,8 @@ from ..conftest import missing_peer
 
 from .cdp import Browser
 
+pytestmark = pytest.mark.slow   # starts a headless browser
+
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = ROOT / "tests" / "broken" / "broken_server.py"
 
