@@ -4,13 +4,19 @@ One run drives both halves of the layer through one session:
 
 * **EPT/NPT** -- a guest (EPT, or NPT if the target lacks ``set_epte``) whose nested
   stage maps guest-physical pages 0x10..0x17 (its page tables) and 0x100..0x10F
-  (data) to host frames; rules change a nested leaf's frame and rights with or
-  without INVEPT, change guest leaves, access as the guest (read/write/fetch, CPL 0
-  and 3), boot a second guest with a disjoint nested stage and switch between the
-  two, read guest and nested entries back;
+  (data) to host frames; rules change a nested leaf of either guest (frame and rights)
+  with or without INVEPT, change guest leaves, access as the guest (read/write/fetch,
+  CPL 0 and 3), boot a second guest with a disjoint nested stage and enter either,
+  read guest and nested entries back;
 * **KPTI** -- a kernel booted with KPTI and PCID on or off; rules enter and leave
-  syscalls, switch processes, map user pages, access from user and kernel mode,
-  read the flush counters.
+  syscalls, switch to new processes and back to earlier ones, map user pages, access
+  them (and kernel pages, the trampoline, unmapped user pages) from user and kernel
+  mode, read the flush counters.
+
+What the rules refer back to lives in Hypothesis bundles, as in ``specs/machine_phys.py``:
+the booted guests (a nested leaf is a guest of the bundle and a guest-physical page of
+the fixed layout), the guest not booted yet (consumed by its boot), the processes switched
+to, and the user pages mapped (pid, address), which later accesses take again.
 
 Every step is judged by the model at once (clause named) and then adopted; after
 every step the model's laws run, each its own invariant: ``guests_isolated``, ``guest_confined``,
@@ -23,10 +29,10 @@ so far (Hypothesis shrinks it), expected vs observed, and a replay hint.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import hypothesis.strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, multiple, precondition, rule
 
 from hypothesis.control import note
 
@@ -58,8 +64,16 @@ LAWS = {
     "no_stale_translation_across_processes": lambda cid: cid == "linux.pti.pcid-flush-on-reuse",
     "kernel_and_user_pcids_distinct": lambda cid: cid == "linux.pti.pcid-distinct",
 }
-TWO_D_RULES = ("boot_guest", "guest_access", "change_nested_leaf", "change_guest_leaf", "read_back", "invept_all",
-               "second_guest_or_switch")
+TWO_D_RULES = ("boot_guest", "guests_to_boot", "guest_access", "change_nested_leaf", "change_guest_leaf", "read_back",
+               "invept_all", "boot_second_guest", "enter_guest")
+
+KPTI_RULES = ("kpti_boot", "access_now", "access_user_page", "syscall", "switch", "switch_back", "map_user", "counters")
+
+
+class UserPage(NamedTuple):
+    """A KPTI user page: the process it was mapped in and its address."""
+    pid: int
+    addr: int
 
 
 def _hex(v: int) -> Int:
@@ -87,6 +101,11 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
     unsupported_steps: dict[str, int] = {}      # clause -> steps the target refused to run (as in machine_hw)
 
     class VirtMachine(RuleBasedStateMachine):
+        guests = Bundle("guests")            # booted guests, by number
+        unbooted = Bundle("unbooted")        # guests not booted yet
+        procs = Bundle("procs")              # KPTI processes switched to, by pid
+        user_pages = Bundle("user_pages")    # KPTI user pages mapped
+
         def __init__(self) -> None:
             super().__init__()
             try:
@@ -98,17 +117,17 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             self.stepper = Stepper(self.model, self.session, note, unsupported_steps)
             self.calls = self.stepper.calls
             self.ept = ept_ok
-            self.booted: list[int] = []
             self.cur = 0
             self.kpti_on = False
             self.in_kernel = False
+            self.pid = 1
 
         def _do(self, name: str, *args: Int | Flags, result: bool = False) -> None:
             call = Call(name, tuple(args), f"v{len(self.calls)}" if result else None)
             values = tuple(_value(a) for a in args)
             self.stepper.step(call, values)
 
-        # -- set-up: guest 0 ----------------------------------------------------------------
+        # -- booting a guest ----------------------------------------------------------------
 
         def _nested(self, g: int) -> None:
             root = EPT_ROOTS[g]
@@ -120,7 +139,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             for p in GPAGES:
                 self._do(setter, _hex(root + 0x3000), Int(p & 0x1FF), _hex(HOST[g] + 0x1000 * p), Flags(leaf))
 
-        def _guest(self, g: int) -> None:
+        def _guest(self, g: int) -> int:
             kind = "VM_EPT" if self.ept else "VM_NPT"
             eptp = Flags(("EPTP_WB", "EPTP_WL4")) if self.ept else Int(0)
             self._do("vm_boot", Int(g), Flags((kind,)), _hex(EPT_ROOTS[g]), eptp, _hex(0x10000),
@@ -129,28 +148,47 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
                 self._do("set_gpte", _hex(t), Int(0), _hex(nxt), Flags(NPT_UPPER))
             for i in range(8):
                 self._do("set_gpte", _hex(0x13000), Int(i), _hex(0x100000 + 0x1000 * i), Flags(NPT_UPPER))
-            self.booted.append(g)
             self.cur = g
+            return g
 
-        @initialize()
-        def boot_guest(self) -> None:
+        @initialize(target=guests)
+        def boot_guest(self):
             self._nested(0)
-            self._guest(0)
+            return self._guest(0)
+
+        @initialize(target=unbooted)
+        def guests_to_boot(self):
+            """The guest a rule may still boot: an entry of the bundle, not a step (it makes no call)."""
+            return multiple(1)
+
+        @needs("vm_enter")      # booted only where the run can come back to the first guest
+        @rule(target=guests, g=consumes(unbooted))
+        def boot_second_guest(self, g: int):
+            """A second guest, with a nested stage disjoint from the first's; it runs from its boot on."""
+            self._nested(g)
+            return self._guest(g)
+
+        @needs("vm_enter")
+        @rule(g=guests)
+        def enter_guest(self, g: int) -> None:
+            self.cur = g
+            self._do("vm_enter", Int(g))
 
         # -- two-dimensional rules ----------------------------------------------------------
 
         @needs("vm_access")
-        @precondition(lambda self: bool(self.booted))
         @rule(page=st.integers(0, 7), op=st.sampled_from(["ACC_READ", "ACC_READ", "ACC_WRITE", "ACC_EXEC"]),
               cpl=st.sampled_from([0, 3]), offset=st.integers(0, 3))
         def guest_access(self, page: int, op: str, cpl: int, offset: int) -> None:
+            """An access in the running guest, to a page of its fixed layout (guest leaves 0..7)."""
             self._do("vm_access", _hex(0x1000 * page + 8 * offset), Flags((op,)), Int(cpl), result=op != "ACC_EXEC")
 
         @needs("invept")
-        @precondition(lambda self: bool(self.booted))
-        @rule(p=st.sampled_from(GPAGES), frame=st.integers(0, 0x3F), data=st.data(), invalidate=st.booleans())
-        def change_nested_leaf(self, p: int, frame: int, data: Any, invalidate: bool) -> None:
-            g = self.cur
+        @rule(g=guests, p=st.sampled_from(GPAGES), frame=st.integers(0, 0x3F), data=st.data(),
+              invalidate=st.booleans())
+        def change_nested_leaf(self, g: int, p: int, frame: int, data: Any, invalidate: bool) -> None:
+            """A nested leaf of guest ``g`` (running or not) gets a new frame and rights; INVEPT of that
+            guest's EPTP or not."""
             root = EPT_ROOTS[g]
             leaf = gen_virt.nested_leaf(DrawChooser(data), self.ept, False)
             self._do("set_epte" if self.ept else "set_npte", _hex(root + 0x3000), Int(p & 0x1FF),
@@ -159,55 +197,57 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
                 self._do("invept", Flags(("INVEPT_SINGLE",)), _hex(root))
 
         @needs("set_gpte")
-        @precondition(lambda self: bool(self.booted))
         @rule(i=st.integers(0, 7), k=st.integers(0, 15), data=st.data())
         def change_guest_leaf(self, i: int, k: int, data: Any) -> None:
+            """A leaf of the running guest's page table (its fixed layout) gets a new page and rights."""
             self._do("set_gpte", _hex(0x13000), Int(i), _hex(0x100000 + 0x1000 * k),
                      Flags(gen_virt.guest_leaf(DrawChooser(data))))
 
         @needs("read_epte", "read_gpte")
-        @precondition(lambda self: bool(self.booted))
-        @rule(i=st.integers(0, 7), nested=st.booleans())
-        def read_back(self, i: int, nested: bool) -> None:
+        @rule(g=guests, i=st.integers(0, 7), nested=st.booleans())
+        def read_back(self, g: int, i: int, nested: bool) -> None:
+            """A nested leaf of guest ``g``, or a leaf of the running guest's page table, read back."""
             if nested:
-                self._do("read_epte", _hex(EPT_ROOTS[self.cur] + 0x3000), Int(0x100 + i), result=True)
+                self._do("read_epte", _hex(EPT_ROOTS[g] + 0x3000), Int(0x100 + i), result=True)
             else:
                 self._do("read_gpte", _hex(0x13000), Int(i), result=True)
 
         @needs("invept")
-        @precondition(lambda self: bool(self.booted))
         @rule()
         def invept_all(self) -> None:
             self._do("invept", Flags(("INVEPT_ALL",)), Int(0))
 
-        @needs("vm_enter")
-        @precondition(lambda self: bool(self.booted))
-        @rule()
-        def second_guest_or_switch(self) -> None:
-            if 1 not in self.booted:
-                self._nested(1)
-                self._guest(1)
-            else:
-                self.cur = 1 - self.cur
-                self._do("vm_enter", Int(self.cur))
-
         # -- KPTI rules ---------------------------------------------------------------------------
+        # The kernel boots once (a second boot would leave the processes and pages of the bundles
+        # behind); the mode rules follow the CPU's state (a flag, not a collection of things).
 
         @needs("kpti_boot", "kpti_map")
         @precondition(lambda self: not self.kpti_on)
-        @rule(mode=st.sampled_from([("KPTI_ON", "KPTI_PCID"), ("KPTI_ON",), ("KPTI_PCID",), ("KPTI_OFF",)]))
-        def kpti_boot(self, mode: tuple[str, ...]) -> None:
+        @rule(target=procs,
+              mode=st.sampled_from([("KPTI_ON", "KPTI_PCID"), ("KPTI_ON",), ("KPTI_PCID",), ("KPTI_OFF",)]))
+        def kpti_boot(self, mode: tuple[str, ...]):
+            """Boot the kernel; it runs process 1 (model/kpti.py ``reset``)."""
             self._do("kpti_boot", Flags(mode))
             for i, a in enumerate(KERNEL_PAGES):
                 self._do("kpti_map", _hex(a), _hex(0x1000000 + 0x1000 * i), Flags(("KMAP_KERNEL",)))
             self._do("kpti_map", _hex(TRAMPOLINE), _hex(0x2000000), Flags(("KMAP_TRAMPOLINE",)))
-            self.kpti_on, self.in_kernel = True, False
+            self.kpti_on, self.in_kernel, self.pid = True, False, 1
+            return 1
 
         @needs("kernel_access", "user_access")
         @precondition(lambda self: self.kpti_on)
         @rule(addr=st.sampled_from(USER_PAGES + KERNEL_PAGES + (TRAMPOLINE,)))
         def access_now(self, addr: int) -> None:
+            """An access, in the current mode, to any page of the layout (mapped here or not)."""
             self._do("kernel_access" if self.in_kernel else "user_access", _hex(addr), result=True)
+
+        @needs("kernel_access", "user_access")
+        @precondition(lambda self: self.kpti_on)
+        @rule(page=user_pages)
+        def access_user_page(self, page: UserPage) -> None:
+            """An access, in the current mode and process, to a user page mapped earlier (perhaps in
+            another process: then it must not be reached)."""
+            self._do("kernel_access" if self.in_kernel else "user_access", _hex(page.addr), result=True)
 
         @needs("syscall_enter", "syscall_exit")
         @precondition(lambda self: self.kpti_on)
@@ -218,15 +258,28 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
 
         @needs("context_switch")
         @precondition(lambda self: self.kpti_on and self.in_kernel)
-        @rule(pid=st.integers(1, 8))
-        def switch(self, pid: int) -> None:
+        @rule(target=procs, pid=st.integers(1, 8))
+        def switch(self, pid: int):
+            """Switch to a process (new, or one switched to before: a pid is one of 1..8)."""
             self._do("context_switch", Int(pid))
+            self.pid = pid
+            return pid
+
+        @needs("context_switch")
+        @precondition(lambda self: self.kpti_on and self.in_kernel)
+        @rule(pid=procs)
+        def switch_back(self, pid: int) -> None:
+            """Switch back to a process that ran before (its PCID may have gone to another meanwhile)."""
+            self._do("context_switch", Int(pid))
+            self.pid = pid
 
         @needs("kpti_map")
         @precondition(lambda self: self.kpti_on)
-        @rule(addr=st.sampled_from(USER_PAGES), frame=st.integers(0, 15))
-        def map_user(self, addr: int, frame: int) -> None:
+        @rule(target=user_pages, addr=st.sampled_from(USER_PAGES), frame=st.integers(0, 15))
+        def map_user(self, addr: int, frame: int):
+            """Map (or map again) a user page of the current process."""
             self._do("kpti_map", _hex(addr), _hex(0x3000000 + 0x1000 * frame), Flags(("KMAP_USER",)))
+            return UserPage(self.pid, addr)
 
         @needs("kpti_stat")
         @precondition(lambda self: self.kpti_on)
@@ -239,7 +292,9 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
 
     # without vm_boot no guest runs: every two-dimensional rule goes (each also goes without its own calls)
     two_d_ok = calls is None or "vm_boot" in calls and ("set_epte" in calls or "set_npte" in calls)
-    remove_unrunnable(VirtMachine, calls, also=() if two_d_ok else TWO_D_RULES)
+    # without kpti_boot no KPTI kernel runs: every KPTI rule goes (each also goes without its own calls)
+    kpti_ok = calls is None or "kpti_boot" in calls
+    remove_unrunnable(VirtMachine, calls, also=(() if two_d_ok else TWO_D_RULES) + (() if kpti_ok else KPTI_RULES))
     law_invariants(VirtMachine, LAWS)
     VirtMachine.__name__ = f"VirtMachine_{getattr(target, 'name', 'target')}"
     VirtMachine.unsupported_steps = unsupported_steps     # type: ignore[attr-defined]
