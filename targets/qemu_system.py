@@ -445,8 +445,7 @@ class TestKernelTarget(Target):
         f = self.features
         out = [text for key, text in names.items() if not f[key]]
         out += ["the A20 gate (SEG_REAL: real-address mode with A20 masked)",
-                "segmentation outside 64-bit mode (SEG_REAL_A20, SEG_PROTECTED: refused by the test kernel)",
-                "segment-register loads at CPL 1..3 (refused by the test kernel)"]
+                "segmentation outside 64-bit mode (SEG_REAL_A20, SEG_PROTECTED: refused by the test kernel)"]
         if f["maxphyaddr"] < 52:
             out.append(f"MAXPHYADDR = 52 (this CPU has {f['maxphyaddr']}: bits 51:{f['maxphyaddr']} are reserved instead)")
         return out

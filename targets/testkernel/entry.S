@@ -256,6 +256,7 @@ isr_common:
         addq $16, %rsp
         iretq
 1:      movq %rax, g_fault_rax(%rip)
+        movq %rsp, g_fault_rsp(%rip)    /* which stack the CPU delivered on */
         movq (%rsp), %rax
         movq %rax, g_fault_vec(%rip)
         movq 8(%rsp), %rax
@@ -460,6 +461,14 @@ user_write:
         int $0x81
 user_fetch:                             /* a jump at CPL 3 (non-canonical targets: #GP here) */
         jmpq *%rdi
+/* The segmentation unit's loads at CPL 1..3 (kernel.c seg_command 'L'): MOV Sreg N, r16 at
+ * the ring seg_op_ring entered, then back through INT 0x81. */
+        .irp n, 0, 1, 2, 3, 4, 5
+seg_user_load_\n:
+        movl %edi, %eax
+        .byte 0x8e, 0xc0 | (\n << 3)
+        int $0x81
+        .endr
         .globl gu_read, gu_write
 gu_read:
         movq (%rdi), %rax
@@ -497,6 +506,19 @@ seg_env_enter:
         movw %ax, %ss
         movq $0xC8, g_data_sel(%rip)
         retq
+/* seg_op_ring(rip, selector, cpl): IRETQ to rip at CPL cpl on the unit's ring descriptors
+ * (GDT 30: 64-bit code, 31: data, both of DPL cpl; written by kernel.c for the probe) */
+        .globl seg_op_ring
+seg_op_ring:
+        leaq (31 << 3)(%rdx), %rcx
+        pushq %rcx                      /* SS */
+        pushq seg_ring_rsp(%rip)        /* RSP: a stack of the kernel's (the stub uses none) */
+        pushq $2                        /* RFLAGS: IF = 0 */
+        leaq (30 << 3)(%rdx), %rcx
+        pushq %rcx                      /* CS */
+        pushq %rdi                      /* RIP */
+        movq %rsi, %rdi
+        iretq
 seg_env_exit:
         lgdt (%rdi)
         lidt (%rsi)
@@ -607,7 +629,9 @@ seg_acc_\n\()_\op\()_\z:
         SEGACC 5, gs, 0xC0000101, rax, 1, 8, xaddq %rbx, %gs:(%rax)
         .section .rodata
         .align 8
-        .globl seg_load_table, seg_acc_table
+        .globl seg_load_table, seg_acc_table, seg_user_load_table
+seg_user_load_table:
+        .quad seg_user_load_0, seg_user_load_1, seg_user_load_2, seg_user_load_3, seg_user_load_4, seg_user_load_5
 seg_load_table:
         .quad seg_load_0, seg_load_1, seg_load_2, seg_load_3, seg_load_4, seg_load_5
 seg_acc_table:                          /* [sreg][op][log2 size] */
@@ -633,8 +657,10 @@ g_fault_err:    .quad 0
 g_fault_rip:    .quad 0
 g_fault_cr2:    .quad 0
 g_fault_rax:    .quad 0
-        .globl g_data_sel, seg_stage
+        .globl g_data_sel, seg_stage, g_fault_rsp, seg_ring_rsp
 seg_stage:      .quad 0
+g_fault_rsp:    .quad 0
+seg_ring_rsp:   .quad 0
         .align 4096
         .space 16384
         .globl stack_top

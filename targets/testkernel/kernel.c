@@ -1075,7 +1075,10 @@ static void sweep_item(u64 *a, int n) {
 #define SEG_KCODE (26 << 3)
 #define SEG_FULL_LIMIT (8 * SEG_ENTRIES - 1)
 #define SEG_LONG 3
-extern u64 seg_load_table[6], seg_acc_table[48];
+extern u64 seg_load_table[6], seg_acc_table[48], seg_user_load_table[6];
+extern char seg_op_ring[];
+extern volatile u64 g_fault_rsp, seg_ring_rsp;
+static u8 seg_ring_stack[4096] __attribute__((aligned(16)));
 extern volatile u64 seg_stage;
 extern void seg_env_enter(void *gdtr, void *idtr), seg_env_exit(void *gdtr, void *idtr);
 static const u64 seg_harness[5] = {
@@ -1089,6 +1092,8 @@ static u64 seg_pd[512] __attribute__((aligned(4096)));
 static struct { u16 limit; u64 base; } __attribute__((packed)) seg_gdtr, seg_idtr, k_gdtr;
 static struct { u64 sel, desc, base; } seg_reg[6];
 static u64 seg_limit, seg_base_now[2];
+#define SEG_RING_CODE 30
+#define SEG_RING_DATA 31
 static int seg_paging;      /* a paging call ran since the reset: the memory is not the pattern any more */
 
 static void seg_reset(void) {
@@ -1177,12 +1182,33 @@ static void seg_command(char cmd, u64 *a, int n) {
         u64 s = a[0], sel = a[1], cpl = a[2];
         if (s > 5 || sel > 0xFFFF || cpl > 3) { reply_e("bad load"); return; }
         if ((why = seg_blocked())) { reply_r(why); return; }
-        if (cpl != 0) { reply_r("segment-register loads at CPL 1..3 are not staged by the test kernel"); return; }
         if (seg_limit < SEG_KCODE + 7) {
             reply_r("a GDT limit below the harness's code descriptor (index 26) leaves no way to deliver an exception");
             return;
         }
-        seg_guarded((void *)seg_load_table[s], sel, 0, 0, seg_limit);
+        if (cpl == 0) {
+            seg_guarded((void *)seg_load_table[s], sel, 0, 0, seg_limit);
+        } else {
+            /* at CPL 1..3: IRETQ to the user page's stub on a code and a data descriptor of that DPL
+             * (slots 30 and 31, written for the probe only), back through INT 0x81 */
+            if (seg_limit < SEG_FULL_LIMIT) {
+                reply_r("a GDT limit below the descriptors of the ring the load runs at (indexes 30, 31)");
+                return;
+            }
+            seg_gdt[SEG_RING_CODE] = 0x00AF9B000000FFFFUL | cpl << 45;
+            seg_gdt[SEG_RING_DATA] = 0x00CF93000000FFFFUL | cpl << 45;
+            seg_ring_rsp = (u64)seg_ring_stack + sizeof seg_ring_stack;
+            seg_guarded(seg_op_ring, seg_user_load_table[s], sel, cpl, seg_limit);
+            seg_gdt[SEG_RING_CODE] = seg_gdt[SEG_RING_DATA] = 0;
+            /* from CPL 1..3 the CPU switches to the TSS's stack (SDM Vol. 3A 6.14.2); a frame on the
+             * ring's own stack means it no longer ran at that CPL (QEMU 7.2 takes a null SS's DPL, 0,
+             * as the CPL: cpu_x86_load_seg_cache): not an answer about the load */
+            if (g_fault_rsp < (u64)isr_stack_top - 4096 || g_fault_rsp >= (u64)isr_stack_top) {
+                reply_r("the way back from the ring arrived without a stack switch: the CPU no longer ran at that CPL");
+                return;
+            }
+            if (g_fault_vec == 0x81) g_fault_vec = (u64)-1;     /* the stub's way back: the load completed */
+        }
         if (g_fault_vec == (u64)-1) {
             /* the hidden part as loaded: the descriptor with the accessed flag the load set, and
              * FS's or GS's base as the CPU holds it (a null load may keep or clear it) */
@@ -1200,7 +1226,14 @@ static void seg_command(char cmd, u64 *a, int n) {
         if (s > 5 || s == 1 || op > 1 || lg < 0) { reply_e("bad access"); return; }
         if ((why = seg_blocked())) { reply_r(why); return; }
         u64 sel = seg_reg[s].sel;
-        if (sel & ~3UL) { seg_gdt[SEG_SCRATCH] = seg_reg[s].desc; sel = SEG_SCRATCH << 3; }
+        /* SS loaded at CPL 1..3 (DPL = that CPL) is reloaded at CPL 0 from a copy of DPL 0, and a null
+         * SS as selector 0: in 64-bit mode neither takes part in an access (SDM Vol. 3A 3.4.4, 5.4.1.1) */
+        if (sel & ~3UL) {
+            seg_gdt[SEG_SCRATCH] = s == 2 ? seg_reg[s].desc & ~(3UL << 45) : seg_reg[s].desc;
+            sel = SEG_SCRATCH << 3;
+        } else if (s == 2) {
+            sel = 0;
+        }
         u64 base = seg_reg[s].base;
 #ifdef MEMSPEC_BROKEN_SEG       /* a deliberately wrong kernel: FS's and GS's bases are lost */
         base = 0;
