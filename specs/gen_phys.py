@@ -66,12 +66,14 @@ def machine_shape(r: Chooser) -> tuple[int, int, int] | None:
     """The arguments of a ``phys_boot`` that starts a program (``BOOT_PERCENT`` of them; None: the target's own
     machine): one or two nodes and a DMA zone of sizes that mostly do not end on a max-order boundary
     (``NODE_SIZES``), rarely (5 %) a shape no machine has (refused: EINVAL)."""
-    if not r.chance(BOOT_PERCENT):
+    # each draw's smallest value is the simplest program (Hypothesis shrinks towards it): no phys_boot, then
+    # a valid shape
+    if r.chance(100 - BOOT_PERCENT):
         return None
     n0 = r.choice(NODE_SIZES) if r.chance(80) else r.integer(1, 16384)
     n1 = 0 if r.chance(30) else r.choice(NODE_SIZES) if r.chance(80) else r.integer(1, 16384)
     dma = min(n0, r.choice(DMA_ZONES) if r.chance(70) else r.choice((n0, n0 - 1, r.integer(0, n0))))
-    if r.chance(5):
+    if not r.chance(95):
         return r.choice(((0, n1, 0), (n0, n1, n0 + 1), (n0, -1, dma)))
     return n0, n1, dma
 
@@ -353,7 +355,8 @@ class PhysGen:
             for _ in range(min(EXHAUST_MAX, m.total >> MAX_ORDER)):
                 big.append(self.name("b"))
                 self.emit("buddy_alloc", Int(MAX_ORDER), Int(-1), Int(0), Flags(("PG_KERNEL",)), result=big[-1])
-        left = max(1, m.total - (len(big) << MAX_ORDER))
+        # what is left is at least one max-order block's worth (the reserved frame splits one of them)
+        left = m.total - (max(len(big) - 1, 0) << MAX_ORDER)
         # areas of a share of the frames left: the last ones fail for want of frames
         size = PAGE * max(1, -(-left // r.choice((3, 4, 8, 16))))
         names = []
