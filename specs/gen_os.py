@@ -57,7 +57,7 @@ STEPS = [(24, "mmap"), (8, "munmap"), (10, "mprotect"), (16, "load"), (16, "stor
          (4, "fork"), (2, "exit"), (4, "file"), (4, "mremap"), (8, "madvise"), (2, "msync"),
          (3, "mincore"), (3, "mlock"), (2, "munlock"), (1, "mlockall"), (1, "munlockall"),
          (2, "ftruncate"), (1, "close"), (2, "shm_unlink"), (2, "pfn_of"), (2, "minflt"), (1, "majflt"),
-         (1, "thp_mapped"), (1, "get_node"), (1, "mbind"), (1, "drop_privileges"),
+         (1, "thp_mapped"), (1, "get_node"), (2, "mbind"), (1, "drop_privileges"),
          (1, "set_memlock_limit"), (2, "memory_limit"), (1, "set_swappiness"), (2, "reclaim"),
          (1, "tick"), (1, "wss"), (1, "oom"), (1, "khugepaged"), (FORK_SCENARIO_WEIGHT, "fork-scenario"),
          (3, "pread"), (3, "pwrite"), (2, "read"), (2, "write"), (2, "lseek"), (3, "mseal"),
@@ -66,10 +66,10 @@ STEPS = [(24, "mmap"), (8, "munmap"), (10, "mprotect"), (16, "load"), (16, "stor
 FORK_CHANGES = [(40, "store"), (20, "mprotect"), (12, "madvise"), (8, "munmap"), (20, "load")]
 # what a file scenario does to its file, by weight (each step names the calls it needs in FILE_NEEDS)
 FILE_OPS = [(20, "store"), (20, "pwrite"), (14, "pread"), (14, "load"), (8, "write-read"), (6, "lseek"),
-            (6, "msync"), (6, "ftruncate"), (4, "fork"), (4, "madvise")]
+            (6, "msync"), (6, "ftruncate"), (4, "fork"), (4, "madvise"), (3, "close")]
 FILE_NEEDS = {"store": ("store",), "pwrite": ("pwrite",), "pread": ("pread",), "load": ("load",),
               "write-read": ("lseek", "write", "read"), "lseek": ("lseek",), "msync": ("msync",),
-              "ftruncate": ("ftruncate",), "fork": ("fork",), "madvise": ("madvise",)}
+              "ftruncate": ("ftruncate",), "fork": ("fork",), "madvise": ("madvise",), "close": ("close",)}
 # what meets a sealed range, by weight: the calls mseal forbids, and some it allows
 SEAL_OPS = [(14, "munmap"), (14, "mprotect"), (14, "mremap"), (10, "mmap-fixed"), (16, "madvise"), (4, "mseal"),
             (10, "store"), (6, "fork"), (4, "mlock")]
@@ -455,6 +455,10 @@ class OsGen:
             elif what == "ftruncate":
                 c(Call("ftruncate", (Ref(fd), _hex(PAGE * r.integer(0, span) + r.choice([0, 0, 100]))), None, side))
                 self.read_back(Ref(base), _hex(span * PAGE), None, side, always=True)
+            elif what == "close":
+                # one side lets go of the descriptor: the file stays open in the other and mapped in both
+                c(Call("close", (Ref(fd),), None, side))
+                self.fd_procs[fd].discard(side)
             elif what == "fork":
                 if len(sides) == 1 and len(self.procs) < 2:
                     self.n_procs += 1
@@ -804,6 +808,14 @@ class OsGen:
             addr, room = self.addr_and_room()
             length, adv = self.madvise_args(room, proc)
             c(Call("madvise", (addr, length, adv), None, proc))
+            if adv == Flags(("MADV_GUARD_INSTALL",)) and room is None and 0 < length.value <= 8 * PAGE \
+                    and all(self.ok(n) for n in ("munmap", "mmap")) and r.chance(50):
+                # the markers go with the mapping: a new mapping there reads zeros, not SIGSEGV
+                c(Call("munmap", (addr, length), None, proc))
+                c(Call("mmap", (addr, length, Flags(("PROT_READ", "PROT_WRITE")),
+                                Flags(("MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_FIXED")), Int(-1), Int(0)), self.name(), proc))
+                self.read_back(addr, length, room, proc, always=True)
+                return True
             self.read_back(addr, length, room, proc)
             return True
         if what == "msync":
@@ -846,7 +858,7 @@ class OsGen:
                                                  "MPOL_LOCAL"]),))
             if r.chance(25):
                 mode = Int(r.choice([5, 6, 7]))      # MPOL_PREFERRED_MANY, MPOL_WEIGHTED_INTERLEAVE, past MPOL_MAX
-            c(Call("mbind", (addr, self.length(room), mode, Int(r.choice([0, 1, 1, 2, 3]))), None, proc))
+            c(Call("mbind", (addr, self.length(room), mode, Int(r.choice([0, 1, 1, 2, 2, 3]))), None, proc))
             return True
         if what == "drop_privileges":
             if proc is not None and proc not in self.dropped:
