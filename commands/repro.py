@@ -39,8 +39,10 @@ from typing import Any
 
 from memspec.consts import SANDBOX_WINDOW
 from memspec.errors import TargetError, UsageError
-from memspec.program import Program, Ref, Str, bind_result, eval_arg, eval_args, format_call, load
+from memspec.program import Program, Ref, Str, eval_arg, format_call, load
 from memspec.records import Outcome, RunStatus
+
+from .repro_replay import model_replay
 
 HEAP_CALLS = ("malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc", "memalign",
               "malloc_usable_size", "heap_store", "heap_load", "heap_fill", "heap_count")
@@ -155,8 +157,6 @@ def _accepted_range(judge: Any, seed: int) -> tuple[int, int, int]:
 def analyse(program: Program, target: Any, facts: dict[str, Any]) -> Repro:
     """Run ``program`` once on ``target``, judge it, and replay the run through the model to find
     what each call may do."""
-    from memspec.model.registry import new_model
-    from memspec.specs.catalogue import get as clause_of
     from memspec.specs.judge import judge
     layer = program.layer
     for _ in range(3):
@@ -169,21 +169,16 @@ def analyse(program: Program, target: Any, facts: dict[str, Any]) -> Repro:
     version = str(facts.get("impl_version", ""))
     if run.status is RunStatus.REFUSED and not run.outcomes:
         return Repro(program, target.name, layer, version, [], "unsupported: " + (run.message or "refused"), j.failure)
-    model = new_model(layer, facts)
-    env: dict[str, int] = {}
     checks: list[CallCheck] = []
     heap = layer == "phys"
-    for i, call in enumerate(program.calls):
-        if i >= len(run.outcomes):
-            break
-        args = eval_args(call, env)
-        exp = model.expect(call.proc or "main", call.name, args)
-        o = run.outcomes[i]
-        why = exp.judge(o)
-        cid = exp.blame(o) if why is not None else exp.clause
-        c = clause_of(cid)
-        cc = CallCheck(i, format_call(call), cid, c.statement, c.citation, exp.describe, observed=o,
-                       diverges=why is not None)
+    env: dict[str, int] = {}
+    # past a divergence the model adopts what the target did, as far as it can, so that the C
+    # file checks every call: where the divergence shows may depend on state the C process does
+    # not share with the target's (the allocator's heap after an interpreter's own allocations)
+    for st in model_replay(program, run, facts, past_divergence=True, env=env):
+        exp, o, call = st.expect, st.outcome, st.call
+        cc = CallCheck(st.index, format_call(call), st.clause_id, st.clause.statement, st.clause.citation,
+                       exp.describe, observed=o, diverges=st.diverges)
         if exp.unknown:
             cc.any_outcome = True
         elif exp.predicate is None:
@@ -196,15 +191,6 @@ def analyse(program: Program, target: Any, facts: dict[str, Any]) -> Repro:
             cc.heap_block = heap and call.name in ("malloc", "calloc", "realloc", "aligned_alloc", "memalign",
                                                   "posix_memalign") and cc.success
         checks.append(cc)
-        # past a divergence the model adopts what the target did, as far as it can, so that the C
-        # file checks every call: where the divergence shows may depend on state the C process does
-        # not share with the target's (the allocator's heap after an interpreter's own allocations)
-        try:
-            model.apply(call.proc or "main", call.name, args, o)
-            model.bind(call.proc or "main", call.name, call.result, o)
-        except Exception:       # the model cannot take that outcome: the C file stops at this call
-            break
-        bind_result(env, call, o.value)
     f = j.failure
     verdict = "pass" if f is None else ("fail" if f.verdict.value == "fail" else f.verdict.value)
     # a refusal part-way (the calls before it judged, as memspec does): the C file stops there too

@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from memspec.errors import TargetError, UsageError
-from memspec.program import Program, bind_result, eval_args, format_call, load
+from memspec.program import Program, eval_args, format_call, load
 from memspec.records import Outcome, RunStatus
 from memspec.targets.qemu_system import GuestDied
 from memspec.targets.testkernel_repro import (
     BOCHS_COMMAND, EXIT_STATUS, BuiltinCall, Pattern, bochs_files, build_builtin, matches, parse_reply,
     qemu_command)
 from memspec.targets.testkernel_wire import VECTORS, HarnessRefused, decode, encode
+
+from .repro_replay import model_replay
 
 U64 = (1 << 64) - 1
 VECTOR_OF = {v: k for k, v in VECTORS.items()}
@@ -157,8 +159,6 @@ def _patterns(name: str, a: tuple[int, ...], exp: Any, reply: str) -> list[Patte
 
 
 def analyse(program: Program, target: Any, facts: dict[str, Any]) -> HwRepro:
-    from memspec.model.registry import new_model
-    from memspec.specs.catalogue import get as clause_of
     from memspec.specs.judge import judge
     sent: list[tuple[str, str]] = []
     exchange = target.guest_exchange
@@ -183,21 +183,12 @@ def analyse(program: Program, target: Any, facts: dict[str, Any]) -> HwRepro:
         raise UsageError(f"not applicable: {target.name} refused the program ({run.message})")
     reset = sent[0][0] if sent else target.reset_line()
     replies = iter(sent[1:])
-    model = new_model(program.layer, facts)
-    menv: dict[str, int] = {}
     tenv: dict[str, int] = {}
     checks: list[HwCheck] = []
     disagreements: list[str] = []
-    for i, call in enumerate(program.calls):
-        if i >= len(run.outcomes):
-            break
-        o = run.outcomes[i]
+    for st in model_replay(program, run, facts):
+        i, call, o, exp, cid, c = st.index, st.call, st.outcome, st.expect, st.clause_id, st.clause
         a = tuple(int(x) for x in eval_args(call, tenv))
-        margs = eval_args(call, menv)
-        exp = model.expect(call.proc or "main", call.name, margs)
-        why = exp.judge(o)
-        cid = exp.blame(o) if why is not None else exp.clause
-        c = clause_of(cid)
         enc = encode(call.name, a, target.vm_kinds)
         line = reply = None
         pats: list[Pattern] | None = None
@@ -210,17 +201,12 @@ def analyse(program: Program, target: Any, facts: dict[str, Any]) -> HwRepro:
             pats = _patterns(call.name, a, exp, reply)
             if reply and pats is not None:
                 hit = any(matches(reply, p) for p in pats)
-                if hit != (why is None):
+                if hit != (not st.diverges):
                     disagreements.append(f"call {i + 1}: answer {reply!r} "
                                          f"{'matches' if hit else 'matches no pattern'} but memspec's verdict is "
-                                         f"{'a divergence' if why else 'allowed'}")
+                                         f"{'a divergence' if st.diverges else 'allowed'}")
         checks.append(HwCheck(i, format_call(call), line, reply, cid, c.statement, c.citation, exp.describe, o,
-                              why is not None, pats))
-        if why is not None:
-            break
-        model.apply(call.proc or "main", call.name, margs, o)
-        model.bind(call.proc or "main", call.name, call.result, o)
-        bind_result(menv, call, o.value)
+                              st.diverges, pats))
         if call.result and o.value is not None:
             tenv[call.result] = o.value
     f = j.failure

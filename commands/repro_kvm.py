@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from memspec.errors import TargetError, UsageError
-from memspec.program import Program, bind_result, eval_args, format_call, load
+from memspec.program import Program, format_call, load
 from memspec.records import Outcome, RunStatus
+
+from .repro_replay import model_replay
 
 U64 = (1 << 64) - 1
 EXIT_STATUS = {"CONFORMS": 0, "DIVERGES": 1, "CRASH": 3, "HANG": 4, "NOT JUDGED": 5}
@@ -156,8 +158,6 @@ def _patterns(cc: Any, code: Any, exp: Any, raw: tuple[int, ...] | None) -> list
 def analyse(program: Program, target: Any, facts: dict[str, Any]) -> KvmRepro:
     """Run ``program`` on the kvm target in a fresh VM, recording what it handed KVM, and replay the
     outcomes through the model to find each call's allowed slots."""
-    from memspec.model.registry import new_model
-    from memspec.specs.catalogue import get as clause_of
     from memspec.specs.judge import judge
     from memspec.targets.kvm import guest as kg
     from memspec.targets.kvm.guest import SLOT_SIZE, SLOTS
@@ -194,20 +194,11 @@ def analyse(program: Program, target: Any, facts: dict[str, Any]) -> KvmRepro:
         if ev["kind"] == "chunk":
             for cc in ev["calls"]:
                 where[cc.index] = (e, cc)
-    model = new_model("hw", facts)
-    env: dict[str, int] = {}
     checks: list[KvmCheck] = []
     disagreements: list[str] = []
-    for i, call in enumerate(program.calls):
-        if i >= len(run.outcomes):
-            break
-        o = run.outcomes[i]
-        margs = eval_args(call, env)
-        exp = model.expect(call.proc or "main", call.name, margs)
-        why = exp.judge(o)
-        cid = exp.blame(o) if why is not None else exp.clause
-        c = clause_of(cid)
-        chk = KvmCheck(i, format_call(call), cid, c.statement, c.citation, exp.describe, o, why is not None)
+    for st in model_replay(program, run, facts):
+        i, call, o, exp, cid, c = st.index, st.call, st.outcome, st.expect, st.clause_id, st.clause
+        chk = KvmCheck(i, format_call(call), cid, c.statement, c.citation, exp.describe, o, st.diverges)
         e, cc = where.get(i, (-1, None))
         if cc is not None and cc.kind in ("value", "access", "fault"):
             data = events[e]["slotdata"]
@@ -216,16 +207,11 @@ def analyse(program: Program, target: Any, facts: dict[str, Any]) -> KvmRepro:
             chk.patterns = _patterns(cc, m.code, exp, raw)
             if raw is not None and chk.patterns is not None:
                 hit = any(all(not ((a ^ v) & mk) for a, v, mk in zip(raw, p.values, p.masks)) for p in chk.patterns)
-                if hit != (why is None):
+                if hit != (not st.diverges):
                     disagreements.append(f"call {i + 1}: slot {[hex(x) for x in raw]} "
                                          f"{'matches' if hit else 'matches no pattern'} but memspec's verdict is "
-                                         f"{'a divergence' if why else 'allowed'}")
+                                         f"{'a divergence' if st.diverges else 'allowed'}")
         checks.append(chk)
-        if why is not None:
-            break
-        model.apply(call.proc or "main", call.name, margs, o)
-        model.bind(call.proc or "main", call.name, call.result, o)
-        bind_result(env, call, o.value)
     f = j.failure
     verdict = "pass" if f is None else f.verdict.value
     stopped = run.message if run.status is not RunStatus.OK else ""
