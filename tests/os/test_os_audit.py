@@ -303,3 +303,14 @@ def test_map_count_limit_near_the_facts_limit_allows_enomem_with_nothing_changed
     # ENOMEM unmaps nothing: the page still reads
     assert failed(text, maps + [err("ENOMEM"), SEGV, err("ENOMEM")], near) is not None
     assert failed(text, done[:-1] + [err("ENOMEM")], far) is not None
+
+
+def test_mremap_duplicate_and_a_gappy_fixed_move_keep_the_state_the_kernel_reports():
+    text = open(ROOT / "specs" / "suite" / "os" / "54-mremap-dup-and-gaps.mst").read()
+    d = 0x7F2AA0647000
+    good = [ok(0x100000060000), DONE, ok(d), ok(7), DONE, ok(9), ok(0x100000070000), ok(0x100000080000),
+            ok(0x100000080000), ok(0)]                                           # measured on 6.18
+    assert failed(text, good) is None
+    assert failed(text, good[:3] + [ok(0)] + good[4:]) is not None               # the duplicate shares the pages
+    assert failed(text, good[:5] + [ok(0)] + good[6:]) is not None
+    assert failed(text, good[:9] + [SEGV]) is not None                           # the gap's part of e stays
