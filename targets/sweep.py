@@ -53,6 +53,17 @@ class SweepRunner:
 # ---------------------------------------------------------------------------------------------
 # the reference, access by access
 
+def _tree(items: Items, i: int, entry_size: int) -> dict[int, int]:
+    """Access ``i``'s page-table tree as memory: the physical address of each entry it writes
+    (its ``written`` mask, root level first) and the entry."""
+    mem = {}
+    for k in range(items.levels):
+        if int(items.written[i]) >> (items.levels - k - 1) & 1:
+            table, idx = items.slot(k, i)
+            mem[table + entry_size * idx] = int(items.entries[i, k])
+    return mem
+
+
 class ModelRunner(SweepRunner):
     """The scalar walk (the model's own) as a target.  MAXPHYADDR is 48 unless told otherwise, so
     that bit 51 is reserved as on the emulators' CPUs."""
@@ -81,11 +92,7 @@ class ModelRunner(SweepRunner):
             mode = self.mode_of(items, i)
             la = int(items.la[i])
             acc, cpl, ac = int(items.acc[i]), int(items.cpl[i]), int(items.ac[i])
-            mem = {}
-            for k in range(items.levels):
-                if int(items.written[i]) >> (items.levels - k - 1) & 1:
-                    table, idx = items.slot(k, i)
-                    mem[table + 8 * idx] = int(items.entries[i, k])
+            mem = _tree(items, i, 8)
             after = dict(mem)
             if not canonical(la, mode):
                 obs.kind[i], obs.vector[i] = GP, 13
@@ -120,11 +127,7 @@ class ModelRunner(SweepRunner):
             mode = self.mode_of(items, i)
             la = int(items.la[i])
             acc, cpl, ac = int(items.acc[i]), int(items.cpl[i]), int(items.ac[i])
-            mem = {}
-            for k in range(items.levels):
-                if int(items.written[i]) >> (items.levels - k - 1) & 1:
-                    table, idx = items.slot(k, i)
-                    mem[table + size * idx] = int(items.entries[i, k])
+            mem = _tree(items, i, size)
             after = dict(mem)
 
             def read(pa: int) -> int:
