@@ -36,6 +36,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initial
 
 from hypothesis.control import note
 
+from memspec.calls_virt import MAX_PIDS
 from memspec.consts import CONSTANTS
 from memspec.errors import SessionFailed
 from memspec.model.registry import new_model
@@ -121,6 +122,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             self.kpti_on = False
             self.in_kernel = False
             self.pid = 1
+            self.pids: set[int] = set()       # the processes that have run: the rest are new
 
         def _do(self, name: str, *args: Int | Flags, result: bool = False) -> None:
             call = Call(name, tuple(args), f"v{len(self.calls)}" if result else None)
@@ -231,7 +233,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             for i, a in enumerate(KERNEL_PAGES):
                 self._do("kpti_map", _hex(a), _hex(0x1000000 + 0x1000 * i), Flags(("KMAP_KERNEL",)))
             self._do("kpti_map", _hex(TRAMPOLINE), _hex(0x2000000), Flags(("KMAP_TRAMPOLINE",)))
-            self.kpti_on, self.in_kernel, self.pid = True, False, 1
+            self.kpti_on, self.in_kernel, self.pid, self.pids = True, False, 1, {1}
             return 1
 
         @needs("kernel_access", "user_access")
@@ -256,13 +258,19 @@ def machine(target: Any, facts: dict[str, Any] | None = None) -> type[RuleBasedS
             self._do("syscall_exit" if self.in_kernel else "syscall_enter")
             self.in_kernel = not self.in_kernel
 
+        def _new_pids(self) -> list[int]:
+            return [p for p in range(1, MAX_PIDS + 1) if p not in self.pids]
+
         @needs("context_switch")
-        @precondition(lambda self: self.kpti_on and self.in_kernel)
-        @rule(target=procs, pid=st.integers(1, 8))
-        def switch(self, pid: int):
-            """Switch to a process (new, or one switched to before: a pid is one of 1..8)."""
+        @precondition(lambda self: self.kpti_on and self.in_kernel and self._new_pids())
+        @rule(target=procs, data=st.data())
+        def switch(self, data: Any):
+            """Switch to a process that has not run yet (a pid is one of 1..MAX_PIDS): it gets a PCID, one
+            another address space may have used (arch/x86/mm/tlb.c ``choose_new_asid``)."""
+            pid = data.draw(st.sampled_from(self._new_pids()), label="pid")
             self._do("context_switch", Int(pid))
             self.pid = pid
+            self.pids.add(pid)
             return pid
 
         @needs("context_switch")

@@ -45,10 +45,13 @@ def _settings(n: int, steps: int = 25, shrink: bool = True) -> settings:
                     phases=tuple(Phase) if shrink else (Phase.explicit, Phase.generate))
 
 
-def _failure(bug: str, n: int, steps: int = 25, without: frozenset[str] = frozenset()) -> ConformanceFailure:
+def _failure(bug: str, n: int, keep: set[str], steps: int = 25,
+             without: frozenset[str] = frozenset()) -> ConformanceFailure:
     t = broken.BrokenVirtTarget(bug)
     t.calls = VIRT_CALLS - without
     M = machine_virt.machine(t, {})
+    for name in {n for n, v in vars(M).items() if hasattr(v, "hypothesis_stateful_rule")} - keep:
+        delattr(M, name)
     with pytest.raises(ConformanceFailure) as e:
         run_state_machine_as_test(M, settings=_settings(n, steps, shrink=False))
     f = e.value
@@ -58,10 +61,12 @@ def _failure(bug: str, n: int, steps: int = 25, without: frozenset[str] = frozen
 
 
 def test_a_guest_run_after_a_second_boots_catches_a_nested_cache_not_tagged_by_eptp() -> None:
-    """Measured before the bundles: the list-based machine caught this in 6 of 6 seeded runs of 100
-    examples, the bundle one in 5 of 6.  Here on a target without KPTI (its rules are not in the
-    machine), so that every step goes to the guests."""
-    f = _failure("untagged-cache", 200, without=KPTI_CALLS)
+    """The whole machine, list-based before the bundles, caught this in 6 of 6 seeded runs of 100
+    examples, the bundle one in 5 of 6 (some through guest A/D bits with one guest, after a nested leaf
+    changed).  Here on a target without KPTI, and with only the rules of the story (boot the second
+    guest, enter a guest of the bundle, access), so that the catch does not depend on which other
+    rules Hypothesis' swarm testing turns on: 9 of 10 seeded runs of 30 examples."""
+    f = _failure("untagged-cache", 200, {"boot_second_guest", "enter_guest", "guest_access"}, without=KPTI_CALLS)
     # the second guest reads the first one's frames, or sets A/D bits through its translation
     assert f.clause in {"memspec.virt.guests-isolated", "sdm.ept.guest-ad"}, f
     calls = [(c.name, eval_args(c, {})) for c in f.program.calls]
