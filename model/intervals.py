@@ -15,11 +15,22 @@ lookup itself (docs/performance.md).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from typing import Generic, Iterator, TypeVar
+from typing import Generic, Iterable, Iterator, TypeVar
 
 V = TypeVar("V")
 
 LOAD = 512     # a chunk splits in two when it grows past 2 * LOAD
+
+
+def merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` as sorted, disjoint [start, end) ranges: overlapping and touching ones joined."""
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(ranges):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
 
 
 class IntervalMap(Generic[V]):
@@ -139,6 +150,10 @@ class IntervalMap(Generic[V]):
             return True
         c, i = self._next(c, i)
         return self._valid(c, i) and self._cs[c][i] < end
+
+    def covers(self, start: int, end: int) -> bool:
+        """Does every address of [start, end) lie in some interval (no hole)?"""
+        return next(self.gaps(start, end), None) is None
 
     def gaps(self, lo: int, hi: int) -> Iterator[tuple[int, int]]:
         """Free ranges within [lo, hi), from the highest address down (top-down placement)."""

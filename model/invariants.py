@@ -23,6 +23,7 @@ from typing import Iterable
 
 from memspec.consts import PAGE_SIZE
 
+from .intervals import merged
 from .os.state import PROT_W, Mm, OsState
 from .pages import ZERO_PAGE, Page
 
@@ -38,16 +39,6 @@ class Footprint:
     ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # merged ranges whose VMAs changed
     pages: list[Page] = field(default_factory=list)                         # pages whose mappings or frame changed
     objs: set[int] = field(default_factory=set)                             # objects made, freed, mapped, named
-
-
-def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for s, e in sorted(ranges):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
 
 
 def _state_in(mm: Mm, ranges: list[tuple[int, int]]) -> set[int]:
@@ -72,7 +63,7 @@ def footprint(sys: OsState) -> Footprint:
         tree = mm.vmas
         if getattr(tree, "changed_unrecorded", lambda: True)():
             mm.touched_ranges.append((0, 1 << 64))     # changed behind the tree's methods: all of it
-        ranges = _merged(mm.touched_ranges)
+        ranges = merged(mm.touched_ranges)
         fp.ranges[name] = ranges
         fp.addrs[name] = sorted(mm.touched | _state_in(mm, ranges))
         fp.objs |= mm.touched_objs

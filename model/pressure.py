@@ -377,12 +377,7 @@ def mbind_expect(sys: OsState, mm: Mm, addr: int, length: int, mode: int, nodema
         if not mm.vmas.any_overlap(addr, addr + plen):
             return errno("linux.numa.mbind-efault-hole", "EFAULT")
         return exactly("linux.numa.mbind-sets-policy", Outcome(value=0))
-    cursor = addr
-    for s, e, _ in mm.vmas.overlapping(addr, addr + plen):
-        if s > cursor:
-            return errno("linux.numa.mbind-efault-hole", "EFAULT")
-        cursor = e
-    if cursor < addr + plen:
+    if not mm.vmas.covers(addr, addr + plen):
         return errno("linux.numa.mbind-efault-hole", "EFAULT")
     return exactly("linux.numa.mbind-sets-policy", Outcome(value=0))
 

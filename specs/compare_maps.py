@@ -7,6 +7,7 @@ else lives); elsewhere a real process has mappings of its own (its stack, its li
 
 from __future__ import annotations
 
+from memspec.model.intervals import merged
 from memspec.model.mm import System
 from memspec.records import Check, Observation, Verdict
 
@@ -48,7 +49,7 @@ def compare_maps(system: System, obs: Observation, index: int) -> Check | None:
         observed_raw = [(m.start, m.end, m.perms) for m in seen]
         want: list[tuple[int, int, str]] = []
         got: list[tuple[int, int, str]] = []
-        for lo, hi in _union(windows):
+        for lo, hi in merged(windows):
             want += _clip(expected, lo, hi)
             got += _clip(observed_raw, lo, hi)
         want, got = _merge(want), _merge(got)
@@ -60,16 +61,6 @@ def compare_maps(system: System, obs: Observation, index: int) -> Check | None:
                          f"process {proc}: memory map differs at {addr:#x} ({clause('linux.proc-maps.matches').statement})",
                          at="checkpoint")
     return None
-
-
-def _union(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for s, e in sorted(ranges):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
 
 
 def _first_difference(a: list[tuple[int, int, str]], b: list[tuple[int, int, str]]) -> int:

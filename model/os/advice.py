@@ -415,12 +415,7 @@ def expect_mincore(sys: OsState, mm: Mm, addr: int, length: int) -> Expect:
         return errno("posix.mincore.enomem-unmapped", "ENOMEM")
     if plen == 0:
         return exactly("posix.mincore.residency", Outcome(value=0))
-    cursor = addr
-    for s, e, _ in mm.vmas.overlapping(addr, addr + plen):
-        if s > cursor:
-            return errno("posix.mincore.enomem-unmapped", "ENOMEM")
-        cursor = e
-    if cursor < addr + plen:
+    if not mm.vmas.covers(addr, addr + plen):
         return errno("posix.mincore.enomem-unmapped", "ENOMEM")
     sure, unsure = 0, 0
     for i, page in enumerate(range(addr, addr + plen, PAGE_SIZE)):

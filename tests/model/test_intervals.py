@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memspec.model.intervals import IntervalMap
+from memspec.model.intervals import IntervalMap, merged
 
 OPS = st.lists(st.tuples(st.sampled_from(["set", "remove"]), st.integers(0, 40), st.integers(1, 12),
                          st.integers(0, 3)), max_size=40)
@@ -41,6 +41,8 @@ def test_interval_map_matches_a_dict(ops, qlo, qlen) -> None:
     free = {x for a, b in gaps for x in range(a, b)}
     assert free == {x for x in range(60) if x not in ref}
     assert gaps == sorted(gaps, reverse=True)
+    if hi > lo:
+        assert m.covers(lo, hi) == all(x in ref for x in range(lo, hi))
 
 
 @settings(max_examples=300, deadline=None)
@@ -58,8 +60,17 @@ def test_interval_map_matches_a_dict_across_chunks(ops, qlo, qlen) -> None:
 
 
 def test_setting_an_empty_range_maps_nothing():
-    from memspec.model.intervals import IntervalMap
+    from memspec.model.intervals import IntervalMap, merged
     m = IntervalMap()
     m.set(0x1000, 0x3000, "a")
     m.set(0x2000, 0x2000, "b")
     assert list(m.overlapping(0, 0x10000)) == [(0x1000, 0x3000, "a")]
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 8)), max_size=12))
+def test_merged_ranges_cover_the_same_addresses_disjoint_and_sorted(pairs) -> None:
+    ranges = [(s, s + n) for s, n in pairs]
+    out = merged(ranges)
+    assert {x for s, e in out for x in range(s, e)} == {x for s, e in ranges for x in range(s, e)}
+    for (s1, e1), (s2, e2) in zip(out, out[1:]):
+        assert e1 < s2, "touching or overlapping ranges were not joined"
