@@ -47,7 +47,7 @@ from .repro_replay import model_replay
 HEAP_CALLS = ("malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc", "memalign",
               "malloc_usable_size", "heap_store", "heap_load", "heap_fill", "heap_count")
 OS_CALLS = ("mmap", "munmap", "mprotect", "load", "store", "fetch", "fork", "exit", "mremap", "madvise", "msync",
-            "mincore", "mlock", "mlock2", "munlock", "mlockall", "munlockall", "set_memlock_limit",
+            "mincore", "mlock", "mlock2", "munlock", "mlockall", "munlockall", "set_memlock_limit", "set_fsize_limit",
             "drop_privileges", "shm_open", "shm_unlink", "memfd_create", "open_file", "pipe", "ftruncate", "close",
             "pfn_of", "thp_mapped", "minflt", "majflt", "get_node", "mbind", "read", "write", "pread", "pwrite",
             "lseek", "mseal")
