@@ -34,8 +34,8 @@ HEAP_SIZES = (0, 1, 7, 8, 15, 16, 17, 24, 32, 100, 128, 500, 512, 1000, 1024, 40
 HUGE_SIZES = ((1 << 63) - 1, 1 << 63, (1 << 64) - 1, 1 << 40)
 ALIGNS = (0, 1, 2, 8, 16, 24, 32, 48, 64, 100, 256, 4096, 8192, 65536)
 VALID_ALIGNS = tuple(a for a in ALIGNS if a >= 8 and a & (a - 1) == 0)     # what every heap must accept
-KSIZES = (0, 1, 8, 9, 64, 65, 96, 97, 100, 128, 192, 193, 256, 1000, 2048, 4096, 4097, 8192, 8193, 5000, 65536,
-          1 << 22, (1 << 22) + 1)
+KSIZES = (0, 1, 8, 9, 16, 17, 24, 32, 33, 64, 65, 96, 97, 100, 128, 192, 193, 256, 512, 513, 1000, 2048, 4096, 4097,
+          8192, 8193, 5000, 65536, 1 << 22, (1 << 22) + 1)     # each size class's edge, either side
 CACHE_SIZES = (8, 24, 64, 192, 256, 700, 1024, 3000, 4096, 8192, 0, 40000, 1 << 22, (1 << 22) + 1)
 DMA_MASKS = (0xFFFFFF, 0xFFFFFFFF, 0xFFFFF, 0x3FFFFFF)
 DMA_SIZES = (0, 1, 4096, 5000, 9000, 1 << 20, 4 << 20, 8 << 20)
@@ -480,7 +480,7 @@ class PhysGen:
                 return
         if c == "kmem_cache_create":
             n = self.name("c")
-            self.emit(c, _num(r.choice(CACHE_SIZES)), Int(r.choice((8, 8, 16, 64, 3))), result=n)
+            self.emit(c, _num(r.choice(CACHE_SIZES)), Int(r.choice((8, 8, 16, 64, 3, 1))), result=n)
             self.caches.append(n)
         elif c == "kmem_cache_alloc":
             cache = r.choice(self.caches)
