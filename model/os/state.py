@@ -193,6 +193,9 @@ SINCE = {
     # EPERM before ENODEV): measured on 6.18, the release that brought it not pinned; before
     # 6.18 the model allows both answers
     "pipefs-noexec": (6, 18),
+    # mm/mremap.c: a MREMAP_FIXED move of several VMAs, one by one (Linux 6.17); before, a range
+    # over several VMAs is EFAULT and a sealed one refuses the whole call up front
+    "mremap-multi-vma": (6, 17),
 }
 
 # madvise advice by the release that brought it (madvise(2): "since Linux x.y"; the

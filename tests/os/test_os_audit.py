@@ -314,3 +314,25 @@ def test_mremap_duplicate_and_a_gappy_fixed_move_keep_the_state_the_kernel_repor
     assert failed(text, good[:3] + [ok(0)] + good[4:]) is not None               # the duplicate shares the pages
     assert failed(text, good[:5] + [ok(0)] + good[6:]) is not None
     assert failed(text, good[:9] + [SEGV]) is not None                           # the gap's part of e stays
+
+
+def test_a_fixed_move_of_several_vmas_that_meets_a_seal_has_moved_the_ones_before():
+    # soak seed 2 (with mseal in the generator): the first VMA moves, the sealed one refuses
+    text = (f"a = mmap({W:#x}, 0x3000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\nstore(a, 5)\n"
+            "mseal(a+0x1000, 0x2000, 0)\n"
+            f"b = mremap(a, 0x3000, 0x3000, MREMAP_MAYMOVE|MREMAP_FIXED, {W + 0x100000:#x})\n"
+            f"x = load(a)\ny = load({W + 0x100000:#x})\n")
+    measured = [ok(W), DONE, ok(0), err("EPERM"), SEGV, ok(5)]                  # measured on 6.18
+    assert failed(text, measured) is None
+    assert failed(text, measured[:4] + [ok(5), SEGV]) is not None
+    # before 6.17 the seal refuses the whole call: nothing moved
+    old = {"kernel": "6.12.0"}
+    assert failed(text, measured[:4] + [ok(5), SEGV], old) is None
+    assert failed(text, measured, old) is not None
+
+
+def test_a_shrink_whose_tail_is_sealed_is_eperm():
+    text = (f"c = mmap({W:#x}, 0x2000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+            "mseal(c+0x1000, 0x1000, 0)\nf = mremap(c, 0x2000, 0x1000, 0, 0)\nz = load(c+0x1000)\n")
+    assert failed(text, [ok(W), ok(0), err("EPERM"), ok(0)]) is None              # measured on 6.18
+    assert failed(text, [ok(W), ok(0), ok(W), SEGV]) == "linux.mseal.eperm"
