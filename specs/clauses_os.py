@@ -196,6 +196,8 @@ declare(
      f"mmap(2), {MAN}, ERRORS: EPERM The prot argument asks for PROT_EXEC but the mapped area belongs to a file on a filesystem that was mounted no-exec; mm/mmap.c do_mmap (path_noexec before !f_op->mmap); fs/namespace.c path_noexec (SB_I_NOEXEC); measured on Linux 6.18 (a pipe)"),
     ("posix.mmap.eoverflow", "mmap of a file with offset + length beyond the largest file size fails with EOVERFLOW",
      f"{POSIX} mmap(), ERRORS: EOVERFLOW; mm/mmap.c file_mmap_ok (MAX_LFS_FILESIZE)"),
+    ("linux.mmap.sync-fs-dependent", "MAP_SYNC on a file mapping of any type sets VM_SYNC, which a file system without DAX (ext4, xfs) refuses with EOPNOTSUPP and shmem ignores",
+     "mm/mmap.c do_mmap (calc_vm_flag_bits: MAP_SYNC -> VM_SYNC before the type switch); fs/ext4/file.c ext4_file_mmap and fs/xfs/xfs_file.c xfs_file_mmap (VM_SYNC without daxdev_mapping_supported: -EOPNOTSUPP); mmap(2) MAP_SYNC"),
     ("linux.mmap.eopnotsupp-validate", "MAP_SHARED_VALIDATE with a flag the file does not know fails with EOPNOTSUPP",
      f"mmap(2), {MAN}, MAP_SHARED_VALIDATE and ERRORS: EOPNOTSUPP"),
     ("posix.mmap.file-contents", "a MAP_SHARED file mapping reads the file's current contents, including stores made through other mappings",

@@ -165,8 +165,18 @@ def expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
     account = (data or (shared and anon)) and not (
         flags & MAP["MAP_NORESERVE"] and sys.config.overcommit_memory != 2) and not (
         anon and flags & MAP_TYPE == MAP_DROPPABLE)          # MAP_DROPPABLE: VM_NORESERVE
-    return _limits(sys, mm, placed, plen - replaced, plen - replaced if data else 0, plen if account else 0,
-                        count_maps=True)
+    ok = _limits(sys, mm, placed, plen - replaced, plen - replaced if data else 0, plen if account else 0,
+                 count_maps=True)
+    if not anon and flags & MAP["MAP_SYNC"]:
+        # mm/mmap.c do_mmap: calc_vm_flag_bits turns MAP_SYNC into VM_SYNC for every mapping type
+        # (MAP_SHARED drops the flag only from the EOPNOTSUPP check), and the file system's ->mmap
+        # decides: ext4 and xfs refuse VM_SYNC without DAX (EOPNOTSUPP; measured on 6.18 ext4 for
+        # MAP_SHARED and MAP_PRIVATE), shmem ignores it (memfd and shm_open map).  A file of
+        # open_file lives on whatever file system the target's folder is on: either answer.
+        f = mm.fds.get(fd if fd < (1 << 63) else fd - (1 << 64))
+        if f is not None and f.obj is not None and sys.objects[f.obj].kind == "file":
+            ok = or_errno(ok, "linux.mmap.sync-fs-dependent", errno_name(95))      # EOPNOTSUPP
+    return ok
 
 
 def _limits(sys: OsState, mm: Mm, ok: Expect, grow: int, data_grow: int, charge: int,

@@ -54,6 +54,9 @@ OPEN_ANSWERS: tuple[tuple[str, str, str, str], ...] = (
      "before Linux 4.17 MAP_FIXED_NOREPLACE is an unknown bit (the address a hint): not modelled (unknown)"),
     ("mappings", "expect_mmap", "linux.mmap.fixed-noreplace-maps",
      "outside the target's quiet ranges its own mappings (libraries, heap) may occupy the range: EEXIST"),
+    ("mappings", "expect_mmap", "linux.mmap.sync-fs-dependent",
+     "MAP_SYNC on a file of open_file: VM_SYNC is refused by a file system without DAX (ext4, xfs) and "
+     "ignored by tmpfs; the target's folder may be on either"),
     ("mappings", "_limits", "linux.mmap.enomem-max-map-count",
      "near vm.max_map_count the target's own mappings count too"),
     ("mappings", "expect_munmap", "linux.munmap.enomem-max-map-count",
