@@ -106,6 +106,10 @@ def _rules_of(cls: type) -> Rules:
                    lead=(1, 2), only=_OWN_CALLS, names=False)
 
 
+# the clause of each page size's translation (Intel SDM Vol. 3A §4.5.4, Figures 4-8 to 4-10)
+LEAF_TRANSLATION = {1 << 12: "sdm.walk.pte.maps-4k", 1 << 21: "sdm.walk.pde.ps-2m", 1 << 30: "sdm.walk.pdpte.ps-1g"}
+
+
 class Paging:
     """One x86-64 logical processor's paging state (see the module docstring)."""
 
@@ -503,6 +507,7 @@ class Paging:
             elif all(o != d for d, _ in distinct):
                 distinct.append((o, c))
         expect_clause = clause if len(distinct) == 1 else "sdm.tlb.stale-before-invalidation"
+        walk_clause = clause
         if len(distinct) == 1:
             # exercised: the invalidation that removed every stale walk, if there was one
             for res, ev, _t in removed.latest_first(paths_only=True):
@@ -528,6 +533,12 @@ class Paging:
             for o_old, cid in killed:
                 if matches(obs, o_old) and cid.startswith("sdm."):
                     return cid
+            if (expect_clause == walk_clause and isinstance(cur, Path) and obs.ok and o_cur is not None
+                    and o_cur.ok and acc != EXEC and obs.value is not None and o_cur.value is not None):
+                # the right kind of outcome with the wrong data, where no invalidation is in play: the
+                # translation of the leaf that mapped the address (§4.5.4: the page frame and the offset
+                # bits of its size), not the rights clause that allowed the access
+                return LEAF_TRANSLATION[cur.size]
             return expect_clause
 
         if len(distinct) == 1:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from memspec.model.expect import Expect, exactly
-from memspec.model.paging import EINVAL, GP, U64, Paging, matches, show
+from memspec.model.paging import EINVAL, GP, LEAF_TRANSLATION, U64, Paging, matches, show
 from memspec.model.pte import EXEC, READ, WRITE, ErrCode, Mode, addr_mask
 from memspec.model.tlb import Event, History
 from memspec.model.walk import (PageFault, Path, Use, _path, canonical, errcode, index, pde, pdpte, pml4e, pml5e,
@@ -169,22 +169,24 @@ def expect_access_reference(self: Paging, la: int, acc: int, cpl: int, ac: int) 
             distinct.append((o, c))
         elif all(o != d for d, _ in distinct):
             distinct.append((o, c))
-    blame = None
-    if removed:
-        killed = []
-        for res, ev, _t in sorted(removed, key=lambda x: -x[2]):    # latest caching time first
-            o_old, _, _ = self._outcome_of(res, la, acc, cpl, ac)
-            if o_old is not None:
-                killed.append((o_old, ev.clause))
+    killed = []
+    for res, ev, _t in sorted(removed, key=lambda x: -x[2]):    # latest caching time first
+        o_old, _, _ = self._outcome_of(res, la, acc, cpl, ac)
+        if o_old is not None:
+            killed.append((o_old, ev.clause))
+    walk_clause = clause
 
-        def _blame(obs: Outcome) -> str:
-            # an observation that only a translation removed by an invalidation explains
-            # breaks that invalidation's clause
-            for o_old, cid in killed:
-                if matches(obs, o_old) and cid.startswith("sdm."):
-                    return cid
-            return expect_clause
-        blame = _blame
+    def blame(obs: Outcome) -> str:
+        # an observation that only a translation removed by an invalidation explains
+        # breaks that invalidation's clause
+        for o_old, cid in killed:
+            if matches(obs, o_old) and cid.startswith("sdm."):
+                return cid
+        # the right kind with the wrong data, no invalidation in play: the leaf's translation
+        if (expect_clause == walk_clause and isinstance(cur, Path) and obs.ok and o_cur is not None
+                and o_cur.ok and acc != EXEC and obs.value is not None and o_cur.value is not None):
+            return LEAF_TRANSLATION[cur.size]
+        return expect_clause
 
     expect_clause = clause if len(distinct) == 1 else "sdm.tlb.stale-before-invalidation"
     if len(distinct) == 1:

@@ -63,10 +63,9 @@ NOT_YET = {
                "presence clause (order 3)",
     "SmapIgnoresAc": "as often blamed on the large page's clause (sdm.walk.pde.ps-2m, a side clause of the "
                      "walk) as on the SMAP override it breaks (order 1)",
-    "LargePageOffset4k": "a wrong value through a 2 MiB page is blamed on the permission clause that allowed "
-                         "the access, not on the large-page translation (order 2)",
-    "InvpcidSingleFlushesCurrent": "the model's stale_walks loses PCID-tagged translations across a switch, so "
-                                   "the removed translation is not found and the access clause is named (order 4)",
+    "InvpcidSingleFlushesCurrent": "a whole-PCID flush (INVPCID single, a flushing CR3 load) is not found as the "
+                                   "invalidation whose translation the observation needed, so the leaf's "
+                                   "translation clause is named (order 4 before 2)",
     "Cr3FlushesOldPcid": "as InvpcidSingleFlushesCurrent: the flush of the PCID loaded is not found as the "
                          "invalidation that removed the old translation (order 4)",
 }
