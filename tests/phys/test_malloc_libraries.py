@@ -46,6 +46,7 @@ def test_check_passes_with_the_choice_table(name, memspec_cli, tmp_path):
     assert "Implementation choices" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow   # bound by wall-clock time (8 s): CI runs it, a plain local run skips it
 def test_a_huge_calloc_fails_under_the_memory_limit_instead_of_hanging():
     """tcmalloc clears calloc's memory itself: calloc(3, 0x100000000) used to write 12 GiB of
     zeros and run into the time limit.  The child's address-space limit makes it fail at once."""
