@@ -64,3 +64,18 @@ def target_fixture(name: str, *binaries: tuple[str, str, str]):
         yield t
         t.close()
     return fixture
+
+
+# Tests that boot a whole emulated machine or kernel (full-system QEMU with the test kernel,
+# Bochs, User-mode Linux, Linux under QEMU, qemu-user): each takes seconds to minutes, so they
+# are slow as a whole: CI runs them (tools/test.sh selects "slow or not slow"), a plain local
+# pytest leaves them out (pytest -m slow tests/qemu_system runs them).
+EMULATOR_DIRS = ("qemu_system", "bochs", "uml", "qemu_user")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    for item in items:
+        rel = os.path.relpath(str(item.path), here)
+        if rel.split(os.sep, 1)[0] in EMULATOR_DIRS:
+            item.add_marker(pytest.mark.slow)
