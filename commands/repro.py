@@ -50,7 +50,7 @@ OS_CALLS = ("mmap", "munmap", "mprotect", "load", "store", "fetch", "fork", "exi
             "mincore", "mlock", "mlock2", "munlock", "mlockall", "munlockall", "set_memlock_limit", "set_fsize_limit",
             "drop_privileges", "shm_open", "shm_unlink", "memfd_create", "open_file", "pipe", "ftruncate", "close",
             "pfn_of", "thp_mapped", "minflt", "majflt", "get_node", "mbind", "read", "write", "pread", "pwrite",
-            "lseek", "mseal")
+            "lseek", "mseal", "map_pages")
 ERRNOS = ("EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "EBADF", "ECHILD", "EAGAIN", "ENOMEM",
           "EACCES", "EFAULT", "EBUSY", "EEXIST", "ENODEV", "ENOTDIR", "EISDIR", "EINVAL", "ENFILE", "EMFILE",
           "ETXTBSY", "EFBIG", "ENOSPC", "ESPIPE", "EROFS", "EOVERFLOW", "ENAMETOOLONG", "EOPNOTSUPP", "ENOSYS",
@@ -301,6 +301,10 @@ def c_source(r: Repro) -> str:
     names = sorted({c.result for c in prog.calls if c.result and c.name != "fork"}
                    | {a.name for c in prog.calls for a in c.args if isinstance(a, Ref)})
     out = [_c("prelude.c")]
+    if any(c.name == "map_pages" for c in prog.calls):
+        # map_pages meets vm.max_map_count where the target did: the C process first has as many
+        # mappings of its own as the target's fact says (os_helpers.c c_map_pages)
+        out.append(f"#define BASE_MAPS {int(r.facts.get('base_maps', 0))}\n")
     out.append(_c("heap_helpers.c") if heap else _c("os_helpers.c"))
     if heap:
         out.append("static void start_process(void) {}\n")

@@ -130,6 +130,12 @@ register(CallSpec("majflt", "os", (), doc="major faults of this process so far, 
 register(CallSpec("get_node", "os", (P("addr"),), doc="the NUMA node of the page at addr (move_pages query)"))
 register(CallSpec("mbind", "os", (P("addr"), P("length"), P("mode", "mpol"), P("nodemask", "int", 1)),
                   doc="mbind(2) with a one-word node mask"))
+register(CallSpec("map_pages", "os", (P("addr"), P("n"), P("prot", "prot")),
+                  doc="n one-page private anonymous mappings, at addr, addr + 2 pages, addr + 4 pages, ... (every "
+                      "other page, so that no two merge: each is a VMA of its own), made one by one with "
+                      "mmap(MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE) and stopping at the first that fails; "
+                      "returns the number mapped, with the failing mmap's errno beside it when one failed "
+                      "(the way to reach vm.max_map_count); n above MAP_PAGES_MAX is EINVAL, nothing mapped"))
 # Memory-pressure events: only targets that model pressure (the model) implement them.
 register(CallSpec("memory_limit", "os", (P("ram_pages"), P("swap_pages")), main_only=True,
                   doc="pressure event: the machine has this many frames of RAM and slots of swap"))

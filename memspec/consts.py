@@ -211,3 +211,8 @@ def errno_number(name: str) -> int:
 # it for MAP_FIXED and hint addresses; the linux target refuses to run programs
 # that touch memory outside it and outside what they mapped themselves.
 SANDBOX_WINDOW = (0x100000000000, 0x100000000000 + (1 << 36))
+
+# map_pages (memspec/calls.py): the most pages one call maps.  Every other page of 2 * 131,072
+# pages is 1 GiB of the sandbox window (64 GiB), twice the default vm.max_map_count of 65,530.
+MAP_PAGES_MAX = 1 << 17
+assert 2 * MAP_PAGES_MAX * PAGE_SIZE <= SANDBOX_WINDOW[1] - SANDBOX_WINDOW[0]

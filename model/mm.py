@@ -12,6 +12,7 @@ of calls, each exporting a table call name -> (expect, apply):
     model.os.files            shm_open, shm_unlink, memfd_create, open_file, pipe, close, ftruncate
     model.os.fileio           read, write, pread, pwrite, lseek, set_fsize_limit
     model.os.sealing          mseal
+    model.os.bulk             map_pages (one-page mmaps one after another, to reach vm.max_map_count)
     model.os.processes        fork, exit, drop_privileges
     model.os.observation      pfn_of, thp_mapped, minflt, majflt, get_node, mbind
     model.os.pressure_events  memory_limit, set_swappiness, reclaim, tick, wss, oom, khugepaged
@@ -39,7 +40,7 @@ from memspec.records import OK, Outcome
 
 from . import invariants
 from .expect import Expect, errno
-from .os import (access, advice, fileio, files, locking, mappings, observation, pressure_events, processes,
+from .os import (access, advice, bulk, fileio, files, locking, mappings, observation, pressure_events, processes,
                  sealing)
 from .os.state import PAGE_MASK, Config, Fd, Mm, OsState, Vma, kernel_version, page_align
 from .rules import Rule, compose
@@ -50,7 +51,7 @@ __all__ = ["MAP", "PAGE_MASK", "RULES", "Config", "Fd", "Mm", "Rule", "System", 
 # Every os call's rule, by name: the union of the families' tables (a call in two: an error).
 RULES: Mapping[str, Rule] = compose(
     "os", mappings.RULES, access.RULES, advice.RULES, locking.RULES, files.RULES, fileio.RULES, processes.RULES,
-    observation.RULES, pressure_events.RULES, sealing.RULES, lead=(2, 4))
+    observation.RULES, pressure_events.RULES, sealing.RULES, bulk.RULES, lead=(2, 4))
 
 U64 = (1 << 64) - 1
 # Arguments the kernel receives as unsigned long: -1 arrives as 0xffff_ffff_ffff_ffff.

@@ -520,3 +520,16 @@ declare(
     ("memspec.host.page-size", "the os model knows 4 KiB pages only: on a kernel reporting another page size every call is judged unknown",
      "Intel SDM Vol. 3A §4.5 (4-KByte pages of 4-level paging); getpagesize(2): the page size is a property of the machine"),
 )
+
+declare(
+    "os",
+    ("linux.mmap.max-map-count-reached",
+     "mmap succeeds while the process has at most vm.max_map_count mappings and fails with ENOMEM once it has more: "
+     "mapping one separate page after another (map_pages), a process ends with exactly vm.max_map_count + 1 mappings",
+     "mm/mmap.c do_mmap: mm->map_count > sysctl_max_map_count -> ENOMEM, asked before the new VMA is counted; "
+     "Documentation/admin-guide/sysctl/vm.rst max_map_count (the number of memory map areas a process may have, "
+     "65530 by default); measured on Linux 6.18: a process with 114 VMAs maps 65,417 more single pages, the next is ENOMEM"),
+    ("memspec.map_pages.einval-n",
+     "map_pages with n negative or above MAP_PAGES_MAX (131,072 pages) fails with EINVAL and maps nothing",
+     "memspec call table: memspec/calls.py map_pages, memspec/consts.py MAP_PAGES_MAX"),
+)

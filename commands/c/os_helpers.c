@@ -122,3 +122,33 @@ static void cleanup_files(void) {
   while ((e = readdir(d))) if (e->d_name[0] != '.') { snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name); unlink(p); }
   closedir(d); rmdir(tmpdir);
 }
+/* map_pages as the linux target makes it: one-page private anonymous mappings, every other page from
+   a, each with MAP_FIXED_NOREPLACE, stopping at the first mmap that fails; the count mapped, with
+   that mmap's errno beside it.  The verdict was computed with the target's fact base_maps (its own
+   mappings, besides the program's): before the first call this process maps single pages far from
+   everything until it has as many of its own, so that it meets vm.max_map_count where the target did. */
+#ifndef BASE_MAPS
+#define BASE_MAPS 0
+#endif
+static int map_pages_padded;
+static void pad_own_mappings(void) {
+  FILE *f = fopen("/proc/self/maps", "r"); char line[512]; long own = 0;
+  if (!f) return;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long long s = strtoull(line, 0, 16);
+    if (s < 0x100000000000ULL || s >= 0x100000000000ULL + (1ULL << 36)) own++;   /* outside the sandbox window */
+  }
+  fclose(f);
+  for (long k = 0; own + k < BASE_MAPS; k++)
+    if (syscall(SYS_mmap, 0x500000000000ULL + 2 * (u64)k * 4096, 4096UL, 0UL, 0x100022UL, -1L, 0UL) == -1) break;
+}
+static outcome c_map_pages(u64 a, u64 n, u64 prot) {
+  if (n > (1ULL << 17) || (a + 2 * n * 4096 < a && a + 2 * n * 4096 != 0)) { errno = EINVAL; return sysret(-1); }
+  if (!map_pages_padded) { map_pages_padded = 1; pad_own_mappings(); }
+  for (u64 k = 0; k < n; k++)
+    if (syscall(SYS_mmap, a + 2 * k * 4096, 4096UL, prot, 0x100022UL, -1L, 0UL) == -1) {
+      outcome o = {K_VALUE, (long long)k, errno, 0};
+      return o;
+    }
+  return val((long long)n);
+}

@@ -1037,6 +1037,27 @@ static struct out do_mbind(u64 addr, u64 length, u64 mode, u64 nodemask) {
     return sysret(syscall(SYS_mbind, addr, length, mode, &mask, 64, 0));
 }
 
+/* map_pages: n one-page private anonymous mappings, every other page from addr, each with
+   MAP_FIXED_NOREPLACE, stopping at the first mmap that fails: the count mapped, with that mmap's
+   errno beside it (memspec/calls.py; model/os/bulk.py).  Staged inside the sandbox window only. */
+#define MAP_PAGES_MAX (1ULL << 17)
+static struct out do_map_pages(u64 addr, u64 n, u64 prot) {
+    if (n > MAP_PAGES_MAX || (u128)addr + 2 * n * PAGE > ((u128)1 << 64)) return fail_errno(EINVAL);
+    if (n && (addr < WINDOW_LO || (u128)addr + 2 * n * PAGE > WINDOW_HI))
+        REFUSE("map_pages is staged inside the sandbox window only");
+    for (u64 k = 0; k < n; k++) {
+        u64 a = addr + 2 * k * PAGE;
+        if (syscall(SYS_mmap, a, PAGE, prot, 0x02 | 0x20 | 0x100000, -1, 0) == -1) {
+            struct out o = fail_errno(errno);
+            o.value = (i64)k;
+            o.value_unsigned = 1;
+            return o;
+        }
+        if (K.dontfork.n) rg_remove(&K.dontfork, a, (u128)a + PAGE);
+    }
+    return ok_value(n);
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* processes                                                                             */
 
@@ -1189,6 +1210,7 @@ static int run_call(const struct req *m, struct buf *b) {
     }
     else if (!strcmp(n, "get_node")) { NEED(1); o = do_get_node(A(0)); }
     else if (!strcmp(n, "mbind")) { NEED(4); o = do_mbind(A(0), A(1), A(2), A(3)); }
+    else if (!strcmp(n, "map_pages")) { NEED(3); o = do_map_pages(A(0), A(1), A(2)); }
     else { snprintf(bad, sizeof bad, "the agent does not implement %s", n); goto malformed; }
     reply_text(b, m, &o);
     free(o.bignum);
@@ -1435,7 +1457,7 @@ static const char *const CALLS[] = {
     "mincore", "mlock", "mlock2", "munlock", "mlockall", "munlockall", "set_memlock_limit", "set_fsize_limit", "drop_privileges",
     "shm_open", "shm_unlink", "memfd_create", "open_file", "pipe", "ftruncate", "close", "read", "write",
     "pread", "pwrite", "lseek", "pfn_of",
-    "thp_mapped", "minflt", "majflt", "get_node", "mbind",
+    "thp_mapped", "minflt", "majflt", "get_node", "mbind", "map_pages",
 };
 
 static long rlim(int which) {
