@@ -14,6 +14,8 @@ from memspec.model.expect import exactly
 from memspec.records import Outcome
 
 OWNERS = (buddy, slab, vmalloc, dma, numa, heap, gc)
+# (module, the rules it owns): each allocator's, and phys_boot's, which model/phys.py owns itself
+OWNED = [(m.__name__, m.RULES) for m in OWNERS] + [(phys.__name__, phys.BOOT_RULES)]
 
 
 def test_the_composed_table_covers_exactly_the_phys_calls():
@@ -23,44 +25,45 @@ def test_the_composed_table_covers_exactly_the_phys_calls():
 
 def test_each_allocator_owns_the_rules_it_exports():
     seen: set[str] = set()
-    for mod in OWNERS:
-        for name, rule in mod.RULES.items():
-            assert rule.expect.__module__ == mod.__name__, (name, rule.expect.__module__)
-            assert rule.apply is None or rule.apply.__module__ == mod.__name__, (name, rule.apply.__module__)
+    for owner, rules in OWNED:
+        for name, rule in rules.items():
+            assert rule.expect.__module__ == owner, (name, rule.expect.__module__)
+            assert rule.apply is None or rule.apply.__module__ == owner, (name, rule.apply.__module__)
             assert phys.RULES[name] is rule
-        assert not seen & set(mod.RULES)
-        seen |= set(mod.RULES)
+        assert not seen & set(rules)
+        seen |= set(rules)
     assert seen == set(phys.RULES)
 
 
 def test_a_rule_given_by_two_allocators_fails():
     other = {"buddy_free": Rule(lambda m, pfn: exactly("linux.buddy.free", Outcome(value=0)))}
     with pytest.raises(ValueError, match="two rules for 'buddy_free'"):
-        compose("phys", buddy.RULES, other, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, heap.RULES, gc.RULES,
+        compose("phys", phys.BOOT_RULES, buddy.RULES, other, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, heap.RULES, gc.RULES,
                 lead=(1, 2))
 
 
 def test_a_missing_rule_fails():
     with pytest.raises(ValueError, match=r"no rule for \['gc_addr', 'gc_collect'"):
-        compose("phys", buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, heap.RULES, lead=(1, 2))
+        compose("phys", phys.BOOT_RULES, buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, heap.RULES,
+                lead=(1, 2))
 
 
 def test_a_rule_without_a_call_fails():
     extra = {"buddy_defrag": Rule(lambda m: exactly("linux.buddy.coalesce", Outcome(value=0)))}
     with pytest.raises(ValueError, match=r"no call for \['buddy_defrag'\]"):
-        compose("phys", *(mod.RULES for mod in OWNERS), extra, lead=(1, 2))
+        compose("phys", *(rules for _, rules in OWNED), extra, lead=(1, 2))
 
 
 def test_a_rule_with_other_parameters_than_its_call_fails():
     swapped = dict(heap.RULES)
     swapped["calloc"] = Rule(lambda m, size, nmemb: exactly("c11.calloc.zeroed", Outcome(value=0)))
     with pytest.raises(ValueError, match=r"the rule for 'calloc' \(<lambda>\) does not take the call's parameters"):
-        compose("phys", buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, swapped,
+        compose("phys", phys.BOOT_RULES, buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, swapped,
                 gc.RULES, lead=(1, 2))
     applied = dict(heap.RULES)
     applied["free"] = Rule(heap.expect_free, lambda m, ptr: None)     # apply takes the outcome too
     with pytest.raises(ValueError, match="the rule for 'free'"):
-        compose("phys", buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, applied,
+        compose("phys", phys.BOOT_RULES, buddy.RULES, slab.RULES, vmalloc.RULES, dma.RULES, numa.RULES, applied,
                 gc.RULES, lead=(1, 2))
 
 
