@@ -96,8 +96,10 @@ def expect_read(sys: OsState, mm: Mm, fd: int) -> Expect:
     if isinstance(f, Expect):
         return f
     if f.obj is None:
-        # an empty pipe whose write end is open: read blocks (the linux target refuses it)
-        return Expect("linux.read.pipe-blocks", OK, "a read that blocks: not modelled", unknown=True)
+        # the program's pipe: pipe() gives it the read end only, and the target closes the write end
+        # (no descriptor the program does not hold stays open), so the pipe is empty with no writer:
+        # end of file (posix.read.pipe-eof; fs/pipe.c pipe_read: !pipe->writers returns 0)
+        return exactly("posix.read.pipe-eof", Outcome(value=EOF_BYTE))
     return _expect_read_at(sys, f, f.pos[0])
 
 

@@ -311,11 +311,12 @@ def apply_mmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: i
         obj = sys.new_object("anon-shared", end - start).id
         origin = start
     sys.unmap(mm, start, end)
+    exec_only = _exec_only(sys, prot)      # before the mask: do_mmap compares the prot it was given
     prot &= PROT_RWX
     locked = bool(flags & MAP["MAP_LOCKED"]) or bool(mm.mcl_future)
     # MAP_DROPPABLE (anonymous only): VM_DROPPABLE | VM_WIPEONFORK | VM_DONTDUMP (clause linux.mmap.droppable)
     droppable = obj is None and flags & MAP_TYPE == MAP_DROPPABLE
-    vma = Vma(prot, shared, obj, origin, exec_only=_exec_only(sys, prot), clause=(
+    vma = Vma(prot, shared, obj, origin, exec_only=exec_only, clause=(
         "posix.mmap.fixed-exact" if flags & MAP["MAP_FIXED"] else "posix.mmap.maps-range"),
         locked=locked and not droppable, onfault=bool(mm.mcl_future & MCL["MCL_ONFAULT"]), may_write=may_write,
         huge=None, droppable=droppable, wipeonfork=droppable)
@@ -340,6 +341,12 @@ def _exec_only(sys: OsState, prot: int) -> bool:
     linux.x86.exec-only-pkey.  Without PKU, protection_map[VM_EXEC] is PAGE_READONLY_EXEC
     (arch/x86/mm/pgprot.c): the page reads like PROT_READ|PROT_EXEC (clause
     linux.x86.exec-implies-read).  Any other prot moves the range back to the default key.
+    The test is on the prot the caller passed, not its PROT_READ/WRITE/EXEC bits: mm/mmap.c
+    do_mmap asks ``prot == PROT_EXEC`` of the raw argument, so PROT_EXEC|PROT_GROWSDOWN,
+    |PROT_SEM or any bit the kernel ignores maps a readable range (measured on 6.18 with PKU;
+    found by the soak); mm/mprotect.c do_mprotect_pkey strips PROT_GROWSDOWN/GROWSUP first
+    but passes PROT_SEM on to arch_override_mprotect_pkey, so mprotect(…PROT_EXEC|PROT_SEM)
+    is readable too.  ``prot``: mmap's argument, or mprotect's without the GROWS bits.
     Example: mmap(…PROT_EXEC…) then load(a): SIGSEGV with PKU, 0 without."""
     return prot == PROT_X and sys.config.exec_only
 
@@ -462,7 +469,7 @@ def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, lengt
     sys.split_huge(mm, addr, end)
     p = prot & PROT_RWX
     for s, e, v in list(mm.mapped_pages(addr, end)):
-        mm.vmas.set(s, e, replace(v, prot=p, exec_only=_exec_only(sys, p), clause=clause))
+        mm.vmas.set(s, e, replace(v, prot=p, exec_only=_exec_only(sys, prot & ~GROWS), clause=clause))
         for page in sys.pages_in(mm, s, e):
             t = mm.pte.get(page)
             if t is not None:

@@ -29,9 +29,6 @@ OPEN_ANSWERS: tuple[tuple[str, str, str, str], ...] = (
      "no huge page to allocate (ENOMEM), an empty page table (EINVAL), a charge refused (EBUSY)"),
     ("advice", "expect_mincore", "posix.mincore.residency",
      "pages reclaim, MADV_PAGEOUT, fault-around or a fork copy may or may not have left resident"),
-    ("fileio", "expect_read", "linux.read.pipe-blocks",
-     "read of the program's pipe blocks while the harness holds its write end: no answer to model "
-     "(the linux target refuses it; unknown)"),
     ("bulk", "expect_map_pages", "linux.mmap.max-map-count-reached",
      "with RLIMIT_AS set or after mlockall(MCL_FUTURE), limits that grow with every page mapped are not "
      "followed page by page: not modelled (unknown)"),

@@ -191,3 +191,14 @@ def test_rlimit_fsize_from_the_facts_and_a_finite_hard_limit():
     free = [ok(3), ok(2), ok(1), ok(0), ok(0), ok(0), ok(1)]
     assert failed(text, free) is None
     assert failed(text, free[:2] + [err("EFBIG")] + free[3:]) == "posix.write.file-contents"
+
+
+def test_the_program_holds_only_the_pipes_read_end():
+    # the targets close the write end: nothing the program did not get stays open, and a read is
+    # end of file; a harness that kept the write end open at the next number would answer EINVAL
+    # for ftruncate of it, and the model, which knows no such descriptor, says EBADF
+    text = 'p = pipe()\nd = memfd_create("s", 0)\nx = read(p)\ne = ftruncate(p+1, 0x1000)\nf = ftruncate(p, 0)\n'
+    assert failed(text, [ok(3), ok(4), ok(256), ok(0), err("EINVAL")]) is None     # measured, linux-agent
+    assert failed(text, [ok(3), ok(5), ok(256), err("EBADF"), err("EINVAL")]) is None
+    assert failed(text, [ok(3), ok(5), ok(256), err("EINVAL"), err("EINVAL")]) == "posix.ftruncate.ebadf"
+    assert failed(text, [ok(3), ok(4), ok(7), ok(0), err("EINVAL")]) == "posix.read.pipe-eof"
