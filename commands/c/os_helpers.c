@@ -35,7 +35,7 @@ static outcome c_open_file(u64 size, u64 oflag) {
   close(fd);
   return sysret(open(path, (int)(oflag & (3 | O_APPEND))));
 }
-static outcome c_pipe(void) { int p[2]; if (pipe(p) < 0) return sysret(-1); return val(p[0]); }
+static outcome c_pipe(void) { int p[2]; if (pipe(p) < 0) return sysret(-1); close(p[1]); return val(p[0]); }  /* the program holds the read end only: as the targets do */
 static outcome c_set_memlock_limit(long long soft) {
   struct rlimit r; getrlimit(RLIMIT_MEMLOCK, &r);
   r.rlim_cur = soft < 0 ? RLIM_INFINITY : (rlim_t)soft;

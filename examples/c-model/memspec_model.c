@@ -251,6 +251,9 @@ static void reply_errno_number(i64 id, unsigned n) {
 #define MAP_SHARED 0x01
 #define MAP_PRIVATE 0x02
 #define MAP_DROPPABLE 0x08
+#ifndef MAP_LOCKED
+#define MAP_LOCKED 0x2000
+#endif
 #define MAP_TYPE 0x0f
 #define MAP_FIXED 0x10
 #define MAP_ANONYMOUS 0x20
@@ -438,6 +441,8 @@ static void do_mmap(i64 id, struct mm *mm, u64 addr, u64 length, int prot, int f
     }
     int type = flags & MAP_TYPE;
     if (type != MAP_SHARED && type != MAP_PRIVATE && type != MAP_DROPPABLE) { reply_errno(id, "EINVAL"); return; }
+    /* mm/mmap.c do_mmap, case MAP_DROPPABLE: a locked droppable area makes no sense */
+    if (type == MAP_DROPPABLE && (flags & MAP_LOCKED)) { reply_errno(id, "EINVAL"); return; }
     u64 start;
     if (fixed) {
         start = addr;
