@@ -184,7 +184,7 @@ class Checker:
         # (fuzz/pipeline.py); the target itself, and so the findings pipeline's re-runs, stay on
         # this thread
         from memspec.specs.judge import judge
-        ahead = RunAhead(target, programs, skip=not_applicable, ahead=self.o.overlap and target.runs_elsewhere,
+        ahead = RunAhead(target, programs, skip=not_applicable, ahead=self.o.overlap and bool(getattr(target, "runs_elsewhere", False)),
                          judge=lambda program, run: judge(program, run, target.name, facts))
         findings = self._findings(target, facts, layer)
         with ahead:

@@ -405,7 +405,7 @@ class Fuzzer:
             self.load_corpus()
             target = _Guarded(self.target)
             with RunAhead(target, self._inputs(deadline, limit), skip=lambda p: not p.calls,
-                          ahead=self.o.overlap and target.runs_elsewhere, judge=self._judge) as ahead:
+                          ahead=self.o.overlap and bool(getattr(target, "runs_elsewhere", False)), judge=self._judge) as ahead:
                 for (k, data), program, run, j in ahead:
                     if run is None:
                         continue
