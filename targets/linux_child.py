@@ -55,6 +55,22 @@ def _align(n: int) -> int:
     return (n + PAGE_SIZE - 1) & PAGE_MASK
 
 
+MAP_PAGES_HEADROOM = 4096     # mappings left free for the interpreter when map_pages is staged
+
+
+def _map_count() -> int:
+    with open("/proc/self/maps", "rb") as f:
+        return sum(1 for _ in f)
+
+
+def _max_map_count() -> int:
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 65530
+
+
 class Refused(Exception):
     """The call would touch memory the program does not own."""
 
@@ -494,6 +510,12 @@ class _Kernel:
             return Outcome(value=-1, errno="EINVAL")
         if n and not (WINDOW[0] <= addr and addr + 2 * n * PAGE_SIZE <= WINDOW[1]):
             raise Refused("map_pages is staged inside the sandbox window only")
+        if n > MAP_PAGES_HEADROOM and _map_count() + n > _max_map_count() - MAP_PAGES_HEADROOM:
+            # at vm.max_map_count this interpreter cannot map memory of its own any more (a new
+            # obmalloc arena, a thread stack): its next allocation dies with MemoryError, a crash
+            # the program did not cause.  The C agent (linux-agent) stages it.
+            raise Refused("map_pages that would reach vm.max_map_count: the Python harness needs mappings of "
+                          "its own to go on (the linux-agent target runs it)")
         # one prototype for the loop: 65,000 calls through it take under a second
         mmap = _SYSCALL6(("syscall", self.libc))
         flags = MAP["MAP_PRIVATE"] | MAP["MAP_ANONYMOUS"] | MAP["MAP_FIXED_NOREPLACE"]
