@@ -323,9 +323,14 @@ def _pageout(sys: OsState, mm: Mm, start: int, end: int) -> None:
         mm.maybe.add(page)
     if sys.config.swap_pages > 0:
         _pageout_swap(sys, mm, start, end)
+    else:
+        # a shmem page never written (read-faulted: all zero) is clean: reclaim may drop it from
+        # the page cache with no swap device (mm/vmscan.c shrink_folio_list: a clean folio is not
+        # written out, __remove_mapping frees it); it reads zero again, its residency is the kernel's
+        _pageout_swap(sys, mm, start, end, clean_shmem_only=True)
 
 
-def _pageout_swap(sys: OsState, mm: Mm, start: int, end: int) -> None:
+def _pageout_swap(sys: OsState, mm: Mm, start: int, end: int, clean_shmem_only: bool = False) -> None:
     """With a swap device (fact ``swap_pages``), MADV_PAGEOUT may also swap out anonymous and
     shmem pages this process alone maps (mm/madvise.c madvise_cold_or_pageout_pte_range ->
     reclaim_pages); without one they stay (mm/vmscan.c: no swap, no anon reclaim).  Whether it
@@ -336,6 +341,9 @@ def _pageout_swap(sys: OsState, mm: Mm, start: int, end: int) -> None:
             if t is None or not isinstance(t.page, Page) or t.page.mapcount > 1:
                 continue
             pg = t.page
+            if clean_shmem_only and (pg.kind == "anon" or pg.data is not None or pg.dirty or v.obj is None
+                                     or sys.objects[v.obj].kind == "file"):
+                continue
             if pg.kind != "anon" and v.obj is not None:
                 sys.objects[v.obj].uncertain.add(v.pgoff(page))
             fault.zap_pte(sys, mm, page)
