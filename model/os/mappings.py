@@ -95,6 +95,10 @@ def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
             # PROT_WRITE needs FMODE_WRITE, every type FMODE_READ; then path_noexec (pipefs is a
             # noexec pseudo file system: VM_EXEC is EPERM); then no ->mmap: ENODEV
             if mtype in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"], MAP["MAP_PRIVATE"]):
+                legacy = _LEGACY_MAP_MASK if sys.has("MAP_ABOVE4G") else _LEGACY_MAP_MASK & ~MAP["MAP_ABOVE4G"]
+                if mtype == MAP["MAP_SHARED_VALIDATE"] and flags & ~legacy:
+                    # case MAP_SHARED_VALIDATE's flag check comes first (a pipe has no FOP_MMAP_SYNC)
+                    return errno("linux.mmap.eopnotsupp-validate", errno_name(95))   # EOPNOTSUPP
                 if mtype != MAP["MAP_PRIVATE"] and prot & PROT_W and not f.write:
                     return errno("posix.mmap.eacces-fd-mode", "EACCES")
                 if not f.read:

@@ -34,3 +34,10 @@ def test_shmem_ignores_map_sync():
     good = [Outcome(value=3), Outcome(value=0)]
     assert failed(text, good + [Outcome(value=W)]) is None
     assert failed(text, good + [Outcome(value=-1, errno=EOPNOTSUPP)]) is not None
+
+
+def test_a_pipe_with_map_shared_validate_and_an_unknown_flag_is_eopnotsupp_before_enodev():
+    # mm/mmap.c do_mmap: case MAP_SHARED_VALIDATE checks the flags before case MAP_PRIVATE's ENODEV
+    text = "p = pipe()\nm = mmap(NULL, 0x1000, 0, MAP_SHARED_VALIDATE|MAP_SYNC, p, 0)\n"
+    assert failed(text, [Outcome(value=3), Outcome(value=-1, errno=EOPNOTSUPP)]) is None
+    assert failed(text, [Outcome(value=3), Outcome(value=-1, errno="ENODEV")]) == "linux.mmap.eopnotsupp-validate"
