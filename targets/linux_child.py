@@ -3,6 +3,10 @@
 It makes the calls with ``syscall(2)`` through ctypes (so glibc's wrappers judge nothing),
 probes accesses without crashing (targets/linux.py's docstring says how), forks a servant
 per process prefix, and answers observations from /proc/self/maps and getrusage.
+
+Why this module is a little over 800 lines: one ``do_<call>`` method per os call of the call
+table (about 45), each a few lines of staging around one system call; they share the child's
+state (descriptors, the dontfork ranges, its servants), so they stay in one class.
 """
 
 from __future__ import annotations
