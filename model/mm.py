@@ -63,10 +63,15 @@ _UNSIGNED = {"addr", "length", "offset", "old_addr", "old_size", "new_size", "ne
 U32 = (1 << 32) - 1
 
 
+_MASKS: dict[str, tuple[int | None, ...]] = {}     # call -> each parameter's register width (None: as is)
+
+
 def _registers(name: str, args: tuple) -> tuple:
-    return tuple(a & U64 if isinstance(a, int) and p.name in _UNSIGNED else
-                 a & U32 if isinstance(a, int) and p.name == "fd" else a
-                 for p, a in zip(CALLS[name].params, args))
+    masks = _MASKS.get(name)
+    if masks is None:
+        masks = _MASKS[name] = tuple(U64 if p.name in _UNSIGNED else U32 if p.name == "fd" else None
+                                     for p in CALLS[name].params)
+    return tuple(a & m if m is not None and isinstance(a, int) else a for m, a in zip(masks, args))
 
 
 class System(OsState):
