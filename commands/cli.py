@@ -64,10 +64,10 @@ from memspec.calls import LAYERS  # noqa: E402 -- the one list of layers
 
 
 def _overlap_option(p: argparse.ArgumentParser, where: str = "") -> None:
-    p.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=False,
                    help="judge each program while the next one runs, on targets that run programs in another "
                         "process (linux, libc, malloc:NAME, cmd:): wall time near max(run, judge), the same "
-                        f"verdicts as --no-overlap{where} (default on)")
+                        f"verdicts as --no-overlap{where} (default off: a Ctrl-C test of check on linux still hangs now and then under CI load with it on)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -82,8 +82,15 @@ def test_the_reference_model_passes_its_own_suite() -> None:
     assert len(exercised_call_clauses()) >= 30
 
 
+# Clauses the programs reach only as one side of a choice the model target answers the other way
+# (map_pages stops at the limit, so the map-count choices of the following mmap/munmap are
+# always decided by the ENOMEM branch): a mutant of their default is never played.  Their
+# violations are caught by tests/os/test_map_pages.py's broken limits instead.
+ONLY_AS_A_CHOICE = {"linux.mmap.enomem-max-map-count", "linux.munmap.enomem-max-map-count"}
+
+
 def test_every_exercised_clause_catches_a_target_that_gets_it_wrong() -> None:
-    clauses = sorted(exercised_call_clauses())
+    clauses = sorted(exercised_call_clauses() - ONLY_AS_A_CHOICE)
     missed = []
     programs = os_programs()
     for cid in clauses:
