@@ -35,3 +35,15 @@ def test_a_written_shmem_page_stays_resident_without_swap():
     start = [Outcome(value=3), Outcome(value=0), Outcome(value=W), Outcome(), Outcome(value=0)]
     assert failed(text, start + [Outcome(value=1)]) is None
     assert failed(text, start + [Outcome(value=0)]) == "posix.mincore.residency"
+
+
+def test_with_swap_a_written_shmem_page_may_go_too():
+    # the other value of the fact: with a swap device MADV_PAGEOUT may swap the written page out
+    text = HEAD + "store(s, 7)\nmadvise(s, 0x1000, MADV_PAGEOUT)\nm = mincore(s, 0x1000)\nx = load(s)\n"
+    start = [Outcome(value=3), Outcome(value=0), Outcome(value=W), Outcome(), Outcome(value=0)]
+    facts = {"kernel": "6.18.0", "swap_pages": 1 << 18}
+    for resident in (0, 1):
+        j = judge(parse(text), RunResult(tuple(start + [Outcome(value=resident), Outcome(value=7)]), ()), "t", facts)
+        assert j.failure is None, j.failure
+    j = judge(parse(text), RunResult(tuple(start + [Outcome(value=0), Outcome(value=0)]), ()), "t", facts)
+    assert j.failure is not None          # its data comes back from swap
