@@ -9,14 +9,15 @@ outermost dimensions: variant x leaf size), median of the slices.
 
 The anchor: kvm-unit-tests' ``x86/access_test.flat`` (``ac_test_run``: one combination of PTE/PDE
 flags, control registers, PKRU and access type per ``ac_test_exec``), built from its source tree
-(``--kvm-unit-tests DIR`` or ``$KVM_UNIT_TESTS``: ``./configure && make x86/access_test.flat``) and
-booted on the same binary with ``-accel tcg -cpu max,phys-bits=48`` (memspec's CPU).  The test prints
-nothing until its end (19 million combinations, over an hour), so the copy built here gets one
-line in its main loop: ``progress N`` after every 65,536 combinations (one serial line per ~15 s;
-the work per combination is unchanged), and its rate is read over ``--anchor-seconds`` of those
-lines.  Without the source (or gcc, or make, or that loop) the anchor is reported unavailable with
-the reason, beside the figure measured earlier (~4,000 combinations/s median under QEMU TCG 7.2),
-marked as not measured in this run.  Usage::
+(``--kvm-unit-tests DIR`` or ``$KVM_UNIT_TESTS``, else a shallow ``git clone`` of the upstream
+repository when it is reachable; then ``./configure && make x86/access_test.flat``) and booted on
+the same binary with ``-accel tcg -cpu max,phys-bits=48`` (memspec's CPU).  The test prints nothing
+until its end (19 million combinations, over an hour), so the copy built here gets one line in its
+main loop: ``progress N`` after every 65,536 combinations (one serial line per ~15 s; the work per
+combination is unchanged), and its rate is read over ``--anchor-seconds`` of those lines.  Without
+the source (none given and upstream unreachable; or gcc, or make, or that loop) the anchor is
+reported unavailable with the reason, beside the figure measured earlier (~4,000 combinations/s
+median under QEMU TCG 7.2), marked as not measured in this run.  Usage::
 
     python benchmarks/bench_sweep.py [--combinations N] [--slices K] [--kvm-unit-tests DIR] [--json FILE]
 """
@@ -34,6 +35,8 @@ import sys
 import tempfile
 import time
 
+UPSTREAM = "https://gitlab.com/kvm-unit-tests/kvm-unit-tests.git"
+CLONE_TIMEOUT = 180
 EARLIER_ANCHOR = 4000           # combinations/s, kvm-unit-tests access test under QEMU TCG 7.2 (not this run)
 ANCHOR_CPU = "max,phys-bits=48"
 LOOP = "successes += ac_test_exec(&at, &pt_env);"
@@ -74,8 +77,28 @@ def measure_sweep(combinations: int, slices: int, out: str) -> dict:
             "slice_rates": [round(r) for r in rates], "rate_median": round(statistics.median(rates))}
 
 
-def find_source(given: str | None) -> tuple[str | None, str]:
+def clone_source(url: str, work: str) -> tuple[str | None, str]:
+    """A shallow clone of kvm-unit-tests from ``url`` into ``work``, or why there is none."""
+    if shutil.which("git") is None:
+        return None, "no kvm-unit-tests source tree given, and git is not installed to fetch it"
+    dest = os.path.join(work, "kvm-unit-tests-src")
+    try:
+        p = subprocess.run(["git", "clone", "--quiet", "--depth", "1", url, dest], capture_output=True, text=True,
+                           timeout=CLONE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return None, f"no kvm-unit-tests source tree given, and git clone {url} took over {CLONE_TIMEOUT} s"
+    if p.returncode != 0:
+        last = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["(no message)"]
+        return None, f"no kvm-unit-tests source tree given, and {url} is not reachable: {last[0]}"
+    return dest, ""
+
+
+def find_source(given: str | None, url: str, work: str) -> tuple[str | None, str]:
     src = given or os.environ.get("KVM_UNIT_TESTS")
+    if not src and url:
+        src, why = clone_source(url, work)
+        if src is None:
+            return None, why
     if not src:
         return None, "no kvm-unit-tests source tree given (--kvm-unit-tests DIR or $KVM_UNIT_TESTS)"
     if not os.path.isfile(os.path.join(src, "x86", "access.c")):
@@ -135,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--combinations", type=int, default=200_000, help="memspec combinations in all slices")
     ap.add_argument("--slices", type=int, default=5)
-    ap.add_argument("--kvm-unit-tests", metavar="DIR", help="kvm-unit-tests source tree (else $KVM_UNIT_TESTS)")
+    ap.add_argument("--kvm-unit-tests", metavar="DIR",
+                    help="kvm-unit-tests source tree (else $KVM_UNIT_TESTS, else a clone of --kvm-unit-tests-url)")
+    ap.add_argument("--kvm-unit-tests-url", metavar="URL", default=UPSTREAM,
+                    help=f"where to clone kvm-unit-tests from when no tree is given ('' for nowhere; default {UPSTREAM})")
     ap.add_argument("--anchor-seconds", type=float, default=120.0, metavar="S", help="the anchor's measuring window")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args(argv)
@@ -146,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     version = subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     result: dict = {"qemu": version}
     with tempfile.TemporaryDirectory(prefix="memspec-bench-sweep-") as work:
-        src, why = find_source(a.kvm_unit_tests)
+        src, why = find_source(a.kvm_unit_tests, a.kvm_unit_tests_url, work)
         flat = None
         if src is not None:
             flat, why = build_anchor(src, work)
