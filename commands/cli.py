@@ -365,7 +365,7 @@ def cmd_experiment(a: argparse.Namespace) -> int:
 def cmd_repro(a: argparse.Namespace) -> int:
     from .repro import repro
     folder, r = repro(a.file, a.target, a.out, a.timeout)
-    if r.layer in ("hw", "virt") and r.target != "kvm":
+    if getattr(r, "layer", "") in ("hw", "virt") and r.target != "kvm":
         print(f"wrote {folder}/kernel.bin, floppy.img, bochsrc and README.md (memspec's verdict on {r.target}: "
               f"{r.verdict}; run: see {folder}/README.md)")
         return 0

@@ -56,6 +56,9 @@ ERRNOS = ("EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "EBADF",
           "ETXTBSY", "EFBIG", "ENOSPC", "ESPIPE", "EROFS", "EOVERFLOW", "ENAMETOOLONG", "EOPNOTSUPP", "ENOSYS",
           "ELOOP", "EXDEV")
 SIGNALS = ("SIGSEGV", "SIGBUS")
+# os targets whose calls the C file makes: the running kernel, or the same file run under QEMU's
+# linux-user emulation (the qemu-user target runs memspec's native agent under qemu-x86_64)
+OS_TARGETS = {"linux": "./repro", "qemu-user": "qemu-x86_64 ./repro"}
 FAR = 0x500000000000          # an address nothing uses: far from the heap, the stack and the sandbox window
 assert not SANDBOX_WINDOW[0] <= FAR < SANDBOX_WINDOW[1]
 
@@ -96,6 +99,10 @@ class Repro:
     env: dict[str, int] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
     stopped: str = ""             # why the target's run stopped early (a refusal), "" if it did not
+    hang_at: int = -1             # the call the target hung at or died in (memspec's verdict hang or
+                                  # crash), -1 if none
+    hang_kind: str = ""           # "hang" or "crash"
+    time_limit: float = 10.0      # memspec's time limit for the run
 
 
 def _c_string(s: str) -> str:
@@ -195,7 +202,13 @@ def analyse(program: Program, target: Any, facts: dict[str, Any]) -> Repro:
     verdict = "pass" if f is None else ("fail" if f.verdict.value == "fail" else f.verdict.value)
     # a refusal part-way (the calls before it judged, as memspec does): the C file stops there too
     stopped = run.message if run.status is RunStatus.REFUSED else ""
-    return Repro(program, target.name, layer, version, checks, verdict, f, env, facts, stopped)
+    # a hang or a crash: the call that got no answer
+    # (or died in, a crash) is made too, under memspec's time limit, and the C file says HANG or CRASH
+    # if it gets no answer either
+    stop = run.status in (RunStatus.HANG, RunStatus.CRASH) and len(run.outcomes) < len(program.calls)
+    hang_at = len(run.outcomes) if stop else -1
+    return Repro(program, target.name, layer, version, checks, verdict, f, env, facts, stopped, hang_at,
+                 run.status.value if stop else "", float(getattr(target, "timeout", 10.0) or 10.0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,14 +327,14 @@ def c_source(r: Repro) -> str:
                         if isinstance(a, Str)})
     # the worker's side: one case per call
     out.append("\nstatic outcome do_call(int idx, const u64 *A) {\n  (void)A;\n  switch (idx) {\n")
-    for cc in r.checks:
-        call = prog.calls[cc.index]
+    for index in [cc.index for cc in r.checks] + ([r.hang_at] if r.hang_at >= 0 else []):
+        call = prog.calls[index]
         body = _dispatch(call, slots)
         if call.name == "exit":
-            out.append(f"  case {cc.index}: {{ outcome o = c_exit(); "
+            out.append(f"  case {index}: {{ outcome o = c_exit(); "
                        f"if (write(rep_pipe[{slots[call.proc or 'main']}][1], &o, sizeof o) < 0) _exit(3); _exit(0); }}\n")
         else:
-            out.append(f"  case {cc.index}: return {body};\n")
+            out.append(f"  case {index}: return {body};\n")
     out.append("  }\n  return ok();\n}\n")
     # the coordinator's side
     out.append(r'''
@@ -349,7 +362,10 @@ static void finish(void) {
         out.append('  snprintf(shm_prefix, sizeof shm_prefix, "msr%dx-", (int)getpid());\n'
                    '  snprintf(tmpdir, sizeof tmpdir, "/tmp/memspec-repro-XXXXXX");\n'
                    '  if (!mkdtemp(tmpdir)) return 2;\n  chmod(tmpdir, 01777);\n')
-    out.append("  start_worker(0);\n")
+    # the workers (worker 0 and the processes it forks) hold the other ends: a worker that dies is
+    # then an end of file on its reply pipe (K_DIED), not a read that waits for the time limit
+    out.append("  start_worker(0);\n"
+               "  for (int k = 0; k < NPROC; k++) { close(req_pipe[k][0]); close(rep_pipe[k][1]); }\n")
     env_names: dict[str, int] = {}
     env_so_far: dict[str, int] = {}
     for cc in r.checks:
@@ -383,8 +399,26 @@ static void finish(void) {
         if call.name == "exit":
             out.append(f"  waitpid(worker_pid[{slots[proc]}], 0, 0); worker_pid[{slots[proc]}] = 0;\n")
         env_names.update(env_so_far)
+    if r.hang_at >= 0:
+        call = prog.calls[r.hang_at]
+        text = format_call(call)
+        out.append(f"\n  /* call {r.hang_at + 1}: {text.replace('*/', '* /')}: memspec's run got no answer */\n"
+                   "  memset(A, 0, sizeof A);\n")
+        for k, a in enumerate(call.args):
+            out.append(f"  A[{k}] = {_arg_c(a)};\n")
+        c = r.failure.clause if r.failure is not None else "memspec.target.alive"
+        out.append(f"  call_limit = {max(1, int(r.time_limit + 0.999))};\n"
+                   f"  hang_call = {r.hang_at + 1}; hang_text = {_c_string(text)}; hang_clause = {_c_string(c)};\n"
+                   f"  o = run_in({slots[call.proc or 'main']}, {r.hang_at}, A);\n")
+        if r.hang_kind == "crash":
+            out.append(f'  if (o.kind == K_DIED) {{\n    printf("CRASH at call {r.hang_at + 1}: %s\\n  clause:   %s\\n'
+                       '  expected: an outcome\\n  observed: the process making the call died (as in memspec\'s '
+                       'run)\\nVERDICT: CRASH\\n", hang_text, hang_clause);\n    finish();\n    return 3;\n  }\n')
+        out.append('  describe(&o, b, sizeof b);\n'
+                   f'  printf("note: call {r.hang_at + 1} answered (%s) within %d s; memspec\'s run got no answer '
+                   f'there ({r.hang_kind})\\n", b, call_limit);\n')
     f = r.failure
-    if f is not None and not any(c.diverges for c in r.checks):
+    if f is not None and not any(c.diverges for c in r.checks) and r.hang_at < 0:
         # memspec's failure is not a call's outcome (the mappings compared at a checkpoint, an
         # invariant): the C file cannot show it, and says so rather than pass silently
         out.append(f'  printf("note: memspec found {f.verdict.value} {f.clause} ({f.at} after call {f.index + 1}), '
@@ -420,10 +454,16 @@ def readme(r: Repro, c_name: str, cmd: str) -> str:
     if r.stopped:
         lines += [f"memspec's target stopped after call {len(r.checks)}: {r.stopped}. The C file checks the "
                   f"{len(r.checks)} calls memspec judged and stops there too.", ""]
-    run = f"LD_PRELOAD={r.facts.get('preload')} ./repro" if r.facts.get("preload") else "./repro"
-    lines += ["## Build and run", "", "```", f"cc -O2 -o repro {c_name}", run, "```", "",
+    run = (f"LD_PRELOAD={r.facts.get('preload')} ./repro" if r.facts.get("preload")
+           else OS_TARGETS.get(r.target, "./repro"))
+    # under qemu-x86_64 the file is linked statically, as memspec's agent is: QEMU then places the
+    # guest's mappings beside its own memory only, and run natively it meets no shared library
+    static = "-static " if r.target == "qemu-user" else ""
+    lines += ["## Build and run", "", "```", f"cc -O2 {static}-o repro {c_name}", run, "```", "",
               "It needs no memspec and no Python. It prints `DIVERGES at call N` with the clause, the spec text, "
-              "expected and observed and exits 1, or prints `CONFORMS` and exits 0"
+              "expected and observed and exits 1, prints `HANG at call N` and exits 4 when a call gets no answer "
+              "within its time limit (every process of it killed), `CRASH at call N` and exits 3 when the process "
+              "making a call memspec's target died in dies, or prints `CONFORMS` and exits 0"
               + (" (run it as root for the calls that need it, as memspec's linux target does)" if r.layer == "os" else "")
               + ".", ""]
     return "\n".join(lines)
@@ -447,8 +487,9 @@ def repro(path: str, target_spec: str | None, out: str | None, timeout: float = 
         return repro_hw(path, spec, out, max(timeout, 20.0))
     names = {c.name for c in prog.calls}
     if layer == "os":
-        if spec != "linux":
-            raise UsageError(f"repro writes C for the os layer on the linux target, not {spec!r}")
+        if spec not in OS_TARGETS:
+            raise UsageError(f"repro writes C for the os layer on the linux target (or qemu-user, run under "
+                             f"qemu-x86_64), not {spec!r}")
         outside = sorted(names - set(OS_CALLS))
     elif layer == "phys":
         if not (spec == "libc" or spec.startswith("malloc:")):

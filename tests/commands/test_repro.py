@@ -109,6 +109,58 @@ def test_malloc_finding_reproduces_without_memspec(path, tmp_path):
     assert clause in readme and "LD_PRELOAD=" in readme and lib.name in readme
 
 
+# --- QEMU linux-user: the same C file run under qemu-x86_64 -------------------------------------
+
+QEMU_USER = sorted(p for p in (ROOT / "docs" / "findings" / "programs").glob("*.mst")
+                   if load(str(p)).meta("target") == "qemu-user")
+EXIT_OF = {"pass": 0, "fail": 1, "crash": 3, "hang": 4}
+
+
+def build_static(folder: Path) -> Path:
+    exe = folder / "repro"
+    subprocess.run([cc(), "-O2", "-static", "-std=c99", "-o", str(exe), str(folder / "repro.c")], check=True,
+                   capture_output=True, text=True)
+    return exe
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", QEMU_USER, ids=[p.stem for p in QEMU_USER])
+def test_qemu_user_finding_reproduces_under_qemu_and_conforms_natively(path, tmp_path):
+    if shutil.which("qemu-x86_64") is None:
+        missing_peer("qemu-user", "apt-get install -y qemu-user")
+    folder, r = repro(str(path), "qemu-user", str(tmp_path / "out"))
+    clause = load(str(path)).meta("clause")
+    assert r.verdict != "pass" and r.failure.clause == clause, (r.verdict, r.failure)
+    readme = (Path(folder) / "README.md").read_text()
+    assert "cc -O2 -static -o repro repro.c" in readme and "qemu-x86_64 ./repro" in readme
+    exe = build_static(Path(folder))
+    out = subprocess.run(["qemu-x86_64", str(exe)], capture_output=True, text=True, timeout=120, cwd=folder)
+    assert out.returncode == EXIT_OF[r.verdict], (r.verdict, out.stdout, out.stderr)
+    assert f"clause:   {clause}" in out.stdout, out.stdout
+    # the kernel itself gives every answer the model allows: the file is QEMU's reproducer, not the kernel's
+    native = run_c(exe)
+    assert native.returncode == 0 and "CONFORMS" in native.stdout, native.stdout + native.stderr
+
+
+def test_a_call_that_never_answers_is_a_hang_with_every_process_killed(tmp_path):
+    # made where the kernel answers, run where the store never returns (a preloaded constructor
+    # makes the worker's SIGSEGV handler spin): HANG at that call, exit 4, nothing left running
+    prog = tmp_path / "hang.mst"
+    prog.write_text("a = mmap(0x100000000000, 0x1000, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                    "store(a, 1)\n")
+    folder, r = repro(str(prog), "linux", str(tmp_path / "r"))
+    assert r.verdict == "pass"
+    src = (Path(folder) / "repro.c").read_text()
+    (Path(folder) / "repro.c").write_text(src.replace("static unsigned call_limit = 60;", "static unsigned call_limit = 2;"))
+    exe = build(Path(folder))
+    assert run_c(exe).returncode == 0
+    so = shim(tmp_path, "spin", SPIN_SHIM)
+    out = run_c(exe, so)
+    assert out.returncode == 4 and "HANG at call 2: no answer within 2 s" in out.stdout, out.stdout + out.stderr
+    left = subprocess.run(["pgrep", "-f", str(exe)], capture_output=True, text=True)
+    assert left.stdout.strip() == "", left.stdout
+
+
 # --- the C checks catch a broken implementation ------------------------------------------------
 
 CALLOC_SHIM = r'''
@@ -133,6 +185,19 @@ long syscall(long nr, ...) {
   if (nr == SYS_mmap && a[1] == 0) { errno = ENOMEM; return -1; }
   long (*real)(long, ...) = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
   return real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+'''
+
+
+SPIN_SHIM = r'''
+#include <signal.h>
+/* broken on purpose: once the program has installed its SIGSEGV handler, a fault spins forever */
+int sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+static void spin(int s) { (void)s; for (;;) {} }
+int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+  extern int __sigaction(int, const struct sigaction *, struct sigaction *);
+  if (sig == SIGSEGV && act) { struct sigaction a = *act; a.sa_flags = 0; a.sa_handler = spin; return __sigaction(sig, &a, old); }
+  return __sigaction(sig, act, old);
 }
 '''
 
