@@ -32,12 +32,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from memspec.errors import TargetError, UsageError
-from memspec.program import Program, format_call, load
+from memspec.program import Program, eval_args, format_call, load
 from memspec.records import Outcome, RunStatus
 
 from .repro_replay import model_replay
 
 U64 = (1 << 64) - 1
+# the registers a call writes, read back with KVM_GET_SREGS after a divergence (the effect of a write
+# that completed where the model wanted #GP: which of its bits the register holds)
+REG_OF = {"mov_cr0": 0, "mov_cr3": 3, "mov_cr4": 4, "wrmsr_efer": 8}
 EXIT_STATUS = {"CONFORMS": 0, "DIVERGES": 1, "CRASH": 3, "HANG": 4, "NOT JUDGED": 5}
 
 
@@ -60,6 +63,9 @@ class KvmCheck:
     chunk: int = -1               # the recorded chunk holding its code (-1: decided by the host)
     slot: int = -1
     patterns: list[SlotPattern] | None = None
+    reg: int = -1                 # the register a control write sets (REG_*), -1 for other calls
+    value: int = 0                # ... the value written
+    la: int = -1                  # the linear address an access uses, -1 for other calls
 
 
 @dataclass
@@ -74,6 +80,7 @@ class KvmRepro:
     cpuid: list[list[int]] = field(default_factory=list)
     stopped: str = ""
     disagreements: list[str] = field(default_factory=list)
+    finding: str = ""             # the clause the program was saved for (its "# clause:" line)
 
 
 class _Slot:
@@ -196,9 +203,20 @@ def analyse(program: Program, target: Any, facts: dict[str, Any]) -> KvmRepro:
                 where[cc.index] = (e, cc)
     checks: list[KvmCheck] = []
     disagreements: list[str] = []
+    env: dict[str, int] = {}
     for st in model_replay(program, run, facts):
         i, call, o, exp, cid, c = st.index, st.call, st.outcome, st.expect, st.clause_id, st.clause
         chk = KvmCheck(i, format_call(call), cid, c.statement, c.citation, exp.describe, o, st.diverges)
+        try:
+            args = eval_args(call, env)
+        except (KeyError, TypeError):
+            args = ()
+        if call.name in REG_OF and args and isinstance(args[0], int):
+            chk.reg, chk.value = REG_OF[call.name], args[0] & U64
+        if call.name in ("access", "vm_access") and args and isinstance(args[0], int):
+            chk.la = args[0] & U64
+        if call.result and o.value is not None:
+            env[call.result] = o.value
         e, cc = where.get(i, (-1, None))
         if cc is not None and cc.kind in ("value", "access", "fault"):
             data = events[e]["slotdata"]
@@ -216,7 +234,7 @@ def analyse(program: Program, target: Any, facts: dict[str, Any]) -> KvmRepro:
     verdict = "pass" if f is None else f.verdict.value
     stopped = run.message if run.status is not RunStatus.OK else ""
     return KvmRepro(program, target.name, str(facts.get("impl_version", "")), checks, verdict, f, events,
-                    [list(e) for e in m.cpuid], stopped, disagreements)
+                    [list(e) for e in m.cpuid], stopped, disagreements, program.meta("clause") or "")
 
 
 # --- the C file ----------------------------------------------------------------------------------
@@ -257,7 +275,9 @@ _HEAD = r'''/* A standalone reproducer written by `memspec repro --target kvm`: 
 struct pat { uint64_t v[5], m[5]; };
 struct check { int call, chunk, slot, npat;       /* npat -1: the model cannot decide, any slot */
                const struct pat *pats;
-               const char *text, *clause, *statement, *citation, *expected; };
+               const char *text, *clause, *statement, *citation, *expected;
+               int reg; uint64_t value;          /* a control write: CR0/3/4 or EFER (8), -1: none */
+               int has_la; uint64_t la; };       /* an access: its linear address */
 struct ccall { int call, slot, guarded, is_exec; uint64_t start, end, addr; };   /* calls with code */
 struct event { const uint8_t *sregs; const uint8_t *code; unsigned len; int nslots;
                int ndesc; const uint64_t (*desc)[3]; int ncalls; const struct ccall *calls; };
@@ -276,10 +296,90 @@ static void set_regs(uint64_t rip, uint64_t r14, uint64_t r15) {
 }
 
 static const char *describe(const uint64_t *s, char *b, size_t n) {
-  snprintf(b, n, "slot status=%#llx value/rip=%#llx errcode=%#llx cr2=%#llx rax=%#llx",
+  char what[96];
+  uint64_t st = s[0];
+  if (st & ST_EXC) snprintf(what, sizeof what, "exception vector %llu, CS %#llx", (unsigned long long)(st & 0xff),
+                            (unsigned long long)(st >> 16));
+  else if (st == ST_UNEMULATED) snprintf(what, sizeof what, "KVM_EXIT_INTERNAL_ERROR: KVM could not emulate the instruction");
+  else if (st == ST_FETCHED) snprintf(what, sizeof what, "the fetch passed its checks, what it fetched was not emulated");
+  else snprintf(what, sizeof what, "completed");
+  snprintf(b, n, "%s (slot status=%#llx value/rip=%#llx errcode=%#llx cr2=%#llx rax=%#llx)", what,
            (unsigned long long)s[0], (unsigned long long)s[1], (unsigned long long)s[2],
            (unsigned long long)s[3], (unsigned long long)s[4]);
   return b;
+}
+
+/* ---- the finding's effect, read after the divergence ----------------------------------------- */
+static int kmsg = -1;
+static void kmsg_open(void) {             /* the kernel log from now on (root: /dev/kmsg) */
+  kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (kmsg >= 0) lseek(kmsg, 0, SEEK_END);
+}
+static void kmsg_print(void) {            /* KVM's lines the kernel logged while the guest ran */
+  if (kmsg < 0) { printf("  kernel log: not readable (/dev/kmsg needs root)\n"); return; }
+  char rec[1024];
+  int any = 0;
+  for (;;) {
+    ssize_t n = read(kmsg, rec, sizeof rec - 1);
+    if (n < 0 && errno == EPIPE) continue;          /* records overwritten: go on with the next */
+    if (n <= 0) break;
+    rec[n] = 0;
+    char *msg = strchr(rec, ';');
+    msg = msg ? msg + 1 : rec;
+    if (!strstr(msg, "kvm") && !strstr(msg, "KVM")) continue;
+    msg[strcspn(msg, "\n")] = 0;
+    printf("  kernel log: %s\n", msg);
+    any = 1;
+  }
+  if (!any) printf("  kernel log: no line from KVM while the guest ran\n");
+}
+static void print_walk(const uint8_t *mem, uint64_t cr3, int la57, uint64_t la) {
+  static const char *name[] = {"PTE", "PDE", "PDPTE", "PML4E", "PML5E"};
+  uint64_t table = cr3 & 0x000ffffffffff000ULL;
+  for (int level = la57 ? 5 : 4; level >= 1; level--) {
+    uint64_t pa = table + 8 * ((la >> (12 + 9 * (level - 1))) & 511);
+    if (pa + 8 > RAM) { printf("  %-5s at %#llx: outside the guest's RAM\n", name[level - 1], (unsigned long long)pa); return; }
+    uint64_t e;
+    memcpy(&e, mem + pa, 8);
+    printf("  %-5s at %#llx = %#018llx%s%s%s%s%s%s%s\n", name[level - 1], (unsigned long long)pa, (unsigned long long)e,
+           e & 1 ? " P" : " not-present", e & 2 ? " RW" : "", e & 4 ? " US" : "", e & 0x20 ? " A" : "",
+           e & 0x40 ? " D" : "", (e & 0x80) && level > 1 && level < 4 ? " PS" : "", e >> 63 ? " XD" : "");
+    if (!(e & 1) || ((e & 0x80) && level > 1 && level < 4)) return;
+    table = e & 0x000ffffffffff000ULL;
+  }
+}
+/* after the chunk that holds the divergent call: the registers, the tables of its walk, the data */
+static void effect(const struct check *c, const uint64_t *s, const uint8_t *mem) {
+  struct kvm_sregs sr;
+  if (ioctl(vcpu, KVM_GET_SREGS, &sr) < 0) { printf("  (KVM_GET_SREGS: %s)\n", strerror(errno)); return; }
+  printf("effect (read after the guest code of call %d's chunk ran):\n", c->call + 1);
+  printf("  CR0 = %#llx, CR3 = %#llx, CR4 = %#llx, EFER = %#llx\n", (unsigned long long)sr.cr0,
+         (unsigned long long)sr.cr3, (unsigned long long)sr.cr4, (unsigned long long)sr.efer);
+  if (c->reg >= 0) {
+    uint64_t now = c->reg == 0 ? sr.cr0 : c->reg == 3 ? sr.cr3 : c->reg == 4 ? sr.cr4 : sr.efer;
+    const char *r = c->reg == 0 ? "CR0" : c->reg == 3 ? "CR3" : c->reg == 4 ? "CR4" : "EFER";
+    if (c->reg == 8) now &= ~(uint64_t)0x400;       /* LMA: set by the CPU, not by the write */
+    if (c->reg == 0) now = (now & ~(uint64_t)0x10) | (c->value & 0x10);   /* ET: fixed at 1 */
+    if (now == c->value) printf("  the write took effect: %s = %#llx\n", r, (unsigned long long)now);
+    else printf("  %s reads back %#llx: the write of %#llx did not take effect as written (bits %#llx differ)\n",
+                r, (unsigned long long)now, (unsigned long long)c->value, (unsigned long long)(now ^ c->value));
+  }
+  if (c->has_la) {
+    printf("  the walk of %#llx in guest memory:\n", (unsigned long long)c->la);
+    print_walk(mem, sr.cr3, (sr.cr4 >> 12) & 1, c->la);
+    uint64_t data = (s[0] & ST_EXC) ? s[4] : s[1];
+    if (!(s[0] & ST_EXC) || (s[0] & 0xff) == 13)
+      if ((data & 0xff) == 0xcc) printf("  the load read %#llx: the qword at physical %#llx (memory holds (pa << 8) | 0xCC)\n",
+                                       (unsigned long long)data, (unsigned long long)(data >> 8));
+  }
+  kmsg_print();
+}
+static int finish(const char *clause) {   /* the finding's line; clause 0: every call conformed */
+  if (!FINDING[0]) return 0;
+  if (clause && (!strcmp(clause, FINDING) || !strcmp(clause, BLAMED))) printf("REPRODUCED: %s\n", FINDING);
+  else if (clause) printf("NOT REPRODUCED: the finding is %s; this run diverges under %s\n", FINDING, clause);
+  else printf("NOT REPRODUCED: %s (every call conforms)\n", FINDING);
+  return 0;
 }
 
 /* the call of ev whose code the vCPU was in (rip, else r15 - 1), as the target's _where */
@@ -327,6 +427,7 @@ int main(void) {
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_alarm;                 /* no SA_RESTART: KVM_RUN returns EINTR */
   sigaction(SIGALRM, &sa, 0);
+  kmsg_open();
   int next = 0;                             /* the next check */
   char b[200];
   for (int e = 0; e < NEVENTS; e++) {
@@ -413,15 +514,21 @@ int main(void) {
       printf("DIVERGES at call %d: %s\n  clause:   %s\n  spec:     %s\n            [%s]\n  expected: %s\n"
              "  observed: %s\n", c->call + 1, c->text, c->clause, c->statement, c->citation, c->expected,
              describe(s, b, sizeof b));
+      effect(c, s, mem);
       printf("VERDICT: DIVERGES (%s)\n", c->clause);
+      finish(c->clause);
       return 1;
     }
     if (stop) {
-      printf("the guest stopped%s%d: %s\nVERDICT: %s\n", at >= 0 ? " at call " : "", at >= 0 ? at + 1 : 0, stop, verdict);
+      printf("the guest stopped%s%d: %s\n", at >= 0 ? " at call " : "", at >= 0 ? at + 1 : 0, stop);
+      kmsg_print();
+      printf("VERDICT: %s\n", verdict);
+      finish("memspec.target.alive");
       return code;
     }
   }
   printf("VERDICT: CONFORMS (every call's outcome is one the model allows; %d checked)\n", NCHECKS);
+  finish(0);
   return 0;
 }
 '''
@@ -430,7 +537,7 @@ int main(void) {
 def c_source(r: KvmRepro) -> str:
     from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3, RAM_SIZE
     from memspec.targets.kvm.guest import (
-        CODE, KTOP, PHYS, SCRATCH, SLOT_SIZE, SLOTS, ST_FETCHED, ST_UNEMULATED, _image, code)
+        CODE, KTOP, PHYS, SCRATCH, SLOT_SIZE, SLOTS, ST_EXC, ST_FETCHED, ST_UNEMULATED, _image, code)
     img = _image()
     harness = [(pa, struct.unpack_from("<Q", img, pa)[0]) for pa in range(0, HARNESS_LOW, 8)]
     harness = [(pa, v) for pa, v in harness if v]
@@ -440,7 +547,12 @@ def c_source(r: KvmRepro) -> str:
     out.append(f"#define PHYS {PHYS:#x}ULL\n#define CODE {CODE:#x}ULL\n#define SLOTS {SLOTS:#x}ULL\n"
                f"#define SLOT_SIZE {SLOT_SIZE}\n#define KTOP {KTOP:#x}ULL\n#define SCRATCH {SCRATCH:#x}ULL\n"
                f"#define FATAL {code().fatal:#x}ULL\n#define RAM {RAM_SIZE:#x}ULL\n#define LOW {HARNESS_LOW:#x}ULL\n"
-               f"#define ST_FETCHED {ST_FETCHED}\n#define ST_UNEMULATED {ST_UNEMULATED}\n#define TIME_LIMIT 10\n")
+               f"#define ST_FETCHED {ST_FETCHED}\n#define ST_UNEMULATED {ST_UNEMULATED}\n#define ST_EXC {ST_EXC}\n"
+               f"#define TIME_LIMIT 10\n"
+               f"/* the clause the program was saved for: REPRODUCED when the first divergence is under it, or\n"
+               f" * under the clause memspec blamed for the same failure when it wrote this file */\n"
+               f"static const char FINDING[] = {_c(r.finding)};\n"
+               f"static const char BLAMED[] = {_c(r.failure.clause if r.failure is not None else '')};\n")
     out.append("/* the harness's memory as memspec's kvm target writes it (targets/kvm/guest.py, _build_harness):\n"
                " * GDT, IDT, TSS, exception stubs and handler, CPL 3 snippets, physmap tables; root[511] */")
     out.append("static const uint64_t HARNESS[][2] = {\n" +
@@ -477,7 +589,8 @@ def c_source(r: KvmRepro) -> str:
                 for p in c.patterns) + "};")
         npat = -1 if c.patterns is None else len(c.patterns)
         rows.append(f"  {{{c.index}, {c.chunk}, {c.slot}, {npat}, {f'PATS_{k}' if c.patterns else '0'},\n"
-                    f"   {_c(c.text)}, {_c(c.clause)},\n   {_c(c.statement)},\n   {_c(c.citation)}, {_c(c.expected)}}},")
+                    f"   {_c(c.text)}, {_c(c.clause)},\n   {_c(c.statement)},\n   {_c(c.citation)}, {_c(c.expected)},\n"
+                    f"   {c.reg}, {c.value:#x}ULL, {int(c.la >= 0)}, {max(c.la, 0):#x}ULL}},")
     out.append(f"#define NCHECKS {len(rows)}\nstatic const struct check CHECKS[] = {{\n" + "\n".join(rows or ["  {0}"]) + "\n};")
     return "\n".join(out) + "\n" + _MAIN
 
@@ -505,7 +618,18 @@ def readme(r: KvmRepro, cmd: str) -> str:
               "call's result slot with the slots the model allows. It prints `DIVERGES at call N` with the "
               "clause, the spec, expected and observed and `VERDICT: DIVERGES (clause)` and exits 1, or "
               "`VERDICT: CONFORMS` and exits 0; a guest that stops prints `VERDICT: CRASH` (exit 3) or "
-              "`VERDICT: HANG` (exit 4); 2: the VM could not be set up.", ""]
+              "`VERDICT: HANG` (exit 4); 2: the VM could not be set up. After a divergence it prints the "
+              "effect: the control registers (and, for a control-register write, which bits of the value "
+              "written the register holds), the walk of an access's address in guest memory with each entry's "
+              "bits, the data a load read, and KVM's lines in the kernel log (/dev/kmsg, as root) while the "
+              "guest ran."]
+    if r.finding:
+        lines += ["", f"The program was saved for `{r.finding}`: the last line is `REPRODUCED: {r.finding}` when "
+                  "the first divergence is under it"
+                  + (f" (or under `{r.failure.clause}`, the clause memspec blames for it today)"
+                     if r.failure is not None and r.failure.clause != r.finding else "")
+                  + ", else `NOT REPRODUCED: ...`."]
+    lines += [""]
     return "\n".join(lines)
 
 

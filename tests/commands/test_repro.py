@@ -272,3 +272,52 @@ def test_kvm_c_reproducer_gives_memspecs_verdict(tmp_path):
     assert out.returncode == {"pass": 0, "fail": 1}[verdict], (verdict, out.stdout, out.stderr)
     if verdict == "fail":
         assert "clause:   sdm.cr0.rsvd-gp" in out.stdout and "CR0 reads back 0x80010011" in out.stdout
+
+
+# --- the /dev/kvm reproducers `memspec repro --target kvm` writes for the KVM findings -----------
+
+KVM_FINDINGS = sorted(p for p in (ROOT / "docs" / "findings" / "programs").glob("kvm-*.mst"))
+
+
+@pytest.mark.parametrize("path", KVM_FINDINGS, ids=[p.stem for p in KVM_FINDINGS])
+def test_kvm_finding_reproducer_says_whether_it_reproduced_and_shows_the_effect(path, tmp_path):
+    from memspec.targets.kvm.ioctl import kvm_status
+    why = kvm_status()
+    if why:
+        missing_peer("kvm", why)
+    folder, r = repro(str(path), "kvm", str(tmp_path / "out"))
+    assert not r.disagreements, r.disagreements
+    out = run_c(build(Path(folder)))
+    want = {"pass": 0, "fail": 1}[r.verdict]
+    assert out.returncode == want, (r.verdict, out.stdout, out.stderr)
+    finding = load(str(path)).meta("clause")
+    last = out.stdout.splitlines()[-1]
+    if r.verdict == "pass":           # a KVM without the bug
+        assert last == f"NOT REPRODUCED: {finding} (every call conforms)", out.stdout
+        return
+    first = next(c for c in r.checks if c.diverges)
+    assert last == f"REPRODUCED: {finding}", out.stdout
+    assert "effect (read after the guest code" in out.stdout and "CR0 = 0x" in out.stdout
+    assert "kernel log: " in out.stdout
+    if first.text.startswith("mov_cr0(0x180010001)"):
+        # the finding itself: bit 32 of the value written is gone, the rest was loaded
+        assert "CR0 reads back 0x80010001" in out.stdout and "(bits 0x100000000 differ)" in out.stdout
+    if first.text.startswith("access("):
+        assert "the walk of 0x" in out.stdout and "PML4E at 0x" in out.stdout
+    if first.observed.signal == "KVM_EXIT_INTERNAL_ERROR" and os.geteuid() == 0:
+        assert "INTERNAL_ERROR" in out.stdout.split("effect (", 1)[1], out.stdout
+
+
+def test_kvm_reproducer_of_a_finding_says_not_reproduced_where_the_call_conforms(tmp_path):
+    from memspec.targets.kvm.ioctl import kvm_status
+    why = kvm_status()
+    if why:
+        missing_peer("kvm", why)
+    # a CR0 write every KVM path refuses (NW without CD): saved, falsely, as the finding
+    prog = tmp_path / "control.mst"
+    prog.write_text("# memspec-program: 1\n# target: kvm\n# layer: hw\n# clause: sdm.cr0.rsvd-gp\n"
+                    "mov_cr0(0xa0010011)\n")
+    folder, r = repro(str(prog), "kvm", str(tmp_path / "out"))
+    assert r.verdict == "pass"
+    out = run_c(build(Path(folder)))
+    assert out.returncode == 0 and out.stdout.splitlines()[-1] == "NOT REPRODUCED: sdm.cr0.rsvd-gp (every call conforms)"
