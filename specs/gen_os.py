@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memspec.consts import SANDBOX_WINDOW
+from memspec.consts import MAP_PAGES_MAX, SANDBOX_WINDOW
 from memspec.program import Call, Flags, Int, Program, Ref, Str
 
 from .choose import Chooser, swarm
@@ -39,8 +39,8 @@ from .choose import Chooser, swarm
 PAGE = 4096
 LLONG_MAX = (1 << 63) - 1
 MAX_CALLS = 24
-SWARM_PERCENT = 40          # programs that draw from a random subset of the calls (swarm testing)
-READBACK_PERCENT = 30       # changes of a range followed by loads of every page in and beside it
+SWARM_PERCENT = 50          # programs that draw from a random subset of the calls (swarm testing)
+READBACK_PERCENT = 45       # changes of a range followed by loads of every page in and beside it
 READBACK_PAGES = 8          # a longer range is read back at its edges only
 READBACK_LOADS = 24         # loads of one read-back, at most (over every process that maps the range)
 SPREAD_PERCENT = 60         # stores that go to one of BYTE_OFFSETS of a page rather than where the address fell
@@ -49,27 +49,42 @@ BYTE_OFFSETS = (0, 1, 7, 0x800, PAGE - 1)   # bytes of a page whose loss a one-b
 FORK_SCENARIO_WEIGHT = 6    # of STEPS: a fork scenario (``OsGen.fork_scenario``), drawn like any step
 FILE_SCENARIO_WEIGHT = 5    # of STEPS: one file through its descriptor and its mappings (``OsGen.file_scenario``)
 SEAL_SCENARIO_WEIGHT = 4    # of STEPS: a sealed range and the calls mseal forbids (``OsGen.seal_scenario``)
+LOCK_SCENARIO_WEIGHT = 3    # of STEPS: an unprivileged process at its memlock limit (``OsGen.lock_scenario``)
 FORK_PAGES = 3              # pages of the mapping a fork scenario makes
+MAP_PAGES_LIMIT_PERCENT = 2  # map_pages steps that map until vm.max_map_count refuses (costly: ~65,000 VMAs)
+APPEND_PERCENT = 25         # files opened with O_APPEND (open_file, shm_open; the file scenario's too)
 
 # what one step does, by weight ("file": make a descriptor of a file that can be mapped;
 # "*-scenario": several calls in one step, see the methods of the same name)
 STEPS = [(24, "mmap"), (8, "munmap"), (10, "mprotect"), (16, "load"), (16, "store"), (3, "fetch"),
-         (4, "fork"), (2, "exit"), (4, "file"), (4, "mremap"), (8, "madvise"), (2, "msync"),
-         (3, "mincore"), (3, "mlock"), (2, "munlock"), (1, "mlockall"), (1, "munlockall"),
+         (4, "fork"), (2, "exit"), (4, "file"), (5, "mremap"), (10, "madvise"), (2, "msync"),
+         (3, "mincore"), (3, "mlock"), (2, "munlock"), (2, "mlockall"), (1, "munlockall"),
          (2, "ftruncate"), (1, "close"), (2, "shm_unlink"), (2, "pfn_of"), (2, "minflt"), (1, "majflt"),
          (1, "thp_mapped"), (1, "get_node"), (2, "mbind"), (1, "drop_privileges"),
-         (1, "set_memlock_limit"), (2, "memory_limit"), (1, "set_swappiness"), (2, "reclaim"),
+         (1, "set_memlock_limit"), (2, "set_fsize_limit"), (3, "map_pages"), (2, "memory_limit"), (1, "set_swappiness"), (2, "reclaim"),
          (1, "tick"), (1, "wss"), (1, "oom"), (1, "khugepaged"), (FORK_SCENARIO_WEIGHT, "fork-scenario"),
          (3, "pread"), (3, "pwrite"), (2, "read"), (2, "write"), (2, "lseek"), (3, "mseal"),
-         (FILE_SCENARIO_WEIGHT, "file-scenario"), (SEAL_SCENARIO_WEIGHT, "seal-scenario")]
+         (FILE_SCENARIO_WEIGHT, "file-scenario"), (SEAL_SCENARIO_WEIGHT, "seal-scenario"),
+         (LOCK_SCENARIO_WEIGHT, "lock-scenario")]
+# what an unprivileged process does at its memlock limit, by weight
+LOCK_OPS = [(30, "mlock"), (14, "mlock2"), (14, "munlock"), (10, "mlockall"), (8, "munlockall"), (10, "mmap"),
+            (8, "mremap"), (6, "set_memlock_limit")]
 # what changes a mapping on one side of a fork scenario, by weight
 FORK_CHANGES = [(40, "store"), (20, "mprotect"), (12, "madvise"), (8, "munmap"), (20, "load")]
 # what a file scenario does to its file, by weight (each step names the calls it needs in FILE_NEEDS)
 FILE_OPS = [(20, "store"), (20, "pwrite"), (14, "pread"), (14, "load"), (8, "write-read"), (6, "lseek"),
-            (6, "msync"), (6, "ftruncate"), (4, "fork"), (4, "madvise"), (3, "close")]
+            (6, "msync"), (6, "ftruncate"), (4, "fork"), (4, "madvise"), (3, "close"), (5, "fsize")]
 FILE_NEEDS = {"store": ("store",), "pwrite": ("pwrite",), "pread": ("pread",), "load": ("load",),
               "write-read": ("lseek", "write", "read"), "lseek": ("lseek",), "msync": ("msync",),
-              "ftruncate": ("ftruncate",), "fork": ("fork",), "madvise": ("madvise",), "close": ("close",)}
+              "ftruncate": ("ftruncate",), "fork": ("fork",), "madvise": ("madvise",), "close": ("close",),
+              "fsize": ("set_fsize_limit", "pwrite", "pread")}
+# map_pages' count: a few pages mostly (each its own VMA, holes between), none, one past MAP_PAGES_MAX
+MAP_PAGES_COUNTS = [(30, 1), (30, 2), (20, 3), (12, 5), (4, 0), (4, MAP_PAGES_MAX + 1)]
+# what meets the pages map_pages made (and the holes between them), by weight
+MAP_PAGES_OPS = [(20, "munmap"), (20, "mprotect"), (12, "madvise"), (10, "mlock"), (12, "mremap"), (14, "mmap-fixed"),
+                 (12, "map_pages")]
+# RLIMIT_FSIZE soft limits set_fsize_limit draws as a step of its own (-1: RLIM_INFINITY)
+FSIZE_LIMITS = [0, 1, PAGE - 1, PAGE, 0x1800, 4 * PAGE, 1 << 40, -1]
 # what meets a sealed range, by weight: the calls mseal forbids, and some it allows
 SEAL_OPS = [(14, "munmap"), (14, "mprotect"), (14, "mremap"), (10, "mmap-fixed"), (16, "madvise"), (4, "mseal"),
             (10, "store"), (6, "fork"), (4, "mlock")]
@@ -90,7 +105,7 @@ MAP_EXTRA = [(62, ()), (12, ("MAP_FIXED",)), (8, ("MAP_FIXED_NOREPLACE",)), (4, 
              (1, ("MAP_HUGE_2MB",)), (1, ("MAP_HUGE_1GB",)), (1, ("MAP_HUGE_64KB",))]
 
 MREMAP_FLAGS = [(40, ()), (40, ("MREMAP_MAYMOVE",)), (8, ("MREMAP_MAYMOVE", "MREMAP_FIXED")),
-                (6, ("MREMAP_MAYMOVE", "MREMAP_DONTUNMAP")), (3, ("MREMAP_FIXED",)), (4, ("MREMAP_DONTUNMAP",)),
+                (6, ("MREMAP_MAYMOVE", "MREMAP_DONTUNMAP")), (6, ("MREMAP_FIXED",)), (4, ("MREMAP_DONTUNMAP",)),
                 (2, ("MREMAP_MAYMOVE", "MREMAP_FIXED", "MREMAP_DONTUNMAP")), (2, ("MREMAP_FIXED", "MREMAP_DONTUNMAP"))]
 MREMAP_UNKNOWN = 8          # a bit mremap does not know: EINVAL
 # every advice of the uapi the model has a rule for (model/os/advice.py), the common ones more
@@ -164,7 +179,9 @@ class OsGen:
         steps = [(w, n) for w, n in STEPS if self.ok(n) or (n == "file" and self.ok("memfd_create"))
                  or (n == "fork-scenario" and self.ok("fork"))
                  or (n == "file-scenario" and all(self.ok(c) for c in ("mmap", "ftruncate", "load", "store")))
-                 or (n == "seal-scenario" and all(self.ok(c) for c in ("mmap", "mseal")))]
+                 or (n == "seal-scenario" and all(self.ok(c) for c in ("mmap", "mseal")))
+                 or (n == "lock-scenario" and all(self.ok(c) for c in ("fork", "mmap", "mlock", "drop_privileges",
+                                                                       "set_memlock_limit", "mincore")))]
         self.steps = swarm(r, steps, SWARM_PERCENT, keep=lambda step: step[1] in ("mmap", "fork"))
 
     def ok(self, name: str) -> bool:
@@ -226,6 +243,9 @@ class OsGen:
             return
         if what == "seal-scenario":
             self.seal_scenario()
+            return
+        if what == "lock-scenario":
+            self.lock_scenario()
             return
         if what == "mmap":
             hint = r.weighted([(20, "null"), (55, "window"), (15, "near"), (10, "odd")])
@@ -406,12 +426,14 @@ class OsGen:
         kind = r.choice(makers)
         fd = self.name()
         pages = r.integer(1, 4)
+        append = ("O_APPEND",) if kind != "memfd_create" and r.chance(APPEND_PERCENT) else ()
         if kind == "memfd_create":
             c(Call("memfd_create", (Str("s"), Int(0)), fd, None))
         elif kind == "shm_open":
-            c(Call("shm_open", (Str(r.choice(["/s0", "/s1"])), Flags(("O_CREAT", "O_RDWR")), _hex(0x180)), fd, None))
+            c(Call("shm_open", (Str(r.choice(["/s0", "/s1"])), Flags(("O_CREAT", "O_RDWR") + append), _hex(0x180)),
+                   fd, None))
         else:
-            c(Call("open_file", (_hex(pages * PAGE if r.chance(50) else 0), Flags(("O_RDWR",))), fd, None))
+            c(Call("open_file", (_hex(pages * PAGE if r.chance(50) else 0), Flags(("O_RDWR",) + append)), fd, None))
         self.fd_procs[fd] = {None}
         self.fds.append(fd)
         c(Call("ftruncate", (Ref(fd), _hex(pages * PAGE)), None, None))
@@ -455,6 +477,18 @@ class OsGen:
             elif what == "ftruncate":
                 c(Call("ftruncate", (Ref(fd), _hex(PAGE * r.integer(0, span) + r.choice([0, 0, 100]))), None, side))
                 self.read_back(Ref(base), _hex(span * PAGE), None, side, always=True)
+            elif what == "fsize":
+                # RLIMIT_FSIZE at or near where the file ends: a pwrite across it is cut short at the
+                # limit, one at it is EFBIG (with O_APPEND both go to the end of the file instead)
+                lim = PAGE * r.integer(0, span) + r.choice([0, 1, 2048, PAGE - 1])
+                c(Call("set_fsize_limit", (_hex(lim),), None, side))
+                c(Call("pwrite", (Ref(fd), _hex(max(lim - 1, 0)), self.fd_value(Ref(fd), lim, salt + 5), Int(3)),
+                       self.name(), side))
+                c(Call("pwrite", (Ref(fd), _hex(lim), self.fd_value(Ref(fd), lim, salt + 6), Int(1)), self.name(), side))
+                for o in (max(lim - 1, 0), lim):
+                    c(Call("pread", (Ref(fd), _hex(o)), self.name(), side))
+                    if o < span * PAGE:
+                        c(Call("load", (at(o),), None, side))
             elif what == "close":
                 # one side lets go of the descriptor: the file stays open in the other and mapped in both
                 c(Call("close", (Ref(fd),), None, side))
@@ -538,6 +572,9 @@ class OsGen:
                     c(Call("mremap", (src, length, length, Flags(("MREMAP_MAYMOVE", "MREMAP_FIXED")), dst), res, side))
                     self.bases.append((res, cnt, True))
                     self.base_procs[res] = {side}
+                    if move == "away":
+                        # where the pages went (all, none, or those before the first sealed VMA)
+                        self.read_back(other, length, None, side, always=True)
             elif what == "mmap-fixed":
                 c(Call("mmap", (at(lo), length, Flags(("PROT_READ",)), Flags(("MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_FIXED")),
                                 Int(-1), Int(0)), self.name(), side))
@@ -556,6 +593,57 @@ class OsGen:
                 self.forked(child)
                 sides.append(child)
         self.read_back(Ref(base), _hex(pages * PAGE), None, None, always=True)
+
+    def lock_scenario(self) -> None:
+        """An unprivileged process at its RLIMIT_MEMLOCK: a mapping in the window, a fork, the child
+        lowers its limit to a few pages (sometimes not whole ones) and gives up CAP_IPC_LOCK, then 2 to
+        6 of LOCK_OPS whose ranges start inside a page and end beside a page boundary (so one byte more
+        or less is one page more or less against the limit), each followed by mincore of the mapping
+        (what was locked was populated), and the mapping read back."""
+        r = self.r
+        c = self.calls.append
+        if len(self.procs) >= 2:
+            return
+        pages = r.integer(2, 5)
+        base = self.map_in_window(pages, ("PROT_READ", "PROT_WRITE"),
+                                  ("MAP_SHARED" if r.chance(25) else "MAP_PRIVATE", "MAP_ANONYMOUS"), Int(-1))
+        self.n_procs += 1
+        child = f"p{self.n_procs}"
+        c(Call("fork", (), child, None))
+        self.forked(child)
+        limit = PAGE * r.integer(0, pages) + r.choice([0, 0, 1, PAGE - 1])
+        c(Call("set_memlock_limit", (_hex(limit),), None, child))
+        c(Call("drop_privileges", (), None, child))
+        self.dropped.add(child)
+
+        def at(off: int) -> Ref:
+            return Ref(base, off) if off else Ref(base)
+
+        ops = [(w, o) for w, o in LOCK_OPS if self.ok(o)]
+        for _ in range(r.integer(2, 6)):
+            what = r.weighted(ops) if ops else "mlock"
+            off = PAGE * r.integer(0, pages - 1) + r.choice([0, 0, 1, 7, PAGE - 1])
+            length = _hex(max(0, PAGE * r.integer(0, pages - off // PAGE) + r.choice([0, 0, 1, -1, 100])))
+            if what in ("mlock", "munlock"):
+                c(Call(what, (at(off), length), None, child))
+            elif what == "mlock2":
+                c(Call("mlock2", (at(off), length, r.choice(MLOCK_FLAGS[:2])), None, child))
+            elif what == "mlockall":
+                c(Call("mlockall", (r.choice(MCL_FLAGS[:7]),), None, child))
+            elif what == "munlockall":
+                c(Call("munlockall", (), None, child))
+            elif what == "mmap":
+                # after mlockall(MCL_FUTURE) a new mapping is locked too, and counted against the limit
+                c(Call("mmap", (self.scenario_addr(), length if length.value else _hex(PAGE), Flags(("PROT_READ", "PROT_WRITE")),
+                                Flags(("MAP_PRIVATE", "MAP_ANONYMOUS") + (("MAP_LOCKED",) if r.chance(30) else ())),
+                                Int(-1), Int(0)), self.name(), child))
+            elif what == "mremap":
+                c(Call("mremap", (at(off & ~(PAGE - 1)), _hex(PAGE), _hex(PAGE * r.integer(1, 3)), Flags(("MREMAP_MAYMOVE",)),
+                                  Int(0)), self.name(), child))
+            else:
+                c(Call("set_memlock_limit", (_hex(PAGE * r.integer(0, pages + 1) + r.choice([0, 1])),), None, child))
+            c(Call("mincore", (Ref(base), _hex(pages * PAGE)), self.name(), child))
+        self.read_back(Ref(base), _hex(pages * PAGE), None, child, always=True)
 
     def read_back(self, addr: Int | Ref | Flags, length: Int, room: int | None, proc: str | None,
                   always: bool = False) -> None:
@@ -654,7 +742,7 @@ class OsGen:
         if r.chance(3):
             return (self.length(room) if proc in self.dropped else Int(0)), Flags((r.choice(INJECT_ADVICE),))
         length = self.length(room)
-        if r.chance(4):
+        if r.chance(5):
             return length, Int(r.choice([99, 26, 104]))
         return length, Flags((advice(r),))
 
@@ -729,6 +817,110 @@ class OsGen:
                 if self.ok("lseek") and r.chance(40):
                     c(Call("lseek", (fd, Int(0), Flags(("SEEK_CUR",))), self.name(), proc))
 
+    def fsize_limit(self, proc: str | None) -> None:
+        """set_fsize_limit (RLIMIT_FSIZE, for the rest of ``proc``'s life), and -- when ``proc`` has a
+        descriptor -- a write that starts just below the limit (cut short at it) and one at it (EFBIG),
+        each read back through the descriptor: the bytes below the limit written, none past it."""
+        r = self.r
+        c = self.calls.append
+        lim = r.choice(FSIZE_LIMITS)
+        c(Call("set_fsize_limit", (_hex(lim),), None, proc))
+        mine = self.fds_of(proc)
+        if lim <= 0 or lim >= 1 << 40 or not mine or not self.ok("pwrite") or not r.chance(70):
+            return
+        fd = Ref(r.choice(mine))
+        for at, n in ((max(lim - 2, 0), 4), (lim, 1)):
+            c(Call("pwrite", (fd, _hex(at), self.fd_value(fd, at, 5), Int(n)), self.name(), proc))
+        if self.ok("pread"):
+            for at in (lim - 1, lim, lim + 1):
+                c(Call("pread", (fd, _hex(at)), self.name(), proc))
+        if self.ok("ftruncate") and r.chance(40):
+            c(Call("ftruncate", (fd, _hex(lim + r.choice([1, 0, -1]))), None, proc))
+
+    def map_pages(self, proc: str | None) -> None:
+        """map_pages: a few one-page mappings with a hole after each (each a VMA of its own; EEXIST on a
+        page already mapped, EINVAL past MAP_PAGES_MAX), then calls over the pages and the holes between
+        them (munmap, mprotect, madvise, mlock, mremap, MAP_FIXED, map_pages again), each read back.
+        MAP_PAGES_LIMIT_PERCENT of the time it maps until vm.max_map_count refuses, meets the limit with
+        mmap, a splitting munmap and mremap, then unmaps the pages again (the recovery)."""
+        r = self.r
+        c = self.calls.append
+        if r.chance(MAP_PAGES_LIMIT_PERCENT) and self.ok("munmap"):
+            self.map_count_limit(proc)
+            return
+        if self.bases and r.chance(25):
+            addr, room = self.addr_and_room()       # over an earlier mapping: EEXIST, or fills its holes
+            if room is not None:
+                addr = _hex(self.window_addr())
+        else:
+            addr = self.scenario_addr() if r.chance(60) else _hex(self.window_addr())
+        n = r.weighted(MAP_PAGES_COUNTS)
+        prot = Flags(r.choice(PROTS))
+        c(Call("map_pages", (addr, Int(n), prot), self.name(), proc))
+        span = _hex(max(1, min(n, 8) * 2 - 1) * PAGE)
+        self.read_back(addr, span, None, proc, always=True)
+        for _ in range(r.integer(0, 3)):
+            what = r.weighted([(w, o) for w, o in MAP_PAGES_OPS if self.ok(o.split("-")[0])] or [(1, "none")])
+            lo = r.integer(0, max(0, span.value // PAGE - 1))
+            at = self._at(addr, lo * PAGE)
+            if at is None:
+                break
+            length = _hex(PAGE * r.integer(1, max(1, span.value // PAGE - lo + 1)))
+            if what == "munmap":
+                c(Call("munmap", (at, length), None, proc))
+            elif what == "mprotect":
+                c(Call("mprotect", (at, length, Flags(r.choice(PROTS))), None, proc))
+            elif what == "madvise":
+                c(Call("madvise", (at, length, Flags((r.choice(["MADV_DONTNEED", "MADV_WILLNEED", "MADV_FREE",
+                                                                "MADV_POPULATE_WRITE", "MADV_GUARD_INSTALL"]),))),
+                       None, proc))
+            elif what == "mlock":
+                c(Call("mlock", (at, length), None, proc))
+            elif what == "mremap":
+                res = self.name()
+                c(Call("mremap", (at, _hex(PAGE), _hex(PAGE * r.integer(1, 3)), Flags(("MREMAP_MAYMOVE",)), Int(0)),
+                       res, proc))
+            elif what == "mmap-fixed":
+                c(Call("mmap", (at, length, Flags(r.choice(PROTS)), Flags(("MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_FIXED")),
+                                Int(-1), Int(0)), self.name(), proc))
+            elif what == "map_pages":
+                c(Call("map_pages", (at, Int(r.integer(1, 3)), Flags(r.choice(PROTS))), self.name(), proc))
+            else:
+                break
+            self.read_back(addr, span, None, proc, always=True)
+        if "PROT_WRITE" in prot.names and self.ok("store") and r.chance(60):
+            self.store(self._at(addr, r.choice(BYTE_OFFSETS)) or addr, proc)
+
+    def map_count_limit(self, proc: str | None) -> None:
+        """map_pages until vm.max_map_count refuses (ENOMEM; mm/mmap.c do_mmap), then at the limit: a new
+        mapping, a munmap that would split a mapping in three, an mremap move, a MAP_FIXED over part of a
+        mapping -- each refused with nothing changed, read back -- then the pages unmapped and room again."""
+        r = self.r
+        c = self.calls.append
+        mine = self.map_in_window(3, ("PROT_READ", "PROT_WRITE"), ("MAP_PRIVATE", "MAP_ANONYMOUS"), Int(-1), proc)
+        self.store(Ref(mine, PAGE + r.choice(BYTE_OFFSETS)), proc)
+        far = _hex(SANDBOX_WINDOW[0] + (1 << 32))
+        c(Call("map_pages", (far, Int(MAP_PAGES_MAX), Flags(("PROT_READ",))), self.name(), proc))
+        for what in r.choice([("mmap", "munmap"), ("munmap", "mremap"), ("mremap", "mmap-fixed"), ("mmap-fixed",),
+                              ("mprotect", "munmap")]):
+            if what == "mmap":
+                c(Call("mmap", (self.scenario_addr(), _hex(PAGE), Flags(("PROT_READ",)),
+                                Flags(("MAP_PRIVATE", "MAP_ANONYMOUS")), Int(-1), Int(0)), self.name(), proc))
+            elif what == "munmap":
+                c(Call("munmap", (Ref(mine, PAGE), _hex(PAGE)), None, proc))
+            elif what == "mprotect":
+                c(Call("mprotect", (Ref(mine, PAGE), _hex(PAGE), Flags(("PROT_READ",))), None, proc))
+            elif what == "mremap":
+                c(Call("mremap", (Ref(mine), _hex(3 * PAGE), _hex(3 * PAGE), Flags(("MREMAP_MAYMOVE", "MREMAP_FIXED")),
+                                  self.scenario_addr()), self.name(), proc))
+            else:
+                c(Call("mmap", (Ref(mine, PAGE), _hex(PAGE), Flags(("PROT_READ",)),
+                                Flags(("MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_FIXED")), Int(-1), Int(0)), self.name(), proc))
+            self.read_back(Ref(mine), _hex(3 * PAGE), None, proc, always=True)
+        c(Call("munmap", (far, _hex(2 * MAP_PAGES_MAX * PAGE)), None, proc))
+        c(Call("munmap", (Ref(mine, PAGE), _hex(PAGE)), None, proc))
+        self.read_back(Ref(mine), _hex(3 * PAGE), None, proc, always=True)
+
     def fds_of(self, proc: str | None) -> list[str]:
         """Descriptors open in ``proc``: a number means something else in another process."""
         return [f for f in self.fds if proc in self.fd_procs.get(f, ())]
@@ -743,11 +935,14 @@ class OsGen:
             if kind == "memfd" and self.ok("memfd_create"):
                 c(Call("memfd_create", (Str(r.choice(["f", "g", "x" * 250])), Int(r.choice([0, 0, 1, 0x100]))), fd, proc))
             elif kind == "file" and self.ok("open_file"):
+                mode = (r.choice(["O_RDWR", "O_RDWR", "O_RDONLY", "O_WRONLY"]),)
                 c(Call("open_file", (_hex(PAGE * r.integer(0, 4) + r.choice([0, 0, 1, 2048])),
-                                     Flags((r.choice(["O_RDWR", "O_RDWR", "O_RDONLY", "O_WRONLY"]),))), fd, proc))
+                                     Flags(mode + (("O_APPEND",) if r.chance(APPEND_PERCENT) else ()))), fd, proc))
             elif kind == "shm" and self.ok("shm_open"):
                 oflag = r.choice([("O_CREAT", "O_RDWR"), ("O_CREAT", "O_EXCL", "O_RDWR"), ("O_RDWR",), ("O_RDONLY",),
                                   ("O_CREAT", "O_RDONLY")])
+                if r.chance(APPEND_PERCENT):
+                    oflag += ("O_APPEND",)
                 c(Call("shm_open", (Str(r.choice(["/c0", "/c1", "c2", "/", "/a/b"])), Flags(oflag),
                                     _hex(r.choice([0x180, 0x1A4, 0x100]))), fd, proc))
             elif self.ok("pipe"):
@@ -802,7 +997,8 @@ class OsGen:
             self.bases.append((res, max(1, new.value // PAGE), "MREMAP_FIXED" in flags))
             self.base_procs[res] = {proc}
             if "MREMAP_FIXED" in flags:
-                self.read_back(Ref(res), new, None, proc)
+                # the destination, by its number: moved pages, or (refused, or a prefix moved) what was there
+                self.read_back(new_addr, new, None, proc)
             return True
         if what == "madvise":
             addr, room = self.addr_and_room()
@@ -864,6 +1060,12 @@ class OsGen:
             if proc is not None and proc not in self.dropped:
                 self.dropped.add(proc)
                 c(Call("drop_privileges", (), None, proc))
+            return True
+        if what == "set_fsize_limit":
+            self.fsize_limit(proc)
+            return True
+        if what == "map_pages":
+            self.map_pages(proc)
             return True
         if what == "set_memlock_limit":
             c(Call("set_memlock_limit", (_hex(r.choice([0, PAGE, 4 * PAGE, 8 << 20, 1 << 40])),), None, proc))

@@ -132,15 +132,19 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
 
         @needs("load", "store", "fetch", any_of=True)
         @rule(base=mappings, offset=st.integers(-PAGE, 6 * PAGE), op=st.sampled_from(accesses or ["load"]),
-              value=st.integers(0, 255), data=st.data())
-        def access(self, base: str, offset: int, op: str, value: int, data: Any) -> None:
+              data=st.data())
+        def access(self, base: str, offset: int, op: str, data: Any) -> None:
+            """A load, store or fetch; a store writes the address-derived pattern of the byte (and of
+            the process), so a byte later read from the wrong page, offset or process shows."""
             if base not in self.env:
                 return
             if not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1] and not 0 <= offset < PAGE:
                 offset = 0
             addr = Ref(base, offset) if offset else Ref(base)
-            args = (addr, Int(value, hex=True)) if op == "store" else (addr,)
-            self._do(Call(op, args, None, self._proc(data)))
+            proc = self._proc(data)
+            salt = 0 if proc is None else 1 + self.live_procs.index(proc)
+            args = (addr, Int(gen_os.pattern(addr, salt), hex=True)) if op == "store" else (addr,)
+            self._do(Call(op, args, None, proc))
 
         @needs("fork")
         @precondition(lambda self: len(self.live_procs) < 2)
@@ -174,16 +178,19 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
         @needs("ftruncate", "memfd_create", "shm_open", "open_file", any_of=True)
         @rule(target=files, kind=st.sampled_from([k for k in ("memfd_create", "shm_open", "open_file")
                                                   if allowed is None or k in allowed] or ["memfd_create"]),
-              size=st.integers(0, 5))
-        def make_file(self, kind: str, size: int) -> str:
+              size=st.integers(0, 5), append=st.sampled_from([False, False, False, True]))
+        def make_file(self, kind: str, size: int, append: bool) -> str:
+            """A file that can be mapped (memfd, shm_open, open_file; the last two sometimes O_APPEND,
+            so that write and pwrite go to its end), sized with ftruncate."""
             fd = self._name("fd")
             length = Int(size * 2048, hex=size * 2048 >= 4096)
+            oflag = ("O_RDWR",) + (("O_APPEND",) if append else ())
             if kind == "memfd_create":
                 call = Call("memfd_create", (Str("m"), Int(0)), fd, None)
             elif kind == "shm_open":
-                call = Call("shm_open", (Str(f"/m{size % 2}"), Flags(("O_CREAT", "O_RDWR")), Int(0x180, hex=True)), fd, None)
+                call = Call("shm_open", (Str(f"/m{size % 2}"), Flags(("O_CREAT",) + oflag), Int(0x180, hex=True)), fd, None)
             else:
-                call = Call("open_file", (length, Flags(("O_RDWR",))), fd, None)
+                call = Call("open_file", (length, Flags(oflag)), fd, None)
             v = self._do(call)
             if v is None or v < 0:
                 return multiple()
@@ -225,6 +232,34 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                            "lseek": (Ref(fd), Int(off, hex=off >= 4096), whence)}[what]
             v = self._do(Call(what, args, self._name("v"), proc))
             return (fd, off, proc) if what == "pwrite" and v and v > 0 else multiple()
+
+        @needs("set_fsize_limit", "pwrite")
+        @rule(fd=files, page=st.integers(0, 3), byte=st.sampled_from([0, 1, 2048, PAGE - 1]), data=st.data())
+        def fsize_limit(self, fd: str, page: int, byte: int, data: Any) -> None:
+            """RLIMIT_FSIZE set near the file's pages in a process that has the descriptor, then a pwrite
+            across the limit (cut short at it) and one at it (EFBIG), read back through the descriptor."""
+            owners = sorted(self.fd_owner.get(fd, {None}) & ({None} | set(self.live_procs)), key=str)
+            proc = data.draw(st.sampled_from(owners)) if owners else None
+            lim = page * PAGE + byte
+            self._do(Call("set_fsize_limit", (Int(lim, hex=lim >= 4096),), None, proc))
+            for at, n in ((max(lim - 1, 0), 3), (lim, 1)):
+                value = Int(gen_os.pattern(Ref(fd, at) if at else Ref(fd), 5), hex=True)
+                self._do(Call("pwrite", (Ref(fd), Int(at, hex=at >= 4096), value, Int(n)), self._name("v"), proc))
+            if runnable(allowed, "pread"):
+                for at in (max(lim - 1, 0), lim):
+                    self._do(Call("pread", (Ref(fd), Int(at, hex=at >= 4096)), self._name("v"), proc))
+
+        @needs("map_pages")
+        @rule(page=st.integers(0, 127), n=st.sampled_from([1, 2, 3, 5, 0]), data=st.data())
+        def map_pages(self, page: int, n: int, data: Any) -> None:
+            """A few one-page mappings with a hole after each (map_pages; EEXIST where a page is already
+            mapped), then every page of them and of the holes read back."""
+            proc = self._proc(data)
+            at = SANDBOX_WINDOW[0] + page * PAGE
+            self._do(Call("map_pages", (Int(at, hex=True), Int(n), gen_os.prot(DrawChooser(data))), self._name("v"), proc))
+            if runnable(allowed, "load"):
+                for k in range(2 * n):
+                    self._do(Call("load", (Int(at + k * PAGE, hex=True),), None, proc))
 
         @needs("pread", "load", any_of=True)
         @rule(w=written, how=st.sampled_from(runnable(allowed, "pread", "load") or ["pread"]),

@@ -114,6 +114,11 @@ def _few_call_runs(gen, monkeypatch, percent: int) -> int:
     if gen is gen_phys:
         # the exhaustion phases are long runs of a few calls by design: measure swarm without them
         monkeypatch.setattr(gen, "GROUPS", tuple(g for g in gen.GROUPS if g[1] != "pressure"))
+    else:
+        # so are the os scenarios (a lock scenario is mlock and mincore over and over), and map_pages at
+        # the map-count limit: measure swarm on the single steps
+        monkeypatch.setattr(gen, "STEPS", [s for s in gen.STEPS if not s[1].endswith("-scenario")])
+        monkeypatch.setattr(gen, "MAP_PAGES_LIMIT_PERCENT", 0)
     rng = random.Random(9)
     n = 0
     for _ in range(400):

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from memspec.calls import layer_calls
-from memspec.consts import GROUPS, MAP
+from memspec.consts import GROUPS, MAP, MAP_PAGES_MAX
 from memspec.program import Call, Flags, Int, Program, Ref
 from memspec.records import Outcome
 from memspec.specs import gen_os
@@ -27,7 +27,8 @@ OS_CALLS = {"mmap", "munmap", "mprotect", "load", "store", "fetch", "fork", "exi
             "mincore", "mlock", "mlock2", "munlock", "mseal", "mlockall", "munlockall", "set_memlock_limit",
             "drop_privileges", "shm_open", "shm_unlink", "memfd_create", "open_file", "pipe", "ftruncate", "read",
             "write", "pread", "pwrite", "lseek", "close", "pfn_of", "thp_mapped", "minflt", "majflt", "get_node",
-            "mbind", "memory_limit", "set_swappiness", "reclaim", "tick", "wss", "oom", "khugepaged"}
+            "mbind", "memory_limit", "set_swappiness", "reclaim", "tick", "wss", "oom", "khugepaged",
+            "set_fsize_limit", "map_pages"}
 # calls the generator leaves to the targets that model them, or that have no rule to reach
 PRESSURE = {"memory_limit", "set_swappiness", "reclaim", "tick", "wss", "oom", "khugepaged"}
 # MAP_* values with no rule of their own: MAP_HUGETLB and MAP_GROWSDOWN are judged unknown
@@ -62,7 +63,7 @@ def _group_values(group: str) -> Counter:
 
 def test_every_os_call_is_generated() -> None:
     calls = Counter(c.name for p in PROGRAMS for c in p.calls)
-    for name in ("read", "write", "pread", "pwrite", "lseek", "mseal"):
+    for name in ("read", "write", "pread", "pwrite", "lseek", "mseal", "set_fsize_limit", "map_pages"):
         assert calls[name] >= 20, (name, calls[name])       # 27 to 190 of 400 programs' calls
     # drop_privileges: only in a forked process that has not dropped them yet (rare, not new here)
     missing = OS_CALLS - PRESSURE - {"drop_privileges"} - set(calls)
@@ -254,3 +255,57 @@ def test_version_gated_values_are_judged_by_the_kernel_fact() -> None:
     recent = ModelTarget()
     ok = sum(o.ok for p in PROGRAMS[:150] for c, o in zip(p.calls, recent.run(p).outcomes) if c.name == "mseal")
     assert ok >= 3, ok
+
+
+def test_files_are_opened_with_o_append_and_written_at_their_end() -> None:
+    appended = 0
+    for p in PROGRAMS:
+        append_fds = {c.result for c in p.calls if c.name in ("open_file", "shm_open")
+                      and "O_APPEND" in _names(c.args[1] if c.name == "open_file" else c.args[1])}
+        appended += any(c.name in ("write", "pwrite") and isinstance(c.args[0], Ref) and c.args[0].name in append_fds
+                        for c in p.calls)
+    assert appended >= 10, appended       # 38 of 800
+
+
+def test_a_write_meets_the_fsize_limit_and_is_read_back_on_both_sides_of_it() -> None:
+    crossed = 0
+    for p in PROGRAMS:
+        limit: dict = {}
+        for i, c in enumerate(p.calls):
+            if c.name == "set_fsize_limit" and c.args[0].value > 0:
+                limit[c.proc] = c.args[0].value
+            elif c.name == "pwrite" and c.proc in limit and isinstance(c.args[0], Ref):
+                lim, at, n = limit[c.proc], c.args[1].value, c.args[3].value
+                if at < lim < at + n:
+                    after = {(d.args[1].value) for d in p.calls[i + 1:] if d.name == "pread" and d.args[0] == c.args[0]}
+                    crossed += {lim - 1, lim} <= after
+    assert crossed >= 10, crossed         # 61 of 800
+
+
+def test_map_pages_is_drawn_small_and_met_over_its_pages_and_holes() -> None:
+    counts = Counter(c.args[1].value for p in PROGRAMS for c in p.calls if c.name == "map_pages")
+    assert {0, 1, 2, 3, 5} <= set(counts) and counts[MAP_PAGES_MAX + 1] >= 1, counts
+    met = Counter()
+    for p in PROGRAMS:
+        for i, c in enumerate(p.calls):
+            if c.name != "map_pages" or not isinstance(c.args[0], Int) or c.args[1].value < 2:
+                continue
+            lo, hi = c.args[0].value, c.args[0].value + (2 * c.args[1].value - 1) * PAGE
+            loads = {d.args[0].value for d in p.calls[i + 1:] if d.name == "load" and isinstance(d.args[0], Int)}
+            met["hole read"] += {lo + PAGE, lo + 2 * PAGE} <= {a & ~(PAGE - 1) for a in loads}
+            met.update(d.name for d in p.calls[i + 1:] if d.name in ("munmap", "mprotect", "mlock", "madvise")
+                       and isinstance(d.args[0], Int) and lo <= d.args[0].value < hi)
+    assert len(met) == 5 and min(met["hole read"], met["munmap"], met["mprotect"]) >= 3, met
+
+
+def test_map_pages_to_the_map_count_limit_is_followed_by_the_calls_it_refuses_and_recovery() -> None:
+    g = gen_os.OsGen(ByteChooser(bytes(range(7, 250))), None)
+    g.map_count_limit(None)
+    names = [c.name for c in g.calls]
+    big = [c for c in g.calls if c.name == "map_pages"]
+    assert len(big) == 1 and big[0].args[1].value == MAP_PAGES_MAX
+    after = names[names.index("map_pages") + 1:]
+    assert set(after) & {"mmap", "munmap", "mremap", "mprotect"} and "load" in after
+    # the pages are unmapped again at the end, then the mapping read back
+    unmap = [c for c in g.calls if c.name == "munmap" and c.args[0] == big[0].args[0]]
+    assert unmap and unmap[0].args[1].value == 2 * MAP_PAGES_MAX * PAGE
