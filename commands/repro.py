@@ -58,7 +58,11 @@ ERRNOS = ("EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "EBADF",
 SIGNALS = ("SIGSEGV", "SIGBUS")
 # os targets whose calls the C file makes: the running kernel, or the same file run under QEMU's
 # linux-user emulation (the qemu-user target runs memspec's native agent under qemu-x86_64)
-OS_TARGETS = {"linux": "./repro", "qemu-user": "qemu-x86_64 ./repro"}
+# (the C file as the first process of User-mode Linux for uml: its root is the host's files, its
+# console linux.uml's standard output)
+OS_TARGETS = {"linux": "./repro", "qemu-user": "qemu-x86_64 ./repro",
+              "uml": "linux.uml mem=256M root=/dev/root rootfstype=hostfs rootflags=/ rw init=\"$PWD/repro\" "
+                     "quiet loglevel=1 con=null con0=fd:0,fd:1 ssl=null console=tty0"}
 FAR = 0x500000000000          # an address nothing uses: far from the heap, the stack and the sandbox window
 assert not SANDBOX_WINDOW[0] <= FAR < SANDBOX_WINDOW[1]
 
@@ -354,7 +358,7 @@ static void finish(void) {
         out.append("  cleanup_files();\n")
     out.append("  while (wait(0) > 0) {}\n}\n")
     out.append("\nint main(void) {\n  outcome o; u64 A[6]; char b[128];\n  (void)b;\n"
-               "  setvbuf(stdout, 0, _IONBF, 0);\n  alarm(120);\n"
+               "  setvbuf(stdout, 0, _IONBF, 0);\n  atexit(power_off_if_init);\n  alarm(120);\n"
                "  for (int k = 0; k < NPROC; k++) if (pipe(req_pipe[k]) < 0 || pipe(rep_pipe[k]) < 0) return 2;\n")
     if heap:
         out.append(f"  limit_memory({_num(int(r.facts.get('mem_limit') or 0))});\n")
@@ -458,14 +462,20 @@ def readme(r: Repro, c_name: str, cmd: str) -> str:
            else OS_TARGETS.get(r.target, "./repro"))
     # under qemu-x86_64 the file is linked statically, as memspec's agent is: QEMU then places the
     # guest's mappings beside its own memory only, and run natively it meets no shared library
-    static = "-static " if r.target == "qemu-user" else ""
+    static = "-static " if r.target in ("qemu-user", "uml") else ""
     lines += ["## Build and run", "", "```", f"cc -O2 {static}-o repro {c_name}", run, "```", "",
               "It needs no memspec and no Python. It prints `DIVERGES at call N` with the clause, the spec text, "
               "expected and observed and exits 1, prints `HANG at call N` and exits 4 when a call gets no answer "
               "within its time limit (every process of it killed), `CRASH at call N` and exits 3 when the process "
               "making a call memspec's target died in dies, or prints `CONFORMS` and exits 0"
               + (" (run it as root for the calls that need it, as memspec's linux target does)" if r.layer == "os" else "")
-              + ".", ""]
+              + "."]
+    if r.target == "uml":
+        lines += ["", "Under User-mode Linux the file is the machine's first process: its output is the console "
+                  "(linux.uml's standard output, after a few lines of the kernel's), and it powers the machine off "
+                  "at its end, so the verdict is its last line, not linux.uml's exit status. Its files are made "
+                  "under /tmp of the host's file system (the guest's root); /proc is not mounted."]
+    lines += [""]
     return "\n".join(lines)
 
 

@@ -20,6 +20,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <malloc.h>
+#include <sys/reboot.h>
+
+/* run as the first process of a Linux (User-mode Linux: init=repro), the end of the file is the
+ * end of the machine: power it off rather than exit (an init that exits panics the kernel) */
+static void power_off_if_init(void) {
+  if (getpid() == 1) { fflush(stdout); sync(); reboot(RB_POWER_OFF); }
+}
 
 #ifndef SYS_mseal
 #define SYS_mseal 462      /* x86-64, Linux 6.10 */

@@ -44,6 +44,7 @@ static void on_hang(int sig) {
       : snprintf(b, sizeof b, "HANG at call %d: no answer within %u s\nVERDICT: HANG\n", cur_call, call_limit);
   if (write(1, b, n > 0 && n < (int)sizeof b ? (size_t)n : 0) < 0) {}
   for (int k = 0; k < NPROC; k++) if (worker_pid[k] > 0) kill(worker_pid[k], SIGKILL);
+  power_off_if_init();
   _exit(4);
 }
 static outcome run_in(int slot, int idx, const u64 *A) {

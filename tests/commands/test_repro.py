@@ -142,6 +142,26 @@ def test_qemu_user_finding_reproduces_under_qemu_and_conforms_natively(path, tmp
     assert native.returncode == 0 and "CONFORMS" in native.stdout, native.stdout + native.stderr
 
 
+UML = sorted(p for p in (ROOT / "docs" / "findings" / "programs").glob("*.mst") if load(str(p)).meta("target") == "uml")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", UML, ids=[p.stem for p in UML])
+def test_uml_finding_reproduces_as_the_first_process_of_user_mode_linux(path, tmp_path):
+    if shutil.which("linux.uml") is None:
+        missing_peer("uml", "apt-get install -y user-mode-linux")
+    folder, r = repro(str(path), "uml", str(tmp_path / "out"))
+    clause = load(str(path)).meta("clause")
+    assert r.verdict == "fail" and r.failure.clause == clause, (r.verdict, r.failure)
+    readme = (Path(folder) / "README.md").read_text()
+    block = readme.split("## Build and run", 1)[1].split("```")[1].strip().splitlines()
+    assert block[0] == "cc -O2 -static -o repro repro.c" and block[1].startswith("linux.uml "), block
+    build_static(Path(folder))
+    out = subprocess.run(block[1], shell=True, capture_output=True, text=True, timeout=120, cwd=folder)
+    assert out.returncode == 0, out.stderr
+    assert "DIVERGES at call" in out.stdout and f"clause:   {clause}" in out.stdout, out.stdout
+
+
 def test_a_call_that_never_answers_is_a_hang_with_every_process_killed(tmp_path):
     # made where the kernel answers, run where the store never returns (a preloaded constructor
     # makes the worker's SIGSEGV handler spin): HANG at that call, exit 4, nothing left running
