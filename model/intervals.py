@@ -64,7 +64,8 @@ class IntervalMap(Generic[V]):
         return [x for c in chunks for x in c]     # a copy: large maps have no single flat list
 
     def __len__(self) -> int:
-        return sum(map(len, self._cs))
+        cs = self._cs
+        return len(cs[0]) if len(cs) == 1 else sum(map(len, cs))
 
     def copy(self) -> "IntervalMap[V]":
         m: IntervalMap[V] = IntervalMap()
@@ -213,13 +214,14 @@ class IntervalMap(Generic[V]):
                 lists[c:c + 1] = [whole[:LOAD], whole[LOAD:]]
             self._heads.insert(c + 1, self._cs[c + 1][0])
 
-    def remove(self, start: int, end: int) -> None:
-        """Remove [start, end), splitting intervals that straddle its edges."""
+    def remove(self, start: int, end: int) -> list[tuple[int, int, V]]:
+        """Remove [start, end), splitting intervals that straddle its edges; the intervals it
+        cut into or removed, as they were."""
         if start >= end:
-            return
+            return []
         hits = self.overlapping(start, end)
         if not hits:
-            return
+            return hits
         for s, _, _ in hits:
             self._delete(s)
         s0, _, v0 = hits[0]
@@ -228,6 +230,7 @@ class IntervalMap(Generic[V]):
         _, e1, v1 = hits[-1]
         if e1 > end:
             self._insert(end, e1, v1)
+        return hits
 
     def set(self, start: int, end: int, value: V) -> None:
         """Map [start, end) to ``value``, replacing whatever was there; an empty range maps nothing."""

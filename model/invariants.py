@@ -18,6 +18,7 @@ outcome) leaves a page with mapcount 2 behind a writable PTE:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -63,6 +64,8 @@ def footprint(sys: OsState) -> Footprint:
         tree = mm.vmas
         if getattr(tree, "changed_unrecorded", lambda: True)():
             mm.touched_ranges.append((0, 1 << 64))     # changed behind the tree's methods: all of it
+            if hasattr(tree, "known_len"):
+                tree.known_len = len(tree)             # and counted afresh from here
         ranges = merged(mm.touched_ranges)
         fp.ranges[name] = ranges
         fp.addrs[name] = sorted(mm.touched | _state_in(mm, ranges))
@@ -75,16 +78,15 @@ def footprint(sys: OsState) -> Footprint:
 
 def reset(sys: OsState) -> None:
     """Start a new footprint (after a check of either form)."""
-    for mm in sys.procs.values():
-        if hasattr(mm.vmas, "known_len"):
-            mm.vmas.known_len = len(mm.vmas)
+    procs = sys.procs
+    for mm in procs.values():
         mm.touched.clear()
         mm.touched_pages.clear()
         mm.touched_ranges.clear()
         mm.touched_objs.clear()
     sys.touched_objs.clear()
     sys.frames.touched.clear()
-    sys.checked_procs = {name: id(mm) for name, mm in sys.procs.items()}
+    sys.checked_procs = {name: id(mm) for name, mm in procs.items()}
 
 
 def _each(sys: OsState, fp: Footprint, table: str):
@@ -242,7 +244,7 @@ def cow_pages_read_only(sys: OsState, fp: Footprint | None = None) -> list[tuple
     bad = []
     for name, mm in sys.procs.items():
         for view, table in (("PTE", mm.pte), ("TLB", mm.tlb)):
-            entries = table.items() if fp is None else [(a, table[a]) for a in fp.addrs.get(name, ()) if a in table]
+            entries = table.items() if fp is None else _ptes(table, name, fp)
             for page, t in entries:
                 if t.write and (t.page is ZERO_PAGE or (isinstance(t.page, Page) and t.page.kind == "anon"
                                                          and t.page.mapcount > 1)):
@@ -251,9 +253,9 @@ def cow_pages_read_only(sys: OsState, fp: Footprint | None = None) -> list[tuple
     return bad
 
 
-def _ptes(mm: Mm, name: str, fp: Footprint | None, table: str = "pte"):
-    t = getattr(mm, table)
-    return t.items() if fp is None else [(a, t[a]) for a in fp.addrs.get(name, ()) if a in t]
+def _ptes(t: dict, name: str, fp: Footprint):
+    """The entries of table ``t`` at the footprint's addresses of process ``name``."""
+    return [(a, t[a]) for a in fp.addrs.get(name, ()) if a in t]
 
 
 def isolation(sys: OsState, fp: Footprint | None = None) -> list[tuple[str, str]]:
@@ -262,7 +264,7 @@ def isolation(sys: OsState, fp: Footprint | None = None) -> list[tuple[str, str]
     memory is seen exactly by the processes that map it)."""
     bad = []
     for name, mm in sys.procs.items():
-        for page, t in _ptes(mm, name, fp):
+        for page, t in (mm.pte.items() if fp is None else _ptes(mm.pte, name, fp)):
             hit = mm.vmas.find(page)
             if hit is None:
                 bad.append(("memspec.inv.pte-inside-vma", f"{name}: PTE at {page:#x} outside every VMA"))
@@ -285,7 +287,7 @@ def page_table_agrees_with_vmas(sys: OsState, fp: Footprint | None = None) -> li
         bad += [("memspec.inv.pte-matches-vma", f"a present PTE maps a {p.kind} page not in RAM")
                 for p in fp.pages if p.pfn is None and p.ptes > 0]
     for name, mm in sys.procs.items():
-        for page, t in _ptes(mm, name, fp):
+        for page, t in (mm.pte.items() if fp is None else _ptes(mm.pte, name, fp)):
             hit = mm.vmas.find(page)
             if hit is not None and t.write and not hit[2].prot & PROT_W:
                 bad.append(("memspec.inv.pte-matches-vma", f"{name}: writable PTE at {page:#x} in a VMA without PROT_WRITE"))
@@ -302,7 +304,7 @@ def no_stale_tlb(sys: OsState, fp: Footprint | None = None) -> list[tuple[str, s
     """After every required invalidation, each TLB entry is the PTE the page table holds now."""
     bad = []
     for name, mm in sys.procs.items():
-        for page, t in _ptes(mm, name, fp, "tlb"):
+        for page, t in (mm.tlb.items() if fp is None else _ptes(mm.tlb, name, fp)):
             cur = mm.pte.get(page)
             if cur is None or cur.page is not t.page or (t.write and not cur.write):
                 bad.append(("memspec.inv.no-stale-tlb", f"{name}: TLB entry at {page:#x} outlived its PTE"))
@@ -361,12 +363,32 @@ def check_all(sys: OsState) -> list[tuple[str, str]]:
 def check_step(sys: OsState) -> list[tuple[str, str]]:
     """Every invariant over the footprint of the steps since the last check (a full recount when
     the processes changed since: fork, exit, or no check yet); the footprint starts afresh."""
-    if sys.checked_procs != {name: id(mm) for name, mm in sys.procs.items()}:
+    if _small(sys) or sys.checked_procs != {name: id(mm) for name, mm in sys.procs.items()}:
         return check_all(sys)
     try:
         return _first(sys, footprint(sys))
     finally:
         reset(sys)
+
+
+# A state with at most this many VMAs, PTEs, private pages, TLB entries and objects is recounted
+# whole after a step: that costs less than working out its footprint, and the full check finds
+# whatever the footprint check finds.  MEMSPEC_INVARIANT_RECOUNT=0 (the footprint checks alone,
+# as specs.judge reads it) makes it 0, so every step goes through the footprint.
+SMALL = 0 if os.environ.get("MEMSPEC_INVARIANT_RECOUNT", "1") == "0" else 48
+
+
+def _small(sys: OsState) -> bool:
+    """Is the state so small that recounting it all costs less than working out the footprint?
+    (The full check is the reference: it finds whatever the incremental one finds.)"""
+    if not SMALL:
+        return False
+    n = len(sys.objects)
+    for mm in sys.procs.values():
+        n += len(mm.vmas) + len(mm.pte) + len(mm.anon) + len(mm.tlb)
+        if n > SMALL:
+            return False
+    return True
 
 
 def _first(sys: OsState, fp: Footprint | None) -> list[tuple[str, str]]:

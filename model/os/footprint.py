@@ -129,23 +129,21 @@ class VmaTree(IntervalMap):
     def changed_unrecorded(self) -> bool:
         return len(self) != self.known_len
 
-    def _note(self, start: int, end: int) -> None:
-        self.ranges.append((start, end))
-        for _, _, v in self.overlapping(start, end):
+    def remove(self, start: int, end: int) -> list:
+        if start < end:
+            self.ranges.append((start, end))
+        hits = IntervalMap.remove(self, start, end)
+        for _, _, v in hits:
             if v is not None and v.obj is not None:
                 self.objs.add(v.obj)
-
-    def remove(self, start: int, end: int) -> None:
-        if start < end:
-            self._note(start, end)
-        super().remove(start, end)
+        return hits
 
     def set(self, start: int, end: int, value: Any) -> None:
-        if start < end:
-            self._note(start, end)
+        if end <= start:
+            return
         if value is not None and getattr(value, "obj", None) is not None:
             self.objs.add(value.obj)
-        IntervalMap.remove(self, start, end)
+        self.remove(start, end)
         self._insert(start, end, value)
 
     # the tree's two primitive changes, which set and remove go through, keep the count

@@ -356,8 +356,7 @@ class OsState:
         self.split_huge(mm, start, end)
         for page in self.pages_in(mm, start, end):
             self.drop_page(mm, page)
-        gone = {v.obj for _, _, v in mm.vmas.overlapping(start, end) if v.obj is not None}
-        mm.vmas.remove(start, end)
+        gone = {v.obj for _, _, v in mm.vmas.remove(start, end) if v.obj is not None}
         if mm.guard:
             # mm/memory.c zap_nonpresent_ptes: unmapping (ZAP_FLAG_DROP_MARKER) drops guard markers
             mm.guard -= {p for p in mm.guard if start <= p < end}
