@@ -25,6 +25,7 @@ from memspec.calls import layer_calls
 from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3, RAM_SIZE, pattern
 from memspec.records import OK, Outcome
 
+from .blame import LEAF_TRANSLATION, access_blame, entry_blame
 from .expect import Expect, exactly as _exactly
 from .pte import (CR0_PE, CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_LA57, CR4_PAE, CR4_PCIDE, CR4_PGE, CR4_PKE,
                   CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, EXEC, READ, WRITE,
@@ -106,10 +107,6 @@ def _rules_of(cls: type) -> Rules:
                    lead=(1, 2), only=_OWN_CALLS, names=False)
 
 
-# the clause of each page size's translation (Intel SDM Vol. 3A §4.5.4, Figures 4-8 to 4-10)
-LEAF_TRANSLATION = {1 << 12: "sdm.walk.pte.maps-4k", 1 << 21: "sdm.walk.pde.ps-2m", 1 << 30: "sdm.walk.pdpte.ps-1g"}
-
-
 class Paging:
     """One x86-64 logical processor's paging state (see the module docstring)."""
 
@@ -139,6 +136,9 @@ class Paging:
         self.mem: dict[int, int] = {}          # qwords the program (or the CPU's A/D updates) changed
         self.unsure: dict[int, int] = {}       # addr -> bits the CPU may or may not have set
         self.ad_clause: dict[int, str] = {}    # addr -> clause that last decided its A/D bits
+        # addr -> (A/D bits an access set, the invalidation that removed a translation which would have
+        # served that access the same way without setting them): whom to blame if they read back clear
+        self.ad_stale: dict[int, tuple[int, str]] = {}
         self.history = History()
         self.tlb = RefTlb()
         self._last: dict[str, Any] = {}
@@ -186,6 +186,7 @@ class Paging:
         self.mem[pa] = value
         self.unsure.pop(pa, None)
         self.ad_clause.pop(pa, None)
+        self.ad_stale.pop(pa, None)
         if old != value:
             self.history.write(pa, old, value)
 
@@ -371,8 +372,12 @@ class Paging:
         want = self.read(addr)
         loose = self.unsure.get(addr, 0)
         clause = self.ad_clause.get(addr, "memspec.hw.entry-readback")
+
+        def blame(o: Outcome) -> str:
+            return self.entry_blame(addr, o.value, loose) if o.ok and o.value is not None else clause
         if not loose:
-            return Expect(clause, Outcome(value=want), f"{want:#x} ({decode(want, 1)})", (Outcome(value=want),))
+            return Expect(clause, Outcome(value=want), f"{want:#x} ({decode(want, 1)})", (Outcome(value=want),),
+                          blame_by=blame)
 
         def allowed(o: Outcome) -> str | None:
             if o.value is None or not o.ok:
@@ -381,7 +386,13 @@ class Paging:
                 return f"expected {want:#x} (bits {loose:#x} either way), observed {o.value:#x}"
             return None
         return Expect(clause, Outcome(value=want), f"{want:#x} with bits {loose:#x} either way", predicate=allowed,
-                      impl_defined=True)
+                      impl_defined=True, blame_by=blame)
+
+    def entry_blame(self, addr: int, have: int, loose: int = 0) -> str:
+        """The clause a paging entry at ``addr`` read back as ``have`` breaks (model/blame.py's order
+        for entries); also the checkpoint's (specs/compare_hw.py)."""
+        return entry_blame(self.read(addr), have, loose, addr in self.ad_clause, self.ad_clause.get(addr),
+                           self.ad_stale.get(addr))
 
     def _apply_read_pte(self, o: Outcome, table: int, idx: int) -> None:
         addr = table + 8 * idx
@@ -474,16 +485,16 @@ class Paging:
             return exactly("memspec.hw.harness-slot", EINVAL)
         cur, stale, removed = self._candidates(la, acc, cpl, ac)
         o_cur, clause, _ = self._outcome_of(cur, la, acc, cpl, ac)
-        options: list[tuple[Outcome | None, str]] = [(o_cur, clause)]
+        options: list[tuple[Outcome | None, str, Path | PageFault]] = [(o_cur, clause, cur)]
         for res, _t, _g in stale:
             o, c, _ = self._outcome_of(res, la, acc, cpl, ac)
-            options.append((o, c))
+            options.append((o, c, res))
         # PK as well as a paging-rights violation: the SDM does not order them; allow PK either way
         extra = []
-        for o, c in options:
+        for o, c, r in options:
             if o is not None and o.signal == "#PF" and isinstance(cur, Path) and self._pk_also(cur, acc, cpl):
                 d = dict(o.detail)
-                extra.append((Outcome(signal="#PF", detail=(("cr2", d["cr2"]), ("errcode", int(d["errcode"] | ErrCode.PK)))), c))
+                extra.append((Outcome(signal="#PF", detail=(("cr2", d["cr2"]), ("errcode", int(d["errcode"] | ErrCode.PK)))), c, r))
         options += extra
         # the reference TLB's choice (the default, and the strict law)
         default = o_cur
@@ -494,20 +505,19 @@ class Paging:
                 default = o_hit
         if default is None:
             default = Outcome(value=0)
-        self._last = {"la": la, "cur": cur, "stale": stale,
+        self._last = {"la": la, "cur": cur, "stale": stale, "removed": removed,
                       "cur_ok": isinstance(cur, Path) and not (o_cur is not None and o_cur.signal == "#PF")}
-        if any(o is None for o, _ in options if o is o_cur) and o_cur is None:
+        if o_cur is None:
             return Expect(clause, default, "a value from memory the pattern does not cover", unknown=True)
         if self.strict:
             return exactly(clause if default == o_cur else "sdm.tlb.stale-before-invalidation", default)
         distinct = []
-        for o, c in options:
+        for o, c, r in options:
             if o is None:
-                distinct.append((o, c))
-            elif all(o != d for d, _ in distinct):
-                distinct.append((o, c))
+                distinct.append((o, c, r))
+            elif all(o != d for d, _, _ in distinct):
+                distinct.append((o, c, r))
         expect_clause = clause if len(distinct) == 1 else "sdm.tlb.stale-before-invalidation"
-        walk_clause = clause
         if len(distinct) == 1:
             # exercised: the invalidation that removed every stale walk, if there was one
             for res, ev, _t in removed.latest_first(paths_only=True):
@@ -519,34 +529,26 @@ class Paging:
                     break
             expect_clause = clause
         killed: list[tuple[Outcome, str]] | None = None
+        mode = self.mode
 
-        def blame(obs: Outcome) -> str:
-            # an observation that only a translation removed by an invalidation explains
-            # breaks that invalidation's clause (worked out only for a refused observation)
+        def removed_outcomes() -> list[tuple[Outcome, str]]:
+            # the translations invalidations removed, latest cached first, those a whole flush
+            # removed included (worked out only for a refused observation)
             nonlocal killed
             if killed is None:
-                killed = []
-                for res, ev, _t in removed.latest_first():    # latest caching time first
-                    o_old, _, _ = self._outcome_of(res, la, acc, cpl, ac)
-                    if o_old is not None:
-                        killed.append((o_old, ev.clause))
-            for o_old, cid in killed:
-                if matches(obs, o_old) and cid.startswith("sdm."):
-                    return cid
-            if (expect_clause == walk_clause and isinstance(cur, Path) and obs.ok and o_cur is not None
-                    and o_cur.ok and acc != EXEC and obs.value is not None and o_cur.value is not None):
-                # the right kind of outcome with the wrong data, where no invalidation is in play: the
-                # translation of the leaf that mapped the address (§4.5.4: the page frame and the offset
-                # bits of its size), not the rights clause that allowed the access
-                return LEAF_TRANSLATION[cur.size]
-            return expect_clause
+                killed = self._removed_outcomes(removed, la, acc, cpl, ac)
+            return killed
+
+        def blame(obs: Outcome) -> str:
+            # the clause the observation breaks: model/blame.py's order for accesses
+            return access_blame(obs, distinct, removed_outcomes, mode, acc, cpl, expect_clause, matches)
 
         if len(distinct) == 1:
             return self._explained(clause, o_cur, la, blame)
         explain = self.explain
 
         def allowed(obs: Outcome) -> str | None:
-            for o, _ in distinct:
+            for o, _, _ in distinct:
                 if o is None:
                     # memory the pattern does not cover: any value, or the harness's own refusal;
                     # a fetch from there runs whatever bytes it finds
@@ -555,11 +557,30 @@ class Paging:
                     continue
                 if matches(obs, o):
                     return None
-            return "expected one of " + ", ".join(show(o) if o else "(any value)" for o, _ in distinct) + \
+            return "expected one of " + ", ".join(show(o) if o else "(any value)" for o, _, _ in distinct) + \
                 f"; observed {show(obs)}\n" + explain(la)
         return Expect("sdm.tlb.stale-before-invalidation", default, blame_by=blame, describe=
-                      " or ".join(show(o) if o else "(any value)" for o, _ in distinct), predicate=allowed,
+                      " or ".join(show(o) if o else "(any value)" for o, _, _ in distinct), predicate=allowed,
                       impl_defined=True)
+
+    def _removed_outcomes(self, removed, la: int, acc: int, cpl: int, ac: int, walks: bool = False,
+                          flushed: bool = True) -> list:
+        """(outcome, invalidation clause[, walk]) of every translation an invalidation removed, the latest
+        cached first: ``removed`` (this page's INVLPG/INVPCID, and #PF) and -- ``flushed`` -- those a flush
+        of a PCID or of everything removed, which ``stale_walks`` sets aside before building them."""
+        if not flushed:
+            every = removed
+        elif not removed.cands and self.history.last_change < 0:
+            return []
+        else:
+            _, every = stale_walks(self.history, self.mode, self.read, la, acc, cpl, self.pcid,
+                                   bool(self.facts["page1g"]), limit=256, flushed=True)
+        out = []
+        for res, ev, _t in every.latest_first():
+            o, _, _ = self._outcome_of(res, la, acc, cpl, ac)
+            if o is not None:
+                out.append((o, ev.clause, res) if walks else (o, ev.clause))
+        return out
 
     def _explained(self, clause: str, want: Outcome, la: int, blame=None) -> Expect:
         """Exactly ``want``; a mismatch explains every level's entry and the control registers."""
@@ -583,10 +604,10 @@ class Paging:
             return
         last = self._last if self._last.get("la") == la else None
         if last is None:
-            cur, stale, _ = self._candidates(la, acc, cpl, ac)
+            cur, stale, removed = self._candidates(la, acc, cpl, ac)
             cur_ok = isinstance(cur, Path) and check_access(cur, self.mode, la, acc, cpl, ac)[0] is None
         else:
-            cur, stale, cur_ok = last["cur"], last["stale"], last["cur_ok"]
+            cur, stale, cur_ok, removed = last["cur"], last["stale"], last["cur_ok"], last["removed"]
         self._last = {}
         exact = not stale
         if o.signal == "#PF":
@@ -604,6 +625,8 @@ class Paging:
             # A/D already (they are set by the walk), so those become unsure
             exact = False
         used = cur if cur_ok else None
+        if used is not None and exact:
+            self._note_stale_ad(used, o, la, acc, cpl, ac, removed)
         if used is not None:
             for u in used.uses:
                 if u.addr not in self.mem:
@@ -638,6 +661,36 @@ class Paging:
         if self.unsure:
             for k in [k for k, m in self.unsure.items() if not m]:
                 del self.unsure[k]
+
+    def _note_stale_ad(self, used: Path, o: Outcome, la: int, acc: int, cpl: int, ac: int, removed) -> None:
+        """Before an exact access sets A/D bits: if a translation an invalidation removed would have
+        served it with the same outcome, those bits reading back clear later are that invalidation's
+        failure (``entry_blame``, row 2) -- for an entry that translation did not use, or used with an
+        older value (a translation cached from the entry's current value set A, and D on a write,
+        when it was made or first written through: §4.8).  Only the translations this page's
+        invalidations removed (INVLPG, INVPCID by address, a #PF) are looked at: those a whole flush
+        removed would cost the judge an enumeration on every access (they are found for the blame of
+        a refused access, which is worked out only then)."""
+        if not removed.cands:
+            return
+        new: list[tuple[int, int, int]] = []
+        for u in used.uses:
+            if u.addr in self.mem:
+                v = self.read(u.addr)
+                bits = (0x20 | (0x40 if u is used.uses[-1] and acc == WRITE else 0)) & ~v
+                if bits:
+                    new.append((u.addr, v & ~0x60, bits))
+        if not new:
+            return
+        done: set[int] = set()
+        for o_old, cid, res in self._removed_outcomes(removed, la, acc, cpl, ac, walks=True, flushed=False):
+            if not (cid.startswith("sdm.") and matches(o, o_old)):
+                continue
+            held = {(u.addr, u.value & ~0x60) for u in res.uses}
+            for addr, v, bits in new:
+                if (addr, v) not in held and addr not in done:
+                    self.ad_stale[addr] = (bits, cid)
+                    done.add(addr)
 
     def observe(self) -> dict[str, Any]:
         """The checkpoint state a target reports (specs/compare_hw.py): changed qwords of program RAM."""

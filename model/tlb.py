@@ -169,7 +169,7 @@ def _nxe_on(mode: Mode) -> Mode:
 
 
 def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid: int, page1g: bool,
-                limit: int = 64) -> tuple[list[tuple[Path | PageFault, int, bool]], Removed]:
+                limit: int = 64, flushed: bool = False) -> tuple[list[tuple[Path | PageFault, int, bool]], Removed]:
     """Walks over older values of the entries (see module doc) not yet invalidated.
 
     Returns ([(result, latest time, global?)], the walks some invalidation has removed since, as a
@@ -184,9 +184,15 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
 
     A non-global walk from a root loaded with PCID p counts only under p, from the latest time p was
     current while its entries held (a translation of PCID 1 made before ``mov_cr3`` with bit 63 set
-    to PCID 2 and back is still allowed, §4.10.1)."""
+    to PCID 2 and back is still allowed, §4.10.1).
+
+    ``flushed``: walks a flush of everything or of a whole PCID removed are enumerated too (into the
+    ``Removed``; the allowed walks are the same) -- for the blame of a refused observation only, as
+    the judge's hot path leaves them out before they are built."""
     floor_g = h.last_all
     floor_ng = max(floor_g, h.last_nonglobal_all, h.last_nonglobal.get(pcid, -1))
+    if flushed:
+        floor_g = floor_ng = -1
     if max(h.last_change, h.nxe_cleared) < (floor_g if mode.pge else floor_ng):
         return [], NOTHING_REMOVED     # everything since the last flush is current: nothing stale
     removed = Removed(h, mode, la, acc, cpl, pcid)

@@ -98,6 +98,10 @@ declare(
     ("sdm.access.supervisor-data-user-no-smap", "with CR4.SMAP = 0, CPL 0 may read (and, subject to WP, write) user-mode addresses", A),
     ("sdm.pkeys.wrpkru", "WRPKRU with CR4.PKE = 1 loads PKRU", "Intel SDM Vol. 2D WRPKRU"),
     ("sdm.pkeys.wrpkru-ud", "WRPKRU with CR4.PKE = 0 raises #UD", "Intel SDM Vol. 2D WRPKRU, Protected Mode Exceptions"),
+    # --- the page-fault error code's bits that describe the access (§4.7), whatever the cause -----
+    ("sdm.pf.errcode.w", "the W/R bit (1) of a #PF error code is 1 for a write and 0 for a read or fetch, whatever caused the fault", PF),
+    ("sdm.pf.errcode.us", "the U/S bit (2) of a #PF error code is 1 for an access at CPL 3 and 0 for a supervisor-mode access, whatever caused the fault", PF),
+    ("sdm.pf.errcode.id", "the I/D bit (4) of a #PF error code is 1 for an instruction fetch when CR4.SMEP = 1 or IA32_EFER.NXE = 1, and 0 otherwise, whatever caused the fault (a not-present page too)", f"{PF}; AMD64 APM Vol. 2 §8.4.2"),
     # --- A/D -----------------------------------------------------------------------------
     ("sdm.ad.accessed-on-use", "every paging-structure entry used by a translation gets A = 1", AD),
     ("sdm.ad.dirty-on-write", "a write sets D = 1 in the entry that maps the page (PTE, or PDE/PDPTE with PS = 1)", AD),

@@ -4,8 +4,9 @@ A target reports, at a checkpoint, ``extra = (("entries", ((pa, value), ...)),)`
 qword of the frames the program wrote that no longer holds the harness pattern.  The
 model knows what each should hold; bits it is unsure about (A/D set or not by a walk
 that faulted, or by a cached translation) may go either way.  Any other difference
-breaks the clause that last decided that entry's A/D bits, or ``sdm.ad.only-a-d`` when
-a bit other than A and D changed (the processor writes nothing else).
+is blamed as a ``read_pte`` of the entry would be (``model.entry_blame``: the order in
+model/blame.py -- ``sdm.ad.only-a-d`` when a bit other than A and D changed in an entry
+a walk used, the A/D rule of the bit otherwise).
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ def compare(model: Any, obs: Observation, index: int) -> Check | None:
             continue
         if model._is_harness_entry(pa):
             continue
-        cid = model.ad_clause.get(pa, "memspec.hw.entry-readback") if not diff & ~A_D else "sdm.ad.only-a-d"
+        if hasattr(model, "entry_blame"):
+            cid = model.entry_blame(pa, have, loose)
+        else:
+            cid = model.ad_clause.get(pa, "memspec.hw.entry-readback") if not diff & ~A_D else "sdm.ad.only-a-d"
         return Check(cid, Verdict.FAIL, index, f"{pa:#x} = {want:#x}" + (f" (bits {loose:#x} either way)" if loose else ""),
                      f"{pa:#x} = {have:#x}", "a paging entry in memory differs from the model's at the checkpoint")
     return None

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from memspec.model.expect import Expect, exactly
-from memspec.model.paging import EINVAL, GP, LEAF_TRANSLATION, U64, Paging, matches, show
+from memspec.model.blame import access_blame
+from memspec.model.paging import EINVAL, GP, U64, Paging, matches, show
 from memspec.model.pte import EXEC, READ, WRITE, ErrCode, Mode, addr_mask
 from memspec.model.tlb import Event, History
 from memspec.model.walk import (PageFault, Path, Use, _path, canonical, errcode, index, pde, pdpte, pml4e, pml5e,
@@ -136,17 +137,21 @@ def expect_access_reference(self: Paging, la: int, acc: int, cpl: int, ac: int) 
     stale, removed = stale_walks_reference(self.history, mode, self.read, la, acc, cpl, self.pcid,
                                            bool(self.facts["page1g"]))
     self._ref = (stale, removed, [o for o, _ in options_of(self, cur, stale, removed, la, acc, cpl, ac)])
+    removed_all = self._candidates(la, acc, cpl, ac)[2]
     o_cur, clause, _ = self._outcome_of(cur, la, acc, cpl, ac)
     options: list[tuple[Outcome | None, str]] = [(o_cur, clause)]
+    walks = [cur]
     for res, _t, _g in stale:
         o, c, _ = self._outcome_of(res, la, acc, cpl, ac)
         options.append((o, c))
+        walks.append(res)
     # PK as well as a paging-rights violation: the SDM does not order them; allow PK either way
     extra = []
-    for o, c in options:
+    for (o, c), r in zip(options, list(walks)):
         if o is not None and o.signal == "#PF" and isinstance(cur, Path) and self._pk_also(cur, acc, cpl):
             d = dict(o.detail)
             extra.append((Outcome(signal="#PF", detail=(("cr2", d["cr2"]), ("errcode", int(d["errcode"] | ErrCode.PK)))), c))
+            walks.append(r)
     options += extra
     # the reference TLB's choice (the default, and the strict law)
     default = o_cur
@@ -157,36 +162,25 @@ def expect_access_reference(self: Paging, la: int, acc: int, cpl: int, ac: int) 
             default = o_hit
     if default is None:
         default = Outcome(value=0)
-    self._last = {"la": la, "cur": cur, "stale": stale,
+    self._last = {"la": la, "cur": cur, "stale": stale, "removed": removed_all,
                   "cur_ok": isinstance(cur, Path) and not (o_cur is not None and o_cur.signal == "#PF")}
     if any(o is None for o, _ in options if o is o_cur) and o_cur is None:
         return Expect(clause, default, "a value from memory the pattern does not cover", unknown=True)
     if self.strict:
         return exactly(clause if default == o_cur else "sdm.tlb.stale-before-invalidation", default)
     distinct = []
-    for o, c in options:
-        if o is None:
+    distinct_walks = []
+    for (o, c), r in zip(options, walks):
+        if o is None or all(o != d for d, _ in distinct):
             distinct.append((o, c))
-        elif all(o != d for d, _ in distinct):
-            distinct.append((o, c))
-    killed = []
-    for res, ev, _t in sorted(removed, key=lambda x: -x[2]):    # latest caching time first
-        o_old, _, _ = self._outcome_of(res, la, acc, cpl, ac)
-        if o_old is not None:
-            killed.append((o_old, ev.clause))
-    walk_clause = clause
+            distinct_walks.append(r)
+    options3 = [(o, c, r) for (o, c), r in zip(distinct, distinct_walks)]
 
     def blame(obs: Outcome) -> str:
-        # an observation that only a translation removed by an invalidation explains
-        # breaks that invalidation's clause
-        for o_old, cid in killed:
-            if matches(obs, o_old) and cid.startswith("sdm."):
-                return cid
-        # the right kind with the wrong data, no invalidation in play: the leaf's translation
-        if (expect_clause == walk_clause and isinstance(cur, Path) and obs.ok and o_cur is not None
-                and o_cur.ok and acc != EXEC and obs.value is not None and o_cur.value is not None):
-            return LEAF_TRANSLATION[cur.size]
-        return expect_clause
+        # the ranking is model/blame.py's; its inputs (the allowed outcomes with their walks, the
+        # removed translations -- those whole flushes removed included) worked out here
+        return access_blame(obs, options3, lambda: self._removed_outcomes(removed_all, la, acc, cpl, ac), mode, acc,
+                            cpl, expect_clause, matches)
 
     expect_clause = clause if len(distinct) == 1 else "sdm.tlb.stale-before-invalidation"
     if len(distinct) == 1:
