@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memspec.model.mm import System
+from memspec.model.mm import Config, System
 from memspec.model.registry import new_model
 from memspec.program import Call
 from memspec.records import Mapping, Observation, Outcome
@@ -42,3 +42,24 @@ class ModelTarget(Target):
 
     def session(self, layer: str = "os") -> ModelSession:
         return ModelSession(layer)
+
+
+class OsModelTarget(ModelTarget):
+    """The os layer served by a given model class -- ``System`` or a subclass of it, such as a
+    deliberately broken model a test judges -- built from the given facts, under its own name."""
+
+    layers = ("os",)
+
+    def __init__(self, name: str, system: type[System] = System, facts: dict[str, Any] | None = None):
+        super().__init__()
+        self.name = name
+        self.system = system
+        self.known = dict(facts or {})
+
+    def facts(self) -> dict[str, Any]:
+        return dict(self.known)
+
+    def session(self, layer: str = "os") -> ModelSession:
+        s = ModelSession.__new__(ModelSession)
+        s.system = self.system(Config.from_facts(self.known))
+        return s

@@ -10,7 +10,7 @@ from dataclasses import replace
 from memspec.model.mm import System
 from memspec.model.os import fileio, sealing
 from memspec.model.rules import replaced
-from memspec.targets.model import ModelSession, ModelTarget
+from memspec.targets.model import OsModelTarget
 
 PAGE = 4096
 
@@ -52,22 +52,5 @@ BUGS = {"pwrite-at-page-start": PwriteAtPageStart, "mseal-first-page": MsealFirs
 assert sealing.RULES["mseal"] is not None      # the rule the second bug replaces
 
 
-class _Session(ModelSession):
-    def __init__(self, cls):
-        self.system = cls()
-
-
-class BrokenOs(ModelTarget):
-    layers = ("os",)
-
-    def __init__(self, bug: str):
-        super().__init__()
-        self.bug = bug
-        self.name = f"broken-os:{bug}"
-
-    def session(self, layer: str = "os") -> _Session:
-        return _Session(BUGS[self.bug])
-
-
-def target(bug: str) -> BrokenOs:
-    return BrokenOs(bug)
+def target(bug: str) -> OsModelTarget:
+    return OsModelTarget(f"broken-os:{bug}", BUGS[bug])

@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from memspec.model.expect import Expect
-from memspec.model.mm import Config, System
+from memspec.model.mm import System
 from memspec.model.os import bulk
 from memspec.model.rules import replaced
 from memspec.records import Outcome
-from memspec.targets.model import ModelSession, ModelTarget
+from memspec.targets.model import OsModelTarget
 
 
 def _off_by_3(sys, mm, addr, n, prot):
@@ -48,26 +48,5 @@ BUGS = {"limit-off-by-3": LimitOffBy3, "maps-not-counted": MapsNotCounted}
 CLASSES = {**BUGS, "reference": System}
 
 
-class _Session(ModelSession):
-    def __init__(self, cls, facts: dict[str, Any]):
-        self.system = cls(Config.from_facts(facts))
-
-
-class BrokenOs(ModelTarget):
-    layers = ("os",)
-
-    def __init__(self, bug: str, facts: dict[str, Any] | None = None):
-        super().__init__()
-        self.bug = bug
-        self.name = f"broken-os:{bug}"
-        self._facts = dict(facts or {})
-
-    def facts(self) -> dict[str, Any]:
-        return dict(self._facts)
-
-    def session(self, layer: str = "os") -> _Session:
-        return _Session(CLASSES[self.bug], self._facts)
-
-
-def target(bug: str, **facts: Any) -> BrokenOs:
-    return BrokenOs(bug, facts)
+def target(bug: str, **facts: Any) -> OsModelTarget:
+    return OsModelTarget(f"broken-os:{bug}", CLASSES[bug], facts)

@@ -9,7 +9,7 @@ from memspec.model.fault import Pte
 from memspec.model.mm import PAGE_MASK, System, page_align
 from memspec.model.os import access, mappings
 from memspec.model.rules import replaced
-from memspec.targets.model import ModelSession, ModelTarget
+from memspec.targets.model import OsModelTarget
 
 PAGE = 4096
 
@@ -52,22 +52,5 @@ class MprotectMakesCowWritable(System):
 BUGS = {"cow-copies-first-byte": CowCopiesFirstByte, "mprotect-makes-cow-writable": MprotectMakesCowWritable}
 
 
-class _Session(ModelSession):
-    def __init__(self, cls):
-        self.system = cls()
-
-
-class BrokenOs(ModelTarget):
-    layers = ("os",)
-
-    def __init__(self, bug: str):
-        super().__init__()
-        self.bug = bug
-        self.name = f"broken-os:{bug}"
-
-    def session(self, layer: str = "os") -> _Session:
-        return _Session(BUGS[self.bug])
-
-
-def target(bug: str) -> BrokenOs:
-    return BrokenOs(bug)
+def target(bug: str) -> OsModelTarget:
+    return OsModelTarget(f"broken-os:{bug}", BUGS[bug])

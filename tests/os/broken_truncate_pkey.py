@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from memspec.model.mm import System
 from memspec.model.os import files, mappings
-from memspec.model.os.state import Config
 from memspec.model.rules import replaced
-from memspec.targets.model import ModelSession, ModelTarget
+from memspec.targets.model import OsModelTarget
 
 RWX = 7
 
@@ -47,26 +46,5 @@ class ExecOnlyOnMaskedProt(System):
 BUGS = {"truncate-keeps-private-copies": TruncateKeepsPrivateCopies, "exec-only-on-masked-prot": ExecOnlyOnMaskedProt}
 
 
-class _Session(ModelSession):
-    def __init__(self, cls, facts):
-        self.system = cls(Config.from_facts(facts or {}))
-
-
-class BrokenOs(ModelTarget):
-    layers = ("os",)
-
-    def __init__(self, bug: str, facts: dict | None = None):
-        super().__init__()
-        self.bug = bug
-        self.name = f"broken-os:{bug}"
-        self.known = dict(facts or {})
-
-    def facts(self) -> dict:
-        return dict(self.known)
-
-    def session(self, layer: str = "os") -> _Session:
-        return _Session(BUGS[self.bug], self.known)
-
-
-def target(bug: str, facts: dict | None = None) -> BrokenOs:
-    return BrokenOs(bug, facts)
+def target(bug: str, facts: dict | None = None) -> OsModelTarget:
+    return OsModelTarget(f"broken-os:{bug}", BUGS[bug], facts)
