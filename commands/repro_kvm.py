@@ -515,20 +515,20 @@ int main(void) {
              "  observed: %s\n", c->call + 1, c->text, c->clause, c->statement, c->citation, c->expected,
              describe(s, b, sizeof b));
       effect(c, s, mem);
-      printf("VERDICT: DIVERGES (%s)\n", c->clause);
       finish(c->clause);
+      printf("VERDICT: DIVERGES (%s)\n", c->clause);
       return 1;
     }
     if (stop) {
       printf("the guest stopped%s%d: %s\n", at >= 0 ? " at call " : "", at >= 0 ? at + 1 : 0, stop);
       kmsg_print();
-      printf("VERDICT: %s\n", verdict);
       finish("memspec.target.alive");
+      printf("VERDICT: %s\n", verdict);
       return code;
     }
   }
-  printf("VERDICT: CONFORMS (every call's outcome is one the model allows; %d checked)\n", NCHECKS);
   finish(0);
+  printf("VERDICT: CONFORMS (every call's outcome is one the model allows; %d checked)\n", NCHECKS);
   return 0;
 }
 '''
@@ -624,7 +624,7 @@ def readme(r: KvmRepro, cmd: str) -> str:
               "bits, the data a load read, and KVM's lines in the kernel log (/dev/kmsg, as root) while the "
               "guest ran."]
     if r.finding:
-        lines += ["", f"The program was saved for `{r.finding}`: the last line is `REPRODUCED: {r.finding}` when "
+        lines += ["", f"The program was saved for `{r.finding}`: the line before the verdict is `REPRODUCED: {r.finding}` when "
                   "the first divergence is under it"
                   + (f" (or under `{r.failure.clause}`, the clause memspec blames for it today)"
                      if r.failure is not None and r.failure.clause != r.finding else "")

@@ -211,3 +211,43 @@ def test_kvm_refuses_programs_it_cannot_run(kvm, tmp_path):
     from memspec.errors import UsageError
     with pytest.raises(UsageError, match="kvm does not implement seg_access"):
         repro_kvm(os.path.join(SEG, "17-long-noncanonical-ss.mst"), str(tmp_path / "x"), target=kvm)
+
+
+# --- docs/findings/qemu.md, finding 5: the hand-written image of the null-SS CPL bug -----------
+
+NULL_SS = os.path.join(ROOT, "docs", "findings", "repro", "qemu-null-ss-cpl.S")
+
+
+def _null_ss_image(tmp_path, *defines: str) -> str:
+    for tool in ("gcc", "ld", "objcopy"):
+        if shutil.which(tool) is None:
+            missing_peer("qemu-system", f"{tool} builds the image: apt-get install -y gcc binutils")
+    obj, elf, image = (str(tmp_path / f"i.{x}") for x in ("o", "elf", "bin"))
+    subprocess.run(["gcc", *defines, "-c", NULL_SS, "-o", obj], check=True)
+    subprocess.run(["ld", "-m", "elf_x86_64", "-Ttext=0x100000", "-e", "start32", "--no-warn-rwx-segments",
+                    "-o", elf, obj], check=True)
+    subprocess.run(["objcopy", "-O", "binary", elf, image], check=True)
+    return image
+
+
+def _boot(image: str) -> tuple[str, int]:
+    if shutil.which("qemu-system-x86_64") is None:
+        missing_peer("qemu-system", "apt-get install -y --no-install-recommends qemu-system-x86")
+    r = subprocess.run(["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "32", "-nodefaults",
+                        "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
+                        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", image],
+                       capture_output=True, text=True, timeout=120)
+    return r.stdout, r.returncode
+
+
+def test_null_ss_at_cpl1_makes_qemus_cpl_0(tmp_path):
+    out, rc = _boot(_null_ss_image(tmp_path))
+    # the control first: MOV from CR0 at CPL 1 is #GP before the load
+    assert "1. MOV from CR0 at CPL 1: #GP (the control)" in out, out
+    # QEMU 7.2 (and upstream as read): the same instruction completes after MOV SS, 0x1
+    assert out.splitlines()[-1].startswith("VERDICT: REPRODUCED") and rc == 3, (rc, out)
+
+
+def test_null_ss_image_conforms_when_step_2_loads_a_dpl1_data_segment(tmp_path):
+    out, rc = _boot(_null_ss_image(tmp_path, "-DSS_SELECTOR=0x21"))
+    assert "3. MOV from CR0 at CPL 1: #GP: the CPL is still 1" in out and rc == 1, (rc, out)
