@@ -437,6 +437,7 @@ class OsGen:
         self.fd_procs[fd] = {None}
         self.fds.append(fd)
         c(Call("ftruncate", (Ref(fd), _hex(pages * PAGE)), None, None))
+        size = pages * PAGE     # the file's length as the scenario last set it
         span = pages + (1 if r.chance(25) else 0)
         base = self.map_in_window(span, ("PROT_READ", "PROT_WRITE"), ("MAP_SHARED" if r.chance(80) else "MAP_PRIVATE",),
                                   Ref(fd))
@@ -475,13 +476,17 @@ class OsGen:
             elif what == "msync":
                 c(Call("msync", (Ref(base), _hex(span * PAGE), r.choice(MS_FLAGS[:3])), None, side))
             elif what == "ftruncate":
-                c(Call("ftruncate", (Ref(fd), _hex(PAGE * r.integer(0, span) + r.choice([0, 0, 100]))), None, side))
+                size = PAGE * r.integer(0, span) + r.choice([0, 0, 100])
+                c(Call("ftruncate", (Ref(fd), _hex(size)), None, side))
                 self.read_back(Ref(base), _hex(span * PAGE), None, side, always=True)
             elif what == "fsize":
                 # RLIMIT_FSIZE at or near where the file ends: a pwrite across it is cut short at the
                 # limit, one at it is EFBIG (with O_APPEND both go to the end of the file instead)
                 lim = PAGE * r.integer(0, span) + r.choice([0, 1, 2048, PAGE - 1])
                 c(Call("set_fsize_limit", (_hex(lim),), None, side))
+                if self.ok("ftruncate") and r.chance(40):
+                    # a length that does not grow the file is never refused, past the limit or not
+                    c(Call("ftruncate", (Ref(fd), _hex(size)), None, side))
                 c(Call("pwrite", (Ref(fd), _hex(max(lim - 1, 0)), self.fd_value(Ref(fd), lim, salt + 5), Int(3)),
                        self.name(), side))
                 c(Call("pwrite", (Ref(fd), _hex(lim), self.fd_value(Ref(fd), lim, salt + 6), Int(1)), self.name(), side))
@@ -943,8 +948,10 @@ class OsGen:
                                   ("O_CREAT", "O_RDONLY")])
                 if r.chance(APPEND_PERCENT):
                     oflag += ("O_APPEND",)
+                # modes: owner only, world-readable, read-only, world-writable (an unprivileged process
+                # may then page it out: mm/madvise.c can_do_file_pageout)
                 c(Call("shm_open", (Str(r.choice(["/c0", "/c1", "c2", "/", "/a/b"])), Flags(oflag),
-                                    _hex(r.choice([0x180, 0x1A4, 0x100]))), fd, proc))
+                                    _hex(r.choice([0x180, 0x1A4, 0x100, 0x1B6]))), fd, proc))
             elif self.ok("pipe"):
                 c(Call("pipe", (), fd, proc))
             else:
@@ -994,6 +1001,12 @@ class OsGen:
                 fl = Int(MREMAP_UNKNOWN | (1 if "MREMAP_MAYMOVE" in flags else 0))
             c(Call("mremap", (addr, old, new, fl, new_addr), res, proc))
             self.read_back(addr, old, room, proc)
+            if r.chance(40) and (self.ok("mincore") or self.ok("pfn_of")):
+                # the moved pages keep their frames and stay resident: a page table not moved shows here
+                if self.ok("mincore"):
+                    c(Call("mincore", (Ref(res), new), self.name(), proc))
+                if self.ok("pfn_of"):
+                    c(Call("pfn_of", (Ref(res),), self.name(), proc))
             self.bases.append((res, max(1, new.value // PAGE), "MREMAP_FIXED" in flags))
             self.base_procs[res] = {proc}
             if "MREMAP_FIXED" in flags:
