@@ -9,13 +9,18 @@ Accesses (``access_blame``):
 
 1. the observation is exactly what a translation some invalidation removed gives: that
    invalidation (``sdm.tlb.invlpg``, ``sdm.invpcid.*``, ``sdm.tlb.cr3-flush-*``,
-   ``sdm.tlb.pf-invalidates``, ``sdm.tlb.cr4-*-flush``), the latest-cached such translation first;
+   ``sdm.tlb.pf-invalidates``, ``sdm.tlb.cr4-*-flush``), the latest-cached such translation first.
+   First, because the observation is then predicted whole by one concrete translation; where a
+   program undoes a change of rights with an invalidation, a walker that ignores those rights gives
+   the same observation and is blamed on the invalidation too (the two cannot be told apart);
 2. a #PF where the access was allowed -- or a #PF with PK where the allowed fault has none: the
    rights rule the fault contradicts (``rights_contradicted``: the PK, fetch, WP, SMAP, XD, U/S and
    R/W rows of SDM Vol. 3A §4.6, the same table as ``specs.sweep.blame``); a P = 0 or RSVD = 1 fault
    there claims something about the structure: the leaf's translation clause;
-3. no fault where a #PF was due: the clause of that fault (the walk's presence or reserved-bit
-   clause, or the rights rule that forbids the access);
+3. no fault where a #PF was due: if the outcome is what a walk a rights rule faulted would have
+   given without it (its page's data), that rights rule -- also where a stale translation allowed
+   other data; else, where only faults were allowed, the clause of the fault due (the walk's
+   presence or reserved-bit clause, or the rights rule that forbids the access);
 4. a #PF at the right CR2 whose error code differs only in bits that describe the access, not its
    cause (W/R, U/S, I/D: SDM §4.7, set from the access whatever the cause): the clause of the
    lowest such bit (``sdm.pf.errcode.*``); a difference in P, RSVD or PK (the cause) or in CR2 is
@@ -117,12 +122,15 @@ def _pf(o: Outcome) -> tuple[int, int] | None:
 
 def access_blame(obs: Outcome, allowed: Iterable[tuple[Outcome | None, str, object]],
                  killed: Callable[[], Iterable[tuple[Outcome, str]]], mode: Mode, acc: int, cpl: int,
-                 fallback: str, matches: Callable[[Outcome, Outcome], bool]) -> str:
+                 fallback: str, matches: Callable[[Outcome, Outcome], bool],
+                 forbidden: Callable[[], Iterable[tuple[Outcome, str]]] = lambda: ()) -> str:
     """The clause a refused access outcome ``obs`` breaks (the module's order for accesses).
 
     ``allowed``: (outcome, clause, walk) for each outcome the SDM allowed, the current walk's first;
     ``killed()``: (outcome, invalidation clause) of the translations invalidations removed, latest
-    cached first (worked out only if asked); ``fallback``: the expectation's clause."""
+    cached first (worked out only if asked); ``forbidden()``: (outcome, rights clause) for each
+    allowed walk a rights rule faulted: what it would have given without that rule;
+    ``fallback``: the expectation's clause."""
     for o_old, cid in killed():                                     # 1
         if cid.startswith("sdm.") and matches(obs, o_old):
             return cid
@@ -153,8 +161,12 @@ def access_blame(obs: Outcome, allowed: Iterable[tuple[Outcome | None, str, obje
         if faults:
             return faults[0][1]
         return fallback
-    if obs.ok and faults and not oks:                               # 3: no fault where one was due
-        return faults[0][1]
+    if obs.ok and faults:                                           # 3: no fault where one was due
+        for o_free, cid in forbidden():
+            if matches(obs, o_free):
+                return cid
+        if not oks:
+            return faults[0][1]
     if obs.ok and obs.value is not None and acc != EXEC:            # 5: the wrong data
         for o, _c, r in oks:
             if isinstance(r, Path) and o.value is not None:

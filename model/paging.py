@@ -541,7 +541,8 @@ class Paging:
 
         def blame(obs: Outcome) -> str:
             # the clause the observation breaks: model/blame.py's order for accesses
-            return access_blame(obs, distinct, removed_outcomes, mode, acc, cpl, expect_clause, matches)
+            return access_blame(obs, distinct, removed_outcomes, mode, acc, cpl, expect_clause, matches,
+                                lambda: self._without_rights(distinct, la, acc, cpl, ac))
 
         if len(distinct) == 1:
             return self._explained(clause, o_cur, la, blame)
@@ -562,6 +563,20 @@ class Paging:
         return Expect("sdm.tlb.stale-before-invalidation", default, blame_by=blame, describe=
                       " or ".join(show(o) if o else "(any value)" for o, _, _ in distinct), predicate=allowed,
                       impl_defined=True)
+
+    def _without_rights(self, allowed, la: int, acc: int, cpl: int, ac: int) -> list[tuple[Outcome, str]]:
+        """(outcome, rights clause) for each allowed walk whose access a rights rule (§4.6) faulted: the
+        outcome it would have given without that rule (for blame: a target that skipped the rule)."""
+        out = []
+        for o, _c, res in allowed:
+            if isinstance(res, Path) and o is not None and o.signal == "#PF":
+                fault, clause = check_access(res, self.mode, la, acc, cpl, ac)
+                pa = res.pa(la)
+                if fault is None or not self.low <= pa < self.ram or self._is_harness_entry(pa) or pa in self.mem:
+                    continue      # (a paging entry read as data: its A/D are the walk's business)
+                v = self.read(pa)
+                out.append((OK if acc == EXEC else Outcome(value=(v & ~0xFF) | 0xCC if acc == WRITE else v), clause))
+        return out
 
     def _removed_outcomes(self, removed, la: int, acc: int, cpl: int, ac: int, walks: bool = False,
                           flushed: bool = True) -> list:

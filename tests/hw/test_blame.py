@@ -40,15 +40,19 @@ import broken_pcid  # noqa: E402
 # walker -> the clauses that are its own (the rule it breaks)
 OWN = {
     "ScribblesOnEntries": {"sdm.ad.only-a-d"},
+    # U/S combined over every level decides CPL 3 accesses, and whether SMEP/SMAP apply at CPL 0
     "IgnoresUsAtPde": {"sdm.access.user-read-supervisor", "sdm.access.user-write-supervisor",
-                       "sdm.access.user-fetch-supervisor"},
+                       "sdm.access.user-fetch-supervisor", "sdm.access.smap-supervisor-page-unaffected",
+                       "sdm.access.supervisor-fetch"},
     "DirtyOnRead": {"sdm.ad.no-dirty-on-read"},
     "NoRsvdBit": {"sdm.walk.rsvd.xd-without-nxe", "sdm.walk.pde.rsvd-2m-low", "sdm.walk.pdpte.rsvd-1g-low",
                   "sdm.walk.pte.rsvd-maxphy", "sdm.walk.pde.rsvd-maxphy", "sdm.walk.pdpte.rsvd-maxphy",
-                  "sdm.walk.pml4e.rsvd-maxphy"},
+                  "sdm.walk.pml4e.rsvd-maxphy", "sdm.walk.pml5e.rsvd-maxphy", "sdm.walk.pml5e.rsvd-ps",
+                  "sdm.walk.pml4e.rsvd-ps", "sdm.walk.pdpte.rsvd-ps-no-1g"},
     "NoIdBit": {"sdm.pf.errcode.id"},
     "KeepsAfterInvlpg": {"sdm.tlb.invlpg"},
-    "IgnoresWp": {"sdm.access.wp-supervisor-write"},
+    # CR0.WP decides CPL 0 writes to read-only pages, and whether PKRU.WD stops them (§4.6.2)
+    "IgnoresWp": {"sdm.access.wp-supervisor-write", "sdm.pkeys.write-disable"},
     "SmapIgnoresAc": {"sdm.access.smap-ac-override"},
     "LargePageOffset4k": {"sdm.walk.pde.ps-2m", "sdm.walk.pdpte.ps-1g"},
     "InvpcidSingleFlushesCurrent": {"sdm.invpcid.single"},
@@ -108,6 +112,18 @@ def test_a_fault_where_none_was_due_names_the_rights_rule_it_contradicts(path, a
     allowed = [(Outcome(value=0x3000cc), "sdm.walk.pte.maps-4k", path)]
     assert access_blame(_pf(code), allowed, lambda: [(Outcome(value=1), "sdm.tlb.invlpg")], SMAP_SMEP, acc, cpl,
                         "sdm.walk.pte.maps-4k", matches) == clause
+
+
+def test_no_fault_where_a_rights_rule_faulted_names_that_rule_even_beside_a_stale_translation() -> None:
+    # row 3: a stale translation allows other data; the target read the current page's data, which
+    # the current walk's U/S forbids at CPL 3: the U/S rule, not the leaf's translation
+    allowed = [(_pf(0x5), "sdm.access.user-read-supervisor", _path(user=False, size=1 << 21)),
+               (Outcome(value=0x4000cc), "sdm.walk.pde.ps-2m", _path(size=1 << 21))]
+    free = lambda: [(Outcome(value=0xa000cc), "sdm.access.user-read-supervisor")]  # noqa: E731
+    assert access_blame(Outcome(value=0xa000cc), allowed, lambda: [], SMAP_SMEP, READ, 3, "x", matches, free) == \
+        "sdm.access.user-read-supervisor"
+    assert access_blame(Outcome(value=0xb000cc), allowed, lambda: [], SMAP_SMEP, READ, 3, "x", matches, free) == \
+        "sdm.walk.pde.ps-2m"
 
 
 def test_the_ranking_of_an_access() -> None:
