@@ -66,6 +66,7 @@ class KvmRunner(SweepRunner):
         f = target.facts()
         self.facts = {k: f[k] for k in FEATURES}
         self.facts["impl_version"] = str(f.get("impl_version", ""))
+        self.legacy = {"32bit": f.get("kvm_legacy32"), "pae": f.get("kvm_pae32")}
         self.timeout = float(getattr(target, "timeout", 10.0) or 10.0)
         self.trees = mmap.mmap(-1, MAX_TREES * MAX_LEVELS * 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         self.trees_addr = ctypes.addressof(ctypes.c_char.from_buffer(self.trees))
@@ -82,6 +83,17 @@ class KvmRunner(SweepRunner):
         self.vm: _Vm | None = None
         self.vms = 0            # VMs made
         self.runs = 0           # KVM_RUN calls
+
+    def refuse(self, mode: str) -> str:
+        """Why this runner cannot sweep ``mode``: for PAE and 32-bit paging, what the target's probe found
+        first (kvm-pvm pages only in long mode: its protected-mode guest shuts down at CR0.PG = 1)."""
+        if self.legacy.get(mode) is False:
+            what = "PAE" if mode == "pae" else "32-bit"
+            return (f"--mode {mode}: this KVM ({self.facts['impl_version'] or 'version unknown'}) runs no {what} "
+                    f"paging: the kvm target's feature probe booted a protected-mode guest with {what} paging and it "
+                    "did not reach its first access (kvm-pvm pages only in long mode; the vCPU shuts down), so the kvm "
+                    "target sweeps 4level and 5level paging only (5level where the probe finds LA57)")
+        return super().refuse(mode)
 
     def close(self) -> None:
         self.discard()

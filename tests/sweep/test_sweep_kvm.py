@@ -110,3 +110,19 @@ def test_a_batch_after_a_batch_sees_its_own_trees(kvm) -> None:
     assert runner.vms == 1 and len(present) == len(absent) > 100
     assert (first.kind != PF).sum() > 100
     assert (second.kind == PF).all() and (second.errcode == 4).all()
+
+
+def test_pae_and_32bit_are_refused_with_what_the_probe_found(tmp_path, kvm) -> None:
+    """Whether this KVM pages outside long mode is the probe's fact (kvm-pvm does not: its protected-mode
+    guest shuts down); where it does, the sweep still refuses these modes, for its own guest's reason."""
+    from memspec.errors import UsageError
+    from memspec.targets.kvm.sweep import KvmRunner
+    runner = KvmRunner(kvm)
+    try:
+        facts = kvm.facts()
+        for mode, fact in (("pae", "kvm_pae32"), ("32bit", "kvm_legacy32")):
+            why = "feature probe booted a protected-mode guest" if facts[fact] is False else "runs in IA-32e mode"
+            with pytest.raises(UsageError, match=why):
+                sweep(tmp_path, runner, name=mode, mode=mode, filter=None)
+    finally:
+        runner.close()
