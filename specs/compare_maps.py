@@ -18,12 +18,22 @@ def _all_maps(system: System) -> dict[str, list[tuple[int, int, str]]]:
     return {p: system.maps(p) for p in system.procs}
 
 
-def _clip(ranges: list[tuple[int, int, str]], lo: int, hi: int) -> list[tuple[int, int, str]]:
+def _clip(ranges: list[tuple[int, int, str]], windows: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """The parts of ``ranges`` inside the sorted, disjoint ``windows``, window by window, in one
+    pass over both (a map of thousands of mappings against as many windows stays linear)."""
+    ranges = sorted(ranges)
     out = []
-    for s, e, perms in ranges:
-        s2, e2 = max(s, lo), min(e, hi)
-        if s2 < e2:
-            out.append((s2, e2, perms))
+    i, n = 0, len(ranges)
+    for lo, hi in windows:
+        while i < n and ranges[i][1] <= lo:    # ends before this window, so before every later one
+            i += 1
+        j = i
+        while j < n and ranges[j][0] < hi:
+            s, e, perms = ranges[j]
+            s2, e2 = max(s, lo), min(e, hi)
+            if s2 < e2:
+                out.append((s2, e2, perms))
+            j += 1
     return out
 
 
@@ -47,12 +57,8 @@ def compare_maps(system: System, obs: Observation, index: int) -> Check | None:
         expected = system.maps(proc)
         windows = [(s, e) for s, e, _ in expected] + list(system.config.quiet_ranges)
         observed_raw = [(m.start, m.end, m.perms) for m in seen]
-        want: list[tuple[int, int, str]] = []
-        got: list[tuple[int, int, str]] = []
-        for lo, hi in merged(windows):
-            want += _clip(expected, lo, hi)
-            got += _clip(observed_raw, lo, hi)
-        want, got = _merge(want), _merge(got)
+        spoken = merged(windows)
+        want, got = _merge(_clip(expected, spoken)), _merge(_clip(observed_raw, spoken))
         if want != got:
             addr = _first_difference(want, got)
             cid = system.blame(proc, addr)
