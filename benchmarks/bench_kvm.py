@@ -60,13 +60,17 @@ def raw_rate(n: int) -> float:
         vm.close()
 
 
-def judged_rate(n: int) -> tuple[float, float, float]:
+def program_text(n: int) -> str:
     lines = [f"set_pte({ROOT:#x}, 0, {PDPT:#x}, PTE_P|PTE_RW)", f"set_pte({PDPT:#x}, 0, {PD:#x}, PTE_P|PTE_RW)",
              f"set_pte({PD:#x}, 2, {PT:#x}, PTE_P|PTE_RW)", f"mov_cr3({ROOT:#x})"]
     for i in range(n):
         lines += [f"set_pte({PT:#x}, 5, {FRAMES[i & 7]:#x}, PTE_P|PTE_RW)", f"invlpg({LA:#x})",
                   f"v{i} = access({LA:#x}, ACC_READ, 0)"]
-    program = parse("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def judged_rate(n: int) -> tuple[float, float, float]:
+    program = parse(program_text(n))
     target = K.KvmTarget()
     facts = target.facts()
     try:

@@ -33,7 +33,7 @@ from .pte import (CR0_PE, CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_LA57, CR4_PAE, CR4_PC
 from .rules import Rule, Rules, compose
 from .segunit import SEG_CALLS, SegUnit
 from .tlb import ALL, ALL_NONGLOBAL, PAGE, PAGE_GLOBAL, PCID_ALL, History, RefTlb, stale_walks
-from .walk import PageFault, Path, canonical, check_access, index, walk
+from .walk import PageFault, Path, WalkMemo, canonical, check_access, index
 
 U64 = (1 << 64) - 1
 EINVAL = Outcome(value=-1, errno="EINVAL")
@@ -141,6 +141,7 @@ class Paging:
         self.ad_stale: dict[int, tuple[int, str]] = {}
         self.history = History()
         self.tlb = RefTlb()
+        self.walks = WalkMemo()       # the current walk, found again by its entries' values
         self._last: dict[str, Any] = {}
         self._write_harness_entry()
         self.history.load_root(self.root, self.pcid)
@@ -471,7 +472,7 @@ class Paging:
     def _candidates(self, la: int, acc: int, cpl: int, ac: int):
         mode = self.mode
         page1g = bool(self.facts["page1g"])
-        cur = walk(self.read, mode, self.root, la, acc, cpl, page1g)
+        cur = self.walks.walk(self.read, mode, self.root, la, acc, cpl, page1g)
         stale, removed = stale_walks(self.history, mode, self.read, la, acc, cpl, self.pcid, page1g)
         return cur, stale, removed
 

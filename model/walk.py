@@ -188,6 +188,45 @@ def walk(read: Read, mode: Mode, root: int, la: int, acc: int, cpl: int, page1g:
     raise AssertionError("unreachable")
 
 
+class WalkMemo:
+    """``walk`` remembered by what it read: the same mode, root, address, access and entry values give
+    the same ``Path`` or ``PageFault`` (both frozen), so a walk seen before is found again from the
+    entries alone, without building its ``Use``s, rights and result anew.
+
+    The key holds the values of the entries down the walk's path (a not-present entry or a leaf ends
+    it; one with a reserved bit set is read past, which only makes the key more specific): those and
+    the mode are all ``walk`` reads.  For the non-nested walk with a pure ``read`` (the hw model's
+    memory) only."""
+
+    __slots__ = ("memo",)
+
+    LIMIT = 4096        # distinct walks kept; past it the memo starts again
+
+    def __init__(self) -> None:
+        self.memo: dict[tuple, Path | PageFault] = {}
+
+    def walk(self, read: Read, mode: Mode, root: int, la: int, acc: int, cpl: int, page1g: bool = True) -> Path | PageFault:
+        amask = addr_mask(mode.maxphy)
+        table = root & amask
+        values: list[int] = []
+        level = mode.levels
+        while True:
+            e = read(table | (((la >> (3 + 9 * level)) & 0x1FF) << 3))
+            values.append(e)
+            if not e & _P or level == 1 or (e & _PS and level < 4):
+                break
+            table = e & amask
+            level -= 1
+        key = (mode, root & amask, la, acc, cpl, page1g, tuple(values))
+        res = self.memo.get(key)
+        if res is None:
+            res = walk(read, mode, root, la, acc, cpl, page1g)
+            if len(self.memo) >= self.LIMIT:
+                self.memo.clear()
+            self.memo[key] = res
+        return res
+
+
 def _path(uses: tuple[Use, ...], mode: Mode, level: int) -> Path:
     leaf = uses[-1].value
     size = PAGE_SIZES[level]

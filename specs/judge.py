@@ -82,8 +82,13 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
     compare = _compare_for(program.layer)
     j = Judgement(target=target, status=run.status, message=run.message)
     env: dict[str, int] = {}
+    # the checkpoint after each call (the first reported at an index, as ``observation_after`` finds it),
+    # and the last call: looked up once, not per call
+    seen_at = {i: o for i, o in reversed(run.observations)}
+    last = len(program.calls) - 1
+    n_outcomes = len(run.outcomes)
     for i, call in enumerate(program.calls):
-        if i >= len(run.outcomes):
+        if i >= n_outcomes:
             verdict = _STATUS_VERDICT.get(run.status, Verdict.ERROR)
             j.checks.append(Check("memspec.target.alive", verdict, i, "an outcome for every call",
                                   run.message or "the target stopped answering"))
@@ -96,9 +101,10 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
             if isinstance(system, System):
                 j.context["maps_before"] = _all_maps(system)
             return j
-        bind_result(env, call, observed.value)
-        obs = run.observation_after(i)
-        full = recount and (obs is not None or i == len(program.calls) - 1)
+        if call.result is not None:
+            bind_result(env, call, observed.value)
+        obs = seen_at.get(i)
+        full = recount and (obs is not None or i == last)
         bad = invariant_failure(system, i, full) if invariants else None
         if bad is not None:
             j.checks.append(bad)

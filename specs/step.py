@@ -34,9 +34,11 @@ def judge_call(model: Any, proc: str, call: Call, args: tuple[int | str, ...], o
     if why is not None:
         return [Check(clause(exp.blame(observed)).id, Verdict.FAIL, index, exp.describe, observed.describe(), why)]
     verdict = Verdict.UNKNOWN if exp.unknown else Verdict.IMPL_DEFINED if exp.impl_defined else Verdict.PASS
-    checks = [Check(exp.clause, verdict, index, exp.describe, observed.describe())]
-    checks += [Check(clause(other).id, verdict, index, exp.describe, observed.describe())
-               for other in exp.covers if other != exp.clause]
+    seen = observed.describe()
+    checks = [Check(exp.clause, verdict, index, exp.describe, seen)]
+    if exp.covers:
+        checks += [Check(clause(other).id, verdict, index, exp.describe, seen)
+                   for other in exp.covers if other != exp.clause]
     model.apply(proc, call.name, args, observed)
     model.bind(proc, call.name, call.result, observed)
     return checks

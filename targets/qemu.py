@@ -585,10 +585,10 @@ class QemuTarget(Target):
         i = 0
         while i < len(calls):
             c = calls[i]
-            args = tuple(int(x) for x in eval_args(c, env))
+            args = tuple(map(int, eval_args(c, env)))
             nxt = calls[i + 1] if i + 1 < len(calls) else None
             if c.name in ("mov_cr3", "invlpg") and nxt is not None and nxt.name == "access":
-                a2 = tuple(int(x) for x in eval_args(nxt, env))
+                a2 = tuple(map(int, eval_args(nxt, env)))
                 pair = m.fused(c.name, args[0], a2[0], a2[1], a2[3]) if a2[2] == 0 else None
                 if pair is not None:
                     out.extend(pair)

@@ -39,7 +39,7 @@ from typing import Any
 
 from memspec.calls_hw import HARNESS_LOW, RAM_SIZE
 from memspec.errors import SessionFailed
-from memspec.program import Call, Program, Ref, eval_args
+from memspec.program import Call, Int, Program, Ref, eval_args
 from memspec.records import Observation, Outcome, RunResult, RunStatus
 
 from ..base import Session, Target
@@ -121,10 +121,10 @@ class KvmTarget(Target):
                 c = calls[i]
                 if c.name == "boot":
                     break
-                if any(isinstance(a, Ref) and a.name in bound_here for a in c.args) or chunk.full():
+                if bound_here and any(isinstance(a, Ref) and a.name in bound_here for a in c.args) or chunk.full():
                     break
                 try:
-                    cc = m.compile(chunk, i, c.name, tuple(int(x) for x in eval_args(c, env)))
+                    cc = m.compile(chunk, i, c.name, tuple(map(int, eval_args(c, env))))
                 except _Refused as e:
                     return self._finish(program, outcomes, RunStatus.REFUSED, f"call {i + 1} refused: {e}")
                 pending.append((c, cc))
@@ -162,6 +162,8 @@ class KvmTarget(Target):
         for i, c in enumerate(program.calls):
             if c.name != "access" or any(isinstance(a, Ref) for a in c.args):
                 continue
+            if len(c.args) > 2 and type(c.args[2]) is Int and c.args[2].value != 3:
+                continue            # a literal CPL other than 3 (most accesses): nothing to evaluate
             la, _op, cpl = (int(x) for x in eval_args(c, {})[:3])
             if cpl == 3 and _canonical(la) and (la >> 39) & 0x1FF in reserved:
                 return (f"call {i + 1} refused: CPL 3 access at {la:#x}: kvm-pvm reserves root slot "
