@@ -25,8 +25,9 @@ Accesses (``access_blame``):
    cause (W/R, U/S, I/D: SDM §4.7, set from the access whatever the cause): the clause of the
    lowest such bit (``sdm.pf.errcode.*``); a difference in P, RSVD or PK (the cause) or in CR2 is
    the clause of the fault that was due;
-5. a value where another value was due (same kind, wrong data): the translation clause of the leaf
-   that mapped the address (``sdm.walk.pte.maps-4k``, ``pde.ps-2m``, ``pdpte.ps-1g``: §4.5.4);
+5. a value where another value was due (same kind, wrong data): where the address maps a paging
+   entry (a self-referencing table read as data), the entry's blame (below); else the translation
+   clause of the leaf that mapped it (``sdm.walk.pte.maps-4k``, ``pde.ps-2m``, ``pdpte.ps-1g``: §4.5.4);
 6. anything else (#GP, an errno): the expectation's own clause.
 
 Paging entries read back (``entry_blame``: ``read_pte`` and the checkpoint's entries):
@@ -123,13 +124,15 @@ def _pf(o: Outcome) -> tuple[int, int] | None:
 def access_blame(obs: Outcome, allowed: Iterable[tuple[Outcome | None, str, object]],
                  killed: Callable[[], Iterable[tuple[Outcome, str]]], mode: Mode, acc: int, cpl: int,
                  fallback: str, matches: Callable[[Outcome, Outcome], bool],
-                 forbidden: Callable[[], Iterable[tuple[Outcome, str]]] = lambda: ()) -> str:
+                 forbidden: Callable[[], Iterable[tuple[Outcome, str]]] = lambda: (),
+                 entry_read: Callable[[Outcome], str | None] = lambda o: None) -> str:
     """The clause a refused access outcome ``obs`` breaks (the module's order for accesses).
 
     ``allowed``: (outcome, clause, walk) for each outcome the SDM allowed, the current walk's first;
     ``killed()``: (outcome, invalidation clause) of the translations invalidations removed, latest
     cached first (worked out only if asked); ``forbidden()``: (outcome, rights clause) for each
     allowed walk a rights rule faulted: what it would have given without that rule;
+    ``entry_read(obs)``: the entry's blame if the access read a paging entry as data, else None;
     ``fallback``: the expectation's clause."""
     for o_old, cid in killed():                                     # 1
         if cid.startswith("sdm.") and matches(obs, o_old):
@@ -168,6 +171,9 @@ def access_blame(obs: Outcome, allowed: Iterable[tuple[Outcome | None, str, obje
         if not oks:
             return faults[0][1]
     if obs.ok and obs.value is not None and acc != EXEC:            # 5: the wrong data
+        cid = entry_read(obs)
+        if cid is not None:
+            return cid
         for o, _c, r in oks:
             if isinstance(r, Path) and o.value is not None:
                 return LEAF_TRANSLATION[r.size]

@@ -107,6 +107,9 @@ def _rules_of(cls: type) -> Rules:
                    lead=(1, 2), only=_OWN_CALLS, names=False)
 
 
+_LEAF_AD = frozenset({"sdm.ad.dirty-on-write", "sdm.ad.no-dirty-on-read"})
+
+
 class Paging:
     """One x86-64 logical processor's paging state (see the module docstring)."""
 
@@ -543,7 +546,8 @@ class Paging:
         def blame(obs: Outcome) -> str:
             # the clause the observation breaks: model/blame.py's order for accesses
             return access_blame(obs, distinct, removed_outcomes, mode, acc, cpl, expect_clause, matches,
-                                lambda: self._without_rights(distinct, la, acc, cpl, ac))
+                                lambda: self._without_rights(distinct, la, acc, cpl, ac),
+                                lambda o: self._entry_read(cur, la, acc, o))
 
         if len(distinct) == 1:
             return self._explained(clause, o_cur, la, blame)
@@ -564,6 +568,18 @@ class Paging:
         return Expect("sdm.tlb.stale-before-invalidation", default, blame_by=blame, describe=
                       " or ".join(show(o) if o else "(any value)" for o, _, _ in distinct), predicate=allowed,
                       impl_defined=True)
+
+    def _entry_read(self, cur, la: int, acc: int, obs: Outcome) -> str | None:
+        """A load or store that reached a paging entry as data (its address maps the entry's own table):
+        the entry's blame for the qword it gave back (``entry_blame``; a store's low byte is its own
+        0xCC), else None."""
+        if acc == EXEC or not isinstance(cur, Path) or obs.value is None:
+            return None
+        pa = cur.pa(la)
+        if pa not in self.mem:
+            return None
+        have = obs.value if acc == READ else (obs.value & ~0xFF) | (self.read(pa) & 0xFF)
+        return self.entry_blame(pa, have, self.unsure.get(pa, 0))
 
     def _without_rights(self, allowed, la: int, acc: int, cpl: int, ac: int) -> list[tuple[Outcome, str]]:
         """(outcome, rights clause) for each allowed walk whose access a rights rule (§4.6) faulted: the
@@ -654,8 +670,11 @@ class Paging:
                     if want != v:
                         self.mem[u.addr] = want
                         self.history.adopt(u.addr, want)
-                    self.ad_clause[u.addr] = ("sdm.ad.dirty-on-write" if leaf and acc == WRITE else
-                                              "sdm.ad.no-dirty-on-read" if leaf else "sdm.ad.accessed-on-use")
+                    if leaf:
+                        self.ad_clause[u.addr] = "sdm.ad.dirty-on-write" if acc == WRITE else "sdm.ad.no-dirty-on-read"
+                    elif self.ad_clause.get(u.addr) not in _LEAF_AD:
+                        # an entry a self-referencing walk used as a leaf keeps the leaf's clause: its D is one
+                        self.ad_clause[u.addr] = "sdm.ad.accessed-on-use"
                 else:
                     self.unsure[u.addr] = self.unsure.get(u.addr, 0) | (want & ~v)
                     self.ad_clause[u.addr] = "sdm.tlb.ad-with-cached-translation"

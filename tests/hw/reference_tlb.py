@@ -180,7 +180,8 @@ def expect_access_reference(self: Paging, la: int, acc: int, cpl: int, ac: int) 
         # the ranking is model/blame.py's; its inputs (the allowed outcomes with their walks, the
         # removed translations -- those whole flushes removed included) worked out here
         return access_blame(obs, options3, lambda: self._removed_outcomes(removed_all, la, acc, cpl, ac), mode, acc,
-                            cpl, expect_clause, matches, lambda: self._without_rights(options3, la, acc, cpl, ac))
+                            cpl, expect_clause, matches, lambda: self._without_rights(options3, la, acc, cpl, ac),
+                            lambda o: self._entry_read(cur, la, acc, o))
 
     expect_clause = clause if len(distinct) == 1 else "sdm.tlb.stale-before-invalidation"
     if len(distinct) == 1:
