@@ -43,7 +43,7 @@ class CheckOptions:
     argv: list[str] = field(default_factory=list)
     log_every: float = 5.0     # seconds between progress lines when stderr is not a terminal
     max_dead: int = 3          # stop judging a target after this many programs in a row crash or hang (0: never)
-    overlap: bool = False      # judge a program while the next one runs (targets that run programs elsewhere)
+    overlap: bool = True       # judge a program while the next one runs (targets that run programs elsewhere)
 
 
 def example_database(spec: str | None) -> Any:

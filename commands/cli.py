@@ -3,6 +3,11 @@
 Exit codes (for CI): 0 pass, 1 conformance failure (or a reproduced failure for
 ``replay``), 2 usage or harness error, 130 interrupted by Ctrl-C, 143 ended by SIGTERM
 (a partial report is written in both cases).
+
+Ctrl-C and SIGTERM are taken however memspec was started.  A process that a shell without
+job control starts in the background (``memspec check … &`` in a script, a CI job's
+background step) inherits SIGINT ignored, and Python then installs no handler of its own:
+a ``kill -INT`` would not stop the run at all.  So ``main`` installs both handlers itself.
 """
 
 from __future__ import annotations
@@ -64,10 +69,10 @@ from memspec.calls import LAYERS  # noqa: E402 -- the one list of layers
 
 
 def _overlap_option(p: argparse.ArgumentParser, where: str = "") -> None:
-    p.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
                    help="judge each program while the next one runs, on targets that run programs in another "
                         "process (linux, libc, malloc:NAME, cmd:): wall time near max(run, judge), the same "
-                        f"verdicts as --no-overlap{where} (default off: a Ctrl-C test of check on linux still hangs now and then under CI load with it on)")
+                        f"verdicts as --no-overlap{where} (default on)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -412,7 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     if not a.command:
         parser.print_help()
         return 2
-    old = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    old = None
+    if _main_thread():
+        # SIGINT too: it may have been inherited ignored (the module's docstring says when)
+        old = (signal.signal(signal.SIGTERM, _on_sigterm), signal.signal(signal.SIGINT, signal.default_int_handler))
     try:
         for opt in _OUTPUTS.get(a.command, ()):
             if getattr(a, opt, None):
@@ -434,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         if old is not None:
-            signal.signal(signal.SIGTERM, old)
+            for sig, handler in zip((signal.SIGTERM, signal.SIGINT), old):
+                if handler is not None:     # None: a handler not set from Python, which cannot be put back
+                    signal.signal(sig, handler)
 
 
 def _main_thread() -> bool:

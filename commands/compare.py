@@ -38,7 +38,7 @@ class CompareOptions:
     suite: bool = True
     quiet: bool = False
     argv: list[str] = field(default_factory=list)
-    overlap: bool = False       # judge a program while the next one runs (when a target runs programs elsewhere)
+    overlap: bool = True        # judge a program while the next one runs (when a target runs programs elsewhere)
 
 
 def _say(opts: CompareOptions, msg: str, end: str = "\n") -> None:

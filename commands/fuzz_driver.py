@@ -58,7 +58,7 @@ class FuzzOptions:
     merge: bool = False
     suite_seeds: bool = True     # an empty corpus starts from the layer's directed suite
     verbose: bool = False        # also show the engine's own output (libFuzzer's lines); else it goes to a log file
-    overlap: bool = False        # Python engine: judge an input while the next one runs (targets that run elsewhere)
+    overlap: bool = True         # Python engine: judge an input while the next one runs (targets that run elsewhere)
 
 
 @dataclass

@@ -20,6 +20,9 @@ from typing import Callable
 # process-group ids (each the pid of the group's leader) of children still alive
 LIVE_GROUPS: set[int] = set()
 
+# the signals that stop memspec (KeyboardInterrupt, Terminated): held across a fork
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
 
 def kill_group(pgid: int) -> None:
     """SIGKILL the whole process group ``pgid`` (and its leader, if it has not made the group
@@ -46,12 +49,22 @@ atexit.register(kill_all)
 def fork_in_group(child: Callable[[], int | None]) -> int:
     """Fork a child that leads a process group of its own and runs ``child()`` (its return value,
     or 0, is the exit code; an exception prints its traceback and exits 3 -- a harness failure,
-    which the parent reports as a crash).  The group is registered before this returns."""
-    pid = os.fork()
+    which the parent reports as a crash).  The group is registered before this returns.
+
+    Ctrl-C and SIGTERM wait until the group is registered: a stop signal that arrives during
+    the fork would otherwise raise in the parent between the fork and the registration, and
+    the child would outlive the run (holding its output pipes open)."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
     if pid == 0:
         code = 3
         try:
             os.setpgid(0, 0)
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             code = child() or 0
         except BaseException:   # noqa: BLE001 -- the parent makes any failure in here a verdict
             import traceback
@@ -64,6 +77,7 @@ def fork_in_group(child: Callable[[], int | None]) -> int:
     except OSError:
         pass
     LIVE_GROUPS.add(pid)
+    signal.pthread_sigmask(signal.SIG_SETMASK, held)    # a signal held meanwhile is taken here
     return pid
 
 

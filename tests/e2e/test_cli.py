@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -137,18 +139,56 @@ def test_replay_of_a_passing_program_exits_0(memspec_cli, tmp_path) -> None:
     assert "posix.mmap.einval-len0" in r.stdout and "PASS" in r.stdout
 
 
-@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
-def test_ctrl_c_writes_a_partial_report(tmp_path) -> None:
-    out = str(tmp_path / "out")
+def _check_until_it_judges(out: str, *flags: str, **popen: object) -> subprocess.Popen:
+    """``memspec check`` on linux, returned once it has judged a program (its first progress line):
+    a fixed sleep lands in the start-up on a loaded machine, where there is nothing to report yet."""
     p = subprocess.Popen([PY, "-m", "memspec.commands.cli", "check", "--target", "linux", "--programs", "100000",
-                          "--out", out, "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)      # start-up (imports, the host-fact probes) takes seconds on a loaded machine
-    p.send_signal(signal.SIGINT)
-    stdout, stderr = p.communicate(timeout=60)
-    assert p.returncode == 130, stdout + stderr
+                          "--out", out, *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    seen, deadline = b"", time.monotonic() + 120
+    while not re.search(rb"\] \d+/\d+ programs, ", seen):       # "[  12s] linux [os] 1/100059 programs, ..."
+        if time.monotonic() > deadline or not select.select([p.stderr], [], [], deadline - time.monotonic())[0]:
+            p.kill()
+            pytest.fail(f"no progress line in 120 s: {seen.decode(errors='replace')}")
+        chunk = os.read(p.stderr.fileno(), 4096)
+        if not chunk:
+            pytest.fail(f"check ended before it judged a program: {seen.decode(errors='replace')}")
+        seen += chunk
+    return p
+
+
+def _stopped_with_a_partial_report(p: subprocess.Popen, out: str, code: int = 130) -> None:
+    try:
+        _, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()                                # (it would run its 100,000 programs)
+        p.communicate()
+        raise
+    assert p.returncode == code, err.decode(errors="replace")
     rep = report(out)
     assert rep["interrupted"] is True
     assert rep["targets"][0]["programs"] > 0
+
+
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
+@pytest.mark.parametrize("overlap", ["--overlap", "--no-overlap"])
+@pytest.mark.parametrize("after", [0.0, 0.7])       # at once, or a few programs later: another moment of the loop
+def test_ctrl_c_writes_a_partial_report(tmp_path, overlap, after) -> None:
+    out = str(tmp_path / "out")
+    p = _check_until_it_judges(out, overlap)
+    time.sleep(after)
+    p.send_signal(signal.SIGINT)
+    _stopped_with_a_partial_report(p, out)
+
+
+@pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
+def test_ctrl_c_stops_a_check_started_with_sigint_ignored(tmp_path) -> None:
+    # a shell without job control starts a background job (``memspec check ... &`` in a script, a CI
+    # step run in the background) with SIGINT ignored, and Python then installs no handler: the run
+    # went on after the interrupt until the 60 s below ran out
+    out = str(tmp_path / "out")
+    p = _check_until_it_judges(out, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    p.send_signal(signal.SIGINT)
+    _stopped_with_a_partial_report(p, out)
 
 
 @pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it

@@ -130,6 +130,24 @@ def test_the_judge_thread_blocks_the_stop_signals():
     assert all({signal.SIGINT, signal.SIGTERM} <= m for m in masks[1:]), masks   # the helper's
 
 
+def test_the_judge_thread_is_born_with_the_stop_signals_blocked(monkeypatch):
+    # blocked from its first instruction on, not once it runs: a Ctrl-C the kernel handed to the
+    # helper in between would wake no one on the main thread
+    from memspec.fuzz import pipeline
+    at_birth = []
+    work = pipeline._Judge._work
+
+    def first_look(self):
+        at_birth.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        work(self)
+    monkeypatch.setattr(pipeline._Judge, "_work", first_look)
+    with RunAhead(Recorder(True), _programs(3), judge=lambda program, run: 0) as ra:
+        list(ra)
+    assert at_birth and {signal.SIGINT, signal.SIGTERM} <= at_birth[0], at_birth
+    caller = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert signal.SIGINT not in caller and signal.SIGTERM not in caller      # the caller's mask is as it was
+
+
 class _Stopped(Exception):
     pass
 

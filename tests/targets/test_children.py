@@ -63,3 +63,36 @@ def test_an_exception_in_the_child_is_exit_status_3_and_reap_describes_it() -> N
 def test_describe_status_names_the_signal() -> None:
     pid = fork_in_group(lambda: os.kill(os.getpid(), signal.SIGSEGV))
     assert describe_status(reap(pid)) == "SIGSEGV"
+
+
+def test_a_ctrl_c_during_the_fork_waits_until_the_child_is_registered(monkeypatch) -> None:
+    # the kernel restarts a fork that a signal interrupts and Python raises KeyboardInterrupt right
+    # after it returns: the signal is sent here as fork returns, the worst moment.  Unheld, it would
+    # raise before the registration, and kill_all would not know the child
+    import memspec.targets.children as children
+    real_fork = os.fork
+
+    def fork_then_ctrl_c() -> int:
+        pid = real_fork()
+        if pid:
+            os.kill(os.getpid(), signal.SIGINT)
+        return pid
+
+    monkeypatch.setattr(children.os, "fork", fork_then_ctrl_c)
+    seen: list[int] = []
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        try:
+            seen.append(fork_in_group(lambda: time.sleep(60)))
+        except KeyboardInterrupt:
+            pass
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        signal.signal(signal.SIGINT, old)
+    monkeypatch.undo()
+    groups = [g for g in LIVE_GROUPS if _pgid(g) == g and g not in seen]
+    assert groups, "the child forked while Ctrl-C arrived is not registered: kill_all would leave it running"
+    assert signal.SIGINT not in mask and signal.SIGTERM not in mask      # the caller's mask is as it was
+    assert kill_all() >= 1
+    for g in groups:
+        assert os.WIFSIGNALED(os.waitpid(g, 0)[1])
