@@ -21,6 +21,13 @@ asks).  Each call's check in C is then one of:
   malloc family must also not overlap a live block (the C file keeps the table of live blocks, as
   the libc target does).
 
+The same os file serves the targets that run memspec's native agent somewhere else: on ``qemu-user``
+it is linked statically and run under ``qemu-x86_64``, on ``uml`` it is the first process of
+User-mode Linux (``linux.uml ... init=repro``, powering the machine off at its end).  Every call has a
+time limit: no answer is ``HANG at call N`` (exit 4, every worker killed, as a spinning emulator may
+ignore SIGTERM); when memspec's run hung at or died in a call, the C file makes that call too and
+says ``HANG`` or ``CRASH`` (exit 3) if it gets no answer either.
+
 A failure the judge finds at a checkpoint (the mappings compared after a call) is not a call's
 outcome: the C file reproduces the calls and says so (the README too).
 
