@@ -50,6 +50,7 @@ FORK_SCENARIO_WEIGHT = 6    # of STEPS: a fork scenario (``OsGen.fork_scenario``
 FILE_SCENARIO_WEIGHT = 5    # of STEPS: one file through its descriptor and its mappings (``OsGen.file_scenario``)
 SEAL_SCENARIO_WEIGHT = 4    # of STEPS: a sealed range and the calls mseal forbids (``OsGen.seal_scenario``)
 LOCK_SCENARIO_WEIGHT = 3    # of STEPS: an unprivileged process at its memlock limit (``OsGen.lock_scenario``)
+PRESSURE_SCENARIO_WEIGHT = 5  # of STEPS: memory driven to exhaustion and back (``OsGen.pressure_scenario``)
 FORK_PAGES = 3              # pages of the mapping a fork scenario makes
 MAP_PAGES_LIMIT_PERCENT = 2  # map_pages steps that map until vm.max_map_count refuses (costly: ~65,000 VMAs)
 APPEND_PERCENT = 25         # files opened with O_APPEND (open_file, shm_open; the file scenario's too)
@@ -65,7 +66,10 @@ STEPS = [(24, "mmap"), (8, "munmap"), (10, "mprotect"), (16, "load"), (16, "stor
          (1, "tick"), (1, "wss"), (1, "oom"), (1, "khugepaged"), (FORK_SCENARIO_WEIGHT, "fork-scenario"),
          (3, "pread"), (3, "pwrite"), (2, "read"), (2, "write"), (2, "lseek"), (3, "mseal"),
          (FILE_SCENARIO_WEIGHT, "file-scenario"), (SEAL_SCENARIO_WEIGHT, "seal-scenario"),
-         (LOCK_SCENARIO_WEIGHT, "lock-scenario")]
+         (LOCK_SCENARIO_WEIGHT, "lock-scenario"), (PRESSURE_SCENARIO_WEIGHT, "pressure-scenario")]
+# what a pressure scenario does between its stores, by weight
+PRESSURE_OPS = [(70, "store"), (12, "load"), (10, "reclaim"), (8, "tick"), (8, "madvise"), (8, "mlock"), (6, "munmap"),
+                (6, "oom"), (6, "mincore"), (6, "exit"), (6, "memory_limit")]
 # what an unprivileged process does at its memlock limit, by weight
 LOCK_OPS = [(30, "mlock"), (14, "mlock2"), (14, "munlock"), (10, "mlockall"), (8, "munlockall"), (10, "mmap"),
             (8, "mremap"), (6, "set_memlock_limit")]
@@ -180,6 +184,7 @@ class OsGen:
                  or (n == "fork-scenario" and self.ok("fork"))
                  or (n == "file-scenario" and all(self.ok(c) for c in ("mmap", "ftruncate", "load", "store")))
                  or (n == "seal-scenario" and all(self.ok(c) for c in ("mmap", "mseal")))
+                 or (n == "pressure-scenario" and all(self.ok(c) for c in ("memory_limit", "mmap", "store", "load")))
                  or (n == "lock-scenario" and all(self.ok(c) for c in ("fork", "mmap", "mlock", "drop_privileges",
                                                                        "set_memlock_limit", "mincore")))]
         self.steps = swarm(r, steps, SWARM_PERCENT, keep=lambda step: step[1] in ("mmap", "fork"))
@@ -246,6 +251,9 @@ class OsGen:
             return
         if what == "lock-scenario":
             self.lock_scenario()
+            return
+        if what == "pressure-scenario":
+            self.pressure_scenario()
             return
         if what == "mmap":
             hint = r.weighted([(20, "null"), (55, "window"), (15, "near"), (10, "odd")])
@@ -600,7 +608,8 @@ class OsGen:
         self.read_back(Ref(base), _hex(pages * PAGE), None, None, always=True)
 
     def lock_scenario(self) -> None:
-        """An unprivileged process at its RLIMIT_MEMLOCK: a mapping in the window, a fork, the child
+        """An unprivileged process at its RLIMIT_MEMLOCK: a mapping in the window (sometimes with a
+        PROT_NONE page, which populate cannot fault in), a fork, the child
         lowers its limit to a few pages (sometimes not whole ones) and gives up CAP_IPC_LOCK, then 2 to
         6 of LOCK_OPS whose ranges start inside a page and end beside a page boundary (so one byte more
         or less is one page more or less against the limit), each followed by mincore of the mapping
@@ -612,6 +621,10 @@ class OsGen:
         pages = r.integer(2, 5)
         base = self.map_in_window(pages, ("PROT_READ", "PROT_WRITE"),
                                   ("MAP_SHARED" if r.chance(25) else "MAP_PRIVATE", "MAP_ANONYMOUS"), Int(-1))
+        if self.ok("mprotect") and r.chance(35):
+            # a page populate cannot fault in: a lock whose range reaches it (by one byte) is ENOMEM
+            hole = r.integer(1, pages - 1)
+            c(Call("mprotect", (Ref(base, hole * PAGE), _hex(PAGE), Flags(("PROT_NONE",))), None, None))
         self.n_procs += 1
         child = f"p{self.n_procs}"
         c(Call("fork", (), child, None))
@@ -649,6 +662,91 @@ class OsGen:
                 c(Call("set_memlock_limit", (_hex(PAGE * r.integer(0, pages + 1) + r.choice([0, 1])),), None, child))
             c(Call("mincore", (Ref(base), _hex(pages * PAGE)), self.name(), child))
         self.read_back(Ref(base), _hex(pages * PAGE), None, child, always=True)
+
+    def pressure_scenario(self) -> None:
+        """Memory driven to exhaustion (targets that model pressure: memory_limit): a machine of a few
+        frames and little or no swap, a mapping of about as many pages (private or shared), sometimes a
+        fork first (copy-on-write: both sides need frames), then stores of distinct bytes to page after
+        page, in runs on one side then the other -- reclaim, swap and at the end the OOM killer -- with
+        reclaim, tick, MADV_PAGEOUT/COLD, mlock, munmap, an explicit oom, an exit and the machine shrunk
+        under the pages in use between them; then every byte stored read back on every side (a process
+        the OOM killer took answers ESRCH), and mincore."""
+        r = self.r
+        c = self.calls.append
+        ram, swap = r.integer(4, 10), r.choice([0, 0, 2, 4])
+        pages = max(2, min(16, ram + swap + r.integer(-1, 3)))
+        c(Call("memory_limit", (Int(ram), Int(swap)), None, None))
+        base = self.map_in_window(pages, ("PROT_READ", "PROT_WRITE"),
+                                  ("MAP_SHARED" if r.chance(25) else "MAP_PRIVATE", "MAP_ANONYMOUS"), Int(-1))
+        sides: list[str | None] = [None]
+        spots: list[Ref] = []
+
+        def at(page: int) -> Ref:
+            off = page * PAGE + r.choice(BYTE_OFFSETS)
+            return Ref(base, off) if off else Ref(base)
+
+        if self.ok("fork") and len(self.procs) < 2 and r.chance(50):
+            for page in range(r.integer(1, pages)):
+                spot = at(page)
+                self.store(spot, None)
+                spots.append(spot)
+            self.n_procs += 1
+            child = f"p{self.n_procs}"
+            c(Call("fork", (), child, None))
+            self.forked(child)
+            sides.append(child)
+        ops = [(w, o) for w, o in PRESSURE_OPS if self.ok(o)]
+        page = 0
+        side: str | None = None
+        run = 0
+        for _ in range(r.integer(pages + 2, 2 * pages + 4)):
+            what = r.weighted(ops)
+            if run <= 0 or side not in sides:
+                # runs of calls on one side: one process grows while the other waits, then the other
+                # faults with no frame left (the OOM killer picks the bigger one, not the faulting one);
+                # the first run is long enough to fill the machine
+                side, run = r.choice(sides), r.integer(2, pages) if side is None and page == 0 else r.integer(1, 4)
+            run -= 1
+            if what == "store":
+                spot = at(page % pages)
+                self.store(spot, side, sides.index(side))
+                spots.append(spot)
+                page += 1
+            elif what == "load" and spots:
+                c(Call("load", (r.choice(spots),), None, side))
+            elif what == "reclaim":
+                c(Call("reclaim", (Int(r.integer(1, 4)),), self.name(), None))
+            elif what == "tick":
+                c(Call("tick", (), None, side))
+            elif what == "madvise":
+                lo = r.integer(0, pages - 1)
+                c(Call("madvise", (Ref(base, lo * PAGE) if lo else Ref(base), _hex(PAGE * r.integer(1, pages - lo)),
+                                   Flags((r.choice(["MADV_PAGEOUT", "MADV_COLD", "MADV_DONTNEED", "MADV_FREE"]),))),
+                       None, side))
+            elif what == "mlock":
+                lo = r.integer(0, pages - 1)
+                c(Call("mlock", (Ref(base, lo * PAGE) if lo else Ref(base), _hex(PAGE * r.integer(1, min(3, pages - lo)))),
+                       None, side))
+            elif what == "munmap":
+                lo = r.integer(0, pages - 1)
+                c(Call("munmap", (Ref(base, lo * PAGE) if lo else Ref(base), _hex(PAGE)), None, side))
+            elif what == "oom":
+                c(Call("oom", (), self.name(), None))
+            elif what == "memory_limit":
+                # the machine shrinks under the pages in use: reclaim what it can, then the OOM killer
+                ram = max(1, ram - r.integer(1, 3))
+                c(Call("memory_limit", (Int(ram), Int(swap)), None, None))
+            elif what == "mincore":
+                c(Call("mincore", (Ref(base), _hex(pages * PAGE)), self.name(), side))
+            elif what == "exit" and side is not None and side in self.procs:
+                c(Call("exit", (), None, side))
+                self.procs.remove(side)
+                sides.remove(side)
+        for side in sides:
+            for spot in list(dict.fromkeys(spots))[:12]:
+                c(Call("load", (spot,), None, side))
+            if self.ok("mincore"):
+                c(Call("mincore", (Ref(base), _hex(pages * PAGE)), self.name(), side))
 
     def read_back(self, addr: Int | Ref | Flags, length: Int, room: int | None, proc: str | None,
                   always: bool = False) -> None:
@@ -747,7 +845,7 @@ class OsGen:
         if r.chance(3):
             return (self.length(room) if proc in self.dropped else Int(0)), Flags((r.choice(INJECT_ADVICE),))
         length = self.length(room)
-        if r.chance(5):
+        if r.chance(8):
             return length, Int(r.choice([99, 26, 104]))
         return length, Flags((advice(r),))
 
@@ -997,7 +1095,7 @@ class OsGen:
             new = _hex(PAGE * r.integer(1, 8)) if r.chance(90) else Int(0)
             res = self.name()
             fl: Int | Flags = Flags(flags) if flags else Int(0)
-            if r.chance(2):
+            if r.chance(4):
                 fl = Int(MREMAP_UNKNOWN | (1 if "MREMAP_MAYMOVE" in flags else 0))
             c(Call("mremap", (addr, old, new, fl, new_addr), res, proc))
             self.read_back(addr, old, room, proc)

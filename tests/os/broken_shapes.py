@@ -5,10 +5,13 @@ generator and the judge, never targets of their own."""
 
 from __future__ import annotations
 
+from memspec.model import pressure
+from memspec.model.expect import exactly
 from memspec.model.fault import Pte
 from memspec.model.mm import PAGE_MASK, System, page_align
-from memspec.model.os import access, mappings
+from memspec.model.os import access, locking, mappings
 from memspec.model.rules import replaced
+from memspec.records import Outcome
 from memspec.targets.model import OsModelTarget
 
 PAGE = 4096
@@ -49,7 +52,35 @@ class MprotectMakesCowWritable(System):
     rules = replaced(System.rules, "mprotect", apply=_mprotect_makes_cow_writable)
 
 
-BUGS = {"cow-copies-first-byte": CowCopiesFirstByte, "mprotect-makes-cow-writable": MprotectMakesCowWritable}
+def _mlock_limit_ignores_offset(sys, mm, addr, length):
+    return locking.expect_mlock(sys, mm, addr & PAGE_MASK, length)
+
+
+class MlockLimitIgnoresOffset(System):
+    """mlock counts the pages of ``length`` against RLIMIT_MEMLOCK (and populates them) from the start's
+    page, forgetting the start's offset in it: mlock(a+7, 4096) locks two pages but counts one."""
+
+    rules = replaced(System.rules, "mlock", expect=_mlock_limit_ignores_offset)
+
+
+def _oom_kills_the_faulting_process(sys, mm, addr, value):
+    e = access.expect_store(sys, mm, addr, value)
+    if e.default.ok and (addr & PAGE_MASK) not in mm.pte and mm.vmas.find(addr) is not None \
+            and sys.frames.free_count() == 0 and not pressure.can_reclaim(sys):
+        return exactly("seed.fault.step4-frame", Outcome(signal="SIGKILL"))
+    return e
+
+
+class OomKillsTheFaultingProcess(System):
+    """A store that needs a frame when none is free and nothing can be reclaimed kills the process that
+    faulted, not the one the OOM killer's badness picks (the bigger one)."""
+
+    rules = replaced(System.rules, "store", expect=_oom_kills_the_faulting_process)
+
+
+BUGS = {"cow-copies-first-byte": CowCopiesFirstByte, "mprotect-makes-cow-writable": MprotectMakesCowWritable,
+        "mlock-limit-ignores-offset": MlockLimitIgnoresOffset,
+        "oom-kills-the-faulting-process": OomKillsTheFaultingProcess}
 
 
 def target(bug: str) -> OsModelTarget:

@@ -1,7 +1,8 @@
 """The os generator reaches shapes the judge can catch (issue #26): distinct address-derived
 bytes on every page and at several bytes of a page, and fork-centred scenarios with changes on both
-sides read back on the other side; bugs that need those shapes are caught by ``memspec check`` at
-its default settings (tests/os/broken_shapes.py)."""
+sides read back on the other side, an unprivileged process at its memlock limit, memory driven to
+exhaustion; bugs that need those shapes are caught by ``memspec check`` at its default settings
+(tests/os/broken_shapes.py)."""
 
 from __future__ import annotations
 
@@ -96,9 +97,16 @@ def test_fork_scenario_weight_is_a_step_weight_the_chooser_draws() -> None:
     assert "fork-scenario" not in {n for _, n in gen_os.OsGen(ByteChooser(no_swarm), frozenset({"mmap", "load"})).steps}
 
 
-@pytest.mark.parametrize("bug, clause", [("cow-copies-first-byte", "posix.mmap.private-contents"),
-                                         ("mprotect-makes-cow-writable", "posix.fork.private-copy")])
-def test_check_at_default_settings_catches_a_bug_that_needs_the_shape(bug, clause, tmp_path) -> None:
+@pytest.mark.parametrize("bug, clause, most", [
+    ("cow-copies-first-byte", "posix.mmap.private-contents", 6),
+    ("mprotect-makes-cow-writable", "posix.fork.private-copy", 6),
+    # an unprivileged child at its memlock limit, a range starting inside a page (the lock scenario)
+    ("mlock-limit-ignores-offset", "linux.mlock.enomem-rlimit", 6),
+    # the machine full, the bigger process not the one faulting (the pressure scenario): filling
+    # the frames takes a store per frame, so the reproducer is longer
+    ("oom-kills-the-faulting-process", "seed.fault.step4-frame", 10),
+])
+def test_check_at_default_settings_catches_a_bug_that_needs_the_shape(bug, clause, most, tmp_path) -> None:
     out = tmp_path / "out"
     status = main(["check", "-q", "--target", f'py:{HERE / "broken_shapes.py"}:target("{bug}")', "--layer", "os",
                    "--out", str(out)])
@@ -107,5 +115,5 @@ def test_check_at_default_settings_catches_a_bug_that_needs_the_shape(bug, claus
     mine = [f for f in fails if f["clause"] == clause]
     assert mine, [f["clause"] for f in fails]
     small = load(mine[0]["file"])
-    assert len(small.calls) <= 6, mine[0]["program"]
+    assert len(small.calls) <= most, mine[0]["program"]
     assert "random" in (small.meta("found_by") or ""), small.meta("found_by")
