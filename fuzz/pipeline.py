@@ -23,10 +23,10 @@ no process, runs on a helper thread.  That is what makes an interrupt safe:
   else, so the exit's ``kill_all`` ends all of them; nothing forks after it.
 
 (Overlap was made opt-in twice because the Ctrl-C test of ``memspec check`` on linux timed
-out in full CI runs with it on.  The cause was elsewhere: those runs were started as a
-background job of a shell without job control, so every process inherited SIGINT ignored,
-Python installed no handler, and the interrupt was lost whatever the mode; the command line
-now installs its SIGINT handler itself.)
+out in full CI runs with it on.  The cause was most likely elsewhere: a run started as a
+background job of a shell without job control inherits SIGINT ignored, Python then installs
+no handler, and the interrupt is lost whatever the mode (reproduced so; docs/performance.md
+has the evidence); the command line now installs its SIGINT handler itself.)
 
 Order and results are those of the plain loop: each program's run is the same call to
 ``target.run`` in the same order, and each judgement the same call to ``judge``; only when
