@@ -395,25 +395,27 @@ class VirtModel(Host):
 
         * sdm.ept.violation.execute -- the fetch EPT refused for X at the final translation completed:
           the outcome of the access at the host address the final gpa maps to;
-        * sdm.ept.guest-paging-structures-translated -- the guest entries were read at their gpa as if
-          it were a host address (``walk_2d(translate_tables=False)``);
         * memspec.virt.guests-isolated -- a guest-physical mapping cached under another EPT root was
-          used as if the cache were not tagged by root.
+          used as if the cache were not tagged by root (before the next row: a concrete translation
+          another guest cached, which also explains the data where the guest tables sit at host
+          addresses equal to their gpa);
+        * sdm.ept.guest-paging-structures-translated -- the guest entries were read at their gpa as if
+          it were a host address (``walk_2d(translate_tables=False)``).
         """
         if fresh.clause == "sdm.ept.violation.execute" and fresh.gpa is not None:
             hpa = self.software_gpa(vm, fresh.gpa)
             o = self.access_at(vm, hpa, EXEC)[0] if hpa is not None else None
             if o is not None and _same(obs, o):
                 return "sdm.ept.violation.execute"
-        o = self.walk_2d(vm, gva, acc, cpl, use_cache=False, translate_tables=False).outcome
-        if o is not None and _same(obs, o):
-            return "sdm.ept.guest-paging-structures-translated"
         for r, _b, _s, _p, _t in self.cache.entries:
             if r != vm.root:
                 o = self._walk_with_foreign_cache(vm, r, gva, acc, cpl)
                 if o is not None and _same(obs, o):
                     return "memspec.virt.guests-isolated"
                 break
+        o = self.walk_2d(vm, gva, acc, cpl, use_cache=False, translate_tables=False).outcome
+        if o is not None and _same(obs, o):
+            return "sdm.ept.guest-paging-structures-translated"
         return fresh.clause
 
     def _walk_with_foreign_cache(self, vm: Vm, root: int, gva: int, acc: int, cpl: int) -> Outcome | None:
