@@ -374,8 +374,9 @@ def cmd_repro(a: argparse.Namespace) -> int:
         print(f"wrote {folder}/kernel.bin, floppy.img, bochsrc and README.md (memspec's verdict on {r.target}: "
               f"{r.verdict}; run: see {folder}/README.md)")
         return 0
+    static = "-static " if r.target in ("qemu-user", "uml") else ""
     print(f"wrote {folder}/repro.c and {folder}/README.md (memspec's verdict on {r.target}: {r.verdict}; "
-          f"build: cc -O2 -o repro {folder}/repro.c)")
+          f"build: cc -O2 {static}-o repro {folder}/repro.c; run: see {folder}/README.md)")
     return 0
 
 
