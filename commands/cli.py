@@ -166,14 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target", "-t", metavar="T", help="override the target named in the file")
     r.add_argument("--timeout", type=_seconds, default=10.0, metavar="S")
 
-    rp = sub.add_parser("repro", help="write a standalone C reproducer of a saved program (os on linux; malloc family)",
+    rp = sub.add_parser("repro", help="write a standalone reproducer of a saved program (C file, test kernel image)",
                         description="Run FILE once on the target, replay the run through the model, and write a C99 "
                                     "file (libc only) that makes the same calls in the same processes and checks each "
                                     "outcome the model allows, with a README: build it with cc -O2, run it without "
-                                    "memspec. The os layer on linux, the phys layer's malloc family on libc or "
-                                    "malloc:NAME. hw and virt programs on qemu-system or bochs[:MODEL]: the test "
-                                    "kernel with the program built in (kernel.bin for qemu-system-x86_64 -kernel, "
-                                    "floppy.img and bochsrc for Bochs), printing its verdict on the serial port.")
+                                    "memspec. The os layer on linux (and on qemu-user, built -static and run under "
+                                    "qemu-x86_64, and uml, as linux.uml's first process), the phys layer's malloc "
+                                    "family on libc or malloc:NAME. hw and virt programs on qemu-system or "
+                                    "bochs[:MODEL]: the test kernel with the program built in (kernel.bin for "
+                                    "qemu-system-x86_64 -kernel, floppy.img and bochsrc for Bochs), printing its "
+                                    "verdict on the serial port; hw programs on kvm: a C file through /dev/kvm. "
+                                    "The README says how to build and run each.")
     rp.add_argument("file")
     rp.add_argument("--target", "-t", metavar="T", help="override the target named in the file")
     rp.add_argument("--out", metavar="DIR", help="folder for repro.c and README.md (default memspec-repro/NAME)")
