@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Enumerate the hw layer's permission space (docs/sweep.md), run it on the target "
                                     "in batches and judge every access with the vectorised reference walk. Exit 1 if a "
                                     "differing class is not explained by specs/differences.toml.")
-    sw.add_argument("--target", "-t", required=True, metavar="T", help="model, qemu, qemu-system or bochs")
+    sw.add_argument("--target", "-t", required=True, metavar="T", help="model, qemu, qemu-system, bochs or kvm")
     sw.add_argument("--mode", default="4level", choices=("4level", "5level", "pae", "32bit"),
                     help="the paging mode (pae and 32bit: the model and qemu targets)")
     sw.add_argument("--filter", metavar="EXPR", help="keep the combinations EXPR holds for, e.g. 'cpl==3 and leaf==4k'")
