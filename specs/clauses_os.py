@@ -40,7 +40,7 @@ declare(
     ("linux.mmap.eperm-below-min-addr", "MAP_FIXED below vm.mmap_min_addr fails with EPERM without CAP_SYS_RAWIO",
      "mm/mmap.c __get_unmapped_area -> security_mmap_addr; Documentation/admin-guide/sysctl/vm.rst mmap_min_addr"),
     ("linux.mmap.enomem-max-map-count", "mmap fails with ENOMEM when the process already has vm.max_map_count mappings",
-     f"{MAN_MMAP}, ERRORS: ENOMEM The process's maximum number of mappings would have been exceeded; mm/mmap.c do_mmap (mm->map_count > sysctl_max_map_count); Documentation/admin-guide/sysctl/vm.rst max_map_count"),
+     f"{MAN_MMAP}, ERRORS: ENOMEM The process's maximum number of mappings would have been exceeded; mm/mmap.c do_mmap (mm->map_count > sysctl_max_map_count, asked right after the PAGE_ALIGN(len) and pgoff overflow checks: before __get_unmapped_area, the MAP_LOCKED checks and the switch on flags & MAP_TYPE, so at the limit an anonymous MAP_SHARED_VALIDATE is ENOMEM, not EINVAL); Documentation/admin-guide/sysctl/vm.rst max_map_count"),
     ("linux.munmap.enomem-max-map-count", "munmap of a hole strictly inside one mapping (which splits it in three) fails with ENOMEM and unmaps nothing when the process already has vm.max_map_count mappings",
      f"{MAN_MMAP} (munmap), ERRORS: ENOMEM ... unmapping a region in the middle of an existing mapping ... would result in the process exceeding its limit on mappings; mm/vma.c vms_gather_munmap_vmas (map_count >= sysctl_max_map_count before the split)"),
     ("linux.mremap.enomem-max-map-count", "mremap that may move (MREMAP_MAYMOVE) fails with ENOMEM within 3 mappings of vm.max_map_count, and one with a new address (MREMAP_FIXED, MREMAP_DONTUNMAP) within 5, before anything changes",
@@ -65,7 +65,8 @@ declare(
     ("linux.mmap.hint-used-when-free", "a hint address whose range is free is used as the mapping address",
      f"{MAN_MMAP}: If addr is not NULL, then the kernel takes it as a hint about where to place the mapping; arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area_topdown",
      "POSIX leaves the use of the hint implementation-defined; Linux uses it when the range is free"),
-    ("linux.mmap.32bit-below-2g", "MAP_32BIT places the mapping in the first 2 GiB", f"{MAN_MMAP}, MAP_32BIT"),
+    ("linux.mmap.32bit-below-2g", "MAP_32BIT places the mapping in the second GiB, [1 GiB, 2 GiB), whose start the kernel moves up by up to 32 MiB when it randomizes: a mapping larger than 1 GiB is ENOMEM, one of nearly 1 GiB may be",
+     f"{MAN_MMAP}, MAP_32BIT; arch/x86/kernel/sys_x86_64.c find_start_end (begin = 0x40000000, end = 0x80000000; begin = randomize_page(begin, 0x02000000) under PF_RANDOMIZE)"),
     ("linux.x86.mmap-47-bit-window", "with 5-level paging, mmap places a mapping above 47 bits only for a hint above "
      "DEFAULT_MAP_WINDOW (2^47 - 4 KiB); a hint range may not cross it",
      "Documentation/arch/x86/x86_64/5level-paging.rst (User-space and large virtual address space); "
@@ -390,6 +391,9 @@ declare(
     # --- read, write, pread, pwrite, lseek (fs/read_write.c) -------------------------------
     ("posix.read.file-contents", "read and pread return the file's byte (what writes and stores through shared mappings put there, zero in a hole); at or past the end of the file they read nothing (256 in program text)",
      f"{POSIX} read(): ... No data transfer shall occur past the current end-of-file; pread(); mmap(): modifications through MAP_SHARED change the underlying object; mm/filemap.c filemap_read, mm/shmem.c shmem_file_read_iter"),
+    ("linux.write.zeroes-old-eof-tail",
+     "a write or pwrite that begins past the end of a regular file on a disk file system zeroes the old end-of-file block from the old end to the write's start: bytes stored there through a shared mapping (past the end, inside the last page) read as zero afterwards; on tmpfs (memfd, shm) they stay",
+     "fs/ext4/inode.c ext4_da_do_write_end and ext4_write_end: if (pos > old_size) ext4_zero_partial_blocks(handle, inode, old_size, pos - old_size), after pagecache_isize_extended (upstream c7fc0366c656 \"ext4: partial zero eof block on unaligned inode size extension\", upstream in late 2024 (6.12 or 6.13, not pinned here), backported to 6.6 stable); mm/shmem.c shmem_write_end only sets i_size; measured on 6.18: ext4 zeroes, tmpfs keeps; the linux targets probe it (fact eof_zero_on_write)"),
     ("posix.write.file-contents", "write and pwrite put the bytes into the file, seen by shared mappings and later reads; a write past the end extends the file (the gap reads zero); they return the count",
      f"{POSIX} write(): ... the file size shall be increased; pwrite(); mm/filemap.c generic_perform_write; mm/shmem.c shmem_write_begin"),
     ("posix.write.append-at-end", "write on a descriptor opened with O_APPEND puts the bytes at the end of the file (the file offset moves there first, in the same step) and leaves the file offset after them",
@@ -530,6 +534,27 @@ declare(
      "mm/mmap.c do_mmap: mm->map_count > sysctl_max_map_count -> ENOMEM, asked before the new VMA is counted; "
      "Documentation/admin-guide/sysctl/vm.rst max_map_count (the number of memory map areas a process may have, "
      "65530 by default); measured on Linux 6.18: a process with 114 VMAs maps 65,417 more single pages, the next is ENOMEM"),
+    ("linux.mprotect.enomem-max-map-count",
+     "mprotect that must split a VMA (the range starts or ends inside one whose protection changes) fails with "
+     "ENOMEM when the process already has vm.max_map_count mappings; the VMAs of the range before the refused "
+     "split keep their new protection",
+     "mm/vma.c split_vma (vma->vm_mm->map_count >= sysctl_max_map_count -> -ENOMEM), called by vma_modify for the "
+     "head then the tail of the range; mm/mprotect.c do_mprotect_pkey -> mprotect_fixup -> vma_modify_flags "
+     "(mprotect_fixup returns early when newflags == oldflags; the loop stops at the first error); "
+     f"{MAN_MPROTECT}, ERRORS: ENOMEM Changing the protection of a memory region would result in the total number "
+     "of mappings with distinct attributes exceeding the allowed maximum"),
+    ("linux.mlock.enomem-max-map-count",
+     "mlock, mlock2 and munlock that must split a VMA fail with ENOMEM at vm.max_map_count; the VMAs before the "
+     "refused split are locked (or unlocked), and nothing is faulted in",
+     "mm/mlock.c apply_vma_lock_flags -> mlock_fixup -> vma_modify_flags -> mm/vma.c split_vma "
+     "(map_count >= sysctl_max_map_count); do_mlock calls __mm_populate only after apply_vma_lock_flags succeeded"),
+    ("linux.madvise.eagain-max-map-count",
+     "madvise with an advice that changes the VMA's flags (MADV_DONTFORK, DOFORK, WIPEONFORK, KEEPONFORK, "
+     "HUGEPAGE, NOHUGEPAGE, NORMAL, RANDOM, SEQUENTIAL, DONTDUMP, DODUMP, MERGEABLE, UNMERGEABLE) that must split "
+     "a VMA fails with EAGAIN at vm.max_map_count; the VMAs before the refused split are advised",
+     "mm/madvise.c madvise_vma_behavior -> madvise_update_vma -> vma_modify_flags -> mm/vma.c split_vma "
+     "(-ENOMEM), then madvise_vma_behavior: if (error == -ENOMEM) error = -EAGAIN; madvise_walk_vmas stops at "
+     "the first error"),
     ("memspec.map_pages.einval-n",
      "map_pages with n negative or above MAP_PAGES_MAX (131,072 pages) fails with EINVAL and maps nothing",
      "memspec call table: memspec/calls.py map_pages, memspec/consts.py MAP_PAGES_MAX"),

@@ -95,8 +95,13 @@ def _unreached_limits(facts: dict[str, Any]) -> dict[str, str]:
     if facts["rlimit_data"] < 0:
         out["linux.mmap.enomem-rlimit-data"] = "RLIMIT_DATA is unlimited for this target's processes and no call lowers it"
     if facts["max_map_count"] - facts["base_maps"] > 4096:
-        out["linux.mmap.enomem-max-map-count"] = (f"vm.max_map_count is {facts['max_map_count']}: far more mappings "
-                                                  "than a program makes")
+        # map_pages would reach it, but this target refuses a map_pages that comes within 4096
+        # mappings of the limit: its Python interpreter maps arenas of its own (pymalloc, 256 KiB
+        # each) as it goes, and past the limit (brk refused as well) it dies of MemoryError, a crash
+        # the program did not cause.  linux-agent, whose heap is reserved first, reaches it.
+        out["linux.mmap.enomem-max-map-count"] = (
+            f"vm.max_map_count is {facts['max_map_count']}: this target refuses the map_pages that would reach it "
+            "(its Python interpreter needs mappings of its own to go on); the linux-agent target reaches it")
     if facts["overcommit_memory"] != 2:
         out["linux.mmap.enomem-overcommit"] = (f"vm.overcommit_memory is {facts['overcommit_memory']}: only a single "
                                                "charge above RAM plus swap fails, larger than any program's mapping "

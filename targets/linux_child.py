@@ -207,8 +207,13 @@ class _Kernel:
             self.check_safe(addr, min(addr + old_size, USER_TOP))
         if flags & MREMAP_FIXED and new_size and new_addr < USER_TOP:
             self.check_safe(new_addr, min(new_addr + new_size, USER_TOP))
+        dontfork = bool(old_size) and list(self.dontfork.uncovered(addr, addr + _align(old_size))) != [
+            (addr, addr + _align(old_size))]
         o = self.sys(SYS_mremap, addr, old_size, new_size, flags, new_addr)
         if o.ok and o.value is not None:
+            if dontfork:
+                # the moved (or grown) VMA keeps VM_DONTCOPY: no forked probe reaches its new range
+                self.dontfork.add(o.value, o.value + _align(new_size))
             if not flags & MREMAP_DONTUNMAP and o.value != addr:
                 self.owned.remove(addr, addr + _align(old_size))
             self.owned.add(o.value, o.value + _align(new_size))

@@ -133,6 +133,38 @@ def _rlimit(which: int) -> int:
 _PROBED: dict[str, Any] = {}
 
 
+def _probe_eof_zero_on_write() -> bool | None:
+    """Whether a write() that begins past the end of a regular file zeroes the old end-of-file
+    block's tail, where a store through a shared mapping left bytes (ext4 since late 2024 and its
+    stable backports; tmpfs keeps them): tried on a file in the folder where the targets make the
+    program's files.  None when it cannot be tried."""
+    import tempfile
+    try:
+        fd, path = tempfile.mkstemp(prefix="memspec-eof-")
+    except OSError:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    try:
+        os.unlink(path)
+        os.write(fd, bytes(0x100))
+        a = libc.mmap(None, PAGE_SIZE, 3, 1, fd, 0)          # PROT_READ|PROT_WRITE, MAP_SHARED
+        if a is None or a == ctypes.c_void_p(-1).value:
+            return None
+        try:
+            ctypes.c_ubyte.from_address(a + 0x200).value = 0x41     # past the end, inside the page
+            os.pwrite(fd, b"\x42", 0x300)
+            return ctypes.c_ubyte.from_address(a + 0x200).value == 0
+        finally:
+            libc.munmap(a, PAGE_SIZE)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def host_facts() -> dict[str, Any]:
     """The machine's facts that the os model reads (model.mm.Config.from_facts); probes that
     fork run once per process."""
@@ -144,6 +176,7 @@ def host_facts() -> dict[str, Any]:
         _PROBED["exec_only"] = pku if x not in (0, 1) else x == 1
         _PROBED["shm_private"] = _in_child(_probe_shm_private, 1) == 0
         _PROBED["madv_known"] = _probe_advice()
+        _PROBED["eof_zero_on_write"] = _probe_eof_zero_on_write()
         _PROBED["task_size"] = ((1 << 56) if _in_child(_probe_five_level, 1) == 0 else (1 << 47)) - PAGE_SIZE
     f = dict(_PROBED)
     f["mmap_min_addr"] = int(_read("/proc/sys/vm/mmap_min_addr", "4096"))

@@ -451,7 +451,9 @@ static void do_mmap(i64 id, struct mm *mm, u64 addr, u64 length, int prot, int f
         u64 hint = addr & PAGE_MASK;
         if (hint && hint < MMAP_MIN_ADDR) hint = page_align(MMAP_MIN_ADDR);
         if (flags & MAP_32BIT) hint = 0;
-        if (!pick_range(mm, hint, plen, MMAP_MIN_ADDR, hi, &start)) { reply_errno(id, "ENOMEM"); return; }
+        /* arch/x86/kernel/sys_x86_64.c find_start_end: MAP_32BIT searches [1 GiB, 2 GiB) only */
+        u64 lo = (flags & MAP_32BIT) ? 0x40000000ULL : MMAP_MIN_ADDR;
+        if (!pick_range(mm, hint, plen, lo, hi, &start)) { reply_errno(id, "ENOMEM"); return; }
     }
     struct vma v = {start, start + plen, prot & PROT_RWX, type == MAP_SHARED, -1, start};
     if (v.shared) {

@@ -19,10 +19,11 @@ from memspec.consts import MADV, MS, PAGE_SIZE
 from memspec.records import OK, Outcome
 
 from .. import fault, pressure
-from ..expect import Expect, errno, exactly
+from ..expect import Expect, errno, exactly, or_errno
 from ..pages import MemObject, Page
 from ..pte import READ, WRITE
 from ..rules import Rule
+from . import splits
 from .sealing import refuses_advice
 from .state import HPAGE, PAGE_MASK, PROT_R, PROT_W, U64, Mm, OsState, Vma, page_align
 
@@ -32,6 +33,16 @@ M = MADV
 # madvise_update_vma; ksm_madvise refuses nothing): NORMAL, RANDOM, SEQUENTIAL, DONTDUMP,
 # DODUMP, MERGEABLE, UNMERGEABLE (clause linux.madvise.flags-only)
 _FLAGS_ONLY = {M["MADV_DONTDUMP"], M["MADV_DODUMP"], M["MADV_MERGEABLE"], M["MADV_UNMERGEABLE"]}
+# the advice madvise_update_vma applies by changing the VMA's flags (a split when the range
+# starts or ends inside a VMA), with whether it changes a VMA's flags (None: the model keeps no
+# such flag, so it does not know)
+_SPLIT_CHANGES = {
+    M["MADV_DONTFORK"]: lambda v: not v.dontfork, M["MADV_DOFORK"]: lambda v: v.dontfork,
+    M["MADV_WIPEONFORK"]: lambda v: not v.wipeonfork, M["MADV_KEEPONFORK"]: lambda v: v.wipeonfork,
+    M["MADV_HUGEPAGE"]: lambda v: v.huge is not True, M["MADV_NOHUGEPAGE"]: lambda v: v.huge is not False,
+    **{M[n]: (lambda v: None) for n in ("MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_DONTDUMP",
+                                         "MADV_DODUMP", "MADV_MERGEABLE", "MADV_UNMERGEABLE")},
+}
 _POPULATE = {M["MADV_POPULATE_READ"], M["MADV_POPULATE_WRITE"]}
 _MEMORY_FAILURE = {M["MADV_HWPOISON"], M["MADV_SOFT_OFFLINE"]}
 _COLLAPSE_ERRNOS = ("EAGAIN", "EINVAL", "ENOMEM", "EBUSY")    # mm/madvise.c madvise_collapse_errno
@@ -163,8 +174,24 @@ def expect_madvise(sys: OsState, mm: Mm, addr: int, length: int, advice: int) ->
         bad, _ = _populate_walk(sys, mm, start, end, advice == M["MADV_POPULATE_WRITE"])
         return bad or exactly("linux.madvise.populate", Outcome(value=0))
     bad, runs = _walk(sys, mm, start, end, advice)
+    if advice in _SPLIT_CHANGES:
+        # mm/madvise.c madvise_vma_behavior -> madvise_update_vma -> vma_modify_flags -> split_vma:
+        # at vm.max_map_count a split is ENOMEM, which madvise_vma_behavior turns into EAGAIN;
+        # the VMAs before it are already advised (model/os/splits.py)
+        changes = _SPLIT_CHANGES[advice]
+        lim = splits.limit(sys, mm, start, end, changes)
+        at = runs[-1][1] if runs else start        # where the walk's own error (if any) arises
+        if lim == "refused" and (bad is None or splits.refused_at(sys, mm, start, end, changes) < at):
+            return errno(splits.MADVISE, "EAGAIN")
+        if lim is not None:
+            return or_errno(bad or _advised(sys, mm, start, end, advice, runs), splits.MADVISE, "EAGAIN")
     if bad is not None:
         return bad
+    return _advised(sys, mm, start, end, advice, runs)
+
+
+def _advised(sys: OsState, mm: Mm, start: int, end: int, advice: int, runs: list) -> Expect:
+    """madvise's answer once the walk went through without an error."""
     if advice == M["MADV_PAGEOUT"]:
         dirty = any(cp.dirty for _, _, cp in _pageout_pages(sys, mm, start, end))
         return exactly("seed.fault.step5-evict" if dirty else "seed.pagecache.clean-dropped", Outcome(value=0))
@@ -226,6 +253,10 @@ def apply_madvise(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length
         return
     # the runs advised before the walk ended (all of them on success or ENOMEM)
     _, runs = _walk(sys, mm, start, end, advice)
+    if o.errno == "EAGAIN" and advice in _SPLIT_CHANGES and splits.limit(sys, mm, start, end, _SPLIT_CHANGES[advice]):
+        # a split refused at vm.max_map_count: only the VMAs before it were advised
+        stop = splits.refused_at(sys, mm, start, end, _SPLIT_CHANGES[advice], failed=True)
+        runs = [r for r in runs if stop is None or r[1] <= stop]
     for s, e, v in runs:
         if advice in (M["MADV_DONTNEED"], M["MADV_DONTNEED_LOCKED"], M["MADV_GUARD_INSTALL"]):
             # zap_vma_range: the range's pages go (guard markers stay)

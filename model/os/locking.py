@@ -19,8 +19,9 @@ from memspec.consts import MCL, PAGE_SIZE
 from memspec.records import Outcome
 
 from .. import fault
-from ..expect import Expect, errno, exactly
+from ..expect import Expect, errno, exactly, or_errno
 from ..rules import Rule
+from . import splits
 from .state import PAGE_MASK, PROT_R, PROT_W, PROT_X, U64, Mm, OsState, can_do_mlock, page_align
 
 
@@ -82,7 +83,28 @@ def expect_mlock(sys: OsState, mm: Mm, addr: int, length: int) -> Expect:
     if bad is not None:
         return bad
     start = addr & PAGE_MASK
-    return _populate_expect(sys, mm, start, start + page_align(length + (addr & ~PAGE_MASK)), "posix.mlock.locks")
+    end = start + page_align(length + (addr & ~PAGE_MASK))
+    return _split_limit(sys, mm, start, end, _changes(True, False),
+                        _populate_expect(sys, mm, start, end, "posix.mlock.locks"))
+
+
+def _changes(lock: bool, onfault: bool):
+    """Whether mlock_fixup changes a VMA (it skips one whose VM_LOCKED/VM_LOCKONFAULT stay, and
+    VM_DROPPABLE memory, before any split)."""
+    if not lock:
+        return lambda v: v.locked
+    return lambda v: not v.droppable and (not v.locked or v.onfault != onfault)
+
+
+def _split_limit(sys: OsState, mm: Mm, start: int, end: int, changes, ok: Expect) -> Expect:
+    """mm/mlock.c apply_vma_lock_flags -> mlock_fixup -> vma_modify_flags -> split_vma: at
+    vm.max_map_count a split is ENOMEM, before __mm_populate (model/os/splits.py)."""
+    lim = splits.limit(sys, mm, start, end, changes)
+    if lim == "refused":
+        return errno(splits.MLOCK, "ENOMEM")
+    if lim == "maybe":
+        return or_errno(ok, splits.MLOCK, "ENOMEM")
+    return ok
 
 
 def _populate_expect(sys: OsState, mm: Mm, start: int, end: int, ok: str) -> Expect:
@@ -107,9 +129,12 @@ def expect_mlock2(sys: OsState, mm: Mm, addr: int, length: int, flags: int) -> E
     if bad is not None:
         return bad
     start = addr & PAGE_MASK
+    end = start + page_align(length + (addr & ~PAGE_MASK))
     if flags:
-        return exactly("linux.mlock2.onfault", Outcome(value=0))
-    return _populate_expect(sys, mm, start, start + page_align(length + (addr & ~PAGE_MASK)), "posix.mlock.locks")
+        return _split_limit(sys, mm, start, end, _changes(True, True),
+                            exactly("linux.mlock2.onfault", Outcome(value=0)))
+    return _split_limit(sys, mm, start, end, _changes(True, False),
+                        _populate_expect(sys, mm, start, end, "posix.mlock.locks"))
 
 
 def _set_locked(sys: OsState, mm: Mm, o: Outcome, addr: int, length: int, lock: bool, onfault: bool) -> None:
@@ -119,6 +144,24 @@ def _set_locked(sys: OsState, mm: Mm, o: Outcome, addr: int, length: int, lock: 
     end = start + page_align(length + (addr & ~PAGE_MASK))
     if end <= start or end > U64:
         return
+    if o.errno == "ENOMEM" and splits.limit(sys, mm, start, end, _changes(lock, onfault)):
+        refused = splits.refused_at(sys, mm, start, end, _changes(lock, onfault), failed=True)
+        rlimit = _lock_check(sys, mm, addr, length)
+        if lock and not mm.privileged and rlimit is not None and rlimit.clause == "linux.mlock.enomem-rlimit":
+            return
+        if refused is not None:
+            # a split refused at vm.max_map_count: the VMAs before it have the flags, nothing is
+            # faulted in (clause linux.mlock.enomem-max-map-count)
+            end = refused
+            cursor = start
+            for s, e, _ in mm.vmas.overlapping(start, end):
+                if s > cursor:
+                    break
+                cursor = e
+            for s, e, v in list(mm.mapped_pages(start, min(cursor, end))):
+                mm.vmas.set(s, e, replace(v, locked=lock and not v.droppable,
+                                          onfault=onfault and lock and not v.droppable))
+            return
     if o.errno == "ENOMEM" and lock and not onfault:
         stop = _populate_fails(sys, mm, start, end)
         chk = _lock_check(sys, mm, addr, length)
@@ -160,8 +203,10 @@ def apply_mlock2(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length:
 
 def expect_munlock(sys: OsState, mm: Mm, addr: int, length: int) -> Expect:
     plen = page_align(length + (addr & ~PAGE_MASK)) & U64
-    return _range_check(sys, mm, addr & PAGE_MASK, plen, "posix.mlock.einval-wrap",
-                             "posix.mlock.enomem-unmapped") or exactly("posix.munlock.unlocks", Outcome(value=0))
+    start = addr & PAGE_MASK
+    return _range_check(sys, mm, start, plen, "posix.mlock.einval-wrap", "posix.mlock.enomem-unmapped") or \
+        _split_limit(sys, mm, start, start + plen, _changes(False, False),
+                     exactly("posix.munlock.unlocks", Outcome(value=0)))
 
 
 def apply_munlock(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: int) -> None:

@@ -21,6 +21,7 @@ from memspec.records import OK, Outcome
 from .. import fault
 from ..expect import Expect, errno, exactly, or_errno
 from ..rules import Rule
+from . import splits
 from .sealing import sealed_in
 from .state import LLONG_MAX, PAGE_MASK, PROT_W, PROT_X, U64, Mm, OsState, Vma, can_do_mlock, page_align
 
@@ -66,6 +67,13 @@ def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
     plen = page_align(length)
     if plen == 0 or plen > (1 << 64) - 1:
         return errno("linux.mmap.enomem-len-overflow", "ENOMEM")
+    if not splits.own_mappings(sys) and len(mm.vmas) > c.max_map_count:
+        # mm/mmap.c do_mmap: "Too many mappings?" (map_count > sysctl_max_map_count) is asked
+        # right after the length and offset overflow checks, before __get_unmapped_area, the
+        # MAP_LOCKED checks and the map type (found by fuzzing linux-agent: at the limit an
+        # anonymous MAP_SHARED_VALIDATE is ENOMEM, not EINVAL).  Alone the model counts exactly;
+        # with mappings of the target's own it is a choice (expect_mmap)
+        return errno(MAP_COUNT, "ENOMEM")
     fixed = bool(flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]))
     if plen > c.task_size:
         return errno("linux.mmap.enomem-too-long", "ENOMEM")
@@ -134,7 +142,25 @@ def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
     return None
 
 
+MAP_COUNT = "linux.mmap.enomem-max-map-count"
+# the clauses of do_mmap's checks that come before its map count (ksys_mmap_pgoff, the length)
+_BEFORE_MAP_COUNT = {"posix.mmap.einval-offset", "posix.mmap.ebadf", "posix.mmap.einval-len0",
+                     "linux.mmap.enomem-len-overflow", MAP_COUNT}
+
+
 def expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> Expect:
+    e = _expect_mmap(sys, mm, addr, length, prot, flags, fd, offset)
+    if splits.own_mappings(sys) and not e.unknown and e.clause not in _BEFORE_MAP_COUNT and \
+            _map_count_near(sys, mm, 0):
+        # mm/mmap.c do_mmap: map_count > sysctl_max_map_count -> ENOMEM, before every later check
+        # (the address, MAP_LOCKED, the map type, the limits): near the limit, with the target's
+        # own mappings counted only within 64, ENOMEM or whatever comes after
+        return or_errno(e, MAP_COUNT, "ENOMEM")
+    return e
+
+
+def _expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: int, fd: int,
+                 offset: int) -> Expect:
     bad = _mmap_check(sys, mm, addr, length, prot, flags, fd, offset)
     if bad is not None:
         return bad
@@ -169,8 +195,7 @@ def expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
     account = (data or (shared and anon)) and not (
         flags & MAP["MAP_NORESERVE"] and sys.config.overcommit_memory != 2) and not (
         anon and flags & MAP_TYPE == MAP_DROPPABLE)          # MAP_DROPPABLE: VM_NORESERVE
-    ok = _limits(sys, mm, placed, plen - replaced, plen - replaced if data else 0, plen if account else 0,
-                 count_maps=True)
+    ok = _limits(sys, mm, placed, plen - replaced, plen - replaced if data else 0, plen if account else 0)
     if not anon and flags & MAP["MAP_SYNC"]:
         # mm/mmap.c do_mmap: calc_vm_flag_bits turns MAP_SYNC into VM_SYNC for every mapping type
         # (MAP_SHARED drops the flag only from the EOPNOTSUPP check), and the file system's ->mmap
@@ -183,17 +208,13 @@ def expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
     return ok
 
 
-def _limits(sys: OsState, mm: Mm, ok: Expect, grow: int, data_grow: int, charge: int,
-            count_maps: bool = False) -> Expect:
+def _limits(sys: OsState, mm: Mm, ok: Expect, grow: int, data_grow: int, charge: int) -> Expect:
     """The limits a call that adds ``grow`` bytes of address space (``charge`` of them committed)
     may run into, as ``ok`` widened or replaced by their errno.  Each limit is a host fact;
     where the target's own use of it is only approximately known (the harness's mappings, its
     heap, other processes' commitments), the model allows both answers near the limit."""
     c = sys.config
     slack = 64 << 20          # the target process's own memory moves while it runs
-    if count_maps and _map_count_near(sys, mm, 0):
-        # mm/mmap.c do_mmap: mm->map_count > sysctl_max_map_count -> ENOMEM
-        ok = or_errno(ok, "linux.mmap.enomem-max-map-count", "ENOMEM")
     if c.rlimit_as >= 0 and grow > 0:
         # mm/mmap.c may_expand_vm: total_vm + npages > RLIMIT_AS
         if grow > c.rlimit_as:
@@ -219,6 +240,8 @@ def _limits(sys: OsState, mm: Mm, ok: Expect, grow: int, data_grow: int, charge:
     return ok
 
 
+MAP_32BIT_BEGIN = 0x40000000     # arch/x86/kernel/sys_x86_64.c find_start_end
+MAP_32BIT_RANDOM = 0x02000000    # randomize_page(begin, 0x02000000) under PF_RANDOMIZE
 LSM_MMAP_MIN_ADDR = 0x10000     # security/Kconfig LSM_MMAP_MIN_ADDR default (x86)
 
 
@@ -245,6 +268,11 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
         # arch/x86/kernel/sys_x86_64.c: MAP_32BIT goes to the legacy bottom-up search
         # before the hint is looked at, so the hint is ignored.
         hint = 0
+        # find_start_end: MAP_32BIT searches [0x40000000, 0x80000000) only ("Give it 1GB of
+        # playground"), its start moved up by randomize_page(begin, 0x02000000) under
+        # PF_RANDOMIZE: not the first GiB, and a mapping of nearly 1 GiB may not fit (found by
+        # fuzzing linux-agent: ENOMEM for ~1 GiB where the model placed it low)
+        lo = max(lo, MAP_32BIT_BEGIN)
     # arch/x86/kernel/sys_x86_64.c mmap_address_hint_valid: a hint
     # range may not cross DEFAULT_MAP_WINDOW (always true below a 47-bit task size)
     honour = bool(hint) and hint + plen <= c.task_size and not mm.vmas.any_overlap(hint, hint + plen) \
@@ -257,11 +285,15 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
              if h and h + plen <= c.task_size and (h > DEFAULT_MAP_WINDOW) == (h + plen > DEFAULT_MAP_WINDOW)}
     default = _pick(sys, mm, hint, plen, lo, hi)
     if default is None:
-        return errno("posix.mmap.enomem-no-room", "ENOMEM")
+        return errno("linux.mmap.32bit-below-2g" if bit32 else "posix.mmap.enomem-no-room", "ENOMEM")
     if honour:
         return exactly("linux.mmap.hint-used-when-free", Outcome(value=hint))
+    # MAP_32BIT: whether there is room may depend on where the randomized start fell
+    maybe_full = bit32 and _pick(sys, mm, 0, plen, lo + MAP_32BIT_RANDOM - PAGE_SIZE, hi) is None
 
     def allowed(o: Outcome) -> str | None:
+        if maybe_full and o.errno == "ENOMEM":
+            return None
         if not o.ok or o.value is None:
             return f"expected an address, observed {o.describe()}"
         a = o.value
@@ -413,28 +445,47 @@ def expect_mprotect(sys: OsState, mm: Mm, addr: int, length: int, prot: int) -> 
         return errno("posix.mprotect.enomem-unmapped", "ENOMEM")
     if prot & PROT["PROT_GROWSUP"]:
         return errno("linux.mprotect.einval-growsdown-not-stack", "EINVAL")
+    # mm/vma.c split_vma (from mprotect_fixup -> vma_modify_flags): map_count >= vm.max_map_count
+    # refuses a split with ENOMEM, the VMAs before it already changed (model/os/splits.py)
+    changes = _mprotect_changes(sys, prot)
+    lim = splits.limit(sys, mm, addr, end, changes)
+    stop = splits.refused_at(sys, mm, addr, end, changes) if lim == "refused" else None
+
+    def split_first(at: int, other: Expect) -> Expect:
+        if stop is not None and stop < at:
+            return errno(splits.MPROTECT, "ENOMEM")
+        return or_errno(other, splits.MPROTECT, "ENOMEM") if lim == "maybe" else other
+
     cursor = addr
     for s, e, v in first:
         if s > cursor:
-            return errno("linux.mprotect.enomem-hole-partial", "ENOMEM")
+            return split_first(cursor, errno("linux.mprotect.enomem-hole-partial", "ENOMEM"))
         if prot & PROT_W and not v.may_write:
             # mm/mprotect.c: newflags & ~(oldflags >> 4) & VM_WRITE -> EACCES
-            return errno("posix.mprotect.eacces-shared-readonly-fd", "EACCES")
+            return split_first(max(s, addr), errno("posix.mprotect.eacces-shared-readonly-fd", "EACCES"))
         if v.sealed:
             # a sealed VMA: EPERM, even for its own protection (measured on 6.18); the VMAs
             # before it in the range are already changed
-            return errno("linux.mseal.eperm", "EPERM")
+            return split_first(max(s, addr), errno("linux.mseal.eperm", "EPERM"))
         cursor = e
     if cursor < end:
-        return errno("linux.mprotect.enomem-hole-partial", "ENOMEM")
-    ok = exactly("posix.mprotect.sets-prot", Outcome(value=0))
-    if prot & PROT_W:
+        return split_first(cursor, errno("linux.mprotect.enomem-hole-partial", "ENOMEM"))
+    ok = split_first(end, exactly("posix.mprotect.sets-prot", Outcome(value=0)))
+    if prot & PROT_W and stop is None:
         # mm/mprotect.c mprotect_fixup: private memory turning writable becomes data
         # (may_expand_vm) and is charged (security_vm_enough_memory_mm)
         gain = sum(e - s for s, e, v in mm.mapped_pages(addr, end) if not v.shared and not v.prot & PROT_W)
         if gain:
             return _limits(sys, mm, ok, 0, gain, gain)
     return ok
+
+
+def _mprotect_changes(sys: OsState, prot: int):
+    """Whether mprotect(prot) changes a VMA's flags (mprotect_fixup skips one whose newflags ==
+    oldflags before any split): its protection or its execute-only key."""
+    p = prot & PROT_RWX
+    xo = _exec_only(sys, prot & ~GROWS)
+    return lambda v: v.prot != p or v.exec_only != xo
 
 
 def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: int, prot: int) -> None:
@@ -456,6 +507,11 @@ def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, lengt
             cursor = e if s <= cursor else cursor
         # no hole and no refused VMA: a limit refused the first private VMA turning writable
         limit = o.errno == "ENOMEM" and cursor >= end and all(v.may_write or not prot & PROT_W for _, _, v in runs)
+        refused = None
+        if o.errno == "ENOMEM" and splits.limit(sys, mm, addr, end, _mprotect_changes(sys, prot)):
+            # a split refused at vm.max_map_count (clause linux.mprotect.enomem-max-map-count)
+            refused = splits.refused_at(sys, mm, addr, end, _mprotect_changes(sys, prot), failed=True)
+            limit = limit and refused is None
         cursor = addr
         stop = addr
         for s, e, v in runs:
@@ -464,8 +520,8 @@ def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, lengt
                 break
             cursor = e
             stop = min(e, end)
-        end = stop
-        clause = "linux.mprotect.enomem-hole-partial"
+        end = stop if refused is None else min(stop, refused)
+        clause = "linux.mprotect.enomem-hole-partial" if refused is None else splits.MPROTECT
     else:
         clause = "posix.mprotect.sets-prot"
     if end <= addr:

@@ -55,13 +55,23 @@ OPEN_ANSWERS: tuple[tuple[str, str, str, str], ...] = (
      "or ENODEV, the release that made pipefs noexec is not pinned"),
     ("mappings", "_mmap_check", "linux.mmap.fixed-noreplace-maps",
      "before Linux 4.17 MAP_FIXED_NOREPLACE is an unknown bit (the address a hint): not modelled (unknown)"),
-    ("mappings", "expect_mmap", "linux.mmap.fixed-noreplace-maps",
+    ("mappings", "_expect_mmap", "linux.mmap.fixed-noreplace-maps",
      "outside the target's quiet ranges its own mappings (libraries, heap) may occupy the range: EEXIST"),
-    ("mappings", "expect_mmap", "linux.mmap.sync-fs-dependent",
+    ("mappings", "_expect_mmap", "linux.mmap.sync-fs-dependent",
      "MAP_SYNC on a file of open_file: VM_SYNC is refused by a file system without DAX (ext4, xfs) and "
      "ignored by tmpfs; the target's folder may be on either"),
-    ("mappings", "_limits", "linux.mmap.enomem-max-map-count",
-     "near vm.max_map_count the target's own mappings count too"),
+    ("mappings", "expect_mmap", "linux.mmap.enomem-max-map-count",
+     "near vm.max_map_count the target's own mappings count too (alone the model counts exactly)"),
+    ("mappings", "split_first", "linux.mprotect.enomem-max-map-count",
+     "near vm.max_map_count the target's own mappings count too: a split may be refused (alone the "
+     "model counts exactly)"),
+    ("locking", "_split_limit", "linux.mlock.enomem-max-map-count",
+     "near vm.max_map_count the target's own mappings count too: a split may be refused (alone the "
+     "model counts exactly)"),
+    ("advice", "expect_madvise", "linux.madvise.eagain-max-map-count",
+     "near vm.max_map_count the target's own mappings count too, and of some advice (MADV_NORMAL, "
+     "RANDOM, SEQUENTIAL, DONTDUMP, DODUMP, MERGEABLE, UNMERGEABLE) the model keeps no flag, so it "
+     "cannot tell whether the VMA changes: a split may be refused"),
     ("mappings", "expect_munmap", "linux.munmap.enomem-max-map-count",
      "near vm.max_map_count the target's own mappings count too: a split may be refused"),
     ("mappings", "expect_mremap", "linux.mremap.enomem-max-map-count",

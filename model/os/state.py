@@ -142,6 +142,10 @@ class Config:
     # THP, MEMORY_FAILURE); None: not probed, decided by the release (ADVICE_SINCE)
     madv_known: tuple[int, ...] | None = None
     cap_sys_admin: bool = True       # root: MADV_HWPOISON / MADV_SOFT_OFFLINE are allowed (CAP_SYS_ADMIN)
+    # a write() that extends a regular file zeroes the old end-of-file block's tail in the page cache
+    # (bytes stored there through a mapping are lost; ext4 since c7fc0366c656, upstream in late 2024,
+    # 6.12 or 6.13 -- not pinned here -- and backported to 6.6 stable): probed by the linux targets on their files' folder; None: decided by the release
+    eof_zero_on_write: bool | None = None
 
     @classmethod
     def from_facts(cls, facts: dict) -> "Config":
@@ -155,7 +159,7 @@ class Config:
                           ("base_maps", int), ("rlimit_as", int), ("rlimit_data", int), ("rlimit_nofile", int),
                           ("rlimit_fsize", int), ("rlimit_fsize_hard", int),
                           ("cap_dac_override", bool), ("cap_fowner", bool), ("cap_setuid", bool), ("thp_defrag", str), ("cap_sys_admin", bool),
-                          ("task_size", int)):
+                          ("task_size", int), ("eof_zero_on_write", bool)):
             if key in facts:
                 setattr(c, key, conv(facts[key]))
         if "exec_only" not in facts and "pku" in facts:

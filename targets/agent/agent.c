@@ -711,9 +711,15 @@ static struct out do_mremap(u64 addr, u64 old_size, u64 new_size, u64 flags, u64
     long r = syscall(SYS_mremap, addr, old_size, new_size, flags, new_addr);
     if (r != -1) {
         u64 v = (u64)r;
+        /* the moved (or grown) VMA keeps VM_DONTCOPY: its new range is no probe's either
+           (a fetch there faulted in the forked probe; found by fuzzing) */
+        int dontfork = 0;
+        for (int i = 0; i < K.dontfork.n; i++)
+            if (K.dontfork.r[i].s < (u128)addr + align_up(old_size) && K.dontfork.r[i].e > addr) dontfork = 1;
         if (!(flags & MREMAP_DONTUNMAP_FLAG) && v != addr) rg_remove(&K.owned, addr, (u128)addr + align_up(old_size));
         rg_add(&K.owned, v, (u128)v + align_up(new_size));
         rg_add(&K.owned, WINDOW_LO, WINDOW_HI);
+        if (dontfork) rg_add(&K.dontfork, v, (u128)v + align_up(new_size));
     }
     return sysret(r);
 }
@@ -1036,10 +1042,26 @@ static struct out do_mbind(u64 addr, u64 length, u64 mode, u64 nodemask) {
    MAP_FIXED_NOREPLACE, stopping at the first mmap that fails: the count mapped, with that mmap's
    errno beside it (memspec/calls.py; model/os/bulk.py).  Staged inside the sandbox window only. */
 #define MAP_PAGES_MAX (1ULL << 17)
+/* At vm.max_map_count the agent can map nothing more of its own: brk is refused too
+   (do_brk_flags asks map_count > sysctl_max_map_count), so a malloc that needs new memory
+   fails, and reading /proc/self/maps of 65,000 mappings needs megabytes (found by fuzzing: the
+   agent died of "out of memory" at the next checkpoint).  Before the first map_pages the heap is
+   grown once by 32 MiB and kept: mallocs come from it (not from mmap) and it is never trimmed. */
+static void reserve_heap(void) {
+    static int done;
+    if (done) return;
+    done = 1;
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    void *p = malloc(32 << 20);
+    if (p) { memset(p, 0, 32 << 20); free(p); }
+}
+
 static struct out do_map_pages(u64 addr, u64 n, u64 prot) {
     if (n > MAP_PAGES_MAX || (u128)addr + 2 * n * PAGE > ((u128)1 << 64)) return fail_errno(EINVAL);
     if (n && (addr < WINDOW_LO || (u128)addr + 2 * n * PAGE > WINDOW_HI))
         REFUSE("map_pages is staged inside the sandbox window only");
+    reserve_heap();
     for (u64 k = 0; k < n; k++) {
         u64 a = addr + 2 * k * PAGE;
         if (syscall(SYS_mmap, a, PAGE, prot, 0x02 | 0x20 | 0x100000, -1, 0) == -1) {
