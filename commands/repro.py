@@ -28,8 +28,13 @@ time limit: no answer is ``HANG at call N`` (exit 4, every worker killed, as a s
 ignore SIGTERM); when memspec's run hung at or died in a call, the C file makes that call too and
 says ``HANG`` or ``CRASH`` (exit 3) if it gets no answer either.
 
-A failure the judge finds at a checkpoint (the mappings compared after a call) is not a call's
-outcome: the C file reproduces the calls and says so (the README too).
+At each checkpoint memspec's run observed (after the last call: ``observe="end"``, as ``memspec
+replay`` judges) the C file also compares each process's /proc/PID/maps with the model's maps there,
+as the judge does (specs/compare_maps.py): both clipped to the model's mappings and the target's quiet
+ranges, adjacent rows with equal permissions merged; the model's maps are data in the file (each row a
+named result plus an offset where it lies near one), and the first row that differs is printed with
+the clause of the model's mapping there (commands/c/maps.c).  A failure the C file cannot show (an
+invariant, the fault counters at a checkpoint) it names in a note rather than pass silently.
 
 A new os call needs its C form here (``OS_CALLS`` and ``_dispatch``: a raw system call goes in
 ``_dispatch``'s table, anything else gets a ``c_NAME`` helper doing what the linux target does);
@@ -70,6 +75,8 @@ SIGNALS = ("SIGSEGV", "SIGBUS")
 OS_TARGETS = {"linux": "./repro", "qemu-user": "qemu-x86_64 ./repro",
               "uml": "linux.uml mem=256M root=/dev/root rootfstype=hostfs rootflags=/ rw init=\"$PWD/repro\" "
                      "quiet loglevel=1 con=null con0=fd:0,fd:1 ssl=null console=tty0"}
+# the checkpoint comparison's other clauses (specs/compare_os.py): fault counters the C file does not compare
+FAULT_COUNTS = ("seed.fault.minor-counted", "seed.fault.major-counted")
 FAR = 0x500000000000          # an address nothing uses: far from the heap, the stack and the sandbox window
 assert not SANDBOX_WINDOW[0] <= FAR < SANDBOX_WINDOW[1]
 
@@ -99,6 +106,16 @@ class CallCheck:
 
 
 @dataclass
+class MapsCheck:
+    """What the C file compares at a checkpoint memspec observed: each process's memory map (os layer)."""
+
+    index: int                    # after this call
+    procs: list[tuple[str, list[tuple[int, int, str, str]]]]   # (process, the model's mappings: start, end,
+                                  # permissions, the clause that made each)
+    diverges: bool = False        # memspec's judge found the maps differ here
+
+
+@dataclass
 class Repro:
     program: Program
     target: str
@@ -114,6 +131,7 @@ class Repro:
                                   # crash), -1 if none
     hang_kind: str = ""           # "hang" or "crash"
     time_limit: float = 10.0      # memspec's time limit for the run
+    maps: list[MapsCheck] = field(default_factory=list)   # the checkpoints whose maps the C file compares
 
 
 def _c_string(s: str) -> str:
@@ -193,7 +211,16 @@ def analyse(program: Program, target: Any, facts: dict[str, Any]) -> Repro:
     # past a divergence the model adopts what the target did, as far as it can, so that the C
     # file checks every call: where the divergence shows may depend on state the C process does
     # not share with the target's (the allocator's heap after an interpreter's own allocations)
-    for st in model_replay(program, run, facts, past_divergence=True, env=env):
+    # the checkpoints memspec compared (os layer: the memory maps), with the model's maps there
+    seen = {i for i, obs in run.observations if obs.maps} if layer == "os" else set()
+    maps: list[MapsCheck] = []
+
+    def at_checkpoint(i: int, model: Any) -> None:
+        if i in seen and hasattr(model, "procs") and not any(c.diverges for c in checks):
+            rows = {p: [(s, e, v.perms, model.blame(p, s)) for s, e, v in model.procs[p].vmas.items()]
+                    for p in model.procs}
+            maps.append(MapsCheck(i, list(rows.items())))
+    for st in model_replay(program, run, facts, past_divergence=True, env=env, after=at_checkpoint):
         exp, o, call = st.expect, st.outcome, st.call
         cc = CallCheck(st.index, format_call(call), st.clause_id, st.clause.statement, st.clause.citation,
                        exp.describe, observed=o, diverges=st.diverges)
@@ -210,6 +237,8 @@ def analyse(program: Program, target: Any, facts: dict[str, Any]) -> Repro:
                                                   "posix_memalign") and cc.success
         checks.append(cc)
     f = j.failure
+    for m in maps:
+        m.diverges = f is not None and f.at == "checkpoint" and f.index == m.index and f.clause not in FAULT_COUNTS
     verdict = "pass" if f is None else ("fail" if f.verdict.value == "fail" else f.verdict.value)
     # a refusal part-way (the calls before it judged, as memspec does): the C file stops there too
     stopped = run.message if run.status is RunStatus.REFUSED else ""
@@ -219,7 +248,7 @@ def analyse(program: Program, target: Any, facts: dict[str, Any]) -> Repro:
     stop = run.status in (RunStatus.HANG, RunStatus.CRASH) and len(run.outcomes) < len(program.calls)
     hang_at = len(run.outcomes) if stop else -1
     return Repro(program, target.name, layer, version, checks, verdict, f, env, facts, stopped, hang_at,
-                 run.status.value if stop else "", float(getattr(target, "timeout", 10.0) or 10.0))
+                 run.status.value if stop else "", float(getattr(target, "timeout", 10.0) or 10.0), maps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,6 +276,66 @@ def _expr_for(v: int, env: dict[str, int]) -> str:
         if best is not None:
             return f"(R_{best[0]} + {_num(best[1])})" if best[1] else f"R_{best[0]}"
     return _num(v)
+
+
+def _ref_off(v: int, env: dict[str, int], names: list[str]) -> tuple[int, int]:
+    """``v`` as (index of a named result in ``names``, offset), as ``_expr_for`` writes it; (-1, v) if no
+    named result is near."""
+    u = v & ((1 << 64) - 1)
+    if 0x10000 <= u < (1 << 63):
+        best = None
+        for name, b in env.items():
+            b &= (1 << 64) - 1
+            if name in names and b >= 0x10000 and 0 <= u - b < (1 << 30) and (best is None or u - b < best[1]):
+                best = (name, u - b)
+        if best is not None:
+            return names.index(best[0]), best[1]
+    return -1, u
+
+
+def _maps_tables(r: Repro, names: list[str]) -> str:
+    """The data maps.c needs: the named results' addresses, the quiet ranges, the clauses a
+    difference can name (the first: no mapping of the model's there)."""
+    from memspec.specs.catalogue import get as clause_of
+    quiet = [tuple(q) for q in r.facts.get("quiet_ranges") or []]
+    out = ["\n/* the memory maps at checkpoints (maps.c) */\n",
+           "static long long *const RES[] = {" + (", ".join(f"&R_{n}" for n in names) or "0") + "};\n",
+           "static const u64 QUIET[][2] = {" + (", ".join(f"{{{_num(a)}, {_num(b)}}}" for a, b in quiet) or "{0, 0}")
+           + "};\n", f"#define NQUIET {len(quiet)}\n", "static const char *const BLAME[][3] = {\n"]
+    for b in _blames(r):
+        c = clause_of(b)
+        out.append(f"  {{{_c_string(b)}, {_c_string(c.statement)}, {_c_string(c.citation)}}},\n")
+    mc = clause_of("linux.proc-maps.matches")
+    out.append("};\n" f"static const char *const MAPS_CLAUSE[2] = {{{_c_string(mc.id)}, {_c_string(mc.statement)}}};\n")
+    return "".join(out)
+
+
+def _blames(r: Repro) -> list[str]:
+    """The clauses a map difference can name, in BLAME's order: the first where the model has no mapping."""
+    out = ["posix.munmap.removes-range"]
+    for m in r.maps:
+        for _, rows in m.procs:
+            for row in rows:
+                if row[3] not in out:
+                    out.append(row[3])
+    return out
+
+
+def _maps_check(m: MapsCheck, r: Repro, env: dict[str, int], names: list[str], slots: dict[str, int]) -> str:
+    blames = _blames(r)
+    out = [f"\n  /* the checkpoint after call {m.index + 1}: each process's memory map against the model's */\n"]
+    for proc, rows in m.procs:
+        if proc not in slots:
+            continue
+        items = []
+        for s, e, perms, b in rows:
+            rs, so = _ref_off(s, env, names)
+            re_, eo = _ref_off(e, env, names) if rs < 0 else (rs, (e - s) + so)
+            items.append(f"{{{rs}, {_num(so)}, {re_}, {_num(eo)}, {_c_string(perms)}, {blames.index(b)}}}")
+        body = ",\n      ".join(items) or '{-1, 0, -1, 0, "", 0}'
+        out.append(f"  {{\n    static const exprow X[] = {{\n      {body}}};\n"
+                   f"    if (check_maps({m.index + 1}, {slots[proc]}, {_c_string(proc)}, X, {len(rows)})) {{ finish(); return 1; }}\n  }}\n")
+    return "".join(out)
 
 
 def _cond_exact(o: Outcome, env: dict[str, int]) -> str:
@@ -332,8 +421,13 @@ def c_source(r: Repro) -> str:
     out.append(_c("heap_helpers.c") if heap else _c("os_helpers.c"))
     if heap:
         out.append("static void start_process(void) {}\n")
+    if r.maps:
+        out.append("#define WITH_MAPS 1\n")
     out.append(f"#define NPROC {len(procs)}\n" + _c("procs.c"))
     out.append("/* named results */\n" + "".join(f"static long long R_{n} = -1;\n" for n in names))
+    if r.maps:
+        out.append(_maps_tables(r, names) + _c("maps.c"))
+    maps_at = {m.index: m for m in r.maps}
     shm_names = sorted({a.value for c in prog.calls if c.name in ("shm_open", "shm_unlink") for a in c.args
                         if isinstance(a, Str)})
     # the worker's side: one case per call
@@ -370,7 +464,8 @@ static void finish(void) {
     if heap:
         out.append(f"  limit_memory({_num(int(r.facts.get('mem_limit') or 0))});\n")
     else:
-        out.append('  snprintf(shm_prefix, sizeof shm_prefix, "msr%dx-", (int)getpid());\n'
+        out.append('  mount_proc_if_init();\n'
+                   '  snprintf(shm_prefix, sizeof shm_prefix, "msr%dx-", (int)getpid());\n'
                    '  snprintf(tmpdir, sizeof tmpdir, "/tmp/memspec-repro-XXXXXX");\n'
                    '  if (!mkdtemp(tmpdir)) return 2;\n  chmod(tmpdir, 01777);\n')
     # the workers (worker 0 and the processes it forks) hold the other ends: a worker that dies is
@@ -410,6 +505,8 @@ static void finish(void) {
         if call.name == "exit":
             out.append(f"  waitpid(worker_pid[{slots[proc]}], 0, 0); worker_pid[{slots[proc]}] = 0;\n")
         env_names.update(env_so_far)
+        if cc.index in maps_at:
+            out.append(_maps_check(maps_at[cc.index], r, env_so_far, names, slots))
     if r.hang_at >= 0:
         call = prog.calls[r.hang_at]
         text = format_call(call)
@@ -429,17 +526,20 @@ static void finish(void) {
                    f'  printf("note: call {r.hang_at + 1} answered (%s) within %d s; memspec\'s run got no answer '
                    f'there ({r.hang_kind})\\n", b, call_limit);\n')
     f = r.failure
-    if f is not None and not any(c.diverges for c in r.checks) and r.hang_at < 0:
-        # memspec's failure is not a call's outcome (the mappings compared at a checkpoint, an
-        # invariant): the C file cannot show it, and says so rather than pass silently
+    if f is not None and not any(c.diverges for c in r.checks) and r.hang_at < 0 and not any(m.diverges for m in r.maps):
+        # memspec's failure is neither a call's outcome nor a map difference (an invariant, the fault
+        # counters at a checkpoint): the C file cannot show it, and says so rather than pass silently
         out.append(f'  printf("note: memspec found {f.verdict.value} {f.clause} ({f.at} after call {f.index + 1}), '
                    'which this file does not check\\n");\n')
-    out.append('\n  finish();\n  printf("CONFORMS: every call'"'"'s outcome is one the model allows (%d calls)\\n", '
-               f"{len(r.checks)});\n  return 0;\n}}\n")
+    maps_note = (f" and the memory maps at {len(r.maps)} checkpoint{'s' if len(r.maps) > 1 else ''} are the model's"
+                 if r.maps else "")
+    out.append("\n  finish();\n  printf(\"CONFORMS: every call's outcome is one the model allows (%d calls)"
+               + maps_note + f"\\n\", {len(r.checks)});\n  return 0;\n}}\n")
     return "".join(out)
 
 
 def readme(r: Repro, c_name: str, cmd: str) -> str:
+    from memspec.specs.catalogue import get as clause_of
     prog = r.program
     f = r.failure
     lines = [f"# Reproducer: {prog.meta('clause') or (f.clause if f else 'a conforming run')} on {r.target}", ""]
@@ -455,11 +555,22 @@ def readme(r: Repro, c_name: str, cmd: str) -> str:
                   f"- spec: {first.citation}",
                   f"- expected: {first.expected}",
                   f"- observed: {first.observed.describe() if first.observed else '?'}", ""]
+    elif f is not None and any(m.diverges for m in r.maps):
+        m = next(m for m in r.maps if m.diverges)
+        lines += ["## What it shows", "",
+                  f"After call {m.index + 1} every call's outcome is one the model allows, but the memory map does not "
+                  f"show what the calls made ({f.note or f.observed}).", "",
+                  f"- clause: `{f.clause}`: {clause_of(f.clause).statement}",
+                  f"- spec: {clause_of(f.clause).citation}",
+                  f"- compared: `linux.proc-maps.matches`: {clause_of('linux.proc-maps.matches').statement} (over "
+                  "the model's mappings and the target's quiet ranges, adjacent rows with equal permissions merged)",
+                  f"- expected: {f.expected}",
+                  f"- observed: {f.observed}", ""]
     elif f is not None:
         lines += ["## What it shows", "",
                   f"memspec's verdict is `{f.verdict.value}` under `{f.clause}` ({f.expected}; observed {f.observed}), "
                   f"seen {'at a checkpoint' if f.at == 'checkpoint' else 'outside a call'}: the C file replays the "
-                  "calls and checks their outcomes, but not the mappings compared at checkpoints.", ""]
+                  "calls and checks their outcomes and the memory maps at checkpoints, but not this.", ""]
     else:
         lines += ["## What it shows", "", "Every call's outcome is one the model allows (memspec's verdict: pass).", ""]
     if r.stopped:
@@ -472,7 +583,10 @@ def readme(r: Repro, c_name: str, cmd: str) -> str:
     static = "-static " if r.target in ("qemu-user", "uml") else ""
     lines += ["## Build and run", "", "```", f"cc -O2 {static}-o repro {c_name}", run, "```", "",
               "It needs no memspec and no Python. It prints `DIVERGES at call N` with the clause, the spec text, "
-              "expected and observed and exits 1, prints `HANG at call N` and exits 4 when a call gets no answer "
+              "expected and observed and exits 1"
+              + (" (`DIVERGES at the checkpoint after call N` where a process's /proc/PID/maps differs from the "
+                 "model's maps, compared as memspec does)" if r.maps else "")
+              + ", prints `HANG at call N` and exits 4 when a call gets no answer "
               "within its time limit (every process of it killed), `CRASH at call N` and exits 3 when the process "
               "making a call memspec's target died in dies, or prints `CONFORMS` and exits 0"
               + (" (run it as root for the calls that need it, as memspec's linux target does)" if r.layer == "os" else "")
@@ -481,7 +595,8 @@ def readme(r: Repro, c_name: str, cmd: str) -> str:
         lines += ["", "Under User-mode Linux the file is the machine's first process: its output is the console "
                   "(linux.uml's standard output, after a few lines of the kernel's), and it powers the machine off "
                   "at its end, so the verdict is its last line, not linux.uml's exit status. Its files are made "
-                  "under /tmp of the host's file system (the guest's root); /proc is not mounted."]
+                  "under /tmp of the host's file system (the guest's root); it mounts the guest's /proc over the "
+                  "host's to read its own maps."]
     lines += [""]
     return "\n".join(lines)
 

@@ -25,12 +25,13 @@ class Step:
 
 
 def model_replay(program: Program, run: RunResult, facts: dict[str, Any], *, past_divergence: bool = False,
-                 env: dict[str, int] | None = None) -> Iterator[Step]:
+                 env: dict[str, int] | None = None, after: Any = None) -> Iterator[Step]:
     """Each call the target answered, judged by a fresh model of the program's layer that then
     adopts the target's outcome.  The replay ends at the first divergence, or, with
     ``past_divergence``, goes on as far as the model can take what the target did (it ends at the
     first outcome the model cannot adopt).  ``env`` (if given) receives the values the calls
-    bound, those the model adopted."""
+    bound, those the model adopted.  ``after`` (if given) is called with the call's index and the
+    model once the model has adopted that call's outcome (the state a checkpoint after it compares)."""
     from memspec.model.registry import new_model
     from memspec.specs.catalogue import get as clause_of
     model = new_model(program.layer, facts)
@@ -54,3 +55,5 @@ def model_replay(program: Program, run: RunResult, facts: dict[str, Any], *, pas
                 return
             raise
         bind_result(env, call, o.value)
+        if after is not None:
+            after(i, model)

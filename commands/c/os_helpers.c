@@ -5,6 +5,13 @@ static char tmpdir[256];
 static int nfiles;
 static int pagemap_fd = -1;
 static long flt0[2];
+/* as the first process of a Linux (User-mode Linux over the host's files) /proc is the host's
+   directory: mount the guest's own there, so that /proc/self/maps is this process's, as memspec's
+   uml target does (its init) */
+static void mount_proc_if_init(void) {
+  if (getpid() == 1 && mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, 0) < 0)
+    printf("note: mount /proc: %s\n", strerror(errno));
+}
 static void start_process(void) {
   pagemap_fd = open("/proc/self/pagemap", O_RDONLY);
   struct rusage ru; getrusage(RUSAGE_SELF, &ru); flt0[0] = ru.ru_minflt; flt0[1] = ru.ru_majflt;

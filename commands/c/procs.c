@@ -4,10 +4,16 @@ typedef struct { int idx; u64 a[6]; } request;
 static int req_pipe[NPROC][2], rep_pipe[NPROC][2];
 static pid_t worker_pid[NPROC];
 static outcome do_call(int idx, const u64 *A);
+#ifdef WITH_MAPS
+static void send_maps(int slot);        /* maps.c: a request with idx -1 asks for the worker's maps */
+#endif
 static void serve(int slot) {
   request rq;
   for (;;) {
     if (read(req_pipe[slot][0], &rq, sizeof rq) != (ssize_t)sizeof rq) _exit(0);
+#ifdef WITH_MAPS
+    if (rq.idx < 0) { send_maps(slot); continue; }
+#endif
     outcome o = do_call(rq.idx, rq.a);
     if (write(rep_pipe[slot][1], &o, sizeof o) != (ssize_t)sizeof o) _exit(3);
   }

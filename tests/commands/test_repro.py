@@ -222,6 +222,22 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
 '''
 
 
+MPROTECT_SHIM = r'''
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <sys/syscall.h>
+/* broken on purpose: mprotect answers 0 and changes nothing */
+long syscall(long nr, ...) {
+  va_list ap; long a[6];
+  va_start(ap, nr); for (int i = 0; i < 6; i++) a[i] = va_arg(ap, long); va_end(ap);
+  if (nr == SYS_mprotect) return 0;
+  long (*real)(long, ...) = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+  return real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+'''
+
+
 def shim(tmp_path: Path, name: str, source: str) -> str:
     c = tmp_path / f"{name}.c"
     c.write_text(source)
@@ -254,6 +270,29 @@ def test_os_reproducer_catches_a_kernel_answer_the_model_refuses(tmp_path):
     assert "DIVERGES at call 1" in out.stdout and "clause:   posix.mmap.einval-len0" in out.stdout
     assert "expected: -1 EINVAL" in out.stdout and "observed: -1 ENOMEM" in out.stdout
     assert "POSIX" in out.stdout        # the clause's citation
+
+
+def test_os_reproducer_compares_the_memory_map_at_the_checkpoint(tmp_path):
+    # every call's outcome is allowed (mprotect answers 0), but /proc/self/maps shows the old
+    # protection: only the checkpoint comparison sees it, as memspec's judge does
+    prog = tmp_path / "maps.mst"
+    prog.write_text("a = mmap(0x100000040000, 0x2000, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                    "mprotect(a+0x1000, 0x1000, PROT_READ|PROT_WRITE)\n"
+                    "b = mmap(0, 0x3000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n")
+    folder, r = repro(str(prog), "linux", str(tmp_path / "r"))
+    assert r.verdict == "pass" and [m.index for m in r.maps] == [2]
+    src = (Path(folder) / "repro.c").read_text()
+    assert "check_maps(3, 0, \"main\"" in src
+    exe = build(Path(folder))
+    native = run_c(exe)
+    assert native.returncode == 0 and "the memory maps at 1 checkpoint are the model's" in native.stdout, native.stdout
+    out = run_c(exe, shim(tmp_path, "mprotect", MPROTECT_SHIM))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "DIVERGES at the checkpoint after call 3: process main: memory map differs at 0x100000041000" in out.stdout
+    assert "clause:   posix.mprotect.sets-prot" in out.stdout, out.stdout
+    assert "compared: linux.proc-maps.matches" in out.stdout
+    assert "expected: 0x100000040000-0x100000041000 r--p; 0x100000041000-0x100000042000 rw-p" in out.stdout
+    assert "observed: 0x100000040000-0x100000042000 r--p" in out.stdout
 
 
 def test_cli_writes_the_file_and_a_readme(tmp_path):
