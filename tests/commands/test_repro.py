@@ -2,7 +2,7 @@
 
 Every os suite program and every saved os counterexample on ``linux``, and the malloc findings on
 their libraries: built with ``cc -O2``, the C file exits 0 where memspec passes the program and 1
-where it fails it.  Preloaded shims that break one law show that the C checks catch a broken
+where it fails it (an os file also compares each process's memory map at memspec's checkpoint).  Preloaded shims that break one law show that the C checks catch a broken
 implementation that the real one does not."""
 
 from __future__ import annotations
