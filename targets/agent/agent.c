@@ -1045,16 +1045,20 @@ static struct out do_mbind(u64 addr, u64 length, u64 mode, u64 nodemask) {
 /* At vm.max_map_count the agent can map nothing more of its own: brk is refused too
    (do_brk_flags asks map_count > sysctl_max_map_count), so a malloc that needs new memory
    fails, and reading /proc/self/maps of 65,000 mappings needs megabytes (found by fuzzing: the
-   agent died of "out of memory" at the next checkpoint).  Before the first map_pages the heap is
-   grown once by 32 MiB and kept: mallocs come from it (not from mmap) and it is never trimmed. */
+   agent died of "out of memory" at the next checkpoint).  mlockall(MCL_FUTURE) under a small
+   RLIMIT_MEMLOCK refuses the growth of the heap as well (mlock_future_ok), so a process of the
+   program that locks its future mappings died the same way at its next checkpoint.  So when the
+   agent starts (before hello measures its own mappings and size: base_maps, base_vm) the heap is
+   grown once by 32 MiB and kept: mallocs come from it and it is never trimmed.  Its pages are
+   left untouched: a fault inside the heap needs no new mapping and no lock. */
 static void reserve_heap(void) {
     static int done;
     if (done) return;
     done = 1;
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    void *p = malloc(32 << 20);
-    if (p) { memset(p, 0, 32 << 20); free(p); }
+    void *volatile p = malloc(32 << 20);    /* volatile: the compiler may not elide the pair */
+    free(p);
 }
 
 static struct out do_map_pages(u64 addr, u64 n, u64 prot) {
@@ -1596,6 +1600,7 @@ int main(void) {
     /* the agent's own memory from the brk heap beside its binary, never from mmap: a mapping
        of its own among the program's (where the kernel puts them) would be refused */
     mallopt(M_MMAP_MAX, 0);
+    reserve_heap();
     for (;;) {
         /* one line from standard input */
         char *nl;
