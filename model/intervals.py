@@ -145,6 +145,11 @@ class IntervalMap(Generic[V]):
             c, i = c + 1, 0
         return out
 
+    def next_after(self, addr: int) -> tuple[int, int, V] | None:
+        """The first interval that starts after ``addr`` (None: there is none)."""
+        c, i = self._next(*self._last_at_or_before(addr))
+        return (self._cs[c][i], self._ce[c][i], self._cv[c][i]) if self._valid(c, i) else None
+
     def any_overlap(self, start: int, end: int) -> bool:
         c, i = self._last_at_or_before(start)
         if i >= 0 and self._ce[c][i] > start:

@@ -65,6 +65,10 @@ declare(
     ("linux.mmap.hint-used-when-free", "a hint address whose range is free is used as the mapping address",
      f"{MAN_MMAP}: If addr is not NULL, then the kernel takes it as a hint about where to place the mapping; arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area_topdown",
      "POSIX leaves the use of the hint implementation-defined; Linux uses it when the range is free"),
+    ("linux.mmap.hint-stack-guard-gap", "a hint whose range ends within the stack guard gap below a MAP_GROWSDOWN mapping is not used (the mapping goes to another free range)",
+     "arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area_topdown: the hint is used only if addr + len <= vm_start_gap(vma); include/linux/mm.h vm_start_gap; mm/mmap.c stack_guard_gap (256 pages, boot parameter stack_guard_gap=)"),
+    ("linux.mmap.growsdown-expands", "an access just below a MAP_GROWSDOWN mapping grows it down to the accessed page (or fails with SIGSEGV when a limit or the guard gap refuses)",
+     f"{MAN_MMAP}, MAP_GROWSDOWN: 'a \"guard\" page ... a touch of that page causes the mapping to grow'; arch/x86/mm/fault.c do_user_addr_fault -> mm/memory.c lock_mm_and_find_vma -> mm/mmap.c expand_stack_locked, expand_downwards, acct_stack_growth"),
     ("linux.mmap.32bit-below-2g", "MAP_32BIT places the mapping in the second GiB, [1 GiB, 2 GiB), whose start the kernel moves up by up to 32 MiB when it randomizes: a mapping larger than 1 GiB is ENOMEM, one of nearly 1 GiB may be",
      f"{MAN_MMAP}, MAP_32BIT; arch/x86/kernel/sys_x86_64.c find_start_end (begin = 0x40000000, end = 0x80000000; begin = randomize_page(begin, 0x02000000) under PF_RANDOMIZE)"),
     ("linux.x86.mmap-47-bit-window", "with 5-level paging, mmap places a mapping above 47 bits only for a hint above "

@@ -45,10 +45,38 @@ def expect_load(sys: OsState, mm: Mm, addr: int) -> Expect:
     return _expect_access(sys, mm, addr, READ)
 
 
+def _stack_above(sys: OsState, mm: Mm, page: int) -> tuple[int, int, Vma] | None:
+    """The MAP_GROWSDOWN mapping a fault at ``page`` (mapped by nothing) may grow down to it:
+    the next mapping above, if it grows down (arch/x86/mm/fault.c do_user_addr_fault ->
+    mm/memory.c lock_mm_and_find_vma -> mm/mmap.c expand_stack_locked)."""
+    if page < sys.config.mmap_min_addr:
+        return None          # expand_downwards: an address below mmap_min_addr is refused
+    nxt = mm.vmas.next_after(page)
+    return nxt if nxt is not None and nxt[2].growsdown else None
+
+
+def _grow_stack(sys: OsState, mm: Mm, addr: int) -> tuple[int, int, Vma] | None:
+    """An access below a MAP_GROWSDOWN mapping that the target reported as done: the mapping
+    grew down to the page (expand_downwards: vm_start = the page, vm_pgoff moved with it)."""
+    stack = _stack_above(sys, mm, addr & PAGE_MASK)
+    if stack is None:
+        return None
+    s, e, v = stack
+    mm.vmas.set(addr & PAGE_MASK, e, v)
+    return mm.vmas.find(addr)
+
+
 def _expect_access(sys: OsState, mm: Mm, addr: int, kind: int) -> Expect:
     page = addr & PAGE_MASK
     hit = mm.vmas.find(addr)
     v = hit[2] if hit else None
+    if v is None and page not in mm.flushed and _stack_above(sys, mm, page) is not None:
+        # mm/mmap.c expand_downwards / acct_stack_growth: the fault grows the stack mapping down to
+        # the page, unless the stack guard gap to the mapping below (stack_guard_gap, a boot
+        # parameter), RLIMIT_STACK, RLIMIT_AS, the lock limit or overcommit refuse it (SIGSEGV)
+        return Expect("linux.mmap.growsdown-expands", Outcome(signal="SIGSEGV"),
+                      "the mapping grows down to the page and the access is made there, or SIGSEGV",
+                      unknown=True)
     if v is not None and page in mm.guard:
         # mm/memory.c handle_pte_marker: a guard marker (MADV_GUARD_INSTALL) faults SIGSEGV
         return exactly("linux.madvise.guard-install", Outcome(signal="SIGSEGV"))
@@ -192,7 +220,7 @@ def _access(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, kind: int) -
             return None         # a guard marker stays; nothing is faulted in
         fault.do_page_fault(sys, mm, hit[2] if hit else None, addr, kind)
         return None
-    hit = mm.vmas.find(addr)
+    hit = mm.vmas.find(addr) or _grow_stack(sys, mm, addr)
     if hit is None:
         return None
     v = hit[2]
@@ -285,7 +313,7 @@ def apply_fetch(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int) -> None:
     # A target may run the fetch in a probe process (the linux target must: a jump into
     # the page cannot return): whether this process now maps the page is unknown.
     page = addr & PAGE_MASK
-    hit = mm.vmas.find(addr)
+    hit = mm.vmas.find(addr) or (_grow_stack(sys, mm, addr) if o.ok else None)
     if hit is None or page in mm.pte:
         return
     if o.ok:

@@ -283,6 +283,12 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
     # CONFIG_LSM_MMAP_MIN_ADDR, 64 KiB by default, which /proc does not show; measured on 6.18)
     hints = {h for h in (hint, max(hint, LSM_MMAP_MIN_ADDR) if hint else 0)
              if h and h + plen <= c.task_size and (h > DEFAULT_MAP_WINDOW) == (h + plen > DEFAULT_MAP_WINDOW)}
+    if honour and stack_gap_below(mm, hint + plen):
+        # arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area_topdown uses a hint only when
+        # addr + len <= vm_start_gap(next VMA): below a VM_GROWSDOWN mapping stack_guard_gap
+        # (256 pages by default, a boot parameter) stays free (clause linux.mmap.hint-stack-guard-gap)
+        honour = False
+        clause = "linux.mmap.hint-stack-guard-gap"
     default = _pick(sys, mm, hint, plen, lo, hi)
     if default is None:
         return errno("linux.mmap.32bit-below-2g" if bit32 else "posix.mmap.enomem-no-room", "ENOMEM")
@@ -314,6 +320,17 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
         clause = "linux.mmap.32bit-below-2g"
     return Expect(clause, Outcome(value=default), f"a free, page-aligned range of {plen:#x} bytes",
                   predicate=allowed, impl_defined=True)
+
+
+STACK_GUARD_GAP = 256 * PAGE_SIZE     # mm/mmap.c stack_guard_gap (the stack_guard_gap= boot parameter)
+
+
+def stack_gap_below(mm: Mm, end: int) -> bool:
+    """Does a range ending at ``end`` reach into the guard gap below a MAP_GROWSDOWN mapping
+    (include/linux/mm.h vm_start_gap)?  The gap is a boot parameter, so any mapping that grows
+    down within the default gap, or further, counts."""
+    nxt = mm.vmas.next_after(end - 1)
+    return nxt is not None and nxt[2].growsdown and nxt[0] - end < STACK_GUARD_GAP
 
 
 def _pick(sys: OsState, mm: Mm, hint: int, plen: int, lo: int, hi: int) -> int | None:
@@ -355,7 +372,7 @@ def apply_mmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: i
     vma = Vma(prot, shared, obj, origin, exec_only=exec_only, clause=(
         "posix.mmap.fixed-exact" if flags & MAP["MAP_FIXED"] else "posix.mmap.maps-range"),
         locked=locked and not droppable, onfault=bool(mm.mcl_future & MCL["MCL_ONFAULT"]), may_write=may_write,
-        huge=None, droppable=droppable, wipeonfork=droppable)
+        huge=None, droppable=droppable, wipeonfork=droppable, growsdown=bool(flags & MAP["MAP_GROWSDOWN"]))
     mm.vmas.set(start, end, vma)
     # mm/mmap.c do_mmap -> mm_populate: MAP_POPULATE (not with MAP_NONBLOCK: clause
     # linux.mmap.populate-nonblock), and MAP_LOCKED / MCL_FUTURE without ONFAULT

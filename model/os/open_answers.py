@@ -16,6 +16,9 @@ OPEN_ANSWERS: tuple[tuple[str, str, str, str], ...] = (
     ("access", "_expect_access", "linux.x86.fetch-crosses-page",
      "an instruction fetched near a page's end may run onto a page that cannot be fetched: whether it "
      "does depends on the bytes there, which the model does not decode"),
+    ("access", "_expect_access", "linux.mmap.growsdown-expands",
+     "below a MAP_GROWSDOWN mapping a fault grows it unless the stack guard gap (a boot parameter), "
+     "RLIMIT_STACK, RLIMIT_AS, the lock limit or overcommit refuse it: not modelled (unknown)"),
     ("access", "_expect_access", "linux.madvise.free-lazy",
      "after MADV_FREE the kernel frees the page only under memory pressure (mm/vmscan.c): old value or 0"),
     ("advice", "expect_madvise", "linux.madvise.hwpoison-privileged",

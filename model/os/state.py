@@ -72,6 +72,7 @@ class Vma:
     wipeonfork: bool = False   # VM_WIPEONFORK (MADV_WIPEONFORK, MAP_DROPPABLE): a child gets the range empty
     droppable: bool = False    # VM_DROPPABLE (MAP_DROPPABLE, Linux 6.11+)
     sealed: bool = False       # VM_SEALED (mseal, Linux 6.10+): no unmap, move, protection change or discard
+    growsdown: bool = False    # VM_GROWSDOWN (MAP_GROWSDOWN): a fault just below grows it down (a stack)
 
     @property
     def perms(self) -> str:
