@@ -647,9 +647,10 @@ class OsGen:
             elif what == "mlock2":
                 c(Call("mlock2", (at(off), length, r.choice(MLOCK_FLAGS[:2])), None, child))
             elif what == "mlockall":
-                # not MCL_FUTURE: the native agent (linux-agent, qemu-user, uml) allocates memory of its
-                # own at a checkpoint, which MCL_FUTURE under this small limit refuses (the agent dies);
-                # the mlockall step draws MCL_FUTURE anywhere else
+                # not MCL_FUTURE: the native agent (linux-agent, qemu-user, uml) grew its heap at a
+                # checkpoint, which MCL_FUTURE under this small limit refuses (the agent died); it now
+                # reserves its heap at start, so this can be lifted once qemu-user and uml agree again.
+                # The mlockall step draws MCL_FUTURE anywhere else
                 c(Call("mlockall", (r.choice(MCL_FLAGS[2:6]),), None, child))
             elif what == "munlockall":
                 c(Call("munlockall", (), None, child))
