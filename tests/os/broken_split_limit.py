@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from memspec.model.mm import Config, System
+from memspec.model.mm import System
 from memspec.model.rules import replaced
-from memspec.targets.model import ModelSession, ModelTarget
+from memspec.targets.model import OsModelTarget
 
 SPLITTING = ("mprotect", "mlock", "mlock2", "munlock", "madvise")
 
@@ -45,26 +45,5 @@ BUGS = {"splits-ignore-limit": SplitsIgnoreLimit}
 CLASSES = {**BUGS, "reference": System}
 
 
-class _Session(ModelSession):
-    def __init__(self, cls, facts: dict[str, Any]):
-        self.system = cls(Config.from_facts(facts))
-
-
-class BrokenOs(ModelTarget):
-    layers = ("os",)
-
-    def __init__(self, bug: str, facts: dict[str, Any] | None = None):
-        super().__init__()
-        self.bug = bug
-        self.name = f"broken-os:{bug}"
-        self._facts = dict(facts or {})
-
-    def facts(self) -> dict[str, Any]:
-        return dict(self._facts)
-
-    def session(self, layer: str = "os") -> _Session:
-        return _Session(CLASSES[self.bug], self._facts)
-
-
-def target(bug: str, **facts: Any) -> BrokenOs:
-    return BrokenOs(bug, facts)
+def target(bug: str, **facts: Any) -> OsModelTarget:
+    return OsModelTarget(f"broken-os:{bug}", CLASSES[bug], facts)
