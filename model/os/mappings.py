@@ -264,9 +264,13 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
     hint = addr & PAGE_MASK
     if hint and hint < c.mmap_min_addr:
         hint = page_align(c.mmap_min_addr)
+    hint_in = hint
     if bit32:
         # arch/x86/kernel/sys_x86_64.c: MAP_32BIT goes to the legacy bottom-up search
-        # before the hint is looked at, so the hint is ignored.
+        # (arch_get_unmapped_area) before the top-down path looks at the hint; there a free hint
+        # is used if end - len >= addr (end = 2 GiB), below find_start_end's 1 GiB too (measured
+        # on 6.18: a hint of 0x2fff gave 0x10000).  Whether the target's own mappings (its
+        # binary, below 2 GiB) leave it free the model cannot tell: the hint is allowed, not demanded.
         hint = 0
         # find_start_end: MAP_32BIT searches [0x40000000, 0x80000000) only ("Give it 1GB of
         # playground"), its start moved up by randomize_page(begin, 0x02000000) under
@@ -281,8 +285,9 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
     # the hints the kernel may have used: the one rounded to the sysctl's vm.mmap_min_addr, or
     # to the LSM's floor (security/min_addr.c: mmap_min_addr is the larger of the sysctl and
     # CONFIG_LSM_MMAP_MIN_ADDR, 64 KiB by default, which /proc does not show; measured on 6.18)
-    hints = {h for h in (hint, max(hint, LSM_MMAP_MIN_ADDR) if hint else 0)
-             if h and h + plen <= c.task_size and (h > DEFAULT_MAP_WINDOW) == (h + plen > DEFAULT_MAP_WINDOW)}
+    hints = {h for h in (hint_in, max(hint_in, LSM_MMAP_MIN_ADDR) if hint_in else 0)
+             if h and h + plen <= (0x80000000 if bit32 else c.task_size)
+             and (h > DEFAULT_MAP_WINDOW) == (h + plen > DEFAULT_MAP_WINDOW)}
     if honour and stack_gap_below(mm, hint + plen):
         # arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area_topdown uses a hint only when
         # addr + len <= vm_start_gap(next VMA): below a VM_GROWSDOWN mapping stack_guard_gap

@@ -33,6 +33,20 @@ def test_map_32bit_searches_the_second_gib_only():
     assert near.judge(Outcome(value=-1, errno="ENOMEM")) is None and near.judge(Outcome(value=0x40800000)) is None
 
 
+def test_map_32bit_allows_a_free_hint_below_2_gib_even_in_the_first_gib():
+    # arch_get_unmapped_area (the bottom-up path MAP_32BIT takes) uses a free hint when
+    # end - len >= addr, end being 2 GiB: measured on 6.18, a hint of 0x2fff gave 0x10000 (the
+    # hint rounded up to the LSM's mmap_min_addr); found by `check --target linux --seed 7`
+    s = System()
+    e = s.expect("main", "mmap", (0x2FFF, 0x1000, 0, ANON32, 0, 0))
+    assert e.judge(Outcome(value=0x10000)) is None and e.judge(Outcome(value=0x2000)) is None
+    assert e.judge(Outcome(value=0x41abf000)) is None                 # not demanded: the target's own
+    assert e.judge(Outcome(value=0x20000000)) is not None             # neither the hint nor the window
+    # a hint whose range would end above 2 GiB is not used
+    high = s.expect("main", "mmap", (0x7FFFF000, 0x2000, 0, ANON32, 0, 0))
+    assert high.judge(Outcome(value=0x7FFFF000)) is not None
+
+
 SHARED_VALIDATE_ANON = MAP["MAP_SHARED_VALIDATE"] | MAP["MAP_ANONYMOUS"]
 
 
