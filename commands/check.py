@@ -268,6 +268,24 @@ class Checker:
         from memspec.fuzz.differential import execute
         return execute(target, canary, facts).status is RunStatus.OK
 
+    def _machine_finding(self, target: Any, facts: dict[str, Any], layer: str, prog: Program, check: Any) -> Any:
+        """The state machine's failing program as a finding: run again as a program and, when it
+        fails there too, through the findings pipeline the programs take (confirmed, shrunk by the
+        same minimiser, saved), so its reproducer is as short as a random program's; else saved as
+        the machine found it."""
+        from memspec.fuzz.differential import execute, localise
+        from memspec.records import Judgement
+        findings = self._findings(target, facts, layer)
+        try:
+            j = localise(target, prog, facts, execute(target, prog, facts))
+        except Exception:       # a target whose sessions only the machine can drive: keep the machine's own
+            j = None
+        if j is not None and j.failure is not None:
+            status, finding = findings.consider(prog, j, "state machine")
+            if finding is not None:
+                return finding
+        return findings.record(prog, check, Judgement(target.name), "state machine")
+
     def _findings(self, target: Any, facts: dict[str, Any], layer: str) -> Any:
         from memspec.fuzz.findings import Findings
         return Findings(target, facts, os.path.join(self.o.out, "counterexamples"), layer, seed=self.o.seed,
@@ -321,10 +339,10 @@ class Checker:
             tr.machine = {"examples": self.o.machine_examples, "result": "fail", "seconds": round(time.monotonic() - t0, 2)}
             if prog is None:
                 raise
-            from memspec.records import Check, Judgement
+            from memspec.records import Check
             check = Check(e.clause, Verdict.FAIL, e.index, e.expected, e.observed, str(e).splitlines()[0])
             tr.clauses.setdefault(e.clause, ClauseStats()).add("fail")
-            finding = self._findings(target, facts, layer).record(prog, check, Judgement(target.name), "state machine")
+            finding = self._machine_finding(target, facts, layer, prog, check)
             tr.failures.append(self._report(finding, cat, facts))
         finally:
             # steps the target refused to run: unsupported under the clause each would have exercised
