@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 from memspec.targets.children import LIVE_GROUPS, describe_status, fork_in_group, kill_all, read_lines, reap
@@ -65,34 +67,44 @@ def test_describe_status_names_the_signal() -> None:
     assert describe_status(reap(pid)) == "SIGSEGV"
 
 
-def test_a_ctrl_c_during_the_fork_waits_until_the_child_is_registered(monkeypatch) -> None:
+CTRL_C_AT_FORK = r"""
+import os, signal, time
+import memspec.targets.children as children
+from memspec.targets.children import LIVE_GROUPS, fork_in_group, kill_all
+real_fork = os.fork
+
+def fork_then_ctrl_c():
+    pid = real_fork()
+    if pid:
+        os.kill(os.getpid(), signal.SIGINT)
+    return pid
+
+children.os.fork = fork_then_ctrl_c
+signal.signal(signal.SIGINT, signal.default_int_handler)
+seen = []
+try:
+    # the child lets go of the output pipes, so a failure here is reported at once
+    seen.append(fork_in_group(lambda: [os.close(1), os.close(2), time.sleep(60)] and 0))
+except KeyboardInterrupt:
+    pass
+mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+children.os.fork = real_fork
+groups = [g for g in LIVE_GROUPS if os.getpgid(g) == g and g not in seen]
+assert groups, "the child forked while Ctrl-C arrived is not registered: kill_all would leave it running"
+assert signal.SIGINT not in mask and signal.SIGTERM not in mask      # the caller's mask is as it was
+assert kill_all() >= 1
+for g in groups:
+    assert os.WIFSIGNALED(os.waitpid(g, 0)[1])
+print("ok")
+"""
+
+
+def test_a_ctrl_c_during_the_fork_waits_until_the_child_is_registered() -> None:
     # the kernel restarts a fork that a signal interrupts and Python raises KeyboardInterrupt right
     # after it returns: the signal is sent here as fork returns, the worst moment.  Unheld, it would
-    # raise before the registration, and kill_all would not know the child
-    import memspec.targets.children as children
-    real_fork = os.fork
-
-    def fork_then_ctrl_c() -> int:
-        pid = real_fork()
-        if pid:
-            os.kill(os.getpid(), signal.SIGINT)
-        return pid
-
-    monkeypatch.setattr(children.os, "fork", fork_then_ctrl_c)
-    seen: list[int] = []
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        try:
-            seen.append(fork_in_group(lambda: time.sleep(60)))
-        except KeyboardInterrupt:
-            pass
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    finally:
-        signal.signal(signal.SIGINT, old)
-    monkeypatch.undo()
-    groups = [g for g in LIVE_GROUPS if _pgid(g) == g and g not in seen]
-    assert groups, "the child forked while Ctrl-C arrived is not registered: kill_all would leave it running"
-    assert signal.SIGINT not in mask and signal.SIGTERM not in mask      # the caller's mask is as it was
-    assert kill_all() >= 1
-    for g in groups:
-        assert os.WIFSIGNALED(os.waitpid(g, 0)[1])
+    # raise before the registration, and kill_all would not know the child.  Run in a process of
+    # one thread, as memspec's commands are when they fork (their judge thread blocks the stop
+    # signals): a process-directed SIGINT may be taken by any thread that does not block it, and a
+    # pytest worker has threads of its own that do not.
+    r = subprocess.run([sys.executable, "-c", CTRL_C_AT_FORK], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
