@@ -20,6 +20,21 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def load_benchmark(script: str):
+    """A script of benchmarks/ imported as a module (once per process; scripts are not a package)."""
+    import importlib.util
+    name = "memspec_bench_" + os.path.splitext(script)[0]
+    if name in sys.modules:
+        return sys.modules[name]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(name, os.path.join(root, "benchmarks", script))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def run_memspec(*args: str, timeout: float = 600, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "memspec.commands.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd)

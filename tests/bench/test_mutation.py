@@ -9,30 +9,18 @@ the same way is not (no false kill).  Kill rates are measured by the benchmark, 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
-import sys
 
 import pytest
+
+from ..conftest import load_benchmark
 
 pytestmark = pytest.mark.slow   # each test builds and runs mutants of the model in subprocesses (~3 min together)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _load():
-    name = "memspec_bench_mutation"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", "mutation.py"))
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-mutation = _load()
+mutation = load_benchmark("mutation.py")
 
 
 def _obvious() -> str:

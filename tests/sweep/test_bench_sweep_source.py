@@ -3,30 +3,15 @@ it cannot be had (no network needed: the clone is from a local repository or fro
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ..conftest import load_benchmark
 
-
-def _load():
-    name = "memspec_bench_sweep"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", "bench_sweep.py"))
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _load()
+bench = load_benchmark("bench_sweep.py")
 
 
 def test_a_given_tree_without_access_c_is_refused(tmp_path, monkeypatch):
