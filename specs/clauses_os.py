@@ -552,6 +552,13 @@ declare(
      "refused split are locked (or unlocked), and nothing is faulted in",
      "mm/mlock.c apply_vma_lock_flags -> mlock_fixup -> vma_modify_flags -> mm/vma.c split_vma "
      "(map_count >= sysctl_max_map_count); do_mlock calls __mm_populate only after apply_vma_lock_flags succeeded"),
+    ("linux.mseal.enomem-max-map-count",
+     "mseal that must split a VMA not yet sealed (the range starts or ends inside one) fails with ENOMEM when the "
+     "process already has vm.max_map_count mappings; the VMAs of the range before the refused split are sealed, "
+     "and a VMA already sealed needs no split",
+     "mm/mseal.c mseal_apply (skips a VMA with VM_SEALED; otherwise vma_modify_flags, returning at the first "
+     "error) -> mm/vma.c vma_modify -> split_vma (vma->vm_mm->map_count >= sysctl_max_map_count -> -ENOMEM); "
+     "Documentation/userspace-api/mseal.rst"),
     ("linux.madvise.eagain-max-map-count",
      "madvise with an advice that changes the VMA's flags (MADV_DONTFORK, DOFORK, WIPEONFORK, KEEPONFORK, "
      "HUGEPAGE, NOHUGEPAGE, NORMAL, RANDOM, SEQUENTIAL, DONTDUMP, DODUMP, MERGEABLE, UNMERGEABLE) that must split "

@@ -71,6 +71,9 @@ OPEN_ANSWERS: tuple[tuple[str, str, str, str], ...] = (
     ("locking", "_split_limit", "linux.mlock.enomem-max-map-count",
      "near vm.max_map_count the target's own mappings count too: a split may be refused (alone the "
      "model counts exactly)"),
+    ("sealing", "expect_mseal", "linux.mseal.enomem-max-map-count",
+     "near vm.max_map_count the target's own mappings count too: a split may be refused (alone the "
+     "model counts exactly)"),
     ("advice", "expect_madvise", "linux.madvise.eagain-max-map-count",
      "near vm.max_map_count the target's own mappings count too, and of some advice (MADV_NORMAL, "
      "RANDOM, SEQUENTIAL, DONTDUMP, DODUMP, MERGEABLE, UNMERGEABLE) the model keeps no flag, so it "

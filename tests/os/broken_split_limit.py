@@ -1,5 +1,5 @@
 """A broken os implementation that ignores vm.max_map_count when a call splits a VMA (mprotect,
-mlock, mlock2, munlock, madvise; model/os/splits.py): the reference model with the limit lifted
+mlock, mlock2, munlock, madvise, mseal; model/os/splits.py): the reference model with the limit lifted
 for those calls, served in process as a ``py:`` target
 (``py:tests/os/broken_split_limit.py:target("splits-ignore-limit")``).  A fake for testing the
 rules and the judge, never a target of its own."""
@@ -13,7 +13,7 @@ from memspec.model.mm import System
 from memspec.model.rules import replaced
 from memspec.targets.model import OsModelTarget
 
-SPLITTING = ("mprotect", "mlock", "mlock2", "munlock", "madvise")
+SPLITTING = ("mprotect", "mlock", "mlock2", "munlock", "madvise", "mseal")
 
 
 def _unlimited(fn):

@@ -80,6 +80,38 @@ def test_mlock_munlock_and_madvise_are_refused_alike():
     assert s.expect("main", "madvise", (A + P, P, MADV["MADV_WILLNEED"])).allowed == (Outcome(value=0),)
 
 
+def test_mseal_is_refused_at_the_split_and_seals_the_vmas_before_it():
+    s = system(4, 4)
+    e = s.expect("main", "mseal", (A + P, P, 0))
+    assert e.allowed == (Outcome(value=-1, errno="ENOMEM"),) and e.clause == "linux.mseal.enomem-max-map-count"
+    s.apply("main", "mseal", (A + P, P, 0), e.default)
+    assert s.expect("main", "munmap", (A, 3 * P)).allowed == (Outcome(value=0),)     # nothing sealed
+    # the whole VMA needs no split and is sealed
+    assert s.expect("main", "mseal", (A, 3 * P, 0)).allowed == (Outcome(value=0),)
+    s.apply("main", "mseal", (A, 3 * P, 0), Outcome(value=0))
+    # a VMA already sealed needs no split: sealing part of it again is 0
+    assert s.expect("main", "mseal", (A + P, P, 0)).allowed == (Outcome(value=0),)
+    # a range over the sealed VMA and the head of the next: the first is skipped, the next's tail
+    # split is refused, nothing more is sealed
+    t = System(Config.from_facts({"max_map_count": 2}))
+    t.apply("main", "mmap", (A, 3 * P, RW, ANON | 0x10, -1, 0), Outcome(value=A))
+    t.apply("main", "mmap", (A + 3 * P, 3 * P, RW, ANON | 0x10, -1, 0), Outcome(value=A + 3 * P))
+    t.apply("main", "mseal", (A, 3 * P, 0), Outcome(value=0))
+    e = t.expect("main", "mseal", (A, 4 * P, 0))
+    assert e.allowed == (Outcome(value=-1, errno="ENOMEM"),)
+    t.apply("main", "mseal", (A, 4 * P, 0), e.default)
+    assert t.expect("main", "munmap", (A + 3 * P, 3 * P)).allowed == (Outcome(value=0),)
+    # two unsealed VMAs: the first is sealed whole before the second's split is refused
+    u = System(Config.from_facts({"max_map_count": 2}))
+    u.apply("main", "mmap", (A, 3 * P, RW, ANON | 0x10, -1, 0), Outcome(value=A))
+    u.apply("main", "mmap", (A + 3 * P, 3 * P, RW, ANON | 0x10, -1, 0), Outcome(value=A + 3 * P))
+    e = u.expect("main", "mseal", (A, 4 * P, 0))
+    assert e.allowed == (Outcome(value=-1, errno="ENOMEM"),)
+    u.apply("main", "mseal", (A, 4 * P, 0), e.default)
+    assert u.expect("main", "munmap", (A, 3 * P)).allowed == (Outcome(value=-1, errno="EPERM"),)
+    assert u.expect("main", "munmap", (A + 3 * P, 3 * P)).allowed == (Outcome(value=0),)
+
+
 def test_on_a_target_with_mappings_of_its_own_it_is_a_choice_near_the_limit_only():
     band = {"quiet_ranges": [list(SANDBOX_WINDOW)], "base_maps": 100}
     near = system(140, 4, **band).expect("main", "mprotect", (A + P, P, R))
@@ -105,6 +137,7 @@ store(a+0x1000, 8)
     ("", "linux.mprotect.enomem-max-map-count"),
     ("e0 = mlock(a+0x1000, 0x1000)\n", "linux.mlock.enomem-max-map-count"),
     ("e0 = madvise(a+0x1000, 0x1000, MADV_WIPEONFORK)\n", "linux.madvise.eagain-max-map-count"),
+    ("e0 = mseal(a+0x1000, 0x1000, 0)\n", "linux.mseal.enomem-max-map-count"),
 ])
 def test_an_implementation_that_ignores_the_limit_on_splits_is_caught(call, clause):
     lines = PROG.splitlines(keepends=True)
