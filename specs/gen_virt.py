@@ -15,6 +15,16 @@ trampoline pages, and alternates user accesses (of user and kernel addresses),
 syscall entries and exits, kernel accesses, context switches among up to 8
 processes and counter reads.
 
+Issue #26's features, each with a weight the fuzzer's bytes steer: swarm testing (a program
+draws its operations from a random subset of ``OPS_2D``, so long runs of a few appear); a
+read-back after each nested leaf change (every guest page mapped through the changed gpa page
+and its neighbours, then the nested entries of the path, upper levels included: EPT A/D is set
+in every entry a walk uses, SDM Vol. 3C §29.3.5); guest 2 MiB pages and a nested 1 GiB page
+(gpa 1..2 GiB onto host 0..1 GiB, aliasing the guest's 4 KiB pages); EPT pointers the CPU must
+refuse at VM entry (§27.2.1.1: memory type, walk length, reserved bits; then a valid one); and
+an upper nested entry made odd for a few accesses (misconfigured, §29.3.3.1, or not present)
+and put back with INVEPT.
+
 Every decision is drawn from a ``Chooser`` (``specs/choose.py``): fuzzer bytes in the codec
 (``fuzz/codec_virt.py``), Hypothesis draws in the state machine (``specs/machine_virt.py``).
 """
@@ -25,10 +35,32 @@ from typing import Any
 
 from memspec.program import Flags, Int, Program
 
-from .choose import Chooser
+from .choose import Chooser, swarm
 from .gen_base import CallEmitter
 
 MAX_OPS = 26
+SWARM_PERCENT = 40           # programs that draw from a random subset of ``OPS_2D`` (swarm testing)
+READBACK_PERCENT = 45        # nested leaf changes followed by reads through it, its neighbours and the entries
+ODD_EPTP_PERCENT = 12        # programs whose first VM entry has an EPTP the CPU refuses (then a valid one)
+NESTED_1G_PERCENT = 20       # programs with a nested 1 GiB page (gpa 1..2 GiB -> hpa 0..1 GiB)
+ODD_UPPER_PERCENT = 40       # programs with an odd upper nested entry right after the guest is built
+GUEST_2M_PERCENT = 25        # guest leaves that are 2 MiB pages (over the nested 2 MiB page)
+# what one operation of a two-dimensional program does, by weight (accesses stay in a swarm subset)
+OPS_2D = [(44, "access"), (14, "nested_leaf"), (8, "guest_leaf"), (8, "read_gpte"), (4, "read_epte"),
+          (4, "invept_all"), (4, "vm_cr3"), (6, "second_guest"), (4, "enter"), (8, "odd_upper")]
+# an upper nested entry made odd (``odd_upper``): EPT misconfigurations (§29.3.3.1: PS, bits 6:3 of a
+# non-leaf entry, W without R, X alone where execute-only is unsupported) and violations (not present,
+# read-only); nested paging's rights (APM §15.25.5: every nested access is a user access) and PS
+ODD_UPPER_EPT = [("EPT_R", "EPT_W", "EPT_X", "EPT_PS"), ("EPT_R", "EPT_W", "EPT_X", "EPT_MT_WB"),
+                 ("EPT_R", "EPT_W", "EPT_X", "EPT_IPAT"), ("EPT_W", "EPT_X"), ("EPT_X",), (), ("EPT_R",),
+                 ("EPT_R", "EPT_X")]
+ODD_UPPER_NPT = [("PTE_P", "PTE_RW", "PTE_US", "PTE_PS"), ("PTE_RW", "PTE_US"), ("PTE_P", "PTE_US"),
+                 ("PTE_P", "PTE_RW"), ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD")]
+GPA_1G = 0x40000000          # the nested 1 GiB page's gpa (PDPTE index 1)
+# EPT pointers VM entry refuses (SDM Vol. 3C §27.2.1.1; Table 25-9): memory types other than UC (0) and
+# WB (6), walk lengths other than 4 and 5, reserved bits 11:7; and a valid UC one
+ODD_EPTP = [(3, 0x6 | 2 << 3), (3, 0x1 | 3 << 3), (2, 0x7 | 3 << 3), (2, 0x6 | 3 << 3 | 1 << 7),
+            (2, 0x6 | 3 << 3 | 1 << 11), (2, 0x6 | 6 << 3), (3, 0x0 | 3 << 3), (2, 0x6 | 4 << 3)]
 EPT_ROOT = 0x200000          # nested tables: 0x200000 + 0x1000*k (guest 0), 0x240000 + ... (guest 1)
 HOST_4K = 0x400000           # gpa page g of the low 2 MiB -> hpa 0x400000 + g*0x1000 (guest 0)
 HOST_2M = 0x800000           # gpa 2..4 MiB -> hpa 0x800000 (guest 0); guest 1 uses +0x800000
@@ -81,7 +113,9 @@ class VirtGen(CallEmitter):
         return nested_leaf(self.r, ept, large)
 
     def nested(self, ept: bool, vm: int) -> tuple[int, list[tuple[int, int]]]:
-        """Build one guest's nested tables; return the root and the (table, index) of 4 KiB leaves."""
+        """Build one guest's nested tables; return the root and the (table, index) of 4 KiB leaves (the
+        leaf at index ``i`` maps gpa ``i << 12``).  The upper entries (table, index, next table, level)
+        go to ``self.uppers`` for ``odd_upper``."""
         r = self.r
         base = EPT_ROOT + 0x40000 * vm
         host = 0x800000 * vm
@@ -90,6 +124,7 @@ class VirtGen(CallEmitter):
         pml4, pdpt, pd, pt = base, base + 0x1000, base + 0x2000, base + 0x3000
         self.emit(setter, pml4, Int(0), pdpt, Flags(upper))
         self.emit(setter, pdpt, Int(0), pd, Flags(upper))
+        self.uppers = [(pml4, 0, pdpt, 4), (pdpt, 0, pd, 3)]
         leaves: list[tuple[int, int]] = []
         if r.chance(20):
             # the guest's low 2 MiB as one large page
@@ -97,6 +132,7 @@ class VirtGen(CallEmitter):
                                                                 if ept else ("PTE_P", "PTE_RW", "PTE_US", "PTE_PS")))
         else:
             self.emit(setter, pd, Int(0), pt, Flags(upper))
+            self.uppers.append((pd, 0, pt, 2))
             for g in list(range(0x10, 0x18)) + list(range(0x100, 0x110)):
                 idx = g & 0x1FF
                 names = upper + (("EPT_MT_WB",) if ept else ()) if g < 0x100 or r.chance(60) else self.nested_leaf(ept, False)
@@ -106,16 +142,23 @@ class VirtGen(CallEmitter):
                 leaves.append((pt, idx))
         self.emit(setter, pd, Int(1), HOST_2M + host, _flags(self.nested_leaf(ept, True)))
         self.emit(setter, pd, Int(2), 0, Int(0))                  # gpa 4..6 MiB: not present
+        self.big = r.chance(NESTED_1G_PERCENT)
+        if self.big:
+            # gpa 1..2 GiB as one 1 GiB page onto host 0..1 GiB: the guest's 4 KiB data pages at hpa
+            # 0x500000.. are reached through it too (two gpas, one host page)
+            self.emit(setter, pdpt, Int(1), 0, _flags(self.nested_leaf(ept, False) + (("EPT_PS",) if ept else ("PTE_PS",))))
         return pml4, leaves
 
     # -- the guest stage ------------------------------------------------------------------
 
-    def guest(self) -> list[tuple[int, int, int]]:
-        """Guest tables at gpa; returns (gva, guest leaf table gpa, index) slots."""
+    def guest(self) -> list[tuple[int, int, int, int, int]]:
+        """Guest tables at gpa; returns (gva, guest leaf table gpa, index, gpa, level) slots: 4 KiB leaves,
+        and (``GUEST_2M_PERCENT``) 2 MiB leaves over the nested 2 MiB page."""
         r = self.r
         pml4 = GUEST_TABLES
         nxt = [GUEST_TABLES + 0x1000]
         entries: dict[tuple[int, int], int] = {}
+        leaves: set[tuple[int, int]] = set()
         slots = []
 
         def table() -> int:
@@ -124,11 +167,12 @@ class VirtGen(CallEmitter):
             return t
         for _ in range(r.integer(1, 4)):
             i4, i3, i2, i1 = r.choice([0, 0, 1]), r.choice([0, 0, 2]), r.integer(0, 3), r.integer(0, 7)
+            large = r.chance(GUEST_2M_PERCENT)
             t = pml4
-            for level, i in ((4, i4), (3, i3), (2, i2)):
+            for level, i in ((4, i4), (3, i3), (2, i2))[:2 if large else 3]:
                 n = entries.get((t, i))
                 if n is None:
-                    if nxt[0] >= GUEST_TABLES + 0x8000:
+                    if nxt[0] >= GUEST_TABLES + 0x8000 or (t, i) in leaves:
                         break
                     n = table()
                     flags = ("PTE_P", "PTE_RW", "PTE_US") if r.chance(88) else r.weighted(GUEST_LEAF)
@@ -136,13 +180,74 @@ class VirtGen(CallEmitter):
                     entries[(t, i)] = n
                 t = n
             else:
-                k = r.integer(0, 19)
+                if large:
+                    if (t, i2) in entries:
+                        continue
+                    gpa = 0x200000 if r.chance(80) else 0x400000       # the nested 2 MiB page, or none
+                    self.emit("set_gpte", t, Int(i2), gpa, Flags(r.weighted(GUEST_LEAF) + ("PTE_PS",)))
+                    leaves.add((t, i2))
+                    gva = (i4 << 39) | (i3 << 30) | (i2 << 21)
+                    slots.append((gva, t, i2, gpa, 2))
+                    continue
+                k = r.integer(0, 19 + 4 * self.big)
                 gpa = (GUEST_DATA + 0x1000 * k if k < 16 else
-                       (0x200000 + 0x1000 * r.integer(0, 7), 0x400000, 0x600000, GUEST_TABLES)[k - 16])
+                       (0x200000 + 0x1000 * r.integer(0, 7), 0x400000, 0x600000, GUEST_TABLES)[k - 16] if k < 20 else
+                       GPA_1G + HOST_4K + 0x1000 * r.integer(0x100, 0x10F))
                 self.emit("set_gpte", t, Int(i1), gpa, Flags(r.weighted(GUEST_LEAF)))
                 gva = (i4 << 39) | (i3 << 30) | (i2 << 21) | (i1 << 12)
-                slots.append((gva, t, i1))
+                slots.append((gva, t, i1, gpa, 1))
         return slots
+
+    def gva_in(self, slot: tuple[int, int, int, int, int]) -> int:
+        """An address in a slot's page: its first qwords, or (2 MiB page) a 4 KiB page inside it."""
+        r = self.r
+        gva, _, _, _, level = slot
+        if level == 2:
+            gva += 0x1000 * r.choice([0, 1, 8, 0x1FF])
+        return gva + 8 * r.integer(0, 3)
+
+    def access(self, gva: int, acc: str | None = None) -> None:
+        r = self.r
+        acc = acc or r.choice(["ACC_READ", "ACC_READ", "ACC_WRITE", "ACC_EXEC"])
+        self.emit("vm_access", gva, Flags((acc,)), Int(r.choice([0, 3, 3])), result=acc != "ACC_EXEC")
+
+    def read_back(self, setter: str, slots: list[tuple[int, int, int, int, int]], table: int, idx: int) -> None:
+        """After a change of the nested leaf mapping gpa page ``idx`` (READBACK_PERCENT): reads of every
+        guest page mapped at that gpa page or beside it, then the leaf's entry and the upper entries of
+        its path (EPT A/D, §29.3.5, is set in each entry a walk uses), then the guest leaves used."""
+        r = self.r
+        if not r.chance(READBACK_PERCENT):
+            return
+        near = [sl for sl in slots if sl[4] == 1 and abs((sl[3] >> 12) - idx) <= 1]
+        for sl in near[:4]:
+            self.access(sl[0] + 8 * r.integer(0, 3), "ACC_READ")
+        self.emit("read_epte", table, Int(idx), result=True)
+        if setter == "set_epte" or r.chance(50):
+            for t, i, _, _ in self.uppers:
+                self.emit("read_epte", t, Int(i), result=True)
+        for sl in near[:2]:
+            self.emit("read_gpte", sl[1], Int(sl[2]), result=True)
+
+    def odd_upper(self, ept: bool, root: int, slots: list[tuple[int, int, int, int, int]]) -> None:
+        """An upper nested entry made odd for a few accesses, then put back and invalidated: for EPT a
+        misconfiguration (§29.3.3.1: PS in a PML4E, bits 6:3 of a non-leaf entry, W without R, bits
+        above MAXPHYADDR) or not present or read-only; for nested paging (APM §15.25.5) not present,
+        read-only, supervisor, XD or PS in a PML4E."""
+        r = self.r
+        if not self.uppers or not slots:
+            return
+        table, idx, nxt, level = r.choice(self.uppers)
+        setter = "set_epte" if ept else "set_npte"
+        # PS on a pointer: reserved in a PML4E; in a PDPTE or PDE a large page whose frame (the table's)
+        # is not aligned to its size, so its low address bits are reserved
+        odd = r.choice(ODD_UPPER_EPT if ept else ODD_UPPER_NPT)
+        good: tuple[str, ...] = ("EPT_R", "EPT_W", "EPT_X") if ept else ("PTE_P", "PTE_RW", "PTE_US")
+        high = 1 << r.choice([51, 48, 40]) if r.chance(15) else 0      # above MAXPHYADDR on some CPUs
+        self.emit(setter, table, Int(idx), nxt | high, _flags(odd))
+        for _ in range(r.integer(1, 3)):
+            self.access(self.gva_in(r.choice(slots)))
+        self.emit(setter, table, Int(idx), nxt, Flags(good))
+        self.emit("invept", Flags(("INVEPT_SINGLE",)), root)
 
     def two_d(self) -> None:
         r = self.r
@@ -150,49 +255,60 @@ class VirtGen(CallEmitter):
         # a target of one vendor (Bochs' Intel or AMD models) gets that vendor's nested paging only
         npt_ok = self.allowed is None or "set_npte" in self.allowed
         ept = (want_ept and (self.allowed is None or "set_epte" in self.allowed)) or not npt_ok
+        self.uppers: list[tuple[int, int, int, int]] = []
+        self.big = False
         root, leaves = self.nested(ept, 0)
         kind = "VM_EPT" if ept else "VM_NPT"
         eptp = Flags(("EPTP_WB", "EPTP_WL4") + (("EPTP_AD",) if r.chance(25) else ())) if ept else Int(0)
         gcr4 = Flags(("CR4_PAE",) + (("CR4_SMEP",) if r.chance(15) else ()))
         gefer = Flags(("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if r.chance(85) else ()))
+        if ept and r.chance(ODD_EPTP_PERCENT):
+            self.emit("vm_boot", Int(0), Flags((kind,)), root, Int(r.weighted(ODD_EPTP)), GUEST_TABLES, gcr4, gefer)
         self.emit("vm_boot", Int(0), Flags((kind,)), root, eptp, GUEST_TABLES, gcr4, gefer)
         slots = self.guest()
         booted = [0]
+        if r.chance(ODD_UPPER_PERCENT):
+            self.odd_upper(ept, root, slots)
         setter = "set_epte" if ept else "set_npte"
+        ops = swarm(r, OPS_2D, SWARM_PERCENT, keep=lambda op: op[1] == "access")
         for _ in range(r.integer(3, MAX_OPS)):
             if r.exhausted:
                 break
-            k = r.integer(0, 99)
-            if k < 48 and slots:
-                gva = r.choice(slots)[0] + 8 * r.integer(0, 3)
-                acc = r.choice(["ACC_READ", "ACC_READ", "ACC_WRITE", "ACC_EXEC"])
-                self.emit("vm_access", gva, Flags((acc,)), Int(r.choice([0, 3, 3])), result=acc != "ACC_EXEC")
-            elif k < 62 and leaves:
+            k = r.weighted(ops)
+            if k == "access" and slots:
+                self.access(self.gva_in(r.choice(slots)))
+            elif k == "nested_leaf" and leaves:
                 t, i = r.choice(leaves)
                 self.emit(setter, t, Int(i), HOST_4K + 0x1000 * r.integer(0, 0x1FF), _flags(self.nested_leaf(ept, False)))
                 if r.chance(50):
                     self.emit("invept", Flags(("INVEPT_SINGLE",)), root)
-            elif k < 70 and slots:
-                _, t, i = r.choice(slots)
-                self.emit("set_gpte", t, Int(i), GUEST_DATA + 0x1000 * r.integer(0, 15), Flags(r.weighted(GUEST_LEAF)))
-            elif k < 78 and slots:
-                _, t, i = r.choice(slots)
+                self.read_back(setter, slots, t, i)
+            elif k == "guest_leaf" and slots:
+                _, t, i, _, level = r.choice(slots)
+                self.emit("set_gpte", t, Int(i), GUEST_DATA + 0x1000 * r.integer(0, 15) if level == 1 else 0x200000,
+                          Flags(r.weighted(GUEST_LEAF) + (("PTE_PS",) if level == 2 else ())))
+            elif k == "read_gpte" and slots:
+                _, t, i, _, _ = r.choice(slots)
                 self.emit("read_gpte", t, Int(i), result=True)
-            elif k < 82 and leaves:
+            elif k == "read_epte" and leaves:
                 t, i = r.choice(leaves)
                 self.emit("read_epte", t, Int(i), result=True)
-            elif k < 86:
+            elif k == "invept_all":
                 self.emit("invept", Flags(("INVEPT_ALL",)), Int(0))
-            elif k < 90:
+            elif k == "vm_cr3":
                 self.emit("vm_cr3", GUEST_TABLES)
-            elif k < 96 and booted == [0]:
+            elif k == "second_guest" and booted == [0]:
                 # a second guest with a disjoint nested stage and the same guest-physical layout
+                uppers = self.uppers
                 root1, _ = self.nested(ept, 1)
+                self.uppers = uppers                          # odd_upper and read-backs stay with guest 0's
                 self.emit("vm_boot", Int(1), Flags((kind,)), root1, eptp, GUEST_TABLES, gcr4, gefer)
                 slots = self.guest()
                 booted.append(1)
-            elif len(booted) > 1:
+            elif k == "enter" and len(booted) > 1:
                 self.emit("vm_enter", Int(r.choice(booted)))
+            elif k == "odd_upper" and len(booted) == 1:
+                self.odd_upper(ept, root, slots)
 
     # -- KPTI ------------------------------------------------------------------------------
 

@@ -1,0 +1,92 @@
+"""Broken virt-layer implementations that only issue #26's generator features show: the reference
+model with one rule wrong, served in process as ``py:`` targets
+(``py:tests/virt/broken_virt_gen.py:target("EptpAnyMemtype")``).  Fakes for testing the generator."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from memspec.model.ept import EptPath, ept_walk
+from memspec.model.rules import replaced
+from memspec.model.virt import VirtModel
+from memspec.model.walk2d import VM_EPT, Nested, Vm
+from memspec.targets.base import Target
+from memspec.targets.model import ModelSession
+
+
+class EptpAnyMemtype(VirtModel):
+    """VM entry takes an EPTP of any memory type (SDM Vol. 3C §27.2.1.1 allows only UC and WB)."""
+
+    def _expect_vm_boot(self, vmid, kind, root, eptp_flags, gcr3, gcr4, gefer):
+        if kind == VM_EPT:
+            eptp_flags = eptp_flags & ~0x7 | 0x6
+        return VirtModel._expect_vm_boot(self, vmid, kind, root, eptp_flags, gcr3, gcr4, gefer)
+
+    RULES = replaced(VirtModel.RULES, "vm_boot", expect=_expect_vm_boot)
+
+
+class EptAOnlyInLeaf(VirtModel):
+    """With EPT A/D on, a walk sets the accessed flag in the leaf only, not in the upper entries it used
+    (§29.3.5 sets it in every EPT paging-structure entry used)."""
+
+    def nested_ad(self, vm: Vm, n: Nested, acc: int) -> list[tuple[int, int]]:
+        out = super().nested_ad(vm, n, acc)
+        if vm.kind == VM_EPT and out:
+            return out[-1:]
+        return out
+
+
+class Ept1GOffsetAs2M(VirtModel):
+    """A 1 GiB EPT page keeps only the low 21 bits of the guest-physical address as its offset."""
+
+    def nested_walk(self, vm: Vm, gpa: int, acc: int = 0) -> Any:
+        res = super().nested_walk(vm, gpa, acc)
+        if isinstance(res, EptPath) and res.size == 1 << 30:
+            return replace(res, size=1 << 21)
+        return res
+
+
+class EptPml4PsIgnored(VirtModel):
+    """Bit 7 (PS) of an EPT PML4E is ignored: the entry is taken as a pointer to a PDPT (§29.3.3.1 makes
+    it an EPT misconfiguration)."""
+
+    def nested_walk(self, vm: Vm, gpa: int, acc: int = 0) -> Any:
+        if vm.kind != VM_EPT:
+            return super().nested_walk(vm, gpa, acc)
+        root, read = vm.root, self.read
+        levels = vm.levels
+
+        def masked(hpa: int) -> int:
+            v = read(hpa)
+            return v & ~0x80 if levels == 4 and root <= hpa < root + 4096 else v
+        return ept_walk(masked, vm.root, vm.levels, gpa, self.maxphy, bool(self.facts["ept_xonly"]),
+                        bool(self.facts["ept_1g"]), self.ept_fact("ept_2m", 16) is not False)
+
+
+BUGS: dict[str, type[VirtModel]] = {
+    "EptpAnyMemtype": EptpAnyMemtype, "EptAOnlyInLeaf": EptAOnlyInLeaf, "Ept1GOffsetAs2M": Ept1GOffsetAs2M,
+    "EptPml4PsIgnored": EptPml4PsIgnored,
+    "VirtModel": VirtModel,
+}
+
+
+class _Session(ModelSession):
+    def __init__(self, cls: type[VirtModel]):
+        self.system = cls(None)
+
+
+class _Target(Target):
+    layers = ("virt",)
+
+    def __init__(self, cls: type[VirtModel]):
+        super().__init__()
+        self.cls = cls
+        self.name = f"broken-virt:{cls.__name__}"
+
+    def session(self, layer: str = "virt") -> _Session:
+        return _Session(self.cls)
+
+
+def target(name: str) -> Target:
+    return _Target(BUGS[name])
