@@ -194,7 +194,7 @@ def measure_anchor(flat: str, qemu: str, window: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--combinations", type=int, default=200_000, help="memspec combinations in all slices")
+    ap.add_argument("--combinations", type=int, default=1_000_000, help="memspec combinations in all slices")
     ap.add_argument("--slices", type=int, default=5)
     ap.add_argument("--kvm-unit-tests", metavar="DIR",
                     help="kvm-unit-tests source tree (else $KVM_UNIT_TESTS, else a clone of --kvm-unit-tests-url)")

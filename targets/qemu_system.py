@@ -283,6 +283,80 @@ class Guest:
             out += got
         return out
 
+    def exchange_records(self, setup: list[str], request: list[tuple[str, int]], size: int,
+                         timeout: float) -> bytes:
+        """A sweep batch (testkernel/README.md, Sweeps): the ``setup`` commands (each must answer
+        ``k``), then the ``z`` lines of ``request`` (line, combinations), each answered by ``z`` and that
+        many records of ``size`` bytes; returns the records, concatenated.  In shared memory under QEMU
+        (one round trip), else on the serial line (8-bit clean)."""
+        lines = setup + [line for line, _ in request]
+        deadline = time.monotonic() + timeout
+        if self.shm is not None:
+            data = ("\n".join(lines) + "\n").encode("ascii")
+            if len(data) >= SHM_OUT - SHM_IN or sum(n for _, n in request) * size + 64 >= SHM_SIZE - SHM_OUT:
+                raise TargetError("a sweep batch larger than the shared memory")
+            self.shm[SHM_IN:SHM_IN + len(data)] = data
+            self.shm[16:24] = len(data).to_bytes(8, "little")
+            try:
+                self._send(b"@\n")
+            except (BrokenPipeError, OSError):
+                raise GuestDied(RunStatus.CRASH, self._exit_message(), []) from None
+            self.commands += len(lines)
+            done = self._line(deadline)
+            if not done.startswith("@ "):
+                raise TargetError(f"unexpected answer from the test kernel to a sweep batch: {done!r}")
+            raw = bytes(self.shm[SHM_OUT:SHM_OUT + int(done[2:], 16)])
+            pos = 0
+            for line in setup:
+                end = raw.find(b"\n", pos)
+                reply = raw[pos:end if end >= 0 else len(raw)].decode("ascii", "replace")
+                if reply != "k":
+                    raise TargetError(f"the test kernel refused the sweep's set-up ({line!r}): {reply!r}")
+                pos = end + 1
+            out = []
+            for line, n in request:
+                if raw[pos:pos + 1] != b"z" or pos + 1 + n * size > len(raw):
+                    tail = raw[pos:pos + 200].split(b"\n")[0].decode("ascii", "replace")
+                    raise TargetError(f"the test kernel did not run the sweep batch ({line!r}): {tail!r}")
+                out.append(raw[pos + 1:pos + 1 + n * size])
+                pos += 1 + n * size
+            if pos != len(raw):
+                raise TargetError(f"the test kernel answered {len(raw) - pos} bytes more than a sweep batch")
+            return b"".join(out)
+        try:
+            self._send(("\n".join(lines) + "\n").encode("ascii"))
+        except (BrokenPipeError, OSError):
+            raise GuestDied(RunStatus.CRASH, self._exit_message(), []) from None
+        self.commands += len(lines)
+        for line in setup:
+            reply = self._line(deadline)
+            if reply != "k":
+                raise TargetError(f"the test kernel refused the sweep's set-up ({line!r}): {reply!r}")
+        out = []
+        for line, n in request:
+            if self._bytes(1, deadline) != b"z":
+                raise TargetError(f"the test kernel did not run the sweep batch ({line!r}): "
+                                  f"{self._line(deadline)!r}")
+            out.append(self._bytes(n * size, deadline))
+        return b"".join(out)
+
+    def _bytes(self, n: int, deadline: float) -> bytes:
+        """Exactly ``n`` bytes of the answer stream (binary records)."""
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise GuestDied(RunStatus.HANG, "the guest stopped answering (time limit)", [])
+            if not self.sel.select(min(left, 1.0)):
+                continue
+            chunk = self._recv()
+            if chunk is None:
+                continue
+            if not chunk:
+                raise GuestDied(RunStatus.CRASH, self._exit_message(), [])
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
     def _exchange_serial(self, lines: list[str], timeout: float) -> list[str]:
         try:
             self._send(("\n".join(lines) + "\n").encode("ascii"))
@@ -407,6 +481,22 @@ class TestKernelTarget(Target):
             # the kernel answers a command in well under a millisecond: a short deadline turns a
             # wedged guest into a verdict quickly
             return self.guest.exchange(lines, min(self.timeout, 2.5 + 0.02 * len(lines)))
+        except GuestDied:
+            self.guest.close()
+            self.guest = None
+            raise
+
+    def guest_records(self, setup: list[str], request: list[tuple[str, int]], size: int) -> bytes:
+        """A sweep batch (``Guest.exchange_records``), booting the guest again first if it died."""
+        if self.guest is None or not self.guest.alive():
+            if self.guest is not None:
+                self.guest.close()
+            self._start()
+        assert self.guest is not None
+        count = sum(n for _, n in request)
+        try:
+            # a generous 10 ms per combination: the kernel runs thousands per second on either emulator
+            return self.guest.exchange_records(setup, request, size, self.timeout + 0.01 * count)
         except GuestDied:
             self.guest.close()
             self.guest = None

@@ -1,9 +1,10 @@
 """Sweep runners: one access per tree for a batch of ``memspec.sweepspace.Items``, per target.
 
-* ``KernelRunner`` (``qemu-system``, ``bochs``): the test kernel's ``Z`` command, one line per
-  access, whole batches per round trip (shared memory under QEMU, the serial line under Bochs):
-  the kernel loads the control state, writes the tree, reloads CR3, runs the access and reads
-  the A/D flags back (``targets/testkernel/README.md``, Sweeps).
+* ``KernelRunner`` (``qemu-system``, ``bochs``): the test kernel's ``z`` command, one line per run
+  of consecutive combination indexes, whole batches per round trip (shared memory under QEMU, the
+  serial line under Bochs): the kernel decodes each index, loads the control state, writes the tree,
+  makes the walk fresh, runs the access, reads the A/D flags back and writes a 16-byte binary record
+  (``targets/testkernel/README.md``, Sweeps).
 * ``UnicornRunner`` (``qemu``): the same steps on the unicorn machine, in process.
 * ``KvmRunner`` (``kvm``, in ``targets/kvm/sweep.py``): the host writes the trees into guest memory and
   guest code (guest.S, ``t_sweep``) runs a batch of accesses per KVM_RUN.
@@ -26,7 +27,11 @@ from memspec.errors import TargetError
 from memspec.model.pte import Mode
 from memspec.model.walk import PageFault, Path, canonical, check_access, walk
 from memspec.model.walk_legacy import accessed_dirty, load_pdptes, rights_mode, walk32, walk_pae
-from memspec.sweepspace import ALLOWED, GP, LEGACY, OTHER, PF, REFUSED, TABLES, Items, Observed, index_at
+from memspec.sweepspace import (ALLOWED, GP, LEGACY, OTHER, PF, REFUSED, TABLES, Items, Observed, Space, build,
+                                index_at)
+
+from .testkernel_wire import (SWEEP_ERROR, SWEEP_EXC, SWEEP_OK, SWEEP_RECORD, SWEEP_RECORD_SIZE, SWEEP_REFUSED,
+                              sweep_request, sweep_runs)
 
 VECTOR_OF = {"#DE": 0, "#UD": 6, "#DF": 8, "#SS": 12, "#GP": 13, "#PF": 14}
 FEATURES = ("maxphyaddr", "la57", "page1g", "smep", "smap", "pku", "nx")
@@ -170,7 +175,16 @@ def _ad_back(items: Items, i: int, mem: dict[int, int]) -> int:
 # the test kernel (qemu-system, bochs)
 
 class KernelRunner(SweepRunner):
+    """The test kernel enumerates: per batch the host sends the runs of consecutive combination
+    indexes (``z levels first count``), the kernel decodes each index into its tree and access as
+    ``sweepspace.build`` does, runs it and writes one 16-byte record (``testkernel_wire.SWEEP_RECORD``);
+    the host, knowing every combination from its index, parses the records into ``Observed``.  Before
+    the first batch of a paging depth the kernel's decoding is checked against ``build`` on a sample of
+    indexes (the ``y`` command): a kernel that enumerates another space stops the sweep."""
+
     pipelined = True        # run() waits on the guest: the sweep overlaps it with judging
+    most = 16384            # combinations per exchange (the shared memory's answer area holds 32,768 records)
+    sample = 64             # indexes whose decoding is compared with build() per paging depth
 
     def __init__(self, target: Any) -> None:
         self.target = target
@@ -178,103 +192,98 @@ class KernelRunner(SweepRunner):
         f = target.facts()
         self.facts = {k: f[k] for k in FEATURES}
         self.facts["impl_version"] = str(f.get("impl_version", ""))
+        self.checked: set[int] = set()
 
-    def lines(self, items: Items) -> list[str]:
-        """One ``Z`` command per access, every number as 16 hex digits (formatted for the whole batch
-        at once: the host's share of a sweep's time is mostly text)."""
-        how = (items.acc.astype(np.uint64) | (items.cpl.astype(np.uint64) << np.uint64(4))
-               | (items.ac.astype(np.uint64) << np.uint64(8)))
-        n = len(items)
-        cols = np.column_stack([np.full(n, TABLES[0], dtype=np.uint64), items.cr0, items.cr4, items.efer, items.pkru,
-                                items.la, items.tla, how, items.entries]).astype(np.uint64)
-        return hex_lines(b"Z", cols)
+    def setup(self, levels: int) -> list[str]:
+        """Reset, then boot at the batch's paging depth (everything else the kernel sets per access)."""
+        cr4 = 0x20 | (0x1000 if levels == 5 else 0)
+        return [self.target.reset_line(), f"B {0x80010001:x} {cr4:x} {0xD00 if self.facts['nx'] else 0x500:x}"]
+
+    def check_decoding(self, items: Items) -> None:
+        """The kernel's decoding of a sample of indexes (the first and last of this batch, and random
+        ones) against ``sweepspace.build``: the same control registers, address, access and entries."""
+        space = Space(items.paging)
+        rng = np.random.default_rng(len(self.checked) + items.levels)
+        idx = np.unique(np.concatenate([items.index[:1], items.index[-1:],
+                                        rng.integers(0, space.size, self.sample)]))
+        replies = self.target.guest_exchange(self.setup(items.levels) + [f"y {items.levels:x} {int(i):x}" for i in idx])
+        want = decoded_args(build(space, idx))
+        for i, reply, row in zip(idx.tolist(), replies[2:], want):
+            got = reply.split()
+            if got[:1] != ["v"] or [int(x, 16) for x in got[1:]] != row:
+                raise TargetError(f"the test kernel decodes combination {i} of the {items.paging} space as "
+                                  f"{reply!r}, sweepspace.build as {' '.join(f'{v:x}' for v in row)!r}: "
+                                  "the kernel and the host enumerate different spaces")
+        self.checked.add(items.levels)
 
     def run(self, items: Items) -> Observed:
-        t = self.target
-        # the paging depth of the batch, everything else per access
-        boot = f"B {0x80010001:x} {0x20 | (0x1000 if items.levels == 5 else 0):x} {0xD00 if self.facts['nx'] else 0x500:x}"
+        if items.levels not in self.checked:
+            self.check_decoding(items)
+        parts = []
         try:
-            replies = t.guest_exchange([t.reset_line(), boot] + self.lines(items))
+            for lo in range(0, len(items), self.most):
+                runs = sweep_runs(items.index[lo:lo + self.most])
+                request = list(zip(sweep_request(items.levels, runs), (n for _, n in runs)))
+                parts.append(self.target.guest_records(self.setup(items.levels), request, SWEEP_RECORD_SIZE))
         except TargetError:
             raise
         except Exception as e:      # the guest died (crash or hang): the sweep stops at its checkpoint
             raise TargetError(f"the {self.name} guest stopped answering during a sweep batch: "
                               f"{getattr(e, 'message', e)}") from None
-        if replies[:2] != ["k", "k"]:
-            raise TargetError(f"the test kernel refused the sweep's set-up: {replies[:2]}")
-        return parse_replies(replies[2:], len(items))
+        return parse_records(b"".join(parts), items)
 
 
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_UNHEX = np.zeros(256, dtype=np.uint64)
-_UNHEX[np.frombuffer(b"0123456789", dtype=np.uint8)] = np.arange(10, dtype=np.uint64)
-_UNHEX[np.frombuffer(b"abcdef", dtype=np.uint8)] = np.arange(10, 16, dtype=np.uint64)
+def decoded_args(items: Items) -> list[list[int]]:
+    """Per access, what the kernel's ``y`` command answers for its index: root, CR0, CR4, EFER, PKRU,
+    the address, the tree's address, op | cpl << 4 | ac << 8, then the entries, top first."""
+    how = (items.acc.astype(np.uint64) | (items.cpl.astype(np.uint64) << np.uint64(4))
+           | (items.ac.astype(np.uint64) << np.uint64(8)))
+    n = len(items)
+    cols = np.column_stack([np.full(n, TABLES[0], dtype=np.uint64), items.cr0, items.cr4, items.efer, items.pkru,
+                            items.la, items.tla, how, items.entries]).astype(np.uint64)
+    return cols.tolist()
 
 
-# every byte as its two hex digits, as one little-endian uint16 (the first digit in the low byte)
-_PAIRS = (_HEX[np.arange(256) >> 4].astype(np.uint16) | (_HEX[np.arange(256) & 15].astype(np.uint16) << 8))
+_RECORD = np.dtype(SWEEP_RECORD)
 
 
-def hex_lines(cmd: bytes, cols: np.ndarray) -> list[str]:
-    """``cmd`` then every column of each row as a space and its hex digits (no leading zeros), one line
-    per row: formatted for the whole batch at once (the host's share of a sweep's time is mostly text,
-    and the guest parses every character, so short lines are worth it)."""
-    n, f = cols.shape
-    cols = np.ascontiguousarray(cols, dtype=np.uint64)
-    big = cols.astype(">u8").view(np.uint8).reshape(n, f, 8)      # most significant first
-    digits = _PAIRS[big].view(np.uint8).reshape(n, f, 16)
-    row = np.empty((n, len(cmd) + 17 * f + 1), dtype=np.uint8)
-    row[:, :len(cmd)] = np.frombuffer(cmd, dtype=np.uint8)
-    body = row[:, len(cmd):-1].reshape(n, f, 17)
-    body[:, :, 0] = ord(" ")
-    body[:, :, 1:] = digits
-    row[:, -1] = ord("\n")
-    # keep the space and the last ``width`` digits of every number (at least one)
-    width = np.ones((n, f), dtype=np.int8)
-    for k in range(1, 16):
-        width += cols >= np.uint64(1 << (4 * k))
-    keep = np.ones(row.shape, dtype=bool)
-    kb = keep[:, len(cmd):-1].reshape(n, f, 17)
-    kb[:, :, 1:] = np.arange(16, dtype=np.int8)[None, None, :] >= (16 - width)[:, :, None]
-    return row[keep].tobytes().decode("ascii").splitlines()
-
-
-# the kernel's answer to Z: o|x VECTOR(2) ERRCODE(8) CR2(16) AD(3) VALUE(16)
-_REPLY = 51
-_FIELDS = {"vector": (2, 4), "errcode": (5, 13), "cr2": (14, 30), "ad": (31, 34), "value": (35, 51)}
-
-
-def parse_replies(replies: list[str], n: int) -> Observed:
+def parse_records(data: bytes, items: Items) -> Observed:
+    """The kernel's records (``testkernel_wire.SWEEP_RECORD``) of these accesses -> ``Observed``: CR2 for
+    a #PF, the qword for an allowed load or store; a refused access is REFUSED (never judged)."""
+    n = len(items)
+    if len(data) != n * SWEEP_RECORD_SIZE:
+        raise TargetError(f"the test kernel answered {len(data)} bytes for {n} sweep records")
+    rec = np.frombuffer(data, dtype=_RECORD)
+    kind = rec["kind"]
+    if (kind > SWEEP_ERROR).any():
+        raise TargetError(f"a sweep record of unknown kind {int(kind.max())} from the test kernel")
+    if (kind == SWEEP_ERROR).any():
+        i = int(np.flatnonzero(kind == SWEEP_ERROR)[0])
+        raise TargetError(f"the test kernel could not stage combination {int(items.index[i])} of the sweep "
+                          "(a harness bug: its tree or control state)")
     obs = Observed.empty(n)
-    if len(replies) != n:
-        raise TargetError(f"the test kernel answered {len(replies)} of {n} sweep commands")
-    odd = [i for i, r in enumerate(replies) if len(r) != _REPLY or r[0] not in "ox"]
-    for i in odd:
-        if replies[i][:1] not in ("r", "e"):
-            raise TargetError(f"unexpected answer from the test kernel to a sweep command: {replies[i]!r}")
-    text = "".join(r if len(r) == _REPLY and r[0] in "ox" else "r" * _REPLY for r in replies)
-    raw = np.frombuffer(text.encode("ascii"), dtype=np.uint8).reshape(n, _REPLY)
-
-    def field(name: str) -> np.ndarray:
-        lo, hi = _FIELDS[name]
-        v = np.zeros(n, dtype=np.uint64)
-        for j in range(lo, hi):
-            v = (v << np.uint64(4)) | _UNHEX[raw[:, j]]
-        return v
-
-    vec = field("vector").astype(np.int16)
-    ok = raw[:, 0] == ord("o")
-    obs.kind = np.where(ok, ALLOWED, np.where(vec == 14, PF, np.where(vec == 13, GP, OTHER))).astype(np.uint8)
-    obs.vector = np.where(ok, -1, vec).astype(np.int16)
-    obs.errcode = field("errcode").astype(np.uint32)
-    obs.cr2 = field("cr2")
-    obs.ad = field("ad").astype(np.uint16)
-    obs.value = field("value")
-    if odd:
-        bad = np.array(odd)
-        obs.kind[bad] = REFUSED
-        obs.vector[bad], obs.errcode[bad], obs.cr2[bad], obs.ad[bad], obs.value[bad] = -1, 0, 0, 0, 0
+    vec = rec["vector"].astype(np.int16)
+    ok, exc = kind == SWEEP_OK, kind == SWEEP_EXC
+    obs.kind = np.where(ok, ALLOWED, np.where(~exc, REFUSED, np.where(vec == 14, PF, np.where(vec == 13, GP, OTHER)))
+                        ).astype(np.uint8)
+    obs.vector = np.where(exc, vec, -1).astype(np.int16)
+    obs.errcode = np.where(exc, rec["errcode"], 0).astype(np.uint32)
+    obs.cr2 = np.where(exc & (vec == 14), rec["value"], np.uint64(0)).astype(np.uint64)
+    obs.value = np.where(ok, rec["value"], np.uint64(0)).astype(np.uint64)
+    obs.ad = np.where(kind == SWEEP_REFUSED, 0, rec["ad"]).astype(np.uint16)
     return obs
+
+
+def records_of(obs: Observed) -> bytes:
+    """``Observed`` as the kernel's records (the inverse of ``parse_records``, for tests and tools)."""
+    rec = np.zeros(obs.kind.shape[0], dtype=_RECORD)
+    ok, refused = obs.kind == ALLOWED, obs.kind == REFUSED
+    rec["kind"] = np.where(ok, SWEEP_OK, np.where(refused, SWEEP_REFUSED, SWEEP_EXC))
+    rec["vector"] = np.where(ok | refused, 0xFF, obs.vector.astype(np.int64) & 0xFF)
+    rec["ad"] = obs.ad
+    rec["errcode"] = obs.errcode
+    rec["value"] = np.where(ok, obs.value, np.where(obs.kind == PF, obs.cr2, np.uint64(0)))
+    return rec.tobytes()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,4 +391,5 @@ def runner_for(target: Any) -> SweepRunner:
                       "(sweeps run on model, qemu, qemu-system, bochs and kvm)")
 
 
-__all__ = ["SweepRunner", "ModelRunner", "KernelRunner", "UnicornRunner", "runner_for", "parse_replies"]
+__all__ = ["SweepRunner", "ModelRunner", "KernelRunner", "UnicornRunner", "runner_for", "parse_records", "records_of",
+           "decoded_args"]

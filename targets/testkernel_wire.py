@@ -349,3 +349,34 @@ def set_ram_end(ram: int) -> None:
     """The end of the guest's RAM, as the kernel reported it: the bound of the tables a call may name."""
     global RAM_END
     RAM_END = ram
+
+
+# ---------------------------------------------------------------------------------------------
+# sweeps: the kernel decodes combination indexes itself and answers binary records
+# (testkernel/README.md, Sweeps)
+
+# one record per combination, little-endian (kernel.c struct sweep_out): what happened (SWEEP_OK: a
+# load or store completed, or a fetch reached the pattern's int3; SWEEP_EXC: an exception; SWEEP_REFUSED:
+# the harness would not stage it; SWEEP_ERROR: the kernel could not build it, a harness bug), the
+# vector (0xff for none), the A/D flags of the tree's entries (two bits per level, as
+# ``sweepspace.Observed.ad``), the error code, and the qword a load or store read or a #PF's CR2
+SWEEP_RECORD = [("kind", "u1"), ("vector", "u1"), ("ad", "<u2"), ("errcode", "<u4"), ("value", "<u8")]
+SWEEP_RECORD_SIZE = 16
+SWEEP_OK, SWEEP_EXC, SWEEP_REFUSED, SWEEP_ERROR = 0, 1, 2, 3
+
+
+def sweep_runs(index: Any) -> list[tuple[int, int]]:
+    """Ascending combination indexes as runs of consecutive ones: (first, count)."""
+    import numpy as np
+    index = np.asarray(index, dtype=np.int64)
+    if index.size == 0:
+        return []
+    cut = np.flatnonzero(np.diff(index) != 1) + 1
+    starts = np.concatenate(([0], cut))
+    ends = np.concatenate((cut, [index.size]))
+    return [(int(index[s]), int(e - s)) for s, e in zip(starts, ends)]
+
+
+def sweep_request(levels: int, runs: list[tuple[int, int]]) -> list[str]:
+    """The ``z`` command lines of a batch: one per run of consecutive indexes."""
+    return [f"z {levels:x} {first:x} {count:x}" for first, count in runs]

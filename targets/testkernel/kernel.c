@@ -118,14 +118,6 @@ static void puthex(u64 v) {
     puts(buf + i);
 }
 
-/* exactly w hex digits (the sweep's fixed-width answers) */
-static void puthexw(u64 v, int w) {
-    char buf[17];
-    buf[w] = 0;
-    for (int i = w - 1; i >= 0; i--) { buf[i] = "0123456789abcdef"[v & 15]; v >>= 4; }
-    puts(buf);
-}
-
 static int getc(void) {
     if (shm_active) {
         u64 len = *(volatile u64 *)(shm + 16);
@@ -973,27 +965,35 @@ static void access(u64 addr, u64 op, u64 cpl, u64 ac) {
     reply_x(op == 2 ? FETCH_OP : DATA_OP);
 }
 
-/* ---- sweeps: one access through its own tree per command (README.md, Sweeps) ----
- * Z root cr0 cr4 efer pkru la tla how e_top .. e_leaf: load the control state (CR0 may differ
- * in WP only, CR4 in SMEP/SMAP/PKE/PGE only, EFER in NXE only), write the tree's entries from
- * root along the indexes of tla (down to a not-present entry or a leaf), MOV CR3 root (the TLB
- * and paging-structure caches empty), access la (how: op | cpl << 4 | ac << 8), read the A and
- * D flags of the entries back and put the pattern back where the tree was. */
+/* ---- sweeps: one access through its own tree (README.md, Sweeps) ----
+ * sweep_run(a, n): a = root cr0 cr4 efer pkru la tla how e_top .. e_leaf.  Load the control
+ * state (CR0 may differ in WP only, CR4 in SMEP/SMAP/PKE/PGE only, EFER in NXE only), write the
+ * tree's entries from root along the indexes of tla (down to a not-present entry or a leaf),
+ * make the walk fresh, access la (how: op | cpl << 4 | ac << 8), read the A and D flags of the
+ * entries back and put the pattern back where the tree was.  The `z` command makes a from
+ * combination indexes itself (sweep_args) and answers binary records. */
 #define EFER_NXE (1UL << 11)
 #define SWEEP_CR4 (1UL << 7 | 1UL << 20 | 1UL << 21 | 1UL << 22)
+#define SW_OK 0
+#define SW_EXC 1
+#define SW_REFUSED 2
+#define SW_ERROR 3
+struct sweep_out { u8 kind, vector; u16 ad; u32 errcode; u64 value; };   /* the `z` record, 16 bytes */
 static u64 sweep_last;
-static void sweep_item(u64 *a, int n) {
+static const char *sweep_why;
+static int sweep_run(u64 *a, int n, struct sweep_out *o) {
     u64 root = a[0] & 0x000FFFFFFFFFF000UL, cr0 = a[1], cr4 = a[2], efer = a[3], pkru = a[4], la = a[5];
     u64 tla = a[6], op = a[7] & 0xF, cpl = (a[7] >> 4) & 0xF, ac = (a[7] >> 8) & 1;
     int levels = n - 8;
+    o->kind = SW_ERROR; o->vector = 0xff; o->ad = 0; o->errcode = 0; o->value = 0;
 #ifdef MEMSPEC_BROKEN_RING3
     cpl = 0;
 #endif
-    if (levels != top_level()) { reply_e("the tree's depth is not the paging mode's"); return; }
-    if (op > 2 || (cpl != 0 && cpl != 3) || (la & 7)) { reply_e("bad access"); return; }
+    if (levels != top_level()) { sweep_why = "the tree's depth is not the paging mode's"; return SW_ERROR; }
+    if (op > 2 || (cpl != 0 && cpl != 3) || (la & 7)) { sweep_why = "bad access"; return SW_ERROR; }
     if (((cr0 ^ rdcr0()) & (CR0_PG | CR0_PE)) || ((cr4 ^ rdcr4()) & (CR4_PAE | CR4_LA57 | CR4_PCIDE)) ||
         (cr4 & SWEEP_CR4 & ~cr4_ok) || (efer & EFER_NXE & ~efer_ok) || !(efer & EFER_LME)) {
-        reply_e("control state not loadable by a sweep"); return;
+        sweep_why = "control state not loadable by a sweep"; return SW_ERROR;
     }
     /* of the host's values, only the bits a sweep varies are taken */
     cr0 = (rdcr0() & ~(1UL << 16)) | (cr0 & (1UL << 16));
@@ -1013,7 +1013,7 @@ static void sweep_item(u64 *a, int n) {
         table = e & ((1UL << maxphy) - 1) & ~0xFFFUL;
     }
     if (nw == 0 || !(nw == levels || !(a[8 + nw - 1] & 1) || (a[8 + nw - 1] & 0x80))) {
-        reply_e("tree outside the program's memory"); return;
+        sweep_why = "tree outside the program's memory"; return SW_ERROR;
     }
     if (*PHYS(root + 8 * HARNESS_SLOT) != (levels == 5 ? HARNESS_ENTRY5 : HARNESS_ENTRY4)) install_slot(root);
     /* NXE first (the harness's entries have XD clear), then WP, then CR4, then PKRU (needs PKE) */
@@ -1044,19 +1044,106 @@ static void sweep_item(u64 *a, int n) {
         ad |= ((*PHYS(where[k]) >> 5) & 3) << (2 * (lvl - 1));
         *PHYS(where[k]) = pattern(where[k]);
     }
-    if (refused) { reply_r("the access would reach the harness's own memory"); return; }
+    o->ad = (u16)ad;
+    if (refused) { sweep_why = "the access would reach the harness's own memory"; o->kind = SW_REFUSED; return SW_REFUSED; }
     u64 v = g_fault_vec;
 #ifdef MEMSPEC_BROKEN_ERRCODE
     if (v == 14) g_fault_err ^= 2;
 #endif
-    /* one fixed-width answer: o|x VECTOR(2) ERRCODE(8) CR2(16) AD(3) VALUE(16) */
     int ok = (op != 2 && (v == (u64)-1 || v == 0x81)) || (op == 2 && v == 3);
-    putc(ok ? 'o' : 'x'); putc(' ');
-    puthexw(ok ? 0xff : v, 2); putc(' ');
-    puthexw(ok ? 0 : g_fault_err, 8); putc(' ');
-    puthexw(!ok && v == 14 ? g_fault_cr2 : 0, 16); putc(' ');
-    puthexw(ad, 3); putc(' ');
-    puthexw(ok && op != 2 ? g_fault_rax : 0, 16); putc('\n');
+    o->kind = ok ? SW_OK : SW_EXC;
+    o->vector = ok ? 0xff : (u8)v;
+    o->errcode = ok ? 0 : (u32)g_fault_err;
+    /* an allowed load or store: the qword read; a #PF: CR2 */
+    o->value = ok ? (op != 2 ? g_fault_rax : 0) : (v == 14 ? g_fault_cr2 : 0);
+    return o->kind;
+}
+
+/* The combination index -> the sweep's arguments, as memspec/sweepspace.py's Space.decode and
+ * build() make them for 4- and 5-level paging: the mixed-radix digits of DIMENSIONS (the last
+ * dimension fastest), then the control registers, the address and the entries of the tree.  A
+ * host test compares this decoding (the `y` command) with build() on random indexes. */
+enum { D_VARIANT, D_LEAF, D_WP, D_SMEP, D_SMAP, D_NXE, D_PK, D_CPL, D_AC, D_ACCESS, D_DIR_P, D_DIR_RW,
+       D_DIR_US, D_DIR_NX, D_LEAF_P, D_LEAF_RW, D_LEAF_US, D_LEAF_A, D_LEAF_D, D_LEAF_NX, D_N };
+static const u8 sweep_radix[D_N] = {5, 3, 2, 2, 2, 2, 4, 2, 2, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2};
+#define SWEEP_SIZE 11796480UL
+#define SW_TABLE(k) (0x200000UL + 0x1000UL * (k))
+#define SW_PKEY 1UL
+static u64 sweep_la(int levels, int fetch) {
+    u64 la = 0x8;
+    for (int lv = 1; lv <= levels; lv++) {
+        u64 idx = lv == levels ? 1 : lv == 1 ? (fetch ? 5 : 1) : (u64)lv;
+        la |= idx << (12 + 9 * (lv - 1));
+    }
+    return la;
+}
+static int sweep_args(u64 index, int levels, u64 *a) {
+    u8 d[D_N];
+    if (index >= SWEEP_SIZE || (levels != 4 && levels != 5)) return 0;
+    for (int k = D_N - 1; k >= 0; k--) { d[k] = (u8)(index % sweep_radix[k]); index /= sweep_radix[k]; }
+    int fetch = d[D_ACCESS] == 2, kind = d[D_LEAF];
+    a[0] = SW_TABLE(0);
+    a[1] = 0x80000001UL | (u64)d[D_WP] << 16;
+    a[2] = 0x20UL | (levels == 5 ? CR4_LA57 : 0) | (u64)d[D_SMEP] << 20 | (u64)d[D_SMAP] << 21 |
+           (d[D_PK] ? 1UL << 22 : 0);
+    a[3] = 0x500UL | (u64)d[D_NXE] << 11;
+    a[4] = d[D_PK] == 2 ? 1UL << (2 * SW_PKEY) : d[D_PK] == 3 ? 2UL << (2 * SW_PKEY) : 0;
+    u64 tla = sweep_la(levels, fetch);
+    a[5] = tla | (d[D_VARIANT] == 4 ? 1UL << (levels == 5 ? 56 : 47) : 0);      /* noncanonical */
+    a[6] = tla;
+    a[7] = d[D_ACCESS] | (u64)(d[D_CPL] ? 3 : 0) << 4 | (u64)d[D_AC] << 8;
+    u64 leaf = d[D_LEAF_P] | (u64)d[D_LEAF_RW] << 1 | (u64)d[D_LEAF_US] << 2 | (u64)d[D_LEAF_A] << 5 |
+               (u64)d[D_LEAF_D] << 6 | (u64)d[D_LEAF_NX] << 63 | SW_PKEY << 59;
+    leaf |= kind == 0 ? (fetch ? 0x310000UL : 0x300000UL) : kind == 1 ? 0x80 | 0xA00000UL : 0x80;
+    if (d[D_VARIANT] == 1) leaf |= 1UL << 51;          /* leaf51 */
+    if (d[D_VARIANT] == 3) leaf |= 1UL << 13;          /* leaf13 */
+    u64 dir = d[D_DIR_P] | (u64)d[D_DIR_RW] << 1 | (u64)d[D_DIR_US] << 2 | (u64)d[D_DIR_NX] << 63 |
+              (d[D_VARIANT] == 2 ? 1UL << 51 : 0);     /* dir51 */
+    int leaf_level = kind + 1;
+    for (int k = 0; k < levels; k++) {
+        int level = levels - k;
+        u64 next = k + 1 < levels ? SW_TABLE(k + 1) : 0;
+        a[8 + k] = level == leaf_level ? leaf : level == leaf_level + 1 ? dir | next :
+                   level > leaf_level ? 0x7 | next : 0;
+    }
+    return 8 + levels;
+}
+
+/* y levels index: the arguments sweep_args makes (for the host's test of the decoding) */
+static void sweep_decode_reply(u64 *a, int n) {
+    u64 s[13];
+    int m = n == 2 ? sweep_args(a[1], (int)a[0], s) : 0;
+    if (!m) { reply_e("bad combination"); return; }
+    putc('v');
+    for (int i = 0; i < m; i++) { putc(' '); puthex(s[i]); }
+    putc('\n');
+}
+
+/* z levels start count: the combinations start .. start+count-1, each decoded, staged and run by
+ * sweep_run; the answer is 'z' and then count 16-byte records (struct sweep_out, little-endian:
+ * kind, vector, A/D, error code, the value read or CR2), in shared memory or on the serial line. */
+static void putbytes(const u8 *p, int n) {
+    if (shm_active && !capture && shm_out_pos + n <= SHM_SIZE - SHM_OUT) {
+        for (int i = 0; i < n; i++) shm[SHM_OUT + shm_out_pos + i] = p[i];
+        shm_out_pos += n;
+        *(volatile u64 *)(shm + 24) = shm_out_pos;
+        return;
+    }
+    for (int i = 0; i < n; i++) putc((char)p[i]);
+}
+static void sweep_batch(u64 *a, int n) {
+    u64 s[13];
+    if (n != 3 || (a[0] != 4 && a[0] != 5) || a[1] >= SWEEP_SIZE || a[2] > SWEEP_SIZE - a[1]) {
+        reply_e("bad sweep range"); return;
+    }
+    if ((int)a[0] != top_level()) { reply_e("the tree's depth is not the paging mode's"); return; }
+    putc('z');
+    for (u64 i = a[1]; i < a[1] + a[2]; i++) {
+        struct sweep_out o;
+        int m = sweep_args(i, (int)a[0], s);
+        sweep_run(s, m, &o);
+        putbytes((const u8 *)&o, sizeof o);
+    }
 }
 
 /* ---- the segmentation unit (the seg calls; README.md, Segmentation) ----
@@ -1266,21 +1353,19 @@ static int strchr_(const char *s, char c) {
 }
 
 static void command(void) {
-    u64 a[13] = {0};
+    u64 a[6] = {0};
     char cmd = line[0];
-    int n = parse_args(line + 1, a, cmd == 'Z' ? 13 : 6);
+    int n = parse_args(line + 1, a, 6);
     if (n < 0) { reply_e("bad number"); return; }
     /* every command but the reset, the segmentation unit's and the queries may change paging
      * state or memory: the segmentation calls are refused from then on (seg_blocked) */
-    if (!strchr_("RDdqlLawSFMP@X", cmd)) seg_paging = 1;
+    if (!strchr_("RDdqlLawSFMP@Xy", cmd)) seg_paging = 1;
     switch (cmd) {
     case 'D': case 'd': case 'q': case 'l': case 'L': case 'a': case 'w':
         seg_command(cmd, a, n);
         return;
-    case 'Z':
-        if (n < 12) break;
-        sweep_item(a, n);
-        return;
+    case 'z': sweep_batch(a, n); return;
+    case 'y': sweep_decode_reply(a, n); return;
     case 'R': {   /* reset: memory back to the pattern, then boot(cr0, cr4, efer), CR3 = root */
         if (n != 4) break;
         /* off the program's root first: restoring it would pull the harness's slot from

@@ -19,7 +19,8 @@ from memspec.model.pte import CR4_SMAP, Mode
 from memspec.program import parse
 from memspec.sweepspace import (DIMENSIONS, PF, Items, Observed, Space, build, parse_filter, program_text,
                                 unsupported)
-from memspec.targets.sweep import ModelRunner, hex_lines, parse_replies
+from memspec.targets.sweep import ModelRunner, decoded_args, parse_records, records_of
+from memspec.targets.testkernel_wire import SWEEP_RECORD_SIZE, sweep_request, sweep_runs
 
 from ..conftest import missing_peer
 
@@ -194,18 +195,44 @@ def test_an_interrupted_sweep_resumes_to_the_same_summary(tmp_path) -> None:
 
 # --- the test kernel's wire format --------------------------------------------------------------------
 
-def test_sweep_lines_and_answers() -> None:
-    cols = np.array([[0x200000, 1 << 63, 0], [0xABC, 0xFFFF_FFFF_FFFF_FFFF, 7]], dtype=np.uint64)
-    assert hex_lines(b"Z", cols) == ["Z 200000 8000000000000000 0", "Z abc ffffffffffffffff 7"]
-    many = np.random.default_rng(2).integers(0, 2**64 - 1, (300, 9), dtype=np.uint64) >> \
-        np.random.default_rng(3).integers(0, 64, (300, 9)).astype(np.uint64)
-    assert hex_lines(b"Z", many) == ["Z " + " ".join(f"{int(v):x}" for v in row) for row in many]
-    obs = parse_replies(["o ff 00000000 0000000000000000 055 00000000300008cc",
-                         "x 0e 0000000d 000000000080c040 010 0000000000000000",
-                         "r the access would reach the harness's own memory",
-                         "x 0d 00000000 0000000000000000 000 0000000000000000"], 4)
-    assert obs.kind.tolist() == [0, 1, 4, 2] and obs.errcode.tolist()[:2] == [0, 0xD]
-    assert obs.ad.tolist()[:2] == [0x55, 0x10] and int(obs.value[0]) == 0x300008CC and int(obs.cr2[1]) == 0x80C040
+def test_sweep_records_round_trip() -> None:
+    """The kernel's 16-byte records: kind, vector, A/D, error code, and the value read or CR2."""
+    items = build(SPACE, np.arange(4, dtype=np.int64))
+    raw = (bytes([0, 0xFF]) + (0x55).to_bytes(2, "little") + (0).to_bytes(4, "little") + (0x300008CC).to_bytes(8, "little")
+           + bytes([1, 14]) + (0x10).to_bytes(2, "little") + (0xD).to_bytes(4, "little") + (0x80C040).to_bytes(8, "little")
+           + bytes([2, 0xFF]) + bytes(14)
+           + bytes([1, 13]) + bytes(14))
+    obs = parse_records(raw, items)
+    assert obs.kind.tolist() == [0, 1, 4, 2] and obs.errcode.tolist() == [0, 0xD, 0, 0]
+    assert obs.vector.tolist() == [-1, 14, -1, 13] and obs.ad.tolist() == [0x55, 0x10, 0, 0]
+    assert int(obs.value[0]) == 0x300008CC and int(obs.cr2[1]) == 0x80C040 and int(obs.value[1]) == 0
+    assert records_of(obs) == raw
+    # any outcomes survive the round trip
+    rng = np.random.default_rng(5)
+    n = 500
+    o = Observed.empty(n)
+    o.kind = rng.choice([0, 1, 2, 3, 4], n).astype(np.uint8)
+    exc = (o.kind == 1) | (o.kind == 2) | (o.kind == 3)
+    o.vector = np.where(o.kind == 1, 14, np.where(o.kind == 2, 13, np.where(o.kind == 3, 6, -1))).astype(np.int16)
+    o.errcode = np.where(exc, rng.integers(0, 1 << 16, n), 0).astype(np.uint32)
+    o.cr2 = np.where(o.kind == 1, rng.integers(0, 2**63, n, dtype=np.uint64), 0).astype(np.uint64)
+    o.value = np.where(o.kind == 0, rng.integers(0, 2**63, n, dtype=np.uint64), 0).astype(np.uint64)
+    o.ad = np.where(o.kind == 4, 0, rng.integers(0, 1 << 10, n)).astype(np.uint16)
+    back = parse_records(records_of(o), build(SPACE, np.arange(n, dtype=np.int64)))
+    for f in ("kind", "vector", "errcode", "cr2", "value", "ad"):
+        assert getattr(back, f).tolist() == getattr(o, f).tolist(), f
+    # a kernel that could not stage one (kind 3), a short answer, an unknown kind: errors, not outcomes
+    from memspec.errors import TargetError
+    for bad in (raw[:48] + bytes([3, 0xFF]) + bytes(14), raw[:-1], raw[:48] + bytes([9, 0xFF]) + bytes(14)):
+        with pytest.raises(TargetError):
+            parse_records(bad, items)
+
+
+def test_a_batch_is_sent_as_runs_of_consecutive_indexes() -> None:
+    assert sweep_runs(np.array([3, 4, 5, 9, 11, 12])) == [(3, 3), (9, 1), (11, 2)]
+    assert sweep_runs(np.array([], dtype=np.int64)) == []
+    assert sweep_request(5, [(3, 3), (0xABC, 16)]) == ["z 5 3 3", "z 5 abc 10"]
+    assert SWEEP_RECORD_SIZE == np.dtype([("k", "u1"), ("v", "u1"), ("a", "<u2"), ("e", "<u4"), ("x", "<u8")]).itemsize
 
 
 # --- the emulators ------------------------------------------------------------------------------------
@@ -308,3 +335,80 @@ def test_a_short_sweep_of_bochs(tmp_path) -> None:
     # Bochs 2.7 pushes P|RSVD: nothing differs; its CPU models have no LA57: that mode is unsupported
     assert s.judged == 3 * 2 * 2 * 16 and s.failed == 0 and not s.classes and s.refused == 0
     assert five.judged == 0 and five.unsupported == {"5-level paging (CR4.LA57)": 3 * 2 * 2 * 3 * 2 * 16}
+
+
+def _qemu_system():
+    if shutil.which("qemu-system-x86_64") is None:
+        missing_peer("qemu-system-x86_64", "apt-get install -y --no-install-recommends qemu-system-x86")
+    from memspec.targets.registry import make_target
+    return make_target("qemu-system")
+
+
+@pytest.mark.parametrize("mode", ["4level", "5level"])
+def test_the_kernel_decodes_indexes_as_the_host_builds_them(mode) -> None:
+    """The kernel's own enumeration (``y levels index``) gives, for random indexes, the control registers,
+    address, access and entries that ``sweepspace.build`` gives for them; an index outside the space is
+    refused."""
+    space = Space(mode)
+    idx = np.unique(np.concatenate([[0, space.size - 1],
+                                    np.random.default_rng(11).integers(0, space.size, 400)]))
+    target = _qemu_system()
+    try:
+        got = target.guest_exchange([f"y {space.levels:x} {int(i):x}" for i in idx] + [f"y 4 {space.size:x}", "y 3 0"])
+    finally:
+        target.close()
+    want = decoded_args(build(space, idx))
+    assert [[int(x, 16) for x in r.split()[1:]] for r in got[:-2]] == want
+    assert all(r.startswith("v ") for r in got[:-2]) and got[-2][0] == "e" and got[-1][0] == "e"
+
+
+class _WrongRecords:
+    """A kernel runner whose records are altered on the way in: one seeded wrong outcome."""
+
+    def __init__(self, runner, at: int) -> None:
+        self.r, self.at = runner, at
+        self.name, self.facts, self.modes, self.pipelined = runner.name, runner.facts, runner.modes, False
+
+    def run(self, items: Items) -> Observed:
+        obs = self.r.run(items)
+        hit = np.flatnonzero(items.index == self.at)
+        if hit.size:
+            i = int(hit[0])
+            assert obs.kind[i] == PF
+            obs.errcode[i] ^= 4         # U/S flipped in one #PF's error code
+        return obs
+
+
+def test_a_seeded_wrong_outcome_and_a_wrong_reference_are_caught(tmp_path, monkeypatch) -> None:
+    """One record altered (a #PF's U/S bit) is one unexplained class of one combination; and a reference
+    that ignores SMAP, judging the honest kernel, yields classes where the kernel honours SMAP."""
+    from memspec.targets.sweep import KernelRunner
+    flt = SHORT + " and variant==none and cpl==3"
+    space = Space("4level")
+    sel = parse_filter(flt, space).select(space, np.arange(space.size, dtype=np.int64))
+    items = build(space, sel)
+    from memspec.specs.sweep import reference
+    ref = reference(items, {"maxphyaddr": 48})
+    at = int(sel[int(np.flatnonzero(ref.fault)[0])])
+    target = _qemu_system()
+    try:
+        runner = KernelRunner(target)
+        s = sweep(tmp_path, _WrongRecords(runner, at), "seeded", filter=flt).run()
+        assert exit_code(s) == 1 and s.failed == 1 and len(s.classes) == 1
+        (rec,) = s.classes.values()
+        assert rec.first == at and not rec.why
+        # the honest kernel against a reference that ignores SMAP, on CPL 0 data accesses to user pages
+        import memspec.specs.sweep as judge_mod
+        real = judge_mod.reference
+
+        def no_smap(items, facts):
+            return real(Items(**{**items.__dict__, "cr4": items.cr4 & ~np.uint64(CR4_SMAP)}), facts)
+        monkeypatch.setattr(judge_mod, "reference", no_smap)
+        s2 = sweep(tmp_path, runner, "nosmap", filter="variant==none and leaf==4k and smap==1 and pk==off and cpl==0 "
+                   "and nxe==1 and access==read and dir_p==1 and dir_us==1 and leaf_p==1 and leaf_us==1").run()
+    finally:
+        target.close()
+    # the kernel faults where AC = 0 (SMAP), the broken reference allows: one unexplained class, half of them
+    assert exit_code(s2) == 1 and list(s2.classes) == ["outcome | sdm.access.smap-ac-override | allowed | #PF 0x1"]
+    (cls,) = s2.classes.values()
+    assert cls.count == s2.judged // 2 == 256 and not cls.why and "ac=0" in s2.where(Space("4level"), cls)
