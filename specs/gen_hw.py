@@ -38,6 +38,8 @@ from .gen_base import CallEmitter
 MAX_OPS = 28
 SWARM_PERCENT = 40           # programs that draw from a random subset of the operations (swarm testing)
 READBACK_PERCENT = 30        # leaf changes followed by reads of the page, its neighbours and the entry
+PATH_READ_PERCENT = 40       # read-backs (and ``read_pte`` operations) that read the upper entries of a path too
+OFFSET_PERCENT = 25          # accesses at offsets across the page rather than its first qwords
 # what one operation after the tree is built does, by weight (accesses always stay in a swarm subset)
 OPS = [(45, "access"), (17, "leaf"), (6, "invlpg"), (7, "cr3"), (6, "read_pte"), (4, "cr0"), (4, "cr4"),
        (3, "efer"), (4, "pkru"), (4, "alias")]
@@ -108,6 +110,7 @@ class HwGen(CallEmitter):
         self.la57 = False
         self.pke = False
         self.slots: list[tuple[int, int, int, int, int]] = []   # (linear base, leaf table, index, level, frame)
+        self.paths: dict[int, list[tuple[int, int]]] = {}      # linear base -> (table, index) of its upper entries
         self.entries: dict[tuple[int, int], int] = {}  # (table, index) -> next table (for non-leaf entries)
         self.pcid_ok = bool((facts or {}).get("pcid", True))
         # the machine the target declares: its MAXPHYADDR and the size of its guest memory
@@ -143,7 +146,9 @@ class HwGen(CallEmitter):
         size = r.choice([1, 1, 1, 1, 2, 2, 3])
         table = root
         la = 0
+        path: list[tuple[int, int]] = []
         for level in range(levels, size, -1):
+            path.append((table, idx[level]))
             la |= idx[level] << (12 + 9 * (level - 1))
             nxt = self.entries.get((table, idx[level]))
             if nxt is None:
@@ -177,15 +182,33 @@ class HwGen(CallEmitter):
         if size == 3:
             la |= 0x300000        # a 1 GiB page maps physical 0: probe above the harness's first MiB
         self.slots.append((la, table, idx[size], size, frame))
+        self.paths[la] = path
 
     # -- operations --------------------------------------------------------------------
 
     def addr(self) -> int:
         r = self.r
         if not self.slots or r.chance(5):
-            return r.choice([0x800000000000, 0x1000, 0x405000, 0x7FFFFFFFF000])
-        la = r.choice(self.slots)[0]
-        return la + 8 * r.integer(0, 3) + (0x1000 * r.integer(0, 2) if r.chance(20) else 0)
+            # unmapped and non-canonical addresses, and the first page of the harness's own root slot
+            # (``HARNESS_SLOT``: the target refuses an access there, at the current paging depth)
+            return r.choice([0x800000000000, 0x1000, 0x405000, 0x7FFFFFFFF000,
+                             0xFFFF000000000000 if self.la57 else 0xFFFFFF8000000000])
+        la, _, _, level, _ = r.choice(self.slots)
+        return la + self.offset(level)
+
+    def offset(self, level: int) -> int:
+        """An offset into a page of ``level``'s size: its first qwords mostly (where a program's stores
+        land), else qwords across the page (the pattern differs per qword, so a translation that keeps
+        too few offset bits reads another qword), and the pages after the first 4 KiB of a large page."""
+        r = self.r
+        off = 8 * r.integer(0, 3)
+        if r.chance(OFFSET_PERCENT):
+            off = r.choice([0x7F8, 0x800, 0xFF8, 8 * r.integer(0, 511)])
+        if r.chance(20):
+            off += 0x1000 * r.integer(0, 2)
+        elif level > 1 and r.chance(OFFSET_PERCENT):
+            off += r.choice([0x100000, 0x1FF000] if level == 2 else [0x1FF000, 0x1000000])
+        return off
 
     def _reserved(self, la: int) -> bool:
         """Is ``la`` in a root slot where the target cannot stage a CPL 3 access?  Under 4-level
@@ -284,7 +307,9 @@ class HwGen(CallEmitter):
         elif k == "cr3":
             self.emit("mov_cr3", r.choice(roots))
         elif k == "read_pte" and self.slots:
-            _, table, idx, _, _ = r.choice(self.slots)
+            la, table, idx, _, _ = r.choice(self.slots)
+            if r.chance(PATH_READ_PERCENT) and self.paths.get(la):
+                table, idx = r.choice(self.paths[la])       # an upper entry: A set by every walk that used it
             self.emit("read_pte", table, Int(idx), result=True)
         elif k == "cr0":
             self.emit("mov_cr0", Flags(("CR0_PG", "CR0_PE") + (("CR0_WP",) if r.chance(50) else ())))
@@ -318,6 +343,10 @@ class HwGen(CallEmitter):
             if 0 <= at < 1 << 64 and (at >> 47 in (0, 0x1FFFF) or self.la57):
                 self.emit("access", at, Flags(("ACC_READ",)), Int(0 if self._reserved(at) else 3), Int(0), result=True)
         self.emit("read_pte", table, Int(idx), result=True)
+        if r.chance(PATH_READ_PERCENT):
+            # the upper entries of the path (§4.8: A is set in every paging-structure entry a walk uses)
+            for t, i in self.paths.get(la, ()):
+                self.emit("read_pte", t, Int(i), result=True)
 
 
 # -- segmentation programs --------------------------------------------------------------------
