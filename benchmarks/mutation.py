@@ -61,7 +61,7 @@ LAYER_FILES: dict[str, tuple[str, ...]] = {
     "os": ("mm.py", "fault.py", "pressure.py", "pages.py", "os/access.py", "os/advice.py",
            "os/fileio.py", "os/files.py", "os/footprint.py", "os/locking.py", "os/mappings.py",
            "os/observation.py", "os/open_answers.py", "os/pressure_events.py",
-           "os/processes.py", "os/sealing.py", "os/state.py"),
+           "os/processes.py", "os/sealing.py", "os/state.py", "os/bulk.py", "os/splits.py"),
     "phys": ("phys.py", "allocator.py", "buddy.py", "dma.py", "frames.py", "gc.py", "heap.py",
              "numa.py", "slab.py", "vmalloc.py"),
     "hw": ("paging.py", "pte.py", "seg.py", "segunit.py", "tlb.py", "walk.py", "walkbatch.py"),
@@ -403,6 +403,26 @@ def _confirm(res: dict[str, Any], program: str | None, d: str, limit: float) -> 
     return res
 
 
+def _saved_finding(out: str, t0: float) -> tuple[str, str, int, float] | None:
+    """The first finding ``check`` saved (confirmed and shrunk) before it was stopped: (path,
+    clause, calls, seconds from the start to the file's writing), or None."""
+    found = []
+    for root, _, names in os.walk(os.path.join(out, "counterexamples")):
+        for n in names:
+            if n.endswith(".mst"):
+                path = os.path.join(root, n)
+                found.append((os.path.getmtime(path), path))
+    for mtime, path in sorted(found):
+        with open(path) as f:
+            lines = f.read().splitlines()
+        head = dict(ln[2:].split(": ", 1) for ln in lines if ln.startswith("# ") and ": " in ln)
+        if head.get("verdict") == "flaky":
+            continue
+        calls = sum(1 for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
+        return path, head.get("clause", ""), calls, round(mtime - t0, 2)
+    return None
+
+
 def _first_detection(target: dict[str, Any]) -> float | None:
     """Seconds into the run at which the first failure was counted (the report's timeline)."""
     for row in target.get("timeline", []):
@@ -434,10 +454,19 @@ def judge_mutant(m: Mutant | None, layer: str, seed: int, programs: int | None,
                 "--layer", layer, "--seed", str(seed), "--out", out, "--quiet"]
         if programs is not None:
             argv += ["--programs", str(programs)]
+        t0 = time.time()
         code, secs, err = _run(argv, env, limit)
         res["check_s"] = round(secs, 2)
         report = os.path.join(out, "report.json")
         if code is None:
+            late = _saved_finding(out, t0)
+            if late is not None:
+                # the run was still confirming and shrinking other failures at the limit, but one
+                # failure was already confirmed, shrunk and saved: a kill (replayed below like any)
+                path, clause, calls, at = late
+                res.update(verdict="killed", stage="check", clause=clause, detect_s=at, repro_calls=calls,
+                           late=True)
+                return _confirm(res, path, d, limit)
             res.update(verdict="timeout", stage="check")
             return res
         if not os.path.exists(report):
@@ -594,6 +623,7 @@ def summarise(results: list[dict[str, Any]], equivalent: dict[str, str]) -> dict
         "repro_calls_median": statistics.median(repro) if repro else None,
         "repro_calls_max": max(repro) if repro else None,
         "killed_by_crash": sum(r.get("clause") == "memspec.target.alive" for r in by["killed"]),
+        "killed_late": sum(bool(r.get("late")) for r in by["killed"]),
         "by_operator": {op: {"killed": k, "judged": j} for op, (k, j) in sorted(by_op.items())},
         "check_s_mean": round(statistics.mean(r["check_s"] for r in done if "check_s" in r), 1)
         if any("check_s" in r for r in done) else None,

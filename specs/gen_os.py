@@ -9,8 +9,15 @@ MADV_GUARD_*) are judged by the kernel-version fact, so they are safe on any ker
 
 Scenarios (several calls in one step) reach shapes single calls rarely make: a fork with changes
 on both sides (``fork_scenario``), one file written and read through its descriptor and through
-its mappings in turn (``file_scenario``), and a sealed range met by every call mseal forbids
-(``seal_scenario``).  After a change of a range (done or refused) the range is read back page by
+its mappings in turn (``file_scenario``), a sealed range met by every call mseal forbids
+(``seal_scenario``), mremap beside a neighbour (``grow_scenario``), state set before a fork and met
+in the child (``inherit_scenario``), advice over memory with bytes on it (``advice_scenario``) and a
+2 MiB-aligned range faulted, split and collapsed under thp_mapped, pfn_of and mincore
+(``thp_scenario``).  Swarm testing covers the values as well as the calls: in VOCAB_SWARM_PERCENT of
+the programs each vocabulary (advice, protections, MAP_/MREMAP_/MS_/MCL_ flags, whence) is a random
+subset, so one value is met many times; EDGE_PERCENT of the ranges sit at the exact limits of the
+address space (ending at TASK_SIZE -- the target's ``task_size`` fact -- or at 2^64, or a length
+whose page alignment wraps), and names sit at their length limits.  After a change of a range (done or refused) the range is read back page by
 page, with the page before and after it, in every process that maps it (``read_back``).
 
 Addresses come mostly from earlier results (``a+0x1000``) and from the sandbox
@@ -38,7 +45,7 @@ from .choose import Chooser, swarm
 
 PAGE = 4096
 LLONG_MAX = (1 << 63) - 1
-MAX_CALLS = 24
+MAX_CALLS = 28
 SWARM_PERCENT = 50          # programs that draw from a random subset of the calls (swarm testing)
 READBACK_PERCENT = 45       # changes of a range followed by loads of every page in and beside it
 READBACK_PAGES = 8          # a longer range is read back at its edges only
@@ -50,10 +57,20 @@ FORK_SCENARIO_WEIGHT = 6    # of STEPS: a fork scenario (``OsGen.fork_scenario``
 FILE_SCENARIO_WEIGHT = 5    # of STEPS: one file through its descriptor and its mappings (``OsGen.file_scenario``)
 SEAL_SCENARIO_WEIGHT = 4    # of STEPS: a sealed range and the calls mseal forbids (``OsGen.seal_scenario``)
 LOCK_SCENARIO_WEIGHT = 3    # of STEPS: an unprivileged process at its memlock limit (``OsGen.lock_scenario``)
-PRESSURE_SCENARIO_WEIGHT = 5  # of STEPS: memory driven to exhaustion and back (``OsGen.pressure_scenario``)
+PRESSURE_SCENARIO_WEIGHT = 7  # of STEPS: memory driven to exhaustion and back (``OsGen.pressure_scenario``)
 FORK_PAGES = 3              # pages of the mapping a fork scenario makes
 MAP_PAGES_LIMIT_PERCENT = 2  # map_pages steps that map until vm.max_map_count refuses (costly: ~65,000 VMAs)
-APPEND_PERCENT = 25         # files opened with O_APPEND (open_file, shm_open; the file scenario's too)
+APPEND_PERCENT = 30         # files opened with O_APPEND (open_file, shm_open; the file scenario's too)
+VOCAB_SWARM_PERCENT = 35    # programs whose advice, flag, protection and whence vocabularies are each a random subset
+EDGE_PERCENT = 5            # ranges that end exactly at TASK_SIZE or at 2^64, or whose length wraps when page-aligned
+SEEK_CUR_PERCENT = 50       # writes and pwrites followed by lseek(fd, 0, SEEK_CUR): did the offset move as it should
+GROW_SCENARIO_WEIGHT = 4    # of STEPS: a mapping grown, shrunk or moved by mremap beside a neighbour (``OsGen.grow_scenario``)
+ADVICE_SCENARIO_WEIGHT = 4  # of STEPS: advice of the program's vocabulary over a mapping with bytes on it (``OsGen.advice_scenario``)
+INHERIT_SCENARIO_WEIGHT = 4  # of STEPS: state set before a fork and met in the child (``OsGen.inherit_scenario``)
+THP_SCENARIO_WEIGHT = 3     # of STEPS: a 2 MiB-aligned range faulted page by page and observed (``OsGen.thp_scenario``)
+HPAGE = 1 << 21
+TASK_SIZE = 0x7FFFFFFFF000  # x86-64 with 4-level paging; the target's ``task_size`` fact when it declares one
+THP_BASE = SANDBOX_WINDOW[0] + (1 << 34)   # where the THP scenarios map (2 MiB-aligned, far from the other steps)
 
 # what one step does, by weight ("file": make a descriptor of a file that can be mapped;
 # "*-scenario": several calls in one step, see the methods of the same name)
@@ -66,7 +83,9 @@ STEPS = [(24, "mmap"), (8, "munmap"), (10, "mprotect"), (16, "load"), (16, "stor
          (1, "tick"), (1, "wss"), (1, "oom"), (1, "khugepaged"), (FORK_SCENARIO_WEIGHT, "fork-scenario"),
          (3, "pread"), (3, "pwrite"), (2, "read"), (2, "write"), (2, "lseek"), (3, "mseal"),
          (FILE_SCENARIO_WEIGHT, "file-scenario"), (SEAL_SCENARIO_WEIGHT, "seal-scenario"),
-         (LOCK_SCENARIO_WEIGHT, "lock-scenario"), (PRESSURE_SCENARIO_WEIGHT, "pressure-scenario")]
+         (LOCK_SCENARIO_WEIGHT, "lock-scenario"), (PRESSURE_SCENARIO_WEIGHT, "pressure-scenario"),
+         (GROW_SCENARIO_WEIGHT, "grow-scenario"), (THP_SCENARIO_WEIGHT, "thp-scenario"),
+         (ADVICE_SCENARIO_WEIGHT, "advice-scenario"), (INHERIT_SCENARIO_WEIGHT, "inherit-scenario")]
 # what a pressure scenario does between its stores, by weight
 PRESSURE_OPS = [(70, "store"), (12, "load"), (10, "reclaim"), (8, "tick"), (8, "madvise"), (8, "mlock"), (6, "munmap"),
                 (6, "oom"), (6, "mincore"), (6, "exit"), (6, "memory_limit")]
@@ -83,7 +102,7 @@ FILE_NEEDS = {"store": ("store",), "pwrite": ("pwrite",), "pread": ("pread",), "
               "ftruncate": ("ftruncate",), "fork": ("fork",), "madvise": ("madvise",), "close": ("close",),
               "fsize": ("set_fsize_limit", "pwrite", "pread")}
 # map_pages' count: a few pages mostly (each its own VMA, holes between), none, one past MAP_PAGES_MAX
-MAP_PAGES_COUNTS = [(30, 1), (30, 2), (20, 3), (12, 5), (4, 0), (4, MAP_PAGES_MAX + 1)]
+MAP_PAGES_COUNTS = [(30, 1), (30, 2), (20, 3), (12, 5), (4, 0), (6, MAP_PAGES_MAX + 1)]
 # what meets the pages map_pages made (and the holes between them), by weight
 MAP_PAGES_OPS = [(20, "munmap"), (20, "mprotect"), (12, "madvise"), (10, "mlock"), (12, "mremap"), (14, "mmap-fixed"),
                  (12, "map_pages")]
@@ -131,6 +150,8 @@ MCL_FLAGS = [Flags(("MCL_FUTURE",)), Flags(("MCL_FUTURE", "MCL_ONFAULT")), Flags
              Flags(("MCL_CURRENT",)), Flags(("MCL_CURRENT", "MCL_ONFAULT")), Flags(("MCL_CURRENT", "MCL_FUTURE")),
              Flags(("MCL_CURRENT", "MCL_FUTURE", "MCL_ONFAULT")), Int(8)]
 MLOCK_FLAGS = [Int(0), Flags(("MLOCK_ONFAULT",)), Int(2)]
+# shm names at NAME_MAX and one past it, and at glibc's buffer (model/os/files.py _shm_name)
+SHM_LONG_NAMES = ["/" + "n" * 255, "/" + "n" * 256, "/" + "n" * 250]
 # lseek's whence: every value the model knows (include/uapi/linux/fs.h) and one past SEEK_MAX
 WHENCE = [Flags(("SEEK_SET",)), Flags(("SEEK_CUR",)), Flags(("SEEK_END",)), Flags(("SEEK_DATA",)),
           Flags(("SEEK_HOLE",)), Int(5)]
@@ -149,6 +170,10 @@ def _hex(v: int) -> Int:
     return Int(v, hex=abs(v) >= 4096)
 
 
+def _ref(name: str, off: int) -> Ref:
+    return Ref(name, off) if off else Ref(name)
+
+
 def pattern(at: Int | Ref, salt: int = 0) -> int:
     """The byte a store writes at ``at``: derived from the address as the program spells it (the
     mapping's name and offset, or the number) and from ``salt`` (which side of a fork writes it), never
@@ -162,9 +187,11 @@ def pattern(at: Int | Ref, salt: int = 0) -> int:
 
 
 class OsGen:
-    def __init__(self, r: Chooser, calls: frozenset[str] | None):
+    def __init__(self, r: Chooser, calls: frozenset[str] | None, facts: dict[str, Any] | None = None):
         self.r = r
         self.allowed = calls
+        self.task_size = int((facts or {}).get("task_size") or TASK_SIZE)
+        self.n_thp = 0
         self.calls: list[Call] = []
         # (name, pages, placed in the window) of mmaps; around a mapping the kernel placed
         # outside the window lives the runtime's own memory, so stay inside those
@@ -186,8 +213,24 @@ class OsGen:
                  or (n == "seal-scenario" and all(self.ok(c) for c in ("mmap", "mseal")))
                  or (n == "pressure-scenario" and all(self.ok(c) for c in ("memory_limit", "mmap", "store", "load")))
                  or (n == "lock-scenario" and all(self.ok(c) for c in ("fork", "mmap", "mlock", "drop_privileges",
-                                                                       "set_memlock_limit", "mincore")))]
+                                                                       "set_memlock_limit", "mincore")))
+                 or (n == "inherit-scenario" and all(self.ok(c) for c in ("mmap", "fork", "load", "store", "madvise")))
+                 or (n == "advice-scenario" and all(self.ok(c) for c in ("mmap", "madvise", "load", "store")))
+                 or (n == "grow-scenario" and all(self.ok(c) for c in ("mmap", "mremap", "load", "store")))
+                 or (n == "thp-scenario" and all(self.ok(c) for c in ("mmap", "madvise", "load", "store",
+                                                                      "thp_mapped")))]
         self.steps = swarm(r, steps, SWARM_PERCENT, keep=lambda step: step[1] in ("mmap", "fork"))
+        # Swarm over the values too, not only over the calls: one advice among 30, one flag among 18 is
+        # drawn about once in 200 programs, and rarely where it matters (MADV_COLLAPSE over a mapped
+        # range); a program that draws from a few values uses each of them again and again.
+        v = VOCAB_SWARM_PERCENT
+        self.advice = swarm(r, ADVICE, v)
+        self.prots = swarm(r, PROTS, v, keep=lambda p: p == ("PROT_READ", "PROT_WRITE"))
+        self.map_extra = swarm(r, MAP_EXTRA, v, keep=lambda e: e[1] == ())
+        self.mremap_flags = swarm(r, MREMAP_FLAGS, v)
+        self.ms_flags = swarm(r, MS_FLAGS, v)
+        self.mcl_flags = swarm(r, MCL_FLAGS, v)
+        self.whence = swarm(r, WHENCE, v)
 
     def ok(self, name: str) -> bool:
         return self.allowed is None or name in self.allowed
@@ -214,6 +257,37 @@ class OsGen:
             return (Ref(base, off) if off else Ref(base)), (None if in_window else pages - page)
         return _hex(self.window_addr() + (r.choice([0, 1, 100]) if r.chance(10) else 0)), None
 
+    def range_arg(self) -> tuple[Int | Ref, Int, int | None]:
+        """An address, a length, and the room (as ``addr_and_room``); EDGE_PERCENT of the time a range at
+        an exact limit (``edge_range``), never read back (room 0)."""
+        if self.r.chance(EDGE_PERCENT):
+            addr, length = self.edge_range()
+            return addr, length, 0
+        addr, room = self.addr_and_room()
+        return addr, self.length(room), room
+
+    def edge_range(self) -> tuple[Int, Int]:
+        """A range at an exact limit of the address space: ending exactly at TASK_SIZE (or one byte or
+        page past it), starting at it, ending exactly at 2^64 (the end wraps to 0), or a window address
+        with a length whose page alignment wraps to 0 or whose end passes 2^64.  Nothing of the
+        program's or the runtime's lives there (the linux targets refuse a range over memory the
+        program did not map), so a bound checked with < for <= shows as a call that should fail
+        and did not, or the reverse."""
+        r = self.r
+        top = self.task_size
+        n = r.choice([1, 1, 2, 3])
+        kind = r.weighted([(35, "task-end"), (10, "task-past"), (15, "task-start"), (20, "u64-end"), (20, "wrap")])
+        if kind == "task-end":
+            return _hex(top - n * PAGE), _hex(n * PAGE - r.choice([0, 0, 1, PAGE - 1]))
+        if kind == "task-past":
+            return _hex(top - n * PAGE), _hex(n * PAGE + r.choice([1, PAGE]))
+        if kind == "task-start":
+            return _hex(top + r.choice([0, 0, PAGE])), _hex(n * PAGE)
+        if kind == "u64-end":
+            return _hex((1 << 64) - n * PAGE), _hex(n * PAGE - r.choice([0, 0, 1]))
+        return _hex(self.window_addr()), _hex(r.choice([(1 << 64) - 1, (1 << 64) - PAGE + 1, (1 << 64) - PAGE,
+                                                         (1 << 64) - SANDBOX_WINDOW[0]]))
+
     def length(self, room: int | None = None) -> Int:
         r = self.r
         if room is not None:
@@ -226,7 +300,12 @@ class OsGen:
         if kind == "odd":
             return _hex(PAGE * r.integer(0, 4) + r.choice([1, 100, PAGE - 1]))
         if kind == "huge":
-            return _hex(r.choice([1 << 47, (1 << 64) - PAGE, 1 << 63]))
+            # (2^64 - 1 and 2^64 - PAGE + 1 wrap to 0 when page-aligned.  Not TASK_SIZE itself: an mmap of
+            # that length finds no room, which Linux answers ENOMEM before it looks at the map type and
+            # the model after it -- mm/mmap.c do_mmap, __get_unmapped_area before the MAP_TYPE switch --
+            # reported, left out until the model says which)
+            return _hex(r.choice([1 << 47, (1 << 64) - PAGE, 1 << 63, (1 << 64) - 1, (1 << 64) - PAGE + 1,
+                                  self.task_size + PAGE]))
         return _hex(r.choice([1 << 21, 1 << 22]))
 
     def proc_prefix(self) -> str | None:
@@ -255,8 +334,20 @@ class OsGen:
         if what == "pressure-scenario":
             self.pressure_scenario()
             return
+        if what == "grow-scenario":
+            self.grow_scenario()
+            return
+        if what == "advice-scenario":
+            self.advice_scenario()
+            return
+        if what == "inherit-scenario":
+            self.inherit_scenario()
+            return
+        if what == "thp-scenario":
+            self.thp_scenario()
+            return
         if what == "mmap":
-            hint = r.weighted([(20, "null"), (55, "window"), (15, "near"), (10, "odd")])
+            hint = r.weighted([(20, "null"), (55, "window"), (15, "near"), (10, "odd"), (3, "edge")])
             if hint == "null":
                 addr: Int | Ref | Flags = Flags(("NULL",))
             elif hint == "window":
@@ -265,12 +356,17 @@ class OsGen:
                 addr, room = self.addr_and_room()
                 if room is not None:
                     addr = _hex(self.window_addr())
-            else:
+            elif hint == "odd":
                 addr = _hex(self.window_addr() + r.choice([1, 100, 2048]))
             length = self.length()
-            prot = Flags(r.choice(PROTS))
+            if hint == "edge":
+                # a mapping ending exactly at TASK_SIZE, or one page past it (ENOMEM with MAP_FIXED; a hint
+                # that does not fit is not honoured)
+                n = r.integer(1, 3)
+                addr, length = _hex(self.task_size - n * PAGE), _hex(n * PAGE + r.choice([0, 0, 0, PAGE]))
+            prot = Flags(r.choice(self.prots))
             mtype = r.weighted(MAP_TYPES)
-            extra = r.weighted(MAP_EXTRA)
+            extra = r.weighted(self.map_extra)
             if extra and hint == "null" or ("MAP_ABOVE4G" in extra and isinstance(addr, Ref)):
                 # (a hint below 4 GiB with MAP_ABOVE4G -- an earlier result that failed, -1 + k -- is
                 # not drawn: the model's placement and linux.mmap.above4g disagree there, reported)
@@ -287,20 +383,19 @@ class OsGen:
             res = self.name()
             self.calls.append(Call("mmap", (addr, length, prot, flags, fd, offset), res, proc))
             pages = max(1, min(16, (length.value + PAGE - 1) // PAGE)) if length.value < (1 << 30) else 1
-            self.bases.append((res, pages, not (hint == "null" and not extra) and "MAP_32BIT" not in mtype + extra))
+            self.bases.append((res, pages, not (hint == "null" and not extra) and "MAP_32BIT" not in mtype + extra
+                               and hint != "edge"))
             self.base_procs[res] = {proc}
             if isinstance(fd, Ref) and isinstance(offset, Int) and offset.value in (0, PAGE, 2 * PAGE):
                 self.base_file[res] = (fd.name, offset.value // PAGE)
         elif what == "munmap":
-            addr, room = self.addr_and_room()
-            length = self.length(room)
+            addr, length, room = self.range_arg()
             self.calls.append(Call("munmap", (addr, length), None, proc))
             self.read_back(addr, length, room, proc)
         elif what == "mprotect":
-            prot = Flags(r.choice(PROTS)) if r.chance(93) else r.choice(
+            prot = Flags(r.choice(self.prots)) if r.chance(93) else r.choice(
                 [Flags(("PROT_GROWSDOWN", "PROT_READ")), Flags(("PROT_GROWSDOWN", "PROT_GROWSUP")), _hex(0x10), Flags(("PROT_SEM", "PROT_READ"))])
-            addr, room = self.addr_and_room()
-            length = self.length(room)
+            addr, length, room = self.range_arg()
             self.calls.append(Call("mprotect", (addr, length, prot), None, proc))
             self.read_back(addr, length, room, proc)
         elif what == "load":
@@ -480,7 +575,7 @@ class OsGen:
                 c(Call("read", (Ref(fd),), self.name(), side))
                 spots.append(off)
             elif what == "lseek":
-                c(Call("lseek", (Ref(fd), _hex(off) if r.chance(80) else Int(-1), r.choice(WHENCE)), self.name(), side))
+                c(Call("lseek", (Ref(fd), _hex(off) if r.chance(80) else Int(-1), r.choice(self.whence)), self.name(), side))
             elif what == "msync":
                 c(Call("msync", (Ref(base), _hex(span * PAGE), r.choice(MS_FLAGS[:3])), None, side))
             elif what == "ftruncate":
@@ -677,7 +772,7 @@ class OsGen:
         the OOM killer took answers ESRCH), and mincore."""
         r = self.r
         c = self.calls.append
-        ram, swap = r.integer(4, 10), r.choice([0, 0, 2, 4])
+        ram, swap = r.integer(4, 10), r.choice([0, 0, 0, 2, 4])
         pages = max(2, min(16, ram + swap + r.integer(-1, 3)))
         c(Call("memory_limit", (Int(ram), Int(swap)), None, None))
         base = self.map_in_window(pages, ("PROT_READ", "PROT_WRITE"),
@@ -689,8 +784,8 @@ class OsGen:
             off = page * PAGE + r.choice(BYTE_OFFSETS)
             return Ref(base, off) if off else Ref(base)
 
-        if self.ok("fork") and len(self.procs) < 2 and r.chance(50):
-            for page in range(r.integer(1, pages)):
+        if self.ok("fork") and len(self.procs) < 2 and r.chance(70):
+            for page in range(r.integer(0, pages)):
                 spot = at(page)
                 self.store(spot, None)
                 spots.append(spot)
@@ -751,6 +846,285 @@ class OsGen:
                 c(Call("load", (spot,), None, side))
             if self.ok("mincore"):
                 c(Call("mincore", (Ref(base), _hex(pages * PAGE)), self.name(), side))
+
+    def grow_scenario(self) -> None:
+        """mremap beside a neighbour: a mapping A of 1 to 4 pages with bytes on its pages, a neighbour B
+        0 to 2 pages after it (same protection and kind -- one VMA with A when adjacent -- or another),
+        then mremap of A growing into the gap exactly, one page too far (in place: ENOMEM; with
+        MREMAP_MAYMOVE it moves), shrinking, over A and B together (EFAULT when they are two VMAs),
+        or B moved with MREMAP_FIXED onto A's tail; then the result, A and B read back by name and by
+        number, and mincore over the whole span (what moved took its pages, what stayed kept them)."""
+        r = self.r
+        c = self.calls.append
+        n, gap = r.integer(1, 4), r.choice([0, 1, 1, 2])
+        at = self.scenario_addr()
+        kind = r.weighted([(50, ("MAP_PRIVATE", "MAP_ANONYMOUS")), (25, ("MAP_SHARED", "MAP_ANONYMOUS")),
+                           (25, ("MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_NORESERVE"))])
+        a = self.name()
+        rw = ("PROT_READ", "PROT_WRITE")
+        c(Call("mmap", (at, _hex(n * PAGE), Flags(rw), Flags(kind + ("MAP_FIXED_NOREPLACE",)), Int(-1), Int(0)), a, None))
+        self.bases.append((a, n, True))
+        self.base_procs[a] = {None}
+        b = self.name()
+        m = r.integer(1, 2)
+        b_prot = rw if r.chance(60) else ("PROT_READ",)
+        b_kind = kind if r.chance(70) else ("MAP_SHARED" if "MAP_PRIVATE" in kind else "MAP_PRIVATE", "MAP_ANONYMOUS")
+        c(Call("mmap", (_hex(at.value + (n + gap) * PAGE), _hex(m * PAGE), Flags(b_prot),
+                        Flags(b_kind + ("MAP_FIXED_NOREPLACE",)), Int(-1), Int(0)), b, None))
+        self.bases.append((b, m, True))
+        self.base_procs[b] = {None}
+        for page in range(n):
+            if r.chance(80):
+                self.store(_ref(a, page * PAGE + r.choice(BYTE_OFFSETS)), None)
+        if "PROT_WRITE" in b_prot and r.chance(60):
+            self.store(_ref(b, r.choice(BYTE_OFFSETS)), None)
+        move = r.weighted([(30, "fit"), (25, "past"), (10, "shrink"), (15, "both"), (10, "onto"), (10, "dontunmap")])
+        res = self.name()
+        may = Flags(("MREMAP_MAYMOVE",))
+        if move == "fit":
+            c(Call("mremap", (Ref(a), _hex(n * PAGE), _hex((n + gap) * PAGE if gap else (n + 1) * PAGE),
+                              may if r.chance(50) else Int(0), Int(0)), res, None))
+        elif move == "past":
+            c(Call("mremap", (Ref(a), _hex(n * PAGE), _hex((n + gap + 1) * PAGE), may if r.chance(50) else Int(0),
+                              Int(0)), res, None))
+        elif move == "shrink":
+            c(Call("mremap", (Ref(a), _hex(n * PAGE), _hex(r.integer(1, n) * PAGE - r.choice([0, 0, 1])), Int(0), Int(0)),
+                   res, None))
+        elif move == "both":
+            c(Call("mremap", (Ref(a), _hex((n + gap + m) * PAGE), _hex((n + gap + m + 1) * PAGE), may, Int(0)), res, None))
+        elif move == "onto":
+            c(Call("mremap", (Ref(b), _hex(m * PAGE), _hex(m * PAGE), Flags(("MREMAP_MAYMOVE", "MREMAP_FIXED")),
+                              _hex(at.value + (n - 1) * PAGE)), res, None))
+        else:
+            c(Call("mremap", (Ref(a), _hex(n * PAGE), _hex(n * PAGE), Flags(("MREMAP_MAYMOVE", "MREMAP_DONTUNMAP")),
+                              Int(0)), res, None))
+        self.bases.append((res, n + gap + 1, False))
+        self.base_procs[res] = {None}
+        span = _hex((n + gap + m + 1) * PAGE)
+        for w in list(self.written):
+            if isinstance(w, Ref) and w.name in (a, b):
+                c(Call("load", (_ref(res, w.offset),), None, None))
+                if r.chance(30):
+                    break
+        self.read_back(at, span, None, None, always=True)
+        if self.ok("mincore"):
+            c(Call("mincore", (at, span), self.name(), None))
+        if self.ok("store") and r.chance(50):
+            # the result is writable where it came from A: a store through it, read back through A's pages
+            self.store(_ref(res, r.choice(BYTE_OFFSETS)), None, 3)
+
+    def inherit_scenario(self) -> None:
+        """What a fork copies and what it does not (kernel/fork.c copy_process, dup_mmap): a mapping with
+        bytes on its pages, then in the parent 1 to 3 of -- MADV_DONTFORK, MADV_WIPEONFORK or
+        MADV_GUARD_INSTALL on one page, mlock of one page, RLIMIT_MEMLOCK or RLIMIT_FSIZE lowered, a
+        write through a descriptor (the offset the child shares) -- then the fork, and the child meets
+        each: loads of every page (SIGSEGV where the VMA was not copied, zero where it was wiped, the
+        parent's bytes elsewhere), an mlock past the inherited limit once unprivileged, a pwrite at the
+        inherited file-size limit, lseek(SEEK_CUR) and a write on the shared offset, read in the parent."""
+        r = self.r
+        c = self.calls.append
+        if len(self.procs) >= 2:
+            return
+        pages = r.integer(2, 4)
+        shared = r.chance(25)
+        base = self.map_in_window(pages, ("PROT_READ", "PROT_WRITE"),
+                                  ("MAP_SHARED" if shared else "MAP_PRIVATE", "MAP_ANONYMOUS"), Int(-1))
+        spots = []
+        for page in range(pages):
+            at = _ref(base, page * PAGE + r.choice(BYTE_OFFSETS))
+            self.store(at, None)
+            spots.append(at)
+        kinds = [k for k in ("dontfork", "wipeonfork", "guard", "mlock", "memlock", "fsize", "offset", "readonly",
+                             "readonly")
+                 if k not in ("memlock",) or all(self.ok(x) for x in ("set_memlock_limit", "drop_privileges", "mlock"))]
+        kinds = [k for k in kinds if k not in ("fsize", "offset") or (self.fds_of(None) and self.ok("pwrite"))]
+        chosen = list(dict.fromkeys(r.choice(kinds) for _ in range(r.integer(1, 3))))
+        page = r.integer(0, pages - 1)
+        fd = Ref(r.choice(self.fds_of(None))) if self.fds_of(None) else None
+        lim = 0
+        for k in chosen:
+            if k in ("dontfork", "wipeonfork", "guard"):
+                adv = {"dontfork": "MADV_DONTFORK", "wipeonfork": "MADV_WIPEONFORK", "guard": "MADV_GUARD_INSTALL"}[k]
+                c(Call("madvise", (_ref(base, page * PAGE), _hex(PAGE), Flags((adv,))), None, None))
+            elif k == "mlock" and self.ok("mlock"):
+                c(Call("mlock", (_ref(base, page * PAGE), _hex(PAGE)), None, None))
+            elif k == "readonly" and self.ok("mprotect"):
+                c(Call("mprotect", (_ref(base, page * PAGE), _hex(PAGE), Flags(("PROT_READ",))), None, None))
+            elif k == "memlock":
+                lim = PAGE * r.integer(0, pages - 1) + r.choice([0, 0, 1])
+                c(Call("set_memlock_limit", (_hex(lim),), None, None))
+            elif k == "fsize" and fd is not None:
+                c(Call("set_fsize_limit", (_hex(PAGE * r.integer(0, 2) + r.choice([0, 1, 2048])),), None, None))
+            elif k == "offset" and fd is not None:
+                c(Call("pwrite", (fd, _hex(0), self.fd_value(fd, 0, 2), Int(1)), self.name(), None))
+                if self.ok("lseek"):
+                    c(Call("lseek", (fd, _hex(r.choice([1, 7, PAGE])), Flags(("SEEK_SET",))), self.name(), None))
+        self.n_procs += 1
+        child = f"p{self.n_procs}"
+        c(Call("fork", (), child, None))
+        self.forked(child)
+        for at in spots:
+            c(Call("load", (at,), None, child))
+        for k in chosen:
+            if k == "memlock":
+                c(Call("drop_privileges", (), None, child))
+                self.dropped.add(child)
+                n = r.integer(1, pages)
+                c(Call("mlock", (Ref(base), _hex(n * PAGE - r.choice([0, 0, 1]))), None, child))
+                if self.ok("mincore"):
+                    c(Call("mincore", (Ref(base), _hex(pages * PAGE)), self.name(), child))
+            elif k == "fsize" and fd is not None:
+                for off in (0, 1, PAGE, PAGE + 2048, 2 * PAGE):
+                    if r.chance(40):
+                        c(Call("pwrite", (fd, _hex(off), self.fd_value(fd, off, 4), Int(2)), self.name(), child))
+            elif k == "offset" and fd is not None and self.ok("lseek"):
+                c(Call("lseek", (fd, Int(0), Flags(("SEEK_CUR",))), self.name(), child))
+                if self.ok("write"):
+                    c(Call("write", (fd, self.fd_value(fd, None, 6), Int(1)), self.name(), child))
+                    c(Call("lseek", (fd, Int(0), Flags(("SEEK_CUR",))), self.name(), None))
+            elif k == "mlock" and self.ok("munlock"):
+                # the child's copy is not locked: a store there copies the page, the parent's stays
+                self.store(spots[page], child, 1)
+            elif k == "readonly" and self.ok("mprotect"):
+                # made writable again on one side: the page is still shared copy-on-write, so a store
+                # there must copy it (mm/mprotect.c keeps the PTE read-only; the next write faults)
+                side = r.choice([None, child])
+                c(Call("mprotect", (_ref(base, page * PAGE), _hex(PAGE), Flags(("PROT_READ", "PROT_WRITE"))), None, side))
+                self.store(spots[page], side, 3 if side is None else 1)
+        if r.chance(50):
+            self.store(r.choice(spots), None, 2)
+        for at in spots:
+            c(Call("load", (at,), None, None))
+            c(Call("load", (at,), None, child))
+
+    def advice_scenario(self) -> None:
+        """Advice over memory that has something to lose: a mapping in the window (private or shared
+        anonymous, or shared or private of a file of the program), bytes stored on its pages, then 2 to
+        4 madvise calls with advice of the program's vocabulary (``self.advice``: in a swarm program a
+        few values, each met again and again) over all of it, one page, a range starting inside a page
+        or reaching past its end, each followed by mincore and the range read back -- sometimes a fork
+        first, so the advice meets shared pages and the other side reads them too."""
+        r = self.r
+        c = self.calls.append
+        pages = r.integer(2, 5)
+        files = self.fds_of(None)
+        kind = r.weighted([(40, "private"), (25, "shared"), (35, "file")])
+        if kind == "file" and files:
+            fd: Int | Ref = Ref(r.choice(files))
+            flags: tuple[str, ...] = ("MAP_SHARED" if r.chance(70) else "MAP_PRIVATE",)
+        else:
+            fd = Int(-1)
+            flags = ("MAP_SHARED" if kind == "shared" else "MAP_PRIVATE", "MAP_ANONYMOUS")
+        base = self.map_in_window(pages, ("PROT_READ", "PROT_WRITE"), flags, fd)
+        for page in range(pages):
+            if r.chance(75):
+                self.store(_ref(base, page * PAGE + r.choice(BYTE_OFFSETS)), None)
+        sides: list[str | None] = [None]
+        if self.ok("fork") and len(self.procs) < 2 and r.chance(50):
+            self.n_procs += 1
+            child = f"p{self.n_procs}"
+            c(Call("fork", (), child, None))
+            self.forked(child)
+            sides.append(child)
+        for _ in range(r.integer(2, 4)):
+            side = r.choice(sides)
+            lo = r.integer(0, pages - 1)
+            how = r.weighted([(35, "all"), (30, "page"), (15, "inside"), (10, "past"), (10, "rest")])
+            off, n = {"all": (0, pages * PAGE), "page": (lo * PAGE, PAGE), "inside": (lo * PAGE + r.choice([1, 7, 2048]), PAGE),
+                      "past": (lo * PAGE, (pages - lo + 1) * PAGE), "rest": (lo * PAGE, (pages - lo) * PAGE - 1)}[how]
+            adv = Flags((r.choice(self.advice),))
+            c(Call("madvise", (_ref(base, off), _hex(n), adv), None, side))
+            if self.ok("mincore") and r.chance(60):
+                c(Call("mincore", (Ref(base), _hex(pages * PAGE)), self.name(), side))
+            if r.chance(40) and self.ok("store"):
+                self.store(_ref(base, lo * PAGE + r.choice(BYTE_OFFSETS)), side, sides.index(side))
+            self.read_back(_ref(base, off & ~(PAGE - 1)), _hex(PAGE * ((n + (off & (PAGE - 1)) + PAGE - 1) // PAGE)),
+                           None, side, always=True)
+
+    def thp_scenario(self) -> None:
+        """A 2 MiB-aligned private anonymous range of one or two huge pages (sometimes a page more or
+        less, so no whole block fits), MADV_HUGEPAGE or MADV_NOHUGEPAGE on it or on part of it (the VMA
+        splits), faulted page by page by stores and loads, and observed by thp_mapped, pfn_of of two
+        pages of one block (a huge page: consecutive frames), mincore of the block; then a change that
+        splits the huge page (munmap or mprotect of one page, MADV_DONTNEED of part) or MADV_COLLAPSE
+        or khugepaged, and everything observed and read back again (model/pressure.py thp_eligible,
+        model/os/access.py _thp_fault, mm/huge_memory.c)."""
+        r = self.r
+        c = self.calls.append
+        self.n_thp += 1
+        blocks = r.choice([1, 1, 2])
+        at = THP_BASE + self.n_thp * 4 * HPAGE
+        length = blocks * HPAGE + r.choice([0, 0, 0, PAGE, -PAGE])
+        base = self.name()
+        c(Call("mmap", (_hex(at), _hex(length), Flags(("PROT_READ", "PROT_WRITE")),
+                        Flags(("MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_FIXED_NOREPLACE")), Int(-1), Int(0)), base, None))
+        self.bases.append((base, 16, True))
+        self.base_procs[base] = {None}
+
+        def ref(off: int) -> Ref:
+            return _ref(base, off)
+
+        adv = r.weighted([(60, "MADV_HUGEPAGE"), (15, "MADV_NOHUGEPAGE"), (25, None)])
+        if adv:
+            part = r.chance(20)
+            c(Call("madvise", (ref(PAGE if part else 0), _hex(length - (PAGE if part else 0)), Flags((adv,))), None, None))
+
+        def observe(off: int) -> None:
+            c(Call("thp_mapped", (ref(off),), self.name(), None))
+            if self.ok("pfn_of") and r.chance(70):
+                c(Call("pfn_of", (ref(off),), self.name(), None))
+                c(Call("pfn_of", (ref(off + PAGE * r.choice([1, 17, 511])),), self.name(), None))
+            if self.ok("mincore") and r.chance(60):
+                c(Call("mincore", (ref(off), _hex(HPAGE)), self.name(), None))
+            if self.ok("minflt") and r.chance(30):
+                c(Call("minflt", (), self.name(), None))
+
+        spots = []
+        for _ in range(r.integer(1, 3)):
+            block = r.integer(0, blocks - 1) * HPAGE
+            off = block + PAGE * r.choice([0, 1, 255, 511]) + r.choice(BYTE_OFFSETS)
+            if off >= length:
+                continue
+            if r.chance(75):
+                self.store(ref(off), None)
+                spots.append(ref(off))
+            else:
+                c(Call("load", (ref(off),), None, None))
+            observe(block)
+        cut = PAGE * r.choice([0, 1, 256, 511])
+        for _ in range(r.integer(1, 2)):
+            what = r.weighted([(20, "munmap"), (20, "mprotect"), (20, "dontneed"), (15, "collapse"), (10, "khugepaged"),
+                               (10, "fork"), (5, "none")])
+            if what == "munmap":
+                c(Call("munmap", (ref(cut), _hex(PAGE)), None, None))
+            elif what == "mprotect":
+                c(Call("mprotect", (ref(cut), _hex(PAGE), Flags(("PROT_READ",))), None, None))
+            elif what == "dontneed":
+                c(Call("madvise", (ref(cut), _hex(PAGE * r.choice([1, 16])), Flags(("MADV_DONTNEED",))), None, None))
+            elif what == "collapse":
+                c(Call("madvise", (ref(0), _hex(length), Flags(("MADV_COLLAPSE",))), None, None))
+            elif what == "khugepaged" and self.ok("khugepaged"):
+                c(Call("khugepaged", (), self.name(), None))
+            elif what == "fork" and self.ok("fork") and len(self.procs) < 2:
+                self.n_procs += 1
+                child = f"p{self.n_procs}"
+                c(Call("fork", (), child, None))
+                self.forked(child)
+                if spots:
+                    self.store(r.choice(spots), child, 1)
+            if r.chance(50):
+                observe(0)
+        if r.chance(40):
+            # a block split (or never huge) collapsed again: by khugepaged, or by MADV_COLLAPSE
+            if self.ok("khugepaged") and r.chance(50):
+                c(Call("khugepaged", (), self.name(), None))
+            else:
+                c(Call("madvise", (ref(0), _hex(length), Flags(("MADV_COLLAPSE",))), None, None))
+        observe(0)
+        for spot in spots:
+            for p in self.mappers(spot, None):
+                c(Call("load", (spot,), None, p))
+        self.read_back(ref(cut), _hex(PAGE), None, None, always=True)
 
     def read_back(self, addr: Int | Ref | Flags, length: Int, room: int | None, proc: str | None,
                   always: bool = False) -> None:
@@ -846,12 +1220,12 @@ class OsGen:
         """A length and an advice: any of ADVICE, sometimes a number no kernel knows, and the memory
         failure advice over a zero length (or in a process that gave up CAP_SYS_ADMIN: EPERM)."""
         r = self.r
-        if r.chance(3):
+        if r.chance(5):
             return (self.length(room) if proc in self.dropped else Int(0)), Flags((r.choice(INJECT_ADVICE),))
         length = self.length(room)
         if r.chance(8):
             return length, Int(r.choice([99, 26, 104]))
-        return length, Flags((advice(r),))
+        return length, Flags((r.choice(self.advice),))
 
     def fd_arg(self, proc: str | None, pipes: bool = True) -> Int | Ref:
         """A descriptor ``proc`` has (a file that can be mapped; with ``pipes`` sometimes a pipe), made
@@ -899,12 +1273,13 @@ class OsGen:
         elif what == "pwrite":
             off = self.file_offset()
             c(Call("pwrite", (fd, off, self.fd_value(fd, off.value), self.count()), self.name(), proc))
+            self.seek_cur(fd, proc)     # pwrite leaves the offset where it was
             if isinstance(fd, Ref) and off.value >= 0 and r.chance(60):
                 if self.ok("pread"):
                     c(Call("pread", (fd, off), self.name(), proc))
                 self.read_back_file(fd.name, proc, off.value)
         elif what == "lseek":
-            whence = r.choice(WHENCE)
+            whence = r.choice(self.whence)
             off = self.file_offset() if r.chance(70) else Int(r.choice([0, 0, 1, -1]))
             c(Call("lseek", (fd, off, whence), self.name(), proc))
         else:
@@ -914,6 +1289,7 @@ class OsGen:
                 c(Call("lseek", (fd, _hex(off), Flags(("SEEK_SET",))), self.name(), proc))
             if what == "write":
                 c(Call("write", (fd, self.fd_value(fd, off, 3), self.count()), self.name(), proc))
+                self.seek_cur(fd, proc)     # write moves it past the bytes written (to the end with O_APPEND)
                 if off is not None and r.chance(50):
                     if self.ok("read"):
                         c(Call("lseek", (fd, _hex(off), Flags(("SEEK_SET",))), self.name(), proc))
@@ -923,6 +1299,12 @@ class OsGen:
                 c(Call("read", (fd,), self.name(), proc))
                 if self.ok("lseek") and r.chance(40):
                     c(Call("lseek", (fd, Int(0), Flags(("SEEK_CUR",))), self.name(), proc))
+
+    def seek_cur(self, fd: Int | Ref, proc: str | None) -> None:
+        """lseek(fd, 0, SEEK_CUR) after a write or pwrite (SEEK_CUR_PERCENT): the offset the call left,
+        which nothing else in a program reads (a write that forgets to advance it reads back fine)."""
+        if isinstance(fd, Ref) and self.ok("lseek") and self.r.chance(SEEK_CUR_PERCENT):
+            self.calls.append(Call("lseek", (fd, Int(0), Flags(("SEEK_CUR",))), self.name(), proc))
 
     def fsize_limit(self, proc: str | None) -> None:
         """set_fsize_limit (RLIMIT_FSIZE, for the rest of ``proc``'s life), and -- when ``proc`` has a
@@ -1040,7 +1422,7 @@ class OsGen:
             kind = r.weighted([(5, "memfd"), (3, "file"), (3, "shm"), (1, "pipe")])
             fd = self.name()
             if kind == "memfd" and self.ok("memfd_create"):
-                c(Call("memfd_create", (Str(r.choice(["f", "g", "x" * 250])), Int(r.choice([0, 0, 1, 0x100]))), fd, proc))
+                c(Call("memfd_create", (Str(r.choice(["f", "g", "x" * 250, "x" * 249])), Int(r.choice([0, 0, 1, 0x100]))), fd, proc))
             elif kind == "file" and self.ok("open_file"):
                 mode = (r.choice(["O_RDWR", "O_RDWR", "O_RDONLY", "O_WRONLY"]),)
                 c(Call("open_file", (_hex(PAGE * r.integer(0, 4) + r.choice([0, 0, 1, 2048])),
@@ -1052,7 +1434,7 @@ class OsGen:
                     oflag += ("O_APPEND",)
                 # modes: owner only, world-readable, read-only, world-writable (an unprivileged process
                 # may then page it out: mm/madvise.c can_do_file_pageout)
-                c(Call("shm_open", (Str(r.choice(["/c0", "/c1", "c2", "/", "/a/b"])), Flags(oflag),
+                c(Call("shm_open", (Str(r.choice(["/c0", "/c1", "c2", "/", "/a/b"] + SHM_LONG_NAMES)), Flags(oflag),
                                     _hex(r.choice([0x180, 0x1A4, 0x100, 0x1B6]))), fd, proc))
             elif self.ok("pipe"):
                 c(Call("pipe", (), fd, proc))
@@ -1070,8 +1452,7 @@ class OsGen:
             self.fd_io(what, proc)
             return True
         if what == "mseal":
-            addr, room = self.addr_and_room()
-            length = self.length(room)
+            addr, length, room = self.range_arg()
             c(Call("mseal", (addr, length, Int(0) if r.chance(90) else Int(r.choice([1, 2]))), None, proc))
             self.read_back(addr, length, room, proc)
             return True
@@ -1093,14 +1474,17 @@ class OsGen:
             return True
         if what == "mremap":
             addr, room = self.addr_and_room()
-            flags = r.weighted(MREMAP_FLAGS)
+            flags = r.weighted(self.mremap_flags)
             new_addr = _hex(self.window_addr()) if "MREMAP_FIXED" in flags else Int(0)
             old = self.length(room)
             new = _hex(PAGE * r.integer(1, 8)) if r.chance(90) else Int(0)
+            if "MREMAP_FIXED" in flags and r.chance(4 * EDGE_PERCENT):
+                # a destination ending exactly at TASK_SIZE, or one page past it
+                new_addr = _hex(self.task_size - new.value + r.choice([0, 0, PAGE]))
             res = self.name()
             fl: Int | Flags = Flags(flags) if flags else Int(0)
-            if r.chance(4):
-                fl = Int(MREMAP_UNKNOWN | (1 if "MREMAP_MAYMOVE" in flags else 0))
+            if r.chance(6):
+                fl = Int(MREMAP_UNKNOWN | (1 if "MREMAP_MAYMOVE" in flags or r.chance(50) else 0))
             c(Call("mremap", (addr, old, new, fl, new_addr), res, proc))
             self.read_back(addr, old, room, proc)
             if r.chance(40) and (self.ok("mincore") or self.ok("pfn_of")):
@@ -1118,6 +1502,8 @@ class OsGen:
         if what == "madvise":
             addr, room = self.addr_and_room()
             length, adv = self.madvise_args(room, proc)
+            if r.chance(EDGE_PERCENT):
+                (addr, length), room = self.edge_range(), 0
             c(Call("madvise", (addr, length, adv), None, proc))
             if adv == Flags(("MADV_GUARD_INSTALL",)) and room is None and 0 < length.value <= 8 * PAGE \
                     and all(self.ok(n) for n in ("munmap", "mmap")) and r.chance(50):
@@ -1130,29 +1516,27 @@ class OsGen:
             self.read_back(addr, length, room, proc)
             return True
         if what == "msync":
-            addr, room = self.addr_and_room()
-            length = self.length(room)
-            c(Call("msync", (addr, length, r.choice(MS_FLAGS)), None, proc))
+            addr, length, room = self.range_arg()
+            c(Call("msync", (addr, length, r.choice(self.ms_flags)), None, proc))
             self.read_back(addr, length, room, proc)
             return True
         if what == "mincore":
-            addr, room = self.addr_and_room()
-            c(Call("mincore", (addr, self.length(room)), self.name(), proc))
+            addr, length, room = self.range_arg()
+            c(Call("mincore", (addr, length), self.name(), proc))
             return True
         if what == "mlock":
-            addr, room = self.addr_and_room()
+            addr, length, room = self.range_arg()
             if r.chance(60):
-                c(Call("mlock", (addr, self.length(room)), None, proc))
+                c(Call("mlock", (addr, length), None, proc))
             else:
-                c(Call("mlock2", (addr, self.length(room), r.choice(MLOCK_FLAGS)),
-                       None, proc))
+                c(Call("mlock2", (addr, length, r.choice(MLOCK_FLAGS)), None, proc))
             return True
         if what == "munlock":
-            addr, room = self.addr_and_room()
-            c(Call("munlock", (addr, self.length(room)), None, proc))
+            addr, length, room = self.range_arg()
+            c(Call("munlock", (addr, length), None, proc))
             return True
         if what == "mlockall":
-            c(Call("mlockall", (r.choice(MCL_FLAGS),), None, proc))
+            c(Call("mlockall", (r.choice(self.mcl_flags),), None, proc))
             return True
         if what == "munlockall":
             c(Call("munlockall", (), None, proc))
@@ -1211,7 +1595,7 @@ class OsGen:
 
 def program(r: Chooser, calls: frozenset[str] | None = None, facts: dict[str, Any] | None = None) -> Program:
     """A program of the os layer's calls in ``calls`` (all when None), every decision drawn from ``r``."""
-    b = OsGen(r, calls)
+    b = OsGen(r, calls, facts)
     n = r.integer(1, MAX_CALLS)
     while len(b.calls) < n and not r.exhausted:
         b.step()
