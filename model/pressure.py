@@ -162,6 +162,15 @@ def evict(sys: OsState, page: Page) -> None:
 
 
 def writeback(sys: OsState, obj: MemObject, page: Page) -> None:
+    tail = obj.size % PAGE_SIZE
+    if obj.kind == "file" and tail and page.pgoff == obj.size // PAGE_SIZE and page.data is not None and \
+            sys.config.eof_zero_on_write is True:
+        # the page straddling i_size is zeroed past it on every writepage, in the page cache
+        # (fs/ext4/page-io.c ext4_bio_write_folio, fs/buffer.c __block_write_full_folio:
+        # "it may be mmapped"): bytes stored there through a mapping read 0 from then on
+        # (clause linux.writeback.zeroes-eof-tail; a disk file system, which the fact
+        # eof_zero_on_write says the target's folder is; otherwise access.py allows 0 any time)
+        page.data[tail:] = bytes(PAGE_SIZE - tail)
     obj.disk[page.pgoff] = bytearray(page.data) if page.data is not None else bytearray(PAGE_SIZE)
     page.dirty = False
     sys.stats["writebacks"] += 1

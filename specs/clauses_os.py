@@ -214,6 +214,15 @@ declare(
      f"{POSIX} mmap(): MAP_PRIVATE modifications to the mapped data by the calling process shall be visible only to the calling process and shall not change the underlying object"),
     ("posix.mmap.partial-page-zero", "the part of the last page of a file mapping past the end of the file reads as zero",
      f"{POSIX} mmap(): the system shall always zero-fill any partial page at the end of an object; mmap(2), {MAN}, NOTES"),
+    ("linux.writeback.zeroes-eof-tail",
+     "bytes stored through a mapping past the end of a file on a disk file system, in the page that straddles "
+     "the end, are zeroed by every writeback of that page (msync(MS_SYNC), fsync, the flusher, reclaim): a load "
+     "reads them until then, 0 after; msync(MS_SYNC) of the page surely writes it back",
+     f"mmap(2), {MAN}, NOTES: the remaining bytes in the partial page at the end of the mapping are zeroed when "
+     "mapped, and modifications to that region are not written out to the file; fs/ext4/page-io.c "
+     "ext4_bio_write_folio and fs/buffer.c __block_write_full_folio (the folio straddling i_size is zeroed past "
+     "it on each writepage, because it may be mmapped); measured on Linux 6.18 ext4: a byte stored there reads "
+     "0 after msync(MS_SYNC)"),
     ("posix.mmap.sigbus-beyond-eof", "an access to a whole page of a file mapping past the end of the file raises SIGBUS",
      f"{POSIX} mmap(): references within the address range starting at pa and continuing for len bytes to whole pages following the end of an object shall result in delivery of a SIGBUS signal; mmap(2), {MAN}, ERRORS: SIGBUS"),
     ("posix.mmap.shared-one-frame", "every mapping of one page of a shared object uses the same frame",

@@ -125,6 +125,12 @@ def _expect_access(sys: OsState, mm: Mm, addr: int, kind: int) -> Expect:
         clause = "seed.fault.step9-restart"
     if (page & ~(HPAGE - 1)) in mm.thp_split and clause == "posix.mmap.private-contents":
         clause = "linux.thp.split-keeps-data"
+    if value and page not in mm.anon and _past_eof_in_cache(sys, v, addr):
+        # bytes stored past the end of a disk file, in the page that straddles it: any writeback
+        # of that page zeroes them (msync(MS_SYNC), fsync, the flusher or reclaim, whenever they
+        # run), so a load reads them or 0
+        return Expect(WRITEBACK_TAIL, Outcome(value=value), f"{value} or 0",
+                      (Outcome(value=value), Outcome(value=0)), impl_defined=True)
     lazy = mm.anon.get(page)
     if lazy is not None and lazy.lazyfree and value:
         # MADV_FREE: until the next write the kernel may have freed the page (reads 0)
@@ -184,11 +190,28 @@ def _content_clause(sys: OsState, mm: Mm, v: Vma, addr: int) -> str:
                 obj.pages[pgoff].data is not None else "linux.mmap.anon-zero-fill"
         off_in_file = pgoff * PAGE_SIZE + (addr & (PAGE_SIZE - 1))
         if off_in_file >= obj.size:
-            return "posix.mmap.partial-page-zero"
+            # a byte stored there and zeroed by a writeback rests on the writeback's rule
+            wb = obj.kind == "file" and pgoff in obj.disk and obj.pages.get(pgoff) is not None and \
+                not obj.pages[pgoff].dirty
+            return WRITEBACK_TAIL if wb else "posix.mmap.partial-page-zero"
         if pgoff not in obj.pages and pgoff in obj.disk:
             return "seed.fault.step6-load"     # evicted, read back from the file
         return "posix.mmap.file-contents" if v.shared else "posix.mmap.private-file-reads-file"
     return "linux.mmap.anon-zero-fill"
+
+
+WRITEBACK_TAIL = "linux.writeback.zeroes-eof-tail"
+
+
+def _past_eof_in_cache(sys: OsState, v: Vma, addr: int) -> bool:
+    """Whether ``addr`` maps a byte past the end of a regular file (open_file), in the page that
+    straddles the end: a byte that writeback zeroes (the page cache page, not a private copy)."""
+    if v.obj is None:
+        return False
+    obj = sys.objects[v.obj]
+    tail = obj.size % PAGE_SIZE
+    return obj.kind == "file" and bool(tail) and v.pgoff(addr & PAGE_MASK) == obj.size // PAGE_SIZE and \
+        (addr & (PAGE_SIZE - 1)) >= tail
 
 
 def _read(sys: OsState, mm: Mm, v: Vma, addr: int) -> int:
@@ -283,8 +306,18 @@ def _thp_fault(sys: OsState, mm: Mm, v: Vma, page: int) -> None:
 
 
 def apply_load(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int) -> None:
-    _access(sys, proc, mm, o, addr, READ)
+    hit = mm.vmas.find(addr)
     page = addr & PAGE_MASK
+    if o.ok and o.value == 0 and hit is not None and page not in mm.anon and _past_eof_in_cache(sys, hit[2], addr):
+        # a writeback zeroed the page past the end of the file: all of it, in the cache and on disk
+        obj = sys.objects[hit[2].obj]
+        cp, tail = obj.pages.get(obj.size // PAGE_SIZE), obj.size % PAGE_SIZE
+        if cp is not None and cp.data is not None and cp.data[addr & (PAGE_SIZE - 1)]:
+            cp.data[tail:] = bytes(PAGE_SIZE - tail)
+            d = obj.disk.get(obj.size // PAGE_SIZE)
+            if d is not None:
+                d[tail:] = bytes(PAGE_SIZE - tail)
+    _access(sys, proc, mm, o, addr, READ)
     p = mm.anon.get(page)
     if o.ok and o.value == 0 and p is not None and p.lazyfree and p.byte(addr & 4095):
         sys.drop_page(mm, page)      # the kernel had freed the MADV_FREE page

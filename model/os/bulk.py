@@ -15,7 +15,9 @@ VMAs plus the fact ``base_maps`` (the target's own mappings).  A target with map
 the model does not see (one that reports quiet ranges, as the linux targets do) moves them while it
 runs, so there the answer is a choice within 64 mappings of the limit either way (as
 ``mappings._map_count_near`` allows for mmap, munmap and mremap); the model alone (no quiet
-ranges) counts exactly, and the page after vm.max_map_count + 1 mappings must fail.
+ranges) counts exactly, and the page after vm.max_map_count + 1 mappings must fail -- unless
+some of its VMAs are neighbours the kernel would have merged (``splits.merge_slack``), which
+lowers the kernel's count by up to that many.
 
 The pages do not touch each other, so page k's other checks (its address, what is mapped there)
 do not depend on the pages before it; the limits that grow with the pages mapped (RLIMIT_AS,
@@ -33,7 +35,7 @@ from memspec.records import Outcome
 
 from ..expect import Expect, errno
 from ..rules import Rule
-from . import mappings
+from . import mappings, splits
 from .state import Mm, OsState
 
 FLAGS = MAP["MAP_PRIVATE"] | MAP["MAP_ANONYMOUS"] | MAP["MAP_FIXED_NOREPLACE"]
@@ -46,12 +48,14 @@ CANDIDATES = ("ENOMEM", "EEXIST", "EPERM", "EINVAL", "EAGAIN", "EACCES")
 _OTHER_ENOMEM = {"linux.mmap.enomem-rlimit-as", "linux.mmap.enomem-rlimit-data", "linux.mmap.enomem-overcommit"}
 
 
-def _page(sys: OsState, mm: Mm, a: int, prot: int, before: int, exact: bool) -> tuple[bool, list[str], Outcome, str]:
+def _page(sys: OsState, mm: Mm, a: int, prot: int, before: int, exact: bool,
+          slack: int = 0) -> tuple[bool, list[str], Outcome, str]:
     """Page ``a``'s mmap with ``before`` mappings in the process: whether it may succeed, the errnos
-    it may fail with, the model's own outcome and its clause."""
+    it may fail with, the model's own outcome and its clause.  ``slack``: how many fewer mappings
+    the kernel may hold, having merged neighbours the model keeps apart (splits.merge_slack)."""
     c = sys.config
     # mm/mmap.c do_mmap: the map count is asked before the address is looked at
-    if before > c.max_map_count + (0 if exact else BAND):
+    if before - slack > c.max_map_count + (0 if exact else BAND):
         return False, ["ENOMEM"], Outcome(value=-1, errno="ENOMEM"), LIMIT
     e = mappings.expect_mmap(sys, mm, a, PAGE_SIZE, prot, FLAGS, -1, 0)
     ok = e.judge(Outcome(value=a)) is None
@@ -84,13 +88,14 @@ def expect_map_pages(sys: OsState, mm: Mm, addr: int, n: int, prot: int) -> Expe
                       "limits that grow page by page are not modelled)", unknown=True)
     exact = not c.quiet_ranges
     before = c.base_maps + len(mm.vmas)
+    slack = splits.merge_slack(mm) if before + n > c.max_map_count else 0
     allowed: list[Outcome] = []
     default: Outcome | None = None
     clause = "linux.mmap.fixed-noreplace-maps"
     covers: dict[str, None] = {}
     for k in range(n):
         a = addr + 2 * k * PAGE_SIZE
-        ok, errs, own, why = _page(sys, mm, a, prot, before + k, exact)
+        ok, errs, own, why = _page(sys, mm, a, prot, before + k, exact, slack)
         if errs or not ok:
             covers[why] = None
         allowed.extend(Outcome(value=k, errno=name) for name in errs)

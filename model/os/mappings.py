@@ -67,12 +67,14 @@ def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
     plen = page_align(length)
     if plen == 0 or plen > (1 << 64) - 1:
         return errno("linux.mmap.enomem-len-overflow", "ENOMEM")
-    if not splits.own_mappings(sys) and len(mm.vmas) > c.max_map_count:
+    if not splits.own_mappings(sys) and len(mm.vmas) > c.max_map_count and \
+            len(mm.vmas) - splits.merge_slack(mm) > c.max_map_count:
         # mm/mmap.c do_mmap: "Too many mappings?" (map_count > sysctl_max_map_count) is asked
         # right after the length and offset overflow checks, before __get_unmapped_area, the
         # MAP_LOCKED checks and the map type (found by fuzzing linux-agent: at the limit an
-        # anonymous MAP_SHARED_VALIDATE is ENOMEM, not EINVAL).  Alone the model counts exactly;
-        # with mappings of the target's own it is a choice (expect_mmap)
+        # anonymous MAP_SHARED_VALIDATE is ENOMEM, not EINVAL).  Alone the model counts exactly
+        # but for neighbours the kernel would have merged (splits.merge_slack); with mappings of
+        # the target's own, or such neighbours, it is a choice (expect_mmap)
         return errno(MAP_COUNT, "ENOMEM")
     fixed = bool(flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]))
     if plen > c.task_size:
@@ -155,6 +157,11 @@ def expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
         # mm/mmap.c do_mmap: map_count > sysctl_max_map_count -> ENOMEM, before every later check
         # (the address, MAP_LOCKED, the map type, the limits): near the limit, with the target's
         # own mappings counted only within 64, ENOMEM or whatever comes after
+        return or_errno(e, MAP_COUNT, "ENOMEM")
+    if not splits.own_mappings(sys) and not e.unknown and e.clause not in _BEFORE_MAP_COUNT and \
+            len(mm.vmas) > sys.config.max_map_count:
+        # alone, over the limit by the model's count but not once its neighbours that the kernel
+        # would have merged are counted as one (splits.merge_slack): ENOMEM or what comes after
         return or_errno(e, MAP_COUNT, "ENOMEM")
     return e
 

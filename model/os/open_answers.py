@@ -19,6 +19,10 @@ OPEN_ANSWERS: tuple[tuple[str, str, str, str], ...] = (
     ("access", "_expect_access", "linux.mmap.growsdown-expands",
      "below a MAP_GROWSDOWN mapping a fault grows it unless the stack guard gap (a boot parameter), "
      "RLIMIT_STACK, RLIMIT_AS, the lock limit or overcommit refuse it: not modelled (unknown)"),
+    ("access", "_expect_access", "linux.writeback.zeroes-eof-tail",
+     "a byte stored past the end of a disk file, in the page straddling it, is zeroed by any writeback of "
+     "the page, which the flusher or reclaim may start at any time (and the target's folder may be tmpfs, "
+     "which never zeroes it): the stored value or 0"),
     ("access", "_expect_access", "linux.madvise.free-lazy",
      "after MADV_FREE the kernel frees the page only under memory pressure (mm/vmscan.c): old value or 0"),
     ("advice", "expect_madvise", "linux.madvise.hwpoison-privileged",
@@ -65,6 +69,9 @@ OPEN_ANSWERS: tuple[tuple[str, str, str, str], ...] = (
      "ignored by tmpfs; the target's folder may be on either"),
     ("mappings", "expect_mmap", "linux.mmap.enomem-max-map-count",
      "near vm.max_map_count the target's own mappings count too (alone the model counts exactly)"),
+    ("mappings", "expect_mmap", "linux.mmap.enomem-max-map-count",
+     "alone, over vm.max_map_count by the model's count, but not if the kernel merged neighbouring VMAs "
+     "the model keeps apart (whether anonymous ones merge depends on their anon_vma, which fork shares)"),
     ("mappings", "split_first", "linux.mprotect.enomem-max-map-count",
      "near vm.max_map_count the target's own mappings count too: a split may be refused (alone the "
      "model counts exactly)"),

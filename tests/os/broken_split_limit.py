@@ -41,6 +41,12 @@ class SplitsIgnoreLimit(System):
     rules = _rules()
 
 
+def merge_slack(system: System, proc: str) -> int:
+    """The model's splits.merge_slack of a process (for the tests)."""
+    from memspec.model.os.splits import merge_slack as slack
+    return slack(system.procs[proc])
+
+
 BUGS = {"splits-ignore-limit": SplitsIgnoreLimit}
 CLASSES = {**BUGS, "reference": System}
 
