@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memspec.calls_hw import RAM_SIZE
+from memspec.calls_hw import INITIAL_CR3, RAM_SIZE
 from memspec.program import Flags, Int, Program
 
 from .choose import Chooser, swarm
@@ -39,6 +39,8 @@ MAX_OPS = 28
 SWARM_PERCENT = 40           # programs that draw from a random subset of the operations (swarm testing)
 READBACK_PERCENT = 30        # leaf changes followed by reads of the page, its neighbours and the entry
 PATH_READ_PERCENT = 40       # read-backs (and ``read_pte`` operations) that read the upper entries of a path too
+BAD_BOOT_PERCENT = 6         # programs that first ask for a mode without one of long mode's bits (refused)
+ODD_CR3_PERCENT = 15         # CR3 loads of the initial (empty) root, past RAM's end, or with a reserved bit
 OFFSET_PERCENT = 25          # accesses at offsets across the page rather than its first qwords
 # what one operation after the tree is built does, by weight (accesses always stay in a swarm subset)
 OPS = [(45, "access"), (17, "leaf"), (6, "invlpg"), (7, "cr3"), (6, "read_pte"), (4, "cr0"), (4, "cr4"),
@@ -114,7 +116,8 @@ class HwGen(CallEmitter):
         self.entries: dict[tuple[int, int], int] = {}  # (table, index) -> next table (for non-leaf entries)
         self.pcid_ok = bool((facts or {}).get("pcid", True))
         # the machine the target declares: its MAXPHYADDR and the size of its guest memory
-        self.rsvd = reserved_bits(int((facts or {}).get("maxphyaddr", 52)))
+        self.maxphy = int((facts or {}).get("maxphyaddr", 52))
+        self.rsvd = reserved_bits(self.maxphy)
         self.ram = int((facts or {}).get("ram", RAM_SIZE))
         self.ops = OPS
 
@@ -132,6 +135,12 @@ class HwGen(CallEmitter):
         efer = ("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if r.chance(85) else ())
         self.la57 = "CR4_LA57" in cr4
         self.pke = "CR4_PKE" in cr4
+        if r.chance(BAD_BOOT_PERCENT):
+            # IA-32e mode needs CR0.PG, CR0.PE, CR4.PAE and EFER.LME together (SDM Vol. 3A §10.8.5):
+            # without one of them the harness refuses the mode, and the program boots properly after
+            drop = r.choice(["CR0_PG", "CR0_PE", "CR4_PAE", "EFER_LME"])
+            self.emit("boot", _flags(tuple(f for f in cr0 if f != drop)), _flags(tuple(f for f in cr4 if f != drop)),
+                      _flags(tuple(f for f in efer if f != drop)))
         if cr4 != ("CR4_PAE",) or "CR0_WP" not in cr0 or "EFER_NXE" not in efer:
             self.emit("boot", Flags(cr0), Flags(cr4), Flags(efer))
 
@@ -305,7 +314,12 @@ class HwGen(CallEmitter):
         elif k == "invlpg":
             self.emit("invlpg", self.addr())
         elif k == "cr3":
-            self.emit("mov_cr3", r.choice(roots))
+            if r.chance(ODD_CR3_PERCENT):
+                # the initial root (INITIAL_CR3 = HARNESS_LOW: empty tables), a root past RAM's end, or a
+                # reserved bit at MAXPHYADDR (SDM MOV CR: #GP)
+                self.emit("mov_cr3", r.choice([INITIAL_CR3, self.ram, roots[0] | 1 << min(self.maxphy, 62)]))
+            else:
+                self.emit("mov_cr3", r.choice(roots))
         elif k == "read_pte" and self.slots:
             la, table, idx, _, _ = r.choice(self.slots)
             if r.chance(PATH_READ_PERCENT) and self.paths.get(la):

@@ -8,8 +8,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path as _P
 
+from memspec.model.expect import exactly
 from memspec.model.paging import Paging
+from memspec.model.pte import CR0_PG, addr_mask
 from memspec.model.walk import Path
+from memspec.records import Outcome
 
 sys.path.insert(0, str(_P(__file__).resolve().parent))
 from broken_hw import BrokenTarget  # noqa: E402
@@ -38,7 +41,24 @@ class OffsetOf11Bits(Paging):
         return o, clause, pa
 
 
-BUGS = {"NoAccessedInUpperEntries": NoAccessedInUpperEntries, "OffsetOf11Bits": OffsetOf11Bits, "Paging": Paging}
+class BootWithoutPg(Paging):
+    """Enters the mode asked for even without CR0.PG (IA-32e mode needs PG, PE, PAE and LME together)."""
+
+    def _expect_boot(self, cr0, cr4, efer):
+        return super()._expect_boot(cr0 | CR0_PG, cr4, efer)
+
+
+class InitialRootRefused(Paging):
+    """Refuses a CR3 load of the first page of program RAM (the initial root, INITIAL_CR3)."""
+
+    def _expect_mov_cr3(self, value):
+        if value & addr_mask(self.maxphy) == self.low:
+            return exactly("memspec.hw.root-in-ram", Outcome(value=-1, errno="EINVAL"))
+        return super()._expect_mov_cr3(value)
+
+
+BUGS = {"NoAccessedInUpperEntries": NoAccessedInUpperEntries, "OffsetOf11Bits": OffsetOf11Bits, "BootWithoutPg": BootWithoutPg,
+        "InitialRootRefused": InitialRootRefused, "Paging": Paging}
 
 
 def target(name: str) -> BrokenTarget:

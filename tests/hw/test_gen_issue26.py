@@ -1,12 +1,16 @@
 """Issue #26's features in the hw generator: accesses across a page's offsets (not only its first
-qwords), read-back of every entry of a path, the harness's own root slot -- programs pass on the model,
-and a translation that keeps too few offset bits is caught by ``memspec check`` at default settings."""
+qwords), read-back of every entry of a path, the harness's own root slot, boots without one of long
+mode's bits and CR3 loads of odd roots -- programs pass on the model, and a translation that keeps too
+few offset bits, a boot without CR0.PG taken, and the initial root refused are each caught by
+``memspec check`` at default settings."""
 
 from __future__ import annotations
 
 import json
 import random
 from pathlib import Path
+
+import pytest
 
 from memspec.commands.cli import main
 from memspec.program import eval_args
@@ -60,6 +64,18 @@ def test_check_at_default_settings_catches_a_translation_keeping_11_offset_bits(
     assert status == 1 and fails
     assert {f["clause"] for f in fails} == {"sdm.walk.pte.maps-4k"}
     assert any("# found_by: random" in f["program"] for f in fails)
+
+
+@pytest.mark.parametrize("bug, clauses", [
+    ("BootWithoutPg", {"memspec.hw.boot-long-mode"}),
+    ("InitialRootRefused", {"sdm.tlb.cr3-flush-nonglobal", "sdm.tlb.cr3-flush-pcid"}),
+])
+def test_check_at_default_settings_catches_a_refused_mode_or_root(bug, clauses, tmp_path) -> None:
+    # a boot without one of long mode's bits, and CR3 loads of the initial root (ODD_CR3_PERCENT)
+    status, fails = _check(bug, tmp_path / "out")
+    assert status == 1 and fails
+    assert {f["clause"] for f in fails} <= clauses
+    assert all(len([ln for ln in f["program"].splitlines() if ln and not ln.startswith("#")]) <= 3 for f in fails)
 
 
 def test_the_model_served_the_same_way_passes(tmp_path) -> None:
