@@ -202,7 +202,7 @@ class KernelRunner(SweepRunner):
     def check_decoding(self, items: Items) -> None:
         """The kernel's decoding of a sample of indexes (the first and last of this batch, and random
         ones) against ``sweepspace.build``: the same control registers, address, access and entries."""
-        space = Space(items.paging)
+        space = Space(items.paging if items.levels not in (4, 5) else f"{items.levels}level")
         rng = np.random.default_rng(len(self.checked) + items.levels)
         idx = np.unique(np.concatenate([items.index[:1], items.index[-1:],
                                         rng.integers(0, space.size, self.sample)]))
@@ -211,7 +211,7 @@ class KernelRunner(SweepRunner):
         for i, reply, row in zip(idx.tolist(), replies[2:], want):
             got = reply.split()
             if got[:1] != ["v"] or [int(x, 16) for x in got[1:]] != row:
-                raise TargetError(f"the test kernel decodes combination {i} of the {items.paging} space as "
+                raise TargetError(f"the test kernel decodes combination {i} of the {space.mode} space as "
                                   f"{reply!r}, sweepspace.build as {' '.join(f'{v:x}' for v in row)!r}: "
                                   "the kernel and the host enumerate different spaces")
         self.checked.add(items.levels)

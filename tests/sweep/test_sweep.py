@@ -242,14 +242,15 @@ SHORT = ("variant in (none, leaf51, dir51) and leaf==4k and wp==1 and smep==0 an
 WITHOUT_P = "outcome | sdm.walk.{}.rsvd-maxphy | #PF | #PF error code without P"
 
 
-def test_a_short_sweep_of_qemu_system(tmp_path) -> None:
+@pytest.mark.parametrize("mode", ["4level", "5level"])
+def test_a_short_sweep_of_qemu_system(tmp_path, mode) -> None:
     if shutil.which("qemu-system-x86_64") is None:
         missing_peer("qemu-system-x86_64", "apt-get install -y --no-install-recommends qemu-system-x86")
     from memspec.targets.registry import make_target
     from memspec.targets.sweep import runner_for
     target = make_target("qemu-system")
     try:
-        sw = sweep(tmp_path, runner_for(target), filter=SHORT)
+        sw = sweep(tmp_path, runner_for(target), filter=SHORT, mode=mode)
         s = sw.run()
     finally:
         target.close()
@@ -412,3 +413,41 @@ def test_a_seeded_wrong_outcome_and_a_wrong_reference_are_caught(tmp_path, monke
     assert exit_code(s2) == 1 and list(s2.classes) == ["outcome | sdm.access.smap-ac-override | allowed | #PF 0x1"]
     (cls,) = s2.classes.values()
     assert cls.count == s2.judged // 2 == 256 and not cls.why and "ac=0" in s2.where(Space("4level"), cls)
+
+
+class _FakeKernel:
+    """A target whose kernel decodes indexes like ``build`` but with PKRU.WD and AD swapped (or not)."""
+
+    name = "qemu-system"
+
+    def __init__(self, swap: bool) -> None:
+        self.swap = swap
+
+    def facts(self) -> dict:
+        return {"maxphyaddr": 48, "la57": True, "page1g": True, "smep": True, "smap": True, "pku": True, "nx": True}
+
+    def reset_line(self) -> str:
+        return "R"
+
+    def guest_exchange(self, lines: list[str]) -> list[str]:
+        out = []
+        for line in lines:
+            if not line.startswith("y "):
+                out.append("k")
+                continue
+            _, levels, index = line.split()
+            row = decoded_args(build(Space(f"{int(levels, 16)}level"), np.array([int(index, 16)])))[0]
+            if self.swap and row[4] in (4, 8):
+                row[4] ^= 12
+            out.append("v " + " ".join(f"{v:x}" for v in row))
+        return out
+
+
+@pytest.mark.parametrize("mode", ["4level", "5level"])
+def test_a_kernel_that_enumerates_another_space_is_refused(mode) -> None:
+    from memspec.errors import TargetError
+    from memspec.targets.sweep import KernelRunner
+    items = build(Space(mode), np.arange(1000, 1100, dtype=np.int64))
+    KernelRunner(_FakeKernel(False)).check_decoding(items)
+    with pytest.raises(TargetError, match="enumerate different spaces"):
+        KernelRunner(_FakeKernel(True)).check_decoding(items)
