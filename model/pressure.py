@@ -419,6 +419,10 @@ def pfn_expect(sys: OsState, mm: Mm, addr: int) -> Expect:
         return Expect("linux.mmap.zero-page-shared", Outcome(value=ZERO_PFN), "the zero page's frame",
                       predicate=_some_pfn, impl_defined=True)
     assert isinstance(pg, Page)
+    if id(pg) in sys.pfn_loose:
+        return Expect("linux.madvise.collapse", Outcome(value=pg.pfn or 1),
+                      "a frame (MADV_COLLAPSE may have copied the page into a new huge page)",
+                      predicate=_some_pfn, impl_defined=True)
     clause = ("seed.cow.shared-until-write" if pg.kind == "anon" and pg.mapcount > 1 else
               "seed.cow.copy-on-write" if pg.kind == "anon" and pg.inherited else
               "posix.mmap.shared-one-frame" if pg.kind != "anon" else "linux.pagemap.pfn")
@@ -467,6 +471,8 @@ def pfn_adopt(sys: OsState, mm: Mm, addr: int, o: Outcome) -> None:
             sys.pfn_seen_zero = o.value
         return
     pg = t.page
+    if id(pg) in sys.pfn_loose:
+        return          # its frame is not known to be one (MADV_COLLAPSE): never adopted
     for pfn in [f for f, p in sys.pfn_seen.items() if p is pg or not _live(sys, p)]:
         del sys.pfn_seen[pfn]
     sys.pfn_seen[o.value] = pg

@@ -294,8 +294,19 @@ def apply_madvise(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length
             for base in range(page_align_huge(s), e - HPAGE + 1, HPAGE):
                 mm.thp_maybe.add(base)
                 for page in range(base, base + HPAGE, PAGE_SIZE):
-                    if page not in mm.pte:
+                    t = mm.pte.get(page)
+                    if t is None:
                         mm.maybe.add(page)
+                    elif isinstance(t.page, Page):
+                        # mm/khugepaged.c collapse_huge_page copies the block's pages into a new
+                        # huge folio (MADV_COLLAPSE ignores max_ptes_shared: a page shared with
+                        # a fork's child is copied for this process only), so its frame is new
+                        # (measured on 6.18: pfn_of before and after differ)
+                        pg = t.page
+                        sys.pfn_loose.add(id(pg))
+                        sys.pfn_of_page.pop(id(pg), None)
+                        for pfn in [f for f, q in sys.pfn_seen.items() if q is pg]:
+                            del sys.pfn_seen[pfn]
         elif advice == M["MADV_WILLNEED"] and v.obj is not None:
             obj = sys.objects[v.obj]
             if obj.kind == "file":

@@ -1,0 +1,70 @@
+"""MADV_COLLAPSE copies a block's pages into a new huge page (mm/khugepaged.c
+collapse_huge_page), so their frame numbers change -- in the calling process only, even for a
+page a fork's child still shares (MADV_COLLAPSE ignores khugepaged's max_ptes_shared).  The
+model then allows any frame for those pages and adopts none; before, it demanded the old frame
+(a false alarm on Linux 6.18 found by `memspec check --target linux`)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from memspec.fuzz.differential import execute
+from memspec.model.mm import Config, System
+from memspec.program import parse
+from memspec.records import Outcome
+from memspec.targets.model import ModelTarget
+
+B = 0x100400800000
+HUGE = 0x200000
+PROGRAM = f"""b = mmap({B:#x}, 0x200000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)
+store(b, 7)
+store(b+0x1000, 8)
+i = pfn_of(b)
+c = fork()
+c: j = pfn_of(b)
+madvise(b, 0x200000, MADV_COLLAPSE)
+m = pfn_of(b)
+c: k = pfn_of(b)
+x = load(b+0x1000)
+c: y = load(b)
+store(b, 9)
+c: z = load(b)
+"""
+
+
+def _collapsed() -> System:
+    s = System(Config())
+    s.apply("main", "mmap", (B, HUGE, 3, 0x32, -1, 0), Outcome(value=B))
+    s.apply("main", "store", (B, 7), Outcome())
+    s.apply("main", "pfn_of", (B,), Outcome(value=0x1234))
+    assert s.expect("main", "pfn_of", (B,)).allowed == (Outcome(value=0x1234),)
+    s.apply("main", "madvise", (B, HUGE, 25), Outcome(value=0))
+    return s
+
+
+def test_after_a_collapse_a_page_may_have_any_frame_but_must_have_one():
+    s = _collapsed()
+    e = s.expect("main", "pfn_of", (B,))
+    assert e.clause == "linux.madvise.collapse"
+    assert e.judge(Outcome(value=0x1234)) is None and e.judge(Outcome(value=0x202600)) is None
+    assert e.judge(Outcome(value=0)) is not None                  # the page is present
+    s.apply("main", "pfn_of", (B,), Outcome(value=0x202600))      # not adopted: it may move again
+    assert s.expect("main", "pfn_of", (B,)).judge(Outcome(value=0x300000)) is None
+    # the old frame is free for another page now
+    s.apply("main", "mmap", (B + HUGE, 0x1000, 3, 0x32, -1, 0), Outcome(value=B + HUGE))
+    s.apply("main", "store", (B + HUGE, 1), Outcome())
+    assert s.expect("main", "pfn_of", (B + HUGE,)).judge(Outcome(value=0x1234)) is None
+
+
+def test_the_fork_program_passes_on_the_model():
+    assert execute(ModelTarget(), parse(PROGRAM), {}).failure is None
+
+
+@pytest.mark.skipif(os.uname().sysname != "Linux" or os.geteuid() != 0, reason="pagemap frame numbers need root on Linux")
+def test_the_fork_program_passes_on_the_kernel():
+    from memspec.targets.linux import LinuxTarget
+    t = LinuxTarget()
+    j = execute(t, parse(PROGRAM), t.facts())
+    assert j.failure is None, j.failure
