@@ -341,10 +341,13 @@ class Guest:
         return b"".join(out)
 
     def _bytes(self, n: int, deadline: float) -> bytes:
-        """Exactly ``n`` bytes of the answer stream (binary records)."""
-        while len(self.buf) < n:
+        """Exactly ``n`` bytes of the answer stream (binary records).  The chunks are joined once at
+        the end: a serial line delivers a batch's 64 KiB in pieces of a few bytes each."""
+        parts, have = [self.buf], len(self.buf)
+        while have < n:
             left = deadline - time.monotonic()
             if left <= 0:
+                self.buf = b"".join(parts)
                 raise GuestDied(RunStatus.HANG, "the guest stopped answering (time limit)", [])
             if not self.sel.select(min(left, 1.0)):
                 continue
@@ -352,10 +355,13 @@ class Guest:
             if chunk is None:
                 continue
             if not chunk:
+                self.buf = b"".join(parts)
                 raise GuestDied(RunStatus.CRASH, self._exit_message(), [])
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)
+        self.buf = data[n:]
+        return data[:n]
 
     def _exchange_serial(self, lines: list[str], timeout: float) -> list[str]:
         try:
