@@ -262,12 +262,22 @@ def thp_eligible(sys: OsState, mm: Mm, v: Vma, base: int) -> bool:
     return cov >= base + HPAGE
 
 
-def materialize_huge(sys: OsState, mm: Mm, base: int) -> None:
-    """The kernel gave this range a huge page: every 4 KiB piece is now present."""
+def materialize_huge(sys: OsState, mm: Mm, base: int, read: bool | None = None) -> None:
+    """The kernel gave this range a huge page: every 4 KiB piece is now present.
+
+    After read faults only (``read``; by default: no piece of the range holds data yet) the
+    kernel maps the huge zero page there (mm/huge_memory.c do_huge_pmd_anonymous_page with
+    transparent_hugepage/use_zero_page), and the first write anywhere in the range replaces it
+    with a new huge page (do_huge_pmd_wp_page -> do_huge_zero_wp_pmd): every piece's frame
+    changes then, so their frames are any frame (``pfn_loose``; measured on 6.18: pfn_of of a
+    read page before and after a store to its neighbour differ)."""
     hit = mm.vmas.find(base)
     if hit is None:
         return
     v = hit[2]
+    if read is None:
+        read = not any(p in mm.anon or (p in mm.pte and mm.pte[p].page is not ZERO_PAGE)
+                       for p in range(base, base + HPAGE, PAGE_SIZE))
     for p in range(base, base + HPAGE, PAGE_SIZE):
         if p in mm.anon:
             continue
@@ -277,6 +287,8 @@ def materialize_huge(sys: OsState, mm: Mm, base: int) -> None:
             return
         page.mapcount = 1
         mm.anon[p] = page
+        if read:
+            sys.pfn_loose[id(page)] = "linux.thp.fault-huge"
         sys.lru_add(page)
         if t is not None:
             zap_pte(sys, mm, p)
@@ -419,10 +431,11 @@ def pfn_expect(sys: OsState, mm: Mm, addr: int) -> Expect:
         return Expect("linux.mmap.zero-page-shared", Outcome(value=ZERO_PFN), "the zero page's frame",
                       predicate=_some_pfn, impl_defined=True)
     assert isinstance(pg, Page)
-    if id(pg) in sys.pfn_loose:
-        return Expect("linux.madvise.collapse", Outcome(value=pg.pfn or 1),
-                      "a frame (MADV_COLLAPSE may have copied the page into a new huge page)",
-                      predicate=_some_pfn, impl_defined=True)
+    loose = sys.pfn_loose.get(id(pg))
+    if loose is not None:
+        return Expect(loose, Outcome(value=pg.pfn or 1),
+                      "a frame (the kernel may have replaced it: a huge page made by MADV_COLLAPSE, or by the "
+                      "first write to the huge zero page)", predicate=_some_pfn, impl_defined=True)
     clause = ("seed.cow.shared-until-write" if pg.kind == "anon" and pg.mapcount > 1 else
               "seed.cow.copy-on-write" if pg.kind == "anon" and pg.inherited else
               "posix.mmap.shared-one-frame" if pg.kind != "anon" else "linux.pagemap.pfn")

@@ -248,7 +248,7 @@ def _access(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, kind: int) -
         return None
     v = hit[2]
     page = addr & PAGE_MASK
-    _thp_fault(sys, mm, v, page)
+    _thp_fault(sys, mm, v, page, kind)
     fc = fault.do_page_fault(sys, mm, v, addr, kind)
     if fc is not None and fc.kind == "sigkill":
         return None
@@ -286,7 +286,7 @@ def _fault_around(sys: OsState, mm: Mm, v: Vma, page: int) -> None:
             mm.maybe.add(p)
 
 
-def _thp_fault(sys: OsState, mm: Mm, v: Vma, page: int) -> None:
+def _thp_fault(sys: OsState, mm: Mm, v: Vma, page: int, kind: int) -> None:
     """mm/huge_memory.c do_huge_pmd_anonymous_page: a first fault in a 2 MiB aligned, eligible
     range may map a huge page (linux.thp.fault-huge).  Whether it does is the kernel's choice
     (no free huge page: fall back to 4 KiB), so the model marks the range ``thp_maybe``."""
@@ -297,7 +297,7 @@ def _thp_fault(sys: OsState, mm: Mm, v: Vma, page: int) -> None:
         return
     sys.stats["thp_faults"] += 1
     if sys.config.thp_certain:
-        pressure.materialize_huge(sys, mm, base)
+        pressure.materialize_huge(sys, mm, base, read=kind != WRITE)
     else:
         mm.thp_maybe.add(base)
         for p in range(base, base + HPAGE, PAGE_SIZE):

@@ -303,7 +303,7 @@ def apply_madvise(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length
                         # a fork's child is copied for this process only), so its frame is new
                         # (measured on 6.18: pfn_of before and after differ)
                         pg = t.page
-                        sys.pfn_loose.add(id(pg))
+                        sys.pfn_loose[id(pg)] = "linux.madvise.collapse"
                         sys.pfn_of_page.pop(id(pg), None)
                         for pfn in [f for f, q in sys.pfn_seen.items() if q is pg]:
                             del sys.pfn_seen[pfn]

@@ -313,9 +313,10 @@ class OsState:
         self.pfn_seen: dict[int, Page] = {}   # target pfn -> model page (adopted from pfn_of)
         self.pfn_of_page: dict[int, tuple[Page, int]] = {}
         self.pfn_seen_zero = 0
-        # pages whose frame MADV_COLLAPSE may have replaced (a copy into a new huge page, in this
-        # process only): any frame, never adopted (ids of Page objects)
-        self.pfn_loose: set[int] = set()
+        # pages whose frame the kernel may replace unseen (MADV_COLLAPSE's copy into a new huge
+        # page; the huge zero page replaced at the first write): any frame, never adopted
+        # (id of the Page object -> the clause that allows it)
+        self.pfn_loose: dict[int, str] = {}
         self.killed: list[str] = []
         self.last_fault: PageFault | None = None
         self.locked_evictions: list[list[str]] = []   # evictions of locked pages (none may happen)

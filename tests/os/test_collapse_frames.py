@@ -2,7 +2,8 @@
 collapse_huge_page), so their frame numbers change -- in the calling process only, even for a
 page a fork's child still shares (MADV_COLLAPSE ignores khugepaged's max_ptes_shared).  The
 model then allows any frame for those pages and adopts none; before, it demanded the old frame
-(a false alarm on Linux 6.18 found by `memspec check --target linux`)."""
+(a false alarm on Linux 6.18 found by `memspec check --target linux`).  Likewise a huge page
+mapped after read faults only, which is the huge zero page until the first write replaces it."""
 
 from __future__ import annotations
 
@@ -67,4 +68,47 @@ def test_the_fork_program_passes_on_the_kernel():
     from memspec.targets.linux import LinuxTarget
     t = LinuxTarget()
     j = execute(t, parse(PROGRAM), t.facts())
+    assert j.failure is None, j.failure
+
+
+HUGE_ZERO = f"""a = mmap({B:#x}, 0x400000, PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, 0, 0)
+madvise(a, 0x400000, MADV_HUGEPAGE)
+load(a+0x200000)
+b = thp_mapped(a+0x200000)
+c = pfn_of(a+0x200000)
+store(a+0x201000, 0)
+h = pfn_of(a+0x200000)
+"""
+
+
+def test_a_huge_page_after_read_faults_may_be_the_huge_zero_page_replaced_at_the_first_write():
+    # the kernel maps the huge zero page at a read fault and a new huge page at the first write
+    # (do_huge_zero_wp_pmd): every piece's frame changes (a false alarm on linux-agent, found by check)
+    s = System(Config())
+    s.apply("main", "mmap", (B, 2 * HUGE, 2, 0x22, 0, 0), Outcome(value=B))
+    s.apply("main", "madvise", (B, 2 * HUGE, 14), Outcome(value=0))
+    s.apply("main", "load", (B + HUGE,), Outcome(value=0))
+    s.apply("main", "thp_mapped", (B + HUGE,), Outcome(value=1))
+    s.apply("main", "pfn_of", (B + HUGE,), Outcome(value=0x21ac00))
+    s.apply("main", "store", (B + HUGE + 0x1000, 0), Outcome())
+    e = s.expect("main", "pfn_of", (B + HUGE,))
+    assert e.clause == "linux.thp.fault-huge"
+    assert e.judge(Outcome(value=0x1f8c00)) is None and e.judge(Outcome(value=0)) is not None
+    # after a write fault first the huge page is a real one: its frames are judged as before
+    t = System(Config())
+    t.apply("main", "mmap", (B, 2 * HUGE, 3, 0x22, 0, 0), Outcome(value=B))
+    t.apply("main", "madvise", (B, 2 * HUGE, 14), Outcome(value=0))
+    t.apply("main", "store", (B + HUGE, 1), Outcome())
+    t.apply("main", "thp_mapped", (B + HUGE,), Outcome(value=1))
+    t.apply("main", "pfn_of", (B + HUGE + 0x1000,), Outcome(value=0x300001))
+    t.apply("main", "store", (B + HUGE + 0x1000, 2), Outcome())
+    assert t.expect("main", "pfn_of", (B + HUGE + 0x1000,)).allowed == (Outcome(value=0x300001),)
+    assert execute(ModelTarget(), parse(HUGE_ZERO), {}).failure is None
+
+
+@pytest.mark.skipif(os.uname().sysname != "Linux" or os.geteuid() != 0, reason="pagemap frame numbers need root on Linux")
+def test_the_huge_zero_program_passes_on_the_kernel():
+    from memspec.targets.linux import LinuxTarget
+    t = LinuxTarget()
+    j = execute(t, parse(HUGE_ZERO), t.facts())
     assert j.failure is None, j.failure
