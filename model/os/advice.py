@@ -375,7 +375,8 @@ def _pageout(sys: OsState, mm: Mm, start: int, end: int) -> None:
 def _pageout_swap(sys: OsState, mm: Mm, start: int, end: int, clean_shmem_only: bool = False) -> None:
     """With a swap device (fact ``swap_pages``), MADV_PAGEOUT may also swap out anonymous and
     shmem pages this process alone maps (mm/madvise.c madvise_cold_or_pageout_pte_range ->
-    reclaim_pages); without one they stay (mm/vmscan.c: no swap, no anon reclaim).  Whether it
+    reclaim_pages); without one they stay (mm/vmscan.c: no swap, no anon reclaim), but for a clean
+    page after MADV_FREE, which reclaim discards.  Whether it
     did is the kernel's: the page's presence, residency and frame become unknown, its data stays."""
     for s, e, v in mm.mapped_pages(start, end):
         for page in sys.pages_in(mm, s, e):
@@ -383,8 +384,12 @@ def _pageout_swap(sys: OsState, mm: Mm, start: int, end: int, clean_shmem_only: 
             if t is None or not isinstance(t.page, Page) or t.page.mapcount > 1:
                 continue
             pg = t.page
-            if clean_shmem_only and (pg.kind == "anon" or pg.data is not None or pg.dirty or v.obj is None
-                                     or sys.objects[v.obj].kind == "file"):
+            # an anonymous page after MADV_FREE (not written since) is clean: reclaim discards it
+            # with no swap device too (mm/vmscan.c shrink_folio_list: an anon folio that is not
+            # swap-backed is freed); its bytes then read 0 (linux.madvise.free-lazy)
+            lazy = pg.kind == "anon" and pg.lazyfree
+            if clean_shmem_only and not lazy and (pg.kind == "anon" or pg.data is not None or pg.dirty
+                                                  or v.obj is None or sys.objects[v.obj].kind == "file"):
                 continue
             if pg.kind != "anon" and v.obj is not None:
                 sys.objects[v.obj].uncertain.add(v.pgoff(page))
