@@ -39,6 +39,7 @@ MAX_OPS = 28
 SWARM_PERCENT = 40           # programs that draw from a random subset of the operations (swarm testing)
 READBACK_PERCENT = 30        # leaf changes followed by reads of the page, its neighbours and the entry
 PATH_READ_PERCENT = 40       # read-backs (and ``read_pte`` operations) that read the upper entries of a path too
+RECHANGE_PERCENT = 35        # leaf changes followed by an invalidation, a second change and an access
 BAD_BOOT_PERCENT = 6         # programs that first ask for a mode without one of long mode's bits (refused)
 ODD_CR3_PERCENT = 15         # CR3 loads of the initial (empty) root, past RAM's end, or with a reserved bit
 OFFSET_PERCENT = 25          # accesses at offsets across the page rather than its first qwords
@@ -307,8 +308,14 @@ class HwGen(CallEmitter):
             if r.chance(50):
                 frame = (DATA_BASE + 0x1000 * r.integer(0, 15) if level == 1 else
                          BIG_BASE + 0x200000 * r.integer(0, 3) if level == 2 else 0)
+            again = r.chance(RECHANGE_PERCENT)
+            if again:
+                # the translation cached before the change (what the invalidation below must remove)
+                self.emit("access", la, Flags(("ACC_READ",)), Int(0 if self._reserved(la) else 3), Int(0), result=True)
             self.emit("set_pte", table, Int(idx), frame, _flags(leaf))
-            if r.chance(50):
+            if again:
+                self.rechange(la, table, idx, level, roots)
+            elif r.chance(50):
                 self.emit("invlpg", la)
             self.read_back(la, table, idx, level)
         elif k == "invlpg":
@@ -345,6 +352,33 @@ class HwGen(CallEmitter):
                 _, t1, i1, _, _ = r.choice(small)
                 _, _, _, _, f2 = r.choice(small)
                 self.emit("set_pte", t1, Int(i1), f2, Flags(("PTE_P", "PTE_RW", "PTE_US")))
+
+    def rechange(self, la: int, table: int, idx: int, level: int, roots: list[int]) -> None:
+        """After an access and a leaf change: an invalidation of one kind (INVLPG, INVPCID of each type, a flushing CR3
+        load, a CR4.PGE toggle), a second change of the same leaf, then the access.  The CPU may have
+        cached the middle value after the invalidation (SDM Vol. 3A §4.10.2.3: translations may be
+        cached at any time), so two values may answer -- but never the first, which the invalidation
+        removed: a TLB that keeps what one kind of invalidation must drop answers with it here."""
+        r = self.r
+        kinds = ["invlpg", "cr3", "pge"] + (["invpcid"] * 2 if self.ok("invpcid") else [])
+        kind = r.choice(kinds)
+        if kind == "invlpg":
+            self.emit("invlpg", la + self.offset(level))
+        elif kind == "invpcid":
+            k = r.choice(INVPCID_KINDS)
+            self.emit("invpcid", Flags((k,)), Int(0), la & ~0xFFF if k == "INVPCID_ADDR" else 0)
+        elif kind == "cr3":
+            self.emit("mov_cr3", roots[0])
+        else:
+            self.emit("mov_cr4", self.cr4_keeping("CR4_PGE"))
+            self.emit("mov_cr4", self.cr4_keeping())
+        leaf = _w(r, LEAF) + (("PTE_PS",) if level > 1 else ())
+        frame = (DATA_BASE + 0x1000 * r.integer(0, 15) if level == 1 else
+                 BIG_BASE + 0x200000 * r.integer(0, 3) if level == 2 else 0)
+        self.emit("set_pte", table, Int(idx), frame, _flags(leaf))
+        acc = r.choice(["ACC_READ", "ACC_READ", "ACC_WRITE"])
+        self.emit("access", la + 8 * r.integer(0, 3), Flags((acc,)), Int(0 if self._reserved(la) else r.choice([0, 3])),
+                  Int(0), result=True)
 
     def read_back(self, la: int, table: int, idx: int, level: int) -> None:
         """After a change of a leaf (READBACK_PERCENT): reads of the changed page, of the pages beside it

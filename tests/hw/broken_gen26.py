@@ -11,6 +11,7 @@ from pathlib import Path as _P
 from memspec.model.expect import exactly
 from memspec.model.paging import Paging
 from memspec.model.pte import CR0_PG, addr_mask
+from memspec.model.tlb import ALL_NONGLOBAL, RefTlb
 from memspec.model.walk import Path
 from memspec.records import Outcome
 
@@ -57,8 +58,26 @@ class InitialRootRefused(Paging):
         return super()._expect_mov_cr3(value)
 
 
+class _KeepsNonGlobal(RefTlb):
+    def apply(self, ev):
+        if ev.kind == ALL_NONGLOBAL:
+            self.entries = [e for e in self.entries if e.pcid != -1]      # the global ones go instead
+            return
+        super().apply(ev)
+
+
+class InvpcidAllKeepsNonGlobal(Paging):
+    """INVPCID type 3 (all contexts, globals kept) drops the global translations and keeps the others
+    (SDM Vol. 2B INVPCID: type 3 invalidates every translation except global ones)."""
+
+    def __init__(self, facts=None):
+        super().__init__(facts)
+        self.tlb = _KeepsNonGlobal()
+
+
 BUGS = {"NoAccessedInUpperEntries": NoAccessedInUpperEntries, "OffsetOf11Bits": OffsetOf11Bits, "BootWithoutPg": BootWithoutPg,
-        "InitialRootRefused": InitialRootRefused, "Paging": Paging}
+        "InitialRootRefused": InitialRootRefused,
+        "InvpcidAllKeepsNonGlobal": InvpcidAllKeepsNonGlobal, "Paging": Paging}
 
 
 def target(name: str) -> BrokenTarget:
