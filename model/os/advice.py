@@ -185,9 +185,40 @@ def expect_madvise(sys: OsState, mm: Mm, addr: int, length: int, advice: int) ->
             return errno(splits.MADVISE, "EAGAIN")
         if lim is not None:
             return or_errno(bad or _advised(sys, mm, start, end, advice, runs), splits.MADVISE, "EAGAIN")
+    if advice == M["MADV_COLLAPSE"] and runs and (bad is None or bad.clause == "posix.madvise.enomem-unmapped"):
+        return _collapse_walk(sys, mm, runs, bad)
     if bad is not None:
         return bad
     return _advised(sys, mm, start, end, advice, runs)
+
+
+def _collapse_walk(sys: OsState, mm: Mm, runs: list, gap: Expect | None) -> Expect:
+    """MADV_COLLAPSE VMA by VMA (mm/madvise.c madvise_vma_behavior calls madvise_collapse with
+    each VMA's part of the range, and madvise_walk_vmas returns the first error at once): a VMA
+    whose part holds no whole huge-page block fails there (EINVAL on 6.18), before the ENOMEM a
+    gap leaves for the end (measured on 6.18: an unmapped first page, then less than a block of a
+    mapping: EINVAL).  Each VMA's answer is _expect_collapse's."""
+    outs: list[Outcome] = []
+    clause = "linux.madvise.collapse"
+    for run in runs:
+        e = _expect_collapse(sys, mm, [run])
+        allowed = e.allowed if e.allowed is not None else (e.default,)
+        errs = [o for o in allowed if o.errno]
+        if not errs:
+            continue
+        if len(errs) == len(allowed):         # this VMA surely fails: the walk ends with it
+            if not outs:
+                return e
+            outs.extend(errs)
+            break
+        outs.extend(errs)                     # it may fail here, or go on
+        clause = e.clause
+    else:
+        outs.append(gap.default if gap is not None else Outcome(value=0))
+        if len(outs) == 1:
+            return gap if gap is not None else _expect_collapse(sys, mm, runs[:1])
+    uniq = tuple(dict.fromkeys(outs))
+    return Expect(clause, uniq[-1], " or ".join(o.describe() for o in uniq), uniq, impl_defined=True)
 
 
 def _advised(sys: OsState, mm: Mm, start: int, end: int, advice: int, runs: list) -> Expect:

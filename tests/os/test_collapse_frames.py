@@ -112,3 +112,22 @@ def test_the_huge_zero_program_passes_on_the_kernel():
     t = LinuxTarget()
     j = execute(t, parse(HUGE_ZERO), t.facts())
     assert j.failure is None, j.failure
+
+
+def test_collapse_is_asked_vma_by_vma_and_its_error_comes_before_a_gaps():
+    # measured on 6.18: an unmapped first page, then less than a block of a mapping: EINVAL (the
+    # VMA's error ends the walk; the gap's ENOMEM would only come at the end)
+    s = System(Config.from_facts({"kernel": "6.18.0"}))
+    s.apply("main", "mmap", (B, 2 * HUGE + 0x1000, 0, 0x22, 0, 0), Outcome(value=B))
+    s.apply("main", "munmap", (B, 0x1000), Outcome(value=0))
+    e = s.expect("main", "madvise", (B, 0x2000, 25))
+    assert e.allowed == (Outcome(value=-1, errno="EINVAL"),), e
+    # a gap and then a whole block: the block may collapse (0 becomes the gap's ENOMEM) or fail
+    e = s.expect("main", "madvise", (B, 2 * HUGE, 25))
+    assert e.judge(Outcome(value=-1, errno="ENOMEM")) is None and e.judge(Outcome(value=0)) is not None
+    # two VMAs, the first without a whole block: EINVAL there, whatever the second holds
+    t = System(Config.from_facts({"kernel": "6.18.0"}))
+    t.apply("main", "mmap", (B, 0x3000, 3, 0x32, -1, 0), Outcome(value=B))
+    t.apply("main", "mmap", (B + 0x3000, 3 * HUGE, 1, 0x32, -1, 0), Outcome(value=B + 0x3000))
+    e = t.expect("main", "madvise", (B + 0x1000, 3 * HUGE, 25))
+    assert e.allowed == (Outcome(value=-1, errno="EINVAL"),), e

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "os-audit.md"
 # The number of places where the os model allows more than one outcome or answers unknown.
 # Make a rule exact and this goes down; a new open answer needs its reason in OPEN_ANSWERS.
-OPEN_COUNT = 42
+OPEN_COUNT = 43
 
 
 def open_sites(source: str) -> list[str]:
