@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from memspec.calls_virt import GUEST_HARNESS_SLOT
 from memspec.program import Flags, Int, Program
 
 from .choose import Chooser, swarm
@@ -56,6 +57,12 @@ ODD_UPPER_EPT = [("EPT_R", "EPT_W", "EPT_X", "EPT_PS"), ("EPT_R", "EPT_W", "EPT_
                  ("EPT_R", "EPT_X")]
 ODD_UPPER_NPT = [("PTE_P", "PTE_RW", "PTE_US", "PTE_PS"), ("PTE_RW", "PTE_US"), ("PTE_P", "PTE_US"),
                  ("PTE_P", "PTE_RW"), ("PTE_P", "PTE_RW", "PTE_US", "PTE_XD")]
+USED_LEAF_PERCENT = 60       # nested leaf changes of a gpa page a guest slot maps (else any leaf)
+MISALIGN_PERCENT = 10        # large nested leaves whose frame has a reserved low bit
+ODD_CR3_PERCENT = 30         # guest CR3 loads of another root (a copy of the first), gpa 0, or past the harness slot
+KPTI_OFFSET_PERCENT = 30     # KPTI accesses inside a page rather than at its start
+KPTI_EDGE_PERCENT = 10       # the last user page, a mapping at the top of user space, a counter that does not exist
+USER_TOP = 1 << 47
 GPA_1G = 0x40000000          # the nested 1 GiB page's gpa (PDPTE index 1)
 # EPT pointers VM entry refuses (SDM Vol. 3C §27.2.1.1; Table 25-9): memory types other than UC (0) and
 # WB (6), walk lengths other than 4 and 5, reserved bits 11:7; and a valid UC one
@@ -65,6 +72,7 @@ EPT_ROOT = 0x200000          # nested tables: 0x200000 + 0x1000*k (guest 0), 0x2
 HOST_4K = 0x400000           # gpa page g of the low 2 MiB -> hpa 0x400000 + g*0x1000 (guest 0)
 HOST_2M = 0x800000           # gpa 2..4 MiB -> hpa 0x800000 (guest 0); guest 1 uses +0x800000
 GUEST_TABLES = 0x10000       # guest tables at gpa 0x10000 + 0x1000*k
+ALT_ROOT = 0x17000           # a second guest root (``alt_root``): a copy of the first one's entries
 GUEST_DATA = 0x100000        # guest data pages at gpa 0x100000 + 0x1000*k (k < 16)
 
 EPT_RIGHTS = [(64, ("EPT_R", "EPT_W", "EPT_X")), (8, ("EPT_R",)), (8, ("EPT_R", "EPT_W")), (5, ("EPT_R", "EPT_X")),
@@ -140,13 +148,17 @@ class VirtGen(CallEmitter):
                     names = self.nested_leaf(ept, False)      # a guest table in a restricted gpa page
                 self.emit(setter, pt, Int(idx), HOST_4K + host + 0x1000 * g, _flags(names))
                 leaves.append((pt, idx))
-        self.emit(setter, pd, Int(1), HOST_2M + host, _flags(self.nested_leaf(ept, True)))
+        # a large leaf's frame, now and then off by its lowest or highest reserved address bit (§29.3.3.1:
+        # bits 20:12 of a 2 MiB EPT leaf, 29:12 of a 1 GiB one, misconfigure; reserved for nested paging)
+        odd2m = r.choice([1 << 12, 1 << 20]) if r.chance(MISALIGN_PERCENT) else 0
+        self.emit(setter, pd, Int(1), HOST_2M + host + odd2m, _flags(self.nested_leaf(ept, True)))
         self.emit(setter, pd, Int(2), 0, Int(0))                  # gpa 4..6 MiB: not present
         self.big = r.chance(NESTED_1G_PERCENT)
         if self.big:
             # gpa 1..2 GiB as one 1 GiB page onto host 0..1 GiB: the guest's 4 KiB data pages at hpa
             # 0x500000.. are reached through it too (two gpas, one host page)
-            self.emit(setter, pdpt, Int(1), 0, _flags(self.nested_leaf(ept, False) + (("EPT_PS",) if ept else ("PTE_PS",))))
+            odd1g = r.choice([1 << 12, 1 << 29]) if r.chance(MISALIGN_PERCENT) else 0
+            self.emit(setter, pdpt, Int(1), odd1g, _flags(self.nested_leaf(ept, False) + (("EPT_PS",) if ept else ("PTE_PS",))))
         return pml4, leaves
 
     # -- the guest stage ------------------------------------------------------------------
@@ -172,7 +184,7 @@ class VirtGen(CallEmitter):
             for level, i in ((4, i4), (3, i3), (2, i2))[:2 if large else 3]:
                 n = entries.get((t, i))
                 if n is None:
-                    if nxt[0] >= GUEST_TABLES + 0x8000 or (t, i) in leaves:
+                    if nxt[0] >= ALT_ROOT or (t, i) in leaves:
                         break
                     n = table()
                     flags = ("PTE_P", "PTE_RW", "PTE_US") if r.chance(88) else r.weighted(GUEST_LEAF)
@@ -196,6 +208,7 @@ class VirtGen(CallEmitter):
                 self.emit("set_gpte", t, Int(i1), gpa, Flags(r.weighted(GUEST_LEAF)))
                 gva = (i4 << 39) | (i3 << 30) | (i2 << 21) | (i1 << 12)
                 slots.append((gva, t, i1, gpa, 1))
+        self.root_entries = sorted((i, n) for (t, i), n in entries.items() if t == pml4)
         return slots
 
     def gva_in(self, slot: tuple[int, int, int, int, int]) -> int:
@@ -220,7 +233,8 @@ class VirtGen(CallEmitter):
             return
         near = [sl for sl in slots if sl[4] == 1 and abs((sl[3] >> 12) - idx) <= 1]
         for sl in near[:4]:
-            self.access(sl[0] + 8 * r.integer(0, 3), "ACC_READ")
+            # each kind of access: the change may have taken (or given) read, write or execute rights
+            self.access(sl[0] + 8 * r.integer(0, 3), r.choice(["ACC_READ", "ACC_WRITE", "ACC_EXEC"]))
         self.emit("read_epte", table, Int(idx), result=True)
         if setter == "set_epte" or r.chance(50):
             for t, i, _, _ in self.uppers:
@@ -249,6 +263,28 @@ class VirtGen(CallEmitter):
         self.emit(setter, table, Int(idx), nxt, Flags(good))
         self.emit("invept", Flags(("INVEPT_SINGLE",)), root)
 
+    def alt_root(self, slots: list[tuple[int, int, int, int, int]]) -> None:
+        """Another guest address space: a second root holding the first one's entries (the lower tables
+        shared), loaded into the guest's CR3, an access, one of its entries dropped, the access again,
+        and CR3 back (every later walk must start from the loaded root); or CR3 = gpa 0 (mapped by no
+        nested entry), or the first gpa past the harness's root slot (refused)."""
+        r = self.r
+        k = r.integer(0, 9)
+        if k < 7 and self.root_entries:
+            for i, n in self.root_entries:
+                self.emit("set_gpte", ALT_ROOT, Int(i), n, Flags(("PTE_P", "PTE_RW", "PTE_US")))
+            self.emit("vm_cr3", ALT_ROOT)
+            sl = r.choice(slots)
+            self.access(self.gva_in(sl))
+            i = sl[0] >> 39 & 0x1FF
+            self.emit("set_gpte", ALT_ROOT, Int(i), 0, Int(0))
+            self.access(self.gva_in(sl))
+        else:
+            self.emit("vm_cr3", r.choice([0, GUEST_HARNESS_SLOT << 39]))
+            self.access(self.gva_in(r.choice(slots)))
+        self.emit("vm_cr3", GUEST_TABLES)
+        self.access(self.gva_in(r.choice(slots)))
+
     def two_d(self) -> None:
         r = self.r
         want_ept = r.chance(60)
@@ -256,6 +292,7 @@ class VirtGen(CallEmitter):
         npt_ok = self.allowed is None or "set_npte" in self.allowed
         ept = (want_ept and (self.allowed is None or "set_epte" in self.allowed)) or not npt_ok
         self.uppers: list[tuple[int, int, int, int]] = []
+        self.root_entries: list[tuple[int, int]] = []
         self.big = False
         root, leaves = self.nested(ept, 0)
         kind = "VM_EPT" if ept else "VM_NPT"
@@ -264,6 +301,9 @@ class VirtGen(CallEmitter):
         gefer = Flags(("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if r.chance(85) else ()))
         if ept and r.chance(ODD_EPTP_PERCENT):
             self.emit("vm_boot", Int(0), Flags((kind,)), root, Int(r.weighted(ODD_EPTP)), GUEST_TABLES, gcr4, gefer)
+            if r.chance(50):
+                # refused: no guest runs yet (a walk for it is an error)
+                self.emit("vm_access", GUEST_DATA, Flags(("ACC_READ",)), Int(0), result=True)
         self.emit("vm_boot", Int(0), Flags((kind,)), root, eptp, GUEST_TABLES, gcr4, gefer)
         slots = self.guest()
         booted = [0]
@@ -279,6 +319,9 @@ class VirtGen(CallEmitter):
                 self.access(self.gva_in(r.choice(slots)))
             elif k == "nested_leaf" and leaves:
                 t, i = r.choice(leaves)
+                used = [(t2, i2) for t2, i2 in leaves if any(sl[4] == 1 and sl[3] >> 12 == i2 for sl in slots)]
+                if used and r.chance(USED_LEAF_PERCENT):
+                    t, i = r.choice(used)           # a leaf that maps a page the guest's slots reach
                 self.emit(setter, t, Int(i), HOST_4K + 0x1000 * r.integer(0, 0x1FF), _flags(self.nested_leaf(ept, False)))
                 if r.chance(50):
                     self.emit("invept", Flags(("INVEPT_SINGLE",)), root)
@@ -296,7 +339,10 @@ class VirtGen(CallEmitter):
             elif k == "invept_all":
                 self.emit("invept", Flags(("INVEPT_ALL",)), Int(0))
             elif k == "vm_cr3":
-                self.emit("vm_cr3", GUEST_TABLES)
+                if r.chance(ODD_CR3_PERCENT) and slots:
+                    self.alt_root(slots)
+                else:
+                    self.emit("vm_cr3", GUEST_TABLES)
             elif k == "second_guest" and booted == [0]:
                 # a second guest with a disjoint nested stage and the same guest-physical layout
                 uppers = self.uppers
@@ -317,6 +363,8 @@ class VirtGen(CallEmitter):
         mode = r.choice([("KPTI_ON", "KPTI_PCID"), ("KPTI_ON",), ("KPTI_PCID",), ("KPTI_ON", "KPTI_PCID")])
         self.emit("kpti_boot", Flags(mode) if r.chance(90) else Flags(("KPTI_OFF",)))
         users = [0x400000 + 0x1000 * i for i in range(r.integer(1, 4))]
+        if r.chance(KPTI_EDGE_PERCENT):
+            users.append(USER_TOP - 0x1000)         # the last user page (arch/x86: TASK_SIZE_MAX below 2^47)
         kern = [0xFFFFFFFF81000000 + 0x1000 * i for i in range(r.integer(1, 3))]
         tramp = 0xFFFFFE0000000000
         for i, a in enumerate(kern):
@@ -330,6 +378,8 @@ class VirtGen(CallEmitter):
                 break
             k = r.integer(0, 99)
             addr = r.choice(users + users + kern + [tramp, 0x7FFFF000])
+            if r.chance(KPTI_OFFSET_PERCENT):
+                addr += r.choice([8, 0x800, 0xFF8])   # the frame's offset comes from the address, cached or not
             if not in_kernel:
                 if k < 55:
                     self.emit("user_access", addr, result=True)
@@ -337,10 +387,12 @@ class VirtGen(CallEmitter):
                     self.emit("syscall_enter")
                     in_kernel = True
                 elif k < 92:
-                    self.emit("kpti_map", r.choice(users), 0x3000000 + 0x1000 * r.integer(0, 15), Flags(("KMAP_USER",)))
+                    # a user mapping, now and then one the kernel refuses (at or above the top of user space)
+                    at = USER_TOP if r.chance(KPTI_EDGE_PERCENT) else r.choice(users)
+                    self.emit("kpti_map", at, 0x3000000 + 0x1000 * r.integer(0, 15), Flags(("KMAP_USER",)))
                 else:
-                    self.emit("kpti_stat", Flags((r.choice(["KSTAT_FLUSHES", "KSTAT_CR3_WRITES", "KSTAT_WALKS",
-                                                            "KSTAT_SYSCALLS"]),)), result=True)
+                    counter = Flags((r.choice(["KSTAT_FLUSHES", "KSTAT_CR3_WRITES", "KSTAT_WALKS", "KSTAT_SYSCALLS"]),))
+                    self.emit("kpti_stat", counter if not r.chance(KPTI_EDGE_PERCENT) else Int(4), result=True)
             else:
                 if k < 40:
                     self.emit("kernel_access", addr, result=True)

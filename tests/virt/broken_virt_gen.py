@@ -8,7 +8,9 @@ from dataclasses import replace
 from typing import Any
 
 from memspec.model.ept import EptPath, ept_walk
+from memspec.model.kpti import Kpti
 from memspec.model.rules import replaced
+from memspec.records import Outcome
 from memspec.model.virt import VirtModel
 from memspec.model.walk2d import VM_EPT, Nested, Vm
 from memspec.targets.base import Target
@@ -64,9 +66,36 @@ class EptPml4PsIgnored(VirtModel):
                         bool(self.facts["ept_1g"]), self.ept_fact("ept_2m", 16) is not False)
 
 
+class VmCr3Ignored(VirtModel):
+    """A guest CR3 load is acknowledged but the 2-D walk keeps the root the guest booted with."""
+
+    def _apply_vm_cr3(self, o, value):
+        pass
+
+    RULES = replaced(VirtModel.RULES, "vm_cr3", apply=_apply_vm_cr3)
+
+
+class _KptiHitWithoutOffset(Kpti):
+    def _access_expect(self, addr, cpl):
+        e = super()._access_expect(addr, cpl)
+        hit = self._peek(addr)
+        if hit is not None and e.default.ok and e.default.value is not None:
+            return replace(e, default=Outcome(value=e.default.value & ~0xFFF))
+        return e
+
+
+class KptiHitWithoutOffset(VirtModel):
+    """An access that hits the KPTI TLB returns the frame without the address's offset in the page."""
+
+    def __init__(self, facts=None):
+        super().__init__(facts)
+        self.kpti = _KptiHitWithoutOffset(self.facts)
+
+
 BUGS: dict[str, type[VirtModel]] = {
     "EptpAnyMemtype": EptpAnyMemtype, "EptAOnlyInLeaf": EptAOnlyInLeaf, "Ept1GOffsetAs2M": Ept1GOffsetAs2M,
     "EptPml4PsIgnored": EptPml4PsIgnored,
+    "VmCr3Ignored": VmCr3Ignored, "KptiHitWithoutOffset": KptiHitWithoutOffset,
     "VirtModel": VirtModel,
 }
 

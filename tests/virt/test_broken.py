@@ -175,8 +175,10 @@ def test_codec_fuzzing_finds_each_broken_implementation(bug):
     from memspec.fuzz.codec_virt import decode
     target = T(bug)
     rng = random.Random(7)
-    for _ in range(200):
+    # 400: ept-ignores-x shows in about 1 program of 80 (5 of these 400, with the generator before and
+    # after issue #26's features alike), so a window of 200 passed or failed on where they fell
+    for _ in range(400):
         p = decode(bytes(rng.randrange(256) for _ in range(256)))
         if failing_signature(target, p, {}) is not None:
             return
-    pytest.fail(f"200 random programs did not expose {bug}")
+    pytest.fail(f"400 random programs did not expose {bug}")

@@ -1,7 +1,8 @@
 """Issue #26's features in the virt generator: swarm testing, read-back after nested changes, an odd
 upper nested entry (misconfiguration or violation) for a few accesses, odd EPT pointers, a nested
-1 GiB page and guest 2 MiB pages -- each program well formed and passing on the model, and a bug
-only the odd upper entries show caught by ``memspec check`` at default settings."""
+1 GiB page and guest 2 MiB pages, a second guest root, KPTI accesses inside a page -- each program
+well formed and passing on the model, and bugs only these shapes reach caught by ``memspec check``
+at default settings."""
 
 from __future__ import annotations
 
@@ -77,6 +78,20 @@ def test_check_at_default_settings_catches_an_ignored_ps_in_an_ept_pml4e(tmp_pat
     status, fails = _check("EptPml4PsIgnored", tmp_path / "out")
     assert status == 1 and fails
     assert {f["clause"] for f in fails} == {"sdm.ept.misconfig.rsvd-ps"}
+    assert any("# found_by: random" in f["program"] for f in fails)
+
+
+@pytest.mark.parametrize("bug, clauses", [
+    # a guest CR3 load ignored: caught by the alternate root's walks (``alt_root``)
+    ("VmCr3Ignored", {"sdm.walk.pml4e.not-present", "sdm.ept.guest-paging-structures-translated",
+                      "apm.npt.npf-guest-table", "sdm.ept.violation.guest-paging-entry"}),
+    # a KPTI TLB hit without the offset: caught by accesses inside a page (KPTI_OFFSET_PERCENT)
+    ("KptiHitWithoutOffset", {"linux.pti.kernel-set-maps-all", "linux.pti.user-set-maps-user"}),
+])
+def test_check_at_default_settings_catches_a_bug_only_the_new_shapes_reach(bug, clauses, tmp_path) -> None:
+    status, fails = _check(bug, tmp_path / "out")
+    assert status == 1 and fails
+    assert {f["clause"] for f in fails} <= clauses
     assert any("# found_by: random" in f["program"] for f in fails)
 
 
