@@ -29,19 +29,45 @@ from .state import HPAGE, PAGE_MASK, PROT_R, PROT_W, U64, Mm, OsState, Vma, page
 
 
 M = MADV
-# advice whose only effect is a VMA flag no program can observe (madvise_vma_behavior ->
-# madvise_update_vma; ksm_madvise refuses nothing): NORMAL, RANDOM, SEQUENTIAL, DONTDUMP,
-# DODUMP, MERGEABLE, UNMERGEABLE (clause linux.madvise.flags-only)
+# advice whose only effect is a VMA flag no program reads (madvise_vma_behavior ->
+# madvise_update_vma; ksm_madvise refuses nothing): DONTDUMP, DODUMP, MERGEABLE, UNMERGEABLE
+# (clause linux.madvise.flags-only).  The flag still splits the VMA (and mremap of a range over
+# two VMAs is EFAULT), so the model keeps it: Vma.readahead, dontdump, mergeable.
 _FLAGS_ONLY = {M["MADV_DONTDUMP"], M["MADV_DODUMP"], M["MADV_MERGEABLE"], M["MADV_UNMERGEABLE"]}
+
+
+def ksm_compatible(v: Vma) -> bool:
+    """mm/ksm.c vma_ksm_compatible: KSM never marks shared memory (VM_SHARED, VM_MAYSHARE: every
+    MAP_SHARED mapping) or MAP_DROPPABLE memory (VM_DROPPABLE) mergeable; ksm_madvise then
+    returns 0 without a flag."""
+    return not v.shared and not v.droppable
+
+
+# the new values of the flags madvise_update_vma sets, per advice (mm/madvise.c
+# madvise_vma_behavior; mm/ksm.c ksm_madvise)
+_NEW_FLAGS = {
+    M["MADV_NORMAL"]: lambda v: {"readahead": 0},
+    M["MADV_RANDOM"]: lambda v: {"readahead": 1},
+    M["MADV_SEQUENTIAL"]: lambda v: {"readahead": 2},
+    M["MADV_DONTDUMP"]: lambda v: {"dontdump": True},
+    M["MADV_DODUMP"]: lambda v: {"dontdump": False},
+    M["MADV_MERGEABLE"]: lambda v: {"mergeable": True} if ksm_compatible(v) else {},
+    M["MADV_UNMERGEABLE"]: lambda v: {"mergeable": False},
+}
+
+
+def _flag_change(advice: int):
+    new = _NEW_FLAGS[advice]
+    return lambda v: any(getattr(v, k) != x for k, x in new(v).items())
+
+
 # the advice madvise_update_vma applies by changing the VMA's flags (a split when the range
-# starts or ends inside a VMA), with whether it changes a VMA's flags (None: the model keeps no
-# such flag, so it does not know)
+# starts or ends inside a VMA), with whether it changes a VMA's flags
 _SPLIT_CHANGES = {
     M["MADV_DONTFORK"]: lambda v: not v.dontfork, M["MADV_DOFORK"]: lambda v: v.dontfork,
     M["MADV_WIPEONFORK"]: lambda v: not v.wipeonfork, M["MADV_KEEPONFORK"]: lambda v: v.wipeonfork,
     M["MADV_HUGEPAGE"]: lambda v: v.huge is not True, M["MADV_NOHUGEPAGE"]: lambda v: v.huge is not False,
-    **{M[n]: (lambda v: None) for n in ("MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_DONTDUMP",
-                                         "MADV_DODUMP", "MADV_MERGEABLE", "MADV_UNMERGEABLE")},
+    **{a: _flag_change(a) for a in _NEW_FLAGS},
 }
 _POPULATE = {M["MADV_POPULATE_READ"], M["MADV_POPULATE_WRITE"]}
 _MEMORY_FAILURE = {M["MADV_HWPOISON"], M["MADV_SOFT_OFFLINE"]}
@@ -317,6 +343,10 @@ def apply_madvise(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length
             mm.vmas.set(s, e, replace(v, wipeonfork=advice == M["MADV_WIPEONFORK"]))
         elif advice in (M["MADV_HUGEPAGE"], M["MADV_NOHUGEPAGE"]):
             mm.vmas.set(s, e, replace(v, huge=advice == M["MADV_HUGEPAGE"]))
+        elif advice in _NEW_FLAGS:
+            new = _NEW_FLAGS[advice](v)
+            if any(getattr(v, k) != x for k, x in new.items()):
+                mm.vmas.set(s, e, replace(v, **new))
         elif advice == M["MADV_PAGEOUT"]:
             _pageout(sys, mm, s, e)
         elif advice == M["MADV_COLLAPSE"]:

@@ -384,7 +384,8 @@ def apply_mmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: i
     vma = Vma(prot, shared, obj, origin, exec_only=exec_only, clause=(
         "posix.mmap.fixed-exact" if flags & MAP["MAP_FIXED"] else "posix.mmap.maps-range"),
         locked=locked and not droppable, onfault=bool(mm.mcl_future & MCL["MCL_ONFAULT"]), may_write=may_write,
-        huge=None, droppable=droppable, wipeonfork=droppable, growsdown=bool(flags & MAP["MAP_GROWSDOWN"]))
+        huge=None, droppable=droppable, wipeonfork=droppable, dontdump=droppable,
+        growsdown=bool(flags & MAP["MAP_GROWSDOWN"]))
     mm.vmas.set(start, end, vma)
     # mm/mmap.c do_mmap -> mm_populate: MAP_POPULATE (not with MAP_NONBLOCK: clause
     # linux.mmap.populate-nonblock), and MAP_LOCKED / MCL_FUTURE without ONFAULT

@@ -85,9 +85,8 @@ OPEN_ANSWERS: tuple[tuple[str, str, str, str], ...] = (
      "MADV_COLLAPSE over several VMAs, or after a gap: each VMA's collapse may fail by what the kernel "
      "finds there (as _expect_collapse), and a failure ends the walk before a later VMA or the gap's ENOMEM"),
     ("advice", "expect_madvise", "linux.madvise.eagain-max-map-count",
-     "near vm.max_map_count the target's own mappings count too, and of some advice (MADV_NORMAL, "
-     "RANDOM, SEQUENTIAL, DONTDUMP, DODUMP, MERGEABLE, UNMERGEABLE) the model keeps no flag, so it "
-     "cannot tell whether the VMA changes: a split may be refused"),
+     "near vm.max_map_count the target's own mappings count too (and, alone, neighbouring VMAs the "
+     "kernel merged): a split may be refused"),
     ("mappings", "expect_munmap", "linux.munmap.enomem-max-map-count",
      "near vm.max_map_count the target's own mappings count too: a split may be refused"),
     ("mappings", "expect_mremap", "linux.mremap.enomem-max-map-count",

@@ -73,6 +73,9 @@ class Vma:
     droppable: bool = False    # VM_DROPPABLE (MAP_DROPPABLE, Linux 6.11+)
     sealed: bool = False       # VM_SEALED (mseal, Linux 6.10+): no unmap, move, protection change or discard
     growsdown: bool = False    # VM_GROWSDOWN (MAP_GROWSDOWN): a fault just below grows it down (a stack)
+    readahead: int = 0         # 0, VM_RAND_READ (1: MADV_RANDOM), VM_SEQ_READ (2: MADV_SEQUENTIAL)
+    dontdump: bool = False     # VM_DONTDUMP (MADV_DONTDUMP, MAP_DROPPABLE)
+    mergeable: bool = False    # VM_MERGEABLE (MADV_MERGEABLE on memory KSM may merge)
 
     @property
     def perms(self) -> str:
