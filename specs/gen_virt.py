@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memspec.calls_virt import GUEST_HARNESS_SLOT
+from memspec.calls_virt import GUEST_HARNESS_SLOT, MAX_PIDS
 from memspec.program import Flags, Int, Program
 
 from .choose import Chooser, swarm
@@ -60,6 +60,7 @@ ODD_UPPER_NPT = [("PTE_P", "PTE_RW", "PTE_US", "PTE_PS"), ("PTE_RW", "PTE_US"), 
 USED_LEAF_PERCENT = 60       # nested leaf changes of a gpa page a guest slot maps (else any leaf)
 MISALIGN_PERCENT = 10        # large nested leaves whose frame has a reserved low bit
 ODD_CR3_PERCENT = 30         # guest CR3 loads of another root (a copy of the first), gpa 0, or past the harness slot
+GUEST_SMAP_PERCENT = 15      # guests with CR4.SMAP (their CPL 0 data accesses to user pages fault)
 KPTI_OFFSET_PERCENT = 30     # KPTI accesses inside a page rather than at its start
 KPTI_EDGE_PERCENT = 10       # the last user page, a mapping at the top of user space, a counter that does not exist
 USER_TOP = 1 << 47
@@ -297,7 +298,7 @@ class VirtGen(CallEmitter):
         root, leaves = self.nested(ept, 0)
         kind = "VM_EPT" if ept else "VM_NPT"
         eptp = Flags(("EPTP_WB", "EPTP_WL4") + (("EPTP_AD",) if r.chance(25) else ())) if ept else Int(0)
-        gcr4 = Flags(("CR4_PAE",) + (("CR4_SMEP",) if r.chance(15) else ()))
+        gcr4 = Flags(("CR4_PAE",) + (("CR4_SMEP",) if r.chance(15) else ()) + (("CR4_SMAP",) if r.chance(GUEST_SMAP_PERCENT) else ()))
         gefer = Flags(("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if r.chance(85) else ()))
         if ept and r.chance(ODD_EPTP_PERCENT):
             self.emit("vm_boot", Int(0), Flags((kind,)), root, Int(r.weighted(ODD_EPTP)), GUEST_TABLES, gcr4, gefer)
@@ -332,6 +333,8 @@ class VirtGen(CallEmitter):
                           Flags(r.weighted(GUEST_LEAF) + (("PTE_PS",) if level == 2 else ())))
             elif k == "read_gpte" and slots:
                 _, t, i, _, _ = r.choice(slots)
+                if self.root_entries and r.chance(30):
+                    t, i = GUEST_TABLES, r.choice(self.root_entries)[0]     # an upper guest entry: A set by every walk
                 self.emit("read_gpte", t, Int(i), result=True)
             elif k == "read_epte" and leaves:
                 t, i = r.choice(leaves)
@@ -400,9 +403,16 @@ class VirtGen(CallEmitter):
                     self.emit("context_switch", Int(r.integer(1, 8)))
                 elif k < 70:
                     self.emit("kpti_map", r.choice(users), 0x3000000 + 0x1000 * r.integer(0, 15), Flags(("KMAP_USER",)))
+                elif k < 72 and r.chance(KPTI_EDGE_PERCENT * 3):
+                    # calls the kernel refuses here: a PID out of range, a second entry, and (from user mode
+                    # below) a switch or an exit
+                    self.emit("context_switch", Int(r.choice([0, MAX_PIDS + 1])))
+                    self.emit("syscall_enter")
                 else:
                     self.emit("syscall_exit")
                     in_kernel = False
+                    if k >= 98:             # (no draw of its own: the programs' other shapes keep their bytes)
+                        self.emit("syscall_exit" if k == 98 else "context_switch", *([] if k == 98 else [Int(1)]))
 
 
 def program(r: Chooser, calls: frozenset[str] | None = None, facts: dict[str, Any] | None = None) -> Program:

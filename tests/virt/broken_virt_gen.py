@@ -92,10 +92,34 @@ class KptiHitWithoutOffset(VirtModel):
         self.kpti = _KptiHitWithoutOffset(self.facts)
 
 
+class GuestANotInUpperEntries(VirtModel):
+    """A guest walk sets A only in the guest entry that maps the page, not in the upper guest entries it
+    used (SDM Vol. 3A §4.8)."""
+
+    def guest_ad(self, leaf: bool, acc: int) -> int:
+        return super().guest_ad(leaf, acc) if leaf else 0
+
+
+class _KptiSwitchAnyPid(Kpti):
+    def _x_context_switch(self, pid):
+        return Kpti._x_context_switch(self, min(max(pid, 1), 8))
+
+    RULES = replaced(Kpti.RULES, "context_switch", expect=_x_context_switch)
+
+
+class KptiSwitchAnyPid(VirtModel):
+    """A context switch to a PID outside 1..MAX_PIDS is taken as one to the nearest valid PID."""
+
+    def __init__(self, facts=None):
+        super().__init__(facts)
+        self.kpti = _KptiSwitchAnyPid(self.facts)
+
+
 BUGS: dict[str, type[VirtModel]] = {
     "EptpAnyMemtype": EptpAnyMemtype, "EptAOnlyInLeaf": EptAOnlyInLeaf, "Ept1GOffsetAs2M": Ept1GOffsetAs2M,
     "EptPml4PsIgnored": EptPml4PsIgnored,
     "VmCr3Ignored": VmCr3Ignored, "KptiHitWithoutOffset": KptiHitWithoutOffset,
+    "GuestANotInUpperEntries": GuestANotInUpperEntries, "KptiSwitchAnyPid": KptiSwitchAnyPid,
     "VirtModel": VirtModel,
 }
 

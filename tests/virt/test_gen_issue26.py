@@ -87,6 +87,8 @@ def test_check_at_default_settings_catches_an_ignored_ps_in_an_ept_pml4e(tmp_pat
                       "apm.npt.npf-guest-table", "sdm.ept.violation.guest-paging-entry"}),
     # a KPTI TLB hit without the offset: caught by accesses inside a page (KPTI_OFFSET_PERCENT)
     ("KptiHitWithoutOffset", {"linux.pti.kernel-set-maps-all", "linux.pti.user-set-maps-user"}),
+    # a context switch to a PID out of range taken: caught by the calls the kernel refuses (KPTI_EDGE_PERCENT)
+    ("KptiSwitchAnyPid", {"memspec.kpti.mode-args"}),
 ])
 def test_check_at_default_settings_catches_a_bug_only_the_new_shapes_reach(bug, clauses, tmp_path) -> None:
     status, fails = _check(bug, tmp_path / "out")
