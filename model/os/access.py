@@ -317,10 +317,12 @@ def apply_load(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int) -> None:
             d = obj.disk.get(obj.size // PAGE_SIZE)
             if d is not None:
                 d[tail:] = bytes(PAGE_SIZE - tail)
-    _access(sys, proc, mm, o, addr, READ)
     p = mm.anon.get(page)
     if o.ok and o.value == 0 and p is not None and p.lazyfree and p.byte(addr & 4095):
-        sys.drop_page(mm, page)      # the kernel had freed the MADV_FREE page
+        # the kernel had freed the MADV_FREE page: the load faulted the zero page in (resident
+        # again: mincore counts the zero page's PTE)
+        sys.drop_page(mm, page)
+    _access(sys, proc, mm, o, addr, READ)
 
 
 def expect_store(sys: OsState, mm: Mm, addr: int, value: int) -> Expect:

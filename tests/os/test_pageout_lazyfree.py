@@ -53,3 +53,17 @@ def test_the_program_passes_on_the_kernel():
     t = LinuxTarget()
     j = execute(t, parse(PROGRAM), t.facts())
     assert j.failure is None, j.failure
+
+
+def test_a_freed_page_read_back_as_0_is_the_zero_page_and_resident():
+    # found on linux-agent (check --programs 400 --seed 47): after MADV_FREE and MADV_PAGEOUT a
+    # load reads 0 and faults in the zero page, which mincore counts as resident
+    s = System(Config.from_facts({"swap_pages": 0}))
+    s.apply("main", "mmap", (B, 0x5000, 2, 0x22, 0, 0), Outcome(value=B))
+    s.apply("main", "store", (B + 0x4fff, 1), Outcome())
+    s.apply("main", "madvise", (B, 0x5000, 8), Outcome(value=0))
+    s.apply("main", "madvise", (B, 0x5000, 21), Outcome(value=0))
+    s.apply("main", "load", (B + 0x4fff,), Outcome(value=0))
+    e = s.expect("main", "mincore", (B, 0x5000))
+    assert e.judge(Outcome(value=0b10000)) is None, e
+    assert s.expect("main", "load", (B + 0x4fff,)).allowed == (Outcome(value=0),)
