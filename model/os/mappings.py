@@ -772,6 +772,11 @@ def apply_mremap(sys: OsState, proc: str, mm: Mm, o: Outcome, old_addr: int, old
             mm.last_ref[page + delta] = ref
     mm.guard |= {p + delta for p in guards}
     sys.collect(gone | {w.obj for _, _, w in moved_vmas if w.obj is not None})
+    if new_len > keep and v.locked and not v.onfault:
+        # mm/mremap.c: a locked mapping that grew is populated past its old length, moved or not
+        # (mm_populate(new_addr + old_len, new_len - old_len); measured on 6.18: a page of the
+        # grown part of a moved MAP_LOCKED mapping has a frame at once)
+        fault.populate(sys, mm, dest + keep, dest + new_len)
 
 
 def _partial_multi_move(sys: OsState, proc: str, mm: Mm, addr: int, old_size: int, new_size: int, flags: int,
