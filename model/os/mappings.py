@@ -92,6 +92,14 @@ def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
             return errno("linux.mmap.eperm-below-min-addr", "EPERM")
         if flags & MAP["MAP_FIXED_NOREPLACE"] and mm.vmas.any_overlap(addr, addr + plen):
             return errno("linux.mmap.fixed-noreplace-eexist", "EEXIST")
+    return None
+
+
+def _mmap_check_late(sys: OsState, mm: Mm, prot: int, flags: int, fd: int, offset: int,
+                     plen: int) -> Expect | None:
+    """do_mmap's checks after __get_unmapped_area chose the address: MAP_LOCKED, the lock limit,
+    then the map type and the file (mm/mmap.c do_mmap)."""
+    f = None if flags & MAP["MAP_ANONYMOUS"] else mm.fds.get(fd if fd < (1 << 63) else fd - (1 << 64))
     if flags & MAP["MAP_LOCKED"] and not can_do_mlock(mm):
         return errno("linux.mlock.eperm-no-limit", "EPERM")
     if (flags & MAP["MAP_LOCKED"] or mm.mcl_future) and not mm.privileged and \
@@ -172,6 +180,18 @@ def _expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags:
     if bad is not None:
         return bad
     plen = page_align(length)
+    late = _mmap_check_late(sys, mm, prot, flags, fd, offset, plen)
+    if late is not None:
+        if not flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]):
+            # mm/mmap.c do_mmap: __get_unmapped_area (no room: ENOMEM) comes before MAP_LOCKED,
+            # the lock limit, the map type and the file's checks (found by the os generator's
+            # edge lengths: no map type and a length of TASK_SIZE is ENOMEM on 6.18)
+            placed = _placement(sys, mm, addr, plen, bool(flags & MAP["MAP_32BIT"]), "posix.mmap.new-range-free",
+                                above4g=bool(flags & MAP["MAP_ABOVE4G"]) and sys.has("MAP_ABOVE4G"))
+            allowed = placed.allowed if placed.allowed is not None else (placed.default,)
+            if placed.default.errno and placed.predicate is None and all(o.errno for o in allowed):
+                return placed
+        return late
     if flags & MAP["MAP_FIXED"] and sealed_in(mm, addr, addr + plen):
         # mm/vma.c __mmap_region -> vms_gather_munmap_vmas: the old mapping is sealed
         return errno("linux.mseal.eperm", "EPERM")

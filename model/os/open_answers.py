@@ -57,7 +57,7 @@ OPEN_ANSWERS: tuple[tuple[str, str, str, str], ...] = (
     ("mappings", "_mmap_check", "linux.mmap.hugetlb-growsdown",
      "MAP_HUGETLB depends on the huge page pool (nr_hugepages, reservations); MAP_GROWSDOWN on the "
      "stack guard gap: not modelled (unknown)"),
-    ("mappings", "_mmap_check", "posix.mmap.enodev",
+    ("mappings", "_mmap_check_late", "posix.mmap.enodev",
      "mmap of a pipe with PROT_EXEC on a kernel before 6.18: EPERM (pipefs noexec, measured on 6.18) "
      "or ENODEV, the release that made pipefs noexec is not pinned"),
     ("mappings", "_mmap_check", "linux.mmap.fixed-noreplace-maps",
