@@ -22,6 +22,7 @@ from .. import fault
 from ..expect import Expect, errno, exactly, or_errno
 from ..rules import Rule
 from . import splits
+from .limits import limits
 from .sealing import sealed_in
 from .state import LLONG_MAX, PAGE_MASK, PROT_W, PROT_X, U64, Mm, OsState, Vma, can_do_mlock, page_align
 
@@ -222,7 +223,7 @@ def _expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags:
     account = (data or (shared and anon)) and not (
         flags & MAP["MAP_NORESERVE"] and sys.config.overcommit_memory != 2) and not (
         anon and flags & MAP_TYPE == MAP_DROPPABLE)          # MAP_DROPPABLE: VM_NORESERVE
-    ok = _limits(sys, mm, placed, plen - replaced, plen - replaced if data else 0, plen if account else 0)
+    ok = limits(sys, mm, placed, plen - replaced, plen - replaced if data else 0, plen if account else 0)
     if not anon and flags & MAP["MAP_SYNC"]:
         # mm/mmap.c do_mmap: calc_vm_flag_bits turns MAP_SYNC into VM_SYNC for every mapping type
         # (MAP_SHARED drops the flag only from the EOPNOTSUPP check), and the file system's ->mmap
@@ -232,38 +233,6 @@ def _expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags:
         f = mm.fds.get(fd if fd < (1 << 63) else fd - (1 << 64))
         if f is not None and f.obj is not None and sys.objects[f.obj].kind == "file":
             ok = or_errno(ok, "linux.mmap.sync-fs-dependent", errno_name(95))      # EOPNOTSUPP
-    return ok
-
-
-def _limits(sys: OsState, mm: Mm, ok: Expect, grow: int, data_grow: int, charge: int) -> Expect:
-    """The limits a call that adds ``grow`` bytes of address space (``charge`` of them committed)
-    may run into, as ``ok`` widened or replaced by their errno.  Each limit is a host fact;
-    where the target's own use of it is only approximately known (the harness's mappings, its
-    heap, other processes' commitments), the model allows both answers near the limit."""
-    c = sys.config
-    slack = 64 << 20          # the target process's own memory moves while it runs
-    if c.rlimit_as >= 0 and grow > 0:
-        # mm/mmap.c may_expand_vm: total_vm + npages > RLIMIT_AS
-        if grow > c.rlimit_as:
-            return errno("linux.mmap.enomem-rlimit-as", "ENOMEM")
-        if c.base_vm + mm.total_vm() + grow + slack > c.rlimit_as:
-            ok = or_errno(ok, "linux.mmap.enomem-rlimit-as", "ENOMEM")
-    if c.rlimit_data >= 0 and data_grow > 0:
-        # mm/mmap.c may_expand_vm: data_vm (private writable) + npages > RLIMIT_DATA
-        if data_grow > c.rlimit_data:
-            return errno("linux.mmap.enomem-rlimit-data", "ENOMEM")
-        ok = or_errno(ok, "linux.mmap.enomem-rlimit-data", "ENOMEM")
-    if charge > 0:
-        pages = charge // PAGE_SIZE
-        # mm/util.c __vm_enough_memory, by vm.overcommit_memory
-        if c.overcommit_memory == 0 and pages > c.ram_pages + c.swap_pages:
-            return errno("linux.mmap.enomem-overcommit", "ENOMEM")
-        if c.overcommit_memory == 2:
-            limit = c.ram_pages * c.overcommit_ratio // 100 + c.swap_pages
-            if pages > limit:
-                return errno("linux.mmap.enomem-overcommit", "ENOMEM")
-            # what the rest of the machine has committed is not known: either answer
-            ok = or_errno(ok, "linux.mmap.enomem-overcommit", "ENOMEM")
     return ok
 
 
@@ -526,7 +495,7 @@ def expect_mprotect(sys: OsState, mm: Mm, addr: int, length: int, prot: int) -> 
         # (may_expand_vm) and is charged (security_vm_enough_memory_mm)
         gain = sum(e - s for s, e, v in mm.mapped_pages(addr, end) if not v.shared and not v.prot & PROT_W)
         if gain:
-            return _limits(sys, mm, ok, 0, gain, gain)
+            return limits(sys, mm, ok, 0, gain, gain)
     return ok
 
 
@@ -613,7 +582,7 @@ def expect_mremap(sys: OsState, mm: Mm, old_addr: int, old_size: int, new_size: 
     # mm/mremap.c vma_to_resize: may_expand_vm, then the commit charge of a VM_ACCOUNT mapping
     v = hit[2]
     data = bool(v.prot & PROT_W) and not v.shared
-    return _limits(sys, mm, exp, grow, grow if data else 0, grow if data else 0)
+    return limits(sys, mm, exp, grow, grow if data else 0, grow if data else 0)
 
 
 def _mremap_expect(sys: OsState, mm: Mm, addr: int, old_size: int, new_size: int, flags: int, new_addr: int) -> Expect:
