@@ -88,6 +88,25 @@ def target_fixture(name: str, *binaries: tuple[str, str, str]):
 EMULATOR_DIRS = ("qemu_system", "bochs", "uml", "qemu_user")
 
 
+def os_program_failure(text: str, on: str = "model"):
+    """The first failing check of an os program run on the reference model (``on="model"``) or on
+    the running kernel through the ``linux`` target (``on="linux"``), judged by the model; None if
+    it passes.  For tests that pin a kernel behaviour the model must agree with."""
+    from memspec.fuzz.differential import execute
+    from memspec.program import parse
+    if on == "model":
+        from memspec.targets.model import ModelTarget
+        return execute(ModelTarget(), parse(text), {}).failure
+    from memspec.targets.linux import LinuxTarget
+    t = LinuxTarget()
+    return execute(t, parse(text), t.facts()).failure
+
+
+ON_LINUX = pytest.mark.skipif(os.uname().sysname != "Linux", reason="runs the program on the Linux kernel")
+ON_LINUX_ROOT = pytest.mark.skipif(os.uname().sysname != "Linux" or os.geteuid() != 0,
+                                   reason="pagemap frame numbers need root on Linux")
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     for item in items:

@@ -6,16 +6,13 @@ the mremap to move (a false alarm on linux-agent found by check --programs 400 -
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from memspec.consts import MADV
-from memspec.fuzz.differential import execute
 from memspec.model.mm import Config, System
-from memspec.program import parse
 from memspec.records import Outcome
-from memspec.targets.model import ModelTarget
+
+from ..conftest import ON_LINUX, os_program_failure
 
 A = 0x100000000000
 P = 4096
@@ -70,12 +67,10 @@ def test_at_the_limit_the_split_is_refused_exactly_and_no_change_needs_none():
 
 
 def test_the_program_passes_on_the_model():
-    assert execute(ModelTarget(), parse(PROGRAM), {}).failure is None
+    assert os_program_failure(PROGRAM) is None
 
 
-@pytest.mark.skipif(os.uname().sysname != "Linux", reason="needs Linux")
+@ON_LINUX
 def test_the_program_passes_on_the_kernel():
-    from memspec.targets.linux import LinuxTarget
-    t = LinuxTarget()
-    j = execute(t, parse(PROGRAM), t.facts())
-    assert j.failure is None, j.failure
+    f = os_program_failure(PROGRAM, on="linux")
+    assert f is None, f

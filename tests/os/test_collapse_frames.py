@@ -7,15 +7,10 @@ mapped after read faults only, which is the huge zero page until the first write
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
-from memspec.fuzz.differential import execute
 from memspec.model.mm import Config, System
-from memspec.program import parse
 from memspec.records import Outcome
-from memspec.targets.model import ModelTarget
+
+from ..conftest import ON_LINUX_ROOT, os_program_failure
 
 B = 0x100400800000
 HUGE = 0x200000
@@ -60,15 +55,13 @@ def test_after_a_collapse_a_page_may_have_any_frame_but_must_have_one():
 
 
 def test_the_fork_program_passes_on_the_model():
-    assert execute(ModelTarget(), parse(PROGRAM), {}).failure is None
+    assert os_program_failure(PROGRAM) is None
 
 
-@pytest.mark.skipif(os.uname().sysname != "Linux" or os.geteuid() != 0, reason="pagemap frame numbers need root on Linux")
+@ON_LINUX_ROOT
 def test_the_fork_program_passes_on_the_kernel():
-    from memspec.targets.linux import LinuxTarget
-    t = LinuxTarget()
-    j = execute(t, parse(PROGRAM), t.facts())
-    assert j.failure is None, j.failure
+    f = os_program_failure(PROGRAM, on="linux")
+    assert f is None, f
 
 
 HUGE_ZERO = f"""a = mmap({B:#x}, 0x400000, PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, 0, 0)
@@ -103,15 +96,13 @@ def test_a_huge_page_after_read_faults_may_be_the_huge_zero_page_replaced_at_the
     t.apply("main", "pfn_of", (B + HUGE + 0x1000,), Outcome(value=0x300001))
     t.apply("main", "store", (B + HUGE + 0x1000, 2), Outcome())
     assert t.expect("main", "pfn_of", (B + HUGE + 0x1000,)).allowed == (Outcome(value=0x300001),)
-    assert execute(ModelTarget(), parse(HUGE_ZERO), {}).failure is None
+    assert os_program_failure(HUGE_ZERO) is None
 
 
-@pytest.mark.skipif(os.uname().sysname != "Linux" or os.geteuid() != 0, reason="pagemap frame numbers need root on Linux")
+@ON_LINUX_ROOT
 def test_the_huge_zero_program_passes_on_the_kernel():
-    from memspec.targets.linux import LinuxTarget
-    t = LinuxTarget()
-    j = execute(t, parse(HUGE_ZERO), t.facts())
-    assert j.failure is None, j.failure
+    f = os_program_failure(HUGE_ZERO, on="linux")
+    assert f is None, f
 
 
 def test_collapse_is_asked_vma_by_vma_and_its_error_comes_before_a_gaps():

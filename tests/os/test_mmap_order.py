@@ -5,15 +5,10 @@ ENOMEM), found by the os generator's edge lengths."""
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
-from memspec.fuzz.differential import execute
 from memspec.model.mm import Config, System
-from memspec.program import parse
 from memspec.records import Outcome
-from memspec.targets.model import ModelTarget
+
+from ..conftest import ON_LINUX, os_program_failure
 
 TASK = 0x7ffffffff000
 PROGRAM = f"""a = mmap(0x100000010000, {TASK:#x}, 0, MAP_ANONYMOUS, 0, 0)
@@ -35,12 +30,10 @@ def test_no_room_comes_before_the_map_type_and_the_fd_mode():
 
 
 def test_the_program_passes_on_the_model():
-    assert execute(ModelTarget(), parse(PROGRAM), {}).failure is None
+    assert os_program_failure(PROGRAM) is None
 
 
-@pytest.mark.skipif(os.uname().sysname != "Linux", reason="needs Linux")
+@ON_LINUX
 def test_the_program_passes_on_the_kernel():
-    from memspec.targets.linux import LinuxTarget
-    t = LinuxTarget()
-    j = execute(t, parse(PROGRAM), t.facts())
-    assert j.failure is None, j.failure
+    f = os_program_failure(PROGRAM, on="linux")
+    assert f is None, f

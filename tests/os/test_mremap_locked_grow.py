@@ -5,15 +5,10 @@ on linux-agent found by check --programs 400 --seed 52."""
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
-from memspec.fuzz.differential import execute
 from memspec.model.mm import Config, System
-from memspec.program import parse
 from memspec.records import Outcome
-from memspec.targets.model import ModelTarget
+
+from ..conftest import ON_LINUX, os_program_failure
 
 C = 0x10000000d000
 PROGRAM = f"""c = mmap({C:#x}, 0x2000, PROT_WRITE, MAP_PRIVATE|MAP_LOCKED|MAP_ANONYMOUS, 0, 0)
@@ -33,12 +28,10 @@ def test_the_grown_part_of_a_moved_locked_mapping_is_present():
 
 
 def test_the_program_passes_on_the_model():
-    assert execute(ModelTarget(), parse(PROGRAM), {}).failure is None
+    assert os_program_failure(PROGRAM) is None
 
 
-@pytest.mark.skipif(os.uname().sysname != "Linux", reason="needs Linux")
+@ON_LINUX
 def test_the_program_passes_on_the_kernel():
-    from memspec.targets.linux import LinuxTarget
-    t = LinuxTarget()
-    j = execute(t, parse(PROGRAM), t.facts())
-    assert j.failure is None, j.failure
+    f = os_program_failure(PROGRAM, on="linux")
+    assert f is None, f

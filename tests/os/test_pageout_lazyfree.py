@@ -5,15 +5,10 @@ resident without swap, a false alarm on Linux 6.18 found by `memspec check --tar
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
-from memspec.fuzz.differential import execute
 from memspec.model.mm import Config, System
-from memspec.program import parse
 from memspec.records import Outcome
-from memspec.targets.model import ModelTarget
+
+from ..conftest import ON_LINUX, os_program_failure
 
 B = 0x100001010000
 PROGRAM = f"""b = mmap({B:#x}, 0x4000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)
@@ -44,15 +39,13 @@ def test_without_swap_pageout_may_drop_a_freed_page_and_keeps_the_others():
 
 
 def test_the_program_passes_on_the_model():
-    assert execute(ModelTarget(), parse(PROGRAM), {}).failure is None
+    assert os_program_failure(PROGRAM) is None
 
 
-@pytest.mark.skipif(os.uname().sysname != "Linux", reason="needs Linux")
+@ON_LINUX
 def test_the_program_passes_on_the_kernel():
-    from memspec.targets.linux import LinuxTarget
-    t = LinuxTarget()
-    j = execute(t, parse(PROGRAM), t.facts())
-    assert j.failure is None, j.failure
+    f = os_program_failure(PROGRAM, on="linux")
+    assert f is None, f
 
 
 def test_a_freed_page_read_back_as_0_is_the_zero_page_and_resident():
