@@ -32,7 +32,7 @@ from .pte import (CR0_PE, CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_LA57, CR4_PAE, CR4_PC
                   ErrCode, Mode, Pte, addr_mask, bits, decode)
 from .rules import Rule, Rules, compose
 from .segunit import SEG_CALLS, SegUnit
-from .tlb import ALL, ALL_NONGLOBAL, PAGE, PAGE_GLOBAL, PCID_ALL, History, RefTlb, stale_walks
+from .tlb import ALL, ALL_NONGLOBAL, PAGE, PAGE_GLOBAL, PAGE_SIZES, PCID_ALL, History, RefTlb, stale_walks
 from .walk import PageFault, Path, WalkMemo, canonical, check_access, index
 
 U64 = (1 << 64) - 1
@@ -718,14 +718,47 @@ class Paging:
         if not new:
             return
         done: set[int] = set()
-        for o_old, cid, res in self._removed_outcomes(removed, la, acc, cpl, ac, walks=True, flushed=False):
-            if not (cid.startswith("sdm.") and matches(o, o_old)):
+        # the same walks, outcomes and order as _removed_outcomes(removed, ..., flushed=False), less
+        # those whose leaf cannot give o's data (_may_give): most removed walks map another frame
+        for res, ev, _t in removed.latest_first(keep=lambda cand: self._may_give(cand, la, acc, o)):
+            cid = ev.clause
+            if not cid.startswith("sdm."):
+                continue
+            o_old, _, _ = self._outcome_of(res, la, acc, cpl, ac)
+            if o_old is None or not matches(o, o_old):
                 continue
             held = {(u.addr, u.value & ~0x60) for u in res.uses}
             for addr, v, bits in new:
                 if (addr, v) not in held and addr not in done:
                     self.ad_stale[addr] = (bits, cid)
                     done.add(addr)
+
+    def _may_give(self, cand: tuple, la: int, acc: int, o: Outcome) -> bool:
+        """Whether the removed walk ``cand`` (as ``stale_walks`` enumerated it: time, level, entries,
+        fault, rsvd) can give the successful outcome ``o``: the data half of ``_outcome_of`` and
+        ``matches``, read off the leaf entry without building the walk.  A necessary condition only
+        (the rights are the walk's: a walk it keeps is still judged by ``_outcome_of``); a faulting
+        walk gives a #PF, never ``o``.
+
+        Example: after ``set_pte(PT, 5, 0x301000, P|RW)``, INVLPG and a load of 0x405008 that gave
+        the pattern of 0x301008, the removed walk through the older PTE value 0x300003 would have
+        read 0x300008: another value, so it is set aside."""
+        _t, level, entries, fault, _rsvd = cand
+        if fault is not None or o.errno is not None or o.signal is not None:
+            return False
+        size = PAGE_SIZES[level]
+        pa = (entries[-1][1] & addr_mask(self.maxphy) & ~(size - 1)) | (la & (size - 1))
+        if not self.low <= pa < self.ram or self._is_harness_entry(pa):
+            return False                      # an unknown value: _outcome_of gives None
+        if acc == EXEC:
+            return pa not in self.mem and o.value is None
+        v = self.read(pa)
+        loose = 0
+        if acc == WRITE:
+            v = (v & ~0xFF) | 0xCC
+        elif pa in self.mem:
+            loose = 0x60 | self.unsure.get(pa, 0)
+        return o.value is not None and (o.value ^ v) & ~loose == 0
 
     def observe(self) -> dict[str, Any]:
         """The checkpoint state a target reports (specs/compare_hw.py): changed qwords of program RAM."""

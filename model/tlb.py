@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .pte import Mode, addr_mask
 from .walk import Path, PageFault, Use, pml4e, pml5e, pdpte, pde, pte, _path, errcode
@@ -333,13 +333,18 @@ class Removed:
             return _path(uses, self.mode, level)
         return PageFault(errcode(self.mode, self.acc, self.cpl, present=rsvd, rsvd=rsvd), self.la, fault, uses)
 
-    def latest_first(self, paths_only: bool = False) -> Iterator[tuple[Path | PageFault, Event, int]]:
+    def latest_first(self, paths_only: bool = False,
+                     keep: Callable[[tuple], bool] | None = None) -> Iterator[tuple[Path | PageFault, Event, int]]:
         """(walk, invalidation that removed it, latest time) for each removed walk, the latest
-        cached first (in enumeration order among equal times)."""
+        cached first (in enumeration order among equal times).  ``keep``: only the walks whose
+        enumerated form ``(time, level, ((addr, value), ...), fault clause or None, rsvd?)`` it
+        accepts, tested before the walk or its invalidation is worked out."""
         h, pcid = self.h, self.pcid
         for cand, glob, ev in sorted(self.cands, key=lambda c: -c[0][0]):
             t, level, _, fault, _ = cand
             if paths_only and fault is not None:
+                continue
+            if keep is not None and not keep(cand):
                 continue
             if ev is None:
                 size = PAGE_SIZES[level] if fault is None else 1 << 12
