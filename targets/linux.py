@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import select
 import time
 from typing import Any
@@ -29,10 +30,10 @@ from memspec.program import Call, Program
 from memspec.records import Mapping, Observation, Outcome, RunResult, RunStatus
 
 from .base import Session, SessionFailed, Target
-from .children import describe_status, fork_in_group, kill_group, read_lines, reap
-from .linux_child import WINDOW, Refused, Runner, child_batch
+from .children import describe_status, fork_in_group, kill_group, reap
+from .linux_child import WINDOW, Refused, Runner, parse_maps, warm_child
 from .linux_facts import SHM_PRIVATE, host_facts
-from .linux_sys import c_library
+from .linux_sys import CAP_SYS_ADMIN, c_library, has_cap
 
 # Calls of the os layer this target implements: everything but the memory-pressure
 # events, which need control of the machine's RAM and swap (see not_observable()).
@@ -113,6 +114,133 @@ def _unreached_limits(facts: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _result(lines: list[bytes], status: int, timed_out: bool, timeout: float) -> RunResult:
+    """A program's run from the lines its child wrote and how the child ended."""
+    outcomes: list[Outcome] = []
+    observations: list[tuple[int, Observation]] = []
+    for line in lines:
+        msg = json.loads(line)
+        if "o" in msg:
+            outcomes.append(Outcome.from_json(msg["o"]))
+        elif "obs" in msg:
+            observations.append((msg["index"], Observation(tuple(
+                (p, parse_maps(ms) if isinstance(ms, str) else tuple(Mapping(*m) for m in ms)) for p, ms in msg["obs"]),
+                tuple(sorted((msg.get("extra") or {}).items())))))
+        elif "refused" in msg:
+            return RunResult(tuple(outcomes), tuple(observations), RunStatus.REFUSED,
+                             f"call {msg['index'] + 1} refused: {msg['refused']}")
+        elif "done" in msg:
+            return RunResult(tuple(outcomes), tuple(observations))
+    n = len(outcomes) + 1
+    if timed_out:
+        return RunResult(tuple(outcomes), tuple(observations), RunStatus.HANG,
+                         f"target hung at call {n} (no answer in {timeout:g} s)")
+    return RunResult(tuple(outcomes), tuple(observations), RunStatus.CRASH,
+                     f"target crashed at call {n}: {describe_status(status)}")
+
+
+# whether this process has CAP_SYS_ADMIN (read once: what a program's first process starts with)
+_HARNESS_CAPS: list[bool] = []
+
+# the last line of a program's run: every call answered, or one refused
+_LAST = (b'{"done"', b'{"refused"')
+
+
+def _read_until_end(fd: int, timeout: float) -> tuple[list[bytes], bool, bool]:
+    """The lines a program's child writes, up to its last line or the end of the pipe, within
+    one deadline: ``(lines, timed_out, ended)``, ``ended`` when the child wrote its last line
+    (it may still be cleaning up: its exit is not waited for)."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return buf.splitlines(), True, False
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return buf.splitlines(), False, False
+        buf += chunk
+        if buf.endswith(b"\n"):
+            start = buf.rfind(b"\n", 0, len(buf) - 1) + 1
+            if buf.startswith(_LAST, start):
+                return buf.splitlines(), False, True
+
+
+def _state() -> tuple[int, int, tuple[bool, ...], str]:
+    """What a program's child takes from this process when it is forked and a program may
+    depend on: the process, its umask, the private-/dev/shm decision and the working folder."""
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = ""
+    return os.getpid(), umask, tuple(SHM_PRIVATE), cwd
+
+
+class _WarmChild:
+    """A program's child, forked before its program is known.
+
+    Forking a large interpreter and setting up a program's process (its pipes, the fetch
+    probe's handler, the private /dev/shm) cost more than the program's calls; a child forked
+    when the previous program ended does that while the previous outcomes are judged.  The
+    child then waits for its program: a length-prefixed pickle on a pipe of its own (not
+    "until the end of the pipe": children forked later inherit the write end).  A child whose
+    request pipe closes first exits without running anything.
+    """
+
+    def __init__(self) -> None:
+        self.state = _state()
+        req_r, req_w = os.pipe()
+        out_r, out_w = os.pipe()
+
+        caps = _HARNESS_CAPS[0] if _HARNESS_CAPS else None
+
+        def child() -> None:
+            os.close(req_w)
+            os.close(out_r)
+            warm_child(req_r, out_w, caps)
+
+        self.pid = fork_in_group(child)
+        os.close(req_r)
+        os.close(out_w)
+        self.req, self.out = req_w, out_r
+
+    def usable(self) -> bool:
+        if self.state != _state():
+            return False
+        try:
+            return os.waitpid(self.pid, os.WNOHANG)[0] == 0
+        except ChildProcessError:
+            return False
+
+    def send(self, program: Program, observe: str) -> None:
+        data = pickle.dumps((program, observe), protocol=pickle.HIGHEST_PROTOCOL)
+        view = memoryview(len(data).to_bytes(8, "little") + data)
+        try:
+            while view:
+                view = view[os.write(self.req, view):]
+        finally:
+            os.close(self.req)
+            self.req = -1
+
+    def discard(self) -> None:
+        """Forget this child; end it if this process forked it."""
+        for fd in (self.req, self.out):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.req = self.out = -1
+        if self.state[0] == os.getpid():
+            kill_group(self.pid)
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+
+
 class LinuxTarget(Target):
     name = "linux"
     calls = _os_calls()
@@ -120,7 +248,12 @@ class LinuxTarget(Target):
 
     def __init__(self, timeout: float = 10.0):
         self.timeout = timeout
+        self._warm: _WarmChild | None = None
+        self._exiting: list[int] = []       # children past their last line, not yet reaped
+        self._pid = os.getpid()
         c_library()         # once here, inherited by every program's child
+        if not _HARNESS_CAPS:
+            _HARNESS_CAPS.append(has_cap(CAP_SYS_ADMIN))
         if not SHM_PRIVATE:
             SHM_PRIVATE.append(bool(host_facts()["shm_private"]))
 
@@ -145,40 +278,83 @@ class LinuxTarget(Target):
         return out
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
-        r, w = os.pipe()
+        child = self._take_warm()
+        ahead = child is not None
+        if child is None:
+            child = _WarmChild()
+        r = self._run_in(child, program, observe, ahead)
+        if ahead and r.status is RunStatus.CRASH and not r.outcomes:
+            # the child forked ahead may have been killed from outside before it read the
+            # program (the OOM killer, a stray signal): run it once more in a child forked now
+            r = self._run_in(_WarmChild(), program, observe, False)
+        return r
 
-        def child() -> None:
-            os.close(r)
-            child_batch(program, observe, w)
+    def _run_in(self, child: "_WarmChild", program: Program, observe: str, ahead: bool) -> RunResult:
+        deadline_from = time.monotonic()
+        try:
+            child.send(program, observe)
+        except OSError:
+            if not ahead:
+                raise
+            # the child forked ahead is gone: fork this program's child now
+            child.discard()
+            child = _WarmChild()
+            child.send(program, observe)
+        lines, timed_out, ended = _read_until_end(child.out, self.timeout - (time.monotonic() - deadline_from))
+        os.close(child.out)
+        self._reap_exited()
+        if timed_out:
+            kill_group(child.pid)
+        else:
+            # the next program's child starts now, while this one exits and its outcomes are judged
+            if self._warm is not None:
+                self._warm.discard()
+            self._warm = _WarmChild()
+        if ended:
+            # the child said its last line: it only cleans up and exits now; reaped later
+            self._exiting.append(child.pid)
+            return _result(lines, 0, False, self.timeout)
+        status = reap(child.pid)
+        return _result(lines, status, timed_out, self.timeout)
 
-        pid = fork_in_group(child)
-        os.close(w)
-        lines, timed_out = read_lines(r, self.timeout)
-        os.close(r)
-        if timed_out:
-            kill_group(pid)
-        status = reap(pid)
-        outcomes: list[Outcome] = []
-        observations: list[tuple[int, Observation]] = []
-        for line in lines:
-            msg = json.loads(line)
-            if "o" in msg:
-                outcomes.append(Outcome.from_json(msg["o"]))
-            elif "obs" in msg:
-                observations.append((msg["index"], Observation(tuple(
-                    (p, tuple(Mapping(*m) for m in ms)) for p, ms in msg["obs"]),
-                    tuple(sorted((msg.get("extra") or {}).items())))))
-            elif "refused" in msg:
-                return RunResult(tuple(outcomes), tuple(observations), RunStatus.REFUSED,
-                                 f"call {msg['index'] + 1} refused: {msg['refused']}")
-            elif "done" in msg:
-                return RunResult(tuple(outcomes), tuple(observations))
-        n = len(outcomes) + 1
-        if timed_out:
-            return RunResult(tuple(outcomes), tuple(observations), RunStatus.HANG,
-                             f"target hung at call {n} (no answer in {self.timeout:g} s)")
-        return RunResult(tuple(outcomes), tuple(observations), RunStatus.CRASH,
-                         f"target crashed at call {n}: {describe_status(status)}")
+    def _reap_exited(self, wait: bool = False) -> None:
+        """Collect the children that had said their last line and have exited since (all of
+        them, waiting, with ``wait``), and end what is left of their groups."""
+        still = []
+        for pid in self._exiting:
+            try:
+                done = os.waitpid(pid, 0 if wait else os.WNOHANG)[0] != 0
+            except ChildProcessError:
+                done = True
+            if done:
+                kill_group(pid)
+            else:
+                still.append(pid)
+        self._exiting = still
+
+    def _take_warm(self) -> "_WarmChild | None":
+        """The child forked ahead for this program, if it was forked from this process in the
+        state the program would see now."""
+        w, self._warm = self._warm, None
+        if w is not None and w.usable():
+            return w
+        if w is not None:
+            w.discard()
+        return None
+
+    def close(self) -> None:
+        """End the child forked ahead, if any (it also ends by itself when this process does)."""
+        w, self._warm = self._warm, None
+        if w is not None:
+            w.discard()
+        if self._exiting and self._pid == os.getpid():
+            self._reap_exited(wait=True)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:   # noqa: BLE001 -- at interpreter exit the modules may be gone
+            pass
 
     def session(self, layer: str = "os") -> "LinuxSession":
         return LinuxSession(self.timeout)

@@ -15,6 +15,7 @@ import ctypes
 import fcntl
 import json
 import os
+import pickle
 import resource
 import shutil
 import signal
@@ -136,7 +137,7 @@ class _Ranges:
 class _Kernel:
     """System calls and access probes, inside the child."""
 
-    def __init__(self) -> None:
+    def __init__(self, shm_names: bool = True) -> None:
         libc = c_library()
         self.libc = libc
         self.pr, self.pw = _pipe()
@@ -146,18 +147,15 @@ class _Kernel:
         self.dontfork = _Ranges()           # MADV_DONTFORK ranges (absent in forked probes)
         self.shm_prefix = f"ms{os.getpid()}x{int(time.time() * 1000) % 100000}-"
         self.shm_made: set[str] = set()
-        # With a private /dev/shm (a mount namespace of the program's own), names reach glibc
-        # and the kernel exactly as the program wrote them; else they get this run's prefix.
-        want = bool(SHM_PRIVATE and SHM_PRIVATE[0])
-        self.shm_private = want and private_dev_shm(libc)
-        if want and not self.shm_private:
-            raise RuntimeError("a private /dev/shm was probed to work but cannot be made now")
+        self.shm_private = self.shm_names = False
+        if shm_names:
+            self.use_shm_names()
         # made on the first open_file only (most programs have none): the name is fixed now, so
         # that every process of the program uses, and the cleanup removes, the same folder
         self.tmpdir = os.path.join(tempfile.gettempdir(), f"memspec-{os.getpid()}-{os.urandom(6).hex()}")
         self.nfiles = 0
         self.start_process()
-        _install_fault_handler(libc)
+        self.handler = False        # the fetch probe's handler: installed before the first probe
 
     def start_process(self) -> None:
         """Per process: its own pagemap (opened while privileged) and fault-count baseline."""
@@ -166,7 +164,24 @@ class _Kernel:
         except OSError:
             self.pagemap = -1
         # fs/proc/task_mmu.c pagemap_read: frame numbers only for an opener with CAP_SYS_ADMIN
-        self.pagemap_pfns = has_cap(CAP_SYS_ADMIN)
+        # (the program's first process has the capabilities of the harness that forked it)
+        self.pagemap_pfns = has_cap(CAP_SYS_ADMIN) if not PARENT_CAPS else PARENT_CAPS.pop()
+        self.start_counting()
+
+    def use_shm_names(self) -> None:
+        """Before the program's first call, when it may name shared memory objects.  With a
+        private /dev/shm (a mount namespace of the program's own), names reach glibc and the
+        kernel exactly as the program wrote them; else they get this run's prefix.  (A program
+        without shm_open or shm_unlink needs neither: the namespace costs its process's exit a
+        mount's teardown.)"""
+        self.shm_names = True
+        want = bool(SHM_PRIVATE and SHM_PRIVATE[0])
+        self.shm_private = want and private_dev_shm(self.libc)
+        if want and not self.shm_private:
+            raise RuntimeError("a private /dev/shm was probed to work but cannot be made now")
+
+    def start_counting(self) -> None:
+        """The fault-count baseline: the faults the program's calls make are counted from here."""
         ru = resource.getrusage(resource.RUSAGE_SELF)
         self.flt0 = (ru.ru_minflt, ru.ru_majflt)
 
@@ -243,6 +258,9 @@ class _Kernel:
         return o
 
     def _probe_ok(self, addr: int) -> None:
+        if not self.handler:
+            _install_fault_handler(self.libc)
+            self.handler = True
         # probes run in a forked process, where MADV_DONTFORK memory does not exist
         if any(True for _ in self.dontfork.uncovered(addr, addr + 1)):
             return
@@ -540,7 +558,7 @@ class _Kernel:
 
     def cleanup(self) -> None:
         """Remove this run's shared memory names (made by any of its processes) and files."""
-        if self.shm_private:
+        if self.shm_private or not self.shm_names:
             names: list[str] = []      # the private tmpfs goes with the program's last process
         else:
             names = self._shared_names()
@@ -700,8 +718,8 @@ def _install_fault_handler(libc: ctypes.CDLL) -> None:
 class Runner:
     """Runs calls in the main process and dispatches prefixed ones to forked servants."""
 
-    def __init__(self) -> None:
-        self.k = _Kernel()
+    def __init__(self, shm_names: bool = True) -> None:
+        self.k = _Kernel(shm_names)
         self.servants: dict[str, tuple[int, int, Any]] = {}   # name -> (pid, request fd, reply file)
 
     def call(self, proc: str, name: str, args: tuple[Any, ...], result: str | None) -> Outcome:
@@ -760,6 +778,19 @@ class Runner:
             del self.servants[proc]
         return Outcome.from_json(msg)
 
+    def observe_wire(self) -> tuple[list[list[Any]], dict[str, Any]]:
+        """What ``observe`` gives, as the batch child writes it: each process's map as a list
+        of [start, end, perms], the main process's as the text of its /proc/self/maps."""
+        with open("/proc/self/maps") as f:
+            maps: list[list[Any]] = [["main", f.read()]]
+        faults = {"main": self.k.faults()}
+        for name, (pid, w, f) in self.servants.items():
+            os.write(w, b'{"observe": 1}\n')
+            msg = json.loads(f.readline())
+            maps.append([name, msg["maps"]])
+            faults[name] = msg.get("faults", [0, 0])
+        return maps, {"faults": faults}
+
     def observe(self) -> Observation:
         maps = [("main", _read_maps())]
         faults = {"main": self.k.faults()}
@@ -798,6 +829,47 @@ def child_batch(program: Program, observe: str, wfd: int) -> None:
         runner.k.cleanup()
 
 
+# whether the harness, which forks a program's first process, has CAP_SYS_ADMIN (set in the
+# warm child before its Runner starts: the first process has the harness's capabilities)
+PARENT_CAPS: list[bool] = []
+
+# the calls that name a shared memory object in /dev/shm
+SHM_NAME_CALLS = frozenset({"shm_open", "shm_unlink"})
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = os.read(fd, n - len(out))
+        if not chunk:
+            return b""
+        out += chunk
+    return out
+
+
+def warm_child(rfd: int, wfd: int, caps: bool | None = None) -> None:
+    """A program's process forked before its program is known (``linux._WarmChild``): set up
+    the process, then read the program (an 8-byte length and a pickle of ``(program, observe)``)
+    and run it as ``child_batch`` does.  The request pipe closed first: exit, running nothing."""
+    rfd, wfd = _high(rfd), _high(wfd)
+    if caps is not None:
+        PARENT_CAPS[:] = [caps]
+    runner = Runner(shm_names=False)
+    try:
+        head = _read_exactly(rfd, 8)
+        data = _read_exactly(rfd, int.from_bytes(head, "little")) if head else b""
+        os.close(rfd)
+        if not data:
+            return
+        program, observe = pickle.loads(data)
+        if any(c.name in SHM_NAME_CALLS for c in program.calls):
+            runner.k.use_shm_names()
+        runner.k.start_counting()
+        run_calls(runner, program, observe, wfd)
+    finally:
+        runner.k.cleanup()
+
+
 def run_calls(runner: "Runner", program: Program, observe: str, wfd: int) -> None:
     env: dict[str, int] = {}
     out = os.fdopen(wfd, "w", buffering=1)
@@ -811,8 +883,8 @@ def run_calls(runner: "Runner", program: Program, observe: str, wfd: int) -> Non
         bind_result(env, c, o.value)
         out.write(json.dumps({"o": o.to_json()}) + "\n")
         if observe == "each" or (observe == "end" and i == len(program.calls) - 1):
-            obs = runner.observe()
-            out.write(json.dumps({"obs": [[p, [[m.start, m.end, m.perms] for m in ms]] for p, ms in obs.maps],
-                                  "extra": dict(obs.extra), "index": i}) + "\n")
+            # the main process's map as the kernel wrote it (parse_maps reads it in the harness)
+            maps, extra = runner.observe_wire()
+            out.write(json.dumps({"obs": maps, "extra": extra, "index": i}) + "\n")
     out.write('{"done": 1}\n')
     out.flush()

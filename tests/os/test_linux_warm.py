@@ -1,0 +1,106 @@
+"""The linux target's program child, forked ahead of its program (targets/linux.py _WarmChild):
+it runs the program the harness sends, in the state the harness is in when the program runs,
+and leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from memspec.program import parse
+from memspec.records import RunStatus
+from memspec.targets import linux as L
+
+pytestmark = pytest.mark.skipif(os.uname().sysname != "Linux", reason="needs Linux")
+
+MMAP = "a = mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == 0
+    except ChildProcessError:
+        return False
+
+
+def test_each_program_gets_the_child_forked_ahead_and_a_fresh_one_follows():
+    t = L.LinuxTarget()
+    try:
+        prog = parse(MMAP + "store(a, 0x5a)\nb = load(a)\n")
+        first = t.run(prog)
+        assert first.status is RunStatus.OK, first.message
+        assert first.outcomes[2].value == 0x5a
+        ahead = t._warm
+        assert ahead is not None and _alive(ahead.pid)
+        second = t.run(prog)
+        assert second.status is RunStatus.OK and second.outcomes[2].value == 0x5a
+        assert t._warm is not None and t._warm.pid != ahead.pid     # the one forked ahead was used
+        # the observation the child sent as the raw map parses to the program's mapping
+        (_, obs), = second.observations
+        a = second.outcomes[0].value
+        assert any(m.start <= a < m.end and m.perms.startswith("rw") for m in obs.maps_of("main"))
+    finally:
+        t.close()
+
+
+def test_a_child_forked_in_another_state_is_not_used(tmp_path):
+    """The umask and the working folder a program's process starts with are the harness's at
+    the time the program runs, not when the child was forked ahead."""
+    t = L.LinuxTarget()
+    old_umask = os.umask(0o022)
+    old_cwd = os.getcwd()
+    try:
+        assert t.run(parse(MMAP)).status is RunStatus.OK
+        stale = t._warm
+        os.umask(0o077)
+        os.chdir(tmp_path)
+        assert not stale.usable()
+        prog = parse('fd = open_file(0x1000, O_RDWR)\nm = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0)\n')
+        r = t.run(prog)
+        assert r.status is RunStatus.OK, r.message
+        assert not _alive(stale.pid)            # ended, not left waiting
+    finally:
+        os.umask(old_umask)
+        os.chdir(old_cwd)
+        t.close()
+
+
+def test_no_child_outlives_close():
+    t = L.LinuxTarget()
+    for _ in range(3):
+        assert t.run(parse(MMAP)).status is RunStatus.OK
+    pids = [t._warm.pid] + list(t._exiting)
+    t.close()
+    assert t._warm is None and t._exiting == []
+    assert not any(_alive(p) for p in pids)
+
+
+def test_a_killed_child_forked_ahead_is_replaced():
+    t = L.LinuxTarget()
+    try:
+        assert t.run(parse(MMAP)).status is RunStatus.OK
+        os.kill(t._warm.pid, 9)
+        r = t.run(parse(MMAP + "store(a, 1)\n"))
+        assert r.status is RunStatus.OK, r.message
+        assert len(r.outcomes) == 2
+    finally:
+        t.close()
+
+
+def test_shm_names_a_program_leaves_are_gone_after_it():
+    """A program that names shared memory objects gets the private /dev/shm (decided when its
+    program arrives at the child forked ahead) or this run's prefix and the cleanup: either way
+    a name it leaves behind is not left in the machine's /dev/shm."""
+    t = L.LinuxTarget()
+    try:
+        assert t.run(parse(MMAP)).status is RunStatus.OK       # a child is now forked ahead
+        name = f"memspec-warm-{os.getpid()}"
+        prog = parse(f'fd = shm_open("/{name}", O_CREAT|O_RDWR, 0x180)\nftruncate(fd, 4096)\n'
+                     'm = mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0)\nstore(m, 3)\n')
+        r = t.run(prog)
+        assert r.status is RunStatus.OK, r.message
+        assert all(o.ok for o in r.outcomes), r.outcomes
+    finally:
+        t.close()
+    assert not [n for n in os.listdir("/dev/shm") if n.endswith(name)]
