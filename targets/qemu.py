@@ -101,6 +101,35 @@ class CalibrationFailed(TargetError):
     pass
 
 
+def _gpr_io(uc: Any) -> tuple[Any, Any]:
+    """(write, read) of one 64-bit general register through unicorn's C calls (``uc_reg_write``,
+    ``uc_reg_read``) on one reused buffer.  The Python wrapper's ``reg_write``/``reg_read`` work out
+    the register's ctypes class on every call, which was about a sixth of the run loop's time per
+    probe; where the C library or the engine's handle is not where unicorn 2.1.4 keeps them, the
+    wrapper's own methods."""
+    try:
+        from unicorn.unicorn_py3.unicorn import uclib
+        handle = uc._uch
+    except (ImportError, AttributeError):      # pragma: no cover - another unicorn layout
+        return uc.reg_write, uc.reg_read
+    buf = ctypes.c_uint64()
+    ref = ctypes.byref(buf)
+    c_write, c_read = uclib.uc_reg_write, uclib.uc_reg_read
+
+    def write(reg: int, value: int) -> None:
+        buf.value = value
+        status = c_write(handle, reg, ref)
+        if status:
+            raise _uc.UcError(status, reg)
+
+    def read(reg: int) -> int:
+        status = c_read(handle, reg, ref)
+        if status:
+            raise _uc.UcError(status, reg)
+        return buf.value
+    return write, read
+
+
 class Machine:
     """One unicorn CPU with the harness installed; programs run on it one after another."""
 
@@ -113,6 +142,7 @@ class Machine:
         self.uc = uc = _uc.Uc(_uc.UC_ARCH_X86, _uc.UC_MODE_64)
         uc.ctl_set_cpu_model(getattr(_x, cpu_model))
         uc.mem_map(0, RAM_SIZE)
+        self.set_gpr, self.get_gpr = _gpr_io(uc)
         self.exc: int | None = None
         self.rip = 0
         self.cr2 = 0
@@ -371,12 +401,12 @@ class Machine:
         if ac != self.ac:
             uc.reg_write(_x.UC_X86_REG_EFLAGS, 0x2 | (ac << 18))
             self.ac = ac
-        uc.reg_write(_x.UC_X86_REG_RDI, arg & U64)
-        uc.reg_write(_x.UC_X86_REG_RAX, la)
+        self.set_gpr(_x.UC_X86_REG_RDI, arg & U64)
+        self.set_gpr(_x.UC_X86_REG_RAX, la)
         start = SUP + op
         o = self._run(start, start + len(CODE[op]))
         if o is None:
-            return OK, Outcome(value=uc.reg_read(_x.UC_X86_REG_RBX))
+            return OK, Outcome(self.get_gpr(_x.UC_X86_REG_RBX))
         if self.exc is not None and self.rip == start:
             # the first instruction raised: the access never ran; run it alone
             return o, self.call("access", (la, acc, 0, ac))
@@ -386,7 +416,7 @@ class Machine:
         if self.dirty or self.cpl:
             self._set_cpl(0)
         for name, v in regs.items():
-            self.uc.reg_write(_REG[name], v & U64)
+            self.set_gpr(_REG[name], v & U64)
         o = self._run(SUP + op, SUP + op + len(CODE[op]))
         return OK if o is None else o
 
@@ -426,11 +456,11 @@ class Machine:
                 self.uc.emu_start(start, start + 1)
                 self.dirty = True
                 return OK if o is None else o
-            uc.reg_write(_x.UC_X86_REG_RAX, la)
+            self.set_gpr(_x.UC_X86_REG_RAX, la)
             op = STORE if acc == 1 else LOAD
             start = (USR if cpl == 3 else SUP) + op
             o = self._run(start, start + len(CODE[op]))
-            return Outcome(value=uc.reg_read(_x.UC_X86_REG_RBX)) if o is None else o
+            return Outcome(self.get_gpr(_x.UC_X86_REG_RBX)) if o is None else o
         if name == "set_pte":
             table, idx, frame, flags = a
             if not _table_ok(table, idx) or not 0 <= frame | flags <= U64:
