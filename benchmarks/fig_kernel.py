@@ -2,8 +2,9 @@
 
 Numerator: a POSIX program of N rounds of ``mmap`` (anonymous, 4 KiB), ``mprotect``
 and ``munmap`` runs on the ``linux`` target (one forked child runs the whole program
-and streams back each call's outcome and the final memory map), then the model
-judges every call (``specs.judge.judge``, invariants on), as ``memspec check`` does.
+and streams back each call's outcome and the final memory map) while the model
+judges every call as its outcome arrives (``specs.judge.judge`` on ``LinuxTarget.stream``,
+invariants on).
 Denominator: the same 3N calls made raw in this process through ctypes
 (libc ``mmap``/``mprotect``/``munmap`` with declared argument types), no judging.
 """
@@ -19,7 +20,7 @@ from memspec.commands.bench import Pair, Unavailable
 NAME = "kernel_diff_vs_raw"
 GOAL = 0.3
 UNIT = "calls/s"
-NUMERATOR = "calls judged/s: a mmap/mprotect/munmap program run on `linux` and judged call by call by the model"
+NUMERATOR = "calls judged/s: a mmap/mprotect/munmap program run on `linux`, judged call by call by the model as the outcomes stream in"
 DENOMINATOR = "the same calls issued raw through ctypes in this process, no judging"
 
 PROT_READ, PROT_WRITE = 1, 2
@@ -57,17 +58,23 @@ def raw_rate(n: int) -> float:
 
 
 def judged(target, prog, facts) -> tuple[float, float, float]:
-    """(judged calls/s overall, calls/s of the target run alone, calls/s of the judging alone)."""
+    """(judged calls/s overall, calls/s of the target run alone, calls/s of the judging alone).
+
+    Overall: the program's outcomes judged as the child writes them (``LinuxTarget.stream``),
+    the judge on this process's core while the child runs on the other.  Then, for the
+    breakdown, the program run alone and that run judged alone."""
     from memspec.specs.judge import judge
     n = len(prog.calls)
     t0 = time.perf_counter()
-    run = target.run(prog)
+    j = judge(prog, target.stream(prog), target.name, facts)
     t1 = time.perf_counter()
-    j = judge(prog, run, target.name, facts)
-    t2 = time.perf_counter()
     if j.failure is not None:
         raise Unavailable(f"the judged run failed ({j.failure.clause}): fix that before timing it")
-    return n / (t2 - t0), n / (t1 - t0), n / (t2 - t1)
+    run = target.run(prog)
+    t2 = time.perf_counter()
+    judge(prog, run, target.name, facts)
+    t3 = time.perf_counter()
+    return n / (t1 - t0), n / (t2 - t1), n / (t3 - t2)
 
 
 def setup(quick: bool) -> Pair:

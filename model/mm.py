@@ -63,15 +63,23 @@ _UNSIGNED = {"addr", "length", "offset", "old_addr", "old_size", "new_size", "ne
 U32 = (1 << 32) - 1
 
 
-_MASKS: dict[str, tuple[int | None, ...]] = {}     # call -> each parameter's register width (None: as is)
+_MASKS: dict[str, tuple[tuple[int, int], ...]] = {}     # call -> (position, register width) of its masked parameters
 
 
 def _registers(name: str, args: tuple) -> tuple:
     masks = _MASKS.get(name)
     if masks is None:
-        masks = _MASKS[name] = tuple(U64 if p.name in _UNSIGNED else U32 if p.name == "fd" else None
-                                     for p in CALLS[name].params)
-    return tuple(a & m if m is not None and isinstance(a, int) else a for m, a in zip(masks, args))
+        masks = _MASKS[name] = tuple((i, U64 if p.name in _UNSIGNED else U32)
+                                     for i, p in enumerate(CALLS[name].params)
+                                     if p.name in _UNSIGNED or p.name == "fd")
+    if not masks:
+        return args
+    regs = list(args)
+    n = len(regs)
+    for i, m in masks:
+        if i < n and type(regs[i]) is int:
+            regs[i] &= m
+    return tuple(regs)
 
 
 class System(OsState):
@@ -89,7 +97,18 @@ class System(OsState):
         mm = self.procs.get(proc)
         if mm is None:
             return errno("memspec.proc.exited", "ESRCH")
-        return self.rules[name].expect(self, mm, *_registers(name, args))
+        return self.rules[name].expect(self, mm, *self._registers_of(name, args))
+
+    # the judge asks expect and then apply with the same argument tuple: converted once
+    _last_registers: tuple[Any, str, tuple] = (None, "", ())
+
+    def _registers_of(self, name: str, args: tuple) -> tuple:
+        last = self._last_registers
+        if last[0] is args and last[1] == name:
+            return last[2]
+        regs = _registers(name, args)
+        self._last_registers = (args, name, regs)
+        return regs
 
     def apply(self, proc: str, name: str, args: tuple, outcome: Outcome) -> None:
         """Adopt ``outcome`` (already judged allowed) as what happened."""
@@ -98,7 +117,7 @@ class System(OsState):
             return
         f = self.rules[name].apply
         if f is not None:
-            f(self, proc, mm, outcome, *_registers(name, args))
+            f(self, proc, mm, outcome, *self._registers_of(name, args))
 
     def bind(self, proc: str, name: str, result: str | None, outcome: Outcome) -> None:
         """Give the address space made by the last fork() its program name."""

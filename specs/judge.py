@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from memspec.calls import LAYERS
 from memspec.program import Program, bind_result, eval_args
-from memspec.records import Check, Judgement, Observation, RunResult, RunStatus, Verdict
+from memspec.records import Check, Judgement, Observation, Outcome, RunResult, RunStatus, Verdict
 from memspec.model.mm import System
 from memspec.model.registry import new_model
 
@@ -70,45 +70,79 @@ _STATUS_VERDICT = {
 RECOUNT = os.environ.get("MEMSPEC_INVARIANT_RECOUNT", "1") != "0"
 
 
-def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] | None = None,
+class _Replay:
+    """A finished run read call by call, as ``judge`` reads a stream (``LinuxTarget.stream``)."""
+
+    def __init__(self, run: RunResult) -> None:
+        self.run = run
+        # the checkpoint after each call: the first reported at an index, as ``observation_after`` finds it
+        self.seen_at = {i: o for i, o in reversed(run.observations)}
+
+    def outcome(self, index: int) -> Outcome | None:
+        return self.run.outcomes[index] if index < len(self.run.outcomes) else None
+
+    def observation(self, index: int) -> Observation | None:
+        return self.seen_at.get(index)
+
+    def finish(self) -> RunResult:
+        return self.run
+
+
+def judge(program: Program, run: "RunResult | Any", target: str, facts: dict[str, Any] | None = None,
           invariants: bool = True, model: Any | None = None, recount: bool | None = None) -> Judgement:
     """Judge one run of ``program`` on ``target``; ``invariants`` also checks the model's own after every call
     (over the call's footprint) and recounts them over the whole state at each checkpoint and at the end
     (``recount=False``, or ``RECOUNT`` false, leaves the recount out: tests use it to show the footprint
     checks alone catch every broken model).
-    ``model`` replaces the layer's reference model (tests use it to show invariants catch a broken one)."""
+    ``model`` replaces the layer's reference model (tests use it to show invariants catch a broken one).
+    ``run`` is a finished ``RunResult``, or a run still going that gives each call's outcome as it
+    comes (``outcome(i)``, ``observation(i)``, ``finish()``: ``LinuxTarget.stream``), judged while
+    the target runs the calls after it; the judgement is the same."""
+    source = _Replay(run) if isinstance(run, RunResult) else run
+    j = Judgement(target=target)
+    try:
+        ran_out = _judge_calls(program, source, j, facts, invariants, model, recount)
+    finally:
+        final = source.finish()
+        j.status, j.message = final.status, final.message
+    if ran_out is not None:
+        verdict = _STATUS_VERDICT.get(final.status, Verdict.ERROR)
+        j.checks.append(Check("memspec.target.alive", verdict, ran_out, "an outcome for every call",
+                              final.message or "the target stopped answering"))
+    elif j.failure is None and final.status is not RunStatus.OK:
+        verdict = _STATUS_VERDICT.get(final.status, Verdict.ERROR)
+        j.checks.append(Check("memspec.target.alive", verdict, len(program.calls), "a clean finish", final.message))
+    return j
+
+
+def _judge_calls(program: Program, source: Any, j: Judgement, facts: dict[str, Any] | None,
+                 invariants: bool, model: Any | None, recount: bool | None) -> int | None:
+    """Judge call by call into ``j`` until the first failure; the index of the first call
+    without an outcome, if the run ended before the last."""
     system = model if model is not None else new_model(program.layer, facts)
     recount = RECOUNT if recount is None else recount
     compare = _compare_for(program.layer)
-    j = Judgement(target=target, status=run.status, message=run.message)
     env: dict[str, int] = {}
-    # the checkpoint after each call (the first reported at an index, as ``observation_after`` finds it),
-    # and the last call: looked up once, not per call
-    seen_at = {i: o for i, o in reversed(run.observations)}
     last = len(program.calls) - 1
-    n_outcomes = len(run.outcomes)
     for i, call in enumerate(program.calls):
-        if i >= n_outcomes:
-            verdict = _STATUS_VERDICT.get(run.status, Verdict.ERROR)
-            j.checks.append(Check("memspec.target.alive", verdict, i, "an outcome for every call",
-                                  run.message or "the target stopped answering"))
-            return j
+        observed = source.outcome(i)
+        if observed is None:
+            return i    # the run ended before this call: ``judge`` says how
         args = eval_args(call, env)
-        observed = run.outcomes[i]
         checks = judge_call(system, call.proc or "main", call, args, observed, i)
         j.checks += checks
         if checks[0].verdict is Verdict.FAIL:
             if isinstance(system, System):
                 j.context["maps_before"] = _all_maps(system)
-            return j
+            return None
         if call.result is not None:
             bind_result(env, call, observed.value)
-        obs = seen_at.get(i)
+        obs = source.observation(i)
         full = recount and (obs is not None or i == last)
         bad = invariant_failure(system, i, full) if invariants else None
         if bad is not None:
             j.checks.append(bad)
-            return j
+            return None
         if obs is not None and not _shows_nothing(obs):
             bad = compare(system, obs, i)
             if bad is None:
@@ -119,10 +153,7 @@ def judge(program: Program, run: RunResult, target: str, facts: dict[str, Any] |
                 if isinstance(system, System):
                     j.context["maps_expected"] = _all_maps(system)
                     j.context["maps_observed"] = {p: [(m.start, m.end, m.perms) for m in ms] for p, ms in obs.maps}
-                return j
+                return None
     if hasattr(system, "fault_report"):
         j.context["fault_path"] = system.fault_report().get("stats", {})
-    if run.status is not RunStatus.OK:
-        verdict = _STATUS_VERDICT.get(run.status, Verdict.ERROR)
-        j.checks.append(Check("memspec.target.alive", verdict, len(program.calls), "a clean finish", run.message))
-    return j
+    return None

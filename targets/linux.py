@@ -118,19 +118,28 @@ def _result(lines: list[bytes], status: int, timed_out: bool, timeout: float) ->
     """A program's run from the lines its child wrote and how the child ended."""
     outcomes: list[Outcome] = []
     observations: list[tuple[int, Observation]] = []
+    last: dict[str, Any] | None = None
     for line in lines:
         msg = json.loads(line)
         if "o" in msg:
             outcomes.append(Outcome.from_json(msg["o"]))
         elif "obs" in msg:
-            observations.append((msg["index"], Observation(tuple(
-                (p, parse_maps(ms) if isinstance(ms, str) else tuple(Mapping(*m) for m in ms)) for p, ms in msg["obs"]),
-                tuple(sorted((msg.get("extra") or {}).items())))))
-        elif "refused" in msg:
-            return RunResult(tuple(outcomes), tuple(observations), RunStatus.REFUSED,
-                             f"call {msg['index'] + 1} refused: {msg['refused']}")
-        elif "done" in msg:
-            return RunResult(tuple(outcomes), tuple(observations))
+            observations.append((msg["index"], _observation(msg)))
+        elif "refused" in msg or "done" in msg:
+            last = msg
+            break
+    return _run_result(outcomes, observations, last, status, timed_out, timeout)
+
+
+def _run_result(outcomes: list[Outcome], observations: list[tuple[int, Observation]], last: dict[str, Any] | None,
+                status: int, timed_out: bool, timeout: float) -> RunResult:
+    """The run: every call answered (``last`` is the child's "done"), one refused, or the child
+    hung or died (its wait ``status``) after the outcomes it wrote."""
+    if last is not None and "refused" in last:
+        return RunResult(tuple(outcomes), tuple(observations), RunStatus.REFUSED,
+                         f"call {last['index'] + 1} refused: {last['refused']}")
+    if last is not None:
+        return RunResult(tuple(outcomes), tuple(observations))
     n = len(outcomes) + 1
     if timed_out:
         return RunResult(tuple(outcomes), tuple(observations), RunStatus.HANG,
@@ -155,15 +164,28 @@ def _read_until_end(fd: int, timeout: float) -> tuple[list[bytes], bool, bool]:
     while True:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
-            return buf.splitlines(), True, False
+            return _whole_lines(buf), True, False
         chunk = os.read(fd, 1 << 16)
         if not chunk:
-            return buf.splitlines(), False, False
+            return _whole_lines(buf), False, False
         buf += chunk
         if buf.endswith(b"\n"):
             start = buf.rfind(b"\n", 0, len(buf) - 1) + 1
             if buf.startswith(_LAST, start):
                 return buf.splitlines(), False, True
+
+
+def _whole_lines(buf: bytes) -> list[bytes]:
+    """The lines of ``buf`` a child finished writing (one it died in the middle of is left out)."""
+    return buf[:buf.rfind(b"\n") + 1].splitlines()
+
+
+def _observation(msg: dict[str, Any]) -> Observation:
+    """A checkpoint as the child wrote it: each process's map (the main process's as the text
+    of its /proc/self/maps) and the extra facts."""
+    return Observation(tuple(
+        (p, parse_maps(ms) if isinstance(ms, str) else tuple(Mapping(*m) for m in ms)) for p, ms in msg["obs"]),
+        tuple(sorted((msg.get("extra") or {}).items())))
 
 
 def _state() -> tuple[int, int, tuple[bool, ...], str]:
@@ -301,21 +323,43 @@ class LinuxTarget(Target):
             child = _WarmChild()
             child.send(program, observe)
         lines, timed_out, ended = _read_until_end(child.out, self.timeout - (time.monotonic() - deadline_from))
+        # the next program's child starts now, while this one exits and its outcomes are judged;
+        # a child that said its last line only cleans up and exits now: it is reaped later
+        return self._ended(child, lines, timed_out, ended)
+
+    def stream(self, program: Program, observe: str = "end") -> "LinuxStream":
+        """Run ``program`` and give each call's outcome as the child sends it, so that the judge
+        (``specs.judge.judge``) judges call k while the child runs the calls after it, on the
+        other core.  ``finish()`` gives the whole run, as ``run`` would have."""
+        child = self._take_warm() or _WarmChild()
+        try:
+            child.send(program, observe)
+        except OSError:
+            child.discard()
+            child = _WarmChild()
+            child.send(program, observe)
+        return LinuxStream(self, child)
+
+    def _ended(self, child: "_WarmChild", lines: list[bytes], timed_out: bool, ended: bool) -> RunResult:
+        """The end of a program's child: the next one forked ahead, this one reaped (now, or
+        later when it has said its last line), and the run it gave."""
+        return _result(lines, self._end_child(child, timed_out, ended), timed_out, self.timeout)
+
+    def _end_child(self, child: "_WarmChild", timed_out: bool, ended: bool) -> int:
+        """Fork the next program's child ahead and reap this one (now, or later when it has
+        said its last line and only cleans up); its wait status (0 when not waited for)."""
         os.close(child.out)
         self._reap_exited()
         if timed_out:
             kill_group(child.pid)
         else:
-            # the next program's child starts now, while this one exits and its outcomes are judged
             if self._warm is not None:
                 self._warm.discard()
             self._warm = _WarmChild()
         if ended:
-            # the child said its last line: it only cleans up and exits now; reaped later
             self._exiting.append(child.pid)
-            return _result(lines, 0, False, self.timeout)
-        status = reap(child.pid)
-        return _result(lines, status, timed_out, self.timeout)
+            return 0
+        return reap(child.pid)
 
     def _reap_exited(self, wait: bool = False) -> None:
         """Collect the children that had said their last line and have exited since (all of
@@ -358,6 +402,73 @@ class LinuxTarget(Target):
 
     def session(self, layer: str = "os") -> "LinuxSession":
         return LinuxSession(self.timeout)
+
+
+class LinuxStream:
+    """A program's run on ``linux`` read as its child writes it (``LinuxTarget.stream``): the
+    outcome of call k is there as soon as the child has written it.  Within one deadline for
+    the whole program, as ``run``."""
+
+    def __init__(self, target: LinuxTarget, child: _WarmChild) -> None:
+        self.target, self.child = target, child
+        self.deadline = time.monotonic() + target.timeout
+        self.outcomes: list[Outcome] = []
+        self.seen_at: dict[int, Observation] = {}
+        self.observations: list[tuple[int, Observation]] = []
+        self.last: dict[str, Any] | None = None
+        self.buf = b""
+        self.over = False           # the child said its last line, or the pipe ended, or time ran out
+        self.timed_out = self.ended = False
+        self.result: RunResult | None = None
+
+    def _more(self) -> None:
+        """Read what the child has written since (waiting for something, within the deadline)."""
+        left = self.deadline - time.monotonic()
+        if left <= 0 or not select.select([self.child.out], [], [], left)[0]:
+            self.over = self.timed_out = True
+            return
+        chunk = os.read(self.child.out, 1 << 16)
+        if not chunk:
+            self.over = True
+            return
+        self.buf += chunk
+        cut = self.buf.rfind(b"\n") + 1
+        if not cut:
+            return
+        new, self.buf = self.buf[:cut].splitlines(), self.buf[cut:]
+        for line in new:
+            if line.startswith(_LAST):
+                self.over = self.ended = True
+                self.last = json.loads(line)
+            elif not self.over:
+                msg = json.loads(line)
+                if "o" in msg:
+                    self.outcomes.append(Outcome.from_json(msg["o"]))
+                elif "obs" in msg:
+                    obs = _observation(msg)
+                    self.observations.append((msg["index"], obs))
+                    self.seen_at.setdefault(msg["index"], obs)
+
+    def outcome(self, index: int) -> Outcome | None:
+        while len(self.outcomes) <= index and not self.over:
+            self._more()
+        return self.outcomes[index] if index < len(self.outcomes) else None
+
+    def observation(self, index: int) -> Observation | None:
+        # the checkpoint after call k comes after its outcome and before call k+1's
+        while len(self.outcomes) <= index + 1 and not self.over:
+            self._more()
+        return self.seen_at.get(index)
+
+    def finish(self) -> RunResult:
+        """The whole run (reading the rest of it first), as ``LinuxTarget.run`` gives it."""
+        if self.result is None:
+            while not self.over:
+                self._more()
+            status = self.target._end_child(self.child, self.timed_out, self.ended)
+            self.result = _run_result(self.outcomes, self.observations, self.last, status, self.timed_out,
+                                      self.target.timeout)
+        return self.result
 
 
 class LinuxSession(Session):

@@ -104,3 +104,57 @@ def test_shm_names_a_program_leaves_are_gone_after_it():
     finally:
         t.close()
     assert not [n for n in os.listdir("/dev/shm") if n.endswith(name)]
+
+
+def _verdicts(j):
+    return [(c.clause, c.verdict, c.index, c.expected, c.observed) for c in j.checks], j.status, j.message
+
+
+def test_a_stream_is_judged_as_the_finished_run_is():
+    """``judge`` on ``LinuxTarget.stream`` (outcomes judged as the child writes them) gives the
+    judgement ``judge`` gives on the same run finished, checkpoint included."""
+    from memspec.fuzz.layers import random_programs
+    from memspec.specs.judge import judge
+    t = L.LinuxTarget()
+    facts = t.facts()
+    try:
+        n = 0
+        for _, prog in random_programs("os", 12, 5, t.calls, facts):
+            s = t.stream(prog)
+            streamed = judge(prog, s, "linux", facts)
+            whole = s.finish()          # the same run, finished: judged as run() results are
+            if whole.status is RunStatus.REFUSED:
+                continue
+            assert _verdicts(streamed) == _verdicts(judge(prog, whole, "linux", facts))
+            assert len(streamed.checks) >= len(prog.calls)
+            n += 1
+        assert n >= 6
+    finally:
+        t.close()
+
+
+def test_a_stream_ends_as_the_run_does_when_the_child_hangs_or_dies():
+    """A stream whose child stops (here: stopped before it reads its program) is judged a hang
+    at the first call, and one whose child is killed a crash, named ``memspec.target.alive``;
+    a stream that runs through passes."""
+    import signal
+    from memspec.specs.judge import judge
+    from memspec.records import Verdict
+    t = L.LinuxTarget(timeout=1.0)
+    facts = t.facts()
+    prog = parse(MMAP + "store(a, 1)\nb = load(a)\n")
+    try:
+        j = judge(prog, t.stream(prog), "linux", facts)
+        assert j.failure is None and j.status is RunStatus.OK
+        for sig, status, verdict in ((None, RunStatus.HANG, Verdict.HANG), (signal.SIGKILL, RunStatus.CRASH, Verdict.CRASH)):
+            child = L._WarmChild()
+            os.kill(child.pid, signal.SIGSTOP)
+            child.send(prog, "end")
+            if sig is not None:
+                os.kill(child.pid, sig)
+            j = judge(prog, L.LinuxStream(t, child), "linux", facts)
+            assert j.status is status, j.message
+            assert j.failure is not None and j.failure.clause == "memspec.target.alive"
+            assert j.failure.verdict is verdict and j.failure.index == 0
+    finally:
+        t.close()
