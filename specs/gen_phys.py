@@ -18,9 +18,16 @@ malloc/realloc/free/... calls only.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from memspec.model.frames import MAX_ORDER, Machine
+from memspec.model.buddy import Buddy
+from memspec.model.frames import MAX_ORDER, FrameTable, Machine, Owner
+from memspec.model.gc import MAX_REFS as GC_MAX_REFS, MAX_SIZE as GC_MAX_SIZE
+from memspec.model.heap import ARENA_MAX
+from memspec.model.numa import MAX_PAGE
+from memspec.model.phys import BOOT_MAX_FRAMES
+from memspec.model.slab import KMALLOC_MAX_SIZE, SLUB_MAX_ORDER, SLUB_MIN_OBJECTS, KmemCache, slab_order
 from memspec.program import Call, Flags, Int, Program, Ref
 
 from .choose import Chooser, swarm
@@ -50,6 +57,15 @@ NODE_SIZES = (1, 2, 3, 511, 1000, 1023, 1024, 1025, 1536, 2047, 2049, 3000, 4095
               12345, 16383)
 DMA_ZONES = (0, 1, 513, 1000, 1023, 1024, 1025, 3000, 4095, 4096)
 KMALLOC_BRIM = (64, 192, 1024, 4096, 8192, 1 << 20, 1 << 21, 1 << 22)    # size classes and kmalloc_large orders
+SIZE_MAX = (1 << 64) - 1
+PTRDIFF_MAX = (1 << 63) - 1
+# calloc's nmemb and size where their product meets SIZE_MAX or PTRDIFF_MAX: exactly there, one element past it
+CALLOC_EDGES = ((1, SIZE_MAX), (SIZE_MAX, 1), (3, SIZE_MAX // 3), (SIZE_MAX // 3 + 1, 3), (1 << 32, 1 << 32),
+                (1 << 32, (1 << 32) - 1), (2, PTRDIFF_MAX // 2), (2, PTRDIFF_MAX // 2 + 1), (1 << 20, 1 << 44))
+# machines small enough to fill with a few buddy_allocs (``PhysGen.fill_machine``): frames of node 0 and 1
+FULL_CACHE_SIZES = (1024, 2048, 4096, 8192, 16392)    # slabs of order 0 to 3 holding 4 objects, or 1
+FULL_NODES = ((2, 0), (3, 0), (5, 0), (8, 0), (17, 0), (33, 0), (100, 0), (1025, 0), (4, 3), (9, 7), (64, 64),
+              (1025, 17))
 
 
 def heap_size(r: Chooser, huge: bool = True) -> int:
@@ -76,6 +92,38 @@ def machine_shape(r: Chooser) -> tuple[int, int, int] | None:
     if not r.chance(95):
         return r.choice(((0, n1, 0), (n0, n1, n0 + 1), (n0, -1, dma)))
     return n0, n1, dma
+
+
+@functools.cache
+def slab_order_edges(min_objects: int = SLUB_MIN_OBJECTS, max_order: int = SLUB_MAX_ORDER) -> tuple[int, ...]:
+    """The object sizes (multiples of 8, up to 128 KiB and one step past) at which SLUB's slab order changes
+    under a geometry (``slab_order``): a cache of such a size has slabs of another order, so another number
+    of objects per slab, than one 8 bytes smaller.
+
+    >>> slab_order_edges()[:4]
+    (8, 344, 352, 376)
+    """
+    out, prev = [], None
+    for size in range(8, (1 << 17) + 16, 8):
+        order = slab_order(size, min_objects, max_order)
+        if order != prev:
+            out.append(size)
+            prev = order
+    return tuple(out)
+
+
+def slab_cap_edges(min_objects: int = SLUB_MIN_OBJECTS, max_order: int = SLUB_MAX_ORDER) -> tuple[int, ...]:
+    """The object sizes, either side, at which the largest slab (order ``max_order``) holds fewer objects
+    than ``min_objects`` asks for, so that calculate_order caps the count: a slab of 1, 2, 3 ... objects.
+
+    >>> slab_cap_edges()
+    (8192, 8200, 10920, 10928, 16384, 16392, 32768, 32776)
+    """
+    out: set[int] = set()
+    for k in range(1, max(min_objects, 1) + 1):
+        cap = (PAGE << max_order) // k // 8 * 8
+        out.update((cap, cap + 8))
+    return tuple(sorted(out))
 
 
 def free_order(r: Chooser, names: list, how: str | None = None) -> list:
@@ -114,8 +162,16 @@ GROUPS = (
     (12, "gc", ("gc_new", "gc_ref", "gc_get", "gc_root", "gc_unroot", "gc_collect", "gc_compact", "gc_live",
                 "gc_addr", "gc_pause")),
     # an exhaustion and recovery phase of one allocator (``PhysGen.g_pressure``)
-    (14, "pressure", ("buddy_alloc", "kmem_cache_alloc", "kmalloc", "vmalloc", "dma_alloc_coherent", "arena_alloc",
+    (16, "pressure", ("buddy_alloc", "kmem_cache_alloc", "kmalloc", "vmalloc", "dma_alloc_coherent", "arena_alloc",
                       "malloc", "gc_new")),
+    # one call with its arguments at the edges of their ranges (``PhysGen.g_edge``)
+    (12, "edge", ("phys_boot", "buddy_alloc", "nr_free_pages", "buddy_largest", "kmem_cache_create", "kmalloc",
+                  "vmalloc", "vmalloc_to_pfn", "dma_alloc_coherent", "set_mempolicy", "migrate_thread", "numa_touch",
+                  "numa_stat", "arena_create", "arena_alloc", "gc_new", "gc_ref", "gc_get", "gc_root", "gc_unroot",
+                  "gc_live", "gc_addr", "calloc",
+                  "posix_memalign", "aligned_alloc", "memalign")),
+    # the whole machine used up, every allocator asked, then some of it freed (``PhysGen.g_full``)
+    (6, "full", ("buddy_alloc",)),
 )
 
 
@@ -125,6 +181,10 @@ class PhysGen:
         self.allowed = calls
         # the machine the target declares in its hello (fact ``phys_machine``): its nodes' sizes, not ours
         self.machine = Machine.from_facts(facts or {})
+        shape = (facts or {}).get("phys_machine") or {}
+        # SLUB's slab_min_objects and slab_max_order, the target's own (as the model reads them: phys.new_model)
+        self.geometry = (int(shape.get("slub_min_objects", SLUB_MIN_OBJECTS)),
+                         max(0, min(MAX_ORDER, int(shape.get("slub_max_order", SLUB_MAX_ORDER)))))
         self.calls: list[Call] = []
         self.n = 0
         self.blocks: list[tuple[str, int]] = []        # heap blocks believed live: (name, size)
@@ -136,6 +196,8 @@ class PhysGen:
         self.dmas: list[str] = []
         self.arenas: list[str] = []
         self.gcs: list[str] = []
+        self.nrefs: dict[str, int] = {}                # GC object -> its reference slots
+        self.gc_dead: list[str] = []                   # GC objects a collection is known to have freed
         self.groups = [(w, g, [c for c in cs if self.ok(c)]) for w, g, cs in GROUPS]
         self.groups = swarm(r, [(w, g, cs) for w, g, cs in self.groups if cs], SWARM_PERCENT)
 
@@ -394,6 +456,7 @@ class PhysGen:
         for _ in range(r.integer(4, 12)):
             names.append(self.name("g"))
             self.emit("gc_new", _num(size), Int(1), result=names[-1])
+            self.nrefs[names[-1]] = 1
         # a chain from a root, then the root dropped or the chain cut: a collection frees it all (or half)
         for a, b in zip(names, names[1:]):
             if self.ok("gc_ref"):
@@ -405,12 +468,15 @@ class PhysGen:
         elif self.ok("gc_ref"):
             self.emit("gc_ref", Ref(names[len(names) // 2]), Int(0), Int(0))
         self.emit("gc_collect", result=self.name("w"))
+        # nothing outside the chain refers into it: unrooted, all of it is garbage; cut, its second half
+        self.gc_dead.extend(names if not rooted else names[len(names) // 2 + 1:] if self.ok("gc_ref") else [])
         if self.ok("gc_compact") and r.chance(70):
             self.emit("gc_compact", result=self.name("w"))
         for _ in range(r.integer(1, 3)):
             g = self.name("g")
             self.emit("gc_new", _num(size), Int(1), result=g)
             self.gcs.append(g)
+            self.nrefs[g] = 1
             if self.ok("gc_addr"):
                 self.emit("gc_addr", Ref(g), result=self.name("r"))
         if rooted:
@@ -421,14 +487,24 @@ class PhysGen:
             if self.ok(c):
                 self.emit(c, Int(node), result=self.name("n"))
 
+    def cache_size(self) -> int:
+        """An object size where SLUB's slab order changes under the target's geometry
+        (``slab_order_edges``), or the size just below it; or where its largest slab holds fewer objects
+        than its minimum (``slab_cap_edges``)."""
+        r = self.r
+        if r.chance(50):
+            return r.choice(slab_cap_edges(*self.geometry))
+        return max(8, r.choice(slab_order_edges(*self.geometry)) - r.choice((0, 8)))
+
     def exhaust_slab(self) -> None:
         r = self.r
-        size = r.choice(BRIM_CACHE_SIZES)
+        size = r.choice(BRIM_CACHE_SIZES) if r.chance(50) else self.cache_size()
         cache = self.name("c")
         self.emit("kmem_cache_create", _num(size), Int(8), result=cache)
         self.caches.append(cache)
-        per_page = PAGE // size
-        n = min(EXHAUST_MAX, per_page * r.choice((1, 2, 4)) + r.choice((0, 1, 1)))
+        # the objects of as many slabs as the cache's order makes them, and one more
+        per_slab = KmemCache.make(0, "", size, 8, *self.geometry).per_slab
+        n = min(EXHAUST_MAX, per_slab * r.choice((1, 2, 4)) + r.choice((0, 1, 1)))
         objs = []
         for _ in range(n):
             objs.append(self.name("o"))
@@ -469,6 +545,226 @@ class PhysGen:
         for s in (size * 2, size * (len(names) - keep)):
             self._new_block("malloc", s, _num(s))
 
+    # -- a new machine, and the whole machine used up ---------------------------------------
+
+    def forget(self) -> None:
+        """A new machine (``phys_boot``) starts with nothing allocated: the belief forgets it all too."""
+        for held in (self.blocks, self.pages, self.caches, self.objs, self.kobjs, self.areas, self.dmas,
+                     self.arenas, self.gcs, self.gc_dead):
+            held.clear()
+        self.nrefs.clear()
+
+    def reboot(self, n0: int, n1: int, dma: int) -> None:
+        """``phys_boot(n0, n1, dma)`` in the middle of a program; a shape no machine has is refused
+        (EINVAL) and changes nothing."""
+        self.emit("phys_boot", _num(n0), _num(n1), _num(dma))
+        if n0 > 0 and n1 >= 0 and 0 <= dma <= n0 and n0 + n1 <= BOOT_MAX_FRAMES:
+            self.machine = Machine.shaped((n0, n1) if n1 else (n0,), dma, self.machine.reserved)
+            self.forget()
+
+    def g_full(self, cs: list[str]) -> None:
+        """Every frame of the machine allocated, every allocator that needs frames asked while none is
+        left (each must fail cleanly: a new slab for a cache and for kmalloc, kmalloc_large, vmalloc, DMA,
+        a first touch, the buddy itself), then part of it freed and each asked again -- vmalloc for exactly
+        the frames freed and one more.  On a machine of a few frames booted for it (``FULL_NODES``), or on
+        the target's own machine when the phase opens the program (the free blocks known: no call before)."""
+        r = self.r
+        if not self.ok("buddy_free"):
+            return
+        if self.ok("phys_boot"):
+            n0, n1 = r.choice(FULL_NODES)
+            self.reboot(n0, n1, r.choice((0, min(n0, 1), n0 // 2, n0)))
+        elif self.calls:
+            return
+        m = self.machine
+        buddy = Buddy(m, FrameTable(m))
+        cache = None
+        if self.ok("kmem_cache_create") and self.ok("kmem_cache_alloc"):
+            size = r.choice(FULL_CACHE_SIZES)
+            cache = self.name("c")
+            self.emit("kmem_cache_create", _num(size), Int(8), result=cache)
+            self.caches.append(cache)
+            c = KmemCache.make(0, "", size, 8, *self.geometry)
+            zone = buddy.first_zone_with(buddy.zonelist(m.fallback(0)), c.order)
+            if zone is not None and r.chance(60):
+                # the cache's first slab filled before the machine: then it has slabs, none with room
+                buddy.take(buddy.pick(zone, c.order), c.order, Owner.SLAB)
+                for _ in range(c.per_slab):
+                    o = self.name("o")
+                    self.emit("kmem_cache_alloc", Ref(cache), Int(0), result=o)
+                    self.objs.append((cache, o))
+        # the free blocks left (the model's own choices so far), taken largest first: each request then
+        # finds a block of exactly its order, and the last one leaves no frame free
+        orders = sorted(buddy.free_head.values(), reverse=True)
+        if len(orders) > 28:
+            return
+        names = []
+        for k in orders:
+            names.append(self.name("b"))
+            self.emit("buddy_alloc", Int(k), Int(-1), Int(0), Flags(("PG_KERNEL",)), result=names[-1])
+        self.ask_all(cache, 1)
+        ordered = self.free_order(names)
+        keep = r.integer(0, len(ordered) - 1) if r.chance(60) else 0
+        for i, name in enumerate(ordered):
+            if i >= keep:
+                self.emit("buddy_free", Ref(name))
+            else:
+                self.pages.append(name)
+        freed = sum(1 << k for name, k in zip(names, orders) if name in ordered[keep:])
+        if self.ok("vmalloc") and r.chance(40):
+            v = self.name("v")
+            self.emit("vmalloc", _num(PAGE * (freed + r.choice((0, 0, 1)))), result=v)
+            self.areas.append((v, PAGE * freed))
+        self.ask_all(cache, freed)
+
+    def ask_all(self, cache: str | None, frames: int) -> None:
+        """One request of each allocator that needs frames, and the buddy's state (``g_full``)."""
+        r = self.r
+        asks = [c for c in ("buddy_alloc", "kmem_cache_alloc", "kmalloc", "kmalloc_large", "vmalloc",
+                            "dma_alloc_coherent", "numa_touch") if self.ok(c.replace("_large", ""))]
+        if cache is None and "kmem_cache_alloc" in asks:
+            asks.remove("kmem_cache_alloc")
+        for c in asks:
+            if not r.chance(70):
+                continue
+            if c == "buddy_alloc":
+                b = self.name("b")
+                self.emit(c, Int(r.choice((0, 0, 1, max(0, frames.bit_length() - 1)))), Int(-1), Int(0),
+                          Flags(("PG_KERNEL",)), result=b)
+                self.pages.append(b)
+            elif c == "kmem_cache_alloc":
+                o = self.name("o")
+                self.emit(c, Ref(cache), Int(0), result=o)             # type: ignore[arg-type]
+                self.objs.append((cache, o))                           # type: ignore[arg-type]
+            elif c in ("kmalloc", "kmalloc_large"):
+                k = self.name("k")
+                size = r.choice(KSIZES[1:18]) if c == "kmalloc" else r.choice((8193, 1 << 20, PAGE * max(frames, 1)))
+                self.emit("kmalloc", _num(size), Flags(("GFP_DMA",)) if r.chance(15) else Int(0), result=k)
+                self.kobjs.append(k)
+            elif c == "vmalloc":
+                v = self.name("v")
+                self.emit(c, _num(PAGE * r.choice((1, 1, 2, max(frames, 1)))), result=v)
+                self.areas.append((v, PAGE))
+            elif c == "dma_alloc_coherent":
+                d = self.name("d")
+                self.emit(c, _num(PAGE * r.choice((1, 1, 2))), _num(r.choice(DMA_MASKS)), result=d)
+                self.dmas.append(d)
+            else:
+                self.emit(c, Int(r.integer(0, 40)), result=self.name("t"))
+        self.buddy_state(-1)
+
+    # -- arguments at the edges of their ranges ---------------------------------------------
+
+    def g_edge(self, cs: list[str]) -> None:
+        """One call whose arguments sit at the edges of what it accepts: the first value refused, the
+        last one taken, the next one refused again (node -2/-1/last/one past, order -1/0/max/max+1, the
+        largest machine phys_boot builds and one frame more, a DMA zone as big as node 0 and one frame
+        bigger, kmalloc's and a cache's largest object and one byte more, a slot past an object's last,
+        calloc's product exactly at SIZE_MAX and one element over, ...)."""
+        c = self.r.choice(cs)
+        # a run of the call: its edges one after another
+        for _ in range(self.r.choice((1, 2, 3, 4))):
+            self.edge_call(c)
+
+    def edge_call(self, c: str) -> None:
+        """One call of ``g_edge``."""
+        r, m = self.r, self.machine
+        node_edges = (-2, -1, 0, m.nodes - 1, m.nodes)
+        if c == "phys_boot":
+            n0 = r.choice((1, 2, r.choice(NODE_SIZES)))
+            n1 = r.choice((0, 0, 1, r.choice(NODE_SIZES)))
+            big = BOOT_MAX_FRAMES - n1
+            self.reboot(*r.choice(((0, n1, 0), (-1, n1, 0), (n0, -1, 0), (n0, n1, -1), (n0, n1, n0), (n0, n1, n0 + 1),
+                                   (1, 0, 0), (1, 0, 1), (big, n1, r.choice((0, 1, 4096))), (big + 1, n1, 0),
+                                   (BOOT_MAX_FRAMES, 0, BOOT_MAX_FRAMES))))
+        elif c == "buddy_alloc":
+            gfp = r.choice((Int(0), Flags(("GFP_THISNODE",)), Flags(("GFP_DMA",))))
+            owner = r.choice((Int(0), Int(6), Flags(("PG_SLAB",)), Flags(("PG_KERNEL",))))
+            b = self.name("b")
+            self.emit(c, Int(r.choice((-1, 0, MAX_ORDER, MAX_ORDER + 1))), Int(r.choice(node_edges)), gfp, owner,
+                      result=b)
+            self.pages.append(b)
+        elif c in ("nr_free_pages", "buddy_largest"):
+            self.emit(c, Int(r.choice(node_edges)), result=self.name("n"))
+        elif c == "kmem_cache_create":
+            n = self.name("c")
+            self.emit(c, _num(r.choice((-1, 0, 1, 8, 9, KMALLOC_MAX_SIZE - 8, KMALLOC_MAX_SIZE, KMALLOC_MAX_SIZE + 1))),
+                      _num(r.choice((-8, 0, 1, 2, 3, 8, PAGE, PAGE << MAX_ORDER))), result=n)
+            self.caches.append(n)
+        elif c == "kmalloc":
+            k = self.name("k")
+            self.emit(c, _num(r.choice((-1, 0, 1, 8, 9, 8192, 8193, KMALLOC_MAX_SIZE, KMALLOC_MAX_SIZE + 1))),
+                      Flags(("GFP_DMA",)) if r.chance(25) else Int(0), result=k)
+            self.kobjs.append(k)
+        elif c == "vmalloc":
+            free = m.total - len(m.reserved)
+            size = r.choice((-1, 0, 1, PAGE - 1, PAGE, PAGE + 1, free * PAGE, free * PAGE + 1))
+            v = self.name("v")
+            self.emit(c, _num(size), result=v)
+            if size > 0:
+                self.areas.append((v, size))
+        elif c == "vmalloc_to_pfn" and self.areas:
+            v, size = r.choice(self.areas)
+            end = -(-size // PAGE) * PAGE
+            self.emit(c, Ref(v, r.choice((-1, end - 1, end, end + PAGE - 1, end + PAGE))), result=self.name("f"))
+        elif c == "dma_alloc_coherent":
+            d = self.name("d")
+            limit = (m.dma_frames or m.node_frames[0]) << 12
+            self.emit(c, _num(r.choice((-1, 0, 1, PAGE << MAX_ORDER, (PAGE << MAX_ORDER) + 1))),
+                      _num(r.choice((0, PAGE - 1, 2 * PAGE - 1, limit - 1, limit, (m.total << 12) - 1, SIZE_MAX))),
+                      result=d)
+            self.dmas.append(d)
+        elif c == "set_mempolicy":
+            online = (1 << m.nodes) - 1
+            self.emit(c, Int(r.choice((-1, 0, 1, 2, 3, 4, 5))),
+                      _num(r.choice((-1, 0, 1, online, 1 << m.nodes, online | 1 << m.nodes, 1 << 63))))
+        elif c == "migrate_thread":
+            self.emit(c, Int(r.choice(node_edges)))
+        elif c == "numa_touch":
+            self.emit(c, _num(r.choice((-1, 0, MAX_PAGE - 1, MAX_PAGE))), result=self.name("t"))
+        elif c == "numa_stat":
+            self.emit(c, Int(r.choice((-1, 0, 4, 5))), result=self.name("s"))
+        elif c == "arena_create":
+            cap = r.choice((-1, 0, 1, ARENA_MAX, ARENA_MAX + 1))
+            a = self.name("a")
+            self.emit(c, _num(cap), result=a)
+            if 0 < cap <= ARENA_MAX:
+                self.arenas.append(a)
+        elif c == "arena_alloc" and self.arenas:
+            self.emit(c, Ref(r.choice(self.arenas)), _num(r.choice((-1, 0, 1, ARENA_MAX, ARENA_MAX + 1))),
+                      _num(r.choice((-16, 0, 1, 3, 16, PAGE, 1 << 40))), result=self.name("x"))
+        elif c == "gc_new":
+            size = r.choice((-1, 0, 1, GC_MAX_SIZE, GC_MAX_SIZE + 1))
+            k = r.choice((-1, 0, GC_MAX_REFS, GC_MAX_REFS + 1))
+            g = self.name("g")
+            self.emit(c, _num(size), Int(k), result=g)
+            if 1 <= size <= GC_MAX_SIZE and 0 <= k <= GC_MAX_REFS:
+                self.gcs.append(g)
+                self.nrefs[g] = k
+        elif c in ("gc_root", "gc_unroot", "gc_live", "gc_addr") or c == "gc_get" and (not self.gcs or r.chance(50)):
+            # a handle that names no object: one a collection freed, null, -1, one never handed out
+            h = Ref(r.choice(self.gc_dead)) if self.gc_dead and r.chance(60) else _num(r.choice((0, -1, 1 << 31)))
+            if c == "gc_get":
+                self.emit(c, h, Int(0), result=self.name("r"))
+            else:
+                self.emit(c, h, **({"result": self.name("r")} if c in ("gc_live", "gc_addr") else {}))
+        elif c in ("gc_ref", "gc_get") and self.gcs:
+            g = r.choice(self.gcs)
+            k = self.nrefs.get(g, 0)
+            slot = Int(r.choice((-1, k - 1, k, GC_MAX_REFS)))
+            if c == "gc_get":
+                self.emit(c, Ref(g), slot, result=self.name("r"))
+            else:
+                target = Ref(r.choice(self.gcs)) if r.chance(60) else \
+                    Ref(r.choice(self.gc_dead)) if self.gc_dead and r.chance(50) else Int(r.choice((0, -1)))
+                self.emit(c, Ref(g), slot, target)
+        elif c == "calloc":
+            k, s = r.choice(CALLOC_EDGES)
+            self._new_block(c, 1 << 64, _num(k), _num(s))
+        elif c in ("posix_memalign", "aligned_alloc", "memalign"):
+            a = r.choice((0, 4, 8, 1 << 62, 1 << 63)) if c == "posix_memalign" else r.choice((1 << 62, 1 << 63))
+            self._new_block(c, 1 << 64, _num(a), _num(r.choice((1, 16, 4096))))
+
     # -- slab and kmalloc -------------------------------------------------------
 
     def g_slab(self, cs: list[str]) -> None:
@@ -480,8 +776,17 @@ class PhysGen:
                 return
         if c == "kmem_cache_create":
             n = self.name("c")
-            self.emit(c, _num(r.choice(CACHE_SIZES)), Int(r.choice((8, 8, 16, 64, 3, 1))), result=n)
+            edge = not r.chance(70)
+            size = self.cache_size() if edge else r.choice(CACHE_SIZES)
+            self.emit(c, _num(size), Int(8 if edge else r.choice((8, 8, 16, 64, 3, 1))), result=n)
             self.caches.append(n)
+            # a cache whose slabs hold few objects: filled past its first slab, so that the slab's size shows
+            per_slab = KmemCache.make(0, "", size, 8, *self.geometry).per_slab if edge else 0
+            if 0 < per_slab < 8 and self.ok("kmem_cache_alloc") and r.chance(70):
+                for _ in range(per_slab + 1):
+                    o = self.name("o")
+                    self.emit("kmem_cache_alloc", Ref(n), Int(0), result=o)
+                    self.objs.append((n, o))
         elif c == "kmem_cache_alloc":
             cache = r.choice(self.caches)
             for _ in range(r.choice((1, 1, 2, 5))):
@@ -596,8 +901,10 @@ class PhysGen:
             c = "gc_new"
         if c == "gc_new":
             n = self.name("g")
-            self.emit(c, _num(r.choice((1, 16, 32, 100, 4096, 0))), Int(r.choice((0, 1, 2, 2, 4))), result=n)
+            k = r.choice((0, 1, 2, 2, 4))
+            self.emit(c, _num(r.choice((1, 16, 32, 100, 4096, 0))), Int(k), result=n)
             self.gcs.append(n)
+            self.nrefs[n] = k
         elif c == "gc_ref" and self.gcs:
             t: Int | Ref = Ref(r.choice(self.gcs)) if r.chance(80) else Int(0)
             self.emit(c, Ref(r.choice(self.gcs)), Int(r.choice((0, 1, 0, 3))), t)

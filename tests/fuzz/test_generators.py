@@ -112,8 +112,9 @@ def _few_call_runs(gen, monkeypatch, percent: int) -> int:
     """Programs of 10 calls or more (besides loads) that use at most 4 distinct calls, among 400 random inputs."""
     monkeypatch.setattr(gen, "SWARM_PERCENT", percent)
     if gen is gen_phys:
-        # the exhaustion phases are long runs of a few calls by design: measure swarm without them
-        monkeypatch.setattr(gen, "GROUPS", tuple(g for g in gen.GROUPS if g[1] != "pressure"))
+        # the exhaustion phases, the full machine and the runs of one call through its edges are long runs
+        # of a few calls by design: measure swarm without them
+        monkeypatch.setattr(gen, "GROUPS", tuple(g for g in gen.GROUPS if g[1] not in ("pressure", "full", "edge")))
     else:
         # so are the os scenarios (a lock scenario is mlock and mincore over and over), and map_pages at
         # the map-count limit: measure swarm on the single steps
