@@ -61,7 +61,7 @@ LAYER_FILES: dict[str, tuple[str, ...]] = {
     "os": ("mm.py", "fault.py", "pressure.py", "pages.py", "os/access.py", "os/advice.py",
            "os/fileio.py", "os/files.py", "os/footprint.py", "os/locking.py", "os/mappings.py",
            "os/observation.py", "os/open_answers.py", "os/pressure_events.py",
-           "os/processes.py", "os/sealing.py", "os/state.py", "os/bulk.py", "os/splits.py"),
+           "os/processes.py", "os/sealing.py", "os/state.py", "os/bulk.py", "os/splits.py", "os/limits.py"),
     "phys": ("phys.py", "allocator.py", "buddy.py", "dma.py", "frames.py", "gc.py", "heap.py",
              "numa.py", "slab.py", "vmalloc.py"),
     "hw": ("paging.py", "pte.py", "seg.py", "segunit.py", "tlb.py", "walk.py", "walkbatch.py"),

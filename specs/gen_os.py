@@ -68,7 +68,13 @@ GROW_SCENARIO_WEIGHT = 4    # of STEPS: a mapping grown, shrunk or moved by mrem
 ADVICE_SCENARIO_WEIGHT = 4  # of STEPS: advice of the program's vocabulary over a mapping with bytes on it (``OsGen.advice_scenario``)
 INHERIT_SCENARIO_WEIGHT = 4  # of STEPS: state set before a fork and met in the child (``OsGen.inherit_scenario``)
 THP_SCENARIO_WEIGHT = 3     # of STEPS: a 2 MiB-aligned range faulted page by page and observed (``OsGen.thp_scenario``)
+UNPRIV_SCENARIO_WEIGHT = 4  # of STEPS: a child that gave up its privileges meets what they bypassed (``OsGen.unpriv_scenario``)
+ARG_EDGE_PERCENT = 12       # scalar arguments with a documented range drawn at its edges: min-1, min, max, max+1 (``edge``)
+EDGE_PROGRAM_PERCENT = 15   # programs that draw such arguments at their edges most of the time (EDGE_PROGRAM_ARG_PERCENT)
+EDGE_PROGRAM_ARG_PERCENT = 70
+PIPE_MMAP_PERCENT = 5       # mmaps of a pipe (no ->mmap: ENODEV; MAP_SHARED|PROT_WRITE on the read end: EACCES)
 HPAGE = 1 << 21
+MEMLOCK_DEFAULT = 8 << 20
 TASK_SIZE = 0x7FFFFFFFF000  # x86-64 with 4-level paging; the target's ``task_size`` fact when it declares one
 THP_BASE = SANDBOX_WINDOW[0] + (1 << 34)   # where the THP scenarios map (2 MiB-aligned, far from the other steps)
 
@@ -79,13 +85,14 @@ STEPS = [(24, "mmap"), (8, "munmap"), (10, "mprotect"), (16, "load"), (16, "stor
          (3, "mincore"), (3, "mlock"), (2, "munlock"), (2, "mlockall"), (1, "munlockall"),
          (2, "ftruncate"), (1, "close"), (2, "shm_unlink"), (2, "pfn_of"), (2, "minflt"), (1, "majflt"),
          (1, "thp_mapped"), (1, "get_node"), (2, "mbind"), (1, "drop_privileges"),
-         (1, "set_memlock_limit"), (2, "set_fsize_limit"), (3, "map_pages"), (2, "memory_limit"), (1, "set_swappiness"), (2, "reclaim"),
+         (1, "set_memlock_limit"), (2, "set_fsize_limit"), (3, "map_pages"), (2, "memory_limit"), (2, "set_swappiness"), (2, "reclaim"),
          (1, "tick"), (1, "wss"), (1, "oom"), (1, "khugepaged"), (FORK_SCENARIO_WEIGHT, "fork-scenario"),
          (3, "pread"), (3, "pwrite"), (2, "read"), (2, "write"), (2, "lseek"), (3, "mseal"),
          (FILE_SCENARIO_WEIGHT, "file-scenario"), (SEAL_SCENARIO_WEIGHT, "seal-scenario"),
          (LOCK_SCENARIO_WEIGHT, "lock-scenario"), (PRESSURE_SCENARIO_WEIGHT, "pressure-scenario"),
          (GROW_SCENARIO_WEIGHT, "grow-scenario"), (THP_SCENARIO_WEIGHT, "thp-scenario"),
-         (ADVICE_SCENARIO_WEIGHT, "advice-scenario"), (INHERIT_SCENARIO_WEIGHT, "inherit-scenario")]
+         (ADVICE_SCENARIO_WEIGHT, "advice-scenario"), (INHERIT_SCENARIO_WEIGHT, "inherit-scenario"),
+         (UNPRIV_SCENARIO_WEIGHT, "unpriv-scenario")]
 # what a pressure scenario does between its stores, by weight
 PRESSURE_OPS = [(70, "store"), (12, "load"), (10, "reclaim"), (8, "tick"), (8, "madvise"), (8, "mlock"), (6, "munmap"),
                 (6, "oom"), (6, "mincore"), (6, "exit"), (6, "memory_limit")]
@@ -150,8 +157,18 @@ MCL_FLAGS = [Flags(("MCL_FUTURE",)), Flags(("MCL_FUTURE", "MCL_ONFAULT")), Flags
              Flags(("MCL_CURRENT",)), Flags(("MCL_CURRENT", "MCL_ONFAULT")), Flags(("MCL_CURRENT", "MCL_FUTURE")),
              Flags(("MCL_CURRENT", "MCL_FUTURE", "MCL_ONFAULT")), Int(8)]
 MLOCK_FLAGS = [Int(0), Flags(("MLOCK_ONFAULT",)), Int(2)]
-# shm names at NAME_MAX and one past it, and at glibc's buffer (model/os/files.py _shm_name)
-SHM_LONG_NAMES = ["/" + "n" * 255, "/" + "n" * 256, "/" + "n" * 250]
+# shm names at NAME_MAX and one past it, and at glibc's buffer of 260 (model/os/files.py _shm_name:
+# 259 bytes is ENAMETOOLONG from the kernel, 260 EINVAL from glibc)
+SHM_LONG_NAMES = ["/" + "n" * 255, "/" + "n" * 256, "/" + "n" * 250, "/" + "n" * 259, "/" + "n" * 260,
+                  "/" + "n" * 261]
+# shm modes: owner only, world-readable, read-only, world-writable (an unprivileged process may then
+# page it out: mm/madvise.c can_do_file_pageout), and others' bits with execute and without write or
+# the reverse (rwx, r-x, --x, -w-, -wx), so a permission check that reads the wrong bit shows
+SHM_MODES = [0o600, 0o644, 0o400, 0o666, 0o777, 0o755, 0o711, 0o622, 0o733, 0o700]
+# memfd_create's flags: none, MFD_CLOEXEC, MFD_ALLOW_SEALING, MFD_NOEXEC_SEAL, MFD_EXEC, both of those
+# (EINVAL), with CLOEXEC, every known bit but HUGETLB, the first unknown bit (EINVAL).  Not
+# MFD_HUGETLB (4): Linux 6.18 creates the file where the model answers EINVAL (reported)
+MEMFD_FLAGS = [0, 0, 1, 2, 3, 0x8, 0x10, 0x18, 0x11, 0x9, 0x1B, 0x20, 0x100]
 # lseek's whence: every value the model knows (include/uapi/linux/fs.h) and one past SEEK_MAX
 WHENCE = [Flags(("SEEK_SET",)), Flags(("SEEK_CUR",)), Flags(("SEEK_END",)), Flags(("SEEK_DATA",)),
           Flags(("SEEK_HOLE",)), Int(5)]
@@ -191,6 +208,9 @@ class OsGen:
         self.r = r
         self.allowed = calls
         self.task_size = int((facts or {}).get("task_size") or TASK_SIZE)
+        # RLIMIT_MEMLOCK's soft limit a process starts with (the target's ``memlock_soft`` fact; Linux's
+        # default 8 MiB, include/uapi/linux/resource.h MLOCK_LIMIT); negative: RLIM_INFINITY
+        self.memlock = int((facts or {}).get("memlock_soft") or MEMLOCK_DEFAULT)
         self.n_thp = 0
         self.calls: list[Call] = []
         # (name, pages, placed in the window) of mmaps; around a mapping the kernel placed
@@ -218,7 +238,8 @@ class OsGen:
                  or (n == "advice-scenario" and all(self.ok(c) for c in ("mmap", "madvise", "load", "store")))
                  or (n == "grow-scenario" and all(self.ok(c) for c in ("mmap", "mremap", "load", "store")))
                  or (n == "thp-scenario" and all(self.ok(c) for c in ("mmap", "madvise", "load", "store",
-                                                                      "thp_mapped")))]
+                                                                      "thp_mapped")))
+                 or (n == "unpriv-scenario" and all(self.ok(c) for c in ("fork", "drop_privileges", "mmap")))]
         self.steps = swarm(r, steps, SWARM_PERCENT, keep=lambda step: step[1] in ("mmap", "fork"))
         # Swarm over the values too, not only over the calls: one advice among 30, one flag among 18 is
         # drawn about once in 200 programs, and rarely where it matters (MADV_COLLAPSE over a mapped
@@ -231,6 +252,8 @@ class OsGen:
         self.ms_flags = swarm(r, MS_FLAGS, v)
         self.mcl_flags = swarm(r, MCL_FLAGS, v)
         self.whence = swarm(r, WHENCE, v)
+        # edges as a swarm too: in some programs nearly every ranged argument sits at an edge of its range
+        self.arg_edge = EDGE_PROGRAM_ARG_PERCENT if r.chance(EDGE_PROGRAM_PERCENT) else ARG_EDGE_PERCENT
 
     def ok(self, name: str) -> bool:
         return self.allowed is None or name in self.allowed
@@ -287,6 +310,29 @@ class OsGen:
             return _hex((1 << 64) - n * PAGE), _hex(n * PAGE - r.choice([0, 0, 1]))
         return _hex(self.window_addr()), _hex(r.choice([(1 << 64) - 1, (1 << 64) - PAGE + 1, (1 << 64) - PAGE,
                                                          (1 << 64) - SANDBOX_WINDOW[0]]))
+
+    def edge(self, lo: int, hi: int) -> int:
+        """One edge of an argument's documented range [lo, hi]: lo - 1, lo, hi or hi + 1 (a bound checked
+        with < for <=, or off by one, shows at one of the four)."""
+        return self.r.choice([lo - 1, lo, hi, hi + 1])
+
+    def edgy(self) -> bool:
+        """Whether this ranged argument is drawn at an edge of its range (``edge``): ARG_EDGE_PERCENT of
+        the time, EDGE_PROGRAM_ARG_PERCENT in EDGE_PROGRAM_PERCENT of the programs."""
+        return self.r.chance(self.arg_edge)
+
+    def shm_oflag(self) -> tuple[str, ...]:
+        """shm_open's flags: create (exclusively), open for reading or writing, O_TRUNC on an open for
+        writing, O_APPEND (APPEND_PERCENT).  Not O_RDONLY|O_TRUNC: Linux 6.18 truncates there (fs/namei.c
+        build_open_flags asks for MAY_WRITE and do_open truncates) where the model keeps the size
+        (reported, left out until the model says which)."""
+        r = self.r
+        oflag = r.choice([("O_CREAT", "O_RDWR"), ("O_CREAT", "O_EXCL", "O_RDWR"), ("O_RDWR",), ("O_RDONLY",),
+                          ("O_CREAT", "O_RDONLY"), ("O_RDWR", "O_TRUNC"), ("O_CREAT", "O_RDWR", "O_TRUNC"),
+                          ("O_WRONLY",), ("O_WRONLY", "O_TRUNC")])
+        if r.chance(APPEND_PERCENT):
+            oflag += ("O_APPEND",)
+        return oflag
 
     def length(self, room: int | None = None) -> Int:
         r = self.r
@@ -346,6 +392,9 @@ class OsGen:
         if what == "thp-scenario":
             self.thp_scenario()
             return
+        if what == "unpriv-scenario":
+            self.unpriv_scenario()
+            return
         if what == "mmap":
             hint = r.weighted([(20, "null"), (55, "window"), (15, "near"), (10, "odd"), (3, "edge")])
             if hint == "null":
@@ -373,6 +422,10 @@ class OsGen:
                 addr = _hex(self.window_addr())
             fd: Int | Ref = Int(-1)
             mine = self.fds_of(proc)
+            pipes = [f for f in self.pipes if proc in self.fd_procs.get(f, ())]
+            if pipes and r.chance(PIPE_MMAP_PERCENT):
+                # a pipe has no ->mmap (ENODEV), unless a check before it refuses first (mm/mmap.c do_mmap)
+                mine = pipes
             if mine and r.chance(35):
                 fd = Ref(r.choice(mine))
                 flags = Flags((mtype or ("MAP_SHARED",)) + extra)
@@ -761,6 +814,82 @@ class OsGen:
                 c(Call("set_memlock_limit", (_hex(PAGE * r.integer(0, pages + 1) + r.choice([0, 1])),), None, child))
             c(Call("mincore", (Ref(base), _hex(pages * PAGE)), self.name(), child))
         self.read_back(Ref(base), _hex(pages * PAGE), None, child, always=True)
+
+    def unpriv_scenario(self) -> None:
+        """A child that gave up its privileges (drop_privileges: CAP_IPC_LOCK, CAP_DAC_OVERRIDE,
+        CAP_SYS_ADMIN gone) meets what they bypassed, 2 to 5 of: mlock, mlock2 or a MAP_LOCKED mmap under
+        the RLIMIT_MEMLOCK it started with (never set in the program: the target's ``memlock_soft`` fact),
+        of one page, of exactly the limit and of a page more; a shm object main made with a mode of
+        SHM_MODES (execute bits with or without write), opened by the child for reading, writing or
+        truncating (O_TRUNC by main half the time: under umask 022 the child may not write), then mapped
+        shared and writable and read back; an mmap of a pipe; the memory
+        failure advice (EPERM).  The other scenarios set the limit or open the object before dropping."""
+        r = self.r
+        c = self.calls.append
+        if len(self.procs) >= 2:
+            return
+        shm = None
+        if self.ok("shm_open") and r.chance(50):
+            shm = self.name()
+            name = "/u" + str(r.integer(0, 1))
+            c(Call("shm_open", (Str(name), Flags(("O_CREAT", "O_RDWR")), _hex(r.choice(SHM_MODES))), shm, None))
+            self.fd_procs[shm] = {None}
+            self.fds.append(shm)
+            if self.ok("ftruncate"):
+                c(Call("ftruncate", (Ref(shm), _hex(2 * PAGE)), None, None))
+        self.n_procs += 1
+        child = f"p{self.n_procs}"
+        c(Call("fork", (), child, None))
+        self.forked(child)
+        c(Call("drop_privileges", (), None, child))
+        self.dropped.add(child)
+        ops = [(30, "lock"), (8, "pipe"), (6, "poison")] + ([(30, "shm")] if shm else [])
+        for _ in range(r.integer(2, 5)):
+            what = r.weighted(ops)
+            if what == "lock" and self.memlock > 0 and self.memlock <= 64 << 20:
+                pages = r.choice([1, self.memlock // PAGE, self.memlock // PAGE + 1])
+                self.n_scenarios += pages // 16     # the scenario slots after this one stay free
+                how = r.weighted([(w, o) for w, o in ((50, "mlock"), (25, "mlock2"), (25, "mmap-locked"))
+                                  if self.ok(o.split("-")[0])] or [(1, "none")])
+                if how == "mmap-locked":
+                    c(Call("mmap", (self.scenario_addr(), _hex(pages * PAGE), Flags(("PROT_READ", "PROT_WRITE")),
+                                    Flags(("MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_LOCKED")), Int(-1), Int(0)),
+                           self.name(), child))
+                elif how != "none":
+                    base = self.map_in_window(pages, ("PROT_READ", "PROT_WRITE"), ("MAP_PRIVATE", "MAP_ANONYMOUS"),
+                                              Int(-1), child)
+                    args = (Ref(base), _hex(pages * PAGE)) + ((r.choice(MLOCK_FLAGS[:2]),) if how == "mlock2" else ())
+                    c(Call(how, args, None, child))
+                    if self.ok("mincore"):
+                        c(Call("mincore", (Ref(base), _hex(min(pages, 4) * PAGE)), self.name(), child))
+                    if self.ok("munlock") and r.chance(50):
+                        c(Call("munlock", (Ref(base), _hex(pages * PAGE)), None, child))
+            elif what == "shm" and shm is not None:
+                fd = self.name()
+                oflag = r.choice([("O_RDWR", "O_TRUNC"), ("O_WRONLY", "O_TRUNC")]) if r.chance(50) else self.shm_oflag()
+                # O_TRUNC by the owner half the time: under the umask (022) the child may not write the
+                # object, so its O_TRUNC is EACCES
+                who = None if "O_TRUNC" in oflag and r.chance(50) else child
+                c(Call("shm_open", (Str(name), Flags(oflag), _hex(0o600)), fd, who))
+                self.fd_procs[fd] = {who}
+                self.fds.append(fd)
+                m = self.name()
+                c(Call("mmap", (Flags(("NULL",)), _hex(PAGE), Flags(r.choice([("PROT_READ", "PROT_WRITE"), ("PROT_READ",)])),
+                                Flags(("MAP_SHARED",)), Ref(fd), Int(0)), m, who))
+                if self.ok("load"):
+                    c(Call("load", (Ref(m),), None, who))
+                if self.ok("pread"):
+                    c(Call("pread", (Ref(shm), Int(0)), self.name(), None))
+            elif what == "pipe" and self.ok("pipe"):
+                fd = self.name()
+                c(Call("pipe", (), fd, child))
+                self.fd_procs[fd] = {child}
+                self.pipes.append(fd)
+                c(Call("mmap", (Flags(("NULL",)), _hex(PAGE), Flags(r.choice(self.prots)),
+                                Flags((r.choice(["MAP_SHARED", "MAP_PRIVATE"]),)), Ref(fd), Int(0)), self.name(), child))
+            elif what == "poison" and self.ok("madvise"):
+                base = self.map_in_window(1, ("PROT_READ", "PROT_WRITE"), ("MAP_PRIVATE", "MAP_ANONYMOUS"), Int(-1), child)
+                c(Call("madvise", (Ref(base), _hex(PAGE), Flags((r.choice(INJECT_ADVICE),))), None, child))
 
     def pressure_scenario(self) -> None:
         """Memory driven to exhaustion (targets that model pressure: memory_limit): a machine of a few
@@ -1261,7 +1390,7 @@ class OsGen:
             return Int(r.choice([-1, -PAGE]))
         if kind == "far":
             return _hex(1 << 32)
-        return _hex(LLONG_MAX)
+        return _hex(self.edge(0, LLONG_MAX) if r.chance(50) else LLONG_MAX)   # -1, 0, LLONG_MAX (pos + 1 overflows), 2^63
 
     def fd_value(self, fd: Int | Ref, off: int | None, salt: int = 0) -> Int:
         """The byte a write through the descriptor puts at file offset ``off``: the address-derived
@@ -1295,6 +1424,8 @@ class OsGen:
             off = None
             if isinstance(fd, Ref) and self.ok("lseek") and r.chance(60):
                 off = PAGE * r.integer(0, 3) + r.choice(BYTE_OFFSETS)
+                if self.edgy():
+                    off = self.edge(0, LLONG_MAX)     # a read or write at the largest offset: EINVAL
                 c(Call("lseek", (fd, _hex(off), Flags(("SEEK_SET",))), self.name(), proc))
             if what == "write":
                 c(Call("write", (fd, self.fd_value(fd, off, 3), self.count()), self.name(), proc))
@@ -1324,6 +1455,9 @@ class OsGen:
         lim = r.choice(FSIZE_LIMITS)
         c(Call("set_fsize_limit", (_hex(lim),), None, proc))
         mine = self.fds_of(proc)
+        if not mine and 0 < lim < 1 << 40 and r.chance(60):
+            self.more("file", proc)         # a file to meet the limit with (a step of its own)
+            mine = self.fds_of(proc)
         if lim <= 0 or lim >= 1 << 40 or not mine or not self.ok("pwrite") or not r.chance(70):
             return
         fd = Ref(r.choice(mine))
@@ -1431,20 +1565,15 @@ class OsGen:
             kind = r.weighted([(5, "memfd"), (3, "file"), (3, "shm"), (1, "pipe")])
             fd = self.name()
             if kind == "memfd" and self.ok("memfd_create"):
-                c(Call("memfd_create", (Str(r.choice(["f", "g", "x" * 250, "x" * 249])), Int(r.choice([0, 0, 1, 0x100]))), fd, proc))
+                c(Call("memfd_create", (Str(r.choice(["f", "g", "x" * 250, "x" * 249])), _hex(r.choice(MEMFD_FLAGS))), fd, proc))
             elif kind == "file" and self.ok("open_file"):
                 mode = (r.choice(["O_RDWR", "O_RDWR", "O_RDONLY", "O_WRONLY"]),)
                 c(Call("open_file", (_hex(PAGE * r.integer(0, 4) + r.choice([0, 0, 1, 2048])),
                                      Flags(mode + (("O_APPEND",) if r.chance(APPEND_PERCENT) else ()))), fd, proc))
             elif kind == "shm" and self.ok("shm_open"):
-                oflag = r.choice([("O_CREAT", "O_RDWR"), ("O_CREAT", "O_EXCL", "O_RDWR"), ("O_RDWR",), ("O_RDONLY",),
-                                  ("O_CREAT", "O_RDONLY")])
-                if r.chance(APPEND_PERCENT):
-                    oflag += ("O_APPEND",)
-                # modes: owner only, world-readable, read-only, world-writable (an unprivileged process
-                # may then page it out: mm/madvise.c can_do_file_pageout)
+                oflag = self.shm_oflag()
                 c(Call("shm_open", (Str(r.choice(["/c0", "/c1", "c2", "/", "/a/b"] + SHM_LONG_NAMES)), Flags(oflag),
-                                    _hex(r.choice([0x180, 0x1A4, 0x100, 0x1B6]))), fd, proc))
+                                    _hex(r.choice(SHM_MODES))), fd, proc))
             elif self.ok("pipe"):
                 c(Call("pipe", (), fd, proc))
             else:
@@ -1479,13 +1608,17 @@ class OsGen:
             c(Call("close", (fd,), None, proc))
             return True
         if what == "shm_unlink":
-            c(Call("shm_unlink", (Str(r.choice(["/c0", "/c1", "c2", "/nope", "/a/b"])),), None, proc))
+            # (a name too long is ENAMETOOLONG from the kernel, or ENOENT from glibc past its buffer)
+            c(Call("shm_unlink", (Str(r.choice(["/c0", "/c1", "c2", "/nope", "/a/b", "/u0"] + SHM_LONG_NAMES)),), None, proc))
             return True
         if what == "mremap":
             addr, room = self.addr_and_room()
             flags = r.weighted(self.mremap_flags)
             new_addr = _hex(self.window_addr()) if "MREMAP_FIXED" in flags else Int(0)
             old = self.length(room)
+            if r.chance(EDGE_PERCENT):
+                # the old range at an exact limit of the address space (never read back)
+                (addr, old), room = self.edge_range(), 0
             new = _hex(PAGE * r.integer(1, 8)) if r.chance(90) else Int(0)
             if "MREMAP_FIXED" in flags and r.chance(4 * EDGE_PERCENT):
                 # a destination ending exactly at TASK_SIZE, or one page past it
@@ -1557,12 +1690,14 @@ class OsGen:
             c(Call(what, (), self.name(), proc))
             return True
         if what == "mbind":
-            addr, room = self.addr_and_room()
+            addr, length, room = self.range_arg()
             mode: Flags | Int = Flags((r.choice(["MPOL_DEFAULT", "MPOL_BIND", "MPOL_PREFERRED", "MPOL_INTERLEAVE",
                                                  "MPOL_LOCAL"]),))
             if r.chance(25):
                 mode = Int(r.choice([5, 6, 7]))      # MPOL_PREFERRED_MANY, MPOL_WEIGHTED_INTERLEAVE, past MPOL_MAX
-            c(Call("mbind", (addr, self.length(room), mode, Int(r.choice([0, 1, 1, 2, 2, 3]))), None, proc))
+            elif self.edgy():
+                mode = Int(self.edge(0, 6))          # MPOL_DEFAULT .. MPOL_WEIGHTED_INTERLEAVE (MPOL_MAX - 1)
+            c(Call("mbind", (addr, length, mode, Int(r.choice([0, 1, 1, 2, 2, 3]))), None, proc))
             return True
         if what == "drop_privileges":
             if proc is not None and proc not in self.dropped:
@@ -1576,13 +1711,15 @@ class OsGen:
             self.map_pages(proc)
             return True
         if what == "set_memlock_limit":
-            c(Call("set_memlock_limit", (_hex(r.choice([0, PAGE, 4 * PAGE, 8 << 20, 1 << 40])),), None, proc))
+            c(Call("set_memlock_limit", (_hex(r.choice([0, PAGE, 4 * PAGE, 8 << 20, 1 << 40]) if not self.edgy()
+                                              else self.edge(PAGE, 4 * PAGE)),), None, proc))
             return True
         if what == "memory_limit":
             c(Call("memory_limit", (Int(r.integer(4, 40)), Int(r.choice([0, 0, 4, 16, 64]))), None, None))
             return True
         if what == "set_swappiness":
-            c(Call("set_swappiness", (Int(r.choice([0, 60, 100, 200, 201])),), None, None))
+            c(Call("set_swappiness", (Int(self.edge(0, 200) if self.edgy() else r.choice([0, 60, 100, 200])),),
+                   None, None))
             return True
         if what == "reclaim":
             c(Call("reclaim", (Int(r.integer(1, 8)),), self.name(), None))

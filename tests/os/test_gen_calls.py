@@ -90,8 +90,14 @@ def test_invalid_combinations_are_generated() -> None:
     flags = [set(c.args[3].names) for p in PROGRAMS for c in p.calls if c.name == "mmap" and isinstance(c.args[3], Flags)]
     assert any({"MAP_DROPPABLE", "MAP_LOCKED"} <= f for f in flags)            # EINVAL
     assert any({"MAP_ABOVE4G", "MAP_32BIT"} <= f for f in flags)               # MAP_32BIT wins
-    remaps = [set(c.args[3].names) for p in PROGRAMS for c in p.calls if c.name == "mremap"
-              and isinstance(c.args[3], Flags)]
+    # (drawn from the mremap step itself: a few hundred programs hold a few dozen plain mremap steps)
+    rng = random.Random(9)
+    remaps = []
+    for _ in range(40):         # 40 programs' vocabularies (some of them swarms), 20 mremap steps each
+        g = gen_os.OsGen(ByteChooser(bytes(rng.randrange(256) for _ in range(4000))), None)
+        for _ in range(20):
+            g.more("mremap", None)
+        remaps += [set(c.args[3].names) for c in g.calls if c.name == "mremap" and isinstance(c.args[3], Flags)]
     assert any("MREMAP_DONTUNMAP" in f and "MREMAP_MAYMOVE" not in f for f in remaps)   # EINVAL
     assert {"MREMAP_FIXED"} in remaps                                          # EINVAL
     seals = [c for p in PROGRAMS for c in p.calls if c.name == "mseal"]
