@@ -54,6 +54,9 @@ class Int:
     value: int
     hex: bool = False   # how the text wrote it; printed back the same way
 
+    def __reduce__(self) -> tuple:
+        return Int, (self.value, self.hex)
+
 
 @dataclass(frozen=True, slots=True)
 class Ref:
@@ -62,6 +65,9 @@ class Ref:
     name: str
     offset: int = 0
 
+    def __reduce__(self) -> tuple:
+        return Ref, (self.name, self.offset)
+
 
 @dataclass(frozen=True, slots=True)
 class Flags:
@@ -69,10 +75,16 @@ class Flags:
 
     names: tuple[str, ...]
 
+    def __reduce__(self) -> tuple:
+        return Flags, (self.names,)
+
 
 @dataclass(frozen=True, slots=True)
 class Str:
     value: str
+
+    def __reduce__(self) -> tuple:
+        return Str, (self.value,)
 
 
 Arg = Union[Int, Ref, Flags, Str]
@@ -85,6 +97,11 @@ class Call:
     result: str | None = None
     proc: str | None = None
 
+    # pickled as its fields (a program goes to the linux target's child that way): the frozen
+    # dataclass's own state functions cost about ten times as much
+    def __reduce__(self) -> tuple:
+        return Call, (self.name, self.args, self.result, self.proc)
+
     @property
     def spec(self) -> CallSpec:
         return CALLS[self.name]
@@ -94,6 +111,9 @@ class Call:
 class Program:
     calls: tuple[Call, ...]
     header: tuple[tuple[str, str], ...] = ()
+
+    def __reduce__(self) -> tuple:
+        return Program, (self.calls, self.header)
 
     def __len__(self) -> int:
         return len(self.calls)

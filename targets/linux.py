@@ -151,6 +151,10 @@ def _run_result(outcomes: list[Outcome], observations: list[tuple[int, Observati
 # whether this process has CAP_SYS_ADMIN (read once: what a program's first process starts with)
 _HARNESS_CAPS: list[bool] = []
 
+# the longest program sent to a child forked ahead (pickling costs about 15 us a call each way:
+# more than a fork past a few hundred calls); a longer one gets a child forked with it
+SEND_MAX = 200
+
 # the last line of a program's run: every call answered, or one refused
 _LAST = (b'{"done"', b'{"refused"')
 
@@ -211,20 +215,24 @@ class _WarmChild:
     request pipe closes first exits without running anything.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, known: tuple[Program, str] | None = None) -> None:
+        """``known``: the program and its observe mode, when it is known already (a long
+        program: forked with it, it need not be sent)."""
         self.state = _state()
-        req_r, req_w = os.pipe()
+        req_r, req_w = os.pipe() if known is None else (-1, -1)
         out_r, out_w = os.pipe()
 
         caps = _HARNESS_CAPS[0] if _HARNESS_CAPS else None
 
         def child() -> None:
-            os.close(req_w)
+            if req_w >= 0:
+                os.close(req_w)
             os.close(out_r)
-            warm_child(req_r, out_w, caps)
+            warm_child(req_r, out_w, caps, known)
 
         self.pid = fork_in_group(child)
-        os.close(req_r)
+        if req_r >= 0:
+            os.close(req_r)
         os.close(out_w)
         self.req, self.out = req_w, out_r
 
@@ -237,6 +245,8 @@ class _WarmChild:
             return False
 
     def send(self, program: Program, observe: str) -> None:
+        if self.req < 0:
+            return      # forked with its program
         data = pickle.dumps((program, observe), protocol=pickle.HIGHEST_PROTOCOL)
         view = memoryview(len(data).to_bytes(8, "little") + data)
         try:
@@ -300,15 +310,15 @@ class LinuxTarget(Target):
         return out
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
-        child = self._take_warm()
+        child = self._take_warm(program)
         ahead = child is not None
         if child is None:
-            child = _WarmChild()
+            child = _WarmChild((program, observe))
         r = self._run_in(child, program, observe, ahead)
         if ahead and r.status is RunStatus.CRASH and not r.outcomes:
             # the child forked ahead may have been killed from outside before it read the
             # program (the OOM killer, a stray signal): run it once more in a child forked now
-            r = self._run_in(_WarmChild(), program, observe, False)
+            r = self._run_in(_WarmChild((program, observe)), program, observe, False)
         return r
 
     def _run_in(self, child: "_WarmChild", program: Program, observe: str, ahead: bool) -> RunResult:
@@ -320,8 +330,7 @@ class LinuxTarget(Target):
                 raise
             # the child forked ahead is gone: fork this program's child now
             child.discard()
-            child = _WarmChild()
-            child.send(program, observe)
+            child = _WarmChild((program, observe))
         lines, timed_out, ended = _read_until_end(child.out, self.timeout - (time.monotonic() - deadline_from))
         # the next program's child starts now, while this one exits and its outcomes are judged;
         # a child that said its last line only cleans up and exits now: it is reaped later
@@ -331,13 +340,12 @@ class LinuxTarget(Target):
         """Run ``program`` and give each call's outcome as the child sends it, so that the judge
         (``specs.judge.judge``) judges call k while the child runs the calls after it, on the
         other core.  ``finish()`` gives the whole run, as ``run`` would have."""
-        child = self._take_warm() or _WarmChild()
+        child = self._take_warm(program) or _WarmChild((program, observe))
         try:
             child.send(program, observe)
         except OSError:
             child.discard()
-            child = _WarmChild()
-            child.send(program, observe)
+            child = _WarmChild((program, observe))
         return LinuxStream(self, child)
 
     def _ended(self, child: "_WarmChild", lines: list[bytes], timed_out: bool, ended: bool) -> RunResult:
@@ -352,9 +360,8 @@ class LinuxTarget(Target):
         self._reap_exited()
         if timed_out:
             kill_group(child.pid)
-        else:
-            if self._warm is not None:
-                self._warm.discard()
+        elif self._warm is None:
+            # the next program's child starts now, while this one exits and its outcomes are judged
             self._warm = _WarmChild()
         if ended:
             self._exiting.append(child.pid)
@@ -376,9 +383,13 @@ class LinuxTarget(Target):
                 still.append(pid)
         self._exiting = still
 
-    def _take_warm(self) -> "_WarmChild | None":
+    def _take_warm(self, program: Program) -> "_WarmChild | None":
         """The child forked ahead for this program, if it was forked from this process in the
-        state the program would see now."""
+        state the program would see now, and the program is short enough to send it (a long
+        program costs more to send than a fork: its child is forked with it, and the one
+        forked ahead waits for the next program)."""
+        if len(program.calls) > SEND_MAX:
+            return None
         w, self._warm = self._warm, None
         if w is not None and w.usable():
             return w

@@ -847,21 +847,26 @@ def _read_exactly(fd: int, n: int) -> bytes:
     return out
 
 
-def warm_child(rfd: int, wfd: int, caps: bool | None = None) -> None:
+def warm_child(rfd: int, wfd: int, caps: bool | None = None, known: tuple[Program, str] | None = None) -> None:
     """A program's process forked before its program is known (``linux._WarmChild``): set up
     the process, then read the program (an 8-byte length and a pickle of ``(program, observe)``)
-    and run it as ``child_batch`` does.  The request pipe closed first: exit, running nothing."""
-    rfd, wfd = _high(rfd), _high(wfd)
+    and run it as ``child_batch`` does.  The request pipe closed first: exit, running nothing.
+    ``known``: the program was known when the process was forked (no request pipe)."""
+    rfd = _high(rfd) if rfd >= 0 else rfd
+    wfd = _high(wfd)
     if caps is not None:
         PARENT_CAPS[:] = [caps]
     runner = Runner(shm_names=False)
     try:
-        head = _read_exactly(rfd, 8)
-        data = _read_exactly(rfd, int.from_bytes(head, "little")) if head else b""
-        os.close(rfd)
-        if not data:
-            return
-        program, observe = pickle.loads(data)
+        if known is None:
+            head = _read_exactly(rfd, 8)
+            data = _read_exactly(rfd, int.from_bytes(head, "little")) if head else b""
+            os.close(rfd)
+            if not data:
+                return
+            program, observe = pickle.loads(data)
+        else:
+            program, observe = known
         if any(c.name in SHM_NAME_CALLS for c in program.calls):
             runner.k.use_shm_names()
         runner.k.start_counting()

@@ -158,3 +158,27 @@ def test_a_stream_ends_as_the_run_does_when_the_child_hangs_or_dies():
             assert j.failure.verdict is verdict and j.failure.index == 0
     finally:
         t.close()
+
+
+def test_a_long_program_gets_a_child_forked_with_it_and_the_one_ahead_waits():
+    t = L.LinuxTarget()
+    try:
+        assert t.run(parse(MMAP)).status is RunStatus.OK
+        ahead = t._warm
+        long = parse(MMAP + "store(a, 9)\n" * L.SEND_MAX + "b = load(a)\n")
+        r = t.run(long)
+        assert r.status is RunStatus.OK, r.message
+        assert len(r.outcomes) == len(long.calls) and r.outcomes[-1].value == 9
+        assert t._warm is ahead and ahead.usable()      # not used, not replaced
+        assert t.run(parse(MMAP)).status is RunStatus.OK
+        assert t._warm is not ahead
+    finally:
+        t.close()
+
+
+def test_programs_go_to_the_child_whole():
+    """A program sent to a child forked ahead is pickled: every kind of argument comes back equal."""
+    import pickle
+    prog = parse('a = mmap(NULL, 0x2000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n'
+                 'p1 = fork()\np1: store(a+0x1000, 3)\nfd = shm_open("/x", O_CREAT|O_RDWR, 0x180)\n')
+    assert pickle.loads(pickle.dumps((prog, "each"), protocol=pickle.HIGHEST_PROTOCOL)) == (prog, "each")
