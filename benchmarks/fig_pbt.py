@@ -1,8 +1,10 @@
 """pbt_model_share: state-machine steps per second of the os-layer machine on the model vs a trivial machine.
 
 Numerator: memspec's os-layer Hypothesis state machine (``specs.machine_os``) on
-the ``model`` target: every rule makes one call, the model judges it, and the
-invariants (model state consistent, memory maps agree) run after every step.
+the ``model`` target, as ``memspec check`` builds it: the model judges every call;
+after every step the model's laws run over what the step touched; every
+``machine_os.OBSERVE_EVERY`` calls and at the end of each run the memory maps are
+compared and the laws recounted over the whole state.
 Denominator: a trivial machine with three rules (push, pop, clear on a list) and
 one invariant.  Both run through ``run_state_machine_as_test`` with the same
 settings; a step is one rule execution, counted by an extra invariant (which
@@ -19,7 +21,8 @@ from memspec.commands.bench import Pair
 NAME = "pbt_model_share"
 GOAL = 0.75
 UNIT = "steps/s"
-NUMERATOR = "state-machine steps/s of memspec's os-layer machine on the model (judging and invariants every step)"
+NUMERATOR = ("state-machine steps/s of memspec's os-layer machine on the model (every call judged, the invariants over "
+             "every step's footprint, memory maps and a whole recount at checkpoints and at the end)")
 DENOMINATOR = "steps/s of a trivial 3-rule Hypothesis machine"
 
 

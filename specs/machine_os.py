@@ -7,22 +7,34 @@ remove mappings (mseal, then the calls it forbids: the other rules draw from the
 mappings), make accesses and read a mapping back page by page in every process, advise,
 lock, remap, observe frames and residency, and -- on targets that model it -- apply
 memory pressure (machine size, reclaim, the OOM killer).
-The rules draw their arguments through the os generator's vocabularies
-(``specs/gen_os.py``, with the Hypothesis chooser); a rule whose calls the target
-does not implement is removed, and a rule that draws among calls draws among the
-ones the target implements.  Every rule makes one call on the target and on the
-model; the model judges the target's outcome at once (clause named), then adopts
-it.  After every step one invariant per law of the model's state runs (named after
-``model/invariants.CHECKS``: VMAs well formed, no frame owned twice, mapcounts equal
-mappers, COW pages read-only, isolation, page tables agree with VMAs, no stale TLB
-entry, locked pages resident, ...), and the target's memory map agrees with the model's.
-A failure prints the clause, the program so far in
-program text (Hypothesis shrinks it), expected vs observed, and a replay command.
+The rules draw their arguments as rule arguments (strategies in ``@rule``, none drawn inside
+a rule), from the os generator's vocabularies (``specs/gen_os.py``: protections, advice,
+offsets, whence); the process a call runs in is one more argument (``WHO``: a live forked
+process for a quarter of the calls).  A rule whose calls the target does not implement is
+removed, and a rule that draws among calls draws among the ones the target implements.
+
+What is checked, and when:
+
+* every call, at once: the model judges the target's outcome (clause named), then adopts it;
+* after every step: every law of the model's own state (``model/invariants.CHECKS``: VMAs well
+  formed, objects live while used, private pages mapped, no frame owned twice, mapcounts equal
+  mappers, COW pages read-only, isolation, page tables agree with VMAs, no stale TLB entry,
+  locked pages resident) over what the step's calls touched (their footprint; a state small
+  enough, or one whose processes changed, is recounted whole), in one invariant,
+  ``model_state_consistent``, whose failure names the law;
+* at each checkpoint -- after the step that brings the calls since the last one to
+  ``observe_every`` (``OBSERVE_EVERY`` by default), and at the end of a run that did not fail --
+  the target's memory maps against the model's (``memory_maps_agree``) and every law recounted
+  over the whole state.  With ``observe_every=1`` both run after every step that made a call.
+
+A failure prints the clause, the program so far in program text (Hypothesis shrinks it),
+expected vs observed, and a replay command.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, Callable
 
 import hypothesis.strategies as st
 from hypothesis import note
@@ -35,17 +47,27 @@ from memspec.model.registry import new_model
 from memspec.program import Call, Flags, Int, Program, Ref, Str
 
 from . import gen_os
-from .choose import DrawChooser
 from .failures import ConformanceFailure
 from .judge import compare_maps
-from .machine_rules import law_checks, needs, remove_unrunnable, runnable
-from .step import Stepper
+from .machine_rules import law_of, needs, remove_unrunnable, runnable
+from .step import Stepper, invariant_failure
 
 PAGE = 4096
+# a process, drawn with a rule's arguments: the main process (0-5, and where no other lives),
+# or one of the live forked ones (6, 7) -- a quarter of the calls, once a fork has happened
+WHO = st.integers(0, 7)
+PROTS = st.sampled_from([Flags(p) for p in gen_os.PROTS])    # gen_os.prot's vocabulary, drawn as an argument
+OBSERVE_EVERY = 4   # calls between checkpoints: the memory maps compared, the invariants recounted whole
 
 
-def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int = 1) -> type[RuleBasedStateMachine]:
-    """A state machine class checking ``target`` against the os-layer model after every step."""
+def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int = OBSERVE_EVERY,
+            model: Callable[[], Any] | None = None) -> type[RuleBasedStateMachine]:
+    """A state machine class checking ``target`` against the os-layer model after every step.
+
+    ``observe_every``: the calls between checkpoints (the memory maps compared, the invariants
+    recounted over the whole state); the end of a run is one too.  ``model`` makes the model that
+    judges (default: the reference model for ``facts``; tests use it to show the invariants catch a
+    broken one)."""
     facts = dict(target.facts()) if facts is None else facts
     allowed = target.calls
     accesses = runnable(allowed, "load", "store", "fetch")
@@ -69,7 +91,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             except SessionFailed as e:   # the reset before the first call did not answer
                 raise ConformanceFailure("memspec.target.alive", Program(()), 0, "an answer to the reset",
                                          e.message, e.status.value) from None
-            self.model = new_model("os", facts)
+            self.model = new_model("os", facts) if model is None else model()
             self.stepper = Stepper(self.model, self.session, note, unsupported_steps)
             self.calls = self.stepper.calls
             self.env = self.stepper.env
@@ -78,7 +100,9 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self.map_owner: dict[str, set] = {}     # mapping -> processes that map it (None: main)
             self.fd_maps: dict[str, list[str]] = {}  # descriptor -> its mappings (map_fd)
             self.n = 0
-            self.steps = 0
+            self.unchecked = 0      # calls since the model's invariants were last checked (over the footprint)
+            self.unrecounted = 0    # ... since they were last recounted over the whole state
+            self.unobserved = 0     # ... since the target's memory maps were last compared with the model's
             self.dead = False
 
         def _name(self, prefix: str = "m") -> str:
@@ -91,49 +115,56 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             observed = self.stepper.step(call)
             if observed is None:
                 return None
-            self.steps += 1
+            self.unchecked += 1
+            self.unrecounted += 1
+            self.unobserved += 1
             return observed.value
 
-        def _proc(self, data: Any) -> str | None:
-            if self.live_procs and data.draw(st.integers(0, 3)) == 0:
-                return data.draw(st.sampled_from(self.live_procs))
-            return None
+        def _proc(self, who: int) -> str | None:
+            """The process ``who`` (``WHO``) names: a live forked one for 6 and 7, else the main one."""
+            if who < 6 or not self.live_procs:
+                return None
+            return self.live_procs[(who - 6) % len(self.live_procs)]
+
+        def _owner(self, owners: set, who: int) -> str | None:
+            """One of ``owners`` (processes that hold a descriptor or map a mapping; None: the main
+            one) that is still alive, picked by ``who`` (0: the first, the main one if it is there)."""
+            live = sorted(owners & ({None} | set(self.live_procs)), key=str)
+            return live[who % len(live)] if live else None
 
         @needs("mmap")
         @rule(target=mappings, page=st.integers(0, 63), pages=st.integers(1, 6),
               shared=st.booleans(), how=st.sampled_from(["hint", "hint", "fixed", "noreplace", "null"]),
-              data=st.data())
-        def mmap(self, page: int, pages: int, shared: bool, how: str, data: Any) -> str:
+              prot=PROTS, who=WHO)
+        def mmap(self, page: int, pages: int, shared: bool, how: str, prot: Flags, who: int) -> str:
             name = self._name()
             extra = {"fixed": ("MAP_FIXED",), "noreplace": ("MAP_FIXED_NOREPLACE",)}.get(how, ())
             addr = Flags(("NULL",)) if how == "null" else Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True)
             flags = Flags(("MAP_SHARED" if shared else "MAP_PRIVATE",) + extra + ("MAP_ANONYMOUS",))
-            call = Call("mmap", (addr, Int(pages * PAGE, hex=True), gen_os.prot(DrawChooser(data)), flags, Int(-1),
-                                 Int(0)), name, self._proc(data))
+            call = Call("mmap", (addr, Int(pages * PAGE, hex=True), prot, flags, Int(-1), Int(0)), name, self._proc(who))
             v = self._do(call)
             self.map_owner[name] = {call.proc}
             return name if v is not None and v >= 0 else multiple()      # a failed mmap names nothing
 
         @needs("mprotect")
-        @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), data=st.data())
-        def mprotect(self, base: str, page: int, pages: int, data: Any) -> None:
+        @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), prot=PROTS, who=WHO)
+        def mprotect(self, base: str, page: int, pages: int, prot: Flags, who: int) -> None:
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             self._do(Call("mprotect", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
-                                       gen_os.prot(DrawChooser(data))), None, self._proc(data)))
+                                       prot), None, self._proc(who)))
 
         @needs("munmap")
-        @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), data=st.data())
-        def munmap(self, base: str, page: int, pages: int, data: Any) -> None:
+        @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), who=WHO)
+        def munmap(self, base: str, page: int, pages: int, who: int) -> None:
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             self._do(Call("munmap", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True)),
-                          None, self._proc(data)))
+                          None, self._proc(who)))
 
         @needs("load", "store", "fetch", any_of=True)
-        @rule(base=mappings, offset=st.integers(-PAGE, 6 * PAGE), op=st.sampled_from(accesses or ["load"]),
-              data=st.data())
-        def access(self, base: str, offset: int, op: str, data: Any) -> None:
+        @rule(base=mappings, offset=st.integers(-PAGE, 6 * PAGE), op=st.sampled_from(accesses or ["load"]), who=WHO)
+        def access(self, base: str, offset: int, op: str, who: int) -> None:
             """A load, store or fetch; a store writes the address-derived pattern of the byte (and of
             the process), so a byte later read from the wrong page, offset or process shows."""
             if base not in self.env:
@@ -141,7 +172,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             if not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1] and not 0 <= offset < PAGE:
                 offset = 0
             addr = Ref(base, offset) if offset else Ref(base)
-            proc = self._proc(data)
+            proc = self._proc(who)
             salt = 0 if proc is None else 1 + self.live_procs.index(proc)
             args = (addr, Int(gen_os.pattern(addr, salt), hex=True)) if op == "store" else (addr,)
             self._do(Call(op, args, None, proc))
@@ -160,8 +191,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
 
         @needs("memfd_create", "ftruncate", "mmap")
         @rule(target=mappings, page=st.integers(0, 63), pages=st.integers(1, 4), size=st.integers(0, 5),
-              shared=st.booleans(), data=st.data())
-        def map_file(self, page: int, pages: int, size: int, shared: bool, data: Any) -> str:
+              shared=st.booleans(), prot=PROTS)
+        def map_file(self, page: int, pages: int, size: int, shared: bool, prot: Flags) -> str:
             fd = self._name("fd")
             name = self._name()
             if self._do(Call("memfd_create", (Str("m"), Int(0)), fd, None)) is None:
@@ -169,8 +200,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self.fd_owner[fd] = {None}
             self._do(Call("ftruncate", (Ref(fd), Int(size * 2048, hex=size * 2048 >= 4096)), None, None))
             v = self._do(Call("mmap", (Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True), Int(pages * PAGE, hex=True),
-                                       gen_os.prot(DrawChooser(data)),
-                                       Flags(("MAP_SHARED" if shared else "MAP_PRIVATE",)), Ref(fd), Int(0)),
+                                       prot, Flags(("MAP_SHARED" if shared else "MAP_PRIVATE",)), Ref(fd), Int(0)),
                               name, None))
             self.map_owner[name] = {None}
             return name if v is not None and v >= 0 else multiple()
@@ -200,9 +230,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             return fd
 
         @needs("mmap")
-        @rule(target=mappings, fd=files, page=st.integers(0, 63), pages=st.integers(1, 4), shared=st.booleans(),
-              data=st.data())
-        def map_fd(self, fd: str, page: int, pages: int, shared: bool, data: Any) -> str:
+        @rule(target=mappings, fd=files, page=st.integers(0, 63), pages=st.integers(1, 4), shared=st.booleans())
+        def map_fd(self, fd: str, page: int, pages: int, shared: bool) -> str:
             name = self._name()
             v = self._do(Call("mmap", (Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True), Int(pages * PAGE, hex=True),
                                        Flags(("PROT_READ", "PROT_WRITE")),
@@ -217,13 +246,12 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
         @needs(*fd_calls, any_of=True)
         @rule(target=written, fd=files, what=st.sampled_from(fd_calls or ["pread"]), page=st.integers(0, 4),
               byte=st.sampled_from(gen_os.BYTE_OFFSETS[::-1]), count=st.sampled_from([1, 1, 1, 3, 0, PAGE + 1]),
-              whence=st.sampled_from(gen_os.WHENCE), data=st.data())
-        def fd_io(self, fd: str, what: str, page: int, byte: int, count: int, whence: Any, data: Any) -> Any:
+              whence=st.sampled_from(gen_os.WHENCE), who=WHO)
+        def fd_io(self, fd: str, what: str, page: int, byte: int, count: int, whence: Any, who: int) -> Any:
             """The descriptor path of a file: one of read, write, pread, pwrite, lseek, in a process
             that has the descriptor; the bytes written are the address-derived pattern of (fd, offset).
             A byte pwrite wrote joins ``written`` (read back by ``read_written``)."""
-            owners = sorted(self.fd_owner.get(fd, {None}) & ({None} | set(self.live_procs)), key=str)
-            proc = data.draw(st.sampled_from(owners)) if owners else None
+            proc = self._owner(self.fd_owner.get(fd, {None}), who)
             off = page * PAGE + byte
             value = Int(gen_os.pattern(Ref(fd, off) if off else Ref(fd)), hex=True)
             args: tuple = {"read": (Ref(fd),), "write": (Ref(fd), value, Int(count)),
@@ -234,12 +262,11 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             return (fd, off, proc) if what == "pwrite" and v and v > 0 else multiple()
 
         @needs("set_fsize_limit", "pwrite")
-        @rule(fd=files, page=st.integers(0, 3), byte=st.sampled_from([0, 1, 2048, PAGE - 1]), data=st.data())
-        def fsize_limit(self, fd: str, page: int, byte: int, data: Any) -> None:
+        @rule(fd=files, page=st.integers(0, 3), byte=st.sampled_from([0, 1, 2048, PAGE - 1]), who=WHO)
+        def fsize_limit(self, fd: str, page: int, byte: int, who: int) -> None:
             """RLIMIT_FSIZE set near the file's pages in a process that has the descriptor, then a pwrite
             across the limit (cut short at it) and one at it (EFBIG), read back through the descriptor."""
-            owners = sorted(self.fd_owner.get(fd, {None}) & ({None} | set(self.live_procs)), key=str)
-            proc = data.draw(st.sampled_from(owners)) if owners else None
+            proc = self._owner(self.fd_owner.get(fd, {None}), who)
             lim = page * PAGE + byte
             self._do(Call("set_fsize_limit", (Int(lim, hex=lim >= 4096),), None, proc))
             for at, n in ((max(lim - 1, 0), 3), (lim, 1)):
@@ -250,44 +277,43 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                     self._do(Call("pread", (Ref(fd), Int(at, hex=at >= 4096)), self._name("v"), proc))
 
         @needs("map_pages")
-        @rule(page=st.integers(0, 127), n=st.sampled_from([1, 2, 3, 5, 0]), data=st.data())
-        def map_pages(self, page: int, n: int, data: Any) -> None:
+        @rule(page=st.integers(0, 127), n=st.sampled_from([1, 2, 3, 5, 0]), prot=PROTS, who=WHO)
+        def map_pages(self, page: int, n: int, prot: Flags, who: int) -> None:
             """A few one-page mappings with a hole after each (map_pages; EEXIST where a page is already
             mapped), then every page of them and of the holes read back."""
-            proc = self._proc(data)
+            proc = self._proc(who)
             at = SANDBOX_WINDOW[0] + page * PAGE
-            self._do(Call("map_pages", (Int(at, hex=True), Int(n), gen_os.prot(DrawChooser(data))), self._name("v"), proc))
+            self._do(Call("map_pages", (Int(at, hex=True), Int(n), prot), self._name("v"), proc))
             if runnable(allowed, "load"):
                 for k in range(2 * n):
                     self._do(Call("load", (Int(at + k * PAGE, hex=True),), None, proc))
 
         @needs("pread", "load", any_of=True)
         @rule(w=written, how=st.sampled_from(runnable(allowed, "pread", "load") or ["pread"]),
-              where=st.sampled_from(["at", "page", "next"]), data=st.data())
-        def read_written(self, w: tuple, how: str, where: str, data: Any) -> None:
+              where=st.sampled_from(["at", "page", "next"]), pick=st.integers(0, 3), who=WHO)
+        def read_written(self, w: tuple, how: str, where: str, pick: int, who: int) -> None:
             """A byte pwrite wrote, its page's first byte or the byte after it, read back through the
             descriptor (pread) or through a mapping of the file (load), in a process that has it."""
             fd, off, proc = w
             at = {"at": off, "page": off - off % PAGE, "next": off + 1}[where]
             maps = [m for m in self.fd_maps.get(fd, []) if m in self.env]
             if how == "load" and maps:
-                base = data.draw(st.sampled_from(maps))
-                owners = sorted(self.map_owner.get(base, {None}) & ({None} | set(self.live_procs)), key=str)
+                base = maps[pick % len(maps)]
                 self._do(Call("load", (Ref(base, at) if at else Ref(base),), None,
-                              data.draw(st.sampled_from(owners)) if owners else None))
+                              self._owner(self.map_owner.get(base, {None}), who)))
             elif runnable(allowed, "pread"):
                 self._do(Call("pread", (Ref(fd), Int(at, hex=at >= 4096)), self._name("v"), proc))
 
         @needs("mseal")
         @rule(target=sealed, base=mappings, page=st.integers(0, 3), pages=st.integers(1, 3),
-              how=st.sampled_from(["range", "range", "range", "hole-before", "zero", "flags"]), data=st.data())
-        def mseal(self, base: str, page: int, pages: int, how: str, data: Any) -> Any:
+              how=st.sampled_from(["range", "range", "range", "hole-before", "zero", "flags"]), who=WHO)
+        def mseal(self, base: str, page: int, pages: int, how: str, who: int) -> Any:
             """Seal part of a mapping (or a range with a hole, or with a flag); a sealed range joins
             ``sealed``, which ``meet_seal`` (and the munmap, mprotect, mremap, madvise and MAP_FIXED
             rules, on the same mappings) then meet."""
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return multiple()
-            proc = self._proc(data)
+            proc = self._proc(who)
             page -= how == "hole-before"
             pages *= how != "zero"
             v = self._do(Call("mseal", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
@@ -297,10 +323,12 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
         @needs("munmap", "mprotect", "mremap", "madvise", "mmap", any_of=True)
         @rule(s=sealed, what=st.sampled_from(runnable(allowed, "munmap", "mprotect", "mremap", "madvise", "mmap")
                                              or ["munmap"]),
-              first=st.sampled_from([1, 0, 2, -1]), pages=st.integers(1, 4), data=st.data())
-        def meet_seal(self, s: tuple, what: str, first: int, pages: int, data: Any) -> None:
+              first=st.sampled_from([1, 0, 2, -1]), pages=st.integers(1, 4), arg=st.integers(0, 63))
+        def meet_seal(self, s: tuple, what: str, first: int, pages: int, arg: int) -> None:
             """A call mseal forbids over a range that touches a sealed range (from one page before it):
-            munmap, mprotect, mremap (resize or move), madvise with discarding advice, mmap MAP_FIXED."""
+            munmap, mprotect, mremap (resize or move), madvise with discarding advice, mmap MAP_FIXED.
+            ``arg`` picks what the call needs besides the range: the protection (``gen_os.PROTS``),
+            mremap's new size (1-5 pages) or the advice (``gen_os.DISCARD_ADVICE``)."""
             base, page, n, proc = s
             if base not in self.env:
                 return
@@ -310,12 +338,12 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             if what == "munmap":
                 call = Call("munmap", (at, length), None, proc)
             elif what == "mprotect":
-                call = Call("mprotect", (at, length, gen_os.prot(DrawChooser(data))), None, proc)
+                call = Call("mprotect", (at, length, Flags(gen_os.PROTS[arg % len(gen_os.PROTS)])), None, proc)
             elif what == "mremap":
-                call = Call("mremap", (at, length, Int(data.draw(st.integers(1, 5)) * PAGE, hex=True),
+                call = Call("mremap", (at, length, Int((1 + arg % 5) * PAGE, hex=True),
                                        Flags(("MREMAP_MAYMOVE",)), Int(0)), self._name(), proc)
             elif what == "madvise":
-                call = Call("madvise", (at, length, Flags((data.draw(st.sampled_from(gen_os.DISCARD_ADVICE)),))),
+                call = Call("madvise", (at, length, Flags((gen_os.DISCARD_ADVICE[arg % len(gen_os.DISCARD_ADVICE)],))),
                             None, proc)
             else:
                 call = Call("mmap", (at, length, Flags(("PROT_READ",)), Flags(("MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_FIXED")),
@@ -323,14 +351,14 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self._do(call)
 
         @needs("mmap")
-        @rule(base=mappings, page=st.integers(-1, 3), pages=st.integers(1, 3), data=st.data())
-        def map_fixed_over(self, base: str, page: int, pages: int, data: Any) -> None:
+        @rule(base=mappings, page=st.integers(-1, 3), pages=st.integers(1, 3), prot=PROTS, who=WHO)
+        def map_fixed_over(self, base: str, page: int, pages: int, prot: Flags, who: int) -> None:
             """mmap MAP_FIXED over (part of) a mapping: the old pages go, unless sealed."""
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             self._do(Call("mmap", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
-                                   gen_os.prot(DrawChooser(data)), Flags(("MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_FIXED")),
-                                   Int(-1), Int(0)), self._name(), self._proc(data)))
+                                   prot, Flags(("MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_FIXED")),
+                                   Int(-1), Int(0)), self._name(), self._proc(who)))
 
         @needs("load")
         @rule(base=mappings, pages=st.integers(1, 5), byte=st.sampled_from(gen_os.BYTE_OFFSETS))
@@ -346,23 +374,24 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                     self._do(Call("load", (Ref(base, off) if off else Ref(base),), None, proc))
 
         @needs("madvise")
-        @rule(base=mappings, page=st.integers(0, 4), pages=st.integers(0, 3), data=st.data())
-        def madvise(self, base: str, page: int, pages: int, data: Any) -> None:
+        @rule(base=mappings, page=st.integers(0, 4), pages=st.integers(0, 3), advice=st.sampled_from(gen_os.ADVICE),
+              who=WHO)
+        def madvise(self, base: str, page: int, pages: int, advice: str, who: int) -> None:
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             self._do(Call("madvise", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
-                                      Flags((gen_os.advice(DrawChooser(data)),))), None, self._proc(data)))
+                                      Flags((advice,))), None, self._proc(who)))
 
         @needs("mlock", "munlock", "mlock2", any_of=True)
         @rule(base=mappings, page=st.integers(0, 4), pages=st.integers(0, 3),
-              lock=st.sampled_from(locks or ["mlock"]), data=st.data())
-        def mlock(self, base: str, page: int, pages: int, lock: str, data: Any) -> None:
+              lock=st.sampled_from(locks or ["mlock"]), who=WHO)
+        def mlock(self, base: str, page: int, pages: int, lock: str, who: int) -> None:
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             args = (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True))
             if lock == "mlock2":
                 args += (Flags(("MLOCK_ONFAULT",)),)
-            self._do(Call(lock, args, None, self._proc(data)))
+            self._do(Call(lock, args, None, self._proc(who)))
 
         @needs("mremap")
         @rule(target=mappings, base=mappings, old=st.integers(1, 3), new=st.integers(1, 5),
@@ -382,18 +411,17 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             return name if v is not None and v >= SANDBOX_WINDOW[0] else multiple()
 
         @needs("mincore", "pfn_of", "minflt", any_of=True)
-        @rule(base=mappings, pages=st.integers(1, 4), what=st.sampled_from(observations or ["minflt"]),
-              data=st.data())
-        def observe_call(self, base: str, pages: int, what: str, data: Any) -> None:
+        @rule(base=mappings, pages=st.integers(1, 4), what=st.sampled_from(observations or ["minflt"]), who=WHO)
+        def observe_call(self, base: str, pages: int, what: str, who: int) -> None:
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             if what == "mincore":
-                c = Call("mincore", (Ref(base), Int(pages * PAGE, hex=True)), self._name("v"), self._proc(data))
+                c = Call("mincore", (Ref(base), Int(pages * PAGE, hex=True)), self._name("v"), self._proc(who))
             elif what == "pfn_of":
                 c = Call("pfn_of", (Ref(base, (pages - 1) * PAGE) if pages > 1 else Ref(base),), self._name("v"),
-                         self._proc(data))
+                         self._proc(who))
             else:
-                c = Call("minflt", (), self._name("v"), self._proc(data))
+                c = Call("minflt", (), self._name("v"), self._proc(who))
             self._do(c)
 
         @needs("memory_limit", "reclaim", "oom", "tick", any_of=True)
@@ -413,27 +441,58 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
 
         @needs("fork", "exit")
         @precondition(lambda self: bool(self.live_procs))
-        @rule(data=st.data())
-        def exit(self, data: Any) -> None:
-            p = data.draw(st.sampled_from(self.live_procs))
+        @rule(who=WHO)
+        def exit(self, who: int) -> None:
+            p = self.live_procs[who % len(self.live_procs)]
             self._do(Call("exit", (), None, p))
             if p in self.live_procs:
                 self.live_procs.remove(p)
 
         @invariant()
+        def model_state_consistent(self) -> None:
+            """Every law of the model's own state (``model/invariants.CHECKS``) after the step: over
+            what the calls since the last check touched (their footprint), and recounted over the whole
+            state at each checkpoint (every ``observe_every`` calls)."""
+            if self.unchecked:
+                self._laws(full=self.unrecounted >= observe_every)
+
+        @invariant()
         def memory_maps_agree(self) -> None:
-            if not self.calls or self.steps % observe_every:
-                return
+            """The target's memory maps equal the model's, at each checkpoint (every ``observe_every``
+            calls)."""
+            if self.unobserved >= observe_every:
+                self._compare_maps()
+
+        def _laws(self, full: bool) -> None:
+            self.unchecked = 0
+            if full:
+                self.unrecounted = 0
+            index = max(len(self.calls) - 1, 0)
+            bad = invariant_failure(self.model, index, full)
+            if bad is not None:
+                raise ConformanceFailure(bad.clause, Program(tuple(self.calls)), index, bad.expected, bad.observed,
+                                         f"{bad.note}: {law_of(self.model, bad.clause, CHECKS)}")
+
+        def _compare_maps(self) -> None:
+            self.unobserved = 0
             bad = compare_maps(self.model, self.session.observe(), len(self.calls) - 1)
             if bad is not None:
                 raise ConformanceFailure(bad.clause, Program(tuple(self.calls)), bad.index, bad.expected,
                                          bad.observed, bad.note)
 
         def teardown(self) -> None:
-            self.session.close()
+            try:
+                # the end of a run that did not fail is a checkpoint (a failing one has already been
+                # reported: its exception is on its way out through here)
+                if sys.exc_info()[0] is None:
+                    if self.unobserved:
+                        self._compare_maps()
+                    if self.unrecounted:
+                        self._laws(full=True)
+            finally:
+                self.session.close()
 
     remove_unrunnable(OsMachine, allowed)
-    law_checks(OsMachine, CHECKS)
     OsMachine.__name__ = OsMachine.__qualname__ = f"OsMachine[{target.name}]"
     OsMachine.unsupported_steps = unsupported_steps     # type: ignore[attr-defined]
     return OsMachine

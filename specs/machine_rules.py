@@ -1,14 +1,16 @@
-"""What every layer's state machine shares: rules a target cannot run are removed, and each law
-of the model is its own named invariant.
+"""What every layer's state machine shares: rules a target cannot run are removed, and a broken law
+of the model is named in the failure.
 
 * ``needs(*calls)`` marks a rule with the calls it makes (``any_of=True``: it draws among them, so
   one is enough); ``remove_unrunnable`` deletes, once the class is built, every rule the target
   cannot run -- a precondition or an early ``return`` would leave Hypothesis drawing steps that do
   nothing.
 * ``law_invariants`` adds one ``@invariant`` per law, named after it, so a failure says which law
-  broke.  A law is a check of the model's state (``model/invariants.CHECKS``: one function per law)
-  or the clauses of the model's ``invariants()`` that belong to it; the model's ``invariants()`` is
-  taken once per step and shared by the laws.
+  broke: a law is the clauses of the model's ``invariants()`` that belong to it; the model's
+  ``invariants()`` is taken once per step and shared by the laws.
+* ``law_of`` names the law of the model's state (``model/invariants.CHECKS``: one function per law)
+  behind a clause, for a machine that checks all of them at once (the os machine: over each step's
+  footprint, which one check of every law takes at a time).
 """
 
 from __future__ import annotations
@@ -56,13 +58,14 @@ def _fail(machine: Any, bad: list[tuple[str, str]]) -> None:
         raise stepper.failure(cid, stepper.program(), index, "the invariant holds", msg, "model invariant broken")
 
 
-def law_checks(cls: type, checks: tuple[Callable[[Any], list[tuple[str, str]]], ...]) -> None:
-    """One named invariant per check function of the model's state (each takes the model)."""
+def law_of(model: Any, clause: str, checks: tuple[Callable[..., list[tuple[str, str]]], ...]) -> str:
+    """The name of the law (the first check of the model's state in ``checks``) that reports ``clause``
+    on ``model`` now, recounted over the whole state: a failure found by one check of all the laws
+    says which law broke."""
     for check in checks:
-        def inv(self: Any, check: Callable[[Any], list[tuple[str, str]]] = check) -> None:
-            _fail(self, check(self.model))
-        inv.__name__ = inv.__qualname__ = check.__name__
-        setattr(cls, check.__name__, invariant()(inv))
+        if any(cid == clause for cid, _ in check(model)):
+            return check.__name__
+    return "no single law (the footprint check only)"
 
 
 def law_invariants(cls: type, laws: dict[str, Callable[[str], bool]]) -> None:
@@ -88,4 +91,4 @@ def law_invariants(cls: type, laws: dict[str, Callable[[str], bool]]) -> None:
         setattr(cls, name, invariant()(inv))
 
 
-__all__ = ["needs", "runnable", "remove_unrunnable", "law_checks", "law_invariants"]
+__all__ = ["needs", "runnable", "remove_unrunnable", "law_of", "law_invariants"]
