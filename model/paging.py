@@ -522,7 +522,7 @@ class Paging:
             elif all(o != d for d, _, _ in distinct):
                 distinct.append((o, c, r))
         expect_clause = clause if len(distinct) == 1 else "sdm.tlb.stale-before-invalidation"
-        if len(distinct) == 1:
+        if len(distinct) == 1 and removed.cands:
             # exercised: the invalidation that removed every stale walk, if there was one
             for res, ev, _t in removed.latest_first(paths_only=True):
                 if not ev.clause.startswith("sdm."):
