@@ -135,7 +135,10 @@ def test_thp_scenarios_are_2mib_aligned_and_observed() -> None:
 # specs/gen_os.py of the commit before)
 @pytest.mark.slow
 @pytest.mark.parametrize("bug, clause", [
-    ("munmap-refuses-task-end", "posix.munmap.unmapped-ok"),     # before: 0 failures
+    # before: 0 failures; since the fourth round also met by the directed 61-argument-edges.mst (the
+    # random programs' edge ranges alone -- 5 % of the ranges -- met it at seed 0 in one generator and
+    # not in the next: too brittle to rely on)
+    ("munmap-refuses-task-end", "posix.munmap.unmapped-ok"),
     ("memfd-name-248", "linux.memfd_create.creates"),             # before: 0 failures
 ])
 def test_check_at_default_settings_catches_a_bug_that_needs_the_reach(bug, clause, tmp_path) -> None:
