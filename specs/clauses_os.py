@@ -363,6 +363,8 @@ declare(
     # --- files and POSIX shared memory --------------------------------------------------------
     ("posix.shm_open.creates", "shm_open with O_CREAT makes a new, empty shared memory object and returns a file descriptor", f"{POSIX} shm_open()"),
     ("posix.shm_open.opens", "shm_open of an existing object returns a new file descriptor for the same object", f"{POSIX} shm_open()"),
+    ("linux.shm_open.trunc-rdonly", "shm_open of an existing object with O_RDONLY|O_TRUNC needs write permission on it (else EACCES) and truncates it to 0 bytes, as O_RDWR|O_TRUNC does",
+     f"{POSIX} open(): the result of O_TRUNC with O_RDONLY is undefined; Linux fs/open.c build_open_flags (O_TRUNC adds MAY_WRITE to the access checked) and fs/namei.c do_open/handle_truncate (truncates whatever the access mode); open(2), {MAN}, NOTES: on many systems the file is actually truncated"),
     ("posix.shm_open.eexist", "shm_open with O_CREAT|O_EXCL of an existing name fails with EEXIST", f"{POSIX} shm_open(), ERRORS: EEXIST"),
     ("posix.shm_open.enoent", "shm_open without O_CREAT of a name that does not exist fails with ENOENT", f"{POSIX} shm_open(), ERRORS: ENOENT"),
     ("posix.shm_open.eacces", "shm_open of an object whose permissions deny the requested access fails with EACCES",

@@ -77,10 +77,15 @@ def expect_shm_open(sys: OsState, mm: Mm, name: str, oflag: int, mode: int) -> E
         return errno("posix.shm_open.eexist", "EEXIST")
     if oid is None and not creat:
         return errno("posix.shm_open.enoent", "ENOENT")
-    if oid is not None and not _may(sys, mm, sys.objects[oid], acc != 1, acc != 0):
+    # O_TRUNC asks for write permission whatever the access mode (fs/open.c build_open_flags:
+    # acc_mode |= MAY_WRITE), and truncates an O_RDONLY open too (linux.shm_open.trunc-rdonly)
+    trunc = bool(oflag & O_FLAGS["O_TRUNC"])
+    if oid is not None and not _may(sys, mm, sys.objects[oid], acc != 1, acc != 0 or trunc):
         return errno("posix.shm_open.eacces", "EACCES")
     if oid is None and not _may_create(sys, mm, acc, mode):
         return errno("posix.shm_open.eacces", "EACCES")
+    if oid is not None and trunc and acc == 0:
+        return _fd_expect(sys, "linux.shm_open.trunc-rdonly", mm)
     return _fd_expect(sys, "posix.shm_open.opens" if oid is not None else "posix.shm_open.creates", mm)
 
 
@@ -99,7 +104,9 @@ def apply_shm_open(sys: OsState, proc: str, mm: Mm, o: Outcome, name: str, oflag
         obj.linked = True
         sys.shm_names[n] = obj.id
         oid = obj.id
-    elif oflag & O_FLAGS["O_TRUNC"] and oflag & 3:
+    elif oflag & O_FLAGS["O_TRUNC"]:
+        # linux.shm_open.trunc-rdonly: fs/namei.c do_open truncates for O_TRUNC whatever the
+        # access mode, once may_open granted write permission
         _truncate(sys, sys.objects[oid], 0)
     _add_fd(sys, mm, o.value, oid, oflag & 3, bool(oflag & O_FLAGS["O_APPEND"]))
 
