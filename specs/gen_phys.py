@@ -198,6 +198,7 @@ class PhysGen:
         self.gcs: list[str] = []
         self.nrefs: dict[str, int] = {}                # GC object -> its reference slots
         self.gc_dead: list[str] = []                   # GC objects a collection is known to have freed
+        self.walk = 0                                  # the position in a run of one call's edges (``g_edge``)
         self.groups = [(w, g, [c for c in cs if self.ok(c)]) for w, g, cs in GROUPS]
         self.groups = swarm(r, [(w, g, cs) for w, g, cs in self.groups if cs], SWARM_PERCENT)
 
@@ -662,43 +663,60 @@ class PhysGen:
         bigger, kmalloc's and a cache's largest object and one byte more, a slot past an object's last,
         calloc's product exactly at SIZE_MAX and one element over, ...)."""
         c = self.r.choice(cs)
-        # a run of the call: its edges one after another
+        # a run of the call: its edges one after another (the first argument's values in turn, from a drawn one)
+        self.walk = self.r.integer(0, 63)
         for _ in range(self.r.choice((1, 2, 3, 4))):
             self.edge_call(c)
+            self.walk += 1
+
+    def edge(self, values: tuple) -> Any:
+        """The run's next value of ``values`` (``g_edge``)."""
+        return values[self.walk % len(values)]
 
     def edge_call(self, c: str) -> None:
-        """One call of ``g_edge``."""
+        """One call of ``g_edge`` (after what it needs: an arena, an area, a GC object, when none is live)."""
         r, m = self.r, self.machine
+        if c == "arena_alloc" and not self.arenas and self.ok("arena_create"):
+            self.arenas.append(self.name("a"))
+            self.emit("arena_create", _num(r.choice((256, PAGE))), result=self.arenas[-1])
+        elif c == "vmalloc_to_pfn" and not self.areas and self.ok("vmalloc"):
+            self.areas.append((self.name("v"), r.choice((1, PAGE, 3 * PAGE))))
+            self.emit("vmalloc", _num(self.areas[-1][1]), result=self.areas[-1][0])
+        elif c in ("gc_ref", "gc_get") and not self.gcs and self.ok("gc_new"):
+            g = self.name("g")
+            self.nrefs[g] = r.choice((0, 1, 2))
+            self.emit("gc_new", Int(16), Int(self.nrefs[g]), result=g)
+            self.gcs.append(g)
         node_edges = (-2, -1, 0, m.nodes - 1, m.nodes)
         if c == "phys_boot":
             n0 = r.choice((1, 2, r.choice(NODE_SIZES)))
             n1 = r.choice((0, 0, 1, r.choice(NODE_SIZES)))
             big = BOOT_MAX_FRAMES - n1
-            self.reboot(*r.choice(((0, n1, 0), (-1, n1, 0), (n0, -1, 0), (n0, n1, -1), (n0, n1, n0), (n0, n1, n0 + 1),
+            self.reboot(*self.edge(((0, n1, 0), (-1, n1, 0), (n0, -1, 0), (n0, n1, -1), (n0, n1, n0), (n0, n1, n0 + 1),
                                    (1, 0, 0), (1, 0, 1), (big, n1, r.choice((0, 1, 4096))), (big + 1, n1, 0),
                                    (BOOT_MAX_FRAMES, 0, BOOT_MAX_FRAMES))))
         elif c == "buddy_alloc":
             gfp = r.choice((Int(0), Flags(("GFP_THISNODE",)), Flags(("GFP_DMA",))))
             owner = r.choice((Int(0), Int(6), Flags(("PG_SLAB",)), Flags(("PG_KERNEL",))))
             b = self.name("b")
-            self.emit(c, Int(r.choice((-1, 0, MAX_ORDER, MAX_ORDER + 1))), Int(r.choice(node_edges)), gfp, owner,
+            self.emit(c, Int(self.edge((-1, 0, MAX_ORDER, MAX_ORDER + 1))), Int(r.choice(node_edges)), gfp, owner,
                       result=b)
             self.pages.append(b)
         elif c in ("nr_free_pages", "buddy_largest"):
-            self.emit(c, Int(r.choice(node_edges)), result=self.name("n"))
+            self.emit(c, Int(self.edge(node_edges)), result=self.name("n"))
         elif c == "kmem_cache_create":
             n = self.name("c")
-            self.emit(c, _num(r.choice((-1, 0, 1, 8, 9, KMALLOC_MAX_SIZE - 8, KMALLOC_MAX_SIZE, KMALLOC_MAX_SIZE + 1))),
+            self.emit(c, _num(self.edge((-1, 0, 1, 8, 9, KMALLOC_MAX_SIZE - 8, KMALLOC_MAX_SIZE, KMALLOC_MAX_SIZE + 1))),
                       _num(r.choice((-8, 0, 1, 2, 3, 8, PAGE, PAGE << MAX_ORDER))), result=n)
             self.caches.append(n)
         elif c == "kmalloc":
             k = self.name("k")
-            self.emit(c, _num(r.choice((-1, 0, 1, 8, 9, 8192, 8193, KMALLOC_MAX_SIZE, KMALLOC_MAX_SIZE + 1))),
+            self.emit(c, _num(self.edge((-1, 0, 1, 8, 9, 8192, 8193, KMALLOC_MAX_SIZE, KMALLOC_MAX_SIZE + 1))),
                       Flags(("GFP_DMA",)) if r.chance(25) else Int(0), result=k)
             self.kobjs.append(k)
         elif c == "vmalloc":
             free = m.total - len(m.reserved)
-            size = r.choice((-1, 0, 1, PAGE - 1, PAGE, PAGE + 1, free * PAGE, free * PAGE + 1))
+            size = self.edge((-1, 0, 1, PAGE - 1, PAGE, PAGE + 1, free * PAGE, free * PAGE + 1))
             v = self.name("v")
             self.emit(c, _num(size), result=v)
             if size > 0:
@@ -706,36 +724,37 @@ class PhysGen:
         elif c == "vmalloc_to_pfn" and self.areas:
             v, size = r.choice(self.areas)
             end = -(-size // PAGE) * PAGE
-            self.emit(c, Ref(v, r.choice((-1, end - 1, end, end + PAGE - 1, end + PAGE))), result=self.name("f"))
+            self.emit(c, Ref(v, self.edge((-1, end - 1, end, end + PAGE - 1, end + PAGE))), result=self.name("f"))
         elif c == "dma_alloc_coherent":
             d = self.name("d")
             limit = (m.dma_frames or m.node_frames[0]) << 12
-            self.emit(c, _num(r.choice((-1, 0, 1, PAGE << MAX_ORDER, (PAGE << MAX_ORDER) + 1))),
+            self.emit(c, _num(self.edge((-1, 0, 1, PAGE << MAX_ORDER, (PAGE << MAX_ORDER) + 1))),
                       _num(r.choice((0, PAGE - 1, 2 * PAGE - 1, limit - 1, limit, (m.total << 12) - 1, SIZE_MAX))),
                       result=d)
             self.dmas.append(d)
         elif c == "set_mempolicy":
             online = (1 << m.nodes) - 1
             self.emit(c, Int(r.choice((-1, 0, 1, 2, 3, 4, 5))),
-                      _num(r.choice((-1, 0, 1, online, 1 << m.nodes, online | 1 << m.nodes, 1 << 63))))
+                      _num(self.edge((-1, 0, 1, online, 1 << m.nodes, online | 1 << m.nodes, 1 << 63))))
         elif c == "migrate_thread":
-            self.emit(c, Int(r.choice(node_edges)))
+            self.emit(c, Int(self.edge(node_edges)))
         elif c == "numa_touch":
-            self.emit(c, _num(r.choice((-1, 0, MAX_PAGE - 1, MAX_PAGE))), result=self.name("t"))
+            self.emit(c, _num(self.edge((-1, 0, MAX_PAGE - 1, MAX_PAGE))), result=self.name("t"))
         elif c == "numa_stat":
-            self.emit(c, Int(r.choice((-1, 0, 4, 5))), result=self.name("s"))
+            self.emit(c, Int(self.edge((-1, 0, 4, 5))), result=self.name("s"))
         elif c == "arena_create":
-            cap = r.choice((-1, 0, 1, ARENA_MAX, ARENA_MAX + 1))
+            cap = self.edge((-1, 0, 1, ARENA_MAX, ARENA_MAX + 1))
             a = self.name("a")
             self.emit(c, _num(cap), result=a)
             if 0 < cap <= ARENA_MAX:
                 self.arenas.append(a)
         elif c == "arena_alloc" and self.arenas:
-            self.emit(c, Ref(r.choice(self.arenas)), _num(r.choice((-1, 0, 1, ARENA_MAX, ARENA_MAX + 1))),
+            self.emit(c, Ref(r.choice(self.arenas)), _num(self.edge((-1, 0, 1, ARENA_MAX, ARENA_MAX + 1))),
                       _num(r.choice((-16, 0, 1, 3, 16, PAGE, 1 << 40))), result=self.name("x"))
         elif c == "gc_new":
-            size = r.choice((-1, 0, 1, GC_MAX_SIZE, GC_MAX_SIZE + 1))
-            k = r.choice((-1, 0, GC_MAX_REFS, GC_MAX_REFS + 1))
+            # one argument at an edge, the other one valid
+            size, k = self.edge(((1, -1), (16, 0), (1, GC_MAX_REFS), (16, GC_MAX_REFS + 1), (-1, 2), (0, 1),
+                                 (GC_MAX_SIZE, 1), (GC_MAX_SIZE + 1, 2)))
             g = self.name("g")
             self.emit(c, _num(size), Int(k), result=g)
             if 1 <= size <= GC_MAX_SIZE and 0 <= k <= GC_MAX_REFS:
@@ -751,7 +770,7 @@ class PhysGen:
         elif c in ("gc_ref", "gc_get") and self.gcs:
             g = r.choice(self.gcs)
             k = self.nrefs.get(g, 0)
-            slot = Int(r.choice((-1, k - 1, k, GC_MAX_REFS)))
+            slot = Int(self.edge((-1, k - 1, k, GC_MAX_REFS)))
             if c == "gc_get":
                 self.emit(c, Ref(g), slot, result=self.name("r"))
             else:
@@ -759,11 +778,12 @@ class PhysGen:
                     Ref(r.choice(self.gc_dead)) if self.gc_dead and r.chance(50) else Int(r.choice((0, -1)))
                 self.emit(c, Ref(g), slot, target)
         elif c == "calloc":
-            k, s = r.choice(CALLOC_EDGES)
+            k, s = self.edge(CALLOC_EDGES)
             self._new_block(c, 1 << 64, _num(k), _num(s))
         elif c in ("posix_memalign", "aligned_alloc", "memalign"):
-            a = r.choice((0, 4, 8, 1 << 62, 1 << 63)) if c == "posix_memalign" else r.choice((1 << 62, 1 << 63))
-            self._new_block(c, 1 << 64, _num(a), _num(r.choice((1, 16, 4096))))
+            # -1: a size_t of all ones, which the model reads as negative
+            a = self.edge((-1, 0, 4, 8, 1 << 62, 1 << 63) if c == "posix_memalign" else (-1, 1 << 62, 1 << 63))
+            self._new_block(c, 1 << 64, _num(a), _num(r.choice((-1, 1, 16, 4096))))
 
     # -- slab and kmalloc -------------------------------------------------------
 

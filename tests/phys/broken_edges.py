@@ -44,22 +44,6 @@ class NumaTouchPastLastPage(PhysModel):
                                                       apply=_apply_touch_past_last)}
 
 
-def _new_with_one_slot_too_many(m, size: int, nrefs: int = 2) -> Expect:
-    # the bug: MAX_REFS + 1 reference slots are accepted
-    return gc.expect_gc_new(m, size, min(nrefs, gc.MAX_REFS) if nrefs == gc.MAX_REFS + 1 else nrefs)
-
-
-def _apply_new_with_one_slot_too_many(m, o: Outcome, size: int, nrefs: int = 2) -> None:
-    gc.apply_gc_new(m, o, size, min(nrefs, gc.MAX_REFS) if nrefs == gc.MAX_REFS + 1 else nrefs)
-
-
-class GcSlotsOneTooMany(PhysModel):
-    """gc_new accepts an object of MAX_REFS + 1 reference slots (and makes it one of MAX_REFS)."""
-
-    RULES = {**PhysModel.RULES, "gc_new": replace(PhysModel.RULES["gc_new"], expect=_new_with_one_slot_too_many,
-                                                  apply=_apply_new_with_one_slot_too_many)}
-
-
 def _full_slab_hands_out_live(m, cache: int, gfp: int = 0) -> Expect:
     e = slab.expect_kmem_cache_alloc(m, cache, gfp)
     c = m.caches.get(cache)
@@ -122,7 +106,7 @@ class SlabMinObjectsUncapped(PhysModel):
              "kmem_cache_create": replace(PhysModel.RULES["kmem_cache_create"], apply=_apply_create_uncapped)}
 
 
-BUGS = {c.__name__: c for c in (NumaTouchPastLastPage, GcSlotsOneTooMany, FullSlabHandsOutLive, GcLiveOfAnyHandle,
+BUGS = {c.__name__: c for c in (NumaTouchPastLastPage, FullSlabHandsOutLive, GcLiveOfAnyHandle,
                                 SlabMinObjectsUncapped)}
 
 

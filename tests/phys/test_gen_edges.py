@@ -97,7 +97,6 @@ def _failures(bug: str, tmp_path) -> list[dict]:
 @pytest.mark.slow      # a check run at default settings each (about 40 s on a loaded 2-core machine)
 @pytest.mark.parametrize("bug, clauses", [
     ("NumaTouchPastLastPage", ("numa.touch.einval",)),
-    ("GcSlotsOneTooMany", ("jones.gc.handle-valid",)),
     ("FullSlabHandsOutLive", ("bonwick.slab.grow-from-buddy", "bonwick.slab.object-once")),
     ("GcLiveOfAnyHandle", ("jones.gc.handle-valid",)),
     ("SlabMinObjectsUncapped", ("bonwick.slab.reuse", "bonwick.slab.grow-from-buddy")),
