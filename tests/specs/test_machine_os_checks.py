@@ -70,10 +70,12 @@ def footprint_always(monkeypatch):
     monkeypatch.setattr(inv, "SMALL", 0)
 
 
-# broken models of the model's own state, each breaking a law on steps the machine takes (which law
-# sees the break first depends on the run: a private page munmap left behind is seen by
-# private_pages_mapped, isolation or page_table_agrees_with_vmas)
-STEP_CASES = [catches.OverlappingVmas, catches.LeakySharedObjects, catches.StalePrivateContents]
+# broken models of the model's own state, each breaking a law on steps the machine takes.  (A
+# private page munmap leaves behind, catches.StalePrivateContents, is left out: in some runs a
+# later mincore sees the stale page before any law does -- caught, but by the call's clause, which
+# is not what this test is about; tests/os/test_incremental_invariants.py holds the footprint check
+# to catching it.)
+STEP_CASES = [catches.OverlappingVmas, catches.LeakySharedObjects]
 LAWS = {f.__name__ for f in CHECKS}
 
 
