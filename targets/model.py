@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from memspec.model.mm import Config, System
+from memspec.model.phys import PhysModel
 from memspec.model.registry import new_model
 from memspec.program import Call
 from memspec.records import Mapping, Observation, Outcome
@@ -62,4 +63,25 @@ class OsModelTarget(ModelTarget):
     def session(self, layer: str = "os") -> ModelSession:
         s = ModelSession.__new__(ModelSession)
         s.system = self.system(Config.from_facts(self.known))
+        return s
+
+
+class PhysModelTarget(ModelTarget):
+    """The phys layer served by a given model class -- ``PhysModel`` or a subclass of it, such as
+    a deliberately broken allocator a test judges -- under its own name, optionally implementing
+    only some of the layer's calls."""
+
+    layers = ("phys",)
+    capabilities = frozenset()
+
+    def __init__(self, name: str, system: type[PhysModel] = PhysModel, calls: frozenset[str] | None = None):
+        super().__init__()
+        self.name = name
+        self.system = system
+        if calls is not None:
+            self.calls = calls
+
+    def session(self, layer: str = "phys") -> ModelSession:
+        s = ModelSession.__new__(ModelSession)
+        s.system = self.system()
         return s

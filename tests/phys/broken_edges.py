@@ -15,8 +15,7 @@ from memspec.model.frames import MAX_ORDER, PAGE_SHIFT, Owner
 from memspec.model.phys import PhysModel
 from memspec.model.slab import KmemCache
 from memspec.records import Outcome
-from memspec.targets.base import Target
-from memspec.targets.model import ModelSession
+from memspec.targets.model import PhysModelTarget
 
 PAGE = 1 << PAGE_SHIFT
 
@@ -110,20 +109,6 @@ BUGS = {c.__name__: c for c in (NumaTouchPastLastPage, FullSlabHandsOutLive, GcL
                                 SlabMinObjectsUncapped)}
 
 
-class BrokenPhys(Target):
-    layers = ("phys",)
-
-    def __init__(self, name: str):
-        super().__init__()
-        self.cls = BUGS[name]
-        self.name = f"broken-phys:{name}"
-
-    def session(self, layer: str = "phys") -> ModelSession:
-        s = ModelSession("phys")
-        s.system = self.cls()
-        return s
-
-
-def target(name: str) -> BrokenPhys:
-    return BrokenPhys(name)
+def target(name: str) -> PhysModelTarget:
+    return PhysModelTarget(f"broken-phys:{name}", BUGS[name])
 

@@ -25,7 +25,7 @@ from memspec.model.numa import BIND, NumaState
 from memspec.program import Call
 from memspec.records import Observation, Outcome
 from memspec.targets.base import Session, Target
-from memspec.targets.model import ModelSession
+from memspec.targets.model import PhysModelTarget
 
 HEAP_BASE = 0x5000_0000
 
@@ -373,17 +373,6 @@ class HeapOverlaps(PhysModel):
         self.heap.__class__ = self._RawHeap
 
 
-class BrokenModelTarget(Target):
+def broken_target(cls: type[PhysModel], calls: frozenset[str] | None = None) -> PhysModelTarget:
     """A broken model run as a target: it answers with its own (wrong) choices."""
-
-    layers = ("phys",)
-
-    def __init__(self, cls: type[PhysModel], calls: frozenset[str] | None = None):
-        self.cls = cls
-        self.name = f"broken[{cls.__name__}]"
-        self.calls = calls
-
-    def session(self, layer: str = "phys") -> ModelSession:
-        s = ModelSession("phys")
-        s.system = self.cls()
-        return s
+    return PhysModelTarget(f"broken[{cls.__name__}]", cls, calls)

@@ -12,8 +12,7 @@ from memspec.model.frames import MAX_ORDER
 from memspec.model.heap import NULL_ENOMEM, expect_arena_alloc
 from memspec.model.expect import exactly
 from memspec.model.phys import PhysModel
-from memspec.targets.base import Target
-from memspec.targets.model import ModelSession
+from memspec.targets.model import PhysModelTarget
 
 
 class TopBlockLost(PhysModel):
@@ -132,19 +131,5 @@ class ArenaFullByOne(PhysModel):
 BUGS = {c.__name__: c for c in (TopBlockLost, ArenaFullByOne, ZoneEndAligned, StaleTopOrder)}
 
 
-class BrokenPhys(Target):
-    layers = ("phys",)
-
-    def __init__(self, name: str):
-        super().__init__()
-        self.cls = BUGS[name]
-        self.name = f"broken-phys:{name}"
-
-    def session(self, layer: str = "phys") -> ModelSession:
-        s = ModelSession("phys")
-        s.system = self.cls()
-        return s
-
-
-def target(name: str) -> BrokenPhys:
-    return BrokenPhys(name)
+def target(name: str) -> PhysModelTarget:
+    return PhysModelTarget(f"broken-phys:{name}", BUGS[name])

@@ -22,7 +22,7 @@ _spec = importlib.util.spec_from_file_location("broken_phys", os.path.join(os.pa
 broken = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(broken)  # type: ignore[union-attr]
 
-M = broken.BrokenModelTarget
+M = broken.broken_target
 H = broken.NaiveHeapTarget
 
 CASES = [

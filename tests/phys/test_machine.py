@@ -42,9 +42,9 @@ def test_machine_rules_follow_the_targets_calls():
 
 @pytest.mark.parametrize("target,clause", [
     (broken.NaiveHeapTarget("misaligned"), "c11.malloc.aligned-max-align-t"),
-    (broken.BrokenModelTarget(broken.SlabTwice, SLAB), "bonwick.slab.object-once"),
-    (broken.BrokenModelTarget(broken.GcMissesRoot, GC), "jones.gc.sound"),
-    (broken.BrokenModelTarget(broken.BindSpills, NUMA), "numa.bind.no-spill"),
+    (broken.broken_target(broken.SlabTwice, SLAB), "bonwick.slab.object-once"),
+    (broken.broken_target(broken.GcMissesRoot, GC), "jones.gc.sound"),
+    (broken.broken_target(broken.BindSpills, NUMA), "numa.bind.no-spill"),
 ], ids=lambda x: getattr(x, "name", x))
 @pytest.mark.slow     # waits on time limits / shrinks a failing machine: CI runs it
 def test_machine_finds_the_bug(target, clause):
