@@ -38,6 +38,7 @@ from memspec.program import Flags, Int, Program
 
 from .choose import Chooser, swarm
 from .gen_base import CallEmitter
+from .gen_virt_edges import edge_call, kpti_edge_call, root_page_exec, sweep
 
 MAX_OPS = 26
 SWARM_PERCENT = 40           # programs that draw from a random subset of ``OPS_2D`` (swarm testing)
@@ -48,7 +49,15 @@ ODD_UPPER_PERCENT = 40       # programs with an odd upper nested entry right aft
 GUEST_2M_PERCENT = 25        # guest leaves that are 2 MiB pages (over the nested 2 MiB page)
 # what one operation of a two-dimensional program does, by weight (accesses stay in a swarm subset)
 OPS_2D = [(44, "access"), (14, "nested_leaf"), (8, "guest_leaf"), (8, "read_gpte"), (4, "read_epte"),
-          (4, "invept_all"), (4, "vm_cr3"), (6, "second_guest"), (4, "enter"), (8, "odd_upper")]
+          (4, "invept_all"), (4, "vm_cr3"), (6, "second_guest"), (4, "enter"), (8, "odd_upper"),
+          (8, "edge"), (3, "root_page"), (2, "sweep")]
+# how a nested leaf change is followed: no invalidation, INVEPT single-context, or all-context (which must
+# drop the mappings cached for every root: the read-back after it then sees the A/D bits of a fresh walk)
+LEAF_INVEPT = [(45, None), (30, "INVEPT_SINGLE"), (25, "INVEPT_ALL")]
+INVEPT_ALL_REMAP_PERCENT = 60   # ``invept_all`` ops that move a cached leaf first and read it back after
+FIVE_LEVEL_PERCENT = 8       # EPT guests with a 5-level walk (EPTP_WL5): a PML5 table above the PML4
+GPA_PML5_1 = 1 << 48         # a gpa in PML5 slot 1, which the 5-level programs leave not present
+KPTI_ARG_EDGE_PERCENT = 50   # counter reads replaced by a call with an address or frame at an edge of its range
 # an upper nested entry made odd (``odd_upper``): EPT misconfigurations (§29.3.3.1: PS, bits 6:3 of a
 # non-leaf entry, W without R, X alone where execute-only is unsupported) and violations (not present,
 # read-only); nested paging's rights (APM §15.25.5: every nested access is a user access) and PS
@@ -101,6 +110,10 @@ def nested_leaf(r: Chooser, ept: bool, large: bool) -> tuple[str, ...]:
     return r.weighted(NPT_RIGHTS) + (("PTE_PS",) if large else ())
 
 
+def upper_rwx(ept: bool) -> tuple[str, ...]:
+    return ("EPT_R", "EPT_W", "EPT_X", "EPT_MT_WB") if ept else ("PTE_P", "PTE_RW", "PTE_US")
+
+
 def guest_leaf(r: Chooser) -> tuple[str, ...]:
     return r.weighted(GUEST_LEAF)
 
@@ -134,6 +147,7 @@ class VirtGen(CallEmitter):
         self.emit(setter, pml4, Int(0), pdpt, Flags(upper))
         self.emit(setter, pdpt, Int(0), pd, Flags(upper))
         self.uppers = [(pml4, 0, pdpt, 4), (pdpt, 0, pd, 3)]
+        self.tables = [pdpt, pd]
         leaves: list[tuple[int, int]] = []
         if r.chance(20):
             # the guest's low 2 MiB as one large page
@@ -142,6 +156,7 @@ class VirtGen(CallEmitter):
         else:
             self.emit(setter, pd, Int(0), pt, Flags(upper))
             self.uppers.append((pd, 0, pt, 2))
+            self.tables.append(pt)
             for g in list(range(0x10, 0x18)) + list(range(0x100, 0x110)):
                 idx = g & 0x1FF
                 names = upper + (("EPT_MT_WB",) if ept else ()) if g < 0x100 or r.chance(60) else self.nested_leaf(ept, False)
@@ -177,7 +192,9 @@ class VirtGen(CallEmitter):
         def table() -> int:
             t = nxt[0]
             nxt[0] += 0x1000
+            self.guest_tables.append(t)
             return t
+        self.guest_tables: list[int] = []
         for _ in range(r.integer(1, 4)):
             i4, i3, i2, i1 = r.choice([0, 0, 1]), r.choice([0, 0, 2]), r.integer(0, 3), r.integer(0, 7)
             large = r.chance(GUEST_2M_PERCENT)
@@ -225,12 +242,14 @@ class VirtGen(CallEmitter):
         acc = acc or r.choice(["ACC_READ", "ACC_READ", "ACC_WRITE", "ACC_EXEC"])
         self.emit("vm_access", gva, Flags((acc,)), Int(r.choice([0, 3, 3])), result=acc != "ACC_EXEC")
 
-    def read_back(self, setter: str, slots: list[tuple[int, int, int, int, int]], table: int, idx: int) -> None:
+    def read_back(self, setter: str, slots: list[tuple[int, int, int, int, int]], table: int, idx: int,
+                  always: bool = False) -> None:
         """After a change of the nested leaf mapping gpa page ``idx`` (READBACK_PERCENT): reads of every
         guest page mapped at that gpa page or beside it, then the leaf's entry and the upper entries of
-        its path (EPT A/D, §29.3.5, is set in each entry a walk uses), then the guest leaves used."""
+        its path (EPT A/D, §29.3.5, is set in each entry a walk uses), then the guest leaves used; ``always``
+        after an INVEPT all-context (the walks after it are fresh: their A/D bits are the model's to know)."""
         r = self.r
-        if not r.chance(READBACK_PERCENT):
+        if not r.chance(READBACK_PERCENT) and not always:
             return
         near = [sl for sl in slots if sl[4] == 1 and abs((sl[3] >> 12) - idx) <= 1]
         for sl in near[:4]:
@@ -296,8 +315,18 @@ class VirtGen(CallEmitter):
         self.root_entries: list[tuple[int, int]] = []
         self.big = False
         root, leaves = self.nested(ept, 0)
+        tables = self.tables
         kind = "VM_EPT" if ept else "VM_NPT"
-        eptp = Flags(("EPTP_WB", "EPTP_WL4") + (("EPTP_AD",) if r.chance(25) else ())) if ept else Int(0)
+        five = ept and r.chance(FIVE_LEVEL_PERCENT)
+        if five:
+            # a 5-level walk (SDM Vol. 3C §29.3.2, EPTP[5:3] = 4): PML5[0] -> the PML4, PML5[1] not present
+            # (gpa 2^48..2^49); a CPU without 5-level EPT refuses the VM entry and the program runs no guest
+            pml5 = EPT_ROOT + 0x5000
+            self.emit("set_epte", pml5, Int(0), root, Flags(("EPT_R", "EPT_W", "EPT_X")))
+            self.emit("set_epte", pml5, Int(1), 0, Int(0))
+            self.uppers.insert(0, (pml5, 0, root, 5))
+            root = pml5
+        eptp = Flags(("EPTP_WB", "EPTP_WL5" if five else "EPTP_WL4") + (("EPTP_AD",) if r.chance(25) else ())) if ept else Int(0)
         gcr4 = Flags(("CR4_PAE",) + (("CR4_SMEP",) if r.chance(15) else ()) + (("CR4_SMAP",) if r.chance(GUEST_SMAP_PERCENT) else ()))
         gefer = Flags(("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if r.chance(85) else ()))
         if ept and r.chance(ODD_EPTP_PERCENT):
@@ -308,6 +337,13 @@ class VirtGen(CallEmitter):
         self.emit("vm_boot", Int(0), Flags((kind,)), root, eptp, GUEST_TABLES, gcr4, gefer)
         slots = self.guest()
         booted = [0]
+        low = [sl for sl in slots if sl[4] == 1]
+        if five and low:
+            # a guest page onto a gpa in the PML5 slot left not present
+            gva, t, i, gpa, _ = sl = r.choice(low)
+            self.emit("set_gpte", t, Int(i), GPA_PML5_1 | gpa, Flags(("PTE_P", "PTE_RW", "PTE_US")))
+            self.access(gva)
+            slots[slots.index(sl)] = (gva, t, i, GPA_PML5_1 | gpa, 1)
         if r.chance(ODD_UPPER_PERCENT):
             self.odd_upper(ept, root, slots)
         setter = "set_epte" if ept else "set_npte"
@@ -324,9 +360,10 @@ class VirtGen(CallEmitter):
                 if used and r.chance(USED_LEAF_PERCENT):
                     t, i = r.choice(used)           # a leaf that maps a page the guest's slots reach
                 self.emit(setter, t, Int(i), HOST_4K + 0x1000 * r.integer(0, 0x1FF), _flags(self.nested_leaf(ept, False)))
-                if r.chance(50):
-                    self.emit("invept", Flags(("INVEPT_SINGLE",)), root)
-                self.read_back(setter, slots, t, i)
+                inv = r.weighted(LEAF_INVEPT)
+                if inv is not None:
+                    self.emit("invept", Flags((inv,)), root if inv == "INVEPT_SINGLE" else Int(0))
+                self.read_back(setter, slots, t, i, always=inv == "INVEPT_ALL")
             elif k == "guest_leaf" and slots:
                 _, t, i, _, level = r.choice(slots)
                 self.emit("set_gpte", t, Int(i), GUEST_DATA + 0x1000 * r.integer(0, 15) if level == 1 else 0x200000,
@@ -340,13 +377,25 @@ class VirtGen(CallEmitter):
                 t, i = r.choice(leaves)
                 self.emit("read_epte", t, Int(i), result=True)
             elif k == "invept_all":
-                self.emit("invept", Flags(("INVEPT_ALL",)), Int(0))
+                used = [(sl, (t, i)) for sl in slots for t, i in leaves if sl[4] == 1 and sl[3] >> 12 == i
+                        and sl[3] < 0x200000]
+                if used and r.chance(INVEPT_ALL_REMAP_PERCENT):
+                    # a cached mapping, its leaf moved, INVEPT all-context, the page read again: the walk
+                    # after it is fresh, so the leaf's A bit (EPT A/D or nested paging) is due
+                    sl, (t, i) = r.choice(used)
+                    self.access(sl[0], "ACC_READ")
+                    self.emit(setter, t, Int(i), HOST_4K + 0x1000 * r.integer(0, 0x1FF), _flags(upper_rwx(ept)))
+                    self.emit("invept", Flags(("INVEPT_ALL",)), Int(0))
+                    self.access(sl[0], "ACC_READ")
+                    self.emit("read_epte", t, Int(i), result=True)
+                else:
+                    self.emit("invept", Flags(("INVEPT_ALL",)), Int(0))
             elif k == "vm_cr3":
                 if r.chance(ODD_CR3_PERCENT) and slots:
                     self.alt_root(slots)
                 else:
                     self.emit("vm_cr3", GUEST_TABLES)
-            elif k == "second_guest" and booted == [0]:
+            elif k == "second_guest" and booted == [0] and not five:
                 # a second guest with a disjoint nested stage and the same guest-physical layout
                 uppers = self.uppers
                 root1, _ = self.nested(ept, 1)
@@ -358,6 +407,13 @@ class VirtGen(CallEmitter):
                 self.emit("vm_enter", Int(r.choice(booted)))
             elif k == "odd_upper" and len(booted) == 1:
                 self.odd_upper(ept, root, slots)
+            elif k == "edge":
+                edge_call(self, ept, root, tables if len(booted) == 1 else self.tables, self.guest_tables or [GUEST_TABLES],
+                          GUEST_TABLES, [sl[0] for sl in slots], (Flags((kind,)), root, eptp, GUEST_TABLES, gcr4, gefer), ALT_ROOT)
+            elif k == "root_page" and ept and len(booted) == 1 and len(tables) == 3:
+                root_page_exec(self, tables[2], slots, root, GUEST_TABLES, HOST_4K + GUEST_TABLES)
+            elif k == "sweep" and leaves and len(booted) == 1:
+                sweep(self, leaves)
 
     # -- KPTI ------------------------------------------------------------------------------
 
@@ -389,10 +445,12 @@ class VirtGen(CallEmitter):
                 elif k < 85:
                     self.emit("syscall_enter")
                     in_kernel = True
-                elif k < 92:
+                elif k < 90:
                     # a user mapping, now and then one the kernel refuses (at or above the top of user space)
                     at = USER_TOP if r.chance(KPTI_EDGE_PERCENT) else r.choice(users)
                     self.emit("kpti_map", at, 0x3000000 + 0x1000 * r.integer(0, 15), Flags(("KMAP_USER",)))
+                elif r.chance(KPTI_ARG_EDGE_PERCENT):
+                    kpti_edge_call(self, False, users)
                 else:
                     counter = Flags((r.choice(["KSTAT_FLUSHES", "KSTAT_CR3_WRITES", "KSTAT_WALKS", "KSTAT_SYSCALLS"]),))
                     self.emit("kpti_stat", counter if not r.chance(KPTI_EDGE_PERCENT) else Int(4), result=True)
@@ -408,6 +466,7 @@ class VirtGen(CallEmitter):
                     # below) a switch or an exit
                     self.emit("context_switch", Int(r.choice([0, MAX_PIDS + 1])))
                     self.emit("syscall_enter")
+                    kpti_edge_call(self, True, users)
                 else:
                     self.emit("syscall_exit")
                     in_kernel = False

@@ -115,11 +115,77 @@ class KptiSwitchAnyPid(VirtModel):
         self.kpti = _KptiSwitchAnyPid(self.facts)
 
 
+class TableEndInclusive(VirtModel):
+    """A nested table may start at the end of RAM: set_epte/set_npte/read_epte check ``table <= ram``
+    (``calls_virt``: the table is a page of RAM, [harness_low, ram))."""
+
+    def _host_table_ok(self, table: int, idx: int) -> bool:
+        return table % 4096 == 0 and self.low <= table <= self.ram and 0 <= idx <= 511
+
+
+class _KptiAddressWraps(Kpti):
+    def _x_user_access(self, addr):
+        return Kpti._x_user_access(self, addr % (1 << 64))
+
+    def _x_kernel_access(self, addr):
+        return Kpti._x_kernel_access(self, addr % (1 << 64))
+
+    RULES = replaced(replaced(Kpti.RULES, "user_access", expect=_x_user_access), "kernel_access",
+                     expect=_x_kernel_access)
+
+
+class KptiAddressWraps(VirtModel):
+    """A KPTI access's address is taken modulo 2^64 (-1 is the last byte of the address space) instead of
+    refused outside 0..2^64-1."""
+
+    def __init__(self, facts=None):
+        super().__init__(facts)
+        self.kpti = _KptiAddressWraps(self.facts)
+
+
+class HarnessExitForEveryRootPageViolation(VirtModel):
+    """An EPT violation in the guest root table's page is reported at the harness's slot-511 gpa even when
+    it is the final translation's (a fetch from that page): only a guest-paging-structure access
+    (Table 28-7 bit 8 clear) is one the harness's own code walk meets first."""
+
+    def _harness_walk_exit(self, vm, o):
+        d = dict(o.detail)
+        if vm.kind == VM_EPT and o.signal == "EPT_VIOLATION" and d["gpa"] & ~0xFFF == vm.gcr3 & ~0xFFF:
+            return Outcome(signal="EPT_VIOLATION", detail=(("exit_qualification", d["exit_qualification"]),
+                                                           ("gpa", (vm.gcr3 & ~0xFFF) + 8 * 511),
+                                                           ("qual_any", d.get("qual_any", 0))))
+        return super()._harness_walk_exit(vm, o)
+
+
+class InveptAllKeepsMappings(VirtModel):
+    """INVEPT all-context drops no cached guest-physical mapping (SDM Vol. 3C §29.4.3.4: it invalidates
+    the mappings of every EPTP): a later walk may still use a stale one, so its A/D bits stay unsure."""
+
+    def _apply_invept(self, o, kind, root):
+        if o.ok and kind == 1:
+            self.cache.invalidate(root)
+
+    RULES = replaced(VirtModel.RULES, "invept", apply=_apply_invept)
+
+
+class Ept5LevelPml5IndexIgnored(VirtModel):
+    """A 5-level EPT walk indexes the PML5 with 0 whatever gpa bits 56:48 hold (SDM Vol. 3C §29.3.2: bits
+    56:48 select the PML5 entry), so a gpa in a not-present PML5 slot reaches the page of slot 0."""
+
+    def nested_walk(self, vm: Vm, gpa: int, acc: int = 0) -> Any:
+        if vm.kind == VM_EPT and vm.levels == 5:
+            gpa &= (1 << 48) - 1
+        return super().nested_walk(vm, gpa, acc)
+
+
 BUGS: dict[str, type[VirtModel]] = {
     "EptpAnyMemtype": EptpAnyMemtype, "EptAOnlyInLeaf": EptAOnlyInLeaf, "Ept1GOffsetAs2M": Ept1GOffsetAs2M,
     "EptPml4PsIgnored": EptPml4PsIgnored,
     "VmCr3Ignored": VmCr3Ignored, "KptiHitWithoutOffset": KptiHitWithoutOffset,
     "GuestANotInUpperEntries": GuestANotInUpperEntries, "KptiSwitchAnyPid": KptiSwitchAnyPid,
+    "TableEndInclusive": TableEndInclusive, "KptiAddressWraps": KptiAddressWraps,
+    "HarnessExitForEveryRootPageViolation": HarnessExitForEveryRootPageViolation,
+    "InveptAllKeepsMappings": InveptAllKeepsMappings, "Ept5LevelPml5IndexIgnored": Ept5LevelPml5IndexIgnored,
     "VirtModel": VirtModel,
 }
 
