@@ -6,7 +6,8 @@ and 1 GiB pages, aliases of one frame, a self-referencing root entry, entries
 with reserved bits, XD, protection keys, G), then interleaves accesses (read,
 write, fetch; CPL 0 and 3; EFLAGS.AC) with the events that make walkers go
 wrong: entry changes with and without INVLPG, CR3 reloads and switches between
-two roots that share subtrees, CR4/CR0/EFER toggles, PKRU loads, A/D read-backs.
+two roots that share subtrees, CR4/CR0/EFER toggles, PKRU loads, A/D read-backs,
+stores through a translation the TLB may still hold onto a page of paging entries.
 
 One program in five (for the codec: an input whose last byte is a multiple of 5), for a target whose calls
 include the ``segmentation`` ones (an explicit ``calls`` set: ``None`` means the core
@@ -45,7 +46,11 @@ ODD_CR3_PERCENT = 15         # CR3 loads of the initial (empty) root, past RAM's
 OFFSET_PERCENT = 25          # accesses at offsets across the page rather than its first qwords
 # what one operation after the tree is built does, by weight (accesses always stay in a swarm subset)
 OPS = [(45, "access"), (17, "leaf"), (6, "invlpg"), (7, "cr3"), (6, "read_pte"), (4, "cr0"), (4, "cr4"),
-       (3, "efer"), (4, "pkru"), (4, "alias")]
+       (3, "efer"), (4, "pkru"), (4, "alias"), (4, "stale_store")]
+GLOBAL_RECHANGE_PERCENT = 30  # rechanges whose first value is a global leaf (CR4.PGE set first)
+# what happens between a leaf's second and third value in ``stale_store``, by weight
+STALE_EVENTS = [(40, "none"), (30, "neighbours"), (15, "nxe"), (15, "global")]
+_RWU = ("PTE_P", "PTE_RW", "PTE_US")
 PCID_PERCENT = 25            # programs with a multi-address-space scenario (``HwGen.pcid_scenario``)
 PCIDS = (1, 2, 0, 0xFFF)
 CR3_NOFLUSH = 1 << 63
@@ -121,6 +126,8 @@ class HwGen(CallEmitter):
         self.rsvd = reserved_bits(self.maxphy)
         self.ram = int((facts or {}).get("ram", RAM_SIZE))
         self.ops = OPS
+        self.nxe = True
+        self.scratch: int | None = None    # a table page no walk uses, whose entries ``stale_store`` stores into
 
     def table(self) -> int:
         t = TABLE_BASE + 0x1000 * self.next_table
@@ -136,6 +143,7 @@ class HwGen(CallEmitter):
         efer = ("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if r.chance(85) else ())
         self.la57 = "CR4_LA57" in cr4
         self.pke = "CR4_PKE" in cr4
+        self.nxe = "EFER_NXE" in efer
         if r.chance(BAD_BOOT_PERCENT):
             # IA-32e mode needs CR0.PG, CR0.PE, CR4.PAE and EFER.LME together (SDM Vol. 3A §10.8.5):
             # without one of them the harness refuses the mode, and the program boots properly after
@@ -309,6 +317,12 @@ class HwGen(CallEmitter):
                 frame = (DATA_BASE + 0x1000 * r.integer(0, 15) if level == 1 else
                          BIG_BASE + 0x200000 * r.integer(0, 3) if level == 2 else 0)
             again = r.chance(RECHANGE_PERCENT)
+            if again and r.chance(GLOBAL_RECHANGE_PERCENT):
+                # the first value global (CR4.PGE = 1): only some invalidations must remove it
+                # (INVLPG, INVPCID types 0 and 2, a CR4.PGE toggle; not a CR3 load or INVPCID type 3)
+                self.emit("mov_cr4", self.cr4_keeping("CR4_PGE"))
+                self.emit("set_pte", table, Int(idx), self.slot_frame(level), _flags(_w(r, LEAF) + ("PTE_G",)
+                                                                               + (("PTE_PS",) if level > 1 else ())))
             if again:
                 # the translation cached before the change (what the invalidation below must remove)
                 self.emit("access", la, Flags(("ACC_READ",)), Int(0 if self._reserved(la) else 3), Int(0), result=True)
@@ -342,7 +356,10 @@ class HwGen(CallEmitter):
                 cr4 += ("CR4_PKE",)
             self.emit("mov_cr4", Flags(cr4))
         elif k == "efer":
-            self.emit("wrmsr_efer", Flags(("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if r.chance(60) else ())))
+            self.nxe = r.chance(60)
+            self.emit("wrmsr_efer", Flags(("EFER_LME", "EFER_LMA") + (("EFER_NXE",) if self.nxe else ())))
+        elif k == "stale_store":
+            self.stale_store()
         elif k == "pkru" and self.pke:
             self.emit("wrpkru", _hex(r.choice([0, 0x4, 0x8, 0xC, 0x10, 0x20, 0x30])))
         elif k == "alias" and self.slots:
@@ -380,6 +397,80 @@ class HwGen(CallEmitter):
         self.emit("access", la + 8 * r.integer(0, 3), Flags((acc,)), Int(0 if self._reserved(la) else r.choice([0, 3])),
                   Int(0), result=True)
 
+    def slot_frame(self, level: int) -> int:
+        """A data frame for a leaf of ``level`` (4 KiB, 2 MiB or the 1 GiB page at 0)."""
+        r = self.r
+        return (DATA_BASE + 0x1000 * r.integer(0, 15) if level == 1 else
+                BIG_BASE + 0x200000 * r.integer(0, 3) if level == 2 else 0)
+
+    def stale_store(self) -> None:
+        """A store through a translation the TLB may still hold, into a page of paging entries.  A leaf
+        (4 KiB or 2 MiB) is pointed at a page of entries no walk uses (the 2 MiB page at the table
+        frames), read (cached), changed to a data frame and changed again -- with nothing between, INVLPG
+        of the pages beside it, or a global second value -- then written and the entry read back; or
+        (``nxe``) a data frame, then the page of entries with XD, read, EFER.NXE cleared, written.  The
+        cached value may answer the store (SDM Vol. 3A §4.10.4.3: no invalidation removed it), and so
+        may the others: the entry read back holds the byte 0xCC exactly when the cached one did.  A
+        walker whose store through a cached translation lands elsewhere, or is lost, reads the entry
+        back unchanged."""
+        r = self.r
+        slots = [sl for sl in self.slots if sl[3] in (1, 2)]
+        if not slots or not all(self.ok(c) for c in ("set_pte", "access", "read_pte", "invlpg")):
+            return
+        la, table, idx, level, _ = r.choice(slots)
+        if self.scratch is None:
+            self.scratch = self.table()
+            for j in range(4):
+                self.emit("set_pte", self.scratch, Int(j), DATA_BASE + 0x1000 * (8 + j), Flags(_RWU))
+        j = r.integer(0, 3)                            # the scratch entry the store may land on
+        event = r.weighted(STALE_EVENTS)
+        if event == "nxe" and not (self.nxe and self.ok("wrmsr_efer")):
+            event = "none"
+        if event == "global":
+            self.emit("mov_cr4", self.cr4_keeping("CR4_PGE"))     # G counts only with CR4.PGE = 1
+        xd = ("PTE_XD",) if event == "nxe" else ()
+        la &= ~0xFFF if level == 1 else ~0x1FFFFF
+        if level == 1:
+            at, first = la, (self.scratch, ("PTE_P", "PTE_RW", "PTE_US") + xd)
+            second = (self.slot_frame(1), ("PTE_P", "PTE_RW", "PTE_US"))
+        else:
+            # the 2 MiB page at the table frames; the second value a PDE pointing at the scratch page, its
+            # entry for this offset mapping a data page (a walk through it, not a large page)
+            at = la + (self.scratch - TABLE_BASE)
+            first = (TABLE_BASE, ("PTE_P", "PTE_RW", "PTE_US", "PTE_PS") + xd)
+            k = (self.scratch - TABLE_BASE) >> 12
+            self.emit("set_pte", self.scratch, Int(k), DATA_BASE + 0x1000 * r.integer(0, 15), Flags(_RWU))
+            second = (self.scratch, ("PTE_P", "PTE_RW", "PTE_US"))
+        at += 8 * j
+        if event == "global":
+            second = (second[0], second[1] + ("PTE_G",))
+        cpl = Int(0 if self._reserved(at) else r.choice([0, 3]))
+        leaf = ("PTE_P", "PTE_RW", "PTE_US") + (("PTE_PS",) if level > 1 else ())
+        if event == "nxe":
+            # an older value first, then the XD one (current when NXE is cleared: it faults on a walk
+            # now, while the translation cached with NXE = 1 may still answer)
+            self.emit("set_pte", table, Int(idx), self.slot_frame(level), Flags(leaf))
+        else:
+            self.emit("set_pte", table, Int(idx), first[0], Flags(first[1]))
+        self.emit("invlpg", at)
+        if event == "nxe":
+            self.emit("set_pte", table, Int(idx), first[0], Flags(first[1]))
+        self.emit("access", at, Flags(("ACC_READ",)), cpl, Int(0), result=True)
+        if event == "nxe":
+            self.emit("wrmsr_efer", Flags(("EFER_LME", "EFER_LMA")))
+            self.nxe = False
+        else:
+            self.emit("set_pte", table, Int(idx), second[0], Flags(second[1]))
+            if event == "neighbours":
+                size = 0x1000 << (9 * (level - 1))
+                for nb in (la - size, la + size):
+                    if nb >= 0 and (nb >> 47 in (0, 0x1FFFF) or self.la57):
+                        self.emit("invlpg", nb)
+            self.emit("set_pte", table, Int(idx), self.slot_frame(level), Flags(leaf))
+        self.emit("access", at, Flags(("ACC_WRITE",)), cpl, Int(0), result=True)
+        self.emit("read_pte", self.scratch, Int(j), result=True)
+        self.emit("invlpg", at)
+
     def read_back(self, la: int, table: int, idx: int, level: int) -> None:
         """After a change of a leaf (READBACK_PERCENT): reads of the changed page, of the pages beside it
         (the neighbouring entries of the same table, mapped or not) and of the entry itself (A/D)."""
@@ -400,6 +491,9 @@ class HwGen(CallEmitter):
 # -- segmentation programs --------------------------------------------------------------------
 
 SEG_CALLS = ("seg_mode", "set_desc", "load_seg", "seg_access")
+SEGBASE_EDGE_PERCENT = 40    # FS/GS base writes at the edges of the argument's range and of canonical form
+# 2^64 - 1 (canonical), 2^47 - 1 and 2^64 - 2^47 - 1 (the last canonical and the first non-canonical below it)
+SEGBASE_EDGES = ((1 << 64) - 1, (1 << 47) - 1, (1 << 64) - (1 << 47) - 1)
 _SEGMODES = [(15, "SEG_REAL_A20"), (10, "SEG_REAL"), (45, "SEG_PROTECTED"), (30, "SEG_LONG")]
 DESC_TYPES = [(30, "DESC_DATA_RW"), (12, "DESC_DATA_R"), (14, "DESC_DATA_RW_ED"), (6, "DESC_DATA_R_ED"),
            (10, "DESC_CODE_XR"), (6, "DESC_CODE_X"), (6, "DESC_CODE_XRC"), (3, "DESC_CODE_XC")]
@@ -484,6 +578,8 @@ class _SegBuilder:
             b.emit("lgdt", _hex(r.choice([0x47, 0x1F, 0xFF, 0x7, 0x0])))
         elif self.mode == "SEG_LONG":
             base = r.choice([0x200000, 0x100000, 0x0, 0x7FFFFFFFF000, 0x800000000000, 0xFFFF800000000000])
+            if r.chance(SEGBASE_EDGE_PERCENT):
+                base = r.choice(SEGBASE_EDGES)
             b.emit("wrmsr_segbase", Flags((r.choice(["SREG_FS", "SREG_GS"]),)), _hex(base))
 
 

@@ -1,5 +1,6 @@
 """Broken walkers that only issue #26's generator features show (read-back of every entry of a path,
-accesses across a page's offsets): the model with one rule wrong, served in process as ``py:`` targets
+accesses across a page's offsets, stores through a cached translation, global rechanges, FS/GS base
+edges): the model with one rule wrong, served in process as ``py:`` targets
 (``py:tests/hw/broken_gen26.py:target("NoAccessedInUpperEntries")``).  Fakes for testing the generator."""
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from pathlib import Path as _P
 
 from memspec.model.expect import exactly
 from memspec.model.paging import Paging
-from memspec.model.pte import CR0_PG, addr_mask
+from memspec.model.pte import CR0_PG, WRITE, addr_mask
+from memspec.model.segunit import SegUnit
 from memspec.model.tlb import ALL_NONGLOBAL, RefTlb
 from memspec.model.walk import Path
 from memspec.records import Outcome
 
 sys.path.insert(0, str(_P(__file__).resolve().parent))
 from broken_hw import BrokenTarget  # noqa: E402
+from broken_seg import BrokenSegTarget  # noqa: E402
 
 
 class NoAccessedInUpperEntries(Paging):
@@ -75,10 +78,48 @@ class InvpcidAllKeepsNonGlobal(Paging):
         self.tlb = _KeepsNonGlobal()
 
 
+class StaleStoreLost(Paging):
+    """A store through a translation the TLB still holds from before its leaf changed (no invalidation
+    since) is lost: the page it mapped keeps its old contents, though the store was reported done
+    (SDM Vol. 3A §4.10.2.3: the cached translation is used for the access)."""
+
+    def _apply_access(self, o, la, acc, cpl, ac):
+        cur = self._last.get("cur") if self._last.get("la") == la else None
+        before = dict(self.mem) if acc == WRITE and o.value is not None else None
+        super()._apply_access(o, la, acc, cpl, ac)
+        if before is None:
+            return
+        fresh = cur.pa(la) if isinstance(cur, Path) else None
+        for addr, v in before.items():
+            if addr != fresh and self.mem.get(addr) != v and self.mem.get(addr) == o.value:
+                self.mem[addr] = v
+
+
+class InvpcidAllGlobalKeepsGlobal(Paging):
+    """INVPCID type 2 (all contexts, globals included) keeps the global translations, as type 3 does
+    (SDM Vol. 2B INVPCID: type 2 invalidates every translation, global ones too)."""
+
+    def _apply_invpcid(self, o, kind, pcid, addr):
+        super()._apply_invpcid(o, 3 if kind == 2 else kind, pcid, addr)
+
+
+class SegbaseAllOnesRefused(SegUnit):
+    """Refuses an FS/GS base of 2^64 - 1 as out of range (it is canonical: WRMSR loads it)."""
+
+    def expect(self, name, args):
+        if name == "wrmsr_segbase" and args[1] == (1 << 64) - 1:
+            return exactly("sdm.seg.wrmsr-base", Outcome(value=-1, errno="EINVAL"))
+        return super().expect(name, args)
+
+
 BUGS = {"NoAccessedInUpperEntries": NoAccessedInUpperEntries, "OffsetOf11Bits": OffsetOf11Bits, "BootWithoutPg": BootWithoutPg,
         "InitialRootRefused": InitialRootRefused,
-        "InvpcidAllKeepsNonGlobal": InvpcidAllKeepsNonGlobal, "Paging": Paging}
+        "InvpcidAllKeepsNonGlobal": InvpcidAllKeepsNonGlobal, "StaleStoreLost": StaleStoreLost,
+        "InvpcidAllGlobalKeepsGlobal": InvpcidAllGlobalKeepsGlobal, "Paging": Paging}
+SEG_BUGS = {"SegbaseAllOnesRefused": SegbaseAllOnesRefused, "SegUnit": SegUnit}
 
 
-def target(name: str) -> BrokenTarget:
+def target(name: str) -> BrokenTarget | BrokenSegTarget:
+    if name in SEG_BUGS:
+        return BrokenSegTarget(SEG_BUGS[name])
     return BrokenTarget(BUGS[name])
