@@ -491,7 +491,7 @@ class HwGen(CallEmitter):
 # -- segmentation programs --------------------------------------------------------------------
 
 SEG_CALLS = ("seg_mode", "set_desc", "load_seg", "seg_access")
-SEGBASE_EDGE_PERCENT = 40    # FS/GS base writes at the edges of the argument's range and of canonical form
+SEGBASE_EDGE_PERCENT = 50    # FS/GS base writes at the edges of the argument's range and of canonical form
 # 2^64 - 1 (canonical), 2^47 - 1 and 2^64 - 2^47 - 1 (the last canonical and the first non-canonical below it)
 SEGBASE_EDGES = ((1 << 64) - 1, (1 << 47) - 1, (1 << 64) - (1 << 47) - 1)
 _SEGMODES = [(15, "SEG_REAL_A20"), (10, "SEG_REAL"), (45, "SEG_PROTECTED"), (30, "SEG_LONG")]
@@ -559,6 +559,7 @@ class _SegBuilder:
         r, b = self.r, self.b
         real = self.mode in ("SEG_REAL", "SEG_REAL_A20")
         k = r.integer(0, 99)
+        long_bases = self.mode == "SEG_LONG" and k >= 90     # FS/GS base writes: 10 % of a 64-bit program's
         if k < 35:
             sreg = r.choice(SREGS + ["SREG_CS"] * (1 if r.chance(20) else 0))
             cpl = 0 if real else r.choice([0, 0, 3, 3, 1])
@@ -572,14 +573,14 @@ class _SegBuilder:
             b.emit("seg_access", Flags((sreg,)), _hex(self.offset(sreg)), Flags((op,)), Int(size), result=True)
         elif k < 88:
             self.desc(r.choice(sorted(self.descs)) if self.descs and r.chance(70) else r.integer(1, 8))
-        elif k < 92:
+        elif k < 92 and not long_bases:
             b.emit("read_desc", Int(r.choice(sorted(self.descs)) if self.descs else 1), result=True)
-        elif k < 95:
+        elif k < 95 and not long_bases:
             b.emit("lgdt", _hex(r.choice([0x47, 0x1F, 0xFF, 0x7, 0x0])))
         elif self.mode == "SEG_LONG":
             base = r.choice([0x200000, 0x100000, 0x0, 0x7FFFFFFFF000, 0x800000000000, 0xFFFF800000000000])
             if r.chance(SEGBASE_EDGE_PERCENT):
-                base = r.choice(SEGBASE_EDGES)
+                base = r.choice(SEGBASE_EDGES[:1] + SEGBASE_EDGES)      # 2^64 - 1 twice as often
             b.emit("wrmsr_segbase", Flags((r.choice(["SREG_FS", "SREG_GS"]),)), _hex(base))
 
 
