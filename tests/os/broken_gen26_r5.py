@@ -28,20 +28,27 @@ class CommitUnchecked(System):
         self.config.overcommit_memory = 1
 
 
-def _mlock_first_vma_only(sys, proc, mm, o, addr, length):
+def _mlock_adjacent_vma_is_hole(sys, proc, mm, o, addr, length):
     if o.errno == "ENOMEM":
-        hit = mm.vmas.find(addr & ~4095)
-        if hit is not None and hit[1] < addr + length:
-            length = hit[1] - addr
+        start = addr & ~4095
+        cursor = start
+        for s, e, _ in mm.vmas.overlapping(start, start + ((length + (addr & 4095) + 4095) & ~4095)):
+            if s >= cursor:
+                break
+            cursor = e
+        if cursor <= addr:
+            return
+        length = cursor - addr
     locking.apply_mlock(sys, proc, mm, o, addr, length)
 
 
-class MlockFirstVmaOnly(System):
-    """An mlock that fails with ENOMEM at a hole locks only the VMA holding its start, as if the next
-    VMA (adjacent to it) were the hole; Linux has locked every VMA before the hole (mm/mlock.c
-    apply_vma_lock_flags changes VMA by VMA, then returns -ENOMEM)."""
+class MlockAdjacentVmaIsHole(System):
+    """An mlock that fails with ENOMEM at a hole takes a VMA that begins where the one before it ends
+    for the hole: it locks nothing when the range begins at a VMA's start, and only the first VMA
+    otherwise; Linux has locked every VMA before the real hole (mm/mlock.c apply_vma_lock_flags
+    changes VMA by VMA, then returns -ENOMEM)."""
 
-    rules = replaced(System.rules, "mlock", apply=_mlock_first_vma_only)
+    rules = replaced(System.rules, "mlock", apply=_mlock_adjacent_vma_is_hole)
 
 
 def _validate_after_mmap_check(sys, mm, addr, length, prot, flags, fd, offset):
@@ -100,6 +107,19 @@ class MbindDefaultReportsHoles(System):
     rules = replaced(System.rules, "mbind", expect=_mbind_default_strict)
 
 
+def _mlockall_limit_inclusive(sys, mm, flags):
+    if flags & 1 and not mm.privileged and mm.total_vm() + sys.config.base_vm >= mm.memlock_soft:
+        return errno("linux.mlock.enomem-rlimit", "ENOMEM")
+    return locking.expect_mlockall(sys, mm, flags)
+
+
+class MlockallLimitInclusive(System):
+    """mlockall(MCL_CURRENT) of an unprivileged process refuses an address space exactly the size of
+    its RLIMIT_MEMLOCK; mm/mlock.c do_mlockall refuses only ``total_vm > lock_limit``."""
+
+    rules = replaced(System.rules, "mlockall", expect=_mlockall_limit_inclusive)
+
+
 def _exit_keeps_descriptors(sys, proc, mm, o):
     for f in mm.fds.values():
         if f.obj is not None:
@@ -114,11 +134,11 @@ class ExitLeaksDescriptors(System):
     rules = replaced(System.rules, "exit", apply=_exit_keeps_descriptors)
 
 
-BUGS = {"commit-unchecked": CommitUnchecked, "mlock-first-vma-only": MlockFirstVmaOnly,
+BUGS = {"commit-unchecked": CommitUnchecked, "mlock-adjacent-vma-is-hole": MlockAdjacentVmaIsHole,
         "pipe-validate-late": PipeValidateLate, "collapse-small-einval": CollapseSmallRangeEinval,
         "mprotect-one-byte-ignored": MprotectOneByteIgnored,
         "mbind-default-reports-holes": MbindDefaultReportsHoles,
-        "exit-leaks-descriptors": ExitLeaksDescriptors}
+        "exit-leaks-descriptors": ExitLeaksDescriptors, "mlockall-limit-inclusive": MlockallLimitInclusive}
 
 
 def target(bug: str) -> OsModelTarget:

@@ -79,11 +79,12 @@ def test_hole_lock_scenario_locks_past_the_mapping_and_looks_at_each_page() -> N
 
 @pytest.mark.parametrize("bug, program, clause", [
     ("pipe-validate-late", "63-shared-validate-pipe.mst", "linux.mmap.eopnotsupp-validate"),
-    ("mlock-first-vma-only", "64-mlock-up-to-hole.mst", "linux.madvise.einval-locked"),
+    ("mlock-adjacent-vma-is-hole", "64-mlock-up-to-hole.mst", "linux.madvise.einval-locked"),
     ("collapse-small-einval", "65-collapse-without-block.mst", "linux.madvise.collapse"),
     ("mprotect-one-byte-ignored", "68-byte-lengths.mst", "posix.mmap.prot-enforced-write"),
     ("mbind-default-reports-holes", "69-mbind-default-hole.mst", "linux.numa.mbind-sets-policy"),
     ("exit-leaks-descriptors", "70-exit-drops-descriptors.mst", "seed.fault.step4-frame"),
+    ("mlockall-limit-inclusive", "71-mlockall-at-limit.mst", "posix.mlockall.locks"),
 ])
 def test_each_directed_program_catches_its_broken_model(bug, program, clause, capsys) -> None:
     path = SUITE / program
@@ -108,12 +109,13 @@ def test_the_commit_scenario_catches_the_heuristic_read_as_always(tmp_path, caps
 @pytest.mark.slow
 @pytest.mark.parametrize("bug, clauses", [
     ("commit-unchecked", ("linux.mmap.enomem-overcommit",)),
-    ("mlock-first-vma-only", ("linux.madvise.einval-locked", "posix.mlock.resident")),
+    ("mlock-adjacent-vma-is-hole", ("linux.madvise.einval-locked", "posix.mlock.resident")),
     ("pipe-validate-late", ("linux.mmap.eopnotsupp-validate",)),
     ("collapse-small-einval", ("linux.madvise.collapse",)),
     ("mprotect-one-byte-ignored", ("posix.mmap.prot-enforced-write",)),
     ("mbind-default-reports-holes", ("linux.numa.mbind-sets-policy",)),
     ("exit-leaks-descriptors", ("seed.fault.step4-frame",)),
+    ("mlockall-limit-inclusive", ("posix.mlockall.locks",)),
 ])
 def test_check_at_default_settings_catches_it(bug, clauses, tmp_path) -> None:
     out = tmp_path / "out"
