@@ -699,15 +699,20 @@ class PhysGen:
             gfp = r.choice((Int(0), Flags(("GFP_THISNODE",)), Flags(("GFP_DMA",))))
             owner = r.choice((Int(0), Int(6), Flags(("PG_SLAB",)), Flags(("PG_KERNEL",))))
             b = self.name("b")
-            self.emit(c, Int(self.edge((-1, 0, MAX_ORDER, MAX_ORDER + 1))), Int(r.choice(node_edges)), gfp, owner,
-                      result=b)
+            # the order at an edge on a valid node, then the node at an edge for an order-0 block
+            order, node = self.edge(tuple((o, r.choice((-1, 0))) for o in (-1, 0, MAX_ORDER, MAX_ORDER + 1)) +
+                                    tuple((0, n) for n in node_edges))
+            self.emit(c, Int(order), Int(node), gfp, owner, result=b)
             self.pages.append(b)
         elif c in ("nr_free_pages", "buddy_largest"):
             self.emit(c, Int(self.edge(node_edges)), result=self.name("n"))
         elif c == "kmem_cache_create":
             n = self.name("c")
-            self.emit(c, _num(self.edge((-1, 0, 1, 8, 9, KMALLOC_MAX_SIZE - 8, KMALLOC_MAX_SIZE, KMALLOC_MAX_SIZE + 1))),
-                      _num(r.choice((-8, 0, 1, 2, 3, 8, PAGE, PAGE << MAX_ORDER))), result=n)
+            # the size at an edge with a valid alignment, then the alignment at an edge for a small object
+            size, align = self.edge(tuple((z, 8) for z in (-1, 0, 1, 8, 9, KMALLOC_MAX_SIZE - 8, KMALLOC_MAX_SIZE,
+                                                           KMALLOC_MAX_SIZE + 1)) +
+                                    tuple((64, a) for a in (-8, 0, 1, 2, 3, PAGE, PAGE << MAX_ORDER)))
+            self.emit(c, _num(size), _num(align), result=n)
             self.caches.append(n)
         elif c == "kmalloc":
             k = self.name("k")
@@ -728,14 +733,19 @@ class PhysGen:
         elif c == "dma_alloc_coherent":
             d = self.name("d")
             limit = (m.dma_frames or m.node_frames[0]) << 12
-            self.emit(c, _num(self.edge((-1, 0, 1, PAGE << MAX_ORDER, (PAGE << MAX_ORDER) + 1))),
-                      _num(r.choice((0, PAGE - 1, 2 * PAGE - 1, limit - 1, limit, (m.total << 12) - 1, SIZE_MAX))),
-                      result=d)
+            # the size at an edge under a mask that covers every frame, then the mask at an edge for one page
+            size, mask = self.edge(tuple((z, SIZE_MAX) for z in (-1, 0, 1, PAGE << MAX_ORDER, (PAGE << MAX_ORDER) + 1)) +
+                                   tuple((PAGE, k) for k in (0, PAGE - 1, 2 * PAGE - 1, limit - 1, limit,
+                                                             (m.total << 12) - 1, SIZE_MAX)))
+            self.emit(c, _num(size), _num(mask), result=d)
             self.dmas.append(d)
         elif c == "set_mempolicy":
             online = (1 << m.nodes) - 1
-            self.emit(c, Int(r.choice((-1, 0, 1, 2, 3, 4, 5))),
-                      _num(self.edge((-1, 0, 1, online, 1 << m.nodes, online | 1 << m.nodes, 1 << 63))))
+            # the mode at an edge with the online nodes, then the nodemask at an edge under MPOL_BIND
+            mode, mask = self.edge(tuple((k, online) for k in (-1, 0, 1, 2, 3, 4, 5)) +
+                                   tuple((2, k) for k in (-1, 0, 1, online, 1 << m.nodes, online | 1 << m.nodes,
+                                                          1 << 63)))
+            self.emit(c, Int(mode), _num(mask))
         elif c == "migrate_thread":
             self.emit(c, Int(self.edge(node_edges)))
         elif c == "numa_touch":
@@ -749,8 +759,10 @@ class PhysGen:
             if 0 < cap <= ARENA_MAX:
                 self.arenas.append(a)
         elif c == "arena_alloc" and self.arenas:
-            self.emit(c, Ref(r.choice(self.arenas)), _num(self.edge((-1, 0, 1, ARENA_MAX, ARENA_MAX + 1))),
-                      _num(r.choice((-16, 0, 1, 3, 16, PAGE, 1 << 40))), result=self.name("x"))
+            # the size at an edge with a valid alignment, then the alignment at an edge for 16 bytes
+            size, align = self.edge(tuple((z, 16) for z in (-1, 0, 1, ARENA_MAX, ARENA_MAX + 1)) +
+                                    tuple((16, a) for a in (-16, 0, 1, 3, 16, PAGE, 1 << 40)))
+            self.emit(c, Ref(r.choice(self.arenas)), _num(size), _num(align), result=self.name("x"))
         elif c == "gc_new":
             # one argument at an edge, the other one valid
             size, k = self.edge(((1, -1), (16, 0), (1, GC_MAX_REFS), (16, GC_MAX_REFS + 1), (-1, 2), (0, 1),

@@ -10,7 +10,8 @@ from dataclasses import replace
 
 from memspec.model import gc, numa, slab
 from memspec.model.buddy import order_for
-from memspec.model.expect import Expect
+from memspec.model.allocator import K_EINVAL
+from memspec.model.expect import Expect, exactly
 from memspec.model.frames import MAX_ORDER, PAGE_SHIFT, Owner
 from memspec.model.phys import PhysModel
 from memspec.model.slab import KmemCache
@@ -105,8 +106,41 @@ class SlabMinObjectsUncapped(PhysModel):
              "kmem_cache_create": replace(PhysModel.RULES["kmem_cache_create"], apply=_apply_create_uncapped)}
 
 
+def _create_refusing_one(m, size: int, align: int = 8) -> Expect:
+    if size == 1:
+        # the bug: a cache of one-byte objects refused (the size check is ``size < 2``)
+        return exactly("memspec.slab.create-einval-args", K_EINVAL)
+    return slab.expect_kmem_cache_create(m, size, align)
+
+
+class CacheOfOneByteRefused(PhysModel):
+    """kmem_cache_create(1) answers EINVAL: the smallest object size refused.  The directed suite up to
+    program 14 passes it; program 15 asks for size 1 with a valid alignment (the generator's edge run
+    met size 1 only with a random, often invalid, alignment before), so it is caught at every seed."""
+
+    RULES = {**PhysModel.RULES,
+             "kmem_cache_create": replace(PhysModel.RULES["kmem_cache_create"], expect=_create_refusing_one)}
+
+
+def _mempolicy_offline_bits(m, mode: int, nodemask: int = 0) -> Expect:
+    online = (1 << m.machine.nodes) - 1
+    if mode == numa.BIND and nodemask > 0 and nodemask & ~online:
+        # the bug: a nodemask naming a node past the online ones refused, instead of those bits ignored
+        return exactly("numa.set_mempolicy.einval-empty", K_EINVAL)
+    return numa.expect_set_mempolicy(m, mode, nodemask)
+
+
+class BindMaskPastOnlineRefused(PhysModel):
+    """set_mempolicy(MPOL_BIND, mask) refuses a mask with a bit past the online nodes (online | 1 << nodes)
+    instead of ignoring it (numa.set_mempolicy.ok).  The directed suite up to program 14 passes it;
+    program 15 asks for it, so it is caught at every seed, not only when a random program draws the mask."""
+
+    RULES = {**PhysModel.RULES,
+             "set_mempolicy": replace(PhysModel.RULES["set_mempolicy"], expect=_mempolicy_offline_bits)}
+
+
 BUGS = {c.__name__: c for c in (NumaTouchPastLastPage, FullSlabHandsOutLive, GcLiveOfAnyHandle,
-                                SlabMinObjectsUncapped)}
+                                SlabMinObjectsUncapped, CacheOfOneByteRefused, BindMaskPastOnlineRefused)}
 
 
 def target(name: str) -> PhysModelTarget:
