@@ -55,6 +55,7 @@ OPS_2D = [(44, "access"), (14, "nested_leaf"), (8, "guest_leaf"), (8, "read_gpte
 # drop the mappings cached for every root: the read-back after it then sees the A/D bits of a fresh walk)
 LEAF_INVEPT = [(45, None), (30, "INVEPT_SINGLE"), (25, "INVEPT_ALL")]
 INVEPT_ALL_REMAP_PERCENT = 60   # ``invept_all`` ops that move a cached leaf first and read it back after
+ROOT_PAGE_PERCENT = 15       # EPT programs that fetch from the guest root table's page right after the guest is built
 FIVE_LEVEL_PERCENT = 8       # EPT guests with a 5-level walk (EPTP_WL5): a PML5 table above the PML4
 GPA_PML5_1 = 1 << 48         # a gpa in PML5 slot 1, which the 5-level programs leave not present
 KPTI_ARG_EDGE_PERCENT = 50   # counter reads replaced by a call with an address or frame at an edge of its range
@@ -346,6 +347,8 @@ class VirtGen(CallEmitter):
             slots[slots.index(sl)] = (gva, t, i, GPA_PML5_1 | gpa, 1)
         if r.chance(ODD_UPPER_PERCENT):
             self.odd_upper(ept, root, slots)
+        if ept and len(tables) == 3 and r.chance(ROOT_PAGE_PERCENT):
+            root_page_exec(self, tables[2], slots, root, GUEST_TABLES, HOST_4K + GUEST_TABLES)
         setter = "set_epte" if ept else "set_npte"
         ops = swarm(r, OPS_2D, SWARM_PERCENT, keep=lambda op: op[1] == "access")
         for _ in range(r.integer(3, MAX_OPS)):

@@ -27,6 +27,7 @@ U64 = (1 << 64) - 1             # (program text holds 64-bit numbers: 2^64 itsel
 USER_TOP = 1 << 47
 EDGE_RUN = 6                     # calls at most in one run of edges
 UNUSED_NESTED_INDEX = 0x1F0      # a slot of the nested PT no gpa the program uses goes through (gpa 0x1F0000)
+SPARE_GPA = 0x1F1000             # another (the next slot of that PT)
 
 
 def _int(v: int) -> Int:
@@ -41,7 +42,13 @@ def edge_cases(ept: bool, root: int, tables: list[int], guest_tables: list[int],
     leaf = Flags(("EPT_R", "EPT_W", "EPT_X", "EPT_MT_WB") if ept else ("PTE_P", "PTE_RW", "PTE_US"))
     low, t, last, gt = HARNESS_LOW - 0x1000, tables[0], tables[-1], guest_tables[-1]
     acc = Flags(("ACC_READ",))
-    return [
+    # a guest table page whose nested leaf maps it onto the first page of RAM (taken) or the page below
+    # (set_gpte/read_gpte refuse a gpa whose host page is outside RAM): gpa SPARE_GPA, nothing else's
+    low_ram = [(setter, (last, Int(SPARE_GPA >> 12), HARNESS_LOW, leaf), False),
+               ("set_gpte", (SPARE_GPA, Int(1), 0, Int(0)), False), ("read_gpte", (SPARE_GPA, Int(1)), True),
+               (setter, (last, Int(SPARE_GPA >> 12), _int(HARNESS_LOW - 0x1000), leaf), False),
+               ("set_gpte", (SPARE_GPA, Int(1), 0, Int(0)), False)] if len(tables) == 3 else []
+    return low_ram + [
         ("vm_boot", (Int(-1),) + boot, False), ("vm_boot", (Int(MAX_VMS),) + boot, False),     # vm 0..MAX_VMS-1
         ("vm_enter", (Int(-1),), False), ("vm_enter", (Int(MAX_VMS),), False),
         # a nested table in RAM [harness_low, ram), index 0..511, frame | flags 0..2^64-1

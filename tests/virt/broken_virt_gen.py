@@ -178,6 +178,15 @@ class Ept5LevelPml5IndexIgnored(VirtModel):
         return super().nested_walk(vm, gpa, acc)
 
 
+class GpteFirstRamPageRefused(VirtModel):
+    """set_gpte/read_gpte refuse a guest table whose host page is the first page of RAM (``low < hpa``
+    where ``calls_virt`` takes any host page in [harness_low, ram))."""
+
+    def software_gpa(self, vm: Vm, gpa: int):
+        h = super().software_gpa(vm, gpa)
+        return None if h is not None and h >> 12 == self.low >> 12 else h
+
+
 BUGS: dict[str, type[VirtModel]] = {
     "EptpAnyMemtype": EptpAnyMemtype, "EptAOnlyInLeaf": EptAOnlyInLeaf, "Ept1GOffsetAs2M": Ept1GOffsetAs2M,
     "EptPml4PsIgnored": EptPml4PsIgnored,
@@ -186,6 +195,7 @@ BUGS: dict[str, type[VirtModel]] = {
     "TableEndInclusive": TableEndInclusive, "KptiAddressWraps": KptiAddressWraps,
     "HarnessExitForEveryRootPageViolation": HarnessExitForEveryRootPageViolation,
     "InveptAllKeepsMappings": InveptAllKeepsMappings, "Ept5LevelPml5IndexIgnored": Ept5LevelPml5IndexIgnored,
+    "GpteFirstRamPageRefused": GpteFirstRamPageRefused,
     "VirtModel": VirtModel,
 }
 

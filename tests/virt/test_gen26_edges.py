@@ -50,16 +50,18 @@ def test_edge_programs_pass_on_the_model() -> None:
 
 @pytest.mark.parametrize("bug, n, clause", [
     # set_epte/read_epte(RAM_SIZE, ...) taken: a run of edges reaches the table argument's hi + 1
-    ("TableEndInclusive", 2, "memspec.virt.table-args"),
+    ("TableEndInclusive", 3, "memspec.virt.table-args"),
     # user_access(-1) answered with a #PF: the KPTI edges (KPTI_ARG_EDGE_PERCENT)
     ("KptiAddressWraps", 26, "memspec.kpti.mode-args"),
-    # a fetch from the guest root table's page reported at the harness's gpa (``root_page``)
-    ("HarnessExitForEveryRootPageViolation", 4, "sdm.ept.violation.execute"),
+    # a fetch from the guest root table's page reported at the harness's gpa (ROOT_PAGE_PERCENT, ``root_page``)
+    ("HarnessExitForEveryRootPageViolation", 10, "sdm.ept.violation.execute"),
     # INVEPT all-context a no-op: a cached leaf moved, INVEPT all-context, the page read again and the
     # leaf read back (``invept_all``): the fresh walk's A bit is due, the broken model leaves it unsure
-    ("InveptAllKeepsMappings", 35, "sdm.ept.ad.readback"),
+    ("InveptAllKeepsMappings", 25, "sdm.ept.ad.readback"),
     # a 5-level EPT walk that ignores the PML5 index: a guest page at gpa 2^48 + x (FIVE_LEVEL_PERCENT)
     ("Ept5LevelPml5IndexIgnored", 6, "sdm.ept.violation.pml5e-not-present"),
+    # a guest table on the first page of RAM refused: the run of edges maps gpa SPARE_GPA there
+    ("GpteFirstRamPageRefused", 43, "memspec.virt.set-gpte"),
 ])
 def test_the_first_check_program_that_catches_the_bug(bug, n, clause) -> None:
     target = broken.target(bug)
