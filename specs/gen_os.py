@@ -42,8 +42,7 @@ from memspec.consts import MAP_PAGES_MAX, SANDBOX_WINDOW
 from memspec.program import Call, Flags, Int, Program, Ref, Str
 
 from .choose import Chooser, swarm
-from .gen_os_scenarios import (COMMIT_NEEDS, COMMIT_SCENARIO_WEIGHT, HOLE_LOCK_NEEDS, HOLE_LOCK_SCENARIO_WEIGHT,
-                               commit_scenario, hole_lock_scenario)
+from .gen_os_scenarios import COMMIT_NEEDS, COMMIT_SCENARIO_WEIGHT, commit_scenario
 
 PAGE = 4096
 LLONG_MAX = (1 << 63) - 1
@@ -94,8 +93,7 @@ STEPS = [(24, "mmap"), (8, "munmap"), (10, "mprotect"), (16, "load"), (16, "stor
          (LOCK_SCENARIO_WEIGHT, "lock-scenario"), (PRESSURE_SCENARIO_WEIGHT, "pressure-scenario"),
          (GROW_SCENARIO_WEIGHT, "grow-scenario"), (THP_SCENARIO_WEIGHT, "thp-scenario"),
          (ADVICE_SCENARIO_WEIGHT, "advice-scenario"), (INHERIT_SCENARIO_WEIGHT, "inherit-scenario"),
-         (UNPRIV_SCENARIO_WEIGHT, "unpriv-scenario"), (COMMIT_SCENARIO_WEIGHT, "commit-scenario"),
-         (HOLE_LOCK_SCENARIO_WEIGHT, "hole-lock-scenario")]
+         (UNPRIV_SCENARIO_WEIGHT, "unpriv-scenario"), (COMMIT_SCENARIO_WEIGHT, "commit-scenario")]
 # what a pressure scenario does between its stores, by weight
 PRESSURE_OPS = [(70, "store"), (12, "load"), (10, "reclaim"), (8, "tick"), (8, "madvise"), (8, "mlock"), (6, "munmap"),
                 (6, "oom"), (6, "mincore"), (6, "exit"), (6, "memory_limit")]
@@ -244,8 +242,7 @@ class OsGen:
                  or (n == "thp-scenario" and all(self.ok(c) for c in ("mmap", "madvise", "load", "store",
                                                                       "thp_mapped")))
                  or (n == "unpriv-scenario" and all(self.ok(c) for c in ("fork", "drop_privileges", "mmap")))
-                 or (n == "commit-scenario" and all(self.ok(c) for c in COMMIT_NEEDS))
-                 or (n == "hole-lock-scenario" and all(self.ok(c) for c in HOLE_LOCK_NEEDS))]
+                 or (n == "commit-scenario" and all(self.ok(c) for c in COMMIT_NEEDS))]
         self.steps = swarm(r, steps, SWARM_PERCENT, keep=lambda step: step[1] in ("mmap", "fork"))
         # Swarm over the values too, not only over the calls: one advice among 30, one flag among 18 is
         # drawn about once in 200 programs, and rarely where it matters (MADV_COLLAPSE over a mapped
@@ -403,9 +400,6 @@ class OsGen:
             return
         if what == "commit-scenario":
             commit_scenario(self, self.facts)
-            return
-        if what == "hole-lock-scenario":
-            hole_lock_scenario(self)
             return
         if what == "mmap":
             hint = r.weighted([(20, "null"), (55, "window"), (15, "near"), (10, "odd"), (3, "edge")])

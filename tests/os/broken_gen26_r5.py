@@ -28,29 +28,6 @@ class CommitUnchecked(System):
         self.config.overcommit_memory = 1
 
 
-def _mlock_adjacent_vma_is_hole(sys, proc, mm, o, addr, length):
-    if o.errno == "ENOMEM":
-        start = addr & ~4095
-        cursor = start
-        for s, e, _ in mm.vmas.overlapping(start, start + ((length + (addr & 4095) + 4095) & ~4095)):
-            if s >= cursor:
-                break
-            cursor = e
-        if cursor <= addr:
-            return
-        length = cursor - addr
-    locking.apply_mlock(sys, proc, mm, o, addr, length)
-
-
-class MlockAdjacentVmaIsHole(System):
-    """An mlock that fails with ENOMEM at a hole takes a VMA that begins where the one before it ends
-    for the hole: it locks nothing when the range begins at a VMA's start, and only the first VMA
-    otherwise; Linux has locked every VMA before the real hole (mm/mlock.c apply_vma_lock_flags
-    changes VMA by VMA, then returns -ENOMEM)."""
-
-    rules = replaced(System.rules, "mlock", apply=_mlock_adjacent_vma_is_hole)
-
-
 def _validate_after_mmap_check(sys, mm, addr, length, prot, flags, fd, offset):
     e = mappings.expect_mmap(sys, mm, addr, length, prot, flags, fd, offset)
     f = mm.fds.get(fd)
@@ -134,9 +111,8 @@ class ExitLeaksDescriptors(System):
     rules = replaced(System.rules, "exit", apply=_exit_keeps_descriptors)
 
 
-BUGS = {"commit-unchecked": CommitUnchecked, "mlock-adjacent-vma-is-hole": MlockAdjacentVmaIsHole,
-        "pipe-validate-late": PipeValidateLate, "collapse-small-einval": CollapseSmallRangeEinval,
-        "mprotect-one-byte-ignored": MprotectOneByteIgnored,
+BUGS = {"commit-unchecked": CommitUnchecked, "pipe-validate-late": PipeValidateLate,
+        "collapse-small-einval": CollapseSmallRangeEinval, "mprotect-one-byte-ignored": MprotectOneByteIgnored,
         "mbind-default-reports-holes": MbindDefaultReportsHoles,
         "exit-leaks-descriptors": ExitLeaksDescriptors, "mlockall-limit-inclusive": MlockallLimitInclusive}
 
