@@ -19,7 +19,7 @@ drops to 0 and its frame is freed (``free_page``), and the VMA tree keeps [a + 4
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 from memspec.consts import PROT, PAGE_SIZE
 
@@ -274,7 +274,7 @@ class Pte:
     R/W bit; U/S is always user here.  ``read``/``exec`` matter for TLB entries, which the
     hardware uses without looking at the VMA."""
 
-    page: object         # a Page or ZERO_PAGE
+    page: Any            # a Page or ZERO_PAGE (Any, not object: mypyc cannot build a dataclass field of type object)
     write: bool
     read: bool = True
     exec: bool = False

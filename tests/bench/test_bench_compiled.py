@@ -1,0 +1,39 @@
+"""benchmarks/bench_compiled.py: the copies it builds are whole packages, and it marks exactly the lines a
+mypy report names (the timing itself needs mypyc and minutes of compiling: run by hand)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from ..conftest import load_benchmark
+
+bc = load_benchmark("bench_compiled.py")
+
+
+def test_the_copy_is_a_whole_package_that_imports_from_itself(tmp_path) -> None:
+    root = bc.lay_out(str(tmp_path))
+    files = bc.sources(str(tmp_path))
+    assert "memspec/model/mm.py" in files and "memspec/specs/judge.py" in files
+    assert any(f.startswith("memspec/model/os/") for f in files)
+    assert all(os.path.isfile(os.path.join(tmp_path, f)) for f in files)
+    r = subprocess.run([sys.executable, "-c", "import memspec.model.mm as m, memspec.benchmarks_compiled_program as p; "
+                        "print(m.__file__); print(len(p.program(2).calls))"],
+                       cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(tmp_path)), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    where, calls = r.stdout.split()
+    assert where == os.path.join(root, "model", "mm.py")
+    assert calls == "6"
+
+
+def test_mark_adds_type_ignore_to_the_reported_lines_only(tmp_path) -> None:
+    (tmp_path / "memspec").mkdir()
+    f = tmp_path / "memspec" / "a.py"
+    f.write_text("x = 1\ny = 2  # why\nz = 3\n")
+    report = ("memspec/a.py:2: error: Incompatible types  [assignment]\n"
+              "memspec/a.py:3: note: a note is not an error\n"
+              "memspec/a.py:2: error: a second error on the same line  [misc]\n")
+    assert bc.mark(str(tmp_path), report) == 1
+    assert f.read_text() == "x = 1\ny = 2  # why  # type: ignore\nz = 3\n"
+    assert bc.mark(str(tmp_path), report) == 0          # marked once
