@@ -28,6 +28,7 @@ USER_TOP = 1 << 47
 EDGE_RUN = 6                     # calls at most in one run of edges
 UNUSED_NESTED_INDEX = 0x1F0      # a slot of the nested PT no gpa the program uses goes through (gpa 0x1F0000)
 SPARE_GPA = 0x1F1000             # another (the next slot of that PT)
+LOW_RAM_CASES = 5                # the first cases of ``edge_cases`` (with a nested PT): the spare gpa onto low RAM
 
 
 def _int(v: int) -> Int:
@@ -85,7 +86,10 @@ def edge_call(g: Any, ept: bool, root: int, tables: list[int], guest_tables: lis
     r = g.r
     cases = edge_cases(ept, root, tables, guest_tables, gcr3, gvas[0] if gvas else 0x1000, boot, spare)
     start = r.integer(0, len(cases) - 1)
-    for k in range(r.integer(1, EDGE_RUN)):
+    n = r.integer(1, EDGE_RUN)
+    if start < LOW_RAM_CASES and len(tables) == 3:
+        start, n = 0, LOW_RAM_CASES          # the low-RAM cases only make sense together: all of them
+    for k in range(n):
         name, args, result = cases[(start + k) % len(cases)]
         g.emit(name, *args, result=result)
 

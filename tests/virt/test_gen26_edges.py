@@ -61,7 +61,7 @@ def test_edge_programs_pass_on_the_model() -> None:
     # a 5-level EPT walk that ignores the PML5 index: a guest page at gpa 2^48 + x (FIVE_LEVEL_PERCENT)
     ("Ept5LevelPml5IndexIgnored", 6, "sdm.ept.violation.pml5e-not-present"),
     # a guest table on the first page of RAM refused: the run of edges maps gpa SPARE_GPA there
-    ("GpteFirstRamPageRefused", 43, "memspec.virt.set-gpte"),
+    ("GpteFirstRamPageRefused", 10, "memspec.virt.set-gpte"),
 ])
 def test_the_first_check_program_that_catches_the_bug(bug, n, clause) -> None:
     target = broken.target(bug)
