@@ -43,12 +43,13 @@ def edge_cases(ept: bool, root: int, tables: list[int], guest_tables: list[int],
     leaf = Flags(("EPT_R", "EPT_W", "EPT_X", "EPT_MT_WB") if ept else ("PTE_P", "PTE_RW", "PTE_US"))
     low, t, last, gt = HARNESS_LOW - 0x1000, tables[0], tables[-1], guest_tables[-1]
     acc = Flags(("ACC_READ",))
-    # a guest table page whose nested leaf maps it onto the first page of RAM (taken) or the page below
-    # (set_gpte/read_gpte refuse a gpa whose host page is outside RAM): gpa SPARE_GPA, nothing else's
+    # a guest table page whose nested leaf maps it onto the first page of RAM (its entry 0 is the first
+    # qword of RAM: taken) or onto the page below (set_gpte/read_gpte refuse a gpa whose host address is
+    # outside RAM): gpa SPARE_GPA, nothing else's
     low_ram = [(setter, (last, Int(SPARE_GPA >> 12), HARNESS_LOW, leaf), False),
-               ("set_gpte", (SPARE_GPA, Int(1), 0, Int(0)), False), ("read_gpte", (SPARE_GPA, Int(1)), True),
+               ("set_gpte", (SPARE_GPA, Int(0), 0, Int(0)), False), ("read_gpte", (SPARE_GPA, Int(0)), True),
                (setter, (last, Int(SPARE_GPA >> 12), _int(HARNESS_LOW - 0x1000), leaf), False),
-               ("set_gpte", (SPARE_GPA, Int(1), 0, Int(0)), False)] if len(tables) == 3 else []
+               ("set_gpte", (SPARE_GPA, Int(0), 0, Int(0)), False)] if len(tables) == 3 else []
     return low_ram + [
         ("vm_boot", (Int(-1),) + boot, False), ("vm_boot", (Int(MAX_VMS),) + boot, False),     # vm 0..MAX_VMS-1
         ("vm_enter", (Int(-1),), False), ("vm_enter", (Int(MAX_VMS),), False),
