@@ -169,7 +169,7 @@ GROUPS = (
                   "vmalloc", "vmalloc_to_pfn", "dma_alloc_coherent", "set_mempolicy", "migrate_thread", "numa_touch",
                   "numa_stat", "arena_create", "arena_alloc", "gc_new", "gc_ref", "gc_get", "gc_root", "gc_unroot",
                   "gc_live", "gc_addr", "calloc",
-                  "posix_memalign", "aligned_alloc", "memalign")),
+                  "posix_memalign", "aligned_alloc", "memalign", "realloc")),
     # the whole machine used up, every allocator asked, then some of it freed (``PhysGen.g_full``)
     (6, "full", ("buddy_alloc",)),
 )
@@ -793,9 +793,18 @@ class PhysGen:
             k, s = self.edge(CALLOC_EDGES)
             self._new_block(c, 1 << 64, _num(k), _num(s))
         elif c in ("posix_memalign", "aligned_alloc", "memalign"):
-            # -1: a size_t of all ones, which the model reads as negative
-            a = self.edge((-1, 0, 4, 8, 1 << 62, 1 << 63) if c == "posix_memalign" else (-1, 1 << 62, 1 << 63))
-            self._new_block(c, 1 << 64, _num(a), _num(r.choice((-1, 1, 16, 4096))))
+            # the alignment at an edge for 16 bytes, then the size at an edge under alignment 16
+            # (-1: a size_t of all ones, which the model reads as negative)
+            aligns = (-1, 0, 4, 8, 1 << 62, 1 << 63) if c == "posix_memalign" else (-1, 1 << 62, 1 << 63)
+            a, size = self.edge(tuple((x, 16) for x in aligns) +
+                                tuple((16, z) for z in (-1, 0, PTRDIFF_MAX, PTRDIFF_MAX + 1)))
+            self._new_block(c, 1 << 64, _num(a), _num(size))
+        elif c == "realloc":
+            # a live block resized to the edges of what a size_t asks: -1, 0, PTRDIFF_MAX and one more
+            if not self.blocks and self.ok("malloc"):
+                self._new_block("malloc", 16, _num(16))
+            old: Int | Ref = Ref(self.blocks.pop()[0]) if self.blocks else Int(0)
+            self._new_block(c, 1 << 64, old, _num(self.edge((-1, 0, PTRDIFF_MAX, PTRDIFF_MAX + 1))))
 
     # -- slab and kmalloc -------------------------------------------------------
 
