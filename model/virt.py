@@ -265,7 +265,7 @@ class VirtModel(Host):
                       impl_defined=True)
 
     def _adopt_readback(self, hpa: int, o: Outcome) -> None:
-        if o.value is not None and hpa in self.unsure:
+        if o.ok and o.value is not None and hpa in self.unsure:      # a refused read (EINVAL) read nothing
             self.unsure.pop(hpa)
             self.mem[hpa] = o.value & U64
 
