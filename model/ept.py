@@ -102,17 +102,17 @@ class Eptp:
         return self.value & bits(maxphy - 1, 12)
 
     def invalid(self, maxphy: int, wl5: bool, ad_ok: bool = True, uc_ok: bool = True, wb_ok: bool = True,
-                wl4: bool = True) -> str | None:
-        """Why a VM entry with this EPTP fails (§27.2.1.1, the EPTP checks), or None.  What the CPU supports
-        is its IA32_VMX_EPT_VPID_CAP (Appendix A.10): memory type UC (bit 8), WB (bit 14), page-walk
-        length 4 (bit 6) and 5 (bit 7), A/D flags (bit 21) -- the target's facts, never CPUID's LA57."""
+                wl4: bool = True, sss_ok: bool = False) -> str | None:
+        """Why a VM entry with this EPTP fails (§27.2.1.1), or None: IA32_VMX_EPT_VPID_CAP (App. A.10) gives memory
+        types UC (bit 8), WB (14), walk lengths 4 (6) and 5 (7), A/D (21) -- the target's facts, never CPUID's LA57;
+        EPTP bit 7 (supervisor shadow-stack rights, Table 25-9) is valid only with CET shadow stacks (``sss_ok``)."""
         if not {0: uc_ok, 6: wb_ok}.get(self.memtype, False):
             return "memory type must be one the CPU supports (UC (0) or WB (6))"
         if not {4: wl4, 5: wl5}.get(self.levels, False):
             return f"page-walk length {self.levels} not supported"
         if self.ad and not ad_ok:
             return "EPT A/D flags not supported"
-        if self.value & bits(11, 7) or self.value & bits(63, maxphy):
+        if self.value & bits(11, 8) or self.value & bits(63, maxphy) or self.value & (1 << 7) and not sss_ok:
             return "reserved bits set"
         return None
 

@@ -27,7 +27,7 @@ from memspec.calls_virt import GUEST_HARNESS_SLOT, MAX_VMS
 from memspec.records import OK, Outcome
 
 from .ept import Ept, EptPath, Eptp, decode_ept
-from .expect import Expect, exactly
+from .expect import Expect, exactly, one_of
 from .kpti import KPTI_CALLS, Kpti
 from .pte import CR4_LA57, CR4_PAE, CR4_PKE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME, EXEC, READ, WRITE, Pte, addr_mask, decode
 from .rules import Rule, compose
@@ -179,10 +179,10 @@ class VirtModel(Host):
             # what the CPU's IA32_VMX_EPT_VPID_CAP allows (a fact the target reports; not reported: allowed,
             # except a 5-level walk, assumed only where the CPU has 5-level paging at all)
             wl5 = self.ept_fact("ept_wl5", 7)
-            why = Eptp(root | eptp_flags).invalid(
-                self.maxphy, bool(self.facts["la57"]) if wl5 is None else wl5, bool(self.facts["ept_ad"]),
-                self.ept_fact("ept_uc", 8) is not False, self.ept_fact("ept_wb", 14) is not False,
-                self.ept_fact("ept_wl4", 6) is not False)
+            why = self._eptp_invalid(Eptp(root | eptp_flags), bool(self.facts["la57"]) if wl5 is None else wl5)
+            if why == "either":
+                # EPTP bit 7 on a target that did not report CET: valid with shadow stacks, reserved without
+                return one_of("sdm.eptp.invalid-fails-entry", (EINVAL, OK))
             if why is not None:
                 return exactly("sdm.eptp.invalid-fails-entry", EINVAL)
             return exactly("sdm.eptp.valid", OK)
@@ -539,6 +539,16 @@ class VirtModel(Host):
         return out
 
     # the rules of this model's calls, by name (model.rules.compose checks them against the call table)
+    def _eptp_invalid(self, eptp: Eptp, wl5: bool) -> str | None:
+        """Why a VM entry with ``eptp`` fails under the target's facts (``Eptp.invalid``), or "either" when
+        that depends on CET shadow stacks (EPTP bit 7), which the target did not report (fact ``cet``)."""
+        args = (self.maxphy, wl5, bool(self.facts["ept_ad"]), self.ept_fact("ept_uc", 8) is not False,
+                self.ept_fact("ept_wb", 14) is not False, self.ept_fact("ept_wl4", 6) is not False)
+        why, why_sss = eptp.invalid(*args, sss_ok=False), eptp.invalid(*args, sss_ok=True)
+        if why != why_sss and self.facts.get("cet") is None:
+            return "either"
+        return why_sss if self.facts.get("cet") else why
+
     RULES = compose("virt", {
         "vm_boot": Rule(_expect_vm_boot, _apply_vm_boot),
         "vm_enter": Rule(_expect_vm_enter, _apply_vm_enter),
