@@ -232,8 +232,8 @@ class Host:
         (translation, cached)."""
         options: list[tuple[Any, bool]] = [(fresh, False)]
         seen = {_pkey(fresh)} if isinstance(fresh, (EptPath, Path)) else set()
-        for p in cache.lookup(vm.root, gpa):
-            if _pkey(p) not in seen:
+        for p in cache.lookup(vm.root, gpa):     # an EPT-format mapping never serves a nested-paging walk, nor the reverse
+            if _pkey(p) not in seen and isinstance(p, EptPath) == (vm.kind == VM_EPT):
                 seen.add(_pkey(p))
                 options.append((p, True))
         return options
