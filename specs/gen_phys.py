@@ -741,10 +741,11 @@ class PhysGen:
             self.dmas.append(d)
         elif c == "set_mempolicy":
             online = (1 << m.nodes) - 1
-            # the mode at an edge with the online nodes, then the nodemask at an edge under MPOL_BIND
+            # the mode at an edge with the online nodes, then the nodemask at an edge under each mode that
+            # takes one (MPOL_PREFERRED, MPOL_BIND, MPOL_INTERLEAVE: they differ on an empty mask)
             mode, mask = self.edge(tuple((k, online) for k in (-1, 0, 1, 2, 3, 4, 5)) +
-                                   tuple((2, k) for k in (-1, 0, 1, online, 1 << m.nodes, online | 1 << m.nodes,
-                                                          1 << 63)))
+                                   tuple((mode, k) for mode in (2, 1, 3)
+                                         for k in (-1, 0, 1, online, 1 << m.nodes, online | 1 << m.nodes, 1 << 63)))
             self.emit(c, Int(mode), _num(mask))
         elif c == "migrate_thread":
             self.emit(c, Int(self.edge(node_edges)))
