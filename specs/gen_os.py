@@ -242,7 +242,7 @@ class OsGen:
                  or (n == "thp-scenario" and all(self.ok(c) for c in ("mmap", "madvise", "load", "store",
                                                                       "thp_mapped")))
                  or (n == "unpriv-scenario" and all(self.ok(c) for c in ("fork", "drop_privileges", "mmap")))
-                 or (n == "commit-scenario" and all(self.ok(c) for c in COMMIT_NEEDS))]
+                 or (n == "commit-scenario" and COMMIT_SCENARIO_WEIGHT > 0 and all(self.ok(c) for c in COMMIT_NEEDS))]
         self.steps = swarm(r, steps, SWARM_PERCENT, keep=lambda step: step[1] in ("mmap", "fork"))
         # Swarm over the values too, not only over the calls: one advice among 30, one flag among 18 is
         # drawn about once in 200 programs, and rarely where it matters (MADV_COLLAPSE over a mapped

@@ -39,8 +39,19 @@ PROGRAMS = [gen_os.program(ByteChooser(bytes(_RNG.randrange(256) for _ in range(
 
 
 def test_commit_scenario_maps_exactly_the_limit_or_a_page_more_and_unmaps_it() -> None:
+    # the scenario is off in the generator (COMMIT_SCENARIO_WEIGHT 0: specs/gen_os_scenarios.py says why);
+    # called directly, it keeps its shape
+    assert gen_os_scenarios.COMMIT_SCENARIO_WEIGHT == 0
+    assert not any(c.name == "mmap" and isinstance(c.args[1], Int) and c.args[1].value in (12352 * PAGE, 12353 * PAGE)
+                   for p in PROGRAMS for c in p.calls)
+    rng = random.Random(5)
+    programs = []
+    for _ in range(60):
+        g = gen_os.OsGen(ByteChooser(bytes(rng.randrange(256) for _ in range(64))), None, FACTS)
+        gen_os_scenarios.commit_scenario(g, FACTS)
+        programs.append(g)
     sizes, kinds = set(), set()
-    for p in PROGRAMS:
+    for p in programs:
         for i, c in enumerate(p.calls):
             if c.name == "mmap" and isinstance(c.args[1], Int) and c.args[1].value in (12352 * PAGE, 12353 * PAGE):
                 assert c.args[0] == Flags(("NULL",))
@@ -95,8 +106,6 @@ def test_the_commit_scenario_catches_the_heuristic_read_as_always(tmp_path, caps
 # 0 failures for each)
 @pytest.mark.slow
 @pytest.mark.parametrize("bug, clauses", [
-    ("commit-unchecked", ("linux.mmap.enomem-overcommit",)),
-    ("pipe-validate-late", ("linux.mmap.eopnotsupp-validate",)),
     ("collapse-small-einval", ("linux.madvise.collapse",)),
     ("mprotect-one-byte-ignored", ("posix.mmap.prot-enforced-write",)),
     ("mbind-default-reports-holes", ("linux.numa.mbind-sets-policy",)),

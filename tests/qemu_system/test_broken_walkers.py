@@ -60,4 +60,7 @@ def test_broken_walker_is_caught_by_full_system_qemu(cls, qemu_runs, qsys_facts)
     if cls.__name__ in NOT_CATCHABLE_THROUGH_A_PEER:
         assert not caught, "caught after all: update the module docstring"
     else:
-        assert caught and all(f.clause.startswith("sdm.") for f in caught), cls.__name__
+        # an SDM rule, or the read-back of an entry a store through the wrong translation landed on
+        # (the hw generator's stale_store and suite 38: the store itself succeeds either way)
+        assert caught and all(f.clause.startswith("sdm.") or f.clause == "memspec.hw.entry-readback"
+                              for f in caught), (cls.__name__, {f.clause for f in caught})
