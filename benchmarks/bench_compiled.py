@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -64,15 +65,13 @@ t.close()
 print(json.dumps({"rate": best, "compiled": mm.__file__.endswith(".so")}))
 """
 
-PROGRAM = '''
-def program(n):
-    from memspec.program import parse
-    lines = []
-    for i in range(n):
-        lines += [f"a{i} = mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)",
-                  f"mprotect(a{i}, 4096, PROT_READ)", f"munmap(a{i}, 4096)"]
-    return parse("\\n".join(lines) + "\\n")
-'''
+def _fig_kernel_program() -> str:
+    """The source of ``fig_kernel.program`` (the figure's program), to write into each copy."""
+    spec = importlib.util.spec_from_file_location("fig_kernel", os.path.join(os.path.dirname(__file__), "fig_kernel.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return inspect.getsource(mod.program)
 
 
 def lay_out(dest: str) -> str:
@@ -89,7 +88,7 @@ def lay_out(dest: str) -> str:
         if not os.path.exists(there):
             shutil.copytree(src, there, ignore=shutil.ignore_patterns("__pycache__", "*.so", "build"))
     with open(os.path.join(root, "benchmarks_compiled_program.py"), "w", encoding="utf-8") as f:
-        f.write(PROGRAM)
+        f.write(_fig_kernel_program())
     return root
 
 
