@@ -18,8 +18,10 @@ unmutated model (the mutant only answers the calls, as the ``model`` target does
 A time limit per mutant (``--limit``) ends a mutant that hangs.  Mutants ``check``
 does not kill may then be fuzzed (``memspec fuzz --stop-on-finding`` for
 ``--fuzz-seconds``).  Verdicts: ``killed`` (a failure with its clause, time to detect
-and reproducer length), ``survived``, ``crashed`` (the mutated model does not load, or
-the harness died), ``timeout``, ``stale`` (the module changed since the sample was drawn:
+and reproducer length), ``survived``, ``crashed`` (the harness died), ``non-viable``
+(the mutated model package does not even import -- e.g. a rule table whose check at import
+fails -- so no target exists to judge: left out of the rate, as PIT's NON_VIABLE and
+Stryker's compile-error mutants are), ``timeout``, ``stale`` (the module changed since the sample was drawn:
 no verdict, left out), ``false-kill`` (the kill's reproducer, replayed on the unmutated
 model served the same way, fails too: the model's own failure, not the mutant's; left out).  Mutants listed in benchmarks/mutation_equivalent.toml
 (inspected by hand: no program can tell them from the model) are left out of the rate.
@@ -380,6 +382,17 @@ def _run(argv: list[str], env: dict[str, str], limit: float) -> tuple[int | None
         return None, time.monotonic() - t0, ""
 
 
+def _import_error(d: str, env: dict[str, str], limit: float) -> str | None:
+    """The last line of the error the mutated package raises when it is imported (the two
+    modules ``MutantTarget`` loads before any call), or None when it imports."""
+    probe = (f"import sys; sys.path.insert(0, {d!r}); "
+             f"import {PACKAGE}.registry, {PACKAGE}.mm")
+    code, _, err = _run([sys.executable, "-c", probe], env, limit)
+    if code == 0 or code is None:
+        return None
+    return ((err.strip().splitlines() or [""])[-1])[-300:]
+
+
 def _fails_unmutated(program: str, d: str, limit: float) -> bool:
     """Whether the saved ``program`` also fails on the unmutated model served the same way: a
     kill that is not the mutant's (a failure of the model itself, e.g. one being edited)."""
@@ -449,6 +462,10 @@ def judge_mutant(m: Mutant | None, layer: str, seed: int, programs: int | None,
         env = dict(os.environ, **{OVERLAY_ENV: d, "PYTHONDONTWRITEBYTECODE": "1"})
         if prior is not None:
             return _fuzz(res, d, env, layer, seed, fuzz_seconds, limit)
+        load_error = _import_error(d, env, limit)
+        if load_error is not None:
+            res.update(verdict="non-viable", stage="import", error=load_error)
+            return res
         out = os.path.join(d, "out")
         argv = [sys.executable, "-m", "memspec.commands.cli", "check", "--target", TARGET,
                 "--layer", layer, "--seed", str(seed), "--out", out, "--quiet"]
@@ -596,7 +613,8 @@ def summarise(results: list[dict[str, Any]], equivalent: dict[str, str]) -> dict
     judged = [r for r in done if r["id"] not in equivalent]
     stale = [r for r in judged if r["verdict"] == "stale"]
     false_kills = [r for r in judged if r["verdict"] == "false-kill"]
-    judged = [r for r in judged if r["verdict"] not in ("stale", "false-kill")]
+    non_viable = [r for r in judged if r["verdict"] == "non-viable"]
+    judged = [r for r in judged if r["verdict"] not in ("stale", "false-kill", "non-viable")]
     by = {v: [r for r in judged if r["verdict"] == v] for v in ("killed", "survived", "crashed", "timeout")}
     by_check = [r for r in by["killed"] if r["stage"] == "check"]
     n = len(judged)
@@ -612,7 +630,8 @@ def summarise(results: list[dict[str, Any]], equivalent: dict[str, str]) -> dict
     detect = [r["detect_s"] for r in by_check if r.get("detect_s") is not None]
     repro = [r["repro_calls"] for r in by["killed"] if r.get("repro_calls") is not None]
     return {
-        "mutants": len(done), "equivalent": len(eq), "stale": len(stale), "false_kills": len(false_kills), "judged": n,
+        "mutants": len(done), "equivalent": len(eq), "stale": len(stale), "false_kills": len(false_kills),
+        "non_viable": len(non_viable), "judged": n,
         "killed_by_check": len(by_check), "killed_by_fuzz": len(by["killed"]) - len(by_check),
         "survived": len(by["survived"]), "crashed": len(by["crashed"]), "timeout": len(by["timeout"]),
         "kill_rate_check_pct": pct(len(by_check)),

@@ -108,3 +108,18 @@ def test_equivalent_list_names_real_mutants_with_reasons() -> None:
         layer = next(lay for lay, files in mutation.LAYER_FILES.items() if m.file in files)
         assert m in mutation.mutants_of(layer, files=(m.file,)), (e["id"], now)
     assert len(gone) < len(entries), gone
+
+
+def test_mutant_that_does_not_import_is_non_viable_and_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mutated model package that raises when imported is no target at all: ``non-viable``,
+    left out of the rate (the mutated line here is a rule whose table check fails at import)."""
+    m = mutation.Mutant.parse(OBVIOUS)
+    original = mutation.mutate(m)
+    monkeypatch.setattr(mutation, "mutate", lambda _m: original + "\nraise ValueError('table check failed')\n")
+    r = mutation.judge_mutant(m, "os", seed=0, programs=5, fuzz_seconds=0, limit=120)
+    assert r["verdict"] == "non-viable", r
+    assert r["error"] == "ValueError: table check failed"
+    s = mutation.summarise([r, {"id": "x.py:1:0:not", "verdict": "killed", "stage": "check"},
+                            {"id": "x.py:2:0:not", "verdict": "crashed", "stage": "check"}], {})
+    assert (s["judged"], s["non_viable"], s["killed_by_check"], s["crashed"]) == (2, 1, 1, 1)
+    assert s["kill_rate_check_pct"] == 50.0
