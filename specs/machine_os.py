@@ -475,7 +475,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
 
         def _compare_maps(self) -> None:
             self.unobserved = 0
-            bad = compare_maps(self.model, self.session.observe(), len(self.calls) - 1)
+            seen = self.stepper.observe()
+            bad = None if seen is None else compare_maps(self.model, seen, len(self.calls) - 1)
             if bad is not None:
                 raise ConformanceFailure(bad.clause, Program(tuple(self.calls)), bad.index, bad.expected,
                                          bad.observed, bad.note)

@@ -101,6 +101,19 @@ class Stepper:
         bind_result(self.env, call, observed.value)
         return observed
 
+    def observe(self) -> Any:
+        """The target's observation of its state (its memory maps), or None when its harness
+        refused to give one; a target that crashes or hangs while observed is a failure of
+        ``memspec.target.alive`` at the last call, as it is in a call."""
+        try:
+            return self.session.observe()
+        except SessionFailed as e:
+            if e.status is RunStatus.REFUSED:
+                self.note(f"unsupported (refused by the target): observing its state: {e.message}")
+                return None
+            raise self.failure("memspec.target.alive", self.program(), max(len(self.calls) - 1, 0),
+                               "its memory maps", e.message, e.status.value) from None
+
     def check_invariants(self, full: bool = False) -> None:
         """The model's invariants after the last step (a state machine's ``@invariant``): over the
         steps' footprint, or (``full``, at the end of a run) recounted over the whole state."""

@@ -161,3 +161,26 @@ def test_law_of_names_the_check_that_reports_a_clause() -> None:
     assert law_of(s, "memspec.inv.mapcount-matches", CHECKS).startswith("no single law")
     s.procs["main"].anon[0x100000000000].mapcount += 1
     assert law_of(s, "memspec.inv.mapcount-matches", CHECKS) == "mapcounts_match_mappers"
+
+
+class _ObserveCrasher(ModelSession):
+    """A target that answers calls but dies when its memory maps are read (its harness crashed)."""
+
+    def observe(self):
+        from memspec.errors import SessionFailed
+        from memspec.records import RunStatus
+        raise SessionFailed(RunStatus.CRASH, "target died while its maps were read")
+
+
+class _CrashesWhenObserved(ModelTarget):
+    def session(self, layer="os"):
+        return _ObserveCrasher(layer)
+
+
+@pytest.mark.parametrize("every", [1, NEVER])
+def test_a_target_that_dies_when_observed_is_a_failure_not_a_crash_of_the_machine(every) -> None:
+    # a checkpoint or the end of a run reads the maps: the crash is the target's, reported as
+    # memspec.target.alive with the program so far (it used to escape the machine and end check)
+    e = _run(machine_os.machine(_CrashesWhenObserved(), {}, observe_every=every), examples=5)
+    assert e is not None and e.clause == "memspec.target.alive", e
+    assert "died while its maps were read" in e.observed
