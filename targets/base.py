@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+import contextlib
+import signal
+import threading
+from typing import Any, Iterator
 
 from memspec.calls import gated_calls, layer_calls
 from memspec.errors import SessionFailed
 from memspec.program import Call, Program, bind_result, eval_args
-from memspec.records import Observation, Outcome, RunResult
+from memspec.records import Observation, Outcome, RunResult, RunStatus
 
 __all__ = ["Session", "SessionFailed", "Target", "negotiate"]
 
@@ -43,6 +46,10 @@ class Target(abc.ABC):
     # of its ``calls``, so programs using them are not applicable to it (never passed)
     capabilities: frozenset[str] = frozenset()
     timeout: float = 10.0
+    # the program runs in this process (the model, a py: target): ``run`` interrupts it after
+    # ``timeout`` seconds (SIGALRM, main thread only) and reports a hang, as an out-of-process
+    # target's harness does; None: decided where the target is loaded (pyload: not runs_elsewhere)
+    time_limited_in_process: bool | None = None
     # the program runs in another process (a child, a server, an emulator): while it runs the
     # harness only waits, so it may judge the previous program meanwhile (fuzz/pipeline.py)
     runs_elsewhere: bool = False
@@ -71,8 +78,9 @@ class Target(abc.ABC):
         outcomes: list[Outcome] = []
         observations: list[tuple[int, Observation]] = []
         env: dict[str, int] = {}
+        limit = self.timeout if self.time_limited_in_process else None
         try:
-            with self.session(program.layer) as s:
+            with _time_limit(limit), self.session(program.layer) as s:
                 for i, c in enumerate(program.calls):
                     o = s.call(c, eval_args(c, env))
                     outcomes.append(o)
@@ -81,12 +89,40 @@ class Target(abc.ABC):
                         observations.append((i, s.observe()))
         except SessionFailed as e:
             return RunResult(tuple(outcomes), tuple(observations), e.status, e.message)
+        except _Overtime:
+            return RunResult(tuple(outcomes), tuple(observations), RunStatus.HANG,
+                             f"no answer within {limit:g} s (call {len(outcomes)} of the program was interrupted)")
         return RunResult(tuple(outcomes), tuple(observations))
 
     def close(self) -> None:
         pass
 
 
+
+
+class _Overtime(BaseException):
+    """The time limit of an in-process program ran out (a BaseException: a target's own
+    ``except Exception`` does not swallow it)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Interrupt the body after ``seconds`` with ``_Overtime`` (a real-time timer, SIGALRM);
+    nothing off the main thread, where no signal handler runs, or without a limit."""
+    if not seconds or seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _on_alarm(signum: int, frame: Any) -> None:
+        raise _Overtime()
+
+    old = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def negotiate(layers: tuple[str, ...], calls: frozenset[str] | None,

@@ -40,6 +40,7 @@ class ModelTarget(Target):
 
     layers = ("os", "phys", "hw", "virt")
     capabilities = frozenset({"segmentation"})
+    time_limited_in_process = True
 
     def session(self, layer: str = "os") -> ModelSession:
         return ModelSession(layer)

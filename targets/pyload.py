@@ -43,4 +43,7 @@ def load_target(spec: str, **options: Any) -> Target:
     if getattr(obj, "name", "?") in ("?", ""):
         obj.name = f"py:{os.path.basename(path)}:{expr}"
     obj.timeout = options.get("timeout", getattr(obj, "timeout", 10.0))
+    if obj.time_limited_in_process is None:
+        # a program of a target that runs here is interrupted at its time limit (Target.run)
+        obj.time_limited_in_process = not obj.runs_elsewhere
     return obj
