@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import random
 from pathlib import Path
 
 import pytest
 
 from memspec.commands.cli import main
-from memspec.program import Flags, Int, Ref, load, parse
-from memspec.specs import gen_os, gen_os_scenarios
-from memspec.specs.choose import ByteChooser
+from memspec.program import load, parse
+from memspec.specs import gen_os_scenarios
 from memspec.targets.model import ModelTarget
 
 HERE = Path(__file__).resolve().parent
@@ -33,39 +31,8 @@ def _broken():
     return mod
 
 
-FACTS = {"ram_pages": 12345, "swap_pages": 7}
-_RNG = random.Random(3)
-PROGRAMS = [gen_os.program(ByteChooser(bytes(_RNG.randrange(256) for _ in range(256))), None, FACTS) for _ in range(200)]
 
-
-def test_commit_scenario_maps_exactly_the_limit_or_a_page_more_and_unmaps_it() -> None:
-    # the scenario is off in the generator (COMMIT_SCENARIO_WEIGHT 0: specs/gen_os_scenarios.py says why);
-    # called directly, it keeps its shape
-    assert gen_os_scenarios.COMMIT_SCENARIO_WEIGHT == 0
-    assert not any(c.name == "mmap" and isinstance(c.args[1], Int) and c.args[1].value in (12352 * PAGE, 12353 * PAGE)
-                   for p in PROGRAMS for c in p.calls)
-    rng = random.Random(5)
-    programs = []
-    for _ in range(60):
-        g = gen_os.OsGen(ByteChooser(bytes(rng.randrange(256) for _ in range(64))), None, FACTS)
-        gen_os_scenarios.commit_scenario(g, FACTS)
-        programs.append(g)
-    sizes, kinds = set(), set()
-    for p in programs:
-        for i, c in enumerate(p.calls):
-            if c.name == "mmap" and isinstance(c.args[1], Int) and c.args[1].value in (12352 * PAGE, 12353 * PAGE):
-                assert c.args[0] == Flags(("NULL",))
-                nxt = p.calls[i + 1]
-                assert nxt.name == "munmap" and nxt.args[0] == Ref(c.result) and nxt.args[1] == c.args[1]
-                sizes.add(c.args[1].value // PAGE)
-                kinds.add((c.args[2].names, c.args[3].names[:2]))
-    assert sizes == {12352, 12353}
-    assert {(("PROT_READ", "PROT_WRITE"), ("MAP_PRIVATE", "MAP_ANONYMOUS")), (("PROT_READ",), ("MAP_SHARED", "MAP_ANONYMOUS")),
-            (("PROT_READ", "PROT_WRITE"), ("MAP_PRIVATE",))} <= kinds
-    # without facts: the model's own defaults (16 GiB of RAM, no swap)
-    g = gen_os.OsGen(ByteChooser(bytes([7] * 64)), None)
-    gen_os_scenarios.commit_scenario(g, {})
-    assert g.calls[-2].args[1].value // PAGE - gen_os_scenarios.RAM_PAGES_DEFAULT in (0, 1)
+# the commit scenario's shape, its facts and its weight: tests/os/test_commit_scenario.py
 
 
 def test_commit_scenario_stays_out_after_mlockall_and_memory_limit() -> None:
