@@ -357,6 +357,14 @@ def MutantTarget() -> Any:
     class _MutantTarget(ModelTarget):
         name = "mutant"
 
+        def facts(self) -> dict[str, Any]:
+            # what the served model is, as a real target declares its machine: the reference
+            # model's defaults (read from the unmutated Config: a mutant that changes them then
+            # disagrees with what it declared), so the os generator's limit scenarios aim at them
+            from memspec.model.os.state import Config
+            c = Config()
+            return {"ram_pages": c.ram_pages, "swap_pages": c.swap_pages, "overcommit_memory": c.overcommit_memory}
+
         def session(self, layer: str = "os") -> Session:
             return MutantSession(layer)
 
