@@ -11,7 +11,8 @@ Scenarios (several calls in one step) reach shapes single calls rarely make: a f
 on both sides (``fork_scenario``), one file written and read through its descriptor and through
 its mappings in turn (``file_scenario``), a sealed range met by every call mseal forbids
 (``seal_scenario``), mremap beside a neighbour (``grow_scenario``), state set before a fork and met
-in the child (``inherit_scenario``), advice over memory with bytes on it (``advice_scenario``) and a
+in the child (``inherit_scenario``) or set in a child and met in the grandchild it forks, with exits
+in either order (``nested_scenario``; not for a target whose ``nested_fork`` fact is false), advice over memory with bytes on it (``advice_scenario``) and a
 2 MiB-aligned range faulted, split and collapsed under thp_mapped, pfn_of and mincore
 (``thp_scenario``).  Swarm testing covers the values as well as the calls: in VOCAB_SWARM_PERCENT of
 the programs each vocabulary (advice, protections, MAP_/MREMAP_/MS_/MCL_ flags, whence) is a random
@@ -70,6 +71,7 @@ ADVICE_SCENARIO_WEIGHT = 4  # of STEPS: advice of the program's vocabulary over 
 INHERIT_SCENARIO_WEIGHT = 4  # of STEPS: state set before a fork and met in the child (``OsGen.inherit_scenario``)
 THP_SCENARIO_WEIGHT = 3     # of STEPS: a 2 MiB-aligned range faulted page by page and observed (``OsGen.thp_scenario``)
 UNPRIV_SCENARIO_WEIGHT = 4  # of STEPS: a child that gave up its privileges meets what they bypassed (``OsGen.unpriv_scenario``)
+NESTED_SCENARIO_WEIGHT = 3  # of STEPS: a fork from a forked child, met in the grandchild (``OsGen.nested_scenario``)
 ARG_EDGE_PERCENT = 12       # scalar arguments with a documented range drawn at its edges: min-1, min, max, max+1 (``edge``)
 EDGE_PROGRAM_PERCENT = 15   # programs that draw such arguments at their edges most of the time (EDGE_PROGRAM_ARG_PERCENT)
 EDGE_PROGRAM_ARG_PERCENT = 70
@@ -93,13 +95,17 @@ STEPS = [(24, "mmap"), (8, "munmap"), (10, "mprotect"), (16, "load"), (16, "stor
          (LOCK_SCENARIO_WEIGHT, "lock-scenario"), (PRESSURE_SCENARIO_WEIGHT, "pressure-scenario"),
          (GROW_SCENARIO_WEIGHT, "grow-scenario"), (THP_SCENARIO_WEIGHT, "thp-scenario"),
          (ADVICE_SCENARIO_WEIGHT, "advice-scenario"), (INHERIT_SCENARIO_WEIGHT, "inherit-scenario"),
-         (UNPRIV_SCENARIO_WEIGHT, "unpriv-scenario"), (COMMIT_SCENARIO_WEIGHT, "commit-scenario")]
+         (UNPRIV_SCENARIO_WEIGHT, "unpriv-scenario"), (COMMIT_SCENARIO_WEIGHT, "commit-scenario"),
+         (NESTED_SCENARIO_WEIGHT, "nested-scenario")]
 # what a pressure scenario does between its stores, by weight
 PRESSURE_OPS = [(70, "store"), (12, "load"), (10, "reclaim"), (8, "tick"), (8, "madvise"), (8, "mlock"), (6, "munmap"),
                 (6, "oom"), (6, "mincore"), (6, "exit"), (6, "memory_limit")]
 # what an unprivileged process does at its memlock limit, by weight
 LOCK_OPS = [(30, "mlock"), (14, "mlock2"), (14, "munlock"), (10, "mlockall"), (8, "munlockall"), (10, "mmap"),
             (8, "mremap"), (6, "set_memlock_limit")]
+# what the middle process of a nested fork scenario sets up before it forks, by weight (1 to 3 of them)
+NESTED_SETUP = [(25, "drop"), (14, "memlock"), (10, "mlock"), (10, "dontfork"), (10, "wipeonfork"), (16, "write"),
+                (15, "map")]
 # what changes a mapping on one side of a fork scenario, by weight
 FORK_CHANGES = [(40, "store"), (20, "mprotect"), (12, "madvise"), (8, "munmap"), (20, "load")]
 # what a file scenario does to its file, by weight (each step names the calls it needs in FILE_NEEDS)
@@ -213,6 +219,9 @@ class OsGen:
         # default 8 MiB, include/uapi/linux/resource.h MLOCK_LIMIT); negative: RLIM_INFINITY
         self.memlock = int((facts or {}).get("memlock_soft") or MEMLOCK_DEFAULT)
         self.facts = dict(facts or {})
+        # whether any process may fork (a grandchild), not only main: yes unless the target's
+        # ``nested_fork`` fact says no (the protocol's fork copies the calling process, whichever it is)
+        self.nested = bool(self.facts.get("nested_fork", True))
         self.n_thp = 0
         self.calls: list[Call] = []
         # (name, pages, placed in the window) of mmaps; around a mapping the kernel placed
@@ -242,7 +251,9 @@ class OsGen:
                  or (n == "thp-scenario" and all(self.ok(c) for c in ("mmap", "madvise", "load", "store",
                                                                       "thp_mapped")))
                  or (n == "unpriv-scenario" and all(self.ok(c) for c in ("fork", "drop_privileges", "mmap")))
+                 or (n == "nested-scenario" and all(self.ok(c) for c in ("mmap", "fork", "exit", "load", "store")))
                  or (n == "commit-scenario" and COMMIT_SCENARIO_WEIGHT > 0 and all(self.ok(c) for c in COMMIT_NEEDS))]
+        steps = [(w, n) for w, n in steps if n != "nested-scenario" or self.nested]
         self.steps = swarm(r, steps, SWARM_PERCENT, keep=lambda step: step[1] in ("mmap", "fork"))
         # Swarm over the values too, not only over the calls: one advice among 30, one flag among 18 is
         # drawn about once in 200 programs, and rarely where it matters (MADV_COLLAPSE over a mapped
@@ -397,6 +408,9 @@ class OsGen:
             return
         if what == "unpriv-scenario":
             self.unpriv_scenario()
+            return
+        if what == "nested-scenario":
+            self.nested_scenario()
             return
         if what == "commit-scenario":
             commit_scenario(self, self.facts)
@@ -897,6 +911,114 @@ class OsGen:
                 base = self.map_in_window(1, ("PROT_READ", "PROT_WRITE"), ("MAP_PRIVATE", "MAP_ANONYMOUS"), Int(-1), child)
                 c(Call("madvise", (Ref(base), _hex(PAGE), Flags((r.choice(INJECT_ADVICE),))), None, child))
 
+    def nested_scenario(self) -> None:
+        """A fork from a forked child (kernel/fork.c copy_process in whichever process calls it: the
+        grandchild gets its parent's credentials, rlimits, address space and descriptors, not main's).
+        Main maps 2 to 4 pages with bytes on them (private, or shared a quarter of the time) and, some of
+        the time, makes a shm object of a mode of SHM_MODES; it forks the middle process, which does 1 to
+        3 of NESTED_SETUP -- drop_privileges, a lower RLIMIT_MEMLOCK, mlock of a page, MADV_DONTFORK or
+        MADV_WIPEONFORK of a page, a store, a mapping of its own with a byte on it -- then forks the
+        grandchild, which meets each: loads of every byte (SIGSEGV where the VMA was not copied, zero where
+        it was wiped, the middle's bytes elsewhere), mlock and mincore under the inherited limit,
+        drop_privileges again (EPERM once dropped), MADV_HWPOISON (EPERM without CAP_SYS_ADMIN), the shm
+        object opened by another user, a store on the locked page.  Then a store in the grandchild read in
+        the middle, and the two exit in either order (a grandchild whose parent exited first goes on, an
+        orphan, and is read again), or stay."""
+        r = self.r
+        c = self.calls.append
+        if len(self.procs) >= 2:
+            return
+        pages = r.integer(2, 4)
+        shared = r.chance(25)
+        base = self.map_in_window(pages, ("PROT_READ", "PROT_WRITE"),
+                                  ("MAP_SHARED" if shared else "MAP_PRIVATE", "MAP_ANONYMOUS"), Int(-1))
+        spots = []
+        for page in range(pages):
+            at = _ref(base, page * PAGE + r.choice(BYTE_OFFSETS))
+            self.store(at, None)
+            spots.append(at)
+        shm = None
+        if self.ok("shm_open") and r.chance(35):
+            shm = self.name()
+            name = "/g" + str(r.integer(0, 1))
+            c(Call("shm_open", (Str(name), Flags(("O_CREAT", "O_RDWR")), _hex(r.choice(SHM_MODES))), shm, None))
+            self.fd_procs[shm] = {None}
+            self.fds.append(shm)
+            if self.ok("ftruncate"):
+                c(Call("ftruncate", (Ref(shm), _hex(PAGE)), None, None))
+        mid = self.fork_from(None)
+        needs = {"drop": ("drop_privileges",), "memlock": ("set_memlock_limit",), "mlock": ("mlock",),
+                 "dontfork": ("madvise",), "wipeonfork": ("madvise",), "write": (), "map": ()}
+        setups = [(w, k) for w, k in NESTED_SETUP if all(self.ok(x) for x in needs[k])]
+        chosen = list(dict.fromkeys(r.weighted(setups) for _ in range(r.integer(1, 3))))
+        page = r.integer(0, pages - 1)
+        own = None
+        for k in chosen:
+            if k == "drop":
+                c(Call("drop_privileges", (), None, mid))
+                self.dropped.add(mid)
+            elif k == "memlock":
+                c(Call("set_memlock_limit", (_hex(PAGE * r.integer(0, pages - 1) + r.choice([0, 0, 1])),), None, mid))
+            elif k == "mlock":
+                c(Call("mlock", (_ref(base, page * PAGE), _hex(PAGE)), None, mid))
+            elif k in ("dontfork", "wipeonfork"):
+                adv = "MADV_DONTFORK" if k == "dontfork" else "MADV_WIPEONFORK"
+                c(Call("madvise", (_ref(base, page * PAGE), _hex(PAGE), Flags((adv,))), None, mid))
+            elif k == "write":
+                self.store(r.choice(spots), mid, 1)
+            else:
+                own = self.map_in_window(1, ("PROT_READ", "PROT_WRITE"),
+                                         (r.choice(["MAP_SHARED", "MAP_PRIVATE"]), "MAP_ANONYMOUS"), Int(-1), mid)
+                own_at = _ref(own, r.choice(BYTE_OFFSETS))
+                self.store(own_at, mid, 2)
+        grand = self.fork_from(mid)
+        for at in spots:
+            c(Call("load", (at,), None, grand))
+        if own is not None:
+            c(Call("load", (own_at,), None, grand))
+        if ("drop" in chosen or "memlock" in chosen) and self.ok("mlock"):
+            # under the inherited RLIMIT_MEMLOCK, without CAP_IPC_LOCK once dropped (linux.mlock.enomem-rlimit)
+            n = r.integer(1, pages)
+            c(Call("mlock", (Ref(base), _hex(n * PAGE - r.choice([0, 0, 1]))), None, grand))
+            if self.ok("mincore"):
+                c(Call("mincore", (Ref(base), _hex(pages * PAGE)), self.name(), grand))
+        if "drop" in chosen:
+            if r.chance(60):
+                c(Call("drop_privileges", (), None, grand))       # no CAP_SETUID left: EPERM
+            if self.ok("madvise") and r.chance(50):
+                c(Call("madvise", (Ref(base), _hex(PAGE), Flags((r.choice(INJECT_ADVICE),))), None, grand))
+            if shm is not None:
+                fd = self.name()
+                c(Call("shm_open", (Str(name), Flags(r.choice([("O_RDWR",), ("O_RDONLY",), ("O_WRONLY", "O_TRUNC")])),
+                                    _hex(0o600)), fd, grand))
+                self.fd_procs[fd] = {grand}
+                self.fds.append(fd)
+                m = self.name()
+                c(Call("mmap", (Flags(("NULL",)), _hex(PAGE), Flags(("PROT_READ",)), Flags(("MAP_SHARED",)), Ref(fd),
+                                Int(0)), m, grand))
+                c(Call("load", (Ref(m),), None, grand))
+        if "mlock" in chosen:
+            self.store(spots[page], grand, 3)      # the grandchild's copy is not locked: a store copies it
+        at = r.choice(spots)
+        self.store(at, grand, 4)
+        c(Call("load", (at,), None, mid))
+        order = r.weighted([(40, "grand-first"), (40, "mid-first"), (20, "stay")])
+        if order == "grand-first":
+            self.exited(grand)
+            for at in spots:
+                c(Call("load", (at,), None, mid))
+            if r.chance(50):
+                self.exited(mid)
+        elif order == "mid-first":
+            self.exited(mid)
+            for at in spots:
+                c(Call("load", (at,), None, grand))     # the orphan goes on, its memory its own
+            if r.chance(50):
+                self.exited(grand)
+        if r.chance(50):
+            for at in spots:
+                c(Call("load", (at,), None, None))
+
     def pressure_scenario(self) -> None:
         """Memory driven to exhaustion (targets that model pressure: memory_limit): a machine of a few
         frames and little or no swap, a mapping of about as many pages (private or shared), sometimes a
@@ -1334,12 +1456,27 @@ class OsGen:
             others = [p for p in live if p != proc]
         return [proc] + others
 
-    def forked(self, child: str) -> None:
-        """``child`` was forked from main: it has main's descriptors and mappings."""
+    def forked(self, child: str, parent: str | None = None) -> None:
+        """``child`` was forked from ``parent`` (None: main): it has the parent's descriptors and
+        mappings, and its credentials (a child of a process that dropped its privileges has none)."""
         self.procs.append(child)
         for owners in list(self.fd_procs.values()) + list(self.base_procs.values()):
-            if None in owners:
+            if parent in owners:
                 owners.add(child)
+        if parent in self.dropped:
+            self.dropped.add(child)
+
+    def fork_from(self, parent: str | None) -> str:
+        """``child = fork()`` in ``parent`` (None: main); the child's name."""
+        self.n_procs += 1
+        child = f"p{self.n_procs}"
+        self.calls.append(Call("fork", (), child, parent))
+        self.forked(child, parent)
+        return child
+
+    def exited(self, proc: str) -> None:
+        self.calls.append(Call("exit", (), None, proc))
+        self.procs.remove(proc)
 
     def read_back_file(self, fd: str, proc: str | None, at: int | None = None) -> None:
         """After the file behind ``fd`` changed (a write through the descriptor, ftruncate): read

@@ -509,6 +509,7 @@ class LinuxSession(Session):
                             reply = {"refused": str(e)}
                     os.write(rep_w, (json.dumps(reply) + "\n").encode())
             finally:
+                runner.end()
                 runner.k.cleanup()
 
         self.pid = fork_in_group(serve)

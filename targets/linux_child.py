@@ -2,9 +2,11 @@
 
 It makes the calls with ``syscall(2)`` through ctypes (so glibc's wrappers judge nothing),
 probes accesses without crashing (targets/linux.py's docstring says how), forks a servant
-per process prefix, and answers observations from /proc/self/maps and getrusage.
+per process prefix -- from whichever process the program's fork names, each with a socket of
+its own to the main process (``Runner``), so a grandchild is called directly and outlives its
+parent -- and answers observations from /proc/self/maps and getrusage.
 
-Why this module is a little over 800 lines: one ``do_<call>`` method per os call of the call
+Why this module is about 1000 lines: one ``do_<call>`` method per os call of the call
 table (about 45), each a few lines of staging around one system call; they share the child's
 state (descriptors, the dontfork ranges, its servants), so they stay in one class.
 """
@@ -19,6 +21,7 @@ import pickle
 import resource
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from typing import Any, Iterator
@@ -715,68 +718,153 @@ def _install_fault_handler(libc: ctypes.CDLL) -> None:
 # ---------------------------------------------------------------------------
 # The runner: the process that executes a program, with its forked processes.
 
+class _Channel:
+    """One process of the program as the main process reaches it: a socket pair of its own
+    (requests as JSON lines, a fork's socket for the new process passed with SCM_RIGHTS), so
+    that every process, a grandchild too, answers main directly and stays reachable when the
+    process that forked it exits (Linux reparents an orphan; it keeps running)."""
+
+    def __init__(self, name: str, pid: int, sock: socket.socket, direct: bool) -> None:
+        self.name, self.pid, self.sock, self.direct = name, pid, sock, direct
+        self.f = sock.makefile("rb")
+
+    def ask(self, req: dict[str, Any], fd: int = -1) -> dict[str, Any]:
+        data = (json.dumps(req) + "\n").encode()
+        if fd >= 0:
+            socket.send_fds(self.sock, [data], [fd])
+        else:
+            self.sock.sendall(data)
+        line = self.f.readline()
+        if not line:
+            raise RuntimeError(f"process {self.name} died: {self.wait()}")
+        return json.loads(line)
+
+    def wait(self) -> str:
+        """Until the process has exited (its end of the socket closed: exit_files, after exit_mm);
+        reap it if it is main's child (forked by main, or an orphan main adopted as subreaper)."""
+        try:
+            while self.f.read(1 << 16):
+                pass
+        except OSError:
+            pass
+        how = "ended"
+        try:
+            how = describe_status(os.waitpid(self.pid, 0)[1])
+        except ChildProcessError:
+            pass        # its own parent, still alive, reaps it
+        return how
+
+    def close(self) -> None:
+        self.f.close()
+        self.sock.close()
+
+
+def _socketpair() -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return (socket.socket(fileno=_high(a.detach())), socket.socket(fileno=_high(b.detach())))
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
 class Runner:
-    """Runs calls in the main process and dispatches prefixed ones to forked servants."""
+    """Runs calls in the main process and dispatches prefixed ones to the program's other
+    processes: every one of them, however deep its fork, has its channel to main, kept in
+    ``servants`` by name (main forks its own children; a fork in process P is asked of P with
+    the socket the new process will serve on).  An exit of a process leaves its children
+    running and reachable, as on Linux (and in the model, model/os/processes.py apply_exit)."""
 
     def __init__(self, shm_names: bool = True) -> None:
         self.k = _Kernel(shm_names)
-        self.servants: dict[str, tuple[int, int, Any]] = {}   # name -> (pid, request fd, reply file)
+        self.servants: dict[str, _Channel] = {}
+        self.up: socket.socket | None = None    # in a forked process: its channel to main
+        # orphans (a grandchild whose parent exited) are reparented to main, which reaps them
+        self.k.libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
     def call(self, proc: str, name: str, args: tuple[Any, ...], result: str | None) -> Outcome:
         if proc != "main":
-            return self._remote(proc, {"name": name, "args": list(args)})
+            return self._remote(proc, name, args, result or "p?")
         if name == "fork":
             return self._fork(result or "p?")
         return self.k.do(name, args)
 
     def _fork(self, child_name: str) -> Outcome:
         try:
-            req_r, req_w = _pipe()
-            rep_r, rep_w = _pipe()
+            mine, theirs = _socketpair()
         except OSError as e:
             return Outcome(value=-1, errno=errno_name(e.errno or 0))
+        pid = self._fork_serving(theirs.detach())
+        if pid < 0:
+            mine.close()
+            return Outcome(value=-1, errno=errno_name(-pid))
+        self.servants[child_name] = _Channel(child_name, pid, mine, True)
+        return Outcome(value=pid)
+
+    def _fork_serving(self, fd: int) -> int:
+        """Fork a process that serves requests on ``fd`` (closed here); its pid, or -errno."""
         try:
             pid = os.fork()
         except OSError as e:
-            for fd in (req_r, req_w, rep_r, rep_w):
-                os.close(fd)
-            return Outcome(value=-1, errno=errno_name(e.errno or 0))
+            os.close(fd)
+            return -(e.errno or 0)
         if pid == 0:
-            os.close(req_w)
-            os.close(rep_r)
-            for _, (_, w, f) in self.servants.items():
-                os.close(w)
-                f.close()
+            for ch in self.servants.values():
+                ch.close()
             self.servants = {}
+            if self.up is not None:
+                self.up.close()
             if self.k.pagemap >= 0:
                 os.close(self.k.pagemap)
             self.k.start_process()
             self.k.dontfork = _Ranges()     # those ranges do not exist in the child
-            _serve_requests(self, os.fdopen(req_r, "rb"), rep_w)
-            os._exit(0)
-        os.close(req_r)
-        os.close(rep_w)
-        self.servants[child_name] = (pid, req_w, os.fdopen(rep_r, "rb"))
-        return Outcome(value=pid)
+            self.up = socket.socket(fileno=fd)
+            try:
+                _serve_requests(self)
+            finally:
+                os._exit(0)
+        os.close(fd)
+        return pid
 
-    def _remote(self, proc: str, req: dict[str, Any]) -> Outcome:
-        if proc not in self.servants:
+    def _remote(self, proc: str, name: str, args: tuple[Any, ...], child_name: str) -> Outcome:
+        ch = self.servants.get(proc)
+        if ch is None:
             return Outcome(value=-1, errno="ESRCH")
-        pid, w, f = self.servants[proc]
-        os.write(w, (json.dumps(req) + "\n").encode())
-        line = f.readline()
-        if not line:
-            _, status = os.waitpid(pid, 0)
-            raise RuntimeError(f"process {proc} died: {describe_status(status)}")
-        msg = json.loads(line)
+        req = {"name": name, "args": list(args)}
+        if name == "fork":
+            try:
+                mine, theirs = _socketpair()
+            except OSError as e:
+                return Outcome(value=-1, errno=errno_name(e.errno or 0))
+            try:
+                msg = ch.ask(req, theirs.fileno())
+            finally:
+                theirs.close()
+            o = Outcome.from_json(msg)
+            if o.ok and o.value:
+                self.servants[child_name] = _Channel(child_name, o.value, mine, False)
+            else:
+                mine.close()
+            return o
+        msg = ch.ask(req)
         if "refused" in msg:
             raise Refused(msg["refused"])
-        if req.get("name") == "exit":
-            os.waitpid(pid, 0)
-            os.close(w)
-            f.close()
+        if name == "exit":
+            ch.wait()
+            ch.close()
             del self.servants[proc]
         return Outcome.from_json(msg)
+
+    def end(self) -> None:
+        """The end of the program: end its other processes, in the order they were forked (a
+        parent before its children, which main then adopts and reaps)."""
+        for ch in list(self.servants.values()):
+            try:
+                ch.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            ch.wait()
+            ch.close()
+        self.servants = {}
 
     def observe_wire(self) -> tuple[list[list[Any]], dict[str, Any]]:
         """What ``observe`` gives, as the batch child writes it: each process's map as a list
@@ -784,9 +872,8 @@ class Runner:
         with open("/proc/self/maps") as f:
             maps: list[list[Any]] = [["main", f.read()]]
         faults = {"main": self.k.faults()}
-        for name, (pid, w, f) in self.servants.items():
-            os.write(w, b'{"observe": 1}\n')
-            msg = json.loads(f.readline())
+        for name, ch in self.servants.items():
+            msg = ch.ask({"observe": 1})
             maps.append([name, msg["maps"]])
             faults[name] = msg.get("faults", [0, 0])
         return maps, {"faults": faults}
@@ -794,30 +881,60 @@ class Runner:
     def observe(self) -> Observation:
         maps = [("main", _read_maps())]
         faults = {"main": self.k.faults()}
-        for name, (pid, w, f) in self.servants.items():
-            os.write(w, b'{"observe": 1}\n')
-            msg = json.loads(f.readline())
+        for name, ch in self.servants.items():
+            msg = ch.ask({"observe": 1})
             maps.append((name, tuple(Mapping(*m) for m in msg["maps"])))
             faults[name] = msg.get("faults", [0, 0])
         return Observation(tuple(maps), (("faults", faults),))
 
 
-def _serve_requests(runner: Runner, rf: Any, wfd: int) -> None:
-    """A forked servant's loop: run requests in this process, answer each."""
-    for line in rf:
-        req = json.loads(line)
+def _requests(sock: socket.socket) -> Iterator[tuple[dict[str, Any], list[int]]]:
+    """A forked process's requests from main, each with the descriptors passed with it."""
+    buf = b""
+    fds: list[int] = []
+    while True:
+        while b"\n" not in buf:
+            data, got, _, _ = socket.recv_fds(sock, 1 << 16, 4)
+            fds += got
+            if not data:
+                return
+            buf += data
+        line, buf = buf.split(b"\n", 1)
+        yield json.loads(line), fds
+        fds = []
+
+
+def _serve_requests(runner: Runner) -> None:
+    """A forked process's loop: run requests in this process, answer each."""
+    sock = runner.up
+    assert sock is not None
+    for req, fds in _requests(sock):
+        # a child this process forked that has exited since (main waited for its end)
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
         if "observe" in req:
             reply: dict[str, Any] = {"maps": [[m.start, m.end, m.perms] for m in _read_maps()],
                                      "faults": runner.k.faults()}
+        elif req["name"] == "exit":
+            sock.sendall(b"{}\n")
+            os._exit(0)
+        elif req["name"] == "fork":
+            for fd in fds[1:]:
+                os.close(fd)
+            pid = runner._fork_serving(fds[0]) if fds else -22
+            reply = (Outcome(value=pid) if pid > 0 else Outcome(value=-1, errno=errno_name(-pid))).to_json()
         else:
-            if req["name"] == "exit":
-                os.write(wfd, b"{}\n")
-                os._exit(0)
+            for fd in fds:
+                os.close(fd)
             try:
                 reply = runner.call("main", req["name"], tuple(req["args"]), None).to_json()
             except Refused as e:
                 reply = {"refused": str(e)}
-        os.write(wfd, (json.dumps(reply) + "\n").encode())
+        sock.sendall((json.dumps(reply) + "\n").encode())
 
 
 def child_batch(program: Program, observe: str, wfd: int) -> None:
@@ -826,6 +943,7 @@ def child_batch(program: Program, observe: str, wfd: int) -> None:
     try:
         run_calls(runner, program, observe, wfd)
     finally:
+        runner.end()
         runner.k.cleanup()
 
 
@@ -872,6 +990,7 @@ def warm_child(rfd: int, wfd: int, caps: bool | None = None, known: tuple[Progra
         runner.k.start_counting()
         run_calls(runner, program, observe, wfd)
     finally:
+        runner.end()
         runner.k.cleanup()
 
 

@@ -7,8 +7,11 @@
  *
  *   - each program runs in a fresh process ("main") forked from this supervisor at its
  *     first call; `reset` ends it and every process it forked;
- *   - `p2 = fork()` forks the process that calls it; later `p2: ...` calls are relayed to it
- *     over a pipe (length-prefixed frames), and `p2: exit()` ends it;
+ *   - `p2 = fork()` forks the process that calls it (main or any other: `p2: p3 = fork()`);
+ *     every process has a socket of its own to main (a fork in another process gets the new
+ *     process's socket from main with SCM_RIGHTS), so main relays `p3: ...` calls straight to
+ *     it (length-prefixed frames), `p3: exit()` ends it, and a process whose parent exited goes
+ *     on (an orphan, which main adopts as the child subreaper);
  *   - load and store are real accesses; a fault is caught by a SIGSEGV/SIGBUS handler that
  *     siglongjmps back and the reply names the signal; fetch jumps to the address in a
  *     forked grandchild, whose handler tells a fault of the fetch itself (a #PF with the
@@ -46,7 +49,9 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -168,10 +173,60 @@ static int send_frame(int fd, const char *p, size_t n) {
     if (write_all(fd, &len, 4) < 0) return -1;
     return write_all(fd, p, n);
 }
-static int recv_frame(int fd, struct buf *b) {
+/* a frame with a descriptor passed along (SCM_RIGHTS on the socket of a forked process) */
+static int send_frame_fd(int fd, const char *p, size_t n, int pass) {
+    uint32_t len = (uint32_t)n;
+    struct iovec iov = {&len, 4};
+    union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } c;
+    struct msghdr mh = {0};
+    memset(&c, 0, sizeof c);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = c.space;
+    mh.msg_controllen = sizeof c.space;
+    struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &pass, sizeof(int));
+    ssize_t k;
+    while ((k = sendmsg(fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
+    if (k < 0) return -1;
+    if (k < 4 && write_all(fd, (char *)&len + k, (size_t)(4 - k)) < 0) return -1;
+    return write_all(fd, p, n);
+}
+/* the 4-byte length of a frame, and the descriptor passed with it (-1: none); on a pipe
+   (the main process's, from the supervisor) a plain read */
+static int recv_len(int fd, uint32_t *len, int *passed, int sock) {
+    *passed = -1;
+    if (!sock) return read_all(fd, len, 4);
+    struct iovec iov = {len, 4};
+    union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int) * 4)]; } c;
+    struct msghdr mh = {0};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = c.space;
+    mh.msg_controllen = sizeof c.space;
+    ssize_t k;
+    while ((k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {}
+    if (k <= 0) return -1;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h))
+        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+            int n = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            for (int i = 0; i < n; i++) {
+                int f;
+                memcpy(&f, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+                if (*passed < 0) *passed = f;
+                else close(f);
+            }
+        }
+    if (k < 4 && read_all(fd, (char *)len + k, (size_t)(4 - k)) < 0) return -1;
+    return 0;
+}
+static int recv_frame_fd(int fd, struct buf *b, int *passed, int sock) {
     uint32_t len;
     b->n = 0;
-    if (read_all(fd, &len, 4) < 0) return -1;
+    if (recv_len(fd, &len, passed, sock) < 0) return -1;
     bput(b, "", 0);
     if (b->cap < (size_t)len + 1) {
         b->p = realloc(b->p, (size_t)len + 1);
@@ -182,6 +237,10 @@ static int recv_frame(int fd, struct buf *b) {
     b->n = len;
     b->p[len] = 0;
     return 0;
+}
+static int recv_frame(int fd, struct buf *b) {
+    int passed;
+    return recv_frame_fd(fd, b, &passed, 0);
 }
 
 /* Move one of the agent's descriptors above the ones a program uses: the kernel hands out
@@ -464,7 +523,13 @@ static int read_maps(struct map **out) {
 /* ------------------------------------------------------------------------------------ */
 /* the state of one process of a program                                                 */
 
-struct servant { char name[64]; pid_t pid; int wfd, rfd; };
+/* a process of the program as the main process reaches it: every one of them, a grandchild
+   too, has a socket of its own to main (a fork in process P is asked of P with the socket the
+   new process will serve on, passed with SCM_RIGHTS), so it answers main directly and stays
+   reachable when the process that forked it exits (Linux reparents an orphan; it keeps
+   running, as in the model: model/os/processes.py apply_exit ends only the caller).
+   ``direct``: forked by main itself (main waits for it). */
+struct servant { char name[64]; pid_t pid; int fd; int direct; };
 
 static struct {
     char name[64];                 /* "main", or the name the program's fork gave */
@@ -477,11 +542,13 @@ static struct {
     int pagemap, pagemap_pfns;
     long flt0[2];
     struct servant *sv; int nsv;
-    int up_r, up_w;                /* frames from, and to, the process that relays to us */
+    int up_r, up_w;                /* frames from, and to, main (the supervisor, for main) */
+    int up_sock;                   /* up_r is a socket (a forked process): descriptors come with frames */
 } K;
 
 static int g_shm_private_wanted;   /* probed at start: a private /dev/shm can be made */
 static char refusal[600];          /* set by a refused call */
+static int g_passed = -1;          /* the descriptor that came with this request (a fork's socket) */
 
 static int has_cap(int bit) {
     FILE *f = fopen("/proc/self/status", "re");
@@ -1084,42 +1151,58 @@ static struct out do_map_pages(u64 addr, u64 n, u64 prot) {
 
 static void serve(void);
 
-static struct out do_fork(const char *child) {
-    int req[2], rep[2];
-    if (high_pipe(req) < 0) return fail_errno(errno);
-    if (high_pipe(rep) < 0) { int e = errno; close(req[0]); close(req[1]); return fail_errno(e); }
+static int high_socketpair(int p[2]) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0) return -1;
+    p[0] = high_fd(p[0]);
+    p[1] = high_fd(p[1]);
+    return 0;
+}
+
+static void add_servant(const char *name, pid_t pid, int fd, int direct) {
+    K.sv = realloc(K.sv, sizeof *K.sv * (size_t)(K.nsv + 1));
+    struct servant *s = &K.sv[K.nsv++];
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->pid = pid;
+    s->fd = fd;
+    s->direct = direct;
+}
+
+/* fork a process of the program that serves frames on ``chan`` (closed here); -1 with errno */
+static pid_t fork_serving(const char *child, int chan) {
     fflush(NULL);
     pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(req[0]); close(req[1]); close(rep[0]); close(rep[1]);
-        return fail_errno(e);
-    }
+    if (pid < 0) { int e = errno; close(chan); errno = e; return -1; }
     if (pid == 0) {
-        close(req[1]);
-        close(rep[0]);
         close(K.up_r);
-        close(K.up_w);
-        for (int i = 0; i < K.nsv; i++) { close(K.sv[i].wfd); close(K.sv[i].rfd); }
+        if (K.up_w != K.up_r) close(K.up_w);
+        for (int i = 0; i < K.nsv; i++) close(K.sv[i].fd);
         K.nsv = 0;
         if (K.pagemap >= 0) close(K.pagemap);
         start_process();
         free(K.dontfork.r);
         memset(&K.dontfork, 0, sizeof K.dontfork);      /* those ranges do not exist here */
         snprintf(K.name, sizeof K.name, "%s", child);
-        K.up_r = req[0];
-        K.up_w = rep[1];
+        K.up_r = K.up_w = chan;
+        K.up_sock = 1;
         serve();
         _exit(0);
     }
-    close(req[0]);
-    close(rep[1]);
-    K.sv = realloc(K.sv, sizeof *K.sv * (size_t)(K.nsv + 1));
-    struct servant *s = &K.sv[K.nsv++];
-    snprintf(s->name, sizeof s->name, "%s", child);
-    s->pid = pid;
-    s->wfd = req[1];
-    s->rfd = rep[0];
+    close(chan);
+    return pid;
+}
+
+/* fork in this process: main makes the socket itself; another process gets it from main */
+static struct out do_fork(const char *child, int passed) {
+    int sp[2] = {-1, -1};
+    if (passed < 0 && strcmp(K.name, "main")) return fail_errno(EINVAL);
+    if (passed < 0 && high_socketpair(sp) < 0) return fail_errno(errno);
+    pid_t pid = fork_serving(child, passed >= 0 ? passed : sp[1]);
+    if (pid < 0) {
+        int e = errno;
+        if (sp[0] >= 0) close(sp[0]);
+        return fail_errno(e);
+    }
+    if (passed < 0) add_servant(child, pid, sp[0], 1);
     return ok_value((u64)pid);
 }
 
@@ -1128,18 +1211,38 @@ static struct servant *find_servant(const char *name) {
     return NULL;
 }
 
-static void drop_servant(struct servant *s) {
+/* children of this process that have exited (not main's: main waits for each by its pid) */
+static void reap_children(void) {
     int st;
-    close(s->wfd);
-    close(s->rfd);
+    while (waitpid(-1, &st, WNOHANG) > 0) {}
+}
+
+/* until the process has exited (its socket closed: exit_files, after exit_mm), then reap it if
+   it is main's child (forked by main, or an orphan main adopted as the subreaper); the list
+   keeps its order (a parent before its children, so that a parent ends first and main adopts
+   the children it leaves) */
+static void drop_servant(struct servant *s) {
+    char tmp[4096];
+    int st;
+    shutdown(s->fd, SHUT_WR);
+    for (;;) {
+        ssize_t k = read(s->fd, tmp, sizeof tmp);
+        if (k > 0 || (k < 0 && errno == EINTR)) continue;
+        break;
+    }
+    close(s->fd);
     while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR) {}
-    *s = K.sv[--K.nsv];
+    size_t i = (size_t)(s - K.sv);
+    memmove(s, s + 1, sizeof *s * ((size_t)K.nsv - i - 1));
+    K.nsv--;
 }
 
 static void describe_death(pid_t pid, char *out, size_t cap) {
     int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-    if (WIFSIGNALED(st)) {
+    pid_t r;
+    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {}
+    if (r < 0) snprintf(out, cap, "ended (not main's child)");
+    else if (WIFSIGNALED(st)) {
         const char *abbrev = sigabbrev_np(WTERMSIG(st));
         if (abbrev) snprintf(out, cap, "killed by SIG%s", abbrev);
         else snprintf(out, cap, "killed by signal %d", WTERMSIG(st));
@@ -1188,7 +1291,7 @@ static int run_call(const struct req *m, struct buf *b) {
     else if (!strcmp(n, "load")) { NEED(1); o = do_load(A(0)); }
     else if (!strcmp(n, "store")) { NEED(2); o = do_store(A(0), A(1)); }
     else if (!strcmp(n, "fetch")) { NEED(1); o = do_fetch(A(0)); }
-    else if (!strcmp(n, "fork")) { NEED(0); o = do_fork(m->has_result ? m->result : "p?"); }
+    else if (!strcmp(n, "fork")) { NEED(0); o = do_fork(m->has_result ? m->result : "p?", g_passed); g_passed = -1; }
     else if (!strcmp(n, "mremap")) { NEED(5); o = do_mremap(A(0), A(1), A(2), A(3), A(4)); }
     else if (!strcmp(n, "madvise")) { NEED(3); o = do_madvise(A(0), A(1), A(2)); }
     else if (!strcmp(n, "msync")) { NEED(3); o = do_msync(A(0), A(1), A(2)); }
@@ -1295,17 +1398,55 @@ static void cleanup(void) {
     }
 }
 
-/* A process of the program: frames in (a request line, "O" observe-own, "E" end), frames out. */
+/* the value of a reply frame ("value":N), or -1 */
+static long long reply_value(const struct buf *b) {
+    const char *v = strstr(b->p, "\"value\":");
+    return v ? strtoll(v + 8, NULL, 10) : -1;
+}
+
+/* main: relay a request to a process of the program and its reply back (a fork: with the
+   socket the new process will serve on; an exit: waiting for the process to be gone) */
+static void relay(struct servant *s, const struct req *m, const struct buf *in, struct buf *out) {
+    int sp[2] = {-1, -1};
+    int fork = !strcmp(m->name, "fork");
+    if (fork && high_socketpair(sp) < 0) {
+        bfmt(out, "{\"type\":\"reply\",\"id\":%" PRId64 ",\"value\":-1,\"errno\":\"%s\"}", m->id, errno_name(errno, errtmp));
+        return;
+    }
+    int sent = fork ? send_frame_fd(s->fd, in->p, in->n, sp[1]) : send_frame(s->fd, in->p, in->n);
+    if (sp[1] >= 0) close(sp[1]);
+    if (sent < 0 || recv_frame(s->fd, out) < 0) {
+        char how[100];
+        describe_death(s->pid, how, sizeof how);
+        fprintf(stderr, "memspec-agent: process %s died: %s\n", s->name, how);
+        _exit(71);
+    }
+    if (fork) {
+        long long pid = reply_value(out);
+        if (pid > 0 && !strstr(out->p, "\"refused\"")) add_servant(m->has_result ? m->result : "p?", (pid_t)pid, sp[0], 0);
+        else close(sp[0]);
+    }
+    if (!strcmp(m->name, "exit")) drop_servant(s);
+}
+
+/* A process of the program: frames in (a request line, "O" observe-own, "E" end), frames out.
+   Main answers the supervisor and routes every other process's requests to it; the others
+   answer main, and only for themselves. */
 static void serve(void) {
     struct buf in = {0}, out = {0}, sub = {0};
     struct req *m = malloc(sizeof *m);
+    int is_main = !strcmp(K.name, "main");
+    if (is_main) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);    /* orphans come to main, which reaps them */
     for (;;) {
-        if (recv_frame(K.up_r, &in) < 0) break;
+        int passed = -1;
+        if (!is_main) reap_children();
+        if (recv_frame_fd(K.up_r, &in, &passed, K.up_sock) < 0) break;
         out.n = 0;
         bput(&out, "", 0);
         if (in.n == 1 && in.p[0] == 'E') break;
         if (in.n == 1 && in.p[0] == 'O') { maps_json(&out); send_frame(K.up_w, out.p, out.n); continue; }
         const char *err = parse_req(in.p, m);
+        g_passed = -1;
         if (err) {
             bstr(&out, "{\"type\":\"error\",\"id\":null,\"message\":");
             bjson_str(&out, err);
@@ -1315,7 +1456,7 @@ static void serve(void) {
             maps_json(&out);
             for (int i = 0; i < K.nsv; i++) {
                 bfmt(&out, ",\"%s\":", K.sv[i].name);
-                if (send_frame(K.sv[i].wfd, "O", 1) < 0 || recv_frame(K.sv[i].rfd, &sub) < 0) {
+                if (send_frame(K.sv[i].fd, "O", 1) < 0 || recv_frame(K.sv[i].fd, &sub) < 0) {
                     char how[100];
                     describe_death(K.sv[i].pid, how, sizeof how);
                     fprintf(stderr, "memspec-agent: process %s died: %s\n", K.sv[i].name, how);
@@ -1324,34 +1465,34 @@ static void serve(void) {
                 bput(&out, sub.p, sub.n);
             }
             bstr(&out, "}}");
-        } else if (strcmp(m->proc[0] ? m->proc : "main", K.name) == 0) {
+        } else if (!is_main || strcmp(m->proc[0] ? m->proc : "main", "main") == 0) {
             if (!strcmp(m->name, "exit")) {
-                if (!strcmp(K.name, "main")) {
+                if (is_main) {
                     bfmt(&out, "{\"type\":\"error\",\"id\":%" PRId64 ",\"message\":\"exit is only for a forked process\"}", m->id);
                 } else {
                     bfmt(&out, "{\"type\":\"reply\",\"id\":%" PRId64 ",\"value\":null}", m->id);
                     send_frame(K.up_w, out.p, out.n);
                     _exit(0);
                 }
-            } else run_call(m, &out);
+            } else {
+                g_passed = passed;
+                passed = -1;
+                run_call(m, &out);
+                if (g_passed >= 0) close(g_passed);
+                g_passed = -1;
+            }
         } else {
             struct servant *s = find_servant(m->proc);
             if (!s) bfmt(&out, "{\"type\":\"reply\",\"id\":%" PRId64 ",\"value\":-1,\"errno\":\"ESRCH\"}", m->id);
-            else {
-                if (send_frame(s->wfd, in.p, in.n) < 0 || recv_frame(s->rfd, &out) < 0) {
-                    char how[100];
-                    describe_death(s->pid, how, sizeof how);
-                    fprintf(stderr, "memspec-agent: process %s died: %s\n", s->name, how);
-                    _exit(71);
-                }
-                if (!strcmp(m->name, "exit")) drop_servant(s);
-            }
+            else relay(s, m, &in, &out);
         }
+        if (passed >= 0) close(passed);
         if (send_frame(K.up_w, out.p, out.n) < 0) break;
     }
-    /* the end of the program (or of the process relaying to us): end our own processes */
-    while (K.nsv) drop_servant(&K.sv[K.nsv - 1]);
-    if (!strcmp(K.name, "main")) cleanup();
+    /* the end of the program: end its processes (in the order they were forked) */
+    while (K.nsv) drop_servant(&K.sv[0]);
+    if (is_main) cleanup();
+    reap_children();
     _exit(0);
 }
 
