@@ -407,12 +407,14 @@ def _pageout_pages(sys: OsState, mm: Mm, start: int, end: int) -> list[tuple[int
             cp = obj.pages.get(v.pgoff(page))
             if cp is None or cp.pfn is None:
                 continue
-            if page in mm.maybe:
-                obj.uncertain.add(cp.pgoff)     # a PTE the kernel may have: may be paged out
-                continue
             t = mm.pte.get(page)
             if t is not None and t.page is cp and cp.mapcount <= 1:
+                # mapped here alone, even where the model is unsure of the PTE (``maybe``, e.g. after
+                # mprotect): with the PTE the kernel reclaims the page, without it the page was never
+                # this call's -- either way no PTE is left, and _pageout leaves its residency uncertain
                 out.append((page, obj, cp))
+            elif page in mm.maybe:
+                obj.uncertain.add(cp.pgoff)     # a PTE the kernel may have: may be paged out
     return out
 
 
