@@ -134,6 +134,10 @@ def evict(sys: OsState, page: Page) -> None:
     if locked:                   # never allowed: memspec.inv.locked-resident reports it
         sys.locked_evictions.append(locked)
     for mm in sys.procs.values():
+        # a piece of a huge page is reclaimed after the huge page is split into 4 KiB pages
+        # (mm/vmscan.c shrink_folio_list: split_folio_to_list; the data stays, linux.thp.split-keeps-data)
+        for base in {a & ~(HPAGE - 1) for a, t in mm.pte.items() if t.page is page} & mm.huge:
+            sys.split_one(mm, base)
         for addr, t in list(mm.pte.items()):
             if t.page is page:
                 zap_pte(sys, mm, addr)
