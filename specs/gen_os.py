@@ -43,7 +43,7 @@ from memspec.consts import MAP_PAGES_MAX, SANDBOX_WINDOW
 from memspec.program import Call, Flags, Int, Program, Ref, Str
 
 from .choose import Chooser, swarm
-from .gen_os_scenarios import COMMIT_NEEDS, COMMIT_SCENARIO_WEIGHT, commit_scenario
+from .gen_os_scenarios import COMMIT_NEEDS, COMMIT_SCENARIO_WEIGHT, commit_limit, commit_scenario
 
 PAGE = 4096
 LLONG_MAX = (1 << 63) - 1
@@ -217,7 +217,8 @@ class OsGen:
         self.task_size = int((facts or {}).get("task_size") or TASK_SIZE)
         # RLIMIT_MEMLOCK's soft limit a process starts with (the target's ``memlock_soft`` fact; Linux's
         # default 8 MiB, include/uapi/linux/resource.h MLOCK_LIMIT); negative: RLIM_INFINITY
-        self.memlock = int((facts or {}).get("memlock_soft") or MEMLOCK_DEFAULT)
+        declared = (facts or {}).get("memlock_soft")
+        self.memlock = MEMLOCK_DEFAULT if declared is None else int(declared)
         self.facts = dict(facts or {})
         # whether any process may fork (a grandchild), not only main: yes unless the target's
         # ``nested_fork`` fact says no (the protocol's fork copies the calling process, whichever it is)
@@ -252,7 +253,8 @@ class OsGen:
                                                                       "thp_mapped")))
                  or (n == "unpriv-scenario" and all(self.ok(c) for c in ("fork", "drop_privileges", "mmap")))
                  or (n == "nested-scenario" and all(self.ok(c) for c in ("mmap", "fork", "exit", "load", "store")))
-                 or (n == "commit-scenario" and COMMIT_SCENARIO_WEIGHT > 0 and all(self.ok(c) for c in COMMIT_NEEDS))]
+                 or (n == "commit-scenario" and COMMIT_SCENARIO_WEIGHT > 0 and all(self.ok(c) for c in COMMIT_NEEDS)
+                     and commit_limit(self.facts) is not None)]
         steps = [(w, n) for w, n in steps if n != "nested-scenario" or self.nested]
         self.steps = swarm(r, steps, SWARM_PERCENT, keep=lambda step: step[1] in ("mmap", "fork"))
         # Swarm over the values too, not only over the calls: one advice among 30, one flag among 18 is
