@@ -142,14 +142,19 @@ def test_suite_program_72_catches_a_fork_that_forgets_dropped_privileges(capsys)
     assert broken_nested.BUGS
 
 
+# the clauses of the privileges such a fork hands back: CAP_SETUID, CAP_SYS_ADMIN, CAP_IPC_LOCK, file-mode bypass
+OWN = {"posix.setuid.eperm", "linux.madvise.eperm-hwpoison", "linux.mlock.enomem-rlimit", "posix.shm_open.eacces"}
+
+
 # Measured before this change (the generator and suite of the commit before, d385d1c): memspec check
 # -q --target py:tests/os/broken_nested.py:target("fork-forgets-dropped") --layer os: 271 programs,
-# 0 failures.  After: 274 programs, posix.setuid.eperm failed by 2 (suite 72 and a random one); with
-# --no-suite the random programs alone fail it at seeds 0, 1 and 2 (1, 1 and 3 of 200).
+# 0 failures.  After: 285 programs, posix.setuid.eperm failed by 2 (suite 72 and a random one) and
+# linux.madvise.eperm-hwpoison by 1; with --no-suite the 200 random programs alone fail posix.setuid.eperm
+# in 1, 3 and 3 programs at seeds 0, 1 and 2 (and linux.madvise.eperm-hwpoison in 1, 3, 2).
 @pytest.mark.slow
 def test_check_at_default_settings_catches_it(tmp_path) -> None:
     out = tmp_path / "out"
     assert main(["check", "-q", "--target", BROKEN, "--layer", "os", "--out", str(out)]) == 1
-    fails = [f for t in json.loads((out / "report.json").read_text())["targets"] for f in t["failures"]]
-    assert [f["clause"] for f in fails] == ["posix.setuid.eperm"], [f["clause"] for f in fails]
-    assert fails[0]["count"] >= 2 and "p3: drop_privileges()" in fails[0]["program"]
+    fails = {f["clause"]: f for t in json.loads((out / "report.json").read_text())["targets"] for f in t["failures"]}
+    assert fails and set(fails) <= OWN, sorted(fails)
+    assert "p3: drop_privileges()" in fails["posix.setuid.eperm"]["program"]     # suite 72 at least
