@@ -930,15 +930,7 @@ class OsGen:
         c = self.calls.append
         if len(self.procs) >= 2:
             return
-        pages = r.integer(2, 4)
-        shared = r.chance(25)
-        base = self.map_in_window(pages, ("PROT_READ", "PROT_WRITE"),
-                                  ("MAP_SHARED" if shared else "MAP_PRIVATE", "MAP_ANONYMOUS"), Int(-1))
-        spots = []
-        for page in range(pages):
-            at = _ref(base, page * PAGE + r.choice(BYTE_OFFSETS))
-            self.store(at, None)
-            spots.append(at)
+        base, pages, shared, spots = self._stored_mapping()
         shm = None
         if self.ok("shm_open") and r.chance(35):
             shm = self.name()
@@ -1172,6 +1164,22 @@ class OsGen:
             # the result is writable where it came from A: a store through it, read back through A's pages
             self.store(_ref(res, r.choice(BYTE_OFFSETS)), None, 3)
 
+    def _stored_mapping(self) -> tuple[str, int, bool, list[Any]]:
+        """The start of the inherit and nested scenarios: a mapping of 2-4 pages in the window, shared
+        a quarter of the time, a byte stored on each page at one of BYTE_OFFSETS: (its name, pages,
+        shared, the addresses stored at)."""
+        r = self.r
+        pages = r.integer(2, 4)
+        shared = r.chance(25)
+        base = self.map_in_window(pages, ("PROT_READ", "PROT_WRITE"),
+                                  ("MAP_SHARED" if shared else "MAP_PRIVATE", "MAP_ANONYMOUS"), Int(-1))
+        spots = []
+        for page in range(pages):
+            at = _ref(base, page * PAGE + r.choice(BYTE_OFFSETS))
+            self.store(at, None)
+            spots.append(at)
+        return base, pages, shared, spots
+
     def inherit_scenario(self) -> None:
         """What a fork copies and what it does not (kernel/fork.c copy_process, dup_mmap): a mapping with
         bytes on its pages, then in the parent 1 to 3 of -- MADV_DONTFORK, MADV_WIPEONFORK or
@@ -1184,15 +1192,7 @@ class OsGen:
         c = self.calls.append
         if len(self.procs) >= 2:
             return
-        pages = r.integer(2, 4)
-        shared = r.chance(25)
-        base = self.map_in_window(pages, ("PROT_READ", "PROT_WRITE"),
-                                  ("MAP_SHARED" if shared else "MAP_PRIVATE", "MAP_ANONYMOUS"), Int(-1))
-        spots = []
-        for page in range(pages):
-            at = _ref(base, page * PAGE + r.choice(BYTE_OFFSETS))
-            self.store(at, None)
-            spots.append(at)
+        base, pages, shared, spots = self._stored_mapping()
         kinds = [k for k in ("dontfork", "wipeonfork", "guard", "mlock", "memlock", "fsize", "offset", "readonly",
                              "readonly")
                  if k not in ("memlock",) or all(self.ok(x) for x in ("set_memlock_limit", "drop_privileges", "mlock"))]
