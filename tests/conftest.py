@@ -35,6 +35,23 @@ def load_benchmark(script: str):
     return mod
 
 
+def load_test_module(path: str, name: str):
+    """A helper file of tests/ (a broken implementation, a fake target) imported as a module."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def report_failures(out: str) -> list[dict]:
+    """Every failure of every target in the report.json a ``check`` wrote to the folder ``out``."""
+    import json
+    with open(os.path.join(out, "report.json")) as f:
+        return [fail for t in json.load(f)["targets"] for fail in t["failures"]]
+
+
 def run_memspec(*args: str, timeout: float = 600, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "memspec.commands.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd)

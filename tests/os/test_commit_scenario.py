@@ -8,8 +8,6 @@ caught by ``memspec check`` at its default settings, naming the commit clause.""
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import random
 from pathlib import Path
 
@@ -25,6 +23,8 @@ from memspec.specs.choose import ByteChooser
 from memspec.specs.gen_os_scenarios import commit_limit
 from memspec.targets.model import OsModelTarget
 
+from ..conftest import load_test_module, report_failures
+
 HERE = Path(__file__).resolve().parent
 PAGE = 4096
 RAM = 123457
@@ -33,11 +33,7 @@ MODE0 = {"ram_pages": RAM, "swap_pages": 0, "overcommit_memory": 0, "overcommit_
 
 
 def _broken():
-    spec = importlib.util.spec_from_file_location("broken_commit", HERE / "broken_commit.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_test_module(str(HERE / "broken_commit.py"), "broken_commit")
 
 
 @pytest.mark.parametrize("facts, limit", [
@@ -172,7 +168,7 @@ def test_check_at_default_settings_catches_a_moved_limit(bug, facts, clauses, tm
     status = main(["check", "-q", "--target", f'py:{HERE / "broken_commit.py"}:target("{bug}"{extra})', "--layer", "os",
                    "--out", str(out)])
     assert status == 1
-    fails = [f for t in json.loads((out / "report.json").read_text())["targets"] for f in t["failures"]]
+    fails = report_failures(str(out))
     mine = [f for f in fails if f["clause"] in clauses]
     assert mine, [f["clause"] for f in fails]
     small = load(mine[0]["file"])
