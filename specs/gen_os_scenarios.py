@@ -21,17 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from memspec.model.os.limits import GUESS_RAM_SWAP_SINCE
 from memspec.model.os.state import kernel_version
 from memspec.program import Call, Flags, Int, Ref, Str
 
 PAGE = 4096
 COMMIT_SCENARIO_WEIGHT = 6      # of gen_os.STEPS: a mapping at the overcommit limit (``commit_scenario``)
 OVERCOMMIT_GUESS = 0            # include/uapi/linux/mman.h: vm.overcommit_memory 0, the heuristic
-# The heuristic has been ``pages > totalram_pages() + total_swap_pages`` since Linux 5.2 (8c7829b04c52,
-# "mm: fix false-positive OVERCOMMIT_GUESS failures"); before, it counted free memory, page cache and
-# free swap, a limit no fact gives.
-GUESS_SINCE = (5, 2)
-RAM_PAGES_DEFAULT = 1 << 22     # model/os/state.py Config.ram_pages: the served model's limit, for programs written for it
 # how a commit-limit mapping is charged: (weight, kind, prot, flags)
 COMMIT_KINDS = [(40, "anon", ("PROT_READ", "PROT_WRITE"), ("MAP_PRIVATE", "MAP_ANONYMOUS")),
                 (30, "anon", ("PROT_READ",), ("MAP_SHARED", "MAP_ANONYMOUS")),
@@ -62,7 +58,7 @@ def commit_limit(facts: dict[str, Any] | None) -> int | None:
     known 0, a missing one is not known) and ``overcommit_memory`` 0.  Mode 1 charges without a
     limit; mode 2's limit subtracts what the rest of the machine has committed, the admin and user
     reserves and hugetlb pages, or is vm.overcommit_kbytes -- none of them facts.  A ``kernel``
-    older than GUESS_SINCE guessed from free memory, and pages of another size than 4 KiB are not
+    older than GUESS_RAM_SWAP_SINCE (5.2) guessed from free memory, and pages of another size than 4 KiB are not
     the pages these facts count: None for both."""
     f = facts or {}
     ram, swap, mode = _fact(f, "ram_pages"), _fact(f, "swap_pages"), _fact(f, "overcommit_memory")
@@ -72,7 +68,7 @@ def commit_limit(facts: dict[str, Any] | None) -> int | None:
         return None
     if f.get("kernel") is not None:
         version = kernel_version(str(f["kernel"]))
-        if version is None or version < GUESS_SINCE:
+        if version is None or version < GUESS_RAM_SWAP_SINCE:
             return None
     return ram + swap
 

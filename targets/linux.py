@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from memspec.consts import PAGE_SIZE
+from memspec.model.os.limits import GUESS_RAM_SWAP_SINCE
 from memspec.model.os.state import kernel_version
 from memspec.program import Call, Program
 from memspec.records import Mapping, Observation, Outcome, RunResult, RunStatus
@@ -105,11 +106,10 @@ def _unreached_limits(facts: dict[str, Any]) -> dict[str, str]:
             f"vm.max_map_count is {facts['max_map_count']}: this target refuses the map_pages that would reach it "
             "(its Python interpreter needs mappings of its own to go on); the linux-agent target reaches it")
     mode, release = facts["overcommit_memory"], str(facts.get("kernel", ""))
-    old_guess = mode == 0 and (kernel_version(release) or (0, 0)) < (5, 2)
+    old_guess = mode == 0 and (kernel_version(release) or (0, 0)) < GUESS_RAM_SWAP_SINCE
     if mode == 1 or old_guess:
-        # mode 0 since 5.2 (8c7829b04c52) refuses a single charge above RAM plus swap: the os generator's
-        # commit-limit scenario maps exactly that and a page more; mode 1 refuses nothing, and before 5.2
-        # mode 0 guessed from free memory
+        # mode 0 since 5.2 refuses a single charge above RAM plus swap (model/os/limits.py): the os
+        # generator's commit-limit scenario maps exactly that and a page more; mode 1 refuses nothing
         out["linux.mmap.enomem-overcommit"] = (f"vm.overcommit_memory is {mode}"
                                                + (f" on kernel {release}" if old_guess else "")
                                                + ": no charge of a program is refused for the commit limit")

@@ -13,6 +13,11 @@ from __future__ import annotations
 from ..expect import Expect, errno, or_errno
 from .state import PAGE_SIZE, Mm, OsState
 
+# vm.overcommit_memory 0 refuses a charge of more pages than RAM plus swap since Linux 5.2 (8c7829b04c52,
+# "mm: fix false-positive OVERCOMMIT_GUESS failures"); before, it counted free memory, page cache and free
+# swap, a limit no fact gives (the generator and the linux target read this)
+GUESS_RAM_SWAP_SINCE = (5, 2)
+
 
 def limits(sys: OsState, mm: Mm, ok: Expect, grow: int, data_grow: int, charge: int) -> Expect:
     """The limits a call that adds ``grow`` bytes of address space (``charge`` of them committed)

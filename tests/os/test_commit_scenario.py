@@ -16,7 +16,7 @@ import pytest
 from memspec.commands.cli import main
 from memspec.fuzz import codec_os
 from memspec.fuzz.layers import layer
-from memspec.model.mm import System
+from memspec.model.mm import Config, System
 from memspec.program import Flags, Int, Program, Ref, load, parse
 from memspec.specs import gen_os, gen_os_scenarios
 from memspec.specs.choose import ByteChooser
@@ -95,7 +95,7 @@ def test_the_codec_hands_the_facts_to_the_scenario(facts, limit) -> None:
     assert codec_os.USES_FACTS
     ram, swap = RAM, (facts or {}).get("swap_pages") or 0
     # every length the scenario could have aimed at: these facts' RAM + swap, and the model's defaults
-    candidates = {ram + swap, ram + swap + 1, gen_os_scenarios.RAM_PAGES_DEFAULT, gen_os_scenarios.RAM_PAGES_DEFAULT + 1}
+    candidates = {ram + swap, ram + swap + 1, Config().ram_pages, Config().ram_pages + 1}
     programs = _decoded(facts)
     found = _scenario_pages(programs, candidates)
     if limit is None:

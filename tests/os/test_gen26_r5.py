@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from memspec.commands.cli import main
+from memspec.model.mm import Config
 from memspec.program import load, parse
 from memspec.specs import gen_os_scenarios
 from memspec.targets.model import ModelTarget
@@ -61,7 +62,7 @@ def test_each_directed_program_catches_its_broken_model(bug, program, clause, ca
 
 def test_the_commit_scenario_catches_the_heuristic_read_as_always(tmp_path, capsys) -> None:
     f = tmp_path / "commit.mst"
-    n = (gen_os_scenarios.RAM_PAGES_DEFAULT + 1) * PAGE
+    n = (Config().ram_pages + 1) * PAGE
     f.write_text(f"# memspec-program: 1\na = mmap(NULL, {n:#x}, PROT_READ, MAP_SHARED|MAP_ANONYMOUS, -1, 0)\n"
                  f"munmap(a, {n:#x})\n")
     assert main(["replay", "--target", f'py:{HERE / "broken_gen26_r5.py"}:target("commit-unchecked")', str(f)]) == 1
