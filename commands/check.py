@@ -42,7 +42,7 @@ class CheckOptions:
     progress: Callable[[str], None] | None = None
     argv: list[str] = field(default_factory=list)
     log_every: float = 5.0     # seconds between progress lines when stderr is not a terminal
-    max_dead: int = 3          # stop judging a target after this many programs in a row crash or hang (0: never)
+    max_dead: int = 3          # stop judging a target after this many programs in a row crash, hang or answer garbage (0: never)
     overlap: bool = True       # judge a program while the next one runs (targets that run programs elsewhere)
 
 
@@ -220,7 +220,7 @@ class Checker:
             self._progress = (n, total)
             if j.failure is not None:
                 j = localise(held, program, facts, j)
-            dead_in_a_row = dead_in_a_row + 1 if j.status in (RunStatus.CRASH, RunStatus.HANG) else 0
+            dead_in_a_row = dead_in_a_row + 1 if j.status in (RunStatus.CRASH, RunStatus.HANG, RunStatus.ERROR) else 0
             tr.programs += 1
             tr.calls += len(program.calls)
             for c in j.checks:
@@ -238,7 +238,7 @@ class Checker:
             if self.o.max_dead and dead_in_a_row >= self.o.max_dead:
                 # every later program would cost a whole time limit: stop judging this target
                 # (libFuzzer and syzkaller stop at the first hang) and say so in the report
-                tr.stopped = (f"stopped after {dead_in_a_row} programs in a row ended in a crash or hang "
+                tr.stopped = (f"stopped after {dead_in_a_row} programs in a row ended in a crash, hang or garbage "
                               f"(last: {j.status.value}{': ' + j.message if j.message else ''}), "
                               + ("and a program it ran before failed too" if last_ok is not None else
                                  "and none had run")
@@ -260,7 +260,7 @@ class Checker:
                 tr.failures.append(failure)
 
     def _still_alive(self, target: Any, canary: Program | None, facts: dict[str, Any]) -> bool:
-        """After programs in a row crashed or hung: is the target dead, or do only those programs kill
+        """After programs in a row crashed, hung or answered garbage: is the target dead, or do only those programs kill
         it (an emulator that accepts an illegal write, then dies)?  A program it ran to its end
         before is run again: if that still runs, the target lives and judging goes on."""
         if canary is None:

@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-suite", action="store_true", help="skip the directed suite (random programs and the state machine only)")
     _overlap_option(c)
     c.add_argument("--max-target-failures", type=_positive_int, default=3, metavar="N",
-                   help="stop judging a target after N programs in a row crash or hang, with one verdict that says so "
+                   help="stop judging a target after N programs in a row crash, hang or answer garbage, with one verdict that says so "
                         "(default 3; 0 never stops)")
     c.add_argument("--db", metavar="DIR|redis://…",
                    help="Hypothesis example database shared across runs and workers (default: none; "

@@ -189,6 +189,12 @@ def load_page(sys: OsState, mm: Mm, v: Vma, page_addr: int, fc: FaultClass, kind
             sys.lru_add(new)
             sys.stats["cow_copies"] += 1
             return new
+        if kind == WRITE and old.inherited:
+            # mm/memory.c wp_can_reuse_anon_folio: a page once COW-shared is reused only while no
+            # other reference is held; a passing one (a per-CPU LRU batch of another CPU, which
+            # lru_add_drain does not drain) makes the kernel copy instead.  The model keeps the
+            # page; its frame is any frame no other live page holds (seed.cow.copy-on-write)
+            pressure.forget_frame(sys, old)
         return old
     # page cache (shmem or file)
     obj = sys.objects[v.obj]

@@ -478,6 +478,13 @@ def _some_pfn(o: Outcome) -> str | None:
     return None if o.ok and o.value is not None and o.value > 0 else f"expected a frame, observed {o.describe()}"
 
 
+def forget_frame(sys: OsState, pg: Page) -> None:
+    """The target may have moved ``pg`` to another frame: the next pfn_of adopts it afresh."""
+    sys.pfn_of_page.pop(id(pg), None)
+    for pfn in [f for f, q in sys.pfn_seen.items() if q is pg]:
+        del sys.pfn_seen[pfn]
+
+
 def pfn_adopt(sys: OsState, mm: Mm, addr: int, o: Outcome) -> None:
     page = addr & ~(PAGE_SIZE - 1)
     t = mm.pte.get(page)

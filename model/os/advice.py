@@ -365,9 +365,7 @@ def apply_madvise(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length
                         # (measured on 6.18: pfn_of before and after differ)
                         pg = t.page
                         sys.pfn_loose[id(pg)] = "linux.madvise.collapse"
-                        sys.pfn_of_page.pop(id(pg), None)
-                        for pfn in [f for f, q in sys.pfn_seen.items() if q is pg]:
-                            del sys.pfn_seen[pfn]
+                        pressure.forget_frame(sys, pg)
         elif advice == M["MADV_WILLNEED"] and v.obj is not None:
             obj = sys.objects[v.obj]
             if obj.kind == "file":
@@ -458,9 +456,7 @@ def _pageout_swap(sys: OsState, mm: Mm, start: int, end: int, clean_shmem_only: 
                 sys.objects[v.obj].uncertain.add(v.pgoff(page))
             fault.zap_pte(sys, mm, page)
             mm.maybe.add(page)
-            sys.pfn_of_page.pop(id(pg), None)
-            for pfn in [f for f, q in sys.pfn_seen.items() if q is pg]:
-                del sys.pfn_seen[pfn]
+            pressure.forget_frame(sys, pg)
 
 
 def _cache_read(sys: OsState, obj: MemObject, pgoff: int) -> Page | None:

@@ -136,3 +136,38 @@ def test_minflt_is_a_lower_bound_on_a_noisy_target():
     assert e.judge(Outcome(value=500)) is None
     assert e.judge(Outcome(value=0)) is not None
     assert OK.ok
+
+
+def _seen(s, proc, addr, pfn):
+    """pfn_of(addr) in proc reported ``pfn``: judged, then adopted; returns the verdict (None = allowed)."""
+    exp = s.expect(proc, "pfn_of", (addr,))
+    bad = exp.judge(Outcome(value=pfn))
+    if bad is None:
+        s.apply(proc, "pfn_of", (addr,), Outcome(value=pfn))
+    return bad
+
+
+def test_a_page_once_shared_may_be_copied_again_on_its_last_owners_write():
+    # mm/memory.c wp_can_reuse_anon_folio: after the child copied, the parent's write reuses its
+    # frame unless a passing reference (another CPU's LRU batch) makes the kernel copy; both happen
+    s, mm = mapped()
+    run(s, ("main", "store", (A, 1)), ("main", "fork", ()))
+    assert _seen(s, "main", A, 0x500) is None and _seen(s, "p2", A, 0x500) is None
+    run(s, ("p2", "store", (A, 2)))
+    assert _seen(s, "p2", A, 0x600) is None
+    assert _seen(s, "main", A, 0x501) is not None       # not written since: still the shared frame
+    assert _seen(s, "main", A, 0x500) is None
+    run(s, ("main", "store", (A, 3)))
+    for pfn, ok in ((0x500, True), (0x700, True), (0x600, False)):   # reused, copied, the child's
+        exp = s.expect("main", "pfn_of", (A,))
+        assert (exp.judge(Outcome(value=pfn)) is None) is ok, hex(pfn)
+    assert _seen(s, "main", A, 0x700) is None           # adopted: from now on that frame
+    assert _seen(s, "main", A, 0x500) is not None
+
+
+def test_a_page_never_shared_keeps_its_frame_on_write():
+    s, mm = mapped()
+    run(s, ("main", "store", (A, 1)))
+    assert _seen(s, "main", A, 0x500) is None
+    run(s, ("main", "mprotect", (A, 0x1000, 1)), ("main", "mprotect", (A, 0x1000, RW)), ("main", "store", (A, 2)))
+    assert _seen(s, "main", A, 0x501) is not None
