@@ -23,14 +23,15 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections import deque
 from importlib import resources
 from typing import Any
 
 from memspec.consts import SANDBOX_WINDOW
 from memspec.errors import TargetError
-from memspec.program import Call
-from memspec.protocol import ProtocolViolation, call_message, reply_to_outcome, state_to_observation
-from memspec.records import Observation, Outcome, RunStatus
+from memspec.program import Call, Program, Ref, eval_arg
+from memspec.protocol import ProtocolViolation, call_message, encode, reply_to_outcome, state_to_observation
+from memspec.records import Observation, Outcome, RunResult, RunStatus
 
 from .base import SessionFailed
 from .protocol import ProtocolSession, ProtocolTarget
@@ -85,29 +86,65 @@ class AgentSession(ProtocolSession):
         peer = self._live(what)
         peer.ident += 1
         peer.send(call_message(peer.ident, call, args))
-        reply = peer.receive(what)
-        if reply.get("type") == "reply" and isinstance(reply.get("refused"), str):
-            raise SessionFailed(RunStatus.REFUSED, f"call {self.n} refused: {reply['refused']}")
-        try:
-            return reply_to_outcome(reply, peer.ident)
-        except ProtocolViolation as e:
-            peer.kill()
-            raise SessionFailed(RunStatus.ERROR, f"target answered garbage at {what}: {e}") from None
+        return _outcome(peer, peer.receive(what), peer.ident, self.n, what)
 
     def observe(self) -> Observation:
         what = f"observe after call {self.n}"
         peer = self._live(what)
         peer.ident += 1
         peer.send({"type": "observe", "id": peer.ident})
-        reply = peer.receive(what)
-        try:
-            obs = state_to_observation(reply, peer.ident)
-        except ProtocolViolation as e:
-            peer.kill()
-            raise SessionFailed(RunStatus.ERROR, f"target answered garbage at {what}: {e}") from None
-        faults = {p: st["faults"] for p, st in reply["procs"].items()
-                  if isinstance(st, dict) and _two_ints(st.get("faults"))}
-        return Observation(obs.maps, (("faults", faults),) if faults else ())
+        return _observation(peer, peer.receive(what), peer.ident, what)
+
+
+def _outcome(peer: Any, reply: dict[str, Any], ident: int, n: int, what: str) -> Outcome:
+    if reply.get("type") == "reply" and isinstance(reply.get("refused"), str):
+        raise SessionFailed(RunStatus.REFUSED, f"call {n} refused: {reply['refused']}")
+    try:
+        return reply_to_outcome(reply, ident)
+    except ProtocolViolation as e:
+        peer.kill()
+        raise SessionFailed(RunStatus.ERROR, f"target answered garbage at {what}: {e}") from None
+
+
+def _observation(peer: Any, reply: dict[str, Any], ident: int, what: str) -> Observation:
+    """A ``state`` reply as an observation, with each process's fault counts (``seed.fault.*-counted``)."""
+    try:
+        obs = state_to_observation(reply, ident)
+    except ProtocolViolation as e:
+        peer.kill()
+        raise SessionFailed(RunStatus.ERROR, f"target answered garbage at {what}: {e}") from None
+    faults = {p: st["faults"] for p, st in reply["procs"].items()
+              if isinstance(st, dict) and _two_ints(st.get("faults"))}
+    return Observation(obs.maps, (("faults", faults),) if faults else ())
+
+
+# Pipelined programs: the bytes of requests sent ahead of their replies.  Below a pipe's
+# buffer (64 KiB), so the harness's write never waits on an agent that is itself waiting to
+# write a reply the harness has not read yet.
+WINDOW = 32 << 10
+
+
+def _arg(a: Any) -> Any:
+    """A call's argument as a pipelined request carries it: a reference to an earlier named
+    result stays one (the agent resolves it when the call's turn comes)."""
+    if type(a) is Ref:
+        return {"ref": a.name, "add": a.offset}
+    return eval_arg(a, {})
+
+
+def _requests(program: Program, observe: str, first: int) -> list[tuple[int, int, bytes]]:
+    """(call index, request id, line) for every request of ``program``: each call, and an
+    observe where ``observe`` asks for one (index -1 - i: the observation after call i)."""
+    out: list[tuple[int, int, bytes]] = []
+    ident, last = first, len(program.calls) - 1
+    for i, c in enumerate(program.calls):
+        ident += 1
+        out.append((i, ident, encode({"type": "call", "id": ident, "proc": c.proc or "main", "name": c.name,
+                                      "args": [_arg(a) for a in c.args], "result": c.result, "batch": True})))
+        if observe == "each" or (observe == "end" and i == last):
+            ident += 1
+            out.append((-1 - i, ident, encode({"type": "observe", "id": ident})))
+    return out
 
 
 def _two_ints(v: Any) -> bool:
@@ -145,6 +182,74 @@ class AgentTarget(ProtocolTarget):
 
     def session(self, layer: str = "os") -> AgentSession:
         return AgentSession(self)
+
+    def run(self, program: Program, observe: str = "end") -> RunResult:
+        """The program's requests sent ahead of their replies (the agent resolves each named
+        result itself and skips what follows a refused call), the outcomes read as they come:
+        one write for many calls instead of a round trip per call.  The same outcomes and
+        verdicts as the call-by-call session (tests/agent/test_agent_pipeline.py)."""
+        if not self._hello.get("pipeline") or program.layer != "os":
+            return super().run(program, observe)
+        outcomes: list[Outcome] = []
+        observations: list[tuple[int, Observation]] = []
+        try:
+            peer = self._peer()
+        except TargetError as e:
+            return RunResult((), (), RunStatus.CRASH, f"no target process at call 1: {e}")
+        todo = _requests(program, observe, peer.ident)
+        if todo:
+            peer.ident = todo[-1][1]
+        ahead: deque[tuple[int, int, bytes]] = deque()
+        sent = in_flight = 0
+        refill = False
+        try:
+            while sent < len(todo) or ahead:
+                chunk = []
+                # refilled once half the window has been answered: one write for many requests
+                while sent < len(todo) and (not ahead or (refill or in_flight <= WINDOW // 2) and
+                                            in_flight + len(todo[sent][2]) <= WINDOW):
+                    refill = True
+                    ahead.append(todo[sent])
+                    chunk.append(todo[sent][2])
+                    in_flight += len(todo[sent][2])
+                    sent += 1
+                refill = False
+                if chunk:
+                    _write(peer, b"".join(chunk))
+                i, ident, line = ahead.popleft()
+                in_flight -= len(line)
+                if i >= 0:
+                    what = f"call {i + 1} ({program.calls[i].name})"
+                    outcomes.append(_outcome(peer, peer.receive(what), ident, i + 1, what))
+                else:
+                    what = f"observe after call {-i}"
+                    observations.append((-1 - i, _observation(peer, peer.receive(what), ident, what)))
+        except SessionFailed as e:
+            if not peer.dead:
+                _drain(peer, len(ahead))
+            return RunResult(tuple(outcomes), tuple(observations), e.status, e.message)
+        return RunResult(tuple(outcomes), tuple(observations))
+
+
+def _write(peer: Any, data: bytes) -> None:
+    if peer.dead:
+        return
+    try:
+        peer.p.stdin.write(data)
+        peer.p.stdin.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass   # the read that follows reports the exit
+
+
+def _drain(peer: Any, n: int) -> None:
+    """Read the replies of requests already sent (the calls after a refusal, skipped by the
+    agent), so that the next program's first reply is its own; a peer that fails here is
+    replaced at the next program."""
+    try:
+        for _ in range(n):
+            peer.receive("a request sent ahead")
+    except SessionFailed:
+        peer.kill()
 
 
 class LinuxAgentTarget(AgentTarget):

@@ -59,6 +59,7 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <grp.h>
+#include <poll.h>
 #include <malloc.h>
 #include <time.h>
 #include <ucontext.h>
@@ -268,7 +269,9 @@ static int high_pipe(int p[2]) {
 #define MAX_ARGS 8
 #define STR_CAP 4096
 
-struct arg { int is_str; u64 num; char str[STR_CAP]; };
+/* an argument: a number, a string, or (pipelined programs) an earlier named result plus a
+   constant, {"ref":"a","add":4096}, which the supervisor resolves before the call runs */
+struct arg { int is_str; int is_ref; u64 num; char ref[64]; char str[STR_CAP]; };
 struct req {
     char type[32];
     i64 id; int has_id;
@@ -277,6 +280,7 @@ struct req {
     char result[64]; int has_result;
     struct arg args[MAX_ARGS]; int nargs;
     int protocol;
+    int batch;          /* part of a pipelined program: skipped once a call before it was refused */
 };
 struct rd { const char *p; const char *err; };
 
@@ -380,6 +384,34 @@ static void skip(struct rd *r, int depth) {
     else num(r);
 }
 
+/* {"ref":"name","add":N} */
+static void ref_arg(struct rd *r, struct arg *a) {
+    a->is_ref = 1;
+    a->num = 0;
+    a->ref[0] = 0;
+    r->p++;
+    for (;;) {
+        char key[16];
+        ws(r);
+        if (*r->p == '}') { r->p++; break; }
+        str(r, key, sizeof key);
+        if (r->err) return;
+        ws(r);
+        if (*r->p++ != ':') { r->err = "expected ':'"; return; }
+        ws(r);
+        if (!strcmp(key, "ref")) str(r, a->ref, sizeof a->ref);
+        else if (!strcmp(key, "add")) a->num = num(r);
+        else skip(r, 0);
+        if (r->err) return;
+        ws(r);
+        if (*r->p == ',') { r->p++; continue; }
+        if (*r->p == '}') { r->p++; break; }
+        r->err = "expected ',' or '}' in a reference";
+        return;
+    }
+    if (!a->ref[0]) r->err = "a reference needs a name";
+}
+
 static const char *parse_req(const char *line, struct req *m) {
     struct rd r = {line, NULL};
     memset(m, 0, offsetof(struct req, args));
@@ -403,6 +435,7 @@ static const char *parse_req(const char *line, struct req *m) {
         else if (!strcmp(key, "id") && *r.p != 'n') { m->id = (i64)num(&r); m->has_id = 1; }
         else if (!strcmp(key, "protocol")) m->protocol = (int)num(&r);
         else if (!strcmp(key, "result") && *r.p == '"') { str(&r, m->result, sizeof m->result); m->has_result = 1; }
+        else if (!strcmp(key, "batch")) { m->batch = *r.p == 't'; skip(&r, 0); }
         else if (!strcmp(key, "args") && *r.p == '[') {
             r.p++;
             ws(&r);
@@ -411,8 +444,10 @@ static const char *parse_req(const char *line, struct req *m) {
                 ws(&r);
                 if (m->nargs >= MAX_ARGS) return "too many arguments";
                 struct arg *a = &m->args[m->nargs++];
+                a->is_str = a->is_ref = 0;
                 if (*r.p == '"') { a->is_str = 1; str(&r, a->str, sizeof a->str); }
-                else { a->is_str = 0; a->num = num(&r); }
+                else if (*r.p == '{') ref_arg(&r, a);
+                else a->num = num(&r);
                 if (r.err) return r.err;
                 ws(&r);
                 if (*r.p == ',') { r.p++; continue; }
@@ -1398,6 +1433,85 @@ static void cleanup(void) {
     }
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* pipelined programs: the named results the supervisor has seen, and the calls it rewrites */
+
+struct binding { char name[64]; u64 value; int used; };
+static struct binding *env_tab;
+static size_t env_cap, env_n;
+
+static size_t env_slot(const char *name) {
+    size_t h = 1469598103934665603ULL;
+    for (const char *c = name; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    size_t i = h & (env_cap - 1);
+    while (env_tab[i].used && strcmp(env_tab[i].name, name)) i = (i + 1) & (env_cap - 1);
+    return i;
+}
+
+static void env_bind(const char *name, u64 value) {
+    if (env_n * 2 >= env_cap) {
+        struct binding *old = env_tab;
+        size_t n = env_cap;
+        env_cap = env_cap ? env_cap * 2 : 256;
+        env_tab = calloc(env_cap, sizeof *env_tab);
+        if (!env_tab) die("out of memory");
+        env_n = 0;
+        for (size_t i = 0; i < n; i++) if (old[i].used) env_bind(old[i].name, old[i].value);
+        free(old);
+    }
+    size_t i = env_slot(name);
+    if (!env_tab[i].used) { env_n++; env_tab[i].used = 1; snprintf(env_tab[i].name, sizeof env_tab[i].name, "%s", name); }
+    env_tab[i].value = value;
+}
+
+static int env_get(const char *name, u64 *value) {
+    if (!env_cap) return 0;
+    size_t i = env_slot(name);
+    if (!env_tab[i].used) return 0;
+    *value = env_tab[i].value;
+    return 1;
+}
+
+/* what a reply binds to the call's name: its value, or -1 when it has none (a failed call's
+   errno or a signal), as program.bind_result does; numbers wrap modulo 2^64 as arguments do */
+static u64 reply_binding(const struct buf *b) {
+    const char *v = strstr(b->p, "\"value\":");
+    if (!v || v[8] == 'n') return (u64)-1;
+    struct rd r = {v + 8, NULL};
+    if (*r.p == '"') return (u64)-1;
+    u64 x = num(&r);
+    return r.err ? (u64)-1 : x;
+}
+
+#define REPLY_HEAD "{\"type\":\"reply\""
+
+/* the call with its references resolved, as a plain call line; NULL when a name is unbound */
+static const char *resolve_refs(struct req *m, struct buf *out) {
+    for (int i = 0; i < m->nargs; i++) {
+        struct arg *a = &m->args[i];
+        if (!a->is_ref) continue;
+        u64 v;
+        if (!env_get(a->ref, &v)) return "a reference to a name no earlier call bound";
+        a->num = v + a->num;
+        a->is_ref = 0;
+    }
+    out->n = 0;
+    bfmt(out, "{\"type\":\"call\",\"id\":%" PRId64 ",\"proc\":", m->id);
+    bjson_str(out, m->proc[0] ? m->proc : "main");
+    bstr(out, ",\"name\":");
+    bjson_str(out, m->name);
+    bstr(out, ",\"args\":[");
+    for (int i = 0; i < m->nargs; i++) {
+        if (i) bstr(out, ",");
+        if (m->args[i].is_str) bjson_str(out, m->args[i].str);
+        else bfmt(out, "%" PRIu64, m->args[i].num);
+    }
+    bstr(out, "]");
+    if (m->has_result) { bstr(out, ",\"result\":"); bjson_str(out, m->result); }
+    bstr(out, "}");
+    return NULL;
+}
+
 /* the value of a reply frame ("value":N), or -1 */
 static long long reply_value(const struct buf *b) {
     const char *v = strstr(b->p, "\"value\":");
@@ -1433,7 +1547,8 @@ static void relay(struct servant *s, const struct req *m, const struct buf *in, 
    Main answers the supervisor and routes every other process's requests to it; the others
    answer main, and only for themselves. */
 static void serve(void) {
-    struct buf in = {0}, out = {0}, sub = {0};
+    struct buf in = {0}, out = {0}, sub = {0}, call = {0};
+    int stopped = 0;        /* main: a call of a pipelined program was refused; the rest are skipped */
     struct req *m = malloc(sizeof *m);
     int is_main = !strcmp(K.name, "main");
     if (is_main) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);    /* orphans come to main, which reaps them */
@@ -1465,6 +1580,14 @@ static void serve(void) {
                 bput(&out, sub.p, sub.n);
             }
             bstr(&out, "}}");
+        } else if (is_main && !strcmp(m->type, "call") && m->batch && stopped) {
+            /* a pipelined program whose earlier call was refused: not run */
+            bfmt(&out, "{\"type\":\"reply\",\"id\":%" PRId64 ",\"value\":null,\"skipped\":true}", m->id);
+        } else if (is_main && !strcmp(m->type, "call") && (err = resolve_refs(m, &call)) != NULL) {
+            bfmt(&out, "{\"type\":\"error\",\"id\":%" PRId64 ",\"message\":", m->id);
+            bjson_str(&out, err);
+            bstr(&out, "}");
+            stopped = m->batch;
         } else if (!is_main || strcmp(m->proc[0] ? m->proc : "main", "main") == 0) {
             if (!strcmp(m->name, "exit")) {
                 if (is_main) {
@@ -1484,7 +1607,15 @@ static void serve(void) {
         } else {
             struct servant *s = find_servant(m->proc);
             if (!s) bfmt(&out, "{\"type\":\"reply\",\"id\":%" PRId64 ",\"value\":-1,\"errno\":\"ESRCH\"}", m->id);
-            else relay(s, m, &in, &out);
+            else relay(s, m, &call, &out);
+        }
+        if (is_main && !err && !strcmp(m->type, "call")) {
+            /* what the call binds, for the references of the calls after it; a refusal or an
+               error stops a pipelined program */
+            if (strncmp(out.p, REPLY_HEAD, sizeof REPLY_HEAD - 1) || strstr(out.p, "\"refused\":"))
+                stopped = stopped || m->batch;
+            else if (m->has_result && strcmp(m->name, "fork"))
+                env_bind(m->result, reply_binding(&out));
         }
         if (passed >= 0) close(passed);
         if (send_frame(K.up_w, out.p, out.n) < 0) break;
@@ -1683,7 +1814,7 @@ static void hello(struct buf *b) {
     umask(um);
     getrlimit(RLIMIT_MEMLOCK, &ml);
 
-    bstr(b, "{\"type\":\"hello\",\"protocol\":1,\"name\":\"memspec-agent\",\"layers\":[\"os\"],\"calls\":[");
+    bstr(b, "{\"type\":\"hello\",\"protocol\":1,\"name\":\"memspec-agent\",\"pipeline\":true,\"layers\":[\"os\"],\"calls\":[");
     struct buf missing = {0};
     bput(&missing, "", 0);
     int first = 1;
@@ -1726,14 +1857,25 @@ static void hello(struct buf *b) {
     bstr(b, "}}");
 }
 
-/* ------------------------------------------------------------------------------------ */
+/* the program's main process died: say how (the harness reports a crash with it) */
+static int main_died(void) {
+    char how[100];
+    describe_death(main_pid, how, sizeof how);
+    fprintf(stderr, "memspec-agent: the program's main process died: %s\n", how);
+    return 71;
+}
 
+/* The supervisor: requests in on standard input, one line each; calls and observes go on to
+   the program's main process as they come (several may be on their way: a pipelined program),
+   its answers come back in order; everything else is answered here, after the answers of the
+   requests before it.  Answers are written out whenever no whole request is waiting. */
 int main(void) {
-    struct buf line = {0}, reply = {0};
+    struct buf line = {0}, reply = {0}, out = {0};
     struct req *m = malloc(sizeof *m);
     static char chunk[1 << 16];
-    size_t have = 0, cap = 0;
+    size_t have = 0, start = 0, cap = 0;
     char *acc = NULL;
+    long outstanding = 0;      /* requests the main process has not answered yet */
     signal(SIGPIPE, SIG_IGN);
     /* a write past RLIMIT_FSIZE (set_fsize_limit) sends SIGXFSZ, which would kill the program's
        process by default: ignored, the write fails with EFBIG (as under CPython, the linux target) */
@@ -1743,25 +1885,62 @@ int main(void) {
     mallopt(M_MMAP_MAX, 0);
     reserve_heap();
     for (;;) {
-        /* one line from standard input */
-        char *nl;
-        while (!(acc && (nl = memchr(acc, '\n', have)))) {
-            ssize_t k = read(0, chunk, sizeof chunk);
-            if (k < 0 && errno == EINTR) continue;
-            if (k <= 0) { end_program(); return 0; }
-            if (have + (size_t)k + 1 > cap) { cap = (have + (size_t)k + 1) * 2; acc = realloc(acc, cap); if (!acc) die("out of memory"); }
-            memcpy(acc + have, chunk, (size_t)k);
-            have += (size_t)k;
+        char *nl = acc ? memchr(acc + start, '\n', have - start) : NULL;
+        if (!nl) {
+            if (out.n) {
+                if (write_all(1, out.p, out.n) < 0) return 0;
+                out.n = 0;
+            }
+            if (start) { memmove(acc, acc + start, have - start); have -= start; start = 0; }
+            struct pollfd pf[2] = {{0, POLLIN, 0}, {main_r, POLLIN, 0}};
+            if (poll(pf, outstanding ? 2 : 1, -1) < 0) {
+                if (errno == EINTR) continue;
+                die("poll");
+            }
+            if (outstanding && pf[1].revents) {
+                if (recv_frame(main_r, &reply) < 0) return main_died();
+                bput(&out, reply.p, reply.n);
+                bput(&out, "\n", 1);
+                outstanding--;
+            }
+            if (pf[0].revents) {
+                ssize_t k = read(0, chunk, sizeof chunk);
+                if (k < 0 && errno == EINTR) continue;
+                if (k <= 0) {       /* the harness is gone: what it asked is answered, then the end */
+                    for (; outstanding; outstanding--) {
+                        if (recv_frame(main_r, &reply) < 0) return main_died();
+                        bput(&out, reply.p, reply.n);
+                        bput(&out, "\n", 1);
+                    }
+                    if (out.n) write_all(1, out.p, out.n);
+                    end_program();
+                    return 0;
+                }
+                if (have + (size_t)k + 1 > cap) { cap = (have + (size_t)k + 1) * 2; acc = realloc(acc, cap); if (!acc) die("out of memory"); }
+                memcpy(acc + have, chunk, (size_t)k);
+                have += (size_t)k;
+            }
+            continue;
         }
-        size_t len = (size_t)(nl - acc);
+        size_t len = (size_t)(nl - (acc + start));
         line.n = 0;
-        bput(&line, acc, len);
-        memmove(acc, nl + 1, have - len - 1);
-        have -= len + 1;
+        bput(&line, acc + start, len);
+        start += len + 1;
 
+        const char *err = parse_req(line.p, m);
+        if (!err && (!strcmp(m->type, "call") || !strcmp(m->type, "observe"))) {
+            if (!main_pid) start_program();
+            if (send_frame(main_w, line.p, line.n) < 0) return main_died();
+            outstanding++;
+            continue;
+        }
+        for (; outstanding; outstanding--) {
+            if (recv_frame(main_r, &reply) < 0) return main_died();
+            bput(&out, reply.p, reply.n);
+            bput(&out, "\n", 1);
+        }
         reply.n = 0;
         bput(&reply, "", 0);
-        const char *err = parse_req(line.p, m);
         if (err) {
             bstr(&reply, "{\"type\":\"error\",\"id\":null,\"message\":");
             bjson_str(&reply, err);
@@ -1772,20 +1951,13 @@ int main(void) {
             end_program();
             bfmt(&reply, "{\"type\":\"reply\",\"id\":%" PRId64 ",\"value\":0}", m->id);
         } else if (!strcmp(m->type, "bye")) {
+            if (out.n) write_all(1, out.p, out.n);
             end_program();
             return 0;
-        } else if (!strcmp(m->type, "call") || !strcmp(m->type, "observe")) {
-            if (!main_pid) start_program();
-            if (send_frame(main_w, line.p, line.n) < 0 || recv_frame(main_r, &reply) < 0) {
-                char how[100];
-                describe_death(main_pid, how, sizeof how);
-                fprintf(stderr, "memspec-agent: the program's main process died: %s\n", how);
-                return 71;
-            }
         } else {
             bfmt(&reply, "{\"type\":\"error\",\"id\":%" PRId64 ",\"message\":\"unknown request type\"}", m->has_id ? m->id : 0);
         }
-        bput(&reply, "\n", 1);
-        if (write_all(1, reply.p, reply.n) < 0) return 0;
+        bput(&out, reply.p, reply.n);
+        bput(&out, "\n", 1);
     }
 }
