@@ -20,6 +20,7 @@ from typing import Generic, Iterable, Iterator, TypeVar
 V = TypeVar("V")
 
 LOAD = 512     # a chunk splits in two when it grows past 2 * LOAD
+NOT_ONE = object()     # IntervalMap._swap: the range is not exactly one interval
 
 
 def merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -129,6 +130,18 @@ class IntervalMap(Generic[V]):
 
     def overlapping(self, start: int, end: int) -> list[tuple[int, int, V]]:
         """Intervals that intersect [start, end), in address order (not clipped)."""
+        if len(self._cs) == 1:      # one chunk (every map below 2 * LOAD intervals): its lists alone
+            s, e, v = self._cs[0], self._ce[0], self._cv[0]
+            i = bisect_right(s, start) - 1
+            if i < 0:
+                i = 0
+            n = len(s)
+            out = []
+            while i < n and s[i] < end:
+                if e[i] > start:
+                    out.append((s[i], e[i], v[i]))
+                i += 1
+            return out
         c, i = self._last_at_or_before(start)
         if i < 0:
             i = 0
@@ -151,6 +164,12 @@ class IntervalMap(Generic[V]):
         return (self._cs[c][i], self._ce[c][i], self._cv[c][i]) if self._valid(c, i) else None
 
     def any_overlap(self, start: int, end: int) -> bool:
+        if len(self._cs) == 1:
+            s = self._cs[0]
+            i = bisect_right(s, start) - 1
+            if i >= 0 and self._ce[0][i] > start:
+                return True
+            return i + 1 < len(s) and s[i + 1] < end
         c, i = self._last_at_or_before(start)
         if i >= 0 and self._ce[c][i] > start:
             return True
@@ -190,6 +209,10 @@ class IntervalMap(Generic[V]):
     # -- updates ------------------------------------------------------------------------
 
     def _delete(self, start: int) -> None:
+        if len(self._cs) == 1:
+            i = bisect_left(self._cs[0], start)
+            del self._cs[0][i], self._ce[0][i], self._cv[0][i]
+            return
         c = self._chunk(start)
         i = bisect_left(self._cs[c], start)
         del self._cs[c][i], self._ce[c][i], self._cv[c][i]
@@ -203,7 +226,7 @@ class IntervalMap(Generic[V]):
             self._heads[c] = self._cs[c][0]
 
     def _insert(self, start: int, end: int, value: V) -> None:
-        c = max(self._chunk(start), 0)
+        c = max(self._chunk(start), 0) if self._heads else 0
         s = self._cs[c]
         i = bisect_left(s, start)
         s.insert(i, start)
@@ -241,5 +264,21 @@ class IntervalMap(Generic[V]):
         """Map [start, end) to ``value``, replacing whatever was there; an empty range maps nothing."""
         if end <= start:
             return
-        self.remove(start, end)
-        self._insert(start, end, value)
+        if self._swap(start, end, value) is NOT_ONE:
+            self.remove(start, end)
+            self._insert(start, end, value)
+
+    def _swap(self, start: int, end: int, value: V) -> V | object:
+        """When [start, end) is exactly one interval, between neighbours that do not reach into it,
+        give it ``value`` in place and return the old value (what ``remove`` + ``_insert`` would
+        do, without moving the lists' entries); else change nothing and return ``NOT_ONE``."""
+        c = max(self._chunk(start), 0) if self._heads else 0
+        s = self._cs[c]
+        i = bisect_left(s, start)
+        if i == len(s) or s[i] != start or self._ce[c][i] != end or (i == 0 and c) or (
+                i and self._ce[c][i - 1] > start) or (i + 1 < len(s) and s[i + 1] < end) or (
+                i + 1 == len(s) and c + 1 < len(self._cs)):
+            return NOT_ONE
+        old = self._cv[c][i]
+        self._cv[c][i] = value
+        return old

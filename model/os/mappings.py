@@ -24,7 +24,8 @@ from ..rules import Rule
 from . import splits
 from .limits import limits
 from .sealing import sealed_in
-from .state import LLONG_MAX, PAGE_MASK, PROT_W, PROT_X, U64, Mm, OsState, Vma, can_do_mlock, page_align
+from .state import (LLONG_MAX, PAGE_MASK, PROT_W, PROT_X, U64, Mm, OsState, Vma, can_do_mlock,
+                    exec_only as _exec_only, new_vma, page_align, vma_with)
 
 MAP_TYPE = 0x0F
 MAP_DROPPABLE = MAP["MAP_DROPPABLE"]   # Linux 6.11+
@@ -161,14 +162,13 @@ _BEFORE_MAP_COUNT = {"posix.mmap.einval-offset", "posix.mmap.ebadf", "posix.mmap
 
 def expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> Expect:
     e = _expect_mmap(sys, mm, addr, length, prot, flags, fd, offset)
-    if splits.own_mappings(sys) and not e.unknown and e.clause not in _BEFORE_MAP_COUNT and \
-            _map_count_near(sys, mm, 0):
+    own = splits.own_mappings(sys)
+    if own and not e.unknown and e.clause not in _BEFORE_MAP_COUNT and _map_count_near(sys, mm, 0):
         # mm/mmap.c do_mmap: map_count > sysctl_max_map_count -> ENOMEM, before every later check
         # (the address, MAP_LOCKED, the map type, the limits): near the limit, with the target's
         # own mappings counted only within 64, ENOMEM or whatever comes after
         return or_errno(e, MAP_COUNT, "ENOMEM")
-    if not splits.own_mappings(sys) and not e.unknown and e.clause not in _BEFORE_MAP_COUNT and \
-            len(mm.vmas) > sys.config.max_map_count:
+    if not own and not e.unknown and e.clause not in _BEFORE_MAP_COUNT and len(mm.vmas) > sys.config.max_map_count:
         # alone, over the limit by the model's count but not once its neighbours that the kernel
         # would have merged are counted as one (splits.merge_slack): ENOMEM or what comes after
         return or_errno(e, MAP_COUNT, "ENOMEM")
@@ -281,9 +281,11 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
     # the hints the kernel may have used: the one rounded to the sysctl's vm.mmap_min_addr, or
     # to the LSM's floor (security/min_addr.c: mmap_min_addr is the larger of the sysctl and
     # CONFIG_LSM_MMAP_MIN_ADDR, 64 KiB by default, which /proc does not show; measured on 6.18)
-    hints = {h for h in (hint_in, max(hint_in, LSM_MMAP_MIN_ADDR) if hint_in else 0)
-             if h and h + plen <= (0x80000000 if bit32 else c.task_size)
-             and (h > DEFAULT_MAP_WINDOW) == (h + plen > DEFAULT_MAP_WINDOW)}
+    hints: set[int] | tuple[()] = ()      # (no hint: none to build)
+    if hint_in:
+        hints = {h for h in (hint_in, max(hint_in, LSM_MMAP_MIN_ADDR) if hint_in else 0)
+                 if h and h + plen <= (0x80000000 if bit32 else c.task_size)
+                 and (h > DEFAULT_MAP_WINDOW) == (h + plen > DEFAULT_MAP_WINDOW)}
     if honour and stack_gap_below(mm, hint + plen):
         # arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area_topdown uses a hint only when
         # addr + len <= vm_start_gap(next VMA): below a VM_GROWSDOWN mapping stack_guard_gap
@@ -297,6 +299,13 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
         return exactly("linux.mmap.hint-used-when-free", Outcome(value=hint))
     # MAP_32BIT: whether there is room may depend on where the randomized start fell
     maybe_full = bit32 and _pick(sys, mm, 0, plen, lo + MAP_32BIT_RANDOM - PAGE_SIZE, hi) is None
+    if bit32:
+        clause = "linux.mmap.32bit-below-2g"
+    # the answer is a function of these and of the VMAs its predicate reads when it judges: the
+    # last one serves again (a loop mapping the same length into the same hole asks the same)
+    key = (default, plen, lo, hi, clause, maybe_full, hints)
+    if mm.last_placement[0] == key:
+        return mm.last_placement[1]
 
     def allowed(o: Outcome) -> str | None:
         if maybe_full and o.errno == "ENOMEM":
@@ -317,10 +326,10 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
             return f"[{a:#x}, {a + plen:#x}) overlaps an existing mapping"
         return None
 
-    if bit32:
-        clause = "linux.mmap.32bit-below-2g"
-    return Expect(clause, Outcome(value=default), f"a free, page-aligned range of {plen:#x} bytes",
-                  predicate=allowed, impl_defined=True)
+    placed = Expect(clause, Outcome(value=default), f"a free, page-aligned range of {plen:#x} bytes",
+                    predicate=allowed, impl_defined=True)
+    mm.last_placement = (key, placed)
+    return placed
 
 
 STACK_GUARD_GAP = 256 * PAGE_SIZE     # mm/mmap.c stack_guard_gap (the stack_guard_gap= boot parameter)
@@ -370,11 +379,10 @@ def apply_mmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: i
     locked = bool(flags & MAP["MAP_LOCKED"]) or bool(mm.mcl_future)
     # MAP_DROPPABLE (anonymous only): VM_DROPPABLE | VM_WIPEONFORK | VM_DONTDUMP (clause linux.mmap.droppable)
     droppable = obj is None and flags & MAP_TYPE == MAP_DROPPABLE
-    vma = Vma(prot, shared, obj, origin, exec_only=exec_only, clause=(
+    vma = new_vma(prot, shared, obj, origin, exec_only, (
         "posix.mmap.fixed-exact" if flags & MAP["MAP_FIXED"] else "posix.mmap.maps-range"),
-        locked=locked and not droppable, onfault=bool(mm.mcl_future & MCL["MCL_ONFAULT"]), may_write=may_write,
-        huge=None, droppable=droppable, wipeonfork=droppable, dontdump=droppable,
-        growsdown=bool(flags & MAP["MAP_GROWSDOWN"]))
+        locked and not droppable, bool(mm.mcl_future & MCL["MCL_ONFAULT"]), may_write, droppable,
+        bool(flags & MAP["MAP_GROWSDOWN"]))
     mm.vmas.set(start, end, vma)
     # mm/mmap.c do_mmap -> mm_populate: MAP_POPULATE (not with MAP_NONBLOCK: clause
     # linux.mmap.populate-nonblock), and MAP_LOCKED / MCL_FUTURE without ONFAULT
@@ -387,25 +395,6 @@ def apply_mmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: i
         fault.populate(sys, mm, start, end)
 
 
-def _exec_only(sys: OsState, prot: int) -> bool:
-    """Whether a mapping of ``prot`` is execute-only.
-
-    With PKU (fact ``exec_only``), mmap/mprotect with PROT_EXEC alone give the range the
-    process's execute-only protection key, whose PKRU bits deny data access
-    (arch/x86/mm/pkeys.c __arch_override_mprotect_pkey -> execute_only_pkey): clause
-    linux.x86.exec-only-pkey.  Without PKU, protection_map[VM_EXEC] is PAGE_READONLY_EXEC
-    (arch/x86/mm/pgprot.c): the page reads like PROT_READ|PROT_EXEC (clause
-    linux.x86.exec-implies-read).  Any other prot moves the range back to the default key.
-    The test is on the prot the caller passed, not its PROT_READ/WRITE/EXEC bits: mm/mmap.c
-    do_mmap asks ``prot == PROT_EXEC`` of the raw argument, so PROT_EXEC|PROT_GROWSDOWN,
-    |PROT_SEM or any bit the kernel ignores maps a readable range (measured on 6.18 with PKU;
-    found by the soak); mm/mprotect.c do_mprotect_pkey strips PROT_GROWSDOWN/GROWSUP first
-    but passes PROT_SEM on to arch_override_mprotect_pkey, so mprotect(…PROT_EXEC|PROT_SEM)
-    is readable too.  ``prot``: mmap's argument, or mprotect's without the GROWS bits.
-    Example: mmap(…PROT_EXEC…) then load(a): SIGSEGV with PKU, 0 without."""
-    return prot == PROT_X and sys.config.exec_only
-
-
 def expect_munmap(sys: OsState, mm: Mm, addr: int, length: int) -> Expect:
     c = sys.config
     # mm/vma.c do_vmi_munmap: alignment, then the range must lie below TASK_SIZE.
@@ -413,20 +402,27 @@ def expect_munmap(sys: OsState, mm: Mm, addr: int, length: int) -> Expect:
         return errno("posix.munmap.einval-unaligned", "EINVAL")
     if addr > c.task_size or length > c.task_size - addr:
         return errno("posix.munmap.einval-outside", "EINVAL")
-    if page_align(length) == 0:
+    end = addr + page_align(length)
+    if end == addr:
         return errno("posix.munmap.einval-len0", "EINVAL")
-    if sealed_in(mm, addr, addr + page_align(length)):
+    hits = mm.vmas.overlapping(addr, end)
+    if not hits:
+        return _UNMAPPED_OK
+    if any(v.sealed for _, _, v in hits):     # sealing.sealed_in
         # mm/vma.c vms_gather_munmap_vmas: a sealed VMA in the range: EPERM, nothing unmapped
         return errno("linux.mseal.eperm", "EPERM")
-    if not mm.vmas.any_overlap(addr, addr + page_align(length)):
-        return exactly("posix.munmap.unmapped-ok", Outcome(value=0))
-    ok = exactly("posix.munmap.removes-range", Outcome(value=0))
-    hit = mm.vmas.find(addr)
-    if hit is not None and hit[0] < addr and addr + page_align(length) < hit[1] and _map_count_near(sys, mm, 0):
+    if hits[0][0] < addr and end < hits[0][1] and _map_count_near(sys, mm, 0):
         # mm/vma.c vms_gather_munmap_vmas: a hole inside one VMA splits it in three; with
         # map_count >= vm.max_map_count that is ENOMEM and nothing is unmapped
-        return or_errno(ok, "linux.munmap.enomem-max-map-count", "ENOMEM")
-    return ok
+        return or_errno(_REMOVES_RANGE, "linux.munmap.enomem-max-map-count", "ENOMEM")
+    return _REMOVES_RANGE
+
+
+# the answers of munmap and mprotect that do not depend on the state (an Expect is a frozen value)
+_UNMAPPED_OK = exactly("posix.munmap.unmapped-ok", Outcome(value=0))
+_REMOVES_RANGE = exactly("posix.munmap.removes-range", Outcome(value=0))
+_SETS_PROT = exactly("posix.mprotect.sets-prot", Outcome(value=0))
+_LEN0_OK = exactly("linux.mprotect.len0-ok", Outcome(value=0))
 
 
 def _map_count_near(sys: OsState, mm: Mm, extra: int) -> bool:
@@ -449,7 +445,7 @@ def expect_mprotect(sys: OsState, mm: Mm, addr: int, length: int, prot: int) -> 
     if addr & ~PAGE_MASK:
         return errno("posix.mprotect.einval-unaligned", "EINVAL")
     if length == 0:
-        return exactly("linux.mprotect.len0-ok", Outcome(value=0))
+        return _LEN0_OK
     end = addr + page_align(length)
     if end <= addr or end > (1 << 64) - 1 or page_align(length) == 0:
         return errno("linux.mprotect.enomem-wrap", "ENOMEM")
@@ -466,9 +462,11 @@ def expect_mprotect(sys: OsState, mm: Mm, addr: int, length: int, prot: int) -> 
         return errno("linux.mprotect.einval-growsdown-not-stack", "EINVAL")
     # mm/vma.c split_vma (from mprotect_fixup -> vma_modify_flags): map_count >= vm.max_map_count
     # refuses a split with ENOMEM, the VMAs before it already changed (model/os/splits.py)
-    changes = _mprotect_changes(sys, prot)
-    lim = splits.limit(sys, mm, addr, end, changes)
-    stop = splits.refused_at(sys, mm, addr, end, changes) if lim == "refused" else None
+    lim = stop = None
+    if first[0][0] < addr or first[-1][1] > end:     # else the range holds whole VMAs: no split
+        changes = _mprotect_changes(sys, prot)
+        lim = splits.limit(sys, mm, addr, end, changes)
+        stop = splits.refused_at(sys, mm, addr, end, changes) if lim == "refused" else None
 
     def split_first(at: int, other: Expect) -> Expect:
         if stop is not None and stop < at:
@@ -489,11 +487,11 @@ def expect_mprotect(sys: OsState, mm: Mm, addr: int, length: int, prot: int) -> 
         cursor = e
     if cursor < end:
         return split_first(cursor, errno("linux.mprotect.enomem-hole-partial", "ENOMEM"))
-    ok = split_first(end, exactly("posix.mprotect.sets-prot", Outcome(value=0)))
+    ok = split_first(end, _SETS_PROT)
     if prot & PROT_W and stop is None:
         # mm/mprotect.c mprotect_fixup: private memory turning writable becomes data
         # (may_expand_vm) and is charged (security_vm_enough_memory_mm)
-        gain = sum(e - s for s, e, v in mm.mapped_pages(addr, end) if not v.shared and not v.prot & PROT_W)
+        gain = sum(min(e, end) - max(s, addr) for s, e, v in first if not v.shared and not v.prot & PROT_W)
         if gain:
             return limits(sys, mm, ok, 0, gain, gain)
     return ok
@@ -545,10 +543,13 @@ def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, lengt
         clause = "posix.mprotect.sets-prot"
     if end <= addr:
         return
-    sys.split_huge(mm, addr, end)
+    if mm.huge or mm.thp_maybe:
+        sys.split_huge(mm, addr, end)
     p = prot & PROT_RWX
-    for s, e, v in list(mm.mapped_pages(addr, end)):
-        mm.vmas.set(s, e, replace(v, prot=p, exec_only=_exec_only(sys, prot & ~GROWS), clause=clause))
+    xo = _exec_only(sys, prot & ~GROWS)
+    for s, e, v in mm.vmas.overlapping(addr, end):      # Mm.mapped_pages: each VMA clipped to the range
+        s, e = max(s, addr), min(e, end)
+        mm.vmas.set(s, e, vma_with(v, prot=p, exec_only=xo, clause=clause))
         for page in sys.pages_in(mm, s, e):
             t = mm.pte.get(page)
             if t is not None:

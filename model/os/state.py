@@ -18,7 +18,7 @@ drops to 0 and its frame is freed (``free_page``), and the VMA tree keeps [a + 4
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from memspec.consts import PROT, PAGE_SIZE
@@ -84,6 +84,38 @@ class Vma:
 
     def pgoff(self, page: int) -> int:
         return (page - self.origin) // PAGE_SIZE
+
+
+# A Vma is a frozen value, so one made for a question asked before serves again: making or replacing
+# one (a dataclass of 20 fields) cost 3-4 us, most of what the apply of an mmap or mprotect did.
+_VMAS: dict[tuple, Vma] = {}
+VMAS_KEPT = 4096     # distinct questions remembered (then forgotten all at once)
+
+
+def vma_with(v: Vma, **fields: Any) -> Vma:
+    """``dataclasses.replace(v, **fields)``, made once per distinct question.  Callers pass each
+    field with one type (a bool never as 0 or 1), as equal questions get one Vma."""
+    key = (v, *fields.items())
+    w = _VMAS.get(key)
+    if w is None:
+        if len(_VMAS) >= VMAS_KEPT:
+            _VMAS.clear()
+        w = _VMAS[key] = replace(v, **fields)
+    return w
+
+
+def new_vma(*key: Any) -> Vma:
+    """The VMA mmap makes, one per distinct (prot, shared, obj, origin, exec_only, clause, locked,
+    onfault, may_write, droppable, growsdown), as ``vma_with``."""
+    v = _VMAS.get(key)      # (a key of another shape than vma_with's: no Vma first)
+    if v is None:
+        prot, shared, obj, origin, exec_only, clause, locked, onfault, may_write, droppable, growsdown = key
+        if len(_VMAS) >= VMAS_KEPT:
+            _VMAS.clear()
+        v = _VMAS[key] = Vma(prot, shared, obj, origin, exec_only=exec_only, clause=clause, locked=locked,
+                             onfault=onfault, may_write=may_write, huge=None, droppable=droppable,
+                             wipeonfork=droppable, dontdump=droppable, growsdown=growsdown)
+    return v
 
 
 @dataclass(slots=True)
@@ -256,6 +288,7 @@ class Mm:
         self.guard: set[int] = set()          # pages with a guard marker (MADV_GUARD_INSTALL): accesses SIGSEGV
         self.sys_admin = config.cap_sys_admin  # CAP_SYS_ADMIN (drop_privileges clears it)
         self.cow_faults = 0                   # write faults on pages shared copy-on-write
+        self.last_placement: tuple = ((), None)   # mappings._placement's last question and answer
 
     def mapped_pages(self, start: int, end: int) -> Iterator[tuple[int, int, Vma]]:
         for s, e, v in self.vmas.overlapping(start, end):
@@ -365,13 +398,15 @@ class OsState:
         return o
 
     def unmap(self, mm: Mm, start: int, end: int) -> None:
-        self.split_huge(mm, start, end)
+        if mm.huge or mm.thp_maybe:
+            self.split_huge(mm, start, end)
         for page in self.pages_in(mm, start, end):
             self.drop_page(mm, page)
-        gone = {v.obj for _, _, v in mm.vmas.remove(start, end) if v.obj is not None}
+        hits = mm.vmas.remove(start, end)
         if mm.guard:
             # mm/memory.c zap_nonpresent_ptes: unmapping (ZAP_FLAG_DROP_MARKER) drops guard markers
             mm.guard -= {p for p in mm.guard if start <= p < end}
+        gone = {v.obj for _, _, v in hits if v.obj is not None}
         if gone:
             self.collect(gone)
 
@@ -379,8 +414,11 @@ class OsState:
         """The pages of [start, end) that have any per-page state, in address order.
         Costs O(min(pages in the range, pages with state)): no union of every table per call
         (that union made each mmap/munmap/mprotect grow with the whole address space)."""
+        held = len(mm.pte) + len(mm.anon) + len(mm.maybe) + len(mm.last_ref)
+        if not held:
+            return []
         stores = (mm.pte, mm.anon, mm.maybe, mm.last_ref)
-        if (end - start) // PAGE_SIZE <= sum(len(x) for x in stores):
+        if (end - start) // PAGE_SIZE <= held:
             return [p for p in range(start, end, PAGE_SIZE)
                     if p in mm.pte or p in mm.anon or p in mm.maybe or p in mm.last_ref]
         found: set[int] = set()
@@ -464,6 +502,25 @@ class OsState:
                 if t.page is cp:
                     flush_tlb_page(mm, page)
         self.free_page(cp)
+
+
+def exec_only(sys: OsState, prot: int) -> bool:
+    """Whether a mapping of ``prot`` is execute-only.
+
+    With PKU (fact ``exec_only``), mmap/mprotect with PROT_EXEC alone give the range the
+    process's execute-only protection key, whose PKRU bits deny data access
+    (arch/x86/mm/pkeys.c __arch_override_mprotect_pkey -> execute_only_pkey): clause
+    linux.x86.exec-only-pkey.  Without PKU, protection_map[VM_EXEC] is PAGE_READONLY_EXEC
+    (arch/x86/mm/pgprot.c): the page reads like PROT_READ|PROT_EXEC (clause
+    linux.x86.exec-implies-read).  Any other prot moves the range back to the default key.
+    The test is on the prot the caller passed, not its PROT_READ/WRITE/EXEC bits: mm/mmap.c
+    do_mmap asks ``prot == PROT_EXEC`` of the raw argument, so PROT_EXEC|PROT_GROWSDOWN,
+    |PROT_SEM or any bit the kernel ignores maps a readable range (measured on 6.18 with PKU;
+    found by the soak); mm/mprotect.c do_mprotect_pkey strips PROT_GROWSDOWN/GROWSUP first
+    but passes PROT_SEM on to arch_override_mprotect_pkey, so mprotect(…PROT_EXEC|PROT_SEM)
+    is readable too.  ``prot``: mmap's argument, or mprotect's without the GROWS bits.
+    Example: mmap(…PROT_EXEC…) then load(a): SIGSEGV with PKU, 0 without."""
+    return prot == PROT_X and sys.config.exec_only
 
 
 def can_do_mlock(mm: Mm) -> bool:
