@@ -23,6 +23,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from collections import deque
 from importlib import resources
 from typing import Any
@@ -155,6 +156,9 @@ class AgentTarget(ProtocolTarget):
     """The agent run by ``prefix`` (an emulator's command line, or nothing), judged on the os layer."""
 
     label = "linux-agent"
+    # programs pipelined where the agent offers it (a target whose agent speaks through a
+    # kernel's console, UML's, keeps one request at a time)
+    pipelined = True
 
     def __init__(self, timeout: float = 10.0, defines: tuple[str, ...] = (), prefix: tuple[str, ...] = (), **_: Any):
         exe = build_agent(tuple(defines))
@@ -188,47 +192,87 @@ class AgentTarget(ProtocolTarget):
         result itself and skips what follows a refused call), the outcomes read as they come:
         one write for many calls instead of a round trip per call.  The same outcomes and
         verdicts as the call-by-call session (tests/agent/test_agent_pipeline.py)."""
-        if not self._hello.get("pipeline") or program.layer != "os":
+        if not (self.pipelined and self._hello.get("pipeline")) or program.layer != "os":
             return super().run(program, observe)
-        outcomes: list[Outcome] = []
-        observations: list[tuple[int, Observation]] = []
+        return AgentStream(self, program, observe).finish()
+
+    def stream(self, program: Program) -> "AgentStream":
+        """The run of ``program`` read as the agent answers (``specs.judge.judge`` judges call k
+        while the agent runs the calls after it); ``finish()`` is what ``run`` returns."""
+        return AgentStream(self, program, "end")
+
+
+class AgentStream:
+    """One pipelined program on the agent: requests sent a window ahead, replies read on demand."""
+
+    def __init__(self, target: AgentTarget, program: Program, observe: str) -> None:
+        self.program = program
+        self.outcomes: list[Outcome] = []
+        self.observations: list[tuple[int, Observation]] = []
+        self.seen_at: dict[int, Observation] = {}
+        self.result: RunResult | None = None
+        self.ahead: deque[tuple[int, int, bytes]] = deque()
+        self.sent = self.in_flight = 0
+        self.refill = False
         try:
-            peer = self._peer()
+            self.peer = target._peer()
         except TargetError as e:
-            return RunResult((), (), RunStatus.CRASH, f"no target process at call 1: {e}")
-        todo = _requests(program, observe, peer.ident)
-        if todo:
-            peer.ident = todo[-1][1]
-        ahead: deque[tuple[int, int, bytes]] = deque()
-        sent = in_flight = 0
-        refill = False
+            self.result = RunResult((), (), RunStatus.CRASH, f"no target process at call 1: {e}")
+            return
+        self.todo = _requests(program, observe, self.peer.ident)
+        if self.todo:
+            self.peer.ident = self.todo[-1][1]
+
+    def _more(self) -> None:
+        """Send what the window allows, then read one reply (a call's outcome or a checkpoint)."""
+        todo, ahead, chunk = self.todo, self.ahead, []
+        # refilled once half the window has been answered: one write for many requests
+        while self.sent < len(todo) and (not ahead or (self.refill or self.in_flight <= WINDOW // 2) and
+                                         self.in_flight + len(todo[self.sent][2]) <= WINDOW):
+            self.refill = True
+            ahead.append(todo[self.sent])
+            chunk.append(todo[self.sent][2])
+            self.in_flight += len(todo[self.sent][2])
+            self.sent += 1
+        self.refill = False
+        if chunk:
+            _write(self.peer, b"".join(chunk))
+        i, ident, line = ahead.popleft()
+        self.in_flight -= len(line)
         try:
-            while sent < len(todo) or ahead:
-                chunk = []
-                # refilled once half the window has been answered: one write for many requests
-                while sent < len(todo) and (not ahead or (refill or in_flight <= WINDOW // 2) and
-                                            in_flight + len(todo[sent][2]) <= WINDOW):
-                    refill = True
-                    ahead.append(todo[sent])
-                    chunk.append(todo[sent][2])
-                    in_flight += len(todo[sent][2])
-                    sent += 1
-                refill = False
-                if chunk:
-                    _write(peer, b"".join(chunk))
-                i, ident, line = ahead.popleft()
-                in_flight -= len(line)
-                if i >= 0:
-                    what = f"call {i + 1} ({program.calls[i].name})"
-                    outcomes.append(_outcome(peer, peer.receive(what), ident, i + 1, what))
-                else:
-                    what = f"observe after call {-i}"
-                    observations.append((-1 - i, _observation(peer, peer.receive(what), ident, what)))
+            if i >= 0:
+                what = f"call {i + 1} ({self.program.calls[i].name})"
+                self.outcomes.append(_outcome(self.peer, self.peer.receive(what), ident, i + 1, what))
+            else:
+                what = f"observe after call {-i}"
+                obs = _observation(self.peer, self.peer.receive(what), ident, what)
+                self.observations.append((-1 - i, obs))
+                self.seen_at.setdefault(-1 - i, obs)
         except SessionFailed as e:
-            if not peer.dead:
-                _drain(peer, len(ahead))
-            return RunResult(tuple(outcomes), tuple(observations), e.status, e.message)
-        return RunResult(tuple(outcomes), tuple(observations))
+            if not self.peer.dead:
+                _drain(self.peer, len(ahead))
+            self.result = RunResult(tuple(self.outcomes), tuple(self.observations), e.status, e.message)
+
+    def _going(self) -> bool:
+        return self.result is None and (self.sent < len(self.todo) or bool(self.ahead))
+
+    def outcome(self, index: int) -> Outcome | None:
+        while len(self.outcomes) <= index and self._going():
+            self._more()
+        return self.outcomes[index] if index < len(self.outcomes) else None
+
+    def observation(self, index: int) -> Observation | None:
+        # the checkpoint after call k comes after its outcome and before call k+1's
+        while len(self.outcomes) <= index + 1 and self._going():
+            self._more()
+        return self.seen_at.get(index)
+
+    def finish(self) -> RunResult:
+        while self._going():
+            self._more()
+        if self.result is None:
+            self.result = RunResult(tuple(self.outcomes), tuple(self.observations))
+        return self.result
 
 
 def _write(peer: Any, data: bytes) -> None:
@@ -254,3 +298,27 @@ def _drain(peer: Any, n: int) -> None:
 
 class LinuxAgentTarget(AgentTarget):
     label = "linux-agent"
+
+
+class LinuxOnAgent(AgentTarget):
+    """Target ``linux`` where gcc can build the agent: the running kernel, one C process per
+    program, its calls pipelined (``run``); the judge's view is the ``linux-agent`` target's."""
+
+    label = "linux"
+
+
+_FELL_BACK: list[str] = []
+
+
+def linux_target(timeout: float = 10.0, **options: Any) -> Any:
+    """Target ``linux``: the running kernel through the native agent; where the agent cannot be
+    built (no gcc), through a forked Python child (``linux-py``), said once on standard error."""
+    try:
+        return LinuxOnAgent(timeout=timeout)
+    except TargetError as e:
+        from .linux import LinuxTarget
+        if not _FELL_BACK:
+            _FELL_BACK.append(str(e))
+            print(f"memspec: linux: {str(e).splitlines()[0]}; programs run in a forked Python child instead "
+                  "(the linux-py target)", file=sys.stderr)
+        return LinuxTarget(timeout=timeout)

@@ -1,4 +1,5 @@
-"""Target ``linux``: the running kernel, judged through real system calls.
+"""Target ``linux-py`` (and ``linux`` where gcc cannot build the native agent, ``targets/agent.py``):
+the running kernel, judged through real system calls from a forked Python child.
 
 Each program runs in a forked child (its own process group) that makes the
 calls with ``syscall(2)`` through ctypes, so glibc's wrappers judge nothing.
@@ -579,3 +580,10 @@ class LinuxSession(Session):
             except ChildProcessError:
                 pass
             self.pid = 0
+
+
+def python_child_target(timeout: float = 10.0, **_: Any) -> LinuxTarget:
+    """Target ``linux-py``: the running kernel through a forked Python child, whatever gcc can do."""
+    t = LinuxTarget(timeout=timeout)
+    t.name = "linux-py"
+    return t

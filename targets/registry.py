@@ -1,6 +1,6 @@
 """Target names -> adapters.  ``make_target("cmd:./impl --flag")`` etc.
 
-Names: ``model``, ``linux``, ``linux-agent``, ``qemu-user``, ``uml``, ``linux-guest``, ``qemu``, ``qemu-system``, ``kvm``, ``bochs`` (and
+Names: ``model``, ``linux`` (the native agent; a Python child without gcc), ``linux-py``, ``linux-agent``, ``qemu-user``, ``uml``, ``linux-guest``, ``qemu``, ``qemu-system``, ``kvm``, ``bochs`` (and
 ``bochs:CPU_MODEL``), ``libc`` (= ``malloc:glibc``), ``malloc:NAME``, ``cmd:PROGRAM`` (the rest of the argument is one command line).
 Adapters are imported on first use, so an optional target's missing package
 only matters when that target is asked for.
@@ -18,7 +18,8 @@ from .base import Target
 
 TARGETS: dict[str, str] = {
     "model": "memspec.targets.model:ModelTarget",
-    "linux": "memspec.targets.linux:LinuxTarget",
+    "linux": "memspec.targets.agent:linux_target",
+    "linux-py": "memspec.targets.linux:python_child_target",
     "linux-agent": "memspec.targets.agent:LinuxAgentTarget",
     "qemu-user": "memspec.targets.qemu_user:QemuUserTarget",
     "uml": "memspec.targets.uml:UmlTarget",

@@ -110,6 +110,8 @@ class _KernelPeer(_Peer):
 class UmlTarget(AgentTarget):
     """The agent as a process of Linux 6.1 running as a user-space program (``linux.uml``)."""
 
+    pipelined = False       # the requests go through the guest kernel's console: one at a time
+
     label = "uml"
 
     def __init__(self, timeout: float = 10.0, defines: tuple[str, ...] = (), mem_mb: int = 256, **options: Any):

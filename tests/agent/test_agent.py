@@ -28,7 +28,7 @@ agent = target_fixture("linux-agent", GCC)
 
 @pytest.fixture(scope="module")
 def linux():
-    return make_target("linux")
+    return make_target("linux-py")     # the Python child: the agent is judged against another runtime
 
 
 def test_agent_builds_once_and_answers_hello():

@@ -149,3 +149,21 @@ def test_a_crash_in_the_middle_of_a_pipelined_program_is_a_crash_and_the_agent_i
         assert ok.status is RunStatus.OK and ok.outcomes[0].value > 0
     finally:
         t.close()
+
+
+def test_the_stream_is_judged_as_the_finished_run(agent):
+    # judge() on agent.stream(p) reads outcomes while the agent still runs: the same judgement
+    progs = [p for _, p in random_programs("os", 30, 9, agent.calls, agent.facts())]
+    progs.append(parse("a = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                       "mprotect(0x1000, 0x7ffffffff000, PROT_NONE)\nmunmap(a, 4096)\n"))      # refused midway
+    facts = agent.facts()
+    for p in progs:
+        s = agent.stream(p)
+        js = judge(p, s, agent.name, facts)
+        run = s.finish()
+        jr = judge(p, run, agent.name, facts)
+        assert (js.status, js.failure and js.failure.clause, len(js.checks)) == \
+               (jr.status, jr.failure and jr.failure.clause, len(jr.checks)), format(p)
+        if run.status is RunStatus.OK:
+            assert len(run.outcomes) == len(p.calls) and run.observations[-1][0] == len(p.calls) - 1
+    assert js.status is RunStatus.REFUSED and len(run.outcomes) == 1

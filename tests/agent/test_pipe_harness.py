@@ -19,7 +19,7 @@ from ..conftest import GCC, target_fixture
 pytestmark = pytest.mark.skipif(os.uname().sysname != "Linux", reason="pipe() on Linux")
 
 agent = target_fixture("linux-agent", GCC)
-linux = target_fixture("linux")
+linux = target_fixture("linux-py")     # the Python child
 
 
 @pytest.mark.parametrize("name", ["agent", "linux"])
