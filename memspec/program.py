@@ -524,6 +524,48 @@ def eval_args(c: Call, env: dict[str, int]) -> tuple[int | str, ...]:
     return tuple(out)
 
 
+# programs whose constant arguments were worked out (``const_args``), by identity: the target's run and
+# the judge of one program share them; a few kept, the oldest dropped
+_CONST_ARGS: dict[int, tuple[Program, tuple[tuple[int | str, ...] | None, ...]]] = {}
+_CONST_ARGS_KEPT = 8
+
+
+def const_args(program: Program) -> tuple[tuple[int | str, ...] | None, ...]:
+    """Each call's argument values where every argument is a constant (no named result: the same
+    values ``eval_args`` gives in any environment), else None; worked out once per program object.
+
+    Example: for ``a = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`` then
+    ``munmap(a, 4096)``: ``((0, 4096, 1, 0x22, -1, 0), None)``."""
+    hit = _CONST_ARGS.get(id(program))
+    if hit is not None and hit[0] is program:
+        return hit[1]
+    flags: dict[tuple[str, ...], int] = {}      # each set of flags or-ed once
+    out: list[tuple[int | str, ...] | None] = []
+    for c in program.calls:
+        vals: list[int | str] | None = []
+        for a in c.args:        # eval_args, stopping at the first named result
+            kind = type(a)
+            if kind is Int or kind is Str:
+                vals.append(a.value)
+            elif kind is Flags:
+                v = flags.get(a.names)
+                if v is None:
+                    v = 0
+                    for n in a.names:
+                        v |= CONSTANTS[n]
+                    flags[a.names] = v
+                vals.append(v)
+            else:
+                vals = None
+                break
+        out.append(None if vals is None else tuple(vals))
+    if len(_CONST_ARGS) >= _CONST_ARGS_KEPT:
+        del _CONST_ARGS[next(iter(_CONST_ARGS))]
+    consts = tuple(out)
+    _CONST_ARGS[id(program)] = (program, consts)
+    return consts
+
+
 def load(path: str) -> Program:
     try:
         with open(path, encoding="utf-8") as f:

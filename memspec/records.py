@@ -8,7 +8,7 @@ cross processes (JSON) and compare by value.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -169,24 +169,77 @@ _c_clause, _c_verdict, _c_index, _c_expected, _c_observed, _c_note, _c_at = (
     Check.__dict__[f].__set__ for f in ("clause", "verdict", "index", "expected", "observed", "note", "at"))
 
 
-@dataclass(slots=True)
 class Judgement:
-    """All checks of one program on one target, in call order; the first failure ends judging."""
+    """All checks of one program on one target, in call order; the first failure ends judging.
 
-    target: str
-    checks: list[Check] = field(default_factory=list)
-    status: RunStatus = RunStatus.OK
-    message: str = ""
-    # the os-layer state before and after the failing call, for the report
-    context: dict[str, Any] = field(default_factory=dict)
+    ``checks`` is a plain list of ``Check``.  The judge records a passing call compactly
+    (``add_pass``: its clause, verdict, index, expected text and the observed ``Outcome``) and the
+    ``Check`` is made, with the outcome's description, when ``checks`` is next read: the same list,
+    in the same order, as if it had been made at once.  ``failure`` and ``passed`` read the compact
+    entries without making them (a compact entry never fails)."""
+
+    __slots__ = ("target", "_checks", "_made", "status", "message", "context")
+
+    def __init__(self, target: str, checks: list[Check] | None = None, status: RunStatus = RunStatus.OK,
+                 message: str = "", context: dict[str, Any] | None = None) -> None:
+        self.target = target
+        # Checks, and compact passing entries (clause, verdict, index, expected, observed Outcome)
+        self._checks: list[Any] = [] if checks is None else checks
+        self._made = 0          # _checks[:_made] are all Checks
+        self.status = status
+        self.message = message
+        # the os-layer state before and after the failing call, for the report
+        self.context: dict[str, Any] = {} if context is None else context
+
+    def add_pass(self, clause: str, verdict: Verdict, index: int, expected: str, observed: Outcome) -> None:
+        """A passing check, its ``Check`` made when ``checks`` is next read."""
+        self._checks.append((clause, verdict, index, expected, observed))
+
+    def sink(self) -> Any:
+        """An append for the judge's loop: it takes a ``Check``, or a passing check as ``add_pass``'s
+        tuple ``(clause, verdict, index, expected, observed)``.  Between two reads of ``checks``
+        the list only grows, through this append (or ``add_pass``)."""
+        return self._checks.append
+
+    @property
+    def checks(self) -> list[Check]:
+        items = self._checks
+        n = len(items)
+        for k in range(self._made if self._made <= n else 0, n):
+            c = items[k]
+            if type(c) is tuple:
+                clause, verdict, index, expected, observed = c
+                items[k] = Check(clause, verdict, index, expected, observed.describe())
+        self._made = n
+        return items
+
+    @checks.setter
+    def checks(self, value: list[Check]) -> None:
+        self._checks = value
+        self._made = 0
 
     @property
     def failure(self) -> Check | None:
-        for c in self.checks:
-            if c.verdict in (Verdict.FAIL, Verdict.CRASH, Verdict.HANG, Verdict.ERROR):
+        for c in self._checks:
+            if type(c) is not tuple and c.verdict in (Verdict.FAIL, Verdict.CRASH, Verdict.HANG, Verdict.ERROR):
                 return c
         return None
 
     @property
     def passed(self) -> bool:
         return self.failure is None
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Judgement:
+            return NotImplemented
+        return (self.target, self.checks, self.status, self.message, self.context) == \
+            (other.target, other.checks, other.status, other.message, other.context)
+
+    __hash__ = None  # type: ignore[assignment]   # mutable, as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return (f"Judgement(target={self.target!r}, checks={self.checks!r}, status={self.status!r}, "
+                f"message={self.message!r}, context={self.context!r})")
+
+    def __reduce__(self) -> tuple:
+        return Judgement, (self.target, self.checks, self.status, self.message, self.context)

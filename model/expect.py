@@ -18,7 +18,7 @@ class LayerModel:
     """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Expect:
     """The allowed outcomes of one call under one clause.
 
@@ -42,6 +42,23 @@ class Expect:
     # every clause such a multi-clause check holds the outcome to (reported as exercised when it passes)
     covers: tuple[str, ...] = ()
 
+    # made once per judged call or more: the slots are set through their descriptors (as
+    # ``memspec.records.Outcome``), about a third of the frozen dataclass's __init__; frozen, equal and
+    # hashed by value as before
+    def __init__(self, clause: str, default: Outcome, describe: str, allowed: tuple[Outcome, ...] | None = None,
+                 predicate: Callable[[Outcome], str | None] | None = None, impl_defined: bool = False,
+                 unknown: bool = False, blame_by: Callable[[Outcome], str] | None = None,
+                 covers: tuple[str, ...] = ()) -> None:
+        _clause(self, clause)
+        _default(self, default)
+        _describe(self, describe)
+        _allowed(self, allowed)
+        _predicate(self, predicate)
+        _impl_defined(self, impl_defined)
+        _unknown(self, unknown)
+        _blame_by(self, blame_by)
+        _covers(self, covers)
+
     def blame(self, observed: Outcome) -> str:
         """The clause to report for a refused ``observed``."""
         return self.blame_by(observed) if self.blame_by is not None else self.clause
@@ -58,6 +75,11 @@ class Expect:
             if observed is a or observed == a or _same(observed, a):
                 return None
         return f"expected {self.describe}, observed {observed.describe()}"
+
+
+_clause, _default, _describe, _allowed, _predicate, _impl_defined, _unknown, _blame_by, _covers = (
+    Expect.__dict__[f].__set__ for f in ("clause", "default", "describe", "allowed", "predicate", "impl_defined",
+                                         "unknown", "blame_by", "covers"))
 
 
 def _same(observed: Outcome, expected: Outcome) -> bool:

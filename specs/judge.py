@@ -15,13 +15,14 @@ import os
 from typing import Any, Callable
 
 from memspec.calls import LAYERS
-from memspec.program import Program, bind_result, eval_args
+from memspec.program import Program, bind_result, const_args, eval_args
 from memspec.records import Check, Judgement, Observation, Outcome, RunResult, RunStatus, Verdict
 from memspec.model.mm import System
 from memspec.model.registry import new_model
 
 from . import compare_hw, compare_os, compare_phys, compare_virt
-from .step import invariant_failure, judge_call
+from .catalogue import CATALOGUE, get as clause
+from .step import invariant_check
 from .compare_maps import _all_maps, compare_maps
 
 __all__ = ["COMPARE", "judge", "compare_maps"]
@@ -124,32 +125,67 @@ def _judge_calls(program: Program, source: Any, j: Judgement, facts: dict[str, A
     compare = _compare_for(program.layer)
     env: dict[str, int] = {}
     last = len(program.calls) - 1
+    consts = const_args(program)       # the run worked them out too: shared, not evaluated twice
+    # the loop is judge_outcome and invariant_failure (specs/step.py) laid flat: this runs once per
+    # judged call, and each Python call saved here is a share of every layer's judging
+    replay = type(source) is _Replay
+    outcomes = source.run.outcomes if replay else ()
+    outcome, observation = source.outcome, (source.seen_at.get if replay else source.observation)
+    expect, apply, bind = system.expect, system.apply, system.bind
+    footprint = getattr(type(system), "incremental_invariants", False)
+    add = j.sink()          # a Check, or a passing one as a tuple: made when the judgement's checks are read
+    PASS, IMPL, UNKNOWN = Verdict.PASS, Verdict.IMPL_DEFINED, Verdict.UNKNOWN
     for i, call in enumerate(program.calls):
-        observed = source.outcome(i)
+        if replay:
+            observed = outcomes[i] if i < len(outcomes) else None
+        else:
+            observed = outcome(i)
         if observed is None:
             return i    # the run ended before this call: ``judge`` says how
-        args = eval_args(call, env)
-        checks = judge_call(system, call.proc or "main", call, args, observed, i)
-        j.checks += checks
-        if checks[0].verdict is Verdict.FAIL:
+        args = consts[i]
+        if args is None:
+            args = eval_args(call, env)
+        proc, name = call.proc or "main", call.name
+        exp = expect(proc, name, args)
+        cid = exp.clause
+        if cid not in CATALOGUE:
+            clause(cid)         # every rule names a catalogued clause: a KeyError if not
+        why = exp.judge(observed)
+        if why is not None:
+            add(Check(clause(exp.blame(observed)).id, Verdict.FAIL, i, exp.describe, observed.describe(), why))
             if isinstance(system, System):
                 j.context["maps_before"] = _all_maps(system)
             return None
+        verdict = UNKNOWN if exp.unknown else IMPL if exp.impl_defined else PASS
+        if exp.covers:
+            for other in exp.covers:
+                if other not in CATALOGUE:
+                    clause(other)
+        apply(proc, name, args, observed)
+        bind(proc, name, call.result, observed)
+        # the passing checks, judge_call's in its order
+        add((cid, verdict, i, exp.describe, observed))
+        if exp.covers:
+            for other in exp.covers:
+                if other != cid:
+                    add((other, verdict, i, exp.describe, observed))
         if call.result is not None:
             bind_result(env, call, observed.value)
-        obs = source.observation(i)
+        obs = observation(i)
         full = recount and (obs is not None or i == last)
-        bad = invariant_failure(system, i, full) if invariants else None
-        if bad is not None:
-            j.checks.append(bad)
-            return None
+        if invariants:
+            broken = system.invariants() if full or not footprint else system.invariants(full=False)
+            bad = invariant_check(broken, i) if broken else None
+            if bad is not None:
+                add(bad)
+                return None
         if obs is not None and not _shows_nothing(obs):
             bad = compare(system, obs, i)
             if bad is None:
-                j.checks.append(Check(_VIEW_CLAUSE.get(program.layer, "memspec.checkpoint"), Verdict.PASS, i,
-                                      "the target's state matches the model's", "it does", at="checkpoint"))
+                add(Check(_VIEW_CLAUSE.get(program.layer, "memspec.checkpoint"), Verdict.PASS, i,
+                          "the target's state matches the model's", "it does", at="checkpoint"))
             else:
-                j.checks.append(bad)
+                add(bad)
                 if isinstance(system, System):
                     j.context["maps_expected"] = _all_maps(system)
                     j.context["maps_observed"] = {p: [(m.start, m.end, m.perms) for m in ms] for p, ms in obs.maps}

@@ -17,7 +17,9 @@ from memspec.errors import SessionFailed
 from memspec.program import Call, Program, bind_result, eval_args, format_call
 from memspec.records import Check, Outcome, RunStatus, Verdict
 
-from .catalogue import get as clause
+from memspec.model.expect import Expect
+
+from .catalogue import CATALOGUE, get as clause
 from .failures import ConformanceFailure
 
 
@@ -28,20 +30,41 @@ def judge_call(model: Any, proc: str, call: Call, args: tuple[int | str, ...], o
     Returns the checks made: a single ``FAIL`` (blamed on the clause the observation broke; the
     model is left as it was) or the passing check of the call's clause and of every other clause
     the same check held the target to."""
-    exp = model.expect(proc, call.name, args)
-    clause(exp.clause)   # every rule names a catalogued clause
-    why = exp.judge(observed)
-    if why is not None:
-        return [Check(clause(exp.blame(observed)).id, Verdict.FAIL, index, exp.describe, observed.describe(), why)]
-    verdict = Verdict.UNKNOWN if exp.unknown else Verdict.IMPL_DEFINED if exp.impl_defined else Verdict.PASS
+    exp, bad = judge_outcome(model, proc, call, args, observed, index)
+    if bad is not None:
+        return [bad]
     seen = observed.describe()
+    verdict = verdict_of(exp)
     checks = [Check(exp.clause, verdict, index, exp.describe, seen)]
     if exp.covers:
-        checks += [Check(clause(other).id, verdict, index, exp.describe, seen)
-                   for other in exp.covers if other != exp.clause]
-    model.apply(proc, call.name, args, observed)
-    model.bind(proc, call.name, call.result, observed)
+        checks += [Check(other, verdict, index, exp.describe, seen) for other in exp.covers if other != exp.clause]
     return checks
+
+
+def judge_outcome(model: Any, proc: str, call: Call, args: tuple[int | str, ...], observed: Outcome,
+                  index: int) -> tuple[Expect, Check | None]:
+    """``judge_call``'s work without its passing checks: (the model's ``Expect``, the failing check or
+    None).  Allowed, the outcome is adopted (``apply``, ``bind``); the passing checks are the
+    ``Expect``'s clause and its ``covers``, each with ``verdict_of(exp)`` (every clause named is
+    catalogued: looked up here)."""
+    name = call.name
+    exp = model.expect(proc, name, args)
+    if exp.clause not in CATALOGUE:
+        clause(exp.clause)   # every rule names a catalogued clause: a KeyError if not
+    why = exp.judge(observed)
+    if why is not None:
+        return exp, Check(clause(exp.blame(observed)).id, Verdict.FAIL, index, exp.describe, observed.describe(), why)
+    for other in exp.covers:
+        if other not in CATALOGUE:
+            clause(other)
+    model.apply(proc, name, args, observed)
+    model.bind(proc, name, call.result, observed)
+    return exp, None
+
+
+def verdict_of(exp: Expect) -> Verdict:
+    """The verdict of an outcome ``exp`` allows."""
+    return Verdict.UNKNOWN if exp.unknown else Verdict.IMPL_DEFINED if exp.impl_defined else Verdict.PASS
 
 
 def invariant_failure(model: Any, index: int, full: bool = True) -> Check | None:
@@ -52,6 +75,11 @@ def invariant_failure(model: Any, index: int, full: bool = True) -> Check | None
     where the model offers that (``incremental_invariants``), else the full recount."""
     bad = model.invariants() if full or not getattr(type(model), "incremental_invariants", False) \
         else model.invariants(full=False)
+    return invariant_check(bad, index)
+
+
+def invariant_check(bad: list[tuple[str, str]], index: int) -> Check | None:
+    """The first of ``bad`` (a model's broken invariants: clause, message) as a failing check."""
     for cid, msg in bad:
         return Check(cid, Verdict.FAIL, index, "the invariant holds", msg, "model invariant broken", at="invariant")
     return None
@@ -123,4 +151,4 @@ class Stepper:
             raise self.failure(bad.clause, self.program(), index, bad.expected, bad.observed, bad.note)
 
 
-__all__ = ["judge_call", "invariant_failure", "Stepper"]
+__all__ = ["judge_call", "judge_outcome", "verdict_of", "invariant_failure", "invariant_check", "Stepper"]

@@ -32,7 +32,7 @@ from typing import Any
 from memspec.calls import capability_calls
 from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3, RAM_SIZE, pattern
 from memspec.errors import TargetError
-from memspec.program import Call, Program, eval_args
+from memspec.program import Call, Program, const_args, eval_args
 from memspec.records import Observation, Outcome, RunResult
 
 from .base import Session, Target
@@ -612,13 +612,18 @@ class QemuTarget(Target):
         env: dict[str, int] = {}
         out: list[Outcome] = []
         calls = program.calls
+        consts = const_args(program)       # evaluated once; the judge reads the same values
         i = 0
         while i < len(calls):
             c = calls[i]
-            args = tuple(map(int, eval_args(c, env)))
+            args = consts[i]
+            if args is None:
+                args = tuple(map(int, eval_args(c, env)))
             nxt = calls[i + 1] if i + 1 < len(calls) else None
             if c.name in ("mov_cr3", "invlpg") and nxt is not None and nxt.name == "access":
-                a2 = tuple(map(int, eval_args(nxt, env)))
+                a2 = consts[i + 1]
+                if a2 is None:
+                    a2 = tuple(map(int, eval_args(nxt, env)))
                 pair = m.fused(c.name, args[0], a2[0], a2[1], a2[3]) if a2[2] == 0 else None
                 if pair is not None:
                     out.extend(pair)

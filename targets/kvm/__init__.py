@@ -39,7 +39,7 @@ from typing import Any
 
 from memspec.calls_hw import HARNESS_LOW, RAM_SIZE
 from memspec.errors import SessionFailed
-from memspec.program import Call, Int, Program, Ref, eval_args
+from memspec.program import Call, Int, Program, Ref, const_args, eval_args
 from memspec.records import Observation, Outcome, RunResult, RunStatus
 
 from ..base import Session, Target
@@ -115,6 +115,7 @@ class KvmTarget(Target):
         # the named results some later call reads: only those end a chunk (the bench's programs name every
         # access and read none, and a scan of every call's arguments per call was a tenth of the run)
         read_later = {a.name for c in calls for a in c.args if isinstance(a, Ref)}
+        consts = const_args(program)       # evaluated once; the judge reads the same values
         i = 0
         while i < len(calls):
             chunk = _Chunk()
@@ -127,7 +128,8 @@ class KvmTarget(Target):
                 if bound_here and any(isinstance(a, Ref) and a.name in bound_here for a in c.args) or chunk.full():
                     break
                 try:
-                    cc = m.compile(chunk, i, c.name, tuple(map(int, eval_args(c, env))))
+                    args = consts[i]
+                    cc = m.compile(chunk, i, c.name, tuple(map(int, eval_args(c, env))) if args is None else args)
                 except _Refused as e:
                     return self._finish(program, outcomes, RunStatus.REFUSED, f"call {i + 1} refused: {e}")
                 pending.append((c, cc))
