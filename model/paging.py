@@ -41,7 +41,19 @@ GP = Outcome(signal="#GP")
 UD = Outcome(signal="#UD")
 
 # an Expect is frozen: one per clause and constant outcome serves every call that has it
-exactly = lru_cache(maxsize=1024)(_exactly)
+_exactly_cached = lru_cache(maxsize=1024)(_exactly)
+_EXACTLY_OK: dict[str, Expect] = {}
+
+
+def exactly(clause: str, outcome: Outcome) -> Expect:
+    """``expect.exactly``, made once per clause and outcome; the common ``OK`` found by its clause alone
+    (an ``Outcome``'s hash is worked out field by field on every lookup)."""
+    if outcome is OK:
+        e = _EXACTLY_OK.get(clause)
+        if e is None:
+            e = _EXACTLY_OK[clause] = _exactly(clause, OK)
+        return e
+    return _exactly_cached(clause, outcome)
 
 DEFAULT_FACTS: dict[str, Any] = {
     "maxphyaddr": 52, "la57": True, "page1g": True, "pcid": True, "invpcid": True,
@@ -146,6 +158,9 @@ class Paging:
         self.tlb = RefTlb()
         self.walks = WalkMemo()       # the current walk, found again by its entries' values
         self._last: dict[str, Any] = {}
+        # what the TLB law was last checked on (``invariants``): the entries list, its size, the events
+        self._inv_entries: list | None = None
+        self._inv_size = self._inv_events = -1
         self._write_harness_entry()
         self.history.load_root(self.root, self.pcid)
         self.seg = SegUnit(f)       # the segmentation calls' own logical processor (memspec.calls_hw)
@@ -220,14 +235,28 @@ class Paging:
     def bind(self, proc: str, name: str, result: str | None, outcome: Outcome) -> None:
         pass
 
-    def invariants(self) -> list[tuple[str, str]]:
-        """No reference-TLB entry outlives an invalidation that covers it; A/D never unset by the CPU."""
+    # the judge's check after each step (``full=False``) looks at the reference TLB only when it or
+    # the invalidations changed since the last look
+    incremental_invariants = True
+
+    def invariants(self, full: bool = True) -> list[tuple[str, str]]:
+        """No reference-TLB entry outlives an invalidation that covers it; A/D never unset by the CPU.
+
+        ``full=False``: the TLB's entries are looked at only if an invalidation was recorded or the
+        entries changed (a fill, a drop) since the last look: the law reads nothing else, so it holds
+        as it did.  Example: after ``set_pte`` (no invalidation, no fill) only the unsure bits."""
         bad: list[tuple[str, str]] = []
-        for e in self.tlb.entries:
+        entries, n_events = self.tlb.entries, len(self.history.events)
+        if not full and entries is self._inv_entries and len(entries) == self._inv_size and \
+                n_events == self._inv_events:
+            entries = []
+        for e in entries:
             ev = self.history.killed(e.created, e.pcid if e.pcid >= 0 else -1, e.la_base, e.path.size, e.pcid == -1)
             if ev is not None:
                 bad.append((ev.clause, f"a translation of {e.la_base:#x} (PCID {e.pcid}) survived {ev.kind} "
                                        f"invalidation at time {ev.time}"))
+        if not bad:     # looked at and found holding: the next step's look may be left out
+            self._inv_entries, self._inv_size, self._inv_events = self.tlb.entries, len(self.tlb.entries), n_events
         for addr, mask in self.unsure.items():
             if mask & ~0x60:
                 bad.append(("sdm.ad.only-a-d", f"entry {addr:#x}: bits {mask:#x} beyond A/D are uncertain"))
@@ -493,45 +522,34 @@ class Paging:
         for res, _t, _g in stale:
             o, c, _ = self._outcome_of(res, la, acc, cpl, ac)
             options.append((o, c, res))
-        # PK as well as a paging-rights violation: the SDM does not order them; allow PK either way
-        extra = []
-        for o, c, r in options:
-            if o is not None and o.signal == "#PF" and isinstance(cur, Path) and self._pk_also(cur, acc, cpl):
-                d = dict(o.detail)
-                extra.append((Outcome(signal="#PF", detail=(("cr2", d["cr2"]), ("errcode", int(d["errcode"] | ErrCode.PK)))), c, r))
-        options += extra
-        # the reference TLB's choice (the default, and the strict law)
-        default = o_cur
-        hit = self.tlb.lookup(la, self.pcid)
-        if hit is not None and o_cur is not None:
-            o_hit, _, _ = self._outcome_of(hit.path, la, acc, cpl, ac)
-            if o_hit is not None and o_hit.ok:
-                default = o_hit
-        if default is None:
-            default = Outcome(value=0)
+        if stale or o_cur is not None and o_cur.signal == "#PF":
+            # PK as well as a paging-rights violation: the SDM does not order them; allow PK either way
+            extra = []
+            for o, c, r in options:
+                if o is not None and o.signal == "#PF" and isinstance(cur, Path) and self._pk_also(cur, acc, cpl):
+                    d = dict(o.detail)
+                    extra.append((Outcome(signal="#PF", detail=(("cr2", d["cr2"]), ("errcode", int(d["errcode"] | ErrCode.PK)))), c, r))
+            options += extra
         self._last = {"la": la, "cur": cur, "stale": stale, "removed": removed,
                       "cur_ok": isinstance(cur, Path) and not (o_cur is not None and o_cur.signal == "#PF")}
         if o_cur is None:
-            return Expect(clause, default, "a value from memory the pattern does not cover", unknown=True)
+            return Expect(clause, Outcome(value=0), "a value from memory the pattern does not cover", unknown=True)
         if self.strict:
+            default = self._tlb_default(o_cur, la, acc, cpl, ac)
             return exactly(clause if default == o_cur else "sdm.tlb.stale-before-invalidation", default)
-        distinct = []
-        for o, c, r in options:
-            if o is None:
-                distinct.append((o, c, r))
-            elif all(o != d for d, _, _ in distinct):
-                distinct.append((o, c, r))
+        if len(options) == 1:
+            distinct = options
+        else:
+            distinct = []
+            for o, c, r in options:
+                if o is None:
+                    distinct.append((o, c, r))
+                elif all(o != d for d, _, _ in distinct):
+                    distinct.append((o, c, r))
         expect_clause = clause if len(distinct) == 1 else "sdm.tlb.stale-before-invalidation"
         if len(distinct) == 1 and removed.cands:
             # exercised: the invalidation that removed every stale walk, if there was one
-            for res, ev, _t in removed.latest_first(paths_only=True):
-                if not ev.clause.startswith("sdm."):
-                    continue
-                o_old, _, _ = self._outcome_of(res, la, acc, cpl, ac)
-                if o_old is None or not matches(o_old, o_cur):
-                    clause = ev.clause
-                    break
-            expect_clause = clause
+            clause = expect_clause = self._exercised(removed, o_cur, clause, la, acc, cpl, ac)
         killed: list[tuple[Outcome, str]] | None = None
         mode = self.mode
 
@@ -551,6 +569,7 @@ class Paging:
 
         if len(distinct) == 1:
             return self._explained(clause, o_cur, la, blame)
+        default = self._tlb_default(o_cur, la, acc, cpl, ac)
         explain = self.explain
 
         def allowed(obs: Outcome) -> str | None:
@@ -568,6 +587,51 @@ class Paging:
         return Expect("sdm.tlb.stale-before-invalidation", default, blame_by=blame, describe=
                       " or ".join(show(o) if o else "(any value)" for o, _, _ in distinct), predicate=allowed,
                       impl_defined=True)
+
+    def _tlb_default(self, o_cur: Outcome, la: int, acc: int, cpl: int, ac: int) -> Outcome:
+        """The reference TLB's choice for an access whose current walk gives ``o_cur``: the outcome of
+        the translation it holds, if that one succeeds, else ``o_cur`` (the default of a choice
+        between walks, and the strict law)."""
+        hit = self.tlb.lookup(la, self.pcid)
+        if hit is not None:
+            o_hit, _, _ = self._outcome_of(hit.path, la, acc, cpl, ac)
+            if o_hit is not None and o_hit.ok:
+                return o_hit
+        return o_cur
+
+    def _exercised(self, removed, o_cur: Outcome, clause: str, la: int, acc: int, cpl: int, ac: int) -> str:
+        """The clause an access that only the current walk explains exercised: the invalidation
+        (an ``sdm.`` clause) that removed the latest cached walk giving another outcome than
+        ``o_cur``, or ``clause`` if none did.  A removed walk whose leaf gives other data than a
+        load or store's ``o_cur`` (``_gives_other_data``) differs whatever its rights: found without
+        building it, when ``_outcome_of`` is this class's."""
+        lean = o_cur.value is not None and o_cur.ok and acc != EXEC and type(self)._outcome_of is Paging._outcome_of
+        for cand, ev, _t in removed.latest_first_cands(paths_only=True):
+            if not ev.clause.startswith("sdm."):
+                continue
+            if lean and self._gives_other_data(cand, la, acc, o_cur):
+                return ev.clause
+            o_old, _, _ = self._outcome_of(removed.result(cand), la, acc, cpl, ac)
+            if o_old is None or not matches(o_old, o_cur):
+                return ev.clause
+        return clause
+
+    def _gives_other_data(self, cand: tuple, la: int, acc: int, o_cur: Outcome) -> bool:
+        """Whether the removed walk ``cand`` (as ``stale_walks`` enumerated it, not a fault), if its
+        rights let the load or store through, gives an outcome ``matches`` tells from the successful
+        ``o_cur``: memory the pattern does not cover (``_outcome_of`` gives None), or a value that
+        differs beyond ``o_cur``'s loose bits.  Read off the leaf entry, as ``_may_give`` does; a
+        walk whose rights fault gives a #PF, which differs from ``o_cur`` as well."""
+        _t, level, entries, _fault, _rsvd = cand
+        size = PAGE_SIZES[level]
+        pa = (entries[-1][1] & addr_mask(self.maxphy) & ~(size - 1)) | (la & (size - 1))
+        if not self.low <= pa < self.ram or self._is_harness_entry(pa):
+            return True
+        v = self.read(pa)
+        if acc == WRITE:
+            v = (v & ~0xFF) | 0xCC
+        loose = dict(o_cur.detail).get("loose", 0) if o_cur.detail else 0
+        return (v ^ o_cur.value) & ~loose != 0
 
     def _entry_read(self, cur, la: int, acc: int, obs: Outcome) -> str | None:
         """A load or store that reached a paging entry as data (its address maps the entry's own table):
@@ -720,10 +784,11 @@ class Paging:
         done: set[int] = set()
         # the same walks, outcomes and order as _removed_outcomes(removed, ..., flushed=False), less
         # those whose leaf cannot give o's data (_may_give): most removed walks map another frame
-        for res, ev, _t in removed.latest_first(keep=lambda cand: self._may_give(cand, la, acc, o)):
+        for cand, ev, _t in removed.latest_first_cands(keep=lambda cand: self._may_give(cand, la, acc, o)):
             cid = ev.clause
             if not cid.startswith("sdm."):
                 continue
+            res = removed.result(cand)
             o_old, _, _ = self._outcome_of(res, la, acc, cpl, ac)
             if o_old is None or not matches(o, o_old):
                 continue

@@ -38,13 +38,25 @@ ALL_NONGLOBAL = "nonglobal"
 ALL = "all"                # everything, global ones too
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Event:
     time: int
     kind: str
     pcid: int
     addr: int
     clause: str
+
+    # one per invalidation (every mov_cr3, invlpg, #PF): the slots set through their descriptors,
+    # cheaper than the frozen dataclass's __init__; frozen, equal and hashed by value as before
+    def __init__(self, time: int, kind: str, pcid: int, addr: int, clause: str) -> None:
+        _e_time(self, time)
+        _e_kind(self, kind)
+        _e_pcid(self, pcid)
+        _e_addr(self, addr)
+        _e_clause(self, clause)
+
+
+_e_time, _e_kind, _e_pcid, _e_addr, _e_clause = (Event.__dict__[f].__set__ for f in ("time", "kind", "pcid", "addr", "clause"))
 
 
 @dataclass(slots=True)
@@ -68,7 +80,7 @@ class History:
         return self.now
 
     def write(self, addr: int, old: int, new: int) -> None:
-        t = self.tick()
+        t = self.now = self.now + 1      # tick()
         self.last_change = t
         vs = self.values.setdefault(addr, [[0, -1, old]])
         vs[-1][1] = t
@@ -82,14 +94,14 @@ class History:
             vs[-1][2] = new
 
     def load_root(self, root: int, pcid: int) -> None:
-        t = self.tick()
+        t = self.now = self.now + 1      # tick()
         self.last_change = t
         if self.roots:
             self.roots[-1][1] = t
         self.roots.append([t, -1, root, pcid])
 
     def invalidate(self, kind: str, pcid: int, addr: int, clause: str) -> None:
-        t = self.tick()
+        t = self.now = self.now + 1      # tick()
         ev = Event(t, kind, pcid, addr, clause)
         self.events.append(ev)
         if kind == PAGE or kind == PAGE_GLOBAL:
@@ -158,6 +170,7 @@ class History:
 
 
 LEVEL_STEP = {5: pml5e, 4: pml4e, 2: pde, 1: pte}
+_SHIFT = (0, 12, 21, 30, 39, 48)      # by level: index(la, level) is (la >> _SHIFT[level]) & 0x1FF
 PAGE_SIZES = {1: 1 << 12, 2: 1 << 21, 3: 1 << 30}
 _G = 0x100
 
@@ -204,8 +217,10 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     latest: dict[tuple[int, int], int] = {}
     first: dict[tuple[int, int], int] = {}
     for start, end, root, p in h.roots[-8:]:
-        latest[(root, p)] = now if end < 0 else end - 1
-        first.setdefault((root, p), start)
+        key = (root, p)
+        latest[key] = now if end < 0 else end - 1
+        if key not in first:
+            first[key] = start
     roots = [(root, p, until) for (root, p), until in latest.items() if until >= floor_g]
 
     # candidates in the order of the walk over the tree: (latest time, level, entries, fault, rsvd?, root's
@@ -217,7 +232,7 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     # survive in a global translation; before the last flush of everything, not at all
     floor = floor_g if pge else floor_ng
     values = h.values
-    shift = {level: 12 + 9 * (level - 1) for level in range(1, 6)}     # index(la, level)
+    shift = _SHIFT
 
     def go(level: int, table: int, uses: tuple[tuple[int, int], ...], t: int, stale: bool, then: bool = False) -> None:
         if len(out) >= limit or t < floor:
@@ -235,6 +250,8 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
             if then and since > t:
                 continue              # written after NXE was cleared: never cached with NXE = 1
             old = until < now
+            if old and not value & 1:
+                continue              # not present: never cached (the level's check would say so)
             tt = t if t < until else until
             if tt < floor:
                 continue                  # flushed since: cannot be in any TLB or paging-structure cache
@@ -270,6 +287,7 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     kill_all, kill_ng = h.kill_times(la, pcid)
     kept: list[tuple[Path | PageFault, int, bool]] = []
     seen = set()
+    gone = removed.cands.append      # Removed.add
     for t, level, uses, fault, rsvd, p, since in out:
         glob = fault is None and pge and bool(uses[-1][1] & _G)
         if not glob:
@@ -284,12 +302,12 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
                 continue
         cand = (t, level, uses, fault, rsvd)
         if t < kill_all or (t < kill_ng and not glob):
-            removed.add(cand, glob, None)     # an invalidation of this page (or all) since: gone
+            gone((cand, glob, None))     # an invalidation of this page (or all) since: gone
             continue
         size = PAGE_SIZES[level] if fault is None else 1 << 12
         ev = h.killed(t, pcid if not glob else -1, la, size, glob)
         if ev is not None:
-            removed.add(cand, glob, ev)
+            gone((cand, glob, ev))
             continue
         res = removed.result(cand)
         key = (res.base, res.size, res.user, res.writable, res.xd, res.pkey) if isinstance(res, Path) else (res.errcode,)
@@ -306,15 +324,17 @@ class Removed:
     only such a walk explains.  Worked out when asked, from the entries captured at enumeration
     (the history only grows, so the answer does not change)."""
 
-    __slots__ = ("h", "mode", "la", "acc", "cpl", "pcid", "n_events", "cands")
+    __slots__ = ("h", "mode", "la", "acc", "cpl", "pcid", "n_events", "cands", "_latest")
 
     def __init__(self, h: History, mode: Mode, la: int, acc: int, cpl: int, pcid: int) -> None:
         self.h, self.mode, self.la, self.acc, self.cpl, self.pcid = h, mode, la, acc, cpl, pcid
         self.n_events = len(h.events)
         self.cands: list[tuple[tuple, bool, Event | None]] = []
+        self._latest: list[tuple[tuple, bool, Event | None]] | None = None    # cands, latest first
 
     def add(self, cand: tuple, glob: bool, ev: Event | None) -> None:
         self.cands.append((cand, glob, ev))
+        self._latest = None
 
     def result(self, cand: tuple) -> Path | PageFault:
         """The walk as the walker reports it: a ``Path``, or the ``PageFault`` of its last entry."""
@@ -339,8 +359,17 @@ class Removed:
         cached first (in enumeration order among equal times).  ``keep``: only the walks whose
         enumerated form ``(time, level, ((addr, value), ...), fault clause or None, rsvd?)`` it
         accepts, tested before the walk or its invalidation is worked out."""
+        for cand, ev, t in self.latest_first_cands(paths_only, keep):
+            yield self.result(cand), ev, t
+
+    def latest_first_cands(self, paths_only: bool = False, keep: Callable[[tuple], bool] | None = None
+                           ) -> Iterator[tuple[tuple, Event, int]]:
+        """``latest_first`` with each walk in its enumerated form (``Removed.result`` builds it)."""
         h, pcid = self.h, self.pcid
-        for cand, glob, ev in sorted(self.cands, key=lambda c: -c[0][0]):
+        order = self._latest
+        if order is None:       # sorted once: the judge's expect and apply of an access both ask
+            order = self._latest = sorted(self.cands, key=_minus_time)
+        for cand, glob, ev in order:
             t, level, _, fault, _ = cand
             if paths_only and fault is not None:
                 continue
@@ -350,7 +379,7 @@ class Removed:
                 size = PAGE_SIZES[level] if fault is None else 1 << 12
                 ev = h.killed(t, pcid if not glob else -1, self.la, size, glob, self.n_events)
                 assert ev is not None, "a walk older than this page's last invalidation survived it"
-            yield self.result(cand), ev, t
+            yield cand, ev, t
 
     def __iter__(self) -> Iterator[tuple[Path | PageFault, Event, int]]:
         """In enumeration order (the order ``latest_first`` breaks ties by)."""
@@ -364,6 +393,10 @@ class Removed:
                 size = PAGE_SIZES[level] if fault is None else 1 << 12
                 ev = h.killed(t, pcid if not glob else -1, self.la, size, glob, self.n_events)
             yield self.result(cand), ev, t
+
+
+def _minus_time(c: tuple) -> int:
+    return -c[0][0]
 
 
 NOTHING_REMOVED = Removed(History(), Mode(0, 0, 0), 0, 0, 0, 0)     # never added to

@@ -14,7 +14,7 @@ PDE 2, PTE 5; a 2 MiB PDE with XD = 1 and NXE = 1 forbids fetches:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
 from .pte import EXEC, PAGE_SIZES, PKEY_MASK, PKEY_SHIFT, READ, WRITE, Mode, Pte, addr_mask, bits, rsvd_high
@@ -50,6 +50,8 @@ class Path:
     glob: bool       # G = 1 in the leaf
     pkey: int
     dirty: bool      # D = 1 in the leaf
+    # the OR of every entry's value (``_path`` knows it; -1: not known, worked out when asked)
+    ored: int = field(default=-1, repr=False, compare=False)
 
     def pa(self, la: int) -> int:
         return self.base | (la & (self.size - 1))
@@ -244,6 +246,7 @@ def _path(uses: tuple[Use, ...], mode: Mode, level: int) -> Path:
         glob=bool(leaf & _G),
         pkey=(leaf & PKEY_MASK) >> PKEY_SHIFT,
         dirty=bool(leaf & _D),
+        ored=some,
     )
 
 
@@ -321,7 +324,12 @@ def _allowed_clause(path: Path, mode: Mode, acc: int, cpl: int, ac: int) -> str:
         return "sdm.pkeys.supervisor-page-unaffected"
     if not mode.pke and path.pkey:
         return "sdm.pkeys.ignored-without-pke"
-    if any(u.value & _IGNORED for u in path.uses):
+    ored = path.ored
+    if ored < 0:
+        ored = 0
+        for u in path.uses:
+            ored |= u.value
+    if ored & _IGNORED:
         return "sdm.walk.ignored-bits"
     if path.size == 1 << 12 and path.uses[-1].value & _PS:
         return "sdm.walk.pte.pat-not-ps"
