@@ -20,7 +20,8 @@ from typing import Generic, Iterable, Iterator, TypeVar
 V = TypeVar("V")
 
 LOAD = 512     # a chunk splits in two when it grows past 2 * LOAD
-NOT_ONE = object()     # IntervalMap._swap: the range is not exactly one interval
+NOT_ONE = object()     # IntervalMap._swap: the range is neither exactly one interval nor free
+FREE = object()        # IntervalMap._swap: the range holds no interval
 
 
 def merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -264,20 +265,29 @@ class IntervalMap(Generic[V]):
         """Map [start, end) to ``value``, replacing whatever was there; an empty range maps nothing."""
         if end <= start:
             return
-        if self._swap(start, end, value) is NOT_ONE:
+        old = self._swap(start, end, value)
+        if old is FREE:
+            self._insert(start, end, value)
+        elif old is NOT_ONE:
             self.remove(start, end)
             self._insert(start, end, value)
 
     def _swap(self, start: int, end: int, value: V) -> V | object:
-        """When [start, end) is exactly one interval, between neighbours that do not reach into it,
-        give it ``value`` in place and return the old value (what ``remove`` + ``_insert`` would
-        do, without moving the lists' entries); else change nothing and return ``NOT_ONE``."""
+        """The two cases of ``set`` that need no removal, found with one bisect: [start, end) is
+        exactly one interval, between neighbours that do not reach into it -- give it ``value`` in
+        place and return the old value (what ``remove`` + ``_insert`` would do, without moving the
+        lists' entries) --, or it holds no interval (``FREE``: nothing to remove, insert it).  Else
+        change nothing and return ``NOT_ONE`` (also at a chunk's edge, where a neighbour lies in
+        the next chunk or the one before)."""
         c = max(self._chunk(start), 0) if self._heads else 0
-        s = self._cs[c]
+        s, e = self._cs[c], self._ce[c]
         i = bisect_left(s, start)
-        if i == len(s) or s[i] != start or self._ce[c][i] != end or (i == 0 and c) or (
-                i and self._ce[c][i - 1] > start) or (i + 1 < len(s) and s[i + 1] < end) or (
-                i + 1 == len(s) and c + 1 < len(self._cs)):
+        n = len(s)
+        if (i == 0 and c) or (i + 1 >= n and c + 1 < len(self._cs)) or (i and e[i - 1] > start):
+            return NOT_ONE
+        if i == n or s[i] >= end:
+            return FREE
+        if s[i] != start or e[i] != end or (i + 1 < n and s[i + 1] < end):
             return NOT_ONE
         old = self._cv[c][i]
         self._cv[c][i] = value

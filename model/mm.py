@@ -72,14 +72,16 @@ def _registers(name: str, args: tuple) -> tuple:
         masks = _MASKS[name] = tuple((i, U64 if p.name in _UNSIGNED else U32)
                                      for i, p in enumerate(CALLS[name].params)
                                      if p.name in _UNSIGNED or p.name == "fd")
-    if not masks:
-        return args
-    regs = list(args)
-    n = len(regs)
+    regs = None         # (a copy only when a register changes: most arguments are in range)
+    n = len(args)
     for i, m in masks:
-        if i < n and type(regs[i]) is int:
-            regs[i] &= m
-    return tuple(regs)
+        if i < n:
+            x = args[i]
+            if type(x) is int and x & m != x:
+                if regs is None:
+                    regs = list(args)
+                regs[i] = x & m
+    return args if regs is None else tuple(regs)
 
 
 class System(OsState):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..intervals import NOT_ONE, IntervalMap
+from ..intervals import FREE, NOT_ONE, IntervalMap
 from ..pages import Page
 
 ANON, PTE, TLB = 0, 1, 2
@@ -147,10 +147,14 @@ class VmaTree(IntervalMap):
         if old is NOT_ONE:
             self.remove(start, end)
             self._insert(start, end, value)
-        else:       # the one VMA of [start, end) replaced in place: recorded as remove + insert record it
-            self.ranges.append((start, end))
-            if old is not None and old.obj is not None:
-                self.objs.add(old.obj)
+            return
+        # the one VMA of [start, end) replaced in place, or the free range mapped: recorded as
+        # remove + insert record it
+        self.ranges.append((start, end))
+        if old is FREE:
+            self._insert(start, end, value)
+        elif old is not None and old.obj is not None:
+            self.objs.add(old.obj)
 
     # the tree's two primitive changes, which set and remove go through, keep the count
     def _insert(self, start: int, end: int, value: Any) -> None:

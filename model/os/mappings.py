@@ -281,11 +281,9 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
     # the hints the kernel may have used: the one rounded to the sysctl's vm.mmap_min_addr, or
     # to the LSM's floor (security/min_addr.c: mmap_min_addr is the larger of the sysctl and
     # CONFIG_LSM_MMAP_MIN_ADDR, 64 KiB by default, which /proc does not show; measured on 6.18)
-    hints: set[int] | tuple[()] = ()      # (no hint: none to build)
-    if hint_in:
-        hints = {h for h in (hint_in, max(hint_in, LSM_MMAP_MIN_ADDR) if hint_in else 0)
-                 if h and h + plen <= (0x80000000 if bit32 else c.task_size)
-                 and (h > DEFAULT_MAP_WINDOW) == (h + plen > DEFAULT_MAP_WINDOW)}
+    hints = {h for h in (hint_in, max(hint_in, LSM_MMAP_MIN_ADDR) if hint_in else 0)
+             if h and h + plen <= (0x80000000 if bit32 else c.task_size)
+             and (h > DEFAULT_MAP_WINDOW) == (h + plen > DEFAULT_MAP_WINDOW)}
     if honour and stack_gap_below(mm, hint + plen):
         # arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area_topdown uses a hint only when
         # addr + len <= vm_start_gap(next VMA): below a VM_GROWSDOWN mapping stack_guard_gap

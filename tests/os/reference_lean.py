@@ -3,7 +3,7 @@ reference ``tests/os/test_lean_judge.py`` holds the model to.  ``PlainSystem`` i
 with these in place of the lean forms: mmap's VMA made afresh (not one kept per distinct question),
 munmap's and mprotect's rules as they were (each question of the range asked on its own, a fresh
 ``Expect`` per answer), mprotect's apply with ``dataclasses.replace`` and the huge-page split asked
-always, ``unmap`` and ``pages_in`` without their early exits, mmap's placement worked out afresh on
+always, ```unmap`` and ``pages_in`` without their early exits, mmap's placement worked out afresh on
 every call, and every invariant run in the full recount (none left out for a state without pages).
 A copy of the old code, kept only as the reference: not imported by the model."""
 
@@ -13,7 +13,9 @@ from dataclasses import replace
 from typing import Any
 
 from memspec.consts import MAP, MCL, PAGE_SIZE, PROT
+from memspec.calls import CALLS
 from memspec.model import fault
+from memspec.model import mm as M
 from memspec.model import invariants as inv
 from memspec.model.expect import Expect, errno, exactly, or_errno
 from memspec.model.intervals import NOT_ONE
@@ -227,6 +229,23 @@ def pages_in(self, mm: Mm, start: int, end: int) -> list[int]:
     for x in stores:
         found.update(p for p in x if start <= p < end)
     return sorted(found)
+
+
+def registers(name: str, args: tuple) -> tuple:
+    """model.mm._registers as it was: a copy of the arguments, every time."""
+    masks = M._MASKS.get(name)
+    if masks is None:
+        masks = M._MASKS[name] = tuple((i, M.U64 if p.name in M._UNSIGNED else M.U32)
+                                     for i, p in enumerate(CALLS[name].params)
+                                     if p.name in M._UNSIGNED or p.name == "fd")
+    if not masks:
+        return args
+    regs = list(args)
+    n = len(regs)
+    for i, m in masks:
+        if i < n and type(regs[i]) is int:
+            regs[i] &= m
+    return tuple(regs)
 
 
 class NoSwap(VmaTree):

@@ -26,7 +26,7 @@ from memspec.fuzz.layers import random_programs
 from memspec.model import intervals
 from memspec.model import invariants as inv
 from memspec.model.intervals import merged
-from memspec.model.mm import Config, System
+from memspec.model.mm import Config, System, _registers
 from memspec.model.os.footprint import VmaTree
 from memspec.model.os.state import Vma
 from memspec.model.pages import Page
@@ -187,6 +187,15 @@ def test_whole_judgements_are_the_same():
         run = t.run(p)
         a, b = judge(p, run, "model", model=System(Config())), judge(p, run, "model", model=ref.PlainSystem(Config()))
         assert a.checks == b.checks
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(System.rules)), st.lists(st.one_of(
+    st.integers(-(1 << 70), 1 << 70), st.sampled_from([-1, 0, (1 << 32) - 1, 1 << 32, (1 << 64) - 1, 1 << 64]),
+    st.text(max_size=2)), max_size=8))
+def test_arguments_reach_the_rules_as_registers_as_before(name, args):
+    """The registers a rule gets (unsigned longs and descriptors masked), copied only when one changes."""
+    assert _registers(name, tuple(args)) == ref.registers(name, tuple(args))
 
 
 # -- the VMA tree's in-place replacement ----------------------------------------------------------
