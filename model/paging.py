@@ -784,7 +784,7 @@ class Paging:
         done: set[int] = set()
         # the same walks, outcomes and order as _removed_outcomes(removed, ..., flushed=False), less
         # those whose leaf cannot give o's data (_may_give): most removed walks map another frame
-        for cand, ev, _t in removed.latest_first_cands(keep=lambda cand: self._may_give(cand, la, acc, o)):
+        for cand, ev, _t in removed.latest_first_cands(keep=self._may_give, keep_args=(la, acc, o)):
             cid = ev.clause
             if not cid.startswith("sdm."):
                 continue

@@ -362,9 +362,10 @@ class Removed:
         for cand, ev, t in self.latest_first_cands(paths_only, keep):
             yield self.result(cand), ev, t
 
-    def latest_first_cands(self, paths_only: bool = False, keep: Callable[[tuple], bool] | None = None
-                           ) -> Iterator[tuple[tuple, Event, int]]:
-        """``latest_first`` with each walk in its enumerated form (``Removed.result`` builds it)."""
+    def latest_first_cands(self, paths_only: bool = False, keep: Callable[..., bool] | None = None,
+                           keep_args: tuple = ()) -> Iterator[tuple[tuple, Event, int]]:
+        """``latest_first`` with each walk in its enumerated form (``Removed.result`` builds it);
+        ``keep`` is asked ``keep(cand, *keep_args)``."""
         h, pcid = self.h, self.pcid
         order = self._latest
         if order is None:       # sorted once: the judge's expect and apply of an access both ask
@@ -373,7 +374,7 @@ class Removed:
             t, level, _, fault, _ = cand
             if paths_only and fault is not None:
                 continue
-            if keep is not None and not keep(cand):
+            if keep is not None and not keep(cand, *keep_args):
                 continue
             if ev is None:
                 size = PAGE_SIZES[level] if fault is None else 1 << 12

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
-from .pte import EXEC, PAGE_SIZES, PKEY_MASK, PKEY_SHIFT, READ, WRITE, Mode, Pte, addr_mask, bits, rsvd_high
+from .pte import EXEC, PAGE_SIZES, PKEY_MASK, PKEY_SHIFT, READ, WRITE, Mode, Pte, addr_mask, bits
 
 Read = Callable[[int], int]
 F = TypeVar("F")        # the fault value of a nested step (never an int): the 2-D walk's EPT violation
@@ -91,7 +91,7 @@ def pml5e(e: int, mode: Mode) -> tuple[str | None, bool]:
         return "sdm.walk.pml5e.not-present", False
     if e & _PS:
         return "sdm.walk.pml5e.rsvd-ps", True
-    if e & rsvd_high(mode):
+    if e & mode.rsvd:             # rsvd_high(mode), read off the mode
         return _rsvd_clause(e, mode, "sdm.walk.pml5e.rsvd-maxphy"), True
     return None, False
 
@@ -102,7 +102,7 @@ def pml4e(e: int, mode: Mode) -> tuple[str | None, bool]:
         return "sdm.walk.pml4e.not-present", False
     if e & _PS:
         return "sdm.walk.pml4e.rsvd-ps", True
-    if e & rsvd_high(mode):
+    if e & mode.rsvd:             # rsvd_high(mode), read off the mode
         return _rsvd_clause(e, mode, "sdm.walk.pml4e.rsvd-maxphy"), True
     return None, False
 
@@ -117,7 +117,7 @@ def pdpte(e: int, mode: Mode, page1g: bool) -> tuple[str | None, bool]:
             return "sdm.walk.pdpte.rsvd-ps-no-1g", True
         if e & bits(29, 13):
             return "sdm.walk.pdpte.rsvd-1g-low", True
-    if e & rsvd_high(mode):
+    if e & mode.rsvd:             # rsvd_high(mode), read off the mode
         return _rsvd_clause(e, mode, "sdm.walk.pdpte.rsvd-maxphy"), True
     return None, False
 
@@ -128,7 +128,7 @@ def pde(e: int, mode: Mode) -> tuple[str | None, bool]:
         return "sdm.walk.pde.not-present", False
     if e & _PS and e & bits(20, 13):
         return "sdm.walk.pde.rsvd-2m-low", True
-    if e & rsvd_high(mode):
+    if e & mode.rsvd:             # rsvd_high(mode), read off the mode
         return _rsvd_clause(e, mode, "sdm.walk.pde.rsvd-maxphy"), True
     return None, False
 
@@ -137,7 +137,7 @@ def pte(e: int, mode: Mode) -> tuple[str | None, bool]:
     """SDM Table 4-20: a PTE maps a 4 KiB page; bit 7 is PAT, not PS."""
     if not e & _P:
         return "sdm.walk.pte.not-present", False
-    if e & rsvd_high(mode):
+    if e & mode.rsvd:             # rsvd_high(mode), read off the mode
         return _rsvd_clause(e, mode, "sdm.walk.pte.rsvd-maxphy"), True
     return None, False
 
