@@ -1,10 +1,11 @@
 """kernel_diff_vs_raw: calls judged per second on the ``linux`` target vs the same calls raw through ctypes.
 
 Numerator: a POSIX program of N rounds of ``mmap`` (anonymous, 4 KiB), ``mprotect``
-and ``munmap`` runs on the ``linux`` target (one forked child runs the whole program
-and streams back each call's outcome and the final memory map) while the model
-judges every call as its outcome arrives (``specs.judge.judge`` on ``LinuxTarget.stream``,
-invariants on).
+and ``munmap`` runs on the ``linux`` target as users get it (the native agent where gcc
+builds it: the program's calls pipelined, each outcome read as the agent answers; else the
+forked Python child) while the model judges every call as its outcome arrives
+(``specs.judge.judge`` on the target's ``stream``, invariants on).  The breakdown times the
+run alone, the judging alone, and the Python child's run alone (``linux-py``).
 Denominator: the same 3N calls made raw in this process through ctypes
 (libc ``mmap``/``mprotect``/``munmap`` with declared argument types), no judging.
 """
@@ -20,7 +21,7 @@ from memspec.commands.bench import Pair, Unavailable
 NAME = "kernel_diff_vs_raw"
 GOAL = 0.3
 UNIT = "calls/s"
-NUMERATOR = "calls judged/s: a mmap/mprotect/munmap program run on `linux`, judged call by call by the model as the outcomes stream in"
+NUMERATOR = "calls judged/s: a mmap/mprotect/munmap program run on `linux` (the native agent), judged call by call by the model as the outcomes stream in"
 DENOMINATOR = "the same calls issued raw through ctypes in this process, no judging"
 
 PROT_READ, PROT_WRITE = 1, 2
@@ -60,8 +61,8 @@ def raw_rate(n: int) -> float:
 def judged(target, prog, facts) -> tuple[float, float, float]:
     """(judged calls/s overall, calls/s of the target run alone, calls/s of the judging alone).
 
-    Overall: the program's outcomes judged as the child writes them (``LinuxTarget.stream``),
-    the judge on this process's core while the child runs on the other.  Then, for the
+    Overall: the program's outcomes judged as the target writes them (its ``stream``), the
+    judge on this process's core while the target runs on the other.  Then, for the
     breakdown, the program run alone and that run judged alone."""
     from memspec.specs.judge import judge
     n = len(prog.calls)
@@ -80,32 +81,35 @@ def judged(target, prog, facts) -> tuple[float, float, float]:
 def setup(quick: bool) -> Pair:
     if not sys.platform.startswith("linux"):
         raise Unavailable("the linux target needs Linux")
-    from memspec.targets.linux import LinuxTarget
+    from memspec.targets.registry import make_target
     n = 300 if quick else 1000
     prog = program(n)
-    target = LinuxTarget(timeout=60.0)
+    target = make_target("linux", timeout=60.0)     # as users get it: the native agent where gcc builds it
+    if not hasattr(target, "stream"):
+        raise Unavailable(f"the linux target ({type(target).__name__}) cannot stream a run")
+    python_child = make_target("linux-py", timeout=60.0)
     facts = target.facts()
-    parts: dict[str, list[float]] = {"target_only": [], "judge_only": []}
+    parts: dict[str, list[float]] = {"target_only": [], "judge_only": [], "linux_py_target_only": []}
 
     def numerator() -> float:
         rate, run_only, judge_only = judged(target, prog, facts)
         parts["target_only"].append(run_only)
         parts["judge_only"].append(judge_only)
+        t0 = time.perf_counter()
+        python_child.run(prog)
+        parts["linux_py_target_only"].append(n * 3 / (time.perf_counter() - t0))
         return rate
 
     def profile() -> None:
-        # the judging half runs in this process; the target half is profiled in-process too
-        # (the child's loop, without the fork), so one profile shows both
-        import os
+        # this process's side: the judging, and the target's reading of the answers (the agent's
+        # own side is C; linux-py's child loop is profiled by benchmarks/bench_compiled.py's runs)
         from memspec.specs.judge import judge
-        from memspec.targets import linux_child as L
-        run = target.run(prog)
-        judge(prog, run, target.name, facts)
-        runner = L.Runner()
-        try:
-            L.run_calls(runner, prog, "end", os.open(os.devnull, os.O_WRONLY))
-        finally:
-            runner.k.cleanup()
+        judge(prog, target.stream(prog), target.name, facts)
 
-    return Pair(numerator, lambda: raw_rate(n), profile=profile, parts=parts,
-                note=f"{n} rounds of mmap + mprotect + munmap ({3 * n} calls) per sample")
+    def close() -> None:
+        target.close()
+        python_child.close()
+
+    return Pair(numerator, lambda: raw_rate(n), close=close, profile=profile, parts=parts,
+                note=f"{n} rounds of mmap + mprotect + munmap ({3 * n} calls) per sample, on `{target.name}` "
+                     f"({type(target).__name__})")
