@@ -10,8 +10,12 @@ memory pressure (machine size, reclaim, the OOM killer).
 The rules draw their arguments as rule arguments (strategies in ``@rule``, none drawn inside
 a rule), from the os generator's vocabularies (``specs/gen_os.py``: protections, advice,
 offsets, whence); the process a call runs in is one more argument (``WHO``: a live forked
-process for a quarter of the calls).  A rule whose calls the target does not implement is
-removed, and a rule that draws among calls draws among the ones the target implements.
+process for a quarter of the calls).  Small arguments are drawn together (``grid``: one draw
+for all their combinations), each step's rule is chosen with one draw among the rules the
+example switched on (``machine_rules.SwarmRules``), and a first mapping is made before the
+first step (``first_mapping``), so that the rules on mappings can run from the start.  A rule
+whose calls the target does not implement is removed, and a rule that draws among calls draws
+among the ones the target implements.
 
 What is checked, and when:
 
@@ -34,11 +38,12 @@ expected vs observed, and a replay command.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from itertools import product
+from typing import Any, Callable, Iterable
 
 import hypothesis.strategies as st
 from hypothesis import note
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, precondition, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, precondition, rule
 
 from memspec.consts import SANDBOX_WINDOW
 from memspec.errors import SessionFailed
@@ -49,15 +54,37 @@ from memspec.program import Call, Flags, Int, Program, Ref, Str
 from . import gen_os
 from .failures import ConformanceFailure
 from .judge import compare_maps
-from .machine_rules import law_of, needs, remove_unrunnable, runnable
+from .machine_rules import law_of, needs, remove_unrunnable, runnable, use_swarm_rules, weight
 from .step import Stepper, invariant_failure
 
 PAGE = 4096
+OBSERVE_EVERY = 4   # calls between checkpoints: the memory maps compared, the invariants recounted whole
+
+
+def grid(*values: Iterable[Any]) -> st.SearchStrategy[tuple]:
+    """Several arguments of a rule in one draw: a combination of ``values`` (one iterable per
+    argument), each combination as likely, as if each were drawn by itself.  A draw is most of a
+    step's cost in Hypothesis, and a rule drew four to seven of them."""
+    return st.sampled_from(list(product(*values)))
+
+
 # a process, drawn with a rule's arguments: the main process (0-5, and where no other lives),
 # or one of the live forked ones (6, 7) -- a quarter of the calls, once a fork has happened
+WHOS = range(8)
 WHO = st.integers(0, 7)
-PROTS = st.sampled_from([Flags(p) for p in gen_os.PROTS])    # gen_os.prot's vocabulary, drawn as an argument
-OBSERVE_EVERY = 4   # calls between checkpoints: the memory maps compared, the invariants recounted whole
+PROT_FLAGS = [Flags(p) for p in gen_os.PROTS]       # gen_os.prot's vocabulary, drawn as an argument
+PROTS = st.sampled_from(PROT_FLAGS)
+PROT_WHO = grid(PROT_FLAGS, WHOS)                   # a protection and the process (WHO) of the call
+SPANS = grid(range(-1, 7), range(0, 5))             # (first page, pages) of a range from a mapping's start
+# how often some rules are chosen, in rules (machine_rules.weight): a pressure event about as often
+# as Hypothesis' own choice took it (it tries rules without bundles and with fewer arguments first),
+# and fork more (a fork is valid only while fewer than two children live): a broken OOM killer
+# needs a child that outgrows its parent, then an OOM kill (the catching sweep of
+# tests/specs/catching_sweep.py lost oom-kills-not-worst with fork at 2); the descriptor path
+# (fd_io, and read_written after a pwrite) more often than its share, since it waits for a file
+FORK_WEIGHT = 4
+PRESSURE_WEIGHT = 4
+FILE_IO_WEIGHT = 3
 
 
 def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int = OBSERVE_EVERY,
@@ -76,6 +103,8 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
     observations = runnable(allowed, "mincore", "pfn_of", "minflt")
     events = runnable(allowed, "memory_limit", "reclaim", "oom", "tick")
     unsupported_steps: dict[str, int] = {}      # clause -> steps the target refused to run
+    FILE_KINDS = grid(runnable(allowed, "memfd_create", "shm_open", "open_file") or ["memfd_create"], range(0, 6),
+                      [False, False, False, True])     # (kind, size in half pages, O_APPEND)
 
     class OsMachine(RuleBasedStateMachine):
         mappings = Bundle("mappings")
@@ -104,6 +133,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self.unrecounted = 0    # ... since they were last recounted over the whole state
             self.unobserved = 0     # ... since the target's memory maps were last compared with the model's
             self.dead = False
+            self.swarm = use_swarm_rules(self)   # each step's rule in one draw (machine_rules.SwarmRules)
 
         def _name(self, prefix: str = "m") -> str:
             self.n += 1
@@ -133,10 +163,17 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             return live[who % len(live)] if live else None
 
         @needs("mmap")
-        @rule(target=mappings, page=st.integers(0, 63), pages=st.integers(1, 6),
-              shared=st.booleans(), how=st.sampled_from(["hint", "hint", "fixed", "noreplace", "null"]),
-              prot=PROTS, who=WHO)
-        def mmap(self, page: int, pages: int, shared: bool, how: str, prot: Flags, who: int) -> str:
+        @rule(target=mappings, page=st.integers(0, 63),
+              kind=grid(range(1, 7), (False, True), ["hint", "hint", "fixed", "noreplace", "null"]),
+              prot_who=PROT_WHO)
+        def mmap(self, page: int, kind: tuple, prot_who: tuple) -> str:
+            """An anonymous mapping of ``kind`` (pages, shared, how: a hint, MAP_FIXED,
+            MAP_FIXED_NOREPLACE or no address) at ``page`` of the sandbox, in the process
+            ``prot_who`` names."""
+            (pages, shared, how), (prot, who) = kind, prot_who
+            return self._mmap(page, pages, shared, how, prot, who)
+
+        def _mmap(self, page: int, pages: int, shared: bool, how: str, prot: Flags, who: int) -> str:
             name = self._name()
             extra = {"fixed": ("MAP_FIXED",), "noreplace": ("MAP_FIXED_NOREPLACE",)}.get(how, ())
             addr = Flags(("NULL",)) if how == "null" else Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True)
@@ -146,27 +183,39 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self.map_owner[name] = {call.proc}
             return name if v is not None and v >= 0 else multiple()      # a failed mmap names nothing
 
+        @needs("mmap")
+        @initialize(target=mappings, page=st.integers(0, 63), kind=grid(range(1, 7), (False, True)), prot=PROTS)
+        def first_mapping(self, page: int, kind: tuple, prot: Flags) -> str:
+            """An anonymous mapping in the main process before the first step, so that the rules on
+            mappings can run from the start (without it the ``mappings`` bundle was empty in most
+            steps, and those rules could not be chosen)."""
+            pages, shared = kind
+            return self._mmap(page, pages, shared, "hint", prot, 0)
+
         @needs("mprotect")
-        @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), prot=PROTS, who=WHO)
-        def mprotect(self, base: str, page: int, pages: int, prot: Flags, who: int) -> None:
+        @rule(base=mappings, span=SPANS, prot_who=PROT_WHO)
+        def mprotect(self, base: str, span: tuple, prot_who: tuple) -> None:
+            (page, pages), (prot, who) = span, prot_who
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             self._do(Call("mprotect", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
                                        prot), None, self._proc(who)))
 
         @needs("munmap")
-        @rule(base=mappings, page=st.integers(-1, 6), pages=st.integers(0, 4), who=WHO)
-        def munmap(self, base: str, page: int, pages: int, who: int) -> None:
+        @rule(base=mappings, span=SPANS, who=WHO)
+        def munmap(self, base: str, span: tuple, who: int) -> None:
+            page, pages = span
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             self._do(Call("munmap", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True)),
                           None, self._proc(who)))
 
         @needs("load", "store", "fetch", any_of=True)
-        @rule(base=mappings, offset=st.integers(-PAGE, 6 * PAGE), op=st.sampled_from(accesses or ["load"]), who=WHO)
-        def access(self, base: str, offset: int, op: str, who: int) -> None:
+        @rule(base=mappings, offset=st.integers(-PAGE, 6 * PAGE), op_who=grid(accesses or ["load"], WHOS))
+        def access(self, base: str, offset: int, op_who: tuple) -> None:
             """A load, store or fetch; a store writes the address-derived pattern of the byte (and of
             the process), so a byte later read from the wrong page, offset or process shows."""
+            op, who = op_who
             if base not in self.env:
                 return
             if not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1] and not 0 <= offset < PAGE:
@@ -178,6 +227,7 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self._do(Call(op, args, None, proc))
 
         @needs("fork")
+        @weight(FORK_WEIGHT)
         @precondition(lambda self: len(self.live_procs) < 2)
         @rule()
         def fork(self) -> None:
@@ -190,9 +240,11 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                         owners.add(name)
 
         @needs("memfd_create", "ftruncate", "mmap")
-        @rule(target=mappings, page=st.integers(0, 63), pages=st.integers(1, 4), size=st.integers(0, 5),
-              shared=st.booleans(), prot=PROTS)
-        def map_file(self, page: int, pages: int, size: int, shared: bool, prot: Flags) -> str:
+        @rule(target=mappings, page=st.integers(0, 63), kind=grid(range(1, 5), range(0, 6), (False, True)),
+              prot=PROTS)
+        def map_file(self, page: int, kind: tuple, prot: Flags) -> str:
+            """A memfd of ``kind`` (pages mapped, size in half pages, shared), mapped at ``page``."""
+            pages, size, shared = kind
             fd = self._name("fd")
             name = self._name()
             if self._do(Call("memfd_create", (Str("m"), Int(0)), fd, None)) is None:
@@ -206,12 +258,21 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             return name if v is not None and v >= 0 else multiple()
 
         @needs("ftruncate", "memfd_create", "shm_open", "open_file", any_of=True)
-        @rule(target=files, kind=st.sampled_from([k for k in ("memfd_create", "shm_open", "open_file")
-                                                  if allowed is None or k in allowed] or ["memfd_create"]),
-              size=st.integers(0, 5), append=st.sampled_from([False, False, False, True]))
-        def make_file(self, kind: str, size: int, append: bool) -> str:
+        @rule(target=files, how=FILE_KINDS)
+        def make_file(self, how: tuple) -> str:
             """A file that can be mapped (memfd, shm_open, open_file; the last two sometimes O_APPEND,
-            so that write and pwrite go to its end), sized with ftruncate."""
+            so that write and pwrite go to its end), sized with ftruncate: ``how`` is (kind, size in
+            half pages, append)."""
+            return self._make_file(*how)
+
+        @needs("ftruncate", "memfd_create", "shm_open", "open_file", any_of=True)
+        @initialize(target=files, how=FILE_KINDS)
+        def first_file(self, how: tuple) -> str:
+            """A file before the first step (``make_file``), so that the rules on descriptors can run
+            from the start, as ``first_mapping`` does for the rules on mappings."""
+            return self._make_file(*how)
+
+        def _make_file(self, kind: str, size: int, append: bool) -> str:
             fd = self._name("fd")
             length = Int(size * 2048, hex=size * 2048 >= 4096)
             oflag = ("O_RDWR",) + (("O_APPEND",) if append else ())
@@ -230,8 +291,9 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             return fd
 
         @needs("mmap")
-        @rule(target=mappings, fd=files, page=st.integers(0, 63), pages=st.integers(1, 4), shared=st.booleans())
-        def map_fd(self, fd: str, page: int, pages: int, shared: bool) -> str:
+        @rule(target=mappings, fd=files, page=st.integers(0, 63), kind=grid(range(1, 5), (False, True)))
+        def map_fd(self, fd: str, page: int, kind: tuple) -> str:
+            pages, shared = kind
             name = self._name()
             v = self._do(Call("mmap", (Int(SANDBOX_WINDOW[0] + page * PAGE, hex=True), Int(pages * PAGE, hex=True),
                                        Flags(("PROT_READ", "PROT_WRITE")),
@@ -244,13 +306,15 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             return name
 
         @needs(*fd_calls, any_of=True)
-        @rule(target=written, fd=files, what=st.sampled_from(fd_calls or ["pread"]), page=st.integers(0, 4),
-              byte=st.sampled_from(gen_os.BYTE_OFFSETS[::-1]), count=st.sampled_from([1, 1, 1, 3, 0, PAGE + 1]),
-              whence=st.sampled_from(gen_os.WHENCE), who=WHO)
-        def fd_io(self, fd: str, what: str, page: int, byte: int, count: int, whence: Any, who: int) -> Any:
-            """The descriptor path of a file: one of read, write, pread, pwrite, lseek, in a process
-            that has the descriptor; the bytes written are the address-derived pattern of (fd, offset).
+        @weight(FILE_IO_WEIGHT)
+        @rule(target=written, fd=files, what=grid(fd_calls or ["pread"], [1, 1, 1, 3, 0, PAGE + 1]),
+              at=grid(range(0, 5), gen_os.BYTE_OFFSETS[::-1]), whence_who=grid(gen_os.WHENCE, WHOS))
+        def fd_io(self, fd: str, what: tuple, at: tuple, whence_who: tuple) -> Any:
+            """The descriptor path of a file: one of read, write, pread, pwrite, lseek (``what``: the
+            call and a count), at ``at`` (a page and a byte of it), in a process that has the
+            descriptor; the bytes written are the address-derived pattern of (fd, offset).
             A byte pwrite wrote joins ``written`` (read back by ``read_written``)."""
+            (what, count), (page, byte), (whence, who) = what, at, whence_who
             proc = self._owner(self.fd_owner.get(fd, {None}), who)
             off = page * PAGE + byte
             value = Int(gen_os.pattern(Ref(fd, off) if off else Ref(fd)), hex=True)
@@ -262,10 +326,12 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             return (fd, off, proc) if what == "pwrite" and v and v > 0 else multiple()
 
         @needs("set_fsize_limit", "pwrite")
-        @rule(fd=files, page=st.integers(0, 3), byte=st.sampled_from([0, 1, 2048, PAGE - 1]), who=WHO)
-        def fsize_limit(self, fd: str, page: int, byte: int, who: int) -> None:
-            """RLIMIT_FSIZE set near the file's pages in a process that has the descriptor, then a pwrite
-            across the limit (cut short at it) and one at it (EFBIG), read back through the descriptor."""
+        @rule(fd=files, at=grid(range(0, 4), [0, 1, 2048, PAGE - 1], WHOS))
+        def fsize_limit(self, fd: str, at: tuple) -> None:
+            """RLIMIT_FSIZE set near the file's pages (``at``: a page, a byte of it, the process) in a
+            process that has the descriptor, then a pwrite across the limit (cut short at it) and one
+            at it (EFBIG), read back through the descriptor."""
+            page, byte, who = at
             proc = self._owner(self.fd_owner.get(fd, {None}), who)
             lim = page * PAGE + byte
             self._do(Call("set_fsize_limit", (Int(lim, hex=lim >= 4096),), None, proc))
@@ -277,10 +343,11 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                     self._do(Call("pread", (Ref(fd), Int(at, hex=at >= 4096)), self._name("v"), proc))
 
         @needs("map_pages")
-        @rule(page=st.integers(0, 127), n=st.sampled_from([1, 2, 3, 5, 0]), prot=PROTS, who=WHO)
-        def map_pages(self, page: int, n: int, prot: Flags, who: int) -> None:
+        @rule(page=st.integers(0, 127), n=st.sampled_from([1, 2, 3, 5, 0]), prot_who=PROT_WHO)
+        def map_pages(self, page: int, n: int, prot_who: tuple) -> None:
             """A few one-page mappings with a hole after each (map_pages; EEXIST where a page is already
             mapped), then every page of them and of the holes read back."""
+            prot, who = prot_who
             proc = self._proc(who)
             at = SANDBOX_WINDOW[0] + page * PAGE
             self._do(Call("map_pages", (Int(at, hex=True), Int(n), prot), self._name("v"), proc))
@@ -289,11 +356,14 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                     self._do(Call("load", (Int(at + k * PAGE, hex=True),), None, proc))
 
         @needs("pread", "load", any_of=True)
-        @rule(w=written, how=st.sampled_from(runnable(allowed, "pread", "load") or ["pread"]),
-              where=st.sampled_from(["at", "page", "next"]), pick=st.integers(0, 3), who=WHO)
-        def read_written(self, w: tuple, how: str, where: str, pick: int, who: int) -> None:
-            """A byte pwrite wrote, its page's first byte or the byte after it, read back through the
-            descriptor (pread) or through a mapping of the file (load), in a process that has it."""
+        @weight(FILE_IO_WEIGHT)
+        @rule(w=written, how=grid(runnable(allowed, "pread", "load") or ["pread"], ["at", "page", "next"], range(4)),
+              who=WHO)
+        def read_written(self, w: tuple, how: tuple, who: int) -> None:
+            """A byte pwrite wrote, its page's first byte or the byte after it (``how``: the call, where,
+            which mapping), read back through the descriptor (pread) or through a mapping of the file
+            (load), in a process that has it."""
+            how, where, pick = how
             fd, off, proc = w
             at = {"at": off, "page": off - off % PAGE, "next": off + 1}[where]
             maps = [m for m in self.fd_maps.get(fd, []) if m in self.env]
@@ -305,12 +375,14 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                 self._do(Call("pread", (Ref(fd), Int(at, hex=at >= 4096)), self._name("v"), proc))
 
         @needs("mseal")
-        @rule(target=sealed, base=mappings, page=st.integers(0, 3), pages=st.integers(1, 3),
-              how=st.sampled_from(["range", "range", "range", "hole-before", "zero", "flags"]), who=WHO)
-        def mseal(self, base: str, page: int, pages: int, how: str, who: int) -> Any:
+        @rule(target=sealed, base=mappings,
+              span=grid(range(0, 4), range(1, 4), ["range", "range", "range", "hole-before", "zero", "flags"]),
+              who=WHO)
+        def mseal(self, base: str, span: tuple, who: int) -> Any:
             """Seal part of a mapping (or a range with a hole, or with a flag); a sealed range joins
             ``sealed``, which ``meet_seal`` (and the munmap, mprotect, mremap, madvise and MAP_FIXED
-            rules, on the same mappings) then meet."""
+            rules, on the same mappings) then meet.  ``span``: (first page, pages, how)."""
+            page, pages, how = span
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return multiple()
             proc = self._proc(who)
@@ -321,15 +393,15 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             return (base, page, pages, proc) if v == 0 and pages else multiple()
 
         @needs("munmap", "mprotect", "mremap", "madvise", "mmap", any_of=True)
-        @rule(s=sealed, what=st.sampled_from(runnable(allowed, "munmap", "mprotect", "mremap", "madvise", "mmap")
-                                             or ["munmap"]),
-              first=st.sampled_from([1, 0, 2, -1]), pages=st.integers(1, 4), arg=st.integers(0, 63))
-        def meet_seal(self, s: tuple, what: str, first: int, pages: int, arg: int) -> None:
+        @rule(s=sealed, what=grid(runnable(allowed, "munmap", "mprotect", "mremap", "madvise", "mmap") or ["munmap"],
+                                  [1, 0, 2, -1], range(1, 5)), arg=st.integers(0, 63))
+        def meet_seal(self, s: tuple, what: tuple, arg: int) -> None:
             """A call mseal forbids over a range that touches a sealed range (from one page before it):
             munmap, mprotect, mremap (resize or move), madvise with discarding advice, mmap MAP_FIXED.
             ``arg`` picks what the call needs besides the range: the protection (``gen_os.PROTS``),
-            mremap's new size (1-5 pages) or the advice (``gen_os.DISCARD_ADVICE``)."""
-            base, page, n, proc = s
+            mremap's new size (1-5 pages) or the advice (``gen_os.DISCARD_ADVICE``).  ``what``: (the
+            call, its first page from the sealed range's, pages)."""
+            (what, first, pages), (base, page, n, proc) = what, s
             if base not in self.env:
                 return
             start = page + min(first, n - 1)
@@ -351,9 +423,10 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self._do(call)
 
         @needs("mmap")
-        @rule(base=mappings, page=st.integers(-1, 3), pages=st.integers(1, 3), prot=PROTS, who=WHO)
-        def map_fixed_over(self, base: str, page: int, pages: int, prot: Flags, who: int) -> None:
+        @rule(base=mappings, span=grid(range(-1, 4), range(1, 4)), prot_who=PROT_WHO)
+        def map_fixed_over(self, base: str, span: tuple, prot_who: tuple) -> None:
             """mmap MAP_FIXED over (part of) a mapping: the old pages go, unless sealed."""
+            (page, pages), (prot, who) = span, prot_who
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             self._do(Call("mmap", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
@@ -361,10 +434,12 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                                    Int(-1), Int(0)), self._name(), self._proc(who)))
 
         @needs("load")
-        @rule(base=mappings, pages=st.integers(1, 5), byte=st.sampled_from(gen_os.BYTE_OFFSETS))
-        def read_back(self, base: str, pages: int, byte: int) -> None:
+        @rule(base=mappings, at=grid(range(1, 6), gen_os.BYTE_OFFSETS))
+        def read_back(self, base: str, at: tuple) -> None:
             """Every page of a mapping and the page before and after it, in every process that maps
-            it: what an earlier change (of the range, of the file, of the other process) did."""
+            it: what an earlier change (of the range, of the file, of the other process) did.
+            ``at``: (pages, the byte of each page)."""
+            pages, byte = at
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             procs = [p for p in [None] + self.live_procs if p in self.map_owner.get(base, {None})]
@@ -374,18 +449,18 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
                     self._do(Call("load", (Ref(base, off) if off else Ref(base),), None, proc))
 
         @needs("madvise")
-        @rule(base=mappings, page=st.integers(0, 4), pages=st.integers(0, 3), advice=st.sampled_from(gen_os.ADVICE),
-              who=WHO)
-        def madvise(self, base: str, page: int, pages: int, advice: str, who: int) -> None:
+        @rule(base=mappings, span=grid(range(0, 5), range(0, 4)), advice_who=grid(gen_os.ADVICE, WHOS))
+        def madvise(self, base: str, span: tuple, advice_who: tuple) -> None:
+            (page, pages), (advice, who) = span, advice_who
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             self._do(Call("madvise", (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True),
                                       Flags((advice,))), None, self._proc(who)))
 
         @needs("mlock", "munlock", "mlock2", any_of=True)
-        @rule(base=mappings, page=st.integers(0, 4), pages=st.integers(0, 3),
-              lock=st.sampled_from(locks or ["mlock"]), who=WHO)
-        def mlock(self, base: str, page: int, pages: int, lock: str, who: int) -> None:
+        @rule(base=mappings, span=grid(range(0, 5), range(0, 4), locks or ["mlock"]), who=WHO)
+        def mlock(self, base: str, span: tuple, who: int) -> None:
+            page, pages, lock = span
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             args = (Ref(base, page * PAGE) if page else Ref(base), Int(pages * PAGE, hex=True))
@@ -394,9 +469,12 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self._do(Call(lock, args, None, self._proc(who)))
 
         @needs("mremap")
-        @rule(target=mappings, base=mappings, old=st.integers(1, 3), new=st.integers(1, 5),
-              move=st.sampled_from(["none", "maymove", "fixed", "dontunmap"]), page=st.integers(64, 127))
-        def mremap(self, base: str, old: int, new: int, move: str, page: int) -> str:
+        @rule(target=mappings, base=mappings,
+              how=grid(range(1, 4), range(1, 6), ["none", "maymove", "fixed", "dontunmap"]), page=st.integers(64, 127))
+        def mremap(self, base: str, how: tuple, page: int) -> str:
+            """mremap of a mapping's first pages (``how``: old pages, new pages, how it may move) --
+            to ``page`` of the sandbox when MREMAP_FIXED."""
+            old, new, move = how
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return multiple()
             name = self._name()
@@ -411,8 +489,9 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             return name if v is not None and v >= SANDBOX_WINDOW[0] else multiple()
 
         @needs("mincore", "pfn_of", "minflt", any_of=True)
-        @rule(base=mappings, pages=st.integers(1, 4), what=st.sampled_from(observations or ["minflt"]), who=WHO)
-        def observe_call(self, base: str, pages: int, what: str, who: int) -> None:
+        @rule(base=mappings, what=grid(range(1, 5), observations or ["minflt"], WHOS))
+        def observe_call(self, base: str, what: tuple) -> None:
+            pages, what, who = what
             if base not in self.env or not SANDBOX_WINDOW[0] <= self.env[base] < SANDBOX_WINDOW[1]:
                 return
             if what == "mincore":
@@ -425,8 +504,10 @@ def machine(target: Any, facts: dict[str, Any] | None = None, observe_every: int
             self._do(c)
 
         @needs("memory_limit", "reclaim", "oom", "tick", any_of=True)
-        @rule(event=st.sampled_from(events or ["tick"]), n=st.integers(1, 24))
-        def pressure(self, event: str, n: int) -> None:
+        @weight(PRESSURE_WEIGHT)
+        @rule(event=grid(events or ["tick"], range(1, 25)))
+        def pressure(self, event: tuple) -> None:
+            event, n = event
             if event == "memory_limit":
                 self._do(Call("memory_limit", (Int(8 + n), Int(n // 2)), None, None))
             elif event == "reclaim":

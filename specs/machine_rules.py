@@ -8,6 +8,14 @@ of the model is named in the failure.
 * ``law_invariants`` adds one ``@invariant`` per law, named after it, so a failure says which law
   broke: a law is the clauses of the model's ``invariants()`` that belong to it; the model's
   ``invariants()`` is taken once per step and shared by the laws.
+* ``SwarmRules`` chooses each step's rule with one draw: the rules an example may run are drawn
+  once, when it starts (swarm testing, as Hypothesis does it: a share of the rules switched off for
+  the whole example), and a step draws a rule, and one more only if that one is switched off or
+  not valid now.
+  Hypothesis' own choice asks a rule's switch afresh each time it picks it, and picks again when the
+  rule is off or invalid (an empty bundle, a failed precondition): about ten choices a step on the
+  os machine, against one or two.  ``use_swarm_rules`` installs it on a machine; ``weight(n)`` marks a rule
+  chosen as often as ``n`` rules.
 * ``law_of`` names the law of the model's state (``model/invariants.CHECKS``: one function per law)
   behind a clause, for a machine that checks all of them at once (the os machine: over each step's
   footprint, which one check of every law takes at a time).
@@ -17,13 +25,23 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from hypothesis.errors import InvalidDefinition
 from hypothesis.stateful import invariant
+from hypothesis.strategies import SearchStrategy
 
 
 def needs(*calls: str, any_of: bool = False) -> Callable[[Any], Any]:
     """Mark a rule with the calls it makes: all of them (default), or ``any_of`` them."""
     def mark(f: Any) -> Any:
         f._machine_needs = (frozenset(calls), any_of)
+        return f
+    return mark
+
+
+def weight(n: int) -> Callable[[Any], Any]:
+    """Mark a rule to be chosen (by ``SwarmRules``) as often as ``n`` rules would be."""
+    def mark(f: Any) -> Any:
+        f._machine_weight = n
         return f
     return mark
 
@@ -48,6 +66,63 @@ def remove_unrunnable(cls: type, calls: frozenset[str] | None, also: tuple[str, 
     for attr in gone:
         delattr(cls, attr)
     return gone
+
+
+class SwarmRules(SearchStrategy):
+    """Each step's rule and its arguments, for one example of ``machine``: the rules the example may
+    run are drawn when it starts -- a probability (0 to 254/255) and then one switch per rule, off
+    with that probability (all on when every switch is off) -- and each step draws a rule, and if it
+    is off or not valid now (a bundle empty, a precondition false) one more among those that are on
+    and valid (any valid one when none is); a rule marked ``weight(n)`` counts as ``n`` rules in both.
+    Shrinking takes the switches towards on, as Hypothesis' own does."""
+
+    def __init__(self, machine: Any) -> None:
+        super().__init__()
+        self.machine = machine
+        self.rules = list(machine.rules)
+        cls = type(machine)
+        self.places = [r for r in self.rules for _ in range(getattr(getattr(cls, r.function.__name__, None),
+                                                                     "_machine_weight", 1))]
+        self.enabled: frozenset[str] | None = None     # the names of the rules switched on
+
+    def _switch_on(self, data: Any) -> frozenset[str]:
+        p_off = data.draw_integer(0, 254) / 255
+        names = [r.function.__name__ for r in self.rules]
+        return frozenset(n for n in names if not data.draw_boolean(p_off)) or frozenset(names)
+
+    def _valid(self, rule: Any) -> bool:
+        m = self.machine
+        return all(m.bundle(b.name) for b in rule.bundles) and all(p(m) for p in rule.preconditions)
+
+    def do_draw(self, data: Any) -> tuple[Any, dict[str, Any]]:
+        if self.enabled is None:
+            self.enabled = self._switch_on(data)
+        rule = self._pick(data)
+        return rule, {k: data.draw(s) for k, s in rule.arguments_strategies.items()}
+
+    def _pick(self, data: Any) -> Any:
+        """The rule at a drawn place of the list of every rule (a rule of weight n takes n places)
+        if it is switched on and valid -- so that a draw names the same rule whenever that rule can
+        run, and Hypothesis' mutations, which copy a step's choices to another step, repeat the
+        step -- else one drawn among the places of the rules that are (any valid one when none is)."""
+        on = self.enabled or frozenset()
+        rule = self.places[data.draw_integer(0, len(self.places) - 1)]
+        if rule.function.__name__ in on and self._valid(rule):
+            return rule
+        ok = [r for r in self.places if r.function.__name__ in on and self._valid(r)] or \
+            [r for r in self.places if self._valid(r)]
+        if not ok:
+            raise InvalidDefinition(f"no rule of {type(self.machine).__name__} can run now")
+        return ok[data.draw_integer(0, len(ok) - 1)] if len(ok) > 1 else ok[0]
+
+
+def use_swarm_rules(machine: Any) -> bool:
+    """Make ``machine`` (a ``RuleBasedStateMachine`` just built) choose its steps with ``SwarmRules``;
+    False if this Hypothesis has no rule strategy to replace (its own choice then stays)."""
+    if not hasattr(machine, "_rules_strategy"):
+        return False
+    machine._rules_strategy = SwarmRules(machine)
+    return True
 
 
 def _fail(machine: Any, bad: list[tuple[str, str]]) -> None:
@@ -91,4 +166,4 @@ def law_invariants(cls: type, laws: dict[str, Callable[[str], bool]]) -> None:
         setattr(cls, name, invariant()(inv))
 
 
-__all__ = ["needs", "runnable", "remove_unrunnable", "law_of", "law_invariants"]
+__all__ = ["needs", "weight", "runnable", "remove_unrunnable", "SwarmRules", "use_swarm_rules", "law_of", "law_invariants"]
