@@ -45,7 +45,9 @@ def sizes(quick: bool) -> tuple[int, ...]:
 
 
 def batch(n: int) -> int:
-    return 5 if n > 5000 else 100
+    # operations per sample: enough that one slow first call (a cache filled, a chunk split)
+    # does not decide a sample's time at the largest state either
+    return 50 if n > 5000 else 100
 
 
 # -- model -------------------------------------------------------------------------------------------
