@@ -167,3 +167,29 @@ def test_the_stream_is_judged_as_the_finished_run(agent):
         if run.status is RunStatus.OK:
             assert len(run.outcomes) == len(p.calls) and run.observations[-1][0] == len(p.calls) - 1
     assert js.status is RunStatus.REFUSED and len(run.outcomes) == 1
+
+
+def test_without_gcc_linux_runs_in_the_python_child_and_says_so(monkeypatch, tmp_path, capsys):
+    import shutil
+
+    from memspec.targets import agent as agent_mod
+    from memspec.targets.linux import LinuxTarget
+    from memspec.targets.registry import make_target
+    monkeypatch.setattr(agent_mod, "cache_dir", lambda: str(tmp_path))      # no agent built yet
+    monkeypatch.setattr(shutil, "which", lambda *a, **k: None)               # and no compiler
+    monkeypatch.setattr(agent_mod, "_FELL_BACK", [])
+    t = make_target("linux")
+    try:
+        assert isinstance(t, LinuxTarget) and t.name == "linux"
+        assert "gcc" in capsys.readouterr().err
+        run = t.run(parse("a = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"))
+        assert run.status is RunStatus.OK and run.outcomes[0].value > 0
+    finally:
+        t.close()
+    monkeypatch.undo()
+    need(GCC)
+    with_gcc = make_target("linux")
+    try:
+        assert type(with_gcc).__name__ == "LinuxOnAgent" and with_gcc.name == "linux"
+    finally:
+        with_gcc.close()
