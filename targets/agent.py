@@ -199,14 +199,15 @@ class AgentTarget(ProtocolTarget):
     def stream(self, program: Program) -> "AgentStream":
         """The run of ``program`` read as the agent answers (``specs.judge.judge`` judges call k
         while the agent runs the calls after it); ``finish()`` is what ``run`` returns."""
-        return AgentStream(self, program, "end")
+        return AgentStream(self, program, "end", WINDOW if self.pipelined else 0)
 
 
 class AgentStream:
     """One pipelined program on the agent: requests sent a window ahead, replies read on demand."""
 
-    def __init__(self, target: AgentTarget, program: Program, observe: str) -> None:
+    def __init__(self, target: AgentTarget, program: Program, observe: str, window: int = WINDOW) -> None:
         self.program = program
+        self.window = window        # 0: one request at a time
         self.outcomes: list[Outcome] = []
         self.observations: list[tuple[int, Observation]] = []
         self.seen_at: dict[int, Observation] = {}
@@ -227,8 +228,8 @@ class AgentStream:
         """Send what the window allows, then read one reply (a call's outcome or a checkpoint)."""
         todo, ahead, chunk = self.todo, self.ahead, []
         # refilled once half the window has been answered: one write for many requests
-        while self.sent < len(todo) and (not ahead or (self.refill or self.in_flight <= WINDOW // 2) and
-                                         self.in_flight + len(todo[self.sent][2]) <= WINDOW):
+        while self.sent < len(todo) and (not ahead or (self.refill or self.in_flight <= self.window // 2) and
+                                         self.in_flight + len(todo[self.sent][2]) <= self.window):
             self.refill = True
             ahead.append(todo[self.sent])
             chunk.append(todo[self.sent][2])

@@ -167,6 +167,13 @@ def test_the_stream_is_judged_as_the_finished_run(agent):
         if run.status is RunStatus.OK:
             assert len(run.outcomes) == len(p.calls) and run.observations[-1][0] == len(p.calls) - 1
     assert js.status is RunStatus.REFUSED and len(run.outcomes) == 1
+    agent.pipelined = False       # a target that keeps one request at a time (UML's console) streams so too
+    try:
+        s = agent.stream(progs[0])
+        assert judge(progs[0], s, agent.name, facts).status is s.finish().status
+        assert s.sent == len(s.todo) and not s.ahead
+    finally:
+        agent.pipelined = True
 
 
 def test_without_gcc_linux_runs_in_the_python_child_and_says_so(monkeypatch, tmp_path, capsys):
