@@ -106,14 +106,18 @@ class RunAhead(Generic[T]):
 
     def __init__(self, target: Any, programs: Iterable[tuple[T, Program]],
                  skip: Callable[[Program], bool] = lambda p: False, observe: str = "end",
-                 ahead: bool | None = None, judge: Callable[[Program, Any], Any] | None = None) -> None:
+                 ahead: bool | None = None, judge: Callable[[Program, Any], Any] | None = None,
+                 judge_in: str = "process") -> None:
+        if judge_in not in ("process", "thread"):
+            raise ValueError(f"judge_in is 'process' or 'thread', not {judge_in!r}")
+        self.judge_in = judge_in
         self.target = target
         self._programs = iter(programs)
         self._skip = skip
         self._observe = observe
         self._judge_fn = judge
         self.ahead = (bool(getattr(target, "runs_elsewhere", False)) if ahead is None else ahead) and judge is not None
-        self._helper: _Judge | None = None
+        self._helper: Any = None             # a _Judge (thread) or a JudgeProcess
 
     def _next(self) -> tuple[T, Program, Any] | None:
         for tag, program in self._programs:
@@ -148,13 +152,19 @@ class RunAhead(Generic[T]):
                 yield tag, program, run, judgement
                 continue
             if self._helper is None:
-                self._helper = _Judge(self._judge_fn)    # type: ignore[arg-type]
+                self._helper = self._start_helper()
             self._helper.submit(program, run)
             pending = self._next()           # the next program runs while this one is judged
             yield tag, program, run, self._helper.result()
 
+    def _start_helper(self) -> Any:
+        if self.judge_in == "thread":
+            return _Judge(self._judge_fn)    # type: ignore[arg-type]
+        from .judge_process import JudgeProcess
+        return JudgeProcess(self._judge_fn)  # type: ignore[arg-type]
+
     def close(self) -> None:
-        """Stop: no program after this one runs; the helper thread ends."""
+        """Stop: no program after this one runs; the helper (thread or process) ends."""
         self._programs = iter(())
         helper, self._helper = self._helper, None
         if helper is not None:

@@ -38,6 +38,9 @@ class Outcome:
     def ok(self) -> bool:
         return self.errno is None and self.signal is None
 
+    def __reduce__(self) -> tuple:      # pickled by its fields: the judge process gets outcomes by the thousand
+        return Outcome, (self.value, self.errno, self.signal, self.detail)
+
     def describe(self) -> str:
         if self.signal:
             d = dict(self.detail)
@@ -81,6 +84,9 @@ class Mapping:
     end: int
     perms: str   # "rw-p": read, write, exec, then p(rivate) or s(hared)
 
+    def __reduce__(self) -> tuple:
+        return Mapping, (self.start, self.end, self.perms)
+
 
 @dataclass(frozen=True, slots=True)
 class Observation:
@@ -88,6 +94,9 @@ class Observation:
 
     maps: tuple[tuple[str, tuple[Mapping, ...]], ...] = ()   # (proc name, mappings)
     extra: tuple[tuple[str, Any], ...] = ()
+
+    def __reduce__(self) -> tuple:
+        return Observation, (self.maps, self.extra)
 
     def maps_of(self, proc: str) -> tuple[Mapping, ...] | None:
         for p, m in self.maps:
@@ -112,6 +121,9 @@ class RunResult:
     observations: tuple[tuple[int, Observation], ...] = ()   # (index of the call after which, state)
     status: RunStatus = RunStatus.OK
     message: str = ""
+
+    def __reduce__(self) -> tuple:
+        return RunResult, (self.outcomes, self.observations, self.status, self.message)
 
     def observation_after(self, index: int) -> Observation | None:
         for i, o in self.observations:
@@ -163,6 +175,9 @@ class Check:
         _c_observed(self, observed)
         _c_note(self, note)
         _c_at(self, at)
+
+    def __reduce__(self) -> tuple:
+        return Check, (self.clause, self.verdict, self.index, self.expected, self.observed, self.note, self.at)
 
 
 _c_clause, _c_verdict, _c_index, _c_expected, _c_observed, _c_note, _c_at = (
@@ -242,4 +257,13 @@ class Judgement:
                 f"message={self.message!r}, context={self.context!r})")
 
     def __reduce__(self) -> tuple:
-        return Judgement, (self.target, self.checks, self.status, self.message, self.context)
+        # the compact entries cross as they are (the judge process sends judgements back): equal
+        # once read, and the descriptions are made only if a report reads them
+        return _judgement, (self.target, self._checks, self._made, self.status, self.message, self.context)
+
+
+def _judgement(target: str, items: list[Any], made: int, status: RunStatus, message: str,
+               context: dict[str, Any]) -> Judgement:
+    j = Judgement(target, items, status, message, context)
+    j._made = made
+    return j

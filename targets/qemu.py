@@ -35,8 +35,10 @@ from memspec.errors import TargetError
 from memspec.program import Call, Program, const_args, eval_args
 from memspec.records import OK, Observation, Outcome, RunResult   # OK: the judge finds an expected OK by identity
 
-from .base import Session, Target
+from .base import Session, Steps, Stepwise, Target, run_steps
 from .qemu_seg import SegUnit, emulate
+
+STEP_CHUNK = 48     # calls run between two looks of a stream's reader (``stream``)
 
 SEG_CALLS = capability_calls("segmentation")
 
@@ -605,15 +607,26 @@ class QemuTarget(Target):
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
         """The whole program in one go: no model, no per-call object churn beyond the outcome."""
+        return run_steps(self._steps(program, observe, []))
+
+    def stream(self, program: Program, observe: str = "end") -> Stepwise:
+        """The program run as the judge reads it (``targets.base.Stepwise``): a chunk of calls at a time."""
+        out: list[Outcome] = []
+        return Stepwise(self._steps(program, observe, out), out)
+
+    def _steps(self, program: Program, observe: str, out: list[Outcome]) -> Steps:
         m = self.machine
         m.reset()
         self.seg.reset()
         env: dict[str, int] = {}
-        out: list[Outcome] = []
         calls = program.calls
+        mark = STEP_CHUNK
         consts = const_args(program)       # evaluated once; the judge reads the same values
         i = 0
         while i < len(calls):
+            if i >= mark:           # a chunk done: a stream's reader may take its outcomes
+                mark = i + STEP_CHUNK
+                yield
             c = calls[i]
             args = consts[i]
             if args is None:

@@ -42,7 +42,7 @@ from memspec.errors import SessionFailed
 from memspec.program import Call, Int, Program, Ref, const_args, eval_args
 from memspec.records import Observation, Outcome, RunResult, RunStatus
 
-from ..base import Session, Target
+from ..base import Session, Steps, Stepwise, Target, run_steps
 from ..versions import kernel_release
 
 from .compile import _Chunk, _Compiled, _Machine, _canonical
@@ -101,8 +101,16 @@ class KvmTarget(Target):
     # -- running --
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
-        m = self.machine
+        return run_steps(self._steps(program, observe, []))
+
+    def stream(self, program: Program, observe: str = "end") -> Stepwise:
+        """The program run as the judge reads it (``targets.base.Stepwise``): a chunk of guest code
+        (one KVM_RUN) at a time."""
         outcomes: list[Outcome] = []
+        return Stepwise(self._steps(program, observe, outcomes), outcomes)
+
+    def _steps(self, program: Program, observe: str, outcomes: list[Outcome]) -> Steps:
+        m = self.machine
         env: dict[str, int] = {}
         why = self._refuse_statically(program)
         if why:
@@ -149,6 +157,7 @@ class KvmTarget(Target):
                     outcomes.append(o)
                     if c.result and o.value is not None:
                         env[c.result] = o.value
+                yield               # a chunk's outcomes are in: a stream's reader may take them
             if i < len(calls) and calls[i].name == "boot":
                 c = calls[i]
                 o, err = m.boot(*(int(x) for x in eval_args(c, env)))

@@ -1,7 +1,9 @@
 """fuzz/pipeline.RunAhead: program k is judged while program k+1 runs, with the plain loop's order
 and results; the target is only ever used on the caller's thread (a child is never forked from
 another); the judge's thread never takes Ctrl-C or SIGTERM, so the caller is interrupted at once;
-skipped programs are never run."""
+skipped programs are never run.  The judge runs in a second process by default
+(fuzz/judge_process.py, tests/fuzz/test_judge_process.py); the tests of the helper thread's
+own properties ask for the thread (``judge_in="thread"``)."""
 
 from __future__ import annotations
 
@@ -47,12 +49,13 @@ def _judge(program, run):
     return ("judged", _length(program), run.outcomes[0].value, threading.current_thread().name)
 
 
+@pytest.mark.parametrize("judge_in", ["process", "thread"])
 @pytest.mark.parametrize("elsewhere", [True, False])
-def test_same_order_and_results_as_the_plain_loop(elsewhere):
+def test_same_order_and_results_as_the_plain_loop(elsewhere, judge_in):
     got = {}
     for ahead in (True, False):
         t = Recorder(elsewhere)
-        with RunAhead(t, _programs(6), judge=_judge, ahead=ahead and elsewhere) as ra:
+        with RunAhead(t, _programs(6), judge=_judge, ahead=ahead and elsewhere, judge_in=judge_in) as ra:
             got[ahead] = [(tag, run.outcomes[0].value, j[:3]) for tag, _p, run, j in ra]
         assert t.ran == [4096 * (i + 1) for i in range(6)]
         # every run on the caller's thread, whatever the mode
@@ -73,7 +76,7 @@ def test_program_k_is_judged_while_program_k_plus_1_runs():
             seen.append(t.started.setdefault(4096 * (k + 2), threading.Event()).wait(5))
         return threading.current_thread().name
 
-    with RunAhead(t, _programs(5), judge=judge) as ra:
+    with RunAhead(t, _programs(5), judge=judge, judge_in="thread") as ra:
         names = [j for _tag, _p, _run, j in ra]
     assert seen == [True, True, True]            # programs 1..3 (program 4 is the last: nothing after it)
     assert names[0] == threading.current_thread().name
@@ -93,17 +96,18 @@ def test_skipped_programs_are_never_run_nor_judged():
     t = Recorder(True)
     judged = []
     with RunAhead(t, _programs(5), skip=lambda p: _length(p) in (8192, 16384),
-                  judge=lambda p, r: judged.append(_length(p)) or _length(p)) as ra:
+                  judge=lambda p, r: judged.append(_length(p)) or _length(p), judge_in="thread") as ra:
         got = [(tag, run, j) for tag, _p, run, j in ra]
     assert [tag for tag, run, j in got if run is None and j is None] == ["p1", "p3"]
     assert t.ran == judged == [4096, 12288, 20480]
 
 
-def test_errors_of_the_run_and_of_the_judge_reach_the_caller():
+@pytest.mark.parametrize("judge_in", ["process", "thread"])
+def test_errors_of_the_run_and_of_the_judge_reach_the_caller(judge_in):
     class Broken(Recorder):
         def run(self, program, observe="end"):
             raise RuntimeError("target exploded")
-    with RunAhead(Broken(True), _programs(2), judge=_judge) as ra:
+    with RunAhead(Broken(True), _programs(2), judge=_judge, judge_in=judge_in) as ra:
         with pytest.raises(RuntimeError, match="exploded"):
             list(ra)
 
@@ -111,7 +115,7 @@ def test_errors_of_the_run_and_of_the_judge_reach_the_caller():
         if _length(program) == 8192:
             raise ValueError("judge exploded")
         return 1
-    with RunAhead(Recorder(True), _programs(3), judge=bad_judge) as ra:
+    with RunAhead(Recorder(True), _programs(3), judge=bad_judge, judge_in=judge_in) as ra:
         it = iter(ra)
         next(it)
         with pytest.raises(ValueError, match="judge exploded"):
@@ -124,7 +128,7 @@ def test_the_judge_thread_blocks_the_stop_signals():
     def judge(program, run):
         masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
         return 0
-    with RunAhead(Recorder(True), _programs(3), judge=judge) as ra:
+    with RunAhead(Recorder(True), _programs(3), judge=judge, judge_in="thread") as ra:
         list(ra)
     assert signal.SIGINT not in masks[0] and signal.SIGTERM not in masks[0]      # the caller's thread
     assert all({signal.SIGINT, signal.SIGTERM} <= m for m in masks[1:]), masks   # the helper's
@@ -141,7 +145,7 @@ def test_the_judge_thread_is_born_with_the_stop_signals_blocked(monkeypatch):
         at_birth.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
         work(self)
     monkeypatch.setattr(pipeline._Judge, "_work", first_look)
-    with RunAhead(Recorder(True), _programs(3), judge=lambda program, run: 0) as ra:
+    with RunAhead(Recorder(True), _programs(3), judge=lambda program, run: 0, judge_in="thread") as ra:
         list(ra)
     assert at_birth and {signal.SIGINT, signal.SIGTERM} <= at_birth[0], at_birth
     caller = signal.pthread_sigmask(signal.SIG_BLOCK, [])
@@ -169,7 +173,7 @@ def test_a_stop_signal_interrupts_the_caller_at_once_while_a_judgement_is_slow()
     try:
         t0 = time.monotonic()
         with pytest.raises(_Stopped):
-            with RunAhead(Recorder(True), _programs(4), judge=judge) as ra:
+            with RunAhead(Recorder(True), _programs(4), judge=judge, judge_in="thread") as ra:
                 timer.start()
                 list(ra)
         assert time.monotonic() - t0 < 5

@@ -1,0 +1,267 @@
+"""The judge in a second process: judging on the other core while this one runs the target.
+
+A thread cannot judge beside the run when the run is Python too (the agent's answers decoded,
+unicorn or KVM driven from this interpreter): the two share one interpreter lock.  A forked
+process does not.  ``JudgeProcess`` forks once, from the thread that makes it, a process that
+has everything the parent had at that moment (the model, the judge function and what it
+closes over: a broken model of a test, a user's model), and then only judges:
+
+* ``submit(program, run)`` / ``result()``: a finished run in, its judgement back
+  (``RunAhead``: program k judged there while program k+1 runs here);
+* ``judge_stream(program, stream)``: a run still going (a target's ``stream``: ``outcome(i)``,
+  ``observation(i)``, ``finish()``, with its ``outcomes`` and ``observations`` so far) is
+  forwarded as its outcomes arrive, a batch at a time, and judged there as they come; the
+  judgement is the one ``judge`` gives the finished run.
+
+What crosses is pickled (records.py gives its records cheap reductions), framed by a length.
+The process closes every descriptor it inherited but its two pipes -- a target's pipe held
+open there would keep the target from ever seeing its end -- leads a process group of its own
+(targets/children.py: ended with the others at exit or on an interrupt, and out of the way of
+a Ctrl-C at the terminal, which the parent takes), and dies with its parent.  A judge function
+that raises sends its exception back, raised again here; a process that dies is an error here,
+never a verdict.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import struct
+from typing import Any, Callable
+
+from memspec.program import Program
+from memspec.records import Observation, Outcome, RunResult
+from memspec.targets.children import LIVE_GROUPS, fork_in_group, kill_group
+
+_LEN = struct.Struct("<I")
+BATCH = 64              # outcomes forwarded per message while a stream runs
+_PIPE_SIZE = 1 << 20    # fewer wake-ups: a judgement or a batch fits the pipe
+
+
+class JudgeDied(RuntimeError):
+    """The judge process ended without answering."""
+
+
+def _send(fd: int, obj: Any) -> None:
+    data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_LEN.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        b = os.read(fd, min(n - got, _PIPE_SIZE))
+        if not b:
+            raise EOFError
+        parts.append(b)
+        got += len(b)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _recv(fd: int) -> Any:
+    (n,) = _LEN.unpack(_read_exact(fd, _LEN.size))
+    return pickle.loads(_read_exact(fd, n))
+
+
+class _Forwarded:
+    """A run as the judge process sees it while the parent forwards it: ``judge``'s stream."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.outcomes: list[Outcome] = []
+        self.observations: list[tuple[int, Observation]] = []
+        self.seen_at: dict[int, Observation] = {}
+        self.result: RunResult | None = None
+
+    def _more(self) -> None:
+        msg = _recv(self.fd)
+        if msg[0] == "more":
+            self.outcomes += msg[1]
+            for i, obs in msg[2]:
+                self.observations.append((i, obs))
+                self.seen_at.setdefault(i, obs)
+        elif msg[0] == "end":
+            self.result = RunResult(tuple(self.outcomes), tuple(self.observations), msg[1], msg[2])
+        else:
+            raise RuntimeError(f"judge process: unexpected message {msg[0]!r} in a stream")
+
+    def outcome(self, index: int) -> Outcome | None:
+        while len(self.outcomes) <= index and self.result is None:
+            self._more()
+        return self.outcomes[index] if index < len(self.outcomes) else None
+
+    def observation(self, index: int) -> Observation | None:
+        # the checkpoint after call k is forwarded with call k's outcome or before call k+1's
+        while len(self.outcomes) <= index + 1 and self.result is None:
+            self._more()
+        return self.seen_at.get(index)
+
+    def finish(self) -> RunResult:
+        while self.result is None:
+            self._more()
+        return self.result
+
+
+def _portable(e: BaseException) -> BaseException:
+    """The exception itself if it crosses a pipe, else a RuntimeError that says what it was."""
+    try:
+        pickle.loads(pickle.dumps(e, pickle.HIGHEST_PROTOCOL))
+        return e
+    except Exception:   # noqa: BLE001 -- anything that does not round-trip
+        return RuntimeError(f"{type(e).__name__}: {e}")
+
+
+def _serve(judge: Callable[[Program, Any], Any], jobs: int, answers: int) -> int:
+    """The judge process's loop: until its parent closes the jobs pipe (or dies)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)      # PR_SET_PDEATHSIG: the parent's death ends it
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:
+        return 0
+    signal.signal(signal.SIGINT, signal.SIG_IGN)        # the parent takes Ctrl-C and ends this process
+    keep = {0, 1, 2, jobs, answers}
+    for fd in sorted(int(f) for f in os.listdir("/proc/self/fd")):
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    while True:
+        try:
+            msg = _recv(jobs)
+        except EOFError:
+            return 0
+        kind = msg[0]
+        try:
+            if kind == "run":
+                answer: Any = ("ok", judge(msg[1], msg[2]))
+            elif kind == "stream":
+                source = _Forwarded(jobs)
+                try:
+                    answer = ("ok", judge(msg[1], source))
+                finally:
+                    source.finish()             # the rest of the run, read and dropped
+            else:
+                answer = ("error", RuntimeError(f"judge process: unknown job {kind!r}"))
+        except Exception as e:      # noqa: BLE001 -- handed back, raised in the parent
+            answer = ("error", _portable(e))
+        try:
+            _send(answers, answer)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            if isinstance(answer[1], BaseException):      # a judge that returns its exception (fuzz's)
+                _send(answers, (answer[0], _portable(answer[1])))
+            else:
+                _send(answers, ("error", RuntimeError(f"judge process: the judgement does not cross processes: {e}")))
+
+
+class JudgeProcess:
+    """A forked process that runs ``judge(program, run)`` for this one (see the module doc)."""
+
+    def __init__(self, judge: Callable[[Program, Any], Any]) -> None:
+        jobs_r, self._jobs = os.pipe()
+        self._answers, answers_w = os.pipe()
+        for fd in (self._jobs, answers_w):
+            try:
+                import fcntl
+                fcntl.fcntl(fd, 1031, _PIPE_SIZE)       # F_SETPIPE_SZ; the default 64 KiB works too
+            except OSError:
+                pass
+        try:
+            self.pid = fork_in_group(lambda: _serve(judge, jobs_r, answers_w))
+        finally:
+            os.close(jobs_r)
+            os.close(answers_w)
+        self._busy = False
+
+    @property
+    def alive(self) -> bool:
+        return self.pid in LIVE_GROUPS
+
+    def _put(self, msg: Any) -> None:
+        try:
+            _send(self._jobs, msg)
+        except (BrokenPipeError, OSError) as e:
+            self.close()
+            raise JudgeDied(f"the judge process ended ({e})") from None
+
+    def submit(self, program: Program, run: RunResult) -> None:
+        """Judge ``run`` there; ``result()`` gives the judgement."""
+        self._put(("run", program, run))
+        self._busy = True
+
+    def result(self) -> Any:
+        """The judgement of the last job (raising what the judge raised); waits for it, taking Ctrl-C."""
+        self._busy = False
+        while True:
+            r, _, _ = select.select([self._answers], [], [], 0.25)
+            if r:
+                break
+            if not self._still_running():
+                raise JudgeDied("the judge process ended without answering")
+        try:
+            kind, value = _recv(self._answers)
+        except EOFError:
+            self.close()
+            raise JudgeDied("the judge process ended without answering") from None
+        if kind == "error":
+            raise value
+        return value
+
+    def _still_running(self) -> bool:
+        try:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        return pid == 0
+
+    def judge_stream(self, program: Program, stream: Any, batch: int = BATCH) -> Any:
+        """Forward ``stream`` (a target's run still going) to the judge process as its outcomes
+        arrive and return the judgement; the run is finished when this returns (``stream.finish()``)."""
+        self._put(("stream", program))
+        n, sent_o, sent_b = len(program.calls), 0, 0
+        outcomes, observations = stream.outcomes, stream.observations
+        want = 0
+        while want < n:
+            want = min(want + batch, n)
+            if stream.outcome(want - 1) is None:
+                break
+            if len(outcomes) > sent_o or len(observations) > sent_b:
+                self._put(("more", outcomes[sent_o:], observations[sent_b:]))
+                sent_o, sent_b = len(outcomes), len(observations)
+        final = stream.finish()
+        if len(final.outcomes) > sent_o or len(final.observations) > sent_b:
+            self._put(("more", list(final.outcomes[sent_o:]), list(final.observations[sent_b:])))
+        self._put(("end", final.status, final.message))
+        self._busy = True
+        return self.result()
+
+    def close(self) -> None:
+        """End the process: its jobs pipe closed, then its group killed and reaped."""
+        for fd in (self._jobs, self._answers):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._jobs = self._answers = -1
+        kill_group(self.pid)
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+    stop = close        # RunAhead's name for it
+
+    def __enter__(self) -> "JudgeProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["JudgeProcess", "JudgeDied", "BATCH"]

@@ -1,0 +1,192 @@
+"""fuzz/judge_process.JudgeProcess: the judge in a second process gives the judgement the judge gives
+here (finished runs and runs forwarded as they go, on every layer), hands back what the judge raised,
+holds none of the parent's descriptors (a target's pipe held there would never see its end), is
+never a hang when it dies, and ends with its parent's close or interrupt; targets.base.Stepwise
+reads an in-process target's run as it goes, with the run's own result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from memspec.fuzz.judge_process import JudgeDied, JudgeProcess
+from memspec.fuzz.layers import random_programs
+from memspec.fuzz.pipeline import RunAhead
+from memspec.records import Outcome, RunResult, RunStatus
+from memspec.specs.judge import judge
+from memspec.targets.base import Stepwise, run_steps
+from memspec.targets.model import ModelTarget
+
+
+def _chunked(run: RunResult, size: int) -> Stepwise:
+    """A finished run read back as an in-process target's stream gives it: ``size`` calls a step."""
+    out: list[Outcome] = []
+    seen: list = []
+
+    def steps():
+        for k in range(0, len(run.outcomes), size):
+            out.extend(run.outcomes[k:k + size])
+            seen.extend((i, o) for i, o in run.observations if k <= i < k + size)
+            yield
+        return run
+    return Stepwise(steps(), out, seen)
+
+
+def _model_runs(layer: str, n: int, seed: int):
+    t = ModelTarget()
+    facts = t.facts()
+    for _, p in random_programs(layer, n, seed, t.calls, facts):
+        yield p, t.run(p, observe="each" if seed % 2 else "end"), facts
+
+
+@pytest.mark.parametrize("layer", ["os", "hw", "phys", "virt"])
+def test_the_same_judgement_as_here_finished_or_forwarded(layer):
+    cases = list(_model_runs(layer, 25, 3))
+    with JudgeProcess(lambda p, r: judge(p, r, "model", cases[0][2])) as jp:
+        for p, run, facts in cases:
+            here = judge(p, run, "model", facts)
+            jp.submit(p, run)
+            assert jp.result() == here
+            for size in (1, 7, 1000):
+                assert jp.judge_stream(p, _chunked(run, size), batch=5) == here
+
+
+def test_a_failing_judgement_and_a_run_that_ended_early_cross_too():
+    t = ModelTarget()
+    facts = t.facts()
+    p, run = next((p, t.run(p)) for _, p in random_programs("os", 50, 1, t.calls, facts) if len(p.calls) > 3)
+    # the target stopped at call 3, then lied at call 2: the judgement fails and says the run crashed
+    lied = RunResult((run.outcomes[0], Outcome(errno="ENOMEM") if run.outcomes[1].errno is None else Outcome(value=7)),
+                     (), RunStatus.CRASH, "killed")
+    here = judge(p, lied, "model", facts)
+    assert here.failure is not None and here.status is RunStatus.CRASH
+    with JudgeProcess(lambda p, r: judge(p, r, "model", facts)) as jp:
+        jp.submit(p, lied)
+        assert jp.result() == here
+        assert jp.judge_stream(p, _chunked(lied, 1)) == here
+        assert jp.judge_stream(p, _chunked(run, 2)) == judge(p, run, "model", facts)    # and it goes on
+
+
+def test_what_the_judge_raises_is_raised_here_and_the_process_goes_on():
+    def bad(p, r):
+        if len(r.outcomes) == 2:
+            raise ValueError("judge exploded")
+        if len(r.outcomes) == 3:
+            return threading.Lock()         # a judgement that cannot cross processes
+        return len(r.outcomes)
+    p = next(p for _, p in random_programs("os", 5, 0, None, {}))
+    with JudgeProcess(bad) as jp:
+        for n, expect in ((2, ValueError), (3, RuntimeError)):
+            jp.submit(p, RunResult((Outcome(),) * n))
+            with pytest.raises(expect):
+                jp.result()
+        jp.submit(p, RunResult((Outcome(),) * 5))
+        assert jp.result() == 5
+
+
+def test_a_judge_process_that_dies_is_an_error_not_a_hang():
+    p = next(p for _, p in random_programs("os", 5, 0, None, {}))
+    with JudgeProcess(lambda p, r: os._exit(9)) as jp:
+        jp.submit(p, RunResult(()))
+        t0 = time.monotonic()
+        with pytest.raises(JudgeDied):
+            jp.result()
+        assert time.monotonic() - t0 < 10
+
+
+def test_the_process_holds_none_of_the_parents_descriptors():
+    # a pipe made before the judge process: once this side closes its write end, the reader sees
+    # the end -- the judge process does not hold a copy that would keep it open
+    r, w = os.pipe()
+    try:
+        with JudgeProcess(lambda p, run: sorted(int(f) for f in os.listdir("/proc/self/fd"))) as jp:
+            p = next(p for _, p in random_programs("os", 5, 0, None, {}))
+            jp.submit(p, RunResult(()))
+            theirs = jp.result()
+            assert w not in theirs and r not in theirs
+            os.close(w)
+            w = -1
+            assert os.read(r, 1) == b""
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+def test_close_ends_the_process_and_ctrl_c_reaches_the_parent_at_once():
+    gate = 20.0
+
+    def slow(p, r):
+        time.sleep(gate)
+        return 0
+    jp = JudgeProcess(slow)
+    pid = jp.pid
+    p = next(p for _, p in random_programs("os", 5, 0, None, {}))
+    jp.submit(p, RunResult(()))
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            jp.result()
+        assert time.monotonic() - t0 < 5
+    finally:
+        timer.cancel()
+        jp.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_run_ahead_judges_in_another_process_with_the_plain_loops_results():
+    t = ModelTarget()
+    facts = t.facts()
+    programs = list(random_programs("os", 12, 5, t.calls, facts))
+
+    def where(p, r):
+        return os.getpid(), judge(p, r, "model", facts)
+    got = {}
+    for ahead in (True, False):
+        with RunAhead(t, programs, judge=where, ahead=ahead) as ra:
+            got[ahead] = [(tag, run, j) for tag, _p, run, j in ra]
+    assert [(tag, run, j[1]) for tag, run, j in got[True]] == [(tag, run, j[1]) for tag, run, j in got[False]]
+    pids = [j[0] for _, _, j in got[True]]
+    assert pids[0] == os.getpid() and all(pid != os.getpid() for pid in pids[1:])
+
+
+def test_stepwise_reads_a_run_as_it_goes_and_ends_with_its_result():
+    t = ModelTarget()
+    p, run = next((p, t.run(p, observe="each")) for _, p in random_programs("os", 30, 2, t.calls, {})
+                  if len(p.calls) >= 6)
+    s = _chunked(run, 2)
+    assert s.outcome(0) == run.outcomes[0] and len(s.outcomes) == 2
+    assert s.observation(1) == run.observation_after(1)     # needs call 2's outcome, or the end
+    assert s.outcome(len(run.outcomes)) is None and s.finish() is run
+    steps = _chunked(run, 3)._steps
+    assert run_steps(steps) is run
+
+
+@pytest.mark.parametrize("name", ["qemu", "kvm"])
+def test_in_process_targets_stream_what_they_run(name):
+    from memspec.errors import TargetError
+    from memspec.targets.registry import make_target
+    try:
+        t = make_target(name)
+    except (TargetError, ImportError, OSError) as e:
+        pytest.skip(f"{name} is not available here: {e}")
+    try:
+        facts = t.facts()
+        progs = [p for _, p in random_programs("hw", 15, 4, t.calls, facts)]
+        with JudgeProcess(lambda p, r: judge(p, r, t.name, facts)) as jp:
+            for p in progs:
+                run = t.run(p)
+                s = t.stream(p)
+                if len(p.calls) > 1:
+                    s.outcome(0)
+                assert s.finish() == run
+                assert jp.judge_stream(p, t.stream(p), batch=3) == judge(p, run, t.name, facts)
+    finally:
+        t.close()
