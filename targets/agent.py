@@ -24,14 +24,16 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections import deque
+from bisect import bisect_right
+from itertools import accumulate
 from importlib import resources
 from typing import Any
 
 from memspec.consts import SANDBOX_WINDOW
 from memspec.errors import TargetError
 from memspec.program import Call, Program, Ref, eval_arg
-from memspec.protocol import ProtocolViolation, call_message, encode, reply_to_outcome, state_to_observation
+from memspec.protocol import (ProtocolViolation, call_message, encode, fast_reply, reply_to_outcome,
+                              state_to_observation)
 from memspec.records import Observation, Outcome, RunResult, RunStatus
 
 from .base import SessionFailed
@@ -133,19 +135,50 @@ def _arg(a: Any) -> Any:
     return eval_arg(a, {})
 
 
+CALL_HEAD = b'{"type":"call","id":'
+OBSERVE_LINE = b'{"type":"observe","id":%d}\n'
+
+# each program's requests as line formats (the id left to fill in), made once per program object:
+# a benchmark, a soak or a judge's stream runs one program again; a few kept, the oldest dropped
+_TEMPLATES: dict[tuple[int, str], tuple[Program, tuple[int, ...], tuple[bytes, ...]]] = {}
+_TEMPLATES_KEPT = 8
+
+
+def _request_line(c: Call, ident: int) -> bytes:
+    """A call of a pipelined program as its request line (the plain json form the formats are made of)."""
+    return encode({"type": "call", "id": ident, "proc": c.proc or "main", "name": c.name,
+                   "args": [_arg(a) for a in c.args], "result": c.result, "batch": True})
+
+
+def _template(program: Program, observe: str) -> tuple[tuple[int, ...], tuple[bytes, ...]]:
+    """Per request of ``program``: its kind (call index i, or -1 - i: the observation after call i,
+    where ``observe`` asks for one) and its line as a ``%d`` format of its id."""
+    key = (id(program), observe)
+    hit = _TEMPLATES.get(key)
+    if hit is not None and hit[0] is program:
+        return hit[1], hit[2]
+    kinds: list[int] = []
+    fmts: list[bytes] = []
+    last = len(program.calls) - 1
+    for i, c in enumerate(program.calls):
+        line = _request_line(c, 0)
+        assert line.startswith(CALL_HEAD + b"0,")
+        kinds.append(i)
+        fmts.append(CALL_HEAD + b"%d" + line[len(CALL_HEAD) + 1:].replace(b"%", b"%%"))
+        if observe == "each" or (observe == "end" and i == last):
+            kinds.append(-1 - i)
+            fmts.append(OBSERVE_LINE)
+    if len(_TEMPLATES) >= _TEMPLATES_KEPT:
+        del _TEMPLATES[next(iter(_TEMPLATES))]
+    _TEMPLATES[key] = (program, tuple(kinds), tuple(fmts))
+    return tuple(kinds), tuple(fmts)
+
+
 def _requests(program: Program, observe: str, first: int) -> list[tuple[int, int, bytes]]:
     """(call index, request id, line) for every request of ``program``: each call, and an
     observe where ``observe`` asks for one (index -1 - i: the observation after call i)."""
-    out: list[tuple[int, int, bytes]] = []
-    ident, last = first, len(program.calls) - 1
-    for i, c in enumerate(program.calls):
-        ident += 1
-        out.append((i, ident, encode({"type": "call", "id": ident, "proc": c.proc or "main", "name": c.name,
-                                      "args": [_arg(a) for a in c.args], "result": c.result, "batch": True})))
-        if observe == "each" or (observe == "end" and i == last):
-            ident += 1
-            out.append((-1 - i, ident, encode({"type": "observe", "id": ident})))
-    return out
+    kinds, fmts = _template(program, observe)
+    return [(k, first + 1 + j, f % (first + 1 + j)) for j, (k, f) in enumerate(zip(kinds, fmts))]
 
 
 def _two_ints(v: Any) -> bool:
@@ -203,7 +236,11 @@ class AgentTarget(ProtocolTarget):
 
 
 class AgentStream:
-    """One pipelined program on the agent: requests sent a window ahead, replies read on demand."""
+    """One pipelined program on the agent: requests sent a window ahead, replies read on demand.
+
+    The program's request lines are one byte string (``blob``; request k is ``blob[offs[k]:offs[k + 1]]``),
+    sent in slices; the replies are read as many lines at a time as the pipe holds and decoded
+    by ``fast_reply`` (the common reply lines) or by json (everything else)."""
 
     def __init__(self, target: AgentTarget, program: Program, observe: str, window: int = WINDOW) -> None:
         self.program = program
@@ -212,50 +249,81 @@ class AgentStream:
         self.observations: list[tuple[int, Observation]] = []
         self.seen_at: dict[int, Observation] = {}
         self.result: RunResult | None = None
-        self.ahead: deque[tuple[int, int, bytes]] = deque()
-        self.sent = self.in_flight = 0
-        self.refill = False
+        self.kinds: tuple[int, ...] = ()
+        self.sent = self.got = 0    # requests written; replies read
+        self.lines: list[bytes] = []
+        self.at = 0                 # the next of ``lines`` to decode
         try:
             self.peer = target._peer()
         except TargetError as e:
             self.result = RunResult((), (), RunStatus.CRASH, f"no target process at call 1: {e}")
             return
-        self.todo = _requests(program, observe, self.peer.ident)
-        if self.todo:
-            self.peer.ident = self.todo[-1][1]
+        self.first = self.peer.ident + 1        # the id of request 0
+        self.kinds, fmts = _template(program, observe)
+        lines = [f % (self.first + j) for j, f in enumerate(fmts)]
+        self.blob = b"".join(lines)
+        self.offs = list(accumulate(map(len, lines), initial=0))
+        self.peer.ident += len(lines)
+
+    def _send(self) -> None:
+        """Send what the window allows: refilled once half of it has been answered, with as many
+        requests as fit (at least one when none is waiting), in one write."""
+        offs, sent = self.offs, self.sent
+        if sent != self.got and offs[sent] - offs[self.got] > self.window // 2:
+            return
+        upto = max(bisect_right(offs, offs[self.got] + self.window) - 1, sent + (sent == self.got))
+        upto = min(upto, len(self.kinds))
+        if upto > sent:
+            _write(self.peer, self.blob[offs[sent]:offs[upto]])
+            self.sent = upto
+
+    def _what(self, k: int) -> str:
+        i = self.kinds[k]
+        return f"call {i + 1} ({self.program.calls[i].name})" if i >= 0 else f"observe after call {-i}"
 
     def _more(self) -> None:
-        """Send what the window allows, then read one reply (a call's outcome or a checkpoint)."""
-        todo, ahead, chunk = self.todo, self.ahead, []
-        # refilled once half the window has been answered: one write for many requests
-        while self.sent < len(todo) and (not ahead or (self.refill or self.in_flight <= self.window // 2) and
-                                         self.in_flight + len(todo[self.sent][2]) <= self.window):
-            self.refill = True
-            ahead.append(todo[self.sent])
-            chunk.append(todo[self.sent][2])
-            self.in_flight += len(todo[self.sent][2])
-            self.sent += 1
-        self.refill = False
-        if chunk:
-            _write(self.peer, b"".join(chunk))
-        i, ident, line = ahead.popleft()
-        self.in_flight -= len(line)
+        """Send what the window allows, then read the replies there are (at least one)."""
+        if self.sent < len(self.kinds):
+            self._send()
         try:
-            if i >= 0:
-                what = f"call {i + 1} ({self.program.calls[i].name})"
-                self.outcomes.append(_outcome(self.peer, self.peer.receive(what), ident, i + 1, what))
-            else:
-                what = f"observe after call {-i}"
-                obs = _observation(self.peer, self.peer.receive(what), ident, what)
-                self.observations.append((-1 - i, obs))
-                self.seen_at.setdefault(-1 - i, obs)
+            if self.at == len(self.lines):
+                self.lines, self.at = self.peer.receive_lines(self._what(self.got)), 0
+            self._decode()
         except SessionFailed as e:
+            self._give_back()
             if not self.peer.dead:
-                _drain(self.peer, len(ahead))
+                _drain(self.peer, self.sent - self.got)
             self.result = RunResult(tuple(self.outcomes), tuple(self.observations), e.status, e.message)
 
+    def _decode(self) -> None:
+        """The replies read so far, up to the requests sent, in order (SessionFailed at a bad one)."""
+        lines, kinds, outcomes, peer = self.lines, self.kinds, self.outcomes, self.peer
+        stop = min(len(lines), self.at + self.sent - self.got)
+        while self.at < stop:
+            line, k = lines[self.at], self.got
+            i, ident = kinds[k], self.first + k
+            self.at += 1
+            self.got += 1
+            if i >= 0:
+                o = fast_reply(line, ident)
+                if o is None:
+                    what = self._what(k)
+                    o = _outcome(peer, peer.decode_line(line, what), ident, i + 1, what)
+                outcomes.append(o)
+            else:
+                what = self._what(k)
+                obs = _observation(peer, peer.decode_line(line, what), ident, what)
+                self.observations.append((-1 - i, obs))
+                self.seen_at.setdefault(-1 - i, obs)
+
+    def _give_back(self) -> None:
+        """Lines read and not decoded go back to the peer (the next reads see them first)."""
+        if self.at < len(self.lines):
+            self.peer.buf = b"".join(ln + b"\n" for ln in self.lines[self.at:]) + self.peer.buf
+        self.lines, self.at = [], 0
+
     def _going(self) -> bool:
-        return self.result is None and (self.sent < len(self.todo) or bool(self.ahead))
+        return self.result is None and self.got < len(self.kinds)
 
     def outcome(self, index: int) -> Outcome | None:
         while len(self.outcomes) <= index and self._going():
@@ -272,6 +340,7 @@ class AgentStream:
         while self._going():
             self._more()
         if self.result is None:
+            self._give_back()
             self.result = RunResult(tuple(self.outcomes), tuple(self.observations))
         return self.result
 
@@ -291,8 +360,13 @@ def _drain(peer: Any, n: int) -> None:
     agent), so that the next program's first reply is its own; a peer that fails here is
     replaced at the next program."""
     try:
-        for _ in range(n):
-            peer.receive("a request sent ahead")
+        while n > 0:
+            lines = peer.receive_lines("a request sent ahead")
+            for line in lines[:n]:
+                peer.decode_line(line, "a request sent ahead")
+            if len(lines) > n:
+                peer.buf = b"".join(ln + b"\n" for ln in lines[n:]) + peer.buf
+            n -= len(lines)
     except SessionFailed:
         peer.kill()
 

@@ -92,9 +92,36 @@ class _Peer:
         """What a peer does with its standard error besides keeping the tail (nothing here)."""
 
     def receive(self, what: str) -> dict[str, Any]:
+        self._fill(what)
+        line, self.buf = self.buf.split(b"\n", 1)
+        return self.decode_line(line, what)
+
+    def receive_lines(self, what: str) -> list[bytes]:
+        """Every whole line read so far, at least one (waited for as ``receive`` waits), not yet
+        decoded (``decode_line``); what follows the last newline stays for the next read."""
+        self._fill(what)
+        *lines, self.buf = self.buf.split(b"\n")
+        return lines
+
+    def decode_line(self, line: bytes, what: str) -> dict[str, Any]:
+        """One line as a message; garbage (not JSON, too long) ends the peer, as a verdict."""
+        if len(line) > MAX_LINE:
+            self.kill()
+            raise SessionFailed(RunStatus.ERROR, f"target answered garbage at {what}: a line longer than "
+                                f"{MAX_LINE >> 20} MiB")
+        try:
+            return decode(line)
+        except ProtocolViolation as e:
+            self.kill()
+            raise SessionFailed(RunStatus.ERROR, f"target answered garbage at {what}: {e}") from None
+
+    def _fill(self, what: str) -> None:
+        """Read until the buffer holds a newline: one deadline for the whole reply."""
         assert self.p.stdout is not None and self.p.stderr is not None
         if self.dead:
             raise SessionFailed(RunStatus.CRASH, f"target was already stopped at {what}")
+        if b"\n" in self.buf:
+            return
         fd, efd = self.p.stdout.fileno(), self.p.stderr.fileno()
         watch = [fd, efd]
         deadline = time.monotonic() + self.timeout
@@ -118,16 +145,6 @@ class _Peer:
                 self.kill()
                 raise SessionFailed(RunStatus.ERROR, f"target answered garbage at {what}: a line longer than "
                                     f"{MAX_LINE >> 20} MiB")
-        line, self.buf = self.buf.split(b"\n", 1)
-        if len(line) > MAX_LINE:
-            self.kill()
-            raise SessionFailed(RunStatus.ERROR, f"target answered garbage at {what}: a line longer than "
-                                f"{MAX_LINE >> 20} MiB")
-        try:
-            return decode(line)
-        except ProtocolViolation as e:
-            self.kill()
-            raise SessionFailed(RunStatus.ERROR, f"target answered garbage at {what}: {e}") from None
 
     def exit_text(self) -> str:
         try:

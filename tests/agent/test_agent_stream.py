@@ -1,0 +1,79 @@
+"""The pipelined run's reading of replies (many lines a read, the common ones without json) on a
+stand-in agent that misbehaves on purpose (``fake_pipelined.py``): garbage, a wrong id, a
+refusal and a reply too many each end the run as the plain reading did (the same status, the
+outcomes before it, the same message), and the next program on the same target runs in step."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+import pytest
+
+from memspec.program import parse
+from memspec.records import RunStatus
+from memspec.targets.agent import WINDOW, AgentTarget
+from memspec.targets.protocol import ProtocolTarget
+
+FAKE = os.path.join(os.path.dirname(__file__), "fake_pipelined.py")
+MMAP = "a{i} = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+
+
+class FakeAgent(AgentTarget):
+    def __init__(self) -> None:
+        ProtocolTarget.__init__(self, shlex.join([sys.executable, FAKE]), timeout=20.0, memory_mb=0)
+        self.name = "fake-agent"
+
+
+@pytest.fixture
+def fake():
+    t = FakeAgent()
+    yield t
+    t.close()
+
+
+def _program(n: int, at: int, line: str):
+    return parse("".join(MMAP.format(i=i) if i != at else line for i in range(n)))
+
+
+def _values_in_step(run, n, step=4096):
+    # the stand-in answers with its request id times 4096: consecutive ids within a run
+    values = [o.value for o in run.outcomes]
+    return len(values) == n and all(b - a == step for a, b in zip(values, values[1:]))
+
+
+@pytest.mark.parametrize("at", [0, 1, 700, 1999])
+@pytest.mark.parametrize("bad, status, message", [
+    ("msync(0x100000000000, 4096, MS_SYNC)\n", RunStatus.ERROR, "target answered garbage at call {n} (msync): not JSON"),
+    ("mlock(0x100000000000, 4096)\n", RunStatus.ERROR, "target answered garbage at call {n} (mlock): reply id"),
+    ("mincore(0x100000000000, 4096)\n", RunStatus.REFUSED, "call {n} refused: not the program's"),
+])
+def test_a_bad_reply_anywhere_in_a_long_program_ends_the_run_there(fake, at, bad, status, message):
+    p = _program(2000, at, bad)
+    assert len(b"".join(x for x in [b"x" * 90] * 2000)) > 4 * WINDOW
+    run = fake.run(p)
+    assert run.status is status and len(run.outcomes) == at, (run.status, run.message)
+    assert run.message.startswith(message.format(n=at + 1)), run.message
+    ok = fake.run(_program(300, -1, ""))
+    assert ok.status is RunStatus.OK and _values_in_step(ok, 300), ok.message
+    s = fake.stream(p)
+    assert [s.outcome(i) for i in range(at)] == list(run.outcomes) or status is not RunStatus.OK
+    assert s.outcome(at) is None and s.finish().status is status
+
+
+def test_a_reply_too_many_is_garbage_at_the_next_call_or_found_by_the_next_program(fake):
+    run = fake.run(_program(500, 250, "munlock(0x100000000000, 4096)\n"))
+    assert run.status is RunStatus.ERROR and len(run.outcomes) == 251
+    assert run.message == "target answered garbage at call 252 (mmap): reply id 252 does not match request id 253"
+    run = fake.run(_program(500, 499, "munlock(0x100000000000, 4096)\n"), observe="none")
+    assert run.status is RunStatus.OK and len(run.outcomes) == 500       # the extra line waits in the pipe
+    nxt = fake.run(_program(300, -1, ""))         # the reset's reply is the extra line: a new process
+    assert nxt.status is RunStatus.OK and _values_in_step(nxt, 300) and nxt.outcomes[0].value == 4096   # a new process's first id
+
+
+def test_one_program_runs_the_same_twice_and_observes(fake):
+    p = _program(1000, -1, "")
+    a, b = fake.run(p, observe="each"), fake.run(p, observe="each")
+    assert a.status is b.status is RunStatus.OK and len(a.observations) == len(b.observations) == 1000
+    assert _values_in_step(b, 1000, 2 * 4096) and b.outcomes[0].value - a.outcomes[0].value == (2 * 1000 + 1) * 4096
