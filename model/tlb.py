@@ -233,13 +233,49 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     floor = floor_g if pge else floor_ng
     values = h.values
     shift = _SHIFT
+    rsvd_then = mode_then.rsvd
+    pte_index = ((la >> 12) & 0x1FF) << 3
+
+    def leaf(table: int, uses: tuple[tuple[int, int], ...], t: int, stale: bool, then: bool) -> None:
+        # ``go`` at level 1 (a PTE), the common case laid flat: an older value is a translation iff
+        # present and free of reserved bits under the NXE of its time (``pte`` with ``mode_then``);
+        # the live value adds a walk only when the entries above it are stale
+        addr = table | pte_index
+        vs = values.get(addr)
+        if not vs:
+            if stale:
+                go_values(1, addr, [(read(addr), 0, -1)], uses, t, stale, then)
+            return
+        for since, end, value in vs[-6:]:
+            if end < 0:
+                if stale:
+                    go_values(1, addr, [[since, end, value]], uses, t, stale, then)
+                continue
+            if then and since > t:
+                continue
+            if not value & 1 or value & rsvd_then:
+                continue          # never cached (not present, or a reserved bit set)
+            until = end - 1
+            tt = t if t < until else until
+            if tt < floor:
+                continue
+            if tt >= floor_ng or value & _G:
+                out.append((tt, 1, uses + ((addr, value),), None, False, root_pcid, root_since))
 
     def go(level: int, table: int, uses: tuple[tuple[int, int], ...], t: int, stale: bool, then: bool = False) -> None:
         if len(out) >= limit or t < floor:
             return
+        if level == 1:
+            leaf(table, uses, t, stale, then)
+            return
         addr = table | (((la >> shift[level]) & 0x1FF) << 3)
         vs = values.get(addr)
         alts = [(read(addr), 0, -1)] if not vs else vs[-6:]       # (value, first time, end) as in alternatives()
+        go_values(level, addr, alts, uses, t, stale, then)
+
+    def go_values(level: int, addr: int, alts: list, uses: tuple[tuple[int, int], ...], t: int, stale: bool,
+                  then: bool) -> None:
+        vs = type(alts[0]) is list
         step = LEVEL_STEP.get(level)
         for start_end_value in alts:
             if vs:
@@ -283,8 +319,13 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
         for root, root_pcid, until in roots:
             root_since = first[(root, root_pcid)]
             go(mode.levels, root & amask, (), min(until, h.nxe_cleared - 1), True, True)
+    # the walkers name each other through their cells: a cycle that only the cyclic garbage collector
+    # would free, taking ``out`` with it; emptied here, they go as soon as this call returns (one such
+    # cycle per access made the judge's collections several times as frequent, and full ones costly)
+    go = leaf = go_values = None    # type: ignore[assignment]
 
     kill_all, kill_ng = h.kill_times(la, pcid)
+    cur_start, _end, _root, cur_pcid = h.roots[-1] if h.roots else (now + 1, -1, 0, -1)
     kept: list[tuple[Path | PageFault, int, bool]] = []
     seen = set()
     gone = removed.cands.append      # Removed.add
@@ -297,9 +338,13 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
             # something invalidates it -- judged from the latest time it could have been made
             if p != pcid:
                 continue
-            t = _latest_under(h, t, pcid, since)
-            if t < 0:
-                continue
+            if cur_start <= t and cur_pcid == pcid:
+                if t < since:       # _latest_under's answer when the current root is p's: t itself
+                    continue
+            else:
+                t = _latest_under(h, t, pcid, since)
+                if t < 0:
+                    continue
         cand = (t, level, uses, fault, rsvd)
         if t < kill_all or (t < kill_ng and not glob):
             gone((cand, glob, None))     # an invalidation of this page (or all) since: gone
@@ -366,21 +411,30 @@ class Removed:
                            keep_args: tuple = ()) -> Iterator[tuple[tuple, Event, int]]:
         """``latest_first`` with each walk in its enumerated form (``Removed.result`` builds it);
         ``keep`` is asked ``keep(cand, *keep_args)``."""
-        h, pcid = self.h, self.pcid
-        order = self._latest
-        if order is None:       # sorted once: the judge's expect and apply of an access both ask
-            order = self._latest = sorted(self.cands, key=_minus_time)
-        for cand, glob, ev in order:
+        for cand, glob, ev in self.order():
             t, level, _, fault, _ = cand
             if paths_only and fault is not None:
                 continue
             if keep is not None and not keep(cand, *keep_args):
                 continue
-            if ev is None:
-                size = PAGE_SIZES[level] if fault is None else 1 << 12
-                ev = h.killed(t, pcid if not glob else -1, self.la, size, glob, self.n_events)
-                assert ev is not None, "a walk older than this page's last invalidation survived it"
-            yield cand, ev, t
+            yield cand, ev if ev is not None else self.event_of(cand, glob), t
+
+    def order(self) -> list[tuple[tuple, bool, Event | None]]:
+        """The removed walks as ``add`` took them, the latest cached first (in enumeration order among
+        equal times); sorted once: the judge's expect and apply of an access both ask."""
+        order = self._latest
+        if order is None:
+            order = self._latest = sorted(self.cands, key=_minus_time)
+        return order
+
+    def event_of(self, cand: tuple, glob: bool) -> Event:
+        """The first invalidation after the walk ``cand``'s time that removed it (for a walk ``add``
+        took without its invalidation)."""
+        t, level, _, fault, _ = cand
+        size = PAGE_SIZES[level] if fault is None else 1 << 12
+        ev = self.h.killed(t, self.pcid if not glob else -1, self.la, size, glob, self.n_events)
+        assert ev is not None, "a walk older than this page's last invalidation survived it"
+        return ev
 
     def __iter__(self) -> Iterator[tuple[Path | PageFault, Event, int]]:
         """In enumeration order (the order ``latest_first`` breaks ties by)."""
