@@ -56,6 +56,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <grp.h>
@@ -157,6 +158,16 @@ static void bfmt(struct buf *b, const char *fmt, ...) {
     va_end(ap);
     bput(b, tmp, (size_t)n);
 }
+/* a number in decimal (the replies' hot path, without printf) */
+static void bu64(struct buf *b, u64 v) {
+    char tmp[24], *e = tmp + sizeof tmp, *p = e;
+    do { *--p = (char)('0' + v % 10); v /= 10; } while (v);
+    bput(b, p, (size_t)(e - p));
+}
+static void bi64(struct buf *b, i64 v) {
+    if (v < 0) { bput(b, "-", 1); bu64(b, -(u64)v); }
+    else bu64(b, (u64)v);
+}
 static void bjson_str(struct buf *b, const char *s) {
     bput(b, "\"", 1);
     for (; *s; s++) {
@@ -168,11 +179,24 @@ static void bjson_str(struct buf *b, const char *s) {
     bput(b, "\"", 1);
 }
 
-/* frames between the agent's processes: a 4-byte length, then the bytes */
+/* frames between the agent's processes: a 4-byte length, then the bytes (one write) */
 static int send_frame(int fd, const char *p, size_t n) {
     uint32_t len = (uint32_t)n;
-    if (write_all(fd, &len, 4) < 0) return -1;
-    return write_all(fd, p, n);
+    struct iovec iov[2] = {{&len, 4}, {(void *)p, n}};
+    ssize_t k;
+    while ((k = writev(fd, iov, 2)) < 0 && errno == EINTR) {}
+    if (k < 0) return -1;
+    if (k < 4) {
+        if (write_all(fd, (char *)&len + k, (size_t)(4 - k)) < 0) return -1;
+        k = 4;
+    }
+    return write_all(fd, p + (k - 4), n - (size_t)(k - 4));
+}
+/* a frame appended to a buffer, for one write of many frames */
+static void bframe(struct buf *b, const char *p, size_t n) {
+    uint32_t len = (uint32_t)n;
+    bput(b, (const char *)&len, 4);
+    bput(b, p, n);
 }
 /* a frame with a descriptor passed along (SCM_RIGHTS on the socket of a forked process) */
 static int send_frame_fd(int fd, const char *p, size_t n, int pass) {
@@ -242,6 +266,47 @@ static int recv_frame_fd(int fd, struct buf *b, int *passed, int sock) {
 static int recv_frame(int fd, struct buf *b) {
     int passed;
     return recv_frame_fd(fd, b, &passed, 0);
+}
+
+/* frames read from a pipe as many a read as it holds (the supervisor's replies from main, main's
+   requests from the supervisor): one read for a window of frames instead of two a frame */
+struct frd { int fd; char *p; size_t start, have, cap; };
+
+/* the next whole frame already read, into b (NUL-terminated); 0 when none is whole yet */
+static int frd_take(struct frd *r, struct buf *b) {
+    uint32_t len;
+    if (r->have - r->start < 4) return 0;
+    memcpy(&len, r->p + r->start, 4);
+    if (r->have - r->start - 4 < len) return 0;
+    b->n = 0;
+    bput(b, r->p + r->start + 4, len);
+    r->start += 4 + (size_t)len;
+    return 1;
+}
+
+/* one read of what the pipe holds (waiting for something); its size, 0 at the end, -1 on error */
+static ssize_t frd_fill(struct frd *r) {
+    if (r->start) {
+        memmove(r->p, r->p + r->start, r->have - r->start);
+        r->have -= r->start;
+        r->start = 0;
+    }
+    if (r->cap - r->have < (1 << 16)) {
+        r->cap = r->have + (1 << 17);
+        r->p = realloc(r->p, r->cap);
+        if (!r->p) die("out of memory");
+    }
+    ssize_t k;
+    while ((k = read(r->fd, r->p + r->have, r->cap - r->have)) < 0 && errno == EINTR) {}
+    if (k > 0) r->have += (size_t)k;
+    return k;
+}
+
+/* the next frame, waiting for it; -1 at the end of the pipe */
+static int frd_next(struct frd *r, struct buf *b) {
+    while (!frd_take(r, b))
+        if (frd_fill(r) <= 0) return -1;
+    return 0;
 }
 
 /* Move one of the agent's descriptors above the ones a program uses: the kernel hands out
@@ -1289,7 +1354,8 @@ static void describe_death(pid_t pid, char *out, size_t cap) {
 /* one request in this process                                                           */
 
 static void reply_text(struct buf *b, const struct req *m, const struct out *o) {
-    bfmt(b, "{\"type\":\"reply\",\"id\":%" PRId64, m->id);
+    bstr(b, "{\"type\":\"reply\",\"id\":");
+    bi64(b, m->id);
     if (refusal[0]) {
         bstr(b, ",\"value\":null,\"refused\":");
         bjson_str(b, refusal);
@@ -1299,10 +1365,10 @@ static void reply_text(struct buf *b, const struct req *m, const struct out *o) 
     if (o->bignum) bfmt(b, ",\"value\":%s", o->bignum);
     else if (o->has_value) {
         if (o->value == -1 && o->err) bstr(b, ",\"value\":-1");
-        else bfmt(b, ",\"value\":%" PRIu64, (u64)o->value);
+        else { bstr(b, ",\"value\":"); bu64(b, (u64)o->value); }
     } else bstr(b, ",\"value\":null");
-    if (o->err) bfmt(b, ",\"errno\":\"%s\"", o->err);
-    if (o->sig) bfmt(b, ",\"signal\":\"%s\"", o->sig);
+    if (o->err) { bstr(b, ",\"errno\":\""); bstr(b, o->err); bstr(b, "\""); }
+    if (o->sig) { bstr(b, ",\"signal\":\""); bstr(b, o->sig); bstr(b, "\""); }
     if (o->has_after_fetch) bfmt(b, ",\"detail\":{\"after_fetch\":%d}", o->after_fetch);
     bstr(b, "}");
 }
@@ -1485,8 +1551,8 @@ static u64 reply_binding(const struct buf *b) {
 
 #define REPLY_HEAD "{\"type\":\"reply\""
 
-/* the call with its references resolved, as a plain call line; NULL when a name is unbound */
-static const char *resolve_refs(struct req *m, struct buf *out) {
+/* the call's references resolved; NULL, or the error when a name is unbound */
+static const char *resolve_refs(struct req *m) {
     for (int i = 0; i < m->nargs; i++) {
         struct arg *a = &m->args[i];
         if (!a->is_ref) continue;
@@ -1495,6 +1561,11 @@ static const char *resolve_refs(struct req *m, struct buf *out) {
         a->num = v + a->num;
         a->is_ref = 0;
     }
+    return NULL;
+}
+
+/* a call with its references resolved as a plain call line (what main relays to another process) */
+static void call_line(const struct req *m, struct buf *out) {
     out->n = 0;
     bfmt(out, "{\"type\":\"call\",\"id\":%" PRId64 ",\"proc\":", m->id);
     bjson_str(out, m->proc[0] ? m->proc : "main");
@@ -1509,7 +1580,6 @@ static const char *resolve_refs(struct req *m, struct buf *out) {
     bstr(out, "]");
     if (m->has_result) { bstr(out, ",\"result\":"); bjson_str(out, m->result); }
     bstr(out, "}");
-    return NULL;
 }
 
 /* the value of a reply frame ("value":N), or -1 */
@@ -1548,6 +1618,7 @@ static void relay(struct servant *s, const struct req *m, const struct buf *in, 
    answer main, and only for themselves. */
 static void serve(void) {
     struct buf in = {0}, out = {0}, sub = {0}, call = {0};
+    struct frd up = {K.up_r, NULL, 0, 0, 0};     /* main: the supervisor's pipe, read in blocks */
     int stopped = 0;        /* main: a call of a pipelined program was refused; the rest are skipped */
     struct req *m = malloc(sizeof *m);
     int is_main = !strcmp(K.name, "main");
@@ -1555,7 +1626,7 @@ static void serve(void) {
     for (;;) {
         int passed = -1;
         if (!is_main) reap_children();
-        if (recv_frame_fd(K.up_r, &in, &passed, K.up_sock) < 0) break;
+        if ((K.up_sock ? recv_frame_fd(K.up_r, &in, &passed, 1) : frd_next(&up, &in)) < 0) break;
         out.n = 0;
         bput(&out, "", 0);
         if (in.n == 1 && in.p[0] == 'E') break;
@@ -1583,7 +1654,7 @@ static void serve(void) {
         } else if (is_main && !strcmp(m->type, "call") && m->batch && stopped) {
             /* a pipelined program whose earlier call was refused: not run */
             bfmt(&out, "{\"type\":\"reply\",\"id\":%" PRId64 ",\"value\":null,\"skipped\":true}", m->id);
-        } else if (is_main && !strcmp(m->type, "call") && (err = resolve_refs(m, &call)) != NULL) {
+        } else if (is_main && !strcmp(m->type, "call") && (err = resolve_refs(m)) != NULL) {
             bfmt(&out, "{\"type\":\"error\",\"id\":%" PRId64 ",\"message\":", m->id);
             bjson_str(&out, err);
             bstr(&out, "}");
@@ -1607,7 +1678,10 @@ static void serve(void) {
         } else {
             struct servant *s = find_servant(m->proc);
             if (!s) bfmt(&out, "{\"type\":\"reply\",\"id\":%" PRId64 ",\"value\":-1,\"errno\":\"ESRCH\"}", m->id);
-            else relay(s, m, &call, &out);
+            else {
+                call_line(m, &call);
+                relay(s, m, &call, &out);
+            }
         }
         if (is_main && !err && !strcmp(m->type, "call")) {
             /* what the call binds, for the references of the calls after it; a refusal or an
@@ -1632,6 +1706,9 @@ static void serve(void) {
 
 static pid_t main_pid;
 static int main_w = -1, main_r = -1;
+static struct buf to_main;         /* frames for main, written at once when no whole request waits */
+static struct frd from_main = {-1, NULL, 0, 0, 0};     /* main's answers, read in blocks */
+static long outstanding;           /* requests the main process has not answered yet */
 
 static void start_program(void) {
     int req[2], rep[2];
@@ -1674,11 +1751,22 @@ static void start_program(void) {
     close(rep[1]);
     main_w = req[1];
     main_r = rep[0];
+    from_main.fd = main_r;
+    from_main.start = from_main.have = 0;
+}
+
+/* the frames for main go out; -1 when main is gone */
+static int flush_main(void) {
+    if (!to_main.n) return 0;
+    int r = write_all(main_w, to_main.p, to_main.n);
+    to_main.n = 0;
+    return r;
 }
 
 static void end_program(void) {
     if (!main_pid) return;
     int st;
+    flush_main();
     send_frame(main_w, "E", 1);
     close(main_w);
     close(main_r);
@@ -1857,25 +1945,46 @@ static void hello(struct buf *b) {
     bstr(b, "}}");
 }
 
-/* the program's main process died: say how (the harness reports a crash with it) */
-static int main_died(void) {
+/* the program's main process died: the answers it wrote before go out, then how it died (the
+   harness reports a crash at the first request left unanswered) */
+static int main_died(struct buf *out) {
     char how[100];
+    struct buf reply = {0};
+    for (; outstanding && frd_next(&from_main, &reply) == 0; outstanding--) {
+        bput(out, reply.p, reply.n);
+        bput(out, "\n", 1);
+    }
+    if (out->n) write_all(1, out->p, out->n);
     describe_death(main_pid, how, sizeof how);
     fprintf(stderr, "memspec-agent: the program's main process died: %s\n", how);
     return 71;
+}
+
+/* every answer main owes, waiting for each */
+static int drain_main(struct buf *out) {
+    struct buf reply = {0};
+    if (flush_main() < 0) return -1;
+    for (; outstanding; outstanding--) {
+        if (frd_next(&from_main, &reply) < 0) return -1;
+        bput(out, reply.p, reply.n);
+        bput(out, "\n", 1);
+    }
+    free(reply.p);
+    return 0;
 }
 
 /* The supervisor: requests in on standard input, one line each; calls and observes go on to
    the program's main process as they come (several may be on their way: a pipelined program),
    its answers come back in order; everything else is answered here, after the answers of the
    requests before it.  Answers are written out whenever no whole request is waiting. */
+#define CALL_LINE "{\"type\":\"call\",\"id\":"
+#define OBSERVE_LINE "{\"type\":\"observe\",\"id\":"
+
 int main(void) {
     struct buf line = {0}, reply = {0}, out = {0};
     struct req *m = malloc(sizeof *m);
-    static char chunk[1 << 16];
     size_t have = 0, start = 0, cap = 0;
     char *acc = NULL;
-    long outstanding = 0;      /* requests the main process has not answered yet */
     signal(SIGPIPE, SIG_IGN);
     /* a write past RLIMIT_FSIZE (set_fsize_limit) sends SIGXFSZ, which would kill the program's
        process by default: ignored, the write fails with EFBIG (as under CPython, the linux target) */
@@ -1887,6 +1996,8 @@ int main(void) {
     for (;;) {
         char *nl = acc ? memchr(acc + start, '\n', have - start) : NULL;
         if (!nl) {
+            /* no whole request waits: main gets what came for it, the harness what main answered */
+            if (flush_main() < 0) return main_died(&out);
             if (out.n) {
                 if (write_all(1, out.p, out.n) < 0) return 0;
                 out.n = 0;
@@ -1898,47 +2009,47 @@ int main(void) {
                 die("poll");
             }
             if (outstanding && pf[1].revents) {
-                if (recv_frame(main_r, &reply) < 0) return main_died();
-                bput(&out, reply.p, reply.n);
-                bput(&out, "\n", 1);
-                outstanding--;
+                /* every whole answer the pipe holds */
+                if (frd_fill(&from_main) <= 0) return main_died(&out);
+                for (; outstanding && frd_take(&from_main, &reply); outstanding--) {
+                    bput(&out, reply.p, reply.n);
+                    bput(&out, "\n", 1);
+                }
             }
             if (pf[0].revents) {
-                ssize_t k = read(0, chunk, sizeof chunk);
+                if (cap - have < (1 << 16) + 1) { cap = have + (1 << 17); acc = realloc(acc, cap); if (!acc) die("out of memory"); }
+                ssize_t k = read(0, acc + have, cap - have - 1);
                 if (k < 0 && errno == EINTR) continue;
                 if (k <= 0) {       /* the harness is gone: what it asked is answered, then the end */
-                    for (; outstanding; outstanding--) {
-                        if (recv_frame(main_r, &reply) < 0) return main_died();
-                        bput(&out, reply.p, reply.n);
-                        bput(&out, "\n", 1);
-                    }
+                    if (drain_main(&out) < 0) return main_died(&out);
                     if (out.n) write_all(1, out.p, out.n);
                     end_program();
                     return 0;
                 }
-                if (have + (size_t)k + 1 > cap) { cap = (have + (size_t)k + 1) * 2; acc = realloc(acc, cap); if (!acc) die("out of memory"); }
-                memcpy(acc + have, chunk, (size_t)k);
                 have += (size_t)k;
             }
             continue;
         }
         size_t len = (size_t)(nl - (acc + start));
-        line.n = 0;
-        bput(&line, acc + start, len);
+        const char *at = acc + start;
         start += len + 1;
-
-        const char *err = parse_req(line.p, m);
-        if (!err && (!strcmp(m->type, "call") || !strcmp(m->type, "observe"))) {
+        /* a call or an observe as memspec writes it goes on to main unparsed (main parses it,
+           and answers a malformed one with the error this process would give) */
+        const char *err = NULL;
+        int fast = (len >= sizeof CALL_LINE - 1 && !memcmp(at, CALL_LINE, sizeof CALL_LINE - 1)) ||
+                   (len >= sizeof OBSERVE_LINE - 1 && !memcmp(at, OBSERVE_LINE, sizeof OBSERVE_LINE - 1));
+        if (!fast) {
+            line.n = 0;
+            bput(&line, at, len);
+            err = parse_req(line.p, m);
+        }
+        if (fast || (!err && (!strcmp(m->type, "call") || !strcmp(m->type, "observe")))) {
             if (!main_pid) start_program();
-            if (send_frame(main_w, line.p, line.n) < 0) return main_died();
+            bframe(&to_main, at, len);
             outstanding++;
             continue;
         }
-        for (; outstanding; outstanding--) {
-            if (recv_frame(main_r, &reply) < 0) return main_died();
-            bput(&out, reply.p, reply.n);
-            bput(&out, "\n", 1);
-        }
+        if (drain_main(&out) < 0) return main_died(&out);
         reply.n = 0;
         bput(&reply, "", 0);
         if (err) {
