@@ -32,7 +32,8 @@ from .pte import (CR0_PE, CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_LA57, CR4_PAE, CR4_PC
                   ErrCode, Mode, Pte, addr_mask, bits, decode)
 from .rules import Rule, Rules, compose
 from .segunit import SEG_CALLS, SegUnit
-from .tlb import ALL, ALL_NONGLOBAL, PAGE, PAGE_GLOBAL, PAGE_SIZES, PCID_ALL, History, RefTlb, stale_walks
+from .tlb import (ALL, ALL_NONGLOBAL, NOTHING_REMOVED, PAGE, PAGE_GLOBAL, PAGE_SIZES, PCID_ALL, History, RefTlb,
+                  stale_walks)
 from .walk import PageFault, Path, WalkMemo, canonical, check_access, index
 
 U64 = (1 << 64) - 1
@@ -120,6 +121,10 @@ def _rules_of(cls: type) -> Rules:
 
 
 _LEAF_AD = frozenset({"sdm.ad.dirty-on-write", "sdm.ad.no-dirty-on-read"})
+# what an access's Expect is made of (``Paging._lean_access``)
+_ACCESS_PARTS = ("_outcome_of", "_candidates", "_explained", "_removed_outcomes", "_without_rights", "_entry_read",
+                 "_is_harness_entry", "read", "mode", "entry_blame", "_fresh_blame", "_tlb_default", "_exercised",
+                 "_pk_also", "_expect_access", "explain")
 
 
 class Paging:
@@ -129,9 +134,14 @@ class Paging:
 
     RULES: Rules       # set below, and for each subclass when it is made
 
+    # whether ``_expect_access`` may keep an access's outcome and Expect (``_access_memo``): only with
+    # this class's own parts (a test's deliberately broken subclass decides afresh every time)
+    _lean_access = True
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.RULES = _rules_of(cls)
+        cls._lean_access = all(getattr(cls, n) is getattr(Paging, n) for n in _ACCESS_PARTS)
 
     def __init__(self, facts: dict[str, Any] | None = None):
         f = dict(DEFAULT_FACTS)
@@ -157,6 +167,9 @@ class Paging:
         self.history = History()
         self.tlb = RefTlb()
         self.walks = WalkMemo()       # the current walk, found again by its entries' values
+        # (id of the current walk, la, acc, cpl, ac) -> [walk, mode, pa, its outcome, clause, Expect or None]:
+        # a successful access whose data is the pattern (``pa`` not in ``mem``), see ``_expect_access``
+        self._access_memo: dict[tuple, list] = {}
         self._last: dict[str, Any] = {}
         # what the TLB law was last checked on (``invariants``): the entries list, its size, the events
         self._inv_entries: list | None = None
@@ -517,7 +530,28 @@ class Paging:
         if self._harness_slot(la):
             return exactly("memspec.hw.harness-slot", EINVAL)
         cur, stale, removed = self._candidates(la, acc, cpl, ac)
-        o_cur, clause, _ = self._outcome_of(cur, la, acc, cpl, ac)
+        memo = None
+        if self._lean_access:
+            # the current walk's outcome (and, with nothing stale or removed, the whole Expect) found
+            # again for the same walk, address, access and mode while the data it read is the pattern
+            key = (id(cur), la, acc, cpl, ac)
+            memo = self._access_memo.get(key)
+            if memo is not None and (memo[0] is not cur or memo[1] is not self._mode or memo[2] in self.mem):
+                memo = None
+            if memo is not None:
+                o_cur, clause = memo[3], memo[4]
+                if memo[5] is not None and not stale and not removed.cands:
+                    self._last = {"la": la, "cur": cur, "stale": stale, "removed": removed, "cur_ok": True}
+                    return memo[5]
+            else:
+                o_cur, clause, pa = self._outcome_of(cur, la, acc, cpl, ac)
+                if o_cur is not None and o_cur.ok and pa not in self.mem and self._mode is self.mode:
+                    memo = [cur, self._mode, pa, o_cur, clause, None]
+                    if len(self._access_memo) >= 1024:
+                        self._access_memo.clear()
+                    self._access_memo[key] = memo
+        else:
+            o_cur, clause, _ = self._outcome_of(cur, la, acc, cpl, ac)
         options: list[tuple[Outcome | None, str, Path | PageFault]] = [(o_cur, clause, cur)]
         for res, _t, _g in stale:
             o, c, _ = self._outcome_of(res, la, acc, cpl, ac)
@@ -568,6 +602,10 @@ class Paging:
                                 lambda o: self._entry_read(cur, la, acc, o))
 
         if len(distinct) == 1:
+            if memo is not None and not stale and not removed.cands:
+                # kept for this walk: its blame works out the removed walks afresh on every call
+                memo[5] = self._explained(clause, o_cur, la, self._fresh_blame(cur, distinct, la, acc, cpl, ac, clause))
+                return memo[5]
             return self._explained(clause, o_cur, la, blame)
         default = self._tlb_default(o_cur, la, acc, cpl, ac)
         explain = self.explain
@@ -587,6 +625,18 @@ class Paging:
         return Expect("sdm.tlb.stale-before-invalidation", default, blame_by=blame, describe=
                       " or ".join(show(o) if o else "(any value)" for o, _, _ in distinct), predicate=allowed,
                       impl_defined=True)
+
+    def _fresh_blame(self, cur, distinct: list, la: int, acc: int, cpl: int, ac: int, clause: str):
+        """``_expect_access``'s blame for an access with no stale or removed walk, every answer worked
+        out when asked (an Expect kept in ``_access_memo`` is asked again at later calls)."""
+        mode = self._mode
+        removed = NOTHING_REMOVED
+
+        def blame(obs: Outcome) -> str:
+            return access_blame(obs, distinct, lambda: self._removed_outcomes(removed, la, acc, cpl, ac), mode, acc,
+                                cpl, clause, matches, lambda: self._without_rights(distinct, la, acc, cpl, ac),
+                                lambda o: self._entry_read(cur, la, acc, o))
+        return blame
 
     def _tlb_default(self, o_cur: Outcome, la: int, acc: int, cpl: int, ac: int) -> Outcome:
         """The reference TLB's choice for an access whose current walk gives ``o_cur``: the outcome of
