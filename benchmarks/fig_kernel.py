@@ -3,9 +3,10 @@
 Numerator: a POSIX program of N rounds of ``mmap`` (anonymous, 4 KiB), ``mprotect``
 and ``munmap`` runs on the ``linux`` target as users get it (the native agent where gcc
 builds it: the program's calls pipelined, each outcome read as the agent answers; else the
-forked Python child) while the model judges every call as its outcome arrives
-(``specs.judge.judge`` on the target's ``stream``, invariants on).  The breakdown times the
-run alone, the judging alone, and the Python child's run alone (``linux-py``).
+forked Python child) while the model judges every call as its outcome arrives, in a second
+process (``fuzz/judge_process.JudgeProcess.judge_stream`` on the target's ``stream``,
+invariants on).  The breakdown times the run alone, the judging alone, the stream judged in
+this process, and the Python child's run alone (``linux-py``).
 Denominator: the same 3N calls made raw in this process through ctypes
 (libc ``mmap``/``mprotect``/``munmap`` with declared argument types), no judging.
 """
@@ -21,7 +22,7 @@ from memspec.commands.bench import Pair, Unavailable
 NAME = "kernel_diff_vs_raw"
 GOAL = 0.3
 UNIT = "calls/s"
-NUMERATOR = "calls judged/s: a mmap/mprotect/munmap program run on `linux` (the native agent), judged call by call by the model as the outcomes stream in"
+NUMERATOR = "calls judged/s: a mmap/mprotect/munmap program run on `linux` (the native agent), judged call by call by the model in a second process as the outcomes stream in"
 DENOMINATOR = "the same calls issued raw through ctypes in this process, no judging"
 
 PROT_READ, PROT_WRITE = 1, 2
@@ -58,16 +59,18 @@ def raw_rate(n: int) -> float:
     return 3 * n / (time.perf_counter() - t0)
 
 
-def judged(target, prog, facts) -> tuple[float, float, float]:
-    """(judged calls/s overall, calls/s of the target run alone, calls/s of the judging alone).
+def judged(target, prog, facts, jp) -> tuple[float, float, float, float]:
+    """(judged calls/s overall, calls/s of the target run alone, calls/s of the judging alone,
+    judged calls/s with the judge in this process).
 
-    Overall: the program's outcomes judged as the target writes them (its ``stream``), the
-    judge on this process's core while the target runs on the other.  Then, for the
-    breakdown, the program run alone and that run judged alone."""
+    Overall: the program's outcomes forwarded as the target writes them (its ``stream``) to the
+    judge in a second process (``jp``), which judges them on the other core.  Then, for the
+    breakdown, the program run alone, that run judged alone, and the stream judged here, in the
+    process that reads the target's answers (the numerator before the judge had its own process)."""
     from memspec.specs.judge import judge
     n = len(prog.calls)
     t0 = time.perf_counter()
-    j = judge(prog, target.stream(prog), target.name, facts)
+    j = jp.judge_stream(prog, target.stream(prog))
     t1 = time.perf_counter()
     if j.failure is not None:
         raise Unavailable(f"the judged run failed ({j.failure.clause}): fix that before timing it")
@@ -75,7 +78,9 @@ def judged(target, prog, facts) -> tuple[float, float, float]:
     t2 = time.perf_counter()
     judge(prog, run, target.name, facts)
     t3 = time.perf_counter()
-    return n / (t1 - t0), n / (t2 - t1), n / (t3 - t2)
+    judge(prog, target.stream(prog), target.name, facts)
+    t4 = time.perf_counter()
+    return n / (t1 - t0), n / (t2 - t1), n / (t3 - t2), n / (t4 - t3)
 
 
 def setup(quick: bool) -> Pair:
@@ -89,12 +94,18 @@ def setup(quick: bool) -> Pair:
         raise Unavailable(f"the linux target ({type(target).__name__}) cannot stream a run")
     python_child = make_target("linux-py", timeout=60.0)
     facts = target.facts()
-    parts: dict[str, list[float]] = {"target_only": [], "judge_only": [], "linux_py_target_only": []}
+    from memspec.fuzz.judge_process import JudgeProcess
+    from memspec.specs.judge import judge
+    judge(prog, target.run(prog), target.name, facts)     # the judge's imports and caches, before the fork
+    jp = JudgeProcess(lambda p, r: judge(p, r, target.name, facts))
+    parts: dict[str, list[float]] = {"target_only": [], "judge_only": [], "judged_in_one_process": [],
+                                     "linux_py_target_only": []}
 
     def numerator() -> float:
-        rate, run_only, judge_only = judged(target, prog, facts)
+        rate, run_only, judge_only, here = judged(target, prog, facts, jp)
         parts["target_only"].append(run_only)
         parts["judge_only"].append(judge_only)
+        parts["judged_in_one_process"].append(here)
         t0 = time.perf_counter()
         python_child.run(prog)
         parts["linux_py_target_only"].append(n * 3 / (time.perf_counter() - t0))
@@ -107,6 +118,7 @@ def setup(quick: bool) -> Pair:
         judge(prog, target.stream(prog), target.name, facts)
 
     def close() -> None:
+        jp.close()
         target.close()
         python_child.close()
 

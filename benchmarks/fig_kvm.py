@@ -4,20 +4,25 @@ Both sides come from ``benchmarks/bench_kvm.py`` (the kvm target's own benchmark
 the CPL 0 path: the bare side rewrites a PTE through guest memory and runs
 ``invlpg; load; hlt`` with one KVM_RUN and one KVM_GET_REGS; the judged side runs the
 same steps as ``set_pte`` + ``invlpg`` + ``access`` program calls on the ``kvm`` target
-and judges each with the hw model.  One unit is one PTE change plus one checked load.
+(its ``stream``: a KVM_RUN's chunk of calls at a time) while the hw model judges each call in a
+second process as the outcomes arrive (``fuzz/judge_process.JudgeProcess``, as ``check`` judges).
+The breakdown times the run alone, the judging alone, and both one after the other in this
+process (``one_process``: the numerator before the judge had a process of its own).
+One unit is one PTE change plus one checked load.
 Unavailable, with the reason, where /dev/kvm cannot be opened.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from memspec.commands.bench import Pair, Unavailable, load_module
 
 NAME = "kvm_diff_vs_raw"
 GOAL = 0.5
 UNIT = "checks/s"
-NUMERATOR = "PTE changes + loads judged/s on `kvm` (set_pte + invlpg + access as a program, judged by the hw model)"
+NUMERATOR = "PTE changes + loads judged/s on `kvm` (set_pte + invlpg + access as a program, judged by the hw model in a second process as they run)"
 DENOMINATOR = "bare KVM: host PTE write, guest INVLPG + load, KVM_RUN + KVM_GET_REGS"
 
 
@@ -37,16 +42,35 @@ def setup(quick: bool) -> Pair:
     except (OSError, TargetError) as e:
         raise Unavailable(f"a KVM guest could not be run: {e}") from None
 
-    parts: dict[str, list[float]] = {"target_only": [], "judge_only": []}
+    from memspec.fuzz.judge_process import JudgeProcess
+    from memspec.program import parse
+    from memspec.specs.judge import judge
+    prog = parse(kvm.program_text(n))     # parsed once, outside the timing
+    try:
+        target = kvm.K.KvmTarget()
+        target.run(parse("mov_cr3(0x200000)\n"))     # warm: VM created, harness ready
+    except (OSError, TargetError) as e:
+        raise Unavailable(f"the kvm target could not start: {e}") from None
+    facts = target.facts()
+    judge(prog, target.run(prog), target.name, facts, invariants=True)    # the judge's imports and caches, before the fork
+    # the judge in a second process, as `check` runs it, forked once
+    jp = JudgeProcess(lambda p, r: judge(p, r, target.name, facts, invariants=True))
+    parts: dict[str, list[float]] = {"target_only": [], "judge_only": [], "one_process": []}
 
     def judged() -> float:
-        try:
-            rate, run_only, judge_only = kvm.judged_rate(n)
-        except SystemExit as e:           # bench_kvm reports a failed judgement this way
-            raise Unavailable(str(e)) from None
-        parts["target_only"].append(run_only)
-        parts["judge_only"].append(judge_only)
-        return rate
+        t0 = time.perf_counter()
+        j = jp.judge_stream(prog, target.stream(prog))
+        t1 = time.perf_counter()
+        if j.failure is not None:
+            raise Unavailable(f"the judged run failed ({j.failure.clause}): fix that before timing it")
+        run = target.run(prog)
+        t2 = time.perf_counter()
+        judge(prog, run, target.name, facts, invariants=True)
+        t3 = time.perf_counter()
+        parts["target_only"].append(n / (t2 - t1))
+        parts["judge_only"].append(n / (t3 - t2))
+        parts["one_process"].append(n / (t3 - t1))     # run, then judge, in this process
+        return n / (t1 - t0)
 
     def bare() -> float:
         try:
@@ -54,16 +78,13 @@ def setup(quick: bool) -> Pair:
         except SystemExit as e:           # the bare loop read wrong values
             raise Unavailable(str(e)) from None
 
-    from memspec.program import parse
-    from memspec.specs.judge import judge
-    prog = parse(kvm.program_text(n))     # parsed once, outside the profile (judged_rate times it the same way)
-
     def profile() -> None:
-        target = kvm.K.KvmTarget()
-        try:
-            target.run(parse("mov_cr3(0x200000)\n"))
-            judge(prog, target.run(prog), target.name, target.facts(), invariants=True)
-        finally:
-            target.close()
+        # this process's side is the run and the forwarding; the judging is profiled where it runs here
+        judge(prog, target.run(prog), target.name, facts, invariants=True)
 
-    return Pair(judged, bare, profile=profile, parts=parts, note=f"{n} PTE changes + checked loads per sample")
+    def close() -> None:
+        jp.close()
+        target.close()
+
+    return Pair(judged, bare, close=close, profile=profile, parts=parts,
+                note=f"{n} PTE changes + checked loads per sample; judged in a second process as the outcomes stream")

@@ -43,7 +43,7 @@ class CheckOptions:
     argv: list[str] = field(default_factory=list)
     log_every: float = 5.0     # seconds between progress lines when stderr is not a terminal
     max_dead: int = 3          # stop judging a target after this many programs in a row crash, hang or answer garbage (0: never)
-    overlap: bool = True       # judge a program while the next one runs (targets that run programs elsewhere)
+    overlap: bool = True       # judge a program (in a second process) while the next one runs
 
 
 def example_database(spec: str | None) -> Any:
@@ -180,11 +180,11 @@ class Checker:
             return (target.calls is not None and any(c.name not in target.calls for c in program.calls)
                     or _lacks(facts, program.meta("requires")))
 
-        # the next program runs on the target while this one is judged on a helper thread
+        # the next program runs on the target while this one is judged in a second process
         # (fuzz/pipeline.py); the target itself, and so the findings pipeline's re-runs, stay on
         # this thread
         from memspec.specs.judge import judge
-        ahead = RunAhead(target, programs, skip=not_applicable, ahead=self.o.overlap and bool(getattr(target, "runs_elsewhere", False)),
+        ahead = RunAhead(target, programs, skip=not_applicable, ahead=None if self.o.overlap else False,
                          judge=lambda program, run: judge(program, run, target.name, facts))
         findings = self._findings(target, facts, layer)
         with ahead:

@@ -70,9 +70,8 @@ from memspec.calls import LAYERS  # noqa: E402 -- the one list of layers
 
 def _overlap_option(p: argparse.ArgumentParser, where: str = "") -> None:
     p.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
-                   help="judge each program while the next one runs, on targets that run programs in another "
-                        "process (linux, libc, malloc:NAME, cmd:): wall time near max(run, judge), the same "
-                        f"verdicts as --no-overlap{where} (default on)")
+                   help="judge each program in a second process while the next one runs: wall time near "
+                        f"max(run, judge) on two cores, the same verdicts as --no-overlap{where} (default on)")
 
 
 def build_parser() -> argparse.ArgumentParser:

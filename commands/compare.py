@@ -38,7 +38,7 @@ class CompareOptions:
     suite: bool = True
     quiet: bool = False
     argv: list[str] = field(default_factory=list)
-    overlap: bool = True        # judge a program while the next one runs (when a target runs programs elsewhere)
+    overlap: bool = True        # judge a program (in a second process) while the next one runs
 
 
 def _say(opts: CompareOptions, msg: str, end: str = "\n") -> None:
@@ -128,7 +128,7 @@ def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
         # every target runs program k+1 (on this thread) while program k's runs are judged and
         # compared on a helper thread (fuzz/pipeline.py)
         each = _EveryTarget(targets)
-        ahead = RunAhead(each, chosen, ahead=opts.overlap and bool(getattr(each, "runs_elsewhere", False)),
+        ahead = RunAhead(each, chosen, ahead=None if opts.overlap else False,
                          judge=lambda program, runs: threeway(program, [_Ran(t, runs[t.name], facts[t.name]) for t in targets], facts))
         for n, (origin, program, _runs, tw) in enumerate(ahead, 1):
             entry: dict[str, Any] = {

@@ -58,7 +58,7 @@ class FuzzOptions:
     merge: bool = False
     suite_seeds: bool = True     # an empty corpus starts from the layer's directed suite
     verbose: bool = False        # also show the engine's own output (libFuzzer's lines); else it goes to a log file
-    overlap: bool = True         # Python engine: judge an input while the next one runs (targets that run elsewhere)
+    overlap: bool = True         # Python engine: judge an input (in a second process) while the next one runs
 
 
 @dataclass
@@ -405,7 +405,7 @@ class Fuzzer:
             self.load_corpus()
             target = _Guarded(self.target)
             with RunAhead(target, self._inputs(deadline, limit), skip=lambda p: not p.calls,
-                          ahead=self.o.overlap and bool(getattr(target, "runs_elsewhere", False)), judge=self._judge) as ahead:
+                          ahead=None if self.o.overlap else False, judge=self._judge) as ahead:
                 for (k, data), program, run, j in ahead:
                     if run is None:
                         continue

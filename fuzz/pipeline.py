@@ -98,8 +98,11 @@ class RunAhead(Generic[T]):
     """Iterate ``(tag, program, run, judgement)``: ``run`` and ``judgement`` are None for a program
     ``skip`` says not to run; ``judgement`` is ``judge(program, run)``, or None without ``judge``.
 
-    With ``ahead`` (default: ``target.runs_elsewhere``) and a ``judge``, program k+1 runs on the
-    target (on this thread) while program k is judged on the helper thread.  Without, each
+    With ``ahead`` and a ``judge``, program k+1 runs on the target (on this thread) while program
+    k is judged in a second process (``judge_in="process"``, fuzz/judge_process.py: any target) or
+    on a helper thread (``judge_in="thread"``: worth it only beside a target that runs programs
+    in another process).  ``ahead`` defaults to whether that pays: always for the process, for the
+    thread on ``target.runs_elsewhere``.  Without, each
     program is run, then judged, when the caller asks for it: the plain loop.  Leaving early or
     by an exception (an interrupt) abandons the judgement in progress; no run is ever left in
     flight, since runs happen on the caller's thread."""
@@ -116,7 +119,11 @@ class RunAhead(Generic[T]):
         self._skip = skip
         self._observe = observe
         self._judge_fn = judge
-        self.ahead = (bool(getattr(target, "runs_elsewhere", False)) if ahead is None else ahead) and judge is not None
+        if ahead is None:
+            # a judge in a second process runs beside any target's run; a helper thread only beside a
+            # run that happens in another process (the interpreter lock is the run's otherwise)
+            ahead = judge_in == "process" or bool(getattr(target, "runs_elsewhere", False))
+        self.ahead = ahead and judge is not None
         self._helper: Any = None             # a _Judge (thread) or a JudgeProcess
 
     def _next(self) -> tuple[T, Program, Any] | None:

@@ -1,6 +1,6 @@
-"""check, compare and the fuzz driver's Python loop judge beside the run (fuzz/pipeline.RunAhead) on
-targets that run programs elsewhere, and give the same verdicts and outputs with and without it
-on a seeded run.  The target is the model with one TLB bug (tests/hw/broken_pcid.py), declared to
+"""check, compare and the fuzz driver's Python loop judge beside the run (fuzz/pipeline.RunAhead: the
+judge in a second process) on every target, in this process or elsewhere, and give the same
+verdicts and outputs with and without it on a seeded run.  The target is the model with one TLB bug (tests/hw/broken_pcid.py), declared to
 run elsewhere: deterministic, so any difference is the pipeline's, and failing, so findings
 (confirmed, shrunk and saved through the target between two programs) are compared too."""
 
@@ -29,7 +29,15 @@ def elsewhere(bug: str = BUG):
     return t
 
 
+def here(bug: str = BUG):
+    """The same broken walker, running in this process (as a ``py:`` target does)."""
+    t = elsewhere(bug)
+    t.runs_elsewhere = False
+    return t
+
+
 SPEC = f'py:{Path(__file__).resolve()}:elsewhere()'
+HERE_SPEC = f'py:{Path(__file__).resolve()}:here()'
 
 
 @pytest.fixture
@@ -59,11 +67,12 @@ def _stable(x):
     return x
 
 
-def test_check_gives_the_same_report_with_and_without_overlap(tmp_path, modes) -> None:
+@pytest.mark.parametrize("spec", [SPEC, HERE_SPEC], ids=["elsewhere", "in-process"])
+def test_check_gives_the_same_report_with_and_without_overlap(tmp_path, modes, spec) -> None:
     reports = {}
     for flag in ("--overlap", "--no-overlap"):
         out = tmp_path / f"out-{flag}"
-        status = main(["check", "-q", "--target", SPEC, "--layer", "hw", "--programs", "60", "--seed", "3",
+        status = main(["check", "-q", "--target", spec, "--layer", "hw", "--programs", "60", "--seed", "3",
                        "--machine-examples", "0", "--out", str(out), flag])
         reports[flag] = (status, _stable(json.loads((out / "report.json").read_text())))
     assert modes == [True, False]
