@@ -74,6 +74,24 @@ class History:
     last_change: int = -1      # the last entry write or root load (what could make a stale walk)
     pages: dict[int, list[Event]] = field(default_factory=dict)    # 4 KiB page number -> its INVLPG/INVPCID
     uses: dict[tuple[int, int, int], Use] = field(default_factory=dict)   # one Use per (addr, value, level) seen
+    _root_keys: tuple = field(default=(-1, ()), repr=False, compare=False)   # root_keys() and len(roots) then
+
+    def root_keys(self) -> list[tuple[int, int, int, int]]:
+        """(root, PCID, end of its latest load (-1 live), start of its first load) for each (root, PCID)
+        among the last 8 loads, in the order of their first load there (what ``stale_walks`` starts
+        from); made again only after a load."""
+        n, keys = self._root_keys
+        if n != len(self.roots):
+            latest: dict[tuple[int, int], list[int]] = {}
+            for start, end, root, p in self.roots[-8:]:
+                k = latest.get((root, p))
+                if k is None:
+                    latest[(root, p)] = [root, p, end, start]
+                else:
+                    k[2] = end
+            keys = [tuple(k) for k in latest.values()]
+            self._root_keys = (len(self.roots), keys)
+        return keys
 
     def tick(self) -> int:
         self.now += 1
@@ -214,14 +232,8 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     now = h.now
     pge = mode.pge
 
-    latest: dict[tuple[int, int], int] = {}
-    first: dict[tuple[int, int], int] = {}
-    for start, end, root, p in h.roots[-8:]:
-        key = (root, p)
-        latest[key] = now if end < 0 else end - 1
-        if key not in first:
-            first[key] = start
-    roots = [(root, p, until) for (root, p), until in latest.items() if until >= floor_g]
+    roots = [(root, p, now if end < 0 else end - 1, since) for root, p, end, since in h.root_keys()
+             if end < 0 or end - 1 >= floor_g]
 
     # candidates in the order of the walk over the tree: (latest time, level, entries, fault, rsvd?, root's
     # PCID, when that (root, PCID) was first loaded)
@@ -234,54 +246,26 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     values = h.values
     shift = _SHIFT
     rsvd_then = mode_then.rsvd
-    pte_index = ((la >> 12) & 0x1FF) << 3
-
-    def leaf(table: int, uses: tuple[tuple[int, int], ...], t: int, stale: bool, then: bool) -> None:
-        # ``go`` at level 1 (a PTE), the common case laid flat: an older value is a translation iff
-        # present and free of reserved bits under the NXE of its time (``pte`` with ``mode_then``);
-        # the live value adds a walk only when the entries above it are stale
-        addr = table | pte_index
-        vs = values.get(addr)
-        if not vs:
-            if stale:
-                go_values(1, addr, [(read(addr), 0, -1)], uses, t, stale, then)
-            return
-        for since, end, value in vs[-6:]:
-            if end < 0:
-                if stale:
-                    go_values(1, addr, [[since, end, value]], uses, t, stale, then)
-                continue
-            if then and since > t:
-                continue
-            if not value & 1 or value & rsvd_then:
-                continue          # never cached (not present, or a reserved bit set)
-            until = end - 1
-            tt = t if t < until else until
-            if tt < floor:
-                continue
-            if tt >= floor_ng or value & _G:
-                out.append((tt, 1, uses + ((addr, value),), None, False, root_pcid, root_since))
 
     def go(level: int, table: int, uses: tuple[tuple[int, int], ...], t: int, stale: bool, then: bool = False) -> None:
         if len(out) >= limit or t < floor:
             return
-        if level == 1:
-            leaf(table, uses, t, stale, then)
-            return
         addr = table | (((la >> shift[level]) & 0x1FF) << 3)
         vs = values.get(addr)
-        alts = [(read(addr), 0, -1)] if not vs else vs[-6:]       # (value, first time, end) as in alternatives()
-        go_values(level, addr, alts, uses, t, stale, then)
-
-    def go_values(level: int, addr: int, alts: list, uses: tuple[tuple[int, int], ...], t: int, stale: bool,
-                  then: bool) -> None:
-        vs = type(alts[0]) is list
+        if level == 1 and vs and not stale:
+            # a PTE under current entries, laid flat: the live value adds no walk, and an older one is a
+            # translation iff present and free of reserved bits under the NXE of its time (``pte`` with
+            # ``mode_then``, as below)
+            for since, end, value in vs[-6:]:
+                if end < 0 or not value & 1 or value & rsvd_then:
+                    continue
+                tt = t if t < end - 1 else end - 1
+                if tt >= floor and (tt >= floor_ng or value & _G):
+                    out.append((tt, 1, uses + ((addr, value),), None, False, root_pcid, root_since))
+            return
+        alts = vs[-6:] if vs else ((0, -1, read(addr)),)       # (first time, end, value) as in alternatives()
         step = LEVEL_STEP.get(level)
-        for start_end_value in alts:
-            if vs:
-                since, end, value = start_end_value
-            else:
-                value, since, end = start_end_value
+        for since, end, value in alts:
             until = now if end < 0 else end - 1
             if then and since > t:
                 continue              # written after NXE was cleared: never cached with NXE = 1
@@ -311,18 +295,16 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
                 continue
             go(level - 1, value & amask, u, tt, stale or old, then)
 
-    for root, root_pcid, until in roots:
-        root_since = first[(root, root_pcid)]
+    for root, root_pcid, until, root_since in roots:
         go(mode.levels, root & amask, (), until, until < now)
     if not mode.nxe and h.nxe_cleared >= 0:
         # translations cached while NXE was 1 (XD not reserved then) may outlive the WRMSR
-        for root, root_pcid, until in roots:
-            root_since = first[(root, root_pcid)]
+        for root, root_pcid, until, root_since in roots:
             go(mode.levels, root & amask, (), min(until, h.nxe_cleared - 1), True, True)
-    # the walkers name each other through their cells: a cycle that only the cyclic garbage collector
+    # the walker names itself through its cell: a cycle that only the cyclic garbage collector
     # would free, taking ``out`` with it; emptied here, they go as soon as this call returns (one such
     # cycle per access made the judge's collections several times as frequent, and full ones costly)
-    go = leaf = go_values = None    # type: ignore[assignment]
+    go = None    # type: ignore[assignment]
 
     kill_all, kill_ng = h.kill_times(la, pcid)
     cur_start, _end, _root, cur_pcid = h.roots[-1] if h.roots else (now + 1, -1, 0, -1)

@@ -205,7 +205,7 @@ class WalkMemo:
     LIMIT = 4096        # distinct walks kept; past it the memo starts again
 
     def __init__(self) -> None:
-        self.memo: dict[tuple, Path | PageFault] = {}
+        self.memo: dict[tuple, tuple[Mode, Path | PageFault]] = {}
 
     def walk(self, read: Read, mode: Mode, root: int, la: int, acc: int, cpl: int, page1g: bool = True) -> Path | PageFault:
         amask = addr_mask(mode.maxphy)
@@ -219,13 +219,16 @@ class WalkMemo:
                 break
             table = e & amask
             level -= 1
-        key = (mode, root & amask, la, acc, cpl, page1g, tuple(values))
-        res = self.memo.get(key)
-        if res is None:
-            res = walk(read, mode, root, la, acc, cpl, page1g)
-            if len(self.memo) >= self.LIMIT:
-                self.memo.clear()
-            self.memo[key] = res
+        # the mode by identity (hashing a Mode works out its fields' hash on every lookup): the entry
+        # keeps its mode alive, so the id is not another's while the entry is there
+        key = (id(mode), root & amask, la, acc, cpl, page1g, tuple(values))
+        hit = self.memo.get(key)
+        if hit is not None and hit[0] is mode:
+            return hit[1]
+        res = walk(read, mode, root, la, acc, cpl, page1g)
+        if len(self.memo) >= self.LIMIT:
+            self.memo.clear()
+        self.memo[key] = (mode, res)
         return res
 
 

@@ -5,6 +5,12 @@
   the codec's and the TLB-heavy ones of test_tlb_lean, loads, stores and fetches, outcomes the model
   allows adopted at random -- both give the same walks, invalidations and times, in the same order.
   A shortcut that drops the walks is caught by test_judge_lean's comparison with the eager form.
+* ``stale_walks`` walks a PTE under current entries in one flat loop (its older values only), and
+  takes the (root, PCID) pairs it starts from from ``History.root_keys`` (made again after a load):
+  test_tlb_lean holds both to the reference enumeration; ``root_keys`` is held here to the plain
+  scan of the last 8 loads after every call of random programs.
+* ``WalkMemo`` finds a walk by its mode's identity: an equal mode made anew walks again, to the
+  same answer.
 * ``stale_walks`` leaves no cycle behind it: its walkers (closures that call each other) are
   emptied before it returns, so what they held is freed by reference counting and the collector is
   not asked to (one cycle per access made the judge's collections several times as frequent).
@@ -19,7 +25,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from memspec.fuzz.layers import random_programs
 from memspec.model.paging import Paging
-from memspec.model.tlb import stale_walks
+from memspec.model.pte import Mode
+from memspec.model.tlb import History, stale_walks
+from memspec.model.walk import WalkMemo
 from memspec.program import Program, bind_result, eval_args, parse
 
 from .test_judge_lean import STALE_AD, _run_both
@@ -115,3 +123,35 @@ def test_stale_walks_leaves_no_cycle():
     finally:
         if was:
             gc.enable()
+
+
+def _plain_root_keys(h: History) -> list[tuple[int, int, int, int]]:
+    latest: dict[tuple[int, int], int] = {}
+    first: dict[tuple[int, int], int] = {}
+    for start, end, root, p in h.roots[-8:]:
+        latest[(root, p)] = end
+        first.setdefault((root, p), start)
+    return [(root, p, end, first[(root, p)]) for (root, p), end in latest.items()]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(op, min_size=10, max_size=80))
+def test_root_keys_are_the_plain_scan(ops):
+    m = Paging(None)
+    env: dict[str, int] = {}
+    for c in parse(SETUP + "\n".join(ops) + "\n").calls:
+        args = eval_args(c, env)
+        o = m.expect("main", c.name, args).default
+        m.apply("main", c.name, args, o)
+        assert m.history.root_keys() == _plain_root_keys(m.history), c
+
+
+def test_walk_memo_takes_an_equal_mode_anew():
+    mem = {0x0: 0x1000 | 7, 0x1000: 0x2000 | 7, 0x2000: 0x3000 | 7, 0x3000 + 8 * 5: 0x5000 | 7}
+    read = mem.get
+    a, b = Mode(0x80010001, 0x20, 0xD00), Mode(0x80010001, 0x20, 0xD00)
+    memo = WalkMemo()
+    first = memo.walk(lambda pa: read(pa, 0), a, 0, 0x5008, 0, 0)
+    again = memo.walk(lambda pa: read(pa, 0), b, 0, 0x5008, 0, 0)
+    assert again == first and again is not first
+    assert memo.walk(lambda pa: read(pa, 0), a, 0, 0x5008, 0, 0) is first
