@@ -184,7 +184,9 @@ class Checker:
         # (fuzz/pipeline.py); the target itself, and so the findings pipeline's re-runs, stay on
         # this thread
         from memspec.specs.judge import judge
+        # (--coverage measures the model's lines in this process: its judge stays here, on a thread)
         ahead = RunAhead(target, programs, skip=not_applicable, ahead=None if self.o.overlap else False,
+                         judge_in="thread" if self.o.coverage else "process",
                          judge=lambda program, run: judge(program, run, target.name, facts))
         findings = self._findings(target, facts, layer)
         with ahead:

@@ -119,3 +119,20 @@ def test_the_fuzz_loop_gives_the_same_inputs_verdicts_corpus_and_findings(tmp_pa
     assert modes == [True, False]
     assert len(got[True][0]) > 60 and got[True][2], "no finding: nothing to compare"
     assert got[True] == got[False]
+
+
+def test_check_coverage_counts_the_judges_lines_with_overlap_too(tmp_path) -> None:
+    # --coverage measures the model's lines in this process: the judge stays here (on the helper
+    # thread, which coverage traces), so overlap does not hide them.  On linux the run executes no
+    # model code: every line counted is the judge's.  Each mode in a fresh process (a warm cache
+    # skips lines).
+    import subprocess
+    totals = {}
+    for flag in ("--overlap", "--no-overlap"):
+        out = tmp_path / f"out-{flag}"
+        subprocess.run([sys.executable, "-m", "memspec.commands.cli", "check", "-q", "--target", "linux",
+                        "--layer", "os", "--programs", "15", "--seed", "2", "--no-suite", "--machine-examples", "0",
+                        "--coverage", "--out", str(out), flag], check=False, timeout=300)
+        totals[flag] = json.loads((out / "report.json").read_text())["coverage"]["totals"]
+    assert totals["--no-overlap"]["covered_lines"] > 1000
+    assert totals["--overlap"] == totals["--no-overlap"]
