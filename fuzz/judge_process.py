@@ -126,7 +126,11 @@ def _serve(judge: Callable[[Program, Any], Any], jobs: int, answers: int) -> int
         return 0
     signal.signal(signal.SIGINT, signal.SIG_IGN)        # the parent takes Ctrl-C and ends this process
     keep = {0, 1, 2, jobs, answers}
-    for fd in sorted(int(f) for f in os.listdir("/proc/self/fd")):
+    try:
+        inherited = [int(f) for f in os.listdir("/proc/self/fd")]
+    except OSError:         # no /proc: every descriptor number up to the limit
+        inherited = list(range(3, min(os.sysconf("SC_OPEN_MAX"), 1 << 16)))
+    for fd in inherited:
         if fd not in keep:
             try:
                 os.close(fd)
