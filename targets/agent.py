@@ -195,8 +195,11 @@ class AgentTarget(ProtocolTarget):
 
     def __init__(self, timeout: float = 10.0, defines: tuple[str, ...] = (), prefix: tuple[str, ...] = (), **_: Any):
         exe = build_agent(tuple(defines))
+        # on the kernel itself main may write its answers in blocks (agent.c, --answer-blocks); under an
+        # emulator, which may die of its own accord in any call, one at a time
+        argv = [*prefix, exe] if prefix else [exe, "--answer-blocks"]
         # no address-space limit: the agent's processes are judged on the machine's own limits
-        super().__init__(shlex.join([*prefix, exe]), timeout=timeout, memory_mb=0)
+        super().__init__(shlex.join(argv), timeout=timeout, memory_mb=0)
         self.name = self.label
 
     def facts(self) -> dict[str, Any]:

@@ -29,9 +29,12 @@
  * qemu-x86_64 the same binary probes the emulated system.
  *
  * Build: gcc -O2 -std=gnu99 -static -o memspec-agent agent.c   (memspec does this itself)
+ * Run: memspec-agent [--answer-blocks]  (main's answers to calls that cannot take the process down
+ * unnoticed written in blocks; memspec asks for it where the agent runs on the kernel itself).
  * Test variants: -DAGENT_BUG_MPROTECT_SHORT (mprotect leaves the last page as it was),
  * -DAGENT_BUG_CRASH_ON_MSYNC (dies of SIGABRT on msync), -DAGENT_BUG_GARBAGE_ON_MINCORE
- * (answers mincore with a line that is not JSON).
+ * (answers mincore with a line that is not JSON), -DAGENT_BUG_DIE_ON_PROT_NONE=SIG (raises SIG
+ * in mprotect to PROT_NONE: a death in the middle of a block of answers).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -300,6 +303,14 @@ static ssize_t frd_fill(struct frd *r) {
     while ((k = read(r->fd, r->p + r->have, r->cap - r->have)) < 0 && errno == EINTR) {}
     if (k > 0) r->have += (size_t)k;
     return k;
+}
+
+/* a whole frame is read and waiting */
+static int frd_whole(const struct frd *r) {
+    uint32_t len;
+    if (r->have - r->start < 4) return 0;
+    memcpy(&len, r->p + r->start, 4);
+    return r->have - r->start - 4 >= len;
 }
 
 /* the next frame, waiting for it; -1 at the end of the pipe */
@@ -646,6 +657,27 @@ static struct {
     int up_sock;                   /* up_r is a socket (a forked process): descriptors come with frames */
 } K;
 
+/* main's answers to the supervisor, written in blocks (with --answer-blocks): while more requests
+   wait, the answers to the quiet calls (quiet_call) gather here; they go out before main waits for
+   a request, before any other call runs, and when main dies of a signal it catches (on_fault,
+   on_abort).  Only where the agent runs on the kernel itself: under an emulator the emulator may
+   die of its own accord in any call, and the answers gathered would be lost with it. */
+#define PEND_MAX 2048
+static int g_blocks;
+static struct buf pend;
+static int pend_fd = -1;           /* main's pipe to the supervisor; -1 in every other process */
+
+static void flush_pend(void) {
+    size_t done = 0;
+    while (done < pend.n) {        /* write(2) only: this runs in a signal handler too */
+        ssize_t k = write(pend_fd, pend.p + done, pend.n - done);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        done += (size_t)k;
+    }
+    pend.n = 0;
+}
+
 static int g_shm_private_wanted;   /* probed at start: a private /dev/shm can be made */
 static char refusal[600];          /* set by a refused call */
 static int g_passed = -1;          /* the descriptor that came with this request (a fork's socket) */
@@ -758,7 +790,14 @@ static void on_fault(int sig, siginfo_t *si, void *ucv) {
         int fetch_bus = sig == SIGBUS && rip == fetch_target;
         _exit(fetch_fault ? 10 : fetch_bus ? 13 : 11);
     }
-    /* a fault of the agent's own: die of it */
+    /* a fault of the agent's own: the answers before it go out, then die of it */
+    if (pend_fd >= 0) flush_pend();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void on_abort(int sig) {
+    if (pend_fd >= 0) flush_pend();
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -771,6 +810,7 @@ static void install_handler(void) {
     sigemptyset(&sa.sa_mask);
     int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP};
     for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+    signal(SIGABRT, on_abort);
 }
 
 /* 0: the access went through (value in *v); else SIGSEGV (1) or SIGBUS (2) */
@@ -812,6 +852,7 @@ static struct out do_fetch(u64 addr) {
     pid_t pid = fork();
     if (pid < 0) REFUSE("fork for the fetch probe failed: %s", strerror(errno));
     if (pid == 0) {
+        pend_fd = -1;
         fault_mode = MODE_FETCH;
         alarm(1);
         ((void (*)(void))(uintptr_t)addr)();
@@ -867,6 +908,9 @@ static struct out do_mprotect(u64 addr, u64 length, u64 prot) {
     if (!harmless && addr < USER_TOP && !check_safe(addr, min128((u128)addr + length, USER_TOP))) return none();
 #ifdef AGENT_BUG_MPROTECT_SHORT
     if (length > PAGE) length -= PAGE;
+#endif
+#ifdef AGENT_BUG_DIE_ON_PROT_NONE
+    if (prot == 0) raise(AGENT_BUG_DIE_ON_PROT_NONE);
 #endif
     return sysret(syscall(SYS_mprotect, addr, length, prot));
 }
@@ -1273,6 +1317,8 @@ static pid_t fork_serving(const char *child, int chan) {
     pid_t pid = fork();
     if (pid < 0) { int e = errno; close(chan); errno = e; return -1; }
     if (pid == 0) {
+        pend_fd = -1;
+        pend.n = 0;
         close(K.up_r);
         if (K.up_w != K.up_r) close(K.up_w);
         for (int i = 0; i < K.nsv; i++) close(K.sv[i].fd);
@@ -1613,12 +1659,30 @@ static void relay(struct servant *s, const struct req *m, const struct buf *in, 
     if (!strcmp(m->name, "exit")) drop_servant(s);
 }
 
+/* A call whose answer may wait in main's block of answers: one that neither waits for another
+   process nor makes one, nor fills memory (an allocation the kernel answers with SIGKILL would end
+   main with the answers before it unsent); or a call skipped after a refusal */
+static int quiet_call(const struct req *m, int stopped) {
+    static int locking;     /* the program locks memory: mprotect and mmap may fill locked ranges */
+    if (strcmp(m->type, "call") || (m->proc[0] && strcmp(m->proc, "main"))) return 0;
+    if (stopped && m->batch) return 1;
+    const char *n = m->name;
+    if (!strncmp(n, "mlock", 5) || (!strcmp(n, "mmap") && m->nargs == 6 &&
+                                     (m->args[3].is_ref || m->args[3].is_str || (m->args[3].num & MAP_LOCKED))))
+        locking = 1;
+    if (locking) return !strcmp(n, "munmap") || !strcmp(n, "load");
+    if (!strcmp(n, "mmap"))
+        return m->nargs == 6 && !m->args[3].is_ref && !m->args[3].is_str && !(m->args[3].num & (MAP_POPULATE | MAP_LOCKED));
+    return !strcmp(n, "munmap") || !strcmp(n, "mprotect") || !strcmp(n, "load");
+}
+
 /* A process of the program: frames in (a request line, "O" observe-own, "E" end), frames out.
    Main answers the supervisor and routes every other process's requests to it; the others
    answer main, and only for themselves. */
 static void serve(void) {
     struct buf in = {0}, out = {0}, sub = {0}, call = {0};
     struct frd up = {K.up_r, NULL, 0, 0, 0};     /* main: the supervisor's pipe, read in blocks */
+    if (!K.up_sock && g_blocks) pend_fd = K.up_w;
     int stopped = 0;        /* main: a call of a pipelined program was refused; the rest are skipped */
     struct req *m = malloc(sizeof *m);
     int is_main = !strcmp(K.name, "main");
@@ -1633,6 +1697,7 @@ static void serve(void) {
         if (in.n == 1 && in.p[0] == 'O') { maps_json(&out); send_frame(K.up_w, out.p, out.n); continue; }
         const char *err = parse_req(in.p, m);
         g_passed = -1;
+        if (pend.n && (err || !quiet_call(m, stopped))) flush_pend();
         if (err) {
             bstr(&out, "{\"type\":\"error\",\"id\":null,\"message\":");
             bjson_str(&out, err);
@@ -1692,8 +1757,14 @@ static void serve(void) {
                 env_bind(m->result, reply_binding(&out));
         }
         if (passed >= 0) close(passed);
-        if (send_frame(K.up_w, out.p, out.n) < 0) break;
+        if (pend_fd < 0) {
+            if (send_frame(K.up_w, out.p, out.n) < 0) break;
+        } else {
+            bframe(&pend, out.p, out.n);
+            if (!frd_whole(&up) || pend.n > PEND_MAX) flush_pend();
+        }
     }
+    if (pend_fd >= 0) flush_pend();
     /* the end of the program: end its processes (in the order they were forked) */
     while (K.nsv) drop_servant(&K.sv[0]);
     if (is_main) cleanup();
@@ -1980,8 +2051,9 @@ static int drain_main(struct buf *out) {
 #define CALL_LINE "{\"type\":\"call\",\"id\":"
 #define OBSERVE_LINE "{\"type\":\"observe\",\"id\":"
 
-int main(void) {
+int main(int argc, char **argv) {
     struct buf line = {0}, reply = {0}, out = {0};
+    g_blocks = argc > 1 && !strcmp(argv[1], "--answer-blocks");
     struct req *m = malloc(sizeof *m);
     size_t have = 0, start = 0, cap = 0;
     char *acc = NULL;

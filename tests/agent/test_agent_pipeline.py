@@ -151,6 +151,40 @@ def test_a_crash_in_the_middle_of_a_pipelined_program_is_a_crash_and_the_agent_i
         t.close()
 
 
+@pytest.mark.parametrize("sig", ["SIGSEGV", "SIGABRT"])
+def test_a_death_in_a_block_of_answers_sends_the_answers_before_it(sig):
+    # main gathers the answers of quiet calls (mmap, mprotect, munmap, load) while more requests
+    # wait, and writes them out when it dies of a signal it catches: the crash is the dying call's
+    need(GCC)
+    t = AgentTarget(defines=(f"-DAGENT_BUG_DIE_ON_PROT_NONE={sig}",))
+    try:
+        rounds = "".join(f"a{i} = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                         f"mprotect(a{i}, 4096, PROT_READ|PROT_WRITE)\nx{i} = load(a{i})\nmunmap(a{i}, 4096)\n"
+                         for i in range(40))
+        p = parse(rounds + "b = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                  "mprotect(b, 4096, PROT_NONE)\n" + rounds)
+        run = t.run(p)
+        assert run.status is RunStatus.CRASH and len(run.outcomes) == 161, (run.status, len(run.outcomes))
+        assert f"main process died: killed by {sig}" in run.message, run.message
+        assert t.run(parse(rounds)).status is RunStatus.OK
+    finally:
+        t.close()
+
+
+def test_malformed_requests_in_a_pipelined_program_are_answered_in_order():
+    need(GCC)
+    exe = build_agent()
+    lines = ['{"type":"hello","protocol":1}', json.dumps(_call(1, *MMAP, result="a"), separators=(",", ":")),
+             '{"type":"call","id":2,garbage', '{"type":"observe","id":3', '{"type":"observe","id":4}',
+             json.dumps(_call(5, "munmap", {"ref": "a", "add": 0}, 4096), separators=(",", ":")), '{"type":"bye"}']
+    r = subprocess.run([exe], input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=60)
+    out = [json.loads(x) for x in r.stdout.splitlines()[1:]]
+    assert [m["type"] for m in out] == ["reply", "error", "error", "state", "reply"], out
+    assert out[1] == {"type": "error", "id": None, "message": "expected a string"}
+    assert out[2] == {"type": "error", "id": None, "message": "expected ',' or '}'"}
+    assert out[4] == {"type": "reply", "id": 5, "value": 0}
+
+
 def test_the_stream_is_judged_as_the_finished_run(agent):
     # judge() on agent.stream(p) reads outcomes while the agent still runs: the same judgement
     progs = [p for _, p in random_programs("os", 30, 9, agent.calls, agent.facts())]
