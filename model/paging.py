@@ -167,7 +167,7 @@ class Paging:
         self.history = History()
         self.tlb = RefTlb()
         self.walks = WalkMemo()       # the current walk, found again by its entries' values
-        # (id of the current walk, la, acc, cpl, ac) -> [walk, mode, pa, its outcome, clause, Expect or None]:
+        # (id of the current walk, la, acc, cpl, ac) -> [walk, mode, pa, its outcome, clause, {clause: Expect}]:
         # a successful access whose data is the pattern (``pa`` not in ``mem``), see ``_expect_access``
         self._access_memo: dict[tuple, list] = {}
         self._last: dict[str, Any] = {}
@@ -532,7 +532,7 @@ class Paging:
         cur, stale, removed = self._candidates(la, acc, cpl, ac)
         memo = None
         if self._lean_access:
-            # the current walk's outcome (and, with nothing stale or removed, the whole Expect) found
+            # the current walk's outcome (and, with no stale walk, the Expect per clause exercised) found
             # again for the same walk, address, access and mode while the data it read is the pattern
             key = (id(cur), la, acc, cpl, ac)
             memo = self._access_memo.get(key)
@@ -540,13 +540,13 @@ class Paging:
                 memo = None
             if memo is not None:
                 o_cur, clause = memo[3], memo[4]
-                if memo[5] is not None and not stale and not removed.cands:
+                if not stale and not removed.cands and clause in memo[5]:
                     self._last = {"la": la, "cur": cur, "stale": stale, "removed": removed, "cur_ok": True}
-                    return memo[5]
+                    return memo[5][clause]
             else:
                 o_cur, clause, pa = self._outcome_of(cur, la, acc, cpl, ac)
                 if o_cur is not None and o_cur.ok and pa not in self.mem and self._mode is self.mode:
-                    memo = [cur, self._mode, pa, o_cur, clause, None]
+                    memo = [cur, self._mode, pa, o_cur, clause, {}]
                     if len(self._access_memo) >= 1024:
                         self._access_memo.clear()
                     self._access_memo[key] = memo
@@ -584,6 +584,14 @@ class Paging:
         if len(distinct) == 1 and removed.cands:
             # exercised: the invalidation that removed every stale walk, if there was one
             clause = expect_clause = self._exercised(removed, o_cur, clause, la, acc, cpl, ac)
+        if memo is not None and not stale:
+            # one walk explains the access: its Expect kept per clause (the walk's own or the invalidation
+            # exercised), its blame working the removed walks out afresh when asked
+            exp = memo[5].get(clause)
+            if exp is None:
+                exp = memo[5][clause] = self._explained(
+                    clause, o_cur, la, self._fresh_blame(cur, distinct, la, acc, cpl, ac, clause))
+            return exp
         killed: list[tuple[Outcome, str]] | None = None
         mode = self.mode
 
@@ -602,10 +610,6 @@ class Paging:
                                 lambda o: self._entry_read(cur, la, acc, o))
 
         if len(distinct) == 1:
-            if memo is not None and not stale and not removed.cands:
-                # kept for this walk: its blame works out the removed walks afresh on every call
-                memo[5] = self._explained(clause, o_cur, la, self._fresh_blame(cur, distinct, la, acc, cpl, ac, clause))
-                return memo[5]
             return self._explained(clause, o_cur, la, blame)
         default = self._tlb_default(o_cur, la, acc, cpl, ac)
         explain = self.explain
