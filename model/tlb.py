@@ -24,7 +24,6 @@ frame B: a load may return A or B.  After ``invlpg`` of that page, only B.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Callable, Iterator
 
 from .pte import Mode, addr_mask
@@ -193,10 +192,21 @@ PAGE_SIZES = {1: 1 << 12, 2: 1 << 21, 3: 1 << 30}
 _G = 0x100
 
 
-@lru_cache(maxsize=64)
+_NXE_ON: dict[int, tuple[Mode, Mode]] = {}
+
+
 def _nxe_on(mode: Mode) -> Mode:
-    """``mode`` with EFER.NXE = 1: how an entry cached before NXE was cleared was checked."""
-    return replace(mode, efer=mode.efer | (1 << 11))
+    """``mode`` with EFER.NXE = 1: how an entry cached before NXE was cleared was checked.  Kept per
+    mode object (a Mode's hash is worked out field by field; the entry keeps the mode, so its id is
+    not another's while it is there)."""
+    hit = _NXE_ON.get(id(mode))
+    if hit is not None and hit[0] is mode:
+        return hit[1]
+    if len(_NXE_ON) >= 64:
+        _NXE_ON.clear()
+    then = replace(mode, efer=mode.efer | (1 << 11))
+    _NXE_ON[id(mode)] = (mode, then)
+    return then
 
 
 def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid: int, page1g: bool,
@@ -232,8 +242,10 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     now = h.now
     pge = mode.pge
 
+    # (a root whose latest load ended before the floor below starts no walk: ``go`` would return at once)
+    floor = floor_g if pge else floor_ng
     roots = [(root, p, now if end < 0 else end - 1, since) for root, p, end, since in h.root_keys()
-             if end < 0 or end - 1 >= floor_g]
+             if end < 0 or end - 1 >= floor]
 
     # candidates in the order of the walk over the tree: (latest time, level, entries, fault, rsvd?, root's
     # PCID, when that (root, PCID) was first loaded)
@@ -241,8 +253,7 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     root_pcid = root_since = 0
 
     # values that ended before the last flush of every non-global translation can only
-    # survive in a global translation; before the last flush of everything, not at all
-    floor = floor_g if pge else floor_ng
+    # survive in a global translation; before the last flush of everything, not at all (``floor``)
     values = h.values
     shift = _SHIFT
     rsvd_then = mode_then.rsvd
