@@ -16,7 +16,7 @@ closes over: a broken model of a test, a user's model), and then only judges:
 What crosses is pickled (records.py gives its records cheap reductions), framed by a length.
 The process closes every descriptor it inherited but its two pipes -- a target's pipe held
 open there would keep the target from ever seeing its end -- leads a process group of its own
-(targets/children.py: ended with the others at exit or on an interrupt, and out of the way of
+(memspec/children.py: ended with the others at exit or on an interrupt, and out of the way of
 a Ctrl-C at the terminal, which the parent takes), and dies with its parent.  A judge function
 that raises sends its exception back, raised again here; a process that dies is an error here,
 never a verdict.
@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from memspec.program import Program
 from memspec.records import Observation, Outcome, RunResult
-from memspec.targets.children import LIVE_GROUPS, fork_in_group, kill_group
+from memspec.children import LIVE_GROUPS, fork_in_group, kill_group
 
 _LEN = struct.Struct("<I")
 BATCH = 64              # outcomes forwarded per message while a stream runs

@@ -13,7 +13,7 @@ from memspec.errors import SessionFailed
 from memspec.program import Call, Program, bind_result, eval_args
 from memspec.records import Observation, Outcome, RunResult, RunStatus
 
-__all__ = ["Session", "SessionFailed", "Stepwise", "Target", "negotiate", "run_steps"]
+__all__ = ["Session", "SessionFailed", "Stepwise", "Target", "negotiate", "run_to_end"]
 
 
 class Session(abc.ABC):
@@ -105,7 +105,7 @@ class Target(abc.ABC):
 Steps = Generator[None, None, RunResult]
 
 
-def run_steps(steps: Steps) -> RunResult:
+def run_to_end(steps: Steps) -> RunResult:
     """The whole run of ``steps`` in one go (a target's ``run``)."""
     while True:
         try:

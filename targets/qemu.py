@@ -35,7 +35,7 @@ from memspec.errors import TargetError
 from memspec.program import Call, Program, const_args, eval_args
 from memspec.records import OK, Observation, Outcome, RunResult   # OK: the judge finds an expected OK by identity
 
-from .base import Session, Steps, Stepwise, Target, run_steps
+from .base import Session, Steps, Stepwise, Target, run_to_end
 from .qemu_seg import SegUnit, emulate
 
 STEP_CHUNK = 48     # calls run between two looks of a stream's reader (``stream``)
@@ -607,7 +607,7 @@ class QemuTarget(Target):
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
         """The whole program in one go: no model, no per-call object churn beyond the outcome."""
-        return run_steps(self._steps(program, observe, []))
+        return run_to_end(self._steps(program, observe, []))
 
     def stream(self, program: Program, observe: str = "end") -> Stepwise:
         """The program run as the judge reads it (``targets.base.Stepwise``): a chunk of calls at a time."""

@@ -42,7 +42,7 @@ from memspec.errors import SessionFailed
 from memspec.program import Call, Int, Program, Ref, const_args, eval_args
 from memspec.records import Observation, Outcome, RunResult, RunStatus
 
-from ..base import Session, Steps, Stepwise, Target, run_steps
+from ..base import Session, Steps, Stepwise, Target, run_to_end
 from ..versions import kernel_release
 
 from .compile import _Chunk, _Compiled, _Machine, _canonical
@@ -101,7 +101,7 @@ class KvmTarget(Target):
     # -- running --
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
-        return run_steps(self._steps(program, observe, []))
+        return run_to_end(self._steps(program, observe, []))
 
     def stream(self, program: Program, observe: str = "end") -> Stepwise:
         """The program run as the judge reads it (``targets.base.Stepwise``): a chunk of guest code

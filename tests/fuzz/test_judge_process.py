@@ -18,7 +18,7 @@ from memspec.fuzz.layers import random_programs
 from memspec.fuzz.pipeline import RunAhead
 from memspec.records import Outcome, RunResult, RunStatus
 from memspec.specs.judge import judge
-from memspec.targets.base import Stepwise, run_steps
+from memspec.targets.base import Stepwise, run_to_end
 from memspec.targets.model import ModelTarget
 
 
@@ -166,7 +166,7 @@ def test_stepwise_reads_a_run_as_it_goes_and_ends_with_its_result():
     assert s.observation(1) == run.observation_after(1)     # needs call 2's outcome, or the end
     assert s.outcome(len(run.outcomes)) is None and s.finish() is run
     steps = _chunked(run, 3)._steps
-    assert run_steps(steps) is run
+    assert run_to_end(steps) is run
 
 
 @pytest.mark.parametrize("name", ["qemu", "kvm"])
