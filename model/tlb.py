@@ -497,7 +497,8 @@ class RefTlb:
         elif ev.kind == ALL_NONGLOBAL:
             self.entries = [e for e in self.entries if e.pcid == -1]
         elif ev.kind == PCID_ALL:
-            self.entries = [e for e in self.entries if e.pcid != ev.pcid]
+            if self.entries:        # (an empty TLB stays as it is: the common case after a flush)
+                self.entries = [e for e in self.entries if e.pcid != ev.pcid]
         elif ev.kind == PAGE_GLOBAL:
             self.drop_page(ev.addr, ev.pcid, include_global=True)
         elif ev.kind == PAGE:
