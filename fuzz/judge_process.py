@@ -32,12 +32,13 @@ import struct
 from typing import Any, Callable
 
 from memspec.program import Program
-from memspec.records import Observation, Outcome, RunResult
+from memspec.records import Judgement, Observation, Outcome, RunResult
 from memspec.children import LIVE_GROUPS, fork_in_group, kill_group
 
 _LEN = struct.Struct("<I")
 BATCH = 64              # outcomes forwarded per message while a stream runs
 _PIPE_SIZE = 1 << 20    # fewer wake-ups: a judgement or a batch fits the pipe
+_KEPT = 4               # programs the judge process keeps, the last sent (both sides drop the same ones)
 
 
 class JudgeDied(RuntimeError):
@@ -115,6 +116,15 @@ def _portable(e: BaseException) -> BaseException:
         return RuntimeError(f"{type(e).__name__}: {e}")
 
 
+def _detached(result: Any, outcomes: Any) -> Any:
+    """A judgement without the run's own outcomes (the parent has them: ``_attached``)."""
+    return result.detached(outcomes) if type(result) is Judgement else result
+
+
+def _attached(result: Any, outcomes: Any) -> Any:
+    return result.attach(outcomes) if type(result) is Judgement else result
+
+
 def _serve(judge: Callable[[Program, Any], Any], jobs: int, answers: int) -> int:
     """The judge process's loop: until its parent closes the jobs pipe (or dies)."""
     try:
@@ -136,6 +146,7 @@ def _serve(judge: Callable[[Program, Any], Any], jobs: int, answers: int) -> int
                 os.close(fd)
             except OSError:
                 pass
+    programs: dict[int, Program] = {}       # the programs the parent keeps sending, by its key
     while True:
         try:
             msg = _recv(jobs)
@@ -143,12 +154,20 @@ def _serve(judge: Callable[[Program, Any], Any], jobs: int, answers: int) -> int
             return 0
         kind = msg[0]
         try:
+            if kind in ("run", "stream"):
+                key, program = msg[1], msg[2]
+                if program is None:
+                    program = programs[key]
+                else:
+                    programs[key] = program
+                    while len(programs) > _KEPT:
+                        del programs[next(iter(programs))]
             if kind == "run":
-                answer: Any = ("ok", judge(msg[1], msg[2]))
+                answer: Any = ("ok", _detached(judge(program, msg[3]), msg[3].outcomes))
             elif kind == "stream":
                 source = _Forwarded(jobs)
                 try:
-                    answer = ("ok", judge(msg[1], source))
+                    answer = ("ok", _detached(judge(program, source), source.outcomes))
                 finally:
                     source.finish()             # the rest of the run, read and dropped
             else:
@@ -182,6 +201,21 @@ class JudgeProcess:
             os.close(jobs_r)
             os.close(answers_w)
         self._busy = False
+        # the last programs sent, by key, kept alive here so that a key is never reused: a program
+        # judged again (a benchmark's, a long program's re-runs) is not pickled again
+        self._kept: dict[int, Program] = {}
+        self._keys = 0
+        self._outcomes: Any = ()        # the last job's run's outcomes: the judgement comes without them
+
+    def _program(self, program: Program) -> tuple[int, Program | None]:
+        for key, kept in self._kept.items():
+            if kept is program:
+                return key, None
+        self._keys += 1
+        self._kept[self._keys] = program
+        while len(self._kept) > _KEPT:
+            del self._kept[next(iter(self._kept))]
+        return self._keys, program
 
     @property
     def alive(self) -> bool:
@@ -196,8 +230,9 @@ class JudgeProcess:
 
     def submit(self, program: Program, run: RunResult) -> None:
         """Judge ``run`` there; ``result()`` gives the judgement."""
-        self._put(("run", program, run))
+        self._put(("run", *self._program(program), run))
         self._busy = True
+        self._outcomes = run.outcomes
 
     def result(self) -> Any:
         """The judgement of the last job (raising what the judge raised); waits for it, taking Ctrl-C."""
@@ -215,7 +250,7 @@ class JudgeProcess:
             raise JudgeDied("the judge process ended without answering") from None
         if kind == "error":
             raise value
-        return value
+        return _attached(value, self._outcomes)
 
     def _still_running(self) -> bool:
         try:
@@ -227,7 +262,7 @@ class JudgeProcess:
     def judge_stream(self, program: Program, stream: Any, batch: int = BATCH) -> Any:
         """Forward ``stream`` (a target's run still going) to the judge process as its outcomes
         arrive and return the judgement; the run is finished when this returns (``stream.finish()``)."""
-        self._put(("stream", program))
+        self._put(("stream", *self._program(program)))
         n, sent_o, sent_b = len(program.calls), 0, 0
         outcomes, observations = stream.outcomes, stream.observations
         want = 0
@@ -243,6 +278,7 @@ class JudgeProcess:
             self._put(("more", list(final.outcomes[sent_o:]), list(final.observations[sent_b:])))
         self._put(("end", final.status, final.message))
         self._busy = True
+        self._outcomes = final.outcomes
         return self.result()
 
     def close(self) -> None:

@@ -256,6 +256,24 @@ class Judgement:
         return (f"Judgement(target={self.target!r}, checks={self.checks!r}, status={self.status!r}, "
                 f"message={self.message!r}, context={self.context!r})")
 
+    def detached(self, outcomes: Any) -> "Judgement":
+        """This judgement with each compact entry's observed outcome left out where it is the run's
+        own (``outcomes[index]``, the very object): for a process that holds the run already, which
+        puts them back with ``attach`` -- half the bytes, and a tenth of the pickling."""
+        n = len(outcomes)
+        items = [(c[0], c[1], c[2], c[3], None) if type(c) is tuple and c[2] < n and c[4] is outcomes[c[2]] else c
+                 for c in self._checks]
+        return _judgement(self.target, items, self._made, self.status, self.message, self.context)
+
+    def attach(self, outcomes: Any) -> "Judgement":
+        """Put back the observed outcomes ``detached`` left out (from an equal run)."""
+        items = self._checks
+        for k in range(self._made, len(items)):
+            c = items[k]
+            if type(c) is tuple and c[4] is None:
+                items[k] = (c[0], c[1], c[2], c[3], outcomes[c[2]])
+        return self
+
     def __reduce__(self) -> tuple:
         # the compact entries cross as they are (the judge process sends judgements back): equal
         # once read, and the descriptions are made only if a report reads them

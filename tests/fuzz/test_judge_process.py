@@ -190,3 +190,17 @@ def test_in_process_targets_stream_what_they_run(name):
                 assert jp.judge_stream(p, t.stream(p), batch=3) == judge(p, run, t.name, facts)
     finally:
         t.close()
+
+
+def test_a_judgement_crosses_without_the_runs_own_outcomes_and_gets_them_back():
+    import pickle
+    t = ModelTarget()
+    facts = t.facts()
+    for _, p in random_programs("os", 10, 8, t.calls, facts):
+        run = t.run(p)
+        j = judge(p, run, "model", facts)
+        light = j.detached(run.outcomes)
+        if run.outcomes:
+            assert len(pickle.dumps(light)) < len(pickle.dumps(j))
+        back = pickle.loads(pickle.dumps(light)).attach(pickle.loads(pickle.dumps(run.outcomes)))
+        assert back == j
