@@ -780,21 +780,22 @@ class Paging:
         if used is not None and exact:
             self._note_stale_ad(used, o, la, acc, cpl, ac, removed)
         if used is not None:
-            for u in used.uses:
-                if u.addr not in self.mem:
+            mem, ad_clause, uses = self.mem, self.ad_clause, used.uses
+            for u in uses:
+                v = mem.get(u.addr)
+                if v is None:
                     continue
-                v = self.read(u.addr)
-                leaf = u is used.uses[-1]
+                leaf = u is uses[-1]
                 want = v | 0x20 | (0x40 if leaf and acc == WRITE else 0)
                 if exact:
                     if want != v:
-                        self.mem[u.addr] = want
+                        mem[u.addr] = want
                         self.history.adopt(u.addr, want)
                     if leaf:
-                        self.ad_clause[u.addr] = "sdm.ad.dirty-on-write" if acc == WRITE else "sdm.ad.no-dirty-on-read"
-                    elif self.ad_clause.get(u.addr) not in _LEAF_AD:
+                        ad_clause[u.addr] = "sdm.ad.dirty-on-write" if acc == WRITE else "sdm.ad.no-dirty-on-read"
+                    elif ad_clause.get(u.addr) not in _LEAF_AD:
                         # an entry a self-referencing walk used as a leaf keeps the leaf's clause: its D is one
-                        self.ad_clause[u.addr] = "sdm.ad.accessed-on-use"
+                        ad_clause[u.addr] = "sdm.ad.accessed-on-use"
                 else:
                     self.unsure[u.addr] = self.unsure.get(u.addr, 0) | (want & ~v)
                     self.ad_clause[u.addr] = "sdm.tlb.ad-with-cached-translation"
