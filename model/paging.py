@@ -519,7 +519,8 @@ class Paging:
     def _candidates(self, la: int, acc: int, cpl: int, ac: int):
         mode = self.mode
         page1g = bool(self.facts["page1g"])
-        cur = self.walks.walk(self.read, mode, self.root, la, acc, cpl, page1g)
+        # (this class's ``read`` answers ``mem`` where it has the address: the memo reads mem first)
+        cur = self.walks.walk(self.read, mode, self.root, la, acc, cpl, page1g, self.mem if self._lean_access else None)
         stale, removed = stale_walks(self.history, mode, self.read, la, acc, cpl, self.pcid, page1g)
         return cur, stale, removed
 

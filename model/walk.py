@@ -207,13 +207,20 @@ class WalkMemo:
     def __init__(self) -> None:
         self.memo: dict[tuple, tuple[Mode, Path | PageFault]] = {}
 
-    def walk(self, read: Read, mode: Mode, root: int, la: int, acc: int, cpl: int, page1g: bool = True) -> Path | PageFault:
+    def walk(self, read: Read, mode: Mode, root: int, la: int, acc: int, cpl: int, page1g: bool = True,
+             mem: dict[int, int] | None = None) -> Path | PageFault:
+        """``walk(read, ...)``, found again when seen before.  ``mem``: qwords ``read`` answers as they are
+        there (the hw model's written entries), looked up first: ``read`` is asked only for the others."""
         amask = addr_mask(mode.maxphy)
         table = root & amask
         values: list[int] = []
         level = mode.levels
+        get = mem.get if mem is not None else None
         while True:
-            e = read(table | (((la >> (3 + 9 * level)) & 0x1FF) << 3))
+            pa = table | (((la >> (3 + 9 * level)) & 0x1FF) << 3)
+            e = get(pa) if get is not None else None
+            if e is None:
+                e = read(pa)
             values.append(e)
             if not e & _P or level == 1 or (e & _PS and level < 4):
                 break

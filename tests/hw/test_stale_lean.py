@@ -155,3 +155,24 @@ def test_walk_memo_takes_an_equal_mode_anew():
     again = memo.walk(lambda pa: read(pa, 0), b, 0, 0x5008, 0, 0)
     assert again == first and again is not first
     assert memo.walk(lambda pa: read(pa, 0), a, 0, 0x5008, 0, 0) is first
+
+
+def test_walk_memo_reads_mem_first_as_read_does():
+    # the hw model's reads: its written qwords, else the pattern; the memo given mem finds the same walks
+    import random as _r
+    from memspec.calls_hw import pattern
+    from memspec.model.walk import walk
+    rng = _r.Random(5)
+    mem = {0x0: 0x1000 | 7, 0x1000: 0x2000 | 7, 0x2000: 0x3000 | 7, 0x3000 + 8 * 5: 0x5000 | 7}
+    read = lambda pa: mem[pa] if pa in mem else pattern(pa)      # noqa: E731
+    mode = Mode(0x80010001, 0x20, 0xD00)
+    memo = WalkMemo()
+    for _ in range(300):
+        if rng.random() < 0.4:
+            addr = rng.choice([0x0, 0x1000, 0x2000, 0x3000 + 8 * 5, 0x3000 + 8 * 6])
+            if rng.random() < 0.2:
+                mem.pop(addr, None)
+            else:
+                mem[addr] = rng.choice([0x1000, 0x2000, 0x3000, 0x5000, 0x6000]) | rng.choice([7, 5, 6, 0x87, 0x27])
+        la, acc, cpl = rng.choice([0x5008, 0x6000, 0x200000]), rng.randrange(3), rng.choice([0, 3])
+        assert memo.walk(read, mode, 0, la, acc, cpl, True, mem) == walk(read, mode, 0, la, acc, cpl, True)
