@@ -23,11 +23,19 @@ of the model is named in the failure.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from itertools import product
+from typing import Any, Callable, Iterable
 
-from hypothesis.errors import InvalidDefinition
-from hypothesis.stateful import invariant
+import hypothesis.strategies as st
+from hypothesis.errors import InvalidArgument, InvalidDefinition
+from hypothesis.stateful import Bundle, invariant
 from hypothesis.strategies import SearchStrategy
+
+from memspec.errors import SessionFailed
+from memspec.program import Call, bind_result, eval_args, format_call
+from memspec.records import Outcome, RunStatus
+
+from .step import Stepper, invariant_failure, judge_outcome
 
 
 def needs(*calls: str, any_of: bool = False) -> Callable[[Any], Any]:
@@ -68,6 +76,112 @@ def remove_unrunnable(cls: type, calls: frozenset[str] | None, also: tuple[str, 
     return gone
 
 
+class Choose(SearchStrategy):
+    """One of ``elements``, drawn as ``st.sampled_from`` draws it (one integer: the index; nothing
+    when there is one element) and labelled as it is, so the same choices give the same values and
+    the same spans; ``SwarmRules`` takes it with ``pick``, without the strategy layer a
+    ``data.draw`` adds around every argument."""
+
+    def __init__(self, elements: Iterable[Any]) -> None:
+        super().__init__()
+        self.elements = tuple(elements)
+        if not self.elements:
+            raise InvalidArgument("nothing to choose from")
+        self.top = len(self.elements) - 1
+
+    def pick(self, data: Any) -> Any:
+        return self.elements[data.draw_integer(0, self.top)] if self.top else self.elements[0]
+
+    def calc_label(self) -> int:
+        return st.sampled_from(list(self.elements)).label
+
+    def do_draw(self, data: Any) -> Any:
+        return self.pick(data)
+
+    def __repr__(self) -> str:
+        return f"Choose({len(self.elements)} values)"
+
+
+class Ints(SearchStrategy):
+    """An integer from ``lo`` to ``hi``, drawn and labelled as ``st.integers(lo, hi)`` (the bounds and
+    their neighbours more likely over a range wider than 127), with ``pick`` as ``Choose``'s."""
+
+    def __init__(self, lo: int, hi: int) -> None:
+        super().__init__()
+        self.lo, self.hi = lo, hi
+        self.weights = {lo: 2 / 128, lo + 1: 1 / 128, hi - 1: 1 / 128, hi: 2 / 128} if hi - lo > 127 else None
+
+    def pick(self, data: Any) -> int:
+        return data.draw_integer(self.lo, self.hi, weights=self.weights) if self.weights else \
+            data.draw_integer(self.lo, self.hi)
+
+    def calc_label(self) -> int:
+        return st.integers(self.lo, self.hi).label
+
+    def do_draw(self, data: Any) -> int:
+        return self.pick(data)
+
+    def __repr__(self) -> str:
+        return f"Ints({self.lo}, {self.hi})"
+
+
+def grid(*values: Iterable[Any]) -> Choose:
+    """Several arguments of a rule in one draw: a combination of ``values`` (one iterable per
+    argument), each combination as likely, as if each were drawn by itself.  A draw is most of a
+    step's cost in Hypothesis, and a rule drew four to seven of them."""
+    return Choose(product(*values))
+
+
+RUNNER_LABEL = st.runner().label     # the (empty) span of the machine a Bundle's draw asks for
+
+
+class _Plan:
+    """What ``SwarmRules`` works out once per machine class: the rules in their places (a rule of
+    weight n takes n), their names, and how each rule's arguments are drawn."""
+
+    def __init__(self, cls: type, rules: list[Any]) -> None:
+        self.rules = rules
+        self.names = [r.function.__name__ for r in rules]
+        self.requires = [(frozenset(b.name for b in r.bundles), tuple(r.preconditions)) for r in rules]
+        self.places = [i for i, r in enumerate(rules)
+                       for _ in range(getattr(getattr(cls, r.function.__name__, None), "_machine_weight", 1))]
+        self.arguments = {id(r): tuple((k, self._drawer(s)) for k, s in r.arguments_strategies.items())
+                          for r in rules}
+
+    @staticmethod
+    def _drawer(s: Any) -> Callable[[Any, Any], Any]:
+        """How one argument is drawn, given the machine and the data: a ``Choose`` or ``Ints`` by its
+        ``pick``, a plain bundle as ``Bundle`` draws a reference (the index among its values, newest
+        first); each with the spans Hypothesis' own draw makes (its mutations copy a span's choices
+        to another span of the same label: the same mapping, the same range in two steps), so the
+        same choices give the same steps and spans as ``data.draw``; anything else by ``data.draw``."""
+        label = s.label
+        if isinstance(s, (Choose, Ints)):
+            pick = s.pick
+
+            def drawn(machine: Any, data: Any) -> Any:
+                data.start_span(label)
+                try:
+                    return pick(data)
+                finally:
+                    data.stop_span()
+            return drawn
+        if isinstance(s, Bundle) and s.draw_references and not s.consume and not s._transformations:
+            name = s.name
+
+            def reference(machine: Any, data: Any) -> Any:
+                data.start_span(label)
+                try:
+                    data.start_span(RUNNER_LABEL)
+                    data.stop_span()
+                    values = machine.bundle(name)
+                    return values[-1 - data.draw_integer(0, len(values) - 1)]
+                finally:
+                    data.stop_span()
+            return reference
+        return lambda machine, data: data.draw(s)
+
+
 class SwarmRules(SearchStrategy):
     """Each step's rule and its arguments, for one example of ``machine``: the rules the example may
     run are drawn when it starts -- a probability (0 to 254/255) and then one switch per rule, off
@@ -79,41 +193,54 @@ class SwarmRules(SearchStrategy):
     def __init__(self, machine: Any) -> None:
         super().__init__()
         self.machine = machine
-        self.rules = list(machine.rules)
         cls = type(machine)
-        self.places = [r for r in self.rules for _ in range(getattr(getattr(cls, r.function.__name__, None),
-                                                                     "_machine_weight", 1))]
+        plan = vars(cls).get("_machine_plan")
+        if plan is None or plan.rules is not machine.rules:
+            plan = _Plan(cls, machine.rules)
+            cls._machine_plan = plan
+        self.plan = plan
+        self.rules = plan.rules
+        self.places = [plan.rules[i] for i in plan.places]
         self.enabled: frozenset[str] | None = None     # the names of the rules switched on
+        self._on: list[bool] = []              # per rule: switched on
 
     def _switch_on(self, data: Any) -> frozenset[str]:
         p_off = data.draw_integer(0, 254) / 255
-        names = [r.function.__name__ for r in self.rules]
+        names = self.plan.names
         return frozenset(n for n in names if not data.draw_boolean(p_off)) or frozenset(names)
 
     def _valid(self, rule: Any) -> bool:
         m = self.machine
         return all(m.bundle(b.name) for b in rule.bundles) and all(p(m) for p in rule.preconditions)
 
+    def _valid_now(self) -> list[bool]:
+        """Per rule: valid now (its bundles not empty, its preconditions true)."""
+        m = self.machine
+        filled = {name for name, values in m.bundles.items() if values}
+        return [needs <= filled and (not pre or all(p(m) for p in pre)) for needs, pre in self.plan.requires]
+
     def do_draw(self, data: Any) -> tuple[Any, dict[str, Any]]:
         if self.enabled is None:
             self.enabled = self._switch_on(data)
+            self._on = [n in self.enabled for n in self.plan.names]
         rule = self._pick(data)
-        return rule, {k: data.draw(s) for k, s in rule.arguments_strategies.items()}
+        m = self.machine
+        return rule, {k: draw(m, data) for k, draw in self.plan.arguments[id(rule)]}
 
     def _pick(self, data: Any) -> Any:
         """The rule at a drawn place of the list of every rule (a rule of weight n takes n places)
         if it is switched on and valid -- so that a draw names the same rule whenever that rule can
         run, and Hypothesis' mutations, which copy a step's choices to another step, repeat the
         step -- else one drawn among the places of the rules that are (any valid one when none is)."""
-        on = self.enabled or frozenset()
-        rule = self.places[data.draw_integer(0, len(self.places) - 1)]
-        if rule.function.__name__ in on and self._valid(rule):
-            return rule
-        ok = [r for r in self.places if r.function.__name__ in on and self._valid(r)] or \
-            [r for r in self.places if self._valid(r)]
+        plan, on = self.plan, self._on
+        i = plan.places[data.draw_integer(0, len(plan.places) - 1)]
+        if on and on[i] and self._valid(plan.rules[i]):
+            return plan.rules[i]
+        valid = self._valid_now()
+        ok = [j for j in plan.places if on and on[j] and valid[j]] or [j for j in plan.places if valid[j]]
         if not ok:
             raise InvalidDefinition(f"no rule of {type(self.machine).__name__} can run now")
-        return ok[data.draw_integer(0, len(ok) - 1)] if len(ok) > 1 else ok[0]
+        return plan.rules[ok[data.draw_integer(0, len(ok) - 1)] if len(ok) > 1 else ok[0]]
 
 
 def use_swarm_rules(machine: Any) -> bool:
@@ -123,6 +250,35 @@ def use_swarm_rules(machine: Any) -> bool:
         return False
     machine._rules_strategy = SwarmRules(machine)
     return True
+
+
+class QuietStepper(Stepper):
+    """``Stepper`` for a state machine, which reads a step's checks only when one fails: a call is
+    judged with ``judge_outcome`` (what ``judge_call`` does without making the passing ``Check``s:
+    the outcome described, one check per clause it covers); the same outcome, state and failure."""
+
+    def step(self, call: Call, args: tuple[int | str, ...] | None = None) -> Outcome | None:
+        proc = call.proc or "main"
+        args = eval_args(call, self.env) if args is None else args
+        try:
+            observed = self.session.call(call, args)
+        except SessionFailed as e:
+            if e.status is RunStatus.REFUSED:
+                cid = self.model.expect(proc, call.name, args).clause
+                self.unsupported[cid] = self.unsupported.get(cid, 0) + 1
+                self.note(f"unsupported (refused by the target): {format_call(call)}: {e.message}")
+                return None
+            raise self.failure("memspec.target.alive", self.program((call,)), len(self.calls), "an answer",
+                               e.message, e.status.value) from None
+        self.calls.append(call)
+        index = len(self.calls) - 1
+        bad = judge_outcome(self.model, proc, call, args, observed, index)[1]
+        if bad is None and self.invariants:
+            bad = invariant_failure(self.model, index, full=False)
+        if bad is not None:
+            raise self.failure(bad.clause, self.program(), index, bad.expected, bad.observed, bad.note)
+        bind_result(self.env, call, observed.value)
+        return observed
 
 
 def _fail(machine: Any, bad: list[tuple[str, str]]) -> None:
@@ -166,4 +322,5 @@ def law_invariants(cls: type, laws: dict[str, Callable[[str], bool]]) -> None:
         setattr(cls, name, invariant()(inv))
 
 
-__all__ = ["needs", "weight", "runnable", "remove_unrunnable", "SwarmRules", "use_swarm_rules", "law_of", "law_invariants"]
+__all__ = ["needs", "weight", "runnable", "remove_unrunnable", "Choose", "Ints", "grid", "SwarmRules",
+           "use_swarm_rules", "QuietStepper", "law_of", "law_invariants"]
