@@ -157,7 +157,7 @@ class Checker:
     _choices: dict[str, dict[str, str]]
 
     def check_target(self, target: Any, layer: str, cat: dict[str, Any]) -> None:
-        from memspec.fuzz.pipeline import RunAhead
+        from memspec.fuzz.pipeline import RUN_AHEAD, RunAhead
         from memspec.results import TargetResults
         facts = target.facts()
         tr = TargetResults(name=target.name, layers=[layer], facts=facts, unsupported=list(target.unsupported()))
@@ -186,7 +186,7 @@ class Checker:
         from memspec.specs.judge import judge
         # (--coverage measures the model's lines in this process: its judge stays here, on a thread)
         ahead = RunAhead(target, programs, skip=not_applicable, ahead=None if self.o.overlap else False,
-                         judge_in="thread" if self.o.coverage else "process",
+                         judge_in="thread" if self.o.coverage else "process", depth=RUN_AHEAD,
                          judge=lambda program, run: judge(program, run, target.name, facts))
         findings = self._findings(target, facts, layer)
         with ahead:

@@ -86,7 +86,7 @@ class _Ran:
 def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
     """Run the comparison; returns the report (as written to compare.json) and the exit status."""
     from memspec.specs.directed import excused_by, load_differences
-    from memspec.fuzz.pipeline import RunAhead
+    from memspec.fuzz.pipeline import RUN_AHEAD, RunAhead
     from memspec.fuzz.threeway import threeway
     from memspec.program import format_program
     from memspec.targets.registry import make_target
@@ -128,7 +128,7 @@ def run(opts: CompareOptions) -> tuple[dict[str, Any], int]:
         # every target runs program k+1 (on this thread) while program k's runs are judged and
         # compared on a helper thread (fuzz/pipeline.py)
         each = _EveryTarget(targets)
-        ahead = RunAhead(each, chosen, ahead=None if opts.overlap else False,
+        ahead = RunAhead(each, chosen, ahead=None if opts.overlap else False, depth=RUN_AHEAD,
                          judge=lambda program, runs: threeway(program, [_Ran(t, runs[t.name], facts[t.name]) for t in targets], facts))
         for n, (origin, program, _runs, tw) in enumerate(ahead, 1):
             entry: dict[str, Any] = {

@@ -29,6 +29,7 @@ import pickle
 import select
 import signal
 import struct
+from collections import deque
 from typing import Any, Callable
 
 from memspec.program import Program
@@ -118,11 +119,11 @@ def _portable(e: BaseException) -> BaseException:
 
 def _detached(result: Any, outcomes: Any) -> Any:
     """A judgement without the run's own outcomes (the parent has them: ``_attached``)."""
-    return result.detached(outcomes) if type(result) is Judgement else result
+    return result.detached(outcomes) if type(result) is Judgement and outcomes is not None else result
 
 
 def _attached(result: Any, outcomes: Any) -> Any:
-    return result.attach(outcomes) if type(result) is Judgement else result
+    return result.attach(outcomes) if type(result) is Judgement and outcomes is not None else result
 
 
 def _serve(judge: Callable[[Program, Any], Any], jobs: int, answers: int) -> int:
@@ -163,7 +164,7 @@ def _serve(judge: Callable[[Program, Any], Any], jobs: int, answers: int) -> int
                     while len(programs) > _KEPT:
                         del programs[next(iter(programs))]
             if kind == "run":
-                answer: Any = ("ok", _detached(judge(program, msg[3]), msg[3].outcomes))
+                answer: Any = ("ok", _detached(judge(program, msg[3]), getattr(msg[3], "outcomes", None)))
             elif kind == "stream":
                 source = _Forwarded(jobs)
                 try:
@@ -200,12 +201,15 @@ class JudgeProcess:
         finally:
             os.close(jobs_r)
             os.close(answers_w)
-        self._busy = False
         # the last programs sent, by key, kept alive here so that a key is never reused: a program
         # judged again (a benchmark's, a long program's re-runs) is not pickled again
         self._kept: dict[int, Program] = {}
         self._keys = 0
-        self._outcomes: Any = ()        # the last job's run's outcomes: the judgement comes without them
+        # per job asked and not yet taken, its run's outcomes (the judgement comes without them),
+        # and the answers read while a job was being sent
+        self._outcomes: deque[Any] = deque()
+        self._ready: deque[Any] = deque()
+        os.set_blocking(self._jobs, False)
 
     def _program(self, program: Program) -> tuple[int, Program | None]:
         for key, kept in self._kept.items():
@@ -222,35 +226,57 @@ class JudgeProcess:
         return self.pid in LIVE_GROUPS
 
     def _put(self, msg: Any) -> None:
+        """Send a job; while the jobs pipe is full, take the answers waiting (several jobs may be
+        queued: the process, blocked writing an answer nobody reads, would never read the rest)."""
+        data = pickle.dumps(msg, pickle.HIGHEST_PROTOCOL)
+        view = memoryview(_LEN.pack(len(data)) + data)
         try:
-            _send(self._jobs, msg)
+            while view:
+                try:
+                    view = view[os.write(self._jobs, view):]
+                    continue
+                except BlockingIOError:
+                    pass
+                r, _, _ = select.select([self._answers], [self._jobs], [], 0.25)
+                if r:
+                    self._ready.append(self._take())
+                elif not self._still_running():
+                    raise JudgeDied("the judge process ended")
         except (BrokenPipeError, OSError) as e:
             self.close()
             raise JudgeDied(f"the judge process ended ({e})") from None
 
-    def submit(self, program: Program, run: RunResult) -> None:
-        """Judge ``run`` there; ``result()`` gives the judgement."""
-        self._put(("run", *self._program(program), run))
-        self._busy = True
-        self._outcomes = run.outcomes
-
-    def result(self) -> Any:
-        """The judgement of the last job (raising what the judge raised); waits for it, taking Ctrl-C."""
-        self._busy = False
-        while True:
-            r, _, _ = select.select([self._answers], [], [], 0.25)
-            if r:
-                break
-            if not self._still_running():
-                raise JudgeDied("the judge process ended without answering")
+    def _take(self) -> Any:
         try:
-            kind, value = _recv(self._answers)
+            return _recv(self._answers)
         except EOFError:
             self.close()
             raise JudgeDied("the judge process ended without answering") from None
+
+    def submit(self, program: Program, run: RunResult) -> None:
+        """Judge ``run`` there; ``result()`` gives the judgements in the order of the submits."""
+        self._outcomes.append(getattr(run, "outcomes", None))     # a run of several targets has none
+        self._put(("run", *self._program(program), run))
+
+    def result(self) -> Any:
+        """The judgement of the oldest job not yet taken (raising what the judge raised); waits for
+        it, taking Ctrl-C."""
+        if not self._outcomes:
+            raise RuntimeError("no judgement was asked for")
+        outcomes = self._outcomes.popleft()
+        if self._ready:
+            kind, value = self._ready.popleft()
+        else:
+            while True:
+                r, _, _ = select.select([self._answers], [], [], 0.25)
+                if r:
+                    break
+                if not self._still_running():
+                    raise JudgeDied("the judge process ended without answering")
+            kind, value = self._take()
         if kind == "error":
             raise value
-        return _attached(value, self._outcomes)
+        return _attached(value, outcomes)
 
     def _still_running(self) -> bool:
         try:
@@ -262,6 +288,8 @@ class JudgeProcess:
     def judge_stream(self, program: Program, stream: Any, batch: int = BATCH) -> Any:
         """Forward ``stream`` (a target's run still going) to the judge process as its outcomes
         arrive and return the judgement; the run is finished when this returns (``stream.finish()``)."""
+        if self._outcomes:
+            raise RuntimeError("judge_stream with judgements still to be taken")
         self._put(("stream", *self._program(program)))
         n, sent_o, sent_b = len(program.calls), 0, 0
         outcomes, observations = stream.outcomes, stream.observations
@@ -276,9 +304,8 @@ class JudgeProcess:
         final = stream.finish()
         if len(final.outcomes) > sent_o or len(final.observations) > sent_b:
             self._put(("more", list(final.outcomes[sent_o:]), list(final.observations[sent_b:])))
+        self._outcomes.append(final.outcomes)
         self._put(("end", final.status, final.message))
-        self._busy = True
-        self._outcomes = final.outcomes
         return self.result()
 
     def close(self) -> None:

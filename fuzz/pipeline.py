@@ -40,6 +40,7 @@ from __future__ import annotations
 import queue
 import signal
 import threading
+from collections import deque
 from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from memspec.program import Program
@@ -110,10 +111,15 @@ class RunAhead(Generic[T]):
     def __init__(self, target: Any, programs: Iterable[tuple[T, Program]],
                  skip: Callable[[Program], bool] = lambda p: False, observe: str = "end",
                  ahead: bool | None = None, judge: Callable[[Program, Any], Any] | None = None,
-                 judge_in: str = "process") -> None:
+                 judge_in: str = "process", depth: int = 1) -> None:
         if judge_in not in ("process", "thread"):
             raise ValueError(f"judge_in is 'process' or 'thread', not {judge_in!r}")
+        if depth < 1:
+            raise ValueError(f"depth is at least 1, not {depth}")
         self.judge_in = judge_in
+        # programs run beyond the one whose judgement the caller waits for (the judge's process
+        # takes them in order; the helper thread one at a time)
+        self.depth = depth if judge_in == "process" else 1
         self.target = target
         self._programs = iter(programs)
         self._skip = skip
@@ -142,6 +148,9 @@ class RunAhead(Generic[T]):
                 tag, program, run = item
                 yield tag, program, run, self._judged(program, run)
             return
+        if self.judge_in == "process":
+            yield from self._queued()
+            return
         pending = self._next()
         first = True
         while pending is not None:
@@ -164,6 +173,46 @@ class RunAhead(Generic[T]):
             pending = self._next()           # the next program runs while this one is judged
             yield tag, program, run, self._helper.result()
 
+    def _queued(self) -> Iterator[tuple[T, Program, Any, Any]]:
+        """The loop with the judge's process: up to ``depth`` programs run beyond the one the caller
+        waits for, their runs queued to the judge in order; the caller gets each judgement in
+        program order.  Programs vary: one whose judging is long sits beside several short runs,
+        so the two sides meet max(run, judge) over the stream, not program by program.  Running
+        ahead stops at a run that did not end cleanly (a crash, a hang, garbage), until the caller
+        has taken every program before it: a caller that stops a dead target after N such runs
+        must not have paid for more of them."""
+        inflight: deque[tuple[T, Program, Any, Any]] = deque()
+        first, more, hold = True, True, False
+        while True:
+            while more and not hold and len(inflight) <= self.depth:
+                item = self._next()
+                if item is None:
+                    more = False
+                    break
+                tag, program, run = item
+                judgement: Any = _ASKED
+                if run is None:
+                    judgement = None
+                elif first:
+                    # the first judgement here: the judge's lazy imports and caches are made before
+                    # its process is forked, which then starts with them
+                    first = False
+                    judgement = self._judged(program, run)
+                else:
+                    if self._helper is None:
+                        self._helper = self._start_helper()
+                    self._helper.submit(program, run)
+                inflight.append((tag, program, run, judgement))
+                hold = run is not None and not _clean(run)
+            if not inflight:
+                return
+            tag, program, run, judgement = inflight.popleft()
+            if judgement is _ASKED:
+                judgement = self._helper.result()
+            if not inflight:
+                hold = False
+            yield tag, program, run, judgement
+
     def _start_helper(self) -> Any:
         if self.judge_in == "thread":
             return _Judge(self._judge_fn)    # type: ignore[arg-type]
@@ -184,4 +233,21 @@ class RunAhead(Generic[T]):
         self.close()
 
 
-__all__ = ["RunAhead"]
+# programs check and compare run beyond the one being judged (their programs are a fixed list; the
+# fuzz loop's next input depends on the judgements, so it keeps 1): a program whose judging is long
+# sits beside the runs of several short ones
+RUN_AHEAD = 8
+
+# a judgement asked of the judge's process, not yet taken
+_ASKED = object()
+
+
+def _clean(run: Any) -> bool:
+    """Did the run end cleanly?  (A run of several targets: each of them; a run that raised: no.)"""
+    if isinstance(run, dict):
+        return all(_clean(r) for r in run.values())
+    status = getattr(run, "status", None)
+    return status is not None and getattr(status, "value", None) == "ok"
+
+
+__all__ = ["RUN_AHEAD", "RunAhead"]

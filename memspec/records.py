@@ -39,6 +39,8 @@ class Outcome:
         return self.errno is None and self.signal is None
 
     def __reduce__(self) -> tuple:      # pickled by its fields: the judge process gets outcomes by the thousand
+        if self.value is None and self.errno is None and self.signal is None and not self.detail:
+            return _ok, ()              # the OK the judge finds by identity stays OK across processes
         return Outcome, (self.value, self.errno, self.signal, self.detail)
 
     def describe(self) -> str:
@@ -74,6 +76,10 @@ class Outcome:
 
 _o_value, _o_errno, _o_signal, _o_detail = (Outcome.__dict__[f].__set__ for f in ("value", "errno", "signal", "detail"))
 OK = Outcome()
+
+
+def _ok() -> Outcome:
+    return OK
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,11 @@ from .probe import FEATURES, FEATURE_NAMES, probe_features
 
 # --- the target ----------------------------------------------------------------------
 
+# calls per KVM_RUN when the run is read as it goes (``stream``): a few hundred, so that a judge in
+# another process starts on the first while the rest run (``run`` fills the code area instead)
+STREAM_CHUNK = 384
+
+
 class KvmTarget(Target):
     """Linux KVM's MMU (see the module docstring).  Options: ``fresh`` (a new VM per program)."""
 
@@ -107,9 +112,11 @@ class KvmTarget(Target):
         """The program run as the judge reads it (``targets.base.Stepwise``): a chunk of guest code
         (one KVM_RUN) at a time."""
         outcomes: list[Outcome] = []
-        return Stepwise(self._steps(program, observe, outcomes), outcomes)
+        return Stepwise(self._steps(program, observe, outcomes, STREAM_CHUNK), outcomes)
 
-    def _steps(self, program: Program, observe: str, outcomes: list[Outcome]) -> Steps:
+    def _steps(self, program: Program, observe: str, outcomes: list[Outcome], most: int = 0) -> Steps:
+        """The run, a chunk of guest code (one KVM_RUN) at a time; ``most`` (0: as many as fit) calls a
+        chunk, so that a reader of the stream gets outcomes while the rest run."""
         m = self.machine
         env: dict[str, int] = {}
         why = self._refuse_statically(program)
@@ -133,7 +140,8 @@ class KvmTarget(Target):
                 c = calls[i]
                 if c.name == "boot":
                     break
-                if bound_here and any(isinstance(a, Ref) and a.name in bound_here for a in c.args) or chunk.full():
+                if bound_here and any(isinstance(a, Ref) and a.name in bound_here for a in c.args) or chunk.full() \
+                        or most and len(pending) >= most:
                     break
                 try:
                     args = consts[i]

@@ -16,6 +16,7 @@ import pytest
 from memspec.fuzz.judge_process import JudgeDied, JudgeProcess
 from memspec.fuzz.layers import random_programs
 from memspec.fuzz.pipeline import RunAhead
+from memspec.program import parse
 from memspec.records import Outcome, RunResult, RunStatus
 from memspec.specs.judge import judge
 from memspec.targets.base import Stepwise, run_to_end
@@ -180,6 +181,13 @@ def test_in_process_targets_stream_what_they_run(name):
     try:
         facts = t.facts()
         progs = [p for _, p in random_programs("hw", 15, 4, t.calls, facts)]
+        # and one long enough for many chunks (a stream's KVM_RUN holds a few hundred calls)
+        steps = ["set_pte(0x200000, 0, 0x201000, PTE_P|PTE_RW)", "set_pte(0x201000, 0, 0x202000, PTE_P|PTE_RW)",
+                 "set_pte(0x202000, 2, 0x203000, PTE_P|PTE_RW)", "mov_cr3(0x200000)"]
+        for i in range(400):
+            steps += [f"set_pte(0x203000, 5, {0x300000 + 0x1000 * (i % 8):#x}, PTE_P|PTE_RW)", "invlpg(0x405008)",
+                      f"v{i} = access(0x405008, ACC_READ, 0)"]
+        progs.append(parse("\n".join(steps) + "\n"))
         with JudgeProcess(lambda p, r: judge(p, r, t.name, facts)) as jp:
             for p in progs:
                 run = t.run(p)
@@ -204,3 +212,58 @@ def test_a_judgement_crosses_without_the_runs_own_outcomes_and_gets_them_back():
             assert len(pickle.dumps(light)) < len(pickle.dumps(j))
         back = pickle.loads(pickle.dumps(light)).attach(pickle.loads(pickle.dumps(run.outcomes)))
         assert back == j
+
+
+class _Counting:
+    """A fake target: program k answers k; ``bad`` ones crash; records what ran, in order."""
+
+    runs_elsewhere = False
+
+    def __init__(self, bad=()):
+        self.ran: list[int] = []
+        self.bad = set(bad)
+
+    def run(self, program, observe="end"):
+        k = len(self.ran)
+        self.ran.append(k)
+        if k in self.bad:
+            return RunResult((), (), RunStatus.CRASH, "died")
+        return RunResult((Outcome(value=k),))
+
+
+def _few(n):
+    p = next(p for _, p in random_programs("os", 5, 0, None, {}))
+    return [(f"p{k}", p) for k in range(n)]
+
+
+@pytest.mark.parametrize("depth", [1, 3, 8])
+def test_run_ahead_runs_up_to_depth_programs_beyond_the_one_judged_in_order(depth):
+    t = _Counting()
+    seen = []
+    with RunAhead(t, _few(12), judge=lambda p, r: r.outcomes[0].value * 10, depth=depth) as ra:
+        for k, (tag, _p, run, j) in enumerate(ra):
+            seen.append((tag, j))
+            assert len(t.ran) == min(12, k + 1 + depth)       # never more, and the queue kept full
+    assert seen == [(f"p{k}", k * 10) for k in range(12)]
+
+
+def test_running_ahead_stops_at_a_run_that_did_not_end_cleanly():
+    # a caller that stops a dead target after it sees a crash must not have paid for the runs after it
+    t = _Counting(bad={2})
+    with RunAhead(t, _few(10), judge=lambda p, r: r.status, depth=6) as ra:
+        for tag, _p, run, j in ra:
+            if j is RunStatus.CRASH:
+                assert t.ran == [0, 1, 2]
+                break
+    assert t.ran == [0, 1, 2]
+
+
+def test_many_queued_jobs_with_large_judgements_do_not_deadlock():
+    # answers larger than the pipe, asked for before any is read: the parent takes them while it sends
+    big = 3 << 20
+    p = next(p for _, p in random_programs("os", 5, 0, None, {}))
+    with JudgeProcess(lambda p, r: (r.outcomes[0].value, b"x" * big)) as jp:
+        for k in range(6):
+            jp.submit(p, RunResult((Outcome(value=k),) + (Outcome(value=1),) * 50_000))
+        got = [jp.result() for _ in range(6)]
+    assert [k for k, _ in got] == list(range(6)) and all(len(b) == big for _, b in got)
