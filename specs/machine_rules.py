@@ -31,11 +31,10 @@ from hypothesis.errors import InvalidArgument, InvalidDefinition
 from hypothesis.stateful import Bundle, invariant
 from hypothesis.strategies import SearchStrategy
 
-from memspec.errors import SessionFailed
-from memspec.program import Call, bind_result, eval_args, format_call
-from memspec.records import Outcome, RunStatus
+from memspec.program import Call
+from memspec.records import Check, Outcome
 
-from .step import Stepper, invariant_failure, judge_outcome
+from .step import Stepper, judge_outcome
 
 
 def needs(*calls: str, any_of: bool = False) -> Callable[[Any], Any]:
@@ -257,28 +256,8 @@ class QuietStepper(Stepper):
     judged with ``judge_outcome`` (what ``judge_call`` does without making the passing ``Check``s:
     the outcome described, one check per clause it covers); the same outcome, state and failure."""
 
-    def step(self, call: Call, args: tuple[int | str, ...] | None = None) -> Outcome | None:
-        proc = call.proc or "main"
-        args = eval_args(call, self.env) if args is None else args
-        try:
-            observed = self.session.call(call, args)
-        except SessionFailed as e:
-            if e.status is RunStatus.REFUSED:
-                cid = self.model.expect(proc, call.name, args).clause
-                self.unsupported[cid] = self.unsupported.get(cid, 0) + 1
-                self.note(f"unsupported (refused by the target): {format_call(call)}: {e.message}")
-                return None
-            raise self.failure("memspec.target.alive", self.program((call,)), len(self.calls), "an answer",
-                               e.message, e.status.value) from None
-        self.calls.append(call)
-        index = len(self.calls) - 1
-        bad = judge_outcome(self.model, proc, call, args, observed, index)[1]
-        if bad is None and self.invariants:
-            bad = invariant_failure(self.model, index, full=False)
-        if bad is not None:
-            raise self.failure(bad.clause, self.program(), index, bad.expected, bad.observed, bad.note)
-        bind_result(self.env, call, observed.value)
-        return observed
+    def judged(self, proc: str, call: Call, args: tuple[int | str, ...], observed: Outcome, index: int) -> Check | None:
+        return judge_outcome(self.model, proc, call, args, observed, index)[1]
 
 
 def _fail(machine: Any, bad: list[tuple[str, str]]) -> None:

@@ -121,13 +121,18 @@ class Stepper:
                                e.message, e.status.value) from None
         self.calls.append(call)
         index = len(self.calls) - 1
-        checks = judge_call(self.model, proc, call, args, observed, index)
-        bad = checks[0] if checks[0].verdict is Verdict.FAIL else (
-            invariant_failure(self.model, index, full=False) if self.invariants else None)
+        bad = self.judged(proc, call, args, observed, index)
+        if bad is None and self.invariants:
+            bad = invariant_failure(self.model, index, full=False)
         if bad is not None:
             raise self.failure(bad.clause, self.program(), index, bad.expected, bad.observed, bad.note)
         bind_result(self.env, call, observed.value)
         return observed
+
+    def judged(self, proc: str, call: Call, args: tuple[int | str, ...], observed: Outcome, index: int) -> Check | None:
+        """The call's outcome judged (and adopted by the model if allowed): the failing check, or None."""
+        checks = judge_call(self.model, proc, call, args, observed, index)
+        return checks[0] if checks[0].verdict is Verdict.FAIL else None
 
     def observe(self) -> Any:
         """The target's observation of its state (its memory maps), or None when its harness
