@@ -5,8 +5,9 @@ and ``munmap`` runs on the ``linux`` target as users get it (the native agent wh
 builds it: the program's calls pipelined, each outcome read as the agent answers; else the
 forked Python child) while the model judges every call as its outcome arrives, in a second
 process (``fuzz/judge_process.JudgeProcess.judge_stream`` on the target's ``stream``,
-invariants on).  The breakdown times the run alone, the judging alone, the stream judged in
-this process, and the Python child's run alone (``linux-py``).
+invariants on).  The breakdown times the run alone, the judging alone, the two one after the
+other in this process, the stream judged in this process as it comes, and the Python child's
+run alone (``linux-py``).
 Denominator: the same 3N calls made raw in this process through ctypes
 (libc ``mmap``/``mprotect``/``munmap`` with declared argument types), no judging.
 """
@@ -17,7 +18,7 @@ import ctypes
 import sys
 import time
 
-from memspec.commands.bench import Pair, Unavailable
+from memspec.commands.bench import JudgedBeside, Pair, Unavailable
 
 NAME = "kernel_diff_vs_raw"
 GOAL = 0.3
@@ -59,30 +60,6 @@ def raw_rate(n: int) -> float:
     return 3 * n / (time.perf_counter() - t0)
 
 
-def judged(target, prog, facts, jp) -> tuple[float, float, float, float]:
-    """(judged calls/s overall, calls/s of the target run alone, calls/s of the judging alone,
-    judged calls/s with the judge in this process).
-
-    Overall: the program's outcomes forwarded as the target writes them (its ``stream``) to the
-    judge in a second process (``jp``), which judges them on the other core.  Then, for the
-    breakdown, the program run alone, that run judged alone, and the stream judged here, in the
-    process that reads the target's answers (the numerator before the judge had its own process)."""
-    from memspec.specs.judge import judge
-    n = len(prog.calls)
-    t0 = time.perf_counter()
-    j = jp.judge_stream(prog, target.stream(prog))
-    t1 = time.perf_counter()
-    if j.failure is not None:
-        raise Unavailable(f"the judged run failed ({j.failure.clause}): fix that before timing it")
-    run = target.run(prog)
-    t2 = time.perf_counter()
-    judge(prog, run, target.name, facts)
-    t3 = time.perf_counter()
-    judge(prog, target.stream(prog), target.name, facts)
-    t4 = time.perf_counter()
-    return n / (t1 - t0), n / (t2 - t1), n / (t3 - t2), n / (t4 - t3)
-
-
 def setup(quick: bool) -> Pair:
     if not sys.platform.startswith("linux"):
         raise Unavailable("the linux target needs Linux")
@@ -94,21 +71,21 @@ def setup(quick: bool) -> Pair:
         raise Unavailable(f"the linux target ({type(target).__name__}) cannot stream a run")
     python_child = make_target("linux-py", timeout=60.0)
     facts = target.facts()
-    from memspec.fuzz.judge_process import JudgeProcess
     from memspec.specs.judge import judge
-    judge(prog, target.run(prog), target.name, facts)     # the judge's imports and caches, before the fork
-    jp = JudgeProcess(lambda p, r: judge(p, r, target.name, facts))
-    parts: dict[str, list[float]] = {"target_only": [], "judge_only": [], "judged_in_one_process": [],
-                                     "linux_py_target_only": []}
+    calls = len(prog.calls)
+    beside = JudgedBeside(target, prog, facts, one_process="run_then_judge")
+    parts = beside.parts
+    parts["judged_in_one_process"] = []         # the stream judged here, as it comes: no second process
+    parts["linux_py_target_only"] = []
 
     def numerator() -> float:
-        rate, run_only, judge_only, here = judged(target, prog, facts, jp)
-        parts["target_only"].append(run_only)
-        parts["judge_only"].append(judge_only)
-        parts["judged_in_one_process"].append(here)
+        rate = beside.sample(calls)
         t0 = time.perf_counter()
+        judge(prog, target.stream(prog), target.name, facts)
+        t1 = time.perf_counter()
         python_child.run(prog)
-        parts["linux_py_target_only"].append(n * 3 / (time.perf_counter() - t0))
+        parts["judged_in_one_process"].append(calls / (t1 - t0))
+        parts["linux_py_target_only"].append(calls / (time.perf_counter() - t1))
         return rate
 
     def profile() -> None:
@@ -118,7 +95,7 @@ def setup(quick: bool) -> Pair:
         judge(prog, target.stream(prog), target.name, facts)
 
     def close() -> None:
-        jp.close()
+        beside.close()
         target.close()
         python_child.close()
 

@@ -15,9 +15,8 @@ Unavailable, with the reason, where /dev/kvm cannot be opened.
 from __future__ import annotations
 
 import os
-import time
 
-from memspec.commands.bench import Pair, Unavailable, load_module
+from memspec.commands.bench import JudgedBeside, Pair, Unavailable, load_module
 
 NAME = "kvm_diff_vs_raw"
 GOAL = 0.5
@@ -42,35 +41,14 @@ def setup(quick: bool) -> Pair:
     except (OSError, TargetError) as e:
         raise Unavailable(f"a KVM guest could not be run: {e}") from None
 
-    from memspec.fuzz.judge_process import JudgeProcess
     from memspec.program import parse
-    from memspec.specs.judge import judge
     prog = parse(kvm.program_text(n))     # parsed once, outside the timing
     try:
         target = kvm.K.KvmTarget()
         target.run(parse("mov_cr3(0x200000)\n"))     # warm: VM created, harness ready
     except (OSError, TargetError) as e:
         raise Unavailable(f"the kvm target could not start: {e}") from None
-    facts = target.facts()
-    judge(prog, target.run(prog), target.name, facts, invariants=True)    # the judge's imports and caches, before the fork
-    # the judge in a second process, as `check` runs it, forked once
-    jp = JudgeProcess(lambda p, r: judge(p, r, target.name, facts, invariants=True))
-    parts: dict[str, list[float]] = {"target_only": [], "judge_only": [], "one_process": []}
-
-    def judged() -> float:
-        t0 = time.perf_counter()
-        j = jp.judge_stream(prog, target.stream(prog))
-        t1 = time.perf_counter()
-        if j.failure is not None:
-            raise Unavailable(f"the judged run failed ({j.failure.clause}): fix that before timing it")
-        run = target.run(prog)
-        t2 = time.perf_counter()
-        judge(prog, run, target.name, facts, invariants=True)
-        t3 = time.perf_counter()
-        parts["target_only"].append(n / (t2 - t1))
-        parts["judge_only"].append(n / (t3 - t2))
-        parts["one_process"].append(n / (t3 - t1))     # run, then judge, in this process
-        return n / (t1 - t0)
+    beside = JudgedBeside(target, prog, target.facts())
 
     def bare() -> float:
         try:
@@ -78,13 +56,9 @@ def setup(quick: bool) -> Pair:
         except SystemExit as e:           # the bare loop read wrong values
             raise Unavailable(str(e)) from None
 
-    def profile() -> None:
-        # this process's side is the run and the forwarding; the judging is profiled where it runs here
-        judge(prog, target.run(prog), target.name, facts, invariants=True)
-
     def close() -> None:
-        jp.close()
+        beside.close()
         target.close()
 
-    return Pair(judged, bare, close=close, profile=profile, parts=parts,
+    return Pair(lambda: beside.sample(n), bare, close=close, profile=beside.profile, parts=beside.parts,
                 note=f"{n} PTE changes + checked loads per sample; judged in a second process as the outcomes stream")

@@ -12,9 +12,7 @@ One unit is one PTE change plus one checked translation.
 
 from __future__ import annotations
 
-import time
-
-from memspec.commands.bench import Pair, Unavailable, load_module
+from memspec.commands.bench import JudgedBeside, Pair, Unavailable, load_module
 
 NAME = "qemu_diff_vs_unicorn"
 GOAL = 0.7
@@ -39,38 +37,14 @@ def setup(quick: bool) -> Pair:
         raise Unavailable(f"the qemu target refused to start: {e}") from None
     n = 500 if quick else 3000
     hw.bare_rate(q, 200)       # warm QEMU's translation cache, as bench_hw does
-    from memspec.fuzz.judge_process import JudgeProcess
     from memspec.program import parse
-    from memspec.specs.judge import judge
     prog = parse(hw.program_text(n))      # parsed once, outside the timing (bench_hw times it the same way)
-    facts = q.facts()
-    judge(prog, q.run(prog), "qemu", facts)     # the judge's imports and caches, before the fork
-    # the judge in a second process, as `check` runs it, forked once
-    jp = JudgeProcess(lambda p, r: judge(p, r, "qemu", facts))
-    parts: dict[str, list[float]] = {"target_only": [], "judge_only": [], "one_process": []}
-
-    def judged() -> float:
-        t0 = time.perf_counter()
-        j = jp.judge_stream(prog, q.stream(prog))
-        t1 = time.perf_counter()
-        if j.failure is not None:
-            raise Unavailable(f"the judged run failed ({j.failure.clause}): fix that before timing it")
-        run = q.run(prog)
-        t2 = time.perf_counter()
-        judge(prog, run, "qemu", facts)
-        t3 = time.perf_counter()
-        parts["target_only"].append(n / (t2 - t1))
-        parts["judge_only"].append(n / (t3 - t2))
-        parts["one_process"].append(n / (t3 - t1))     # run, then judge, in this process
-        return n / (t1 - t0)
-
-    def profile() -> None:
-        # this process's side is the run and the forwarding; the judging is profiled where it runs here
-        judge(prog, q.run(prog), "qemu", facts)
+    beside = JudgedBeside(q, prog, q.facts())
 
     def close() -> None:
-        jp.close()
+        beside.close()
         q.close()
 
-    return Pair(judged, lambda: hw.bare_rate(q, n), close=close, profile=profile, parts=parts,
+    return Pair(lambda: beside.sample(n), lambda: hw.bare_rate(q, n), close=close, profile=beside.profile,
+                parts=beside.parts,
                 note=f"{n} PTE changes + checked translations per sample; judged in a second process as the outcomes stream")

@@ -74,6 +74,46 @@ class Curve:
         return m[-1][1] / m[0][1]
 
 
+class JudgedBeside:
+    """A figure's judged side: ``prog`` run on ``target`` as a stream, judged in a second process as
+    its outcomes come (``fuzz/judge_process.JudgeProcess``, forked once, after one judgement here
+    has made the judge's imports and caches); ``sample(n)`` times that, then for the breakdown the
+    run alone, the judging alone, and both one after the other in this process, into ``parts``
+    as units per second (``n`` units in the program)."""
+
+    def __init__(self, target: Any, prog: Any, facts: dict[str, Any], one_process: str = "one_process") -> None:
+        from memspec.fuzz.judge_process import JudgeProcess
+        from memspec.specs.judge import judge
+        self.target, self.prog, self.facts, self._judge = target, prog, facts, judge
+        judge(prog, target.run(prog), target.name, facts)
+        self.jp = JudgeProcess(lambda p, r: judge(p, r, target.name, facts))
+        self.one_process = one_process
+        self.parts: dict[str, list[float]] = {"target_only": [], "judge_only": [], one_process: []}
+
+    def sample(self, n: int) -> float:
+        target, prog, facts, judge = self.target, self.prog, self.facts, self._judge
+        t0 = time.perf_counter()
+        j = self.jp.judge_stream(prog, target.stream(prog))
+        t1 = time.perf_counter()
+        if j.failure is not None:
+            raise Unavailable(f"the judged run failed ({j.failure.clause}): fix that before timing it")
+        run = target.run(prog)
+        t2 = time.perf_counter()
+        judge(prog, run, target.name, facts)
+        t3 = time.perf_counter()
+        self.parts["target_only"].append(n / (t2 - t1))
+        self.parts["judge_only"].append(n / (t3 - t2))
+        self.parts[self.one_process].append(n / (t3 - t1))     # run, then judge, in this process
+        return n / (t1 - t0)
+
+    def profile(self) -> None:
+        """This process's side is the run and the forwarding: the judging is profiled here instead."""
+        self._judge(self.prog, self.target.run(self.prog), self.target.name, self.facts)
+
+    def close(self) -> None:
+        self.jp.close()
+
+
 def repo_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -33,7 +33,8 @@ from collections import deque
 from typing import Any, Callable
 
 from memspec.program import Program
-from memspec.records import Judgement, Observation, Outcome, RunResult
+from memspec.records import Judgement, RunResult
+from memspec.streams import RunReader
 from memspec.children import LIVE_GROUPS, fork_in_group, kill_group
 
 _LEN = struct.Struct("<I")
@@ -69,43 +70,22 @@ def _recv(fd: int) -> Any:
     return pickle.loads(_read_exact(fd, n))
 
 
-class _Forwarded:
+class _Forwarded(RunReader):
     """A run as the judge process sees it while the parent forwards it: ``judge``'s stream."""
 
     def __init__(self, fd: int) -> None:
+        super().__init__()
         self.fd = fd
-        self.outcomes: list[Outcome] = []
-        self.observations: list[tuple[int, Observation]] = []
-        self.seen_at: dict[int, Observation] = {}
-        self.result: RunResult | None = None
 
     def _more(self) -> None:
         msg = _recv(self.fd)
         if msg[0] == "more":
             self.outcomes += msg[1]
-            for i, obs in msg[2]:
-                self.observations.append((i, obs))
-                self.seen_at.setdefault(i, obs)
+            self.observations += msg[2]
         elif msg[0] == "end":
             self.result = RunResult(tuple(self.outcomes), tuple(self.observations), msg[1], msg[2])
         else:
             raise RuntimeError(f"judge process: unexpected message {msg[0]!r} in a stream")
-
-    def outcome(self, index: int) -> Outcome | None:
-        while len(self.outcomes) <= index and self.result is None:
-            self._more()
-        return self.outcomes[index] if index < len(self.outcomes) else None
-
-    def observation(self, index: int) -> Observation | None:
-        # the checkpoint after call k is forwarded with call k's outcome or before call k+1's
-        while len(self.outcomes) <= index + 1 and self.result is None:
-            self._more()
-        return self.seen_at.get(index)
-
-    def finish(self) -> RunResult:
-        while self.result is None:
-            self._more()
-        return self.result
 
 
 def _portable(e: BaseException) -> BaseException:

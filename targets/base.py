@@ -12,6 +12,7 @@ from memspec.calls import gated_calls, layer_calls
 from memspec.errors import SessionFailed
 from memspec.program import Call, Program, bind_result, eval_args
 from memspec.records import Observation, Outcome, RunResult, RunStatus
+from memspec.streams import RunReader
 
 __all__ = ["Session", "SessionFailed", "Stepwise", "Target", "negotiate", "run_to_end"]
 
@@ -114,23 +115,18 @@ def run_to_end(steps: Steps) -> RunResult:
             return stop.value
 
 
-class Stepwise:
-    """A run of an in-process target read as it goes (the same reading as ``AgentStream``'s):
-    ``outcome(i)`` runs the program until call i has its outcome, ``observation(i)`` until call
-    i + 1 has one or the run has ended, ``finish()`` to its end.  The judge reads it call by call,
-    and ``JudgeProcess.judge_stream`` forwards it a batch at a time to a judge in another process,
-    which judges the first calls while this process runs the rest.  ``steps`` appends to
-    ``outcomes`` (and, if it reports checkpoints as it goes, to ``observations``); checkpoints
-    only its result holds are taken at the end."""
+class Stepwise(RunReader):
+    """A run of an in-process target read as it goes (the same reading as ``AgentStream``'s:
+    ``memspec.streams.RunReader``): ``outcome(i)`` runs the program until call i has its outcome.
+    The judge reads it call by call, and ``JudgeProcess.judge_stream`` forwards it a batch at a
+    time to a judge in another process, which judges the first calls while this process runs
+    the rest.  ``steps`` appends to ``outcomes`` (and, if it reports checkpoints as it goes, to
+    ``observations``); checkpoints only its result holds are taken at the end."""
 
     def __init__(self, steps: Steps, outcomes: list[Outcome],
                  observations: list[tuple[int, Observation]] | None = None) -> None:
+        super().__init__(outcomes, observations)
         self._steps = steps
-        self.outcomes = outcomes
-        self.observations: list[tuple[int, Observation]] = [] if observations is None else observations
-        self.seen_at: dict[int, Observation] = {}
-        self._seen = 0          # observations[:_seen] are in seen_at
-        self.result: RunResult | None = None
 
     def _more(self) -> None:
         try:
@@ -140,25 +136,6 @@ class Stepwise:
             have = len(self.observations)
             if have < len(self.result.observations):
                 self.observations.extend(self.result.observations[have:])
-
-    def outcome(self, index: int) -> Outcome | None:
-        while len(self.outcomes) <= index and self.result is None:
-            self._more()
-        return self.outcomes[index] if index < len(self.outcomes) else None
-
-    def observation(self, index: int) -> Observation | None:
-        while len(self.outcomes) <= index + 1 and self.result is None:
-            self._more()
-        obs = self.observations
-        for k in range(self._seen, len(obs)):
-            self.seen_at.setdefault(obs[k][0], obs[k][1])
-        self._seen = len(obs)
-        return self.seen_at.get(index)
-
-    def finish(self) -> RunResult:
-        while self.result is None:
-            self._more()
-        return self.result
 
 
 class _Overtime(BaseException):
