@@ -35,7 +35,7 @@ from typing import Any, Callable
 from memspec.program import Program
 from memspec.records import Judgement, RunResult
 from memspec.streams import RunReader
-from memspec.children import LIVE_GROUPS, fork_in_group, kill_group
+from memspec.children import fork_in_group, kill_group
 
 _LEN = struct.Struct("<I")
 BATCH = 64              # outcomes forwarded per message while a stream runs
@@ -47,9 +47,14 @@ class JudgeDied(RuntimeError):
     """The judge process ended without answering."""
 
 
-def _send(fd: int, obj: Any) -> None:
+def _frame(obj: Any) -> memoryview:
+    """``obj`` pickled, after its length: one message on a pipe."""
     data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_LEN.pack(len(data)) + data)
+    return memoryview(_LEN.pack(len(data)) + data)
+
+
+def _send(fd: int, obj: Any) -> None:
+    view = _frame(obj)
     while view:
         view = view[os.write(fd, view):]
 
@@ -201,15 +206,10 @@ class JudgeProcess:
             del self._kept[next(iter(self._kept))]
         return self._keys, program
 
-    @property
-    def alive(self) -> bool:
-        return self.pid in LIVE_GROUPS
-
     def _put(self, msg: Any) -> None:
         """Send a job; while the jobs pipe is full, take the answers waiting (several jobs may be
         queued: the process, blocked writing an answer nobody reads, would never read the rest)."""
-        data = pickle.dumps(msg, pickle.HIGHEST_PROTOCOL)
-        view = memoryview(_LEN.pack(len(data)) + data)
+        view = _frame(msg)
         try:
             while view:
                 try:

@@ -44,6 +44,7 @@ from collections import deque
 from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from memspec.program import Program
+from memspec.records import RunStatus
 
 T = TypeVar("T")
 J = TypeVar("J")
@@ -246,8 +247,7 @@ def _clean(run: Any) -> bool:
     """Did the run end cleanly?  (A run of several targets: each of them; a run that raised: no.)"""
     if isinstance(run, dict):
         return all(_clean(r) for r in run.values())
-    status = getattr(run, "status", None)
-    return status is not None and getattr(status, "value", None) == "ok"
+    return getattr(run, "status", None) is RunStatus.OK
 
 
 __all__ = ["RUN_AHEAD", "RunAhead"]

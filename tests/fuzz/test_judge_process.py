@@ -22,6 +22,8 @@ from memspec.specs.judge import judge
 from memspec.targets.base import Stepwise, run_to_end
 from memspec.targets.model import ModelTarget
 
+from ..conftest import missing_peer
+
 
 def _chunked(run: RunResult, size: int) -> Stepwise:
     """A finished run read back as an in-process target's stream gives it: ``size`` calls a step."""
@@ -177,7 +179,7 @@ def test_in_process_targets_stream_what_they_run(name):
     try:
         t = make_target(name)
     except (TargetError, ImportError, OSError) as e:
-        pytest.skip(f"{name} is not available here: {e}")
+        missing_peer(name, f"the {name} target could not start here: {e}")
     try:
         facts = t.facts()
         progs = [p for _, p in random_programs("hw", 15, 4, t.calls, facts)]
