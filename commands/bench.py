@@ -153,6 +153,44 @@ def curve_modules() -> list[str]:
 
 # -- figures -----------------------------------------------------------------------------------
 
+# -- the machine's parallel capacity -------------------------------------------------------------
+
+def _spin(n: int) -> None:
+    x = 0
+    for i in range(n):
+        x += i
+
+
+def cores_worth(alone: float, together: float, processes: int = 2) -> float:
+    """How many cores' worth of work ``processes`` CPU-bound processes got: each alone took
+    ``alone`` seconds, all of them started together were done after ``together``."""
+    return processes * alone / together if together > 0 else 0.0
+
+
+def parallel_capacity(spin: int = 300_000, tries: int = 3) -> float:
+    """Cores' worth that two CPU-bound processes of this one get right now (2.0: two whole
+    cores; 1.0: they share one).  Figures that run the target and the judge side by side move
+    with it; a shared or oversubscribed host can give anything in between, minute to minute."""
+    if not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+        return 1.0
+    got: list[float] = []
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        _spin(spin)
+        alone = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:        # pragma: no cover -- the child spins and leaves without clean-up
+            try:
+                _spin(spin)
+            finally:
+                os._exit(0)
+        _spin(spin)
+        os.waitpid(pid, 0)
+        got.append(cores_worth(alone, time.perf_counter() - t0))
+    return min(statistics.median(got), 2.0)
+
+
 def _summary(samples: list[float]) -> dict[str, Any]:
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "samples": samples}
 
@@ -161,6 +199,7 @@ def measure_figure(mod: ModuleType, quick: bool, repeat: int, profile: bool = Fa
     row: dict[str, Any] = {"figure": mod.NAME, "goal": mod.GOAL, "unit": mod.UNIT,
                            "numerator_what": mod.NUMERATOR, "denominator_what": mod.DENOMINATOR}
     t0 = time.perf_counter()
+    row["cores"] = parallel_capacity()         # what two processes of this figure could get, just before it
     try:
         pair = mod.setup(quick)
     except Unavailable as e:
@@ -252,7 +291,8 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
             continue
         out.append(f"{r['figure']:<26} {_side(r['numerator']):<28} {_side(r['denominator']):<28} "
                    f"{r['ratio']:>7.3f} {r['goal']:>6.2f}  {r['status']}"
-                   + ("" if r["status"] == "met" else f" (x{r['goal'] / r['ratio']:.1f} short)"))
+                   + ("" if r["status"] == "met" else f" (x{r['goal'] / r['ratio']:.1f} short)")
+                   + (f"; two processes got {r['cores']:.1f} cores" if "cores" in r else ""))
         if r.get("parts"):
             out.append(f"{'':<26}   numerator alone: " + ", ".join(
                 f"{k.replace('_', ' ')} {_rate(v['median'])}/s" for k, v in r["parts"].items()))
@@ -294,15 +334,16 @@ def markdown(result: dict[str, Any]) -> str:
     """The figures and curves as Markdown tables (written as bench.md, for the README)."""
     out: list[str] = []
     if result["figures"]:
-        out += ["| figure | numerator (median [min-max]) | denominator (median [min-max]) | ratio | goal | status |",
-                "|---|---|---|---|---|---|"]
+        out += ["| figure | numerator (median [min-max]) | denominator (median [min-max]) | ratio | goal | status "
+                "| cores' worth |", "|---|---|---|---|---|---|---|"]
     for r in result["figures"]:
         if r["status"] in ("unavailable", "error"):
-            out.append(f"| {r['figure']} | {r['status']}: {r['reason']} | | | {r['goal']} | {r['status']} |")
+            out.append(f"| {r['figure']} | {r['status']}: {r['reason']} | | | {r['goal']} | {r['status']} | |")
             continue
         status = r["status"] if r["status"] == "met" else f"missed (x{r['goal'] / r['ratio']:.1f} short)"
         out.append(f"| {r['figure']} | {_side(r['numerator'])} {r['unit']} | {_side(r['denominator'])} {r['unit']} "
-                   f"| {r['ratio']:.3f} | ≥ {r['goal']} | {status} |")
+                   f"| {r['ratio']:.3f} | ≥ {r['goal']} | {status} | {r['cores']:.1f} |" if "cores" in r else
+                   f"| {r['ratio']:.3f} | ≥ {r['goal']} | {status} | |")
     if result["curves"]:
         out += ["", "| curve | series | per-op time at each size (median) | growth | goal |",
                 "|---|---|---|---|---|"]
@@ -346,6 +387,9 @@ def run(quick: bool, out: str, only: list[str] | None, repeat: int | None, profi
             raise UsageError(f"unknown figure {unknown[0]!r}; figures: {', '.join(names + cnames)}")
         mods = [m for m in mods if m.NAME in only]
         cmods = [m for m in cmods if m.NAME in only]
+    cores_at_start = parallel_capacity()
+    print_(f"{os.cpu_count()} CPUs; two CPU-bound processes get {cores_at_start:.1f} cores' worth right now "
+           "(figures that judge beside the run move with it)")
     rows = []
     for m in mods:
         print_(f"measuring {m.NAME} ({repeat} repeats) ...")
@@ -363,7 +407,7 @@ def run(quick: bool, out: str, only: list[str] | None, repeat: int | None, profi
     result = {
         "memspec_bench": 1, "quick": quick, "repeat": repeat, "commit": _commit(),
         "machine": {"python": platform.python_version(), "system": platform.system(), "release": platform.release(),
-                    "cpus": os.cpu_count()},
+                    "cpus": os.cpu_count(), "cores_worth": {"start": cores_at_start, "end": parallel_capacity()}},
         "figures": rows, "curves": [curve_to_json(c) for c in curves], "checks": checks,
         "seconds": None,
     }

@@ -41,6 +41,9 @@ def test_bench_quick_writes_every_figure(tmp_path) -> None:
             assert s["min"] <= s["median"] <= s["max"] and s["min"] > 0, (name, side)
         assert row["ratio"] == pytest.approx(row["numerator"]["median"] / row["denominator"]["median"])
         assert name in r.stdout
+        assert 0 < row["cores"] <= 2.0, name
+    assert 0 < data["machine"]["cores_worth"]["start"] <= 2.0
+    assert "cores' worth right now" in r.stdout
     curves = {c["name"] for c in data["curves"]}
     assert {"mmap+munmap", "mprotect", "fault", "buddy alloc+free"} <= curves
     for c in data["curves"]:
@@ -53,6 +56,23 @@ def test_bench_quick_writes_every_figure(tmp_path) -> None:
     else:
         assert not (out / "scaling.png").exists()
         assert "needs the plot extra" in r.stdout
+
+
+def test_cores_worth_reads_two_processes_sharing_one_core_as_one() -> None:
+    assert bench.cores_worth(1.0, 1.0) == pytest.approx(2.0)      # both done in the time of one: two cores
+    assert bench.cores_worth(1.0, 2.0) == pytest.approx(1.0)      # twice as long: one core shared
+    assert bench.cores_worth(1.0, 1.6) == pytest.approx(1.25)
+    assert bench.cores_worth(1.0, 0.0) == 0.0
+
+
+def test_parallel_capacity_is_one_core_without_a_second_cpu(monkeypatch) -> None:
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 1)
+    assert bench.parallel_capacity() == 1.0
+
+
+def test_parallel_capacity_measures_this_machine() -> None:
+    got = bench.parallel_capacity(spin=50_000, tries=3)
+    assert 0 < got <= 2.0
 
 
 def _has_matplotlib() -> bool:
