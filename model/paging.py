@@ -33,7 +33,7 @@ from .pte import (CR0_PE, CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_LA57, CR4_PAE, CR4_PC
 from .rules import Rule, Rules, compose
 from .segunit import SEG_CALLS, SegUnit
 from .tlb import (ALL, ALL_NONGLOBAL, NOTHING_REMOVED, PAGE, PAGE_GLOBAL, PAGE_SIZES, PCID_ALL, History, RefTlb,
-                  stale_walks)
+                  flat_removed, stale_walks)
 from .walk import PageFault, Path, WalkMemo, canonical, check_access, index
 
 U64 = (1 << 64) - 1
@@ -521,6 +521,11 @@ class Paging:
         page1g = bool(self.facts["page1g"])
         # (this class's ``read`` answers ``mem`` where it has the address: the memo reads mem first)
         cur = self.walks.walk(self.read, mode, self.root, la, acc, cpl, page1g, self.mem if self._lean_access else None)
+        if self._lean_access and type(cur) is Path and cur.size == 4096:
+            # the common shape (older values of this PTE only, all removed) without the walk over the tree
+            removed = flat_removed(self.history, mode, la, acc, cpl, self.pcid, cur.uses)
+            if removed is not None:
+                return cur, [], removed
         stale, removed = stale_walks(self.history, mode, self.read, la, acc, cpl, self.pcid, page1g)
         return cur, stale, removed
 

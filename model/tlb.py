@@ -356,6 +356,71 @@ def stale_walks(h: History, mode: Mode, read, la: int, acc: int, cpl: int, pcid:
     return kept, removed
 
 
+def flat_removed(h: History, mode: Mode, la: int, acc: int, cpl: int, pcid: int, uses: tuple[Use, ...]) -> Removed | None:
+    """``stale_walks``' answer, read off the history without its walk over the tree, when the only stale
+    walks are the current 4 KiB walk ``uses`` with an older value of its PTE and an invalidation of this
+    page (or a flush) has removed every one of them: then no stale walk is allowed (the first half of
+    the answer is empty) and the ``Removed`` holds those walks, in the order ``stale_walks`` finds
+    them.  None when the state is of another shape (the caller asks ``stale_walks``).
+
+    The shape: one (root, PCID) to start from (the live load; older ones flushed since), EFER.NXE not
+    cleared while translations of it may be cached, and no older value of an entry above the PTE that
+    a walk could go through (each was not present, or ended before the last flush).  Each older PTE
+    value that was present and free of reserved bits then gives one walk, whose latest time is the
+    end of that value (the entries above it held their values since); in time order, so latest first
+    is the reverse.  Example: the kvm step ``set_pte`` + ``invlpg`` + ``access`` -- five older values
+    of the PTE, each removed by an INVLPG."""
+    floor_g = h.last_all
+    floor_ng = max(floor_g, h.last_nonglobal_all, h.last_nonglobal.get(pcid, -1))
+    pge = mode.pge
+    floor = floor_g if pge else floor_ng
+    if max(h.last_change, h.nxe_cleared) < floor:
+        return NOTHING_REMOVED            # stale_walks' own first answer
+    if h.nxe_cleared >= 0 and not mode.nxe:
+        return None
+    keys = h.root_keys()
+    live = None
+    for k in keys:
+        if k[2] < 0:
+            live = k
+        elif k[2] - 1 >= floor:
+            return None                   # an older root's walks
+    cur_start, _end, cur_root, cur_pcid = h.roots[-1]
+    if live is None or live[0] != cur_root or live[1] != pcid or cur_pcid != pcid or len(uses) != mode.levels:
+        return None
+    values = h.values
+    for u in uses[:-1]:
+        vs = values.get(u.addr)
+        if vs is not None:
+            for _since, end, value in vs[-6:-1]:
+                if value & 1 and end - 1 >= floor:
+                    return None           # an older upper entry a walk may go through
+    leaf = uses[-1]
+    vs = values.get(leaf.addr)
+    removed = Removed(h, mode, la, acc, cpl, pcid)
+    if not vs or len(vs) < 2:
+        return removed
+    kill_all, kill_ng = h.kill_times(la, pcid)
+    rsvd_then = _nxe_on(mode).rsvd
+    prefix = tuple((u.addr, u.value) for u in uses[:-1])
+    addr = leaf.addr
+    cands = removed.cands
+    for _since, end, value in vs[-6:-1]:
+        if not value & 1 or value & rsvd_then:
+            continue
+        t = end - 1
+        if t < floor or (t < floor_ng and not value & _G):
+            continue
+        glob = pge and bool(value & _G)
+        if not glob and t < cur_start:
+            return None                   # made before the current load: stale_walks' own reckoning
+        if not (t < kill_all or (t < kill_ng and not glob)):
+            return None                   # a walk not removed (allowed, or removed by another event)
+        cands.append(((t, 1, prefix + ((addr, value),), None, False), glob, None))
+    removed._latest = cands[::-1]
+    return removed
+
+
 class Removed:
     """The stale walks an invalidation removed, each with the first invalidation after its time that
     covered it: what the judge names as the invalidation exercised, and blames for an observation
