@@ -27,6 +27,7 @@ from memspec.records import OK, Outcome
 
 from .blame import LEAF_TRANSLATION, access_blame, entry_blame
 from .expect import Expect, exactly as _exactly
+from .hw_removed import removed_pass
 from .pte import (CR0_PE, CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_LA57, CR4_PAE, CR4_PCIDE, CR4_PGE, CR4_PKE,
                   CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, EXEC, READ, WRITE,
                   ErrCode, Mode, Pte, addr_mask, bits, decode)
@@ -170,6 +171,8 @@ class Paging:
         # (id of the current walk, la, acc, cpl, ac) -> [walk, mode, pa, its outcome, clause, {clause: Expect}]:
         # a successful access whose data is the pattern (``pa`` not in ``mem``), see ``_expect_access``
         self._access_memo: dict[tuple, list] = {}
+        # (removed walks, outcome, those giving its data): ``removed_pass``'s second answer, for the apply
+        self._giving_of: tuple | None = None
         self._last: dict[str, Any] = {}
         # what the TLB law was last checked on (``invariants``): the entries list, its size, the events
         self._inv_entries: list | None = None
@@ -591,7 +594,14 @@ class Paging:
         expect_clause = clause if len(distinct) == 1 else "sdm.tlb.stale-before-invalidation"
         if len(distinct) == 1 and removed.cands:
             # exercised: the invalidation that removed every stale walk, if there was one
-            clause = expect_clause = self._exercised(removed, o_cur, clause, la, acc, cpl, ac)
+            if memo is not None and o_cur.value is not None:
+                # a load or store of pattern data: which removed walks give its data, found in the same
+                # pass (for _note_stale_ad, if the outcome observed is this one)
+                clause, giving = removed_pass(self, removed, o_cur, clause, la, acc, cpl, ac)
+                self._giving_of = (removed, o_cur, giving)
+            else:
+                clause = self._exercised(removed, o_cur, clause, la, acc, cpl, ac)
+            expect_clause = clause
         if memo is not None and not stale:
             # one walk explains the access: its Expect kept per clause (the walk's own or the invalidation
             # exercised), its blame working the removed walks out afresh when asked
@@ -847,10 +857,15 @@ class Paging:
         done: set[int] = set()
         # the same walks, outcomes and order as _removed_outcomes(removed, ..., flushed=False), less
         # those whose leaf cannot give o's data (_may_give): most removed walks map another frame
-        if type(self)._may_give is Paging._may_give:
-            giving = self._giving(removed, la, acc, o)
-        else:           # a subclass's own filter (a test's broken shortcut), asked walk by walk
+        pre = self._giving_of
+        if type(self)._may_give is not Paging._may_give:
+            # a subclass's own filter (a test's broken shortcut), asked walk by walk
             giving = removed.latest_first_cands(keep=self._may_give, keep_args=(la, acc, o))
+        elif pre is not None and pre[0] is removed and type(self)._giving is Paging._giving and \
+                (o is pre[1] or o.errno is None and o.signal is None and o.value == pre[1].value):
+            giving = pre[2]     # worked out with the exercised invalidation (``removed_pass``)
+        else:
+            giving = self._giving(removed, la, acc, o)
         for cand, ev, _t in giving:
             cid = ev.clause
             if not cid.startswith("sdm."):
