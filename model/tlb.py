@@ -74,6 +74,8 @@ class History:
     pages: dict[int, list[Event]] = field(default_factory=dict)    # 4 KiB page number -> its INVLPG/INVPCID
     uses: dict[tuple[int, int, int], Use] = field(default_factory=dict)   # one Use per (addr, value, level) seen
     _root_keys: tuple = field(default=(-1, ()), repr=False, compare=False)   # root_keys() and len(roots) then
+    # id(walk's uses) -> what ``flat_removed`` found above its PTE, and what that depended on
+    _flat: dict = field(default_factory=dict, repr=False, compare=False)
 
     def root_keys(self) -> list[tuple[int, int, int, int]]:
         """(root, PCID, end of its latest load (-1 live), start of its first load) for each (root, PCID)
@@ -376,34 +378,26 @@ def flat_removed(h: History, mode: Mode, la: int, acc: int, cpl: int, pcid: int,
     floor = floor_g if pge else floor_ng
     if max(h.last_change, h.nxe_cleared) < floor:
         return NOTHING_REMOVED            # stale_walks' own first answer
-    if h.nxe_cleared >= 0 and not mode.nxe:
+    shape = h._flat.get(id(uses))
+    if shape is None or shape[0] is not uses or shape[1] is not mode or shape[2] != (floor, pcid, len(h.roots), h.nxe_cleared):
+        shape = None
+    else:
+        for vs, n in shape[3]:
+            if len(vs) != n:
+                shape = None
+                break
+    if shape is None:
+        shape = _flat_shape(h, mode, pcid, uses, floor)
+    prefix = shape[4]
+    if prefix is None:
         return None
-    keys = h.root_keys()
-    live = None
-    for k in keys:
-        if k[2] < 0:
-            live = k
-        elif k[2] - 1 >= floor:
-            return None                   # an older root's walks
-    cur_start, _end, cur_root, cur_pcid = h.roots[-1]
-    if live is None or live[0] != cur_root or live[1] != pcid or cur_pcid != pcid or len(uses) != mode.levels:
-        return None
-    values = h.values
-    for u in uses[:-1]:
-        vs = values.get(u.addr)
-        if vs is not None:
-            for _since, end, value in vs[-6:-1]:
-                if value & 1 and end - 1 >= floor:
-                    return None           # an older upper entry a walk may go through
-    leaf = uses[-1]
-    vs = values.get(leaf.addr)
     removed = Removed(h, mode, la, acc, cpl, pcid)
+    leaf = uses[-1]
+    vs = h.values.get(leaf.addr)
     if not vs or len(vs) < 2:
         return removed
     kill_all, kill_ng = h.kill_times(la, pcid)
-    rsvd_then = _nxe_on(mode).rsvd
-    prefix = tuple((u.addr, u.value) for u in uses[:-1])
-    addr = leaf.addr
+    cur_start, rsvd_then, addr = shape[5], shape[6], leaf.addr
     cands = removed.cands
     for _since, end, value in vs[-6:-1]:
         if not value & 1 or value & rsvd_then:
@@ -419,6 +413,45 @@ def flat_removed(h: History, mode: Mode, la: int, acc: int, cpl: int, pcid: int,
         cands.append(((t, 1, prefix + ((addr, value),), None, False), glob, None))
     removed._latest = cands[::-1]
     return removed
+
+
+def _flat_shape(h: History, mode: Mode, pcid: int, uses: tuple[Use, ...], floor: int) -> tuple:
+    """What ``flat_removed`` reads above the PTE, kept in ``h._flat`` with what it depended on (the
+    floor, the PCID, the loads, EFER.NXE's clearing, and how many values each entry above had): (uses,
+    mode, those, [(entry's values, how many)], the entries above as (addr, value) or None when the
+    shape is not flat, when the current load started, the reserved bits of an older value)."""
+    stamp = (floor, pcid, len(h.roots), h.nxe_cleared)
+    upper = [h.values.get(u.addr) for u in uses[:-1]]
+    flat = None not in upper          # (an entry the history never saw written: not looked into here)
+    seen = [(vs, len(vs)) for vs in upper if vs is not None]
+    shape = (uses, mode, stamp, seen, _flat_prefix(h, mode, pcid, uses, floor) if flat else None,
+             h.roots[-1][0] if h.roots else 0, _nxe_on(mode).rsvd)
+    if len(h._flat) >= 256:
+        h._flat.clear()
+    h._flat[id(uses)] = shape
+    return shape
+
+
+def _flat_prefix(h: History, mode: Mode, pcid: int, uses: tuple[Use, ...], floor: int) -> tuple | None:
+    """The entries above the PTE as (addr, value) if the only stale walks can be through older PTE
+    values (see ``flat_removed``), else None."""
+    if h.nxe_cleared >= 0 and not mode.nxe or not h.roots or len(uses) != mode.levels:
+        return None
+    live = None
+    for k in h.root_keys():
+        if k[2] < 0:
+            live = k
+        elif k[2] - 1 >= floor:
+            return None                   # an older root's walks
+    _start, _end, cur_root, cur_pcid = h.roots[-1]
+    if live is None or live[0] != cur_root or live[1] != pcid or cur_pcid != pcid:
+        return None
+    values = h.values
+    for u in uses[:-1]:
+        for _since, end, value in values[u.addr][-6:-1]:
+            if value & 1 and end - 1 >= floor:
+                return None               # an older upper entry a walk may go through
+    return tuple([(u.addr, u.value) for u in uses[:-1]])
 
 
 class Removed:

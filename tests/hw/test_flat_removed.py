@@ -97,14 +97,15 @@ def test_tlb_heavy_programs_remove_the_same_walks(ops, seed):
 
 
 def _no_upper_check(h, mode, la, acc, cpl, pcid, uses):
-    """A broken shortcut: older values of the entries above the PTE are not looked at."""
-    saved = h.values
-    upper = {u.addr for u in uses[:-1]}
-    h.values = {a: v for a, v in saved.items() if a not in upper}
+    """A broken shortcut: the entries above the PTE (and the roots) are not looked at."""
+    saved = tlb._flat_prefix
+    tlb._flat_prefix = lambda h, mode, pcid, uses, floor: tuple((u.addr, u.value) for u in uses[:-1])
+    h._flat.clear()
     try:
         return tlb.flat_removed(h, mode, la, acc, cpl, pcid, uses)
     finally:
-        h.values = saved
+        tlb._flat_prefix = saved
+        h._flat.clear()
 
 
 def test_a_shortcut_blind_above_the_pte_is_caught():
