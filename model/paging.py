@@ -121,10 +121,16 @@ def _rules_of(cls: type) -> Rules:
                    lead=(1, 2), only=_OWN_CALLS, names=False)
 
 
+def _dispatch(rules: Rules) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(call name -> its rule's expect, call name -> its rule's apply): the hw calls the model governs
+    itself (the segmentation calls are not there: model.segunit's)."""
+    return {n: r.expect for n, r in rules.items()}, {n: r.apply for n, r in rules.items()}
+
+
 _LEAF_AD = frozenset({"sdm.ad.dirty-on-write", "sdm.ad.no-dirty-on-read"})
 # what an access's Expect is made of (``Paging._lean_access``)
 _ACCESS_PARTS = ("_outcome_of", "_candidates", "_explained", "_removed_outcomes", "_without_rights", "_entry_read",
-                 "_is_harness_entry", "read", "mode", "entry_blame", "_fresh_blame", "_tlb_default", "_exercised",
+                 "_is_harness_entry", "read", "mode", "_harness_slot", "entry_blame", "_fresh_blame", "_tlb_default", "_exercised",
                  "_pk_also", "_expect_access", "explain")
 
 
@@ -139,9 +145,14 @@ class Paging:
     # this class's own parts (a test's deliberately broken subclass decides afresh every time)
     _lean_access = True
 
+    # the RULES' functions by call name, read by ``expect`` and ``apply`` (one dict lookup a call)
+    _EXPECTS: dict[str, Any]
+    _APPLIES: dict[str, Any]
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.RULES = _rules_of(cls)
+        cls._EXPECTS, cls._APPLIES = _dispatch(cls.RULES)
         cls._lean_access = all(getattr(cls, n) is getattr(Paging, n) for n in _ACCESS_PARTS)
 
     def __init__(self, facts: dict[str, Any] | None = None):
@@ -173,6 +184,11 @@ class Paging:
         self._access_memo: dict[tuple, list] = {}
         # (removed walks, outcome, those giving its data): ``removed_pass``'s second answer, for the apply
         self._giving_of: tuple | None = None
+        self._cr3_expects: dict[tuple[int, int], Expect] = {}     # (value, CR4.PCIDE) -> mov_cr3's Expect
+        self._amask = addr_mask(self.maxphy)
+        self._harness4, self._harness5 = int(f["harness_entry4"]), int(f["harness_entry5"])
+        self._la_seen: dict[int, tuple[Mode, bool, bool]] = {}   # la -> (mode, canonical?, harness slot?)
+        self._page1g = bool(f["page1g"])
         self._last: dict[str, Any] = {}
         # what the TLB law was last checked on (``invariants``): the entries list, its size, the events
         self._inv_entries: list | None = None
@@ -193,7 +209,7 @@ class Paging:
 
     @property
     def root(self) -> int:
-        return self.cr3 & addr_mask(self.maxphy)
+        return self.cr3 & self._amask       # addr_mask(self.maxphy)
 
     @property
     def pcid(self) -> int:
@@ -208,10 +224,9 @@ class Paging:
         return self.low <= pa < self.ram or pa in self.mem
 
     def _write_harness_entry(self) -> None:
-        key = "harness_entry5" if self.cr4 & CR4_LA57 else "harness_entry4"
-        addr = self.root | (HARNESS_SLOT << 3)
+        addr = (self.cr3 & self._amask) | (HARNESS_SLOT << 3)      # self.root's
+        new = self._harness5 if self.cr4 & CR4_LA57 else self._harness4
         old = self.read(addr)
-        new = int(self.facts[key])
         if old != new:
             self.mem[addr] = new
             self.history.write(addr, old, new)
@@ -238,15 +253,17 @@ class Paging:
     # -- LayerModel ----------------------------------------------------------
 
     def expect(self, proc: str, name: str, args: tuple) -> Expect:
-        if name in SEG_CALLS:
-            return self.seg.expect(name, args)
-        return self.RULES[name].expect(self, *args)
+        f = self._EXPECTS.get(name)
+        if f is None:
+            return self.seg.expect(name, args)      # SEG_CALLS
+        return f(self, *args)
 
     def apply(self, proc: str, name: str, args: tuple, outcome: Outcome) -> None:
-        if name in SEG_CALLS:
-            self.seg.apply(name, args, outcome)
+        f = self._APPLIES.get(name)
+        if f is None:
+            self.seg.apply(name, args, outcome)     # SEG_CALLS
             return
-        self.RULES[name].apply(self, outcome, *args)
+        f(self, outcome, *args)
 
     def bind(self, proc: str, name: str, result: str | None, outcome: Outcome) -> None:
         pass
@@ -306,6 +323,16 @@ class Paging:
         return any(cr4 & bit and not self.facts.get(f, False) for bit, f in need)
 
     def _expect_mov_cr3(self, value: int) -> Expect:
+        # the answer reads only the value, CR4.PCIDE and the facts: kept per (value, PCIDE)
+        key = (value, self.cr4 & CR4_PCIDE)
+        e = self._cr3_expects.get(key)
+        if e is None:
+            if len(self._cr3_expects) >= 256:
+                self._cr3_expects.clear()
+            e = self._cr3_expects[key] = self._decide_mov_cr3(value)
+        return e
+
+    def _decide_mov_cr3(self, value: int) -> Expect:
         pcide = bool(self.cr4 & CR4_PCIDE)
         noflush = bool(value & CR3_NOFLUSH) and pcide
         v = value & ~CR3_NOFLUSH if pcide else value
@@ -521,7 +548,7 @@ class Paging:
 
     def _candidates(self, la: int, acc: int, cpl: int, ac: int):
         mode = self.mode
-        page1g = bool(self.facts["page1g"])
+        page1g = self._page1g       # bool(self.facts["page1g"])
         # (this class's ``read`` answers ``mem`` where it has the address: the memo reads mem first)
         cur = self.walks.walk(self.read, mode, self.root, la, acc, cpl, page1g, self.mem if self._lean_access else None)
         if self._lean_access and type(cur) is Path and cur.size == 4096:
@@ -535,10 +562,18 @@ class Paging:
     def _expect_access(self, la: int, acc: int, cpl: int, ac: int) -> Expect:
         if la % 8 or acc not in (READ, WRITE, EXEC) or cpl not in (0, 3) or ac not in (0, 1) or not 0 <= la <= U64:
             return exactly("memspec.hw.access-args", EINVAL)
-        if not canonical(la, self.mode):
+        seen = self._la_seen.get(la) if self._lean_access else None
+        if seen is None or seen[0] is not self.mode:
+            # (both answers read the address and the mode alone: kept per address for this mode object)
+            seen = (self.mode, canonical(la, self.mode), self._harness_slot(la))
+            if self._lean_access:
+                if len(self._la_seen) >= 1024:
+                    self._la_seen.clear()
+                self._la_seen[la] = seen
+        if not seen[1]:
             # §4.5.1 / SDM Vol. 1 §3.3.7.1: a non-canonical linear address raises #GP(0), not #PF
             return exactly("sdm.canonical.gp", GP)
-        if self._harness_slot(la):
+        if seen[2]:
             return exactly("memspec.hw.harness-slot", EINVAL)
         cur, stale, removed = self._candidates(la, acc, cpl, ac)
         memo = None
@@ -753,7 +788,11 @@ class Paging:
     def _explained(self, clause: str, want: Outcome, la: int, blame=None) -> Expect:
         """Exactly ``want``; a mismatch explains every level's entry and the control registers."""
 
+        value = want.value if want.errno is None and want.signal is None and not want.detail else None
+
         def allowed(obs: Outcome) -> str | None:
+            if value is not None and obs.value == value and obs.errno is None and obs.signal is None:
+                return None     # (matches: a plain value, the common answer, read field by field)
             if obs == want or matches(obs, want):      # (an equal outcome matches: the common answer first)
                 return None
             return f"expected {show(want)}, observed {show(obs)}\n{self.explain(la)}"
@@ -793,7 +832,7 @@ class Paging:
             # A/D already (they are set by the walk), so those become unsure
             exact = False
         used = cur if cur_ok else None
-        if used is not None and exact:
+        if used is not None and exact and removed.cands:      # (_note_stale_ad looks at removed walks only)
             self._note_stale_ad(used, o, la, acc, cpl, ac, removed)
         if used is not None:
             mem, ad_clause, uses = self.mem, self.ad_clause, used.uses
@@ -960,6 +999,7 @@ class Paging:
 
 
 Paging.RULES = _rules_of(Paging)
+Paging._EXPECTS, Paging._APPLIES = _dispatch(Paging.RULES)
 
 
 def new_model(facts: dict) -> Paging:

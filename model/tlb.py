@@ -581,7 +581,8 @@ class RefTlb:
 
     def fill(self, path: Path, la: int, pcid: int, glob: bool, now: int) -> None:
         base = la & ~(path.size - 1)
-        self.drop_page(la, pcid, include_global=True)
+        if self.entries:        # (nothing to drop from an empty TLB: the common case after a flush)
+            self.drop_page(la, pcid, include_global=True)
         self.entries.append(RefEntry(path, base, -1 if glob else pcid, now))
 
     def drop_page(self, la: int, pcid: int, include_global: bool) -> None:
