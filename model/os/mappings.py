@@ -25,7 +25,7 @@ from . import splits
 from .limits import limits
 from .sealing import sealed_in
 from .state import (LLONG_MAX, PAGE_MASK, PROT_W, PROT_X, U64, Mm, OsState, Vma, can_do_mlock,
-                    exec_only as _exec_only, new_vma, page_align, vma_with)
+                    exec_only as _exec_only, new_vma, page_align, reprotected)
 
 MAP_TYPE = 0x0F
 MAP_DROPPABLE = MAP["MAP_DROPPABLE"]   # Linux 6.11+
@@ -281,7 +281,7 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
     # the hints the kernel may have used: the one rounded to the sysctl's vm.mmap_min_addr, or
     # to the LSM's floor (security/min_addr.c: mmap_min_addr is the larger of the sysctl and
     # CONFIG_LSM_MMAP_MIN_ADDR, 64 KiB by default, which /proc does not show; measured on 6.18)
-    hints = {h for h in (hint_in, max(hint_in, LSM_MMAP_MIN_ADDR) if hint_in else 0)
+    hints = set() if not hint_in else {h for h in (hint_in, max(hint_in, LSM_MMAP_MIN_ADDR) if hint_in else 0)
              if h and h + plen <= (0x80000000 if bit32 else c.task_size)
              and (h > DEFAULT_MAP_WINDOW) == (h + plen > DEFAULT_MAP_WINDOW)}
     if honour and stack_gap_below(mm, hint + plen):
@@ -547,7 +547,7 @@ def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, lengt
     xo = _exec_only(sys, prot & ~GROWS)
     for s, e, v in mm.vmas.overlapping(addr, end):      # Mm.mapped_pages: each VMA clipped to the range
         s, e = max(s, addr), min(e, end)
-        mm.vmas.set(s, e, vma_with(v, prot=p, exec_only=xo, clause=clause))
+        mm.vmas.set(s, e, reprotected(v, p, xo, clause))
         for page in sys.pages_in(mm, s, e):
             t = mm.pte.get(page)
             if t is not None:

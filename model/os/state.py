@@ -104,6 +104,25 @@ def vma_with(v: Vma, **fields: Any) -> Vma:
     return w
 
 
+# mprotect's question of a VMA, found by the VMA's identity before its value (a Vma's hash is worked
+# out from its 20 fields on every lookup): the VMA asked about -> (it, the answer); each kept alive
+# here, so an id names one VMA
+_REPROTECTED: dict[tuple, tuple[Vma, Vma]] = {}
+
+
+def reprotected(v: Vma, prot: int, exec_only: bool, clause: str) -> Vma:
+    """``vma_with(v, prot=prot, exec_only=exec_only, clause=clause)``: the same Vma."""
+    key = (id(v), prot, exec_only, clause)
+    hit = _REPROTECTED.get(key)
+    if hit is not None and hit[0] is v:
+        return hit[1]
+    w = vma_with(v, prot=prot, exec_only=exec_only, clause=clause)
+    if len(_REPROTECTED) >= VMAS_KEPT:
+        _REPROTECTED.clear()
+    _REPROTECTED[key] = (v, w)
+    return w
+
+
 def new_vma(*key: Any) -> Vma:
     """The VMA mmap makes, one per distinct (prot, shared, obj, origin, exec_only, clause, locked,
     onfault, may_write, droppable, growsdown), as ``vma_with``."""
@@ -345,6 +364,7 @@ class OsState:
         self.pending_fork: Mm | None = None   # made by the last fork(), until ``bind`` names it
         self.seq = 0
         self.lru: list[Page] = []             # resident evictable pages, oldest first (the clock's ring)
+        self.on_lru: set[int] = set()         # id() of each page on ``lru``: its membership without a scan
         self.clock_hand = 0
         self.pfn_seen: dict[int, Page] = {}   # target pfn -> model page (adopted from pfn_of)
         self.pfn_of_page: dict[int, tuple[Page, int]] = {}
@@ -368,14 +388,16 @@ class OsState:
     def lru_add(self, page: Page) -> None:
         page.lru_seq = self.next_seq()
         page.referenced = True
-        if page not in self.lru:
+        key = id(page)      # (a page on the list is alive: its id names it alone)
+        if key not in self.on_lru:
+            self.on_lru.add(key)
             self.lru.append(page)
 
     def lru_del(self, page: Page) -> None:
-        try:
+        key = id(page)
+        if key in self.on_lru:
+            self.on_lru.discard(key)
             self.lru.remove(page)
-        except ValueError:
-            pass
 
     def knows_advice(self, advice: int) -> bool:
         """Whether the running kernel accepts this madvise advice: the probed set (fact
