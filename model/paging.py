@@ -589,6 +589,15 @@ class Paging:
                 if not stale and not removed.cands and clause in memo[5]:
                     self._last = {"la": la, "cur": cur, "stale": stale, "removed": removed, "cur_ok": True}
                     return memo[5][clause]
+                if not stale and removed.cands and o_cur.value is not None and not self.strict:
+                    # removed walks only (the kvm step): the invalidation exercised names the kept Expect,
+                    # as below (one walk explains the access)
+                    exercised, giving = removed_pass(self, removed, o_cur, clause, la, acc, cpl, ac)
+                    exp = memo[5].get(exercised)
+                    if exp is not None:
+                        self._giving_of = (removed, o_cur, giving)
+                        self._last = {"la": la, "cur": cur, "stale": stale, "removed": removed, "cur_ok": True}
+                        return exp
             else:
                 o_cur, clause, pa = self._outcome_of(cur, la, acc, cpl, ac)
                 if o_cur is not None and o_cur.ok and pa not in self.mem and self._mode is self.mode:
@@ -884,6 +893,14 @@ class Paging:
         a refused access, which is worked out only then)."""
         if not removed.cands:
             return
+        pre = self._giving_of
+        if type(self)._may_give is Paging._may_give and type(self)._giving is Paging._giving and pre is not None \
+                and pre[0] is removed and (o is pre[1] or o.errno is None and o.signal is None and o.value == pre[1].value):
+            giving = pre[2]     # worked out with the exercised invalidation (``removed_pass``)
+            if not giving:
+                return          # no removed walk gives o's data: nothing to note
+        else:
+            giving = None
         new: list[tuple[int, int, int]] = []
         for u in used.uses:
             if u.addr in self.mem:
@@ -896,13 +913,11 @@ class Paging:
         done: set[int] = set()
         # the same walks, outcomes and order as _removed_outcomes(removed, ..., flushed=False), less
         # those whose leaf cannot give o's data (_may_give): most removed walks map another frame
-        pre = self._giving_of
-        if type(self)._may_give is not Paging._may_give:
+        if giving is not None:
+            pass
+        elif type(self)._may_give is not Paging._may_give:
             # a subclass's own filter (a test's broken shortcut), asked walk by walk
             giving = removed.latest_first_cands(keep=self._may_give, keep_args=(la, acc, o))
-        elif pre is not None and pre[0] is removed and type(self)._giving is Paging._giving and \
-                (o is pre[1] or o.errno is None and o.signal is None and o.value == pre[1].value):
-            giving = pre[2]     # worked out with the exercised invalidation (``removed_pass``)
         else:
             giving = self._giving(removed, la, acc, o)
         for cand, ev, _t in giving:

@@ -74,8 +74,11 @@ class History:
     pages: dict[int, list[Event]] = field(default_factory=dict)    # 4 KiB page number -> its INVLPG/INVPCID
     uses: dict[tuple[int, int, int], Use] = field(default_factory=dict)   # one Use per (addr, value, level) seen
     _root_keys: tuple = field(default=(-1, ()), repr=False, compare=False)   # root_keys() and len(roots) then
-    # id(walk's uses) -> what ``flat_removed`` found above its PTE, and what that depended on
+    # id(walk's uses) -> what ``flat_removed`` found above its PTE, and what that depended on; its
+    # contexts, one object while equal; id(an older PTE value's record) -> what it gives there
     _flat: dict = field(default_factory=dict, repr=False, compare=False)
+    _flat_ctx: dict = field(default_factory=dict, repr=False, compare=False)
+    _flat_walks: dict = field(default_factory=dict, repr=False, compare=False)
 
     def root_keys(self) -> list[tuple[int, int, int, int]]:
         """(root, PCID, end of its latest load (-1 live), start of its first load) for each (root, PCID)
@@ -379,7 +382,8 @@ def flat_removed(h: History, mode: Mode, la: int, acc: int, cpl: int, pcid: int,
     if max(h.last_change, h.nxe_cleared) < floor:
         return NOTHING_REMOVED            # stale_walks' own first answer
     shape = h._flat.get(id(uses))
-    if shape is None or shape[0] is not uses or shape[1] is not mode or shape[2] != (floor, pcid, len(h.roots), h.nxe_cleared):
+    if shape is None or shape[0] is not uses or shape[1] is not mode or \
+            shape[2] != (floor, floor_ng, pcid, len(h.roots), h.nxe_cleared):
         shape = None
     else:
         for vs, n in shape[3]:
@@ -387,45 +391,72 @@ def flat_removed(h: History, mode: Mode, la: int, acc: int, cpl: int, pcid: int,
                 shape = None
                 break
     if shape is None:
-        shape = _flat_shape(h, mode, pcid, uses, floor)
-    prefix = shape[4]
-    if prefix is None:
+        shape = _flat_shape(h, mode, pcid, uses, floor, floor_ng)
+    ctx = shape[4]
+    if ctx is None:
         return None
     removed = Removed(h, mode, la, acc, cpl, pcid)
-    leaf = uses[-1]
-    vs = h.values.get(leaf.addr)
+    vs = h.values.get(ctx[6])
     if not vs or len(vs) < 2:
         return removed
     kill_all, kill_ng = h.kill_times(la, pcid)
-    cur_start, rsvd_then, addr = shape[5], shape[6], leaf.addr
+    walks = h._flat_walks
     cands = removed.cands
-    for _since, end, value in vs[-6:-1]:
-        if not value & 1 or value & rsvd_then:
-            continue
-        t = end - 1
-        if t < floor or (t < floor_ng and not value & _G):
-            continue
-        glob = pge and bool(value & _G)
-        if not glob and t < cur_start:
+    for rec in vs[-6:-1]:
+        w = walks.get(id(rec))
+        if w is None or w[0] is not rec or w[1] is not ctx:
+            w = _flat_walk(h, ctx, rec)
+        if w[2] is None:
+            continue                      # never a cached translation
+        t, glob = w[3], w[4]
+        if w[5]:
             return None                   # made before the current load: stale_walks' own reckoning
         if not (t < kill_all or (t < kill_ng and not glob)):
             return None                   # a walk not removed (allowed, or removed by another event)
-        cands.append(((t, 1, prefix + ((addr, value),), None, False), glob, None))
+        cands.append(w[2])
     removed._latest = cands[::-1]
     return removed
 
 
-def _flat_shape(h: History, mode: Mode, pcid: int, uses: tuple[Use, ...], floor: int) -> tuple:
+def _flat_walk(h: History, ctx: tuple, rec: list[int]) -> tuple:
+    """What an older PTE value ``rec`` ([start, end, value]; an ended value does not change) gives
+    ``flat_removed`` in the context ``ctx`` (``_flat_shape``'s): (rec, ctx, the removed walk's entry
+    (walk, global?, None) or None if it was never a cached translation, its latest time, global?, made
+    before the current load?), kept in ``h._flat_walks`` (a context is one object while equal: the
+    walks of one PTE under the same entries share it, whatever the PTE's current value)."""
+    prefix, floor, floor_ng, cur_start, rsvd_then, pge, addr = ctx
+    _since, end, value = rec
+    t = end - 1
+    glob = pge and bool(value & _G)
+    if not value & 1 or value & rsvd_then or t < floor or (t < floor_ng and not value & _G):
+        w: tuple = (rec, ctx, None, t, glob, False)
+    else:
+        w = (rec, ctx, ((t, 1, prefix + ((addr, value),), None, False), glob, None), t, glob, not glob and t < cur_start)
+    if len(h._flat_walks) >= 256:
+        h._flat_walks.clear()
+    h._flat_walks[id(rec)] = w
+    return w
+
+
+def _flat_shape(h: History, mode: Mode, pcid: int, uses: tuple[Use, ...], floor: int, floor_ng: int) -> tuple:
     """What ``flat_removed`` reads above the PTE, kept in ``h._flat`` with what it depended on (the
-    floor, the PCID, the loads, EFER.NXE's clearing, and how many values each entry above had): (uses,
-    mode, those, [(entry's values, how many)], the entries above as (addr, value) or None when the
-    shape is not flat, when the current load started, the reserved bits of an older value)."""
-    stamp = (floor, pcid, len(h.roots), h.nxe_cleared)
+    floors, the PCID, the loads, EFER.NXE's clearing, and how many values each entry above had): (uses,
+    mode, those, [(entry's values, how many)], the context of the PTE's older values or None when the
+    shape is not flat).  The context: (the entries above as (addr, value), the floors, when the current
+    load started, the reserved bits of an older value, CR4.PGE, the PTE's address), one object while
+    equal (``h._flat_ctx``)."""
+    stamp = (floor, floor_ng, pcid, len(h.roots), h.nxe_cleared)
     upper = [h.values.get(u.addr) for u in uses[:-1]]
     flat = None not in upper          # (an entry the history never saw written: not looked into here)
     seen = [(vs, len(vs)) for vs in upper if vs is not None]
-    shape = (uses, mode, stamp, seen, _flat_prefix(h, mode, pcid, uses, floor) if flat else None,
-             h.roots[-1][0] if h.roots else 0, _nxe_on(mode).rsvd)
+    prefix = _flat_prefix(h, mode, pcid, uses, floor) if flat else None
+    ctx = None
+    if prefix is not None:
+        ctx = (prefix, floor, floor_ng, h.roots[-1][0], _nxe_on(mode).rsvd, mode.pge, uses[-1].addr)
+        if len(h._flat_ctx) >= 256:
+            h._flat_ctx.clear()
+        ctx = h._flat_ctx.setdefault(ctx, ctx)
+    shape = (uses, mode, stamp, seen, ctx)
     if len(h._flat) >= 256:
         h._flat.clear()
     h._flat[id(uses)] = shape
