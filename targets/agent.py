@@ -19,6 +19,7 @@ its own mappings, which calls exist) from its hello.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -29,9 +30,9 @@ from itertools import accumulate
 from importlib import resources
 from typing import Any
 
-from memspec.consts import SANDBOX_WINDOW
+from memspec.consts import CONSTANTS, SANDBOX_WINDOW
 from memspec.errors import TargetError
-from memspec.program import Call, Program, Ref, eval_arg
+from memspec.program import Call, Flags, Int, Program, Ref, eval_arg
 from memspec.protocol import (ProtocolViolation, call_message, encode, fast_reply, reply_to_outcome,
                               state_to_observation)
 from memspec.records import Observation, Outcome, RunResult, RunStatus
@@ -137,6 +138,8 @@ def _arg(a: Any) -> Any:
 
 CALL_HEAD = b'{"type":"call","id":'
 OBSERVE_LINE = b'{"type":"observe","id":%d}\n'
+RESET_LINE = b'{"type":"reset","id":%d}\n'
+RESET_REPLY = b'{"type":"reply","id":%d,"value":0}'
 
 # each program's requests as line formats (the id left to fill in), made once per program object:
 # a benchmark, a soak or a judge's stream runs one program again; a few kept, the oldest dropped
@@ -150,6 +153,36 @@ def _request_line(c: Call, ident: int) -> bytes:
                    "args": [_arg(a) for a in c.args], "result": c.result, "batch": True})
 
 
+_jstr = json.encoder.encode_basestring_ascii      # how json.dumps writes a string (ensure_ascii)
+
+
+def _json_arg(a: Any) -> str:
+    """``_arg(a)`` as json.dumps writes it (the common kinds without the encoder's machinery)."""
+    kind = type(a)
+    if kind is Int and type(a.value) is int:
+        return int.__repr__(a.value)
+    if kind is Flags:
+        v = 0
+        for n in a.names:
+            v |= CONSTANTS[n]
+        if type(v) is int:
+            return int.__repr__(v)
+    elif kind is Ref and type(a.name) is str and type(a.offset) is int:
+        return '{"ref":' + _jstr(a.name) + ',"add":' + int.__repr__(a.offset) + "}"
+    return json.dumps(_arg(a), separators=(",", ":"))
+
+
+def _json_str(v: Any) -> str:
+    return _jstr(v) if type(v) is str else "null" if v is None else json.dumps(v)
+
+
+def _call_format(c: Call) -> bytes:
+    """``_request_line(c, N)`` as a ``%d`` format of N (tests/agent/test_fast_reply.py holds the two equal)."""
+    tail = (f',"proc":{_json_str(c.proc or "main")},"name":{_json_str(c.name)},'
+            f'"args":[{",".join(map(_json_arg, c.args))}],"result":{_json_str(c.result)},"batch":true}}\n')
+    return b'{"type":"call","id":%d' + tail.replace("%", "%%").encode()
+
+
 def _template(program: Program, observe: str) -> tuple[tuple[int, ...], tuple[bytes, ...]]:
     """Per request of ``program``: its kind (call index i, or -1 - i: the observation after call i,
     where ``observe`` asks for one) and its line as a ``%d`` format of its id."""
@@ -161,10 +194,8 @@ def _template(program: Program, observe: str) -> tuple[tuple[int, ...], tuple[by
     fmts: list[bytes] = []
     last = len(program.calls) - 1
     for i, c in enumerate(program.calls):
-        line = _request_line(c, 0)
-        assert line.startswith(CALL_HEAD + b"0,")
         kinds.append(i)
-        fmts.append(CALL_HEAD + b"%d" + line[len(CALL_HEAD) + 1:].replace(b"%", b"%%"))
+        fmts.append(_call_format(c))
         if observe == "each" or (observe == "end" and i == last):
             kinds.append(-1 - i)
             fmts.append(OBSERVE_LINE)
@@ -256,17 +287,28 @@ class AgentStream:
         self.sent = self.got = 0    # requests written; replies read
         self.lines: list[bytes] = []
         self.at = 0                 # the next of ``lines`` to decode
+        self.target = target
+        self.kinds, self.fmts = _template(program, observe)
+        self.reset = 0              # the id of the reset sent ahead of the program, until its reply is read
         try:
-            self.peer = target._peer()
+            live = target._live
+            if not self.kinds or live is None or live.dead or live.p.poll() is not None:
+                self._begin(target._peer())     # a new process, or nothing to send the reset with
+            else:
+                live.ident += 1
+                self.reset = live.ident
+                self._begin(live)
         except TargetError as e:
             self.result = RunResult((), (), RunStatus.CRASH, f"no target process at call 1: {e}")
-            return
-        self.first = self.peer.ident + 1        # the id of request 0
-        self.kinds, fmts = _template(program, observe)
-        lines = [f % (self.first + j) for j, f in enumerate(fmts)]
+
+    def _begin(self, peer: Any) -> None:
+        """The program's request lines, numbered from ``peer``'s next id."""
+        self.peer = peer
+        self.first = peer.ident + 1        # the id of request 0
+        lines = [f % (self.first + j) for j, f in enumerate(self.fmts)]
         self.blob = b"".join(lines)
         self.offs = list(accumulate(map(len, lines), initial=0))
-        self.peer.ident += len(lines)
+        peer.ident += len(lines)
 
     def _send(self) -> None:
         """Send what the window allows: refilled once half of it has been answered, with as many
@@ -277,17 +319,49 @@ class AgentStream:
         upto = max(bisect_right(offs, offs[self.got] + self.window) - 1, sent + (sent == self.got))
         upto = min(upto, len(self.kinds))
         if upto > sent:
-            _write(self.peer, self.blob[offs[sent]:offs[upto]])
+            head = RESET_LINE % self.reset if self.reset and not sent else b""
+            _write(self.peer, head + self.blob[offs[sent]:offs[upto]])
             self.sent = upto
 
     def _what(self, k: int) -> str:
         i = self.kinds[k]
         return f"call {i + 1} ({self.program.calls[i].name})" if i >= 0 else f"observe after call {-i}"
 
+    def _reset_answered(self) -> bool:
+        """The reset sent ahead of the program answered as ``ProtocolTarget._peer`` wants it: read
+        its reply (the first line read); False when it was not (the peer is then ended)."""
+        try:
+            if self.at == len(self.lines):
+                self.lines, self.at = self.peer.receive_lines("reset"), 0
+            line = self.lines[self.at]
+            self.at += 1
+            if line != RESET_REPLY % self.reset:
+                r = self.peer.decode_line(line, "reset")
+                if r.get("type") != "reply" or r.get("id") != self.reset:
+                    self.peer.kill()
+                    return False
+        except SessionFailed:
+            return False
+        self.reset = 0
+        return True
+
+    def _restart(self) -> None:
+        """The reset failed: the program runs on a new process (sent again, ids from its own)."""
+        self.reset = 0
+        self.sent = 0
+        self.lines, self.at = [], 0
+        try:
+            self._begin(self.target._start())
+        except TargetError as e:
+            self.result = RunResult((), (), RunStatus.CRASH, f"no target process at call 1: {e}")
+
     def _more(self) -> None:
         """Send what the window allows, then read the replies there are (at least one)."""
         if self.sent < len(self.kinds):
             self._send()
+        if self.reset and not self._reset_answered():
+            self._restart()
+            return
         try:
             if self.at == len(self.lines):
                 self.lines, self.at = self.peer.receive_lines(self._what(self.got)), 0

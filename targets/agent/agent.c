@@ -6,7 +6,8 @@
  * calls for every call of the os layer, as the `linux` target does from a Python child:
  *
  *   - each program runs in a fresh process ("main") forked from this supervisor at its
- *     first call; `reset` ends it and every process it forked;
+ *     first call, which answers memspec on standard output itself; `reset` ends it and every
+ *     process it forked;
  *   - `p2 = fork()` forks the process that calls it (main or any other: `p2: p3 = fork()`);
  *     every process has a socket of its own to main (a fork in another process gets the new
  *     process's socket from main with SCM_RIGHTS), so main relays `p3: ...` calls straight to
@@ -322,12 +323,15 @@ static int frd_next(struct frd *r, struct buf *b) {
 
 /* Move one of the agent's descriptors above the ones a program uses: the kernel hands out
    the lowest free number, and a program's fd must never be the agent's pipe. */
+static int fd_floor;    /* found once: no call of a program sets RLIMIT_NOFILE */
 static int high_fd(int fd) {
-    struct rlimit rl;
-    int floor = 1000;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= 1100)
-        floor = rl.rlim_cur / 2 > 3 ? (int)(rl.rlim_cur / 2) : 3;
-    int n = fcntl(fd, F_DUPFD_CLOEXEC, floor);
+    if (!fd_floor) {
+        struct rlimit rl;
+        fd_floor = 1000;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= 1100)
+            fd_floor = rl.rlim_cur / 2 > 3 ? (int)(rl.rlim_cur / 2) : 3;
+    }
+    int n = fcntl(fd, F_DUPFD_CLOEXEC, fd_floor);
     if (n < 0) return fd;
     close(fd);
     return n;
@@ -347,7 +351,7 @@ static int high_pipe(int p[2]) {
 
 /* an argument: a number, a string, or (pipelined programs) an earlier named result plus a
    constant, {"ref":"a","add":4096}, which the supervisor resolves before the call runs */
-struct arg { int is_str; int is_ref; u64 num; char ref[64]; char str[STR_CAP]; };
+struct arg { int is_str; int is_ref; u64 num; char ref[64]; };
 struct req {
     char type[32];
     i64 id; int has_id;
@@ -357,6 +361,9 @@ struct req {
     struct arg args[MAX_ARGS]; int nargs;
     int protocol;
     int batch;          /* part of a pipelined program: skipped once a call before it was refused */
+    /* the string arguments, apart from the rest: a request touches the pages of the ones it has
+       only (each process of a program faults in what it touches) */
+    char strs[MAX_ARGS][STR_CAP];
 };
 struct rd { const char *p; const char *err; };
 
@@ -521,7 +528,7 @@ static const char *parse_req(const char *line, struct req *m) {
                 if (m->nargs >= MAX_ARGS) return "too many arguments";
                 struct arg *a = &m->args[m->nargs++];
                 a->is_str = a->is_ref = 0;
-                if (*r.p == '"') { a->is_str = 1; str(&r, a->str, sizeof a->str); }
+                if (*r.p == '"') { a->is_str = 1; str(&r, m->strs[m->nargs - 1], STR_CAP); }
                 else if (*r.p == '{') ref_arg(&r, a);
                 else a->num = num(&r);
                 if (r.err) return r.err;
@@ -654,10 +661,11 @@ static struct {
     long flt0[2];
     struct servant *sv; int nsv;
     int up_r, up_w;                /* frames from, and to, main (the supervisor, for main) */
+    int out;                       /* main: the harness's pipe, which main answers on itself */
     int up_sock;                   /* up_r is a socket (a forked process): descriptors come with frames */
 } K;
 
-/* main's answers to the supervisor, written in blocks (with --answer-blocks): while more requests
+/* main's answers to the harness, written in blocks (with --answer-blocks): while more requests
    wait, the answers to the quiet calls (quiet_call) gather here; they go out before main waits for
    a request, before any other call runs, and when main dies of a signal it catches (on_fault,
    on_abort).  Only where the agent runs on the kernel itself: under an emulator the emulator may
@@ -665,7 +673,7 @@ static struct {
 #define PEND_MAX 2048
 static int g_blocks;
 static struct buf pend;
-static int pend_fd = -1;           /* main's pipe to the supervisor; -1 in every other process */
+static int pend_fd = -1;           /* main's pipe to the harness; -1 in every other process */
 
 static void flush_pend(void) {
     size_t done = 0;
@@ -682,15 +690,13 @@ static int g_shm_private_wanted;   /* probed at start: a private /dev/shm can be
 static char refusal[600];          /* set by a refused call */
 static int g_passed = -1;          /* the descriptor that came with this request (a fork's socket) */
 
+/* a capability in this process's effective set (capget: what /proc/self/status shows as CapEff,
+   without opening it) */
 static int has_cap(int bit) {
-    FILE *f = fopen("/proc/self/status", "re");
-    char line[256];
-    int r = 0;
-    if (!f) return 0;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "CapEff:", 7)) { r = (int)(strtoull(line + 7, NULL, 16) >> bit & 1); break; }
-    fclose(f);
-    return r;
+    struct { uint32_t version; int pid; } head = {0x20080522, 0};      /* _LINUX_CAPABILITY_VERSION_3 */
+    struct { uint32_t effective, permitted, inheritable; } data[2];
+    if (syscall(SYS_capget, &head, data) != 0) return 0;
+    return (int)(data[bit / 32].effective >> (bit % 32) & 1);
 }
 
 static void fds_add(int fd) {
@@ -715,6 +721,27 @@ static int private_dev_shm(void) {
     if (unshare(CLONE_NEWNS) != 0) return 0;
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return 0;
     return mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") == 0;
+}
+
+/* The supervisor's own private /dev/shm, made once (g_shm_ns) and emptied after each program
+   (clear_dev_shm, once every process of the program has ended): each program finds it as a
+   tmpfs of its own would be, empty, without a namespace and a mount made and torn down per
+   program.  Where the supervisor cannot make it, each main makes its own as before. */
+static int g_shm_ns;
+
+static void clear_dev_shm(void) {
+    int dfd = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char dbuf[8192];
+    long k;
+    if (dfd < 0) return;
+    while ((k = syscall(SYS_getdents64, dfd, dbuf, sizeof dbuf)) > 0)
+        for (long off = 0; off < k;) {
+            unsigned short reclen = *(unsigned short *)(dbuf + off + 16);
+            const char *name = dbuf + off + 19;
+            if (strcmp(name, ".") && strcmp(name, "..") && unlinkat(dfd, name, 0) != 0) unlinkat(dfd, name, AT_REMOVEDIR);
+            off += reclen;
+        }
+    close(dfd);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -853,6 +880,7 @@ static struct out do_fetch(u64 addr) {
     if (pid < 0) REFUSE("fork for the fetch probe failed: %s", strerror(errno));
     if (pid == 0) {
         pend_fd = -1;
+        if (K.out > 2) close(K.out);      /* the harness sees the end of its pipe when main and the supervisor are gone */
         fault_mode = MODE_FETCH;
         alarm(1);
         ((void (*)(void))(uintptr_t)addr)();
@@ -1321,6 +1349,8 @@ static pid_t fork_serving(const char *child, int chan) {
         pend.n = 0;
         close(K.up_r);
         if (K.up_w != K.up_r) close(K.up_w);
+        if (K.out > 2) close(K.out);
+        K.out = -1;
         for (int i = 0; i < K.nsv; i++) close(K.sv[i].fd);
         K.nsv = 0;
         if (K.pagemap >= 0) close(K.pagemap);
@@ -1459,9 +1489,9 @@ static int run_call(const struct req *m, struct buf *b) {
     else if (!strcmp(n, "set_memlock_limit")) { NEED(1); o = do_set_memlock_limit(A(0)); }
     else if (!strcmp(n, "set_fsize_limit")) { NEED(1); o = do_set_fsize_limit(A(0)); }
     else if (!strcmp(n, "drop_privileges")) { NEED(0); o = do_drop_privileges(); }
-    else if (!strcmp(n, "shm_open")) { NEED(3); o = do_shm_open(m->args[0].str, A(1), A(2)); }
-    else if (!strcmp(n, "shm_unlink")) { NEED(1); o = do_shm_unlink(m->args[0].str); }
-    else if (!strcmp(n, "memfd_create")) { NEED(2); o = do_memfd_create(m->args[0].str, A(1)); }
+    else if (!strcmp(n, "shm_open")) { NEED(3); o = do_shm_open(m->strs[0], A(1), A(2)); }
+    else if (!strcmp(n, "shm_unlink")) { NEED(1); o = do_shm_unlink(m->strs[0]); }
+    else if (!strcmp(n, "memfd_create")) { NEED(2); o = do_memfd_create(m->strs[0], A(1)); }
     else if (!strcmp(n, "open_file")) { NEED(2); o = do_open_file(A(0), A(1)); }
     else if (!strcmp(n, "pipe")) { NEED(0); o = do_pipe(); }
     else if (!strcmp(n, "ftruncate")) { NEED(2); o = do_ftruncate(A(0), A(1)); }
@@ -1620,7 +1650,7 @@ static void call_line(const struct req *m, struct buf *out) {
     bstr(out, ",\"args\":[");
     for (int i = 0; i < m->nargs; i++) {
         if (i) bstr(out, ",");
-        if (m->args[i].is_str) bjson_str(out, m->args[i].str);
+        if (m->args[i].is_str) bjson_str(out, m->strs[i]);
         else bfmt(out, "%" PRIu64, m->args[i].num);
     }
     bstr(out, "]");
@@ -1659,11 +1689,27 @@ static void relay(struct servant *s, const struct req *m, const struct buf *in, 
     if (!strcmp(m->name, "exit")) drop_servant(s);
 }
 
+/* Calls that never fill the program's memory, make or wait for a process, or block: besides
+   munmap, mprotect, load and mmap without MAP_POPULATE/MAP_LOCKED, the descriptor and limit calls
+   and the queries.  (store, pwrite and write fill a page; msync waits for writeback; mlock* and
+   mbind fill or move memory; fork, exit and fetch are processes.) */
+static const char *const QUIET_CALLS[] = {
+    "munmap", "mprotect", "load", "mincore", "mseal", "mremap", "ftruncate", "lseek", "close", "read", "pread",
+    "shm_open", "shm_unlink", "memfd_create", "pipe", "open_file", "set_memlock_limit", "set_fsize_limit",
+    "drop_privileges", "minflt", "majflt", "pfn_of", "thp_mapped", "get_node",
+};
+
+/* madvise advice that neither fills memory (MADV_WILLNEED, MADV_POPULATE_*, MADV_COLLAPSE) nor
+   takes frames out of the machine (MADV_HWPOISON, MADV_SOFT_OFFLINE): NORMAL, RANDOM, SEQUENTIAL,
+   DONTNEED, FREE, REMOVE, DONTFORK, DOFORK, HUGEPAGE, NOHUGEPAGE, DONTDUMP, DODUMP, WIPEONFORK,
+   KEEPONFORK, COLD */
+static int quiet_advice(u64 a) { return a <= 20 && a != 3 && a != 5 && a != 6 && a != 7 && a != 12 && a != 13; }
+
 /* A call whose answer may wait in main's block of answers: one that neither waits for another
    process nor makes one, nor fills memory (an allocation the kernel answers with SIGKILL would end
-   main with the answers before it unsent); or a call skipped after a refusal */
+   main with the answers before it unsent), nor blocks; or a call skipped after a refusal */
 static int quiet_call(const struct req *m, int stopped) {
-    static int locking;     /* the program locks memory: mprotect and mmap may fill locked ranges */
+    static int locking;     /* the program locks memory: mprotect, mmap and mremap may fill locked ranges */
     if (strcmp(m->type, "call") || (m->proc[0] && strcmp(m->proc, "main"))) return 0;
     if (stopped && m->batch) return 1;
     const char *n = m->name;
@@ -1673,16 +1719,22 @@ static int quiet_call(const struct req *m, int stopped) {
     if (locking) return !strcmp(n, "munmap") || !strcmp(n, "load");
     if (!strcmp(n, "mmap"))
         return m->nargs == 6 && !m->args[3].is_ref && !m->args[3].is_str && !(m->args[3].num & (MAP_POPULATE | MAP_LOCKED));
-    return !strcmp(n, "munmap") || !strcmp(n, "mprotect") || !strcmp(n, "load");
+    if (!strcmp(n, "madvise"))
+        return m->nargs == 3 && !m->args[2].is_ref && !m->args[2].is_str && quiet_advice(m->args[2].num);
+    for (unsigned i = 0; i < sizeof QUIET_CALLS / sizeof QUIET_CALLS[0]; i++)
+        if (!strcmp(n, QUIET_CALLS[i])) return 1;
+    return 0;
 }
 
-/* A process of the program: frames in (a request line, "O" observe-own, "E" end), frames out.
-   Main answers the supervisor and routes every other process's requests to it; the others
-   answer main, and only for themselves. */
+/* A process of the program: frames in (a request line, "O" observe-own, "E" end, "S" sync),
+   answers out.  Main answers the harness itself, a line each on its pipe (K.out), and routes
+   every other process's requests to it; the others answer main in frames, and only for
+   themselves.  "S" (main only): every answer owed is written; main says so with a frame "S"
+   to the supervisor, which then answers a request of its own. */
 static void serve(void) {
     struct buf in = {0}, out = {0}, sub = {0}, call = {0};
     struct frd up = {K.up_r, NULL, 0, 0, 0};     /* main: the supervisor's pipe, read in blocks */
-    if (!K.up_sock && g_blocks) pend_fd = K.up_w;
+    if (!K.up_sock && g_blocks) pend_fd = K.out;
     int stopped = 0;        /* main: a call of a pipelined program was refused; the rest are skipped */
     struct req *m = malloc(sizeof *m);
     int is_main = !strcmp(K.name, "main");
@@ -1695,6 +1747,11 @@ static void serve(void) {
         bput(&out, "", 0);
         if (in.n == 1 && in.p[0] == 'E') break;
         if (in.n == 1 && in.p[0] == 'O') { maps_json(&out); send_frame(K.up_w, out.p, out.n); continue; }
+        if (in.n == 1 && in.p[0] == 'S') {
+            if (pend_fd >= 0) flush_pend();
+            if (send_frame(K.up_w, "S", 1) < 0) break;
+            continue;
+        }
         const char *err = parse_req(in.p, m);
         g_passed = -1;
         if (pend.n && (err || !quiet_call(m, stopped))) flush_pend();
@@ -1757,10 +1814,14 @@ static void serve(void) {
                 env_bind(m->result, reply_binding(&out));
         }
         if (passed >= 0) close(passed);
-        if (pend_fd < 0) {
+        if (!is_main) {
             if (send_frame(K.up_w, out.p, out.n) < 0) break;
+        } else if (pend_fd < 0) {
+            bput(&out, "\n", 1);
+            if (write_all(K.out, out.p, out.n) < 0) break;
         } else {
-            bframe(&pend, out.p, out.n);
+            bput(&pend, out.p, out.n);
+            bput(&pend, "\n", 1);
             if (!frd_whole(&up) || pend.n > PEND_MAX) flush_pend();
         }
     }
@@ -1778,11 +1839,13 @@ static void serve(void) {
 static pid_t main_pid;
 static int main_w = -1, main_r = -1;
 static struct buf to_main;         /* frames for main, written at once when no whole request waits */
-static struct frd from_main = {-1, NULL, 0, 0, 0};     /* main's answers, read in blocks */
-static long outstanding;           /* requests the main process has not answered yet */
+static struct frd from_main = {-1, NULL, 0, 0, 0};     /* main's frames: only "S", and the end at its exit */
+static int main_owes;              /* requests went to main since it last said it had answered all */
+static int g_null = -1, g_out = -1;    /* /dev/null, and the harness's pipe for main's answers (found once) */
 
 static void start_program(void) {
     int req[2], rep[2];
+    if (g_shm_private_wanted && !g_shm_ns) g_shm_ns = private_dev_shm();
     if (high_pipe(req) < 0 || high_pipe(rep) < 0) die("pipe");
     fflush(NULL);
     main_pid = fork();
@@ -1790,28 +1853,28 @@ static void start_program(void) {
     if (main_pid == 0) {
         close(req[1]);
         close(rep[0]);
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 0);
-        dup2(null, 1);
-        if (null > 2) close(null);
+        dup2(g_null, 0);
+        dup2(g_null, 1);
+        close(g_null);
         memset(&K, 0, sizeof K);
         snprintf(K.name, sizeof K.name, "main");
         K.up_r = req[0];
         K.up_w = rep[1];
+        K.out = g_out;
         rg_add(&K.owned, WINDOW_LO, WINDOW_HI);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         snprintf(K.shm_prefix, sizeof K.shm_prefix, "ms%dx%ld-", (int)getpid(),
                  (long)((ts.tv_sec * 1000 + ts.tv_nsec / 1000000) % 100000));
-        K.shm_private = g_shm_private_wanted && private_dev_shm();
+        K.shm_private = g_shm_private_wanted && (g_shm_ns || private_dev_shm());
         if (g_shm_private_wanted && !K.shm_private) {
             fprintf(stderr, "memspec-agent: a private /dev/shm was probed to work but cannot be made now\n");
             _exit(72);
         }
         const char *tmp = getenv("TMPDIR");
         unsigned char rnd[6] = {0};
-        int rfd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-        if (rfd >= 0) { if (read(rfd, rnd, 6) < 0) {} close(rfd); }
+        if (syscall(SYS_getrandom, rnd, sizeof rnd, 0) != (long)sizeof rnd)
+            for (int i = 0; i < 6; i++) rnd[i] = (unsigned char)(ts.tv_nsec >> (5 * i));
         snprintf(K.tmpdir, sizeof K.tmpdir, "%s/memspec-%d-%02x%02x%02x%02x%02x%02x", tmp && *tmp ? tmp : "/tmp",
                  (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
         start_process();
@@ -1824,6 +1887,7 @@ static void start_program(void) {
     main_r = rep[0];
     from_main.fd = main_r;
     from_main.start = from_main.have = 0;
+    main_owes = 0;
 }
 
 /* the frames for main go out; -1 when main is gone */
@@ -1834,6 +1898,18 @@ static int flush_main(void) {
     return r;
 }
 
+/* every answer main owes is written (main says "S"); -1 when main is gone */
+static int sync_main(void) {
+    struct buf ack = {0};
+    if (!main_pid || !main_owes) return 0;
+    bframe(&to_main, "S", 1);
+    int r = flush_main() < 0 || frd_next(&from_main, &ack) < 0 ? -1 : 0;
+    free(ack.p);
+    if (!r) main_owes = 0;
+    return r;
+}
+
+/* main answers what it was sent, ends the program's processes and exits */
 static void end_program(void) {
     if (!main_pid) return;
     int st;
@@ -1843,6 +1919,7 @@ static void end_program(void) {
     close(main_r);
     while (waitpid(main_pid, &st, 0) < 0 && errno == EINTR) {}
     main_pid = 0;
+    if (g_shm_ns) clear_dev_shm();
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -2016,43 +2093,25 @@ static void hello(struct buf *b) {
     bstr(b, "}}");
 }
 
-/* the program's main process died: the answers it wrote before go out, then how it died (the
-   harness reports a crash at the first request left unanswered) */
-static int main_died(struct buf *out) {
+/* the program's main process died (its pipe to the supervisor ended): the answers it wrote are
+   out already; how it died goes to standard error (the harness reports a crash at the first
+   request left unanswered) */
+static int main_died(void) {
     char how[100];
-    struct buf reply = {0};
-    for (; outstanding && frd_next(&from_main, &reply) == 0; outstanding--) {
-        bput(out, reply.p, reply.n);
-        bput(out, "\n", 1);
-    }
-    if (out->n) write_all(1, out->p, out->n);
     describe_death(main_pid, how, sizeof how);
     fprintf(stderr, "memspec-agent: the program's main process died: %s\n", how);
     return 71;
 }
 
-/* every answer main owes, waiting for each */
-static int drain_main(struct buf *out) {
-    struct buf reply = {0};
-    if (flush_main() < 0) return -1;
-    for (; outstanding; outstanding--) {
-        if (frd_next(&from_main, &reply) < 0) return -1;
-        bput(out, reply.p, reply.n);
-        bput(out, "\n", 1);
-    }
-    free(reply.p);
-    return 0;
-}
-
 /* The supervisor: requests in on standard input, one line each; calls and observes go on to
    the program's main process as they come (several may be on their way: a pipelined program),
-   its answers come back in order; everything else is answered here, after the answers of the
-   requests before it.  Answers are written out whenever no whole request is waiting. */
+   and main answers them on standard output itself; everything else is answered here, once main
+   has answered the requests before it. */
 #define CALL_LINE "{\"type\":\"call\",\"id\":"
 #define OBSERVE_LINE "{\"type\":\"observe\",\"id\":"
 
 int main(int argc, char **argv) {
-    struct buf line = {0}, reply = {0}, out = {0};
+    struct buf line = {0}, reply = {0};
     g_blocks = argc > 1 && !strcmp(argv[1], "--answer-blocks");
     struct req *m = malloc(sizeof *m);
     size_t have = 0, start = 0, cap = 0;
@@ -2065,36 +2124,30 @@ int main(int argc, char **argv) {
        of its own among the program's (where the kernel puts them) would be refused */
     mallopt(M_MMAP_MAX, 0);
     reserve_heap();
+    g_null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (g_null < 0) die("/dev/null");
+    g_null = high_fd(g_null);
+    g_out = dup(1);
+    if (g_out < 0) die("dup");
+    g_out = high_fd(g_out);
     for (;;) {
         char *nl = acc ? memchr(acc + start, '\n', have - start) : NULL;
         if (!nl) {
-            /* no whole request waits: main gets what came for it, the harness what main answered */
-            if (flush_main() < 0) return main_died(&out);
-            if (out.n) {
-                if (write_all(1, out.p, out.n) < 0) return 0;
-                out.n = 0;
-            }
+            /* no whole request waits: main gets what came for it */
+            if (flush_main() < 0) return main_died();
             if (start) { memmove(acc, acc + start, have - start); have -= start; start = 0; }
             struct pollfd pf[2] = {{0, POLLIN, 0}, {main_r, POLLIN, 0}};
-            if (poll(pf, outstanding ? 2 : 1, -1) < 0) {
+            if (poll(pf, main_pid ? 2 : 1, -1) < 0) {
                 if (errno == EINTR) continue;
                 die("poll");
             }
-            if (outstanding && pf[1].revents) {
-                /* every whole answer the pipe holds */
-                if (frd_fill(&from_main) <= 0) return main_died(&out);
-                for (; outstanding && frd_take(&from_main, &reply); outstanding--) {
-                    bput(&out, reply.p, reply.n);
-                    bput(&out, "\n", 1);
-                }
-            }
+            /* main writes to the supervisor only when asked (sync_main): this is its end */
+            if (main_pid && pf[1].revents) return main_died();
             if (pf[0].revents) {
                 if (cap - have < (1 << 16) + 1) { cap = have + (1 << 17); acc = realloc(acc, cap); if (!acc) die("out of memory"); }
                 ssize_t k = read(0, acc + have, cap - have - 1);
                 if (k < 0 && errno == EINTR) continue;
                 if (k <= 0) {       /* the harness is gone: what it asked is answered, then the end */
-                    if (drain_main(&out) < 0) return main_died(&out);
-                    if (out.n) write_all(1, out.p, out.n);
                     end_program();
                     return 0;
                 }
@@ -2118,12 +2171,13 @@ int main(int argc, char **argv) {
         if (fast || (!err && (!strcmp(m->type, "call") || !strcmp(m->type, "observe")))) {
             if (!main_pid) start_program();
             bframe(&to_main, at, len);
-            outstanding++;
+            main_owes = 1;
             continue;
         }
-        if (drain_main(&out) < 0) return main_died(&out);
         reply.n = 0;
         bput(&reply, "", 0);
+        if (!err && (!strcmp(m->type, "reset") || !strcmp(m->type, "bye"))) end_program();
+        else if (sync_main() < 0) return main_died();
         if (err) {
             bstr(&reply, "{\"type\":\"error\",\"id\":null,\"message\":");
             bjson_str(&reply, err);
@@ -2131,16 +2185,13 @@ int main(int argc, char **argv) {
         } else if (!strcmp(m->type, "hello")) {
             hello(&reply);
         } else if (!strcmp(m->type, "reset")) {
-            end_program();
             bfmt(&reply, "{\"type\":\"reply\",\"id\":%" PRId64 ",\"value\":0}", m->id);
         } else if (!strcmp(m->type, "bye")) {
-            if (out.n) write_all(1, out.p, out.n);
-            end_program();
             return 0;
         } else {
             bfmt(&reply, "{\"type\":\"error\",\"id\":%" PRId64 ",\"message\":\"unknown request type\"}", m->has_id ? m->id : 0);
         }
-        bput(&out, reply.p, reply.n);
-        bput(&out, "\n", 1);
+        bput(&reply, "\n", 1);
+        if (write_all(1, reply.p, reply.n) < 0) return 0;
     }
 }
