@@ -1677,6 +1677,7 @@ static void relay(struct servant *s, const struct req *m, const struct buf *in, 
     if (sp[1] >= 0) close(sp[1]);
     if (sent < 0 || recv_frame(s->fd, out) < 0) {
         char how[100];
+        if (pend_fd >= 0) flush_pend();        /* the answers before this call's, then the death */
         describe_death(s->pid, how, sizeof how);
         fprintf(stderr, "memspec-agent: process %s died: %s\n", s->name, how);
         _exit(71);
@@ -1707,10 +1708,12 @@ static int quiet_advice(u64 a) { return a <= 20 && a != 3 && a != 5 && a != 6 &&
 
 /* A call whose answer may wait in main's block of answers: one that neither waits for another
    process nor makes one, nor fills memory (an allocation the kernel answers with SIGKILL would end
-   main with the answers before it unsent), nor blocks; or a call skipped after a refusal */
+   main with the answers before it unsent), nor blocks; or a call skipped after a refusal.  A call
+   main relays to another process of the program is judged the same way: main itself only waits
+   for the answer, and writes out the answers before it when that process dies instead (relay). */
 static int quiet_call(const struct req *m, int stopped) {
     static int locking;     /* the program locks memory: mprotect, mmap and mremap may fill locked ranges */
-    if (strcmp(m->type, "call") || (m->proc[0] && strcmp(m->proc, "main"))) return 0;
+    if (strcmp(m->type, "call")) return 0;
     if (stopped && m->batch) return 1;
     const char *n = m->name;
     if (!strncmp(n, "mlock", 5) || (!strcmp(n, "mmap") && m->nargs == 6 &&

@@ -102,3 +102,20 @@ def test_quiet_answers_gathered_before_a_crash_go_out():
         assert t.run(parse(MAP + quiet)).status is RunStatus.OK
     finally:
         t.close()
+
+
+def test_answers_gathered_before_a_forked_process_dies_go_out():
+    # a call main relays to another process of the program has its answer gathered like main's
+    # own; when that process dies, main writes out the answers before the call, then ends
+    need(GCC)
+    t = AgentTarget(defines=("-DAGENT_BUG_DIE_ON_PROT_NONE=SIGSEGV",))
+    try:
+        rounds = "".join(f"p2: b{i} = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                         f"p2: x{i} = load(b{i})\np2: munmap(b{i}, 4096)\nmincore(a, 4096)\n" for i in range(30))
+        p = parse(MAP + "p2 = fork()\n" + rounds + "p2: mprotect(a, 4096, PROT_NONE)\n" + rounds)
+        run = t.run(p)
+        assert run.status is RunStatus.CRASH and len(run.outcomes) == 2 + 4 * 30, (run.status, len(run.outcomes))
+        assert "process p2 died: killed by SIGSEGV" in run.message, run.message
+        assert t.run(parse(MAP + "p2 = fork()\n" + rounds)).status is RunStatus.OK
+    finally:
+        t.close()
