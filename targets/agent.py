@@ -138,8 +138,6 @@ def _arg(a: Any) -> Any:
 
 CALL_HEAD = b'{"type":"call","id":'
 OBSERVE_LINE = b'{"type":"observe","id":%d}\n'
-RESET_LINE = b'{"type":"reset","id":%d}\n'
-RESET_REPLY = b'{"type":"reply","id":%d,"value":0}'
 
 # each program's requests as line formats (the id left to fill in), made once per program object:
 # a benchmark, a soak or a judge's stream runs one program again; a few kept, the oldest dropped
@@ -287,28 +285,20 @@ class AgentStream:
         self.sent = self.got = 0    # requests written; replies read
         self.lines: list[bytes] = []
         self.at = 0                 # the next of ``lines`` to decode
-        self.target = target
-        self.kinds, self.fmts = _template(program, observe)
-        self.reset = 0              # the id of the reset sent ahead of the program, until its reply is read
+        # the reset stays a round trip of its own: sent in one write with the program's first
+        # requests it saved the harness a wakeup a program, but the run alone made 20-30 % fewer
+        # programs/s on a loaded machine
         try:
-            live = target._live
-            if not self.kinds or live is None or live.dead or live.p.poll() is not None:
-                self._begin(target._peer())     # a new process, or nothing to send the reset with
-            else:
-                live.ident += 1
-                self.reset = live.ident
-                self._begin(live)
+            self.peer = target._peer()
         except TargetError as e:
             self.result = RunResult((), (), RunStatus.CRASH, f"no target process at call 1: {e}")
-
-    def _begin(self, peer: Any) -> None:
-        """The program's request lines, numbered from ``peer``'s next id."""
-        self.peer = peer
-        self.first = peer.ident + 1        # the id of request 0
-        lines = [f % (self.first + j) for j, f in enumerate(self.fmts)]
+            return
+        self.first = self.peer.ident + 1        # the id of request 0
+        self.kinds, fmts = _template(program, observe)
+        lines = [f % (self.first + j) for j, f in enumerate(fmts)]
         self.blob = b"".join(lines)
         self.offs = list(accumulate(map(len, lines), initial=0))
-        peer.ident += len(lines)
+        self.peer.ident += len(lines)
 
     def _send(self) -> None:
         """Send what the window allows: refilled once half of it has been answered, with as many
@@ -319,49 +309,17 @@ class AgentStream:
         upto = max(bisect_right(offs, offs[self.got] + self.window) - 1, sent + (sent == self.got))
         upto = min(upto, len(self.kinds))
         if upto > sent:
-            head = RESET_LINE % self.reset if self.reset and not sent else b""
-            _write(self.peer, head + self.blob[offs[sent]:offs[upto]])
+            _write(self.peer, self.blob[offs[sent]:offs[upto]])
             self.sent = upto
 
     def _what(self, k: int) -> str:
         i = self.kinds[k]
         return f"call {i + 1} ({self.program.calls[i].name})" if i >= 0 else f"observe after call {-i}"
 
-    def _reset_answered(self) -> bool:
-        """The reset sent ahead of the program answered as ``ProtocolTarget._peer`` wants it: read
-        its reply (the first line read); False when it was not (the peer is then ended)."""
-        try:
-            if self.at == len(self.lines):
-                self.lines, self.at = self.peer.receive_lines("reset"), 0
-            line = self.lines[self.at]
-            self.at += 1
-            if line != RESET_REPLY % self.reset:
-                r = self.peer.decode_line(line, "reset")
-                if r.get("type") != "reply" or r.get("id") != self.reset:
-                    self.peer.kill()
-                    return False
-        except SessionFailed:
-            return False
-        self.reset = 0
-        return True
-
-    def _restart(self) -> None:
-        """The reset failed: the program runs on a new process (sent again, ids from its own)."""
-        self.reset = 0
-        self.sent = 0
-        self.lines, self.at = [], 0
-        try:
-            self._begin(self.target._start())
-        except TargetError as e:
-            self.result = RunResult((), (), RunStatus.CRASH, f"no target process at call 1: {e}")
-
     def _more(self) -> None:
         """Send what the window allows, then read the replies there are (at least one)."""
         if self.sent < len(self.kinds):
             self._send()
-        if self.reset and not self._reset_answered():
-            self._restart()
-            return
         try:
             if self.at == len(self.lines):
                 self.lines, self.at = self.peer.receive_lines(self._what(self.got)), 0

@@ -1,8 +1,7 @@
 """A program's processes on the native agent, from start to end: main answers memspec itself
-(the supervisor answers its own requests after main's), the reset goes ahead of the next
-program's requests, shared memory names die with their program, a process that died between
-programs is replaced without a verdict, and main's gathered answers still go out before it
-dies."""
+(the supervisor answers its own requests after main's), shared memory names die with their
+program, a process that died between programs is replaced without a verdict, and main's
+gathered answers still go out before it or a process it relays to dies."""
 
 from __future__ import annotations
 
@@ -81,7 +80,7 @@ def test_a_process_that_died_between_programs_is_replaced_without_a_verdict(agen
     time.sleep(0.2)
     again = agent.run(p)
     assert again.status is RunStatus.OK and again.outcomes[2].value == 7, again.message
-    os.kill(agent._live.p.pid, signal.SIGKILL)     # the agent itself: the reset sent ahead finds it gone
+    os.kill(agent._live.p.pid, signal.SIGKILL)     # the agent itself: the reset finds it gone
     again = agent.run(p)
     assert again.status is RunStatus.OK and again.outcomes[2].value == 7, again.message
     assert [o.errno for o in again.outcomes] == [o.errno for o in first.outcomes]
