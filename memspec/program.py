@@ -510,10 +510,12 @@ def bind_result(env: dict[str, int], c: Call, value: int | None) -> None:
 def eval_args(c: Call, env: dict[str, int]) -> tuple[int | str, ...]:
     """Concrete argument values, given the values of earlier named results."""
     out: list[int | str] = []
-    for a in c.args:        # eval_arg, with its two common cases first (this runs for every call judged)
+    for a in c.args:        # eval_arg, with its common cases first (this runs for every call judged)
         kind = type(a)
         if kind is Int:
             out.append(a.value)
+        elif kind is Ref:         # a named result (and an offset): mprotect(a, ...) after a = mmap(...)
+            out.append(env[a.name] + a.offset)
         elif kind is Flags:
             v = 0
             for n in a.names:

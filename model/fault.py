@@ -85,10 +85,10 @@ def access_attempt(mm: Mm, v: Vma | None, page: int, kind: int) -> Pte | None:
 def raise_fault(mm: Mm, addr: int, kind: int) -> PageFault:
     """Step 2: #PF with CR2 = addr; P set if a translation was present (a protection fault)."""
     page = addr & PAGE_MASK
-    err = ErrCode.U | (ErrCode.W if kind == WRITE else 0) | (ErrCode.ID if kind == EXEC else 0)
+    err = _U | (_W if kind == WRITE else 0) | (_ID if kind == EXEC else 0)
     if page in mm.pte:
-        err |= ErrCode.P
-    return PageFault(int(err), addr, "seed.fault.step2-pf-cr2")
+        err |= _P
+    return PageFault(err, addr, "seed.fault.step2-pf-cr2")
 
 
 # --- step 3 -----------------------------------------------------------------
@@ -97,38 +97,38 @@ def classify(sys: OsState, mm: Mm, v: Vma | None, addr: int, kind: int) -> Fault
     """Step 3: minor, major or invalid."""
     page = addr & PAGE_MASK
     if v is None:
-        return FaultClass("sigsegv", "maperr", "posix.access.unmapped-sigsegv")
+        return _MAPERR
     if not vma_allows(v, kind):
-        return FaultClass("sigsegv", "accerr", "seed.fault.step3-classify")
+        return _ACCERR
     if v.obj is not None:
         obj = sys.objects[v.obj]
         pgoff = v.pgoff(page)
         if pgoff >= obj.npages():
             # mm/filemap.c filemap_fault / mm/shmem.c: a page wholly past i_size is SIGBUS.
-            return FaultClass("sigbus", "beyond-eof", "posix.mmap.sigbus-beyond-eof")
+            return _BEYOND_EOF
     anon = mm.anon.get(page)
     if anon is not None:
         if anon.pfn is None:
-            return FaultClass("major", "swap-in", "seed.fault.step6-load")
+            return _SWAP_IN
         if kind == WRITE:
-            return FaultClass("minor", "wp-copy" if anon.mapcount > 1 else "wp-reuse", "seed.fault.cow-minor")
-        return FaultClass("minor", "map-present", "seed.fault.step3-classify")
+            return _WP_COPY if anon.mapcount > 1 else _WP_REUSE
+        return _MAP_PRESENT
     if v.obj is None:
         if kind == WRITE:
-            return FaultClass("minor", "anon-new", "seed.fault.step3-classify")
+            return _ANON_NEW
         if page in mm.pte and mm.pte[page].page is ZERO_PAGE:
-            return FaultClass("minor", "anon-new", "seed.fault.step3-classify")
-        return FaultClass("minor", "anon-zero", "seed.fault.step3-classify")
+            return _ANON_NEW
+        return _ANON_ZERO
     obj = sys.objects[v.obj]
     pgoff = v.pgoff(page)
     cached = obj.pages.get(pgoff)
     if cached is not None and cached.pfn is None:
-        return FaultClass("major", "swap-in", "seed.fault.step6-load")
+        return _SWAP_IN
     if cached is None and obj.kind == "file":
-        return FaultClass("major", "file-read", "seed.fault.major-file")
+        return _FILE_READ
     if not v.shared and kind == WRITE:
-        return FaultClass("minor", "wp-copy", "posix.mmap.private-file-cow")
-    return FaultClass("minor", "cache-hit" if cached is not None else "cache-alloc", "seed.fault.step3-classify")
+        return _PRIVATE_FILE_COW
+    return _CACHE_HIT if cached is not None else _CACHE_ALLOC
 
 
 # --- steps 4 and 5 ------------------------------------------------------------
@@ -151,6 +151,22 @@ def alloc_frame(sys: OsState, mm: Mm, page: Page, node: int) -> bool:
             sys.stats["frames_allocated"] += 1
             return True
     return False
+
+
+# step 2's error code bits and step 3's verdicts, made once: an IntFlag's ``|`` is a Python call, and a
+# FaultClass a frozen value (the same one serves every fault of its class)
+_P, _W, _U, _ID = int(ErrCode.P), int(ErrCode.W), int(ErrCode.U), int(ErrCode.ID)
+_MAPERR = FaultClass("sigsegv", "maperr", "posix.access.unmapped-sigsegv")
+_ACCERR = FaultClass("sigsegv", "accerr", "seed.fault.step3-classify")
+_BEYOND_EOF = FaultClass("sigbus", "beyond-eof", "posix.mmap.sigbus-beyond-eof")
+_SWAP_IN = FaultClass("major", "swap-in", "seed.fault.step6-load")
+_WP_COPY, _WP_REUSE = (FaultClass("minor", how, "seed.fault.cow-minor") for how in ("wp-copy", "wp-reuse"))
+_MAP_PRESENT = FaultClass("minor", "map-present", "seed.fault.step3-classify")
+_ANON_NEW = FaultClass("minor", "anon-new", "seed.fault.step3-classify")
+_ANON_ZERO = FaultClass("minor", "anon-zero", "seed.fault.step3-classify")
+_FILE_READ = FaultClass("major", "file-read", "seed.fault.major-file")
+_PRIVATE_FILE_COW = FaultClass("minor", "wp-copy", "posix.mmap.private-file-cow")
+_CACHE_HIT, _CACHE_ALLOC = (FaultClass("minor", how, "seed.fault.step3-classify") for how in ("cache-hit", "cache-alloc"))
 
 
 # --- step 6 -----------------------------------------------------------------

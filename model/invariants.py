@@ -78,8 +78,9 @@ def footprint(sys: OsState) -> Footprint:
 
 def reset(sys: OsState) -> None:
     """Start a new footprint (after a check of either form)."""
-    procs = sys.procs
-    for mm in procs.values():       # (most are empty: cleared only when not)
+    checked = {}        # the processes checked (built here: a comprehension costs a call of its own)
+    for name, mm in sys.procs.items():       # (most are empty: cleared only when not)
+        checked[name] = id(mm)
         if mm.touched:
             mm.touched.clear()
         if mm.touched_pages:
@@ -92,7 +93,7 @@ def reset(sys: OsState) -> None:
         sys.touched_objs.clear()
     if sys.frames.touched:
         sys.frames.touched.clear()
-    sys.checked_procs = {name: id(mm) for name, mm in procs.items()}
+    sys.checked_procs = checked
 
 
 def _each(sys: OsState, fp: Footprint, table: str):
@@ -387,7 +388,10 @@ def check_step(sys: OsState) -> list[tuple[str, str]]:
     if _small(sys) or sys.checked_procs != {name: id(mm) for name, mm in sys.procs.items()}:
         return check_all(sys)
     try:
-        return _first(sys, footprint(sys))
+        fp = footprint(sys)
+        if CHECKS is _LAWS and _OF_PAGES is _PAGE_LAWS and _clean_step(sys, fp):
+            return []       # what _first finds where every law holds over the footprint
+        return _first(sys, fp)
     finally:
         reset(sys)
 
@@ -431,7 +435,8 @@ def _quiet(sys: OsState) -> bool:
             if s & ~PAGE_MASK or e & ~PAGE_MASK or s >= e or s < prev or v.obj is not None:
                 return False
             prev = e
-    return not _frames_over(sys)
+    frames = sys.frames
+    return frames.used() <= frames.ram_pages        # (_frames_over)
 
 
 # The laws that read only page tables, private pages, TLBs, huge mappings and objects: over a state
@@ -560,6 +565,55 @@ def _clean(sys: OsState) -> bool:
                 return False
             owner[pfn] = p
     return True
+
+
+def _clean_step(sys: OsState, fp: Footprint) -> bool:
+    """Whether every law of CHECKS holds over the footprint ``fp``, as ``_clean`` is for the whole
+    state: the laws that read the footprint's addresses (private pages, isolation, PTEs against
+    VMAs, copy-on-write, stale TLB entries) in one pass over them, a VMA lookup an address; the
+    others as their footprint forms."""
+    if sys.locked_evictions or any(p.pfn is None and p.ptes > 0 for p in fp.pages):
+        return False            # locked_pages_resident, page_table_agrees_with_vmas' pages
+    for name, mm in sys.procs.items():
+        addrs = fp.addrs.get(name, ())
+        anon, pte, tlb = mm.anon, mm.pte, mm.tlb
+        find = mm.vmas.find
+        for a in addrs:
+            private = a in anon
+            p = anon[a] if private else None
+            t = pte.get(a)
+            if private or t is not None:
+                hit = find(a)
+                if hit is None or private and hit[2].shared:        # private_pages_mapped, isolation
+                    return False
+                if t is not None:
+                    v = hit[2]
+                    q = t.page
+                    if t.write and not v.prot & PROT_W:     # page_table_agrees_with_vmas
+                        return False
+                    if q is ZERO_PAGE:
+                        if t.write:                 # cow_pages_read_only
+                            return False
+                    elif type(q) is not Page or q.pfn is None:
+                        return False
+                    elif q.kind == "anon":
+                        if p is not q or (t.write and q.mapcount > 1):     # isolation, cow_pages_read_only
+                            return False
+                    elif v.obj != q.obj or v.pgoff(a) != q.pgoff:       # isolation
+                        return False
+            c = tlb.get(a)
+            if c is not None:                       # no_stale_tlb, cow_pages_read_only
+                if t is None or t.page is not c.page:
+                    return False
+                if c.write and (not t.write or c.page is ZERO_PAGE or c.page.kind == "anon" and c.page.mapcount > 1):
+                    return False
+        if mm.huge:                                 # page_table_agrees_with_vmas: a huge mapping whole
+            for base in {a & ~(HPAGE - 1) for a in addrs} & mm.huge:
+                for a in range(base, base + HPAGE, PAGE_SIZE):
+                    if a not in pte:
+                        return False
+    return not (vmas_well_formed(sys, fp) or _objects_live_step(sys, fp) or no_frame_owned_twice(sys, fp)
+                or mapcounts_match_mappers(sys, fp))
 
 
 def _first(sys: OsState, fp: Footprint | None) -> list[tuple[str, str]]:

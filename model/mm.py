@@ -99,18 +99,17 @@ class System(OsState):
         mm = self.procs.get(proc)
         if mm is None:
             return errno("memspec.proc.exited", "ESRCH")
-        return self.rules[name].expect(self, mm, *self._registers_of(name, args))
-
-    # the judge asks expect and then apply with the same argument tuple: converted once
-    _last_registers: tuple[Any, str, tuple] = (None, "", ())
-
-    def _registers_of(self, name: str, args: tuple) -> tuple:
         last = self._last_registers
         if last[0] is args and last[1] == name:
-            return last[2]
-        regs = _registers(name, args)
-        self._last_registers = (args, name, regs)
-        return regs
+            regs = last[2]
+        else:
+            regs = _registers(name, args)
+            self._last_registers = (args, name, regs)
+        return self.rules[name].expect(self, mm, *regs)
+
+    # the judge asks expect and then apply with the same argument tuple: converted once (here and in
+    # apply, not in a method of its own: this runs twice for every call judged)
+    _last_registers: tuple[Any, str, tuple] = (None, "", ())
 
     def apply(self, proc: str, name: str, args: tuple, outcome: Outcome) -> None:
         """Adopt ``outcome`` (already judged allowed) as what happened."""
@@ -119,7 +118,13 @@ class System(OsState):
             return
         f = self.rules[name].apply
         if f is not None:
-            f(self, proc, mm, outcome, *self._registers_of(name, args))
+            last = self._last_registers
+            if last[0] is args and last[1] == name:
+                regs = last[2]
+            else:
+                regs = _registers(name, args)
+                self._last_registers = (args, name, regs)
+            f(self, proc, mm, outcome, *regs)
 
     def bind(self, proc: str, name: str, result: str | None, outcome: Outcome) -> None:
         """Give the address space made by the last fork() its program name."""

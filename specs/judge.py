@@ -132,6 +132,8 @@ def _judge_calls(program: Program, source: Any, j: Judgement, facts: dict[str, A
     outcomes = source.run.outcomes if replay else ()
     outcome, observation = source.outcome, (source.seen_at.get if replay else source.observation)
     expect, apply, bind = system.expect, system.apply, system.bind
+    # the os model's own bind names a forked process and does nothing for a call without a result
+    bind_any = getattr(type(system), "bind", None) is not System.bind
     footprint = getattr(type(system), "incremental_invariants", False)
     add = j.sink()          # a Check, or a passing one as a tuple: made when the judgement's checks are read
     PASS, IMPL, UNKNOWN = Verdict.PASS, Verdict.IMPL_DEFINED, Verdict.UNKNOWN
@@ -162,7 +164,8 @@ def _judge_calls(program: Program, source: Any, j: Judgement, facts: dict[str, A
                 if other not in CATALOGUE:
                     clause(other)
         apply(proc, name, args, observed)
-        bind(proc, name, call.result, observed)
+        if bind_any or call.result is not None:
+            bind(proc, name, call.result, observed)
         # the passing checks, judge_call's in its order
         add((cid, verdict, i, exp.describe, observed))
         if exp.covers:

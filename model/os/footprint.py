@@ -111,6 +111,17 @@ class PageTable(dict):
             self.addrs.add(k)
         dict.clear(self)
 
+    def __reduce__(self) -> tuple:
+        # a copy (copy.deepcopy, pickle) holds the entries as they are: each page's counts are copied
+        # with it, not taken again through ``__setitem__``
+        return _page_table, (type(self), dict(self), self.addrs, self.pages, self.kind)
+
+
+def _page_table(cls: type, entries: dict, addrs: set[int], pages: set[Page], kind: int) -> PageTable:
+    t = cls(addrs, pages, kind)
+    dict.update(t, entries)
+    return t
+
 
 class VmaTree(IntervalMap):
     """A process's VMA tree that records the ranges it changes into ``ranges`` and the objects
@@ -158,11 +169,11 @@ class VmaTree(IntervalMap):
 
     # the tree's two primitive changes, which set and remove go through, keep the count
     def _insert(self, start: int, end: int, value: Any) -> None:
-        super()._insert(start, end, value)
+        IntervalMap._insert(self, start, end, value)
         self.known_len += 1
 
     def _delete(self, start: int) -> None:
-        super()._delete(start)
+        IntervalMap._delete(self, start)
         self.known_len -= 1
 
 

@@ -35,15 +35,18 @@ FOUR_G = 1 << 32
 DEFAULT_MAP_WINDOW = (1 << 47) - PAGE_SIZE
 PROT_RWX = PROT["PROT_READ"] | PROT["PROT_WRITE"] | PROT["PROT_EXEC"]
 GROWS = PROT["PROT_GROWSDOWN"] | PROT["PROT_GROWSUP"]
+# the flags the mmap rules test, read once (a dict lookup each, a dozen and more in every mmap judged)
+(MAP_SHARED, MAP_SHARED_VALIDATE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_LOCKED, MAP_HUGETLB,
+ MAP_GROWSDOWN, MAP_32BIT, MAP_ABOVE4G, MAP_SYNC, MAP_NORESERVE, MAP_POPULATE, MAP_NONBLOCK) = (MAP[n] for n in (
+    "MAP_SHARED", "MAP_SHARED_VALIDATE", "MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_FIXED", "MAP_FIXED_NOREPLACE", "MAP_LOCKED",
+    "MAP_HUGETLB", "MAP_GROWSDOWN", "MAP_32BIT", "MAP_ABOVE4G", "MAP_SYNC", "MAP_NORESERVE", "MAP_POPULATE", "MAP_NONBLOCK"))
 # include/linux/mman.h LEGACY_MAP_MASK: the flags MAP_SHARED_VALIDATE accepts (clause
 # linux.mmap.eopnotsupp-validate).  It holds MAP_ABOVE4G and of the MAP_HUGE_* encodings only
 # MAP_HUGE_2MB and MAP_HUGE_1GB; MAP_FIXED_NOREPLACE and MAP_SYNC are not in it (measured on
 # Linux 6.18: MAP_SHARED_VALIDATE|MAP_FIXED_NOREPLACE is EOPNOTSUPP, |MAP_HUGE_1GB maps).
-_LEGACY_MAP_MASK = (MAP["MAP_SHARED"] | MAP["MAP_PRIVATE"] | MAP["MAP_FIXED"] | MAP["MAP_ANONYMOUS"]
-                    | MAP["MAP_DENYWRITE"] | MAP["MAP_EXECUTABLE"] | MAP["MAP_UNINITIALIZED"]
-                    | MAP["MAP_GROWSDOWN"] | MAP["MAP_LOCKED"] | MAP["MAP_NORESERVE"] | MAP["MAP_POPULATE"]
-                    | MAP["MAP_NONBLOCK"] | MAP["MAP_STACK"] | MAP["MAP_HUGETLB"] | MAP["MAP_32BIT"]
-                    | MAP["MAP_ABOVE4G"] | MAP["MAP_HUGE_2MB"] | MAP["MAP_HUGE_1GB"])
+_LEGACY_MAP_MASK = (MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP["MAP_DENYWRITE"] | MAP["MAP_EXECUTABLE"]
+                    | MAP["MAP_UNINITIALIZED"] | MAP_GROWSDOWN | MAP_LOCKED | MAP_NORESERVE | MAP_POPULATE | MAP_NONBLOCK
+                    | MAP["MAP_STACK"] | MAP_HUGETLB | MAP_32BIT | MAP_ABOVE4G | MAP["MAP_HUGE_2MB"] | MAP["MAP_HUGE_1GB"])
 
 
 def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: int, fd: int,
@@ -53,14 +56,14 @@ def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
     if offset & ~PAGE_MASK:
         return errno("posix.mmap.einval-offset", "EINVAL")
     f = None
-    if not flags & MAP["MAP_ANONYMOUS"]:
+    if not flags & MAP_ANONYMOUS:
         # mm/mmap.c ksys_mmap_pgoff: fget(fd) before anything else.
         f = mm.fds.get(fd if fd < (1 << 63) else fd - (1 << 64))
         if f is None:
             return errno("posix.mmap.ebadf", "EBADF")
-    if flags & MAP["MAP_HUGETLB"] or flags & MAP["MAP_GROWSDOWN"]:
+    if flags & MAP_HUGETLB or flags & MAP_GROWSDOWN:
         return Expect("linux.mmap.hugetlb-growsdown", OK, "not modelled", unknown=True)
-    if flags & MAP["MAP_FIXED_NOREPLACE"] and not sys.has("MAP_FIXED_NOREPLACE"):
+    if flags & MAP_FIXED_NOREPLACE and not sys.has("MAP_FIXED_NOREPLACE"):
         # before 4.17 the flag is an unknown bit: ignored, and the address only a hint
         return Expect("linux.mmap.fixed-noreplace-maps", OK, "MAP_FIXED_NOREPLACE before Linux 4.17: not modelled",
                       unknown=True)
@@ -78,7 +81,7 @@ def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
         # but for neighbours the kernel would have merged (splits.merge_slack); with mappings of
         # the target's own, or such neighbours, it is a choice (expect_mmap)
         return errno(MAP_COUNT, "ENOMEM")
-    fixed = bool(flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]))
+    fixed = bool(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE))
     if plen > c.task_size:
         return errno("linux.mmap.enomem-too-long", "ENOMEM")
     if fixed:
@@ -92,7 +95,7 @@ def _mmap_check(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
             return errno("posix.mmap.fixed-einval-unaligned", "EINVAL")
         if addr < c.mmap_min_addr and not (c.cap_sys_rawio and mm.privileged):
             return errno("linux.mmap.eperm-below-min-addr", "EPERM")
-        if flags & MAP["MAP_FIXED_NOREPLACE"] and mm.vmas.any_overlap(addr, addr + plen):
+        if flags & MAP_FIXED_NOREPLACE and mm.vmas.any_overlap(addr, addr + plen):
             return errno("linux.mmap.fixed-noreplace-eexist", "EEXIST")
     return None
 
@@ -101,10 +104,10 @@ def _mmap_check_late(sys: OsState, mm: Mm, prot: int, flags: int, fd: int, offse
                      plen: int) -> Expect | None:
     """do_mmap's checks after __get_unmapped_area chose the address: MAP_LOCKED, the lock limit,
     then the map type and the file (mm/mmap.c do_mmap)."""
-    f = None if flags & MAP["MAP_ANONYMOUS"] else mm.fds.get(fd if fd < (1 << 63) else fd - (1 << 64))
-    if flags & MAP["MAP_LOCKED"] and not can_do_mlock(mm):
+    f = None if flags & MAP_ANONYMOUS else mm.fds.get(fd if fd < (1 << 63) else fd - (1 << 64))
+    if flags & MAP_LOCKED and not can_do_mlock(mm):
         return errno("linux.mlock.eperm-no-limit", "EPERM")
-    if (flags & MAP["MAP_LOCKED"] or mm.mcl_future) and not mm.privileged and \
+    if (flags & MAP_LOCKED or mm.mcl_future) and not mm.privileged and \
             plen // PAGE_SIZE + mm.locked_vm() // PAGE_SIZE > mm.memlock_soft // PAGE_SIZE:
         # mm/mmap.c do_mmap -> mlock_future_ok: a locked mapping beyond RLIMIT_MEMLOCK
         return errno("linux.mmap.eagain-memlock", "EAGAIN")
@@ -114,12 +117,12 @@ def _mmap_check_late(sys: OsState, mm: Mm, prot: int, flags: int, fd: int, offse
             # mm/mmap.c do_mmap, in order, for a file without ->mmap (a pipe): MAP_SHARED with
             # PROT_WRITE needs FMODE_WRITE, every type FMODE_READ; then path_noexec (pipefs is a
             # noexec pseudo file system: VM_EXEC is EPERM); then no ->mmap: ENODEV
-            if mtype in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"], MAP["MAP_PRIVATE"]):
-                legacy = _LEGACY_MAP_MASK if sys.has("MAP_ABOVE4G") else _LEGACY_MAP_MASK & ~MAP["MAP_ABOVE4G"]
-                if mtype == MAP["MAP_SHARED_VALIDATE"] and flags & ~legacy:
+            if mtype in (MAP_SHARED, MAP_SHARED_VALIDATE, MAP_PRIVATE):
+                legacy = _LEGACY_MAP_MASK if sys.has("MAP_ABOVE4G") else _LEGACY_MAP_MASK & ~MAP_ABOVE4G
+                if mtype == MAP_SHARED_VALIDATE and flags & ~legacy:
                     # case MAP_SHARED_VALIDATE's flag check comes first (a pipe has no FOP_MMAP_SYNC)
                     return errno("linux.mmap.eopnotsupp-validate", errno_name(95))   # EOPNOTSUPP
-                if mtype != MAP["MAP_PRIVATE"] and prot & PROT_W and not f.write:
+                if mtype != MAP_PRIVATE and prot & PROT_W and not f.write:
                     return errno("posix.mmap.eacces-fd-mode", "EACCES")
                 if not f.read:
                     return errno("posix.mmap.eacces-fd-mode", "EACCES")
@@ -132,23 +135,23 @@ def _mmap_check_late(sys: OsState, mm: Mm, prot: int, flags: int, fd: int, offse
         # mm/mmap.c file_mmap_ok: offset + length beyond MAX_LFS_FILESIZE
         if offset > LLONG_MAX or plen > LLONG_MAX or offset > LLONG_MAX - plen:
             return errno("posix.mmap.eoverflow", "EOVERFLOW")
-        if mtype in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"]):
+        if mtype in (MAP_SHARED, MAP_SHARED_VALIDATE):
             # MAP_ABOVE4G joined LEGACY_MAP_MASK with the flag itself, in Linux 6.6: before, it is unknown
-            legacy = _LEGACY_MAP_MASK if sys.has("MAP_ABOVE4G") else _LEGACY_MAP_MASK & ~MAP["MAP_ABOVE4G"]
-            if mtype == MAP["MAP_SHARED_VALIDATE"] and flags & ~legacy:
+            legacy = _LEGACY_MAP_MASK if sys.has("MAP_ABOVE4G") else _LEGACY_MAP_MASK & ~MAP_ABOVE4G
+            if mtype == MAP_SHARED_VALIDATE and flags & ~legacy:
                 return errno("linux.mmap.eopnotsupp-validate", errno_name(95))   # EOPNOTSUPP
             if prot & PROT_W and not f.write:
                 return errno("posix.mmap.eacces-fd-mode", "EACCES")
-        elif mtype != MAP["MAP_PRIVATE"]:
+        elif mtype != MAP_PRIVATE:
             return errno("posix.mmap.einval-type", "EINVAL")
         if not f.read:
             return errno("posix.mmap.eacces-fd-mode", "EACCES")
         return None
-    if mtype not in (MAP["MAP_SHARED"], MAP["MAP_PRIVATE"]) and not (
+    if mtype not in (MAP_SHARED, MAP_PRIVATE) and not (
             mtype == MAP_DROPPABLE and sys.has("MAP_DROPPABLE")):
         # For anonymous memory MAP_SHARED_VALIDATE (3) falls to this default too.
         return errno("posix.mmap.einval-type", "EINVAL")
-    if mtype == MAP_DROPPABLE and flags & MAP["MAP_LOCKED"]:
+    if mtype == MAP_DROPPABLE and flags & MAP_LOCKED:
         # mm/mmap.c do_mmap, case MAP_DROPPABLE: "a locked ... area makes no sense to be droppable"
         return errno("linux.mmap.droppable", "EINVAL")
     return None
@@ -183,48 +186,48 @@ def _expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags:
     plen = page_align(length)
     late = _mmap_check_late(sys, mm, prot, flags, fd, offset, plen)
     if late is not None:
-        if not flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]):
+        if not flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
             # mm/mmap.c do_mmap: __get_unmapped_area (no room: ENOMEM) comes before MAP_LOCKED,
             # the lock limit, the map type and the file's checks (found by the os generator's
             # edge lengths: no map type and a length of TASK_SIZE is ENOMEM on 6.18)
-            placed = _placement(sys, mm, addr, plen, bool(flags & MAP["MAP_32BIT"]), "posix.mmap.new-range-free",
-                                above4g=bool(flags & MAP["MAP_ABOVE4G"]) and sys.has("MAP_ABOVE4G"))
+            placed = _placement(sys, mm, addr, plen, bool(flags & MAP_32BIT), "posix.mmap.new-range-free",
+                                above4g=bool(flags & MAP_ABOVE4G) and sys.has("MAP_ABOVE4G"))
             allowed = placed.allowed if placed.allowed is not None else (placed.default,)
             if placed.default.errno and placed.predicate is None and all(o.errno for o in allowed):
                 return placed
         return late
-    if flags & MAP["MAP_FIXED"] and sealed_in(mm, addr, addr + plen):
+    if flags & MAP_FIXED and sealed_in(mm, addr, addr + plen):
         # mm/vma.c __mmap_region -> vms_gather_munmap_vmas: the old mapping is sealed
         return errno("linux.mseal.eperm", "EPERM")
-    if flags & (MAP["MAP_FIXED"] | MAP["MAP_FIXED_NOREPLACE"]):
-        clause = ("linux.mmap.fixed-noreplace-maps" if flags & MAP["MAP_FIXED_NOREPLACE"]
+    if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+        clause = ("linux.mmap.fixed-noreplace-maps" if flags & MAP_FIXED_NOREPLACE
                   else "posix.mmap.fixed-exact")
         placed = exactly(clause, Outcome(value=addr))
         c = sys.config
-        if flags & MAP["MAP_FIXED_NOREPLACE"] and c.quiet_ranges and not any(
+        if flags & MAP_FIXED_NOREPLACE and c.quiet_ranges and not any(
                 qs <= addr and addr + plen <= qe for qs, qe in c.quiet_ranges):
             # outside the target's quiet ranges its own mappings (libraries, heap) may live
             placed = Expect(clause, Outcome(value=addr), f"{addr:#x}, or EEXIST over a mapping of the target's own",
                             (Outcome(value=addr), Outcome(value=-1, errno="EEXIST")), impl_defined=True)
         replaced = sum(e - s for s, e, _ in mm.mapped_pages(addr, addr + plen))
     else:
-        above4g = bool(flags & MAP["MAP_ABOVE4G"]) and sys.has("MAP_ABOVE4G")
-        placed = _placement(sys, mm, addr, plen, bool(flags & MAP["MAP_32BIT"]),
-                            "posix.mmap.maps-range" if not flags & MAP["MAP_ANONYMOUS"]
+        above4g = bool(flags & MAP_ABOVE4G) and sys.has("MAP_ABOVE4G")
+        placed = _placement(sys, mm, addr, plen, bool(flags & MAP_32BIT),
+                            "posix.mmap.maps-range" if not flags & MAP_ANONYMOUS
                             else "posix.mmap.new-range-free", above4g=above4g)
         replaced = 0
     if placed.default.errno:
         return placed
-    shared = flags & MAP_TYPE in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"])
-    anon = bool(flags & MAP["MAP_ANONYMOUS"])
+    shared = flags & MAP_TYPE in (MAP_SHARED, MAP_SHARED_VALIDATE)
+    anon = bool(flags & MAP_ANONYMOUS)
     # mm/mmap.c mmap_region: may_expand_vm (RLIMIT_AS, RLIMIT_DATA), then the commit charge of
     # accountable_mapping (private writable) or of a new shmem object (shared anonymous)
     data = bool(prot & PROT_W) and not shared
     account = (data or (shared and anon)) and not (
-        flags & MAP["MAP_NORESERVE"] and sys.config.overcommit_memory != 2) and not (
+        flags & MAP_NORESERVE and sys.config.overcommit_memory != 2) and not (
         anon and flags & MAP_TYPE == MAP_DROPPABLE)          # MAP_DROPPABLE: VM_NORESERVE
     ok = limits(sys, mm, placed, plen - replaced, plen - replaced if data else 0, plen if account else 0)
-    if not anon and flags & MAP["MAP_SYNC"]:
+    if not anon and flags & MAP_SYNC:
         # mm/mmap.c do_mmap: calc_vm_flag_bits turns MAP_SYNC into VM_SYNC for every mapping type
         # (MAP_SHARED drops the flag only from the EOPNOTSUPP check), and the file system's ->mmap
         # decides: ext4 and xfs refuse VM_SYNC without DAX (EOPNOTSUPP; measured on 6.18 ext4 for
@@ -359,11 +362,11 @@ def apply_mmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: i
     if not o.ok or o.value is None:
         return
     start, end = o.value, o.value + page_align(length)
-    shared = flags & MAP_TYPE in (MAP["MAP_SHARED"], MAP["MAP_SHARED_VALIDATE"])
+    shared = flags & MAP_TYPE in (MAP_SHARED, MAP_SHARED_VALIDATE)
     obj = None
     origin = 0      # anonymous private memory: pgoff follows the address, so VMAs merge
     may_write = True
-    if not flags & MAP["MAP_ANONYMOUS"]:
+    if not flags & MAP_ANONYMOUS:
         f = mm.fds[fd if fd < (1 << 63) else fd - (1 << 64)]
         obj = f.obj
         origin = start - offset
@@ -374,17 +377,17 @@ def apply_mmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: i
     sys.unmap(mm, start, end)
     exec_only = _exec_only(sys, prot)      # before the mask: do_mmap compares the prot it was given
     prot &= PROT_RWX
-    locked = bool(flags & MAP["MAP_LOCKED"]) or bool(mm.mcl_future)
+    locked = bool(flags & MAP_LOCKED) or bool(mm.mcl_future)
     # MAP_DROPPABLE (anonymous only): VM_DROPPABLE | VM_WIPEONFORK | VM_DONTDUMP (clause linux.mmap.droppable)
     droppable = obj is None and flags & MAP_TYPE == MAP_DROPPABLE
     vma = new_vma(prot, shared, obj, origin, exec_only, (
-        "posix.mmap.fixed-exact" if flags & MAP["MAP_FIXED"] else "posix.mmap.maps-range"),
+        "posix.mmap.fixed-exact" if flags & MAP_FIXED else "posix.mmap.maps-range"),
         locked and not droppable, bool(mm.mcl_future & MCL["MCL_ONFAULT"]), may_write, droppable,
-        bool(flags & MAP["MAP_GROWSDOWN"]))
+        bool(flags & MAP_GROWSDOWN))
     mm.vmas.set(start, end, vma)
     # mm/mmap.c do_mmap -> mm_populate: MAP_POPULATE (not with MAP_NONBLOCK: clause
     # linux.mmap.populate-nonblock), and MAP_LOCKED / MCL_FUTURE without ONFAULT
-    populate = flags & (MAP["MAP_POPULATE"] | MAP["MAP_NONBLOCK"]) == MAP["MAP_POPULATE"]
+    populate = flags & (MAP_POPULATE | MAP_NONBLOCK) == MAP_POPULATE
     # (MCL_FUTURE still populates a MAP_DROPPABLE mapping, which stays unlocked: measured on 6.18).
     # After mlockall(MCL_FUTURE|MCL_ONFAULT) the VMA has VM_LOCKONFAULT and mm/gup.c
     # populate_vma_page_range returns at once: MAP_POPULATE populates nothing (measured on 6.18,

@@ -428,7 +428,7 @@ class OsState:
         if mm.guard:
             # mm/memory.c zap_nonpresent_ptes: unmapping (ZAP_FLAG_DROP_MARKER) drops guard markers
             mm.guard -= {p for p in mm.guard if start <= p < end}
-        gone = {v.obj for _, _, v in hits if v.obj is not None}
+        gone = {v.obj for _, _, v in hits if v.obj is not None} if hits else None
         if gone:
             self.collect(gone)
 
@@ -436,9 +436,9 @@ class OsState:
         """The pages of [start, end) that have any per-page state, in address order.
         Costs O(min(pages in the range, pages with state)): no union of every table per call
         (that union made each mmap/munmap/mprotect grow with the whole address space)."""
-        held = len(mm.pte) + len(mm.anon) + len(mm.maybe) + len(mm.last_ref)
-        if not held:
+        if not (mm.pte or mm.anon or mm.maybe or mm.last_ref):
             return []
+        held = len(mm.pte) + len(mm.anon) + len(mm.maybe) + len(mm.last_ref)
         stores = (mm.pte, mm.anon, mm.maybe, mm.last_ref)
         if (end - start) // PAGE_SIZE <= held:
             return [p for p in range(start, end, PAGE_SIZE)
