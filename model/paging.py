@@ -130,8 +130,8 @@ def _dispatch(rules: Rules) -> tuple[dict[str, Any], dict[str, Any]]:
 _LEAF_AD = frozenset({"sdm.ad.dirty-on-write", "sdm.ad.no-dirty-on-read"})
 # what an access's Expect is made of (``Paging._lean_access``)
 _ACCESS_PARTS = ("_outcome_of", "_candidates", "_explained", "_removed_outcomes", "_without_rights", "_entry_read",
-                 "_is_harness_entry", "read", "mode", "_harness_slot", "entry_blame", "_fresh_blame", "_tlb_default", "_exercised",
-                 "_pk_also", "_expect_access", "explain")
+                 "_is_harness_entry", "read", "mode", "root", "_harness_slot", "entry_blame", "_fresh_blame",
+                 "_tlb_default", "_exercised", "_pk_also", "_expect_access", "explain")
 
 
 class Paging:
@@ -549,23 +549,29 @@ class Paging:
     def _candidates(self, la: int, acc: int, cpl: int, ac: int):
         mode = self.mode
         page1g = self._page1g       # bool(self.facts["page1g"])
-        # (this class's ``read`` answers ``mem`` where it has the address: the memo reads mem first)
-        cur = self.walks.walk(self.read, mode, self.root, la, acc, cpl, page1g, self.mem if self._lean_access else None)
-        if self._lean_access and type(cur) is Path and cur.size == 4096:
-            # the common shape (older values of this PTE only, all removed) without the walk over the tree
-            removed = flat_removed(self.history, mode, la, acc, cpl, self.pcid, cur.uses)
-            if removed is not None:
-                return cur, [], removed
-        stale, removed = stale_walks(self.history, mode, self.read, la, acc, cpl, self.pcid, page1g)
+        pcid = self.pcid
+        read = self.read
+        if self._lean_access:
+            # (this class's ``read`` answers ``mem`` where it has the address: the memo reads mem first)
+            cur = self.walks.walk(read, mode, self.cr3 & self._amask, la, acc, cpl, page1g, self.mem)
+            if type(cur) is Path and cur.size == 4096:
+                # the common shape (older values of this PTE only, all removed) without the walk over the tree
+                removed = flat_removed(self.history, mode, la, acc, cpl, pcid, cur.uses)
+                if removed is not None:
+                    return cur, [], removed
+        else:
+            cur = self.walks.walk(read, mode, self.root, la, acc, cpl, page1g, None)
+        stale, removed = stale_walks(self.history, mode, read, la, acc, cpl, pcid, page1g)
         return cur, stale, removed
 
     def _expect_access(self, la: int, acc: int, cpl: int, ac: int) -> Expect:
         if la % 8 or acc not in (READ, WRITE, EXEC) or cpl not in (0, 3) or ac not in (0, 1) or not 0 <= la <= U64:
             return exactly("memspec.hw.access-args", EINVAL)
+        mode = self.mode
         seen = self._la_seen.get(la) if self._lean_access else None
-        if seen is None or seen[0] is not self.mode:
+        if seen is None or seen[0] is not mode:
             # (both answers read the address and the mode alone: kept per address for this mode object)
-            seen = (self.mode, canonical(la, self.mode), self._harness_slot(la))
+            seen = (mode, canonical(la, mode), self._harness_slot(la))
             if self._lean_access:
                 if len(self._la_seen) >= 1024:
                     self._la_seen.clear()

@@ -195,48 +195,80 @@ class WalkMemo:
     the same ``Path`` or ``PageFault`` (both frozen), so a walk seen before is found again from the
     entries alone, without building its ``Use``s, rights and result anew.
 
-    The key holds the values of the entries down the walk's path (a not-present entry or a leaf ends
-    it; one with a reserved bit set is read past, which only makes the key more specific): those and
-    the mode are all ``walk`` reads.  For the non-nested walk with a pure ``read`` (the hw model's
-    memory) only."""
+    Kept as a tree per (mode, root, address, access, CPL, 1 GiB pages): each node the address of the
+    entry read there and, by that entry's value, the next node (the next level's entry) or the walk's
+    result (a not-present entry or a leaf ends the path; one with a reserved bit set is read past,
+    which only makes the path more specific).  Those values and the mode are all ``walk`` reads, so
+    going down the tree reads exactly the entries the key of a flat memo would hold.  For the
+    non-nested walk with a pure ``read`` (the hw model's memory) only."""
 
-    __slots__ = ("memo",)
+    __slots__ = ("memo", "_amask", "_results")
 
     LIMIT = 4096        # distinct walks kept; past it the memo starts again
 
     def __init__(self) -> None:
-        self.memo: dict[tuple, tuple[Mode, Path | PageFault]] = {}
+        # (id(mode), root, la, acc, cpl, page1g) -> (mode, address of the top entry, {value: node or result})
+        self.memo: dict[tuple, tuple[Mode, int, dict]] = {}
+        self._amask = (-1, 0)       # (MAXPHYADDR, addr_mask of it): the last mode's
+        self._results = 0
 
     def walk(self, read: Read, mode: Mode, root: int, la: int, acc: int, cpl: int, page1g: bool = True,
              mem: dict[int, int] | None = None) -> Path | PageFault:
         """``walk(read, ...)``, found again when seen before.  ``mem``: qwords ``read`` answers as they are
         there (the hw model's written entries), looked up first: ``read`` is asked only for the others."""
-        amask = addr_mask(mode.maxphy)
-        table = root & amask
-        values: list[int] = []
-        level = mode.levels
+        maxphy, amask = self._amask
+        if maxphy != mode.maxphy:
+            amask = addr_mask(mode.maxphy)
+            self._amask = (mode.maxphy, amask)
         get = mem.get if mem is not None else None
+        # the mode by identity (hashing a Mode works out its fields' hash on every lookup): the entry
+        # keeps its mode alive, so the id is not another's while the entry is there
+        key = (id(mode), root & amask, la, acc, cpl, page1g)
+        top = self.memo.get(key)
+        if top is not None and top[0] is mode:
+            pa, kids = top[1], top[2]
+            while True:
+                e = get(pa) if get is not None else None
+                if e is None:
+                    e = read(pa)
+                nxt = kids.get(e)
+                if nxt is None:
+                    break
+                if type(nxt) is not tuple:
+                    return nxt          # the walk's result
+                pa, kids = nxt
+        res = walk(read, mode, root, la, acc, cpl, page1g)
+        self._remember(key, mode, amask, root, la, get, read, res)
+        return res
+
+    def _remember(self, key: tuple, mode: Mode, amask: int, root: int, la: int, get, read: Read,
+                  res: Path | PageFault) -> None:
+        """``res`` at the end of the path of entries ``walk`` reads for ``key``, nodes made as needed."""
+        if len(self.memo) >= self.LIMIT:
+            self.memo.clear()
+            self._results = 0
+        elif self._results >= 4 * self.LIMIT:     # (many values of the entries under few keys)
+            self.memo.clear()
+            self._results = 0
+        level = mode.levels
+        pa = (root & amask) | (((la >> (3 + 9 * level)) & 0x1FF) << 3)
+        top = self.memo.get(key)
+        if top is None or top[0] is not mode:
+            top = self.memo[key] = (mode, pa, {})
+        kids = top[2]
         while True:
-            pa = table | (((la >> (3 + 9 * level)) & 0x1FF) << 3)
             e = get(pa) if get is not None else None
             if e is None:
                 e = read(pa)
-            values.append(e)
             if not e & _P or level == 1 or (e & _PS and level < 4):
-                break
-            table = e & amask
+                kids[e] = res
+                self._results += 1
+                return
             level -= 1
-        # the mode by identity (hashing a Mode works out its fields' hash on every lookup): the entry
-        # keeps its mode alive, so the id is not another's while the entry is there
-        key = (id(mode), root & amask, la, acc, cpl, page1g, tuple(values))
-        hit = self.memo.get(key)
-        if hit is not None and hit[0] is mode:
-            return hit[1]
-        res = walk(read, mode, root, la, acc, cpl, page1g)
-        if len(self.memo) >= self.LIMIT:
-            self.memo.clear()
-        self.memo[key] = (mode, res)
-        return res
+            nxt = kids.get(e)
+            if nxt is None:
+                nxt = kids[e] = ((e & amask) | (((la >> (3 + 9 * level)) & 0x1FF) << 3), {})
+            pa, kids = nxt
 
 
 def _path(uses: tuple[Use, ...], mode: Mode, level: int) -> Path:
