@@ -850,7 +850,7 @@ class Paging:
         if used is not None and exact and removed.cands:      # (_note_stale_ad looks at removed walks only)
             self._note_stale_ad(used, o, la, acc, cpl, ac, removed)
         if used is not None:
-            mem, ad_clause, uses = self.mem, self.ad_clause, used.uses
+            mem, ad_clause, uses, values = self.mem, self.ad_clause, used.uses, self.history.values
             for u in uses:
                 v = mem.get(u.addr)
                 if v is None:
@@ -860,7 +860,9 @@ class Paging:
                 if exact:
                     if want != v:
                         mem[u.addr] = want
-                        self.history.adopt(u.addr, want)
+                        vs = values.get(u.addr)       # self.history.adopt(u.addr, want)
+                        if vs:
+                            vs[-1][2] = want
                     if leaf:
                         ad_clause[u.addr] = "sdm.ad.dirty-on-write" if acc == WRITE else "sdm.ad.no-dirty-on-read"
                     elif ad_clause.get(u.addr) not in _LEAF_AD:

@@ -104,7 +104,9 @@ class History:
     def write(self, addr: int, old: int, new: int) -> None:
         t = self.now = self.now + 1      # tick()
         self.last_change = t
-        vs = self.values.setdefault(addr, [[0, -1, old]])
+        vs = self.values.get(addr)
+        if vs is None:
+            vs = self.values[addr] = [[0, -1, old]]
         vs[-1][1] = t
         vs.append([t, -1, new])
 
