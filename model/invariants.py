@@ -509,10 +509,11 @@ def _clean(sys: OsState) -> bool:
             used.update(f.obj for f in mm.fds.values() if f.obj is not None)
         anon, pte, tlb = mm.anon, mm.pte, mm.tlb
         find = vmas.find
-        for a, p in anon.items():           # private_pages_mapped
-            hit = find(a)
-            if hit is None or hit[2].shared:
-                return False
+        for a, p in anon.items():           # private_pages_mapped (under a PTE: with the PTE's VMA below)
+            if a not in pte:
+                hit = find(a)
+                if hit is None or hit[2].shared:
+                    return False
             k = id(p)
             refs[k] = refs.get(k, 0) + 1
             pages[k] = p
@@ -521,6 +522,8 @@ def _clean(sys: OsState) -> bool:
             if hit is None:                 # isolation: a PTE inside a VMA
                 return False
             v = hit[2]
+            if v.shared and a in anon:      # private_pages_mapped
+                return False
             p = t.page
             if t.write and not v.prot & PROT_W:     # page_table_agrees_with_vmas
                 return False
