@@ -220,6 +220,7 @@ def test_a_broken_state_is_never_clean_where_a_law_finds_something(monkeypatch):
 
 @pytest.mark.parametrize("bad", ["unaligned", "overlap", "object", "frames", "locked", "page"])
 def test_the_step_check_of_a_small_state_of_vmas_alone_finds_what_every_law_finds(bad, monkeypatch):
+    monkeypatch.setattr(inv, "SMALL", 48)          # (as the judge has it unless MEMSPEC_INVARIANT_RECOUNT=0)
     s = System(Config())
     mm = s.procs["main"]
     for a in (W, W + 0x3000):
