@@ -58,6 +58,21 @@ from memspec.records import Outcome
 from .pte import EXEC, WRITE, ErrCode, Mode
 from .walk import Path
 
+
+def matches(obs: Outcome, want: Outcome) -> bool:
+    """``obs`` is ``want``: same value (up to its ``loose`` bits), errno and signal, and for a #PF the
+    same error code and CR2."""
+    if (obs.errno, obs.signal) != (want.errno, want.signal):
+        return False
+    d = dict(want.detail)
+    if want.signal == "#PF":
+        got = dict(obs.detail)
+        return got.get("errcode") == d.get("errcode") and got.get("cr2") == d.get("cr2")
+    if want.value is None or obs.value is None:
+        return want.value == obs.value
+    return (obs.value ^ want.value) & ~d.get("loose", 0) == 0
+
+
 # the clause of each page size's translation (Intel SDM Vol. 3A §4.5.4, Figures 4-8 to 4-10)
 LEAF_TRANSLATION = {1 << 12: "sdm.walk.pte.maps-4k", 1 << 21: "sdm.walk.pde.ps-2m", 1 << 30: "sdm.walk.pdpte.ps-1g"}
 

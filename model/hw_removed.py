@@ -19,6 +19,7 @@ from typing import Any
 from memspec.calls_hw import HARNESS_SLOT
 from memspec.records import Outcome
 
+from .blame import matches
 from .pte import READ, WRITE, addr_mask
 from .tlb import PAGE_SIZES, Removed
 
@@ -62,11 +63,7 @@ def removed_pass(m: Any, removed: Removed, o_cur: Outcome, clause: str, la: int,
                     exercised = ev.clause
                 else:               # the same data: the rights decide (built, as _exercised does)
                     o_old, _, _ = m._outcome_of(removed.result(cand), la, acc, cpl, ac)
-                    if o_old is None or not _matches(o_old, o_cur):
+                    if o_old is None or not matches(o_old, o_cur):
                         exercised = ev.clause
     return (clause if exercised is None else exercised), giving
 
-
-def _matches(obs: Outcome, want: Outcome) -> bool:
-    from .paging import matches
-    return matches(obs, want)

@@ -25,7 +25,7 @@ from memspec.calls import layer_calls
 from memspec.calls_hw import HARNESS_LOW, HARNESS_SLOT, INITIAL_CR3, RAM_SIZE, pattern
 from memspec.records import OK, Outcome
 
-from .blame import LEAF_TRANSLATION, access_blame, entry_blame
+from .blame import LEAF_TRANSLATION, access_blame, entry_blame, matches
 from .expect import Expect, exactly as _exactly
 from .hw_removed import removed_pass
 from .pte import (CR0_PE, CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_LA57, CR4_PAE, CR4_PCIDE, CR4_PGE, CR4_PKE,
@@ -85,20 +85,6 @@ def describe_pf(o: Outcome) -> str:
     code = d.get("errcode")
     names = "|".join(f.name for f in ErrCode if code is not None and code & f) or "0"
     return f"#PF errcode={code:#x} ({names}) cr2={d.get('cr2', 0):#x}" if code is not None else "#PF"
-
-
-def matches(obs: Outcome, want: Outcome) -> bool:
-    """``obs`` is ``want``: same value (up to its ``loose`` bits), errno and signal, and for a #PF the
-    same error code and CR2."""
-    if (obs.errno, obs.signal) != (want.errno, want.signal):
-        return False
-    d = dict(want.detail)
-    if want.signal == "#PF":
-        got = dict(obs.detail)
-        return got.get("errcode") == d.get("errcode") and got.get("cr2") == d.get("cr2")
-    if want.value is None or obs.value is None:
-        return want.value == obs.value
-    return (obs.value ^ want.value) & ~d.get("loose", 0) == 0
 
 
 def show(o: Outcome) -> str:
