@@ -26,6 +26,7 @@ def test_interval_map_matches_a_dict(ops, qlo, qlen) -> None:
             for x in range(start, start + length):
                 ref.pop(x, None)
     items = list(m.items())
+    assert len(m) == len(items) == len(m.copy())      # the kept count (several chunks) and the lone chunk's
     for (s1, e1, _), (s2, _, _) in zip(items, items[1:]):
         assert e1 <= s2, "intervals overlap or are out of order"
     seen = {x: v for s, e, v in items for x in range(s, e)}
@@ -55,6 +56,47 @@ def test_interval_map_matches_a_dict_across_chunks(ops, qlo, qlen) -> None:
     intervals.LOAD = 2
     try:
         test_interval_map_matches_a_dict.hypothesis.inner_test(ops, qlo, qlen)
+    finally:
+        intervals.LOAD = old
+
+
+def test_the_count_of_a_map_of_several_chunks_is_its_intervals_after_every_change() -> None:
+    """len() of a map of several chunks is a count kept by its two primitive changes: after every
+    set and remove, through splits and emptied chunks, it is the number of intervals it holds."""
+    from memspec.model import intervals
+    old = intervals.LOAD
+    intervals.LOAD = 2
+    try:
+        m: IntervalMap[int] = IntervalMap()
+        for i in range(40):
+            m.set(3 * i, 3 * i + 2, i)
+            assert len(m) == len(list(m.items())) == i + 1
+        assert len(m._cs) > 1
+        for i in range(0, 40, 3):
+            m.remove(3 * i + 1, 3 * i + 5)          # cuts one interval, removes the next's start
+            assert len(m) == len(list(m.items()))
+        m.set(0, 200, -1)
+        assert len(m) == len(list(m.items())) == 1
+    finally:
+        intervals.LOAD = old
+
+
+def test_a_lone_chunk_edited_behind_the_map_is_counted_when_it_splits() -> None:
+    """A test may build a broken state through a lone chunk's flat lists; the count is taken afresh
+    when that chunk splits, so len() stays the number of intervals held."""
+    from memspec.model import intervals
+    old = intervals.LOAD
+    intervals.LOAD = 2
+    try:
+        m: IntervalMap[int] = IntervalMap()
+        m.set(0, 1, 0)
+        m._starts.append(10)
+        m._ends.append(11)
+        m._values.append(1)                          # behind the map's back
+        for i in range(2, 8):
+            m.set(10 * i, 10 * i + 1, i)
+        assert len(m._cs) > 1
+        assert len(m) == len(list(m.items())) == 8
     finally:
         intervals.LOAD = old
 
