@@ -155,10 +155,16 @@ def curve_modules() -> list[str]:
 
 # -- the machine's parallel capacity -------------------------------------------------------------
 
-def _spin(n: int) -> None:
-    x = 0
-    for i in range(n):
-        x += i
+# each spinner: a fresh interpreter (the probe measures the machine, not this process: a fork of a
+# large process pays copy-on-write faults its spin would count), told when to spin, answering how long
+_SPINNER = ("import sys, time\n"
+            "for line in sys.stdin:\n"
+            "    n = int(line)\n"
+            "    t = time.perf_counter()\n"
+            "    x = 0\n"
+            "    for i in range(n):\n"
+            "        x += i\n"
+            "    print(time.perf_counter() - t, flush=True)\n")
 
 
 def cores_worth(alone: float, together: float, processes: int = 2) -> float:
@@ -168,26 +174,27 @@ def cores_worth(alone: float, together: float, processes: int = 2) -> float:
 
 
 def parallel_capacity(spin: int = 300_000, tries: int = 3) -> float:
-    """Cores' worth that two CPU-bound processes of this one get right now (2.0: two whole
-    cores; 1.0: they share one).  Figures that run the target and the judge side by side move
-    with it; a shared or oversubscribed host can give anything in between, minute to minute."""
-    if not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+    """Cores' worth that two CPU-bound processes get right now (2.0: two whole cores; 1.0: they
+    share one).  Figures that run the target and the judge side by side move with it; a shared or
+    oversubscribed host can give anything in between, minute to minute.  Two spinners: one spins
+    alone, then both at once; each times its own loop."""
+    if (os.cpu_count() or 1) < 2:
         return 1.0
-    got: list[float] = []
-    for _ in range(tries):
-        t0 = time.perf_counter()
-        _spin(spin)
-        alone = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:        # pragma: no cover -- the child spins and leaves without clean-up
-            try:
-                _spin(spin)
-            finally:
-                os._exit(0)
-        _spin(spin)
-        os.waitpid(pid, 0)
-        got.append(cores_worth(alone, time.perf_counter() - t0))
+    procs = [subprocess.Popen([sys.executable, "-c", _SPINNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, bufsize=1) for _ in range(2)]
+    try:
+        def run(ps: list) -> float:
+            for q in ps:
+                q.stdin.write(f"{spin}\n")
+            return max(float(q.stdout.readline()) for q in ps)
+        run(procs[:1])                          # warm: the loop's code and the interpreter's caches
+        got = [cores_worth(run(procs[:1]), run(procs)) for _ in range(tries)]
+    except (OSError, ValueError):
+        return 0.0
+    finally:
+        for q in procs:
+            q.stdin.close()
+            q.wait()
     return min(statistics.median(got), 2.0)
 
 
