@@ -91,6 +91,30 @@ def test_what_the_judge_raises_is_raised_here_and_the_process_goes_on():
         assert jp.result() == 5
 
 
+class _Node:
+    def __init__(self) -> None:
+        self.me = self          # a cycle: only the collector frees it
+
+
+def test_the_collector_waits_for_the_end_of_a_job_and_then_frees_its_cycles():
+    """A judgement's own objects are not walked by the collector while it runs; the cycles a job
+    left are gone by the next job (the process does not grow job after job)."""
+    import gc
+
+    def judge_(p, r):
+        made = [_Node() for _ in range(20_000)]          # garbage in cycles once this returns
+        live = sum(1 for o in gc.get_objects() if type(o) is _Node)
+        return (gc.isenabled(), live - len(made))
+    p = next(p for _, p in random_programs("os", 5, 0, None, {}))
+    with JudgeProcess(judge_) as jp:
+        for _ in range(5):
+            jp.submit(p, RunResult((Outcome(),)))
+            enabled, left_over = jp.result()
+            assert not enabled                  # no collection inside a job
+            assert left_over == 0               # the last job's 20,000 cycles were collected
+    assert gc.isenabled()                       # this process keeps its collector
+
+
 def test_a_judge_process_that_dies_is_an_error_not_a_hang():
     p = next(p for _, p in random_programs("os", 5, 0, None, {}))
     with JudgeProcess(lambda p, r: os._exit(9)) as jp:
