@@ -1,6 +1,6 @@
-"""What compiling the os judge would give: mypyc over the os model and the judge, sources unchanged.
+"""What compiling the os judge would give: mypyc (or Cython) over the os model and the judge, sources unchanged.
 
-    python benchmarks/bench_compiled.py [--repeat 5] [--calls 1000] [--keep DIR]
+    python benchmarks/bench_compiled.py [--compiler mypyc|cython] [--repeat 5] [--calls 1000] [--keep DIR]
 
 Issue #20 allows a compiled hot path if pure Python cannot reach its goals.  Before anyone
 rewrites the model for a compiler, this measures what a compiler gives the code as it is:
@@ -20,6 +20,10 @@ It prints the judged calls per second of both and their ratio (the same run of t
 a ratio, not an absolute figure, is what carries over between machines).  It needs mypy
 (``pip install mypy``, which brings mypyc) and a C compiler; without them it says so and
 exits with status 2.  Not part of ``memspec bench`` (a compile takes minutes).
+
+``--compiler cython`` compiles the same modules with Cython instead (``pip install cython``),
+as plain Python source (no ``.pxd``, no type declarations; step 2 is not needed): what a
+compiler gives code that was not written for it, without mypyc's run-time type checks.
 """
 
 from __future__ import annotations
@@ -143,15 +147,51 @@ def rate(tree: str, calls: int, judgings: int) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+CYTHON_SETUP = """
+from setuptools import setup
+from Cython.Build import cythonize
+# binding: the rules' functions keep their signatures (model/rules.py reads them)
+setup(ext_modules=cythonize({files!r}, compiler_directives={{"language_level": 3, "binding": True}}, quiet=True))
+"""
+
+
+def cythonize(tree: str, files: list[str]) -> subprocess.CompletedProcess:
+    """Compile ``files`` (package modules, not ``__init__``) in ``tree`` with Cython, in place."""
+    files = [f for f in files if not f.endswith("__init__.py")]
+    with open(os.path.join(tree, "setup_cython.py"), "w", encoding="utf-8") as f:
+        f.write(CYTHON_SETUP.format(files=files))
+    print(f"compiling {len(files)} modules with Cython ...", flush=True)
+    return subprocess.run([sys.executable, "setup_cython.py", "build_ext", "--inplace", "-j", str(os.cpu_count() or 1)],
+                          cwd=tree, capture_output=True, text=True)
+
+
+def compile_mypyc(tree: str, files: list[str]) -> subprocess.CompletedProcess:
+    marked = silence(tree, files)
+    print(f"compiling {len(files)} modules with mypyc ({marked} lines mypy rejects marked '# type: ignore') ...",
+          flush=True)
+    for _ in range(4):
+        r = subprocess.run([sys.executable, "-m", "mypyc", "--ignore-missing-imports", "--follow-imports=silent",
+                            *files], cwd=tree, capture_output=True, text=True)
+        # mypyc's own type check asks a little more than mypy's (a module-level name whose type it
+        # cannot infer before use): those lines are marked too, and the compile tried again
+        if r.returncode == 0 or not mark(tree, r.stdout):
+            break
+    return r
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="timing runs per variant, alternating (default 5)")
     ap.add_argument("--calls", type=int, default=1000, help="calls in the judged program (default 1000)")
     ap.add_argument("--judgings", type=int, default=3, help="judgings of the run per timing run; the best counts")
+    ap.add_argument("--compiler", choices=("mypyc", "cython"), default="mypyc",
+                    help="what compiles the judge's modules (default mypyc)")
     ap.add_argument("--keep", metavar="DIR", help="build in DIR and keep it (default: a temporary folder)")
     a = ap.parse_args(argv)
-    if importlib.util.find_spec("mypyc") is None:
-        print("bench_compiled: needs mypy with mypyc (pip install mypy) and a C compiler", file=sys.stderr)
+    need = {"mypyc": ("mypyc", "mypy with mypyc (pip install mypy)"), "cython": ("Cython", "Cython (pip install cython)")}
+    module, what = need[a.compiler]
+    if importlib.util.find_spec(module) is None:
+        print(f"bench_compiled: needs {what} and a C compiler", file=sys.stderr)
         return 2
     base = a.keep or tempfile.mkdtemp(prefix="memspec-compiled-")
     pure, compiled = os.path.join(base, "pure"), os.path.join(base, "compiled")
@@ -160,16 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(d)
         lay_out(d)
     files = sources(compiled)
-    marked = silence(compiled, files)
-    print(f"compiling {len(files)} modules with mypyc ({marked} lines mypy rejects marked '# type: ignore') ...",
-          flush=True)
-    for _ in range(4):
-        r = subprocess.run([sys.executable, "-m", "mypyc", "--ignore-missing-imports", "--follow-imports=silent",
-                            *files], cwd=compiled, capture_output=True, text=True)
-        # mypyc's own type check asks a little more than mypy's (a module-level name whose type it
-        # cannot infer before use): those lines are marked too, and the compile tried again
-        if r.returncode == 0 or not mark(compiled, r.stdout):
-            break
+    r = cythonize(compiled, files) if a.compiler == "cython" else compile_mypyc(compiled, files)
     if r.returncode != 0:
         print(r.stdout[-3000:], r.stderr[-3000:], sep="\n", file=sys.stderr)
         return 1

@@ -37,3 +37,19 @@ def test_mark_adds_type_ignore_to_the_reported_lines_only(tmp_path) -> None:
     assert bc.mark(str(tmp_path), report) == 1
     assert f.read_text() == "x = 1\ny = 2  # why  # type: ignore\nz = 3\n"
     assert bc.mark(str(tmp_path), report) == 0          # marked once
+
+
+def test_cython_setup_names_the_modules_and_keeps_signatures(tmp_path, monkeypatch) -> None:
+    """--compiler cython: the setup script it writes compiles the judge's modules (no package
+    ``__init__``: Cython would make the package a module) with ``binding`` on, which keeps the
+    rules' signatures that model/rules.py reads with inspect."""
+    ran: list[list[str]] = []
+    monkeypatch.setattr(bc.subprocess, "run", lambda argv, **kw: ran.append(argv) or subprocess.CompletedProcess(argv, 0))
+    bc.cythonize(str(tmp_path), ["memspec/model/mm.py", "memspec/model/os/__init__.py", "memspec/specs/judge.py"])
+    text = (tmp_path / "setup_cython.py").read_text()
+    scope: dict = {}
+    listed = text[text.index("cythonize(") + len("cythonize("):text.index("]") + 1]
+    exec(f"files = {listed}", scope)
+    assert scope["files"] == ["memspec/model/mm.py", "memspec/specs/judge.py"]
+    assert '"binding": True' in text
+    assert ran and ran[0][1:3] == ["setup_cython.py", "build_ext"]
