@@ -66,7 +66,8 @@ LAYER_FILES: dict[str, tuple[str, ...]] = {
            "os/processes.py", "os/sealing.py", "os/state.py", "os/bulk.py", "os/splits.py", "os/limits.py"),
     "phys": ("phys.py", "allocator.py", "buddy.py", "dma.py", "frames.py", "gc.py", "heap.py",
              "numa.py", "slab.py", "vmalloc.py"),
-    "hw": ("paging.py", "pte.py", "seg.py", "segunit.py", "tlb.py", "walk.py", "walkbatch.py", "hw_removed.py"),
+    "hw": ("paging.py", "paging_state.py", "paging_control.py", "paging_invalidation.py", "paging_access.py",
+           "paging_ad.py", "pte.py", "seg.py", "segunit.py", "tlb.py", "walk.py", "walkbatch.py", "hw_removed.py"),
     "virt": ("virt.py", "ept.py", "kpti.py", "walk2d.py"),
 }
 

@@ -9,7 +9,8 @@ from dataclasses import replace
 from typing import Any
 
 from memspec.model.expect import exactly
-from memspec.model.paging import CR4_CET, CR4_VMXE, Paging
+from memspec.model.paging import Paging
+from memspec.model.paging_control import CR4_CET, CR4_VMXE
 from memspec.model.pte import CR0_WP, EXEC, READ, ErrCode, Pte
 from memspec.model.tlb import ALL, PAGE
 from memspec.model.walk import Path

@@ -8,7 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from memspec.model.paging import CR4_PCIDE, Paging
+from memspec.model.paging import Paging
+from memspec.model.pte import CR4_PCIDE
 from memspec.model.tlb import PCID_ALL, RefTlb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

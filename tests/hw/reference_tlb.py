@@ -14,7 +14,8 @@ from dataclasses import replace
 
 from memspec.model.expect import Expect, exactly
 from memspec.model.blame import access_blame
-from memspec.model.paging import EINVAL, GP, U64, Paging, matches, show
+from memspec.model.paging import Paging, matches, show
+from memspec.model.paging_state import EINVAL, GP, U64
 from memspec.model.pte import EXEC, READ, WRITE, ErrCode, Mode, addr_mask
 from memspec.model.tlb import Event, History
 from memspec.model.walk import (PageFault, Path, Use, _path, canonical, errcode, index, pde, pdpte, pml4e, pml5e,
