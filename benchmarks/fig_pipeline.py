@@ -1,8 +1,9 @@
 """check_overlap: programs judged per second with the judge overlapping the run, against max(run, judge).
 
 The ``linux`` target runs each program in a forked child, so while it runs the harness
-only waits.  ``memspec check`` judges program k while program k+1 runs
-(fuzz/pipeline.RunAhead).  Numerator: a stream of seeded random os programs, run and
+only waits.  ``memspec check`` judges program k while the programs after it run, up to
+``RUN_AHEAD`` of them ahead of the judgement it waits for (fuzz/pipeline.RunAhead; ``compare``
+the same).  Numerator: a stream of seeded random os programs, run and
 judged that way.  Denominator: the rate the stream would have if its wall time were
 max(run, judge): the same programs run one after the other (all runs timed together),
 then judged one after the other (all judging timed together), n / max(the two).  A ratio
@@ -42,7 +43,7 @@ def _linux() -> Any:
 
 def setup(quick: bool) -> Pair:
     from memspec.fuzz.layers import random_programs
-    from memspec.fuzz.pipeline import RunAhead
+    from memspec.fuzz.pipeline import RUN_AHEAD, RunAhead
     from memspec.specs.judge import judge
     target = _linux()
     facts = target.facts()
@@ -52,7 +53,7 @@ def setup(quick: bool) -> Pair:
 
     def overlapped() -> float:
         t0 = time.perf_counter()
-        with RunAhead(target, programs, judge=lambda p, r: judge(p, r, target.name, facts)) as ra:
+        with RunAhead(target, programs, judge=lambda p, r: judge(p, r, target.name, facts), depth=RUN_AHEAD) as ra:
             for _ in ra:
                 pass
         return n / (time.perf_counter() - t0)
@@ -82,7 +83,7 @@ def _timed(f: Callable[[], Any]) -> float:
 
 def _check_case(n: int) -> dict[str, Callable[[], Any]]:
     from memspec.fuzz.layers import random_programs
-    from memspec.fuzz.pipeline import RunAhead
+    from memspec.fuzz.pipeline import RUN_AHEAD, RunAhead
     from memspec.specs.judge import judge
     target = _linux()
     facts = target.facts()
@@ -90,7 +91,8 @@ def _check_case(n: int) -> dict[str, Callable[[], Any]]:
     runs: list[Any] = []
 
     def loop(ahead: bool) -> None:
-        with RunAhead(target, programs, ahead=ahead, judge=lambda p, r: judge(p, r, target.name, facts)) as ra:
+        with RunAhead(target, programs, ahead=ahead, judge=lambda p, r: judge(p, r, target.name, facts),
+                      depth=RUN_AHEAD) as ra:
             for _ in ra:
                 pass
     return {"with": lambda: loop(True), "without": lambda: loop(False),
@@ -101,7 +103,7 @@ def _check_case(n: int) -> dict[str, Callable[[], Any]]:
 def _compare_case(n: int) -> dict[str, Callable[[], Any]]:
     from memspec.commands.compare import _EveryTarget, _Ran
     from memspec.fuzz.layers import random_programs
-    from memspec.fuzz.pipeline import RunAhead
+    from memspec.fuzz.pipeline import RUN_AHEAD, RunAhead
     from memspec.fuzz.threeway import threeway
     from memspec.targets.model import ModelTarget
     targets = [_linux(), ModelTarget()]
@@ -115,7 +117,7 @@ def _compare_case(n: int) -> dict[str, Callable[[], Any]]:
         return threeway(program, [_Ran(t, ran[t.name], facts[t.name]) for t in targets], facts)
 
     def loop(ahead: bool) -> None:
-        with RunAhead(each, programs, ahead=ahead, judge=compared) as ra:
+        with RunAhead(each, programs, ahead=ahead, judge=compared, depth=RUN_AHEAD) as ra:
             for _ in ra:
                 pass
     # the model target's run is in-process work: it counts as judging, with the comparison
