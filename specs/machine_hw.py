@@ -85,7 +85,7 @@ def _canonical(la: int) -> int:
 SEG_FLAGS = st.sampled_from([("DESC_S", "DESC_P", "DESC_DB"), ("DESC_S", "DESC_P", "DESC_DB"), ("DESC_S", "DESC_P"),
                              ("DESC_S", "DESC_P", "DESC_DB", "DESC_G"), ("DESC_S", "DESC_DB"), ("DESC_P", "DESC_DB")])
 SEG_SREGS = st.sampled_from(sorted(set(gen_hw.SREGS)))
-# the laws of the model's invariants (model/paging.py), each its own invariant: by the clause it names
+# the laws of the model's invariants (Paging.invariants, model/paging_invalidation.py), each its own invariant: by the clause it names
 LAWS = {"a_d_uncertain_only_in_a_d_bits": lambda cid: cid == "sdm.ad.only-a-d",
         "no_stale_translation_after_invalidation": lambda cid: cid != "sdm.ad.only-a-d"}
 
