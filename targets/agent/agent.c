@@ -224,52 +224,59 @@ static int send_frame_fd(int fd, const char *p, size_t n, int pass) {
     if (k < 4 && write_all(fd, (char *)&len + k, (size_t)(4 - k)) < 0) return -1;
     return write_all(fd, p, n);
 }
-/* the 4-byte length of a frame, and the descriptor passed with it (-1: none); on a pipe
-   (the main process's, from the supervisor) a plain read */
-static int recv_len(int fd, uint32_t *len, int *passed, int sock) {
-    *passed = -1;
-    if (!sock) return read_all(fd, len, 4);
-    struct iovec iov = {len, 4};
+/* A frame from a process of the program, or from main (sockets): its 4-byte length and as much
+   of its bytes as fit in b in one read, the rest read after; on a socket that passes descriptors
+   (``sock``: a forked process's, from main) with the one that came with it (-1: none).  Main asks
+   each process one request at a time and each answers once, so nothing of a next frame can be
+   there: bytes past the frame are not this protocol (-1, as a process gone).  A checkpoint's
+   frames come several in a row (spill_up): ``exact`` reads the length, then the frame. */
+static int recv_frame_fd(int fd, struct buf *b, int *passed, int sock, int exact) {
+    uint32_t len = 0;
     union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int) * 4)]; } c;
     struct msghdr mh = {0};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = c.space;
-    mh.msg_controllen = sizeof c.space;
+    b->n = 0;
+    bput(b, "", 0);
+    struct iovec iov[2] = {{&len, 4}, {b->p, b->cap - 1}};
+    mh.msg_iov = iov;
+    mh.msg_iovlen = exact ? 1 : 2;
+    if (sock) {
+        mh.msg_control = c.space;
+        mh.msg_controllen = sizeof c.space;
+    }
+    *passed = -1;
     ssize_t k;
     while ((k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {}
     if (k <= 0) return -1;
-    for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h))
-        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
-            int n = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            for (int i = 0; i < n; i++) {
-                int f;
-                memcpy(&f, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
-                if (*passed < 0) *passed = f;
-                else close(f);
+    if (sock)
+        for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h))
+            if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+                int n = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                for (int i = 0; i < n; i++) {
+                    int f;
+                    memcpy(&f, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+                    if (*passed < 0) *passed = f;
+                    else close(f);
+                }
             }
-        }
-    if (k < 4 && read_all(fd, (char *)len + k, (size_t)(4 - k)) < 0) return -1;
-    return 0;
-}
-static int recv_frame_fd(int fd, struct buf *b, int *passed, int sock) {
-    uint32_t len;
-    b->n = 0;
-    if (recv_len(fd, &len, passed, sock) < 0) return -1;
-    bput(b, "", 0);
+    if (k < 4) {
+        if (read_all(fd, (char *)&len + k, (size_t)(4 - k)) < 0) return -1;
+        k = 4;
+    }
+    size_t got = (size_t)k - 4;
+    if (got > len) return -1;
     if (b->cap < (size_t)len + 1) {
         b->p = realloc(b->p, (size_t)len + 1);
         if (!b->p) die("out of memory");
         b->cap = (size_t)len + 1;
     }
-    if (len && read_all(fd, b->p, len) < 0) return -1;
+    if (got < len && read_all(fd, b->p + got, len - got) < 0) return -1;
     b->n = len;
     b->p[len] = 0;
     return 0;
 }
 static int recv_frame(int fd, struct buf *b) {
     int passed;
-    return recv_frame_fd(fd, b, &passed, 0);
+    return recv_frame_fd(fd, b, &passed, 0, 0);
 }
 
 /* frames read from a pipe as many a read as it holds (the supervisor's replies from main, main's
@@ -336,8 +343,9 @@ static int high_fd(int fd) {
     close(fd);
     return n;
 }
-static int high_pipe(int p[2]) {
-    if (pipe2(p, O_CLOEXEC) < 0) return -1;
+/* a connected pair of sockets, both above the program's descriptors */
+static int high_socketpair(int p[2]) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0) return -1;
     p[0] = high_fd(p[0]);
     p[1] = high_fd(p[1]);
     return 0;
@@ -602,40 +610,90 @@ static u128 align_up(u128 n) { return (n + PAGE - 1) & ~(u128)(PAGE - 1); }
 
 struct map { u64 s, e; char perms[5]; };
 
-static int read_maps(struct map **out) {
-    static char *text;
-    static size_t cap;
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { *out = NULL; return 0; }
-    size_t n = 0;
+/* a hexadecimal number at *p, *p moved past it; 0 when there is none */
+static int hex_at(const char **p, u64 *v) {
+    const char *c = *p;
+    u64 x = 0;
+    for (;; c++) {
+        int d = *c >= '0' && *c <= '9' ? *c - '0' : *c >= 'a' && *c <= 'f' ? *c - 'a' + 10 : -1;
+        if (d < 0) break;
+        x = x * 16 + (u64)d;
+    }
+    if (c == *p) return 0;
+    *v = x;
+    *p = c;
+    return 1;
+}
+
+/* "start-end perms ..." (fs/proc/task_mmu.c show_vma_header_prefix: lower-case hex, one space) */
+static int maps_line(const char *line, struct map *m) {
+    const char *c = line;
+    if (!hex_at(&c, &m->s) || *c++ != '-' || !hex_at(&c, &m->e) || *c++ != ' ') return 0;
+    for (int i = 0; i < 4; i++) {
+        if (!c[i] || c[i] == ' ' || c[i] == '\n') return 0;
+        m->perms[i] = c[i];
+    }
+    m->perms[4] = 0;
+    return 1;
+}
+
+/* /proc/self/maps a block at a time, a mapping at a time: a process at vm.max_map_count has
+   megabytes of it and no room to grow its heap (reserve_heap), so it is never held whole.  One
+   walk at a time per process (the block is static). */
+#define MAPS_BLOCK (1 << 16)
+static char maps_block[MAPS_BLOCK];
+struct maps_walk { int fd; size_t at, have; int end, skip; };
+
+static void maps_begin(struct maps_walk *w) {
+    w->fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    w->at = w->have = 0;
+    w->skip = 0;
+    w->end = w->fd < 0;
+}
+
+/* the walk ended, whether or not it read every mapping */
+static void maps_end(struct maps_walk *w) {
+    if (!w->end) close(w->fd);
+    w->end = 1;
+}
+
+/* the next mapping (0 at the end) */
+static int maps_next(struct maps_walk *w, struct map *m) {
     for (;;) {
-        if (n + 65536 > cap) { cap = cap ? cap * 2 : 1 << 17; text = realloc(text, cap); if (!text) die("out of memory"); }
-        ssize_t k = read(fd, text + n, cap - n - 1);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        n += (size_t)k;
-    }
-    close(fd);
-    text[n] = 0;
-    int rows = 0, room = 64;
-    struct map *m = malloc(sizeof *m * (size_t)room);
-    for (char *line = text; *line;) {
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = 0;
-        unsigned long long s, e;
-        char perms[8];
-        if (sscanf(line, "%llx-%llx %7s", &s, &e, perms) == 3) {
-            if (rows == room) { room *= 2; m = realloc(m, sizeof *m * (size_t)room); }
-            m[rows].s = s; m[rows].e = e;
-            memcpy(m[rows].perms, perms, 4);
-            m[rows].perms[4] = 0;
-            rows++;
+        char *line = maps_block + w->at;
+        char *nl = memchr(line, '\n', w->have - w->at);
+        if (nl) {
+            int skip = w->skip;
+            *nl = 0;
+            w->at = (size_t)(nl - maps_block) + 1;
+            w->skip = 0;
+            if (!skip && maps_line(line, m)) return 1;
+            continue;
         }
-        if (!nl) break;
-        line = nl + 1;
+        if (w->end) {       /* a last line without a newline */
+            maps_block[w->have] = 0;
+            int ok = w->at < w->have && !w->skip && maps_line(line, m);
+            w->at = w->have;
+            return ok;
+        }
+        memmove(maps_block, line, w->have - w->at);
+        w->have -= w->at;
+        w->at = 0;
+        if (w->have == MAPS_BLOCK - 1) {     /* a line longer than the block: its start is read, the rest dropped */
+            maps_block[w->have] = 0;
+            int ok = !w->skip && maps_line(maps_block, m);
+            w->have = 0;
+            w->skip = 1;
+            if (ok) return 1;
+            continue;
+        }
+        ssize_t k = read(w->fd, maps_block + w->have, MAPS_BLOCK - 1 - w->have);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            w->end = 1;
+            close(w->fd);
+        } else w->have += (size_t)k;
     }
-    *out = m;
-    return rows;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -660,6 +718,7 @@ static struct {
     int pagemap, pagemap_pfns;
     long flt0[2];
     struct servant *sv; int nsv;
+    int forked;                    /* processes this process forked (fork): it has children to reap */
     int up_r, up_w;                /* frames from, and to, main (the supervisor, for main) */
     int out;                       /* main: the harness's pipe, which main answers on itself */
     int up_sock;                   /* up_r is a socket (a forked process): descriptors come with frames */
@@ -687,6 +746,8 @@ static void flush_pend(void) {
 }
 
 static int g_shm_private_wanted;   /* probed at start: a private /dev/shm can be made */
+static int g_cap_sys_admin;        /* the supervisor's CAP_SYS_ADMIN, which each main starts with */
+static const char *g_tmp;          /* $TMPDIR, read once: where open_file's directory goes */
 static char refusal[600];          /* set by a refused call */
 static int g_passed = -1;          /* the descriptor that came with this request (a fork's socket) */
 
@@ -707,11 +768,26 @@ static void fds_add(int fd) {
 static int fds_has(int fd) { for (int i = 0; i < K.nfds; i++) if (K.fds[i] == fd) return 1; return 0; }
 static void fds_del(int fd) { for (int i = 0; i < K.nfds; i++) if (K.fds[i] == fd) { K.fds[i] = K.fds[--K.nfds]; return; } }
 
-static void start_process(void) {
-    struct rusage ru;
+#define PAGEMAP_UNOPENED (-2)
+
+/* The process's /proc/self/pagemap (pfn_of, thp_mapped), opened at the first call that reads it:
+   a program seldom asks, and the open was a lookup in /proc for every process of every program.
+   Opened before the calls that could make a later open differ, as if at the process's start:
+   drop_privileges (the process is no longer dumpable, so its /proc files are root's) and the calls
+   that make descriptors (the agent's goes above them, and the table must have room for it). */
+static void pagemap_open(void) {
+    if (K.pagemap != PAGEMAP_UNOPENED) return;
     K.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (K.pagemap >= 0) K.pagemap = high_fd(K.pagemap);
-    K.pagemap_pfns = has_cap(21);      /* CAP_SYS_ADMIN: fs/proc/task_mmu.c pagemap_read */
+}
+
+/* ``cap_sys_admin``: whether the process has CAP_SYS_ADMIN, as the process that forked it knows
+   (-1: asked here) */
+static void start_process(int cap_sys_admin) {
+    struct rusage ru;
+    K.pagemap = PAGEMAP_UNOPENED;
+    /* CAP_SYS_ADMIN at the start: fs/proc/task_mmu.c pagemap_read */
+    K.pagemap_pfns = cap_sys_admin >= 0 ? cap_sys_admin : has_cap(21);
     getrusage(RUSAGE_SELF, &ru);
     K.flt0[0] = ru.ru_minflt;
     K.flt0[1] = ru.ru_majflt;
@@ -775,17 +851,18 @@ static int check_safe(u128 s, u128 e) {
     if (e > ((u128)1 << 64)) e = (u128)1 << 64;
     int ng = rg_uncovered(&K.owned, s, e, gaps, 64);
     if (!ng) return 1;
-    struct map *m;
-    int n = read_maps(&m);
-    for (int i = 0; i < n; i++)
+    struct maps_walk w;
+    struct map m;
+    maps_begin(&w);
+    while (maps_next(&w, &m))
         for (int j = 0; j < ng; j++)
-            if (m[i].s < gaps[j].e && m[i].e > gaps[j].s) {
+            if (m.s < gaps[j].e && m.e > gaps[j].s) {
                 snprintf(refusal, sizeof refusal, "[%#" PRIx64 ", %#" PRIx64 ") overlaps %#" PRIx64 "-%#" PRIx64
-                         " %s, which the program did not map", (u64)gaps[j].s, (u64)gaps[j].e, m[i].s, m[i].e, m[i].perms);
-                free(m);
+                         " %s, which the program did not map", (u64)gaps[j].s, (u64)gaps[j].e, m.s, m.e, m.perms);
+                maps_end(&w);
                 return 0;
             }
-    free(m);
+    maps_end(&w);
     return 1;
 }
 static u128 min128(u128 a, u128 b) { return a < b ? a : b; }
@@ -840,9 +917,11 @@ static void install_handler(void) {
     signal(SIGABRT, on_abort);
 }
 
-/* 0: the access went through (value in *v); else SIGSEGV (1) or SIGBUS (2) */
+/* 0: the access went through (value in *v); else SIGSEGV (1) or SIGBUS (2).  The signal mask is
+   neither saved nor restored (two system calls an access): the handler runs with SA_NODEFER and
+   an empty sa_mask, so the mask it jumps back with is the one the access began with. */
 static int probe_access(u64 addr, int store, unsigned char value, unsigned char *v) {
-    int r = sigsetjmp(probe_jb, 1);
+    int r = sigsetjmp(probe_jb, 0);
     if (r) return r;
     fault_mode = MODE_PROBE;
     if (store) *(volatile unsigned char *)(uintptr_t)addr = value;
@@ -1047,11 +1126,12 @@ static struct out do_mincore(u64 addr, u64 length) {
     if (npages > 4096) {
         /* the kernel writes the vector chunk by chunk, also for a mapped prefix before a
            hole: room for the mapped prefix of the range (and one more page) */
-        struct map *m;
-        int n = read_maps(&m);
+        struct maps_walk w;
+        struct map m;
         u64 cur = addr;
-        for (int i = 0; i < n; i++) if (m[i].s <= cur && cur < m[i].e) cur = m[i].e;
-        free(m);
+        maps_begin(&w);
+        while (maps_next(&w, &m)) if (m.s <= cur && cur < m.e) cur = m.e;
+        maps_end(&w);
         room = cur > addr ? (((cur - addr) / PAGE + 1) < npages ? (cur - addr) / PAGE + 1 : npages) : 1;
     }
     unsigned char *vec = mincore_vec;
@@ -1100,6 +1180,7 @@ static struct out do_set_fsize_limit(u64 soft) {
 }
 
 static struct out do_drop_privileges(void) {
+    pagemap_open();
     if (setgroups(0, NULL) != 0 || setresgid(NOBODY, NOBODY, NOBODY) != 0 || setresuid(NOBODY, NOBODY, NOBODY) != 0)
         return fail_errno(errno);
     return ok_value(0);
@@ -1124,6 +1205,7 @@ static void shm_name(const char *name, char *out, size_t cap) {
 
 static struct out do_shm_open(const char *name, u64 oflag, u64 mode) {
     char real[STR_CAP + 80];
+    pagemap_open();
     shm_name(name, real, sizeof real);
     int fd = shm_open(real, (int)oflag, (mode_t)mode);
     if (fd < 0) return fail_errno(errno);
@@ -1140,6 +1222,7 @@ static struct out do_shm_unlink(const char *name) {
 }
 
 static struct out do_memfd_create(const char *name, u64 flags) {
+    pagemap_open();
     long r = syscall(SYS_memfd_create, name, flags & ~(u64)1);
     if (r != -1) fds_add((int)r);
     return sysret(r);
@@ -1147,6 +1230,7 @@ static struct out do_memfd_create(const char *name, u64 flags) {
 
 static struct out do_open_file(u64 size, u64 oflag) {
     char path[700];
+    pagemap_open();
     K.nfiles++;
     snprintf(path, sizeof path, "%s/f%d-%d", K.tmpdir, (int)getpid(), K.nfiles);
     struct stat st;
@@ -1172,6 +1256,7 @@ static struct out do_open_file(u64 size, u64 oflag) {
    once, so no descriptor the model does not know stays open, and a read is end of file. */
 static struct out do_pipe(void) {
     int p[2];
+    pagemap_open();
     if (pipe(p) != 0) return fail_errno(errno);
     close(p[1]);
     fds_add(p[0]);
@@ -1226,6 +1311,7 @@ static struct out do_close(u64 fd) {
 }
 
 static int pagemap_pfn(u64 addr, u64 *pfn) {
+    pagemap_open();
     if (K.pagemap < 0) { snprintf(refusal, sizeof refusal, "/proc/self/pagemap is not readable here"); return 0; }
     if (!K.pagemap_pfns) {
         snprintf(refusal, sizeof refusal, "/proc/self/pagemap shows frame numbers only to CAP_SYS_ADMIN, which this process lacks");
@@ -1283,20 +1369,25 @@ static struct out do_mbind(u64 addr, u64 length, u64 mode, u64 nodemask) {
 #define MAP_PAGES_MAX (1ULL << 17)
 /* At vm.max_map_count the agent can map nothing more of its own: brk is refused too
    (do_brk_flags asks map_count > sysctl_max_map_count), so a malloc that needs new memory
-   fails, and reading /proc/self/maps of 65,000 mappings needs megabytes (found by fuzzing: the
-   agent died of "out of memory" at the next checkpoint).  mlockall(MCL_FUTURE) under a small
-   RLIMIT_MEMLOCK refuses the growth of the heap as well (mlock_future_ok), so a process of the
-   program that locks its future mappings died the same way at its next checkpoint.  So when the
-   agent starts (before hello measures its own mappings and size: base_maps, base_vm) the heap is
-   grown once by 32 MiB and kept: mallocs come from it and it is never trimmed.  Its pages are
-   left untouched: a fault inside the heap needs no new mapping and no lock. */
+   fails (found by fuzzing: the agent died of "out of memory" at the next checkpoint).
+   mlockall(MCL_FUTURE) under a small RLIMIT_MEMLOCK refuses the growth of the heap as well
+   (mlock_future_ok), so a process of the program that locks its future mappings died the same
+   way at its next checkpoint.  So when the agent starts (before hello measures its own mappings
+   and size: base_maps, base_vm) the heap is grown once by HEAP_RESERVE and kept: mallocs come
+   from it and it is never trimmed.  Its pages are left untouched: a fault inside the heap needs
+   no new mapping and no lock.  A checkpoint no longer holds /proc/self/maps whole (maps_next,
+   SPILL), so nothing the agent keeps grows with the number of mappings: at vm.max_map_count
+   with three processes each used under 400 KiB of it.  The most it holds is a wide mincore
+   answer (a decimal number of up to 1 MiB of pages: about 1 MiB in all).  The reservation is
+   not free: mlockall(MCL_CURRENT) fills every page of it (32 MiB took 17 ms a call). */
+#define HEAP_RESERVE (8 << 20)
 static void reserve_heap(void) {
     static int done;
     if (done) return;
     done = 1;
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_MMAP_THRESHOLD, HEAP_RESERVE);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    void *volatile p = malloc(32 << 20);    /* volatile: the compiler may not elide the pair */
+    void *volatile p = malloc(HEAP_RESERVE);    /* volatile: the compiler may not elide the pair */
     free(p);
 }
 
@@ -1323,13 +1414,6 @@ static struct out do_map_pages(u64 addr, u64 n, u64 prot) {
 
 static void serve(void);
 
-static int high_socketpair(int p[2]) {
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0) return -1;
-    p[0] = high_fd(p[0]);
-    p[1] = high_fd(p[1]);
-    return 0;
-}
-
 static void add_servant(const char *name, pid_t pid, int fd, int direct) {
     K.sv = realloc(K.sv, sizeof *K.sv * (size_t)(K.nsv + 1));
     struct servant *s = &K.sv[K.nsv++];
@@ -1341,8 +1425,7 @@ static void add_servant(const char *name, pid_t pid, int fd, int direct) {
 
 /* fork a process of the program that serves frames on ``chan`` (closed here); -1 with errno */
 static pid_t fork_serving(const char *child, int chan) {
-    fflush(NULL);
-    pid_t pid = fork();
+    pid_t pid = fork();     /* no fflush first: stdio writes only standard error, unbuffered */
     if (pid < 0) { int e = errno; close(chan); errno = e; return -1; }
     if (pid == 0) {
         pend_fd = -1;
@@ -1353,8 +1436,9 @@ static pid_t fork_serving(const char *child, int chan) {
         K.out = -1;
         for (int i = 0; i < K.nsv; i++) close(K.sv[i].fd);
         K.nsv = 0;
+        K.forked = 0;
         if (K.pagemap >= 0) close(K.pagemap);
-        start_process();
+        start_process(-1);
         free(K.dontfork.r);
         memset(&K.dontfork, 0, sizeof K.dontfork);      /* those ranges do not exist here */
         snprintf(K.name, sizeof K.name, "%s", child);
@@ -1379,6 +1463,7 @@ static struct out do_fork(const char *child, int passed) {
         return fail_errno(e);
     }
     if (passed < 0) add_servant(child, pid, sp[0], 1);
+    K.forked++;
     return ok_value((u64)pid);
 }
 
@@ -1387,10 +1472,12 @@ static struct servant *find_servant(const char *name) {
     return NULL;
 }
 
-/* children of this process that have exited (not main's: main waits for each by its pid) */
+/* children of this process that have exited (not main's: main waits for each by its pid); a
+   process that never forked has none (a fetch probe is waited for at once) */
 static void reap_children(void) {
     int st;
-    while (waitpid(-1, &st, WNOHANG) > 0) {}
+    if (K.forked)
+        while (waitpid(-1, &st, WNOHANG) > 0) {}
 }
 
 /* until the process has exited (its socket closed: exit_files, after exit_mm), then reap it if
@@ -1438,7 +1525,7 @@ static void reply_text(struct buf *b, const struct req *m, const struct out *o) 
         bstr(b, "}");
         return;
     }
-    if (o->bignum) bfmt(b, ",\"value\":%s", o->bignum);
+    if (o->bignum) { bstr(b, ",\"value\":"); bstr(b, o->bignum); }     /* bfmt holds 512 bytes */
     else if (o->has_value) {
         if (o->value == -1 && o->err) bstr(b, ",\"value\":-1");
         else { bstr(b, ",\"value\":"); bu64(b, (u64)o->value); }
@@ -1523,23 +1610,72 @@ malformed:
     return -1;
 }
 
-static void maps_json(struct buf *b) {
-    struct map *mp;
+/* A checkpoint's JSON is made a mapping at a time and, once SPILL bytes long, sent on (spill):
+   main writes it to the harness as it goes, another process sends it to main in frames.  A process
+   at vm.max_map_count thus needs no more memory for it than for a short one. */
+#define SPILL (1 << 16)
+typedef void (*spill_fn)(struct buf *b);
+
+/* main: what the state reply holds so far goes to the harness now (nothing of main's is waiting
+   before it: an observe writes out the answers gathered before it) */
+static void spill_out(struct buf *b) {
+    write_all(K.out, b->p, b->n);
+    b->n = 0;
+}
+
+/* another process: the checkpoint so far as a frame tagged '+' (more follows; the last is '.') */
+static void spill_up(struct buf *b) {
+    b->p[0] = '+';
+    send_frame(K.up_w, b->p, b->n);
+    b->n = 0;
+    bput(b, ".", 1);
+}
+
+static void maps_json(struct buf *b, spill_fn spill) {
+    struct maps_walk w;
+    struct map m;
     long f[2];
-    int n = read_maps(&mp);
+    int first = 1;
     bstr(b, "{\"maps\":[");
-    for (int i = 0; i < n; i++) bfmt(b, "%s[%" PRIu64 ",%" PRIu64 ",\"%s\"]", i ? "," : "", mp[i].s, mp[i].e, mp[i].perms);
-    free(mp);
+    maps_begin(&w);
+    while (maps_next(&w, &m)) {
+        bput(b, first ? "[" : ",[", first ? 1 : 2);
+        first = 0;
+        bu64(b, m.s);
+        bput(b, ",", 1);
+        bu64(b, m.e);
+        bput(b, ",\"", 2);
+        bput(b, m.perms, 4);
+        bput(b, "\"]", 2);
+        if (b->n >= SPILL) spill(b);
+    }
+    maps_end(&w);
     faults(f);
-    bfmt(b, "],\"faults\":[%ld,%ld]}", f[0], f[1]);
+    bput(b, "],\"faults\":[", 12);
+    bi64(b, f[0]);
+    bput(b, ",", 1);
+    bi64(b, f[1]);
+    bput(b, "]}", 2);
+}
+
+/* What the program's calls may have left behind when it ends, as main sees every process's
+   requests go by: names in /dev/shm (shm_open; open_file's directory too, where $TMPDIR is there)
+   and open_file's directory.  Main's exit status says so to the supervisor (MAIN_MADE), which then
+   empties its private /dev/shm; a program that made neither leaves nothing to look for. */
+enum { MADE_SHM = 1, MADE_FILES = 2 };
+#define MAIN_MADE 3
+static int g_made;
+
+static void note_made(const struct req *m) {
+    if (strcmp(m->type, "call")) return;
+    if (!strcmp(m->name, "shm_open")) g_made |= MADE_SHM;
+    else if (!strcmp(m->name, "open_file")) g_made |= MADE_FILES | MADE_SHM;
 }
 
 static void cleanup(void) {
-    if (!K.shm_private) {
+    if (!K.shm_private && (g_made & MADE_SHM)) {
         /* this run's shared memory names, made by any of its processes */
         char path[600];
-        FILE *ls = NULL;
-        (void)ls;
         int dfd = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
             char dbuf[8192];
@@ -1557,7 +1693,7 @@ static void cleanup(void) {
         }
     }
     struct stat st;
-    if (stat(K.tmpdir, &st) == 0) {
+    if ((g_made & MADE_FILES) && stat(K.tmpdir, &st) == 0) {
         int dfd = open(K.tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
             char dbuf[8192];
@@ -1594,7 +1730,7 @@ static void env_bind(const char *name, u64 value) {
     if (env_n * 2 >= env_cap) {
         struct binding *old = env_tab;
         size_t n = env_cap;
-        env_cap = env_cap ? env_cap * 2 : 256;
+        env_cap = env_cap ? env_cap * 2 : 64;
         env_tab = calloc(env_cap, sizeof *env_tab);
         if (!env_tab) die("out of memory");
         env_n = 0;
@@ -1643,7 +1779,9 @@ static const char *resolve_refs(struct req *m) {
 /* a call with its references resolved as a plain call line (what main relays to another process) */
 static void call_line(const struct req *m, struct buf *out) {
     out->n = 0;
-    bfmt(out, "{\"type\":\"call\",\"id\":%" PRId64 ",\"proc\":", m->id);
+    bstr(out, "{\"type\":\"call\",\"id\":");
+    bi64(out, m->id);
+    bstr(out, ",\"proc\":");
     bjson_str(out, m->proc[0] ? m->proc : "main");
     bstr(out, ",\"name\":");
     bjson_str(out, m->name);
@@ -1651,7 +1789,7 @@ static void call_line(const struct req *m, struct buf *out) {
     for (int i = 0; i < m->nargs; i++) {
         if (i) bstr(out, ",");
         if (m->args[i].is_str) bjson_str(out, m->strs[i]);
-        else bfmt(out, "%" PRIu64, m->args[i].num);
+        else bu64(out, m->args[i].num);
     }
     bstr(out, "]");
     if (m->has_result) { bstr(out, ",\"result\":"); bjson_str(out, m->result); }
@@ -1729,6 +1867,37 @@ static int quiet_call(const struct req *m, int stopped) {
     return 0;
 }
 
+/* main: the state reply to an observe, every process's mappings and fault counts, into out
+   (spilled to the harness as it grows: spill_out) */
+static void observe_state(const struct req *m, struct buf *out, struct buf *sub) {
+    bstr(out, "{\"type\":\"state\",\"id\":");
+    bi64(out, m->id);
+    bstr(out, ",\"procs\":{\"");
+    bstr(out, K.name);
+    bstr(out, "\":");
+    maps_json(out, spill_out);
+    for (int i = 0; i < K.nsv; i++) {
+        bstr(out, ",\"");
+        bstr(out, K.sv[i].name);
+        bstr(out, "\":");
+        int ok = send_frame(K.sv[i].fd, "O", 1) == 0;
+        for (int more = ok; more;) {     /* its frames: '+' more follows, '.' the last */
+            int passed;
+            if (recv_frame_fd(K.sv[i].fd, sub, &passed, 0, 1) < 0 || sub->n < 1) { ok = 0; break; }
+            bput(out, sub->p + 1, sub->n - 1);
+            if (out->n >= SPILL) spill_out(out);
+            more = sub->p[0] == '+';
+        }
+        if (!ok) {
+            char how[100];
+            describe_death(K.sv[i].pid, how, sizeof how);
+            fprintf(stderr, "memspec-agent: process %s died: %s\n", K.sv[i].name, how);
+            _exit(71);
+        }
+    }
+    bstr(out, "}}");
+}
+
 /* A process of the program: frames in (a request line, "O" observe-own, "E" end, "S" sync),
    answers out.  Main answers the harness itself, a line each on its pipe (K.out), and routes
    every other process's requests to it; the others answer main in frames, and only for
@@ -1745,11 +1914,16 @@ static void serve(void) {
     for (;;) {
         int passed = -1;
         if (!is_main) reap_children();
-        if ((K.up_sock ? recv_frame_fd(K.up_r, &in, &passed, 1) : frd_next(&up, &in)) < 0) break;
+        if ((K.up_sock ? recv_frame_fd(K.up_r, &in, &passed, 1, 0) : frd_next(&up, &in)) < 0) break;
         out.n = 0;
         bput(&out, "", 0);
         if (in.n == 1 && in.p[0] == 'E') break;
-        if (in.n == 1 && in.p[0] == 'O') { maps_json(&out); send_frame(K.up_w, out.p, out.n); continue; }
+        if (in.n == 1 && in.p[0] == 'O') {
+            bput(&out, ".", 1);
+            maps_json(&out, spill_up);
+            send_frame(K.up_w, out.p, out.n);
+            continue;
+        }
         if (in.n == 1 && in.p[0] == 'S') {
             if (pend_fd >= 0) flush_pend();
             if (send_frame(K.up_w, "S", 1) < 0) break;
@@ -1757,28 +1931,19 @@ static void serve(void) {
         }
         const char *err = parse_req(in.p, m);
         g_passed = -1;
+        if (is_main && !err) note_made(m);
         if (pend.n && (err || !quiet_call(m, stopped))) flush_pend();
         if (err) {
             bstr(&out, "{\"type\":\"error\",\"id\":null,\"message\":");
             bjson_str(&out, err);
             bstr(&out, "}");
         } else if (!strcmp(m->type, "observe")) {
-            bfmt(&out, "{\"type\":\"state\",\"id\":%" PRId64 ",\"procs\":{\"%s\":", m->id, K.name);
-            maps_json(&out);
-            for (int i = 0; i < K.nsv; i++) {
-                bfmt(&out, ",\"%s\":", K.sv[i].name);
-                if (send_frame(K.sv[i].fd, "O", 1) < 0 || recv_frame(K.sv[i].fd, &sub) < 0) {
-                    char how[100];
-                    describe_death(K.sv[i].pid, how, sizeof how);
-                    fprintf(stderr, "memspec-agent: process %s died: %s\n", K.sv[i].name, how);
-                    _exit(71);
-                }
-                bput(&out, sub.p, sub.n);
-            }
-            bstr(&out, "}}");
+            observe_state(m, &out, &sub);
         } else if (is_main && !strcmp(m->type, "call") && m->batch && stopped) {
             /* a pipelined program whose earlier call was refused: not run */
-            bfmt(&out, "{\"type\":\"reply\",\"id\":%" PRId64 ",\"value\":null,\"skipped\":true}", m->id);
+            bstr(&out, "{\"type\":\"reply\",\"id\":");
+            bi64(&out, m->id);
+            bstr(&out, ",\"value\":null,\"skipped\":true}");
         } else if (is_main && !strcmp(m->type, "call") && (err = resolve_refs(m)) != NULL) {
             bfmt(&out, "{\"type\":\"error\",\"id\":%" PRId64 ",\"message\":", m->id);
             bjson_str(&out, err);
@@ -1833,61 +1998,91 @@ static void serve(void) {
     while (K.nsv) drop_servant(&K.sv[0]);
     if (is_main) cleanup();
     reap_children();
-    _exit(0);
+    _exit(is_main && g_made ? MAIN_MADE : 0);
 }
 
 /* ------------------------------------------------------------------------------------ */
 /* the supervisor: one process per program                                               */
 
 static pid_t main_pid;
-static int main_w = -1, main_r = -1;
+static int main_w = -1, main_r = -1;   /* one socket to main: frames to it, and its end */
 static struct buf to_main;         /* frames for main, written at once when no whole request waits */
 static struct frd from_main = {-1, NULL, 0, 0, 0};     /* main's frames: only "S", and the end at its exit */
 static int main_owes;              /* requests went to main since it last said it had answered all */
 static int g_null = -1, g_out = -1;    /* /dev/null, and the harness's pipe for main's answers (found once) */
 
+/* s appended to the string at dst (n bytes so far, room for cap - 1), cut where it does not fit */
+static void cat(char *dst, size_t *n, size_t cap, const char *s, size_t len) {
+    if (len > cap - 1 - *n) len = cap - 1 - *n;
+    memcpy(dst + *n, s, len);
+    *n += len;
+    dst[*n] = 0;
+}
+
+/* K.tmpdir, "$TMPDIR/memspec-PID-RANDOM" (without printf: main's start runs no more of the C
+   library's code than it needs, each code page the first time costing a fault in every main) */
+static void tmpdir_name(int pid, const unsigned char rnd[6]) {
+    static const char hex[] = "0123456789abcdef";
+    char num[16], *e = num + sizeof num, *q = e, h[12];
+    size_t n = 0, cap = sizeof K.tmpdir;
+    const char *base = g_tmp && *g_tmp ? g_tmp : "/tmp";
+    unsigned v = (unsigned)pid;
+    do { *--q = (char)('0' + v % 10); v /= 10; } while (v);
+    for (int i = 0; i < 6; i++) { h[2 * i] = hex[rnd[i] >> 4]; h[2 * i + 1] = hex[rnd[i] & 15]; }
+    cat(K.tmpdir, &n, cap, base, strlen(base));
+    cat(K.tmpdir, &n, cap, "/memspec-", 9);
+    cat(K.tmpdir, &n, cap, q, (size_t)(e - q));
+    cat(K.tmpdir, &n, cap, "-", 1);
+    cat(K.tmpdir, &n, cap, h, sizeof h);
+}
+
+/* the program's main process, just forked: its descriptors, its state, then it serves */
+static void start_main(int req_r, int rep_w) {
+    int pid = (int)getpid();
+    struct timespec ts = {0, 0};
+    unsigned char rnd[6] = {0};
+    dup2(g_null, 0);
+    dup2(g_null, 1);
+    close(g_null);
+    memset(&K, 0, sizeof K);
+    memcpy(K.name, "main", 5);
+    K.up_r = req_r;
+    K.up_w = rep_w;
+    K.out = g_out;
+    rg_add(&K.owned, WINDOW_LO, WINDOW_HI);
+    K.shm_private = g_shm_private_wanted && (g_shm_ns || private_dev_shm());
+    if (g_shm_private_wanted && !K.shm_private) {
+        fprintf(stderr, "memspec-agent: a private /dev/shm was probed to work but cannot be made now\n");
+        _exit(72);
+    }
+    if (!K.shm_private) {       /* names in the shared /dev/shm carry a prefix of this run's own */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(K.shm_prefix, sizeof K.shm_prefix, "ms%dx%ld-", pid,
+                 (long)((ts.tv_sec * 1000 + ts.tv_nsec / 1000000) % 100000));
+    }
+    if (syscall(SYS_getrandom, rnd, sizeof rnd, 0) != (long)sizeof rnd) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        for (int i = 0; i < 6; i++) rnd[i] = (unsigned char)(ts.tv_nsec >> (5 * i));
+    }
+    tmpdir_name(pid, rnd);
+    start_process(g_cap_sys_admin);
+    serve();
+}
+
+/* main's channel is one socket pair (a pipe each way made four descriptors to move above the
+   program's, each move two system calls): frames to main one way, "S" and main's end the other */
 static void start_program(void) {
-    int req[2], rep[2];
+    int sp[2];
     if (g_shm_private_wanted && !g_shm_ns) g_shm_ns = private_dev_shm();
-    if (high_pipe(req) < 0 || high_pipe(rep) < 0) die("pipe");
-    fflush(NULL);
-    main_pid = fork();
+    if (high_socketpair(sp) < 0) die("socketpair");
+    main_pid = fork();      /* no fflush first: stdio writes only standard error, unbuffered */
     if (main_pid < 0) die("fork");
     if (main_pid == 0) {
-        close(req[1]);
-        close(rep[0]);
-        dup2(g_null, 0);
-        dup2(g_null, 1);
-        close(g_null);
-        memset(&K, 0, sizeof K);
-        snprintf(K.name, sizeof K.name, "main");
-        K.up_r = req[0];
-        K.up_w = rep[1];
-        K.out = g_out;
-        rg_add(&K.owned, WINDOW_LO, WINDOW_HI);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        snprintf(K.shm_prefix, sizeof K.shm_prefix, "ms%dx%ld-", (int)getpid(),
-                 (long)((ts.tv_sec * 1000 + ts.tv_nsec / 1000000) % 100000));
-        K.shm_private = g_shm_private_wanted && (g_shm_ns || private_dev_shm());
-        if (g_shm_private_wanted && !K.shm_private) {
-            fprintf(stderr, "memspec-agent: a private /dev/shm was probed to work but cannot be made now\n");
-            _exit(72);
-        }
-        const char *tmp = getenv("TMPDIR");
-        unsigned char rnd[6] = {0};
-        if (syscall(SYS_getrandom, rnd, sizeof rnd, 0) != (long)sizeof rnd)
-            for (int i = 0; i < 6; i++) rnd[i] = (unsigned char)(ts.tv_nsec >> (5 * i));
-        snprintf(K.tmpdir, sizeof K.tmpdir, "%s/memspec-%d-%02x%02x%02x%02x%02x%02x", tmp && *tmp ? tmp : "/tmp",
-                 (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
-        start_process();
-        install_handler();
-        serve();
+        close(sp[0]);
+        start_main(sp[1], sp[1]);
     }
-    close(req[0]);
-    close(rep[1]);
-    main_w = req[1];
-    main_r = rep[0];
+    close(sp[1]);
+    main_w = main_r = sp[0];
     from_main.fd = main_r;
     from_main.start = from_main.have = 0;
     main_owes = 0;
@@ -1915,14 +2110,14 @@ static int sync_main(void) {
 /* main answers what it was sent, ends the program's processes and exits */
 static void end_program(void) {
     if (!main_pid) return;
-    int st;
+    int st = -1;
     flush_main();
     send_frame(main_w, "E", 1);
     close(main_w);
-    close(main_r);
     while (waitpid(main_pid, &st, 0) < 0 && errno == EINTR) {}
     main_pid = 0;
-    if (g_shm_ns) clear_dev_shm();
+    /* main exits 0 when its program made nothing /dev/shm could hold (cleanup) */
+    if (g_shm_ns && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) clear_dev_shm();
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -2010,11 +2205,13 @@ static long read_long(const char *path, long dflt) {
 /* the mappings of a fresh program process: its count and size */
 static int probe_base_pipe[2];
 static int probe_base(void) {
-    struct map *m;
-    int n = read_maps(&m);
-    u64 vm = 0;
-    for (int i = 0; i < n; i++) if (m[i].s < (1ULL << 63)) vm += m[i].e - m[i].s;
-    u64 out[2] = {(u64)n, vm};
+    struct maps_walk w;
+    struct map m;
+    u64 n = 0, vm = 0;
+    maps_begin(&w);
+    for (; maps_next(&w, &m); n++) if (m.s < (1ULL << 63)) vm += m.e - m.s;
+    maps_end(&w);
+    u64 out[2] = {n, vm};
     return write_all(probe_base_pipe[1], out, sizeof out) == 0 ? 0 : 1;
 }
 
@@ -2127,6 +2324,11 @@ int main(int argc, char **argv) {
        of its own among the program's (where the kernel puts them) would be refused */
     mallopt(M_MMAP_MAX, 0);
     reserve_heap();
+    /* what every program's main starts with, found once: its fault handlers (a fault of the
+       supervisor's own still ends it, on_fault), its capabilities, $TMPDIR */
+    install_handler();
+    g_cap_sys_admin = has_cap(21);
+    g_tmp = getenv("TMPDIR");
     g_null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (g_null < 0) die("/dev/null");
     g_null = high_fd(g_null);
