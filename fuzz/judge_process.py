@@ -48,6 +48,7 @@ from memspec.children import fork_in_group, kill_group
 _LEN = struct.Struct("<I")
 BATCH = 64              # outcomes forwarded per message while a stream runs
 _PIPE_SIZE = 1 << 20    # fewer wake-ups: a judgement or a batch fits the pipe
+_READ = 1 << 16         # bytes asked of a pipe a read (more for the rest of a longer message)
 _KEPT = 4               # programs the judge process keeps, the last sent (both sides drop the same ones)
 
 
@@ -67,31 +68,58 @@ def _send(fd: int, obj: Any) -> None:
         view = view[os.write(fd, view):]
 
 
-def _read_exact(fd: int, n: int) -> bytes:
-    parts, got = [], 0
-    while got < n:
-        b = os.read(fd, min(n - got, _PIPE_SIZE))
-        if not b:
-            raise EOFError
-        parts.append(b)
-        got += len(b)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+class _Inbox:
+    """The messages coming in on a pipe.  A read takes what the pipe holds (up to ``_READ``, or the
+    rest of a long message), and each message is taken from those bytes: a job and its batches, or
+    several answers, arrive in one read, and a waiting side knows a whole message is there
+    (``ready``) without a system call."""
 
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._data = b""        # bytes read and not yet taken, from ``_at`` on
+        self._at = 0
 
-def _recv(fd: int) -> Any:
-    (n,) = _LEN.unpack(_read_exact(fd, _LEN.size))
-    return pickle.loads(_read_exact(fd, n))
+    def ready(self) -> bool:
+        """Is a whole message read already?"""
+        have = len(self._data) - self._at
+        return have >= _LEN.size and have - _LEN.size >= _LEN.unpack_from(self._data, self._at)[0]
+
+    def pending(self) -> bool:
+        """Are bytes of a message read already?"""
+        return len(self._data) > self._at
+
+    def take(self) -> Any:
+        """The next message, reading as long as it takes (EOFError at the pipe's end)."""
+        data, at = self._data, self._at
+        while True:
+            have = len(data) - at
+            if have >= _LEN.size:
+                (n,) = _LEN.unpack_from(data, at)
+                end = at + _LEN.size + n
+                if len(data) >= end:
+                    self._at = end
+                    return pickle.loads(memoryview(data)[at + _LEN.size:end])
+                want = end - len(data)
+            else:
+                want = _LEN.size - have
+            more = os.read(self.fd, max(want, _READ))
+            if not more:
+                self._data, self._at = b"", 0
+                raise EOFError
+            data = data[at:] + more if at < len(data) else more
+            at = 0
+            self._data, self._at = data, 0
 
 
 class _Forwarded(RunReader):
     """A run as the judge process sees it while the parent forwards it: ``judge``'s stream."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, inbox: _Inbox) -> None:
         super().__init__()
-        self.fd = fd
+        self.inbox = inbox
 
     def _more(self) -> None:
-        msg = _recv(self.fd)
+        msg = self.inbox.take()
         if msg[0] == "more":
             self.outcomes += msg[1]
             self.observations += msg[2]
@@ -141,13 +169,14 @@ def _serve(judge: Callable[[Program, Any], Any], jobs: int, answers: int) -> int
             except OSError:
                 pass
     programs: dict[int, Program] = {}       # the programs the parent keeps sending, by its key
+    inbox = _Inbox(jobs)
     gc.disable()            # collected between jobs instead (see the module doc)
     gc.freeze()
     jobs_done = 0
     source: Any = None
     while True:
         try:
-            msg = _recv(jobs)
+            msg = inbox.take()
         except EOFError:
             return 0
         kind = msg[0]
@@ -163,7 +192,7 @@ def _serve(judge: Callable[[Program, Any], Any], jobs: int, answers: int) -> int
             if kind == "run":
                 answer: Any = ("ok", _detached(judge(program, msg[3]), getattr(msg[3], "outcomes", None)))
             elif kind == "stream":
-                source = _Forwarded(jobs)
+                source = _Forwarded(inbox)
                 try:
                     answer = ("ok", _detached(judge(program, source), source.outcomes))
                 finally:
@@ -211,6 +240,7 @@ class JudgeProcess:
         # and the answers read while a job was being sent
         self._outcomes: deque[Any] = deque()
         self._ready: deque[Any] = deque()
+        self._inbox = _Inbox(self._answers)
         os.set_blocking(self._jobs, False)
 
     def _program(self, program: Program) -> tuple[int, Program | None]:
@@ -245,7 +275,7 @@ class JudgeProcess:
 
     def _take(self) -> Any:
         try:
-            return _recv(self._answers)
+            return self._inbox.take()
         except EOFError:
             self.close()
             raise JudgeDied("the judge process ended without answering") from None
@@ -263,6 +293,8 @@ class JudgeProcess:
         outcomes = self._outcomes.popleft()
         if self._ready:
             kind, value = self._ready.popleft()
+        elif self._inbox.ready():           # read with an earlier answer
+            kind, value = self._take()
         else:
             while True:
                 r, _, _ = select.select([self._answers], [], [], 0.25)

@@ -113,7 +113,12 @@ class Program:
     header: tuple[tuple[str, str], ...] = ()
 
     def __reduce__(self) -> tuple:
-        return Program, (self.calls, self.header)
+        # a program goes to the judge process (and the linux target's child) as rows of plain
+        # values (``_call_rows``): each argument one int, str or tuple; field by field otherwise
+        rows = _call_rows(self.calls) if type(self.calls) is tuple else None
+        if rows is None:
+            return Program, (self.calls, self.header)
+        return _program, (rows, self.header)
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -136,6 +141,103 @@ class Program:
 
     def with_calls(self, calls: Iterable[Call]) -> "Program":
         return Program(tuple(calls), self.header)
+
+
+# ---------------------------------------------------------------------------
+# pickling: a program as rows of plain values, its arguments rebuilt from a table
+
+# the most arguments (and calls) a process keeps by code; past it the table starts again
+_TABLE_MAX = 1 << 15
+
+# An argument's code: an int is ``Int(v)``; a str is ``Ref(name)``; ``(v,)`` (an int) is ``Int(v,
+# hex=True)``; ``(name, offset)`` (an int offset) is ``Ref(name, offset)``; ``(None, s)`` is ``Str(s)``;
+# any other tuple (of str) is ``Flags(names)``.
+
+
+def _call_rows(calls: tuple) -> tuple | None:
+    """``(name, result, proc, *argument codes)`` per call; None where a call or an argument is not the
+    plain record the codes stand for (a subclass, a value of another type)."""
+    rows = []
+    for c in calls:
+        if type(c) is not Call or type(c.args) is not tuple:
+            return None
+        row: list = [c.name, c.result, c.proc]
+        put = row.append
+        for a in c.args:
+            kind = type(a)
+            if kind is Int:
+                v = a.value
+                if type(v) is not int or type(a.hex) is not bool:
+                    return None
+                put((v,) if a.hex else v)
+            elif kind is Ref:
+                name, off = a.name, a.offset
+                if type(name) is not str or type(off) is not int:
+                    return None
+                put(name if off == 0 else (name, off))
+            elif kind is Flags:
+                names = a.names
+                if type(names) is not tuple or (names and (type(names[0]) is not str or type(names[-1]) is not str)):
+                    return None
+                put(names)
+            elif kind is Str and type(a.value) is str:
+                put((None, a.value))
+            else:
+                return None
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
+class _Args(dict):
+    """The arguments a process has unpickled, by code: the same frozen ``Int(4096)`` or
+    ``Flags(("PROT_READ",))`` for every program that has one, found without a Python call."""
+
+    def __missing__(self, code: object) -> Arg:
+        if len(self) >= _TABLE_MAX:
+            self.clear()
+        arg: Arg
+        if type(code) is int:
+            arg = Int(code)
+        elif type(code) is str:
+            arg = Ref(code)
+        elif len(code) == 1 and type(code[0]) is int:       # type: ignore[arg-type]
+            arg = Int(code[0], True)                         # type: ignore[index]
+        elif len(code) == 2 and code[0] is None:             # type: ignore[arg-type,index]
+            arg = Str(code[1])                               # type: ignore[index]
+        elif len(code) == 2 and type(code[1]) is int:        # type: ignore[arg-type,index]
+            arg = Ref(code[0], code[1])                      # type: ignore[index]
+        else:
+            arg = Flags(code)                                # type: ignore[arg-type]
+        self[code] = arg
+        return arg
+
+
+_ARGS = _Args()
+_call_set = tuple(Call.__dict__[f].__set__ for f in ("name", "args", "result", "proc"))
+
+
+class _Calls(dict):
+    """The calls a process has unpickled, by row (``_call_rows``): a call made again -- the same
+    ``munmap(a, 4096)`` in many programs -- is the same frozen ``Call``, found without a Python call."""
+
+    def __missing__(self, row: tuple) -> Call:
+        if len(self) >= _TABLE_MAX:
+            self.clear()
+        set_name, set_args, set_result, set_proc = _call_set
+        c = object.__new__(Call)
+        set_name(c, row[0])
+        set_args(c, tuple(map(_ARGS.__getitem__, row[3:])))
+        set_result(c, row[1])
+        set_proc(c, row[2])
+        self[row] = c
+        return c
+
+
+_CALLS = _Calls()
+
+
+def _program(rows: tuple, header: tuple) -> Program:
+    return Program(tuple(map(_CALLS.__getitem__, rows)), header)
 
 
 # ---------------------------------------------------------------------------
@@ -517,13 +619,20 @@ def eval_args(c: Call, env: dict[str, int]) -> tuple[int | str, ...]:
         elif kind is Ref:         # a named result (and an offset): mprotect(a, ...) after a = mmap(...)
             out.append(env[a.name] + a.offset)
         elif kind is Flags:
-            v = 0
-            for n in a.names:
-                v |= CONSTANTS[n]
+            v = _FLAG_VALUES.get(a.names)
+            if v is None:
+                v = 0
+                for n in a.names:
+                    v |= CONSTANTS[n]
+                if len(_FLAG_VALUES) < 4096:
+                    _FLAG_VALUES[a.names] = v
             out.append(v)
         else:
             out.append(eval_arg(a, env))
     return tuple(out)
+
+
+_FLAG_VALUES: dict[tuple[str, ...], int] = {}      # eval_args: each set of flag names or-ed once
 
 
 # programs whose constant arguments were worked out (``const_args``), by identity: the target's run and

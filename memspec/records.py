@@ -8,6 +8,7 @@ cross processes (JSON) and compare by value.
 from __future__ import annotations
 
 import enum
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,26 @@ class Mapping:
         return Mapping, (self.start, self.end, self.perms)
 
 
+# the most map lines (and outcomes) a process keeps by value; past it the table starts again
+_TABLE_MAX = 1 << 15
+
+
+class _Mappings(dict):
+    """The mappings a process has unpickled, by (start, end, perms): a map line read again -- the
+    same libraries in every program's observation, a parent's lines in its child's -- is the same
+    frozen ``Mapping``, looked up without a Python call (``RunResult``'s reduction)."""
+
+    def __missing__(self, key: tuple) -> Mapping:
+        if len(self) >= _TABLE_MAX:
+            self.clear()
+        m = self[key] = Mapping(*key)
+        return m
+
+
+_MAPPINGS = _Mappings()
+_mapping_fields = operator.attrgetter("start", "end", "perms")
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """State at a checkpoint: per process, its mappings (and, later layers, more)."""
@@ -111,12 +132,39 @@ class Observation:
         return None
 
 
+_JUST_MAPPING = {Mapping}
+
+
+def _observation_fields(obs: Observation) -> tuple | None:
+    """``(maps, extra)`` with each process's mappings as ``(start, end, perms)`` triples; None where
+    a map is not a tuple of plain ``Mapping``s (the run is pickled field by field then)."""
+    if type(obs.maps) is not tuple:
+        return None
+    maps = []
+    for entry in obs.maps:
+        if type(entry) is not tuple or len(entry) != 2:
+            return None
+        proc, ms = entry
+        if type(ms) is not tuple or (ms and set(map(type, ms)) != _JUST_MAPPING):
+            return None
+        maps.append((proc, tuple(map(_mapping_fields, ms))))
+    return tuple(maps), obs.extra
+
+
+def _observation(maps: tuple, extra: tuple) -> Observation:
+    get = _MAPPINGS.__getitem__
+    return Observation(tuple([(proc, tuple(map(get, triples))) for proc, triples in maps]), extra)
+
+
 class RunStatus(enum.Enum):
     OK = "ok"                # every call ran and produced an outcome
     CRASH = "crash"          # the target died (signal, exit) before the program's end
     HANG = "hang"            # the target exceeded its time limit
     REFUSED = "refused"      # the target declined the program (unsupported or unsafe)
     ERROR = "error"          # the target answered nonsense (protocol violation)
+
+    def __reduce_ex__(self, protocol: Any) -> str:
+        return "RunStatus." + self._name_       # by name: unpickled by a lookup, not the enum's constructor
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +177,22 @@ class RunResult:
     message: str = ""
 
     def __reduce__(self) -> tuple:
+        # the judge process gets a run a program: its outcomes as plain values and its observations'
+        # map lines as triples (``_run``), where they are the plain records; else field by field
+        if type(self.outcomes) is tuple and type(self.observations) is tuple:
+            codes = _outcome_codes(self.outcomes)
+            obs = [] if codes is not None else None
+            for item in self.observations if codes is not None else ():
+                if type(item) is not tuple or len(item) != 2 or type(item[1]) is not Observation:
+                    obs = None
+                    break
+                fields = _observation_fields(item[1])
+                if fields is None:
+                    obs = None
+                    break
+                obs.append((item[0], *fields))
+            if obs is not None:
+                return _run, (codes, tuple(obs), self.status, self.message)
         return RunResult, (self.outcomes, self.observations, self.status, self.message)
 
     def observation_after(self, index: int) -> Observation | None:
@@ -136,6 +200,67 @@ class RunResult:
             if i == index:
                 return o
         return None
+
+
+def _outcome_codes(outcomes: tuple) -> tuple | None:
+    """Each outcome as ``_outcomes`` reads it back: None for OK, its value for a plain value, its errno
+    for a plain errno, ``(value, errno)`` for both, else the ``Outcome`` itself; None where one is
+    not an ``Outcome``."""
+    codes: list[Any] = []
+    put = codes.append
+    for o in outcomes:
+        if o is OK:
+            put(None)
+        elif type(o) is not Outcome:
+            return None
+        elif o.signal is None and o.detail == () and type(o.detail) is tuple:
+            v, e = o.value, o.errno
+            if e is None:
+                put(None if v is None else v if type(v) is int else o)
+            elif type(e) is not str:
+                put(o)
+            else:
+                put(e if v is None else (v, e) if type(v) is int else o)
+        else:
+            put(o)
+    return tuple(codes)
+
+
+class _Outcomes(dict):
+    """The outcomes a process has unpickled, by code (``_outcome_codes``): a value or an errno seen
+    before -- 0, -1 EINVAL, an address the kernel hands out again -- is the same frozen ``Outcome``,
+    found without a Python call; OK is OK.  An ``Outcome`` that stands for itself is not kept."""
+
+    def __missing__(self, code: Any) -> Outcome:
+        if type(code) is Outcome:
+            return code
+        if len(self) >= _TABLE_MAX:
+            self.clear()
+        if code is None:
+            o = OK
+        elif type(code) is int:
+            o = Outcome(code)
+        elif type(code) is str:
+            o = Outcome(None, code)
+        else:
+            o = Outcome(code[0], code[1])
+        self[code] = o
+        return o
+
+
+_OUTCOMES = _Outcomes()
+
+
+def _outcomes(codes: tuple) -> tuple:
+    try:
+        return tuple(map(_OUTCOMES.__getitem__, codes))
+    except TypeError:           # an outcome whose detail does not hash: the others one by one
+        return tuple([x if type(x) is Outcome else _OUTCOMES[x] for x in codes])
+
+
+def _run(codes: tuple, observations: tuple, status: RunStatus, message: str) -> RunResult:
+    return RunResult(_outcomes(codes), tuple([(i, _observation(maps, extra)) for i, maps, extra in observations]),
+                     status, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +283,9 @@ class Verdict(str, enum.Enum):
     CRASH = "crash"
     HANG = "hang"
     ERROR = "error"                 # the target broke the protocol or the harness could not run it
+
+    def __reduce_ex__(self, protocol: Any) -> str:
+        return "Verdict." + self._name_         # by name: unpickled by a lookup, not Verdict('pass')
 
 
 @dataclass(frozen=True, slots=True, init=False)
