@@ -60,18 +60,14 @@ class _Peer:
         self.err = b""
         self.ident = 0
         self.dead = False
-        assert self.p.stderr is not None
+        assert self.p.stderr is not None and self.p.stdout is not None
         os.set_blocking(self.p.stderr.fileno(), False)
+        # replies are read as they are there, waited for (select) only when none is: a target that
+        # writes its replies as it goes often has the next ones written by the time they are asked for
+        os.set_blocking(self.p.stdout.fileno(), False)
 
     def send(self, msg: dict[str, Any]) -> None:
-        if self.dead:
-            return
-        try:
-            assert self.p.stdin is not None
-            self.p.stdin.write(encode(msg))
-            self.p.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            pass   # the read that follows reports the exit
+        _send_line(self, encode(msg))
 
     def _drain_stderr(self) -> bool:
         """Read what standard error holds now; False at its end."""
@@ -92,9 +88,13 @@ class _Peer:
         """What a peer does with its standard error besides keeping the tail (nothing here)."""
 
     def receive(self, what: str) -> dict[str, Any]:
+        return self.decode_line(self.receive_line(what), what)
+
+    def receive_line(self, what: str) -> bytes:
+        """The next whole line, waited for as ``receive`` waits, not yet decoded."""
         self._fill(what)
         line, self.buf = self.buf.split(b"\n", 1)
-        return self.decode_line(line, what)
+        return line
 
     def receive_lines(self, what: str) -> list[bytes]:
         """Every whole line read so far, at least one (waited for as ``receive`` waits), not yet
@@ -125,19 +125,30 @@ class _Peer:
         fd, efd = self.p.stdout.fileno(), self.p.stderr.fileno()
         watch = [fd, efd]
         deadline = time.monotonic() + self.timeout
+        waited = False
         while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            ready = select.select(watch, [], [], left)[0] if left > 0 else []
-            if not ready:
-                self.kill()
-                raise SessionFailed(RunStatus.HANG, f"target hung at {what} (no whole reply in {self.timeout:g} s"
-                                    + (f"; {len(self.buf)} bytes of a line" if self.buf else "") + ")")
-            if efd in ready and not self._drain_stderr():
-                watch = [fd]
-            if fd not in ready:
+            if waited:
+                left = deadline - time.monotonic()
+                ready = select.select(watch, [], [], left)[0] if left > 0 else []
+                if not ready:
+                    self.kill()
+                    raise SessionFailed(RunStatus.HANG, f"target hung at {what} (no whole reply in {self.timeout:g} s"
+                                        + (f"; {len(self.buf)} bytes of a line" if self.buf else "") + ")")
+                if efd in ready and not self._drain_stderr():
+                    watch = [fd]
+                if fd not in ready:
+                    continue
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                waited = True       # nothing there yet: wait for it (and drain standard error meanwhile)
                 continue
-            chunk = os.read(fd, 1 << 16)
             if not chunk:
+                # what it wrote on standard error before its end (kill closes the pipe; a read of
+                # the reply that does not wait first may see the end before select saw it)
+                for _ in range(64):
+                    if not self._drain_stderr():
+                        break
                 self.kill()
                 raise SessionFailed(RunStatus.CRASH, f"target exited at {what}: {self.exit_text()}")
             self.buf += chunk
@@ -173,6 +184,23 @@ class _Peer:
                     f.close()
             except OSError:
                 pass
+
+
+# the reset between programs as ``encode`` writes it, and the reply a target usually gives (anything
+# else is decoded as json, and judged as before)
+RESET_LINE = b'{"type":"reset","id":%d}\n'
+RESET_REPLY = b'{"type":"reply","id":%d,"value":0}'
+
+
+def _send_line(peer: _Peer, data: bytes) -> None:
+    if peer.dead:
+        return
+    try:
+        assert peer.p.stdin is not None
+        peer.p.stdin.write(data)
+        peer.p.stdin.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass   # the read that follows reports the exit
 
 
 class ProtocolSession(Session):
@@ -277,9 +305,12 @@ class ProtocolTarget(Target):
             return self._start()
         peer = self._live
         peer.ident += 1
-        peer.send({"type": "reset", "id": peer.ident})
+        _send_line(peer, RESET_LINE % peer.ident)
         try:
-            r = peer.receive("reset")
+            line = peer.receive_line("reset")
+            if line == RESET_REPLY % peer.ident:     # the usual answer, as json.dumps writes it
+                return peer
+            r = peer.decode_line(line, "reset")
         except SessionFailed:
             return self._start()
         if r.get("type") != "reply" or r.get("id") != peer.ident:

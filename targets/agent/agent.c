@@ -1456,6 +1456,9 @@ static struct out do_fork(const char *child, int passed) {
     int sp[2] = {-1, -1};
     if (passed < 0 && strcmp(K.name, "main")) return fail_errno(EINVAL);
     if (passed < 0 && high_socketpair(sp) < 0) return fail_errno(errno);
+    /* orphans come to main, which reaps them: main is their subreaper from its first fork (before
+       it, it has no descendants to orphan) */
+    if (passed < 0 && !K.forked) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     pid_t pid = fork_serving(child, passed >= 0 ? passed : sp[1]);
     if (pid < 0) {
         int e = errno;
@@ -1910,7 +1913,6 @@ static void serve(void) {
     int stopped = 0;        /* main: a call of a pipelined program was refused; the rest are skipped */
     struct req *m = malloc(sizeof *m);
     int is_main = !strcmp(K.name, "main");
-    if (is_main) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);    /* orphans come to main, which reaps them */
     for (;;) {
         int passed = -1;
         if (!is_main) reap_children();
@@ -2009,7 +2011,10 @@ static int main_w = -1, main_r = -1;   /* one socket to main: frames to it, and 
 static struct buf to_main;         /* frames for main, written at once when no whole request waits */
 static struct frd from_main = {-1, NULL, 0, 0, 0};     /* main's frames: only "S", and the end at its exit */
 static int main_owes;              /* requests went to main since it last said it had answered all */
-static int g_null = -1, g_out = -1;    /* /dev/null, and the harness's pipe for main's answers (found once) */
+/* the harness's pipes, moved above the program's descriptors once: requests in, answers out (main
+   writes its own).  The supervisor's standard input and output are /dev/null from then on, which
+   each main finds there as its own without a dup2 a program. */
+static int g_in = -1, g_out = -1;
 
 /* s appended to the string at dst (n bytes so far, room for cap - 1), cut where it does not fit */
 static void cat(char *dst, size_t *n, size_t cap, const char *s, size_t len) {
@@ -2041,9 +2046,7 @@ static void start_main(int req_r, int rep_w) {
     int pid = (int)getpid();
     struct timespec ts = {0, 0};
     unsigned char rnd[6] = {0};
-    dup2(g_null, 0);
-    dup2(g_null, 1);
-    close(g_null);
+    close(g_in);
     memset(&K, 0, sizeof K);
     memcpy(K.name, "main", 5);
     K.up_r = req_r;
@@ -2329,19 +2332,21 @@ int main(int argc, char **argv) {
     install_handler();
     g_cap_sys_admin = has_cap(21);
     g_tmp = getenv("TMPDIR");
-    g_null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (g_null < 0) die("/dev/null");
-    g_null = high_fd(g_null);
+    g_in = dup(0);
     g_out = dup(1);
-    if (g_out < 0) die("dup");
+    if (g_in < 0 || g_out < 0) die("dup");
+    g_in = high_fd(g_in);
     g_out = high_fd(g_out);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0) die("/dev/null");
+    close(null);
     for (;;) {
         char *nl = acc ? memchr(acc + start, '\n', have - start) : NULL;
         if (!nl) {
             /* no whole request waits: main gets what came for it */
             if (flush_main() < 0) return main_died();
             if (start) { memmove(acc, acc + start, have - start); have -= start; start = 0; }
-            struct pollfd pf[2] = {{0, POLLIN, 0}, {main_r, POLLIN, 0}};
+            struct pollfd pf[2] = {{g_in, POLLIN, 0}, {main_r, POLLIN, 0}};
             if (poll(pf, main_pid ? 2 : 1, -1) < 0) {
                 if (errno == EINTR) continue;
                 die("poll");
@@ -2350,7 +2355,7 @@ int main(int argc, char **argv) {
             if (main_pid && pf[1].revents) return main_died();
             if (pf[0].revents) {
                 if (cap - have < (1 << 16) + 1) { cap = have + (1 << 17); acc = realloc(acc, cap); if (!acc) die("out of memory"); }
-                ssize_t k = read(0, acc + have, cap - have - 1);
+                ssize_t k = read(g_in, acc + have, cap - have - 1);
                 if (k < 0 && errno == EINTR) continue;
                 if (k <= 0) {       /* the harness is gone: what it asked is answered, then the end */
                     end_program();
@@ -2397,6 +2402,6 @@ int main(int argc, char **argv) {
             bfmt(&reply, "{\"type\":\"error\",\"id\":%" PRId64 ",\"message\":\"unknown request type\"}", m->has_id ? m->id : 0);
         }
         bput(&reply, "\n", 1);
-        if (write_all(1, reply.p, reply.n) < 0) return 0;
+        if (write_all(g_out, reply.p, reply.n) < 0) return 0;
     }
 }
