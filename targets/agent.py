@@ -174,11 +174,38 @@ def _json_str(v: Any) -> str:
     return _jstr(v) if type(v) is str else "null" if v is None else json.dumps(v)
 
 
+# the parts of a request line around its arguments, by (process, call) and by result name, made once
+_HEADS: dict[tuple[str | None, str], bytes] = {}
+_TAILS: dict[str | None, bytes] = {}
+_PARTS_KEPT = 4096
+
+
+def _head(c: Call) -> bytes:
+    key = (c.proc, c.name)
+    head = _HEADS.get(key)
+    if head is None:
+        if len(_HEADS) >= _PARTS_KEPT:
+            _HEADS.clear()
+        text = f',"proc":{_json_str(c.proc or "main")},"name":{_json_str(c.name)},"args":['
+        head = _HEADS[key] = b'{"type":"call","id":%d' + text.replace("%", "%%").encode()
+    return head
+
+
+def _tail(result: str | None) -> bytes:
+    tail = _TAILS.get(result)
+    if tail is None:
+        if len(_TAILS) >= _PARTS_KEPT:
+            _TAILS.clear()
+        tail = _TAILS[result] = f'],"result":{_json_str(result)},"batch":true}}\n'.replace("%", "%%").encode()
+    return tail
+
+
 def _call_format(c: Call) -> bytes:
     """``_request_line(c, N)`` as a ``%d`` format of N (tests/agent/test_fast_reply.py holds the two equal)."""
-    tail = (f',"proc":{_json_str(c.proc or "main")},"name":{_json_str(c.name)},'
-            f'"args":[{",".join(map(_json_arg, c.args))}],"result":{_json_str(c.result)},"batch":true}}\n')
-    return b'{"type":"call","id":%d' + tail.replace("%", "%%").encode()
+    args = ",".join(map(_json_arg, c.args))
+    if "%" in args:
+        args = args.replace("%", "%%")
+    return _head(c) + args.encode() + _tail(c.result)
 
 
 def _template(program: Program, observe: str) -> tuple[tuple[int, ...], tuple[bytes, ...]]:
