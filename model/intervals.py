@@ -213,6 +213,38 @@ class IntervalMap(Generic[V]):
         if cur_hi > lo:
             yield lo, cur_hi
 
+    def fit_below(self, lo: int, hi: int, size: int) -> int | None:
+        """Where the top-down search puts ``size`` bytes in [lo, hi): the end of the first free range
+        from the top (``gaps``) that holds them, less ``size``; None if none does.  ``gaps``'s walk
+        without its generator (mmap asks this on every call without MAP_FIXED)."""
+        cs, ce = self._cs, self._ce
+        if hi <= 0:
+            c = -1
+        elif len(cs) == 1:      # (_chunk)
+            c = 0 if cs[0] and cs[0][0] < hi else -1
+        else:
+            c = bisect_right(self._heads, hi - 1) - 1
+        i = bisect_left(cs[c], hi) - 1 if c >= 0 else -1
+        cur_hi = hi
+        while c >= 0:
+            s_, e_ = cs[c], ce[c]
+            while i >= 0:
+                e = e_[i]
+                if e <= lo:
+                    return cur_hi - size if cur_hi > lo and cur_hi - lo >= size else None
+                if e < cur_hi and cur_hi - max(e, lo) >= size:
+                    return cur_hi - size
+                s = s_[i]
+                if s < cur_hi:
+                    cur_hi = s
+                if cur_hi <= lo:
+                    return None
+                i -= 1
+            c -= 1
+            if c >= 0:
+                i = len(cs[c]) - 1
+        return cur_hi - size if cur_hi > lo and cur_hi - lo >= size else None
+
     # -- updates ------------------------------------------------------------------------
 
     def _delete(self, start: int) -> None:
@@ -258,8 +290,13 @@ class IntervalMap(Generic[V]):
         if start >= end:
             return []
         hits = self.overlapping(start, end)
-        if not hits:
-            return hits
+        if hits:
+            self._cut(hits, start, end)
+        return hits
+
+    def _cut(self, hits: list[tuple[int, int, V]], start: int, end: int) -> None:
+        """``remove``'s change: ``hits`` (what it found over [start, end)) taken out, the parts of the
+        first and last outside the range put back."""
         for s, _, _ in hits:
             self._delete(s)
         s0, _, v0 = hits[0]
@@ -268,7 +305,6 @@ class IntervalMap(Generic[V]):
         _, e1, v1 = hits[-1]
         if e1 > end:
             self._insert(end, e1, v1)
-        return hits
 
     def set(self, start: int, end: int, value: V) -> None:
         """Map [start, end) to ``value``, replacing whatever was there; an empty range maps nothing."""

@@ -382,9 +382,40 @@ def check_all(sys: OsState) -> list[tuple[str, str]]:
 def check_step(sys: OsState) -> list[tuple[str, str]]:
     """Every invariant over the footprint of the steps since the last check (a full recount when
     the processes changed since: fork, exit, or no check yet); the footprint starts afresh."""
-    if _quiet(sys):
-        reset(sys)
-        return []       # what check_all finds there
+    procs = sys.procs
+    if len(procs) != 1:
+        if _quiet(sys):
+            reset(sys)
+            return []       # what check_all finds there
+    elif SMALL and not sys.objects and not sys.locked_evictions and CHECKS is _LAWS and _OF_PAGES is _PAGE_LAWS:
+        # _quiet and reset of one process whose VMA tree is one chunk (every small one), in one pass
+        for name, mm in procs.items():
+            vmas = mm.vmas
+            cs = vmas._cs
+            if mm.pte or mm.anon or mm.tlb or mm.huge or len(cs) != 1 or len(cs[0]) > SMALL:
+                break       # (not quiet; a small tree of several chunks: recounted below)
+            prev = 0
+            for s, e, v in zip(cs[0], vmas._ce[0], vmas._cv[0]):
+                if s & ~PAGE_MASK or e & ~PAGE_MASK or s >= e or s < prev or v.obj is not None:
+                    break
+                prev = e
+            else:
+                frames = sys.frames
+                if len(frames.owner) <= frames.ram_pages:       # (_frames_over)
+                    if mm.touched:
+                        mm.touched.clear()
+                    if mm.touched_pages:
+                        mm.touched_pages.clear()
+                    if mm.touched_ranges:
+                        mm.touched_ranges.clear()
+                    if mm.touched_objs:
+                        mm.touched_objs.clear()
+                    if sys.touched_objs:
+                        sys.touched_objs.clear()
+                    if frames.touched:
+                        frames.touched.clear()
+                    sys.checked_procs = {name: id(mm)}
+                    return []       # what check_all finds there (reset as ``reset`` does)
     if _small(sys) or sys.checked_procs != {name: id(mm) for name, mm in sys.procs.items()}:
         return check_all(sys)
     try:

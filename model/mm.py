@@ -64,9 +64,34 @@ U32 = (1 << 32) - 1
 
 
 _MASKS: dict[str, tuple[tuple[int, int], ...]] = {}     # call -> (position, register width) of its masked parameters
+# call -> argument values -> their registers, as _convert gives them: a program's loop asks the same
+# question again and again (mmap's fd of -1 copied into a new tuple every time).  A call's arguments are
+# ints and strings (memspec.program.eval_args), whose equal values are the same registers; only such
+# values are kept.
+_SEEN: dict[str, dict[tuple, tuple]] = {}
+SEEN_KEPT = 1024        # per call (then forgotten all at once)
 
 
 def _registers(name: str, args: tuple) -> tuple:
+    seen = _SEEN.get(name)
+    if seen is None:
+        seen = _SEEN[name] = {}
+    try:
+        regs = seen.get(args)
+    except TypeError:       # (an unhashable argument: not a program's)
+        return _convert(name, args)
+    if regs is None:
+        regs = _convert(name, args)
+        for x in args:
+            if type(x) is not int and type(x) is not str:
+                return regs
+        if len(seen) >= SEEN_KEPT:
+            seen.clear()
+        seen[args] = regs
+    return regs
+
+
+def _convert(name: str, args: tuple) -> tuple:
     masks = _MASKS.get(name)
     if masks is None:
         masks = _MASKS[name] = tuple((i, U64 if p.name in _UNSIGNED else U32)

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from memspec.calls import LAYERS
 from memspec.program import Program, bind_result, const_args, eval_args
 from memspec.records import Check, Judgement, Observation, Outcome, RunResult, RunStatus, Verdict
+from memspec.model.invariants import check_step as invariant_step
 from memspec.model.mm import System
 from memspec.model.registry import new_model
 
@@ -132,9 +133,12 @@ def _judge_calls(program: Program, source: Any, j: Judgement, facts: dict[str, A
     outcomes = source.run.outcomes if replay else ()
     outcome, observation = source.outcome, (source.seen_at.get if replay else source.observation)
     expect, apply, bind = system.expect, system.apply, system.bind
-    # the os model's own bind names a forked process and does nothing for a call without a result
+    # the os model's own bind names a forked process and does nothing for any other call
     bind_any = getattr(type(system), "bind", None) is not System.bind
     footprint = getattr(type(system), "incremental_invariants", False)
+    # the os model's own step check, called without its method (``System.invariants(full=False)``)
+    step_check = invariant_step if getattr(type(system), "invariants", None) is System.invariants else None
+    returns = {}            # call name -> whether its named result binds a number (bind_result's test)
     add = j.sink()          # a Check, or a passing one as a tuple: made when the judgement's checks are read
     PASS, IMPL, UNKNOWN = Verdict.PASS, Verdict.IMPL_DEFINED, Verdict.UNKNOWN
     for i, call in enumerate(program.calls):
@@ -164,20 +168,31 @@ def _judge_calls(program: Program, source: Any, j: Judgement, facts: dict[str, A
                 if other not in CATALOGUE:
                     clause(other)
         apply(proc, name, args, observed)
-        if bind_any or call.result is not None:
-            bind(proc, name, call.result, observed)
+        result = call.result
+        if bind_any or (result is not None and name == "fork"):
+            bind(proc, name, result, observed)
         # the passing checks, judge_call's in its order
         add((cid, verdict, i, exp.describe, observed))
         if exp.covers:
             for other in exp.covers:
                 if other != cid:
                     add((other, verdict, i, exp.describe, observed))
-        if call.result is not None:
-            bind_result(env, call, observed.value)
+        if result is not None:      # bind_result
+            binds = returns.get(name)
+            if binds is None:
+                binds = returns[name] = call.spec.returns != "proc"
+            if binds and result:
+                v = observed.value
+                env[result] = v if v is not None else -1
         obs = observation(i)
         full = recount and (obs is not None or i == last)
         if invariants:
-            broken = system.invariants() if full or not footprint else system.invariants(full=False)
+            if full or not footprint:
+                broken = system.invariants()
+            elif step_check is not None:
+                broken = step_check(system)
+            else:
+                broken = system.invariants(full=False)
             bad = invariant_check(broken, i) if broken else None
             if bad is not None:
                 add(bad)

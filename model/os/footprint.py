@@ -141,12 +141,15 @@ class VmaTree(IntervalMap):
         return len(self) != self.known_len
 
     def remove(self, start: int, end: int) -> list:
-        if start < end:
-            self.ranges.append((start, end))
-        hits = IntervalMap.remove(self, start, end)
-        for _, _, v in hits:
-            if v is not None and v.obj is not None:
-                self.objs.add(v.obj)
+        if start >= end:
+            return []
+        self.ranges.append((start, end))
+        hits = self.overlapping(start, end)         # IntervalMap.remove, and the objects it unmapped
+        if hits:
+            self._cut(hits, start, end)
+            for _, _, v in hits:
+                if v is not None and v.obj is not None:
+                    self.objs.add(v.obj)
         return hits
 
     def set(self, start: int, end: int, value: Any) -> None:

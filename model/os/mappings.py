@@ -24,8 +24,8 @@ from ..rules import Rule
 from . import splits
 from .limits import limits
 from .sealing import sealed_in
-from .state import (LLONG_MAX, PAGE_MASK, PROT_W, PROT_X, U64, Mm, OsState, Vma, can_do_mlock,
-                    exec_only as _exec_only, new_vma, page_align, reprotected)
+from .state import (LLONG_MAX, PAGE_MASK, PROT_W, PROT_X, U64, Mm, OsState, can_do_mlock, exec_only as _exec_only,
+                    new_vma, page_align, reprotected, stack_gap_below, vma_extent as _vma_extent)
 
 MAP_TYPE = 0x0F
 MAP_DROPPABLE = MAP["MAP_DROPPABLE"]   # Linux 6.11+
@@ -35,11 +35,14 @@ FOUR_G = 1 << 32
 DEFAULT_MAP_WINDOW = (1 << 47) - PAGE_SIZE
 PROT_RWX = PROT["PROT_READ"] | PROT["PROT_WRITE"] | PROT["PROT_EXEC"]
 GROWS = PROT["PROT_GROWSDOWN"] | PROT["PROT_GROWSUP"]
+PROT_SEM, PROT_GROWSDOWN, PROT_GROWSUP, MCL_ONFAULT = (
+    PROT["PROT_SEM"], PROT["PROT_GROWSDOWN"], PROT["PROT_GROWSUP"], MCL["MCL_ONFAULT"])
 # the flags the mmap rules test, read once (a dict lookup each, a dozen and more in every mmap judged)
 (MAP_SHARED, MAP_SHARED_VALIDATE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_LOCKED, MAP_HUGETLB,
  MAP_GROWSDOWN, MAP_32BIT, MAP_ABOVE4G, MAP_SYNC, MAP_NORESERVE, MAP_POPULATE, MAP_NONBLOCK) = (MAP[n] for n in (
     "MAP_SHARED", "MAP_SHARED_VALIDATE", "MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_FIXED", "MAP_FIXED_NOREPLACE", "MAP_LOCKED",
     "MAP_HUGETLB", "MAP_GROWSDOWN", "MAP_32BIT", "MAP_ABOVE4G", "MAP_SYNC", "MAP_NORESERVE", "MAP_POPULATE", "MAP_NONBLOCK"))
+ANON_PRIVATE = MAP_PRIVATE | MAP_ANONYMOUS
 # include/linux/mman.h LEGACY_MAP_MASK: the flags MAP_SHARED_VALIDATE accepts (clause
 # linux.mmap.eopnotsupp-validate).  It holds MAP_ABOVE4G and of the MAP_HUGE_* encodings only
 # MAP_HUGE_2MB and MAP_HUGE_1GB; MAP_FIXED_NOREPLACE and MAP_SYNC are not in it (measured on
@@ -164,6 +167,10 @@ _BEFORE_MAP_COUNT = {"posix.mmap.einval-offset", "posix.mmap.ebadf", "posix.mmap
 
 
 def expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> Expect:
+    if flags == ANON_PRIVATE and not addr and not offset and not mm.mcl_future:
+        e = _anon_private(sys, mm, length, prot)
+        if e is not None:
+            return e
     e = _expect_mmap(sys, mm, addr, length, prot, flags, fd, offset)
     own = splits.own_mappings(sys)
     if own and not e.unknown and e.clause not in _BEFORE_MAP_COUNT and _map_count_near(sys, mm, 0):
@@ -176,6 +183,25 @@ def expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: 
         # would have merged are counted as one (splits.merge_slack): ENOMEM or what comes after
         return or_errno(e, MAP_COUNT, "ENOMEM")
     return e
+
+
+def _anon_private(sys: OsState, mm: Mm, length: int, prot: int) -> Expect | None:
+    """expect_mmap's answer to mmap(NULL, length, prot, MAP_PRIVATE|MAP_ANONYMOUS, fd, 0) without
+    mlockall(MCL_FUTURE) in force, where only the placement and the limits decide it: no other
+    question of _mmap_check or _mmap_check_late applies to such a mapping.  None where one might
+    (a length of 0 or past the task size, the map count over or near the limit): asked there."""
+    c = sys.config
+    plen = (length + PAGE_SIZE - 1) & PAGE_MASK
+    if not length or plen > c.task_size:
+        return None
+    n = len(mm.vmas)
+    if n > c.max_map_count or (c.quiet_ranges or c.base_maps) and c.base_maps + n + 64 >= c.max_map_count:
+        return None         # (_mmap_check's map count; _map_count_near as expect_mmap asks it)
+    placed = _placement(sys, mm, 0, plen, False, "posix.mmap.new-range-free")
+    if placed.default.errno:
+        return placed
+    data = plen if prot & PROT_W else 0        # private writable: data, and charged
+    return limits(sys, mm, placed, plen, data, data)
 
 
 def _expect_mmap(sys: OsState, mm: Mm, addr: int, length: int, prot: int, flags: int, fd: int,
@@ -284,7 +310,7 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
     # the hints the kernel may have used: the one rounded to the sysctl's vm.mmap_min_addr, or
     # to the LSM's floor (security/min_addr.c: mmap_min_addr is the larger of the sysctl and
     # CONFIG_LSM_MMAP_MIN_ADDR, 64 KiB by default, which /proc does not show; measured on 6.18)
-    hints = set() if not hint_in else {h for h in (hint_in, max(hint_in, LSM_MMAP_MIN_ADDR) if hint_in else 0)
+    hints = _NO_HINTS if not hint_in else {h for h in (hint_in, max(hint_in, LSM_MMAP_MIN_ADDR) if hint_in else 0)
              if h and h + plen <= (0x80000000 if bit32 else c.task_size)
              and (h > DEFAULT_MAP_WINDOW) == (h + plen > DEFAULT_MAP_WINDOW)}
     if honour and stack_gap_below(mm, hint + plen):
@@ -333,35 +359,21 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
     return placed
 
 
-STACK_GUARD_GAP = 256 * PAGE_SIZE     # mm/mmap.c stack_guard_gap (the stack_guard_gap= boot parameter)
-
-
-def stack_gap_below(mm: Mm, end: int) -> bool:
-    """Does a range ending at ``end`` reach into the guard gap below a MAP_GROWSDOWN mapping
-    (include/linux/mm.h vm_start_gap)?  The gap is a boot parameter, so any mapping that grows
-    down within the default gap, or further, counts."""
-    nxt = mm.vmas.next_after(end - 1)
-    return nxt is not None and nxt[2].growsdown and nxt[0] - end < STACK_GUARD_GAP
-
-
+_NO_HINTS: frozenset[int] = frozenset()
 def _pick(sys: OsState, mm: Mm, hint: int, plen: int, lo: int, hi: int) -> int | None:
     if hint and hint + plen <= hi and not mm.vmas.any_overlap(hint, hint + plen):
         return hint
     top = min(hi, sys.config.mmap_base)
-    for glo, ghi in mm.vmas.gaps(lo, top):
-        if ghi - glo >= plen:
-            return ghi - plen
-    for glo, ghi in mm.vmas.gaps(lo, hi):
-        if ghi - glo >= plen:
-            return ghi - plen
-    return None
+    a = mm.vmas.fit_below(lo, top, plen)        # the first gap from the top that holds it
+    return a if a is not None else mm.vmas.fit_below(lo, hi, plen)
 
 
 def apply_mmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: int, prot: int, flags: int,
                fd: int, offset: int) -> None:
-    if not o.ok or o.value is None:
+    if o.errno is not None or o.signal is not None or o.value is None:
         return
-    start, end = o.value, o.value + page_align(length)
+    start = o.value
+    end = start + ((length + PAGE_SIZE - 1) & PAGE_MASK)
     shared = flags & MAP_TYPE in (MAP_SHARED, MAP_SHARED_VALIDATE)
     obj = None
     origin = 0      # anonymous private memory: pgoff follows the address, so VMAs merge
@@ -377,13 +389,13 @@ def apply_mmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: i
     sys.unmap(mm, start, end)
     exec_only = _exec_only(sys, prot)      # before the mask: do_mmap compares the prot it was given
     prot &= PROT_RWX
-    locked = bool(flags & MAP_LOCKED) or bool(mm.mcl_future)
+    locked = bool(flags & MAP_LOCKED or mm.mcl_future)
     # MAP_DROPPABLE (anonymous only): VM_DROPPABLE | VM_WIPEONFORK | VM_DONTDUMP (clause linux.mmap.droppable)
     droppable = obj is None and flags & MAP_TYPE == MAP_DROPPABLE
     vma = new_vma(prot, shared, obj, origin, exec_only, (
         "posix.mmap.fixed-exact" if flags & MAP_FIXED else "posix.mmap.maps-range"),
-        locked and not droppable, bool(mm.mcl_future & MCL["MCL_ONFAULT"]), may_write, droppable,
-        bool(flags & MAP_GROWSDOWN))
+        locked and not droppable, bool(mm.mcl_future & MCL_ONFAULT), may_write, droppable,
+        flags & MAP_GROWSDOWN != 0)
     mm.vmas.set(start, end, vma)
     # mm/mmap.c do_mmap -> mm_populate: MAP_POPULATE (not with MAP_NONBLOCK: clause
     # linux.mmap.populate-nonblock), and MAP_LOCKED / MCL_FUTURE without ONFAULT
@@ -403,15 +415,16 @@ def expect_munmap(sys: OsState, mm: Mm, addr: int, length: int) -> Expect:
         return errno("posix.munmap.einval-unaligned", "EINVAL")
     if addr > c.task_size or length > c.task_size - addr:
         return errno("posix.munmap.einval-outside", "EINVAL")
-    end = addr + page_align(length)
+    end = addr + ((length + PAGE_SIZE - 1) & PAGE_MASK)
     if end == addr:
         return errno("posix.munmap.einval-len0", "EINVAL")
     hits = mm.vmas.overlapping(addr, end)
     if not hits:
         return _UNMAPPED_OK
-    if any(v.sealed for _, _, v in hits):     # sealing.sealed_in
-        # mm/vma.c vms_gather_munmap_vmas: a sealed VMA in the range: EPERM, nothing unmapped
-        return errno("linux.mseal.eperm", "EPERM")
+    for _, _, v in hits:        # sealing.sealed_in
+        if v.sealed:
+            # mm/vma.c vms_gather_munmap_vmas: a sealed VMA in the range: EPERM, nothing unmapped
+            return errno("linux.mseal.eperm", "EPERM")
     if hits[0][0] < addr and end < hits[0][1] and _map_count_near(sys, mm, 0):
         # mm/vma.c vms_gather_munmap_vmas: a hole inside one VMA splits it in three; with
         # map_count >= vm.max_map_count that is ENOMEM and nothing is unmapped
@@ -435,8 +448,8 @@ def _map_count_near(sys: OsState, mm: Mm, extra: int) -> bool:
 
 
 def apply_munmap(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: int) -> None:
-    if o.ok and o.value == 0:
-        sys.unmap(mm, addr, addr + page_align(length))
+    if o.value == 0 and o.errno is None and o.signal is None:
+        sys.unmap(mm, addr, addr + ((length + PAGE_SIZE - 1) & PAGE_MASK))
 
 
 def expect_mprotect(sys: OsState, mm: Mm, addr: int, length: int, prot: int) -> Expect:
@@ -447,19 +460,20 @@ def expect_mprotect(sys: OsState, mm: Mm, addr: int, length: int, prot: int) -> 
         return errno("posix.mprotect.einval-unaligned", "EINVAL")
     if length == 0:
         return _LEN0_OK
-    end = addr + page_align(length)
-    if end <= addr or end > (1 << 64) - 1 or page_align(length) == 0:
+    plen = (length + PAGE_SIZE - 1) & PAGE_MASK
+    end = addr + plen
+    if end <= addr or end > (1 << 64) - 1 or plen == 0:
         return errno("linux.mprotect.enomem-wrap", "ENOMEM")
-    if prot & ~(PROT_RWX | PROT["PROT_SEM"] | GROWS):
+    if prot & ~(PROT_RWX | PROT_SEM | GROWS):
         return errno("posix.mprotect.einval-prot", "EINVAL")
     first = mm.vmas.overlapping(addr, end)
     if not first:
         return errno("posix.mprotect.enomem-unmapped", "ENOMEM")
-    if prot & PROT["PROT_GROWSDOWN"]:
+    if prot & PROT_GROWSDOWN:
         return errno("linux.mprotect.einval-growsdown-not-stack", "EINVAL")
     if first[0][0] > addr:
         return errno("posix.mprotect.enomem-unmapped", "ENOMEM")
-    if prot & PROT["PROT_GROWSUP"]:
+    if prot & PROT_GROWSUP:
         return errno("linux.mprotect.einval-growsdown-not-stack", "EINVAL")
     # mm/vma.c split_vma (from mprotect_fixup -> vma_modify_flags): map_count >= vm.max_map_count
     # refuses a split with ENOMEM, the VMAs before it already changed (model/os/splits.py)
@@ -468,27 +482,21 @@ def expect_mprotect(sys: OsState, mm: Mm, addr: int, length: int, prot: int) -> 
         changes = _mprotect_changes(sys, prot)
         lim = splits.limit(sys, mm, addr, end, changes)
         stop = splits.refused_at(sys, mm, addr, end, changes) if lim == "refused" else None
-
-    def split_first(at: int, other: Expect) -> Expect:
-        if stop is not None and stop < at:
-            return errno(splits.MPROTECT, "ENOMEM")
-        return or_errno(other, splits.MPROTECT, "ENOMEM") if lim == "maybe" else other
-
     cursor = addr
     for s, e, v in first:
         if s > cursor:
-            return split_first(cursor, errno("linux.mprotect.enomem-hole-partial", "ENOMEM"))
+            return split_first(stop, lim, cursor, errno("linux.mprotect.enomem-hole-partial", "ENOMEM"))
         if prot & PROT_W and not v.may_write:
             # mm/mprotect.c: newflags & ~(oldflags >> 4) & VM_WRITE -> EACCES
-            return split_first(max(s, addr), errno("posix.mprotect.eacces-shared-readonly-fd", "EACCES"))
+            return split_first(stop, lim, max(s, addr), errno("posix.mprotect.eacces-shared-readonly-fd", "EACCES"))
         if v.sealed:
             # a sealed VMA: EPERM, even for its own protection (measured on 6.18); the VMAs
             # before it in the range are already changed
-            return split_first(max(s, addr), errno("linux.mseal.eperm", "EPERM"))
+            return split_first(stop, lim, max(s, addr), errno("linux.mseal.eperm", "EPERM"))
         cursor = e
     if cursor < end:
-        return split_first(cursor, errno("linux.mprotect.enomem-hole-partial", "ENOMEM"))
-    ok = split_first(end, _SETS_PROT)
+        return split_first(stop, lim, cursor, errno("linux.mprotect.enomem-hole-partial", "ENOMEM"))
+    ok = _SETS_PROT if lim is None else split_first(stop, lim, end, _SETS_PROT)
     if prot & PROT_W and stop is None:
         # mm/mprotect.c mprotect_fixup: private memory turning writable becomes data
         # (may_expand_vm) and is charged (security_vm_enough_memory_mm)
@@ -498,22 +506,25 @@ def expect_mprotect(sys: OsState, mm: Mm, addr: int, length: int, prot: int) -> 
     return ok
 
 
-def _mprotect_changes(sys: OsState, prot: int):
-    """Whether mprotect(prot) changes a VMA's flags (mprotect_fixup skips one whose newflags ==
-    oldflags before any split): its protection or its execute-only key."""
-    p = prot & PROT_RWX
-    xo = _exec_only(sys, prot & ~GROWS)
-    return lambda v: v.prot != p or v.exec_only != xo
+_mprotect_changes = splits.mprotect_changes
+
+
+def split_first(stop: int | None, lim: str | None, at: int, other: Expect) -> Expect:
+    """mprotect's answer ``other`` (found at ``at``) after the splits before it: ENOMEM where a split
+    was refused before ``at`` (``stop``), or either where one may be (``lim``, splits.limit)."""
+    if stop is not None and stop < at:
+        return errno(splits.MPROTECT, "ENOMEM")
+    return or_errno(other, splits.MPROTECT, "ENOMEM") if lim == "maybe" else other
 
 
 def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length: int, prot: int) -> None:
     if o.errno not in (None, "ENOMEM", "EACCES", "EPERM") or length == 0 or addr & ~PAGE_MASK:
         return
-    end = addr + page_align(length)
+    end = addr + ((length + PAGE_SIZE - 1) & PAGE_MASK)
     if o.errno is not None:
         # Linux changes the VMAs before the first hole (or refused VMA), then fails (mprotect(2)
         # NOTES; POSIX allows "some of the pages may have been changed").
-        if prot & ~(PROT_RWX | PROT["PROT_SEM"] | GROWS) or prot & GROWS:
+        if prot & ~(PROT_RWX | PROT_SEM | GROWS) or prot & GROWS:
             return
         if end <= addr or end > U64:
             return     # mm/mprotect.c: end <= start fails before touching anything
@@ -548,9 +559,15 @@ def apply_mprotect(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, lengt
         sys.split_huge(mm, addr, end)
     p = prot & PROT_RWX
     xo = _exec_only(sys, prot & ~GROWS)
+    paged = mm.pte or mm.anon or mm.maybe or mm.last_ref      # (pages_in: none without per-page state)
     for s, e, v in mm.vmas.overlapping(addr, end):      # Mm.mapped_pages: each VMA clipped to the range
-        s, e = max(s, addr), min(e, end)
+        if s < addr:
+            s = addr
+        if e > end:
+            e = end
         mm.vmas.set(s, e, reprotected(v, p, xo, clause))
+        if not paged:
+            continue
         for page in sys.pages_in(mm, s, e):
             t = mm.pte.get(page)
             if t is not None:
@@ -666,25 +683,6 @@ def _mremap_expect(sys: OsState, mm: Mm, addr: int, old_size: int, new_size: int
     if not flags & MAYMOVE:
         return errno("linux.mremap.enomem-no-maymove", "ENOMEM")
     return _placement(sys, mm, 0, new_len, False, "linux.mremap.maymove-moves")
-
-
-def _vma_extent(sys: OsState, mm: Mm, addr: int) -> tuple[int, int, Vma] | None:
-    """The kernel's VMA around addr: adjacent ranges with equal attributes are one VMA
-    (mm/vma.c vma_merge), whatever clause set them."""
-    hit = mm.vmas.find(addr)
-    if hit is None:
-        return None
-    s, e, v = hit
-    key = replace(v, clause="")
-    for s2, e2, w in mm.vmas.overlapping(e, U64):
-        if s2 != e or replace(w, clause="") != key:
-            break
-        e = e2
-    for s2, e2, w in reversed(mm.vmas.overlapping(0, s)):
-        if e2 != s or replace(w, clause="") != key:
-            break
-        s = s2
-    return s, e, v
 
 
 def apply_mremap(sys: OsState, proc: str, mm: Mm, o: Outcome, old_addr: int, old_size: int, new_size: int,

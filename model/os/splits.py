@@ -43,13 +43,26 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from .state import Mm, OsState, Vma
+from memspec.consts import PROT
+
+from .state import Mm, OsState, Vma, exec_only
+
+PROT_RWX = PROT["PROT_READ"] | PROT["PROT_WRITE"] | PROT["PROT_EXEC"]
+GROWS = PROT["PROT_GROWSDOWN"] | PROT["PROT_GROWSUP"]
 
 BAND = 64           # as mappings._map_count_near: the target's own mappings move while it runs
 
 MPROTECT = "linux.mprotect.enomem-max-map-count"
 MLOCK = "linux.mlock.enomem-max-map-count"
 MADVISE = "linux.madvise.eagain-max-map-count"
+
+
+def mprotect_changes(sys: OsState, prot: int) -> Callable[[Vma], bool]:
+    """Whether mprotect(prot) changes a VMA's flags (mprotect_fixup skips one whose newflags ==
+    oldflags before any split): its protection or its execute-only key."""
+    p = prot & PROT_RWX
+    xo = exec_only(sys, prot & ~GROWS)
+    return lambda v: v.prot != p or v.exec_only != xo
 
 
 def merge_slack(mm: Mm) -> int:

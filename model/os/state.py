@@ -422,13 +422,19 @@ class OsState:
     def unmap(self, mm: Mm, start: int, end: int) -> None:
         if mm.huge or mm.thp_maybe:
             self.split_huge(mm, start, end)
-        for page in self.pages_in(mm, start, end):
-            self.drop_page(mm, page)
+        if mm.pte or mm.anon or mm.maybe or mm.last_ref:        # (pages_in: none without per-page state)
+            for page in self.pages_in(mm, start, end):
+                self.drop_page(mm, page)
         hits = mm.vmas.remove(start, end)
         if mm.guard:
             # mm/memory.c zap_nonpresent_ptes: unmapping (ZAP_FLAG_DROP_MARKER) drops guard markers
             mm.guard -= {p for p in mm.guard if start <= p < end}
-        gone = {v.obj for _, _, v in hits if v.obj is not None} if hits else None
+        gone = None         # the objects unmapped here (built only for one)
+        for _, _, v in hits:
+            if v.obj is not None:
+                if gone is None:
+                    gone = set()
+                gone.add(v.obj)
         if gone:
             self.collect(gone)
 
@@ -543,6 +549,36 @@ def exec_only(sys: OsState, prot: int) -> bool:
     is readable too.  ``prot``: mmap's argument, or mprotect's without the GROWS bits.
     Example: mmap(…PROT_EXEC…) then load(a): SIGSEGV with PKU, 0 without."""
     return prot == PROT_X and sys.config.exec_only
+
+
+STACK_GUARD_GAP = 256 * PAGE_SIZE     # mm/mmap.c stack_guard_gap (the stack_guard_gap= boot parameter)
+
+
+def stack_gap_below(mm: Mm, end: int) -> bool:
+    """Does a range ending at ``end`` reach into the guard gap below a MAP_GROWSDOWN mapping
+    (include/linux/mm.h vm_start_gap)?  The gap is a boot parameter, so any mapping that grows
+    down within the default gap, or further, counts."""
+    nxt = mm.vmas.next_after(end - 1)
+    return nxt is not None and nxt[2].growsdown and nxt[0] - end < STACK_GUARD_GAP
+
+
+def vma_extent(sys: OsState, mm: Mm, addr: int) -> tuple[int, int, Vma] | None:
+    """The kernel's VMA around addr: adjacent ranges with equal attributes are one VMA
+    (mm/vma.c vma_merge), whatever clause set them."""
+    hit = mm.vmas.find(addr)
+    if hit is None:
+        return None
+    s, e, v = hit
+    key = replace(v, clause="")
+    for s2, e2, w in mm.vmas.overlapping(e, U64):
+        if s2 != e or replace(w, clause="") != key:
+            break
+        e = e2
+    for s2, e2, w in reversed(mm.vmas.overlapping(0, s)):
+        if e2 != s or replace(w, clause="") != key:
+            break
+        s = s2
+    return s, e, v
 
 
 def can_do_mlock(mm: Mm) -> bool:
