@@ -76,11 +76,9 @@ def footprint(sys: OsState) -> Footprint:
     return fp
 
 
-def reset(sys: OsState) -> None:
-    """Start a new footprint (after a check of either form)."""
-    checked = {}        # the processes checked (built here: a comprehension costs a call of its own)
-    for name, mm in sys.procs.items():       # (most are empty: cleared only when not)
-        checked[name] = id(mm)
+def _forget(sys: OsState, procs: Iterable[Mm]) -> None:
+    """Empty the footprint of ``procs`` and the system's (most sets are empty: cleared only when not)."""
+    for mm in procs:
         if mm.touched:
             mm.touched.clear()
         if mm.touched_pages:
@@ -93,6 +91,15 @@ def reset(sys: OsState) -> None:
         sys.touched_objs.clear()
     if sys.frames.touched:
         sys.frames.touched.clear()
+
+
+def reset(sys: OsState) -> None:
+    """Start a new footprint (after a check of either form)."""
+    procs = sys.procs
+    _forget(sys, procs.values())
+    checked = {}        # the processes checked (built here: a comprehension costs a call of its own)
+    for name, mm in procs.items():
+        checked[name] = id(mm)
     sys.checked_procs = checked
 
 
@@ -402,18 +409,7 @@ def check_step(sys: OsState) -> list[tuple[str, str]]:
             else:
                 frames = sys.frames
                 if len(frames.owner) <= frames.ram_pages:       # (_frames_over)
-                    if mm.touched:
-                        mm.touched.clear()
-                    if mm.touched_pages:
-                        mm.touched_pages.clear()
-                    if mm.touched_ranges:
-                        mm.touched_ranges.clear()
-                    if mm.touched_objs:
-                        mm.touched_objs.clear()
-                    if sys.touched_objs:
-                        sys.touched_objs.clear()
-                    if frames.touched:
-                        frames.touched.clear()
+                    _forget(sys, (mm,))
                     sys.checked_procs = {name: id(mm)}
                     return []       # what check_all finds there (reset as ``reset`` does)
     if _small(sys) or sys.checked_procs != {name: id(mm) for name, mm in sys.procs.items()}:

@@ -25,7 +25,7 @@ from ..pte import READ, WRITE
 from ..rules import Rule
 from . import splits
 from .sealing import refuses_advice
-from .state import HPAGE, PAGE_MASK, PROT_R, PROT_W, U64, Mm, OsState, Vma, page_align
+from .state import HPAGE, PAGE_MASK, PROT_R, PROT_W, U64, Mm, OsState, Vma, page_align, vma_extent
 
 
 M = MADV
@@ -113,28 +113,12 @@ def _vma_error(sys: OsState, mm: Mm, s: int, e: int, v: Vma, advice: int) -> Exp
         # mm/madvise.c is_valid_guard_vma(allow_locked=false): it would zap locked pages
         return errno("linux.madvise.einval-guard-locked", "EINVAL")
     if advice == M["MADV_COLLAPSE"]:
-        vs, ve, _ = _kernel_vma(mm, s)
+        vs, ve, _ = vma_extent(sys, mm, s)      # (a VMA is mapped at s: found above)
         # mm/huge_memory.c __thp_vma_allowable_orders (not in a fault): a VMA that cannot hold
         # one PMD-aligned 2 MiB block (at its end), or VM_NOHUGEPAGE, cannot collapse
         if ((ve - HPAGE) & ~(HPAGE - 1)) < vs or ve - vs < HPAGE or v.huge is False:
             return errno("linux.madvise.collapse-einval", "EINVAL")
     return None
-
-
-def _kernel_vma(mm: Mm, addr: int) -> tuple[int, int, Vma]:
-    """The kernel's VMA around addr: neighbours with equal attributes are one VMA (mm/vma.c
-    vma_merge), whatever clause set them."""
-    s, e, v = mm.vmas.find(addr)
-    key = replace(v, clause="")
-    for s2, e2, w in mm.vmas.overlapping(e, U64):
-        if s2 != e or replace(w, clause="") != key:
-            break
-        e = e2
-    for s2, e2, w in reversed(mm.vmas.overlapping(0, s)):
-        if e2 != s or replace(w, clause="") != key:
-            break
-        s = s2
-    return s, e, v
 
 
 def _walk(sys: OsState, mm: Mm, start: int, end: int, advice: int) -> tuple[Expect | None, list]:

@@ -87,11 +87,12 @@ def _same_answer(a, b, where: str) -> None:
             assert a.blame(o) == b.blame(o), (where, o)
 
 
-def run_both(program: Program, facts: dict, seed: int, full_every: int = 5) -> int:
-    """Step ``program`` through the lean model and the plain one, adopting the same outcome (the
-    default, or now and then another the answer allows); compare after every call.  The calls made."""
+def run_both(program: Program, facts: dict, seed: int, full_every: int = 5, plain_model: type | None = None) -> int:
+    """Step ``program`` through the lean model and the plain one (``plain_model``, by default
+    ``reference_lean.PlainSystem``), adopting the same outcome (the default, or now and then another
+    the answer allows); compare after every call.  The calls made."""
     rng = random.Random(seed)
-    lean, plain = System(Config.from_facts(facts)), ref.PlainSystem(Config.from_facts(facts))
+    lean, plain = System(Config.from_facts(facts)), (plain_model or ref.PlainSystem)(Config.from_facts(facts))
     env: dict[str, int] = {}
     made = 0
     for i, c in enumerate(program.calls):

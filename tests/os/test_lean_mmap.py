@@ -31,7 +31,7 @@ from memspec.model.os import splits
 from memspec.model.os.footprint import VmaTree
 from memspec.model.os.state import Mm, OsState
 from memspec.model.rules import replaced
-from memspec.program import Program, bind_result, eval_args, parse
+from memspec.program import Program, parse
 from memspec.specs.judge import judge
 from memspec.targets.model import ModelTarget
 
@@ -173,37 +173,7 @@ def _anon_programs(seed: int, n: int, calls: int = 40) -> list[Program]:
 
 def run_both(program: Program, facts: dict, seed: int) -> int:
     """``test_lean_judge.run_both`` with ``PlainerSystem`` as the plain model."""
-    rng = random.Random(seed)
-    lean, plain = System(Config.from_facts(facts)), PlainerSystem(Config.from_facts(facts))
-    env: dict[str, int] = {}
-    made = 0
-    for i, c in enumerate(program.calls):
-        try:
-            args = eval_args(c, env)
-        except KeyError:
-            break
-        proc = c.proc or "main"
-        if proc not in lean.procs:
-            break
-        where = f"call {i}: {c.name}{args}"
-        ea, eb = lean.expect(proc, c.name, args), plain.expect(proc, c.name, args)
-        lean_judge._same_answer(ea, eb, where)
-        o = ea.default
-        if rng.random() < 0.25:
-            others = [x for x in lean_judge._candidates(ea, eb) if ea.judge(x) is None and x != o]
-            if others:
-                o = rng.choice(others)
-        for s in (lean, plain):
-            s.apply(proc, c.name, args, o)
-            s.bind(proc, c.name, c.result, o)
-        if c.result and o.value is not None and c.name != "fork":
-            bind_result(env, c, o.value)
-        assert lean_judge.snapshot(lean) == lean_judge.snapshot(plain), where
-        full = i % 7 == 6
-        assert lean.invariants(full=full) == plain.invariants(full=full), where
-        made += 1
-    assert lean.invariants() == plain.invariants()
-    return made
+    return lean_judge.run_both(program, facts, seed, full_every=7, plain_model=PlainerSystem)
 
 
 # -- the tests ----------------------------------------------------------------------------------------
