@@ -93,7 +93,7 @@ class JudgedBeside:
     def sample(self, n: int) -> float:
         target, prog, facts, judge = self.target, self.prog, self.facts, self._judge
         t0 = time.perf_counter()
-        j = self.jp.judge_stream(prog, target.stream(prog))
+        j = self.jp.judge_stream(prog, lambda: target.stream(prog))     # the job goes first, then the run starts
         t1 = time.perf_counter()
         if j.failure is not None:
             raise Unavailable(f"the judged run failed ({j.failure.clause}): fix that before timing it")

@@ -41,7 +41,7 @@ from collections import deque
 from typing import Any, Callable
 
 from memspec.program import Program
-from memspec.records import Judgement, RunResult
+from memspec.records import Judgement, RunResult, RunStatus
 from memspec.streams import RunReader
 from memspec.children import fork_in_group, kill_group
 
@@ -316,15 +316,33 @@ class JudgeProcess:
 
     def judge_stream(self, program: Program, stream: Any, batch: int = BATCH) -> Any:
         """Forward ``stream`` (a target's run still going) to the judge process as its outcomes
-        arrive and return the judgement; the run is finished when this returns (``stream.finish()``)."""
+        arrive and return the judgement; the run is finished when this returns (``stream.finish()``).
+
+        ``stream`` may also be a function that starts the run and returns its stream
+        (``lambda: target.stream(program)``): the job is then sent first, and the judge's process
+        makes its model while the target starts.  The first batches are small (8 outcomes, then
+        twice as many each time up to ``batch``), so judging starts as soon as the run does."""
         if self._outcomes:
             raise RuntimeError("judge_stream with judgements still to be taken")
         self._put(("stream", *self._program(program)))
+        if not hasattr(stream, "outcome"):
+            try:
+                stream = stream()
+            except BaseException as e:
+                # the job sent is ended (its judgement dropped), so the process waits for the next
+                self._outcomes.append(())
+                try:
+                    self._put(("end", RunStatus.ERROR, f"the run did not start: {e}"))
+                    self.result()
+                except Exception:   # noqa: BLE001 -- the run's own exception is the one to see
+                    pass
+                raise
         n, sent_o, sent_b = len(program.calls), 0, 0
         outcomes, observations = stream.outcomes, stream.observations
-        want = 0
+        want, size = 0, min(8, batch)
         while want < n:
-            want = min(want + batch, n)
+            want = min(want + size, n)
+            size = min(size * 2, batch)
             if stream.outcome(want - 1) is None:
                 break
             if len(outcomes) > sent_o or len(observations) > sent_b:

@@ -42,7 +42,9 @@ class Outcome:
     def __reduce__(self) -> tuple:      # pickled by its fields: the judge process gets outcomes by the thousand
         if self.value is None and self.errno is None and self.signal is None and not self.detail:
             return _ok, ()              # the OK the judge finds by identity stays OK across processes
-        return Outcome, (self.value, self.errno, self.signal, self.detail)
+        if self.detail:
+            return Outcome, (self.value, self.errno, self.signal, self.detail)
+        return _outcome, (self.value, self.errno, self.signal)
 
     def describe(self) -> str:
         if self.signal:
@@ -81,6 +83,26 @@ OK = Outcome()
 
 def _ok() -> Outcome:
     return OK
+
+
+# Outcomes without detail, unpickled, by value: a run's outcomes repeat (a call's 0, an errno, the
+# address the kernel hands back again), and the judge's process takes them by the thousand.  Equal
+# values, one object (they are frozen); the table is emptied when it grows past _OUTCOMES_KEPT.
+_OUTCOMES: dict[tuple[Any, Any, Any], Outcome] = {}
+_OUTCOMES_KEPT = 4096
+
+
+def _outcome(value: int | None, errno: str | None, signal: str | None) -> Outcome:
+    if not (type(value) is int or value is None) or not (type(errno) is str or errno is None) \
+            or not (type(signal) is str or signal is None):
+        return Outcome(value, errno, signal)        # (True equals 1, but crosses as itself)
+    key = (value, errno, signal)
+    o = _OUTCOMES.get(key)
+    if o is None:
+        if len(_OUTCOMES) >= _OUTCOMES_KEPT:
+            _OUTCOMES.clear()
+        o = _OUTCOMES[key] = Outcome(value, errno, signal)
+    return o
 
 
 @dataclass(frozen=True, slots=True)

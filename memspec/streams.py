@@ -29,14 +29,19 @@ class RunReader:
         raise NotImplementedError
 
     def outcome(self, index: int) -> Outcome | None:
-        while len(self.outcomes) <= index and self.result is None:
+        outcomes = self.outcomes
+        if index < len(outcomes):       # the judge is behind the run: the common case
+            return outcomes[index]
+        while len(outcomes) <= index and self.result is None:
             self._more()
-        return self.outcomes[index] if index < len(self.outcomes) else None
+        return outcomes[index] if index < len(outcomes) else None
 
     def observation(self, index: int) -> Observation | None:
+        obs = self.observations
+        if index + 1 < len(self.outcomes) and self._seen == len(obs):
+            return self.seen_at.get(index)      # call index + 1 has come, and nothing since was seen
         while len(self.outcomes) <= index + 1 and self.result is None:
             self._more()
-        obs = self.observations
         for k in range(self._seen, len(obs)):
             self.seen_at.setdefault(obs[k][0], obs[k][1])
         self._seen = len(obs)

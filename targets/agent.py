@@ -230,6 +230,25 @@ def _template(program: Program, observe: str) -> tuple[tuple[int, ...], tuple[by
     return tuple(kinds), tuple(fmts)
 
 
+# per template and id width, where each request's line ends at most (``AgentStream._send``'s window)
+_BOUNDS: dict[tuple[int, int], tuple[tuple[bytes, ...], list[int]]] = {}
+
+
+def _bounds(fmts: tuple[bytes, ...], digits: int) -> list[int]:
+    """Offsets bounding where each line of ``fmts`` ends, ids of at most ``digits`` digits each
+    (a ``%d`` of 2 bytes becomes the id; a ``%%`` one byte less): entry k is at least the bytes of
+    lines 0..k-1, and entry k minus entry j at least those of lines j..k-1."""
+    key = (id(fmts), digits)
+    hit = _BOUNDS.get(key)
+    if hit is not None and hit[0] is fmts:
+        return hit[1]
+    ends = list(accumulate((len(f) - 2 + digits for f in fmts), initial=0))
+    if len(_BOUNDS) >= _TEMPLATES_KEPT:
+        del _BOUNDS[next(iter(_BOUNDS))]
+    _BOUNDS[key] = (fmts, ends)
+    return ends
+
+
 def _requests(program: Program, observe: str, first: int) -> list[tuple[int, int, bytes]]:
     """(call index, request id, line) for every request of ``program``: each call, and an
     observe where ``observe`` asks for one (index -1 - i: the observation after call i)."""
@@ -297,9 +316,11 @@ class AgentTarget(ProtocolTarget):
 class AgentStream:
     """One pipelined program on the agent: requests sent a window ahead, replies read on demand.
 
-    The program's request lines are one byte string (``blob``; request k is ``blob[offs[k]:offs[k + 1]]``),
-    sent in slices; the replies are read as many lines at a time as the pipe holds and decoded
-    by ``fast_reply`` (the common reply lines) or by json (everything else)."""
+    The program's request lines are made from its template as they are sent, a window's worth at
+    a time (a program of thousands of calls is not formatted whole before its first request goes);
+    the window counts each line at most ``len(format) - 2 + digits`` bytes, the longest its id can
+    make it (``_bounds``).  The replies are read as many lines at a time as the pipe holds and
+    decoded by ``fast_reply`` (the common reply lines) or by json (everything else)."""
 
     def __init__(self, target: AgentTarget, program: Program, observe: str, window: int = WINDOW) -> None:
         self.program = program
@@ -321,22 +342,22 @@ class AgentStream:
             self.result = RunResult((), (), RunStatus.CRASH, f"no target process at call 1: {e}")
             return
         self.first = self.peer.ident + 1        # the id of request 0
-        self.kinds, fmts = _template(program, observe)
-        lines = [f % (self.first + j) for j, f in enumerate(fmts)]
-        self.blob = b"".join(lines)
-        self.offs = list(accumulate(map(len, lines), initial=0))
-        self.peer.ident += len(lines)
+        self.kinds, self.fmts = _template(program, observe)
+        n = len(self.fmts)
+        self.ends = _bounds(self.fmts, len(str(self.first + n)))
+        self.peer.ident += n
 
     def _send(self) -> None:
         """Send what the window allows: refilled once half of it has been answered, with as many
         requests as fit (at least one when none is waiting), in one write."""
-        offs, sent = self.offs, self.sent
-        if sent != self.got and offs[sent] - offs[self.got] > self.window // 2:
+        ends, sent = self.ends, self.sent
+        if sent != self.got and ends[sent] - ends[self.got] > self.window // 2:
             return
-        upto = max(bisect_right(offs, offs[self.got] + self.window) - 1, sent + (sent == self.got))
+        upto = max(bisect_right(ends, ends[self.got] + self.window) - 1, sent + (sent == self.got))
         upto = min(upto, len(self.kinds))
         if upto > sent:
-            _write(self.peer, self.blob[offs[sent]:offs[upto]])
+            first = self.first
+            _write(self.peer, b"".join([f % (first + j) for j, f in enumerate(self.fmts[sent:upto], sent)]))
             self.sent = upto
 
     def _what(self, k: int) -> str:

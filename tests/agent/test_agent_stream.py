@@ -77,3 +77,19 @@ def test_one_program_runs_the_same_twice_and_observes(fake):
     a, b = fake.run(p, observe="each"), fake.run(p, observe="each")
     assert a.status is b.status is RunStatus.OK and len(a.observations) == len(b.observations) == 1000
     assert _values_in_step(b, 1000, 2 * 4096) and b.outcomes[0].value - a.outcomes[0].value == (2 * 1000 + 1) * 4096
+
+
+def test_the_window_counts_each_request_at_most_what_it_can_be():
+    # requests are formatted as they are sent; the window's byte counts are bounds made from the
+    # formats, never less than the lines they stand for (ids of up to that many digits, a %% escape)
+    from memspec.targets.agent import _bounds, _template
+    p = parse("".join(MMAP.format(i=i) for i in range(30)) + 'x = shm_open("/a%b", O_RDWR|O_CREAT, 384)\n')
+    kinds, fmts = _template(p, "end")
+    for first in (1, 9, 95, 99_990, 10**12 - 5):
+        lines = [f % (first + j) for j, f in enumerate(fmts)]
+        ends = _bounds(fmts, len(str(first + len(fmts))))
+        assert ends[0] == 0 and len(ends) == len(lines) + 1
+        for j in range(len(lines)):
+            for k in range(j, len(lines) + 1):
+                assert ends[k] - ends[j] >= sum(map(len, lines[j:k]))
+        assert ends[-1] - sum(map(len, lines)) <= len(lines) * len(str(first + len(fmts)))

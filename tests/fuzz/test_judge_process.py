@@ -56,6 +56,21 @@ def test_the_same_judgement_as_here_finished_or_forwarded(layer):
             assert jp.result() == here
             for size in (1, 7, 1000):
                 assert jp.judge_stream(p, _chunked(run, size), batch=5) == here
+            # the stream made after the job is sent; batches growing from 8 to the default
+            assert jp.judge_stream(p, lambda: _chunked(run, 3)) == here
+
+
+def test_a_stream_that_does_not_start_raises_here_and_the_process_goes_on():
+    cases = list(_model_runs("os", 4, 5))
+    with JudgeProcess(lambda p, r: judge(p, r, "model", cases[0][2])) as jp:
+        def broken():
+            raise OSError("no target process")
+        for p, run, facts in cases:
+            with pytest.raises(OSError, match="no target process"):
+                jp.judge_stream(p, broken)
+            assert jp.judge_stream(p, lambda: _chunked(run, 2)) == judge(p, run, "model", facts)
+            jp.submit(p, run)
+            assert jp.result() == judge(p, run, "model", facts)
 
 
 def test_a_failing_judgement_and_a_run_that_ended_early_cross_too():

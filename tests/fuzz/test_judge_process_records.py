@@ -255,3 +255,27 @@ def test_answers_read_together_are_each_the_judgement_here():
                 jp.submit(p, run)
             for _, _, here in batch:
                 assert jp.result() == here
+
+
+def test_a_judgement_with_outcomes_not_the_runs_own_crosses_entry_by_entry():
+    from memspec.records import Judgement, Outcome, Verdict
+    outcomes = (Outcome(5), Outcome(errno="EINVAL"), Outcome(7))
+    j = Judgement("t")
+    j.add_pass("c.a", Verdict.PASS, 0, "x", outcomes[0])
+    j.add_pass("c.b", Verdict.PASS, 1, "y", Outcome(errno="EINVAL"))     # equal, not the run's own object
+    j.add_pass("c.c", Verdict.PASS, 2, "z", outcomes[2])
+    light = j.detached(outcomes)
+    back = _crossed(light).attach(outcomes)
+    assert back._checks[1][4] is not outcomes[1] and back._checks[2][4] is outcomes[2]
+    assert back == j
+
+
+def test_outcomes_cross_by_value_as_one_object_and_with_detail_as_themselves():
+    from memspec.records import OK, Outcome
+    a, b = Outcome(0x7000), Outcome(0x7000)
+    a2, b2 = _crossed((a, b))
+    assert a2 == a and a2 is b2                  # one object for equal values
+    assert _crossed(OK) is OK
+    d = Outcome(signal="SIGSEGV", detail=(("errcode", 6),))
+    d2 = _crossed(d)
+    assert d2 == d and d2.detail == d.detail and d2 is not _crossed(d)
