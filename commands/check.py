@@ -180,13 +180,13 @@ class Checker:
             return (target.calls is not None and any(c.name not in target.calls for c in program.calls)
                     or _lacks(facts, program.meta("requires")))
 
-        # the next program runs on the target while this one is judged in a second process
-        # (fuzz/pipeline.py); the target itself, and so the findings pipeline's re-runs, stay on
-        # this thread
+        # the next program runs on the target while this one is judged: here, where the target
+        # runs it in its own process (the native agent), else in a second process (fuzz/pipeline.py);
+        # the target itself, and so the findings pipeline's re-runs, stay on this thread
         from memspec.specs.judge import judge
         # (--coverage measures the model's lines in this process: its judge stays here, on a thread)
         ahead = RunAhead(target, programs, skip=not_applicable, ahead=None if self.o.overlap else False,
-                         judge_in="thread" if self.o.coverage else "process", depth=RUN_AHEAD,
+                         judge_in="thread" if self.o.coverage else None, depth=RUN_AHEAD,
                          judge=lambda program, run: judge(program, run, target.name, facts))
         findings = self._findings(target, facts, layer)
         with ahead:

@@ -103,8 +103,12 @@ class RunAhead(Generic[T]):
     With ``ahead`` and a ``judge``, program k+1 runs on the target (on this thread) while program
     k is judged in a second process (``judge_in="process"``, fuzz/judge_process.py: any target) or
     on a helper thread (``judge_in="thread"``: worth it only beside a target that runs programs
-    in another process).  ``ahead`` defaults to whether that pays: always for the process, for the
-    thread on ``target.runs_elsewhere``.  Without, each
+    in another process), or here (``judge_in="here"``: a target that can ``start`` a program in
+    its own process and read its run later, ``finish()``).  The default (``judge_in=None``) is
+    ``here`` where the target can -- its program runs in its own process while this one judges,
+    and nothing crosses to a second process of ours -- and the second process elsewhere.  ``ahead``
+    defaults to whether that pays: always but for the thread, for the thread on
+    ``target.runs_elsewhere``.  Without, each
     program is run, then judged, when the caller asks for it: the plain loop.  Leaving early or
     by an exception (an interrupt) abandons the judgement in progress; no run is ever left in
     flight, since runs happen on the caller's thread."""
@@ -112,9 +116,14 @@ class RunAhead(Generic[T]):
     def __init__(self, target: Any, programs: Iterable[tuple[T, Program]],
                  skip: Callable[[Program], bool] = lambda p: False, observe: str = "end",
                  ahead: bool | None = None, judge: Callable[[Program, Any], Any] | None = None,
-                 judge_in: str = "process", depth: int = 1) -> None:
-        if judge_in not in ("process", "thread"):
-            raise ValueError(f"judge_in is 'process' or 'thread', not {judge_in!r}")
+                 judge_in: str | None = None, depth: int = 1) -> None:
+        can_start = callable(getattr(target, "start", None))
+        if judge_in is None:        # the target runs the next program in its own process meanwhile, or ours does
+            judge_in = "here" if can_start else "process"
+        if judge_in not in ("process", "thread", "here"):
+            raise ValueError(f"judge_in is 'process', 'thread' or 'here', not {judge_in!r}")
+        if judge_in == "here" and not can_start:
+            raise ValueError(f"judge_in='here' needs a target that can start a program ({type(target).__name__} cannot)")
         if depth < 1:
             raise ValueError(f"depth is at least 1, not {depth}")
         self.judge_in = judge_in
@@ -129,7 +138,7 @@ class RunAhead(Generic[T]):
         if ahead is None:
             # a judge in a second process runs beside any target's run; a helper thread only beside a
             # run that happens in another process (the interpreter lock is the run's otherwise)
-            ahead = judge_in == "process" or bool(getattr(target, "runs_elsewhere", False))
+            ahead = judge_in != "thread" or bool(getattr(target, "runs_elsewhere", False))
         self.ahead = ahead and judge is not None
         self._helper: Any = None             # a _Judge (thread) or a JudgeProcess
 
@@ -151,6 +160,9 @@ class RunAhead(Generic[T]):
             return
         if self.judge_in == "process":
             yield from self._queued()
+            return
+        if self.judge_in == "here":
+            yield from self._here()
             return
         pending = self._next()
         first = True
@@ -214,6 +226,38 @@ class RunAhead(Generic[T]):
                 hold = False
             yield tag, program, run, judgement
 
+    def _here(self) -> Iterator[tuple[T, Program, Any, Any]]:
+        """The loop that judges here: program k+1 is started on the target (its requests sent; it
+        runs in the target's process), program k judged on this thread, then k+1's run read to its
+        end, and only then is program k handed over -- so no run is in flight while the caller has
+        the target.  A run that did not end cleanly is handed over before the next one starts."""
+        current = self._next()
+        while current is not None:
+            tag, program, run = current
+            clean = run is None or _clean(run)
+            upcoming = started = None
+            if clean:
+                upcoming = self._following()
+                if upcoming is not None and not self._skip(upcoming[1]):
+                    started = self.target.start(upcoming[1], observe=self._observe)
+            try:
+                judgement = self._judged(program, run)
+            except BaseException:
+                if started is not None:
+                    self.target.abandon(started)    # nothing left running when the error leaves
+                raise
+            if upcoming is not None:
+                following: Any = (upcoming[0], upcoming[1], None if started is None else started.finish())
+            else:
+                following = None if clean else _LATER      # after an unclean run: once it is handed over
+            yield tag, program, run, judgement
+            current = self._next() if following is _LATER else following
+
+    def _following(self) -> tuple[T, Program] | None:
+        for tag, program in self._programs:
+            return tag, program
+        return None
+
     def _start_helper(self) -> Any:
         if self.judge_in == "thread":
             return _Judge(self._judge_fn)    # type: ignore[arg-type]
@@ -241,6 +285,9 @@ RUN_AHEAD = 8
 
 # a judgement asked of the judge's process, not yet taken
 _ASKED = object()
+
+# the next program of the loop that judges here, to be run once the caller has taken this one
+_LATER = object()
 
 
 def _clean(run: Any) -> bool:

@@ -307,10 +307,39 @@ class AgentTarget(ProtocolTarget):
             return super().run(program, observe)
         return AgentStream(self, program, observe).finish()
 
+    def start(self, program: Program, observe: str = "end") -> Any:
+        """Start ``program``: its requests sent (a window's worth; the rest as ``finish()`` reads
+        the replies), run by the agent while the caller does something else (``RunAhead`` judges
+        the program before); ``finish()`` gives what ``run`` gives."""
+        if not (self.pipelined and self._hello.get("pipeline")) or program.layer != "os":
+            return Ran(self.run(program, observe))
+        s = AgentStream(self, program, observe)
+        if s.result is None:
+            s._send()
+        return s
+
+    def abandon(self, started: Any) -> None:
+        """Give up a started run without reading it (an error or an interrupt while it ran): the
+        agent is ended, and the next program starts a new one."""
+        if isinstance(started, AgentStream) and started.result is None:
+            started.peer.kill()
+            started.result = RunResult(tuple(started.outcomes), tuple(started.observations), RunStatus.ERROR,
+                                       "abandoned")
+
     def stream(self, program: Program) -> "AgentStream":
         """The run of ``program`` read as the agent answers (``specs.judge.judge`` judges call k
         while the agent runs the calls after it); ``finish()`` is what ``run`` returns."""
         return AgentStream(self, program, "end", WINDOW if self.pipelined else 0)
+
+
+class Ran:
+    """A run already over, as ``AgentTarget.start`` gives it where the program is not pipelined."""
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+
+    def finish(self) -> RunResult:
+        return self.result
 
 
 class AgentStream:
