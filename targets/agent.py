@@ -38,7 +38,7 @@ from memspec.protocol import (ProtocolViolation, call_message, encode, fast_repl
 from memspec.records import Observation, Outcome, RunResult, RunStatus
 
 from .base import SessionFailed
-from .protocol import ProtocolSession, ProtocolTarget
+from .protocol import RESET_LINE, RESET_REPLY, ProtocolSession, ProtocolTarget
 from .toolchain import building, cache_dir
 
 SOURCE = "agent.c"
@@ -313,7 +313,7 @@ class AgentTarget(ProtocolTarget):
         the program before); ``finish()`` gives what ``run`` gives."""
         if not (self.pipelined and self._hello.get("pipeline")) or program.layer != "os":
             return Ran(self.run(program, observe))
-        s = AgentStream(self, program, observe)
+        s = AgentStream(self, program, observe, reset_ahead=True)
         if s.result is None:
             s._send()
         return s
@@ -351,9 +351,11 @@ class AgentStream:
     make it (``_bounds``).  The replies are read as many lines at a time as the pipe holds and
     decoded by ``fast_reply`` (the common reply lines) or by json (everything else)."""
 
-    def __init__(self, target: AgentTarget, program: Program, observe: str, window: int = WINDOW) -> None:
-        self.program = program
+    def __init__(self, target: AgentTarget, program: Program, observe: str, window: int = WINDOW,
+                 reset_ahead: bool = False) -> None:
+        self.target, self.program, self.observe = target, program, observe
         self.window = window        # 0: one request at a time
+        self.reset: int | None = None       # the id of a reset sent with the first requests, not yet answered
         self.outcomes: list[Outcome] = []
         self.observations: list[tuple[int, Observation]] = []
         self.seen_at: dict[int, Observation] = {}
@@ -364,12 +366,20 @@ class AgentStream:
         self.at = 0                 # the next of ``lines`` to decode
         # the reset stays a round trip of its own: sent in one write with the program's first
         # requests it saved the harness a wakeup a program, but the run alone made 20-30 % fewer
-        # programs/s on a loaded machine
-        try:
-            self.peer = target._peer()
-        except TargetError as e:
-            self.result = RunResult((), (), RunStatus.CRASH, f"no target process at call 1: {e}")
-            return
+        # programs/s on a loaded machine.  A program started to run while the harness does something
+        # else (``AgentTarget.start``, ``reset_ahead``) sends it with them: its answer is read first,
+        # and a live agent that does not give it is replaced and the program run again (``_reset_answered``)
+        live = target._live
+        if reset_ahead and live is not None and not live.dead and live.p.poll() is None:
+            self.peer = live
+            live.ident += 1
+            self.reset = live.ident
+        else:
+            try:
+                self.peer = target._peer()
+            except TargetError as e:
+                self.result = RunResult((), (), RunStatus.CRASH, f"no target process at call 1: {e}")
+                return
         self.first = self.peer.ident + 1        # the id of request 0
         self.kinds, self.fmts = _template(program, observe)
         n = len(self.fmts)
@@ -386,8 +396,43 @@ class AgentStream:
         upto = min(upto, len(self.kinds))
         if upto > sent:
             first = self.first
-            _write(self.peer, b"".join([f % (first + j) for j, f in enumerate(self.fmts[sent:upto], sent)]))
+            data = b"".join([f % (first + j) for j, f in enumerate(self.fmts[sent:upto], sent)])
+            if sent == 0 and self.reset is not None:
+                data = RESET_LINE % self.reset + data
+            _write(self.peer, data)
             self.sent = upto
+
+    def _reset_answered(self) -> bool:
+        """Read the answer to a reset sent with the first requests.  Where it is not the answer
+        (the agent died, or said something else), the agent is replaced and the program run again
+        from its start on the new one: this stream then holds that run, and False is returned."""
+        peer = self.peer
+        try:
+            if self.at == len(self.lines):
+                self.lines, self.at = peer.receive_lines("reset"), 0
+            line = self.lines[self.at]
+            if line == RESET_REPLY % self.reset:
+                self.at += 1
+                self.reset = None
+                return True
+            r = peer.decode_line(line, "reset")
+            if r.get("type") == "reply" and r.get("id") == self.reset and r.get("value", 0) == 0:
+                self.at += 1
+                self.reset = None
+                return True
+        except SessionFailed:
+            pass
+        peer.kill()
+        again = AgentStream(self.target, self.program, self.observe, self.window).finish()
+        self.outcomes[:] = again.outcomes
+        self.observations[:] = again.observations
+        self.seen_at.clear()
+        for i, obs in again.observations:
+            self.seen_at.setdefault(i, obs)
+        self.lines, self.at, self.reset = [], 0, None
+        self.got = self.sent = len(self.kinds)
+        self.result = again
+        return False
 
     def _what(self, k: int) -> str:
         i = self.kinds[k]
@@ -397,6 +442,8 @@ class AgentStream:
         """Send what the window allows, then read the replies there are (at least one)."""
         if self.sent < len(self.kinds):
             self._send()
+        if self.reset is not None and not self._reset_answered():
+            return
         try:
             if self.at == len(self.lines):
                 self.lines, self.at = self.peer.receive_lines(self._what(self.got)), 0

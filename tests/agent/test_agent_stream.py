@@ -93,3 +93,38 @@ def test_the_window_counts_each_request_at_most_what_it_can_be():
             for k in range(j, len(lines) + 1):
                 assert ends[k] - ends[j] >= sum(map(len, lines[j:k]))
         assert ends[-1] - sum(map(len, lines)) <= len(lines) * len(str(first + len(fmts)))
+
+
+def test_a_started_program_sends_its_reset_with_its_requests_and_reads_it_first(fake):
+    assert fake.run(_program(20, -1, "")).status is RunStatus.OK
+    before = fake._live.ident
+    s = fake.start(_program(300, -1, ""))
+    assert s.reset == before + 1 and s.sent > 0         # the reset, then the first window, in one write
+    run = s.finish()
+    assert run.status is RunStatus.OK and _values_in_step(run, 300), run.message
+    assert run.outcomes[0].value == (before + 2) * 4096     # the same process: ids go on after the reset's
+
+
+def test_a_started_program_whose_reset_is_not_answered_runs_again_on_a_new_process(fake):
+    # a reply too many left in the pipe by the last program: the reset's answer is that line
+    run = fake.run(_program(50, 49, "munlock(0x100000000000, 4096)\n"), observe="none")
+    assert run.status is RunStatus.OK
+    old = fake._live
+    s = fake.start(_program(300, -1, ""))
+    assert s.reset is not None
+    again = s.finish()
+    assert again.status is RunStatus.OK and _values_in_step(again, 300), again.message
+    assert again.outcomes[0].value == 4096 and old.dead and fake._live is not old     # a new process's first id
+    assert s.outcomes == list(again.outcomes) and s.seen_at.keys() == {299}
+    # a process that died between programs: the reset goes as a round trip of its own, to a new one
+    fake._live.p.kill()
+    fake._live.p.wait()
+    s = fake.start(_program(10, -1, ""))
+    assert s.reset is None and s.finish().status is RunStatus.OK
+
+
+def test_a_started_program_given_up_leaves_a_working_target(fake):
+    s = fake.start(_program(300, -1, ""))
+    fake.abandon(s)
+    assert s.result is not None and s.result.status is RunStatus.ERROR
+    assert _values_in_step(fake.run(_program(30, -1, "")), 30)
