@@ -1,10 +1,13 @@
 """check_overlap: programs judged per second with the judge overlapping the run, against max(run, judge).
 
-The ``linux`` target runs each program in a forked child, so while it runs the harness
-only waits.  ``memspec check`` judges program k while the programs after it run, up to
-``RUN_AHEAD`` of them ahead of the judgement it waits for (fuzz/pipeline.RunAhead; ``compare``
-the same).  Numerator: a stream of seeded random os programs, run and
-judged that way.  Denominator: the rate the stream would have if its wall time were
+The ``linux`` target runs each program in a process of the native agent, so while it runs the
+harness only waits.  ``memspec check`` judges program k while program k+1 runs there: the
+agent is sent program k+1 and runs it in its own process while this process judges program k
+(fuzz/pipeline.RunAhead, ``judge_in="here"``, the default for a target that can ``start`` a
+program).  Numerator: a stream of seeded random os programs, run and judged that way.  The
+breakdown also times the other way, the judge in a second process up to ``RUN_AHEAD`` programs
+behind the run (``second_process``: what ``compare`` and the fuzz loop do, and check on a target
+that cannot start a program).  Denominator: the rate the stream would have if its wall time were
 max(run, judge): the same programs run one after the other (all runs timed together),
 then judged one after the other (all judging timed together), n / max(the two).  A ratio
 near 1 means the two overlap fully; the plain loop would give run x judge / (run + judge)
@@ -30,7 +33,7 @@ from memspec.commands.bench import Pair, Unavailable
 NAME = "check_overlap"
 GOAL = 0.9
 UNIT = "programs/s"
-NUMERATOR = "os programs run on `linux` and judged, the next one running while this one is judged"
+NUMERATOR = "os programs run on `linux` (the native agent) and judged, the next one running in the agent's process while this one is judged here"
 DENOMINATOR = "n / max(time to run them all, time to judge them all), each measured alone"
 
 
@@ -49,14 +52,20 @@ def setup(quick: bool) -> Pair:
     facts = target.facts()
     programs = list(random_programs("os", 40 if quick else 150, 7, target.calls, facts))
     n = len(programs)
-    parts: dict[str, list[float]] = {"run_only": [], "judge_only": []}
+    parts: dict[str, list[float]] = {"run_only": [], "judge_only": [], "second_process": []}
 
-    def overlapped() -> float:
+    def stream(judge_in: str | None) -> float:
         t0 = time.perf_counter()
-        with RunAhead(target, programs, judge=lambda p, r: judge(p, r, target.name, facts), depth=RUN_AHEAD) as ra:
+        with RunAhead(target, programs, judge=lambda p, r: judge(p, r, target.name, facts), depth=RUN_AHEAD,
+                      judge_in=judge_in) as ra:
             for _ in ra:
                 pass
         return n / (time.perf_counter() - t0)
+
+    def overlapped() -> float:
+        rate = stream(None)         # as check does: here, where the target can start a program
+        parts["second_process"].append(stream("process"))
+        return rate
 
     def bound() -> float:
         t0 = time.perf_counter()
