@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from memspec.consts import PAGE_SIZE
 
-from . import pressure
+from . import fault_runs, pressure
 from .os.state import PAGE_MASK, PROT_R, PROT_W, PROT_X, Mm, OsState, Pte, Vma, flush_tlb_page, zap_pte
 from .pages import ZERO_PAGE, Page
 from .pte import EXEC, READ, WRITE, ErrCode
@@ -324,19 +324,32 @@ def populate(sys: OsState, mm: Mm, start: int, end: int) -> None:
     cached: so the kernel counts such a load as a minor fault, or (without the retry) a major
     one.  The model counts it as a fault that may be minor, never as a sure major fault."""
     majflt = mm.majflt
+    runs = fault_runs.lean(sys, mm)
     for s, e, v in list(mm.mapped_pages(start, end)):
         if not v.prot & (PROT_R | PROT_W | PROT_X) or v.exec_only:
             continue
         kind = WRITE if (v.prot & PROT_W and not v.shared) else READ
-        for page in range(s, e, PAGE_SIZE):
-            hit = mm.vmas.find(page)
-            if hit is None:
+        page, run = s, runs and v.obj is None
+        while page < e:
+            if run:         # a run of fresh private pages in one pass (model.fault_runs), then one page
+                page = fault_runs.anon_run(sys, mm, v, page, e, kind if kind != READ or v.prot & (PROT_R | PROT_W) else EXEC)
+                if page >= e:
+                    break
+            if not _populate_one(sys, mm, page, kind):
                 break
-            if page in mm.guard:
-                continue      # a guard marker: the fault fails, and populate ignores errors
-            fc = do_page_fault(sys, mm, hit[2], page, kind if kind != READ or hit[2].prot & (PROT_R | PROT_W) else EXEC)
-            if fc is not None and fc.kind == "sigkill":
-                break
+            page += PAGE_SIZE
     if mm.majflt > majflt:
         mm.minflt_maybe += mm.majflt - majflt
         mm.majflt = majflt
+
+
+def _populate_one(sys: OsState, mm: Mm, page: int, kind: int) -> bool:
+    """One page of ``populate`` through the whole fault path; False where populate stops in this
+    VMA (the page is no longer mapped, or the process was killed)."""
+    hit = mm.vmas.find(page)
+    if hit is None:
+        return False
+    if page in mm.guard:
+        return True      # a guard marker: the fault fails, and populate ignores errors
+    fc = do_page_fault(sys, mm, hit[2], page, kind if kind != READ or hit[2].prot & (PROT_R | PROT_W) else EXEC)
+    return fc is None or fc.kind != "sigkill"

@@ -31,7 +31,7 @@ from __future__ import annotations
 from memspec.consts import PAGE_SIZE
 from memspec.records import Outcome
 
-from . import invariants
+from . import fault_runs, invariants
 from .expect import Expect, errno, exactly
 from .os.state import PROT_W, Mm, OsState, Pte, Vma, flush_tlb_page, zap_pte
 from .pages import ZERO_PAGE, MemObject, Page
@@ -282,6 +282,10 @@ def materialize_huge(sys: OsState, mm: Mm, base: int, read: bool | None = None) 
     if read is None:
         read = not any(p in mm.anon or (p in mm.pte and mm.pte[p].page is not ZERO_PAGE)
                        for p in range(base, base + HPAGE, PAGE_SIZE))
+    if fault_runs.lean(sys, mm) and fault_runs.huge_run(sys, mm, v, base, read):
+        mm.huge.add(base)       # every piece made in one pass (model.fault_runs)
+        mm.thp_maybe.discard(base)
+        return
     for p in range(base, base + HPAGE, PAGE_SIZE):
         if p in mm.anon:
             continue
@@ -292,7 +296,7 @@ def materialize_huge(sys: OsState, mm: Mm, base: int, read: bool | None = None) 
         page.mapcount = 1
         mm.anon[p] = page
         if read:
-            sys.pfn_loose[id(page)] = "linux.thp.fault-huge"
+            sys.pfn_loose[id(page)] = (page, "linux.thp.fault-huge")
         sys.lru_add(page)
         if t is not None:
             zap_pte(sys, mm, p)
@@ -435,7 +439,7 @@ def pfn_expect(sys: OsState, mm: Mm, addr: int) -> Expect:
         return Expect("linux.mmap.zero-page-shared", Outcome(value=ZERO_PFN), "the zero page's frame",
                       predicate=_some_pfn, impl_defined=True)
     assert isinstance(pg, Page)
-    loose = sys.pfn_loose.get(id(pg))
+    loose = loose_clause(sys, pg)
     if loose is not None:
         return Expect(loose, Outcome(value=pg.pfn or 1),
                       "a frame (the kernel may have replaced it: a huge page made by MADV_COLLAPSE, or by the "
@@ -495,9 +499,16 @@ def pfn_adopt(sys: OsState, mm: Mm, addr: int, o: Outcome) -> None:
             sys.pfn_seen_zero = o.value
         return
     pg = t.page
-    if id(pg) in sys.pfn_loose:
+    if loose_clause(sys, pg) is not None:
         return          # its frame is not known to be one (MADV_COLLAPSE): never adopted
     for pfn in [f for f, p in sys.pfn_seen.items() if p is pg or not _live(sys, p)]:
         del sys.pfn_seen[pfn]
     sys.pfn_seen[o.value] = pg
     sys.pfn_of_page[id(pg)] = (pg, o.value)
+
+
+def loose_clause(sys: OsState, pg: Page) -> str | None:
+    """The clause that lets ``pg``'s frame be any frame (``OsState.pfn_loose``), or None.  The entry
+    is the page's own, not one of a page that had its id before."""
+    hit = sys.pfn_loose.get(id(pg))
+    return hit[1] if hit is not None and hit[0] is pg else None

@@ -18,7 +18,7 @@ from dataclasses import replace
 from memspec.consts import MADV, MS, PAGE_SIZE
 from memspec.records import OK, Outcome
 
-from .. import fault, pressure
+from .. import fault, fault_runs, pressure
 from ..expect import Expect, errno, exactly, or_errno
 from ..pages import MemObject, Page
 from ..pte import READ, WRITE
@@ -348,7 +348,7 @@ def apply_madvise(sys: OsState, proc: str, mm: Mm, o: Outcome, addr: int, length
                         # a fork's child is copied for this process only), so its frame is new
                         # (measured on 6.18: pfn_of before and after differ)
                         pg = t.page
-                        sys.pfn_loose[id(pg)] = "linux.madvise.collapse"
+                        sys.pfn_loose[id(pg)] = (pg, "linux.madvise.collapse")
                         pressure.forget_frame(sys, pg)
         elif advice == M["MADV_WILLNEED"] and v.obj is not None:
             obj = sys.objects[v.obj]
@@ -363,13 +363,20 @@ def _populate(sys: OsState, mm: Mm, start: int, end: int, kind: int) -> None:
     """Fault [start, end) in with ``kind`` faults, as GUP does for MADV_POPULATE_(READ|WRITE);
     a page read from a file may be counted minor after a retry (as ``fault.populate`` says)."""
     majflt = mm.majflt
-    for page in range(start, end, PAGE_SIZE):
+    runs = fault_runs.lean(sys, mm)
+    page = start
+    while page < end:
         hit = mm.vmas.find(page)
         if hit is None:
             break
+        if runs:        # a run of fresh private pages in one pass (model.fault_runs), then one page
+            page = fault_runs.anon_run(sys, mm, hit[2], page, min(end, hit[1]), kind)
+            if page >= min(end, hit[1]):
+                continue
         fc = fault.do_page_fault(sys, mm, hit[2], page, kind)
         if fc is not None and fc.kind == "sigkill":
             break
+        page += PAGE_SIZE
     if mm.majflt > majflt:
         mm.minflt_maybe += mm.majflt - majflt
         mm.majflt = majflt
@@ -515,17 +522,13 @@ def expect_mincore(sys: OsState, mm: Mm, addr: int, length: int) -> Expect:
         return exactly("posix.mincore.residency", Outcome(value=0))
     if not mm.vmas.covers(addr, addr + plen):
         return errno("posix.mincore.enomem-unmapped", "ENOMEM")
-    sure, unsure = 0, 0
-    for i, page in enumerate(range(addr, addr + plen, PAGE_SIZE)):
-        r = _resident(sys, mm, page)
-        if r is None:
-            unsure |= 1 << i
-        elif r:
-            sure |= 1 << i
-    clause = "posix.mincore.residency"
-    if any(mm.vmas.find(p)[2].locked for p in range(addr, addr + plen, PAGE_SIZE)
-           if mm.vmas.find(p) is not None and not mm.vmas.find(p)[2].onfault):
-        clause = "posix.mlock.resident"
+    sure, unsure, locked = 0, 0, False
+    for s, e, v in mm.mapped_pages(addr, addr + plen):      # (the range is covered: its VMAs tile it)
+        here, maybe = _residency(sys, mm, v, s, e)
+        sure |= here << (s - addr) // PAGE_SIZE
+        unsure |= maybe << (s - addr) // PAGE_SIZE
+        locked = locked or (v.locked and not v.onfault)
+    clause = "posix.mlock.resident" if locked else "posix.mincore.residency"
     if not unsure:
         return exactly(clause, Outcome(value=sure))
 
@@ -552,11 +555,34 @@ def _reveals(sys: OsState, mm: Mm, v: Vma) -> bool:
     return bool(obj.mode & 0o002)
 
 
-def _resident(sys: OsState, mm: Mm, page: int) -> bool | None:
+def _residency(sys: OsState, mm: Mm, v: Vma, s: int, e: int) -> tuple[int, int]:
+    """mincore's vector over [s, e) of the VMA ``v``, bit 0 for ``s``: the pages surely resident,
+    and those the model cannot say of (``_resident``, page by page; private anonymous memory
+    that reveals its pages in one loop: guard marker 0, present PTE 1, unknown PTE either, else 0)."""
+    sure, unsure = 0, 0
+    if v.obj is None:
+        pte, maybe, guard = mm.pte, mm.maybe, mm.guard
+        for i, page in enumerate(range(s, e, PAGE_SIZE)):
+            if page in guard:
+                continue
+            if page in pte:
+                sure |= 1 << i
+            elif page in maybe:
+                unsure |= 1 << i
+        return sure, unsure
+    for i, page in enumerate(range(s, e, PAGE_SIZE)):
+        r = _resident(sys, mm, v, page)
+        if r is None:
+            unsure |= 1 << i
+        elif r:
+            sure |= 1 << i
+    return sure, unsure
+
+
+def _resident(sys: OsState, mm: Mm, v: Vma, page: int) -> bool | None:
     """mm/mincore.c: a present PTE is resident; else an anon page is not (unless in swap cache),
-    and a file/shmem page is resident iff it is in the page cache.  None: the model cannot say."""
-    hit = mm.vmas.find(page)
-    v = hit[2]
+    and a file/shmem page is resident iff it is in the page cache.  None: the model cannot say.
+    ``v``: the VMA at ``page``."""
     if not _reveals(sys, mm, v):
         return True
     if page in mm.guard:

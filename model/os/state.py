@@ -371,8 +371,9 @@ class OsState:
         self.pfn_seen_zero = 0
         # pages whose frame the kernel may replace unseen (MADV_COLLAPSE's copy into a new huge
         # page; the huge zero page replaced at the first write): any frame, never adopted
-        # (id of the Page object -> the clause that allows it)
-        self.pfn_loose: dict[int, str] = {}
+        # (id of the Page object -> the page and the clause that allows it: the page is kept, so its id
+        # names no other page while the entry lasts; pressure.loose_clause reads it)
+        self.pfn_loose: dict[int, tuple[Page, str]] = {}
         self.killed: list[str] = []
         self.last_fault: PageFault | None = None
         self.locked_evictions: list[list[str]] = []   # evictions of locked pages (none may happen)
