@@ -60,7 +60,7 @@ EQUIVALENT = os.path.join(ROOT, "benchmarks", "mutation_equivalent.toml")
 # The modules of each layer's model (relative to model/).  Shared helpers (expect, rules,
 # intervals) and the invariants, which a target never runs, are not mutated.
 LAYER_FILES: dict[str, tuple[str, ...]] = {
-    "os": ("mm.py", "fault.py", "pressure.py", "pages.py", "os/access.py", "os/advice.py",
+    "os": ("mm.py", "fault.py", "fault_runs.py", "pressure.py", "pages.py", "os/access.py", "os/advice.py",
            "os/fileio.py", "os/files.py", "os/footprint.py", "os/locking.py", "os/mappings.py",
            "os/observation.py", "os/open_answers.py", "os/pressure_events.py",
            "os/processes.py", "os/sealing.py", "os/state.py", "os/bulk.py", "os/splits.py", "os/limits.py"),
