@@ -143,31 +143,48 @@ class VmaTree(IntervalMap):
     def remove(self, start: int, end: int) -> list:
         if start >= end:
             return []
-        self.ranges.append((start, end))
         hits = self.overlapping(start, end)         # IntervalMap.remove, and the objects it unmapped
+        self.remove_found(start, end, hits)
+        return hits
+
+    def remove_found(self, start: int, end: int, hits: list) -> None:
+        """``remove(start, end)`` where ``hits`` is ``overlapping(start, end)``, asked since the tree's
+        last change (a rule that found the range's VMAs to answer the call: not searched twice)."""
+        if start >= end:
+            return
+        self.ranges.append((start, end))
         if hits:
             self._cut(hits, start, end)
             for _, _, v in hits:
                 if v is not None and v.obj is not None:
                     self.objs.add(v.obj)
-        return hits
 
-    def set(self, start: int, end: int, value: Any) -> None:
+    def set_free(self, start: int, end: int, value: Any) -> None:
+        """``set(start, end, value)`` over a range that holds no VMA (a mapping placed where the rule
+        found no overlap): nothing to remove or replace."""
         if end <= start:
             return
         if value is not None and getattr(value, "obj", None) is not None:
             self.objs.add(value.obj)
+        self.ranges.append((start, end))
+        self._insert(start, end, value)
+
+    def set(self, start: int, end: int, value: Any) -> None:
+        if end <= start:
+            return
         old = self._swap(start, end, value)
+        if old is FREE:
+            self.set_free(start, end, value)
+            return
+        if value is not None and getattr(value, "obj", None) is not None:
+            self.objs.add(value.obj)
         if old is NOT_ONE:
             self.remove(start, end)
             self._insert(start, end, value)
             return
-        # the one VMA of [start, end) replaced in place, or the free range mapped: recorded as
-        # remove + insert record it
+        # the one VMA of [start, end) replaced in place: recorded as remove + insert record it
         self.ranges.append((start, end))
-        if old is FREE:
-            self._insert(start, end, value)
-        elif old is not None and old.obj is not None:
+        if old is not None and old.obj is not None:
             self.objs.add(old.obj)
 
     # the tree's two primitive changes, which set and remove go through, keep the count

@@ -337,7 +337,7 @@ def _placement(sys: OsState, mm: Mm, addr: int, plen: int, bit32: bool, clause: 
     def allowed(o: Outcome) -> str | None:
         if maybe_full and o.errno == "ENOMEM":
             return None
-        if not o.ok or o.value is None:
+        if o.errno is not None or o.signal is not None or o.value is None:     # (not o.ok)
             return f"expected an address, observed {o.describe()}"
         a = o.value
         if a & ~PAGE_MASK:
