@@ -196,38 +196,8 @@ def run_both(program: Program, facts: dict, seed: int, full_every: int = 4) -> i
     """Step ``program`` through the model with runs and the page-by-page one, adopting the same
     outcome (the default, or now and then another the answer allows); compare every answer, the
     state after every call and the invariants' findings.  The calls made."""
-    rng = random.Random(seed)
-    runs, plain = System(Config.from_facts(facts)), PlainFaults(Config.from_facts(facts))
-    env: dict[str, int] = {}
-    made = 0
-    for i, c in enumerate(program.calls):
-        try:
-            args = eval_args(c, env)
-        except KeyError:
-            break
-        proc = c.proc or "main"
-        if proc not in runs.procs:
-            break
-        where = f"call {i}: {c.name}{args}"
-        ea, eb = runs.expect(proc, c.name, args), plain.expect(proc, c.name, args)
-        lean_judge._same_answer(ea, eb, where)
-        o = ea.default
-        if rng.random() < 0.3:
-            others = [x for x in lean_judge._candidates(ea, eb) + _observations(c.name) if ea.judge(x) is None and x != o]
-            if others:
-                o = rng.choice(others)
-        runs.apply(proc, c.name, args, o)
-        plain.apply(proc, c.name, args, o)
-        runs.bind(proc, c.name, c.result, o)
-        plain.bind(proc, c.name, c.result, o)
-        if c.result and o.value is not None and c.name != "fork":
-            bind_result(env, c, o.value)
-        assert snapshot(runs) == snapshot(plain), where
-        full = i % full_every == full_every - 1
-        assert runs.invariants(full=full) == plain.invariants(full=full), where
-        made += 1
-    assert runs.invariants() == plain.invariants()
-    return made
+    return lean_judge.run_both(program, facts, seed, full_every, plain_model=PlainFaults, other=0.3,
+                               more=_observations, state=snapshot)
 
 
 def _observations(name: str) -> list:

@@ -13,6 +13,8 @@ to its remove-and-insert, bookkeeping and all.
 
 from __future__ import annotations
 
+from typing import Any
+
 import importlib.util
 import random
 from pathlib import Path
@@ -87,11 +89,14 @@ def _same_answer(a, b, where: str) -> None:
             assert a.blame(o) == b.blame(o), (where, o)
 
 
-def run_both(program: Program, facts: dict, seed: int, full_every: int = 5, plain_model: type | None = None) -> int:
+def run_both(program: Program, facts: dict, seed: int, full_every: int = 5, plain_model: type | None = None,
+             other: float = 0.25, more: Any = None, state: Any = None) -> int:
     """Step ``program`` through the lean model and the plain one (``plain_model``, by default
-    ``reference_lean.PlainSystem``), adopting the same outcome (the default, or now and then another
-    the answer allows); compare after every call.  The calls made."""
+    ``reference_lean.PlainSystem``), adopting the same outcome (the default, or with odds ``other``
+    another the answer allows, among its candidates and ``more(call name)``); compare after every
+    call (the states as ``state`` gives them, by default ``snapshot``).  The calls made."""
     rng = random.Random(seed)
+    state = state or snapshot
     lean, plain = System(Config.from_facts(facts)), (plain_model or ref.PlainSystem)(Config.from_facts(facts))
     env: dict[str, int] = {}
     made = 0
@@ -107,8 +112,9 @@ def run_both(program: Program, facts: dict, seed: int, full_every: int = 5, plai
         ea, eb = lean.expect(proc, c.name, args), plain.expect(proc, c.name, args)
         _same_answer(ea, eb, where)
         o = ea.default
-        if rng.random() < 0.25:
-            others = [x for x in _candidates(ea, eb) if ea.judge(x) is None and x != o]
+        if rng.random() < other:
+            extra = more(c.name) if more is not None else []
+            others = [x for x in _candidates(ea, eb) + extra if ea.judge(x) is None and x != o]
             if others:
                 o = rng.choice(others)
         lean.apply(proc, c.name, args, o)
@@ -117,7 +123,7 @@ def run_both(program: Program, facts: dict, seed: int, full_every: int = 5, plai
         plain.bind(proc, c.name, c.result, o)
         if c.result and o.value is not None and c.name != "fork":
             bind_result(env, c, o.value)
-        assert snapshot(lean) == snapshot(plain), where
+        assert state(lean) == state(plain), where
         full = i % full_every == full_every - 1
         assert lean.invariants(full=full) == plain.invariants(full=full), where
         made += 1
