@@ -227,27 +227,34 @@ class RunAhead(Generic[T]):
             yield tag, program, run, judgement
 
     def _here(self) -> Iterator[tuple[T, Program, Any, Any]]:
-        """The loop that judges here: program k+1 is started on the target (its requests sent; it
-        runs in the target's process), program k judged on this thread, then k+1's run read to its
-        end, and only then is program k handed over -- so no run is in flight while the caller has
-        the target.  A run that did not end cleanly is handed over before the next one starts."""
+        """The loop that judges here: the next programs (up to ``HERE_AHEAD``) are started on the
+        target -- their requests sent, run one after the other in the target's process -- while
+        program k is judged on this thread; then k+1's run is read to its end and program k handed
+        over.  The target reads any run still in flight to its end before it is asked anything
+        else (a failure's re-runs: ``AgentTarget._settle``).  After a run that did not end cleanly
+        nothing more is started until the caller has taken it (the one started before it was
+        known may run)."""
+        flight: deque[tuple[T, Program, Any]] = deque()
         current = self._next()
         while current is not None:
             tag, program, run = current
             clean = run is None or _clean(run)
-            upcoming = started = None
-            if clean:
+            while clean and len(flight) < HERE_AHEAD:
                 upcoming = self._following()
-                if upcoming is not None and not self._skip(upcoming[1]):
-                    started = self.target.start(upcoming[1], observe=self._observe)
+                if upcoming is None:
+                    break
+                t2, p2 = upcoming
+                flight.append((t2, p2, None if self._skip(p2) else self.target.start(p2, observe=self._observe)))
             try:
                 judgement = self._judged(program, run)
             except BaseException:
-                if started is not None:
-                    self.target.abandon(started)    # nothing left running when the error leaves
+                for _t, _p, started in flight:      # nothing left running when the error leaves
+                    if started is not None:
+                        self.target.abandon(started)
                 raise
-            if upcoming is not None:
-                following: Any = (upcoming[0], upcoming[1], None if started is None else started.finish())
+            if flight:
+                t2, p2, started = flight.popleft()
+                following: Any = (t2, p2, None if started is None else started.finish())
             else:
                 following = None if clean else _LATER      # after an unclean run: once it is handed over
             yield tag, program, run, judgement
@@ -288,6 +295,10 @@ _ASKED = object()
 
 # the next program of the loop that judges here, to be run once the caller has taken this one
 _LATER = object()
+
+# programs the loop that judges here keeps started on the target: the one that runs while a
+# judgement is made, and one queued behind it, so the target is never idle waiting to be asked
+HERE_AHEAD = 2
 
 
 def _clean(run: Any) -> bool:

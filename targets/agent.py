@@ -295,7 +295,20 @@ class AgentTarget(ProtocolTarget):
         out.update(_unreached_limits(facts))
         return out
 
+    def _flight(self) -> list["AgentStream"]:
+        """The runs started (``start``) and not yet read to their ends, oldest first."""
+        return self.__dict__.setdefault("_started", [])
+
+    def _settle(self) -> None:
+        """Read every started run to its end (each keeps its result for its ``finish()``), so that
+        what is asked next is the only thing the agent is doing: a caller that runs a program (a
+        failure's re-run) while runs it started are in flight gets the target to itself."""
+        flight = self._flight()
+        while flight:
+            flight[0].finish()      # (which takes it off the list)
+
     def session(self, layer: str = "os") -> AgentSession:
+        self._settle()
         return AgentSession(self)
 
     def run(self, program: Program, observe: str = "end") -> RunResult:
@@ -303,33 +316,54 @@ class AgentTarget(ProtocolTarget):
         result itself and skips what follows a refused call), the outcomes read as they come:
         one write for many calls instead of a round trip per call.  The same outcomes and
         verdicts as the call-by-call session (tests/agent/test_agent_pipeline.py)."""
+        self._settle()
         if not (self.pipelined and self._hello.get("pipeline")) or program.layer != "os":
             return super().run(program, observe)
         return AgentStream(self, program, observe).finish()
 
     def start(self, program: Program, observe: str = "end") -> Any:
-        """Start ``program``: its requests sent (a window's worth; the rest as ``finish()`` reads
-        the replies), run by the agent while the caller does something else (``RunAhead`` judges
-        the program before); ``finish()`` gives what ``run`` gives."""
+        """Start ``program``: its reset and requests sent, run by the agent while the caller does
+        something else (``RunAhead`` judges the program before); ``finish()`` gives what ``run``
+        gives.  Several may be started: the agent runs them one after the other.  A program goes
+        ahead of the ones in flight only where every request of theirs has gone and all their
+        requests and its own fit the window together (the harness's write then never waits on an
+        agent that waits for its answers to be read); otherwise the runs in flight are read to
+        their ends first."""
         if not (self.pipelined and self._hello.get("pipeline")) or program.layer != "os":
             return Ran(self.run(program, observe))
+        flight = self._flight()
+        if any(f.sent < len(f.kinds) for f in flight):
+            self._settle()
         s = AgentStream(self, program, observe, reset_ahead=True)
         if s.result is None:
+            if flight and sum(f.ends[-1] for f in flight) + s.ends[-1] > WINDOW:
+                self._settle()
             s._send()
+            flight.append(s)
         return s
 
     def abandon(self, started: Any) -> None:
-        """Give up a started run without reading it (an error or an interrupt while it ran): the
-        agent is ended, and the next program starts a new one."""
-        if isinstance(started, AgentStream) and started.result is None:
-            started.peer.kill()
-            started.result = RunResult(tuple(started.outcomes), tuple(started.observations), RunStatus.ERROR,
-                                       "abandoned")
+        """Give up the started runs without reading them (an error or an interrupt while they ran):
+        the agent is ended, and the next program starts a new one."""
+        flight = self._flight()
+        for f in [*flight, started]:
+            if isinstance(f, AgentStream) and f.result is None:
+                f.peer.kill()
+                f.result = RunResult(tuple(f.outcomes), tuple(f.observations), RunStatus.ERROR, "abandoned")
+        flight.clear()
 
     def stream(self, program: Program) -> "AgentStream":
         """The run of ``program`` read as the agent answers (``specs.judge.judge`` judges call k
         while the agent runs the calls after it); ``finish()`` is what ``run`` returns."""
+        self._settle()
         return AgentStream(self, program, "end", WINDOW if self.pipelined else 0)
+
+    def close(self) -> None:
+        for f in self._flight():
+            if f.result is None:
+                f.result = RunResult(tuple(f.outcomes), tuple(f.observations), RunStatus.ERROR, "the target was closed")
+        self._flight().clear()
+        super().close()
 
 
 class Ran:
@@ -501,6 +535,9 @@ class AgentStream:
         if self.result is None:
             self._give_back()
             self.result = RunResult(tuple(self.outcomes), tuple(self.observations))
+        flight = self.target.__dict__.get("_started")
+        if flight and self in flight:
+            flight.remove(self)
         return self.result
 
 

@@ -128,3 +128,23 @@ def test_a_started_program_given_up_leaves_a_working_target(fake):
     fake.abandon(s)
     assert s.result is not None and s.result.status is RunStatus.ERROR
     assert _values_in_step(fake.run(_program(30, -1, "")), 30)
+
+
+def test_started_programs_run_one_after_the_other_and_a_run_meanwhile_waits_for_them(fake):
+    a, b = fake.start(_program(40, -1, "")), fake.start(_program(50, -1, ""))
+    assert fake._flight() == [a, b] and a.sent == len(a.kinds) and b.sent == len(b.kinds)
+    mid = fake.run(_program(30, -1, ""))        # reads both to their ends first
+    assert fake._flight() == [] and a.result is not None and b.result is not None
+    ra, rb = a.finish(), b.finish()
+    assert _values_in_step(ra, 40) and _values_in_step(rb, 50) and _values_in_step(mid, 30)
+    assert ra.outcomes[-1].value < rb.outcomes[0].value < mid.outcomes[0].value     # in that order
+    # a program too big to go with the one in flight: that one is read first
+    c = fake.start(_program(40, -1, ""))
+    big = fake.start(_program(2000, -1, ""))
+    assert c.result is not None and fake._flight() == [big]
+    assert _values_in_step(big.finish(), 2000) and _values_in_step(c.finish(), 40)
+    # given up: every started run ends, and the next program gets a new process
+    d, e = fake.start(_program(20, -1, "")), fake.start(_program(20, -1, ""))
+    fake.abandon(d)
+    assert d.result.status is RunStatus.ERROR and e.result.status is RunStatus.ERROR and fake._flight() == []
+    assert _values_in_step(fake.run(_program(30, -1, "")), 30)

@@ -24,14 +24,15 @@ def _k(program) -> int:
 
 
 class Starter:
-    """A fake target that starts programs: records the order of starts, finishes, runs, abandons."""
+    """A fake target that starts programs, run one after the other as the agent runs them: records
+    the order of starts, finishes, runs and abandons."""
 
     runs_elsewhere = True
 
     def __init__(self, crash: tuple[int, ...] = ()) -> None:
         self.log: list[tuple[str, int]] = []
         self.crash = set(crash)
-        self.in_flight: int | None = None
+        self.in_flight: list[int] = []
 
     def _result(self, k: int) -> RunResult:
         if k in self.crash:
@@ -39,27 +40,29 @@ class Starter:
         return RunResult((Outcome(value=k),), ())
 
     def run(self, program, observe="end"):
-        assert self.in_flight is None, "a run while another is in flight"
+        assert not self.in_flight, "a run while others are in flight"
         self.log.append(("run", _k(program)))
         return self._result(_k(program))
 
     def start(self, program, observe="end"):
-        assert self.in_flight is None, "a start while another is in flight"
         k = _k(program)
-        self.in_flight = k
+        self.in_flight.append(k)
         self.log.append(("start", k))
         target = self
 
         class Started:
             def finish(self):
+                assert target.in_flight[0] == k, "read out of order"
+                target.in_flight.pop(0)
                 target.log.append(("finish", k))
-                target.in_flight = None
                 return target._result(k)
-        return Started()
+        s = Started()
+        s.k = k
+        return s
 
     def abandon(self, started) -> None:
-        self.log.append(("abandon", self.in_flight))
-        self.in_flight = None
+        self.log.append(("abandon", started.k))
+        self.in_flight.remove(started.k)
 
 
 def _judge_on(t: Starter):
@@ -75,14 +78,15 @@ def test_the_default_for_a_target_that_starts_is_here_and_gives_the_plain_loops_
         assert ra.judge_in == "here" and ra.ahead
         got = []
         for tag, program, run, j in ra:
-            assert t.in_flight is None          # nothing runs while the caller holds the target
+            tag_k = int(tag[1:])
+            assert t.in_flight == ([tag_k + 2] if tag_k + 2 < 5 else [])    # and one queued behind it
             got.append((tag, run.outcomes[0].value, j))
     assert got == [(f"p{k}", k, ("judged", k, RunStatus.OK)) for k in range(5)]
-    # program k + 1 started before program k is judged, read after it
-    assert t.log == [("run", 0), ("start", 1), ("judge", 0), ("finish", 1),
-                     ("start", 2), ("judge", 1), ("finish", 2),
-                     ("start", 3), ("judge", 2), ("finish", 3),
-                     ("start", 4), ("judge", 3), ("finish", 4),
+    # programs k + 1 and k + 2 started before program k is judged, k + 1 read after it
+    assert t.log == [("run", 0), ("start", 1), ("start", 2), ("judge", 0), ("finish", 1),
+                     ("start", 3), ("judge", 1), ("finish", 2),
+                     ("start", 4), ("judge", 2), ("finish", 3),
+                     ("judge", 3), ("finish", 4),
                      ("judge", 4)]
     plain = Starter()
     with RunAhead(plain, _programs(5), judge=_judge_on(plain), ahead=False) as ra:
@@ -90,16 +94,18 @@ def test_the_default_for_a_target_that_starts_is_here_and_gives_the_plain_loops_
     assert ("start", 1) not in plain.log
 
 
-def test_an_unclean_run_is_handed_over_before_the_next_starts():
-    t = Starter(crash=(1,))
+def test_nothing_more_starts_after_an_unclean_run_until_it_is_handed_over():
+    t = Starter(crash=(1, 4))
     seen = []
-    with RunAhead(t, _programs(4), judge=_judge_on(t)) as ra:
+    with RunAhead(t, _programs(7), judge=_judge_on(t)) as ra:
         for tag, program, run, j in ra:
             seen.append((tag, run.status))
-            if tag == "p1":
-                assert ("start", 2) not in t.log and ("run", 2) not in t.log
-    assert seen == [("p0", RunStatus.OK), ("p1", RunStatus.CRASH), ("p2", RunStatus.OK), ("p3", RunStatus.OK)]
-    assert ("run", 2) in t.log      # run plainly after the crash was handed over
+            if tag == "p1":         # program 2 was started before program 1's end was known
+                assert ("start", 3) not in t.log and t.in_flight == []
+            if tag == "p4":
+                assert ("start", 6) not in t.log and ("run", 6) not in t.log
+    assert seen == [(f"p{k}", RunStatus.CRASH if k in (1, 4) else RunStatus.OK) for k in range(7)]
+    assert ("start", 3) in t.log and ("start", 6) in t.log
 
 
 def test_skipped_programs_are_never_run_nor_judged_here():
@@ -122,7 +128,7 @@ def test_an_error_of_the_judge_leaves_no_run_in_flight():
         next(it)
         with pytest.raises(ValueError, match="judge exploded"):
             next(it)
-    assert ("abandon", 2) in t.log and t.in_flight is None
+    assert ("abandon", 2) in t.log and ("abandon", 3) in t.log and t.in_flight == []
 
 
 def test_here_is_refused_for_a_target_that_cannot_start():
