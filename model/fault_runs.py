@@ -26,7 +26,7 @@ from __future__ import annotations
 from memspec.consts import PAGE_SIZE
 
 from .os.footprint import PageTable
-from .os.state import HPAGE, PROT_R, PROT_W, PROT_X, Mm, OsState, Pte, Vma
+from .os.state import HPAGE, PROT_R, PROT_W, PROT_X, Mm, OsState, Pte, Vma, policy_node
 from .pages import ZERO_PAGE, FrameTable, Page
 from .pte import EXEC, WRITE, ErrCode
 from .walk import PageFault
@@ -126,9 +126,8 @@ def _frames(sys: OsState, n: int) -> list[int]:
 
 
 def _nodes(sys: OsState, v: Vma, pages: range) -> list[int] | int:
-    """The node of each new page (model.pressure.policy_node, modulo the frame table's nodes):
+    """The node of each new page (model.os.state.policy_node, modulo the frame table's nodes):
     one for the whole run but under MPOL_INTERLEAVE, which places each page by its offset."""
-    from .pressure import policy_node       # (pressure imports this module)
     count = sys.frames.nodes
     if v.policy[0] == 3:
         return [policy_node(sys, v, p) % count for p in pages]

@@ -33,7 +33,7 @@ from memspec.records import Outcome
 
 from . import fault_runs, invariants
 from .expect import Expect, errno, exactly
-from .os.state import PROT_W, Mm, OsState, Pte, Vma, flush_tlb_page, zap_pte
+from .os.state import PROT_W, Mm, OsState, Pte, Vma, flush_tlb_page, policy_node, zap_pte
 from .pages import ZERO_PAGE, MemObject, Page
 
 HPAGE = 2 << 20
@@ -348,16 +348,6 @@ def collapse(sys: OsState, mm: Mm) -> int:
 
 
 # --- NUMA -------------------------------------------------------------------------------
-
-def policy_node(sys: OsState, v: Vma, page: int) -> int:
-    mode, mask = v.policy
-    nodes = [n for n in range(sys.config.nodes) if mask >> n & 1]
-    if mode in (1, 2) and nodes:          # MPOL_PREFERRED, MPOL_BIND
-        return nodes[0]
-    if mode == 3 and nodes:               # MPOL_INTERLEAVE: by page offset in the mapping
-        return nodes[((page - v.origin) // PAGE_SIZE) % len(nodes)]
-    return 0
-
 
 def node_expect(sys: OsState, mm: Mm, addr: int) -> Expect:
     page = addr & ~(PAGE_SIZE - 1)

@@ -585,3 +585,17 @@ def vma_extent(sys: OsState, mm: Mm, addr: int) -> tuple[int, int, Vma] | None:
 def can_do_mlock(mm: Mm) -> bool:
     # mm/mlock.c can_do_mlock: a nonzero RLIMIT_MEMLOCK or CAP_IPC_LOCK
     return mm.memlock_soft != 0 or mm.privileged
+
+
+def policy_node(sys: OsState, v: Vma, page: int) -> int:
+    """The NUMA node ``v``'s memory policy gives a new page at ``page`` (mm/mempolicy.c): the
+    first node of a bound or preferred mask (linux.numa.bind, linux.numa.preferred), the next of
+    an interleaved one by the page's offset in the mapping (linux.numa.interleave), else node 0,
+    where the model's one CPU runs (linux.numa.first-touch)."""
+    mode, mask = v.policy
+    nodes = [n for n in range(sys.config.nodes) if mask >> n & 1]
+    if mode in (1, 2) and nodes:          # MPOL_PREFERRED, MPOL_BIND
+        return nodes[0]
+    if mode == 3 and nodes:               # MPOL_INTERLEAVE: by page offset in the mapping
+        return nodes[((page - v.origin) // PAGE_SIZE) % len(nodes)]
+    return 0
