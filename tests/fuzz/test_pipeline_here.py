@@ -169,3 +169,39 @@ def test_on_the_native_agent_the_same_judgements_as_the_plain_loop():
         assert (len(run.outcomes), run.status, judge(programs[4][1], run, t.name, facts).passed) == got[False][4][1:]
     finally:
         t.close()
+
+
+@pytest.mark.slow
+def test_a_failure_re_run_while_programs_are_in_flight_gets_the_agent_to_itself():
+    # a broken agent (mprotect protects one page short): each failing judgement is re-run on the
+    # target at once, as check's findings do, while the next programs are in flight there
+    from memspec.errors import TargetError
+    from memspec.specs.judge import judge
+    from memspec.targets.agent import AgentTarget
+    try:
+        t = AgentTarget(timeout=20.0, defines=("-DAGENT_BUG_MPROTECT_SHORT",))
+    except TargetError as e:
+        pytest.skip(f"the native agent cannot be built here: {e}")
+    bad = parse("a = mmap(0x100000000000, 0x3000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                "mprotect(a, 0x3000, PROT_READ)\nstore(a+0x2000, 1)\n")
+    good = parse("a = mmap(0x100000000000, 0x3000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                 "store(a+0x1000, 7)\nb = load(a+0x1000)\nmunmap(a, 0x3000)\n")
+    programs = [(f"p{i}", bad if i % 3 == 1 else good) for i in range(12)]
+    try:
+        facts = t.facts()
+        t.run(good)
+        agent = t._live.p.pid
+        seen = []
+        with RunAhead(t, programs, judge=lambda p, r: judge(p, r, t.name, facts)) as ra:
+            assert ra.judge_in == "here"
+            for tag, p, run, j in ra:
+                failure = j.failure
+                seen.append((tag, None if failure is None else (failure.index, failure.clause)))
+                if failure is not None:
+                    again = judge(p, t.run(p), t.name, facts)        # the re-run, mid-flight
+                    assert again.failure is not None and (again.failure.index, again.failure.clause) == \
+                        (failure.index, failure.clause)
+        assert seen == [(f"p{i}", (2, "posix.mmap.prot-enforced-write") if i % 3 == 1 else None) for i in range(12)]
+        assert t._live.p.pid == agent       # the runs in flight were read first, not lost with a new agent
+    finally:
+        t.close()
