@@ -143,11 +143,12 @@ class RunAhead(Generic[T]):
         self._helper: Any = None             # a _Judge (thread) or a JudgeProcess
 
     def _next(self) -> tuple[T, Program, Any] | None:
-        for tag, program in self._programs:
-            if self._skip(program):
-                return tag, program, None
-            return tag, program, self.target.run(program, observe=self._observe)
-        return None
+        """The next program and its run (None where ``skip`` says not to run it)."""
+        item = self._following()
+        if item is None:
+            return None
+        tag, program = item
+        return tag, program, None if self._skip(program) else self.target.run(program, observe=self._observe)
 
     def _judged(self, program: Program, run: Any) -> Any:
         return None if self._judge_fn is None or run is None else self._judge_fn(program, run)
@@ -261,6 +262,7 @@ class RunAhead(Generic[T]):
             current = self._next() if following is _LATER else following
 
     def _following(self) -> tuple[T, Program] | None:
+        """The next program, not run."""
         for tag, program in self._programs:
             return tag, program
         return None
